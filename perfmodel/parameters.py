@@ -1,0 +1,147 @@
+"""Exact parameter counts of a ModelSpec, by component.
+
+Counts follow the weight shapes of the reference implementations (HF transformers modeling
+files): e.g. Llama-2-7B = 32 x (4*4096^2 + 3*4096*11008 + 2*4096) + 2*32000*4096 + 4096
+= 6,738,415,616 (Touvron et al. 2023, arXiv 2307.09288; HF model card). The per-component
+split is what tensor/pipeline/expert parallelism shard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .specs.model import ModelSpec
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    """Parameters per component. Per-layer figures are for one layer of that kind."""
+
+    word_embedding: int  # vocab x hidden (vocab-parallel under TP)
+    position_embedding: int  # learned positions (replicated)
+    embedding_norm: int
+    attention: int  # per layer: projections and their biases (TP-sharded part)
+    attention_replicated: int  # per layer: MLA down-projections and latent norms (not TP-sharded)
+    layer_norms: int  # per layer
+    dense_mlp: int  # per dense layer
+    expert: int  # per routed expert
+    shared_experts: int  # per MoE layer, all shared experts together
+    router: int  # per MoE layer
+    final_norm: int
+    lm_head: int  # 0 when tied to the word embedding
+    num_layers: int
+    num_dense_layers: int
+    num_moe_layers: int
+    num_experts: int
+    top_k: int
+
+    @property
+    def per_dense_layer(self) -> int:
+        return self.attention + self.attention_replicated + self.layer_norms + self.dense_mlp
+
+    @property
+    def per_moe_layer(self) -> int:
+        return (
+            self.attention + self.attention_replicated + self.layer_norms
+            + self.num_experts * self.expert + self.shared_experts + self.router
+        )
+
+    @property
+    def per_moe_layer_active(self) -> int:
+        return (
+            self.attention + self.attention_replicated + self.layer_norms
+            + self.top_k * self.expert + self.shared_experts + self.router
+        )
+
+    @property
+    def embeddings(self) -> int:
+        return self.word_embedding + self.position_embedding + self.embedding_norm
+
+    @property
+    def head(self) -> int:
+        return self.final_norm + self.lm_head
+
+    @property
+    def total(self) -> int:
+        return (
+            self.embeddings + self.head + self.num_dense_layers * self.per_dense_layer
+            + self.num_moe_layers * self.per_moe_layer
+        )
+
+    @property
+    def active(self) -> int:
+        """Parameters touched per token (MoE: top-k routed experts + shared experts)."""
+        return (
+            self.embeddings + self.head + self.num_dense_layers * self.per_dense_layer
+            + self.num_moe_layers * self.per_moe_layer_active
+        )
+
+    @property
+    def non_embedding(self) -> int:
+        return self.total - self.word_embedding - self.position_embedding - self.lm_head
+
+
+def norm_params(model: ModelSpec, width: int) -> int:
+    """LayerNorm has a scale and (usually) a bias; RMSNorm a scale only."""
+    return 2 * width if (model.norm == "layernorm" and model.norm_bias) else width
+
+
+def mlp_params(model: ModelSpec, ffn: int) -> int:
+    """Gated MLP: gate, up (h x f) and down (f x h); plain MLP: up and down."""
+    h = model.hidden_size
+    mats = 3 if model.gated_mlp else 2
+    bias = ((2 if model.gated_mlp else 1) * ffn + h) if model.mlp_bias else 0
+    return mats * h * ffn + bias
+
+
+def attention_params(model: ModelSpec) -> tuple[int, int]:
+    """(TP-sharded, replicated) attention parameters of one layer."""
+    h, nh = model.hidden_size, model.num_heads
+    if model.mla:
+        m = model.mla
+        sharded, replicated = 0, 0
+        if m.q_lora_rank:
+            replicated += h * m.q_lora_rank + norm_params(model, m.q_lora_rank)
+            sharded += m.q_lora_rank * nh * m.qk_head_dim
+        else:
+            sharded += h * nh * m.qk_head_dim
+        replicated += h * (m.kv_lora_rank + m.qk_rope_head_dim) + norm_params(model, m.kv_lora_rank)
+        sharded += m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim)
+        sharded += nh * m.v_head_dim * h + (h if model.attn_out_bias else 0)
+        return sharded, replicated
+    hd, kv = model.hd, model.kv_heads
+    q, k_v = nh * hd, kv * hd
+    sharded = h * (q + 2 * k_v) + q * h
+    if model.qkv_bias:
+        sharded += q + 2 * k_v
+    if model.attn_out_bias:
+        sharded += h
+    return sharded, 0
+
+
+def param_counts(model: ModelSpec) -> ParamCounts:
+    h, v = model.hidden_size, model.vocab_size
+    attn, attn_rep = attention_params(model)
+    moe = model.moe
+    positions = 0
+    if model.position_embedding == "learned":
+        positions = (model.position_embedding_size or model.max_position_embeddings) * h
+    return ParamCounts(
+        word_embedding=v * h,
+        position_embedding=positions,
+        embedding_norm=norm_params(model, h) if model.embedding_norm else 0,
+        attention=attn,
+        attention_replicated=attn_rep,
+        layer_norms=model.norms_per_layer * norm_params(model, h),
+        dense_mlp=mlp_params(model, model.ffn_hidden_size),
+        expert=mlp_params(model, moe.expert_ffn_hidden_size) if moe else 0,
+        shared_experts=(moe.num_shared_experts * mlp_params(model, moe.shared_ffn)) if moe else 0,
+        router=(h * moe.num_experts + (moe.num_experts if moe.router_bias else 0)) if moe else 0,
+        final_norm=norm_params(model, h) if model.final_norm else 0,
+        lm_head=0 if model.tie_embeddings else v * h + (v if model.lm_head_bias else 0),
+        num_layers=model.num_layers,
+        num_dense_layers=model.num_dense_layers,
+        num_moe_layers=model.num_moe_layers,
+        num_experts=moe.num_experts if moe else 0,
+        top_k=moe.top_k if moe else 0,
+    )

@@ -1,0 +1,153 @@
+"""Hardware schemas: devices (GPUs and other accelerators), interconnects, node presets.
+
+One YAML file per item under ``hardware_specs/{devices,interconnects,nodes}/``; every number
+is traceable to a source (``sources`` with title and URL; ``field_sources`` maps groups of
+fields to source ids). Conventions (from shared/reference/hardware_reference.md):
+
+* FLOP/s are dense (no 2:4 sparsity), in TFLOP/s (TOPS for int8/int4), decimal units.
+* fp16/bf16/fp8 on GeForce cards are the FP32-accumulate tensor rates (what cuBLAS GEMMs in
+  PyTorch use), i.e. half the marketed FP16-accumulate rate.
+* Bandwidths are GB/s = 1e9 B/s. Link bandwidths are stored per direction.
+* GPU memory capacity ``memory_gb`` is the vendor's figure, which for GPU memory is binary
+  (an "80 GB" A100 reports 81920 MiB in nvidia-smi), so ``memory_bytes`` = memory_gb * 2**30.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ..errors import SpecError
+from .common import Source, Strict
+
+PEAK_KEYS = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4", "fp4")
+
+
+class ScaleUpLink(Strict):
+    """The GPU's own high-bandwidth peer link (NVLink, Infinity Fabric)."""
+
+    interconnect: str  # id of a file in hardware_specs/interconnects/
+    links: int | None = Field(default=None, ge=1)
+    bandwidth_gbps_bidir: float = Field(gt=0)
+
+
+class DeviceSpec(Strict):
+    """One accelerator (or a CPU used as a calibration target)."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
+    kind: Literal["gpu", "accelerator", "cpu"] = "gpu"
+    vendor: str
+    name: str
+    architecture: str | None = None
+    chip: str | None = None
+    compute_capability: str | None = None
+    sm_count: int | None = Field(default=None, ge=1)  # SMs (NVIDIA) or CUs (AMD)
+    boost_clock_mhz: float | None = Field(default=None, gt=0)
+    peak_tflops: dict[str, float | None]  # dense, keys from PEAK_KEYS; int8/int4 in TOPS
+    memory_gb: float = Field(gt=0)
+    memory_type: str | None = None
+    memory_bandwidth_gbps: float = Field(gt=0)
+    l2_cache_mb: float | None = Field(default=None, ge=0)
+    smem_per_sm_kb: float | None = Field(default=None, gt=0)
+    tdp_w: float | None = Field(default=None, gt=0)
+    host_link: str | None = None  # interconnect id, e.g. pcie-gen4-x16
+    scale_up: ScaleUpLink | None = None
+    default_node: str | None = None  # node preset id used when a scenario names none
+    sources: list[Source] = Field(min_length=1)
+    field_sources: dict[str, list[str]] = Field(default_factory=dict)
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _check_peaks(self) -> DeviceSpec:
+        unknown = set(self.peak_tflops) - set(PEAK_KEYS)
+        if unknown:
+            raise SpecError(
+                f"peak_tflops has unknown dtype(s) {sorted(unknown)}; valid: {list(PEAK_KEYS)}"
+            )
+        for key, value in self.peak_tflops.items():
+            if value is not None and value <= 0:
+                raise SpecError(f"peak_tflops.{key} must be > 0 or null, got {value}")
+        return self
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.memory_gb * 2**30
+
+    @property
+    def memory_bandwidth(self) -> float:
+        """Peak memory bandwidth in B/s."""
+        return self.memory_bandwidth_gbps * 1e9
+
+    def supported_dtypes(self) -> list[str]:
+        return [k for k in PEAK_KEYS if self.peak_tflops.get(k)]
+
+    def peak_flops(self, dtype: str) -> float:
+        """Dense peak FLOP/s (OP/s for integer formats) for matrix math in ``dtype``.
+
+        A format without a hardware path falls back to the next wider one that the device
+        runs (e.g. bf16 on V100 runs at fp32 rate, fp8 on A100 at fp16/bf16 rate), because
+        frameworks upcast in that case; int4 weight-only kernels compute in fp16/bf16.
+        """
+        for key in _FALLBACK.get(dtype, (dtype,)):
+            value = self.peak_tflops.get(key)
+            if value:
+                return value * 1e12
+        raise SpecError(
+            f"device {self.id!r} has no peak for dtype {dtype!r}; "
+            f"it defines {self.supported_dtypes()}"
+        )
+
+
+_FALLBACK: dict[str, tuple[str, ...]] = {
+    "fp32": ("fp32",),
+    "tf32": ("tf32", "fp32"),
+    "fp16": ("fp16", "bf16", "fp32"),
+    "bf16": ("bf16", "fp16", "fp32"),
+    "fp8": ("fp8", "bf16", "fp16", "fp32"),
+    "int8": ("int8", "fp16", "bf16", "fp32"),
+    "int4": ("int4", "int8", "fp16", "bf16", "fp32"),
+}
+
+
+class InterconnectSpec(Strict):
+    """A link or fabric. Bandwidth is per direction: per GPU for scale-up fabrics, per port
+    (NIC) for scale-out networks and per x16 slot for PCIe."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
+    kind: Literal[
+        "nvlink", "nvswitch", "pcie", "infiniband", "roce", "ethernet", "infinity-fabric",
+        "nvlink-c2c", "efa",
+    ]
+    name: str
+    bandwidth_gbps: float = Field(gt=0)  # per direction, GB/s
+    latency_us: float | None = Field(default=None, gt=0)
+    nvls: bool = False  # in-switch reductions (NVLink SHARP)
+    # GPUs that this fabric connects all-to-all (8 for an HGX NVSwitch board, 2 for NVLink
+    # bridge pairs); None = no limit. Traffic between GPUs outside one domain falls back to
+    # the device's host link (PCIe).
+    domain_size: int | None = Field(default=None, ge=2)
+    sources: list[Source] = Field(min_length=1)
+    notes: str | None = None
+
+    @property
+    def bandwidth(self) -> float:
+        """Per-direction bandwidth in B/s."""
+        return self.bandwidth_gbps * 1e9
+
+
+class NodeSpec(Strict):
+    """A server preset: GPUs per node, intra-node fabric, scale-out NICs, host memory."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
+    name: str
+    device: str | None = None  # device id this preset is built around (None: any)
+    gpus_per_node: int = Field(ge=1)
+    intra_node: str  # interconnect id
+    inter_node: str | None = None  # interconnect id of one NIC port
+    nics_per_node: int = Field(default=0, ge=0)
+    host_memory_gb: float | None = Field(default=None, gt=0)
+    host_memory_bandwidth_gbps: float | None = Field(default=None, gt=0)
+    nvme_read_gbps: float | None = Field(default=None, gt=0)
+    sources: list[Source] = Field(min_length=1)
+    notes: str | None = None

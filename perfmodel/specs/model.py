@@ -1,0 +1,151 @@
+"""Model architecture schema: a HuggingFace-config-like description of a decoder-only LLM.
+
+Exact enough to count every parameter of the released checkpoints (tests check published
+totals): GQA/MQA through ``num_kv_heads``, MLA (DeepSeek-V2/V3) through ``mla``, gated MLPs
+(SwiGLU/GeGLU), biases, tied embeddings, learned/rotary/ALiBi positions, and MoE (routed and
+shared experts, dense leading layers).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ..errors import SpecError
+from .common import Source, Strict
+
+
+class MoESpec(Strict):
+    """Mixture of experts (Shazeer et al. 2017; Fedus et al. 2021; DeepSeek-V3 arXiv 2412.19437)."""
+
+    num_experts: int = Field(ge=1)
+    top_k: int = Field(ge=1)
+    expert_ffn_hidden_size: int = Field(ge=1)
+    num_shared_experts: int = Field(default=0, ge=0)
+    shared_expert_ffn_hidden_size: int | None = Field(default=None, ge=1)  # per shared expert
+    first_dense_layers: int = Field(default=0, ge=0)  # leading dense layers (DeepSeek)
+    layer_frequency: int = Field(default=1, ge=1)  # every n-th layer after those is MoE
+    router_bias: bool = False  # per-expert routing bias (DeepSeek-V3 e_score_correction_bias)
+
+    @model_validator(mode="after")
+    def _check(self) -> MoESpec:
+        if self.top_k > self.num_experts:
+            raise SpecError(
+                f"moe.top_k ({self.top_k}) must be <= moe.num_experts ({self.num_experts})"
+            )
+        return self
+
+    @property
+    def shared_ffn(self) -> int:
+        return self.shared_expert_ffn_hidden_size or self.expert_ffn_hidden_size
+
+
+class MLASpec(Strict):
+    """Multi-head latent attention (DeepSeek-V2 arXiv 2405.04434 Sec. 2.1)."""
+
+    q_lora_rank: int | None = Field(default=None, ge=1)  # None: direct query projection
+    kv_lora_rank: int = Field(ge=1)
+    qk_nope_head_dim: int = Field(ge=1)
+    qk_rope_head_dim: int = Field(ge=0)
+    v_head_dim: int = Field(ge=1)
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+
+class ModelSpec(Strict):
+    """A decoder-only transformer."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-_]*$")
+    name: str
+    family: str = "gpt"
+    num_layers: int = Field(ge=1)
+    hidden_size: int = Field(ge=1)
+    num_heads: int = Field(ge=1)
+    num_kv_heads: int | None = Field(default=None, ge=1)  # None: = num_heads (MHA)
+    head_dim: int | None = Field(default=None, ge=1)  # None: hidden_size // num_heads
+    ffn_hidden_size: int = Field(ge=1)  # dense MLP width (per gate/up projection if gated)
+    vocab_size: int = Field(ge=1)
+    max_position_embeddings: int = Field(default=2048, ge=1)
+    gated_mlp: bool = False  # SwiGLU / GeGLU: gate and up projections, then down
+    activation: Literal["gelu", "silu", "relu", "swiglu", "geglu"] = "gelu"
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    norm_bias: bool = True  # layernorm with a bias (ignored for rmsnorm)
+    norms_per_layer: int = Field(default=2, ge=1)  # GPT-J's shared pre-norm: 1
+    position_embedding: Literal["rope", "learned", "alibi", "none"] = "rope"
+    position_embedding_size: int | None = Field(default=None, ge=1)  # learned table rows
+    tie_embeddings: bool = False
+    parallel_attention: bool = False  # attention and MLP read the same input (GPT-J, Falcon)
+    qkv_bias: bool = False
+    attn_out_bias: bool = False
+    mlp_bias: bool = False
+    lm_head_bias: bool = False
+    embedding_norm: bool = False  # BLOOM's word_embeddings_layernorm
+    final_norm: bool = True
+    moe: MoESpec | None = None
+    mla: MLASpec | None = None
+    published_params: float | None = None  # total, as published (for tests / display)
+    published_active_params: float | None = None
+    source: Source | None = None
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        kv = self.kv_heads
+        if self.num_heads % kv:
+            raise SpecError(
+                f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({kv})"
+            )
+        if self.head_dim is None and self.hidden_size % self.num_heads and self.mla is None:
+            raise SpecError(
+                f"hidden_size ({self.hidden_size}) is not divisible by num_heads "
+                f"({self.num_heads}); give head_dim explicitly"
+            )
+        if self.moe and self.moe.first_dense_layers > self.num_layers:
+            raise SpecError("moe.first_dense_layers must be <= num_layers")
+        return self
+
+    # --- derived sizes -------------------------------------------------------------------
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def hd(self) -> int:
+        """Head dimension of standard attention (query/key/value)."""
+        return self.head_dim or self.hidden_size // self.num_heads
+
+    @property
+    def attention_kind(self) -> str:
+        if self.mla:
+            return "mla"
+        if self.kv_heads == self.num_heads:
+            return "mha"
+        return "mqa" if self.kv_heads == 1 else "gqa"
+
+    @property
+    def num_moe_layers(self) -> int:
+        if not self.moe:
+            return 0
+        rest = self.num_layers - self.moe.first_dense_layers
+        return rest // self.moe.layer_frequency
+
+    @property
+    def num_dense_layers(self) -> int:
+        return self.num_layers - self.num_moe_layers
+
+    @property
+    def is_moe(self) -> bool:
+        return self.moe is not None
+
+    def num_params(self) -> int:
+        from ..parameters import param_counts
+
+        return param_counts(self).total
+
+    def num_active_params(self) -> int:
+        from ..parameters import param_counts
+
+        return param_counts(self).active
