@@ -136,7 +136,10 @@ def param_counts(model: ModelSpec) -> ParamCounts:
         dense_mlp=mlp_params(model, model.ffn_hidden_size),
         expert=mlp_params(model, moe.expert_ffn_hidden_size) if moe else 0,
         shared_experts=(moe.num_shared_experts * mlp_params(model, moe.shared_ffn)) if moe else 0,
-        router=(h * moe.num_experts + (moe.num_experts if moe.router_bias else 0)) if moe else 0,
+        router=(
+            h * moe.num_experts + (moe.num_experts if moe.router_bias else 0)
+            + (h if moe.shared_expert_gate else 0)
+        ) if moe else 0,
         final_norm=norm_params(model, h) if model.final_norm else 0,
         lm_head=0 if model.tie_embeddings else v * h + (v if model.lm_head_bias else 0),
         num_layers=model.num_layers,

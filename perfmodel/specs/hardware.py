@@ -127,7 +127,20 @@ class InterconnectSpec(Strict):
     # bridge pairs); None = no limit. Traffic between GPUs outside one domain falls back to
     # the device's host link (PCIe).
     domain_size: int | None = Field(default=None, ge=2)
+    # How the GPUs of one domain are wired: "switch" (NVSwitch: every pair at full
+    # bandwidth), "full-mesh" (one direct link per pair, e.g. AMD Infinity Fabric on an
+    # 8-GPU board), "partial-mesh" (not every pair is directly linked, e.g. the DGX-1
+    # hybrid cube-mesh), "bridge" (NVLink bridge pairs), "point-to-point" (one link, e.g.
+    # CPU-GPU NVLink-C2C), "tree" (PCIe through root complexes/switches), "network".
+    topology: Literal[
+        "switch", "full-mesh", "partial-mesh", "bridge", "point-to-point", "tree", "network",
+    ] | None = None
+    # Per-direction bandwidth between ONE pair of GPUs when it is lower than
+    # ``bandwidth_gbps`` (a full mesh gives each pair a single link: 64 GB/s on MI300X vs
+    # 448 GB/s aggregate per GPU). None = a pair can use the full ``bandwidth_gbps``.
+    peer_bandwidth_gbps: float | None = Field(default=None, gt=0)
     sources: list[Source] = Field(min_length=1)
+    field_sources: dict[str, list[str]] = Field(default_factory=dict)
     notes: str | None = None
 
     @property
@@ -150,4 +163,5 @@ class NodeSpec(Strict):
     host_memory_bandwidth_gbps: float | None = Field(default=None, gt=0)
     nvme_read_gbps: float | None = Field(default=None, gt=0)
     sources: list[Source] = Field(min_length=1)
+    field_sources: dict[str, list[str]] = Field(default_factory=dict)
     notes: str | None = None

@@ -27,6 +27,7 @@ class MoESpec(Strict):
     first_dense_layers: int = Field(default=0, ge=0)  # leading dense layers (DeepSeek)
     layer_frequency: int = Field(default=1, ge=1)  # every n-th layer after those is MoE
     router_bias: bool = False  # per-expert routing bias (DeepSeek-V3 e_score_correction_bias)
+    shared_expert_gate: bool = False  # sigmoid gate h -> 1 on the shared expert (Qwen1.5/2-MoE)
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:

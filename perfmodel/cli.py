@@ -1,0 +1,222 @@
+"""`perfmodel ...`: a thin command-line layer over the Python API.
+
+Every user error ends in one line on stderr and exit code 2; no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import PerfModelError
+from .report import render_prediction, table
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str):
+    def register(fn):
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, default=float))
+
+
+@command("predict")
+def _predict(args: argparse.Namespace) -> int:
+    from .api import predict
+
+    pred = predict(args.scenario, calibration=args.calibration)
+    if args.json:
+        _print_json(pred.to_json_dict(include_ops=args.ops))
+    else:
+        print(render_prediction(pred, show_ops=args.ops))
+    return 0
+
+
+@command("hardware")
+def _hardware(args: argparse.Namespace) -> int:
+    from .specs import registry
+
+    if args.action == "list":
+        if args.interconnects:
+            rows = [(i.id, i.kind, f"{i.bandwidth_gbps:g}", i.name)
+                    for i in registry.interconnects().values()]
+            print(table(rows, header=("id", "kind", "GB/s per dir.", "name")))
+        elif args.nodes:
+            rows = [(n.id, n.gpus_per_node, n.intra_node, f"{n.nics_per_node}x{n.inter_node}",
+                     n.name) for n in registry.nodes().values()]
+            print(table(rows, header=("id", "GPUs", "intra-node", "inter-node", "name")))
+        else:
+            rows = [(d.id, d.vendor, f"{d.memory_gb:g}", f"{d.memory_bandwidth_gbps:g}",
+                     f"{d.peak_tflops.get('bf16') or d.peak_tflops.get('fp16') or 0:g}",
+                     f"{d.peak_tflops.get('fp8') or 0:g}", d.name)
+                    for d in registry.devices().values()]
+            print(table(rows, header=("id", "vendor", "memory GB", "HBM GB/s",
+                                      "bf16 TFLOP/s", "fp8", "name")))
+        return 0
+    if not args.id:
+        raise PerfModelError("hardware show needs an id, e.g. `perfmodel hardware show "
+                             "h100-sxm5-80gb`")
+    for getter in (registry.devices, registry.interconnects, registry.nodes):
+        if args.id in getter():
+            item = getter()[args.id]
+            if args.json:
+                _print_json(item.model_dump(exclude_none=True))
+            else:
+                print(_render_spec(item.model_dump(exclude_none=True)))
+            return 0
+    registry.get_device(args.id)  # raises with suggestions
+    return 2
+
+
+def _render_spec(data: dict, indent: str = "") -> str:
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines.append(_render_spec(value, indent + "  "))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            lines.append(f"{indent}{key}:")
+            for item in value:
+                lines.append(f"{indent}  - " + "; ".join(f"{k}: {v}" for k, v in item.items()))
+        else:
+            lines.append(f"{indent}{key}: {value}")
+    return "\n".join(lines)
+
+
+@command("models")
+def _models(args: argparse.Namespace) -> int:
+    from .parameters import param_counts
+    from .specs import registry
+    from .zoo import resolve_model
+
+    if args.action == "list":
+        rows = []
+        for m in registry.models().values():
+            pc = param_counts(m)
+            rows.append((m.id, m.family, f"{pc.total / 1e9:.2f}B",
+                         f"{pc.active / 1e9:.2f}B" if m.moe else "", m.attention_kind,
+                         m.num_layers, m.hidden_size))
+        print(table(rows, header=("id", "family", "params", "active", "attention", "layers",
+                                  "hidden")))
+        return 0
+    if not args.id:
+        raise PerfModelError("models show needs an id or a config.json path")
+    model = resolve_model(args.id)
+    pc = param_counts(model)
+    data = model.model_dump(exclude_none=True)
+    data["parameters"] = {"total": pc.total, "active": pc.active,
+                          "non_embedding": pc.non_embedding}
+    if args.json:
+        _print_json(data)
+    else:
+        print(_render_spec(data))
+    return 0
+
+
+@command("validate")
+def _validate(args: argparse.Namespace) -> int:
+    from .validate import run_cli
+
+    return run_cli(args)
+
+
+@command("calibrate")
+def _calibrate(args: argparse.Namespace) -> int:
+    from .calibrate.cli import run_cli
+
+    return run_cli(args)
+
+
+@command("dashboard")
+def _dashboard(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from .paths import data_dir
+
+    app = data_dir("app") / "Home.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+           "--browser.gatherUsageStats", "false"]
+    if args.headless:
+        cmd += ["--server.headless", "true"]
+    return subprocess.call(cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="perfmodel",
+        description="Analytical performance model for LLM training, inference and serving.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="predict a scenario (YAML)")
+    p.add_argument("scenario", help="scenario file (see examples/)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--calibration", help="calibration profile JSON (overrides the scenario's)")
+    p.add_argument("--ops", action="store_true", help="list every operator with its bound")
+
+    p = sub.add_parser("hardware", help="list or show devices, interconnects, nodes")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("id", nargs="?")
+    p.add_argument("--interconnects", action="store_true")
+    p.add_argument("--nodes", action="store_true")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("models", help="list or show model presets (or a config.json)")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("id", nargs="?")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("validate", help="predictions vs published measurements")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", help="write a predicted-vs-measured plot (PNG/SVG)")
+    p.add_argument("--kind", choices=["training", "inference", "all"], default="all")
+    p.add_argument("--case", help="only cases whose id contains this text")
+    p.add_argument("--measure", choices=["cpu", "cuda"],
+                   help="measure real workloads on this machine instead of published cases")
+    p.add_argument("--calibration", help="profile to predict the measured workloads with")
+    p.add_argument("--write", action="store_true",
+                   help="write the report to validation/report.json")
+
+    p = sub.add_parser("calibrate", help="run microbenchmarks and fit a calibration profile")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--quick", action="store_true", help="a small sweep (CPU: under a minute)")
+    p.add_argument("--out", help="profile path (default calibration/<device>.measured.json)")
+    p.add_argument("--report", help="PNG report path (default: beside the profile)")
+    p.add_argument("--only", help="comma-separated subset: gemm,memory,attention,"
+                                  "elementwise,launch,collectives")
+    p.add_argument("--reference", metavar="DEVICE",
+                   help="build a reference profile from shared measured tables instead")
+
+    p = sub.add_parser("dashboard", help="open the Streamlit what-if dashboard")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--headless", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except PerfModelError as err:
+        print(f"perfmodel: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"perfmodel: error: file not found: {err.filename or err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("perfmodel: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+

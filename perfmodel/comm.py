@@ -1,0 +1,117 @@
+"""Collective communication time on a topology (alpha-beta, NCCL's bus-bandwidth convention).
+
+For a collective over n ranks moving S bytes (the nccl-tests "size": the full buffer of an
+all-reduce, the gathered output of an all-gather, the input of a reduce-scatter, one rank's
+send buffer of an all-to-all), nccl-tests doc/PERFORMANCE.md defines
+
+    busbw = S / t * factor,   factor = 2(n-1)/n (all-reduce), (n-1)/n (all-gather,
+                                       reduce-scatter, all-to-all), 1 (send/recv, broadcast)
+
+so that busbw is comparable to a link's bandwidth for any n. The model inverts it:
+
+    t = alpha + S * factor / (link bandwidth * eff(S))
+
+with eff(S) (achieved busbw / link bandwidth vs message size) and alpha from the calibration
+profile. A group that spans k nodes with ``local`` members per node runs hierarchically:
+ring/tree algorithms pipeline chunks through the intra-node and inter-node hops, so the slower
+hop bounds the time. Inter-node, each GPU moves its 1/local share of the data over its share
+of the node's NICs (rail-optimised), which reproduces the per-NIC rate nccl-tests users derive,
+busbw * (k-1)/(n-1) (shared/reference C-NCCL-ALLREDUCE-B200-1vs4NODES-EFA).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .profile import CalibrationProfile
+from .specs.system import System
+from .topology import GroupSpan
+
+Array = Any
+
+COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast",
+               "send_recv")
+
+
+def bus_factor(collective: str, n: Array) -> Array:
+    """nccl-tests bus-bandwidth factor (PERFORMANCE.md)."""
+    n = np.asarray(n, dtype=float)
+    if collective == "all_reduce":
+        return 2.0 * (n - 1) / n
+    if collective in ("all_gather", "reduce_scatter", "all_to_all"):
+        return (n - 1) / n
+    return np.ones_like(n)
+
+
+def _efficiency(profile: CalibrationProfile, collective: str, scope: str, n, nbytes):
+    """(latency, efficiency) for a group of n ranks; vectorised over n and nbytes."""
+    n_arr = np.asarray(n, dtype=float)
+    sizes = np.unique(np.maximum(n_arr, 2)) if n_arr.ndim else [max(float(n_arr), 2.0)]
+    lat = np.full(np.broadcast(n_arr, nbytes).shape, profile.defaults.collective_latency_s)
+    eff = np.full(lat.shape, profile.defaults.collective)
+    for size in sizes:
+        fit = profile.collective_fit(collective, scope, int(size))
+        if fit is None:
+            continue
+        mask = np.broadcast_to(np.maximum(n_arr, 2) == size, lat.shape)
+        lat = np.where(mask, fit.latency_s, lat)
+        eff = np.where(mask, fit.efficiency(np.broadcast_to(nbytes, lat.shape)), eff)
+    return lat, eff
+
+
+def intra_bandwidth(system: System, local: Array) -> Array:
+    """Per-GPU per-direction bandwidth among ``local`` GPUs of one node: the fabric's, unless
+    the group outgrows its fully-connected domain (NVLink bridge pairs), where traffic also
+    crosses the host link and that slower hop bounds a ring."""
+    bw = system.intra.bandwidth
+    domain = system.intra.domain_size
+    if domain is None or system.host_link is None:
+        return np.full(np.shape(local), bw) if np.ndim(local) else bw
+    return np.where(np.asarray(local) > domain, min(bw, system.host_link.bandwidth), bw)
+
+
+def collective_time(collective: str, nbytes: Array, span: GroupSpan, system: System,
+                    profile: CalibrationProfile) -> Array:
+    """Seconds for one collective of ``nbytes`` over the group ``span`` (0 for one rank)."""
+    n, local, nodes = (np.asarray(x, dtype=float) for x in (span.size, span.local, span.nodes))
+    nbytes = np.asarray(nbytes, dtype=float)
+    if collective == "send_recv":
+        return p2p_time(nbytes, nodes > 1, system, profile) * (n > 1)
+    # intra-node part: the group's members on one node
+    lat_i, eff_i = _efficiency(profile, collective, "intra", local, nbytes)
+    bw_i = intra_bandwidth(system, local)
+    if collective == "all_to_all":
+        # each rank keeps 1/n, sends (local-1)/n over the fabric and (n-local)/n off-node
+        t_intra = nbytes * (local - 1) / n / (bw_i * eff_i)
+    else:
+        t_intra = nbytes * bus_factor(collective, local) / (bw_i * eff_i)
+    t_intra = np.where(local > 1, t_intra + lat_i, 0.0)
+    # inter-node part: k nodes, each GPU carrying 1/local of the data over its NIC share
+    if system.inter_bandwidth_per_gpu > 0:
+        lat_o, eff_o = _efficiency(profile, collective, "inter", n, nbytes / local)
+        bw_o = system.inter_bandwidth_per_gpu
+        if collective == "all_to_all":
+            t_inter = nbytes * (n - local) / n / (bw_o * eff_o)
+        else:
+            t_inter = nbytes / local * bus_factor(collective, nodes) / (bw_o * eff_o)
+        t_inter = t_inter + lat_o * np.log2(np.maximum(nodes, 2))
+    else:
+        t_inter = np.full(np.shape(t_intra), np.inf)
+    total = np.where(nodes > 1, np.maximum(t_intra, t_inter), t_intra)
+    return np.where(n > 1, total, 0.0)
+
+
+def p2p_time(nbytes: Array, cross_node: Array, system: System,
+             profile: CalibrationProfile) -> Array:
+    """Point-to-point transfer between two GPUs (pipeline stages, ring attention)."""
+    nbytes = np.asarray(nbytes, dtype=float)
+    lat_i, eff_i = _efficiency(profile, "send_recv", "intra", 2, nbytes)
+    t_intra = lat_i + nbytes / (system.intra.bandwidth * eff_i)
+    if system.inter_bandwidth_per_gpu > 0:
+        lat_o, eff_o = _efficiency(profile, "send_recv", "inter", 2, nbytes)
+        t_inter = lat_o + nbytes / (system.inter_bandwidth_per_gpu * eff_o)
+    else:
+        t_inter = np.full(np.shape(t_intra), np.inf)
+    return np.where(cross_node, t_inter, t_intra)

@@ -1,0 +1,199 @@
+"""Inference: prefill, decode and the KV cache, with tensor and pipeline parallelism.
+
+The roofline of LLM inference (Yuan et al. 2024, "LLM Inference Unveiled", arXiv 2402.16363,
+Sec. 3): prefill runs every prompt token through every GEMM at once (compute-bound for long
+prompts); each decode step runs one token per sequence, so every weight and the whole KV cache
+stream from HBM once per step (memory-bound at small batch). Here both are the same operator
+list (ops.py) evaluated for the token counts of the phase:
+
+* prefill of b prompts of p tokens: q_len = kv_len = p, causal pairs p(p+1)/2; logits only for
+  the last position of each prompt (what serving engines compute).
+* decode step at context c: q_len = 1, kv_len = c + 1; TPOT is averaged over the generated
+  positions p .. p + o - 1 (attention cost grows linearly with context).
+
+TP adds two all-reduces of the activations per layer to the critical path (Shoeybi et al. 2019
+Sec. 3); PP adds a stage hand-off per stage boundary, and decode splits the batch into pp
+micro-batches that fill the pipeline (each stage serves every micro-batch once per step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from . import ops as O
+from .comm import collective_time, p2p_time
+from .memory import (
+    inference_weight_bytes,
+    inference_workspace_bytes,
+    kv_cache_bytes_per_token,
+    overhead_bytes,
+    paged_tokens,
+)
+from .parameters import param_counts
+from .profile import CalibrationProfile
+from .roofline import OpTimes, Roofline, op_times, stack
+from .specs.model import ModelSpec
+from .specs.system import System
+from .stages import stage_params
+from .topology import group_spans, pp_neighbours_cross_nodes
+
+Array = Any
+DECODE_SAMPLES = 8  # context points at which decode steps are evaluated (linear in between)
+
+
+@dataclass(frozen=True)
+class InferPlan:
+    """Numeric fields may be arrays (a sweep), like TrainPlan."""
+
+    tp: Array
+    pp: Array
+    replicas: Array  # independent model copies (data parallel)
+    batch: Array
+    prompt_len: Array
+    output_len: Array
+    weight_dtype: str = "bf16"
+    activation_dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+    group_size: int = 128
+    flash: bool = True
+    kv_block: int = 16
+    ep: Array = 1
+
+    @property
+    def precision(self) -> O.Precision:
+        return O.Precision.inference(self.weight_dtype, self.activation_dtype, self.kv_dtype,
+                                     self.group_size)
+
+
+@dataclass
+class PhaseResult:
+    time: Array  # seconds for the phase (prefill) or one step (decode)
+    compute: dict[str, Array]  # by operator class, per GPU on the critical path
+    tp_comm: Array
+    pp_comm: Array
+    op_times: OpTimes | None = None
+
+
+@dataclass
+class InferenceResult:
+    ttft: Array
+    tpot: Array
+    e2e: Array
+    tokens_per_s: Array  # generated tokens per second, whole system
+    prefill: PhaseResult
+    decode: PhaseResult  # at the mean context of generation
+    memory: dict[str, Array]
+    memory_total: Array
+    kv_bytes_per_sequence: Array
+    max_concurrent_sequences: Array
+    model_flops_prefill: Array
+    model_flops_per_token: Array
+
+
+def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase: str,
+              logits_tokens) -> tuple[list[O.Op], dict[str, list[int]]]:
+    """All operators of one forward pass through one pipeline stage's share of the model."""
+    prec = plan.precision
+    shard = O.Shard(tp=plan.tp, sp=False, ep=plan.ep, etp=plan.tp)
+    absorbed = phase == "decode"
+    items: list[O.Op] = []
+    index: dict[str, list[int]] = {}
+    kinds = [("dense", False, model.num_dense_layers), ("moe", True, model.num_moe_layers)]
+    for name, moe, count in kinds:
+        if not count:
+            continue
+        layer = O.layer_forward_ops(model, moe, b, q_len, kv_len, pairs, shard, prec,
+                                    plan.flash, phase, absorbed_mla=absorbed)
+        for op in layer:  # every layer of this kind on one stage
+            op.count = op.count * count / plan.pp
+        index[name] = list(range(len(items), len(items) + len(layer)))
+        items += layer
+    ends = O.embedding_ops(model, b * q_len, plan.tp, prec) + O.head_ops(
+        model, logits_tokens, plan.tp, prec, loss=False)
+    for op in ends:  # embedding on the first stage, head on the last: 1/pp of them per stage
+        op.count = op.count / plan.pp
+    index["ends"] = list(range(len(items), len(items) + len(ends)))
+    items += ends
+    return items, index
+
+
+def _phase(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
+           b, q_len, kv_len, pairs, phase: str, logits_tokens, keep_ops: bool) -> PhaseResult:
+    roof = Roofline(system.device, profile)
+    items, _ = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens)
+    times = op_times(items, roof)
+    counts = stack([op.count for op in items], times.time.shape[1:])
+    weighted = counts * times.time
+    compute: dict[str, Array] = {}
+    for i, op in enumerate(items):
+        compute[op.cls] = compute.get(op.cls, 0.0) + weighted[i]
+    stage = weighted.sum(axis=0)
+    spans = group_spans(system.gpus_per_node, "tp-cp-ep-dp-pp", tp=plan.tp, dp=plan.replicas,
+                        pp=plan.pp)
+    act_bytes = b * q_len * model.hidden_size * plan.precision.act
+    layers_per_stage = model.num_layers / plan.pp
+    tp_comm = 2.0 * layers_per_stage * collective_time("all_reduce", act_bytes, spans["tp"],
+                                                       system, profile)
+    cross = pp_neighbours_cross_nodes(system.gpus_per_node, "tp-cp-ep-dp-pp", plan.tp, 1, 1,
+                                      plan.replicas)
+    hop = np.where(np.asarray(plan.pp) > 1, p2p_time(act_bytes, cross, system, profile), 0.0)
+    # pp stages run one after the other for one pass (latency view)
+    total = plan.pp * (stage + tp_comm) + (plan.pp - 1) * hop
+    return PhaseResult(time=total, compute={k: plan.pp * v for k, v in compute.items()},
+                       tp_comm=plan.pp * tp_comm, pp_comm=(plan.pp - 1) * hop,
+                       op_times=times if keep_ops else None)
+
+
+def inference(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
+              keep_ops: bool = False) -> InferenceResult:
+    b, p, o = plan.batch, plan.prompt_len, plan.output_len
+    prefill = _phase(model, system, plan, profile, b, p, p, O.attention_pairs(p, p), "prefill",
+                     b, keep_ops)
+    # decode: the batch is split into min(pp, b) micro-batches that keep the stages busy; a
+    # sequence's next token needs its previous one, so a token takes one pass of its
+    # micro-batch through all stages: TPOT = pass time of b / micro sequences.
+    micro = np.minimum(plan.pp, b)
+    mb = b / micro
+    frac = (np.arange(DECODE_SAMPLES) + 0.5) / DECODE_SAMPLES
+    ctx = np.asarray(p)[..., None] + frac * np.maximum(np.asarray(o)[..., None] - 1, 0)
+    dec_plan = replace(plan, **{k: np.asarray(getattr(plan, k))[..., None]
+                                for k in ("tp", "pp", "replicas", "ep")})
+    mb_ctx = np.asarray(mb)[..., None]
+    step = _phase(model, system, dec_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1, "decode",
+                  mb_ctx, False)
+    tpot = step.time.mean(axis=-1)
+    mid = np.asarray(p) + np.maximum(np.asarray(o) - 1, 0) / 2.0 + 1
+    decode = _phase(model, system, plan, profile, mb, 1.0, mid, mid, "decode", mb, keep_ops)
+    ttft = prefill.time  # the first token comes out of the prefill pass
+    e2e = ttft + (np.asarray(o) - 1) * tpot
+    tokens_per_s = plan.replicas * b * o / e2e
+
+    # memory
+    pc = param_counts(model)
+    sp = stage_params(pc, plan.tp, plan.pp, plan.ep, 1, model.tie_embeddings)
+    weights = inference_weight_bytes(sp.max, plan.weight_dtype, plan.group_size)
+    kv_tok = kv_cache_bytes_per_token(model, plan.kv_dtype, plan.tp) * model.num_layers / plan.pp
+    kv_seq = kv_tok * paged_tokens(np.asarray(p) + o, plan.kv_block)
+    workspace = inference_workspace_bytes(model, b * p, b, plan.tp, plan.precision.act)
+    memory = {"weights": weights, "kv_cache": b * kv_seq, "activations": workspace}
+    allocated = sum(memory.values())
+    memory.update(overhead_bytes(allocated, profile.memory_overheads))
+    memory_total = sum(memory.values())
+    free = system.device.memory_bytes * (1 - profile.memory_overheads.allocator_fraction) - (
+        weights + workspace + memory["cuda_context"])
+    max_seqs = np.maximum(np.floor(free / kv_seq), 0.0)
+
+    whole = replace(plan, tp=1, pp=1, ep=1)
+    flops_prefill = sum(op.model_flops * op.count for op in _pass_ops(
+        model, whole, b, p, p, O.attention_pairs(p, p), "prefill", b)[0])
+    flops_token = sum(op.model_flops * op.count for op in _pass_ops(
+        model, whole, 1, 1, mid, mid, "decode", 1)[0])
+    return InferenceResult(
+        ttft=ttft, tpot=tpot, e2e=e2e, tokens_per_s=tokens_per_s, prefill=prefill,
+        decode=decode, memory=memory, memory_total=memory_total, kv_bytes_per_sequence=kv_seq,
+        max_concurrent_sequences=max_seqs, model_flops_prefill=flops_prefill,
+        model_flops_per_token=flops_token,
+    )

@@ -1,0 +1,193 @@
+"""Memory per GPU for training and inference, by kind.
+
+Training model states follow ZeRO (Rajbhandari et al. 2020, arXiv 1910.02054, Sec. 3.1 and
+5.1): 16-bit weights and gradients plus K bytes of optimizer state per parameter (K = 12 for
+mixed-precision Adam: fp32 master, momentum, variance), each sharded over the data-parallel
+ranks from stage 1 (optimizer), 2 (+gradients) and 3 (+weights). Megatron keeps gradients in
+fp32 by default (``grad_reduce_dtype``), i.e. 18 B/param without sharding.
+
+Activations follow Korthikanti et al. 2022 (arXiv 2205.05198) Sec. 4, written per tensor so
+that GQA, gated MLPs, FlashAttention, MoE and dropout-free models are exact; for a GPT with
+dropout it reduces to eq. 1-6: sbh(34 + 5as/h) per layer without parallelism,
+sbh(10 + 24/t + 5as/(ht)) with TP, sbh/t (34 + 5as/h) with TP+SP, 34 sbh/t with selective
+recompute, and 2sbh/t per layer with full recompute.
+
+All functions are pure and array-friendly (plan dimensions may be numpy arrays).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .dtypes import nbytes, quantized_weight_bytes
+from .profile import MemoryOverheads
+from .specs.model import ModelSpec
+
+Array = Any
+GIB = 2**30
+
+OPTIMIZER_STATE_BYTES = {  # per parameter, fp32 states (ZeRO Sec. 3.1)
+    ("adam", True): 12.0, ("adam", False): 8.0,
+    ("adamw", True): 12.0, ("adamw", False): 8.0,
+    ("sgd", True): 8.0, ("sgd", False): 4.0,  # SGD with momentum
+}
+
+
+@dataclass(frozen=True)
+class ActivationShape:
+    """Per-GPU activation geometry of one micro-batch."""
+
+    b: Array  # micro-batch (sequences)
+    s: Array  # tokens per sequence on this GPU (seq_len / cp)
+    s_kv: Array  # keys each query may attend (seq_len)
+    tp: Array = 1
+    sp: bool = False
+    act_bytes: float = 2.0
+    dropout: bool = False
+    flash: bool = True
+
+
+def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: str,
+                           moe_layer: bool = False, top_k: int = 1, etp: Array = 1) -> Array:
+    """Bytes one layer keeps for backward, per micro-batch (Korthikanti et al. 2022 Sec. 4.1).
+
+    Tensors are split by where they live: ``seq`` ones (layer-norm inputs, GEMM inputs after
+    the norm, dropout masks) are sharded only by sequence parallelism; ``tp`` ones (Q, K, V,
+    attention output, MLP intermediates, s x s scores) by tensor parallelism.
+    """
+    b, s, t, a = shape.b, shape.s, shape.tp, shape.act_bytes
+    h = model.hidden_size
+    sbh = s * b * h
+    seq_div = t if shape.sp else 1
+    if recompute == "full":
+        return a * sbh / seq_div  # only the layer input (Korthikanti eq. 4 / Sec. 5)
+    hq = model.num_heads * (model.mla.qk_head_dim if model.mla else model.hd)
+    hk = model.kv_heads * (model.mla.qk_head_dim if model.mla else model.hd)
+    hv = model.num_heads * model.mla.v_head_dim if model.mla else model.kv_heads * model.hd
+    ho = model.num_heads * (model.mla.v_head_dim if model.mla else model.hd)
+    mask = 1.0 if shape.dropout else 0.0  # one byte per element
+    seq = 2 * a * sbh + a * sbh + mask * sbh  # two norm inputs, QKV input, attn dropout mask
+    seq += a * sbh + mask * sbh  # MLP (or router) input, MLP dropout mask
+    tp_part = a * s * b * (hq + hk + hv + ho)  # Q, K, V, attention output
+    heads = model.num_heads
+    if shape.flash:
+        tp_part += 4.0 * b * heads * s  # fp32 log-sum-exp per query row (FlashAttention)
+    elif recompute != "selective":
+        scores = b * heads * s * shape.s_kv
+        tp_part += a * scores + mask * scores + (a * scores if shape.dropout else 0.0)
+    if moe_layer and model.moe:
+        moe = model.moe
+        f = moe.expert_ffn_hidden_size
+        routed = top_k * s * b  # token copies dispatched to experts
+        act_in = (2 if model.gated_mlp else 1) * f
+        tp_part += a * routed * h * t / etp  # permuted expert inputs (per expert-TP rank)
+        tp_part += a * routed * (act_in + f) * t / etp
+        if moe.num_shared_experts:
+            fs = moe.num_shared_experts * moe.shared_ffn
+            tp_part += a * s * b * ((2 if model.gated_mlp else 1) * fs + fs)
+    else:
+        f = model.ffn_hidden_size
+        tp_part += a * s * b * ((2 if model.gated_mlp else 1) * f + f)
+    return seq / seq_div + tp_part / t
+
+
+def embedding_and_head_activation_bytes(model: ModelSpec, shape: ActivationShape,
+                                        first: bool, last: bool) -> Array:
+    """Korthikanti Sec. 4.3: embedding dropout mask on the first stage; final norm input,
+    LM-head input and fp32 logits (4 sbv/t) on the last."""
+    b, s, t, a = shape.b, shape.s, shape.tp, shape.act_bytes
+    h, v = model.hidden_size, model.vocab_size
+    seq_div = t if shape.sp else 1
+    out = 0.0
+    if first and shape.dropout:
+        out = out + s * b * h / seq_div
+    if last:
+        out = out + 2 * a * s * b * h / seq_div + 4.0 * s * b * v / t
+    return out
+
+
+def inflight_microbatches(pp: Array, vp: Array, num_micro: Array, schedule: str) -> Array:
+    """Micro-batches whose activations the first stage holds at its peak, in units of one
+    micro-batch through one stage's layers.
+
+    GPipe: all m. 1F1B: min(p, m) (Narayanan et al. 2021 Sec. 2.2.1). Interleaved 1F1B holds
+    p (1 + (p-1)/(p v)) stage-loads (Korthikanti et al. 2022 Sec. 4.2.3).
+    """
+    if schedule == "gpipe":
+        return num_micro
+    base = np.minimum(pp, num_micro)
+    if schedule == "interleaved":
+        return base * (1.0 + (pp - 1) / (pp * vp))
+    return base
+
+
+def model_state_bytes(params: Array, dense_params: Array, expert_params: Array,
+                      dp_dense: Array, dp_expert: Array, zero_stage: int, precision: str,
+                      optimizer: str, master_weights: bool, grad_dtype: str) -> dict[str, Array]:
+    """Weights, gradients and optimizer states on one GPU (ZeRO Sec. 5.1 sharding).
+
+    Dense parameters are sharded over ``dp_dense`` ranks, expert parameters over their own
+    replicas ``dp_expert`` (GPUs / (pp * ep * etp)).
+    """
+    w = nbytes(precision if precision != "fp8" else "bf16")  # TE keeps bf16 weights
+    master = master_weights and w < 4
+    g = nbytes(grad_dtype) if w < 4 else 4.0
+    k = OPTIMIZER_STATE_BYTES[(optimizer, master)]
+
+    def sharded(stage_min: int):
+        if zero_stage >= stage_min:
+            return dense_params / dp_dense + expert_params / dp_expert
+        return params
+
+    return {
+        "weights": w * sharded(3),
+        "gradients": g * sharded(2),
+        "optimizer": k * sharded(1),
+    }
+
+
+def inference_weight_bytes(params: Array, weight_dtype: str, group_size: int = 128) -> Array:
+    return params * quantized_weight_bytes(weight_dtype, group_size)
+
+
+def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype: str, tp: Array = 1) -> Array:
+    """K and V of one token in one layer on one GPU (Pope et al. 2022 arXiv 2211.05102
+    Sec. 3.1): 2 * kv_heads * head_dim * bytes, KV heads split over TP (replicated when
+    tp > kv_heads). MLA caches the compressed latent plus the rotary key, shared by all heads
+    (DeepSeek-V2 Sec. 2.1.2), so it is not split by TP."""
+    b = nbytes(kv_dtype)
+    if model.mla:
+        return (model.mla.kv_lora_rank + model.mla.qk_rope_head_dim) * b * np.ones_like(
+            np.asarray(tp, float))
+    kv_local = np.maximum(model.kv_heads / np.asarray(tp, float), 1.0)
+    return 2.0 * kv_local * model.hd * b
+
+
+def paged_tokens(context: Array, block: int) -> Array:
+    """Tokens of KV storage a sequence occupies with paged blocks (Kwon et al. 2023, vLLM)."""
+    return np.ceil(np.asarray(context, float) / block) * block
+
+
+def inference_workspace_bytes(model: ModelSpec, tokens: Array, batch: Array, tp: Array,
+                              act_bytes: float) -> Array:
+    """Transient activations of the widest layer step for ``tokens`` tokens in flight:
+    residual stream (fp32 accumulation), QKV output and MLP intermediate, plus fp32 logits of
+    the last position of each sequence."""
+    h = model.hidden_size
+    ffn = model.moe.expert_ffn_hidden_size * model.moe.top_k if model.moe else model.ffn_hidden_size
+    width = 4 * h + act_bytes * ((2 if model.gated_mlp else 1) * ffn + ffn) / tp
+    width = width + act_bytes * (model.num_heads + 2 * model.kv_heads) * model.hd / tp
+    return tokens * width + 4.0 * batch * model.vocab_size / tp
+
+
+def overhead_bytes(allocated: Array, overheads: MemoryOverheads) -> dict[str, Array]:
+    """CUDA context (driver, cuBLAS/cuDNN handles and workspaces) and the caching allocator's
+    fragmentation reserve, as explicit terms (PyTorch CUDA semantics: reserved > allocated)."""
+    return {
+        "cuda_context": overheads.cuda_context_gib * GIB * np.ones_like(np.asarray(allocated,
+                                                                                  float)),
+        "allocator_overhead": overheads.allocator_fraction * allocated,
+    }

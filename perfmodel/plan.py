@@ -1,0 +1,189 @@
+"""Parallel plans as the core sees them, and the rules a plan must satisfy.
+
+A plan's numeric dimensions (tp, pp, dp, cp, ep, vp, micro-batch, ...) may be numpy arrays:
+one code path evaluates a single scenario or a grid of millions of plans. Categorical choices
+(schedule, recompute, ZeRO stage, precision) are plain values, looped over outside.
+
+The rules are written once, as vectorised predicates with a message each: a scenario raises
+the first violated rule's message; a plan search keeps the rows where all rules hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+from .errors import SpecError
+from .specs.model import ModelSpec
+from .specs.scenario import Scenario
+
+Array = Any
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    tp: Array
+    pp: Array
+    dp: Array
+    cp: Array
+    ep: Array
+    etp: Array
+    vp: Array
+    micro_batch: Array
+    seq_len: Array
+    global_batch: Array
+    sp: bool = False
+    zero_stage: int = 0
+    schedule: str = "1f1b"
+    recompute: str = "selective"
+    precision: str = "bf16"
+    optimizer: str = "adam"
+    flash: bool = True
+    dropout: bool = False
+    grad_dtype: str = "fp32"
+    master_weights: bool = True
+    placement: str = "tp-cp-ep-dp-pp"
+    overlap_grad_reduce: bool = True
+    overlap_param_gather: bool = True
+    tp_comm_overlap: bool = False
+    causal: bool = True
+
+    @property
+    def num_gpus(self) -> Array:
+        return self.tp * self.pp * self.dp * self.cp
+
+    @property
+    def num_microbatches(self) -> Array:
+        return self.global_batch / (self.dp * self.micro_batch)
+
+    @classmethod
+    def from_scenario(cls, sc: Scenario) -> TrainPlan:
+        p, t = sc.parallelism, sc.training
+        assert t is not None
+        dp = p.dp if p.dp is not None else sc.system.num_gpus // max(1, p.tp * p.pp * p.cp)
+        return cls(
+            tp=p.tp, pp=p.pp, dp=max(dp, 1), cp=p.cp, ep=p.ep, etp=p.etp or p.tp, vp=p.vp,
+            micro_batch=t.micro_batch, seq_len=t.seq_len, global_batch=t.global_batch,
+            sp=p.sequence_parallel, zero_stage=p.zero_stage, schedule=p.resolved_schedule,
+            recompute=t.recompute, precision=t.precision, optimizer=t.optimizer,
+            flash=t.flash_attention, dropout=t.dropout, grad_dtype=t.grad_reduce_dtype,
+            master_weights=t.master_weights, placement=p.placement,
+            overlap_grad_reduce=p.overlap_grad_reduce,
+            overlap_param_gather=p.overlap_param_gather, tp_comm_overlap=p.tp_comm_overlap,
+            causal=t.causal,
+        )
+
+    def numeric(self) -> dict[str, Array]:
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name in _NUMERIC}
+
+    def with_arrays(self, **arrays: Array) -> TrainPlan:
+        return replace(self, **arrays)
+
+
+_NUMERIC = {"tp", "pp", "dp", "cp", "ep", "etp", "vp", "micro_batch", "seq_len", "global_batch"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A vectorised predicate (True = valid) and the message when it fails."""
+
+    field: str
+    ok: Callable[..., Array]
+    message: Callable[..., str]
+
+
+def _div(a, b) -> Array:
+    a, b = np.asarray(a), np.asarray(b)
+    return np.mod(a, b) == 0
+
+
+def training_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
+    """Divisibility and consistency rules of Megatron-LM style training (Narayanan et al.
+    2021 Sec. 3; Megatron-Core argument checks)."""
+    L, H, KV = model.num_layers, model.num_heads, model.kv_heads
+    E = model.moe.num_experts if model.moe else 1
+    return [
+        Rule("parallelism", lambda p: p.tp * p.pp * p.dp * p.cp == num_gpus,
+             lambda p: f"tp*pp*dp*cp = {p.tp}*{p.pp}*{p.dp}*{p.cp} = "
+                       f"{p.tp * p.pp * p.dp * p.cp} must equal system.num_gpus ({num_gpus})"),
+        Rule("parallelism.tp", lambda p: _div(H, p.tp),
+             lambda p: f"tp ({p.tp}) must divide the model's {H} attention heads; valid tp: "
+                       f"{_divisors(H)}"),
+        Rule("parallelism.tp", lambda p: _div(KV, p.tp) | _div(p.tp, KV),
+             lambda p: f"tp ({p.tp}) and the {KV} KV heads must divide one another"),
+        Rule("parallelism.pp", lambda p: _div(L, p.pp * p.vp),
+             lambda p: f"num_layers ({L}) must be divisible by pp*vp = {p.pp * p.vp}; valid pp "
+                       f"for vp={p.vp}: {[d for d in _divisors(L) if L % (d * p.vp) == 0]}"),
+        Rule("parallelism.vp", lambda p: (p.vp == 1) | (p.pp > 1),
+             lambda p: "vp > 1 (interleaved schedule) needs pp > 1"),
+        Rule("training.global_batch", lambda p: _div(p.global_batch, p.dp * p.micro_batch),
+             lambda p: f"global_batch ({p.global_batch}) must be a multiple of dp*micro_batch "
+                       f"= {p.dp}*{p.micro_batch} = {p.dp * p.micro_batch}"),
+        Rule("training.global_batch",
+             lambda p: (p.vp == 1) | _div(p.global_batch / (p.dp * p.micro_batch), p.pp),
+             lambda p: f"the interleaved schedule needs the number of micro-batches "
+                       f"({p.global_batch // max(1, p.dp * p.micro_batch)}) to be a multiple "
+                       f"of pp ({p.pp})"),
+        Rule("training.seq_len", lambda p: _div(p.seq_len, 2 * p.cp) | (p.cp == 1),
+             lambda p: f"seq_len ({p.seq_len}) must be divisible by 2*cp = {2 * p.cp} "
+                       "(load-balanced context parallelism)"),
+        Rule("training.seq_len", lambda p: (not p.sp) | _div(p.seq_len / p.cp, p.tp),
+             lambda p: f"with sequence_parallel, seq_len/cp ({p.seq_len // p.cp}) must be "
+                       f"divisible by tp ({p.tp})"),
+        Rule("parallelism.ep", lambda p: _div(E, p.ep),
+             lambda p: f"ep ({p.ep}) must divide the number of experts ({E})"
+             if model.moe else "ep > 1 needs a mixture-of-experts model"),
+        Rule("parallelism.ep", lambda p: (p.ep == 1) | (model.moe is not None),
+             lambda p: "ep > 1 needs a mixture-of-experts model"),
+        Rule("parallelism.ep", lambda p: _div(p.dp * p.cp, p.ep),
+             lambda p: f"ep ({p.ep}) must divide dp*cp = {p.dp * p.cp}"),
+        Rule("parallelism.etp", lambda p: _div(model.moe.expert_ffn_hidden_size, p.etp)
+             if model.moe else p.etp > 0,
+             lambda p: f"etp ({p.etp}) must divide the expert FFN width"),
+    ]
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0 and d <= 64]
+
+
+def check(rules: list[Rule], plan) -> None:
+    """Raise SpecError with the first violated rule (scalar plans)."""
+    for rule in rules:
+        if not bool(np.all(rule.ok(plan))):
+            raise SpecError(f"{rule.field}: {rule.message(plan)}")
+
+
+def valid_mask(rules: list[Rule], plan) -> Array:
+    """Elementwise AND of all rules (array plans)."""
+    mask = np.asarray(True)
+    for rule in rules:
+        mask = mask & np.asarray(rule.ok(plan))
+    return mask
+
+
+def inference_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
+    """Rules of TP/PP inference (each replica uses tp*pp GPUs)."""
+    L, H, KV = model.num_layers, model.num_heads, model.kv_heads
+    E = model.moe.num_experts if model.moe else 1
+    return [
+        Rule("parallelism", lambda p: _div(num_gpus, p.tp * p.pp),
+             lambda p: f"tp*pp = {p.tp * p.pp} must divide system.num_gpus ({num_gpus}); "
+                       "the GPUs form num_gpus/(tp*pp) replicas"),
+        Rule("parallelism.tp", lambda p: _div(H, p.tp),
+             lambda p: f"tp ({p.tp}) must divide the model's {H} attention heads; valid tp: "
+                       f"{_divisors(H)}"),
+        Rule("parallelism.tp", lambda p: _div(KV, p.tp) | _div(p.tp, KV),
+             lambda p: f"tp ({p.tp}) and the {KV} KV heads must divide one another"),
+        Rule("parallelism.pp", lambda p: _div(L, p.pp),
+             lambda p: f"pp ({p.pp}) must divide num_layers ({L}); valid pp: {_divisors(L)}"),
+        Rule("parallelism.ep", lambda p: _div(E, p.ep),
+             lambda p: f"ep ({p.ep}) must divide the number of experts ({E})"),
+        Rule("parallelism.ep", lambda p: (p.ep == 1) | _div(p.tp, p.ep),
+             lambda p: f"in inference, ep ({p.ep}) must divide tp ({p.tp}) "
+                       "(experts spread over the tensor-parallel ranks)"),
+    ]

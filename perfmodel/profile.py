@@ -1,0 +1,267 @@
+"""Calibration profiles: fitted efficiency curves that turn roofline bounds into times.
+
+A profile is data (JSON, versioned schema). The core reads one; the harness in
+``perfmodel.calibrate`` writes one, from this machine's measurements or from measured tables
+published upstream. Every efficiency is relative to the roofline bound of the same work:
+
+* GEMM:      t = max(FLOPs / peak[dtype], bytes / HBM bw) / eff_gemm(m, n, k) + overhead
+* attention: t = max(FLOPs / peak, bytes / bw) / eff_attn(phase)(q_len, kv_len) + overhead
+* memory-bound kernels: t = bytes / (bw * eff_mem(bytes)) + overhead
+* collectives: t = latency + bytes * algorithm factor / (link bw * eff_coll(bytes))
+  (NCCL bus-bandwidth convention, nccl-tests doc/PERFORMANCE.md)
+
+so that the bound (compute vs memory) of an operator stays a physical statement, and an
+efficiency near 1 means "at the roofline". With no profile the ``default`` profile applies:
+constants taken from published microbenchmarks (documented in calibration/default.json) and
+labelled uncalibrated in every output.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache, cached_property
+from itertools import pairwise
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from .errors import SpecError
+from .paths import data_dir
+from .specs.common import Source, Strict
+from .specs.loading import validate
+
+SCHEMA_VERSION = 1
+ProfileKind = Literal["default", "reference", "measured"]
+KIND_LABELS = {
+    "default": "default (uncalibrated)",
+    "reference": "reference (measured upstream)",
+    "measured": "measured (this machine)",
+}
+
+
+class Curve(Strict):
+    """A function on a regular grid over log2 of its axes, multilinear, clamped at the edges.
+
+    ``values`` is the flattened (C-order) table over the grid; with no axes it is a constant.
+    Clamping means: beyond the measured range the nearest measured efficiency holds (large
+    shapes saturate; the smallest measured kernel bounds tiny ones).
+    """
+
+    axes: tuple[str, ...] = ()
+    log2_grid: tuple[tuple[float, ...], ...] = ()
+    values: tuple[float, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Curve:
+        if len(self.axes) != len(self.log2_grid):
+            raise SpecError("curve: one log2_grid per axis is required")
+        size = int(np.prod([len(g) for g in self.log2_grid])) if self.axes else 1
+        if len(self.values) != size:
+            raise SpecError(f"curve: {len(self.values)} values for a grid of {size} points")
+        for g in self.log2_grid:
+            if len(g) < 1 or any(b <= a for a, b in pairwise(g)):
+                raise SpecError("curve: each log2_grid axis must be strictly increasing")
+        if not all(np.isfinite(self.values)) or min(self.values) <= 0:
+            raise SpecError("curve: values must be finite and > 0")
+        return self
+
+    @classmethod
+    def constant(cls, value: float) -> Curve:
+        return cls(values=(float(value),))
+
+    @cached_property
+    def _table(self) -> tuple[list[np.ndarray], np.ndarray]:
+        grids = [np.asarray(g, dtype=float) for g in self.log2_grid]
+        shape = tuple(len(g) for g in grids)
+        return grids, np.asarray(self.values, dtype=float).reshape(shape)
+
+    def __call__(self, *points) -> np.ndarray:
+        """Evaluate at ``points`` (one array-like per axis, broadcast together, in linear units)."""
+        if not self.axes:
+            if points:
+                return np.full(np.broadcast(*points).shape, self.values[0])
+            return np.asarray(self.values[0])
+        if len(points) != len(self.axes):
+            raise ValueError(f"curve over {self.axes} needs {len(self.axes)} coordinates")
+        grids, table = self._table
+        coords = np.broadcast_arrays(*[np.log2(np.maximum(np.asarray(p, float), 1e-30))
+                                       for p in points])
+        idx, frac = [], []
+        for g, u in zip(grids, coords, strict=True):
+            if len(g) == 1:
+                idx.append(np.zeros(u.shape, dtype=np.intp))
+                frac.append(np.zeros(u.shape))
+                continue
+            u = np.clip(u, g[0], g[-1])
+            i = np.clip(np.searchsorted(g, u, side="right") - 1, 0, len(g) - 2)
+            idx.append(i)
+            frac.append((u - g[i]) / (g[i + 1] - g[i]))
+        out = np.zeros(coords[0].shape)
+        for corner in np.ndindex(*(2,) * len(grids)):
+            weight = np.ones(coords[0].shape)
+            index = []
+            for c, i, f, g in zip(corner, idx, frac, grids, strict=True):
+                if len(g) == 1:
+                    if c:
+                        weight = weight * 0.0
+                    index.append(i)
+                    continue
+                weight = weight * (f if c else 1.0 - f)
+                index.append(i + c)
+            out = out + weight * table[tuple(index)]
+        return out
+
+
+class CollectiveFit(Strict):
+    """Achieved bus bandwidth of one collective for one group size over one kind of link."""
+
+    collective: Literal[
+        "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv", "broadcast"
+    ]
+    scope: Literal["intra", "inter"]  # inside one node's fabric, or across the network
+    group_size: int = Field(ge=2)
+    latency_s: float = Field(ge=0)
+    efficiency: Curve  # bus bandwidth / link bandwidth, over "bytes"
+    link: str | None = None  # interconnect the efficiency was measured on (documentation)
+    nvls: bool = False  # measured with NVLink SHARP active
+
+
+class FitError(Strict):
+    """Held-out accuracy of one fitted table (fit on a random part, test on the rest)."""
+
+    table: str
+    n_fit: int
+    n_test: int
+    median_ape: float
+    p90_ape: float
+
+
+class MemoryOverheads(Strict):
+    """Explicit non-model memory terms (Sec. 'Memory' of docs/modelling.md)."""
+
+    cuda_context_gib: float = Field(ge=0)  # CUDA context + cuBLAS/cuDNN workspaces
+    allocator_fraction: float = Field(ge=0, lt=1)  # caching-allocator fragmentation reserve
+
+
+class DefaultEfficiency(Strict):
+    """Fallback constants when a table is missing from a profile."""
+
+    gemm: float = Field(gt=0, le=1.5)
+    attention: float = Field(gt=0, le=1.5)
+    memory: float = Field(gt=0, le=1.5)
+    collective: float = Field(gt=0, le=1.5)
+    collective_latency_s: float = Field(ge=0)
+
+
+class CalibrationProfile(Strict):
+    """Fitted efficiencies for one device (or the documented defaults)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    id: str
+    device: str | None = None  # hardware_specs id the profile was measured on
+    kind: ProfileKind
+    created: str | None = None
+    sources: list[Source] = Field(default_factory=list)
+    notes: str | None = None
+    defaults: DefaultEfficiency
+    kernel_overhead_s: float = Field(ge=0)
+    gemm: dict[str, Curve] = Field(default_factory=dict)  # dtype -> eff over (m, n, k)
+    attention: dict[str, Curve] = Field(default_factory=dict)  # prefill|decode|backward: (q, kv)
+    memory: Curve | None = None  # eff over (bytes)
+    collectives: list[CollectiveFit] = Field(default_factory=list)
+    memory_overheads: MemoryOverheads
+    fit_errors: list[FitError] = Field(default_factory=list)
+    # relative spread of residuals (e.g. p90 |log ratio|) per table: an uncertainty band
+    uncertainty: dict[str, float] = Field(default_factory=dict)
+    # measured peaks where no datasheet applies (a CPU), or where the device ran off-spec
+    peak_tflops: dict[str, float] = Field(default_factory=dict)
+    memory_bandwidth_gbps: float | None = Field(default=None, gt=0)
+    device_facts: dict = Field(default_factory=dict)  # NVML / CPU facts at measurement time
+    path: str | None = Field(default=None, exclude=True)
+
+    @property
+    def label(self) -> str:
+        return KIND_LABELS[self.kind]
+
+    # ---- evaluation (vectorised; inputs broadcast) ------------------------------------------
+    def gemm_efficiency(self, dtype: str, m, n, k) -> np.ndarray:
+        curve = self.gemm.get(dtype) or self.gemm.get(_GEMM_FALLBACK.get(dtype, ""))
+        if curve is None:
+            return np.full(np.broadcast(m, n, k).shape, self.defaults.gemm)
+        return curve(m, n, k)
+
+    def attention_efficiency(self, phase: str, q_len, kv_len) -> np.ndarray:
+        curve = self.attention.get(phase) or self.attention.get("prefill" if phase == "backward"
+                                                                else "")
+        if curve is None:
+            return np.full(np.broadcast(q_len, kv_len).shape, self.defaults.attention)
+        return curve(q_len, kv_len)
+
+    def memory_efficiency(self, nbytes) -> np.ndarray:
+        if self.memory is None:
+            return np.full(np.shape(nbytes), self.defaults.memory)
+        return self.memory(nbytes)
+
+    def collective_fit(self, collective: str, scope: str, group_size: int) -> CollectiveFit | None:
+        """The fit for this collective and scope with the nearest group size (log distance)."""
+        fits = [f for f in self.collectives if f.collective == collective and f.scope == scope]
+        if not fits and collective in ("all_gather", "reduce_scatter", "broadcast"):
+            fits = [f for f in self.collectives if f.collective == "all_reduce" and f.scope == scope]
+        if not fits:
+            return None
+        return min(fits, key=lambda f: (abs(np.log2(f.group_size) - np.log2(group_size)),
+                                        -f.group_size))
+
+    def summary(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "label": self.label, "device": self.device,
+                "path": self.path}
+
+
+_GEMM_FALLBACK = {"fp16": "bf16", "bf16": "fp16", "tf32": "fp32", "int8": "fp8", "fp8": "int8"}
+
+
+def load_profile(path: str | Path) -> CalibrationProfile:
+    """Read a profile JSON, checking the schema version first for a clear message."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"calibration profile not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SpecError(f"{path}: not valid JSON: {err}") from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != SCHEMA_VERSION:
+        raise SpecError(
+            f"{path}: calibration schema_version {version!r} is not supported "
+            f"(this perfmodel reads version {SCHEMA_VERSION}); re-run `perfmodel calibrate`"
+        )
+    profile = validate(CalibrationProfile, data, what=f"calibration profile {path}")
+    return profile.model_copy(update={"path": str(path)})
+
+
+def default_profile() -> CalibrationProfile:
+    """The documented uncalibrated profile (calibration/default.json)."""
+    return _load_named("default.json")
+
+
+def reference_profile(device_id: str) -> CalibrationProfile | None:
+    """The shipped reference profile of a device, if any (calibration/<id>.reference.json)."""
+    try:
+        return _load_named(f"{device_id}.reference.json")
+    except SpecError:
+        return None
+
+
+@cache
+def _load_named(name: str) -> CalibrationProfile:
+    return load_profile(data_dir("calibration") / name)
+
+
+def profile_for(device_id: str, path: str | Path | None = None) -> CalibrationProfile:
+    """The profile a prediction uses: an explicit file, else the device's reference profile,
+    else the default (uncalibrated) one."""
+    if path is not None:
+        return load_profile(path)
+    return reference_profile(device_id) or default_profile()

@@ -1,0 +1,108 @@
+"""Plain-text rendering of predictions and specs for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from .prediction import Prediction
+
+GIB = 2**30
+
+
+def table(rows: Iterable[Sequence], header: Sequence[str] | None = None) -> str:
+    """Left-aligned text columns (numbers right-aligned)."""
+    rows = [[str(c) for c in r] for r in rows]
+    if header:
+        rows.insert(0, [str(h) for h in header])
+    if not rows:
+        return ""
+    widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(max(map(len, rows)))]
+
+    def fmt(r: list[str]) -> str:
+        cells = []
+        for i, c in enumerate(r):
+            numeric = c.replace(".", "", 1).replace("-", "", 1).replace("%", "").replace(
+                ",", "").strip().isdigit()
+            cells.append(c.rjust(widths[i]) if numeric else c.ljust(widths[i]))
+        return "  ".join(cells).rstrip()
+
+    lines = [fmt(r) for r in rows]
+    if header:
+        lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def seconds(x: float) -> str:
+    if x >= 1:
+        return f"{x:.3f} s"
+    if x >= 1e-3:
+        return f"{x * 1e3:.3f} ms"
+    return f"{x * 1e6:.1f} us"
+
+
+def gib(x: float) -> str:
+    return f"{x / GIB:.2f} GiB"
+
+
+def render_prediction(p: Prediction, show_ops: bool = False) -> str:
+    title = f"{p.kind}: {p.model} on {p.num_gpus} x {p.device}"
+    if p.name:
+        title = f"{p.name} -- {title}"
+    out = [title, f"calibration: {p.calibration['label']} ({p.calibration['id']})", ""]
+    if p.kind == "training":
+        head = [
+            ("step time", seconds(p.step_time_s)),
+            ("tokens/s (system)", f"{p.tokens_per_s:,.0f}"),
+            ("TFLOP/s per GPU (model)", f"{p.tflops_per_gpu:.1f}"),
+            ("MFU (Megatron FLOPs)", f"{100 * p.mfu:.1f}%"),
+            ("MFU (6ND)", f"{100 * p.mfu_6nd:.1f}%"),
+            ("HFU (incl. recompute)", f"{100 * p.hfu:.1f}%"),
+            ("micro-batches per step", f"{p.num_microbatches:g}"),
+        ]
+    else:
+        head = [
+            ("TTFT (prefill)", seconds(p.ttft_s)),
+            ("TPOT", seconds(p.tpot_s)),
+            ("end-to-end latency", seconds(p.e2e_latency_s)),
+            ("generated tokens/s (system)", f"{p.tokens_per_s:,.1f}"),
+            ("max concurrent sequences", f"{p.max_concurrent_sequences:,.0f}"),
+            ("KV cache per sequence", gib(p.kv_cache_bytes_per_sequence)),
+        ]
+    head += [("memory per GPU", f"{gib(p.memory_per_gpu_bytes)} of "
+                                 f"{gib(p.memory_capacity_bytes)}"),
+             ("fits", "yes" if p.fits else "NO")]
+    out.append(table(head))
+    out.append("")
+    if p.kind == "training":
+        parts = p.breakdown["time"]
+        total = p.step_time_s
+        out.append(table([(k, seconds(v), f"{100 * v / total:.1f}%") for k, v in parts.items()
+                          if v > 0], header=("time", "seconds", "share")))
+        out.append("")
+        comm = p.breakdown["communication"]
+        out.append(table([(k, seconds(v["total_s"]), seconds(v["exposed_s"]))
+                          for k, v in comm.items() if v["total_s"] > 0],
+                         header=("communication", "total", "exposed")))
+    else:
+        for phase in ("prefill", "decode_step"):
+            part = p.breakdown[phase]
+            out.append(table([(k, seconds(v)) for k, v in part.items() if v > 0],
+                             header=(phase, "seconds")))
+            out.append("")
+    out.append("")
+    out.append(table([(k, gib(v)) for k, v in p.breakdown["memory"].items() if v > 0],
+                     header=("memory", "per GPU")))
+    bounds = p.bound_summary
+    total_ops = sum(bounds.values()) or 1.0
+    out.append("")
+    out.append(f"operator time: {100 * bounds['compute'] / total_ops:.0f}% compute-bound, "
+               f"{100 * bounds['memory'] / total_ops:.0f}% memory-bound")
+    if show_ops:
+        out.append("")
+        out.append(table([(o.name, o.cls, o.phase, f"{o.calls:g}", f"{o.intensity:.1f}",
+                           o.bound, seconds(o.time_s), seconds(o.total_s)) for o in p.ops],
+                         header=("operator", "class", "phase", "calls", "FLOP/B", "bound",
+                                 "per call", "total")))
+    for w in p.warnings:
+        out.append(f"warning: {w}")
+    return "\n".join(out)
