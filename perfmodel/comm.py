@@ -62,14 +62,22 @@ def _efficiency(profile: CalibrationProfile, collective: str, scope: str, n, nby
 
 
 def intra_bandwidth(system: System, local: Array) -> Array:
-    """Per-GPU per-direction bandwidth among ``local`` GPUs of one node: the fabric's, unless
-    the group outgrows its fully-connected domain (NVLink bridge pairs), where traffic also
-    crosses the host link and that slower hop bounds a ring."""
-    bw = system.intra.bandwidth
+    """Per-GPU per-direction bandwidth a collective among ``local`` GPUs of one node can use.
+
+    Switched fabrics give every GPU its full bandwidth to any peer. In a direct mesh each pair
+    shares one link of ``peer_bandwidth_gbps`` (MI300X: 7 x 64 GB/s), so a group of ``local``
+    GPUs can use at most (local - 1) links. A group that outgrows the fully-connected domain
+    (NVLink bridge pairs) also crosses the host link, and that slower hop bounds a ring.
+    """
+    local = np.asarray(local, dtype=float)
+    bw = np.full(local.shape, system.intra.bandwidth)
+    peer = system.intra.peer_bandwidth_gbps
+    if peer is not None:
+        bw = np.minimum(bw, peer * 1e9 * np.maximum(local - 1, 1))
     domain = system.intra.domain_size
-    if domain is None or system.host_link is None:
-        return np.full(np.shape(local), bw) if np.ndim(local) else bw
-    return np.where(np.asarray(local) > domain, min(bw, system.host_link.bandwidth), bw)
+    if domain is not None and system.host_link is not None:
+        bw = np.where(local > domain, np.minimum(bw, system.host_link.bandwidth), bw)
+    return bw
 
 
 def collective_time(collective: str, nbytes: Array, span: GroupSpan, system: System,

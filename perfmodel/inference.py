@@ -34,7 +34,7 @@ from .memory import (
 )
 from .parameters import param_counts
 from .profile import CalibrationProfile
-from .roofline import OpTimes, Roofline, op_times, stack
+from .roofline import OpTimes, Roofline, op_times, row_sum, stack
 from .specs.model import ModelSpec
 from .specs.system import System
 from .stages import stage_params
@@ -109,12 +109,14 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
                                     plan.flash, phase, absorbed_mla=absorbed)
         for op in layer:  # every layer of this kind on one stage
             op.count = op.count * count / plan.pp
+            op.phase = phase
         index[name] = list(range(len(items), len(items) + len(layer)))
         items += layer
     ends = O.embedding_ops(model, b * q_len, plan.tp, prec) + O.head_ops(
         model, logits_tokens, plan.tp, prec, loss=False)
     for op in ends:  # embedding on the first stage, head on the last: 1/pp of them per stage
         op.count = op.count / plan.pp
+        op.phase = phase
     index["ends"] = list(range(len(items), len(items) + len(ends)))
     items += ends
     return items, index
@@ -130,7 +132,7 @@ def _phase(model: ModelSpec, system: System, plan: InferPlan, profile: Calibrati
     compute: dict[str, Array] = {}
     for i, op in enumerate(items):
         compute[op.cls] = compute.get(op.cls, 0.0) + weighted[i]
-    stage = weighted.sum(axis=0)
+    stage = row_sum(weighted, range(len(items)))
     spans = group_spans(system.gpus_per_node, "tp-cp-ep-dp-pp", tp=plan.tp, dp=plan.replicas,
                         pp=plan.pp)
     act_bytes = b * q_len * model.hidden_size * plan.precision.act

@@ -60,7 +60,7 @@ class OpTimes:
     def total(self) -> np.ndarray:
         """Sum over operators of count x time (the step's share of these operators)."""
         counts = stack([op.count for op in self.ops], self.time.shape[1:])
-        return (counts * self.time).sum(axis=0)
+        return row_sum(counts * self.time, range(len(self.ops)))
 
     def by_class(self) -> dict[str, np.ndarray]:
         counts = stack([op.count for op in self.ops], self.time.shape[1:])
@@ -69,6 +69,15 @@ class OpTimes:
         for i, op in enumerate(self.ops):
             out[op.cls] = out.get(op.cls, 0.0) + weighted[i]
         return out
+
+
+def row_sum(matrix: np.ndarray, rows) -> np.ndarray | float:
+    """Sum of ``matrix[i]`` over ``rows`` in a fixed order, so that a sweep of plans and a
+    single plan give bit-identical totals (numpy's pairwise summation would not)."""
+    acc = 0.0
+    for i in rows:
+        acc = acc + matrix[i]
+    return acc
 
 
 def stack(values: list, shape: tuple) -> np.ndarray:

@@ -44,7 +44,7 @@ from .memory import (
 from .parameters import param_counts
 from .plan import TrainPlan
 from .profile import CalibrationProfile
-from .roofline import OpTimes, Roofline, op_times, stack
+from .roofline import OpTimes, Roofline, op_times, row_sum, stack
 from .specs.model import ModelSpec
 from .specs.system import System
 from .stages import stage_params
@@ -73,16 +73,10 @@ class TrainingResult:
     op_counts: list = field(default_factory=list)  # per-op calls per step on that stage
 
 
-def _sum(t: OpTimes, idx: list[int], counts) -> Array:
-    if not idx:
-        return 0.0
-    return (counts[idx] * t.time[idx]).sum(axis=0)
-
-
-def _class_sums(t: OpTimes, idx: list[int], counts) -> dict[str, Array]:
+def _class_sums(ops: list[O.Op], weighted: np.ndarray, idx: list[int]) -> dict[str, Array]:
     out: dict[str, Array] = {c: 0.0 for c in O.OP_CLASSES}
     for i in idx:
-        out[t.ops[i].cls] = out[t.ops[i].cls] + counts[i] * t.time[i]
+        out[ops[i].cls] = out[ops[i].cls] + weighted[i]
     return out
 
 
@@ -184,9 +178,13 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     times = op_times(all_ops, roof)
     shape = times.time.shape[1:]
     counts = stack([op.count for op in all_ops], shape)
+    weighted = counts * times.time
 
     def total(label: str) -> Array:
-        return _sum(times, groups[label], counts)
+        return row_sum(weighted, groups[label])
+
+    def classes(*labels: str) -> dict[str, Array]:
+        return _class_sums(all_ops, weighted, [i for lab in labels for i in groups[lab]])
 
     # ---- communication per layer -------------------------------------------------------------
     a = prec.act
@@ -219,14 +217,14 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     for kind in kinds:
         f = total(f"{kind}.fwd")
         bk = total(f"{kind}.bwd") + total(f"{kind}.rec")
-        gemm_f = _class_sums(times, groups[f"{kind}.fwd"], counts)[O.GEMM]
-        gemm_b = _class_sums(times, groups[f"{kind}.bwd"], counts)[O.GEMM]
+        gemm_f = classes(f"{kind}.fwd")[O.GEMM]
+        gemm_b = classes(f"{kind}.bwd")[O.GEMM]
         if plan.tp_comm_overlap:  # hidden behind the GEMMs it is decomposed with
             tp_exp = np.maximum(tp_fwd - gemm_f, 0.0) + np.maximum(tp_bwd - gemm_b, 0.0)
         else:
             tp_exp = tp_fwd + tp_bwd
-        attn_f = _sum(times, attn_core[kind][0], counts)
-        attn_b = _sum(times, attn_core[kind][1], counts)
+        attn_f = row_sum(weighted, attn_core[kind][0])
+        attn_b = row_sum(weighted, attn_core[kind][1])
         cp_total = np.where(cp_on, (cp - 1) * (cp_step + cp_step_bwd), 0.0)
         cp_exp = np.where(cp_on, (cp - 1) * (np.maximum(cp_step - attn_f / cp, 0.0)
                                              + np.maximum(cp_step_bwd - attn_b / cp, 0.0)), 0.0)
@@ -239,9 +237,7 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         comm_layer_exp["cp"][kind] = cp_exp
         comm_layer_total["ep"][kind] = ep_total
         comm_layer_exp["ep"][kind] = ep_total
-        cls = _class_sums(times, groups[f"{kind}.fwd"] + groups[f"{kind}.bwd"]
-                          + groups[f"{kind}.rec"], counts)
-        layer_cls[kind] = cls
+        layer_cls[kind] = classes(f"{kind}.fwd", f"{kind}.bwd", f"{kind}.rec")
 
     n_layers = model.num_layers / pp
     share = {"dense": model.num_dense_layers / model.num_layers,
@@ -319,8 +315,8 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
 
     # ---- breakdown that adds up to the step ---------------------------------------------------
     stage_cls = {c: per_stage({k: layer_cls[k][c] for k in kinds}) for c in O.OP_CLASSES}
-    embed_cls = _class_sums(times, groups["embed"], counts)
-    head_cls = _class_sums(times, groups["head"], counts)
+    embed_cls = classes("embed")
+    head_cls = classes("head")
     # the stage that bounds the pipeline: last if it is the slowest, else first
     last_is_max = np.asarray(t_last) >= np.asarray(t_first)
     time_parts: dict[str, Array] = {}

@@ -86,8 +86,9 @@ class DeviceSpec(Strict):
         """Dense peak FLOP/s (OP/s for integer formats) for matrix math in ``dtype``.
 
         A format without a hardware path falls back to the next wider one that the device
-        runs (e.g. bf16 on V100 runs at fp32 rate, fp8 on A100 at fp16/bf16 rate), because
-        frameworks upcast in that case; int4 weight-only kernels compute in fp16/bf16.
+        runs (bf16 on V100 runs at the fp32 rate: Volta tensor cores take fp16 only; fp8 on
+        A100 at the 16-bit rate), because frameworks upcast in that case; int4 weight-only
+        kernels compute in fp16/bf16.
         """
         for key in _FALLBACK.get(dtype, (dtype,)):
             value = self.peak_tflops.get(key)
@@ -102,8 +103,8 @@ class DeviceSpec(Strict):
 _FALLBACK: dict[str, tuple[str, ...]] = {
     "fp32": ("fp32",),
     "tf32": ("tf32", "fp32"),
-    "fp16": ("fp16", "bf16", "fp32"),
-    "bf16": ("bf16", "fp16", "fp32"),
+    "fp16": ("fp16", "fp32"),
+    "bf16": ("bf16", "fp32"),
     "fp8": ("fp8", "bf16", "fp16", "fp32"),
     "int8": ("int8", "fp16", "bf16", "fp32"),
     "int4": ("int4", "int8", "fp16", "bf16", "fp32"),

@@ -1,0 +1,85 @@
+"""The model zoo: shipped presets (presets/<id>.yaml) and HuggingFace config.json import.
+
+``resolve_model`` is the one entry point for anything a user may write where a model is
+expected: a preset id, a path to a HF ``config.json`` (or a folder holding one) or to a
+preset-format YAML/JSON file, an inline mapping, or an already built ModelSpec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import SpecError, unknown_id
+from ..specs import registry
+from ..specs.loading import read_mapping, validate
+from ..specs.model import ModelSpec
+from .hf import SUPPORTED_MODEL_TYPES, load_hf_config, model_from_hf_config
+
+__all__ = [
+    "SUPPORTED_MODEL_TYPES",
+    "get_model",
+    "list_models",
+    "load_hf_config",
+    "model_from_hf_config",
+    "resolve_model",
+]
+
+_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def list_models() -> list[ModelSpec]:
+    """All shipped presets, sorted by id."""
+    return [spec for _, spec in sorted(registry.models().items())]
+
+
+def get_model(model_id: str) -> ModelSpec:
+    """A shipped preset by id; SpecError naming the closest ids otherwise."""
+    return registry.get_model(model_id)
+
+
+def _from_mapping(data: Mapping[str, Any], what: str) -> ModelSpec:
+    """HF format when the mapping has a ``model_type`` (no preset field has that name)."""
+    if "model_type" in data:
+        return model_from_hf_config(data)
+    return validate(ModelSpec, dict(data), what=what)
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.endswith(_FILE_SUFFIXES) or "/" in value or "\\" in value
+
+
+def resolve_model(
+    value: str | Mapping[str, Any] | ModelSpec, base_dir: Path | None = None
+) -> ModelSpec:
+    """A ModelSpec from a preset id, a file path, an inline mapping or a ModelSpec.
+
+    Relative paths are resolved against ``base_dir`` (e.g. the folder of the scenario file
+    that names the model), else the working directory.
+    """
+    if isinstance(value, ModelSpec):
+        return value
+    if isinstance(value, Mapping):
+        return _from_mapping(value, what="inline model")
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(
+            "a model must be a preset id, a path to a config.json / preset YAML, or a mapping; "
+            f"got {value!r}"
+        )
+    value = value.strip()
+    presets = registry.models()
+    if value in presets:
+        return presets[value]
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise SpecError(f"model folder {path} has no config.json")
+        return load_hf_config(path)
+    if path.is_file():
+        return _from_mapping(read_mapping(path), what=str(path))
+    if _looks_like_path(value):
+        raise SpecError(f"model file not found: {path}")
+    raise unknown_id("model", value, presets)

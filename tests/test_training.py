@@ -1,0 +1,131 @@
+"""Training step predictions: composition rules of Narayanan et al. 2021 and plausibility."""
+
+import numpy as np
+import pytest
+
+import perfmodel as pm
+from perfmodel.plan import TrainPlan
+from perfmodel.profile import default_profile
+from perfmodel.specs.registry import get_model
+from perfmodel.specs.scenario import SystemConfig
+from perfmodel.specs.system import resolve_system
+from perfmodel.training import training_step
+
+
+def gpt3_scenario(**par):
+    p = {"tp": 8, "pp": 8, "sequence_parallel": False, "overlap_grad_reduce": False}
+    p.update(par)
+    return pm.Scenario(
+        kind="training", model="gpt-175b",
+        system={"device": "a100-sxm4-80gb", "num_gpus": 1024},
+        parallelism=p,
+        training={"seq_len": 2048, "global_batch": 1536, "micro_batch": 1,
+                  "recompute": "full", "flash_attention": False, "dropout": True})
+
+
+def test_gpt3_175b_on_1024_a100_is_plausible():
+    """Narayanan et al. 2021 Table 1 measured 153 TFLOP/s per GPU (eq. 3 convention, with
+    recompute) for this plan; a first-principles prediction should land within a factor of
+    ~1.5 either way and give a full breakdown."""
+    pred = pm.predict(gpt3_scenario())
+    hw_tflops = pred.hfu * 312
+    assert 100 < hw_tflops < 230
+    t = pred.breakdown["time"]
+    assert sum(t.values()) == pytest.approx(pred.step_time_s)
+    assert t["pipeline_bubble"] > 0 and t["tp_comm"] > 0 and t["dp_comm"] > 0
+    assert pred.fits
+
+
+def test_llama3_70b_on_h100_plausible():
+    sc = pm.Scenario(
+        kind="training", model="llama-3-70b",
+        system={"device": "h100-sxm5-80gb", "num_gpus": 64},
+        parallelism={"tp": 8, "pp": 4, "sequence_parallel": True, "zero_stage": 1},
+        training={"seq_len": 8192, "global_batch": 128, "micro_batch": 1,
+                  "recompute": "selective"})
+    pred = pm.predict(sc)
+    assert 0.25 < pred.mfu < 0.75
+    assert pred.breakdown["communication"]["dp"]["total_s"] > 0
+
+
+def plan(**kw):
+    base = dict(tp=1, pp=1, dp=1, cp=1, ep=1, etp=1, vp=1, micro_batch=1, seq_len=2048,
+                global_batch=64)
+    base.update(kw)
+    return TrainPlan(**base)
+
+
+SYSTEM = resolve_system(SystemConfig(device="a100-sxm4-80gb", num_gpus=64))
+GPT = get_model("gpt-22b")
+
+
+def test_bubble_fraction_matches_narayanan():
+    """Equal stages: bubble / ideal = (p-1)/(v m) (Narayanan et al. 2021 Sec. 2.2)."""
+    r1 = training_step(GPT, SYSTEM, plan(pp=4, dp=1, tp=16, global_batch=32), default_profile())
+    stage = float(r1.stage_times["middle"])
+    m = 32
+    assert float(r1.time["pipeline_bubble"]) == pytest.approx(
+        (4 - 1) * stage, rel=0.05)
+    r2 = training_step(GPT, SYSTEM, plan(pp=4, vp=2, tp=16, global_batch=32,
+                                         schedule="interleaved"), default_profile())
+    assert float(r2.time["pipeline_bubble"]) < float(r1.time["pipeline_bubble"])
+    assert m * stage < float(r1.step_time)
+
+
+def test_dp_overlap_hides_gradient_reduction():
+    sc = gpt3_scenario(tp=8, pp=1, dp=None)
+    sc = sc.model_copy(update={"model": get_model("gpt-1.7b")})
+    exposed = pm.predict(sc).breakdown["communication"]["dp"]["exposed_s"]
+    sc2 = gpt3_scenario(tp=8, pp=1, overlap_grad_reduce=True)
+    sc2 = sc2.model_copy(update={"model": get_model("gpt-1.7b")})
+    hidden = pm.predict(sc2).breakdown["communication"]["dp"]["exposed_s"]
+    assert hidden < exposed
+
+
+def test_memory_follows_korthikanti_under_sp_and_recompute():
+    """Korthikanti et al. 2022 Fig. 7 ordering: TP only > TP+SP > TP+SP+selective > full."""
+    def mem(sp, rec):
+        sc = pm.Scenario(kind="training", model="gpt-22b",
+                         system={"device": "a100-sxm4-80gb", "num_gpus": 8},
+                         parallelism={"tp": 8, "sequence_parallel": sp},
+                         training={"seq_len": 2048, "global_batch": 4, "micro_batch": 4,
+                                   "recompute": rec, "flash_attention": False,
+                                   "dropout": True})
+        return pm.predict(sc).breakdown["memory"]["activations"]
+
+    none, sp, sel, full = mem(False, "none"), mem(True, "none"), mem(True, "selective"), \
+        mem(True, "full")
+    assert none > sp > sel > full
+    # selective saves the 5as/h term: ratio sp/sel = (34 + 5as/h)/34 (eq. 4 vs eq. 6),
+    # up to the small embedding/LM-head terms
+    ratio = (34 + 5 * 64 * 2048 / 6144) / 34
+    assert sp / sel == pytest.approx(ratio, rel=0.05)
+
+
+def test_zero_stages_shrink_model_states():
+    def mem(stage):
+        sc = pm.Scenario(kind="training", model="llama-2-7b",
+                         system={"device": "a100-sxm4-80gb", "num_gpus": 8},
+                         parallelism={"zero_stage": stage},
+                         training={"seq_len": 2048, "global_batch": 8})
+        b = pm.predict(sc).breakdown["memory"]
+        return b["weights"] + b["gradients"] + b["optimizer"]
+
+    m0, m1, m2, m3 = (mem(s) for s in range(4))
+    assert m0 > m1 > m2 > m3
+
+
+def test_array_plans_equal_scalar_plans_exactly():
+    """One code path: a grid of plans gives bit-identical results to one-by-one calls."""
+    tps = np.array([1, 2, 4, 8, 8])
+    pps = np.array([8, 4, 2, 1, 2])
+    dps = 64 // (tps * pps)
+    mbs = np.array([1, 2, 1, 2, 1])
+    arr = training_step(GPT, SYSTEM, plan(tp=tps, pp=pps, dp=dps, micro_batch=mbs,
+                                          global_batch=128), default_profile())
+    for i in range(len(tps)):
+        one = training_step(GPT, SYSTEM, plan(tp=int(tps[i]), pp=int(pps[i]), dp=int(dps[i]),
+                                              micro_batch=int(mbs[i]), global_batch=128),
+                            default_profile())
+        assert float(one.step_time) == arr.step_time[i]
+        assert float(one.memory_total) == arr.memory_total[i]
