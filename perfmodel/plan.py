@@ -63,9 +63,11 @@ class TrainPlan:
     def from_scenario(cls, sc: Scenario) -> TrainPlan:
         p, t = sc.parallelism, sc.training
         assert t is not None
-        dp = p.dp if p.dp is not None else sc.system.num_gpus // max(1, p.tp * p.pp * p.cp)
+        # an unset dp takes the remaining GPUs (a fraction here is reported by the rules)
+        dp = p.dp if p.dp is not None else sc.system.num_gpus / (p.tp * p.pp * p.cp)
+        dp = int(dp) if float(dp).is_integer() else dp
         return cls(
-            tp=p.tp, pp=p.pp, dp=max(dp, 1), cp=p.cp, ep=p.ep, etp=p.etp or p.tp, vp=p.vp,
+            tp=p.tp, pp=p.pp, dp=dp, cp=p.cp, ep=p.ep, etp=p.etp or p.tp, vp=p.vp,
             micro_batch=t.micro_batch, seq_len=t.seq_len, global_batch=t.global_batch,
             sp=p.sequence_parallel, zero_stage=p.zero_stage, schedule=p.resolved_schedule,
             recompute=t.recompute, precision=t.precision, optimizer=t.optimizer,
@@ -107,14 +109,17 @@ def training_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
     L, H, KV = model.num_layers, model.num_heads, model.kv_heads
     E = model.moe.num_experts if model.moe else 1
     return [
-        Rule("parallelism", lambda p: p.tp * p.pp * p.dp * p.cp == num_gpus,
-             lambda p: f"tp*pp*dp*cp = {p.tp}*{p.pp}*{p.dp}*{p.cp} = "
-                       f"{p.tp * p.pp * p.dp * p.cp} must equal system.num_gpus ({num_gpus})"),
         Rule("parallelism.tp", lambda p: _div(H, p.tp),
              lambda p: f"tp ({p.tp}) must divide the model's {H} attention heads; valid tp: "
                        f"{_divisors(H)}"),
         Rule("parallelism.tp", lambda p: _div(KV, p.tp) | _div(p.tp, KV),
              lambda p: f"tp ({p.tp}) and the {KV} KV heads must divide one another"),
+        Rule("parallelism.dp", lambda p: np.mod(p.dp, 1) == 0,
+             lambda p: f"system.num_gpus ({num_gpus}) must be a multiple of tp*pp*cp = "
+                       f"{p.tp * p.pp * p.cp} (data parallelism takes the rest)"),
+        Rule("parallelism", lambda p: p.tp * p.pp * p.dp * p.cp == num_gpus,
+             lambda p: f"tp*pp*dp*cp = {p.tp}*{p.pp}*{p.dp}*{p.cp} = "
+                       f"{p.tp * p.pp * p.dp * p.cp} must equal system.num_gpus ({num_gpus})"),
         Rule("parallelism.pp", lambda p: _div(L, p.pp * p.vp),
              lambda p: f"num_layers ({L}) must be divisible by pp*vp = {p.pp * p.vp}; valid pp "
                        f"for vp={p.vp}: {[d for d in _divisors(L) if L % (d * p.vp) == 0]}"),

@@ -10,7 +10,7 @@ GIB = 2**30
 
 
 def table(rows: Iterable[Sequence], header: Sequence[str] | None = None) -> str:
-    """Left-aligned text columns (numbers right-aligned)."""
+    """Text columns: the first (names) left-aligned, values right-aligned."""
     rows = [[str(c) for c in r] for r in rows]
     if header:
         rows.insert(0, [str(h) for h in header])
@@ -19,11 +19,7 @@ def table(rows: Iterable[Sequence], header: Sequence[str] | None = None) -> str:
     widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(max(map(len, rows)))]
 
     def fmt(r: list[str]) -> str:
-        cells = []
-        for i, c in enumerate(r):
-            numeric = c.replace(".", "", 1).replace("-", "", 1).replace("%", "").replace(
-                ",", "").strip().isdigit()
-            cells.append(c.rjust(widths[i]) if numeric else c.ljust(widths[i]))
+        cells = [c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)]
         return "  ".join(cells).rstrip()
 
     lines = [fmt(r) for r in rows]
@@ -77,12 +73,13 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
         parts = p.breakdown["time"]
         total = p.step_time_s
         out.append(table([(k, seconds(v), f"{100 * v / total:.1f}%") for k, v in parts.items()
-                          if v > 0], header=("time", "seconds", "share")))
+                          if v > 1e-9 * total], header=("time", "seconds", "share")))
         out.append("")
         comm = p.breakdown["communication"]
-        out.append(table([(k, seconds(v["total_s"]), seconds(v["exposed_s"]))
-                          for k, v in comm.items() if v["total_s"] > 0],
-                         header=("communication", "total", "exposed")))
+        if any(v["total_s"] > 0 for v in comm.values()):
+            out.append(table([(k, seconds(v["total_s"]), seconds(v["exposed_s"]))
+                              for k, v in comm.items() if v["total_s"] > 0],
+                             header=("communication", "total", "exposed")))
     else:
         for phase in ("prefill", "decode_step"):
             part = p.breakdown[phase]
