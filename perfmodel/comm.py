@@ -47,17 +47,23 @@ def bus_factor(collective: str, n: Array) -> Array:
 
 def _efficiency(profile: CalibrationProfile, collective: str, scope: str, n, nbytes):
     """(latency, efficiency) for a group of n ranks; vectorised over n and nbytes."""
-    n_arr = np.asarray(n, dtype=float)
-    sizes = np.unique(np.maximum(n_arr, 2)) if n_arr.ndim else [max(float(n_arr), 2.0)]
-    lat = np.full(np.broadcast(n_arr, nbytes).shape, profile.defaults.collective_latency_s)
-    eff = np.full(lat.shape, profile.defaults.collective)
-    for size in sizes:
+    defaults = (profile.defaults.collective_latency_s, profile.defaults.collective)
+    if not profile.collectives:
+        return defaults
+    n_arr = np.maximum(np.asarray(n, dtype=float), 2.0)
+    if n_arr.ndim == 0:
+        fit = profile.collective_fit(collective, scope, int(n_arr))
+        return (fit.latency_s, fit.efficiency(nbytes)) if fit else defaults
+    shape = np.broadcast(n_arr, nbytes).shape
+    lat = np.full(shape, defaults[0])
+    eff = np.full(shape, defaults[1])
+    for size in np.unique(n_arr):
         fit = profile.collective_fit(collective, scope, int(size))
         if fit is None:
             continue
-        mask = np.broadcast_to(np.maximum(n_arr, 2) == size, lat.shape)
+        mask = np.broadcast_to(n_arr == size, shape)
         lat = np.where(mask, fit.latency_s, lat)
-        eff = np.where(mask, fit.efficiency(np.broadcast_to(nbytes, lat.shape)), eff)
+        eff = np.where(mask, fit.efficiency(np.broadcast_to(nbytes, shape)), eff)
     return lat, eff
 
 

@@ -34,7 +34,7 @@ from .memory import (
 )
 from .parameters import param_counts
 from .profile import CalibrationProfile
-from .roofline import OpTimes, Roofline, op_times, row_sum, stack
+from .roofline import OpTimes, Roofline, op_times
 from .specs.model import ModelSpec
 from .specs.system import System
 from .stages import stage_params
@@ -127,12 +127,8 @@ def _phase(model: ModelSpec, system: System, plan: InferPlan, profile: Calibrati
     roof = Roofline(system.device, profile)
     items, _ = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens)
     times = op_times(items, roof)
-    counts = stack([op.count for op in items], times.time.shape[1:])
-    weighted = counts * times.time
-    compute: dict[str, Array] = {}
-    for i, op in enumerate(items):
-        compute[op.cls] = compute.get(op.cls, 0.0) + weighted[i]
-    stage = row_sum(weighted, range(len(items)))
+    compute = times.by_class()
+    stage = times.total()
     spans = group_spans(system.gpus_per_node, "tp-cp-ep-dp-pp", tp=plan.tp, dp=plan.replicas,
                         pp=plan.pp)
     act_bytes = b * q_len * model.hidden_size * plan.precision.act

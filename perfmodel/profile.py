@@ -206,6 +206,16 @@ class CalibrationProfile(Strict):
 
     def collective_fit(self, collective: str, scope: str, group_size: int) -> CollectiveFit | None:
         """The fit for this collective and scope with the nearest group size (log distance)."""
+        key = (collective, scope, group_size)
+        if key not in self._fit_cache:
+            self._fit_cache[key] = self._nearest_fit(collective, scope, group_size)
+        return self._fit_cache[key]
+
+    @cached_property
+    def _fit_cache(self) -> dict:
+        return {}
+
+    def _nearest_fit(self, collective: str, scope: str, group_size: int) -> CollectiveFit | None:
         fits = [f for f in self.collectives if f.collective == collective and f.scope == scope]
         if not fits and collective in ("all_gather", "reduce_scatter", "broadcast"):
             fits = [f for f in self.collectives if f.collective == "all_reduce" and f.scope == scope]

@@ -46,37 +46,35 @@ class Roofline:
 
 @dataclass
 class OpTimes:
-    """Per-call times of a list of operators (arrays stacked on axis 0, one row per op)."""
+    """Per-call times of a list of operators: one entry per operator, each a scalar or an
+    array over plans (entries keep their own broadcast shape, so an open-mesh grid of plans
+    is never expanded before it has to be)."""
 
     ops: list[Op]
-    time: np.ndarray
-    compute: np.ndarray
-    memory: np.ndarray
+    time: list
+    compute: list
+    memory: list
 
-    @property
-    def compute_bound(self) -> np.ndarray:
-        return self.compute >= self.memory
+    def weighted(self) -> list:
+        """count x time per operator (the step's time in it)."""
+        return [op.count * t for op, t in zip(self.ops, self.time, strict=True)]
 
-    def total(self) -> np.ndarray:
-        """Sum over operators of count x time (the step's share of these operators)."""
-        counts = stack([op.count for op in self.ops], self.time.shape[1:])
-        return row_sum(counts * self.time, range(len(self.ops)))
+    def total(self):
+        return row_sum(self.weighted(), range(len(self.ops)))
 
-    def by_class(self) -> dict[str, np.ndarray]:
-        counts = stack([op.count for op in self.ops], self.time.shape[1:])
-        weighted = counts * self.time
-        out: dict[str, np.ndarray] = {}
-        for i, op in enumerate(self.ops):
-            out[op.cls] = out.get(op.cls, 0.0) + weighted[i]
+    def by_class(self) -> dict:
+        out: dict = {}
+        for op, w in zip(self.ops, self.weighted(), strict=True):
+            out[op.cls] = out.get(op.cls, 0.0) + w
         return out
 
 
-def row_sum(matrix: np.ndarray, rows) -> np.ndarray | float:
-    """Sum of ``matrix[i]`` over ``rows`` in a fixed order, so that a sweep of plans and a
+def row_sum(rows_of, rows):
+    """Sum of ``rows_of[i]`` over ``rows`` in a fixed order, so that a sweep of plans and a
     single plan give bit-identical totals (numpy's pairwise summation would not)."""
     acc = 0.0
     for i in rows:
-        acc = acc + matrix[i]
+        acc = acc + rows_of[i]
     return acc
 
 
@@ -90,39 +88,47 @@ def stack(values: list, shape: tuple) -> np.ndarray:
     return out
 
 
+def _shape_of(values) -> tuple:
+    return np.broadcast_shapes(*(np.shape(v) for v in values if isinstance(v, np.ndarray)))
+
+
 def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
-    """Time every operator; one efficiency lookup per class (and dtype / phase)."""
-    shape = np.broadcast_shapes(*(x.shape for op in ops
-                                  for x in (op.flops, op.bytes, op.count, op.vector_flops)
-                                  if isinstance(x, np.ndarray)))
-    flops = stack([op.flops for op in ops], shape)
-    vec = stack([op.vector_flops for op in ops], shape)
-    nbytes = stack([op.bytes for op in ops], shape)
-    peaks = np.array([roof.peak(op.dtype) if op.cls in (GEMM, ATTENTION) else roof.vector_peak
-                      for op in ops]).reshape((-1,) + (1,) * len(shape))
-    compute = flops / peaks + vec / roof.vector_peak
-    memory = nbytes / roof.bandwidth
-    eff = np.ones_like(compute)
+    """Time every operator. Operators are grouped by efficiency table (GEMM per dtype,
+    attention per phase, memory-bound kernels); each group is evaluated in one vectorised
+    call over the group's own broadcast shape."""
     profile = roof.profile
-    rows_by_key: dict[tuple, list[int]] = {}
+    groups: dict[tuple, list[int]] = {}
     for i, op in enumerate(ops):
         key = (op.cls, op.dtype if op.cls == GEMM else op.phase if op.cls == ATTENTION else "")
-        rows_by_key.setdefault(key, []).append(i)
-    memory_rows = []
-    for (cls, sub), rows in rows_by_key.items():
+        groups.setdefault(key, []).append(i)
+    time: list = [None] * len(ops)
+    compute: list = [None] * len(ops)
+    memory: list = [None] * len(ops)
+    vector_peak, bandwidth = roof.vector_peak, roof.bandwidth
+    for (cls, sub), rows in groups.items():
+        members = [ops[i] for i in rows]
+        extra = [x for op in members for x in op.shape] if cls in (GEMM, ATTENTION) else []
+        shape = _shape_of([x for op in members for x in (op.flops, op.bytes, op.vector_flops)]
+                          + extra)
+        flops = stack([op.flops for op in members], shape)
+        vec = stack([op.vector_flops for op in members], shape)
+        nbytes = stack([op.bytes for op in members], shape)
+        peak = roof.peak(sub if cls == GEMM else members[0].dtype) if cls in (
+            GEMM, ATTENTION) else vector_peak
+        t_c = flops / peak + vec / vector_peak
+        t_m = nbytes / bandwidth
         if cls == GEMM:
-            m, n, k = (stack([ops[i].shape[j] for i in rows], shape) for j in range(3))
-            eff[rows] = profile.gemm_efficiency(sub, m, n, k)
+            m, n, k = (stack([op.shape[j] for op in members], shape) for j in range(3))
+            t = np.maximum(t_c, t_m) / profile.gemm_efficiency(sub, m, n, k)
         elif cls == ATTENTION:
-            q, kv = (stack([ops[i].shape[j] for i in rows], shape) for j in range(2))
-            eff[rows] = profile.attention_efficiency(_attention_curve(sub), q, kv)
+            q, kv = (stack([op.shape[j] for op in members], shape) for j in range(2))
+            t = np.maximum(t_c, t_m) / profile.attention_efficiency(_attention_curve(sub), q,
+                                                                    kv)
         else:
-            memory_rows += rows
-    time = np.maximum(compute, memory) / eff
-    if memory_rows:
-        mem_eff = profile.memory_efficiency(nbytes[memory_rows])
-        time[memory_rows] = np.maximum(compute[memory_rows], memory[memory_rows] / mem_eff)
-    time = time + profile.kernel_overhead_s
+            t = np.maximum(t_c, t_m / profile.memory_efficiency(nbytes))
+        t = t + profile.kernel_overhead_s
+        for j, i in enumerate(rows):
+            time[i], compute[i], memory[i] = t[j], t_c[j], t_m[j]
     return OpTimes(ops, time, compute, memory)
 
 

@@ -44,7 +44,7 @@ from .memory import (
 from .parameters import param_counts
 from .plan import TrainPlan
 from .profile import CalibrationProfile
-from .roofline import OpTimes, Roofline, op_times, row_sum, stack
+from .roofline import OpTimes, Roofline, op_times, row_sum
 from .specs.model import ModelSpec
 from .specs.system import System
 from .stages import stage_params
@@ -73,7 +73,7 @@ class TrainingResult:
     op_counts: list = field(default_factory=list)  # per-op calls per step on that stage
 
 
-def _class_sums(ops: list[O.Op], weighted: np.ndarray, idx: list[int]) -> dict[str, Array]:
+def _class_sums(ops: list[O.Op], weighted: list, idx: list[int]) -> dict[str, Array]:
     out: dict[str, Array] = {c: 0.0 for c in O.OP_CLASSES}
     for i in idx:
         out[ops[i].cls] = out[ops[i].cls] + weighted[i]
@@ -176,9 +176,7 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     add("optimizer", [O.optimizer_op(opt_params, plan.optimizer)])
 
     times = op_times(all_ops, roof)
-    shape = times.time.shape[1:]
-    counts = stack([op.count for op in all_ops], shape)
-    weighted = counts * times.time
+    weighted = times.weighted()
 
     def total(label: str) -> Array:
         return row_sum(weighted, groups[label])
@@ -391,5 +389,5 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         tokens=plan.global_batch * s, num_microbatches=m,
         stage_times={"first": t_first, "middle": t_mid, "last": t_last},
         op_times=times if keep_ops else None,
-        op_counts=[counts[i] for i in range(len(all_ops))] if keep_ops else [],
+        op_counts=[op.count for op in all_ops] if keep_ops else [],
     )
