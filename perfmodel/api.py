@@ -20,10 +20,11 @@ from .errors import SpecError
 from .inference import InferPlan, inference
 from .plan import TrainPlan, check, inference_rules, training_rules
 from .prediction import OpReport, Prediction
-from .profile import CalibrationProfile, profile_for
+from .profile import CalibrationProfile, default_profile, profile_for
 from .roofline import OpTimes
 from .specs.loading import validate
 from .specs.scenario import Scenario, load_scenario
+from .specs.registry import get_interconnect
 from .specs.system import System, resolve_system
 from .training import training_step
 
@@ -148,15 +149,40 @@ def infer_plan(sc: Scenario, system: System) -> InferPlan:
         activation_dtype=inf.activation_dtype, kv_dtype=inf.kv_dtype,
         group_size=inf.quant_group_size, flash=inf.flash_attention, kv_block=inf.kv_block_size,
         ep=p.ep,
+        offload_weights=inf.offload.weights if inf.offload else 0.0,
+        offload_kv=inf.offload.kv_cache if inf.offload else 0.0,
+        offload_overlap=inf.offload.overlap if inf.offload else True,
+        spec_tokens=inf.speculative.num_tokens if inf.speculative else 0,
+        spec_acceptance=inf.speculative.acceptance_rate if inf.speculative else 0.0,
     )
     check(inference_rules(sc.model, system.num_gpus), plan)
     return plan
 
 
+def offload_bandwidth(system: System, target: str, profile: CalibrationProfile) -> float:
+    """Achieved per-direction B/s of the path offloaded data streams over: the GPU's host link
+    for CPU memory (times the profile's host-link efficiency); for NVMe also the drive (the
+    node's figure, else one PCIe Gen4 x4 drive's link limit)."""
+    if system.host_link is None:
+        raise SpecError(f"inference.offload: device {system.device.id!r} has no host link in "
+                        "its spec, so offloading cannot be modelled")
+    bw = system.host_link.bandwidth
+    if target == "nvme":
+        node_bw = system.node.nvme_read_gbps if system.node else None
+        drive = node_bw * 1e9 if node_bw else get_interconnect("nvme-gen4-x4").bandwidth
+        bw = min(bw, drive)
+    efficiency = profile.defaults.host_link or default_profile().defaults.host_link
+    return bw * efficiency
+
+
 def _predict_inference(sc: Scenario, system: System, profile: CalibrationProfile,
                        warnings: list[str]) -> Prediction:
     plan = infer_plan(sc, system)
-    r = inference(sc.model, system, plan, profile, keep_ops=True)
+    inf = sc.inference
+    draft = inf.speculative.draft_model if inf.speculative else None
+    r = inference(sc.model, system, plan, profile, keep_ops=True, draft=draft,
+                  offload_bandwidth=offload_bandwidth(system, inf.offload.target, profile)
+                  if inf.offload else None)
     memory = {k: _f(v) for k, v in r.memory.items()}
     total_mem = _f(r.memory_total)
     fits = memory_fits(total_mem, system)

@@ -61,6 +61,11 @@ class InferPlan:
     flash: bool = True
     kv_block: int = 16
     ep: Array = 1
+    offload_weights: float = 0.0  # fraction of weights streamed from host memory / NVMe
+    offload_kv: float = 0.0  # fraction of the KV cache kept off the GPU
+    offload_overlap: bool = True
+    spec_tokens: int = 0  # speculative decoding: draft tokens per iteration (0 = off)
+    spec_acceptance: float = 0.0
 
     @property
     def precision(self) -> O.Precision:
@@ -123,7 +128,11 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
 
 
 def _phase(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
-           b, q_len, kv_len, pairs, phase: str, logits_tokens, keep_ops: bool) -> PhaseResult:
+           b, q_len, kv_len, pairs, phase: str, logits_tokens, keep_ops: bool,
+           offload_time=0.0) -> PhaseResult:
+    """One forward pass of ``b`` sequences through all stages. ``offload_time`` is the time
+    per stage to stream offloaded weights / KV over the host link: hidden behind the stage's
+    compute when prefetching overlaps (FlexGen's zig-zag schedule), added otherwise."""
     roof = Roofline(system.device, profile)
     items, _ = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens)
     times = op_times(items, roof)
@@ -138,6 +147,10 @@ def _phase(model: ModelSpec, system: System, plan: InferPlan, profile: Calibrati
     cross = pp_neighbours_cross_nodes(system.gpus_per_node, "tp-cp-ep-dp-pp", plan.tp, 1, 1,
                                       plan.replicas)
     hop = np.where(np.asarray(plan.pp) > 1, p2p_time(act_bytes, cross, system, profile), 0.0)
+    if plan.offload_overlap:
+        stage = np.maximum(stage, offload_time)
+    else:
+        stage = stage + offload_time
     # pp stages run one after the other for one pass (latency view)
     total = plan.pp * (stage + tp_comm) + (plan.pp - 1) * hop
     return PhaseResult(time=total, compute={k: plan.pp * v for k, v in compute.items()},
@@ -145,44 +158,103 @@ def _phase(model: ModelSpec, system: System, plan: InferPlan, profile: Calibrati
                        op_times=times if keep_ops else None)
 
 
+def speculative_tokens_per_iteration(k, alpha):
+    """Expected tokens a target pass yields with k drafted tokens, each accepted i.i.d. with
+    probability alpha: (1 - alpha^(k+1)) / (1 - alpha) (Leviathan et al. 2023, eq. 1)."""
+    return (1.0 - alpha ** (k + 1)) / (1.0 - alpha)
+
+
+def _contexts(p, o):
+    """Decode contexts sampled over the generation (midpoints of DECODE_SAMPLES bins)."""
+    frac = (np.arange(DECODE_SAMPLES) + 0.5) / DECODE_SAMPLES
+    return np.asarray(p)[..., None] + frac * np.maximum(np.asarray(o)[..., None] - 1, 0)
+
+
+def _with_context_axis(plan: InferPlan) -> InferPlan:
+    return replace(plan, **{k: np.asarray(getattr(plan, k))[..., None]
+                            for k in ("tp", "pp", "replicas", "ep")})
+
+
 def inference(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
-              keep_ops: bool = False) -> InferenceResult:
+              keep_ops: bool = False, draft: ModelSpec | None = None,
+              offload_bandwidth: float | None = None) -> InferenceResult:
+    """Prefill, decode and memory of a batch of requests.
+
+    ``offload_bandwidth`` (B/s, per direction) is the link offloaded weights and KV stream
+    over (the host link for CPU memory, the drive for NVMe). ``draft`` is the draft model of
+    speculative decoding; it runs unsharded beside the target (vLLM's default draft TP = 1).
+    """
     b, p, o = plan.batch, plan.prompt_len, plan.output_len
+    pc = param_counts(model)
+    sp = stage_params(pc, plan.tp, plan.pp, plan.ep, 1, model.tie_embeddings)
+    weights = inference_weight_bytes(sp.max, plan.weight_dtype, plan.group_size)
+    kv_tok = kv_cache_bytes_per_token(model, plan.kv_dtype, plan.tp) * model.num_layers / plan.pp
+    offloading = (plan.offload_weights or plan.offload_kv) and offload_bandwidth
+
+    def streamed(seqs, context, written=0.0):
+        """Seconds per stage to stream offloaded bytes: weights and KV in (host to device),
+        new KV out (device to host, the other direction of the full-duplex link)."""
+        if not offloading:
+            return 0.0
+        inbound = plan.offload_weights * weights + plan.offload_kv * kv_tok * seqs * context
+        return np.maximum(inbound, plan.offload_kv * kv_tok * written) / offload_bandwidth
+
     prefill = _phase(model, system, plan, profile, b, p, p, O.attention_pairs(p, p), "prefill",
-                     b, keep_ops)
+                     b, keep_ops, offload_time=streamed(b, 0.0, written=b * np.asarray(p)))
     # decode: the batch is split into min(pp, b) micro-batches that keep the stages busy; a
     # sequence's next token needs its previous one, so a token takes one pass of its
     # micro-batch through all stages: TPOT = pass time of b / micro sequences.
     micro = np.minimum(plan.pp, b)
     mb = b / micro
-    frac = (np.arange(DECODE_SAMPLES) + 0.5) / DECODE_SAMPLES
-    ctx = np.asarray(p)[..., None] + frac * np.maximum(np.asarray(o)[..., None] - 1, 0)
-    dec_plan = replace(plan, **{k: np.asarray(getattr(plan, k))[..., None]
-                                for k in ("tp", "pp", "replicas", "ep")})
+    ctx = _contexts(p, o)
+    dec_plan = _with_context_axis(plan)
     mb_ctx = np.asarray(mb)[..., None]
-    step = _phase(model, system, dec_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1, "decode",
-                  mb_ctx, False)
-    tpot = step.time.mean(axis=-1)
+    k = plan.spec_tokens
+    if k and draft is not None:
+        verify = _phase(model, system, dec_plan, profile, mb_ctx, k + 1.0, ctx + k + 1,
+                        O.attention_pairs(k + 1.0, ctx + k + 1), "verify", mb_ctx * (k + 1),
+                        False, offload_time=streamed(mb_ctx, ctx + k + 1))
+        draft_plan = replace(dec_plan, tp=np.ones_like(dec_plan.tp), pp=np.ones_like(
+            dec_plan.pp), ep=1, offload_weights=0.0, offload_kv=0.0)
+        draft_step = _phase(draft, system, draft_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1,
+                            "decode", mb_ctx, False)
+        per_token = speculative_tokens_per_iteration(k, plan.spec_acceptance)
+        step_time = (k * draft_step.time + verify.time) / per_token
+    else:
+        step_time = _phase(model, system, dec_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1,
+                           "decode", mb_ctx, False,
+                           offload_time=streamed(mb_ctx, ctx + 1, written=mb_ctx)).time
+    tpot = step_time.mean(axis=-1)
     mid = np.asarray(p) + np.maximum(np.asarray(o) - 1, 0) / 2.0 + 1
-    decode = _phase(model, system, plan, profile, mb, 1.0, mid, mid, "decode", mb, keep_ops)
+    decode = _phase(model, system, plan, profile, mb, 1.0, mid, mid, "decode", mb, keep_ops,
+                    offload_time=streamed(mb, mid, written=mb))
     ttft = prefill.time  # the first token comes out of the prefill pass
+    memory = {"weights": weights * (1 - plan.offload_weights)}
+    kv_seq = kv_tok * paged_tokens(np.asarray(p) + o, plan.kv_block)
+    memory["kv_cache"] = b * kv_seq * (1 - plan.offload_kv)
+    if k and draft is not None:
+        ttft = ttft + _phase(draft, system, replace(plan, tp=1, pp=1, ep=1, offload_weights=0.0,
+                                                    offload_kv=0.0), profile, b, p, p,
+                             O.attention_pairs(p, p), "prefill", b, False).time
+        dpc = param_counts(draft)
+        memory["draft_weights"] = inference_weight_bytes(dpc.total, plan.weight_dtype,
+                                                         plan.group_size)
+        memory["draft_kv_cache"] = b * kv_cache_bytes_per_token(draft, plan.kv_dtype) * \
+            draft.num_layers * paged_tokens(np.asarray(p) + o, plan.kv_block)
     e2e = ttft + (np.asarray(o) - 1) * tpot
     tokens_per_s = plan.replicas * b * o / e2e
 
-    # memory
-    pc = param_counts(model)
-    sp = stage_params(pc, plan.tp, plan.pp, plan.ep, 1, model.tie_embeddings)
-    weights = inference_weight_bytes(sp.max, plan.weight_dtype, plan.group_size)
-    kv_tok = kv_cache_bytes_per_token(model, plan.kv_dtype, plan.tp) * model.num_layers / plan.pp
-    kv_seq = kv_tok * paged_tokens(np.asarray(p) + o, plan.kv_block)
     workspace = inference_workspace_bytes(model, b * p, b, plan.tp, plan.precision.act)
-    memory = {"weights": weights, "kv_cache": b * kv_seq, "activations": workspace}
+    if offloading and plan.offload_overlap:  # double buffer for the prefetched layer
+        workspace = workspace + 2 * weights * plan.offload_weights / (model.num_layers / plan.pp)
+    memory["activations"] = workspace
     allocated = sum(memory.values())
     memory.update(overhead_bytes(allocated, profile.memory_overheads))
     memory_total = sum(memory.values())
-    free = system.device.memory_bytes * (1 - profile.memory_overheads.allocator_fraction) - (
-        weights + workspace + memory["cuda_context"])
-    max_seqs = np.maximum(np.floor(free / kv_seq), 0.0)
+    fixed = memory_total - memory["kv_cache"] - memory["allocator_overhead"]
+    free = system.device.memory_bytes * (1 - profile.memory_overheads.allocator_fraction) - fixed
+    per_seq_gpu = kv_seq * (1 - plan.offload_kv) + memory.get("draft_kv_cache", 0.0) / b
+    max_seqs = np.maximum(np.floor(free / np.maximum(per_seq_gpu, 1e-9)), 0.0)
 
     whole = replace(plan, tp=1, pp=1, ep=1)
     flops_prefill = sum(op.model_flops * op.count for op in _pass_ops(

@@ -153,6 +153,7 @@ class DefaultEfficiency(Strict):
     memory: float = Field(gt=0, le=1.5)
     collective: float = Field(gt=0, le=1.5)
     collective_latency_s: float = Field(ge=0)
+    host_link: float | None = Field(default=None, gt=0, le=1.5)  # PCIe copies (offloading)
 
 
 class CalibrationProfile(Strict):

@@ -76,3 +76,39 @@ def test_too_big_does_not_fit():
     pred = pm.predict(sc)
     assert not pred.fits
     assert any("does not fit" in w for w in pred.warnings)
+
+
+def big(**inf):
+    base = {"batch": 1, "prompt_len": 512, "output_len": 128}
+    base.update(inf)
+    return pm.Scenario(kind="inference", model="llama-2-70b",
+                       system={"device": "a100-sxm4-80gb"}, inference=base)
+
+
+def test_offloading_weights_trades_memory_for_pcie_time():
+    """Half of Llama-2-70B's 138 GB of bf16 weights streamed over PCIe Gen4 (31.5 GB/s x 0.88
+    achieved) each decode step: >= 69e9 / 27.7e9 = 2.5 s per token (FlexGen's regime)."""
+    resident = pm.predict(big())
+    half = pm.predict(big(offload={"weights": 0.5}))
+    assert not resident.fits and half.fits
+    streamed = 0.5 * 68_976_648_192 * 2 / (31.5e9 * 0.88)
+    assert half.tpot_s == pytest.approx(streamed, rel=0.02)  # overlap hides the GPU compute
+    serial = pm.predict(big(offload={"weights": 0.5, "overlap": False}))
+    assert serial.tpot_s > half.tpot_s
+    nvme = pm.predict(big(offload={"weights": 0.5, "target": "nvme"}))
+    assert nvme.tpot_s > 3 * half.tpot_s
+
+
+def test_speculative_decoding_expected_tokens():
+    from perfmodel.inference import speculative_tokens_per_iteration
+
+    # Leviathan et al. 2023 eq. 1: alpha=0.8, gamma=4 -> (1 - 0.8^5) / 0.2 = 3.3616
+    assert speculative_tokens_per_iteration(4, 0.8) == pytest.approx(3.3616)
+    plain = pm.predict(big(batch=1))
+    spec = pm.predict(big(speculative={"draft_model": "llama-2-7b", "num_tokens": 4,
+                                       "acceptance_rate": 0.8}))
+    assert spec.tpot_s < plain.tpot_s
+    assert spec.breakdown["memory"]["draft_weights"] == pytest.approx(6_738_415_616 * 2)
+    poor = pm.predict(big(speculative={"draft_model": "llama-2-7b", "num_tokens": 8,
+                                       "acceptance_rate": 0.1}))
+    assert poor.tpot_s > plain.tpot_s  # a bad draft slows decoding down
