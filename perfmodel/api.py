@@ -118,6 +118,11 @@ def _predict_training(sc: Scenario, system: System, profile: CalibrationProfile,
                           for k in r.comm_total},
         "memory": memory,
         "stage_time_per_microbatch_s": {k: _f(v) for k, v in r.stage_times.items()},
+        "groups": {k: {"size": _f(g.size), "per_node": _f(g.local), "nodes": _f(g.nodes),
+                       "link": (system.inter.id if system.inter else "none")
+                       if _f(g.nodes) > 1 else system.intra.id}
+                   for k, g in r.groups.items()
+                   if _f(g.size) > 1 and (sc.model.moe or k not in ("edp", "egrad"))},
         "flops": {"model_per_step": _f(r.model_flops), "hardware_per_step": _f(r.hardware_flops),
                   "convention": "Megatron model FLOPs (Narayanan et al. 2021): GEMMs + "
                                 "attention matmuls, non-causal, no recompute"},

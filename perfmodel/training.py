@@ -71,6 +71,7 @@ class TrainingResult:
     stage_times: dict[str, Array]  # per micro-batch: first, middle, last stage
     op_times: OpTimes | None = None  # first stage, one micro-batch (explanations)
     op_counts: list = field(default_factory=list)  # per-op calls per step on that stage
+    groups: dict = field(default_factory=dict)  # parallel group spans (which links they cross)
 
 
 def _class_sums(ops: list[O.Op], weighted: list, idx: list[int]) -> dict[str, Array]:
@@ -390,4 +391,5 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         stage_times={"first": t_first, "middle": t_mid, "last": t_last},
         op_times=times if keep_ops else None,
         op_counts=[op.count for op in all_ops] if keep_ops else [],
+        groups=spans,
     )
