@@ -40,6 +40,33 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("search")
+def _search(args: argparse.Namespace) -> int:
+    from .api import as_scenario, resolve_profile
+    from .errors import SpecError
+    from .search import search
+    from .specs.system import resolve_system
+
+    sc = as_scenario(args.scenario)
+    if sc.kind != "training":
+        raise SpecError("search ranks training plans: give a scenario with kind: training")
+    system = resolve_system(sc.system)
+    result = search(sc, system, resolve_profile(sc, args.calibration), top=args.top)
+    if args.json:
+        _print_json({"evaluated": result.evaluated, "valid": result.valid,
+                     "fitting": result.fitting, "plans": result.plans})
+        return 0
+    print(f"{result.evaluated:,} plans evaluated, {result.valid:,} valid, "
+          f"{result.fitting:,} fit in {system.device.memory_gb:g} GB; best {len(result.plans)}:")
+    rows = [(i + 1, p["tp"], p["pp"], p["vp"], p["cp"], p["dp"], p["ep"], p["micro_batch"],
+             "y" if p["sequence_parallel"] else "n", p["recompute"], p["zero_stage"],
+             f"{p['step_time_s']:.3f}", f"{100 * p['mfu']:.1f}",
+             f"{p['memory_per_gpu_bytes'] / 2**30:.1f}") for i, p in enumerate(result.plans)]
+    print(table(rows, header=("#", "tp", "pp", "vp", "cp", "dp", "ep", "mb", "sp", "recompute",
+                              "zero", "step s", "MFU %", "GiB/GPU")))
+    return 0
+
+
 @command("hardware")
 def _hardware(args: argparse.Namespace) -> int:
     from .specs import registry
@@ -160,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--calibration", help="calibration profile JSON (overrides the scenario's)")
     p.add_argument("--ops", action="store_true", help="list every operator with its bound")
+
+    p = sub.add_parser("search", help="rank parallel plans for a training scenario")
+    p.add_argument("scenario", help="training scenario (its parallelism is ignored)")
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--calibration", help="calibration profile JSON")
 
     p = sub.add_parser("hardware", help="list or show devices, interconnects, nodes")
     p.add_argument("action", choices=["list", "show"])

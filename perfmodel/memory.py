@@ -119,8 +119,8 @@ def inflight_microbatches(pp: Array, vp: Array, num_micro: Array, schedule: str)
     if schedule == "gpipe":
         return num_micro
     base = np.minimum(pp, num_micro)
-    if schedule == "interleaved":
-        return base * (1.0 + (pp - 1) / (pp * vp))
+    if schedule == "interleaved":  # with vp = 1 the schedule is plain 1F1B
+        return np.where(np.asarray(vp) > 1, base * (1.0 + (pp - 1) / (pp * vp)), base)
     return base
 
 
