@@ -1,0 +1,312 @@
+"""The Streamlit dashboard (app/Home.py) run in process with AppTest, and its chart builders
+(app/charts.py) tested directly on real predictions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from streamlit.testing.v1 import AppTest
+
+import perfmodel as pm
+
+APP_DIR = Path(__file__).resolve().parents[1] / "app"
+HOME = APP_DIR / "Home.py"
+GIB = 2**30
+
+
+def _load_charts():
+    spec = importlib.util.spec_from_file_location("perfmodel_dashboard_charts",
+                                                  APP_DIR / "charts.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+charts = _load_charts()
+
+
+# --------------------------------------------------------------------------- helpers
+def _app() -> AppTest:
+    at = AppTest.from_file(str(HOME), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _metric(at: AppTest, label: str) -> str:
+    values = [m.value for m in at.metric if m.label == label]
+    assert values, f"no metric {label!r}; have {[m.label for m in at.metric]}"
+    return values[0]
+
+
+def _specs(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _title(spec: dict) -> str:
+    return spec["layout"]["title"]["text"]
+
+
+def _rerun(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _inference(batch=8, prompt_len=1024, output_len=256, tp=1, num_gpus=1,
+               model="llama-2-7b", device="a100-sxm4-80gb", **extra) -> dict:
+    return {"kind": "inference", "model": model,
+            "system": {"device": device, "num_gpus": num_gpus}, "parallelism": {"tp": tp},
+            "inference": {"batch": batch, "prompt_len": prompt_len, "output_len": output_len,
+                          **extra}}
+
+
+def _training(tp=2, pp=1, num_gpus=8, model="llama-2-7b", device="a100-sxm4-80gb",
+              **extra) -> dict:
+    return {"kind": "training", "model": model,
+            "system": {"device": device, "num_gpus": num_gpus},
+            "parallelism": {"tp": tp, "pp": pp, "zero_stage": 1},
+            "training": {"seq_len": 4096, "global_batch": 128, "micro_batch": 1, **extra}}
+
+
+# --------------------------------------------------------------------------- the page
+def test_page_opens_on_a_training_prediction():
+    at = _app()
+    assert not at.error
+    assert [m.label for m in at.metric] == ["Step time", "Tokens/s (system)", "TFLOP/s per GPU",
+                                            "MFU", "Memory per GPU"]
+    assert _metric(at, "Step time").endswith(" s")
+    specs = _specs(at)
+    assert len(specs) == 3
+    time_spec, memory_spec, roof_spec = specs
+    assert _title(time_spec).startswith("Step time breakdown")
+    assert _title(memory_spec).startswith("Memory per GPU")
+    assert roof_spec["layout"]["xaxis"]["type"] == "log"
+    assert roof_spec["layout"]["yaxis"]["type"] == "log"
+    # the calibration label is shown (header line) and its caveat as a notice
+    assert any("calibration" in md.value for md in at.markdown)
+    assert any("uncalibrated" in n.value for n in at.info)
+
+
+def test_changing_global_batch_changes_metric_and_chart():
+    at = _app()
+    step, spec = _metric(at, "Step time"), _specs(at)[0]
+    at.number_input(key="global_batch").set_value(256)
+    _rerun(at)
+    assert _metric(at, "Step time") != step
+    assert _specs(at)[0] != spec
+    # twice the sequences per step: about twice the step time (same micro-batch work)
+    ratio = float(_metric(at, "Step time").split()[0]) / float(step.split()[0])
+    assert 1.8 < ratio < 2.1
+
+
+def test_changing_model_changes_metrics_and_memory_chart():
+    at = _app()
+    assert "llama-2-13b" in pm.models()
+    mem, memory_spec = _metric(at, "Memory per GPU"), _specs(at)[1]
+    at.selectbox(key="model").set_value("llama-2-13b")
+    _rerun(at)
+    assert _metric(at, "Memory per GPU") != mem
+    assert _specs(at)[1] != memory_spec
+    assert "Llama 2 13B" in " ".join(md.value for md in at.markdown)
+
+
+def test_inference_kind_and_batch_change():
+    at = _app()
+    at.radio(key="kind").set_value("inference")
+    _rerun(at)
+    assert not at.error
+    assert "TPOT" in [m.label for m in at.metric]
+    assert at.number_input(key="num_gpus").value == 1  # inference defaults applied
+    tpot, throughput = _metric(at, "TPOT"), _metric(at, "Output tokens/s")
+    time_spec = _specs(at)[0]
+    assert _title(time_spec).startswith("Latency breakdown")
+    at.number_input(key="batch").set_value(64)
+    _rerun(at)
+    assert _metric(at, "Output tokens/s") != throughput
+    assert _metric(at, "TPOT") != tpot
+    assert _specs(at)[0] != time_spec
+    # and back to training: its widgets and metrics return
+    at.radio(key="kind").set_value("training")
+    _rerun(at)
+    assert "Step time" in [m.label for m in at.metric]
+    assert at.number_input(key="tp").value == 2
+
+
+def _spec_error(scenario: dict) -> str:
+    with pytest.raises(pm.SpecError) as info:
+        pm.predict(scenario)
+    return str(info.value)
+
+
+def _shown_error(at: AppTest) -> str:
+    """The one error on the page, markdown escapes removed."""
+    assert len(at.error) == 1, [e.value for e in at.error]
+    return at.error[0].value.replace("\\", "")
+
+
+def test_tp_not_dividing_heads_is_an_error_not_an_exception():
+    at = _app()
+    at.radio(key="kind").set_value("inference")
+    _rerun(at)
+    at.number_input(key="num_gpus").set_value(3)
+    at.number_input(key="tp").set_value(3)
+    _rerun(at)
+    message = _spec_error(_inference(tp=3, num_gpus=3))
+    assert "tp (3) must divide the model's 32 attention heads" in message
+    assert message in _shown_error(at)
+    assert not at.get("plotly_chart")
+    # fixing the input brings the prediction back
+    at.number_input(key="tp").set_value(1)
+    _rerun(at)
+    assert not at.error and len(at.get("plotly_chart")) == 3
+
+
+def test_training_plan_error_is_shown_literally():
+    at = _app()
+    at.number_input(key="num_gpus").set_value(6)  # tp*pp*dp = 2*1*3: fine; batch is not
+    at.number_input(key="global_batch").set_value(128)
+    _rerun(at)
+    message = _spec_error(_training(num_gpus=6))
+    assert "global_batch (128) must be a multiple of dp*micro_batch" in message
+    shown = at.error[0].value
+    assert "global\\_batch" in shown and "dp\\*micro\\_batch" in shown  # not markdown
+    assert message in _shown_error(at)
+
+
+def test_model_that_does_not_fit_is_a_warning():
+    at = _app()
+    at.radio(key="kind").set_value("inference")
+    _rerun(at)
+    at.selectbox(key="model").set_value("llama-2-70b")
+    at.selectbox(key="device").set_value("a100-sxm4-40gb")
+    _rerun(at)
+    assert any("does not fit" in w.value for w in at.warning)
+    assert "DOES NOT FIT" in _title(_specs(at)[1])
+
+
+# --------------------------------------------------------------------------- chart builders
+@pytest.fixture(scope="module")
+def train_pred() -> pm.Prediction:
+    return pm.predict(_training())
+
+
+@pytest.fixture(scope="module")
+def infer_pred() -> pm.Prediction:
+    return pm.predict(_inference())
+
+
+def test_time_units():
+    assert charts.time_unit(2.5) == ("s", 1.0)
+    assert charts.time_unit(0.0123) == ("ms", 1e3)
+    assert charts.time_unit(4e-6) == ("µs", 1e6)
+    assert charts.fmt_seconds(0.0123) == "12.3 ms"
+    assert charts.fmt_seconds(14.6784) == "14.678 s"
+
+
+def test_compute_dtype_follows_the_gemm_precision():
+    assert charts.compute_dtype(_training(precision="fp8")) == "fp8"
+    assert charts.compute_dtype(_training()) == "bf16"
+    assert charts.compute_dtype(_inference(weight_dtype="fp8", activation_dtype="fp8")) == "fp8"
+    assert charts.compute_dtype(_inference(weight_dtype="int4")) == "bf16"  # weight-only
+
+
+def test_training_time_bars_add_up_to_the_step(train_pred):
+    fig = charts.time_figure(train_pred)
+    (bar,) = fig.data
+    unit, scale = charts.time_unit(train_pred.step_time_s)
+    assert fig.layout.xaxis.title.text == f"time per training step ({unit})"
+    assert sum(bar.x) / scale == pytest.approx(train_pred.step_time_s, rel=1e-9)
+    assert list(bar.x) == sorted(bar.x)  # largest component on top
+    assert "GEMM" in bar.y
+
+
+def test_inference_time_bars_are_prefill_and_one_decode_step(infer_pred):
+    fig = charts.time_figure(infer_pred)
+    sums: dict[str, float] = {}
+    for trace in fig.data:
+        sums[trace.y[0]] = sums.get(trace.y[0], 0.0) + trace.x[0]
+    assert len(sums) == 2
+    prefill, decode = sorted(sums, key=lambda y: "Decode" in y)
+    _, scale = charts.time_unit(infer_pred.prefill_time_s)
+    assert sums[prefill] / scale == pytest.approx(infer_pred.prefill_time_s, rel=1e-9)
+    _, scale = charts.time_unit(infer_pred.tpot_s)
+    assert sums[decode] / scale == pytest.approx(infer_pred.tpot_s, rel=1e-9)
+    legend = [t.name for t in fig.data if t.showlegend]
+    assert len(legend) == len(set(legend))  # one legend entry per component
+
+
+def test_memory_bar_stacks_to_the_total_with_capacity_line(train_pred):
+    fig = charts.memory_figure(train_pred)
+    assert fig.layout.barmode == "stack"
+    total = sum(t.x[0] for t in fig.data)
+    assert total == pytest.approx(train_pred.memory_per_gpu_bytes / GIB, rel=1e-9)
+    (line,) = fig.layout.shapes
+    assert line.x0 == line.x1 == pytest.approx(80.0)  # A100 80GB capacity in GiB
+    assert "GiB" in fig.layout.xaxis.title.text
+    assert {t.name for t in fig.data} >= {"Weights", "Gradients", "Optimizer states",
+                                          "Activations"}
+
+
+def test_roofline_roof_and_points(infer_pred):
+    device = pm.get_device("a100-sxm4-80gb")
+    peak, bw = device.peak_flops("bf16"), device.memory_bandwidth
+    fig = charts.roofline_figure(infer_pred, peak, bw, "bf16", device.name)
+    roof, *points = fig.data
+    assert max(roof.y) == pytest.approx(peak / 1e12)
+    assert roof.x[1] == pytest.approx(peak / bw)  # ridge point
+    assert roof.y[0] == pytest.approx(roof.x[0] * bw / 1e12)  # bandwidth slope
+    assert {t.name for t in points} == {"gemm", "attention"}
+    names = {row[0] for t in points for row in t.customdata}
+    assert {"attn.qkv", "mlp.up", "attn.core"} <= names
+    stages = {row[1] for t in points for row in t.customdata}
+    assert stages == {"prefill", "decode"}
+    assert "%{customdata[2]}-bound" in points[0].hovertemplate
+    assert "FLOP/byte" in fig.layout.xaxis.title.text
+    assert "TFLOP/s" in fig.layout.yaxis.title.text
+
+
+def test_elementwise_share_from_the_breakdown(train_pred, infer_pred):
+    (share,) = charts.elementwise_share(train_pred).values()
+    t = train_pred.breakdown["time"]
+    assert share == pytest.approx(t["elementwise"] / (t["gemm"] + t["attention"]
+                                                      + t["elementwise"] + t["optimizer"]))
+    shares = charts.elementwise_share(infer_pred)
+    assert set(shares) == {"Prefill", "Decode step"}
+    assert all(0 < v < 0.5 for v in shares.values())
+
+
+def test_op_stages_split_prefill_and_decode(infer_pred, train_pred):
+    stages = charts.op_stages(infer_pred)
+    half = len(stages) // 2
+    assert stages[:half] == ["prefill"] * half and stages[half:] == ["decode"] * half
+    assert set(charts.op_stages(train_pred)) <= {"fwd", "bwd", "recompute", "step"}
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.sampled_from([1, 4, 32, 256]), prompt=st.sampled_from([128, 1024, 8192]),
+       weight=st.sampled_from(["bf16", "fp8", "int4"]),
+       device=st.sampled_from(["a100-sxm4-80gb", "h100-sxm5-80gb", "l40s", "mi300x"]))
+def test_no_operator_sits_above_the_roof(batch, prompt, weight, device):
+    """Modelled time >= the roofline bound, so achieved FLOP/s <= min(peak, I * BW)."""
+    sc = _inference(batch=batch, prompt_len=prompt, output_len=16, weight_dtype=weight,
+                    model="llama-3-8b", device=device)
+    pred = pm.predict(sc)
+    spec = pm.get_device(device)
+    dtype = charts.compute_dtype(sc)
+    peak, bw = spec.peak_flops(dtype), spec.memory_bandwidth
+    points = charts.roofline_points(pred)
+    assert points
+    for p in points:
+        attainable = min(peak, p["intensity"] * bw)
+        assert p["flops_per_s"] <= attainable * (1 + 1e-9), p["name"]
+    fig = charts.roofline_figure(pred, peak, bw, dtype)
+    lo, hi = fig.layout.xaxis.range
+    assert all(lo <= math.log10(p["intensity"]) <= hi for p in points)
