@@ -23,8 +23,8 @@ from .prediction import OpReport, Prediction
 from .profile import CalibrationProfile, default_profile, profile_for
 from .roofline import OpTimes
 from .specs.loading import validate
-from .specs.scenario import Scenario, load_scenario
 from .specs.registry import get_interconnect
+from .specs.scenario import Scenario, load_scenario
 from .specs.system import System, resolve_system
 from .training import training_step
 
@@ -73,7 +73,8 @@ def predict(scenario: ScenarioLike,
 def _profile_warnings(profile: CalibrationProfile, system: System) -> list[str]:
     out = []
     if profile.kind == "default":
-        out.append("uncalibrated: documented default efficiencies (calibration/default.json); "
+        source = profile.path or "calibration/default.json"
+        out.append(f"uncalibrated: documented default efficiencies ({source}); "
                    "run `perfmodel calibrate` on this device for measured ones")
     elif profile.device and profile.device != system.device.id:
         out.append(f"calibration profile {profile.id!r} was measured on {profile.device!r}, "
@@ -159,6 +160,7 @@ def infer_plan(sc: Scenario, system: System) -> InferPlan:
         offload_overlap=inf.offload.overlap if inf.offload else True,
         spec_tokens=inf.speculative.num_tokens if inf.speculative else 0,
         spec_acceptance=inf.speculative.acceptance_rate if inf.speculative else 0.0,
+        prefill_chunk=inf.prefill_chunk_tokens,
     )
     check(inference_rules(sc.model, system.num_gpus), plan)
     return plan

@@ -16,7 +16,8 @@ profile. A group that spans k nodes with ``local`` members per node runs hierarc
 ring/tree algorithms pipeline chunks through the intra-node and inter-node hops, so the slower
 hop bounds the time. Inter-node, each GPU moves its 1/local share of the data over its share
 of the node's NICs (rail-optimised), which reproduces the per-NIC rate nccl-tests users derive,
-busbw * (k-1)/(n-1) (shared/reference C-NCCL-ALLREDUCE-B200-1vs4NODES-EFA).
+busbw * (k-1)/(n-1) (shared/reference C-NCCL-ALLREDUCE-B200-1vs4NODES-EFA). Latency grows with
+the steps of NCCL's algorithm over the network: ring n-1, tree 2 log2 k (NCCL tuning model).
 """
 
 from __future__ import annotations
@@ -67,6 +68,24 @@ def _efficiency(profile: CalibrationProfile, collective: str, scope: str, n, nby
     return lat, eff
 
 
+def network_steps(collective: str, n: Array, nodes: Array) -> Array:
+    """Latency steps over the network: NCCL runs all-gather, reduce-scatter (and all-to-all
+    pairs) as rings of n-1 steps, and large all-reduces as trees of 2 log2(nodes) steps
+    (NCCL tuning model, src/graph/tuning.cc)."""
+    if collective == "all_reduce":
+        return 2.0 * np.log2(np.maximum(nodes, 2))
+    return np.maximum(n - 1, 1)
+
+
+def _step_latency(profile: CalibrationProfile) -> float:
+    value = profile.defaults.network_step_latency_s
+    if value is None:
+        from .profile import default_profile
+
+        value = default_profile().defaults.network_step_latency_s or 0.0
+    return value
+
+
 def intra_bandwidth(system: System, local: Array) -> Array:
     """Per-GPU per-direction bandwidth a collective among ``local`` GPUs of one node can use.
 
@@ -110,11 +129,11 @@ def collective_time(collective: str, nbytes: Array, span: GroupSpan, system: Sys
             t_inter = nbytes * (n - local) / n / (bw_o * eff_o)
         else:
             t_inter = nbytes / local * bus_factor(collective, nodes) / (bw_o * eff_o)
-        t_inter = t_inter + lat_o * np.log2(np.maximum(nodes, 2))
+        t_inter = t_inter + lat_o + network_steps(collective, n, nodes) * _step_latency(profile)
     else:
         t_inter = np.full(np.shape(t_intra), np.inf)
     total = np.where(nodes > 1, np.maximum(t_intra, t_inter), t_intra)
-    return np.where(n > 1, total, 0.0)
+    return np.where((n > 1) & (nbytes > 0), total, 0.0)
 
 
 def p2p_time(nbytes: Array, cross_node: Array, system: System,

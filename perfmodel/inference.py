@@ -66,6 +66,7 @@ class InferPlan:
     offload_overlap: bool = True
     spec_tokens: int = 0  # speculative decoding: draft tokens per iteration (0 = off)
     spec_acceptance: float = 0.0
+    prefill_chunk: float | None = None  # tokens per prefill iteration (None: all at once)
 
     @property
     def precision(self) -> O.Precision:
@@ -147,10 +148,7 @@ def _phase(model: ModelSpec, system: System, plan: InferPlan, profile: Calibrati
     cross = pp_neighbours_cross_nodes(system.gpus_per_node, "tp-cp-ep-dp-pp", plan.tp, 1, 1,
                                       plan.replicas)
     hop = np.where(np.asarray(plan.pp) > 1, p2p_time(act_bytes, cross, system, profile), 0.0)
-    if plan.offload_overlap:
-        stage = np.maximum(stage, offload_time)
-    else:
-        stage = stage + offload_time
+    stage = np.maximum(stage, offload_time) if plan.offload_overlap else stage + offload_time
     # pp stages run one after the other for one pass (latency view)
     total = plan.pp * (stage + tp_comm) + (plan.pp - 1) * hop
     return PhaseResult(time=total, compute={k: plan.pp * v for k, v in compute.items()},
@@ -244,7 +242,9 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
     e2e = ttft + (np.asarray(o) - 1) * tpot
     tokens_per_s = plan.replicas * b * o / e2e
 
-    workspace = inference_workspace_bytes(model, b * p, b, plan.tp, plan.precision.act)
+    in_flight = b * np.asarray(p) if plan.prefill_chunk is None else np.minimum(
+        b * np.asarray(p), plan.prefill_chunk)
+    workspace = inference_workspace_bytes(model, in_flight, b, plan.tp, plan.precision.act)
     if offloading and plan.offload_overlap:  # double buffer for the prefetched layer
         workspace = workspace + 2 * weights * plan.offload_weights / (model.num_layers / plan.pp)
     memory["activations"] = workspace

@@ -50,6 +50,8 @@ class TrainPlan:
     overlap_param_gather: bool = True
     tp_comm_overlap: bool = False
     causal: bool = True
+    uneven_pp: bool = False
+    dp_bucket_params: float | None = None
 
     @property
     def num_gpus(self) -> Array:
@@ -75,7 +77,7 @@ class TrainPlan:
             master_weights=t.master_weights, placement=p.placement,
             overlap_grad_reduce=p.overlap_grad_reduce,
             overlap_param_gather=p.overlap_param_gather, tp_comm_overlap=p.tp_comm_overlap,
-            causal=t.causal,
+            causal=t.causal, uneven_pp=p.uneven_pipeline, dp_bucket_params=p.dp_bucket_params,
         )
 
     def numeric(self) -> dict[str, Array]:
@@ -120,9 +122,12 @@ def training_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
         Rule("parallelism", lambda p: p.tp * p.pp * p.dp * p.cp == num_gpus,
              lambda p: f"tp*pp*dp*cp = {p.tp}*{p.pp}*{p.dp}*{p.cp} = "
                        f"{p.tp * p.pp * p.dp * p.cp} must equal system.num_gpus ({num_gpus})"),
-        Rule("parallelism.pp", lambda p: _div(L, p.pp * p.vp),
+        Rule("parallelism.pp", lambda p: _div(L, p.pp * p.vp) | p.uneven_pp,
              lambda p: f"num_layers ({L}) must be divisible by pp*vp = {p.pp * p.vp}; valid pp "
-                       f"for vp={p.vp}: {[d for d in _divisors(L) if L % (d * p.vp) == 0]}"),
+                       f"for vp={p.vp}: {[d for d in _divisors(L) if L % (d * p.vp) == 0]} "
+                       "(or set parallelism.uneven_pipeline: true)"),
+        Rule("parallelism.pp", lambda p: p.pp * p.vp <= L,
+             lambda p: f"pp*vp = {p.pp * p.vp} exceeds num_layers ({L})"),
         Rule("parallelism.vp", lambda p: (p.vp == 1) | (p.pp > 1),
              lambda p: "vp > 1 (interleaved schedule) needs pp > 1"),
         Rule("training.global_batch", lambda p: _div(p.global_batch, p.dp * p.micro_batch),

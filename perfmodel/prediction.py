@@ -2,7 +2,8 @@
 
 JSON keys are stable (DESIGN.md): training step_time_s, tokens_per_s, tflops_per_gpu, mfu,
 memory_per_gpu_bytes, fits, breakdown; inference ttft_s, tpot_s, e2e_latency_s, tokens_per_s,
-memory_per_gpu_bytes, fits, breakdown. Other keys may be added, never renamed.
+memory_per_gpu_bytes, fits, breakdown; serving adds ``serving`` (docs/serving.md). Other keys
+may be added, never renamed.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class Prediction(BaseModel):
     prefill_time_s: float | None = None
     max_concurrent_sequences: float | None = None
     kv_cache_bytes_per_sequence: float | None = None
+    # serving (discrete-event simulation): percentiles, throughput, goodput, SLO attainment,
+    # KV utilisation and queue length over time; ttft_s / tpot_s / e2e_latency_s are the p50s
+    serving: dict[str, Any] | None = None
     # both
     tokens_per_s: float
     memory_per_gpu_bytes: float

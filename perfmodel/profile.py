@@ -154,6 +154,8 @@ class DefaultEfficiency(Strict):
     collective: float = Field(gt=0, le=1.5)
     collective_latency_s: float = Field(ge=0)
     host_link: float | None = Field(default=None, gt=0, le=1.5)  # PCIe copies (offloading)
+    # per-step latency of a collective across the network (ring: n-1 steps, tree: 2 log2 k)
+    network_step_latency_s: float | None = Field(default=None, ge=0)
 
 
 class CalibrationProfile(Strict):
@@ -168,6 +170,10 @@ class CalibrationProfile(Strict):
     notes: str | None = None
     defaults: DefaultEfficiency
     kernel_overhead_s: float = Field(ge=0)
+    # fixed time per attention call ON TOP of kernel_overhead_s, per curve (prefill | decode |
+    # backward): a framework attention op runs several kernels (QKV preprocessing, KV-cache
+    # write, FMHA), so its floor is well above one kernel's (perfmodel.calibrate.fit)
+    attention_overhead_s: dict[str, float] = Field(default_factory=dict)
     gemm: dict[str, Curve] = Field(default_factory=dict)  # dtype -> eff over (m, n, k)
     attention: dict[str, Curve] = Field(default_factory=dict)  # prefill|decode|backward: (q, kv)
     memory: Curve | None = None  # eff over (bytes)

@@ -41,9 +41,10 @@ def layers_per_stage(num_layers: int, pp: Array) -> Array:
 
 
 def stage_params(pc: ParamCounts, tp: Array, pp: Array, ep: Array = 1, etp: Array = 1,
-                 tied: bool = False) -> StageParams:
-    """Parameters held by one GPU of the first and the last stage."""
-    layers = pc.num_layers / pp
+                 tied: bool = False, layers: Array | None = None) -> StageParams:
+    """Parameters held by one GPU of the first and the last stage (``layers`` per stage:
+    L/pp unless an uneven split puts more on the largest stage)."""
+    layers = pc.num_layers / pp if layers is None else layers
     dense_frac = pc.num_dense_layers / pc.num_layers
     moe_frac = pc.num_moe_layers / pc.num_layers
     shared = pc.attention / tp + pc.attention_replicated + pc.layer_norms

@@ -106,6 +106,29 @@ def _recomputed(plan: TrainPlan, fwd: list[O.Op]) -> list[O.Op]:
             for op in chosen]
 
 
+def _calls_per_step(ops: list[O.Op], groups: dict[str, list[int]], n_layers, share: dict,
+                    m) -> list:
+    """Calls of each operator per step on the largest (first) stage: layer operators run
+    once per layer of their kind per micro-batch, embedding and head once per micro-batch,
+    the optimizer once."""
+    calls = [0.0] * len(ops)
+    for label, idx in groups.items():
+        kind = label.split(".")[0]
+        times = (n_layers * share[kind] * m if kind in share
+                 else 1.0 if label == "optimizer" else m)
+        for i in idx:
+            calls[i] = ops[i].count * times
+    return calls
+
+
+def layers_on_largest_stage(num_layers: int, pp: Array, vp: Array, uneven: bool) -> Array:
+    """L/p, or with an uneven split (layers spread as evenly as possible over p*v chunks, as
+    torchtitan and DeepSpeed do) the largest stage's ceil(L/(p v)) * v."""
+    if not uneven:
+        return num_layers / pp
+    return np.ceil(num_layers / (np.asarray(pp) * vp)) * vp
+
+
 def model_flops_per_step(model: ModelSpec, plan: TrainPlan) -> tuple[Array, Array]:
     """(model FLOPs, hardware FLOPs incl. recompute) per step for the whole system, summed
     from the operator list of an unsharded layer (Megatron convention, see ops.py)."""
@@ -167,7 +190,9 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     head = O.head_ops(model, t_tok, tp, prec)
     add("head", head + [o for op in head for o in O.backward(op, prec)])
 
-    sp_first = stage_params(pc, tp, pp, plan.ep, plan.etp, model.tie_embeddings)
+    sp_first = stage_params(pc, tp, pp, plan.ep, plan.etp, model.tie_embeddings,
+                            layers=layers_on_largest_stage(model.num_layers, pp, vp,
+                                                           plan.uneven_pp))
     dp_grad = np.asarray(spans["grad"].size, float)
     dp_expert = np.asarray(spans["egrad"].size, float)
     if plan.zero_stage >= 1:
@@ -238,7 +263,8 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         comm_layer_exp["ep"][kind] = ep_total
         layer_cls[kind] = classes(f"{kind}.fwd", f"{kind}.bwd", f"{kind}.rec")
 
-    n_layers = model.num_layers / pp
+    n_layers = layers_on_largest_stage(model.num_layers, pp, vp, plan.uneven_pp)
+    n_avg = model.num_layers / pp
     share = {"dense": model.num_dense_layers / model.num_layers,
              "moe": model.num_moe_layers / model.num_layers}
 
@@ -264,7 +290,9 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     t_last = np.where(pp_on, body + head_t, t_first)
     t_mid = np.where(np.asarray(pp) > 2, body, 0.0)
     t_max = np.maximum(np.maximum(t_first, t_last), t_mid)
-    sum_t = np.where(pp_on, t_first + t_last + np.maximum(pp - 2, 0) * body, t_first)
+    # all stages together hold every layer once (uneven splits: the largest stage bounds t_max)
+    body_avg = (body - p2p_micro) * (n_avg / n_layers) + p2p_micro
+    sum_t = np.where(pp_on, pp * body_avg + embed_t + head_t, t_first)
     bubble = (sum_t - t_max) / vp
     pipeline = m * t_max + bubble
 
@@ -274,13 +302,24 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     dense_p = np.maximum(sp_first.dense_first, sp_first.dense_last)
     expert_p = sp_first.expert
 
+    # collectives are issued per bucket: DDP / distributed optimizer buckets of
+    # ``dp_bucket_params`` (Megatron's default 40M), ZeRO-3 / FSDP one gather per layer (FSDP
+    # wraps each transformer block) unless a bucket size is given (DeepSpeed: 5e7)
+    stage_p = np.maximum(dense_p + expert_p, 1.0)
+    bucket_params = plan.dp_bucket_params or (stage_p / n_layers if plan.zero_stage == 3
+                                              else 40e6)
+    calls = np.maximum(np.ceil(stage_p / bucket_params), 1.0)
+    bucket = 1.0 / calls  # share of the traffic in one bucket
+
     def dp_coll(kind: str, per_param_bytes: float) -> Array:
-        return (collective_time(kind, dense_p * per_param_bytes, spans["grad"], system, profile)
-                + collective_time(kind, expert_p * per_param_bytes, spans["egrad"], system,
-                                  profile))
+        """One pass of ``kind`` over the stage's parameters, issued bucket by bucket."""
+        return calls * (
+            collective_time(kind, dense_p * per_param_bytes / calls, spans["grad"], system,
+                            profile)
+            + collective_time(kind, expert_p * per_param_bytes / calls, spans["egrad"],
+                              system, profile))
 
     bwd_window = per_stage({k: layer_b[k] for k in kinds})  # last micro-batch's backward
-    bucket = np.minimum(1.0, 40e6 / np.maximum(dense_p + expert_p, 1.0))  # Megatron 40M bucket
     if plan.zero_stage == 0:
         dp_total = dp_coll("all_reduce", gbytes)
         grad_exposed = dp_total
@@ -294,12 +333,19 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     else:  # ZeRO-3 / FSDP: gather weights for forward and backward of every micro-batch
         ag = dp_coll("all_gather", wbytes)
         rs = dp_coll("reduce_scatter", gbytes)
-        per_micro = 2.0 * ag + rs
-        dp_total = per_micro * m
-        compute_micro = body_compute + embed_t + head_t
-        hidden = np.minimum(per_micro * (1 - bucket), compute_micro) \
-            if plan.overlap_param_gather else 0.0
-        grad_exposed = (per_micro - hidden) * m
+        dp_total = (2.0 * ag + rs) * m
+        if plan.overlap_param_gather:
+            # prefetch hides the next layer's gather behind this layer's compute: forward
+            # gathers behind forward compute, backward gathers + gradient reduce-scatters
+            # behind backward compute; the first bucket of each pass cannot be prefetched
+            fwd_c = per_stage({k: layer_f[k] for k in kinds})
+            bwd_c = per_stage({k: layer_b[k] for k in kinds})
+            exposed_micro = (np.maximum(ag * (1 - bucket) - fwd_c, 0.0)
+                             + np.maximum((ag + rs) * (1 - bucket) - bwd_c, 0.0)
+                             + (2.0 * ag + rs) * bucket)
+        else:
+            exposed_micro = 2.0 * ag + rs
+        grad_exposed = exposed_micro * m
         gather_exposed = 0.0
     if plan.zero_stage < 3 and plan.overlap_grad_reduce:
         hidden = np.minimum(grad_exposed * (1 - bucket), bwd_window)
@@ -390,6 +436,6 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         tokens=plan.global_batch * s, num_microbatches=m,
         stage_times={"first": t_first, "middle": t_mid, "last": t_last},
         op_times=times if keep_ops else None,
-        op_counts=[op.count for op in all_ops] if keep_ops else [],
+        op_counts=_calls_per_step(all_ops, groups, n_layers, share, m) if keep_ops else [],
         groups=spans,
     )
