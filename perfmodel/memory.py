@@ -64,6 +64,13 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
     seq_div = t if shape.sp else 1
     if recompute == "full":
         return a * sbh / seq_div  # only the layer input (Korthikanti eq. 4 / Sec. 5)
+    if recompute == "op":  # layer input + saved matmul outputs + attention output
+        from .recompute import op_policy_split
+
+        saved, _ = op_policy_split(model, moe_layer)
+        kept = sum(a * s * b * mm.width / (t if mm.column_parallel else 1) for mm in saved)
+        attn_out = model.num_heads * (model.mla.v_head_dim if model.mla else model.hd)
+        return a * sbh / seq_div + kept + (a * s * b * attn_out + 4.0 * b * model.num_heads * s) / t
     hq = model.num_heads * (model.mla.qk_head_dim if model.mla else model.hd)
     hk = model.kv_heads * (model.mla.qk_head_dim if model.mla else model.hd)
     hv = model.num_heads * model.mla.v_head_dim if model.mla else model.kv_heads * model.hd

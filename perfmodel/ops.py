@@ -62,13 +62,14 @@ class Precision:
     kv: float = 2.0  # KV-cache bytes (inference)
     weight_dequant: bool = False  # weight-only quantisation: dequantise inside the GEMM
     kv_dequant: bool = False
+    cast_inputs: bool = False  # separate kernels quantise GEMM inputs (fp8 training)
 
     @classmethod
     def training(cls, precision: str) -> Precision:
         """bf16/fp16: 16-bit everything; fp8: fp8 GEMM inputs (Transformer Engine keeps
         activations between kernels in bf16); fp32/tf32: 32-bit."""
         if precision == "fp8":
-            return cls(compute="fp8", act=2.0, weight=1.0)
+            return cls(compute="fp8", act=2.0, weight=1.0, cast_inputs=True)
         size = nbytes(precision)
         return cls(compute=precision, act=size, weight=size)
 
@@ -259,7 +260,22 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
     else:
         ops += mlp_ops(model, t, model.ffn_hidden_size, tp, prec)
     ops.append(elementwise("mlp.residual", 2 * t_seq * h, t_seq * h, prec.act))
+    if prec.cast_inputs:
+        ops = [x for op in ops for x in ([op, fp8_cast(op)] if op.cls == GEMM else [op])]
     return ops
+
+
+# Dynamic (tensorwise) fp8 scaling reads a bf16 tensor twice (amax, then cast) and writes it
+# in fp8: 2 + 2 + 1 bytes per element (Micikevicius et al. 2022 arXiv 2209.05433 Sec. 3;
+# Transformer Engine / torchao float8 training). Forward casts a GEMM's activation and weight,
+# backward the output gradient (fp8 copies of the inputs are reused).
+FP8_CAST_BYTES = 5.0
+
+
+def fp8_cast(gemm_op: Op) -> Op:
+    m, n, k = gemm_op.shape
+    return Op(gemm_op.name + ".fp8cast", ELEMENTWISE, 0.0, (m * k + k * n) * FP8_CAST_BYTES,
+              "fp32", gemm_op.count, 0.0, 2.0 * (m * k + k * n), (m, n, k), "fwd", ("fp8cast",))
 
 
 def backward(op: Op, prec: Precision) -> list[Op]:
@@ -282,6 +298,10 @@ def backward(op: Op, prec: Precision) -> list[Op]:
         return [Op(op.name + ".bwd", ATTENTION, 2.5 * op.flops, 2.5 * op.bytes, op.dtype,
                    op.count, 2.0 * op.model_flops, 2.0 * op.vector_flops, op.shape, "bwd",
                    op.tags)]
+    if "fp8cast" in op.tags:  # cast the output gradient of the GEMM
+        m, n, _ = op.shape
+        return [Op(op.name + ".bwd", op.cls, 0.0, m * n * FP8_CAST_BYTES, op.dtype, op.count,
+                   0.0, 2.0 * m * n, op.shape, "bwd", op.tags)]
     return [Op(op.name + ".bwd", op.cls, op.flops, 2.0 * op.bytes, op.dtype, op.count,
                op.model_flops, 2.0 * op.vector_flops, op.shape, "bwd", op.tags)]
 

@@ -52,6 +52,7 @@ class TrainPlan:
     causal: bool = True
     uneven_pp: bool = False
     dp_bucket_params: float | None = None
+    reshard_after_forward: bool = True
 
     @property
     def num_gpus(self) -> Array:
@@ -78,6 +79,8 @@ class TrainPlan:
             overlap_grad_reduce=p.overlap_grad_reduce,
             overlap_param_gather=p.overlap_param_gather, tp_comm_overlap=p.tp_comm_overlap,
             causal=t.causal, uneven_pp=p.uneven_pipeline, dp_bucket_params=p.dp_bucket_params,
+            reshard_after_forward=(p.reshard_after_forward if p.reshard_after_forward is not None
+                                   else p.pp == 1),
         )
 
     def numeric(self) -> dict[str, Array]:

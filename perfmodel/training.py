@@ -25,7 +25,7 @@ combine around every MoE layer, forward and backward (Lepikhin et al. 2020 arXiv
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,7 @@ from .memory import (
 from .parameters import param_counts
 from .plan import TrainPlan
 from .profile import CalibrationProfile
+from .recompute import recomputed_ops
 from .roofline import OpTimes, Roofline, op_times, row_sum
 from .specs.model import ModelSpec
 from .specs.system import System
@@ -93,19 +94,6 @@ def _layer_forward(model: ModelSpec, moe_layer: bool, plan: TrainPlan, prec: O.P
                                prec, plan.flash, "prefill")
 
 
-def _recomputed(plan: TrainPlan, fwd: list[O.Op]) -> list[O.Op]:
-    """Forward operators re-run in backward: all of them (full), the attention core of an
-    unfused kernel (selective; FlashAttention already recomputes it, Korthikanti Sec. 5)."""
-    if plan.recompute == "full":
-        chosen = fwd
-    elif plan.recompute == "selective" and not plan.flash:
-        chosen = [op for op in fwd if "attention" in op.tags]
-    else:
-        return []
-    return [replace(op, phase="recompute", name=op.name + ".recompute", model_flops=0.0)
-            for op in chosen]
-
-
 def _calls_per_step(ops: list[O.Op], groups: dict[str, list[int]], n_layers, share: dict,
                     m) -> list:
     """Calls of each operator per step on the largest (first) stage: layer operators run
@@ -139,11 +127,9 @@ def model_flops_per_step(model: ModelSpec, plan: TrainPlan) -> tuple[Array, Arra
             continue
         fwd = _layer_forward(model, moe_layer, plan, prec, sharded=False)
         per_micro = per_micro + layers * sum(op.model_flops * op.count for op in fwd)
-        if plan.recompute == "full":
-            recompute = recompute + layers * sum(op.flops * op.count for op in fwd)
-        elif plan.recompute == "selective" and not plan.flash:
-            recompute = recompute + layers * sum(op.flops * op.count for op in fwd
-                                                 if "attention" in op.tags)
+        again = recomputed_ops(plan.recompute, fwd, model, moe_layer, plan.flash)
+        recompute = recompute + layers * sum(op.flops * op.count for op in again
+                                             if op.cls != O.ELEMENTWISE)
     t = plan.micro_batch * plan.seq_len
     per_micro = per_micro + 2.0 * t * model.hidden_size * model.vocab_size  # LM head
     micro = plan.global_batch / plan.micro_batch
@@ -179,7 +165,7 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         fwd = _layer_forward(model, kind == "moe", plan, prec)
         add(f"{kind}.fwd", fwd)
         add(f"{kind}.bwd", [b for op in fwd for b in O.backward(op, prec)])
-        add(f"{kind}.rec", _recomputed(plan, fwd))
+        add(f"{kind}.rec", recomputed_ops(plan.recompute, fwd, model, kind == "moe", plan.flash))
         attn_core[kind] = (
             [i for i in groups[f"{kind}.fwd"] if all_ops[i].cls == O.ATTENTION],
             [i for i in groups[f"{kind}.bwd"] if all_ops[i].cls == O.ATTENTION],
@@ -190,12 +176,16 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     head = O.head_ops(model, t_tok, tp, prec)
     add("head", head + [o for op in head for o in O.backward(op, prec)])
 
+    # FSDP without resharding after forward (torchtitan's default under PP) keeps a stage's
+    # weights gathered and its gradients unsharded for the whole step: ZeRO-1 memory and
+    # one gather + one reduce-scatter per step
+    zero = 1 if (plan.zero_stage == 3 and not plan.reshard_after_forward) else plan.zero_stage
     sp_first = stage_params(pc, tp, pp, plan.ep, plan.etp, model.tie_embeddings,
                             layers=layers_on_largest_stage(model.num_layers, pp, vp,
                                                            plan.uneven_pp))
     dp_grad = np.asarray(spans["grad"].size, float)
     dp_expert = np.asarray(spans["egrad"].size, float)
-    if plan.zero_stage >= 1:
+    if zero >= 1:
         opt_params = sp_first.dense_first / dp_grad + sp_first.expert / dp_expert
     else:
         opt_params = sp_first.first
@@ -306,7 +296,7 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     # ``dp_bucket_params`` (Megatron's default 40M), ZeRO-3 / FSDP one gather per layer (FSDP
     # wraps each transformer block) unless a bucket size is given (DeepSpeed: 5e7)
     stage_p = np.maximum(dense_p + expert_p, 1.0)
-    bucket_params = plan.dp_bucket_params or (stage_p / n_layers if plan.zero_stage == 3
+    bucket_params = plan.dp_bucket_params or (stage_p / n_layers if zero == 3
                                               else 40e6)
     calls = np.maximum(np.ceil(stage_p / bucket_params), 1.0)
     bucket = 1.0 / calls  # share of the traffic in one bucket
@@ -320,11 +310,11 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
                               system, profile))
 
     bwd_window = per_stage({k: layer_b[k] for k in kinds})  # last micro-batch's backward
-    if plan.zero_stage == 0:
+    if zero == 0:
         dp_total = dp_coll("all_reduce", gbytes)
         grad_exposed = dp_total
         gather_exposed = 0.0
-    elif plan.zero_stage in (1, 2):
+    elif zero in (1, 2):
         rs = dp_coll("reduce_scatter", gbytes)
         ag = dp_coll("all_gather", wbytes)
         dp_total = rs + ag
@@ -347,7 +337,7 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
             exposed_micro = 2.0 * ag + rs
         grad_exposed = exposed_micro * m
         gather_exposed = 0.0
-    if plan.zero_stage < 3 and plan.overlap_grad_reduce:
+    if zero < 3 and plan.overlap_grad_reduce:
         hidden = np.minimum(grad_exposed * (1 - bucket), bwd_window)
         grad_exposed = grad_exposed - hidden
     single_replica = np.asarray(spans["grad"].size) * 1.0 <= 1
@@ -411,13 +401,13 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     last_inflight = m if plan.schedule == "gpipe" else 1.0
     act_last = act_stage * last_inflight + working + head_act
     states_first = model_state_bytes(sp_first.first, sp_first.dense_first, sp_first.expert,
-                                     dp_grad, dp_expert, plan.zero_stage, plan.precision,
+                                     dp_grad, dp_expert, zero, plan.precision,
                                      plan.optimizer, plan.master_weights, plan.grad_dtype)
     states_last = model_state_bytes(sp_first.last, sp_first.dense_last, sp_first.expert,
-                                    dp_grad, dp_expert, plan.zero_stage, plan.precision,
+                                    dp_grad, dp_expert, zero, plan.precision,
                                     plan.optimizer, plan.master_weights, plan.grad_dtype)
     comm_buffers = np.where(np.asarray(tp) > 1, 2.0 * act_bytes, 0.0)
-    if plan.zero_stage == 3:  # gathered weights of the layer in use and the prefetched one
+    if zero == 3:  # gathered weights of the layer in use and the prefetched one
         comm_buffers = comm_buffers + 2.0 * wbytes * (pc.per_dense_layer / tp)
     first_total = sum(states_first.values()) + act_first + comm_buffers
     last_total = sum(states_last.values()) + act_last + comm_buffers

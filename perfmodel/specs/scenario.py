@@ -61,6 +61,10 @@ class Parallelism(Strict):
     # bucket) or ZeRO-3 gather units (default one transformer layer, FSDP's wrapping; DeepSpeed
     # ZeRO-3 prefetches buckets of stage3_prefetch_bucket_size = 5e7)
     dp_bucket_params: float | None = Field(default=None, gt=0)
+    # ZeRO-3 / FSDP: free gathered weights after each forward (re-gather per micro-batch). None:
+    # yes without pipeline parallelism, no with it (torchtitan's default: per-micro-batch
+    # gathers under PP are expensive and not overlapped)
+    reshard_after_forward: bool | None = None
 
     @field_validator("placement")
     @classmethod
@@ -83,7 +87,9 @@ class TrainingConfig(Strict):
     global_batch: int = Field(ge=1)  # sequences per optimizer step
     micro_batch: int = Field(default=1, ge=1)
     precision: TrainPrecision = "bf16"
-    recompute: Literal["none", "selective", "full"] = "selective"
+    # selective: attention core (Korthikanti 2022); op: torchtitan's per-op policy (see
+    # perfmodel/recompute.py); full: whole layers
+    recompute: Literal["none", "selective", "full", "op"] = "selective"
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     flash_attention: bool = True
     dropout: bool = False  # Megatron-era GPTs used dropout 0.1 (masks cost activation memory)
