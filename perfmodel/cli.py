@@ -162,6 +162,13 @@ def _calibrate(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+@command("plan-serving")
+def _plan_serving(args: argparse.Namespace) -> int:
+    from .serving.cli import run_cli
+
+    return run_cli(args)
+
+
 @command("dashboard")
 def _dashboard(args: argparse.Namespace) -> int:
     import subprocess
@@ -226,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
                                   "elementwise,launch,collectives")
     p.add_argument("--reference", metavar="DEVICE",
                    help="build a reference profile from shared measured tables instead")
+
+    p = sub.add_parser("plan-serving",
+                       help="fewest GPUs per device and TP that serve a request rate within "
+                            "latency SLOs, with cost and energy")
+    from .serving.cli import add_arguments
+
+    add_arguments(p)
 
     p = sub.add_parser("dashboard", help="open the Streamlit what-if dashboard")
     p.add_argument("--port", type=int, default=8501)

@@ -1,0 +1,230 @@
+"""The time of one serving iteration, from the inference model's own operators, made fast.
+
+An iteration of an iteration-level scheduler (Orca, Yu et al. OSDI 2022; vLLM, Kwon et al.
+SOSP 2023) runs some prefill chunks and some decode sequences through the model together.
+Its time splits the way the operators do (perfmodel.ops):
+
+* the GEMMs, norms, activations, embedding and TP all-reduces see one flat batch of all the
+  iteration's tokens, so they are a function F(T) of the token count T;
+* the LM head runs only for sequences that sample a token (decodes and prompts whose last
+  chunk ends here): H(L);
+* attention is per sequence: a decode at context c reads its own KV cache, W_d(c + 1); a
+  prefill chunk of q tokens after a prefix attends q x kv pairs, W_p(q, kv); a kernel launch
+  cost is paid once per attention kind present (one batched kernel each).
+
+Like Vidur (Agrawal et al. MLSys 2024, arXiv 2405.05465, Sec. 4), which profiles operators
+once and predicts iteration times by interpolation, the model evaluates the *same* operator
+list as ``perfmodel.inference`` (``inference._phase`` -> ``ops`` + ``roofline.op_times``) once
+per scenario on grids of token counts and contexts (numpy, all points in one call) and
+interpolates during the simulation. Pipeline parallelism follows ``inference``: the
+iteration's sequences split into min(pp, n) micro-batches that fill the stages, and the
+iteration takes one pass of one micro-batch through all pp stages.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .. import ops as O
+from ..inference import InferPlan, _phase, inference
+from ..memory import kv_cache_bytes_per_token, overhead_bytes
+from ..profile import CalibrationProfile
+from ..specs.model import ModelSpec
+from ..specs.system import System
+
+DENSE_INTEGERS = 2048  # token counts evaluated exactly up to here, then geometric
+POINTS_PER_OCTAVE = 64  # geometric spacing beyond (~1.1 %): linear interpolation error << 1 %
+
+
+def _grid(top: float, dense: int = DENSE_INTEGERS, per_octave: int = POINTS_PER_OCTAVE
+          ) -> np.ndarray:
+    """1, 2, ..., dense, then geometric up to ``top`` (always included)."""
+    top = max(float(top), 2.0)
+    ints = np.arange(1.0, min(dense, top) + 1.0)
+    if top <= dense:
+        return np.unique(np.append(ints, top))
+    octaves = np.log2(top / dense)
+    geo = dense * np.exp2(np.linspace(0.0, octaves, max(int(np.ceil(octaves * per_octave)), 1)
+                                      + 1))
+    return np.unique(np.concatenate([ints, geo, [top]]))
+
+
+def _is_attention(op: O.Op) -> bool:
+    return op.cls == O.ATTENTION or "attention" in op.tags
+
+
+@dataclass(frozen=True)
+class KVCapacity:
+    """Paged KV cache of one instance (per GPU; every GPU of the instance holds the same
+    share): bytes per token, block size and the number of blocks that fit in the memory left
+    after weights, workspace and the CUDA context (vLLM sizes its block pool the same way:
+    profile the peak, give the rest to blocks; Kwon et al. 2023 Sec. 4.1)."""
+
+    bytes_per_token: float
+    block_tokens: int
+    num_blocks: int
+    memory: dict[str, float]  # per GPU, by kind, with the pool as 'kv_cache'
+
+    @property
+    def tokens(self) -> int:
+        return self.num_blocks * self.block_tokens
+
+
+class IterationCostModel:
+    """Iteration time of one model instance (tp x pp GPUs) for any mix of prefill chunks and
+    decode sequences. Build once per (model, device, plan); query during the simulation."""
+
+    def __init__(self, model: ModelSpec, system: System, plan: InferPlan,
+                 profile: CalibrationProfile, max_tokens: int, max_context: int,
+                 max_batch: int):
+        self.model, self.system, self.plan, self.profile = model, system, plan, profile
+        self.pp = int(plan.pp)
+        base = replace(plan, replicas=1, batch=1)
+        oh = profile.kernel_overhead_s
+
+        # F(T), H(L): every operator except attention, on a grid of token counts
+        self.t_grid = _grid(max(max_tokens, max_batch))
+        t = self.t_grid
+        res = _phase(model, system, base, profile, 1.0, t, t, t, "prefill", t, True)
+        f_stage = np.zeros_like(t)
+        h_stage = np.zeros_like(t)
+        for i, op in enumerate(res.op_times.ops):
+            w = np.asarray(op.count) * res.op_times.time[i]
+            if _is_attention(op):
+                continue
+            if op.name.startswith("head."):
+                h_stage = h_stage + w
+            else:
+                f_stage = f_stage + w
+        # res.tp_comm and res.pp_comm are already the whole pass (x pp and (pp-1) hops)
+        self.f_values = self.pp * f_stage + res.tp_comm + res.pp_comm
+        self.h_values = self.pp * h_stage
+
+        # W_d(kv): one decode sequence's attention work over all layers (launch cost apart)
+        self.kv_grid = _grid(max_context + 2, dense=512)
+        kv = self.kv_grid
+        dec = _phase(model, system, base, profile, 1.0, 1.0, kv, kv, "decode", 1.0, True)
+        self.wd_values, self.decode_launch = self._attention(dec, oh)
+
+        # W_p(q, kv): one prefill chunk, on a (log q) x (log kv/q) grid
+        q_top = max(min(max_tokens, max_context), 2)  # a chunk never exceeds its context
+        self.lq = np.log(_grid(q_top, dense=16, per_octave=16))
+        self.lr = np.log(_grid(max(max_context / 1.0, 2.0), dense=2, per_octave=16))
+        qq = np.exp(self.lq)[:, None]
+        kk = qq * np.exp(self.lr)[None, :]
+        pre = _phase(model, system, base, profile, 1.0, qq, kk, O.attention_pairs(qq, kk),
+                     "prefill", 1.0, True)
+        wp, self.prefill_launch = self._attention(pre, oh)
+        self.lwp = np.log(np.maximum(wp, 1e-30))
+        # plain-Python copies for scalar lookups in the event loop (numpy calls cost ~us each)
+        dense = int(min(DENSE_INTEGERS, self.t_grid[-1]))
+        self._f_list = self.f_values[:dense].tolist()
+        self._h_list = self.h_values[:dense].tolist()
+        self._lq_list, self._lr_list = self.lq.tolist(), self.lr.tolist()
+        self._lwp_list = self.lwp.tolist()
+
+    def _attention(self, res, oh: float) -> tuple[np.ndarray, float]:
+        """(per-sequence attention work of a whole pass, launch cost of one batched call)."""
+        work, launches = 0.0, 0.0
+        for i, op in enumerate(res.op_times.ops):
+            if not _is_attention(op):
+                continue
+            count = float(np.max(op.count))
+            work = work + count * (res.op_times.time[i] - oh)
+            launches += count * oh
+        return self.pp * np.asarray(work), self.pp * launches
+
+    # ---- queries -----------------------------------------------------------------------------
+    def dense(self, tokens: float, logits: float) -> float:
+        """F(T) + H(L) for one micro-batch."""
+        return (self._at(tokens, self.f_values, self._f_list)
+                + self._at(logits, self.h_values, self._h_list))
+
+    def _at(self, x: float, values: np.ndarray, exact: list) -> float:
+        i = int(x)
+        if i == x and 1 <= i <= len(exact):
+            return exact[i - 1]
+        return float(np.interp(x, self.t_grid, values))
+
+    def prefill_one(self, q: float, kv: float) -> float:
+        """``prefill_work`` for one chunk, in plain Python (same interpolation)."""
+        lq = math.log(q)
+        lr = math.log(max(kv / q, 1.0))
+        lqs, lrs, g = self._lq_list, self._lr_list, self._lwp_list
+        i = min(max(bisect_right(lqs, lq) - 1, 0), len(lqs) - 2)
+        j = min(max(bisect_right(lrs, lr) - 1, 0), len(lrs) - 2)
+        u = min(max((lq - lqs[i]) / (lqs[i + 1] - lqs[i]), 0.0), 1.0)
+        v = min(max((lr - lrs[j]) / (lrs[j + 1] - lrs[j]), 0.0), 1.0)
+        return math.exp((1 - u) * (1 - v) * g[i][j] + u * (1 - v) * g[i + 1][j]
+                        + (1 - u) * v * g[i][j + 1] + u * v * g[i + 1][j + 1])
+
+    def decode_work(self, kv: np.ndarray) -> np.ndarray:
+        """W_d per sequence attending ``kv`` positions (array in, array out)."""
+        return np.interp(kv, self.kv_grid, self.wd_values)
+
+    def prefill_work(self, q: np.ndarray, kv: np.ndarray) -> np.ndarray:
+        """W_p per chunk of ``q`` new tokens attending ``kv`` positions (bilinear in log q,
+        log kv/q, on log W)."""
+        q = np.asarray(q, float)
+        lq = np.log(q)
+        lr = np.log(np.maximum(np.asarray(kv, float) / q, 1.0))
+        i = np.clip(np.searchsorted(self.lq, lq) - 1, 0, len(self.lq) - 2)
+        j = np.clip(np.searchsorted(self.lr, lr) - 1, 0, len(self.lr) - 2)
+        u = np.clip((lq - self.lq[i]) / (self.lq[i + 1] - self.lq[i]), 0.0, 1.0)
+        v = np.clip((lr - self.lr[j]) / (self.lr[j + 1] - self.lr[j]), 0.0, 1.0)
+        g = self.lwp
+        val = ((1 - u) * (1 - v) * g[i, j] + u * (1 - v) * g[i + 1, j]
+               + (1 - u) * v * g[i, j + 1] + u * v * g[i + 1, j + 1])
+        return np.exp(val)
+
+    def micro(self, num_sequences: int) -> int:
+        return max(1, min(self.pp, int(num_sequences)))
+
+    def iteration_time(self, prefill_q=(), prefill_kv=(), decode_kv=(),
+                       logits: float | None = None) -> float:
+        """Seconds for one iteration: prefill chunks (new tokens ``prefill_q`` attending
+        ``prefill_kv`` positions each) and decode sequences attending ``decode_kv`` positions
+        each (context + 1). ``logits`` defaults to one per sequence (every chunk ends its
+        prompt)."""
+        pq = np.asarray(prefill_q, float)
+        pkv = np.asarray(prefill_kv, float)
+        dkv = np.asarray(decode_kv, float)
+        n = pq.size + dkv.size
+        if n == 0:
+            return 0.0
+        m = self.micro(n)
+        tokens = pq.sum() + dkv.size
+        attn = 0.0
+        if dkv.size:
+            attn += self.decode_work(dkv).sum() / m + self.decode_launch
+        if pq.size:
+            attn += self.prefill_work(pq, pkv).sum() / m + self.prefill_launch
+        lg = n if logits is None else logits
+        return self.dense(tokens / m, lg / m) + attn
+
+
+def kv_capacity(model: ModelSpec, system: System, plan: InferPlan,
+                profile: CalibrationProfile, max_tokens: int, max_batch: int) -> KVCapacity:
+    """Blocks of the paged KV cache on one instance. The memory terms are those of
+    ``perfmodel.inference`` for ``max_batch`` sequences and ``max_tokens`` in flight (weights
+    of the largest stage, workspace, CUDA context, allocator reserve); the rest of the
+    device's memory becomes the block pool."""
+    probe = replace(plan, batch=max_batch, prompt_len=max(max_tokens / max_batch, 1.0),
+                    output_len=1)
+    mem = {k: float(np.asarray(v)) for k, v in inference(model, system, probe, profile).memory
+           .items()}
+    per_token = float(kv_cache_bytes_per_token(model, plan.kv_dtype, plan.tp)
+                      * model.num_layers / plan.pp)
+    mo = profile.memory_overheads
+    usable = system.device.memory_bytes * (1 - mo.allocator_fraction)
+    free = usable - (mem["weights"] + mem["activations"] + mem["cuda_context"])
+    blocks = int(max(np.floor(free / (per_token * plan.kv_block)), 0))
+    pool = blocks * plan.kv_block * per_token
+    allocated = mem["weights"] + mem["activations"] + pool
+    memory = {"weights": mem["weights"], "kv_cache": pool, "activations": mem["activations"],
+              **{k: float(v) for k, v in overhead_bytes(allocated, mo).items()}}
+    return KVCapacity(per_token, int(plan.kv_block), blocks, memory)

@@ -1,0 +1,240 @@
+"""A serving deployment: instance types (plan, iteration cost model, KV capacity), how many
+of each, and their schedulers; ``Deployment.simulate(workload)`` runs the event loop.
+
+One instance = tp x pp GPUs holding one model copy. Aggregated schedulers (static,
+continuous, chunked) run num_gpus / (tp * pp) identical instances. Disaggregated serving
+(DistServe) runs prefill_gpus / (prefill_tp * pp) prefill instances and decode_gpus /
+(decode_tp * pp) decode instances; a request's KV cache moves between them point to point,
+each of the sending GPUs carrying its shard over its own link (``comm.p2p_time``), over
+NVLink when a prefill and a decode instance fit in one node (DistServe places them so,
+Sec. 4.3), otherwise over the scale-out network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..comm import p2p_time
+from ..errors import SpecError
+from ..inference import InferPlan
+from ..plan import check, inference_rules
+from ..profile import CalibrationProfile
+from ..specs.model import ModelSpec
+from ..specs.scenario import InferenceConfig, Parallelism, SchedulerConfig
+from ..specs.system import System
+from .cost import IterationCostModel, KVCapacity, kv_capacity
+from .engine import Engine
+from .requests import Requests
+from .schedulers import ChunkedPrefill, ContinuousBatching, DecodeOnly, StaticBatching
+from .sim import Pool, Simulation
+from .workload import Workload
+
+CHUNKED_DEFAULT_BUDGET = 512  # vLLM's max_num_batched_tokens default with chunked prefill
+
+
+@dataclass
+class InstanceType:
+    role: str  # mixed | prefill | decode
+    count: int
+    plan: InferPlan
+    cost: IterationCostModel
+    kv: KVCapacity
+
+    @property
+    def gpus(self) -> int:
+        return self.count * int(self.plan.tp) * int(self.plan.pp)
+
+
+@dataclass
+class SimResult:
+    reqs: Requests
+    engines: list[Engine]
+    end: float
+
+
+@dataclass
+class Deployment:
+    scheduler: SchedulerConfig
+    instances: list[InstanceType]
+    token_budget: int
+    transfer_cross_node: bool | None = None
+    system: System | None = None
+    profile: CalibrationProfile | None = None
+    _transfer_table: list | None = None
+
+    @property
+    def num_gpus(self) -> int:
+        return sum(i.gpus for i in self.instances)
+
+    def with_counts(self, *counts: int) -> Deployment:
+        """The same instance types with other replica counts (capacity planning)."""
+        inst = [replace(i, count=c) for i, c in zip(self.instances, counts, strict=True)]
+        return replace(self, instances=inst)
+
+    def transfer_s(self, tokens: int) -> float:
+        """Seconds to move the KV cache of ``tokens`` tokens from a prefill instance to a
+        decode instance: every sending GPU ships its shard over its own link."""
+        table = self._transfer_table
+        if table is not None and tokens < len(table):
+            return table[tokens]
+        return float(self._transfer(np.asarray(tokens, float)))
+
+    def _transfer(self, tokens: np.ndarray) -> np.ndarray:
+        pre, dec = self.instances
+        senders = int(pre.plan.tp * pre.plan.pp)
+        receivers = int(dec.plan.tp * dec.plan.pp)
+        per_link = pre.kv.bytes_per_token * tokens * senders / min(senders, receivers)
+        return p2p_time(per_link, self.transfer_cross_node, self.system, self.profile)
+
+    def prepare_transfers(self, max_tokens: int) -> None:
+        """Tabulate transfer times for 0..max_tokens tokens (one vectorised call)."""
+        self._transfer_table = self._transfer(np.arange(max_tokens + 1.0)).tolist()
+
+    def simulate(self, workload: Workload) -> SimResult:
+        reqs = Requests(workload)
+        kind = self.scheduler.kind
+        pools, schedulers, engines = [], [], []
+        sim_holder: list[Simulation] = []
+        for inst in self.instances:
+            members = []
+            for _ in range(inst.count):
+                e = Engine(len(engines), inst.cost, inst.kv, self.scheduler.max_batch, reqs,
+                           self.scheduler.iteration_overhead_s)
+                engines.append(e)
+                members.append(e)
+                if kind == "static":
+                    schedulers.append(StaticBatching(self.token_budget))
+                elif kind == "chunked":
+                    schedulers.append(ChunkedPrefill(self.token_budget))
+                elif inst.role == "prefill":
+                    schedulers.append(ContinuousBatching(self.token_budget, prefill_only=True))
+                elif inst.role == "decode":
+                    schedulers.append(DecodeOnly(
+                        lambda eng, rid: sim_holder[0].requeue_to_prefill(eng, rid)))
+                else:
+                    schedulers.append(ContinuousBatching(self.token_budget))
+            pools.append(Pool(inst.role, members, self.scheduler.routing))
+        if kind == "disaggregated":
+            self.prepare_transfers(int((workload.prompt + workload.output).max()))
+        sim = Simulation(reqs, pools, schedulers,
+                         self.transfer_s if kind == "disaggregated" else None)
+        sim_holder.append(sim)
+        end = sim.run()
+        if np.isnan(reqs.finish).any():  # a scheduler left work behind: a bug, not an input
+            raise RuntimeError(f"serving simulation stalled with "
+                               f"{int(np.isnan(reqs.finish).sum())} unfinished requests")
+        return SimResult(reqs, engines, end)
+
+
+def _budget(cfg: SchedulerConfig, model: ModelSpec, longest_prompt: int) -> int:
+    """Tokens per iteration: given, or Sarathi-Serve's / vLLM's defaults. Static batching
+    has no token cap (its batches are bounded by max_batch and the KV reservation); its
+    workspace is sized like continuous batching's."""
+    if cfg.token_budget is not None:
+        return cfg.token_budget
+    if cfg.kind == "chunked":
+        return CHUNKED_DEFAULT_BUDGET
+    # vLLM v0 without chunked prefill: max_num_batched_tokens = max(max_model_len, 2048)
+    return max(model.max_position_embeddings, 2048, longest_prompt)
+
+
+def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
+                     inference: InferenceConfig, cfg: SchedulerConfig,
+                     profile: CalibrationProfile, longest_prompt: int, longest_request: int,
+                     counts: tuple[int, ...] | None = None) -> Deployment:
+    """Instance types for ``cfg`` on ``system``; ``counts`` overrides the instance counts that
+    the system's GPU count implies."""
+    for name in ("offload", "speculative"):
+        if getattr(inference, name, None) is not None:
+            raise SpecError(f"inference.{name}: the serving simulator does not model {name} "
+                            "yet; predict it as kind: inference")
+    budget = _budget(cfg, model, longest_prompt)
+    max_tokens = max(budget, longest_request)  # workspace and iteration-cost grid
+    grid_tokens = max_tokens
+    if cfg.kind == "static" and cfg.token_budget is None:
+        grid_tokens = max(max_tokens, cfg.max_batch * longest_prompt)
+        budget = cfg.max_batch * longest_prompt
+
+    def instance(role: str, tp: int, gpus: int, count: int | None) -> InstanceType:
+        per = tp * parallelism.pp
+        if count is None:
+            if gpus % per:
+                raise SpecError(f"serving.scheduler: {role} pool of {gpus} GPUs is not a "
+                                f"multiple of tp*pp = {tp}*{parallelism.pp} = {per}")
+            count = gpus // per
+        if count < 1:
+            raise SpecError(f"serving.scheduler: the {role} pool needs at least tp*pp = {per} "
+                            f"GPUs, got {gpus}")
+        plan = InferPlan(tp=tp, pp=parallelism.pp, replicas=count, batch=1, prompt_len=1,
+                         output_len=1, weight_dtype=inference.weight_dtype,
+                         activation_dtype=inference.activation_dtype,
+                         kv_dtype=inference.kv_dtype, group_size=inference.quant_group_size,
+                         flash=inference.flash_attention, kv_block=inference.kv_block_size,
+                         ep=parallelism.ep)
+        check(inference_rules(model, per * count), plan)
+        if tp > system.gpus_per_node:
+            raise SpecError(f"parallelism.tp: tp ({tp}) spans more than one node of "
+                            f"{system.gpus_per_node} GPUs")
+        kv = kv_capacity(model, system, plan, profile, max_tokens, cfg.max_batch)
+        need = -(-longest_request // plan.kv_block) + max(int(0.01 * kv.num_blocks), 0)
+        if kv.num_blocks < need:
+            free_gib = kv.num_blocks * plan.kv_block * kv.bytes_per_token / 2**30
+            raise SpecError(
+                f"serving: the longest request ({longest_request} tokens) does not fit in the KV "
+                f"cache of one {role} instance ({kv.num_blocks * plan.kv_block} tokens, "
+                f"{free_gib:.2f} GiB per GPU after weights {kv.memory['weights'] / 2**30:.1f} "
+                f"GiB); use more tensor/pipeline parallelism, a smaller kv_dtype or shorter "
+                "requests")
+        cost = IterationCostModel(model, system, plan, profile, max_tokens=grid_tokens,
+                                  max_context=longest_request + 1, max_batch=cfg.max_batch)
+        return InstanceType(role, count, plan, cost, kv)
+
+    tp = parallelism.tp
+    if cfg.kind != "disaggregated":
+        per = tp * parallelism.pp
+        count = counts[0] if counts else None
+        if count is None and system.num_gpus % per:
+            raise SpecError(f"parallelism: tp*pp = {per} must divide system.num_gpus "
+                            f"({system.num_gpus}); the GPUs form num_gpus/(tp*pp) replicas")
+        return Deployment(cfg, [instance("mixed", tp, system.num_gpus, count)], budget,
+                          system=system, profile=profile)
+    tp_p = cfg.prefill_tp or tp
+    tp_d = cfg.decode_tp or tp
+    gp, gd = cfg.prefill_gpus, cfg.decode_gpus
+    if counts is None:
+        if gp is None and gd is None:
+            gp = gd = system.num_gpus // 2
+        elif gp is None:
+            gp = system.num_gpus - gd
+        elif gd is None:
+            gd = system.num_gpus - gp
+        if gp + gd != system.num_gpus:
+            raise SpecError(f"serving.scheduler: prefill_gpus + decode_gpus = {gp} + {gd} must "
+                            f"equal system.num_gpus ({system.num_gpus})")
+    pair = (tp_p + tp_d) * parallelism.pp
+    cross = {"intra_node": False, "inter_node": True}.get(cfg.kv_transfer,
+                                                           pair > system.gpus_per_node)
+    if cross and system.inter_bandwidth_per_gpu <= 0:
+        raise SpecError("serving.scheduler.kv_transfer: KV transfer between nodes needs an "
+                        "inter-node network (system.inter_node, e.g. ib-ndr-400x8)")
+    pre = instance("prefill", tp_p, gp or 0, counts[0] if counts else None)
+    dec = instance("decode", tp_d, gd or 0, counts[1] if counts else None)
+    return Deployment(cfg, [pre, dec], budget, transfer_cross_node=bool(cross), system=system,
+                      profile=profile)
+
+
+def zero_load(dep: Deployment, prompt: int, output: int) -> dict[str, float]:
+    """Latency of a single request on an idle deployment (prefill, then decode steps)."""
+    inst = dep.instances[0]
+    ttft = inst.cost.iteration_time([prompt], [prompt])
+    dec_cost = dep.instances[-1].cost
+    steps = [dec_cost.iteration_time([], [], [prompt + j]) for j in range(1, output)]
+    transfer = dep.transfer_s(prompt) if dep.scheduler.kind == "disaggregated" else 0.0
+    tpot = (sum(steps) + transfer) / (output - 1) if output > 1 else 0.0
+    return {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": ttft + transfer + sum(steps)}
+
+
+def gpus_needed(dep: Deployment) -> int:
+    return int(np.sum([i.gpus for i in dep.instances]))

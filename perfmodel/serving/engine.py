@@ -1,0 +1,320 @@
+"""One model instance (replica) in the simulation: its batch, its paged KV cache, and the
+mechanics of running an iteration. What to run next is the scheduler's job
+(``schedulers.py``); when things happen is the event loop's (``sim.py``).
+
+State per running sequence (numpy arrays over batch slots, in admission order):
+``target`` tokens to prefill (prompt + tokens generated before a preemption, which vLLM's
+recompute mode prefills again; Kwon et al. 2023 Sec. 4.5), ``done`` tokens prefilled so far
+(chunked prefill advances it by chunks; Agrawal et al. 2024), ``ctx`` tokens in the KV cache,
+``gen`` tokens generated, ``out`` tokens to generate. A sequence decodes once done == target,
+and then ctx = prompt + gen - 1 (the newest token enters the cache in the next step). KV
+blocks held = ceil(ctx / block) (PagedAttention, Kwon et al. 2023 Sec. 4.1), or a fixed
+reservation for static batching.
+
+A run of decode-only iterations with an unchanged batch is simulated in one go (the
+contexts grow by one per step, so every step's time is known in advance): a run ends at the
+first finishing sequence, when the KV blocks run out, or (if the scheduler could admit
+work) at the first iteration boundary after a new request arrives.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cost import IterationCostModel, KVCapacity
+from .requests import Requests
+
+RUN_CAP = 4096  # most decode steps simulated in one run
+KNOTS = 9  # per-run samples of the batch's attention work (linear in between)
+_KNOT_FRACTIONS = np.arange(KNOTS)
+
+
+@dataclass(slots=True)
+class Step:
+    """What an engine is doing until ``end``: one iteration, or a decode run of ``steps``
+    iterations, the j-th ending at cum[j]."""
+
+    kind: str  # "iteration" | "run"
+    end: float
+    start: float
+    chunks: list = field(default_factory=list)  # (slot, tokens) prefilled this iteration
+    decode: bool = False  # decoding slots advance one token (iteration)
+    cum: np.ndarray | None = None
+    step_times: np.ndarray | None = None
+    steps: int = 0
+    stop_at_finish: bool = True
+    interruptible: bool = False
+    dec_idx: np.ndarray | None = None  # iteration: the slots that decode
+
+
+class Engine:
+    """Mechanics of one instance; the scheduler decides what enters the batch."""
+
+    def __init__(self, index: int, cost: IterationCostModel, kv: KVCapacity, max_batch: int,
+                 reqs: Requests, iteration_overhead_s: float = 0.0):
+        self.index = index
+        self.cost, self.kv, self.reqs = cost, kv, reqs
+        self.max_batch = max_batch
+        self.overhead = iteration_overhead_s
+        self.block = kv.block_tokens
+        self.total_blocks = kv.num_blocks
+        self.watermark = max(int(0.01 * kv.num_blocks), 0)  # vLLM keeps 1 % free at admission
+        self.waiting: deque[int] = deque()
+        cap = max_batch
+        self._ints = np.zeros((7, cap), np.int64)  # one array: compaction is one operation
+        (self.rid, self.target, self.done, self.ctx, self.gen, self.out,
+         self.reserve) = self._ints  # reserve: blocks reserved up front (static batching)
+        self.last = np.zeros(cap)  # time of the sequence's latest token (NaN: none here)
+        self.n = 0
+        self.used = 0  # blocks held by the batch
+        self.reserved = False  # any slot with a reservation
+        self.held_elsewhere = 0  # blocks of sequences whose KV is being transferred out
+        self.step: Step | None = None
+        self.version = 0
+        self.samples: list[tuple[float, int]] = []  # (time, KV blocks in use)
+        self.pool = None  # set by the simulator
+        self.slot_in_pool = 0
+
+    # ---- blocks --------------------------------------------------------------------------
+    def used_blocks(self) -> int:
+        return self.used + self.held_elsewhere
+
+    def free_blocks(self) -> int:
+        return self.total_blocks - self.used - self.held_elsewhere
+
+    def blocks_for(self, tokens: int) -> int:
+        return -(-int(tokens) // self.block)
+
+    def _recount(self) -> None:
+        n = self.n
+        if n == 0:
+            self.used = 0
+            return
+        b = (self.ctx[:n] + (self.block - 1)) // self.block
+        if self.reserved:
+            b = np.maximum(b, self.reserve[:n])
+        self.used = int(b.sum())
+
+    def decode_growth(self, steps: int = 1) -> int:
+        """Extra blocks the decoding sequences need to take ``steps`` more tokens."""
+        n = self.n
+        if n == 0:
+            return 0
+        bs = self.block
+        ctx = self.ctx[:n]
+        dec = self.done[:n] == self.target[:n]
+        grown = (ctx + steps * dec + (bs - 1)) // bs
+        if self.reserved:
+            grown = np.maximum(grown, self.reserve[:n])
+        return int(grown.sum()) - self.used
+
+    def free_cap(self) -> int:
+        return self.total_blocks - self.held_elsewhere
+
+    # ---- batch membership -----------------------------------------------------------------
+    def add(self, rid: int, target: int, done: int, ctx: int, reserve: int = 0) -> int:
+        i = self.n
+        reqs = self.reqs
+        self.rid[i], self.target[i], self.done[i], self.ctx[i] = rid, target, done, ctx
+        self.gen[i] = reqs.gen[rid]
+        self.out[i] = reqs.output[rid]
+        self.reserve[i] = reserve
+        self.last[i] = math.nan
+        self.n += 1
+        if reserve:
+            self.reserved = True
+        self.used += max(-(-ctx // self.block), reserve)
+        return i
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Drop the slots where ``mask`` is False, preserving order (their gen is synced)."""
+        n = self.n
+        k = int(np.count_nonzero(mask))
+        if k == n:
+            return
+        gone = ~mask
+        self.reqs.gen[self.rid[:n][gone]] = self.gen[:n][gone]
+        self._ints[:, :k] = self._ints[:, :n][:, mask]
+        self.last[:k] = self.last[:n][mask]
+        self.n = k
+        self._recount()
+
+    def clear(self) -> np.ndarray:
+        """Empty the batch (hand-off); returns the slots' request ids."""
+        n = self.n
+        rids = self.rid[:n].copy()
+        self.reqs.gen[rids] = self.gen[:n]
+        self.n = 0
+        self.used = 0
+        return rids
+
+    def preempt_last(self) -> int:
+        """Evict the most recently admitted sequence (lowest FCFS priority), freeing its
+        blocks; the caller re-queues it. Returns its request id."""
+        self.n -= 1
+        i = self.n
+        rid = int(self.rid[i])
+        self.reqs.gen[rid] = self.gen[i]
+        self.reqs.preemptions[rid] += 1
+        self.used -= max(-(-int(self.ctx[i]) // self.block), int(self.reserve[i]))
+        return rid
+
+    # ---- one iteration -----------------------------------------------------------------------
+    def iteration(self, now: float, chunks: list[tuple[int, int]], decode: bool) -> Step:
+        """Prefill ``chunks`` [(slot, tokens)] and, if ``decode``, one token for every
+        decoding slot, in one batched forward pass."""
+        cost = self.cost
+        n = self.n
+        t = self.overhead
+        nd = 0
+        idx = None
+        if decode:
+            dec = self.done[:n] == self.target[:n]
+            for s, _ in chunks:
+                dec[s] = False
+            idx = dec.nonzero()[0]
+            dkv = self.ctx[idx] + 1.0
+            nd = idx.size
+        ending = 0
+        pre = 0.0
+        tokens = 0
+        done, target = self.done, self.target
+        for s, c in chunks:
+            kv = int(done[s]) + c
+            pre += cost.prefill_one(c, kv)
+            tokens += c
+            if kv >= target[s]:
+                ending += 1
+        seqs = nd + len(chunks)
+        m = cost.micro(seqs)
+        t += cost.dense((tokens + nd) / m, (nd + ending) / m)
+        if nd:
+            t += float(cost.decode_work(dkv).sum()) / m + cost.decode_launch
+        if chunks:
+            t += pre / m + cost.prefill_launch
+        self.samples.append((now, self.used + self.held_elsewhere))
+        return Step("iteration", now + t, now, chunks=chunks, decode=decode, dec_idx=idx)
+
+    # ---- a run of decode iterations ------------------------------------------------------------
+    def steps_that_fit(self, k: int) -> int:
+        """Most decode steps (<= k) for which the growing contexts still find KV blocks."""
+        cap = self.free_cap()
+        n = self.n
+        if self.used + n * ((k - 1) // self.block + 1) <= cap:
+            return k  # even if every sequence crossed a block boundary
+        if self.used + self.decode_growth(k) <= cap:
+            return k
+        lo, hi = 0, k  # used(lo) fits, used(hi) does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.used + self.decode_growth(mid) <= cap:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def decode_run(self, now: float, k: int, stop_at_finish: bool, interruptible: bool
+                   ) -> Step:
+        """Up to ``k`` decode iterations of the whole (all-decoding) batch."""
+        n = self.n
+        cost = self.cost
+        ctx = self.ctx[:n]
+        if k == 1:
+            work = cost.decode_work(ctx + 1.0).sum(keepdims=True)
+        elif k <= 16:
+            work = cost.decode_work(ctx[:, None] + np.arange(1.0, k + 1.0)).sum(axis=0)
+        else:
+            knots = _KNOT_FRACTIONS * (k - 1) // (KNOTS - 1)  # distinct for k > 16
+            w = cost.decode_work(ctx[:, None] + (knots + 1.0)).sum(axis=0)
+            work = np.interp(np.arange(k), knots, w)
+        m = cost.micro(n)
+        base = cost.dense(n / m, n / m) + cost.decode_launch + self.overhead
+        step_times = work / m + base
+        cum = np.cumsum(step_times) + now
+        self.samples.append((now, self.used + self.held_elsewhere))
+        return Step("run", float(cum[-1]), now, cum=cum, step_times=step_times, steps=k,
+                    stop_at_finish=stop_at_finish, interruptible=interruptible)
+
+    def truncate(self, t: float) -> bool:
+        """End the current run at the first iteration boundary at or after ``t`` (a request
+        arrived that the scheduler could admit). Returns True if the end moved."""
+        st = self.step
+        if st is None or not st.interruptible:
+            return False
+        st.interruptible = False
+        j = int(st.cum.searchsorted(t))
+        if j + 1 >= st.steps:
+            return False
+        st.steps = j + 1
+        st.end = float(st.cum[j])
+        return True
+
+    # ---- completing a step -------------------------------------------------------------------
+    def complete(self, now: float) -> list[int]:
+        """Apply the finished step; returns the request ids that finished (and left)."""
+        st = self.step
+        self.step = None
+        reqs = self.reqs
+        n = self.n
+        if st.kind == "iteration":
+            self._complete_iteration(st, now)
+        else:
+            k = st.steps
+            last = self.last[:n]
+            reqs.add_gaps(st.cum[0] - last)
+            self.ctx[:n] += k
+            if st.stop_at_finish:
+                if k > 1:
+                    reqs.add_gaps(st.step_times[1:k], n)
+                self.gen[:n] += k
+            else:  # static batch: finished sequences ride along (padding) until the end
+                gen = self.gen[:n]
+                live = np.clip(self.out[:n] - gen, 0, k)
+                if k > 1:
+                    active = n - np.sort(live).searchsorted(np.arange(1, k), side="right")
+                    reqs.add_gaps(st.step_times[1:k], active)
+                ends = live > 0
+                reqs.finish[self.rid[:n][ends]] = st.cum[live[ends] - 1]
+                gen += live
+            last[:] = st.cum[k - 1]
+        n = self.n
+        fin = self.gen[:n] >= self.out[:n]
+        if st.kind == "iteration":
+            fin &= self.done[:n] >= self.target[:n]
+        if not fin.any():
+            self._recount()
+            return []
+        fr = self.rid[:n][fin]
+        f = reqs.finish[fr]
+        reqs.finish[fr] = np.where(np.isnan(f), now, f)
+        self.keep(~fin)
+        return fr.tolist()
+
+    def _complete_iteration(self, st: Step, now: float) -> None:
+        reqs = self.reqs
+        for s, c in st.chunks:
+            d = int(self.done[s]) + c
+            self.done[s] = d
+            self.ctx[s] = d
+            if d >= self.target[s]:
+                self.gen[s] += 1
+                rid = int(self.rid[s])
+                if math.isnan(reqs.first[rid]):
+                    reqs.first[rid] = now
+                elif not math.isnan(self.last[s]):
+                    reqs.add_gaps(np.array([now - self.last[s]]))
+                self.last[s] = now
+        if st.decode:
+            idx = st.dec_idx
+            if idx.size:
+                self.ctx[idx] += 1
+                self.gen[idx] += 1
+                reqs.add_gaps(now - self.last[idx])
+                self.last[idx] = now
+
+    def idle_sample(self, now: float) -> None:
+        self.samples.append((now, self.used + self.held_elsewhere))

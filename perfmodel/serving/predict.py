@@ -1,0 +1,129 @@
+"""``predict(kind: serving)``: simulate the scenario's workload on its deployment and report
+percentiles, throughput, goodput, KV utilisation and queue length in a Prediction.
+
+The zero-load prefill and decode breakdown of one instance (``perfmodel.inference`` at
+batch 1 with the median prompt and output) fills the inference fields of the Prediction, so
+every prediction explains the per-iteration costs the simulation is built on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..prediction import Prediction
+from ..profile import CalibrationProfile
+from ..specs.scenario import InferenceConfig, Scenario
+from ..specs.system import System, resolve_system
+from .deploy import Deployment, build_deployment, zero_load
+from .economics import cost_report, energy_report, load_prices
+from .metrics import summarize
+from .workload import Workload, build_workload
+
+
+def serving_inputs(sc: Scenario) -> tuple[InferenceConfig, Workload]:
+    inf = sc.inference
+    wl = build_workload(sc.serving, sc.base_dir, inf.prompt_len if inf else None,
+                        inf.output_len if inf else None)
+    return inf or InferenceConfig(prompt_len=1), wl
+
+
+def deployment_for(sc: Scenario, system: System, profile: CalibrationProfile,
+                   inf: InferenceConfig, wl: Workload,
+                   counts: tuple[int, ...] | None = None) -> Deployment:
+    longest = int((wl.prompt + wl.output).max())
+    return build_deployment(sc.model, system, sc.parallelism, inf, sc.serving.scheduler,
+                            profile, int(wl.prompt.max()), longest, counts)
+
+
+def _baseline(sc: Scenario, dep: Deployment, profile: CalibrationProfile, inf: InferenceConfig,
+              prompt: int, output: int) -> Prediction:
+    from ..api import _predict_inference
+
+    inst = dep.instances[0]
+    tp, pp = int(inst.plan.tp), int(inst.plan.pp)
+    one = sc.model_copy(update={
+        "kind": "inference",
+        "system": sc.system.model_copy(update={"num_gpus": tp * pp}),
+        "parallelism": sc.parallelism.model_copy(update={"tp": tp}),
+        "inference": inf.model_copy(update={"batch": 1, "prompt_len": prompt,
+                                            "output_len": output}),
+    })
+    return _predict_inference(one, resolve_system(one.system), profile, [])
+
+
+def predict_serving(sc: Scenario, system: System, profile: CalibrationProfile,
+                    warnings: list[str]) -> Prediction:
+    inf, wl = serving_inputs(sc)
+    dep = deployment_for(sc, system, profile, inf, wl)
+    res = dep.simulate(wl)
+    summary = summarize(res.reqs, res.engines, sc.serving.slo, res.end)
+    p_med = int(np.median(wl.prompt))
+    o_med = int(np.median(wl.output))
+    base = _baseline(sc, dep, profile, inf, p_med, o_med)
+    tput = summary["throughput"]
+    summary["zero_load"] = zero_load(dep, p_med, o_med) | {"prompt_len": p_med,
+                                                           "output_len": o_med}
+    summary["deployment"] = {
+        "scheduler": sc.serving.scheduler.kind,
+        "token_budget": dep.token_budget,
+        "max_batch": sc.serving.scheduler.max_batch,
+        "num_gpus": dep.num_gpus,
+        "instances": [{"role": i.role, "count": i.count, "tp": int(i.plan.tp),
+                       "pp": int(i.plan.pp), "kv_blocks": i.kv.num_blocks,
+                       "kv_block_tokens": i.kv.block_tokens, "kv_tokens": i.kv.tokens}
+                      for i in dep.instances],
+    }
+    if dep.scheduler.kind == "disaggregated":
+        summary["deployment"]["kv_transfer"] = ("inter_node" if dep.transfer_cross_node
+                                                else "intra_node")
+    summary["workload"] = {
+        "num_requests": len(wl), "arrival": sc.serving.arrival.process,
+        "rate_per_s": wl.rate, "prompt_len_mean": float(wl.prompt.mean()),
+        "output_len_mean": float(wl.output.mean()), "seed": sc.serving.seed,
+    }
+    summary["energy"] = energy_report(system.device, profile, dep.num_gpus,
+                                      tput["output_tokens_per_s"])
+    summary["cost"] = cost_report(load_prices(), system.device.id, dep.num_gpus,
+                                  tput["output_tokens_per_s"])
+    warnings = list(warnings)
+    if tput["requests_per_s"] < 0.9 * tput["offered_requests_per_s"]:
+        warnings.append(f"overloaded: served {tput['requests_per_s']:.2f} req/s of "
+                        f"{tput['offered_requests_per_s']:.2f} offered; the queue grows for "
+                        "the whole run and latencies depend on num_requests")
+    if summary["preemptions"]:
+        warnings.append(f"{summary['preemptions']} preemptions (KV cache full; recomputed)")
+    summary = _finite(summary)
+    mem = dep.instances[0].kv.memory
+    total_mem = float(sum(mem.values()))
+    breakdown = {
+        "prefill": base.breakdown["prefill"],
+        "decode_step": base.breakdown["decode_step"],
+        "memory": mem,
+        "flops": base.breakdown["flops"],
+        "zero_load_single_request": {"prompt_len": p_med, "output_len": o_med},
+    }
+    return Prediction(
+        kind="serving", name=sc.name, model=sc.model.id, device=system.device.id,
+        num_gpus=dep.num_gpus, calibration=profile.summary(),
+        ttft_s=summary["ttft_s"]["p50"],
+        tpot_s=summary["tpot_s"]["p50"] or 0.0,  # no TPOT when every output is one token
+        e2e_latency_s=summary["e2e_s"]["p50"], prefill_time_s=base.prefill_time_s,
+        tokens_per_s=tput["output_tokens_per_s"],
+        max_concurrent_sequences=float(dep.instances[-1].kv.tokens
+                                       // max(float((wl.prompt + wl.output).mean()), 1.0)),
+        kv_cache_bytes_per_sequence=base.kv_cache_bytes_per_sequence,
+        memory_per_gpu_bytes=total_mem, memory_capacity_bytes=system.device.memory_bytes,
+        fits=total_mem <= system.device.memory_bytes, breakdown=breakdown, ops=base.ops,
+        serving=summary, warnings=warnings,
+    )
+
+
+def _finite(value):
+    """NaN / inf -> None, so the JSON stays valid (e.g. TPOT when every output is 1 token)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,67 @@
+"""Per-request state and timestamps of a simulation (a struct of numpy arrays)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .workload import Workload
+
+# inter-token gap histogram: log bins, 0.5 % wide, 10 us .. 1000 s
+TBT_BINS = np.logspace(-5, 3, 8 * 460 + 1)
+
+
+class Requests:
+    """What happened to every request: when it was first scheduled, produced its first token
+    and finished; how many tokens it has generated (kept across preemption and KV transfer);
+    how often it was preempted."""
+
+    def __init__(self, workload: Workload):
+        n = len(workload)
+        self.arrival = workload.arrival
+        self.prompt = workload.prompt
+        self.output = workload.output
+        self.gen = np.zeros(n, np.int64)  # tokens generated so far
+        self.start = np.full(n, np.nan)  # first admitted to a batch
+        self.first = np.full(n, np.nan)  # first token out
+        self.finish = np.full(n, np.nan)  # last token out
+        self.preemptions = np.zeros(n, np.int64)
+        self._gaps: list[np.ndarray] = []  # inter-token gaps, binned at the end
+        self._weights: list[float] = []  # each gap array's weight (tokens per gap)
+        self._weighted: list[tuple[np.ndarray, np.ndarray]] = []  # (gaps, per-gap weights)
+
+    def __len__(self) -> int:
+        return int(self.arrival.size)
+
+    def add_gaps(self, gaps: np.ndarray, weights: np.ndarray | float = 1.0) -> None:
+        """Record inter-token gaps (seconds; NaN = no previous token), each ``weights`` times."""
+        if isinstance(weights, np.ndarray):
+            self._weighted.append((gaps, weights))
+        else:
+            self._gaps.append(gaps)
+            self._weights.append(weights)
+
+    def tbt_histogram(self) -> np.ndarray:
+        counts = np.zeros(TBT_BINS.size + 1)
+        if self._gaps:
+            g = np.concatenate(self._gaps)
+            w = np.repeat(np.asarray(self._weights, float), [a.size for a in self._gaps])
+            self._weighted.append((g, w))
+            self._gaps, self._weights = [], []
+        for g, w in self._weighted:
+            ok = ~np.isnan(g)
+            idx = np.searchsorted(TBT_BINS, g[ok])
+            counts += np.bincount(idx, weights=np.asarray(w, float)[ok], minlength=counts.size)
+        return counts
+
+    def tbt_percentiles(self, qs=(50, 90, 99)) -> dict[int, float]:
+        counts = self.tbt_histogram()
+        total = counts.sum()
+        if total == 0:
+            return {q: float("nan") for q in qs}
+        cdf = np.cumsum(counts) / total
+        out = {}
+        edges = np.concatenate([[TBT_BINS[0]], TBT_BINS, [TBT_BINS[-1]]])
+        for q in qs:
+            i = int(np.searchsorted(cdf, q / 100.0))
+            out[q] = float(np.sqrt(edges[i] * edges[i + 1]))  # geometric bin centre
+        return out

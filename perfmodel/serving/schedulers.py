@@ -1,0 +1,229 @@
+"""Batching policies: given an engine's queue and batch, what runs next. One class each.
+
+* ``StaticBatching`` -- request-level batching as in FasterTransformer / HF generate before
+  Orca: when the instance is idle, take up to max_batch queued requests, pad their prompts to
+  the longest, prefill them together and decode until the longest output ends (finished
+  sequences keep their slot). KV memory is reserved up front for prompt + output.
+* ``ContinuousBatching`` -- iteration-level scheduling (Orca, Yu et al. OSDI 2022) as vLLM's
+  default scheduler does it (Kwon et al. SOSP 2023, Sec. 4.5; vLLM v0 ``Scheduler``): each
+  iteration first admits queued requests (FCFS, up to ``max_batch`` sequences and
+  ``token_budget`` prompt tokens, if their blocks fit with a 1 % watermark) and runs a
+  prefill-only iteration; otherwise every running sequence decodes one token. When a
+  decode needs a block and none is free, the latest-admitted sequence is preempted and
+  later recomputed.
+* ``ChunkedPrefill`` -- Sarathi-Serve's stall-free batching (Agrawal et al. OSDI 2024,
+  arXiv 2403.02310, Sec. 4): every iteration carries all decodes, then continues
+  partially-prefilled prompts, then admits new ones, cutting prompts into chunks so that the
+  iteration holds at most ``token_budget`` tokens.
+* ``PrefillOnly`` / ``DecodeOnly`` -- the two pools of DistServe (Zhong et al. OSDI 2024,
+  arXiv 2401.09670): prefill instances batch prompts only and hand the KV cache over;
+  decode instances admit transferred sequences (no compute) and decode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .engine import RUN_CAP, Engine, Step
+
+
+class Scheduler:
+    name = "base"
+
+    def next(self, e: Engine, now: float) -> Step | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    # shared pieces -----------------------------------------------------------------------
+    @staticmethod
+    def make_room_for_decode(e: Engine, requeue: Callable[[Engine, int], None]) -> None:
+        """Preempt the latest-admitted sequences until every running sequence can take one
+        more token (vLLM: preemption by recompute, lowest FCFS priority first)."""
+        cap = e.free_cap()
+        if e.used + e.n <= cap:
+            return
+        while e.n > 0 and e.used + e.decode_growth(1) > cap:
+            requeue(e, e.preempt_last())
+
+    @staticmethod
+    def decode_run(e: Engine, now: float, stop_at_finish: bool = True) -> Step:
+        n = e.n
+        rem = e.out[:n] - e.gen[:n]
+        k = int(rem.min()) if stop_at_finish else int(rem.max())
+        if stop_at_finish:
+            k = min(k, RUN_CAP)
+        k = max(e.steps_that_fit(max(k, 1)), 1)
+        interruptible = stop_at_finish and not e.waiting and e.n < e.max_batch
+        return e.decode_run(now, k, stop_at_finish, interruptible)
+
+
+def requeue_front(e: Engine, rid: int) -> None:
+    e.waiting.appendleft(rid)
+
+
+class ContinuousBatching(Scheduler):
+    name = "continuous"
+
+    def __init__(self, token_budget: int, requeue: Callable[[Engine, int], None] = requeue_front,
+                 prefill_only: bool = False):
+        self.budget = token_budget
+        self.requeue = requeue
+        self.prefill_only = prefill_only
+
+    def admit(self, e: Engine, now: float) -> list[tuple[int, int]]:
+        reqs = e.reqs
+        chunks: list[tuple[int, int]] = []
+        tokens = 0
+        free = e.free_blocks()
+        while e.waiting and e.n < e.max_batch:
+            rid = e.waiting[0]
+            q = int(reqs.prompt[rid] + reqs.gen[rid])
+            if chunks and tokens + q > self.budget:
+                break
+            need = e.blocks_for(q)
+            if free - need < e.watermark:
+                break
+            e.waiting.popleft()
+            free -= need
+            tokens += q
+            if np.isnan(reqs.start[rid]):
+                reqs.start[rid] = now
+            slot = e.add(rid, target=q, done=0, ctx=0)
+            chunks.append((slot, q))
+        return chunks
+
+    def next(self, e: Engine, now: float) -> Step | None:
+        chunks = self.admit(e, now)
+        if chunks:
+            return e.iteration(now, chunks, decode=False)
+        if self.prefill_only or e.n == 0:
+            return None
+        self.make_room_for_decode(e, self.requeue)
+        if e.n == 0:
+            return self.next(e, now)
+        return self.decode_run(e, now)
+
+
+class ChunkedPrefill(Scheduler):
+    name = "chunked"
+
+    def __init__(self, token_budget: int, requeue: Callable[[Engine, int], None] = requeue_front):
+        self.budget = token_budget
+        self.requeue = requeue
+
+    def next(self, e: Engine, now: float) -> Step | None:
+        reqs = e.reqs
+        self.make_room_for_decode(e, self.requeue)
+        n = e.n
+        dec = e.done[:n] == e.target[:n]
+        n_dec = int(np.count_nonzero(dec))
+        if n_dec == n and not e.waiting:
+            return self.decode_run(e, now) if n else None  # nothing to prefill
+        budget = self.budget - n_dec
+        # blocks left once every decode has taken its next token (guaranteed above); each
+        # decode takes at most one block, so count exactly only when that bound is tight
+        free = e.free_blocks() - n_dec
+        if n_dec and free < e.watermark + budget // e.block + 16:
+            free = e.free_blocks() - e.decode_growth(1)
+        chunks: list[tuple[int, int]] = []
+        if n_dec < n:
+            for slot in np.flatnonzero(~dec).tolist():  # partial prefills, admission order
+                if budget <= 0:
+                    break
+                done, target = int(e.done[slot]), int(e.target[slot])
+                c = min(target - done, budget)
+                need = e.blocks_for(done + c) - e.blocks_for(done)
+                if need > free:
+                    c = (e.blocks_for(done) + free) * e.block - done
+                    if c <= 0:
+                        break
+                    need = free
+                free -= need
+                budget -= c
+                chunks.append((slot, c))
+        while budget > 0 and e.waiting and e.n < e.max_batch:
+            rid = e.waiting[0]
+            q = int(reqs.prompt[rid] + reqs.gen[rid])
+            c = min(q, budget)
+            need = e.blocks_for(c)
+            if free - need < e.watermark:
+                break
+            e.waiting.popleft()
+            free -= need
+            budget -= c
+            if np.isnan(reqs.start[rid]):
+                reqs.start[rid] = now
+            slot = e.add(rid, target=q, done=0, ctx=0)
+            chunks.append((slot, c))
+        if chunks:
+            return e.iteration(now, chunks, decode=n_dec > 0)
+        if n_dec == 0:
+            return None
+        if n_dec < e.n:  # partial prefills blocked on memory: single decode iterations
+            return e.iteration(now, [], decode=True)
+        return self.decode_run(e, now)
+
+
+class StaticBatching(Scheduler):
+    name = "static"
+
+    def __init__(self, token_budget: int):
+        self.budget = token_budget  # padded prompt tokens of one batch
+
+    def next(self, e: Engine, now: float) -> Step | None:
+        reqs = e.reqs
+        if e.n:  # the batch has been prefilled: decode it to the end
+            return self.decode_run(e, now, stop_at_finish=False)
+        if not e.waiting:
+            return None
+        batch: list[int] = []
+        longest = 0
+        free = e.free_blocks()
+        while e.waiting and len(batch) < e.max_batch:
+            rid = e.waiting[0]
+            p = max(longest, int(reqs.prompt[rid]))
+            out = max([int(reqs.output[r]) for r in batch] + [int(reqs.output[rid])])
+            need = (len(batch) + 1) * e.blocks_for(p + out)  # padded, reserved up front
+            if batch and (need > free or (len(batch) + 1) * p > self.budget):
+                break
+            e.waiting.popleft()
+            batch.append(rid)
+            longest = p
+        out = max(int(reqs.output[r]) for r in batch)
+        reserve = e.blocks_for(longest + out)
+        chunks = []
+        for rid in batch:
+            reqs.start[rid] = now
+            slot = e.add(rid, target=longest, done=0, ctx=0, reserve=reserve)
+            chunks.append((slot, longest))
+        return e.iteration(now, chunks, decode=False)
+
+
+class DecodeOnly(Scheduler):
+    """Admits sequences whose KV cache arrived from a prefill instance; decodes them."""
+
+    name = "decode"
+
+    def __init__(self, requeue: Callable[[Engine, int], None]):
+        self.requeue = requeue
+
+    def next(self, e: Engine, now: float) -> Step | None:
+        reqs = e.reqs
+        free = e.free_blocks()
+        while e.waiting and e.n < e.max_batch:
+            rid = e.waiting[0]
+            ctx = int(reqs.prompt[rid] + reqs.gen[rid] - 1)
+            need = e.blocks_for(ctx + 1)
+            if free - need < e.watermark:
+                break
+            e.waiting.popleft()
+            free -= need
+            e.add(rid, target=ctx, done=ctx, ctx=ctx)
+            e.last[e.n - 1] = reqs.first[rid] if reqs.gen[rid] == 1 else np.nan
+        if e.n == 0:
+            return None
+        self.make_room_for_decode(e, self.requeue)
+        if e.n == 0:
+            return None
+        return self.decode_run(e, now)

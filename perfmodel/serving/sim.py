@@ -1,0 +1,159 @@
+"""The discrete-event loop: arrivals, engine steps and KV transfers in time order (heapq).
+
+Requests arrive (pre-generated, sorted), a router sends each to the instance of its pool
+with the fewest outstanding requests (or round-robin), and every instance runs iterations
+back to back while it has work; its scheduler decides what each iteration holds. An idle
+instance wakes when work arrives; a busy one whose current decode run could take the new
+request is cut at the next iteration boundary (iteration-level scheduling, Orca).
+Disaggregated serving (DistServe) adds a second pool: a request's first token comes from a
+prefill instance, its KV cache then travels to a decode instance (``transfer_s``), and the
+prefill instance keeps the blocks until the transfer ends.
+
+Everything is deterministic: the workload is fixed by its seed and ties are broken by a
+sequence number.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .engine import Engine
+from .requests import Requests
+from .schedulers import Scheduler
+
+STEP, TRANSFER = 0, 1
+
+
+@dataclass
+class Pool:
+    """Instances of one role: 'mixed' (prefill and decode), 'prefill' or 'decode'."""
+
+    role: str
+    engines: list[Engine]
+    routing: str = "least_loaded"
+    outstanding: np.ndarray = field(default=None)  # requests routed and not yet gone
+    rr: int = 0
+
+    def __post_init__(self):
+        self.outstanding = np.zeros(len(self.engines), np.int64)
+        for i, e in enumerate(self.engines):
+            e.pool, e.slot_in_pool = self, i
+
+    def pick(self) -> Engine:
+        if self.routing == "round_robin":
+            i = self.rr % len(self.engines)
+            self.rr += 1
+        else:
+            i = int(np.argmin(self.outstanding))
+        return self.engines[i]
+
+
+class Simulation:
+    """Runs a workload through pools of engines. ``schedulers[e.index]`` drives engine e."""
+
+    def __init__(self, reqs: Requests, pools: list[Pool], schedulers: list[Scheduler],
+                 transfer_s: Callable[[int], float] | None = None):
+        self.reqs = reqs
+        self.pools = pools
+        self.entry = pools[0]  # arrivals go here ('mixed' or 'prefill')
+        self.decode_pool = next((p for p in pools if p.role == "decode"), None)
+        self.engines = [e for p in pools for e in p.engines]
+        self.schedulers = schedulers
+        self.transfer_s = transfer_s
+        self.heap: list = []
+        self.order = 0
+        self.transfers: dict[int, tuple[Engine, int]] = {}
+        self.now = 0.0
+
+    # ---- event plumbing ---------------------------------------------------------------------
+    def _push(self, t: float, kind: int, ref: int, version: int) -> None:
+        self.order += 1
+        heapq.heappush(self.heap, (t, self.order, kind, ref, version))
+
+    def _kick(self, e: Engine, now: float) -> None:
+        step = self.schedulers[e.index].next(e, now)
+        e.step = step
+        if step is None:
+            e.idle_sample(now)
+            return
+        e.version += 1
+        self._push(step.end, STEP, e.index, e.version)
+
+    def _notify(self, e: Engine, now: float) -> None:
+        if e.step is None:
+            self._kick(e, now)
+        elif e.truncate(now):
+            e.version += 1
+            self._push(e.step.end, STEP, e.index, e.version)
+
+    def _enqueue(self, pool: Pool, rid: int, now: float, front: bool = False) -> None:
+        e = pool.pick()
+        pool.outstanding[e.slot_in_pool] += 1
+        if front:
+            e.waiting.appendleft(rid)
+        else:
+            e.waiting.append(rid)
+        self._notify(e, now)
+
+    def requeue_to_prefill(self, e: Engine, rid: int) -> None:
+        """A decode instance preempted ``rid``: recompute its KV cache on a prefill instance."""
+        e.pool.outstanding[e.slot_in_pool] -= 1
+        self._enqueue(self.entry, rid, self.now, front=True)
+
+    # ---- the loop --------------------------------------------------------------------------------
+    def run(self) -> float:
+        """Simulate until every request has finished; returns the end time."""
+        arrival = self.reqs.arrival
+        n = arrival.size
+        i = 0
+        heap = self.heap
+        while i < n or heap:
+            if heap and (i >= n or heap[0][0] <= arrival[i]):
+                t, _, kind, ref, version = heapq.heappop(heap)
+                self.now = t
+                if kind == STEP:
+                    e = self.engines[ref]
+                    if version != e.version or e.step is None:
+                        continue
+                    self._step_done(e, t)
+                else:
+                    self._transfer_done(ref, t)
+            else:
+                t = float(arrival[i])
+                self.now = t
+                self._enqueue(self.entry, i, t)
+                i += 1
+        return self.now
+
+    def _step_done(self, e: Engine, now: float) -> None:
+        finished = e.complete(now)
+        pool = e.pool
+        if finished:
+            pool.outstanding[e.slot_in_pool] -= len(finished)
+        if pool.role == "prefill" and e.n:
+            self._hand_off(e, now)
+        self._kick(e, now)
+
+    def _hand_off(self, e: Engine, now: float) -> None:
+        """Every sequence a prefill instance just prefilled leaves for a decode instance; its
+        blocks stay held until its KV cache has arrived."""
+        n = e.n
+        ctxs = e.ctx[:n].tolist()
+        blocks = [-(-c // e.block) for c in ctxs]
+        rids = e.clear().tolist()
+        for rid, b, ctx in zip(rids, blocks, ctxs, strict=True):
+            e.held_elsewhere += b
+            self.transfers[rid] = (e, b)
+            self._push(now + self.transfer_s(ctx), TRANSFER, rid, 0)
+        e.pool.outstanding[e.slot_in_pool] -= n
+
+    def _transfer_done(self, rid: int, now: float) -> None:
+        src, blocks = self.transfers.pop(rid)
+        src.held_elsewhere -= blocks
+        self._enqueue(self.decode_pool, rid, now)
+        if src.step is None and src.waiting:
+            self._kick(src, now)
