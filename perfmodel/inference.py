@@ -99,11 +99,17 @@ class InferenceResult:
     model_flops_per_token: Array
 
 
+def expert_tp(plan: InferPlan) -> Array:
+    """Inference spreads experts over the TP ranks: ep groups of tp/ep ranks, each group
+    holding E/ep experts split tp/ep ways (vLLM / TensorRT-LLM MoE TP x EP)."""
+    return np.asarray(plan.tp) / np.asarray(plan.ep)
+
+
 def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase: str,
               logits_tokens) -> tuple[list[O.Op], dict[str, list[int]]]:
     """All operators of one forward pass through one pipeline stage's share of the model."""
     prec = plan.precision
-    shard = O.Shard(tp=plan.tp, sp=False, ep=plan.ep, etp=plan.tp)
+    shard = O.Shard(tp=plan.tp, sp=False, ep=plan.ep, etp=expert_tp(plan))
     absorbed = phase == "decode"
     items: list[O.Op] = []
     index: dict[str, list[int]] = {}
@@ -184,7 +190,7 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
     """
     b, p, o = plan.batch, plan.prompt_len, plan.output_len
     pc = param_counts(model)
-    sp = stage_params(pc, plan.tp, plan.pp, plan.ep, 1, model.tie_embeddings)
+    sp = stage_params(pc, plan.tp, plan.pp, plan.ep, expert_tp(plan), model.tie_embeddings)
     weights = inference_weight_bytes(sp.max, plan.weight_dtype, plan.group_size)
     kv_tok = kv_cache_bytes_per_token(model, plan.kv_dtype, plan.tp) * model.num_layers / plan.pp
     offloading = (plan.offload_weights or plan.offload_kv) and offload_bandwidth

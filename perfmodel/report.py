@@ -81,6 +81,11 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
                               for k, v in comm.items() if v["total_s"] > 0],
                              header=("communication", "total", "exposed")))
     else:
+        if p.kind == "serving":
+            from .serving.report import render_serving
+
+            out.append(render_serving(p))
+            out.append("")
         for phase in ("prefill", "decode_step"):
             part = p.breakdown[phase]
             out.append(table([(k, seconds(v)) for k, v in part.items() if v > 0],
