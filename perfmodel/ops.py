@@ -31,9 +31,6 @@ Array = Any  # float or numpy array
 GEMM, ATTENTION, ELEMENTWISE, OPTIMIZER = "gemm", "attention", "elementwise", "optimizer"
 OP_CLASSES = (GEMM, ATTENTION, ELEMENTWISE, OPTIMIZER)
 
-# FlashAttention tiling: query rows per block (FA2 uses 128 on A100/H100, Dao 2023 Sec. 3.3).
-FLASH_BLOCK_ROWS = 128
-
 
 @dataclass(slots=True)
 class Op:
@@ -124,18 +121,29 @@ def attention_pairs(q_len, kv_len, causal: bool = True):
     return q_len * kv_len - q_len * (q_len - 1) / 2.0
 
 
+def attention_curve_point(phase: str, b, q_len, kv_len, kv_heads) -> tuple:
+    """Where an attention call sits on its efficiency curve: prefill-like kernels by
+    (q_len, kv_len); decode kernels by (sequences x KV heads, kv_len), because a decode
+    kernel's parallelism, and so the share of HBM bandwidth it reaches, grows with the
+    independent (sequence, KV head) streams it reads (flash-decoding splits long ones)."""
+    if phase == "decode":
+        return (b * kv_heads, kv_len)
+    return (q_len, kv_len)
+
+
 def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec: Precision,
                   flash: bool, phase: str, absorbed_mla: bool = False) -> list[Op]:
     """The attention core (softmax(QK^T)V) on one GPU's heads.
 
-    FlashAttention IO (Dao et al. 2022 arXiv 2205.14135, Algorithm 1 / Theorem 2): Q is read
-    and O written once; K and V are re-read once per block of ``FLASH_BLOCK_ROWS`` query
-    positions, and with a causal mask only the blocks at or before the query block (the
-    attended share pairs / (q_len * kv_len) of them). Query heads sharing a KV head (GQA) run
-    concurrently and hit the same K/V tiles in L2, so HBM sees K/V once per KV head per query
-    block (decode reads the KV cache once). Unfused attention also writes and re-reads the
-    s x s scores and probabilities (Sec. 2.2 of the same paper). MLA decode with absorbed projections
-    (DeepSeek-V2 arXiv 2405.04434 Sec. 2.1.2) attends over the compressed latent directly.
+    FlashAttention IO (Dao et al. 2022 arXiv 2205.14135): tiling keeps the s x s scores in
+    SRAM, so HBM sees the compulsory traffic: Q read and O written once, K and V read once per
+    KV head. (Algorithm 1 re-reads K/V from HBM once per query block, Theorem 2; on GPUs with
+    tens of MB of L2 the concurrently scheduled query blocks of a head, and the query heads
+    of a GQA group, share those re-reads in L2, which is why measured prefill attention runs
+    at the same FLOP rate for MHA and GQA, shared/reference measured H100 context kernels.)
+    Decode therefore reads the KV cache once. Unfused attention also writes and re-reads the
+    s x s scores and probabilities (Sec. 2.2 of the same paper). MLA decode with absorbed
+    projections (DeepSeek-V2 arXiv 2405.04434 Sec. 2.1.2) attends over the compressed latent.
     """
     tp = shard.tp
     heads = model.num_heads / tp
@@ -160,21 +168,21 @@ def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec:
     # matmul loop; its cost is part of the kernel's measured efficiency (Dao 2023 Sec. 3.1),
     # so only the KV dequantisation is added as separate non-tensor work.
     kv_deq = 2.0 * b * kv_len * kv_heads * kv_width if prec.kv_dequant else 0.0
+    point = attention_curve_point(phase, b, q_len, kv_len, kv_heads)
     if flash:
-        q_blocks = np.ceil(q_len / FLASH_BLOCK_ROWS) * pairs / (q_len * kv_len)
-        op = Op("attn.core", ATTENTION, executed, q_bytes + kv_read * q_blocks, prec.compute,
-                1.0, model_flops, kv_deq * q_blocks, (q_len, kv_len), phase,
+        op = Op("attn.core", ATTENTION, executed, q_bytes + kv_read, prec.compute,
+                1.0, model_flops, kv_deq, point, phase,
                 ("attention",))
         return [op]
     scores = b * heads * q_len * kv_len  # unfused computes the full (masked) matrix
     qk = Op("attn.qk", ATTENTION, 2.0 * d_qk * heads * q_len * kv_len * b,
             b * q_len * heads * d_qk * a + kv_read * d_qk / kv_width + scores * a,
-            prec.compute, 1.0, model_flops * d_qk / (d_qk + d_v), kv_deq / 2, (q_len, kv_len),
+            prec.compute, 1.0, model_flops * d_qk / (d_qk + d_v), kv_deq / 2, point,
             phase, ("attention",))
     softmax = elementwise("attn.softmax", scores, scores, a, 5.0, tags=("attention",))
     pv = Op("attn.pv", ATTENTION, 2.0 * d_v * heads * q_len * kv_len * b,
             scores * a + kv_read * (kv_width - d_qk) / kv_width + b * q_len * heads * d_v * a,
-            prec.compute, 1.0, model_flops * d_v / (d_qk + d_v), kv_deq / 2, (q_len, kv_len),
+            prec.compute, 1.0, model_flops * d_v / (d_qk + d_v), kv_deq / 2, point,
             phase, ("attention",))
     return [qk, softmax, pv]
 
@@ -327,14 +335,17 @@ def head_ops(model: ModelSpec, t, tp, prec: Precision, loss: bool = True) -> lis
     return ops
 
 
-# Optimizer HBM traffic per parameter (mixed precision, fp32 master weights, Rajbhandari et
-# al. 2020 arXiv 1910.02054 Sec. 3.1 "K = 12" state bytes): Adam reads master, m, v and the fp32
-# gradient, writes master, m, v and the 16-bit model copy: 4*4 + 3*4 + 2 = 30 B; SGD with
-# momentum: 3*4 read, 2*4 + 2 written = 22 B. FLOPs per parameter ~ 12 (Adam), 4 (SGD).
-OPTIMIZER_BYTES = {"adam": 30.0, "adamw": 30.0, "sgd": 22.0}
+# Optimizer HBM traffic per parameter (Rajbhandari et al. 2020 arXiv 1910.02054 Sec. 3.1:
+# fp32 master weights and states). Mixed-precision Adam reads master, m, v and the fp32
+# gradient and writes master, m, v and the 16-bit model copy: 4*4 + 3*4 + 2 = 30 B; in plain
+# fp32 the weights are the master (4*4 + 3*4 = 28 B). SGD with momentum: 3*4 read, 2*4 (+2)
+# written = 22 B (20 B). FLOPs per parameter ~ 12 (Adam), 4 (SGD), at the vector rate.
+OPTIMIZER_BYTES = {("adam", True): 30.0, ("adam", False): 28.0, ("adamw", True): 30.0,
+                   ("adamw", False): 28.0, ("sgd", True): 22.0, ("sgd", False): 20.0}
 OPTIMIZER_FLOPS = {"adam": 12.0, "adamw": 13.0, "sgd": 4.0}
 
 
-def optimizer_op(local_params, optimizer: str) -> Op:
-    return Op("optimizer.step", OPTIMIZER, 0.0, local_params * OPTIMIZER_BYTES[optimizer],
-              "fp32", 1.0, 0.0, local_params * OPTIMIZER_FLOPS[optimizer], (), "step")
+def optimizer_op(local_params, optimizer: str, mixed_precision: bool = True) -> Op:
+    return Op("optimizer.step", OPTIMIZER, 0.0,
+              local_params * OPTIMIZER_BYTES[(optimizer, mixed_precision)], "fp32", 1.0, 0.0,
+              local_params * OPTIMIZER_FLOPS[optimizer], (), "step")

@@ -189,7 +189,8 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         opt_params = sp_first.dense_first / dp_grad + sp_first.expert / dp_expert
     else:
         opt_params = sp_first.first
-    add("optimizer", [O.optimizer_op(opt_params, plan.optimizer)])
+    add("optimizer", [O.optimizer_op(opt_params, plan.optimizer,
+                                     mixed_precision=prec.act < 4 and plan.master_weights)])
 
     times = op_times(all_ops, roof)
     weighted = times.weighted()

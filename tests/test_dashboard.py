@@ -90,8 +90,11 @@ def test_page_opens_on_a_training_prediction():
     assert _title(memory_spec).startswith("Memory per GPU")
     assert roof_spec["layout"]["xaxis"]["type"] == "log"
     assert roof_spec["layout"]["yaxis"]["type"] == "log"
-    # the calibration label is shown (header line) and its caveat as a notice
-    assert any("calibration" in md.value for md in at.markdown)
+    # the calibration label is shown (header line); the A100 has a shipped reference profile
+    assert any("reference (measured upstream)" in md.value for md in at.markdown)
+    # a device without one gets the documented defaults and says so as a notice
+    at.selectbox(key="device").set_value("rtx-4090").run()
+    assert not at.exception
     assert any("uncalibrated" in n.value for n in at.info)
 
 
@@ -238,7 +241,9 @@ def test_inference_time_bars_are_prefill_and_one_decode_step(infer_pred):
     _, scale = charts.time_unit(infer_pred.prefill_time_s)
     assert sums[prefill] / scale == pytest.approx(infer_pred.prefill_time_s, rel=1e-9)
     _, scale = charts.time_unit(infer_pred.tpot_s)
-    assert sums[decode] / scale == pytest.approx(infer_pred.tpot_s, rel=1e-9)
+    # the bar is one decode step at the mean context; TPOT averages steps over the
+    # generation, equal up to the curvature of the calibrated efficiencies in the context
+    assert sums[decode] / scale == pytest.approx(infer_pred.tpot_s, rel=2e-3)
     legend = [t.name for t in fig.data if t.showlegend]
     assert len(legend) == len(set(legend))  # one legend entry per component
 

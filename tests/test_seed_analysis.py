@@ -120,8 +120,14 @@ def test_prefill_ratio_50k_over_4k_against_hand_derived(runs, figures):
     assert flop_ratio == pytest.approx(19.5, abs=0.05)
     for run in (theory, normal):
         lo, hi = run.contexts[4000], run.contexts[50000]
-        assert 50000 / 4000 < hi.prefill_s / lo.prefill_s <= flop_ratio * 1.05
-        assert hi.prefill_gemm_s / lo.prefill_gemm_s == pytest.approx(50000 / 4000, rel=2e-3)
+        assert 50000 / 4000 < hi.prefill_s / lo.prefill_s
+        # at peak everything runs at its FLOP or byte rate; a calibrated profile's GEMM
+        # efficiency also depends on the token count (a few % between 4K and 50K rows)
+        exact = run is theory
+        if exact:
+            assert hi.prefill_s / lo.prefill_s <= flop_ratio * 1.05
+        assert hi.prefill_gemm_s / lo.prefill_gemm_s == pytest.approx(
+            50000 / 4000, rel=2e-3 if exact else 0.05)
         assert hi.prefill_attention_flops / lo.prefill_attention_flops == pytest.approx(
             (50000 * 50001) / (4000 * 4001), rel=1e-9)
     # the calibrated profile is slower than the peaks, never faster

@@ -98,7 +98,10 @@ def test_iteration_time_matches_inference_model(model, device, tp, pp):
         ref = inference(sc.model, system, replace(plan, batch=b, prompt_len=c, output_len=1),
                         profile)
         got = cost.iteration_time(decode_kv=[c + 1] * b)
-        assert got == pytest.approx(float(ref.tpot), rel=1e-3), (b, c)
+        # pp micro-batches of b/pp sequences: a fractional token count is interpolated
+        # between the integer grid points of F(T), exact ones are looked up
+        tol = 1e-3 if b % min(pp, b) == 0 else 5e-3
+        assert got == pytest.approx(float(ref.tpot), rel=tol), (b, c)
     # prefill: b prompts of p tokens (pp > 1 pipelines micro-batches, so b = 1 there)
     for b, p in [(1, 1), (1, 129), (1, 3000), (1, 8000), (4, 700), (2, 4096)]:
         if pp > 1 and b > 1:

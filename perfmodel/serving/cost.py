@@ -104,11 +104,18 @@ class IterationCostModel:
         self.f_values = self.pp * f_stage + res.tp_comm + res.pp_comm
         self.h_values = self.pp * h_stage
 
-        # W_d(kv): one decode sequence's attention work over all layers (launch cost apart)
+        # W_d(b, kv): one decode sequence's attention work over all layers (launch cost
+        # apart) when b sequences share the batched decode kernel: the kernel's efficiency
+        # grows with its parallel streams (ops.attention_curve_point)
         self.kv_grid = _grid(max_context + 2, dense=512)
-        kv = self.kv_grid
-        dec = _phase(model, system, base, profile, 1.0, 1.0, kv, kv, "decode", 1.0, True)
-        self.wd_values, self.decode_launch = self._attention(dec, oh)
+        self.db_grid = np.unique(np.concatenate([_grid(max(max_batch, 2), dense=16),
+                                                 _grid(16.0, dense=1, per_octave=64)]))
+        kv = self.kv_grid[None, :]
+        bb = self.db_grid[:, None]
+        dec = _phase(model, system, base, profile, bb, 1.0, kv, kv, "decode", bb, True)
+        work, self.decode_launch = self._attention(dec, oh, "decode")
+        self.wd_values = np.broadcast_to(work, (bb.size, kv.size)) / bb
+        self._ldb = np.log(self.db_grid).tolist()
 
         # W_p(q, kv): one prefill chunk, on a (log q) x (log kv/q) grid
         q_top = max(min(max_tokens, max_context), 2)  # a chunk never exceeds its context
@@ -118,7 +125,7 @@ class IterationCostModel:
         kk = qq * np.exp(self.lr)[None, :]
         pre = _phase(model, system, base, profile, 1.0, qq, kk, O.attention_pairs(qq, kk),
                      "prefill", 1.0, True)
-        wp, self.prefill_launch = self._attention(pre, oh)
+        wp, self.prefill_launch = self._attention(pre, oh, "prefill")
         self.lwp = np.log(np.maximum(wp, 1e-30))
         # plain-Python copies for scalar lookups in the event loop (numpy calls cost ~us each)
         dense = int(min(DENSE_INTEGERS, self.t_grid[-1]))
@@ -127,15 +134,18 @@ class IterationCostModel:
         self._lq_list, self._lr_list = self.lq.tolist(), self.lr.tolist()
         self._lwp_list = self.lwp.tolist()
 
-    def _attention(self, res, oh: float) -> tuple[np.ndarray, float]:
-        """(per-sequence attention work of a whole pass, launch cost of one batched call)."""
+    def _attention(self, res, oh: float, curve: str) -> tuple[np.ndarray, float]:
+        """(attention work of a whole pass, fixed cost of one batched call: the kernel
+        overhead plus the attention kernel's own fixed time of the profile)."""
+        fixed = oh + self.profile.attention_overhead_s.get(curve, 0.0)
         work, launches = 0.0, 0.0
         for i, op in enumerate(res.op_times.ops):
             if not _is_attention(op):
                 continue
             count = float(np.max(op.count))
-            work = work + count * (res.op_times.time[i] - oh)
-            launches += count * oh
+            per_call = fixed if op.cls == O.ATTENTION else oh
+            work = work + count * (res.op_times.time[i] - per_call)
+            launches += count * per_call
         return self.pp * np.asarray(work), self.pp * launches
 
     # ---- queries -----------------------------------------------------------------------------
@@ -162,9 +172,14 @@ class IterationCostModel:
         return math.exp((1 - u) * (1 - v) * g[i][j] + u * (1 - v) * g[i + 1][j]
                         + (1 - u) * v * g[i][j + 1] + u * v * g[i + 1][j + 1])
 
-    def decode_work(self, kv: np.ndarray) -> np.ndarray:
-        """W_d per sequence attending ``kv`` positions (array in, array out)."""
-        return np.interp(kv, self.kv_grid, self.wd_values)
+    def decode_work(self, kv: np.ndarray, batch: float = 1.0) -> np.ndarray:
+        """W_d per sequence attending ``kv`` positions, in a decode kernel of ``batch``
+        sequences (linear in log batch between grid rows, then in kv)."""
+        lb = math.log(max(batch, 1.0))
+        i = min(max(bisect_right(self._ldb, lb) - 1, 0), len(self._ldb) - 2)
+        u = min(max((lb - self._ldb[i]) / (self._ldb[i + 1] - self._ldb[i]), 0.0), 1.0)
+        row = (1 - u) * self.wd_values[i] + u * self.wd_values[i + 1]
+        return np.interp(kv, self.kv_grid, row)
 
     def prefill_work(self, q: np.ndarray, kv: np.ndarray) -> np.ndarray:
         """W_p per chunk of ``q`` new tokens attending ``kv`` positions (bilinear in log q,
@@ -200,7 +215,7 @@ class IterationCostModel:
         tokens = pq.sum() + dkv.size
         attn = 0.0
         if dkv.size:
-            attn += self.decode_work(dkv).sum() / m + self.decode_launch
+            attn += self.decode_work(dkv, dkv.size / m).sum() / m + self.decode_launch
         if pq.size:
             attn += self.prefill_work(pq, pkv).sum() / m + self.prefill_launch
         lg = n if logits is None else logits

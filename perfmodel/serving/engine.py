@@ -193,7 +193,7 @@ class Engine:
         m = cost.micro(seqs)
         t += cost.dense((tokens + nd) / m, (nd + ending) / m)
         if nd:
-            t += float(cost.decode_work(dkv).sum()) / m + cost.decode_launch
+            t += float(cost.decode_work(dkv, nd / m).sum()) / m + cost.decode_launch
         if chunks:
             t += pre / m + cost.prefill_launch
         self.samples.append((now, self.used + self.held_elsewhere))
@@ -223,15 +223,17 @@ class Engine:
         n = self.n
         cost = self.cost
         ctx = self.ctx[:n]
+        m = cost.micro(n)
+        per_kernel = n / m  # sequences in one batched decode kernel
         if k == 1:
-            work = cost.decode_work(ctx + 1.0).sum(keepdims=True)
+            work = cost.decode_work(ctx + 1.0, per_kernel).sum(keepdims=True)
         elif k <= 16:
-            work = cost.decode_work(ctx[:, None] + np.arange(1.0, k + 1.0)).sum(axis=0)
+            work = cost.decode_work(ctx[:, None] + np.arange(1.0, k + 1.0),
+                                    per_kernel).sum(axis=0)
         else:
             knots = _KNOT_FRACTIONS * (k - 1) // (KNOTS - 1)  # distinct for k > 16
-            w = cost.decode_work(ctx[:, None] + (knots + 1.0)).sum(axis=0)
+            w = cost.decode_work(ctx[:, None] + (knots + 1.0), per_kernel).sum(axis=0)
             work = np.interp(np.arange(k), knots, w)
-        m = cost.micro(n)
         base = cost.dense(n / m, n / m) + cost.decode_launch + self.overhead
         step_times = work / m + base
         cum = np.cumsum(step_times) + now

@@ -1,0 +1,259 @@
+"""Published measurement tables -> calibration records (the format ``fit.fit_profile`` reads).
+
+One record per measured point: ``{"bench", "key", "params", "time_s", "stats", "status",
+"error"}``. Units and semantics follow calibration/sources/measured/README.md (a copy of the
+upstream notes): aiconfigurator latencies are milliseconds of CUDA-graph replays, NCCL
+``message_size`` is in ELEMENTS (fp16 -> x2 bytes) with the nccl-tests "size" convention,
+attention ``step`` is the number of tokens already in the KV cache, vidur times are
+milliseconds of CUPTI kernel time.
+
+CSV is read with the standard library; Parquet needs ``pyarrow`` (a [dev] dependency, only
+needed to rebuild the reference profiles).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "fp16": "fp16", "bf16": "bf16",
+          "fp8": "fp8", "float32": "fp32", "float": "fp32", "int8": "int8"}
+NCCL_OPS = {"all_reduce": "all_reduce", "all_gather": "all_gather",
+            "reduce_scatter": "reduce_scatter", "alltoall": "all_to_all"}
+MS = 1e-3
+
+
+def record(bench: str, params: dict, time_s: float, source: str, **stats) -> dict:
+    key = bench + ":" + ",".join(f"{k}={v}" for k, v in params.items())
+    return {"bench": bench, "key": key, "params": params, "time_s": float(time_s),
+            "stats": {"source": source, **stats}, "status": "ok", "error": None}
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """Rows of a CSV (numbers parsed) or Parquet table as dicts."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError(f"reading {path.name} needs pyarrow (pip install "
+                              "'perfmodel[dev]')") from err
+        return pq.read_table(path).to_pylist()
+    with path.open(newline="") as f:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _number(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def _source(path: str | Path) -> str:
+    parts = Path(path).parts
+    return "/".join(parts[parts.index("measured") + 1:]) if "measured" in parts else str(path)
+
+
+# ---- aiconfigurator (ai-dynamo/aiconfigurator "silicon" database) --------------------------
+
+def aic_gemm(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
+             kernel_source: str | None = None) -> list[dict]:
+    """GEMM latency tables: Y = X W^T, X m x k, W n x k; latency ms -> s."""
+    keep = set(dtypes)
+    out = []
+    src = _source(path)
+    for row in read_rows(path):
+        if row["gemm_dtype"] not in keep or row["gemm_dtype"] not in DTYPES:
+            continue
+        if kernel_source and row.get("kernel_source") != kernel_source:
+            continue
+        params = {"dtype": DTYPES[row["gemm_dtype"]], "m": int(row["m"]), "n": int(row["n"]),
+                  "k": int(row["k"])}
+        out.append(record("gemm", params, row["latency"] * MS, src,
+                          kernel_source=row.get("kernel_source")))
+    return out
+
+
+def aic_attention(path: str | Path, phase: str, *, head_dim: int | None = 128,
+                  attn_dtype: str = "bfloat16", kv_cache_dtype: str = "bfloat16",
+                  kernel_source: str | None = "torch_flow") -> list[dict]:
+    """Attention tables. ``phase`` "prefill" (context table: ``batch_size`` sequences of
+    ``isl`` tokens, nothing cached: q_len = kv_len = isl, causal) or "decode" (generation
+    table: one new token per sequence with ``step`` tokens already cached: q_len = 1,
+    kv_len = step + 1). Full causal attention only (``window_size`` 0)."""
+    if phase not in ("prefill", "decode"):
+        raise ValueError("phase must be prefill or decode")
+    out = []
+    src = _source(path)
+    for row in read_rows(path):
+        if row.get("window_size", 0) != 0 or row.get("beam_width", 1) != 1:
+            continue
+        if row["attn_dtype"] != attn_dtype or row["kv_cache_dtype"] != kv_cache_dtype:
+            continue
+        if head_dim is not None and row["head_dim"] != head_dim:
+            continue
+        if kernel_source and row.get("kernel_source", kernel_source) != kernel_source:
+            continue
+        isl = int(row["isl"])
+        q, kv = (isl, isl) if phase == "prefill" else (1, int(row["step"]) + 1)
+        params = {"phase": phase, "backend": row.get("kernel_source", "trtllm"),
+                  "dtype": DTYPES[attn_dtype], "kv_dtype": DTYPES[kv_cache_dtype],
+                  "batch": int(row["batch_size"]), "heads": int(row["num_heads"]),
+                  "kv_heads": int(row["num_key_value_heads"]), "head_dim": int(row["head_dim"]),
+                  "q_len": q, "kv_len": kv, "causal": True}
+        out.append(record("attention", params, row["latency"] * MS, src))
+    return out
+
+
+def aic_nccl(path: str | Path, dtype: str = "half") -> list[dict]:
+    """nccl-tests tables: ``message_size`` in ELEMENTS of ``nccl_dtype`` (half = 2 bytes);
+    ``latency`` = out-of-place time in ms; one node (scope intra)."""
+    size = {"half": 2, "int8": 1}[dtype]
+    out = []
+    src = _source(path)
+    for row in read_rows(path):
+        if row["nccl_dtype"] != dtype or row["op_name"] not in NCCL_OPS:
+            continue
+        params = {"collective": NCCL_OPS[row["op_name"]], "group_size": int(row["num_gpus"]),
+                  "scope": "intra", "dtype": DTYPES[dtype],
+                  "bytes": int(row["message_size"]) * size}
+        out.append(record("collective", params, row["latency"] * MS, src))
+    return out
+
+
+def aic_scale_matrix(path: str | Path, min_bytes: float = 0.0) -> list[dict]:
+    """Static BF16 -> FP8 quantize of an m x k matrix: reads 2 B and writes 1 B per element
+    (a memory-bound kernel). ``min_bytes``: drop working sets that fit in L2."""
+    out = []
+    src = _source(path)
+    for row in read_rows(path):
+        moved = 3 * int(row["m"]) * int(row["k"])
+        if moved < min_bytes:
+            continue
+        params = {"op": "quantize_bf16_fp8", "bytes": moved}
+        out.append(record("memory", params, row["latency"] * MS, src,
+                          m=int(row["m"]), k=int(row["k"])))
+    return out
+
+
+# ---- vidur (microsoft/vidur profiling data) -----------------------------------------------
+
+def vidur_network(path: str | Path, collectives: Iterable[str] = ("all_reduce", "send_recv"),
+                  scopes: Iterable[str] = ("intra", "inter")) -> list[dict]:
+    """NCCL via torch.distributed, fp16 buffers; ``size`` in bytes (send_recv: bytes sent);
+    median of three samples, ms. A configuration with num_workers > devices_per_node spans
+    nodes (scope inter, ``per_node`` = devices_per_node)."""
+    out = []
+    src = _source(path)
+    keep_c, keep_s = set(collectives), set(scopes)
+    for row in read_rows(path):
+        coll = row["collective"]
+        n, per_node = int(row["num_workers"]), int(row["devices_per_node"])
+        scope = "inter" if n > per_node else "intra"
+        if coll not in keep_c or scope not in keep_s:
+            continue
+        params = {"collective": coll, "group_size": n, "scope": scope, "dtype": "fp16",
+                  "bytes": int(row["size"])}
+        if scope == "inter":
+            params["per_node"] = per_node
+        out.append(record("collective", params, row[f"time_stats.{coll}.median"] * MS, src,
+                          min_s=row[f"time_stats.{coll}.min"] * MS,
+                          max_s=row[f"time_stats.{coll}.max"] * MS))
+    return out
+
+
+# op column -> (record op, width: "h" hidden or "f" FFN / tp)
+VIDUR_ELEMENTWISE = {"add": ("add", "h"), "input_layernorm": ("rmsnorm", "h"),
+                     "post_attention_layernorm": ("rmsnorm", "h"),
+                     "mlp_act": ("silu_and_mul", "f")}
+
+
+def vidur_elementwise(path: str | Path, min_bytes: float = 0.0) -> list[dict]:
+    """Memory-bound ops of a transformer layer (fp16, kernel time, median of 20 repeats):
+    residual add (reads 2, writes 1 per element), RMSNorm (1, 1), SiLU-and-mul over the
+    gated FFN width / tp (2, 1). ``min_bytes`` drops L2-resident working sets."""
+    from .fit import elementwise_bytes
+
+    out = []
+    src = _source(path)
+    for row in read_rows(path):
+        tokens, tp = int(row["num_tokens"]), int(row["num_tensor_parallel_workers"])
+        for col, (op, width) in VIDUR_ELEMENTWISE.items():
+            value = row.get(f"time_stats.{col}.median")
+            if value in (None, "") or (width == "h" and tp != 1):
+                continue  # norms and adds do not depend on tp: keep them once
+            elems = tokens * (int(row["n_embd"]) if width == "h"
+                              else int(row["n_expanded_embd"]) // tp)
+            params = {"op": op, "dtype": "fp16", "elems": elems}
+            if elementwise_bytes(params) < min_bytes:
+                continue
+            out.append(record("elementwise", params, float(value) * MS, src, column=col,
+                              tokens=tokens, tp=tp))
+    return out
+
+
+# ---- published points (shared/reference group C, copied with their citations) ------------
+
+# gpu-stream (te42kyfo/gpu-benches gpu-stream/main.cu): arrays of 128 Mi + 2 doubles; triad
+# reads two and writes one.
+STREAM_TRIAD_BYTES = 3 * (128 * 1024 * 1024 + 2) * 8
+_SIZE = re.compile(r"^(\d+)(KiB|MiB|GiB)$")
+
+
+def _payload_bytes(text: str) -> int:
+    m = _SIZE.match(text)
+    if not m:
+        raise ValueError(f"payload {text!r}")
+    return int(m[1]) * {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[m[2]]
+
+
+def published(path: str | Path, ids: Iterable[str]) -> list[dict]:
+    """Records from published group-C points (``published_points.json``):
+
+    * ``C-HBM-STREAM-*``: one ``memory`` record, STREAM triad (best over block sizes) on
+      3 x 1 GiB arrays;
+    * ``C-FA2-*-PEAK``: one ``attention`` backward record: FlashAttention-2's reported
+      maximum fwd+bwd rate (seqlen 16k, batch 1, 16 heads of 128, non-causal) taken as the
+      backward kernel's rate (the paper gives no split; backward is 2.5/3.5 of the FLOPs);
+    * ``C-NCCL-ALLREDUCE-B200-1vs4NODES-EFA``: the 4-node (8 GPUs each) all_reduce sweep as
+      ``collective`` inter records, time = bytes x 2(n-1)/n / busbw; the 32 and 64 KiB points
+      (slower than every size up to 2 MiB) are dropped as warm-up artefacts.
+    """
+    from .fit import attention_op
+
+    points = {p["id"]: p for p in json.loads(Path(path).read_text())}
+    out = []
+    for pid in ids:
+        p = points[pid]
+        m = p["measured"]
+        if pid.startswith("C-HBM-STREAM-"):
+            t = STREAM_TRIAD_BYTES / (m["triad_GBps_max"] * 1e9)
+            out.append(record("memory", {"op": "stream_triad", "bytes": STREAM_TRIAD_BYTES},
+                              t, pid, triad_GBps=m["triad_GBps_max"]))
+        elif pid.startswith("C-FA2-") and pid.endswith("-PEAK"):
+            params = {"phase": "backward", "backend": "flash-attn-2", "dtype": "bf16",
+                      "batch": 1, "heads": 16, "kv_heads": 16, "head_dim": 128,
+                      "q_len": 16384, "kv_len": 16384, "causal": False}
+            flops = float(attention_op([{"params": params}]).flops[0])
+            out.append(record("attention", params, flops / (m["max_tflops"] * 1e12), pid,
+                              max_tflops=m["max_tflops"]))
+        elif pid == "C-NCCL-ALLREDUCE-B200-1vs4NODES-EFA":
+            n = 32
+            for payload, busbw in zip(m["payload"], m["busbw_GBps_4nodes"], strict=True):
+                nb = _payload_bytes(payload)
+                if nb < 128 * 2**10:
+                    continue
+                t = nb * 2 * (n - 1) / n / (busbw * 1e9)
+                params = {"collective": "all_reduce", "group_size": n, "scope": "inter",
+                          "dtype": None, "bytes": nb, "per_node": 8}
+                out.append(record("collective", params, t, pid, busbw_GBps=busbw))
+        else:
+            raise ValueError(f"no converter for published point {pid}")
+    return out
