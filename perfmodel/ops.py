@@ -107,10 +107,18 @@ def gemm(name: str, m, n, k, prec: Precision, count=1.0, tags=()) -> Op:
 
 
 def elementwise(name: str, elems_in, elems_out, act_bytes: float, flops_per_elem=1.0,
-                count=1.0, tags=()) -> Op:
-    """A memory-bound kernel: reads ``elems_in`` and writes ``elems_out`` elements."""
+                count=1.0, tags=(), kind: str = "other") -> Op:
+    """A memory-bound kernel: reads ``elems_in`` and writes ``elems_out`` elements. ``kind``
+    (layernorm, rmsnorm, gelu, silu_and_mul, add, softmax, rope, copy, cast, ...) selects the
+    kernel's measured element rate in a calibration profile: transcendental kernels (GELU's
+    erf, softmax's exp) can be compute-bound, on CPUs especially."""
     return Op(name, ELEMENTWISE, 0.0, (elems_in + elems_out) * act_bytes, "fp32", count, 0.0,
-              flops_per_elem * elems_out, (), "fwd", tags)
+              flops_per_elem * elems_out, (elems_out,), "fwd", (*tags, f"ew:{kind}"))
+
+
+def elementwise_kind(op: Op) -> str:
+    return next((t[3:] for t in op.tags if isinstance(t, str) and t.startswith("ew:")),
+                "other")
 
 
 def attention_pairs(q_len, kv_len, causal: bool = True):
@@ -179,7 +187,8 @@ def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec:
             b * q_len * heads * d_qk * a + kv_read * d_qk / kv_width + scores * a,
             prec.compute, 1.0, model_flops * d_qk / (d_qk + d_v), kv_deq / 2, point,
             phase, ("attention",))
-    softmax = elementwise("attn.softmax", scores, scores, a, 5.0, tags=("attention",))
+    softmax = elementwise("attn.softmax", scores, scores, a, 5.0, tags=("attention",),
+                          kind="softmax")
     pv = Op("attn.pv", ATTENTION, 2.0 * d_v * heads * q_len * kv_len * b,
             scores * a + kv_read * (kv_width - d_qk) / kv_width + b * q_len * heads * d_v * a,
             prec.compute, 1.0, model_flops * d_v / (d_qk + d_v), kv_deq / 2, point,
@@ -212,7 +221,7 @@ def projection_ops(model: ModelSpec, t, shard: Shard, prec: Precision
         rope_elems = t * (nh + kv) * hd / tp
         out_k = nh * hd / tp
     if model.position_embedding == "rope":
-        ops.append(elementwise("attn.rope", rope_elems, rope_elems, prec.act, 3.0))
+        ops.append(elementwise("attn.rope", rope_elems, rope_elems, prec.act, 3.0, kind="rope"))
     return ops, [gemm("attn.out", t, h, out_k, prec)]
 
 
@@ -227,14 +236,17 @@ def mlp_ops(model: ModelSpec, t, ffn, tp, prec: Precision, prefix: str = "mlp",
     act_out = ffn / tp * t
     return [
         gemm(f"{prefix}.up", m, up_n, h, prec, count=groups),
-        elementwise(f"{prefix}.act", act_in, act_out, prec.act, 8.0),
+        elementwise(f"{prefix}.act", act_in, act_out, prec.act, 8.0,
+                    kind=f"{'silu' if model.activation in ('silu', 'swiglu') else 'gelu'}"
+                         f"{'_and_mul' if model.gated_mlp else ''}"
+                    if model.activation != "relu" else "relu"),
         gemm(f"{prefix}.down", m, h, ffn / tp, prec, count=groups),
     ]
 
 
 def norm_op(name: str, model: ModelSpec, tokens, prec: Precision) -> Op:
     return elementwise(name, tokens * model.hidden_size, tokens * model.hidden_size, prec.act,
-                       7.0 if model.norm == "layernorm" else 4.0)
+                       7.0 if model.norm == "layernorm" else 4.0, kind=model.norm)
 
 
 def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs,
@@ -250,13 +262,13 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
     ops += attention_ops(model, b, q_len, kv_len, pairs, shard, prec, flash, attn_phase,
                          absorbed_mla)
     ops += after
-    ops.append(elementwise("attn.residual", 2 * t_seq * h, t_seq * h, prec.act))
+    ops.append(elementwise("attn.residual", 2 * t_seq * h, t_seq * h, prec.act, kind="add"))
     ops.append(norm_op("mlp.norm", model, t_seq, prec))
     if moe_layer and model.moe:
         moe = model.moe
         ops.append(gemm("moe.router", t_seq, moe.num_experts, h, prec))
         ops.append(elementwise("moe.topk", t_seq * moe.num_experts, t_seq * moe.top_k, prec.act,
-                               4.0))
+                               4.0, kind="softmax"))
         local_experts = moe.num_experts / shard.ep
         routed = t * moe.top_k  # token-expert assignments processed on this GPU (balanced)
         ops += mlp_ops(model, routed, moe.expert_ffn_hidden_size, shard.etp, prec,
@@ -264,10 +276,10 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
         if moe.num_shared_experts:
             ops += mlp_ops(model, t, moe.num_shared_experts * moe.shared_ffn, tp, prec,
                            "moe.shared")
-        ops.append(elementwise("moe.combine", routed * h, t * h, prec.act))
+        ops.append(elementwise("moe.combine", routed * h, t * h, prec.act, kind="add"))
     else:
         ops += mlp_ops(model, t, model.ffn_hidden_size, tp, prec)
-    ops.append(elementwise("mlp.residual", 2 * t_seq * h, t_seq * h, prec.act))
+    ops.append(elementwise("mlp.residual", 2 * t_seq * h, t_seq * h, prec.act, kind="add"))
     if prec.cast_inputs:
         ops = [x for op in ops for x in ([op, fp8_cast(op)] if op.cls == GEMM else [op])]
     return ops
@@ -283,7 +295,8 @@ FP8_CAST_BYTES = 5.0
 def fp8_cast(gemm_op: Op) -> Op:
     m, n, k = gemm_op.shape
     return Op(gemm_op.name + ".fp8cast", ELEMENTWISE, 0.0, (m * k + k * n) * FP8_CAST_BYTES,
-              "fp32", gemm_op.count, 0.0, 2.0 * (m * k + k * n), (m, n, k), "fwd", ("fp8cast",))
+              "fp32", gemm_op.count, 0.0, 2.0 * (m * k + k * n), (m * k + k * n, m * n),
+              "fwd", ("fp8cast", "ew:cast"))
 
 
 def backward(op: Op, prec: Precision) -> list[Op]:
@@ -306,12 +319,15 @@ def backward(op: Op, prec: Precision) -> list[Op]:
         return [Op(op.name + ".bwd", ATTENTION, 2.5 * op.flops, 2.5 * op.bytes, op.dtype,
                    op.count, 2.0 * op.model_flops, 2.0 * op.vector_flops, op.shape, "bwd",
                    op.tags)]
-    if "fp8cast" in op.tags:  # cast the output gradient of the GEMM
-        m, n, _ = op.shape
-        return [Op(op.name + ".bwd", op.cls, 0.0, m * n * FP8_CAST_BYTES, op.dtype, op.count,
-                   0.0, 2.0 * m * n, op.shape, "bwd", op.tags)]
+    if "fp8cast" in op.tags:  # cast the output gradient of the GEMM (m x n elements)
+        grad = op.shape[1]
+        return [Op(op.name + ".bwd", op.cls, 0.0, grad * FP8_CAST_BYTES, op.dtype, op.count,
+                   0.0, 2.0 * grad, (grad, grad), "bwd", op.tags)]
+    # elementwise backward: read the output gradient and saved input, write the input
+    # gradient; the kernel does about twice the forward's per-element work
+    shape = tuple(2.0 * x for x in op.shape)
     return [Op(op.name + ".bwd", op.cls, op.flops, 2.0 * op.bytes, op.dtype, op.count,
-               op.model_flops, 2.0 * op.vector_flops, op.shape, "bwd", op.tags)]
+               op.model_flops, 2.0 * op.vector_flops, shape, "bwd", op.tags)]
 
 
 def embedding_ops(model: ModelSpec, t, tp, prec: Precision) -> list[Op]:
@@ -319,7 +335,7 @@ def embedding_ops(model: ModelSpec, t, tp, prec: Precision) -> list[Op]:
     (vocab-parallel under TP: each rank gathers its rows, then an all-reduce combines)."""
     h = model.hidden_size
     rows = 2 if model.position_embedding == "learned" else 1
-    ops = [elementwise("embed.lookup", rows * t * h, t * h, prec.act)]
+    ops = [elementwise("embed.lookup", rows * t * h, t * h, prec.act, kind="copy")]
     if model.embedding_norm:
         ops.append(norm_op("embed.norm", model, t, prec))
     return ops
@@ -331,7 +347,7 @@ def head_ops(model: ModelSpec, t, tp, prec: Precision, loss: bool = True) -> lis
     ops = [norm_op("head.norm", model, t, prec)] if model.final_norm else []
     ops.append(gemm("head.lm", t, v / tp, h, prec))
     if loss:
-        ops.append(elementwise("head.loss", t * v / tp, t * v / tp, 3.0, 6.0))
+        ops.append(elementwise("head.loss", t * v / tp, t * v / tp, 3.0, 6.0, kind="softmax"))
     return ops
 
 

@@ -177,6 +177,9 @@ class CalibrationProfile(Strict):
     gemm: dict[str, Curve] = Field(default_factory=dict)  # dtype -> eff over (m, n, k)
     attention: dict[str, Curve] = Field(default_factory=dict)  # prefill|decode|backward: (q, kv)
     memory: Curve | None = None  # eff over (bytes)
+    # measured throughput of elementwise kernels by kind (elements per second, best size):
+    # their compute roof where it is lower than the memory one (erf, exp on CPUs)
+    elementwise_rate: dict[str, float] = Field(default_factory=dict)
     collectives: list[CollectiveFit] = Field(default_factory=list)
     memory_overheads: MemoryOverheads
     fit_errors: list[FitError] = Field(default_factory=list)
@@ -205,6 +208,24 @@ class CalibrationProfile(Strict):
         if curve is None:
             return np.full(np.broadcast(q_len, kv_len).shape, self.defaults.attention)
         return curve(q_len, kv_len)
+
+    def elementwise_elements_per_s(self, kind: str) -> float | None:
+        """Measured element rate of a kernel kind, trying close relatives: a gated
+        activation by its activation, and every kind by the generic ``add``-class rate only
+        when nothing closer was measured."""
+        for k in (kind, _EW_FALLBACK.get(kind, "")):
+            if k in self.elementwise_rate:
+                return self.elementwise_rate[k]
+        return None
+
+    @cached_property
+    def stream_efficiency(self) -> float:
+        """Efficiency of a memory-bound kernel that streams from main memory: the bandwidth
+        curve at its largest measured working set (HBM, or DRAM beyond a CPU's caches)."""
+        if self.memory is None:
+            return float(self.defaults.memory)
+        top = 2.0 ** self.memory.log2_grid[0][-1] if self.memory.axes else 1.0
+        return float(min(self.memory(top), 1.0))
 
     def memory_efficiency(self, nbytes) -> np.ndarray:
         if self.memory is None:
@@ -236,6 +257,8 @@ class CalibrationProfile(Strict):
                 "path": self.path}
 
 
+_EW_FALLBACK = {"silu_and_mul": "silu", "gelu_and_mul": "gelu", "relu": "add",
+                "rope": "add", "copy": "add", "cast": "add", "other": "add"}
 _GEMM_FALLBACK = {"fp16": "bf16", "bf16": "fp16", "tf32": "fp32", "int8": "fp8", "fp8": "int8"}
 
 

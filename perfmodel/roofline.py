@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ops import ATTENTION, GEMM, Op
+from .ops import ATTENTION, ELEMENTWISE, GEMM, Op, elementwise_kind
 from .profile import CalibrationProfile
 from .specs.hardware import DeviceSpec
 
@@ -99,8 +99,10 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
     profile = roof.profile
     groups: dict[tuple, list[int]] = {}
     for i, op in enumerate(ops):
-        key = (op.cls, op.dtype if op.cls == GEMM else op.phase if op.cls == ATTENTION else "")
+        key = (op.cls, op.dtype if op.cls == GEMM else op.phase if op.cls == ATTENTION
+               else elementwise_kind(op) if op.cls == ELEMENTWISE else "")
         groups.setdefault(key, []).append(i)
+    stream = profile.stream_efficiency
     time: list = [None] * len(ops)
     compute: list = [None] * len(ops)
     memory: list = [None] * len(ops)
@@ -120,14 +122,18 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
         if cls == GEMM:
             m, n, k = (stack([op.shape[j] for op in members], shape) for j in range(3))
             t = np.maximum(t_c, t_m) / _streaming(profile.gemm_efficiency(sub, m, n, k),
-                                                  t_c, t_m)
+                                                  t_c, t_m, stream)
         elif cls == ATTENTION:
             q, kv = (stack([op.shape[j] for op in members], shape) for j in range(2))
             curve = _attention_curve(sub)
             t = np.maximum(t_c, t_m) / _streaming(profile.attention_efficiency(curve, q, kv),
-                                                  t_c, t_m)
+                                                  t_c, t_m, stream)
             t = t + profile.attention_overhead_s.get(curve, 0.0)  # fixed cost of the kernel
         else:
+            rate = profile.elementwise_elements_per_s(sub) if cls == ELEMENTWISE and all(
+                op.shape for op in members) else None
+            if rate:  # the kernel's measured element rate is its compute roof
+                t_c = np.maximum(t_c, stack([op.shape[0] for op in members], shape) / rate)
             t = np.maximum(t_c, t_m / profile.memory_efficiency(nbytes))
         t = t + profile.kernel_overhead_s
         for j, i in enumerate(rows):
@@ -135,12 +141,12 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
     return OpTimes(ops, time, compute, memory)
 
 
-def _streaming(eff: np.ndarray, t_c: np.ndarray, t_m: np.ndarray) -> np.ndarray:
-    """A memory-bound kernel of a model pass streams its operands from HBM, so it cannot beat
-    the HBM bandwidth: efficiency <= 1 there. (Microbenchmark tables that replay one kernel
-    keep small operands in L2 and show more, shared/reference measured/README caveat; a pass
-    through all layers evicts them.)"""
-    return np.where(t_m > t_c, np.minimum(eff, 1.0), eff)
+def _streaming(eff: np.ndarray, t_c: np.ndarray, t_m: np.ndarray, cap: float) -> np.ndarray:
+    """A memory-bound GEMM or attention kernel of a model pass streams its weights or KV
+    cache from main memory (all layers' together exceed the caches), so it runs at most at
+    the streaming plateau of the bandwidth curve. Microbenchmarks that replay one kernel keep
+    small operands in cache and show more (shared/reference measured/README caveat)."""
+    return np.where(t_m > t_c, np.minimum(eff, cap), eff)
 
 
 def _attention_curve(phase: str) -> str:

@@ -109,7 +109,9 @@ def _tokens(torch, spec, batch, length, device):
 
 def measure_training(torch, spec, cfg, device, dtype, clock):
     model = build_gpt(torch, spec, device, dtype)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+    # the fused AdamW kernel updates each parameter in one pass, as the model's optimizer
+    # operator assumes (ops.optimizer_op); the unfused path makes several passes
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     idx = _tokens(torch, spec, cfg["batch"], cfg["seq_len"] + 1, device)
     x, y = idx[:, :-1], idx[:, 1:]
 

@@ -494,6 +494,53 @@ def memory_table(recs: list[dict], device: DeviceSpec, base: CalibrationProfile,
                  times)
 
 
+def elementwise_op(p: dict) -> O.Op:
+    """The core's operator for an elementwise record (``ops.elementwise`` of that kind)."""
+    io = ELEMENTWISE_IO.get(p["op"], 2.0)
+    elems = float(p["elems"])
+    return O.elementwise(p["op"], (io - 1.0) * elems, elems, BYTES[p.get("dtype", "fp32")],
+                         kind=p["op"])
+
+
+def elementwise_rate(recs: list[dict], overhead: float) -> float:
+    """Best element rate of a kernel kind (elements / second of kernel time)."""
+    return max(float(r["params"]["elems"]) / max(r["time_s"] - overhead, 1e-12) for r in recs)
+
+
+def elementwise_times(recs: list[dict], device: DeviceSpec, prof: CalibrationProfile
+                      ) -> np.ndarray:
+    return np.array([float(op_times([elementwise_op(r["params"])], Roofline(device, prof))
+                           .time[0]) for r in recs])
+
+
+def elementwise_rates(recs: list[dict], device: DeviceSpec, prof: CalibrationProfile,
+                      holdout: float, seed: int
+                      ) -> tuple[dict[str, float], list[FitError], dict[str, float]]:
+    """Per kernel kind: its element rate (fitted on all records), the held-out error of the
+    core's time for it (rate fitted on a random part, the rest predicted) and the residual
+    spread (p90 |log ratio|)."""
+    by_kind: dict[str, list[dict]] = defaultdict(list)
+    for r in recs:
+        by_kind[r["params"]["op"]].append(r)
+    rates, errs, spread = {}, [], {}
+    for kind, rows in sorted(by_kind.items()):
+        rates[kind] = round4(elementwise_rate(rows, prof.kernel_overhead_s))
+        fit_idx, test_idx = holdout_split(len(rows), holdout, seed, f"elementwise.{kind}")
+        if len(test_idx) == 0 or len(fit_idx) == 0:
+            continue
+        trial = prof.model_copy(update={"elementwise_rate": {
+            **prof.elementwise_rate,
+            kind: elementwise_rate([rows[i] for i in fit_idx], prof.kernel_overhead_s)}})
+        test = [rows[i] for i in test_idx]
+        med, p90, logp90 = errors(elementwise_times(test, device, trial),
+                                  np.array([r["time_s"] for r in test]))
+        errs.append(FitError(table=f"elementwise.{kind}", n_fit=len(fit_idx),
+                             n_test=len(test_idx), median_ape=round4(med),
+                             p90_ape=round4(p90)))
+        spread[f"elementwise.{kind}"] = round4(logp90)
+    return rates, errs, spread
+
+
 # ---- collectives ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -830,6 +877,14 @@ def fit_profile(records: Iterable[dict], device: DeviceSpec | None, *, kind: str
                              "kernel a test point).")
         elif elem_recs:
             notes_out.append("memory: fitted on the elementwise kernels (no bandwidth records).")
+    if elem_recs:
+        rates, errs, spread = elementwise_rates(elem_recs, dev, prof, holdout, seed)
+        prof = prof.model_copy(update={"elementwise_rate": rates})
+        fit_errors.extend(errs)
+        uncertainty.update(spread)
+        notes_out.append("elementwise_rate: per kernel kind, the best measured elements per "
+                         "second, the compute roof of kernels the bandwidth does not bound "
+                         "(tables elementwise.<kind>: rate fitted on part, the rest predicted).")
 
     links = device_links(device, link_bandwidths, records)
     for scope in ("intra", "inter"):  # inter-node times include the intra-node hop
