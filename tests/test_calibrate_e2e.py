@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from perfmodel.calibrate import e2e  # noqa: E402
-from perfmodel.profile import load_profile  # noqa: E402
+from perfmodel.calibrate import e2e
+from perfmodel.profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -80,7 +80,7 @@ def test_backward_is_twice_forward_in_model_flops():
     assert sum(o.model_flops * o.count for o in bwd) == pytest.approx(
         2 * sum(o.model_flops * o.count for o in fwd))
     # FlashAttention backward executes 2.5x the forward (recomputation), Dao 2023 Sec. 3.2
-    fa = [o for o in fwd if o.cls == O.ATTENTION][0]
+    fa = next(o for o in fwd if o.cls == O.ATTENTION)
     assert O.backward(fa, prec)[0].flops == pytest.approx(2.5 * fa.flops)
 
 
@@ -118,6 +118,6 @@ def test_array_inputs_broadcast():
     prec = O.Precision.training("bf16")
     tp = np.array([1, 2, 4, 8])
     fwd = O.layer_forward_ops(m, False, 1, 128, 128, 128 * 129 / 2, O.Shard(tp=tp), prec)
-    qkv = [o for o in fwd if o.name == "attn.qkv"][0]
+    qkv = next(o for o in fwd if o.name == "attn.qkv")
     assert np.shape(qkv.flops) == (4,)
     assert np.allclose(qkv.flops * tp, qkv.flops[0])
