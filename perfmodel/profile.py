@@ -72,10 +72,11 @@ class Curve(Strict):
         return cls(values=(float(value),))
 
     @cached_property
-    def _table(self) -> tuple[list[np.ndarray], np.ndarray]:
+    def _table(self) -> tuple[list[np.ndarray], np.ndarray, list[int]]:
         grids = [np.asarray(g, dtype=float) for g in self.log2_grid]
         shape = tuple(len(g) for g in grids)
-        return grids, np.asarray(self.values, dtype=float).reshape(shape)
+        strides = [int(np.prod(shape[d + 1:])) for d in range(len(shape))]
+        return grids, np.asarray(self.values, dtype=float), strides
 
     def __call__(self, *points) -> np.ndarray:
         """Evaluate at ``points`` (one array-like per axis, broadcast together, in linear units)."""
@@ -85,33 +86,32 @@ class Curve(Strict):
             return np.asarray(self.values[0])
         if len(points) != len(self.axes):
             raise ValueError(f"curve over {self.axes} needs {len(self.axes)} coordinates")
-        grids, table = self._table
-        coords = np.broadcast_arrays(*[np.log2(np.maximum(np.asarray(p, float), 1e-30))
-                                       for p in points])
-        idx, frac = [], []
-        for g, u in zip(grids, coords, strict=True):
+        grids, flat, strides = self._table
+        logs = [np.log2(np.maximum(np.asarray(p, dtype=float), 1e-30)) for p in points]
+        if len(grids) == 1:  # np.interp clamps at the ends, as the curve does
+            g = grids[0]
+            return np.interp(logs[0], g, flat) if len(g) > 1 else np.full(logs[0].shape,
+                                                                           flat[0])
+        logs = np.broadcast_arrays(*logs)
+        base = np.zeros(logs[0].shape, dtype=np.intp)
+        axes = []  # (stride, fraction) of the axes with more than one node
+        for g, u, stride in zip(grids, logs, strides, strict=True):
             if len(g) == 1:
-                idx.append(np.zeros(u.shape, dtype=np.intp))
-                frac.append(np.zeros(u.shape))
                 continue
-            u = np.clip(u, g[0], g[-1])
-            i = np.clip(np.searchsorted(g, u, side="right") - 1, 0, len(g) - 2)
-            idx.append(i)
-            frac.append((u - g[i]) / (g[i + 1] - g[i]))
-        out = np.zeros(coords[0].shape)
-        for corner in np.ndindex(*(2,) * len(grids)):
-            weight = np.ones(coords[0].shape)
-            index = []
-            for c, i, f, g in zip(corner, idx, frac, grids, strict=True):
-                if len(g) == 1:
-                    if c:
-                        weight = weight * 0.0
-                    index.append(i)
-                    continue
-                weight = weight * (f if c else 1.0 - f)
-                index.append(i + c)
-            out = out + weight * table[tuple(index)]
-        return out
+            u = np.minimum(np.maximum(u, g[0]), g[-1])
+            i = np.minimum(np.maximum(np.searchsorted(g, u, side="right") - 1, 0), len(g) - 2)
+            base = base + i * stride
+            axes.append((stride, (u - g[i]) / (g[i + 1] - g[i])))
+        out = 0.0
+        for corner in range(1 << len(axes)):  # fixed order: grids and points sum alike
+            weight, index = 1.0, base
+            for bit, (stride, frac) in enumerate(axes):
+                if corner >> bit & 1:
+                    weight, index = weight * frac, index + stride
+                else:
+                    weight = weight * (1.0 - frac)
+            out = out + weight * flat[index]
+        return np.asarray(out)
 
 
 class CollectiveFit(Strict):

@@ -99,8 +99,7 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
     profile = roof.profile
     groups: dict[tuple, list[int]] = {}
     for i, op in enumerate(ops):
-        key = (op.cls, op.dtype if op.cls == GEMM else op.phase if op.cls == ATTENTION
-               else elementwise_kind(op) if op.cls == ELEMENTWISE else "")
+        key = (op.cls, op.dtype if op.cls == GEMM else op.phase if op.cls == ATTENTION else "")
         groups.setdefault(key, []).append(i)
     stream = profile.stream_efficiency
     time: list = [None] * len(ops)
@@ -130,10 +129,16 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
                                                   t_c, t_m, stream)
             t = t + profile.attention_overhead_s.get(curve, 0.0)  # fixed cost of the kernel
         else:
-            rate = profile.elementwise_elements_per_s(sub) if cls == ELEMENTWISE and all(
-                op.shape for op in members) else None
-            if rate:  # the kernel's measured element rate is its compute roof
-                t_c = np.maximum(t_c, stack([op.shape[0] for op in members], shape) / rate)
+            if cls == ELEMENTWISE and profile.elementwise_rate:
+                # a kernel kind's measured element rate is its compute roof
+                rates = [profile.elementwise_elements_per_s(elementwise_kind(op))
+                         if op.shape else None for op in members]
+                if any(rates):
+                    elems = stack([op.shape[0] if r else 0.0
+                                   for op, r in zip(members, rates, strict=True)], shape)
+                    per_elem = np.array([1.0 / r if r else 0.0 for r in rates]).reshape(
+                        (-1,) + (1,) * len(shape))
+                    t_c = np.maximum(t_c, elems * per_elem)
             t = np.maximum(t_c, t_m / profile.memory_efficiency(nbytes))
         t = t + profile.kernel_overhead_s
         for j, i in enumerate(rows):
