@@ -177,7 +177,7 @@ def _dashboard(args: argparse.Namespace) -> int:
 
     app = data_dir("app") / "Home.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-           "--browser.gatherUsageStats", "false"]
+           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
     if args.headless:
         cmd += ["--server.headless", "true"]
     return subprocess.call(cmd)

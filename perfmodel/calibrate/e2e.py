@@ -273,6 +273,9 @@ def render(result: dict) -> str:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    if args.measure == "cuda" and not import_torch().cuda.is_available():
+        raise PerfModelError("--measure cuda: torch.cuda.is_available() is False (no GPU or a "
+                             "CPU-only torch build); use --measure cpu")
     profile = resolve_profile(args)
     result = run(args.measure, profile)
     if args.json:
