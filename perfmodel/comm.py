@@ -77,6 +77,14 @@ def network_steps(collective: str, n: Array, nodes: Array) -> Array:
     return np.maximum(n - 1, 1)
 
 
+def extra_hop_latency(system: System) -> float:
+    """Latency a network step pays beyond one switch hop: the extra switch traversals of a
+    fabric that is not rail-optimised, at the network's per-hop latency (0 when unknown)."""
+    if system.inter is None or system.inter.latency_us is None:
+        return 0.0
+    return (system.network_hops - 1) * system.inter.latency_us * 1e-6
+
+
 def _step_latency(profile: CalibrationProfile) -> float:
     value = profile.defaults.network_step_latency_s
     if value is None:
@@ -129,7 +137,8 @@ def collective_time(collective: str, nbytes: Array, span: GroupSpan, system: Sys
             t_inter = nbytes * (n - local) / n / (bw_o * eff_o)
         else:
             t_inter = nbytes / local * bus_factor(collective, nodes) / (bw_o * eff_o)
-        t_inter = t_inter + lat_o + network_steps(collective, n, nodes) * _step_latency(profile)
+        t_inter = t_inter + lat_o + network_steps(collective, n, nodes) * (
+            _step_latency(profile) + extra_hop_latency(system))
     else:
         t_inter = np.full(np.shape(t_intra), np.inf)
     total = np.where(nodes > 1, np.maximum(t_intra, t_inter), t_intra)

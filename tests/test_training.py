@@ -129,3 +129,20 @@ def test_array_plans_equal_scalar_plans_exactly():
                             default_profile())
         assert float(one.step_time) == arr.step_time[i]
         assert float(one.memory_total) == arr.memory_total[i]
+
+
+def test_rail_optimised_fabric_has_lower_network_latency():
+    """Leaf-spine-leaf (3 switch hops) instead of one rail leaf: every network step of a
+    cross-node collective pays two more hops at the network's port latency (HDR 0.6 us)."""
+    from perfmodel.comm import collective_time
+    from perfmodel.topology import group_spans
+
+    rail = resolve_system(SystemConfig(device="a100-sxm4-80gb", num_gpus=64))
+    spine = resolve_system(SystemConfig(device="a100-sxm4-80gb", num_gpus=64,
+                                        rail_optimized=False))
+    span = group_spans(8, "tp-cp-ep-dp-pp", tp=8, dp=8)["dp"]  # one GPU per node, 8 nodes
+    prof = default_profile()
+    small = 4096.0
+    t_rail = collective_time("all_gather", small, span, rail, prof)
+    t_spine = collective_time("all_gather", small, span, spine, prof)
+    assert float(t_spine - t_rail) == pytest.approx(7 * 2 * 0.6e-6)  # ring: n-1 = 7 steps

@@ -31,6 +31,9 @@ class SystemConfig(Strict):
     intra_node: str | None = None  # interconnect id
     inter_node: str | None = None  # interconnect id, optionally "xN" for N NICs per node
     nics_per_node: int | None = Field(default=None, ge=0)
+    # rail-optimised fabric: NIC i of every node on leaf switch i, so same-index GPUs are one
+    # switch hop apart; otherwise their traffic crosses the spine (leaf-spine-leaf)
+    rail_optimized: bool = True
 
 
 class Parallelism(Strict):

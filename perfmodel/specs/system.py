@@ -23,6 +23,13 @@ class System:
     nics_per_node: int
     host_link: InterconnectSpec | None
     node: NodeSpec | None
+    rail_optimized: bool = True
+
+    @property
+    def network_hops(self) -> int:
+        """Switch hops between same-index GPUs of two nodes: one leaf on a rail-optimised
+        fabric, leaf-spine-leaf otherwise (NVIDIA DGX SuperPOD reference designs)."""
+        return 1 if self.rail_optimized else 3
 
     @property
     def num_nodes(self) -> int:
@@ -83,4 +90,5 @@ def resolve_system(cfg: SystemConfig) -> System:
         )
     host = registry.get_interconnect(device.host_link) if device.host_link else None
     return System(device=device, num_gpus=cfg.num_gpus, gpus_per_node=per_node, intra=intra,
-                  inter=inter, nics_per_node=nics, host_link=host, node=node)
+                  inter=inter, nics_per_node=nics, host_link=host, node=node,
+                  rail_optimized=cfg.rail_optimized)
