@@ -32,9 +32,6 @@ from .topology import GroupSpan
 
 Array = Any
 
-COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast",
-               "send_recv")
-
 
 def bus_factor(collective: str, n: Array) -> Array:
     """nccl-tests bus-bandwidth factor (PERFORMANCE.md)."""

@@ -11,7 +11,7 @@ the first violated rule's message; a plan search keeps the rows where all rules 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -82,17 +82,6 @@ class TrainPlan:
             reshard_after_forward=(p.reshard_after_forward if p.reshard_after_forward is not None
                                    else p.pp == 1),
         )
-
-    def numeric(self) -> dict[str, Array]:
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name in _NUMERIC}
-
-    def with_arrays(self, **arrays: Array) -> TrainPlan:
-        return replace(self, **arrays)
-
-
-_NUMERIC = {"tp", "pp", "dp", "cp", "ep", "etp", "vp", "micro_batch", "seq_len", "global_batch"}
-
 
 @dataclass(frozen=True)
 class Rule:

@@ -67,10 +67,6 @@ class Curve(Strict):
             raise SpecError("curve: values must be finite and > 0")
         return self
 
-    @classmethod
-    def constant(cls, value: float) -> Curve:
-        return cls(values=(float(value),))
-
     @cached_property
     def _table(self) -> tuple[list[np.ndarray], np.ndarray, list[int]]:
         grids = [np.asarray(g, dtype=float) for g in self.log2_grid]

@@ -21,8 +21,6 @@ from dataclasses import dataclass, replace
 from . import ops as O
 from .specs.model import ModelSpec
 
-POLICIES = ("none", "selective", "full", "op")
-
 
 @dataclass(frozen=True)
 class Matmul:

@@ -36,10 +36,6 @@ class StageParams:
         return np.maximum(self.first, self.last)
 
 
-def layers_per_stage(num_layers: int, pp: Array) -> Array:
-    return num_layers / pp
-
-
 def stage_params(pc: ParamCounts, tp: Array, pp: Array, ep: Array = 1, etp: Array = 1,
                  tied: bool = False, layers: Array | None = None) -> StageParams:
     """Parameters held by one GPU of the first and the last stage (``layers`` per stage:

@@ -30,10 +30,6 @@ class GroupSpan:
     local: Array  # members on one node
     nodes: Array  # size / local
 
-    @property
-    def crosses_nodes(self) -> Array:
-        return np.asarray(self.nodes) > 1
-
 
 def _dim_sizes(tp, cp, ep, dp, pp) -> dict[str, Array]:
     return {"tp": tp, "cp": cp, "ep": ep, "dp": np.asarray(dp) / np.asarray(ep), "pp": pp}

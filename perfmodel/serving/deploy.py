@@ -235,6 +235,3 @@ def zero_load(dep: Deployment, prompt: int, output: int) -> dict[str, float]:
     tpot = (sum(steps) + transfer) / (output - 1) if output > 1 else 0.0
     return {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": ttft + transfer + sum(steps)}
 
-
-def gpus_needed(dep: Deployment) -> int:
-    return int(np.sum([i.gpus for i in dep.instances]))

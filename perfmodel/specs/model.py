@@ -137,10 +137,6 @@ class ModelSpec(Strict):
     def num_dense_layers(self) -> int:
         return self.num_layers - self.num_moe_layers
 
-    @property
-    def is_moe(self) -> bool:
-        return self.moe is not None
-
     def num_params(self) -> int:
         from ..parameters import param_counts
 

@@ -47,12 +47,6 @@ class System:
             return 0.0
         return self.inter.bandwidth * self.nics_per_node / self.gpus_per_node
 
-    def describe(self) -> str:
-        text = f"{self.num_gpus} x {self.device.name}"
-        if self.num_nodes > 1:
-            text += f" ({self.num_nodes} nodes x {self.gpus_per_node})"
-        return text
-
 
 def _parse_network(value: str) -> tuple[str, int | None]:
     """'ib-ndr-400x8' -> ('ib-ndr-400', 8); a plain id has no count."""
