@@ -32,15 +32,15 @@ MEMORY_LABELS = {
     "weights": "Weights", "gradients": "Gradients", "optimizer": "Optimizer states",
     "activations": "Activations", "kv_cache": "KV cache",
     "communication_buffers": "Comm. buffers", "cuda_context": "CUDA context",
-    "allocator_overhead": "Allocator overhead",
+    "allocator_overhead": "Allocator overhead", "draft_weights": "Draft weights",
+    "draft_kv_cache": "Draft KV cache",
 }
 MEMORY_COLORS = {
     "weights": "#3b6fb6", "gradients": "#7fa7dc", "optimizer": "#8e6c8a",
     "activations": "#e08a2e", "kv_cache": "#6aa84f", "communication_buffers": "#c0392b",
     "cuda_context": "#9e9e9e", "allocator_overhead": "#cfcfcf",
 }
-CLASS_COLORS = {"gemm": "#3b6fb6", "attention": "#e08a2e", "elementwise": "#6aa84f",
-                "optimizer": "#8e6c8a"}
+CLASS_COLORS = {k: TIME_COLORS[k] for k in ("gemm", "attention", "elementwise", "optimizer")}
 PHASE_SYMBOLS = {"fwd": "circle", "prefill": "circle", "decode": "diamond", "bwd": "square-open",
                  "recompute": "triangle-up", "step": "x"}
 FONT = {"family": "Inter, 'Source Sans Pro', sans-serif", "size": 13}

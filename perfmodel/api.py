@@ -20,7 +20,7 @@ from .errors import SpecError
 from .inference import InferPlan, inference
 from .plan import TrainPlan, check, inference_rules, training_rules
 from .prediction import OpReport, Prediction
-from .profile import CalibrationProfile, default_profile, profile_for
+from .profile import CalibrationProfile, profile_for
 from .roofline import OpTimes
 from .specs.loading import validate
 from .specs.registry import get_interconnect
@@ -178,8 +178,7 @@ def offload_bandwidth(system: System, target: str, profile: CalibrationProfile) 
         node_bw = system.node.nvme_read_gbps if system.node else None
         drive = node_bw * 1e9 if node_bw else get_interconnect("nvme-gen4-x4").bandwidth
         bw = min(bw, drive)
-    efficiency = profile.defaults.host_link or default_profile().defaults.host_link
-    return bw * efficiency
+    return bw * (profile.defaults.host_link or 1.0)
 
 
 def _predict_inference(sc: Scenario, system: System, profile: CalibrationProfile,

@@ -82,15 +82,6 @@ def extra_hop_latency(system: System) -> float:
     return (system.network_hops - 1) * system.inter.latency_us * 1e-6
 
 
-def _step_latency(profile: CalibrationProfile) -> float:
-    value = profile.defaults.network_step_latency_s
-    if value is None:
-        from .profile import default_profile
-
-        value = default_profile().defaults.network_step_latency_s or 0.0
-    return value
-
-
 def intra_bandwidth(system: System, local: Array) -> Array:
     """Per-GPU per-direction bandwidth a collective among ``local`` GPUs of one node can use.
 
@@ -135,7 +126,7 @@ def collective_time(collective: str, nbytes: Array, span: GroupSpan, system: Sys
         else:
             t_inter = nbytes / local * bus_factor(collective, nodes) / (bw_o * eff_o)
         t_inter = t_inter + lat_o + network_steps(collective, n, nodes) * (
-            _step_latency(profile) + extra_hop_latency(system))
+            (profile.defaults.network_step_latency_s or 0.0) + extra_hop_latency(system))
     else:
         t_inter = np.full(np.shape(t_intra), np.inf)
     total = np.where(nodes > 1, np.maximum(t_intra, t_inter), t_intra)

@@ -149,6 +149,7 @@ class DefaultEfficiency(Strict):
     memory: float = Field(gt=0, le=1.5)
     collective: float = Field(gt=0, le=1.5)
     collective_latency_s: float = Field(ge=0)
+    # optional in a file: unset ones are filled from calibration/default.json on loading
     host_link: float | None = Field(default=None, gt=0, le=1.5)  # PCIe copies (offloading)
     # per-step latency of a collective across the network (ring: n-1 steps, tree: 2 log2 k)
     network_step_latency_s: float | None = Field(default=None, ge=0)
@@ -274,7 +275,18 @@ def load_profile(path: str | Path) -> CalibrationProfile:
             f"(this perfmodel reads version {SCHEMA_VERSION}); re-run `perfmodel calibrate`"
         )
     profile = validate(CalibrationProfile, data, what=f"calibration profile {path}")
-    return profile.model_copy(update={"path": str(path)})
+    return _complete(profile).model_copy(update={"path": str(path)})
+
+
+def _complete(profile: CalibrationProfile) -> CalibrationProfile:
+    """Fill the optional default constants a profile leaves unset (older files) from the
+    documented defaults, so that the core never has to look them up itself."""
+    missing = {k for k, v in profile.defaults.model_dump().items() if v is None}
+    if not missing or profile.id == "default":
+        return profile
+    base = default_profile().defaults
+    defaults = profile.defaults.model_copy(update={k: getattr(base, k) for k in missing})
+    return profile.model_copy(update={"defaults": defaults})
 
 
 def default_profile() -> CalibrationProfile:

@@ -5,10 +5,10 @@ import pytest
 import perfmodel as pm
 
 
-def scenario(**inf):
+def scenario(model="llama-2-7b", **inf):
     base = {"batch": 1, "prompt_len": 512, "output_len": 128}
     base.update(inf)
-    return pm.Scenario(kind="inference", model="llama-2-7b",
+    return pm.Scenario(kind="inference", model=model,
                        system={"device": "a100-sxm4-80gb"}, inference=base)
 
 
@@ -79,10 +79,7 @@ def test_too_big_does_not_fit():
 
 
 def big(**inf):
-    base = {"batch": 1, "prompt_len": 512, "output_len": 128}
-    base.update(inf)
-    return pm.Scenario(kind="inference", model="llama-2-70b",
-                       system={"device": "a100-sxm4-80gb"}, inference=base)
+    return scenario("llama-2-70b", **inf)
 
 
 def test_offloading_weights_trades_memory_for_pcie_time():
