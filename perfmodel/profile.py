@@ -215,7 +215,7 @@ class CalibrationProfile(Strict):
                 return self.elementwise_rate[k]
         return None
 
-    @cached_property
+    @property
     def stream_efficiency(self) -> float:
         """Efficiency of a memory-bound kernel that streams from main memory: the bandwidth
         curve at its largest measured working set (HBM, or DRAM beyond a CPU's caches)."""
@@ -232,13 +232,21 @@ class CalibrationProfile(Strict):
     def collective_fit(self, collective: str, scope: str, group_size: int) -> CollectiveFit | None:
         """The fit for this collective and scope with the nearest group size (log distance)."""
         key = (collective, scope, group_size)
-        if key not in self._fit_cache:
-            self._fit_cache[key] = self._nearest_fit(collective, scope, group_size)
-        return self._fit_cache[key]
+        cache = self._fit_cache
+        if key not in cache:
+            cache[key] = self._nearest_fit(collective, scope, group_size)
+        return cache[key]
 
-    @cached_property
+    @property
     def _fit_cache(self) -> dict:
-        return {}
+        """Lookups of ``collective_fit``, valid for this profile's list of fits only: a
+        ``model_copy(update=...)`` carries the instance dict over, so the cache is keyed on
+        the identity of ``collectives``."""
+        owner, cache = self.__dict__.get("_fits_memo", (None, None))
+        if owner is not self.collectives:
+            cache = {}
+            self.__dict__["_fits_memo"] = (self.collectives, cache)
+        return cache
 
     def _nearest_fit(self, collective: str, scope: str, group_size: int) -> CollectiveFit | None:
         fits = [f for f in self.collectives if f.collective == collective and f.scope == scope]
