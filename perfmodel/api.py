@@ -79,6 +79,9 @@ def _profile_warnings(profile: CalibrationProfile, system: System) -> list[str]:
     elif profile.device and profile.device != system.device.id:
         out.append(f"calibration profile {profile.id!r} was measured on {profile.device!r}, "
                    f"not on {system.device.id!r}")
+    if profile.quality is not None and profile.quality.verdict == "poor":
+        out.append(f"calibration profile {profile.id!r} is of poor quality: "
+                   + "; ".join(profile.quality.notes))
     return out
 
 

@@ -233,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
                                   "elementwise,launch,collectives")
     p.add_argument("--reference", metavar="DEVICE",
                    help="build a reference profile from shared measured tables instead")
+    p.add_argument("--budget-s", type=float, metavar="S",
+                   help="time budget of the whole run in seconds, shared out between the "
+                        "tables (default: 60 for --quick on a CPU, 600 for --quick on a GPU, "
+                        "none for a full run; 0: none)")
+    p.add_argument("--point-budget-s", type=float, metavar="S",
+                   help="time one point may take (default: 2 quick / 30 full on a CPU)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse to write a profile whose points mostly did not converge")
 
     p = sub.add_parser("plan-serving",
                        help="fewest GPUs per device and TP that serve a request rate within "

@@ -155,6 +155,19 @@ class DefaultEfficiency(Strict):
     network_step_latency_s: float | None = Field(default=None, ge=0)
 
 
+class ProfileQuality(Strict):
+    """How far a measured profile can be trusted (``perfmodel.calibrate.quality``): poor when
+    most points did not converge (a loaded machine), partial when the time budget left points
+    unmeasured. Predictions from a poor profile carry a warning."""
+
+    verdict: Literal["good", "partial", "poor"]
+    points_ok: int = Field(ge=0)
+    converged_fraction: float = Field(ge=0, le=1)
+    not_measured: int = Field(default=0, ge=0)  # points the time budget left out
+    unsupported_dtypes: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
 class CalibrationProfile(Strict):
     """Fitted efficiencies for one device (or the documented defaults)."""
 
@@ -186,6 +199,7 @@ class CalibrationProfile(Strict):
     peak_tflops: dict[str, float] = Field(default_factory=dict)
     memory_bandwidth_gbps: float | None = Field(default=None, gt=0)
     device_facts: dict = Field(default_factory=dict)  # NVML / CPU facts at measurement time
+    quality: ProfileQuality | None = None  # measured profiles: convergence and coverage
     path: str | None = Field(default=None, exclude=True)
 
     @property

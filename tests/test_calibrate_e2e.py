@@ -23,7 +23,8 @@ def cpu_profile(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cal") / "cpu.measured.json"
     proc = subprocess.run(
         [sys.executable, "-m", "perfmodel.cli", "calibrate", "--device", "cpu", "--quick",
-         "--only", "gemm,memory,attention,elementwise,launch", "--out", str(out)],
+         "--budget-s", "30", "--only", "gemm,memory,attention,elementwise,launch",
+         "--out", str(out)],
         capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return out

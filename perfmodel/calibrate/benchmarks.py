@@ -254,16 +254,59 @@ def point_bytes(point: Point) -> float:
     return 0.0
 
 
+# The parameters that walk along a table's curve; the others name the curve (its series).
+SIZE_AXES = {"gemm": ("m", "n", "k"), "memory": ("bytes",), "elementwise": ("elems",),
+             "attention": ("batch", "q_len", "kv_len"), "collective": ("bytes",), "launch": ()}
+
+
+def coarse_to_fine(n: int) -> list[int]:
+    """Indices 0..n-1, the two ends first, then midpoints of ever finer halves: every prefix
+    spreads over the whole range."""
+    if n <= 2:
+        return list(range(n))
+    order, seen, queue = [0, n - 1], {0, n - 1}, [(0, n - 1)]
+    while queue:
+        a, b = queue.pop(0)
+        mid = (a + b) // 2
+        if mid in seen:
+            continue
+        seen.add(mid)
+        order.append(mid)
+        queue += [(a, mid), (mid, b)]
+    return order + [i for i in range(n) if i not in seen]
+
+
+def coverage_order(points: list[Point]) -> list[Point]:
+    """The points of one table in an order whose every prefix covers the sweep, so that a run
+    cut by its time budget has measured both ends and the middle of every curve rather than
+    the small end of the first: the series (a dtype, an op, a collective and group) take turns,
+    each running coarse to fine from its smallest and largest point (by the product of its
+    size parameters) inwards."""
+    series: dict[tuple, list[Point]] = {}
+    for p in points:
+        sizes = SIZE_AXES[p.bench]
+        key = tuple(sorted((k, str(v)) for k, v in p.params.items() if k not in sizes))
+        series.setdefault(key, []).append(p)
+    def size(p: Point) -> float:
+        return math.prod(float(p.params[k]) for k in SIZE_AXES[p.bench])
+
+    lanes = [[pts[i] for i in coarse_to_fine(len(pts))]
+             for pts in (sorted(s, key=size) for s in series.values())]
+    return [lane[i] for i in range(max(map(len, lanes), default=0)) for lane in lanes
+            if i < len(lane)]
+
+
 PLANNERS = {"launch": plan_launch, "memory": plan_memory, "elementwise": plan_elementwise,
             "gemm": plan_gemm, "attention": plan_attention}
 
 
 def plan(ctx: Context, benches) -> list[Point]:
-    """The points of ``benches`` in run order, within the device's memory cap."""
+    """The points of ``benches`` in run order (``coverage_order`` within a table), within the
+    device's memory cap."""
     fraction = sweeps()["max_memory_fraction"][ctx.kind]
     cap = math.inf if fraction is None else fraction * ctx.memory_bytes
-    return [p for b in KERNEL_BENCHES if b in benches for p in PLANNERS[b](ctx)
-            if point_bytes(p) <= cap]
+    return [p for b in KERNEL_BENCHES if b in benches
+            for p in coverage_order([p for p in PLANNERS[b](ctx) if point_bytes(p) <= cap])]
 
 
 # ---- building one point ----------------------------------------------------------------------
@@ -385,20 +428,23 @@ def classify(err: BaseException) -> tuple[str, str]:
     return status, first[:300]
 
 
-def _measure(ctx: Context, point: Point, stack: ExitStack):
+def _measure(ctx: Context, point: Point, stack: ExitStack, deadline: float | None):
     """Build and time one point; its tensors live in this frame only."""
     kernel = BUILDERS[point.bench](ctx, point.params, stack)
-    m = measure(kernel.fn, ctx.clock, ctx.rule, prepare=ctx.flush if kernel.flush else None)
+    m = measure(kernel.fn, ctx.clock, ctx.rule, prepare=ctx.flush if kernel.flush else None,
+                deadline=deadline)
     return m, kernel.calls
 
 
-def run_point(ctx: Context, point: Point, env: Callable[[], dict] | None = None) -> dict:
-    """Measure one point and return its record (never raises, except on Ctrl-C)."""
+def run_point(ctx: Context, point: Point, env: Callable[[], dict] | None = None,
+              deadline: float | None = None) -> dict:
+    """Measure one point and return its record (never raises, except on Ctrl-C).
+    ``deadline``: see ``timing.measure``."""
     failure = None
     try:
         with ExitStack() as stack, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m, calls = _measure(ctx, point, stack)
+            m, calls = _measure(ctx, point, stack, deadline)
     except Exception as err:
         status, message = classify(err)
         hints = sorted({str(w.message).split("\n")[0][:160] for w in caught})

@@ -12,53 +12,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 from ..errors import PerfModelError
+from .progress import Progress
 
 BENCH_NAMES = {"gemm": "gemm", "memory": "memory", "attention": "attention",
                "elementwise": "elementwise", "launch": "launch", "collective": "collective",
                "collectives": "collective"}
 ALL_BENCHES = ("launch", "memory", "elementwise", "gemm", "attention", "collective")
-
-
-class Progress:
-    """A one-line progress bar on stderr (a line per 10 % when stderr is not a terminal)."""
-
-    def __init__(self, label: str, total: int, stream=None, width: int = 24) -> None:
-        self.label, self.total, self.width = label, total, width
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.done, self.counts, self.t0 = 0, Counter(), time.monotonic()
-        self._last_tenth = -1
-        if total:
-            self._draw()
-
-    def step(self, record: dict | None = None, skipped: bool = False) -> None:
-        self.done += 1
-        self.counts["skipped" if skipped else (record or {}).get("status", "ok")] += 1
-        self._draw()
-
-    def _draw(self) -> None:
-        frac = self.done / self.total if self.total else 1.0
-        tenth = int(frac * 10)
-        if not self.tty and tenth == self._last_tenth and self.done < self.total:
-            return
-        self._last_tenth = tenth
-        fill = int(frac * self.width)
-        elapsed = time.monotonic() - self.t0
-        counts = " ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
-        line = (f"{self.label:<11} {self.done:>4}/{self.total:<4} "
-                f"[{'#' * fill}{'.' * (self.width - fill)}] {elapsed:6.1f}s {counts}")
-        self.stream.write(("\r" + line) if self.tty else line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty and self.total:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def parse_only(only: str | None) -> tuple[str, ...]:
@@ -83,7 +48,8 @@ def run_cli(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     benches = parse_only(args.only)
     from . import collectives as C
-    from .benchmarks import Context, plan
+    from .benchmarks import Context, plan, sweeps
+    from .budget import default_budget
     from .device_info import now_iso
     from .raw import RawStore, raw_path
 
@@ -91,24 +57,30 @@ def run_cli(args: argparse.Namespace) -> int:
     rank = env["rank"] if env else 0
     ctx = Context(args.device, bool(args.quick), local_rank=env["local_rank"] if env else 0)
     out = Path(args.out) if args.out else default_out(ctx.device_id, args.device)
+    check_writable(out)
     raw = raw_path(out)
+    budget = default_budget(sweeps()["budget"], args.device, ctx.mode,
+                            getattr(args, "budget_s", None), getattr(args, "point_budget_s", None))
+    run_start = now_iso()
     store = None
     if rank == 0:
         store = RawStore(raw)
         resumed = len(store.records())
-        store.start({**ctx.meta(), "start_time": now_iso(),
-                     "world_size": env["world"] if env else None})
+        store.start({**ctx.meta(), "start_time": run_start,
+                     "world_size": env["world"] if env else None, "budget": budget.describe()})
+        limit = f"budget {budget.run_s:g} s" if budget.run_s else "no run budget"
         say(f"calibrating {ctx.name} ({args.device}, {ctx.torch.get_num_threads()} threads, "
-            f"torch {ctx.torch.__version__}); raw points -> {raw}"
+            f"torch {ctx.torch.__version__}, {limit}); raw points -> {raw}"
             + (f" (resuming: {resumed} stored)" if resumed else ""))
 
     try:
         if "collective" in benches:  # first, so that under torchrun no rank waits on rank 0
-            _collectives(ctx, args, raw, env)
+            table = budget.table("collective", list(benches))
+            _collectives(ctx, args, raw, env, table, run_start)
         if rank != 0:
             return 0
         points = plan(ctx, benches)
-        _kernels(ctx, points, store)
+        _kernels(ctx, points, store, budget, run_start)
     except KeyboardInterrupt:
         if rank == 0:
             store.inflight.unlink(missing_ok=True)  # a user's Ctrl-C is no crash of the point
@@ -117,24 +89,52 @@ def run_cli(args: argparse.Namespace) -> int:
 
     store = RawStore(raw)  # re-read: spawned collective ranks appended to the same file
     records = [store.meta, *store.records()]
-    summarize(records, say)
-    profile = _fit(ctx, records, out)
+    summarize(records, say, run_start)
+    profile = _fit(ctx, records, out, run_start, strict=bool(getattr(args, "strict", False)))
     say(f"profile -> {out} ({time.monotonic() - t_start:.1f} s)")
     _report(args, profile, records, out)
     return 0
+
+
+def check_writable(out: Path) -> None:
+    """Refuse, in one line and before measuring anything, an --out the profile cannot go to."""
+    if out.is_dir():
+        raise PerfModelError(f"--out {out} is a directory; give a file path such as "
+                             f"{out / 'cpu.measured.json'}")
+    folder = out.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise PerfModelError(f"--out {out}: {folder} is not a directory") from None
+    except OSError as err:
+        raise PerfModelError(f"--out {out}: cannot create {folder} ({err.strerror})") from None
+    try:  # the real test (permission bits do not bind root; a read-only mount binds all)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise PerfModelError(f"--out {out}: cannot write in {folder} ({err.strerror}); "
+                             "choose another --out") from None
+    for path in (out, out.with_name(out.name + ".raw.jsonl")):
+        if not path.exists():
+            continue
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as err:
+            raise PerfModelError(f"--out {out}: cannot write {path} ({err.strerror})") from None
 
 
 def say(text: str) -> None:
     print(f"perfmodel calibrate: {text}", file=sys.stderr, flush=True)
 
 
-def _collectives(ctx, args, raw: Path, env: dict | None) -> None:
+def _collectives(ctx, args, raw: Path, env: dict | None, table, run_start: str) -> None:
     from . import collectives as C
     from .benchmarks import sweeps
     from .raw import RawStore
 
     if env is not None:  # under torchrun: every rank is already running
-        C.run_ranks(ctx, raw, env)
+        C.run_ranks(ctx, raw, env, table=table, run_start=run_start)
         return
     cfg = sweeps()["collective"][args.device][ctx.mode]
     if args.device == "cpu":
@@ -148,46 +148,98 @@ def _collectives(ctx, args, raw: Path, env: dict | None) -> None:
     store = RawStore(raw)
     if all(store.done(p.key) for p in C.plan_collectives(cfg, nprocs, nprocs)):
         return  # a resumed run with every collective stored: no processes to start
-    C.spawn_local(args.device, bool(args.quick), raw, nprocs)
+    C.spawn_local(args.device, bool(args.quick), raw, nprocs, table=table, run_start=run_start)
 
 
-def _kernels(ctx, points, store) -> None:
-    """Measure the single-device points not yet stored, each record as soon as it completes."""
-    from .benchmarks import run_point
+def _kernels(ctx, points, store, budget=None, run_start: str = "") -> None:
+    """Measure the single-device points not yet stored, each record as soon as it completes,
+    table by table within the budget (``budget.py``); a dtype probe first (``probe.py``)."""
+    from itertools import groupby
+
+    from .budget import Budget
     from .device_info import Monitor
-    from .raw import MAX_DEATHS, point_record
+    from .raw import budget_record
 
     if not points:
         return
+    budget = budget or Budget(run_s=None, point_s=None, weights={})
     bar = Progress("kernels", len(points))
-    current = None
+    tables = [(bench, list(group)) for bench, group in groupby(points, key=lambda p: p.bench)]
+    remaining = [bench for bench, _ in tables]
     # NVML every 0.2 s; a CPU's frequency each second (reading it may interrupt the cores)
     with Monitor(ctx.sampler(), period_s=0.2 if ctx.kind == "cuda" else 1.0) as monitor:
-        for point in points:
-            if point.bench != current:  # free the previous bench's buffers
-                ctx.release()
-                current = point.bench
-            if store.done(point.key):
-                bar.step(skipped=True)
-                continue
-            if store.deadly(point.key):
-                record = point_record(point.bench, point.params, status="oom", error=(
-                    f"the process died {MAX_DEATHS} times while measuring this point (killed "
-                    "by the kernel's out-of-memory killer?); skipped"))
-            else:
-                store.begin(point.key)
-                record = run_point(ctx, point, env=monitor.window)
-            store.add(record)
-            bar.step(record)
+        probed = _probe(ctx, points, store, monitor)
+        for bench, pts in tables:
+            ctx.release()  # free the previous bench's buffers
+            table = budget.table(bench, remaining)
+            remaining.remove(bench)
+            for point in pts:
+                _one_point(ctx, point, store, table, probed, monitor, bar)
+            if table.cut:
+                say(f"{bench}: {table.out_of_time + table.over_point_budget} of {len(pts)} "
+                    f"points not measured within the budget ({table.budget_s:.1f} s for the "
+                    f"table, {table.point_s:g} s a point); rerun with a larger --budget-s "
+                    "to measure them")
+            store.add(budget_record(table.summary(len(pts)), run_start))
     ctx.release()
     bar.close()
 
 
-def summarize(records: list[dict], emit) -> dict:
-    """Counts per bench and status, and how many points ran throttled (printed)."""
+def _probe(ctx, points, store, monitor) -> dict:
+    """Probe the dtypes of the planned GEMM and attention points (stored ones are reused)."""
+    from .probe import probe_points, rates, run_probe
+
+    dtypes = [p.params["dtype"] for p in points if p.bench in ("gemm", "attention")]
+    for point in probe_points(dtypes):
+        if not store.done(point.key):
+            record = run_probe(ctx, point)
+            record["env"] = monitor.window()
+            store.add(record)
+    probed = rates(store.records())
+    for rate in probed.values():
+        if rate.gflops is not None:
+            say(f"dtype probe: {rate.dtype} {rate.gflops:.3g} GFLOP/s"
+                + (f": {rate.error}" if rate.error else ""))
+        elif rate.error:
+            say(f"dtype probe: {rate.dtype} {rate.error}")
+    return probed
+
+
+def _one_point(ctx, point, store, table, probed, monitor, bar) -> None:
+    from .benchmarks import run_point
+    from .probe import predicted_call_s, skipped_record
+    from .raw import MAX_DEATHS, point_record
+
+    if store.done(point.key):
+        bar.step(skipped=True)
+        return
+    rate = probed.get(point.params.get("dtype")) if point.bench in ("gemm", "attention") else None
+    if rate is not None and not rate.supported:
+        record = skipped_record(point, rate)
+    elif not table.admits(predicted_call_s(point, probed)):
+        bar.step(skipped=True)
+        return
+    elif store.deadly(point.key):
+        record = point_record(point.bench, point.params, status="oom", error=(
+            f"the process died {MAX_DEATHS} times while measuring this point (killed "
+            "by the kernel's out-of-memory killer?); skipped"))
+    else:
+        store.begin(point.key)
+        record = run_point(ctx, point, env=monitor.window, deadline=table.point_deadline())
+    store.add(record)
+    bar.step(record)
+
+
+def summarize(records: list[dict], emit, run_start: str | None = None) -> dict:
+    """Counts per bench and status, this run's budget cuts, and how many points ran
+    throttled (printed)."""
+    from .raw import BENCHES
+
     counts: dict[str, Counter] = {}
     throttled, clocks = 0, []
     for r in records[1:]:
+        if r["bench"] == "budget":
+            continue
         counts.setdefault(r["bench"], Counter())[r["status"]] += 1
         env = r.get("env") or {}
         throttled += bool(env.get("throttled"))
@@ -195,7 +247,15 @@ def summarize(records: list[dict], emit) -> dict:
             if key in env:
                 clocks.append(env[key])
     for bench, c in counts.items():
-        emit(f"{bench:<11} " + ", ".join(f"{v} {k}" for k, v in sorted(c.items())))
+        if bench in BENCHES:
+            emit(f"{bench:<11} " + ", ".join(f"{v} {k}" for k, v in sorted(c.items())))
+    for r in records[1:]:
+        if r["bench"] == "budget" and r["params"]["run"] == run_start:
+            b = r["stats"]
+            left = b["not_started_out_of_time"] + b["not_started_over_point_budget"]
+            if left:
+                emit(f"{b['table']:<11} budget {b['budget_s']} s, used {b['used_s']:.1f} s: "
+                     f"{left} of {b['planned']} points not measured")
     if throttled:
         emit(f"warning: {throttled} points ran with the clocks throttled (power or thermal "
              "slow-down, see each record's env.reasons): their times are pessimistic")
@@ -204,16 +264,25 @@ def summarize(records: list[dict], emit) -> dict:
     return {"counts": {b: dict(c) for b, c in counts.items()}, "throttled_points": throttled}
 
 
-def _fit(ctx, records: list[dict], out: Path):
+def _fit(ctx, records: list[dict], out: Path, run_start: str = "", strict: bool = False):
     from ..specs import registry
     from .fit import fit_profile
+    from .quality import assess
     from .reference import write_profile
 
+    quality = assess(records)
+    if quality.verdict == "poor":
+        for note in quality.notes:
+            say(f"WARNING: {note}")
+        if strict:
+            raise PerfModelError(f"--strict: profile not written ({quality.notes[0]})")
+        say("WARNING: the profile is written with quality 'poor'; predictions from it say so")
     device = registry.get_device(ctx.device_id) if ctx.device_id else None
     profile = fit_profile(
         records, device, kind="measured", profile_id=out.name.removesuffix(".json"),
         sources=[{"title": f"perfmodel calibrate on {ctx.name} (raw points: "
                            f"{out.name}.raw.jsonl)", "url": "local://perfmodel-calibrate"}])
+    profile = profile.model_copy(update={"quality": quality})
     write_profile(profile, out)
     return profile
 

@@ -22,10 +22,14 @@ all_gather, reduce_scatter and all_to_all, x 1 for send_recv.
 
 from __future__ import annotations
 
+import ctypes
+import math
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from contextlib import ExitStack
@@ -33,14 +37,16 @@ from datetime import timedelta
 from pathlib import Path
 
 from ..errors import PerfModelError
-from .benchmarks import Context, Point, classify, sweeps
+from .benchmarks import Context, Point, classify, coverage_order, sweeps
+from .budget import TableBudget
 from .device_info import Monitor
-from .raw import RawStore, point_record
+from .raw import RawStore, budget_record, point_record
 from .timing import measure
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
 ELEM_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 TIMEOUT = timedelta(minutes=10)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 # ---- planning -------------------------------------------------------------------------------
@@ -82,8 +88,8 @@ def group_ranks(group_size: int, scope: str, world: int, local_world: int) -> li
 
 
 def plan_collectives(cfg: dict, world: int, local_world: int) -> list[Point]:
-    """Points for every collective x layout x size; bytes are rounded down to a multiple of
-    group size x element size so that every rank's share is whole."""
+    """Points for every collective x layout x size (``coverage_order``); bytes are rounded down
+    to a multiple of group size x element size so that every rank's share is whole."""
     esize = ELEM_BYTES[cfg["dtype"]]
     points = []
     for g, scope in layouts(world, local_world):
@@ -94,7 +100,7 @@ def plan_collectives(cfg: dict, world: int, local_world: int) -> list[Point]:
                     points.append(Point("collective", {
                         "collective": coll, "group_size": g, "scope": scope,
                         "dtype": cfg["dtype"], "bytes": b}))
-    return points
+    return coverage_order(points)
 
 
 # ---- one point ------------------------------------------------------------------------------
@@ -147,11 +153,13 @@ def dist_env() -> dict | None:
             "local_rank": int(os.environ.get("LOCAL_RANK", "0")), "local_world": local_world}
 
 
-def run_ranks(ctx: Context, out_raw: str | Path, env: dict, progress: bool = True) -> int:
+def run_ranks(ctx: Context, out_raw: str | Path, env: dict, progress: bool = True,
+              table: TableBudget | None = None, run_start: str = "") -> int:
     """Every rank calls this with the same arguments; returns the number of points run.
 
     Rank 0 reads the raw store, decides the pending points and broadcasts them, so a resumed
-    run skips what is stored on every rank alike.
+    run skips what is stored on every rank alike. Rank 0's ``table`` budget decides, for every
+    rank, whether a point starts and when its timing stops.
     """
     torch = ctx.torch
     import torch.distributed as dist
@@ -166,10 +174,13 @@ def run_ranks(ctx: Context, out_raw: str | Path, env: dict, progress: bool = Tru
     try:
         store = RawStore(out_raw) if rank == 0 else None
         pending = None
+        planned = 0
+        table = table or TableBudget("collective", math.inf, math.inf)
         if rank == 0:
             cfg = sweeps()["collective"][ctx.kind][ctx.mode]
-            pending = [p.params for p in plan_collectives(cfg, world, env["local_world"])
-                       if not store.done(p.key)]
+            points = plan_collectives(cfg, world, env["local_world"])
+            planned = len(points)
+            pending = [p.params for p in points if not store.done(p.key)]
         box = [pending]
         dist.broadcast_object_list(box, src=0)
         pending = box[0]
@@ -187,7 +198,7 @@ def run_ranks(ctx: Context, out_raw: str | Path, env: dict, progress: bool = Tru
 
         bar = None
         if rank == 0 and progress:
-            from .cli import Progress
+            from .progress import Progress
 
             bar = Progress("collective", len(pending))
         with ExitStack() as stack:
@@ -195,8 +206,13 @@ def run_ranks(ctx: Context, out_raw: str | Path, env: dict, progress: bool = Tru
             if rank == 0:  # clocks and throttling during the run, as for the kernels
                 window = stack.enter_context(Monitor(ctx.sampler(), period_s=0.5)).window
             for params in pending:
+                if not decide(rank == 0 and table.admits(None)):
+                    if bar:
+                        bar.step(skipped=True)
+                    continue  # out of time: every rank skips, as rank 0 says
                 group, ranks = groups[(params["group_size"], params["scope"])]
-                record = _one(torch, dist, ctx, params, group, ranks, rank, decide)
+                deadline = table.point_deadline() if rank == 0 else None
+                record = _one(torch, dist, ctx, params, group, ranks, rank, decide, deadline)
                 if rank == 0:
                     if window is not None:
                         record["env"] = window()
@@ -205,14 +221,17 @@ def run_ranks(ctx: Context, out_raw: str | Path, env: dict, progress: bool = Tru
                         bar.step(record)
         if bar:
             bar.close()
+        if rank == 0:
+            store.add(budget_record(table.summary(planned), run_start))
         dist.barrier()
-        return len(pending)
+        return table.measured
     finally:
         if initialised_here:
             dist.destroy_process_group()
 
 
-def _one(torch, dist, ctx: Context, params: dict, group, ranks, rank, decide) -> dict:
+def _one(torch, dist, ctx: Context, params: dict, group, ranks, rank, decide,
+         deadline: float | None = None) -> dict:
     """Build on every rank, agree that all could, time on every rank; rank 0's record."""
     err = None
     try:
@@ -225,7 +244,8 @@ def _one(torch, dist, ctx: Context, params: dict, group, ranks, rank, decide) ->
         status, msg = classify(err) if err else ("error", "failed on another rank")
         return point_record("collective", params, status=status, error=msg)
     try:
-        m = measure(fn, ctx.clock, ctx.rule, prepare=dist.barrier, decide=decide)
+        m = measure(fn, ctx.clock, ctx.rule, prepare=dist.barrier, decide=decide,
+                    deadline=deadline)
     except Exception as e:  # symmetric failures (an unsupported collective) raise everywhere
         status, msg = classify(e)
         return point_record("collective", params, status=status, error=msg)
@@ -240,19 +260,27 @@ def free_port() -> int:
 
 
 def spawn_local(device: str, quick: bool, out_raw: str | Path, nprocs: int,
-                progress: bool = True) -> None:
+                progress: bool = True, table: TableBudget | None = None,
+                run_start: str = "") -> None:
     """Run the collective sweep in ``nprocs`` fresh local processes (gloo on CPU, NCCL on GPU),
     started as torchrun would start them: same command, rank facts in the environment.
 
     Fresh interpreters (not multiprocessing) so that nothing depends on how the caller's main
-    module is written; a rank that fails stops the others.
+    module is written; a rank that fails stops the others, and every rank ends with this
+    process, even when it is killed (``die_with_parent``). ``table``: the collectives' share of
+    the run's budget, passed to the ranks as seconds left.
     """
     port = free_port()
     package_root = str(Path(__file__).resolve().parents[2])
     pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "perfmodel.calibrate.collectives", "--device", device,
            "--raw", str(out_raw), *(["--quick"] if quick else []),
-           *([] if progress else ["--no-progress"])]
+           *([] if progress else ["--no-progress"]), "--run-start", run_start,
+           "--parent-pid", str(os.getpid())]
+    if table is not None and math.isfinite(table.left_s()):
+        cmd += ["--budget-s", f"{max(table.left_s(), 0.0):.3f}"]
+    if table is not None and math.isfinite(table.point_s):
+        cmd += ["--point-budget-s", str(table.point_s)]
     procs = []
     for rank in range(nprocs):
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
@@ -293,7 +321,13 @@ def main(argv=None) -> int:
     parser.add_argument("--raw", required=True)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--budget-s", type=float, default=math.inf)
+    parser.add_argument("--point-budget-s", type=float, default=math.inf)
+    parser.add_argument("--run-start", default="")
+    parser.add_argument("--parent-pid", type=int)
     args = parser.parse_args(argv)
+    if args.parent_pid:
+        die_with_parent(args.parent_pid)
     env = dist_env()
     if env is None:
         raise SystemExit("perfmodel.calibrate.collectives: needs RANK / WORLD_SIZE >= 2 "
@@ -301,8 +335,32 @@ def main(argv=None) -> int:
     ctx = Context(args.device, args.quick, local_rank=env["local_rank"])
     if args.device == "cpu":  # share the cores instead of oversubscribing them
         ctx.torch.set_num_threads(max(1, (os.cpu_count() or 1) // env["local_world"]))
-    run_ranks(ctx, args.raw, env, progress=not args.no_progress)
+    table = TableBudget("collective", args.budget_s, args.point_budget_s)
+    run_ranks(ctx, args.raw, env, progress=not args.no_progress, table=table,
+              run_start=args.run_start)
     return 0
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this rank as soon as ``parent_pid`` (the ``perfmodel calibrate`` that spawned it)
+    is gone, even when it was SIGKILLed and could not stop its children: Linux's
+    prctl(PR_SET_PDEATHSIG, SIGKILL) (prctl(2)), and on any OS a thread that watches the
+    parent pid."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.2)
+        os._exit(1)
+
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ converted)::
 
 If a key appears twice (an ``error`` point retried on resume), the last record wins.
 
+Two more kinds of record share the format: ``probe`` (the one GEMM per dtype that decides which
+dtypes are swept, ``probe.py``) and ``budget`` (one per table and run: its time budget, the time
+used and how many points it left unmeasured, ``budget.py``; ``params`` = table and run start).
+
 A point that kills the process (on Linux a too-large allocation can succeed and then wake the
 kernel's OOM killer, which no ``except`` sees) would be retried forever. So the key of the point
 in flight is kept in ``<raw>.inflight``: a resumed run that finds it knows the previous run
@@ -29,6 +33,7 @@ from pathlib import Path
 from ..errors import PerfModelError
 
 BENCHES = ("gemm", "memory", "attention", "elementwise", "launch", "collective")
+RECORD_KINDS = (*BENCHES, "probe", "budget")
 STATUSES = ("ok", "oom", "unsupported", "error")
 DONE = ("ok", "oom", "unsupported")  # statuses not retried on resume ("error" is)
 MAX_DEATHS = 2  # a point the process died on this often is recorded "oom" and skipped
@@ -53,7 +58,7 @@ def point_record(bench: str, params: dict, *, time_s: float | None = None,
                  stats: dict | None = None, status: str = "ok", error: str | None = None,
                  env: dict | None = None) -> dict:
     """A record in the agreed shape (see module docstring)."""
-    if bench not in BENCHES:
+    if bench not in RECORD_KINDS:
         raise ValueError(f"unknown bench {bench!r}")
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}")
@@ -62,6 +67,12 @@ def point_record(bench: str, params: dict, *, time_s: float | None = None,
     if env:
         rec["env"] = env
     return rec
+
+
+def budget_record(summary: dict, run_start: str) -> dict:
+    """A table's budget outcome for one run (``budget.TableBudget.summary``)."""
+    return point_record("budget", {"table": summary["table"], "run": run_start},
+                        time_s=summary["used_s"], stats=summary)
 
 
 class RawStore:

@@ -4,7 +4,9 @@ The loop (``measure``) is shared; only the clock differs: ``time.perf_counter_ns
 (torch CPU ops return when their threads have joined) and a pair of CUDA events on a GPU.
 Per repetition: ``prepare()`` outside the timed region (an L2 flush for kernels, a barrier for
 collectives), then one timed call. Warm-up first; then repetitions until the 95 % confidence
-interval of the median is narrower than ``rel_ci`` of the median, or a repetition / time cap.
+interval of the median is narrower than ``rel_ci`` of the median, or a repetition / time cap,
+or the point's deadline (``calibrate.budget``): no call starts that would end past it, once
+one timed call has run.
 
 The interval of the median is distribution-free: the order statistics x_(j) <= median <= x_(n+1-j)
 with the smallest j whose binomial coverage 1 - 2 P(Bin(n, 1/2) <= j - 1) still reaches the
@@ -52,10 +54,13 @@ class Measurement:
     n: int
     ci_rel: float  # half-width of the 95 % CI of the median / median
     converged: bool  # ci_rel reached the rule's tolerance (else a cap stopped the loop)
+    stopped_by: str = "converged"  # converged | max_reps | max_time | deadline
 
     def stats(self) -> dict:
         return {"p10": self.p10_s, "p90": self.p90_s, "n": self.n,
-                "ci_rel": round(self.ci_rel, 5), "converged": self.converged}
+                "ci_rel": round(self.ci_rel, 5) if math.isfinite(self.ci_rel) else None,
+                "converged": self.converged,
+                "stopped_by": self.stopped_by}
 
 
 def median_ci_rel(samples, confidence: float = 0.95) -> float:
@@ -138,22 +143,31 @@ class CacheFlusher:
 
 def measure(fn: Callable[[], object], clock, rule: StopRule,
             prepare: Callable[[], object] | None = None,
-            decide: Callable[[bool], bool] | None = None) -> Measurement:
+            decide: Callable[[bool], bool] | None = None,
+            deadline: float | None = None) -> Measurement:
     """Time ``fn`` until the median is stable (see module docstring).
 
     ``decide(done) -> done`` lets several processes agree on when to stop (collectives: every
     rank must run the same number of calls); by default each process decides for itself.
+    ``deadline`` (a ``time.perf_counter()`` value) ends warm-up and timing early: a call that
+    would end past it is not started, except the first timed one.
     """
     decide = decide or (lambda done: done)
+
+    def out_of_time(last_call_s: float) -> bool:
+        return deadline is not None and time.perf_counter() + last_call_s > deadline
+
     t_end = time.perf_counter() + rule.warmup_s
     i = 0
     while True:
         if prepare is not None:
             prepare()
+        t_call = time.perf_counter()
         fn()
+        last = time.perf_counter() - t_call
         i += 1
-        done = i >= rule.max_warmup_reps or (i >= rule.warmup_reps
-                                              and time.perf_counter() >= t_end)
+        done = i >= rule.max_warmup_reps or out_of_time(2 * last) or (
+            i >= rule.warmup_reps and time.perf_counter() >= t_end)
         if decide(done):
             break
     samples: list[float] = []
@@ -166,13 +180,15 @@ def measure(fn: Callable[[], object], clock, rule: StopRule,
         samples.append(clock.stop())
         n = len(samples)
         ci = median_ci_rel(samples) if n >= rule.min_reps else math.inf
-        done = n >= rule.max_reps or (
-            n >= rule.min_reps
-            and (ci <= rule.rel_ci or time.perf_counter() - t0 >= rule.max_time_s))
-        if decide(done):
+        reason = ("max_reps" if n >= rule.max_reps
+                  else "deadline" if out_of_time(samples[-1])
+                  else None if n < rule.min_reps
+                  else "converged" if ci <= rule.rel_ci
+                  else "max_time" if time.perf_counter() - t0 >= rule.max_time_s else None)
+        if decide(reason is not None):
             break
     x = np.asarray(samples)
     ci = median_ci_rel(x)
     return Measurement(median_s=float(np.median(x)), p10_s=float(np.percentile(x, 10)),
                        p90_s=float(np.percentile(x, 90)), n=len(x), ci_rel=ci,
-                       converged=ci <= rule.rel_ci)
+                       converged=ci <= rule.rel_ci, stopped_by=reason or "agreed")
