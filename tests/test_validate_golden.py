@@ -1,0 +1,27 @@
+"""Moving code never changes a prediction: the full `perfmodel validate --json` output is held
+against a stored copy, to the last digit (issue 8's rule for the restructuring).
+
+A deliberate modelling change regenerates the copy in the same commit, with its reason:
+``perfmodel validate --json > tests/data/validate_golden.json``.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "data" / "validate_golden.json"
+
+
+def test_validate_output_is_identical_to_the_stored_copy():
+    proc = subprocess.run([sys.executable, "-m", "perfmodel.cli", "validate", "--json"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    now, stored = json.loads(proc.stdout), json.loads(GOLDEN.read_text())
+    now.pop("perfmodel_version", None)
+    stored.pop("perfmodel_version", None)
+    changed = [(a["id"], a["predicted"], b["predicted"])
+               for a, b in zip(now["cases"], stored["cases"], strict=False) if a != b]
+    assert not changed, f"{len(changed)} cases changed, first: {changed[:3]}"
+    assert now == stored
