@@ -131,6 +131,14 @@ def inflight_microbatches(pp: Array, vp: Array, num_micro: Array, schedule: str)
     return base
 
 
+def state_bytes_per_param(precision: str, grad_dtype: str) -> tuple[float, float]:
+    """(weight, gradient) bytes per parameter of mixed-precision training: 16-bit weights
+    (fp8 training keeps bf16 weights, Transformer Engine), gradients in ``grad_dtype``
+    (Megatron's default fp32 reduction); fp32 training keeps both in fp32."""
+    w = nbytes(precision if precision != "fp8" else "bf16")
+    return w, (nbytes(grad_dtype) if w < 4 else 4.0)
+
+
 def model_state_bytes(params: Array, dense_params: Array, expert_params: Array,
                       dp_dense: Array, dp_expert: Array, zero_stage: int, precision: str,
                       optimizer: str, master_weights: bool, grad_dtype: str) -> dict[str, Array]:
@@ -139,9 +147,8 @@ def model_state_bytes(params: Array, dense_params: Array, expert_params: Array,
     Dense parameters are sharded over ``dp_dense`` ranks, expert parameters over their own
     replicas ``dp_expert`` (GPUs / (pp * ep * etp)).
     """
-    w = nbytes(precision if precision != "fp8" else "bf16")  # TE keeps bf16 weights
+    w, g = state_bytes_per_param(precision, grad_dtype)
     master = master_weights and w < 4
-    g = nbytes(grad_dtype) if w < 4 else 4.0
     k = OPTIMIZER_STATE_BYTES[(optimizer, master)]
 
     def sharded(stage_min: int):

@@ -8,6 +8,7 @@ import pytest
 from perfmodel import ops as O
 from perfmodel.memory import ActivationShape, layer_activation_bytes
 from perfmodel.parameters import param_counts
+from perfmodel.pipeline import layers_on_largest_stage
 from perfmodel.plan import TrainPlan
 from perfmodel.profile import Curve, default_profile
 from perfmodel.recompute import op_policy_split, recomputed_ops
@@ -17,7 +18,7 @@ from perfmodel.specs.scenario import SystemConfig
 from perfmodel.specs.system import resolve_system
 from perfmodel.stages import stage_params
 from perfmodel.topology import group_spans
-from perfmodel.training import layers_on_largest_stage, training_step
+from perfmodel.training import training_step
 
 L7 = get_model("llama-2-7b")
 

@@ -1,0 +1,184 @@
+"""Communication of each parallel dimension of a training step, and how much of it stays
+exposed (not hidden behind compute). Times come from ``comm`` (collectives on the real
+topology, NCCL bus-bandwidth convention); array-friendly in every numeric plan dimension.
+
+* TP (+SP): per layer 2 all-reduces of the b*s*h activation in forward and 2 in backward, or
+  with sequence parallelism an all-gather and a reduce-scatter in place of each, same bytes on
+  the wire (Shoeybi et al. 2019 arXiv 1909.08053 Sec. 3; Korthikanti et al. 2022 arXiv
+  2205.05198 Sec. 4.2.2).
+* CP: ring attention passes K/V chunks around the cp ranks (cp-1 steps), each overlapped with
+  one chunk of attention compute; backward passes K/V and dK/dV (Liu et al. 2023 arXiv
+  2310.01889).
+* EP: all-to-all dispatch and combine around every MoE layer, forward and backward (Lepikhin
+  et al. 2020 arXiv 2006.16668).
+* PP: a send/recv of the activation per micro-batch and virtual chunk in each direction, 1/t of
+  it per TP rank with the scatter-gather optimisation (Narayanan et al. 2021 Sec. 4.1).
+* DP / ZeRO: gradient all-reduce; ZeRO-1/2 reduce-scatter + parameter all-gather; ZeRO-3 /
+  FSDP per-layer parameter all-gathers in forward and backward plus gradient reduce-scatter
+  (Rajbhandari et al. 2020 arXiv 1910.02054 Sec. 7), issued bucket by bucket and overlapped
+  with compute as the framework does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .comm import collective_time, p2p_time
+from .profile import CalibrationProfile
+from .specs.model import ModelSpec
+from .specs.system import System
+from .topology import GroupSpan
+
+Array = Any
+# Megatron-LM's DDP / distributed-optimizer bucket: max(40M, 1M x dp) parameters
+# (megatron/core/distributed/param_and_grad_buffer.py); the dp term matters beyond 40 ranks
+# only, the constant is what perfmodel uses.
+MEGATRON_BUCKET_PARAMS = 40e6
+
+
+def tp_layer_comm(act_bytes: Array, sequence_parallel: bool, span: GroupSpan, system: System,
+                  profile: CalibrationProfile, full_recompute: bool) -> tuple[Array, Array]:
+    """(forward, backward) TP communication of one layer and micro-batch; full recompute
+    repeats the forward's in backward (Korthikanti et al. 2022 Sec. 5)."""
+    if sequence_parallel:
+        one = (collective_time("all_gather", act_bytes, span, system, profile)
+               + collective_time("reduce_scatter", act_bytes, span, system, profile))
+    else:
+        one = collective_time("all_reduce", act_bytes, span, system, profile)
+    fwd = 2.0 * one
+    bwd = 2.0 * one + (fwd if full_recompute else 0.0)
+    return fwd, bwd
+
+
+def tp_exposed(fwd: Array, bwd: Array, gemm_fwd: Array, gemm_bwd: Array,
+               overlap: bool) -> Array:
+    """TP communication left exposed: all of it, or with communication overlap (Transformer
+    Engine userbuffers, async TP) what the GEMMs it is decomposed with cannot hide."""
+    if overlap:
+        return np.maximum(fwd - gemm_fwd, 0.0) + np.maximum(bwd - gemm_bwd, 0.0)
+    return fwd + bwd
+
+
+def ep_layer_comm(tokens: Array, tp: Array, top_k: int, hidden: int, act_bytes: float,
+                  span: GroupSpan, system: System, profile: CalibrationProfile,
+                  full_recompute: bool) -> tuple[Array, Array]:
+    """(forward, backward) expert all-to-all of one MoE layer and micro-batch: dispatch and
+    combine of tokens/tp x top_k x hidden activations each (Lepikhin et al. 2020 Sec. 2)."""
+    a2a_bytes = tokens / tp * top_k * hidden * act_bytes
+    one = collective_time("all_to_all", a2a_bytes, span, system, profile)
+    fwd = 2.0 * one
+    bwd = 2.0 * one + (fwd if full_recompute else 0.0)
+    return fwd, bwd
+
+
+def cp_kv_chunk_bytes(model: ModelSpec, tokens: Array, tp: Array, act_bytes: float) -> Array:
+    """K and V of one rank's sequence chunk on one TP rank: the message of one ring step (MLA
+    passes the up-projected keys and values of every local head)."""
+    if model.mla:
+        width = (model.mla.qk_head_dim + model.mla.v_head_dim) * model.num_heads / tp
+    else:
+        width = 2 * np.maximum(model.kv_heads / tp, 1.0) * model.hd
+    return tokens * width * act_bytes
+
+
+def cp_ring_comm(kv_chunk: Array, cp: Array, span: GroupSpan, attn_fwd: Array,
+                 attn_bwd: Array, system: System, profile: CalibrationProfile
+                 ) -> tuple[Array, Array]:
+    """(total, exposed) ring-attention traffic of one layer and micro-batch: cp-1 steps each
+    way, each hidden behind 1/cp of the attention compute (Liu et al. 2023 Sec. 3)."""
+    cross = np.asarray(span.nodes) > 1
+    step = p2p_time(kv_chunk, cross, system, profile)
+    step_bwd = p2p_time(2 * kv_chunk, cross, system, profile)
+    on = np.asarray(cp) > 1
+    total = np.where(on, (cp - 1) * (step + step_bwd), 0.0)
+    exposed = np.where(on, (cp - 1) * (np.maximum(step - attn_fwd / cp, 0.0)
+                                       + np.maximum(step_bwd - attn_bwd / cp, 0.0)), 0.0)
+    return total, exposed
+
+
+def pp_send_recv(act_bytes: Array, tp: Array, pp: Array, vp: Array, cross_node: Array,
+                 system: System, profile: CalibrationProfile) -> Array:
+    """Pipeline sends of one micro-batch on one stage: forward activation and backward
+    gradient per virtual chunk, 1/t of the activation per TP rank (scatter-gather, Narayanan
+    et al. 2021 Sec. 4.1); 0 without pipelining."""
+    p2p = p2p_time(act_bytes / tp, cross_node, system, profile)
+    return np.where(np.asarray(pp) > 1, 2.0 * vp * p2p, 0.0)
+
+
+@dataclass(frozen=True)
+class DataParallelWork:
+    """What the data-parallel collectives of one stage move and the compute that may hide
+    them (per micro-batch, largest stage)."""
+
+    zero_stage: int
+    dense_params: Array  # on one GPU, replicated over the ``grad`` group
+    expert_params: Array  # on one GPU, replicated over the ``egrad`` group
+    layers: Array  # on the stage (FSDP gathers one layer at a time)
+    microbatches: Array
+    grad_bytes: float  # per parameter on the wire
+    weight_bytes: float
+    bucket_params: float | None  # None: the framework default
+    overlap_grad_reduce: bool
+    overlap_param_gather: bool
+    fwd_compute: Array  # one micro-batch's forward on the stage
+    bwd_compute: Array  # ... and backward (the last one hides the gradient reduction)
+
+
+def dp_buckets(w: DataParallelWork) -> Array:
+    """Collectives per pass over the stage's parameters: DDP / distributed-optimizer buckets
+    of 40M parameters (Megatron's default), ZeRO-3 / FSDP one gather per layer (FSDP wraps
+    each transformer block) unless a bucket size is given (DeepSpeed: 5e7)."""
+    stage_p = np.maximum(w.dense_params + w.expert_params, 1.0)
+    bucket_params = w.bucket_params or (stage_p / w.layers if w.zero_stage == 3
+                                        else MEGATRON_BUCKET_PARAMS)
+    return np.maximum(np.ceil(stage_p / bucket_params), 1.0)
+
+
+def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system: System,
+                 profile: CalibrationProfile) -> tuple[Array, Array]:
+    """(total, exposed) data-parallel communication of one step (module docstring).
+
+    Overlap: gradient reductions of all buckets but the last hide behind the last micro-batch's
+    backward (ZeRO-0/1/2); the parameter all-gather of ZeRO-1/2 overlaps the next forward but
+    its first bucket; ZeRO-3 prefetch hides the next layer's gather behind this layer's
+    compute, the first bucket of each pass excepted.
+    """
+    calls = dp_buckets(w)
+    bucket = 1.0 / calls  # share of the traffic in one bucket
+    m = w.microbatches
+
+    def one_pass(kind: str, per_param_bytes: float) -> Array:
+        return calls * (
+            collective_time(kind, w.dense_params * per_param_bytes / calls, grad, system,
+                            profile)
+            + collective_time(kind, w.expert_params * per_param_bytes / calls, egrad,
+                              system, profile))
+
+    if w.zero_stage == 0:
+        total = one_pass("all_reduce", w.grad_bytes)
+        grad_exposed, gather_exposed = total, 0.0
+    elif w.zero_stage in (1, 2):
+        rs = one_pass("reduce_scatter", w.grad_bytes)
+        ag = one_pass("all_gather", w.weight_bytes)
+        total = rs + ag
+        grad_exposed = rs
+        gather_exposed = ag * (bucket if w.overlap_param_gather else 1.0)
+    else:
+        ag = one_pass("all_gather", w.weight_bytes)
+        rs = one_pass("reduce_scatter", w.grad_bytes)
+        total = (2.0 * ag + rs) * m
+        if w.overlap_param_gather:
+            exposed_micro = (np.maximum(ag * (1 - bucket) - w.fwd_compute, 0.0)
+                             + np.maximum((ag + rs) * (1 - bucket) - w.bwd_compute, 0.0)
+                             + (2.0 * ag + rs) * bucket)
+        else:
+            exposed_micro = 2.0 * ag + rs
+        grad_exposed, gather_exposed = exposed_micro * m, 0.0
+    if w.zero_stage < 3 and w.overlap_grad_reduce:
+        hidden = np.minimum(grad_exposed * (1 - bucket), w.bwd_compute)
+        grad_exposed = grad_exposed - hidden
+    alone = (np.asarray(grad.size) * 1.0 <= 1) & (np.asarray(egrad.size) <= 1)
+    return np.where(alone, 0.0, total), np.where(alone, 0.0, grad_exposed + gather_exposed)

@@ -1,0 +1,101 @@
+"""Per-dimension training communication against hand calculations and the papers' volumes."""
+
+import numpy as np
+import pytest
+
+from perfmodel.comm import collective_time
+from perfmodel.parallel_comm import (
+    DataParallelWork,
+    cp_kv_chunk_bytes,
+    cp_ring_comm,
+    dp_buckets,
+    dp_step_comm,
+    ep_layer_comm,
+    tp_exposed,
+    tp_layer_comm,
+)
+from perfmodel.profile import default_profile
+from perfmodel.specs.scenario import SystemConfig
+from perfmodel.specs.system import resolve_system
+from perfmodel.topology import GroupSpan
+from perfmodel.zoo import get_model
+
+PROF = default_profile()
+SYSTEM = resolve_system(SystemConfig(device="h100-sxm5-80gb", num_gpus=64,
+                                     inter_node="ib-ndr-400x8"))
+NODE8 = GroupSpan(size=8.0, local=8.0, nodes=1.0)
+ONE = GroupSpan(1.0, 1.0, 1.0)
+
+
+def test_tp_layer_is_two_all_reduces_each_way_shoeybi_sec_3():
+    act = 1 * 4096 * 8192 * 2  # b s h bytes (Llama-3-70B hidden, bf16)
+    ar = float(collective_time("all_reduce", act, NODE8, SYSTEM, PROF))
+    fwd, bwd = tp_layer_comm(act, False, NODE8, SYSTEM, PROF, full_recompute=False)
+    assert float(fwd) == pytest.approx(2 * ar) and float(bwd) == pytest.approx(2 * ar)
+    # Korthikanti et al. 2022 Sec. 5: full recompute repeats the forward's communication
+    _, bwd_full = tp_layer_comm(act, False, NODE8, SYSTEM, PROF, full_recompute=True)
+    assert float(bwd_full) == pytest.approx(4 * ar)
+    # sequence parallelism: all-gather + reduce-scatter in place of each all-reduce (Sec. 4.2.2)
+    ag = float(collective_time("all_gather", act, NODE8, SYSTEM, PROF))
+    rs = float(collective_time("reduce_scatter", act, NODE8, SYSTEM, PROF))
+    fwd_sp, _ = tp_layer_comm(act, True, NODE8, SYSTEM, PROF, full_recompute=False)
+    assert float(fwd_sp) == pytest.approx(2 * (ag + rs))
+    assert tp_exposed(1.0, 1.0, 0.4, 3.0, overlap=True) == pytest.approx(0.6)
+    assert tp_exposed(1.0, 1.0, 0.4, 3.0, overlap=False) == 2.0
+
+
+def test_ep_all_to_all_moves_tokens_over_tp_times_top_k_times_hidden():
+    """Dispatch + combine each move T/tp x k x h activations (Lepikhin et al. 2020)."""
+    tokens, tp, k, h = 4096, 2, 8, 7168  # DeepSeek-V3: top-8 of 256 experts, h 7168
+    one = float(collective_time("all_to_all", tokens / tp * k * h * 2, NODE8, SYSTEM, PROF))
+    fwd, bwd = ep_layer_comm(tokens, tp, k, h, 2.0, NODE8, SYSTEM, PROF, False)
+    assert (float(fwd), float(bwd)) == pytest.approx((2 * one, 2 * one))
+
+
+def test_cp_ring_steps_hide_behind_attention_liu_2023():
+    model = get_model("llama-3-70b")
+    chunk = cp_kv_chunk_bytes(model, 8192, 8, 2.0)
+    assert chunk == 8192 * 2 * (8 / 8) * 128 * 2  # K and V of one KV head per TP rank
+    total, exposed = cp_ring_comm(chunk, 4, NODE8, attn_fwd=0.0, attn_bwd=0.0, system=SYSTEM,
+                                  profile=PROF)
+    assert float(exposed) == pytest.approx(float(total)) and float(total) > 0
+    total, exposed = cp_ring_comm(chunk, 4, NODE8, 10.0, 10.0, SYSTEM, PROF)
+    assert float(exposed) == 0.0  # all cp-1 steps behind 1/cp of a long attention each
+    assert cp_ring_comm(chunk, 1, NODE8, 0.0, 0.0, SYSTEM, PROF) == (0.0, 0.0)
+
+
+def _work(zero: int, params: float, m: int = 4, **kw) -> DataParallelWork:
+    base = dict(zero_stage=zero, dense_params=params, expert_params=0.0, layers=80,
+                microbatches=m, grad_bytes=2.0, weight_bytes=2.0, bucket_params=None,
+                overlap_grad_reduce=False, overlap_param_gather=False, fwd_compute=0.0,
+                bwd_compute=0.0)
+    return DataParallelWork(**{**base, **kw})
+
+
+def test_dp_buckets_follow_megatron_and_fsdp_defaults():
+    assert float(dp_buckets(_work(1, 100e6))) == 3  # ceil(100M / 40M)
+    assert float(dp_buckets(_work(3, 100e6))) == 80  # one gather per layer
+    assert float(dp_buckets(_work(1, 100e6, bucket_params=50e6))) == 2  # DeepSpeed 5e7
+
+
+def test_zero3_moves_one_and_a_half_times_ddp_per_micro_batch_rajbhandari_sec_7():
+    """ZeRO Sec. 7.2.2: stage 3 communicates 3 Psi (all-gather forward, all-gather backward,
+    reduce-scatter) against 2 Psi for DDP's all-reduce; FSDP repeats it per micro-batch."""
+    grad = GroupSpan(size=8.0, local=1.0, nodes=8.0)
+    params, m = 8e9, 4  # bandwidth-bound sizes: latency is negligible
+    one = {"bucket_params": params}  # one bucket each: volumes, not per-bucket latency
+    ddp, _ = dp_step_comm(_work(0, params, m, **one), grad, ONE, SYSTEM, PROF)
+    z3, _ = dp_step_comm(_work(3, params, m, **one), grad, ONE, SYSTEM, PROF)
+    assert float(z3) / float(ddp) == pytest.approx(1.5 * m, rel=0.02)
+    z1, _ = dp_step_comm(_work(1, params, m, **one), grad, ONE, SYSTEM, PROF)
+    assert float(z1) / float(ddp) == pytest.approx(1.0, rel=0.02)  # RS + AG = AR (Sec. 7.2.1)
+
+
+def test_dp_overlap_leaves_one_bucket_exposed_and_one_replica_costs_nothing():
+    grad = GroupSpan(size=8.0, local=1.0, nodes=8.0)
+    total, exposed = dp_step_comm(_work(0, 400e6, overlap_grad_reduce=True, bwd_compute=1e3),
+                                  grad, ONE, SYSTEM, PROF)
+    assert float(exposed) == pytest.approx(float(total) / 10)  # 10 buckets, the last exposed
+    assert dp_step_comm(_work(0, 400e6), ONE, ONE, SYSTEM, PROF) == (0.0, 0.0)
+    assert np.all(np.asarray(dp_step_comm(_work(1, np.array([1e8, 1e9])), grad, ONE, SYSTEM,
+                                          PROF)[0]) > 0)
