@@ -68,7 +68,7 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
         from .recompute import op_policy_split
 
         saved, _ = op_policy_split(model, moe_layer)
-        kept = sum(a * s * b * mm.width / (t if mm.column_parallel else 1) for mm in saved)
+        kept = sum(a * s * b * mm.width / (t if mm.column_parallel else 1) for _, mm in saved)
         attn_out = model.num_heads * (model.mla.v_head_dim if model.mla else model.hd)
         return a * sbh / seq_div + kept + (a * s * b * attn_out + 4.0 * b * model.num_heads * s) / t
     hq = model.num_heads * (model.mla.qk_head_dim if model.mla else model.hd)

@@ -18,7 +18,7 @@ equals 72*B*s*L*h^2*(1 + s/(6h) + V/(12*h*L)). Recompute adds ``flops`` but no `
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,16 @@ Array = Any  # float or numpy array
 
 GEMM, ATTENTION, ELEMENTWISE, OPTIMIZER = "gemm", "attention", "elementwise", "optimizer"
 OP_CLASSES = (GEMM, ATTENTION, ELEMENTWISE, OPTIMIZER)
+
+
+@dataclass(frozen=True)
+class Matmul:
+    """One logical matmul inside a (possibly fused) GEMM: the fused QKV projection computes
+    q, k and v, a gated MLP's up projection the gate and the up."""
+
+    share: float  # of the GEMM's FLOPs and output
+    width: float  # output elements per token of the layer, before TP sharding
+    column_parallel: bool  # output sharded by TP (else a full-width partial sum)
 
 
 @dataclass(slots=True)
@@ -46,7 +56,15 @@ class Op:
     vector_flops: Array = 0.0  # non-tensor FLOPs (dequantisation, softmax), at the fp32 rate
     shape: tuple = ()  # gemm: (m, n, k); attention: (q_len, kv_len)
     phase: str = "fwd"  # fwd | bwd | recompute | decode | prefill | step
-    tags: tuple[str, ...] = field(default_factory=tuple)
+    block: str = ""  # part of the model: attn | mlp | moe | embed | head | optimizer
+    kernel: str = "other"  # elementwise kernel kind: selects its measured element rate
+    attention_core: bool = False  # inside softmax(QK^T)V (what selective recompute re-runs)
+    fp8_cast: bool = False  # a separate fp8 quantisation kernel (fp8 training)
+    matmuls: tuple[Matmul, ...] = ()  # the logical matmuls of a GEMM, in execution order
+
+    def __post_init__(self) -> None:
+        if not self.block:  # operator names are "<block>.<what>"
+            self.block = self.name.split(".", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -98,27 +116,26 @@ class Shard:
     etp: Array = 1
 
 
-def gemm(name: str, m, n, k, prec: Precision, count=1.0, tags=()) -> Op:
+def gemm(name: str, m, n, k, prec: Precision, count=1.0,
+         matmuls: tuple[Matmul, ...] = ()) -> Op:
     """C[m,n] = A[m,k] B[k,n]: 2mnk FLOPs; reads A (activations) and B (weights), writes C."""
     flops = 2.0 * m * n * k
     dequant = 2.0 * k * n if prec.weight_dequant else 0.0
-    return Op(name, GEMM, flops, m * k * prec.act + k * n * prec.weight + m * n * prec.act,
-              prec.compute, count, flops, dequant, (m, n, k), "fwd", tags)
+    return Op(name=name, cls=GEMM, flops=flops,
+              bytes=m * k * prec.act + k * n * prec.weight + m * n * prec.act,
+              dtype=prec.compute, count=count, model_flops=flops, vector_flops=dequant,
+              shape=(m, n, k), matmuls=matmuls)
 
 
 def elementwise(name: str, elems_in, elems_out, act_bytes: float, flops_per_elem=1.0,
-                count=1.0, tags=(), kind: str = "other") -> Op:
+                count=1.0, kind: str = "other", attention_core: bool = False) -> Op:
     """A memory-bound kernel: reads ``elems_in`` and writes ``elems_out`` elements. ``kind``
     (layernorm, rmsnorm, gelu, silu_and_mul, add, softmax, rope, copy, cast, ...) selects the
     kernel's measured element rate in a calibration profile: transcendental kernels (GELU's
     erf, softmax's exp) can be compute-bound, on CPUs especially."""
-    return Op(name, ELEMENTWISE, 0.0, (elems_in + elems_out) * act_bytes, "fp32", count, 0.0,
-              flops_per_elem * elems_out, (elems_out,), "fwd", (*tags, f"ew:{kind}"))
-
-
-def elementwise_kind(op: Op) -> str:
-    return next((t[3:] for t in op.tags if isinstance(t, str) and t.startswith("ew:")),
-                "other")
+    return Op(name=name, cls=ELEMENTWISE, flops=0.0, bytes=(elems_in + elems_out) * act_bytes,
+              dtype="fp32", count=count, vector_flops=flops_per_elem * elems_out,
+              shape=(elems_out,), kernel=kind, attention_core=attention_core)
 
 
 def attention_pairs(q_len, kv_len, causal: bool = True):
@@ -177,22 +194,20 @@ def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec:
     # so only the KV dequantisation is added as separate non-tensor work.
     kv_deq = 2.0 * b * kv_len * kv_heads * kv_width if prec.kv_dequant else 0.0
     point = attention_curve_point(phase, b, q_len, kv_len, kv_heads)
+    core = {"cls": ATTENTION, "dtype": prec.compute, "shape": point, "phase": phase,
+            "attention_core": True}
     if flash:
-        op = Op("attn.core", ATTENTION, executed, q_bytes + kv_read, prec.compute,
-                1.0, model_flops, kv_deq, point, phase,
-                ("attention",))
-        return [op]
+        return [Op(name="attn.core", flops=executed, bytes=q_bytes + kv_read,
+                   model_flops=model_flops, vector_flops=kv_deq, **core)]
     scores = b * heads * q_len * kv_len  # unfused computes the full (masked) matrix
-    qk = Op("attn.qk", ATTENTION, 2.0 * d_qk * heads * q_len * kv_len * b,
-            b * q_len * heads * d_qk * a + kv_read * d_qk / kv_width + scores * a,
-            prec.compute, 1.0, model_flops * d_qk / (d_qk + d_v), kv_deq / 2, point,
-            phase, ("attention",))
-    softmax = elementwise("attn.softmax", scores, scores, a, 5.0, tags=("attention",),
-                          kind="softmax")
-    pv = Op("attn.pv", ATTENTION, 2.0 * d_v * heads * q_len * kv_len * b,
-            scores * a + kv_read * (kv_width - d_qk) / kv_width + b * q_len * heads * d_v * a,
-            prec.compute, 1.0, model_flops * d_v / (d_qk + d_v), kv_deq / 2, point,
-            phase, ("attention",))
+    qk = Op(name="attn.qk", flops=2.0 * d_qk * heads * q_len * kv_len * b,
+            bytes=b * q_len * heads * d_qk * a + kv_read * d_qk / kv_width + scores * a,
+            model_flops=model_flops * d_qk / (d_qk + d_v), vector_flops=kv_deq / 2, **core)
+    softmax = elementwise("attn.softmax", scores, scores, a, 5.0, kind="softmax",
+                          attention_core=True)
+    pv = Op(name="attn.pv", flops=2.0 * d_v * heads * q_len * kv_len * b,
+            bytes=scores * a + kv_read * (kv_width - d_qk) / kv_width + b * q_len * heads * d_v * a,
+            model_flops=model_flops * d_v / (d_qk + d_v), vector_flops=kv_deq / 2, **core)
     return [qk, softmax, pv]
 
 
@@ -203,44 +218,59 @@ def projection_ops(model: ModelSpec, t, shard: Shard, prec: Precision
     h, tp = model.hidden_size, shard.tp
     nh = model.num_heads
     ops: list[Op] = []
+    def one(width: float, column_parallel: bool) -> tuple[Matmul, ...]:
+        return (Matmul(1.0, width, column_parallel),)
+
     if model.mla:
         m = model.mla
         if m.q_lora_rank:
-            ops.append(gemm("attn.q_down", t, m.q_lora_rank, h, prec))
-            ops.append(gemm("attn.q_up", t, nh * m.qk_head_dim / tp, m.q_lora_rank, prec))
+            ops.append(gemm("attn.q_down", t, m.q_lora_rank, h, prec,
+                            matmuls=one(m.q_lora_rank, False)))
+            ops.append(gemm("attn.q_up", t, nh * m.qk_head_dim / tp, m.q_lora_rank, prec,
+                            matmuls=one(nh * m.qk_head_dim, True)))
         else:
-            ops.append(gemm("attn.q", t, nh * m.qk_head_dim / tp, h, prec))
-        ops.append(gemm("attn.kv_down", t, m.kv_lora_rank + m.qk_rope_head_dim, h, prec))
-        ops.append(gemm("attn.kv_up", t, nh * (m.qk_nope_head_dim + m.v_head_dim) / tp,
-                        m.kv_lora_rank, prec))
+            ops.append(gemm("attn.q", t, nh * m.qk_head_dim / tp, h, prec,
+                            matmuls=one(nh * m.qk_head_dim, True)))
+        kv_down = m.kv_lora_rank + m.qk_rope_head_dim
+        ops.append(gemm("attn.kv_down", t, kv_down, h, prec, matmuls=one(kv_down, False)))
+        kv_up = nh * (m.qk_nope_head_dim + m.v_head_dim)
+        ops.append(gemm("attn.kv_up", t, kv_up / tp, m.kv_lora_rank, prec,
+                        matmuls=one(kv_up, True)))
         rope_elems = t * (nh / tp + 1) * m.qk_rope_head_dim
         out_k = nh * m.v_head_dim / tp
     else:
         hd, kv = model.hd, model.kv_heads
-        ops.append(gemm("attn.qkv", t, (nh + 2 * kv) * hd / tp, h, prec))
+        q, k = nh * hd, kv * hd
+        parts = (Matmul(q / (q + 2 * k), q, True), Matmul(k / (q + 2 * k), k, True),
+                 Matmul(k / (q + 2 * k), k, True))  # q, k, v fused
+        ops.append(gemm("attn.qkv", t, (nh + 2 * kv) * hd / tp, h, prec, matmuls=parts))
         rope_elems = t * (nh + kv) * hd / tp
         out_k = nh * hd / tp
     if model.position_embedding == "rope":
         ops.append(elementwise("attn.rope", rope_elems, rope_elems, prec.act, 3.0, kind="rope"))
-    return ops, [gemm("attn.out", t, h, out_k, prec)]
+    return ops, [gemm("attn.out", t, h, out_k, prec, matmuls=one(h, False))]
 
 
 def mlp_ops(model: ModelSpec, t, ffn, tp, prec: Precision, prefix: str = "mlp",
-            groups=1.0) -> list[Op]:
+            groups=1.0, fanout: float = 1.0) -> list[Op]:
     """Up (gate+up fused when gated), activation, down. ``groups`` GEMMs of t/groups tokens
-    each (grouped expert GEMMs)."""
+    each (grouped expert GEMMs); ``fanout`` rows per token of the layer (top-k routing)."""
     h = model.hidden_size
     up_n = (2 if model.gated_mlp else 1) * ffn / tp
     m = t / groups
     act_in = up_n * t
     act_out = ffn / tp * t
+    width = ffn * fanout
+    ups = ((Matmul(0.5, width, True), Matmul(0.5, width, True)) if model.gated_mlp
+           else (Matmul(1.0, width, True),))
     return [
-        gemm(f"{prefix}.up", m, up_n, h, prec, count=groups),
+        gemm(f"{prefix}.up", m, up_n, h, prec, count=groups, matmuls=ups),
         elementwise(f"{prefix}.act", act_in, act_out, prec.act, 8.0,
                     kind=f"{'silu' if model.activation in ('silu', 'swiglu') else 'gelu'}"
                          f"{'_and_mul' if model.gated_mlp else ''}"
                     if model.activation != "relu" else "relu"),
-        gemm(f"{prefix}.down", m, h, ffn / tp, prec, count=groups),
+        gemm(f"{prefix}.down", m, h, ffn / tp, prec, count=groups,
+             matmuls=(Matmul(1.0, h, False),)),
     ]
 
 
@@ -266,13 +296,14 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
     ops.append(norm_op("mlp.norm", model, t_seq, prec))
     if moe_layer and model.moe:
         moe = model.moe
-        ops.append(gemm("moe.router", t_seq, moe.num_experts, h, prec))
+        ops.append(gemm("moe.router", t_seq, moe.num_experts, h, prec,
+                        matmuls=(Matmul(1.0, moe.num_experts, False),)))
         ops.append(elementwise("moe.topk", t_seq * moe.num_experts, t_seq * moe.top_k, prec.act,
                                4.0, kind="softmax"))
         local_experts = moe.num_experts / shard.ep
         routed = t * moe.top_k  # token-expert assignments processed on this GPU (balanced)
         ops += mlp_ops(model, routed, moe.expert_ffn_hidden_size, shard.etp, prec,
-                       "moe.expert", groups=local_experts)
+                       "moe.expert", groups=local_experts, fanout=moe.top_k)
         if moe.num_shared_experts:
             ops += mlp_ops(model, t, moe.num_shared_experts * moe.shared_ffn, tp, prec,
                            "moe.shared")
@@ -294,9 +325,10 @@ FP8_CAST_BYTES = 5.0
 
 def fp8_cast(gemm_op: Op) -> Op:
     m, n, k = gemm_op.shape
-    return Op(gemm_op.name + ".fp8cast", ELEMENTWISE, 0.0, (m * k + k * n) * FP8_CAST_BYTES,
-              "fp32", gemm_op.count, 0.0, 2.0 * (m * k + k * n), (m * k + k * n, m * n),
-              "fwd", ("fp8cast", "ew:cast"))
+    return Op(name=gemm_op.name + ".fp8cast", cls=ELEMENTWISE, flops=0.0,
+              bytes=(m * k + k * n) * FP8_CAST_BYTES, dtype="fp32", count=gemm_op.count,
+              vector_flops=2.0 * (m * k + k * n), shape=(m * k + k * n, m * n),
+              block=gemm_op.block, kernel="cast", fp8_cast=True)
 
 
 def backward(op: Op, prec: Precision) -> list[Op]:
@@ -310,24 +342,24 @@ def backward(op: Op, prec: Precision) -> list[Op]:
     if op.cls == GEMM:
         m, n, k = op.shape
         a, w = prec.act, prec.weight
-        dgrad = Op(op.name + ".dgrad", GEMM, op.flops, m * n * a + n * k * w + m * k * a,
-                   op.dtype, op.count, op.model_flops, op.vector_flops, (m, k, n), "bwd", op.tags)
-        wgrad = Op(op.name + ".wgrad", GEMM, op.flops, m * k * a + m * n * a + k * n * w,
-                   op.dtype, op.count, op.model_flops, 0.0, (k, n, m), "bwd", op.tags)
-        return [dgrad, wgrad]
+        return [replace(op, name=op.name + ".dgrad", bytes=m * n * a + n * k * w + m * k * a,
+                        shape=(m, k, n), phase="bwd"),
+                replace(op, name=op.name + ".wgrad", bytes=m * k * a + m * n * a + k * n * w,
+                        vector_flops=0.0, shape=(k, n, m), phase="bwd")]
     if op.cls == ATTENTION:
-        return [Op(op.name + ".bwd", ATTENTION, 2.5 * op.flops, 2.5 * op.bytes, op.dtype,
-                   op.count, 2.0 * op.model_flops, 2.0 * op.vector_flops, op.shape, "bwd",
-                   op.tags)]
-    if "fp8cast" in op.tags:  # cast the output gradient of the GEMM (m x n elements)
+        return [replace(op, name=op.name + ".bwd", flops=2.5 * op.flops, bytes=2.5 * op.bytes,
+                        model_flops=2.0 * op.model_flops, vector_flops=2.0 * op.vector_flops,
+                        phase="bwd")]
+    if op.fp8_cast:  # cast the output gradient of the GEMM (m x n elements)
         grad = op.shape[1]
-        return [Op(op.name + ".bwd", op.cls, 0.0, grad * FP8_CAST_BYTES, op.dtype, op.count,
-                   0.0, 2.0 * grad, (grad, grad), "bwd", op.tags)]
+        return [replace(op, name=op.name + ".bwd", flops=0.0, bytes=grad * FP8_CAST_BYTES,
+                        model_flops=0.0, vector_flops=2.0 * grad, shape=(grad, grad),
+                        phase="bwd")]
     # elementwise backward: read the output gradient and saved input, write the input
     # gradient; the kernel does about twice the forward's per-element work
-    shape = tuple(2.0 * x for x in op.shape)
-    return [Op(op.name + ".bwd", op.cls, op.flops, 2.0 * op.bytes, op.dtype, op.count,
-               op.model_flops, 2.0 * op.vector_flops, shape, "bwd", op.tags)]
+    return [replace(op, name=op.name + ".bwd", bytes=2.0 * op.bytes,
+                    vector_flops=2.0 * op.vector_flops,
+                    shape=tuple(2.0 * x for x in op.shape), phase="bwd")]
 
 
 def embedding_ops(model: ModelSpec, t, tp, prec: Precision) -> list[Op]:
@@ -362,6 +394,14 @@ OPTIMIZER_FLOPS = {"adam": 12.0, "adamw": 13.0, "sgd": 4.0}
 
 
 def optimizer_op(local_params, optimizer: str, mixed_precision: bool = True) -> Op:
-    return Op("optimizer.step", OPTIMIZER, 0.0,
-              local_params * OPTIMIZER_BYTES[(optimizer, mixed_precision)], "fp32", 1.0, 0.0,
-              local_params * OPTIMIZER_FLOPS[optimizer], (), "step")
+    return Op(name="optimizer.step", cls=OPTIMIZER, flops=0.0,
+              bytes=local_params * OPTIMIZER_BYTES[(optimizer, mixed_precision)], dtype="fp32",
+              vector_flops=local_params * OPTIMIZER_FLOPS[optimizer], phase="step")
+
+
+def layer_matmuls(model: ModelSpec, moe_layer: bool) -> list[tuple[str, Matmul]]:
+    """(GEMM name, logical matmul) of one layer in the order a forward pass issues them, read
+    off the layer's own operators (one list of matmuls in the code)."""
+    fwd = layer_forward_ops(model, moe_layer, 1.0, 1.0, 1.0, 1.0, Shard(),
+                            Precision.training("bf16"))
+    return [(op.name, mm) for op in fwd if op.cls == GEMM for mm in op.matmuls]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ops import ATTENTION, ELEMENTWISE, GEMM, Op, elementwise_kind
+from .ops import ATTENTION, ELEMENTWISE, GEMM, Op
 from .profile import CalibrationProfile
 from .specs.hardware import DeviceSpec
 
@@ -131,7 +131,7 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
         else:
             if cls == ELEMENTWISE and profile.elementwise_rate:
                 # a kernel kind's measured element rate is its compute roof
-                rates = [profile.elementwise_elements_per_s(elementwise_kind(op))
+                rates = [profile.elementwise_elements_per_s(op.kernel)
                          if op.shape else None for op in members]
                 if any(rates):
                     elems = stack([op.shape[0] if r else 0.0

@@ -121,3 +121,34 @@ def test_array_inputs_broadcast():
     qkv = next(o for o in fwd if o.name == "attn.qkv")
     assert np.shape(qkv.flops) == (4,)
     assert np.allclose(qkv.flops * tp, qkv.flops[0])
+
+
+def test_layer_matmuls_come_from_the_layer_operators():
+    """One list of matmuls: Llama's 7 (q, k, v, o, gate, up, down; the fused QKV and gate+up
+    GEMMs carry their parts) with shares adding to each GEMM's whole; MLA's down/up
+    projections (DeepSeek-V2 arXiv 2405.04434 Sec. 2.1)."""
+    llama = get_model("llama-3-8b")
+    mms = O.layer_matmuls(llama, False)
+    assert [name for name, _ in mms] == ["attn.qkv"] * 3 + ["attn.out"] + ["mlp.up"] * 2 \
+        + ["mlp.down"]
+    assert [mm.width for _, mm in mms] == [4096, 1024, 1024, 4096, 14336, 14336, 4096]
+    for name in ("attn.qkv", "mlp.up"):
+        assert sum(mm.share for n, mm in mms if n == name) == pytest.approx(1.0)
+    ds = get_model("deepseek-v3")
+    names = [name for name, _ in O.layer_matmuls(ds, True)]
+    assert names[:5] == ["attn.q_down", "attn.q_up", "attn.kv_down", "attn.kv_up", "attn.out"]
+    assert names[5] == "moe.router" and "moe.shared.down" in names
+
+
+def test_operators_say_what_they_are_in_named_fields():
+    prec = O.Precision.training("fp8")
+    fwd = O.layer_forward_ops(get_model("llama-2-7b"), False, 1, 128, 128, 128 * 129 / 2,
+                              O.Shard(), prec, flash=False)
+    by = {op.name: op for op in fwd}
+    assert by["attn.softmax"].attention_core and by["attn.softmax"].kernel == "softmax"
+    assert not by["mlp.up"].attention_core and by["mlp.up"].block == "mlp"
+    assert by["mlp.up.fp8cast"].fp8_cast and by["mlp.up.fp8cast"].kernel == "cast"
+    head = O.head_ops(get_model("llama-2-7b"), 16, 1, prec)
+    assert {op.block for op in head} == {"head"}
+    assert [b.name for b in O.backward(by["attn.qkv"], prec)] == ["attn.qkv.dgrad",
+                                                                  "attn.qkv.wgrad"]
