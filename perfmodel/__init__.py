@@ -7,24 +7,56 @@ Public API::
     pred.tpot_s, pred.breakdown["memory"]
 
 See README.md and docs/ for the model and its references.
+
+The names below are imported on first use (PEP 562), so that ``import perfmodel.ops`` (or the
+CLI's ``--help``) does not load the API, the registry of files and everything behind them.
 """
 
-from .api import as_scenario, predict
-from .errors import PerfModelError, SpecError
-from .prediction import OpReport, Prediction
-from .profile import CalibrationProfile, load_profile
-from .specs.model import ModelSpec
-from .specs.registry import devices, get_device, get_model, interconnects, models, nodes
-from .specs.scenario import (
-    InferenceConfig,
-    Parallelism,
-    Scenario,
-    SystemConfig,
-    TrainingConfig,
-    load_scenario,
-)
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import as_scenario, predict
+    from .errors import PerfModelError, SpecError
+    from .prediction import OpReport, Prediction
+    from .profile import CalibrationProfile
+    from .specs.model import ModelSpec
+    from .specs.registry import (
+        devices,
+        get_device,
+        get_model,
+        interconnects,
+        load_profile,
+        models,
+        nodes,
+    )
+    from .specs.resolve import load_scenario
+    from .specs.scenario import (
+        InferenceConfig,
+        Parallelism,
+        Scenario,
+        SystemConfig,
+        TrainingConfig,
+    )
 
 __version__ = "0.1.0"
+
+_HOMES = {
+    "as_scenario": "api", "predict": "api",
+    "PerfModelError": "errors", "SpecError": "errors",
+    "OpReport": "prediction", "Prediction": "prediction",
+    "CalibrationProfile": "profile",
+    "ModelSpec": "specs.model",
+    "devices": "specs.registry", "get_device": "specs.registry", "get_model": "specs.registry",
+    "interconnects": "specs.registry", "load_profile": "specs.registry",
+    "models": "specs.registry", "nodes": "specs.registry",
+    "load_scenario": "specs.resolve",
+    "InferenceConfig": "specs.scenario", "Parallelism": "specs.scenario",
+    "Scenario": "specs.scenario", "SystemConfig": "specs.scenario",
+    "TrainingConfig": "specs.scenario",
+}
 
 __all__ = [
     "CalibrationProfile", "InferenceConfig", "ModelSpec", "OpReport", "Parallelism",
@@ -32,3 +64,16 @@ __all__ = [
     "as_scenario", "devices", "get_device", "get_model", "interconnects", "load_profile",
     "load_scenario", "models", "nodes", "predict",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'perfmodel' has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,6 +1,9 @@
 """`perfmodel ...`: a thin command-line layer over the Python API.
 
 Every user error ends in one line on stderr and exit code 2; no traceback reaches the user.
+Each command imports what it needs inside its function, so that ``--help`` or
+``models list`` do not pay for numpy, the core or the serving simulator (issue 8; figures in
+benchmarks/startup.py).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .errors import PerfModelError
-from .report import render_prediction, table
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -31,6 +33,7 @@ def _print_json(data) -> None:
 @command("predict")
 def _predict(args: argparse.Namespace) -> int:
     from .api import predict
+    from .report import render_prediction
 
     pred = predict(args.scenario, calibration=args.calibration)
     if args.json:
@@ -44,8 +47,9 @@ def _predict(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     from .api import as_scenario, resolve_profile
     from .errors import SpecError
+    from .report import table
     from .search import search
-    from .specs.system import resolve_system
+    from .specs.resolve import resolve_system
 
     sc = as_scenario(args.scenario)
     if sc.kind != "training":
@@ -69,6 +73,7 @@ def _search(args: argparse.Namespace) -> int:
 
 @command("hardware")
 def _hardware(args: argparse.Namespace) -> int:
+    from .report import table
     from .specs import registry
 
     if args.action == "list":
@@ -121,6 +126,7 @@ def _render_spec(data: dict, indent: str = "") -> str:
 @command("models")
 def _models(args: argparse.Namespace) -> int:
     from .parameters import param_counts
+    from .report import table
     from .specs import registry
     from .zoo import resolve_model
 
@@ -183,11 +189,34 @@ def _dashboard(args: argparse.Namespace) -> int:
     return subprocess.call(cmd)
 
 
+class _SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser whose arguments may be added on first use: the serving planner's
+    arguments live with (and import) the serving package, which ``perfmodel --help`` or any
+    other command need not load."""
+
+    def __init__(self, *args, add_arguments: Callable[[argparse.ArgumentParser], None]
+                 | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._add_arguments = add_arguments
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._add_arguments is not None:
+            add, self._add_arguments = self._add_arguments, None
+            add(self)
+        return super().parse_known_args(args, namespace)
+
+
+def _serving_arguments(parser: argparse.ArgumentParser) -> None:
+    from .serving.cli import add_arguments
+
+    add_arguments(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="perfmodel",
         description="Analytical performance model for LLM training, inference and serving.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubcommandParser)
 
     p = sub.add_parser("predict", help="predict a scenario (YAML)")
     p.add_argument("scenario", help="scenario file (see examples/)")
@@ -242,12 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="refuse to write a profile whose points mostly did not converge")
 
-    p = sub.add_parser("plan-serving",
-                       help="fewest GPUs per device and TP that serve a request rate within "
-                            "latency SLOs, with cost and energy")
-    from .serving.cli import add_arguments
-
-    add_arguments(p)
+    sub.add_parser("plan-serving",
+                   help="fewest GPUs per device and TP that serve a request rate within "
+                        "latency SLOs, with cost and energy", add_arguments=_serving_arguments)
 
     p = sub.add_parser("dashboard", help="open the Streamlit what-if dashboard")
     p.add_argument("--port", type=int, default=8501)

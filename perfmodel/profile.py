@@ -18,19 +18,16 @@ labelled uncalibrated in every output.
 
 from __future__ import annotations
 
-import json
-from functools import cache, cached_property
+from functools import cached_property
+from importlib import import_module
 from itertools import pairwise
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from .errors import SpecError
-from .paths import data_dir
 from .specs.common import Source, Strict
-from .specs.loading import validate
 
 SCHEMA_VERSION = 1
 ProfileKind = Literal["default", "reference", "measured"]
@@ -281,57 +278,12 @@ _EW_FALLBACK = {"silu_and_mul": "silu", "gelu_and_mul": "gelu", "relu": "add",
 _GEMM_FALLBACK = {"fp16": "bf16", "bf16": "fp16", "tf32": "fp32", "int8": "fp8", "fp8": "int8"}
 
 
-def load_profile(path: str | Path) -> CalibrationProfile:
-    """Read a profile JSON, checking the schema version first for a clear message."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"calibration profile not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise SpecError(f"{path}: not valid JSON: {err}") from None
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
-        raise SpecError(
-            f"{path}: calibration schema_version {version!r} is not supported "
-            f"(this perfmodel reads version {SCHEMA_VERSION}); re-run `perfmodel calibrate`"
-        )
-    profile = validate(CalibrationProfile, data, what=f"calibration profile {path}")
-    return _complete(profile).model_copy(update={"path": str(path)})
+_MOVED_TO_REGISTRY = ("load_profile", "default_profile", "reference_profile", "profile_for")
 
 
-def _complete(profile: CalibrationProfile) -> CalibrationProfile:
-    """Fill the optional default constants a profile leaves unset (older files) from the
-    documented defaults, so that the core never has to look them up itself."""
-    missing = {k for k, v in profile.defaults.model_dump().items() if v is None}
-    if not missing or profile.id == "default":
-        return profile
-    base = default_profile().defaults
-    defaults = profile.defaults.model_copy(update={k: getattr(base, k) for k in missing})
-    return profile.model_copy(update={"defaults": defaults})
-
-
-def default_profile() -> CalibrationProfile:
-    """The documented uncalibrated profile (calibration/default.json)."""
-    return _load_named("default.json")
-
-
-def reference_profile(device_id: str) -> CalibrationProfile | None:
-    """The shipped reference profile of a device, if any (calibration/<id>.reference.json)."""
-    try:
-        return _load_named(f"{device_id}.reference.json")
-    except SpecError:
-        return None
-
-
-@cache
-def _load_named(name: str) -> CalibrationProfile:
-    return load_profile(data_dir("calibration") / name)
-
-
-def profile_for(device_id: str, path: str | Path | None = None) -> CalibrationProfile:
-    """The profile a prediction uses: an explicit file, else the device's reference profile,
-    else the default (uncalibrated) one."""
-    if path is not None:
-        return load_profile(path)
-    return reference_profile(device_id) or default_profile()
+def __getattr__(name: str):
+    # Transitional aliases (issue 8): reading profiles moved to ``specs.registry``, the one door
+    # to files; remove once no caller imports them from here.
+    if name in _MOVED_TO_REGISTRY:
+        return getattr(import_module("perfmodel.specs.registry"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

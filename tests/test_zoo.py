@@ -18,8 +18,8 @@ import yaml
 
 from perfmodel.errors import SpecError
 from perfmodel.parameters import param_counts
-from perfmodel.specs.loading import load_file
 from perfmodel.specs.model import ModelSpec
+from perfmodel.specs.registry import load_file
 from perfmodel.zoo import (
     SUPPORTED_MODEL_TYPES,
     get_model,

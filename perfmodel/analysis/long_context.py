@@ -27,13 +27,12 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
-
 import perfmodel as pm
 from perfmodel.api import offload_bandwidth, resolve_profile
 from perfmodel.memory import kv_cache_bytes_per_token
 from perfmodel.paths import data_dir
 from perfmodel.profile import CalibrationProfile
+from perfmodel.specs.registry import read_yaml
 from perfmodel.specs.system import resolve_system
 
 FIGURES_FILE = Path(__file__).with_name("fu2024_figures.yaml")
@@ -79,7 +78,7 @@ class ProfileRun:
 
 def load_figures(path: Path = FIGURES_FILE) -> dict:
     """The paper's figures and where each was read (secondary transcriptions)."""
-    return yaml.safe_load(path.read_text())
+    return read_yaml(path)
 
 
 def example_scenario() -> pm.Scenario:

@@ -19,9 +19,8 @@ from functools import cache
 from itertools import product
 from pathlib import Path
 
-import yaml
-
 from ..errors import PerfModelError
+from ..specs.registry import read_yaml
 from . import import_torch
 from .device_info import Nvml, cpu_facts, gpu_facts, match_device
 from .raw import point_key, point_record
@@ -43,7 +42,7 @@ OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory
 
 @cache
 def sweeps() -> dict:
-    return yaml.safe_load(SWEEPS.read_text())
+    return read_yaml(SWEEPS)
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from ..errors import PerfModelError
 from ..paths import data_dir
 from ..profile import CalibrationProfile
 from ..specs import registry
 from ..specs.common import Source
+from ..specs.registry import read_yaml
 from . import converters as C
 from .fit import FitResult, fit_profile
 
@@ -62,7 +61,7 @@ class Reference:
 
 def _load() -> tuple[dict[str, Reference], str]:
     """The per-device table lists of data/references.yaml (converters named by function)."""
-    data = yaml.safe_load(CONFIG.read_text())
+    data = read_yaml(CONFIG)
     refs = {}
     for device, d in data["devices"].items():
         tables = [Table(t["path"], getattr(C, t["convert"]), t.get("kwargs", {}),

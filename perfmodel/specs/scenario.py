@@ -1,12 +1,14 @@
 """The user-facing scenario: model x system x parallel plan x workload (DESIGN.md format).
 
 Scenarios are built in code (``Scenario(kind="training", model="llama-3-8b", ...)``) or read
-from YAML (``load_scenario(path)``). Ids are resolved and validated here, at the edge, so the
-core only ever sees complete, consistent specs.
+from YAML (``specs.resolve.load_scenario(path)``). Ids are resolved and validated here, at the
+edge, so the core only ever sees complete, consistent specs. A model id or path is resolved by
+the zoo when a scenario is validated (imported then, not when this module is).
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,7 +17,6 @@ from pydantic import Field, field_validator, model_validator
 from ..dtypes import DType
 from ..errors import SpecError
 from .common import Strict
-from .loading import read_mapping, validate
 from .model import ModelSpec
 
 TrainPrecision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
@@ -303,9 +304,9 @@ class Scenario(Strict):
         return path
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read a scenario YAML; relative ``model:`` / ``calibration:`` paths resolve against it."""
-    path = Path(path)
-    data = read_mapping(path)
-    data.setdefault("base_dir", str(path.resolve().parent))
-    return validate(Scenario, data, what=f"scenario {path}")
+def __getattr__(name: str) -> Any:
+    # Transitional alias (issue 8): ``load_scenario`` reads a file, so it moved to
+    # ``specs.resolve``; remove once no caller imports it from here.
+    if name == "load_scenario":
+        return import_module("perfmodel.specs.resolve").load_scenario
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

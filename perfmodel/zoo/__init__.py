@@ -13,8 +13,9 @@ from typing import Any
 
 from ..errors import SpecError, unknown_id
 from ..specs import registry
-from ..specs.loading import read_mapping, validate
+from ..specs.common import validate
 from ..specs.model import ModelSpec
+from ..specs.registry import read_mapping
 from .hf import SUPPORTED_MODEL_TYPES, load_hf_config, model_from_hf_config
 
 __all__ = [
@@ -68,9 +69,9 @@ def resolve_model(
             f"got {value!r}"
         )
     value = value.strip()
-    presets = registry.models()
+    presets = registry.ids("model")
     if value in presets:
-        return presets[value]
+        return registry.get_model(value)
     path = Path(value).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path

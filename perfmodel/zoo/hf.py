@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from ..specs.loading import read_mapping, validate
+from ..specs.common import validate
 from ..specs.model import ModelSpec
+from ..specs.registry import read_mapping
 
 _MISSING = object()
 
