@@ -44,10 +44,10 @@ class ActivationShape:
     s: Array  # tokens per sequence on this GPU (seq_len / cp)
     s_kv: Array  # keys each query may attend (seq_len)
     tp: Array = 1
-    sp: bool = False
+    sequence_parallel: bool = False
     act_bytes: float = 2.0
     dropout: bool = False
-    flash: bool = True
+    flash_attention: bool = True
 
 
 def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: str,
@@ -61,7 +61,7 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
     b, s, t, a = shape.b, shape.s, shape.tp, shape.act_bytes
     h = model.hidden_size
     sbh = s * b * h
-    seq_div = t if shape.sp else 1
+    seq_div = t if shape.sequence_parallel else 1
     if recompute == "full":
         return a * sbh / seq_div  # only the layer input (Korthikanti eq. 4 / Sec. 5)
     if recompute == "op":  # layer input + saved matmul outputs + attention output
@@ -80,7 +80,7 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
     seq += a * sbh + mask * sbh  # MLP (or router) input, MLP dropout mask
     tp_part = a * s * b * (hq + hk + hv + ho)  # Q, K, V, attention output
     heads = model.num_heads
-    if shape.flash:
+    if shape.flash_attention:
         tp_part += 4.0 * b * heads * s  # fp32 log-sum-exp per query row (FlashAttention)
     elif recompute != "selective":
         scores = b * heads * s * shape.s_kv
@@ -107,7 +107,7 @@ def embedding_and_head_activation_bytes(model: ModelSpec, shape: ActivationShape
     LM-head input and fp32 logits (4 sbv/t) on the last."""
     b, s, t, a = shape.b, shape.s, shape.tp, shape.act_bytes
     h, v = model.hidden_size, model.vocab_size
-    seq_div = t if shape.sp else 1
+    seq_div = t if shape.sequence_parallel else 1
     out = 0.0
     if first and shape.dropout:
         out = out + s * b * h / seq_div

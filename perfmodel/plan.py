@@ -35,13 +35,13 @@ class TrainPlan:
     micro_batch: Array
     seq_len: Array
     global_batch: Array
-    sp: bool = False
+    sequence_parallel: bool = False
     zero_stage: int = 0
     schedule: str = "1f1b"
     recompute: str = "selective"
     precision: str = "bf16"
     optimizer: str = "adam"
-    flash: bool = True
+    flash_attention: bool = True
     dropout: bool = False
     grad_dtype: str = "fp32"
     master_weights: bool = True
@@ -72,9 +72,9 @@ class TrainPlan:
         return cls(
             tp=p.tp, pp=p.pp, dp=dp, cp=p.cp, ep=p.ep, etp=p.etp or p.tp, vp=p.vp,
             micro_batch=t.micro_batch, seq_len=t.seq_len, global_batch=t.global_batch,
-            sp=p.sequence_parallel, zero_stage=p.zero_stage, schedule=p.resolved_schedule,
+            sequence_parallel=p.sequence_parallel, zero_stage=p.zero_stage, schedule=p.resolved_schedule,
             recompute=t.recompute, precision=t.precision, optimizer=t.optimizer,
-            flash=t.flash_attention, dropout=t.dropout, grad_dtype=t.grad_reduce_dtype,
+            flash_attention=t.flash_attention, dropout=t.dropout, grad_dtype=t.grad_reduce_dtype,
             master_weights=t.master_weights, placement=p.placement,
             overlap_grad_reduce=p.overlap_grad_reduce,
             overlap_param_gather=p.overlap_param_gather, tp_comm_overlap=p.tp_comm_overlap,
@@ -133,7 +133,7 @@ def training_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
         Rule("training.seq_len", lambda p: _div(p.seq_len, 2 * p.cp) | (p.cp == 1),
              lambda p: f"seq_len ({p.seq_len}) must be divisible by 2*cp = {2 * p.cp} "
                        "(load-balanced context parallelism)"),
-        Rule("training.seq_len", lambda p: (not p.sp) | _div(p.seq_len / p.cp, p.tp),
+        Rule("training.seq_len", lambda p: (not p.sequence_parallel) | _div(p.seq_len / p.cp, p.tp),
              lambda p: f"with sequence_parallel, seq_len/cp ({p.seq_len // p.cp}) must be "
                        f"divisible by tp ({p.tp})"),
         Rule("parallelism.ep", lambda p: _div(E, p.ep),

@@ -72,7 +72,8 @@ def search(sc: Scenario, system: System, profile: CalibrationProfile,
                                                  space.zero_stage):
         plan = replace(base, tp=grid["tp"], pp=grid["pp"], cp=grid["cp"], dp=grid["dp"],
                        ep=grid["ep"], etp=grid["tp"], vp=grid["vp"],
-                       micro_batch=grid["micro_batch"], recompute=recompute, sp=sp,
+                       micro_batch=grid["micro_batch"], recompute=recompute,
+                       sequence_parallel=sp,
                        zero_stage=zero, schedule="interleaved")
         mask = valid_mask(rules, plan) & ((grid["tp"] > 1) | (not sp))
         r = training_step(sc.model, system, plan, profile)

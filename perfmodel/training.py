@@ -100,9 +100,9 @@ def _layer_forward(model: ModelSpec, moe_layer: bool, plan: TrainPlan, prec: O.P
     s = plan.seq_len
     cp = plan.cp if sharded else 1
     pairs = O.attention_pairs(s, s, plan.causal) / cp
-    shard = O.Shard(plan.tp, plan.sp, plan.ep, plan.etp) if sharded else O.Shard()
+    shard = O.Shard(plan.tp, plan.sequence_parallel, plan.ep, plan.etp) if sharded else O.Shard()
     return O.layer_forward_ops(model, moe_layer, plan.micro_batch, s / cp, s, pairs, shard,
-                               prec, plan.flash, "prefill")
+                               prec, plan.flash_attention, "prefill")
 
 
 def _calls_per_step(ops: list[O.Op], groups: dict[str, list[int]], n_layers, share: dict,
@@ -130,7 +130,8 @@ def model_flops_per_step(model: ModelSpec, plan: TrainPlan) -> tuple[Array, Arra
             continue
         fwd = _layer_forward(model, moe_layer, plan, prec, sharded=False)
         per_micro = per_micro + layers * sum(op.model_flops * op.count for op in fwd)
-        again = recomputed_ops(plan.recompute, fwd, model, moe_layer, plan.flash)
+        again = recomputed_ops(plan.recompute, fwd, model, moe_layer,
+                                plan.flash_attention)
         recompute = recompute + layers * sum(op.flops * op.count for op in again
                                              if op.cls != O.ELEMENTWISE)
     t = plan.micro_batch * plan.seq_len
@@ -183,7 +184,8 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
         fwd = _layer_forward(model, kind == "moe", plan, prec)
         add(f"{kind}.fwd", fwd)
         add(f"{kind}.bwd", [b for op in fwd for b in O.backward(op, prec)])
-        add(f"{kind}.rec", recomputed_ops(plan.recompute, fwd, model, kind == "moe", plan.flash))
+        add(f"{kind}.rec", recomputed_ops(plan.recompute, fwd, model, kind == "moe",
+                                           plan.flash_attention))
     tokens = plan.micro_batch * (plan.seq_len / plan.cp)
     emb = O.embedding_ops(model, tokens, plan.tp, prec)
     add("embed", emb + [o for op in emb for o in O.backward(op, prec)])
@@ -212,7 +214,7 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
                  ) -> LayerCosts:
     full = plan.recompute == "full"
     tokens = plan.micro_batch * (plan.seq_len / plan.cp)
-    tp_fwd, tp_bwd = tp_layer_comm(act_bytes, plan.sp, spans["tp"], system, profile, full)
+    tp_fwd, tp_bwd = tp_layer_comm(act_bytes, plan.sequence_parallel, spans["tp"], system, profile, full)
     ep_fwd = ep_bwd = 0.0
     if model.moe:
         ep_fwd, ep_bwd = ep_layer_comm(tokens, plan.tp, model.moe.top_k, model.hidden_size, a,
@@ -347,8 +349,8 @@ def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_st
     tp, pp = plan.tp, plan.pp
     pp_on = np.asarray(pp) > 1
     shape_a = ActivationShape(b=plan.micro_batch, s=plan.seq_len / plan.cp, s_kv=plan.seq_len,
-                              tp=tp, sp=plan.sp, act_bytes=a, dropout=plan.dropout,
-                              flash=plan.flash)
+                              tp=tp, sequence_parallel=plan.sequence_parallel, act_bytes=a,
+                              dropout=plan.dropout, flash_attention=plan.flash_attention)
     top_k = model.moe.top_k if model.moe else 1
     act_stage = per_stage({k: layer_activation_bytes(model, shape_a, plan.recompute,
                                                      k == "moe", top_k, plan.etp)

@@ -17,8 +17,8 @@ S, B, H, A = 2048, 4, 6144, 64
 
 
 def act(tp=1, sp=False, recompute="none", flash=False, dropout=True):
-    shape = ActivationShape(b=B, s=S, s_kv=S, tp=tp, sp=sp, act_bytes=2.0, dropout=dropout,
-                            flash=flash)
+    shape = ActivationShape(b=B, s=S, s_kv=S, tp=tp, sequence_parallel=sp, act_bytes=2.0,
+                            dropout=dropout, flash_attention=flash)
     return layer_activation_bytes(GPT, shape, recompute)
 
 
@@ -115,7 +115,8 @@ def test_mla_cache_is_latent():
 
 
 def test_activation_memory_is_array_friendly():
-    shape = ActivationShape(b=np.array([1, 2, 4]), s=S, s_kv=S, tp=8, sp=True, flash=True)
+    shape = ActivationShape(b=np.array([1, 2, 4]), s=S, s_kv=S, tp=8, sequence_parallel=True,
+                            flash_attention=True)
     out = layer_activation_bytes(GPT, shape, "selective")
     assert out.shape == (3,)
     assert np.allclose(out / out[0], [1, 2, 4])

@@ -67,7 +67,7 @@ def test_op_policy_memory_and_recompute():
     assert [name for name, _ in saved] == ["attn.qkv", "attn.qkv", "mlp.up", "mlp.down"]
     assert [name for name, _ in again] == ["attn.qkv", "attn.out", "mlp.up"]
     b, s, h, f = 1, 1024, 4096, 14336
-    shape = ActivationShape(b=b, s=s, s_kv=s, act_bytes=2.0, flash=True)
+    shape = ActivationShape(b=b, s=s, s_kv=s, act_bytes=2.0, flash_attention=True)
     expected = 2 * s * (h + (h + 1024 + f + h) + h) + 4 * 32 * s
     assert layer_activation_bytes(m, shape, "op") == pytest.approx(expected)
     prec = O.Precision.training("bf16")

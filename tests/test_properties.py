@@ -122,19 +122,20 @@ def test_sharding_never_raises_memory_per_gpu(tp, recompute, sp, model_id):
     model = get_model(model_id)
 
     def mem(**kw):
-        args = dict(tp=tp, pp=1, dp=64 // tp, etp=tp, recompute=recompute, sp=sp)
+        args = dict(tp=tp, pp=1, dp=64 // tp, etp=tp, recompute=recompute,
+                    sequence_parallel=sp)
         args.update(kw)
         return float(training_step(model, SYSTEM, plan(**args), default_profile()).memory_total)
 
     assert mem(tp=2 * tp, dp=32 // tp, etp=2 * tp) <= mem()
     for stage in range(3):
         assert mem(zero_stage=stage + 1) <= mem(zero_stage=stage)
-    assert mem(sp=True) <= mem(sp=False)
+    assert mem(sequence_parallel=True) <= mem(sequence_parallel=False)
 
 
 def test_recompute_trades_time_for_memory():
     model = get_model("llama-2-7b")
-    results = {r: training_step(model, SYSTEM, plan(recompute=r, flash=False),
+    results = {r: training_step(model, SYSTEM, plan(recompute=r, flash_attention=False),
                                 default_profile()) for r in ("none", "selective", "full")}
     mems = [float(results[r].memory_total) for r in ("none", "selective", "full")]
     times = [float(results[r].step_time) for r in ("none", "selective", "full")]
