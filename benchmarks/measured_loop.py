@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from perfmodel.calibrate.e2e import render, resolve_profile, run
+from perfmodel.validate.measured import render, resolve_profile, run
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

@@ -1,12 +1,14 @@
 """The measured end-to-end loop: real PyTorch workloads on this machine vs perfmodel.
 
-`perfmodel validate --measure {cpu,cuda} [--calibration FILE] [--json]` builds the small GPT of
-``data/e2e.yaml`` in PyTorch, times a training step (forward, backward, AdamW), a prefill and
-the decode steps of a KV-cached generation with the same timing loop as the microbenchmarks
-(``timing.measure``), predicts the same three workloads from the calibration profile with the
-core's own functions, and reports predicted vs measured with APE in the JSON shape of
-`perfmodel validate`. On CUDA the same code runs with CUDA-event timing; the device is matched
-to its hardware_specs entry through NVML.
+`perfmodel validate --measure {cpu,cuda} [--calibration FILE] [--json]` builds the small GPT
+of ``validation/measured/workloads.yaml`` in PyTorch, times a training step (forward,
+backward, AdamW), a prefill and the decode steps of a KV-cached generation with the same
+timing loop as the microbenchmarks (``calibrate.timing.measure``), predicts the same three
+workloads from the calibration profile with the core's own functions, and reports predicted
+vs measured with APE in the JSON shape of `perfmodel validate`. On CUDA the same code runs
+with CUDA-event timing; the device is matched to its hardware_specs entry through NVML.
+torch is an optional extra: it is imported only when a measurement runs
+(``calibrate.import_torch``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..calibrate import import_torch
+from ..calibrate.timing import StopRule, make_clock, measure
 from ..errors import PerfModelError
 from ..inference import InferPlan, inference
+from ..paths import data_dir
 from ..plan import TrainPlan
 from ..profile import CalibrationProfile, load_profile
 from ..specs.hardware import InterconnectSpec
@@ -30,10 +35,12 @@ from ..specs.loading import validate
 from ..specs.model import ModelSpec
 from ..specs.system import System
 from ..training import training_step
-from . import import_torch
-from .timing import StopRule, make_clock, measure
 
-CONFIG = Path(__file__).with_name("data") / "e2e.yaml"
+
+def workloads_file() -> Path:
+    """validation/measured/workloads.yaml (beside the package in a checkout, inside a wheel)."""
+    return data_dir("validation") / "measured" / "workloads.yaml"
+
 RULE = StopRule(min_reps=5, max_reps=40, rel_ci=0.03, max_time_s=6.0, warmup_reps=2,
                 warmup_s=0.2, max_warmup_reps=5)
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -49,9 +56,10 @@ class Workloads:
 
 
 def load_workloads(device: str) -> Workloads:
-    data = yaml.safe_load(CONFIG.read_text())
+    path = workloads_file()
+    data = yaml.safe_load(path.read_text())
     part = data[device]
-    return Workloads(model=validate(ModelSpec, data["model"], what=str(CONFIG)),
+    return Workloads(model=validate(ModelSpec, data["model"], what=str(path)),
                      dtype=part["dtype"], training=part["training"], prefill=part["prefill"],
                      decode=part["decode"])
 
@@ -162,7 +170,7 @@ def measure_decode(torch, spec, cfg, device, dtype, clock):
 # ---- the same workloads, predicted --------------------------------------------------------------
 def host_system(profile: CalibrationProfile) -> System:
     """One device, no fabric: the calibrated device (or the measured host stand-in)."""
-    from .fit import host_device
+    from ..calibrate.fit import host_device
 
     device = host_device(profile)
     local = InterconnectSpec(id="none", kind="pcie", name="no interconnect (one device)",
@@ -233,8 +241,8 @@ def run(device: str, profile: CalibrationProfile) -> dict:
 
 def _default_profile_path(device: str) -> Path:
     """Where `perfmodel calibrate --device DEVICE` writes its profile by default."""
-    from .cli import default_out
-    from .device_info import gpu_facts
+    from ..calibrate.cli import default_out
+    from ..calibrate.device_info import gpu_facts
 
     device_id = gpu_facts().get("device_id") if device == "cuda" else None
     return default_out(device_id, device)
@@ -249,7 +257,7 @@ def resolve_profile(args: argparse.Namespace) -> CalibrationProfile:
             raise PerfModelError(f"--calibration: {path} not found")
         print(f"perfmodel validate: no measured profile at {path}; running `perfmodel "
               f"calibrate --device {args.measure} --quick` first", file=sys.stderr)
-        from .cli import run_cli as calibrate
+        from ..calibrate.cli import run_cli as calibrate
 
         calibrate(argparse.Namespace(device=args.measure, quick=True, out=str(path),
                                      report=None, only="gemm,memory,attention,elementwise,"

@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from perfmodel.calibrate import e2e
 from perfmodel.profile import load_profile
+from perfmodel.validate import measured
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,8 +33,8 @@ def cpu_profile(tmp_path_factory) -> Path:
 def test_workloads_describe_the_torch_model_exactly():
     """The perfmodel spec and the torch module have the same parameter count."""
     torch = pytest.importorskip("torch")
-    w = e2e.load_workloads("cpu")
-    module = e2e.build_gpt(torch, w.model, "cpu", torch.float32)
+    w = measured.load_workloads("cpu")
+    module = measured.build_gpt(torch, w.model, "cpu", torch.float32)
     assert sum(p.numel() for p in module.parameters()) == w.model.num_params()
 
 
@@ -57,17 +57,17 @@ def test_measured_loop_end_to_end(cpu_profile):
 def test_predictions_use_the_profile(cpu_profile):
     """Predicted times come from the profile: a profile with twice the measured peaks and
     bandwidth predicts faster workloads."""
-    w = e2e.load_workloads("cpu")
+    w = measured.load_workloads("cpu")
     profile = load_profile(cpu_profile)
-    base = e2e.predict(w, profile)
+    base = measured.predict(w, profile)
     faster = profile.model_copy(update={
         "peak_tflops": {k: 2 * v for k, v in profile.peak_tflops.items()},
         "memory_bandwidth_gbps": 2 * profile.memory_bandwidth_gbps})
-    quick = e2e.predict(w, faster)
+    quick = measured.predict(w, faster)
     assert all(quick[k] < base[k] for k in base)
 
 
 def test_missing_profile_is_a_clear_error(tmp_path):
     args = argparse.Namespace(measure="cpu", calibration=str(tmp_path / "none.json"), json=True)
     with pytest.raises(Exception, match="not found"):
-        e2e.resolve_profile(args)
+        measured.resolve_profile(args)

@@ -1,0 +1,202 @@
+"""The case schema of validation/{training,inference}/*.yaml, and reading the case files.
+
+A case is one published number (with its citation), the metric it measures, and a scenario
+describing the run as its source describes it (validation/README.md). Errors name the file,
+the case (index and id) and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from pydantic import Field, field_validator, model_validator
+
+from ..errors import SpecError
+from ..specs.common import Strict
+from ..specs.loading import read_mapping, validate
+from ..specs.scenario import Scenario
+
+TrainingMetric = Literal["step_time_s", "tokens_per_s", "tokens_per_s_per_gpu",
+                         "tflops_per_gpu", "mfu", "peak_memory_gib"]
+InferenceMetric = Literal["ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_per_s",
+                          "output_tokens_per_s_per_gpu", "decode_tokens_per_s",
+                          "prefill_tokens_per_s"]
+TRAINING_METRICS = get_args(TrainingMetric)
+INFERENCE_METRICS = get_args(InferenceMetric)
+Convention = Literal["megatron_model", "narayanan_eq3", "korthikanti_hw", "llmfoundry", "6nd"]
+KINDS = ("training", "inference")
+
+# unit as printed -> (dimension, factor to the canonical unit of that dimension)
+UNITS: dict[str, tuple[str, float]] = {
+    "s": ("time", 1.0),
+    "ms": ("time", 1e-3),
+    "tokens/s": ("rate", 1.0),
+    "tokens/s per GPU": ("rate_per_gpu", 1.0),
+    "TFLOP/s per GPU": ("flops_per_gpu", 1.0),
+    "fraction": ("fraction", 1.0),
+    "%": ("fraction", 0.01),
+    "GiB": ("memory", 1.0),
+}
+CANONICAL_UNIT = {"time": "s", "rate": "tokens/s", "rate_per_gpu": "tokens/s per GPU",
+                  "flops_per_gpu": "TFLOP/s per GPU", "fraction": "fraction", "memory": "GiB"}
+METRIC_DIMENSION = {
+    "step_time_s": "time", "tokens_per_s": "rate", "tokens_per_s_per_gpu": "rate_per_gpu",
+    "tflops_per_gpu": "flops_per_gpu", "mfu": "fraction", "peak_memory_gib": "memory",
+    "ttft_s": "time", "tpot_s": "time", "e2e_latency_s": "time",
+    "output_tokens_per_s": "rate", "output_tokens_per_s_per_gpu": "rate_per_gpu",
+    "decode_tokens_per_s": "rate", "prefill_tokens_per_s": "rate",
+}
+FLOP_METRICS = ("tflops_per_gpu", "mfu")
+
+
+class Measured(Strict):
+    """A published value exactly as printed (e.g. 7 ms, 53.0 %), converted for comparison."""
+
+    value: float = Field(gt=0)
+    unit: str
+
+    @field_validator("unit")
+    @classmethod
+    def _check_unit(cls, unit: str) -> str:
+        if unit not in UNITS:
+            raise SpecError(f"unit {unit!r} is not one of {sorted(UNITS)}")
+        return unit
+
+    @property
+    def dimension(self) -> str:
+        return UNITS[self.unit][0]
+
+    @property
+    def canonical(self) -> float:
+        return self.value * UNITS[self.unit][1]
+
+
+class CaseSource(Strict):
+    """Where the number was published and how it was read (merged from file and case)."""
+
+    title: str = Field(min_length=3)
+    url: str = Field(min_length=8)
+    location: str | None = None  # table / figure / log line inside the source
+    read_via: str | None = None
+    verification: str | None = None
+
+
+class Case(Strict):
+    """One published measurement and the scenario that reproduces its configuration."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+    metric: TrainingMetric | InferenceMetric
+    flops_convention: Convention | None = None  # tflops_per_gpu / mfu: the source's FLOP count
+    peak_tflops: float | None = Field(default=None, gt=0)  # mfu: the peak the source divides by
+    measured: Measured
+    source: CaseSource
+    assumptions: list[str] = Field(default_factory=list)  # unstated values, and what was used
+    notes: str = Field(min_length=1)
+    scenario: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _check(self) -> Case:
+        want = METRIC_DIMENSION[self.metric]
+        if self.measured.dimension != want:
+            units = [u for u, (d, _) in UNITS.items() if d == want]
+            raise SpecError(f"measured.unit {self.measured.unit!r} does not fit metric "
+                            f"{self.metric!r}; use one of {units}")
+        if self.metric in FLOP_METRICS and self.flops_convention is None:
+            raise SpecError(f"flops_convention is required for metric {self.metric!r} (the "
+                            "source's FLOP count, e.g. narayanan_eq3 or megatron_model)")
+        if self.metric not in FLOP_METRICS and self.flops_convention is not None:
+            raise SpecError(f"flops_convention only applies to {FLOP_METRICS}, "
+                            f"not to {self.metric!r}")
+        if self.metric == "mfu" and self.peak_tflops is None:
+            raise SpecError("peak_tflops is required for metric 'mfu' (the peak the source "
+                            "divides by, e.g. 312 for A100 bf16)")
+        kind = self.scenario.get("kind")
+        if kind != self.kind:
+            raise SpecError(f"scenario.kind must be {self.kind!r} for metric {self.metric!r}, "
+                            f"got {kind!r}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "training" if self.metric in TRAINING_METRICS else "inference"
+
+
+class CaseFile(Strict):
+    """A file of cases: an optional citation shared by all cases, then the cases."""
+
+    source: dict[str, Any] | None = None
+    cases: list[dict[str, Any]] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class LoadedCase:
+    case: Case
+    file: Path
+
+    @property
+    def group(self) -> str:
+        """The source file's stem: the unit results are grouped and coloured by."""
+        return self.file.stem
+
+
+# ---- loading (I/O) --------------------------------------------------------------------------
+
+
+def validation_root() -> Path:
+    from ..paths import data_dir
+
+    return data_dir("validation")
+
+
+def case_files(root: Path | None = None, kind: str = "all") -> list[Path]:
+    root = Path(root) if root is not None else validation_root()
+    kinds = KINDS if kind == "all" else (kind,)
+    files: list[Path] = []
+    for k in kinds:
+        folder = root / k
+        if folder.is_dir():
+            files += sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml"))
+    return files
+
+
+def load_case_file(path: Path) -> list[LoadedCase]:
+    """Read one case file; errors name the file, the case (index and id) and the field."""
+    path = Path(path)
+    data = validate(CaseFile, read_mapping(path), what=f"case file {path}")
+    shared = data.source or {}
+    out = []
+    for i, raw in enumerate(data.cases):
+        label = f"{path}: cases[{i}]" + (f" (id {raw['id']!r})" if "id" in raw else "")
+        if not isinstance(raw.get("source", {}), dict):
+            raise SpecError(f"{label}: source must be a mapping")
+        merged = {**raw, "source": {**shared, **raw.get("source", {})}}
+        out.append(LoadedCase(validate(Case, merged, what=label), path))
+    return out
+
+
+def load_cases(root: Path | None = None, kind: str = "all",
+               match: str | None = None) -> list[LoadedCase]:
+    """Every case under ``root`` (default: the shipped validation/ folder) of ``kind``,
+    optionally only those whose id contains ``match``. Case ids must be unique."""
+    cases: list[LoadedCase] = []
+    seen: dict[str, Path] = {}
+    for path in case_files(root, kind):
+        for lc in load_case_file(path):
+            if lc.case.id in seen:
+                raise SpecError(f"{path}: case id {lc.case.id!r} is also used in "
+                                f"{seen[lc.case.id]}; ids must be unique")
+            seen[lc.case.id] = path
+            cases.append(lc)
+    if match:
+        cases = [c for c in cases if match.lower() in c.case.id.lower()]
+    return cases
+
+
+def case_scenario(lc: LoadedCase) -> Scenario:
+    """The case's scenario, validated; relative paths resolve against the case file."""
+    from ..api import as_scenario
+
+    data = {**lc.case.scenario, "base_dir": str(lc.file.resolve().parent)}
+    return as_scenario(data)
