@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from ..calibrate import import_torch
 from ..calibrate.timing import StopRule, make_clock, measure
@@ -33,6 +32,7 @@ from ..profile import CalibrationProfile, load_profile
 from ..specs.hardware import InterconnectSpec
 from ..specs.loading import validate
 from ..specs.model import ModelSpec
+from ..specs.registry import read_yaml
 from ..specs.system import System
 from ..training import training_step
 
@@ -57,7 +57,7 @@ class Workloads:
 
 def load_workloads(device: str) -> Workloads:
     path = workloads_file()
-    data = yaml.safe_load(path.read_text())
+    data = read_yaml(path)
     part = data[device]
     return Workloads(model=validate(ModelSpec, data["model"], what=str(path)),
                      dtype=part["dtype"], training=part["training"], prefill=part["prefill"],
@@ -185,7 +185,7 @@ def predict(w: Workloads, profile: CalibrationProfile) -> dict[str, float]:
     t = w.training
     plan = TrainPlan(tp=1, pp=1, dp=1, cp=1, ep=1, etp=1, vp=1, micro_batch=t["batch"],
                      seq_len=t["seq_len"], global_batch=t["batch"], precision=w.dtype,
-                     recompute="none", optimizer="adamw", flash=True,
+                     recompute="none", optimizer="adamw", flash_attention=True,
                      master_weights=w.dtype != "fp32", grad_dtype=w.dtype)
     step = float(training_step(w.model, system, plan, profile).step_time)
 
