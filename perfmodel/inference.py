@@ -134,10 +134,13 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
     return items, index
 
 
-def _phase(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
-           b, q_len, kv_len, pairs, phase: str, logits_tokens, keep_ops: bool,
-           offload_time=0.0) -> PhaseResult:
-    """One forward pass of ``b`` sequences through all stages. ``offload_time`` is the time
+def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
+                 b, q_len, kv_len, pairs, phase: str, logits_tokens, keep_ops: bool,
+                 offload_time=0.0) -> PhaseResult:
+    """One forward pass of ``b`` sequences through all stages (latency view): the operators
+    of ``q_len`` new tokens per sequence attending ``kv_len`` positions (``pairs`` query-key
+    pairs), the LM head for ``logits_tokens`` tokens, TP all-reduces and PP hops. Public: the
+    serving cost model evaluates the same pass on grids. ``offload_time`` is the time
     per stage to stream offloaded weights / KV over the host link: hidden behind the stage's
     compute when prefetching overlaps (FlexGen's zig-zag schedule), added otherwise."""
     roof = Roofline(system.device, profile)
@@ -203,8 +206,9 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
         inbound = plan.offload_weights * weights + plan.offload_kv * kv_tok * seqs * context
         return np.maximum(inbound, plan.offload_kv * kv_tok * written) / offload_bandwidth
 
-    prefill = _phase(model, system, plan, profile, b, p, p, O.attention_pairs(p, p), "prefill",
-                     b, keep_ops, offload_time=streamed(b, 0.0, written=b * np.asarray(p)))
+    prefill = forward_pass(model, system, plan, profile, b, p, p, O.attention_pairs(p, p),
+                           "prefill", b, keep_ops,
+                           offload_time=streamed(b, 0.0, written=b * np.asarray(p)))
     # decode: the batch is split into min(pp, b) micro-batches that keep the stages busy; a
     # sequence's next token needs its previous one, so a token takes one pass of its
     # micro-batch through all stages: TPOT = pass time of b / micro sequences.
@@ -215,31 +219,31 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
     mb_ctx = np.asarray(mb)[..., None]
     k = plan.spec_tokens
     if k and draft is not None:
-        verify = _phase(model, system, dec_plan, profile, mb_ctx, k + 1.0, ctx + k + 1,
-                        O.attention_pairs(k + 1.0, ctx + k + 1), "verify", mb_ctx * (k + 1),
-                        False, offload_time=streamed(mb_ctx, ctx + k + 1))
+        verify = forward_pass(model, system, dec_plan, profile, mb_ctx, k + 1.0, ctx + k + 1,
+                              O.attention_pairs(k + 1.0, ctx + k + 1), "verify", mb_ctx * (k + 1),
+                              False, offload_time=streamed(mb_ctx, ctx + k + 1))
         draft_plan = replace(dec_plan, tp=np.ones_like(dec_plan.tp), pp=np.ones_like(
             dec_plan.pp), ep=1, offload_weights=0.0, offload_kv=0.0)
-        draft_step = _phase(draft, system, draft_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1,
-                            "decode", mb_ctx, False)
+        draft_step = forward_pass(draft, system, draft_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1,
+                                  "decode", mb_ctx, False)
         per_token = speculative_tokens_per_iteration(k, plan.spec_acceptance)
         step_time = (k * draft_step.time + verify.time) / per_token
     else:
-        step_time = _phase(model, system, dec_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1,
-                           "decode", mb_ctx, False,
-                           offload_time=streamed(mb_ctx, ctx + 1, written=mb_ctx)).time
+        step_time = forward_pass(model, system, dec_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1,
+                                 "decode", mb_ctx, False,
+                                 offload_time=streamed(mb_ctx, ctx + 1, written=mb_ctx)).time
     tpot = step_time.mean(axis=-1)
     mid = np.asarray(p) + np.maximum(np.asarray(o) - 1, 0) / 2.0 + 1
-    decode = _phase(model, system, plan, profile, mb, 1.0, mid, mid, "decode", mb, keep_ops,
-                    offload_time=streamed(mb, mid, written=mb))
+    decode = forward_pass(model, system, plan, profile, mb, 1.0, mid, mid, "decode", mb, keep_ops,
+                          offload_time=streamed(mb, mid, written=mb))
     ttft = prefill.time  # the first token comes out of the prefill pass
     memory = {"weights": weights * (1 - plan.offload_weights)}
     kv_seq = kv_tok * paged_tokens(np.asarray(p) + o, plan.kv_block)
     memory["kv_cache"] = b * kv_seq * (1 - plan.offload_kv)
     if k and draft is not None:
-        ttft = ttft + _phase(draft, system, replace(plan, tp=1, pp=1, ep=1, offload_weights=0.0,
-                                                    offload_kv=0.0), profile, b, p, p,
-                             O.attention_pairs(p, p), "prefill", b, False).time
+        draft_alone = replace(plan, tp=1, pp=1, ep=1, offload_weights=0.0, offload_kv=0.0)
+        ttft = ttft + forward_pass(draft, system, draft_alone, profile, b, p, p,
+                                   O.attention_pairs(p, p), "prefill", b, False).time
         dpc = param_counts(draft)
         memory["draft_weights"] = inference_weight_bytes(dpc.total, plan.weight_dtype,
                                                          plan.group_size)

@@ -25,10 +25,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import perfmodel as pm
-from perfmodel.api import infer_plan, resolve_profile
 from perfmodel.errors import SpecError
 from perfmodel.inference import inference
 from perfmodel.profile import default_profile
+from perfmodel.resolve import inference_plan, resolve_profile
 from perfmodel.serving.capacity import PlanInputs, plan_serving
 from perfmodel.serving.cost import IterationCostModel
 from perfmodel.serving.economics import energy_report, load_prices
@@ -90,7 +90,7 @@ def test_iteration_time_matches_inference_model(model, device, tp, pp):
                      parallelism={"tp": tp, "pp": pp},
                      inference={"batch": 1, "prompt_len": 8, "output_len": 2})
     system, profile = resolve_system(sc.system), resolve_profile(sc)
-    plan = infer_plan(sc, system)
+    plan = inference_plan(sc.model, sc.parallelism, sc.inference, system.num_gpus)
     cost = IterationCostModel(sc.model, system, plan, profile, max_tokens=16384,
                               max_context=8192, max_batch=256)
     # decode: batch b at context c (output_len 1 puts every TPOT sample at kv = c + 1)

@@ -291,7 +291,7 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
 
 def render_plan(result: PlanResult) -> str:
     """A table of every candidate, cheapest first, and the answer."""
-    from ..report import table
+    from ..textfmt import table
 
     rows = []
     for c in result.candidates:

@@ -14,8 +14,8 @@ Its time splits the way the operators do (perfmodel.ops):
 
 Like Vidur (Agrawal et al. MLSys 2024, arXiv 2405.05465, Sec. 4), which profiles operators
 once and predicts iteration times by interpolation, the model evaluates the *same* operator
-list as ``perfmodel.inference`` (``inference._phase`` -> ``ops`` + ``roofline.op_times``) once
-per scenario on grids of token counts and contexts (numpy, all points in one call) and
+list as ``perfmodel.inference`` (``inference.forward_pass`` -> ``ops`` + ``roofline.op_times``)
+once per scenario on grids of token counts and contexts (numpy, all points in one call) and
 interpolates during the simulation. Pipeline parallelism follows ``inference``: the
 iteration's sequences split into min(pp, n) micro-batches that fill the stages, and the
 iteration takes one pass of one micro-batch through all pp stages.
@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import ops as O
-from ..inference import InferPlan, _phase, inference
+from ..inference import InferPlan, forward_pass, inference
 from ..memory import kv_cache_bytes_per_token, overhead_bytes
 from ..profile import CalibrationProfile
 from ..specs.model import ModelSpec
@@ -38,6 +38,8 @@ from ..specs.system import System
 
 DENSE_INTEGERS = 2048  # token counts evaluated exactly up to here, then geometric
 POINTS_PER_OCTAVE = 64  # geometric spacing beyond (~1.1 %): linear interpolation error << 1 %
+KNOTS = 9  # per-run samples of a decode run's attention work (linear in between)
+_KNOT_FRACTIONS = np.arange(KNOTS)
 
 
 def _grid(top: float, dense: int = DENSE_INTEGERS, per_octave: int = POINTS_PER_OCTAVE
@@ -54,7 +56,13 @@ def _grid(top: float, dense: int = DENSE_INTEGERS, per_octave: int = POINTS_PER_
 
 
 def _is_attention(op: O.Op) -> bool:
-    return op.cls == O.ATTENTION or "attention" in op.tags
+    return op.cls == O.ATTENTION or op.attention_core
+
+
+def _is_lm_head(op: O.Op) -> bool:
+    """The LM head runs only for sequences that sample a token (H(L) above). The one place
+    that reads an operator's name for its role: swap for a typed field when ops.Op has one."""
+    return op.name.startswith("head.")
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,12 @@ class KVCapacity:
 
 class IterationCostModel:
     """Iteration time of one model instance (tp x pp GPUs) for any mix of prefill chunks and
-    decode sequences. Build once per (model, device, plan); query during the simulation."""
+    decode sequences. Build once per (model, device, plan); query during the simulation.
+
+    The one home of the serving iteration time: ``iteration_time`` (any mix, vectorised),
+    ``step_time`` (the simulator's scalar fast path) and ``decode_run_times`` (k decode
+    iterations of an unchanged batch) all add the same terms: F(T) + H(L) of one micro-batch,
+    the attention work over micro-batches, and one launch per attention kind present."""
 
     def __init__(self, model: ModelSpec, system: System, plan: InferPlan,
                  profile: CalibrationProfile, max_tokens: int, max_context: int,
@@ -84,59 +97,68 @@ class IterationCostModel:
         self.model, self.system, self.plan, self.profile = model, system, plan, profile
         self.pp = int(plan.pp)
         base = replace(plan, replicas=1, batch=1)
-        oh = profile.kernel_overhead_s
+        self._dense_tables(base, max(max_tokens, max_batch))
+        self._decode_tables(base, max_context, max_batch)
+        self._prefill_tables(base, max_tokens, max_context)
 
-        # F(T), H(L): every operator except attention, on a grid of token counts
-        self.t_grid = _grid(max(max_tokens, max_batch))
+    def _pass(self, plan: InferPlan, b, q_len, kv_len, pairs, phase: str, logits):
+        return forward_pass(self.model, self.system, plan, self.profile, b, q_len, kv_len,
+                            pairs, phase, logits, True)
+
+    def _dense_tables(self, base: InferPlan, top: float) -> None:
+        """F(T), H(L): every operator except attention, on a grid of token counts."""
+        self.t_grid = _grid(top)
         t = self.t_grid
-        res = _phase(model, system, base, profile, 1.0, t, t, t, "prefill", t, True)
+        res = self._pass(base, 1.0, t, t, t, "prefill", t)
         f_stage = np.zeros_like(t)
         h_stage = np.zeros_like(t)
         for i, op in enumerate(res.op_times.ops):
             w = np.asarray(op.count) * res.op_times.time[i]
             if _is_attention(op):
                 continue
-            if op.name.startswith("head."):
+            if _is_lm_head(op):
                 h_stage = h_stage + w
             else:
                 f_stage = f_stage + w
         # res.tp_comm and res.pp_comm are already the whole pass (x pp and (pp-1) hops)
         self.f_values = self.pp * f_stage + res.tp_comm + res.pp_comm
         self.h_values = self.pp * h_stage
+        # plain-Python copies for scalar lookups in the event loop (numpy calls cost ~us each)
+        dense = int(min(DENSE_INTEGERS, self.t_grid[-1]))
+        self._f_list = self.f_values[:dense].tolist()
+        self._h_list = self.h_values[:dense].tolist()
 
-        # W_d(b, kv): one decode sequence's attention work over all layers (launch cost
-        # apart) when b sequences share the batched decode kernel: the kernel's efficiency
-        # grows with its parallel streams (ops.attention_curve_point)
+    def _decode_tables(self, base: InferPlan, max_context: int, max_batch: int) -> None:
+        """W_d(b, kv): one decode sequence's attention work over all layers (launch cost
+        apart) when b sequences share the batched decode kernel: the kernel's efficiency
+        grows with its parallel streams (ops.attention_curve_point)."""
         self.kv_grid = _grid(max_context + 2, dense=512)
         self.db_grid = np.unique(np.concatenate([_grid(max(max_batch, 2), dense=16),
                                                  _grid(16.0, dense=1, per_octave=64)]))
         kv = self.kv_grid[None, :]
         bb = self.db_grid[:, None]
-        dec = _phase(model, system, base, profile, bb, 1.0, kv, kv, "decode", bb, True)
-        work, self.decode_launch = self._attention(dec, oh, "decode")
+        dec = self._pass(base, bb, 1.0, kv, kv, "decode", bb)
+        work, self.decode_launch = self._attention(dec, "decode")
         self.wd_values = np.broadcast_to(work, (bb.size, kv.size)) / bb
         self._ldb = np.log(self.db_grid).tolist()
 
-        # W_p(q, kv): one prefill chunk, on a (log q) x (log kv/q) grid
+    def _prefill_tables(self, base: InferPlan, max_tokens: int, max_context: int) -> None:
+        """W_p(q, kv): one prefill chunk, on a (log q) x (log kv/q) grid."""
         q_top = max(min(max_tokens, max_context), 2)  # a chunk never exceeds its context
         self.lq = np.log(_grid(q_top, dense=16, per_octave=16))
         self.lr = np.log(_grid(max(max_context / 1.0, 2.0), dense=2, per_octave=16))
         qq = np.exp(self.lq)[:, None]
         kk = qq * np.exp(self.lr)[None, :]
-        pre = _phase(model, system, base, profile, 1.0, qq, kk, O.attention_pairs(qq, kk),
-                     "prefill", 1.0, True)
-        wp, self.prefill_launch = self._attention(pre, oh, "prefill")
+        pre = self._pass(base, 1.0, qq, kk, O.attention_pairs(qq, kk), "prefill", 1.0)
+        wp, self.prefill_launch = self._attention(pre, "prefill")
         self.lwp = np.log(np.maximum(wp, 1e-30))
-        # plain-Python copies for scalar lookups in the event loop (numpy calls cost ~us each)
-        dense = int(min(DENSE_INTEGERS, self.t_grid[-1]))
-        self._f_list = self.f_values[:dense].tolist()
-        self._h_list = self.h_values[:dense].tolist()
         self._lq_list, self._lr_list = self.lq.tolist(), self.lr.tolist()
         self._lwp_list = self.lwp.tolist()
 
-    def _attention(self, res, oh: float, curve: str) -> tuple[np.ndarray, float]:
+    def _attention(self, res, curve: str) -> tuple[np.ndarray, float]:
         """(attention work of a whole pass, fixed cost of one batched call: the kernel
         overhead plus the attention kernel's own fixed time of the profile)."""
+        oh = self.profile.kernel_overhead_s
         fixed = oh + self.profile.attention_overhead_s.get(curve, 0.0)
         work, launches = 0.0, 0.0
         for i, op in enumerate(res.op_times.ops):
@@ -148,7 +170,7 @@ class IterationCostModel:
             launches += count * per_call
         return self.pp * np.asarray(work), self.pp * launches
 
-    # ---- queries -----------------------------------------------------------------------------
+    # ---- table lookups -----------------------------------------------------------------------
     def dense(self, tokens: float, logits: float) -> float:
         """F(T) + H(L) for one micro-batch."""
         return (self._at(tokens, self.f_values, self._f_list)
@@ -197,7 +219,20 @@ class IterationCostModel:
         return np.exp(val)
 
     def micro(self, num_sequences: int) -> int:
+        """Micro-batches an iteration of ``num_sequences`` splits into: min(pp, n)."""
         return max(1, min(self.pp, int(num_sequences)))
+
+    # ---- iteration times ---------------------------------------------------------------------
+    def _combine(self, start: float, tokens: float, logits: float, m: int,
+                 decode_work: float | None, prefill_work: float | None) -> float:
+        """start + F(T/m) + H(L/m) + decode work / m + its launch + prefill work / m + its
+        launch: one micro-batch's pass through all pp stages (``inference``'s latency view)."""
+        t = start + self.dense(tokens / m, logits / m)
+        if decode_work is not None:
+            t += decode_work / m + self.decode_launch
+        if prefill_work is not None:
+            t += prefill_work / m + self.prefill_launch
+        return t
 
     def iteration_time(self, prefill_q=(), prefill_kv=(), decode_kv=(),
                        logits: float | None = None) -> float:
@@ -212,14 +247,44 @@ class IterationCostModel:
         if n == 0:
             return 0.0
         m = self.micro(n)
-        tokens = pq.sum() + dkv.size
-        attn = 0.0
-        if dkv.size:
-            attn += self.decode_work(dkv, dkv.size / m).sum() / m + self.decode_launch
-        if pq.size:
-            attn += self.prefill_work(pq, pkv).sum() / m + self.prefill_launch
-        lg = n if logits is None else logits
-        return self.dense(tokens / m, lg / m) + attn
+        dec = self.decode_work(dkv, dkv.size / m).sum() if dkv.size else None
+        pre = self.prefill_work(pq, pkv).sum() if pq.size else None
+        return self._combine(0.0, pq.sum() + dkv.size, n if logits is None else logits, m,
+                             dec, pre)
+
+    def step_time(self, chunks: list[tuple[int, int]], decode_kv: np.ndarray | None,
+                  logits: int, overhead: float = 0.0) -> float:
+        """``iteration_time`` in plain Python for the event loop: ``chunks`` [(new tokens,
+        positions attended)], ``decode_kv`` the decoding sequences' positions (context + 1),
+        ``logits`` the sequences that sample a token, plus the engine's ``overhead``."""
+        pre, tokens = 0.0, 0
+        for q, kv in chunks:
+            pre += self.prefill_one(q, kv)
+            tokens += q
+        nd = 0 if decode_kv is None else decode_kv.size
+        m = self.micro(nd + len(chunks))
+        dec = float(self.decode_work(decode_kv, nd / m).sum()) if nd else None
+        return self._combine(overhead, tokens + nd, logits, m, dec, pre if chunks else None)
+
+    def decode_run_times(self, ctx: np.ndarray, k: int, overhead: float = 0.0) -> np.ndarray:
+        """Times of ``k`` decode iterations of a batch at contexts ``ctx`` (each step adds a
+        token to every sequence). The dense part is the same every step; the attention work
+        is exact up to 16 steps, then sampled at KNOTS points and interpolated (it is linear
+        in context)."""
+        n = ctx.size
+        m = self.micro(n)
+        per_kernel = n / m  # sequences in one batched decode kernel
+        if k == 1:
+            work = self.decode_work(ctx + 1.0, per_kernel).sum(keepdims=True)
+        elif k <= 16:
+            work = self.decode_work(ctx[:, None] + np.arange(1.0, k + 1.0),
+                                    per_kernel).sum(axis=0)
+        else:
+            knots = _KNOT_FRACTIONS * (k - 1) // (KNOTS - 1)  # distinct for k > 16
+            w = self.decode_work(ctx[:, None] + (knots + 1.0), per_kernel).sum(axis=0)
+            work = np.interp(np.arange(k), knots, w)
+        base = self.dense(n / m, n / m) + self.decode_launch + overhead
+        return work / m + base
 
 
 def kv_capacity(model: ModelSpec, system: System, plan: InferPlan,

@@ -19,8 +19,8 @@ import numpy as np
 from ..comm import p2p_time
 from ..errors import SpecError
 from ..inference import InferPlan
-from ..plan import check, inference_rules
 from ..profile import CalibrationProfile
+from ..resolve import inference_plan
 from ..specs.model import ModelSpec
 from ..specs.scenario import InferenceConfig, Parallelism, SchedulerConfig
 from ..specs.system import System
@@ -167,13 +167,8 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
         if count < 1:
             raise SpecError(f"serving.scheduler: the {role} pool needs at least tp*pp = {per} "
                             f"GPUs, got {gpus}")
-        plan = InferPlan(tp=tp, pp=parallelism.pp, replicas=count, batch=1, prompt_len=1,
-                         output_len=1, weight_dtype=inference.weight_dtype,
-                         activation_dtype=inference.activation_dtype,
-                         kv_dtype=inference.kv_dtype, group_size=inference.quant_group_size,
-                         flash=inference.flash_attention, kv_block=inference.kv_block_size,
-                         ep=parallelism.ep)
-        check(inference_rules(model, per * count), plan)
+        plan = inference_plan(model, parallelism, inference, per * count, tp=tp,
+                              replicas=count, request=False)
         if tp > system.gpus_per_node:
             raise SpecError(f"parallelism.tp: tp ({tp}) spans more than one node of "
                             f"{system.gpus_per_node} GPUs")

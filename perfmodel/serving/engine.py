@@ -29,8 +29,6 @@ from .cost import IterationCostModel, KVCapacity
 from .requests import Requests
 
 RUN_CAP = 4096  # most decode steps simulated in one run
-KNOTS = 9  # per-run samples of the batch's attention work (linear in between)
-_KNOT_FRACTIONS = np.arange(KNOTS)
 
 
 @dataclass(slots=True)
@@ -166,36 +164,24 @@ class Engine:
     # ---- one iteration -----------------------------------------------------------------------
     def iteration(self, now: float, chunks: list[tuple[int, int]], decode: bool) -> Step:
         """Prefill ``chunks`` [(slot, tokens)] and, if ``decode``, one token for every
-        decoding slot, in one batched forward pass."""
-        cost = self.cost
+        decoding slot, in one batched forward pass (timed by the cost model)."""
         n = self.n
-        t = self.overhead
-        nd = 0
-        idx = None
+        idx = dkv = None
         if decode:
             dec = self.done[:n] == self.target[:n]
             for s, _ in chunks:
                 dec[s] = False
             idx = dec.nonzero()[0]
             dkv = self.ctx[idx] + 1.0
-            nd = idx.size
-        ending = 0
-        pre = 0.0
-        tokens = 0
         done, target = self.done, self.target
+        spans, ending = [], 0
         for s, c in chunks:
             kv = int(done[s]) + c
-            pre += cost.prefill_one(c, kv)
-            tokens += c
+            spans.append((c, kv))
             if kv >= target[s]:
                 ending += 1
-        seqs = nd + len(chunks)
-        m = cost.micro(seqs)
-        t += cost.dense((tokens + nd) / m, (nd + ending) / m)
-        if nd:
-            t += float(cost.decode_work(dkv, nd / m).sum()) / m + cost.decode_launch
-        if chunks:
-            t += pre / m + cost.prefill_launch
+        nd = 0 if idx is None else idx.size
+        t = self.cost.step_time(spans, dkv, nd + ending, self.overhead)
         self.samples.append((now, self.used + self.held_elsewhere))
         return Step("iteration", now + t, now, chunks=chunks, decode=decode, dec_idx=idx)
 
@@ -220,22 +206,7 @@ class Engine:
     def decode_run(self, now: float, k: int, stop_at_finish: bool, interruptible: bool
                    ) -> Step:
         """Up to ``k`` decode iterations of the whole (all-decoding) batch."""
-        n = self.n
-        cost = self.cost
-        ctx = self.ctx[:n]
-        m = cost.micro(n)
-        per_kernel = n / m  # sequences in one batched decode kernel
-        if k == 1:
-            work = cost.decode_work(ctx + 1.0, per_kernel).sum(keepdims=True)
-        elif k <= 16:
-            work = cost.decode_work(ctx[:, None] + np.arange(1.0, k + 1.0),
-                                    per_kernel).sum(axis=0)
-        else:
-            knots = _KNOT_FRACTIONS * (k - 1) // (KNOTS - 1)  # distinct for k > 16
-            w = cost.decode_work(ctx[:, None] + (knots + 1.0), per_kernel).sum(axis=0)
-            work = np.interp(np.arange(k), knots, w)
-        base = cost.dense(n / m, n / m) + cost.decode_launch + self.overhead
-        step_times = work / m + base
+        step_times = self.cost.decode_run_times(self.ctx[:self.n], k, self.overhead)
         cum = np.cumsum(step_times) + now
         self.samples.append((now, self.used + self.held_elsewhere))
         return Step("run", float(cum[-1]), now, cum=cum, step_times=step_times, steps=k,

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..explain import memory_fits
 from ..prediction import Prediction
+from ..predictors import predict_inference
 from ..profile import CalibrationProfile
+from ..resolve import Resolved
 from ..specs.scenario import InferenceConfig, Scenario
 from ..specs.system import System, resolve_system
 from .deploy import Deployment, build_deployment, zero_load
@@ -37,8 +40,8 @@ def deployment_for(sc: Scenario, system: System, profile: CalibrationProfile,
 
 def _baseline(sc: Scenario, dep: Deployment, profile: CalibrationProfile, inf: InferenceConfig,
               prompt: int, output: int) -> Prediction:
-    from ..api import _predict_inference
-
+    """One request alone on one instance, predicted by the inference model: the per-pass
+    costs the simulation's iterations are built on."""
     inst = dep.instances[0]
     tp, pp = int(inst.plan.tp), int(inst.plan.pp)
     one = sc.model_copy(update={
@@ -48,11 +51,12 @@ def _baseline(sc: Scenario, dep: Deployment, profile: CalibrationProfile, inf: I
         "inference": inf.model_copy(update={"batch": 1, "prompt_len": prompt,
                                             "output_len": output}),
     })
-    return _predict_inference(one, resolve_system(one.system), profile, [])
+    return predict_inference(Resolved(one, resolve_system(one.system), profile, []))
 
 
-def predict_serving(sc: Scenario, system: System, profile: CalibrationProfile,
-                    warnings: list[str]) -> Prediction:
+def predict_serving(rs: Resolved) -> Prediction:
+    """Simulate the resolved serving scenario and explain it in a Prediction."""
+    sc, system, profile = rs.scenario, rs.system, rs.profile
     inf, wl = serving_inputs(sc)
     dep = deployment_for(sc, system, profile, inf, wl)
     res = dep.simulate(wl)
@@ -85,7 +89,7 @@ def predict_serving(sc: Scenario, system: System, profile: CalibrationProfile,
                                       tput["output_tokens_per_s"])
     summary["cost"] = cost_report(load_prices(), system.device.id, dep.num_gpus,
                                   tput["output_tokens_per_s"])
-    warnings = list(warnings)
+    warnings = list(rs.warnings)
     if tput["requests_per_s"] < 0.9 * tput["offered_requests_per_s"]:
         warnings.append(f"overloaded: served {tput['requests_per_s']:.2f} req/s of "
                         f"{tput['offered_requests_per_s']:.2f} offered; the queue grows for "
@@ -113,7 +117,7 @@ def predict_serving(sc: Scenario, system: System, profile: CalibrationProfile,
                                        // max(float((wl.prompt + wl.output).mean()), 1.0)),
         kv_cache_bytes_per_sequence=base.kv_cache_bytes_per_sequence,
         memory_per_gpu_bytes=total_mem, memory_capacity_bytes=system.device.memory_bytes,
-        fits=total_mem <= system.device.memory_bytes, breakdown=breakdown, ops=base.ops,
+        fits=memory_fits(total_mem, system.device), breakdown=breakdown, ops=base.ops,
         serving=summary, warnings=warnings,
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..prediction import Prediction
-from ..report import seconds, table
+from ..textfmt import seconds, table
 
 
 def render_serving(p: Prediction) -> str:

@@ -1,0 +1,131 @@
+"""Explain: the core's results (a ``TrainingResult``, an ``InferenceResult``) become a
+Prediction with its totals, breakdowns, per-operator reports and warnings. The API and the
+serving simulator both end here (issue 8), so a reported figure is derived in one place.
+
+Training FLOPs follow the Megatron convention (Narayanan et al. 2021, arXiv 2104.04473): MFU
+counts model FLOPs without recompute; HFU counts what the hardware executes; the 6ND figure
+(Kaplan et al. 2020) is a cross-check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .inference import InferenceResult
+from .plan import TrainPlan
+from .prediction import OpReport, Prediction
+from .resolve import Resolved
+from .roofline import OpTimes
+from .specs.hardware import DeviceSpec
+from .specs.system import System
+from .training import TrainingResult
+
+
+def _f(x: Any) -> float:
+    return float(np.asarray(x))
+
+
+def memory_fits(total_bytes, device: DeviceSpec):
+    """Whether ``total_bytes`` per GPU fit in the device's memory (array-friendly)."""
+    return total_bytes <= device.memory_bytes
+
+
+def fit_warning(total_bytes: float, system: System) -> list[str]:
+    """The warning a prediction carries when it does not fit, else nothing."""
+    if memory_fits(total_bytes, system.device):
+        return []
+    return [f"does not fit: {total_bytes / 2**30:.1f} GiB per GPU needed, "
+            f"{system.device.memory_gb:g} GB available"]
+
+
+def op_reports(times: OpTimes, counts: list) -> list[OpReport]:
+    """One report per operator that runs (calls > 0): its roofline terms and its bound."""
+    reports = []
+    for i, op in enumerate(times.ops):
+        calls = _f(counts[i])
+        if calls == 0:
+            continue
+        flops, nbytes = _f(op.flops), _f(op.bytes)
+        reports.append(OpReport(
+            name=op.name, cls=op.cls, phase=op.phase, calls=calls, flops=flops, bytes=nbytes,
+            intensity=flops / nbytes if nbytes else 0.0, compute_s=_f(times.compute[i]),
+            memory_s=_f(times.memory[i]), time_s=_f(times.time[i]),
+            total_s=calls * _f(times.time[i]),
+            bound="compute" if _f(times.compute[i]) >= _f(times.memory[i]) else "memory"))
+    return reports
+
+
+def _training_breakdown(rs: Resolved, r: TrainingResult) -> dict:
+    system, model = rs.system, rs.scenario.model
+    return {
+        "time": {k: _f(v) for k, v in r.time.items()},
+        "communication": {k: {"total_s": _f(r.comm_total[k]), "exposed_s": _f(r.comm_exposed[k])}
+                          for k in r.comm_total},
+        "memory": {k: _f(v) for k, v in r.memory.items()},
+        "stage_time_per_microbatch_s": {k: _f(v) for k, v in r.stage_times.items()},
+        "groups": {k: {"size": _f(g.size), "per_node": _f(g.local), "nodes": _f(g.nodes),
+                       "link": (system.inter.id if system.inter else "none")
+                       if _f(g.nodes) > 1 else system.intra.id}
+                   for k, g in r.groups.items()
+                   if _f(g.size) > 1 and (model.moe or k not in ("edp", "egrad"))},
+        "flops": {"model_per_step": _f(r.model_flops), "hardware_per_step": _f(r.hardware_flops),
+                  "convention": "Megatron model FLOPs (Narayanan et al. 2021): GEMMs + "
+                                "attention matmuls, non-causal, no recompute"},
+    }
+
+
+def training_prediction(rs: Resolved, plan: TrainPlan, r: TrainingResult) -> Prediction:
+    """A training step's Prediction: throughput, MFU / HFU, memory and the breakdowns."""
+    sc, system, profile = rs.scenario, rs.system, rs.profile
+    step, n = _f(r.step_time), system.num_gpus
+    peak = system.device.peak_flops(plan.precision)
+    tflops = _f(r.model_flops) / step / n
+    six_nd = 6.0 * sc.model.num_active_params() * _f(r.tokens) / step / n
+    total_mem = _f(r.memory_total)
+    return Prediction(
+        kind="training", name=sc.name, model=sc.model.id, device=system.device.id,
+        num_gpus=n, calibration=profile.summary(), step_time_s=step,
+        tokens_per_s=_f(r.tokens) / step, tflops_per_gpu=tflops / 1e12, mfu=tflops / peak,
+        mfu_6nd=six_nd / peak, hfu=_f(r.hardware_flops) / step / n / peak,
+        num_microbatches=_f(r.num_microbatches), memory_per_gpu_bytes=total_mem,
+        memory_capacity_bytes=system.device.memory_bytes,
+        fits=memory_fits(total_mem, system.device), breakdown=_training_breakdown(rs, r),
+        ops=op_reports(r.op_times, r.op_counts),
+        warnings=[*rs.warnings, *fit_warning(total_mem, system)],
+    )
+
+
+def inference_breakdown(r: InferenceResult) -> dict:
+    """Prefill pass and one decode step by operator class and communication; memory; FLOPs."""
+    return {
+        "prefill": {"total_s": _f(r.prefill.time),
+                    **{k: _f(v) for k, v in r.prefill.compute.items()},
+                    "tp_comm": _f(r.prefill.tp_comm), "pp_comm": _f(r.prefill.pp_comm)},
+        "decode_step": {"total_s": _f(r.decode.time),
+                        **{k: _f(v) for k, v in r.decode.compute.items()},
+                        "tp_comm": _f(r.decode.tp_comm), "pp_comm": _f(r.decode.pp_comm)},
+        "memory": {k: _f(v) for k, v in r.memory.items()},
+        "flops": {"prefill": _f(r.model_flops_prefill),
+                  "per_generated_token": _f(r.model_flops_per_token)},
+    }
+
+
+def inference_prediction(rs: Resolved, r: InferenceResult) -> Prediction:
+    """A request's Prediction: TTFT, TPOT, latency, throughput, memory; the prefill pass's
+    operators, then the decode step's."""
+    sc, system, profile = rs.scenario, rs.system, rs.profile
+    total_mem = _f(r.memory_total)
+    decode_ops = op_reports(r.decode.op_times, [op.count for op in r.decode.op_times.ops])
+    prefill_ops = op_reports(r.prefill.op_times, [op.count for op in r.prefill.op_times.ops])
+    return Prediction(
+        kind="inference", name=sc.name, model=sc.model.id, device=system.device.id,
+        num_gpus=system.num_gpus, calibration=profile.summary(), ttft_s=_f(r.ttft),
+        tpot_s=_f(r.tpot), e2e_latency_s=_f(r.e2e), prefill_time_s=_f(r.prefill.time),
+        tokens_per_s=_f(r.tokens_per_s), max_concurrent_sequences=_f(r.max_concurrent_sequences),
+        kv_cache_bytes_per_sequence=_f(r.kv_bytes_per_sequence),
+        memory_per_gpu_bytes=total_mem, memory_capacity_bytes=system.device.memory_bytes,
+        fits=memory_fits(total_mem, system.device), breakdown=inference_breakdown(r),
+        ops=prefill_ops + decode_ops, warnings=[*rs.warnings, *fit_warning(total_mem, system)],
+    )

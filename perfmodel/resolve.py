@@ -1,0 +1,156 @@
+"""Resolve: a Scenario becomes the core's inputs (system, calibration profile, plans) plus the
+warnings that belong to those inputs. The API and the serving simulator both start here, so a
+scenario field maps to a plan field in exactly one place (issue 8).
+
+The pure core (``training``, ``inference``) never sees a Scenario; ``explain`` turns its
+results back into a Prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import SpecError
+from .inference import InferPlan
+from .plan import TrainPlan, check, inference_rules, training_rules
+from .profile import CalibrationProfile, profile_for
+from .specs.loading import validate
+from .specs.model import ModelSpec
+from .specs.registry import get_interconnect
+from .specs.scenario import InferenceConfig, Parallelism, Scenario, load_scenario
+from .specs.system import System, resolve_system
+
+ScenarioLike = Scenario | str | Path | dict
+CalibrationLike = str | Path | CalibrationProfile | None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A scenario with its system and profile resolved, and the warnings about them."""
+
+    scenario: Scenario
+    system: System
+    profile: CalibrationProfile
+    warnings: list[str]
+
+
+def as_scenario(value: ScenarioLike) -> Scenario:
+    """A Scenario from a Scenario, a YAML path, or a mapping."""
+    if isinstance(value, Scenario):
+        return value
+    if isinstance(value, (str, Path)):
+        return load_scenario(value)
+    if isinstance(value, dict):
+        return validate(Scenario, value, what="scenario")
+    raise SpecError(f"expected a Scenario, a path or a mapping, got {type(value).__name__}")
+
+
+def resolve_profile(sc: Scenario, calibration: CalibrationLike = None) -> CalibrationProfile:
+    """``calibration`` (a profile or its path) wins over the scenario's ``calibration:``;
+    without either, the device's shipped reference profile or the documented defaults."""
+    if isinstance(calibration, CalibrationProfile):
+        return calibration
+    path = Path(calibration) if calibration else sc.calibration_path()
+    return profile_for(sc.system.device, path)
+
+
+def resolve(scenario: ScenarioLike, calibration: CalibrationLike = None) -> Resolved:
+    """Everything a prediction of ``scenario`` needs before the core runs."""
+    sc = as_scenario(scenario)
+    system = resolve_system(sc.system)
+    profile = resolve_profile(sc, calibration)
+    return Resolved(sc, system, profile, profile_warnings(profile, system))
+
+
+def profile_warnings(profile: CalibrationProfile, system: System) -> list[str]:
+    """Say when the numbers rest on default, foreign or poor calibration data."""
+    out = []
+    if profile.kind == "default":
+        source = profile.path or "calibration/default.json"
+        out.append(f"uncalibrated: documented default efficiencies ({source}); "
+                   "run `perfmodel calibrate` on this device for measured ones")
+    elif profile.device and profile.device != system.device.id:
+        out.append(f"calibration profile {profile.id!r} was measured on {profile.device!r}, "
+                   f"not on {system.device.id!r}")
+    if profile.quality is not None and profile.quality.verdict == "poor":
+        out.append(f"calibration profile {profile.id!r} is of poor quality: "
+                   + "; ".join(profile.quality.notes))
+    return out
+
+
+def training_plan(sc: Scenario, system: System) -> TrainPlan:
+    """The scenario's TrainPlan, checked against the model and the GPU count."""
+    plan = TrainPlan.from_scenario(sc)
+    check(training_rules(sc.model, system.num_gpus), plan)
+    return plan
+
+
+def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceConfig,
+                   num_gpus: int, *, tp: int | None = None, replicas: int | None = None,
+                   request: bool = True) -> InferPlan:
+    """The InferPlan for ``inf`` on ``num_gpus`` GPUs, checked against the model.
+
+    ``tp`` overrides the scenario's (a DistServe pool has its own); ``replicas`` defaults to
+    the model copies that fit, num_gpus / (tp * pp). With ``request`` the plan carries the
+    request (batch, lengths) and its offloading, speculation and prefill chunking; without,
+    it is a serving instance: batch = prompt = output = 1, since the simulator sets the batch
+    of every iteration itself.
+    """
+    p = parallelism
+    tp = p.tp if tp is None else tp
+    if replicas is None:
+        replicas = max(num_gpus // (tp * p.pp), 1)
+    fields = dict(tp=tp, pp=p.pp, replicas=replicas, weight_dtype=inf.weight_dtype,
+                  activation_dtype=inf.activation_dtype, kv_dtype=inf.kv_dtype,
+                  group_size=inf.quant_group_size, flash=inf.flash_attention,
+                  kv_block=inf.kv_block_size, ep=p.ep)
+    if request:
+        off, spec = inf.offload, inf.speculative
+        fields |= dict(
+            batch=inf.batch, prompt_len=inf.prompt_len, output_len=inf.output_len,
+            offload_weights=off.weights if off else 0.0, offload_kv=off.kv_cache if off else 0.0,
+            offload_overlap=off.overlap if off else True,
+            spec_tokens=spec.num_tokens if spec else 0,
+            spec_acceptance=spec.acceptance_rate if spec else 0.0,
+            prefill_chunk=inf.prefill_chunk_tokens)
+    else:
+        fields |= dict(batch=1, prompt_len=1, output_len=1)
+    plan = InferPlan(**fields)
+    check(inference_rules(model, num_gpus), plan)
+    return plan
+
+
+@dataclass(frozen=True)
+class InferenceInputs:
+    """Arguments of ``inference.inference`` for an inference scenario."""
+
+    plan: InferPlan
+    draft: ModelSpec | None
+    offload_bandwidth: float | None
+
+
+def inference_inputs(sc: Scenario, system: System, profile: CalibrationProfile
+                     ) -> InferenceInputs:
+    """Plan, draft model and offload link of an inference scenario."""
+    inf = sc.inference
+    assert inf is not None
+    plan = inference_plan(sc.model, sc.parallelism, inf, system.num_gpus)
+    draft = inf.speculative.draft_model if inf.speculative else None
+    bw = offload_bandwidth(system, inf.offload.target, profile) if inf.offload else None
+    return InferenceInputs(plan, draft, bw)
+
+
+def offload_bandwidth(system: System, target: str, profile: CalibrationProfile) -> float:
+    """Achieved per-direction B/s of the path offloaded data streams over: the GPU's host link
+    for CPU memory (times the profile's host-link efficiency); for NVMe also the drive (the
+    node's figure, else one PCIe Gen4 x4 drive's link limit)."""
+    if system.host_link is None:
+        raise SpecError(f"inference.offload: device {system.device.id!r} has no host link in "
+                        "its spec, so offloading cannot be modelled")
+    bw = system.host_link.bandwidth
+    if target == "nvme":
+        node_bw = system.node.nvme_read_gbps if system.node else None
+        drive = node_bw * 1e9 if node_bw else get_interconnect("nvme-gen4-x4").bandwidth
+        bw = min(bw, drive)
+    return bw * (profile.defaults.host_link or 1.0)

@@ -1,0 +1,39 @@
+"""Plain-text building blocks for terminal output: aligned tables, seconds, GiB. Every text
+renderer (``report``, ``serving.report``, the CLI commands) formats numbers with these."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+GIB = 2**30
+
+
+def table(rows: Iterable[Sequence], header: Sequence[str] | None = None) -> str:
+    """Text columns: the first (names) left-aligned, values right-aligned."""
+    rows = [[str(c) for c in r] for r in rows]
+    if header:
+        rows.insert(0, [str(h) for h in header])
+    if not rows:
+        return ""
+    widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(max(map(len, rows)))]
+
+    def fmt(r: list[str]) -> str:
+        cells = [c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)]
+        return "  ".join(cells).rstrip()
+
+    lines = [fmt(r) for r in rows]
+    if header:
+        lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def seconds(x: float) -> str:
+    if x >= 1:
+        return f"{x:.3f} s"
+    if x >= 1e-3:
+        return f"{x * 1e3:.3f} ms"
+    return f"{x * 1e6:.1f} us"
+
+
+def gib(x: float) -> str:
+    return f"{x / GIB:.2f} GiB"
