@@ -27,7 +27,7 @@ from ..specs.system import System
 from .cost import IterationCostModel, KVCapacity, kv_capacity
 from .engine import Engine
 from .requests import Requests
-from .schedulers import ChunkedPrefill, ContinuousBatching, DecodeOnly, StaticBatching
+from .schedulers import make_scheduler
 from .sim import Pool, Simulation
 from .workload import Workload
 
@@ -96,31 +96,20 @@ class Deployment:
         reqs = Requests(workload)
         kind = self.scheduler.kind
         pools, schedulers, engines = [], [], []
-        sim_holder: list[Simulation] = []
         for inst in self.instances:
+            name = kind if inst.role == "mixed" else inst.role  # DistServe: prefill, decode
             members = []
             for _ in range(inst.count):
                 e = Engine(len(engines), inst.cost, inst.kv, self.scheduler.max_batch, reqs,
                            self.scheduler.iteration_overhead_s)
                 engines.append(e)
                 members.append(e)
-                if kind == "static":
-                    schedulers.append(StaticBatching(self.token_budget))
-                elif kind == "chunked":
-                    schedulers.append(ChunkedPrefill(self.token_budget))
-                elif inst.role == "prefill":
-                    schedulers.append(ContinuousBatching(self.token_budget, prefill_only=True))
-                elif inst.role == "decode":
-                    schedulers.append(DecodeOnly(
-                        lambda eng, rid: sim_holder[0].requeue_to_prefill(eng, rid)))
-                else:
-                    schedulers.append(ContinuousBatching(self.token_budget))
+                schedulers.append(make_scheduler(name, self.token_budget))
             pools.append(Pool(inst.role, members, self.scheduler.routing))
         if kind == "disaggregated":
             self.prepare_transfers(int((workload.prompt + workload.output).max()))
         sim = Simulation(reqs, pools, schedulers,
                          self.transfer_s if kind == "disaggregated" else None)
-        sim_holder.append(sim)
         end = sim.run()
         if np.isnan(reqs.finish).any():  # a scheduler left work behind: a bug, not an input
             raise RuntimeError(f"serving simulation stalled with "
@@ -197,17 +186,7 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
                           system=system, profile=profile)
     tp_p = cfg.prefill_tp or tp
     tp_d = cfg.decode_tp or tp
-    gp, gd = cfg.prefill_gpus, cfg.decode_gpus
-    if counts is None:
-        if gp is None and gd is None:
-            gp = gd = system.num_gpus // 2
-        elif gp is None:
-            gp = system.num_gpus - gd
-        elif gd is None:
-            gd = system.num_gpus - gp
-        if gp + gd != system.num_gpus:
-            raise SpecError(f"serving.scheduler: prefill_gpus + decode_gpus = {gp} + {gd} must "
-                            f"equal system.num_gpus ({system.num_gpus})")
+    gp, gd = (cfg.prefill_gpus, cfg.decode_gpus) if counts else _pool_gpus(cfg, system)
     pair = (tp_p + tp_d) * parallelism.pp
     cross = {"intra_node": False, "inter_node": True}.get(cfg.kv_transfer,
                                                            pair > system.gpus_per_node)
@@ -218,6 +197,21 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
     dec = instance("decode", tp_d, gd or 0, counts[1] if counts else None)
     return Deployment(cfg, [pre, dec], budget, transfer_cross_node=bool(cross), system=system,
                       profile=profile)
+
+
+def _pool_gpus(cfg: SchedulerConfig, system: System) -> tuple[int, int]:
+    """GPUs of the prefill and the decode pool: as given, the rest, or half each."""
+    gp, gd = cfg.prefill_gpus, cfg.decode_gpus
+    if gp is None and gd is None:
+        gp = gd = system.num_gpus // 2
+    elif gp is None:
+        gp = system.num_gpus - gd
+    elif gd is None:
+        gd = system.num_gpus - gp
+    if gp + gd != system.num_gpus:
+        raise SpecError(f"serving.scheduler: prefill_gpus + decode_gpus = {gp} + {gd} must "
+                        f"equal system.num_gpus ({system.num_gpus})")
+    return gp, gd
 
 
 def zero_load(dep: Deployment, prompt: int, output: int) -> dict[str, float]:

@@ -150,6 +150,15 @@ class Engine:
         self.used = 0
         return rids
 
+    def requeue(self, rid: int) -> None:
+        """Put a preempted sequence back in line: where its pool sends it (a DistServe decode
+        instance hands it to a prefill instance), else at the front of this queue (vLLM)."""
+        send = self.pool.requeue if self.pool is not None else None
+        if send is None:
+            self.waiting.appendleft(rid)
+        else:
+            send(self, rid)
+
     def preempt_last(self) -> int:
         """Evict the most recently admitted sequence (lowest FCFS priority), freeing its
         blocks; the caller re-queues it. Returns its request id."""

@@ -67,19 +67,7 @@ def predict_serving(rs: Resolved) -> Prediction:
     tput = summary["throughput"]
     summary["zero_load"] = zero_load(dep, p_med, o_med) | {"prompt_len": p_med,
                                                            "output_len": o_med}
-    summary["deployment"] = {
-        "scheduler": sc.serving.scheduler.kind,
-        "token_budget": dep.token_budget,
-        "max_batch": sc.serving.scheduler.max_batch,
-        "num_gpus": dep.num_gpus,
-        "instances": [{"role": i.role, "count": i.count, "tp": int(i.plan.tp),
-                       "pp": int(i.plan.pp), "kv_blocks": i.kv.num_blocks,
-                       "kv_block_tokens": i.kv.block_tokens, "kv_tokens": i.kv.tokens}
-                      for i in dep.instances],
-    }
-    if dep.scheduler.kind == "disaggregated":
-        summary["deployment"]["kv_transfer"] = ("inter_node" if dep.transfer_cross_node
-                                                else "intra_node")
+    summary["deployment"] = _deployment_summary(sc, dep)
     summary["workload"] = {
         "num_requests": len(wl), "arrival": sc.serving.arrival.process,
         "rate_per_s": wl.rate, "prompt_len_mean": float(wl.prompt.mean()),
@@ -89,13 +77,7 @@ def predict_serving(rs: Resolved) -> Prediction:
                                       tput["output_tokens_per_s"])
     summary["cost"] = cost_report(load_prices(), system.device.id, dep.num_gpus,
                                   tput["output_tokens_per_s"])
-    warnings = list(rs.warnings)
-    if tput["requests_per_s"] < 0.9 * tput["offered_requests_per_s"]:
-        warnings.append(f"overloaded: served {tput['requests_per_s']:.2f} req/s of "
-                        f"{tput['offered_requests_per_s']:.2f} offered; the queue grows for "
-                        "the whole run and latencies depend on num_requests")
-    if summary["preemptions"]:
-        warnings.append(f"{summary['preemptions']} preemptions (KV cache full; recomputed)")
+    warnings = [*rs.warnings, *_load_warnings(summary)]
     summary = _finite(summary)
     mem = dep.instances[0].kv.memory
     total_mem = float(sum(mem.values()))
@@ -120,6 +102,36 @@ def predict_serving(rs: Resolved) -> Prediction:
         fits=memory_fits(total_mem, system.device), breakdown=breakdown, ops=base.ops,
         serving=summary, warnings=warnings,
     )
+
+
+def _deployment_summary(sc: Scenario, dep: Deployment) -> dict:
+    """Scheduler, token budget and the instances with their KV pools."""
+    out = {
+        "scheduler": sc.serving.scheduler.kind,
+        "token_budget": dep.token_budget,
+        "max_batch": sc.serving.scheduler.max_batch,
+        "num_gpus": dep.num_gpus,
+        "instances": [{"role": i.role, "count": i.count, "tp": int(i.plan.tp),
+                       "pp": int(i.plan.pp), "kv_blocks": i.kv.num_blocks,
+                       "kv_block_tokens": i.kv.block_tokens, "kv_tokens": i.kv.tokens}
+                      for i in dep.instances],
+    }
+    if dep.scheduler.kind == "disaggregated":
+        out["kv_transfer"] = "inter_node" if dep.transfer_cross_node else "intra_node"
+    return out
+
+
+def _load_warnings(summary: dict) -> list[str]:
+    """An overloaded run (latencies then depend on its length) and KV-cache preemptions."""
+    tput = summary["throughput"]
+    out = []
+    if tput["requests_per_s"] < 0.9 * tput["offered_requests_per_s"]:
+        out.append(f"overloaded: served {tput['requests_per_s']:.2f} req/s of "
+                   f"{tput['offered_requests_per_s']:.2f} offered; the queue grows for "
+                   "the whole run and latencies depend on num_requests")
+    if summary["preemptions"]:
+        out.append(f"{summary['preemptions']} preemptions (KV cache full; recomputed)")
+    return out
 
 
 def _finite(value):

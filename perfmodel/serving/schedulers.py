@@ -18,6 +18,12 @@
 * ``PrefillOnly`` / ``DecodeOnly`` -- the two pools of DistServe (Zhong et al. OSDI 2024,
   arXiv 2401.09670): prefill instances batch prompts only and hand the KV cache over;
   decode instances admit transferred sequences (no compute) and decode.
+
+``SCHEDULERS`` maps a name to its class (as Vidur's scheduler registry does): an aggregated
+deployment runs the scheduler named by ``serving.scheduler.kind`` on every instance, a
+disaggregated one runs ``prefill`` and ``decode`` on its two pools. A new policy is one class
+with ``@register("name")``. Where a preempted sequence waits is the engine's business
+(``Engine.requeue``), so every scheduler is built from the token budget alone.
 """
 
 from __future__ import annotations
@@ -32,19 +38,22 @@ from .engine import RUN_CAP, Engine, Step
 class Scheduler:
     name = "base"
 
+    def __init__(self, token_budget: int):
+        self.budget = token_budget  # tokens of one iteration (static: padded prompt tokens)
+
     def next(self, e: Engine, now: float) -> Step | None:  # pragma: no cover - interface
         raise NotImplementedError
 
     # shared pieces -----------------------------------------------------------------------
     @staticmethod
-    def make_room_for_decode(e: Engine, requeue: Callable[[Engine, int], None]) -> None:
+    def make_room_for_decode(e: Engine) -> None:
         """Preempt the latest-admitted sequences until every running sequence can take one
         more token (vLLM: preemption by recompute, lowest FCFS priority first)."""
         cap = e.free_cap()
         if e.used + e.n <= cap:
             return
         while e.n > 0 and e.used + e.decode_growth(1) > cap:
-            requeue(e, e.preempt_last())
+            e.requeue(e.preempt_last())
 
     @staticmethod
     def decode_run(e: Engine, now: float, stop_at_finish: bool = True) -> Step:
@@ -58,18 +67,31 @@ class Scheduler:
         return e.decode_run(now, k, stop_at_finish, interruptible)
 
 
-def requeue_front(e: Engine, rid: int) -> None:
-    e.waiting.appendleft(rid)
+SCHEDULERS: dict[str, type[Scheduler]] = {}
 
 
+def register(name: str) -> Callable[[type[Scheduler]], type[Scheduler]]:
+    """Class decorator: make a scheduler available under ``name``."""
+    def add(cls: type[Scheduler]) -> type[Scheduler]:
+        cls.name = name
+        SCHEDULERS[name] = cls
+        return cls
+    return add
+
+
+def make_scheduler(name: str, token_budget: int) -> Scheduler:
+    """A new scheduler of the registered ``name``."""
+    try:
+        cls = SCHEDULERS[name]
+    except KeyError:
+        raise ValueError(f"no serving scheduler {name!r}; registered: "
+                         f"{', '.join(sorted(SCHEDULERS))}") from None
+    return cls(token_budget)
+
+
+@register("continuous")
 class ContinuousBatching(Scheduler):
-    name = "continuous"
-
-    def __init__(self, token_budget: int, requeue: Callable[[Engine, int], None] = requeue_front,
-                 prefill_only: bool = False):
-        self.budget = token_budget
-        self.requeue = requeue
-        self.prefill_only = prefill_only
+    prefill_only = False
 
     def admit(self, e: Engine, now: float) -> list[tuple[int, int]]:
         reqs = e.reqs
@@ -99,22 +121,25 @@ class ContinuousBatching(Scheduler):
             return e.iteration(now, chunks, decode=False)
         if self.prefill_only or e.n == 0:
             return None
-        self.make_room_for_decode(e, self.requeue)
+        self.make_room_for_decode(e)
         if e.n == 0:
             return self.next(e, now)
         return self.decode_run(e, now)
 
 
+@register("prefill")
+class PrefillOnly(ContinuousBatching):
+    """A DistServe prefill instance: admits and prefills prompts, never decodes (the
+    simulation hands each prefilled sequence to a decode instance)."""
+
+    prefill_only = True
+
+
+@register("chunked")
 class ChunkedPrefill(Scheduler):
-    name = "chunked"
-
-    def __init__(self, token_budget: int, requeue: Callable[[Engine, int], None] = requeue_front):
-        self.budget = token_budget
-        self.requeue = requeue
-
     def next(self, e: Engine, now: float) -> Step | None:
         reqs = e.reqs
-        self.make_room_for_decode(e, self.requeue)
+        self.make_room_for_decode(e)
         n = e.n
         dec = e.done[:n] == e.target[:n]
         n_dec = int(np.count_nonzero(dec))
@@ -165,12 +190,8 @@ class ChunkedPrefill(Scheduler):
         return self.decode_run(e, now)
 
 
+@register("static")
 class StaticBatching(Scheduler):
-    name = "static"
-
-    def __init__(self, token_budget: int):
-        self.budget = token_budget  # padded prompt tokens of one batch
-
     def next(self, e: Engine, now: float) -> Step | None:
         reqs = e.reqs
         if e.n:  # the batch has been prefilled: decode it to the end
@@ -200,13 +221,10 @@ class StaticBatching(Scheduler):
         return e.iteration(now, chunks, decode=False)
 
 
+@register("decode")
 class DecodeOnly(Scheduler):
-    """Admits sequences whose KV cache arrived from a prefill instance; decodes them."""
-
-    name = "decode"
-
-    def __init__(self, requeue: Callable[[Engine, int], None]):
-        self.requeue = requeue
+    """Admits sequences whose KV cache arrived from a prefill instance; decodes them (a
+    preempted one goes back to a prefill instance: ``Engine.requeue``)."""
 
     def next(self, e: Engine, now: float) -> Step | None:
         reqs = e.reqs
@@ -223,7 +241,7 @@ class DecodeOnly(Scheduler):
             e.last[e.n - 1] = reqs.first[rid] if reqs.gen[rid] == 1 else np.nan
         if e.n == 0:
             return None
-        self.make_room_for_decode(e, self.requeue)
+        self.make_room_for_decode(e)
         if e.n == 0:
             return None
         return self.decode_run(e, now)

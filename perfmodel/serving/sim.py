@@ -37,6 +37,7 @@ class Pool:
     routing: str = "least_loaded"
     outstanding: np.ndarray = field(default=None)  # requests routed and not yet gone
     rr: int = 0
+    requeue: Callable[[Engine, int], None] | None = None  # where preempted sequences go
 
     def __post_init__(self):
         self.outstanding = np.zeros(len(self.engines), np.int64)
@@ -61,6 +62,8 @@ class Simulation:
         self.pools = pools
         self.entry = pools[0]  # arrivals go here ('mixed' or 'prefill')
         self.decode_pool = next((p for p in pools if p.role == "decode"), None)
+        if self.decode_pool is not None:  # DistServe: recompute a preempted KV cache
+            self.decode_pool.requeue = self.requeue_to_prefill
         self.engines = [e for p in pools for e in p.engines]
         self.schedulers = schedulers
         self.transfer_s = transfer_s
