@@ -30,7 +30,7 @@ def build_tables(records: list[dict], profile: CalibrationProfile,
     """The fit's tables for ``records``, with the profile's own overheads."""
     device = F.host_device(profile)
     tables = F.gemm_tables(records, device, profile) + F.attention_tables(records, device, profile)
-    mem, elem = F._ok(records, "memory"), F._ok(records, "elementwise")
+    mem, elem = F.ok_records(records, "memory"), F.ok_records(records, "elementwise")
     if mem or elem:
         tables.append(F.memory_table(mem or elem, device, profile))
     if mem and elem:

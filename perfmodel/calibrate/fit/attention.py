@@ -1,0 +1,166 @@
+"""Attention tables: per phase (prefill, decode, backward), efficiency over (q_len, kv_len)
+(decode: (streams, kv_len)) of the core's attention operator (``ops.attention_ops`` with
+its FlashAttention IO model, arXiv 2205.14135 / 2307.08691, and causal pairs;
+``ops.backward`` for the backward pass: reused, not re-derived), plus the phase's fixed time
+per call (``attention_floor``): an attention op runs several kernels, so a table that
+sweeps down to its own floor gets ``attention_overhead_s[phase]`` = 0.95 x its fastest call
+- kernel_overhead_s.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import cache
+
+import numpy as np
+
+from ... import ops as O
+from ...profile import CalibrationProfile, default_profile
+from ...roofline import Roofline, op_times
+from ...specs.hardware import DeviceSpec
+from ...specs.model import ModelSpec
+from .curves import round4
+from .host import stand_in_device
+from .table import (
+    OVERHEAD_FLOOR_FRACTION,
+    Table,
+    invert_time,
+    ok_records,
+    precision_for,
+    unit_profile,
+)
+
+
+def _attention_model(heads: int, kv_heads: int, head_dim: int) -> ModelSpec:
+    """The smallest ModelSpec that gives ``ops.attention_ops`` these heads."""
+    return ModelSpec(id="attention-bench", name="attention microbenchmark", num_layers=1,
+                     hidden_size=heads * head_dim, num_heads=heads, num_kv_heads=kv_heads,
+                     head_dim=head_dim, ffn_hidden_size=1, vocab_size=1)
+
+
+def attention_op(recs: list[dict]) -> O.Op:
+    """The core's attention operator (``ops.attention_ops``, FlashAttention IO, causal pairs;
+    ``ops.backward`` for the backward phase) for records sharing heads, head_dim, dtypes,
+    causality and phase; batch, q_len and kv_len broadcast over the records."""
+    p0 = recs[0]["params"]
+    b, q, kv = (np.array([r["params"][x] for r in recs], float)
+                for x in ("batch", "q_len", "kv_len"))
+    prec = precision_for(p0.get("dtype", "bf16"), p0.get("kv_dtype"))
+    model = _attention_model(int(p0["heads"]), int(p0.get("kv_heads") or p0["heads"]),
+                             int(p0["head_dim"]))
+    pairs = O.attention_pairs(q, kv, bool(p0.get("causal", True)))
+    phase = p0["phase"]
+    (op,) = O.attention_ops(model, b, q, kv, pairs, O.Shard(), prec, True,
+                            "decode" if phase == "decode" else "prefill")
+    if phase == "backward":
+        (op,) = O.backward(op, prec)
+    return op
+
+
+def _attention_point(p: dict) -> tuple:
+    """The record's coordinates on its phase's curve, as the core places the same call
+    (``ops.attention_curve_point``)."""
+    kv_heads = int(p.get("kv_heads") or p["heads"])
+    return O.attention_curve_point(p["phase"], p["batch"], p["q_len"], p["kv_len"], kv_heads)
+
+
+def _attention_key(p: dict) -> tuple:
+    return (p["phase"], int(p["heads"]), int(p.get("kv_heads") or p["heads"]),
+            int(p["head_dim"]), p.get("dtype", "bf16"), p.get("kv_dtype"),
+            bool(p.get("causal", True)))
+
+
+@cache
+def core_applies_attention_overhead() -> bool:
+    """Whether ``roofline.op_times`` adds ``profile.attention_overhead_s`` (a schema field
+    the calibration fit introduced; probed once so that the held-out predictions are always
+    the core's, with the fixed time added here only while the core does not add it)."""
+    dev = stand_in_device({"bf16": 1.0}, 1.0, {})
+    prof = default_profile().model_copy(update={"kernel_overhead_s": 0.0,
+                                                "attention_overhead_s": {"prefill": 1.0}})
+    op = attention_op([{"params": {"phase": "prefill", "batch": 1, "heads": 1, "head_dim": 8,
+                                   "q_len": 1, "kv_len": 1}}])
+    return bool(np.all(np.asarray(op_times([op], Roofline(dev, prof)).time[0]) >= 1.0))
+
+
+def attention_times(recs: list[dict], roof: Roofline) -> np.ndarray:
+    """Core times of attention records, one op_times call per group of equal heads."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, r in enumerate(recs):
+        groups[_attention_key(r["params"])].append(i)
+    out = np.empty(len(recs))
+    for rows in groups.values():
+        out[rows] = op_times([attention_op([recs[i] for i in rows])], roof).time[0]
+    if not core_applies_attention_overhead():
+        extra = roof.profile.attention_overhead_s
+        out += np.array([extra.get(r["params"]["phase"], 0.0) for r in recs])
+    return out
+
+
+def attention_floor(t: np.ndarray, bound: np.ndarray, overhead: float) -> float:
+    """Fixed time per attention call beyond ``overhead``: ``OVERHEAD_FLOOR_FRACTION`` of the
+    fastest call, less the kernel overhead, when the table sweeps down to the latency floor
+    (>= 20 points spanning >= 100x in roofline bound); else 0."""
+    if len(t) < 20 or bound.max() < 100 * bound.min():
+        return 0.0
+    return max(0.0, OVERHEAD_FLOOR_FRACTION * float(t.min()) - overhead)
+
+
+def fastest_backend(recs: list[dict]) -> str | None:
+    """The backend with the lowest geometric-mean time over the points every backend ran:
+    the one a framework's dispatcher would use. One curve per phase cannot hold two kernels
+    (a fused flash kernel and the unfused "math" path differ several-fold)."""
+    by_backend: dict[str, dict[str, float]] = defaultdict(dict)
+    for r in recs:
+        p = r["params"]
+        shape = tuple(sorted((k, str(v)) for k, v in p.items() if k != "backend"))
+        by_backend[p.get("backend")][shape] = r["time_s"]
+    if len(by_backend) < 2:
+        return next(iter(by_backend), None)
+    common = set.intersection(*(set(v) for v in by_backend.values()))
+    if not common:  # no shared points: the backend that ran the most of them
+        return max(by_backend, key=lambda b: len(by_backend[b]))
+    return min(by_backend, key=lambda b: sum(np.log(by_backend[b][k]) for k in common))
+
+
+def attention_tables(records: list[dict], device: DeviceSpec,
+                     base: CalibrationProfile) -> list[Table]:
+    """Per phase (prefill, decode, backward): efficiency over (q_len, kv_len) of the
+    fastest backend (``fastest_backend``), and the phase's fixed time per call
+    (``attention_floor``)."""
+    by_phase: dict[str, list[dict]] = defaultdict(list)
+    for r in ok_records(records, "attention"):
+        p = r["params"]
+        if int(p["heads"]) % int(p.get("kv_heads") or p["heads"]) == 0:
+            by_phase[p["phase"]].append(r)
+    for phase, recs in by_phase.items():
+        best = fastest_backend(recs)
+        by_phase[phase] = [r for r in recs if r["params"].get("backend") == best]
+    unit = Roofline(device, unit_profile(base))
+    overhead = base.kernel_overhead_s
+    tables = []
+    for phase, recs in sorted(by_phase.items()):
+        t = np.array([r["time_s"] for r in recs])
+        bound = attention_times(recs, unit)
+        coords = np.array([_attention_point(r["params"]) for r in recs], float)
+
+        def floor(idx, t=t, bound=bound):
+            return attention_floor(t[idx], bound[idx], overhead)
+
+        def implied(fit_idx, t=t, bound=bound, floor=floor):
+            return invert_time(bound, t, overhead + floor(fit_idx))
+
+        def install(prof, curve, fit_idx, phase=phase, floor=floor):
+            extra = {k: v for k, v in prof.attention_overhead_s.items() if k != phase}
+            if floor(fit_idx) > 0:
+                extra[phase] = round4(floor(fit_idx))
+            return prof.model_copy(update={"attention": {**prof.attention, phase: curve},
+                                           "attention_overhead_s": extra})
+
+        def times(prof, idx, recs=recs):
+            return attention_times([recs[i] for i in idx], Roofline(device, prof))
+
+        axes = ("streams", "kv_len") if phase == "decode" else ("q_len", "kv_len")
+        tables.append(Table(f"attention.{phase}", "attention", axes, coords, t,
+                            recs, implied, install, times))
+    return tables

@@ -1,0 +1,180 @@
+"""Collective tables: ``comm.collective_time`` / ``comm.p2p_time`` solved for efficiency at
+every measured size, with the nccl-tests bus factors (``comm.bus_factor``, nccl-tests
+PERFORMANCE.md); a collective's latency makes its fixed time 0.95 x the table's fastest
+call."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...comm import bus_factor, collective_time, intra_bandwidth, network_steps, p2p_time
+from ...profile import CalibrationProfile, CollectiveFit
+from ...specs.common import Source
+from ...specs.hardware import DeviceSpec, InterconnectSpec
+from ...specs.system import System
+from ...topology import GroupSpan
+from .curves import round4
+from .table import Table, invert_time, ok_records
+
+# Collectives: latency chosen so that the fixed time is this fraction of the fastest call.
+LATENCY_FLOOR_FRACTION = 0.95
+
+
+@dataclass(frozen=True)
+class Links:
+    """The links collectives are measured against, as the core's ``System`` holds them."""
+
+    intra: InterconnectSpec | None
+    inter: InterconnectSpec | None
+    nics_per_node: int
+    gpus_per_node: int
+    host_link: InterconnectSpec | None
+    label: dict
+
+    def system(self, device: DeviceSpec, num_gpus: int) -> System:
+        return System(device=device, num_gpus=num_gpus, gpus_per_node=self.gpus_per_node,
+                      intra=self.intra or _synthetic_link("intra", 1.0), inter=self.inter,
+                      nics_per_node=self.nics_per_node, host_link=self.host_link, node=None)
+
+    def inter_per_gpu(self) -> float:
+        """Per-GPU share of a full node's NICs (B/s), as System.inter_bandwidth_per_gpu."""
+        if self.inter is None or not self.nics_per_node:
+            return 0.0
+        return self.inter.bandwidth * self.nics_per_node / self.gpus_per_node
+
+
+def _synthetic_link(scope: str, gbps: float, what: str = "given") -> InterconnectSpec:
+    return InterconnectSpec(
+        id=f"calibration-{scope}", kind="ethernet" if scope == "inter" else "pcie",
+        name=f"{scope}-node link ({what})", bandwidth_gbps=gbps,
+        sources=[Source(title="link bandwidth given to perfmodel.calibrate.fit_profile",
+                        url="local://perfmodel-calibrate")])
+
+
+def device_links(device: DeviceSpec | None, link_bandwidths: dict | None,
+                 records: list[dict]) -> Links:
+    """Intra-node fabric (per GPU per direction) and the per-GPU share of a full node's
+    NICs, from the device's default node; ``link_bandwidths`` ({"intra": GB/s, "inter":
+    GB/s per GPU}) override; with neither, the best measured bus bandwidth of the scope."""
+    from ...specs import registry
+
+    given = dict(link_bandwidths or {})
+    intra = inter = host = None
+    nics, per_node = 0, 8
+    label: dict[str, str] = {}
+    if device is not None and device.default_node:
+        node = registry.get_node(device.default_node)
+        intra = registry.get_interconnect(node.intra_node)
+        per_node = node.gpus_per_node
+        label["intra"] = (f"{intra.id} of {node.id} ({intra.bandwidth_gbps:g} GB/s per GPU "
+                          "per direction)")
+        if node.inter_node and node.nics_per_node:
+            inter = registry.get_interconnect(node.inter_node)
+            nics = node.nics_per_node
+            label["inter"] = (f"{inter.id} x{nics} per {per_node} GPUs of {node.id} "
+                              f"({inter.bandwidth_gbps * nics / per_node:g} GB/s per GPU)")
+    if device is not None and device.host_link:
+        host = registry.get_interconnect(device.host_link)
+    for scope in ("intra", "inter"):
+        gbps, what = given.get(scope), "given"
+        if gbps is None and (intra if scope == "intra" else inter) is None:
+            best = _best_busbw(records, scope)
+            gbps, what = (best / 1e9, "best measured bus bandwidth") if best else (None, "")
+        if gbps is None:
+            continue
+        link = _synthetic_link(scope, gbps, what)
+        label[scope] = f"{what}: {gbps:.4g} GB/s per GPU per direction"
+        if scope == "intra":
+            intra, host = link, None
+        else:  # a per-GPU figure: one link per GPU
+            inter, nics = link, per_node
+    return Links(intra, inter, nics, per_node, host, label)
+
+
+def _best_busbw(records: list[dict], scope: str) -> float | None:
+    rates = [float(r["params"]["bytes"]) * float(bus_factor(r["params"]["collective"],
+                                                            int(r["params"]["group_size"])))
+             / r["time_s"] for r in ok_records(records, "collective")
+             if r["params"].get("scope", "intra") == scope]
+    return max(rates) if rates else None
+
+
+def collective_geometry(p: dict) -> tuple[int, int, int]:
+    """(group size, members per node, nodes) of a collective record; an inter-node record
+    without ``per_node`` has one member per node."""
+    n = int(p["group_size"])
+    local = n if p.get("scope", "intra") == "intra" else int(p.get("per_node") or 1)
+    return n, local, max(1, n // local)
+
+
+def collective_times(coll: str, scope: str, nb: np.ndarray, geom: tuple[int, int, int],
+                     system: System, prof: CalibrationProfile) -> np.ndarray:
+    """The core's time: ``comm.p2p_time`` for send_recv, else ``comm.collective_time``."""
+    n, local, nodes = geom
+    if coll == "send_recv":
+        return np.asarray(p2p_time(nb, np.full(nb.shape, scope == "inter"), system, prof))
+    return np.asarray(collective_time(coll, nb, GroupSpan(n, local, nodes), system, prof))
+
+
+def collective_tables(records: list[dict], device: DeviceSpec, links: Links,
+                      base: CalibrationProfile, scope: str) -> list[Table]:
+    """One table per (collective, scope, group size). Intra-node, comm.collective_time is
+    t = latency + S factor(n) / (fabric bw eff(S)); inter-node (k nodes of ``local``
+    members) t = latency + steps x step latency + S/local factor(k) / (NIC share
+    eff(S/local)), all_to_all S (n-local)/n instead; send_recv t = latency + S / (bw eff(S)).
+    Each is solved for eff at every measured size; latency makes the fixed time
+    ``LATENCY_FLOOR_FRACTION`` of the table's fastest call."""
+    if scope == "intra" and links.intra is None:
+        return []
+    if scope == "inter" and links.inter_per_gpu() <= 0:
+        return []
+    step_latency = float(base.defaults.network_step_latency_s or 0.0)
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in ok_records(records, "collective"):
+        p = r["params"]
+        if p.get("scope", "intra") == scope:
+            groups[(p["collective"], *collective_geometry(p))].append(r)
+    tables = []
+    for (coll, n, local, nodes), recs in sorted(groups.items()):
+        geom = (n, local, nodes)
+        system = links.system(device, n)
+        nb = np.array([float(r["params"]["bytes"]) for r in recs])
+        t = np.array([r["time_s"] for r in recs])
+        # inter-node collectives also pay the core's per-step network latency
+        stepped = (float(network_steps(coll, n, nodes)) * step_latency
+                   if scope == "inter" and coll != "send_recv" else 0.0)
+        if coll == "send_recv":
+            bw = system.intra.bandwidth if scope == "intra" else links.inter_per_gpu()
+            moved, axis = nb, nb
+        elif scope == "intra":
+            bw = float(intra_bandwidth(system, local))
+            moved, axis = nb * float(bus_factor(coll, local)), nb
+        else:
+            bw = links.inter_per_gpu()
+            moved = (nb * (n - local) / n if coll == "all_to_all"
+                     else nb / local * float(bus_factor(coll, nodes)))
+            axis = nb / local
+
+        def latency(idx, t=t, stepped=stepped):
+            return max(0.0, LATENCY_FLOOR_FRACTION * float(t[idx].min()) - stepped)
+
+        def implied(fit_idx, t=t, moved=moved, bw=bw, stepped=stepped, latency=latency):
+            return invert_time(moved / bw, t, latency(fit_idx) + stepped)
+
+        def install(prof, curve, fit_idx, coll=coll, n=n, latency=latency):
+            fit = CollectiveFit(collective=coll, scope=scope, group_size=n,
+                                latency_s=round4(latency(fit_idx)), efficiency=curve,
+                                link=links.label.get(scope))
+            keep = [f for f in prof.collectives
+                    if (f.collective, f.scope, f.group_size) != (coll, scope, n)]
+            return prof.model_copy(update={"collectives": [*keep, fit]})
+
+        def times(prof, idx, coll=coll, geom=geom, nb=nb, system=system):
+            return collective_times(coll, scope, nb[idx], geom, system, prof)
+
+        tables.append(Table(f"collective.{coll}.{scope}.{n}", "collective", ("bytes",),
+                            axis[:, None], t, recs, implied, install, times))
+    return tables
