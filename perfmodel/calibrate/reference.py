@@ -3,7 +3,7 @@ published upstream (copied, with licenses, under calibration/sources/measured/).
 
 The tables are converted into records (``converters``) and fitted by the same code as a
 measurement on this machine (``fit.fit_profile``). What each device uses, and why a table
-is left out, is data in ``data/references.yaml``; ``build_reference`` writes
+is left out, is data in calibration/references.yaml; ``build_reference`` writes
 calibration/<device>.reference.json.
 """
 
@@ -26,7 +26,11 @@ from . import converters as C
 from .fit import FitResult, fit_profile
 
 PUBLISHED = "published/group_c_points.json"  # group C points, as the converter reads them
-CONFIG = Path(__file__).with_name("data") / "references.yaml"
+
+
+def config_file() -> Path:
+    """calibration/references.yaml: per device, the tables, sources and notes it is fitted on."""
+    return data_dir("calibration") / "references.yaml"
 
 
 def sources_dir() -> Path:
@@ -60,8 +64,8 @@ class Reference:
 
 
 def _load() -> tuple[dict[str, Reference], str]:
-    """The per-device table lists of data/references.yaml (converters named by function)."""
-    data = read_yaml(CONFIG)
+    """The per-device table lists of references.yaml (converters named by function)."""
+    data = read_yaml(config_file())
     refs = {}
     for device, d in data["devices"].items():
         tables = [Table(t["path"], getattr(C, t["convert"]), t.get("kwargs", {}),
