@@ -14,22 +14,18 @@ from typing import Any
 import numpy as np
 
 from .inference import InferenceResult
+from .memory import memory_fits
+from .parameters import param_counts
 from .plan import TrainPlan
 from .prediction import OpReport, Prediction
 from .resolve import Resolved
 from .roofline import OpTimes
-from .specs.hardware import DeviceSpec
 from .specs.system import System
-from .training import TrainingResult
+from .training import TrainingResult, flops_utilization
 
 
 def _f(x: Any) -> float:
     return float(np.asarray(x))
-
-
-def memory_fits(total_bytes, device: DeviceSpec):
-    """Whether ``total_bytes`` per GPU fit in the device's memory (array-friendly)."""
-    return total_bytes <= device.memory_bytes
 
 
 def fit_warning(total_bytes: float, system: System) -> list[str]:
@@ -82,13 +78,15 @@ def training_prediction(rs: Resolved, plan: TrainPlan, r: TrainingResult) -> Pre
     step, n = _f(r.step_time), system.num_gpus
     peak = system.device.peak_flops(plan.precision)
     tflops = _f(r.model_flops) / step / n
-    six_nd = 6.0 * sc.model.num_active_params() * _f(r.tokens) / step / n
+    six_nd = 6.0 * param_counts(sc.model).active * _f(r.tokens)  # Kaplan et al. 2020: 6ND
     total_mem = _f(r.memory_total)
     return Prediction(
         kind="training", name=sc.name, model=sc.model.id, device=system.device.id,
         num_gpus=n, calibration=profile.summary(), step_time_s=step,
-        tokens_per_s=_f(r.tokens) / step, tflops_per_gpu=tflops / 1e12, mfu=tflops / peak,
-        mfu_6nd=six_nd / peak, hfu=_f(r.hardware_flops) / step / n / peak,
+        tokens_per_s=_f(r.tokens) / step, tflops_per_gpu=tflops / 1e12,
+        mfu=flops_utilization(_f(r.model_flops), step, n, peak),
+        mfu_6nd=flops_utilization(six_nd, step, n, peak),
+        hfu=flops_utilization(_f(r.hardware_flops), step, n, peak),
         num_microbatches=_f(r.num_microbatches), memory_per_gpu_bytes=total_mem,
         memory_capacity_bytes=system.device.memory_bytes,
         fits=memory_fits(total_mem, system.device), breakdown=_training_breakdown(rs, r),

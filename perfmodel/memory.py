@@ -24,6 +24,7 @@ import numpy as np
 
 from .dtypes import nbytes, quantized_weight_bytes
 from .profile import MemoryOverheads
+from .specs.hardware import DeviceSpec
 from .specs.model import ModelSpec
 
 Array = Any
@@ -195,6 +196,12 @@ def inference_workspace_bytes(model: ModelSpec, tokens: Array, batch: Array, tp:
     width = 4 * h + act_bytes * ((2 if model.gated_mlp else 1) * ffn + ffn) / tp
     width = width + act_bytes * (model.num_heads + 2 * model.kv_heads) * model.hd / tp
     return tokens * width + 4.0 * batch * model.vocab_size / tp
+
+
+def memory_fits(total_bytes: Array, device: DeviceSpec) -> Array:
+    """Whether ``total_bytes`` per GPU fit in the device's memory (array-friendly): the one
+    rule predictions, serving and the plan search share."""
+    return total_bytes <= device.memory_bytes
 
 
 def overhead_bytes(allocated: Array, overheads: MemoryOverheads) -> dict[str, Array]:

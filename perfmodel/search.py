@@ -13,12 +13,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .memory import memory_fits
 from .plan import TrainPlan, training_rules, valid_mask
 from .profile import CalibrationProfile
 from .specs.model import ModelSpec
 from .specs.scenario import Scenario
 from .specs.system import System
-from .training import training_step
+from .training import flops_utilization, training_step
 
 NUMERIC = ("tp", "pp", "cp", "dp", "ep", "vp", "micro_batch")
 
@@ -79,8 +80,9 @@ def search(sc: Scenario, system: System, profile: CalibrationProfile,
         r = training_step(sc.model, system, plan, profile)
         step = np.broadcast_to(r.step_time, mask.shape)
         memory = np.broadcast_to(r.memory_total, mask.shape)
-        mfu = np.broadcast_to(r.model_flops / r.step_time / system.num_gpus / peak, mask.shape)
-        fits = memory <= system.device.memory_bytes
+        mfu = np.broadcast_to(flops_utilization(r.model_flops, r.step_time, system.num_gpus,
+                                                peak), mask.shape)
+        fits = memory_fits(memory, system.device)
         evaluated += mask.size
         valid_count += int(mask.sum())
         fitting_count += int((mask & fits).sum())

@@ -238,6 +238,13 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
     return c
 
 
+def flops_utilization(flops: Array, step_time: Array, num_gpus: Array, peak: float) -> Array:
+    """Achieved FLOP/s per GPU over the dense peak of the training dtype: MFU with model FLOPs,
+    HFU with hardware FLOPs incl. recompute (Korthikanti et al. 2022 Sec. 6.1, eq. 7 vs 8;
+    Chowdhery et al. 2022 App. B)."""
+    return flops / step_time / num_gpus / peak
+
+
 def training_step(model: ModelSpec, system: System, plan: TrainPlan,
                   profile: CalibrationProfile, keep_ops: bool = False) -> TrainingResult:
     """One optimizer step of ``plan`` (module docstring): operators -> per-layer costs ->

@@ -9,7 +9,8 @@ import pytest
 import perfmodel as pm
 from perfmodel import api
 from perfmodel.errors import SpecError
-from perfmodel.explain import fit_warning, memory_fits
+from perfmodel.explain import fit_warning
+from perfmodel.memory import memory_fits
 from perfmodel.report import render_prediction
 from perfmodel.resolve import inference_inputs, inference_plan, resolve
 from perfmodel.specs.scenario import Scenario

@@ -60,9 +60,9 @@ def _is_attention(op: O.Op) -> bool:
 
 
 def _is_lm_head(op: O.Op) -> bool:
-    """The LM head runs only for sequences that sample a token (H(L) above). The one place
-    that reads an operator's name for its role: swap for a typed field when ops.Op has one."""
-    return op.name.startswith("head.")
+    """The LM head (final norm, head GEMM, sampling) runs only for sequences that sample a
+    token (H(L) above)."""
+    return op.block == "head"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..explain import memory_fits
+from ..memory import memory_fits
 from ..prediction import Prediction
 from ..predictors import predict_inference
 from ..profile import CalibrationProfile
