@@ -45,9 +45,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 @command("search")
 def _search(args: argparse.Namespace) -> int:
-    from .api import as_scenario, resolve_profile
     from .errors import SpecError
     from .report import table
+    from .resolve import as_scenario, resolve_profile
     from .search import search
     from .specs.resolve import resolve_system
 
