@@ -33,6 +33,7 @@ from .memory import (
     paged_tokens,
 )
 from .parameters import param_counts
+from .plan import InferPlan, expert_tp
 from .profile import CalibrationProfile
 from .roofline import OpTimes, Roofline, op_times
 from .specs.model import ModelSpec
@@ -42,36 +43,6 @@ from .topology import group_spans, pp_neighbours_cross_nodes
 
 Array = Any
 DECODE_SAMPLES = 8  # context points at which decode steps are evaluated (linear in between)
-
-
-@dataclass(frozen=True)
-class InferPlan:
-    """Numeric fields may be arrays (a sweep), like TrainPlan."""
-
-    tp: Array
-    pp: Array
-    replicas: Array  # independent model copies (data parallel)
-    batch: Array
-    prompt_len: Array
-    output_len: Array
-    weight_dtype: str = "bf16"
-    activation_dtype: str = "bf16"
-    kv_dtype: str = "bf16"
-    group_size: int = 128
-    flash: bool = True
-    kv_block: int = 16
-    ep: Array = 1
-    offload_weights: float = 0.0  # fraction of weights streamed from host memory / NVMe
-    offload_kv: float = 0.0  # fraction of the KV cache kept off the GPU
-    offload_overlap: bool = True
-    spec_tokens: int = 0  # speculative decoding: draft tokens per iteration (0 = off)
-    spec_acceptance: float = 0.0
-    prefill_chunk: float | None = None  # tokens per prefill iteration (None: all at once)
-
-    @property
-    def precision(self) -> O.Precision:
-        return O.Precision.inference(self.weight_dtype, self.activation_dtype, self.kv_dtype,
-                                     self.group_size)
 
 
 @dataclass
@@ -99,17 +70,11 @@ class InferenceResult:
     model_flops_per_token: Array
 
 
-def expert_tp(plan: InferPlan) -> Array:
-    """Inference spreads experts over the TP ranks: ep groups of tp/ep ranks, each group
-    holding E/ep experts split tp/ep ways (vLLM / TensorRT-LLM MoE TP x EP)."""
-    return np.asarray(plan.tp) / np.asarray(plan.ep)
-
-
 def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase: str,
               logits_tokens) -> tuple[list[O.Op], dict[str, list[int]]]:
     """All operators of one forward pass through one pipeline stage's share of the model."""
     prec = plan.precision
-    shard = O.Shard(tp=plan.tp, sp=False, ep=plan.ep, etp=expert_tp(plan))
+    shard = O.Shard(tp=plan.tp, sequence_parallel=False, ep=plan.ep, etp=expert_tp(plan))
     absorbed = phase == "decode"
     items: list[O.Op] = []
     index: dict[str, list[int]] = {}
@@ -118,7 +83,7 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
         if not count:
             continue
         layer = O.layer_forward_ops(model, moe, b, q_len, kv_len, pairs, shard, prec,
-                                    plan.flash, phase, absorbed_mla=absorbed)
+                                    plan.flash_attention, phase, absorbed_mla=absorbed)
         for op in layer:  # every layer of this kind on one stage
             op.count = op.count * count / plan.pp
             op.phase = phase
@@ -182,6 +147,29 @@ def _with_context_axis(plan: InferPlan) -> InferPlan:
                             for k in ("tp", "pp", "replicas", "ep")})
 
 
+@dataclass(frozen=True)
+class OffloadStream:
+    """Seconds per stage to stream offloaded bytes over ``bandwidth`` (B/s per direction):
+    weights and KV in (host to device), new KV out (device to host, the other direction of the
+    full-duplex link); FlexGen's offloading (Sheng et al. 2023, Sec. 4)."""
+
+    plan: InferPlan
+    weights: Array  # bytes of one stage's weights
+    kv_per_token: Array  # KV bytes of one token on one stage
+    bandwidth: float | None
+
+    @property
+    def active(self) -> bool:
+        return bool((self.plan.offload_weights or self.plan.offload_kv) and self.bandwidth)
+
+    def __call__(self, seqs, context, written=0.0):
+        if not self.active:
+            return 0.0
+        p = self.plan
+        inbound = p.offload_weights * self.weights + p.offload_kv * self.kv_per_token * seqs * context
+        return np.maximum(inbound, p.offload_kv * self.kv_per_token * written) / self.bandwidth
+
+
 def inference(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
               keep_ops: bool = False, draft: ModelSpec | None = None,
               offload_bandwidth: float | None = None) -> InferenceResult:
@@ -192,36 +180,57 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
     speculative decoding; it runs unsharded beside the target (vLLM's default draft TP = 1).
     """
     b, p, o = plan.batch, plan.prompt_len, plan.output_len
-    pc = param_counts(model)
-    sp = stage_params(pc, plan.tp, plan.pp, plan.ep, expert_tp(plan), model.tie_embeddings)
-    weights = inference_weight_bytes(sp.max, plan.weight_dtype, plan.group_size)
+    stage_p = stage_params(param_counts(model), plan.tp, plan.pp, plan.ep, expert_tp(plan),
+                           model.tie_embeddings)
+    weights = inference_weight_bytes(stage_p.max, plan.weight_dtype, plan.group_size)
     kv_tok = kv_cache_bytes_per_token(model, plan.kv_dtype, plan.tp) * model.num_layers / plan.pp
-    offloading = (plan.offload_weights or plan.offload_kv) and offload_bandwidth
-
-    def streamed(seqs, context, written=0.0):
-        """Seconds per stage to stream offloaded bytes: weights and KV in (host to device),
-        new KV out (device to host, the other direction of the full-duplex link)."""
-        if not offloading:
-            return 0.0
-        inbound = plan.offload_weights * weights + plan.offload_kv * kv_tok * seqs * context
-        return np.maximum(inbound, plan.offload_kv * kv_tok * written) / offload_bandwidth
+    stream = OffloadStream(plan, weights, kv_tok, offload_bandwidth)
+    speculative = bool(plan.spec_tokens and draft is not None)
 
     prefill = forward_pass(model, system, plan, profile, b, p, p, O.attention_pairs(p, p),
                            "prefill", b, keep_ops,
-                           offload_time=streamed(b, 0.0, written=b * np.asarray(p)))
-    # decode: the batch is split into min(pp, b) micro-batches that keep the stages busy; a
-    # sequence's next token needs its previous one, so a token takes one pass of its
-    # micro-batch through all stages: TPOT = pass time of b / micro sequences.
-    micro = np.minimum(plan.pp, b)
-    mb = b / micro
+                           offload_time=stream(b, 0.0, written=b * np.asarray(p)))
+    tpot = _tpot(model, system, plan, profile, draft if speculative else None, stream)
+    mb = b / np.minimum(plan.pp, b)
+    mid = np.asarray(p) + np.maximum(np.asarray(o) - 1, 0) / 2.0 + 1
+    decode = forward_pass(model, system, plan, profile, mb, 1.0, mid, mid, "decode", mb, keep_ops,
+                          offload_time=stream(mb, mid, written=mb))
+    ttft = prefill.time  # the first token comes out of the prefill pass
+    if speculative:  # the draft model prefills the prompt too
+        draft_alone = replace(plan, tp=1, pp=1, ep=1, offload_weights=0.0, offload_kv=0.0)
+        ttft = ttft + forward_pass(draft, system, draft_alone, profile, b, p, p,
+                                   O.attention_pairs(p, p), "prefill", b, False).time
+    e2e = ttft + (np.asarray(o) - 1) * tpot
+    memory, kv_seq, max_seqs = _memory(model, system, plan, profile, weights, kv_tok,
+                                       draft if speculative else None, stream)
+    flops_prefill, flops_token = _model_flops(model, plan, mid)
+    return InferenceResult(
+        ttft=ttft, tpot=tpot, e2e=e2e, tokens_per_s=plan.replicas * b * o / e2e,
+        prefill=prefill, decode=decode, memory=memory, memory_total=sum(memory.values()),
+        kv_bytes_per_sequence=kv_seq, max_concurrent_sequences=max_seqs,
+        model_flops_prefill=flops_prefill, model_flops_per_token=flops_token,
+    )
+
+
+def _tpot(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
+          draft: ModelSpec | None, stream: OffloadStream) -> Array:
+    """Time per output token, averaged over the generated positions (DECODE_SAMPLES contexts).
+
+    The batch is split into min(pp, b) micro-batches that keep the stages busy; a sequence's
+    next token needs its previous one, so a token takes one pass of its micro-batch through
+    all stages: TPOT = pass time of b / micro sequences. Speculative decoding: k draft steps
+    and one verification pass of k + 1 tokens yield E tokens (Leviathan et al. 2023 eq. 1).
+    """
+    b, p, o = plan.batch, plan.prompt_len, plan.output_len
+    mb = b / np.minimum(plan.pp, b)
     ctx = _contexts(p, o)
     dec_plan = _with_context_axis(plan)
     mb_ctx = np.asarray(mb)[..., None]
     k = plan.spec_tokens
-    if k and draft is not None:
+    if draft is not None:
         verify = forward_pass(model, system, dec_plan, profile, mb_ctx, k + 1.0, ctx + k + 1,
                               O.attention_pairs(k + 1.0, ctx + k + 1), "verify", mb_ctx * (k + 1),
-                              False, offload_time=streamed(mb_ctx, ctx + k + 1))
+                              False, offload_time=stream(mb_ctx, ctx + k + 1))
         draft_plan = replace(dec_plan, tp=np.ones_like(dec_plan.tp), pp=np.ones_like(
             dec_plan.pp), ep=1, offload_weights=0.0, offload_kv=0.0)
         draft_step = forward_pass(draft, system, draft_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1,
@@ -231,49 +240,45 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
     else:
         step_time = forward_pass(model, system, dec_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1,
                                  "decode", mb_ctx, False,
-                                 offload_time=streamed(mb_ctx, ctx + 1, written=mb_ctx)).time
-    tpot = step_time.mean(axis=-1)
-    mid = np.asarray(p) + np.maximum(np.asarray(o) - 1, 0) / 2.0 + 1
-    decode = forward_pass(model, system, plan, profile, mb, 1.0, mid, mid, "decode", mb, keep_ops,
-                          offload_time=streamed(mb, mid, written=mb))
-    ttft = prefill.time  # the first token comes out of the prefill pass
-    memory = {"weights": weights * (1 - plan.offload_weights)}
-    kv_seq = kv_tok * paged_tokens(np.asarray(p) + o, plan.kv_block)
-    memory["kv_cache"] = b * kv_seq * (1 - plan.offload_kv)
-    if k and draft is not None:
-        draft_alone = replace(plan, tp=1, pp=1, ep=1, offload_weights=0.0, offload_kv=0.0)
-        ttft = ttft + forward_pass(draft, system, draft_alone, profile, b, p, p,
-                                   O.attention_pairs(p, p), "prefill", b, False).time
-        dpc = param_counts(draft)
-        memory["draft_weights"] = inference_weight_bytes(dpc.total, plan.weight_dtype,
-                                                         plan.group_size)
-        memory["draft_kv_cache"] = b * kv_cache_bytes_per_token(draft, plan.kv_dtype) * \
-            draft.num_layers * paged_tokens(np.asarray(p) + o, plan.kv_block)
-    e2e = ttft + (np.asarray(o) - 1) * tpot
-    tokens_per_s = plan.replicas * b * o / e2e
+                                 offload_time=stream(mb_ctx, ctx + 1, written=mb_ctx)).time
+    return step_time.mean(axis=-1)
 
+
+def _memory(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
+            weights: Array, kv_tok: Array, draft: ModelSpec | None, stream: OffloadStream
+            ) -> tuple[dict[str, Array], Array, Array]:
+    """(memory by kind on one GPU, KV bytes of one sequence, sequences whose KV fits beside
+    the weights and workspace)."""
+    b, p, o = plan.batch, plan.prompt_len, plan.output_len
+    memory = {"weights": weights * (1 - plan.offload_weights)}
+    kv_seq = kv_tok * paged_tokens(np.asarray(p) + o, plan.kv_block_size)
+    memory["kv_cache"] = b * kv_seq * (1 - plan.offload_kv)
+    if draft is not None:
+        memory["draft_weights"] = inference_weight_bytes(param_counts(draft).total,
+                                                         plan.weight_dtype, plan.group_size)
+        memory["draft_kv_cache"] = b * kv_cache_bytes_per_token(draft, plan.kv_dtype) * \
+            draft.num_layers * paged_tokens(np.asarray(p) + o, plan.kv_block_size)
     in_flight = b * np.asarray(p) if plan.prefill_chunk is None else np.minimum(
         b * np.asarray(p), plan.prefill_chunk)
     workspace = inference_workspace_bytes(model, in_flight, b, plan.tp, plan.precision.act)
-    if offloading and plan.offload_overlap:  # double buffer for the prefetched layer
+    if stream.active and plan.offload_overlap:  # double buffer for the prefetched layer
         workspace = workspace + 2 * weights * plan.offload_weights / (model.num_layers / plan.pp)
     memory["activations"] = workspace
-    allocated = sum(memory.values())
-    memory.update(overhead_bytes(allocated, profile.memory_overheads))
-    memory_total = sum(memory.values())
-    fixed = memory_total - memory["kv_cache"] - memory["allocator_overhead"]
+    memory.update(overhead_bytes(sum(memory.values()), profile.memory_overheads))
+    fixed = sum(memory.values()) - memory["kv_cache"] - memory["allocator_overhead"]
     free = system.device.memory_bytes * (1 - profile.memory_overheads.allocator_fraction) - fixed
     per_seq_gpu = kv_seq * (1 - plan.offload_kv) + memory.get("draft_kv_cache", 0.0) / b
     max_seqs = np.maximum(np.floor(free / np.maximum(per_seq_gpu, 1e-9)), 0.0)
+    return memory, kv_seq, max_seqs
 
+
+def _model_flops(model: ModelSpec, plan: InferPlan, mid: Array) -> tuple[Array, Array]:
+    """Megatron-convention FLOPs of the prefill and of one decode token at context ``mid``,
+    over the whole (unsharded) model."""
+    b, p = plan.batch, plan.prompt_len
     whole = replace(plan, tp=1, pp=1, ep=1)
     flops_prefill = sum(op.model_flops * op.count for op in _pass_ops(
         model, whole, b, p, p, O.attention_pairs(p, p), "prefill", b)[0])
     flops_token = sum(op.model_flops * op.count for op in _pass_ops(
         model, whole, 1, 1, mid, mid, "decode", 1)[0])
-    return InferenceResult(
-        ttft=ttft, tpot=tpot, e2e=e2e, tokens_per_s=tokens_per_s, prefill=prefill,
-        decode=decode, memory=memory, memory_total=memory_total, kv_bytes_per_sequence=kv_seq,
-        max_concurrent_sequences=max_seqs, model_flops_prefill=flops_prefill,
-        model_flops_per_token=flops_token,
-    )
+    return flops_prefill, flops_token

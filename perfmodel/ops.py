@@ -111,7 +111,7 @@ class Shard:
     """Parallel degrees that change one GPU's share of a layer (arrays allowed)."""
 
     tp: Array = 1
-    sp: bool = False  # sequence parallel: norms/adds/dropout on tokens / tp
+    sequence_parallel: bool = False  # norms/adds/dropout on tokens / tp
     ep: Array = 1
     etp: Array = 1
 
@@ -286,7 +286,7 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
     (attending to ``kv_len`` positions, ``pairs`` query-key pairs per sequence)."""
     h, tp = model.hidden_size, shard.tp
     t = b * q_len  # tokens in GEMMs (TP ranks all see every token)
-    t_seq = t / tp if shard.sp else t  # tokens in norms/adds (sequence parallel shards them)
+    t_seq = t / tp if shard.sequence_parallel else t  # tokens in norms/adds (sequence parallel shards them)
     before, after = projection_ops(model, t, shard, prec)
     ops = [norm_op("attn.norm", model, t_seq, prec), *before]
     ops += attention_ops(model, b, q_len, kv_len, pairs, shard, prec, flash, attn_phase,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import ops as O
 from .errors import SpecError
 from .specs.model import ModelSpec
 from .specs.scenario import Scenario
@@ -82,6 +83,43 @@ class TrainPlan:
             reshard_after_forward=(p.reshard_after_forward if p.reshard_after_forward is not None
                                    else p.pp == 1),
         )
+
+@dataclass(frozen=True)
+class InferPlan:
+    """A batch of requests on replicas of a TP x PP (x EP) instance; numeric fields may be
+    arrays (a sweep), like TrainPlan."""
+
+    tp: Array
+    pp: Array
+    replicas: Array  # independent model copies (data parallel)
+    batch: Array
+    prompt_len: Array
+    output_len: Array
+    weight_dtype: str = "bf16"
+    activation_dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+    group_size: int = 128
+    flash_attention: bool = True
+    kv_block_size: int = 16  # tokens per paged KV block (vLLM's default)
+    ep: Array = 1
+    offload_weights: float = 0.0  # fraction of weights streamed from host memory / NVMe
+    offload_kv: float = 0.0  # fraction of the KV cache kept off the GPU
+    offload_overlap: bool = True
+    spec_tokens: int = 0  # speculative decoding: draft tokens per iteration (0 = off)
+    spec_acceptance: float = 0.0
+    prefill_chunk: float | None = None  # tokens per prefill iteration (None: all at once)
+
+    @property
+    def precision(self) -> O.Precision:
+        return O.Precision.inference(self.weight_dtype, self.activation_dtype, self.kv_dtype,
+                                     self.group_size)
+
+
+def expert_tp(plan: InferPlan) -> Array:
+    """Inference spreads experts over the TP ranks: ep groups of tp/ep ranks, each group
+    holding E/ep experts split tp/ep ways (vLLM / TensorRT-LLM MoE TP x EP)."""
+    return np.asarray(plan.tp) / np.asarray(plan.ep)
+
 
 @dataclass(frozen=True)
 class Rule:

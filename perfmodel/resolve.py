@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SpecError
-from .inference import InferPlan
-from .plan import TrainPlan, check, inference_rules, training_rules
+from .plan import InferPlan, TrainPlan, check, inference_rules, training_rules
 from .profile import CalibrationProfile, profile_for
 from .specs.loading import validate
 from .specs.model import ModelSpec
@@ -103,8 +102,8 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
         replicas = max(num_gpus // (tp * p.pp), 1)
     fields = dict(tp=tp, pp=p.pp, replicas=replicas, weight_dtype=inf.weight_dtype,
                   activation_dtype=inf.activation_dtype, kv_dtype=inf.kv_dtype,
-                  group_size=inf.quant_group_size, flash=inf.flash_attention,
-                  kv_block=inf.kv_block_size, ep=p.ep)
+                  group_size=inf.quant_group_size,
+                  flash_attention=inf.flash_attention, kv_block_size=inf.kv_block_size, ep=p.ep)
     if request:
         off, spec = inf.offload, inf.speculative
         fields |= dict(

@@ -29,7 +29,7 @@ def test_inference_plan_carries_the_request_and_its_options():
     plan = inference_plan(sc.model, sc.parallelism, sc.inference, 4)
     assert (plan.tp, plan.pp, plan.replicas) == (2, 1, 2)  # 4 GPUs / (tp 2 x pp 1)
     assert (plan.batch, plan.prompt_len, plan.output_len) == (3, 100, 20)
-    assert (plan.kv_dtype, plan.kv_block, plan.prefill_chunk) == ("fp8", 32, 64)
+    assert (plan.kv_dtype, plan.kv_block_size, plan.prefill_chunk) == ("fp8", 32, 64)
     assert (plan.offload_weights, plan.offload_kv, plan.offload_overlap) == (0.5, 0.25, False)
     assert plan.spec_tokens == 0
 

@@ -30,8 +30,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import ops as O
-from ..inference import InferPlan, forward_pass, inference
+from ..inference import forward_pass, inference
 from ..memory import kv_cache_bytes_per_token, overhead_bytes
+from ..plan import InferPlan
 from ..profile import CalibrationProfile
 from ..specs.model import ModelSpec
 from ..specs.system import System
@@ -302,9 +303,9 @@ def kv_capacity(model: ModelSpec, system: System, plan: InferPlan,
     mo = profile.memory_overheads
     usable = system.device.memory_bytes * (1 - mo.allocator_fraction)
     free = usable - (mem["weights"] + mem["activations"] + mem["cuda_context"])
-    blocks = int(max(np.floor(free / (per_token * plan.kv_block)), 0))
-    pool = blocks * plan.kv_block * per_token
+    blocks = int(max(np.floor(free / (per_token * plan.kv_block_size)), 0))
+    pool = blocks * plan.kv_block_size * per_token
     allocated = mem["weights"] + mem["activations"] + pool
     memory = {"weights": mem["weights"], "kv_cache": pool, "activations": mem["activations"],
               **{k: float(v) for k, v in overhead_bytes(allocated, mo).items()}}
-    return KVCapacity(per_token, int(plan.kv_block), blocks, memory)
+    return KVCapacity(per_token, int(plan.kv_block_size), blocks, memory)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..comm import p2p_time
 from ..errors import SpecError
-from ..inference import InferPlan
+from ..plan import InferPlan
 from ..profile import CalibrationProfile
 from ..resolve import inference_plan
 from ..specs.model import ModelSpec
@@ -162,12 +162,12 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
             raise SpecError(f"parallelism.tp: tp ({tp}) spans more than one node of "
                             f"{system.gpus_per_node} GPUs")
         kv = kv_capacity(model, system, plan, profile, max_tokens, cfg.max_batch)
-        need = -(-longest_request // plan.kv_block) + max(int(0.01 * kv.num_blocks), 0)
+        need = -(-longest_request // plan.kv_block_size) + max(int(0.01 * kv.num_blocks), 0)
         if kv.num_blocks < need:
-            free_gib = kv.num_blocks * plan.kv_block * kv.bytes_per_token / 2**30
+            free_gib = kv.num_blocks * plan.kv_block_size * kv.bytes_per_token / 2**30
             raise SpecError(
                 f"serving: the longest request ({longest_request} tokens) does not fit in the KV "
-                f"cache of one {role} instance ({kv.num_blocks * plan.kv_block} tokens, "
+                f"cache of one {role} instance ({kv.num_blocks * plan.kv_block_size} tokens, "
                 f"{free_gib:.2f} GiB per GPU after weights {kv.memory['weights'] / 2**30:.1f} "
                 f"GiB); use more tensor/pipeline parallelism, a smaller kv_dtype or shorter "
                 "requests")
