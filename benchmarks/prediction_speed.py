@@ -18,10 +18,9 @@ import numpy as np
 
 import perfmodel as pm
 from perfmodel.plan import TrainPlan, training_rules, valid_mask
-from perfmodel.profile import profile_for
-from perfmodel.specs.registry import get_model
+from perfmodel.specs.assemble import resolve_system
+from perfmodel.specs.registry import get_model, profile_for
 from perfmodel.specs.scenario import SystemConfig
-from perfmodel.specs.system import resolve_system
 from perfmodel.training import training_step
 
 MODEL = get_model("gpt-175b")

@@ -24,7 +24,7 @@ import perfmodel as pm
 from perfmodel.api import resolve_profile
 from perfmodel.serving.metrics import summarize
 from perfmodel.serving.predict import deployment_for, serving_inputs
-from perfmodel.specs.system import resolve_system
+from perfmodel.specs.assemble import resolve_system
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / \
     "serving-llama3-8b-h100-continuous.yaml"

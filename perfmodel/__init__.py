@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .errors import PerfModelError, SpecError
     from .prediction import OpReport, Prediction
     from .profile import CalibrationProfile
+    from .specs.assemble import load_scenario
     from .specs.model import ModelSpec
     from .specs.registry import (
         devices,
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
         models,
         nodes,
     )
-    from .specs.resolve import load_scenario
     from .specs.scenario import (
         InferenceConfig,
         Parallelism,
@@ -52,7 +52,7 @@ _HOMES = {
     "devices": "specs.registry", "get_device": "specs.registry", "get_model": "specs.registry",
     "interconnects": "specs.registry", "load_profile": "specs.registry",
     "models": "specs.registry", "nodes": "specs.registry",
-    "load_scenario": "specs.resolve",
+    "load_scenario": "specs.assemble",
     "InferenceConfig": "specs.scenario", "Parallelism": "specs.scenario",
     "Scenario": "specs.scenario", "SystemConfig": "specs.scenario",
     "TrainingConfig": "specs.scenario",

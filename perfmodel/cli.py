@@ -49,7 +49,7 @@ def _search(args: argparse.Namespace) -> int:
     from .report import table
     from .resolve import as_scenario, resolve_profile
     from .search import search
-    from .specs.resolve import resolve_system
+    from .specs.assemble import resolve_system
 
     sc = as_scenario(args.scenario)
     if sc.kind != "training":

@@ -19,7 +19,6 @@ labelled uncalibrated in every output.
 from __future__ import annotations
 
 from functools import cached_property
-from importlib import import_module
 from itertools import pairwise
 from typing import Literal
 
@@ -276,14 +275,3 @@ class CalibrationProfile(Strict):
 _EW_FALLBACK = {"silu_and_mul": "silu", "gelu_and_mul": "gelu", "relu": "add",
                 "rope": "add", "copy": "add", "cast": "add", "other": "add"}
 _GEMM_FALLBACK = {"fp16": "bf16", "bf16": "fp16", "tf32": "fp32", "int8": "fp8", "fp8": "int8"}
-
-
-_MOVED_TO_REGISTRY = ("load_profile", "default_profile", "reference_profile", "profile_for")
-
-
-def __getattr__(name: str):
-    # Transitional aliases (issue 8): reading profiles moved to ``specs.registry``, the one door
-    # to files; remove once no caller imports them from here.
-    if name in _MOVED_TO_REGISTRY:
-        return getattr(import_module("perfmodel.specs.registry"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

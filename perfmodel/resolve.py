@@ -13,12 +13,13 @@ from pathlib import Path
 
 from .errors import SpecError
 from .plan import InferPlan, TrainPlan, check, inference_rules, training_rules
-from .profile import CalibrationProfile, profile_for
-from .specs.loading import validate
+from .profile import CalibrationProfile
+from .specs.assemble import load_scenario, resolve_system
+from .specs.common import validate
 from .specs.model import ModelSpec
-from .specs.registry import get_interconnect
-from .specs.scenario import InferenceConfig, Parallelism, Scenario, load_scenario
-from .specs.system import System, resolve_system
+from .specs.registry import get_interconnect, profile_for
+from .specs.scenario import InferenceConfig, Parallelism, Scenario
+from .specs.system import System
 
 ScenarioLike = Scenario | str | Path | dict
 CalibrationLike = str | Path | CalibrationProfile | None

@@ -21,9 +21,10 @@ from perfmodel.calibrate import reference as R
 from perfmodel.calibrate.report import write_report
 from perfmodel.comm import bus_factor
 from perfmodel.paths import data_dir
-from perfmodel.profile import Curve, load_profile
+from perfmodel.profile import Curve
 from perfmodel.roofline import Roofline, op_times
 from perfmodel.specs import registry
+from perfmodel.specs.registry import load_profile
 
 SOURCES = data_dir("calibration") / "sources" / "measured"
 DEVICES = ["a100-sxm4-80gb", "h100-sxm5-80gb", "h200-sxm-141gb", "b200"]

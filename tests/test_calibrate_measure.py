@@ -179,7 +179,7 @@ def test_quick_run_records_have_the_agreed_shape(quick_run):
 
 @pytest.mark.slow
 def test_quick_run_profile_loads_and_a_rerun_measures_nothing(quick_run):
-    from perfmodel.profile import load_profile
+    from perfmodel.specs.registry import load_profile
 
     profile = load_profile(quick_run["out"])
     assert profile.kind == "measured" and profile.gemm and profile.kernel_overhead_s > 0

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from perfmodel.comm import bus_factor, collective_time, p2p_time
-from perfmodel.profile import default_profile, profile_for
+from perfmodel.specs.assemble import resolve_system
+from perfmodel.specs.registry import default_profile, profile_for
 from perfmodel.specs.scenario import SystemConfig
-from perfmodel.specs.system import resolve_system
 from perfmodel.topology import GroupSpan, group_spans
 
 PUBLISHED = {r["id"]: r for r in json.loads(

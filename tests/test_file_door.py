@@ -16,7 +16,7 @@ from perfmodel.specs import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FILE_READERS = ("perfmodel.specs.registry", "perfmodel.specs.resolve", "perfmodel.specs.loading",
+FILE_READERS = ("perfmodel.specs.registry", "perfmodel.specs.assemble",
                 "perfmodel.zoo", "perfmodel.paths", "perfmodel.api", "yaml")
 
 
@@ -130,16 +130,3 @@ def test_registry_tables_keep_file_name_order():
     folder = ROOT / "hardware_specs" / "devices"
     assert list(registry.devices()) == [p.stem for p in sorted(folder.glob("*.yaml"))]
 
-
-def test_transitional_aliases_still_resolve():
-    # issue 8: old import paths kept while the restructuring lands; remove with the aliases
-    from perfmodel import profile, specs
-    from perfmodel.specs import loading, resolve, scenario, system
-
-    assert system.resolve_system is resolve.resolve_system
-    assert scenario.load_scenario is resolve.load_scenario
-    assert profile.profile_for is registry.profile_for
-    assert profile.load_profile is registry.load_profile
-    assert profile.default_profile is registry.default_profile
-    assert loading.read_mapping is registry.read_mapping
-    assert specs is not None

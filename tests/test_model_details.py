@@ -10,12 +10,12 @@ from perfmodel.memory import ActivationShape, layer_activation_bytes
 from perfmodel.parameters import param_counts
 from perfmodel.pipeline import layers_on_largest_stage
 from perfmodel.plan import TrainPlan
-from perfmodel.profile import Curve, default_profile
+from perfmodel.profile import Curve
 from perfmodel.recompute import op_policy_split, recomputed_ops
 from perfmodel.roofline import Roofline, op_times
-from perfmodel.specs.registry import get_device, get_model
+from perfmodel.specs.assemble import resolve_system
+from perfmodel.specs.registry import default_profile, get_device, get_model
 from perfmodel.specs.scenario import SystemConfig
-from perfmodel.specs.system import resolve_system
 from perfmodel.stages import stage_params
 from perfmodel.topology import group_spans
 from perfmodel.training import training_step

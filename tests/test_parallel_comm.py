@@ -14,9 +14,9 @@ from perfmodel.parallel_comm import (
     tp_exposed,
     tp_layer_comm,
 )
-from perfmodel.profile import default_profile
+from perfmodel.specs.assemble import resolve_system
+from perfmodel.specs.registry import default_profile
 from perfmodel.specs.scenario import SystemConfig
-from perfmodel.specs.system import resolve_system
 from perfmodel.topology import GroupSpan
 from perfmodel.zoo import get_model
 

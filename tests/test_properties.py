@@ -10,10 +10,9 @@ from hypothesis import strategies as st
 import perfmodel as pm
 from perfmodel.errors import SpecError
 from perfmodel.plan import TrainPlan
-from perfmodel.profile import default_profile
-from perfmodel.specs.registry import get_model
+from perfmodel.specs.assemble import resolve_system
+from perfmodel.specs.registry import default_profile, get_model
 from perfmodel.specs.scenario import SystemConfig
-from perfmodel.specs.system import resolve_system
 from perfmodel.training import training_step
 
 MODELS = ["gpt-1.7b", "llama-2-7b", "llama-3-8b", "mixtral-8x7b", "qwen2.5-7b", "gpt-j-6b",

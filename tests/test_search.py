@@ -8,7 +8,7 @@ from pathlib import Path
 import perfmodel as pm
 from perfmodel.api import resolve_profile
 from perfmodel.search import SearchSpace, search
-from perfmodel.specs.system import resolve_system
+from perfmodel.specs.assemble import resolve_system
 
 ROOT = Path(__file__).resolve().parents[1]
 

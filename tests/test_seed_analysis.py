@@ -14,8 +14,8 @@ import pytest
 import perfmodel as pm
 from perfmodel.analysis import long_context as lc
 from perfmodel.api import resolve_profile
-from perfmodel.profile import default_profile
-from perfmodel.specs.registry import get_interconnect
+from perfmodel.parameters import param_counts
+from perfmodel.specs.registry import default_profile, get_interconnect
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def test_preset_is_the_released_config():
     assert (model.num_layers, model.hidden_size, model.num_heads, model.kv_heads, model.hd,
             model.ffn_hidden_size, model.vocab_size) == (LAYERS, HIDDEN, HEADS, KV_HEADS,
                                                          HEAD_DIM, FFN, VOCAB)
-    assert model.num_params() == LAYER_PARAMS + 2 * HEAD_PARAMS + HIDDEN == 34_388_917_248
+    assert param_counts(model).total == LAYER_PARAMS + 2 * HEAD_PARAMS + HIDDEN == 34_388_917_248
 
 
 def test_theoretical_profile_is_all_peaks():

@@ -27,7 +27,6 @@ from hypothesis import strategies as st
 import perfmodel as pm
 from perfmodel.errors import SpecError
 from perfmodel.inference import inference
-from perfmodel.profile import default_profile
 from perfmodel.resolve import inference_plan, resolve_profile
 from perfmodel.serving.capacity import PlanInputs, plan_serving
 from perfmodel.serving.cost import IterationCostModel
@@ -35,8 +34,9 @@ from perfmodel.serving.economics import energy_report, load_prices
 from perfmodel.serving.metrics import summarize
 from perfmodel.serving.predict import deployment_for, serving_inputs
 from perfmodel.specs import registry
+from perfmodel.specs.assemble import resolve_system
+from perfmodel.specs.registry import default_profile
 from perfmodel.specs.scenario import LengthDistribution, SLOConfig
-from perfmodel.specs.system import resolve_system
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("serving-*.yaml"))

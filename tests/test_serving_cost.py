@@ -8,7 +8,7 @@ import pytest
 import perfmodel as pm
 from perfmodel.resolve import inference_plan, resolve_profile
 from perfmodel.serving.cost import IterationCostModel
-from perfmodel.specs.system import resolve_system
+from perfmodel.specs.assemble import resolve_system
 
 
 @pytest.fixture(scope="module", params=[(1, 1), (2, 2)], ids=["tp1-pp1", "tp2-pp2"])

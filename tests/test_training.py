@@ -5,10 +5,9 @@ import pytest
 
 import perfmodel as pm
 from perfmodel.plan import TrainPlan
-from perfmodel.profile import default_profile
-from perfmodel.specs.registry import get_model
+from perfmodel.specs.assemble import resolve_system
+from perfmodel.specs.registry import default_profile, get_model
 from perfmodel.specs.scenario import SystemConfig
-from perfmodel.specs.system import resolve_system
 from perfmodel.training import training_step
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from perfmodel.errors import SpecError
-from perfmodel.specs.system import resolve_system
+from perfmodel.specs.assemble import resolve_system
 from perfmodel.validate import Measured, case_files, case_scenario, load_case_file, load_cases
 
 VALIDATION = Path(__file__).resolve().parents[1] / "validation"

@@ -9,6 +9,7 @@ import pytest
 
 from perfmodel.api import predict
 from perfmodel.errors import SpecError
+from perfmodel.parameters import param_counts
 from perfmodel.validate import (
     case_scenario,
     flops_per_step,
@@ -119,8 +120,8 @@ def test_flops_per_step_dispatches_to_the_named_equation(convention, formula):
 def test_flops_per_step_llmfoundry_and_6nd_count_parameters():
     m = get_model("gpt-175b")
     assert flops_per_step("llmfoundry", m, 2048, 8) == llmfoundry_flops(
-        8, 2048, m.num_layers, m.hidden_size, m.num_params())
-    assert flops_per_step("6nd", m, 2048, 8) == six_nd_flops(8, 2048, m.num_active_params())
+        8, 2048, m.num_layers, m.hidden_size, param_counts(m).total)
+    assert flops_per_step("6nd", m, 2048, 8) == six_nd_flops(8, 2048, param_counts(m).active)
     with pytest.raises(SpecError, match="flops_convention"):
         flops_per_step("palm", m, 2048, 8)
 

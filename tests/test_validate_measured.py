@@ -12,7 +12,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from perfmodel.profile import load_profile
+from perfmodel.parameters import param_counts
+from perfmodel.specs.registry import load_profile
 from perfmodel.validate import measured
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def test_workloads_describe_the_torch_model_exactly():
     torch = pytest.importorskip("torch")
     w = measured.load_workloads("cpu")
     module = measured.build_gpt(torch, w.model, "cpu", torch.float32)
-    assert sum(p.numel() for p in module.parameters()) == w.model.num_params()
+    assert sum(p.numel() for p in module.parameters()) == param_counts(w.model).total
 
 
 def test_measured_loop_end_to_end(cpu_profile):

@@ -130,14 +130,14 @@ def test_preset_loads(pid):
     assert spec.source is not None and spec.source.url.startswith("https://")
     assert spec.published_params is not None, f"{pid}: no published parameter count"
     counts = param_counts(spec)
-    assert counts.total == spec.num_params() > 0
+    assert counts.total > 0
     assert counts.active <= counts.total
 
 
 @pytest.mark.parametrize("pid", PRESETS)
 def test_preset_matches_published_params(pid):
     spec = get_model(pid)
-    _assert_matches_published(pid, spec.num_params(), spec.published_params)
+    _assert_matches_published(pid, param_counts(spec).total, spec.published_params)
 
 
 @pytest.mark.parametrize(
@@ -154,9 +154,9 @@ def test_moe_active_matches_published(pid):
 
 def test_exact_counts_of_well_known_models():
     """Figures quoted in the project brief and the papers, to the parameter."""
-    assert get_model("llama-2-7b").num_params() == 6_738_415_616
-    assert get_model("llama-3-8b").num_params() == 8_030_261_248
-    assert get_model("bloom-176b").num_params() == 176_247_271_424  # BLOOM model card
+    assert param_counts(get_model("llama-2-7b")).total == 6_738_415_616
+    assert param_counts(get_model("llama-3-8b")).total == 8_030_261_248
+    assert param_counts(get_model("bloom-176b")).total == 176_247_271_424  # BLOOM model card
     mixtral = param_counts(get_model("mixtral-8x7b"))
     assert (mixtral.total, mixtral.active) == (46_702_792_704, 12_879_925_248)
     dsv3 = param_counts(get_model("deepseek-v3"))
@@ -182,21 +182,21 @@ def test_megatron_gpts_match_narayanan_formula(pid):
         1 + 13 / (12 * hidden) + (v + s) / (12 * layers * hidden)
     )
     assert formula == pytest.approx(as_printed, rel=1e-12)
-    assert spec.num_params() - formula == 2 * hidden
+    assert param_counts(spec).total - formula == 2 * hidden
 
 
 def test_narayanan_formula_hand_check_1_7b():
     # l=24, h=2304, V=51200, s=2048:
     # 12*24*2304^2 = 1,528,823,808; 13*24*2304 = 718,848; (51200+2048)*2304 = 122,683,392
     # formula = 1,652,226,048 (Table 1: 1.7B); + final LayerNorm 2*2304 = 4,608
-    assert get_model("gpt-1.7b").num_params() == 1_652_226_048 + 4_608 == 1_652_230_656
+    assert param_counts(get_model("gpt-1.7b")).total == 1_652_226_048 + 4_608 == 1_652_230_656
 
 
 def test_shared_narayanan_korthikanti_shapes():
     """gpt-530b and gpt-1t serve both papers: Korthikanti Table 3 has the same shapes."""
     assert MEGATRON_SHAPES["gpt-530b"] == (105, 20480, 128)
     assert MEGATRON_SHAPES["gpt-1t"] == (128, 25600, 160)
-    assert get_model("gpt-175b").num_params() != get_model("gpt3-175b").num_params()
+    assert param_counts(get_model("gpt-175b")).total != param_counts(get_model("gpt3-175b")).total
 
 
 @pytest.mark.skipif(not TRAINING_REFERENCE.is_file(), reason="shared/reference not present")
@@ -222,7 +222,7 @@ def test_presets_agree_with_training_measurements():
                 m["layers"], m["hidden"], m["heads"])
             assert spec.vocab_size == m["vocab"]
             printed = int(m["arch_notes"].split("NumParams printed = ")[1].split()[0])
-            assert spec.num_params() == printed
+            assert param_counts(spec).total == printed
             checked += 1
     assert checked >= 14
 
@@ -298,19 +298,19 @@ def test_resolve_model_forms(tmp_path):
     preset = get_model("llama-3-8b")
     assert resolve_model("llama-3-8b") is preset
     assert resolve_model(preset) is preset
-    assert resolve_model("hf_configs/gpt2.json", base_dir=HF_DIR.parent).num_params() == 124_439_808
+    assert param_counts(resolve_model("hf_configs/gpt2.json", base_dir=HF_DIR.parent)).total == 124_439_808
     assert resolve_model(str(HF_DIR / "falcon-7b.json")).attention_kind == "mqa"
     folder = tmp_path / "my-model"
     folder.mkdir()
     (folder / "config.json").write_text((HF_DIR / "opt-125m.json").read_text())
-    assert resolve_model("my-model", base_dir=tmp_path).num_params() == 125_239_296
+    assert param_counts(resolve_model("my-model", base_dir=tmp_path)).total == 125_239_296
     yaml_file = tmp_path / "custom.yaml"
     yaml_file.write_text(yaml.safe_dump(preset.model_dump(exclude_none=True) | {"id": "custom"}))
-    assert resolve_model("custom.yaml", base_dir=tmp_path).num_params() == preset.num_params()
+    assert param_counts(resolve_model("custom.yaml", base_dir=tmp_path)).total == param_counts(preset).total
     inline = {k: v for k, v in preset.model_dump(exclude_none=True).items()}
     assert resolve_model(inline) == preset
     hf_inline = json.loads((HF_DIR / "llama-2-7b.json").read_text())
-    assert resolve_model(hf_inline).num_params() == 6_738_415_616
+    assert param_counts(resolve_model(hf_inline)).total == 6_738_415_616
 
 
 # --- errors -------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ from perfmodel.api import offload_bandwidth, resolve_profile
 from perfmodel.memory import kv_cache_bytes_per_token
 from perfmodel.paths import data_dir
 from perfmodel.profile import CalibrationProfile
+from perfmodel.specs.assemble import resolve_system
 from perfmodel.specs.registry import read_yaml
-from perfmodel.specs.system import resolve_system
 
 FIGURES_FILE = Path(__file__).with_name("fu2024_figures.yaml")
 EXAMPLE = "fu2024-long-context-34b-a100.yaml"

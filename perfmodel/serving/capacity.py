@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SpecError
-from ..profile import CalibrationProfile, profile_for
+from ..profile import CalibrationProfile
 from ..specs import registry
+from ..specs.assemble import resolve_system
 from ..specs.model import ModelSpec
+from ..specs.registry import profile_for
 from ..specs.scenario import (
     ArrivalConfig,
     InferenceConfig,
@@ -38,7 +40,6 @@ from ..specs.scenario import (
     SLOConfig,
     SystemConfig,
 )
-from ..specs.system import resolve_system
 from .deploy import Deployment, zero_load
 from .economics import PriceTable, cost_report, energy_report, load_prices
 from .metrics import latencies, slo_report

@@ -6,8 +6,9 @@ import argparse
 import json
 
 from ..errors import SpecError
-from ..specs.loading import validate
-from ..specs.scenario import LengthDistribution, SchedulerConfig, SLOConfig, load_scenario
+from ..specs.assemble import load_scenario
+from ..specs.common import validate
+from ..specs.scenario import LengthDistribution, SchedulerConfig, SLOConfig
 from .capacity import DEFAULT_PLAN_REQUESTS, DEFAULT_TPS, PlanInputs, plan_serving, render_plan
 from .economics import load_prices
 

@@ -16,9 +16,9 @@ from pydantic import Field
 
 from ..errors import SpecError
 from ..profile import CalibrationProfile
-from ..specs.common import Strict
+from ..specs.common import Strict, validate
 from ..specs.hardware import DeviceSpec
-from ..specs.loading import read_mapping, validate
+from ..specs.registry import read_mapping
 
 PRICES_PATH = Path(__file__).with_name("prices.yaml")
 POWER_FACT_KEYS = ("power_w", "mean_power_w", "measured_power_w")

@@ -15,8 +15,9 @@ from ..prediction import Prediction
 from ..predictors import predict_inference
 from ..profile import CalibrationProfile
 from ..resolve import Resolved
+from ..specs.assemble import resolve_system
 from ..specs.scenario import InferenceConfig, Scenario
-from ..specs.system import System, resolve_system
+from ..specs.system import System
 from .deploy import Deployment, build_deployment, zero_load
 from .economics import cost_report, energy_report, load_prices
 from .metrics import summarize

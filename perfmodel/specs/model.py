@@ -136,13 +136,3 @@ class ModelSpec(Strict):
     @property
     def num_dense_layers(self) -> int:
         return self.num_layers - self.num_moe_layers
-
-    def num_params(self) -> int:
-        from ..parameters import param_counts
-
-        return param_counts(self).total
-
-    def num_active_params(self) -> int:
-        from ..parameters import param_counts
-
-        return param_counts(self).active

@@ -9,7 +9,7 @@
   file is read once, on first use, and cached, so a lookup of one device reads one file.
 
 The schema modules (``specs.common``, ``specs.hardware``, ``specs.model``, ``specs.system``,
-``profile``) are pure pydantic / dataclasses; ``specs.resolve`` composes these lookups into a
+``profile``) are pure pydantic / dataclasses; ``specs.assemble`` composes these lookups into a
 system and reads scenario files.
 """
 

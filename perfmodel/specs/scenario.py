@@ -1,14 +1,13 @@
 """The user-facing scenario: model x system x parallel plan x workload (DESIGN.md format).
 
 Scenarios are built in code (``Scenario(kind="training", model="llama-3-8b", ...)``) or read
-from YAML (``specs.resolve.load_scenario(path)``). Ids are resolved and validated here, at the
+from YAML (``specs.assemble.load_scenario(path)``). Ids are resolved and validated here, at the
 edge, so the core only ever sees complete, consistent specs. A model id or path is resolved by
 the zoo when a scenario is validated (imported then, not when this module is).
 """
 
 from __future__ import annotations
 
-from importlib import import_module
 from pathlib import Path
 from typing import Any, Literal
 
@@ -302,11 +301,3 @@ class Scenario(Strict):
         if not path.is_absolute() and self.base_dir:
             path = Path(self.base_dir) / path
         return path
-
-
-def __getattr__(name: str) -> Any:
-    # Transitional alias (issue 8): ``load_scenario`` reads a file, so it moved to
-    # ``specs.resolve``; remove once no caller imports it from here.
-    if name == "load_scenario":
-        return import_module("perfmodel.specs.resolve").load_scenario
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

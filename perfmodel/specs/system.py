@@ -1,12 +1,10 @@
 """A resolved system: device x GPU count x fabrics, with every default filled in.
 
-Pure: ``specs.resolve.resolve_system`` builds one from a scenario's ids."""
+Pure: ``specs.assemble.resolve_system`` builds one from a scenario's ids."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import import_module
-from typing import Any
 
 from .hardware import DeviceSpec, InterconnectSpec, NodeSpec
 
@@ -44,12 +42,3 @@ class System:
         if self.inter is None or self.nics_per_node == 0:
             return 0.0
         return self.inter.bandwidth * self.nics_per_node / self.gpus_per_node
-
-
-def __getattr__(name: str) -> Any:
-    # Transitional alias (issue 8): ``resolve_system`` moved to ``specs.resolve``; remove
-    # once no caller imports it from here. Imported by name so this pure module does not
-    # depend on the file-reading ones.
-    if name == "resolve_system":
-        return import_module("perfmodel.specs.resolve").resolve_system
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,9 @@ from typing import Any, Literal
 
 @dataclass
 class CaseResult:
+    """One row of the report: predicted vs measured in the metric's canonical unit, or the
+    error that stopped the prediction."""
+
     id: str
     source: str  # case file stem
     kind: str
@@ -33,6 +36,7 @@ class CaseResult:
 
 
 def _stats(results: Sequence[CaseResult]) -> dict[str, Any]:
+    """Count, errors, median and max APE and the worst case of ``results``."""
     ok = [r for r in results if r.status == "ok" and r.ape is not None]
     apes = [r.ape for r in ok]
     worst = max(ok, key=lambda r: r.ape).id if ok else None

@@ -14,8 +14,8 @@ from typing import Any, Literal, get_args
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import SpecError
-from ..specs.common import Strict
-from ..specs.loading import read_mapping, validate
+from ..specs.common import Strict, validate
+from ..specs.registry import read_mapping
 from ..specs.scenario import Scenario
 
 TrainingMetric = Literal["step_time_s", "tokens_per_s", "tokens_per_s_per_gpu",
@@ -132,6 +132,8 @@ class CaseFile(Strict):
 
 @dataclass(frozen=True)
 class LoadedCase:
+    """A validated case and the file it came from (relative scenario paths resolve there)."""
+
     case: Case
     file: Path
 
@@ -145,12 +147,14 @@ class LoadedCase:
 
 
 def validation_root() -> Path:
+    """The shipped validation/ folder (checkout or wheel)."""
     from ..paths import data_dir
 
     return data_dir("validation")
 
 
 def case_files(root: Path | None = None, kind: str = "all") -> list[Path]:
+    """The case files of ``kind`` under ``root``: ``<root>/{training,inference}/*.yaml``."""
     root = Path(root) if root is not None else validation_root()
     kinds = KINDS if kind == "all" else (kind,)
     files: list[Path] = []

@@ -8,6 +8,7 @@ time, not with perfmodel's own FLOP count. Each convention is one function with 
 from __future__ import annotations
 
 from ..errors import SpecError
+from ..parameters import param_counts
 from ..prediction import Prediction
 from ..specs.model import ModelSpec
 from ..specs.scenario import Scenario
@@ -59,9 +60,9 @@ def flops_per_step(convention: str, model: ModelSpec, seq_len: float,
     if convention == "korthikanti_hw":
         return korthikanti_hw_flops(B, s, L, h, V)
     if convention == "llmfoundry":
-        return llmfoundry_flops(B, s, L, h, model.num_params())
+        return llmfoundry_flops(B, s, L, h, param_counts(model).total)
     if convention == "6nd":
-        return six_nd_flops(B, s, model.num_active_params())
+        return six_nd_flops(B, s, param_counts(model).active)
     raise SpecError(f"unknown flops_convention {convention!r}")
 
 

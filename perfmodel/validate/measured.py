@@ -25,14 +25,14 @@ import numpy as np
 from ..calibrate import import_torch
 from ..calibrate.timing import StopRule, make_clock, measure
 from ..errors import PerfModelError
-from ..inference import InferPlan, inference
+from ..inference import inference
 from ..paths import data_dir
-from ..plan import TrainPlan
-from ..profile import CalibrationProfile, load_profile
+from ..plan import InferPlan, TrainPlan
+from ..profile import CalibrationProfile
+from ..specs.common import validate
 from ..specs.hardware import InterconnectSpec
-from ..specs.loading import validate
 from ..specs.model import ModelSpec
-from ..specs.registry import read_yaml
+from ..specs.registry import load_profile, read_yaml
 from ..specs.system import System
 from ..training import training_step
 
@@ -48,6 +48,8 @@ TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 @dataclass(frozen=True)
 class Workloads:
+    """The model, dtype and the three workloads of one device kind (workloads.yaml)."""
+
     model: ModelSpec
     dtype: str
     training: dict
@@ -56,6 +58,7 @@ class Workloads:
 
 
 def load_workloads(device: str) -> Workloads:
+    """The workloads of ``device`` ("cpu" or "cuda")."""
     path = workloads_file()
     data = read_yaml(path)
     part = data[device]
@@ -116,6 +119,7 @@ def _tokens(torch, spec, batch, length, device):
 
 
 def measure_training(torch, spec, cfg, device, dtype, clock):
+    """Time one training step: forward, cross-entropy, backward, fused AdamW."""
     model = build_gpt(torch, spec, device, dtype)
     # the fused AdamW kernel updates each parameter in one pass, as the model's optimizer
     # operator assumes (ops.optimizer_op); the unfused path makes several passes
@@ -141,6 +145,7 @@ def _caches(torch, spec, batch, length, device, dtype):
 
 
 def measure_prefill(torch, spec, cfg, device, dtype, clock):
+    """Time the prompt's forward pass, writing the KV cache, logits of the last token only."""
     model = build_gpt(torch, spec, device, dtype).eval()
     idx = _tokens(torch, spec, cfg["batch"], cfg["prompt_len"], device)
     caches = _caches(torch, spec, cfg["batch"], cfg["prompt_len"], device, dtype)
@@ -181,6 +186,8 @@ def host_system(profile: CalibrationProfile) -> System:
 
 
 def predict(w: Workloads, profile: CalibrationProfile) -> dict[str, float]:
+    """The same three workloads predicted by the core (``training_step``, ``inference``) on
+    one device with ``profile``: training step, prefill and TPOT in seconds."""
     system = host_system(profile)
     t = w.training
     plan = TrainPlan(tp=1, pp=1, dp=1, cp=1, ep=1, etp=1, vp=1, micro_batch=t["batch"],
@@ -202,6 +209,7 @@ def predict(w: Workloads, profile: CalibrationProfile) -> dict[str, float]:
 
 # ---- the loop -----------------------------------------------------------------------------------
 def run(device: str, profile: CalibrationProfile) -> dict:
+    """Measure and predict the workloads of ``device``: cases with APE, median and max APE."""
     torch = import_torch()
     if device == "cuda" and not torch.cuda.is_available():
         raise PerfModelError("--measure cuda: no CUDA device is visible to PyTorch")
@@ -266,6 +274,7 @@ def resolve_profile(args: argparse.Namespace) -> CalibrationProfile:
 
 
 def render(result: dict) -> str:
+    """A plain-text table of ``run``'s result."""
     from ..report import seconds, table
 
     rows = [(c["id"], c["workload"], seconds(c["predicted"]), seconds(c["measured"]),
@@ -281,6 +290,7 @@ def render(result: dict) -> str:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    """``perfmodel validate --measure cpu|cuda [--calibration FILE] [--json]``."""
     if args.measure == "cuda" and not import_torch().cuda.is_available():
         raise PerfModelError("--measure cuda: torch.cuda.is_available() is False (no GPU or a "
                              "CPU-only torch build); use --measure cpu")

@@ -12,6 +12,7 @@ from .cases import KINDS
 
 
 def _fmt(x: float | None) -> str:
+    """A number for a table cell: 4 significant digits, thousands separated, '-' for none."""
     if x is None:
         return "-"
     if x == 0:

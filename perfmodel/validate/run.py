@@ -55,6 +55,7 @@ def run_case(lc: LoadedCase) -> CaseResult:
 
 
 def run_cases(cases: Iterable[LoadedCase]) -> list[CaseResult]:
+    """``run_case`` over ``cases``, in order."""
     return [run_case(lc) for lc in cases]
 
 

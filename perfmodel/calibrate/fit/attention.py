@@ -15,10 +15,11 @@ from functools import cache
 import numpy as np
 
 from ... import ops as O
-from ...profile import CalibrationProfile, default_profile
+from ...profile import CalibrationProfile
 from ...roofline import Roofline, op_times
 from ...specs.hardware import DeviceSpec
 from ...specs.model import ModelSpec
+from ...specs.registry import default_profile
 from .curves import round4
 from .host import stand_in_device
 from .table import (

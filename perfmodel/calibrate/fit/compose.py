@@ -16,9 +16,10 @@ from datetime import date
 
 import numpy as np
 
-from ...profile import CalibrationProfile, FitError, default_profile
+from ...profile import CalibrationProfile, FitError
 from ...specs.common import Source
 from ...specs.hardware import DeviceSpec
+from ...specs.registry import default_profile
 from .attention import attention_tables
 from .collectives import LATENCY_FLOOR_FRACTION, collective_tables, device_links
 from .curves import errors, holdout_split, round4
