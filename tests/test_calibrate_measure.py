@@ -351,9 +351,10 @@ def test_nvml_absent_is_a_record_not_an_exception():
 
 
 def test_nvml_name_table_points_at_real_devices():
+    from perfmodel.paths import data_dir
     from perfmodel.specs import registry
 
-    table = json.loads((D.DATA / "nvml_device_names.json").read_text())["names"]
+    table = json.loads((data_dir("hardware_specs") / "nvml_device_names.json").read_text())["names"]
     names = [e["nvml_name"].lower() for e in table]
     assert len(names) == len(set(names))
     devices = registry.devices()

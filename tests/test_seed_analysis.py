@@ -1,6 +1,6 @@
 """The seed analysis: Fu 2024's running example (arXiv 2405.08944; 34B at 4K vs 50K on one A100
 80GB) rebuilt through the public API, checked against hand calculations and the paper's figures
-(secondary transcriptions in perfmodel/analysis/fu2024_figures.yaml)."""
+(secondary transcriptions in validation/fu2024_figures.yaml)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from perfmodel.specs.registry import default_profile, get_interconnect
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Yi-34B (perfmodel/zoo/presets/yi-34b.yaml, from the released config.json)
+# Yi-34B (models/yi-34b.yaml, from the released config.json)
 LAYERS, HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN, VOCAB = 60, 7168, 56, 8, 128, 20480, 64000
 BF16 = 2
 A100_BF16_PEAK = 312e12  # dense, datasheet

@@ -29,7 +29,7 @@ from perfmodel.zoo import (
     resolve_model,
 )
 
-PRESET_DIR = Path(__file__).resolve().parents[1] / "perfmodel" / "zoo" / "presets"
+PRESET_DIR = Path(__file__).resolve().parents[1] / "models"
 HF_DIR = Path(__file__).resolve().parent / "data" / "hf_configs"
 TRAINING_REFERENCE = (
     Path(__file__).resolve().parents[2] / "shared" / "reference" / "training_measurements.json"

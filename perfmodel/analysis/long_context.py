@@ -35,7 +35,6 @@ from perfmodel.profile import CalibrationProfile
 from perfmodel.specs.assemble import resolve_system
 from perfmodel.specs.registry import read_yaml
 
-FIGURES_FILE = Path(__file__).with_name("fu2024_figures.yaml")
 EXAMPLE = "fu2024-long-context-34b-a100.yaml"
 THEORETICAL_PROFILE = "theoretical-peak.json"
 CONTEXTS = (4000, 50000)  # "4K" is 4000 tokens in the paper's KV figures (fu2024_figures.yaml)
@@ -76,9 +75,9 @@ class ProfileRun:
     usable_hbm_bytes: float  # capacity minus allocator reserve and CUDA context
 
 
-def load_figures(path: Path = FIGURES_FILE) -> dict:
+def load_figures(path: Path | None = None) -> dict:
     """The paper's figures and where each was read (secondary transcriptions)."""
-    return read_yaml(path)
+    return read_yaml(path or data_dir("validation") / "fu2024_figures.yaml")
 
 
 def example_scenario() -> pm.Scenario:

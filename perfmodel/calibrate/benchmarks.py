@@ -17,16 +17,15 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import product
-from pathlib import Path
 
 from ..errors import PerfModelError
+from ..paths import data_dir
 from ..specs.registry import read_yaml
 from . import import_torch
 from .device_info import Nvml, cpu_facts, gpu_facts, match_device
 from .raw import point_key, point_record
 from .timing import FULL, QUICK, CacheFlusher, StopRule, make_clock, measure
 
-SWEEPS = Path(__file__).resolve().parent / "data" / "sweeps.yaml"
 KERNEL_BENCHES = ("launch", "memory", "elementwise", "gemm", "attention")  # run order
 TORCH_DTYPES = {"fp32": "float32", "tf32": "float32", "bf16": "bfloat16", "fp16": "float16",
                 "fp8": "float8_e4m3fn"}
@@ -42,7 +41,7 @@ OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory
 
 @cache
 def sweeps() -> dict:
-    return read_yaml(SWEEPS)
+    return read_yaml(data_dir("calibration") / "sweeps.yaml")
 
 
 @dataclass(frozen=True)

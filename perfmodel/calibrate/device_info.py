@@ -8,7 +8,6 @@ a query the GPU does not support (GeForce cards lack several) all become ``None`
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -17,7 +16,6 @@ import time
 from functools import cache
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parent / "data"
 GIB = 1024**3
 
 # Clock-event ("throttle") reasons that lower the clocks below what the workload asks for.
@@ -34,11 +32,14 @@ def _norm(name: str) -> str:
 
 @cache
 def _name_table() -> list[dict]:
-    return json.loads((DATA / "nvml_device_names.json").read_text())["names"]
+    from ..paths import data_dir
+    from ..specs.registry import read_mapping
+
+    return read_mapping(data_dir("hardware_specs") / "nvml_device_names.json")["names"]
 
 
 def match_device(name: str | None, memory_bytes: int | None = None) -> str | None:
-    """The hardware_specs id of an NVML device name (data/nvml_device_names.json), or None."""
+    """The hardware_specs id of an NVML device name (hardware_specs/nvml_device_names.json), or None."""
     if not name:
         return None
     for entry in _name_table():

@@ -124,7 +124,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-requests", type=int,
                    help=f"requests per simulation (default {DEFAULT_PLAN_REQUESTS})")
     p.add_argument("--max-gpus", type=int, default=512)
-    p.add_argument("--prices", help="price table YAML (default perfmodel/serving/prices.yaml)")
+    p.add_argument("--prices", help="price table YAML (default hardware_specs/prices.yaml)")
     p.add_argument("--calibration", help="calibration profile (used for its own device)")
     p.add_argument("--seed", type=int)
     p.add_argument("--json", action="store_true", help="print one JSON object")

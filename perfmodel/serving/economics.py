@@ -15,12 +15,12 @@ from pathlib import Path
 from pydantic import Field
 
 from ..errors import SpecError
+from ..paths import data_dir
 from ..profile import CalibrationProfile
 from ..specs.common import Strict, validate
 from ..specs.hardware import DeviceSpec
 from ..specs.registry import read_mapping
 
-PRICES_PATH = Path(__file__).with_name("prices.yaml")
 POWER_FACT_KEYS = ("power_w", "mean_power_w", "measured_power_w")
 
 
@@ -57,8 +57,13 @@ class PriceTable(Strict):
         raise SpecError(f"price table: unknown source {sid!r}")
 
 
+
+def default_prices_path() -> Path:
+    """The shipped, dated price table (hardware_specs/prices.yaml)."""
+    return data_dir("hardware_specs") / "prices.yaml"
+
 def load_prices(path: str | Path | None = None) -> PriceTable:
-    return _load(str(Path(path).resolve()) if path else str(PRICES_PATH))
+    return _load(str(Path(path).resolve()) if path else str(default_prices_path()))
 
 
 @cache

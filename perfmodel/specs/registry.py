@@ -5,7 +5,7 @@
   loader (libyaml) where it is installed, else its pure-Python SafeLoader: same data, ~10x
   faster on the shipped specs.
 * The shipped data by id: devices, interconnects, nodes (hardware_specs/), model presets
-  (perfmodel/zoo/presets/) and calibration profiles (calibration/). Ids are file stems; each
+  (models/) and calibration profiles (calibration/). Ids are file stems; each
   file is read once, on first use, and cached, so a lookup of one device reads one file.
 
 The schema modules (``specs.common``, ``specs.hardware``, ``specs.model``, ``specs.system``,
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel
 
 from ..errors import SpecError, unknown_id
-from ..paths import PACKAGE_DIR, data_dir
+from ..paths import data_dir
 from .common import validate
 from .hardware import DeviceSpec, InterconnectSpec, NodeSpec
 from .model import ModelSpec
@@ -84,7 +84,7 @@ _KINDS: dict[str, tuple[type[BaseModel], Any]] = {
     "device": (DeviceSpec, lambda: data_dir("hardware_specs") / "devices"),
     "interconnect": (InterconnectSpec, lambda: data_dir("hardware_specs") / "interconnects"),
     "node": (NodeSpec, lambda: data_dir("hardware_specs") / "nodes"),
-    "model": (ModelSpec, lambda: PACKAGE_DIR / "zoo" / "presets"),
+    "model": (ModelSpec, lambda: data_dir("models")),
 }
 
 
