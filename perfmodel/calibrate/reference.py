@@ -10,12 +10,11 @@ calibration/<device>.reference.json.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic import write_text_atomic
 from ..errors import PerfModelError
 from ..paths import data_dir
 from ..profile import CalibrationProfile
@@ -120,24 +119,7 @@ def build_reference(device_id: str, out_path: str | Path | None = None, *,
 
 def write_profile(profile: CalibrationProfile, path: str | Path) -> None:
     """Write a profile as JSON (lists of numbers on one line), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = dumps(profile.model_dump(mode="json", exclude_none=True)) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would outlive the rename
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    write_text_atomic(path, dumps(profile.model_dump(mode="json", exclude_none=True)) + "\n")
 
 
 def dumps(obj, indent: int = 0) -> str:

@@ -10,14 +10,13 @@ atomically (temporary file, then rename).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..atomic import atomic_path
 from ..comm import bus_factor
 from ..profile import CalibrationProfile
 from . import fit as F
@@ -193,16 +192,6 @@ def write_report(records: list[dict], profile: CalibrationProfile, path_png: str
     fig.suptitle(f"calibration fit: {profile.id} ({profile.label})")
     fig.tight_layout()
     path = Path(path_png)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".png.tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 would outlive the rename
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
