@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
+from case_files import GOOD
+from case_files import write_case_file as _write
 
 from perfmodel.errors import SpecError
 from perfmodel.specs.assemble import resolve_system
@@ -65,27 +66,6 @@ def test_units_convert_to_the_canonical_unit():
 
 
 # ---- broken case files -------------------------------------------------------------------------
-
-GOOD = {
-    "id": "tiny", "metric": "ttft_s", "measured": {"value": 10, "unit": "ms"},
-    "source": {"title": "A test source", "url": "https://example.org/x", "location": "T1"},
-    "notes": "a test case",
-    "scenario": {"kind": "inference", "model": "llama-2-7b",
-                 "system": {"device": "a100-sxm4-80gb", "num_gpus": 1},
-                 "inference": {"batch": 1, "prompt_len": 128, "output_len": 1}},
-}
-
-
-def _write(tmp_path, cases, kind="inference", name="cases.yaml", source=None):
-    folder = tmp_path / kind
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    body = {"cases": cases}
-    if source:
-        body["source"] = source
-    path.write_text(yaml.safe_dump(body))
-    return path
-
 
 @pytest.mark.parametrize("change,field", [
     ({"measured": {"value": 10, "unit": "sec"}}, "measured.unit"),

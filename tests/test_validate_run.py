@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
-import yaml
+from case_files import GOOD
+from case_files import write_case_file as _write
 
 from perfmodel.validate import build_report, load_cases, render, run_case, run_cases
 
@@ -36,27 +37,6 @@ def test_harness_runs_end_to_end_on_a_few_cases(all_cases):
     assert set(report["by_kind"]) == {"training", "inference"}
     text = render(report)
     assert "korthikanti2022_t5_175B_seqpar_selective" in text and "median APE" in text
-
-
-GOOD = {
-    "id": "tiny", "metric": "ttft_s", "measured": {"value": 10, "unit": "ms"},
-    "source": {"title": "A test source", "url": "https://example.org/x", "location": "T1"},
-    "notes": "a test case",
-    "scenario": {"kind": "inference", "model": "llama-2-7b",
-                 "system": {"device": "a100-sxm4-80gb", "num_gpus": 1},
-                 "inference": {"batch": 1, "prompt_len": 128, "output_len": 1}},
-}
-
-
-def _write(tmp_path, cases, kind="inference", name="cases.yaml", source=None):
-    folder = tmp_path / kind
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    body = {"cases": cases}
-    if source:
-        body["source"] = source
-    path.write_text(yaml.safe_dump(body))
-    return path
 
 
 def test_a_bad_scenario_is_an_error_row_and_does_not_stop_the_run(tmp_path):

@@ -18,14 +18,7 @@ pays. An attention op runs several kernels, so a table that sweeps down to its o
 gets ``attention_overhead_s[phase]`` = 0.95 x its fastest call - kernel_overhead_s. A
 collective's latency makes its fixed time 0.95 x the table's fastest call.
 
-Curves are multilinear on a log2 grid (``profile.Curve``). The grid nodes are the distinct
-measured log2 coordinates (thinned to evenly spaced ranks when there are too many). Node
-values minimise the points' relative time errors, each weighted by the share of its time
-that depends on the curve, plus a small first-difference ("membrane") penalty; where many
-configurations share one node (attention over batch and heads) the unknowns are inverse
-efficiencies, in which time is linear (``fit_curve``). The penalty fills nodes without data
-with a discrete-harmonic average of their neighbours (scattered-data interpolation on a
-grid) and holds the nearest value beyond the data: the curve never extrapolates a trend.
+Curves are multilinear on a log2 grid (``profile.Curve``), fitted as ``curves`` describes.
 
 Held-out error, honestly: each table is split at random (seeded per table) into a fitted
 part and a test part; fixed times are taken from the fitted part only, and the test points
