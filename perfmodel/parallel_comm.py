@@ -53,13 +53,28 @@ def tp_layer_comm(act_bytes: Array, sequence_parallel: bool, span: GroupSpan, sy
     return fwd, bwd
 
 
-def tp_exposed(fwd: Array, bwd: Array, gemm_fwd: Array, gemm_bwd: Array,
-               overlap: bool) -> Array:
+@dataclass(frozen=True)
+class Overlapped:
+    """Communication of one layer and micro-batch beside the compute that hides it. The
+    compute a stream hides behind is taken (``hidden_fwd`` / ``hidden_bwd``): another stream
+    (the data-parallel one) can only hide behind what is left, so a faster GPU never makes a
+    step slower (issue 12)."""
+
+    total: Array
+    exposed: Array
+    hidden_fwd: Array = 0.0  # forward compute time the stream runs under
+    hidden_bwd: Array = 0.0
+
+
+def tp_overlap(fwd: Array, bwd: Array, gemm_fwd: Array, gemm_bwd: Array,
+               overlap: bool) -> Overlapped:
     """TP communication left exposed: all of it, or with communication overlap (Transformer
     Engine userbuffers, async TP) what the GEMMs it is decomposed with cannot hide."""
     if overlap:
-        return np.maximum(fwd - gemm_fwd, 0.0) + np.maximum(bwd - gemm_bwd, 0.0)
-    return fwd + bwd
+        hid_f, hid_b = np.minimum(fwd, gemm_fwd), np.minimum(bwd, gemm_bwd)
+        return Overlapped(fwd + bwd, np.maximum(fwd - gemm_fwd, 0.0)
+                          + np.maximum(bwd - gemm_bwd, 0.0), hid_f, hid_b)
+    return Overlapped(fwd + bwd, fwd + bwd)
 
 
 def ep_layer_comm(tokens: Array, tp: Array, top_k: int, hidden: int, act_bytes: float,
@@ -85,10 +100,9 @@ def cp_kv_chunk_bytes(model: ModelSpec, tokens: Array, tp: Array, act_bytes: flo
 
 
 def cp_ring_comm(kv_chunk: Array, cp: Array, span: GroupSpan, attn_fwd: Array,
-                 attn_bwd: Array, system: System, profile: CalibrationProfile
-                 ) -> tuple[Array, Array]:
-    """(total, exposed) ring-attention traffic of one layer and micro-batch: cp-1 steps each
-    way, each hidden behind 1/cp of the attention compute (Liu et al. 2023 Sec. 3)."""
+                 attn_bwd: Array, system: System, profile: CalibrationProfile) -> Overlapped:
+    """Ring-attention traffic of one layer and micro-batch: cp-1 steps each way, each hidden
+    behind 1/cp of the attention compute (Liu et al. 2023 Sec. 3)."""
     cross = np.asarray(span.nodes) > 1
     step = p2p_time(kv_chunk, cross, system, profile)
     step_bwd = p2p_time(2 * kv_chunk, cross, system, profile)
@@ -96,7 +110,9 @@ def cp_ring_comm(kv_chunk: Array, cp: Array, span: GroupSpan, attn_fwd: Array,
     total = np.where(on, (cp - 1) * (step + step_bwd), 0.0)
     exposed = np.where(on, (cp - 1) * (np.maximum(step - attn_fwd / cp, 0.0)
                                        + np.maximum(step_bwd - attn_bwd / cp, 0.0)), 0.0)
-    return total, exposed
+    hid_f = np.where(on, (cp - 1) * np.minimum(step, attn_fwd / cp), 0.0)
+    hid_b = np.where(on, (cp - 1) * np.minimum(step_bwd, attn_bwd / cp), 0.0)
+    return Overlapped(total, exposed, hid_f, hid_b)
 
 
 def pp_send_recv(act_bytes: Array, tp: Array, pp: Array, vp: Array, cross_node: Array,
@@ -123,7 +139,7 @@ class DataParallelWork:
     bucket_params: float | None  # None: the framework default
     overlap_grad_reduce: bool
     overlap_param_gather: bool
-    fwd_compute: Array  # one micro-batch's forward on the stage
+    fwd_compute: Array  # one micro-batch's forward on the stage not hiding TP / CP traffic
     bwd_compute: Array  # ... and backward (the last one hides the gradient reduction)
 
 

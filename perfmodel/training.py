@@ -48,8 +48,8 @@ from .parallel_comm import (
     dp_step_comm,
     ep_layer_comm,
     pp_send_recv,
-    tp_exposed,
     tp_layer_comm,
+    tp_overlap,
 )
 from .parameters import param_counts
 from .pipeline import StageTimes, layers_on_largest_stage, pipeline_time, stage_times
@@ -200,13 +200,16 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
 @dataclass
 class LayerCosts:
     """Per layer kind, one layer and one micro-batch: compute (forward, backward incl.
-    recompute), operator classes, and each parallel dimension's communication."""
+    recompute), operator classes, each parallel dimension's communication, and the compute
+    that TP / CP traffic hides behind (not free to hide the data-parallel traffic)."""
 
     fwd: dict[str, Array]
     bwd: dict[str, Array]
     classes: dict[str, dict[str, Array]]
     comm_total: dict[str, dict[str, Array]]  # tp | cp | ep -> kind -> seconds
     comm_exposed: dict[str, dict[str, Array]]
+    busy_fwd: dict[str, Array] = field(default_factory=dict)
+    busy_bwd: dict[str, Array] = field(default_factory=dict)
 
 
 def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: CalibrationProfile,
@@ -226,13 +229,14 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
         c.fwd[kind] = st.total(f"{kind}.fwd")
         c.bwd[kind] = st.total(f"{kind}.bwd") + st.total(f"{kind}.rec")
         c.classes[kind] = st.classes(f"{kind}.fwd", f"{kind}.bwd", f"{kind}.rec")
-        c.comm_total["tp"][kind] = tp_fwd + tp_bwd
-        c.comm_exposed["tp"][kind] = tp_exposed(
-            tp_fwd, tp_bwd, st.classes(f"{kind}.fwd")[O.GEMM],
-            st.classes(f"{kind}.bwd")[O.GEMM], plan.tp_comm_overlap)
-        c.comm_total["cp"][kind], c.comm_exposed["cp"][kind] = cp_ring_comm(
-            kv_chunk, plan.cp, spans["cp"], st.attention(f"{kind}.fwd"),
-            st.attention(f"{kind}.bwd"), system, profile)
+        tp = tp_overlap(tp_fwd, tp_bwd, st.classes(f"{kind}.fwd")[O.GEMM],
+                        st.classes(f"{kind}.bwd")[O.GEMM], plan.tp_comm_overlap)
+        cp = cp_ring_comm(kv_chunk, plan.cp, spans["cp"], st.attention(f"{kind}.fwd"),
+                          st.attention(f"{kind}.bwd"), system, profile)
+        c.comm_total["tp"][kind], c.comm_exposed["tp"][kind] = tp.total, tp.exposed
+        c.comm_total["cp"][kind], c.comm_exposed["cp"][kind] = cp.total, cp.exposed
+        c.busy_fwd[kind] = tp.hidden_fwd + cp.hidden_fwd
+        c.busy_bwd[kind] = tp.hidden_bwd + cp.hidden_bwd
         ep = (ep_fwd + ep_bwd) if kind == "moe" else 0.0
         c.comm_total["ep"][kind] = c.comm_exposed["ep"][kind] = ep
     return c
@@ -293,7 +297,8 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         weight_bytes=wbytes, bucket_params=plan.dp_bucket_params,
         overlap_grad_reduce=plan.overlap_grad_reduce,
         overlap_param_gather=plan.overlap_param_gather,
-        fwd_compute=per_stage(lc.fwd), bwd_compute=per_stage(lc.bwd)),
+        fwd_compute=per_stage({k: lc.fwd[k] - lc.busy_fwd[k] for k in kinds}),
+        bwd_compute=per_stage({k: lc.bwd[k] - lc.busy_bwd[k] for k in kinds})),
         spans["grad"], spans["egrad"], system, profile)
     optimizer_t = st.total("optimizer")
     step = pipeline + dp_exposed + optimizer_t

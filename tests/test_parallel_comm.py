@@ -11,8 +11,8 @@ from perfmodel.parallel_comm import (
     dp_buckets,
     dp_step_comm,
     ep_layer_comm,
-    tp_exposed,
     tp_layer_comm,
+    tp_overlap,
 )
 from perfmodel.specs.assemble import resolve_system
 from perfmodel.specs.registry import default_profile
@@ -40,8 +40,10 @@ def test_tp_layer_is_two_all_reduces_each_way_shoeybi_sec_3():
     rs = float(collective_time("reduce_scatter", act, NODE8, SYSTEM, PROF))
     fwd_sp, _ = tp_layer_comm(act, True, NODE8, SYSTEM, PROF, full_recompute=False)
     assert float(fwd_sp) == pytest.approx(2 * (ag + rs))
-    assert tp_exposed(1.0, 1.0, 0.4, 3.0, overlap=True) == pytest.approx(0.6)
-    assert tp_exposed(1.0, 1.0, 0.4, 3.0, overlap=False) == 2.0
+    hidden = tp_overlap(1.0, 1.0, 0.4, 3.0, overlap=True)
+    assert hidden.exposed == pytest.approx(0.6)  # forward: 1.0 - 0.4; backward: all hidden
+    assert (hidden.hidden_fwd, hidden.hidden_bwd) == (0.4, 1.0)  # compute the traffic takes
+    assert tp_overlap(1.0, 1.0, 0.4, 3.0, overlap=False).exposed == 2.0
 
 
 def test_ep_all_to_all_moves_tokens_over_tp_times_top_k_times_hidden():
@@ -56,12 +58,14 @@ def test_cp_ring_steps_hide_behind_attention_liu_2023():
     model = get_model("llama-3-70b")
     chunk = cp_kv_chunk_bytes(model, 8192, 8, 2.0)
     assert chunk == 8192 * 2 * (8 / 8) * 128 * 2  # K and V of one KV head per TP rank
-    total, exposed = cp_ring_comm(chunk, 4, NODE8, attn_fwd=0.0, attn_bwd=0.0, system=SYSTEM,
-                                  profile=PROF)
-    assert float(exposed) == pytest.approx(float(total)) and float(total) > 0
-    total, exposed = cp_ring_comm(chunk, 4, NODE8, 10.0, 10.0, SYSTEM, PROF)
-    assert float(exposed) == 0.0  # all cp-1 steps behind 1/cp of a long attention each
-    assert cp_ring_comm(chunk, 1, NODE8, 0.0, 0.0, SYSTEM, PROF) == (0.0, 0.0)
+    ring = cp_ring_comm(chunk, 4, NODE8, attn_fwd=0.0, attn_bwd=0.0, system=SYSTEM,
+                        profile=PROF)
+    assert float(ring.exposed) == pytest.approx(float(ring.total)) and float(ring.total) > 0
+    ring = cp_ring_comm(chunk, 4, NODE8, 10.0, 10.0, SYSTEM, PROF)
+    assert float(ring.exposed) == 0.0  # all cp-1 steps behind 1/cp of a long attention each
+    assert float(ring.hidden_fwd + ring.hidden_bwd) == pytest.approx(float(ring.total))
+    none = cp_ring_comm(chunk, 1, NODE8, 0.0, 0.0, SYSTEM, PROF)
+    assert (float(none.total), float(none.exposed)) == (0.0, 0.0)
 
 
 def _work(zero: int, params: float, m: int = 4, **kw) -> DataParallelWork:
