@@ -13,6 +13,15 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from .argtypes import (
+    address,
+    image_path,
+    nonnegative_float,
+    png_path,
+    port,
+    positive_float,
+    positive_int,
+)
 from .errors import PerfModelError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -179,17 +188,35 @@ def _plan_serving(args: argparse.Namespace) -> int:
 def _dashboard(args: argparse.Namespace) -> int:
     import subprocess
 
+    return subprocess.call(dashboard_command(args.address, args.port, args.headless))
+
+
+DASHBOARD_ADDRESS = "127.0.0.1"  # this machine only; --address 0.0.0.0 to share it
+DASHBOARD_PORT = 8501
+
+
+def dashboard_command(address: str = DASHBOARD_ADDRESS, port: int = DASHBOARD_PORT,
+                      headless: bool = False) -> list[str]:
+    """The ``streamlit run`` command line of ``perfmodel dashboard``."""
     from .paths import data_dir
 
     app = data_dir("app") / "Home.py"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app),
+           "--server.address", address, "--server.port", str(port),
            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
-    if args.headless:
+    if headless:
         cmd += ["--server.headless", "true"]
-    return subprocess.call(cmd)
+    return cmd
 
 
-class _SubcommandParser(argparse.ArgumentParser):
+class _Parser(argparse.ArgumentParser):
+    """Every parse error is one line on stderr naming the flag, and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _SubcommandParser(_Parser):
     """A subcommand's parser whose arguments may be added on first use: the serving planner's
     arguments live with (and import) the serving package, which ``perfmodel --help`` or any
     other command need not load."""
@@ -212,8 +239,19 @@ def _serving_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser)
 
 
+def _benchmarks(text: str) -> str:
+    """The argparse type of ``calibrate --only``: known benchmark names, checked at once."""
+    from .calibrate.cli import parse_only
+
+    try:
+        parse_only(text)
+    except PerfModelError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--only: ")) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="perfmodel",
         description="Analytical performance model for LLM training, inference and serving.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubcommandParser)
@@ -226,15 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="rank parallel plans for a training scenario")
     p.add_argument("scenario", help="training scenario (its parallelism is ignored)")
-    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--top", type=positive_int, default=10, help="plans to list (default 10)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--calibration", help="calibration profile JSON")
 
     p = sub.add_parser("hardware", help="list or show devices, interconnects, nodes")
     p.add_argument("action", choices=["list", "show"])
     p.add_argument("id", nargs="?")
-    p.add_argument("--interconnects", action="store_true")
-    p.add_argument("--nodes", action="store_true")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--interconnects", action="store_true")
+    which.add_argument("--nodes", action="store_true")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("models", help="list or show model presets (or a config.json)")
@@ -244,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="predictions vs published measurements")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--plot", help="write a predicted-vs-measured plot (PNG/SVG)")
+    p.add_argument("--plot", type=image_path,
+                   help="write a predicted-vs-measured plot (.png, .svg or .pdf)")
     p.add_argument("--kind", choices=["training", "inference", "all"], default="all")
     p.add_argument("--case", help="only cases whose id contains this text")
     p.add_argument("--measure", choices=["cpu", "cuda"],
@@ -257,16 +297,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--quick", action="store_true", help="a small sweep (CPU: under a minute)")
     p.add_argument("--out", help="profile path (default calibration/<device>.measured.json)")
-    p.add_argument("--report", help="PNG report path (default: beside the profile)")
-    p.add_argument("--only", help="comma-separated subset: gemm,memory,attention,"
-                                  "elementwise,launch,collectives")
+    p.add_argument("--report", type=png_path,
+                   help="PNG report path (default: beside the profile)")
+    p.add_argument("--only", type=_benchmarks,
+                   help="comma-separated subset: gemm,memory,attention,"
+                        "elementwise,launch,collectives")
     p.add_argument("--reference", metavar="DEVICE",
                    help="build a reference profile from shared measured tables instead")
-    p.add_argument("--budget-s", type=float, metavar="S",
+    p.add_argument("--budget-s", type=nonnegative_float, metavar="S",
                    help="time budget of the whole run in seconds, shared out between the "
                         "tables (default: 60 for --quick on a CPU, 600 for --quick on a GPU, "
                         "none for a full run; 0: none)")
-    p.add_argument("--point-budget-s", type=float, metavar="S",
+    p.add_argument("--point-budget-s", type=positive_float, metavar="S",
                    help="time one point may take (default: 2 quick / 30 full on a CPU)")
     p.add_argument("--strict", action="store_true",
                    help="refuse to write a profile whose points mostly did not converge")
@@ -276,8 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "latency SLOs, with cost and energy", add_arguments=_serving_arguments)
 
     p = sub.add_parser("dashboard", help="open the Streamlit what-if dashboard")
-    p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--headless", action="store_true")
+    p.add_argument("--address", type=address, default=DASHBOARD_ADDRESS,
+                   help=f"address to bind (default {DASHBOARD_ADDRESS}: this machine only; "
+                        "0.0.0.0 shares the dashboard with the network)")
+    p.add_argument("--port", type=port, default=DASHBOARD_PORT,
+                   help=f"TCP port (default {DASHBOARD_PORT})")
+    p.add_argument("--headless", action="store_true", help="do not open a browser")
     return parser
 
 
@@ -291,6 +337,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except FileNotFoundError as err:
         print(f"perfmodel: error: file not found: {err.filename or err}", file=sys.stderr)
+        return 2
+    except IsADirectoryError as err:
+        print(f"perfmodel: error: {err.filename or err} is a directory, not a file",
+              file=sys.stderr)
+        return 2
+    except PermissionError as err:
+        print(f"perfmodel: error: permission denied: {err.filename or err}", file=sys.stderr)
+        return 2
+    except ValueError as err:  # a pydantic ValidationError that escaped a loader: one line
+        if type(err).__module__.split(".")[0] not in ("pydantic", "pydantic_core"):
+            raise
+        from .specs.common import describe_validation_error
+
+        print(f"perfmodel: error: invalid input: {describe_validation_error(err)}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("perfmodel: interrupted", file=sys.stderr)

@@ -35,6 +35,9 @@ def parse_only(only: str | None) -> tuple[str, ...]:
             raise PerfModelError(f"--only: unknown benchmark {name!r}; choose from "
                                  "gemm, memory, attention, elementwise, launch, collectives")
         out.append(BENCH_NAMES[name])
+    if not out:
+        raise PerfModelError(f"--only: {only!r} names no benchmark; choose from "
+                             "gemm, memory, attention, elementwise, launch, collectives")
     return tuple(b for b in ALL_BENCHES if b in out)
 
 

@@ -5,6 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..argtypes import (
+    bounded_int,
+    id_list,
+    int_list,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    seed,
+    shown,
+)
 from ..errors import SpecError
 from ..specs.assemble import load_scenario
 from ..specs.common import validate
@@ -12,38 +22,66 @@ from ..specs.scenario import LengthDistribution, SchedulerConfig, SLOConfig
 from .capacity import DEFAULT_PLAN_REQUESTS, DEFAULT_TPS, PlanInputs, plan_serving, render_plan
 from .economics import load_prices
 
+MAX_PLAN_REQUESTS = 1_000_000  # requests per simulation
+MAX_GPUS = 1_000_000
 LENGTH_HELP = ("tokens: 512, fixed:512, uniform:128:1024 or lognormal:MEAN:CV[:MIN:MAX]")
 
 
 def parse_length(text: str, what: str) -> LengthDistribution:
-    parts = text.split(":")
+    """``512``, ``fixed:512``, ``uniform:128:1024`` or ``lognormal:MEAN:CV[:MIN:MAX]``; a
+    SpecError naming ``--{what}`` otherwise."""
     try:
-        if len(parts) == 1:
-            return LengthDistribution(kind="fixed", value=int(parts[0]))
-        kind, nums = parts[0], parts[1:]
-        if kind == "fixed" and len(nums) == 1:
-            return LengthDistribution(kind="fixed", value=int(nums[0]))
-        if kind == "uniform" and len(nums) == 2:
-            return LengthDistribution(kind="uniform", min=int(nums[0]), max=int(nums[1]))
-        if kind == "lognormal" and len(nums) in (2, 4):
-            extra = {"min": int(nums[2]), "max": int(nums[3])} if len(nums) == 4 else {}
-            return LengthDistribution(kind="lognormal", mean=float(nums[0]), cv=float(nums[1]),
-                                      **extra)
-    except ValueError as err:
-        raise SpecError(f"--{what}: {text!r}: {err}") from None
-    raise SpecError(f"--{what}: {text!r} is not a length; expected {LENGTH_HELP}")
+        return length_distribution(text)
+    except argparse.ArgumentTypeError as err:
+        raise SpecError(f"--{what}: {err}") from None
+
+
+def length_distribution(text: str) -> LengthDistribution:
+    """The argparse type of --prompt-len / --output-len (see ``parse_length``)."""
+    parts = str(text).split(":")
+    kind, nums = ("fixed", parts) if len(parts) == 1 else (parts[0], parts[1:])
+    if kind == "fixed" and len(nums) == 1:
+        fields = {"kind": "fixed", "value": positive_int(nums[0])}
+    elif kind == "uniform" and len(nums) == 2:
+        fields = {"kind": "uniform", "min": positive_int(nums[0]), "max": positive_int(nums[1])}
+    elif kind == "lognormal" and len(nums) in (2, 4):
+        fields = {"kind": "lognormal", "mean": positive_float(nums[0]),
+                  "cv": nonnegative_float(nums[1])}
+        if len(nums) == 4:
+            fields |= {"min": positive_int(nums[2]), "max": positive_int(nums[3])}
+    else:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a length; expected "
+                                         f"{LENGTH_HELP}")
+    try:
+        return validate(LengthDistribution, fields, what="length")
+    except SpecError as err:
+        raise argparse.ArgumentTypeError(f"{shown(text)}: {err}") from None
+
+
+SLO_KEYS = tuple(SLOConfig.model_fields)
+
+
+def slo_item(text: str) -> tuple[str, float]:
+    """The argparse type of --slo: ``KEY=SECONDS`` with KEY an SLOConfig field."""
+    key, sep, value = str(text).partition("=")
+    key = key.strip()
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{shown(text)}: expected KEY=SECONDS, "
+                                         "e.g. ttft_p99_s=2")
+    if key not in SLO_KEYS:
+        raise argparse.ArgumentTypeError(f"unknown SLO {shown(key)}; choose from "
+                                         + ", ".join(SLO_KEYS))
+    return key, positive_float(value)
 
 
 def _slo(base: SLOConfig, args: argparse.Namespace) -> SLOConfig:
     values = {k: v for k, v in base.model_dump().items() if v is not None}
     for item in args.slo or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SpecError(f"--slo {item!r}: expected KEY=SECONDS, e.g. ttft_p99_s=2")
         try:
-            values[key.strip()] = float(value)
-        except ValueError:
-            raise SpecError(f"--slo {item!r}: {value!r} is not a number of seconds") from None
+            key, value = item if isinstance(item, tuple) else slo_item(item)
+        except argparse.ArgumentTypeError as err:
+            raise SpecError(f"--slo: {err}") from None
+        values[key] = value
     if args.ttft_p90 is not None:
         values["ttft_p90_s"] = args.ttft_p90
     if args.tpot_p90 is not None:
@@ -70,7 +108,9 @@ def plan_inputs(args: argparse.Namespace) -> PlanInputs:
         raise SpecError("plan-serving needs --rate (requests per second)")
     inf = sc.inference if sc else None
 
-    def length(flag: str | None, name: str, fallback: int | None) -> LengthDistribution:
+    def length(flag, name: str, fallback: int | None) -> LengthDistribution:
+        if isinstance(flag, LengthDistribution):
+            return flag
         if flag:
             return parse_length(flag, name.replace("_", "-"))
         if serving is not None and getattr(serving, name) is not None:
@@ -94,13 +134,24 @@ def plan_inputs(args: argparse.Namespace) -> PlanInputs:
     return PlanInputs(
         model=model, rate_per_s=rate, slo=_slo(serving.slo if serving else SLOConfig(), args),
         prompt_len=prompt, output_len=output,
-        devices=[d.strip() for d in args.devices.split(",")] if args.devices else None,
-        tps=tuple(int(t) for t in args.tp.split(",")) if args.tp else DEFAULT_TPS,
+        devices=_listed(args.devices, id_list, "--devices"),
+        tps=_listed(args.tp, int_list, "--tp") or DEFAULT_TPS,
         scheduler=sched, arrival=arrival, cv=cv,
-        num_requests=args.num_requests or DEFAULT_PLAN_REQUESTS,
+        num_requests=args.num_requests if args.num_requests is not None
+        else DEFAULT_PLAN_REQUESTS,
         seed=args.seed if args.seed is not None else (serving.seed if serving else 0),
         max_gpus=args.max_gpus, prices=load_prices(args.prices) if args.prices else None,
         calibration=args.calibration, **kwargs)
+
+
+def _listed(value, parse, flag: str):
+    """A list flag's value: already parsed by argparse, or text (a Namespace built by hand)."""
+    if value is None or value == "":
+        return None
+    try:
+        return parse(value) if isinstance(value, str) else value
+    except argparse.ArgumentTypeError as err:
+        raise SpecError(f"{flag}: {err}") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -108,25 +159,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a serving scenario to take the model, lengths, scheduler and SLOs "
                         "from (flags override it)")
     p.add_argument("--model", help="model preset id or config.json path")
-    p.add_argument("--rate", type=float, help="requests per second")
-    p.add_argument("--ttft-p90", type=float, help="p90 time to first token bound (s)")
-    p.add_argument("--tpot-p90", type=float, help="p90 time per output token bound (s)")
-    p.add_argument("--slo", action="append", metavar="KEY=SECONDS",
+    p.add_argument("--rate", type=positive_float, help="requests per second")
+    p.add_argument("--ttft-p90", type=positive_float, help="p90 time to first token bound (s)")
+    p.add_argument("--tpot-p90", type=positive_float,
+                   help="p90 time per output token bound (s)")
+    p.add_argument("--slo", action="append", metavar="KEY=SECONDS", type=slo_item,
                    help="any SLO bound, e.g. ttft_p99_s=2 or e2e_p90_s=20 (repeatable)")
-    p.add_argument("--prompt-len", help=f"prompt length, {LENGTH_HELP}")
-    p.add_argument("--output-len", help=f"output length, {LENGTH_HELP}")
-    p.add_argument("--devices", help="comma-separated device ids (default: every datacenter "
+    p.add_argument("--prompt-len", type=length_distribution, help=f"prompt length, {LENGTH_HELP}")
+    p.add_argument("--output-len", type=length_distribution, help=f"output length, {LENGTH_HELP}")
+    p.add_argument("--devices", type=id_list, help="comma-separated device ids (default: every datacenter "
                                      "GPU in the price table)")
-    p.add_argument("--tp", help="comma-separated TP degrees (default 1,2,4,8)")
+    p.add_argument("--tp", type=int_list, help="comma-separated TP degrees (default 1,2,4,8)")
     p.add_argument("--scheduler", choices=["static", "continuous", "chunked"])
     p.add_argument("--arrival", choices=["poisson", "gamma"])
-    p.add_argument("--cv", type=float, help="gamma arrivals: coefficient of variation")
-    p.add_argument("--num-requests", type=int,
+    p.add_argument("--cv", type=positive_float, help="gamma arrivals: coefficient of variation")
+    p.add_argument("--num-requests", type=bounded_int(1, MAX_PLAN_REQUESTS),
                    help=f"requests per simulation (default {DEFAULT_PLAN_REQUESTS})")
-    p.add_argument("--max-gpus", type=int, default=512)
+    p.add_argument("--max-gpus", type=bounded_int(1, MAX_GPUS), default=512,
+                   help="most GPUs a candidate may use (default 512)")
     p.add_argument("--prices", help="price table YAML (default hardware_specs/prices.yaml)")
     p.add_argument("--calibration", help="calibration profile (used for its own device)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed, help="random seed of the workload (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
