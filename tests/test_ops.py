@@ -152,3 +152,16 @@ def test_operators_say_what_they_are_in_named_fields():
     assert {op.block for op in head} == {"head"}
     assert [b.name for b in O.backward(by["attn.qkv"], prec)] == ["attn.qkv.dgrad",
                                                                   "attn.qkv.wgrad"]
+
+
+def test_fp8_cast_bytes():
+    """Tensorwise dynamic scaling: amax read (2 B) + cast read (2 B) + fp8 write (1 B) per
+    element of the activation (m x k) and weight (k x n); backward casts the m x n gradient."""
+    prec = O.Precision.training("fp8")
+    g = O.gemm("w", 1024, 4096, 2048, prec)
+    cast = O.fp8_cast(g)
+    assert cast.bytes == 5 * (1024 * 2048 + 2048 * 4096)
+    (back,) = O.backward(cast, prec)
+    assert back.bytes == 5 * 1024 * 4096
+    fwd = O.layer_forward_ops(get_model("llama-2-7b"), False, 1, 128, 128, 128 * 129 / 2, O.Shard(), prec)
+    assert sum(op.cls == O.GEMM for op in fwd) == sum(op.fp8_cast for op in fwd)

@@ -145,3 +145,27 @@ def test_rail_optimised_fabric_has_lower_network_latency():
     t_rail = collective_time("all_gather", small, span, rail, prof)
     t_spine = collective_time("all_gather", small, span, spine, prof)
     assert float(t_spine - t_rail) == pytest.approx(7 * 2 * 0.6e-6)  # ring: n-1 = 7 steps
+
+
+H100_64 = resolve_system(SystemConfig(device="h100-sxm5-80gb", num_gpus=64))
+
+
+def _fsdp_plan(**kw):
+    base = dict(tp=8, pp=4, dp=2, cp=1, ep=1, etp=8, vp=1, micro_batch=1, seq_len=4096,
+                global_batch=32)
+    base.update(kw)
+    return TrainPlan(**base)
+
+
+def test_fsdp_without_resharding_keeps_zero1_memory():
+    """FSDP under PP without resharding after forward (torchtitan's default) holds the stage's
+    gathered weights and unsharded gradients: the model states of ZeRO-1."""
+    m = get_model("llama-3-70b")
+    states = ("weights", "gradients", "optimizer")
+
+    def mem(**kw):
+        r = training_step(m, H100_64, _fsdp_plan(**kw), default_profile())
+        return [float(r.memory[k]) for k in states]
+
+    assert mem(zero_stage=3, reshard_after_forward=False) == mem(zero_stage=1)
+    assert mem(zero_stage=3, reshard_after_forward=True) < mem(zero_stage=1)
