@@ -84,6 +84,7 @@ def training_prediction(rs: Resolved, plan: TrainPlan, r: TrainingResult) -> Pre
         kind="training", name=sc.name, model=sc.model.id, device=system.device.id,
         num_gpus=n, calibration=profile.summary(), step_time_s=step,
         tokens_per_s=_f(r.tokens) / step, tflops_per_gpu=tflops / 1e12,
+        hardware_tflops_per_gpu=_f(r.hardware_flops) / step / n / 1e12,
         mfu=flops_utilization(_f(r.model_flops), step, n, peak),
         mfu_6nd=flops_utilization(six_nd, step, n, peak),
         hfu=flops_utilization(_f(r.hardware_flops), step, n, peak),

@@ -44,6 +44,7 @@ class Prediction(BaseModel):
     # training
     step_time_s: float | None = None
     tflops_per_gpu: float | None = None  # Megatron model-FLOP convention
+    hardware_tflops_per_gpu: float | None = None  # executed FLOPs incl. recompute (HFU's)
     mfu: float | None = None  # tflops_per_gpu / dense peak of the training dtype
     mfu_6nd: float | None = None  # 6 * active params * tokens convention
     hfu: float | None = None  # incl. recompute FLOPs (Korthikanti eq. 8)

@@ -8,6 +8,17 @@ from .textfmt import GIB, gib, seconds, table
 __all__ = ["GIB", "gib", "render_prediction", "seconds", "table"]  # the formatters re-exported
 
 
+def _hardware_tflops(p: Prediction) -> str:
+    """Executed FLOP/s per GPU, recompute included: the figure papers such as Narayanan et al.
+    2021 (eq. 3) report, HFU's numerator."""
+    if p.hardware_tflops_per_gpu is not None:
+        return f"{p.hardware_tflops_per_gpu:.1f}"
+    flops = (p.breakdown.get("flops") or {}).get("hardware_per_step")
+    if flops is None or not p.step_time_s:
+        return "-"
+    return f"{flops / p.step_time_s / p.num_gpus / 1e12:.1f}"
+
+
 def render_prediction(p: Prediction, show_ops: bool = False) -> str:
     title = f"{p.kind}: {p.model} on {p.num_gpus} x {p.device}"
     if p.name:
@@ -17,7 +28,8 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
         head = [
             ("step time", seconds(p.step_time_s)),
             ("tokens/s (system)", f"{p.tokens_per_s:,.0f}"),
-            ("TFLOP/s per GPU (model)", f"{p.tflops_per_gpu:.1f}"),
+            ("model TFLOP/s per GPU (no recompute)", f"{p.tflops_per_gpu:.1f}"),
+            ("hardware TFLOP/s per GPU (incl. recompute)", _hardware_tflops(p)),
             ("MFU (Megatron FLOPs)", f"{100 * p.mfu:.1f}%"),
             ("MFU (6ND)", f"{100 * p.mfu_6nd:.1f}%"),
             ("HFU (incl. recompute)", f"{100 * p.hfu:.1f}%"),
