@@ -60,7 +60,30 @@ def resolve(scenario: ScenarioLike, calibration: CalibrationLike = None) -> Reso
     sc = as_scenario(scenario)
     system = resolve_system(sc.system)
     profile = resolve_profile(sc, calibration)
-    return Resolved(sc, system, profile, profile_warnings(profile, system))
+    return Resolved(sc, system, profile,
+                    [*profile_warnings(profile, system), *replica_warnings(sc, system)])
+
+
+def replica_warnings(sc: Scenario, system: System) -> list[str]:
+    """An inference scenario on more GPUs than one model copy uses (tp x pp) runs independent
+    replicas, not one model split wider: say so, since the user may have meant tensor
+    parallelism."""
+    if sc.kind != "inference" or sc.inference is None:
+        return []
+    tp, pp = sc.parallelism.tp, sc.parallelism.pp
+    replicas = system.num_gpus // (tp * pp)
+    if replicas <= 1:
+        return []
+    return [f"{system.num_gpus} GPUs with tp {tp} x pp {pp}: {replicas} independent replicas "
+            f"of the model, each serving a batch of {sc.inference.batch}; latencies are one "
+            "replica's, tokens/s the sum over replicas (set parallelism.tp to split one copy "
+            "of the model over more GPUs)"]
+
+
+def cpu_profile(profile: CalibrationProfile) -> bool:
+    """Whether ``profile`` was measured on a CPU (``perfmodel calibrate --device cpu``)."""
+    facts = profile.device_facts or {}
+    return str(facts.get("device", "")).lower() == "cpu"
 
 
 def profile_warnings(profile: CalibrationProfile, system: System) -> list[str]:
@@ -70,6 +93,12 @@ def profile_warnings(profile: CalibrationProfile, system: System) -> list[str]:
         source = profile.path or "calibration/default.json"
         out.append(f"uncalibrated: documented default efficiencies ({source}); "
                    "run `perfmodel calibrate` on this device for measured ones")
+    elif cpu_profile(profile) and system.device.kind != "cpu":
+        name = profile.device_facts.get("name")
+        out.append(f"calibration profile {profile.id!r} was measured on a CPU"
+                   + (f" ({str(name)[:60]})" if name else "")
+                   + f", not on a {system.device.kind}: its efficiencies do not describe "
+                   f"{system.device.id!r}; use the device's reference profile or calibrate on it")
     elif profile.device and profile.device != system.device.id:
         out.append(f"calibration profile {profile.id!r} was measured on {profile.device!r}, "
                    f"not on {system.device.id!r}")

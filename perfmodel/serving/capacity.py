@@ -94,6 +94,7 @@ class Candidate:
 class PlanResult:
     inputs: dict
     candidates: list[Candidate]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def best(self) -> Candidate | None:
@@ -106,7 +107,8 @@ class PlanResult:
     def to_dict(self) -> dict:
         best = self.best
         return {"inputs": self.inputs, "best": best.to_dict() if best else None,
-                "candidates": [c.to_dict() for c in self.candidates]}
+                "candidates": [c.to_dict() for c in self.candidates],
+                "warnings": list(self.warnings)}
 
 
 def _serving(inp: PlanInputs) -> ServingConfig:
@@ -235,12 +237,15 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
     wl = build_workload(_serving(inp))
     staged = []
     candidates: list[Candidate] = []
+    uncalibrated: list[str] = []  # devices answered with the documented default efficiencies
+    warnings: list[str] = []
     for device in _devices(inp, prices):
         for tp in inp.tps:
             sc = _scenario(inp, device, tp)
             try:
                 system = resolve_system(sc.system)
                 profile = _profile(device, inp.calibration)
+                _note_profile(profile, system, uncalibrated, warnings)
                 dep = deployment_for(sc, system, profile, sc.inference, wl, counts=(1,))
             except SpecError as err:
                 candidates.append(Candidate(device, tp, False, f"does not apply: {err}"))
@@ -287,7 +292,25 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
               "scheduler": inp.scheduler.kind, "arrival": inp.arrival,
               "num_requests": inp.num_requests, "seed": inp.seed,
               "prices": {"basis": prices.basis, "currency": prices.currency}}
-    return PlanResult(inputs, candidates)
+    if uncalibrated:
+        warnings.insert(0, "uncalibrated: documented default efficiencies (no measured or "
+                        f"reference profile) for {', '.join(uncalibrated)}; their answers "
+                        "are rougher than the calibrated devices'")
+    return PlanResult(inputs, candidates, warnings)
+
+
+def _note_profile(profile: CalibrationProfile, system, uncalibrated: list[str],
+                  warnings: list[str]) -> None:
+    """Collect what a device's profile should warn about, once per device / message."""
+    from ..resolve import profile_warnings
+
+    if profile.kind == "default":
+        if system.device.id not in uncalibrated:
+            uncalibrated.append(system.device.id)
+        return
+    for w in profile_warnings(profile, system):
+        if w not in warnings:
+            warnings.append(w)
 
 
 def render_plan(result: PlanResult) -> str:
@@ -339,4 +362,7 @@ def render_plan(result: PlanResult) -> str:
         if best.energy and "joules_per_output_token" in best.energy:
             out.append(f"energy: {best.energy['joules_per_output_token']:.3f} J per output "
                        f"token at {best.energy['power_basis']}")
+    if result.warnings:
+        out.append("")
+        out += [f"warning: {w}" for w in result.warnings]
     return "\n".join(out)
