@@ -33,6 +33,7 @@ ROWS: list[tuple[list[str], str]] = [
     (["predict", str(ROOT / "examples")], "examples"),
     (["predict", TRAIN, "--calibration", "/nonexistent/profile.json"], "profile.json"),
     (["predict", TRAIN, "--bogus"], "--bogus"),
+    (["predict", TRAIN, "--calibration", str(ROOT / "examples")], "examples"),
     # search
     (["search", TRAIN, "--top", "-1"], "--top"),
     (["search", TRAIN, "--top", "0"], "--top"),
@@ -48,6 +49,7 @@ ROWS: list[tuple[list[str], str]] = [
     (["validate", "--plot", ""], "--plot"),
     (["validate", "--case", "no-such-case-zzz"], "no-such-case-zzz"),
     (["validate", "--calibration", "x.json"], "--calibration"),
+    (["validate", "--measure", "cpu", "--calibration", "/nonexistent/p.json"], "--calibration"),
     # calibrate (all refused before anything is measured)
     (["calibrate", "--device", "tpu"], "--device"),
     (["calibrate", "--only", "gemm,bogus"], "--only"),
@@ -58,6 +60,7 @@ ROWS: list[tuple[list[str], str]] = [
     (["calibrate", "--point-budget-s", "0"], "--point-budget-s"),
     (["calibrate", "--point-budget-s", "inf"], "--point-budget-s"),
     (["calibrate", "--report", "report.svg"], "--report"),
+    (["calibrate", "--reference", "no-such-gpu"], "--reference"),
     # plan-serving: numbers
     ([*SERVE, "--rate", "0"], "--rate"),
     ([*SERVE, "--rate", "-3"], "--rate"),
