@@ -3,11 +3,49 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
+
+#: A quoted user value longer than this is shortened in messages ("abc..."); so is an
+#: unquoted run without spaces longer than ``MAX_WORD`` (a key, a path segment, a number).
+MAX_VALUE = 80
+MAX_WORD = 200
+#: A message longer than this (e.g. many problems at once) is cut, saying so.
+MAX_MESSAGE = 2000
+_LONG_QUOTED = re.compile(rf"'[^'\n]{{{MAX_VALUE - 1},}}'|\"[^\"\n]{{{MAX_VALUE - 1},}}\"")
+_LONG_WORD = re.compile(rf"(?<![^\s'\":;,])[^\s'\":;,]{{{MAX_WORD + 1},}}")  # at a run's start
+
+
+def shorten(value: object, limit: int = MAX_VALUE) -> str:
+    """``value`` as text of at most about ``limit`` characters: its head and "..." when
+    longer. For quoting user data in a message, which must stay one readable line."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[:max(limit - 3, 1)] + "..."
+
+
+def clip_message(message: str) -> str:
+    """A message with long quoted values and long unbroken runs shortened, cut at
+    ``MAX_MESSAGE`` characters: no message echoes unbounded user data."""
+    if len(message) <= MAX_VALUE:
+        return message
+    message = _LONG_QUOTED.sub(lambda m: m[0][0] + shorten(m[0][1:-1]) + m[0][-1], message)
+    message = _LONG_WORD.sub(lambda m: shorten(m[0], MAX_WORD), message)
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE - 30] + "... (message cut)"
+    return message
 
 
 class PerfModelError(Exception):
-    """Any error caused by the user's input; the CLI prints it as one line and exits 2."""
+    """Any error caused by the user's input; the CLI prints it as one line and exits 2.
+
+    A message is clipped on the way in (:func:`clip_message`): a 1 MB value quoted back from
+    a file or a flag shows as its first ~80 characters.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (clip_message(args[0]),)
+        super().__init__(*args)
 
 
 class SpecError(PerfModelError, ValueError):
@@ -21,6 +59,8 @@ class SpecError(PerfModelError, ValueError):
 def closest(given: str, known: Iterable[str], n: int = 3) -> list[str]:
     """The known ids closest to ``given`` (difflib ratio), best first."""
     known = list(known)
+    if len(given) > MAX_WORD:  # no id is this long (and difflib would take a while)
+        return []
     hits = difflib.get_close_matches(given, known, n=n, cutoff=0.4)
     if not hits:
         hits = [k for k in known if given.lower() in k.lower()][:n]

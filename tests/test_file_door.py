@@ -66,9 +66,9 @@ def test_yaml_loader_is_the_c_one_when_libyaml_is_present(monkeypatch):
     monkeypatch.setattr(yaml, "load", spy)
     data = registry.read_mapping(ROOT / "examples" / "llama2-7b-decode-a100.yaml")
     assert data["kind"] == "inference"
-    assert used == [expected]
+    assert len(used) == 1 and issubclass(used[0], expected)  # guarded by depth/alias limits
     if yaml.__with_libyaml__:
-        assert used[0] is yaml.CSafeLoader
+        assert issubclass(used[0], yaml.CSafeLoader)
 
 
 def test_yaml_loader_falls_back_to_the_python_one(monkeypatch):

@@ -30,7 +30,8 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import PerfModelError
+from ..errors import PerfModelError, SpecError
+from ..specs.registry import MAX_RECORDS_BYTES, decode_text, read_bytes
 
 BENCHES = ("gemm", "memory", "attention", "elementwise", "launch", "collective")
 RECORD_KINDS = (*BENCHES, "probe", "budget")
@@ -94,21 +95,27 @@ class RawStore:
                 pass
 
     def _load(self) -> None:
-        data = self.path.read_bytes()
+        data = read_bytes(self.path, MAX_RECORDS_BYTES, what="calibration raw file")
         if data and not data.endswith(b"\n"):
             # a write torn by a kill: drop the partial line so appends start on a clean line
             cut = data.rfind(b"\n") + 1
             with open(self.path, "r+b") as fh:
                 fh.truncate(cut)
             data = data[:cut]
-        for lineno, line in enumerate(data.decode().splitlines(), 1):
+        afresh = "delete the file to start the calibration afresh"
+        try:
+            text = decode_text(data, self.path)
+        except SpecError as err:
+            raise PerfModelError(f"{err}; {afresh}") from None
+        for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError:
-                raise PerfModelError(f"{self.path}:{lineno}: not a JSON record; delete the file "
-                                     "to start the calibration afresh") from None
+            except (ValueError, RecursionError):
+                rec = None
+            if not isinstance(rec, dict) or not isinstance(rec.get("key", ""), str):
+                raise PerfModelError(f"{self.path}:{lineno}: not a JSON record; {afresh}")
             if rec.get("bench") == "meta":
                 self.meta = self.meta or rec
             elif "key" in rec:

@@ -13,12 +13,14 @@ SeedSequence.spawn), so changing one distribution leaves the other two unchanged
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SpecError
+from ..specs.registry import MAX_RECORDS_BYTES, read_text
 from ..specs.scenario import ArrivalConfig, LengthDistribution, ServingConfig
 
 DEFAULT_NUM_REQUESTS = 1000
@@ -67,16 +69,18 @@ def arrival_times(cfg: ArrivalConfig, n: int, rng: np.random.Generator) -> np.nd
 
 def read_trace(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """CSV with a header: prompt_len, output_len and optionally arrival_s (seconds)."""
-    if not path.is_file():
-        raise SpecError(f"serving.arrival.trace: file not found: {path}")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
+    text = read_text(path, MAX_RECORDS_BYTES, what="serving.arrival.trace")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         cols = [c.strip() for c in (reader.fieldnames or [])]
         missing = {"prompt_len", "output_len"} - set(cols)
         if missing:
             raise SpecError(f"serving.arrival.trace {path}: missing column(s) {sorted(missing)}; "
                             "expected a header prompt_len,output_len[,arrival_s]")
         rows = [{k.strip(): v for k, v in r.items() if k} for r in reader]
+    except csv.Error as err:
+        raise SpecError(f"serving.arrival.trace {path}: not a CSV table: line "
+                        f"{reader.line_num}: {err}") from None
     if not rows:
         raise SpecError(f"serving.arrival.trace {path}: no rows")
     try:
@@ -84,12 +88,14 @@ def read_trace(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         output = np.array([int(float(r["output_len"])) for r in rows], dtype=np.int64)
         arrival = (np.array([float(r["arrival_s"]) for r in rows])
                    if "arrival_s" in cols else None)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:
         raise SpecError(f"serving.arrival.trace {path}: not a number: {err}") from None
     if (prompt < 1).any() or (output < 1).any():
         raise SpecError(f"serving.arrival.trace {path}: prompt_len and output_len must be >= 1")
-    if arrival is not None and ((arrival < 0).any() or (np.diff(arrival) < 0).any()):
-        raise SpecError(f"serving.arrival.trace {path}: arrival_s must be >= 0 and sorted")
+    if arrival is not None and (not np.isfinite(arrival).all() or (arrival < 0).any()
+                                or (np.diff(arrival) < 0).any()):
+        raise SpecError(f"serving.arrival.trace {path}: arrival_s must be finite, >= 0 and "
+                        "sorted")
     return prompt, output, arrival
 
 

@@ -34,13 +34,79 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
-    "default_profile", "devices", "get_device", "get_interconnect", "get_model", "get_node",
-    "ids", "interconnects", "load_file", "load_profile", "models", "nodes", "profile_for",
-    "read_mapping", "read_yaml", "reference_profile", "yaml_loader",
+    "MAX_ALIAS_NODES", "MAX_DEPTH", "MAX_DOCUMENT_BYTES", "MAX_RECORDS_BYTES",
+    "decode_text", "default_profile", "devices", "get_device", "get_interconnect", "get_model",
+    "get_node", "ids", "interconnects", "load_file", "load_profile", "models", "nodes",
+    "parse_json", "parse_yaml", "profile_for", "read_bytes", "read_json", "read_mapping",
+    "read_text", "read_yaml", "reference_profile", "yaml_loader",
 ]
 
 
 # -- reading files ----------------------------------------------------------------------------
+#
+# Every file is read as bytes with a size cap, decoded as strict UTF-8 (a UTF-8 BOM is
+# skipped) and parsed with a nesting limit; YAML aliases may not expand a document by more
+# than MAX_ALIAS_NODES nodes (a 400-byte "billion laughs" file is refused in milliseconds).
+# Each failure is a SpecError of one line that names the file.
+
+MiB = 1 << 20
+#: Size caps per kind of file: a spec document (scenario, model, HF config.json, price table,
+#: case file, profile; the largest shipped one is a 0.5 MiB profile), and a line-per-record
+#: file (serving trace CSV, calibration raw JSONL: a million-request trace is ~20 MiB).
+MAX_DOCUMENT_BYTES = 16 * MiB
+MAX_RECORDS_BYTES = 256 * MiB
+#: Deepest nesting of mappings / lists in a YAML or JSON document (shipped files: <= 8).
+MAX_DEPTH = 100
+#: Nodes that YAML aliases may add beyond the document's own (shared anchors are fine; an
+#: alias bomb adds 10^9).
+MAX_ALIAS_NODES = 100_000
+
+
+def read_bytes(path: str | Path, max_bytes: int = MAX_DOCUMENT_BYTES,
+               what: str = "") -> bytes:
+    """A file's bytes, refusing a missing file, a folder, an unreadable file or one larger
+    than ``max_bytes`` with one line that names it (``what`` prefixes the name)."""
+    path = Path(path)
+    name = f"{what} {path}" if what else str(path)
+    try:
+        if path.is_dir():
+            raise SpecError(f"{name}: is a folder, not a file")
+        if not path.exists():
+            raise SpecError(f"{name}: file not found")
+        if not path.is_file():
+            raise SpecError(f"{name}: not a regular file")
+        if path.stat().st_size > max_bytes:
+            raise SpecError(f"{name}: larger than the {max_bytes // MiB} MiB this kind of file "
+                            "may have")
+        with open(path, "rb") as fh:  # read at most the cap: a file may grow while read
+            data = fh.read(max_bytes + 1)
+    except OSError as err:
+        raise SpecError(f"{name}: cannot read: {err.strerror or err}") from None
+    if len(data) > max_bytes:
+        raise SpecError(f"{name}: grew beyond the {max_bytes // MiB} MiB this kind of file "
+                        "may have while being read")
+    return data
+
+
+def decode_text(data: bytes, name: str | Path, offset: int = 0) -> str:
+    """Strict UTF-8 (a leading UTF-8 BOM is dropped); else a SpecError naming the first bad
+    byte and its offset (``offset`` is added, for a slice of a larger file)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        hint = ""
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            hint = "; it looks like UTF-16 (byte-order mark): save it as UTF-8"
+        line = data.count(b"\n", 0, err.start) + 1
+        raise SpecError(f"{name}: not UTF-8 text (byte 0x{data[err.start]:02x} at line {line}, "
+                        f"offset {offset + err.start}){hint}") from None
+
+
+def read_text(path: str | Path, max_bytes: int = MAX_DOCUMENT_BYTES, what: str = "") -> str:
+    """A file's text: :func:`read_bytes` + :func:`decode_text`, one-line errors."""
+    name = f"{what} {path}" if what else str(path)
+    return decode_text(read_bytes(path, max_bytes, what), name)
+
 
 def yaml_loader() -> type:
     """PyYAML's C-accelerated safe loader when libyaml is present, else the Python one."""
@@ -49,28 +115,141 @@ def yaml_loader() -> type:
     return yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file (any top-level value); the single YAML reader of the package."""
+@cache
+def _guarded(base: type) -> type:
+    """``base`` whose composed node graph is measured before anything is constructed: depth
+    and alias expansion are checked on the graph (aliases share nodes, so this is linear in
+    the file), never on the expanded data."""
+
+    class Guarded(base):  # type: ignore[misc, valid-type]
+        def get_single_node(self):
+            node = super().get_single_node()
+            if node is not None:
+                _check_graph(node)
+            return node
+
+    Guarded.__name__ = Guarded.__qualname__ = f"Guarded{base.__name__}"
+    return Guarded
+
+
+class _ShapeError(Exception):
+    pass
+
+
+def _check_graph(root: Any) -> None:
+    """Expanded node count and depth of a YAML node graph, by an iterative walk with one
+    entry per distinct node; raises _ShapeError past the limits or on a recursive alias."""
     import yaml
 
-    return yaml.load(Path(path).read_text(), Loader=yaml_loader())
+    done: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded nodes, depth)
+    open_: set[int] = set()
+    distinct = 0
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        key = id(node)
+        if key in done:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            done[key] = (1, 0)
+            distinct += 1
+            continue
+        kids = ([k for pair in node.value for k in pair] if isinstance(node, yaml.MappingNode)
+                else node.value)
+        if leaving:
+            open_.discard(key)
+            depth = 1 + max((done[id(k)][1] for k in kids), default=0)
+            if depth > MAX_DEPTH:
+                raise _ShapeError(f"nested deeper than {MAX_DEPTH} levels")
+            done[key] = (1 + sum(done[id(k)][0] for k in kids), depth)
+            continue
+        if key in open_:
+            raise _ShapeError("an alias refers to a node that contains it")
+        open_.add(key)
+        distinct += 1
+        stack.append((node, True))
+        for k in kids:
+            if id(k) in open_:
+                raise _ShapeError("an alias refers to a node that contains it")
+            if id(k) not in done:
+                stack.append((k, False))
+    if done[id(root)][0] - distinct > MAX_ALIAS_NODES:
+        raise _ShapeError(f"aliases expand it beyond {MAX_ALIAS_NODES:,} nodes "
+                          f"(to {done[id(root)][0]:,})")
+
+
+def _yaml_problem(err: Exception) -> str:
+    """A YAML error as one line: what went wrong and where (not the echoed file text)."""
+    parts = [getattr(err, "context", None), getattr(err, "problem", None)]
+    text = ": ".join(str(p) for p in parts if p) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(text.split())
+
+
+def parse_yaml(text: str, name: str | Path) -> Any:
+    """A YAML document (any top-level value) under the depth and alias limits."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_guarded(yaml_loader()))
+    except _ShapeError as err:
+        raise SpecError(f"{name}: refused: {err}") from None
+    except RecursionError:
+        raise SpecError(f"{name}: refused: nested too deeply") from None
+    except yaml.YAMLError as err:
+        raise SpecError(f"{name}: not valid YAML: {_yaml_problem(err)}") from None
+    except (ValueError, TypeError, OverflowError) as err:  # a tagged scalar that is not its type
+        raise SpecError(f"{name}: not valid YAML: {' '.join(str(err).split())}") from None
+
+
+def parse_json(text: str, name: str | Path) -> Any:
+    """A JSON document (any top-level value) under the depth limit."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SpecError(f"{name}: not valid JSON: {err.msg} (line {err.lineno}, "
+                        f"column {err.colno})") from None
+    except RecursionError:
+        raise SpecError(f"{name}: refused: nested deeper than {MAX_DEPTH} levels") from None
+    _check_depth(data, name)
+    return data
+
+
+def _check_depth(data: Any, name: str | Path) -> None:
+    stack = [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        kids = item.values() if isinstance(item, dict) else item
+        if depth > MAX_DEPTH:
+            raise SpecError(f"{name}: refused: nested deeper than {MAX_DEPTH} levels")
+        stack.extend((k, depth + 1) for k in kids if isinstance(k, (dict, list)))
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file (any top-level value); the single YAML reader of the package."""
+    return parse_yaml(read_text(path), path)
+
+
+def read_json(path: str | Path, what: str = "") -> Any:
+    """Parse a JSON file (any top-level value)."""
+    return parse_json(read_text(path, what=what), f"{what} {path}" if what else path)
 
 
 def read_mapping(path: str | Path) -> dict:
     """Read a YAML or JSON file that must contain a mapping."""
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"file not found: {path}")
-    try:
-        data = json.loads(path.read_text()) if path.suffix == ".json" else read_yaml(path)
-    except (yaml.YAMLError, json.JSONDecodeError) as err:
-        raise SpecError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                        f"{str(err).splitlines()[0]}") from None
+    data = read_json(path) if path.suffix == ".json" else read_yaml(path)
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        got = "an empty file" if data is None else f"a {_kind(data)}"
+        raise SpecError(f"{path}: expected a mapping (key: value lines) at the top level, "
+                        f"got {got}")
     return data
+
+
+def _kind(data: Any) -> str:
+    return {list: "list", str: "string", bool: "boolean", int: "number",
+            float: "number"}.get(type(data), type(data).__name__)
 
 
 def load_file(model: type[M], path: str | Path) -> M:
@@ -158,12 +337,9 @@ def load_profile(path: str | Path) -> CalibrationProfile:
     from ..profile import SCHEMA_VERSION, CalibrationProfile
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise SpecError(f"calibration profile not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise SpecError(f"{path}: not valid JSON: {err}") from None
+    data = read_json(path, what="calibration profile")
     version = data.get("schema_version") if isinstance(data, dict) else None
     if version != SCHEMA_VERSION:
         raise SpecError(

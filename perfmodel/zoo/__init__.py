@@ -75,11 +75,15 @@ def resolve_model(
     path = Path(value).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError:  # not a usable path (e.g. a name longer than the OS allows): an id
+        is_dir = is_file = False
+    if is_dir:
         if not (path / "config.json").is_file():
             raise SpecError(f"model folder {path} has no config.json")
         return load_hf_config(path)
-    if path.is_file():
+    if is_file:
         return _from_mapping(read_mapping(path), what=str(path))
     if _looks_like_path(value):
         raise SpecError(f"model file not found: {path}")
