@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import SpecError
+from ..errors import SpecError, shorten
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -30,11 +30,20 @@ class Source(Strict):
     location: str | None = None  # table / figure / line inside the source
 
 
+#: Problems listed in one message (unknown fields first: a typo also makes a field
+#: "missing"); the rest are counted ("(and 12 more)").
+MAX_PROBLEMS = 5
+
+
 def describe_validation_error(err: ValidationError, prefix: str = "") -> str:
-    """One line per problem: ``field.path: message`` (pydantic's text, minus its boilerplate)."""
+    """One line per problem: ``field.path: message`` (pydantic's text, minus its boilerplate);
+    at most MAX_PROBLEMS of them, and each key of the path shortened (a key comes from the
+    user's file and may be of any length)."""
     lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+    errors = sorted(err.errors(include_input=False, include_url=False),
+                    key=lambda e: e["type"] != "extra_forbidden")
+    for e in errors[:MAX_PROBLEMS]:
+        loc = ".".join(shorten(p) for p in e["loc"] if not str(p).startswith("function-"))
         loc = ".".join(x for x in [prefix, loc] if x)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
@@ -42,6 +51,8 @@ def describe_validation_error(err: ValidationError, prefix: str = "") -> str:
         elif e["type"] == "literal_error":
             msg = msg.replace("Input should be", "must be one of:")
         lines.append(f"{loc}: {msg}" if loc else msg)
+    if len(errors) > MAX_PROBLEMS:
+        lines[-1] += f" (and {len(errors) - MAX_PROBLEMS} more)"
     return "; ".join(lines)
 
 

@@ -388,4 +388,8 @@ def load_hf_config(path: str | Path, id: str | None = None) -> ModelSpec:
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
-    return model_from_hf_config(read_mapping(path), id=id)
+    config = read_mapping(path)
+    try:
+        return model_from_hf_config(config, id=id)
+    except SpecError as err:  # name the file the problem is in
+        raise SpecError(f"{path}: {err}") from None
