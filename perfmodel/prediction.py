@@ -8,9 +8,35 @@ may be added, never renamed.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from .errors import PerfModelError
+
+
+class InternalError(PerfModelError):
+    """A result the core should never produce (NaN, infinity): a bug, named by its quantity."""
+
+
+class NotReportable(PerfModelError):
+    """A valid input whose result the model cannot state truthfully (a utilisation above 1)."""
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """The path of the first NaN or infinite number in ``value`` (nested dicts/lists)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if (hit := _non_finite(v, f"{path}.{k}")) is not None:
+                return hit
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            if (hit := _non_finite(v, f"{path}[{i}]")) is not None:
+                return hit
+    return None
 
 
 class OpReport(BaseModel):
@@ -67,6 +93,27 @@ class Prediction(BaseModel):
     breakdown: dict[str, Any]
     ops: list[OpReport] = []
     warnings: list[str] = []
+
+    @model_validator(mode="after")
+    def _check_finite(self) -> Prediction:
+        """No NaN or infinity reaches a Prediction (it is not even valid JSON), and no
+        utilisation above 1 is printed."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "ops":
+                value = [op.model_dump() for op in value]
+            if (hit := _non_finite(value, name)) is not None:
+                raise InternalError(f"internal error: the prediction's {hit} is not a finite "
+                                    "number; please report this scenario")
+        for name in ("mfu", "hfu", "mfu_6nd"):
+            value = getattr(self, name)
+            if value is not None and value > 1.0:
+                raise NotReportable(
+                    f"{name} = {value:.3f} > 1: the model-FLOP convention counts attention "
+                    "non-causally (s^2 query-key pairs) while causal attention executes about "
+                    "half of them, and at this sequence length attention dominates the step; "
+                    "a utilisation above 1 is not reported (shorten training.seq_len)")
+        return self
 
     def to_json_dict(self, include_ops: bool = False) -> dict[str, Any]:
         data = self.model_dump(exclude_none=True, exclude={"ops"})

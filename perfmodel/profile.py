@@ -20,15 +20,18 @@ from __future__ import annotations
 
 from functools import cached_property
 from itertools import pairwise
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from .errors import SpecError
 from .specs.common import Source, Strict
+from .specs.types import Bool, Float, Int
 
 SCHEMA_VERSION = 1
+NonNegative = Annotated[Float, Field(ge=0)]  # times, spreads: finite (Strict) and >= 0
+Positive = Annotated[Float, Field(gt=0)]  # rates and peaks: finite and > 0
 ProfileKind = Literal["default", "reference", "measured"]
 KIND_LABELS = {
     "default": "default (uncalibrated)",
@@ -113,42 +116,42 @@ class CollectiveFit(Strict):
         "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv", "broadcast"
     ]
     scope: Literal["intra", "inter"]  # inside one node's fabric, or across the network
-    group_size: int = Field(ge=2)
-    latency_s: float = Field(ge=0)
+    group_size: Int = Field(ge=2)
+    latency_s: Float = Field(ge=0)
     efficiency: Curve  # bus bandwidth / link bandwidth, over "bytes"
     link: str | None = None  # interconnect the efficiency was measured on (documentation)
-    nvls: bool = False  # measured with NVLink SHARP active
+    nvls: Bool = False  # measured with NVLink SHARP active
 
 
 class FitError(Strict):
     """Held-out accuracy of one fitted table (fit on a random part, test on the rest)."""
 
     table: str
-    n_fit: int
-    n_test: int
-    median_ape: float
-    p90_ape: float
+    n_fit: Int
+    n_test: Int
+    median_ape: Float
+    p90_ape: Float
 
 
 class MemoryOverheads(Strict):
     """Explicit non-model memory terms (Sec. 'Memory' of docs/modelling.md)."""
 
-    cuda_context_gib: float = Field(ge=0)  # CUDA context + cuBLAS/cuDNN workspaces
-    allocator_fraction: float = Field(ge=0, lt=1)  # caching-allocator fragmentation reserve
+    cuda_context_gib: Float = Field(ge=0)  # CUDA context + cuBLAS/cuDNN workspaces
+    allocator_fraction: Float = Field(ge=0, lt=1)  # caching-allocator fragmentation reserve
 
 
 class DefaultEfficiency(Strict):
     """Fallback constants when a table is missing from a profile."""
 
-    gemm: float = Field(gt=0, le=1.5)
-    attention: float = Field(gt=0, le=1.5)
-    memory: float = Field(gt=0, le=1.5)
-    collective: float = Field(gt=0, le=1.5)
-    collective_latency_s: float = Field(ge=0)
+    gemm: Float = Field(gt=0, le=1.5)
+    attention: Float = Field(gt=0, le=1.5)
+    memory: Float = Field(gt=0, le=1.5)
+    collective: Float = Field(gt=0, le=1.5)
+    collective_latency_s: Float = Field(ge=0)
     # optional in a file: unset ones are filled from calibration/default.json on loading
-    host_link: float | None = Field(default=None, gt=0, le=1.5)  # PCIe copies (offloading)
+    host_link: Float | None = Field(default=None, gt=0, le=1.5)  # PCIe copies (offloading)
     # per-step latency of a collective across the network (ring: n-1 steps, tree: 2 log2 k)
-    network_step_latency_s: float | None = Field(default=None, ge=0)
+    network_step_latency_s: Float | None = Field(default=None, ge=0)
 
 
 class ProfileQuality(Strict):
@@ -157,9 +160,9 @@ class ProfileQuality(Strict):
     unmeasured. Predictions from a poor profile carry a warning."""
 
     verdict: Literal["good", "partial", "poor"]
-    points_ok: int = Field(ge=0)
-    converged_fraction: float = Field(ge=0, le=1)
-    not_measured: int = Field(default=0, ge=0)  # points the time budget left out
+    points_ok: Int = Field(ge=0)
+    converged_fraction: Float = Field(ge=0, le=1)
+    not_measured: Int = Field(default=0, ge=0)  # points the time budget left out
     unsupported_dtypes: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
 
@@ -175,25 +178,25 @@ class CalibrationProfile(Strict):
     sources: list[Source] = Field(default_factory=list)
     notes: str | None = None
     defaults: DefaultEfficiency
-    kernel_overhead_s: float = Field(ge=0)
+    kernel_overhead_s: Float = Field(ge=0)
     # fixed time per attention call ON TOP of kernel_overhead_s, per curve (prefill | decode |
     # backward): a framework attention op runs several kernels (QKV preprocessing, KV-cache
     # write, FMHA), so its floor is well above one kernel's (perfmodel.calibrate.fit)
-    attention_overhead_s: dict[str, float] = Field(default_factory=dict)
+    attention_overhead_s: dict[str, NonNegative] = Field(default_factory=dict)
     gemm: dict[str, Curve] = Field(default_factory=dict)  # dtype -> eff over (m, n, k)
     attention: dict[str, Curve] = Field(default_factory=dict)  # prefill|decode|backward: (q, kv)
     memory: Curve | None = None  # eff over (bytes)
     # measured throughput of elementwise kernels by kind (elements per second, best size):
     # their compute roof where it is lower than the memory one (erf, exp on CPUs)
-    elementwise_rate: dict[str, float] = Field(default_factory=dict)
+    elementwise_rate: dict[str, Positive] = Field(default_factory=dict)
     collectives: list[CollectiveFit] = Field(default_factory=list)
     memory_overheads: MemoryOverheads
     fit_errors: list[FitError] = Field(default_factory=list)
     # relative spread of residuals (e.g. p90 |log ratio|) per table: an uncertainty band
-    uncertainty: dict[str, float] = Field(default_factory=dict)
+    uncertainty: dict[str, NonNegative] = Field(default_factory=dict)
     # measured peaks where no datasheet applies (a CPU), or where the device ran off-spec
-    peak_tflops: dict[str, float] = Field(default_factory=dict)
-    memory_bandwidth_gbps: float | None = Field(default=None, gt=0)
+    peak_tflops: dict[str, Positive] = Field(default_factory=dict)
+    memory_bandwidth_gbps: Float | None = Field(default=None, gt=0)
     device_facts: dict = Field(default_factory=dict)  # NVML / CPU facts at measurement time
     quality: ProfileQuality | None = None  # measured profiles: convergence and coverage
     path: str | None = Field(default=None, exclude=True)

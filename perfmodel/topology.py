@@ -2,12 +2,18 @@
 
 Ranks are laid out in the order of ``Parallelism.placement`` (innermost first; Megatron-LM's
 default is tp-cp-ep-dp-pp, Narayanan et al. 2021 Sec. 3.2: TP inside a node, PP outermost).
-EP is carved out of the data-parallel ranks (Megatron-Core expert parallelism: ``ep`` of the
-``dp`` ranks hold different experts), so the rank grid has dims tp, cp, ep, dp/ep, pp.
+Two grids share the ranks, as in Megatron-Core's ``parallel_state`` (two RankGenerators over
+one order string):
+
+* the dense grid: the placement without ``ep`` (dims tp, cp, dp, pp): TP, CP, DP and PP groups;
+* the expert grid: the placement without ``cp`` (dims tp, ep, edp, pp, with edp = cp*dp/ep):
+  the EP group and the expert data-parallel group. EP is thus carved out of the DP x CP ranks
+  (CP first under the default order), never a stride of its own: ep may exceed dp when CP
+  supplies the ranks (ep divides dp*cp, ``plan.training_rules``).
 
 A dimension of size n and stride S (product of the sizes of the dims inside it) places
 min(n, max(1, G // S)) of its members on each node of G GPUs. A group made of several dims
-(the dense data-parallel group is ep x dp/ep) multiplies those counts.
+(the dense gradients reduce over cp x dp) multiplies those counts.
 """
 
 from __future__ import annotations
@@ -31,49 +37,61 @@ class GroupSpan:
     nodes: Array  # size / local
 
 
-def _dim_sizes(tp, cp, ep, dp, pp) -> dict[str, Array]:
-    return {"tp": tp, "cp": cp, "ep": ep, "dp": np.asarray(dp) / np.asarray(ep), "pp": pp}
+def _locals(gpus_per_node: int, order: list[str], sizes: dict[str, Array]) -> dict[str, Array]:
+    """Members per node of each dim of a rank grid laid out in ``order`` (innermost first)."""
+    stride: Array = 1.0
+    local: dict[str, Array] = {}
+    for dim in order:
+        n = np.asarray(sizes[dim], dtype=float)
+        per_node = np.maximum(1.0, gpus_per_node // np.asarray(stride, dtype=float))
+        local[dim] = np.where(np.asarray(stride) < gpus_per_node, np.minimum(n, per_node), 1.0)
+        stride = np.asarray(stride) * n
+    return local
+
+
+def _grids(placement: str, tp, cp, ep, dp, pp) -> tuple[tuple[list[str], dict], tuple[list[str], dict]]:
+    """(order, sizes) of the dense grid (no ep) and of the expert grid (no cp; its "dp" is
+    the expert data-parallel size cp*dp/ep)."""
+    dims = placement.split("-")
+    dense = {"tp": tp, "cp": cp, "dp": dp, "pp": pp}
+    expert = {"tp": tp, "ep": ep, "dp": np.asarray(cp, float) * np.asarray(dp, float)
+              / np.asarray(ep, float), "pp": pp}
+    return ([d for d in dims if d != "ep"], dense), ([d for d in dims if d != "cp"], expert)
 
 
 def group_spans(gpus_per_node: int, placement: str, tp: Array = 1, cp: Array = 1,
                 ep: Array = 1, dp: Array = 1, pp: Array = 1) -> dict[str, GroupSpan]:
-    """Spans of the tp, cp, ep, dp (dense data-parallel = ep x dp/ep), edp (expert data
-    parallel = dp/ep) and pp groups, and the gradient groups: grad (dense gradients reduce
-    over cp x dp) and egrad (expert gradients over cp x dp/ep)."""
-    sizes = _dim_sizes(tp, cp, ep, dp, pp)
-    stride: Array = 1
-    local_of: dict[str, Array] = {}
-    for dim in placement.split("-"):
-        n = np.asarray(sizes[dim], dtype=float)
-        per_node = np.maximum(1.0, gpus_per_node // np.asarray(stride, dtype=float))
-        local_of[dim] = np.where(np.asarray(stride) < gpus_per_node, np.minimum(n, per_node),
-                                 1.0)
-        stride = np.asarray(stride) * n
+    """Spans of the tp, cp, dp (dense data parallel), pp, ep and edp (expert data parallel =
+    cp*dp/ep) groups, and the gradient groups: grad (dense gradients reduce over cp x dp)
+    and egrad (expert gradients over the expert data-parallel group, = edp)."""
+    (d_order, d_sizes), (e_order, e_sizes) = _grids(placement, tp, cp, ep, dp, pp)
+    d_local = _locals(gpus_per_node, d_order, d_sizes)
+    e_local = _locals(gpus_per_node, e_order, e_sizes)
 
-    def span(*dims: str) -> GroupSpan:
+    def span(sizes: dict, locals_: dict, *dims: str) -> GroupSpan:
         size = reduce(mul, [np.asarray(sizes[d], float) for d in dims])
-        local = reduce(mul, [local_of[d] for d in dims])
-        local = np.minimum(local, size)
+        local = np.minimum(reduce(mul, [locals_[d] for d in dims]), size)
         return GroupSpan(size=size, local=local, nodes=size / local)
 
+    edp = span(e_sizes, e_local, "dp")
     return {
-        "tp": span("tp"),
-        "cp": span("cp"),
-        "ep": span("ep"),
-        "dp": span("ep", "dp"),
-        "edp": span("dp"),
-        "pp": span("pp"),
-        "grad": span("cp", "ep", "dp"),
-        "egrad": span("cp", "dp"),
+        "tp": span(d_sizes, d_local, "tp"),
+        "cp": span(d_sizes, d_local, "cp"),
+        "ep": span(e_sizes, e_local, "ep"),
+        "dp": span(d_sizes, d_local, "dp"),
+        "edp": edp,
+        "pp": span(d_sizes, d_local, "pp"),
+        "grad": span(d_sizes, d_local, "cp", "dp"),
+        "egrad": edp,
     }
 
 
 def pp_neighbours_cross_nodes(gpus_per_node: int, placement: str, tp: Array = 1,
                               cp: Array = 1, ep: Array = 1, dp: Array = 1) -> Array:
     """Whether consecutive pipeline stages sit on different nodes (stride of pp >= G)."""
-    sizes = _dim_sizes(tp, cp, ep, dp, 1)
+    (order, sizes), _ = _grids(placement, tp, cp, ep, dp, 1)
     stride: Array = 1.0
-    for dim in placement.split("-"):
+    for dim in order:
         if dim == "pp":
             break
         stride = stride * np.asarray(sizes[dim], dtype=float)

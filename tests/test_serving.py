@@ -262,7 +262,8 @@ def test_disaggregated_transfers_kv_and_reports_first_token_from_prefill():
     assert far.serving["zero_load"]["tpot_s"] > s["zero_load"]["tpot_s"]
     with pytest.raises(SpecError, match="inter-node network"):  # pcie-server-gen3: none
         pm.predict(scenario(**{**data["serving"], "scheduler": {
-            "kind": "disaggregated", "kv_transfer": "inter_node"}},
+            "kind": "disaggregated", "kv_transfer": "inter_node"},
+            "prompt_len": 2048, "output_len": 256},  # within llama-2-7b's 4096 context
             system={"device": "t4", "num_gpus": 2}, model="llama-2-7b"))
 
 
@@ -319,7 +320,9 @@ def test_bad_serving_config_is_a_clear_spec_error(change, message):
 
 @pytest.mark.parametrize("data,message", [
     (scenario(prompt_len=None, output_len=None), "serving.prompt_len is required"),
-    (scenario(prompt_len=600_000, output_len=10), "does not fit in the KV cache"),
+    (scenario(prompt_len=600_000, output_len=10), "exceeds the context of model"),
+    ({**scenario(prompt_len=600_000, output_len=10), "allow_beyond_context": True},
+     "does not fit in the KV cache"),
     (scenario(system={"device": "h100-sxm5-80gb", "num_gpus": 2},
               scheduler={"kind": "disaggregated", "prefill_gpus": 2, "decode_gpus": 1}),
      "must equal system.num_gpus"),

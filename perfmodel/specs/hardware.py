@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 
 from ..errors import SpecError
 from .common import Source, Strict
+from .types import MAX_GPUS_PER_NODE, MAX_NICS_PER_NODE, Bool, Float, Int
 
 PEAK_KEYS = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4", "fp4")
 
@@ -28,8 +29,8 @@ class ScaleUpLink(Strict):
     """The GPU's own high-bandwidth peer link (NVLink, Infinity Fabric)."""
 
     interconnect: str  # id of a file in hardware_specs/interconnects/
-    links: int | None = Field(default=None, ge=1)
-    bandwidth_gbps_bidir: float = Field(gt=0)
+    links: Int | None = Field(default=None, ge=1)
+    bandwidth_gbps_bidir: Float = Field(gt=0)
 
 
 class DeviceSpec(Strict):
@@ -42,15 +43,15 @@ class DeviceSpec(Strict):
     architecture: str | None = None
     chip: str | None = None
     compute_capability: str | None = None
-    sm_count: int | None = Field(default=None, ge=1)  # SMs (NVIDIA) or CUs (AMD)
-    boost_clock_mhz: float | None = Field(default=None, gt=0)
-    peak_tflops: dict[str, float | None]  # dense, keys from PEAK_KEYS; int8/int4 in TOPS
-    memory_gb: float = Field(gt=0)
+    sm_count: Int | None = Field(default=None, ge=1)  # SMs (NVIDIA) or CUs (AMD)
+    boost_clock_mhz: Float | None = Field(default=None, gt=0)
+    peak_tflops: dict[str, Float | None]  # dense, keys from PEAK_KEYS; int8/int4 in TOPS
+    memory_gb: Float = Field(gt=0)
     memory_type: str | None = None
-    memory_bandwidth_gbps: float = Field(gt=0)
-    l2_cache_mb: float | None = Field(default=None, ge=0)
-    smem_per_sm_kb: float | None = Field(default=None, gt=0)
-    tdp_w: float | None = Field(default=None, gt=0)
+    memory_bandwidth_gbps: Float = Field(gt=0)
+    l2_cache_mb: Float | None = Field(default=None, ge=0)
+    smem_per_sm_kb: Float | None = Field(default=None, gt=0)
+    tdp_w: Float | None = Field(default=None, gt=0)
     host_link: str | None = None  # interconnect id, e.g. pcie-gen4-x16
     scale_up: ScaleUpLink | None = None
     default_node: str | None = None  # node preset id used when a scenario names none
@@ -121,13 +122,13 @@ class InterconnectSpec(Strict):
         "nvlink-c2c", "efa",
     ]
     name: str
-    bandwidth_gbps: float = Field(gt=0)  # per direction, GB/s
-    latency_us: float | None = Field(default=None, gt=0)
-    nvls: bool = False  # in-switch reductions (NVLink SHARP)
+    bandwidth_gbps: Float = Field(gt=0)  # per direction, GB/s
+    latency_us: Float | None = Field(default=None, gt=0)
+    nvls: Bool = False  # in-switch reductions (NVLink SHARP)
     # GPUs that this fabric connects all-to-all (8 for an HGX NVSwitch board, 2 for NVLink
     # bridge pairs); None = no limit. Traffic between GPUs outside one domain falls back to
     # the device's host link (PCIe).
-    domain_size: int | None = Field(default=None, ge=2)
+    domain_size: Int | None = Field(default=None, ge=2)
     # How the GPUs of one domain are wired: "switch" (NVSwitch: every pair at full
     # bandwidth), "full-mesh" (one direct link per pair, e.g. AMD Infinity Fabric on an
     # 8-GPU board), "partial-mesh" (not every pair is directly linked, e.g. the DGX-1
@@ -139,7 +140,7 @@ class InterconnectSpec(Strict):
     # Per-direction bandwidth between ONE pair of GPUs when it is lower than
     # ``bandwidth_gbps`` (a full mesh gives each pair a single link: 64 GB/s on MI300X vs
     # 448 GB/s aggregate per GPU). None = a pair can use the full ``bandwidth_gbps``.
-    peer_bandwidth_gbps: float | None = Field(default=None, gt=0)
+    peer_bandwidth_gbps: Float | None = Field(default=None, gt=0)
     sources: list[Source] = Field(min_length=1)
     field_sources: dict[str, list[str]] = Field(default_factory=dict)
     notes: str | None = None
@@ -156,13 +157,13 @@ class NodeSpec(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
     name: str
     device: str | None = None  # device id this preset is built around (None: any)
-    gpus_per_node: int = Field(ge=1)
+    gpus_per_node: Int = Field(ge=1, le=MAX_GPUS_PER_NODE)
     intra_node: str  # interconnect id
     inter_node: str | None = None  # interconnect id of one NIC port
-    nics_per_node: int = Field(default=0, ge=0)
-    host_memory_gb: float | None = Field(default=None, gt=0)
-    host_memory_bandwidth_gbps: float | None = Field(default=None, gt=0)
-    nvme_read_gbps: float | None = Field(default=None, gt=0)
+    nics_per_node: Int = Field(default=0, ge=0, le=MAX_NICS_PER_NODE)
+    host_memory_gb: Float | None = Field(default=None, gt=0)
+    host_memory_bandwidth_gbps: Float | None = Field(default=None, gt=0)
+    nvme_read_gbps: Float | None = Field(default=None, gt=0)
     sources: list[Source] = Field(min_length=1)
     field_sources: dict[str, list[str]] = Field(default_factory=dict)
     notes: str | None = None

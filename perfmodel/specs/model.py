@@ -14,20 +14,24 @@ from pydantic import Field, model_validator
 
 from ..errors import SpecError
 from .common import Source, Strict
+from .types import MAX_LAYERS, MAX_TOKENS, MAX_WIDTH, Bool, Float, Int
 
 
 class MoESpec(Strict):
     """Mixture of experts (Shazeer et al. 2017; Fedus et al. 2021; DeepSeek-V3 arXiv 2412.19437)."""
 
-    num_experts: int = Field(ge=1)
-    top_k: int = Field(ge=1)
-    expert_ffn_hidden_size: int = Field(ge=1)
-    num_shared_experts: int = Field(default=0, ge=0)
-    shared_expert_ffn_hidden_size: int | None = Field(default=None, ge=1)  # per shared expert
-    first_dense_layers: int = Field(default=0, ge=0)  # leading dense layers (DeepSeek)
-    layer_frequency: int = Field(default=1, ge=1)  # every n-th layer after those is MoE
-    router_bias: bool = False  # per-expert routing bias (DeepSeek-V3 e_score_correction_bias)
-    shared_expert_gate: bool = False  # sigmoid gate h -> 1 on the shared expert (Qwen1.5/2-MoE)
+    num_experts: Int = Field(ge=1, le=MAX_WIDTH)
+    top_k: Int = Field(ge=1, le=MAX_WIDTH)
+    expert_ffn_hidden_size: Int = Field(ge=1, le=MAX_WIDTH)
+    num_shared_experts: Int = Field(default=0, ge=0, le=MAX_WIDTH)
+    # per shared
+    shared_expert_ffn_hidden_size: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
+    # leading dense layers (DeepSeek)
+    first_dense_layers: Int = Field(default=0, ge=0, le=MAX_LAYERS)
+    # every n-th layer after those is MoE
+    layer_frequency: Int = Field(default=1, ge=1, le=MAX_LAYERS)
+    router_bias: Bool = False  # per-expert routing bias (DeepSeek-V3 e_score_correction_bias)
+    shared_expert_gate: Bool = False  # sigmoid gate h -> 1 on the shared expert (Qwen1.5/2-MoE)
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -45,11 +49,12 @@ class MoESpec(Strict):
 class MLASpec(Strict):
     """Multi-head latent attention (DeepSeek-V2 arXiv 2405.04434 Sec. 2.1)."""
 
-    q_lora_rank: int | None = Field(default=None, ge=1)  # None: direct query projection
-    kv_lora_rank: int = Field(ge=1)
-    qk_nope_head_dim: int = Field(ge=1)
-    qk_rope_head_dim: int = Field(ge=0)
-    v_head_dim: int = Field(ge=1)
+    # None: direct query projection
+    q_lora_rank: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
+    kv_lora_rank: Int = Field(ge=1, le=MAX_WIDTH)
+    qk_nope_head_dim: Int = Field(ge=1, le=MAX_WIDTH)
+    qk_rope_head_dim: Int = Field(ge=0, le=MAX_WIDTH)
+    v_head_dim: Int = Field(ge=1, le=MAX_WIDTH)
 
     @property
     def qk_head_dim(self) -> int:
@@ -62,33 +67,36 @@ class ModelSpec(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-_]*$")
     name: str
     family: str = "gpt"
-    num_layers: int = Field(ge=1)
-    hidden_size: int = Field(ge=1)
-    num_heads: int = Field(ge=1)
-    num_kv_heads: int | None = Field(default=None, ge=1)  # None: = num_heads (MHA)
-    head_dim: int | None = Field(default=None, ge=1)  # None: hidden_size // num_heads
-    ffn_hidden_size: int = Field(ge=1)  # dense MLP width (per gate/up projection if gated)
-    vocab_size: int = Field(ge=1)
-    max_position_embeddings: int = Field(default=2048, ge=1)
-    gated_mlp: bool = False  # SwiGLU / GeGLU: gate and up projections, then down
+    num_layers: Int = Field(ge=1, le=MAX_LAYERS)
+    hidden_size: Int = Field(ge=1, le=MAX_WIDTH)
+    num_heads: Int = Field(ge=1, le=MAX_WIDTH)
+    num_kv_heads: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)  # None: = num_heads (MHA)
+    head_dim: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)  # None: hidden_size // num_heads
+    # dense MLP width (per gate/up projection if gated)
+    ffn_hidden_size: Int = Field(ge=1, le=MAX_WIDTH)
+    vocab_size: Int = Field(ge=1, le=MAX_WIDTH)
+    max_position_embeddings: Int = Field(default=2048, ge=1, le=MAX_TOKENS)
+    gated_mlp: Bool = False  # SwiGLU / GeGLU: gate and up projections, then down
     activation: Literal["gelu", "silu", "relu", "swiglu", "geglu"] = "gelu"
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
-    norm_bias: bool = True  # layernorm with a bias (ignored for rmsnorm)
-    norms_per_layer: int = Field(default=2, ge=1)  # GPT-J's shared pre-norm: 1
+    norm_bias: Bool = True  # layernorm with a bias (ignored for rmsnorm)
+    norms_per_layer: Int = Field(default=2, ge=1, le=8)  # GPT-J's shared pre-norm: 1
     position_embedding: Literal["rope", "learned", "alibi", "none"] = "rope"
-    position_embedding_size: int | None = Field(default=None, ge=1)  # learned table rows
-    tie_embeddings: bool = False
-    parallel_attention: bool = False  # attention and MLP read the same input (GPT-J, Falcon)
-    qkv_bias: bool = False
-    attn_out_bias: bool = False
-    mlp_bias: bool = False
-    lm_head_bias: bool = False
-    embedding_norm: bool = False  # BLOOM's word_embeddings_layernorm
-    final_norm: bool = True
+    # learned table rows
+    position_embedding_size: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    tie_embeddings: Bool = False
+    parallel_attention: Bool = False  # attention and MLP read the same input (GPT-J, Falcon)
+    qkv_bias: Bool = False
+    attn_out_bias: Bool = False
+    mlp_bias: Bool = False
+    lm_head_bias: Bool = False
+    embedding_norm: Bool = False  # BLOOM's word_embeddings_layernorm
+    final_norm: Bool = True
     moe: MoESpec | None = None
     mla: MLASpec | None = None
-    published_params: float | None = None  # total, as published (for tests / display)
-    published_active_params: float | None = None
+    # total, as published (for tests / display)
+    published_params: Float | None = Field(default=None, gt=0)
+    published_active_params: Float | None = Field(default=None, gt=0)
     source: Source | None = None
     notes: str | None = None
 

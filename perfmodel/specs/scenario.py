@@ -9,14 +9,29 @@ the zoo when a scenario is validated (imported then, not when this module is).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from ..dtypes import DType
 from ..errors import SpecError
 from .common import Strict
 from .model import ModelSpec
+from .types import (
+    MAX_BATCH,
+    MAX_GPUS,
+    MAX_GPUS_PER_NODE,
+    MAX_LAYERS,
+    MAX_NICS_PER_NODE,
+    MAX_REQUESTS,
+    MAX_SEED,
+    MAX_TOKENS,
+    MAX_WIDTH,
+    Bool,
+    Float,
+    Int,
+    require_int,
+)
 
 TrainPrecision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
 
@@ -25,15 +40,15 @@ class SystemConfig(Strict):
     """Which GPUs and how they are wired. Unset fields come from the device's default node."""
 
     device: str
-    num_gpus: int = Field(default=1, ge=1)
+    num_gpus: Int = Field(default=1, ge=1, le=MAX_GPUS)
     node: str | None = None  # node preset id (hardware_specs/nodes)
-    gpus_per_node: int | None = Field(default=None, ge=1)
+    gpus_per_node: Int | None = Field(default=None, ge=1, le=MAX_GPUS_PER_NODE)
     intra_node: str | None = None  # interconnect id
     inter_node: str | None = None  # interconnect id, optionally "xN" for N NICs per node
-    nics_per_node: int | None = Field(default=None, ge=0)
+    nics_per_node: Int | None = Field(default=None, ge=0, le=MAX_NICS_PER_NODE)
     # rail-optimised fabric: NIC i of every node on leaf switch i, so same-index GPUs are one
     # switch hop apart; otherwise their traffic crosses the spine (leaf-spine-leaf)
-    rail_optimized: bool = True
+    rail_optimized: Bool = True
 
 
 class Parallelism(Strict):
@@ -43,31 +58,33 @@ class Parallelism(Strict):
     data-parallel ranks of MoE layers (Megatron-Core convention: ep divides dp * cp).
     """
 
-    tp: int = Field(default=1, ge=1)
-    pp: int = Field(default=1, ge=1)
-    dp: int | None = Field(default=None, ge=1)
-    cp: int = Field(default=1, ge=1)
-    ep: int = Field(default=1, ge=1)
-    etp: int | None = Field(default=None, ge=1)  # expert tensor parallel (default: tp)
-    vp: int = Field(default=1, ge=1)  # virtual pipeline stages per rank (interleaved 1F1B)
-    sequence_parallel: bool = False
-    zero_stage: Literal[0, 1, 2, 3] = 0  # 1 = Megatron's distributed optimizer
+    tp: Int = Field(default=1, ge=1, le=MAX_GPUS)
+    pp: Int = Field(default=1, ge=1, le=MAX_GPUS)
+    dp: Int | None = Field(default=None, ge=1, le=MAX_GPUS)
+    cp: Int = Field(default=1, ge=1, le=MAX_GPUS)
+    ep: Int = Field(default=1, ge=1, le=MAX_GPUS)
+    etp: Int | None = Field(default=None, ge=1, le=MAX_GPUS)  # expert tensor parallel (default: tp)
+    # virtual pipeline stages per rank (interleaved 1F1B)
+    vp: Int = Field(default=1, ge=1, le=MAX_LAYERS)
+    sequence_parallel: Bool = False
+    # 1 = Megatron's distributed optimizer
+    zero_stage: Annotated[Literal[0, 1, 2, 3], BeforeValidator(require_int)] = 0
     schedule: Literal["1f1b", "gpipe", "interleaved"] | None = None  # default: by vp
     placement: str = "tp-cp-ep-dp-pp"  # rank order, innermost first (Megatron default)
-    overlap_grad_reduce: bool = True
-    overlap_param_gather: bool = True
-    tp_comm_overlap: bool = False
+    overlap_grad_reduce: Bool = True
+    overlap_param_gather: Bool = True
+    tp_comm_overlap: Bool = False
     # allow num_layers not divisible by pp*vp: layers spread as evenly as possible (torchtitan,
     # DeepSpeed); the largest stage bounds the pipeline
-    uneven_pipeline: bool = False
+    uneven_pipeline: Bool = False
     # parameters per data-parallel collective: gradient buckets (default 40M, Megatron's DDP
     # bucket) or ZeRO-3 gather units (default one transformer layer, FSDP's wrapping; DeepSpeed
     # ZeRO-3 prefetches buckets of stage3_prefetch_bucket_size = 5e7)
-    dp_bucket_params: float | None = Field(default=None, gt=0)
+    dp_bucket_params: Float | None = Field(default=None, gt=0, le=1e15)
     # ZeRO-3 / FSDP: free gathered weights after each forward (re-gather per micro-batch). None:
     # yes without pipeline parallelism, no with it (torchtitan's default: per-micro-batch
     # gathers under PP are expensive and not overlapped)
-    reshard_after_forward: bool | None = None
+    reshard_after_forward: Bool | None = None
 
     @field_validator("placement")
     @classmethod
@@ -86,29 +103,29 @@ class Parallelism(Strict):
 
 
 class TrainingConfig(Strict):
-    seq_len: int = Field(ge=1)
-    global_batch: int = Field(ge=1)  # sequences per optimizer step
-    micro_batch: int = Field(default=1, ge=1)
+    seq_len: Int = Field(ge=1, le=MAX_TOKENS)
+    global_batch: Int = Field(ge=1, le=MAX_BATCH)  # sequences per optimizer step
+    micro_batch: Int = Field(default=1, ge=1, le=MAX_BATCH)
     precision: TrainPrecision = "bf16"
     # selective: attention core (Korthikanti 2022); op: torchtitan's per-op policy (see
     # perfmodel/recompute.py); full: whole layers
     recompute: Literal["none", "selective", "full", "op"] = "selective"
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    flash_attention: bool = True
-    dropout: bool = False  # Megatron-era GPTs used dropout 0.1 (masks cost activation memory)
+    flash_attention: Bool = True
+    dropout: Bool = False  # Megatron-era GPTs used dropout 0.1 (masks cost activation memory)
     grad_reduce_dtype: Literal["fp32", "bf16", "fp16"] = "fp32"  # Megatron default: fp32
-    master_weights: bool = True  # fp32 master copy with 16-bit training (mixed precision)
-    causal: bool = True
+    master_weights: Bool = True  # fp32 master copy with 16-bit training (mixed precision)
+    causal: Bool = True
 
 
 class OffloadConfig(Strict):
     """Keep part of the weights and/or KV cache in host memory (or on NVMe) and stream it to
     the GPU for every pass (FlexGen, Sheng et al. 2023 arXiv 2303.06865; ZeRO-Inference)."""
 
-    weights: float = Field(default=0.0, ge=0, le=1)  # fraction of the weights off the GPU
-    kv_cache: float = Field(default=0.0, ge=0, le=1)  # fraction of the KV cache off the GPU
+    weights: Float = Field(default=0.0, ge=0, le=1)  # fraction of the weights off the GPU
+    kv_cache: Float = Field(default=0.0, ge=0, le=1)  # fraction of the KV cache off the GPU
     target: Literal["cpu", "nvme"] = "cpu"
-    overlap: bool = True  # prefetch the next layer's data while the current one computes
+    overlap: Bool = True  # prefetch the next layer's data while the current one computes
 
 
 class SpeculativeConfig(Strict):
@@ -117,8 +134,8 @@ class SpeculativeConfig(Strict):
     probability ``acceptance_rate`` (i.i.d., the paper's alpha)."""
 
     draft_model: ModelSpec
-    num_tokens: int = Field(default=4, ge=1, le=64)
-    acceptance_rate: float = Field(default=0.7, gt=0, lt=1)
+    num_tokens: Int = Field(default=4, ge=1, le=64)
+    acceptance_rate: Float = Field(default=0.7, gt=0, lt=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -132,20 +149,22 @@ class SpeculativeConfig(Strict):
 
 
 class InferenceConfig(Strict):
-    batch: int = Field(default=1, ge=1)
-    prompt_len: int = Field(ge=1)
-    output_len: int = Field(default=1, ge=1)
+    batch: Int = Field(default=1, ge=1, le=MAX_BATCH)
+    prompt_len: Int = Field(ge=1, le=MAX_TOKENS)
+    output_len: Int = Field(default=1, ge=1, le=MAX_TOKENS)
     weight_dtype: DType = "bf16"
     activation_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8"] = "bf16"
     kv_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"] = "bf16"
-    quant_group_size: int = Field(default=128, ge=1)
-    flash_attention: bool = True
-    kv_block_size: int = Field(default=16, ge=1)  # paged KV cache block (vLLM default 16)
+    quant_group_size: Int = Field(default=128, ge=1, le=MAX_WIDTH)
+    flash_attention: Bool = True
+    # paged KV cache block (vLLM default 16)
+    kv_block_size: Int = Field(default=16, ge=1, le=MAX_TOKENS)
     # tokens per prefill iteration: long prompts run in chunks of this size (chunked prefill,
     # Agrawal et al. 2024 arXiv 2403.02310; TensorRT-LLM max_num_tokens, vLLM
     # max_num_batched_tokens); None = the whole batch of prompts in one pass. Sets the
     # activation workspace; prefill time is the same work either way.
-    prefill_chunk_tokens: int | None = Field(default=None, ge=1)
+    prefill_chunk_tokens: Int | None = Field(default=None, ge=1,
+                                              le=MAX_TOKENS)
     offload: OffloadConfig | None = None
     speculative: SpeculativeConfig | None = None
 
@@ -156,11 +175,11 @@ class LengthDistribution(Strict):
     min..max). A bare integer in YAML means fixed."""
 
     kind: Literal["fixed", "uniform", "lognormal"] = "fixed"
-    value: int | None = Field(default=None, ge=1)
-    mean: float | None = Field(default=None, gt=0)
-    cv: float | None = Field(default=None, ge=0)
-    min: int | None = Field(default=None, ge=1)
-    max: int | None = Field(default=None, ge=1)
+    value: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    mean: Float | None = Field(default=None, gt=0, le=MAX_TOKENS)
+    cv: Float | None = Field(default=None, ge=0)
+    min: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    max: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
 
     @model_validator(mode="before")
     @classmethod
@@ -190,8 +209,8 @@ class ArrivalConfig(Strict):
     a trace without arrival_s gets Poisson arrivals at ``rate_per_s``."""
 
     process: Literal["poisson", "gamma", "trace"] = "poisson"
-    rate_per_s: float | None = Field(default=None, gt=0)
-    cv: float = Field(default=1.0, gt=0)
+    rate_per_s: Float | None = Field(default=None, gt=0)
+    cv: Float = Field(default=1.0, gt=0)
     trace: str | None = None
 
     @model_validator(mode="after")
@@ -215,15 +234,15 @@ class SchedulerConfig(Strict):
     """
 
     kind: Literal["static", "continuous", "chunked", "disaggregated"] = "continuous"
-    max_batch: int = Field(default=256, ge=1)  # vLLM max_num_seqs default
-    token_budget: int | None = Field(default=None, ge=1)  # tokens per iteration
-    prefill_gpus: int | None = Field(default=None, ge=1)
-    decode_gpus: int | None = Field(default=None, ge=1)
-    prefill_tp: int | None = Field(default=None, ge=1)
-    decode_tp: int | None = Field(default=None, ge=1)
+    max_batch: Int = Field(default=256, ge=1, le=MAX_BATCH)  # vLLM max_num_seqs default
+    token_budget: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)  # tokens per iteration
+    prefill_gpus: Int | None = Field(default=None, ge=1, le=MAX_GPUS)
+    decode_gpus: Int | None = Field(default=None, ge=1, le=MAX_GPUS)
+    prefill_tp: Int | None = Field(default=None, ge=1, le=MAX_GPUS)
+    decode_tp: Int | None = Field(default=None, ge=1, le=MAX_GPUS)
     kv_transfer: Literal["auto", "intra_node", "inter_node"] = "auto"
     routing: Literal["least_loaded", "round_robin"] = "least_loaded"
-    iteration_overhead_s: float = Field(default=0.0, ge=0)  # CPU/framework time per iteration
+    iteration_overhead_s: Float = Field(default=0.0, ge=0)  # CPU/framework time per iteration
 
 
 class SLOConfig(Strict):
@@ -231,15 +250,15 @@ class SLOConfig(Strict):
     requests see their first token within this many seconds). TPOT is a request's mean time
     per output token after the first."""
 
-    ttft_p50_s: float | None = Field(default=None, gt=0)
-    ttft_p90_s: float | None = Field(default=None, gt=0)
-    ttft_p99_s: float | None = Field(default=None, gt=0)
-    tpot_p50_s: float | None = Field(default=None, gt=0)
-    tpot_p90_s: float | None = Field(default=None, gt=0)
-    tpot_p99_s: float | None = Field(default=None, gt=0)
-    e2e_p50_s: float | None = Field(default=None, gt=0)
-    e2e_p90_s: float | None = Field(default=None, gt=0)
-    e2e_p99_s: float | None = Field(default=None, gt=0)
+    ttft_p50_s: Float | None = Field(default=None, gt=0)
+    ttft_p90_s: Float | None = Field(default=None, gt=0)
+    ttft_p99_s: Float | None = Field(default=None, gt=0)
+    tpot_p50_s: Float | None = Field(default=None, gt=0)
+    tpot_p90_s: Float | None = Field(default=None, gt=0)
+    tpot_p99_s: Float | None = Field(default=None, gt=0)
+    e2e_p50_s: Float | None = Field(default=None, gt=0)
+    e2e_p90_s: Float | None = Field(default=None, gt=0)
+    e2e_p99_s: Float | None = Field(default=None, gt=0)
 
 
 class ServingConfig(Strict):
@@ -247,12 +266,48 @@ class ServingConfig(Strict):
     default to the inference section's fixed prompt_len / output_len."""
 
     arrival: ArrivalConfig
-    num_requests: int | None = Field(default=None, ge=1)  # default 1000 (a trace: all rows)
+    # default 1000 (a trace: all rows)
+    num_requests: Int | None = Field(default=None, ge=1, le=MAX_REQUESTS)
     prompt_len: LengthDistribution | None = None
     output_len: LengthDistribution | None = None
     scheduler: SchedulerConfig = SchedulerConfig()
     slo: SLOConfig = SLOConfig()
-    seed: int = 0
+    seed: Int = Field(default=0, ge=0, le=MAX_SEED)
+
+
+ALL = frozenset({"*"})  # every field of the section
+# The fields each kind of scenario reads, per section; a section missing from a kind's entry is
+# not read at all. A field outside this table given with a non-default value is an error.
+# Inference and serving run replicas of one TP x PP (x EP) instance: num_gpus / (tp * pp) of
+# them (no dp, cp, vp, ...); a serving simulator forms its own batches and prefill chunks.
+_INSTANCE = frozenset({"tp", "pp", "ep"})
+FIELDS_USED: dict[str, dict[str, frozenset[str]]] = {
+    "training": {"parallelism": ALL, "training": ALL},
+    "inference": {"parallelism": _INSTANCE, "inference": ALL},
+    "serving": {"parallelism": _INSTANCE, "serving": ALL,
+                "inference": frozenset(InferenceConfig.model_fields)
+                - {"batch", "prefill_chunk_tokens"}},
+}
+UNUSED_HINTS = {
+    ("inference", "parallelism.dp"): " (the GPUs form num_gpus/(tp*pp) replicas)",
+    ("serving", "parallelism.dp"): " (the GPUs form num_gpus/(tp*pp) instances)",
+    ("serving", "inference.batch"): " (the scheduler forms batches: serving.scheduler.max_batch)",
+    ("serving", "inference.prefill_chunk_tokens"):
+        " (chunked prefill is serving.scheduler.kind: chunked with token_budget)",
+}
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def _longest(dist: LengthDistribution | None, fixed: int | None) -> int | None:
+    """The longest length a distribution can draw (None: unbounded lognormal)."""
+    if dist is None:
+        return fixed
+    if dist.kind == "fixed":
+        return dist.value
+    return dist.max
 
 
 class Scenario(Strict):
@@ -269,6 +324,9 @@ class Scenario(Strict):
     name: str | None = None
     description: str | None = None
     base_dir: str | None = Field(default=None, exclude=True)  # for relative paths
+    # model sequences longer than the model's context (max_position_embeddings), e.g. a
+    # context-extension run; without it such a sequence is an error
+    allow_beyond_context: Bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -292,7 +350,52 @@ class Scenario(Strict):
         if self.kind == "serving" and self.serving is None:
             raise SpecError("kind 'serving' needs a 'serving' section (arrival, scheduler, "
                             "slo, prompt_len, output_len, ...)")
+        self._check_unused_fields()
+        if not self.allow_beyond_context:
+            self._check_context()
         return self
+
+    def _check_unused_fields(self) -> None:
+        """A field the scenario's kind does not read (``FIELDS_USED``) is an error when it is
+        given with a value other than its default: it would be silently ignored."""
+        used = FIELDS_USED[self.kind]
+        for section in ("parallelism", "training", "inference", "serving"):
+            value = getattr(self, section)
+            if value is None or section not in self.model_fields_set:
+                continue
+            if section not in used:
+                raise SpecError(f"{section}: {_a(self.kind)} scenario has no {section!r} "
+                                f"section; remove it (or set kind: {section})")
+            if used[section] is ALL:
+                continue
+            for name in sorted(value.model_fields_set - used[section]):
+                field = type(value).model_fields[name]
+                if getattr(value, name) != field.default:
+                    hint = UNUSED_HINTS.get((self.kind, f"{section}.{name}"), "")
+                    raise SpecError(f"{section}.{name}: {_a(self.kind)} scenario does not "
+                                    f"use this field{hint}; remove it")
+
+    def _check_context(self) -> None:
+        """Sequences longer than the model's context are an error (``allow_beyond_context``
+        models them anyway)."""
+        limit = self.model.max_position_embeddings
+        where, length = None, 0
+        if self.kind == "training" and self.training is not None:
+            where, length = "training.seq_len", self.training.seq_len
+        elif self.kind == "inference" and self.inference is not None:
+            where = "inference.prompt_len + inference.output_len"
+            length = self.inference.prompt_len + self.inference.output_len
+        elif self.kind == "serving" and self.serving is not None:
+            inf = self.inference
+            prompt = _longest(self.serving.prompt_len, inf.prompt_len if inf else None)
+            output = _longest(self.serving.output_len, inf.output_len if inf else None)
+            if prompt is not None and output is not None:
+                where, length = "the longest prompt + output of serving", prompt + output
+        if where and length > limit:
+            raise SpecError(
+                f"{where} = {length} tokens exceeds the context of model {self.model.id!r} "
+                f"({limit} tokens, max_position_embeddings); shorten it, or set "
+                "allow_beyond_context: true to model it anyway")
 
     def calibration_path(self) -> Path | None:
         if not self.calibration:

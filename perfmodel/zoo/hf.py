@@ -18,6 +18,7 @@ from ..errors import SpecError
 from ..specs.common import validate
 from ..specs.model import ModelSpec
 from ..specs.registry import read_mapping
+from ..specs.types import show
 
 _MISSING = object()
 
@@ -30,10 +31,11 @@ class _Config:
         self.model_type = model_type
 
     def get(self, *keys: str, default: Any = None) -> Any:
-        """First key (aliases in order) present with a non-null value, else ``default``."""
+        """First key (aliases in order) present with a non-null value, else ``default``; the
+        value must have the key's JSON type (``JSON_TYPES``)."""
         for key in keys:
             if self.data.get(key) is not None:
-                return self.data[key]
+                return check_json_type(key, self.data[key])
         return default
 
     def req(self, *keys: str) -> Any:
@@ -45,6 +47,59 @@ class _Config:
                 f"{keys[0]!r}{alias}"
             )
         return value
+
+
+# The JSON type of every config key the builders read: a config with ``"n_embd": "768"`` or
+# ``"tie_word_embeddings": "false"`` is an error naming the key, never 768768768768 or True.
+_INT_KEYS = (
+    "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
+    "head_dim", "intermediate_size", "vocab_size", "max_position_embeddings",
+    "num_local_experts", "num_experts_per_tok", "shared_expert_intermediate_size",
+    "num_experts", "moe_intermediate_size", "decoder_sparse_step", "q_lora_rank",
+    "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_routed_experts",
+    "n_shared_experts", "first_k_dense_replace", "moe_layer_freq", "n_embd", "n_layer",
+    "n_head", "n_inner", "n_positions", "n_ctx", "ffn_dim", "word_embed_proj_dim", "n_embed",
+    "seq_length", "num_kv_heads", "n_head_kv", "num_ln_in_parallel_attn", "ffn_hidden_size",
+    "d_model", "n_layers", "n_heads", "max_seq_len",
+)
+_BOOL_KEYS = (
+    "tie_word_embeddings", "attention_bias", "mlp_bias", "do_layer_norm_before",
+    "_remove_final_layer_norm", "enable_bias", "new_decoder_architecture", "parallel_attn",
+    "multi_query", "bias", "alibi", "use_parallel_residual", "learned_pos_emb", "no_bias",
+    "rope",
+)
+_STR_KEYS = ("model_type", "_name_or_path", "hidden_act", "activation_function", "topk_method")
+JSON_TYPES: dict[str, str] = {
+    **dict.fromkeys(_INT_KEYS, "integer"), **dict.fromkeys(_BOOL_KEYS, "boolean"),
+    **dict.fromkeys(_STR_KEYS, "string"), "expansion_ratio": "number",
+    "attn_config": "object", "mlp_only_layers": "array",
+}
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    return type(value).__name__
+
+
+def check_json_type(key: str, value: Any) -> Any:
+    """``value`` if it has the JSON type of ``key`` (an integer is also a number), else a
+    SpecError naming the key, the type expected and the value given."""
+    want = JSON_TYPES.get(key)
+    got = _json_type(value)
+    if want is None or got == want or (want == "number" and got == "integer"):
+        return value
+    raise SpecError(f"HF config key {key!r} must be a JSON {want}, got {show(value)}")
 
 
 def _activation(name: str | None, default: str = "gelu") -> str:
@@ -311,7 +366,8 @@ def _mpt(c: _Config) -> dict[str, Any]:
     learned position table exists only without ALiBi/RoPE; the head is tied."""
     d = c.req("d_model")
     attn = c.get("attn_config", default={}) or {}
-    alibi, rope = bool(attn.get("alibi", False)), bool(attn.get("rope", False))
+    alibi = bool(check_json_type("alibi", attn.get("alibi", False)))
+    rope = bool(check_json_type("rope", attn.get("rope", False)))
     learned = bool(c.get("learned_pos_emb", default=True)) and not (alibi or rope)
     bias = not c.get("no_bias", default=False)
     return {
@@ -370,6 +426,10 @@ def model_from_hf_config(config: Mapping[str, Any], id: str | None = None) -> Mo
         raise SpecError(f"a HF config must be a mapping, got {type(config).__name__}")
     supported = ", ".join(SUPPORTED_MODEL_TYPES)
     model_type = config.get("model_type")
+    if model_type is not None:
+        check_json_type("model_type", model_type)
+    if config.get("_name_or_path") is not None:
+        check_json_type("_name_or_path", config["_name_or_path"])
     if not model_type:
         raise SpecError(f"HF config has no 'model_type' key; supported model types: {supported}")
     builder = _BUILDERS.get(str(model_type))

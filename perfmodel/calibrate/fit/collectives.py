@@ -1,7 +1,14 @@
 """Collective tables: ``comm.collective_time`` / ``comm.p2p_time`` solved for efficiency at
 every measured size, with the nccl-tests bus factors (``comm.bus_factor``, nccl-tests
 PERFORMANCE.md); a collective's latency makes its fixed time 0.95 x the table's fastest
-call."""
+call.
+
+A fitted collective never gets faster with a larger message (issue 12: a published B200
+two-node all-reduce table has 925 us at 128 KiB and 439 us at 256 KiB, a protocol switch
+that the alpha-beta model cannot express): the times are first made non-decreasing in size
+(a running max, ``monotone_times``) before they are inverted, and the fitted curve is then
+capped so that the time it implies is non-decreasing between its nodes too
+(``monotone_curve``)."""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...comm import bus_factor, collective_time, intra_bandwidth, network_steps, p2p_time
-from ...profile import CalibrationProfile, CollectiveFit
+from ...profile import CalibrationProfile, CollectiveFit, Curve
 from ...specs.common import Source
 from ...specs.hardware import DeviceSpec, InterconnectSpec
 from ...specs.system import System
@@ -102,6 +109,35 @@ def _best_busbw(records: list[dict], scope: str) -> float | None:
     return max(rates) if rates else None
 
 
+def monotone_times(t: np.ndarray, nbytes: np.ndarray | None = None) -> np.ndarray:
+    """Times made non-decreasing in message size (a running max over the sizes in increasing
+    order; ``nbytes`` None: already in that order), in their own order: a larger message
+    takes at least as long as a smaller one."""
+    t = np.asarray(t, dtype=float)
+    order = np.argsort(nbytes, kind="stable") if nbytes is not None else np.arange(len(t))
+    out = np.empty_like(t)
+    out[order] = np.maximum.accumulate(t[order])
+    return out
+
+
+def monotone_curve(curve: Curve) -> Curve:
+    """``curve`` (efficiency over log2 bytes, linear between nodes) capped so that the time
+    bytes / eff(bytes) never decreases. With u = log2 bytes and eff linear between nodes,
+    d/du log(2^u / eff) = ln 2 - eff'/eff >= 0 holds on a segment iff its slope is at most
+    ln 2 x eff at the segment's start: e[i+1] <= e[i] (1 + ln 2 (u[i+1] - u[i]))."""
+    if len(curve.axes) != 1 or len(curve.values) < 2:
+        return curve
+    u, e = curve.log2_grid[0], list(curve.values)
+    for i in range(len(e) - 1):
+        cap = e[i] * (1.0 + np.log(2.0) * (u[i + 1] - u[i]))
+        if e[i + 1] > cap:
+            e[i + 1] = float(np.floor(cap * 1e4) / 1e4) if cap > 1e-3 else cap
+    if e == list(curve.values):
+        return curve
+    # a new Curve, not model_copy: a copy would carry the old values' cached table
+    return Curve(axes=curve.axes, log2_grid=curve.log2_grid, values=tuple(e))
+
+
 def collective_geometry(p: dict) -> tuple[int, int, int]:
     """(group size, members per node, nodes) of a collective record; an inter-node record
     without ``per_node`` has one member per node."""
@@ -143,6 +179,7 @@ def collective_tables(records: list[dict], device: DeviceSpec, links: Links,
         system = links.system(device, n)
         nb = np.array([float(r["params"]["bytes"]) for r in recs])
         t = np.array([r["time_s"] for r in recs])
+        t_fit = monotone_times(t, nb)  # inverted in place of t: never faster when larger
         # inter-node collectives also pay the core's per-step network latency
         stepped = (float(network_steps(coll, n, nodes)) * step_latency
                    if scope == "inter" and coll != "send_recv" else 0.0)
@@ -158,16 +195,16 @@ def collective_tables(records: list[dict], device: DeviceSpec, links: Links,
                      else nb / local * float(bus_factor(coll, nodes)))
             axis = nb / local
 
-        def latency(idx, t=t, stepped=stepped):
+        def latency(idx, t=t_fit, stepped=stepped):
             return max(0.0, LATENCY_FLOOR_FRACTION * float(t[idx].min()) - stepped)
 
-        def implied(fit_idx, t=t, moved=moved, bw=bw, stepped=stepped, latency=latency):
+        def implied(fit_idx, t=t_fit, moved=moved, bw=bw, stepped=stepped, latency=latency):
             return invert_time(moved / bw, t, latency(fit_idx) + stepped)
 
         def install(prof, curve, fit_idx, coll=coll, n=n, latency=latency):
             fit = CollectiveFit(collective=coll, scope=scope, group_size=n,
-                                latency_s=round4(latency(fit_idx)), efficiency=curve,
-                                link=links.label.get(scope))
+                                latency_s=round4(latency(fit_idx)),
+                                efficiency=monotone_curve(curve), link=links.label.get(scope))
             keep = [f for f in prof.collectives
                     if (f.collective, f.scope, f.group_size) != (coll, scope, n)]
             return prof.model_copy(update={"collectives": [*keep, fit]})
