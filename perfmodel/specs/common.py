@@ -15,9 +15,11 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Strict(BaseModel):
-    """Base for every spec: unknown fields are errors (a typo must not be silently ignored)."""
+    """Base for every spec: unknown fields are errors (a typo must not be silently ignored),
+    and no float is NaN or infinite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              allow_inf_nan=False)
 
 
 class Source(Strict):
@@ -50,10 +52,19 @@ def describe_validation_error(err: ValidationError, prefix: str = "") -> str:
             msg = "unknown field (check the spelling)"
         elif e["type"] == "literal_error":
             msg = msg.replace("Input should be", "must be one of:")
+        elif e["type"] in _BOUNDS:  # ge/gt/le/lt: upper bounds are documented in specs/types.py
+            op, key = _BOUNDS[e["type"]]
+            msg = f"must be {op} {(e.get('ctx') or {}).get(key)}"
+        elif e["type"] == "finite_number":
+            msg = "must be a finite number (not NaN or infinity)"
         lines.append(f"{loc}: {msg}" if loc else msg)
     if len(errors) > MAX_PROBLEMS:
         lines[-1] += f" (and {len(errors) - MAX_PROBLEMS} more)"
     return "; ".join(lines)
+
+
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+           "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
 
 
 def validate(model: type[M], data: Any, what: str = "") -> M:

@@ -12,9 +12,9 @@ runs, so no real input meets them.
 
 from __future__ import annotations
 
+from numbers import Integral, Real
 from typing import Annotated, Any
 
-import numpy as np
 from pydantic import BeforeValidator
 
 from ..errors import SpecError
@@ -44,19 +44,21 @@ def show(value: Any) -> str:
 
 
 def _is_bool(value: Any) -> bool:
-    return isinstance(value, (bool, np.bool_))
+    """A Python or numpy bool (numpy is not imported here: the CLI's listings run without it)."""
+    kind = type(value)
+    return isinstance(value, bool) or (kind.__module__ == "numpy" and "bool" in kind.__name__)
 
 
 def require_int(value: Any) -> int:
     """An integer (a Python or numpy int; a float, bool or string is an error)."""
-    if _is_bool(value) or not isinstance(value, (int, np.integer)):
+    if _is_bool(value) or not isinstance(value, Integral):
         raise SpecError(f"must be an integer, got {show(value)}")
     return int(value)
 
 
 def require_number(value: Any) -> float:
     """A number (int or float; a bool or string is an error)."""
-    if _is_bool(value) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if _is_bool(value) or not isinstance(value, Real):
         hint = ""
         if isinstance(value, str):
             try:
