@@ -74,7 +74,7 @@ def test_predict_dispatches_every_scenario_kind():
 
 
 def test_a_prediction_that_does_not_fit_says_so():
-    sc = _inference(batch=512, prompt_len=4000, output_len=4000)
+    sc = _inference(batch=512, prompt_len=2048, output_len=2048)  # llama-2-7b's 4096 context
     pred = pm.predict(sc)
     assert not pred.fits
     assert any(w.startswith("does not fit") for w in pred.warnings)
