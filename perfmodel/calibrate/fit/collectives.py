@@ -5,13 +5,13 @@ call.
 
 A fitted collective never gets faster with a larger message (issue 12: a published B200
 two-node all-reduce table has 925 us at 128 KiB and 439 us at 256 KiB, a protocol switch
-that the alpha-beta model cannot express): the times are first made non-decreasing in size
-(a running max, ``monotone_times``) before they are inverted, and the fitted curve is then
-capped so that the time it implies is non-decreasing between its nodes too
-(``monotone_curve``)."""
+that the alpha-beta model cannot express): the fitted curve is capped so that the time it
+implies never decreases with size, between its nodes too (``monotone_curve``: the lower
+envelope of time, taking the long transfers as the firm points)."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -23,7 +23,7 @@ from ...specs.common import Source
 from ...specs.hardware import DeviceSpec, InterconnectSpec
 from ...specs.system import System
 from ...topology import GroupSpan
-from .curves import round4
+from .curves import GRID_DECIMALS, round4
 from .table import Table, invert_time, ok_records
 
 # Collectives: latency chosen so that the fixed time is this fraction of the fastest call.
@@ -101,6 +101,9 @@ def device_links(device: DeviceSpec | None, link_bandwidths: dict | None,
     return Links(intra, inter, nics, per_node, host, label)
 
 
+LN2 = math.log(2.0)
+
+
 def _best_busbw(records: list[dict], scope: str) -> float | None:
     rates = [float(r["params"]["bytes"]) * float(bus_factor(r["params"]["collective"],
                                                             int(r["params"]["group_size"])))
@@ -109,33 +112,45 @@ def _best_busbw(records: list[dict], scope: str) -> float | None:
     return max(rates) if rates else None
 
 
-def monotone_times(t: np.ndarray, nbytes: np.ndarray | None = None) -> np.ndarray:
-    """Times made non-decreasing in message size (a running max over the sizes in increasing
-    order; ``nbytes`` None: already in that order), in their own order: a larger message
-    takes at least as long as a smaller one."""
-    t = np.asarray(t, dtype=float)
-    order = np.argsort(nbytes, kind="stable") if nbytes is not None else np.arange(len(t))
-    out = np.empty_like(t)
-    out[order] = np.maximum.accumulate(t[order])
-    return out
+def monotone_curve(curve: Curve, per_octave: int = 8) -> Curve:
+    """``curve`` (efficiency over log2 bytes, linear between nodes) raised so that the time
+    bytes / eff(bytes) never decreases with size. With u = log2 bytes and eff linear between
+    nodes, d/du log(2^u / eff) = ln 2 - eff'/eff >= 0 holds on a segment iff its slope is at
+    most ln 2 x eff at the segment's start: e[i] >= e[i+1] / (1 + ln 2 (u[i+1] - u[i])).
 
-
-def monotone_curve(curve: Curve) -> Curve:
-    """``curve`` (efficiency over log2 bytes, linear between nodes) capped so that the time
-    bytes / eff(bytes) never decreases. With u = log2 bytes and eff linear between nodes,
-    d/du log(2^u / eff) = ln 2 - eff'/eff >= 0 holds on a segment iff its slope is at most
-    ln 2 x eff at the segment's start: e[i+1] <= e[i] (1 + ln 2 (u[i+1] - u[i]))."""
+    The curve is walked from the largest message down, raising a smaller message's efficiency
+    where it implies a longer time than the next larger one: the long transfers, timed over
+    milliseconds, are the firm points, and a slow small message (a protocol switch, a spike)
+    is taken as the exception (the lower envelope of time). A segment that breaks the
+    condition is cut into ``per_octave`` pieces per octave, interpolated geometrically, so
+    the raised curve follows the data closely ((1 + ln 2 / 8)^8 = 1.94x per octave where one
+    segment would allow 1.69x)."""
     if len(curve.axes) != 1 or len(curve.values) < 2:
         return curve
-    u, e = curve.log2_grid[0], list(curve.values)
-    for i in range(len(e) - 1):
-        cap = e[i] * (1.0 + np.log(2.0) * (u[i + 1] - u[i]))
-        if e[i + 1] > cap:
-            e[i + 1] = float(np.floor(cap * 1e4) / 1e4) if cap > 1e-3 else cap
-    if e == list(curve.values):
+    u, e = curve.log2_grid[0], curve.values
+    out_u, out_e = [u[-1]], [e[-1]]  # built from the largest size down
+    for u0, e0 in zip(reversed(u[:-1]), reversed(e[:-1]), strict=True):
+        u1, e1 = out_u[-1], out_e[-1]
+        if e0 * (1.0 + LN2 * (u1 - u0)) >= e1:
+            out_u.append(u0)
+            out_e.append(e0)
+            continue
+        steps = max(1, math.ceil((u1 - u0) * per_octave))
+        for k in range(steps - 1, -1, -1):
+            uk = round(u0 + (u1 - u0) * k / steps, GRID_DECIMALS)
+            need = out_e[-1] / (1.0 + LN2 * (out_u[-1] - uk))
+            out_u.append(uk)
+            out_e.append(_ceil4(max(e0 * (e1 / e0) ** (k / steps), need)))
+    out_u, out_e = out_u[::-1], out_e[::-1]
+    if out_u == list(u) and out_e == list(e):
         return curve
-    # a new Curve, not model_copy: a copy would carry the old values' cached table
-    return Curve(axes=curve.axes, log2_grid=curve.log2_grid, values=tuple(e))
+    return Curve(axes=curve.axes, log2_grid=(tuple(out_u),), values=tuple(out_e))
+
+
+def _ceil4(x: float) -> float:
+    """Four significant digits, rounded up (a raised value must stay at or over its floor)."""
+    scale = 10.0 ** (3 - math.floor(math.log10(x)))
+    return math.ceil(x * scale) / scale
 
 
 def collective_geometry(p: dict) -> tuple[int, int, int]:
@@ -179,7 +194,6 @@ def collective_tables(records: list[dict], device: DeviceSpec, links: Links,
         system = links.system(device, n)
         nb = np.array([float(r["params"]["bytes"]) for r in recs])
         t = np.array([r["time_s"] for r in recs])
-        t_fit = monotone_times(t, nb)  # inverted in place of t: never faster when larger
         # inter-node collectives also pay the core's per-step network latency
         stepped = (float(network_steps(coll, n, nodes)) * step_latency
                    if scope == "inter" and coll != "send_recv" else 0.0)
@@ -195,10 +209,10 @@ def collective_tables(records: list[dict], device: DeviceSpec, links: Links,
                      else nb / local * float(bus_factor(coll, nodes)))
             axis = nb / local
 
-        def latency(idx, t=t_fit, stepped=stepped):
+        def latency(idx, t=t, stepped=stepped):
             return max(0.0, LATENCY_FLOOR_FRACTION * float(t[idx].min()) - stepped)
 
-        def implied(fit_idx, t=t_fit, moved=moved, bw=bw, stepped=stepped, latency=latency):
+        def implied(fit_idx, t=t, moved=moved, bw=bw, stepped=stepped, latency=latency):
             return invert_time(moved / bw, t, latency(fit_idx) + stepped)
 
         def install(prof, curve, fit_idx, coll=coll, n=n, latency=latency):
