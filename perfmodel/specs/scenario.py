@@ -377,20 +377,21 @@ class Scenario(Strict):
 
     def _check_context(self) -> None:
         """Sequences longer than the model's context are an error (``allow_beyond_context``
-        models them anyway)."""
+        models them anyway). A request of p prompt and o output tokens puts p + o - 1
+        positions through the model (the last token is sampled, never fed back)."""
         limit = self.model.max_position_embeddings
         where, length = None, 0
         if self.kind == "training" and self.training is not None:
             where, length = "training.seq_len", self.training.seq_len
         elif self.kind == "inference" and self.inference is not None:
-            where = "inference.prompt_len + inference.output_len"
-            length = self.inference.prompt_len + self.inference.output_len
+            where = "inference.prompt_len + inference.output_len - 1"
+            length = self.inference.prompt_len + self.inference.output_len - 1
         elif self.kind == "serving" and self.serving is not None:
             inf = self.inference
             prompt = _longest(self.serving.prompt_len, inf.prompt_len if inf else None)
             output = _longest(self.serving.output_len, inf.output_len if inf else None)
             if prompt is not None and output is not None:
-                where, length = "the longest prompt + output of serving", prompt + output
+                where, length = "the longest prompt + output - 1 of serving", prompt + output - 1
         if where and length > limit:
             raise SpecError(
                 f"{where} = {length} tokens exceeds the context of model {self.model.id!r} "

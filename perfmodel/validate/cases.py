@@ -199,11 +199,9 @@ def load_cases(root: Path | None = None, kind: str = "all",
 
 
 def case_scenario(lc: LoadedCase) -> Scenario:
-    """The case's scenario, validated; relative paths resolve against the case file. A
-    measured run happened, so its lengths stand even beyond the model's context (benchmarks
-    run past max_position_embeddings: TensorRT-LLM GPT-J 2048+128, torchtitan 262K)."""
+    """The case's scenario, validated; relative paths resolve against the case file (a case
+    whose measured run went past the model's context says ``allow_beyond_context: true``)."""
     from ..api import as_scenario
 
-    data = {"allow_beyond_context": True, **lc.case.scenario,
-            "base_dir": str(lc.file.resolve().parent)}
+    data = {**lc.case.scenario, "base_dir": str(lc.file.resolve().parent)}
     return as_scenario(data)
