@@ -22,6 +22,8 @@ import charts  # noqa: E402
 import streamlit as st  # noqa: E402
 import yaml  # noqa: E402
 
+from perfmodel.textfmt import percent  # noqa: E402
+
 DEFAULT_MODEL = "llama-2-7b"
 DEFAULT_DEVICE = "a100-sxm4-80gb"
 # Widget defaults per workload kind; applied when the page opens or the kind changes.
@@ -146,9 +148,9 @@ def metrics(pred: pm.Prediction) -> None:
             ("Tokens/s (system)", charts.fmt_rate(pred.tokens_per_s), "all GPUs"),
             ("TFLOP/s per GPU", f"{pred.tflops_per_gpu:.1f}",
              "model FLOPs (Megatron convention: GEMMs + attention, no recompute)"),
-            ("MFU", f"{100 * pred.mfu:.1f}%",
+            ("MFU", percent(pred.mfu),
              f"vs the dense peak of the training dtype; 6ND convention: "
-             f"{100 * pred.mfu_6nd:.1f}%; HFU incl. recompute: {100 * pred.hfu:.1f}%"),
+             f"{percent(pred.mfu_6nd)}; HFU incl. recompute: {percent(pred.hfu)}"),
             ("Memory per GPU", *mem),
         ]
     else:

@@ -80,20 +80,37 @@ def training_prediction(rs: Resolved, plan: TrainPlan, r: TrainingResult) -> Pre
     tflops = _f(r.model_flops) / step / n
     six_nd = 6.0 * param_counts(sc.model).active * _f(r.tokens)  # Kaplan et al. 2020: 6ND
     total_mem = _f(r.memory_total)
+    util, util_warnings = _utilisations({
+        "mfu": flops_utilization(_f(r.model_flops), step, n, peak),
+        "mfu_6nd": flops_utilization(six_nd, step, n, peak),
+        "hfu": flops_utilization(_f(r.hardware_flops), step, n, peak)})
     return Prediction(
         kind="training", name=sc.name, model=sc.model.id, device=system.device.id,
         num_gpus=n, calibration=profile.summary(), step_time_s=step,
         tokens_per_s=_f(r.tokens) / step, tflops_per_gpu=tflops / 1e12,
-        hardware_tflops_per_gpu=_f(r.hardware_flops) / step / n / 1e12,
-        mfu=flops_utilization(_f(r.model_flops), step, n, peak),
-        mfu_6nd=flops_utilization(six_nd, step, n, peak),
-        hfu=flops_utilization(_f(r.hardware_flops), step, n, peak),
+        hardware_tflops_per_gpu=_f(r.hardware_flops) / step / n / 1e12, **util,
         num_microbatches=_f(r.num_microbatches), memory_per_gpu_bytes=total_mem,
         memory_capacity_bytes=system.device.memory_bytes,
         fits=memory_fits(total_mem, system.device), breakdown=_training_breakdown(rs, r),
         ops=op_reports(r.op_times, r.op_counts),
-        warnings=[*rs.warnings, *fit_warning(total_mem, system)],
+        warnings=[*rs.warnings, *fit_warning(total_mem, system), *util_warnings],
     )
+
+
+def _utilisations(values: dict[str, float]) -> tuple[dict[str, float | None], list[str]]:
+    """The utilisations a prediction can state: a FLOP-counting convention can exceed what
+    runs (Megatron's model FLOPs count attention non-causally, s^2 query-key pairs, while
+    causal attention executes about half; at long sequences attention dominates), and a
+    utilisation above 1 is left out with a warning rather than printed (issue 12)."""
+    out: dict[str, float | None] = {}
+    warnings = []
+    for name, value in values.items():
+        out[name] = value if value <= 1.0 else None
+        if value > 1.0:
+            warnings.append(f"{name} not reported: its FLOP convention counts {value:.2f}x the "
+                            "peak (attention counted non-causally dominates at this "
+                            "sequence length); tflops_per_gpu keeps the convention's figure")
+    return out, warnings
 
 
 def inference_breakdown(r: InferenceResult) -> dict:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .prediction import Prediction
-from .textfmt import GIB, gib, seconds, table
+from .textfmt import GIB, gib, percent, seconds, table
 
-__all__ = ["GIB", "gib", "render_prediction", "seconds", "table"]  # the formatters re-exported
+__all__ = ["GIB", "gib", "percent", "render_prediction", "seconds", "table"]  # the formatters re-exported
 
 
 def _hardware_tflops(p: Prediction) -> str:
@@ -30,9 +30,9 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
             ("tokens/s (system)", f"{p.tokens_per_s:,.0f}"),
             ("model TFLOP/s per GPU (no recompute)", f"{p.tflops_per_gpu:.1f}"),
             ("hardware TFLOP/s per GPU (incl. recompute)", _hardware_tflops(p)),
-            ("MFU (Megatron FLOPs)", f"{100 * p.mfu:.1f}%"),
-            ("MFU (6ND)", f"{100 * p.mfu_6nd:.1f}%"),
-            ("HFU (incl. recompute)", f"{100 * p.hfu:.1f}%"),
+            ("MFU (Megatron FLOPs)", percent(p.mfu)),
+            ("MFU (6ND)", percent(p.mfu_6nd)),
+            ("HFU (incl. recompute)", percent(p.hfu)),
             ("micro-batches per step", f"{p.num_microbatches:g}"),
         ]
     else:

@@ -1,4 +1,4 @@
-"""Plain-text building blocks for terminal output: aligned tables, seconds, GiB. Every text
+"""Plain-text building blocks for terminal output: aligned tables, seconds, GiB, percentages. Every text
 renderer (``report``, ``serving.report``, the CLI commands) formats numbers with these."""
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ def table(rows: Iterable[Sequence], header: Sequence[str] | None = None) -> str:
     if header:
         lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def percent(x: float | None) -> str:
+    """A utilisation as a percentage; '-' when the prediction leaves it out (see warnings)."""
+    return "-" if x is None else f"{100 * x:.1f}%"
 
 
 def seconds(x: float) -> str:

@@ -89,3 +89,19 @@ def test_serving_text_report_has_its_section():
                     "output_len": {"kind": "fixed", "value": 16}, "seed": 0}})
     text = render_prediction(pred)
     assert "serving: continuous batching" in text and "goodput" in text
+
+
+def test_a_utilisation_above_one_is_left_out_with_a_warning():
+    """Llama-3.1-8B at 128K tokens on L40S: Megatron's model FLOPs count attention
+    non-causally, more than the GPU can execute at this length; the prediction still stands,
+    MFU and HFU are left out (issue 12: MFU > 1 cannot be printed) and a warning says why."""
+    import perfmodel as pm
+    from perfmodel.report import render_prediction
+
+    pred = pm.predict({"kind": "training", "model": "llama-3.1-8b",
+                       "system": {"device": "l40s", "num_gpus": 8},
+                       "parallelism": {"tp": 1, "pp": 1, "cp": 8},
+                       "training": {"seq_len": 131072, "global_batch": 1, "micro_batch": 1}})
+    assert pred.mfu is None and pred.hfu is None and pred.step_time_s > 0
+    assert any(w.startswith("mfu not reported") for w in pred.warnings)
+    assert "MFU (Megatron FLOPs)" in render_prediction(pred)
