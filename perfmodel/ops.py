@@ -61,6 +61,7 @@ class Op:
     attention_core: bool = False  # inside softmax(QK^T)V (what selective recompute re-runs)
     fp8_cast: bool = False  # a separate fp8 quantisation kernel (fp8 training)
     matmuls: tuple[Matmul, ...] = ()  # the logical matmuls of a GEMM, in execution order
+    groups: Array = 1.0  # a grouped GEMM's problems in one call (shape: one of them)
 
     def __post_init__(self) -> None:
         if not self.block:  # operator names are "<block>.<what>"
@@ -114,6 +115,10 @@ class Shard:
     sequence_parallel: bool = False  # norms/adds/dropout on tokens / tp
     ep: Array = 1
     etp: Array = 1
+    # ranks whose distinct tokens are routed to one rank's experts: ep when EP is carved from
+    # data parallelism (training: each EP rank brings its own micro-batch), 1 when the EP
+    # ranks see the same tokens (inference: experts spread over the TP ranks)
+    route_sources: Array = 1
 
 
 def gemm(name: str, m, n, k, prec: Precision, count=1.0,
@@ -251,26 +256,51 @@ def projection_ops(model: ModelSpec, t, shard: Shard, prec: Precision
     return ops, [gemm("attn.out", t, h, out_k, prec, matmuls=one(h, False))]
 
 
+def grouped_gemm(name: str, rows, n, k, groups, prec: Precision,
+                 matmuls: tuple[Matmul, ...] = ()) -> Op:
+    """One grouped GEMM call over ``groups`` weight matrices of k x n (a MoE layer's active
+    experts on one GPU, as vLLM's fused MoE, DeepGEMM and TE's grouped GEMM run them):
+    ``rows`` rows in all, rows / groups per problem. 2 rows n k FLOPs; each active expert's
+    weights are read once, the activations once. The efficiency is looked up at one
+    problem's shape; the call pays one kernel's fixed cost."""
+    m = rows / groups
+    op = gemm(name, m, n, k, prec, matmuls=matmuls)
+    op.flops = op.model_flops = 2.0 * rows * n * k
+    op.bytes = groups * op.bytes
+    op.vector_flops = groups * op.vector_flops
+    op.groups = groups
+    return op
+
+
+def active_experts(experts: Array, top_k: int, tokens: Array) -> Array:
+    """Expected experts of ``experts`` that receive at least one of ``tokens`` tokens, each
+    routed to ``top_k`` distinct experts uniformly: E (1 - (1 - k/E)^T) (the occupancy of
+    E bins after T draws of k; a decode step of 1 token reads k experts' weights, a large
+    batch all of them)."""
+    e = np.asarray(experts, float)
+    return e * (1.0 - (1.0 - top_k / e) ** np.asarray(tokens, float))
+
+
 def mlp_ops(model: ModelSpec, t, ffn, tp, prec: Precision, prefix: str = "mlp",
             groups=1.0, fanout: float = 1.0) -> list[Op]:
-    """Up (gate+up fused when gated), activation, down. ``groups`` GEMMs of t/groups tokens
-    each (grouped expert GEMMs); ``fanout`` rows per token of the layer (top-k routing)."""
+    """Up (gate+up fused when gated), activation, down. ``groups`` > 1: grouped GEMMs over
+    that many experts' weights (``grouped_gemm``), t rows in all; ``fanout`` rows per token
+    of the layer (top-k routing)."""
     h = model.hidden_size
     up_n = (2 if model.gated_mlp else 1) * ffn / tp
-    m = t / groups
     act_in = up_n * t
     act_out = ffn / tp * t
     width = ffn * fanout
     ups = ((Matmul(0.5, width, True), Matmul(0.5, width, True)) if model.gated_mlp
            else (Matmul(1.0, width, True),))
     return [
-        gemm(f"{prefix}.up", m, up_n, h, prec, count=groups, matmuls=ups),
+        grouped_gemm(f"{prefix}.up", t, up_n, h, groups, prec, matmuls=ups),
         elementwise(f"{prefix}.act", act_in, act_out, prec.act, 8.0,
                     kind=f"{'silu' if model.activation in ('silu', 'swiglu') else 'gelu'}"
                          f"{'_and_mul' if model.gated_mlp else ''}"
                     if model.activation != "relu" else "relu"),
-        gemm(f"{prefix}.down", m, h, ffn / tp, prec, count=groups,
-             matmuls=(Matmul(1.0, h, False),)),
+        grouped_gemm(f"{prefix}.down", t, h, ffn / tp, groups, prec,
+                     matmuls=(Matmul(1.0, h, False),)),
     ]
 
 
@@ -300,10 +330,11 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
                         matmuls=(Matmul(1.0, moe.num_experts, False),)))
         ops.append(elementwise("moe.topk", t_seq * moe.num_experts, t_seq * moe.top_k, prec.act,
                                4.0, kind="softmax"))
-        local_experts = moe.num_experts / shard.ep
         routed = t * moe.top_k  # token-expert assignments processed on this GPU (balanced)
+        active = active_experts(moe.num_experts, moe.top_k, t * shard.route_sources) \
+            / shard.ep  # of this GPU's experts, those that receive a token
         ops += mlp_ops(model, routed, moe.expert_ffn_hidden_size, shard.etp, prec,
-                       "moe.expert", groups=local_experts, fanout=moe.top_k)
+                       "moe.expert", groups=active, fanout=moe.top_k)
         if moe.num_shared_experts:
             ops += mlp_ops(model, t, moe.num_shared_experts * moe.shared_ffn, tp, prec,
                            "moe.shared")
@@ -325,9 +356,10 @@ FP8_CAST_BYTES = 5.0
 
 def fp8_cast(gemm_op: Op) -> Op:
     m, n, k = gemm_op.shape
+    elems = gemm_op.groups * (m * k + k * n)  # a grouped GEMM casts every problem's operands
     return Op(name=gemm_op.name + ".fp8cast", cls=ELEMENTWISE, flops=0.0,
-              bytes=(m * k + k * n) * FP8_CAST_BYTES, dtype="fp32", count=gemm_op.count,
-              vector_flops=2.0 * (m * k + k * n), shape=(m * k + k * n, m * n),
+              bytes=elems * FP8_CAST_BYTES, dtype="fp32", count=gemm_op.count,
+              vector_flops=2.0 * elems, shape=(elems, gemm_op.groups * m * n),
               block=gemm_op.block, kernel="cast", fp8_cast=True)
 
 
@@ -341,11 +373,13 @@ def backward(op: Op, prec: Precision) -> list[Op]:
     """
     if op.cls == GEMM:
         m, n, k = op.shape
-        a, w = prec.act, prec.weight
-        return [replace(op, name=op.name + ".dgrad", bytes=m * n * a + n * k * w + m * k * a,
-                        shape=(m, k, n), phase="bwd"),
-                replace(op, name=op.name + ".wgrad", bytes=m * k * a + m * n * a + k * n * w,
-                        vector_flops=0.0, shape=(k, n, m), phase="bwd")]
+        a, w, g = prec.act, prec.weight, op.groups
+        return [replace(op, name=op.name + ".dgrad",
+                        bytes=g * (m * n * a + n * k * w + m * k * a), shape=(m, k, n),
+                        phase="bwd"),
+                replace(op, name=op.name + ".wgrad",
+                        bytes=g * (m * k * a + m * n * a + k * n * w), vector_flops=0.0,
+                        shape=(k, n, m), phase="bwd")]
     if op.cls == ATTENTION:
         return [replace(op, name=op.name + ".bwd", flops=2.5 * op.flops, bytes=2.5 * op.bytes,
                         model_flops=2.0 * op.model_flops, vector_flops=2.0 * op.vector_flops,

@@ -100,7 +100,8 @@ def _layer_forward(model: ModelSpec, moe_layer: bool, plan: TrainPlan, prec: O.P
     s = plan.seq_len
     cp = plan.cp if sharded else 1
     pairs = O.attention_pairs(s, s, plan.causal) / cp
-    shard = O.Shard(plan.tp, plan.sequence_parallel, plan.ep, plan.etp) if sharded else O.Shard()
+    shard = (O.Shard(plan.tp, plan.sequence_parallel, plan.ep, plan.etp, route_sources=plan.ep)
+             if sharded else O.Shard())
     return O.layer_forward_ops(model, moe_layer, plan.micro_batch, s / cp, s, pairs, shard,
                                prec, plan.flash_attention, "prefill")
 

@@ -165,3 +165,35 @@ def test_fp8_cast_bytes():
     assert back.bytes == 5 * 1024 * 4096
     fwd = O.layer_forward_ops(get_model("llama-2-7b"), False, 1, 128, 128, 128 * 129 / 2, O.Shard(), prec)
     assert sum(op.cls == O.GEMM for op in fwd) == sum(op.fp8_cast for op in fwd)
+
+
+def test_active_experts_is_the_expected_occupancy():
+    """E (1 - (1 - k/E)^T): one token reads exactly k experts; many tokens read all E
+    (hand values for Mixtral's 8 experts, top-2, and DeepSeek-V3's 256, top-8)."""
+    assert O.active_experts(8, 2, 1) == pytest.approx(2.0)
+    assert O.active_experts(8, 2, 2) == pytest.approx(8 * (1 - 0.75**2))  # 3.5
+    assert O.active_experts(256, 8, 1) == pytest.approx(8.0)
+    assert O.active_experts(256, 8, 4096) == pytest.approx(256.0)
+    t = np.array([1, 2, 4, 16, 64, 256])
+    a = O.active_experts(256, 8, t)
+    assert np.all(np.diff(a) > 0) and np.all(a <= np.minimum(256, 8 * t) + 1e-9)
+
+
+def test_moe_layer_runs_one_grouped_gemm_reading_only_active_experts():
+    """Mixtral decode at batch 1: the expert GEMMs are single grouped calls that read the
+    weights of the 2 routed experts, not of all 8 (vLLM fused MoE); at a large batch all 8."""
+    m = get_model("mixtral-8x7b")
+    prec = O.Precision.training("bf16")
+    h, f = 4096, 14336
+
+    def expert_up(tokens):
+        fwd = O.layer_forward_ops(m, True, tokens, 1, 1, 1, O.Shard(), prec, attn_phase="decode")
+        return next(op for op in fwd if op.name == "moe.expert.up")
+
+    one = expert_up(1)
+    assert one.count == 1 and float(one.groups) == pytest.approx(2.0)
+    weights = 2 * (2 * f) * h * 2  # two experts' gate+up weights, bf16
+    assert float(one.bytes) == pytest.approx(weights + 2 * h * 2 + 2 * (2 * f) * 2)
+    assert float(one.flops) == pytest.approx(2 * 2 * (2 * f) * h)  # 2 routed rows
+    big = expert_up(4096)
+    assert float(big.groups) == pytest.approx(8.0) and big.count == 1
