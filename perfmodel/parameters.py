@@ -108,15 +108,30 @@ def attention_params(model: ModelSpec) -> tuple[int, int]:
         replicated += h * (m.kv_lora_rank + m.qk_rope_head_dim) + norm_params(model, m.kv_lora_rank)
         sharded += m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim)
         sharded += nh * m.v_head_dim * h + (h if model.attn_out_bias else 0)
+        if m.indexer_heads and m.indexer_head_dim:
+            n, d = m.indexer_heads, m.indexer_head_dim
+            # wq_b reads the query latent (or the hidden state without a query LoRA)
+            replicated += (m.q_lora_rank or h) * n * d + h * d + 2 * d + h * n
         return sharded, replicated
     hd, kv = model.hd, model.kv_heads
     q, k_v = nh * hd, kv * hd
     sharded = h * (q + 2 * k_v) + q * h
+    if model.attention_sinks:
+        sharded += nh
     if model.qkv_bias:
         sharded += q + 2 * k_v
     if model.attn_out_bias:
         sharded += h
     return sharded, 0
+
+
+def qk_norm_params(model: ModelSpec) -> int:
+    """Query and key RMSNorm scales of one layer (``ModelSpec.qk_norm``)."""
+    if model.qk_norm == "per_head":
+        return 2 * model.hd
+    if model.qk_norm == "per_layer":
+        return (model.num_heads + model.kv_heads) * model.hd
+    return 0
 
 
 def param_counts(model: ModelSpec) -> ParamCounts:
@@ -132,7 +147,7 @@ def param_counts(model: ModelSpec) -> ParamCounts:
         embedding_norm=norm_params(model, h) if model.embedding_norm else 0,
         attention=attn,
         attention_replicated=attn_rep,
-        layer_norms=model.norms_per_layer * norm_params(model, h),
+        layer_norms=model.norms_per_layer * norm_params(model, h) + qk_norm_params(model),
         dense_mlp=mlp_params(model, model.ffn_hidden_size),
         expert=mlp_params(model, moe.expert_ffn_hidden_size) if moe else 0,
         shared_experts=(moe.num_shared_experts * mlp_params(model, moe.shared_ffn)) if moe else 0,

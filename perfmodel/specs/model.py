@@ -32,6 +32,10 @@ class MoESpec(Strict):
     layer_frequency: Int = Field(default=1, ge=1, le=MAX_LAYERS)
     router_bias: Bool = False  # per-expert routing bias (DeepSeek-V3 e_score_correction_bias)
     shared_expert_gate: Bool = False  # sigmoid gate h -> 1 on the shared expert (Qwen1.5/2-MoE)
+    # Which layers are MoE, one entry per layer (True: MoE), when the config lists them
+    # (mlp_only_layers, a per-layer moe_layer_freq list). None: first_dense_layers and
+    # layer_frequency decide.
+    layer_pattern: tuple[Bool, ...] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -55,6 +59,12 @@ class MLASpec(Strict):
     qk_nope_head_dim: Int = Field(ge=1, le=MAX_WIDTH)
     qk_rope_head_dim: Int = Field(ge=0, le=MAX_WIDTH)
     v_head_dim: Int = Field(ge=1, le=MAX_WIDTH)
+    # DeepSeek sparse attention's lightning indexer (DeepSeek-V3.2, GLM-5): per layer wq_b
+    # (q_lora_rank -> heads x head_dim), wk (hidden -> head_dim), a LayerNorm on the key and
+    # weights_proj (hidden -> heads). None: no indexer. Counted in parameters; the top-k
+    # sparse attention it selects for is not modelled in FLOPs or memory yet.
+    indexer_heads: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
+    indexer_head_dim: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
 
     @property
     def qk_head_dim(self) -> int:
@@ -92,6 +102,17 @@ class ModelSpec(Strict):
     lm_head_bias: Bool = False
     embedding_norm: Bool = False  # BLOOM's word_embeddings_layernorm
     final_norm: Bool = True
+    # RMSNorm on queries and keys before RoPE: "per_head" = one scale of head_dim shared by
+    # every head (Qwen3 q_norm / k_norm), "per_layer" = one scale over all heads' width
+    # (MiniMax-M2 qk_norm_type: per_layer). Counted in parameters; no FLOPs modelled.
+    qk_norm: Literal["none", "per_head", "per_layer"] = "none"
+    # one learned softmax-sink logit per attention head per layer (gpt-oss `sinks`)
+    attention_sinks: Bool = False
+    # Per-layer attention kinds (HF `layer_types`) and the sliding window of the
+    # "sliding_attention" layers. Carried for the structure and the parameter count (which
+    # they do not change); KV cache and attention FLOPs still treat every layer as full.
+    layer_types: tuple[Literal["full_attention", "sliding_attention"], ...] | None = None
+    sliding_window: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     moe: MoESpec | None = None
     mla: MLASpec | None = None
     # total, as published (for tests / display)
@@ -114,6 +135,20 @@ class ModelSpec(Strict):
             )
         if self.moe and self.moe.first_dense_layers > self.num_layers:
             raise SpecError("moe.first_dense_layers must be <= num_layers")
+        pattern = self.moe.layer_pattern if self.moe else None
+        if pattern is not None and len(pattern) != self.num_layers:
+            raise SpecError(
+                f"moe.layer_pattern has {len(pattern)} entries; it needs one per layer "
+                f"(num_layers = {self.num_layers})"
+            )
+        if self.layer_types is not None and len(self.layer_types) != self.num_layers:
+            raise SpecError(
+                f"layer_types has {len(self.layer_types)} entries; it needs one per layer "
+                f"(num_layers = {self.num_layers})"
+            )
+        if (self.layer_types and "sliding_attention" in self.layer_types
+                and self.sliding_window is None):
+            raise SpecError("layer_types has sliding_attention layers; give sliding_window")
         return self
 
     # --- derived sizes -------------------------------------------------------------------
@@ -138,6 +173,8 @@ class ModelSpec(Strict):
     def num_moe_layers(self) -> int:
         if not self.moe:
             return 0
+        if self.moe.layer_pattern is not None:
+            return sum(self.moe.layer_pattern)
         rest = self.num_layers - self.moe.first_dense_layers
         return rest // self.moe.layer_frequency
 

@@ -1,8 +1,13 @@
 """Import a HuggingFace ``config.json`` as a ModelSpec.
 
-Each supported ``model_type`` maps the config keys onto the weight shapes that the matching
-transformers modeling file builds, so the imported spec counts exactly the parameters of the
-released checkpoint (tests/data/hf_configs/ holds real configs with their expected counts).
+The older families (``_BUILDERS``) map their own key spellings onto the weight shapes that the
+matching transformers modeling file builds; every other ``model_type`` is read by structure
+(``_structural``): attention (GQA or MLA, with a sparse-attention indexer), MLP, MoE under its
+various key names, per-layer attention kinds, and the language model inside a multimodal
+wrapper's ``text_config`` / ``llm_config``. A key that is neither a known shape nor known to
+change no shape is refused in one line naming it, so an unknown part is never guessed. The
+imported spec counts exactly the parameters of the released checkpoint (tests/data/hf_configs/
+and tests/test_hf_structure.py check real configs against their published totals).
 Keys the count does not depend on (dropout, token ids, RoPE scaling, ...) are ignored, and so
 is the ``_source`` citation that the test fixtures carry.
 """
@@ -60,19 +65,24 @@ _INT_KEYS = (
     "n_shared_experts", "first_k_dense_replace", "moe_layer_freq", "n_embd", "n_layer",
     "n_head", "n_inner", "n_positions", "n_ctx", "ffn_dim", "word_embed_proj_dim", "n_embed",
     "seq_length", "num_kv_heads", "n_head_kv", "num_ln_in_parallel_attn", "ffn_hidden_size",
-    "d_model", "n_layers", "n_heads", "max_seq_len",
+    "d_model", "n_layers", "n_heads", "max_seq_len", "intermediate_size_mlp",
+    "experts_per_token", "shared_intermediate_size", "interleave_moe_layer_step",
+    "sliding_window", "qk_head_dim",
 )
 _BOOL_KEYS = (
     "tie_word_embeddings", "attention_bias", "mlp_bias", "do_layer_norm_before",
     "_remove_final_layer_norm", "enable_bias", "new_decoder_architecture", "parallel_attn",
     "multi_query", "bias", "alibi", "use_parallel_residual", "learned_pos_emb", "no_bias",
-    "rope",
+    "rope", "use_routing_bias", "use_qk_norm",
 )
 _STR_KEYS = ("model_type", "_name_or_path", "hidden_act", "activation_function", "topk_method")
 JSON_TYPES: dict[str, str] = {
     **dict.fromkeys(_INT_KEYS, "integer"), **dict.fromkeys(_BOOL_KEYS, "boolean"),
     **dict.fromkeys(_STR_KEYS, "string"), "expansion_ratio": "number",
     "attn_config": "object", "mlp_only_layers": "array",
+    "layer_types": "array", "attn_type_list": "array", "share_expert_dim": "integer",
+    "qkv_bias": "boolean", "use_moe_router_bias": "boolean", "index_n_heads": "integer",
+    "index_head_dim": "integer",
 }
 
 
@@ -387,6 +397,220 @@ def _mpt(c: _Config) -> dict[str, Any]:
     }
 
 
+# --- any other model_type: read by structure ----------------------------------------------
+# Keys that change no weight shape: token ids, dropouts, RoPE / window / routing numerics,
+# initialisation, dtypes, generation defaults, multi-token-prediction modules (not part of the
+# main model, as for DeepSeek-V3's 671B) and the transformers bookkeeping of PretrainedConfig.
+def _keys(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_NO_SHAPE_KEYS = _keys("""
+    _name_or_path _source architectures auto_map transformers_version model_type dtype
+    torch_dtype use_cache bos_token_id eos_token_id pad_token_id sep_token_id
+    decoder_start_token_id image_token_id video_token_id vision_start_token_id
+    vision_end_token_id media_placeholder_token_id video_placeholder ignore_index
+    use_unified_vision_chunk initializer_range attention_dropout hidden_dropout
+    rms_norm_eps layer_norm_eps layer_norm_epsilon norm_eps rope_theta rope_scaling
+    rope_parameters rope_interleave partial_rotary_factor rotary_dim use_mrope
+    max_position_embeddings initial_context_length attention_chunk_size no_rope_layers
+    no_rope_layer_interval attn_temperature_tuning attn_scale floor_scale
+    use_sliding_window sliding_window max_window_layers layer_types
+    norm_topk_prob routed_scaling_factor scoring_func topk_group n_group topk_method
+    router_aux_loss_coef aux_loss_alpha seq_aux output_router_logits router_jitter_noise
+    ep_size swiglu_limit pretraining_tp quantization_config num_nextn_predict_layers
+    use_mtp num_mtp_modules mtp_transformer_layers use_qk_norm qk_norm_type
+    moe_router_dtype num_logits_to_keep moe_router_scaling_factor index_topk
+    indexer_rope_interleave
+    add_cross_attention chunk_size_feed_forward cross_attention_hidden_size finetuning_task
+    id2label label2id is_decoder is_encoder_decoder output_attentions output_hidden_states
+    prefix problem_type pruned_heads return_dict task_specific_params tf_legacy_loss
+    tie_encoder_decoder tokenizer_class torchscript use_bfloat16 bad_words_ids
+    begin_suppress_tokens diversity_penalty do_sample early_stopping
+    encoder_no_repeat_ngram_size exponential_decay_length_penalty forced_bos_token_id
+    forced_eos_token_id length_penalty max_length min_length no_repeat_ngram_size
+    num_beam_groups num_beams num_return_sequences output_scores remove_invalid_values
+    repetition_penalty return_dict_in_generate suppress_tokens temperature top_k top_p
+    typical_p
+""")
+
+# Keys the structural reader turns into weight shapes (below).
+_SHAPE_KEYS = _keys("""
+    num_hidden_layers hidden_size num_attention_heads num_key_value_heads head_dim
+    intermediate_size intermediate_size_mlp vocab_size tie_word_embeddings hidden_act
+    attention_bias mlp_bias n_routed_experts num_local_experts num_experts
+    num_experts_per_tok experts_per_token moe_intermediate_size n_shared_experts
+    shared_expert_intermediate_size shared_intermediate_size first_k_dense_replace
+    moe_layer_freq decoder_sparse_step interleave_moe_layer_step mlp_only_layers
+    use_routing_bias use_moe_router_bias q_lora_rank kv_lora_rank qk_rope_head_dim
+    qk_nope_head_dim v_head_dim qk_head_dim qkv_bias index_n_heads index_head_dim
+    share_expert_dim attn_type_list
+""")
+
+# Parts a config may name that the ModelSpec cannot express yet: one line each.
+_UNMODELLED_KEYS = {
+    "block_configs": "NAS-style heterogeneous blocks (block_configs)",
+    "hybrid_override_pattern": "Mamba / hybrid layer pattern (hybrid_override_pattern)",
+    "layers_block_type": "Mamba / hybrid layer pattern (layers_block_type)",
+    "hybrid_layer_pattern": "hybrid layer pattern (hybrid_layer_pattern)",
+    "ssm_state_size": "Mamba layers (ssm_state_size)",
+    "linear_attn_config": "linear-attention layers (linear_attn_config)",
+    "linear_num_key_heads": "gated-delta-net linear-attention layers (linear_num_key_heads)",
+    "indexer_types": "indexer shared across layers (indexer_types)",
+    "index_topk_pattern": "indexer shared across layers (index_topk_pattern)",
+    "hc_mult": "hyper-connections (hc_mult)",
+    "o_lora_rank": "low-rank grouped output projection (o_lora_rank)",
+    "moe_latent_size": "latent MoE projection (moe_latent_size)",
+    "attention_k_eq_v": "shared key/value projection (attention_k_eq_v)",
+    "hidden_size_per_layer_input": "per-layer input embeddings (hidden_size_per_layer_input)",
+    "global_head_dim": "separate head size of global attention layers (global_head_dim)",
+    "swa_num_attention_heads": "separate sliding-window attention shapes "
+                               "(swa_num_attention_heads)",
+    "attn_output_gate": "gated attention output (attn_output_gate)",
+    "attention_output_gate": "gated attention output (attention_output_gate)",
+    "mlp_layer_types": "per-layer MLP types (mlp_layer_types)",
+    "enable_moe_block": "dense MLP beside the MoE block (enable_moe_block)",
+    "use_double_wide_mlp": "double-width MLP layers (use_double_wide_mlp)",
+}
+
+# Facts the transformers modeling file fixes for a model_type without a config key: Qwen3's
+# per-head q_norm / k_norm; Qwen2-style bias on q, k, v but not o (MiMo-7B); gpt-oss's biased
+# router and experts and per-head attention sinks; Llama 4's one shared expert per MoE layer.
+_IMPLICIT: dict[str, dict[str, Any]] = {
+    "qwen3": {"qk_norm": "per_head"},
+    "qwen3_moe": {"qk_norm": "per_head"},
+    "qwen3_vl_text": {"qk_norm": "per_head"},
+    "qwen3_vl_moe_text": {"qk_norm": "per_head"},
+    "mimo": {"attn_out_bias": False},
+    "gpt_oss": {"attention_sinks": True, "mlp_bias": True, "router_bias": True},
+    "llama4_text": {"shared_experts": 1},
+}
+_ATTENTION_LAYER_TYPES = ("full_attention", "sliding_attention")
+_MAX_NAME = 100  # characters of a model_type
+
+
+def _refuse(c: _Config, part: str) -> SpecError:
+    return SpecError(f"model_type {c.model_type!r}: {part} is not modelled")
+
+
+def _structural(c: _Config) -> dict[str, Any]:
+    """Any decoder-only LM read by structure: GQA or MLA attention, gated MLP, MoE under its
+    various key names, sliding-window layer patterns. A key that is neither a known shape key
+    nor known to change no shape is refused by name: an unknown part is never guessed."""
+    for key, part in _UNMODELLED_KEYS.items():
+        if c.data.get(key):
+            raise _refuse(c, part)
+    unknown = sorted(k for k in c.data if k not in _SHAPE_KEYS and k not in _NO_SHAPE_KEYS
+                     and not (k in _UNMODELLED_KEYS and not c.data[k]))  # false: part absent
+    if unknown:
+        raise _refuse(c, f"config key {unknown[0]!r}")
+    implicit = _IMPLICIT.get(c.model_type, {})
+    layers = c.req("num_hidden_layers")
+    types = c.get("layer_types")
+    window = None
+    if types is not None:
+        for t in types:
+            if t not in _ATTENTION_LAYER_TYPES:
+                raise _refuse(c, f"layer type {t!r} in layer_types")
+        if "sliding_attention" in types:
+            window = c.req("sliding_window")
+    attn_types = c.get("attn_type_list")
+    if attn_types is not None and any(t != 1 for t in attn_types):  # MiniMax: 0 = lightning
+        raise _refuse(c, "linear (lightning) attention layers (attn_type_list entries 0)")
+    bias = bool(c.get("attention_bias", default=False))
+    experts = c.get("n_routed_experts", "num_local_experts", "num_experts")
+    dense_ffn = c.get("intermediate_size_mlp", "intermediate_size")
+    spec: dict[str, Any] = {
+        "family": c.model_type.lower().replace("_", "-"),
+        "num_layers": layers,
+        "hidden_size": c.req("hidden_size"),
+        "num_heads": c.req("num_attention_heads"),
+        "num_kv_heads": c.get("num_key_value_heads"),
+        "head_dim": c.get("head_dim"),
+        "ffn_hidden_size": dense_ffn if dense_ffn is not None else c.req("moe_intermediate_size"),
+        "vocab_size": c.req("vocab_size"),
+        "max_position_embeddings": c.get("max_position_embeddings", default=2048),
+        "gated_mlp": True,
+        "activation": _activation(c.get("hidden_act"), "silu"),
+        "norm": "rmsnorm",
+        "position_embedding": "rope",
+        "tie_embeddings": bool(c.get("tie_word_embeddings", default=False)),
+        "qkv_bias": bias or bool(c.get("qkv_bias", default=False)),
+        "attn_out_bias": implicit.get("attn_out_bias", bias),
+        "mlp_bias": implicit.get("mlp_bias", bool(c.get("mlp_bias", default=False))),
+        "qk_norm": implicit.get("qk_norm", "none"),
+        "attention_sinks": implicit.get("attention_sinks", False),
+        "layer_types": tuple(types) if types is not None else None,
+        "sliding_window": window,
+    }
+    if c.get("use_qk_norm") and c.get("qk_norm_type") == "per_layer":
+        spec["qk_norm"] = "per_layer"  # MiniMax-M2; Llama 4's use_qk_norm is weightless L2
+    if c.get("kv_lora_rank"):
+        spec.update(num_kv_heads=None, head_dim=None)
+        spec["mla"] = {
+            "q_lora_rank": c.get("q_lora_rank"),
+            "kv_lora_rank": c.req("kv_lora_rank"),
+            "qk_nope_head_dim": c.req("qk_nope_head_dim"),
+            "qk_rope_head_dim": c.req("qk_rope_head_dim"),
+            "v_head_dim": c.req("v_head_dim"),
+            "indexer_heads": c.get("index_n_heads"),
+            "indexer_head_dim": c.get("index_head_dim") if c.get("index_n_heads") else None,
+        }
+    elif c.get("index_n_heads"):
+        raise _refuse(c, "sparse-attention indexer without MLA (index_n_heads)")
+    if experts:
+        expert_ffn = c.get("moe_intermediate_size", "intermediate_size")
+        if expert_ffn is None:
+            c.req("moe_intermediate_size")
+        n_shared = c.get("n_shared_experts", default=implicit.get("shared_experts", 0))
+        shared_width = c.get("share_expert_dim") if n_shared else None  # Step: per shared
+        gate = False
+        if c.get("shared_expert_intermediate_size", "shared_intermediate_size"):
+            # Qwen-MoE: one shared expert of its own width behind a sigmoid gate
+            shared_width = c.get("shared_expert_intermediate_size", "shared_intermediate_size")
+            n_shared, gate = 1, c.get("shared_expert_intermediate_size") is not None
+        first = c.get("first_k_dense_replace", default=0)
+        freq = c.get("moe_layer_freq", "decoder_sparse_step", "interleave_moe_layer_step",
+                     default=1)
+        pattern = None
+        if c.get("moe_layer_freq") not in (None, 1):  # DeepSeek: MoE where i % freq == 0
+            pattern = tuple(i >= first and i % freq == 0 for i in range(layers))
+        elif c.get("mlp_only_layers"):  # Qwen-MoE: these dense, else every step-th layer
+            dense = set(c.get("mlp_only_layers"))
+            pattern = tuple(i not in dense and (i + 1) % freq == 0 for i in range(layers))
+        spec["moe"] = {
+            "num_experts": experts,
+            "top_k": c.req("num_experts_per_tok", "experts_per_token"),
+            "expert_ffn_hidden_size": expert_ffn,
+            "num_shared_experts": n_shared,
+            "shared_expert_ffn_hidden_size": shared_width or None,
+            "first_dense_layers": first,
+            "layer_frequency": freq if pattern is None else 1,
+            "layer_pattern": pattern,
+            "router_bias": bool(
+                implicit.get("router_bias") or c.get("topk_method") == "noaux_tc"
+                or c.get("use_routing_bias") or c.get("use_moe_router_bias")
+            ),
+            "shared_expert_gate": gate,
+        }
+    return spec
+
+
+def _unwrap(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A multimodal wrapper's language model (``text_config`` / ``llm_config``), with the
+    wrapper's name and tied-embedding flag; the vision / audio towers are not counted."""
+    for key in ("text_config", "llm_config"):
+        inner = config.get(key)
+        if isinstance(inner, Mapping):
+            merged = dict(inner)
+            for k in ("_name_or_path", "tie_word_embeddings"):
+                if k not in merged and config.get(k) is not None:
+                    merged[k] = config[k]
+            merged.setdefault("model_type", f"{config.get('model_type')}_text")
+            return merged
+    return config
+
+
 _BUILDERS: dict[str, Callable[[_Config], dict[str, Any]]] = {
     "llama": _llama,
     "mistral": _mistral,
@@ -430,12 +654,28 @@ def model_from_hf_config(config: Mapping[str, Any], id: str | None = None) -> Mo
         check_json_type("model_type", model_type)
     if config.get("_name_or_path") is not None:
         check_json_type("_name_or_path", config["_name_or_path"])
+    if isinstance(model_type, str) and len(model_type) > _MAX_NAME:
+        raise SpecError(f"HF config key 'model_type' is {len(model_type)} characters long; "
+                        f"a model type is a name of at most {_MAX_NAME}")
+    if not model_type and isinstance(config.get("quantization"), Mapping):
+        raise SpecError("a quantisation descriptor (hf_quant_config.json), not an architecture: "
+                        "import the config.json beside it")
     if not model_type:
         raise SpecError(f"HF config has no 'model_type' key; supported model types: {supported}")
-    builder = _BUILDERS.get(str(model_type))
-    if builder is None:
-        raise SpecError(f"unsupported HF model_type {model_type!r}; supported: {supported}")
-    fields = builder(_Config(config, str(model_type)))
+    wrapper = str(model_type)
+    config = _unwrap(config)
+    model_type = config.get("model_type")
+    if model_type is not None:
+        check_json_type("model_type", model_type)
+    model_type = str(model_type or wrapper)
+    if len(model_type) > _MAX_NAME:
+        raise SpecError(f"HF config key 'text_config.model_type' is {len(model_type)} characters "
+                        f"long; a model type is a name of at most {_MAX_NAME}")
+    builder = _BUILDERS.get(model_type, _structural)
+    fields = builder(_Config(config, model_type))
+    if model_type != wrapper:
+        fields.setdefault("notes", f"language model of the {wrapper!r} wrapper; the vision / "
+                                   "audio towers are not counted")
     fields = {k: v for k, v in fields.items() if v is not None}
     model_id = id or _default_id(config, str(model_type))
     fields.setdefault("name", str(config.get("_name_or_path") or model_id))
