@@ -31,7 +31,7 @@ needs_configs = pytest.mark.skipif(not CONFIGS.is_dir(), reason="shared/referenc
 
 # Configs that import today (out of 117 files: 89 config.json + 28 hf_quant_config.json).
 # Before the structural reader: 9 (llama x4, mixtral x2, deepseek_v3 x3). Never lower it.
-MIN_IMPORTED = 51
+MIN_IMPORTED = 52
 
 
 def _load(name: str):
@@ -187,6 +187,28 @@ def test_mixtral_8x22b():
     assert c.total == 140_620_634_112
     assert _rounds_to(c.total, 141e9, 1e9)
     assert _rounds_to(c.active, 39e9, 1e9)
+
+
+@needs_configs
+def test_glm5_744b():
+    """https://huggingface.co/zai-org/GLM-5: 744B parameters (40B active, which Z.ai rounds
+    down: ours is 40.8B without the input embedding). MLA with a DSA lightning indexer."""
+    spec = _load("zai-org--GLM-5")
+    c = param_counts(spec)
+    assert spec.mla.indexer_heads == 32 and spec.mla.indexer_head_dim == 128
+    assert _rounds_to(c.total, 744e9, 1e9)
+    assert c.total == param_counts(_load("nvidia--GLM-5.1-NVFP4")).total  # mlp_layer_types
+
+
+@needs_configs
+def test_deepseek_v32_adds_the_indexer_to_v3():
+    """DeepSeek-V3.2 = V3 + per layer the indexer: wq_b 1536 x 64*128, wk 7168 x 128, k_norm
+    LayerNorm(128) with bias, weights_proj 7168 x 64."""
+    v3, v32 = (param_counts(_load(n)) for n in
+               ("deepseek-ai--DeepSeek-V3", "deepseek-ai--DeepSeek-V3.2"))
+    per_layer = 1536 * 64 * 128 + 7168 * 128 + 2 * 128 + 7168 * 64
+    assert v32.total - v3.total == 61 * per_layer
+    assert v32.active - v3.active == 61 * per_layer
 
 
 # --- structure read from the config, on small edited configs ---------------------------------

@@ -82,7 +82,7 @@ JSON_TYPES: dict[str, str] = {
     "attn_config": "object", "mlp_only_layers": "array",
     "layer_types": "array", "attn_type_list": "array", "share_expert_dim": "integer",
     "qkv_bias": "boolean", "use_moe_router_bias": "boolean", "index_n_heads": "integer",
-    "index_head_dim": "integer",
+    "index_head_dim": "integer", "indexer_types": "array", "mlp_layer_types": "array",
 }
 
 
@@ -444,7 +444,7 @@ _SHAPE_KEYS = _keys("""
     moe_layer_freq decoder_sparse_step interleave_moe_layer_step mlp_only_layers
     use_routing_bias use_moe_router_bias q_lora_rank kv_lora_rank qk_rope_head_dim
     qk_nope_head_dim v_head_dim qk_head_dim qkv_bias index_n_heads index_head_dim
-    share_expert_dim attn_type_list
+    share_expert_dim attn_type_list indexer_types mlp_layer_types
 """)
 
 # Parts a config may name that the ModelSpec cannot express yet: one line each.
@@ -456,8 +456,8 @@ _UNMODELLED_KEYS = {
     "ssm_state_size": "Mamba layers (ssm_state_size)",
     "linear_attn_config": "linear-attention layers (linear_attn_config)",
     "linear_num_key_heads": "gated-delta-net linear-attention layers (linear_num_key_heads)",
-    "indexer_types": "indexer shared across layers (indexer_types)",
     "index_topk_pattern": "indexer shared across layers (index_topk_pattern)",
+    "index_topk_freq": "indexer shared across layers (index_topk_freq)",
     "hc_mult": "hyper-connections (hc_mult)",
     "o_lora_rank": "low-rank grouped output projection (o_lora_rank)",
     "moe_latent_size": "latent MoE projection (moe_latent_size)",
@@ -468,7 +468,6 @@ _UNMODELLED_KEYS = {
                                "(swa_num_attention_heads)",
     "attn_output_gate": "gated attention output (attn_output_gate)",
     "attention_output_gate": "gated attention output (attention_output_gate)",
-    "mlp_layer_types": "per-layer MLP types (mlp_layer_types)",
     "enable_moe_block": "dense MLP beside the MoE block (enable_moe_block)",
     "use_double_wide_mlp": "double-width MLP layers (use_double_wide_mlp)",
 }
@@ -517,6 +516,13 @@ def _structural(c: _Config) -> dict[str, Any]:
     attn_types = c.get("attn_type_list")
     if attn_types is not None and any(t != 1 for t in attn_types):  # MiniMax: 0 = lightning
         raise _refuse(c, "linear (lightning) attention layers (attn_type_list entries 0)")
+    for t in c.get("indexer_types") or ():
+        if t != "full":
+            raise _refuse(c, f"indexer type {t!r} in indexer_types")
+    mlp_types = c.get("mlp_layer_types")
+    for t in mlp_types or ():
+        if t not in ("dense", "sparse"):
+            raise _refuse(c, f"MLP type {t!r} in mlp_layer_types")
     bias = bool(c.get("attention_bias", default=False))
     experts = c.get("n_routed_experts", "num_local_experts", "num_experts")
     dense_ffn = c.get("intermediate_size_mlp", "intermediate_size")
@@ -573,7 +579,12 @@ def _structural(c: _Config) -> dict[str, Any]:
         freq = c.get("moe_layer_freq", "decoder_sparse_step", "interleave_moe_layer_step",
                      default=1)
         pattern = None
-        if c.get("moe_layer_freq") not in (None, 1):  # DeepSeek: MoE where i % freq == 0
+        if mlp_types is not None:  # GLM-5: "dense" / "sparse" (MoE) per layer
+            if len(mlp_types) != layers:
+                raise SpecError(f"HF config key 'mlp_layer_types' has {len(mlp_types)} entries; "
+                                f"it needs one per layer (num_hidden_layers = {layers})")
+            pattern = tuple(t == "sparse" for t in mlp_types)
+        elif c.get("moe_layer_freq") not in (None, 1):  # DeepSeek: MoE where i % freq == 0
             pattern = tuple(i >= first and i % freq == 0 for i in range(layers))
         elif c.get("mlp_only_layers"):  # Qwen-MoE: these dense, else every step-th layer
             dense = set(c.get("mlp_only_layers"))
