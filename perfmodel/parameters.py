@@ -34,6 +34,10 @@ class ParamCounts:
     num_moe_layers: int
     num_experts: int
     top_k: int
+    # linear-attention layers (ModelSpec.linear_attention): what one such layer has more than a
+    # full-attention layer (its mixer minus attention and q/k norms); 0 without them
+    linear_attention_delta: int = 0
+    num_linear_attention_layers: int = 0
 
     @property
     def per_dense_layer(self) -> int:
@@ -62,10 +66,14 @@ class ParamCounts:
         return self.final_norm + self.lm_head
 
     @property
+    def linear_attention_adjustment(self) -> int:
+        return self.num_linear_attention_layers * self.linear_attention_delta
+
+    @property
     def total(self) -> int:
         return (
             self.embeddings + self.head + self.num_dense_layers * self.per_dense_layer
-            + self.num_moe_layers * self.per_moe_layer
+            + self.num_moe_layers * self.per_moe_layer + self.linear_attention_adjustment
         )
 
     @property
@@ -73,7 +81,7 @@ class ParamCounts:
         """Parameters touched per token (MoE: top-k routed experts + shared experts)."""
         return (
             self.embeddings + self.head + self.num_dense_layers * self.per_dense_layer
-            + self.num_moe_layers * self.per_moe_layer_active
+            + self.num_moe_layers * self.per_moe_layer_active + self.linear_attention_adjustment
         )
 
     @property
@@ -116,6 +124,8 @@ def attention_params(model: ModelSpec) -> tuple[int, int]:
     hd, kv = model.hd, model.kv_heads
     q, k_v = nh * hd, kv * hd
     sharded = h * (q + 2 * k_v) + q * h
+    if model.attention_output_gate:
+        sharded += h * q + (q if model.qkv_bias else 0)
     if model.attention_sinks:
         sharded += nh
     if model.qkv_bias:
@@ -132,6 +142,22 @@ def qk_norm_params(model: ModelSpec) -> int:
     if model.qk_norm == "per_layer":
         return (model.num_heads + model.kv_heads) * model.hd
     return 0
+
+
+def linear_attention_params(model: ModelSpec) -> int:
+    """One gated-delta-net mixer (transformers Qwen3NextGatedDeltaNet): in_proj_qkvz
+    h x (2 key_dim + 2 value_dim), in_proj_ba h x 2 value heads, depthwise conv1d over q, k, v
+    without bias, dt_bias and A_log per value head, gated RMSNorm over a value head, out_proj."""
+    la = model.linear_attention
+    if la is None:
+        return 0
+    h = model.hidden_size
+    key_dim, value_dim = la.num_key_heads * la.key_head_dim, la.num_value_heads * la.value_head_dim
+    return (
+        h * (2 * key_dim + 2 * value_dim) + h * 2 * la.num_value_heads
+        + (2 * key_dim + value_dim) * la.conv_kernel + 2 * la.num_value_heads
+        + la.value_head_dim + value_dim * h
+    )
 
 
 def param_counts(model: ModelSpec) -> ParamCounts:
@@ -162,4 +188,8 @@ def param_counts(model: ModelSpec) -> ParamCounts:
         num_moe_layers=model.num_moe_layers,
         num_experts=moe.num_experts if moe else 0,
         top_k=moe.top_k if moe else 0,
+        linear_attention_delta=(
+            linear_attention_params(model) - attn - attn_rep - qk_norm_params(model)
+        ) if model.linear_attention else 0,
+        num_linear_attention_layers=model.num_linear_attention_layers,
     )

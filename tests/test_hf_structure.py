@@ -31,7 +31,7 @@ needs_configs = pytest.mark.skipif(not CONFIGS.is_dir(), reason="shared/referenc
 
 # Configs that import today (out of 117 files: 89 config.json + 28 hf_quant_config.json).
 # Before the structural reader: 9 (llama x4, mixtral x2, deepseek_v3 x3). Never lower it.
-MIN_IMPORTED = 52
+MIN_IMPORTED = 59
 
 
 def _load(name: str):
@@ -209,6 +209,41 @@ def test_deepseek_v32_adds_the_indexer_to_v3():
     per_layer = 1536 * 64 * 128 + 7168 * 128 + 2 * 128 + 7168 * 64
     assert v32.total - v3.total == 61 * per_layer
     assert v32.active - v3.active == 61 * per_layer
+
+
+@needs_configs
+@pytest.mark.parametrize(("name", "total", "active"), [
+    ("Qwen--Qwen3.5-27B", 27e9, None),
+    ("Qwen--Qwen3.5-35B-A3B", 35e9, 3e9),
+    ("Qwen--Qwen3.5-122B-A10B", 122e9, 10e9),
+    ("Qwen--Qwen3.5-397B-A17B", 397e9, 17e9),
+])
+def test_qwen35_gated_delta_net(name, total, active):
+    """Qwen3.5 model cards (https://huggingface.co/Qwen/Qwen3.5-397B-A17B: 397B total, 17B
+    activated; the other sizes as named): 3 gated-delta-net layers per full-attention layer
+    (which has a gated query projection). Our count is the language model only; the published
+    totals include the vision encoder (for 397B: ours is 396.35B)."""
+    spec = _load(name)
+    c = param_counts(spec)
+    assert spec.linear_attention.kind == "gated_delta_net" and spec.attention_output_gate
+    assert c.num_linear_attention_layers == 3 * spec.num_layers // 4
+    assert c.total < total + 0.5e9 and total - c.total < 1.5e9
+    if active is not None:
+        assert _rounds_to(c.active, active, 1e9)
+
+
+def test_gated_delta_net_layer_count_by_hand():
+    """One layer of each kind, tiny widths: GDN h*(2*16+2*32) + h*2*4 + (2*16+32)*4 + 2*4
+    + 8 + 32*h replaces attention and the q/k norms."""
+    spec = model_from_hf_config(_tiny(
+        model_type="qwen3_5_text", layer_types=["linear_attention", "full_attention"] * 2,
+        linear_num_key_heads=2, linear_key_head_dim=8, linear_num_value_heads=4,
+        linear_value_head_dim=8, linear_conv_kernel_dim=4, attn_output_gate=True))
+    h = 64
+    gdn = h * (2 * 16 + 2 * 32) + h * 8 + (2 * 16 + 32) * 4 + 8 + 8 + 32 * h
+    attn = h * (64 + 2 * 32) + 64 * h + h * 64 + 2 * 16  # + output gate, + q/k norms
+    mlp_norms = 3 * h * 128 + 2 * h
+    assert param_counts(spec).total == 2 * (gdn + attn + 2 * mlp_norms) + 2 * 100 * h + h
 
 
 # --- structure read from the config, on small edited configs ---------------------------------

@@ -71,6 +71,21 @@ class MLASpec(Strict):
         return self.qk_nope_head_dim + self.qk_rope_head_dim
 
 
+class LinearAttentionSpec(Strict):
+    """The linear-attention mixer of the ``linear_attention`` layers in ``layer_types``:
+    gated delta net (Yang et al. 2024, arXiv 2412.06464; Qwen3-Next / Qwen3.5
+    Qwen3NextGatedDeltaNet): in_proj_qkvz, in_proj_ba, a depthwise causal conv1d over q, k, v,
+    dt_bias, A_log, a gated RMSNorm over the value head and out_proj. Counted in parameters;
+    its fixed-size state and FLOPs are not modelled yet (those layers run as full attention)."""
+
+    kind: Literal["gated_delta_net"] = "gated_delta_net"
+    num_key_heads: Int = Field(ge=1, le=MAX_WIDTH)
+    num_value_heads: Int = Field(ge=1, le=MAX_WIDTH)
+    key_head_dim: Int = Field(ge=1, le=MAX_WIDTH)
+    value_head_dim: Int = Field(ge=1, le=MAX_WIDTH)
+    conv_kernel: Int = Field(default=4, ge=1, le=MAX_WIDTH)
+
+
 class ModelSpec(Strict):
     """A decoder-only transformer."""
 
@@ -111,8 +126,13 @@ class ModelSpec(Strict):
     # Per-layer attention kinds (HF `layer_types`) and the sliding window of the
     # "sliding_attention" layers. Carried for the structure and the parameter count (which
     # they do not change); KV cache and attention FLOPs still treat every layer as full.
-    layer_types: tuple[Literal["full_attention", "sliding_attention"], ...] | None = None
+    layer_types: tuple[
+        Literal["full_attention", "sliding_attention", "linear_attention"], ...] | None = None
     sliding_window: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    linear_attention: LinearAttentionSpec | None = None  # the linear_attention layers' mixer
+    # the query projection also yields a per-channel sigmoid gate on the attention output
+    # (Qwen3-Next / Qwen3.5 attn_output_gate): q_proj is 2 x num_heads x head_dim wide
+    attention_output_gate: Bool = False
     moe: MoESpec | None = None
     mla: MLASpec | None = None
     # total, as published (for tests / display)
@@ -149,6 +169,9 @@ class ModelSpec(Strict):
         if (self.layer_types and "sliding_attention" in self.layer_types
                 and self.sliding_window is None):
             raise SpecError("layer_types has sliding_attention layers; give sliding_window")
+        if (self.layer_types and "linear_attention" in self.layer_types
+                and self.linear_attention is None):
+            raise SpecError("layer_types has linear_attention layers; give linear_attention")
         return self
 
     # --- derived sizes -------------------------------------------------------------------
@@ -177,6 +200,10 @@ class ModelSpec(Strict):
             return sum(self.moe.layer_pattern)
         rest = self.num_layers - self.moe.first_dense_layers
         return rest // self.moe.layer_frequency
+
+    @property
+    def num_linear_attention_layers(self) -> int:
+        return self.layer_types.count("linear_attention") if self.layer_types else 0
 
     @property
     def num_dense_layers(self) -> int:

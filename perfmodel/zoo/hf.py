@@ -82,7 +82,10 @@ JSON_TYPES: dict[str, str] = {
     "attn_config": "object", "mlp_only_layers": "array",
     "layer_types": "array", "attn_type_list": "array", "share_expert_dim": "integer",
     "qkv_bias": "boolean", "use_moe_router_bias": "boolean", "index_n_heads": "integer",
-    "index_head_dim": "integer", "indexer_types": "array", "mlp_layer_types": "array",
+    "index_head_dim": "integer", "attn_output_gate": "boolean",
+    "linear_num_key_heads": "integer", "linear_num_value_heads": "integer",
+    "linear_key_head_dim": "integer", "linear_value_head_dim": "integer",
+    "linear_conv_kernel_dim": "integer", "indexer_types": "array", "mlp_layer_types": "array",
 }
 
 
@@ -421,7 +424,8 @@ _NO_SHAPE_KEYS = _keys("""
     ep_size swiglu_limit pretraining_tp quantization_config num_nextn_predict_layers
     use_mtp num_mtp_modules mtp_transformer_layers use_qk_norm qk_norm_type
     moe_router_dtype num_logits_to_keep moe_router_scaling_factor index_topk
-    indexer_rope_interleave
+    indexer_rope_interleave full_attention_interval mtp_num_hidden_layers
+    mtp_use_dedicated_embeddings mamba_ssm_dtype
     add_cross_attention chunk_size_feed_forward cross_attention_hidden_size finetuning_task
     id2label label2id is_decoder is_encoder_decoder output_attentions output_hidden_states
     prefix problem_type pruned_heads return_dict task_specific_params tf_legacy_loss
@@ -444,7 +448,9 @@ _SHAPE_KEYS = _keys("""
     moe_layer_freq decoder_sparse_step interleave_moe_layer_step mlp_only_layers
     use_routing_bias use_moe_router_bias q_lora_rank kv_lora_rank qk_rope_head_dim
     qk_nope_head_dim v_head_dim qk_head_dim qkv_bias index_n_heads index_head_dim
-    share_expert_dim attn_type_list indexer_types mlp_layer_types
+    share_expert_dim attn_type_list indexer_types mlp_layer_types attn_output_gate
+    linear_num_key_heads linear_num_value_heads linear_key_head_dim linear_value_head_dim
+    linear_conv_kernel_dim
 """)
 
 # Parts a config may name that the ModelSpec cannot express yet: one line each.
@@ -455,7 +461,6 @@ _UNMODELLED_KEYS = {
     "hybrid_layer_pattern": "hybrid layer pattern (hybrid_layer_pattern)",
     "ssm_state_size": "Mamba layers (ssm_state_size)",
     "linear_attn_config": "linear-attention layers (linear_attn_config)",
-    "linear_num_key_heads": "gated-delta-net linear-attention layers (linear_num_key_heads)",
     "index_topk_pattern": "indexer shared across layers (index_topk_pattern)",
     "index_topk_freq": "indexer shared across layers (index_topk_freq)",
     "hc_mult": "hyper-connections (hc_mult)",
@@ -466,7 +471,6 @@ _UNMODELLED_KEYS = {
     "global_head_dim": "separate head size of global attention layers (global_head_dim)",
     "swa_num_attention_heads": "separate sliding-window attention shapes "
                                "(swa_num_attention_heads)",
-    "attn_output_gate": "gated attention output (attn_output_gate)",
     "attention_output_gate": "gated attention output (attention_output_gate)",
     "enable_moe_block": "dense MLP beside the MoE block (enable_moe_block)",
     "use_double_wide_mlp": "double-width MLP layers (use_double_wide_mlp)",
@@ -474,17 +478,20 @@ _UNMODELLED_KEYS = {
 
 # Facts the transformers modeling file fixes for a model_type without a config key: Qwen3's
 # per-head q_norm / k_norm; Qwen2-style bias on q, k, v but not o (MiMo-7B); gpt-oss's biased
-# router and experts and per-head attention sinks; Llama 4's one shared expert per MoE layer.
+# router and experts and per-head attention sinks; Llama 4's one shared expert per MoE layer;
+# Qwen3.5's (Qwen3-Next's) per-head q_norm / k_norm in its full-attention layers.
 _IMPLICIT: dict[str, dict[str, Any]] = {
     "qwen3": {"qk_norm": "per_head"},
     "qwen3_moe": {"qk_norm": "per_head"},
     "qwen3_vl_text": {"qk_norm": "per_head"},
     "qwen3_vl_moe_text": {"qk_norm": "per_head"},
+    "qwen3_5_text": {"qk_norm": "per_head"},
+    "qwen3_5_moe_text": {"qk_norm": "per_head"},
     "mimo": {"attn_out_bias": False},
     "gpt_oss": {"attention_sinks": True, "mlp_bias": True, "router_bias": True},
     "llama4_text": {"shared_experts": 1},
 }
-_ATTENTION_LAYER_TYPES = ("full_attention", "sliding_attention")
+_ATTENTION_LAYER_TYPES = ("full_attention", "sliding_attention", "linear_attention")
 _MAX_NAME = 100  # characters of a model_type
 
 
@@ -513,6 +520,18 @@ def _structural(c: _Config) -> dict[str, Any]:
                 raise _refuse(c, f"layer type {t!r} in layer_types")
         if "sliding_attention" in types:
             window = c.req("sliding_window")
+    linear = None
+    if types is not None and "linear_attention" in types:
+        if not c.get("linear_num_value_heads"):  # only the gated delta net is known
+            raise _refuse(c, "linear_attention layers without gated-delta-net keys "
+                             "(linear_num_value_heads)")
+        linear = {
+            "num_key_heads": c.req("linear_num_key_heads"),
+            "num_value_heads": c.req("linear_num_value_heads"),
+            "key_head_dim": c.req("linear_key_head_dim"),
+            "value_head_dim": c.req("linear_value_head_dim"),
+            "conv_kernel": c.get("linear_conv_kernel_dim", default=4),
+        }
     attn_types = c.get("attn_type_list")
     if attn_types is not None and any(t != 1 for t in attn_types):  # MiniMax: 0 = lightning
         raise _refuse(c, "linear (lightning) attention layers (attn_type_list entries 0)")
@@ -548,6 +567,8 @@ def _structural(c: _Config) -> dict[str, Any]:
         "attention_sinks": implicit.get("attention_sinks", False),
         "layer_types": tuple(types) if types is not None else None,
         "sliding_window": window,
+        "linear_attention": linear,
+        "attention_output_gate": bool(c.get("attn_output_gate", default=False)),
     }
     if c.get("use_qk_norm") and c.get("qk_norm_type") == "per_layer":
         spec["qk_norm"] = "per_layer"  # MiniMax-M2; Llama 4's use_qk_norm is weightless L2
