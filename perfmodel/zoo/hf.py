@@ -425,7 +425,7 @@ _NO_SHAPE_KEYS = _keys("""
     use_mtp num_mtp_modules mtp_transformer_layers use_qk_norm qk_norm_type
     moe_router_dtype num_logits_to_keep moe_router_scaling_factor index_topk
     indexer_rope_interleave full_attention_interval mtp_num_hidden_layers
-    mtp_use_dedicated_embeddings mamba_ssm_dtype
+    mtp_use_dedicated_embeddings mamba_ssm_dtype output_gate_type
     add_cross_attention chunk_size_feed_forward cross_attention_hidden_size finetuning_task
     id2label label2id is_decoder is_encoder_decoder output_attentions output_hidden_states
     prefix problem_type pruned_heads return_dict task_specific_params tf_legacy_loss
@@ -463,6 +463,8 @@ _UNMODELLED_KEYS = {
     "linear_attn_config": "linear-attention layers (linear_attn_config)",
     "index_topk_pattern": "indexer shared across layers (index_topk_pattern)",
     "index_topk_freq": "indexer shared across layers (index_topk_freq)",
+    "sparse_attention_config": "block-sparse attention with its own index heads "
+                               "(sparse_attention_config)",
     "hc_mult": "hyper-connections (hc_mult)",
     "o_lora_rank": "low-rank grouped output projection (o_lora_rank)",
     "moe_latent_size": "latent MoE projection (moe_latent_size)",
