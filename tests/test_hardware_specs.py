@@ -21,17 +21,19 @@ REQUIRED_DEVICES = [
     "v100-sxm2-32gb", "a100-sxm4-40gb", "a100-sxm4-80gb", "a100-pcie-80gb", "h100-sxm5-80gb",
     "h100-pcie-80gb", "h100-nvl-94gb", "h200-sxm-141gb", "gh200", "b200", "l40s", "l4", "a10g",
     "a10", "t4", "rtx-a6000", "rtx-6000-ada", "rtx-3090", "rtx-3090-ti", "rtx-4080", "rtx-4090",
-    "rtx-5090", "mi250x", "mi300x", "mi325x",
+    "rtx-5090", "mi250x", "mi300x", "mi325x", "b300", "gb200", "gb300", "mi355x",
 ]
 REQUIRED_INTERCONNECTS = [
     "nvlink2-hybrid-cube-mesh", "nvlink3-nvswitch", "nvlink4-nvswitch", "nvlink5-nvswitch",
     "nvlink5-nvl72", "nvlink3-bridge", "nvlink4-bridge", "nvlink-c2c", "pcie-gen3-x16",
     "pcie-gen4-x16", "pcie-gen5-x16", "ib-edr-100", "ib-hdr-200", "ib-ndr-400", "ib-xdr-800",
     "roce-100", "roce-200", "roce-400", "infinity-fabric-mi250x", "infinity-fabric-mi300x",
+    "infinity-fabric-mi355x",
 ]
 REQUIRED_NODES = [
     "dgx-a100", "dgx-h100", "hgx-h200", "dgx-b200", "dgx-1-v100", "mi300x-platform",
-    "pcie-workstation", "l40s-server", "gh200-node",
+    "pcie-workstation", "l40s-server", "gh200-node", "hgx-b300", "gb200-nvl72", "gb300-nvl72",
+    "mi355x-platform",
 ]
 
 HOST_LINK_KINDS = {"pcie", "nvlink-c2c"}
@@ -280,6 +282,33 @@ SPOT_CHECKS = [
     ("b200", "memory_gb", 180),
     ("b200", "memory_bandwidth_gbps", 7700),
     ("b200", "scale_up.bandwidth_gbps_bidir", 1800),
+    # Same exemplar table (non-sparse) for Blackwell Ultra and the Grace-Blackwell parts:
+    # GB300 2450 / 4900 / NVFP4 14700, GB200 2450 / 4900 / 9800, B300 2250 / 4500 / 13500;
+    # reference architectures: B300 270 GB, 7.7 TB/s, 1100 W; GB200 186 GB, 8 TB/s;
+    # GB300 279 GB, 8 TB/s, up to 1,400 W. HGX B300 page: FP4 108 PF dense for 8 GPUs.
+    ("b300", "peak_tflops.bf16", 2250),
+    ("b300", "peak_tflops.fp8", 4500),
+    ("b300", "peak_tflops.fp4", 108000 / 8),
+    ("b300", "memory_gb", 270),
+    ("b300", "memory_bandwidth_gbps", 7700),
+    ("b300", "tdp_w", 1100),
+    ("gb200", "peak_tflops.bf16", 2450),
+    ("gb200", "peak_tflops.fp8", 4900),
+    ("gb200", "peak_tflops.fp4", 9800),
+    ("gb200", "memory_gb", 186),
+    ("gb200", "memory_bandwidth_gbps", 8000),
+    ("gb300", "peak_tflops.bf16", 2450),
+    ("gb300", "peak_tflops.fp8", 4900),
+    ("gb300", "peak_tflops.fp4", 14700),
+    ("gb300", "memory_gb", 279),
+    ("gb300", "memory_bandwidth_gbps", 8000),
+    ("gb300", "tdp_w", 1400),
+    # AMD MI355X (launch reports): 288 GB HBM3E, 8 TB/s, 1.4 kW, 10 PF FP4 dense, 5 PF FP8.
+    ("mi355x", "memory_gb", 288),
+    ("mi355x", "memory_bandwidth_gbps", 8000),
+    ("mi355x", "tdp_w", 1400),
+    ("mi355x", "peak_tflops.fp4", 10000),
+    ("mi355x", "peak_tflops.fp8", 5000),
     # NVIDIA Tesla V100 (Ampere in-depth blog, Table 3): FP16 tensor 125, HBM2 900 GB/s;
     # DGX-1 V100 white paper: NVLink 2, 300 GB/s per GPU.
     ("v100-sxm2-32gb", "peak_tflops.fp16", 125),
@@ -356,8 +385,8 @@ NVLINK_BIDIR = {
     "nvlink3-bridge": (600, ["a100-pcie-80gb"]),
     "nvlink4-nvswitch": (900, ["h100-sxm5-80gb", "h200-sxm-141gb", "gh200"]),
     "nvlink4-bridge": (600, ["h100-pcie-80gb", "h100-nvl-94gb"]),  # H100 PCIe / NVL bridge
-    "nvlink5-nvswitch": (1800, ["b200"]),
-    "nvlink5-nvl72": (1800, []),
+    "nvlink5-nvswitch": (1800, ["b200", "b300"]),
+    "nvlink5-nvl72": (1800, ["gb200", "gb300"]),
     "nvlink3-bridge-ga102": (112.5, ["rtx-a6000"]),  # RTX A6000 2-way bridge
 }
 
@@ -388,6 +417,7 @@ LINK_PER_DIRECTION = {
     "roce-400": 400 / 8,
     "infinity-fabric-mi300x": 7 * 64,
     "infinity-fabric-mi250x": 8 * 50,
+    "infinity-fabric-mi355x": 7 * 153.6 / 2,  # MI355X: 7 links of 153.6 GB/s bidirectional
     "nvlink-c2c": 900 / 2,  # NVLink-C2C 900 GB/s bidirectional
 }
 
@@ -403,7 +433,7 @@ def test_fabric_domains_and_nvls():
         assert links[bridge].domain_size == 2
         assert links[bridge].topology == "bridge"
     for board in ("nvlink3-nvswitch", "nvlink4-nvswitch", "nvlink5-nvswitch",
-                  "infinity-fabric-mi300x"):
+                  "infinity-fabric-mi300x", "infinity-fabric-mi355x"):
         assert links[board].domain_size == 8
     assert links["nvlink5-nvl72"].domain_size == 72
     # NVLink SHARP arrived with 3rd-generation NVSwitch (H100).
@@ -420,9 +450,21 @@ def test_fabric_domains_and_nvls():
 def test_nvswitch_nodes_scale_out_per_gpu():
     # DGX A100 / H100 / B200 datasheets: one compute NIC per GPU (HDR 200, NDR 400, NDR 400).
     for node_id, link in (("dgx-a100", "ib-hdr-200"), ("dgx-h100", "ib-ndr-400"),
-                          ("dgx-b200", "ib-ndr-400"), ("hgx-h200", "ib-ndr-400")):
+                          ("dgx-b200", "ib-ndr-400"), ("hgx-h200", "ib-ndr-400"),
+                          ("hgx-b300", "ib-xdr-800")):
         n = registry.get_node(node_id)
         assert (n.gpus_per_node, n.nics_per_node, n.inter_node) == (8, 8, link)
+
+
+def test_nvl72_racks_are_one_nvlink_node():
+    # GB200 / GB300 NVL72: 72 GPUs in one NVLink domain, one scale-out NIC per GPU
+    # (ConnectX-7 400 Gb/s on GB200, ConnectX-8 800 Gb/s on GB300).
+    for node_id, device, link in (("gb200-nvl72", "gb200", "ib-ndr-400"),
+                                  ("gb300-nvl72", "gb300", "ib-xdr-800")):
+        n = registry.get_node(node_id)
+        assert (n.device, n.gpus_per_node, n.intra_node) == (device, 72, "nvlink5-nvl72")
+        assert (n.nics_per_node, n.inter_node) == (72, link)
+        assert registry.get_device(device).default_node == node_id
 
 
 def test_memory_bytes_are_binary_vendor_gigabytes():

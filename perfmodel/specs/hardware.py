@@ -109,6 +109,12 @@ _FALLBACK: dict[str, tuple[str, ...]] = {
     "fp8": ("fp8", "bf16", "fp16", "fp32"),
     "int8": ("int8", "fp16", "bf16", "fp32"),
     "int4": ("int4", "int8", "fp16", "bf16", "fp32"),
+    # Block-scaled formats run on the tensor cores of their element type: NVFP4 and MXFP4 at
+    # the fp4 rate (Blackwell, CDNA 4), fp8 with block scales at the fp8 rate. Without fp4
+    # tensor cores, engines run fp4 weights through fp8 or 16-bit math (as int4 -> int8).
+    "nvfp4": ("fp4", "fp8", "bf16", "fp16", "fp32"),
+    "mxfp4": ("fp4", "fp8", "bf16", "fp16", "fp32"),
+    "fp8_block": ("fp8", "bf16", "fp16", "fp32"),
 }
 
 

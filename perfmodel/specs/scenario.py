@@ -153,8 +153,9 @@ class InferenceConfig(Strict):
     prompt_len: Int = Field(ge=1, le=MAX_TOKENS)
     output_len: Int = Field(default=1, ge=1, le=MAX_TOKENS)
     weight_dtype: DType = "bf16"
-    activation_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8"] = "bf16"
-    kv_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"] = "bf16"
+    activation_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8", "nvfp4", "mxfp4",
+                              "fp8_block"] = "bf16"
+    kv_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4", "nvfp4", "mxfp4"] = "bf16"
     quant_group_size: Int = Field(default=128, ge=1, le=MAX_WIDTH)
     flash_attention: Bool = True
     # paged KV cache block (vLLM default 16)
