@@ -246,6 +246,19 @@ def test_gated_delta_net_layer_count_by_hand():
     assert param_counts(spec).total == 2 * (gdn + attn + 2 * mlp_norms) + 2 * 100 * h + h
 
 
+@needs_configs
+@pytest.mark.parametrize("name", ["MiniMaxAI--MiniMax-M2.5", "MiniMaxAI--MiniMax-M2.7"])
+def test_minimax_m2(name):
+    """https://huggingface.co/MiniMaxAI/MiniMax-M2.5: 230B total, 10B active (printed to two
+    and one significant digits). Full-width q/k RMSNorm (qk_norm_type per_layer), sigmoid router
+    with a per-expert bias, no shared expert; attn_type_list all 1 (softmax attention)."""
+    spec = _load(name)
+    c = param_counts(spec)
+    assert spec.qk_norm == "per_layer" and spec.moe.router_bias
+    assert _rounds_to(c.total, 230e9, 1e10)
+    assert _rounds_to(c.active - c.word_embedding, 10e9, 1e9)
+
+
 # --- structure read from the config, on small edited configs ---------------------------------
 def _tiny(**changes):
     base = {
