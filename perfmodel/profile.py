@@ -5,6 +5,8 @@ A profile is data (JSON, versioned schema). The core reads one; the harness in
 published upstream. Every efficiency is relative to the roofline bound of the same work:
 
 * GEMM:      t = max(FLOPs / peak[dtype], bytes / HBM bw) / eff_gemm(m, n, k) + overhead
+  (a grouped GEMM over groups > 1 problems: eff_moe(m, groups, n k) + moe_overhead_s per call,
+  where the profile has that curve)
 * attention: t = max(FLOPs / peak, bytes / bw) / eff_attn(phase)(q_len, kv_len) + overhead
 * memory-bound kernels: t = bytes / (bw * eff_mem(bytes)) + overhead
 * collectives: t = latency + bytes * algorithm factor / (link bw * eff_coll(bytes))
@@ -184,6 +186,14 @@ class CalibrationProfile(Strict):
     # write, FMHA), so its floor is well above one kernel's (perfmodel.calibrate.fit)
     attention_overhead_s: dict[str, NonNegative] = Field(default_factory=dict)
     gemm: dict[str, Curve] = Field(default_factory=dict)  # dtype -> eff over (m, n, k)
+    # dtype -> eff of a grouped GEMM (a MoE layer's experts, ``groups`` > 1) over (m, groups,
+    # weights): rows per problem, problems per call, n x k of one problem's weight matrix;
+    # none for a dtype: grouped GEMMs use the ``gemm`` curve at one problem's shape
+    moe: dict[str, Curve] = Field(default_factory=dict)
+    # dtype -> fixed time per grouped-GEMM call (groups > 1) ON TOP of kernel_overhead_s, read
+    # with the ``moe`` curve: a framework MoE op runs routing, permute and finalize kernels
+    # around its grouped GEMMs, so its floor is well above one kernel's
+    moe_overhead_s: dict[str, NonNegative] = Field(default_factory=dict)
     attention: dict[str, Curve] = Field(default_factory=dict)  # prefill|decode|backward: (q, kv)
     memory: Curve | None = None  # eff over (bytes)
     # measured throughput of elementwise kernels by kind (elements per second, best size):
@@ -211,6 +221,15 @@ class CalibrationProfile(Strict):
         if curve is None:
             return np.full(np.broadcast(m, n, k).shape, self.defaults.gemm)
         return curve(m, n, k)
+
+    def moe_curve(self, dtype: str) -> Curve | None:
+        """The grouped-GEMM curve of ``dtype`` (or its GEMM fallback dtype), if fitted."""
+        return self.moe.get(dtype) or self.moe.get(_GEMM_FALLBACK.get(dtype, ""))
+
+    def moe_fixed_s(self, dtype: str) -> float:
+        """Fixed time per grouped-GEMM call beyond ``kernel_overhead_s`` (with ``moe_curve``)."""
+        key = dtype if dtype in self.moe else _GEMM_FALLBACK.get(dtype, "")
+        return float(self.moe_overhead_s.get(key, 0.0))
 
     def attention_efficiency(self, phase: str, q_len, kv_len) -> np.ndarray:
         curve = self.attention.get(phase) or self.attention.get("prefill" if phase == "backward"

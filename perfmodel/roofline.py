@@ -5,6 +5,9 @@ For every operator (Williams et al. 2009, "Roofline", CACM 52(4)):
     compute = FLOPs / peak[dtype] + vector FLOPs / peak[fp32]
     memory  = bytes / HBM bandwidth
     GEMM, attention: time = max(compute, memory) / eff(shape) + overhead
+    (a grouped GEMM over groups > 1 problems, a MoE layer's experts: eff_moe(m, groups, n k)
+    of the profile's grouped-GEMM curve for its dtype plus its fixed time per call,
+    moe_overhead_s; without that curve the dense GEMM curve, as for one problem)
     memory-bound kernels: time = max(compute, memory / eff_mem(bytes)) + overhead
 
 The bound is the larger of the two terms *before* efficiencies, so "memory-bound" is a
@@ -120,8 +123,13 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
         t_m = nbytes / bandwidth
         if cls == GEMM:
             m, n, k = (stack([op.shape[j] for op in members], shape) for j in range(3))
-            t = np.maximum(t_c, t_m) / _streaming(profile.gemm_efficiency(sub, m, n, k),
-                                                  t_c, t_m, stream)
+            eff = profile.gemm_efficiency(sub, m, n, k)
+            grouped, fixed = profile.moe_curve(sub), 0.0
+            if grouped is not None and any(np.any(np.asarray(op.groups) > 1) for op in members):
+                g = stack([op.groups for op in members], shape)
+                eff = np.where(g > 1, grouped(m, np.maximum(g, 1.0), n * k), eff)
+                fixed = np.where(g > 1, profile.moe_fixed_s(sub), 0.0)  # per grouped call
+            t = np.maximum(t_c, t_m) / _streaming(eff, t_c, t_m, stream) + fixed
         elif cls == ATTENTION:
             q, kv = (stack([op.shape[j] for op in members], shape) for j in range(2))
             curve = _attention_curve(sub)

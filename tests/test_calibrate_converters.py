@@ -125,6 +125,9 @@ def test_every_copied_table_converts_with_plausible_units(path, convert, kwargs)
             assert p["bytes"] >= 512 and busbw < 1e12  # bytes, not elements; < NVLink 5
         elif r["bench"] == "attention":
             assert p["q_len"] <= p["kv_len"]
+        elif r["bench"] == "moe":
+            flops = 2 * 3 * p["tokens"] * p["topk"] * p["hidden"] * p["inter"] / p["ep"] / p["tp"]
+            assert flops / r["time_s"] < 5e15 and p["topk"] <= p["experts"]
         else:
             assert F.record_bytes(r) / r["time_s"] < 8e12  # below any HBM
 

@@ -257,3 +257,40 @@ def published(path: str | Path, ids: Iterable[str]) -> list[dict]:
         else:
             raise ValueError(f"no converter for published point {pid}")
     return out
+
+
+# MoE tables: upstream moe_dtype -> (core compute dtype); formats the core has no name for yet
+# (fp8_block, nvfp4, the mxfp4 mixes, int4 weight-only) are skipped unless asked for by name
+MOE_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "fp8": "fp8"}
+# kernels whose first GEMM is gate+up with a gated activation (SwiGLU); ``*_nongated`` runs
+# one up projection (ReLU^2 experts)
+MOE_NONGATED = "moe_torch_flow_nongated"
+
+
+def aic_moe(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
+            distribution: str = "balanced", kernel_sources: Iterable[str] | None = None
+            ) -> list[dict]:
+    """Fused MoE tables (``moe_perf``): one MoE layer's routed experts on one GPU, latency ms
+    -> s. ``num_tokens`` tokens enter the layer, each routed to ``topk`` of ``num_experts``
+    experts of ``hidden_size`` x ``inter_size``; experts are split ``moe_ep_size`` ways (EP)
+    and each expert's intermediate dimension ``moe_tp_size`` ways. ``distribution`` keeps one
+    routing distribution (``balanced``: tokens spread evenly over the experts, the core's
+    uniform routing; ``power_law_*``: skewed). Params: tokens, hidden, inter, experts, topk,
+    tp, ep, gated, dtype (the core's dtype name)."""
+    keep = {d: MOE_DTYPES.get(d, d) for d in dtypes}
+    kernels = set(kernel_sources) if kernel_sources is not None else None
+    out = []
+    src = _source(path)
+    for row in read_rows(path):
+        if row["moe_dtype"] not in keep or row.get("distribution") != distribution:
+            continue
+        kernel = row.get("kernel_source")
+        if kernels is not None and kernel not in kernels:
+            continue
+        params = {"dtype": keep[row["moe_dtype"]], "tokens": int(row["num_tokens"]),
+                  "hidden": int(row["hidden_size"]), "inter": int(row["inter_size"]),
+                  "experts": int(row["num_experts"]), "topk": int(row["topk"]),
+                  "tp": int(row["moe_tp_size"]), "ep": int(row["moe_ep_size"]),
+                  "gated": kernel != MOE_NONGATED}
+        out.append(record("moe", params, row["latency"] * MS, src, kernel_source=kernel))
+    return out

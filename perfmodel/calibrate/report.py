@@ -21,14 +21,15 @@ from ..comm import bus_factor
 from ..profile import CalibrationProfile
 from . import fit as F
 
-KINDS = ("gemm", "attention", "memory", "collective")
+KINDS = ("gemm", "moe", "attention", "memory", "collective")
 
 
 def build_tables(records: list[dict], profile: CalibrationProfile,
                  link_bandwidths: dict | None = None) -> list[F.Table]:
     """The fit's tables for ``records``, with the profile's own overheads."""
     device = F.host_device(profile)
-    tables = F.gemm_tables(records, device, profile) + F.attention_tables(records, device, profile)
+    tables = F.gemm_tables(records, device, profile) + F.moe_tables(records, device, profile)
+    tables += F.attention_tables(records, device, profile)
     mem, elem = F.ok_records(records, "memory"), F.ok_records(records, "elementwise")
     if mem or elem:
         tables.append(F.memory_table(mem or elem, device, profile))

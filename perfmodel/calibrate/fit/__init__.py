@@ -3,7 +3,7 @@
 Every efficiency is the inverse of the core's own time formula (``perfmodel.profile``), so a
 fitted curve reproduces its measurements when the core evaluates it:
 
-* GEMM, attention: ``eff = bound / (t - fixed)``, ``bound`` = max(compute, memory) of the
+* GEMM, grouped GEMM (MoE tables), attention: ``eff = bound / (t - fixed)``, ``bound`` = max(compute, memory) of the
   same operator as ``perfmodel.ops`` builds it (``ops.gemm``; ``ops.attention_ops`` with its
   FlashAttention IO model and causal pairs, and ``ops.backward`` for the backward pass:
   reused, not re-derived), from ``roofline.op_times`` with unit efficiency; ``fixed`` is
@@ -28,7 +28,7 @@ profile holding the curve fitted on the other points. That gives ``FitError`` an
 curve is then refitted on all points. Errors are fractions (``median_ape`` 0.05 = 5 %).
 
 Modules, by table kind: ``curves`` (grid curve fitting, held-out split, errors), ``table``
-(the Table record and time inversion), ``gemm``, ``attention``, ``memory`` (bandwidth and
+(the Table record and time inversion), ``gemm``, ``moe`` (grouped GEMM), ``attention``, ``memory`` (bandwidth and
 elementwise rates), ``collectives``, ``host`` (stand-in device of a measured machine),
 ``compose`` (``fit_profile``: kernel overhead, measured peaks, every table in order).
 """
@@ -83,6 +83,7 @@ from .memory import (
     memory_table,
     record_bytes,
 )
+from .moe import moe_geometry, moe_ops, moe_tables, moe_times
 from .table import (
     MAX_NODES,
     OVERHEAD_FLOOR_FRACTION,
@@ -102,6 +103,6 @@ __all__ = [
     "elementwise_rate", "elementwise_rates", "elementwise_times", "errors", "fastest_backend",
     "fit_curve", "fit_profile", "gemm_tables", "grid_nodes", "heldout_error", "holdout_split",
     "host_device", "interpolation_matrix", "invert_time", "kernel_overhead", "measured_peaks",
-    "memory_table", "ok_records", "precision_for", "record_bytes", "round4", "stand_in_device",
+    "memory_table", "moe_geometry", "moe_ops", "moe_tables", "moe_times", "ok_records", "precision_for", "record_bytes", "round4", "stand_in_device",
     "unit_profile",
 ]

@@ -2,8 +2,8 @@
 
 Order: the per-kernel overhead first (``kernel_overhead``: the launch benchmark's median, or
 for published CUDA-graph tables, which carry no launch cost, 0.95 x the smallest kernel time,
-the floor every kernel pays), then GEMM, attention, memory (+ elementwise rates) and
-collective tables, each fitted on a random part and tested on the rest through the core
+the floor every kernel pays), then GEMM, grouped GEMM (MoE), attention, memory (+ elementwise
+rates) and collective tables, each fitted on a random part and tested on the rest through the core
 (``heldout_error``), then refitted on all points and installed where the core reads it.
 """
 
@@ -26,6 +26,7 @@ from .curves import errors, holdout_split, round4
 from .gemm import gemm_tables
 from .host import stand_in_device
 from .memory import elementwise_rates, memory_table, record_bytes
+from .moe import moe_tables
 from .table import OVERHEAD_FLOOR_FRACTION, Table, ok_records
 
 KERNEL_BENCHES = ("gemm", "attention", "memory", "elementwise")
@@ -220,6 +221,8 @@ def fit_profile(records: Iterable[dict], device: DeviceSpec | None, *, kind: str
     fitting = _Fitting(prof, holdout, seed, notes=[notes] if notes else [])
     fitting.notes.append(f"kernel_overhead_s: {overhead_how}.")
     for table in gemm_tables(records, dev, fitting.profile):
+        fitting.run(table)
+    for table in moe_tables(records, dev, fitting.profile):
         fitting.run(table)
     for table in attention_tables(records, dev, fitting.profile):
         fitting.run(table)

@@ -24,7 +24,7 @@ from .curves import MIN_WORK_FRACTION, fit_curve
 # so that the smallest kernel keeps a positive work term.
 OVERHEAD_FLOOR_FRACTION = 0.95
 # Grid nodes per axis before thinning, per table kind.
-MAX_NODES = {"gemm": 80, "attention": 24, "memory": 40, "collective": 40}
+MAX_NODES = {"gemm": 80, "moe": 16, "attention": 24, "memory": 40, "collective": 40}
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Table:
     """
 
     name: str
-    kind: str  # gemm | attention | memory | collective
+    kind: str  # gemm | moe | attention | memory | collective
     axes: tuple[str, ...]
     coords: np.ndarray  # (n, len(axes)), linear units
     measured: np.ndarray  # seconds
@@ -98,5 +98,6 @@ def unit_profile(base: CalibrationProfile) -> CalibrationProfile:
     unit = DefaultEfficiency(gemm=1.0, attention=1.0, memory=1.0, collective=1.0,
                              collective_latency_s=0.0, network_step_latency_s=0.0)
     return base.model_copy(update={"defaults": unit, "kernel_overhead_s": 0.0, "gemm": {},
-                                   "attention": {}, "attention_overhead_s": {}, "memory": None,
+                                   "moe": {}, "moe_overhead_s": {}, "attention": {},
+                                   "attention_overhead_s": {}, "memory": None,
                                    "collectives": []})

@@ -1,0 +1,178 @@
+"""Grouped-GEMM (MoE) calibration: the aiconfigurator MoE converter reads one row by hand; the
+``moe`` fit recovers a known synthetic efficiency through the core's own grouped GEMMs;
+roofline reads the moe curve for a GEMM over groups > 1 and the dense curve otherwise (and
+exactly today's dense curve without one); the rebuilt reference profiles carry held-out
+errors of their MoE tables."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from perfmodel import ops as O
+from perfmodel.calibrate import converters as C
+from perfmodel.calibrate import fit as F
+from perfmodel.paths import data_dir
+from perfmodel.profile import Curve
+from perfmodel.roofline import Roofline, op_times
+from perfmodel.specs import registry
+from perfmodel.specs.registry import default_profile, load_profile
+
+SOURCES = data_dir("calibration") / "sources" / "measured"
+H200_MOE = SOURCES / "aiconfigurator/systems/data/h200_sxm/moe/trtllm/1.3.0rc20/moe_perf.parquet"
+H100 = registry.get_device("h100-sxm5-80gb")
+OVERHEAD = 3e-6
+MOE_DEVICES = ["h100-sxm5-80gb", "h200-sxm-141gb", "b200"]
+
+
+def rec(params: dict, t: float) -> dict:
+    return {"bench": "moe", "key": json.dumps(params, sort_keys=True), "params": params,
+            "time_s": float(t), "stats": {}, "status": "ok", "error": None}
+
+
+# ---- converter ------------------------------------------------------------------------------
+
+def test_moe_converter_reads_one_row_by_hand():
+    """Mixtral-8x7B's MoE layer on one H200 (hidden 4096, 8 experts of 14336, top-2, no TP or
+    EP), 128 tokens, bf16, balanced routing: 0.717979 ms in the table."""
+    pytest.importorskip("pyarrow")
+    recs = C.aic_moe(H200_MOE)
+    assert recs and {r["params"]["dtype"] for r in recs} == {"bf16", "fp8"}
+    (r,) = [r for r in recs if r["params"] == {
+        "dtype": "bf16", "tokens": 128, "hidden": 4096, "inter": 14336, "experts": 8,
+        "topk": 2, "tp": 1, "ep": 1, "gated": True}]
+    assert r["bench"] == "moe" and r["time_s"] == pytest.approx(0.717979e-3)
+    assert r["stats"]["kernel_source"] == "moe_torch_flow_cutlass"
+    # all 8 experts receive a token: 8 x 3 x 4096 x 14336 bf16 weights = 2.82 GB read in
+    # 0.72 ms = 3.9 TB/s, 82 % of the H200's 4.8 TB/s
+    geo = F.moe_geometry([r])
+    assert geo["groups"][0] == pytest.approx(8.0) and geo["m"][0] == pytest.approx(32.0)
+    up, down = F.moe_ops([r], "bf16")
+    assert up.shape[1] == 2 * 14336 and up.shape[2] == 4096 and down.shape[2] == 14336
+    weights = float(up.bytes[0] + down.bytes[0])
+    assert weights == pytest.approx(8 * 3 * 4096 * 14336 * 2, rel=0.01)
+    assert 0.75 < weights / r["time_s"] / 4.8e12 < 0.9
+    # skewed routing is read only when asked for (the core routes uniformly)
+    skewed = C.aic_moe(H200_MOE, dtypes=("bfloat16",), distribution="power_law_1.2")
+    balanced = {r["key"]: r["time_s"] for r in recs}
+    assert skewed and any(balanced.get(r["key"], r["time_s"]) != r["time_s"] for r in skewed)
+
+
+# ---- fitting recovers a known efficiency ------------------------------------------------------
+
+def true_moe_eff(m, groups):
+    return 0.2 + 0.5 * np.log2(m) / 10 + 0.05 * np.log2(groups) / 6
+
+
+def synthetic_moe_records(base):
+    """A MoE layer (hidden 4096, experts of 2048, top-8 of 64) over tokens and EP, timed as
+    the core's two grouped GEMMs at a known efficiency plus the kernel overhead."""
+    recs = []
+    unit = Roofline(H100, F.unit_profile(base))
+    for tokens in (64, 96, 128, 192, 256, 384, 512, 768, 1024):
+        for ep in (1, 2, 4, 8):
+            p = {"dtype": "bf16", "tokens": tokens, "hidden": 4096, "inter": 2048,
+                 "experts": 64, "topk": 8, "tp": 1, "ep": ep, "gated": True}
+            geo = F.moe_geometry([rec(p, 1.0)])
+            bound = float(F.moe_times([rec(p, 1.0)], "bf16", unit)[0])
+            t = bound / true_moe_eff(geo["m"][0], geo["groups"][0]) + 2 * OVERHEAD
+            recs.append(rec(p, t))
+    return recs
+
+
+def test_fit_recovers_known_moe_efficiency():
+    base = default_profile().model_copy(update={"kernel_overhead_s": OVERHEAD})
+    recs = synthetic_moe_records(base)
+    (table,) = F.moe_tables(recs, H100, base)
+    assert table.name == "moe.bf16" and table.axes == ("m", "groups", "weights")
+    assert np.allclose(table.eff, true_moe_eff(table.coords[:, 0], table.coords[:, 1]))
+    curve = table.fit()
+    assert np.allclose(curve(*table.coords.T), table.eff, rtol=0.02)
+    # through the core, with the curve installed, the records come back
+    pred = table.predict(base, curve, np.arange(len(table)))
+    assert np.allclose(pred, table.measured, rtol=0.02)
+    # held out, as fit_profile reports it
+    fe, _, _, _ = F.heldout_error(table, base, 0.3, 0)
+    assert fe.table == "moe.bf16" and fe.n_test > 0 and fe.median_ape < 0.03
+
+
+def test_fit_profile_installs_moe_curve_and_keeps_dense_tables():
+    base = default_profile().model_copy(update={"kernel_overhead_s": OVERHEAD})
+    recs = synthetic_moe_records(base)
+    prof = F.fit_profile(recs, H100, kind="measured", profile_id="synthetic", sources=[])
+    assert set(prof.moe) == {"bf16"} and not prof.gemm
+    assert "moe.bf16" in {fe.table for fe in prof.fit_errors}
+
+
+# ---- roofline reads the moe curve for groups > 1 ---------------------------------------------
+
+def _profile(moe: bool):
+    prof = default_profile().model_copy(update={
+        "kernel_overhead_s": OVERHEAD, "gemm": {"bf16": Curve(values=(0.8,))}})
+    if moe:
+        prof = prof.model_copy(update={"moe": {"bf16": Curve(values=(0.5,))},
+                                       "moe_overhead_s": {"bf16": 7e-6}})
+    return prof
+
+
+def test_roofline_uses_moe_curve_for_grouped_gemms_only():
+    prec = F.precision_for("bf16")
+    grouped = O.grouped_gemm("moe.expert.up", 4 * 4096, 4096, 4096, 4, prec)
+    single = O.grouped_gemm("moe.expert.up", 4096, 4096, 4096, 1.0, prec)
+    dense = O.gemm("mlp.up", 4096, 4096, 4096, prec)
+    unit = op_times([grouped, single, dense], Roofline(H100, F.unit_profile(_profile(True))))
+    bound = [float(t) for t in unit.time]
+    with_moe = op_times([grouped, single, dense], Roofline(H100, _profile(True))).time
+    assert float(with_moe[0]) == pytest.approx(bound[0] / 0.5 + OVERHEAD + 7e-6)
+    assert float(with_moe[1]) == pytest.approx(bound[1] / 0.8 + OVERHEAD)  # one problem
+    assert float(with_moe[2]) == pytest.approx(bound[2] / 0.8 + OVERHEAD)
+    # without a moe curve: today's behaviour, the dense curve at one problem's shape
+    without = op_times([grouped, single, dense], Roofline(H100, _profile(False))).time
+    assert float(without[0]) == pytest.approx(bound[0] / 0.8 + OVERHEAD)
+    assert [float(t) for t in without[1:]] == [float(t) for t in with_moe[1:]]
+
+
+def test_roofline_moe_curve_broadcasts_over_plans():
+    """groups as an array over plans (tokens swept): > 1 on the moe curve, <= 1 dense."""
+    prec = F.precision_for("bf16")
+    groups = np.array([0.5, 1.0, 2.0, 8.0])
+    op = O.grouped_gemm("moe.expert.down", 4096 * groups, 4096, 4096, groups, prec)
+    t = op_times([op], Roofline(H100, _profile(True))).time[0]
+    unit = op_times([op], Roofline(H100, F.unit_profile(_profile(True)))).time[0]
+    expect = np.where(groups > 1, unit / 0.5 + OVERHEAD + 7e-6, unit / 0.8 + OVERHEAD)
+    assert np.allclose(t, expect)
+
+
+# ---- shipped reference profiles --------------------------------------------------------------
+
+@pytest.mark.parametrize("device", MOE_DEVICES)
+def test_reference_profiles_carry_moe_fits_with_heldout_errors(device):
+    prof = load_profile(data_dir("calibration") / f"{device}.reference.json")
+    assert set(prof.moe) == {"bf16", "fp8"}
+    errors = {fe.table: fe for fe in prof.fit_errors}
+    for dtype in prof.moe:
+        fe = errors[f"moe.{dtype}"]
+        assert fe.n_test > 1000 and 0 <= fe.median_ape <= fe.p90_ape
+        assert fe.median_ape < 0.25  # (p90 is reported, not held to a bound)
+        assert f"moe.{dtype}" in prof.uncertainty
+        assert prof.moe_overhead_s[dtype] > 0
+    assert any("moe" in s.read_via and "aiconfigurator-core" in s.title for s in prof.sources)
+
+
+def test_profiles_without_moe_tables_have_none():
+    prof = load_profile(data_dir("calibration") / "a100-sxm4-80gb.reference.json")
+    assert not prof.moe and not prof.moe_overhead_s
+
+
+def test_report_draws_moe_tables(tmp_path):
+    from perfmodel.calibrate.report import build_tables, write_report
+
+    base = default_profile().model_copy(update={"kernel_overhead_s": OVERHEAD})
+    recs = synthetic_moe_records(base)
+    prof = F.fit_profile(recs, H100, kind="measured", profile_id="synthetic", sources=[])
+    assert [t.name for t in build_tables(recs, prof)] == ["moe.bf16"]
+    out = tmp_path / "moe.png"
+    write_report(recs, prof, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
