@@ -1,6 +1,5 @@
-"""HF config.json import by structure: the 117 current configs of
-shared/reference/measured/aiconfigurator-core-0.12.0/model_configs/ (Apache-2.0, copied from the
-aiconfigurator-core 0.12.0 wheel) either import or are refused with one line naming the missing
+"""HF config.json import by structure: the 117 current configs of the aiconfigurator-core 0.12.0
+wheel (Apache-2.0; copied to tests/data/hf_configs/aiconfigurator-0.12.0/) either import or are refused with one line naming the missing
 part; the imported ones reproduce the published parameter totals of their model cards.
 
 Published figures are compared at the precision they were printed with (half a unit of the last
@@ -23,11 +22,8 @@ from perfmodel.errors import SpecError
 from perfmodel.parameters import param_counts
 from perfmodel.zoo import load_hf_config, model_from_hf_config
 
-CONFIGS = (
-    Path(__file__).resolve().parents[2] / "shared" / "reference" / "measured"
-    / "aiconfigurator-core-0.12.0" / "model_configs"
-)
-needs_configs = pytest.mark.skipif(not CONFIGS.is_dir(), reason="shared/reference not present")
+CONFIGS = Path(__file__).resolve().parent / "data" / "hf_configs" / "aiconfigurator-0.12.0"
+needs_configs = pytest.mark.skipif(not CONFIGS.is_dir(), reason="copied configs not present")
 
 # Configs that import today (out of 117 files: 89 config.json + 28 hf_quant_config.json).
 # Before the structural reader: 9 (llama x4, mixtral x2, deepseek_v3 x3). Never lower it.
@@ -321,7 +317,7 @@ def test_quantisation_descriptor_is_refused():
 
 def test_hf_quant_files_are_the_only_configs_without_model_type():
     if not CONFIGS.is_dir():
-        pytest.skip("shared/reference not present")
+        pytest.skip("copied configs not present")
     for path in CONFIGS.glob("*.json"):
         data = json.loads(path.read_text())
         assert ("model_type" in data) != path.name.endswith("_hf_quant_config.json")
