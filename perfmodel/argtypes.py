@@ -70,61 +70,56 @@ def bounded_int(lo: int, hi: int, what: str = "a whole number") -> Callable[[str
     """An integer in [lo, hi]."""
 
     def parse(text: str) -> int:
-        value = _int(text)
-        if not lo <= value <= hi:
-            raise Invalid(f"{shown(text)} is not {what} from {lo:,} to {hi:,}")
-        return value
+        v = _int(text)
+        return _checked(v, text, lo <= v <= hi, f"{what} from {lo:,} to {hi:,}")
 
     parse.__name__ = f"int_{lo}_{hi}"
     return parse
 
 
+def _checked(value, text: str, ok: bool, what: str):
+    """``value`` if ``ok``, else the one-line error: the user's text "is not" ``what``."""
+    if not ok:
+        raise Invalid(f"{shown(text)} is not {what}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """A whole number >= 1 (at most 10^9)."""
-    value = _int(text)
-    if not 1 <= value <= MAX_COUNT:
-        raise Invalid(f"{shown(text)} is not a positive whole number (1 to {MAX_COUNT:,})")
-    return value
+    v = _int(text)
+    return _checked(v, text, 1 <= v <= MAX_COUNT,
+                    f"a positive whole number (1 to {MAX_COUNT:,})")
 
 
 def nonnegative_int(text: str) -> int:
     """A whole number >= 0 (at most 10^9)."""
-    value = _int(text)
-    if not 0 <= value <= MAX_COUNT:
-        raise Invalid(f"{shown(text)} is not a whole number from 0 to {MAX_COUNT:,}")
-    return value
+    v = _int(text)
+    return _checked(v, text, 0 <= v <= MAX_COUNT, f"a whole number from 0 to {MAX_COUNT:,}")
 
 
 def seed(text: str) -> int:
     """A random seed: a whole number from 0 to 2^32 - 1 (numpy's legacy range)."""
-    value = _int(text)
-    if not 0 <= value < 2**32:
-        raise Invalid(f"{shown(text)} is not a seed (a whole number from 0 to {2**32 - 1})")
-    return value
+    v = _int(text)
+    return _checked(v, text, 0 <= v < 2**32, f"a seed (a whole number from 0 to {2**32 - 1})")
 
 
 def positive_float(text: str) -> float:
     """A finite number > 0 (at most 10^9)."""
-    value = _float(text)
-    if not 0 < value <= MAX_RATE:
-        raise Invalid(f"{shown(text)} is not a positive number (above 0, at most {MAX_RATE:g})")
-    return value
+    v = _float(text)
+    return _checked(v, text, 0 < v <= MAX_RATE,
+                    f"a positive number (above 0, at most {MAX_RATE:g})")
 
 
 def nonnegative_float(text: str) -> float:
     """A finite number >= 0 (at most 10^9)."""
-    value = _float(text)
-    if not 0 <= value <= MAX_SECONDS:
-        raise Invalid(f"{shown(text)} is not a number from 0 to {MAX_SECONDS:g}")
-    return value
+    v = _float(text)
+    return _checked(v, text, 0 <= v <= MAX_SECONDS, f"a number from 0 to {MAX_SECONDS:g}")
 
 
 def fraction(text: str) -> float:
     """A number from 0 to 1."""
-    value = _float(text)
-    if not 0 <= value <= 1:
-        raise Invalid(f"{shown(text)} is not a fraction from 0 to 1")
-    return value
+    v = _float(text)
+    return _checked(v, text, 0 <= v <= 1, "a fraction from 0 to 1")
 
 
 def int_list(text: str) -> tuple[int, ...]:

@@ -125,15 +125,15 @@ def _activation(name: str | None, default: str = "gelu") -> str:
     return "gelu"
 
 
-def _llama_like(c: _Config) -> dict[str, Any]:
-    """Llama / Mistral / Qwen2 layout: RMSNorm, RoPE, gated SiLU MLP, GQA, untied by default."""
+def _decoder(c: _Config) -> dict[str, Any]:
+    """The keys every Llama-style decoder states alike: widths, heads, vocabulary, context;
+    RMSNorm, RoPE, a gated MLP (SiLU unless ``hidden_act`` says otherwise), untied by
+    default."""
     return {
-        "num_layers": c.req("num_hidden_layers"),
         "hidden_size": c.req("hidden_size"),
         "num_heads": c.req("num_attention_heads"),
         "num_kv_heads": c.get("num_key_value_heads"),
         "head_dim": c.get("head_dim"),
-        "ffn_hidden_size": c.req("intermediate_size"),
         "vocab_size": c.req("vocab_size"),
         "max_position_embeddings": c.get("max_position_embeddings", default=2048),
         "gated_mlp": True,
@@ -141,6 +141,15 @@ def _llama_like(c: _Config) -> dict[str, Any]:
         "norm": "rmsnorm",
         "position_embedding": "rope",
         "tie_embeddings": bool(c.get("tie_word_embeddings", default=False)),
+    }
+
+
+def _llama_like(c: _Config) -> dict[str, Any]:
+    """Llama / Mistral / Qwen2 layout: GQA, a dense MLP of intermediate_size."""
+    return {
+        "num_layers": c.req("num_hidden_layers"),
+        **_decoder(c),
+        "ffn_hidden_size": c.req("intermediate_size"),
         # LlamaConfig.attention_bias puts a bias on q, k, v and o; mlp_bias on all three MLP
         # projections (both absent in the released Llama checkpoints).
         "qkv_bias": bool(c.get("attention_bias", default=False)),
@@ -550,18 +559,8 @@ def _structural(c: _Config) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "family": c.model_type.lower().replace("_", "-"),
         "num_layers": layers,
-        "hidden_size": c.req("hidden_size"),
-        "num_heads": c.req("num_attention_heads"),
-        "num_kv_heads": c.get("num_key_value_heads"),
-        "head_dim": c.get("head_dim"),
+        **_decoder(c),
         "ffn_hidden_size": dense_ffn if dense_ffn is not None else c.req("moe_intermediate_size"),
-        "vocab_size": c.req("vocab_size"),
-        "max_position_embeddings": c.get("max_position_embeddings", default=2048),
-        "gated_mlp": True,
-        "activation": _activation(c.get("hidden_act"), "silu"),
-        "norm": "rmsnorm",
-        "position_embedding": "rope",
-        "tie_embeddings": bool(c.get("tie_word_embeddings", default=False)),
         "qkv_bias": bias or bool(c.get("qkv_bias", default=False)),
         "attn_out_bias": implicit.get("attn_out_bias", bias),
         "mlp_bias": implicit.get("mlp_bias", bool(c.get("mlp_bias", default=False))),
