@@ -40,7 +40,7 @@ def test_measure_stops_at_the_deadline_after_one_timed_call():
     m = measure(lambda: time.sleep(0.02), CpuClock(), rule, deadline=t0 + 0.2)
     elapsed = time.perf_counter() - t0
     assert m.stopped_by == "deadline" and not m.converged
-    assert 1 <= m.n < 10 and elapsed < 0.2 + 0.1  # no call started that would end past it
+    assert 1 <= m.n < 10 and elapsed < 0.2 + 0.3  # no call started that would end past it
     # a deadline already past still gives one warm-up and one timed call, never zero samples
     m = measure(lambda: None, CpuClock(), rule, deadline=time.perf_counter() - 1)
     assert m.n == 1 and m.median_s >= 0 and m.stats()["ci_rel"] is None
@@ -57,12 +57,12 @@ def test_table_shares_follow_the_weights_of_the_tables_left():
 
 
 def test_table_admits_points_until_its_deadline():
-    t = TableBudget("gemm", budget_s=0.15, point_s=0.1)
+    t = TableBudget("gemm", budget_s=1.0, point_s=0.1)
     assert t.admits(None) and t.admits(0.05)
     assert not t.admits(0.5)  # one call predicted longer than a point may take
     d = t.point_deadline()
     assert d is not None and d - time.perf_counter() <= 0.1
-    time.sleep(0.16)
+    time.sleep(1.01)
     assert t.expired() and not t.admits(None)
     s = t.summary(planned=5)
     assert (s["measured"], s["not_started_over_point_budget"], s["not_started_out_of_time"]) \
