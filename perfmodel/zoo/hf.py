@@ -205,19 +205,24 @@ def _qwen2_moe(c: _Config) -> dict[str, Any]:
     }
 
 
-def _deepseek(c: _Config) -> dict[str, Any]:
-    """DeepSeek-V2/V3: MLA attention (arXiv 2405.04434) and DeepSeekMoE with leading dense
-    layers. The multi-token-prediction layers (num_nextn_predict_layers) are not part of the
-    main model and are not counted (DeepSeek-V3 README_WEIGHTS: 671B main + 11.5B MTP)."""
-    spec = _llama_like(c)
-    spec.update(num_kv_heads=None, head_dim=None, family="deepseek")
-    spec["mla"] = {
+def _mla(c: _Config) -> dict[str, Any]:
+    """Multi-head latent attention ranks (DeepSeek-V2, arXiv 2405.04434 Sec. 2.1)."""
+    return {
         "q_lora_rank": c.get("q_lora_rank"),
         "kv_lora_rank": c.req("kv_lora_rank"),
         "qk_nope_head_dim": c.req("qk_nope_head_dim"),
         "qk_rope_head_dim": c.req("qk_rope_head_dim"),
         "v_head_dim": c.req("v_head_dim"),
     }
+
+
+def _deepseek(c: _Config) -> dict[str, Any]:
+    """DeepSeek-V2/V3: MLA attention (arXiv 2405.04434) and DeepSeekMoE with leading dense
+    layers. The multi-token-prediction layers (num_nextn_predict_layers) are not part of the
+    main model and are not counted (DeepSeek-V3 README_WEIGHTS: 671B main + 11.5B MTP)."""
+    spec = _llama_like(c)
+    spec.update(num_kv_heads=None, head_dim=None, family="deepseek")
+    spec["mla"] = _mla(c)
     if c.get("n_routed_experts"):
         moe_ffn = c.req("moe_intermediate_size")
         spec["moe"] = {
@@ -576,11 +581,7 @@ def _structural(c: _Config) -> dict[str, Any]:
     if c.get("kv_lora_rank"):
         spec.update(num_kv_heads=None, head_dim=None)
         spec["mla"] = {
-            "q_lora_rank": c.get("q_lora_rank"),
-            "kv_lora_rank": c.req("kv_lora_rank"),
-            "qk_nope_head_dim": c.req("qk_nope_head_dim"),
-            "qk_rope_head_dim": c.req("qk_rope_head_dim"),
-            "v_head_dim": c.req("v_head_dim"),
+            **_mla(c),
             "indexer_heads": c.get("index_n_heads"),
             "indexer_head_dim": c.get("index_head_dim") if c.get("index_n_heads") else None,
         }
