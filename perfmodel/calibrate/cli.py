@@ -190,9 +190,9 @@ def _kernels(ctx, points, store, budget=None, run_start: str = "") -> None:
 
 def _probe(ctx, points, store, monitor) -> dict:
     """Probe the dtypes of the planned GEMM and attention points (stored ones are reused)."""
-    from .probe import probe_points, rates, run_probe
+    from .probe import PROBED_BENCHES, probe_points, rates, run_probe
 
-    dtypes = [p.params["dtype"] for p in points if p.bench in ("gemm", "attention")]
+    dtypes = [p.params["dtype"] for p in points if p.bench in PROBED_BENCHES]
     for point in probe_points(dtypes):
         if not store.done(point.key):
             record = run_probe(ctx, point)
@@ -210,13 +210,13 @@ def _probe(ctx, points, store, monitor) -> dict:
 
 def _one_point(ctx, point, store, table, probed, monitor, bar) -> None:
     from .benchmarks import run_point
-    from .probe import predicted_call_s, skipped_record
+    from .probe import PROBED_BENCHES, predicted_call_s, skipped_record
     from .raw import MAX_DEATHS, point_record
 
     if store.done(point.key):
         bar.step(skipped=True)
         return
-    rate = probed.get(point.params.get("dtype")) if point.bench in ("gemm", "attention") else None
+    rate = probed.get(point.params.get("dtype")) if point.bench in PROBED_BENCHES else None
     if rate is not None and not rate.supported:
         record = skipped_record(point, rate)
     elif not table.admits(predicted_call_s(point, probed)):

@@ -23,6 +23,8 @@ from .benchmarks import Context, Point, attention_gflop, build_gemm, classify, s
 from .raw import point_record
 from .timing import StopRule, measure
 
+PROBED_BENCHES = ("gemm", "attention")  # matmul-based tables: a dtype's probe rules for them
+
 # One warm-up call, then timed calls for at most max_s: a slow dtype costs two calls.
 PROBE_RULE = StopRule(min_reps=3, max_reps=10, rel_ci=0.05, max_time_s=0.05, warmup_reps=1,
                       warmup_s=0.0, max_warmup_reps=3)
