@@ -10,6 +10,12 @@ fields to source ids). Conventions (from shared/reference/hardware_reference.md)
 * Bandwidths are GB/s = 1e9 B/s. Link bandwidths are stored per direction.
 * GPU memory capacity ``memory_gb`` is the vendor's figure, which for GPU memory is binary
   (an "80 GB" A100 reports 81920 MiB in nvidia-smi), so ``memory_bytes`` = memory_gb * 2**30.
+* What the driver reports is less: ``usable_memory_gib`` is the total that CUDA reports
+  (cudaMemGetInfo / torch.cuda.mem_get_info, e.g. 79.22 GiB on an "80 GB" H100 SXM), the figure
+  serving engines budget from (vLLM's gpu_memory_utilization multiplies it);
+  ``nvidia_smi_memory_mib`` is nvidia-smi's memory.total (81559 MiB on the same H100). When a file
+  gives neither, ``usable_memory_bytes`` falls back to nvidia-smi's figure, then to the nominal
+  capacity (``usable_memory_source`` says which).
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ class DeviceSpec(Strict):
     boost_clock_mhz: Float | None = Field(default=None, gt=0)
     peak_tflops: dict[str, Float | None]  # dense, keys from PEAK_KEYS; int8/int4 in TOPS
     memory_gb: Float = Field(gt=0)
+    # total device memory as CUDA reports it (cudaMemGetInfo), GiB; None: no source found
+    usable_memory_gib: Float | None = Field(default=None, gt=0)
+    nvidia_smi_memory_mib: Float | None = Field(default=None, gt=0)  # nvidia-smi memory.total
     memory_type: str | None = None
     memory_bandwidth_gbps: Float = Field(gt=0)
     l2_cache_mb: Float | None = Field(default=None, ge=0)
@@ -69,11 +78,35 @@ class DeviceSpec(Strict):
         for key, value in self.peak_tflops.items():
             if value is not None and value <= 0:
                 raise SpecError(f"peak_tflops.{key} must be > 0 or null, got {value}")
+        for key, value in (("usable_memory_gib", self.usable_memory_gib),
+                           ("nvidia_smi_memory_mib", self.nvidia_smi_memory_mib and
+                            self.nvidia_smi_memory_mib / 1024)):
+            if value is not None and value > self.memory_gb:
+                raise SpecError(f"{key} ({value:g} GiB) must not exceed memory_gb "
+                                f"({self.memory_gb:g}): the driver reports at most the nominal "
+                                "capacity")
         return self
 
     @property
     def memory_bytes(self) -> float:
         return self.memory_gb * 2**30
+
+    @property
+    def usable_memory_bytes(self) -> float:
+        """Device memory as the driver reports it to CUDA: the sourced ``usable_memory_gib``,
+        else nvidia-smi's memory.total, else the nominal capacity (see the module docstring)."""
+        if self.usable_memory_gib is not None:
+            return self.usable_memory_gib * 2**30
+        if self.nvidia_smi_memory_mib is not None:
+            return self.nvidia_smi_memory_mib * 2**20
+        return self.memory_bytes
+
+    @property
+    def usable_memory_source(self) -> str:
+        """Which figure ``usable_memory_bytes`` rests on: cuda, nvidia-smi or nominal."""
+        if self.usable_memory_gib is not None:
+            return "cuda"
+        return "nvidia-smi" if self.nvidia_smi_memory_mib is not None else "nominal"
 
     @property
     def memory_bandwidth(self) -> float:
