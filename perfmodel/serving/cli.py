@@ -125,8 +125,9 @@ def plan_inputs(args: argparse.Namespace) -> PlanInputs:
     if args.scheduler:
         sched = sched.model_copy(update={"kind": args.scheduler})
     arrival = args.arrival or (serving.arrival.process if serving else "poisson")
-    if arrival == "trace":
-        raise SpecError("plan-serving generates arrivals; use --arrival poisson or gamma")
+    if arrival in ("trace", "closed"):
+        raise SpecError("plan-serving generates arrivals at a request rate; use --arrival "
+                        "poisson or gamma (a closed loop: perfmodel sweep-concurrency)")
     cv = args.cv if args.cv is not None else (serving.arrival.cv if serving else 1.0)
     kwargs = {}
     if inf is not None:

@@ -109,7 +109,8 @@ class Deployment:
         if kind == "disaggregated":
             self.prepare_transfers(int((workload.prompt + workload.output).max()))
         sim = Simulation(reqs, pools, schedulers,
-                         self.transfer_s if kind == "disaggregated" else None)
+                         self.transfer_s if kind == "disaggregated" else None,
+                         concurrency=workload.concurrency)
         end = sim.run()
         if np.isnan(reqs.finish).any():  # a scheduler left work behind: a bug, not an input
             raise RuntimeError(f"serving simulation stalled with "

@@ -247,17 +247,20 @@ class Engine:
         else:
             k = st.steps
             last = self.last[:n]
-            reqs.add_gaps(st.cum[0] - last)
+            rids = self.rid[:n]
+            reqs.slot_gaps(st.cum[0] - last, rids)
             self.ctx[:n] += k
             if st.stop_at_finish:
                 if k > 1:
-                    reqs.add_gaps(st.step_times[1:k], n)
+                    reqs.shared_gaps(st.step_times[1:k], rids)
                 self.gen[:n] += k
             else:  # static batch: finished sequences ride along (padding) until the end
                 gen = self.gen[:n]
                 live = np.clip(self.out[:n] - gen, 0, k)
                 if k > 1:
-                    active = n - np.sort(live).searchsorted(np.arange(1, k), side="right")
+                    counted = live if reqs.counted is None else live[reqs.counted[rids]]
+                    active = counted.size - np.sort(counted).searchsorted(np.arange(1, k),
+                                                                          side="right")
                     reqs.add_gaps(st.step_times[1:k], active)
                 ends = live > 0
                 reqs.finish[self.rid[:n][ends]] = st.cum[live[ends] - 1]
@@ -288,14 +291,14 @@ class Engine:
                 if math.isnan(reqs.first[rid]):
                     reqs.first[rid] = now
                 elif not math.isnan(self.last[s]):
-                    reqs.add_gaps(np.array([now - self.last[s]]))
+                    reqs.slot_gaps(np.array([now - self.last[s]]), self.rid[s:s + 1])
                 self.last[s] = now
         if st.decode:
             idx = st.dec_idx
             if idx.size:
                 self.ctx[idx] += 1
                 self.gen[idx] += 1
-                reqs.add_gaps(now - self.last[idx])
+                reqs.slot_gaps(now - self.last[idx], self.rid[idx])
                 self.last[idx] = now
 
     def idle_sample(self, now: float) -> None:

@@ -115,10 +115,20 @@ def time_series(reqs: Requests, engines: list[Engine], end: float,
 
 
 def summarize(reqs: Requests, engines: list[Engine], slo: SLOConfig, end: float) -> dict:
+    """Every figure over the measured requests: all of them, or those after the warm-up
+    (``Requests.counted``); the window runs from the first measured request's arrival to the
+    last measured one's finish."""
     lat = latencies(reqs)
-    t0 = float(reqs.arrival.min())
-    makespan = float(np.nanmax(reqs.finish)) - t0
-    out_tokens = float(reqs.output.sum())
+    keep = reqs.counted
+    arrival, finish = reqs.arrival, reqs.finish
+    output, prompt = reqs.output, reqs.prompt
+    if keep is not None:
+        lat = {k: v[keep] for k, v in lat.items()}
+        arrival, finish, output, prompt = arrival[keep], finish[keep], output[keep], prompt[keep]
+    n = int(arrival.size)
+    t0 = float(arrival.min())
+    makespan = float(np.nanmax(finish)) - t0
+    out_tokens = float(output.sum())
     tbt = reqs.tbt_percentiles(PERCENTILES)
     kv_mean = []
     for e in engines:
@@ -129,7 +139,7 @@ def summarize(reqs: Requests, engines: list[Engine], slo: SLOConfig, end: float)
                            if end > 0 else 0.0)
     series = time_series(reqs, engines, end)
     return {
-        "num_requests": len(reqs),
+        "num_requests": n,
         "ttft_s": _pcts(lat["ttft"]),
         "tpot_s": _pcts(lat["tpot"]),
         "e2e_s": _pcts(lat["e2e"]),
@@ -137,11 +147,11 @@ def summarize(reqs: Requests, engines: list[Engine], slo: SLOConfig, end: float)
         "tbt_s": {f"p{q}": v for q, v in tbt.items()},
         "throughput": {
             "output_tokens_per_s": out_tokens / makespan if makespan > 0 else 0.0,
-            "total_tokens_per_s": (out_tokens + float(reqs.prompt.sum())) / makespan
+            "total_tokens_per_s": (out_tokens + float(prompt.sum())) / makespan
             if makespan > 0 else 0.0,
-            "requests_per_s": len(reqs) / makespan if makespan > 0 else 0.0,
-            "offered_requests_per_s": (len(reqs) - 1) / float(reqs.arrival[-1] - t0)
-            if len(reqs) > 1 and reqs.arrival[-1] > t0 else 0.0,
+            "requests_per_s": n / makespan if makespan > 0 else 0.0,
+            "offered_requests_per_s": (n - 1) / (float(arrival.max()) - t0)
+            if n > 1 and arrival.max() > t0 else 0.0,
             "makespan_s": makespan,
         },
         "slo": slo_report(lat, slo, makespan),

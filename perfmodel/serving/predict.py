@@ -19,6 +19,7 @@ from ..specs.assemble import resolve_system
 from ..specs.scenario import InferenceConfig, Scenario
 from ..specs.system import System
 from .deploy import Deployment, build_deployment, zero_load
+from .bench import benchmark_metrics
 from .economics import cost_report, energy_report, load_prices
 from .metrics import summarize
 from .workload import Workload, build_workload
@@ -74,11 +75,14 @@ def predict_serving(rs: Resolved) -> Prediction:
         "rate_per_s": wl.rate, "prompt_len_mean": float(wl.prompt.mean()),
         "output_len_mean": float(wl.output.mean()), "seed": sc.serving.seed,
     }
+    if wl.closed or wl.warmup:  # the benchmark client's view (open-loop keys unchanged)
+        summary["workload"] |= {"concurrency": wl.concurrency, "warmup_requests": wl.warmup}
+        summary["benchmark"] = benchmark_metrics(res.reqs, dep.num_gpus, wl.concurrency)
     summary["energy"] = energy_report(system.device, profile, dep.num_gpus,
                                       tput["output_tokens_per_s"])
     summary["cost"] = cost_report(load_prices(), system.device.id, dep.num_gpus,
                                   tput["output_tokens_per_s"])
-    warnings = [*rs.warnings, *_load_warnings(summary)]
+    warnings = [*rs.warnings, *_load_warnings(summary, closed=wl.closed)]
     summary = _finite(summary)
     mem = dep.instances[0].kv.memory
     total_mem = float(sum(mem.values()))
@@ -122,11 +126,12 @@ def _deployment_summary(sc: Scenario, dep: Deployment) -> dict:
     return out
 
 
-def _load_warnings(summary: dict) -> list[str]:
-    """An overloaded run (latencies then depend on its length) and KV-cache preemptions."""
+def _load_warnings(summary: dict, closed: bool = False) -> list[str]:
+    """An overloaded run (latencies then depend on its length) and KV-cache preemptions. A
+    closed loop cannot be overloaded: its clients wait for their requests."""
     tput = summary["throughput"]
     out = []
-    if tput["requests_per_s"] < 0.9 * tput["offered_requests_per_s"]:
+    if not closed and tput["requests_per_s"] < 0.9 * tput["offered_requests_per_s"]:
         out.append(f"overloaded: served {tput['requests_per_s']:.2f} req/s of "
                    f"{tput['offered_requests_per_s']:.2f} offered; the queue grows for "
                    "the whole run and latencies depend on num_requests")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..prediction import Prediction
 from ..textfmt import seconds, table
+from .bench import render_benchmark
 
 
 def render_serving(p: Prediction) -> str:
@@ -14,9 +15,13 @@ def render_serving(p: Prediction) -> str:
     inst = ", ".join(f"{i['count']} x {i['role']} (tp {i['tp']}, pp {i['pp']})"
                      for i in dep["instances"])
     wl = s["workload"]
+    load = (f"closed loop of {wl['concurrency']} clients" if wl.get("concurrency")
+            else f"{wl['arrival']} at {wl['rate_per_s']:.2f} req/s")
     out = [f"serving: {dep['scheduler']} batching, {inst}; {wl['num_requests']} requests, "
-           f"{wl['arrival']} at {wl['rate_per_s']:.2f} req/s, prompt {wl['prompt_len_mean']:.0f}"
+           f"{load}, prompt {wl['prompt_len_mean']:.0f}"
            f" / output {wl['output_len_mean']:.0f} tokens (mean)", ""]
+    if s.get("benchmark"):  # reads like `vllm bench serve`; the simulator's extras follow
+        out += [render_benchmark(s["benchmark"]), ""]
     def sec(x):
         return "-" if x is None else seconds(x)
 

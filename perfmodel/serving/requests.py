@@ -17,7 +17,8 @@ class Requests:
 
     def __init__(self, workload: Workload):
         n = len(workload)
-        self.arrival = workload.arrival
+        # a closed loop writes its arrivals as it runs: keep the workload's array unchanged
+        self.arrival = workload.arrival.copy() if workload.closed else workload.arrival
         self.prompt = workload.prompt
         self.output = workload.output
         self.gen = np.zeros(n, np.int64)  # tokens generated so far
@@ -28,6 +29,10 @@ class Requests:
         self._gaps: list[np.ndarray] = []  # inter-token gaps, binned at the end
         self._weights: list[float] = []  # each gap array's weight (tokens per gap)
         self._weighted: list[tuple[np.ndarray, np.ndarray]] = []  # (gaps, per-gap weights)
+        # requests whose gaps count (warm-up ones do not); None: all of them
+        self.counted: np.ndarray | None = None
+        if workload.warmup:
+            self.counted = np.arange(n) >= workload.warmup
 
     def __len__(self) -> int:
         return int(self.arrival.size)
@@ -39,6 +44,19 @@ class Requests:
         else:
             self._gaps.append(gaps)
             self._weights.append(weights)
+
+    def slot_gaps(self, gaps: np.ndarray, rids: np.ndarray) -> None:
+        """One gap per request ``rids[i]`` (NaN: none); warm-up requests' gaps do not count."""
+        if self.counted is None:
+            self.add_gaps(gaps)
+        else:
+            self.add_gaps(gaps, self.counted[rids].astype(float))
+
+    def shared_gaps(self, gaps: np.ndarray, rids: np.ndarray) -> None:
+        """Gaps that every request of ``rids`` saw (a decode run of that batch)."""
+        k = rids.size if self.counted is None else int(np.count_nonzero(self.counted[rids]))
+        if k:
+            self.add_gaps(gaps, k)
 
     def tbt_histogram(self) -> np.ndarray:
         counts = np.zeros(TBT_BINS.size + 1)

@@ -9,6 +9,13 @@ Disaggregated serving (DistServe) adds a second pool: a request's first token co
 prefill instance, its KV cache then travels to a decode instance (``transfer_s``), and the
 prefill instance keeps the blocks until the transfer ends.
 
+A closed loop (``Workload.concurrency`` = C, the way ``vllm bench serve --max-concurrency``,
+genai-perf's concurrency mode and SGLang's ``bench_serving --max-concurrency`` load a server)
+sends requests 0..C-1 at t = 0 and request i + C the moment a request ends (zero client
+think time): an ARRIVE event at the finish time, handled after the instance has scheduled
+its next iteration, so the new request joins at the next iteration boundary, as a request
+arriving over HTTP during an engine step does. At most C requests are ever in the system.
+
 Everything is deterministic: the workload is fixed by its seed and ties are broken by a
 sequence number.
 """
@@ -25,7 +32,7 @@ from .engine import Engine
 from .requests import Requests
 from .schedulers import Scheduler
 
-STEP, TRANSFER = 0, 1
+STEP, TRANSFER, ARRIVE = 0, 1, 2
 
 
 @dataclass
@@ -57,8 +64,10 @@ class Simulation:
     """Runs a workload through pools of engines. ``schedulers[e.index]`` drives engine e."""
 
     def __init__(self, reqs: Requests, pools: list[Pool], schedulers: list[Scheduler],
-                 transfer_s: Callable[[int], float] | None = None):
+                 transfer_s: Callable[[int], float] | None = None,
+                 concurrency: int | None = None):
         self.reqs = reqs
+        self.concurrency = concurrency  # closed loop: clients; None: pre-set arrivals
         self.pools = pools
         self.entry = pools[0]  # arrivals go here ('mixed' or 'prefill')
         self.decode_pool = next((p for p in pools if p.role == "decode"), None)
@@ -114,6 +123,12 @@ class Simulation:
         n = arrival.size
         i = 0
         heap = self.heap
+        if self.concurrency is not None:  # closed loop: the first C requests at t = 0
+            self.next_rid = min(self.concurrency, n)
+            for rid in range(self.next_rid):
+                arrival[rid] = 0.0
+                self._push(0.0, ARRIVE, rid, 0)
+            i = n  # no pre-set arrivals
         while i < n or heap:
             if heap and (i >= n or heap[0][0] <= arrival[i]):
                 t, _, kind, ref, version = heapq.heappop(heap)
@@ -123,6 +138,8 @@ class Simulation:
                     if version != e.version or e.step is None:
                         continue
                     self._step_done(e, t)
+                elif kind == ARRIVE:  # its send time is set already (_send_next)
+                    self._enqueue(self.entry, ref, t)
                 else:
                     self._transfer_done(ref, t)
             else:
@@ -137,9 +154,24 @@ class Simulation:
         pool = e.pool
         if finished:
             pool.outstanding[e.slot_in_pool] -= len(finished)
+            if self.concurrency is not None:
+                self._send_next(finished, now)
         if pool.role == "prefill" and e.n:
             self._hand_off(e, now)
         self._kick(e, now)
+
+    def _send_next(self, finished: list[int], now: float) -> None:
+        """Closed loop: each finished request's client sends the next unsent request the
+        moment its last token came out (static batching reports a request's end before the
+        batch leaves the instance; the request is then queued at ``now``)."""
+        reqs = self.reqs
+        n = reqs.arrival.size
+        for done in finished:
+            if self.next_rid >= n:
+                return
+            reqs.arrival[self.next_rid] = reqs.finish[done]
+            self._push(now, ARRIVE, self.next_rid, 0)
+            self.next_rid += 1
 
     def _hand_off(self, e: Engine, now: float) -> None:
         """Every sequence a prefill instance just prefilled leaves for a decode instance; its

@@ -3,7 +3,11 @@
 Arrivals: a Poisson process (exponential gaps, the standard open-loop load of vLLM's and
 DistServe's benchmarks), a gamma renewal process whose gap coefficient of variation ``cv``
 sets burstiness (cv = 1 is Poisson; AlpaServe, Li et al. OSDI 2023, uses gamma arrivals the
-same way), or a CSV trace. Lengths: fixed, uniform, or lognormal with a given mean and
+same way), a CSV trace, or a closed loop of C clients (``concurrency``): the simulator sends
+request i + C when a request ends, as ``vllm bench serve --max-concurrency C`` does
+(vllm-project/vllm vllm/benchmarks/serve.py, an asyncio.Semaphore(max_concurrency) around
+every request), so a closed workload carries lengths only; its arrivals are written by the
+simulation. Lengths: fixed, uniform, or lognormal with a given mean and
 coefficient of variation (sigma^2 = ln(1 + cv^2), mu = ln(mean) - sigma^2 / 2).
 
 Each of arrivals, prompts and outputs draws from its own child of the seed (numpy
@@ -28,16 +32,29 @@ DEFAULT_NUM_REQUESTS = 1000
 
 @dataclass(frozen=True)
 class Workload:
-    arrival: np.ndarray  # seconds, non-decreasing, first at >= 0
+    arrival: np.ndarray  # seconds, non-decreasing, first at >= 0 (closed loop: unset, NaN)
     prompt: np.ndarray  # tokens (int64)
     output: np.ndarray  # tokens to generate, >= 1 (int64)
+    concurrency: int | None = None  # closed loop: clients, each with one request in flight
+    warmup: int = 0  # the first requests (sending order) left out of the metrics
 
     def __len__(self) -> int:
         return int(self.arrival.size)
 
     @property
+    def closed(self) -> bool:
+        return self.concurrency is not None
+
+    def with_concurrency(self, concurrency: int) -> Workload:
+        """The same requests sent by another number of closed-loop clients (a sweep)."""
+        return Workload(self.arrival, self.prompt, self.output, concurrency, self.warmup)
+
+    @property
     def rate(self) -> float:
-        """Mean arrival rate over the workload (requests/s)."""
+        """Mean arrival rate over the workload (requests/s; NaN for a closed loop, whose
+        rate is an outcome)."""
+        if self.closed:
+            return float("nan")
         span = float(self.arrival[-1] - self.arrival[0]) if len(self) > 1 else 0.0
         return (len(self) - 1) / span if span > 0 else float("inf")
 
@@ -106,11 +123,22 @@ def build_workload(cfg: ServingConfig, base_dir: str | None = None,
     rng_arr, rng_p, rng_o = (np.random.default_rng(s)
                              for s in np.random.SeedSequence(cfg.seed).spawn(3))
     arr = cfg.arrival
+    wl = _build(cfg, arr, base_dir, default_prompt, default_output, rng_arr, rng_p, rng_o)
+    if cfg.warmup_requests >= len(wl):
+        raise SpecError(f"serving.warmup_requests ({cfg.warmup_requests}) must be below the "
+                        f"number of requests ({len(wl)}): some requests must be measured")
+    return Workload(wl.arrival, wl.prompt, wl.output, arr.concurrency, cfg.warmup_requests)
+
+
+def _build(cfg: ServingConfig, arr: ArrivalConfig, base_dir, default_prompt, default_output,
+           rng_arr, rng_p, rng_o) -> Workload:
+    if arr.process == "closed" and arr.trace:  # lengths from the trace, in its row order
+        prompt, output, _ = read_trace(_trace_path(arr, base_dir))
+        if cfg.num_requests is not None:
+            prompt, output = prompt[:cfg.num_requests], output[:cfg.num_requests]
+        return Workload(np.full(prompt.size, np.nan), prompt, output)
     if arr.process == "trace":
-        path = Path(arr.trace)
-        if not path.is_absolute() and base_dir:
-            path = Path(base_dir) / path
-        prompt, output, arrival = read_trace(path)
+        prompt, output, arrival = read_trace(_trace_path(arr, base_dir))
         if cfg.num_requests is not None:
             prompt, output = prompt[:cfg.num_requests], output[:cfg.num_requests]
             arrival = arrival[:cfg.num_requests] if arrival is not None else None
@@ -132,5 +160,13 @@ def build_workload(cfg: ServingConfig, base_dir: str | None = None,
                                 "no inference section")
             dist = LengthDistribution(kind="fixed", value=default)
         lengths.append(dist)
-    return Workload(arrival_times(arr, n, rng_arr), sample_lengths(lengths[0], n, rng_p),
+    arrival = np.full(n, np.nan) if arr.process == "closed" else arrival_times(arr, n, rng_arr)
+    return Workload(arrival, sample_lengths(lengths[0], n, rng_p),
                     sample_lengths(lengths[1], n, rng_o))
+
+
+def _trace_path(arr: ArrivalConfig, base_dir: str | None) -> Path:
+    path = Path(arr.trace)
+    if not path.is_absolute() and base_dir:
+        path = Path(base_dir) / path
+    return path

@@ -85,6 +85,14 @@ class Parallelism(Strict):
     # yes without pipeline parallelism, no with it (torchtitan's default: per-micro-batch
     # gathers under PP are expensive and not overlapped)
     reshard_after_forward: Bool | None = None
+    # inference: attention data parallelism ("DP attention", SGLang --enable-dp-attention,
+    # TRT-LLM enable_attention_dp): attention_dp groups of tp GPUs, each with its own requests
+    # and KV cache; the MoE layers span all tp * attention_dp GPUs as ep expert groups
+    # (perfmodel/moe_parallel.py)
+    attention_dp: Int = Field(default=1, ge=1, le=MAX_GPUS)
+    # inference: DeepEP all-to-all kernels; auto = normal for prefill, low_latency for decode
+    # (SGLang --deepep-mode)
+    a2a_mode: Literal["auto", "low_latency", "normal"] = "auto"
 
     @field_validator("placement")
     @classmethod
@@ -166,6 +174,10 @@ class InferenceConfig(Strict):
     # activation workspace; prefill time is the same work either way.
     prefill_chunk_tokens: Int | None = Field(default=None, ge=1,
                                               le=MAX_TOKENS)
+    # routed rows of the busiest EP rank over the mean (1 = uniform routing); DeepSeek-V3's
+    # own expert loads without EPLB are uneven (arXiv 2412.19437 Sec. 3.4), SGLang reports
+    # 1.3-1.5x balancedness ratios without EPLB (lmsys.org/blog/2025-05-05-large-scale-ep)
+    expert_imbalance: Float = Field(default=1.0, ge=1.0, le=64.0)
     offload: OffloadConfig | None = None
     speculative: SpeculativeConfig | None = None
 
@@ -207,15 +219,29 @@ class LengthDistribution(Strict):
 class ArrivalConfig(Strict):
     """When requests arrive: a Poisson process, a gamma renewal process (``cv`` > 1 is
     burstier than Poisson, < 1 smoother), or a CSV trace (prompt_len,output_len[,arrival_s]);
-    a trace without arrival_s gets Poisson arrivals at ``rate_per_s``."""
+    a trace without arrival_s gets Poisson arrivals at ``rate_per_s``. ``closed``: a closed
+    loop of ``concurrency`` clients, each sending its next request when the last one ends
+    (``vllm bench serve --max-concurrency``); a ``trace`` then gives the lengths only."""
 
-    process: Literal["poisson", "gamma", "trace"] = "poisson"
+    process: Literal["poisson", "gamma", "trace", "closed"] = "poisson"
     rate_per_s: Float | None = Field(default=None, gt=0)
     cv: Float = Field(default=1.0, gt=0)
     trace: str | None = None
+    concurrency: Int | None = Field(default=None, ge=1, le=MAX_REQUESTS)
 
     @model_validator(mode="after")
     def _check(self) -> ArrivalConfig:
+        if self.process == "closed":
+            if self.concurrency is None:
+                raise SpecError("serving.arrival.concurrency: arrival process 'closed' needs "
+                                "concurrency (clients, each with one request in flight)")
+            if self.rate_per_s is not None:
+                raise SpecError("serving.arrival.rate_per_s: arrival process 'closed' sends a "
+                                "request whenever one finishes; remove rate_per_s")
+            return self
+        if self.concurrency is not None:
+            raise SpecError(f"serving.arrival.concurrency: only arrival process 'closed' takes "
+                            f"concurrency, not {self.process!r}; set process: closed")
         if self.process == "trace" and not self.trace:
             raise SpecError("arrival process 'trace' needs 'trace' (a CSV path with columns "
                             "prompt_len,output_len[,arrival_s])")
@@ -274,6 +300,17 @@ class ServingConfig(Strict):
     scheduler: SchedulerConfig = SchedulerConfig()
     slo: SLOConfig = SLOConfig()
     seed: Int = Field(default=0, ge=0, le=MAX_SEED)
+    # the first requests (in sending order) left out of every metric; default 0, as
+    # `vllm bench serve --num-warmups` and genai-perf --warmup-request-count
+    warmup_requests: Int = Field(default=0, ge=0, le=MAX_REQUESTS)
+
+    @model_validator(mode="after")
+    def _check_warmup(self) -> ServingConfig:
+        n = self.num_requests
+        if n is not None and self.warmup_requests >= n:
+            raise SpecError(f"serving.warmup_requests ({self.warmup_requests}) must be below "
+                            f"num_requests ({n}): some requests must be measured")
+        return self
 
 
 ALL = frozenset({"*"})  # every field of the section
@@ -284,10 +321,10 @@ ALL = frozenset({"*"})  # every field of the section
 _INSTANCE = frozenset({"tp", "pp", "ep"})
 FIELDS_USED: dict[str, dict[str, frozenset[str]]] = {
     "training": {"parallelism": ALL, "training": ALL},
-    "inference": {"parallelism": _INSTANCE, "inference": ALL},
+    "inference": {"parallelism": _INSTANCE | {"attention_dp", "a2a_mode"}, "inference": ALL},
     "serving": {"parallelism": _INSTANCE, "serving": ALL,
                 "inference": frozenset(InferenceConfig.model_fields)
-                - {"batch", "prefill_chunk_tokens"}},
+                - {"batch", "prefill_chunk_tokens", "expert_imbalance"}},
 }
 UNUSED_HINTS = {
     ("inference", "parallelism.dp"): " (the GPUs form num_gpus/(tp*pp) replicas)",
