@@ -61,6 +61,11 @@ class DeviceSpec(Strict):
     l2_cache_mb: Float | None = Field(default=None, ge=0)
     smem_per_sm_kb: Float | None = Field(default=None, gt=0)
     tdp_w: Float | None = Field(default=None, gt=0)
+    # settable board power limits (nvidia-smi -q "Min/Max Power Limit"; max default: tdp_w)
+    # and board power with no kernel running; read by perfmodel.power
+    min_power_limit_w: Float | None = Field(default=None, gt=0)
+    max_power_limit_w: Float | None = Field(default=None, gt=0)
+    idle_power_w: Float | None = Field(default=None, gt=0)
     host_link: str | None = None  # interconnect id, e.g. pcie-gen4-x16
     scale_up: ScaleUpLink | None = None
     default_node: str | None = None  # node preset id used when a scenario names none
@@ -85,7 +90,17 @@ class DeviceSpec(Strict):
                 raise SpecError(f"{key} ({value:g} GiB) must not exceed memory_gb "
                                 f"({self.memory_gb:g}): the driver reports at most the nominal "
                                 "capacity")
+        self._check_power()
         return self
+
+    def _check_power(self) -> None:
+        """idle < min limit <= TDP <= max limit, where given."""
+        order = [(k, getattr(self, k)) for k in
+                 ("idle_power_w", "min_power_limit_w", "tdp_w", "max_power_limit_w")]
+        given = [(k, v) for k, v in order if v is not None]
+        for (k1, v1), (k2, v2) in zip(given, given[1:]):
+            if v1 > v2:
+                raise SpecError(f"{k1} ({v1:g} W) must not exceed {k2} ({v2:g} W)")
 
     @property
     def memory_bytes(self) -> float:
