@@ -1,0 +1,222 @@
+"""The dashboard's calls into perfmodel beyond ``pm.predict``, each cached and each the same
+call its CLI command makes: ``perfmodel search`` (plan search), ``perfmodel plan-serving``
+(capacity), ``perfmodel validate`` (published cases), the calibration report's tables, and
+the serving simulation's per-request latencies (for CDFs).
+
+Kept in one module so that the pages stay thin and a change of these entry points is one
+edit here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+from common import pm
+
+
+# --------------------------------------------------------------------------- plan search
+@st.cache_data(show_spinner=False, max_entries=64)
+def search_plans(scenario: dict, top: int) -> dict:
+    """`perfmodel search`: the best ``top`` training plans for the scenario's model, system
+    and workload, and how many plans were evaluated / valid / fitting."""
+    from perfmodel.resolve import resolve_profile
+    from perfmodel.search import search
+    from perfmodel.specs.assemble import resolve_system
+
+    sc = pm.as_scenario(scenario)
+    if sc.kind != "training":
+        raise pm.SpecError("plan search ranks training plans: give a training scenario")
+    system = resolve_system(sc.system)
+    result = search(sc, system, resolve_profile(sc, None), top=top)
+    return {"plans": result.plans, "evaluated": result.evaluated, "valid": result.valid,
+            "fitting": result.fitting}
+
+
+def plan_training_api():
+    """A training planner ("train N tokens") if perfmodel has one, else None."""
+    for where in ("perfmodel", "perfmodel.search", "perfmodel.plan_training"):
+        try:
+            module = __import__(where, fromlist=["plan_training"])
+        except ImportError:
+            continue
+        fn = getattr(module, "plan_training", None)
+        if callable(fn):
+            return fn
+    return None
+
+
+@st.cache_data(show_spinner=False)
+def gpu_prices() -> dict[str, dict]:
+    """USD per GPU-hour per device, with the price's basis (hardware_specs/prices.yaml)."""
+    from perfmodel.serving.economics import load_prices
+
+    table = load_prices()
+    out = {}
+    for device, offer in table.devices.items():
+        out[device] = {"usd_per_gpu_hour": float(offer.usd_per_gpu_hour),
+                       "basis": f"{offer.provider}, {offer.offer} ({offer.date})"}
+    return out
+
+
+# --------------------------------------------------------------------------- capacity
+@st.cache_data(show_spinner=False, max_entries=32)
+def plan_serving(model: str, rate: float, prompt_len: int, output_len: int, slo: dict,
+                 devices: tuple[str, ...], tps: tuple[int, ...], scheduler: str,
+                 num_requests: int, max_gpus: int) -> dict:
+    """`perfmodel plan-serving`: the cheapest device / TP / replica count meeting the SLOs."""
+    from perfmodel.serving.capacity import PlanInputs
+    from perfmodel.serving.capacity import plan_serving as run
+    from perfmodel.specs.scenario import LengthDistribution, SchedulerConfig, SLOConfig
+    from perfmodel.zoo import resolve_model
+
+    inputs = PlanInputs(
+        model=resolve_model(model), rate_per_s=rate, slo=SLOConfig(**slo),
+        prompt_len=LengthDistribution(kind="fixed", value=prompt_len),
+        output_len=LengthDistribution(kind="fixed", value=output_len),
+        devices=list(devices) or None, tps=tuple(tps), scheduler=SchedulerConfig(kind=scheduler),
+        num_requests=num_requests, max_gpus=max_gpus)
+    return run(inputs).to_dict()
+
+
+# --------------------------------------------------------------------------- serving
+def save_upload(data: bytes, suffix: str = ".csv") -> str:
+    """An uploaded file saved under the temp dir by its content hash (stable cache keys)."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / "perfmodel-dashboard"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{digest}{suffix}"
+    if not path.exists():
+        path.write_bytes(data)
+    return str(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def request_latencies(scenario: dict) -> dict[str, list[float]] | None:
+    """Per-request TTFT / TPOT / E2E (s) of the serving simulation ``pm.predict`` runs (same
+    seed, same workload): the data behind the latency CDFs. None if the simulator's
+    entry points have moved (the page then plots the percentiles only)."""
+    try:
+        from perfmodel.resolve import resolve
+        from perfmodel.serving.metrics import latencies
+        from perfmodel.serving.predict import deployment_for, serving_inputs
+    except ImportError:
+        return None
+    rs = resolve(scenario, None)
+    inf, wl = serving_inputs(rs.scenario)
+    dep = deployment_for(rs.scenario, rs.system, rs.profile, inf, wl)
+    lat = latencies(dep.simulate(wl).reqs)
+    return {k: [float(x) for x in v if np.isfinite(x)] for k, v in lat.items()}
+
+
+# --------------------------------------------------------------------------- validation
+@st.cache_data(show_spinner=False)
+def validation_report() -> dict:
+    """`perfmodel validate`: every published case predicted now (about a second)."""
+    from perfmodel.validate import validate_published
+
+    return validate_published()
+
+
+@st.cache_data(show_spinner=False)
+def validation_cases() -> dict[str, dict]:
+    """Per case id: its source (title, url, location), assumptions and notes."""
+    from perfmodel.validate import load_cases
+
+    out = {}
+    for lc in load_cases(None, "all", None):
+        c = lc.case
+        out[c.id] = {"source": c.source.model_dump(exclude_none=True),
+                     "assumptions": list(c.assumptions),
+                     "notes": getattr(c, "notes", None) or ""}
+    return out
+
+
+# --------------------------------------------------------------------------- calibration
+CAL_DIR = Path(__file__).resolve().parents[1] / "calibration"
+
+
+def profile_files() -> dict[str, Path]:
+    """Shipped and user profiles in calibration/ (not the defaults), by file stem."""
+    out = {}
+    for path in sorted(CAL_DIR.glob("*.json")):
+        if path.stem in ("default", "theoretical-peak"):
+            continue
+        out[path.stem] = path
+    return out
+
+
+@st.cache_data(show_spinner=False)
+def profile_summary() -> list[dict]:
+    """Every device and the profile its predictions use (measured > reference > default)."""
+    rows = []
+    files = {}
+    for stem, path in profile_files().items():
+        try:
+            prof = pm.load_profile(path)
+        except pm.PerfModelError:
+            continue
+        files.setdefault(prof.device, []).append((prof.kind, stem))
+    for device_id, spec in sorted(pm.devices().items()):
+        mine = files.get(device_id, [])
+        kinds = sorted({k for k, _ in mine})
+        rows.append({"device": device_id, "name": spec.name,
+                     "profiles": ", ".join(s for _, s in mine) or "—",
+                     "measured": "measured" in kinds, "reference": "reference" in kinds,
+                     "uses": "measured" if "measured" in kinds else
+                     "reference" if "reference" in kinds else "default (uncalibrated)"})
+    return rows
+
+
+def reference_devices() -> list[str]:
+    from perfmodel.calibrate.reference import REFERENCES
+
+    return list(REFERENCES)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def reference_tables(device: str, profile_path: str) -> list:
+    """The fit tables of a device's reference records, with the profile they are fitted
+    into (calibration report's ``build_tables``); loading the records takes a few seconds."""
+    from perfmodel.calibrate.reference import reference_records
+    from perfmodel.calibrate.report import build_tables
+
+    profile = pm.load_profile(profile_path)
+    return build_tables(reference_records(device), profile)
+
+
+def records_tables(records: list[dict], profile) -> list:
+    from perfmodel.calibrate.report import build_tables
+
+    return build_tables(records, profile)
+
+
+def table_points(table, profile, limit: int = 1500) -> dict[str, Any]:
+    """Measured vs fitted of one table: the x coordinate the report plots (M, bytes, sequence
+    length), the measured efficiency (roofline bound / measured time) and the fitted one
+    (bound / the core's time with the profile), thinned evenly to ``limit`` points."""
+    from perfmodel.calibrate import fit as F
+
+    n = len(table)
+    idx = np.arange(n)
+    if n > limit:
+        idx = np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+    bound = table.times(F.unit_profile(profile), idx)
+    measured = table.measured[idx]
+    fitted = table.times(profile, idx)
+    axis = 0
+    if table.kind == "attention" and table.name.endswith("decode"):
+        axis = 1  # kv_len
+    x = table.coords[idx, axis] if table.coords.size else np.arange(len(idx), dtype=float)
+    if table.kind == "collective":
+        x = np.array([float(table.records[i]["params"]["bytes"]) for i in idx])
+    return {"x": x.tolist(), "x_label": table.axes[axis] if table.axes else "point",
+            "measured_eff": (bound / measured).tolist(), "fitted_eff": (bound / fitted).tolist(),
+            "measured_s": measured.tolist(), "fitted_s": fitted.tolist(),
+            "ape": float(np.median(np.abs(fitted / measured - 1))) if n else math.nan,
+            "n": n}

@@ -1,0 +1,243 @@
+"""Scenario widgets shared by the pages: one function per scenario section, each keyed by a
+prefix so that a page can hold several scenarios (Compare) and the URL can name every field.
+
+A form function creates its widgets (values seeded by ``common.url_state``) and returns the
+part of the scenario mapping (DESIGN.md format) it is responsible for. Fields that other
+parts of perfmodel may add later (``engine``, ``framework``, ``power_limit_w``,
+``activation_dtype`` choices) are looked up on the pydantic models, so the form shows them
+exactly when the installed perfmodel accepts them.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import streamlit as st
+from common import pm
+
+DEFAULT_MODEL = "llama-2-7b"
+DEFAULT_DEVICE = "a100-sxm4-80gb"
+TRAIN_PRECISIONS = ["bf16", "fp16", "fp8", "tf32", "fp32"]
+ZERO_LABELS = {0: "0 — replicated", 1: "1 — optimizer sharded", 2: "2 — + gradients",
+               3: "3 — + weights (FSDP)"}
+RECOMPUTE = ["none", "selective", "full", "op"]
+AUTO = ""  # "use the device's / node's default" in the system selectboxes
+
+
+# --------------------------------------------------------------------------- field discovery
+def _literal_choices(annotation: Any) -> list | None:
+    """The values of a ``Literal[...]`` (also inside Optional / Annotated), else None."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return list(typing.get_args(annotation))
+    for arg in typing.get_args(annotation):
+        found = _literal_choices(arg)
+        if found:
+            return found
+    return None
+
+
+def field_choices(cls: type, name: str) -> list | None:
+    """Choices of field ``name`` of pydantic model ``cls`` (None: no such field, or not a
+    Literal)."""
+    field = getattr(cls, "model_fields", {}).get(name)
+    return None if field is None else _literal_choices(field.annotation)
+
+
+def has_field(cls: type, name: str) -> bool:
+    return name in getattr(cls, "model_fields", {})
+
+
+def stack_choices(name: str) -> list[str]:
+    """Known software stacks for ``engine`` / ``framework``: the field's Literal values, or
+    the ids of the data files the registry lists (``engines()`` / ``frameworks()``), else
+    empty (the field is then offered as free text)."""
+    for cls in (pm.Scenario, pm.InferenceConfig, pm.TrainingConfig):
+        choices = field_choices(cls, name)
+        if choices:
+            return [c for c in choices if c is not None]
+    lister = getattr(pm, f"{name}s", None)
+    if callable(lister):
+        try:
+            return sorted(lister())
+        except Exception:  # noqa: BLE001 - an optional listing must not break the page
+            return []
+    return []
+
+
+def stack_section(name: str) -> str | None:
+    """Where a stack field lives: 'top' (Scenario), a section name, or None (not yet)."""
+    if has_field(pm.Scenario, name):
+        return "top"
+    if name == "engine" and has_field(pm.InferenceConfig, name):
+        return "inference"
+    if name == "framework" and has_field(pm.TrainingConfig, name):
+        return "training"
+    return None
+
+
+def activation_dtypes() -> list[str]:
+    return field_choices(pm.InferenceConfig, "activation_dtype") or ["bf16"]
+
+
+def kv_dtypes() -> list[str]:
+    return field_choices(pm.InferenceConfig, "kv_dtype") or ["bf16"]
+
+
+WEIGHT_DTYPES = ["bf16", "fp16", "fp8", "int8", "int4", "nvfp4", "mxfp4", "fp8_block"]
+
+
+# --------------------------------------------------------------------------- defaults
+def system_defaults(p: str, num_gpus: int, model: str = DEFAULT_MODEL,
+                    device: str = DEFAULT_DEVICE) -> dict[str, Any]:
+    return {f"{p}model": model, f"{p}device": device, f"{p}num_gpus": num_gpus,
+            f"{p}node": AUTO, f"{p}intra_node": AUTO, f"{p}inter_node": AUTO,
+            f"{p}gpus_per_node": 0}
+
+
+def training_defaults(p: str) -> dict[str, Any]:
+    out = {f"{p}seq_len": 4096, f"{p}global_batch": 128, f"{p}micro_batch": 1,
+           f"{p}tp": 2, f"{p}pp": 1, f"{p}cp": 1, f"{p}ep": 1, f"{p}vp": 1,
+           f"{p}zero_stage": 1, f"{p}sequence_parallel": True, f"{p}recompute": "selective",
+           f"{p}precision": "bf16", f"{p}uneven_pipeline": False}
+    if stack_section("framework"):
+        out[f"{p}framework"] = AUTO
+    if has_field(pm.TrainingConfig, "power_limit_w") or has_field(pm.SystemConfig,
+                                                                   "power_limit_w"):
+        out[f"{p}power_limit_w"] = 0
+    return out
+
+
+def inference_defaults(p: str, serving: bool = False) -> dict[str, Any]:
+    out = {f"{p}prompt_len": 1024, f"{p}output_len": 256, f"{p}tp": 1, f"{p}pp": 1,
+           f"{p}ep": 1, f"{p}weight_dtype": "bf16", f"{p}activation_dtype": "bf16",
+           f"{p}kv_dtype": "bf16"}
+    if not serving:
+        out[f"{p}batch"] = 8
+    if stack_section("engine"):
+        out[f"{p}engine"] = AUTO
+    return out
+
+
+# --------------------------------------------------------------------------- widgets
+def _int(label: str, key: str, step: int = 1, min_value: int = 1, help: str | None = None,
+         where=st) -> int:
+    return int(where.number_input(label, min_value=min_value, step=step, key=key, help=help))
+
+
+def _auto(value: str) -> str:
+    return "device default" if value == AUTO else value
+
+
+def system_form(p: str) -> dict:
+    """Model, GPU, count and (optionally) the node and its interconnects."""
+    models, devices = pm.models(), pm.devices()
+    model = st.selectbox("Model", sorted(models), key=f"{p}model",
+                         format_func=lambda i: models[i].name)
+    device = st.selectbox("GPU", sorted(devices), key=f"{p}device",
+                          format_func=lambda i: devices[i].name)
+    num_gpus = _int("Number of GPUs", f"{p}num_gpus")
+    system: dict = {"device": device, "num_gpus": num_gpus}
+    with st.expander("Node and interconnect"):
+        links = [AUTO, *sorted(pm.interconnects())]
+        node = st.selectbox("Node", [AUTO, *sorted(pm.nodes())], key=f"{p}node",
+                            format_func=_auto, help="node preset (hardware_specs/nodes)")
+        gpn = _int("GPUs per node (0 = default)", f"{p}gpus_per_node", min_value=0)
+        intra = st.selectbox("Intra-node link", links, key=f"{p}intra_node", format_func=_auto)
+        inter = st.selectbox("Inter-node link", links, key=f"{p}inter_node", format_func=_auto)
+    for name, value in (("node", node), ("intra_node", intra), ("inter_node", inter)):
+        if value != AUTO:
+            system[name] = value
+    if gpn:
+        system["gpus_per_node"] = gpn
+    return {"model": model, "system": system}
+
+
+def _stack_widget(p: str, name: str, label: str) -> str | None:
+    if f"{p}{name}" not in st.session_state:
+        return None
+    choices = stack_choices(name)
+    if choices:
+        value = st.selectbox(label, [AUTO, *choices], key=f"{p}{name}",
+                             format_func=lambda v: "default" if v == AUTO else v)
+    else:
+        value = st.text_input(f"{label} (id)", key=f"{p}{name}")
+    return value or None
+
+
+def _place(sc: dict, name: str, value: Any) -> None:
+    where = stack_section(name)
+    if value is None or where is None:
+        return
+    if where == "top":
+        sc[name] = value
+    else:
+        sc.setdefault(where, {})[name] = value
+
+
+def training_form(p: str) -> dict:
+    """The training step and its parallel plan: the full Parallelism of Megatron-style
+    training (TP, PP, CP, EP, VP, ZeRO, sequence parallelism)."""
+    sc: dict = {"kind": "training", **system_form(p)}
+    c1, c2 = st.columns(2)
+    seq_len = _int("Sequence length", f"{p}seq_len", step=512, where=c1)
+    global_batch = _int("Global batch", f"{p}global_batch", step=8, where=c2,
+                        help="sequences per optimizer step")
+    micro_batch = _int("Micro-batch", f"{p}micro_batch", where=c1,
+                       help="sequences per micro-batch")
+    tp = _int("TP", f"{p}tp", where=c2, help="tensor-parallel size")
+    pp = _int("PP", f"{p}pp", where=c1, help="pipeline stages; DP = GPUs / (TP·PP·CP)")
+    cp = _int("CP", f"{p}cp", where=c2, help="context-parallel size")
+    ep = _int("EP", f"{p}ep", where=c1, help="expert-parallel size (MoE models)")
+    vp = _int("VP", f"{p}vp", where=c2, help="virtual stages per rank (interleaved 1F1B)")
+    recompute = st.selectbox("Activation recompute", RECOMPUTE, key=f"{p}recompute")
+    precision = st.selectbox("Precision", TRAIN_PRECISIONS, key=f"{p}precision",
+                             format_func=str.upper)
+    zero = st.selectbox("ZeRO stage", list(ZERO_LABELS), key=f"{p}zero_stage",
+                        format_func=ZERO_LABELS.get)
+    sp = st.checkbox("Sequence parallel", key=f"{p}sequence_parallel")
+    uneven = st.checkbox("Uneven pipeline stages", key=f"{p}uneven_pipeline",
+                         help="allow num_layers not divisible by pp·vp")
+    par = {"tp": tp, "pp": pp, "cp": cp, "ep": ep, "vp": vp, "zero_stage": zero,
+           "sequence_parallel": sp}
+    if uneven:
+        par["uneven_pipeline"] = True
+    sc["parallelism"] = par
+    sc["training"] = {"seq_len": seq_len, "global_batch": global_batch,
+                      "micro_batch": micro_batch, "recompute": recompute,
+                      "precision": precision}
+    _place(sc, "framework", _stack_widget(p, "framework", "Framework"))
+    if f"{p}power_limit_w" in st.session_state:
+        watts = _int("Power limit W (0 = TDP)", f"{p}power_limit_w", step=50, min_value=0)
+        if watts:
+            section = "training" if has_field(pm.TrainingConfig, "power_limit_w") else "system"
+            sc[section]["power_limit_w"] = watts
+    return sc
+
+
+def inference_form(p: str, serving: bool = False) -> dict:
+    """A request batch on TP x PP (x EP) replicas, with per-tensor dtypes; ``serving``
+    leaves out the batch (the scheduler forms batches)."""
+    kind = "serving" if serving else "inference"
+    sc: dict = {"kind": kind, **system_form(p)}
+    c1, c2 = st.columns(2)
+    inf: dict = {}
+    if not serving:
+        inf["batch"] = _int("Batch", f"{p}batch", where=c1,
+                            help="concurrent sequences per replica")
+    tp = _int("TP", f"{p}tp", where=c2, help="tensor-parallel GPUs per replica")
+    inf["prompt_len"] = _int("Prompt tokens", f"{p}prompt_len", step=128, where=c1)
+    inf["output_len"] = _int("Output tokens", f"{p}output_len", step=64, where=c2)
+    pp = _int("PP", f"{p}pp", where=c1, help="pipeline stages per replica")
+    ep = _int("EP", f"{p}ep", where=c2, help="expert-parallel groups within TP (MoE)")
+    inf["weight_dtype"] = st.selectbox("Weights", WEIGHT_DTYPES, key=f"{p}weight_dtype",
+                                       format_func=str.upper)
+    inf["activation_dtype"] = st.selectbox("Activations", activation_dtypes(),
+                                           key=f"{p}activation_dtype", format_func=str.upper)
+    inf["kv_dtype"] = st.selectbox("KV cache", kv_dtypes(), key=f"{p}kv_dtype",
+                                   format_func=str.upper)
+    sc["parallelism"] = {"tp": tp, "pp": pp, "ep": ep}
+    sc["inference"] = inf
+    _place(sc, "engine", _stack_widget(p, "engine", "Engine"))
+    return sc

@@ -1,0 +1,106 @@
+"""One training or inference prediction on a page: metric cards (with uncertainty ranges when
+the prediction carries them), time and memory breakdowns, the roofline, the operator table,
+and downloads. Shared by the Training and Inference pages."""
+
+from __future__ import annotations
+
+import charts
+import streamlit as st
+from common import (
+    csv_button,
+    header_line,
+    metric_cards,
+    pm,
+    ranged,
+    scenario_downloads,
+    show_warnings,
+)
+
+from perfmodel.textfmt import percent
+
+
+def cards(pred: pm.Prediction) -> list[tuple[str, str, str]]:
+    """(label, value, help) of the page's metric cards."""
+    mem = (f"{pred.memory_per_gpu_bytes / charts.GIB:.1f} GiB",
+           f"of {pred.memory_capacity_bytes / charts.GIB:g} GiB; "
+           + ("fits" if pred.fits else "does NOT fit"))
+    sec, rate = charts.fmt_seconds, charts.fmt_rate
+    if pred.kind == "training":
+        return [
+            ("Step time", sec(pred.step_time_s),
+             f"{pred.num_microbatches:g} micro-batches per step" + ranged(pred, "step_time_s",
+                                                                          sec)),
+            ("Tokens/s", rate(pred.tokens_per_s),
+             "whole system, all GPUs" + ranged(pred, "tokens_per_s", rate)),
+            ("TFLOP/s per GPU", f"{pred.tflops_per_gpu:.1f}",
+             "model FLOPs (Megatron convention: GEMMs + attention, no recompute)"),
+            ("MFU", percent(pred.mfu),
+             f"vs the dense peak of the training dtype; 6ND convention: "
+             f"{percent(pred.mfu_6nd)}; HFU incl. recompute: {percent(pred.hfu)}"
+             + ranged(pred, "mfu", percent)),
+            ("Memory per GPU", *mem),
+            ("Micro-batches", f"{pred.num_microbatches:g}", "per step and pipeline"),
+        ]
+    return [
+        ("TTFT", sec(pred.ttft_s), "time to first token (prefill)" + ranged(pred, "ttft_s", sec)),
+        ("TPOT", sec(pred.tpot_s),
+         "time per output token (decode step)" + ranged(pred, "tpot_s", sec)),
+        ("End-to-end", sec(pred.e2e_latency_s),
+         "whole request" + ranged(pred, "e2e_latency_s", sec)),
+        ("Output tokens/s", rate(pred.tokens_per_s),
+         "generated tokens per second, all replicas" + ranged(pred, "tokens_per_s", rate)),
+        ("Memory per GPU", *mem),
+        ("Max sequences", f"{pred.max_concurrent_sequences:,.0f}",
+         "concurrent sequences whose KV cache fits in memory "
+         f"({charts.fmt_bytes(pred.kv_cache_bytes_per_sequence)} each)"),
+    ]
+
+
+def range_line(pred: pm.Prediction) -> None:
+    """The uncertainty bands as one caption line, when the prediction has them."""
+    ranges = getattr(pred, "ranges", None) or {}
+    if not ranges:
+        return
+    parts = []
+    for metric, band in ranges.items():
+        try:
+            lo, hi = (float(v) for v in band)
+        except (TypeError, ValueError):
+            continue
+        parts.append(f"{metric.removesuffix('_s')} {lo:.4g} – {hi:.4g}")
+    if parts:
+        st.caption("Uncertainty ranges (from the calibration's held-out errors): "
+                   + "; ".join(parts))
+
+
+def show(scenario: dict, pred: pm.Prediction, key: str) -> None:
+    header_line(pred)
+    show_warnings(pred.warnings)
+    metric_cards(cards(pred))
+    range_line(pred)
+    st.plotly_chart(charts.time_figure(pred), key=f"{key}_time_chart", width="stretch")
+    st.plotly_chart(charts.memory_figure(pred), key=f"{key}_memory_chart", width="stretch")
+    device = pm.get_device(pred.device)
+    dtype = charts.compute_dtype(scenario)
+    st.plotly_chart(charts.roofline_figure(pred, device.peak_flops(dtype),
+                                           device.memory_bandwidth, dtype, device.name),
+                    key=f"{key}_roofline_chart", width="stretch")
+    shares = " and ".join(f"{100 * v:.0f}% of {k.lower()}"
+                          for k, v in charts.elementwise_share(pred).items())
+    st.caption(
+        "Each marker is one operator at (FLOP per HBM byte, modelled FLOP/s per call); marker "
+        "area ∝ its share of operator time. ● forward / prefill, ◆ decode, ■ backward, "
+        "▲ recompute. Elementwise operators move bytes without matrix FLOPs and are not "
+        f"placed ({shares} operator time).")
+    rows = [{"operator": op.name, "class": op.cls, "stage": stage, "calls": op.calls,
+             "FLOP/B": op.intensity, "bound": op.bound, "per call (µs)": op.time_s * 1e6,
+             "total (ms)": op.total_s * 1e3}
+            for op, stage in zip(pred.ops, charts.op_stages(pred), strict=True)]
+    with st.expander("Operators"):
+        st.dataframe(rows, hide_index=True, width="stretch",
+                     column_config={"FLOP/B": st.column_config.NumberColumn(format="%.1f"),
+                                    "per call (µs)": st.column_config.NumberColumn(
+                                        format="%.1f"),
+                                    "total (ms)": st.column_config.NumberColumn(format="%.3f")})
+        csv_button(rows, f"{pred.kind}-operators", key=f"{key}_ops_csv", label="Operators CSV")
+    scenario_downloads(scenario, pred, key=key, name=f"{pred.kind}-scenario")

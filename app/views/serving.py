@@ -1,0 +1,205 @@
+"""Serving: a request stream (Poisson, gamma, closed-loop clients or an uploaded trace) on
+replicas under a scheduler, simulated; latency CDFs against SLOs, the timeline of batch size,
+queue and KV-cache use, goodput and cost, and the throughput-interactivity trade-off."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (run as a lone script)
+
+import backend  # noqa: E402
+import charts  # noqa: E402
+import charts_serving  # noqa: E402
+import forms  # noqa: E402
+import streamlit as st  # noqa: E402
+from common import (  # noqa: E402
+    ERRORS,
+    csv_button,
+    header_line,
+    metric_cards,
+    predict,
+    scenario_downloads,
+    scenario_file,
+    show_error,
+    show_warnings,
+    sync_url,
+    try_predict,
+    url_state,
+)
+
+from perfmodel.specs.scenario import ArrivalConfig, SchedulerConfig  # noqa: E402
+
+P = "sv_"
+PROCESSES = forms.field_choices(ArrivalConfig, "process") or ["poisson"]
+SCHEDULERS = forms.field_choices(SchedulerConfig, "kind") or ["continuous"]
+CLOSED = "closed" in PROCESSES and forms.has_field(ArrivalConfig, "concurrency")
+DEFAULTS = {
+    **forms.system_defaults(P, 1, model="llama-3-8b", device="h100-sxm5-80gb"),
+    **forms.inference_defaults(P, serving=True),
+    f"{P}process": "poisson", f"{P}rate": 8.0, f"{P}cv": 1.0, f"{P}concurrency": 32,
+    f"{P}num_requests": 300, f"{P}scheduler": "continuous", f"{P}max_batch": 256,
+    f"{P}token_budget": 0, f"{P}prefill_gpus": 1, f"{P}decode_gpus": 1,
+    f"{P}ttft_p90": 1.0, f"{P}tpot_p90": 0.05, f"{P}e2e_p90": 0.0, f"{P}seed": 0,
+}
+PROCESS_LABELS = {"poisson": "Poisson", "gamma": "Gamma (bursty)", "trace": "Trace (CSV upload)",
+                  "closed": "Closed loop (clients)"}
+
+
+def serving_section() -> dict | None:
+    """The ``serving`` section from the workload, scheduler and SLO widgets (None: a trace
+    process without an uploaded file)."""
+    st.subheader("Requests")
+    process = st.selectbox("Arrivals", [p for p in PROCESSES if p != "closed" or CLOSED],
+                           key=f"{P}process", format_func=lambda p: PROCESS_LABELS.get(p, p))
+    arrival: dict = {"process": process}
+    if process in ("poisson", "gamma", "trace"):
+        arrival["rate_per_s"] = float(st.number_input(
+            "Request rate (req/s)", min_value=0.01, step=1.0, key=f"{P}rate",
+            help="trace: used only when the CSV has no arrival_s column"))
+    if process == "gamma":
+        arrival["cv"] = float(st.number_input("Burstiness (gap CV)", min_value=0.05, step=0.25,
+                                              key=f"{P}cv"))
+    if process == "closed":
+        arrival["concurrency"] = int(st.number_input("Clients (concurrency)", min_value=1,
+                                                     step=8, key=f"{P}concurrency"))
+    if process == "trace":
+        upload = st.file_uploader("Trace CSV: prompt_len,output_len[,arrival_s]", type=["csv"],
+                                  key=f"{P}trace")
+        if upload is None:
+            return None
+        arrival["trace"] = backend.save_upload(upload.getvalue())
+    serving: dict = {"arrival": arrival,
+                     "num_requests": int(st.number_input("Requests simulated", min_value=10,
+                                                         max_value=20000, step=100,
+                                                         key=f"{P}num_requests")),
+                     "seed": int(st.number_input("Seed", min_value=0, key=f"{P}seed"))}
+    if process == "trace":
+        serving.pop("num_requests")
+    st.subheader("Scheduler")
+    kind = st.selectbox("Batching", SCHEDULERS, key=f"{P}scheduler")
+    sched: dict = {"kind": kind, "max_batch": int(st.number_input(
+        "Max batch (sequences)", min_value=1, step=16, key=f"{P}max_batch"))}
+    if kind == "chunked":
+        budget = int(st.number_input("Token budget per iteration (0 = default)", min_value=0,
+                                     step=256, key=f"{P}token_budget"))
+        if budget:
+            sched["token_budget"] = budget
+    if kind == "disaggregated":
+        c1, c2 = st.columns(2)
+        sched["prefill_gpus"] = int(c1.number_input("Prefill GPUs", min_value=1,
+                                                    key=f"{P}prefill_gpus"))
+        sched["decode_gpus"] = int(c2.number_input("Decode GPUs", min_value=1,
+                                                   key=f"{P}decode_gpus"))
+    serving["scheduler"] = sched
+    st.subheader("SLOs (p90, seconds; 0 = none)")
+    slo = {}
+    for name, label, step in (("ttft_p90", "TTFT p90", 0.1), ("tpot_p90", "TPOT p90", 0.01),
+                              ("e2e_p90", "E2E p90", 1.0)):
+        value = float(st.number_input(label, min_value=0.0, step=step, key=f"{P}{name}",
+                                      format="%.3f"))
+        if value > 0:
+            slo[f"{name}_s"] = value
+    serving["slo"] = slo
+    return serving
+
+
+def cards(pred) -> list[tuple[str, str, str]]:
+    s = pred.serving
+    tput, slo = s["throughput"], s["slo"]
+    cost = s.get("cost") or {}
+    sec = charts.fmt_seconds
+
+    def pct(metric: str, q: int) -> str:
+        value = s[f"{metric}_s"].get(f"p{q}")
+        return "—" if value is None else sec(value)
+
+    return [
+        ("TTFT p50 / p90", f"{pct('ttft', 50)} / {pct('ttft', 90)}", "time to first token, "
+         "queueing included"),
+        ("TPOT p50 / p90", f"{pct('tpot', 50)} / {pct('tpot', 90)}", "mean time per output "
+         "token after the first, per request"),
+        ("Output tokens/s", charts.fmt_rate(tput["output_tokens_per_s"]),
+         f"{tput['requests_per_s']:.2f} req/s served of "
+         f"{tput['offered_requests_per_s']:.2f} offered"),
+        ("Goodput", f"{slo['goodput_rps']:.2f} req/s",
+         f"requests meeting every SLO per second; attainment {slo['attainment']:.0%}"),
+        ("SLOs", "met" if slo["slo_met"] else "MISSED",
+         "; ".join(f"{k} {v['value_s']:.3g} s vs {v['bound_s']:g} s"
+                   for k, v in slo["checks"].items()) or "no SLO given"),
+        ("USD per M output tokens",
+         f"{cost['usd_per_million_output_tokens']:.2f}" if cost else "—",
+         (f"{cost['usd_per_hour']:.2f} USD/h for {pred.num_gpus} GPUs; {cost.get('price', '')}"
+          if cost else "no price for this GPU in hardware_specs/prices.yaml")),
+    ]
+
+
+def tradeoff(scenario: dict) -> None:
+    """Re-simulate at 4 loads (a quarter to twice the current rate, or concurrency) and plot
+    tokens/s per GPU against tokens/s per user."""
+    arrival = scenario["serving"]["arrival"]
+    field = "concurrency" if arrival["process"] == "closed" else "rate_per_s"
+    if field not in arrival:
+        st.info("The trade-off curve needs a rate or a concurrency.")
+        return
+    points = []
+    bar = st.progress(0.0, text="Simulating 4 loads…")
+    for i, factor in enumerate((0.25, 0.5, 1.0, 2.0)):
+        value = arrival[field] * factor
+        value = max(1, round(value)) if field == "concurrency" else value
+        sc = {**scenario, "serving": {**scenario["serving"],
+                                      "arrival": {**arrival, field: value}}}
+        try:
+            p = predict(sc)
+        except ERRORS as err:
+            show_error(err, "A load of the sweep cannot run")
+            break
+        if p.tpot_s:
+            points.append({"label": f"{value:g}", "tokens_per_user": 1.0 / p.tpot_s,
+                           "tokens_per_gpu": p.tokens_per_s / p.num_gpus})
+        bar.progress((i + 1) / 4, text=f"Simulated {i + 1} of 4 loads")
+    bar.empty()
+    if points:
+        st.plotly_chart(charts_serving.tradeoff_figure(points), key="sv_tradeoff_chart",
+                        width="stretch")
+
+
+url_state(DEFAULTS)
+st.title("Serving")
+with st.sidebar:
+    st.header("Serving scenario")
+    scenario = forms.inference_form(P, serving=True)
+    serving = serving_section()
+sync_url(DEFAULTS, DEFAULTS)
+if serving is None:
+    st.info("Upload a trace CSV (columns prompt_len, output_len and optionally arrival_s) in "
+            "the sidebar to simulate it.")
+    st.stop()
+scenario["serving"] = serving
+with st.spinner("Simulating the request stream…", show_time=True):
+    pred = try_predict(scenario)
+if pred is not None:
+    header_line(pred)
+    show_warnings(pred.warnings)
+    metric_cards(cards(pred))
+    try:
+        lat = backend.request_latencies(scenario)
+    except ERRORS:
+        lat = None
+    st.plotly_chart(charts_serving.latency_cdf_figure(lat, pred.serving),
+                    key="sv_cdf_chart", width="stretch")
+    st.plotly_chart(charts_serving.timeline_figure(pred.serving["series"]),
+                    key="sv_timeline_chart", width="stretch")
+    if pred.serving["slo"]["checks"]:
+        st.plotly_chart(charts_serving.attainment_figure(pred.serving), key="sv_slo_chart",
+                        width="stretch")
+    if st.toggle("Throughput vs interactivity (4 more simulations)", key=f"{P}tradeoff"):
+        tradeoff(scenario)
+    rows = [{"metric": m, **{k: v for k, v in pred.serving[f"{m}_s"].items()}}
+            for m in ("ttft", "tpot", "e2e", "queue")]
+    with st.expander("Percentiles (s)"):
+        st.dataframe(rows, hide_index=True, width="stretch")
+        csv_button(rows, "serving-percentiles", key="sv_pct_csv", label="Percentiles CSV")
+    scenario_downloads(scenario, pred, key="sv", name="serving-scenario")
+scenario_file(scenario)
