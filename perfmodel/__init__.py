@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .errors import PerfModelError, SpecError
     from .prediction import OpReport, Prediction
     from .profile import CalibrationProfile
+    from .serving.sweep import sweep_concurrency
     from .specs.assemble import load_scenario
     from .specs.model import ModelSpec
     from .specs.registry import (
@@ -48,6 +49,7 @@ _HOMES = {
     "PerfModelError": "errors", "SpecError": "errors",
     "OpReport": "prediction", "Prediction": "prediction",
     "CalibrationProfile": "profile",
+    "sweep_concurrency": "serving.sweep",
     "ModelSpec": "specs.model",
     "devices": "specs.registry", "get_device": "specs.registry", "get_model": "specs.registry",
     "interconnects": "specs.registry", "load_profile": "specs.registry",
@@ -62,7 +64,7 @@ __all__ = [
     "CalibrationProfile", "InferenceConfig", "ModelSpec", "OpReport", "Parallelism",
     "PerfModelError", "Prediction", "Scenario", "SpecError", "SystemConfig", "TrainingConfig",
     "as_scenario", "devices", "get_device", "get_model", "interconnects", "load_profile",
-    "load_scenario", "models", "nodes", "predict",
+    "load_scenario", "models", "nodes", "predict", "sweep_concurrency",
 ]
 
 

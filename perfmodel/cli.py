@@ -184,6 +184,13 @@ def _plan_serving(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+@command("sweep-concurrency")
+def _sweep_concurrency(args: argparse.Namespace) -> int:
+    from .serving.sweep import run_cli
+
+    return run_cli(args)
+
+
 @command("dashboard")
 def _dashboard(args: argparse.Namespace) -> int:
     import subprocess
@@ -235,6 +242,12 @@ class _SubcommandParser(_Parser):
 
 def _serving_arguments(parser: argparse.ArgumentParser) -> None:
     from .serving.cli import add_arguments
+
+    add_arguments(parser)
+
+
+def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    from .serving.sweep import add_arguments
 
     add_arguments(parser)
 
@@ -316,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("plan-serving",
                    help="fewest GPUs per device and TP that serve a request rate within "
                         "latency SLOs, with cost and energy", add_arguments=_serving_arguments)
+    sub.add_parser("sweep-concurrency",
+                   help="closed-loop serving benchmark at each client concurrency: tokens/s "
+                        "per GPU vs per user, TTFT, TPOT", add_arguments=_sweep_arguments)
 
     p = sub.add_parser("dashboard", help="open the Streamlit what-if dashboard")
     p.add_argument("--address", type=address, default=DASHBOARD_ADDRESS,

@@ -1,0 +1,163 @@
+"""The throughput-vs-interactivity curve: one closed-loop benchmark per concurrency.
+
+Engines and hardware are compared by sweeping the client concurrency of a serving benchmark
+(``vllm bench serve --max-concurrency C`` for C = 1, 2, 4, ...; SemiAnalysis InferenceMAX
+plots tokens/s per GPU against tokens/s per user = 1000 / TPOT in ms, ``utils/
+process_result.py``). Every point here is the closed-loop simulation of ``bench.py`` on one
+deployment: the iteration cost tables and the KV pool are built once, then each concurrency
+runs the first N requests of one workload (N = max(num_requests, 10 x C), so a point has ten
+rounds of its clients at least, and small points share their requests with large ones).
+
+``sweep_concurrency`` is the Python API; ``perfmodel sweep-concurrency`` prints a table and
+writes JSON / CSV atomically (``perfmodel.atomic``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+
+from ..argtypes import bounded_int, int_list
+from ..atomic import write_text_atomic
+from ..errors import SpecError
+from ..resolve import CalibrationLike, ScenarioLike, as_scenario, resolve
+from ..specs.scenario import ArrivalConfig
+from ..specs.types import MAX_REQUESTS
+from ..textfmt import table
+from .bench import benchmark_metrics
+from .predict import deployment_for, serving_inputs
+from .workload import DEFAULT_NUM_REQUESTS, Workload
+
+DEFAULT_CONCURRENCY = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+ROUNDS = 10  # requests per client at least, per point
+
+COLUMNS = (  # (key in a point, CSV / table header)
+    ("max_concurrency", "concurrency"),
+    ("completed", "requests"),
+    ("request_throughput", "req_per_s"),
+    ("output_throughput", "output_tok_per_s"),
+    ("output_throughput_per_gpu", "output_tok_per_s_per_gpu"),
+    ("total_token_throughput_per_gpu", "total_tok_per_s_per_gpu"),
+    ("output_throughput_per_user", "tok_per_s_per_user"),
+    ("median_ttft_ms", "median_ttft_ms"),
+    ("p99_ttft_ms", "p99_ttft_ms"),
+    ("median_tpot_ms", "median_tpot_ms"),
+    ("p99_tpot_ms", "p99_tpot_ms"),
+    ("median_itl_ms", "median_itl_ms"),
+    ("mean_e2el_ms", "mean_e2el_ms"),
+    ("preemptions", "preemptions"),
+)
+
+
+def sweep_concurrency(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
+                      calibration: CalibrationLike = None,
+                      num_requests: int | None = None) -> dict:
+    """Closed-loop benchmarks of a serving scenario at each client ``concurrency``.
+
+    The scenario's arrival process is replaced by a closed loop (a trace keeps giving the
+    lengths); ``num_requests`` (default: the scenario's, else 1000) is raised to 10 x C per
+    point. Returns ``{"scenario", "device", "num_gpus", "points": [...]}``, each point the
+    ``serving.benchmark`` keys of that run plus ``preemptions``."""
+    levels = _levels(concurrency)
+    sc = as_scenario(scenario)
+    if sc.kind != "serving" or sc.serving is None:
+        raise SpecError("sweep-concurrency needs a serving scenario (kind: serving)")
+    srv = sc.serving
+    base = num_requests or srv.num_requests or DEFAULT_NUM_REQUESTS
+    total = max(base, ROUNDS * max(levels)) + srv.warmup_requests
+    if total > MAX_REQUESTS:
+        raise SpecError(f"--concurrency: {max(levels)} clients need {total:,} requests, more "
+                        f"than the {MAX_REQUESTS:,} a simulation takes")
+    arr = srv.arrival
+    closed = ArrivalConfig(process="closed", concurrency=max(levels),
+                           trace=arr.trace if arr.process in ("trace", "closed") else None)
+    sc = sc.model_copy(update={"serving": srv.model_copy(
+        update={"arrival": closed, "num_requests": total})})
+    rs = resolve(sc, calibration)
+    inf, wl = serving_inputs(sc)
+    dep = deployment_for(sc, rs.system, rs.profile, inf, wl)
+    points = []
+    for c in levels:
+        n = min(len(wl), max(base, ROUNDS * c) + wl.warmup)
+        part = Workload(wl.arrival[:n], wl.prompt[:n], wl.output[:n], c, wl.warmup)
+        res = dep.simulate(part)
+        point = benchmark_metrics(res.reqs, dep.num_gpus, c)
+        point["preemptions"] = int(res.reqs.preemptions.sum())
+        points.append(point)
+    return {"scenario": sc.name, "model": sc.model.id, "device": rs.system.device.id,
+            "num_gpus": dep.num_gpus, "scheduler": sc.serving.scheduler.kind,
+            "prompt_len_mean": float(wl.prompt.mean()),
+            "output_len_mean": float(wl.output.mean()),
+            "warnings": rs.warnings, "points": points}
+
+
+def _levels(concurrency) -> list[int]:
+    try:
+        levels = sorted({int(c) for c in concurrency})
+    except (TypeError, ValueError):
+        raise SpecError("--concurrency: expected whole numbers, e.g. 1,2,4,8") from None
+    if not levels or levels[0] < 1:
+        raise SpecError("--concurrency: every concurrency must be >= 1, e.g. 1,2,4,8")
+    return levels
+
+
+def to_csv(result: dict) -> str:
+    """One row per concurrency (COLUMNS)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([h for _, h in COLUMNS])
+    for p in result["points"]:
+        w.writerow(["" if p.get(k) is None else p.get(k) for k, _ in COLUMNS])
+    return buf.getvalue()
+
+
+def render_sweep(result: dict) -> str:
+    head = (f"sweep-concurrency: {result['model']} on {result['num_gpus']} x "
+            f"{result['device']}, {result['scheduler']} batching, prompt "
+            f"{result['prompt_len_mean']:.0f} / output {result['output_len_mean']:.0f} "
+            "tokens (mean), closed loop")
+
+    def f(x, fmt=".1f"):
+        return "-" if x is None else format(x, fmt)
+
+    rows = [(p["max_concurrency"], f(p["request_throughput"], ".2f"),
+             f(p["output_throughput_per_gpu"]), f(p["output_throughput_per_user"]),
+             f(p.get("median_ttft_ms")), f(p.get("p99_ttft_ms")),
+             f(p.get("median_tpot_ms"), ".2f"), f(p.get("p99_tpot_ms"), ".2f"),
+             p["preemptions"]) for p in result["points"]]
+    body = table(rows, header=("concurrency", "req/s", "tok/s/GPU", "tok/s/user",
+                               "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms", "TPOT p99 ms",
+                               "preempted"))
+    notes = [f"warning: {w}" for w in result.get("warnings", [])]
+    return "\n".join([head, "", body, *notes])
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="a serving scenario (its arrival becomes a closed loop)")
+    p.add_argument("--concurrency", type=int_list,
+                   default=DEFAULT_CONCURRENCY,
+                   help="comma-separated client counts (default 1,2,4,...,256)")
+    p.add_argument("--num-requests", type=bounded_int(1, MAX_REQUESTS),
+                   help="requests per point (default: the scenario's, else 1000; at least "
+                        f"{ROUNDS} x concurrency)")
+    p.add_argument("--calibration", help="calibration profile JSON")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--csv", metavar="PATH", help="also write the curve as CSV")
+    p.add_argument("--out", metavar="PATH", help="also write the result as JSON")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    result = sweep_concurrency(args.scenario, args.concurrency, args.calibration,
+                               args.num_requests)
+    if args.csv:
+        write_text_atomic(Path(args.csv), to_csv(result))
+    if args.out:
+        write_text_atomic(Path(args.out), json.dumps(result, indent=2, default=float) + "\n")
+    if args.json:
+        print(json.dumps(result, indent=2, default=float))
+    else:
+        print(render_sweep(result))
+    return 0
