@@ -125,6 +125,10 @@ class CollectiveFit(Strict):
     nvls: Bool = False  # measured with NVLink SHARP active
 
 
+# probability levels of ``FitError.log_ratio_quantiles`` (perfmodel.uncertainty reads them)
+RESIDUAL_LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+
+
 class FitError(Strict):
     """Held-out accuracy of one fitted table (fit on a random part, test on the rest)."""
 
@@ -133,6 +137,19 @@ class FitError(Strict):
     n_test: Int
     median_ape: Float
     p90_ape: Float
+    # signed log(measured / predicted) of the test points at RESIDUAL_LEVELS (> 0: the kernel
+    # ran slower than the core says); absent in profiles written before they were recorded
+    log_ratio_quantiles: tuple[Float, ...] | None = None
+
+    @model_validator(mode="after")
+    def _check_quantiles(self) -> FitError:
+        q = self.log_ratio_quantiles
+        if q is not None and (len(q) != len(RESIDUAL_LEVELS)
+                              or any(b < a for a, b in pairwise(q))):
+            raise SpecError(f"fit_errors[{self.table}].log_ratio_quantiles: "
+                            f"{len(RESIDUAL_LEVELS)} non-decreasing values expected "
+                            f"(levels {RESIDUAL_LEVELS})")
+        return self
 
 
 class MemoryOverheads(Strict):

@@ -22,7 +22,7 @@ from ...specs.hardware import DeviceSpec
 from ...specs.registry import default_profile
 from .attention import attention_tables
 from .collectives import LATENCY_FLOOR_FRACTION, collective_tables, device_links
-from .curves import errors, holdout_split, round4
+from .curves import errors, holdout_split, log_ratio_quantiles, round4
 from .gemm import gemm_tables
 from .host import stand_in_device
 from .memory import elementwise_rates, memory_table, record_bytes
@@ -88,7 +88,8 @@ def heldout_error(table: Table, base: CalibrationProfile, holdout: float, seed: 
     pred = table.predict(base, table.fit(fit_idx), test_idx, fit_idx)
     med, p90, logp90 = errors(pred, table.measured[test_idx])
     fe = FitError(table=table.name, n_fit=len(fit_idx), n_test=len(test_idx),
-                  median_ape=round4(med), p90_ape=round4(p90))
+                  median_ape=round4(med), p90_ape=round4(p90),
+                  log_ratio_quantiles=log_ratio_quantiles(pred, table.measured[test_idx]))
     return fe, round4(logp90), test_idx, pred
 
 
@@ -177,8 +178,10 @@ def _fit_memory(records: list[dict], dev: DeviceSpec, fitting: _Fitting) -> None
             check = memory_table(elem_recs, dev, prof, name="elementwise.check")
             pred = check.times(prof, np.arange(len(check)))
             med, p90, logp90 = errors(pred, check.measured)
-            fitting.fit_errors.append(FitError(table=check.name, n_fit=0, n_test=len(check),
-                                               median_ape=round4(med), p90_ape=round4(p90)))
+            fitting.fit_errors.append(FitError(
+                table=check.name, n_fit=0, n_test=len(check), median_ape=round4(med),
+                p90_ape=round4(p90),
+                log_ratio_quantiles=log_ratio_quantiles(pred, check.measured)))
             fitting.uncertainty[check.name] = round4(logp90)
             fitting.heldout[check.name] = (np.arange(len(check)), pred)
             fitting.tables.append(check)

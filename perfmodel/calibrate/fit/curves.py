@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import spsolve
 
 from ...errors import SpecError
-from ...profile import Curve
+from ...profile import RESIDUAL_LEVELS, Curve
 
 # A kernel measured at or below the overhead keeps this fraction of its time as work.
 MIN_WORK_FRACTION = 0.05
@@ -162,3 +162,10 @@ def errors(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, float, f
     logr = np.abs(np.log(predicted / measured))
     return (float(np.median(ape)), float(np.percentile(ape, 90)),
             float(np.percentile(logr, 90)))
+
+
+def log_ratio_quantiles(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, ...]:
+    """Signed log(measured / predicted) of held-out points at ``RESIDUAL_LEVELS`` (rounded):
+    the residual distribution ``perfmodel.uncertainty`` propagates into prediction bands."""
+    logr = np.log(np.asarray(measured, float) / np.asarray(predicted, float))
+    return tuple(round4(v) for v in np.quantile(logr, RESIDUAL_LEVELS))

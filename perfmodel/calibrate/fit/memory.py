@@ -13,7 +13,7 @@ from ...dtypes import BYTES
 from ...profile import CalibrationProfile, FitError
 from ...roofline import Roofline, op_times
 from ...specs.hardware import DeviceSpec
-from .curves import errors, holdout_split, round4
+from .curves import errors, holdout_split, log_ratio_quantiles, round4
 from .table import Table, invert_time
 
 # Elements moved (read + written) per output element of an elementwise op, matching
@@ -95,10 +95,11 @@ def elementwise_rates(recs: list[dict], device: DeviceSpec, prof: CalibrationPro
             **prof.elementwise_rate,
             kind: elementwise_rate([rows[i] for i in fit_idx], prof.kernel_overhead_s)}})
         test = [rows[i] for i in test_idx]
-        med, p90, logp90 = errors(elementwise_times(test, device, trial),
-                                  np.array([r["time_s"] for r in test]))
+        pred, meas = elementwise_times(test, device, trial), np.array([r["time_s"] for r in test])
+        med, p90, logp90 = errors(pred, meas)
         errs.append(FitError(table=f"elementwise.{kind}", n_fit=len(fit_idx),
                              n_test=len(test_idx), median_ape=round4(med),
-                             p90_ape=round4(p90)))
+                             p90_ape=round4(p90),
+                             log_ratio_quantiles=log_ratio_quantiles(pred, meas)))
         spread[f"elementwise.{kind}"] = round4(logp90)
     return rates, errs, spread
