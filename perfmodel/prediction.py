@@ -85,6 +85,9 @@ class Prediction(BaseModel):
     # serving (discrete-event simulation): percentiles, throughput, goodput, SLO attainment,
     # KV utilisation and queue length over time; ttft_s / tpot_s / e2e_latency_s are the p50s
     serving: dict[str, Any] | None = None
+    # inference / serving with a named engine (engine_memory.EngineMemory): KV cache tokens and
+    # blocks, max concurrency at max_model_len, memory by the engine's categories
+    engine: dict[str, Any] | None = None
     # both
     tokens_per_s: float
     memory_per_gpu_bytes: float
@@ -93,6 +96,10 @@ class Prediction(BaseModel):
     breakdown: dict[str, Any]
     ops: list[OpReport] = []
     warnings: list[str] = []
+    # 80 % bands (perfmodel.uncertainty, docs/uncertainty.md): field -> [lo, hi], and how
+    # each band was made
+    ranges: dict[str, list[float]] | None = None
+    range_basis: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _check_finite(self) -> Prediction:

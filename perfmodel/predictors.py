@@ -24,4 +24,19 @@ def predict_inference(rs: Resolved) -> Prediction:
     inp = inference_inputs(rs.scenario, rs.system, rs.profile)
     r = inference(rs.scenario.model, rs.system, inp.plan, rs.profile, keep_ops=True,
                   draft=inp.draft, offload_bandwidth=inp.offload_bandwidth)
-    return inference_prediction(rs, r)
+    return with_engine(inference_prediction(rs, r), rs)
+
+
+def with_engine(pred: Prediction, rs: Resolved) -> Prediction:
+    """Add the named engine's start-up memory plan (engine_memory) and its warnings."""
+    from . import engine_memory
+
+    mem = engine_memory.for_scenario(rs.scenario, rs.system, rs.profile)
+    if mem is None:
+        return pred
+    warnings = [*pred.warnings, *(f"{mem.engine}: {p}" for p in mem.problems)]
+    if mem.device_memory_source != "cuda":
+        warnings.append(f"{mem.engine}: device memory as CUDA reports it is not sourced for "
+                        f"{rs.system.device.id!r}; the budget uses the "
+                        f"{mem.device_memory_source} figure")
+    return pred.model_copy(update={"engine": engine_memory.report(mem), "warnings": warnings})

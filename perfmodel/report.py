@@ -49,6 +49,10 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
              ("fits", "yes" if p.fits else "NO")]
     out.append(table(head))
     out.append("")
+    if p.engine:
+        from .engine_report import render_engine
+
+        out += [render_engine(p.engine), ""]
     if p.kind == "training":
         parts = p.breakdown["time"]
         total = p.step_time_s
@@ -70,6 +74,18 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
             part = p.breakdown[phase]
             out.append(table([(k, seconds(v)) for k, v in part.items() if v > 0],
                              header=(phase, "seconds")))
+            out.append("")
+        if "moe" in p.breakdown:  # routed-expert bytes and the all-to-all (moe_parallel.py)
+            moe = p.breakdown["moe"]
+            rows = [("routed-expert weights read per GPU", *(
+                        gib(moe[ph]["routed_expert_weight_bytes_per_gpu"])
+                        for ph in ("prefill", "decode_step"))),
+                    *[(k.replace("_s", ""), *(seconds(moe[ph][k])
+                                              for ph in ("prefill", "decode_step")))
+                      for k in ("all_to_all_s", "dispatch_s", "combine_s")],
+                    ("all-to-all kernels", *(moe[ph]["a2a_mode"] or "-"
+                                             for ph in ("prefill", "decode_step")))]
+            out.append(table(rows, header=("MoE layers", "prefill", "decode step")))
             out.append("")
     out.append("")
     out.append(table([(k, gib(v)) for k, v in p.breakdown["memory"].items() if v > 0],

@@ -49,6 +49,9 @@ class SystemConfig(Strict):
     # rail-optimised fabric: NIC i of every node on leaf switch i, so same-index GPUs are one
     # switch hop apart; otherwise their traffic crosses the spine (leaf-spine-leaf)
     rail_optimized: Bool = True
+    # board power limit per GPU (nvidia-smi -pl), W; None: the device's default (its TDP).
+    # A cap lowers the sustained clock of compute-bound kernels (perfmodel/power.py)
+    power_limit_w: Float | None = Field(default=None, gt=0)
 
 
 class Parallelism(Strict):
@@ -93,6 +96,9 @@ class Parallelism(Strict):
     # inference: DeepEP all-to-all kernels; auto = normal for prefill, low_latency for decode
     # (SGLang --deepep-mode)
     a2a_mode: Literal["auto", "low_latency", "normal"] = "auto"
+    # inference: extra expert replicas placed by a load balancer (DeepSeek EPLB, SGLang
+    # --ep-num-redundant-experts; e.g. 256 + 32 = 288 experts over EP72); ep divides the sum
+    redundant_experts: Int = Field(default=0, ge=0, le=MAX_WIDTH)
 
     @field_validator("placement")
     @classmethod
@@ -313,6 +319,49 @@ class ServingConfig(Strict):
         return self
 
 
+EngineName = Literal["generic", "vllm", "sglang", "trtllm", "llamacpp"]
+#: the memory-fraction override each engine reads (its own name for it)
+ENGINE_FRACTION = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_static",
+                   "trtllm": "free_gpu_memory_fraction"}
+
+
+class EngineConfig(Strict):
+    """The serving engine and its overrides (``engine: vllm`` or ``engine: {name: vllm,
+    gpu_memory_utilization: 0.85}``). ``generic`` is perfmodel's engine-neutral model (today's
+    behaviour); the others read the sourced facts of engines/<name>.yaml (docs/engines.md).
+    Each override replaces the engine's default of the same name."""
+
+    name: EngineName = "generic"
+    gpu_memory_utilization: Float | None = Field(default=None, gt=0, le=1)  # vLLM
+    mem_fraction_static: Float | None = Field(default=None, gt=0, le=1)  # SGLang
+    free_gpu_memory_fraction: Float | None = Field(default=None, gt=0, le=1)  # TensorRT-LLM
+    max_num_seqs: Int | None = Field(default=None, ge=1, le=MAX_BATCH)
+    max_num_batched_tokens: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    # context the engine is sized for (vLLM max_model_len, llama.cpp n_ctx); default: the
+    # model's max_position_embeddings (llama.cpp: its n_ctx default)
+    max_model_len: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    block_size: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    cuda_graphs: Bool | None = None  # None: the engine's default (on)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _check_overrides(self) -> EngineConfig:
+        given = sorted(self.model_fields_set - {"name"})
+        if self.name == "generic" and given:
+            raise SpecError(f"engine.{given[0]}: the generic engine has no {given[0]}; "
+                            "name an engine (vllm, sglang, trtllm, llamacpp)")
+        for engine, field in ENGINE_FRACTION.items():
+            if field in given and self.name != engine:
+                raise SpecError(f"engine.{field} is {engine}'s setting; engine {self.name!r} "
+                                + (f"uses {ENGINE_FRACTION[self.name]}"
+                                   if self.name in ENGINE_FRACTION else "has no memory fraction"))
+        return self
+
+
 ALL = frozenset({"*"})  # every field of the section
 # The fields each kind of scenario reads, per section; a section missing from a kind's entry is
 # not read at all. A field outside this table given with a non-default value is an error.
@@ -321,7 +370,8 @@ ALL = frozenset({"*"})  # every field of the section
 _INSTANCE = frozenset({"tp", "pp", "ep"})
 FIELDS_USED: dict[str, dict[str, frozenset[str]]] = {
     "training": {"parallelism": ALL, "training": ALL},
-    "inference": {"parallelism": _INSTANCE | {"attention_dp", "a2a_mode"}, "inference": ALL},
+    "inference": {"parallelism": _INSTANCE | {"attention_dp", "a2a_mode",
+                                                                "redundant_experts"}, "inference": ALL},
     "serving": {"parallelism": _INSTANCE, "serving": ALL,
                 "inference": frozenset(InferenceConfig.model_fields)
                 - {"batch", "prefill_chunk_tokens", "expert_imbalance"}},
@@ -358,6 +408,7 @@ class Scenario(Strict):
     training: TrainingConfig | None = None
     inference: InferenceConfig | None = None
     serving: ServingConfig | None = None
+    engine: EngineConfig = EngineConfig()  # inference / serving engine (default: generic)
     calibration: str | None = None  # profile path; default: the device's reference profile
     name: str | None = None
     description: str | None = None
@@ -388,6 +439,9 @@ class Scenario(Strict):
         if self.kind == "serving" and self.serving is None:
             raise SpecError("kind 'serving' needs a 'serving' section (arrival, scheduler, "
                             "slo, prompt_len, output_len, ...)")
+        if self.kind == "training" and self.engine.name != "generic":
+            raise SpecError(f"engine: {self.engine.name!r} is an inference engine; a training "
+                            "scenario does not use it (remove engine)")
         self._check_unused_fields()
         if not self.allow_beyond_context:
             self._check_context()

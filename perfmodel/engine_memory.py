@@ -1,0 +1,233 @@
+"""How a serving engine sizes its KV cache at start-up, from its sourced facts (engines/*.yaml).
+
+Each engine budgets device memory its own way (the rule is ``memory.budget`` of its file):
+
+* ``total_fraction`` (vLLM, vllm/v1/worker/gpu_worker.py + vllm/utils/mem_utils.py):
+  KV = u x T - W - A - N, with T the device memory CUDA reports, u = gpu_memory_utilization,
+  W the weights, A the torch activation peak of a profiling forward over max_num_batched_tokens
+  dummy tokens plus the sampler on min(max_num_seqs, max_num_batched_tokens) rows of
+  vocabulary-wide logits, N the non-torch memory (NCCL, cuBLAS, context). CUDA graphs are
+  captured afterwards, outside u x T.
+* ``init_free_fraction`` (SGLang, model_runner.profile_max_num_token):
+  KV = (M - W) - M x (1 - f) = f x M - W, with M the free memory after the distributed init
+  (T minus the CUDA context) and f = mem_fraction_static (by default from server_args.py's
+  reserve rule on nvidia-smi's memory.total).
+* ``free_after_peak_fraction`` (TensorRT-LLM PyTorch backend, pyexecutor/_util.py):
+  KV = f x (T - W - A - N), f = free_gpu_memory_fraction, A the activation peak of
+  max_num_tokens dummy context tokens, N the non-torch memory (here the CUDA context).
+* ``context_upfront`` (llama.cpp): KV for n_ctx tokens is allocated at start-up.
+
+The result is what the engine logs (vLLM "GPU KV cache size: N tokens", "Maximum concurrency
+for X tokens per request: Yx"; SGLang "max_total_num_tokens"), with the memory broken down by
+the engine's own categories. Pure: no file I/O (engine files come in through ``engines``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from .engines import EngineSpec, ReserveRule
+from .memory import inference_weight_bytes, inference_workspace_bytes, kv_cache_bytes_per_token
+from .parameters import param_counts
+from .specs.hardware import DeviceSpec
+from .specs.model import ModelSpec
+from .specs.scenario import EngineConfig
+from .stages import stage_params
+
+GIB = 2**30
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class EngineShape:
+    """The instance an engine serves: one model copy over tp x pp GPUs, and its dtypes."""
+
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    etp: int | None = None
+    weight_dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+    act_bytes: float = 2.0
+    group_size: int = 128
+
+
+@dataclass(frozen=True)
+class EngineMemory:
+    """An engine's start-up memory plan for one GPU of the instance (bytes unless named)."""
+
+    engine: str
+    version: str
+    device_memory_bytes: float  # as the driver reports it (the budget's base)
+    device_memory_source: str  # cuda | nvidia-smi | nominal (DeviceSpec.usable_memory_source)
+    fraction_name: str | None
+    fraction: float | None
+    weights_bytes: float
+    activation_peak_bytes: float
+    non_torch_bytes: float
+    kv_cache_bytes: float
+    kv_bytes_per_token: float
+    kv_block_size: int
+    kv_cache_blocks: int
+    kv_cache_tokens: int
+    max_model_len: int
+    max_concurrency: float  # requests of max_model_len tokens the KV cache holds at once
+    max_num_seqs: int | None
+    max_num_batched_tokens: int | None
+    breakdown: dict[str, float]  # by the engine's categories; sums to the memory it plans for
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sglang_default_fraction(rule: ReserveRule, gpu_mem_mb: float, tp: int, pp: int,
+                            chunked_prefill_size: int | None = None,
+                            graph_bs: int | None = None) -> tuple[float, int]:
+    """SGLang's default mem_fraction_static and chunked_prefill_size for a GPU of
+    ``gpu_mem_mb`` MiB (server_args.py ``_handle_gpu_memory_settings``): reserved = 512 +
+    1.5 x max(chunk, 2048) + 2 x cuda_graph_max_bs + 128 x tp x pp MB, at least 10 GiB above
+    60 GiB; f = round((gpu_mem - reserved) / gpu_mem, 3)."""
+    bucket = rule.bucket(gpu_mem_mb)
+    chunk = chunked_prefill_size or bucket.chunked_prefill_size
+    if graph_bs is None:
+        graph_bs = bucket.graph_bs_small_tp if tp < rule.small_tp_below else bucket.graph_bs_large_tp
+    reserved = (rule.base_mb + rule.per_prefill_token_mb * max(chunk, rule.min_prefill_tokens)
+                + rule.per_graph_batch_mb * graph_bs + rule.per_tp_pp_mb * tp * pp)
+    if gpu_mem_mb > rule.floor_above_mb:
+        reserved = max(reserved, rule.floor_mb)
+    return round((gpu_mem_mb - reserved) / gpu_mem_mb, 3), chunk
+
+
+def profile_activation_bytes(model: ModelSpec, tokens: float, rows: float, tp: int,
+                             act_bytes: float, sampler_bytes_per_logit: float) -> float:
+    """Torch activation peak of a profiling run: the widest layer step for ``tokens`` tokens
+    (``memory.inference_workspace_bytes``) plus the sampler's vocabulary-wide tensors for
+    ``rows`` sequences (logits are gathered over TP, so the full vocabulary per GPU)."""
+    forward = float(inference_workspace_bytes(model, tokens, 0, tp, act_bytes))
+    return forward + rows * model.vocab_size * sampler_bytes_per_logit
+
+
+def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec: EngineSpec,
+                  cfg: EngineConfig, cuda_context_gib: float) -> EngineMemory:
+    """The KV cache ``spec``'s engine allocates on one GPU of a tp x pp instance of ``model`` on
+    ``device``, with the scenario's overrides ``cfg`` (module docstring: the four rules).
+    ``cuda_context_gib`` is the memory a CUDA context takes before the engine measures free
+    memory (the calibration profile's memory_overheads.cuda_context_gib)."""
+    m = spec.memory
+    tp, pp = shape.tp, shape.pp
+    total = device.usable_memory_bytes
+    gib_total = total / GIB
+    stage = stage_params(param_counts(model), tp, pp, shape.ep, shape.etp or tp,
+                         model.tie_embeddings)
+    weights = float(inference_weight_bytes(stage.max, shape.weight_dtype, shape.group_size))
+    per_token = float(kv_cache_bytes_per_token(model, shape.kv_dtype, tp)) * model.num_layers / pp
+    block = cfg.block_size or m.block_size
+    seqs = cfg.max_num_seqs or spec.max_num_seqs(gib_total, device.id)
+    batched = cfg.max_num_batched_tokens or spec.max_num_batched_tokens(gib_total, device.id)
+    max_len = cfg.max_model_len or m.default_n_ctx or model.max_position_embeddings
+    context = cuda_context_gib * GIB
+    fraction = getattr(cfg, spec_fraction_field(spec), None) if m.fraction_name else None
+    act = non_torch = 0.0
+    problems: list[str] = []
+    if m.budget == "total_fraction":
+        fraction = fraction or m.fraction or 1.0
+        tokens = batched or max_len
+        rows = min(seqs or tokens, tokens)
+        act = profile_activation_bytes(model, tokens, rows, tp, shape.act_bytes,
+                                       m.sampler_bytes_per_logit or 0.0) if m.profile_run else 0.0
+        multi = (m.non_torch_gib_tp_multi if tp * pp > 1 else m.non_torch_gib_tp1) or 0.0
+        non_torch = multi * GIB
+        kv = fraction * total - weights - act - non_torch
+        breakdown = {"weights": weights, "activation_peak": act, "non_torch": non_torch,
+                     "kv_cache": max(kv, 0.0), "outside_budget": (1 - fraction) * total}
+    elif m.budget == "init_free_fraction":
+        smi_mb = device.nvidia_smi_memory_mib or total / MIB
+        if fraction is None and m.reserve is not None:
+            fraction, chunk = sglang_default_fraction(m.reserve, smi_mb, tp, pp, batched)
+            batched = batched or chunk
+        fraction = fraction or m.fraction or 1.0
+        init_free = total - context
+        kv = fraction * init_free - weights
+        non_torch = context
+        breakdown = {"weights": weights, "kv_cache": max(kv, 0.0),
+                     "reserved": (1 - fraction) * init_free, "cuda_context": context}
+    elif m.budget == "free_after_peak_fraction":
+        fraction = fraction or m.fraction or 1.0
+        tokens = batched or max_len
+        act = profile_activation_bytes(model, tokens, 0, tp, shape.act_bytes, 0.0) \
+            if m.profile_run else 0.0
+        non_torch = context
+        free = total - weights - act - non_torch
+        kv = fraction * free
+        breakdown = {"weights": weights, "activation_peak": act, "non_torch": non_torch,
+                     "kv_cache": max(kv, 0.0), "unallocated": (1 - fraction) * max(free, 0.0)}
+    else:  # context_upfront
+        kv = max_len * per_token
+        non_torch = context
+        free = total - weights - kv - context
+        breakdown = {"weights": weights, "kv_cache": kv, "cuda_context": context,
+                     "free": max(free, 0.0)}
+        if free < 0:
+            problems.append(f"weights + KV for n_ctx = {max_len} tokens need "
+                            f"{(weights + kv + context) / GIB:.2f} GiB of the device's "
+                            f"{total / GIB:.2f} GiB")
+    if kv <= 0:
+        problems.append(f"no memory left for the KV cache: weights {weights / GIB:.2f} GiB and "
+                        f"the engine's reserves exceed its budget of the device's "
+                        f"{total / GIB:.2f} GiB")
+    blocks = max(math.floor(kv / (per_token * block)), 0) if per_token > 0 else 0
+    tokens_kv = blocks * block
+    if m.budget != "context_upfront" and 0 < tokens_kv < max_len:
+        problems.append(f"the KV cache holds {tokens_kv:,} tokens, fewer than one request of "
+                        f"max_model_len {max_len:,} (the engine refuses to start; lower "
+                        "engine.max_model_len or add GPUs)")
+    concurrency = (seqs or 1) if m.budget == "context_upfront" else tokens_kv / max_len
+    return EngineMemory(
+        engine=spec.id, version=spec.version, device_memory_bytes=total,
+        device_memory_source=device.usable_memory_source, fraction_name=m.fraction_name,
+        fraction=fraction if m.fraction_name else None, weights_bytes=weights,
+        activation_peak_bytes=act, non_torch_bytes=non_torch, kv_cache_bytes=max(kv, 0.0),
+        kv_bytes_per_token=per_token, kv_block_size=block, kv_cache_blocks=blocks,
+        kv_cache_tokens=tokens_kv, max_model_len=max_len, max_concurrency=concurrency,
+        max_num_seqs=seqs, max_num_batched_tokens=batched, breakdown=breakdown,
+        problems=problems)
+
+
+def spec_fraction_field(spec: EngineSpec) -> str:
+    """The EngineConfig field that overrides this engine's memory fraction."""
+    return spec.memory.fraction_name or "gpu_memory_utilization"
+
+
+def shape_for(parallelism, inference) -> EngineShape:
+    """The EngineShape of a scenario's parallelism and inference sections (inference may be
+    None: a serving scenario without one runs bf16)."""
+    from .dtypes import nbytes
+
+    tp, pp, ep = parallelism.tp, parallelism.pp, parallelism.ep
+    if inference is None:
+        return EngineShape(tp=tp, pp=pp, ep=ep, etp=parallelism.etp)
+    return EngineShape(tp=tp, pp=pp, ep=ep, etp=parallelism.etp,
+                       weight_dtype=inference.weight_dtype, kv_dtype=inference.kv_dtype,
+                       act_bytes=float(nbytes(inference.activation_dtype)),
+                       group_size=inference.quant_group_size)
+
+
+def for_scenario(sc, system, profile) -> EngineMemory | None:
+    """The engine memory plan of a resolved scenario; None for the generic engine."""
+    from .engines import get_engine
+
+    if sc.engine.name == "generic":
+        return None
+    return engine_memory(sc.model, system.device, shape_for(sc.parallelism, sc.inference),
+                         get_engine(sc.engine.name), sc.engine,
+                         profile.memory_overheads.cuda_context_gib)
+
+
+def report(mem: EngineMemory) -> dict:
+    """The Prediction's ``engine`` entry: the start-up figures as the engine logs them."""
+    out = mem.to_dict()
+    out["kv_cache_gib"] = mem.kv_cache_bytes / GIB
+    out["weights_gib"] = mem.weights_bytes / GIB
+    return out

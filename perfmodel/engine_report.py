@@ -1,0 +1,35 @@
+"""Text of an engine's start-up memory plan, worded as the engine logs it (vLLM: "GPU KV cache
+size: N tokens", "Maximum concurrency for X tokens per request: Yx"; SGLang:
+"max_total_num_tokens=N"), then the memory by the engine's categories."""
+
+from __future__ import annotations
+
+from .textfmt import gib, table
+
+
+def render_engine(e: dict) -> str:
+    """Lines for ``Prediction.engine`` (engine_memory.report)."""
+    head = f"engine: {e['engine']} {e['version']}"
+    if e.get("fraction_name"):
+        head += f" ({e['fraction_name']} {e['fraction']:g} of {gib(e['device_memory_bytes'])}"
+        head += f" as {e['device_memory_source']} reports it)"
+    lines = [head]
+    if e["engine"] == "sglang":
+        lines.append(f"max_total_num_tokens={e['kv_cache_tokens']:,} "
+                     f"(KV cache {gib(e['kv_cache_bytes'])})")
+    elif e["engine"] == "llamacpp":
+        lines.append(f"KV cache: n_ctx {e['kv_cache_tokens']:,} tokens allocated up front "
+                     f"({gib(e['kv_cache_bytes'])}), {e['max_num_seqs']} slot(s)")
+    else:
+        lines.append(f"Available KV cache memory: {gib(e['kv_cache_bytes'])}")
+        lines.append(f"GPU KV cache size: {e['kv_cache_tokens']:,} tokens "
+                     f"({e['kv_cache_blocks']:,} blocks of {e['kv_block_size']})")
+    lines.append(f"Maximum concurrency for {e['max_model_len']:,} tokens per request: "
+                 f"{e['max_concurrency']:.2f}x")
+    sched = [f"{k} {e[k]}" for k in ("max_num_seqs", "max_num_batched_tokens") if e.get(k)]
+    if sched:
+        lines.append("scheduler: " + ", ".join(sched))
+    lines.append("")
+    lines.append(table([(k, gib(v)) for k, v in e["breakdown"].items()],
+                       header=(f"{e['engine']} memory", "per GPU")))
+    return "\n".join(lines)
