@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from .argtypes import (
     address,
+    fraction,
     image_path,
     nonnegative_float,
     png_path,
@@ -64,19 +65,27 @@ def _search(args: argparse.Namespace) -> int:
     if sc.kind != "training":
         raise SpecError("search ranks training plans: give a scenario with kind: training")
     system = resolve_system(sc.system)
-    result = search(sc, system, resolve_profile(sc, args.calibration), top=args.top)
+    if args.headroom >= 1:
+        raise SpecError("--headroom: must be below 1 (a fraction of device memory)")
+    result = search(sc, system, resolve_profile(sc, args.calibration), top=args.top,
+                    headroom=args.headroom)
     if args.json:
-        _print_json({"evaluated": result.evaluated, "valid": result.valid,
-                     "fitting": result.fitting, "plans": result.plans})
+        _print_json(result.to_dict())
         return 0
-    print(f"{result.evaluated:,} plans evaluated, {result.valid:,} valid, "
-          f"{result.fitting:,} fit in {system.device.memory_gb:g} GB; best {len(result.plans)}:")
+    print(f"{result.evaluated:,} plans considered, {result.valid:,} valid, "
+          f"{result.fitting:,} fit in {system.device.memory_gb:g} GB with "
+          f"{100 * result.headroom:g} % headroom; best {len(result.plans)} distinct "
+          f"({result.duplicates_removed} modelled-identical twins folded):")
     rows = [(i + 1, p["tp"], p["pp"], p["vp"], p["cp"], p["dp"], p["ep"], p["micro_batch"],
              "y" if p["sequence_parallel"] else "n", p["recompute"], p["zero_stage"],
              f"{p['step_time_s']:.3f}", f"{100 * p['mfu']:.1f}",
              f"{p['memory_per_gpu_bytes'] / 2**30:.1f}") for i, p in enumerate(result.plans)]
     print(table(rows, header=("#", "tp", "pp", "vp", "cp", "dp", "ep", "mb", "sp", "recompute",
                               "zero", "step s", "MFU %", "GiB/GPU")))
+    from .search import explanation_lines
+
+    for line in explanation_lines(result.explanation):
+        print(line)
     return 0
 
 
@@ -191,6 +200,13 @@ def _sweep_concurrency(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+@command("plan-training")
+def _plan_training(args: argparse.Namespace) -> int:
+    from .planning.cli import run_cli
+
+    return run_cli(args)
+
+
 @command("dashboard")
 def _dashboard(args: argparse.Namespace) -> int:
     import subprocess
@@ -252,6 +268,12 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser)
 
 
+def _training_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    from .planning.cli import add_arguments
+
+    add_arguments(parser)
+
+
 def _benchmarks(text: str) -> str:
     """The argparse type of ``calibrate --only``: known benchmark names, checked at once."""
     from .calibrate.cli import parse_only
@@ -276,8 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ops", action="store_true", help="list every operator with its bound")
 
     p = sub.add_parser("search", help="rank parallel plans for a training scenario")
-    p.add_argument("scenario", help="training scenario (its parallelism is ignored)")
+    p.add_argument("scenario", help="training scenario (its plan -- tp, pp, dp, cp, ep, vp, "
+                                    "sp, ZeRO, micro-batch, recompute -- is ignored; its "
+                                    "placement and overlap settings are kept)")
     p.add_argument("--top", type=positive_int, default=10, help="plans to list (default 10)")
+    p.add_argument("--headroom", type=fraction, default=0.05,
+                   help="fraction of device memory a plan must leave free (default 0.05)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--calibration", help="calibration profile JSON")
 
@@ -332,6 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sweep-concurrency",
                    help="closed-loop serving benchmark at each client concurrency: tokens/s "
                         "per GPU vs per user, TTFT, TPOT", add_arguments=_sweep_arguments)
+
+    sub.add_parser("plan-training",
+                   help="GPUs, days, cost and energy to train a model on N tokens, per device "
+                        "and GPU count, with the time-vs-cost Pareto set",
+                   add_arguments=_training_plan_arguments)
 
     p = sub.add_parser("dashboard", help="open the Streamlit what-if dashboard")
     p.add_argument("--address", type=address, default=DASHBOARD_ADDRESS,

@@ -53,7 +53,9 @@ class TrainPlan:
     causal: bool = True
     uneven_pp: bool = False
     dp_bucket_params: float | None = None
-    reshard_after_forward: bool = True
+    # ZeRO-3 / FSDP resharding after forward; None: derived from this plan's own pp (see
+    # ``resharded``), so a plan copied with another pp does not inherit a stale choice
+    reshard_after_forward: bool | None = True
 
     @property
     def num_gpus(self) -> Array:
@@ -80,9 +82,20 @@ class TrainPlan:
             overlap_grad_reduce=p.overlap_grad_reduce,
             overlap_param_gather=p.overlap_param_gather, tp_comm_overlap=p.tp_comm_overlap,
             causal=t.causal, uneven_pp=p.uneven_pipeline, dp_bucket_params=p.dp_bucket_params,
-            reshard_after_forward=(p.reshard_after_forward if p.reshard_after_forward is not None
-                                   else p.pp == 1),
+            reshard_after_forward=p.reshard_after_forward,
         )
+
+    @property
+    def resharded(self) -> bool:
+        """Whether ZeRO-3 frees gathered weights after forward: as set, else yes without
+        pipeline parallelism and no with it (torchtitan's default policy, per plan)."""
+        if self.reshard_after_forward is not None:
+            return bool(self.reshard_after_forward)
+        pp = np.asarray(self.pp)
+        if np.all(pp == 1) or np.all(pp > 1):
+            return bool(np.all(pp == 1))
+        raise SpecError("parallelism.reshard_after_forward: a sweep mixing pp = 1 and pp > 1 "
+                        "must set it explicitly (true or false)")
 
 @dataclass(frozen=True)
 class InferPlan:

@@ -1,99 +1,391 @@
 """Vectorised search over parallel training plans.
 
-Enumerates every (tp, pp, cp, dp, ep, vp, micro-batch) that could run a training scenario's
-model on its system, evaluates all of them in one call per categorical choice (recompute,
-sequence parallelism, ZeRO stage) through the same ``training_step`` a single prediction uses,
-drops the plans that break a rule or do not fit in memory, and ranks the rest by step time.
+Every numeric plan dimension (GPU count, tp, pp, cp, ep, vp, micro-batch) is one axis of an
+open mesh: the plan's fields are arrays shaped (n, 1, 1, ...), (1, n, 1, ...), ..., so the one
+``training_step`` a single prediction uses evaluates the whole mesh by numpy broadcasting, and a
+quantity that depends on a few axes only (an operator's shape: tp, cp, micro-batch) is computed
+on those axes only. Categorical choices (recompute, sequence parallelism, ZeRO stage) are looped
+outside, one model call each.
+
+Before modelling, the plan rules (``plan.training_rules``) are evaluated on the mesh (cheap
+integer arithmetic) and every axis value with no valid cell left is dropped from the mesh.
+Cells that break a rule or do not fit in memory with the requested headroom are masked out
+afterwards. The ranking is by step time (then memory); plans the model cannot tell apart (same
+numeric plan, same step time and memory, e.g. selective recompute vs none with
+FlashAttention) are shown once, the simplest choice first, the others listed as equivalent.
+
+The search reads from a scenario its model, system, workload (``training``: sequence length,
+global batch, precision, optimizer, ...) and framework settings of ``parallelism`` that are
+not plan dimensions (``STACK_FIELDS``: rank placement, overlap switches, bucket size); it
+ignores the scenario's plan (tp, pp, dp, cp, ep, etp, vp, sequence_parallel, zero_stage,
+schedule, uneven_pipeline, reshard_after_forward, micro_batch, recompute).
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .memory import memory_fits
+from .errors import SpecError
 from .plan import TrainPlan, training_rules, valid_mask
 from .profile import CalibrationProfile
 from .specs.model import ModelSpec
-from .specs.scenario import Scenario
+from .specs.scenario import Parallelism, Scenario
 from .specs.system import System
 from .training import flops_utilization, training_step
 
+AXES = ("gpus", "tp", "pp", "cp", "ep", "vp", "micro_batch")
 NUMERIC = ("tp", "pp", "cp", "dp", "ep", "vp", "micro_batch")
+STACK_FIELDS = ("placement", "overlap_grad_reduce", "overlap_param_gather", "tp_comm_overlap",
+                "dp_bucket_params")
+DEFAULT_HEADROOM = 0.05  # fraction of device memory a plan must leave free
 
 
 @dataclass(frozen=True)
 class SearchSpace:
+    """Values tried per plan dimension. Categorical tuples are in order of preference: among
+    plans the model cannot tell apart, the earlier choice is kept."""
+
     tp: tuple[int, ...] = (1, 2, 4, 8)
-    pp: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
-    cp: tuple[int, ...] = (1, 2, 4)
+    pp: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+    cp: tuple[int, ...] = (1, 2, 4, 8)
     vp: tuple[int, ...] = (1, 2, 4)
     micro_batch: tuple[int, ...] = (1, 2, 4, 8)
     ep: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     recompute: tuple[str, ...] = ("none", "selective", "full")
-    sequence_parallel: tuple[bool, ...] = (True, False)
-    zero_stage: tuple[int, ...] = (0, 1, 3)
+    sequence_parallel: tuple[bool, ...] = (False, True)
+    zero_stage: tuple[int, ...] = (0, 1, 2, 3)
+
+    def choices(self) -> list[tuple[str, bool, int]]:
+        return list(itertools.product(self.recompute, self.sequence_parallel, self.zero_stage))
+
+
+@dataclass
+class Choice:
+    """One categorical choice evaluated over its (rule-filtered) mesh."""
+
+    recompute: str
+    sequence_parallel: bool
+    zero_stage: int
+    axes: dict[str, np.ndarray]  # 1-D values kept per axis
+    step: np.ndarray  # mesh-shaped, inf where not ok
+    memory: np.ndarray
+    ok: np.ndarray  # valid and fits
+
+
+@dataclass
+class Sweep:
+    """All choices of one model on one device; counts of the search work done."""
+
+    model: ModelSpec
+    system: System
+    profile: CalibrationProfile
+    base: TrainPlan
+    headroom: float
+    choices: list[Choice]
+    considered: int = 0  # candidate plans (mesh cells before filtering)
+    modelled: int = 0  # cells the model evaluated (after dropping all-invalid axis values)
+    valid: int = 0
+    fitting: int = 0
 
 
 @dataclass
 class SearchResult:
-    plans: list[dict]  # best first
-    evaluated: int
+    plans: list[dict]  # best first, distinct
+    evaluated: int  # candidate plans considered
     valid: int
     fitting: int
+    modelled: int = 0
+    duplicates_removed: int = 0
+    headroom: float = DEFAULT_HEADROOM
+    explanation: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {"evaluated": self.evaluated, "modelled": self.modelled, "valid": self.valid,
+                "fitting": self.fitting, "duplicates_removed": self.duplicates_removed,
+                "headroom": self.headroom, "plans": self.plans,
+                "explanation": self.explanation}
 
 
-def candidate_grid(model: ModelSpec, num_gpus: int, space: SearchSpace) -> dict[str, np.ndarray]:
-    """All numeric combinations whose GPU count works out (dp = GPUs / (tp pp cp))."""
+def base_plan(sc: Scenario) -> TrainPlan:
+    """The scenario's workload and framework settings with no parallel plan of its own."""
+    if sc.training is None:
+        raise SpecError("search ranks training plans: the scenario needs a training: section")
+    kept = Parallelism(**{f: getattr(sc.parallelism, f) for f in STACK_FIELDS})
+    return TrainPlan.from_scenario(sc.model_copy(update={"parallelism": kept}))
+
+
+def _column(values: np.ndarray, axis: int) -> np.ndarray:
+    shape = [1] * len(AXES)
+    shape[axis] = len(values)
+    return np.asarray(values, float).reshape(shape)
+
+
+def _mesh_plan(base: TrainPlan, axes: dict[str, np.ndarray], recompute: str, sp: bool,
+               zero: int) -> TrainPlan:
+    c = {name: _column(axes[name], i) for i, name in enumerate(AXES)}
+    return replace(base, tp=c["tp"], pp=c["pp"], cp=c["cp"],
+                   dp=c["gpus"] / (c["tp"] * c["pp"] * c["cp"]), ep=c["ep"], etp=c["tp"],
+                   vp=c["vp"], micro_batch=c["micro_batch"], recompute=recompute,
+                   sequence_parallel=sp, zero_stage=zero, schedule="interleaved",
+                   uneven_pp=True,  # equals the even split wherever pp*vp divides the layers
+                   reshard_after_forward=True)  # ZeRO-3 without resharding is ZeRO-1 here
+
+
+def _rules_mask(model: ModelSpec, plan: TrainPlan) -> np.ndarray:
+    # every rule but the GPU-count ones (the gpus axis defines dp, so tp*pp*dp*cp = gpus)
+    rules = [r for r in training_rules(model, 1) if r.field != "parallelism"]
+    with np.errstate(all="ignore"):
+        return valid_mask(rules, plan)
+
+
+def _drop_empty(axes: dict[str, np.ndarray], mask: np.ndarray
+                ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Drop every axis value whose slice of the mask holds no valid cell."""
+    kept = {}
+    for i, name in enumerate(AXES):
+        other = tuple(j for j in range(len(AXES)) if j != i)
+        keep = np.any(mask, axis=other) if mask.ndim else np.array([bool(mask)])
+        kept[name] = axes[name][keep]
+        mask = np.compress(keep, mask, axis=i)
+    return kept, mask
+
+
+def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: TrainPlan,
+          space: SearchSpace, gpu_counts, headroom: float = DEFAULT_HEADROOM) -> Sweep:
+    """Evaluate every plan of ``space`` on each GPU count of ``gpu_counts`` (one device)."""
+    if not 0 <= headroom < 1:
+        raise SpecError(f"headroom: {headroom:g} must be a fraction in [0, 1) of device memory")
     eps = space.ep if model.moe else (1,)
-    rows = []
-    for tp, pp, cp, ep, vp, mb in itertools.product(space.tp, space.pp, space.cp, eps,
-                                                     space.vp, space.micro_batch):
-        mp = tp * pp * cp
-        if num_gpus % mp or (vp > 1 and pp == 1):
+    full = {"gpus": np.asarray(sorted(set(gpu_counts)), float),
+            "tp": np.asarray(space.tp, float), "pp": np.asarray(space.pp, float),
+            "cp": np.asarray(space.cp, float), "ep": np.asarray(eps, float),
+            "vp": np.asarray(space.vp, float),
+            "micro_batch": np.asarray(space.micro_batch, float)}
+    size = int(np.prod([len(v) for v in full.values()]))
+    limit = (1.0 - headroom) * system.device.memory_bytes
+    out = Sweep(model, system, profile, base, headroom, [])
+    for recompute, sp, zero in space.choices():
+        out.considered += size
+        if sp:  # sequence parallelism needs tensor parallelism
+            axes = {**full, "tp": full["tp"][full["tp"] > 1]}
+            if not len(axes["tp"]):
+                continue
+        else:
+            axes = full
+        mask = np.broadcast_to(_rules_mask(model, _mesh_plan(base, axes, recompute, sp, zero)),
+                               tuple(len(v) for v in axes.values()))
+        if not mask.any():
             continue
-        rows.append((tp, pp, cp, num_gpus // mp, ep, vp, mb))
-    grid = np.array(rows, dtype=float).reshape(-1, len(NUMERIC))
-    return {name: grid[:, i] for i, name in enumerate(NUMERIC)}
+        axes, mask = _drop_empty(axes, mask)
+        plan = _mesh_plan(base, axes, recompute, sp, zero)
+        with np.errstate(all="ignore"):
+            r = training_step(model, system, plan, profile)
+        shape = mask.shape
+        step = np.broadcast_to(r.step_time, shape)
+        memory = np.broadcast_to(r.memory_total, shape)
+        ok = mask & (memory <= limit) & np.isfinite(step)
+        out.modelled += mask.size
+        out.valid += int(mask.sum())
+        out.fitting += int(ok.sum())
+        out.choices.append(Choice(recompute, sp, zero, axes, np.where(ok, step, np.inf),
+                                  memory, ok))
+    return out
+
+
+def _record(sw: Sweep, ci: int, flat: int) -> dict:
+    """The plan at cell ``flat`` of choice ``ci`` as a plain dict (top plans only)."""
+    c = sw.choices[ci]
+    idx = np.unravel_index(flat, c.step.shape)
+    v = {name: int(c.axes[name][i]) for name, i in zip(AXES, idx, strict=True)}
+    gpus = v.pop("gpus")
+    dp = gpus // (v["tp"] * v["pp"] * v["cp"])
+    step, memory = float(c.step[idx]), float(c.memory[idx])
+    tokens = sw.base.global_batch * sw.base.seq_len
+    return {
+        "gpus": gpus, "tp": v["tp"], "pp": v["pp"], "cp": v["cp"], "dp": dp, "ep": v["ep"],
+        "vp": v["vp"], "micro_batch": v["micro_batch"],
+        "sequence_parallel": c.sequence_parallel, "recompute": c.recompute,
+        "zero_stage": c.zero_stage,
+        "schedule": "interleaved" if v["vp"] > 1 else "1f1b",
+        "uneven_pipeline": bool(sw.model.num_layers % (v["pp"] * v["vp"])),
+        "reshard_after_forward": True if c.zero_stage == 3 else None,
+        "step_time_s": step, "memory_per_gpu_bytes": memory,
+        "memory_headroom": 1.0 - memory / sw.system.device.memory_bytes,
+        "tokens_per_s": float(tokens / step),
+        "mfu": float(flops_utilization(_model_flops(sw, v["micro_batch"], c.recompute), step,
+                                       gpus, sw.system.device.peak_flops(sw.base.precision))),
+        "equivalent": [],
+    }
+
+
+def _model_flops(sw: Sweep, micro_batch: int, recompute: str) -> float:
+    from .training import model_flops_per_step
+
+    plan = replace(sw.base, micro_batch=micro_batch, recompute=recompute)
+    return float(model_flops_per_step(sw.model, plan)[0])
+
+
+def _same(a: dict, b: dict) -> bool:
+    keys = ("gpus", "tp", "pp", "cp", "ep", "vp", "micro_batch", "sequence_parallel")
+    return (all(a[k] == b[k] for k in keys)
+            and abs(a["step_time_s"] - b["step_time_s"]) <= 1e-12 * a["step_time_s"]
+            and abs(a["memory_per_gpu_bytes"] - b["memory_per_gpu_bytes"]) <= 1.0)
+
+
+def ranked(sw: Sweep, top: int) -> tuple[list[dict], int]:
+    """The ``top`` best distinct plans (step time, then memory, then choice order) and how
+    many modelled-identical duplicates were folded into them."""
+    steps, mems, choice, cell = [], [], [], []
+    for ci, c in enumerate(sw.choices):
+        flat = np.flatnonzero(c.ok)
+        steps.append(c.step.ravel()[flat])
+        mems.append(c.memory.ravel()[flat])
+        choice.append(np.full(flat.size, ci))
+        cell.append(flat)
+    if not steps:
+        return [], 0
+    steps, mems = np.concatenate(steps), np.concatenate(mems)
+    choice, cell = np.concatenate(choice), np.concatenate(cell)
+    # enough candidates for `top` distinct ones: each plan has at most len(choices) twins
+    want = min(steps.size, max(top, 1) * (len(sw.choices) + 1))
+    part = np.argpartition(steps, want - 1)[:want] if want < steps.size else np.arange(steps.size)
+    order = part[np.lexsort((choice[part], mems[part], steps[part]))]
+    plans: list[dict] = []
+    folded = 0
+    for k in order:
+        rec = _record(sw, int(choice[k]), int(cell[k]))
+        twin = next((p for p in plans if _same(p, rec)), None)
+        if twin is not None:
+            twin["equivalent"].append(f"recompute {rec['recompute']}, zero {rec['zero_stage']}")
+            folded += 1
+            continue
+        if len(plans) < top:
+            plans.append(rec)
+    return plans, folded
+
+
+def best_per_gpu_count(sw: Sweep) -> list[dict]:
+    """The fastest fitting plan at every GPU count that has one, fewest GPUs first."""
+    best: dict[float, tuple[float, float, int, int]] = {}
+    for ci, c in enumerate(sw.choices):
+        g_axis = c.axes["gpus"]
+        rows = c.step.reshape(len(g_axis), -1)
+        arg = np.argmin(rows, axis=1)
+        for gi, g in enumerate(g_axis):
+            step = rows[gi, arg[gi]]
+            if not np.isfinite(step):
+                continue
+            flat = gi * rows.shape[1] + int(arg[gi])
+            mem = float(c.memory.ravel()[flat])
+            if g not in best or (step, mem) < best[g][:2]:
+                best[g] = (float(step), mem, ci, flat)
+    return [_record(sw, ci, flat) for g, (_, _, ci, flat) in sorted(best.items())]
+
+
+def scalar_plan(base: TrainPlan, rec: dict) -> TrainPlan:
+    """A plan record of the search as a scalar TrainPlan (same numbers as predict)."""
+    return replace(base, tp=rec["tp"], pp=rec["pp"], cp=rec["cp"], dp=rec["dp"], ep=rec["ep"],
+                   etp=rec["tp"], vp=rec["vp"], micro_batch=rec["micro_batch"],
+                   recompute=rec["recompute"], sequence_parallel=rec["sequence_parallel"],
+                   zero_stage=rec["zero_stage"], schedule=rec["schedule"],
+                   uneven_pp=rec["uneven_pipeline"], reshard_after_forward=True)
+
+
+def scenario_for(sc: Scenario, rec: dict) -> Scenario:
+    """``sc`` with the plan of a search record, ready for ``perfmodel.predict``."""
+    par = sc.parallelism.model_dump()
+    par.update(tp=rec["tp"], pp=rec["pp"], cp=rec["cp"], dp=rec["dp"], ep=rec["ep"], etp=None,
+               vp=rec["vp"], sequence_parallel=rec["sequence_parallel"],
+               zero_stage=rec["zero_stage"], schedule=rec["schedule"],
+               uneven_pipeline=rec["uneven_pipeline"],
+               reshard_after_forward=rec["reshard_after_forward"])
+    system = sc.system.model_copy(update={"num_gpus": rec["gpus"]})
+    training = sc.training.model_copy(update={"micro_batch": rec["micro_batch"],
+                                              "recompute": rec["recompute"]})
+    return sc.model_copy(update={"parallelism": Parallelism(**par), "system": system,
+                                 "training": training})
+
+
+def bound_terms(sw: Sweep, rec: dict, n: int = 3) -> list[dict]:
+    """The largest terms of the plan's step-time breakdown (they add up to the step)."""
+    parts = _breakdown(sw, rec)
+    step = sum(parts.values())
+    top = sorted(parts.items(), key=lambda kv: -kv[1])[:n]
+    return [{"term": k, "seconds": v, "share": v / step} for k, v in top if v > 0]
+
+
+def _breakdown(sw: Sweep, rec: dict) -> dict[str, float]:
+    r = training_step(sw.model, sw.system, scalar_plan(sw.base, rec), sw.profile)
+    return {k: float(v) for k, v in r.time.items()}
+
+
+def explain_winner(sw: Sweep, plans: list[dict]) -> dict | None:
+    """Why the top plan wins: its largest breakdown terms, and the terms where it differs
+    most from the runner-up (the next distinct plan)."""
+    if not plans:
+        return None
+    best = plans[0]
+    parts = _breakdown(sw, best)
+    step = sum(parts.values())
+    out = {"bound_by": [{"term": k, "seconds": v, "share": v / step}
+                        for k, v in sorted(parts.items(), key=lambda kv: -kv[1])[:3] if v > 0],
+           "memory_headroom": best["memory_headroom"], "runner_up": None}
+    if len(plans) > 1:
+        other = _breakdown(sw, plans[1])
+        diffs = sorted(((k, parts[k] - other.get(k, 0.0)) for k in parts),
+                       key=lambda kv: -abs(kv[1]))
+        out["runner_up"] = {
+            "plan": describe(plans[1]),
+            "margin": plans[1]["step_time_s"] / best["step_time_s"] - 1.0,
+            "differences": [{"term": k, "best_s": parts[k], "runner_up_s": other.get(k, 0.0),
+                             "delta_s": d} for k, d in diffs[:3] if d != 0],
+        }
+    return out
+
+
+def describe(rec: dict) -> str:
+    """A plan in one short line: tp4 pp8 vp2 cp2 dp32 mb1 sp zero1 rc:selective."""
+    parts = [f"tp{rec['tp']}", f"pp{rec['pp']}"]
+    if rec["vp"] > 1:
+        parts.append(f"vp{rec['vp']}")
+    if rec["cp"] > 1:
+        parts.append(f"cp{rec['cp']}")
+    if rec["ep"] > 1:
+        parts.append(f"ep{rec['ep']}")
+    parts += [f"dp{rec['dp']}", f"mb{rec['micro_batch']}"]
+    if rec["sequence_parallel"]:
+        parts.append("sp")
+    parts.append(f"zero{rec['zero_stage']}")
+    parts.append(f"rc:{rec['recompute']}")
+    if rec["uneven_pipeline"]:
+        parts.append("uneven")
+    return " ".join(parts)
+
+
+def explanation_lines(expl: dict | None) -> list[str]:
+    """The explanation as text lines (CLI)."""
+    if not expl:
+        return []
+    lines = ["why #1 wins: bound by " + ", ".join(
+        f"{t['term']} {t['seconds']:.3g} s ({100 * t['share']:.0f} %)" for t in expl["bound_by"])
+        + f"; memory headroom {100 * expl['memory_headroom']:.0f} %"]
+    ru = expl.get("runner_up")
+    if ru:
+        lines.append(f"  vs #2 ({ru['plan']}, {100 * ru['margin']:.2f} % slower): " + ", ".join(
+            f"{d['term']} {d['delta_s']:+.3g} s" for d in ru["differences"]))
+    return lines
 
 
 def search(sc: Scenario, system: System, profile: CalibrationProfile,
-           space: SearchSpace | None = None, top: int = 10) -> SearchResult:
-    """Rank every valid, fitting plan for the scenario's model, system and workload."""
+           space: SearchSpace | None = None, top: int = 10,
+           headroom: float = DEFAULT_HEADROOM) -> SearchResult:
+    """Rank every valid plan that fits (with ``headroom``) on the scenario's GPU count."""
     space = space or SearchSpace()
-    base = TrainPlan.from_scenario(sc)
-    grid = candidate_grid(sc.model, system.num_gpus, space)
-    rules = training_rules(sc.model, system.num_gpus)
-    peak = system.device.peak_flops(base.precision)
-    found: list[dict] = []
-    evaluated = valid_count = fitting_count = 0
-    for recompute, sp, zero in itertools.product(space.recompute, space.sequence_parallel,
-                                                 space.zero_stage):
-        plan = replace(base, tp=grid["tp"], pp=grid["pp"], cp=grid["cp"], dp=grid["dp"],
-                       ep=grid["ep"], etp=grid["tp"], vp=grid["vp"],
-                       micro_batch=grid["micro_batch"], recompute=recompute,
-                       sequence_parallel=sp,
-                       zero_stage=zero, schedule="interleaved")
-        mask = valid_mask(rules, plan) & ((grid["tp"] > 1) | (not sp))
-        r = training_step(sc.model, system, plan, profile)
-        step = np.broadcast_to(r.step_time, mask.shape)
-        memory = np.broadcast_to(r.memory_total, mask.shape)
-        mfu = np.broadcast_to(flops_utilization(r.model_flops, r.step_time, system.num_gpus,
-                                                peak), mask.shape)
-        fits = memory_fits(memory, system.device)
-        evaluated += mask.size
-        valid_count += int(mask.sum())
-        fitting_count += int((mask & fits).sum())
-        for i in np.flatnonzero(mask & fits):
-            found.append({
-                **{k: int(grid[k][i]) for k in NUMERIC},
-                "sequence_parallel": sp, "recompute": recompute, "zero_stage": zero,
-                "step_time_s": float(step[i]), "memory_per_gpu_bytes": float(memory[i]),
-                "tokens_per_s": float(base.global_batch * base.seq_len / step[i]),
-                "mfu": float(mfu[i]),
-            })
-    found.sort(key=lambda p: (p["step_time_s"], p["memory_per_gpu_bytes"]))
-    return SearchResult(plans=found[:top], evaluated=evaluated, valid=valid_count,
-                        fitting=fitting_count)
+    sw = sweep(sc.model, system, profile, base_plan(sc), space, [system.num_gpus], headroom)
+    plans, folded = ranked(sw, top)
+    return SearchResult(plans=plans, evaluated=sw.considered, valid=sw.valid,
+                        fitting=sw.fitting, modelled=sw.modelled, duplicates_removed=folded,
+                        headroom=headroom, explanation=explain_winner(sw, plans))

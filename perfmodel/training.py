@@ -169,7 +169,7 @@ def effective_zero_stage(plan: TrainPlan) -> int:
     """FSDP without resharding after forward (torchtitan's default under PP) keeps a stage's
     weights gathered and its gradients unsharded for the whole step: ZeRO-1 memory and one
     gather + one reduce-scatter per step."""
-    return 1 if (plan.zero_stage == 3 and not plan.reshard_after_forward) else plan.zero_stage
+    return 1 if (plan.zero_stage == 3 and not plan.resharded) else plan.zero_stage
 
 
 def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list[str],

@@ -1,0 +1,86 @@
+"""`perfmodel plan-training`: arguments -> training.TrainingPlanInputs -> a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..argtypes import bounded_int, fraction, id_list, positive_float, positive_int, shown
+from ..errors import SpecError
+from .training import (
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_MAX_GPUS,
+    DEFAULT_SEQ_LEN,
+    TrainingPlanInputs,
+    parse_tokens,
+    plan_training,
+    render,
+)
+
+MAX_GPUS = 1_000_000
+
+
+def tokens_arg(text: str) -> float:
+    """The argparse type of --tokens (15T, 300B, 2.5e12)."""
+    try:
+        return parse_tokens(text)
+    except SpecError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--tokens: ")) from None
+
+
+def usd_arg(text: str) -> float:
+    """A dollar amount: 30000000, 30M, $2.5B."""
+    try:
+        return parse_tokens(str(text).strip().lstrip("$"))
+    except SpecError:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not an amount of USD; use e.g. "
+                                         "30M, 2.5e7 or 25000000") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model preset id (perfmodel models list) or config.json path")
+    p.add_argument("--tokens", type=tokens_arg, required=True,
+                   help="training tokens, e.g. 15T, 300B, 2.5e12")
+    p.add_argument("--days", type=positive_float, help="finish within this many days")
+    p.add_argument("--budget", type=usd_arg, help="spend at most this many USD (e.g. 30M)")
+    p.add_argument("--devices", type=id_list,
+                   help="comma-separated device ids (default: priced datacenter GPUs whose "
+                        "node scales out, >= 40 GB)")
+    p.add_argument("--max-gpus", type=bounded_int(1, MAX_GPUS), default=DEFAULT_MAX_GPUS,
+                   help=f"most GPUs to consider (default {DEFAULT_MAX_GPUS}); counts tried: "
+                        "powers of 2 up to a node, then whole nodes doubling")
+    p.add_argument("--seq-len", type=positive_int, default=DEFAULT_SEQ_LEN,
+                   help=f"sequence length (default {DEFAULT_SEQ_LEN})")
+    p.add_argument("--global-batch-tokens", type=tokens_arg, default=DEFAULT_BATCH_TOKENS,
+                   help=f"tokens per optimizer step (default {DEFAULT_BATCH_TOKENS:,})")
+    p.add_argument("--precision", choices=["bf16", "fp16", "fp8"], default="bf16")
+    p.add_argument("--headroom", type=fraction, default=0.05,
+                   help="fraction of device memory a plan must leave free (default 0.05)")
+    p.add_argument("--calibration", help="calibration profile (with a single --devices)")
+    p.add_argument("--all", action="store_true", help="list every GPU count, not only the "
+                                                      "Pareto rows")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON object")
+    out.add_argument("--csv", action="store_true", help="print every row as CSV")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    if args.calibration and (not args.devices or len(args.devices) != 1):
+        raise SpecError("--calibration: give exactly one --devices for the profile's device")
+    batch = args.global_batch_tokens
+    if batch != int(batch):
+        raise SpecError(f"--global-batch-tokens: {batch:g} is not a whole number of tokens")
+    if args.headroom >= 1:
+        raise SpecError("--headroom: must be below 1 (a fraction of device memory)")
+    result = plan_training(TrainingPlanInputs(
+        model=args.model, tokens=args.tokens, days=args.days, budget_usd=args.budget,
+        devices=args.devices, max_gpus=args.max_gpus, seq_len=args.seq_len,
+        global_batch_tokens=int(batch), precision=args.precision, headroom=args.headroom,
+        calibration=args.calibration))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=float))
+    elif args.csv:
+        print(result.to_csv(), end="")
+    else:
+        print(render(result, all_rows=args.all))
+    return 0 if result.rows else 1
