@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .errors import PerfModelError, SpecError
     from .prediction import OpReport, Prediction
     from .profile import CalibrationProfile
+    from .planning.training import TrainingPlanInputs, plan_training
     from .serving.sweep import sweep_concurrency
     from .specs.assemble import load_scenario
     from .specs.model import ModelSpec
@@ -50,6 +51,7 @@ _HOMES = {
     "OpReport": "prediction", "Prediction": "prediction",
     "CalibrationProfile": "profile",
     "sweep_concurrency": "serving.sweep",
+    "plan_training": "planning.training", "TrainingPlanInputs": "planning.training",
     "ModelSpec": "specs.model",
     "devices": "specs.registry", "get_device": "specs.registry", "get_model": "specs.registry",
     "interconnects": "specs.registry", "load_profile": "specs.registry",
@@ -64,7 +66,8 @@ __all__ = [
     "CalibrationProfile", "InferenceConfig", "ModelSpec", "OpReport", "Parallelism",
     "PerfModelError", "Prediction", "Scenario", "SpecError", "SystemConfig", "TrainingConfig",
     "as_scenario", "devices", "get_device", "get_model", "interconnects", "load_profile",
-    "load_scenario", "models", "nodes", "predict", "sweep_concurrency",
+    "load_scenario", "models", "nodes", "plan_training", "predict", "sweep_concurrency",
+    "TrainingPlanInputs",
 ]
 
 
