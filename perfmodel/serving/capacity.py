@@ -95,6 +95,7 @@ class PlanResult:
     inputs: dict
     candidates: list[Candidate]
     warnings: list[str] = field(default_factory=list)
+    frontier: list[dict] = field(default_factory=list)  # throughput vs interactivity points
 
     @property
     def best(self) -> Candidate | None:
@@ -108,6 +109,8 @@ class PlanResult:
         best = self.best
         return {"inputs": self.inputs, "best": best.to_dict() if best else None,
                 "candidates": [c.to_dict() for c in self.candidates],
+                "frontier": [p for p in self.frontier if p["pareto"]],
+                "frontier_points": list(self.frontier),
                 "warnings": list(self.warnings)}
 
 
@@ -236,6 +239,7 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
     prices = inp.prices or load_prices()
     wl = build_workload(_serving(inp))
     staged = []
+    frontier: list[dict] = []
     candidates: list[Candidate] = []
     uncalibrated: list[str] = []  # devices answered with the documented default efficiencies
     warnings: list[str] = []
@@ -250,6 +254,7 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
             except SpecError as err:
                 candidates.append(Candidate(device, tp, False, f"does not apply: {err}"))
                 continue
+            frontier += batch_points(dep, wl, device, tp)
             miss = _zero_load_misses(dep, wl, inp.slo)
             if miss:
                 candidates.append(Candidate(device, tp, False, miss))
@@ -296,7 +301,58 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
         warnings.insert(0, "uncalibrated: documented default efficiencies (no measured or "
                         f"reference profile) for {', '.join(uncalibrated)}; their answers "
                         "are rougher than the calibrated devices'")
-    return PlanResult(inputs, candidates, warnings)
+    return PlanResult(inputs, candidates, warnings, mark_pareto(frontier))
+
+
+FRONTIER_BATCHES = tuple(2 ** k for k in range(11))  # 1 ... 1024 sequences
+
+
+def batch_points(dep: Deployment, wl: Workload, device: str, tp: int) -> list[dict]:
+    """Throughput per GPU vs interactivity of one replica at each decode batch up to its KV-
+    and max_batch-limited size: tokens/s/user = 1 / TPOT(batch, mean context), tokens/s/GPU =
+    batch x output / (batch x prefill(mean prompt) + output x TPOT) / GPUs (each request's
+    prompt prefilled once at batch 1, as ``_replica_estimate``; the curve hardware is compared
+    by, e.g. SemiAnalysis InferenceMAX's throughput-vs-interactivity plots)."""
+    inst = dep.instances[0]
+    p, o = float(wl.prompt.mean()), float(wl.output.mean())
+    top = max(1, int(min(dep.scheduler.max_batch, inst.kv.tokens / max(p + o, 1.0))))
+    t_pre = inst.cost.iteration_time([p], [p])
+    gpus = int(inst.plan.tp) * int(inst.plan.pp)
+    out = []
+    for b in sorted({x for x in FRONTIER_BATCHES if x <= top} | {top}):
+        tpot = inst.cost.iteration_time([], [], [p + o / 2] * b)
+        out.append({"device": device, "tp": tp, "batch": b, "tpot_s": tpot,
+                    "tokens_per_s_per_user": 1.0 / tpot,
+                    "tokens_per_s_per_gpu": b * o / (b * t_pre + max(o - 1, 0) * tpot) / gpus,
+                    "pareto": False})
+    return out
+
+
+def mark_pareto(points: list[dict]) -> list[dict]:
+    """Flag the points no other point beats in both tokens/s/GPU and tokens/s/user; sorted
+    by interactivity."""
+    points = sorted(points, key=lambda q: (-q["tokens_per_s_per_user"],
+                                           -q["tokens_per_s_per_gpu"]))
+    best = -1.0
+    for q in points:
+        if q["tokens_per_s_per_gpu"] > best:
+            q["pareto"], best = True, q["tokens_per_s_per_gpu"]
+    return points
+
+
+def render_frontier(result: PlanResult) -> list[str]:
+    """The Pareto points, most interactive first."""
+    from ..textfmt import table
+
+    rows = [(q["device"], q["tp"], q["batch"], f"{q['tokens_per_s_per_user']:.1f}",
+             f"{q['tokens_per_s_per_gpu']:.1f}", f"{q['tpot_s'] * 1e3:.1f}")
+            for q in result.frontier if q["pareto"]]
+    if not rows:
+        return []
+    return ["", "throughput vs interactivity (Pareto over device x TP x batch, one replica at "
+            "the mean prompt / output):",
+            table(rows, header=("device", "tp", "batch", "tok/s/user", "tok/s/GPU",
+                                "TPOT ms"))]
 
 
 def _note_profile(profile: CalibrationProfile, system, uncalibrated: list[str],
@@ -362,6 +418,7 @@ def render_plan(result: PlanResult) -> str:
         if best.energy and "joules_per_output_token" in best.energy:
             out.append(f"energy: {best.energy['joules_per_output_token']:.3f} J per output "
                        f"token at {best.energy['power_basis']}")
+    out += render_frontier(result)
     if result.warnings:
         out.append("")
         out += [f"warning: {w}" for w in result.warnings]
