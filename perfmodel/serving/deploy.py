@@ -22,7 +22,7 @@ from ..plan import InferPlan
 from ..profile import CalibrationProfile
 from ..resolve import inference_plan
 from ..specs.model import ModelSpec
-from ..specs.scenario import InferenceConfig, Parallelism, SchedulerConfig
+from ..specs.scenario import EngineConfig, InferenceConfig, Parallelism, SchedulerConfig
 from ..specs.system import System
 from .cost import IterationCostModel, KVCapacity, kv_capacity
 from .engine import Engine
@@ -133,9 +133,15 @@ def _budget(cfg: SchedulerConfig, model: ModelSpec, longest_prompt: int) -> int:
 def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
                      inference: InferenceConfig, cfg: SchedulerConfig,
                      profile: CalibrationProfile, longest_prompt: int, longest_request: int,
-                     counts: tuple[int, ...] | None = None) -> Deployment:
+                     counts: tuple[int, ...] | None = None,
+                     engine: EngineConfig | None = None) -> Deployment:
     """Instance types for ``cfg`` on ``system``; ``counts`` overrides the instance counts that
-    the system's GPU count implies."""
+    the system's GPU count implies. A named ``engine`` sizes each instance's KV cache by its
+    own start-up rule (``engine_memory``) and, unless the scenario sets
+    serving.scheduler.max_batch, caps the batch at its max_num_seqs default."""
+    named = engine is not None and engine.name != "generic"
+    if named:
+        cfg = _engine_scheduler(cfg, engine, model, system, parallelism, inference, profile)
     for name in ("offload", "speculative"):
         if getattr(inference, name, None) is not None:
             raise SpecError(f"inference.{name}: the serving simulator does not model {name} "
@@ -162,13 +168,16 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
         if tp > system.gpus_per_node:
             raise SpecError(f"parallelism.tp: tp ({tp}) spans more than one node of "
                             f"{system.gpus_per_node} GPUs")
-        kv = kv_capacity(model, system, plan, profile, max_tokens, cfg.max_batch)
-        need = -(-longest_request // plan.kv_block_size) + max(int(0.01 * kv.num_blocks), 0)
+        if named:
+            kv = engine_kv_capacity(model, system, parallelism, inference, tp, engine, profile)
+        else:
+            kv = kv_capacity(model, system, plan, profile, max_tokens, cfg.max_batch)
+        need = -(-longest_request // kv.block_tokens) + max(int(0.01 * kv.num_blocks), 0)
         if kv.num_blocks < need:
-            free_gib = kv.num_blocks * plan.kv_block_size * kv.bytes_per_token / 2**30
+            free_gib = kv.num_blocks * kv.block_tokens * kv.bytes_per_token / 2**30
             raise SpecError(
                 f"serving: the longest request ({longest_request} tokens) does not fit in the KV "
-                f"cache of one {role} instance ({kv.num_blocks * plan.kv_block_size} tokens, "
+                f"cache of one {role} instance ({kv.num_blocks * kv.block_tokens} tokens, "
                 f"{free_gib:.2f} GiB per GPU after weights {kv.memory['weights'] / 2**30:.1f} "
                 f"GiB); use more tensor/pipeline parallelism, a smaller kv_dtype or shorter "
                 "requests")
@@ -198,6 +207,36 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
     dec = instance("decode", tp_d, gd or 0, counts[1] if counts else None)
     return Deployment(cfg, [pre, dec], budget, transfer_cross_node=bool(cross), system=system,
                       profile=profile)
+
+
+def engine_kv_capacity(model: ModelSpec, system: System, parallelism: Parallelism,
+                       inference: InferenceConfig, tp: int, engine: EngineConfig,
+                       profile: CalibrationProfile) -> KVCapacity:
+    """The KV pool of one instance as the named engine sizes it at start-up
+    (``engine_memory.engine_memory``): its blocks, block size and memory by its categories."""
+    from ..engine_memory import engine_memory, shape_for
+    from ..engines import get_engine
+
+    shape = replace(shape_for(parallelism, inference), tp=tp)
+    mem = engine_memory(model, system.device, shape, get_engine(engine.name), engine,
+                        profile.memory_overheads.cuda_context_gib)
+    return KVCapacity(mem.kv_bytes_per_token, mem.kv_block_size, mem.kv_cache_blocks,
+                      dict(mem.breakdown))
+
+
+def _engine_scheduler(cfg: SchedulerConfig, engine: EngineConfig, model: ModelSpec,
+                      system: System, parallelism: Parallelism, inference: InferenceConfig,
+                      profile: CalibrationProfile) -> SchedulerConfig:
+    """The scheduler with the engine's max_num_seqs as its batch cap, unless the scenario
+    set serving.scheduler.max_batch itself."""
+    from ..engines import get_engine
+
+    if "max_batch" in cfg.model_fields_set:
+        return cfg
+    spec = get_engine(engine.name)
+    seqs = engine.max_num_seqs or spec.max_num_seqs(system.device.usable_memory_bytes / 2**30,
+                                                    system.device.id)
+    return cfg.model_copy(update={"max_batch": seqs}) if seqs else cfg
 
 
 def _pool_gpus(cfg: SchedulerConfig, system: System) -> tuple[int, int]:

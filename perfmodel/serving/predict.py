@@ -37,7 +37,7 @@ def deployment_for(sc: Scenario, system: System, profile: CalibrationProfile,
                    counts: tuple[int, ...] | None = None) -> Deployment:
     longest = int((wl.prompt + wl.output).max())
     return build_deployment(sc.model, system, sc.parallelism, inf, sc.serving.scheduler,
-                            profile, int(wl.prompt.max()), longest, counts)
+                            profile, int(wl.prompt.max()), longest, counts, engine=sc.engine)
 
 
 def _baseline(sc: Scenario, dep: Deployment, profile: CalibrationProfile, inf: InferenceConfig,
@@ -105,7 +105,7 @@ def predict_serving(rs: Resolved) -> Prediction:
         kv_cache_bytes_per_sequence=base.kv_cache_bytes_per_sequence,
         memory_per_gpu_bytes=total_mem, memory_capacity_bytes=system.device.memory_bytes,
         fits=memory_fits(total_mem, system.device), breakdown=breakdown, ops=base.ops,
-        serving=summary, warnings=warnings,
+        serving=summary, warnings=warnings, engine=base.engine,
     )
 
 
