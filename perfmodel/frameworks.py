@@ -1,0 +1,264 @@
+"""Training frameworks as data: the schema of ``frameworks/<id>.yaml`` and ``_common.yaml``,
+their loading (through ``specs.registry``, the package's one file door) and a scenario's
+``training.framework`` resolved to the facts the core uses (``Framework``).
+
+A framework file holds sourced facts (code file + commit, or a docs URL, per entry): which
+kernels run unfused in eager mode, the attention backend, eager vs torch.compile vs CUDA graphs,
+the loss computation, FSDP's buffers, context parallelism, fp8 recipes, checkpointing policies.
+``megatron-core`` is perfmodel's baseline: its operator list already is that stack's fused
+kernels, so it changes nothing. The cost terms built from the facts live in
+``frameworks_costs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Literal
+
+from pydantic import Field
+
+from .errors import SpecError
+from .frameworks_config import FRAMEWORK_NAMES, FrameworkConfig
+from .paths import data_dir
+from .specs.common import Strict
+from .specs.registry import load_file
+from .specs.types import Bool, Float, Int
+
+# -- _common.yaml ------------------------------------------------------------------------------
+
+
+class Dispatch(Strict):
+    """Host seconds per kernel (measured: benchmarks/framework_dispatch.py)."""
+
+    forward_s: Float = Field(ge=0, le=1e-3)
+    backward_s: Float = Field(ge=0, le=1e-3)
+    compiled_s: Float = Field(ge=0, le=1e-3)
+    cuda_graphs_s: Float = Field(ge=0, le=1e-3)
+    source: str
+
+
+class Ceiling(Strict):
+    """Largest fraction of the dense peak a backend's kernel reaches (None: the profile's)."""
+
+    fwd: Float | None = Field(default=None, gt=0, le=1)
+    bwd: Float | None = Field(default=None, gt=0, le=1)
+
+
+class AttentionBackendSpec(Strict):
+    kernel: str
+    ceilings: dict[str, Ceiling] = {}  # by device architecture (DeviceSpec.architecture)
+    same_as: str | None = None
+    source: str
+
+
+class Fp8Recipe(Strict):
+    cast_bytes_per_element: Float = Field(gt=0, le=16)
+    casts_per_operand: Int = Field(ge=1, le=4)
+    source: str
+
+
+class Decomposition(Strict):
+    """An eager chain standing for one perfmodel kernel: its kernels and HBM bytes per output
+    element (forward)."""
+
+    kernels: Int = Field(ge=1, le=64)
+    bytes_per_element: Float = Field(gt=0, le=256)
+    source: str
+
+
+class CommonFacts(Strict):
+    schema_version: Literal[1]
+    dispatch: Dispatch
+    attention_backends: dict[str, AttentionBackendSpec]
+    fp8_recipes: dict[str, Fp8Recipe]
+    decompositions: dict[str, Decomposition]
+
+
+# -- <framework>.yaml --------------------------------------------------------------------------
+
+
+class Defaults(Strict):
+    compile: Bool
+    cuda_graphs: Bool
+    attention_backend: str
+    float8_recipe: str
+    cp_load_balance: Bool
+    source: str
+
+
+class LossFacts(Strict):
+    decomposition: str | None  # key in decompositions; None: fused (perfmodel's base)
+    compiled: Bool  # torch.compile covers the loss
+    peak_bytes_per_logit: Float = Field(gt=0, le=64)  # alive at the loss's backward
+    source: str
+
+
+class TpOverlapFacts(Strict):
+    method: str
+    requires_compile: Bool
+    source: str
+
+
+class FsdpFacts(Strict):
+    version: Int = Field(ge=1, le=3)
+    prefetch_forward: Int = Field(ge=0, le=8)
+    prefetch_backward: Int = Field(ge=0, le=8)
+    reshard_after_forward: str
+    all_gather_output_bytes_per_param: Float = Field(ge=0, le=8)
+    unsharded_grad_bytes_per_param: Float = Field(ge=0, le=8)
+    reduce_bytes_per_param: Float = Field(ge=0, le=8)
+    root_gathered_in_forward: Bool
+    source: str
+
+
+class CpFacts(Strict):
+    implementation: Literal["p2p_ring", "allgather", "a2a", "none"]
+    accumulate_fp32: Bool
+    source: str
+
+
+class Described(Strict):
+    implementation: str
+    source: str
+
+
+class CheckpointingFacts(Strict):
+    policies: str
+    default: str
+    source: str
+
+
+class AllocatorFacts(Strict):
+    expandable_segments: Bool
+    source: str
+
+
+class Fact(Strict):
+    topic: str
+    fact: str
+    source: str
+
+
+class FrameworkSpec(Strict):
+    """One framework file (frameworks/<id>.yaml)."""
+
+    schema_version: Literal[1]
+    id: str
+    name: str
+    version: str
+    sources: dict[str, str] = Field(min_length=1)
+    defaults: Defaults
+    eager_unfused: dict[str, str]  # perfmodel kernel kind -> decomposition
+    compiled_unfused: dict[str, str]
+    attention_layout_copies: Bool
+    loss: LossFacts
+    tp_overlap: TpOverlapFacts
+    fsdp: FsdpFacts | None
+    cp: CpFacts
+    optimizer: Described
+    activation_checkpointing: CheckpointingFacts
+    allocator: AllocatorFacts
+    facts: list[Fact] = []
+
+
+@cache
+def common_facts() -> CommonFacts:
+    return load_file(CommonFacts, data_dir("frameworks") / "_common.yaml")
+
+
+@cache
+def framework_spec(framework_id: str) -> FrameworkSpec:
+    """The facts of one framework, checked against ``_common.yaml``'s keys."""
+    if framework_id not in FRAMEWORK_NAMES:
+        raise SpecError(f"training.framework: unknown framework {framework_id!r}; valid: "
+                        f"{', '.join(FRAMEWORK_NAMES)}")
+    path = data_dir("frameworks") / f"{framework_id}.yaml"
+    spec = load_file(FrameworkSpec, path)
+    if spec.id != framework_id:
+        raise SpecError(f"{path}: id {spec.id!r} must equal the file name {framework_id!r}")
+    common = common_facts()
+    for key in [*spec.eager_unfused.values(), *spec.compiled_unfused.values(),
+                *([spec.loss.decomposition] if spec.loss.decomposition else [])]:
+        if key not in common.decompositions:
+            raise SpecError(f"{path}: decomposition {key!r} is not in _common.yaml; valid: "
+                            f"{', '.join(common.decompositions)}")
+    for key, table in ((spec.defaults.attention_backend, common.attention_backends),
+                       (spec.defaults.float8_recipe, common.fp8_recipes)):
+        if key not in table:
+            raise SpecError(f"{path}: {key!r} is not in _common.yaml; valid: {', '.join(table)}")
+    return spec
+
+
+@dataclass(frozen=True)
+class Framework:
+    """A scenario's framework with its overrides applied: what the cost terms read."""
+
+    id: str
+    spec: FrameworkSpec
+    compile: bool
+    cuda_graphs: bool
+    attention_backend: str
+    float8_recipe: str
+    cp_load_balance: bool
+
+    @property
+    def baseline(self) -> bool:
+        """perfmodel's operator list is this stack as it is (megatron-core)."""
+        return self.id == "megatron-core"
+
+    @property
+    def unfused(self) -> dict[str, Decomposition]:
+        """Kernel kinds that run as chains of separate kernels in this run's mode."""
+        table = self.spec.compiled_unfused if self.compile else self.spec.eager_unfused
+        return {kind: common_facts().decompositions[key] for kind, key in table.items()}
+
+    @property
+    def loss_decomposition(self) -> Decomposition | None:
+        key = self.spec.loss.decomposition
+        if key is None or (self.compile and self.spec.loss.compiled):
+            return None
+        return common_facts().decompositions[key]
+
+    @property
+    def dispatch_s(self) -> tuple[float, float]:
+        """(forward, backward) host seconds per kernel in this run's execution mode."""
+        d = common_facts().dispatch
+        if self.cuda_graphs:
+            return d.cuda_graphs_s, d.cuda_graphs_s
+        if self.compile:
+            return d.compiled_s, d.compiled_s
+        return d.forward_s, d.backward_s
+
+    def attention_ceiling(self, architecture: str | None) -> Ceiling:
+        backends = common_facts().attention_backends
+        backend = backends[self.attention_backend]
+        if backend.same_as:
+            backend = backends[backend.same_as]
+        return backend.ceilings.get(architecture or "", Ceiling())
+
+    @property
+    def fp8(self) -> Fp8Recipe:
+        return common_facts().fp8_recipes[self.float8_recipe]
+
+    def describe(self) -> dict:
+        """The settings in force (prediction breakdown)."""
+        return {"name": self.id, "version": self.spec.version, "compile": self.compile,
+                "cuda_graphs": self.cuda_graphs, "attention_backend": self.attention_backend,
+                "float8_recipe": self.float8_recipe, "cp_load_balance": self.cp_load_balance,
+                "cp_implementation": self.spec.cp.implementation}
+
+
+def resolve_framework(config: FrameworkConfig | None) -> Framework:
+    """A scenario's ``training.framework`` (None: megatron-core) as the facts in force."""
+    config = config or FrameworkConfig()
+    spec = framework_spec(config.canonical)
+    d = spec.defaults
+    compile_ = d.compile if config.compile is None else config.compile
+    return Framework(
+        id=spec.id, spec=spec, compile=compile_,
+        cuda_graphs=d.cuda_graphs if config.cuda_graphs is None else config.cuda_graphs,
+        attention_backend=config.attention_backend or d.attention_backend,
+        float8_recipe=config.float8_recipe or d.float8_recipe,
+        cp_load_balance=(d.cp_load_balance if config.cp_load_balance is None
+                         else config.cp_load_balance))

@@ -1,0 +1,267 @@
+"""What a training framework adds to perfmodel's operator-level step (facts: frameworks/*.yaml,
+read by ``frameworks``). Pure and array-friendly like the rest of the core; every term is zero
+for ``megatron-core``, whose fused kernels are perfmodel's operator list.
+
+* Unfused element-wise kernels: an eager chain (e.g. torchtitan's fp32 RMSNorm: 8 kernels,
+  36 B per element instead of one 4 B kernel) adds its extra bytes and launches as a separate
+  ``<op>.unfused`` memory-bound operator next to the fused one (roofline; Williams et al. 2009).
+* Attention backend: a kernel with a published ceiling (FlashAttention-2 on Hopper: 370 of 989
+  TFLOP/s, Shah et al. 2024 arXiv 2407.08608 Fig. 5) runs at most at that fraction of the peak.
+* Host dispatch: each eager kernel costs the host ``dispatch_s`` (measured with the real torch
+  dispatcher, benchmarks/framework_dispatch.py); the host runs ahead of the GPU, so per layer
+  and pass only max(0, kernels x dispatch - GPU time) is exposed.
+* CP load balance: ring attention over contiguous chunks with a causal mask gives rank r
+  r + 1/2 chunk-pairs of work (the ring skips the rest, torch _attention.py
+  _is_causal_behavior); the slowest rank does cp - 1/2 against a mean of cp/2: an imbalance
+  of 2 - 1/cp that head-tail (2 cp chunk) load balancing removes.
+* fp8 recipes: the cast kernels of a GEMM's operands cost the recipe's bytes per element, as
+  many times as the recipe casts each operand (rowwise and block scaling: both orientations).
+* Memory: the loss's buffers beyond the fp32 logits perfmodel counts, FSDP's all-gather output,
+  unsharded-gradient and reduce-scatter buffers of one block and the root module's gathered
+  parameters, and the all-gathered K/V of context parallelism.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from . import ops as O
+from .frameworks import Framework
+from .roofline import OpTimes, Roofline, row_sum
+from .specs.model import ModelSpec
+
+Array = Any
+UNFUSED = ".unfused"  # name suffix of the extra operators of an unfused chain
+LAYOUT = "attn.layout"
+BASE_LOSS_BYTES_PER_LOGIT = 4.0  # fp32 logits: what memory.embedding_and_head_activation_bytes counts
+
+
+def _extra(op: O.Op, name: str, elems: Array, extra_bytes_per_elem: float,
+           launches: float) -> O.Op:
+    return O.Op(name=name, cls=O.ELEMENTWISE, flops=0.0,
+                bytes=elems * max(extra_bytes_per_elem, 0.0), dtype="fp32", count=op.count,
+                shape=(elems,), phase=op.phase, block=op.block, kernel="unfused",
+                launches=float(launches))
+
+
+def unfused_chains(fw: Framework | None, ops: list[O.Op]) -> list[O.Op]:
+    """``ops`` with an extra operator after each kernel the framework runs as an eager chain:
+    the chain's bytes beyond the fused kernel's and its other kernels (frameworks/_common.yaml
+    decompositions)."""
+    if fw is None or fw.baseline:
+        return ops
+    table = fw.unfused
+    out: list[O.Op] = []
+    for op in ops:
+        out.append(op)
+        dec = table.get(op.kernel) if op.cls == O.ELEMENTWISE and not op.fp8_cast else None
+        if dec is not None:
+            elems = op.shape[0]
+            fused_bpe = op.bytes / np.maximum(elems, 1e-30)
+            out.append(_extra(op, op.name + UNFUSED, elems,
+                              dec.bytes_per_element - fused_bpe, dec.kernels - 1))
+    return out
+
+
+def attention_layout_copies(fw: Framework | None, ops: list[O.Op], model: ModelSpec,
+                            tp: Array, act_bytes: float) -> list[O.Op]:
+    """The copies around an SDPA call written like torchtitan's Attention.forward: K and V
+    expanded to every query head when GQA (repeat_kv: read kv, write n_heads widths) and the
+    output made contiguous after its transpose (read and write n_heads widths)."""
+    if fw is None or fw.baseline or not fw.spec.attention_layout_copies or model.mla:
+        return ops
+    qkv = next((op for op in ops if op.name == "attn.qkv"), None)
+    if qkv is None:
+        return ops
+    tokens = qkv.shape[0]
+    heads = model.num_heads / tp
+    kv = np.maximum(model.kv_heads / tp, 1.0)
+    gqa = model.num_heads > model.kv_heads
+    per_token = 2.0 * model.hd * heads * act_bytes  # output: read + write
+    launches = 1.0
+    if gqa:
+        per_token = per_token + 2.0 * model.hd * (kv + heads) * act_bytes  # K and V
+        launches = 3.0
+    layout = O.Op(name=LAYOUT + UNFUSED, cls=O.ELEMENTWISE, flops=0.0, bytes=tokens * per_token,
+                  dtype="fp32", count=qkv.count, shape=(tokens * heads * model.hd,),
+                  block="attn", kernel="copy", launches=launches)
+    i = next(i for i, op in enumerate(ops) if op.cls == O.ATTENTION) + 1
+    return ops[:i] + [layout] + ops[i:]
+
+
+def loss_chain(fw: Framework | None, head: list[O.Op]) -> list[O.Op]:
+    """The loss run as an eager chain (torchtitan: .float() then log_softmax, outside the
+    compiled region)."""
+    if fw is None or fw.baseline:
+        return head
+    dec = fw.loss_decomposition
+    out: list[O.Op] = []
+    for op in head:
+        out.append(op)
+        if dec is not None and op.name == "head.loss":
+            elems = op.shape[0]
+            out.append(_extra(op, op.name + UNFUSED, elems,
+                              dec.bytes_per_element - op.bytes / np.maximum(elems, 1e-30),
+                              dec.kernels - 1))
+    return out
+
+
+def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op]) -> list[O.Op]:
+    """Cast operators at the recipe's bytes per element (ops.FP8_CAST_BYTES is the dynamic
+    tensorwise cast), repeated per orientation the recipe needs."""
+    if fw is None:
+        return ops
+    recipe = fw.fp8
+    scale = recipe.cast_bytes_per_element / O.FP8_CAST_BYTES * recipe.casts_per_operand
+    if scale == 1.0:
+        return ops
+    return [replace(op, bytes=op.bytes * scale,
+                    vector_flops=op.vector_flops * recipe.casts_per_operand,
+                    launches=op.launches * recipe.casts_per_operand)
+            if op.fp8_cast else op for op in ops]
+
+
+def apply_backend(fw: Framework | None, times: OpTimes, roof: Roofline) -> OpTimes:
+    """Attention kernels no faster than the backend's ceiling, and each operator's extra
+    launches at the profile's fixed cost per kernel."""
+    if fw is None:
+        return times
+    ceiling = fw.attention_ceiling(roof.device.architecture)
+    overhead = roof.profile.kernel_overhead_s
+    for i, op in enumerate(times.ops):
+        if op.cls == O.ATTENTION:
+            c = ceiling.bwd if op.phase == "bwd" else ceiling.fwd
+            if c is not None:
+                times.time[i] = np.maximum(times.time[i], op.flops / (roof.peak(op.dtype) * c))
+        if np.any(np.asarray(op.launches) > 1):
+            times.time[i] = times.time[i] + (op.launches - 1.0) * overhead
+    return times
+
+
+def exposed_dispatch(fw: Framework | None, ops: list[O.Op], weighted: list,
+                     rows: list[int], backward: bool) -> Array:
+    """Host time of one pass over ``rows`` (a layer's forward, backward or recompute) that
+    the GPU waits for: max(0, kernels x dispatch - GPU time)."""
+    if fw is None:
+        return 0.0
+    fwd_s, bwd_s = fw.dispatch_s
+    per_kernel = bwd_s if backward else fwd_s
+    kernels = row_sum([ops[i].count * ops[i].launches for i in range(len(ops))], rows)
+    return np.maximum(kernels * per_kernel - row_sum(weighted, rows), 0.0)
+
+
+def cp_imbalance_factor(fw: Framework | None, cp: Array, causal: bool) -> Array:
+    """Slowest rank's causal ring-attention work over the mean: 2 - 1/cp without load
+    balancing (module docstring), 1 with it or without a causal mask."""
+    cp = np.asarray(cp, float)
+    if fw is None or fw.cp_load_balance or not causal:
+        return np.ones_like(cp)
+    return np.where(cp > 1, 2.0 - 1.0 / cp, 1.0)
+
+
+def unfused_time(ops: list[O.Op], weighted: list, rows: list[int]) -> Array:
+    """Time of the unfused chains' extra operators among ``rows``."""
+    return row_sum(weighted, [i for i in rows if ops[i].name.endswith(UNFUSED)])
+
+
+# -- memory -----------------------------------------------------------------------------------
+
+
+def loss_buffer_bytes(fw: Framework | None, model: ModelSpec, tokens: Array, tp: Array) -> Array:
+    """Loss buffers alive at the loss's backward beyond the 4 B/logit fp32 logits perfmodel
+    counts (torchtitan: fp32 log_softmax output, its gradient and the input gradient, 12 B)."""
+    if fw is None or fw.baseline:
+        return 0.0
+    extra = fw.spec.loss.peak_bytes_per_logit - BASE_LOSS_BYTES_PER_LOGIT
+    return max(extra, 0.0) * tokens * model.vocab_size / tp
+
+
+def fsdp_buffer_bytes(fw: Framework | None, layer_params: Array, root_params: Array,
+                      zero_stage: int, pp: Array) -> Array:
+    """FSDP's buffers beyond the two gathered blocks perfmodel counts: one block's all-gather
+    output, its unsharded gradients and the reduce-scatter input in the reduce dtype
+    (torch fsdp/_fully_shard/_fsdp_collectives.py foreach_reduce), and the root module's
+    parameters (embedding, output layer) gathered through the forward without PP."""
+    if fw is None or fw.baseline or fw.spec.fsdp is None or zero_stage != 3:
+        return 0.0
+    f = fw.spec.fsdp
+    per_param = (f.all_gather_output_bytes_per_param + f.unsharded_grad_bytes_per_param
+                 + f.reduce_bytes_per_param)
+    root = np.where(np.asarray(pp) > 1, 0.0, 2.0 * root_params) if f.root_gathered_in_forward \
+        else 0.0
+    return per_param * layer_params + root
+
+
+def cp_buffer_bytes(fw: Framework | None, model: ModelSpec, seq_len: Array, tokens: Array,
+                    cp: Array, tp: Array, act_bytes: float) -> Array:
+    """All-gather CP (torchtitan): one layer's K and V of the whole sequence gathered on each
+    rank, and the output accumulated in fp32 (torch _ContextParallelOptions.convert_to_f32)."""
+    if fw is None or fw.baseline or fw.spec.cp.implementation != "allgather":
+        return 0.0
+    kv = 2.0 * np.maximum(model.kv_heads / tp, 1.0) * model.hd
+    gathered = seq_len * kv * act_bytes
+    accum = tokens * model.num_heads / tp * model.hd * 4.0 if fw.spec.cp.accumulate_fp32 else 0.0
+    return np.where(np.asarray(cp) > 1, gathered + accum, 0.0)
+
+
+# -- per layer and step (glue for training.py) ------------------------------------------------
+
+
+class LayerTerms:
+    """One layer kind's framework terms for one micro-batch: exposed host dispatch, the
+    causal CP imbalance (extra attention time of the slowest rank) and the unfused chains'
+    time (already inside the operator times; reported apart)."""
+
+    def __init__(self, dispatch: Array = 0.0, cp_imbalance: Array = 0.0,
+                 unfused: Array = 0.0) -> None:
+        self.dispatch, self.cp_imbalance, self.unfused = dispatch, cp_imbalance, unfused
+
+
+def layer_terms(fw: Framework | None, st: Any, kind: str, cp: Array, causal: bool) -> LayerTerms:
+    """``st``: training.StageOps (ops, weighted, groups, attention(label))."""
+    if fw is None or fw.baseline:
+        return LayerTerms()
+    labels = (f"{kind}.fwd", f"{kind}.bwd", f"{kind}.rec")
+    dispatch = sum(exposed_dispatch(fw, st.ops, st.weighted, st.groups[lab], lab.endswith("bwd"))
+                   for lab in labels)
+    attention = sum(st.attention(lab) for lab in labels)
+    extra = (cp_imbalance_factor(fw, cp, causal) - 1.0) * attention
+    unfused = sum(unfused_time(st.ops, st.weighted, st.groups[lab]) for lab in labels)
+    return LayerTerms(dispatch, extra, unfused)
+
+
+def split_time(fw: Framework | None, parts: dict, terms: dict[str, LayerTerms], per_stage,
+               m: Array, head_unfused: Array, pp: Array) -> dict:
+    """Name the framework's terms in the step-time breakdown: exposed dispatch and CP
+    imbalance (added to the step) and the unfused chains (moved out of ``elementwise``)."""
+    if fw is None or fw.baseline:
+        return parts
+    kinds = list(terms)
+    unfused = m * (per_stage({k: terms[k].unfused for k in kinds})
+                   + np.where(np.asarray(pp) > 1, 0.0, head_unfused))
+    parts[O.ELEMENTWISE] = parts[O.ELEMENTWISE] - unfused
+    parts["unfused_elementwise"] = unfused
+    parts["dispatch"] = m * per_stage({k: terms[k].dispatch for k in kinds})
+    parts["cp_imbalance"] = m * per_stage({k: terms[k].cp_imbalance for k in kinds})
+    return parts
+
+
+def memory_terms(fw: Framework | None, model: ModelSpec, plan: Any, zero_stage: int,
+                 layer_params: Array, root_params: Array, on_last: Array,
+                 act_bytes: float) -> dict[str, Array]:
+    """The framework's memory terms on the GPU the prediction reports (``plan``: TrainPlan;
+    ``on_last``: that GPU is the last pipeline stage or the only one)."""
+    if fw is None or fw.baseline:
+        return {}
+    tp, cp = plan.tp, plan.cp
+    tokens = plan.micro_batch * plan.seq_len / cp
+    return {
+        "loss_buffers": np.where(on_last, loss_buffer_bytes(fw, model, tokens, tp), 0.0),
+        "fsdp_buffers": fsdp_buffer_bytes(fw, layer_params / tp, root_params / tp, zero_stage,
+                                          plan.pp) * np.ones_like(np.asarray(tp, float)),
+        "cp_buffers": cp_buffer_bytes(fw, model, plan.seq_len, tokens, cp, tp, act_bytes)
+        * np.ones_like(np.asarray(tp, float)),
+    }
