@@ -20,6 +20,7 @@ fields to source ids). Conventions (from shared/reference/hardware_reference.md)
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -98,7 +99,7 @@ class DeviceSpec(Strict):
         order = [(k, getattr(self, k)) for k in
                  ("idle_power_w", "min_power_limit_w", "tdp_w", "max_power_limit_w")]
         given = [(k, v) for k, v in order if v is not None]
-        for (k1, v1), (k2, v2) in zip(given, given[1:]):
+        for (k1, v1), (k2, v2) in pairwise(given):
             if v1 > v2:
                 raise SpecError(f"{k1} ({v1:g} W) must not exceed {k2} ({v2:g} W)")
 

@@ -1,0 +1,170 @@
+"""Power caps, sustained clocks and energy (perfmodel/power.py; hardware_specs/power_capping.yaml).
+
+The clock at a cap is checked against a hand calculation from the yaml's measurement; a capped
+device is never faster (property over caps); memory-bound decode barely moves; energy is power
+x time; bad limits are one-line errors; no cap changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import perfmodel as pm
+from perfmodel.errors import PerfModelError
+from perfmodel.power import (
+    Timeline,
+    check_power_limit,
+    compute_clock_ratio,
+    fit_exponent,
+    gpu_energy,
+    phase_power,
+    power_facts,
+)
+from perfmodel.specs.common import validate
+from perfmodel.specs.registry import get_device
+
+H100 = get_device("h100-sxm5-80gb")
+
+
+def _training(power_limit_w=None, num_gpus=8, **training):
+    system = {"device": "h100-sxm5-80gb", "num_gpus": num_gpus}
+    if power_limit_w is not None:
+        system["power_limit_w"] = power_limit_w
+    return {"kind": "training", "model": "llama-3-8b", "system": system,
+            "parallelism": {"tp": 1, "pp": 1, "zero_stage": 1},
+            "training": {"seq_len": 4096, "global_batch": 8, "micro_batch": 1, **training}}
+
+
+def _decode(power_limit_w=None, batch=1):
+    system = {"device": "h100-sxm5-80gb", "num_gpus": 1}
+    if power_limit_w is not None:
+        system["power_limit_w"] = power_limit_w
+    return {"kind": "inference", "model": "llama-3-8b", "system": system,
+            "inference": {"batch": batch, "prompt_len": 128, "output_len": 512}}
+
+
+def test_exponent_and_500w_clock_match_a_hand_calculation():
+    # GB300 cuBLAS GEMM (facebookexperimental/triton PR #2023): 617 TFLOP/s at 500 W vs
+    # 1600-2174 at 1400 W; idle 12.2 % of 1400 W = 170.8 W.
+    x = (500 - 170.8) / (1400 - 170.8)  # 0.26782
+    r = 617 / math.sqrt(1600 * 2174)  # 0.33082
+    a = math.log(x) / math.log(r)  # 1.1910
+    assert a == pytest.approx(1.1910, abs=1e-3)
+    assert power_facts().exponent == pytest.approx(a, rel=1e-9)
+    # H100 SXM: idle 85.4 W, TDP 700 W -> clock ratio at 500 W = 0.674585 ** (1 / 1.1910)
+    assert compute_clock_ratio(H100, 500) == pytest.approx(0.7186, abs=5e-4)
+    assert compute_clock_ratio(H100, 700) == 1.0
+    assert compute_clock_ratio(H100, None) == 1.0
+
+
+def test_fit_exponent_of_one_point_is_the_log_ratio():
+    assert fit_exponent([(0.25, 0.5)]) == pytest.approx(2.0)
+    assert fit_exponent([(0.125, 0.5), (0.125, 0.5)]) == pytest.approx(3.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(200, 700), st.floats(200, 700))
+def test_clock_never_rises_when_the_cap_falls(a, b):
+    lo, hi = sorted((a, b))
+    assert 0 < compute_clock_ratio(H100, lo) <= compute_clock_ratio(H100, hi) <= 1.0
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.floats(200, 699))
+def test_a_capped_training_step_is_never_faster(cap):
+    base = pm.predict(_training())
+    capped = pm.predict(_training(cap))
+    assert capped.step_time_s >= base.step_time_s
+    assert capped.breakdown["time"]["gemm"] > base.breakdown["time"]["gemm"]
+
+
+def test_500w_compute_bound_gemms_slow_by_the_clock_ratio_and_decode_barely_moves():
+    base, capped = pm.predict(_training()), pm.predict(_training(500))
+    ratio = compute_clock_ratio(H100, 500)
+    gemm_ops = [(b, c) for b, c in zip(base.ops, capped.ops, strict=True)
+                if b.cls == "gemm" and b.bound == "compute" and c.bound == "compute"]
+    assert gemm_ops
+    for b, c in gemm_ops:  # time = max(compute, memory) / eff(shape) + overhead
+        assert c.compute_s == pytest.approx(b.compute_s / ratio, rel=1e-9)
+    assert capped.step_time_s / base.step_time_s > 1.15
+    d0, d1 = pm.predict(_decode()), pm.predict(_decode(500))
+    assert d1.tpot_s / d0.tpot_s == pytest.approx(1.0, abs=0.03)
+
+
+def test_no_cap_and_a_cap_at_tdp_predict_the_same():
+    a, b = pm.predict(_training()), pm.predict(_training(700))
+    assert a.step_time_s == b.step_time_s
+    assert a.breakdown["time"] == b.breakdown["time"]
+    d0, d1 = pm.predict(_decode()), pm.predict(_decode(700))
+    assert (d0.ttft_s, d0.tpot_s) == (d1.ttft_s, d1.tpot_s)
+
+
+def test_energy_is_power_times_time():
+    p = pm.predict(_training())
+    e = p.breakdown["energy"]
+    t, w = e["phase_time_s"], e["phase_power_w"]
+    assert sum(t.values()) == pytest.approx(p.step_time_s, rel=1e-9)
+    per_gpu = sum(t[k] * w[k] for k in t)
+    assert e["gpu_energy_j"] == pytest.approx(per_gpu * p.num_gpus, rel=1e-9)
+    assert p.avg_power_per_gpu_w == pytest.approx(per_gpu / p.step_time_s, rel=1e-9)
+    assert p.energy_per_step_j == pytest.approx(e["gpu_energy_j"] + e["node_overhead_j"])
+    # DGX H100: (10.2 kW - 8 x 700 W) / 8 GPUs = 575 W per GPU for the node
+    assert e["node_overhead_j"] == pytest.approx(575.0 * p.num_gpus * p.step_time_s)
+    tokens = 8 * 4096
+    assert p.energy_per_token_j == pytest.approx(p.energy_per_step_j / tokens)
+    assert w["compute_bound"] == 700.0 and w["idle"] == 85.4
+    assert 85.4 <= p.avg_power_per_gpu_w <= 700.0
+    json_keys = p.to_json_dict()
+    for key in ("energy_per_step_j", "energy_per_token_j", "avg_power_per_gpu_w"):
+        assert json_keys[key] == getattr(p, key)
+
+
+def test_a_cap_lowers_gpu_power_and_decode_draws_less_than_compute():
+    base, capped = pm.predict(_training()), pm.predict(_training(500))
+    assert capped.avg_power_per_gpu_w < base.avg_power_per_gpu_w <= 700.0
+    assert capped.breakdown["energy"]["phase_power_w"]["compute_bound"] == 500.0
+    d = pm.predict(_decode())
+    assert d.avg_power_per_gpu_w < base.avg_power_per_gpu_w
+    e = d.breakdown["energy"]
+    # one request: prefill then decode steps; per generated token = energy / tokens
+    assert d.energy_per_token_j == pytest.approx(e["energy_j"] / (d.tokens_per_s * d.e2e_latency_s))
+    assert d.energy_per_step_j == pytest.approx(e["energy_per_decode_step_j"])
+
+
+def test_timeline_energy_by_hand():
+    pw = phase_power(H100, 500)
+    assert (pw.compute, pw.memory, pw.idle) == (500.0, pytest.approx(0.31 * 700), 85.4)
+    tl = Timeline(compute=2.0, memory=1.0, comm=0.5, idle=0.5)
+    assert gpu_energy(tl, pw) == pytest.approx(2 * 500 + 1.5 * 217 + 0.5 * 85.4)
+    # a cap below the memory-bound draw caps that too
+    assert phase_power(H100, 200).memory == 200.0
+
+
+@pytest.mark.parametrize("limit, words", [
+    (150, ["power_limit_w", "below", "200 W", "200 to 700 W"]),
+    (800, ["power_limit_w", "above", "700 W"]),
+])
+def test_bad_power_limit_is_one_line(limit, words):
+    with pytest.raises(PerfModelError) as err:
+        pm.predict(_training(limit))
+    msg = str(err.value)
+    assert "\n" not in msg and all(w in msg for w in words), msg
+
+
+def test_power_limit_on_a_device_without_tdp_and_negative_limits_are_one_line():
+    with pytest.raises(PerfModelError) as err:
+        check_power_limit(get_device("a10g"), 100)
+    assert "tdp_w" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(PerfModelError) as err:
+        pm.predict(_training(-5))
+    assert "power_limit_w" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_device_power_fields_must_be_ordered():
+    data = H100.model_dump() | {"idle_power_w": 800.0}
+    with pytest.raises(PerfModelError, match=r"idle_power_w \(800 W\) must not exceed"):
+        validate(type(H100), data, what="device")
