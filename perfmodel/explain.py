@@ -17,6 +17,7 @@ from .inference import InferenceResult
 from .memory import memory_fits
 from .parameters import param_counts
 from .plan import TrainPlan
+from .power import inference_energy, phase_timeline, prediction_energy_fields, training_energy
 from .prediction import OpReport, Prediction
 from .resolve import Resolved
 from .roofline import OpTimes
@@ -84,6 +85,8 @@ def training_prediction(rs: Resolved, plan: TrainPlan, r: TrainingResult) -> Pre
         "mfu": flops_utilization(_f(r.model_flops), step, n, peak),
         "mfu_6nd": flops_utilization(six_nd, step, n, peak),
         "hfu": flops_utilization(_f(r.hardware_flops), step, n, peak)})
+    ops = op_reports(r.op_times, r.op_counts)
+    energy = training_energy(system, {k: _f(v) for k, v in r.time.items()}, ops, _f(r.tokens))
     return Prediction(
         kind="training", name=sc.name, model=sc.model.id, device=system.device.id,
         num_gpus=n, calibration=profile.summary(), step_time_s=step,
@@ -91,8 +94,9 @@ def training_prediction(rs: Resolved, plan: TrainPlan, r: TrainingResult) -> Pre
         hardware_tflops_per_gpu=_f(r.hardware_flops) / step / n / 1e12, **util,
         num_microbatches=_f(r.num_microbatches), memory_per_gpu_bytes=total_mem,
         memory_capacity_bytes=system.device.memory_bytes,
-        fits=memory_fits(total_mem, system.device), breakdown=_training_breakdown(rs, r),
-        ops=op_reports(r.op_times, r.op_counts),
+        fits=memory_fits(total_mem, system.device),
+        breakdown={**_training_breakdown(rs, r), **({"energy": energy} if energy else {})},
+        ops=ops, **prediction_energy_fields(energy, "training"),
         warnings=[*rs.warnings, *fit_warning(total_mem, system), *util_warnings],
     )
 
@@ -135,6 +139,11 @@ def inference_prediction(rs: Resolved, r: InferenceResult) -> Prediction:
     total_mem = _f(r.memory_total)
     decode_ops = op_reports(r.decode.op_times, [op.count for op in r.decode.op_times.ops])
     prefill_ops = op_reports(r.prefill.op_times, [op.count for op in r.prefill.op_times.ops])
+    energy = inference_energy(
+        system, *(phase_timeline(_f(ph.time), sum(_f(v) for v in ph.compute.values()),
+                                 [(o.bound, o.total_s) for o in reps])
+                  for ph, reps in ((r.prefill, prefill_ops), (r.decode, decode_ops))),
+        _f(r.ttft), _f(r.e2e), _f(r.tokens_per_s) * _f(r.e2e))
     return Prediction(
         kind="inference", name=sc.name, model=sc.model.id, device=system.device.id,
         num_gpus=system.num_gpus, calibration=profile.summary(), ttft_s=_f(r.ttft),
@@ -142,6 +151,7 @@ def inference_prediction(rs: Resolved, r: InferenceResult) -> Prediction:
         tokens_per_s=_f(r.tokens_per_s), max_concurrent_sequences=_f(r.max_concurrent_sequences),
         kv_cache_bytes_per_sequence=_f(r.kv_bytes_per_sequence),
         memory_per_gpu_bytes=total_mem, memory_capacity_bytes=system.device.memory_bytes,
-        fits=memory_fits(total_mem, system.device), breakdown=inference_breakdown(r),
-        ops=prefill_ops + decode_ops, warnings=[*rs.warnings, *fit_warning(total_mem, system)],
+        fits=memory_fits(total_mem, system.device),
+        breakdown={**inference_breakdown(r), **({"energy": energy} if energy else {})},
+        **prediction_energy_fields(energy, "inference"), ops=prefill_ops + decode_ops, warnings=[*rs.warnings, *fit_warning(total_mem, system)],
     )

@@ -108,7 +108,7 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     serving cost model evaluates the same pass on grids. ``offload_time`` is the time
     per stage to stream offloaded weights / KV over the host link: hidden behind the stage's
     compute when prefetching overlaps (FlexGen's zig-zag schedule), added otherwise."""
-    roof = Roofline(system.device, profile)
+    roof = Roofline.for_system(system, profile)
     items, _ = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens)
     times = op_times(items, roof)
     compute = times.by_class()

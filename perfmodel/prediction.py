@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import PerfModelError
 
@@ -37,6 +37,9 @@ def _non_finite(value: Any, path: str) -> str | None:
             if (hit := _non_finite(v, f"{path}[{i}]")) is not None:
                 return hit
     return None
+
+
+ENERGY_KEYS = ("energy_per_step_j", "energy_per_token_j", "avg_power_per_gpu_w")
 
 
 class OpReport(BaseModel):
@@ -96,6 +99,12 @@ class Prediction(BaseModel):
     breakdown: dict[str, Any]
     ops: list[OpReport] = []
     warnings: list[str] = []
+    # energy (perfmodel.power): whole system per training step / per decode step, per trained /
+    # generated token, and mean GPU board power; breakdown["energy"] has the parts. Left out of
+    # model_dump (the stored serving copies predate them); to_json_dict includes them.
+    energy_per_step_j: float | None = Field(default=None, exclude=True)
+    energy_per_token_j: float | None = Field(default=None, exclude=True)
+    avg_power_per_gpu_w: float | None = Field(default=None, exclude=True)
     # 80 % bands (perfmodel.uncertainty, docs/uncertainty.md): field -> [lo, hi], and how
     # each band was made
     ranges: dict[str, list[float]] | None = None
@@ -124,6 +133,7 @@ class Prediction(BaseModel):
 
     def to_json_dict(self, include_ops: bool = False) -> dict[str, Any]:
         data = self.model_dump(exclude_none=True, exclude={"ops"})
+        data.update({k: getattr(self, k) for k in ENERGY_KEYS if getattr(self, k) is not None})
         if include_ops:
             data["ops"] = [op.model_dump() for op in self.ops]
         return data

@@ -19,6 +19,26 @@ def _hardware_tflops(p: Prediction) -> str:
     return f"{flops / p.step_time_s / p.num_gpus / 1e12:.1f}"
 
 
+def _energy_rows(p: Prediction) -> list[tuple[str, str]]:
+    """Power limit, sustained compute clock and energy (perfmodel.power; docs/modelling.md)."""
+    from .textfmt import joules
+
+    e = p.breakdown.get("energy")
+    if not e or p.energy_per_step_j is None:
+        return []
+    step = "training step" if p.kind == "training" else "decode step"
+    rows = [("power limit per GPU", f"{e['power_limit_w']:.0f} W"),
+            ("compute clock (vs default limit)", f"{e['compute_clock_ratio']:.3f}"),
+            ("mean GPU board power", f"{p.avg_power_per_gpu_w:.0f} W"),
+            (f"energy per {step} (system)", joules(p.energy_per_step_j)),
+            ("energy per token", joules(p.energy_per_token_j or 0.0))]
+    if p.kind == "training" and p.energy_per_token_j:
+        rows.append(("energy per 10^12 tokens", f"{p.energy_per_token_j * 1e12 / 3.6e9:,.1f} MWh"))
+    rows.append(("node overhead in energy", percent(e["node_overhead_j"] / e["energy_j"])
+                 + (" (upper bound)" if e["node_overhead_j"] else " (not sourced)")))
+    return rows
+
+
 def render_prediction(p: Prediction, show_ops: bool = False) -> str:
     title = f"{p.kind}: {p.model} on {p.num_gpus} x {p.device}"
     if p.name:
@@ -46,7 +66,7 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
         ]
     head += [("memory per GPU", f"{gib(p.memory_per_gpu_bytes)} of "
                                  f"{gib(p.memory_capacity_bytes)}"),
-             ("fits", "yes" if p.fits else "NO")]
+             ("fits", "yes" if p.fits else "NO"), *_energy_rows(p)]
     out.append(table(head))
     out.append("")
     if p.engine:

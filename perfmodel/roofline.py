@@ -28,14 +28,26 @@ from .specs.hardware import DeviceSpec
 
 @dataclass(frozen=True)
 class Roofline:
-    """A device's peaks as the model uses them (profile overrides win: a measured CPU)."""
+    """A device's peaks as the model uses them (profile overrides win: a measured CPU).
+    ``clock_ratio`` scales the compute roof: the sustained SM clock under the system's power
+    cap over the clock at the default limit (perfmodel/power.py); HBM bandwidth is not capped."""
 
     device: DeviceSpec
     profile: CalibrationProfile
+    clock_ratio: float = 1.0
+
+    @classmethod
+    def for_system(cls, system, profile: CalibrationProfile) -> Roofline:
+        """The roofline of ``system``'s device at its power limit."""
+        from .power import compute_clock_ratio
+
+        return cls(system.device, profile,
+                   compute_clock_ratio(system.device, system.power_limit_w))
 
     def peak(self, dtype: str) -> float:
         measured = self.profile.peak_tflops.get(dtype)
-        return measured * 1e12 if measured else self.device.peak_flops(dtype)
+        peak = measured * 1e12 if measured else self.device.peak_flops(dtype)
+        return peak * self.clock_ratio
 
     @property
     def vector_peak(self) -> float:
@@ -146,7 +158,7 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
                                    for op, r in zip(members, rates, strict=True)], shape)
                     per_elem = np.array([1.0 / r if r else 0.0 for r in rates]).reshape(
                         (-1,) + (1,) * len(shape))
-                    t_c = np.maximum(t_c, elems * per_elem)
+                    t_c = np.maximum(t_c, elems * per_elem / roof.clock_ratio)
             t = np.maximum(t_c, t_m / profile.memory_efficiency(nbytes))
         t = t + profile.kernel_overhead_s
         for j, i in enumerate(rows):

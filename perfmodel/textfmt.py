@@ -42,3 +42,11 @@ def seconds(x: float) -> str:
 
 def gib(x: float) -> str:
     return f"{x / GIB:.2f} GiB"
+
+
+def joules(x: float) -> str:
+    """Energy in J, kJ, MJ or GJ."""
+    for unit, scale in (("GJ", 1e9), ("MJ", 1e6), ("kJ", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3f} {unit}"
+    return f"{x:.3g} J"

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from ..errors import SpecError
+from ..power import check_power_limit
 from . import registry
 from .common import validate
 from .scenario import Scenario, SystemConfig
@@ -60,6 +61,7 @@ def resolve_system(cfg: SystemConfig) -> System:
             f"of {per_node}, but no inter-node network is set; give e.g. inter_node: ib-ndr-400x8"
         )
     host = registry.get_interconnect(device.host_link) if device.host_link else None
+    check_power_limit(device, cfg.power_limit_w)
     return System(device=device, num_gpus=cfg.num_gpus, gpus_per_node=per_node, intra=intra,
                   inter=inter, nics_per_node=nics, host_link=host, node=node,
-                  rail_optimized=cfg.rail_optimized)
+                  rail_optimized=cfg.rail_optimized, power_limit_w=cfg.power_limit_w)

@@ -52,6 +52,9 @@ class SystemConfig(Strict):
     # board power limit per GPU (nvidia-smi -pl), W; None: the device's default (its TDP).
     # A cap lowers the sustained clock of compute-bound kernels (perfmodel/power.py)
     power_limit_w: Float | None = Field(default=None, gt=0)
+    # board power limit per GPU (nvidia-smi -pl), W; None: the device's default (its TDP).
+    # A cap lowers the sustained clock of compute-bound kernels (perfmodel/power.py)
+    power_limit_w: Float | None = Field(default=None, gt=0)
 
 
 class Parallelism(Strict):

@@ -20,6 +20,7 @@ class System:
     host_link: InterconnectSpec | None
     node: NodeSpec | None
     rail_optimized: bool = True
+    power_limit_w: float | None = None  # None: the device's default limit (TDP)
 
     @property
     def network_hops(self) -> int:
