@@ -28,6 +28,7 @@ from .resolve import (
     resolve,
     resolve_profile,
 )
+from .uncertainty import with_ranges
 
 # re-exported: scripts and the analysis notebooks import these from here
 __all__ = ["as_scenario", "offload_bandwidth", "predict", "resolve_profile"]
@@ -40,7 +41,8 @@ def predict(scenario: ScenarioLike, calibration: CalibrationLike = None) -> Pred
     device's shipped reference profile is used, or the documented default efficiencies.
     """
     rs = resolve(scenario, calibration)
-    return _PREDICTORS[rs.scenario.kind](rs)
+    pred = _PREDICTORS[rs.scenario.kind](rs)
+    return with_ranges(pred, rs.profile, rs.scenario)  # 80 % bands (docs/uncertainty.md)
 
 
 def _predict_serving(rs: Resolved) -> Prediction:

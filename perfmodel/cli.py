@@ -331,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", help="profile to predict the measured workloads with")
     p.add_argument("--write", action="store_true",
                    help="write the report to validation/report.json")
+    p.add_argument("--write-bands", action="store_true",
+                   help="write validation/error_bands.json (signed-error quantiles per group, "
+                        "the 80 %% bands of predictions; docs/uncertainty.md)")
 
     p = sub.add_parser("calibrate", help="run microbenchmarks and fit a calibration profile")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")

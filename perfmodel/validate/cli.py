@@ -13,7 +13,8 @@ from .run import validate_published
 
 
 def run_cli(args) -> int:
-    """``perfmodel validate [--json] [--plot FILE] [--kind K] [--case TEXT] [--write]``;
+    """``perfmodel validate [--json] [--plot FILE] [--kind K] [--case TEXT] [--write]
+    [--write-bands]``;
     ``--measure cpu|cuda`` hands over to the on-machine end-to-end check instead."""
     if getattr(args, "measure", None):
         from .measured import run_cli as measure_cli
@@ -34,4 +35,23 @@ def run_cli(args) -> int:
     if getattr(args, "write", False):
         out = write_json_atomic(report, validation_root() / "report.json")
         print(f"report written to {out}", file=sys.stderr)
+    if getattr(args, "write_bands", False):
+        _write_bands(args, report)
     return 0
+
+
+def _write_bands(args, report) -> None:
+    """validation/error_bands.json from every case, with the leave-one-source-out check."""
+    from ..uncertainty import bands_path
+    from .bands import bands_document
+
+    if (getattr(args, "kind", "all") or "all") != "all" or getattr(args, "case", None):
+        raise PerfModelError("--write-bands builds the bands from every case: drop --kind "
+                             "and --case")
+    doc = bands_document(report)
+    out = write_json_atomic(doc, bands_path())
+    cov = doc["leave_one_source_out"]["overall"]
+    print(f"error bands written to {out} ({doc['cases']} cases, {len(doc['groups'])} groups); "
+          f"leave-one-source-out coverage of the {100 * doc['level']:.0f} % band: "
+          f"{100 * cov['combined']:.1f} % (validation only {100 * cov['validation_only']:.1f}"
+          f" %, calibration only {100 * cov['calibration_only']:.1f} %)", file=sys.stderr)

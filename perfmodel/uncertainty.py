@@ -1,0 +1,381 @@
+"""80 % bands on a prediction, from two measured error sources (docs/uncertainty.md).
+
+(a) Calibration residuals. Each fitted table of the profile records the held-out residuals of
+    the core's kernel / collective times, log(measured / predicted), at ``RESIDUAL_LEVELS``
+    (``FitError.log_ratio_quantiles``; a table with only a stated band ``uncertainty[table]``
+    = p90 |log ratio| gets a normal distribution with that p90). The prediction's time
+    breakdown by operator class (GEMM, grouped GEMM, attention per phase, elementwise,
+    optimizer, each communication kind) is scaled by one draw of its class's residual per
+    Monte-Carlo sample: **fully correlated within a class** (a model's operators of one class
+    share shapes, and the held-out residuals are mostly systematic curve error over shape
+    regions, so they do not average out over layers), **independent across classes** (separate
+    kernels, separate tables, separate fits). Monte Carlo rather than quadrature because the
+    residuals are skewed (decode attention, grouped GEMMs) and the shares differ per scenario.
+    The pipeline bubble scales with the stage time, so it follows the other terms; memory has
+    no calibration residual.
+
+(b) Validation error of comparable cases, ``validation/error_bands.json`` (written by
+    ``perfmodel validate --write-bands``, ``perfmodel.validate.bands``): quantiles of the signed
+    log error of the quantity (step time, TTFT, TPOT, end-to-end latency, memory), in the first
+    group with at least ``MIN_GROUP_CASES`` cases of: kind+quantity+stack+device class,
+    kind+quantity+device class, kind+quantity, kind+dimension, and for times any kind.
+
+Combined: per side the wider of (a) and (b), and never excluding the point estimate. A
+quantity with neither (memory of inference and serving today) gets no band, not a zero one.
+``ranges`` is a plain dict metric -> [lo, hi] (the dashboard reads it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .profile import RESIDUAL_LEVELS, CalibrationProfile
+
+LEVEL = 0.8  # central probability of every band
+LO_P, HI_P = (1 - LEVEL) / 2, (1 + LEVEL) / 2
+MIN_GROUP_CASES = 10  # a validation group with fewer cases falls back to a coarser one
+MC_SAMPLES = 4000
+MC_SEED = 20261202  # fixed: a prediction's band is reproducible
+Z90 = 1.6448536269514722  # standard normal 0.95 quantile: p90 |x| of a centred normal
+
+# quantity a validation metric measures, and the power it depends on it with (metric ~ q^d)
+METRIC_QUANTITY: dict[str, tuple[str, int]] = {
+    "step_time_s": ("step_time_s", 1), "tokens_per_s": ("step_time_s", -1),
+    "tokens_per_s_per_gpu": ("step_time_s", -1), "tflops_per_gpu": ("step_time_s", -1),
+    "mfu": ("step_time_s", -1), "peak_memory_gib": ("memory_per_gpu_bytes", 1),
+    "ttft_s": ("ttft_s", 1), "prefill_tokens_per_s": ("ttft_s", -1),
+    "tpot_s": ("tpot_s", 1), "decode_tokens_per_s": ("tpot_s", -1),
+    "e2e_latency_s": ("e2e_latency_s", 1), "output_tokens_per_s": ("e2e_latency_s", -1),
+    "output_tokens_per_s_per_gpu": ("e2e_latency_s", -1),
+}
+# Prediction field -> (quantity, power), per kind: the keys of ``ranges``
+RANGE_KEYS: dict[str, dict[str, tuple[str, int]]] = {
+    "training": {"step_time_s": ("step_time_s", 1), "tokens_per_s": ("step_time_s", -1),
+                 "tflops_per_gpu": ("step_time_s", -1), "mfu": ("step_time_s", -1),
+                 "memory_per_gpu_bytes": ("memory_per_gpu_bytes", 1)},
+    "inference": {"ttft_s": ("ttft_s", 1), "tpot_s": ("tpot_s", 1),
+                  "e2e_latency_s": ("e2e_latency_s", 1), "tokens_per_s": ("e2e_latency_s", -1),
+                  "memory_per_gpu_bytes": ("memory_per_gpu_bytes", 1)},
+    # serving: the simulated p50s carry the per-pass model error (queueing is not
+    # re-simulated); tokens/s below saturation is the offered load, so it gets no band
+    "serving": {"ttft_s": ("ttft_s", 1), "tpot_s": ("tpot_s", 1),
+                "e2e_latency_s": ("e2e_latency_s", 1),
+                "memory_per_gpu_bytes": ("memory_per_gpu_bytes", 1)},
+}
+
+
+def dimension(quantity: str) -> str:
+    return "memory" if quantity == "memory_per_gpu_bytes" else "time"
+
+
+# ---- (a) calibration residuals ------------------------------------------------------------
+
+def _normal_quantiles(p90_abs: float) -> np.ndarray:
+    """Quantiles at RESIDUAL_LEVELS of a centred normal whose p90 |x| is ``p90_abs``."""
+    from scipy.stats import norm
+
+    return p90_abs / Z90 * norm.ppf(RESIDUAL_LEVELS)
+
+
+def table_residuals(profile: CalibrationProfile) -> dict[str, tuple[np.ndarray, int]]:
+    """table -> (quantiles of log(measured / predicted) at RESIDUAL_LEVELS, weight): recorded
+    held-out quantiles, else a normal from the stated p90 |log ratio| (weight 1)."""
+    out: dict[str, tuple[np.ndarray, int]] = {}
+    for fe in profile.fit_errors:
+        if fe.log_ratio_quantiles is not None:
+            out[fe.table] = (np.asarray(fe.log_ratio_quantiles, float), max(fe.n_test, 1))
+    for table, u in profile.uncertainty.items():
+        if table not in out:
+            n = next((fe.n_test for fe in profile.fit_errors if fe.table == table), 1)
+            out[table] = (_normal_quantiles(u), max(n, 1))
+    return out
+
+
+_COLLECTIVES = {"tp": ("all_reduce", "all_gather", "reduce_scatter"),
+                "cp": ("send_recv", "all_gather"), "ep": ("all_to_all",),
+                "pp": ("send_recv",), "dp": ("all_reduce", "reduce_scatter", "all_gather")}
+_GEMM_FALLBACK = {"fp16": "bf16", "bf16": "fp16", "tf32": "fp32", "int8": "fp8", "fp8": "int8"}
+
+
+def _pick(tables: dict, names: list[str]) -> tuple[str, ...]:
+    return tuple(n for n in names if n in tables)
+
+
+def _gemm_tables(tables: dict, prefix: str, dtype: str | None) -> tuple[str, ...]:
+    """The GEMM (or grouped-GEMM) tables of ``dtype`` (or its fallback), else all of them."""
+    for d in (dtype, _GEMM_FALLBACK.get(dtype or "")):
+        if d and f"{prefix}.{d}" in tables:
+            return (f"{prefix}.{d}",)
+    return tuple(t for t in tables if t.startswith(prefix + "."))
+
+
+def _collective_tables(tables: dict, kind: str, scope: str) -> tuple[str, ...]:
+    colls = _COLLECTIVES.get(kind, ())
+    return tuple(t for t in tables if t.startswith("collective.")
+                 and t.split(".")[1] in colls and t.split(".")[2] == scope)
+
+
+def _elementwise_tables(tables: dict) -> tuple[str, ...]:
+    """The core's elementwise time (measured rate or memory curve) tested per kernel kind;
+    ``elementwise.check`` (memory curve alone) is not how the core times them."""
+    per_kind = tuple(t for t in tables if t.startswith("elementwise.") and t != "elementwise.check")
+    return per_kind or _pick(tables, ["memory"])
+
+
+@dataclass(frozen=True)
+class Term:
+    """A share of a quantity's time and the residual tables of its class (key: one draw)."""
+
+    key: str
+    seconds: float
+    tables: tuple[str, ...]
+
+
+def _op_share(ops: list, cls: str, phases: tuple[str, ...], pred) -> float:
+    """Share of the class's op time (in ``phases``) for which ``pred(op)`` holds."""
+    mine = [op for op in ops if op.cls == cls and op.phase in phases]
+    total = sum(op.total_s for op in mine)
+    if total <= 0:
+        return 0.0
+    return sum(op.total_s for op in mine if pred(op)) / total
+
+
+def _class_terms(section: str, parts: dict[str, float], ops: list, tables: dict,
+                 gemm_dtype: str | None, phases: tuple[str, ...], attention_phase: str,
+                 scopes: dict[str, str]) -> list[Term]:
+    """Split one breakdown section's times into terms with their residual tables."""
+    terms: list[Term] = []
+    for name, t in parts.items():
+        t = float(t)
+        if name in ("total_s", "pipeline_bubble") or t <= 0:
+            continue  # the bubble follows the stage time: left out of the weighted ratio
+        if name == "gemm":
+            grouped = _gemm_tables(tables, "moe", gemm_dtype)
+            share = _op_share(ops, "gemm", phases, lambda op: op.name.startswith("moe.expert"))
+            if not grouped:
+                share = 0.0  # grouped GEMMs run on the dense GEMM curve
+            dense = _gemm_tables(tables, "gemm", gemm_dtype)
+            terms.append(Term(f"{section}.gemm", t * (1 - share), dense))
+            if share > 0:
+                terms.append(Term(f"{section}.moe", t * share, grouped))
+        elif name == "attention":
+            if attention_phase == "training":
+                bwd = _op_share(ops, "attention", phases, lambda op: op.phase == "bwd")
+                fwd_tables = _pick(tables, ["attention.prefill"])
+                bwd_tables = _pick(tables, ["attention.backward"]) or fwd_tables
+                terms.append(Term(f"{section}.attention.fwd", t * (1 - bwd), fwd_tables))
+                terms.append(Term(f"{section}.attention.bwd", t * bwd, bwd_tables))
+            else:
+                terms.append(Term(f"{section}.attention", t,
+                                  _pick(tables, [f"attention.{attention_phase}"])))
+        elif name == "elementwise":
+            terms.append(Term(f"{section}.elementwise", t, _elementwise_tables(tables)))
+        elif name == "optimizer":
+            terms.append(Term(f"{section}.optimizer", t, _pick(tables, ["memory"])))
+        elif name.endswith("_comm"):
+            kind = name[:-5]
+            terms.append(Term(f"{section}.{name}", t,
+                              _collective_tables(tables, kind, scopes.get(kind, "intra"))))
+        else:  # a term no table describes: counted, with no calibration spread
+            terms.append(Term(f"{section}.{name}", t, ()))
+    return terms
+
+
+def _draws(terms: list[Term], tables: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One residual per Monte-Carlo sample per term key: a table drawn in proportion to its
+    test points, then its quantile function at a uniform draw (clamped at the outer levels)."""
+    levels = np.asarray(RESIDUAL_LEVELS)
+    out: dict[str, np.ndarray] = {}
+    for term in terms:
+        if term.key in out or not term.tables:
+            continue
+        qs = np.stack([tables[t][0] for t in term.tables])
+        w = np.asarray([tables[t][1] for t in term.tables], float)
+        pick = rng.choice(len(qs), size=MC_SAMPLES, p=w / w.sum())
+        u = rng.uniform(size=MC_SAMPLES)
+        vals = np.stack([np.interp(u, levels, q) for q in qs])
+        out[term.key] = vals[pick, np.arange(MC_SAMPLES)]
+    return out
+
+
+def _ratio_samples(terms: list[Term], draws: dict[str, np.ndarray]) -> np.ndarray:
+    """Samples of (true time / predicted time) of the sum of ``terms``."""
+    total = sum(t.seconds for t in terms)
+    if total <= 0:
+        return np.ones(MC_SAMPLES)
+    acc = np.zeros(MC_SAMPLES)
+    for t in terms:
+        acc = acc + t.seconds * (np.exp(draws[t.key]) if t.key in draws else 1.0)
+    return acc / total
+
+
+def calibration_ratios(pred, profile: CalibrationProfile, scenario=None
+                       ) -> dict[str, tuple[float, float]]:
+    """(a): quantity -> (lo, hi) of true / predicted at LEVEL, from the profile's residuals
+    propagated through the prediction's time breakdown. (1, 1) where nothing is calibrated."""
+    tables = table_residuals(profile)
+    dtype = _gemm_dtype(scenario)
+    bd = pred.breakdown
+    if pred.kind == "training":
+        scopes = {k: ("inter" if g.get("nodes", 1) > 1 else "intra")
+                  for k, g in (bd.get("groups") or {}).items()}
+        quantity_terms = {"step_time_s": _class_terms(
+            "step", bd.get("time", {}), pred.ops, tables, dtype, ("fwd", "bwd", "recompute"),
+            "training", scopes)}
+    else:
+        pre = _class_terms("prefill", bd.get("prefill", {}), pred.ops, tables, dtype,
+                           ("prefill",), "prefill", {})
+        dec = _class_terms("decode", bd.get("decode_step", {}), pred.ops, tables, dtype,
+                           ("decode",), "decode", {})
+        quantity_terms = {"ttft_s": pre, "tpot_s": dec}
+    rng = np.random.default_rng(MC_SEED)
+    draws = _draws([t for ts in quantity_terms.values() for t in ts], tables, rng)
+    samples = {q: _ratio_samples(ts, draws) for q, ts in quantity_terms.items()}
+    if pred.kind != "training" and pred.ttft_s is not None and pred.e2e_latency_s:
+        ttft, e2e = float(pred.ttft_s), float(pred.e2e_latency_s)
+        samples["e2e_latency_s"] = (ttft * samples["ttft_s"]
+                                    + max(e2e - ttft, 0.0) * samples["tpot_s"]) / e2e
+    out = {q: (float(np.quantile(s, LO_P)), float(np.quantile(s, HI_P)))
+           for q, s in samples.items()}
+    out["memory_per_gpu_bytes"] = (1.0, 1.0)
+    return out
+
+
+def _gemm_dtype(scenario) -> str | None:
+    if scenario is None:
+        return None
+    if getattr(scenario, "training", None) is not None and scenario.kind == "training":
+        return str(scenario.training.precision)
+    inf = getattr(scenario, "inference", None)
+    wd = str(getattr(inf, "weight_dtype", "") or "")
+    return "fp8" if wd.startswith("fp8") else "bf16"
+
+
+# ---- (b) validation error of comparable cases ---------------------------------------------
+
+def device_class(device_id: str | None) -> str | None:
+    """The device's architecture family (hardware_specs ``architecture``, first word,
+    lower case, e.g. ampere, hopper, ada, blackwell, cdna)."""
+    if not device_id:
+        return None
+    from .specs.registry import get_device
+
+    try:
+        arch = get_device(device_id).architecture
+    except Exception:  # a device file that does not load has no class
+        return None
+    return arch.split()[0].lower() if arch else None
+
+
+def stack_of(scenario) -> str | None:
+    """The scenario's training framework (training) or inference engine (inference, serving)
+    when it names one (a ``framework`` / ``engine`` field at the top level or in the kind's
+    section; an object's ``name``), else None."""
+    if scenario is None:
+        return None
+    field = "framework" if scenario.kind == "training" else "engine"
+    for obj in (scenario, getattr(scenario, scenario.kind, None)):
+        v = getattr(obj, field, None) if obj is not None else None
+        v = getattr(v, "name", None) or getattr(v, "id", None) or v
+        if isinstance(v, str) and v:
+            return v.lower()
+    return None
+
+
+def group_keys(kind: str, quantity: str, stack: str | None, dev_class: str | None
+               ) -> list[str]:
+    """Validation groups from the most to the least specific (``kind/quantity/stack/class``,
+    ``*`` for any); serving reads the inference groups."""
+    kind = "inference" if kind == "serving" else kind
+    dim = dimension(quantity)
+    keys = []
+    if stack and dev_class:
+        keys.append(f"{kind}/{quantity}/{stack}/{dev_class}")
+    if dev_class:
+        keys.append(f"{kind}/{quantity}/*/{dev_class}")
+    keys += [f"{kind}/{quantity}/*/*", f"{kind}/{dim}/*/*"]
+    if dim == "time":  # a memory error of one kind says little about the other's
+        keys.append(f"*/{dim}/*/*")  # (training allocator vs an engine's memory budget)
+    return keys
+
+
+def validation_ratio(groups: dict[str, dict], keys: list[str]
+                     ) -> tuple[tuple[float, float], str] | None:
+    """(b): (lo, hi) of true / predicted from the first group with enough cases, and its key."""
+    for key in keys:
+        g = groups.get(key)
+        if g and g["n"] >= MIN_GROUP_CASES:
+            return (float(np.exp(g["q_lo"])), float(np.exp(g["q_hi"]))), key
+    return None
+
+
+def bands_path() -> Path:
+    from .paths import data_dir
+
+    return data_dir("validation") / "error_bands.json"
+
+
+@lru_cache(maxsize=4)
+def _load_groups(path: str, mtime: float) -> dict[str, dict]:
+    return json.loads(Path(path).read_text())["groups"]
+
+
+def shipped_groups() -> dict[str, dict]:
+    """The groups of validation/error_bands.json ({} when the file is absent)."""
+    path = bands_path()
+    if not path.is_file():
+        return {}
+    return _load_groups(str(path), path.stat().st_mtime)
+
+
+# ---- combining ----------------------------------------------------------------------------
+
+def combine(a: tuple[float, float], b: tuple[float, float] | None) -> tuple[float, float]:
+    """Per side the wider of the two ratio bands, and never excluding 1 (the point)."""
+    lo, hi = a
+    if b is not None:
+        lo, hi = min(lo, b[0]), max(hi, b[1])
+    return min(lo, 1.0), max(hi, 1.0)
+
+
+def prediction_ranges(pred, profile: CalibrationProfile, scenario=None,
+                      groups: dict[str, dict] | None = None
+                      ) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """(ranges: field -> [lo, hi], basis: field -> how its band was made) for ``pred``."""
+    groups = shipped_groups() if groups is None else groups
+    calib = calibration_ratios(pred, profile, scenario)
+    stack, dev = stack_of(scenario), device_class(pred.device)
+    ranges: dict[str, list[float]] = {}
+    basis: dict[str, str] = {}
+    for field, (quantity, power) in RANGE_KEYS[pred.kind].items():
+        point = getattr(pred, field, None)
+        if point is None or not np.isfinite(point) or point <= 0:
+            continue
+        a = calib.get(quantity, (1.0, 1.0))
+        b = validation_ratio(groups, group_keys(pred.kind, quantity, stack, dev))
+        if a == (1.0, 1.0) and b is None:  # no measured error at all: no band, not a zero one
+            basis[field] = (f"no band: no calibration residual and no validation group of "
+                            f">= {MIN_GROUP_CASES} comparable cases")
+            continue
+        lo, hi = combine(a, b[0] if b else None)
+        if power < 0:
+            lo, hi = 1.0 / hi, 1.0 / lo
+        ranges[field] = [float(point * lo), float(point * hi)]
+        how = [f"calibration residuals {a[0]:.2f}-{a[1]:.2f}x"] if a != (1.0, 1.0) else []
+        if b:
+            g = groups[b[1]]
+            how.append(f"validation group {b[1]} (n={g['n']}) "
+                       f"{np.exp(g['q_lo']):.2f}-{np.exp(g['q_hi']):.2f}x")
+        basis[field] = "; ".join(how) or "no calibration residuals or validation cases"
+    return ranges, basis
+
+
+def with_ranges(pred, profile: CalibrationProfile, scenario=None):
+    """``pred`` with its ``ranges`` (and ``range_basis``) filled in."""
+    ranges, basis = prediction_ranges(pred, profile, scenario)
+    return pred.model_copy(update={"ranges": ranges, "range_basis": basis})
