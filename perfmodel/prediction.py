@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .errors import PerfModelError
 
 
+BAND_KEYS = ("ranges", "range_basis")  # perfmodel.uncertainty
+
+
 class InternalError(PerfModelError):
     """A result the core should never produce (NaN, infinity): a bug, named by its quantity."""
 
@@ -107,8 +110,9 @@ class Prediction(BaseModel):
     avg_power_per_gpu_w: float | None = Field(default=None, exclude=True)
     # 80 % bands (perfmodel.uncertainty, docs/uncertainty.md): field -> [lo, hi], and how
     # each band was made
-    ranges: dict[str, list[float]] | None = None
-    range_basis: dict[str, str] | None = None
+    # each band was made; left out of model_dump (stored copies predate them), in to_json_dict
+    ranges: dict[str, list[float]] | None = Field(default=None, exclude=True)
+    range_basis: dict[str, str] | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _check_finite(self) -> Prediction:
@@ -134,6 +138,7 @@ class Prediction(BaseModel):
     def to_json_dict(self, include_ops: bool = False) -> dict[str, Any]:
         data = self.model_dump(exclude_none=True, exclude={"ops"})
         data.update({k: getattr(self, k) for k in ENERGY_KEYS if getattr(self, k) is not None})
+        data.update({k: getattr(self, k) for k in BAND_KEYS if getattr(self, k) is not None})
         if include_ops:
             data["ops"] = [op.model_dump() for op in self.ops]
         return data

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .prediction import Prediction
-from .textfmt import GIB, gib, percent, seconds, table
+from .textfmt import GIB, gib, percent, seconds, table, with_bands
 
 __all__ = ["GIB", "gib", "percent", "render_prediction", "seconds", "table"]  # the formatters re-exported
 
@@ -17,6 +17,19 @@ def _hardware_tflops(p: Prediction) -> str:
     if flops is None or not p.step_time_s:
         return "-"
     return f"{flops / p.step_time_s / p.num_gpus / 1e12:.1f}"
+
+
+# head-table label -> (Prediction.ranges field, formatter): the rows that show their band
+_BANDED = {
+    "step time": ("step_time_s", seconds),
+    "tokens/s (system)": ("tokens_per_s", lambda x: f"{x:,.0f}"),
+    "model TFLOP/s per GPU (no recompute)": ("tflops_per_gpu", lambda x: f"{x:.1f}"),
+    "MFU (Megatron FLOPs)": ("mfu", percent),
+    "TTFT (prefill)": ("ttft_s", seconds), "TPOT": ("tpot_s", seconds),
+    "end-to-end latency": ("e2e_latency_s", seconds),
+    "generated tokens/s (system)": ("tokens_per_s", lambda x: f"{x:,.1f}"),
+    "memory per GPU": ("memory_per_gpu_bytes", gib),
+}
 
 
 def _energy_rows(p: Prediction) -> list[tuple[str, str]]:
@@ -67,7 +80,7 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
     head += [("memory per GPU", f"{gib(p.memory_per_gpu_bytes)} of "
                                  f"{gib(p.memory_capacity_bytes)}"),
              ("fits", "yes" if p.fits else "NO"), *_energy_rows(p)]
-    out.append(table(head))
+    out.append(table(with_bands(head, p.ranges, _BANDED)))  # docs/uncertainty.md
     out.append("")
     if p.engine:
         from .engine_report import render_engine

@@ -50,3 +50,14 @@ def joules(x: float) -> str:
         if abs(x) >= scale:
             return f"{x / scale:.3f} {unit}"
     return f"{x:.3g} J"
+
+
+def with_bands(rows: list[tuple], ranges: dict | None, banded: dict) -> list[tuple]:
+    """``rows`` (label, value) with a third cell "(80 % range lo - hi)" where ``banded`` maps
+    the label to (field of ``ranges``, formatter) and the prediction has that band."""
+    out = []
+    for row in rows:
+        field, fmt = banded.get(row[0], (None, None))
+        band = (ranges or {}).get(field) if field else None
+        out.append((*row, f"(80 % range {fmt(band[0])} - {fmt(band[1])})") if band else row)
+    return out
