@@ -83,4 +83,5 @@ def run_cli(args: argparse.Namespace) -> int:
         print(result.to_csv(), end="")
     else:
         print(render(result, all_rows=args.all))
-    return 0 if result.rows else 1
+    constrained = args.days is not None or args.budget is not None
+    return 0 if result.rows and (result.answer or not constrained) else 1

@@ -1,0 +1,68 @@
+"""The vectorised mesh search finds the same best plan as predicting every plan of a small space
+one by one through the public API (``perfmodel.predict``), rules and memory headroom included."""
+
+import itertools
+
+import pytest
+
+import perfmodel as pm
+from perfmodel.api import resolve_profile
+from perfmodel.errors import SpecError
+from perfmodel.search import SearchSpace, search
+from perfmodel.specs.assemble import resolve_system
+
+SPACE = SearchSpace(tp=(1, 2, 4), pp=(1, 2, 3), cp=(1, 2), vp=(1, 2), micro_batch=(1, 2),
+                    ep=(1,), recompute=("selective", "full"), sequence_parallel=(False, True),
+                    zero_stage=(1, 3))
+HEADROOM = 0.05
+
+
+def scenario(num_gpus=8, pp=1):
+    return pm.Scenario(kind="training", model="llama-3-8b",
+                       system={"device": "h100-sxm5-80gb", "num_gpus": num_gpus},
+                       parallelism={"pp": pp},
+                       training={"seq_len": 4096, "global_batch": 16})
+
+
+def one_by_one(sc, space):
+    """(step time, plan) of every plan that passes the rules and fits, predicted singly."""
+    device = resolve_system(sc.system).device
+    out = []
+    for tp, pp, cp, vp, mb, rc, sp, zero in itertools.product(
+            space.tp, space.pp, space.cp, space.vp, space.micro_batch, space.recompute,
+            space.sequence_parallel, space.zero_stage):
+        n = sc.system.num_gpus
+        if n % (tp * pp * cp) or (sp and tp == 1) or (vp > 1 and pp == 1):
+            continue
+        uneven = sc.model.num_layers % (pp * vp) != 0
+        try:
+            p = pm.predict(sc.model_copy(update={
+                "parallelism": pm.Parallelism(
+                    tp=tp, pp=pp, cp=cp, vp=vp, sequence_parallel=sp, zero_stage=zero,
+                    uneven_pipeline=uneven, reshard_after_forward=True if zero == 3 else None),
+                "training": sc.training.model_copy(update={"micro_batch": mb,
+                                                           "recompute": rc})}))
+        except SpecError:
+            continue
+        if p.memory_per_gpu_bytes <= (1 - HEADROOM) * device.memory_bytes:
+            out.append((p.step_time_s, (tp, pp, cp, vp, mb, rc, sp, zero)))
+    return out
+
+
+@pytest.mark.parametrize("num_gpus", [8, 12])
+def test_mesh_search_matches_exhaustive_single_predictions(num_gpus):
+    sc = scenario(num_gpus)
+    system = resolve_system(sc.system)
+    result = search(sc, system, resolve_profile(sc), SPACE, top=3, headroom=HEADROOM)
+    singles = one_by_one(sc, SPACE)
+    assert singles and result.plans
+    best_time = min(t for t, _ in singles)
+    best = result.plans[0]
+    assert best["step_time_s"] == pytest.approx(best_time, rel=1e-9)
+    # the search's winner is one of the exhaustive optima
+    key = (best["tp"], best["pp"], best["cp"], best["vp"], best["micro_batch"],
+           best["recompute"], best["sequence_parallel"], best["zero_stage"])
+    optima = {k for t, k in singles if t <= best_time * (1 + 1e-9)}
+    assert key in optima
+    # the same number of plans fit (every fitting plan was seen, none invented)
+    assert result.fitting == len(singles)
