@@ -166,6 +166,8 @@ class Simulation:
         batch leaves the instance; the request is then queued at ``now``)."""
         reqs = self.reqs
         n = reqs.arrival.size
+        if len(finished) > 1:  # the clients whose requests ended first send first
+            finished = sorted(finished, key=lambda r: reqs.finish[r])
         for done in finished:
             if self.next_rid >= n:
                 return

@@ -1,0 +1,271 @@
+"""Closed-loop (fixed-concurrency) serving benchmarks: the loop itself, the benchmark-client
+metrics, the concurrency sweep, and bad input."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import perfmodel as pm
+from perfmodel.cli import main
+from perfmodel.errors import SpecError
+from perfmodel.resolve import resolve
+from perfmodel.serving.bench import benchmark_metrics
+from perfmodel.serving.deploy import zero_load
+from perfmodel.serving.predict import deployment_for, serving_inputs
+from perfmodel.serving.sweep import sweep_concurrency, to_csv
+
+BASE = {
+    "kind": "serving", "model": "llama-3-8b",
+    "system": {"device": "h100-sxm5-80gb", "num_gpus": 1},
+    "inference": {"prompt_len": 512, "output_len": 64},
+}
+
+
+def scenario(concurrency=8, num_requests=200, scheduler=None, gpus=1, **serving) -> pm.Scenario:
+    srv = {"arrival": {"process": "closed", "concurrency": concurrency},
+           "num_requests": num_requests, **serving}
+    if scheduler:
+        srv["scheduler"] = scheduler
+    return pm.as_scenario({**BASE, "system": {**BASE["system"], "num_gpus": gpus},
+                           "serving": srv})
+
+
+@lru_cache(maxsize=8)
+def _deployment(sched_kind: str, gpus: int = 1):
+    sc = scenario(num_requests=2000, scheduler={"kind": sched_kind}, gpus=gpus,
+                  prompt_len={"kind": "uniform", "min": 64, "max": 1024},
+                  output_len={"kind": "uniform", "min": 8, "max": 128})
+    rs = resolve(sc)
+    inf, wl = serving_inputs(sc)
+    return deployment_for(sc, rs.system, rs.profile, inf, wl), wl
+
+
+def simulate(sched_kind: str, concurrency: int, n: int, gpus: int = 1):
+    dep, wl = _deployment(sched_kind, gpus)
+    from perfmodel.serving.workload import Workload
+    part = Workload(wl.arrival[:n], wl.prompt[:n], wl.output[:n], concurrency)
+    return dep, dep.simulate(part).reqs
+
+
+def in_system(reqs, t: np.ndarray) -> np.ndarray:
+    """Requests sent and not finished at each time t (a request is in the system on
+    [arrival, finish))."""
+    a, f = np.sort(reqs.arrival), np.sort(reqs.finish)
+    return np.searchsorted(a, t, side="right") - np.searchsorted(f, t, side="right")
+
+
+@pytest.mark.parametrize("kind", ["continuous", "chunked", "static"])
+@pytest.mark.parametrize("concurrency", [1, 3, 16])
+def test_never_more_than_concurrency_requests_in_the_system(kind, concurrency):
+    _, reqs = simulate(kind, concurrency, 300)
+    assert not np.isnan(reqs.finish).any()
+    events = np.unique(np.concatenate([reqs.arrival, reqs.finish]))
+    busy = in_system(reqs, events)
+    assert busy.max() == concurrency  # reached ...
+    assert (busy <= concurrency).all()  # ... and never exceeded
+    # and the clients are never idle while requests remain: C in flight until the last send
+    last_send = reqs.arrival.max()
+    assert (busy[events < last_send] == concurrency).all()
+
+
+def test_disaggregated_closed_loop_keeps_the_bound():
+    _, reqs = simulate("disaggregated", 12, 300, gpus=2)
+    events = np.unique(np.concatenate([reqs.arrival, reqs.finish]))
+    assert in_system(reqs, events).max() == 12
+
+
+@pytest.mark.parametrize("kind", ["continuous", "chunked"])
+@pytest.mark.parametrize("concurrency", [4, 32])
+def test_littles_law(kind, concurrency):
+    """Throughput x mean E2E = mean requests in the system = C while the loop is full; the
+    ramp-up and the drain (the last C requests finishing) shave O(C/N) off."""
+    n = 60 * concurrency
+    _, reqs = simulate(kind, concurrency, n)
+    e2e = reqs.finish - reqs.arrival
+    duration = reqs.finish.max() - reqs.arrival.min()
+    occupancy = n / duration * e2e.mean()
+    assert occupancy == pytest.approx(concurrency, rel=0.04)
+    assert occupancy <= concurrency * (1 + 1e-9)
+
+
+def test_concurrency_one_is_the_zero_load_request():
+    sc = scenario(concurrency=1, num_requests=20)
+    pred = pm.predict(sc)
+    b = pred.serving["benchmark"]
+    zl = pred.serving["zero_load"]
+    # a lone request: TTFT is its prefill on an idle instance, every TPOT a lone decode
+    assert b["median_ttft_ms"] == pytest.approx(1e3 * zl["ttft_s"], rel=1e-9)
+    assert b["p99_ttft_ms"] == pytest.approx(1e3 * zl["ttft_s"], rel=1e-9)
+    # (a decode run interpolates its attention work between 9 context knots: within 1e-4)
+    assert b["mean_tpot_ms"] == pytest.approx(1e3 * zl["tpot_s"], rel=1e-4)
+    assert b["mean_e2el_ms"] == pytest.approx(1e3 * zl["e2e_s"], rel=1e-4)
+    # requests back to back: duration = 20 lone requests, throughput = 1 / E2E
+    assert b["request_throughput"] == pytest.approx(1 / zl["e2e_s"], rel=1e-4)
+
+
+def test_benchmark_keys_follow_vllm_bench_serve():
+    pred = pm.predict(scenario(concurrency=8, num_requests=100))
+    b = pred.serving["benchmark"]
+    for key in ("completed", "duration", "total_input_tokens", "total_output_tokens",
+                "request_throughput", "output_throughput", "total_token_throughput",
+                "max_concurrency"):
+        assert key in b
+    for m in ("ttft", "tpot", "itl", "e2el"):
+        for stat in ("mean", "median", "p90", "p99"):
+            assert f"{stat}_{m}_ms" in b
+    assert b["completed"] == 100 and b["max_concurrency"] == 8
+    assert b["total_input_tokens"] == 100 * 512 and b["total_output_tokens"] == 100 * 64
+    assert b["output_throughput"] == pytest.approx(b["total_output_tokens"] / b["duration"])
+    assert b["total_token_throughput"] == pytest.approx(
+        (b["total_input_tokens"] + b["total_output_tokens"]) / b["duration"])
+    # equal output lengths: the pooled mean gap (ITL) is the mean of per-request TPOTs
+    assert b["mean_itl_ms"] == pytest.approx(b["mean_tpot_ms"], rel=1e-9)
+    # TPOT = (E2E - TTFT) / (out - 1), so mean E2E = mean TTFT + 63 mean TPOT
+    assert b["mean_e2el_ms"] == pytest.approx(b["mean_ttft_ms"] + 63 * b["mean_tpot_ms"])
+    assert b["output_throughput_per_user"] == pytest.approx(1e3 / b["median_tpot_ms"])
+    assert b["output_throughput_per_gpu"] == pytest.approx(b["output_throughput"])
+
+
+def test_warmup_requests_are_not_measured():
+    cold = pm.predict(scenario(concurrency=8, num_requests=108)).serving["benchmark"]
+    warm = pm.predict(scenario(concurrency=8, num_requests=108, warmup_requests=8)
+                      ).serving["benchmark"]
+    assert cold["completed"] == 108 and warm["completed"] == 100
+    assert warm["warmup_requests"] == 8
+    assert warm["total_input_tokens"] == 100 * 512
+    # the window starts at the first measured request's send, after the warm-up round
+    assert warm["duration"] < cold["duration"]
+
+
+def test_metrics_from_requests_by_hand():
+    """benchmark_metrics against a hand-made run of two requests."""
+    from perfmodel.serving.requests import Requests
+    from perfmodel.serving.workload import Workload
+
+    wl = Workload(np.array([0.0, 1.0]), np.array([10, 20]), np.array([3, 1]), 1)
+    r = Requests(wl)
+    r.first[:] = [0.5, 1.2]
+    r.finish[:] = [0.9, 1.2]
+    b = benchmark_metrics(r, num_gpus=2, concurrency=1)
+    assert b["duration"] == pytest.approx(1.2)
+    assert b["mean_ttft_ms"] == pytest.approx(350.0)  # (0.5 + 0.2) / 2
+    assert b["mean_tpot_ms"] == pytest.approx(200.0)  # (0.9 - 0.5) / 2, only request 0
+    assert b["mean_itl_ms"] == pytest.approx(200.0)
+    assert b["request_throughput"] == pytest.approx(2 / 1.2)
+    assert b["output_throughput_per_gpu"] == pytest.approx(4 / 1.2 / 2)
+
+
+def test_closed_lengths_from_a_trace(tmp_path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("prompt_len,output_len\n100,10\n200,20\n300,30\n")
+    sc = pm.as_scenario({**BASE, "serving": {
+        "arrival": {"process": "closed", "concurrency": 2, "trace": str(trace)}}})
+    b = pm.predict(sc).serving["benchmark"]
+    assert b["completed"] == 3 and b["total_input_tokens"] == 600
+    assert b["total_output_tokens"] == 60
+
+
+@pytest.mark.parametrize(("arrival", "field"), [
+    ({"process": "closed"}, "serving.arrival.concurrency"),
+    ({"process": "closed", "concurrency": 4, "rate_per_s": 2}, "serving.arrival.rate_per_s"),
+    ({"process": "poisson", "rate_per_s": 2, "concurrency": 4}, "serving.arrival.concurrency"),
+    ({"process": "closed", "concurrency": 0}, "concurrency"),
+])
+def test_bad_arrival_is_one_line_naming_the_field(arrival, field):
+    with pytest.raises(SpecError) as err:
+        pm.as_scenario({**BASE, "serving": {"arrival": arrival}})
+    assert field in str(err.value) and "\n" not in str(err.value)
+
+
+def test_warmup_must_leave_requests(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps({**BASE, "serving": {
+        "arrival": {"process": "closed", "concurrency": 4}, "num_requests": 10,
+        "warmup_requests": 10}}))
+    assert main(["predict", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "serving.warmup_requests" in err and len(err.splitlines()) == 1
+
+
+def test_cli_prints_the_benchmark_block_and_json(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps({**BASE, "serving": {
+        "arrival": {"process": "closed", "concurrency": 4}, "num_requests": 40}}))
+    assert main(["predict", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "============ Serving Benchmark Result ============" in out
+    for line in ("Successful requests:                     40",
+                 "Maximum request concurrency:             4", "Median TTFT (ms):",
+                 "P99 TPOT (ms):", "Mean ITL (ms):", "P90 E2EL (ms):"):
+        assert line in out
+    assert main(["predict", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["serving"]["benchmark"]["completed"] == 40
+    assert data["serving"]["workload"]["concurrency"] == 4
+
+
+def test_examples_read_like_the_engines_benchmarks(capsys):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    for name in ("vllm-closed-loop-llama3.1-8b-h100.yaml",
+                 "sglang-closed-loop-llama3.1-8b-h100.yaml"):
+        assert main(["predict", str(root / name)]) == 0
+        out = capsys.readouterr().out
+        assert "Serving Benchmark Result" in out and "Maximum request concurrency:" in out
+
+
+# ---- the sweep ------------------------------------------------------------------------------
+
+def test_sweep_points_and_files(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps({**BASE, "serving": {
+        "arrival": {"process": "poisson", "rate_per_s": 4}, "num_requests": 50}}))
+    csv_path, json_path = tmp_path / "curve.csv", tmp_path / "curve.json"
+    assert main(["sweep-concurrency", str(path), "--concurrency", "1,4,16", "--csv",
+                 str(csv_path), "--out", str(json_path)]) == 0
+    out = capsys.readouterr().out
+    assert "tok/s/GPU" in out and "tok/s/user" in out
+    rows = csv_path.read_text().splitlines()
+    assert rows[0].startswith("concurrency,") and len(rows) == 4
+    data = json.loads(json_path.read_text())
+    assert [p["max_concurrency"] for p in data["points"]] == [1, 4, 16]
+    # at least ten requests per client
+    assert [p["completed"] for p in data["points"]] == [50, 50, 160]
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep-concurrency", str(path), "--concurrency", "0,2"])
+    assert exit_.value.code == 2 and "--concurrency" in capsys.readouterr().err
+
+
+def test_sweep_matches_a_single_closed_loop_prediction():
+    sc = scenario(concurrency=8, num_requests=120)
+    point = sweep_concurrency(sc, [8])["points"][0]
+    single = pm.predict(sc).serving["benchmark"]
+    assert point["median_ttft_ms"] == pytest.approx(single["median_ttft_ms"], rel=1e-12)
+    assert point["output_throughput"] == pytest.approx(single["output_throughput"], rel=1e-12)
+    assert "concurrency" in to_csv({"points": [point]})
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prompt=st.integers(16, 2048), output=st.integers(16, 256))
+def test_sweep_throughput_rises_and_interactivity_falls(prompt, output):
+    """A dense model on one GPU: more clients never lower the output throughput (beyond the
+    noise of a finite run: 64 requests, ramp-up and drain, clients moving in lock-step) and
+    the busiest point gives a user fewer tokens/s than a lone client gets."""
+    sc = pm.as_scenario({**BASE, "inference": {"prompt_len": prompt, "output_len": output},
+                         "serving": {"arrival": {"process": "closed", "concurrency": 1},
+                                     "num_requests": 64,
+                                     "scheduler": {"kind": "chunked"}}})
+    pts = sweep_concurrency(sc, [1, 2, 4, 8, 16, 32])["points"]
+    tput = [p["output_throughput"] for p in pts]
+    user = [p["output_throughput_per_user"] for p in pts]
+    assert all(b >= a * 0.98 for a, b in zip(tput, tput[1:]))
+    assert tput[-1] > 2 * tput[0]
+    assert user[-1] < user[0]
+    assert all(u <= user[0] * 1.02 for u in user)
