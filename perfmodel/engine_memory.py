@@ -231,3 +231,22 @@ def report(mem: EngineMemory) -> dict:
     out["kv_cache_gib"] = mem.kv_cache_bytes / GIB
     out["weights_gib"] = mem.weights_bytes / GIB
     return out
+
+
+def generic_capacity(sc) -> tuple[int, float, float]:
+    """(KV tokens, KV bytes, weight bytes) per GPU of one instance by perfmodel's
+    engine-neutral rule, the one serving uses without an engine (serving.cost.kv_capacity with
+    the serving defaults: a token budget of max(max_position_embeddings, 2048), 256
+    sequences): the 'before' figure the engine rules are compared with."""
+    from .resolve import inference_plan, resolve
+    from .serving.cost import kv_capacity
+    from .specs.scenario import InferenceConfig, SchedulerConfig
+
+    rs = resolve(sc)
+    inf = sc.inference or InferenceConfig(prompt_len=1)
+    per = sc.parallelism.tp * sc.parallelism.pp
+    plan = inference_plan(sc.model, sc.parallelism, inf, per, replicas=1, request=False)
+    tokens = max(sc.model.max_position_embeddings, 2048)
+    kv = kv_capacity(sc.model, rs.system, plan, rs.profile, tokens, SchedulerConfig().max_batch)
+    pool = kv.num_blocks * kv.block_tokens * kv.bytes_per_token
+    return kv.tokens, pool, kv.memory["weights"]

@@ -22,7 +22,11 @@ TrainingMetric = Literal["step_time_s", "tokens_per_s", "tokens_per_s_per_gpu",
                          "tflops_per_gpu", "mfu", "peak_memory_gib"]
 InferenceMetric = Literal["ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_per_s",
                           "output_tokens_per_s_per_gpu", "decode_tokens_per_s",
-                          "prefill_tokens_per_s"]
+                          "prefill_tokens_per_s",
+                          # an engine's start-up log (engine_memory): "GPU KV cache size: N
+                          # tokens" / max_total_num_tokens, "Available KV cache memory",
+                          # "Loading model weights took" (per GPU)
+                          "kv_cache_tokens", "kv_cache_gib", "weights_gib"]
 TRAINING_METRICS = get_args(TrainingMetric)
 INFERENCE_METRICS = get_args(InferenceMetric)
 Convention = Literal["megatron_model", "narayanan_eq3", "korthikanti_hw", "llmfoundry", "6nd"]
@@ -38,16 +42,21 @@ UNITS: dict[str, tuple[str, float]] = {
     "fraction": ("fraction", 1.0),
     "%": ("fraction", 0.01),
     "GiB": ("memory", 1.0),
+    "tokens": ("count", 1.0),
 }
 CANONICAL_UNIT = {"time": "s", "rate": "tokens/s", "rate_per_gpu": "tokens/s per GPU",
-                  "flops_per_gpu": "TFLOP/s per GPU", "fraction": "fraction", "memory": "GiB"}
+                  "flops_per_gpu": "TFLOP/s per GPU", "fraction": "fraction", "memory": "GiB",
+                  "count": "tokens"}
 METRIC_DIMENSION = {
     "step_time_s": "time", "tokens_per_s": "rate", "tokens_per_s_per_gpu": "rate_per_gpu",
     "tflops_per_gpu": "flops_per_gpu", "mfu": "fraction", "peak_memory_gib": "memory",
     "ttft_s": "time", "tpot_s": "time", "e2e_latency_s": "time",
     "output_tokens_per_s": "rate", "output_tokens_per_s_per_gpu": "rate_per_gpu",
     "decode_tokens_per_s": "rate", "prefill_tokens_per_s": "rate",
+    "kv_cache_tokens": "count", "kv_cache_gib": "memory", "weights_gib": "memory",
 }
+#: metrics read from the engine's start-up memory plan (Prediction.engine)
+ENGINE_METRICS = ("kv_cache_tokens", "kv_cache_gib", "weights_gib")
 FLOP_METRICS = ("tflops_per_gpu", "mfu")
 
 

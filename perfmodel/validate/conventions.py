@@ -12,7 +12,7 @@ from ..parameters import param_counts
 from ..prediction import Prediction
 from ..specs.model import ModelSpec
 from ..specs.scenario import Scenario
-from .cases import Case
+from .cases import ENGINE_METRICS, Case
 
 # ---- FLOP conventions -----------------------------------------------------------------------
 
@@ -90,10 +90,12 @@ def metric_value(case: Case, pred: Prediction, sc: Scenario) -> float:
             return per_gpu / 1e12
         assert m == "mfu" and case.peak_tflops is not None
         return per_gpu / (case.peak_tflops * 1e12)
+    if m in ENGINE_METRICS:
+        return engine_metric(m, pred, sc)
     inf = sc.inference
     assert inf is not None
     p = sc.parallelism
-    replicas = max(n // (p.tp * p.pp), 1)
+    replicas = max(n // (p.tp * p.attention_dp * p.pp), 1)
     if m == "ttft_s":
         return pred.ttft_s
     if m == "tpot_s":
@@ -115,3 +117,17 @@ def metric_value(case: Case, pred: Prediction, sc: Scenario) -> float:
 def ape(predicted: float, measured: float) -> float:
     """Absolute percentage error as a fraction: |predicted - measured| / measured."""
     return abs(predicted - measured) / measured
+
+
+def engine_metric(metric: str, pred: Prediction, sc: Scenario) -> float:
+    """A start-up figure of the case's engine (Prediction.engine); with the generic engine,
+    the same figure by perfmodel's engine-neutral rule (engine_memory.generic_capacity)."""
+    if pred.engine is not None:
+        e = pred.engine
+        return {"kv_cache_tokens": float(e["kv_cache_tokens"]), "kv_cache_gib": e["kv_cache_gib"],
+                "weights_gib": e["weights_gib"]}[metric]
+    from ..engine_memory import generic_capacity
+
+    tokens, kv_bytes, weights = generic_capacity(sc)
+    return {"kv_cache_tokens": float(tokens), "kv_cache_gib": kv_bytes / 2**30,
+            "weights_gib": weights / 2**30}[metric]
