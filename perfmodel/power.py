@@ -293,3 +293,10 @@ def prediction_energy_fields(energy: dict | None, kind: str) -> dict[str, float 
     per_step = energy["energy_j"] if kind == "training" else energy["energy_per_decode_step_j"]
     return {"energy_per_step_j": per_step, "energy_per_token_j": energy["energy_per_token_j"],
             "avg_power_per_gpu_w": energy["avg_power_per_gpu_w"]}
+
+
+def training_run_energy_j(prediction, tokens: float) -> float | None:
+    """Energy of a training run of ``tokens`` tokens at a prediction's energy per token (J;
+    divide by 3.6e9 for MWh). None when the prediction has no energy (no TDP in the spec)."""
+    per_token = getattr(prediction, "energy_per_token_j", None)
+    return None if per_token is None else per_token * tokens

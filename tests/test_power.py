@@ -168,3 +168,12 @@ def test_device_power_fields_must_be_ordered():
     data = H100.model_dump() | {"idle_power_w": 800.0}
     with pytest.raises(PerfModelError, match=r"idle_power_w \(800 W\) must not exceed"):
         validate(type(H100), data, what="device")
+
+
+def test_training_run_energy_is_energy_per_token_times_tokens():
+    from perfmodel.power import training_run_energy_j
+
+    p = pm.predict(_training())
+    assert training_run_energy_j(p, 15e12) == pytest.approx(p.energy_per_token_j * 15e12)
+    steps = 15e12 / (8 * 4096)
+    assert training_run_energy_j(p, 15e12) == pytest.approx(p.energy_per_step_j * steps)
