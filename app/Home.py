@@ -15,9 +15,11 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import streamlit as st  # noqa: E402
+from common import style  # noqa: E402
 
 VIEWS = HERE / "views"
-PAGES = [  # (file, title, icon, url path)
+PAGES = [  # (file, title, icon, url path); the first is the default page ("/")
+    ("start.py", "Start", ":material/home:", "start"),
     ("training.py", "Training", ":material/model_training:", "training"),
     ("inference.py", "Inference", ":material/bolt:", "inference"),
     ("serving.py", "Serving", ":material/dns:", "serving"),
@@ -34,6 +36,7 @@ def main() -> None:
                        layout="wide")
     pages = [st.Page(str(VIEWS / f), title=t, icon=i, url_path=u, default=n == 0)
              for n, (f, t, i, u) in enumerate(PAGES) if (VIEWS / f).exists()]
+    style()
     st.navigation(pages).run()
 
 

@@ -35,20 +35,30 @@ def search_plans(scenario: dict, top: int) -> dict:
     system = resolve_system(sc.system)
     result = search(sc, system, resolve_profile(sc, None), top=top)
     return {"plans": result.plans, "evaluated": result.evaluated, "valid": result.valid,
-            "fitting": result.fitting}
+            "fitting": result.fitting, "explanation": getattr(result, "explanation", None)}
 
 
 def plan_training_api():
-    """A training planner ("train N tokens") if perfmodel has one, else None."""
-    for where in ("perfmodel", "perfmodel.search", "perfmodel.plan_training"):
-        try:
-            module = __import__(where, fromlist=["plan_training"])
-        except ImportError:
-            continue
-        fn = getattr(module, "plan_training", None)
-        if callable(fn):
-            return fn
-    return None
+    """perfmodel's training capacity planner (`perfmodel plan-training`), or None when this
+    perfmodel has none (the page then hides the "train N tokens" planner)."""
+    try:
+        from perfmodel.planning.training import plan_training
+    except ImportError:
+        return None
+    return plan_training
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def plan_training(model: str, tokens: str, devices: tuple[str, ...], max_gpus: int,
+                  seq_len: int, batch_tokens: int, precision: str, days: float | None,
+                  budget_usd: float | None) -> dict:
+    """`perfmodel plan-training`: per device and GPU count the fastest fitting plan, its days,
+    GPU-hours, dollars and energy to train ``tokens``, the Pareto set and the answer."""
+    run = plan_training_api()
+    result = run(model=model, tokens=tokens, devices=list(devices) or None, max_gpus=max_gpus,
+                 seq_len=seq_len, global_batch_tokens=batch_tokens, precision=precision,
+                 days=days, budget_usd=budget_usd)
+    return result.to_dict()
 
 
 @st.cache_data(show_spinner=False)

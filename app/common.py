@@ -85,23 +85,40 @@ def header_line(pred: pm.Prediction) -> None:
 
 
 # --------------------------------------------------------------------------- metric cards
-def metric_cards(items: list[tuple[str, str, str]], per_row: int = 3) -> None:
-    """Bordered metric cards, at most ``per_row`` side by side so that labels and values are
-    not clipped at 820 px (Streamlit stacks columns below 640 px)."""
+def metric_cards(items: list[tuple], per_row: int = 3) -> None:
+    """Bordered metric cards (label, value, help[, range]), at most ``per_row`` side by side;
+    a range (uncertainty band) is shown under the value, uncoloured."""
     for start in range(0, len(items), per_row):
         row = items[start:start + per_row]
-        for col, (label, value, help_) in zip(st.columns(per_row), row, strict=False):
-            col.metric(label, value, help=help_, border=True)
+        for col, item in zip(st.columns(per_row), row, strict=False):
+            label, value, help_ = item[:3]
+            band = item[3] if len(item) > 3 else None
+            col.metric(label, value, delta=band or None, delta_color="off", delta_arrow="off",
+                       help=help_, border=True)
 
 
-def ranged(pred: pm.Prediction, metric: str, fmt: Callable[[float], str]) -> str:
-    """' (lo–hi)' when the prediction carries an uncertainty band for ``metric``
-    (``Prediction.ranges``: metric -> [lo, hi]); '' otherwise."""
+STYLE = """
+<style>
+/* readable at 820 px: metric values shrink with the window instead of being cut off */
+[data-testid="stMetricValue"] > div { font-size: clamp(1.2rem, 2.3vw, 2.1rem); }
+[data-testid="stMetricLabel"] p { white-space: normal; overflow: visible; }
+[data-testid="stMetricLabel"] { height: auto; }
+</style>
+"""
+
+
+def style() -> None:
+    st.html(STYLE)
+
+
+def ranged(pred: pm.Prediction, metric: str, fmt: Callable[[float], str]) -> str | None:
+    """'lo – hi' when the prediction carries an uncertainty band for ``metric``
+    (``Prediction.ranges``: metric -> [lo, hi]); None otherwise."""
     ranges = getattr(pred, "ranges", None) or {}
     band = ranges.get(metric) if isinstance(ranges, Mapping) else None
     if not band or len(band) != 2:
-        return ""
-    return f" (range {fmt(float(band[0]))} – {fmt(float(band[1]))})"
+        return None
+    return f"{fmt(float(band[0]))} – {fmt(float(band[1]))}"
 
 
 # --------------------------------------------------------------------------- downloads
@@ -161,22 +178,21 @@ def _coerce(text: str, default: Any) -> Any:
 
 
 def url_state(defaults: Mapping[str, Any]) -> None:
-    """Seed ``st.session_state`` for this page's widget keys: from the URL's query
-    parameters on the first run of a session (a shared link), else the defaults.
+    """Seed ``st.session_state`` for this page's widget keys: from the URL's query parameters
+    when they differ from what this session last wrote there (a shared link, or a link from
+    another page), else keep the session's value, else the default.
 
     Widgets are then created with ``key=`` only; ``sync_url`` writes their values back.
     """
-    seeded = st.session_state.setdefault("_url_seeded", set())
-    first = not (set(defaults) <= seeded)
+    written = st.session_state.setdefault("_url_written", {})
     for key, default in defaults.items():
-        if first and key in st.query_params:
+        if key in st.query_params and st.query_params[key] != written.get(key):
             try:
                 st.session_state[key] = _coerce(st.query_params[key], default)
+                continue
             except ValueError:
-                st.session_state.setdefault(key, default)
-        else:
-            st.session_state.setdefault(key, default)
-    seeded |= set(defaults)
+                pass
+        st.session_state.setdefault(key, default)
 
 
 def sync_url(keys: Iterable[str], defaults: Mapping[str, Any] | None = None) -> None:
@@ -195,6 +211,7 @@ def sync_url(keys: Iterable[str], defaults: Mapping[str, Any] | None = None) -> 
         elif isinstance(value, bool):
             value = "true" if value else "false"
         wanted[key] = str(value)
+    st.session_state["_url_written"] = wanted
     current = {k: st.query_params[k] for k in st.query_params}
     if current != wanted:
         st.query_params.from_dict(wanted)

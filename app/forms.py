@@ -10,6 +10,7 @@ exactly when the installed perfmodel accepts them.
 
 from __future__ import annotations
 
+import sys
 import typing
 from typing import Any
 
@@ -49,32 +50,38 @@ def has_field(cls: type, name: str) -> bool:
     return name in getattr(cls, "model_fields", {})
 
 
+def _stack_model(name: str) -> type | None:
+    """The pydantic model of a stack field (``engine`` on the Scenario, ``framework`` on the
+    training section): a model with a ``name`` Literal; None if this perfmodel has none."""
+    for cls in (pm.Scenario, pm.TrainingConfig, pm.InferenceConfig):
+        field = getattr(cls, "model_fields", {}).get(name)
+        if field is None:
+            continue
+        for candidate in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(candidate, type) and has_field(candidate, "name"):
+                return candidate
+    return None
+
+
 def stack_choices(name: str) -> list[str]:
-    """Known software stacks for ``engine`` / ``framework``: the field's Literal values, or
-    the ids of the data files the registry lists (``engines()`` / ``frameworks()``), else
-    empty (the field is then offered as free text)."""
-    for cls in (pm.Scenario, pm.InferenceConfig, pm.TrainingConfig):
-        choices = field_choices(cls, name)
-        if choices:
-            return [c for c in choices if c is not None]
-    lister = getattr(pm, f"{name}s", None)
-    if callable(lister):
-        try:
-            return sorted(lister())
-        except Exception:  # noqa: BLE001 - an optional listing must not break the page
-            return []
-    return []
+    """The names a stack field accepts (first: its default)."""
+    model = _stack_model(name)
+    if model is None:
+        return []
+    choices = field_choices(model, "name") or []
+    aliases = getattr(sys.modules.get(model.__module__), "ALIASES", {})
+    choices = [c for c in choices if c not in aliases]  # other spellings of the same stack
+    default = model.model_fields["name"].default
+    return [default, *[c for c in choices if c != default]] if default in choices else choices
 
 
 def stack_section(name: str) -> str | None:
     """Where a stack field lives: 'top' (Scenario), a section name, or None (not yet)."""
+    if _stack_model(name) is None:
+        return None
     if has_field(pm.Scenario, name):
         return "top"
-    if name == "engine" and has_field(pm.InferenceConfig, name):
-        return "inference"
-    if name == "framework" and has_field(pm.TrainingConfig, name):
-        return "training"
-    return None
+    return "training" if has_field(pm.TrainingConfig, name) else "inference"
 
 
 def activation_dtypes() -> list[str]:
@@ -91,9 +98,12 @@ WEIGHT_DTYPES = ["bf16", "fp16", "fp8", "int8", "int4", "nvfp4", "mxfp4", "fp8_b
 # --------------------------------------------------------------------------- defaults
 def system_defaults(p: str, num_gpus: int, model: str = DEFAULT_MODEL,
                     device: str = DEFAULT_DEVICE) -> dict[str, Any]:
-    return {f"{p}model": model, f"{p}device": device, f"{p}num_gpus": num_gpus,
-            f"{p}node": AUTO, f"{p}intra_node": AUTO, f"{p}inter_node": AUTO,
-            f"{p}gpus_per_node": 0}
+    out = {f"{p}model": model, f"{p}device": device, f"{p}num_gpus": num_gpus,
+           f"{p}node": AUTO, f"{p}intra_node": AUTO, f"{p}inter_node": AUTO,
+           f"{p}gpus_per_node": 0}
+    if has_field(pm.SystemConfig, "power_limit_w"):
+        out[f"{p}power_limit_w"] = 0
+    return out
 
 
 def training_defaults(p: str) -> dict[str, Any]:
@@ -103,9 +113,6 @@ def training_defaults(p: str) -> dict[str, Any]:
            f"{p}precision": "bf16", f"{p}uneven_pipeline": False}
     if stack_section("framework"):
         out[f"{p}framework"] = AUTO
-    if has_field(pm.TrainingConfig, "power_limit_w") or has_field(pm.SystemConfig,
-                                                                   "power_limit_w"):
-        out[f"{p}power_limit_w"] = 0
     return out
 
 
@@ -139,13 +146,18 @@ def system_form(p: str) -> dict:
                           format_func=lambda i: devices[i].name)
     num_gpus = _int("Number of GPUs", f"{p}num_gpus")
     system: dict = {"device": device, "num_gpus": num_gpus}
-    with st.expander("Node and interconnect"):
+    with st.expander("Node, interconnect and power"):
         links = [AUTO, *sorted(pm.interconnects())]
         node = st.selectbox("Node", [AUTO, *sorted(pm.nodes())], key=f"{p}node",
                             format_func=_auto, help="node preset (hardware_specs/nodes)")
         gpn = _int("GPUs per node (0 = default)", f"{p}gpus_per_node", min_value=0)
         intra = st.selectbox("Intra-node link", links, key=f"{p}intra_node", format_func=_auto)
         inter = st.selectbox("Inter-node link", links, key=f"{p}inter_node", format_func=_auto)
+        if f"{p}power_limit_w" in st.session_state:
+            watts = _int("GPU power limit, W (0 = TDP)", f"{p}power_limit_w", step=50,
+                         min_value=0, help="board power cap per GPU (nvidia-smi -pl)")
+            if watts:
+                system["power_limit_w"] = watts
     for name, value in (("node", node), ("intra_node", intra), ("inter_node", inter)):
         if value != AUTO:
             system[name] = value
@@ -155,14 +167,14 @@ def system_form(p: str) -> dict:
 
 
 def _stack_widget(p: str, name: str, label: str) -> str | None:
+    """A selectbox of the stack's names; None when left at "default" (the field is then
+    not written, so the scenario keeps perfmodel's default stack)."""
     if f"{p}{name}" not in st.session_state:
         return None
     choices = stack_choices(name)
-    if choices:
-        value = st.selectbox(label, [AUTO, *choices], key=f"{p}{name}",
-                             format_func=lambda v: "default" if v == AUTO else v)
-    else:
-        value = st.text_input(f"{label} (id)", key=f"{p}{name}")
+    default = choices[0] if choices else "default"
+    value = st.selectbox(label, [AUTO, *choices[1:]], key=f"{p}{name}",
+                         format_func=lambda v: f"default ({default})" if v == AUTO else v)
     return value or None
 
 
@@ -208,11 +220,6 @@ def training_form(p: str) -> dict:
                       "micro_batch": micro_batch, "recompute": recompute,
                       "precision": precision}
     _place(sc, "framework", _stack_widget(p, "framework", "Framework"))
-    if f"{p}power_limit_w" in st.session_state:
-        watts = _int("Power limit W (0 = TDP)", f"{p}power_limit_w", step=50, min_value=0)
-        if watts:
-            section = "training" if has_field(pm.TrainingConfig, "power_limit_w") else "system"
-            sc[section]["power_limit_w"] = watts
     return sc
 
 

@@ -10,6 +10,7 @@ from common import (
     csv_button,
     header_line,
     metric_cards,
+    plain,
     pm,
     ranged,
     scenario_downloads,
@@ -19,8 +20,8 @@ from common import (
 from perfmodel.textfmt import percent
 
 
-def cards(pred: pm.Prediction) -> list[tuple[str, str, str]]:
-    """(label, value, help) of the page's metric cards."""
+def cards(pred: pm.Prediction) -> list[tuple]:
+    """(label, value, help, uncertainty range or None) of the page's metric cards."""
     mem = (f"{pred.memory_per_gpu_bytes / charts.GIB:.1f} GiB",
            f"of {pred.memory_capacity_bytes / charts.GIB:g} GiB; "
            + ("fits" if pred.fits else "does NOT fit"))
@@ -28,49 +29,42 @@ def cards(pred: pm.Prediction) -> list[tuple[str, str, str]]:
     if pred.kind == "training":
         return [
             ("Step time", sec(pred.step_time_s),
-             f"{pred.num_microbatches:g} micro-batches per step" + ranged(pred, "step_time_s",
-                                                                          sec)),
-            ("Tokens/s", rate(pred.tokens_per_s),
-             "whole system, all GPUs" + ranged(pred, "tokens_per_s", rate)),
+             f"{pred.num_microbatches:g} micro-batches per step", ranged(pred, "step_time_s", sec)),
+            ("Tokens/s", rate(pred.tokens_per_s), "whole system, all GPUs",
+             ranged(pred, "tokens_per_s", rate)),
             ("TFLOP/s per GPU", f"{pred.tflops_per_gpu:.1f}",
-             "model FLOPs (Megatron convention: GEMMs + attention, no recompute)"),
+             "model FLOPs (Megatron convention: GEMMs + attention, no recompute)",
+             ranged(pred, "tflops_per_gpu", lambda v: f"{v:.0f}")),
             ("MFU", percent(pred.mfu),
              f"vs the dense peak of the training dtype; 6ND convention: "
-             f"{percent(pred.mfu_6nd)}; HFU incl. recompute: {percent(pred.hfu)}"
-             + ranged(pred, "mfu", percent)),
-            ("Memory per GPU", *mem),
-            ("Micro-batches", f"{pred.num_microbatches:g}", "per step and pipeline"),
+             f"{percent(pred.mfu_6nd)}; HFU incl. recompute: {percent(pred.hfu)}",
+             ranged(pred, "mfu", percent)),
+            ("Memory per GPU", *mem, None),
+            ("Micro-batches", f"{pred.num_microbatches:g}", "per step and pipeline", None),
         ]
     return [
-        ("TTFT", sec(pred.ttft_s), "time to first token (prefill)" + ranged(pred, "ttft_s", sec)),
-        ("TPOT", sec(pred.tpot_s),
-         "time per output token (decode step)" + ranged(pred, "tpot_s", sec)),
-        ("End-to-end", sec(pred.e2e_latency_s),
-         "whole request" + ranged(pred, "e2e_latency_s", sec)),
-        ("Output tokens/s", rate(pred.tokens_per_s),
-         "generated tokens per second, all replicas" + ranged(pred, "tokens_per_s", rate)),
-        ("Memory per GPU", *mem),
+        ("TTFT", sec(pred.ttft_s), "time to first token (prefill)", ranged(pred, "ttft_s", sec)),
+        ("TPOT", sec(pred.tpot_s), "time per output token (decode step)",
+         ranged(pred, "tpot_s", sec)),
+        ("End-to-end", sec(pred.e2e_latency_s), "whole request",
+         ranged(pred, "e2e_latency_s", sec)),
+        ("Output tokens/s", rate(pred.tokens_per_s), "generated tokens per second, all replicas",
+         ranged(pred, "tokens_per_s", rate)),
+        ("Memory per GPU", *mem, None),
         ("Max sequences", f"{pred.max_concurrent_sequences:,.0f}",
          "concurrent sequences whose KV cache fits in memory "
-         f"({charts.fmt_bytes(pred.kv_cache_bytes_per_sequence)} each)"),
+         f"({charts.fmt_bytes(pred.kv_cache_bytes_per_sequence)} each)", None),
     ]
 
 
 def range_line(pred: pm.Prediction) -> None:
-    """The uncertainty bands as one caption line, when the prediction has them."""
-    ranges = getattr(pred, "ranges", None) or {}
-    if not ranges:
+    """What the ranges under the metric values mean, when the prediction has them."""
+    if not getattr(pred, "ranges", None):
         return
-    parts = []
-    for metric, band in ranges.items():
-        try:
-            lo, hi = (float(v) for v in band)
-        except (TypeError, ValueError):
-            continue
-        parts.append(f"{metric.removesuffix('_s')} {lo:.4g} – {hi:.4g}")
-    if parts:
-        st.caption("Uncertainty ranges (from the calibration's held-out errors): "
-                   + "; ".join(parts))
+    basis = getattr(pred, "range_basis", None)
+    st.caption("Grey ranges under the values: the prediction's uncertainty band"
+               + (f" ({plain(basis)})" if isinstance(basis, str) and basis else
+                  " (from the calibration's held-out errors)") + ".")
 
 
 def show(scenario: dict, pred: pm.Prediction, key: str) -> None:

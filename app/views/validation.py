@@ -1,0 +1,94 @@
+"""Validation: every published end-to-end measurement predicted now, predicted against
+measured with ±10 / 25 % bands, filtered by kind, source, metric and device, and each case's
+citation and assumptions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (run as a lone script)
+
+import backend  # noqa: E402
+import charts_quality  # noqa: E402
+import streamlit as st  # noqa: E402
+from common import ERRORS, csv_button, metric_cards, plain, show_error, sync_url, url_state  # noqa: E402
+
+FILTERS = {"kind": "Kind", "source": "Source", "metric": "Metric", "device": "Device"}
+OPTIONAL = {"framework": "Framework", "engine": "Engine"}  # when the cases carry them
+DEFAULTS = {**{f"va_{k}": [] for k in (*FILTERS, *OPTIONAL)}, "va_colour": "source",
+            "va_case": ""}
+
+url_state(DEFAULTS)
+st.title("Validation against published measurements")
+try:
+    with st.spinner("Predicting every published case…", show_time=True):
+        report = backend.validation_report()
+        details = backend.validation_cases()
+except ERRORS as err:
+    show_error(err, "Validation cannot run")
+    st.stop()
+cases = report["cases"]
+fields = {**FILTERS, **{k: v for k, v in OPTIONAL.items() if any(c.get(k) for c in cases)}}
+with st.sidebar:
+    st.header("Filter")
+    chosen = {}
+    for field, label in fields.items():
+        options = sorted({str(c.get(field)) for c in cases if c.get(field) is not None})
+        st.session_state[f"va_{field}"] = [v for v in st.session_state[f"va_{field}"]
+                                           if v in options]
+        chosen[field] = st.multiselect(label, options, key=f"va_{field}",
+                                       placeholder="all")
+    colour = st.selectbox("Colour by", list(fields), key="va_colour", format_func=fields.get)
+sync_url(DEFAULTS, DEFAULTS)
+
+shown = [c for c in cases if all(not v or str(c.get(f)) in v for f, v in chosen.items())]
+ok = [c for c in shown if c["status"] == "ok"]
+errors = [c for c in shown if c["status"] != "ok"]
+apes = sorted(c["ape"] for c in ok)
+median = apes[len(apes) // 2] if apes else None
+metric_cards([
+    ("Cases", f"{len(ok)} of {len(shown)}", f"{len(errors)} could not be predicted"),
+    ("Median APE", f"{100 * median:.1f}%" if median is not None else "—",
+     "absolute percentage error |predicted − measured| / measured"),
+    ("Within ±10 % / ±25 %",
+     f"{sum(a <= 0.10 for a in apes)} / {sum(a <= 0.25 for a in apes)}" if apes else "—",
+     "cases inside each band"),
+])
+if not ok:
+    st.error("**No case matches these filters** (or none could be predicted); clear a filter.",
+             icon=":material/block:")
+    st.stop()
+st.plotly_chart(charts_quality.validation_figure(ok, colour), key="va_chart", width="stretch")
+st.caption(report.get("note", ""))
+rows = [{"id": c["id"], "source": c["source"], "metric": c["metric"], "unit": c["unit"],
+         "measured": c["measured"], "predicted": c["predicted"],
+         "APE %": None if c["ape"] is None else 100 * c["ape"], "device": c.get("device"),
+         "GPUs": c.get("num_gpus"), "model": c.get("model"), "status": c["status"],
+         "error": c.get("error")} for c in shown]
+st.dataframe(rows, hide_index=True, width="stretch",
+             column_config={"APE %": st.column_config.NumberColumn(format="%.1f")})
+csv_button(rows, "validation-cases", key="va_csv", label="Cases CSV")
+
+st.subheader("One case: its source and assumptions")
+ids = [c["id"] for c in shown]
+if st.session_state["va_case"] not in ids:
+    st.session_state["va_case"] = ids[0]
+case_id = st.selectbox("Case", ids, key="va_case")
+case = next(c for c in shown if c["id"] == case_id)
+info = details.get(case_id, {})
+src = info.get("source", {})
+if case["status"] == "ok":
+    st.markdown(f"**{plain(case['metric'])}**: measured {case['measured_as_printed']}, "
+                f"predicted {case['predicted']:.4g} {case['unit']} "
+                f"(APE {100 * case['ape']:.1f}%)")
+else:
+    st.warning(f"Not predicted: {plain(case.get('error'))}", icon=":material/warning:")
+st.markdown(f"**Source:** {plain(src.get('title', case.get('citation', '')))}"
+            + (f" — [{src['url']}]({src['url']})" if src.get("url") else ""))
+if src.get("location"):
+    st.caption(plain(src["location"]))
+for a in info.get("assumptions", []):
+    st.markdown(f"- {plain(a)}")
+for w in case.get("warnings", []):
+    st.caption(f"warning: {plain(w)}")
