@@ -62,6 +62,7 @@ class Op:
     fp8_cast: bool = False  # a separate fp8 quantisation kernel (fp8 training)
     matmuls: tuple[Matmul, ...] = ()  # the logical matmuls of a GEMM, in execution order
     groups: Array = 1.0  # a grouped GEMM's problems in one call (shape: one of them)
+    launches: Array = 1.0  # kernels this operator stands for (an unfused eager chain: several)
 
     def __post_init__(self) -> None:
         if not self.block:  # operator names are "<block>.<what>"

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import ops as O
 from .errors import SpecError
+from .frameworks import resolve_framework
 from .specs.model import ModelSpec
 from .specs.scenario import Scenario
 
@@ -56,6 +57,7 @@ class TrainPlan:
     # ZeRO-3 / FSDP resharding after forward; None: derived from this plan's own pp (see
     # ``resharded``), so a plan copied with another pp does not inherit a stale choice
     reshard_after_forward: bool | None = True
+    framework: Any = None  # frameworks.Framework (None: megatron-core, perfmodel's baseline)
 
     @property
     def num_gpus(self) -> Array:
@@ -83,6 +85,7 @@ class TrainPlan:
             overlap_param_gather=p.overlap_param_gather, tp_comm_overlap=p.tp_comm_overlap,
             causal=t.causal, uneven_pp=p.uneven_pipeline, dp_bucket_params=p.dp_bucket_params,
             reshard_after_forward=p.reshard_after_forward,
+            framework=resolve_framework(t.framework),
         )
 
     @property

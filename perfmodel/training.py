@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from . import frameworks_costs as FC
 from . import ops as O
 from .comm import collective_time
 from .memory import (
@@ -181,8 +182,10 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
         groups[label] = list(range(len(ops), len(ops) + len(items)))
         ops.extend(items)
 
+    fw = plan.framework
     for kind in kinds:
         fwd = _layer_forward(model, kind == "moe", plan, prec)
+        fwd = FC.attention_layout_copies(fw, FC.unfused_chains(fw, fwd), model, plan.tp, prec.act)
         add(f"{kind}.fwd", fwd)
         add(f"{kind}.bwd", [b for op in fwd for b in O.backward(op, prec)])
         add(f"{kind}.rec", recomputed_ops(plan.recompute, fwd, model, kind == "moe",
@@ -190,11 +193,12 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
     tokens = plan.micro_batch * (plan.seq_len / plan.cp)
     emb = O.embedding_ops(model, tokens, plan.tp, prec)
     add("embed", emb + [o for op in emb for o in O.backward(op, prec)])
-    head = O.head_ops(model, tokens, plan.tp, prec)
+    head = FC.loss_chain(fw, O.head_ops(model, tokens, plan.tp, prec))
     add("head", head + [o for op in head for o in O.backward(op, prec)])
     add("optimizer", [O.optimizer_op(optimizer_params, plan.optimizer,
                                      mixed_precision=prec.act < 4 and plan.master_weights)])
-    times = op_times(ops, roof)
+    ops = FC.fp8_recipe_costs(fw, ops)
+    times = FC.apply_backend(fw, op_times(ops, roof), roof)
     return StageOps(ops, groups, times, times.weighted())
 
 
@@ -278,7 +282,9 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     def per_stage(values: dict[str, Array]) -> Array:
         return n_layers * sum(share[k] * values[k] for k in kinds)
 
-    body_compute = per_stage({k: lc.fwd[k] + lc.bwd[k] for k in kinds})
+    fx = {k: FC.layer_terms(plan.framework, st, k, plan.cp, plan.causal) for k in kinds}
+    body_compute = per_stage({k: lc.fwd[k] + lc.bwd[k] + fx[k].dispatch + fx[k].cp_imbalance
+                              for k in kinds})
     body_comm = {c: per_stage(lc.comm_exposed[c]) for c in ("tp", "cp", "ep")}
     embed_t = st.total("embed") + collective_time("all_reduce", act_bytes, spans["tp"], system,
                                                   profile)
@@ -306,6 +312,8 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
 
     time_parts = _time_breakdown(st, stages, m, per_stage, kinds, lc, body_comm, embed_t,
                                  p2p_micro, bubble, dp_exposed, optimizer_t, pp)
+    time_parts = FC.split_time(plan.framework, time_parts, fx, per_stage, m,
+                               FC.unfused_time(st.ops, st.weighted, st.groups["head"]), pp)
     time_parts["pipeline_bubble"] = bubble + (step - sum(time_parts.values()))
     comm_total = {c: m * per_stage(lc.comm_total[c]) for c in ("tp", "cp", "ep")}
     comm_total.update(pp=m * p2p_micro, dp=dp_total)
@@ -396,5 +404,9 @@ def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_st
     memory = {k: np.where(use_last, states_last[k], states_first[k]) for k in states_first}
     memory["activations"] = np.where(use_last, act_last, act_first)
     memory["communication_buffers"] = comm_buffers
+    counts = param_counts(model)
+    memory.update(FC.memory_terms(plan.framework, model, plan, zero, counts.per_dense_layer,
+                                  counts.embeddings + counts.head,
+                                  np.where(pp_on, use_last, True), a))
     memory.update(overhead_bytes(sum(memory.values()), profile.memory_overheads))
     return memory

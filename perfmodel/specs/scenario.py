@@ -15,6 +15,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from ..dtypes import DType
 from ..errors import SpecError
+from ..frameworks_config import FrameworkConfig
 from .common import Strict
 from .model import ModelSpec
 from .types import (
@@ -133,6 +134,9 @@ class TrainingConfig(Strict):
     grad_reduce_dtype: Literal["fp32", "bf16", "fp16"] = "fp32"  # Megatron default: fp32
     master_weights: Bool = True  # fp32 master copy with 16-bit training (mixed precision)
     causal: Bool = True
+    # the training stack (frameworks/<id>.yaml): megatron-core (perfmodel's baseline),
+    # torchtitan, fsdp (composer / llm-foundry), deepspeed, nemo; a name or {name, overrides}
+    framework: FrameworkConfig = FrameworkConfig()
 
 
 class OffloadConfig(Strict):

@@ -1,0 +1,169 @@
+"""Training frameworks as data (frameworks/*.yaml, perfmodel/frameworks*.py): schema errors,
+hand calculations of the framework terms, and megatron-core as the unchanged baseline."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import perfmodel as pm
+from perfmodel import frameworks_costs as FC
+from perfmodel import ops as O
+from perfmodel.errors import SpecError
+from perfmodel.frameworks import resolve_framework
+from perfmodel.frameworks_config import FRAMEWORK_NAMES, FrameworkConfig
+from perfmodel.resolve import resolve, training_plan
+from perfmodel.specs.common import validate
+from perfmodel.specs.registry import get_model
+from perfmodel.specs.scenario import Scenario
+from perfmodel.training import training_step
+
+LLAMA3_8B_VOCAB = 128256
+
+
+def scenario(framework=None, **train) -> dict:
+    training = {"seq_len": 8192, "global_batch": 16, "micro_batch": 2, "recompute": "op",
+                **train}
+    if framework is not None:
+        training["framework"] = framework
+    return {"kind": "training", "model": "llama-3.1-8b",
+            "system": {"device": "h100-sxm5-80gb", "num_gpus": 8},
+            "parallelism": {"dp": 8, "zero_stage": 3}, "training": training}
+
+
+@pytest.mark.parametrize("name", (*FRAMEWORK_NAMES, "composer", "llm-foundry"))
+def test_every_framework_file_loads(name):
+    fw = resolve_framework(FrameworkConfig(name=name))
+    assert fw.spec.sources and fw.spec.version
+
+
+@pytest.mark.parametrize("framework, field", [
+    ({"name": "jax"}, "training.framework.name: must be one of"),
+    ({"name": "torchtitan", "compil": True}, "training.framework.compil: unknown field"),
+    ({"name": "torchtitan", "float8_recipe": "mxfp9"}, "training.framework.float8_recipe"),
+    ({"name": "torchtitan", "compile": "yes"}, "training.framework.compile"),
+])
+def test_bad_framework_is_one_line_naming_the_field(framework, field):
+    with pytest.raises(SpecError) as err:
+        validate(Scenario, scenario(framework), what="scenario")
+    assert field in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_version_names_the_valid_ones():
+    with pytest.raises(SpecError, match=r"training\.framework\.version: .*valid: 2025-06"):
+        resolve_framework(FrameworkConfig(name="torchtitan", version="1999"))
+
+
+def test_overrides_replace_defaults():
+    fw = resolve_framework(FrameworkConfig.model_validate(
+        {"name": "torchtitan", "compile": True, "float8_recipe": "rowwise"}))
+    assert fw.compile and fw.float8_recipe == "rowwise" and fw.unfused == {}
+    assert resolve_framework(FrameworkConfig.model_validate("torchtitan")).unfused
+
+
+def test_fp32_loss_buffers_of_llama3_8b_at_seq_8192():
+    """torchtitan's loss: cross_entropy(pred.float()); at its backward the fp32 log_softmax
+    output, its gradient and the input gradient are alive: 12 B per logit, of which perfmodel's
+    base counts the 4 B fp32 logits. Seq 8192, micro-batch 1, vocab 128256:
+    8 x 8192 x 128256 = 8,405,385,216 bytes more (7.83 GiB); 12 B: 12.6 GB in all."""
+    fw = resolve_framework(FrameworkConfig(name="torchtitan"))
+    model = get_model("llama-3.1-8b")
+    assert model.vocab_size == LLAMA3_8B_VOCAB
+    extra = FC.loss_buffer_bytes(fw, model, tokens=8192, tp=1)
+    assert extra == 8 * 8192 * 128256 == 8_405_385_216
+    assert extra + 4.0 * 8192 * 128256 == 12 * 8192 * 128256
+    compiled = resolve_framework(FrameworkConfig(name="torchtitan", version="2025-06",
+                                                 compile=True))
+    assert FC.loss_buffer_bytes(compiled, model, tokens=8192, tp=1) == 0.0
+
+
+def test_unfused_rmsnorm_bytes_and_kernels():
+    """torchtitan's RMSNorm in eager mode: 8 kernels moving 36 B per element (float, pow,
+    mean, x*rsqrt, type_as, *weight) against one fused kernel's 4 B (bf16 in and out):
+    4096 x 16384 elements -> 32 x 67,108,864 = 2,147,483,648 extra bytes and 7 extra kernels."""
+    model = get_model("llama-3.1-8b")
+    prec = O.Precision.training("bf16")
+    norm = O.norm_op("attn.norm", model, 16384, prec)
+    assert norm.bytes == 4 * 4096 * 16384
+    fw = resolve_framework(FrameworkConfig(name="torchtitan"))
+    out = FC.unfused_chains(fw, [norm])
+    assert [op.name for op in out] == ["attn.norm", "attn.norm.unfused"]
+    assert out[1].bytes == pytest.approx(32 * 4096 * 16384) == 2_147_483_648
+    assert out[1].launches == 7
+    assert FC.unfused_chains(resolve_framework(FrameworkConfig(name="torchtitan",
+                                                               compile=True)), [norm]) == [norm]
+
+
+def test_cp_imbalance_without_load_balancing():
+    """Contiguous causal chunks: rank r does r + 1/2 chunk-pairs, the slowest cp - 1/2 against
+    a mean of cp/2: 2 - 1/cp (cp = 4: 1.75); head-tail load balancing: 1."""
+    unbalanced = resolve_framework(FrameworkConfig(name="torchtitan", cp_load_balance=False))
+    assert FC.cp_imbalance_factor(unbalanced, 4, causal=True) == pytest.approx(1.75)
+    assert FC.cp_imbalance_factor(unbalanced, 1, causal=True) == 1.0
+    assert FC.cp_imbalance_factor(unbalanced, 4, causal=False) == 1.0
+    balanced = resolve_framework(FrameworkConfig(name="torchtitan"))
+    assert FC.cp_imbalance_factor(balanced, 8, causal=True) == 1.0
+
+
+def test_megatron_core_is_the_baseline_on_a_megatron_case():
+    """framework: megatron-core (the default) predicts exactly what perfmodel predicted before
+    frameworks existed (a plan without a framework) on Korthikanti et al.'s 22B case."""
+    case = {"kind": "training", "model": "gpt-22b",
+            "system": {"device": "a100-sxm4-80gb", "num_gpus": 8},
+            "parallelism": {"tp": 8, "sequence_parallel": True},
+            "training": {"seq_len": 2048, "global_batch": 4, "micro_batch": 4,
+                         "precision": "fp16", "dropout": True}}
+    explicit = {**case, "training": {**case["training"], "framework": "megatron-core"}}
+    a, b = pm.predict(case), pm.predict(explicit)
+    assert a.step_time_s == b.step_time_s and a.memory_per_gpu_bytes == b.memory_per_gpu_bytes
+    rs = resolve(case)
+    plan = training_plan(rs.scenario, rs.system)
+    before = training_step(rs.scenario.model, rs.system, replace(plan, framework=None),
+                           rs.profile)
+    now = training_step(rs.scenario.model, rs.system, plan, rs.profile)
+    assert before.step_time == now.step_time and before.memory_total == now.memory_total
+    assert before.time.keys() == now.time.keys()
+
+
+def test_torchtitan_breakdown_names_the_framework_terms():
+    base = pm.predict(scenario())
+    tt = pm.predict(scenario("torchtitan"))
+    parts = tt.breakdown["time"]
+    assert parts["unfused_elementwise"] > 0 and "dispatch" in parts and "cp_imbalance" in parts
+    assert tt.step_time_s > base.step_time_s
+    mem = tt.breakdown["memory"]
+    assert mem["loss_buffers"] > 0 and mem["fsdp_buffers"] > 0
+    assert sum(parts.values()) == pytest.approx(tt.step_time_s)
+
+
+def test_unbalanced_cp_costs_attention_time():
+    sc = scenario({"name": "torchtitan", "cp_load_balance": False}, seq_len=32768,
+                  global_batch=4, micro_batch=1)
+    sc["parallelism"] = {"dp": 4, "cp": 2, "zero_stage": 3}
+    balanced = scenario("torchtitan", seq_len=32768, global_batch=4, micro_batch=1)
+    balanced["parallelism"] = sc["parallelism"]
+    slow, fast = pm.predict(sc), pm.predict(balanced)
+    assert slow.breakdown["time"]["cp_imbalance"] > 0
+    assert slow.step_time_s == pytest.approx(
+        fast.step_time_s + slow.breakdown["time"]["cp_imbalance"])
+
+
+def test_fa2_ceiling_slows_hopper_attention_only():
+    """SDPA's flash backend (FlashAttention-2) reaches 370 of 989 TFLOP/s forward on H100
+    (FA3 paper Fig. 5): forward attention takes at least FLOPs / (0.374 peak)."""
+    fa3 = pm.predict(scenario({"name": "torchtitan", "attention_backend": "fa3"}))
+    fa2 = pm.predict(scenario({"name": "torchtitan", "attention_backend": "fa2"}))
+    assert fa2.breakdown["time"]["attention"] > fa3.breakdown["time"]["attention"]
+    assert fa2.breakdown["time"]["gemm"] == pytest.approx(fa3.breakdown["time"]["gemm"])
+
+
+def test_dispatch_is_exposed_only_when_kernels_are_short():
+    """Host time per kernel is hidden while the GPU's kernels are longer: a layer pass of
+    k kernels exposes max(0, k x dispatch - GPU time)."""
+    fw = resolve_framework(FrameworkConfig(name="torchtitan"))
+    short = O.elementwise("x", 1.0, 1.0, 2.0)
+    ops = [short] * 100
+    assert FC.exposed_dispatch(fw, ops, [1e-7] * 100, list(range(100)), False) == \
+        pytest.approx(100 * fw.dispatch_s[0] - 100 * 1e-7)
+    assert FC.exposed_dispatch(fw, ops, [1e-3] * 100, list(range(100)), False) == 0.0
+    assert np.all(FC.exposed_dispatch(None, ops, [0.0] * 100, list(range(100)), True) == 0.0)
