@@ -47,7 +47,8 @@ class Ceiling(Strict):
 
 class AttentionBackendSpec(Strict):
     kernel: str
-    ceilings: dict[str, Ceiling] = {}  # by device architecture (DeviceSpec.architecture)
+    # by device architecture (DeviceSpec.architecture)
+    ceilings: dict[str, Ceiling] = Field(default_factory=dict)
     same_as: str | None = None
     source: str
 
@@ -134,6 +135,13 @@ class AllocatorFacts(Strict):
     source: str
 
 
+class VersionFacts(Strict):
+    """What differs at a later commit of the framework (selected by framework.version)."""
+
+    loss_compiled: Bool | None = None
+    source: str
+
+
 class Fact(Strict):
     topic: str
     fact: str
@@ -159,7 +167,8 @@ class FrameworkSpec(Strict):
     optimizer: Described
     activation_checkpointing: CheckpointingFacts
     allocator: AllocatorFacts
-    facts: list[Fact] = []
+    facts: list[Fact] = Field(default_factory=list)
+    versions: dict[str, VersionFacts] = Field(default_factory=dict)
 
 
 @cache
@@ -253,6 +262,15 @@ def resolve_framework(config: FrameworkConfig | None) -> Framework:
     """A scenario's ``training.framework`` (None: megatron-core) as the facts in force."""
     config = config or FrameworkConfig()
     spec = framework_spec(config.canonical)
+    if config.version is not None:
+        if config.version not in spec.versions:
+            raise SpecError(f"training.framework.version: {spec.id} has no version "
+                            f"{config.version!r}; valid: "
+                            f"{', '.join(spec.versions) or 'none (only the base commit)'}")
+        later = spec.versions[config.version]
+        if later.loss_compiled is not None:
+            spec = spec.model_copy(update={"loss": spec.loss.model_copy(
+                update={"compiled": later.loss_compiled})})
     d = spec.defaults
     compile_ = d.compile if config.compile is None else config.compile
     return Framework(

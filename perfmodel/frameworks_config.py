@@ -34,6 +34,8 @@ class FrameworkConfig(Strict):
     attention_backend: AttentionBackend | None = None
     float8_recipe: Float8Recipe | None = None  # used when training.precision is fp8
     cp_load_balance: Bool | None = None  # causal load balancing of context parallelism
+    # a later commit of the framework (a key of the file's ``versions``), e.g. torchtitan 2025-06
+    version: str | None = None
 
     @model_validator(mode="before")
     @classmethod

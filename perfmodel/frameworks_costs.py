@@ -89,7 +89,7 @@ def attention_layout_copies(fw: Framework | None, ops: list[O.Op], model: ModelS
                   dtype="fp32", count=qkv.count, shape=(tokens * heads * model.hd,),
                   block="attn", kernel="copy", launches=launches)
     i = next(i for i, op in enumerate(ops) if op.cls == O.ATTENTION) + 1
-    return ops[:i] + [layout] + ops[i:]
+    return [*ops[:i], layout, *ops[i:]]
 
 
 def loss_chain(fw: Framework | None, head: list[O.Op]) -> list[O.Op]:
@@ -173,7 +173,10 @@ def unfused_time(ops: list[O.Op], weighted: list, rows: list[int]) -> Array:
 def loss_buffer_bytes(fw: Framework | None, model: ModelSpec, tokens: Array, tp: Array) -> Array:
     """Loss buffers alive at the loss's backward beyond the 4 B/logit fp32 logits perfmodel
     counts (torchtitan: fp32 log_softmax output, its gradient and the input gradient, 12 B)."""
-    if fw is None or fw.baseline:
+    if fw is None or fw.baseline or fw.loss_decomposition is None:
+        # a fused or compiled loss keeps its 16-bit input and writes the 16-bit gradient
+        # (Inductor fuses .float() and log_softmax into the kernels that read the logits):
+        # within perfmodel's 4 B per logit
         return 0.0
     extra = fw.spec.loss.peak_bytes_per_logit - BASE_LOSS_BYTES_PER_LOGIT
     return max(extra, 0.0) * tokens * model.vocab_size / tp
