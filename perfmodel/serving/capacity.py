@@ -30,6 +30,7 @@ from ..specs.assemble import resolve_system
 from ..specs.model import ModelSpec
 from ..specs.registry import profile_for
 from ..specs.scenario import (
+    EngineConfig,
     ArrivalConfig,
     InferenceConfig,
     LengthDistribution,
@@ -68,6 +69,9 @@ class PlanInputs:
     max_gpus: int = 512
     prices: PriceTable | None = None
     calibration: str | Path | None = None
+    # the serving engine: its KV rule and max_num_seqs default size each instance (generic:
+    # perfmodel's engine-neutral rule and serving.scheduler.max_batch)
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
 
 @dataclass
@@ -125,7 +129,7 @@ def _scenario(inp: PlanInputs, device: str, tp: int) -> Scenario:
     return Scenario(kind="serving", model=inp.model,
                     system=SystemConfig(device=device, num_gpus=tp),
                     parallelism=Parallelism(tp=tp), inference=inp.inference,
-                    serving=_serving(inp))
+                    serving=_serving(inp), engine=inp.engine)
 
 
 def _profile(device: str, calibration: str | Path | None) -> CalibrationProfile:
@@ -296,7 +300,8 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
               "output_len": inp.output_len.model_dump(exclude_none=True),
               "scheduler": inp.scheduler.kind, "arrival": inp.arrival,
               "num_requests": inp.num_requests, "seed": inp.seed,
-              "prices": {"basis": prices.basis, "currency": prices.currency}}
+              "prices": {"basis": prices.basis, "currency": prices.currency},
+              "engine": inp.engine.name, "profiles": _profile_kinds(staged, candidates)}
     if uncalibrated:
         warnings.insert(0, "uncalibrated: documented default efficiencies (no measured or "
                         f"reference profile) for {', '.join(uncalibrated)}; their answers "
@@ -355,6 +360,16 @@ def render_frontier(result: PlanResult) -> list[str]:
                                 "TPOT ms"))]
 
 
+def _profile_kinds(staged: list, candidates: list[Candidate]) -> dict[str, str]:
+    """Which kind of calibration profile answered for each device that was sized: measured
+    (a reference or user profile fitted to measured kernels) or default (uncalibrated)."""
+    kinds = {}
+    for s in staged:
+        device, profile = s[1], s[5]
+        kinds[device] = "default" if profile.kind == "default" else "measured"
+    return dict(sorted(kinds.items()))
+
+
 def _note_profile(profile: CalibrationProfile, system, uncalibrated: list[str],
                   warnings: list[str]) -> None:
     """Collect what a device's profile should warn about, once per device / message."""
@@ -388,6 +403,15 @@ def render_plan(result: PlanResult) -> str:
     slo = ", ".join(f"{k} <= {v:g}" for k, v in inp["slo"].items())
     out.append(f"plan-serving: {inp['model']} at {inp['rate_per_s']:g} req/s ({inp['arrival']}),"
                f" {inp['scheduler']} batching; SLOs: {slo}")
+    if inp.get("engine", "generic") != "generic":
+        out.append(f"engine: {inp['engine']} (its KV-cache rule and max_num_seqs default size "
+                   "each instance; docs/engines.md)")
+    kinds = inp.get("profiles") or {}
+    if kinds:
+        measured = [d for d, k in kinds.items() if k == "measured"]
+        default = [d for d, k in kinds.items() if k == "default"]
+        out.append("measured profiles: " + (", ".join(measured) or "none")
+                   + ("; uncalibrated: " + ", ".join(default) if default else ""))
     out.append("")
     if rows:
         out.append(table(rows, header=("device", "tp", "replicas", "GPUs", "TTFT p90 ms",

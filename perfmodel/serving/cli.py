@@ -18,7 +18,7 @@ from ..argtypes import (
 from ..errors import SpecError
 from ..specs.assemble import load_scenario
 from ..specs.common import validate
-from ..specs.scenario import LengthDistribution, SchedulerConfig, SLOConfig
+from ..specs.scenario import EngineConfig, LengthDistribution, SchedulerConfig, SLOConfig
 from .capacity import DEFAULT_PLAN_REQUESTS, DEFAULT_TPS, PlanInputs, plan_serving, render_plan
 from .economics import load_prices
 
@@ -132,6 +132,11 @@ def plan_inputs(args: argparse.Namespace) -> PlanInputs:
     kwargs = {}
     if inf is not None:
         kwargs["inference"] = inf
+    engine = getattr(args, "engine", None)
+    if engine:
+        kwargs["engine"] = validate(EngineConfig, {"name": engine}, what="--engine")
+    elif sc is not None:
+        kwargs["engine"] = sc.engine
     return PlanInputs(
         model=model, rate_per_s=rate, slo=_slo(serving.slo if serving else SLOConfig(), args),
         prompt_len=prompt, output_len=output,
@@ -172,6 +177,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                      "GPU in the price table)")
     p.add_argument("--tp", type=int_list, help="comma-separated TP degrees (default 1,2,4,8)")
     p.add_argument("--scheduler", choices=["static", "continuous", "chunked"])
+    p.add_argument("--engine", choices=["generic", "vllm", "sglang", "trtllm", "llamacpp"],
+                   help="serving engine: its KV-cache rule and max_num_seqs default size each "
+                        "instance (default: the scenario's, else generic)")
     p.add_argument("--arrival", choices=["poisson", "gamma"])
     p.add_argument("--cv", type=positive_float, help="gamma arrivals: coefficient of variation")
     p.add_argument("--num-requests", type=bounded_int(1, MAX_PLAN_REQUESTS),
