@@ -7,8 +7,10 @@ time: ``uncertainty.METRIC_QUANTITY``). Quantiles use Weibull plotting positions
 (numpy ``method="weibull"``; Hyndman & Fan 1996, "Sample quantiles in statistical packages",
 The American Statistician 50(4), definition 6): E[F(x_(k))] = k / (n + 1) for the k-th of n
 draws of any continuous distribution (David & Nagaraja, Order Statistics, 3rd ed. 2003), so
-the 10 % and 90 % quantiles of a group of n >= 9 cases hold 80 % of a new case's probability
-in expectation; the default linear positions hold 0.8 (n - 1) / (n + 1) (n = 10: 65 %).
+the 10 % and 90 % quantiles of a group of n >= 9 cases hold about 80 % of a new case's
+probability on average (exactly where they fall on order statistics; a normal sample of 10:
+81 %, tests/test_uncertainty.py); the default linear positions hold about
+0.8 (n - 1) / (n + 1) (n = 10: 65 %).
 
 Coverage is checked leave-one-source-out: each case file's cases are judged by bands built
 from the other files only (a band built from the cases it is checked on would be circular).
@@ -139,6 +141,8 @@ def band_inputs(cases: Iterable[LoadedCase]) -> dict[str, dict[str, Any]]:
 
     out = {}
     for lc in cases:
+        if lc.case.metric not in METRIC_QUANTITY:  # not a ranged quantity (engine start-up
+            continue  # KV capacity, weights): no band is stated for it
         try:
             sc = case_scenario(lc)
             pred = predict(sc)
