@@ -268,3 +268,17 @@ def memory_terms(fw: Framework | None, model: ModelSpec, plan: Any, zero_stage: 
         "cp_buffers": cp_buffer_bytes(fw, model, plan.seq_len, tokens, cp, tp, act_bytes)
         * np.ones_like(np.asarray(tp, float)),
     }
+
+
+def framework_breakdown(fw: Framework | None, zero_stage: int, dp_exposed: float) -> dict:
+    """The settings in force and, under FSDP / ZeRO-3, the exposed parameter all-gathers and
+    gradient reduce-scatters (data-parallel time the compute did not hide; FSDP prefetches
+    one block ahead, parallel_comm.dp_step_comm)."""
+    if fw is None:
+        return {}
+    out = fw.describe()
+    if zero_stage == 3 and fw.spec.fsdp is not None:
+        out["exposed_fsdp_comm_s"] = dp_exposed
+        out["fsdp_prefetch"] = {"forward": fw.spec.fsdp.prefetch_forward,
+                                "backward": fw.spec.fsdp.prefetch_backward}
+    return out
