@@ -26,7 +26,10 @@ InferenceMetric = Literal["ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_pe
                           # an engine's start-up log (engine_memory): "GPU KV cache size: N
                           # tokens" / max_total_num_tokens, "Available KV cache memory",
                           # "Loading model weights took" (per GPU)
-                          "kv_cache_tokens", "kv_cache_gib", "weights_gib"]
+                          "kv_cache_tokens", "kv_cache_gib", "weights_gib",
+                          # a serving benchmark client at fixed concurrency (vllm bench serve,
+                          # genai-perf, sglang.bench_serving): statistics over requests
+                          "mean_ttft_s", "median_ttft_s", "mean_tpot_s", "median_tpot_s"]
 TRAINING_METRICS = get_args(TrainingMetric)
 INFERENCE_METRICS = get_args(InferenceMetric)
 Convention = Literal["megatron_model", "narayanan_eq3", "korthikanti_hw", "llmfoundry", "6nd"]
@@ -54,10 +57,15 @@ METRIC_DIMENSION = {
     "output_tokens_per_s": "rate", "output_tokens_per_s_per_gpu": "rate_per_gpu",
     "decode_tokens_per_s": "rate", "prefill_tokens_per_s": "rate",
     "kv_cache_tokens": "count", "kv_cache_gib": "memory", "weights_gib": "memory",
+    "mean_ttft_s": "time", "median_ttft_s": "time", "mean_tpot_s": "time",
+    "median_tpot_s": "time",
 }
 #: metrics read from the engine's start-up memory plan (Prediction.engine)
 ENGINE_METRICS = ("kv_cache_tokens", "kv_cache_gib", "weights_gib")
 FLOP_METRICS = ("tflops_per_gpu", "mfu")
+#: metrics of a closed-loop serving benchmark (Prediction.serving["benchmark"]); their
+#: scenario is kind: serving with arrival process closed
+SERVING_METRICS = ("mean_ttft_s", "median_ttft_s", "mean_tpot_s", "median_tpot_s")
 
 
 class Measured(Strict):
@@ -122,7 +130,11 @@ class Case(Strict):
             raise SpecError("peak_tflops is required for metric 'mfu' (the peak the source "
                             "divides by, e.g. 312 for A100 bf16)")
         kind = self.scenario.get("kind")
-        if kind != self.kind:
+        if self.metric in SERVING_METRICS:
+            if kind != "serving":
+                raise SpecError(f"scenario.kind must be 'serving' (a closed-loop benchmark) "
+                                f"for metric {self.metric!r}, got {kind!r}")
+        elif kind != self.kind:
             raise SpecError(f"scenario.kind must be {self.kind!r} for metric {self.metric!r}, "
                             f"got {kind!r}")
         return self

@@ -12,7 +12,7 @@ from ..parameters import param_counts
 from ..prediction import Prediction
 from ..specs.model import ModelSpec
 from ..specs.scenario import Scenario
-from .cases import ENGINE_METRICS, Case
+from .cases import ENGINE_METRICS, SERVING_METRICS, Case
 
 # ---- FLOP conventions -----------------------------------------------------------------------
 
@@ -92,6 +92,12 @@ def metric_value(case: Case, pred: Prediction, sc: Scenario) -> float:
         return per_gpu / (case.peak_tflops * 1e12)
     if m in ENGINE_METRICS:
         return engine_metric(m, pred, sc)
+    if m in SERVING_METRICS:  # mean_ttft_s -> serving.benchmark["mean_ttft_ms"]
+        bench = (pred.serving or {}).get("benchmark")
+        if not bench:
+            raise SpecError(f"metric {m!r} needs a closed-loop serving scenario "
+                            "(serving.arrival.process: closed)")
+        return bench[m.removesuffix("_s") + "_ms"] / 1e3
     inf = sc.inference
     assert inf is not None
     p = sc.parallelism
