@@ -1,0 +1,276 @@
+"""Serving engines as data (engines/*.yaml, perfmodel.engines) and their start-up memory rules
+(perfmodel.engine_memory): schema errors, hand calculations, published figures, invariants."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from perfmodel.api import as_scenario, predict
+from perfmodel.engine_memory import (
+    EngineShape,
+    engine_memory,
+    profile_activation_bytes,
+    sglang_default_fraction,
+)
+from perfmodel.engines import ENGINE_IDS, EngineSpec, get_engine
+from perfmodel.errors import PerfModelError, SpecError
+from perfmodel.specs.common import validate
+from perfmodel.specs.registry import get_device, get_model, read_mapping
+from perfmodel.specs.scenario import EngineConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+GIB = 2**30
+H100 = get_device("h100-sxm5-80gb")
+LLAMA3_8B = get_model("llama-3-8b")
+
+
+def _mem(engine="vllm", device=H100, model=LLAMA3_8B, tp=1, ctx=0.7, **cfg):
+    return engine_memory(model, device, EngineShape(tp=tp), get_engine(engine),
+                         EngineConfig(name=engine, **cfg), ctx)
+
+
+# ---- engine files --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine_id", ENGINE_IDS)
+def test_every_engine_file_loads_with_its_sources(engine_id):
+    spec = get_engine(engine_id)
+    assert spec.id == engine_id and spec.sources and spec.field_sources
+
+
+def test_an_unsourced_number_in_an_engine_file_is_refused():
+    data = read_mapping(ROOT / "engines" / "vllm.yaml")
+    data["field_sources"] = {k: v for k, v in data["field_sources"].items()
+                             if "block_size" not in k}
+    with pytest.raises(SpecError, match="no source for.*memory.block_size"):
+        validate(EngineSpec, data)
+
+
+def test_a_field_source_naming_an_unknown_source_is_refused():
+    data = read_mapping(ROOT / "engines" / "vllm.yaml")
+    data["field_sources"]["memory.block_size"] = ["nowhere"]
+    with pytest.raises(SpecError, match="nowhere"):
+        validate(EngineSpec, data)
+
+
+def test_unknown_engine_id_suggests_the_known_ones():
+    with pytest.raises(SpecError, match="unknown engine 'vlm'.*vllm"):
+        get_engine("vlm")
+
+
+# ---- scenario field ------------------------------------------------------------------------
+
+BASE = dict(kind="inference", model="llama-3-8b", system={"device": "h100-sxm5-80gb"},
+            inference={"prompt_len": 128})
+
+
+@pytest.mark.parametrize("engine, message", [
+    ("vlm", "engine.name: must be one of"),
+    ({"name": "sglang", "gpu_memory_utilization": 0.8}, "gpu_memory_utilization is vllm's"),
+    ({"name": "llamacpp", "mem_fraction_static": 0.8}, "has no memory fraction"),
+    ({"name": "generic", "max_num_seqs": 8}, "generic engine has no max_num_seqs"),
+    ({"name": "vllm", "gpu_memory_utilization": 1.2}, "gpu_memory_utilization: must be <= 1"),
+    ({"name": "vllm", "max_num_seqs": 0}, "max_num_seqs: must be >= 1"),
+    ({"name": "vllm", "gpu_util": 0.9}, "engine.gpu_util: unknown field"),
+])
+def test_bad_engine_sections_fail_with_one_line_naming_the_field(engine, message):
+    with pytest.raises(PerfModelError, match=message) as err:
+        as_scenario({**BASE, "engine": engine})
+    assert "\n" not in str(err.value)
+
+
+def test_training_scenarios_refuse_an_inference_engine():
+    sc = {"kind": "training", "model": "llama-3-8b", "system": {"device": "h100-sxm5-80gb"},
+          "training": {"seq_len": 2048, "global_batch": 8}, "engine": "vllm"}
+    with pytest.raises(SpecError, match="training scenario does not use it"):
+        as_scenario(sc)
+
+
+def test_bare_name_and_mapping_are_the_same_engine():
+    a = as_scenario({**BASE, "engine": "sglang"}).engine
+    b = as_scenario({**BASE, "engine": {"name": "sglang"}}).engine
+    assert a == b and a.name == "sglang"
+
+
+def test_generic_engine_leaves_the_prediction_as_it_was():
+    plain = predict(as_scenario(BASE))
+    generic = predict(as_scenario({**BASE, "engine": "generic"}))
+    assert plain.engine is None and plain.to_json_dict() == generic.to_json_dict()
+
+
+# ---- vLLM: hand calculation and published figures -------------------------------------------
+
+def test_vllm_budget_for_llama3_8b_on_one_h100_by_hand():
+    """KV = 0.9 x 79.22 GiB - weights - activation peak - non-torch (vllm/v1/worker/gpu_worker.py,
+    vllm/utils/mem_utils.py), every term counted by hand."""
+    e = _mem()
+    weights = 8_030_261_248 * 2  # Llama-3-8B parameters (model card) in bf16
+    forward = 8192 * (4 * 4096 + 2 * 3 * 14336 + 2 * (32 + 2 * 8) * 128)  # widest step, 8192 tok
+    sampler = min(1024, 8192) * 128256 * 14  # logits of max_num_seqs rows, bf16 + 3 fp32 copies
+    kv = 0.9 * 79.22 * GIB - weights - (forward + sampler) - 1.79 * GIB
+    per_token = 2 * 8 * 128 * 2 * 32  # K and V, 8 KV heads x 128, bf16, 32 layers
+    assert e.weights_bytes == pytest.approx(weights, rel=1e-9)
+    assert e.activation_peak_bytes == pytest.approx(forward + sampler, rel=1e-9)
+    assert e.kv_cache_bytes == pytest.approx(kv, rel=1e-9)
+    assert e.kv_cache_blocks == int(kv // (per_token * 16))
+    assert e.kv_cache_tokens == e.kv_cache_blocks * 16
+    assert e.max_concurrency == pytest.approx(e.kv_cache_tokens / 8192)  # max_model_len 8192
+    assert (e.max_num_seqs, e.max_num_batched_tokens) == (1024, 8192)  # >= 70 GiB, not A100
+
+
+def test_vllm_weights_and_activation_peak_against_the_published_profile():
+    """vLLM PR #10511's profiler on an H100 (Llama-3-8B, V0: 256 sequences, 8192 tokens):
+    weights 14.96 GiB, PyTorch activation peak 1.26 GiB."""
+    e = _mem(max_num_seqs=256, max_num_batched_tokens=8192)
+    assert e.weights_bytes / GIB == pytest.approx(14.96, abs=0.01)
+    assert e.activation_peak_bytes / GIB == pytest.approx(1.26, rel=0.10)
+
+
+def test_vllm_uses_the_small_defaults_on_an_a100():
+    e = _mem(device=get_device("a100-sxm4-80gb"))
+    assert (e.max_num_seqs, e.max_num_batched_tokens) == (256, 2048)
+
+
+def test_vllm_reports_a_max_model_len_the_cache_cannot_hold():
+    e = _mem(gpu_memory_utilization=0.25)  # 19.8 GiB: weights, peak and non-torch leave < 1
+    assert 0 < e.kv_cache_tokens < 8192
+    assert any("refuses to start" in p for p in e.problems)
+
+
+# ---- SGLang, TensorRT-LLM, llama.cpp ---------------------------------------------------------
+
+@pytest.mark.parametrize("mib, tp, expected", [
+    (81559, 1, 0.835),  # H100: (81559 - (512 + 8192*1.5 + 256*2 + 128)) / 81559
+    (81559, 4, 0.824),  # cuda_graph_max_bs 512 at tp >= 4, 4 x 128 MB
+    (40960, 1, 0.833),  # A100 40GB: chunk 4096, graphs 32, no 10 GiB floor below 60 GiB
+    (15360, 1, 0.757),  # T4: chunk 2048, graphs 8
+])
+def test_sglang_default_mem_fraction_static_by_hand(mib, tp, expected):
+    rule = get_engine("sglang").memory.reserve
+    fraction, _ = sglang_default_fraction(rule, mib, tp, 1)
+    assert fraction == expected
+
+
+def test_sglang_pool_is_fraction_of_free_memory_minus_weights():
+    e = _mem("sglang", mem_fraction_static=0.9)
+    free = 79.22 * GIB - 0.7 * GIB
+    assert e.kv_cache_bytes == pytest.approx(0.9 * free - e.weights_bytes, rel=1e-12)
+    assert e.kv_block_size == 1 and e.kv_cache_tokens == int(e.kv_cache_bytes // 131072)
+
+
+def test_trtllm_pool_is_fraction_of_memory_free_after_the_profiled_peak():
+    e = _mem("trtllm")
+    free = 79.22 * GIB - e.weights_bytes - e.activation_peak_bytes - 0.7 * GIB
+    assert e.kv_cache_bytes == pytest.approx(0.9 * free, rel=1e-12)
+    assert e.kv_block_size == 32 and e.kv_cache_tokens % 32 == 0
+
+
+def test_llamacpp_allocates_the_context_up_front():
+    e = _mem("llamacpp", model=get_model("llama-2-7b"), max_model_len=2048)
+    assert e.kv_cache_bytes == 2048 * 2 * 32 * 4096 * 2  # 1 GiB: K and V, 32 layers, f16
+    assert e.kv_cache_tokens == 2048 and e.max_concurrency == 1
+
+
+# ---- invariants ------------------------------------------------------------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(gib=st.floats(20, 300), more=st.floats(0, 100),
+       engine=st.sampled_from(["vllm", "sglang", "trtllm"]))
+def test_more_device_memory_never_gives_fewer_kv_tokens(gib, more, engine):
+    small = H100.model_copy(update={"usable_memory_gib": gib, "memory_gb": 400.0,
+                                    "nvidia_smi_memory_mib": None})
+    large = small.model_copy(update={"usable_memory_gib": gib + more})
+    assert _mem(engine, device=large).kv_cache_tokens >= _mem(engine, device=small).kv_cache_tokens
+
+
+@settings(max_examples=40, deadline=None)
+@given(u=st.floats(0.3, 0.99), du=st.floats(0, 0.5), tokens=st.integers(256, 32768),
+       more=st.integers(0, 32768))
+def test_vllm_kv_grows_with_utilization_and_shrinks_with_the_profiled_batch(u, du, tokens, more):
+    hi = min(u + du, 1.0)
+    assert (_mem(gpu_memory_utilization=hi).kv_cache_bytes
+            >= _mem(gpu_memory_utilization=u).kv_cache_bytes)
+    assert (_mem(max_num_batched_tokens=tokens + more).kv_cache_bytes
+            <= _mem(max_num_batched_tokens=tokens).kv_cache_bytes)
+
+
+def test_activation_peak_is_linear_in_tokens_and_rows():
+    a = profile_activation_bytes(LLAMA3_8B, 1000, 10, 1, 2.0, 14)
+    b = profile_activation_bytes(LLAMA3_8B, 2000, 20, 1, 2.0, 14)
+    assert b == pytest.approx(2 * a)
+
+
+# ---- predictions, serving, text --------------------------------------------------------------
+
+def test_prediction_carries_the_engine_start_up_figures():
+    p = predict(as_scenario({**BASE, "engine": "vllm"}))
+    e = p.engine
+    assert e["kv_cache_tokens"] == e["kv_cache_blocks"] * e["kv_block_size"]
+    assert e["breakdown"]["kv_cache"] == pytest.approx(e["kv_cache_bytes"])
+    assert set(e["breakdown"]) == {"weights", "activation_peak", "non_torch", "kv_cache",
+                                   "outside_budget"}
+    # the engine's categories add up to the whole device as CUDA reports it
+    assert sum(e["breakdown"].values()) == pytest.approx(79.22 * GIB)
+    json.dumps(p.to_json_dict())
+
+
+def test_unsourced_device_memory_is_warned_about():
+    sc = {**BASE, "system": {"device": "h200-sxm-141gb"}, "engine": "vllm"}
+    assert any("not sourced" in w for w in predict(as_scenario(sc)).warnings)
+
+
+def test_serving_instances_use_the_engine_pool_and_max_num_seqs():
+    from perfmodel.serving.predict import deployment_for, serving_inputs
+    from perfmodel.specs.assemble import resolve_system
+    from perfmodel.specs.registry import profile_for
+
+    sc = as_scenario({**BASE, "kind": "serving", "engine": "vllm",
+                      "inference": {"prompt_len": 512, "output_len": 64},
+                      "serving": {"arrival": {"rate_per_s": 1.0}, "num_requests": 5}})
+    system, profile = resolve_system(sc.system), profile_for("h100-sxm5-80gb")
+    inf, wl = serving_inputs(sc)
+    dep = deployment_for(sc, system, profile, inf, wl)
+    e = _mem()
+    assert dep.instances[0].kv.num_blocks == e.kv_cache_blocks
+    assert dep.scheduler.max_batch == 1024
+    fixed = sc.serving.model_copy(update={"scheduler": sc.serving.scheduler.model_copy(
+        update={"max_batch": 64})})
+    dep2 = deployment_for(sc.model_copy(update={"serving": fixed}), system, profile, inf, wl)
+    assert dep2.scheduler.max_batch == 64
+
+
+def test_predict_text_prints_the_engine_log_lines(tmp_path):
+    path = tmp_path / "vllm.yaml"
+    path.write_text("kind: inference\nmodel: llama-3-8b\nsystem: {device: h100-sxm5-80gb}\n"
+                    "engine: {name: vllm, max_model_len: 4096}\n"
+                    "inference: {prompt_len: 512, output_len: 16}\n")
+    out = subprocess.run([sys.executable, "-m", "perfmodel.cli", "predict", str(path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "GPU KV cache size:" in out.stdout
+    assert "Maximum concurrency for 4,096 tokens per request:" in out.stdout
+
+
+# ---- device memory as the driver reports it -------------------------------------------------
+
+def test_device_memory_falls_back_from_cuda_to_nvidia_smi_to_nominal():
+    assert H100.usable_memory_source == "cuda" and H100.usable_memory_bytes == 79.22 * GIB
+    smi = H100.model_copy(update={"usable_memory_gib": None})
+    assert smi.usable_memory_source == "nvidia-smi"
+    assert smi.usable_memory_bytes == 81559 * 2**20
+    nominal = smi.model_copy(update={"nvidia_smi_memory_mib": None})
+    assert nominal.usable_memory_bytes == nominal.memory_bytes
+
+
+def test_driver_memory_above_the_nominal_capacity_is_refused():
+    from perfmodel.specs.hardware import DeviceSpec
+
+    data = H100.model_dump(exclude_none=True) | {"usable_memory_gib": 81.0}
+    with pytest.raises(SpecError, match="usable_memory_gib .* must not exceed memory_gb"):
+        validate(DeviceSpec, data)
