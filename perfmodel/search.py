@@ -153,6 +153,22 @@ def _drop_empty(axes: dict[str, np.ndarray], mask: np.ndarray
     return kept, mask
 
 
+def _filtered_axes(model: ModelSpec, base: TrainPlan, full: dict[str, np.ndarray], sp: bool
+                   ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The mesh axes left after the rules, and the rule mask over them (None: nothing
+    valid)."""
+    axes = full
+    if sp:  # sequence parallelism needs tensor parallelism
+        axes = {**full, "tp": full["tp"][full["tp"] > 1]}
+        if not len(axes["tp"]):
+            return axes, None
+    mask = np.broadcast_to(_rules_mask(model, _mesh_plan(base, axes, "none", sp, 0)),
+                           tuple(len(v) for v in axes.values()))
+    if not mask.any():
+        return axes, None
+    return _drop_empty(axes, mask)
+
+
 def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: TrainPlan,
           space: SearchSpace, gpu_counts, headroom: float = DEFAULT_HEADROOM) -> Sweep:
     """Evaluate every plan of ``space`` on each GPU count of ``gpu_counts`` (one device)."""
@@ -167,19 +183,14 @@ def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: T
     size = int(np.prod([len(v) for v in full.values()]))
     limit = (1.0 - headroom) * system.device.memory_bytes
     out = Sweep(model, system, profile, base, headroom, [])
+    filtered: dict[bool, tuple] = {}  # the rules read sequence_parallel, not recompute / ZeRO
     for recompute, sp, zero in space.choices():
         out.considered += size
-        if sp:  # sequence parallelism needs tensor parallelism
-            axes = {**full, "tp": full["tp"][full["tp"] > 1]}
-            if not len(axes["tp"]):
-                continue
-        else:
-            axes = full
-        mask = np.broadcast_to(_rules_mask(model, _mesh_plan(base, axes, recompute, sp, zero)),
-                               tuple(len(v) for v in axes.values()))
-        if not mask.any():
+        if sp not in filtered:
+            filtered[sp] = _filtered_axes(model, base, full, sp)
+        axes, mask = filtered[sp]
+        if mask is None:
             continue
-        axes, mask = _drop_empty(axes, mask)
         plan = _mesh_plan(base, axes, recompute, sp, zero)
         with np.errstate(all="ignore"):
             r = training_step(model, system, plan, profile)
@@ -309,12 +320,27 @@ def scenario_for(sc: Scenario, rec: dict) -> Scenario:
                                  "training": training})
 
 
-def bound_terms(sw: Sweep, rec: dict, n: int = 3) -> list[dict]:
-    """The largest terms of the plan's step-time breakdown (they add up to the step)."""
-    parts = _breakdown(sw, rec)
-    step = sum(parts.values())
-    top = sorted(parts.items(), key=lambda kv: -kv[1])[:n]
-    return [{"term": k, "seconds": v, "share": v / step} for k, v in top if v > 0]
+def bound_terms(sw: Sweep, recs: list[dict], n: int = 3) -> list[list[dict]]:
+    """Per plan, the largest terms of its step-time breakdown (they add up to the step);
+    plans of one categorical choice are evaluated together, as flat rows."""
+    groups: dict[tuple, list[int]] = {}
+    for i, rec in enumerate(recs):
+        groups.setdefault((rec["recompute"], rec["sequence_parallel"], rec["zero_stage"]),
+                          []).append(i)
+    out: list[list[dict]] = [[] for _ in recs]
+    for idx in groups.values():
+        rows = {k: np.array([float(recs[i][k]) for i in idx])
+                for k in ("tp", "pp", "cp", "dp", "ep", "vp", "micro_batch")}
+        plan = replace(scalar_plan(sw.base, recs[idx[0]]), **rows, etp=rows["tp"],
+                       uneven_pp=True, schedule="interleaved")
+        with np.errstate(all="ignore"):
+            time_parts = training_step(sw.model, sw.system, plan, sw.profile).time
+        for j, i in enumerate(idx):
+            parts = {k: float(np.broadcast_to(v, (len(idx),))[j]) for k, v in time_parts.items()}
+            step = sum(parts.values())
+            top = sorted(parts.items(), key=lambda kv: -kv[1])[:n]
+            out[i] = [{"term": k, "seconds": v, "share": v / step} for k, v in top if v > 0]
+    return out
 
 
 def _breakdown(sw: Sweep, rec: dict) -> dict[str, float]:

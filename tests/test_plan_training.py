@@ -56,7 +56,7 @@ def test_rows_add_up(seventy):
 def test_seventy_b_in_the_range_of_the_issue_and_meta(seventy):
     """A stated comparison, not a fit: the issue's hand search found ~144 days on 1,024 H100s
     and ~24 on 8,192; Meta's model card reports 6.4M H100 GPU-hours for Llama 3 70B
-    (github.com/meta-llama/llama3 MODEL_CARD.md, 'Training Factors'). Bounds are wide on
+    (github.com/meta-llama/llama3 MODEL_CARD.md @ 13e795f9, "Hardware and Software"). Bounds are wide on
     purpose: they catch a broken planner, not model error."""
     by = {r.gpus: r for r in seventy.rows}
     assert 100 < by[1024].days < 200

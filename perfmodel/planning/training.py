@@ -244,7 +244,8 @@ def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> Trainin
         best = best_per_gpu_count(sw)
         watts, power_basis = power_per_gpu(system.device, profile)
         price = prices.devices.get(device)
-        for rec in best:
+        bounds = bound_terms(sw, best, 2)
+        for rec, bound in zip(best, bounds, strict=True):
             seconds = tokens / rec["tokens_per_s"]
             gpu_hours = seconds / 3600.0 * rec["gpus"]
             rows.append(Row(
@@ -252,7 +253,7 @@ def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> Trainin
                 gpu_hours=gpu_hours,
                 usd=gpu_hours * price.usd_per_gpu_hour if price else None,
                 energy_mwh=gpu_hours * watts / 1e6 if watts else None,
-                bound=bound_terms(sw, rec, 2)))
+                bound=bound))
         dt = time.perf_counter() - t0
         for k in ("considered", "modelled", "valid", "fitting"):
             work[k] += getattr(sw, k)
