@@ -111,8 +111,9 @@ def loss_chain(fw: Framework | None, head: list[O.Op]) -> list[O.Op]:
 
 def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op]) -> list[O.Op]:
     """Cast operators at the recipe's bytes per element (ops.FP8_CAST_BYTES is the dynamic
-    tensorwise cast), repeated per orientation the recipe needs."""
-    if fw is None:
+    tensorwise cast), repeated per orientation the recipe needs. megatron-core keeps the
+    base's casts (its predictions stay those of perfmodel without frameworks)."""
+    if fw is None or fw.baseline:
         return ops
     recipe = fw.fp8
     scale = recipe.cast_bytes_per_element / O.FP8_CAST_BYTES * recipe.casts_per_operand
@@ -127,7 +128,7 @@ def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op]) -> list[O.Op]:
 def apply_backend(fw: Framework | None, times: OpTimes, roof: Roofline) -> OpTimes:
     """Attention kernels no faster than the backend's ceiling, and each operator's extra
     launches at the profile's fixed cost per kernel."""
-    if fw is None:
+    if fw is None or fw.baseline:
         return times
     ceiling = fw.attention_ceiling(roof.device.architecture)
     overhead = roof.profile.kernel_overhead_s
