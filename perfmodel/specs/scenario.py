@@ -84,6 +84,14 @@ class Parallelism(Strict):
     # allow num_layers not divisible by pp*vp: layers spread as evenly as possible (torchtitan,
     # DeepSpeed); the largest stage bounds the pipeline
     uneven_pipeline: Bool = False
+    # inference: layers per pipeline stage (vLLM VLLM_PP_LAYER_PARTITION, SGLang
+    # SGLANG_PP_LAYER_PARTITION), pp counts summing to num_layers; or llama.cpp's
+    # --tensor-split proportions with --split-mode layer (one per stage). Without either,
+    # uneven_pipeline: true splits as vLLM does by default (perfmodel/pipeline.py)
+    pipeline_layers: list[Annotated[int, Field(strict=True, ge=1, le=MAX_LAYERS)]] | None = \
+        Field(default=None, min_length=1, max_length=MAX_GPUS)
+    pipeline_split: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = \
+        Field(default=None, min_length=1, max_length=MAX_GPUS)
     # parameters per data-parallel collective: gradient buckets (default 40M, Megatron's DDP
     # bucket) or ZeRO-3 gather units (default one transformer layer, FSDP's wrapping; DeepSpeed
     # ZeRO-3 prefetches buckets of stage3_prefetch_bucket_size = 5e7)
@@ -348,7 +356,6 @@ class EngineConfig(Strict):
     # model's max_position_embeddings (llama.cpp: its n_ctx default)
     max_model_len: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     block_size: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
-    cuda_graphs: Bool | None = None  # None: the engine's default (on)
 
     @model_validator(mode="before")
     @classmethod
@@ -375,9 +382,11 @@ ALL = frozenset({"*"})  # every field of the section
 # Inference and serving run replicas of one TP x PP (x EP) instance: num_gpus / (tp * pp) of
 # them (no dp, cp, vp, ...); a serving simulator forms its own batches and prefill chunks.
 _INSTANCE = frozenset({"tp", "pp", "ep"})
+# inference only: uneven layer splits of the pipeline (the serving cost model splits evenly)
+_PIPELINE_SPLIT = frozenset({"uneven_pipeline", "pipeline_layers", "pipeline_split"})
 FIELDS_USED: dict[str, dict[str, frozenset[str]]] = {
     "training": {"parallelism": ALL, "training": ALL},
-    "inference": {"parallelism": _INSTANCE | {"attention_dp", "a2a_mode",
+    "inference": {"parallelism": _INSTANCE | _PIPELINE_SPLIT | {"attention_dp", "a2a_mode",
                                                                 "redundant_experts"}, "inference": ALL},
     "serving": {"parallelism": _INSTANCE, "serving": ALL,
                 "inference": frozenset(InferenceConfig.model_fields)
