@@ -20,11 +20,10 @@ def _hardware_tflops(p: Prediction) -> str:
 
 
 # head-table label -> (Prediction.ranges field, formatter): the rows that show their band
+# (TFLOP/s and MFU bands are in --json; their rows keep the value last, as scripts read it)
 _BANDED = {
     "step time": ("step_time_s", seconds),
     "tokens/s (system)": ("tokens_per_s", lambda x: f"{x:,.0f}"),
-    "model TFLOP/s per GPU (no recompute)": ("tflops_per_gpu", lambda x: f"{x:.1f}"),
-    "MFU (Megatron FLOPs)": ("mfu", percent),
     "TTFT (prefill)": ("ttft_s", seconds), "TPOT": ("tpot_s", seconds),
     "end-to-end latency": ("e2e_latency_s", seconds),
     "generated tokens/s (system)": ("tokens_per_s", lambda x: f"{x:,.1f}"),
