@@ -84,7 +84,7 @@ def dominant_bound(pred, phase: str | None = None) -> str:
     from charts import op_stages
 
     stages = op_stages(pred)
-    want = {"prefill": {"prefill"}, "decode": {"decode"}}.get(phase or "", None)
+    want = {"prefill": {"prefill"}, "decode": {"decode"}}.get(phase or "")
     shares = {"compute": 0.0, "memory": 0.0}
     for op, stage in zip(pred.ops, stages, strict=True):
         if want is None or stage in want:

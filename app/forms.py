@@ -207,7 +207,7 @@ def training_form(p: str) -> dict:
     precision = st.selectbox("Precision", TRAIN_PRECISIONS, key=f"{p}precision",
                              format_func=str.upper)
     zero = st.selectbox("ZeRO stage", list(ZERO_LABELS), key=f"{p}zero_stage",
-                        format_func=ZERO_LABELS.get)
+                        format_func=lambda z: ZERO_LABELS.get(z, z))
     sp = st.checkbox("Sequence parallel", key=f"{p}sequence_parallel")
     uneven = st.checkbox("Uneven pipeline stages", key=f"{p}uneven_pipeline",
                          help="allow num_layers not divisible by pp·vp")

@@ -1,10 +1,9 @@
-"""The Streamlit dashboard (app/Home.py) run in process with AppTest, and its chart builders
-(app/charts.py) tested directly on real predictions."""
+"""The dashboard's chart builders (app/charts.py) tested directly on real predictions; the
+pages themselves run in tests/test_dashboard_pages.py."""
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import sys
 from pathlib import Path
@@ -12,12 +11,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from streamlit.testing.v1 import AppTest
 
 import perfmodel as pm
 
 APP_DIR = Path(__file__).resolve().parents[1] / "app"
-HOME = APP_DIR / "Home.py"
 GIB = 2**30
 
 
@@ -34,32 +31,6 @@ charts = _load_charts()
 
 
 # --------------------------------------------------------------------------- helpers
-def _app() -> AppTest:
-    at = AppTest.from_file(str(HOME), default_timeout=60).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def _metric(at: AppTest, label: str) -> str:
-    values = [m.value for m in at.metric if m.label == label]
-    assert values, f"no metric {label!r}; have {[m.label for m in at.metric]}"
-    return values[0]
-
-
-def _specs(at: AppTest) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-
-
-def _title(spec: dict) -> str:
-    return spec["layout"]["title"]["text"]
-
-
-def _rerun(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def _inference(batch=8, prompt_len=1024, output_len=256, tp=1, num_gpus=1,
                model="llama-2-7b", device="a100-sxm4-80gb", **extra) -> dict:
     return {"kind": "inference", "model": model,
@@ -74,125 +45,6 @@ def _training(tp=2, pp=1, num_gpus=8, model="llama-2-7b", device="a100-sxm4-80gb
             "system": {"device": device, "num_gpus": num_gpus},
             "parallelism": {"tp": tp, "pp": pp, "zero_stage": 1},
             "training": {"seq_len": 4096, "global_batch": 128, "micro_batch": 1, **extra}}
-
-
-# --------------------------------------------------------------------------- the page
-def test_page_opens_on_a_training_prediction():
-    at = _app()
-    assert not at.error
-    assert [m.label for m in at.metric] == ["Step time", "Tokens/s (system)", "TFLOP/s per GPU",
-                                            "MFU", "Memory per GPU"]
-    assert _metric(at, "Step time").endswith(" s")
-    specs = _specs(at)
-    assert len(specs) == 3
-    time_spec, memory_spec, roof_spec = specs
-    assert _title(time_spec).startswith("Step time breakdown")
-    assert _title(memory_spec).startswith("Memory per GPU")
-    assert roof_spec["layout"]["xaxis"]["type"] == "log"
-    assert roof_spec["layout"]["yaxis"]["type"] == "log"
-    # the calibration label is shown (header line); the A100 has a shipped reference profile
-    assert any("reference (measured upstream)" in md.value for md in at.markdown)
-    # a device without one gets the documented defaults and says so as a notice
-    at.selectbox(key="device").set_value("rtx-4090").run()
-    assert not at.exception
-    assert any("uncalibrated" in n.value for n in at.info)
-
-
-def test_changing_global_batch_changes_metric_and_chart():
-    at = _app()
-    step, spec = _metric(at, "Step time"), _specs(at)[0]
-    at.number_input(key="global_batch").set_value(256)
-    _rerun(at)
-    assert _metric(at, "Step time") != step
-    assert _specs(at)[0] != spec
-    # twice the sequences per step: about twice the step time (same micro-batch work)
-    ratio = float(_metric(at, "Step time").split()[0]) / float(step.split()[0])
-    assert 1.8 < ratio < 2.1
-
-
-def test_changing_model_changes_metrics_and_memory_chart():
-    at = _app()
-    assert "llama-2-13b" in pm.models()
-    mem, memory_spec = _metric(at, "Memory per GPU"), _specs(at)[1]
-    at.selectbox(key="model").set_value("llama-2-13b")
-    _rerun(at)
-    assert _metric(at, "Memory per GPU") != mem
-    assert _specs(at)[1] != memory_spec
-    assert "Llama 2 13B" in " ".join(md.value for md in at.markdown)
-
-
-def test_inference_kind_and_batch_change():
-    at = _app()
-    at.radio(key="kind").set_value("inference")
-    _rerun(at)
-    assert not at.error
-    assert "TPOT" in [m.label for m in at.metric]
-    assert at.number_input(key="num_gpus").value == 1  # inference defaults applied
-    tpot, throughput = _metric(at, "TPOT"), _metric(at, "Output tokens/s")
-    time_spec = _specs(at)[0]
-    assert _title(time_spec).startswith("Latency breakdown")
-    at.number_input(key="batch").set_value(64)
-    _rerun(at)
-    assert _metric(at, "Output tokens/s") != throughput
-    assert _metric(at, "TPOT") != tpot
-    assert _specs(at)[0] != time_spec
-    # and back to training: its widgets and metrics return
-    at.radio(key="kind").set_value("training")
-    _rerun(at)
-    assert "Step time" in [m.label for m in at.metric]
-    assert at.number_input(key="tp").value == 2
-
-
-def _spec_error(scenario: dict) -> str:
-    with pytest.raises(pm.SpecError) as info:
-        pm.predict(scenario)
-    return str(info.value)
-
-
-def _shown_error(at: AppTest) -> str:
-    """The one error on the page, markdown escapes removed."""
-    assert len(at.error) == 1, [e.value for e in at.error]
-    return at.error[0].value.replace("\\", "")
-
-
-def test_tp_not_dividing_heads_is_an_error_not_an_exception():
-    at = _app()
-    at.radio(key="kind").set_value("inference")
-    _rerun(at)
-    at.number_input(key="num_gpus").set_value(3)
-    at.number_input(key="tp").set_value(3)
-    _rerun(at)
-    message = _spec_error(_inference(tp=3, num_gpus=3))
-    assert "tp (3) must divide the model's 32 attention heads" in message
-    assert message in _shown_error(at)
-    assert not at.get("plotly_chart")
-    # fixing the input brings the prediction back
-    at.number_input(key="tp").set_value(1)
-    _rerun(at)
-    assert not at.error and len(at.get("plotly_chart")) == 3
-
-
-def test_training_plan_error_is_shown_literally():
-    at = _app()
-    at.number_input(key="num_gpus").set_value(6)  # tp*pp*dp = 2*1*3: fine; batch is not
-    at.number_input(key="global_batch").set_value(128)
-    _rerun(at)
-    message = _spec_error(_training(num_gpus=6))
-    assert "global_batch (128) must be a multiple of dp*micro_batch" in message
-    shown = at.error[0].value
-    assert "global\\_batch" in shown and "dp\\*micro\\_batch" in shown  # not markdown
-    assert message in _shown_error(at)
-
-
-def test_model_that_does_not_fit_is_a_warning():
-    at = _app()
-    at.radio(key="kind").set_value("inference")
-    _rerun(at)
-    at.selectbox(key="model").set_value("llama-2-70b")
-    at.selectbox(key="device").set_value("a100-sxm4-40gb")
-    _rerun(at)
-    assert any("does not fit" in w.value for w in at.warning)
-    assert "DOES NOT FIT" in _title(_specs(at)[1])
 
 
 # --------------------------------------------------------------------------- chart builders

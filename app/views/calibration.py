@@ -10,10 +10,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (run as a lone script)
 
-import backend  # noqa: E402
-import charts_quality  # noqa: E402
-import streamlit as st  # noqa: E402
-from common import (  # noqa: E402
+import backend
+import charts_quality
+import streamlit as st
+from common import (
     ERRORS,
     csv_button,
     metric_cards,
@@ -50,7 +50,7 @@ def pick_profile():
     """(profile, path, uploaded records or None) from the sidebar, or None after an error."""
     with st.sidebar:
         st.header("Profile")
-        source = st.radio("Source", list(SOURCES), key="ca_source", format_func=SOURCES.get)
+        source = st.radio("Source", list(SOURCES), key="ca_source", format_func=lambda s: SOURCES.get(s, s))
         records = None
         if source == "shipped":
             if not FILES:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (run as a lone script)
 
-import backend  # noqa: E402
-import charts_multi  # noqa: E402
-import forms  # noqa: E402
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-from common import (  # noqa: E402
+import backend
+import charts_multi
+import forms
+import pandas as pd
+import streamlit as st
+from common import (
     ERRORS,
     csv_button,
     plain,
@@ -115,8 +115,8 @@ with st.sidebar:
         with tab:
             form = forms.training_form if kind == "training" else forms.inference_form
             scenarios.append(form(prefix(i, kind)))
-sync_url([k for k in DEFAULTS if k.startswith("cmp_") or k[1:2].isdigit()
-          and int(k[1]) < n and k[2] == kind[0]], DEFAULTS)
+sync_url([k for k in DEFAULTS if k.startswith("cmp_") or (k[1:2].isdigit()
+          and int(k[1]) < n and k[2] == kind[0])], DEFAULTS)
 
 names, preds = [], []
 with st.spinner("Predicting the scenarios…", show_time=True):

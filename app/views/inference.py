@@ -8,10 +8,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (run as a lone script)
 
-import forms  # noqa: E402
-import streamlit as st  # noqa: E402
-import prediction_view  # noqa: E402
-from common import scenario_file, sync_url, try_predict, url_state  # noqa: E402
+import forms
+import prediction_view
+import streamlit as st
+from common import scenario_file, sync_url, try_predict, url_state
 
 P = "in_"
 DEFAULTS = {**forms.system_defaults(P, 1), **forms.inference_defaults(P)}

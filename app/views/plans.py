@@ -9,12 +9,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (run as a lone script)
 
-import backend  # noqa: E402
-import charts_plans  # noqa: E402
-import forms  # noqa: E402
-import streamlit as st  # noqa: E402
-import yaml  # noqa: E402
-from common import (  # noqa: E402
+import backend
+import charts_plans
+import forms
+import streamlit as st
+import yaml
+from common import (
     ERRORS,
     csv_button,
     metric_cards,
@@ -298,7 +298,7 @@ def serve_planner() -> None:
 url_state(DEFAULTS)
 st.title("Plan search and capacity")
 with st.sidebar:
-    mode = st.radio("Planner", list(MODES), key="pl_mode", format_func=MODES.get)
+    mode = st.radio("Planner", list(MODES), key="pl_mode", format_func=lambda m: MODES.get(m, m))
 PREFIX = {"search": "pl_", "tokens": "pt_", "serve": "ps_"}
 sync_url([k for k in DEFAULTS if k == "pl_mode" or k.startswith(PREFIX[mode])], DEFAULTS)
 {"search": search_planner, "tokens": tokens_planner, "serve": serve_planner}[mode]()

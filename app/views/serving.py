@@ -9,12 +9,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (run as a lone script)
 
-import backend  # noqa: E402
-import charts  # noqa: E402
-import charts_serving  # noqa: E402
-import forms  # noqa: E402
-import streamlit as st  # noqa: E402
-from common import (  # noqa: E402
+import backend
+import charts
+import charts_serving
+import forms
+import streamlit as st
+from common import (
     ERRORS,
     csv_button,
     header_line,
@@ -29,7 +29,7 @@ from common import (  # noqa: E402
     url_state,
 )
 
-from perfmodel.specs.scenario import ArrivalConfig, SchedulerConfig  # noqa: E402
+from perfmodel.specs.scenario import ArrivalConfig, SchedulerConfig
 
 P = "sv_"
 PROCESSES = forms.field_choices(ArrivalConfig, "process") or ["poisson"]

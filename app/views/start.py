@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (run as a lone script)
 
-import streamlit as st  # noqa: E402
+import streamlit as st
 
 VIEWS = Path(__file__).resolve().parent
 PAGES = [

@@ -10,11 +10,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (run as a lone script)
 
-import charts_multi  # noqa: E402
-import forms  # noqa: E402
-import numpy as np  # noqa: E402
-import streamlit as st  # noqa: E402
-from common import ERRORS, csv_button, first_line, plain, predict, sync_url, url_state  # noqa: E402
+import charts_multi
+import forms
+import numpy as np
+import streamlit as st
+from common import ERRORS, csv_button, first_line, plain, predict, sync_url, url_state
 
 PARAMS = {
     "training": ["system.num_gpus", "parallelism.tp", "parallelism.pp", "parallelism.cp",
@@ -54,7 +54,7 @@ def sweep_values(start: int, stop: int, points: int, spacing: str) -> list[int]:
             out.append(v)
             v *= 2
         return out
-    return sorted({int(round(v)) for v in np.linspace(start, stop, min(points, MAX_POINTS))})
+    return sorted({round(v) for v in np.linspace(start, stop, min(points, MAX_POINTS))})
 
 
 def with_value(scenario: dict, path: str, value: int) -> dict:

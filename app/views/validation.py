@@ -9,10 +9,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (run as a lone script)
 
-import backend  # noqa: E402
-import charts_quality  # noqa: E402
-import streamlit as st  # noqa: E402
-from common import ERRORS, csv_button, metric_cards, plain, show_error, sync_url, url_state  # noqa: E402
+import backend
+import charts_quality
+import streamlit as st
+from common import ERRORS, csv_button, metric_cards, plain, show_error, sync_url, url_state
 
 FILTERS = {"kind": "Kind", "source": "Source", "metric": "Metric", "device": "Device"}
 OPTIONAL = {"framework": "Framework", "engine": "Engine"}  # when the cases carry them
@@ -39,7 +39,7 @@ with st.sidebar:
                                            if v in options]
         chosen[field] = st.multiselect(label, options, key=f"va_{field}",
                                        placeholder="all")
-    colour = st.selectbox("Colour by", list(fields), key="va_colour", format_func=fields.get)
+    colour = st.selectbox("Colour by", list(fields), key="va_colour", format_func=lambda f: fields.get(f, f))
 sync_url(DEFAULTS, DEFAULTS)
 
 shown = [c for c in cases if all(not v or str(c.get(f)) in v for f, v in chosen.items())]

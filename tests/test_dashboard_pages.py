@@ -1,0 +1,376 @@
+"""Every page of the Streamlit dashboard (app/views/*.py) run in process with AppTest: each
+page opens without an exception, its numbers and charts follow its widgets, bad input is a
+one-line message in the page, every widget is exercised at least once, and the view's state
+round-trips through the URL's query parameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import perfmodel as pm
+
+APP = Path(__file__).resolve().parents[1] / "app"
+WIDGETS = ("selectbox", "number_input", "checkbox", "toggle", "radio", "multiselect",
+           "text_input")
+# quick settings for the expensive pages (a shared link sets them, as a user's would)
+FAST = {
+    "serving": {"sv_num_requests": "60"},
+    "plans": {"pl_model": "llama-2-7b", "pl_num_gpus": "64", "pl_global_batch": "256",
+              "pl_seq_len": "4096", "ps_model": "llama-3-8b", "ps_devices": "h100-sxm5-80gb",
+              "ps_tps": "1,2", "ps_num_requests": "60", "ps_rate": "4",
+              "pt_model": "llama-3-8b", "pt_devices": "h100-sxm5-80gb", "pt_max_gpus": "512"},
+}
+TEXT_VALUES = {"pt_tokens": "300B"}
+
+
+# --------------------------------------------------------------------------- helpers
+def page(name: str, **params: str) -> AppTest:
+    at = AppTest.from_file(str(APP / "views" / f"{name}.py"), default_timeout=120)
+    for key, value in {**FAST.get(name, {}), **params}.items():
+        at.query_params[key] = value
+    return run(at)
+
+
+def run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    for err in at.error:  # bad input: one line in the page, never a traceback
+        assert "\n" not in err.value.strip() and "Traceback" not in err.value, err.value
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    values = [m.value for m in at.metric if m.label == label]
+    assert values, f"no metric {label!r}; have {[m.label for m in at.metric]}"
+    return values[0]
+
+
+def specs(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def title(spec: dict) -> str:
+    return spec["layout"]["title"]["text"]
+
+
+def shown_error(at: AppTest) -> str:
+    assert len(at.error) == 1, [e.value for e in at.error]
+    return at.error[0].value.replace("\\", "")
+
+
+def _changed(kind: str, w):
+    """A different valid value for widget ``w``: another option (by its label, which
+    AppTest sends as the browser does), the number one step on, the box flipped..."""
+    if kind in ("selectbox", "radio"):
+        labels = list(w.options)
+        current = w.index or 0
+        return labels[1 if current == 0 and len(labels) > 1 else 0]
+    if kind == "number_input":
+        step = w.step or 1
+        new = w.value + step
+        if w.proto.has_max and new > w.proto.max:
+            new = w.value - step
+        return new
+    if kind in ("checkbox", "toggle"):
+        return not w.value
+    if kind == "multiselect":
+        return w.value[:-1] if len(w.value) > 1 else w.value
+    return TEXT_VALUES.get(w.key, w.value)
+
+
+def exercise_every_widget(at: AppTest, group: int = 4) -> set[str]:
+    """Change every keyed widget once, ``group`` widgets per rerun; after each rerun the page
+    has no exception and any error is one line. Returns the keys exercised."""
+    done: set[str] = set()
+    while True:
+        todo = [(kind, w.key) for kind in WIDGETS for w in getattr(at, kind)
+                if w.key and w.key not in done and not getattr(w.proto, "disabled", False)]
+        if not todo:
+            return done
+        for kind, key in todo[:group]:
+            w = getattr(at, kind)(key=key)
+            w.set_value(_changed(kind, w))
+            done.add(key)
+        run(at)
+
+
+# --------------------------------------------------------------------------- home
+def test_home_routes_to_the_start_page_with_links_to_every_page():
+    at = AppTest.from_file(str(APP / "Home.py"), default_timeout=60)
+    run(at)
+    assert [t.value for t in at.title] == ["perfmodel · what-if"]
+    links = {p.proto.label.split(" — ")[0] for p in at.get("page_link")}
+    assert {"Training", "Inference", "Serving", "Compare", "Sweep", "Plan search",
+            "Calibration", "Validation"} <= links
+
+
+# --------------------------------------------------------------------------- training
+def test_training_numbers_follow_the_global_batch():
+    at = page("training")
+    assert [m.label for m in at.metric][:5] == ["Step time", "Tokens/s", "TFLOP/s per GPU",
+                                                "MFU", "Memory per GPU"]
+    step, time_spec = metric(at, "Step time"), specs(at)[0]
+    assert title(time_spec).startswith("Step time breakdown")
+    at.number_input(key="tr_global_batch").set_value(256)
+    run(at)
+    assert specs(at)[0] != time_spec
+    ratio = float(metric(at, "Step time").split()[0]) / float(step.split()[0])
+    assert 1.8 < ratio < 2.1  # twice the sequences per step: about twice the time
+
+
+def test_training_reaches_cp_ep_vp_and_the_interconnect():
+    at = page("training", tr_num_gpus="16", tr_pp="2", tr_vp="2", tr_cp="2",
+              tr_intra_node="pcie-gen4-x16", tr_inter_node="ib-edr-100")
+    assert not at.error, [e.value for e in at.error]
+    scenario = next(c.value for c in at.code if "kind: training" in c.value)
+    for line in ("cp: 2", "vp: 2", "pp: 2", "intra_node: pcie-gen4-x16",
+                 "inter_node: ib-edr-100"):
+        assert line in scenario
+    default = page("training", tr_num_gpus="16", tr_pp="2", tr_vp="2", tr_cp="2")
+    slow, fast = (float(metric(x, "Step time").split()[0]) for x in (at, default))
+    assert slow > 1.2 * fast  # TP and CP traffic over PCIe instead of NVLink
+
+
+def test_training_plan_error_is_one_line_in_the_page():
+    at = page("training", tr_num_gpus="6")
+    with pytest.raises(pm.SpecError) as info:
+        pm.predict({"kind": "training", "model": "llama-2-7b",
+                    "system": {"device": "a100-sxm4-80gb", "num_gpus": 6},
+                    "parallelism": {"tp": 2, "zero_stage": 1, "sequence_parallel": True},
+                    "training": {"seq_len": 4096, "global_batch": 128}})
+    assert str(info.value).splitlines()[0] in shown_error(at)
+    assert not at.get("plotly_chart")
+
+
+def test_url_state_round_trips():
+    at = page("training", tr_tp="4")
+    assert at.number_input(key="tr_tp").value == 4
+    at.number_input(key="tr_micro_batch").set_value(2)
+    run(at)
+    assert at.query_params["tr_micro_batch"] == ["2"] or at.query_params["tr_micro_batch"] == "2"
+    assert "tr_seq_len" not in at.query_params  # defaults stay out of the link
+
+
+def test_training_every_widget():
+    at = page("training")
+    assert len(exercise_every_widget(at)) >= 20
+
+
+# --------------------------------------------------------------------------- inference
+def test_inference_batch_changes_tpot_and_throughput():
+    at = page("inference")
+    tpot, tput, spec = metric(at, "TPOT"), metric(at, "Output tokens/s"), specs(at)[0]
+    assert title(spec).startswith("Latency breakdown")
+    at.number_input(key="in_batch").set_value(64)
+    run(at)
+    assert metric(at, "TPOT") != tpot and metric(at, "Output tokens/s") != tput
+    assert specs(at)[0] != spec
+
+
+def test_inference_bad_tp_is_one_line_and_fixing_it_recovers():
+    at = page("inference", in_num_gpus="3", in_tp="3")
+    assert "tp (3) must divide the model's 32 attention heads" in shown_error(at)
+    assert not at.get("plotly_chart")
+    at.number_input(key="in_tp").set_value(1)
+    run(at)
+    assert not at.error and len(at.get("plotly_chart")) == 3
+
+
+def test_inference_model_that_does_not_fit_is_a_warning():
+    at = page("inference", in_model="llama-2-70b", in_device="a100-sxm4-40gb")
+    assert any("does not fit" in w.value for w in at.warning)
+    assert "DOES NOT FIT" in title(specs(at)[1])
+
+
+def test_inference_every_widget():
+    at = page("inference")
+    assert len(exercise_every_widget(at)) >= 15
+
+
+# --------------------------------------------------------------------------- serving
+def test_serving_rate_and_slos_move_the_numbers():
+    at = page("serving")
+    charts = specs(at)
+    assert title(charts[0]).startswith("Latency CDFs")
+    assert title(charts[1]).startswith("Timeline")
+    assert len(charts[1]["data"]) == 3  # running, queued, KV use
+    tput = metric(at, "Output tokens/s")
+    assert metric(at, "SLOs") == "met"
+    at.number_input(key="sv_rate").set_value(16.0)
+    run(at)
+    assert metric(at, "Output tokens/s") != tput
+    at.number_input(key="sv_tpot_p90").set_value(0.001)
+    run(at)
+    assert metric(at, "SLOs") == "MISSED"
+
+
+def test_serving_closed_loop_and_disaggregated():
+    at = page("serving", sv_process="closed", sv_concurrency="8")
+    assert not at.error
+    yaml_text = next(c.value for c in at.code if "kind: serving" in c.value)
+    assert "process: closed" in yaml_text and "concurrency: 8" in yaml_text
+    at = page("serving", sv_num_gpus="2", sv_scheduler="disaggregated")
+    assert not at.error, [e.value for e in at.error]
+    assert metric(at, "Output tokens/s")
+
+
+def test_serving_trace_without_upload_asks_for_one():
+    at = page("serving", sv_process="trace")
+    assert any("Upload a trace CSV" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
+
+
+def test_serving_every_widget():
+    at = page("serving")
+    assert len(exercise_every_widget(at, group=6)) >= 20  # sv_tradeoff: the test below
+
+
+def test_serving_tradeoff_curve():
+    at = page("serving")
+    at.toggle(key="sv_tradeoff").set_value(True)
+    run(at)
+    assert any(title(s).startswith("Throughput vs interactivity") for s in specs(at))
+
+
+# --------------------------------------------------------------------------- compare
+def test_compare_h100_and_b200_on_shared_axes():
+    at = page("compare")
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["metric", "A", "B", "B vs A"]
+    tpot = table.set_index("metric").loc["TPOT (ms)"]
+    assert float(tpot["B"]) < float(tpot["A"])  # B200 decodes faster than H100
+    assert tpot["B vs A"].startswith("-")
+    time_spec, memory_spec = specs(at)
+    assert title(time_spec).startswith("Where the time goes")
+    assert {t["y"][0] for t in memory_spec["data"] if t.get("type") == "bar"} == {"A"}
+    at.number_input(key="cmp_n").set_value(3)
+    run(at)
+    assert "C vs A" in at.dataframe[0].value.columns
+
+
+def test_compare_training_and_a_broken_scenario():
+    at = page("compare", cmp_kind="training", c1t_tp="3")
+    assert "Scenario B cannot run" in shown_error(at)
+    assert not at.get("plotly_chart")  # one scenario left: nothing to compare
+    at.number_input(key="c1t_tp").set_value(4)
+    run(at)
+    assert len(at.get("plotly_chart")) == 2 and "Step time (s)" in list(
+        at.dataframe[0].value["metric"])
+
+
+def test_compare_every_widget():
+    at = page("compare")
+    assert len(exercise_every_widget(at, group=6)) >= 30
+
+
+# --------------------------------------------------------------------------- sweep
+def test_sweep_batch_tpot_coloured_by_bound():
+    at = page("sweep")
+    (spec,) = specs(at)
+    assert "TPOT vs inference.batch" in title(spec)
+    assert {t["name"] for t in spec["data"] if t.get("name")} <= {"compute-bound",
+                                                                 "memory-bound",
+                                                                 "communication-bound"}
+    rows = at.dataframe[0].value
+    assert list(rows["inference.batch"]) == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    assert rows["TPOT (ms)"].is_monotonic_increasing
+
+
+def test_sweep_bad_range_and_training_gpus():
+    at = page("sweep", sw_start="64", sw_stop="8")
+    assert "must be >= its start" in shown_error(at)
+    at = page("sweep", sw_kind="training", sw_param="system.num_gpus", sw_metric="step_time_s",
+              sw_start="2", sw_stop="32")
+    steps = list(at.dataframe[0].value["step time (s)"])
+    assert steps == sorted(steps, reverse=True)  # more GPUs, shorter steps
+
+
+def test_sweep_every_widget():
+    at = page("sweep", sw_stop="16")
+    assert len(exercise_every_widget(at, group=6)) >= 20
+
+
+# --------------------------------------------------------------------------- plans
+def test_plan_search_ranks_plans_and_draws_the_pareto_plot():
+    at = page("plans")
+    table = at.dataframe[0].value
+    assert len(table) == 20 and list(table["rank"])[:3] == [1, 2, 3]
+    assert table["step (s)"].is_monotonic_increasing
+    assert metric(at, "Best plan").startswith("TP")
+    assert "step time vs memory" in title(specs(at)[0])
+
+
+def test_plan_serving_names_the_cheapest_deployment():
+    at = page("plans", pl_mode="serve")
+    assert "H100" in metric(at, "Cheapest")
+    assert float(metric(at, "USD per hour")) > 0
+    at.multiselect(key="ps_tps").set_value([])
+    run(at)
+    assert "Choose at least one GPU and one TP degree" in shown_error(at)
+
+
+def test_plan_training_tokens_and_bad_token_text():
+    at = page("plans", pl_mode="tokens")
+    assert "days" in metric(at, "Time")
+    at.text_input(key="pt_tokens").set_value("15 parsecs")
+    run(at)
+    assert "is not a token count" in shown_error(at)
+
+
+def test_plans_every_widget():
+    for mode in ("search", "tokens", "serve"):
+        at = page("plans", pl_mode=mode)
+        assert len(exercise_every_widget(at, group=6)) >= 8
+
+
+# --------------------------------------------------------------------------- calibration
+def test_calibration_profile_table_and_measured_points():
+    at = page("calibration", ca_profile="h100-sxm5-80gb.reference")
+    assert metric(at, "Device") == "h100-sxm5-80gb"
+    fit = at.dataframe[0].value
+    assert "gemm.bf16" in list(fit["table"])
+    devices = at.dataframe[1].value.set_index("device")
+    assert devices.loc["h100-sxm5-80gb", "reference"]
+    assert devices.loc["rtx-4090", "uses"] == "default (uncalibrated)"
+    at.toggle(key="ca_points").set_value(True)
+    run(at)
+    curve, _parity = specs(at)
+    assert title(curve).startswith("gemm.bf16: measured vs fitted")
+    at.selectbox(key="ca_table").set_value("memory")
+    run(at)
+    assert title(specs(at)[0]).startswith("memory: measured vs fitted")
+
+
+def test_calibration_upload_without_file_and_every_widget():
+    at = page("calibration", ca_source="upload")
+    assert any("Upload a profile" in i.value for i in at.info)
+    at = page("calibration", ca_profile="a100-sxm4-80gb.reference", ca_points="true")
+    assert len(exercise_every_widget(at)) >= 4
+
+
+# --------------------------------------------------------------------------- validation
+def test_validation_scatter_filters_and_citation():
+    at = page("validation")
+    (spec,) = specs(at)
+    names = {t.get("name") for t in spec["data"]}
+    assert {"±10 %", "±25 %", "predicted = measured"} <= names
+    n_all = int(metric(at, "Cases").split()[0])
+    at.multiselect(key="va_source").set_value(["bloom176b"])
+    run(at)
+    assert int(metric(at, "Cases").split()[0]) < n_all
+    text = " ".join(m.value for m in at.markdown)
+    assert "bigscience" in text.lower() and "Omni-Path" in text
+
+
+def test_validation_empty_filter_is_a_message():
+    at = page("validation", va_source="bloom176b", va_kind="inference")
+    assert "No case matches these filters" in shown_error(at)
+
+
+def test_validation_every_widget():
+    at = page("validation")
+    assert len(exercise_every_widget(at)) >= 5
