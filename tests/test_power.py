@@ -177,3 +177,19 @@ def test_training_run_energy_is_energy_per_token_times_tokens():
     assert training_run_energy_j(p, 15e12) == pytest.approx(p.energy_per_token_j * 15e12)
     steps = 15e12 / (8 * 4096)
     assert training_run_energy_j(p, 15e12) == pytest.approx(p.energy_per_step_j * steps)
+
+
+def test_cli_reports_a_bad_power_limit_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "capped.yaml"
+    path.write_text("kind: training\nmodel: llama-3-8b\n"
+                    "system: {device: h100-sxm5-80gb, num_gpus: 8, power_limit_w: 900}\n"
+                    "training: {seq_len: 4096, global_batch: 8}\n")
+    proc = subprocess.run([sys.executable, "-m", "perfmodel.cli", "predict", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "power_limit_w" in lines[0] and "700 W" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
