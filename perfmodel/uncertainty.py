@@ -367,7 +367,11 @@ def prediction_ranges(pred, profile: CalibrationProfile, scenario=None,
         lo, hi = combine(a, b[0] if b else None)
         if power < 0:
             lo, hi = 1.0 / hi, 1.0 / lo
-        ranges[field] = [float(point * lo), float(point * hi)]
+        band = [float(point * lo), float(point * hi)]
+        if not all(np.isfinite(band)):  # never a NaN in a prediction
+            basis[field] = "no band: the residuals gave a non-finite bound"
+            continue
+        ranges[field] = band
         how = [f"calibration residuals {a[0]:.2f}-{a[1]:.2f}x"] if a != (1.0, 1.0) else []
         if b:
             g = groups[b[1]]

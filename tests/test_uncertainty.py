@@ -212,3 +212,19 @@ def test_leave_one_source_out_coverage_on_validation_is_about_eighty_percent():
     assert cov["n"] >= 150
     assert 0.65 <= cov["combined"] <= 0.95, cov
     assert cov["combined"] >= cov["validation_only"]  # the wider of the two, per side
+
+
+@settings(max_examples=20, deadline=None)
+@given(device=st.sampled_from(["a100-sxm4-80gb", "h100-sxm5-80gb", "rtx-4090", "mi300x"]),
+       batch=st.integers(1, 64), prompt=st.integers(1, 4096), output=st.integers(1, 512),
+       tp=st.sampled_from([1, 2]), weights=st.sampled_from(["bf16", "fp8", "int4"]))
+def test_any_inference_prediction_has_bands_that_hold_the_point(device, batch, prompt, output,
+                                                                 tp, weights):
+    p = pm.predict({"kind": "inference", "model": "llama-2-7b",
+                    "system": {"device": device, "num_gpus": tp},
+                    "parallelism": {"tp": tp},
+                    "inference": {"batch": batch, "prompt_len": prompt, "output_len": output,
+                                  "weight_dtype": weights}})
+    assert {"ttft_s", "tpot_s", "e2e_latency_s", "tokens_per_s"} <= set(p.ranges)
+    for field, (lo, hi) in p.ranges.items():
+        assert math.isfinite(lo) and 0 < lo <= getattr(p, field) <= hi, field
