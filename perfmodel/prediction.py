@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import PerfModelError
 
-
 BAND_KEYS = ("ranges", "range_basis")  # perfmodel.uncertainty
 
 

@@ -64,12 +64,12 @@ from .curves import (
     MIN_TEST_POINTS,
     MIN_WORK_FRACTION,
     SMOOTH,
-    log_ratio_quantiles,
     errors,
     fit_curve,
     grid_nodes,
     holdout_split,
     interpolation_matrix,
+    log_ratio_quantiles,
     round4,
 )
 from .gemm import gemm_tables
@@ -103,8 +103,8 @@ __all__ = [
     "core_applies_attention_overhead", "device_links", "elementwise_bytes", "elementwise_op",
     "elementwise_rate", "elementwise_rates", "elementwise_times", "errors", "fastest_backend",
     "fit_curve", "fit_profile", "gemm_tables", "grid_nodes", "heldout_error", "holdout_split",
-    "log_ratio_quantiles",
-    "host_device", "interpolation_matrix", "invert_time", "kernel_overhead", "measured_peaks",
+    "host_device", "interpolation_matrix", "invert_time", "kernel_overhead",
+    "log_ratio_quantiles", "measured_peaks",
     "memory_table", "moe_geometry", "moe_ops", "moe_tables", "moe_times", "ok_records", "precision_for", "record_bytes", "round4", "stand_in_device",
     "unit_profile",
 ]
