@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -37,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 class Tap(np.ndarray):
     """An ndarray that records every numpy call made on it (and on what it produces)."""
 
-    log: list = []
+    log: ClassVar[list] = []
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         args = [_plain(x) for x in inputs]

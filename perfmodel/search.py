@@ -24,7 +24,7 @@ schedule, uneven_pipeline, reshard_after_forward, micro_batch, recompute).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -123,11 +123,22 @@ def _column(values: np.ndarray, axis: int) -> np.ndarray:
     return np.asarray(values, float).reshape(shape)
 
 
+def _columns(axes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Broadcastable columns of the mesh, with dp (gpus layout) or gpus (dp layout)
+    derived from the first axis: tp * pp * cp * dp = gpus."""
+    c = {name: _column(values, i) for i, (name, values) in enumerate(axes.items())}
+    mp = c["tp"] * c["pp"] * c["cp"]
+    if "gpus" in c:
+        c["dp"] = c["gpus"] / mp
+    else:
+        c["gpus"] = c["dp"] * mp
+    return c
+
+
 def _mesh_plan(base: TrainPlan, axes: dict[str, np.ndarray], recompute: str, sp: bool,
                zero: int) -> TrainPlan:
-    c = {name: _column(axes[name], i) for i, name in enumerate(AXES)}
-    return replace(base, tp=c["tp"], pp=c["pp"], cp=c["cp"],
-                   dp=c["gpus"] / (c["tp"] * c["pp"] * c["cp"]), ep=c["ep"], etp=c["tp"],
+    c = _columns(axes)
+    return replace(base, tp=c["tp"], pp=c["pp"], cp=c["cp"], dp=c["dp"], ep=c["ep"], etp=c["tp"],
                    vp=c["vp"], micro_batch=c["micro_batch"], recompute=recompute,
                    sequence_parallel=sp, zero_stage=zero, schedule="interleaved",
                    uneven_pp=True,  # equals the even split wherever pp*vp divides the layers
@@ -145,16 +156,24 @@ def _drop_empty(axes: dict[str, np.ndarray], mask: np.ndarray
                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Drop every axis value whose slice of the mask holds no valid cell."""
     kept = {}
-    for i, name in enumerate(AXES):
-        other = tuple(j for j in range(len(AXES)) if j != i)
+    for i, name in enumerate(axes):
+        other = tuple(j for j in range(len(axes)) if j != i)
         keep = np.any(mask, axis=other) if mask.ndim else np.array([bool(mask)])
         kept[name] = axes[name][keep]
         mask = np.compress(keep, mask, axis=i)
     return kept, mask
 
 
-def _filtered_axes(model: ModelSpec, base: TrainPlan, full: dict[str, np.ndarray], sp: bool
-                   ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+def _real_plans(axes: dict[str, np.ndarray], counts: np.ndarray) -> np.ndarray:
+    """Cells that are plans at all: a whole dp >= 1 on one of the GPU counts."""
+    c = _columns(axes)
+    with np.errstate(all="ignore"):
+        return ((np.mod(c["dp"], 1) == 0) & (c["dp"] >= 1)
+                & np.isin(c["gpus"], counts)).astype(bool)
+
+
+def _filtered_axes(model: ModelSpec, base: TrainPlan, full: dict[str, np.ndarray], sp: bool,
+                   counts: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """The mesh axes left after the rules, and the rule mask over them (None: nothing
     valid)."""
     axes = full
@@ -162,11 +181,23 @@ def _filtered_axes(model: ModelSpec, base: TrainPlan, full: dict[str, np.ndarray
         axes = {**full, "tp": full["tp"][full["tp"] > 1]}
         if not len(axes["tp"]):
             return axes, None
-    mask = np.broadcast_to(_rules_mask(model, _mesh_plan(base, axes, "none", sp, 0)),
+    mask = np.broadcast_to(_rules_mask(model, _mesh_plan(base, axes, "none", sp, 0))
+                           & _real_plans(axes, counts),
                            tuple(len(v) for v in axes.values()))
     if not mask.any():
         return axes, None
     return _drop_empty(axes, mask)
+
+
+def _first_axis(space: SearchSpace, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """One GPU count: a gpus axis (dp derived, every cell on that count). Several: a dp
+    axis (gpus derived), whose cells are whole plans by construction and fall in a band of
+    counts -- far fewer cells than gpus x tp x pp x cp, most of whose dp are fractions."""
+    if len(counts) == 1:
+        return {"gpus": counts}
+    dps = {g / m for g in counts for m in itertools.product(space.tp, space.pp, space.cp)
+           for m in (m[0] * m[1] * m[2],) if g % m == 0}
+    return {"dp": np.asarray(sorted(dps), float)}
 
 
 def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: TrainPlan,
@@ -175,19 +206,20 @@ def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: T
     if not 0 <= headroom < 1:
         raise SpecError(f"headroom: {headroom:g} must be a fraction in [0, 1) of device memory")
     eps = space.ep if model.moe else (1,)
-    full = {"gpus": np.asarray(sorted(set(gpu_counts)), float),
-            "tp": np.asarray(space.tp, float), "pp": np.asarray(space.pp, float),
-            "cp": np.asarray(space.cp, float), "ep": np.asarray(eps, float),
-            "vp": np.asarray(space.vp, float),
+    counts = np.asarray(sorted(set(gpu_counts)), float)
+    full = {**_first_axis(space, counts), "tp": np.asarray(space.tp, float),
+            "pp": np.asarray(space.pp, float), "cp": np.asarray(space.cp, float),
+            "ep": np.asarray(eps, float), "vp": np.asarray(space.vp, float),
             "micro_batch": np.asarray(space.micro_batch, float)}
-    size = int(np.prod([len(v) for v in full.values()]))
+    size = int(np.broadcast_to(_real_plans(full, counts),
+                               tuple(len(v) for v in full.values())).sum())
     limit = (1.0 - headroom) * system.device.memory_bytes
     out = Sweep(model, system, profile, base, headroom, [])
     filtered: dict[bool, tuple] = {}  # the rules read sequence_parallel, not recompute / ZeRO
     for recompute, sp, zero in space.choices():
         out.considered += size
         if sp not in filtered:
-            filtered[sp] = _filtered_axes(model, base, full, sp)
+            filtered[sp] = _filtered_axes(model, base, full, sp, counts)
         axes, mask = filtered[sp]
         if mask is None:
             continue
@@ -210,9 +242,10 @@ def _record(sw: Sweep, ci: int, flat: int) -> dict:
     """The plan at cell ``flat`` of choice ``ci`` as a plain dict (top plans only)."""
     c = sw.choices[ci]
     idx = np.unravel_index(flat, c.step.shape)
-    v = {name: int(c.axes[name][i]) for name, i in zip(AXES, idx, strict=True)}
-    gpus = v.pop("gpus")
-    dp = gpus // (v["tp"] * v["pp"] * v["cp"])
+    v = {name: int(c.axes[name][i]) for name, i in zip(c.axes, idx, strict=True)}
+    mp = v["tp"] * v["pp"] * v["cp"]
+    gpus = v.pop("gpus") if "gpus" in v else v["dp"] * mp
+    dp = gpus // mp
     step, memory = float(c.step[idx]), float(c.memory[idx])
     tokens = sw.base.global_batch * sw.base.seq_len
     return {
@@ -282,18 +315,18 @@ def best_per_gpu_count(sw: Sweep) -> list[dict]:
     """The fastest fitting plan at every GPU count that has one, fewest GPUs first."""
     best: dict[float, tuple[float, float, int, int]] = {}
     for ci, c in enumerate(sw.choices):
-        g_axis = c.axes["gpus"]
-        rows = c.step.reshape(len(g_axis), -1)
-        arg = np.argmin(rows, axis=1)
-        for gi, g in enumerate(g_axis):
-            step = rows[gi, arg[gi]]
-            if not np.isfinite(step):
-                continue
-            flat = gi * rows.shape[1] + int(arg[gi])
-            mem = float(c.memory.ravel()[flat])
-            if g not in best or (step, mem) < best[g][:2]:
-                best[g] = (float(step), mem, ci, flat)
-    return [_record(sw, ci, flat) for g, (_, _, ci, flat) in sorted(best.items())]
+        flat = np.flatnonzero(c.ok)
+        if not flat.size:
+            continue
+        gpus = np.broadcast_to(_columns(c.axes)["gpus"], c.step.shape).ravel()[flat]
+        step, mem = c.step.ravel()[flat], c.memory.ravel()[flat]
+        order = np.lexsort((mem, step, gpus))  # by count, then step time, then memory
+        counts, first = np.unique(gpus[order], return_index=True)
+        for g, k in zip(counts, order[first], strict=True):
+            key = (float(step[k]), float(mem[k]))
+            if g not in best or key < best[g][:2]:
+                best[g] = (*key, ci, int(flat[k]))
+    return [_record(sw, ci, cell) for g, (_, _, ci, cell) in sorted(best.items())]
 
 
 def scalar_plan(base: TrainPlan, rec: dict) -> TrainPlan:

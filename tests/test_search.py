@@ -153,10 +153,10 @@ def pytest_approx(x):
 
 
 def test_reshard_default_is_derived_from_each_plans_own_pp():
+    from dataclasses import replace
+
     import numpy as np
     import pytest
-
-    from dataclasses import replace
 
     sc = _seventy(pp=4, tp=8, zero_stage=3)
     plan = TrainPlan.from_scenario(sc)

@@ -302,8 +302,8 @@ def render(result: TrainingPlanResult, all_rows: bool = False) -> str:
     out = [f"plan-training: {inp['model']} on {inp['tokens']:.3g} tokens, "
            f"{inp['global_batch']} x {inp['seq_len']} tokens per step, {inp['precision']}, "
            f"memory headroom {100 * inp['headroom']:g} %"]
-    shown_rows = result.rows if all_rows else [r for r in result.rows if r.pareto or r.meets
-                                               and (inp["days"] or inp["budget_usd"])]
+    shown_rows = result.rows if all_rows else [r for r in result.rows if r.pareto or (r.meets
+                                               and (inp["days"] or inp["budget_usd"]))]
     if not shown_rows:
         shown_rows = result.rows
     rows = []
