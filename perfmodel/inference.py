@@ -33,6 +33,7 @@ from .memory import (
     paged_tokens,
 )
 from .parameters import param_counts
+from .pipeline import pipelined_step_time, stage_excess
 from .plan import InferPlan, expert_tp
 from .profile import CalibrationProfile
 from .roofline import OpTimes, Roofline, op_times
@@ -51,6 +52,8 @@ class PhaseResult:
     compute: dict[str, Array]  # by operator class, per GPU on the critical path
     tp_comm: Array
     pp_comm: Array
+    # the slowest pipeline stage's time over an average stage's (uneven splits; else 0)
+    stage_excess: Array = 0.0
     op_times: OpTimes | None = None
 
 
@@ -109,7 +112,7 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     per stage to stream offloaded weights / KV over the host link: hidden behind the stage's
     compute when prefetching overlaps (FlexGen's zig-zag schedule), added otherwise."""
     roof = Roofline.for_system(system, profile)
-    items, _ = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens)
+    items, index = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens)
     times = op_times(items, roof)
     compute = times.by_class()
     stage = times.total()
@@ -125,7 +128,13 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     stage = np.maximum(stage, offload_time) if plan.offload_overlap else stage + offload_time
     # pp stages run one after the other for one pass (latency view)
     total = plan.pp * (stage + tp_comm) + (plan.pp - 1) * hop
-    return PhaseResult(time=total, compute={k: plan.pp * v for k, v in compute.items()},
+    excess = 0.0
+    if plan.pp_layers is not None:  # an uneven split: the largest stage's extra layers
+        ends = sum(items[i].count * times.time[i] for i in index["ends"])
+        excess = stage_excess(plan.pp, plan.pp_layers, model.num_layers, stage - ends,
+                              (total - (plan.pp - 1) * hop) / plan.pp - stage)
+    return PhaseResult(stage_excess=excess, time=total,
+                       compute={k: plan.pp * v for k, v in compute.items()},
                        tp_comm=plan.pp * tp_comm, pp_comm=(plan.pp - 1) * hop,
                        op_times=times if keep_ops else None)
 
@@ -181,9 +190,12 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
     """
     b, p, o = plan.batch, plan.prompt_len, plan.output_len
     stage_p = stage_params(param_counts(model), plan.tp, plan.pp, plan.ep, expert_tp(plan),
-                           model.tie_embeddings)
+                           model.tie_embeddings,
+                           layers=None if plan.pp_layers is None else float(max(plan.pp_layers)))
     weights = inference_weight_bytes(stage_p.max, plan.weight_dtype, plan.group_size)
-    kv_tok = kv_cache_bytes_per_token(model, plan.kv_dtype, plan.tp) * model.num_layers / plan.pp
+    # memory per GPU is the largest stage's (its layers' weights and KV cache)
+    kv_layers = model.num_layers if plan.pp_layers is None else max(plan.pp_layers) * plan.pp
+    kv_tok = kv_cache_bytes_per_token(model, plan.kv_dtype, plan.tp) * kv_layers / plan.pp
     stream = OffloadStream(plan, weights, kv_tok, offload_bandwidth)
     speculative = bool(plan.spec_tokens and draft is not None)
 
@@ -238,9 +250,14 @@ def _tpot(model: ModelSpec, system: System, plan: InferPlan, profile: Calibratio
         per_token = speculative_tokens_per_iteration(k, plan.spec_acceptance)
         step_time = (k * draft_step.time + verify.time) / per_token
     else:
-        step_time = forward_pass(model, system, dec_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1,
-                                 "decode", mb_ctx, False,
-                                 offload_time=stream(mb_ctx, ctx + 1, written=mb_ctx)).time
+        step = forward_pass(model, system, dec_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1,
+                            "decode", mb_ctx, False,
+                            offload_time=stream(mb_ctx, ctx + 1, written=mb_ctx))
+        step_time = step.time
+        if plan.pp_layers is not None:  # min(pp, b) micro-batches: the slowest stage paces
+            micro = np.asarray(np.minimum(plan.pp, b))[..., None]
+            step_time = pipelined_step_time(step.time, step.pp_comm, dec_plan.pp, micro,
+                                            step.stage_excess)
     return step_time.mean(axis=-1)
 
 

@@ -61,3 +61,95 @@ def pipeline_time(t: StageTimes, microbatches: Array, vp: Array) -> tuple[Array,
     t_max = slowest_stage(t)
     bubble = (t.total - t_max) / vp
     return microbatches * t_max + bubble, bubble
+
+
+# ---- uneven layer splits of an inference pipeline -------------------------------------------
+
+def vllm_partition(num_layers: int, pp: int) -> tuple[int, ...]:
+    """vLLM's default split (``get_pp_indices``, vllm-project/vllm vllm/distributed/utils.py at
+    5a6541db): L // pp layers per stage, the remainder one each to the stages before the last,
+    counting back from the second-to-last (the last one holds the final norm and LM head)."""
+    parts = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        parts[-i] += 1
+    return tuple(parts)
+
+
+def llamacpp_partition(num_layers: int, proportions) -> tuple[int, ...]:
+    """llama.cpp's layer split (``--split-mode layer --tensor-split a,b,...``; by default the
+    devices' free memory): ggml-org/llama.cpp src/llama-model.cpp at a5410f04,
+    ``llama_model::load_tensors``: the proportions are normalised to cumulative split points
+    and repeating layer il goes to the first device whose point exceeds il / (L + 1) (the
+    output layer is slot L of L + 1, on the last device)."""
+    w = np.asarray(proportions, float)
+    points = np.cumsum(w) / w.sum()
+    device = np.searchsorted(points, np.arange(num_layers) / (num_layers + 1), side="right")
+    return tuple(int(c) for c in np.bincount(device, minlength=w.size))
+
+
+def stage_partition(num_layers: int, pp: int, layers=None, split=None,
+                    uneven: bool = False) -> tuple[int, ...] | None:
+    """Layers per pipeline stage of an inference instance, or None for the even split L / pp.
+
+    ``layers``: an explicit partition (vLLM ``VLLM_PP_LAYER_PARTITION``, SGLang
+    ``SGLANG_PP_LAYER_PARTITION``): pp counts summing to L. ``split``: llama.cpp
+    ``--tensor-split`` proportions, one per stage. ``uneven``: vLLM's default rule when L is not
+    a multiple of pp. Errors name the scenario field."""
+    from .errors import SpecError
+
+    if layers is not None and split is not None:
+        raise SpecError("parallelism.pipeline_layers and parallelism.pipeline_split both "
+                        "set; give the layer counts or the proportions, not both")
+    if layers is not None:
+        layers = tuple(int(x) for x in layers)
+        if len(layers) != pp:
+            raise SpecError(f"parallelism.pipeline_layers has {len(layers)} stages but pp is "
+                            f"{pp}; give one layer count per pipeline stage")
+        if sum(layers) != num_layers:
+            raise SpecError(f"parallelism.pipeline_layers sums to {sum(layers)}, the model has "
+                            f"{num_layers} layers; the counts must add up to num_layers")
+        if min(layers) < 1:
+            raise SpecError("parallelism.pipeline_layers: every stage needs at least 1 layer")
+        return layers
+    if split is not None:
+        if len(split) != pp:
+            raise SpecError(f"parallelism.pipeline_split has {len(split)} proportions but pp "
+                            f"is {pp}; give one per pipeline stage (llama.cpp --tensor-split)")
+        parts = llamacpp_partition(num_layers, split)
+        if min(parts) < 1:
+            raise SpecError(f"parallelism.pipeline_split {list(split)} leaves a stage without "
+                            f"layers ({list(parts)} of {num_layers}); raise its proportion")
+        return parts
+    if uneven and num_layers % pp:
+        if pp > num_layers:
+            raise SpecError(f"parallelism.pp ({pp}) exceeds num_layers ({num_layers})")
+        return vllm_partition(num_layers, pp)
+    return None
+
+
+def largest_stage_layers(num_layers: int, pp: Array, partition) -> Array:
+    """Layers of the largest stage: max of the partition, else L / pp."""
+    return num_layers / pp if partition is None else float(max(partition))
+
+
+def stage_excess(pp: Array, partition, num_layers: int, layer_time: Array,
+                 layer_comm: Array) -> Array:
+    """Extra time of the slowest stage over an average one: its extra layers times the time of
+    one layer (compute + its TP / EP communication), from an average stage's ``layer_time`` and
+    ``layer_comm`` (L / pp layers). 0 for an even split. Head and embedding stay on their
+    stages (they are in the average and are not scaled)."""
+    if partition is None:
+        return 0.0
+    per_layer = (np.asarray(layer_time) + np.asarray(layer_comm)) * np.asarray(pp) / num_layers
+    return (max(partition) - num_layers / np.asarray(pp)) * per_layer
+
+
+def pipelined_step_time(pass_time: Array, hops: Array, pp: Array, micro: Array,
+                        excess: Array) -> Array:
+    """Time per decode step of ``micro`` micro-batches cycling through ``pp`` stages: the
+    latency of one pass, or the slowest stage's cycle (micro x its time) when that is longer
+    (Narayanan et al. 2021 Sec. 2.2: the slowest stage sets the pace), i.e. pass_time +
+    max(0, micro (T_avg + excess) - pp T_avg) with T_avg = (pass_time - hops) / pp. An even
+    split (excess 0) gives pass_time exactly."""
+    t_avg = (np.asarray(pass_time) - hops) / pp
+    return pass_time + np.maximum(micro * (t_avg + excess) - pp * t_avg, 0.0)

@@ -117,6 +117,8 @@ class InferPlan:
     group_size: int = 128
     flash_attention: bool = True
     kv_block_size: int = 16  # tokens per paged KV block (vLLM's default)
+    # layers per pipeline stage of an uneven split (pipeline.stage_partition); None: L / pp
+    pp_layers: tuple[int, ...] | None = None
     ep: Array = 1
     offload_weights: float = 0.0  # fraction of weights streamed from host memory / NVMe
     offload_kv: float = 0.0  # fraction of the KV cache kept off the GPU
@@ -235,8 +237,10 @@ def inference_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
                        f"{_divisors(H)}"),
         Rule("parallelism.tp", lambda p: _div(KV, p.tp) | _div(p.tp, KV),
              lambda p: f"tp ({p.tp}) and the {KV} KV heads must divide one another"),
-        Rule("parallelism.pp", lambda p: _div(L, p.pp),
-             lambda p: f"pp ({p.pp}) must divide num_layers ({L}); valid pp: {_divisors(L)}"),
+        Rule("parallelism.pp", lambda p: _div(L, p.pp) | (p.pp_layers is not None),
+             lambda p: f"pp ({p.pp}) must divide num_layers ({L}); valid pp: {_divisors(L)} "
+                       "(or split unevenly: parallelism.pipeline_layers, pipeline_split or "
+                       "uneven_pipeline: true)"),
         Rule("parallelism.ep", lambda p: _div(E, p.ep),
              lambda p: f"ep ({p.ep}) must divide the number of experts ({E})"),
         Rule("parallelism.ep", lambda p: (p.ep == 1) | _div(p.tp, p.ep),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SpecError
+from .pipeline import stage_partition
 from .plan import InferPlan, TrainPlan, check, inference_rules, training_rules
 from .profile import CalibrationProfile
 from .specs.assemble import load_scenario, resolve_system
@@ -145,6 +146,9 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
             prefill_chunk=inf.prefill_chunk_tokens)
     else:
         fields |= dict(batch=1, prompt_len=1, output_len=1)
+    # an uneven layer split (vLLM / SGLang partition, llama.cpp proportions, vLLM's default)
+    fields["pp_layers"] = stage_partition(model.num_layers, p.pp, p.pipeline_layers,
+                                          p.pipeline_split, p.uneven_pipeline)
     plan = InferPlan(**fields)
     check(inference_rules(model, num_gpus), plan)
     return plan
