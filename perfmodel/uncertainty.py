@@ -381,6 +381,19 @@ def prediction_ranges(pred, profile: CalibrationProfile, scenario=None,
     return ranges, basis
 
 
+def quantity_band(kind: str, quantity: str, device: str, stack: str | None = None,
+                  calibration: tuple[float, float] = (1.0, 1.0)
+                  ) -> tuple[float, float] | None:
+    """(lo, hi) of true / predicted for a quantity predicted without a Prediction object (a
+    plan search's step time): the validation group of (b) combined with a calibration band
+    when the caller has one; None when there is neither."""
+    b = validation_ratio(shipped_groups(),
+                         group_keys(kind, quantity, stack, device_class(device)))
+    if calibration == (1.0, 1.0) and b is None:
+        return None
+    return combine(calibration, b[0] if b else None)
+
+
 def with_ranges(pred, profile: CalibrationProfile, scenario=None):
     """``pred`` with its ``ranges`` (and ``range_basis``) filled in."""
     ranges, basis = prediction_ranges(pred, profile, scenario)

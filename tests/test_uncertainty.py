@@ -28,6 +28,8 @@ from perfmodel.uncertainty import (
     combine,
     group_keys,
     prediction_ranges,
+    quantity_band,
+    stack_of,
     table_residuals,
 )
 from perfmodel.validate import validate_published
@@ -228,3 +230,13 @@ def test_any_inference_prediction_has_bands_that_hold_the_point(device, batch, p
     assert {"ttft_s", "tpot_s", "e2e_latency_s", "tokens_per_s"} <= set(p.ranges)
     for field, (lo, hi) in p.ranges.items():
         assert math.isfinite(lo) and 0 < lo <= getattr(p, field) <= hi, field
+
+
+def test_quantity_band_matches_the_prediction_band_without_calibration(predictions):
+    """A search's step time reads the same validation group as a Prediction does."""
+    p = predictions["llama3-70b-train-h100.yaml"]
+    sc = pm.as_scenario(ROOT / "examples" / "llama3-70b-train-h100.yaml")
+    lo, hi = quantity_band("training", "step_time_s", p.device, stack_of(sc))
+    default = pm.load_profile(ROOT / "calibration" / "default.json")
+    ranges, _ = prediction_ranges(p, default, sc)
+    assert ranges["step_time_s"] == pytest.approx([p.step_time_s * lo, p.step_time_s * hi])
