@@ -33,14 +33,37 @@ from .topology import GroupSpan
 Array = Any
 
 
+# MoE expert-parallel all-to-alls as DeepEP runs them (deepseek-ai/DeepEP README and
+# docs/legacy.md): dispatch (tokens to their experts' ranks) and combine (expert outputs back,
+# weighted sum), each in the normal (high-throughput, NVLink + RDMA forwarding; prefill) or
+# the low-latency (pure RDMA / NVLink writes, CUDA-graph friendly; decode) kernels. Their
+# time follows the all-to-all formula; a profile without a measured fit for one of them uses
+# its plain all_to_all fit (NCCL), then the defaults.
+EP_ALL_TO_ALL = ("ep_dispatch_ll", "ep_combine_ll", "ep_dispatch_normal", "ep_combine_normal")
+
+
+def is_all_to_all(collective: str) -> bool:
+    """NCCL all_to_all and the MoE dispatch / combine kernels share one cost formula."""
+    return collective == "all_to_all" or collective in EP_ALL_TO_ALL
+
+
 def bus_factor(collective: str, n: Array) -> Array:
     """nccl-tests bus-bandwidth factor (PERFORMANCE.md)."""
     n = np.asarray(n, dtype=float)
     if collective == "all_reduce":
         return 2.0 * (n - 1) / n
-    if collective in ("all_gather", "reduce_scatter", "all_to_all"):
+    if collective in ("all_gather", "reduce_scatter") or is_all_to_all(collective):
         return (n - 1) / n
     return np.ones_like(n)
+
+
+def _fit(profile: CalibrationProfile, collective: str, scope: str, size: int):
+    """The profile's fit of ``collective``; an EP dispatch / combine without one falls back
+    to the plain all_to_all fit."""
+    fit = profile.collective_fit(collective, scope, size)
+    if fit is None and collective in EP_ALL_TO_ALL:
+        fit = profile.collective_fit("all_to_all", scope, size)
+    return fit
 
 
 def _efficiency(profile: CalibrationProfile, collective: str, scope: str, n, nbytes):
@@ -50,13 +73,13 @@ def _efficiency(profile: CalibrationProfile, collective: str, scope: str, n, nby
         return defaults
     n_arr = np.maximum(np.asarray(n, dtype=float), 2.0)
     if n_arr.ndim == 0:
-        fit = profile.collective_fit(collective, scope, int(n_arr))
+        fit = _fit(profile, collective, scope, int(n_arr))
         return (fit.latency_s, fit.efficiency(nbytes)) if fit else defaults
     shape = np.broadcast(n_arr, nbytes).shape
     lat = np.full(shape, defaults[0])
     eff = np.full(shape, defaults[1])
     for size in np.unique(n_arr):
-        fit = profile.collective_fit(collective, scope, int(size))
+        fit = _fit(profile, collective, scope, int(size))
         if fit is None:
             continue
         mask = np.broadcast_to(n_arr == size, shape)
@@ -68,7 +91,10 @@ def _efficiency(profile: CalibrationProfile, collective: str, scope: str, n, nby
 def network_steps(collective: str, n: Array, nodes: Array) -> Array:
     """Latency steps over the network: NCCL runs all-gather, reduce-scatter (and all-to-all
     pairs) as rings of n-1 steps, and large all-reduces as trees of 2 log2(nodes) steps
-    (NCCL tuning model, src/graph/tuning.cc)."""
+    (NCCL tuning model, src/graph/tuning.cc). DeepEP's dispatch / combine post their writes
+    to every peer at once (IBGDA / NVLink stores, DeepEP docs/legacy.md): one step."""
+    if collective in EP_ALL_TO_ALL:
+        return np.ones_like(np.asarray(n, dtype=float))
     if collective == "all_reduce":
         return 2.0 * np.log2(np.maximum(nodes, 2))
     return np.maximum(n - 1, 1)
@@ -111,7 +137,7 @@ def collective_time(collective: str, nbytes: Array, span: GroupSpan, system: Sys
     # intra-node part: the group's members on one node
     lat_i, eff_i = _efficiency(profile, collective, "intra", local, nbytes)
     bw_i = intra_bandwidth(system, local)
-    if collective == "all_to_all":
+    if is_all_to_all(collective):
         # each rank keeps 1/n, sends (local-1)/n over the fabric and (n-local)/n off-node
         t_intra = nbytes * (local - 1) / n / (bw_i * eff_i)
     else:
@@ -121,7 +147,7 @@ def collective_time(collective: str, nbytes: Array, span: GroupSpan, system: Sys
     if system.inter_bandwidth_per_gpu > 0:
         lat_o, eff_o = _efficiency(profile, collective, "inter", n, nbytes / local)
         bw_o = system.inter_bandwidth_per_gpu
-        if collective == "all_to_all":
+        if is_all_to_all(collective):
             t_inter = nbytes * (n - local) / n / (bw_o * eff_o)
         else:
             t_inter = nbytes / local * bus_factor(collective, nodes) / (bw_o * eff_o)

@@ -122,17 +122,23 @@ def _utilisations(values: dict[str, float]) -> tuple[dict[str, float | None], li
 
 def inference_breakdown(r: InferenceResult) -> dict:
     """Prefill pass and one decode step by operator class and communication; memory; FLOPs."""
-    return {
+    out = {
         "prefill": {"total_s": _f(r.prefill.time),
                     **{k: _f(v) for k, v in r.prefill.compute.items()},
-                    "tp_comm": _f(r.prefill.tp_comm), "pp_comm": _f(r.prefill.pp_comm)},
+                    "tp_comm": _f(r.prefill.tp_comm), "ep_comm": _f(r.prefill.ep_comm),
+                    "pp_comm": _f(r.prefill.pp_comm)},
         "decode_step": {"total_s": _f(r.decode.time),
                         **{k: _f(v) for k, v in r.decode.compute.items()},
-                        "tp_comm": _f(r.decode.tp_comm), "pp_comm": _f(r.decode.pp_comm)},
+                        "tp_comm": _f(r.decode.tp_comm), "ep_comm": _f(r.decode.ep_comm),
+                        "pp_comm": _f(r.decode.pp_comm)},
         "memory": {k: _f(v) for k, v in r.memory.items()},
         "flops": {"prefill": _f(r.model_flops_prefill),
                   "per_generated_token": _f(r.model_flops_per_token)},
     }
+    if r.prefill.moe is not None and r.decode.moe is not None:  # MoE: experts and all-to-all
+        out["moe"] = {phase: {k: (v if isinstance(v, str) else _f(v)) for k, v in res.moe.items()}
+                      for phase, res in (("prefill", r.prefill), ("decode_step", r.decode))}
+    return out
 
 
 def inference_prediction(rs: Resolved, r: InferenceResult) -> Prediction:

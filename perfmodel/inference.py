@@ -32,6 +32,7 @@ from .memory import (
     overhead_bytes,
     paged_tokens,
 )
+from .moe_parallel import routed_expert_weight_bytes, stage_comm
 from .parameters import param_counts
 from .pipeline import pipelined_step_time, stage_excess
 from .plan import InferPlan, expert_tp
@@ -55,6 +56,10 @@ class PhaseResult:
     # the slowest pipeline stage's time over an average stage's (uneven splits; else 0)
     stage_excess: Array = 0.0
     op_times: OpTimes | None = None
+    # MoE expert parallelism (moe_parallel.py): dispatch + combine all-to-alls, or the DP
+    # attention gather / scatter of the MoE tokens, on the critical path
+    ep_comm: Array = 0.0
+    moe: dict | None = None  # routed-expert weight bytes per GPU, all-to-all split and mode
 
 
 @dataclass
@@ -77,7 +82,12 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
               logits_tokens) -> tuple[list[O.Op], dict[str, list[int]]]:
     """All operators of one forward pass through one pipeline stage's share of the model."""
     prec = plan.precision
-    shard = O.Shard(tp=plan.tp, sequence_parallel=False, ep=plan.ep, etp=expert_tp(plan))
+    # DP attention: this GPU's attention group serves b / attention_dp of the sequences; the
+    # routed experts see the tokens of all attention_dp groups (moe_parallel.py)
+    b = b / np.asarray(plan.attention_dp)
+    logits_tokens = logits_tokens / np.asarray(plan.attention_dp)
+    shard = O.Shard(tp=plan.tp, sequence_parallel=False, ep=plan.ep, etp=expert_tp(plan),
+                    route_sources=plan.attention_dp, imbalance=plan.expert_imbalance)
     absorbed = phase == "decode"
     items: list[O.Op] = []
     index: dict[str, list[int]] = {}
@@ -116,18 +126,25 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     times = op_times(items, roof)
     compute = times.by_class()
     stage = times.total()
-    spans = group_spans(system.gpus_per_node, "tp-cp-ep-dp-pp", tp=plan.tp, dp=plan.replicas,
-                        pp=plan.pp)
-    act_bytes = b * q_len * model.hidden_size * plan.precision.act
-    layers_per_stage = model.num_layers / plan.pp
-    tp_comm = 2.0 * layers_per_stage * collective_time("all_reduce", act_bytes, spans["tp"],
-                                                       system, profile)
-    cross = pp_neighbours_cross_nodes(system.gpus_per_node, "tp-cp-ep-dp-pp", plan.tp, 1, 1,
+    # per stage: attention-TP all-reduces (all layers), MoE all-to-alls or DP gathers
+    comm = stage_comm(model, plan, b * q_len, phase, plan.precision.act, system, profile)
+    tp_comm, ep_comm = comm.tp, comm.ep
+    # a stage hands each attention DP group's activations to the next stage
+    act_bytes = b / np.asarray(plan.attention_dp) * q_len * model.hidden_size * plan.precision.act
+    instance = np.asarray(plan.tp) * np.asarray(plan.attention_dp)
+    cross = pp_neighbours_cross_nodes(system.gpus_per_node, "tp-cp-ep-dp-pp", instance, 1, 1,
                                       plan.replicas)
     hop = np.where(np.asarray(plan.pp) > 1, p2p_time(act_bytes, cross, system, profile), 0.0)
     stage = np.maximum(stage, offload_time) if plan.offload_overlap else stage + offload_time
     # pp stages run one after the other for one pass (latency view)
-    total = plan.pp * (stage + tp_comm) + (plan.pp - 1) * hop
+    total = plan.pp * (stage + tp_comm + ep_comm) + (plan.pp - 1) * hop
+    moe = None
+    if model.moe is not None and keep_ops:
+        moe = {"routed_expert_weight_bytes_per_gpu": plan.pp * routed_expert_weight_bytes(
+                   items, plan.precision.weight),
+               "all_to_all_s": plan.pp * (comm.dispatch + comm.combine),
+               "dispatch_s": plan.pp * comm.dispatch, "combine_s": plan.pp * comm.combine,
+               "a2a_mode": comm.mode}
     excess = 0.0
     if plan.pp_layers is not None:  # an uneven split: the largest stage's extra layers
         ends = sum(items[i].count * times.time[i] for i in index["ends"])
@@ -136,7 +153,7 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     return PhaseResult(stage_excess=excess, time=total,
                        compute={k: plan.pp * v for k, v in compute.items()},
                        tp_comm=plan.pp * tp_comm, pp_comm=(plan.pp - 1) * hop,
-                       op_times=times if keep_ops else None)
+                       op_times=times if keep_ops else None, ep_comm=plan.pp * ep_comm, moe=moe)
 
 
 def speculative_tokens_per_iteration(k, alpha):
@@ -153,7 +170,7 @@ def _contexts(p, o):
 
 def _with_context_axis(plan: InferPlan) -> InferPlan:
     return replace(plan, **{k: np.asarray(getattr(plan, k))[..., None]
-                            for k in ("tp", "pp", "replicas", "ep")})
+                            for k in ("tp", "pp", "replicas", "ep", "attention_dp")})
 
 
 @dataclass(frozen=True)
@@ -189,8 +206,8 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
     speculative decoding; it runs unsharded beside the target (vLLM's default draft TP = 1).
     """
     b, p, o = plan.batch, plan.prompt_len, plan.output_len
-    stage_p = stage_params(param_counts(model), plan.tp, plan.pp, plan.ep, expert_tp(plan),
-                           model.tie_embeddings,
+    stage_p = stage_params(param_counts(model), plan.tp, plan.pp, _expert_shards(model, plan),
+                           expert_tp(plan), model.tie_embeddings,
                            layers=None if plan.pp_layers is None else float(max(plan.pp_layers)))
     weights = inference_weight_bytes(stage_p.max, plan.weight_dtype, plan.group_size)
     # memory per GPU is the largest stage's (its layers' weights and KV cache)
@@ -209,7 +226,8 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
                           offload_time=stream(mb, mid, written=mb))
     ttft = prefill.time  # the first token comes out of the prefill pass
     if speculative:  # the draft model prefills the prompt too
-        draft_alone = replace(plan, tp=1, pp=1, ep=1, offload_weights=0.0, offload_kv=0.0)
+        draft_alone = replace(plan, tp=1, pp=1, ep=1, attention_dp=1, offload_weights=0.0,
+                              offload_kv=0.0)
         ttft = ttft + forward_pass(draft, system, draft_alone, profile, b, p, p,
                                    O.attention_pairs(p, p), "prefill", b, False).time
     e2e = ttft + (np.asarray(o) - 1) * tpot
@@ -244,7 +262,7 @@ def _tpot(model: ModelSpec, system: System, plan: InferPlan, profile: Calibratio
                               O.attention_pairs(k + 1.0, ctx + k + 1), "verify", mb_ctx * (k + 1),
                               False, offload_time=stream(mb_ctx, ctx + k + 1))
         draft_plan = replace(dec_plan, tp=np.ones_like(dec_plan.tp), pp=np.ones_like(
-            dec_plan.pp), ep=1, offload_weights=0.0, offload_kv=0.0)
+            dec_plan.pp), ep=1, attention_dp=1, offload_weights=0.0, offload_kv=0.0)
         draft_step = forward_pass(draft, system, draft_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1,
                                   "decode", mb_ctx, False)
         per_token = speculative_tokens_per_iteration(k, plan.spec_acceptance)
@@ -261,12 +279,23 @@ def _tpot(model: ModelSpec, system: System, plan: InferPlan, profile: Calibratio
     return step_time.mean(axis=-1)
 
 
+def _expert_shards(model: ModelSpec, plan: InferPlan) -> Array:
+    """The ep that ``stage_params`` divides the routed experts by: E / ep_eff = (E +
+    redundant) / ep experts on each GPU (EPLB's replicas add to every rank's share)."""
+    if model.moe is None or not plan.redundant_experts:
+        return plan.ep
+    e = model.moe.num_experts
+    return np.asarray(plan.ep) * e / (e + plan.redundant_experts)
+
+
 def _memory(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
             weights: Array, kv_tok: Array, draft: ModelSpec | None, stream: OffloadStream
             ) -> tuple[dict[str, Array], Array, Array]:
     """(memory by kind on one GPU, KV bytes of one sequence, sequences whose KV fits beside
-    the weights and workspace)."""
-    b, p, o = plan.batch, plan.prompt_len, plan.output_len
+    the weights and workspace). With DP attention a GPU holds the KV cache of its own attention
+    group's batch / attention_dp sequences (MLA's latent KV is not split by TP either)."""
+    p, o = plan.prompt_len, plan.output_len
+    b = plan.batch / np.asarray(plan.attention_dp)
     memory = {"weights": weights * (1 - plan.offload_weights)}
     kv_seq = kv_tok * paged_tokens(np.asarray(p) + o, plan.kv_block_size)
     memory["kv_cache"] = b * kv_seq * (1 - plan.offload_kv)
@@ -286,14 +315,14 @@ def _memory(model: ModelSpec, system: System, plan: InferPlan, profile: Calibrat
     free = system.device.memory_bytes * (1 - profile.memory_overheads.allocator_fraction) - fixed
     per_seq_gpu = kv_seq * (1 - plan.offload_kv) + memory.get("draft_kv_cache", 0.0) / b
     max_seqs = np.maximum(np.floor(free / np.maximum(per_seq_gpu, 1e-9)), 0.0)
-    return memory, kv_seq, max_seqs
+    return memory, kv_seq, max_seqs * np.asarray(plan.attention_dp)
 
 
 def _model_flops(model: ModelSpec, plan: InferPlan, mid: Array) -> tuple[Array, Array]:
     """Megatron-convention FLOPs of the prefill and of one decode token at context ``mid``,
     over the whole (unsharded) model."""
     b, p = plan.batch, plan.prompt_len
-    whole = replace(plan, tp=1, pp=1, ep=1)
+    whole = replace(plan, tp=1, pp=1, ep=1, attention_dp=1, expert_imbalance=1.0)
     flops_prefill = sum(op.model_flops * op.count for op in _pass_ops(
         model, whole, b, p, p, O.attention_pairs(p, p), "prefill", b)[0])
     flops_token = sum(op.model_flops * op.count for op in _pass_ops(

@@ -118,8 +118,11 @@ class Shard:
     etp: Array = 1
     # ranks whose distinct tokens are routed to one rank's experts: ep when EP is carved from
     # data parallelism (training: each EP rank brings its own micro-batch), 1 when the EP
-    # ranks see the same tokens (inference: experts spread over the TP ranks)
+    # ranks see the same tokens (inference: experts spread over the TP ranks), attention_dp
+    # with DP attention (each attention DP group brings its own requests)
     route_sources: Array = 1
+    # busiest EP rank's routed rows over the mean (1 = uniform routing; ``routed_rows``)
+    imbalance: Array = 1.0
 
 
 def gemm(name: str, m, n, k, prec: Precision, count=1.0,
@@ -273,6 +276,14 @@ def grouped_gemm(name: str, rows, n, k, groups, prec: Precision,
     return op
 
 
+def routed_rows(tokens: Array, top_k: int, ep: Array, imbalance: Array = 1.0) -> Array:
+    """Token-expert rows one EP rank's grouped GEMMs process: the ``tokens`` routed by the
+    whole EP group, top_k copies each, spread evenly over the ep ranks' experts (uniform
+    routing), times ``imbalance`` on the busiest rank (max / mean rows; 1 = uniform). Summed
+    over the ranks (imbalance 1) they are tokens x top_k: no rank computes another's rows."""
+    return np.asarray(tokens, float) * top_k / np.asarray(ep, float) * imbalance
+
+
 def active_experts(experts: Array, top_k: int, tokens: Array) -> Array:
     """Expected experts of ``experts`` that receive at least one of ``tokens`` tokens, each
     routed to ``top_k`` distinct experts uniformly: E (1 - (1 - k/E)^T) (the occupancy of
@@ -331,8 +342,11 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
                         matmuls=(Matmul(1.0, moe.num_experts, False),)))
         ops.append(elementwise("moe.topk", t_seq * moe.num_experts, t_seq * moe.top_k, prec.act,
                                4.0, kind="softmax"))
-        routed = t * moe.top_k  # token-expert assignments processed on this GPU (balanced)
-        active = active_experts(moe.num_experts, moe.top_k, t * shard.route_sources) \
+        # token-expert rows of this GPU's experts: the tokens of every rank routing to this
+        # EP group, top_k each, over ep ranks (t x top_k when each EP rank brings its own t)
+        routed_tokens = t * shard.route_sources
+        routed = routed_rows(routed_tokens, moe.top_k, shard.ep, shard.imbalance)
+        active = active_experts(moe.num_experts, moe.top_k, routed_tokens * shard.imbalance) \
             / shard.ep  # of this GPU's experts, those that receive a token
         ops += mlp_ops(model, routed, moe.expert_ffn_hidden_size, shard.etp, prec,
                        "moe.expert", groups=active, fanout=moe.top_k)

@@ -126,6 +126,17 @@ class InferPlan:
     spec_tokens: int = 0  # speculative decoding: draft tokens per iteration (0 = off)
     spec_acceptance: float = 0.0
     prefill_chunk: float | None = None  # tokens per prefill iteration (None: all at once)
+    # DP attention (moe_parallel.py): attention_dp groups of tp GPUs, each with batch /
+    # attention_dp of the requests; MoE layers over all tp * attention_dp GPUs as ep groups
+    attention_dp: Array = 1
+    a2a_mode: str = "auto"  # DeepEP kernels: auto | low_latency | normal
+    expert_imbalance: float = 1.0  # busiest EP rank's routed rows over the mean
+    redundant_experts: int = 0  # EPLB's extra expert replicas, spread over the EP ranks
+
+    @property
+    def instance_gpus(self) -> Array:
+        """GPUs of one model instance (replica)."""
+        return self.tp * self.attention_dp * self.pp
 
     @property
     def precision(self) -> O.Precision:
@@ -134,9 +145,10 @@ class InferPlan:
 
 
 def expert_tp(plan: InferPlan) -> Array:
-    """Inference spreads experts over the TP ranks: ep groups of tp/ep ranks, each group
-    holding E/ep experts split tp/ep ways (vLLM / TensorRT-LLM MoE TP x EP)."""
-    return np.asarray(plan.tp) / np.asarray(plan.ep)
+    """Inference spreads experts over the instance's tp * attention_dp GPUs of a stage: ep
+    groups of tp * attention_dp / ep GPUs, each group holding E/ep experts split that many
+    ways (vLLM / TensorRT-LLM MoE TP x EP; with attention_dp = 1, over the TP ranks)."""
+    return np.asarray(plan.tp) * np.asarray(plan.attention_dp) / np.asarray(plan.ep)
 
 
 @dataclass(frozen=True)
@@ -225,13 +237,21 @@ def valid_mask(rules: list[Rule], plan) -> Array:
 
 
 def inference_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
-    """Rules of TP/PP inference (each replica uses tp*pp GPUs)."""
+    """Rules of TP/PP inference (each replica uses tp*attention_dp*pp GPUs)."""
     L, H, KV = model.num_layers, model.num_heads, model.kv_heads
     E = model.moe.num_experts if model.moe else 1
     return [
-        Rule("parallelism", lambda p: _div(num_gpus, p.tp * p.pp),
-             lambda p: f"tp*pp = {p.tp * p.pp} must divide system.num_gpus ({num_gpus}); "
-                       "the GPUs form num_gpus/(tp*pp) replicas"),
+        Rule("parallelism", lambda p: _div(num_gpus, p.instance_gpus),
+             lambda p: f"tp*attention_dp*pp = {p.instance_gpus} must divide system.num_gpus "
+                       f"({num_gpus}); the GPUs form num_gpus/(tp*attention_dp*pp) replicas"
+             if np.any(np.asarray(p.attention_dp) > 1) else
+             f"tp*pp = {p.tp * p.pp} must divide system.num_gpus ({num_gpus}); "
+             "the GPUs form num_gpus/(tp*pp) replicas"),
+        Rule("inference.batch", lambda p: _div(p.batch, p.attention_dp),
+             lambda p: f"batch ({p.batch}) must be a multiple of parallelism.attention_dp "
+                       f"({p.attention_dp}): each attention data-parallel group serves "
+                       "batch/attention_dp requests"),
+
         Rule("parallelism.tp", lambda p: _div(H, p.tp),
              lambda p: f"tp ({p.tp}) must divide the model's {H} attention heads; valid tp: "
                        f"{_divisors(H)}"),
@@ -241,9 +261,14 @@ def inference_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
              lambda p: f"pp ({p.pp}) must divide num_layers ({L}); valid pp: {_divisors(L)} "
                        "(or split unevenly: parallelism.pipeline_layers, pipeline_split or "
                        "uneven_pipeline: true)"),
-        Rule("parallelism.ep", lambda p: _div(E, p.ep),
-             lambda p: f"ep ({p.ep}) must divide the number of experts ({E})"),
-        Rule("parallelism.ep", lambda p: (p.ep == 1) | _div(p.tp, p.ep),
-             lambda p: f"in inference, ep ({p.ep}) must divide tp ({p.tp}) "
-                       "(experts spread over the tensor-parallel ranks)"),
+        Rule("parallelism.ep", lambda p: (p.ep == 1) | (model.moe is not None),
+             lambda p: "ep > 1 needs a mixture-of-experts model"),
+        Rule("parallelism.ep", lambda p: _div(E + p.redundant_experts, p.ep),
+             lambda p: f"ep ({p.ep}) must divide the number of experts ({E}"
+                       + (f" + {p.redundant_experts} redundant" if p.redundant_experts else "")
+                       + ")" + ("" if p.redundant_experts else
+                                "; EPLB's parallelism.redundant_experts can make it divide")),
+        Rule("parallelism.ep", lambda p: (p.ep == 1) | _div(p.tp * p.attention_dp, p.ep),
+             lambda p: f"in inference, ep ({p.ep}) must divide tp*attention_dp = "
+                       f"{p.tp * p.attention_dp} (experts spread over the instance's GPUs)"),
     ]

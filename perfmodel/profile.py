@@ -115,7 +115,9 @@ class CollectiveFit(Strict):
     """Achieved bus bandwidth of one collective for one group size over one kind of link."""
 
     collective: Literal[
-        "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv", "broadcast"
+        "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv", "broadcast",
+        # MoE dispatch / combine, DeepEP low-latency and normal kernels (comm.EP_ALL_TO_ALL)
+        "ep_dispatch_ll", "ep_combine_ll", "ep_dispatch_normal", "ep_combine_normal"
     ]
     scope: Literal["intra", "inter"]  # inside one node's fabric, or across the network
     group_size: Int = Field(ge=2)

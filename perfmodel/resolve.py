@@ -71,11 +71,12 @@ def replica_warnings(sc: Scenario, system: System) -> list[str]:
     parallelism."""
     if sc.kind != "inference" or sc.inference is None:
         return []
-    tp, pp = sc.parallelism.tp, sc.parallelism.pp
-    replicas = system.num_gpus // (tp * pp)
+    tp, pp, adp = sc.parallelism.tp, sc.parallelism.pp, sc.parallelism.attention_dp
+    replicas = system.num_gpus // (tp * adp * pp)
     if replicas <= 1:
         return []
-    return [f"{system.num_gpus} GPUs with tp {tp} x pp {pp}: {replicas} independent replicas "
+    dims = f"tp {tp} x attention_dp {adp} x pp {pp}" if adp > 1 else f"tp {tp} x pp {pp}"
+    return [f"{system.num_gpus} GPUs with {dims}: {replicas} independent replicas "
             f"of the model, each serving a batch of {sc.inference.batch}; latencies are one "
             "replica's, tokens/s the sum over replicas (set parallelism.tp to split one copy "
             "of the model over more GPUs)"]
@@ -130,11 +131,13 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
     p = parallelism
     tp = p.tp if tp is None else tp
     if replicas is None:
-        replicas = max(num_gpus // (tp * p.pp), 1)
+        replicas = max(num_gpus // (tp * p.attention_dp * p.pp), 1)
     fields = dict(tp=tp, pp=p.pp, replicas=replicas, weight_dtype=inf.weight_dtype,
                   activation_dtype=inf.activation_dtype, kv_dtype=inf.kv_dtype,
                   group_size=inf.quant_group_size,
-                  flash_attention=inf.flash_attention, kv_block_size=inf.kv_block_size, ep=p.ep)
+                  flash_attention=inf.flash_attention, kv_block_size=inf.kv_block_size, ep=p.ep,
+                  attention_dp=p.attention_dp, a2a_mode=p.a2a_mode,
+                  expert_imbalance=inf.expert_imbalance, redundant_experts=p.redundant_experts)
     if request:
         off, spec = inf.offload, inf.speculative
         fields |= dict(

@@ -294,3 +294,58 @@ def aic_moe(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
                   "gated": kernel != MOE_NONGATED}
         out.append(record("moe", params, row["latency"] * MS, src, kernel_source=kernel))
     return out
+
+
+# DeepEP dispatch / combine tables of SGLang's wide-EP collector: one row per (nodes, hidden,
+# tokens per rank, top-k, experts) (normal mode also per SM count); microseconds.
+DEEPEP_MODES = {"ll": ("dispatch_avg_t_us", "combine_avg_t_us"),
+                "normal": (("dispatch_transmit_us", "dispatch_notify_us"),
+                           ("combine_transmit_us", "combine_notify_us"))}
+US = 1e-6
+
+
+def aic_deepep(path: str | Path, mode: str, nodes: Iterable[int] | None = None,
+               gpus_per_node: int = 8) -> list[dict]:
+    """DeepEP all-to-all tables (``wideep_deepep_ll_perf`` / ``wideep_deepep_normal_perf``,
+    SGLang collector): ``num_token`` tokens on each of ``node_num`` x ``gpus_per_node`` ranks,
+    each routed to ``num_topk`` of ``num_experts`` experts; dispatch in fp8 with per-128-channel
+    scales (the LL table's dispatch bandwidth x time = tokens x topk x (hidden + hidden/128 x 4
+    + 16) bytes; the normal collector times the FP8 input first), combine in bf16. Records
+    ``ep_dispatch_<mode>`` / ``ep_combine_<mode>`` collectives sized as the core sizes them
+    (``moe_parallel.a2a_bytes``: tokens x copies x hidden x bytes per element, copies = topk
+    for low latency, the expected destination ranks for normal); the normal table's
+    several SM counts keep the fastest (a tuned deployment's choice). ``nodes``: keep these
+    node counts (one node: scope intra; more: inter, ``per_node`` = gpus_per_node)."""
+    from ..moe_parallel import COMBINE_BYTES, DEEPEP_FP8_BYTES, a2a_bytes, copies_per_token
+
+    if mode not in DEEPEP_MODES:
+        raise ValueError(f"mode must be one of {sorted(DEEPEP_MODES)}")
+    keep = set(nodes) if nodes is not None else None
+    cols = DEEPEP_MODES[mode]
+    best: dict[tuple, list[float]] = {}
+    for row in read_rows(path):
+        node_num = int(row["node_num"])
+        if keep is not None and node_num not in keep:
+            continue
+        key = (node_num, int(row["hidden_size"]), int(row["num_token"]), int(row["num_topk"]),
+               int(row["num_experts"]))
+        times = [sum(float(row[c]) for c in ((col,) if isinstance(col, str) else col)) * US
+                 for col in cols]
+        old = best.get(key)
+        best[key] = times if old is None else [min(a, b) for a, b in zip(old, times, strict=True)]
+    out = []
+    src = _source(path)
+    for (node_num, hidden, tokens, topk, experts), (t_disp, t_comb) in sorted(best.items()):
+        n = node_num * gpus_per_node
+        scope = "intra" if node_num == 1 else "inter"
+        copies = float(copies_per_token(mode, topk, experts, n))
+        for phase, t, elem in (("dispatch", t_disp, DEEPEP_FP8_BYTES),
+                               ("combine", t_comb, COMBINE_BYTES)):
+            params = {"collective": f"ep_{phase}_{mode}", "group_size": n, "scope": scope,
+                      "dtype": "fp8" if phase == "dispatch" else "bf16",
+                      "bytes": float(a2a_bytes(tokens, copies, hidden, elem)),
+                      "tokens": tokens, "hidden": hidden, "topk": topk, "experts": experts}
+            if scope == "inter":
+                params["per_node"] = gpus_per_node
+            out.append(record("collective", params, t, src))
+    return out

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...comm import bus_factor, collective_time, intra_bandwidth, network_steps, p2p_time
+from ...comm import (
+    bus_factor,
+    collective_time,
+    intra_bandwidth,
+    is_all_to_all,
+    network_steps,
+    p2p_time,
+)
 from ...profile import CalibrationProfile, CollectiveFit, Curve
 from ...specs.common import Source
 from ...specs.hardware import DeviceSpec, InterconnectSpec
@@ -205,7 +212,7 @@ def collective_tables(records: list[dict], device: DeviceSpec, links: Links,
             moved, axis = nb * float(bus_factor(coll, local)), nb
         else:
             bw = links.inter_per_gpu()
-            moved = (nb * (n - local) / n if coll == "all_to_all"
+            moved = (nb * (n - local) / n if is_all_to_all(coll)
                      else nb / local * float(bus_factor(coll, nodes)))
             axis = nb / local
 

@@ -1,0 +1,182 @@
+"""MoE layers across a serving instance: attention TP x attention DP, MoE TP x EP.
+
+A serving instance (one pipeline stage of it) is ``tp * attention_dp`` GPUs. Attention runs
+data parallel over ``attention_dp`` groups ("DP attention", SGLang ``--enable-dp-attention``,
+TensorRT-LLM ``enable_attention_dp``), each group tensor parallel over ``tp`` GPUs and holding
+its own requests and their KV cache. The routed experts are spread over all ``tp *
+attention_dp`` GPUs: ``ep`` expert groups of ``moe_tp = tp * attention_dp / ep`` GPUs each.
+Three ways move a MoE layer's tokens, by the layout (functions below, all array-friendly):
+
+* ``attention_dp == 1`` (vLLM / TRT-LLM TP with experts spread over the TP ranks): every GPU
+  sees every token; each keeps the rows of its local experts; one all-reduce sums the expert
+  outputs (the MLP's all-reduce, Shoeybi et al. 2019 Sec. 3).
+* ``attention_dp > 1`` and ``moe_tp == 1`` (wide EP, DeepEP): each GPU dispatches its own
+  tokens' top-k copies to the experts' ranks and combines the outputs back (all-to-all,
+  Lepikhin et al. 2020 arXiv 2006.16668 Sec. 2); DeepEP dispatches fp8 and combines bf16
+  (deepseek-ai/DeepEP README at 0297fc801788b14b338a46554faca28d419e518a, "FP8 dispatching,
+  and BF16 combining"). With attention TP > 1 the attention output is reduce-scattered over
+  the attention TP group (each rank dispatches 1/tp of its group's tokens) and all-gathered
+  after the combine: the gather/scatter between attention DP and MoE EP.
+* ``attention_dp > 1`` and ``moe_tp > 1``: the tokens of all attention DP groups are
+  all-gathered before the MoE layer and reduce-scattered after it (SGLang's DP-attention
+  gather / scatter; TensorRT-LLM's allgather / reducescatter MoE communication).
+
+DeepEP's two kernel families (DeepEP docs/legacy.md): normal (high throughput, prefill) and
+low latency (decode); SGLang's ``--deepep-mode auto`` takes normal for batches that extend
+(prefill) and low latency for decode (sgl-project/sglang python/sglang/srt/layers/moe/utils.py
+``DeepEPMode.resolve`` at d8487bad06eb305bcb1f1efcd5d89072b15bf0ec). Their time is
+``comm.collective_time`` with the fitted DeepEP tables (calibration/references.yaml).
+
+Dense FFN layers and shared experts run data parallel like attention (sharded over the
+attention TP group only), as SGLang's large-scale EP deployment does (``--moe-dense-tp-size 1``,
+lmsys.org/blog/2025-05-05-large-scale-ep, "DP for dense FFN").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .comm import collective_time
+from .ops import active_experts, routed_rows  # noqa: F401  (re-exported: the MoE layout's formulas)
+from .profile import CalibrationProfile
+from .specs.model import ModelSpec
+from .specs.system import System
+from .topology import GroupSpan
+
+Array = Any
+
+# DeepEP's fp8 dispatch: one e4m3 byte per element plus one fp32 scale per 128 channels
+# (per-token, per-128-channel scaling: DeepEP README / tests/test_low_latency.py
+# ``hidden + hidden / 128 * 4`` bytes per token; vLLM deepep_*_prepare_finalize.py
+# DEEPEP_QUANT_BLOCK_SIZE = 128).
+DEEPEP_FP8_BYTES = 1.0 + 4.0 / 128.0
+COMBINE_BYTES = 2.0  # DeepEP combines in bf16
+FP8_DISPATCH_DTYPES = ("fp8", "fp8_block", "nvfp4", "mxfp4")  # expert GEMMs take fp8/fp4 input
+A2A_MODES = ("auto", "low_latency", "normal")
+
+
+def moe_tp(tp: Array, attention_dp: Array, ep: Array) -> Array:
+    """GPUs one expert is split over: the instance's tp * attention_dp GPUs per stage, in
+    ep expert groups."""
+    return np.asarray(tp) * np.asarray(attention_dp) / np.asarray(ep)
+
+
+def dispatch_elem_bytes(weight_dtype: str, activation_dtype: str, act_bytes: float) -> float:
+    """Bytes per element a dispatch moves: fp8 with scales when the expert GEMMs take fp8 or
+    fp4 inputs (DeepEP's fp8 dispatch, as SGLang / vLLM run DeepGEMM and fp8 MoE), else the
+    activations as they are."""
+    if weight_dtype in FP8_DISPATCH_DTYPES or activation_dtype in FP8_DISPATCH_DTYPES:
+        return DEEPEP_FP8_BYTES
+    return act_bytes
+
+
+def copies_per_token(mode: str, top_k: int, experts: int, ep: Array) -> Array:
+    """Copies of a token a dispatch sends (and a combine receives back). Low latency: one per
+    routed expert, top_k (DeepEP's per-expert receive buffers, docs/legacy.md). Normal: one
+    per destination rank (``is_token_in_rank``), the expected number of distinct ranks among
+    ep holding E/ep experts each when k distinct experts are drawn uniformly:
+    ep (1 - C(E - E/ep, k) / C(E, k))."""
+    if mode == "ll":
+        return np.full(np.shape(ep), float(top_k)) if np.ndim(ep) else float(top_k)
+    ep = np.asarray(ep, float)
+    e = float(experts)
+    miss = np.ones_like(ep)
+    for i in range(top_k):  # C(E - E/ep, k) / C(E, k) as a product
+        miss = miss * np.maximum(e - e / ep - i, 0.0) / (e - i)
+    return ep * (1.0 - miss)
+
+
+def a2a_bytes(tokens_per_rank: Array, copies: Array, hidden: int, elem_bytes: float) -> Array:
+    """One rank's send buffer of a dispatch (or a combine): ``copies`` of each of its tokens'
+    hidden vector (tokens x copies x hidden x bytes; copies = top_k for the low-latency
+    kernels), the all-to-all's nccl-tests "size"."""
+    return np.asarray(tokens_per_rank, float) * copies * hidden * elem_bytes
+
+
+def resolved_mode(mode: str, phase: str) -> str:
+    """DeepEP kernel family of a pass: ``auto`` takes normal for prefill (an extend batch)
+    and low latency for decode / verification (SGLang DeepEPMode.resolve)."""
+    if mode == "auto":
+        return "normal" if phase == "prefill" else "ll"
+    return "ll" if mode == "low_latency" else "normal"
+
+
+def contiguous_span(size: Array, gpus_per_node: int) -> GroupSpan:
+    """A group of ``size`` consecutive ranks (the instance's innermost dimensions)."""
+    size = np.asarray(size, float)
+    local = np.minimum(size, gpus_per_node)
+    return GroupSpan(size=size, local=local, nodes=size / local)
+
+
+@dataclass
+class MoeComm:
+    """Communication of one forward pass on one stage, seconds (per stage, all its layers)."""
+
+    tp: Array  # attention-TP all-reduces / reduce-scatter + all-gather, and MoE-TP all-reduces
+    ep: Array  # dispatch + combine all-to-alls, or the DP gather / scatter of the MoE tokens
+    dispatch: Array = 0.0  # of ``ep``: the dispatches
+    combine: Array = 0.0  # of ``ep``: the combines
+    mode: str = ""  # DeepEP kernel family ("ll" / "normal"), "" without all-to-all
+
+
+def stage_comm(model: ModelSpec, plan, tokens: Array, phase: str, act_bytes: float,
+               system: System, profile: CalibrationProfile) -> MoeComm:
+    """Communication of one pass of ``tokens`` tokens (the whole instance's) through one
+    pipeline stage's layers (module docstring; ``plan`` an InferPlan)."""
+    tp = np.asarray(plan.tp, float)
+    dp = np.asarray(plan.attention_dp, float)
+    ep = np.asarray(plan.ep, float)
+    G = system.gpus_per_node
+    h = model.hidden_size
+    per_stage = 1.0 / np.asarray(plan.pp, float)
+    dense_layers = model.num_dense_layers * per_stage
+    moe_layers = model.num_moe_layers * per_stage
+    t_group = np.asarray(tokens, float) / dp  # tokens of one attention DP group
+    tp_span = contiguous_span(tp, G)
+    group_bytes = t_group * h * act_bytes
+    ar = collective_time("all_reduce", group_bytes, tp_span, system, profile)
+    dense = 2.0 * dense_layers * ar
+    if model.moe is None or not np.any(dp > 1):
+        return MoeComm(tp=dense + 2.0 * moe_layers * ar, ep=0.0 * dense)
+    k = model.moe.top_k
+    n_span = contiguous_span(tp * dp, G)
+    a2a = (moe_tp(tp, dp, ep) == 1) & (ep > 1)
+    # wide EP: reduce-scatter + all-gather over attention TP, dispatch + combine over EP
+    mode = resolved_mode(plan.a2a_mode, phase)
+    per_rank = t_group / tp
+    elem = dispatch_elem_bytes(plan.weight_dtype, plan.activation_dtype, act_bytes)
+    copies = copies_per_token(mode, k, model.moe.num_experts, ep)
+    disp = collective_time(f"ep_dispatch_{mode}", a2a_bytes(per_rank, copies, h, elem),
+                           n_span, system, profile)
+    comb = collective_time(f"ep_combine_{mode}", a2a_bytes(per_rank, copies, h, COMBINE_BYTES),
+                           n_span, system, profile)
+    rs_ag = (collective_time("reduce_scatter", group_bytes, tp_span, system, profile)
+             + collective_time("all_gather", group_bytes, tp_span, system, profile))
+    # MoE TP: all-reduce after attention, all-gather / reduce-scatter of all tokens over N
+    all_bytes = np.asarray(tokens, float) * h * act_bytes
+    gather = (collective_time("all_gather", all_bytes, n_span, system, profile)
+              + collective_time("reduce_scatter", all_bytes, n_span, system, profile))
+    tp_moe = np.where(a2a, rs_ag, ar)
+    ep_moe = np.where(a2a, disp + comb, gather)
+    on = np.asarray(dp > 1)
+    return MoeComm(
+        tp=dense + moe_layers * np.where(on, tp_moe, 2.0 * ar),
+        ep=moe_layers * np.where(on, ep_moe, 0.0),
+        dispatch=moe_layers * np.where(on & a2a, disp, 0.0),
+        combine=moe_layers * np.where(on & a2a, comb, 0.0),
+        mode=mode if bool(np.any(on & a2a)) else "")
+
+
+def routed_expert_weight_bytes(ops, weight_bytes: float) -> Array:
+    """Weight bytes one GPU reads for its routed experts in one pass through a stage (of the
+    operators ``inference._pass_ops`` builds): per grouped GEMM, its active experts' k x n
+    matrices at ``weight_bytes`` per element (scales included)."""
+    total = 0.0
+    for op in ops:
+        if op.name.startswith("moe.expert.") and op.cls == "gemm":
+            _, n, k = op.shape
+            total = total + op.groups * k * n * weight_bytes * op.count
+    return total

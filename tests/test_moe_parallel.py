@@ -1,0 +1,240 @@
+"""MoE layouts of serving (attention TP x attention DP, MoE TP x EP) and their all-to-alls
+(perfmodel/moe_parallel.py), against hand calculations and the measured DeepEP tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from perfmodel import ops as O
+from perfmodel.api import predict
+from perfmodel.calibrate import converters as C
+from perfmodel.calibrate.reference import sources_dir
+from perfmodel.comm import collective_time
+from perfmodel.errors import PerfModelError
+from perfmodel.inference import forward_pass
+from perfmodel.moe_parallel import (
+    DEEPEP_FP8_BYTES,
+    a2a_bytes,
+    contiguous_span,
+    copies_per_token,
+    routed_rows,
+    stage_comm,
+)
+from perfmodel.resolve import inference_inputs, resolve
+from perfmodel.zoo import resolve_model
+
+DSV3 = resolve_model("deepseek-v3")  # hidden 7168, 256 routed experts, top-8, 58 MoE layers
+
+
+def scenario(tp=1, adp=8, ep=8, batch=64, gpus=8, device="h200-sxm-141gb", model="deepseek-v3",
+             **extra):
+    par = {"tp": tp, "ep": ep}
+    if adp != 1:
+        par["attention_dp"] = adp
+    par.update(extra.pop("parallelism", {}))
+    inf = {"batch": batch, "prompt_len": 1000, "output_len": 200, "weight_dtype": "fp8",
+           "activation_dtype": "fp8", **extra}
+    return {"kind": "inference", "model": model,
+            "system": {"device": device, "num_gpus": gpus}, "parallelism": par, "inference": inf}
+
+
+def plan_of(sc):
+    rs = resolve(sc)
+    return rs, inference_inputs(rs.scenario, rs.system, rs.profile).plan
+
+
+def test_dispatch_bytes_by_hand():
+    # DeepSeek-V3 decode, batch 64 on attention DP8 x EP8: 8 tokens per rank, 8 copies each
+    # (low latency sends one per routed expert), 7168 fp8 elements + one fp32 scale per 128
+    assert a2a_bytes(8, 8, 7168, DEEPEP_FP8_BYTES) == 8 * 8 * (7168 + 7168 / 128 * 4)
+    assert a2a_bytes(8, 8, 7168, DEEPEP_FP8_BYTES) == 473_088
+    rs, plan = plan_of(scenario())
+    comm = stage_comm(DSV3, plan, 64, "decode", 2.0, rs.system, rs.profile)
+    span = contiguous_span(8, 8)
+    one = collective_time("ep_dispatch_ll", 473_088, span, rs.system, rs.profile)
+    assert comm.mode == "ll"
+    assert comm.dispatch == pytest.approx(58 * one)  # one dispatch per MoE layer
+    combine = collective_time("ep_combine_ll", 8 * 8 * 7168 * 2.0, span, rs.system, rs.profile)
+    assert comm.combine == pytest.approx(58 * combine)  # combined back in bf16
+
+
+def test_normal_mode_sends_one_copy_per_destination_rank():
+    # 8 of 256 experts on 8 ranks of 32: P(a rank gets none) = C(224, 8) / C(256, 8)
+    miss = np.prod([(224 - i) / (256 - i) for i in range(8)])
+    assert copies_per_token("normal", 8, 256, 8) == pytest.approx(8 * (1 - miss))
+    assert copies_per_token("normal", 8, 256, 1) == pytest.approx(1.0)
+    assert copies_per_token("ll", 8, 256, 8) == 8
+
+
+@pytest.mark.parametrize("layout", [dict(adp=8, ep=1), dict(tp=8, adp=1, ep=8),
+                                    dict(tp=8, adp=1, ep=1)])
+def test_no_all_to_all_without_wide_ep(layout):
+    rs, plan = plan_of(scenario(**layout))
+    comm = stage_comm(DSV3, plan, 64, "decode", 2.0, rs.system, rs.profile)
+    assert comm.dispatch == 0 and comm.combine == 0 and comm.mode == ""
+    p = predict(scenario(**layout))
+    assert p.breakdown["moe"]["decode_step"]["all_to_all_s"] == 0
+
+
+def test_ep1_attention_dp_gathers_tokens():
+    # attention DP with MoE TP over all 8 GPUs: the MoE tokens are all-gathered and
+    # reduce-scattered (SGLang's DP attention without DeepEP)
+    rs, plan = plan_of(scenario(adp=8, ep=1))
+    comm = stage_comm(DSV3, plan, 64, "decode", 2.0, rs.system, rs.profile)
+    span = contiguous_span(8, 8)
+    nb = 64 * 7168 * 2.0
+    one = (collective_time("all_gather", nb, span, rs.system, rs.profile)
+           + collective_time("reduce_scatter", nb, span, rs.system, rs.profile))
+    assert comm.ep == pytest.approx(58 * one)
+
+
+@given(tokens=st.floats(1, 1e6), ep=st.sampled_from([1, 2, 4, 8, 16, 32, 64, 256]),
+       top_k=st.integers(1, 16))
+def test_rows_per_rank_sum_to_routed_tokens(tokens, ep, top_k):
+    assert routed_rows(tokens, top_k, ep) * ep == pytest.approx(tokens * top_k)
+
+
+@pytest.mark.parametrize("tp,adp,ep", [(8, 1, 8), (1, 8, 8), (2, 4, 8), (8, 1, 1), (1, 8, 1)])
+def test_grouped_gemm_rows_are_the_local_experts_share(tp, adp, ep):
+    """Each GPU's expert GEMMs process T*top_k/ep rows (the overcount of T*top_k per GPU
+    under EP is gone), split over moe_tp = tp*adp/ep GPUs along the FFN width."""
+    rs, plan = plan_of(scenario(tp=tp, adp=adp, ep=ep))
+    ops, _ = __import__("perfmodel.inference", fromlist=["_pass_ops"])._pass_ops(
+        DSV3, plan, 64, 1.0, 1001, 1001, "decode", 64)
+    up = next(op for op in ops if op.name == "moe.expert.up")
+    m, n, k = up.shape
+    assert m * up.groups == pytest.approx(64 * 8 / ep)
+    assert n == pytest.approx(2 * 2048 / (tp * adp / ep))
+    flops_all_gpus = up.flops * tp * adp
+    assert flops_all_gpus == pytest.approx(2 * 64 * 8 * 2 * 2048 * 7168)
+
+
+def test_imbalance_scales_the_busiest_ranks_rows():
+    rs, plan = plan_of(scenario(expert_imbalance=1.5))
+    ops, _ = __import__("perfmodel.inference", fromlist=["_pass_ops"])._pass_ops(
+        DSV3, plan, 64, 1.0, 1001, 1001, "decode", 64)
+    up = next(op for op in ops if op.name == "moe.expert.up")
+    assert up.shape[0] * up.groups == pytest.approx(1.5 * 64 * 8 / 8)
+    assert predict(scenario(expert_imbalance=1.5)).tpot_s > predict(scenario()).tpot_s
+
+
+@settings(max_examples=15, deadline=None)
+@given(batch=st.sampled_from([8, 64, 256]), eps=st.sampled_from([(1, 2), (2, 4), (4, 8),
+                                                                 (1, 8)]))
+def test_memory_per_gpu_never_rises_with_ep(batch, eps):
+    small, large = (predict(scenario(ep=e, batch=batch)).memory_per_gpu_bytes for e in eps)
+    assert large <= small
+
+
+def test_kv_cache_split_across_attention_dp():
+    # MLA's latent KV is not sharded by TP: TP8 holds every sequence's KV on every GPU,
+    # DP8 holds 1/8 of the sequences per GPU
+    tp8 = predict(scenario(tp=8, adp=1, ep=8)).breakdown["memory"]["kv_cache"]
+    dp8 = predict(scenario(tp=1, adp=8, ep=8)).breakdown["memory"]["kv_cache"]
+    assert dp8 == pytest.approx(tp8 / 8)
+
+
+def test_attention_dp_must_divide_batch_one_line():
+    with pytest.raises(PerfModelError) as err:
+        predict(scenario(batch=12))
+    msg = str(err.value)
+    assert "\n" not in msg and "inference.batch" in msg and "attention_dp (8)" in msg
+
+
+def test_ep_must_divide_experts_unless_redundant():
+    sc = scenario(tp=1, adp=72, ep=72, batch=72, gpus=72)
+    with pytest.raises(PerfModelError, match="redundant_experts"):
+        predict(sc)
+    sc["parallelism"]["redundant_experts"] = 32  # EPLB's 288 experts over EP72
+    assert predict(sc).tpot_s > 0
+
+
+def test_serving_refuses_attention_dp():
+    sc = scenario()
+    sc["kind"] = "serving"
+    del sc["inference"]["batch"]
+    sc["serving"] = {"arrival": {"rate_per_s": 1.0}, "num_requests": 4}
+    with pytest.raises(PerfModelError, match="attention_dp"):
+        predict(sc)
+
+
+def _deepep(mode: str, device: str = "h200_sxm") -> dict:
+    path = (sources_dir() / f"aiconfigurator/systems/data/{device}/comm/sglang/0.5.12/"
+            f"wideep_deepep_{mode}_perf.parquet")
+    out = {}
+    for r in C.aic_deepep(path, mode):
+        p = r["params"]
+        out[(p["collective"].split("_")[1], p["hidden"], p["topk"], p["experts"],
+             p["tokens"])] = r["time_s"]
+    return out
+
+
+@pytest.mark.parametrize("device", ["h100_sxm", "h200_sxm", "b200_sxm"])
+def test_deepep_low_latency_beats_normal_at_small_batches(device):
+    """The measured tables (SGLang's DeepEP collector): at 1-32 tokens per rank the
+    low-latency kernels are faster than the normal ones, and the fitted profile keeps that."""
+    ll, normal = _deepep("ll", device), _deepep("normal", device)
+    shared = [k for k in ll if k in normal and k[-1] <= 32]
+    assert shared
+    for key in shared:
+        assert ll[key] < normal[key]
+    rs, plan = plan_of(scenario(batch=64))
+    low = stage_comm(DSV3, plan, 64, "decode", 2.0, rs.system, rs.profile)
+    from dataclasses import replace
+
+    high = stage_comm(DSV3, replace(plan, a2a_mode="normal"), 64, "decode", 2.0, rs.system,
+                      rs.profile)
+    assert low.ep < high.ep
+
+
+def test_auto_mode_is_normal_for_prefill():
+    p = predict(scenario())
+    assert p.breakdown["moe"]["prefill"]["a2a_mode"] == "normal"
+    assert p.breakdown["moe"]["decode_step"]["a2a_mode"] == "ll"
+
+
+def test_pipeline_parallel_composes_with_attention_dp():
+    one = predict(scenario(gpus=16))
+    two = predict(scenario(gpus=16, parallelism={"pp": 2, "uneven_pipeline": True}))
+    assert two.memory_per_gpu_bytes < one.memory_per_gpu_bytes
+    rs, plan = plan_of(scenario(gpus=16, parallelism={"pp": 2, "uneven_pipeline": True}))
+    assert plan.replicas == 1 and plan.instance_gpus == 16
+    res = forward_pass(DSV3, rs.system, plan, rs.profile, 64, 1.0, 1001, 1001, "decode", 64, False)
+    assert res.ep_comm > 0 and res.pp_comm > 0
+
+
+def test_routed_expert_bytes_are_the_active_experts():
+    # batch 1 on TP8 (attention_dp 1, ep 8): 8 routed experts of 256, one per EP rank on
+    # average, each 3 x 7168 x 2048 fp8 weights: the breakdown's routed-expert bytes
+    p = predict(scenario(tp=8, adp=1, ep=8, batch=1))
+    per_expert = 3 * 7168 * 2048 * 1.0
+    active = 256 / 8 * (1 - (1 - 8 / 256) ** 1)  # = 1 per rank
+    expected = 58 * active * per_expert
+    assert p.breakdown["moe"]["decode_step"]["routed_expert_weight_bytes_per_gpu"] == \
+        pytest.approx(expected, rel=1e-6)
+
+
+def test_megatron_ep_etp_pp_training_composes():
+    """Training: EP carved from DP (each EP rank brings its micro-batch, route_sources = ep):
+    rows per rank t*top_k, E/ep experts per rank split etp ways; with PP the stage holds its
+    layers' experts only."""
+    t, tp, ep, etp = 4096.0, 2, 8, 2
+    mix = resolve_model("mixtral-8x7b")
+    shard = O.Shard(tp, False, ep, etp, route_sources=ep)
+    ops = O.layer_forward_ops(mix, True, 1, t, t, O.attention_pairs(t, t), shard,
+                              O.Precision.training("bf16"))
+    up = next(op for op in ops if op.name == "moe.expert.up")
+    assert up.shape[0] * up.groups == pytest.approx(t * 2)  # top-2
+    assert up.groups == pytest.approx(8 / ep, rel=1e-6)  # every local expert active
+    assert up.shape[1] == pytest.approx(2 * 14336 / etp)
+    base = {"kind": "training", "model": "mixtral-8x7b",
+            "system": {"device": "h100-sxm5-80gb", "num_gpus": 64},
+            "training": {"seq_len": 4096, "global_batch": 64, "micro_batch": 1}}
+    one = predict({**base, "parallelism": {"tp": 2, "pp": 1, "ep": 8, "etp": 2}})
+    two = predict({**base, "parallelism": {"tp": 2, "pp": 2, "ep": 8, "etp": 2}})
+    assert two.breakdown["memory"]["weights"] == pytest.approx(
+        one.breakdown["memory"]["weights"] / 2, rel=0.05)
+    assert two.step_time_s > 0 and np.isfinite(two.step_time_s)
