@@ -42,7 +42,7 @@ BASE_LOSS_BYTES_PER_LOGIT = 4.0  # fp32 logits: what memory.embedding_and_head_a
 def _extra(op: O.Op, name: str, elems: Array, extra_bytes_per_elem: float,
            launches: float) -> O.Op:
     return O.Op(name=name, cls=O.ELEMENTWISE, flops=0.0,
-                bytes=elems * max(extra_bytes_per_elem, 0.0), dtype="fp32", count=op.count,
+                bytes=elems * np.maximum(extra_bytes_per_elem, 0.0), dtype="fp32", count=op.count,
                 shape=(elems,), phase=op.phase, block=op.block, kernel="unfused",
                 launches=float(launches))
 
