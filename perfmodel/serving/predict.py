@@ -114,7 +114,7 @@ def _deployment_summary(sc: Scenario, dep: Deployment) -> dict:
     out = {
         "scheduler": sc.serving.scheduler.kind,
         "token_budget": dep.token_budget,
-        "max_batch": sc.serving.scheduler.max_batch,
+        "max_batch": dep.scheduler.max_batch,  # the engine's max_num_seqs when it set it
         "num_gpus": dep.num_gpus,
         "instances": [{"role": i.role, "count": i.count, "tp": int(i.plan.tp),
                        "pp": int(i.plan.pp), "kv_blocks": i.kv.num_blocks,
