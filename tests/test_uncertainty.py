@@ -240,3 +240,9 @@ def test_quantity_band_matches_the_prediction_band_without_calibration(predictio
     default = pm.load_profile(ROOT / "calibration" / "default.json")
     ranges, _ = prediction_ranges(p, default, sc)
     assert ranges["step_time_s"] == pytest.approx([p.step_time_s * lo, p.step_time_s * hi])
+
+
+def test_write_bands_refuses_a_subset_before_running(capsys):
+    assert main(["validate", "--write-bands", "--kind", "training"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--write-bands builds the bands from every case" in captured.err

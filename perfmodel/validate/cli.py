@@ -20,6 +20,10 @@ def run_cli(args) -> int:
         from .measured import run_cli as measure_cli
 
         return measure_cli(args)
+    if getattr(args, "write_bands", False) and (
+            (getattr(args, "kind", "all") or "all") != "all" or getattr(args, "case", None)):
+        raise PerfModelError("--write-bands builds the bands from every case: drop --kind "
+                             "and --case")
     if getattr(args, "calibration", None):
         raise PerfModelError("--calibration is used with --measure; published cases are "
                              "predicted with each device's shipped calibration profile")
@@ -45,9 +49,6 @@ def _write_bands(args, report) -> None:
     from ..uncertainty import bands_path
     from .bands import bands_document
 
-    if (getattr(args, "kind", "all") or "all") != "all" or getattr(args, "case", None):
-        raise PerfModelError("--write-bands builds the bands from every case: drop --kind "
-                             "and --case")
     doc = bands_document(report)
     out = write_json_atomic(doc, bands_path())
     cov = doc["leave_one_source_out"]["overall"]
