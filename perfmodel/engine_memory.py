@@ -101,11 +101,17 @@ def sglang_default_fraction(rule: ReserveRule, gpu_mem_mb: float, tp: int, pp: i
 
 
 def profile_activation_bytes(model: ModelSpec, tokens: float, rows: float, tp: int,
-                             act_bytes: float, sampler_bytes_per_logit: float) -> float:
+                             act_bytes: float, sampler_bytes_per_logit: float,
+                             moe_chunk_tokens: int | None = None) -> float:
     """Torch activation peak of a profiling run: the widest layer step for ``tokens`` tokens
     (``memory.inference_workspace_bytes``) plus the sampler's vocabulary-wide tensors for
-    ``rows`` sequences (logits are gathered over TP, so the full vocabulary per GPU)."""
+    ``rows`` sequences (logits are gathered over TP, so the full vocabulary per GPU). For a
+    MoE model with ``moe_chunk_tokens``, the fused-MoE output cache of min(tokens, chunk) x
+    top_k x hidden activations (vLLM fused_moe.py ``intermediate_cache3``) is added; the
+    expert-FFN caches are the workspace's MLP terms."""
     forward = float(inference_workspace_bytes(model, tokens, 0, tp, act_bytes))
+    if model.moe and moe_chunk_tokens:
+        forward += min(tokens, moe_chunk_tokens) * model.moe.top_k * model.hidden_size * act_bytes
     return forward + rows * model.vocab_size * sampler_bytes_per_logit
 
 
@@ -136,7 +142,8 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         tokens = batched or max_len
         rows = min(seqs or tokens, tokens)
         act = profile_activation_bytes(model, tokens, rows, tp, shape.act_bytes,
-                                       m.sampler_bytes_per_logit or 0.0) if m.profile_run else 0.0
+                                       m.sampler_bytes_per_logit or 0.0,
+                                       m.moe_chunk_tokens) if m.profile_run else 0.0
         multi = (m.non_torch_gib_tp_multi if tp * pp > 1 else m.non_torch_gib_tp1) or 0.0
         non_torch = multi * GIB
         kv = fraction * total - weights - act - non_torch

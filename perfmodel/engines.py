@@ -76,6 +76,9 @@ class MemoryFacts(Strict):
     fraction_name: str | None = None
     profile_run: Bool = False
     sampler_bytes_per_logit: Float | None = Field(default=None, ge=0)
+    # fused MoE (vLLM): tokens per chunk; the (chunk, top_k, hidden) output cache is held at
+    # the MoE layer's activation peak (None: not counted)
+    moe_chunk_tokens: Int | None = Field(default=None, ge=1)
     non_torch_gib_tp1: Float | None = Field(default=None, ge=0)
     non_torch_gib_tp_multi: Float | None = Field(default=None, ge=0)
     cuda_graphs_in_budget: Bool = False

@@ -200,6 +200,16 @@ def test_vllm_kv_grows_with_utilization_and_shrinks_with_the_profiled_batch(u, d
             <= _mem(max_num_batched_tokens=tokens).kv_cache_bytes)
 
 
+def test_vllm_profile_holds_the_fused_moe_output_cache():
+    """vLLM fused_moe.py: intermediate_cache3 of min(tokens, 32768) x top_k x hidden bf16."""
+    mixtral = get_model("mixtral-8x7b")
+    plain = profile_activation_bytes(mixtral, 8192, 256, 2, 2.0, 14)
+    moe = profile_activation_bytes(mixtral, 8192, 256, 2, 2.0, 14, moe_chunk_tokens=32768)
+    assert moe - plain == 8192 * 2 * 4096 * 2
+    dense = profile_activation_bytes(LLAMA3_8B, 8192, 256, 1, 2.0, 14, moe_chunk_tokens=32768)
+    assert dense == profile_activation_bytes(LLAMA3_8B, 8192, 256, 1, 2.0, 14)
+
+
 def test_activation_peak_is_linear_in_tokens_and_rows():
     a = profile_activation_bytes(LLAMA3_8B, 1000, 10, 1, 2.0, 14)
     b = profile_activation_bytes(LLAMA3_8B, 2000, 20, 1, 2.0, 14)
