@@ -284,3 +284,25 @@ def test_driver_memory_above_the_nominal_capacity_is_refused():
     data = H100.model_dump(exclude_none=True) | {"usable_memory_gib": 81.0}
     with pytest.raises(SpecError, match="usable_memory_gib .* must not exceed memory_gb"):
         validate(DeviceSpec, data)
+
+
+# ---- validation cases ------------------------------------------------------------------------
+
+def test_every_engine_startup_case_is_predicted_with_its_engine_and_the_generic_rule():
+    from perfmodel.validate.cases import load_case_file, validation_root
+    from perfmodel.validate.conventions import engine_metric
+    from perfmodel.validate.run import run_case
+
+    cases = load_case_file(validation_root() / "inference" / "engine_startup.yaml")
+    assert len(cases) >= 15
+    assert {lc.case.scenario["engine"] if isinstance(lc.case.scenario["engine"], str)
+            else lc.case.scenario["engine"]["name"] for lc in cases} >= {"vllm", "sglang",
+                                                                          "llamacpp"}
+    for lc in cases:
+        row = run_case(lc)
+        assert row.status == "ok", (lc.case.id, row.error)
+        assert lc.case.source.url.startswith("https://github.com/")
+    # the generic figure of a case: perfmodel's engine-neutral serving rule
+    sc = as_scenario({**BASE, "engine": "generic"})
+    tokens = engine_metric("kv_cache_tokens", predict(sc), sc)
+    assert tokens > 0 and tokens % 16 == 0
