@@ -48,7 +48,7 @@ def test_an_unsourced_number_in_an_engine_file_is_refused():
     data = read_mapping(ROOT / "engines" / "vllm.yaml")
     data["field_sources"] = {k: v for k, v in data["field_sources"].items()
                              if "block_size" not in k}
-    with pytest.raises(SpecError, match="no source for.*memory.block_size"):
+    with pytest.raises(SpecError, match=r"no source for.*memory\.block_size"):
         validate(EngineSpec, data)
 
 
@@ -60,7 +60,7 @@ def test_a_field_source_naming_an_unknown_source_is_refused():
 
 
 def test_unknown_engine_id_suggests_the_known_ones():
-    with pytest.raises(SpecError, match="unknown engine 'vlm'.*vllm"):
+    with pytest.raises(SpecError, match=r"unknown engine 'vlm'.*vllm"):
         get_engine("vlm")
 
 
@@ -282,7 +282,7 @@ def test_driver_memory_above_the_nominal_capacity_is_refused():
     from perfmodel.specs.hardware import DeviceSpec
 
     data = H100.model_dump(exclude_none=True) | {"usable_memory_gib": 81.0}
-    with pytest.raises(SpecError, match="usable_memory_gib .* must not exceed memory_gb"):
+    with pytest.raises(SpecError, match=r"usable_memory_gib .* must not exceed memory_gb"):
         validate(DeviceSpec, data)
 
 

@@ -30,8 +30,8 @@ from ..specs.assemble import resolve_system
 from ..specs.model import ModelSpec
 from ..specs.registry import profile_for
 from ..specs.scenario import (
-    EngineConfig,
     ArrivalConfig,
+    EngineConfig,
     InferenceConfig,
     LengthDistribution,
     Parallelism,
