@@ -38,17 +38,30 @@ def test_tokens_and_gpu_counts():
 
 
 def test_rows_add_up(seventy):
+    from perfmodel.planning.training import _system
+    from perfmodel.search import scenario_for
+    from perfmodel.specs.scenario import TrainingConfig
+
     price = load_prices().devices[H100].usd_per_gpu_hour
-    tdp = pm.get_device(H100).tdp_w
     assert {r.gpus for r in seventy.rows} >= {1024, 2048, 4096, 8192}
+    assert not seventy.warnings  # every row's step time is predict's to the last digit
+    sc, _, _ = _system(H100, pm.get_model("llama-3-70b"), 8192,
+                       TrainingConfig(seq_len=8192, global_batch=512))
     for r in seventy.rows:
         p = r.plan
         assert r.gpus == p["tp"] * p["pp"] * p["cp"] * p["dp"]
         assert r.days == pytest.approx(15e12 / p["tokens_per_s"] / 86400)
         assert r.gpu_hours == pytest.approx(r.days * 24 * r.gpus)
         assert r.usd == pytest.approx(r.gpu_hours * price)
-        assert r.energy_mwh == pytest.approx(r.gpu_hours * tdp / 1e6)  # TDP: an upper bound
         assert 0 < p["mfu"] < 1 and p["memory_headroom"] >= 0.05
+        pred = pm.predict(scenario_for(sc, p))
+        assert pred.step_time_s == pytest.approx(p["step_time_s"], rel=1e-12)
+        # energy from the power model: J per trained token x tokens
+        assert r.energy_mwh == pytest.approx(pred.energy_per_token_j * 15e12 / 3.6e9)
+        lo, hi = r.scaled(r.days)
+        assert lo <= r.days <= hi
+        assert [lo, hi] == pytest.approx([r.days * x / pred.step_time_s
+                                          for x in pred.ranges["step_time_s"]])
     days = [r.days for r in sorted(seventy.rows, key=lambda r: r.gpus)]
     assert days == sorted(days, reverse=True)  # more GPUs, fewer days
 
@@ -98,8 +111,9 @@ def test_json_and_csv(seventy):
     assert json.loads(json.dumps(d))  # plain JSON
     rows = list(csv.DictReader(io.StringIO(seventy.to_csv())))
     assert len(rows) == len(seventy.rows)
-    assert {"device", "gpus", "tp", "pp", "days", "usd", "energy_mwh", "mfu",
-            "memory_headroom", "pareto"} <= set(rows[0])
+    assert {"device", "gpus", "tp", "pp", "days", "days_lo", "days_hi", "usd", "energy_mwh",
+            "mfu", "memory_headroom", "pareto"} <= set(rows[0])
+    assert all(float(r["days_lo"]) <= float(r["days"]) <= float(r["days_hi"]) for r in rows)
 
 
 def _cli(*args):

@@ -6,9 +6,12 @@ For every device, one plan sweep (``search.sweep``) covers all GPU counts at onc
 an axis of the plan mesh; the step model never reads the system's own count), and the fastest
 fitting plan per count becomes a row. Time = tokens / (global batch tokens / step time); at a
 fixed GPU count the fastest plan is also the cheapest, so one row per (device, count) holds
-both. Dollars are GPU-hours x the dated on-demand price of ``hardware_specs/prices.yaml``;
-energy is GPU-hours x the device's power (a measured calibration power if the profile has one,
-else the datasheet TDP: an upper bound, training runs below TDP most of the step).
+both. Each row's plan is then predicted once through ``perfmodel.predict`` (the same step time
+to the last digit), which gives its 80 % band (docs/uncertainty.md: calibration residuals and
+the validation error of comparable cases; applied to days, GPU-hours and USD) and its energy
+from the power model (perfmodel/power.py: each part of the step at its power). Dollars are
+GPU-hours x the dated on-demand price of ``hardware_specs/prices.yaml``. Without a power
+model figure (no TDP), energy falls back to ``serving.economics.power_per_gpu``.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from ..errors import SpecError
 from ..search import (
     DEFAULT_HEADROOM,
     SearchSpace,
+    base_plan,
     best_per_gpu_count,
-    bound_terms,
     describe,
+    scenario_for,
     sweep,
 )
 from ..serving.economics import PriceTable, load_prices, power_per_gpu
@@ -115,8 +119,17 @@ class Row:
     usd: float | None
     energy_mwh: float | None
     bound: list[dict]
+    band: tuple[float, float] | None = None  # 80 % band of true / predicted step time
+    energy_basis: str = ""
     pareto: bool = False
     meets: bool = True
+
+    def scaled(self, value: float | None) -> list[float] | None:
+        """``value`` (days, GPU-hours, USD: all proportional to the step time) as its
+        80 % range."""
+        if value is None or self.band is None:
+            return None
+        return [value * self.band[0], value * self.band[1]]
 
     def to_dict(self) -> dict:
         p = self.plan
@@ -127,7 +140,10 @@ class Row:
                                                   "uneven_pipeline")},
                 "step_time_s": p["step_time_s"], "tokens_per_s": p["tokens_per_s"],
                 "days": self.days, "gpu_hours": self.gpu_hours, "usd": self.usd,
-                "energy_mwh": self.energy_mwh, "mfu": p["mfu"],
+                "energy_mwh": self.energy_mwh, "energy_basis": self.energy_basis,
+                "days_range": self.scaled(self.days),
+                "gpu_hours_range": self.scaled(self.gpu_hours),
+                "usd_range": self.scaled(self.usd), "mfu": p["mfu"],
                 "memory_per_gpu_bytes": p["memory_per_gpu_bytes"],
                 "memory_headroom": p["memory_headroom"], "bound_by": self.bound,
                 "pareto": self.pareto, "meets_constraints": self.meets}
@@ -164,14 +180,15 @@ class TrainingPlanResult:
     def to_csv(self) -> str:
         cols = ["device", "gpus", "tp", "pp", "vp", "cp", "dp", "ep", "micro_batch",
                 "sequence_parallel", "zero_stage", "recompute", "uneven_pipeline",
-                "step_time_s", "days", "gpu_hours", "usd", "energy_mwh", "mfu",
-                "memory_headroom", "pareto", "meets_constraints"]
+                "step_time_s", "days", "days_lo", "days_hi", "gpu_hours", "usd",
+                "energy_mwh", "mfu", "memory_headroom", "pareto", "meets_constraints"]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
         for r in self.rows:
             d = r.to_dict()
-            flat = {**d, **d["parallelism"]}
+            lo, hi = d["days_range"] or (None, None)
+            flat = {**d, **d["parallelism"], "days_lo": lo, "days_hi": hi}
             w.writerow(["" if flat[c] is None else flat[c] for c in cols])
         return buf.getvalue()
 
@@ -229,7 +246,7 @@ def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> Trainin
                               precision=inp.precision)
     rows: list[Row] = []
     work = {"considered": 0, "modelled": 0, "valid": 0, "fitting": 0, "seconds": 0.0,
-            "per_device": {}}
+            "search_seconds": 0.0, "per_device": {}}
     warnings: list[str] = []
     for device in devices:
         t0 = time.perf_counter()
@@ -238,30 +255,22 @@ def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> Trainin
         if profile.kind == "default":
             warnings.append(f"{device}: no calibration profile; documented default "
                             "efficiencies (rougher answers)")
-        from ..search import base_plan
-
         sw = sweep(model, system, profile, base_plan(sc), inp.space, counts, inp.headroom)
         best = best_per_gpu_count(sw)
-        watts, power_basis = power_per_gpu(system.device, profile)
+        t_search = time.perf_counter() - t0
         price = prices.devices.get(device)
-        bounds = bound_terms(sw, best, 2)
-        for rec, bound in zip(best, bounds, strict=True):
-            seconds = tokens / rec["tokens_per_s"]
-            gpu_hours = seconds / 3600.0 * rec["gpus"]
-            rows.append(Row(
-                device=device, gpus=rec["gpus"], plan=rec, days=seconds / 86400.0,
-                gpu_hours=gpu_hours,
-                usd=gpu_hours * price.usd_per_gpu_hour if price else None,
-                energy_mwh=gpu_hours * watts / 1e6 if watts else None,
-                bound=bound))
+        fallback = power_per_gpu(system.device, profile)
+        for rec in best:
+            rows.append(_row(sc, rec, tokens, price, fallback, inp.calibration, warnings))
         dt = time.perf_counter() - t0
         for k in ("considered", "modelled", "valid", "fitting"):
             work[k] += getattr(sw, k)
         work["seconds"] += dt
+        work["search_seconds"] += t_search
         work["per_device"][device] = {"gpu_counts": counts, "considered": sw.considered,
                                       "modelled": sw.modelled, "valid": sw.valid,
                                       "fitting": sw.fitting, "seconds": dt,
-                                      "power_basis": power_basis,
+                                      "search_seconds": t_search,
                                       "price": (f"{price.provider} {price.usd_per_gpu_hour:g} "
                                                 f"USD/GPU-h ({price.date})") if price else None}
         if not price:
@@ -276,9 +285,40 @@ def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> Trainin
               "global_batch": global_batch, "precision": inp.precision,
               "headroom": inp.headroom,
               "prices": {"basis": prices.basis, "currency": prices.currency},
-              "energy_basis": "GPU-hours x power per GPU (measured calibration power, else "
-                              "datasheet TDP: an upper bound)"}
+              "band": "80 % band of the step time (docs/uncertainty.md), applied to days, "
+                      "GPU-hours and USD"}
     return TrainingPlanResult(inputs, rows, work, warnings)
+
+
+def _row(sc: Scenario, rec: dict, tokens: float, price, fallback: tuple, calibration,
+         warnings: list[str]) -> Row:
+    """A table row: the plan predicted on its own (band, energy, breakdown) and its totals."""
+    from ..api import predict
+
+    pred = predict(scenario_for(sc, rec), calibration=calibration)
+    if abs(pred.step_time_s / rec["step_time_s"] - 1) > 1e-9:
+        warnings.append(f"{sc.system.device} {rec['gpus']} GPUs: predict gives "
+                        f"{pred.step_time_s:.6g} s per step, the search {rec['step_time_s']:.6g}")
+    seconds = tokens / rec["tokens_per_s"]
+    gpu_hours = seconds / 3600.0 * rec["gpus"]
+    if pred.energy_per_token_j is not None:
+        mwh = pred.energy_per_token_j * tokens / 3.6e9
+        basis = ("power model (perfmodel/power.py: each part of the step at its power, plus "
+                 "the node's power beyond its GPUs where sourced)")
+    else:
+        watts, how = fallback
+        mwh = gpu_hours * watts / 1e6 if watts else None
+        basis = f"GPU-hours x {how}" if watts else how
+    step_range = (pred.ranges or {}).get("step_time_s")
+    band = (step_range[0] / pred.step_time_s, step_range[1] / pred.step_time_s) \
+        if step_range else None
+    parts = {k: float(v) for k, v in pred.breakdown.get("time", {}).items()}
+    total = sum(parts.values()) or 1.0
+    bound = [{"term": k, "seconds": v, "share": v / total}
+             for k, v in sorted(parts.items(), key=lambda kv: -kv[1])[:2] if v > 0]
+    return Row(device=sc.system.device, gpus=rec["gpus"], plan=rec, days=seconds / 86400.0,
+               gpu_hours=gpu_hours, usd=gpu_hours * price.usd_per_gpu_hour if price else None,
+               energy_mwh=mwh, bound=bound, band=band, energy_basis=basis)
 
 
 def _mark(rows: list[Row], inp: TrainingPlanInputs) -> None:
@@ -308,7 +348,9 @@ def render(result: TrainingPlanResult, all_rows: bool = False) -> str:
         shown_rows = result.rows
     rows = []
     for r in sorted(shown_rows, key=lambda r: (r.days, r.device)):
-        rows.append((r.device, r.gpus, describe(r.plan), _num(r.days), _num(r.gpu_hours / 1e6),
+        rng = r.scaled(r.days)
+        rows.append((r.device, r.gpus, describe(r.plan), _num(r.days),
+                     f"{_num(rng[0])}-{_num(rng[1])}" if rng else "-", _num(r.gpu_hours / 1e6),
                      _num(r.usd / 1e6) if r.usd is not None else "-",
                      _num(r.energy_mwh) if r.energy_mwh is not None else "-",
                      f"{100 * r.plan['mfu']:.1f}", f"{100 * r.plan['memory_headroom']:.0f}",
@@ -317,7 +359,8 @@ def render(result: TrainingPlanResult, all_rows: bool = False) -> str:
                                                                       inp["budget_usd"]) else "")))
     out.append("")
     if rows:
-        out.append(table(rows, header=("device", "GPUs", "plan", "days", "M GPU-h", "M USD",
+        out.append(table(rows, header=("device", "GPUs", "plan", "days", "80 % band",
+                                       "M GPU-h", "M USD",
                                        "MWh", "MFU %", "free %", "bound by", "mark")))
         out.append("P: time-vs-cost Pareto (no row both faster and cheaper)"
                    + ("; ok: meets --days / --budget" if inp["days"] or inp["budget_usd"]
@@ -328,15 +371,19 @@ def render(result: TrainingPlanResult, all_rows: bool = False) -> str:
     out.append("")
     if ans:
         cost = f", {ans.usd / 1e6:.3g} M USD" if ans.usd is not None else ""
-        out.append(f"answer: {ans.gpus} x {ans.device}, {ans.days:.1f} days, "
+        rng = ans.scaled(ans.days)
+        band = f" (80 % band {rng[0]:.1f}-{rng[1]:.1f})" if rng else ""
+        out.append(f"answer: {ans.gpus} x {ans.device}, {ans.days:.1f} days{band}, "
                    f"{ans.gpu_hours / 1e6:.3g} M GPU-hours{cost} ({describe(ans.plan)})")
     elif inp["days"] or inp["budget_usd"]:
         out.append("answer: no device and GPU count meets the constraints")
     w = result.work
     out.append(f"searched {w['considered']:,} plans ({w['modelled']:,} modelled, "
-               f"{w['fitting']:,} fit) in {w['seconds']:.2f} s")
+               f"{w['fitting']:,} fit) in {w['search_seconds']:.2f} s; rows predicted with "
+               f"bands and energy, {w['seconds']:.2f} s in all")
+    bases = sorted({r.energy_basis for r in result.rows if r.energy_basis})
     out.append(f"price basis: {inp['prices']['basis']} (hardware_specs/prices.yaml); "
-               f"energy: {inp['energy_basis']}")
+               f"energy: {'; '.join(bases) or '-'}; band: {inp['band']}")
     out += [f"warning: {x}" for x in result.warnings]
     return "\n".join(out)
 
