@@ -258,7 +258,8 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
             except SpecError as err:
                 candidates.append(Candidate(device, tp, False, f"does not apply: {err}"))
                 continue
-            frontier += batch_points(dep, wl, device, tp)
+            frontier += batch_points(dep, wl, device, tp) + _ep_points(sc, system, profile,
+                                                                       wl, device, tp)
             miss = _zero_load_misses(dep, wl, inp.slo)
             if miss:
                 candidates.append(Candidate(device, tp, False, miss))
@@ -312,7 +313,22 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
 FRONTIER_BATCHES = tuple(2 ** k for k in range(11))  # 1 ... 1024 sequences
 
 
-def batch_points(dep: Deployment, wl: Workload, device: str, tp: int) -> list[dict]:
+def _ep_points(sc: Scenario, system, profile, wl: Workload, device: str, tp: int
+               ) -> list[dict]:
+    """For a MoE model, the same TP with its experts spread over the TP ranks (ep = tp,
+    vLLM's --enable-expert-parallel) as frontier points of their own."""
+    if sc.model.moe is None or tp == 1:
+        return []
+    ep = sc.model_copy(update={"parallelism": sc.parallelism.model_copy(update={"ep": tp})})
+    try:
+        dep = deployment_for(ep, system, profile, ep.inference, wl, counts=(1,))
+    except SpecError:
+        return []
+    return batch_points(dep, wl, device, tp, ep=tp)
+
+
+def batch_points(dep: Deployment, wl: Workload, device: str, tp: int, ep: int = 1
+                 ) -> list[dict]:
     """Throughput per GPU vs interactivity of one replica at each decode batch up to its KV-
     and max_batch-limited size: tokens/s/user = 1 / TPOT(batch, mean context), tokens/s/GPU =
     batch x output / (batch x prefill(mean prompt) + output x TPOT) / GPUs (each request's
@@ -326,7 +342,7 @@ def batch_points(dep: Deployment, wl: Workload, device: str, tp: int) -> list[di
     out = []
     for b in sorted({x for x in FRONTIER_BATCHES if x <= top} | {top}):
         tpot = inst.cost.iteration_time([], [], [p + o / 2] * b)
-        out.append({"device": device, "tp": tp, "batch": b, "tpot_s": tpot,
+        out.append({"device": device, "tp": tp, "ep": ep, "batch": b, "tpot_s": tpot,
                     "tokens_per_s_per_user": 1.0 / tpot,
                     "tokens_per_s_per_gpu": b * o / (b * t_pre + max(o - 1, 0) * tpot) / gpus,
                     "pareto": False})
@@ -349,14 +365,14 @@ def render_frontier(result: PlanResult) -> list[str]:
     """The Pareto points, most interactive first."""
     from ..textfmt import table
 
-    rows = [(q["device"], q["tp"], q["batch"], f"{q['tokens_per_s_per_user']:.1f}",
+    rows = [(q["device"], q["tp"], q["ep"], q["batch"], f"{q['tokens_per_s_per_user']:.1f}",
              f"{q['tokens_per_s_per_gpu']:.1f}", f"{q['tpot_s'] * 1e3:.1f}")
             for q in result.frontier if q["pareto"]]
     if not rows:
         return []
-    return ["", "throughput vs interactivity (Pareto over device x TP x batch, one replica at "
-            "the mean prompt / output):",
-            table(rows, header=("device", "tp", "batch", "tok/s/user", "tok/s/GPU",
+    return ["", "throughput vs interactivity (Pareto over device x TP/EP x batch, one replica "
+            "at the mean prompt / output):",
+            table(rows, header=("device", "tp", "ep", "batch", "tok/s/user", "tok/s/GPU",
                                 "TPOT ms"))]
 
 
