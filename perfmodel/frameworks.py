@@ -110,6 +110,10 @@ class FsdpFacts(Strict):
     unsharded_grad_bytes_per_param: Float = Field(ge=0, le=8)
     reduce_bytes_per_param: Float = Field(ge=0, le=8)
     root_gathered_in_forward: Bool
+    # HBM bytes per (unsharded) parameter of the copy kernels around each all-gather and
+    # reduce-scatter of a block
+    copy_out_bytes_per_param: Float = Field(default=0.0, ge=0, le=16)
+    reduce_copy_in_bytes_per_param: Float = Field(default=0.0, ge=0, le=16)
     source: str
 
 

@@ -220,8 +220,9 @@ class LayerTerms:
     time (already inside the operator times; reported apart)."""
 
     def __init__(self, dispatch: Array = 0.0, cp_imbalance: Array = 0.0,
-                 unfused: Array = 0.0) -> None:
+                 unfused: Array = 0.0, fsdp_copies: Array = 0.0) -> None:
         self.dispatch, self.cp_imbalance, self.unfused = dispatch, cp_imbalance, unfused
+        self.fsdp_copies = fsdp_copies
 
 
 def layer_terms(fw: Framework | None, st: Any, kind: str, cp: Array, causal: bool) -> LayerTerms:
@@ -234,7 +235,8 @@ def layer_terms(fw: Framework | None, st: Any, kind: str, cp: Array, causal: boo
     attention = sum(st.attention(lab) for lab in labels)
     extra = (cp_imbalance_factor(fw, cp, causal) - 1.0) * attention
     unfused = sum(unfused_time(st.ops, st.weighted, st.groups[lab]) for lab in labels)
-    return LayerTerms(dispatch, extra, unfused)
+    copies = sum(fsdp_copy_time(st.ops, st.weighted, st.groups[lab]) for lab in labels)
+    return LayerTerms(dispatch, extra, unfused, copies)
 
 
 def split_time(fw: Framework | None, parts: dict, terms: dict[str, LayerTerms], per_stage,
@@ -246,8 +248,10 @@ def split_time(fw: Framework | None, parts: dict, terms: dict[str, LayerTerms], 
     kinds = list(terms)
     unfused = m * (per_stage({k: terms[k].unfused for k in kinds})
                    + np.where(np.asarray(pp) > 1, 0.0, head_unfused))
-    parts[O.ELEMENTWISE] = parts[O.ELEMENTWISE] - unfused
+    copies = m * per_stage({k: terms[k].fsdp_copies for k in kinds})
+    parts[O.ELEMENTWISE] = parts[O.ELEMENTWISE] - unfused - copies
     parts["unfused_elementwise"] = unfused
+    parts["fsdp_copies"] = copies
     parts["dispatch"] = m * per_stage({k: terms[k].dispatch for k in kinds})
     parts["cp_imbalance"] = m * per_stage({k: terms[k].cp_imbalance for k in kinds})
     return parts
@@ -283,3 +287,32 @@ def framework_breakdown(fw: Framework | None, zero_stage: int, dp_exposed: float
         out["fsdp_prefetch"] = {"forward": fw.spec.fsdp.prefetch_forward,
                                 "backward": fw.spec.fsdp.prefetch_backward}
     return out
+
+
+FSDP_COPY = "fsdp.copy"  # name prefix of the copy kernels around FSDP's collectives
+
+
+def fsdp_copies(fw: Framework | None, zero_stage: int, layer_params: Array,
+                backward: bool) -> list[O.Op]:
+    """The copy kernels FSDP runs around one block's collectives per micro-batch (ZeRO-3 /
+    FSDP with resharding): forward, the all-gather output copied out to the parameters;
+    backward, the re-gather's copy-out and the gradients copied into the reduce-scatter input
+    (torch fsdp/_fully_shard/_fsdp_collectives.py split_with_sizes_copy, chunk_cat).
+    ``layer_params``: the block's parameters on this GPU before sharding (after TP)."""
+    if fw is None or fw.baseline or fw.spec.fsdp is None or zero_stage != 3:
+        return []
+    f = fw.spec.fsdp
+    per_param = f.copy_out_bytes_per_param + (f.reduce_copy_in_bytes_per_param if backward
+                                              else 0.0)
+    if per_param == 0 or not np.any(np.asarray(layer_params) > 0):
+        return []
+    launches = (1.0 if f.copy_out_bytes_per_param else 0.0) + (
+        1.0 if backward and f.reduce_copy_in_bytes_per_param else 0.0)
+    return [O.Op(name=FSDP_COPY + (".bwd" if backward else ""), cls=O.ELEMENTWISE, flops=0.0,
+                 bytes=layer_params * per_param, dtype="fp32", shape=(layer_params,),
+                 phase="bwd" if backward else "fwd", block="fsdp", kernel="copy",
+                 launches=max(launches, 1.0))]
+
+
+def fsdp_copy_time(ops: list[O.Op], weighted: list, rows: list[int]) -> Array:
+    return row_sum(weighted, [i for i in rows if ops[i].name.startswith(FSDP_COPY)])

@@ -186,8 +186,11 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
     for kind in kinds:
         fwd = _layer_forward(model, kind == "moe", plan, prec)
         fwd = FC.attention_layout_copies(fw, FC.unfused_chains(fw, fwd), model, plan.tp, prec.act)
-        add(f"{kind}.fwd", fwd)
-        add(f"{kind}.bwd", [b for op in fwd for b in O.backward(op, prec)])
+        block = param_counts(model).per_dense_layer / plan.tp if kind == "dense" else 0.0
+        zero = effective_zero_stage(plan)
+        add(f"{kind}.fwd", fwd + FC.fsdp_copies(fw, zero, block, backward=False))
+        add(f"{kind}.bwd", [b for op in fwd for b in O.backward(op, prec)]
+            + FC.fsdp_copies(fw, zero, block, backward=True))
         add(f"{kind}.rec", recomputed_ops(plan.recompute, fwd, model, kind == "moe",
                                            plan.flash_attention))
     tokens = plan.micro_batch * (plan.seq_len / plan.cp)

@@ -209,3 +209,18 @@ def test_eager_torchtitan_is_never_faster_than_the_fused_baseline(seq_len, micro
                             "sequence_parallel": tp > 1}
         return s
     assert pm.predict(sc("torchtitan")).step_time_s >= pm.predict(sc(None)).step_time_s
+
+
+def test_fsdp2_copy_kernels_of_a_llama3_8b_block():
+    """FSDP2 copies the all-gather output into the parameters (2 + 2 B per parameter) and the
+    bf16 gradients into the fp32 reduce-scatter input (2 + 4 B). A Llama-3-8B block holds
+    4096 x (4096 + 1024 + 1024 + 4096) + 3 x 4096 x 14336 + 2 x 4096 = 218,112,000
+    parameters: 872,448,000 B in forward, 10 B/parameter = 2,181,120,000 B in backward."""
+    fw = resolve_framework(FrameworkConfig(name="torchtitan"))
+    block = 4096 * (4096 + 1024 + 1024 + 4096) + 3 * 4096 * 14336 + 2 * 4096
+    assert block == 218_112_000
+    fwd = FC.fsdp_copies(fw, 3, block, backward=False)
+    bwd = FC.fsdp_copies(fw, 3, block, backward=True)
+    assert fwd[0].bytes == 872_448_000 and bwd[0].bytes == 2_181_120_000
+    assert FC.fsdp_copies(fw, 1, block, backward=True) == []
+    assert FC.fsdp_copies(resolve_framework(FrameworkConfig()), 3, block, True) == []
