@@ -6,8 +6,8 @@ Each engine budgets device memory its own way (the rule is ``memory.budget`` of 
   KV = u x T - W - A - N, with T the device memory CUDA reports, u = gpu_memory_utilization,
   W the weights, A the torch activation peak of a profiling forward over max_num_batched_tokens
   dummy tokens plus the sampler on min(max_num_seqs, max_num_batched_tokens) rows of
-  vocabulary-wide logits, N the non-torch memory (NCCL, cuBLAS, context). CUDA graphs are
-  captured afterwards, outside u x T.
+  vocabulary-wide logits, N the non-torch memory (NCCL, custom all-reduce, cuBLAS; more at
+  TP >= 2 on an NVLS fabric). CUDA graphs are captured afterwards, outside u x T.
 * ``init_free_fraction`` (SGLang, model_runner.profile_max_num_token):
   KV = (M - W) - M x (1 - f) = f x M - W, with M the free memory after the distributed init
   (T minus the CUDA context) and f = mem_fraction_static (by default from server_args.py's
@@ -51,6 +51,7 @@ class EngineShape:
     kv_dtype: str = "bf16"
     act_bytes: float = 2.0
     group_size: int = 128
+    nvls: bool = False  # the GPUs' fabric does in-switch reductions (NVLink SHARP)
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,10 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         act = profile_activation_bytes(model, tokens, rows, tp, shape.act_bytes,
                                        m.sampler_bytes_per_logit or 0.0,
                                        m.moe_chunk_tokens) if m.profile_run else 0.0
-        multi = (m.non_torch_gib_tp_multi if tp * pp > 1 else m.non_torch_gib_tp1) or 0.0
-        non_torch = multi * GIB
+        gib = (m.non_torch_gib_tp_multi if tp * pp > 1 else m.non_torch_gib_tp1) or 0.0
+        if tp > 1 and shape.nvls:
+            gib += m.non_torch_gib_nvls_extra or 0.0
+        non_torch = gib * GIB
         kv = fraction * total - weights - act - non_torch
         breakdown = {"weights": weights, "activation_peak": act, "non_torch": non_torch,
                      "kv_cache": max(kv, 0.0), "outside_budget": (1 - fraction) * total}
@@ -207,18 +210,19 @@ def spec_fraction_field(spec: EngineSpec) -> str:
     return spec.memory.fraction_name or "gpu_memory_utilization"
 
 
-def shape_for(parallelism, inference) -> EngineShape:
+def shape_for(parallelism, inference, system=None) -> EngineShape:
     """The EngineShape of a scenario's parallelism and inference sections (inference may be
-    None: a serving scenario without one runs bf16)."""
+    None: a serving scenario without one runs bf16) on ``system`` (its fabric's NVLS)."""
     from .dtypes import nbytes
 
     tp, pp, ep = parallelism.tp, parallelism.pp, parallelism.ep
+    nvls = bool(system is not None and system.intra.nvls)
     if inference is None:
-        return EngineShape(tp=tp, pp=pp, ep=ep, etp=parallelism.etp)
+        return EngineShape(tp=tp, pp=pp, ep=ep, etp=parallelism.etp, nvls=nvls)
     return EngineShape(tp=tp, pp=pp, ep=ep, etp=parallelism.etp,
                        weight_dtype=inference.weight_dtype, kv_dtype=inference.kv_dtype,
                        act_bytes=float(nbytes(inference.activation_dtype)),
-                       group_size=inference.quant_group_size)
+                       group_size=inference.quant_group_size, nvls=nvls)
 
 
 def for_scenario(sc, system, profile) -> EngineMemory | None:
@@ -227,7 +231,7 @@ def for_scenario(sc, system, profile) -> EngineMemory | None:
 
     if sc.engine.name == "generic":
         return None
-    return engine_memory(sc.model, system.device, shape_for(sc.parallelism, sc.inference),
+    return engine_memory(sc.model, system.device, shape_for(sc.parallelism, sc.inference, system),
                          get_engine(sc.engine.name), sc.engine,
                          profile.memory_overheads.cuda_context_gib)
 

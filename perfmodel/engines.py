@@ -81,6 +81,7 @@ class MemoryFacts(Strict):
     moe_chunk_tokens: Int | None = Field(default=None, ge=1)
     non_torch_gib_tp1: Float | None = Field(default=None, ge=0)
     non_torch_gib_tp_multi: Float | None = Field(default=None, ge=0)
+    non_torch_gib_nvls_extra: Float | None = Field(default=None, ge=0)  # NVLS fabrics, TP >= 2
     cuda_graphs_in_budget: Bool = False
     block_size: Int = Field(ge=1)
     default_n_ctx: Int | None = Field(default=None, ge=1)

@@ -113,7 +113,7 @@ def test_vllm_budget_for_llama3_8b_on_one_h100_by_hand():
     weights = 8_030_261_248 * 2  # Llama-3-8B parameters (model card) in bf16
     forward = 8192 * (4 * 4096 + 2 * 3 * 14336 + 2 * (32 + 2 * 8) * 128)  # widest step, 8192 tok
     sampler = min(1024, 8192) * 128256 * 14  # logits of max_num_seqs rows, bf16 + 3 fp32 copies
-    kv = 0.9 * 79.22 * GIB - weights - (forward + sampler) - 1.79 * GIB
+    kv = 0.9 * 79.22 * GIB - weights - (forward + sampler) - 0.04 * GIB  # non-torch at TP 1
     per_token = 2 * 8 * 128 * 2 * 32  # K and V, 8 KV heads x 128, bf16, 32 layers
     assert e.weights_bytes == pytest.approx(weights, rel=1e-9)
     assert e.activation_peak_bytes == pytest.approx(forward + sampler, rel=1e-9)
@@ -132,13 +132,25 @@ def test_vllm_weights_and_activation_peak_against_the_published_profile():
     assert e.activation_peak_bytes / GIB == pytest.approx(1.26, rel=0.10)
 
 
+def test_vllm_reserves_more_non_torch_memory_at_tp2_on_an_nvls_fabric():
+    """0.38 GiB at TP >= 2 (vLLM #16570, A100), plus 1.79 GiB on NVSwitch with NVLS (vLLM PR
+    #10511: TP 2 - TP 1 on H100)."""
+    spec, cfg = get_engine("vllm"), EngineConfig(name="vllm")
+    plain = engine_memory(LLAMA3_8B, H100, EngineShape(tp=2), spec, cfg, 0.7)
+    nvls = engine_memory(LLAMA3_8B, H100, EngineShape(tp=2, nvls=True), spec, cfg, 0.7)
+    assert plain.non_torch_bytes == pytest.approx(0.38 * GIB)
+    assert nvls.non_torch_bytes - plain.non_torch_bytes == pytest.approx(1.79 * GIB)
+    one = engine_memory(LLAMA3_8B, H100, EngineShape(tp=1, nvls=True), spec, cfg, 0.7)
+    assert one.non_torch_bytes == pytest.approx(0.04 * GIB)
+
+
 def test_vllm_uses_the_small_defaults_on_an_a100():
     e = _mem(device=get_device("a100-sxm4-80gb"))
     assert (e.max_num_seqs, e.max_num_batched_tokens) == (256, 2048)
 
 
 def test_vllm_reports_a_max_model_len_the_cache_cannot_hold():
-    e = _mem(gpu_memory_utilization=0.25)  # 19.8 GiB: weights, peak and non-torch leave < 1
+    e = _mem(gpu_memory_utilization=0.23)  # 18.2 GiB: weights and peak leave ~0.6 GiB
     assert 0 < e.kv_cache_tokens < 8192
     assert any("refuses to start" in p for p in e.problems)
 

@@ -217,7 +217,7 @@ def engine_kv_capacity(model: ModelSpec, system: System, parallelism: Parallelis
     from ..engine_memory import engine_memory, shape_for
     from ..engines import get_engine
 
-    shape = replace(shape_for(parallelism, inference), tp=tp)
+    shape = replace(shape_for(parallelism, inference, system), tp=tp)
     mem = engine_memory(model, system.device, shape, get_engine(engine.name), engine,
                         profile.memory_overheads.cuda_context_gib)
     return KVCapacity(mem.kv_bytes_per_token, mem.kv_block_size, mem.kv_cache_blocks,
