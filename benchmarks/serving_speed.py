@@ -9,6 +9,11 @@ model from the operator list) and the summary (percentiles, series) are timed ap
 the event loop; "CPU s" is the process CPU time of the whole run (setup + simulation +
 summary), which other jobs on a shared machine disturb less than the wall-clock time. A
 figure, not a pass/fail test: it depends on the machine and its load.
+
+The closed-loop rows (``closed C=...``) replace the Poisson arrivals by C clients that each
+send their next request when the last one ends (``vllm bench serve --max-concurrency``),
+with continuous and chunked batching; "req/s sim" is requests simulated per second of the
+event loop's CPU time, "bench" the vLLM-style summary (serving.bench.benchmark_metrics).
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ import yaml
 
 import perfmodel as pm
 from perfmodel.api import resolve_profile
+from perfmodel.serving.bench import benchmark_metrics
 from perfmodel.serving.metrics import summarize
 from perfmodel.serving.predict import deployment_for, serving_inputs
 from perfmodel.specs.assemble import resolve_system
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / \
     "serving-llama3-8b-h100-continuous.yaml"
+CLOSED = ((16, "continuous"), (64, "continuous"), (16, "chunked"), (256, "chunked"))
 SCHEDULERS = {
     "continuous": {"kind": "continuous"},
     "chunked": {"kind": "chunked", "token_budget": 512},
@@ -75,6 +82,38 @@ def main() -> None:
         print(f"{name:14s} {setup:8.3f} {sim:10.3f} {summ:9.3f} {total:8.3f} {cpu:6.3f} "
               f"{iters:10d}  "
               f"{s['ttft_s']['p90'] * 1e3:.0f} ms / {s['tpot_s']['p90'] * 1e3:.1f} ms")
+    closed_loop(base, args)
+
+
+def closed_loop(base: dict, args) -> None:
+    """The closed-loop benchmark mode at a few client counts."""
+    print(f"\n{'closed loop':18s} {'setup s':>8s} {'simulate s':>10s} {'bench s':>8s} "
+          f"{'CPU s':>6s} {'req/s sim':>10s}  median TTFT / TPOT")
+    for conc, kind in CLOSED:
+        sched = {"kind": kind} | ({"token_budget": 512} if kind == "chunked" else {})
+        data = {**base, "serving": {**base["serving"], "num_requests": args.requests,
+                                    "scheduler": {**base["serving"]["scheduler"], **sched},
+                                    "arrival": {"process": "closed", "concurrency": conc}}}
+        sc = pm.as_scenario(data)
+        system, profile = resolve_system(sc.system), resolve_profile(sc)
+        best = None
+        for _ in range(args.repeat):
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            inf, wl = serving_inputs(sc)
+            dep = deployment_for(sc, system, profile, inf, wl)
+            t1, c1 = time.perf_counter(), time.process_time()
+            res = dep.simulate(wl)
+            t2, c2 = time.perf_counter(), time.process_time()
+            b = benchmark_metrics(res.reqs, dep.num_gpus, conc)
+            t3 = time.perf_counter()
+            row = (t1 - t0, t2 - t1, t3 - t2, time.process_time() - c0, c2 - c1, b)
+            best = row if best is None or row[4] < best[4] else best
+        setup, sim, bench, cpu, sim_cpu, b = best
+        label = f"closed C={conc} {kind[:5]}"
+        print(f"{label:18s} {setup:8.3f} {sim:10.3f} {bench:8.3f} {cpu:6.3f} "
+              f"{args.requests / sim_cpu:10.0f}  {b['median_ttft_ms']:.0f} ms / "
+              f"{b['median_tpot_ms']:.1f} ms")
 
 
 if __name__ == "__main__":
