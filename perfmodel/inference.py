@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import ops as O
-from .comm import collective_time, p2p_time
+from .comm import p2p_time
 from .memory import (
     inference_weight_bytes,
     inference_workspace_bytes,
@@ -41,7 +41,7 @@ from .roofline import OpTimes, Roofline, op_times
 from .specs.model import ModelSpec
 from .specs.system import System
 from .stages import stage_params
-from .topology import group_spans, pp_neighbours_cross_nodes
+from .topology import pp_neighbours_cross_nodes
 
 Array = Any
 DECODE_SAMPLES = 8  # context points at which decode steps are evaluated (linear in between)

@@ -14,7 +14,7 @@ from perfmodel.calibrate import converters as C
 from perfmodel.calibrate.reference import sources_dir
 from perfmodel.comm import collective_time
 from perfmodel.errors import PerfModelError
-from perfmodel.inference import forward_pass
+from perfmodel.inference import _pass_ops, forward_pass
 from perfmodel.moe_parallel import (
     DEEPEP_FP8_BYTES,
     a2a_bytes,
@@ -101,11 +101,11 @@ def test_rows_per_rank_sum_to_routed_tokens(tokens, ep, top_k):
 def test_grouped_gemm_rows_are_the_local_experts_share(tp, adp, ep):
     """Each GPU's expert GEMMs process T*top_k/ep rows (the overcount of T*top_k per GPU
     under EP is gone), split over moe_tp = tp*adp/ep GPUs along the FFN width."""
-    rs, plan = plan_of(scenario(tp=tp, adp=adp, ep=ep))
-    ops, _ = __import__("perfmodel.inference", fromlist=["_pass_ops"])._pass_ops(
+    _, plan = plan_of(scenario(tp=tp, adp=adp, ep=ep))
+    ops, _ = _pass_ops(
         DSV3, plan, 64, 1.0, 1001, 1001, "decode", 64)
     up = next(op for op in ops if op.name == "moe.expert.up")
-    m, n, k = up.shape
+    m, n, _ = up.shape
     assert m * up.groups == pytest.approx(64 * 8 / ep)
     assert n == pytest.approx(2 * 2048 / (tp * adp / ep))
     flops_all_gpus = up.flops * tp * adp
@@ -113,8 +113,8 @@ def test_grouped_gemm_rows_are_the_local_experts_share(tp, adp, ep):
 
 
 def test_imbalance_scales_the_busiest_ranks_rows():
-    rs, plan = plan_of(scenario(expert_imbalance=1.5))
-    ops, _ = __import__("perfmodel.inference", fromlist=["_pass_ops"])._pass_ops(
+    _, plan = plan_of(scenario(expert_imbalance=1.5))
+    ops, _ = _pass_ops(
         DSV3, plan, 64, 1.0, 1001, 1001, "decode", 64)
     up = next(op for op in ops if op.name == "moe.expert.up")
     assert up.shape[0] * up.groups == pytest.approx(1.5 * 64 * 8 / 8)
