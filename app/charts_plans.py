@@ -21,8 +21,10 @@ def pareto_front(points: list[dict], x: str, y: str) -> list[dict]:
 
 
 def pareto_figure(points: list[dict], x: str, y: str, group: str, x_title: str,
-                  y_title: str, title: str, text: str | None = None) -> go.Figure:
-    """Every candidate as a marker coloured by ``group``; the Pareto frontier as a line."""
+                  y_title: str, title: str, text: str | None = None,
+                  from_zero: bool = True) -> go.Figure:
+    """Every candidate as a marker coloured by ``group``; the Pareto frontier as a line.
+    ``from_zero``: axes start at 0 (else they zoom on the points)."""
     fig = go.Figure()
     groups = list(dict.fromkeys(str(p[group]) for p in points))
     for i, g in enumerate(groups):
@@ -39,8 +41,9 @@ def pareto_figure(points: list[dict], x: str, y: str, group: str, x_title: str,
                                  mode="lines", name="Pareto frontier",
                                  line={"color": "#222222", "dash": "dot", "width": 2},
                                  hoverinfo="skip"))
-    fig.update_xaxes(title_text=x_title, rangemode="tozero")
-    fig.update_yaxes(title_text=y_title, rangemode="tozero")
+    mode = "tozero" if from_zero else "normal"
+    fig.update_xaxes(title_text=x_title, rangemode=mode)
+    fig.update_yaxes(title_text=y_title, rangemode=mode)
     _layout(fig, title, height=420)
     fig.update_layout(margin={"t": 100})
     return fig

@@ -75,6 +75,13 @@ def show_warnings(warnings: Iterable[str]) -> None:
             st.warning(plain(warning), icon=":material/warning:")
 
 
+def short_name(device_id: str) -> str:
+    """A device's name without its parenthesised form factor ('B200', not 'B200 (HGX/DGX
+    B200)'), for metric values that must fit a card."""
+    devices = pm.devices()
+    return devices[device_id].name.split(" (")[0] if device_id in devices else device_id
+
+
 def header_line(pred: pm.Prediction) -> None:
     device = pm.get_device(pred.device)
     models = pm.models()

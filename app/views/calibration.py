@@ -93,7 +93,7 @@ if picked is not None:
         ("Device", profile.device or "—", f"created {profile.created or '?'}"),
         ("Tables with held-out errors", str(len(fit)),
          f"worst median: {worst.table} {worst.median_ape:.1%}" if worst else "none"),
-    ])
+    ], per_row=2)
     if profile.notes:
         with st.expander("Notes and sources"):
             st.markdown(plain(profile.notes))

@@ -20,6 +20,7 @@ from common import (
     metric_cards,
     plain,
     pm,
+    short_name,
     show_error,
     sync_url,
     url_state,
@@ -143,13 +144,14 @@ def search_planner() -> None:
     c2.download_button("Best plan scenario YAML",
                        yaml.safe_dump(plan_scenario(sc, res["plans"][0]), sort_keys=False),
                        file_name="best-plan.yaml", key="pl_yaml", icon=":material/download:")
-    points = [{"recompute": r["recompute"], "step": r["step (s)"], "mem": r["GiB/GPU"],
+    points = [{"TP": f"TP{r['tp']}", "step": r["step (s)"], "mem": r["GiB/GPU"],
                "plan": f"TP{r['tp']} PP{r['pp']} CP{r['cp']} DP{r['dp']} VP{r['vp']} "
                        f"mb{r['micro_batch']} ZeRO{r['ZeRO']}"}
               for r in plan_rows(res, tokens, price, n0)]
     st.plotly_chart(charts_plans.pareto_figure(
-        points, "step", "mem", "recompute", "step time (s)", "memory per GPU (GiB)",
-        f"The {len(points)} fastest plans — step time vs memory", text="plan"),
+        points, "step", "mem", "TP", "step time (s)", "memory per GPU (GiB)",
+        f"The {len(points)} fastest plans — step time vs memory", text="plan",
+        from_zero=False),
         key="pl_pareto_chart", width="stretch")
 
 
@@ -188,7 +190,8 @@ def tokens_planner() -> None:
     ans = res["answer"]
     if ans:
         metric_cards([
-            ("Answer", f"{ans['gpus']:,} × {devices[ans['device']].name}", ans["plan"]),
+            ("Answer", f"{ans['gpus']:,} × {short_name(ans['device'])}",
+             f"{devices[ans['device']].name}: {ans['plan']}"),
             ("Time", f"{ans['days']:.1f} days", f"MFU {ans['mfu']:.1%}, step "
                                                 f"{ans['step_time_s']:.2f} s"),
             ("Cost", f"{ans['usd'] / 1e6:,.1f} M USD" if ans["usd"] else "—",
@@ -256,8 +259,9 @@ def serve_planner() -> None:
     if best:
         cost = best["cost"] or {}
         metric_cards([
-            ("Cheapest", f"{best['replicas']} × {devices[best['device']].name}",
-             f"TP {best['tp']} per replica = {best['gpus']} GPUs"),
+            ("Cheapest", f"{best['replicas']} × {short_name(best['device'])}",
+             f"{devices[best['device']].name}, TP {best['tp']} per replica = {best['gpus']} "
+             "GPUs"),
             ("USD per hour", f"{cost['usd_per_hour']:.2f}" if cost else "—",
              cost.get("price", "no price")),
             ("USD per M output tokens",

@@ -105,7 +105,7 @@ def serving_section() -> dict | None:
     return serving
 
 
-def cards(pred) -> list[tuple[str, str, str]]:
+def cards(pred) -> list[tuple]:
     s = pred.serving
     tput, slo = s["throughput"], s["slo"]
     cost = s.get("cost") or {}
@@ -116,10 +116,10 @@ def cards(pred) -> list[tuple[str, str, str]]:
         return "—" if value is None else sec(value)
 
     return [
-        ("TTFT p50 / p90", f"{pct('ttft', 50)} / {pct('ttft', 90)}", "time to first token, "
-         "queueing included"),
-        ("TPOT p50 / p90", f"{pct('tpot', 50)} / {pct('tpot', 90)}", "mean time per output "
-         "token after the first, per request"),
+        ("TTFT p90", pct("ttft", 90), "time to first token, queueing included (90th "
+         "percentile over requests; the median under the value)", f"p50 {pct('ttft', 50)}"),
+        ("TPOT p90", pct("tpot", 90), "mean time per output token after the first, per "
+         "request (90th percentile; the median under the value)", f"p50 {pct('tpot', 50)}"),
         ("Output tokens/s", charts.fmt_rate(tput["output_tokens_per_s"]),
          f"{tput['requests_per_s']:.2f} req/s served of "
          f"{tput['offered_requests_per_s']:.2f} offered"),
