@@ -148,3 +148,26 @@ def test_bad_input_is_one_line(args, field):
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and field in lines[0] and "Traceback" not in out.stderr
+
+
+def test_default_devices_are_calibrated_and_scale_out():
+    from perfmodel.planning.training import default_devices
+    from perfmodel.specs.registry import reference_profile
+
+    devices = default_devices(load_prices())
+    assert H100 in devices and "b200" in devices
+    for d in devices:
+        assert reference_profile(d) is not None and pm.get_device(d).memory_gb >= 40
+
+
+def test_an_uncalibrated_device_is_planned_with_a_warning():
+    res = pm.plan_training(model="llama-3-8b", tokens="100B", devices=["l40s"], max_gpus=64)
+    assert res.rows and any("l40s" in w and "default" in w for w in res.warnings)
+
+
+def test_405b_is_planned_on_uneven_pipelines():
+    res = pm.plan_training(model="llama-3.1-405b", tokens="15.6T", devices=[H100],
+                           max_gpus=16384, global_batch_tokens=16 * 2**20)
+    by = {r.gpus: r for r in res.rows}
+    assert {1024, 2048, 4096, 8192, 16384} <= set(by)
+    assert all(by[n].plan["uneven_pipeline"] for n in (1024, 16384))

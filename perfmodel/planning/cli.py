@@ -44,8 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--days", type=positive_float, help="finish within this many days")
     p.add_argument("--budget", type=usd_arg, help="spend at most this many USD (e.g. 30M)")
     p.add_argument("--devices", type=id_list,
-                   help="comma-separated device ids (default: priced datacenter GPUs whose "
-                        "node scales out, >= 40 GB)")
+                   help="comma-separated device ids (default: priced GPUs with a reference "
+                        "calibration profile whose node scales out, >= 40 GB)")
     p.add_argument("--max-gpus", type=bounded_int(1, MAX_GPUS), default=DEFAULT_MAX_GPUS,
                    help=f"most GPUs to consider (default {DEFAULT_MAX_GPUS}); counts tried: "
                         "powers of 2 up to a node, then whole nodes doubling")

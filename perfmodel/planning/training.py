@@ -78,13 +78,16 @@ def gpu_counts(gpus_per_node: int, max_gpus: int) -> list[int]:
 
 
 def default_devices(prices: PriceTable) -> list[str]:
-    """Priced devices whose default node scales out (an inter-node network) and that hold at
-    least MIN_DEVICE_MEMORY_GB."""
+    """Priced devices with a reference calibration profile whose default node scales out (an
+    inter-node network) and that hold at least MIN_DEVICE_MEMORY_GB. Others (documented
+    default efficiencies only) are planned when named in --devices, with a warning."""
     known = registry.devices()
     out = []
     for dev in prices.devices:
         d = known.get(dev)
         if d is None or d.memory_gb < MIN_DEVICE_MEMORY_GB or not d.default_node:
+            continue
+        if registry.reference_profile(dev) is None:
             continue
         node = registry.get_node(d.default_node)
         if node.inter_node and node.gpus_per_node >= 4:
