@@ -62,11 +62,11 @@ def test_stage_partition_even_is_none_and_errors_name_the_field():
     assert stage_partition(80, 4) is None
     assert stage_partition(80, 4, uneven=True) is None  # divides: the even split
     assert stage_partition(80, 6, uneven=True) == (13, 13, 13, 14, 14, 13)
-    with pytest.raises(SpecError, match="parallelism.pipeline_layers sums to 81"):
+    with pytest.raises(SpecError, match=r"parallelism\.pipeline_layers sums to 81"):
         stage_partition(80, 2, layers=[41, 40])
-    with pytest.raises(SpecError, match="parallelism.pipeline_layers has 3 stages but pp is 2"):
+    with pytest.raises(SpecError, match=r"parallelism\.pipeline_layers has 3 stages but pp is 2"):
         stage_partition(80, 2, layers=[40, 20, 20])
-    with pytest.raises(SpecError, match="parallelism.pipeline_split has 1 proportions"):
+    with pytest.raises(SpecError, match=r"parallelism\.pipeline_split has 1 proportions"):
         stage_partition(80, 2, split=[1.0])
     with pytest.raises(SpecError, match="leaves a stage without layers"):
         stage_partition(4, 2, split=[100.0, 1.0])
@@ -87,7 +87,7 @@ def test_80_layers_on_6_stages_accepted(par):
 
 
 def test_6_stages_without_a_split_say_how():
-    with pytest.raises(SpecError, match="parallelism.pp.*pipeline_layers"):
+    with pytest.raises(SpecError, match=r"parallelism\.pp.*pipeline_layers"):
         predict({"pp": 6})
 
 
@@ -104,7 +104,7 @@ def test_bad_partitions_are_one_line_naming_the_field(par, field):
 
 
 def test_serving_scenarios_refuse_the_split():
-    with pytest.raises(SpecError, match="parallelism.pipeline_layers"):
+    with pytest.raises(SpecError, match=r"parallelism\.pipeline_layers"):
         pm.as_scenario({**BASE, "kind": "serving", "inference": {"prompt_len": 512},
                         "parallelism": {"pp": 2, "pipeline_layers": [40, 40]},
                         "serving": {"arrival": {"process": "poisson", "rate_per_s": 1}}})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -16,7 +17,6 @@ from perfmodel.cli import main
 from perfmodel.errors import SpecError
 from perfmodel.resolve import resolve
 from perfmodel.serving.bench import benchmark_metrics
-from perfmodel.serving.deploy import zero_load
 from perfmodel.serving.predict import deployment_for, serving_inputs
 from perfmodel.serving.sweep import sweep_concurrency, to_csv
 
@@ -265,7 +265,7 @@ def test_sweep_throughput_rises_and_interactivity_falls(prompt, output):
     pts = sweep_concurrency(sc, [1, 2, 4, 8, 16, 32])["points"]
     tput = [p["output_throughput"] for p in pts]
     user = [p["output_throughput_per_user"] for p in pts]
-    assert all(b >= a * 0.98 for a, b in zip(tput, tput[1:]))
+    assert all(b >= a * 0.98 for a, b in pairwise(tput))
     assert tput[-1] > 2 * tput[0]
     assert user[-1] < user[0]
     assert all(u <= user[0] * 1.02 for u in user)

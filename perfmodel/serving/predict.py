@@ -18,8 +18,8 @@ from ..resolve import Resolved
 from ..specs.assemble import resolve_system
 from ..specs.scenario import InferenceConfig, Scenario
 from ..specs.system import System
-from .deploy import Deployment, build_deployment, zero_load
 from .bench import benchmark_metrics
+from .deploy import Deployment, build_deployment, zero_load
 from .economics import cost_report, energy_report, load_prices
 from .metrics import summarize
 from .workload import Workload, build_workload
