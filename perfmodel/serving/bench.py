@@ -94,6 +94,7 @@ def render_benchmark(b: dict, title: str = " Serving Benchmark Result ") -> str:
         lines.append(f"{label:<40} {text:<10}".rstrip())
 
     row("Successful requests:", b["completed"], "")
+    row("Failed requests:", 0, "")  # the simulator serves every request
     if b.get("warmup_requests"):
         row("Warm-up requests (not measured):", b["warmup_requests"], "")
     if b.get("max_concurrency") is not None:
