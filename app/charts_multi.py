@@ -116,7 +116,9 @@ def sweep_figure(points: list[dict], param: str, metric: str, unit: str,
                     "line": {"color": color, "width": 2}},
             hovertemplate=f"{param} = %{{x:g}}<br>{metric} = %{{y:.4g}} {unit}<br>"
                           f"{bound}-bound<extra></extra>"))
-    fig.update_xaxes(title_text=param, type="log" if log_x else "linear")
+    xs = sorted({p["x"] for p in points})
+    ticks = {"tickvals": xs, "ticktext": [f"{x:,g}" for x in xs]} if log_x else {}
+    fig.update_xaxes(title_text=param, type="log" if log_x else "linear", **ticks)
     fig.update_yaxes(title_text=f"{metric} ({unit})" if unit else metric, rangemode="tozero")
     _layout(fig, f"{metric} vs {param} — colour: bound; hollow: does not fit", height=420)
     fig.update_layout(margin={"t": 100})
