@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .comm import EP_ALL_TO_ALL
 from .profile import RESIDUAL_LEVELS, CalibrationProfile
 
 LEVEL = 0.8  # central probability of every band
@@ -114,10 +115,17 @@ def _gemm_tables(tables: dict, prefix: str, dtype: str | None) -> tuple[str, ...
     return tuple(t for t in tables if t.startswith(prefix + "."))
 
 
-def _collective_tables(tables: dict, kind: str, scope: str) -> tuple[str, ...]:
+def _collective_tables(tables: dict, kind: str, scope: str | None,
+                       inference: bool = False) -> tuple[str, ...]:
+    """The collective tables of a communication kind at ``scope`` (None: either); inference
+    EP runs the MoE dispatch / combine kernels where the profile fits them (comm.EP_ALL_TO_ALL,
+    else all-to-all, as comm does)."""
     colls = _COLLECTIVES.get(kind, ())
+    if inference and kind == "ep":
+        colls = EP_ALL_TO_ALL if any(t.split(".")[1] in EP_ALL_TO_ALL for t in tables
+                                     if t.startswith("collective.")) else colls
     return tuple(t for t in tables if t.startswith("collective.")
-                 and t.split(".")[1] in colls and t.split(".")[2] == scope)
+                 and t.split(".")[1] in colls and scope in (None, t.split(".")[2]))
 
 
 def _elementwise_tables(tables: dict) -> tuple[str, ...]:
@@ -179,8 +187,10 @@ def _class_terms(section: str, parts: dict[str, float], ops: list, tables: dict,
             terms.append(Term(f"{section}.optimizer", t, _pick(tables, ["memory"])))
         elif name.endswith("_comm"):
             kind = name[:-5]
+            inference = attention_phase != "training"  # no group placement in its breakdown
+            scope = None if inference else scopes.get(kind, "intra")
             terms.append(Term(f"{section}.{name}", t,
-                              _collective_tables(tables, kind, scopes.get(kind, "intra"))))
+                              _collective_tables(tables, kind, scope, inference)))
         else:  # a term no table describes: counted, with no calibration spread
             terms.append(Term(f"{section}.{name}", t, ()))
     return terms
