@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .api import as_scenario, predict
     from .errors import PerfModelError, SpecError
+    from .planning.training import TrainingPlanInputs, plan_training
     from .prediction import OpReport, Prediction
     from .profile import CalibrationProfile
-    from .planning.training import TrainingPlanInputs, plan_training
     from .serving.sweep import sweep_concurrency
     from .specs.assemble import load_scenario
     from .specs.model import ModelSpec
@@ -65,9 +65,9 @@ _HOMES = {
 __all__ = [
     "CalibrationProfile", "InferenceConfig", "ModelSpec", "OpReport", "Parallelism",
     "PerfModelError", "Prediction", "Scenario", "SpecError", "SystemConfig", "TrainingConfig",
-    "as_scenario", "devices", "get_device", "get_model", "interconnects", "load_profile",
-    "load_scenario", "models", "nodes", "plan_training", "predict", "sweep_concurrency",
-    "TrainingPlanInputs",
+    "TrainingPlanInputs", "as_scenario", "devices", "get_device", "get_model", "interconnects",
+    "load_profile", "load_scenario", "models", "nodes", "plan_training", "predict",
+    "sweep_concurrency",
 ]
 
 
