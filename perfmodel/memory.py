@@ -79,26 +79,27 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
     mask = 1.0 if shape.dropout else 0.0  # one byte per element
     seq = 2 * a * sbh + a * sbh + mask * sbh  # two norm inputs, QKV input, attn dropout mask
     seq += a * sbh + mask * sbh  # MLP (or router) input, MLP dropout mask
+    # (sums written out, not +=: the terms broadcast over different plan axes in a search)
     tp_part = a * s * b * (hq + hk + hv + ho)  # Q, K, V, attention output
     heads = model.num_heads
     if shape.flash_attention:
-        tp_part += 4.0 * b * heads * s  # fp32 log-sum-exp per query row (FlashAttention)
+        tp_part = tp_part + 4.0 * b * heads * s  # fp32 log-sum-exp per query row (FlashAttention)
     elif recompute != "selective":
         scores = b * heads * s * shape.s_kv
-        tp_part += a * scores + mask * scores + (a * scores if shape.dropout else 0.0)
+        tp_part = tp_part + a * scores + mask * scores + (a * scores if shape.dropout else 0.0)
     if moe_layer and model.moe:
         moe = model.moe
         f = moe.expert_ffn_hidden_size
         routed = top_k * s * b  # token copies dispatched to experts
         act_in = (2 if model.gated_mlp else 1) * f
-        tp_part += a * routed * h * t / etp  # permuted expert inputs (per expert-TP rank)
-        tp_part += a * routed * (act_in + f) * t / etp
+        tp_part = tp_part + a * routed * h * t / etp  # permuted expert inputs (per expert-TP rank)
+        tp_part = tp_part + a * routed * (act_in + f) * t / etp
         if moe.num_shared_experts:
             fs = moe.num_shared_experts * moe.shared_ffn
-            tp_part += a * s * b * ((2 if model.gated_mlp else 1) * fs + fs)
+            tp_part = tp_part + a * s * b * ((2 if model.gated_mlp else 1) * fs + fs)
     else:
         f = model.ffn_hidden_size
-        tp_part += a * s * b * ((2 if model.gated_mlp else 1) * f + f)
+        tp_part = tp_part + a * s * b * ((2 if model.gated_mlp else 1) * f + f)
     return seq / seq_div + tp_part / t
 
 
