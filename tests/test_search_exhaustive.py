@@ -66,3 +66,40 @@ def test_mesh_search_matches_exhaustive_single_predictions(num_gpus):
     assert key in optima
     # the same number of plans fit (every fitting plan was seen, none invented)
     assert result.fitting == len(singles)
+
+
+MOE_SPACE = SearchSpace(tp=(1, 2, 4), pp=(1, 2), cp=(1, 2), vp=(1,), micro_batch=(1,),
+                        ep=(1, 2, 4, 8), recompute=("full",), sequence_parallel=(False, True),
+                        zero_stage=(1, 3))
+
+
+def test_mesh_search_matches_exhaustive_for_expert_parallel_plans():
+    sc = pm.Scenario(kind="training", model="mixtral-8x7b",
+                     system={"device": "h100-sxm5-80gb", "num_gpus": 16},
+                     training={"seq_len": 4096, "global_batch": 32})
+    device = resolve_system(sc.system).device
+    singles = []
+    for tp, pp, cp, ep, sp, zero in itertools.product(
+            MOE_SPACE.tp, MOE_SPACE.pp, MOE_SPACE.cp, MOE_SPACE.ep,
+            MOE_SPACE.sequence_parallel, MOE_SPACE.zero_stage):
+        if 16 % (tp * pp * cp) or (sp and tp == 1):
+            continue
+        try:
+            p = pm.predict(sc.model_copy(update={
+                "parallelism": pm.Parallelism(
+                    tp=tp, pp=pp, cp=cp, ep=ep, sequence_parallel=sp, zero_stage=zero,
+                    reshard_after_forward=True if zero == 3 else None),
+                "training": sc.training.model_copy(update={"recompute": "full"})}))
+        except pm.SpecError:
+            continue
+        if p.memory_per_gpu_bytes <= (1 - HEADROOM) * device.memory_bytes:
+            singles.append((p.step_time_s, (tp, pp, cp, ep, sp, zero)))
+    result = search(sc, resolve_system(sc.system), resolve_profile(sc), MOE_SPACE, top=1,
+                    headroom=HEADROOM)
+    assert singles and result.plans and result.fitting == len(singles)
+    best_time = min(t for t, _ in singles)
+    best = result.plans[0]
+    assert best["step_time_s"] == pytest.approx(best_time, rel=1e-9)
+    key = (best["tp"], best["pp"], best["cp"], best["ep"], best["sequence_parallel"],
+           best["zero_stage"])
+    assert key in {k for t, k in singles if t <= best_time * (1 + 1e-9)}
