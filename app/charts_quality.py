@@ -26,6 +26,7 @@ def validation_figure(rows: list[dict], colour_by: str = "source") -> go.Figure:
                                  y=[v * (1 + band) for v in line]
                                  + [v * (1 - band) for v in line[::-1]],
                                  fill="toself", fillcolor=color, line={"width": 0},
+                                 mode="lines",
                                  name=name, hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=line, y=line, mode="lines", name="predicted = measured",
                              line={"color": "#222", "width": 1.5}, hoverinfo="skip"))

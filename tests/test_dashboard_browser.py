@@ -220,6 +220,20 @@ def test_every_page_updates_in_a_real_browser(dashboard_url, page, capsys):
                                                              "16.00"))
     expect(tput).not_to_have_text(before, **wait)
     _check_page(page, "3-serving")
+    # ... and an uploaded trace replaces the generated arrivals
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Arrivals").click()
+    page.get_by_role("option", name="Trace (CSV upload)").click()
+    _settled(page)
+    expect(page.get_by_text("Upload a trace CSV")).to_have_count(1, **wait)
+    rows = "\n".join(f"{256 + 64 * (i % 5)},{32 + 16 * (i % 3)},{0.05 * i:.2f}"
+                     for i in range(80))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "trace.csv", "mimeType": "text/csv",
+                "buffer": f"prompt_len,output_len,arrival_s\n{rows}\n".encode()}])
+    _settled(page)
+    expect(_metric(page, "Output tokens/s")).to_be_visible(**wait)
+    expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(3, **wait)
+    _check_page(page, "3b-serving-trace")
 
     # Compare: a third scenario joins the shared axes
     _open(page, f"{dashboard_url}/compare", "Compare scenarios")
@@ -248,7 +262,7 @@ def test_every_page_updates_in_a_real_browser(dashboard_url, page, capsys):
     _check_page(page, "7-calibration")
 
     # Validation: filtering by a source narrows the cases and redraws the scatter
-    _open(page, f"{dashboard_url}/validation", "Validation against published measurements")
+    _open(page, f"{dashboard_url}/validation", "Validation")
     cases = _metric(page, "Cases")
     before = cases.inner_text()
     page.locator('[data-testid="stMultiSelect"]').filter(has_text="Source").click()

@@ -329,12 +329,12 @@ def test_plans_every_widget():
 
 # --------------------------------------------------------------------------- calibration
 def test_calibration_profile_table_and_measured_points():
-    at = page("calibration", ca_profile="h100-sxm5-80gb.reference")
-    assert metric(at, "Device") == "h100-sxm5-80gb"
+    at = page("calibration", ca_profile="a100-sxm4-80gb.reference")
+    assert metric(at, "Device") == "a100-sxm4-80gb"
     fit = at.dataframe[0].value
     assert "gemm.bf16" in list(fit["table"])
     devices = at.dataframe[1].value.set_index("device")
-    assert devices.loc["h100-sxm5-80gb", "reference"]
+    assert devices.loc["a100-sxm4-80gb", "reference"]
     assert devices.loc["rtx-4090", "uses"] == "default (uncalibrated)"
     at.toggle(key="ca_points").set_value(True)
     run(at)

@@ -31,8 +31,13 @@ with st.container(border=True):
                  icon=":material/arrow_forward:",
                  query_params={"pl_mode": "serve", "ps_model": "llama-3-70b", "ps_rate": "20",
                                "ps_devices": "h100-sxm5-80gb,b200"})
+    st.page_link(str(VIEWS / "compare.py"), label="Compare → H100 vs B200, Llama-3-70B on TP4",
+                 icon=":material/arrow_forward:",
+                 query_params={"cmp_kind": "inference", **{
+                     f"c{i}i_{k}": v for i in (0, 1) for k, v in
+                     (("model", "llama-3-70b"), ("num_gpus", "4"), ("tp", "4"))}})
     st.caption("The cheapest replica count per GPU and TP that meets the TTFT / TPOT SLOs, "
-               "with USD per hour and per million tokens; then Compare the two GPUs.")
+               "with USD per hour and per million tokens; then the two GPUs side by side.")
 with st.container(border=True):
     st.markdown("**Which parallel plan for Llama-3.1-405B on 4,096 GPUs?**")
     st.page_link(str(VIEWS / "plans.py"), label="Plan search → training plans",

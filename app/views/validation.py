@@ -20,7 +20,7 @@ DEFAULTS = {**{f"va_{k}": [] for k in (*FILTERS, *OPTIONAL)}, "va_colour": "sour
             "va_case": ""}
 
 url_state(DEFAULTS)
-st.title("Validation against published measurements")
+st.title("Validation")
 try:
     with st.spinner("Predicting every published case…", show_time=True):
         report = backend.validation_report()
