@@ -3,7 +3,8 @@ device, and the ratio to a numpy floor measured in the same run.
 
     .venv/bin/python benchmarks/search_speed.py [--model llama-3-70b] [--device h100-sxm5-80gb]
 
-Figures (printed, never asserted; the machine is shared and runs vary 2-5x):
+Figures (printed, never asserted; the machine is shared and wall times vary 2-5x with its
+load, so CPU time -- less sensitive to other processes -- is printed beside them):
 
 * plans/s of the search: candidate plans considered by ``plan_training`` (every whole plan:
   GPU count x tp x pp x cp x ep x vp x micro-batch x recompute x SP x ZeRO with tp*pp*cp*dp
@@ -27,6 +28,7 @@ Figures (printed, never asserted; the machine is shared and runs vary 2-5x):
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import time
@@ -146,11 +148,12 @@ def main(argv=None) -> int:
 
     model = resolve_model(args.model)
     plan_training(model=model, tokens="15T", devices=[args.device])  # warm caches
-    best, search_s, result = float("inf"), float("inf"), None
+    best, search_s, cpu, result = float("inf"), float("inf"), float("inf"), None
     for _ in range(args.repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         result = plan_training(model=model, tokens="15T", devices=[args.device])
         best = min(best, time.perf_counter() - t)
+        cpu = min(cpu, time.process_time() - c)
         search_s = min(search_s, result.work["search_seconds"])
     w = result.work
     print(f"plan-training {args.model} on {args.device}: {w['considered']:,} plans considered, "
@@ -161,18 +164,23 @@ def main(argv=None) -> int:
           "and the best plan per GPU count)")
     print(f"  in process:    {best:.3f} s  ->  {w['considered'] / best / 1e6:.2f} M plans/s "
           f"considered, {w['modelled'] / best / 1e6:.2f} M/s modelled, "
-          f"{w['valid'] / best / 1e6:.2f} M/s valid")
+          f"{w['valid'] / best / 1e6:.2f} M/s valid; CPU time {cpu:.3f} s -> "
+          f"{w['considered'] / cpu / 1e6:.2f} M plans per CPU-second")
 
-    walls = []
+    walls, cpus = [], []
     for _ in range(args.repeats):
-        t = time.perf_counter()
+        t, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, "-m", "perfmodel.cli", "plan-training", args.model,
                         "--tokens", "15T", "--devices", args.device, "--json"], cwd=ROOT,
                        check=True, capture_output=True)
         walls.append(time.perf_counter() - t)
-    wall = min(walls)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    wall, child_cpu = min(walls), min(cpus)
     print(f"  whole process: {wall:.3f} s  ->  {w['considered'] / wall / 1e6:.2f} M plans/s "
-          f"considered, {w['modelled'] / wall / 1e6:.2f} M/s modelled")
+          f"considered, {w['modelled'] / wall / 1e6:.2f} M/s modelled; CPU time "
+          f"{child_cpu:.3f} s -> {w['considered'] / child_cpu / 1e6:.2f} M plans per "
+          "CPU-second")
 
     # numpy floor of the sweep (the modelling part of the search)
     training = TrainingConfig(seq_len=DEFAULT_SEQ_LEN,
@@ -183,16 +191,18 @@ def main(argv=None) -> int:
     def run():
         return sweep(model, system, profile, base, space, counts)
 
-    sweep_s = float("inf")
+    sweep_s, sweep_cpu = float("inf"), float("inf")
     for _ in range(args.repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         run()
         sweep_s = min(sweep_s, time.perf_counter() - t)
+        sweep_cpu = min(sweep_cpu, time.process_time() - c)
     log = record_sweep(run)
     floor_s, elements = replay_seconds(log, args.repeats)
-    print(f"  sweep alone:   {sweep_s:.3f} s ({w['modelled'] / sweep_s / 1e6:.2f} M cells/s "
-          f"modelled); numpy floor of its {len(log):,} recorded calls ({elements / 1e6:.1f} M "
-          f"elements): {floor_s:.3f} s  ->  ratio {floor_s / sweep_s:.2f}")
+    rate = w["considered"] / sweep_cpu / 1e6
+    print(f"  sweep alone:   {sweep_s:.3f} s, CPU {sweep_cpu:.3f} s ({rate:.2f} M plans per "
+          f"CPU-second); numpy floor of its {len(log):,} recorded calls "
+          f"({elements / 1e6:.1f} M elements): {floor_s:.3f} s  ->  ratio {floor_s / sweep_s:.2f}")
     return 0
 
 
