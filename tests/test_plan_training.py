@@ -34,7 +34,7 @@ def test_tokens_and_gpu_counts():
             parse_tokens(bad)
     assert gpu_counts(8, 100) == [1, 2, 4, 8, 16, 32, 64]
     assert gpu_counts(8, 96) == [1, 2, 4, 8, 16, 32, 64, 96]
-    assert gpu_counts(72, 300) == [1, 2, 4, 8, 16, 32, 64, 72, 144, 288]
+    assert gpu_counts(72, 300) == [1, 2, 4, 8, 16, 32, 64, 72, 128, 144, 256, 288]
 
 
 def test_rows_add_up(seventy):
@@ -171,3 +171,14 @@ def test_405b_is_planned_on_uneven_pipelines():
     by = {r.gpus: r for r in res.rows}
     assert {1024, 2048, 4096, 8192, 16384} <= set(by)
     assert all(by[n].plan["uneven_pipeline"] for n in (1024, 16384))
+
+
+def test_nvl72_racks_need_a_batch_divisible_by_nine():
+    """72-GPU nodes: whole racks put a factor 9 in dp; 512 sequences cannot split so."""
+    res = pm.plan_training(model="llama-3-8b", tokens="1T", devices=["gb200"], max_gpus=288)
+    assert not {r.gpus for r in res.rows} & {72, 144, 288}
+    assert any("divisible by 9" in w for w in res.warnings)
+    ok = pm.plan_training(model="llama-3-8b", tokens="1T", devices=["gb200"], max_gpus=288,
+                          global_batch_tokens=576 * 8192)
+    assert {72, 144, 288} <= {r.gpus for r in ok.rows}
+    assert not any("divisible by 9" in w for w in ok.warnings)

@@ -65,9 +65,9 @@ def parse_tokens(text: str | float | int) -> float:
 
 
 def gpu_counts(gpus_per_node: int, max_gpus: int) -> list[int]:
-    """Powers of two up to one node, then whole nodes doubling (node x 2^k), and max_gpus itself
-    when it is a whole number of nodes."""
-    out = {2 ** k for k in range(31) if 2 ** k <= min(gpus_per_node, max_gpus)}
+    """Powers of two, whole nodes doubling (node x 2^k; the same counts for 8-GPU nodes, 72,
+    144, ... for NVL72 racks), and max_gpus itself when it is a whole number of nodes."""
+    out = {2 ** k for k in range(31) if 2 ** k <= max_gpus}
     n = gpus_per_node
     while n <= max_gpus:
         out.add(n)
@@ -280,6 +280,13 @@ def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> Trainin
             warnings.append(f"{device}: no price in the price table; no cost shown")
         if not best:
             warnings.append(f"{device}: no plan fits up to {max(counts)} GPUs")
+        odd = system.gpus_per_node // (system.gpus_per_node & -system.gpus_per_node)
+        if odd > 1 and global_batch % odd:
+            wanted = -(-global_batch // odd) * odd
+            warnings.append(f"{device}: whole {system.gpus_per_node}-GPU nodes need a global "
+                            f"batch divisible by {odd} (data parallelism carries the factor); "
+                            f"{global_batch} sequences is not, so those counts have no plan "
+                            f"(e.g. --global-batch-tokens {wanted * inp.seq_len})")
     _mark(rows, inp)
     rows.sort(key=lambda r: (r.device, r.gpus))
     inputs = {"model": model.id, "tokens": tokens, "days": inp.days,
