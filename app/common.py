@@ -199,7 +199,12 @@ def url_state(defaults: Mapping[str, Any]) -> None:
                 continue
             except ValueError:
                 pass
-        st.session_state.setdefault(key, default)
+        if key in st.session_state:
+            # re-assigned, so Streamlit keeps the value while its widget is hidden (another
+            # arrival process, workload kind or planner) instead of cleaning it up
+            st.session_state[key] = st.session_state[key]
+        else:
+            st.session_state[key] = default
 
 
 def sync_url(keys: Iterable[str], defaults: Mapping[str, Any] | None = None) -> None:

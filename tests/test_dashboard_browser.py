@@ -233,6 +233,8 @@ def test_every_page_updates_in_a_real_browser(dashboard_url, page, capsys):
     _settled(page)
     expect(_metric(page, "Output tokens/s")).to_be_visible(**wait)
     expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(3, **wait)
+    # widgets hidden while the upload was missing come back with their values
+    expect(page.get_by_role("spinbutton", name="Max batch (sequences)")).to_have_value("256")
     _check_page(page, "3b-serving-trace")
 
     # Compare: a third scenario joins the shared axes
