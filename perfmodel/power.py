@@ -6,8 +6,10 @@ and in the DVFS range V rises with f, so a compute-bound kernel draws
 P(f) = P_idle + (P_default - P_idle) (f / f_default)^a. Dense GEMMs run at the power limit
 (the clock gives way), so under a cap P_cap the sustained clock is
 f_cap / f_default = ((P_cap - P_idle) / (P_default - P_idle))^(1/a); the exponent a is fitted
-to published GEMM-throughput-vs-cap measurements (``fit_exponent``). The HBM clock is not
-capped: memory-bound kernels keep their speed, so only the compute roof of the roofline moves.
+to published GEMM-throughput-vs-cap measurements (``fit_exponent``), pooled over devices (one
+exponent for all; the yaml holds one point today and lists the sources searched for more). The
+HBM clock is not capped: memory-bound kernels keep their speed, so only the compute roof of the
+roofline moves.
 
 Energy of a step: each part of the timeline at its power: compute-bound operator time at the
 power limit, memory-bound operator time and exposed communication at the measured draw of
@@ -69,8 +71,13 @@ def power_facts() -> PowerFacts:
 
     d = read_mapping(data_dir("hardware_specs") / FACTS_FILE)
     points = [_measurement_point(m) for m in d["clock_exponent"]["measurements"]]
+    exponent = fit_exponent(points)
+    low, high = d["clock_exponent"]["physics_bounds"]
+    if not low <= exponent <= high:  # P_dyn ~ f (V at its floor) to f^3 (V ~ f)
+        raise SpecError(f"{FACTS_FILE}: clock_exponent fitted to {exponent:.3g}, outside its "
+                        f"physics_bounds [{low:g}, {high:g}]; check clock_exponent.measurements")
     return PowerFacts(
-        exponent=fit_exponent(points),
+        exponent=exponent,
         compute_fraction_of_limit=float(d["compute_bound_power"]["fraction_of_limit"]),
         memory_fraction_of_tdp=float(d["memory_bound_power"]["fraction_of_default_limit"]),
         idle_fraction_of_tdp=float(d["idle_power"]["default_fraction_of_tdp"]),

@@ -61,6 +61,54 @@ def test_exponent_and_500w_clock_match_a_hand_calculation():
     assert compute_clock_ratio(H100, None) == 1.0
 
 
+def test_the_fit_pools_every_sourced_measurement_and_stays_physical():
+    # power_capping.yaml: the exponent is fitted to all GEMM-vs-cap records (pooled over
+    # devices); each names its device, source and url; the fit lies in physics_bounds.
+    from perfmodel.paths import data_dir
+    from perfmodel.power import FACTS_FILE, _measurement_point
+    from perfmodel.specs.registry import read_mapping
+
+    d = read_mapping(data_dir("hardware_specs") / FACTS_FILE)["clock_exponent"]
+    records = d["measurements"]
+    assert records and all(m["device"] and m["source"] and m["url"] for m in records)
+    assert power_facts().exponent == fit_exponent([_measurement_point(m) for m in records])
+    low, high = d["physics_bounds"]
+    assert low <= power_facts().exponent <= high
+    assert all(s["why_not_used"] and s["url"] for s in d["searched_sources"])
+
+
+def test_96gb_h100_at_500w_by_hand():
+    # h100-sxm5-96gb has no measured idle power: 9.6 % of its 700 W TDP = 67.2 W
+    # (power_capping.yaml idle_power); (500 - 67.2) / (700 - 67.2) = 0.68394,
+    # ** (1 / 1.1910) = 0.7269
+    part = get_device("h100-sxm5-96gb")
+    assert part.memory_bandwidth == 2.4e12 and part.peak_flops("bf16") == H100.peak_flops("bf16")
+    assert compute_clock_ratio(part, 500) == pytest.approx(0.7269, abs=5e-4)
+
+
+def test_torchtitan_cases_that_state_500w_are_capped_at_500w():
+    # torchtitan's H100 benchmark pages say 'We used the default 500W power limit' and '96GB
+    # HBM2e with 2.4 TB/sec'; their cases must say so; the H200 page states no limit.
+    from perfmodel.paths import data_dir
+    from perfmodel.specs.registry import read_mapping
+
+    states_500w = {"llama3_h100_202412_torchtitan.md", "asyncTP_llama3_h100_2025-06_torchtitan.md"}
+    seen = 0
+    for path in sorted((data_dir("validation") / "training").glob("torchtitan*.yaml")):
+        doc = read_mapping(path)
+        page = doc["source"]["url"].rsplit("/", 1)[-1]
+        for case in doc["cases"]:
+            system = case["scenario"]["system"]
+            if page in states_500w:
+                seen += 1
+                assert system.get("power_limit_w") == 500, case["id"]
+                assert system["device"] == "h100-sxm5-96gb", case["id"]
+                assert any("default 500W power" in a for a in case["assumptions"]), case["id"]
+            else:
+                assert "power_limit_w" not in system, case["id"]
+    assert seen == 48
+
+
 def test_fit_exponent_of_one_point_is_the_log_ratio():
     assert fit_exponent([(0.25, 0.5)]) == pytest.approx(2.0)
     assert fit_exponent([(0.125, 0.5), (0.125, 0.5)]) == pytest.approx(3.0)
