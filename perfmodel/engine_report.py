@@ -11,8 +11,10 @@ def render_engine(e: dict) -> str:
     """Lines for ``Prediction.engine`` (engine_memory.report)."""
     head = f"engine: {e['engine']} {e['version']}"
     if e.get("fraction_name"):
-        head += f" ({e['fraction_name']} {e['fraction']:g} of {gib(e['device_memory_bytes'])}"
-        head += f" as {e['device_memory_source']} reports it)"
+        basis = {"cuda": "as CUDA reports it", "nvidia-smi": "as nvidia-smi reports it"}.get(
+            e["device_memory_source"], "nominal; the driver's figure is not sourced")
+        head += (f" ({e['fraction_name']} {e['fraction']:g} of "
+                 f"{gib(e['device_memory_bytes'])}, {basis})")
     lines = [head]
     if e["engine"] == "sglang":
         lines.append(f"max_total_num_tokens={e['kv_cache_tokens']:,} "
