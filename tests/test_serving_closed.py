@@ -159,6 +159,17 @@ def test_metrics_from_requests_by_hand():
     assert b["mean_itl_ms"] == pytest.approx(200.0)
     assert b["request_throughput"] == pytest.approx(2 / 1.2)
     assert b["output_throughput_per_gpu"] == pytest.approx(4 / 1.2 / 2)
+    # vLLM's per-second count: request 0 in second 0, request 1 in second 1
+    assert b["max_concurrent_requests"] == 1
+
+
+def test_peak_concurrent_counts_whole_seconds():
+    from perfmodel.serving.bench import peak_concurrent
+
+    start = np.array([0.0, 0.5, 0.9, 2.5])
+    end = np.array([0.8, 1.2, 3.0, 2.7])
+    # second 0: all of 0, 1, 2; second 1: 1 and 2; second 2: 2 and 3; second 3: 2
+    assert peak_concurrent(start, end) == 3
 
 
 def test_closed_lengths_from_a_trace(tmp_path):

@@ -77,11 +77,26 @@ def benchmark_metrics(reqs: Requests, num_gpus: int, concurrency: int | None) ->
         for q in BENCH_PERCENTILES:
             out[f"p{q}_itl_ms"] = 1e3 * itl[q]
     _stats("e2el", lat["e2e"], out)
+    out["max_concurrent_requests"] = peak_concurrent(arrival, finish)
     out["output_throughput_per_gpu"] = out["output_throughput"] / num_gpus
     out["total_token_throughput_per_gpu"] = out["total_token_throughput"] / num_gpus
     tpot = out.get("median_tpot_ms")
     out["output_throughput_per_user"] = 1e3 / tpot if tpot else None  # InferenceMAX intvty
     return out
+
+
+def peak_concurrent(start: np.ndarray, end: np.ndarray) -> int:
+    """vLLM's 'Peak concurrent requests': requests active in each whole second of the run
+    (a request counts in every second from int(start - t0) to int(end - t0)), the maximum
+    (``calculate_metrics``, concurrent_requests_per_second). Closed loops of C clients can
+    show more than C: requests that end and start within the same second both count."""
+    t0 = float(np.min(start))
+    first = (start - t0).astype(np.int64)
+    last = (end - t0).astype(np.int64)
+    diff = np.zeros(int(last.max()) + 2)
+    np.add.at(diff, first, 1)
+    np.add.at(diff, last + 1, -1)
+    return int(np.cumsum(diff).max())
 
 
 def render_benchmark(b: dict, title: str = " Serving Benchmark Result ") -> str:
@@ -104,6 +119,7 @@ def render_benchmark(b: dict, title: str = " Serving Benchmark Result ") -> str:
     row("Total generated tokens:", b["total_output_tokens"], "")
     row("Request throughput (req/s):", b["request_throughput"])
     row("Output token throughput (tok/s):", b["output_throughput"])
+    row("Peak concurrent requests:", b["max_concurrent_requests"])
     row("Total Token throughput (tok/s):", b["total_token_throughput"])
     row("Output tok/s per GPU:", b["output_throughput_per_gpu"])
     row("Output tok/s per user (1000/med. TPOT):", b["output_throughput_per_user"])
