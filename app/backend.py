@@ -141,20 +141,33 @@ def validation_cases() -> dict[str, dict]:
     out = {}
     for lc in load_cases(None, "all", None):
         c = lc.case
+        sc = c.scenario if isinstance(c.scenario, dict) else {}
+        stack = (_stack_name(sc.get("training", {}).get("framework"), "megatron-core")
+                 if c.kind == "training" else _stack_name(sc.get("engine"), "generic"))
         out[c.id] = {"source": c.source.model_dump(exclude_none=True),
                      "assumptions": list(c.assumptions),
-                     "notes": getattr(c, "notes", None) or ""}
+                     "notes": getattr(c, "notes", None) or "", "stack": stack}
     return out
 
 
+def _stack_name(value: Any, default: str) -> str:
+    """A case's framework / engine as written (a name or {name: ...}); unset: the default."""
+    if isinstance(value, dict):
+        value = value.get("name")
+    return str(value) if value else f"{default} (default)"
+
+
 # --------------------------------------------------------------------------- calibration
-CAL_DIR = Path(__file__).resolve().parents[1] / "calibration"
+def _calibration_dir() -> Path:
+    from perfmodel.paths import data_dir
+
+    return data_dir("calibration")
 
 
 def profile_files() -> dict[str, Path]:
     """Shipped and user profiles in calibration/ (not the defaults), by file stem."""
     out = {}
-    for path in sorted(CAL_DIR.glob("*.json")):
+    for path in sorted(_calibration_dir().glob("*.json")):
         if path.stem in ("default", "theoretical-peak"):
             continue
         out[path.stem] = path

@@ -4,6 +4,7 @@ citation and assumptions."""
 
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
@@ -14,10 +15,9 @@ import charts_quality
 import streamlit as st
 from common import ERRORS, csv_button, metric_cards, plain, show_error, sync_url, url_state
 
-FILTERS = {"kind": "Kind", "source": "Source", "metric": "Metric", "device": "Device"}
-OPTIONAL = {"framework": "Framework", "engine": "Engine"}  # when the cases carry them
-DEFAULTS = {**{f"va_{k}": [] for k in (*FILTERS, *OPTIONAL)}, "va_colour": "source",
-            "va_case": ""}
+FILTERS = {"kind": "Kind", "source": "Source", "stack": "Framework / engine",
+           "metric": "Metric", "device": "Device"}
+DEFAULTS = {**{f"va_{k}": [] for k in FILTERS}, "va_colour": "source", "va_case": ""}
 
 url_state(DEFAULTS)
 st.title("Validation")
@@ -28,8 +28,8 @@ try:
 except ERRORS as err:
     show_error(err, "Validation cannot run")
     st.stop()
-cases = report["cases"]
-fields = {**FILTERS, **{k: v for k, v in OPTIONAL.items() if any(c.get(k) for c in cases)}}
+cases = [{**c, "stack": details.get(c["id"], {}).get("stack")} for c in report["cases"]]
+fields = FILTERS
 with st.sidebar:
     st.header("Filter")
     chosen = {}
@@ -46,7 +46,7 @@ shown = [c for c in cases if all(not v or str(c.get(f)) in v for f, v in chosen.
 ok = [c for c in shown if c["status"] == "ok"]
 errors = [c for c in shown if c["status"] != "ok"]
 apes = sorted(c["ape"] for c in ok)
-median = apes[len(apes) // 2] if apes else None
+median = statistics.median(apes) if apes else None
 metric_cards([
     ("Cases", f"{len(ok)} of {len(shown)}", f"{len(errors)} could not be predicted"),
     ("Median APE", f"{100 * median:.1f}%" if median is not None else "—",
@@ -64,7 +64,8 @@ st.caption(report.get("note", ""))
 rows = [{"id": c["id"], "source": c["source"], "metric": c["metric"], "unit": c["unit"],
          "measured": c["measured"], "predicted": c["predicted"],
          "APE %": None if c["ape"] is None else 100 * c["ape"], "device": c.get("device"),
-         "GPUs": c.get("num_gpus"), "model": c.get("model"), "status": c["status"],
+         "GPUs": c.get("num_gpus"), "model": c.get("model"), "stack": c.get("stack"),
+         "status": c["status"],
          "error": c.get("error")} for c in shown]
 st.dataframe(rows, hide_index=True, width="stretch",
              column_config={"APE %": st.column_config.NumberColumn(format="%.1f")})
