@@ -101,8 +101,12 @@ class SchedulerFacts(Strict):
 
 
 class CommFacts(Strict):
+    """The engine's tensor-parallel all-reduce choice (recorded; the step-time model still uses
+    the calibration profile's NCCL curves)."""
+
     custom_allreduce_world_sizes: list[int] | None = None
     custom_allreduce_max_bytes: Int | None = Field(default=None, ge=1)
+    oneshot_max_tokens: Int | None = Field(default=None, ge=1)  # one-shot below, two-shot above
 
 
 class OverheadFacts(Strict):
