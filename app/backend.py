@@ -41,6 +41,9 @@ def search_plans(scenario: dict, top: int) -> dict:
 def plan_training_api():
     """perfmodel's training capacity planner (`perfmodel plan-training`), or None when this
     perfmodel has none (the page then hides the "train N tokens" planner)."""
+    fn = getattr(pm, "plan_training", None)  # the public API's, when exported
+    if callable(fn):
+        return fn
     try:
         from perfmodel.planning.training import plan_training
     except ImportError:

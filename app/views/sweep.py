@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import sys
+import types
+import typing
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (run as a lone script)
@@ -14,15 +16,48 @@ import charts_multi
 import forms
 import numpy as np
 import streamlit as st
-from common import ERRORS, csv_button, first_line, plain, predict, sync_url, url_state
+from common import ERRORS, csv_button, first_line, plain, pm, predict, sync_url, url_state
 
-PARAMS = {
+FIRST = {  # the fields a planner sweeps most, listed first
     "training": ["system.num_gpus", "parallelism.tp", "parallelism.pp", "parallelism.cp",
                  "parallelism.ep", "parallelism.vp", "training.global_batch",
                  "training.micro_batch", "training.seq_len"],
     "inference": ["inference.batch", "inference.prompt_len", "inference.output_len",
                   "system.num_gpus", "parallelism.tp", "parallelism.pp", "parallelism.ep"],
 }
+SECTIONS = {"system": pm.SystemConfig, "parallelism": pm.Parallelism,
+            "training": pm.TrainingConfig, "inference": pm.InferenceConfig}
+
+
+def _is_number(annotation) -> bool:
+    """int or float, also as Optional[...] or Annotated[...] (not bool, lists or Literals)."""
+    if annotation in (int, float):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_number(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return len(args) == 1 and _is_number(args[0])
+    return False
+
+
+def numeric_fields(kind: str) -> list[str]:
+    """Every integer or float field a scenario of ``kind`` reads (from the pydantic models;
+    inference replicas read only tp, pp and ep of the parallelism), planner favourites first."""
+    sections = ("system", "parallelism", kind)
+    found = []
+    for section in sections:
+        for name, field in SECTIONS[section].model_fields.items():
+            if kind == "inference" and section == "parallelism" and name not in ("tp", "pp",
+                                                                                 "ep"):
+                continue
+            if _is_number(field.annotation):
+                found.append(f"{section}.{name}")
+    return FIRST[kind] + [f for f in found if f not in FIRST[kind]]
+
+
+PARAMS = {kind: numeric_fields(kind) for kind in FIRST}
 # metric -> (label, scale, unit, phase whose bound colours the point)
 METRICS = {
     "training": {"step_time_s": ("step time", 1, "s", None),
