@@ -10,6 +10,7 @@ edit here.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -214,6 +215,22 @@ def reference_tables(device: str, profile_path: str) -> list:
 
     profile = pm.load_profile(profile_path)
     return build_tables(reference_records(device), profile)
+
+
+def load_records(data: bytes) -> list[dict]:
+    """Raw calibration records (JSON Lines, one record per line, as `perfmodel calibrate`
+    writes them); a bad line is a one-line ValueError naming it."""
+    out = []
+    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"records line {n} is not JSON: {err.msg}") from None
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
 
 
 def records_tables(records: list[dict], profile) -> list:

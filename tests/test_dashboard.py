@@ -167,3 +167,48 @@ def test_no_operator_sits_above_the_roof(batch, prompt, weight, device):
     fig = charts.roofline_figure(pred, peak, bw, dtype)
     lo, hi = fig.layout.xaxis.range
     assert all(lo <= math.log10(p["intensity"]) <= hi for p in points)
+
+
+# --------------------------------------------------------------------------- shared helpers
+def _app_module(name: str):
+    if str(APP_DIR) not in sys.path:
+        sys.path.insert(0, str(APP_DIR))
+    return importlib.import_module(name)
+
+
+def _dominates(a: dict, b: dict) -> bool:
+    return a["x"] <= b["x"] and a["y"] <= b["y"] and (a["x"] < b["x"] or a["y"] < b["y"])
+
+
+def test_pareto_front_by_hand():
+    plans = _app_module("charts_plans")
+    pts = [{"x": 1, "y": 9}, {"x": 2, "y": 5}, {"x": 3, "y": 6}, {"x": 4, "y": 1},
+           {"x": 5, "y": 1}]
+    assert plans.pareto_front(pts, "x", "y") == [pts[0], pts[1], pts[3]]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=30))
+def test_pareto_front_is_exactly_the_non_dominated_points(pairs):
+    plans = _app_module("charts_plans")
+    pts = [{"x": x, "y": y} for x, y in pairs]
+    front = plans.pareto_front(pts, "x", "y")
+    expected = {(p["x"], p["y"]) for p in pts if not any(_dominates(q, p) for q in pts)}
+    assert {(f["x"], f["y"]) for f in front} == expected
+    assert len(front) == len(expected)  # one point per non-dominated position
+
+
+def test_csv_of_rows_and_url_values():
+    common = _app_module("common")
+    text = common.to_csv([{"a": 1, "b": {"c": 2}}, {"a": 3, "d": "x"}])
+    assert text.splitlines() == ["a,b,d", '1,"{""c"": 2}",', "3,,x"]
+    assert common._coerce("4", 1) == 4 and common._coerce("0.5", 1.0) == 0.5
+    assert common._coerce("true", False) is True and common._coerce("a,b", []) == ["a", "b"]
+
+
+def test_uploaded_records_bad_line_is_named():
+    backend = _app_module("backend")
+    good = b'{"bench": "gemm", "time_s": 1e-3}\n\n{"bench": "memory"}\n'
+    assert [r["bench"] for r in backend.load_records(good)] == ["gemm", "memory"]
+    with pytest.raises(ValueError, match="records line 2 is not JSON"):
+        backend.load_records(b'{"bench": "gemm"}\n{oops\n')

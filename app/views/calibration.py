@@ -4,7 +4,6 @@ profiles (and which fall back to the documented defaults)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -30,22 +29,6 @@ DEFAULTS = {"ca_source": "shipped", "ca_profile": next(iter(FILES), ""), "ca_poi
             "ca_table": "", "ca_log": False}
 
 
-def load_records(data: bytes) -> list[dict]:
-    """Raw calibration records (JSON Lines, one record per line, as `perfmodel calibrate`
-    writes them); a bad line is a one-line error naming it."""
-    out = []
-    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"records line {n} is not JSON: {err.msg}") from None
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
-
-
 def pick_profile():
     """(profile, path, uploaded records or None) from the sidebar, or None after an error."""
     with st.sidebar:
@@ -68,7 +51,7 @@ def pick_profile():
             path = backend.save_upload(upload.getvalue(), ".json")
             if raw is not None:
                 try:
-                    records = load_records(raw.getvalue())
+                    records = backend.load_records(raw.getvalue())
                 except ValueError as err:
                     show_error(err, "Cannot read the records")
     try:
