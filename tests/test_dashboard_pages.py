@@ -308,6 +308,8 @@ def test_plan_serving_names_the_cheapest_deployment():
     at = page("plans", pl_mode="serve")
     assert "H100" in metric(at, "Cheapest")
     assert float(metric(at, "USD per hour")) > 0
+    summary = next(m.value for m in at.markdown if "Cheapest per GPU type" in m.value)
+    assert metric(at, "USD per hour") in summary  # the cheapest overall is H100's line
     at.multiselect(key="ps_tps").set_value([])
     run(at)
     assert "Choose at least one GPU and one TP degree" in shown_error(at)

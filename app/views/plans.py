@@ -277,13 +277,21 @@ def serve_planner() -> None:
     rows = []
     for c in result["candidates"]:
         m, cost = c["metrics"] or {}, c["cost"] or {}
-        rows.append({"GPU": c["device"], "tp": c["tp"], "feasible": c["feasible"],
-                     "replicas": c["replicas"] or None, "GPUs": c["gpus"] or None,
+        rows.append({"GPU": c["device"], "tp": c["tp"], "replicas": c["replicas"] or None,
+                     "GPUs": c["gpus"] or None, "USD/h": cost.get("usd_per_hour"),
+                     "USD/M out tok": cost.get("usd_per_million_output_tokens"),
                      "TTFT p90 (ms)": m.get("ttft_p90_s", 0) * 1e3 if c["feasible"] else None,
                      "TPOT p90 (ms)": m.get("tpot_p90_s", 0) * 1e3 if c["feasible"] else None,
-                     "USD/h": cost.get("usd_per_hour"),
-                     "USD/M out tok": cost.get("usd_per_million_output_tokens"),
-                     "why": c["reason"]})
+                     "feasible": c["feasible"], "why": c["reason"]})
+    per_gpu = {}
+    for r in rows:  # candidates come cheapest first: the first feasible one per GPU type
+        if r["feasible"] and r["USD/h"] is not None:
+            per_gpu.setdefault(r["GPU"], r)
+    if per_gpu:
+        st.markdown("**Cheapest per GPU type** (meeting the SLOs):\n" + "\n".join(
+            f"- **{short_name(g)}**: {r['replicas']} × TP{r['tp']} = {r['GPUs']} GPUs, "
+            f"{r['USD/h']:.2f} USD/h, {r['USD/M out tok']:.3f} USD per M output tokens"
+            for g, r in per_gpu.items()))
     st.dataframe(rows, hide_index=True, width="stretch", key="ps_table",
                  column_config={k: st.column_config.NumberColumn(format="%.2f")
                                 for k in ("TTFT p90 (ms)", "TPOT p90 (ms)", "USD/h",
