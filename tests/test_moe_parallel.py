@@ -238,3 +238,26 @@ def test_megatron_ep_etp_pp_training_composes():
     assert two.breakdown["memory"]["weights"] == pytest.approx(
         one.breakdown["memory"]["weights"] / 2, rel=0.05)
     assert two.step_time_s > 0 and np.isfinite(two.step_time_s)
+
+
+@settings(max_examples=20, deadline=None)
+@given(b1=st.integers(1, 64), b2=st.integers(1, 64), mode=st.sampled_from(["ll", "normal"]))
+def test_all_to_all_time_never_falls_with_more_tokens(b1, b2, mode):
+    """The fitted DeepEP curves are monotone in size (fit.monotone_curve): more tokens per rank
+    never dispatch faster."""
+    rs, plan = plan_of(scenario())
+    from dataclasses import replace
+
+    p = replace(plan, a2a_mode="low_latency" if mode == "ll" else "normal")
+    small, large = sorted((8 * b1, 8 * b2))
+    t = [stage_comm(DSV3, p, n, "decode", 2.0, rs.system, rs.profile) for n in (small, large)]
+    assert t[0].dispatch <= t[1].dispatch * (1 + 1e-9)
+    assert t[0].combine <= t[1].combine * (1 + 1e-9)
+
+
+def test_expert_tp_under_attention_dp_gathers_instead_of_all_to_all():
+    # tp 2 x attention_dp 4 with ep 4: each expert split over moe_tp = 2 GPUs, so the MoE
+    # tokens of the four attention groups are gathered, not dispatched
+    rs, plan = plan_of(scenario(tp=2, adp=4, ep=4))
+    comm = stage_comm(DSV3, plan, 64, "decode", 2.0, rs.system, rs.profile)
+    assert comm.mode == "" and comm.dispatch == 0 and comm.ep > 0
