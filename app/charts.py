@@ -256,10 +256,12 @@ def roofline_figure(pred, peak_flops: float, bandwidth: float, dtype: str,
                            "time per call: %{customdata[3]} × %{customdata[4]}<br>"
                            "share of operator time: %{customdata[5]:.1f}%<extra></extra>")))
     fig.add_vline(x=ridge, line={"color": "#999999", "dash": "dot", "width": 1})
-    fig.add_annotation(x=math.log10(ridge), y=math.log10(peak_flops * tf), yshift=12,
-                       text=f"{dtype.upper()} peak {peak_flops * tf:,.4g} TFLOP/s · "
+    # anchored at the right end of the roof, so it stays inside the plot at any width
+    fig.add_annotation(x=math.log10(hi), y=math.log10(peak_flops * tf), yshift=10,
+                       text=f"{dtype.upper()} peak {peak_flops * tf:,.4g} TFLOP/s<br>"
                             f"ridge {ridge:.0f} FLOP/B",
-                       showarrow=False, xanchor="left", font={"size": 12})
+                       showarrow=False, xanchor="right", yanchor="bottom", align="right",
+                       font={"size": 12})
     slope_x = math.sqrt(lo * ridge)
     fig.add_annotation(x=math.log10(slope_x), y=math.log10(slope_x * bandwidth * tf),
                        text=f"HBM {bandwidth / 1e9:,.0f} GB/s", showarrow=False,

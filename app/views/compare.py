@@ -13,6 +13,7 @@ import charts_multi
 import forms
 import pandas as pd
 import streamlit as st
+import yaml
 from common import (
     ERRORS,
     csv_button,
@@ -134,7 +135,12 @@ if len(preds) >= 2:
         show_warnings([f"{n_}: {w}" for w in p.warnings if not w.startswith("uncalibrated")])
     table = metric_table(kind, names, preds)
     st.dataframe(highlight(table, kind), hide_index=True, width="stretch", key="cmp_table")
-    csv_button(table.to_dict("records"), "compare", key="cmp_csv", label="Table CSV")
+    c1, c2 = st.columns(2)
+    with c1:
+        csv_button(table.to_dict("records"), "compare", key="cmp_csv", label="Table CSV")
+    c2.download_button("Scenarios YAML", yaml.safe_dump_all(scenarios, sort_keys=False),
+                       file_name="compare-scenarios.yaml", key="cmp_yaml",
+                       icon=":material/download:", help="one YAML document per scenario")
     st.plotly_chart(charts_multi.compare_time_figure(preds, names), key="cmp_time_chart",
                     width="stretch")
     st.plotly_chart(charts_multi.compare_memory_figure(preds, names), key="cmp_memory_chart",

@@ -16,6 +16,7 @@ import charts_multi
 import forms
 import numpy as np
 import streamlit as st
+import yaml
 from common import ERRORS, csv_button, first_line, plain, pm, predict, sync_url, url_state
 
 FIRST = {  # the fields a planner sweeps most, listed first
@@ -165,4 +166,8 @@ st.plotly_chart(charts_multi.sweep_figure(rows, param, label, unit,
 table = [{param: r["x"], f"{label} ({unit})": r["y"], "bound": r["bound"], "fits": r["fits"]}
          for r in rows]
 st.dataframe(table, hide_index=True, width="stretch")
-csv_button(table, f"sweep-{param}", key="sw_csv", label="Sweep CSV")
+c1, c2 = st.columns(2)
+with c1:
+    csv_button(table, f"sweep-{param}", key="sw_csv", label="Sweep CSV")
+c2.download_button("Base scenario YAML", yaml.safe_dump(base, sort_keys=False),
+                   file_name="sweep-base.yaml", key="sw_yaml", icon=":material/download:")
