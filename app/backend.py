@@ -233,6 +233,20 @@ def load_records(data: bytes) -> list[dict]:
     return out
 
 
+def own_records(profile_path: str) -> list[dict] | None:
+    """The raw records `perfmodel calibrate` kept beside a profile it measured
+    (``<profile>.raw.jsonl``), or None."""
+    from perfmodel.calibrate.raw import raw_path
+
+    raw = raw_path(profile_path)
+    if not raw.exists():
+        return None
+    try:
+        return load_records(raw.read_bytes())
+    except ValueError:
+        return None
+
+
 def records_tables(records: list[dict], profile) -> list:
     from perfmodel.calibrate.report import build_tables
 

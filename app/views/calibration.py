@@ -40,6 +40,7 @@ def pick_profile():
                 st.error("No profile in calibration/.")
                 return None
             path = str(FILES[st.selectbox("Profile", list(FILES), key="ca_profile")])
+            records = backend.own_records(path)  # a measured profile's raw points, if kept
         else:
             upload = st.file_uploader("Profile JSON (perfmodel calibrate output)",
                                       type=["json"], key="ca_upload")
