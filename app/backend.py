@@ -189,10 +189,14 @@ def profile_summary() -> list[dict]:
         except pm.PerfModelError:
             continue
         files.setdefault(prof.device, []).append((prof.kind, stem))
-    for device_id, spec in sorted(pm.devices().items()):
+    devices = pm.devices()
+    names = {d: spec.name for d, spec in devices.items()}
+    names |= {d: "(not in hardware_specs: a measured host)" for d in files
+              if d and d not in devices}
+    for device_id, name in sorted(names.items()):
         mine = files.get(device_id, [])
         kinds = sorted({k for k, _ in mine})
-        rows.append({"device": device_id, "name": spec.name,
+        rows.append({"device": device_id, "name": name,
                      "profiles": ", ".join(s for _, s in mine) or "—",
                      "measured": "measured" in kinds, "reference": "reference" in kinds,
                      "uses": "measured" if "measured" in kinds else
