@@ -286,7 +286,9 @@ def test_bad_file_is_one_clear_line(row, tmp_path):
     problems = check_message(message, path, row.names_file)
     assert not problems, (problems, message[:400])
     assert row.needle in message, message
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
+    # A hang guard (an alias bomb grows without end), not a speed target: refused in ~1 ms idle,
+    # the bound leaves room for a loaded 2-core machine.
+    assert elapsed < 30.0, f"{elapsed:.2f} s"
 
 
 def test_the_table_covers_every_reader():
