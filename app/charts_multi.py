@@ -120,6 +120,6 @@ def sweep_figure(points: list[dict], param: str, metric: str, unit: str,
     ticks = {"tickvals": xs, "ticktext": [f"{x:,g}" for x in xs]} if log_x else {}
     fig.update_xaxes(title_text=param, type="log" if log_x else "linear", **ticks)
     fig.update_yaxes(title_text=f"{metric} ({unit})" if unit else metric, rangemode="tozero")
-    _layout(fig, f"{metric} vs {param} — colour: bound; hollow: does not fit", height=420)
+    _layout(fig, f"{metric} vs {param}", height=420)
     fig.update_layout(margin={"t": 100})
     return fig

@@ -66,7 +66,7 @@ def calibration_figure(points: dict, table: str, log_y: bool = False) -> go.Figu
     fig.update_xaxes(type="log", title_text=points["x_label"])
     fig.update_yaxes(type="log" if log_y else "linear",
                      title_text="efficiency (roofline bound / time)")
-    _layout(fig, f"{table}: measured vs fitted ({points['n']:,} points)", height=420)
+    _layout(fig, f"{table}: measured vs fitted", height=420)
     fig.update_layout(margin={"t": 100})
     return fig
 

@@ -119,7 +119,8 @@ if picked is not None:
             st.caption((f"Held-out median / p90 APE {held.median_ape:.1%} / "
                         f"{held.p90_ape:.1%} ({held.n_test} points kept out of the fit). "
                         if held else "No held-out error recorded for this table. ")
-                       + f"In-sample median |fitted / measured − 1| = {points['ape']:.1%} "
+                       + f"{points['n']:,} points; in-sample median |fitted / measured − 1| = "
+                       f"{points['ape']:.1%} "
                        "(points the curve was fitted on; its grid nodes may sit on them).")
             st.plotly_chart(charts_quality.calibration_figure(points, name, log_y),
                             key="ca_curve_chart", width="stretch")

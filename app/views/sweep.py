@@ -163,6 +163,8 @@ if not rows:
 st.plotly_chart(charts_multi.sweep_figure(rows, param, label, unit,
                                           log_x=spacing == "powers of 2" and len(rows) > 2),
                 key="sw_chart", width="stretch")
+st.caption("Marker colour: what bounds the point (compute, memory or exposed communication "
+           "time); hollow: it does not fit in GPU memory.")
 table = [{param: r["x"], f"{label} ({unit})": r["y"], "bound": r["bound"], "fits": r["fits"]}
          for r in rows]
 st.dataframe(table, hide_index=True, width="stretch")
