@@ -25,12 +25,13 @@ import numpy as np
 
 from . import ops as O
 from .comm import p2p_time
+from .formats import weight_byte_counts
 from .memory import (
     inference_weight_bytes,
     inference_workspace_bytes,
+    kv_cache_bytes_per_sequence,
     kv_cache_bytes_per_token,
     overhead_bytes,
-    paged_tokens,
 )
 from .moe_parallel import routed_expert_weight_bytes, stage_comm
 from .parameters import param_counts
@@ -79,9 +80,9 @@ class InferenceResult:
 
 
 def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase: str,
-              logits_tokens) -> tuple[list[O.Op], dict[str, list[int]]]:
+              logits_tokens, device=None) -> tuple[list[O.Op], dict[str, list[int]]]:
     """All operators of one forward pass through one pipeline stage's share of the model."""
-    prec = plan.precision
+    prec = plan.precision if device is None else plan.precision_on(device)
     # DP attention: this GPU's attention group serves b / attention_dp of the sequences; the
     # routed experts see the tokens of all attention_dp groups (moe_parallel.py)
     b = b / np.asarray(plan.attention_dp)
@@ -122,7 +123,8 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     per stage to stream offloaded weights / KV over the host link: hidden behind the stage's
     compute when prefetching overlaps (FlexGen's zig-zag schedule), added otherwise."""
     roof = Roofline.for_system(system, profile)
-    items, index = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens)
+    items, index = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens,
+                             system.device)
     times = op_times(items, roof)
     compute = times.by_class()
     stage = times.total()
@@ -210,6 +212,12 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
                            expert_tp(plan), model.tie_embeddings,
                            layers=None if plan.pp_layers is None else float(max(plan.pp_layers)))
     weights = inference_weight_bytes(stage_p.max, plan.weight_dtype, plan.group_size)
+    if plan.weight_formats:  # a mixed checkpoint: every tensor class at its own format
+        weights = stage_params(weight_byte_counts(param_counts(model), plan.weight_dtype,
+                                                  plan.weight_formats, plan.group_size),
+                               plan.tp, plan.pp, _expert_shards(model, plan), expert_tp(plan),
+                               model.tie_embeddings, layers=None if plan.pp_layers is None
+                               else float(max(plan.pp_layers))).max
     # memory per GPU is the largest stage's (its layers' weights and KV cache)
     kv_layers = model.num_layers if plan.pp_layers is None else max(plan.pp_layers) * plan.pp
     kv_tok = kv_cache_bytes_per_token(model, plan.kv_dtype, plan.tp) * kv_layers / plan.pp
@@ -297,13 +305,16 @@ def _memory(model: ModelSpec, system: System, plan: InferPlan, profile: Calibrat
     p, o = plan.prompt_len, plan.output_len
     b = plan.batch / np.asarray(plan.attention_dp)
     memory = {"weights": weights * (1 - plan.offload_weights)}
-    kv_seq = kv_tok * paged_tokens(np.asarray(p) + o, plan.kv_block_size)
+    kv_layers = model.num_layers if plan.pp_layers is None else max(plan.pp_layers) * plan.pp
+    # full layers grow with the context, sliding ones stop at W, linear ones hold a fixed state
+    kv_seq = kv_cache_bytes_per_sequence(model, plan.kv_dtype, plan.tp, np.asarray(p) + o,
+                                         plan.kv_block_size, layers=kv_layers / plan.pp)
     memory["kv_cache"] = b * kv_seq * (1 - plan.offload_kv)
     if draft is not None:
         memory["draft_weights"] = inference_weight_bytes(param_counts(draft).total,
                                                          plan.weight_dtype, plan.group_size)
-        memory["draft_kv_cache"] = b * kv_cache_bytes_per_token(draft, plan.kv_dtype) * \
-            draft.num_layers * paged_tokens(np.asarray(p) + o, plan.kv_block_size)
+        memory["draft_kv_cache"] = b * kv_cache_bytes_per_sequence(
+            draft, plan.kv_dtype, 1, np.asarray(p) + o, plan.kv_block_size)
     in_flight = b * np.asarray(p) if plan.prefill_chunk is None else np.minimum(
         b * np.asarray(p), plan.prefill_chunk)
     workspace = inference_workspace_bytes(model, in_flight, b, plan.tp, plan.precision.act)

@@ -80,6 +80,20 @@ class Precision:
     weight_dequant: bool = False  # weight-only quantisation: dequantise inside the GEMM
     kv_dequant: bool = False
     cast_inputs: bool = False  # separate kernels quantise GEMM inputs (fp8 training)
+    # per-tensor formats (perfmodel.formats): (weight class, its Precision) pairs that
+    # override this one for the GEMMs of that class
+    by_class: tuple = ()
+
+    def for_op(self, op_name: str) -> Precision:
+        """The precision of the GEMM named ``op_name`` (its weight class's, if overridden)."""
+        if self.by_class:
+            from .formats import op_weight_class
+
+            cls = op_weight_class(op_name)
+            for name, prec in self.by_class:
+                if name == cls:
+                    return prec
+        return self
 
     @classmethod
     def training(cls, precision: str) -> Precision:
@@ -92,20 +106,43 @@ class Precision:
 
     @classmethod
     def inference(cls, weight_dtype: str, activation_dtype: str, kv_dtype: str,
-                  group_size: int = 128) -> Precision:
+                  group_size: int = 128, formats: tuple = (),
+                  fp8_gemm: bool = False) -> Precision:
         """W8A8 / fp8 run the tensor cores in the narrow type when activations are quantised
-        too; otherwise weights are dequantised to the activation type (weight-only)."""
-        same = weight_dtype == activation_dtype
-        compute = weight_dtype if same else activation_dtype
-        narrow_weights = nbytes(weight_dtype) < nbytes(activation_dtype)
-        return cls(
-            compute=compute,
-            act=nbytes(activation_dtype),
-            weight=quantized_weight_bytes(weight_dtype, group_size),
-            kv=nbytes(kv_dtype),
-            weight_dequant=narrow_weights and not same,
-            kv_dequant=nbytes(kv_dtype) < nbytes(activation_dtype),
-        )
+        too; otherwise weights are dequantised to the activation type (weight-only).
+
+        ``fp8_gemm`` (the device has fp8 tensor cores): fp8 weights run the fp8 GEMM with
+        activations quantised on the fly even when ``activation_dtype`` is wider, because
+        that is how engines run an fp8 checkpoint there: vLLM's ``Fp8LinearMethod`` takes its
+        weight-only (Marlin W8A16) path only on GPUs without fp8 hardware
+        (``use_marlin = not current_platform.has_device_capability(89)``,
+        vllm-project/vllm vllm/model_executor/layers/quantization/fp8.py), and TensorRT-LLM
+        has no fp8 weight-only mode (its FP8 / FP8_BLOCK_SCALES QuantAlgo are W8A8). The
+        activation quantisation is fused into the producing RMSNorm / SiLU kernel
+        (vLLM csrc/layernorm_quant_kernels.cu ``fused_add_rms_norm_static_fp8_quant`` and
+        the torch.compile RMSNorm+quant fusion pass; TensorRT-LLM's fused
+        RMSNorm+quant plugins), so no separate cast kernel is counted in inference.
+        ``formats``: (weight class, dtype) pairs of a mixed checkpoint (perfmodel.formats).
+        """
+        def one(wd: str) -> Precision:
+            narrow = nbytes(wd) < nbytes(activation_dtype)
+            native = fp8_gemm and narrow and wd in ("fp8", "fp8_block")
+            same = wd == activation_dtype or native
+            return cls(
+                compute=wd if same else activation_dtype,
+                act=nbytes(activation_dtype),
+                weight=quantized_weight_bytes(wd, group_size),
+                kv=nbytes(kv_dtype),
+                weight_dequant=narrow and not same,
+                kv_dequant=nbytes(kv_dtype) < nbytes(activation_dtype),
+            )
+
+        base = one(weight_dtype)
+        if not formats:
+            return base
+        by_class = tuple((c, one(d)) for c, d in formats if d != weight_dtype)
+        return cls(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
+                      "by_class": by_class})
 
 
 @dataclass(frozen=True)
@@ -128,6 +165,7 @@ class Shard:
 def gemm(name: str, m, n, k, prec: Precision, count=1.0,
          matmuls: tuple[Matmul, ...] = ()) -> Op:
     """C[m,n] = A[m,k] B[k,n]: 2mnk FLOPs; reads A (activations) and B (weights), writes C."""
+    prec = prec.for_op(name)
     flops = 2.0 * m * n * k
     dequant = 2.0 * k * n if prec.weight_dequant else 0.0
     return Op(name=name, cls=GEMM, flops=flops,
@@ -321,6 +359,106 @@ def norm_op(name: str, model: ModelSpec, tokens, prec: Precision) -> Op:
                        7.0 if model.norm == "layernorm" else 4.0, kind=model.norm)
 
 
+def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard: Shard,
+              prec: Precision, flash: bool, phase: str, absorbed_mla: bool = False) -> list[Op]:
+    """The token mixer of one layer of this MLP kind: projections, attention core and output
+    projection. With ``layer_types`` the layers of one kind mix full, sliding-window and
+    linear attention (attention_variants.attention_mix); each kind's operators then run with
+    a count equal to its share of those layers, so that count x layers is exact.
+
+    Sliding window W: the core attends min(j, W) keys per query (``windowed_pairs``) and reads
+    the min(kv, q + W - 1) keys in reach; the non-causal model FLOPs count q x min(kv, W).
+    Identical to full attention while kv_len <= W."""
+    from .attention_variants import LINEAR, SLIDING, attention_mix, windowed_keys, windowed_pairs
+
+    out: list[Op] = []
+    for kind, share in attention_mix(model, moe_layer):
+        if kind == LINEAR:
+            part = linear_attention_ops(model, b, q_len, shard, prec, phase)
+        else:
+            kv, pr = kv_len, pairs
+            if kind == SLIDING:
+                w = float(model.sliding_window)
+                full = attention_pairs(q_len, kv_len)
+                pr = pairs * np.where(full > 0, windowed_pairs(q_len, kv_len, w)
+                                      / np.maximum(full, 1e-30), 1.0)
+                kv = windowed_keys(q_len, kv_len, w)
+            before, after = projection_ops(model, b * q_len, shard, prec)
+            core = attention_ops(model, b, q_len, kv, pr, shard, prec, flash, phase,
+                                 absorbed_mla)
+            if kind == SLIDING:  # model FLOPs: q x min(kv, W) pairs (non-causal convention)
+                for op in core:
+                    if op.cls == ATTENTION:
+                        op.model_flops = op.model_flops * np.minimum(
+                            kv_len, model.sliding_window) / np.maximum(kv_len, 1e-30)
+            if model.attention_sinks:  # one extra softmax element per query row and head
+                core[0].vector_flops = core[0].vector_flops + 5.0 * b * q_len * (
+                    model.num_heads / shard.tp)
+            part = [*before, *core, *after]
+        if share != 1.0:
+            for op in part:
+                op.count = op.count * share
+        out += part
+    return out
+
+
+def gdn_core_flops(la, tokens, phase: str):
+    """Tensor FLOPs of the gated delta rule per value head for ``tokens`` tokens.
+
+    Chunked form (Yang et al. 2024 arXiv 2412.06464 Sec. 3.3, chunk C, WY representation):
+    per token K K^T and Q K^T within the chunk (2 x C dk), the triangular solve (C^2 / 3),
+    W = T K and U = T V (C dk + C dv), the intra-chunk P U (C dv), and against the state
+    Q S, W S and the state update K^T U (3 dk dv): 2 x (C (3 dk + 2 dv) + C^2/3 + 3 dk dv).
+    Recurrent form (one token, decode): decay, S^T k, rank-one update and S^T q:
+    2 x 3 dk dv + dk dv."""
+    dk, dv, c = la.key_head_dim, la.value_head_dim, GDN_CHUNK_TOKENS
+    if phase == "decode":
+        return tokens * (7.0 * dk * dv)
+    return tokens * 2.0 * (c * (3 * dk + 2 * dv) + c * c / 3.0 + 3 * dk * dv)
+
+
+GDN_CHUNK_TOKENS = 64  # attention_variants.GDN_CHUNK (fla chunk_gated_delta_rule)
+
+
+def linear_attention_ops(model: ModelSpec, b, q_len, shard: Shard, prec: Precision,
+                         phase: str) -> list[Op]:
+    """A gated-delta-net mixer (Qwen3NextGatedDeltaNet, parameters.linear_attention_params):
+    in_proj_qkvz and in_proj_ba GEMMs, the depthwise causal conv1d, the delta-rule core, the
+    gated RMSNorm and out_proj. The core reads q, k, v, gates and the state, writes the output
+    and the new state (compulsory traffic); its FLOPs are ``gdn_core_flops``. Its efficiency
+    is looked up on the attention curve at (q_len, q_len) for prefill and, for decode, at
+    (sequences x heads, the state's size in KV-token equivalents): an assumption, checked
+    against measured gdn kernels in tests/test_attention_variants.py."""
+    from .attention_variants import STATE_BYTES
+
+    la = model.linear_attention
+    h, tp = model.hidden_size, shard.tp
+    t = b * q_len
+    kd, vd = la.num_key_heads * la.key_head_dim, la.num_value_heads * la.value_head_dim
+    nv = np.maximum(la.num_value_heads / tp, 1.0)
+    share = nv / la.num_value_heads  # of the heads and channels on this GPU
+    qkvz = 2 * kd + 2 * vd
+    conv_dim = 2 * kd + vd
+    ops = [gemm("attn.in_proj_qkvz", t, qkvz * share, h, prec,
+                matmuls=(Matmul(1.0, qkvz, True),)),
+           gemm("attn.in_proj_ba", t, 2 * la.num_value_heads * share, h, prec,
+                matmuls=(Matmul(1.0, 2 * la.num_value_heads, True),)),
+           elementwise("attn.conv1d", t * conv_dim * share, t * conv_dim * share, prec.act,
+                       2.0 * la.conv_kernel, kind="conv1d")]
+    flops = nv * gdn_core_flops(la, t, phase)
+    state = b * nv * la.key_head_dim * la.value_head_dim * STATE_BYTES
+    io = t * (conv_dim + 2 * la.num_value_heads + vd) * share * prec.act  # q,k,v,g,beta in; o out
+    kv_equiv = la.key_head_dim * la.value_head_dim / (2.0 * la.value_head_dim)
+    point = ((b * nv, kv_equiv) if phase == "decode" else (q_len, q_len))
+    ops.append(Op(name="attn.gdn_core", cls=ATTENTION, flops=flops, bytes=io + 2.0 * state,
+                  dtype=prec.compute, model_flops=flops, shape=point, phase=phase,
+                  attention_core=True))
+    ops.append(elementwise("attn.gated_norm", 2 * t * vd * share, t * vd * share, prec.act,
+                           6.0, kind="rmsnorm"))
+    ops.append(gemm("attn.out", t, h, vd * share, prec, matmuls=(Matmul(1.0, h, False),)))
+    return ops
+
+
 def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs,
                       shard: Shard, prec: Precision, flash: bool = True,
                       attn_phase: str = "prefill", absorbed_mla: bool = False) -> list[Op]:
@@ -329,11 +467,9 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
     h, tp = model.hidden_size, shard.tp
     t = b * q_len  # tokens in GEMMs (TP ranks all see every token)
     t_seq = t / tp if shard.sequence_parallel else t  # tokens in norms/adds (sequence parallel shards them)
-    before, after = projection_ops(model, t, shard, prec)
-    ops = [norm_op("attn.norm", model, t_seq, prec), *before]
-    ops += attention_ops(model, b, q_len, kv_len, pairs, shard, prec, flash, attn_phase,
-                         absorbed_mla)
-    ops += after
+    ops = [norm_op("attn.norm", model, t_seq, prec)]
+    ops += mixer_ops(model, moe_layer, b, q_len, kv_len, pairs, shard, prec, flash,
+                     attn_phase, absorbed_mla)
     ops.append(elementwise("attn.residual", 2 * t_seq * h, t_seq * h, prec.act, kind="add"))
     ops.append(norm_op("mlp.norm", model, t_seq, prec))
     if moe_layer and model.moe:

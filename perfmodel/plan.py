@@ -132,6 +132,8 @@ class InferPlan:
     a2a_mode: str = "auto"  # DeepEP kernels: auto | low_latency | normal
     expert_imbalance: float = 1.0  # busiest EP rank's routed rows over the mean
     redundant_experts: int = 0  # EPLB's extra expert replicas, spread over the EP ranks
+    # per-tensor weight formats overriding weight_dtype: (class, dtype) pairs (perfmodel.formats)
+    weight_formats: tuple[tuple[str, str], ...] = ()
 
     @property
     def instance_gpus(self) -> Array:
@@ -141,7 +143,14 @@ class InferPlan:
     @property
     def precision(self) -> O.Precision:
         return O.Precision.inference(self.weight_dtype, self.activation_dtype, self.kv_dtype,
-                                     self.group_size)
+                                     self.group_size, self.weight_formats)
+
+    def precision_on(self, device) -> O.Precision:
+        """``precision`` on ``device``: fp8 weights run its fp8 tensor cores when it has them
+        (``ops.Precision.inference``, fp8_gemm)."""
+        return O.Precision.inference(self.weight_dtype, self.activation_dtype, self.kv_dtype,
+                                     self.group_size, self.weight_formats,
+                                     fp8_gemm=bool(device.peak_tflops.get("fp8")))
 
 
 def expert_tp(plan: InferPlan) -> Array:

@@ -134,6 +134,7 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
         replicas = max(num_gpus // (tp * p.attention_dp * p.pp), 1)
     fields = dict(tp=tp, pp=p.pp, replicas=replicas, weight_dtype=inf.weight_dtype,
                   activation_dtype=inf.activation_dtype, kv_dtype=inf.kv_dtype,
+                  weight_formats=tuple(sorted(inf.weight_formats.items())),
                   group_size=inf.quant_group_size,
                   flash_attention=inf.flash_attention, kv_block_size=inf.kv_block_size, ep=p.ep,
                   attention_dp=p.attention_dp, a2a_mode=p.a2a_mode,

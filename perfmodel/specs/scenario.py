@@ -53,9 +53,6 @@ class SystemConfig(Strict):
     # board power limit per GPU (nvidia-smi -pl), W; None: the device's default (its TDP).
     # A cap lowers the sustained clock of compute-bound kernels (perfmodel/power.py)
     power_limit_w: Float | None = Field(default=None, gt=0)
-    # board power limit per GPU (nvidia-smi -pl), W; None: the device's default (its TDP).
-    # A cap lowers the sustained clock of compute-bound kernels (perfmodel/power.py)
-    power_limit_w: Float | None = Field(default=None, gt=0)
 
 
 class Parallelism(Strict):
@@ -181,7 +178,10 @@ class InferenceConfig(Strict):
     batch: Int = Field(default=1, ge=1, le=MAX_BATCH)
     prompt_len: Int = Field(ge=1, le=MAX_TOKENS)
     output_len: Int = Field(default=1, ge=1, le=MAX_TOKENS)
+    # one dtype for every weight, or a mapping by tensor class (perfmodel.formats), split on
+    # loading into the default (weight_dtype) and the per-class overrides (weight_formats)
     weight_dtype: DType = "bf16"
+    weight_formats: dict[str, DType] = Field(default_factory=dict)
     activation_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8", "nvfp4", "mxfp4",
                               "fp8_block"] = "bf16"
     kv_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4", "nvfp4", "mxfp4"] = "bf16"
@@ -203,6 +203,21 @@ class InferenceConfig(Strict):
     expert_imbalance: Float = Field(default=1.0, ge=1.0, le=64.0)
     offload: OffloadConfig | None = None
     speculative: SpeculativeConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _weight_formats(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("weight_dtype"), dict):
+            from ..formats import split_weight_dtype
+
+            default, formats = split_weight_dtype(data["weight_dtype"])
+            data = {**data, "weight_dtype": default,
+                    "weight_formats": {**data.get("weight_formats", {}), **formats}}
+        elif isinstance(data, dict) and data.get("weight_formats"):
+            from ..formats import split_weight_dtype
+
+            split_weight_dtype(data["weight_formats"])  # one-line errors for bad classes
+        return data
 
 
 class LengthDistribution(Strict):

@@ -1,0 +1,111 @@
+"""Per-tensor weight formats: one checkpoint, several dtypes (DESIGN.md "Formats are per tensor").
+
+Real checkpoints mix formats: gpt-oss stores its routed experts in MXFP4 and keeps attention,
+router, embeddings and LM head in bf16 (its config.json ``quantization_config``:
+``modules_to_not_convert``); fp8 checkpoints such as Meta-Llama-3.1-405B-Instruct-FP8 keep
+the embeddings and LM head (and some layers) in bf16. A scenario therefore gives
+``weight_dtype`` either as one name (every weight) or as a mapping by tensor class::
+
+    weight_dtype: {default: fp8, experts: mxfp4, attention: bf16, lm_head: bf16}
+
+The classes are what ``parameters.ParamCounts`` and the operator names of ``ops`` tell apart
+(``WEIGHT_CLASSES``). Norms and biases follow ``default`` (they are < 0.01 % of a model).
+Memory counts each class at its own bytes (block scales included, ``dtypes.BYTES``); each
+GEMM reads its weight's bytes and runs at its weight's compute dtype (``ops.Precision``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from .dtypes import DTYPES, quantized_weight_bytes
+from .errors import SpecError
+from .parameters import ParamCounts
+
+# class -> what it holds (ParamCounts fields / operator-name prefixes)
+WEIGHT_CLASSES: dict[str, str] = {
+    "attention": "attention projections (QKV / output; MLA up-projections)",
+    "mla": "MLA low-rank down-projections (q_down, kv_down) and the sparse-attention indexer",
+    "mlp": "dense MLP (up / gate / down)",
+    "experts": "routed experts",
+    "shared_experts": "shared experts",
+    "router": "MoE router (gate)",
+    "embeddings": "word / position embeddings",
+    "lm_head": "LM head (output projection to the vocabulary)",
+}
+
+# operator-name prefix -> class (longest prefix first); ops.py names are "<block>.<what>"
+_OP_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("attn.q_down", "mla"), ("attn.kv_down", "mla"), ("attn.", "attention"),
+    ("moe.expert.", "experts"), ("moe.shared.", "shared_experts"), ("moe.router", "router"),
+    ("mlp.", "mlp"), ("embed.", "embeddings"), ("head.", "lm_head"),
+)
+
+
+def op_weight_class(op_name: str) -> str | None:
+    """The weight class a GEMM operator's weight belongs to (None: no class, the default)."""
+    for prefix, cls in _OP_PREFIXES:
+        if op_name.startswith(prefix):
+            return cls
+    return None
+
+
+def split_weight_dtype(value: Any) -> tuple[Any, dict[str, str]]:
+    """A scenario's ``weight_dtype`` -> (default dtype, {class: dtype} overrides).
+
+    One name passes through unchanged; a mapping needs ``default`` (or defaults to bf16) and
+    classes from ``WEIGHT_CLASSES``. Bad input: one line naming the field and what is valid.
+    """
+    if not isinstance(value, dict):
+        return value, {}
+    field = "inference.weight_dtype"
+    out: dict[str, str] = {}
+    for cls, dtype in value.items():
+        if cls != "default" and cls not in WEIGHT_CLASSES:
+            raise SpecError(f"{field}: unknown tensor class {cls!r}; valid: default, "
+                            f"{', '.join(WEIGHT_CLASSES)}")
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise SpecError(f"{field}.{cls}: unknown dtype {dtype!r}; valid: "
+                            f"{', '.join(DTYPES)}")
+        out[cls] = dtype
+    default = out.pop("default", "bf16")
+    return default, {c: d for c, d in out.items() if d != default}
+
+
+def class_dtype(formats: dict[str, str] | tuple, cls: str | None, default: str) -> str:
+    """The dtype of weight class ``cls`` (``formats`` as a dict or (class, dtype) pairs)."""
+    table = dict(formats)
+    return table.get(cls, default) if cls else default
+
+
+def weight_byte_counts(pc: ParamCounts, default: str, formats: dict[str, str] | tuple = (),
+                       group_size: int = 128) -> ParamCounts:
+    """``pc`` with every count turned into BYTES at its class's format (scales included):
+    ``stages.stage_params`` of the result gives the weight bytes one GPU holds, exactly per
+    stage (embeddings on the first, the LM head on the last, experts split by EP)."""
+    def b(cls: str | None) -> float:
+        return quantized_weight_bytes(class_dtype(formats, cls, default), group_size)
+
+    return replace(
+        pc,
+        word_embedding=pc.word_embedding * b("embeddings"),
+        position_embedding=pc.position_embedding * b("embeddings"),
+        embedding_norm=pc.embedding_norm * b(None),
+        attention=pc.attention * b("attention"),
+        attention_replicated=pc.attention_replicated * b("mla"),
+        layer_norms=pc.layer_norms * b(None),
+        dense_mlp=pc.dense_mlp * b("mlp"),
+        expert=pc.expert * b("experts"),
+        shared_experts=pc.shared_experts * b("shared_experts"),
+        router=pc.router * b("router"),
+        final_norm=pc.final_norm * b(None),
+        lm_head=pc.lm_head * b("lm_head"),
+        linear_attention_delta=pc.linear_attention_delta * b("attention"),
+    )
+
+
+def model_weight_bytes(pc: ParamCounts, default: str, formats: dict[str, str] | tuple = (),
+                       group_size: int = 128) -> float:
+    """Bytes of all weights of a model (every tensor at its class's format)."""
+    return float(weight_byte_counts(pc, default, formats, group_size).total)
