@@ -165,6 +165,16 @@ def _check_page(page, name: str) -> None:
         '[data-testid="stMetricValue"] > div',
         "els => els.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)")
     assert not clipped, f"{name}: metric values cut off at {WIDTH} px: {clipped}"
+    overflowing = page.eval_on_selector_all(
+        '[data-testid="stPlotlyChart"] .main-svg',
+        """svgs => svgs.flatMap(svg => {
+            const box = svg.getBoundingClientRect();
+            return [...svg.querySelectorAll('.gtitle')].filter(t => {
+                const b = t.getBoundingClientRect();
+                return b.width > 0 && (b.right > box.right + 1 || b.left < box.left - 1);
+            }).map(t => t.textContent);
+        })""")
+    assert not overflowing, f"{name}: chart titles cut off at {WIDTH} px: {overflowing}"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
