@@ -170,7 +170,7 @@ def inference_weight_bytes(params: Array, weight_dtype: str, group_size: int = 1
 
 
 def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype: str, tp: Array = 1) -> Array:
-    """K and V of one token in one layer on one GPU (Pope et al. 2022 arXiv 2211.05102
+    """K and V of one token in one attention layer on one GPU (Pope et al. 2022 arXiv 2211.05102
     Sec. 3.1): 2 * kv_heads * head_dim * bytes, KV heads split over TP (replicated when
     tp > kv_heads). MLA caches the compressed latent plus the rotary key, shared by all heads
     (DeepSeek-V2 Sec. 2.1.2), so it is not split by TP."""
@@ -185,6 +185,57 @@ def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype: str, tp: Array = 1) -> 
 def paged_tokens(context: Array, block: int) -> Array:
     """Tokens of KV storage a sequence occupies with paged blocks (Kwon et al. 2023, vLLM)."""
     return np.ceil(np.asarray(context, float) / block) * block
+
+
+def kv_cache_bytes_per_sequence(model: ModelSpec, kv_dtype: str, tp: Array, context: Array,
+                                block: int = 1, layers: Array | None = None) -> Array:
+    """KV (and recurrent state) bytes of one sequence of ``context`` tokens on one GPU,
+    summed over layers (attention_variants.py): full-attention layers hold every token,
+    sliding-window layers the last min(context, W), linear-attention layers a fixed state;
+    token counts rounded up to ``block``-token pages. ``layers``: this GPU's share of the
+    layers (a pipeline stage), the kinds in the model's proportions; default all layers.
+    Without layer_types this is kv_cache_bytes_per_token x num_layers x paged context."""
+    from .attention_variants import FULL, LINEAR, SLIDING, kv_layer_counts, linear_state_bytes
+
+    per_tok = kv_cache_bytes_per_token(model, kv_dtype, tp)
+    n = kv_layer_counts(model)
+    ctx = np.asarray(context, float)
+    total = n[FULL] * per_tok * paged_tokens(ctx, block)
+    if n[SLIDING]:
+        total = total + n[SLIDING] * per_tok * paged_tokens(
+            np.minimum(ctx, model.sliding_window), block)
+    if n[LINEAR]:
+        total = total + n[LINEAR] * linear_state_bytes(model, tp) * np.ones_like(ctx)
+    if layers is not None:
+        total = total * np.asarray(layers, float) / model.num_layers
+    return total
+
+
+def kv_growth_bytes_per_token(model: ModelSpec, kv_dtype: str, tp: Array = 1) -> Array:
+    """Bytes one more token of context adds to a long sequence on one GPU, all layers: the
+    full-attention layers' KV (sliding and linear layers stop growing). A model of sliding
+    layers only grows by its sliding layers' KV up to W tokens: that rate is returned then."""
+    from .attention_variants import FULL, SLIDING, kv_layer_counts
+
+    n = kv_layer_counts(model)
+    per_tok = kv_cache_bytes_per_token(model, kv_dtype, tp)
+    return per_tok * (n[FULL] if n[FULL] else n[SLIDING])
+
+
+def kv_fixed_bytes_per_sequence(model: ModelSpec, kv_dtype: str, tp: Array = 1,
+                                block: int = 1) -> Array:
+    """What a long sequence holds on one GPU besides ``kv_growth_bytes_per_token`` x context:
+    its sliding layers' last W tokens (when full layers set the growth) and its linear layers'
+    states. 0 for a model of full-attention layers only."""
+    from .attention_variants import FULL, SLIDING, kv_layer_counts
+
+    n = kv_layer_counts(model)
+    long = float(model.sliding_window or 1) + block  # past the window: sliding layers capped
+    full = n[FULL] * kv_cache_bytes_per_token(model, kv_dtype, tp) * paged_tokens(long, block)
+    if not n[FULL] and n[SLIDING]:
+        full = n[SLIDING] * kv_cache_bytes_per_token(model, kv_dtype, tp) * paged_tokens(
+            long, block)
+    return kv_cache_bytes_per_sequence(model, kv_dtype, tp, long, block) - full
 
 
 def inference_workspace_bytes(model: ModelSpec, tokens: Array, batch: Array, tp: Array,

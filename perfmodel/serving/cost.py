@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import ops as O
 from ..inference import forward_pass, inference
-from ..memory import kv_cache_bytes_per_token, overhead_bytes
+from ..memory import kv_fixed_bytes_per_sequence, kv_growth_bytes_per_token, overhead_bytes
 from ..plan import InferPlan
 from ..profile import CalibrationProfile
 from ..specs.model import ModelSpec
@@ -298,13 +298,17 @@ def kv_capacity(model: ModelSpec, system: System, plan: InferPlan,
                     output_len=1)
     mem = {k: float(np.asarray(v)) for k, v in inference(model, system, probe, profile).memory
            .items()}
-    per_token = float(kv_cache_bytes_per_token(model, plan.kv_dtype, plan.tp)
-                      * model.num_layers / plan.pp)
+    # blocks count the KV that grows with context (full-attention layers); sliding-window
+    # layers' last W tokens and linear-attention states are a fixed amount per sequence,
+    # reserved for max_batch sequences (memory.kv_growth_bytes_per_token / kv_fixed_...)
+    per_token = float(kv_growth_bytes_per_token(model, plan.kv_dtype, plan.tp) / plan.pp)
+    fixed = float(kv_fixed_bytes_per_sequence(model, plan.kv_dtype, plan.tp,
+                                              int(plan.kv_block_size))) / plan.pp * max_batch
     mo = profile.memory_overheads
     usable = system.device.memory_bytes * (1 - mo.allocator_fraction)
-    free = usable - (mem["weights"] + mem["activations"] + mem["cuda_context"])
+    free = usable - (mem["weights"] + mem["activations"] + mem["cuda_context"]) - fixed
     blocks = int(max(np.floor(free / (per_token * plan.kv_block_size)), 0))
-    pool = blocks * plan.kv_block_size * per_token
+    pool = blocks * plan.kv_block_size * per_token + fixed
     allocated = mem["weights"] + mem["activations"] + pool
     memory = {"weights": mem["weights"], "kv_cache": pool, "activations": mem["activations"],
               **{k: float(v) for k, v in overhead_bytes(allocated, mo).items()}}

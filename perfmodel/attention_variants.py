@@ -1,0 +1,112 @@
+"""Sliding-window, sink and linear-attention layers: which layers have which attention, the
+keys a windowed query reaches, and the fixed recurrent state of a linear-attention layer.
+
+* Sliding window W (HF ``layer_types`` "sliding_attention" + ``sliding_window``): query at
+  position q sees keys kv with q - W < kv <= q, i.e. W keys including itself
+  (transformers ``masking_utils.sliding_window_overlay``, huggingface/transformers
+  src/transformers/masking_utils.py @ 2ccc6cae21faaf11631efa5fb9054687ae5dc931). Such a layer
+  keeps only the last W tokens of K/V (vLLM's sliding-window KV manager frees the older
+  blocks), so its cache and its decode reads stop growing at W.
+* Attention sinks (gpt-oss ``sinks``): one learned logit per head concatenated to each query
+  row's scores before the softmax and dropped after it (transformers
+  models/gpt_oss/modeling_gpt_oss.py ``eager_attention_forward`` @
+  00d4b3d2142cb4ced2f51b90614b5d26bc045015; gpt-oss model card arXiv 2508.10925 Sec. 2.1).
+  No key or value is stored: no KV bytes, one extra softmax element per query row and head.
+* Gated delta net (Yang et al. 2024, arXiv 2412.06464; Qwen3-Next Qwen3NextGatedDeltaNet,
+  transformers models/qwen3_next/modeling_qwen3_next.py @
+  7515843b617551b008901620ca58f1208bbc330d): a per-sequence recurrent state of
+  num_value_heads x key_head_dim x value_head_dim (``last_recurrent_state``) plus the causal
+  conv1d's last conv_kernel - 1 inputs of 2 key_dim + value_dim channels, whatever the
+  context length.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .specs.model import ModelSpec
+
+Array = Any
+FULL, SLIDING, LINEAR = "full_attention", "sliding_attention", "linear_attention"
+# Chunk length of the chunked gated-delta-rule kernel (fla ``chunk_gated_delta_rule`` and the
+# transformers torch fallback use 64; Yang et al. 2024 Sec. 3.3)
+GDN_CHUNK = 64
+# Bytes per element of the recurrent and conv state: vLLM keeps them in the model dtype by
+# default (CacheConfig mamba_cache_dtype / mamba_ssm_cache_dtype "auto"), not in the KV-cache
+# dtype, so an fp8 KV cache does not shrink them.
+STATE_BYTES = 2.0
+
+
+def layer_kinds(model: ModelSpec) -> list[tuple[str, bool]]:
+    """(attention kind, MoE layer?) of every layer, in order. MoE layers without a listed
+    pattern: after ``first_dense_layers``, every ``layer_frequency``-th layer (HF
+    ``(layer_idx + 1) % decoder_sparse_step == 0``), which gives ``num_moe_layers`` of them."""
+    n = model.num_layers
+    kinds = list(model.layer_types) if model.layer_types else [FULL] * n
+    moe = model.moe
+    if moe is None:
+        flags = [False] * n
+    elif moe.layer_pattern is not None:
+        flags = list(moe.layer_pattern)
+    else:
+        f0, freq = moe.first_dense_layers, moe.layer_frequency
+        flags = [i >= f0 and (i - f0 + 1) % freq == 0 for i in range(n)]
+    return list(zip(kinds, flags, strict=True))
+
+
+def attention_mix(model: ModelSpec, moe_layer: bool) -> list[tuple[str, float]]:
+    """(attention kind, share) over the layers of one MLP kind (dense or MoE): the share of
+    those layers whose mixer is that kind. A model without ``layer_types``: [(full, 1.0)]."""
+    if not model.layer_types:
+        return [(FULL, 1.0)]
+    kinds = [k for k, m in layer_kinds(model) if m == moe_layer]
+    if not kinds:
+        return [(FULL, 1.0)]
+    return [(k, kinds.count(k) / len(kinds)) for k in (FULL, SLIDING, LINEAR) if k in kinds]
+
+
+def _window_prefix(n: Array, w: float) -> Array:
+    """sum_{j=1..n} min(j, w): key-query pairs of the first n positions of a causal window."""
+    n = np.maximum(np.asarray(n, float), 0.0)
+    return np.where(n <= w, n * (n + 1) / 2.0, w * (w + 1) / 2.0 + (n - w) * w)
+
+
+def windowed_pairs(q_len: Array, kv_len: Array, window: float, causal: bool = True) -> Array:
+    """Query-key pairs of the last ``q_len`` of ``kv_len`` positions with a causal window of
+    ``window`` keys: sum over positions j of min(j, W) = f(kv) - f(kv - q). Without a window
+    limit (W >= kv) this is ``ops.attention_pairs``: q kv - q (q - 1) / 2. Non-causal: each
+    query sees min(kv, W) keys."""
+    if not causal:
+        return np.asarray(q_len, float) * np.minimum(kv_len, window)
+    kv = np.asarray(kv_len, float)
+    return _window_prefix(kv, window) - _window_prefix(kv - np.asarray(q_len, float), window)
+
+
+def windowed_keys(q_len: Array, kv_len: Array, window: float) -> Array:
+    """Distinct keys ``q_len`` new queries reach, i.e. the K/V a windowed kernel reads:
+    min(kv, q + W - 1) (decode: min(kv, W))."""
+    return np.minimum(np.asarray(kv_len, float), np.asarray(q_len, float) + window - 1.0)
+
+
+def linear_state_bytes(model: ModelSpec, tp: Array = 1, state_bytes: float = STATE_BYTES
+                       ) -> Array:
+    """Per-sequence state of one linear-attention layer on one GPU: recurrent state
+    num_value_heads x key_head_dim x value_head_dim plus the conv state (conv_kernel - 1) x
+    (2 key_dim + value_dim) channels (vLLM MambaStateShapeCalculator.gated_delta_net_state_shape),
+    heads and channels split over TP (replicated when tp exceeds the heads)."""
+    la = model.linear_attention
+    if la is None:
+        return 0.0 * np.asarray(tp, float)
+    share = np.maximum(la.num_value_heads / np.asarray(tp, float), 1.0) / la.num_value_heads
+    recurrent = la.num_value_heads * la.key_head_dim * la.value_head_dim
+    conv_dim = 2 * la.num_key_heads * la.key_head_dim + la.num_value_heads * la.value_head_dim
+    conv = (la.conv_kernel - 1) * conv_dim
+    return (recurrent + conv) * state_bytes * share
+
+
+def kv_layer_counts(model: ModelSpec) -> dict[str, int]:
+    """Layers of each attention kind (full, sliding, linear)."""
+    kinds = [k for k, _ in layer_kinds(model)]
+    return {k: kinds.count(k) for k in (FULL, SLIDING, LINEAR)}
