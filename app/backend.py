@@ -129,21 +129,62 @@ def request_latencies(scenario: dict) -> dict[str, list[float]] | None:
 
 
 # --------------------------------------------------------------------------- validation
-@st.cache_data(show_spinner=False)
-def validation_report() -> dict:
-    """`perfmodel validate`: every published case predicted now (about a second)."""
-    from perfmodel.validate import validate_published
+@st.cache_resource(show_spinner=False)
+def loaded_cases() -> dict:
+    """Every published case in validation/, by id (perfmodel.validate.load_cases)."""
+    from perfmodel.validate import load_cases
 
-    return validate_published()
+    return {lc.case.id: lc for lc in load_cases(None, "all", None)}
+
+
+@st.cache_data(show_spinner=False)
+def validation_rows() -> tuple[list[dict], dict]:
+    """One row per case in validation/: the last report's result (validation/report.json,
+    written by `perfmodel validate`), or an unpredicted row for a case added since; and what
+    the report says about itself. Predicting all cases takes tens of seconds, so the page
+    starts from the report and predicts on request (``predict_case``)."""
+    from perfmodel.paths import data_dir
+    from perfmodel.validate import CANONICAL_UNIT, METRIC_DIMENSION
+
+    path = data_dir("validation") / "report.json"
+    report = json.loads(path.read_text()) if path.exists() else {"cases": []}
+    by_id = {c["id"]: c for c in report.get("cases", [])}
+    rows = []
+    for case_id, lc in loaded_cases().items():
+        c = lc.case
+        if case_id in by_id:
+            rows.append({**by_id[case_id], "origin": "report"})
+            continue
+        sc = c.scenario if isinstance(c.scenario, dict) else {}
+        model = sc.get("model")
+        rows.append({"id": c.id, "source": lc.group, "kind": c.kind, "metric": c.metric,
+                     "unit": CANONICAL_UNIT[METRIC_DIMENSION[c.metric]],
+                     "measured": c.measured.canonical, "predicted": None, "ape": None,
+                     "status": "not predicted", "error": None,
+                     "measured_as_printed": f"{c.measured.value:g} {c.measured.unit}",
+                     "warnings": [], "model": model if isinstance(model, str) else None,
+                     "device": sc.get("system", {}).get("device"),
+                     "num_gpus": sc.get("system", {}).get("num_gpus"), "origin": "new"})
+    meta = {"note": report.get("note", ""), "version": report.get("perfmodel_version"),
+            "count": len(by_id), "path": str(path)}
+    return rows, meta
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def predict_case(case_id: str) -> dict:
+    """One case predicted now (`perfmodel validate`'s run_case): its report row."""
+    from dataclasses import asdict
+
+    from perfmodel.validate import run_case
+
+    return {**asdict(run_case(loaded_cases()[case_id])), "origin": "now"}
 
 
 @st.cache_data(show_spinner=False)
 def validation_cases() -> dict[str, dict]:
     """Per case id: its source (title, url, location), assumptions and notes."""
-    from perfmodel.validate import load_cases
-
     out = {}
-    for lc in load_cases(None, "all", None):
+    for lc in loaded_cases().values():
         c = lc.case
         sc = c.scenario if isinstance(c.scenario, dict) else {}
         stack = (_stack_name(sc.get("training", {}).get("framework"), "megatron-core")

@@ -367,6 +367,11 @@ def test_validation_scatter_filters_and_citation():
     assert int(metric(at, "Cases").split()[0]) < n_all
     text = " ".join(m.value for m in at.markdown)
     assert "bigscience" in text.lower() and "Omni-Path" in text
+    assert set(at.dataframe[0].value["from"]) <= {"last report", "not predicted yet"}
+    at.button(key="va_run").click()  # predict the shown (filtered) cases now
+    run(at)
+    assert set(at.dataframe[0].value["from"]) == {"predicted now"}
+    assert metric(at, "Cases").startswith("1 of")
     at.multiselect(key="va_source").set_value([])
     at.multiselect(key="va_stack").set_value(["torchtitan"])  # filter by framework
     run(at)
@@ -375,7 +380,7 @@ def test_validation_scatter_filters_and_citation():
 
 def test_validation_empty_filter_is_a_message():
     at = page("validation", va_source="bloom176b", va_kind="inference")
-    assert "No case matches these filters" in shown_error(at)
+    assert "No predicted case matches these filters" in shown_error(at)
 
 
 def test_validation_every_widget():

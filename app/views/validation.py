@@ -1,6 +1,9 @@
-"""Validation: every published end-to-end measurement predicted now, predicted against
-measured with ±10 / 25 % bands, filtered by kind, source, metric and device, and each case's
-citation and assumptions."""
+"""Validation: the published end-to-end measurements against perfmodel's predictions,
+predicted vs measured with ±10 / 25 % bands, filtered by kind, source, framework or engine,
+metric and device, with each case's citation and assumptions.
+
+The page opens on the last `perfmodel validate` report (validation/report.json); predicting
+every case takes tens of seconds, so the shown cases are re-predicted on request."""
 
 from __future__ import annotations
 
@@ -18,54 +21,76 @@ from common import ERRORS, csv_button, metric_cards, plain, show_error, sync_url
 FILTERS = {"kind": "Kind", "source": "Source", "stack": "Framework / engine",
            "metric": "Metric", "device": "Device"}
 DEFAULTS = {**{f"va_{k}": [] for k in FILTERS}, "va_colour": "source", "va_case": ""}
+ORIGIN = {"report": "last report", "now": "predicted now", "new": "not predicted yet"}
+
+
+def predict_shown(ids: list[str]) -> None:
+    """Predict ``ids`` now, with a progress bar; results replace the report's rows."""
+    live = st.session_state.setdefault("va_live", {})
+    bar = st.progress(0.0, text=f"Predicting {len(ids)} cases…")
+    for i, case_id in enumerate(ids):
+        live[case_id] = backend.predict_case(case_id)
+        bar.progress((i + 1) / len(ids), text=f"Predicted {i + 1} of {len(ids)} cases")
+    bar.empty()
+
 
 url_state(DEFAULTS)
 st.title("Validation")
 try:
-    with st.spinner("Predicting every published case…", show_time=True):
-        report = backend.validation_report()
+    with st.spinner("Loading the published cases…", show_time=True):
+        base, meta = backend.validation_rows()
         details = backend.validation_cases()
 except ERRORS as err:
     show_error(err, "Validation cannot run")
     st.stop()
-cases = [{**c, "stack": details.get(c["id"], {}).get("stack")} for c in report["cases"]]
-fields = FILTERS
+live = st.session_state.get("va_live", {})
+cases = [{**live.get(c["id"], c), "stack": details.get(c["id"], {}).get("stack")}
+         for c in base]
 with st.sidebar:
     st.header("Filter")
     chosen = {}
-    for field, label in fields.items():
+    for field, label in FILTERS.items():
         options = sorted({str(c.get(field)) for c in cases if c.get(field) is not None})
         st.session_state[f"va_{field}"] = [v for v in st.session_state[f"va_{field}"]
                                            if v in options]
-        chosen[field] = st.multiselect(label, options, key=f"va_{field}",
-                                       placeholder="all")
-    colour = st.selectbox("Colour by", list(fields), key="va_colour", format_func=lambda f: fields.get(f, f))
+        chosen[field] = st.multiselect(label, options, key=f"va_{field}", placeholder="all")
+    colour = st.selectbox("Colour by", list(FILTERS), key="va_colour",
+                          format_func=lambda f: FILTERS.get(f, f))
 sync_url(DEFAULTS, DEFAULTS)
 
 shown = [c for c in cases if all(not v or str(c.get(f)) in v for f, v in chosen.items())]
 ok = [c for c in shown if c["status"] == "ok"]
-errors = [c for c in shown if c["status"] != "ok"]
 apes = sorted(c["ape"] for c in ok)
-median = statistics.median(apes) if apes else None
+new = sum(c.get("origin") == "new" for c in shown)
+st.caption(f"Predictions from {ORIGIN['report']} (`perfmodel validate`, perfmodel "
+           f"{meta['version']}, {meta['count']} cases) unless predicted now"
+           + (f"; {new} shown cases were added since and have no prediction yet" if new else "")
+           + ".")
+if st.button(f"Predict the {len(shown)} shown cases now", key="va_run",
+             icon=":material/refresh:", disabled=not shown,
+             help="each case takes up to a few seconds; filter first to predict fewer"):
+    predict_shown([c["id"] for c in shown])
+    st.rerun()
 metric_cards([
-    ("Cases", f"{len(ok)} of {len(shown)}", f"{len(errors)} could not be predicted"),
-    ("Median APE", f"{100 * median:.1f}%" if median is not None else "—",
+    ("Cases", f"{len(ok)} of {len(shown)}",
+     f"{sum(c['status'] == 'error' for c in shown)} could not be predicted, {new} not yet"),
+    ("Median APE", f"{100 * statistics.median(apes):.1f}%" if apes else "—",
      "absolute percentage error |predicted − measured| / measured"),
     ("Within ±10 % / ±25 %",
      f"{sum(a <= 0.10 for a in apes)} / {sum(a <= 0.25 for a in apes)}" if apes else "—",
      "cases inside each band"),
 ])
 if not ok:
-    st.error("**No case matches these filters** (or none could be predicted); clear a filter.",
-             icon=":material/block:")
+    st.error("**No predicted case matches these filters**: clear a filter, or predict the "
+             "shown cases.", icon=":material/block:")
     st.stop()
 st.plotly_chart(charts_quality.validation_figure(ok, colour), key="va_chart", width="stretch")
-st.caption(report.get("note", ""))
+st.caption(plain(meta.get("note", "")))
 rows = [{"id": c["id"], "source": c["source"], "metric": c["metric"], "unit": c["unit"],
          "measured": c["measured"], "predicted": c["predicted"],
          "APE %": None if c["ape"] is None else 100 * c["ape"], "device": c.get("device"),
          "GPUs": c.get("num_gpus"), "model": c.get("model"), "stack": c.get("stack"),
-         "status": c["status"],
+         "from": ORIGIN.get(c.get("origin"), ""), "status": c["status"],
          "error": c.get("error")} for c in shown]
 st.dataframe(rows, hide_index=True, width="stretch",
              column_config={"APE %": st.column_config.NumberColumn(format="%.1f")})
@@ -82,9 +107,10 @@ src = info.get("source", {})
 if case["status"] == "ok":
     st.markdown(f"**{plain(case['metric'])}**: measured {case['measured_as_printed']}, "
                 f"predicted {case['predicted']:.4g} {case['unit']} "
-                f"(APE {100 * case['ape']:.1f}%)")
+                f"(APE {100 * case['ape']:.1f}%, {ORIGIN.get(case.get('origin'), '')})")
 else:
-    st.warning(f"Not predicted: {plain(case.get('error'))}", icon=":material/warning:")
+    st.warning(f"Not predicted: {plain(case.get('error') or ORIGIN['new'])}",
+               icon=":material/warning:")
 st.markdown(f"**Source:** {plain(src.get('title', case.get('citation', '')))}"
             + (f" — [{src['url']}]({src['url']})" if src.get("url") else ""))
 if src.get("location"):
