@@ -420,6 +420,23 @@ def gdn_core_flops(la, tokens, phase: str):
 GDN_CHUNK_TOKENS = 64  # attention_variants.GDN_CHUNK (fla chunk_gated_delta_rule)
 
 
+def gdn_core_bytes(la, tokens, act: float, phase: str):
+    """HBM bytes of the gated delta rule per value head for ``tokens`` tokens, without the
+    recurrent state itself. Decode (fused_recurrent_gated_delta_rule): q, k, v, g, beta in and
+    o out. Chunked prefill runs fla's kernel chain (fla-org/flash-linear-attention
+    fla/ops/gated_delta_rule/chunk.py ``chunk_gated_delta_rule_fwd``, copied in vLLM
+    model_executor/layers/fla/ops/chunk.py), each kernel re-reading its inputs from HBM:
+    kkt reads k, writes A (fp32, C per token); solve_tril reads A, writes A (act dtype);
+    recompute_w_u reads k, v, A, writes w, u; fwd_h reads k, w, u, writes the chunk states h
+    (dk dv / C per token) and v_new; fwd_o reads q, k, v_new, h and writes o."""
+    dk, dv, c = la.key_head_dim, la.value_head_dim, GDN_CHUNK_TOKENS
+    if phase == "decode":
+        return tokens * act * (2 * dk + 2 * dv + 2)
+    elems = (dk + c) + (c + dk + dv + c + dk + dv) + (2 * dk + dv + dk * dv / c + dv) \
+        + (2 * dk + dv + dk * dv / c + dv) + 2  # + g, beta
+    return tokens * (act * elems + 4.0 * c * 2)  # A in fp32: written by kkt, read by solve
+
+
 def linear_attention_ops(model: ModelSpec, b, q_len, shard: Shard, prec: Precision,
                          phase: str) -> list[Op]:
     """A gated-delta-net mixer (Qwen3NextGatedDeltaNet, parameters.linear_attention_params):
@@ -447,7 +464,7 @@ def linear_attention_ops(model: ModelSpec, b, q_len, shard: Shard, prec: Precisi
                        2.0 * la.conv_kernel, kind="conv1d")]
     flops = nv * gdn_core_flops(la, t, phase)
     state = b * nv * la.key_head_dim * la.value_head_dim * STATE_BYTES
-    io = t * (conv_dim + 2 * la.num_value_heads + vd) * share * prec.act  # q,k,v,g,beta in; o out
+    io = nv * gdn_core_bytes(la, t, prec.act, phase)
     kv_equiv = la.key_head_dim * la.value_head_dim / (2.0 * la.value_head_dim)
     point = ((b * nv, kv_equiv) if phase == "decode" else (q_len, q_len))
     ops.append(Op(name="attn.gdn_core", cls=ATTENTION, flops=flops, bytes=io + 2.0 * state,
