@@ -57,6 +57,32 @@ def cards(pred: pm.Prediction) -> list[tuple]:
     ]
 
 
+def energy_card(pred: pm.Prediction) -> list[tuple]:
+    """Energy per token and power per GPU (perfmodel.power), when the prediction has them."""
+    joules = getattr(pred, "energy_per_token_j", None)
+    if not joules:
+        return []
+    watts = getattr(pred, "avg_power_per_gpu_w", None)
+    what = "trained" if pred.kind == "training" else "generated"
+    return [("Energy per token", f"{joules:.3g} J",
+             f"per {what} token, whole system"
+             + (f"; average power {watts:.0f} W per GPU" if watts else ""), None)]
+
+
+def engine_plan(pred: pm.Prediction) -> None:
+    """A named engine's memory plan (KV cache size, concurrency it admits), when present."""
+    plan = getattr(pred, "engine", None)
+    if not isinstance(plan, dict) or not plan:
+        return
+    with st.expander(f"Engine memory plan — {plan.get('engine', '?')} "
+                     f"{plan.get('version', '')}".strip()):
+        shown = {k: v for k, v in plan.items() if not isinstance(v, (dict, list))}
+        st.dataframe([{"field": k, "value": str(v)} for k, v in shown.items()],
+                     hide_index=True, width="stretch")
+        for problem in plan.get("problems", []):
+            st.warning(plain(problem), icon=":material/warning:")
+
+
 def range_line(pred: pm.Prediction) -> None:
     """What the ranges under the metric values mean, when the prediction has them."""
     if not getattr(pred, "ranges", None):
@@ -70,8 +96,9 @@ def range_line(pred: pm.Prediction) -> None:
 def show(scenario: dict, pred: pm.Prediction, key: str) -> None:
     header_line(pred)
     show_warnings(pred.warnings)
-    metric_cards(cards(pred))
+    metric_cards(cards(pred) + energy_card(pred))
     range_line(pred)
+    engine_plan(pred)
     st.plotly_chart(charts.time_figure(pred), key=f"{key}_time_chart", width="stretch")
     st.plotly_chart(charts.memory_figure(pred), key=f"{key}_memory_chart", width="stretch")
     device = pm.get_device(pred.device)

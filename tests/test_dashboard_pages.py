@@ -186,6 +186,18 @@ def test_inference_model_that_does_not_fit_is_a_warning():
     assert "DOES NOT FIT" in title(specs(at)[1])
 
 
+def test_stacks_reach_the_scenario_and_move_the_numbers():
+    """framework (training) and engine (inference) are scenario fields: choosing one changes
+    the scenario file, and the prediction where the stack's facts differ."""
+    base = page("training")
+    at = page("training", tr_framework="torchtitan")
+    assert "framework: torchtitan" in next(c.value for c in at.code if "kind: training" in c.value)
+    assert metric(at, "Step time") != metric(base, "Step time")
+    at = page("inference", in_engine="vllm")
+    assert "engine: vllm" in next(c.value for c in at.code if "kind: inference" in c.value)
+    assert any(e.label.startswith("Engine memory plan — vllm") for e in at.expander)
+
+
 def test_inference_every_widget():
     at = page("inference")
     assert len(exercise_every_widget(at)) >= 15

@@ -13,6 +13,7 @@ import backend
 import charts
 import charts_serving
 import forms
+import prediction_view
 import streamlit as st
 from common import (
     ERRORS,
@@ -183,6 +184,7 @@ if pred is not None:
     header_line(pred)
     show_warnings(pred.warnings)
     metric_cards(cards(pred))
+    prediction_view.engine_plan(pred)
     try:
         lat = backend.request_latencies(scenario)
     except ERRORS:
