@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ..dtypes import DType
 from ..errors import SpecError
 from .common import Source, Strict
 from .types import MAX_LAYERS, MAX_TOKENS, MAX_WIDTH, Bool, Float, Int
@@ -76,7 +77,8 @@ class LinearAttentionSpec(Strict):
     gated delta net (Yang et al. 2024, arXiv 2412.06464; Qwen3-Next / Qwen3.5
     Qwen3NextGatedDeltaNet): in_proj_qkvz, in_proj_ba, a depthwise causal conv1d over q, k, v,
     dt_bias, A_log, a gated RMSNorm over the value head and out_proj. Counted in parameters;
-    its fixed-size state and FLOPs are not modelled yet (those layers run as full attention)."""
+    its fixed per-sequence state replaces the KV cache (memory.kv_cache_bytes_per_sequence)
+    and its chunked / recurrent kernel has its own FLOPs and bytes (ops.linear_attention_ops)."""
 
     kind: Literal["gated_delta_net"] = "gated_delta_net"
     num_key_heads: Int = Field(ge=1, le=MAX_WIDTH)
@@ -124,8 +126,9 @@ class ModelSpec(Strict):
     # one learned softmax-sink logit per attention head per layer (gpt-oss `sinks`)
     attention_sinks: Bool = False
     # Per-layer attention kinds (HF `layer_types`) and the sliding window of the
-    # "sliding_attention" layers. Carried for the structure and the parameter count (which
-    # they do not change); KV cache and attention FLOPs still treat every layer as full.
+    # "sliding_attention" layers: a sliding layer caches and attends min(context, W) keys,
+    # a linear_attention layer holds a fixed state (attention_variants.py); parameters are
+    # those of a full-attention layer (plus the linear mixer's difference).
     layer_types: tuple[
         Literal["full_attention", "sliding_attention", "linear_attention"], ...] | None = None
     sliding_window: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
@@ -138,6 +141,10 @@ class ModelSpec(Strict):
     # total, as published (for tests / display)
     published_params: Float | None = Field(default=None, gt=0)
     published_active_params: Float | None = Field(default=None, gt=0)
+    # the checkpoint's weight formats by tensor class ({"default": ..., class: ...}, from a HF
+    # quantization_config: perfmodel.zoo.hf_quant); an inference scenario without its own
+    # weight_dtype uses them (perfmodel.formats)
+    checkpoint_formats: dict[str, DType] | None = None
     source: Source | None = None
     notes: str | None = None
 

@@ -163,7 +163,15 @@ def _llama(c: _Config) -> dict[str, Any]:
 
 
 def _mistral(c: _Config) -> dict[str, Any]:
-    return {**_llama_like(c), "family": "mistral"}
+    """Llama layout; a non-null ``sliding_window`` applies to every layer (transformers
+    models/mistral/modeling_mistral.py MistralAttention passes config.sliding_window to every
+    layer's attention: Mistral-7B-v0.1 has 4096, later versions null)."""
+    spec = {**_llama_like(c), "family": "mistral"}
+    window = c.get("sliding_window")
+    if window:
+        spec.update(layer_types=("sliding_attention",) * c.req("num_hidden_layers"),
+                    sliding_window=window)
+    return spec
 
 
 def _mixtral(c: _Config) -> dict[str, Any]:
@@ -697,6 +705,7 @@ def model_from_hf_config(config: Mapping[str, Any], id: str | None = None) -> Mo
     if not model_type:
         raise SpecError(f"HF config has no 'model_type' key; supported model types: {supported}")
     wrapper = str(model_type)
+    formats = checkpoint_formats(config)  # quantization_config (hf_quant.py)
     config = _unwrap(config)
     model_type = config.get("model_type")
     if model_type is not None:
@@ -710,6 +719,8 @@ def model_from_hf_config(config: Mapping[str, Any], id: str | None = None) -> Mo
     if model_type != wrapper:
         fields.setdefault("notes", f"language model of the {wrapper!r} wrapper; the vision / "
                                    "audio towers are not counted")
+    if formats:
+        fields.setdefault("checkpoint_formats", formats)
     fields = {k: v for k, v in fields.items() if v is not None}
     model_id = id or _default_id(config, str(model_type))
     fields.setdefault("name", str(config.get("_name_or_path") or model_id))
