@@ -52,6 +52,7 @@ class EngineShape:
     act_bytes: float = 2.0
     group_size: int = 128
     nvls: bool = False  # the GPUs' fabric does in-switch reductions (NVLink SHARP)
+    weight_formats: tuple = ()  # (class, dtype) overrides of weight_dtype (perfmodel.formats)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,12 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     stage = stage_params(param_counts(model), tp, pp, shape.ep, shape.etp or tp,
                          model.tie_embeddings)
     weights = float(inference_weight_bytes(stage.max, shape.weight_dtype, shape.group_size))
+    if shape.weight_formats:  # a mixed checkpoint: every tensor class at its own format
+        from .formats import weight_byte_counts
+
+        weights = float(stage_params(weight_byte_counts(
+            param_counts(model), shape.weight_dtype, shape.weight_formats, shape.group_size),
+            tp, pp, shape.ep, shape.etp or tp, model.tie_embeddings).max)
     per_token = float(kv_cache_bytes_per_token(model, shape.kv_dtype, tp)) * model.num_layers / pp
     block = cfg.block_size or m.block_size
     seqs = cfg.max_num_seqs or spec.max_num_seqs(gib_total, device.id)
@@ -221,6 +228,7 @@ def shape_for(parallelism, inference, system=None) -> EngineShape:
         return EngineShape(tp=tp, pp=pp, ep=ep, etp=parallelism.etp, nvls=nvls)
     return EngineShape(tp=tp, pp=pp, ep=ep, etp=parallelism.etp,
                        weight_dtype=inference.weight_dtype, kv_dtype=inference.kv_dtype,
+                       weight_formats=tuple(sorted(inference.weight_formats.items())),
                        act_bytes=float(nbytes(inference.activation_dtype)),
                        group_size=inference.quant_group_size, nvls=nvls)
 

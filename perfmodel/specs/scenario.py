@@ -459,6 +459,11 @@ class Scenario(Strict):
             base = Path(data["base_dir"]) if data.get("base_dir") else None
             if "model" in data:
                 data = {**data, "model": resolve_model(data["model"], base_dir=base)}
+        inf, model = (data.get("inference"), data.get("model")) if isinstance(data, dict) \
+            else (None, None)
+        if isinstance(inf, dict) and "weight_dtype" not in inf and \
+                getattr(model, "checkpoint_formats", None):  # the checkpoint's own formats
+            data = {**data, "inference": {**inf, "weight_dtype": dict(model.checkpoint_formats)}}
         return data
 
     @model_validator(mode="after")

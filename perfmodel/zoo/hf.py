@@ -24,6 +24,7 @@ from ..specs.common import validate
 from ..specs.model import ModelSpec
 from ..specs.registry import read_mapping
 from ..specs.types import show
+from .hf_quant import checkpoint_formats
 
 _MISSING = object()
 

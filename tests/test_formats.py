@@ -1,0 +1,187 @@
+"""Per-tensor weight formats (perfmodel.formats, perfmodel.zoo.hf_quant), fp8 GEMMs on fp8
+tensor cores, and the GEMM-curve fallback of the block-scaled formats (profile._gemm_key)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import perfmodel as pm
+from perfmodel import ops as O
+from perfmodel.engine_memory import for_scenario
+from perfmodel.errors import SpecError
+from perfmodel.formats import model_weight_bytes, op_weight_class
+from perfmodel.parameters import param_counts
+from perfmodel.profile import CalibrationProfile
+from perfmodel.resolve import resolve
+from perfmodel.specs.common import validate
+from perfmodel.specs.model import ModelSpec
+from perfmodel.specs.scenario import Scenario
+from perfmodel.zoo import resolve_model
+from perfmodel.zoo.hf_quant import checkpoint_formats
+
+GIB = 2 ** 30
+HF = Path(__file__).parent / "data" / "hf_configs" / "aiconfigurator-0.12.0"
+CAL = Path(__file__).parent.parent / "calibration"
+MXFP4 = (32 * 4 + 8) / 32 / 8  # OCP MX v1.0 Table 1: 4.25 bits per element
+
+
+def _tiny() -> ModelSpec:
+    return ModelSpec(id="tiny", name="tiny", num_layers=2, hidden_size=64, num_heads=4,
+                     ffn_hidden_size=128, vocab_size=1000, gated_mlp=True, activation="silu",
+                     norm="rmsnorm")
+
+
+def test_memory_by_hand_each_class_at_its_dtype():
+    # per layer: attention 64 x (64 + 2 x 64) + 64 x 64 = 16384; gated MLP 3 x 64 x 128 =
+    # 24576; two RMSNorms 2 x 64. Embedding and untied LM head 1000 x 64 each; final norm 64.
+    formats = {"attention": "bf16", "embeddings": "bf16", "lm_head": "bf16"}
+    by_hand = (2 * 16384 * 2 + 2 * 24576 * 1 + 2 * 128 * 1  # norms follow the default (fp8)
+               + 64000 * 2 + 64000 * 2 + 64 * 1)
+    assert model_weight_bytes(param_counts(_tiny()), "fp8", formats) == by_hand
+    # one name = every tensor at it (today's behaviour)
+    assert model_weight_bytes(param_counts(_tiny()), "fp8") == param_counts(_tiny()).total
+
+
+def test_scenario_memory_uses_the_mapping():
+    model = _tiny().model_dump()
+    base = dict(kind="inference", model=model, system={"device": "h100-sxm5-80gb"})
+    mixed = pm.predict(Scenario(**base, inference={
+        "prompt_len": 8, "weight_dtype": {"default": "fp8", "attention": "bf16",
+                                          "embeddings": "bf16", "lm_head": "bf16"}}))
+    one = pm.predict(Scenario(**base, inference={"prompt_len": 8, "weight_dtype": "fp8"}))
+    assert mixed.breakdown["memory"]["weights"] == pytest.approx(
+        one.breakdown["memory"]["weights"] + 2 * 16384 + 128000)
+
+
+def test_gpt_oss_checkpoint_size_matches_the_model_card():
+    # OpenAI, "gpt-oss-120b & gpt-oss-20b Model Card" (arXiv 2508.10925), Table 1: checkpoint
+    # 60.8 GiB (120b) and 12.8 GiB (20b): MXFP4 MoE weights, everything else bf16
+    for name, published in (("openai--gpt-oss-120b", 60.8), ("openai--gpt-oss-20b", 12.8)):
+        model = resolve_model(str(HF / f"{name}_config.json"))
+        pc = param_counts(model)
+        mixed = model_weight_bytes(pc, model.checkpoint_formats["default"],
+                                   {k: v for k, v in model.checkpoint_formats.items()
+                                    if k != "default"}) / GIB
+        assert mixed == pytest.approx(published, rel=0.01)
+        assert abs(model_weight_bytes(pc, "mxfp4") / GIB / published - 1) > 0.04
+    assert MXFP4 == pytest.approx(0.53125)
+
+
+def test_llama_405b_fp8_weights_per_gpu():
+    # Llama 3 paper (arXiv 2407.21783) Sec. 6.2: FP8 in the feed-forward layers only, not the
+    # self-attention ones (nor the first and last blocks); vLLM issue #6746: "Loading model
+    # weights took 57.7520 GB" (GiB) per GPU, TP 8 on 8 x H100
+    def weights(wd) -> float:
+        sc = Scenario(kind="inference", model="llama-3.1-405b",
+                      system={"device": "h100-sxm5-80gb", "num_gpus": 8}, parallelism={"tp": 8},
+                      engine={"name": "vllm"},
+                      inference={"batch": 1, "prompt_len": 1, "output_len": 1,
+                                 "weight_dtype": wd})
+        rs = resolve(sc)
+        return for_scenario(rs.scenario, rs.system, rs.profile).weights_bytes / GIB
+
+    mixed = weights({"default": "fp8", "attention": "bf16", "embeddings": "bf16",
+                     "lm_head": "bf16"})
+    assert mixed == pytest.approx(57.752, rel=0.05)
+    assert weights("fp8") < 0.85 * 57.752  # all fp8: the -18 % miss
+
+
+def test_each_gemm_reads_its_own_weight_dtype():
+    prec = O.Precision.inference("fp8", "bf16", "bf16", formats=(("attention", "bf16"),),
+                                 fp8_gemm=True)
+    qkv = O.gemm("attn.qkv", 1, 64, 64, prec)
+    up = O.gemm("mlp.up", 1, 64, 64, prec)
+    assert qkv.bytes == 64 * 2 + 64 * 64 * 2 + 64 * 2 and qkv.dtype == "bf16"
+    assert up.bytes == 64 * 2 + 64 * 64 * 1 + 64 * 2 and up.dtype == "fp8"
+    assert op_weight_class("moe.expert.up") == "experts"
+    assert op_weight_class("attn.kv_down") == "mla"
+    assert op_weight_class("head.lm") == "lm_head"
+
+
+def test_weight_only_fp8_without_fp8_tensor_cores_dequantises():
+    # vLLM Fp8LinearMethod: Marlin W8A16 only on GPUs below SM 8.9 (no fp8 hardware)
+    a100 = O.Precision.inference("fp8", "bf16", "bf16", fp8_gemm=False)
+    h100 = O.Precision.inference("fp8", "bf16", "bf16", fp8_gemm=True)
+    assert a100.compute == "bf16" and a100.weight_dequant
+    assert h100.compute == "fp8" and not h100.weight_dequant
+
+
+@pytest.mark.parametrize("bad, needle", [
+    ({"default": "fp8", "attn": "bf16"}, "unknown tensor class 'attn'; valid: default, attention"),
+    ({"default": "fp8", "experts": "fp5"}, "inference.weight_dtype.experts: unknown dtype 'fp5'"),
+])
+def test_mapping_errors_are_one_line(bad, needle):
+    with pytest.raises(SpecError) as err:
+        validate(Scenario, dict(kind="inference", model="llama-3-8b",
+                                system={"device": "h100-sxm5-80gb"},
+                                inference={"prompt_len": 8, "weight_dtype": bad}))
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_hf_quantization_config_gives_per_class_formats():
+    def fmt(name):
+        return checkpoint_formats(json.loads((HF / name).read_text()))
+
+    assert fmt("openai--gpt-oss-120b_config.json") == {
+        "default": "mxfp4", "attention": "bf16", "router": "bf16", "embeddings": "bf16",
+        "lm_head": "bf16"}
+    assert fmt("deepseek-ai--DeepSeek-V3_config.json")["default"] == "fp8_block"
+    # Qwen3-FP8 lists its layernorms ("post_attention_layernorm"): not the attention class
+    qwen = fmt("Qwen--Qwen3-235B-A22B-FP8_config.json")
+    assert qwen["default"] == "fp8_block" and "attention" not in qwen
+    assert fmt("nvidia--Llama-3.1-70B-Instruct-FP8_hf_quant_config.json")["default"] == "fp8"
+    assert fmt("meta-llama--Meta-Llama-3.1-405B_config.json") is None
+
+
+def test_scenario_takes_the_checkpoint_formats_unless_it_sets_weight_dtype():
+    path = str(HF / "openai--gpt-oss-120b_config.json")
+    base = dict(kind="inference", model=path, system={"device": "h100-sxm5-80gb"})
+    own = Scenario(**base, inference={"prompt_len": 8})
+    assert own.inference.weight_dtype == "mxfp4"
+    assert own.inference.weight_formats["attention"] == "bf16"
+    forced = Scenario(**base, inference={"prompt_len": 8, "weight_dtype": "mxfp4"})
+    assert forced.inference.weight_formats == {}
+
+
+def _decode_s(model: str, batch: int, tp: int, wd: str, ad: str) -> float:
+    sc = Scenario(kind="inference", model=model,
+                  system={"device": "h100-sxm5-80gb", "num_gpus": tp}, parallelism={"tp": tp},
+                  inference={"batch": batch, "prompt_len": 256, "output_len": 64,
+                             "weight_dtype": wd, "activation_dtype": ad})
+    return pm.predict(sc).tpot_s
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=st.sampled_from(["llama-3-8b", "llama-3-70b", "llama-2-13b"]),
+       batch=st.sampled_from([1, 4, 32, 128]), tp=st.sampled_from([2, 4, 8]))
+def test_w8a8_never_decodes_slower_than_weight_only_fp8_on_h100(model, batch, tp):
+    w8a8 = _decode_s(model, batch, tp, "fp8", "fp8")
+    weight_only = _decode_s(model, batch, tp, "fp8", "bf16")
+    assert w8a8 <= weight_only * (1 + 1e-9)
+
+
+def test_block_scaled_gemm_fallback_rule():
+    def load_profile(name: str) -> CalibrationProfile:
+        return CalibrationProfile.model_validate_json((CAL / name).read_text())
+
+    prof = load_profile("b200.reference.json")
+    assert {"nvfp4", "fp8_block", "fp8", "bf16"} <= set(prof.gemm)
+    for dev in ("h100-sxm5-80gb", "h200-sxm-141gb"):
+        assert "fp8_block" in load_profile(f"{dev}.reference.json").gemm
+    m, n, k = np.array([1.0, 64, 4096]), 8192.0, 8192.0
+    only_fp8 = prof.model_copy(update={"gemm": {"fp8": prof.gemm["fp8"]}})
+    for dtype in ("nvfp4", "mxfp4", "fp8_block"):  # nearest measured format: fp8
+        np.testing.assert_array_equal(only_fp8.gemm_efficiency(dtype, m, n, k),
+                                      prof.gemm["fp8"](m, n, k))
+    both = prof.model_copy(update={"gemm": {k: prof.gemm[k] for k in ("fp8", "fp8_block")}})
+    np.testing.assert_array_equal(both.gemm_efficiency("nvfp4", m, n, k),
+                                  prof.gemm["fp8"](m, n, k))  # fp8 before fp8_block
+    none = prof.model_copy(update={"gemm": {"bf16": prof.gemm["bf16"]}})
+    assert np.all(none.gemm_efficiency("nvfp4", m, n, k) == prof.defaults.gemm)
+    assert isinstance(prof, CalibrationProfile)
