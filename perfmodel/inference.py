@@ -143,7 +143,7 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     moe = None
     if model.moe is not None and keep_ops:
         moe = {"routed_expert_weight_bytes_per_gpu": plan.pp * routed_expert_weight_bytes(
-                   items, plan.precision.weight),
+                   items, plan.precision.for_op("moe.expert.up").weight),
                "all_to_all_s": plan.pp * (comm.dispatch + comm.combine),
                "dispatch_s": plan.pp * comm.dispatch, "combine_s": plan.pp * comm.combine,
                "a2a_mode": comm.mode}
