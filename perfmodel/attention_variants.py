@@ -30,6 +30,8 @@ from .specs.model import ModelSpec
 
 Array = Any
 FULL, SLIDING, LINEAR = "full_attention", "sliding_attention", "linear_attention"
+MAMBA, NO_MIXER = "mamba", "none"
+KINDS = (FULL, SLIDING, LINEAR, MAMBA, NO_MIXER)
 # Chunk length of the chunked gated-delta-rule kernel (fla ``chunk_gated_delta_rule`` and the
 # transformers torch fallback use 64; Yang et al. 2024 Sec. 3.3)
 GDN_CHUNK = 64
@@ -64,7 +66,17 @@ def attention_mix(model: ModelSpec, moe_layer: bool) -> list[tuple[str, float]]:
     kinds = [k for k, m in layer_kinds(model) if m == moe_layer]
     if not kinds:
         return [(FULL, 1.0)]
-    return [(k, kinds.count(k) / len(kinds)) for k in (FULL, SLIDING, LINEAR) if k in kinds]
+    return [(k, kinds.count(k) / len(kinds)) for k in KINDS if k in kinds]
+
+
+def mlp_share(model: ModelSpec, moe_layer: bool) -> float:
+    """Share of the layers of one MLP kind that have an MLP (``no_mlp_layers``: Nemotron-H's
+    attention and Mamba blocks have none); 1.0 without the field."""
+    if model.no_mlp_layers is None or moe_layer:
+        return 1.0
+    dense = [no for (_, m), no in zip(layer_kinds(model), model.no_mlp_layers, strict=True)
+             if not m]
+    return (len(dense) - sum(dense)) / len(dense) if dense else 1.0
 
 
 def _window_prefix(n: Array, w: float) -> Array:
@@ -106,7 +118,21 @@ def linear_state_bytes(model: ModelSpec, tp: Array = 1, state_bytes: float = STA
     return (recurrent + conv) * state_bytes * share
 
 
+def mamba_state_bytes(model: ModelSpec, tp: Array = 1) -> Array:
+    """Per-sequence state of one Mamba-2 layer on one GPU: the SSM state num_heads x head_dim
+    x state_size in the SSM cache dtype (Nemotron-H: mamba_ssm_cache_dtype float32) plus the
+    conv state (conv_kernel - 1) x (d_inner + 2 groups x state) in the model dtype (vLLM
+    MambaStateShapeCalculator.mamba2_state_shape), heads split over TP."""
+    m = model.mamba
+    if m is None:
+        return 0.0 * np.asarray(tp, float)
+    share = np.maximum(m.num_heads / np.asarray(tp, float), 1.0) / m.num_heads
+    ssm = m.num_heads * m.head_dim * m.state_size * m.state_bytes
+    conv = (m.conv_kernel - 1) * m.conv_dim * STATE_BYTES
+    return (ssm + conv) * share
+
+
 def kv_layer_counts(model: ModelSpec) -> dict[str, int]:
-    """Layers of each attention kind (full, sliding, linear)."""
+    """Layers of each mixer kind (full, sliding, linear, mamba, none)."""
     kinds = [k for k, _ in layer_kinds(model)]
-    return {k: kinds.count(k) for k in (FULL, SLIDING, LINEAR)}
+    return {k: kinds.count(k) for k in KINDS}

@@ -191,11 +191,20 @@ def kv_cache_bytes_per_sequence(model: ModelSpec, kv_dtype: str, tp: Array, cont
                                 block: int = 1, layers: Array | None = None) -> Array:
     """KV (and recurrent state) bytes of one sequence of ``context`` tokens on one GPU,
     summed over layers (attention_variants.py): full-attention layers hold every token,
-    sliding-window layers the last min(context, W), linear-attention layers a fixed state;
+    sliding-window layers the last min(context, W), linear-attention and Mamba layers a
+    fixed state;
     token counts rounded up to ``block``-token pages. ``layers``: this GPU's share of the
     layers (a pipeline stage), the kinds in the model's proportions; default all layers.
     Without layer_types this is kv_cache_bytes_per_token x num_layers x paged context."""
-    from .attention_variants import FULL, LINEAR, SLIDING, kv_layer_counts, linear_state_bytes
+    from .attention_variants import (
+        FULL,
+        LINEAR,
+        MAMBA,
+        SLIDING,
+        kv_layer_counts,
+        linear_state_bytes,
+        mamba_state_bytes,
+    )
 
     per_tok = kv_cache_bytes_per_token(model, kv_dtype, tp)
     n = kv_layer_counts(model)
@@ -206,6 +215,8 @@ def kv_cache_bytes_per_sequence(model: ModelSpec, kv_dtype: str, tp: Array, cont
             np.minimum(ctx, model.sliding_window), block)
     if n[LINEAR]:
         total = total + n[LINEAR] * linear_state_bytes(model, tp) * np.ones_like(ctx)
+    if n[MAMBA]:
+        total = total + n[MAMBA] * mamba_state_bytes(model, tp) * np.ones_like(ctx)
     if layers is not None:
         total = total * np.asarray(layers, float) / model.num_layers
     return total

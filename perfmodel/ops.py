@@ -369,12 +369,24 @@ def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard:
     Sliding window W: the core attends min(j, W) keys per query (``windowed_pairs``) and reads
     the min(kv, q + W - 1) keys in reach; the non-causal model FLOPs count q x min(kv, W).
     Identical to full attention while kv_len <= W."""
-    from .attention_variants import LINEAR, SLIDING, attention_mix, windowed_keys, windowed_pairs
+    from .attention_variants import (
+        LINEAR,
+        MAMBA,
+        NO_MIXER,
+        SLIDING,
+        attention_mix,
+        windowed_keys,
+        windowed_pairs,
+    )
 
     out: list[Op] = []
     for kind, share in attention_mix(model, moe_layer):
+        if kind == NO_MIXER:
+            continue
         if kind == LINEAR:
             part = linear_attention_ops(model, b, q_len, shard, prec, phase)
+        elif kind == MAMBA:
+            part = mamba_ops(model, b, q_len, shard, prec, phase)
         else:
             kv, pr = kv_len, pairs
             if kind == SLIDING:
@@ -476,6 +488,63 @@ def linear_attention_ops(model: ModelSpec, b, q_len, shard: Shard, prec: Precisi
     return ops
 
 
+def mamba_ops(model: ModelSpec, b, q_len, shard: Shard, prec: Precision, phase: str
+              ) -> list[Op]:
+    """A Mamba-2 mixer (parameters.mamba_params): in_proj GEMM, depthwise conv1d, the SSD
+    core, gated RMSNorm and out_proj.
+
+    SSD chunked algorithm (Dao & Gu 2024 arXiv 2405.21060 Sec. 6, chunk Q, head dim P, state
+    N, g groups): per token, the intra-chunk C B^T once per group (2 Q N g) and, per head, its
+    product with X (2 Q P), the chunk states B^T X (2 N P) and the state-to-output C h (2 N P).
+    Bytes: x, B, C, dt in, y out, and the fp32 chunk states (N P per head per chunk) written
+    and read back. Decode (selective state update): dA h + dB x and C h, 5 N P per head; the
+    state read and written once. Efficiency as for ``linear_attention_ops``."""
+    m = model.mamba
+    h, tp = model.hidden_size, shard.tp
+    t = b * q_len
+    nh = np.maximum(m.num_heads / tp, 1.0)
+    share = nh / m.num_heads
+    proj = 2 * m.d_inner + 2 * m.n_groups * m.state_size + m.num_heads
+    n, p, q = m.state_size, m.head_dim, m.chunk_size
+    groups = np.maximum(m.n_groups * share, 1.0)
+    io = t * (m.conv_dim * share + nh + m.d_inner * share) * prec.act  # x, B, C, dt; y
+    if phase == "decode":
+        flops = t * nh * 5.0 * n * p
+        core_bytes = io
+    else:
+        flops = t * (2.0 * q * n * groups + nh * 2.0 * (q * p + 2 * n * p))
+        core_bytes = io + 2.0 * t / q * nh * n * p * 4.0
+    state = b * nh * n * p * m.state_bytes
+    kv_equiv = n * p / (2.0 * p)
+    point = (b * nh, kv_equiv) if phase == "decode" else (q_len, q_len)
+    return [
+        gemm("attn.in_proj", t, proj * share, h, prec, matmuls=(Matmul(1.0, proj, True),)),
+        elementwise("attn.conv1d", t * m.conv_dim * share, t * m.conv_dim * share, prec.act,
+                    2.0 * m.conv_kernel, kind="conv1d"),
+        Op(name="attn.ssd_core", cls=ATTENTION, flops=flops, bytes=core_bytes + 2.0 * state,
+           dtype=prec.compute, model_flops=flops, shape=point, phase=phase,
+           attention_core=True),
+        elementwise("attn.gated_norm", 2 * t * m.d_inner * share, t * m.d_inner * share,
+                    prec.act, 6.0, kind="rmsnorm"),
+        gemm("attn.out", t, h, m.d_inner * share, prec, matmuls=(Matmul(1.0, h, False),)),
+    ]
+
+
+def _scale_absent_parts(model: ModelSpec, moe_layer: bool, ops: list[Op]) -> None:
+    """Nemotron-H-style blocks hold one mixer or one MLP: the mixer's norm and residual run
+    in the share of layers that have a mixer, the MLP's (norm, GEMMs, residual) in the share
+    that have an MLP (attention_variants.mlp_share)."""
+    from .attention_variants import NO_MIXER, attention_mix, mlp_share
+
+    mixed = 1.0 - dict(attention_mix(model, moe_layer)).get(NO_MIXER, 0.0)
+    with_mlp = mlp_share(model, moe_layer)
+    for op in ops:
+        if op.name in ("attn.norm", "attn.residual"):
+            op.count = op.count * mixed
+        elif op.block == "mlp":
+            op.count = op.count * with_mlp
+
+
 def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs,
                       shard: Shard, prec: Precision, flash: bool = True,
                       attn_phase: str = "prefill", absorbed_mla: bool = False) -> list[Op]:
@@ -510,6 +579,8 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
     else:
         ops += mlp_ops(model, t, model.ffn_hidden_size, tp, prec)
     ops.append(elementwise("mlp.residual", 2 * t_seq * h, t_seq * h, prec.act, kind="add"))
+    if model.no_mlp_layers is not None or (model.layer_types and "none" in model.layer_types):
+        _scale_absent_parts(model, moe_layer, ops)
     if prec.cast_inputs:
         ops = [x for op in ops for x in ([op, fp8_cast(op)] if op.cls == GEMM else [op])]
     return ops

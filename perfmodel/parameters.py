@@ -38,6 +38,9 @@ class ParamCounts:
     # full-attention layer (its mixer minus attention and q/k norms); 0 without them
     linear_attention_delta: int = 0
     num_linear_attention_layers: int = 0
+    # Nemotron-H-style blocks (ModelSpec.mamba / "none" layers / no_mlp_layers): what those
+    # layers have more (Mamba mixer) or less (no mixer, no MLP) than an attention + MLP layer
+    hybrid_adjustment: int = 0
 
     @property
     def per_dense_layer(self) -> int:
@@ -67,7 +70,8 @@ class ParamCounts:
 
     @property
     def linear_attention_adjustment(self) -> int:
-        return self.num_linear_attention_layers * self.linear_attention_delta
+        return self.num_linear_attention_layers * self.linear_attention_delta + \
+            self.hybrid_adjustment
 
     @property
     def total(self) -> int:
@@ -160,6 +164,40 @@ def linear_attention_params(model: ModelSpec) -> int:
     )
 
 
+def mamba_params(model: ModelSpec) -> int:
+    """One Mamba-2 mixer (transformers NemotronHMamba2Mixer): in_proj h x (d_inner + conv_dim
+    + heads) without bias, depthwise conv1d conv_dim x kernel (+ bias), dt_bias, A_log and D
+    per head, the gated RMSNorm over d_inner, out_proj d_inner x h."""
+    m = model.mamba
+    if m is None:
+        return 0
+    h = model.hidden_size
+    return (
+        h * (m.d_inner + m.conv_dim + m.num_heads) + m.conv_dim * m.conv_kernel
+        + (m.conv_dim if m.conv_bias else 0) + 3 * m.num_heads + m.d_inner + m.d_inner * h
+    )
+
+
+def hybrid_adjustment(model: ModelSpec, attention_full: int, dense_mlp: int) -> int:
+    """Parameters of Mamba / mixer-less / MLP-less layers relative to the attention + MLP
+    layer that ``ParamCounts`` counts for every layer of their MLP kind."""
+    if model.mamba is None and model.no_mlp_layers is None and not (
+            model.layer_types and "none" in model.layer_types):
+        return 0
+    from .attention_variants import layer_kinds
+
+    no_mlp = model.no_mlp_layers or (False,) * model.num_layers
+    adj = 0
+    for (kind, moe), none in zip(layer_kinds(model), no_mlp, strict=True):
+        if kind == "mamba":
+            adj += mamba_params(model) - attention_full
+        elif kind == "none":
+            adj -= attention_full
+        if none and not moe:
+            adj -= dense_mlp
+    return adj
+
+
 def param_counts(model: ModelSpec) -> ParamCounts:
     h, v = model.hidden_size, model.vocab_size
     attn, attn_rep = attention_params(model)
@@ -192,4 +230,6 @@ def param_counts(model: ModelSpec) -> ParamCounts:
             linear_attention_params(model) - attn - attn_rep - qk_norm_params(model)
         ) if model.linear_attention else 0,
         num_linear_attention_layers=model.num_linear_attention_layers,
+        hybrid_adjustment=hybrid_adjustment(model, attn + attn_rep + qk_norm_params(model),
+                                            mlp_params(model, model.ffn_hidden_size)),
     )

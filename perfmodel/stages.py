@@ -47,7 +47,8 @@ def stage_params(pc: ParamCounts, tp: Array, pp: Array, ep: Array = 1, etp: Arra
     per_layer_dense = shared + dense_frac * pc.dense_mlp / tp + moe_frac * (
         pc.shared_experts / tp + pc.router)
     expert = layers * moe_frac * pc.num_experts / ep * pc.expert / etp
-    body = layers * per_layer_dense
+    # linear-attention / Mamba / mixer-less / MLP-less layers' difference, spread evenly
+    body = layers * (per_layer_dense + pc.linear_attention_adjustment / pc.num_layers / tp)
     embed = pc.word_embedding / tp + pc.position_embedding + pc.embedding_norm
     head = pc.final_norm + (pc.word_embedding / tp if tied else pc.lm_head / tp)
     single = pp == 1

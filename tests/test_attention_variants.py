@@ -16,6 +16,7 @@ from perfmodel.attention_variants import (
     attention_mix,
     layer_kinds,
     linear_state_bytes,
+    mamba_state_bytes,
     windowed_keys,
     windowed_pairs,
 )
@@ -249,3 +250,51 @@ def test_gdn_roofline_is_a_lower_bound_of_measured_kernels(folder, device):
         assert ratio.min() >= 0.95
         big = ratio[tokens >= np.percentile(tokens, 75)]
         assert np.median(big) < 3.0
+
+
+# --- Mamba-2 (Nemotron-H) -------------------------------------------------------------------
+def test_nemotron_nano_state_by_hand():
+    """Nemotron-3-Nano: 23 Mamba-2 layers, SSM state 64 heads x 64 x 128 in fp32
+    (mamba_ssm_cache_dtype) = 2,097,152 B, conv state 3 x (4096 + 2 x 8 x 128) x 2 B = 36,864 B;
+    6 attention layers of 2 KV heads x 128: 1024 B per token each."""
+    spec = _load("nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16")
+    assert float(mamba_state_bytes(spec)) == 2_097_152 + 36_864
+    for ctx in (1024, 262144):
+        assert float(kv_cache_bytes_per_sequence(spec, "bf16", 1, ctx)) == \
+            23 * (2_097_152 + 36_864) + 6 * 1024 * ctx
+
+
+@given(ctx=st.floats(1, 1e6), tp=st.sampled_from([1, 2, 8, 128]))
+@SETTINGS
+def test_mamba_work_and_state_do_not_grow_with_context(ctx, tp):
+    spec = _load("nvidia--Nemotron-H-56B-Base-8K")
+    mamba_only = spec.model_copy(update={"layer_types": ("mamba",) * spec.num_layers})
+    prec = O.Precision.inference("bf16", "bf16", "bf16")
+    at = [(o.flops, o.bytes) for o in O.mixer_ops(mamba_only, False, 2.0, 1.0, ctx, ctx,
+                                                  O.Shard(tp=tp), prec, True, "decode")]
+    at_one = [(o.flops, o.bytes) for o in O.mixer_ops(mamba_only, False, 2.0, 1.0, 1.0, 1.0,
+                                                      O.Shard(tp=tp), prec, True, "decode")]
+    assert at == at_one
+    assert float(kv_cache_bytes_per_sequence(mamba_only, "bf16", tp, ctx)) == float(
+        kv_cache_bytes_per_sequence(mamba_only, "bf16", tp, 1.0)) > 0
+
+
+def test_nemotron_blocks_run_one_mixer_or_one_mlp():
+    """Summed over a forward pass the GEMM weights read equal the parameters (bf16) of the
+    blocks' projections: each block's missing half contributes nothing."""
+    spec = _load("nvidia--Nemotron-H-56B-Base-8K")
+    prec = O.Precision.inference("bf16", "bf16", "bf16")
+    ops = O.layer_forward_ops(spec, False, 1.0, 1.0, 1.0, 1.0, O.Shard(), prec)
+    weights = sum(o.shape[1] * o.shape[2] * o.count for o in ops if o.cls == O.GEMM)
+    h = spec.hidden_size
+    mlp = 2 * h * spec.ffn_hidden_size
+    attn = 2 * h * 64 * 128 + 2 * h * 8 * 128
+    m = spec.mamba
+    mamba = h * (2 * m.d_inner + 2 * m.n_groups * m.state_size + m.num_heads) + m.d_inner * h
+    assert weights * spec.num_layers == pytest.approx(54 * mlp + 10 * attn + 54 * mamba)
+
+
+def test_nemotron_decode_time_never_decreases_with_context():
+    spec = _load("nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16")
+    times = [_decode_time(spec, c) for c in (1.0, 100.0, 8192.0, 131072.0, 1e6)]
+    assert times == sorted(times)

@@ -26,8 +26,9 @@ CONFIGS = Path(__file__).resolve().parent / "data" / "hf_configs" / "aiconfigura
 needs_configs = pytest.mark.skipif(not CONFIGS.is_dir(), reason="copied configs not present")
 
 # Configs that import today (out of 117 files: 89 config.json + 28 hf_quant_config.json).
-# Before the structural reader: 9 (llama x4, mixtral x2, deepseek_v3 x3). Never lower it.
-MIN_IMPORTED = 60
+# Before the structural reader: 9 (llama x4, mixtral x2, deepseek_v3 x3); 60 before the
+# Nemotron-H (Mamba-2 hybrid) reader. Never lower it.
+MIN_IMPORTED = 64
 
 
 def _load(name: str):
@@ -321,3 +322,46 @@ def test_hf_quant_files_are_the_only_configs_without_model_type():
     for path in CONFIGS.glob("*.json"):
         data = json.loads(path.read_text())
         assert ("model_type" in data) != path.name.endswith("_hf_quant_config.json")
+
+
+# --- Nemotron-H: Mamba-2 / attention / MLP / MoE blocks ------------------------------------
+@needs_configs
+@pytest.mark.parametrize("name", ["nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16",
+                                  "nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-NVFP4",
+                                  "nvidia--NVIDIA-Nemotron-3.5-Lightning-30B-A3B-NVFP4"])
+def test_nemotron_3_nano_31_6b_3_2b(name):
+    """https://huggingface.co/nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16: 31.6B total,
+    about 3.2B active (3.6B including embeddings). 52 blocks: 23 Mamba-2, 23 MoE, 6 attention.
+    By hand (transformers NemotronHMamba2Mixer / NemotronHAttention / NemotronHMoE shapes):
+    Mamba 2688 x (4096 + 6144 + 64) + 6144 x 4 + 6144 + 3 x 64 + 4096 + 4096 x 2688
+    = 38,742,208; attention 2 x 2688 x 4096 + 2 x 2688 x 256 = 23,396,352; MoE 128 x 2688 + 128
+    + 128 x 2 x 2688 x 1856 + 2 x 2688 x 3712 = 1,297,465,472; + one norm per block, the
+    embedding, the final norm and the LM head."""
+    spec = _load(name)
+    c = param_counts(spec)
+    h, v = 2688, 131072
+    by_hand = (23 * 38_742_208 + 6 * 23_396_352 + 23 * 1_297_465_472 + 52 * h
+               + 2 * v * h + h)
+    assert c.total == by_hand == 31_577_940_288
+    assert _rounds_to(c.total, 31.6e9, 1e8)
+    assert _rounds_to(c.active - c.word_embedding, 3.2e9, 1e8)
+    assert _rounds_to(c.active, 3.6e9, 1e8)
+    assert spec.layer_types.count("mamba") == 23 and spec.mamba.state_bytes == 4.0
+
+
+@needs_configs
+def test_nemotron_h_56b():
+    """Nemotron-H-56B-Base (arXiv 2504.03624, https://huggingface.co/nvidia/
+    Nemotron-H-56B-Base-8K): 56B; 118 blocks, 54 Mamba-2, 10 attention, 54 MLP."""
+    spec = _load("nvidia--Nemotron-H-56B-Base-8K")
+    c = param_counts(spec)
+    assert (spec.layer_types.count("mamba"), spec.layer_types.count("full_attention"),
+            spec.layer_types.count("none")) == (54, 10, 54)
+    assert c.total == 56_324_350_464
+    assert _rounds_to(c.total, 56e9, 1e9)
+
+
+@needs_configs
+def test_nemotron_latent_moe_is_refused_by_name():
+    with pytest.raises(SpecError, match=r"latent MoE projection \(moe_latent_size\)"):
+        _load("nvidia--NVIDIA-Nemotron-3-Super-120B-A12B-FP8")

@@ -88,6 +88,30 @@ class LinearAttentionSpec(Strict):
     conv_kernel: Int = Field(default=4, ge=1, le=MAX_WIDTH)
 
 
+class MambaSpec(Strict):
+    """The Mamba-2 mixer of the ``mamba`` layers in ``layer_types`` (Dao & Gu 2024, arXiv
+    2405.21060; transformers NemotronHMamba2Mixer): in_proj h -> 2 d_inner + 2 groups x state
+    + heads, a depthwise conv1d over x, B, C, dt_bias / A_log / D per head, a gated RMSNorm
+    over d_inner and out_proj; d_inner = num_heads x head_dim."""
+
+    num_heads: Int = Field(ge=1, le=MAX_WIDTH)
+    head_dim: Int = Field(ge=1, le=MAX_WIDTH)
+    state_size: Int = Field(ge=1, le=MAX_WIDTH)
+    n_groups: Int = Field(default=1, ge=1, le=MAX_WIDTH)
+    conv_kernel: Int = Field(default=4, ge=1, le=MAX_WIDTH)
+    conv_bias: Bool = True
+    chunk_size: Int = Field(default=128, ge=1, le=MAX_TOKENS)  # SSD chunk length
+    state_bytes: Float = Field(default=2.0, gt=0, le=8)  # SSM cache dtype (fp32: 4)
+
+    @property
+    def d_inner(self) -> int:
+        return self.num_heads * self.head_dim
+
+    @property
+    def conv_dim(self) -> int:
+        return self.d_inner + 2 * self.n_groups * self.state_size
+
+
 class ModelSpec(Strict):
     """A decoder-only transformer."""
 
@@ -130,7 +154,13 @@ class ModelSpec(Strict):
     # a linear_attention layer holds a fixed state (attention_variants.py); parameters are
     # those of a full-attention layer (plus the linear mixer's difference).
     layer_types: tuple[
-        Literal["full_attention", "sliding_attention", "linear_attention"], ...] | None = None
+        Literal["full_attention", "sliding_attention", "linear_attention", "mamba", "none"],
+        ...] | None = None
+    # Nemotron-H-style blocks of one mixer or one MLP: "mamba" layers run ``mamba`` instead of
+    # attention, "none" layers have no token mixer, and ``no_mlp_layers`` marks layers
+    # without an MLP (True) - an attention or Mamba block.
+    mamba: MambaSpec | None = None
+    no_mlp_layers: tuple[Bool, ...] | None = None
     sliding_window: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     linear_attention: LinearAttentionSpec | None = None  # the linear_attention layers' mixer
     # the query projection also yields a per-channel sigmoid gate on the attention output
@@ -179,6 +209,17 @@ class ModelSpec(Strict):
         if (self.layer_types and "linear_attention" in self.layer_types
                 and self.linear_attention is None):
             raise SpecError("layer_types has linear_attention layers; give linear_attention")
+        if self.layer_types and "mamba" in self.layer_types and self.mamba is None:
+            raise SpecError("layer_types has mamba layers; give mamba")
+        if self.no_mlp_layers is not None:
+            if len(self.no_mlp_layers) != self.num_layers:
+                raise SpecError(
+                    f"no_mlp_layers has {len(self.no_mlp_layers)} entries; it needs one per "
+                    f"layer (num_layers = {self.num_layers})")
+            if pattern is not None and any(a and b for a, b in zip(
+                    self.no_mlp_layers, pattern, strict=True)):
+                raise SpecError("a layer cannot be both MoE (moe.layer_pattern) and without "
+                                "MLP (no_mlp_layers)")
         return self
 
     # --- derived sizes -------------------------------------------------------------------

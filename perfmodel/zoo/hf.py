@@ -639,6 +639,81 @@ def _structural(c: _Config) -> dict[str, Any]:
     return spec
 
 
+_NEMOTRON_H_BLOCKS = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe",
+                      "mamba": "mamba", "attention": "attention", "mlp": "mlp", "moe": "moe"}
+
+
+def _nemotron_h(c: _Config) -> dict[str, Any]:
+    """Nemotron-H (transformers models/nemotron_h, NVIDIA arXiv 2504.03624; Nemotron 3):
+    blocks of one RMSNorm and one mixer each, in the order of ``hybrid_override_pattern``
+    ("M" Mamba-2, "*" attention, "-" MLP, "E" MoE) or ``layers_block_type``. A block maps to a
+    layer whose missing half is marked: Mamba / attention blocks have no MLP
+    (``no_mlp_layers``), MLP / MoE blocks no token mixer (layer type "none"). MLPs are
+    up + down with squared ReLU (non-gated); MoE experts likewise, with one shared expert of
+    ``moe_shared_expert_intermediate_size``, a sigmoid router with a score-correction bias."""
+    if c.get("moe_latent_size"):
+        raise _refuse(c, "latent MoE projection (moe_latent_size)")
+    if c.get("mamba_proj_bias") or c.get("use_bias"):
+        raise _refuse(c, "biased Mamba projections (mamba_proj_bias)")
+    raw = c.get("hybrid_override_pattern", "layers_block_type")
+    if raw is None:
+        c.req("hybrid_override_pattern")
+    if not isinstance(raw, (str, list)):
+        raise SpecError("HF config key 'hybrid_override_pattern' / 'layers_block_type' must be "
+                        f"a string or a list of block types, got {type(raw).__name__}")
+    blocks = list(raw)
+    kinds = []
+    for b in blocks:
+        if b not in _NEMOTRON_H_BLOCKS:
+            raise _refuse(c, f"block type {b!r} in the hybrid layer pattern")
+        kinds.append(_NEMOTRON_H_BLOCKS[b])
+    n = len(kinds)
+    layers = c.get("num_hidden_layers", default=n)
+    if layers != n:
+        raise SpecError(f"HF config has {n} blocks in its hybrid layer pattern but "
+                        f"num_hidden_layers = {layers}")
+    mixer = {"mamba": "mamba", "attention": "full_attention", "mlp": "none", "moe": "none"}
+    bias = bool(c.get("attention_bias", default=False))
+    spec: dict[str, Any] = {
+        **_decoder(c),
+        "family": "nemotron-h",
+        "num_layers": n,
+        "head_dim": c.get("head_dim", "attention_head_dim"),
+        "gated_mlp": False,
+        "activation": "relu",  # relu2 = relu(x)^2: the same GEMMs, one more multiply
+        "norms_per_layer": 1,
+        "ffn_hidden_size": c.req("intermediate_size"),
+        "qkv_bias": bias,
+        "attn_out_bias": bias,
+        "mlp_bias": bool(c.get("mlp_bias", default=False)),
+        "layer_types": tuple(mixer[k] for k in kinds),
+        "no_mlp_layers": tuple(k in ("mamba", "attention") for k in kinds),
+        "mamba": {
+            "num_heads": c.req("mamba_num_heads"),
+            "head_dim": c.req("mamba_head_dim"),
+            "state_size": c.req("ssm_state_size"),
+            "n_groups": c.get("n_groups", default=1),
+            "conv_kernel": c.get("conv_kernel", default=4),
+            "conv_bias": bool(c.get("use_conv_bias", default=True)),
+            "chunk_size": c.get("chunk_size", default=128),
+            "state_bytes": 4.0 if c.get("mamba_ssm_cache_dtype") == "float32" else 2.0,
+        },
+    }
+    if "moe" in kinds:
+        shared = c.get("moe_shared_expert_intermediate_size")
+        spec["moe"] = {
+            "num_experts": c.req("n_routed_experts"),
+            "top_k": c.req("num_experts_per_tok"),
+            "expert_ffn_hidden_size": c.req("moe_intermediate_size"),
+            "num_shared_experts": c.get("n_shared_experts", default=1) if shared else 0,
+            "shared_expert_ffn_hidden_size": shared,
+            "layer_frequency": 1,
+            "layer_pattern": tuple(k == "moe" for k in kinds),
+            "router_bias": True,  # NemotronHTopkRouter e_score_correction_bias
+        }
+    return spec
+
+
 def _unwrap(config: Mapping[str, Any]) -> Mapping[str, Any]:
     """A multimodal wrapper's language model (``text_config`` / ``llm_config``), with the
     wrapper's name and tied-embedding flag; the vision / audio towers are not counted."""
@@ -671,6 +746,7 @@ _BUILDERS: dict[str, Callable[[_Config], dict[str, Any]]] = {
     "RefinedWeb": _falcon,
     "gpt_neox": _gpt_neox,
     "mpt": _mpt,
+    "nemotron_h": _nemotron_h,
 }
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_BUILDERS))
