@@ -298,3 +298,17 @@ def test_nemotron_decode_time_never_decreases_with_context():
     spec = _load("nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16")
     times = [_decode_time(spec, c) for c in (1.0, 100.0, 8192.0, 131072.0, 1e6)]
     assert times == sorted(times)
+
+
+def test_serving_capacity_of_a_model_without_attention_layers():
+    """No layer's KV grows with context: the block pool stays finite and the fixed states of
+    max_batch sequences are reserved."""
+    spec = _load("nvidia--Nemotron-H-56B-Base-8K")
+    mamba_only = spec.model_copy(update={"layer_types": ("mamba",) * spec.num_layers})
+    system = resolve_system(SystemConfig(device="h200-sxm-141gb", num_gpus=2))
+    plan = InferPlan(tp=2, pp=1, replicas=1, batch=1, prompt_len=1024, output_len=1)
+    cap = kv_capacity(mamba_only, system, plan, default_profile(), 8192, 32)
+    fixed = 32 * float(kv_fixed_bytes_per_sequence(mamba_only, "bf16", 2, 16))
+    assert fixed == 32 * 118 * float(mamba_state_bytes(mamba_only, 2)) > 0
+    assert cap.bytes_per_token == 1.0 and cap.num_blocks > 0
+    assert cap.memory["kv_cache"] >= fixed

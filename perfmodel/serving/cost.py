@@ -307,6 +307,9 @@ def kv_capacity(model: ModelSpec, system: System, plan: InferPlan,
     mo = profile.memory_overheads
     usable = system.device.memory_bytes * (1 - mo.allocator_fraction)
     free = usable - (mem["weights"] + mem["activations"] + mem["cuda_context"]) - fixed
+    # a model without attention layers has no growing KV: one byte per token keeps the
+    # block count finite (its capacity is then set by the fixed states and max_batch)
+    per_token = max(per_token, 1.0)
     blocks = int(max(np.floor(free / (per_token * plan.kv_block_size)), 0))
     pool = blocks * plan.kv_block_size * per_token + fixed
     allocated = mem["weights"] + mem["activations"] + pool
