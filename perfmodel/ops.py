@@ -677,4 +677,12 @@ def layer_matmuls(model: ModelSpec, moe_layer: bool) -> list[tuple[str, Matmul]]
     off the layer's own operators (one list of matmuls in the code)."""
     fwd = layer_forward_ops(model, moe_layer, 1.0, 1.0, 1.0, 1.0, Shard(),
                             Precision.training("bf16"))
-    return [(op.name, mm) for op in fwd if op.cls == GEMM for mm in op.matmuls]
+    # layers mixing attention kinds (mixer_ops) issue same-named projections once per kind
+    # (full and sliding: identical shapes); a name's matmuls are listed once
+    seen: set[str] = set()
+    out = []
+    for op in fwd:
+        if op.cls == GEMM and op.name not in seen:
+            seen.add(op.name)
+            out += [(op.name, mm) for mm in op.matmuls]
+    return out
