@@ -283,15 +283,21 @@ def roofline_figure(pred, peak_flops: float, bandwidth: float, dtype: str,
     return fig
 
 
-def compute_dtype(scenario: Mapping) -> str:
+def compute_dtype(scenario: Mapping, device=None) -> str:
     """The dtype whose tensor-core peak a scenario's GEMMs run at: the training precision;
     in inference the weight dtype when activations share it, else the activation dtype
-    (weight-only quantisation dequantises into activation-precision GEMMs; as
-    perfmodel.ops.Precision.inference)."""
+    (weight-only quantisation dequantises into activation-precision GEMMs) -- except fp8
+    weights on a ``device`` with fp8 tensor cores, which run the fp8 GEMM (as
+    perfmodel.ops.Precision.inference with fp8_gemm, perfmodel/plan.py)."""
     if scenario["kind"] == "training":
         return scenario.get("training", {}).get("precision", "bf16")
     inf = scenario.get("inference", {})
     weight, act = inf.get("weight_dtype", "bf16"), inf.get("activation_dtype", "bf16")
+    if not isinstance(weight, str):  # per-tensor formats: the activation dtype's roof
+        return act
+    fp8_cores = device is not None and bool(device.peak_tflops.get("fp8"))
+    if weight in ("fp8", "fp8_block") and fp8_cores:
+        return "fp8"
     return weight if weight == act else act
 
 

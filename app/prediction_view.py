@@ -102,7 +102,7 @@ def show(scenario: dict, pred: pm.Prediction, key: str) -> None:
     st.plotly_chart(charts.time_figure(pred), key=f"{key}_time_chart", width="stretch")
     st.plotly_chart(charts.memory_figure(pred), key=f"{key}_memory_chart", width="stretch")
     device = pm.get_device(pred.device)
-    dtype = charts.compute_dtype(scenario)
+    dtype = charts.compute_dtype(scenario, device)
     st.plotly_chart(charts.roofline_figure(pred, device.peak_flops(dtype),
                                            device.memory_bandwidth, dtype, device.name),
                     key=f"{key}_roofline_chart", width="stretch")

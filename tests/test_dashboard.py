@@ -71,6 +71,10 @@ def test_compute_dtype_follows_the_gemm_precision():
     assert charts.compute_dtype(_training()) == "bf16"
     assert charts.compute_dtype(_inference(weight_dtype="fp8", activation_dtype="fp8")) == "fp8"
     assert charts.compute_dtype(_inference(weight_dtype="int4")) == "bf16"  # weight-only
+    # fp8 weights run the fp8 GEMM where the device has fp8 tensor cores (vLLM), else W8A16
+    h100, a100 = pm.get_device("h100-sxm5-80gb"), pm.get_device("a100-sxm4-80gb")
+    assert charts.compute_dtype(_inference(weight_dtype="fp8"), h100) == "fp8"
+    assert charts.compute_dtype(_inference(weight_dtype="fp8"), a100) == "bf16"
 
 
 def test_training_time_bars_add_up_to_the_step(train_pred):
@@ -157,7 +161,7 @@ def test_no_operator_sits_above_the_roof(batch, prompt, weight, device):
                     model="llama-3-8b", device=device)
     pred = pm.predict(sc)
     spec = pm.get_device(device)
-    dtype = charts.compute_dtype(sc)
+    dtype = charts.compute_dtype(sc, spec)
     peak, bw = spec.peak_flops(dtype), spec.memory_bandwidth
     points = charts.roofline_points(pred)
     assert points
