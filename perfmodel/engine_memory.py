@@ -201,6 +201,9 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
                         f"max_model_len {max_len:,} (the engine refuses to start; lower "
                         "engine.max_model_len or add GPUs)")
     concurrency = (seqs or 1) if m.budget == "context_upfront" else tokens_kv / max_len
+    if model.layer_types and m.budget != "context_upfront":
+        concurrency = max(kv, 0.0) / hybrid_request_bytes(model, shape.kv_dtype, tp, pp,
+                                                          max_len, batched, block)
     return EngineMemory(
         engine=spec.id, version=spec.version, device_memory_bytes=total,
         device_memory_source=device.usable_memory_source, fraction_name=m.fraction_name,
@@ -210,6 +213,24 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         kv_cache_tokens=tokens_kv, max_model_len=max_len, max_concurrency=concurrency,
         max_num_seqs=seqs, max_num_batched_tokens=batched, breakdown=breakdown,
         problems=problems)
+
+
+def hybrid_request_bytes(model: ModelSpec, kv_dtype: str, tp, pp, max_len: float,
+                         batched: float | None, block: int) -> float:
+    """KV bytes one request of max_len tokens reserves on one GPU in a hybrid KV cache
+    (vLLM get_max_concurrency_for_kv_cache_config sums each layer group's
+    max_memory_usage_bytes): full layers max_len tokens; sliding layers
+    min(W - 1 + max_num_batched_tokens, max_len) tokens plus one block, the window not starting
+    on a block boundary (vllm/v1/kv_cache_interface.py SlidingWindowSpec.max_memory_usage_bytes);
+    linear-attention / Mamba layers their fixed state."""
+    from .memory import kv_cache_bytes_per_sequence
+
+    window = model.sliding_window
+    if window is not None:
+        reach = min(window - 1 + (batched or max_len), max_len)
+        window = int(math.ceil(reach / block) * block + block)
+        model = model.model_copy(update={"sliding_window": window})
+    return float(kv_cache_bytes_per_sequence(model, kv_dtype, tp, max_len, block)) / pp
 
 
 def spec_fraction_field(spec: EngineSpec) -> str:

@@ -312,3 +312,23 @@ def test_serving_capacity_of_a_model_without_attention_layers():
     assert fixed == 32 * 118 * float(mamba_state_bytes(mamba_only, 2)) > 0
     assert cap.bytes_per_token == 1.0 and cap.num_blocks > 0
     assert cap.memory["kv_cache"] >= fixed
+
+
+def test_vllm_startup_concurrency_counts_the_window_reservation():
+    """vLLM's "Maximum concurrency" sums each KV group's per-request bytes: gpt-oss's sliding
+    layers reserve min(W - 1 + max_num_batched_tokens, max_model_len) tokens + one block
+    (vllm/v1/kv_cache_interface.py SlidingWindowSpec.max_memory_usage_bytes), its full layers
+    max_model_len; a model without layer types keeps kv tokens / max_model_len."""
+    from perfmodel.engine_memory import EngineShape, engine_memory
+    from perfmodel.engines import get_engine
+    from perfmodel.specs.registry import get_device
+    from perfmodel.specs.scenario import EngineConfig
+
+    spec = _load("openai--gpt-oss-20b")
+    cfg = EngineConfig(name="vllm", max_model_len=131072, max_num_batched_tokens=8192)
+    mem = engine_memory(spec, get_device("h200-sxm-141gb"), EngineShape(tp=1),
+                        get_engine("vllm"), cfg, 0.7)
+    window_tokens = int(np.ceil((128 - 1 + 8192) / 16) * 16 + 16)
+    per_request = 12 * 2048 * 131072 + 12 * 2048 * window_tokens
+    assert mem.max_concurrency == pytest.approx(mem.kv_cache_bytes / per_request)
+    assert mem.max_concurrency > 1.5 * mem.kv_cache_tokens / 131072  # was tokens / max_len
