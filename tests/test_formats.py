@@ -172,8 +172,12 @@ def test_block_scaled_gemm_fallback_rule():
 
     prof = load_profile("b200.reference.json")
     assert {"nvfp4", "fp8_block", "fp8", "bf16"} <= set(prof.gemm)
+    assert {"nvfp4", "fp8_block"} <= set(prof.moe)
     for dev in ("h100-sxm5-80gb", "h200-sxm-141gb"):
-        assert "fp8_block" in load_profile(f"{dev}.reference.json").gemm
+        hopper = load_profile(f"{dev}.reference.json")
+        assert "fp8_block" in hopper.gemm and "fp8_block" in hopper.moe
+        # every fitted table reports its held-out error
+        assert {"gemm.fp8_block", "moe.fp8_block"} <= {e.table for e in hopper.fit_errors}
     m, n, k = np.array([1.0, 64, 4096]), 8192.0, 8192.0
     only_fp8 = prof.model_copy(update={"gemm": {"fp8": prof.gemm["fp8"]}})
     for dtype in ("nvfp4", "mxfp4", "fp8_block"):  # nearest measured format: fp8
