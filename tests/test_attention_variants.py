@@ -332,3 +332,22 @@ def test_vllm_startup_concurrency_counts_the_window_reservation():
     per_request = 12 * 2048 * 131072 + 12 * 2048 * window_tokens
     assert mem.max_concurrency == pytest.approx(mem.kv_cache_bytes / per_request)
     assert mem.max_concurrency > 1.5 * mem.kv_cache_tokens / 131072  # was tokens / max_len
+
+
+@pytest.mark.parametrize("mid", ["llama-3-70b", "deepseek-v3", "mixtral-8x7b"])
+def test_plain_models_run_the_same_operators_as_before(mid):
+    """Without layer_types the mixer is the previous composition: projections, the attention
+    core at the given kv_len and pairs, the output projection - every field identical."""
+    m = get_model(mid)
+    prec = O.Precision.inference("bf16", "bf16", "fp8")
+    shard = O.Shard(tp=4)
+    for q, kv, phase in ((512.0, 512.0, "prefill"), (1.0, 9000.0, "decode")):
+        pairs = O.attention_pairs(q, kv)
+        before, after = O.projection_ops(m, 2.0 * q, shard, prec)
+        old = [*before, *O.attention_ops(m, 2.0, q, kv, pairs, shard, prec, True, phase,
+                                         phase == "decode"), *after]
+        new = O.mixer_ops(m, True, 2.0, q, kv, pairs, shard, prec, True, phase,
+                          phase == "decode")
+        assert [(o.name, o.flops, o.bytes, o.count, o.model_flops, o.vector_flops, o.shape)
+                for o in new] == [(o.name, o.flops, o.bytes, o.count, o.model_flops,
+                                   o.vector_flops, o.shape) for o in old]
