@@ -117,7 +117,9 @@ class CollectiveFit(Strict):
     collective: Literal[
         "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv", "broadcast",
         # MoE dispatch / combine, DeepEP low-latency and normal kernels (comm.EP_ALL_TO_ALL)
-        "ep_dispatch_ll", "ep_combine_ll", "ep_dispatch_normal", "ep_combine_normal"
+        "ep_dispatch_ll", "ep_combine_ll", "ep_dispatch_normal", "ep_combine_normal",
+        # an engine's own TP all-reduce by message size (comm.CUSTOM_ALL_REDUCE)
+        "custom_allreduce_vllm", "custom_allreduce_sglang", "custom_allreduce_trtllm"
     ]
     scope: Literal["intra", "inter"]  # inside one node's fabric, or across the network
     group_size: Int = Field(ge=2)
@@ -235,19 +237,23 @@ class CalibrationProfile(Strict):
         return KIND_LABELS[self.kind]
 
     # ---- evaluation (vectorised; inputs broadcast) ------------------------------------------
+    def gemm_curve(self, dtype: str) -> Curve | None:
+        """The fitted GEMM curve of ``dtype`` (or its fallback dtype), if the profile has one."""
+        return self.gemm.get(_gemm_key(dtype, self.gemm))
+
     def gemm_efficiency(self, dtype: str, m, n, k) -> np.ndarray:
-        curve = self.gemm.get(dtype) or self.gemm.get(_GEMM_FALLBACK.get(dtype, ""))
+        curve = self.gemm_curve(dtype)
         if curve is None:
             return np.full(np.broadcast(m, n, k).shape, self.defaults.gemm)
         return curve(m, n, k)
 
     def moe_curve(self, dtype: str) -> Curve | None:
         """The grouped-GEMM curve of ``dtype`` (or its GEMM fallback dtype), if fitted."""
-        return self.moe.get(dtype) or self.moe.get(_GEMM_FALLBACK.get(dtype, ""))
+        return self.moe.get(_gemm_key(dtype, self.moe))
 
     def moe_fixed_s(self, dtype: str) -> float:
         """Fixed time per grouped-GEMM call beyond ``kernel_overhead_s`` (with ``moe_curve``)."""
-        key = dtype if dtype in self.moe else _GEMM_FALLBACK.get(dtype, "")
+        key = _gemm_key(dtype, self.moe)
         return float(self.moe_overhead_s.get(key, 0.0))
 
     def attention_efficiency(self, phase: str, q_len, kv_len) -> np.ndarray:
@@ -316,3 +322,19 @@ class CalibrationProfile(Strict):
 _EW_FALLBACK = {"silu_and_mul": "silu", "gelu_and_mul": "gelu", "relu": "add",
                 "rope": "add", "copy": "add", "cast": "add", "other": "add"}
 _GEMM_FALLBACK = {"fp16": "bf16", "bf16": "fp16", "tf32": "fp32", "int8": "fp8", "fp8": "int8"}
+# Block-scaled formats without a measured curve borrow the nearest format's, in this order
+# (docs/calibration.md "Block-scaled GEMMs"): an efficiency is a fraction of the format's own
+# roofline (its peak, its bytes with scales), so the borrowed curve is rescaled by the peak
+# ratio where compute-bound and by the bytes ratio where memory-bound. Held-out check on the
+# B200 / H100 / H200 tables: docs/calibration.md, tests/test_formats.py.
+_BLOCK_FALLBACK = {"fp8_block": ("fp8", "int8"),
+                   "nvfp4": ("mxfp4", "fp8", "fp8_block", "int8"),
+                   "mxfp4": ("nvfp4", "fp8", "fp8_block", "int8")}
+
+
+def _gemm_key(dtype: str, table: dict) -> str:
+    """The key of ``table`` whose curve serves ``dtype`` ("" if none)."""
+    for key in (dtype, *_BLOCK_FALLBACK.get(dtype, (_GEMM_FALLBACK.get(dtype, ""),))):
+        if key in table:
+            return key
+    return ""

@@ -12,6 +12,9 @@ For every operator (Williams et al. 2009, "Roofline", CACM 52(4)):
 
 The bound is the larger of the two terms *before* efficiencies, so "memory-bound" is a
 statement about arithmetic intensity vs the device's ridge point, not about the fit.
+Where a measured curve gives a dense GEMM or a decode attention call its time, the time is at
+most that of the same kernel padded to 2x, 4x, ... the rows (``padding.padded_minimum``: the
+engines pad decode batches to captured CUDA-graph sizes), so twice the batch is never faster.
 Efficiencies of all operators of a class are evaluated in one vectorised call.
 """
 
@@ -21,7 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .dtypes import nbytes as dtype_bytes
 from .ops import ATTENTION, ELEMENTWISE, GEMM, Op
+from .padding import padded_minimum
 from .profile import CalibrationProfile
 from .specs.hardware import DeviceSpec
 
@@ -137,16 +142,28 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
             m, n, k = (stack([op.shape[j] for op in members], shape) for j in range(3))
             eff = profile.gemm_efficiency(sub, m, n, k)
             grouped, fixed = profile.moe_curve(sub), 0.0
-            if grouped is not None and any(np.any(np.asarray(op.groups) > 1) for op in members):
+            grouped_rows = grouped is not None and any(np.any(np.asarray(op.groups) > 1)
+                                                       for op in members)
+            if grouped_rows:
                 g = stack([op.groups for op in members], shape)
                 eff = np.where(g > 1, grouped(m, np.maximum(g, 1.0), n * k), eff)
                 fixed = np.where(g > 1, profile.moe_fixed_s(sub), 0.0)  # per grouped call
-            t = np.maximum(t_c, t_m) / _streaming(eff, t_c, t_m, stream) + fixed
+            t = np.maximum(t_c, t_m) / _streaming(eff, t_c, t_m, stream)
+            table = profile.gemm_curve(sub)
+            if table is not None:  # a measured table: the padded kernel's time, if faster
+                padded = np.minimum(t, _padded_gemm(table, m, n, k, flops / peak,
+                                                    vec / vector_peak, nbytes, dtype_bytes(sub),
+                                                    bandwidth, stream))
+                t = np.where(g > 1, t, padded) if grouped_rows else padded
+            t = t + fixed
         elif cls == ATTENTION:
             q, kv = (stack([op.shape[j] for op in members], shape) for j in range(2))
             curve = _attention_curve(sub)
             t = np.maximum(t_c, t_m) / _streaming(profile.attention_efficiency(curve, q, kv),
                                                   t_c, t_m, stream)
+            table = profile.attention.get(curve) if curve == "decode" else None
+            if table is not None and len(table.axes) == 2:
+                t = np.minimum(t, _padded_decode(table, q, kv, t_c, t_m, stream))
             t = t + profile.attention_overhead_s.get(curve, 0.0)  # fixed cost of the kernel
         else:
             if cls == ELEMENTWISE and profile.elementwise_rate:
@@ -164,6 +181,41 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
         for j, i in enumerate(rows):
             time[i], compute[i], memory[i] = t[j], t_c[j], t_m[j]
     return OpTimes(ops, time, compute, memory)
+
+
+def _padded_gemm(table, m, n, k, t_flops, t_vec, nbytes, act, bandwidth, stream):
+    """The best time of the same GEMM padded to m' = m x 2^i rows (``padding``): FLOPs grow
+    with m', bytes by (m' - m)(n + k) activation elements of ``act`` bytes (``ops.gemm``)."""
+    def terms(rows, cols):
+        m0, n0, k0, fl, vec, nb = cols
+        return fl * rows / m0 + vec, (nb + (rows - m0) * (n0 + k0) * act) / bandwidth
+
+    def time_at(rows, cols):
+        t_c, t_m = terms(rows, cols)
+        return np.maximum(t_c, t_m) / _streaming(table(rows, cols[1], cols[2]), t_c, t_m, stream)
+
+    def bound_at(rows, cols):
+        return np.maximum(*terms(rows, cols))
+
+    return padded_minimum(m, (m, n, k, t_flops, t_vec, nbytes), time_at, bound_at,
+                          2.0 ** table.log2_grid[0][-1], max(table.values))
+
+
+def _padded_decode(table, streams, kv, t_c, t_m, stream):
+    """The best time of a decode attention call padded to more (sequence, KV head) streams:
+    FLOPs and bytes grow in proportion (``ops.attention_ops``)."""
+    def time_at(s, cols):
+        s0, kv0, c, mem = cols
+        scale = s / s0
+        return np.maximum(c, mem) * scale / _streaming(table(s, kv0), c * scale, mem * scale,
+                                                       stream)
+
+    def bound_at(s, cols):
+        s0, _, c, mem = cols
+        return np.maximum(c, mem) * s / s0
+
+    return padded_minimum(streams, (streams, kv, t_c, t_m), time_at, bound_at,
+                          2.0 ** table.log2_grid[0][-1], max(table.values))
 
 
 def _streaming(eff: np.ndarray, t_c: np.ndarray, t_m: np.ndarray, cap: float) -> np.ndarray:
