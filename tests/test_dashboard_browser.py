@@ -282,6 +282,9 @@ def test_every_page_updates_in_a_real_browser(dashboard_url, page, capsys):
     page.keyboard.press("Escape")
     _settled(page)
     expect(cases).not_to_have_text(before, **wait)
+    page.get_by_role("button", name="Predict the 1 shown case now").click()
+    _settled(page)
+    expect(page.get_by_text("predicted now)")).to_be_visible(**wait)  # the case line
     _check_page(page, "8-validation")
     with capsys.disabled():
         print(f"\ndashboard screenshots ({WIDTH} px wide): {SCREENSHOTS}")

@@ -62,11 +62,11 @@ shown = [c for c in cases if all(not v or str(c.get(f)) in v for f, v in chosen.
 ok = [c for c in shown if c["status"] == "ok"]
 apes = sorted(c["ape"] for c in ok)
 new = sum(c.get("origin") == "new" for c in shown)
-st.caption(f"Predictions from {ORIGIN['report']} (`perfmodel validate`, perfmodel "
+st.caption(f"Predictions come from the last `perfmodel validate` report (perfmodel "
            f"{meta['version']}, {meta['count']} cases) unless predicted now"
            + (f"; {new} shown cases were added since and have no prediction yet" if new else "")
            + ".")
-if st.button(f"Predict the {len(shown)} shown cases now", key="va_run",
+if st.button(f"Predict the {len(shown)} shown case{'s' * (len(shown) != 1)} now", key="va_run",
              icon=":material/refresh:", disabled=not shown,
              help="each case takes up to a few seconds; filter first to predict fewer"):
     predict_shown([c["id"] for c in shown])
