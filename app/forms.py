@@ -118,7 +118,7 @@ def training_defaults(p: str) -> dict[str, Any]:
 
 def inference_defaults(p: str, serving: bool = False) -> dict[str, Any]:
     out = {f"{p}prompt_len": 1024, f"{p}output_len": 256, f"{p}tp": 1, f"{p}pp": 1,
-           f"{p}ep": 1, f"{p}weight_dtype": "bf16", f"{p}activation_dtype": "bf16",
+           f"{p}ep": 1, f"{p}weight_dtype": AUTO, f"{p}activation_dtype": "bf16",
            f"{p}kv_dtype": "bf16"}
     if not serving:
         out[f"{p}batch"] = 8
@@ -131,6 +131,10 @@ def inference_defaults(p: str, serving: bool = False) -> dict[str, Any]:
 def _int(label: str, key: str, step: int = 1, min_value: int = 1, help: str | None = None,
          where=st) -> int:
     return int(where.number_input(label, min_value=min_value, step=step, key=key, help=help))
+
+
+def _checkpoint(value: str) -> str:
+    return "checkpoint" if value == AUTO else value.upper()
 
 
 def _auto(value: str) -> str:
@@ -238,8 +242,12 @@ def inference_form(p: str, serving: bool = False) -> dict:
     inf["output_len"] = _int("Output tokens", f"{p}output_len", step=64, where=c2)
     pp = _int("PP", f"{p}pp", where=c1, help="pipeline stages per replica")
     ep = _int("EP", f"{p}ep", where=c2, help="expert-parallel groups within TP (MoE)")
-    inf["weight_dtype"] = st.selectbox("Weights", WEIGHT_DTYPES, key=f"{p}weight_dtype",
-                                       format_func=str.upper)
+    weights = st.selectbox("Weights", [AUTO, *WEIGHT_DTYPES], key=f"{p}weight_dtype",
+                           format_func=_checkpoint,
+                           help="checkpoint: the model's own formats (e.g. an mxfp4 or fp8 "
+                                "checkpoint's quantization_config), bf16 when it has none")
+    if weights != AUTO:
+        inf["weight_dtype"] = weights
     inf["activation_dtype"] = st.selectbox("Activations", activation_dtypes(),
                                            key=f"{p}activation_dtype", format_func=str.upper)
     inf["kv_dtype"] = st.selectbox("KV cache", kv_dtypes(), key=f"{p}kv_dtype",
