@@ -123,11 +123,15 @@ class Precision:
         the torch.compile RMSNorm+quant fusion pass; TensorRT-LLM's fused
         RMSNorm+quant plugins), so no separate cast kernel is counted in inference.
         ``formats``: (weight class, dtype) pairs of a mixed checkpoint (perfmodel.formats).
+        Block-scaled fp8 weights with fp8 activations run the block-scaled kernel (1 x 128
+        activation tiles against 128 x 128 weight blocks, DeepSeek-V3 arXiv 2412.19437
+        Sec. 3.3.2; DeepGEMM in SGLang / TensorRT-LLM): compute dtype fp8_block.
         """
         def one(wd: str) -> Precision:
             narrow = nbytes(wd) < nbytes(activation_dtype)
             native = fp8_gemm and narrow and wd in ("fp8", "fp8_block")
-            same = wd == activation_dtype or native
+            block = wd == "fp8_block" and activation_dtype in ("fp8", "fp8_block")
+            same = wd == activation_dtype or native or block
             return cls(
                 compute=wd if same else activation_dtype,
                 act=nbytes(activation_dtype),

@@ -110,6 +110,9 @@ def test_weight_only_fp8_without_fp8_tensor_cores_dequantises():
     h100 = O.Precision.inference("fp8", "bf16", "bf16", fp8_gemm=True)
     assert a100.compute == "bf16" and a100.weight_dequant
     assert h100.compute == "fp8" and not h100.weight_dequant
+    # DeepSeek-style block-scaled weights with fp8 activations run the block-scaled kernel
+    block = O.Precision.inference("fp8_block", "fp8", "bf16", fp8_gemm=True)
+    assert block.compute == "fp8_block" and not block.weight_dequant
 
 
 @pytest.mark.parametrize("bad, needle", [
