@@ -20,7 +20,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "fp16": "fp16", "bf16": "bf16",
-          "fp8": "fp8", "float32": "fp32", "float": "fp32", "int8": "int8"}
+          "fp8": "fp8", "float32": "fp32", "float": "fp32", "int8": "int8",
+          # block-scaled GEMMs (aiconfigurator gemm_perf.parquet ``gemm_dtype``): fp8 with
+          # 128x128 weight / 1x128 activation scales (DeepGEMM, TRT-LLM fp8 block scales),
+          # NVFP4 weights and activations (16-element blocks, e4m3 scales); perfmodel.dtypes
+          "fp8_block": "fp8_block", "nvfp4": "nvfp4"}
 NCCL_OPS = {"all_reduce": "all_reduce", "all_gather": "all_gather",
             "reduce_scatter": "reduce_scatter", "alltoall": "all_to_all"}
 MS = 1e-3
@@ -65,7 +69,10 @@ def _source(path: str | Path) -> str:
 
 def aic_gemm(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
              kernel_source: str | None = None) -> list[dict]:
-    """GEMM latency tables: Y = X W^T, X m x k, W n x k; latency ms -> s."""
+    """GEMM latency tables: Y = X W^T, X m x k, W n x k; latency ms -> s. ``dtypes``
+    ["fp8_block"] / ["nvfp4"] read the block-scaled rows (with the kernel_source that table
+    measured them with: TRT-LLM's torch_flow, or deepgemm for fp8_block on B200), fitted
+    as ``gemm[fp8_block]`` / ``gemm[nvfp4]`` with those formats' bytes (scales included)."""
     keep = set(dtypes)
     out = []
     src = _source(path)
