@@ -57,6 +57,23 @@ def cards(pred: pm.Prediction) -> list[tuple]:
     ]
 
 
+CARD_METRIC = {"Step time": "step_time_s", "Tokens/s": "tokens_per_s",
+               "TFLOP/s per GPU": "tflops_per_gpu", "MFU": "mfu", "TTFT": "ttft_s",
+               "TPOT": "tpot_s", "End-to-end": "e2e_latency_s",
+               "Output tokens/s": "tokens_per_s"}
+
+
+def with_basis(pred: pm.Prediction, items: list[tuple]) -> list[tuple]:
+    """Each banded card's help ends with what its band is based on (Prediction.range_basis)."""
+    basis = getattr(pred, "range_basis", None) or {}
+    out = []
+    for label, value, help_, band in items:
+        why = basis.get(CARD_METRIC.get(label, ""), "") if isinstance(basis, dict) else ""
+        out.append((label, value, f"{help_}. Range basis: {why}" if band and why else help_,
+                    band))
+    return out
+
+
 def energy_card(pred: pm.Prediction) -> list[tuple]:
     """Energy per token and power per GPU (perfmodel.power), when the prediction has them."""
     joules = getattr(pred, "energy_per_token_j", None)
@@ -87,16 +104,15 @@ def range_line(pred: pm.Prediction) -> None:
     """What the ranges under the metric values mean, when the prediction has them."""
     if not getattr(pred, "ranges", None):
         return
-    basis = getattr(pred, "range_basis", None)
-    st.caption("Grey ranges under the values: the prediction's uncertainty band"
-               + (f" ({plain(basis)})" if isinstance(basis, str) and basis else
-                  " (from the calibration's held-out errors)") + ".")
+    st.caption("Grey ranges under the values: the prediction's uncertainty band (80 %, from "
+               "the calibration's residuals and the validation errors of comparable cases; "
+               "each card's ? says which).")
 
 
 def show(scenario: dict, pred: pm.Prediction, key: str) -> None:
     header_line(pred)
     show_warnings(pred.warnings)
-    metric_cards(cards(pred) + energy_card(pred))
+    metric_cards(with_basis(pred, cards(pred)) + energy_card(pred))
     range_line(pred)
     engine_plan(pred)
     st.plotly_chart(charts.time_figure(pred), key=f"{key}_time_chart", width="stretch")

@@ -171,6 +171,21 @@ def test_inference_batch_changes_tpot_and_throughput():
     assert specs(at)[0] != spec
 
 
+def test_uncertainty_ranges_under_the_metric_values():
+    at = page("inference")
+    ttft = next(m for m in at.metric if m.label == "TTFT")
+    scale = {"s": 1.0, "ms": 1e-3, "µs": 1e-6}
+
+    def seconds(text: str) -> float:
+        number, unit = text.split()
+        return float(number) * scale[unit]
+
+    lo, hi = (seconds(x) for x in ttft.delta.split(" – "))
+    assert lo <= seconds(ttft.value) <= hi  # the band holds the prediction
+    assert "Range basis:" in ttft.proto.help
+    assert any("uncertainty band" in c.value for c in at.caption)
+
+
 def test_inference_bad_tp_is_one_line_and_fixing_it_recovers():
     at = page("inference", in_num_gpus="3", in_tp="3")
     assert "tp (3) must divide the model's 32 attention heads" in shown_error(at)
