@@ -35,11 +35,15 @@ from .specs.hardware import DeviceSpec
 class Roofline:
     """A device's peaks as the model uses them (profile overrides win: a measured CPU).
     ``clock_ratio`` scales the compute roof: the sustained SM clock under the system's power
-    cap over the clock at the default limit (perfmodel/power.py); HBM bandwidth is not capped."""
+    cap over the clock at the default limit (perfmodel/power.py); HBM bandwidth is not capped.
+    ``padded``: measured GEMM / decode-attention times are bounded by the padded kernel's
+    (``padding``), as in a model step (``for_system``); off for a kernel replayed on its own
+    (the calibration fit and its held-out test time the kernel the table measured)."""
 
     device: DeviceSpec
     profile: CalibrationProfile
     clock_ratio: float = 1.0
+    padded: bool = False
 
     @classmethod
     def for_system(cls, system, profile: CalibrationProfile) -> Roofline:
@@ -47,7 +51,7 @@ class Roofline:
         from .power import compute_clock_ratio
 
         return cls(system.device, profile,
-                   compute_clock_ratio(system.device, system.power_limit_w))
+                   compute_clock_ratio(system.device, system.power_limit_w), padded=True)
 
     def peak(self, dtype: str) -> float:
         measured = self.profile.peak_tflops.get(dtype)
@@ -149,7 +153,7 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
                 eff = np.where(g > 1, grouped(m, np.maximum(g, 1.0), n * k), eff)
                 fixed = np.where(g > 1, profile.moe_fixed_s(sub), 0.0)  # per grouped call
             t = np.maximum(t_c, t_m) / _streaming(eff, t_c, t_m, stream)
-            table = profile.gemm_curve(sub)
+            table = profile.gemm_curve(sub) if roof.padded else None
             if table is not None:  # a measured table: the padded kernel's time, if faster
                 padded = np.minimum(t, _padded_gemm(table, m, n, k, flops / peak,
                                                     vec / vector_peak, nbytes, dtype_bytes(sub),
@@ -161,7 +165,7 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
             curve = _attention_curve(sub)
             t = np.maximum(t_c, t_m) / _streaming(profile.attention_efficiency(curve, q, kv),
                                                   t_c, t_m, stream)
-            table = profile.attention.get(curve) if curve == "decode" else None
+            table = profile.attention.get(curve) if curve == "decode" and roof.padded else None
             if table is not None and len(table.axes) == 2:
                 t = np.minimum(t, _padded_decode(table, q, kv, t_c, t_m, stream))
             t = t + profile.attention_overhead_s.get(curve, 0.0)  # fixed cost of the kernel
