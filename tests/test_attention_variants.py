@@ -351,3 +351,19 @@ def test_plain_models_run_the_same_operators_as_before(mid):
         assert [(o.name, o.flops, o.bytes, o.count, o.model_flops, o.vector_flops, o.shape)
                 for o in new] == [(o.name, o.flops, o.bytes, o.count, o.model_flops,
                                    o.vector_flops, o.shape) for o in old]
+
+
+def test_gemma_style_five_local_one_global_pattern():
+    """A 5:1 local:global pattern (Gemma 2/3 style) on llama-3-8b's shapes, W = 1024: 32
+    layers, layers 5, 11, 17, 23, 29 global; at 32K the 27 local layers hold 1024 tokens."""
+    base = get_model("llama-3-8b")
+    types = tuple("full_attention" if i % 6 == 5 else "sliding_attention" for i in range(32))
+    spec = base.model_copy(update={"layer_types": types, "sliding_window": 1024})
+    per_tok = float(kv_cache_bytes_per_token(base, "bf16"))  # 2 x 8 x 128 x 2 = 4096 B
+    assert per_tok == 4096
+    assert float(kv_cache_bytes_per_sequence(spec, "bf16", 1, 32768)) == \
+        5 * 4096 * 32768 + 27 * 4096 * 1024
+    assert attention_mix(spec, False) == [("full_attention", 5 / 32),
+                                          ("sliding_attention", 27 / 32)]
+    from perfmodel.analysis.long_context import kv_bytes
+    assert kv_bytes(spec, 32768, "bf16") == 5 * 4096 * 32768 + 27 * 4096 * 1024

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import perfmodel as pm
 from perfmodel.api import offload_bandwidth, resolve_profile
-from perfmodel.memory import kv_cache_bytes_per_token
+from perfmodel.memory import kv_cache_bytes_per_sequence
 from perfmodel.paths import data_dir
 from perfmodel.profile import CalibrationProfile
 from perfmodel.specs.assemble import resolve_system
@@ -98,8 +98,10 @@ def with_context(sc: pm.Scenario, context: int, **inference) -> pm.Scenario:
 
 
 def kv_bytes(model: pm.ModelSpec, context: int, kv_dtype: str) -> float:
-    """2 x layers x kv_heads x head_dim x bytes x tokens (memory.kv_cache_bytes_per_token)."""
-    return float(kv_cache_bytes_per_token(model, kv_dtype)) * model.num_layers * context
+    """2 x layers x kv_heads x head_dim x bytes x tokens (memory.kv_cache_bytes_per_token) for
+    full-attention layers; sliding-window layers min(context, W) tokens, linear-attention and
+    Mamba layers a fixed state (memory.kv_cache_bytes_per_sequence)."""
+    return float(kv_cache_bytes_per_sequence(model, kv_dtype, 1, context))
 
 
 def usable_hbm(pred: pm.Prediction, profile: CalibrationProfile) -> float:
