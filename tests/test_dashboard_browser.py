@@ -159,6 +159,9 @@ def _check_page(page, name: str) -> None:
     """No exception, no error box, no metric value cut off; then a screenshot."""
     from playwright.sync_api import expect
 
+    _settled(page)
+    page.wait_for_timeout(500)  # layout after the last rerun (fonts, chart sizes)
+
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
     expect(page.locator('[data-testid="stAlertContentError"]')).to_have_count(0)
     clipped = page.eval_on_selector_all(
