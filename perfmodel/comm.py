@@ -42,6 +42,13 @@ Array = Any
 EP_ALL_TO_ALL = ("ep_dispatch_ll", "ep_combine_ll", "ep_dispatch_normal", "ep_combine_normal")
 
 
+# Engines' own tensor-parallel all-reduce kernels (vLLM / SGLang CustomAllreduce one-shot /
+# two-shot, TensorRT-LLM's AUTO strategy), fitted from their measured tables (aiconfigurator
+# custom_allreduce_perf); an all-reduce's cost formula (engine_comm picks them by size).
+CUSTOM_ALL_REDUCE = ("custom_allreduce_vllm", "custom_allreduce_sglang",
+                     "custom_allreduce_trtllm")
+
+
 def is_all_to_all(collective: str) -> bool:
     """NCCL all_to_all and the MoE dispatch / combine kernels share one cost formula."""
     return collective == "all_to_all" or collective in EP_ALL_TO_ALL
@@ -50,7 +57,7 @@ def is_all_to_all(collective: str) -> bool:
 def bus_factor(collective: str, n: Array) -> Array:
     """nccl-tests bus-bandwidth factor (PERFORMANCE.md)."""
     n = np.asarray(n, dtype=float)
-    if collective == "all_reduce":
+    if collective == "all_reduce" or collective in CUSTOM_ALL_REDUCE:
         return 2.0 * (n - 1) / n
     if collective in ("all_gather", "reduce_scatter") or is_all_to_all(collective):
         return (n - 1) / n

@@ -101,11 +101,13 @@ class SchedulerFacts(Strict):
 
 
 class CommFacts(Strict):
-    """The engine's tensor-parallel all-reduce choice (recorded; the step-time model still uses
-    the calibration profile's NCCL curves)."""
+    """The engine's tensor-parallel all-reduce choice: its own kernel for TP sizes in
+    ``custom_allreduce_world_sizes`` below ``custom_allreduce_max_bytes`` (``_tp2``: at TP <=
+    2, where it differs), NCCL above (``perfmodel.engine_comm``)."""
 
     custom_allreduce_world_sizes: list[int] | None = None
     custom_allreduce_max_bytes: Int | None = Field(default=None, ge=1)
+    custom_allreduce_max_bytes_tp2: Int | None = Field(default=None, ge=1)
     oneshot_max_tokens: Int | None = Field(default=None, ge=1)  # one-shot below, two-shot above
 
 

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .comm import collective_time
+from .engine_comm import tp_all_reduce_time
 from .ops import active_experts, routed_rows  # noqa: F401  (re-exported: the MoE layout's formulas)
 from .profile import CalibrationProfile
 from .specs.model import ModelSpec
@@ -137,7 +138,7 @@ def stage_comm(model: ModelSpec, plan, tokens: Array, phase: str, act_bytes: flo
     t_group = np.asarray(tokens, float) / dp  # tokens of one attention DP group
     tp_span = contiguous_span(tp, G)
     group_bytes = t_group * h * act_bytes
-    ar = collective_time("all_reduce", group_bytes, tp_span, system, profile)
+    ar = tp_all_reduce_time(plan.tp_all_reduce, group_bytes, tp_span, system, profile)
     dense = 2.0 * dense_layers * ar
     if model.moe is None or not np.any(dp > 1):
         return MoeComm(tp=dense + 2.0 * moe_layers * ar, ep=0.0 * dense)

@@ -134,6 +134,9 @@ class InferPlan:
     redundant_experts: int = 0  # EPLB's extra expert replicas, spread over the EP ranks
     # per-tensor weight formats overriding weight_dtype: (class, dtype) pairs (perfmodel.formats)
     weight_formats: tuple[tuple[str, str], ...] = ()
+    # whose TP all-reduce runs (engine_comm): "generic" = NCCL; vllm / sglang / trtllm their
+    # own kernel below its size limit
+    tp_all_reduce: str = "generic"
 
     @property
     def instance_gpus(self) -> Array:

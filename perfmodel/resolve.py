@@ -119,7 +119,7 @@ def training_plan(sc: Scenario, system: System) -> TrainPlan:
 
 def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceConfig,
                    num_gpus: int, *, tp: int | None = None, replicas: int | None = None,
-                   request: bool = True) -> InferPlan:
+                   request: bool = True, engine: str = "generic") -> InferPlan:
     """The InferPlan for ``inf`` on ``num_gpus`` GPUs, checked against the model.
 
     ``tp`` overrides the scenario's (a DistServe pool has its own); ``replicas`` defaults to
@@ -138,7 +138,8 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
                   group_size=inf.quant_group_size,
                   flash_attention=inf.flash_attention, kv_block_size=inf.kv_block_size, ep=p.ep,
                   attention_dp=p.attention_dp, a2a_mode=p.a2a_mode,
-                  expert_imbalance=inf.expert_imbalance, redundant_experts=p.redundant_experts)
+                  expert_imbalance=inf.expert_imbalance, redundant_experts=p.redundant_experts,
+                  tp_all_reduce=engine)
     if request:
         off, spec = inf.offload, inf.speculative
         fields |= dict(
@@ -172,7 +173,7 @@ def inference_inputs(sc: Scenario, system: System, profile: CalibrationProfile
     """Plan, draft model and offload link of an inference scenario."""
     inf = sc.inference
     assert inf is not None
-    plan = inference_plan(sc.model, sc.parallelism, inf, system.num_gpus)
+    plan = inference_plan(sc.model, sc.parallelism, inf, system.num_gpus, engine=sc.engine.name)
     draft = inf.speculative.draft_model if inf.speculative else None
     bw = offload_bandwidth(system, inf.offload.target, profile) if inf.offload else None
     return InferenceInputs(plan, draft, bw)

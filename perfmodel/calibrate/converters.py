@@ -356,3 +356,39 @@ def aic_deepep(path: str | Path, mode: str, nodes: Iterable[int] | None = None,
                 params["per_node"] = gpus_per_node
             out.append(record("collective", params, t, src))
     return out
+
+
+# Custom all-reduce tables (``custom_allreduce_perf``): the engine's own TP all-reduce call as
+# it dispatches by size (aiconfigurator collector/collect_all_reduce.py: TensorRT-LLM
+# ``AllReduce`` with strategy AUTO, vLLM ``tensor_model_parallel_all_reduce``, SGLang's
+# CustomAllReduce), timed in CUDA graphs; ``message_size`` in ELEMENTS of ``allreduce_dtype``
+# (the collector allocates [tokens, 4096] or [1, size] tensors of that many elements).
+CUSTOM_AR_VARIANTS = {"vllm": ("vLLM_custom_graph", "vLLM_custom_eager"),
+                      "sglang": ("SGLang_CustomAllReduce_graph", "SGLang_CustomAllReduce_eager"),
+                      "trtllm": ("TRTLLM", "TRTLLM")}
+
+
+def aic_custom_allreduce(path: str | Path, engine: str, variant: str = "graph",
+                         min_bytes: int = 512) -> list[dict]:
+    """``custom_allreduce_<engine>`` collective records (scope intra, group = num_gpus),
+    bytes = message_size x element size; ``variant`` graph (decode runs in CUDA graphs) or
+    eager (vLLM / SGLang only; TensorRT-LLM's table is graph-captured). ``min_bytes`` drops
+    the 128-element (256 B) row: below any TP all-reduce of a model (one token's hidden
+    vector) and below the smallest size of the NCCL tables it is compared with."""
+    if engine not in CUSTOM_AR_VARIANTS or variant not in ("graph", "eager"):
+        raise ValueError(f"engine must be one of {sorted(CUSTOM_AR_VARIANTS)}, variant graph "
+                         "or eager")
+    kernel = CUSTOM_AR_VARIANTS[engine][variant == "eager"]
+    size = {"bfloat16": 2, "float16": 2, "half": 2}
+    out = []
+    src = _source(path)
+    for row in read_rows(path):
+        if row.get("kernel_source") != kernel or row["allreduce_dtype"] not in size:
+            continue
+        nbytes = int(row["message_size"]) * size[row["allreduce_dtype"]]
+        if nbytes < min_bytes:
+            continue
+        params = {"collective": f"custom_allreduce_{engine}", "group_size": int(row["num_gpus"]),
+                  "scope": "intra", "dtype": DTYPES[row["allreduce_dtype"]], "bytes": nbytes}
+        out.append(record("collective", params, row["latency"] * MS, src, kernel_source=kernel))
+    return out

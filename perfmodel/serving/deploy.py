@@ -164,7 +164,8 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
             raise SpecError(f"serving.scheduler: the {role} pool needs at least tp*pp = {per} "
                             f"GPUs, got {gpus}")
         plan = inference_plan(model, parallelism, inference, per * count, tp=tp,
-                              replicas=count, request=False)
+                              replicas=count, request=False,
+                              engine=engine.name if named else "generic")
         if tp > system.gpus_per_node:
             raise SpecError(f"parallelism.tp: tp ({tp}) spans more than one node of "
                             f"{system.gpus_per_node} GPUs")

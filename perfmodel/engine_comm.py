@@ -1,0 +1,78 @@
+"""The tensor-parallel all-reduce as a serving engine runs it, by message size.
+
+Engines do not call NCCL for a decode step's small all-reduces: each has its own kernel below a
+size limit, on GPUs all linked by NVLink, and falls back to NCCL above it (facts and sources in
+engines/<id>.yaml, ``comm``):
+
+* vLLM ``CustomAllreduce`` (vllm/distributed/device_communicators/custom_all_reduce.py):
+  world sizes 2, 4, 6, 8; ``should_custom_ar``: ``inp_size < max_size`` (8 MiB) when
+  ``world_size == 2 or fully_connected``; NCCL otherwise.
+* SGLang ``CustomAllreduce`` (python/sglang/srt/distributed/device_communicators/
+  custom_all_reduce.py, a port of vLLM's): the same sizes and rule, ``_MAX_CAR_SIZE`` 8 MiB.
+* TensorRT-LLM ``AllreduceOp::selectImplementation`` (cpp/tensorrt_llm/thop/allreduceOp.cpp):
+  NCCL when the message exceeds ``getMaxRequiredWorkspaceSize`` (16 MB at TP <= 2, 8 MB above,
+  cpp/tensorrt_llm/common/customAllReduceUtils.h) or the group lacks NVLink / P2P; else the
+  one-shot / two-shot / NCCL-symmetric choice of its lookup table (AUTO strategy).
+
+The kernel's time is the profile's ``custom_allreduce_<engine>`` fit, made from the engine's own
+measured table (aiconfigurator ``custom_allreduce_perf``: the engine's all-reduce call, CUDA
+graph replays), which already contains the engine's one-shot / two-shot switch. Without that
+fit (a device with no table, the default profile), NCCL's fit applies, as for ``generic``.
+The measured tables come from NVSwitch nodes, so only groups inside one NVLink domain use
+them (a PCIe pair, which vLLM also serves with its kernel, stays on NCCL: not measured).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .comm import collective_time
+from .profile import CalibrationProfile
+from .specs.system import System
+from .topology import GroupSpan
+
+Array = Any
+#: engines whose TP all-reduce has its own kernel (engines/<id>.yaml ``comm``)
+CUSTOM_ENGINES = ("vllm", "sglang", "trtllm")
+
+
+def fully_nvlinked(system: System, n: Array) -> Array:
+    """Whether ``n`` GPUs of one node are all linked to each other by NVLink (an NVSwitch
+    board, or a bridge pair for n <= 2): the engines' precondition for their kernels."""
+    link = system.intra
+    n = np.asarray(n, dtype=float)
+    if link.kind not in ("nvlink", "nvswitch") or link.topology not in ("switch", "bridge"):
+        return np.zeros(n.shape, dtype=bool)
+    return n <= (link.domain_size or np.inf)
+
+
+def custom_eligible(engine: str, nbytes: Array, span: GroupSpan, system: System) -> Array:
+    """Where the engine runs its own kernel instead of NCCL (module docstring)."""
+    from .engines import get_engine
+
+    facts = get_engine(engine).comm
+    n = np.asarray(span.size, dtype=float)
+    nbytes = np.asarray(nbytes, dtype=float)
+    if not facts.custom_allreduce_world_sizes or facts.custom_allreduce_max_bytes is None:
+        return np.zeros(np.broadcast(n, nbytes).shape, dtype=bool)
+    limit = np.where(n <= 2, facts.custom_allreduce_max_bytes_tp2
+                     or facts.custom_allreduce_max_bytes, facts.custom_allreduce_max_bytes)
+    return (np.isin(n, facts.custom_allreduce_world_sizes) & (np.asarray(span.nodes) == 1)
+            & fully_nvlinked(system, n) & (nbytes < limit))
+
+
+def tp_all_reduce_time(engine: str, nbytes: Array, span: GroupSpan, system: System,
+                       profile: CalibrationProfile) -> Array:
+    """Seconds of one TP all-reduce of ``nbytes`` as ``engine`` runs it: its own kernel where
+    eligible and measured, else NCCL (``generic`` and other engines: NCCL, today's model)."""
+    nccl = collective_time("all_reduce", nbytes, span, system, profile)
+    name = f"custom_allreduce_{engine}"
+    if engine not in CUSTOM_ENGINES or not any(f.collective == name
+                                               for f in profile.collectives):
+        return nccl
+    use = custom_eligible(engine, nbytes, span, system)
+    if not np.any(use):
+        return nccl
+    return np.where(use, collective_time(name, nbytes, span, system, profile), nccl)
