@@ -14,7 +14,11 @@ from common import (
     pm,
     ranged,
     scenario_downloads,
+    scenario_file,
     show_warnings,
+    sync_url,
+    try_predict,
+    url_state,
 )
 
 from perfmodel.textfmt import percent
@@ -141,3 +145,18 @@ def show(scenario: dict, pred: pm.Prediction, key: str) -> None:
                                     "total (ms)": st.column_config.NumberColumn(format="%.3f")})
         csv_button(rows, f"{pred.kind}-operators", key=f"{key}_ops_csv", label="Operators CSV")
     scenario_downloads(scenario, pred, key=key, name=f"{pred.kind}-scenario")
+
+
+def page(prefix: str, defaults: dict, title: str, header: str, form) -> None:
+    """A whole Training or Inference page: URL state, the scenario form in the sidebar, the
+    prediction and the scenario file."""
+    url_state(defaults)
+    st.title(title)
+    with st.sidebar:
+        st.header(header)
+        scenario = form(prefix)
+    sync_url(defaults, defaults)
+    pred = try_predict(scenario)
+    if pred is not None:
+        show(scenario, pred, key=prefix.rstrip("_"))
+    scenario_file(scenario)

@@ -54,10 +54,17 @@ def unfused_chains(fw: Framework | None, ops: list[O.Op]) -> list[O.Op]:
     if fw is None or fw.baseline:
         return ops
     table = fw.unfused
+    return _with_chains(ops, lambda op: table.get(op.kernel)
+                        if op.cls == O.ELEMENTWISE and not op.fp8_cast else None)
+
+
+def _with_chains(ops: list[O.Op], decomposition_of) -> list[O.Op]:
+    """``ops`` with, after each op that ``decomposition_of`` gives an eager chain for, the
+    chain's bytes beyond the fused kernel's and its other kernels."""
     out: list[O.Op] = []
     for op in ops:
         out.append(op)
-        dec = table.get(op.kernel) if op.cls == O.ELEMENTWISE and not op.fp8_cast else None
+        dec = decomposition_of(op)
         if dec is not None:
             elems = op.shape[0]
             fused_bpe = op.bytes / np.maximum(elems, 1e-30)
@@ -98,15 +105,7 @@ def loss_chain(fw: Framework | None, head: list[O.Op]) -> list[O.Op]:
     if fw is None or fw.baseline:
         return head
     dec = fw.loss_decomposition
-    out: list[O.Op] = []
-    for op in head:
-        out.append(op)
-        if dec is not None and op.name == "head.loss":
-            elems = op.shape[0]
-            out.append(_extra(op, op.name + UNFUSED, elems,
-                              dec.bytes_per_element - op.bytes / np.maximum(elems, 1e-30),
-                              dec.kernels - 1))
-    return out
+    return _with_chains(head, lambda op: dec if op.name == "head.loss" else None)
 
 
 def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op]) -> list[O.Op]:

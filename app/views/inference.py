@@ -10,19 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (run as a l
 
 import forms
 import prediction_view
-import streamlit as st
-from common import scenario_file, sync_url, try_predict, url_state
 
 P = "in_"
 DEFAULTS = {**forms.system_defaults(P, 1), **forms.inference_defaults(P)}
 
-url_state(DEFAULTS)
-st.title("Inference request")
-with st.sidebar:
-    st.header("Inference scenario")
-    scenario = forms.inference_form(P)
-sync_url(DEFAULTS, DEFAULTS)
-pred = try_predict(scenario)
-if pred is not None:
-    prediction_view.show(scenario, pred, key="in")
-scenario_file(scenario)
+prediction_view.page(P, DEFAULTS, "Inference request", "Inference scenario", forms.inference_form)

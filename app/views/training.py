@@ -10,19 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (run as a l
 
 import forms
 import prediction_view
-import streamlit as st
-from common import scenario_file, sync_url, try_predict, url_state
 
 P = "tr_"
 DEFAULTS = {**forms.system_defaults(P, 8), **forms.training_defaults(P)}
 
-url_state(DEFAULTS)
-st.title("Training step")
-with st.sidebar:
-    st.header("Training scenario")
-    scenario = forms.training_form(P)
-sync_url(DEFAULTS, DEFAULTS)
-pred = try_predict(scenario)
-if pred is not None:
-    prediction_view.show(scenario, pred, key="tr")
-scenario_file(scenario)
+prediction_view.page(P, DEFAULTS, "Training step", "Training scenario", forms.training_form)
