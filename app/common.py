@@ -192,13 +192,14 @@ def url_state(defaults: Mapping[str, Any]) -> None:
     Widgets are then created with ``key=`` only; ``sync_url`` writes their values back.
     """
     written = st.session_state.setdefault("_url_written", {})
+    applied = st.session_state["_url_applied"] = {}
     for key, default in defaults.items():
         if key in st.query_params and st.query_params[key] != written.get(key):
             try:
-                st.session_state[key] = _coerce(st.query_params[key], default)
+                st.session_state[key] = applied[key] = _coerce(st.query_params[key], default)
                 continue
             except ValueError:
-                pass
+                applied[key] = st.query_params[key]  # not a value of this field: said by sync_url
         if key in st.session_state:
             # re-assigned, so Streamlit keeps the value while its widget is hidden (another
             # arrival process, workload kind or planner) instead of cleaning it up
@@ -211,6 +212,10 @@ def sync_url(keys: Iterable[str], defaults: Mapping[str, Any] | None = None) -> 
     """Mirror the current values of ``keys`` into the query parameters (values equal to
     their default are left out, so links stay short)."""
     defaults = defaults or {}
+    for key, value in st.session_state.pop("_url_applied", {}).items():
+        if key in st.session_state and st.session_state[key] != value:
+            st.warning(f"The link's {key.split('_', 1)[-1]} = {str(value)[:60]!r} is not a valid "
+                       f"choice here; showing {str(st.session_state[key])[:60]!r}.")
     wanted = {}
     for key in keys:
         if key not in st.session_state:

@@ -413,3 +413,15 @@ def test_validation_empty_filter_is_a_message():
 def test_validation_every_widget():
     at = page("validation")
     assert len(exercise_every_widget(at)) >= 5
+
+
+def test_a_link_with_an_unknown_model_says_so_in_one_line():
+    at = page("training", tr_model="no-such-model")
+    warnings = [w.value for w in at.warning if "no-such-model" in w.value]
+    assert len(warnings) == 1 and "\n" not in warnings[0], [w.value for w in at.warning]
+    assert "model" in warnings[0]
+
+
+def test_a_link_with_a_non_number_says_so():
+    at = page("training", tr_micro_batch="lots")
+    assert any("micro_batch" in w.value and "lots" in w.value for w in at.warning)
