@@ -275,6 +275,25 @@ def test_every_page_updates_in_a_real_browser(dashboard_url, page, capsys):
     _settled(page)
     expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(2, **wait)
     _check_page(page, "7-calibration")
+    # ... an uploaded file that is not a profile is one line; a real profile is then shown
+    page.get_by_text("Upload a profile").click()
+    _settled(page)
+    expect(page.get_by_text("Upload a profile JSON to inspect it.")).to_be_visible(**wait)
+    dropzones = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    dropzones.first.set_input_files(files=[{"name": "broken.json", "mimeType": "application/json",
+                                            "buffer": b'{"not": "a profile"'}])
+    _settled(page)
+    error = page.locator('[data-testid="stAlertContentError"]')
+    expect(error).to_have_count(1, **wait)
+    lines = [ln for ln in error.inner_text().splitlines() if ln.strip()]  # [icon name,] message
+    assert lines[-1].startswith("Cannot read this profile") and len(lines) <= 2, lines
+    profile = REPO / "calibration" / "b200.reference.json"
+    dropzones.first.set_input_files(files=[{"name": profile.name, "mimeType": "application/json",
+                                            "buffer": profile.read_bytes()}])
+    _settled(page)
+    expect(error).to_have_count(0, **wait)
+    expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible(**wait)
+    _check_page(page, "7b-calibration-upload")
 
     # Validation: filtering by a source narrows the cases and redraws the scatter
     _open(page, f"{dashboard_url}/validation", "Validation")
