@@ -110,9 +110,9 @@ if picked is not None:
         if names:
             if st.session_state["ca_table"] not in names:
                 st.session_state["ca_table"] = names[0]
-            c1, c2 = st.columns([3, 1])
+            c1, c2 = st.columns([2, 1])
             name = c1.selectbox("Table", names, key="ca_table")
-            log_y = c2.checkbox("Log efficiency axis", key="ca_log")
+            log_y = c2.checkbox("Log y axis", key="ca_log")
             table = next(t for t in tables if t.name == name)
             points = backend.table_points(table, profile)
             held = next((f for f in fit if f.table == name), None)
