@@ -43,6 +43,35 @@ SCHEDULERS = {
 }
 
 
+def _scenario(base: dict, args, sched: dict, arrival: dict, num_gpus: int | None = None):
+    data = {**base, "serving": {**base["serving"], "num_requests": args.requests,
+                                "scheduler": {**base["serving"]["scheduler"], **sched},
+                                "arrival": arrival}}
+    if num_gpus is not None:
+        data["system"] = {**data["system"], "num_gpus": num_gpus}
+    return pm.as_scenario(data)
+
+
+def _timed(sc, system, profile, summarise) -> dict:
+    """One run: set-up, simulation and summary, wall and CPU time of each part."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    inf, wl = serving_inputs(sc)
+    dep = deployment_for(sc, system, profile, inf, wl)
+    t1, c1 = time.perf_counter(), time.process_time()
+    res = dep.simulate(wl)
+    t2, c2 = time.perf_counter(), time.process_time()
+    out = summarise(res, dep)
+    t3 = time.perf_counter()
+    return {"setup": t1 - t0, "sim": t2 - t1, "summary": t3 - t2, "total": t3 - t0,
+            "cpu": time.process_time() - c0, "sim_cpu": c2 - c1, "res": res, "out": out}
+
+
+def _best(sc, repeat: int, summarise, by: str) -> dict:
+    system, profile = resolve_system(sc.system), resolve_profile(sc)
+    return min((_timed(sc, system, profile, summarise) for _ in range(repeat)),
+               key=lambda run: run[by])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=10_000)
@@ -56,31 +85,13 @@ def main() -> None:
     print(f"{'scheduler':14s} {'setup s':>8s} {'simulate s':>10s} {'summary s':>9s} "
           f"{'total s':>8s} {'CPU s':>6s} {'iterations':>10s}  p90 TTFT / TPOT")
     for name, sched in SCHEDULERS.items():
-        data = {**base, "serving": {**base["serving"], "num_requests": args.requests,
-                                    "scheduler": {**base["serving"]["scheduler"], **sched},
-                                    "arrival": {"process": "poisson", "rate_per_s": args.rate}}}
-        if name == "disaggregated":
-            data["system"] = {**data["system"], "num_gpus": 2}
-        sc = pm.as_scenario(data)
-        system, profile = resolve_system(sc.system), resolve_profile(sc)
-        best = None
-        for _ in range(args.repeat):
-            c0 = time.process_time()
-            t0 = time.perf_counter()
-            inf, wl = serving_inputs(sc)
-            dep = deployment_for(sc, system, profile, inf, wl)
-            t1 = time.perf_counter()
-            res = dep.simulate(wl)
-            t2 = time.perf_counter()
-            s = summarize(res.reqs, res.engines, sc.serving.slo, res.end)
-            t3 = time.perf_counter()
-            cpu = time.process_time() - c0
-            row = (t1 - t0, t2 - t1, t3 - t2, t3 - t0, cpu,
-                   sum(len(e.samples) for e in res.engines), s)
-            best = row if best is None or row[3] < best[3] else best
-        setup, sim, summ, total, cpu, iters, s = best
-        print(f"{name:14s} {setup:8.3f} {sim:10.3f} {summ:9.3f} {total:8.3f} {cpu:6.3f} "
-              f"{iters:10d}  "
+        sc = _scenario(base, args, sched, {"process": "poisson", "rate_per_s": args.rate},
+                       2 if name == "disaggregated" else None)
+        r = _best(sc, args.repeat, lambda res, dep, slo=sc.serving.slo: summarize(
+            res.reqs, res.engines, slo, res.end), "total")
+        s, iters = r["out"], sum(len(e.samples) for e in r["res"].engines)
+        print(f"{name:14s} {r['setup']:8.3f} {r['sim']:10.3f} {r['summary']:9.3f} "
+              f"{r['total']:8.3f} {r['cpu']:6.3f} {iters:10d}  "
               f"{s['ttft_s']['p90'] * 1e3:.0f} ms / {s['tpot_s']['p90'] * 1e3:.1f} ms")
     closed_loop(base, args)
 
@@ -91,29 +102,14 @@ def closed_loop(base: dict, args) -> None:
           f"{'CPU s':>6s} {'req/s sim':>10s}  median TTFT / TPOT")
     for conc, kind in CLOSED:
         sched = {"kind": kind} | ({"token_budget": 512} if kind == "chunked" else {})
-        data = {**base, "serving": {**base["serving"], "num_requests": args.requests,
-                                    "scheduler": {**base["serving"]["scheduler"], **sched},
-                                    "arrival": {"process": "closed", "concurrency": conc}}}
-        sc = pm.as_scenario(data)
-        system, profile = resolve_system(sc.system), resolve_profile(sc)
-        best = None
-        for _ in range(args.repeat):
-            c0 = time.process_time()
-            t0 = time.perf_counter()
-            inf, wl = serving_inputs(sc)
-            dep = deployment_for(sc, system, profile, inf, wl)
-            t1, c1 = time.perf_counter(), time.process_time()
-            res = dep.simulate(wl)
-            t2, c2 = time.perf_counter(), time.process_time()
-            b = benchmark_metrics(res.reqs, dep.num_gpus, conc)
-            t3 = time.perf_counter()
-            row = (t1 - t0, t2 - t1, t3 - t2, time.process_time() - c0, c2 - c1, b)
-            best = row if best is None or row[4] < best[4] else best
-        setup, sim, bench, cpu, sim_cpu, b = best
+        sc = _scenario(base, args, sched, {"process": "closed", "concurrency": conc})
+        r = _best(sc, args.repeat,
+                  lambda res, dep, c=conc: benchmark_metrics(res.reqs, dep.num_gpus, c), "sim_cpu")
+        b = r["out"]
         label = f"closed C={conc} {kind[:5]}"
-        print(f"{label:18s} {setup:8.3f} {sim:10.3f} {bench:8.3f} {cpu:6.3f} "
-              f"{args.requests / sim_cpu:10.0f}  {b['median_ttft_ms']:.0f} ms / "
-              f"{b['median_tpot_ms']:.1f} ms")
+        print(f"{label:18s} {r['setup']:8.3f} {r['sim']:10.3f} {r['summary']:8.3f} "
+              f"{r['cpu']:6.3f} {args.requests / r['sim_cpu']:10.0f}  "
+              f"{b['median_ttft_ms']:.0f} ms / {b['median_tpot_ms']:.1f} ms")
 
 
 if __name__ == "__main__":
