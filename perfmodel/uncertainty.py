@@ -27,7 +27,6 @@ quantity with neither (memory of inference and serving today) gets no band, not 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -334,7 +333,9 @@ def bands_path() -> Path:
 
 @lru_cache(maxsize=4)
 def _load_groups(path: str, mtime: float) -> dict[str, dict]:
-    return json.loads(Path(path).read_text())["groups"]
+    from .specs.registry import read_json  # the project's one safe door for files
+
+    return read_json(path, "error bands")["groups"]
 
 
 def shipped_groups() -> dict[str, dict]:
