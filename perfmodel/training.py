@@ -25,7 +25,7 @@ combine around every MoE layer, forward and backward (Lepikhin et al. 2020 arXiv
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -103,8 +103,20 @@ def _layer_forward(model: ModelSpec, moe_layer: bool, plan: TrainPlan, prec: O.P
     pairs = O.attention_pairs(s, s, plan.causal) / cp
     shard = (O.Shard(plan.tp, plan.sequence_parallel, plan.ep, plan.etp, route_sources=plan.ep)
              if sharded else O.Shard())
-    return O.layer_forward_ops(model, moe_layer, plan.micro_batch, s / cp, s, pairs, shard,
-                               prec, plan.flash_attention, "prefill")
+    ops = O.layer_forward_ops(model, moe_layer, plan.micro_batch, s / cp, s, pairs, shard,
+                              prec, plan.flash_attention, "prefill")
+    return attention_in_bf16(ops) if prec.compute == "fp8" else ops
+
+
+def attention_in_bf16(ops: list[O.Op]) -> list[O.Op]:
+    """fp8 training runs its GEMMs in fp8 and the attention core in bf16: torchao Float8Linear
+    swaps nn.Linear only (pytorch/torchtitan@9dec370 torchtitan/float8.py; SDPA is called on
+    bf16 q, k, v in models/llama/model.py), and Transformer Engine's fp8 recipes leave
+    DotProductAttention in bf16 unless ``fp8_dpa`` is set (transformer_engine/common/recipe
+    DelayedScaling ``fp8_dpa: bool = False``; Megatron-LM has no flag that sets it by
+    default). The attention kernels are therefore timed at the bf16 peak and curves."""
+    return [replace(op, dtype="bf16") if op.cls == O.ATTENTION and op.dtype == "fp8" else op
+            for op in ops]
 
 
 def _calls_per_step(ops: list[O.Op], groups: dict[str, list[int]], n_layers, share: dict,

@@ -169,3 +169,20 @@ def test_fsdp_without_resharding_keeps_zero1_memory():
 
     assert mem(zero_stage=3, reshard_after_forward=False) == mem(zero_stage=1)
     assert mem(zero_stage=3, reshard_after_forward=True) < mem(zero_stage=1)
+
+
+def test_fp8_training_times_attention_at_bf16():
+    """fp8 training swaps the linear layers only (torchao Float8Linear; Transformer Engine's
+    recipes with fp8_dpa False): the attention kernels of an fp8 step take exactly as long as
+    in the bf16 step, while its GEMMs get faster."""
+    m = get_model("llama-3-70b")
+
+    def step(precision):
+        return training_step(m, H100_64, _fsdp_plan(precision=precision, seq_len=8192),
+                             default_profile(), keep_ops=True)
+
+    bf16, fp8 = step("bf16"), step("fp8")
+    for r in (bf16, fp8):
+        assert all(op.dtype == "bf16" for op in r.op_times.ops if op.cls == "attention")
+    assert float(fp8.time["attention"]) == pytest.approx(float(bf16.time["attention"]))
+    assert float(fp8.time["gemm"]) < float(bf16.time["gemm"])
