@@ -98,6 +98,9 @@ class SchedulerFacts(Strict):
     chunked_prefill: Bool | None = None
     prefix_caching: Bool | None = None
     preemption: Literal["recompute", "swap"] | None = None
+    # the serving simulator's scheduler that does what the engine's does
+    # (perfmodel/serving/schedulers.py); a scenario without serving.scheduler.kind runs it
+    policy: Literal["continuous", "chunked", "inflight", "prefill_first"] | None = None
 
 
 class CommFacts(Strict):

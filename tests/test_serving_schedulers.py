@@ -60,3 +60,120 @@ def test_disaggregated_decode_preemption_recomputes_on_a_prefill_instance():
     assert s["preemptions"] > 0  # only the decode pool preempts (prefill-only never decodes)
     assert s["throughput"]["requests_per_s"] > 0
     assert s["workload"]["num_requests"] == 300
+
+
+# ---- engine schedulers: TensorRT-LLM in-flight batching, SGLang prefill-first -------------
+class _UnitCost:
+    """Every iteration takes 1 s, so the tests count iterations, not model times."""
+
+    def step_time(self, spans, dkv, n_sample, overhead=0.0):
+        return 1.0 + overhead
+
+    def decode_run_times(self, ctx, k, overhead=0.0):
+        import numpy as np
+
+        return np.ones(k) + overhead
+
+
+def _engine(prompts, outputs, blocks=10_000, block=32, max_batch=256):
+    import numpy as np
+
+    from perfmodel.serving.cost import KVCapacity
+    from perfmodel.serving.engine import Engine
+    from perfmodel.serving.requests import Requests
+    from perfmodel.serving.workload import Workload
+
+    wl = Workload(np.zeros(len(prompts)), np.array(prompts), np.array(outputs))
+    reqs = Requests(wl)
+    kv = KVCapacity(bytes_per_token=1.0, block_tokens=block, num_blocks=blocks, memory={})
+    e = Engine(0, _UnitCost(), kv, max_batch, reqs)
+    e.waiting.extend(range(len(prompts)))
+    return e
+
+
+def _run_step(sched, e, now):
+    step = sched.next(e, now)
+    e.step = step
+    e.complete(step.end)
+    return step
+
+
+def test_inflight_runs_each_context_whole_while_max_num_tokens_lasts():
+    """TensorRT-LLM microBatchScheduler.cpp without chunked context: 100 + 100 + 5000 = 5200
+    <= 8192 tokens run together; the next 5000 would make 10200 and stops the scan, so it
+    waits; in the next iteration 3 decodes + 5000 = 5003 fit."""
+    e = _engine([100, 100, 5000, 5000], [50, 50, 10, 10])
+    s = make_scheduler("inflight", 8192)
+    first = _run_step(s, e, 0.0)
+    assert [c for _, c in first.chunks] == [100, 100, 5000] and list(e.waiting) == [3]
+    step = _run_step(s, e, first.end)
+    assert [c for _, c in step.chunks] == [5000] and step.decode and not e.waiting
+
+
+def test_inflight_reserves_the_whole_request_and_never_preempts():
+    """GUARANTEED_NO_EVICT (executor.h default): a request starts only when the blocks of
+    prompt + output fit: 10 blocks of 32 tokens hold one request of 200 + 100 tokens
+    (ceil(300 / 32) = 10 blocks), so the second waits until the first has finished."""
+    e = _engine([200, 200], [100, 100], blocks=10)
+    s = make_scheduler("inflight", 8192)
+    _run_step(s, e, 0.0)
+    assert e.n == 1 and list(e.waiting) == [1] and e.used == 10
+    t = 1.0
+    while e.waiting or e.n:
+        t = _run_step(s, e, t).end
+    assert int(e.reqs.preemptions.sum()) == 0
+    assert e.reqs.first[1] > e.reqs.finish[0] - 1e-9  # started after the first one ended
+
+
+def test_inflight_chunked_context_cuts_to_whole_blocks():
+    """With chunked context on (FIRST_COME_FIRST_SERVED), a context gets the tokens left,
+    rounded down to the chunk unit (tokens_per_block 32): first iteration 1000 - 30 = 970 ->
+    960; then 3 decodes leave 997 -> 992; the rest (5000 - 1952 = 3048) runs over the next
+    iterations the same way."""
+    from perfmodel.serving.schedulers import InflightBatching
+
+    e = _engine([10, 10, 10, 5000], [50, 50, 50, 10])
+    s = InflightBatching(1000)
+    s.chunked = True
+    first = _run_step(s, e, 0.0)
+    assert [c for _, c in first.chunks] == [10, 10, 10, 960]
+    second = _run_step(s, e, first.end)
+    assert [c for _, c in second.chunks] == [992] and second.decode
+
+
+def test_prefill_first_pauses_the_decodes_and_continues_the_chunked_request():
+    """SGLang get_next_batch_to_run: while requests wait, the batch is prefill-only (the two
+    running sequences do not advance); a 6000-token prompt with chunked_prefill_size 4096 runs
+    as 4096 then 1904 (the chunked request first), then everything decodes."""
+    e = _engine([100, 100, 6000], [50, 50, 10])
+    s = make_scheduler("prefill_first", 4096)
+    e.waiting.pop()  # the long request arrives later
+    step = _run_step(s, e, 0.0)
+    assert [c for _, c in step.chunks] == [100, 100] and not step.decode
+    gen_before = e.gen[:2].copy()
+    e.waiting.append(2)
+    step = _run_step(s, e, step.end)
+    assert [c for _, c in step.chunks] == [4096] and not step.decode
+    step = _run_step(s, e, step.end)
+    assert [c for _, c in step.chunks] == [1904] and not step.decode
+    assert (e.gen[:2] == gen_before).all()  # decodes waited for both prefill batches
+    step = _run_step(s, e, step.end)
+    assert step.kind == "run"  # nothing waits: every running request decodes
+
+
+@pytest.mark.parametrize("engine,kind,budget", [
+    ("trtllm", "inflight", 8192), ("sglang", "prefill_first", 8192), ("vllm", "chunked", 8192)])
+def test_a_named_engine_runs_its_own_scheduler_unless_the_scenario_names_one(engine, kind,
+                                                                               budget):
+    """engines/<id>.yaml scheduler.policy and max_num_batched_tokens (TensorRT-LLM
+    max_num_tokens; SGLang chunked_prefill_size on an 80 GB GPU) fill what the scenario
+    leaves unset; a scenario's kind and token_budget are kept."""
+    sc = {"kind": "serving", "model": "llama-3-8b", "engine": engine,
+          "system": {"device": "h100-sxm5-80gb", "num_gpus": 1},
+          "inference": {"prompt_len": 512, "output_len": 16},
+          "serving": {"arrival": {"process": "closed", "concurrency": 4}, "num_requests": 8}}
+    dep = pm.predict(sc).serving["deployment"]
+    assert (dep["scheduler"], dep["token_budget"]) == (kind, budget)
+    sc["serving"]["scheduler"] = {"kind": "continuous", "token_budget": 4096}
+    dep = pm.predict(sc).serving["deployment"]
+    assert (dep["scheduler"], dep["token_budget"]) == ("continuous", 4096)

@@ -228,16 +228,31 @@ def engine_kv_capacity(model: ModelSpec, system: System, parallelism: Parallelis
 def _engine_scheduler(cfg: SchedulerConfig, engine: EngineConfig, model: ModelSpec,
                       system: System, parallelism: Parallelism, inference: InferenceConfig,
                       profile: CalibrationProfile) -> SchedulerConfig:
-    """The scheduler with the engine's max_num_seqs as its batch cap, unless the scenario
-    set serving.scheduler.max_batch itself."""
+    """The scheduler the named engine runs, for what the scenario leaves unset: ``kind`` the
+    engine's policy (engines/<id>.yaml scheduler.policy: vLLM V1 ``chunked``, TensorRT-LLM
+    ``inflight``, SGLang ``prefill_first``), ``token_budget`` its max_num_batched_tokens
+    (TensorRT-LLM max_num_tokens; SGLang chunked_prefill_size by GPU memory) and
+    ``max_batch`` its max_num_seqs. Fields the scenario sets are kept."""
     from ..engines import get_engine
 
-    if "max_batch" in cfg.model_fields_set:
-        return cfg
     spec = get_engine(engine.name)
-    seqs = engine.max_num_seqs or spec.max_num_seqs(system.device.usable_memory_bytes / 2**30,
-                                                    system.device.id)
-    return cfg.model_copy(update={"max_batch": seqs}) if seqs else cfg
+    dev = system.device
+    gib = dev.usable_memory_bytes / 2**30
+    update: dict = {}
+    if "kind" not in cfg.model_fields_set and spec.scheduler.policy:
+        update["kind"] = spec.scheduler.policy
+    if cfg.token_budget is None:
+        budget = engine.max_num_batched_tokens or spec.max_num_batched_tokens(gib, dev.id)
+        if budget is None and spec.memory.reserve is not None:  # SGLang: by GPU memory
+            smi_mb = dev.nvidia_smi_memory_mib or dev.usable_memory_bytes / 2**20
+            budget = spec.memory.reserve.bucket(smi_mb).chunked_prefill_size
+        if budget:
+            update["token_budget"] = budget
+    if "max_batch" not in cfg.model_fields_set:
+        seqs = engine.max_num_seqs or spec.max_num_seqs(gib, dev.id)
+        if seqs:
+            update["max_batch"] = seqs
+    return cfg.model_copy(update=update) if update else cfg
 
 
 def _pool_gpus(cfg: SchedulerConfig, system: System) -> tuple[int, int]:

@@ -112,7 +112,7 @@ def predict_serving(rs: Resolved) -> Prediction:
 def _deployment_summary(sc: Scenario, dep: Deployment) -> dict:
     """Scheduler, token budget and the instances with their KV pools."""
     out = {
-        "scheduler": sc.serving.scheduler.kind,
+        "scheduler": dep.scheduler.kind,  # the engine's when the scenario left it unset
         "token_budget": dep.token_budget,
         "max_batch": dep.scheduler.max_batch,  # the engine's max_num_seqs when it set it
         "num_gpus": dep.num_gpus,

@@ -245,3 +245,126 @@ class DecodeOnly(Scheduler):
         if e.n == 0:
             return None
         return self.decode_run(e, now)
+
+
+@register("inflight")
+class InflightBatching(Scheduler):
+    """TensorRT-LLM's in-flight batching with its default policies.
+
+    Capacity (``GUARANTEED_NO_EVICT``, the executor's default ``SchedulerConfig``,
+    cpp/include/tensorrt_llm/executor/executor.h; batch_manager/capacityScheduler.cpp): a
+    request starts only if the KV blocks of its whole prompt + max_tokens fit, and holds them
+    to the end, so nothing is ever evicted. Micro-batch (batch_manager/microBatchScheduler.cpp
+    ``operator()`` at 0a949d3): the active requests in arrival order, every generation
+    request one token, every context request whole; the first one that would push the
+    iteration past ``max_num_tokens`` (``token_budget``) stops the scan (``break``). With
+    chunked context off (TensorRT-LLM's default, ``enable_chunked_prefill`` False) each
+    context runs in one iteration together with the decodes; with ``chunked`` on
+    (``enable_chunked_prefill``) contexts are cut first-come-first-served to the tokens left,
+    the cut rounded down to whole KV blocks (``setCtxRequestsChunkSize<kFIRST_COME_FIRST_
+    SERVED>``, chunk unit = tokens_per_block). A context longer than the budget on an empty
+    instance runs alone (TensorRT-LLM would refuse it: max_num_tokens < max input length).
+    """
+
+    chunked = False
+
+    def next(self, e: Engine, now: float) -> Step | None:
+        reqs = e.reqs
+        n = e.n
+        dec = e.done[:n] == e.target[:n]
+        n_dec = int(np.count_nonzero(dec))
+        if n_dec == n and not e.waiting:
+            return self.decode_run(e, now) if n else None
+        budget = self.budget - n_dec  # generation requests come first in the active list
+        chunks: list[tuple[int, int]] = []
+        for slot in np.flatnonzero(~dec).tolist():  # chunked contexts in progress (FCFS)
+            left = int(e.target[slot] - e.done[slot])
+            c = left if left <= budget else budget // e.block * e.block
+            if c <= 0:
+                break
+            chunks.append((slot, c))
+            budget -= c
+        free = e.free_blocks()
+        while e.waiting and e.n < e.max_batch:
+            rid = e.waiting[0]
+            q = int(reqs.prompt[rid] + reqs.gen[rid])
+            if q <= budget:
+                c = q
+            elif self.chunked:
+                c = budget // e.block * e.block
+                if c <= 0:
+                    break
+            elif chunks or n_dec:
+                break
+            else:
+                c = q  # alone on an idle instance
+            need = e.blocks_for(reqs.prompt[rid] + reqs.output[rid])  # to completion
+            if need > free:
+                break
+            e.waiting.popleft()
+            free -= need
+            budget -= c
+            if np.isnan(reqs.start[rid]):
+                reqs.start[rid] = now
+            slot = e.add(rid, target=q, done=0, ctx=0, reserve=need)
+            chunks.append((slot, c))
+        if chunks:
+            return e.iteration(now, chunks, decode=n_dec > 0)
+        if n_dec == 0:
+            return None
+        if n_dec < e.n:
+            return e.iteration(now, [], decode=True)
+        return self.decode_run(e, now)
+
+
+@register("prefill_first")
+class PrefillFirst(Scheduler):
+    """SGLang's default scheduler (python/sglang/srt/managers/scheduler.py
+    ``get_next_batch_to_run``; schedule_policy.py ``PrefillAdder``): whenever requests wait
+    and fit, the next batch is a prefill-only ("extend") batch and the running decodes wait
+    for it (mixed chunks are off by default, ``enable_mixed_chunk`` False). The batch takes
+    the request being chunked first, then waiting requests FCFS while ``chunked_prefill_size``
+    (``token_budget``) tokens remain; a request longer than what is left is cut to it and
+    continues in the next prefill batch. Otherwise every running request decodes. Memory
+    admission keeps the engine's watermark as ``continuous`` does; SGLang's reservation of
+    the running requests' future tokens (``new_token_ratio``) is not modelled.
+    """
+
+    def next(self, e: Engine, now: float) -> Step | None:
+        reqs = e.reqs
+        n = e.n
+        budget = self.budget
+        free = e.free_blocks()
+        chunks: list[tuple[int, int]] = []
+        for slot in np.flatnonzero(e.done[:n] < e.target[:n]).tolist():  # the chunked request
+            done = int(e.done[slot])
+            c = min(int(e.target[slot]) - done, budget)
+            need = e.blocks_for(done + c) - e.blocks_for(done)
+            if c <= 0 or need > free:
+                break
+            free -= need
+            budget -= c
+            chunks.append((slot, c))
+        while budget > 0 and e.waiting and e.n < e.max_batch:
+            rid = e.waiting[0]
+            q = int(reqs.prompt[rid] + reqs.gen[rid])
+            c = min(q, budget)
+            need = e.blocks_for(c)
+            if free - need < e.watermark:
+                break
+            e.waiting.popleft()
+            free -= need
+            budget -= c
+            if np.isnan(reqs.start[rid]):
+                reqs.start[rid] = now
+            slot = e.add(rid, target=q, done=0, ctx=0)
+            chunks.append((slot, c))
+        if chunks:
+            return e.iteration(now, chunks, decode=False)
+        self.make_room_for_decode(e)  # SGLang retracts decodes when memory runs out
+        if e.n == 0:
+            return self.next(e, now) if e.waiting and n else None
+        dec = e.done[:e.n] == e.target[:e.n]
+        if not dec.all():  # a chunk blocked on memory: decode the others one step
+            return e.iteration(now, [], decode=True)
+        return self.decode_run(e, now)

@@ -88,7 +88,7 @@ def sweep_concurrency(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
         point["preemptions"] = int(res.reqs.preemptions.sum())
         points.append(point)
     return {"scenario": sc.name, "model": sc.model.id, "device": rs.system.device.id,
-            "num_gpus": dep.num_gpus, "scheduler": sc.serving.scheduler.kind,
+            "num_gpus": dep.num_gpus, "scheduler": dep.scheduler.kind,
             "prompt_len_mean": float(wl.prompt.mean()),
             "output_len_mean": float(wl.output.mean()),
             "warnings": rs.warnings, "points": points}

@@ -295,10 +295,14 @@ class SchedulerConfig(Strict):
     ends. continuous: vLLM's default scheduler (prefill-first iterations, paged KV blocks,
     preemption by recompute). chunked: Sarathi-Serve stall-free batching with a per-iteration
     ``token_budget``. disaggregated: DistServe's separate prefill and decode pools
-    (``prefill_gpus`` / ``decode_gpus``) with KV transfer.
+    (``prefill_gpus`` / ``decode_gpus``) with KV transfer. inflight: TensorRT-LLM's in-flight
+    batching (every context that fits ``token_budget`` joins the decodes, KV reserved for the
+    whole request). prefill_first: SGLang's default (prefill-only batches of up to
+    ``token_budget`` tokens before decoding). Unset with a named ``engine``: the engine's own.
     """
 
-    kind: Literal["static", "continuous", "chunked", "disaggregated"] = "continuous"
+    kind: Literal["static", "continuous", "chunked", "disaggregated", "inflight",
+                  "prefill_first"] = "continuous"
     max_batch: Int = Field(default=256, ge=1, le=MAX_BATCH)  # vLLM max_num_seqs default
     token_budget: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)  # tokens per iteration
     prefill_gpus: Int | None = Field(default=None, ge=1, le=MAX_GPUS)
