@@ -117,9 +117,33 @@ class FsdpFacts(Strict):
     source: str
 
 
+class CpMergeBytes(Strict):
+    """HBM bytes per element of the element-wise work around the sub-attention calls of
+    context parallelism, per ring step after the first (``*_step``) and once per pass
+    (``*_fixed``): ``q`` per element of the local attention output (tokens x local heads x
+    head dim), ``kv`` per element of the local K and V together as the ring passes them."""
+
+    fwd_q_step: Float = Field(ge=0, le=256)
+    fwd_q_fixed: Float = Field(ge=0, le=256)
+    fwd_kv_step: Float = Field(ge=0, le=256)
+    fwd_kv_fixed: Float = Field(ge=0, le=256)
+    bwd_q_step: Float = Field(ge=0, le=256)
+    bwd_q_fixed: Float = Field(ge=0, le=256)
+    bwd_kv_step: Float = Field(ge=0, le=256)
+    bwd_kv_fixed: Float = Field(ge=0, le=256)
+    kernels_fwd_step: Int = Field(default=1, ge=0, le=64)
+    kernels_bwd_step: Int = Field(default=1, ge=0, le=64)
+
+
 class CpFacts(Strict):
     implementation: Literal["p2p_ring", "allgather", "a2a", "none"]
     accumulate_fp32: Bool
+    # K and V reach the attention call already expanded to every query head (GQA repeated
+    # before SDPA), so context parallelism gathers and rotates them at that width
+    kv_at_query_heads: Bool = False
+    # bytes per element of the dK / dV the backward passes around the ring
+    grad_kv_bytes: Float = Field(default=2.0, gt=0, le=8)
+    merge: CpMergeBytes | None = None  # None: merged inside the attention kernel (TE)
     source: str
 
 

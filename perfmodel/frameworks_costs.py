@@ -99,6 +99,47 @@ def attention_layout_copies(fw: Framework | None, ops: list[O.Op], model: ModelS
     return [*ops[:i], layout, *ops[i:]]
 
 
+CP_MERGE = "attn.cp_merge"  # name of the element-wise work around CP's sub-attention calls
+
+
+def cp_merge_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: Array,
+                 cp: Array) -> tuple[list[O.Op], list[O.Op]]:
+    """(forward, backward) element-wise operators of one layer and micro-batch that a
+    framework's context parallelism runs around its sub-attention calls (torchtitan: the fp32
+    merge of each step's output and LSE, the fp32 dQ / dK / dV accumulation and the buffers
+    concatenated for each exchange; frameworks/torchtitan.yaml cp.merge, read in torch
+    _attention.py). Bytes per element x (fixed + (cp - 1) x per step) over the local output
+    (tokens x local heads x head dim) and the local K and V as the ring passes them."""
+    if fw is None or fw.baseline or fw.spec.cp.merge is None or not np.any(np.asarray(cp) > 1):
+        return [], []
+    f = fw.spec.cp.merge
+    on = np.where(np.asarray(cp) > 1, 1.0, 0.0)
+    later = np.maximum(np.asarray(cp, float) - 1.0, 0.0)
+    q = tokens * model.num_heads / tp * model.hd
+    kv_heads = model.num_heads if fw.spec.cp.kv_at_query_heads else model.kv_heads
+    kv = tokens * 2.0 * np.maximum(kv_heads / tp, 1.0) * model.hd
+
+    def op(name, q_fixed, q_step, kv_fixed, kv_step, kernels_step, phase):
+        nbytes = on * (q * (q_fixed + later * q_step) + kv * (kv_fixed + later * kv_step))
+        return O.Op(name=name, cls=O.ELEMENTWISE, flops=0.0, bytes=nbytes, dtype="fp32",
+                    shape=(q,), phase=phase, block="attn", kernel="cp_merge",
+                    launches=np.maximum(1.0, later * kernels_step))
+
+    return ([op(CP_MERGE, f.fwd_q_fixed, f.fwd_q_step, f.fwd_kv_fixed, f.fwd_kv_step,
+                f.kernels_fwd_step, "fwd")],
+            [op(CP_MERGE + ".bwd", f.bwd_q_fixed, f.bwd_q_step, f.bwd_kv_fixed, f.bwd_kv_step,
+                f.kernels_bwd_step, "bwd")])
+
+
+def cp_comm_facts(fw: Framework | None) -> tuple[str, bool, float]:
+    """(implementation, K/V at query heads, dK/dV bytes over activation bytes) of the
+    framework's context parallelism; without a framework, perfmodel's ring (megatron-core)."""
+    if fw is None or fw.spec.cp.implementation == "none":
+        return "p2p_ring", False, 1.0
+    c = fw.spec.cp
+    return c.implementation, c.kv_at_query_heads, c.grad_kv_bytes / 2.0
+
+
 def loss_chain(fw: Framework | None, head: list[O.Op]) -> list[O.Op]:
     """The loss run as an eager chain (torchtitan: .float() then log_softmax, outside the
     compiled region)."""
@@ -204,7 +245,8 @@ def cp_buffer_bytes(fw: Framework | None, model: ModelSpec, seq_len: Array, toke
     rank, and the output accumulated in fp32 (torch _ContextParallelOptions.convert_to_f32)."""
     if fw is None or fw.baseline or fw.spec.cp.implementation != "allgather":
         return 0.0
-    kv = 2.0 * np.maximum(model.kv_heads / tp, 1.0) * model.hd
+    heads = model.num_heads if fw.spec.cp.kv_at_query_heads else model.kv_heads
+    kv = 2.0 * np.maximum(heads / tp, 1.0) * model.hd
     gathered = seq_len * kv * act_bytes
     accum = tokens * model.num_heads / tp * model.hd * 4.0 if fw.spec.cp.accumulate_fp32 else 0.0
     return np.where(np.asarray(cp) > 1, gathered + accum, 0.0)

@@ -89,29 +89,65 @@ def ep_layer_comm(tokens: Array, tp: Array, top_k: int, hidden: int, act_bytes: 
     return fwd, bwd
 
 
-def cp_kv_chunk_bytes(model: ModelSpec, tokens: Array, tp: Array, act_bytes: float) -> Array:
+def cp_kv_chunk_bytes(model: ModelSpec, tokens: Array, tp: Array, act_bytes: float,
+                      at_query_heads: bool = False) -> Array:
     """K and V of one rank's sequence chunk on one TP rank: the message of one ring step (MLA
-    passes the up-projected keys and values of every local head)."""
+    passes the up-projected keys and values of every local head; ``at_query_heads``: GQA's K
+    and V already repeated to every query head before the attention call, as torchtitan's
+    repeat_kv does)."""
     if model.mla:
         width = (model.mla.qk_head_dim + model.mla.v_head_dim) * model.num_heads / tp
     else:
-        width = 2 * np.maximum(model.kv_heads / tp, 1.0) * model.hd
+        heads = model.num_heads if at_query_heads else model.kv_heads
+        width = 2 * np.maximum(heads / tp, 1.0) * model.hd
     return tokens * width * act_bytes
 
 
 def cp_ring_comm(kv_chunk: Array, cp: Array, span: GroupSpan, attn_fwd: Array,
-                 attn_bwd: Array, system: System, profile: CalibrationProfile) -> Overlapped:
+                 attn_bwd: Array, system: System, profile: CalibrationProfile,
+                 attn_rec: Array = 0.0, recompute: bool = False) -> Overlapped:
     """Ring-attention traffic of one layer and micro-batch: cp-1 steps each way, each hidden
-    behind 1/cp of the attention compute (Liu et al. 2023 Sec. 3)."""
+    behind 1/cp of the attention compute (Liu et al. 2023 Sec. 3); full recompute runs the
+    forward ring again in backward, hidden behind the recomputed attention."""
     cross = np.asarray(span.nodes) > 1
     step = p2p_time(kv_chunk, cross, system, profile)
     step_bwd = p2p_time(2 * kv_chunk, cross, system, profile)
     on = np.asarray(cp) > 1
-    total = np.where(on, (cp - 1) * (step + step_bwd), 0.0)
+    again = 1.0 if recompute else 0.0
+    total = np.where(on, (cp - 1) * ((1.0 + again) * step + step_bwd), 0.0)
     exposed = np.where(on, (cp - 1) * (np.maximum(step - attn_fwd / cp, 0.0)
+                                       + again * np.maximum(step - attn_rec / cp, 0.0)
                                        + np.maximum(step_bwd - attn_bwd / cp, 0.0)), 0.0)
     hid_f = np.where(on, (cp - 1) * np.minimum(step, attn_fwd / cp), 0.0)
-    hid_b = np.where(on, (cp - 1) * np.minimum(step_bwd, attn_bwd / cp), 0.0)
+    hid_b = np.where(on, (cp - 1) * (np.minimum(step_bwd, attn_bwd / cp)
+                                     + again * np.minimum(step, attn_rec / cp)), 0.0)
+    return Overlapped(total, exposed, hid_f, hid_b)
+
+
+def cp_allgather_comm(kv_chunk: Array, cp: Array, span: GroupSpan, attn_fwd: Array,
+                      attn_bwd: Array, system: System, profile: CalibrationProfile,
+                      grad_ratio: float = 1.0, attn_rec: Array = 0.0,
+                      recompute: bool = False) -> Overlapped:
+    """All-gather context parallelism (torch.distributed.tensor.experimental._attention,
+    _AllGatherRotater), one layer and micro-batch: each forward pass all-gathers every rank's
+    K/V chunk once, issued before the local (first) sub-attention and waited after it, so only
+    1/cp of the attention hides it; the backward all-gathers K/V again the same way and passes
+    dK/dV (``grad_ratio`` x the K/V bytes: fp32 accumulation is 2) around the ring, cp
+    exchanges each hidden behind the next step's 1/cp of the attention backward, the last one
+    waited after the loop (exposed). Full recompute repeats the forward's all-gather."""
+    cross = np.asarray(span.nodes) > 1
+    on = np.asarray(cp) > 1
+    gather = collective_time("all_gather", cp * kv_chunk, span, system, profile)
+    dkv = p2p_time(grad_ratio * kv_chunk, cross, system, profile)
+    again = 1.0 if recompute else 0.0
+    total = np.where(on, (2.0 + again) * gather + cp * dkv, 0.0)
+    exposed = np.where(on, np.maximum(gather - attn_fwd / cp, 0.0)
+                       + again * np.maximum(gather - attn_rec / cp, 0.0)
+                       + np.maximum(gather - attn_bwd / cp, 0.0)
+                       + (cp - 1) * np.maximum(dkv - attn_bwd / cp, 0.0) + dkv, 0.0)
+    hid_f = np.where(on, np.minimum(gather, attn_fwd / cp), 0.0)
+    hid_b = np.where(on, np.minimum(gather, attn_bwd / cp) + again * np.minimum(
+        gather, attn_rec / cp) + (cp - 1) * np.minimum(dkv, attn_bwd / cp), 0.0)
     return Overlapped(total, exposed, hid_f, hid_b)
 
 

@@ -44,6 +44,7 @@ from .memory import (
 )
 from .parallel_comm import (
     DataParallelWork,
+    cp_allgather_comm,
     cp_kv_chunk_bytes,
     cp_ring_comm,
     dp_step_comm,
@@ -200,10 +201,12 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
         fwd = FC.attention_layout_copies(fw, FC.unfused_chains(fw, fwd), model, plan.tp, prec.act)
         block = param_counts(model).per_dense_layer / plan.tp if kind == "dense" else 0.0
         zero = effective_zero_stage(plan)
-        add(f"{kind}.fwd", fwd + FC.fsdp_copies(fw, zero, block, backward=False))
-        add(f"{kind}.bwd", [b for op in fwd for b in O.backward(op, prec)]
+        merge_f, merge_b = FC.cp_merge_ops(fw, model, plan.micro_batch * plan.seq_len / plan.cp,
+                                           plan.tp, plan.cp)
+        add(f"{kind}.fwd", fwd + merge_f + FC.fsdp_copies(fw, zero, block, backward=False))
+        add(f"{kind}.bwd", [b for op in fwd for b in O.backward(op, prec)] + merge_b
             + FC.fsdp_copies(fw, zero, block, backward=True))
-        add(f"{kind}.rec", recomputed_ops(plan.recompute, fwd, model, kind == "moe",
+        add(f"{kind}.rec", recomputed_ops(plan.recompute, fwd + merge_f, model, kind == "moe",
                                            plan.flash_attention))
     tokens = plan.micro_batch * (plan.seq_len / plan.cp)
     emb = O.embedding_ops(model, tokens, plan.tp, prec)
@@ -242,7 +245,10 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
     if model.moe:
         ep_fwd, ep_bwd = ep_layer_comm(tokens, plan.tp, model.moe.top_k, model.hidden_size, a,
                                        spans["ep"], system, profile, full)
-    kv_chunk = cp_kv_chunk_bytes(model, tokens, plan.tp, a)
+    cp_impl, kv_at_q, grad_ratio = FC.cp_comm_facts(plan.framework)
+    kv_chunk = cp_kv_chunk_bytes(model, tokens, plan.tp, a, at_query_heads=kv_at_q)
+    cp_comm = cp_allgather_comm if cp_impl == "allgather" else cp_ring_comm
+    cp_extra = {"grad_ratio": grad_ratio} if cp_impl == "allgather" else {}
     c = LayerCosts({}, {}, {}, {k: {} for k in ("tp", "cp", "ep")},
                    {k: {} for k in ("tp", "cp", "ep")})
     for kind in kinds:
@@ -251,8 +257,9 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
         c.classes[kind] = st.classes(f"{kind}.fwd", f"{kind}.bwd", f"{kind}.rec")
         tp = tp_overlap(tp_fwd, tp_bwd, st.classes(f"{kind}.fwd")[O.GEMM],
                         st.classes(f"{kind}.bwd")[O.GEMM], plan.tp_comm_overlap)
-        cp = cp_ring_comm(kv_chunk, plan.cp, spans["cp"], st.attention(f"{kind}.fwd"),
-                          st.attention(f"{kind}.bwd"), system, profile)
+        cp = cp_comm(kv_chunk, plan.cp, spans["cp"], st.attention(f"{kind}.fwd"),
+                     st.attention(f"{kind}.bwd"), system, profile,
+                     attn_rec=st.attention(f"{kind}.rec"), recompute=full, **cp_extra)
         c.comm_total["tp"][kind], c.comm_exposed["tp"][kind] = tp.total, tp.exposed
         c.comm_total["cp"][kind], c.comm_exposed["cp"][kind] = cp.total, cp.exposed
         c.busy_fwd[kind] = tp.hidden_fwd + cp.hidden_fwd

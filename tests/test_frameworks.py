@@ -105,6 +105,25 @@ def test_cp_imbalance_without_load_balancing():
     assert FC.cp_imbalance_factor(balanced, 8, causal=True) == 1.0
 
 
+def test_cp_merge_bytes_by_hand_torchtitan():
+    """torch _attention.py on the last CP rank, Llama 3 8B, 32768 tokens per rank, cp 8, TP 1:
+    forward 12 + 7 x 38 B per output element (fp32 merges) and 4 + 7 x 4 B per K/V element
+    (contiguous copies, the cat before each exchange), K/V at all 32 query heads (repeat_kv);
+    backward 20 + 7 x 10 B and 36 + 7 x 25 B. megatron-core merges inside TE's kernel: none."""
+    model = get_model("llama-3.1-8b")
+    fw = resolve_framework(FrameworkConfig(name="torchtitan"))
+    q = 32768 * 32 * 128
+    kv = 2 * q
+    (fwd,), (bwd,) = FC.cp_merge_ops(fw, model, 32768, 1, 8)
+    assert float(fwd.bytes) == pytest.approx(q * (12 + 7 * 38) + kv * (4 + 7 * 4))
+    assert float(bwd.bytes) == pytest.approx(q * (20 + 7 * 10) + kv * (36 + 7 * 25))
+    assert FC.cp_merge_ops(fw, model, 32768, 1, 1) == ([], [])
+    base = resolve_framework(FrameworkConfig(name="megatron-core"))
+    assert FC.cp_merge_ops(base, model, 32768, 1, 8) == ([], [])
+    assert FC.cp_comm_facts(fw) == ("allgather", True, 2.0)
+    assert FC.cp_comm_facts(None) == ("p2p_ring", False, 1.0)
+
+
 def test_megatron_core_is_the_baseline_on_a_megatron_case():
     """framework: megatron-core (the default) predicts exactly what perfmodel predicted before
     frameworks existed (a plan without a framework) on Korthikanti et al.'s 22B case."""

@@ -6,6 +6,7 @@ import pytest
 from perfmodel.comm import collective_time
 from perfmodel.parallel_comm import (
     DataParallelWork,
+    cp_allgather_comm,
     cp_kv_chunk_bytes,
     cp_ring_comm,
     dp_buckets,
@@ -66,6 +67,42 @@ def test_cp_ring_steps_hide_behind_attention_liu_2023():
     assert float(ring.hidden_fwd + ring.hidden_bwd) == pytest.approx(float(ring.total))
     none = cp_ring_comm(chunk, 1, NODE8, 0.0, 0.0, SYSTEM, PROF)
     assert (float(none.total), float(none.exposed)) == (0.0, 0.0)
+
+
+def test_cp_ring_repeats_forward_under_full_recompute():
+    """Full recompute re-runs the forward ring in backward: one more K/V pass of cp-1 steps."""
+    chunk = cp_kv_chunk_bytes(get_model("llama-3-70b"), 8192, 8, 2.0)
+    base = cp_ring_comm(chunk, 4, NODE8, 0.0, 0.0, SYSTEM, PROF)
+    again = cp_ring_comm(chunk, 4, NODE8, 0.0, 0.0, SYSTEM, PROF, recompute=True)
+    step = float(collective_time("send_recv", chunk, GroupSpan(2.0, 2.0, 1.0), SYSTEM, PROF))
+    assert float(again.total - base.total) == pytest.approx(3 * step)
+
+
+def test_cp_allgather_hides_only_behind_the_first_sub_attention():
+    """torch _AllGatherRotater: one all-gather of every rank's K/V per forward pass, hidden
+    behind the local (first) 1/cp of the attention; backward: the gather again and cp dK/dV
+    ring exchanges (fp32: twice the K/V bytes), the last one exposed. By hand for Llama 3 8B,
+    32768 tokens per rank, K/V repeated to all 32 heads (torchtitan repeat_kv)."""
+    model = get_model("llama-3-8b")
+    chunk = cp_kv_chunk_bytes(model, 32768, 1, 2.0, at_query_heads=True)
+    assert chunk == 32768 * 2 * 32 * 128 * 2
+    gather = float(collective_time("all_gather", 8 * chunk, NODE8, SYSTEM, PROF))
+    dkv = float(collective_time("send_recv", 2 * chunk, GroupSpan(2.0, 2.0, 1.0), SYSTEM, PROF))
+    # no compute to hide behind: everything exposed
+    bare = cp_allgather_comm(chunk, 8, NODE8, 0.0, 0.0, SYSTEM, PROF, grad_ratio=2.0)
+    assert float(bare.total) == pytest.approx(2 * gather + 8 * dkv)
+    assert float(bare.exposed) == pytest.approx(float(bare.total))
+    # a long attention: only the last dK/dV exchange stays exposed
+    long = cp_allgather_comm(chunk, 8, NODE8, 10.0, 10.0, SYSTEM, PROF, grad_ratio=2.0)
+    assert float(long.exposed) == pytest.approx(dkv)
+    # the forward gather hides behind 1/cp of the forward attention only
+    part = cp_allgather_comm(chunk, 8, NODE8, 8 * gather / 2, 10.0, SYSTEM, PROF,
+                             grad_ratio=2.0)
+    assert float(part.exposed) == pytest.approx(gather / 2 + dkv)
+    rec = cp_allgather_comm(chunk, 8, NODE8, 0.0, 0.0, SYSTEM, PROF, grad_ratio=2.0,
+                            recompute=True)
+    assert float(rec.total - bare.total) == pytest.approx(gather)
+    assert float(cp_allgather_comm(chunk, 1, NODE8, 0.0, 0.0, SYSTEM, PROF).total) == 0.0
 
 
 def _work(zero: int, params: float, m: int = 4, **kw) -> DataParallelWork:
