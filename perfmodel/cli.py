@@ -334,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write-bands", action="store_true",
                    help="write validation/error_bands.json (signed-error quantiles per group, "
                         "the 80 %% bands of predictions; docs/uncertainty.md)")
+    p.add_argument("--band-coverage", action="store_true",
+                   help="print how often the 80 %% bands hold the published cases, "
+                        "cross-validated by source (Markdown tables; docs/uncertainty.md)")
 
     p = sub.add_parser("calibrate", help="run microbenchmarks and fit a calibration profile")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")

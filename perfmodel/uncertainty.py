@@ -15,18 +15,24 @@
     no calibration residual.
 
 (b) Validation error of comparable cases, ``validation/error_bands.json`` (written by
-    ``perfmodel validate --write-bands``, ``perfmodel.validate.bands``): quantiles of the signed
-    log error of the quantity (step time, TTFT, TPOT, end-to-end latency, memory), in the first
-    group with at least ``MIN_GROUP_CASES`` cases of: kind+quantity+stack+device class,
-    kind+quantity+device class, kind+quantity, kind+dimension, and for times any kind.
+    ``perfmodel validate --write-bands``, ``perfmodel.validate.bands``): split-conformal
+    bounds (Vovk, Gammerman & Shafer 2005; Lei et al. 2018, JASA 113(523), sec. 2.2) of the
+    signed log error of the quantity (step time, TTFT, TPOT, end-to-end latency, memory), one
+    per tail (``conformal_interval``: the two one-sided bounds at LO_P / HI_P, so a
+    one-sided model error gives a one-sided band), from the first group with at least
+    ``MIN_GROUP_CASES`` cases from ``MIN_GROUP_SOURCES`` sources of: kind+quantity+stack+device
+    class, kind+quantity+device class, kind+quantity, kind+dimension, and for times any kind.
 
-Combined: per side the wider of (a) and (b), and never excluding the point estimate. A
-quantity with neither (memory of inference and serving today) gets no band, not a zero one.
+Combined: per side the wider of (a) and (b) (a superset of a valid conformal set is valid;
+kernel error is already inside the validation errors, so adding the two would count it twice),
+and never excluding the point estimate. A quantity with neither (memory of inference and
+serving today) gets no band, not a zero one.
 ``ranges`` is a plain dict metric -> [lo, hi] (the dashboard reads it).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -38,7 +44,14 @@ from .profile import RESIDUAL_LEVELS, CalibrationProfile
 
 LEVEL = 0.8  # central probability of every band
 LO_P, HI_P = (1 - LEVEL) / 2, (1 + LEVEL) / 2
-MIN_GROUP_CASES = 10  # a validation group with fewer cases falls back to a coarser one
+# split conformal, one tail at a time: the upper bound of n errors is the
+# ceil((n + 1) * HI_P)-th smallest, finite only for n >= HI_P / LO_P (= 9 at LEVEL 0.8); a
+# smaller group falls back to its parent (conformal_interval, docs/uncertainty.md)
+MIN_GROUP_CASES = 9
+# the exchangeable unit of a new prediction is a new setup (a new source), so a group must
+# have seen at least one source-to-source difference (docs/uncertainty.md: the check is
+# leave-one-source-out)
+MIN_GROUP_SOURCES = 2
 MC_SAMPLES = 2000
 MC_SEED = 20261202  # fixed: a prediction's band is reproducible
 Z90 = 1.6448536269514722  # standard normal 0.95 quantile: p90 |x| of a centred normal
@@ -315,12 +328,45 @@ def group_keys(kind: str, quantity: str, stack: str | None, dev_class: str | Non
     return keys
 
 
+def _order_index(n: int, p: float) -> int:
+    """ceil((n + 1) p), the 1-based rank of the split-conformal bound at level p (a float
+    product such as 10 x 0.9 must not round up to the next rank)."""
+    return math.ceil((n + 1) * p - 1e-9)
+
+
+def conformal_interval(errors, level: float = LEVEL) -> tuple[float, float] | None:
+    """(lo, hi) split-conformal bounds of a new exchangeable error, one tail of (1 - level) / 2
+    each: hi = the ceil((n + 1)(1 + level) / 2)-th smallest of the n errors, lo = the same
+    rank from the top. Split conformal (Lei, G'Sell, Rinaldo, Tibshirani & Wasserman 2018,
+    "Distribution-free predictive inference for regression", JASA 113(523), sec. 2.2;
+    Angelopoulos & Bates 2021, "A gentle introduction to conformal prediction and
+    distribution-free uncertainty quantification", arXiv:2107.07511, sec. 1, thm. 1) applied
+    to each one-sided bound at (1 - level) / 2, the asymmetric split of Romano, Patterson &
+    Candes 2019 ("Conformalized quantile regression", NeurIPS). For exchangeable errors
+    P(lo <= e_new <= hi) >= level (each tail misses with probability <= (1 - level) / 2),
+    and <= level + 2 / (n + 1) when there are no ties. None when n is too small for a finite
+    bound (n < (1 + level) / (1 - level): 9 at 80 %)."""
+    x = np.sort(np.asarray(list(errors), float))
+    n = len(x)
+    k = _order_index(n, (1 + level) / 2)
+    if n == 0 or k > n:
+        return None
+    return float(x[n - k]), float(x[k - 1])
+
+
+def group_qualifies(g: dict | None) -> bool:
+    """A group with a finite conformal band from enough cases and sources."""
+    return bool(g) and g["n"] >= MIN_GROUP_CASES and g.get("q_lo") is not None \
+        and g.get("q_hi") is not None and len(g.get("sources", ())) >= MIN_GROUP_SOURCES
+
+
 def validation_ratio(groups: dict[str, dict], keys: list[str]
                      ) -> tuple[tuple[float, float], str] | None:
-    """(b): (lo, hi) of true / predicted from the first group with enough cases, and its key."""
+    """(b): (lo, hi) of true / predicted from the first group that qualifies (enough cases
+    from enough sources), and its key: a smaller group falls back to its parent."""
     for key in keys:
         g = groups.get(key)
-        if g and g["n"] >= MIN_GROUP_CASES:
+        if group_qualifies(g):
             return (float(np.exp(g["q_lo"])), float(np.exp(g["q_hi"]))), key
     return None
 
@@ -349,7 +395,15 @@ def shipped_groups() -> dict[str, dict]:
 # ---- combining ----------------------------------------------------------------------------
 
 def combine(a: tuple[float, float], b: tuple[float, float] | None) -> tuple[float, float]:
-    """Per side the wider of the two ratio bands, and never excluding 1 (the point)."""
+    """Per side the wider of the two ratio bands, and never excluding 1 (the point).
+
+    Not a sum in log space (nor a root-sum-square): the validation cases were predicted with
+    their devices' calibrated profiles, so their errors (b) already contain kernel-level error
+    (a); adding the two would count it twice. The wider side keeps (b)'s conformal guarantee
+    (a superset of a valid set is valid) and lets a prediction whose own kernel residuals are
+    wider than its comparable cases' (an uncalibrated table, a stated band) widen its band.
+    (a) is not used to scale (b) (conformalized quantile regression, Romano et al. 2019):
+    on validation/ its width does not track the end-to-end error (docs/uncertainty.md)."""
     lo, hi = a
     if b is not None:
         lo, hi = min(lo, b[0]), max(hi, b[1])

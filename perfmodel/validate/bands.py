@@ -3,17 +3,20 @@
 
 A case's signed error is log(true / predicted) of the quantity its metric measures (step
 time, TTFT, TPOT, end-to-end latency, memory per GPU; a rate metric is the inverse of its
-time: ``uncertainty.METRIC_QUANTITY``). Quantiles use Weibull plotting positions k / (n + 1)
-(numpy ``method="weibull"``; Hyndman & Fan 1996, "Sample quantiles in statistical packages",
-The American Statistician 50(4), definition 6): E[F(x_(k))] = k / (n + 1) for the k-th of n
-draws of any continuous distribution (David & Nagaraja, Order Statistics, 3rd ed. 2003), so
-the 10 % and 90 % quantiles of a group of n >= 9 cases hold about 80 % of a new case's
-probability on average (exactly where they fall on order statistics; a normal sample of 10:
-81 %, tests/test_uncertainty.py); the default linear positions hold about
-0.8 (n - 1) / (n + 1) (n = 10: 65 %).
+time: ``uncertainty.METRIC_QUANTITY``). A group's band is the split-conformal pair of
+one-sided bounds of those errors (``uncertainty.conformal_interval``: the ceil((n + 1) 0.9)-th
+smallest and largest; Lei et al. 2018, Angelopoulos & Bates 2021), so for a new case
+exchangeable with the group's the band holds >= 80 % of it, and a one-sided model error
+(most training step times are under-predicted) gives a one-sided band.
 
-Coverage is checked leave-one-source-out: each case file's cases are judged by bands built
-from the other files only (a band built from the cases it is checked on would be circular).
+The check (``coverage``) is cross-validated: each case is judged by groups built without it.
+Grouped by source (``leave_one_source_out``, the figure docs/uncertainty.md reports): a
+source's cases share a setup, a measurement method and usually one modelling gap, so they are
+not exchangeable with one another and a case's own source must not widen its band (a new
+prediction is a new setup, i.e. a new source); leave-one-case-out is reported beside it as the
+check under case-level exchangeability, which the conformal guarantee assumes. Cases whose
+prediction would state no band (no qualifying group and no calibration residual) are counted
+apart, not as misses of a zero-width band.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from ..uncertainty import (
     LO_P,
     METRIC_QUANTITY,
     MIN_GROUP_CASES,
+    MIN_GROUP_SOURCES,
     calibration_ratios,
     combine,
+    conformal_interval,
     device_class,
     group_keys,
     stack_of,
@@ -42,7 +47,7 @@ from ..uncertainty import (
 )
 from .cases import LoadedCase, case_scenario, load_cases
 
-QUANTILE_METHOD = "weibull"
+QUANTILE_METHOD = "split-conformal: ceil((n + 1) 0.9)-th smallest / largest"
 COMMAND = "perfmodel validate --write-bands"
 
 
@@ -68,8 +73,9 @@ def _classes(rows: Sequence[dict]) -> dict[str, str | None]:
 
 def build_groups(rows: Sequence[dict], classes: dict[str, str | None] | None = None
                  ) -> dict[str, dict[str, Any]]:
-    """Group key -> n, quantiles (log true / predicted) and the sources, over ``rows`` (every
-    level of every case: the lookup picks the first with >= MIN_GROUP_CASES)."""
+    """Group key -> n, split-conformal bounds ``q_lo`` / ``q_hi`` (None when the group is too
+    small for a finite bound), the median and the sources of log(true / predicted), over
+    ``rows`` (every level of every case: the lookup picks the first that qualifies)."""
     rows = _usable(rows)
     classes = _classes(rows) if classes is None else classes
     errors: dict[str, list[float]] = defaultdict(list)
@@ -82,49 +88,95 @@ def build_groups(rows: Sequence[dict], classes: dict[str, str | None] | None = N
     out = {}
     for key in sorted(errors):
         x = np.asarray(errors[key])
-        lo, mid, hi = np.quantile(x, [LO_P, 0.5, HI_P], method=QUANTILE_METHOD)
-        out[key] = {"n": len(x), "q_lo": round(float(lo), 5), "q_median": round(float(mid), 5),
-                    "q_hi": round(float(hi), 5), "sources": sorted(sources[key])}
+        band = conformal_interval(x)
+        out[key] = {"n": len(x),
+                    "q_lo": None if band is None else round(band[0], 5),
+                    "q_median": round(float(np.median(x)), 5),
+                    "q_hi": None if band is None else round(band[1], 5),
+                    "sources": sorted(sources[key])}
     return out
 
 
-def leave_one_source_out(rows: Sequence[dict]) -> dict[str, Any]:
-    """Coverage of the LEVEL bands when each source's cases are judged by bands built from the
-    other sources: combined (as predictions state them), validation-only and calibration-only,
-    overall, per kind and per source; cases with no comparable group count as not covered by
-    the validation-only band."""
+def _level(key: str | None) -> str:
+    """The fallback level of a group key (uncertainty.group_keys)."""
+    if key is None:
+        return "none"
+    kind, quantity, stack, dev = key.split("/")
+    if kind == "*":
+        return "any kind, dimension"
+    if quantity in ("time", "memory"):
+        return "kind, dimension"
+    if stack != "*":
+        return "kind, quantity, stack, device class"
+    return "kind, quantity, device class" if dev != "*" else "kind, quantity"
+
+
+def judge(row: dict, groups: dict[str, dict], classes: dict[str, str | None]
+          ) -> dict[str, Any]:
+    """One case against bands built without it: which bands are stated, which hold it."""
+    ratio = math.exp(signed_error(row))
+    calib = tuple(row.get("calibration_band") or (1.0, 1.0))
+    has_calib = calib != (1.0, 1.0)
+    found = validation_ratio(groups, _keys(row, classes))
+    val = found[0] if found else None
+    stated = has_calib or val is not None  # as prediction_ranges: else "no band"
+    band = combine(calib, val)
+    return {"stated": stated, "combined": stated and _inside(ratio, band),
+            "width": math.log(band[1] / band[0]) if stated else None,
+            "has_validation": val is not None,
+            "validation_only": val is not None and _inside(ratio, combine((1.0, 1.0), val)),
+            "has_calibration": has_calib,
+            "calibration_only": has_calib and _inside(ratio, combine(calib, None)),
+            "level": _level(found[1] if found else None)}
+
+
+def _summary(judged: list[dict]) -> dict[str, Any]:
+    stated = [j for j in judged if j["stated"]]
+    val = [j for j in judged if j["has_validation"]]
+    cal = [j for j in judged if j["has_calibration"]]
+
+    def frac(js: list[dict], k: str) -> float | None:
+        return round(sum(j[k] for j in js) / len(js), 4) if js else None
+
+    return {"n": len(judged), "stated": len(stated), "no_band": len(judged) - len(stated),
+            "combined": frac(stated, "combined"),
+            "n_validation": len(val), "validation_only": frac(val, "validation_only"),
+            "n_calibration": len(cal), "calibration_only": frac(cal, "calibration_only"),
+            "median_width": (round(float(np.exp(np.median([j["width"] for j in stated]))), 3)
+                             if stated else None)}
+
+
+def coverage(rows: Sequence[dict], holdout: str = "source") -> dict[str, Any]:
+    """Cross-validated coverage of the LEVEL bands: each case judged by groups built from the
+    rows outside its fold (``holdout`` "source": its whole case file; "case": itself), with
+    its own calibration band. Combined (as predictions state them), validation-only and
+    calibration-only, overall and per kind, quantity, group level and source; the fraction is
+    over the cases where that band is stated; ``median_width`` is hi / lo of the band."""
     rows = _usable(rows)
     classes = _classes(rows)
-    per_source: dict[str, dict[str, int]] = {}
-    tally: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for source in sorted({r["source"] for r in rows}):
-        groups = build_groups([r for r in rows if r["source"] != source], classes)
-        counts = defaultdict(int)
-        for r in (r for r in rows if r["source"] == source):
-            ratio = math.exp(signed_error(r))
-            calib = tuple(r.get("calibration_band") or (1.0, 1.0))
-            found = validation_ratio(groups, _keys(r, classes))
-            val = found[0] if found else None
-            hits = {"combined": _inside(ratio, combine(calib, val)),
-                    "validation_only": val is not None and _inside(ratio, combine((1.0, 1.0),
-                                                                                  val)),
-                    "calibration_only": _inside(ratio, combine(calib, None))}
-            for name in ("all", r["kind"]):
-                tally[name]["n"] += 1
-                for k, v in hits.items():
-                    tally[name][k] += int(v)
-            counts["n"] += 1
-            counts["combined"] += int(hits["combined"])
-        per_source[source] = {"n": counts["n"], "combined": counts["combined"] / counts["n"]}
+    fold = (lambda r: r["source"]) if holdout == "source" else (lambda r: r["id"])
+    per: list[tuple[dict, dict]] = []
+    for f in sorted({fold(r) for r in rows}):
+        groups = build_groups([r for r in rows if fold(r) != f], classes)
+        per += [(r, judge(r, groups, classes)) for r in rows if fold(r) == f]
 
-    def frac(t: dict[str, int]) -> dict[str, Any]:
-        return {"n": t["n"], **{k: round(t[k] / t["n"], 4) for k in
-                                ("combined", "validation_only", "calibration_only")}}
+    def by(key) -> dict[str, dict[str, Any]]:
+        split: dict[str, list[dict]] = defaultdict(list)
+        for r, j in per:
+            split[key(r, j)].append(j)
+        return {k: _summary(v) for k, v in sorted(split.items())}
 
-    return {"level": LEVEL, "overall": frac(tally["all"]),
-            "by_kind": {k: frac(v) for k, v in sorted(tally.items()) if k != "all"},
-            "by_source": {k: {"n": v["n"], "combined": round(v["combined"], 4)}
-                          for k, v in per_source.items()}}
+    return {"level": LEVEL, "holdout": holdout,
+            "overall": _summary([j for _, j in per]),
+            "by_kind": by(lambda r, j: r["kind"]),
+            "by_quantity": by(lambda r, j: f"{r['kind']}/{METRIC_QUANTITY[r['metric']][0]}"),
+            "by_level": by(lambda r, j: j["level"]),
+            "by_source": by(lambda r, j: r["source"])}
+
+
+def leave_one_source_out(rows: Sequence[dict]) -> dict[str, Any]:
+    """``coverage`` with each source's cases judged by the other sources' groups."""
+    return coverage(rows, "source")
 
 
 def _inside(ratio: float, band: tuple[float, float]) -> bool:
@@ -160,10 +212,24 @@ def with_band_inputs(rows: Sequence[dict], inputs: dict[str, dict[str, Any]]) ->
     return [{**r, **inputs.get(r["id"], {})} for r in rows]
 
 
+def banded_rows(report: dict[str, Any], root: Path | None = None) -> list[dict]:
+    """A full validation report's rows with what their bands are made of (the cases under
+    ``root``, default the shipped validation/ folder)."""
+    return with_band_inputs(report["cases"], band_inputs(load_cases(root)))
+
+
+def coverage_document(rows: Sequence[dict]) -> dict[str, Any]:
+    """Both cross-validated checks: by source (the reported figure) and by case."""
+    return {"level": LEVEL, "cases": len(_usable(rows)),
+            "leave_one_source_out": coverage(rows, "source"),
+            "leave_one_case_out": coverage(rows, "case")}
+
+
 def bands_document(report: dict[str, Any], root: Path | None = None) -> dict[str, Any]:
     """The content of validation/error_bands.json for a full validation report (the cases
     under ``root``, default the shipped validation/ folder)."""
-    rows = with_band_inputs(report["cases"], band_inputs(load_cases(root)))
+    rows = banded_rows(report, root)
+    check = coverage_document(rows)
     return {
         "created": date.today().isoformat(),
         "command": COMMAND,
@@ -171,11 +237,53 @@ def bands_document(report: dict[str, Any], root: Path | None = None) -> dict[str
         "quantiles": [LO_P, 0.5, HI_P],
         "quantile_method": QUANTILE_METHOD,
         "min_group_cases": MIN_GROUP_CASES,
+        "min_group_sources": MIN_GROUP_SOURCES,
         "error": "log(true / predicted) of the quantity (step_time_s, ttft_s, tpot_s, "
                  "e2e_latency_s, memory_per_gpu_bytes); a band is predicted x exp(q_lo .. q_hi)",
         "group_key": "kind/quantity/stack/device_class; * = any; the first group with >= "
-                     "min_group_cases cases is used (perfmodel.uncertainty.group_keys)",
-        "cases": len(_usable(rows)),
-        "leave_one_source_out": leave_one_source_out(rows),
+                     "min_group_cases cases from >= min_group_sources sources is used "
+                     "(perfmodel.uncertainty.group_keys)",
+        "cases": check["cases"],
+        "leave_one_source_out": check["leave_one_source_out"],
+        "leave_one_case_out": check["leave_one_case_out"]["overall"],
         "groups": build_groups(rows),
     }
+
+
+# ---- the printed check (perfmodel validate --band-coverage) -------------------------------
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
+def _width(s: dict[str, Any]) -> str:
+    return "-" if s["median_width"] is None else f"{s['median_width']:.2f}x"
+
+
+def _table(title: str, part: dict[str, dict[str, Any]]) -> list[str]:
+    out = [f"| {title} | n | stated | combined | validation only (n) | calibration only (n) "
+           "| median hi/lo |", "|---|---|---|---|---|---|---|"]
+    for name, s in part.items():
+        out.append(f"| {name} | {s['n']} | {s['stated']} | **{_pct(s['combined'])}** | "
+                   f"{_pct(s['validation_only'])} ({s['n_validation']}) | "
+                   f"{_pct(s['calibration_only'])} ({s['n_calibration']}) | {_width(s)} |")
+    return out
+
+
+def render_coverage(doc: dict[str, Any]) -> str:
+    """The check as Markdown tables, for docs/uncertainty.md."""
+    src, case = doc["leave_one_source_out"], doc["leave_one_case_out"]
+    head = (f"Coverage of the stated {100 * doc['level']:.0f} % band on {doc['cases']} "
+            f"published cases with a ranged metric, cross-validated "
+            f"({date.today().isoformat()}; "
+            f"`perfmodel validate --band-coverage`). \"combined\" is the band as predictions "
+            "state it, over the cases that have one (\"stated\"); the other two columns are "
+            "its parts alone, over the cases that have that part.")
+    out = [head, "", "Each source judged by the other sources' groups (leave-one-source-out):",
+           "", *_table("cases", {"all": src["overall"], **src["by_kind"]}), "",
+           *_table("quantity", src["by_quantity"]), "",
+           *_table("group used", src["by_level"]), "",
+           *_table("source", src["by_source"]), "",
+           "Each case judged by all the other cases (leave-one-case-out, the exchangeable "
+           "check):", "", *_table("cases", {"all": case["overall"], **case["by_kind"]})]
+    return "\n".join(out) + "\n"
