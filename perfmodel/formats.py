@@ -102,6 +102,9 @@ def weight_byte_counts(pc: ParamCounts, default: str, formats: dict[str, str] | 
         final_norm=pc.final_norm * b(None),
         lm_head=pc.lm_head * b("lm_head"),
         linear_attention_delta=pc.linear_attention_delta * b("attention"),
+        hybrid_adjustment=pc.hybrid_adjustment * b("attention"),
+        moe_latent_proj=pc.moe_latent_proj * b(None),
+        indexer_adjustment=pc.indexer_adjustment * b("mla"),
     )
 
 

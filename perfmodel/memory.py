@@ -176,8 +176,15 @@ def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype: str, tp: Array = 1) -> 
     (DeepSeek-V2 Sec. 2.1.2), so it is not split by TP."""
     b = nbytes(kv_dtype)
     if model.mla:
-        return (model.mla.kv_lora_rank + model.mla.qk_rope_head_dim) * b * np.ones_like(
-            np.asarray(tp, float))
+        # + a sparse-attention indexer's fp8 key cache, averaged over the layers that own
+        # one (ops.indexer_key_bytes; parameters.indexer_owner_share)
+        from .ops import indexer_key_bytes
+        from .parameters import indexer_owner_share
+
+        share = indexer_owner_share(model)
+        index = share * indexer_key_bytes(model) if share else 0.0
+        latent = (model.mla.kv_lora_rank + model.mla.qk_rope_head_dim) * b
+        return (latent + index) * np.ones_like(np.asarray(tp, float))
     kv_local = np.maximum(model.kv_heads / np.asarray(tp, float), 1.0)
     return 2.0 * kv_local * model.hd * b
 

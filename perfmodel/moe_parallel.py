@@ -150,9 +150,10 @@ def stage_comm(model: ModelSpec, plan, tokens: Array, phase: str, act_bytes: flo
     per_rank = t_group / tp
     elem = dispatch_elem_bytes(plan.weight_dtype, plan.activation_dtype, act_bytes)
     copies = copies_per_token(mode, k, model.moe.num_experts, ep)
-    disp = collective_time(f"ep_dispatch_{mode}", a2a_bytes(per_rank, copies, h, elem),
+    w = model.moe.latent_size or h  # a latent MoE dispatches the latent (MoESpec)
+    disp = collective_time(f"ep_dispatch_{mode}", a2a_bytes(per_rank, copies, w, elem),
                            n_span, system, profile)
-    comb = collective_time(f"ep_combine_{mode}", a2a_bytes(per_rank, copies, h, COMBINE_BYTES),
+    comb = collective_time(f"ep_combine_{mode}", a2a_bytes(per_rank, copies, w, COMBINE_BYTES),
                            n_span, system, profile)
     rs_ag = (collective_time("reduce_scatter", group_bytes, tp_span, system, profile)
              + collective_time("all_gather", group_bytes, tp_span, system, profile))

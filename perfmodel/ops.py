@@ -336,11 +336,12 @@ def active_experts(experts: Array, top_k: int, tokens: Array) -> Array:
 
 
 def mlp_ops(model: ModelSpec, t, ffn, tp, prec: Precision, prefix: str = "mlp",
-            groups=1.0, fanout: float = 1.0) -> list[Op]:
+            groups=1.0, fanout: float = 1.0, width: int | None = None) -> list[Op]:
     """Up (gate+up fused when gated), activation, down. ``groups`` > 1: grouped GEMMs over
     that many experts' weights (``grouped_gemm``), t rows in all; ``fanout`` rows per token
-    of the layer (top-k routing)."""
-    h = model.hidden_size
+    of the layer (top-k routing); ``width``: the width read and written when not the hidden
+    size (a latent MoE's experts)."""
+    h = width or model.hidden_size
     up_n = (2 if model.gated_mlp else 1) * ffn / tp
     act_in = up_n * t
     act_out = ffn / tp * t
@@ -382,6 +383,7 @@ def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard:
         windowed_keys,
         windowed_pairs,
     )
+    from .parameters import indexer_owner_share
 
     out: list[Op] = []
     for kind, share in attention_mix(model, moe_layer):
@@ -393,20 +395,30 @@ def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard:
             part = mamba_ops(model, b, q_len, shard, prec, phase)
         else:
             kv, pr = kv_len, pairs
-            if kind == SLIDING:
-                w = float(model.sliding_window)
+            topk = model.mla.indexer_topk if model.mla else None
+            reach = model.sliding_window if kind == SLIDING else topk
+            if reach:
+                w = float(reach)
                 full = attention_pairs(q_len, kv_len)
                 pr = pairs * np.where(full > 0, windowed_pairs(q_len, kv_len, w)
                                       / np.maximum(full, 1e-30), 1.0)
-                kv = windowed_keys(q_len, kv_len, w)
+                # a window's keys are contiguous; top-k selections of different queries
+                # may each pick other keys: up to q x k distinct ones
+                kv = (windowed_keys(q_len, kv_len, w) if kind == SLIDING
+                      else np.minimum(kv_len, np.asarray(q_len, float) * w))
             before, after = projection_ops(model, b * q_len, shard, prec)
             core = attention_ops(model, b, q_len, kv, pr, shard, prec, flash, phase,
                                  absorbed_mla)
-            if kind == SLIDING:  # model FLOPs: q x min(kv, W) pairs (non-causal convention)
+            if reach:  # model FLOPs: q x min(kv, W or k) pairs (non-causal convention);
+                # attention_ops counted q x kv with the keys in reach as kv
                 for op in core:
                     if op.cls == ATTENTION:
                         op.model_flops = op.model_flops * np.minimum(
-                            kv_len, model.sliding_window) / np.maximum(kv_len, 1e-30)
+                            kv_len, reach) / np.maximum(kv, 1e-30)
+            owners = indexer_owner_share(model, moe_layer)
+            if owners:
+                before = [*before, *indexer_ops(model, b, q_len, kv_len, pairs, prec, phase,
+                                                owners)]
             if model.attention_sinks:  # one extra softmax element per query row and head
                 core[0].vector_flops = core[0].vector_flops + 5.0 * b * q_len * (
                     model.num_heads / shard.tp)
@@ -416,6 +428,52 @@ def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard:
                 op.count = op.count * share
         out += part
     return out
+
+
+# Bytes per token of the DSA indexer's key cache: head_dim fp8 values plus one fp32 scale
+# per 128 (vLLM DeepseekV32IndexerCache: index_head_dim + index_head_dim // 128 * 4)
+INDEX_SCALE_BLOCK = 128
+
+
+def indexer_key_bytes(model: ModelSpec) -> float:
+    """Index-cache bytes of one token in one layer that owns an indexer (fp8 keys and their
+    fp32 block scales, vLLM ``DeepseekV32IndexerCache``; shared by all heads, not TP-split)."""
+    d = model.mla.indexer_head_dim
+    return d + 4.0 * np.ceil(d / INDEX_SCALE_BLOCK)
+
+
+def indexer_ops(model: ModelSpec, b, q_len, kv_len, pairs, prec: Precision, phase: str,
+                share: float) -> list[Op]:
+    """The DeepSeek-sparse-attention lightning indexer of one layer (DeepSeek-V3.2 arXiv
+    2512.02556 Sec. 2.1; parameters.indexer_params), run with count ``share`` (the share of
+    the layers that own one: GLM-5.2's "shared" layers reuse the top-k and skip it). wq_b on
+    the query latent, wk and weights_proj on the hidden state, the key LayerNorm; the core
+    scores every causal query-key pair with every indexer head, 2 heads x head_dim FLOPs per
+    pair, reads the fp8 index keys once per sequence and writes the fp32 logits, which the
+    top-k kernel reads back, writing int32 indices (DeepGEMM fp8_mqa_logits + top-k, as vLLM
+    runs it). Replicated over TP (its weights are ``attention_replicated``); computed at the
+    GEMM precision (the fp8 indexer kernels are not separately calibrated)."""
+    m = model.mla
+    h, n, d = model.hidden_size, m.indexer_heads, m.indexer_head_dim
+    t = b * q_len
+    logits = b * q_len * np.asarray(kv_len, float)
+    flops = 2.0 * n * d * pairs * b
+    ops = [gemm("attn.index_q", t, n * d, m.q_lora_rank or h, prec,
+                matmuls=(Matmul(1.0, n * d, False),)),
+           gemm("attn.index_k", t, d, h, prec, matmuls=(Matmul(1.0, d, False),)),
+           gemm("attn.index_w", t, n, h, prec, matmuls=(Matmul(1.0, n, False),)),
+           elementwise("attn.index_norm", t * d, t * d, prec.act, 7.0, kind="layernorm"),
+           Op(name="attn.index_core", cls=ATTENTION, flops=flops,
+              bytes=t * n * d * prec.act + b * kv_len * indexer_key_bytes(model)
+              + 4.0 * logits, dtype=prec.compute, model_flops=flops,
+              shape=attention_curve_point(phase, b, q_len, kv_len, 1.0), phase=phase,
+              attention_core=True),
+           elementwise("attn.index_topk", logits,
+                       b * q_len * np.minimum(kv_len, m.indexer_topk or kv_len), 4.0, 2.0,
+                       kind="softmax")]
+    for op in ops:
+        op.count = op.count * share
+    return ops
 
 
 def gdn_core_flops(la, tokens, phase: str):
@@ -574,12 +632,19 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
         routed = routed_rows(routed_tokens, moe.top_k, shard.ep, shard.imbalance)
         active = active_experts(moe.num_experts, moe.top_k, routed_tokens * shard.imbalance) \
             / shard.ep  # of this GPU's experts, those that receive a token
+        lat = moe.latent_size
+        if lat:  # latent MoE: fc1_latent_proj (replicated, every token of the rank)
+            ops.append(gemm("moe.latent_down", t, lat, h, prec,
+                            matmuls=(Matmul(1.0, lat, False),)))
         ops += mlp_ops(model, routed, moe.expert_ffn_hidden_size, shard.etp, prec,
-                       "moe.expert", groups=active, fanout=moe.top_k)
+                       "moe.expert", groups=active, fanout=moe.top_k, width=lat)
         if moe.num_shared_experts:
             ops += mlp_ops(model, t, moe.num_shared_experts * moe.shared_ffn, tp, prec,
                            "moe.shared")
-        ops.append(elementwise("moe.combine", routed * h, t * h, prec.act, kind="add"))
+        ops.append(elementwise("moe.combine", routed * (lat or h), t * (lat or h), prec.act,
+                               kind="add"))
+        if lat:  # fc2_latent_proj back to the hidden width
+            ops.append(gemm("moe.latent_up", t, h, lat, prec, matmuls=(Matmul(1.0, h, False),)))
     else:
         ops += mlp_ops(model, t, model.ffn_hidden_size, tp, prec)
     ops.append(elementwise("mlp.residual", 2 * t_seq * h, t_seq * h, prec.act, kind="add"))

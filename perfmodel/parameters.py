@@ -41,6 +41,12 @@ class ParamCounts:
     # Nemotron-H-style blocks (ModelSpec.mamba / "none" layers / no_mlp_layers): what those
     # layers have more (Mamba mixer) or less (no mixer, no MLP) than an attention + MLP layer
     hybrid_adjustment: int = 0
+    # latent MoE (MoESpec.latent_size): fc1_latent_proj + fc2_latent_proj per MoE layer,
+    # replicated like the router; 0 without
+    moe_latent_proj: int = 0
+    # layers that reuse another layer's sparse-attention indexer (MLASpec.indexer_layers):
+    # minus their indexer weights, which ``attention_replicated`` counts in every layer
+    indexer_adjustment: int = 0
 
     @property
     def per_dense_layer(self) -> int:
@@ -51,6 +57,7 @@ class ParamCounts:
         return (
             self.attention + self.attention_replicated + self.layer_norms
             + self.num_experts * self.expert + self.shared_experts + self.router
+            + self.moe_latent_proj
         )
 
     @property
@@ -58,6 +65,7 @@ class ParamCounts:
         return (
             self.attention + self.attention_replicated + self.layer_norms
             + self.top_k * self.expert + self.shared_experts + self.router
+            + self.moe_latent_proj
         )
 
     @property
@@ -71,7 +79,7 @@ class ParamCounts:
     @property
     def linear_attention_adjustment(self) -> int:
         return self.num_linear_attention_layers * self.linear_attention_delta + \
-            self.hybrid_adjustment
+            self.hybrid_adjustment + self.indexer_adjustment
 
     @property
     def total(self) -> int:
@@ -98,9 +106,10 @@ def norm_params(model: ModelSpec, width: int) -> int:
     return 2 * width if (model.norm == "layernorm" and model.norm_bias) else width
 
 
-def mlp_params(model: ModelSpec, ffn: int) -> int:
-    """Gated MLP: gate, up (h x f) and down (f x h); plain MLP: up and down."""
-    h = model.hidden_size
+def mlp_params(model: ModelSpec, ffn: int, width: int | None = None) -> int:
+    """Gated MLP: gate, up (h x f) and down (f x h); plain MLP: up and down. ``width``: the
+    width it reads and writes when not the hidden size (a latent MoE's experts)."""
+    h = width or model.hidden_size
     mats = 3 if model.gated_mlp else 2
     bias = ((2 if model.gated_mlp else 1) * ffn + h) if model.mlp_bias else 0
     return mats * h * ffn + bias
@@ -120,10 +129,7 @@ def attention_params(model: ModelSpec) -> tuple[int, int]:
         replicated += h * (m.kv_lora_rank + m.qk_rope_head_dim) + norm_params(model, m.kv_lora_rank)
         sharded += m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim)
         sharded += nh * m.v_head_dim * h + (h if model.attn_out_bias else 0)
-        if m.indexer_heads and m.indexer_head_dim:
-            n, d = m.indexer_heads, m.indexer_head_dim
-            # wq_b reads the query latent (or the hidden state without a query LoRA)
-            replicated += (m.q_lora_rank or h) * n * d + h * d + 2 * d + h * n
+        replicated += indexer_params(model)
         return sharded, replicated
     hd, kv = model.hd, model.kv_heads
     q, k_v = nh * hd, kv * hd
@@ -137,6 +143,34 @@ def attention_params(model: ModelSpec) -> tuple[int, int]:
     if model.attn_out_bias:
         sharded += h
     return sharded, 0
+
+
+def indexer_params(model: ModelSpec) -> int:
+    """One DeepSeek-sparse-attention lightning indexer (DeepSeek-V3.2 arXiv 2512.02556
+    Sec. 2.1; transformers DeepseekV32Indexer): wq_b q_lora_rank x heads x head_dim (it reads
+    the query latent, or the hidden state without a query LoRA), wk hidden x head_dim, a
+    LayerNorm (scale and bias) on the key and weights_proj hidden x heads; 0 without one."""
+    m = model.mla
+    if m is None or not (m.indexer_heads and m.indexer_head_dim):
+        return 0
+    h, n, d = model.hidden_size, m.indexer_heads, m.indexer_head_dim
+    return (m.q_lora_rank or h) * n * d + h * d + 2 * d + h * n
+
+
+def indexer_owner_share(model: ModelSpec, moe_layer: bool | None = None) -> float:
+    """Share of the layers (of one MLP kind, or all with None) that own an indexer
+    (``MLASpec.indexer_layers``); 1.0 when every layer does, 0.0 without an indexer."""
+    if not indexer_params(model):
+        return 0.0
+    owners = model.mla.indexer_layers
+    if owners is None:
+        return 1.0
+    if moe_layer is None:
+        return sum(owners) / len(owners)
+    from .attention_variants import layer_kinds
+
+    mine = [o for o, (_, m) in zip(owners, layer_kinds(model), strict=True) if m == moe_layer]
+    return sum(mine) / len(mine) if mine else 1.0
 
 
 def qk_norm_params(model: ModelSpec) -> int:
@@ -213,7 +247,7 @@ def param_counts(model: ModelSpec) -> ParamCounts:
         attention_replicated=attn_rep,
         layer_norms=model.norms_per_layer * norm_params(model, h) + qk_norm_params(model),
         dense_mlp=mlp_params(model, model.ffn_hidden_size),
-        expert=mlp_params(model, moe.expert_ffn_hidden_size) if moe else 0,
+        expert=mlp_params(model, moe.expert_ffn_hidden_size, moe.latent_size) if moe else 0,
         shared_experts=(moe.num_shared_experts * mlp_params(model, moe.shared_ffn)) if moe else 0,
         router=(
             h * moe.num_experts + (moe.num_experts if moe.router_bias else 0)
@@ -232,4 +266,19 @@ def param_counts(model: ModelSpec) -> ParamCounts:
         num_linear_attention_layers=model.num_linear_attention_layers,
         hybrid_adjustment=hybrid_adjustment(model, attn + attn_rep + qk_norm_params(model),
                                             mlp_params(model, model.ffn_hidden_size)),
+        moe_latent_proj=latent_proj_params(model),
+        indexer_adjustment=-indexer_params(model) * (
+            model.mla.indexer_layers.count(False) if model.mla and model.mla.indexer_layers
+            else 0),
     )
+
+
+def latent_proj_params(model: ModelSpec) -> int:
+    """fc1_latent_proj (hidden x latent) and fc2_latent_proj (latent x hidden) of one latent
+    MoE layer, biased with the MLP bias (NVIDIA LatentMoE; vLLM / TensorRT-LLM NemotronH
+    ``fc1_latent_proj`` / ``fc2_latent_proj``); 0 without a latent."""
+    moe = model.moe
+    if moe is None or moe.latent_size is None:
+        return 0
+    h, lat = model.hidden_size, moe.latent_size
+    return 2 * h * lat + ((lat + h) if model.mlp_bias else 0)

@@ -45,10 +45,13 @@ def stage_params(pc: ParamCounts, tp: Array, pp: Array, ep: Array = 1, etp: Arra
     moe_frac = pc.num_moe_layers / pc.num_layers
     shared = pc.attention / tp + pc.attention_replicated + pc.layer_norms
     per_layer_dense = shared + dense_frac * pc.dense_mlp / tp + moe_frac * (
-        pc.shared_experts / tp + pc.router)
+        pc.shared_experts / tp + pc.router + pc.moe_latent_proj)
     expert = layers * moe_frac * pc.num_experts / ep * pc.expert / etp
     # linear-attention / Mamba / mixer-less / MLP-less layers' difference, spread evenly
-    body = layers * (per_layer_dense + pc.linear_attention_adjustment / pc.num_layers / tp)
+    # (layers reusing another's indexer: minus its replicated weights, not TP-split)
+    sharded_adj = pc.linear_attention_adjustment - pc.indexer_adjustment
+    body = layers * (per_layer_dense + sharded_adj / pc.num_layers / tp
+                     + pc.indexer_adjustment / pc.num_layers)
     embed = pc.word_embedding / tp + pc.position_embedding + pc.embedding_norm
     head = pc.final_norm + (pc.word_embedding / tp if tied else pc.lm_head / tp)
     single = pp == 1

@@ -367,3 +367,66 @@ def test_gemma_style_five_local_one_global_pattern():
                                           ("sliding_attention", 27 / 32)]
     from perfmodel.analysis.long_context import kv_bytes
     assert kv_bytes(spec, 32768, "bf16") == 5 * 4096 * 32768 + 27 * 4096 * 1024
+
+
+# --- DeepSeek sparse attention (DSA) and its indexer shared across layers -----------------
+def test_dsa_core_attends_top_k_keys_by_hand():
+    """GLM-5 decode at 100K context: the MLA core attends the indexer's 2048 keys
+    (2 x (256 + 256) x 64 heads x 2048 pairs) and reads 2048 keys; the indexer scores all
+    100K (2 x 32 heads x 128 x 100K) and reads their fp8 keys + scales (132 B each)."""
+    spec = _load("zai-org--GLM-5")
+    prec = O.Precision.inference("bf16", "bf16", "bf16")
+    ops = {o.name: o for o in O.layer_forward_ops(spec, True, 1.0, 1.0, 1e5, 1e5, O.Shard(),
+                                                  prec, attn_phase="decode")}
+    assert float(ops["attn.core"].flops) == pytest.approx(2 * 512 * 64 * 2048)
+    assert float(ops["attn.core"].model_flops) == pytest.approx(2 * 512 * 64 * 2048)
+    assert float(ops["attn.index_core"].flops) == pytest.approx(2 * 32 * 128 * 1e5)
+    assert float(ops["attn.index_core"].bytes) == pytest.approx(
+        32 * 128 * 2 + 1e5 * 132 + 4 * 1e5)
+    # within top-k keys the sparse core is the dense one
+    short = {o.name: o for o in O.layer_forward_ops(spec, True, 1.0, 1.0, 1000.0, 1000.0,
+                                                    O.Shard(), prec, attn_phase="decode")}
+    assert float(short["attn.core"].flops) == pytest.approx(2 * 512 * 64 * 1000)
+
+
+def test_shared_indexer_runs_in_its_owner_layers_only():
+    """GLM-5.2: the 3 dense layers own an indexer, 18 of the 75 MoE layers do; index keys
+    are cached in those 21 layers: per layer-token (512 + 64) x 2 B + 132 x 21 / 78."""
+    spec = _load("zai-org--GLM-5.2")
+    prec = O.Precision.inference("bf16", "bf16", "bf16")
+    for moe, share in ((False, 1.0), (True, 18 / 75)):
+        ops = O.layer_forward_ops(spec, moe, 1.0, 1.0, 1e5, 1e5, O.Shard(), prec,
+                                  attn_phase="decode")
+        counts = {o.name: float(o.count) for o in ops if o.name.startswith("attn.index")}
+        assert set(counts) == {"attn.index_q", "attn.index_k", "attn.index_w",
+                               "attn.index_norm", "attn.index_core", "attn.index_topk"}
+        assert all(c == pytest.approx(share) for c in counts.values())
+    assert float(kv_cache_bytes_per_token(spec, "bf16")) == pytest.approx(
+        576 * 2 + 132 * 21 / 78)
+    assert float(kv_cache_bytes_per_token(_load("zai-org--GLM-5"), "bf16")) == 576 * 2 + 132
+    v3 = _load("deepseek-ai--DeepSeek-V3")  # no indexer: latent only, every key attended
+    assert float(kv_cache_bytes_per_token(v3, "bf16")) == 576 * 2
+    assert not any(o.name.startswith("attn.index") for o in O.layer_forward_ops(
+        v3, True, 1.0, 1.0, 1e5, 1e5, O.Shard(), prec, attn_phase="decode"))
+
+
+def test_glm52_decode_time_never_decreases_with_context():
+    spec = _load("zai-org--GLM-5.2")
+    times = [_decode_time(spec, c) for c in (1.0, 1000.0, 4096.0, 131072.0, 1e6)]
+    assert times == sorted(times)
+
+
+def test_latent_moe_experts_run_in_the_latent():
+    """Nemotron 3 Super MoE block: fc1_latent_proj (t x 4096 -> 1024) before the routed
+    experts, whose grouped GEMMs read and write the 1024 latent, fc2_latent_proj after;
+    the shared expert and the router stay at 4096."""
+    spec = _load("nvidia--NVIDIA-Nemotron-3-Super-120B-A12B-FP8")
+    prec = O.Precision.inference("bf16", "bf16", "bf16")
+    ops = {o.name: o for o in O.layer_forward_ops(spec, True, 8.0, 1.0, 1.0, 1.0, O.Shard(),
+                                                  prec, attn_phase="decode")}
+    assert ops["moe.latent_down"].shape == (8.0, 1024, 4096)
+    assert ops["moe.latent_up"].shape == (8.0, 4096, 1024)
+    assert ops["moe.expert.up"].shape[1:] == (2688, 1024)
+    assert ops["moe.expert.down"].shape[1:] == (1024, 2688)
+    assert ops["moe.shared.up"].shape == (8.0, 5376, 4096)
+    assert ops["moe.router"].shape == (8.0, 512, 4096)

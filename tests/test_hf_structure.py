@@ -27,8 +27,9 @@ needs_configs = pytest.mark.skipif(not CONFIGS.is_dir(), reason="copied configs 
 
 # Configs that import today (out of 117 files: 89 config.json + 28 hf_quant_config.json).
 # Before the structural reader: 9 (llama x4, mixtral x2, deepseek_v3 x3); 60 before the
-# Nemotron-H (Mamba-2 hybrid) reader. Never lower it.
-MIN_IMPORTED = 64
+# Nemotron-H (Mamba-2 hybrid) reader; 64 before GLM-5.2's shared indexers (+6) and the
+# latent MoE of Nemotron 3 Super / Ultra (+5). Never lower it.
+MIN_IMPORTED = 75
 
 
 def _load(name: str):
@@ -361,7 +362,96 @@ def test_nemotron_h_56b():
     assert _rounds_to(c.total, 56e9, 1e9)
 
 
+# --- latent MoE (Nemotron 3 Super / Ultra) -------------------------------------------------
 @needs_configs
-def test_nemotron_latent_moe_is_refused_by_name():
-    with pytest.raises(SpecError, match=r"latent MoE projection \(moe_latent_size\)"):
-        _load("nvidia--NVIDIA-Nemotron-3-Super-120B-A12B-FP8")
+@pytest.mark.parametrize("name", ["nvidia--NVIDIA-Nemotron-3-Super-120B-A12B-FP8",
+                                  "nvidia--NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4"])
+def test_nemotron_3_super_120b_a12b(name):
+    """https://research.nvidia.com/labs/nemotron/Nemotron-3-Super: "a 12B active 120B total
+    parameter" model (NVIDIA truncates, as for Nano's 31.6B "30B"; active without the
+    embedding, as for Nano). LatentMoE by hand (NVIDIA LatentMoE; vLLM / TensorRT-LLM NemotronH
+    fc1_latent_proj / fc2_latent_proj): router 4096 x 512 + bias 512, fc1 4096 x 1024 and fc2
+    1024 x 4096, 512 experts of up 1024 x 2688 + down 2688 x 1024 (squared ReLU, not gated),
+    shared expert 2 x 4096 x 5376 at the hidden width."""
+    spec = _load(name)
+    c = param_counts(spec)
+    assert spec.moe.latent_size == 1024 and spec.moe.num_experts == 512
+    assert c.expert == 2 * 1024 * 2688 and c.moe_latent_proj == 2 * 4096 * 1024
+    # a MoE block: one norm and the LatentMoE (ParamCounts' MoE layer less its attention)
+    assert c.per_moe_layer - c.attention - c.attention_replicated == (4096 * 512 + 512 + 2 * 4096 * 1024 + 512 * 2 * 1024 * 2688
+                                                                      + 2 * 4096 * 5376 + 4096)
+    assert c.total == 120_668_707_840 and c.total // 10**9 == 120
+    assert _rounds_to(c.active - c.word_embedding, 12e9, 1e9)  # 12.23B
+
+
+@needs_configs
+@pytest.mark.parametrize("name", ["nvidia--NVIDIA-Nemotron-3-Ultra-550B-A55B-BF16",
+                                  "nvidia--NVIDIA-Nemotron-3-Ultra-550B-A55B-FP8",
+                                  "nvidia--NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4"])
+def test_nemotron_3_ultra_550b_a55b(name):
+    """https://research.nvidia.com/labs/nemotron/Nemotron-3-Ultra/: "550 billion total and 55
+    billion active parameters" (model card: "550B (55B active)"); 108 blocks, latent 2048."""
+    spec = _load(name)
+    c = param_counts(spec)
+    assert spec.num_layers == 108 and spec.moe.latent_size == 2048
+    assert c.total == 549_308_993_536
+    assert _rounds_to(c.total, 550e9, 1e10)  # 549.31B; "550B" printed to two digits
+    assert _rounds_to(c.active - c.word_embedding, 55e9, 1e9)  # 54.99B (56.06B with it)
+
+
+def test_latent_moe_by_hand():
+    """Tiny latent MoE: experts read and write the latent, the projections and the router the
+    hidden state, the shared expert stays at the hidden width."""
+    spec = model_from_hf_config({
+        "model_type": "nemotron_h", "hybrid_override_pattern": "E", "hidden_size": 64,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+        "intermediate_size": 128, "vocab_size": 100, "mamba_num_heads": 4, "mamba_head_dim": 8,
+        "ssm_state_size": 8, "n_routed_experts": 4, "num_experts_per_tok": 2,
+        "moe_intermediate_size": 32, "moe_latent_size": 16,
+        "moe_shared_expert_intermediate_size": 48})
+    c = param_counts(spec)
+    layer = 64 * 4 + 4 + 2 * 64 * 16 + 4 * 2 * 16 * 32 + 2 * 64 * 48 + 64
+    assert c.total == layer + 2 * 100 * 64 + 64
+    assert c.active == c.total - 2 * 2 * 16 * 32
+
+
+# --- DSA indexer shared across layers (GLM-5.2 IndexShare) --------------------------------
+@needs_configs
+@pytest.mark.parametrize("name", ["zai-org--GLM-5.2", "zai-org--GLM-5.2-FP8",
+                                  "nvidia--GLM-5.2-NVFP4", "zai-org--GLM-5.3",
+                                  "zai-org--GLM-5.3-FP8", "nvidia--GLM-5.3-NVFP4"])
+def test_glm52_indexshare(name):
+    """GLM-5.2 = GLM-5 with the indexer in 21 of 78 layers (indexer_types "full"; the 57
+    "shared" layers reuse the last full layer's top-k and hold no indexer weights:
+    transformers glm_moe_dsa skip_topk). Published: the Hub's safetensors count of the
+    checkpoint, https://huggingface.co/zai-org/GLM-5.2 "753B" against GLM-5 / GLM-5.1 "754B"
+    (https://huggingface.co/zai-org/GLM-5), both the main model plus the one MTP layer
+    (a MoE decoder layer, eh_proj 2h x h and three norms). Z.ai's "744B" for GLM-5.2 is the
+    GLM-5 backbone's figure; without 57 indexers ours is 743.38B."""
+    glm5 = _load("zai-org--GLM-5")
+    spec = _load(name)
+    c, c5 = param_counts(spec), param_counts(glm5)
+    assert spec.mla.indexer_layers.count(True) == 21 and spec.mla.indexer_topk == 2048
+    per_indexer = 2048 * 32 * 128 + 6144 * 128 + 2 * 128 + 6144 * 32
+    assert c5.total - c.total == 57 * per_indexer
+    h = spec.hidden_size
+    mtp = c.per_moe_layer + 2 * h * h + 3 * h
+    assert _rounds_to(c.total + mtp, 753e9, 1e9)
+    assert _rounds_to(c5.total + param_counts(glm5).per_moe_layer + 2 * h * h + 3 * h,
+                      754e9, 1e9)
+    assert _rounds_to(c.active - c.word_embedding, 40e9, 1e9)  # Z.ai: 40B active
+
+
+def test_indexer_types_by_structure():
+    """indexer_types "shared" layers drop their indexer; a freq without the list is refused."""
+    base = _tiny(q_lora_rank=32, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4,
+                 v_head_dim=8, index_n_heads=2, index_head_dim=8, index_topk=16)
+    every = param_counts(model_from_hf_config(base))
+    shared = model_from_hf_config({**base, "index_topk_freq": 2,
+                                   "indexer_types": ["full", "shared", "full", "shared"]})
+    per_indexer = 32 * 2 * 8 + 64 * 8 + 2 * 8 + 64 * 2
+    assert every.total - param_counts(shared).total == 2 * per_indexer
+    assert shared.mla.indexer_layers == (True, False, True, False)
+    with pytest.raises(SpecError, match=r"without a per-layer indexer_types list "
+                                        r"\(index_topk_freq\) is not modelled"):
+        model_from_hf_config({**base, "index_topk_freq": 2})

@@ -37,6 +37,12 @@ class MoESpec(Strict):
     # (mlp_only_layers, a per-layer moe_layer_freq list). None: first_dense_layers and
     # layer_frequency decide.
     layer_pattern: tuple[Bool, ...] | None = None
+    # Latent MoE (Nemotron 3 Super / Ultra ``moe_latent_size``; NVIDIA LatentMoE): the router
+    # reads the hidden state, fc1_latent_proj (hidden -> latent) feeds the routed experts,
+    # which run latent -> expert_ffn -> latent, and fc2_latent_proj (latent -> hidden) brings
+    # their sum back; shared experts stay at the hidden width. None: experts read the hidden
+    # state.
+    latent_size: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -62,10 +68,17 @@ class MLASpec(Strict):
     v_head_dim: Int = Field(ge=1, le=MAX_WIDTH)
     # DeepSeek sparse attention's lightning indexer (DeepSeek-V3.2, GLM-5): per layer wq_b
     # (q_lora_rank -> heads x head_dim), wk (hidden -> head_dim), a LayerNorm on the key and
-    # weights_proj (hidden -> heads). None: no indexer. Counted in parameters; the top-k
-    # sparse attention it selects for is not modelled in FLOPs or memory yet.
+    # weights_proj (hidden -> heads). None: no indexer. Each query then attends to the
+    # ``indexer_topk`` keys the indexer selects (ops.mixer_ops; memory: the indexer's key
+    # cache, attention_variants.indexer_cache_bytes_per_token).
     indexer_heads: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
     indexer_head_dim: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
+    # keys each query attends to (HF ``index_topk``; DeepSeek-V3.2 / GLM-5: 2048)
+    indexer_topk: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    # which layers own an indexer (True), one entry per layer; the others reuse the top-k
+    # indices of the last layer that has one and hold no indexer weights or index keys
+    # (GLM-5.2 IndexShare, HF ``indexer_types`` "full" / "shared"). None: every layer.
+    indexer_layers: tuple[Bool, ...] | None = None
 
     @property
     def qk_head_dim(self) -> int:
@@ -211,6 +224,13 @@ class ModelSpec(Strict):
             raise SpecError("layer_types has linear_attention layers; give linear_attention")
         if self.layer_types and "mamba" in self.layer_types and self.mamba is None:
             raise SpecError("layer_types has mamba layers; give mamba")
+        owners = self.mla.indexer_layers if self.mla else None
+        if owners is not None and len(owners) != self.num_layers:
+            raise SpecError(
+                f"mla.indexer_layers has {len(owners)} entries; it needs one per layer "
+                f"(num_layers = {self.num_layers})")
+        if owners is not None and not self.mla.indexer_heads:
+            raise SpecError("mla.indexer_layers needs mla.indexer_heads (an indexer)")
         if self.no_mlp_layers is not None:
             if len(self.no_mlp_layers) != self.num_layers:
                 raise SpecError(

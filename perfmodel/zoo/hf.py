@@ -87,6 +87,7 @@ JSON_TYPES: dict[str, str] = {
     "linear_num_key_heads": "integer", "linear_num_value_heads": "integer",
     "linear_key_head_dim": "integer", "linear_value_head_dim": "integer",
     "linear_conv_kernel_dim": "integer", "indexer_types": "array", "mlp_layer_types": "array",
+    "index_topk": "integer", "moe_latent_size": "integer",
 }
 
 
@@ -484,8 +485,10 @@ _UNMODELLED_KEYS = {
     "hybrid_layer_pattern": "hybrid layer pattern (hybrid_layer_pattern)",
     "ssm_state_size": "Mamba layers (ssm_state_size)",
     "linear_attn_config": "linear-attention layers (linear_attn_config)",
-    "index_topk_pattern": "indexer shared across layers (index_topk_pattern)",
-    "index_topk_freq": "indexer shared across layers (index_topk_freq)",
+    "index_topk_pattern": "indexer shared across layers without a per-layer indexer_types "
+                          "list (index_topk_pattern)",
+    "index_topk_freq": "indexer shared across layers without a per-layer indexer_types list "
+                       "(index_topk_freq)",
     "sparse_attention_config": "block-sparse attention with its own index heads "
                                "(sparse_attention_config)",
     "hc_mult": "hyper-connections (hc_mult)",
@@ -500,6 +503,12 @@ _UNMODELLED_KEYS = {
     "enable_moe_block": "dense MLP beside the MoE block (enable_moe_block)",
     "use_double_wide_mlp": "double-width MLP layers (use_double_wide_mlp)",
 }
+
+# How an engine derives the indexer-sharing pattern (sglang dsa_layer_skips_topk): with the
+# per-layer ``indexer_types`` present these restate it (or concern the MTP module) and change
+# no shape.
+_INDEXER_SHARING_KEYS = frozenset(("index_topk_freq", "index_topk_pattern",
+                                   "index_skip_topk_offset", "index_share_for_mtp_iteration"))
 
 # Facts the transformers modeling file fixes for a model_type without a config key: Qwen3's
 # per-head q_norm / k_norm; Qwen2-style bias on q, k, v but not o (MiMo-7B); gpt-oss's biased
@@ -528,17 +537,23 @@ def _structural(c: _Config) -> dict[str, Any]:
     """Any decoder-only LM read by structure: GQA or MLA attention, gated MLP, MoE under its
     various key names, sliding-window layer patterns. A key that is neither a known shape key
     nor known to change no shape is refused by name: an unknown part is never guessed."""
+    listed = c.data.get("indexer_types") is not None  # the per-layer list says it all
     for key, part in _UNMODELLED_KEYS.items():
-        if c.data.get(key):
+        if c.data.get(key) and not (listed and key in _INDEXER_SHARING_KEYS):
             raise _refuse(c, part)
     unknown = sorted(k for k in c.data if k not in _SHAPE_KEYS and k not in _NO_SHAPE_KEYS
-                     and not (k in _UNMODELLED_KEYS and not c.data[k]))  # false: part absent
+                     and not (k in _UNMODELLED_KEYS and not c.data[k])  # false: part absent
+                     and not (listed and k in _INDEXER_SHARING_KEYS))
     if unknown:
         raise _refuse(c, f"config key {unknown[0]!r}")
     implicit = _IMPLICIT.get(c.model_type, {})
     layers = c.req("num_hidden_layers")
     types = c.get("layer_types")
     window = None
+    if types is not None and c.get("index_n_heads"):
+        # every layer attends (MLA) to the keys its indexer selects: softmax attention whose
+        # top-k limit the mla.indexer_* fields carry (NVIDIA's GLM-5.2 NVFP4 config)
+        types = ["full_attention" if t == "deepseek_sparse_attention" else t for t in types]
     if types is not None:
         for t in types:
             if t not in _ATTENTION_LAYER_TYPES:
@@ -560,9 +575,13 @@ def _structural(c: _Config) -> dict[str, Any]:
     attn_types = c.get("attn_type_list")
     if attn_types is not None and any(t != 1 for t in attn_types):  # MiniMax: 0 = lightning
         raise _refuse(c, "linear (lightning) attention layers (attn_type_list entries 0)")
-    for t in c.get("indexer_types") or ():
-        if t != "full":
+    indexer_types = c.get("indexer_types")
+    for t in indexer_types or ():
+        if t not in ("full", "shared"):
             raise _refuse(c, f"indexer type {t!r} in indexer_types")
+    if indexer_types is not None and len(indexer_types) != layers:
+        raise SpecError(f"HF config key 'indexer_types' has {len(indexer_types)} entries; it "
+                        f"needs one per layer (num_hidden_layers = {layers})")
     mlp_types = c.get("mlp_layer_types")
     for t in mlp_types or ():
         if t not in ("dense", "sparse"):
@@ -593,6 +612,12 @@ def _structural(c: _Config) -> dict[str, Any]:
             **_mla(c),
             "indexer_heads": c.get("index_n_heads"),
             "indexer_head_dim": c.get("index_head_dim") if c.get("index_n_heads") else None,
+            "indexer_topk": c.get("index_topk") if c.get("index_n_heads") else None,
+            # GLM-5.2 IndexShare: "shared" layers reuse the last "full" layer's top-k
+            # indices and hold no indexer (transformers glm_moe_dsa skip_topk layers)
+            "indexer_layers": (tuple(t == "full" for t in indexer_types)
+                               if indexer_types is not None and "shared" in indexer_types
+                               else None),
         }
     elif c.get("index_n_heads"):
         raise _refuse(c, "sparse-attention indexer without MLA (index_n_heads)")
@@ -651,8 +676,6 @@ def _nemotron_h(c: _Config) -> dict[str, Any]:
     (``no_mlp_layers``), MLP / MoE blocks no token mixer (layer type "none"). MLPs are
     up + down with squared ReLU (non-gated); MoE experts likewise, with one shared expert of
     ``moe_shared_expert_intermediate_size``, a sigmoid router with a score-correction bias."""
-    if c.get("moe_latent_size"):
-        raise _refuse(c, "latent MoE projection (moe_latent_size)")
     if c.get("mamba_proj_bias") or c.get("use_bias"):
         raise _refuse(c, "biased Mamba projections (mamba_proj_bias)")
     raw = c.get("hybrid_override_pattern", "layers_block_type")
@@ -710,6 +733,8 @@ def _nemotron_h(c: _Config) -> dict[str, Any]:
             "layer_frequency": 1,
             "layer_pattern": tuple(k == "moe" for k in kinds),
             "router_bias": True,  # NemotronHTopkRouter e_score_correction_bias
+            # Nemotron 3 Super / Ultra: routed experts run in a latent of this width
+            "latent_size": c.get("moe_latent_size"),
         }
     return spec
 
