@@ -435,3 +435,24 @@ def test_examples_predict(path):
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert "goodput_rps" in json.loads(out.stdout)["serving"]["slo"]
+
+
+def test_predict_with_latencies_is_predict_plus_the_same_runs_requests():
+    """The dashboard simulates once: the prediction equals perfmodel.predict's, and the
+    per-request latencies are those its percentiles were taken from."""
+    import numpy as np
+
+    from perfmodel.serving.predict import predict_with_latencies
+
+    sc = {"kind": "serving", "model": "llama-3-8b",
+          "system": {"device": "h100-sxm5-80gb", "num_gpus": 1},
+          "inference": {"prompt_len": 512, "output_len": 32},
+          "serving": {"arrival": {"process": "poisson", "rate_per_s": 4.0},
+                      "num_requests": 60, "seed": 3}}
+    pred, lat = predict_with_latencies(sc)
+    ref = pm.predict(sc)
+    assert pred.model_dump(mode="json") == ref.model_dump(mode="json")
+    assert np.nanmean(lat["ttft"]) == pytest.approx(ref.serving["ttft_s"]["mean"], rel=1e-12)
+    assert lat["e2e"].size == 60
+    with pytest.raises(pm.PerfModelError, match="serving scenario"):
+        predict_with_latencies({**sc, "kind": "inference", "serving": None})

@@ -13,6 +13,7 @@ import backend
 import charts
 import charts_serving
 import forms
+import numpy as np
 import prediction_view
 import streamlit as st
 from common import (
@@ -20,16 +21,16 @@ from common import (
     csv_button,
     header_line,
     metric_cards,
-    predict,
     scenario_downloads,
     scenario_file,
     show_error,
     show_warnings,
     sync_url,
-    try_predict,
     url_state,
 )
 
+import perfmodel as pm
+from perfmodel.serving.predict import predict_with_latencies
 from perfmodel.specs.scenario import ArrivalConfig, SchedulerConfig
 
 P = "sv_"
@@ -136,6 +137,24 @@ def cards(pred) -> list[tuple]:
     ]
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def simulate(scenario: dict) -> tuple[pm.Prediction, dict[str, list[float]]]:
+    """One simulation per distinct scenario: the prediction (as ``perfmodel.predict`` gives
+    it) and the per-request latencies behind the CDFs, from the same run (SpecErrors are
+    raised, not cached)."""
+    pred, lat = predict_with_latencies(pm.as_scenario(scenario))
+    return pred, {k: [float(x) for x in v if np.isfinite(x)] for k, v in lat.items()}
+
+
+def try_simulate(scenario: dict) -> tuple[pm.Prediction | None, dict | None]:
+    """``simulate``, or (None, None) after showing the reason as one line in the page."""
+    try:
+        return simulate(scenario)
+    except ERRORS as err:
+        show_error(err)
+        return None, None
+
+
 def tradeoff(scenario: dict) -> None:
     """Re-simulate at 4 loads (a quarter to twice the current rate, or concurrency) and plot
     tokens/s per GPU against tokens/s per user."""
@@ -152,7 +171,7 @@ def tradeoff(scenario: dict) -> None:
         sc = {**scenario, "serving": {**scenario["serving"],
                                       "arrival": {**arrival, field: value}}}
         try:
-            p = predict(sc)
+            p = simulate(sc)[0]  # the current load is the page's own run (cached)
         except ERRORS as err:
             show_error(err, "A load of the sweep cannot run")
             break
@@ -179,16 +198,12 @@ if serving is None:
     st.stop()
 scenario["serving"] = serving
 with st.spinner("Simulating the request stream…", show_time=True):
-    pred = try_predict(scenario)
+    pred, lat = try_simulate(scenario)
 if pred is not None:
     header_line(pred)
     show_warnings(pred.warnings)
     metric_cards(cards(pred))
     prediction_view.engine_plan(pred)
-    try:
-        lat = backend.request_latencies(scenario)
-    except ERRORS:
-        lat = None
     st.plotly_chart(charts_serving.latency_cdf_figure(lat, pred.serving),
                     key="sv_cdf_chart", width="stretch")
     st.plotly_chart(charts_serving.timeline_figure(pred.serving["series"]),

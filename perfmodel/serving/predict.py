@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import SpecError
 from ..memory import memory_fits
 from ..prediction import Prediction
 from ..predictors import predict_inference
@@ -21,7 +22,8 @@ from ..specs.system import System
 from .bench import benchmark_metrics
 from .deploy import Deployment, build_deployment, zero_load
 from .economics import cost_report, energy_report, load_prices
-from .metrics import summarize
+from .metrics import latencies, summarize
+from .requests import Requests
 from .workload import Workload, build_workload
 
 
@@ -58,6 +60,26 @@ def _baseline(sc: Scenario, dep: Deployment, profile: CalibrationProfile, inf: I
 
 def predict_serving(rs: Resolved) -> Prediction:
     """Simulate the resolved serving scenario and explain it in a Prediction."""
+    return simulate_serving(rs)[0]
+
+
+def predict_with_latencies(scenario, calibration=None) -> tuple[Prediction, dict[str, np.ndarray]]:
+    """What ``perfmodel.predict`` gives for a serving scenario, with the per-request TTFT /
+    TPOT / E2E / queue times (``metrics.latencies``) of the same, single simulation (the
+    dashboard's latency CDFs)."""
+    from ..resolve import resolve
+    from ..uncertainty import with_ranges
+
+    rs = resolve(scenario, calibration)
+    if rs.scenario.kind != "serving":
+        raise SpecError(f"kind: predict_with_latencies needs a serving scenario, got "
+                        f"{rs.scenario.kind!r}")
+    pred, reqs = simulate_serving(rs)
+    return with_ranges(pred, rs.profile, rs.scenario), latencies(reqs)
+
+
+def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
+    """The Prediction of the resolved serving scenario and the requests it simulated."""
     sc, system, profile = rs.scenario, rs.system, rs.profile
     inf, wl = serving_inputs(sc)
     dep = deployment_for(sc, system, profile, inf, wl)
@@ -106,7 +128,7 @@ def predict_serving(rs: Resolved) -> Prediction:
         memory_per_gpu_bytes=total_mem, memory_capacity_bytes=system.device.memory_bytes,
         fits=memory_fits(total_mem, system.device), breakdown=breakdown, ops=base.ops,
         serving=summary, warnings=warnings, engine=base.engine,
-    )
+    ), res.reqs
 
 
 def _deployment_summary(sc: Scenario, dep: Deployment) -> dict:
