@@ -438,6 +438,9 @@ def prediction_ranges(pred, profile: CalibrationProfile, scenario=None,
             continue
         ranges[field] = band
         how = [f"calibration residuals {a[0]:.2f}-{a[1]:.2f}x"] if a != (1.0, 1.0) else []
+        if not b:  # kernel-level error only: says nothing about the model's structure
+            how.append("no validation group: kernel-level error only, narrower than the "
+                       "end-to-end error (docs/uncertainty.md)")
         if b:
             g = groups[b[1]]
             how.append(f"validation group {b[1]} (n={g['n']}) "
