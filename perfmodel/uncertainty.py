@@ -427,7 +427,8 @@ def prediction_ranges(pred, profile: CalibrationProfile, scenario=None,
         b = validation_ratio(groups, group_keys(pred.kind, quantity, stack, dev))
         if a == (1.0, 1.0) and b is None:  # no measured error at all: no band, not a zero one
             basis[field] = (f"no band: no calibration residual and no validation group of "
-                            f">= {MIN_GROUP_CASES} comparable cases")
+                            f">= {MIN_GROUP_CASES} comparable cases from >= "
+                            f"{MIN_GROUP_SOURCES} sources")
             continue
         lo, hi = combine(a, b[0] if b else None)
         if power < 0:
@@ -443,7 +444,8 @@ def prediction_ranges(pred, profile: CalibrationProfile, scenario=None,
                        "end-to-end error (docs/uncertainty.md)")
         if b:
             g = groups[b[1]]
-            how.append(f"validation group {b[1]} (n={g['n']}) "
+            how.append(f"validation group {b[1]} (n={g['n']}, "
+                       f"{len(g.get('sources', ()))} sources) "
                        f"{np.exp(g['q_lo']):.2f}-{np.exp(g['q_hi']):.2f}x")
         basis[field] = "; ".join(how) or "no calibration residuals or validation cases"
     return ranges, basis
