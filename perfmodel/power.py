@@ -7,7 +7,8 @@ P(f) = P_idle + (P_default - P_idle) (f / f_default)^a. Dense GEMMs run at the p
 (the clock gives way), so under a cap P_cap the sustained clock is
 f_cap / f_default = ((P_cap - P_idle) / (P_default - P_idle))^(1/a); the exponent a is fitted
 to published GEMM-throughput-vs-cap measurements (``fit_exponent``), pooled over devices (one
-exponent for all; the yaml holds one point today and lists the sources searched for more). The
+exponent for all; the yaml holds a GB300 point and an RTX PRO 6000 Blackwell sweep and lists the
+sources searched for more). The
 HBM clock is not capped: memory-bound kernels keep their speed, so only the compute roof of the
 roofline moves.
 
