@@ -41,6 +41,19 @@ GDN_CHUNK = 64
 STATE_BYTES = 2.0
 
 
+def kind_model(model: ModelSpec, kind: str) -> ModelSpec:
+    """``model`` with the attention shape of its ``kind`` layers: the sliding-window layers'
+    own heads, head sizes and sinks (ModelSpec.sliding_attention), else ``model`` itself."""
+    s = model.sliding_attention
+    if kind != SLIDING or s is None:
+        return model
+    update = {"num_heads": s.num_heads, "num_kv_heads": s.num_kv_heads,
+              "head_dim": s.head_dim, "value_head_dim": s.value_head_dim,
+              "attention_sinks": s.attention_sinks}
+    return model.model_copy(update={k: v for k, v in update.items() if v is not None}
+                            | {"sliding_attention": None})
+
+
 def layer_kinds(model: ModelSpec) -> list[tuple[str, bool]]:
     """(attention kind, MoE layer?) of every layer, in order. MoE layers without a listed
     pattern: after ``first_dense_layers``, every ``layer_frequency``-th layer (HF

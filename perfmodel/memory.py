@@ -70,12 +70,12 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
 
         saved, _ = op_policy_split(model, moe_layer)
         kept = sum(a * s * b * mm.width / (t if mm.column_parallel else 1) for _, mm in saved)
-        attn_out = model.num_heads * (model.mla.v_head_dim if model.mla else model.hd)
+        attn_out = model.num_heads * (model.mla.v_head_dim if model.mla else model.vd)
         return a * sbh / seq_div + kept + (a * s * b * attn_out + 4.0 * b * model.num_heads * s) / t
     hq = model.num_heads * (model.mla.qk_head_dim if model.mla else model.hd)
     hk = model.kv_heads * (model.mla.qk_head_dim if model.mla else model.hd)
-    hv = model.num_heads * model.mla.v_head_dim if model.mla else model.kv_heads * model.hd
-    ho = model.num_heads * (model.mla.v_head_dim if model.mla else model.hd)
+    hv = model.num_heads * model.mla.v_head_dim if model.mla else model.kv_heads * model.vd
+    ho = model.num_heads * (model.mla.v_head_dim if model.mla else model.vd)
     mask = 1.0 if shape.dropout else 0.0  # one byte per element
     seq = 2 * a * sbh + a * sbh + mask * sbh  # two norm inputs, QKV input, attn dropout mask
     seq += a * sbh + mask * sbh  # MLP (or router) input, MLP dropout mask
@@ -186,7 +186,14 @@ def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype: str, tp: Array = 1) -> 
         latent = (model.mla.kv_lora_rank + model.mla.qk_rope_head_dim) * b
         return (latent + index) * np.ones_like(np.asarray(tp, float))
     kv_local = np.maximum(model.kv_heads / np.asarray(tp, float), 1.0)
-    return 2.0 * kv_local * model.hd * b
+    return kv_local * (model.hd + model.vd) * b
+
+
+def _sliding_per_token(model: ModelSpec, kv_dtype: str, tp: Array) -> Array:
+    """kv_cache_bytes_per_token of a sliding-window layer (its own shape, if any)."""
+    from .attention_variants import SLIDING, kind_model
+
+    return kv_cache_bytes_per_token(kind_model(model, SLIDING), kv_dtype, tp)
 
 
 def paged_tokens(context: Array, block: int) -> Array:
@@ -217,8 +224,8 @@ def kv_cache_bytes_per_sequence(model: ModelSpec, kv_dtype: str, tp: Array, cont
     n = kv_layer_counts(model)
     ctx = np.asarray(context, float)
     total = n[FULL] * per_tok * paged_tokens(ctx, block)
-    if n[SLIDING]:
-        total = total + n[SLIDING] * per_tok * paged_tokens(
+    if n[SLIDING]:  # with their own head shape, if any (attention_variants.kind_model)
+        total = total + n[SLIDING] * _sliding_per_token(model, kv_dtype, tp) * paged_tokens(
             np.minimum(ctx, model.sliding_window), block)
     if n[LINEAR]:
         total = total + n[LINEAR] * linear_state_bytes(model, tp) * np.ones_like(ctx)
@@ -236,8 +243,9 @@ def kv_growth_bytes_per_token(model: ModelSpec, kv_dtype: str, tp: Array = 1) ->
     from .attention_variants import FULL, SLIDING, kv_layer_counts
 
     n = kv_layer_counts(model)
-    per_tok = kv_cache_bytes_per_token(model, kv_dtype, tp)
-    return per_tok * (n[FULL] if n[FULL] else n[SLIDING])
+    if not n[FULL]:
+        return _sliding_per_token(model, kv_dtype, tp) * n[SLIDING]
+    return kv_cache_bytes_per_token(model, kv_dtype, tp) * n[FULL]
 
 
 def kv_fixed_bytes_per_sequence(model: ModelSpec, kv_dtype: str, tp: Array = 1,
@@ -251,8 +259,7 @@ def kv_fixed_bytes_per_sequence(model: ModelSpec, kv_dtype: str, tp: Array = 1,
     long = float(model.sliding_window or 1) + block  # past the window: sliding layers capped
     full = n[FULL] * kv_cache_bytes_per_token(model, kv_dtype, tp) * paged_tokens(long, block)
     if not n[FULL] and n[SLIDING]:
-        full = n[SLIDING] * kv_cache_bytes_per_token(model, kv_dtype, tp) * paged_tokens(
-            long, block)
+        full = n[SLIDING] * _sliding_per_token(model, kv_dtype, tp) * paged_tokens(long, block)
     return kv_cache_bytes_per_sequence(model, kv_dtype, tp, long, block) - full
 
 

@@ -233,8 +233,8 @@ def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec:
         d_qk, d_v = model.mla.qk_head_dim, model.mla.v_head_dim
         kv_width = d_qk + d_v  # K and V widths per head
     else:
-        d_qk = d_v = model.hd
-        kv_width = 2 * model.hd
+        d_qk, d_v = model.hd, model.vd
+        kv_width = model.hd + model.vd
     flops_pairs = 2.0 * (d_qk + d_v) * heads
     model_flops = flops_pairs * q_len * kv_len * b  # non-causal convention
     executed = flops_pairs * pairs * b
@@ -291,12 +291,13 @@ def projection_ops(model: ModelSpec, t, shard: Shard, prec: Precision
         out_k = nh * m.v_head_dim / tp
     else:
         hd, kv = model.hd, model.kv_heads
-        q, k = nh * hd, kv * hd
-        parts = (Matmul(q / (q + 2 * k), q, True), Matmul(k / (q + 2 * k), k, True),
-                 Matmul(k / (q + 2 * k), k, True))  # q, k, v fused
-        ops.append(gemm("attn.qkv", t, (nh + 2 * kv) * hd / tp, h, prec, matmuls=parts))
+        q, k, v = nh * hd, kv * hd, kv * model.vd
+        n = q + k + v
+        parts = (Matmul(q / n, q, True), Matmul(k / n, k, True),
+                 Matmul(v / n, v, True))  # q, k, v fused
+        ops.append(gemm("attn.qkv", t, n / tp, h, prec, matmuls=parts))
         rope_elems = t * (nh + kv) * hd / tp
-        out_k = nh * hd / tp
+        out_k = nh * model.vd / tp
     if model.position_embedding == "rope":
         ops.append(elementwise("attn.rope", rope_elems, rope_elems, prec.act, 3.0, kind="rope"))
     return ops, [gemm("attn.out", t, h, out_k, prec, matmuls=one(h, False))]
@@ -373,13 +374,20 @@ def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard:
 
     Sliding window W: the core attends min(j, W) keys per query (``windowed_pairs``) and reads
     the min(kv, q + W - 1) keys in reach; the non-causal model FLOPs count q x min(kv, W).
-    Identical to full attention while kv_len <= W."""
+    Identical to full attention while kv_len <= W. Sliding layers with their own shape
+    (ModelSpec.sliding_attention) run it (attention_variants.kind_model).
+
+    DeepSeek sparse attention (MLASpec.indexer_topk = k; DeepSeek-V3.2 arXiv 2512.02556
+    Sec. 2): each query attends the k keys its indexer selects, min(j, k) at position j, the
+    same count as a window of k; they may lie anywhere, so up to min(kv, q k) distinct keys
+    are read. The indexer itself (``indexer_ops``) runs in the layers that own one."""
     from .attention_variants import (
         LINEAR,
         MAMBA,
         NO_MIXER,
         SLIDING,
         attention_mix,
+        kind_model,
         windowed_keys,
         windowed_pairs,
     )
@@ -394,6 +402,7 @@ def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard:
         elif kind == MAMBA:
             part = mamba_ops(model, b, q_len, shard, prec, phase)
         else:
+            km = kind_model(model, kind)  # the sliding layers' own shape, if any
             kv, pr = kv_len, pairs
             topk = model.mla.indexer_topk if model.mla else None
             reach = model.sliding_window if kind == SLIDING else topk
@@ -406,8 +415,8 @@ def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard:
                 # may each pick other keys: up to q x k distinct ones
                 kv = (windowed_keys(q_len, kv_len, w) if kind == SLIDING
                       else np.minimum(kv_len, np.asarray(q_len, float) * w))
-            before, after = projection_ops(model, b * q_len, shard, prec)
-            core = attention_ops(model, b, q_len, kv, pr, shard, prec, flash, phase,
+            before, after = projection_ops(km, b * q_len, shard, prec)
+            core = attention_ops(km, b, q_len, kv, pr, shard, prec, flash, phase,
                                  absorbed_mla)
             if reach:  # model FLOPs: q x min(kv, W or k) pairs (non-causal convention);
                 # attention_ops counted q x kv with the keys in reach as kv
@@ -419,9 +428,9 @@ def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard:
             if owners:
                 before = [*before, *indexer_ops(model, b, q_len, kv_len, pairs, prec, phase,
                                                 owners)]
-            if model.attention_sinks:  # one extra softmax element per query row and head
+            if km.attention_sinks:  # one extra softmax element per query row and head
                 core[0].vector_flops = core[0].vector_flops + 5.0 * b * q_len * (
-                    model.num_heads / shard.tp)
+                    km.num_heads / shard.tp)
             part = [*before, *core, *after]
         if share != 1.0:
             for op in part:

@@ -132,14 +132,14 @@ def attention_params(model: ModelSpec) -> tuple[int, int]:
         replicated += indexer_params(model)
         return sharded, replicated
     hd, kv = model.hd, model.kv_heads
-    q, k_v = nh * hd, kv * hd
-    sharded = h * (q + 2 * k_v) + q * h
+    q, k, v = nh * hd, kv * hd, kv * model.vd
+    sharded = h * (q + k + v) + nh * model.vd * h
     if model.attention_output_gate:
         sharded += h * q + (q if model.qkv_bias else 0)
     if model.attention_sinks:
         sharded += nh
     if model.qkv_bias:
-        sharded += q + 2 * k_v
+        sharded += q + k + v
     if model.attn_out_bias:
         sharded += h
     return sharded, 0
@@ -216,14 +216,21 @@ def hybrid_adjustment(model: ModelSpec, attention_full: int, dense_mlp: int) -> 
     """Parameters of Mamba / mixer-less / MLP-less layers relative to the attention + MLP
     layer that ``ParamCounts`` counts for every layer of their MLP kind."""
     if model.mamba is None and model.no_mlp_layers is None and not (
-            model.layer_types and "none" in model.layer_types):
+            model.layer_types and "none" in model.layer_types) and \
+            model.sliding_attention is None:
         return 0
-    from .attention_variants import layer_kinds
+    from .attention_variants import SLIDING, kind_model, layer_kinds
 
+    sliding = 0
+    if model.sliding_attention is not None:  # their own attention shape (kind_model)
+        km = kind_model(model, SLIDING)
+        sliding = sum(attention_params(km)) + qk_norm_params(km) - attention_full
     no_mlp = model.no_mlp_layers or (False,) * model.num_layers
     adj = 0
     for (kind, moe), none in zip(layer_kinds(model), no_mlp, strict=True):
-        if kind == "mamba":
+        if kind == SLIDING:
+            adj += sliding
+        elif kind == "mamba":
             adj += mamba_params(model) - attention_full
         elif kind == "none":
             adj -= attention_full

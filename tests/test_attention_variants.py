@@ -430,3 +430,20 @@ def test_latent_moe_experts_run_in_the_latent():
     assert ops["moe.expert.down"].shape[1:] == (1024, 2688)
     assert ops["moe.shared.up"].shape == (8.0, 5376, 4096)
     assert ops["moe.router"].shape == (8.0, 512, 4096)
+
+
+def test_sliding_layers_with_their_own_shape_by_hand():
+    """MiMo-V2-Flash: KV per token 4 (full) or 8 (sliding) KV heads x (192 + 128) x 2 B;
+    at 1000 tokens 9 full layers hold 1000 tokens, 39 sliding layers 128. The sliding
+    layers' fused qkv is 64 x 192 + 8 x 320 wide, the full layers' 64 x 192 + 4 x 320; both
+    o_proj read 64 x 128."""
+    spec = _load("XiaomiMiMo--MiMo-V2-Flash")
+    assert float(kv_cache_bytes_per_sequence(spec, "bf16", 1, 1000.0)) == \
+        9 * 4 * 320 * 2 * 1000 + 39 * 8 * 320 * 2 * 128
+    prec = O.Precision.inference("bf16", "bf16", "bf16")
+    ops = O.layer_forward_ops(spec, True, 1.0, 1.0, 1.0, 1.0, O.Shard(), prec)
+    qkv = sorted(o.shape[1] for o in ops if o.name == "attn.qkv")
+    assert qkv == [64 * 192 + 4 * 320, 64 * 192 + 8 * 320]
+    assert {o.shape[2] for o in ops if o.name == "attn.out"} == {64 * 128}
+    counts = {o.shape[1]: float(o.count) for o in ops if o.name == "attn.qkv"}
+    assert counts[64 * 192 + 8 * 320] == pytest.approx(39 / 47)  # MoE layers: 39 of 47 sliding

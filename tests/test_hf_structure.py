@@ -28,8 +28,9 @@ needs_configs = pytest.mark.skipif(not CONFIGS.is_dir(), reason="copied configs 
 # Configs that import today (out of 117 files: 89 config.json + 28 hf_quant_config.json).
 # Before the structural reader: 9 (llama x4, mixtral x2, deepseek_v3 x3); 60 before the
 # Nemotron-H (Mamba-2 hybrid) reader; 64 before GLM-5.2's shared indexers (+6) and the
-# latent MoE of Nemotron 3 Super / Ultra (+5). Never lower it.
-MIN_IMPORTED = 75
+# latent MoE of Nemotron 3 Super / Ultra (+5) and MiMo-V2-Flash's own sliding-layer shapes
+# (+1). Never lower it.
+MIN_IMPORTED = 76
 
 
 def _load(name: str):
@@ -455,3 +456,33 @@ def test_indexer_types_by_structure():
     with pytest.raises(SpecError, match=r"without a per-layer indexer_types list "
                                         r"\(index_topk_freq\) is not modelled"):
         model_from_hf_config({**base, "index_topk_freq": 2})
+
+
+# --- sliding-window layers with their own attention shape (MiMo-V2-Flash) -----------------
+@needs_configs
+def test_mimo_v2_flash_309b_15b():
+    """MiMo-V2-Flash technical report (arXiv 2601.02780, abstract): "309B total parameters and
+    15B active parameters". hybrid_layer_pattern: 9 full-attention layers (4 KV heads) and 39
+    sliding-window layers (W = 128, 8 KV heads, a per-head sink bias), q/k heads of 192, value
+    heads of 128 (fused qkv 64 x 192 + kv x 192 + kv x 128, o_proj 64 x 128 -> 4096); layer 0
+    dense (moe_layer_freq list), 47 MoE layers of 256 experts, top 8, no shared expert.
+    By hand: embeddings 2 x 152576 x 4096 + final norm; attention full 4096 x 13568 + 8192 x
+    4096, sliding 4096 x 14848 + 8192 x 4096 + 64; two norms per layer; dense MLP 3 x 4096 x
+    16384; MoE 256 x 3 x 4096 x 2048 + router 4096 x 256 + bias 256."""
+    spec = _load("XiaomiMiMo--MiMo-V2-Flash")
+    c = param_counts(spec)
+    h, v = 4096, 152576
+    full, swa = h * 13568 + 8192 * h, h * 14848 + 8192 * h + 64
+    moe = 256 * 3 * h * 2048 + h * 256 + 256
+    by_hand = (2 * v * h + h + 9 * full + 39 * swa + 48 * 2 * h + 3 * h * 16384 + 47 * moe)
+    assert c.total == by_hand == 308_778_780_864
+    assert spec.layer_types.count("sliding_attention") == 39 and spec.num_moe_layers == 47
+    assert spec.sliding_attention.num_kv_heads == 8 and spec.sliding_attention.attention_sinks
+    assert not spec.attention_sinks and spec.value_head_dim == 128
+    assert _rounds_to(c.total, 309e9, 1e9)
+    assert _rounds_to(c.active, 15e9, 1e9) and _rounds_to(c.active - c.word_embedding, 15e9, 1e9)
+
+
+def test_hybrid_layer_pattern_other_than_full_or_sliding_is_refused():
+    with pytest.raises(SpecError, match=r"\(hybrid_layer_pattern\) is not modelled$"):
+        model_from_hf_config(_tiny(hybrid_layer_pattern=[0, 2, 0, 1], sliding_window=8))

@@ -125,6 +125,20 @@ class MambaSpec(Strict):
         return self.d_inner + 2 * self.n_groups * self.state_size
 
 
+class SlidingAttentionSpec(Strict):
+    """The attention shape of the ``sliding_attention`` layers where it differs from the
+    model's (MiMo-V2-Flash ``swa_num_key_value_heads`` / ``swa_head_dim`` /
+    ``swa_v_head_dim`` / ``add_swa_attention_sink_bias``). A None field: the model's value.
+    Parameters, KV cache and operators of those layers use it
+    (attention_variants.kind_model)."""
+
+    num_heads: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
+    num_kv_heads: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
+    head_dim: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
+    value_head_dim: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
+    attention_sinks: Bool | None = None
+
+
 class ModelSpec(Strict):
     """A decoder-only transformer."""
 
@@ -136,6 +150,9 @@ class ModelSpec(Strict):
     num_heads: Int = Field(ge=1, le=MAX_WIDTH)
     num_kv_heads: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)  # None: = num_heads (MHA)
     head_dim: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)  # None: hidden_size // num_heads
+    # width of a value head when it differs from the query/key head (MiMo-V2-Flash
+    # v_head_dim 128 against head_dim 192): v_proj, the KV cache's V and o_proj use it
+    value_head_dim: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
     # dense MLP width (per gate/up projection if gated)
     ffn_hidden_size: Int = Field(ge=1, le=MAX_WIDTH)
     vocab_size: Int = Field(ge=1, le=MAX_WIDTH)
@@ -175,6 +192,7 @@ class ModelSpec(Strict):
     mamba: MambaSpec | None = None
     no_mlp_layers: tuple[Bool, ...] | None = None
     sliding_window: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    sliding_attention: SlidingAttentionSpec | None = None  # their own shape, if different
     linear_attention: LinearAttentionSpec | None = None  # the linear_attention layers' mixer
     # the query projection also yields a per-channel sigmoid gate on the attention output
     # (Qwen3-Next / Qwen3.5 attn_output_gate): q_proj is 2 x num_heads x head_dim wide
@@ -249,8 +267,13 @@ class ModelSpec(Strict):
 
     @property
     def hd(self) -> int:
-        """Head dimension of standard attention (query/key/value)."""
+        """Head dimension of standard attention (query/key; value unless value_head_dim)."""
         return self.head_dim or self.hidden_size // self.num_heads
+
+    @property
+    def vd(self) -> int:
+        """Value head dimension of standard attention."""
+        return self.value_head_dim or self.hd
 
     @property
     def attention_kind(self) -> str:

@@ -88,6 +88,10 @@ JSON_TYPES: dict[str, str] = {
     "linear_key_head_dim": "integer", "linear_value_head_dim": "integer",
     "linear_conv_kernel_dim": "integer", "indexer_types": "array", "mlp_layer_types": "array",
     "index_topk": "integer", "moe_latent_size": "integer",
+    "swa_num_attention_heads": "integer", "swa_num_key_value_heads": "integer",
+    "swa_head_dim": "integer", "swa_v_head_dim": "integer",
+    "add_swa_attention_sink_bias": "boolean", "add_full_attention_sink_bias": "boolean",
+    "hybrid_layer_pattern": "array",
 }
 
 
@@ -449,7 +453,8 @@ _NO_SHAPE_KEYS = _keys("""
     use_mtp num_mtp_modules mtp_transformer_layers use_qk_norm qk_norm_type
     moe_router_dtype num_logits_to_keep moe_router_scaling_factor index_topk
     indexer_rope_interleave full_attention_interval mtp_num_hidden_layers
-    mtp_use_dedicated_embeddings mamba_ssm_dtype output_gate_type
+    mtp_use_dedicated_embeddings mamba_ssm_dtype output_gate_type sliding_window_size
+    attention_value_scale swa_rope_theta layernorm_epsilon
     add_cross_attention chunk_size_feed_forward cross_attention_hidden_size finetuning_task
     id2label label2id is_decoder is_encoder_decoder output_attentions output_hidden_states
     prefix problem_type pruned_heads return_dict task_specific_params tf_legacy_loss
@@ -474,7 +479,9 @@ _SHAPE_KEYS = _keys("""
     qk_nope_head_dim v_head_dim qk_head_dim qkv_bias index_n_heads index_head_dim
     share_expert_dim attn_type_list indexer_types mlp_layer_types attn_output_gate
     linear_num_key_heads linear_num_value_heads linear_key_head_dim linear_value_head_dim
-    linear_conv_kernel_dim
+    linear_conv_kernel_dim swa_num_attention_heads swa_num_key_value_heads swa_head_dim
+    swa_v_head_dim add_swa_attention_sink_bias add_full_attention_sink_bias
+    hybrid_layer_pattern
 """)
 
 # Parts a config may name that the ModelSpec cannot express yet: one line each.
@@ -482,7 +489,6 @@ _UNMODELLED_KEYS = {
     "block_configs": "NAS-style heterogeneous blocks (block_configs)",
     "hybrid_override_pattern": "Mamba / hybrid layer pattern (hybrid_override_pattern)",
     "layers_block_type": "Mamba / hybrid layer pattern (layers_block_type)",
-    "hybrid_layer_pattern": "hybrid layer pattern (hybrid_layer_pattern)",
     "ssm_state_size": "Mamba layers (ssm_state_size)",
     "linear_attn_config": "linear-attention layers (linear_attn_config)",
     "index_topk_pattern": "indexer shared across layers without a per-layer indexer_types "
@@ -497,8 +503,6 @@ _UNMODELLED_KEYS = {
     "attention_k_eq_v": "shared key/value projection (attention_k_eq_v)",
     "hidden_size_per_layer_input": "per-layer input embeddings (hidden_size_per_layer_input)",
     "global_head_dim": "separate head size of global attention layers (global_head_dim)",
-    "swa_num_attention_heads": "separate sliding-window attention shapes "
-                               "(swa_num_attention_heads)",
     "attention_output_gate": "gated attention output (attention_output_gate)",
     "enable_moe_block": "dense MLP beside the MoE block (enable_moe_block)",
     "use_double_wide_mlp": "double-width MLP layers (use_double_wide_mlp)",
@@ -550,6 +554,18 @@ def _structural(c: _Config) -> dict[str, Any]:
     layers = c.req("num_hidden_layers")
     types = c.get("layer_types")
     window = None
+    hybrid = c.get("hybrid_layer_pattern")
+    if hybrid is not None:
+        # MiMo-V2-Flash: 0 = full attention, 1 = sliding-window attention with the swa_*
+        # shapes (vLLM model_executor/models/mimo_v2_flash.py: is_swa = pattern[i] == 1)
+        if types is not None or any(x not in (0, 1) for x in hybrid) or \
+                c.get("sliding_window") is None:
+            raise _refuse(c, "hybrid layer pattern other than 0 (full) / 1 (sliding-window) "
+                             "per layer with a sliding_window (hybrid_layer_pattern)")
+        if len(hybrid) != layers:
+            raise SpecError(f"HF config key 'hybrid_layer_pattern' has {len(hybrid)} entries; "
+                            f"it needs one per layer (num_hidden_layers = {layers})")
+        types = ["sliding_attention" if x else "full_attention" for x in hybrid]
     if types is not None and c.get("index_n_heads"):
         # every layer attends (MLA) to the keys its indexer selects: softmax attention whose
         # top-k limit the mla.indexer_* fields carry (NVIDIA's GLM-5.2 NVFP4 config)
@@ -604,6 +620,19 @@ def _structural(c: _Config) -> dict[str, Any]:
         "linear_attention": linear,
         "attention_output_gate": bool(c.get("attn_output_gate", default=False)),
     }
+    if c.get("add_full_attention_sink_bias"):  # per-head sink logits (as gpt-oss's sinks)
+        spec["attention_sinks"] = True
+    if c.get("v_head_dim") and not c.get("kv_lora_rank"):
+        spec["value_head_dim"] = c.get("v_head_dim")
+    swa = {"num_heads": c.get("swa_num_attention_heads"),
+           "num_kv_heads": c.get("swa_num_key_value_heads"),
+           "head_dim": c.get("swa_head_dim"), "value_head_dim": c.get("swa_v_head_dim"),
+           "attention_sinks": c.get("add_swa_attention_sink_bias")}
+    if any(v is not None for v in swa.values()):
+        if window is None:
+            raise _refuse(c, "sliding-window attention shapes without sliding-window layers "
+                             "(swa_num_attention_heads)")
+        spec["sliding_attention"] = {k: v for k, v in swa.items() if v is not None}
     if c.get("use_qk_norm") and c.get("qk_norm_type") == "per_layer":
         spec["qk_norm"] = "per_layer"  # MiniMax-M2; Llama 4's use_qk_norm is weightless L2
     if c.get("kv_lora_rank"):
@@ -633,15 +662,23 @@ def _structural(c: _Config) -> dict[str, Any]:
             shared_width = c.get("shared_expert_intermediate_size", "shared_intermediate_size")
             n_shared, gate = 1, c.get("shared_expert_intermediate_size") is not None
         first = c.get("first_k_dense_replace", default=0)
-        freq = c.get("moe_layer_freq", "decoder_sparse_step", "interleave_moe_layer_step",
-                     default=1)
+        listed_freq = c.data.get("moe_layer_freq")
+        if isinstance(listed_freq, list):  # MiMo-V2-Flash: 1 = MoE, 0 = dense, per layer
+            if len(listed_freq) != layers or any(x not in (0, 1) for x in listed_freq):
+                raise SpecError("HF config key 'moe_layer_freq' as a list needs one 0 (dense) "
+                                f"or 1 (MoE) per layer (num_hidden_layers = {layers})")
+            mlp_types = ["sparse" if x else "dense" for x in listed_freq]
+            freq = 1
+        else:
+            freq = c.get("moe_layer_freq", "decoder_sparse_step", "interleave_moe_layer_step",
+                         default=1)
         pattern = None
         if mlp_types is not None:  # GLM-5: "dense" / "sparse" (MoE) per layer
             if len(mlp_types) != layers:
                 raise SpecError(f"HF config key 'mlp_layer_types' has {len(mlp_types)} entries; "
                                 f"it needs one per layer (num_hidden_layers = {layers})")
             pattern = tuple(t == "sparse" for t in mlp_types)
-        elif c.get("moe_layer_freq") not in (None, 1):  # DeepSeek: MoE where i % freq == 0
+        elif freq != 1 and c.get("moe_layer_freq") is not None:  # DeepSeek: i % freq == 0
             pattern = tuple(i >= first and i % freq == 0 for i in range(layers))
         elif c.get("mlp_only_layers"):  # Qwen-MoE: these dense, else every step-th layer
             dense = set(c.get("mlp_only_layers"))
