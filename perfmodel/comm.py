@@ -85,13 +85,16 @@ def _efficiency(profile: CalibrationProfile, collective: str, scope: str, n, nby
     shape = np.broadcast(n_arr, nbytes).shape
     lat = np.full(shape, defaults[0])
     eff = np.full(shape, defaults[1])
+    sizes = np.broadcast_to(n_arr, shape)
+    flat_bytes = np.broadcast_to(np.asarray(nbytes, dtype=float), shape)
     for size in np.unique(n_arr):
         fit = _fit(profile, collective, scope, int(size))
         if fit is None:
             continue
-        mask = np.broadcast_to(n_arr == size, shape)
-        lat = np.where(mask, fit.latency_s, lat)
-        eff = np.where(mask, fit.efficiency(np.broadcast_to(nbytes, shape)), eff)
+        # each group size's fit on its own cells only (the curve is elementwise)
+        mask = sizes == size
+        lat[mask] = fit.latency_s
+        eff[mask] = fit.efficiency(flat_bytes[mask])
     return lat, eff
 
 

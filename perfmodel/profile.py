@@ -69,6 +69,11 @@ class Curve(Strict):
         return self
 
     @cached_property
+    def best(self) -> float:
+        """The largest value of the table (a sweep asks for it once per model call)."""
+        return max(self.values)
+
+    @cached_property
     def _table(self) -> tuple[list[np.ndarray], np.ndarray, list[int]]:
         grids = [np.asarray(g, dtype=float) for g in self.log2_grid]
         shape = tuple(len(g) for g in grids)

@@ -202,7 +202,7 @@ def _padded_gemm(table, m, n, k, t_flops, t_vec, nbytes, act, bandwidth, stream)
         return np.maximum(*terms(rows, cols))
 
     return padded_minimum(m, (m, n, k, t_flops, t_vec, nbytes), time_at, bound_at,
-                          2.0 ** table.log2_grid[0][-1], max(table.values))
+                          2.0 ** table.log2_grid[0][-1], table.best)
 
 
 def _padded_decode(table, streams, kv, t_c, t_m, stream):
@@ -219,7 +219,7 @@ def _padded_decode(table, streams, kv, t_c, t_m, stream):
         return np.maximum(c, mem) * s / s0
 
     return padded_minimum(streams, (streams, kv, t_c, t_m), time_at, bound_at,
-                          2.0 ** table.log2_grid[0][-1], max(table.values))
+                          2.0 ** table.log2_grid[0][-1], table.best)
 
 
 def _streaming(eff: np.ndarray, t_c: np.ndarray, t_m: np.ndarray, cap: float) -> np.ndarray:

@@ -10,6 +10,21 @@ iteration's time comes from the inference model's operators (``cost``), and the 
 (``economics``). See docs/serving.md.
 """
 
-from .predict import predict_serving
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .predict import predict_serving
 
 __all__ = ["predict_serving"]
+
+
+def __getattr__(name: str) -> Any:
+    """``predict_serving`` is imported on first use (PEP 562), so that a module of this
+    package (e.g. ``economics`` for the price table) does not load the simulator."""
+    if name == "predict_serving":
+        from .predict import predict_serving
+
+        return predict_serving
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

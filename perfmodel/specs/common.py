@@ -19,7 +19,7 @@ class Strict(BaseModel):
     and no float is NaN or infinite."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
-                              allow_inf_nan=False)
+                              allow_inf_nan=False, defer_build=True)
 
 
 class Source(Strict):
