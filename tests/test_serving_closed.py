@@ -60,7 +60,8 @@ def in_system(reqs, t: np.ndarray) -> np.ndarray:
     return np.searchsorted(a, t, side="right") - np.searchsorted(f, t, side="right")
 
 
-@pytest.mark.parametrize("kind", ["continuous", "chunked", "static"])
+@pytest.mark.parametrize("kind", ["continuous", "chunked", "static", "inflight",
+                                  "prefill_first"])
 @pytest.mark.parametrize("concurrency", [1, 3, 16])
 def test_never_more_than_concurrency_requests_in_the_system(kind, concurrency):
     _, reqs = simulate(kind, concurrency, 300)
@@ -74,13 +75,25 @@ def test_never_more_than_concurrency_requests_in_the_system(kind, concurrency):
     assert (busy[events < last_send] == concurrency).all()
 
 
+@pytest.mark.parametrize("kind", ["continuous", "chunked", "inflight", "prefill_first"])
+def test_each_request_is_sent_the_moment_an_earlier_one_ends(kind):
+    """genai-perf / vllm bench serve: a client sends its next request when its last token
+    arrives (zero think time): request C + i is sent at the (i + 1)-th earliest finish, to
+    the float, and never before its sender's request has ended."""
+    c, n = 8, 200
+    _, reqs = simulate(kind, c, n)
+    assert (reqs.arrival[:c] == 0.0).all()
+    assert np.array_equal(np.sort(reqs.arrival[c:]), np.sort(reqs.finish)[:n - c])
+    assert (np.diff(reqs.arrival[c:]) >= 0).all()  # sent in request order
+
+
 def test_disaggregated_closed_loop_keeps_the_bound():
     _, reqs = simulate("disaggregated", 12, 300, gpus=2)
     events = np.unique(np.concatenate([reqs.arrival, reqs.finish]))
     assert in_system(reqs, events).max() == 12
 
 
-@pytest.mark.parametrize("kind", ["continuous", "chunked"])
+@pytest.mark.parametrize("kind", ["continuous", "chunked", "inflight", "prefill_first"])
 @pytest.mark.parametrize("concurrency", [4, 32])
 def test_littles_law(kind, concurrency):
     """Throughput x mean E2E = mean requests in the system = C while the loop is full; the
