@@ -4,33 +4,35 @@ device, and the ratio to a numpy floor measured in the same run.
     .venv/bin/python benchmarks/search_speed.py [--model llama-3-70b] [--device h100-sxm5-80gb]
 
 Figures (printed, never asserted; the machine is shared and wall times vary 2-5x with its
-load, so CPU time -- less sensitive to other processes -- is printed beside them):
+load, so CPU time -- less sensitive to other processes -- is printed beside them). One count
+of plans is used throughout: the whole plans of the space (GPU count x tp x pp x cp x ep x
+vp x micro-batch x recompute x SP x ZeRO with tp*pp*cp*dp one of the GPU counts, before any
+other rule), i.e. ``Sweep.considered``.
 
-* plans/s of the search: candidate plans considered by ``plan_training`` (every whole plan:
-  GPU count x tp x pp x cp x ep x vp x micro-batch x recompute x SP x ZeRO with tp*pp*cp*dp
-  one of the GPU counts, before any other rule) / the time of its sweep and best-per-count
-  selection; the same for the mesh cells the model evaluated (after dropping axis values no
-  valid plan uses).
-* plans/s in process: the same count over all of ``plan_training`` (the search, then each
-  row's plan predicted on its own for its band and energy).
-* plans/s of the whole process: the same count over the wall time of
-  ``perfmodel plan-training MODEL --tokens 15T --devices DEVICE --json`` (interpreter start,
-  imports, data files, search, output).
+* search only: that count over the time of the sweep and the best plan per GPU count
+  (``search.sweep`` + ``search.best_per_gpu_count``), in process, data files loaded.
+* plan_training in process: over all of ``plan_training`` (the search, then each row's
+  plan predicted on its own through ``perfmodel.predict`` for its band and energy).
+* whole process: over ``perfmodel plan-training MODEL --tokens 15T --devices DEVICE --json``
+  as a fresh process (interpreter start, imports, data files, search, rows, JSON), with the
+  package's bytecode compiled as an installed package has it.
 * numpy floor: every numpy call the sweep makes on mesh arrays is recorded (ufunc, method,
   operand shapes; other array functions by their output shape) and replayed on ready-made
-  arrays of the same shapes, with no Python logic in between: the time numpy itself needs for
-  the same elementwise work. ratio = floor time / sweep time (1.0 = the search is as fast as
-  its numpy arithmetic alone). Calls on arrays created inside the core from scratch
-  (np.full, np.zeros, ...) and never combined with a mesh array are not recorded, so the
-  floor is a lower bound and the ratio errs low.
+  arrays of the same shapes, with no Python logic in between: the CPU time numpy itself needs
+  for the same elementwise work. ratio = floor / the row's CPU time (1.0 = as fast as the
+  sweep's numpy arithmetic alone; printed for the search and for the whole process). Calls
+  on arrays created inside the core from scratch (np.full, np.zeros, ...) and never combined
+  with a mesh array are not recorded, so the floor is a lower bound and the ratios err low.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -99,7 +101,7 @@ def record_sweep(run) -> list:
 
 
 def replay_seconds(log: list, repeats: int = 3) -> tuple[float, int]:
-    """Best time of replaying the recorded calls; total elements they produce."""
+    """Best CPU time of replaying the recorded calls; total elements they produce."""
     cache: dict = {}
 
     def arr(shape, dtype="d"):
@@ -121,88 +123,111 @@ def replay_seconds(log: list, repeats: int = 3) -> tuple[float, int]:
     best = float("inf")
     with np.errstate(all="ignore"):
         for _ in range(repeats):
-            t = time.perf_counter()
+            t = time.process_time()
             for fn, args in calls:
                 fn(*args)
-            best = min(best, time.perf_counter() - t)
+            best = min(best, time.process_time() - t)
     return best, elements
+
+
+def _whole_process(model: str, device: str, repeats: int) -> tuple[float, float]:
+    """Best wall and CPU seconds of ``perfmodel plan-training MODEL --tokens 15T --devices
+    DEVICE --json`` as a fresh process. The package's bytecode is compiled into a private
+    cache first (an installed package ships it; PYTHONDONTWRITEBYTECODE, if set, would make
+    every run recompile every module), so the figure is what a user's run costs."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    cmd = [sys.executable, "-m", "perfmodel.cli", "plan-training", model, "--tokens", "15T",
+           "--devices", device, "--json"]
+    walls, cpus = [], []
+    with tempfile.TemporaryDirectory() as cache:
+        env["PYTHONPYCACHEPREFIX"] = cache
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)  # compile
+        for _ in range(repeats):
+            t, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+            subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
+            walls.append(time.perf_counter() - t)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return min(walls), min(cpus)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="llama-3-70b")
     ap.add_argument("--device", default="h100-sxm5-80gb")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
 
-    from perfmodel.planning.training import (
-        DEFAULT_BATCH_TOKENS,
-        DEFAULT_SEQ_LEN,
-        _system,
-        plan_training,
-    )
-    from perfmodel.search import SearchSpace, base_plan, sweep
+    from perfmodel.planning.training import DEFAULT_BATCH_TOKENS, plan_training
+    from perfmodel.search import SearchSpace, base_plan, best_per_gpu_count, sweep
+    from perfmodel.specs.assemble import resolve_system
     from perfmodel.specs.registry import profile_for
-    from perfmodel.specs.scenario import TrainingConfig
+    from perfmodel.specs.scenario import Scenario, SystemConfig, TrainingConfig
     from perfmodel.zoo import resolve_model
 
     model = resolve_model(args.model)
-    plan_training(model=model, tokens="15T", devices=[args.device])  # warm caches
-    best, search_s, cpu, result = float("inf"), float("inf"), float("inf"), None
-    for _ in range(args.repeats):
-        t, c = time.perf_counter(), time.process_time()
-        result = plan_training(model=model, tokens="15T", devices=[args.device])
-        best = min(best, time.perf_counter() - t)
-        cpu = min(cpu, time.process_time() - c)
-        search_s = min(search_s, result.work["search_seconds"])
+    result = plan_training(model=model, tokens="15T", devices=[args.device])  # warm caches
     w = result.work
-    print(f"plan-training {args.model} on {args.device}: {w['considered']:,} plans considered, "
-          f"{w['modelled']:,} modelled, {w['valid']:,} valid, {w['fitting']:,} fit; "
-          f"{len(result.rows)} GPU counts answered")
-    print(f"  search:        {search_s:.3f} s  ->  {w['considered'] / search_s / 1e6:.2f} M "
-          f"plans/s considered, {w['modelled'] / search_s / 1e6:.2f} M/s modelled (the sweep "
-          "and the best plan per GPU count)")
-    print(f"  in process:    {best:.3f} s  ->  {w['considered'] / best / 1e6:.2f} M plans/s "
-          f"considered, {w['modelled'] / best / 1e6:.2f} M/s modelled, "
-          f"{w['valid'] / best / 1e6:.2f} M/s valid; CPU time {cpu:.3f} s -> "
-          f"{w['considered'] / cpu / 1e6:.2f} M plans per CPU-second")
+    per = w["per_device"][args.device]
+    counts = per["gpu_counts"]
+    space = SearchSpace()
 
-    walls, cpus = [], []
-    for _ in range(args.repeats):
-        t, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run([sys.executable, "-m", "perfmodel.cli", "plan-training", args.model,
-                        "--tokens", "15T", "--devices", args.device, "--json"], cwd=ROOT,
-                       check=True, capture_output=True)
-        walls.append(time.perf_counter() - t)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-    wall, child_cpu = min(walls), min(cpus)
-    print(f"  whole process: {wall:.3f} s  ->  {w['considered'] / wall / 1e6:.2f} M plans/s "
-          f"considered, {w['modelled'] / wall / 1e6:.2f} M/s modelled; CPU time "
-          f"{child_cpu:.3f} s -> {w['considered'] / child_cpu / 1e6:.2f} M plans per "
-          "CPU-second")
+    # the search alone: the sweep over every GPU count and the best plan per count
+    seq = result.inputs["seq_len"]
+    sc = Scenario(kind="training", model=model,
+                  system=SystemConfig(device=args.device, num_gpus=max(counts)),
+                  training=TrainingConfig(seq_len=seq, global_batch=DEFAULT_BATCH_TOKENS // seq))
+    system, profile, base = resolve_system(sc.system), profile_for(args.device), base_plan(sc)
 
-    # numpy floor of the sweep (the modelling part of the search)
-    training = TrainingConfig(seq_len=DEFAULT_SEQ_LEN,
-                              global_batch=DEFAULT_BATCH_TOKENS // DEFAULT_SEQ_LEN)
-    sc, system, counts = _system(args.device, model, 16384, training)
-    profile, base, space = profile_for(args.device), base_plan(sc), SearchSpace()
+    def search():
+        sw = sweep(model, system, profile, base, space, counts)
+        return sw, best_per_gpu_count(sw)
 
-    def run():
-        return sweep(model, system, profile, base, space, counts)
-
-    sweep_s, sweep_cpu = float("inf"), float("inf")
+    search_wall, search_cpu = float("inf"), float("inf")
     for _ in range(args.repeats):
         t, c = time.perf_counter(), time.process_time()
-        run()
-        sweep_s = min(sweep_s, time.perf_counter() - t)
-        sweep_cpu = min(sweep_cpu, time.process_time() - c)
-    log = record_sweep(run)
+        sw, best = search()
+        search_wall = min(search_wall, time.perf_counter() - t)
+        search_cpu = min(search_cpu, time.process_time() - c)
+
+    # all of plan_training in process (the search, then each row's plan through predict)
+    inproc_wall, inproc_cpu = float("inf"), float("inf")
+    for _ in range(args.repeats):
+        t, c = time.perf_counter(), time.process_time()
+        plan_training(model=model, tokens="15T", devices=[args.device])
+        inproc_wall = min(inproc_wall, time.perf_counter() - t)
+        inproc_cpu = min(inproc_cpu, time.process_time() - c)
+
+    whole_wall, whole_cpu = _whole_process(args.model, args.device, args.repeats)
+
+    # numpy floor of the sweep: its recorded array calls replayed with no Python between
+    log = record_sweep(lambda: sweep(model, system, profile, base, space, counts))
     floor_s, elements = replay_seconds(log, args.repeats)
-    rate = w["considered"] / sweep_cpu / 1e6
-    print(f"  sweep alone:   {sweep_s:.3f} s, CPU {sweep_cpu:.3f} s ({rate:.2f} M plans per "
-          f"CPU-second); numpy floor of its {len(log):,} recorded calls "
-          f"({elements / 1e6:.1f} M elements): {floor_s:.3f} s  ->  ratio {floor_s / sweep_s:.2f}")
+
+    n = sw.considered
+    print(f"perfmodel plan-training {args.model} --tokens 15T --devices {args.device} --json")
+    print(f"  space: {n:,} whole plans = {len(counts)} GPU counts ({counts[0]}-{counts[-1]}) "
+          f"x tp {space.tp} x pp {space.pp} x cp {space.cp} x vp {space.vp} x micro-batch "
+          f"{space.micro_batch}" + (f" x ep {space.ep}" if model.moe else "")
+          + f" x {len(space.choices())} categorical choices (recompute x SP x ZeRO), counted "
+          "where tp*pp*cp*dp is one of the GPU counts")
+    print(f"  {sw.modelled:,} mesh cells modelled ({len(sw.choices)} model calls), "
+          f"{sw.valid:,} valid, {sw.fitting:,} fit; {len(best)} GPU counts answered")
+    print(f"  numpy floor of the sweep: {floor_s:.4f} s ({len(log):,} recorded numpy calls, "
+          f"{elements / 1e6:.1f} M elements)")
+    print()
+    head = (f"  {'':34s} {'wall s':>8s} {'M plans/s':>10s} {'CPU s':>8s} "
+            f"{'M plans/CPU-s':>14s} {'floor / time':>13s}")
+    print(head)
+    for name, wall, cpu in (("search only (sweep + best per count)", search_wall, search_cpu),
+                            ("plan_training in process", inproc_wall, inproc_cpu),
+                            ("whole process (interpreter..JSON)", whole_wall, whole_cpu)):
+        print(f"  {name:34s} {wall:8.3f} {n / wall / 1e6:10.2f} {cpu:8.3f} "
+              f"{n / cpu / 1e6:14.2f} {floor_s / cpu:13.3f}")
+    print()
+    print("  floor / time: the numpy floor over that row's CPU time (1.0 = as fast as the "
+          "sweep's numpy work alone); wall times move 2-5x with the shared machine's load, "
+          "CPU time less; best of", args.repeats, "runs")
     return 0
 
 
