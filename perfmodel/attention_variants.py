@@ -92,6 +92,20 @@ def mlp_share(model: ModelSpec, moe_layer: bool) -> float:
     return (len(dense) - sum(dense)) / len(dense) if dense else 1.0
 
 
+def dense_mlp_widths(model: ModelSpec) -> list[tuple[int, float]]:
+    """(width, share) of the dense layers that have an MLP (``ffn_layer_sizes``: NAS blocks
+    of different widths); [(ffn_hidden_size, 1.0)] without per-layer widths."""
+    if model.ffn_layer_sizes is None:
+        return [(model.ffn_hidden_size, 1.0)]
+    no_mlp = model.no_mlp_layers or (False,) * model.num_layers
+    widths = [w for (_, moe), none, w in zip(layer_kinds(model), no_mlp,
+                                              model.ffn_layer_sizes, strict=True)
+              if not moe and not none]
+    if not widths:
+        return [(model.ffn_hidden_size, 1.0)]
+    return [(w, widths.count(w) / len(widths)) for w in sorted(set(widths))]
+
+
 def _window_prefix(n: Array, w: float) -> Array:
     """sum_{j=1..n} min(j, w): key-query pairs of the first n positions of a causal window."""
     n = np.maximum(np.asarray(n, float), 0.0)

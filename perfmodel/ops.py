@@ -654,6 +654,14 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
                                kind="add"))
         if lat:  # fc2_latent_proj back to the hidden width
             ops.append(gemm("moe.latent_up", t, h, lat, prec, matmuls=(Matmul(1.0, h, False),)))
+    elif model.ffn_layer_sizes is not None:  # NAS blocks: each width its share of the MLPs
+        from .attention_variants import dense_mlp_widths
+
+        for width, share in dense_mlp_widths(model):
+            part = mlp_ops(model, t, width, tp, prec)
+            for op in part:
+                op.count = op.count * share
+            ops += part
     else:
         ops += mlp_ops(model, t, model.ffn_hidden_size, tp, prec)
     ops.append(elementwise("mlp.residual", 2 * t_seq * h, t_seq * h, prec.act, kind="add"))

@@ -217,7 +217,7 @@ def hybrid_adjustment(model: ModelSpec, attention_full: int, dense_mlp: int) -> 
     layer that ``ParamCounts`` counts for every layer of their MLP kind."""
     if model.mamba is None and model.no_mlp_layers is None and not (
             model.layer_types and "none" in model.layer_types) and \
-            model.sliding_attention is None:
+            model.sliding_attention is None and model.ffn_layer_sizes is None:
         return 0
     from .attention_variants import SLIDING, kind_model, layer_kinds
 
@@ -226,16 +226,23 @@ def hybrid_adjustment(model: ModelSpec, attention_full: int, dense_mlp: int) -> 
         km = kind_model(model, SLIDING)
         sliding = sum(attention_params(km)) + qk_norm_params(km) - attention_full
     no_mlp = model.no_mlp_layers or (False,) * model.num_layers
+    sizes = model.ffn_layer_sizes or (model.ffn_hidden_size,) * model.num_layers
+    # with a norm before each half (norms_per_layer 2: DeciLM input_layernorm /
+    # post_attention_layernorm exist only for a present half); Nemotron-H's one norm per
+    # block belongs to whichever half it has
+    half_norm = norm_params(model, model.hidden_size) if model.norms_per_layer >= 2 else 0
     adj = 0
-    for (kind, moe), none in zip(layer_kinds(model), no_mlp, strict=True):
+    for (kind, moe), none, size in zip(layer_kinds(model), no_mlp, sizes, strict=True):
         if kind == SLIDING:
             adj += sliding
         elif kind == "mamba":
             adj += mamba_params(model) - attention_full
         elif kind == "none":
-            adj -= attention_full
+            adj -= attention_full + half_norm
         if none and not moe:
-            adj -= dense_mlp
+            adj -= dense_mlp + half_norm
+        elif not moe and size != model.ffn_hidden_size:  # a NAS block's own MLP width
+            adj += mlp_params(model, size) - dense_mlp
     return adj
 
 

@@ -28,9 +28,9 @@ needs_configs = pytest.mark.skipif(not CONFIGS.is_dir(), reason="copied configs 
 # Configs that import today (out of 117 files: 89 config.json + 28 hf_quant_config.json).
 # Before the structural reader: 9 (llama x4, mixtral x2, deepseek_v3 x3); 60 before the
 # Nemotron-H (Mamba-2 hybrid) reader; 64 before GLM-5.2's shared indexers (+6) and the
-# latent MoE of Nemotron 3 Super / Ultra (+5) and MiMo-V2-Flash's own sliding-layer shapes
-# (+1). Never lower it.
-MIN_IMPORTED = 76
+# latent MoE of Nemotron 3 Super / Ultra (+5), MiMo-V2-Flash's own sliding-layer shapes (+1)
+# and Llama-Nemotron's NAS blocks (+1). Never lower it.
+MIN_IMPORTED = 77
 
 
 def _load(name: str):
@@ -486,3 +486,57 @@ def test_mimo_v2_flash_309b_15b():
 def test_hybrid_layer_pattern_other_than_full_or_sliding_is_refused():
     with pytest.raises(SpecError, match=r"\(hybrid_layer_pattern\) is not modelled$"):
         model_from_hf_config(_tiny(hybrid_layer_pattern=[0, 2, 0, 1], sliding_window=8))
+
+
+# --- NAS-style heterogeneous blocks (Llama-Nemotron block_configs) -------------------------
+@needs_configs
+def test_llama_nemotron_super_49b_nas_blocks():
+    """https://huggingface.co/nvidia/Llama-3_3-Nemotron-Super-49B-v1 ("49B", Llama-Nemotron
+    arXiv 2505.00949 "Super (49B)"; the name truncates). By hand from block_configs (DeciLM):
+    49 attention blocks of 64 q / 8 KV heads of 128 (31 no_op), 80 SwiGLU MLPs of
+    int(2/3 ffn_mult 8192) rounded up to 256, a norm before each present half."""
+    spec = _load("nvidia--Llama-3_3-Nemotron-Super-49B-v1")
+    c = param_counts(spec)
+    data = json.loads((CONFIGS / "nvidia--Llama-3_3-Nemotron-Super-49B-v1_config.json")
+                      .read_text())
+    h, v = 8192, 128256
+    by_hand = 2 * v * h + h
+    for block in data["block_configs"]:
+        if not block["attention"]["no_op"]:
+            by_hand += h * (64 * 128 + 2 * 8 * 128) + 64 * 128 * h + h
+        width = int(2 * block["ffn"]["ffn_mult"] * h / 3)
+        width += -width % 256
+        by_hand += 3 * h * width + h
+    assert c.total == by_hand == 49_867_145_216
+    assert c.total // 10**9 == 49
+    assert spec.layer_types.count("none") == 31 and sorted(set(spec.ffn_layer_sizes)) == [
+        2816, 5632, 7168, 14336, 17920, 28672]
+
+
+def test_nas_blocks_run_their_own_widths():
+    """Tiny NAS model: the forward pass's GEMM weights equal the blocks' projections."""
+    from perfmodel import ops as O
+
+    blocks = [{"attention": {"n_heads_in_group": 2}, "ffn": {"ffn_mult": 3.0}},
+              {"attention": {"no_op": True}, "ffn": {"ffn_mult": 1.5}},
+              {"attention": {"n_heads_in_group": 2}, "ffn": {"no_op": True}},
+              {"attention": {"no_op": True}, "ffn": {"ffn_mult": 3.0}}]
+    spec = model_from_hf_config(_tiny(block_configs=blocks, num_key_value_heads=...,
+                                      intermediate_size=...))
+    assert spec.ffn_layer_sizes[:2] == (256, 256) and spec.num_kv_heads == 2
+    h = 64
+    attn = h * (64 + 2 * 32) + 64 * h
+    mlps = 3 * h * 256 * 2 + 3 * h * 256  # ffn_mult 1.5 -> 64 -> rounded up to 256
+    c = param_counts(spec)
+    assert c.total == 2 * attn + mlps + (2 + 3) * h + 2 * 100 * h + h
+    ops = O.layer_forward_ops(spec, False, 1.0, 1.0, 1.0, 1.0, O.Shard(),
+                              O.Precision.inference("bf16", "bf16", "bf16"))
+    weights = sum(o.shape[1] * o.shape[2] * o.count for o in ops if o.cls == O.GEMM)
+    assert weights * 4 == pytest.approx(2 * attn + mlps)
+
+
+def test_nas_block_replaced_by_a_linear_layer_is_refused():
+    blocks = [{"attention": {"replace_with_linear": True}, "ffn": {"ffn_mult": 1.0}}] * 4
+    with pytest.raises(SpecError, match=r"NAS attention block with replace_with_linear "
+                                        r"\(block_configs\) is not modelled$"):
+        model_from_hf_config(_tiny(block_configs=blocks))

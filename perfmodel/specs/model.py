@@ -191,6 +191,10 @@ class ModelSpec(Strict):
     # without an MLP (True) - an attention or Mamba block.
     mamba: MambaSpec | None = None
     no_mlp_layers: tuple[Bool, ...] | None = None
+    # NAS-style blocks (DeciLM / Llama-Nemotron ``block_configs``): each layer's dense MLP
+    # width, one entry per layer (entries of MoE or MLP-less layers are not used); None:
+    # every dense layer has ffn_hidden_size
+    ffn_layer_sizes: tuple[Int, ...] | None = None
     sliding_window: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     sliding_attention: SlidingAttentionSpec | None = None  # their own shape, if different
     linear_attention: LinearAttentionSpec | None = None  # the linear_attention layers' mixer
@@ -249,6 +253,10 @@ class ModelSpec(Strict):
                 f"(num_layers = {self.num_layers})")
         if owners is not None and not self.mla.indexer_heads:
             raise SpecError("mla.indexer_layers needs mla.indexer_heads (an indexer)")
+        if self.ffn_layer_sizes is not None and len(self.ffn_layer_sizes) != self.num_layers:
+            raise SpecError(
+                f"ffn_layer_sizes has {len(self.ffn_layer_sizes)} entries; it needs one per "
+                f"layer (num_layers = {self.num_layers})")
         if self.no_mlp_layers is not None:
             if len(self.no_mlp_layers) != self.num_layers:
                 raise SpecError(

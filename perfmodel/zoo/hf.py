@@ -91,7 +91,8 @@ JSON_TYPES: dict[str, str] = {
     "swa_num_attention_heads": "integer", "swa_num_key_value_heads": "integer",
     "swa_head_dim": "integer", "swa_v_head_dim": "integer",
     "add_swa_attention_sink_bias": "boolean", "add_full_attention_sink_bias": "boolean",
-    "hybrid_layer_pattern": "array",
+    "hybrid_layer_pattern": "array", "block_configs": "array", "n_heads_in_group": "integer",
+    "ffn_mult": "number", "no_op": "boolean",
 }
 
 
@@ -481,12 +482,11 @@ _SHAPE_KEYS = _keys("""
     linear_num_key_heads linear_num_value_heads linear_key_head_dim linear_value_head_dim
     linear_conv_kernel_dim swa_num_attention_heads swa_num_key_value_heads swa_head_dim
     swa_v_head_dim add_swa_attention_sink_bias add_full_attention_sink_bias
-    hybrid_layer_pattern
+    hybrid_layer_pattern block_configs
 """)
 
 # Parts a config may name that the ModelSpec cannot express yet: one line each.
 _UNMODELLED_KEYS = {
-    "block_configs": "NAS-style heterogeneous blocks (block_configs)",
     "hybrid_override_pattern": "Mamba / hybrid layer pattern (hybrid_override_pattern)",
     "layers_block_type": "Mamba / hybrid layer pattern (layers_block_type)",
     "ssm_state_size": "Mamba layers (ssm_state_size)",
@@ -605,6 +605,11 @@ def _structural(c: _Config) -> dict[str, Any]:
     bias = bool(c.get("attention_bias", default=False))
     experts = c.get("n_routed_experts", "num_local_experts", "num_experts")
     dense_ffn = c.get("intermediate_size_mlp", "intermediate_size")
+    nas = _nas_blocks(c, layers) if c.get("block_configs") is not None else None
+    if nas is not None:
+        if types is not None:
+            raise _refuse(c, "layer_types beside NAS blocks (block_configs)")
+        dense_ffn = nas.pop("ffn_hidden_size")
     spec: dict[str, Any] = {
         "family": c.model_type.lower().replace("_", "-"),
         "num_layers": layers,
@@ -620,6 +625,8 @@ def _structural(c: _Config) -> dict[str, Any]:
         "linear_attention": linear,
         "attention_output_gate": bool(c.get("attn_output_gate", default=False)),
     }
+    if nas is not None:
+        spec.update(nas)
     if c.get("add_full_attention_sink_bias"):  # per-head sink logits (as gpt-oss's sinks)
         spec["attention_sinks"] = True
     if c.get("v_head_dim") and not c.get("kv_lora_rank"):
@@ -699,6 +706,58 @@ def _structural(c: _Config) -> dict[str, Any]:
             "shared_expert_gate": gate,
         }
     return spec
+
+
+def _ffn_mult_width(ffn_mult: float, hidden: int) -> int:
+    """DeciLM ``_ffn_mult_to_intermediate_size``: int(2 ffn_mult h / 3) rounded up to a
+    multiple of 256 (NVIDIA modeling_decilm.py, Llama-3_3-Nemotron-Super-49B-v1)."""
+    width = int(2 * ffn_mult * hidden / 3)
+    return width if width % 256 == 0 else width + 256 - width % 256
+
+
+def _nas_blocks(c: _Config, layers: int) -> dict[str, Any]:
+    """NAS-style heterogeneous blocks (DeciLM ``block_configs``; Puzzle, arXiv 2411.19146;
+    Llama-Nemotron arXiv 2505.00949): per layer a GQA attention with num_heads /
+    n_heads_in_group KV heads or none (``no_op``: no attention and no input_layernorm), and a
+    gated MLP of ``_ffn_mult_width(ffn_mult)`` or none (``no_op``: no MLP and no
+    post_attention_layernorm). Blocks replaced by a linear layer, sparsified or windowed are
+    refused by name."""
+    blocks = c.get("block_configs")
+    if len(blocks) != layers:
+        raise SpecError(f"HF config key 'block_configs' has {len(blocks)} entries; it needs "
+                        f"one per layer (num_hidden_layers = {layers})")
+    heads, h = c.req("num_attention_heads"), c.req("hidden_size")
+    kv, types, no_mlp, sizes = set(), [], [], []
+    for block in blocks:
+        if not isinstance(block, Mapping):
+            raise SpecError("HF config key 'block_configs' must list one object per layer, "
+                            f"got {show(block)}")
+        attn, ffn = block.get("attention") or {}, block.get("ffn") or {}
+        for part, cfg in (("attention", attn), ("ffn", ffn)):
+            for key in ("replace_with_linear", "sparsify", "window_length", "num_sink_tokens"):
+                if cfg.get(key):
+                    raise _refuse(c, f"NAS {part} block with {key} (block_configs)")
+        if check_json_type("no_op", attn.get("no_op", False)):
+            types.append("none")
+        else:
+            group = check_json_type("n_heads_in_group", attn.get("n_heads_in_group"))
+            if not group or heads % group:
+                raise SpecError("HF config key 'block_configs': an attention block needs "
+                                f"n_heads_in_group dividing num_attention_heads ({heads})")
+            kv.add(heads // group)
+            types.append("full_attention")
+        none = bool(check_json_type("no_op", ffn.get("no_op", False)))
+        no_mlp.append(none)
+        mult = check_json_type("ffn_mult", ffn.get("ffn_mult")) if not none else None
+        if not none and not mult:
+            raise SpecError("HF config key 'block_configs': an ffn block needs ffn_mult")
+        sizes.append(_ffn_mult_width(mult, h) if mult else 0)
+    if len(kv) > 1:
+        raise _refuse(c, "NAS attention blocks of different KV-head counts (block_configs)")
+    widest = max(sizes) or 1
+    return {"layer_types": tuple(types), "no_mlp_layers": tuple(no_mlp),
+            "ffn_layer_sizes": tuple(s or widest for s in sizes), "ffn_hidden_size": widest,
+            "num_kv_heads": kv.pop() if kv else None}
 
 
 _NEMOTRON_H_BLOCKS = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe",
