@@ -8,6 +8,12 @@ Each engine budgets device memory its own way (the rule is ``memory.budget`` of 
   dummy tokens plus the sampler on min(max_num_seqs, max_num_batched_tokens) rows of
   vocabulary-wide logits, N the non-torch memory (NCCL, custom all-reduce, cuBLAS; more at
   TP >= 2 on an NVLS fabric). CUDA graphs are captured afterwards, outside u x T.
+  Older vLLM profilers differ, as their version files say (engines/versions/vllm-*.yaml):
+  0.2.x before PR #2031 subtracted torch's allocated peak only (no N); PR #2031 to 0.3.x
+  subtracted all memory in use (N plus the CUDA context) and, until PR #2151, every TP
+  all-reduce output of the profile run (``allreduce_outputs_bytes``); V0 samples on the
+  driver rank with its top-p/top-k sampler (more bytes per logit); V1 at 0.7 computed logits
+  for every dummy token and counted the CUDA context.
 * ``init_free_fraction`` (SGLang, model_runner.profile_max_num_token):
   KV = (M - W) - M x (1 - f) = f x M - W, with M the free memory after the distributed init
   (T minus the CUDA context) and f = mem_fraction_static (by default from server_args.py's
@@ -105,16 +111,33 @@ def sglang_default_fraction(rule: ReserveRule, gpu_mem_mb: float, tp: int, pp: i
 def profile_activation_bytes(model: ModelSpec, tokens: float, rows: float, tp: int,
                              act_bytes: float, sampler_bytes_per_logit: float,
                              moe_chunk_tokens: int | None = None) -> float:
-    """Torch activation peak of a profiling run: the widest layer step for ``tokens`` tokens
-    (``memory.inference_workspace_bytes``) plus the sampler's vocabulary-wide tensors for
-    ``rows`` sequences (logits are gathered over TP, so the full vocabulary per GPU). For a
-    MoE model with ``moe_chunk_tokens``, the fused-MoE output cache of min(tokens, chunk) x
-    top_k x hidden activations (vLLM fused_moe.py ``intermediate_cache3``) is added; the
-    expert-FFN caches are the workspace's MLP terms."""
+    """Torch activation peak of a profiling run: the larger of its two phases. The forward:
+    the widest layer step for ``tokens`` tokens (``memory.inference_workspace_bytes``); for a
+    MoE model with ``moe_chunk_tokens`` also the fused-MoE output cache of min(tokens, chunk)
+    x top_k x hidden activations (vLLM fused_moe.py ``intermediate_cache3``; the expert-FFN
+    caches are the workspace's MLP terms). Then the sampler: its vocabulary-wide tensors for
+    ``rows`` rows (logits gathered over TP: the full vocabulary per GPU) while the forward's
+    output hidden states (tokens x hidden) are still referenced and its intermediates are
+    freed (vLLM V1 gpu_model_runner.profile_run: ``_dummy_run`` then ``_dummy_sampler_run``;
+    V0 model_runner.execute_model: forward, then compute_logits and sample)."""
     forward = float(inference_workspace_bytes(model, tokens, 0, tp, act_bytes))
     if model.moe and moe_chunk_tokens:
         forward += min(tokens, moe_chunk_tokens) * model.moe.top_k * model.hidden_size * act_bytes
-    return forward + rows * model.vocab_size * sampler_bytes_per_logit
+    sampler = rows * model.vocab_size * sampler_bytes_per_logit
+    if not sampler:
+        return forward
+    return max(forward, tokens * model.hidden_size * act_bytes + sampler)
+
+
+def allreduce_outputs_bytes(model: ModelSpec, tokens: float, pp: int, act_bytes: float) -> float:
+    """Bytes of every tensor-parallel all-reduce output of one forward over ``tokens`` tokens on
+    one pipeline stage: two per layer (attention output and MLP down projection, the
+    row-parallel layers) plus the vocabulary-parallel embedding, each tokens x hidden
+    activations. vLLM before PR #2151 (Dec 2023) could not reuse these while NCCL's stream held
+    them (issue #2150: "when using TP, the activation memory for all reduce is not reused";
+    PR #2151 set TORCH_NCCL_AVOID_RECORD_STREAMS=1), so its profile run peaked with all of
+    them alive."""
+    return (2 * model.num_layers / pp + 1) * tokens * model.hidden_size * act_bytes
 
 
 def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec: EngineSpec,
@@ -148,17 +171,26 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     if m.budget == "total_fraction":
         fraction = fraction or m.fraction or 1.0
         tokens = batched or max_len
-        rows = min(seqs or tokens, tokens)
+        rows = tokens if m.sampler_rows == "tokens" else min(seqs or tokens, tokens)
         act = profile_activation_bytes(model, tokens, rows, tp, shape.act_bytes,
                                        m.sampler_bytes_per_logit or 0.0,
                                        m.moe_chunk_tokens) if m.profile_run else 0.0
+        held = allreduce_outputs_bytes(model, tokens, pp, shape.act_bytes) \
+            if m.profile_run and m.tp_allreduce_outputs_held and tp > 1 else 0.0
         gib = (m.non_torch_gib_tp_multi if tp * pp > 1 else m.non_torch_gib_tp1) or 0.0
         if tp > 1 and shape.nvls:
             gib += m.non_torch_gib_nvls_extra or 0.0
-        non_torch = gib * GIB
-        kv = fraction * total - weights - act - non_torch
-        breakdown = {"weights": weights, "activation_peak": act, "non_torch": non_torch,
-                     "kv_cache": max(kv, 0.0), "outside_budget": (1 - fraction) * total}
+        ctx = context if m.cuda_context_counted else 0.0
+        non_torch = (gib * GIB if m.non_torch_counted else 0.0) + ctx
+        kv = fraction * total - weights - act - held - non_torch
+        breakdown = {"weights": weights, "activation_peak": act}
+        if held:
+            breakdown["allreduce_outputs_held"] = held
+        breakdown["non_torch"] = non_torch - ctx
+        if ctx:
+            breakdown["cuda_context"] = ctx
+        breakdown |= {"kv_cache": max(kv, 0.0), "outside_budget": (1 - fraction) * total}
+        act += held
     elif m.budget == "init_free_fraction":
         smi_mb = device.nvidia_smi_memory_mib or total / MIB
         if fraction is None and m.reserve is not None:
@@ -256,12 +288,12 @@ def shape_for(parallelism, inference, system=None) -> EngineShape:
 
 def for_scenario(sc, system, profile) -> EngineMemory | None:
     """The engine memory plan of a resolved scenario; None for the generic engine."""
-    from .engines import get_engine
+    from .engines import engine_for
 
     if sc.engine.name == "generic":
         return None
     return engine_memory(sc.model, system.device, shape_for(sc.parallelism, sc.inference, system),
-                         get_engine(sc.engine.name), sc.engine,
+                         engine_for(sc.engine), sc.engine,
                          profile.memory_overheads.cuda_context_gib)
 
 

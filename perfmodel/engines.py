@@ -8,11 +8,19 @@ scheduler defaults and its all-reduce choice. Every non-null number is backed by
 turn these facts into a KV capacity live in ``perfmodel.engine_memory``; the scenario's
 ``engine:`` section (``specs.scenario.EngineConfig``) names the engine and overrides its defaults.
 
-Files come in through the package's one file door (``specs.registry.load_file``).
+Engines change their rules between releases. ``engines/<id>.yaml`` holds the current rules
+(its ``ranges``: the versions they apply to); ``engines/versions/<id>-<label>.yaml`` files each
+hold one earlier version family: the facts that differ (``extends: <id>``), their own sources
+and the version ``ranges`` they cover. ``get_engine(id, version, variant)`` overlays the family
+whose range holds ``version`` on the current file (docs/engines.md, "Versions").
+
+Files come in through the package's one file door (``specs.registry.load_file``,
+``specs.registry.read_mapping``).
 """
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any, Literal
 
@@ -70,6 +78,44 @@ class ReserveRule(Strict):
         return next((b for b in self.buckets if gpu_mem_mb < b.below_mb), self.buckets[-1])
 
 
+class VersionRange(Strict):
+    """Versions ``since <= v < until`` (``until`` open when null) of one engine variant
+    (vLLM: ``v0`` / ``v1`` engine core; null = the release's default)."""
+
+    since: str
+    until: str | None = None
+    variant: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> VersionRange:
+        lo = version_key(self.since)
+        if self.until is not None and version_key(self.until) <= lo:
+            raise SpecError(f"version range: until {self.until!r} must be after since "
+                            f"{self.since!r}")
+        return self
+
+    def holds(self, version: str, variant: str | None) -> bool:
+        v = version_key(version)
+        return (variant == self.variant and version_key(self.since) <= v
+                and (self.until is None or v < version_key(self.until)))
+
+
+_VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)(?:\.post(\d+))?(?:\+pr(\d+))?$")
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Sort key of an engine version: a release ``0.7.3`` (``.postN`` allowed) or a main-branch
+    snapshot ``0.2.4+pr2031`` (the release it follows, with pull request N merged), which sorts
+    after its release and before the next: (0, 2, 4, 0, 0, 2031)."""
+    m = _VERSION.match(str(version).strip())
+    if not m:
+        raise SpecError(f"engine.version {version!r}: give a release like '0.7.3' or "
+                        "'0.4.0.post1', or a main-branch snapshot like '0.2.4+pr2031'")
+    nums = [int(x) for x in m.group(1).split(".")][:4]
+    nums += [0] * (4 - len(nums))
+    return (*nums, int(m.group(2) or 0), int(m.group(3) or 0))
+
+
 class MemoryFacts(Strict):
     budget: Budget
     fraction: Float | None = Field(default=None, gt=0, le=1)
@@ -83,6 +129,16 @@ class MemoryFacts(Strict):
     non_torch_gib_tp_multi: Float | None = Field(default=None, ge=0)
     non_torch_gib_nvls_extra: Float | None = Field(default=None, ge=0)  # NVLS fabrics, TP >= 2
     cuda_graphs_in_budget: Bool = False
+    # what the budget subtracts besides weights and the torch activation peak (older vLLM
+    # profilers differ): memory outside torch's allocator (NCCL, custom all-reduce, cuBLAS),
+    # the CUDA context, and (TP > 1) every tensor-parallel all-reduce output of the profile
+    # run, which torch's allocator could not reuse while NCCL's stream held it
+    non_torch_counted: Bool = True
+    cuda_context_counted: Bool = False
+    tp_allreduce_outputs_held: Bool = False
+    # rows of vocabulary-wide sampler tensors in the profile run: min(max_num_seqs, tokens)
+    # ("seqs") or one per dummy token ("tokens")
+    sampler_rows: Literal["seqs", "tokens"] = "seqs"
     block_size: Int = Field(ge=1)
     default_n_ctx: Int | None = Field(default=None, ge=1)
     reserve: ReserveRule | None = None
@@ -125,6 +181,7 @@ class EngineSpec(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
     name: str
     version: str
+    ranges: list[VersionRange] = Field(default_factory=list)  # versions these facts describe
     memory: MemoryFacts
     scheduler: SchedulerFacts
     comm: CommFacts = CommFacts()
@@ -150,6 +207,8 @@ class EngineSpec(Strict):
                     raise SpecError(f"field_sources[{key!r}]: source id(s) {missing} not in "
                                     f"sources ({sorted(known)})")
                 covered |= hits
+        if self.memory.budget != "total_fraction":  # vLLM's profiler terms: not read
+            facts = {f: v for f, v in facts.items() if f not in _PROFILER_TERMS}
         unsourced = sorted(f for f, v in facts.items() if v not in (None, []) and f not in covered)
         if unsourced:
             raise SpecError(f"engine {self.id!r}: no source for {unsourced[:5]}; add them to "
@@ -189,9 +248,57 @@ def _sections() -> set[str]:
     return {"memory", "scheduler", "comm", "overheads", "memory.reserve"}
 
 
+_FACT_SECTIONS = ("memory", "scheduler", "comm", "overheads")
+#: terms of the total_fraction (vLLM) profiler rule; other budgets do not read them
+_PROFILER_TERMS = {"memory.non_torch_counted", "memory.cuda_context_counted",
+                   "memory.tp_allreduce_outputs_held", "memory.sampler_rows"}
+
+
+class EngineFamily(Strict):
+    """One earlier version family of an engine (engines/versions/<id>-<label>.yaml): the facts
+    that differ from the current file, with their own sources, and the versions they cover."""
+
+    extends: str
+    version: str  # label, e.g. "0.2.0"
+    ranges: list[VersionRange] = Field(min_length=1)
+    memory: dict[str, Any] = Field(default_factory=dict)
+    scheduler: dict[str, Any] = Field(default_factory=dict)
+    comm: dict[str, Any] = Field(default_factory=dict)
+    overheads: dict[str, Any] = Field(default_factory=dict)
+    field_sources: dict[str, list[str]] = Field(default_factory=dict)
+    sources: list[Source] = Field(default_factory=list)
+    notes: str | None = None
+
+
+def overlay(base: EngineSpec, fam: EngineFamily) -> EngineSpec:
+    """``base`` with ``fam``'s facts in place of its own: a fact the family sets is cited by the
+    family's sources only; every other fact keeps the base file's citation."""
+    data = base.model_dump(exclude={"field_sources", "sources", "ranges", "notes", "version"})
+    changed: set[str] = set()
+    for section in _FACT_SECTIONS:
+        for key, value in getattr(fam, section).items():
+            data[section][key] = value
+            changed.add(f"{section}.{key}")
+    sources: dict[str, list[str]] = {}
+    for keys, ids in base.field_sources.items():
+        for key in (k.strip() for k in keys.split(",")):
+            if not any(key == c or key.startswith(c + ".") for c in changed):
+                sources[key] = list(ids)
+    for keys, ids in fam.field_sources.items():
+        for key in (k.strip() for k in keys.split(",")):
+            sources[key] = list(ids)
+    own = {s.id for s in fam.sources}
+    clash = own & {s.id for s in base.sources}
+    if clash:
+        raise SpecError(f"engine family {fam.extends} {fam.version}: source id(s) "
+                        f"{sorted(clash)} already used by engines/{base.id}.yaml")
+    notes = " ".join(n for n in (fam.notes, base.notes) if n)
+    return EngineSpec(**data, version=fam.version, ranges=fam.ranges, field_sources=sources,
+                      sources=[*base.sources, *fam.sources], notes=notes or None)
+
+
 @cache
-def get_engine(engine_id: str) -> EngineSpec:
-    """The shipped engine file ``engines/<engine_id>.yaml``, validated (cached)."""
+def _base(engine_id: str) -> EngineSpec:
     from .specs.registry import load_file
 
     if engine_id not in ENGINE_IDS:
@@ -201,6 +308,57 @@ def get_engine(engine_id: str) -> EngineSpec:
     if spec.id != engine_id:
         raise SpecError(f"{path}: id {spec.id!r} must equal the file name {engine_id!r}")
     return spec
+
+
+@cache
+def families(engine_id: str) -> tuple[EngineSpec, ...]:
+    """Every version family of ``engine_id`` (the current file last), validated (cached)."""
+    from .specs.registry import load_file
+
+    base = _base(engine_id)
+    out = []
+    for path in sorted((data_dir("engines") / "versions").glob(f"{engine_id}-*.yaml")):
+        fam = load_file(EngineFamily, path)
+        if fam.extends != engine_id:
+            raise SpecError(f"{path}: extends {fam.extends!r}, expected {engine_id!r}")
+        try:
+            out.append(overlay(base, fam))
+        except SpecError as err:
+            raise SpecError(f"{path}: {err}") from None
+    return (*out, base)
+
+
+@cache
+def get_engine(engine_id: str, version: str | None = None,
+               variant: str | None = None) -> EngineSpec:
+    """The engine's facts for ``version`` (and ``variant``, e.g. vLLM's ``v1`` engine core
+    before it became the default): the current file ``engines/<engine_id>.yaml`` when no
+    version is given, else the family whose version range holds it (cached)."""
+    base = _base(engine_id)
+    if version is None and variant is None:
+        return base
+    if version is None:
+        version = base.ranges[0].since if base.ranges else base.version
+    version_key(version)
+    hits = [f for f in families(engine_id) if any(r.holds(version, variant)
+                                                  for r in f.ranges)]
+    if not hits:
+        known = "; ".join(
+            f"{f.version}: " + ", ".join(
+                f"{r.since}..{r.until or ''}" + (f" ({r.variant})" if r.variant else "")
+                for r in f.ranges) for f in families(engine_id))
+        what = f"version {version!r}" + (f" variant {variant!r}" if variant else "")
+        raise SpecError(f"engine.version: {engine_id} has no facts for {what}; "
+                        f"known families: {known}")
+    if len(hits) > 1:
+        raise SpecError(f"engine {engine_id}: version {version!r} is in several families "
+                        f"({[f.version for f in hits]}); their ranges overlap")
+    return hits[0]
+
+
+def engine_for(cfg) -> EngineSpec:
+    """The facts a scenario's ``engine:`` section names (its version and variant, if given)."""
+    return get_engine(cfg.name, getattr(cfg, "version", None), getattr(cfg, "variant", None))
 
 
 def engines() -> dict[str, EngineSpec]:

@@ -368,6 +368,10 @@ class EngineConfig(Strict):
     Each override replaces the engine's default of the same name."""
 
     name: EngineName = "generic"
+    # the engine release whose rules apply ("0.7.3", or a main-branch snapshot "0.2.4+pr2031")
+    # and its variant (vLLM: "v1" engine core before 0.8); default: the current engine file
+    version: str | None = Field(default=None, min_length=1, max_length=40)
+    variant: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     gpu_memory_utilization: Float | None = Field(default=None, gt=0, le=1)  # vLLM
     mem_fraction_static: Float | None = Field(default=None, gt=0, le=1)  # SGLang
     free_gpu_memory_fraction: Float | None = Field(default=None, gt=0, le=1)  # TensorRT-LLM
