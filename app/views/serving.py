@@ -83,7 +83,7 @@ def serving_section() -> dict | None:
     kind = st.selectbox("Batching", SCHEDULERS, key=f"{P}scheduler")
     sched: dict = {"kind": kind, "max_batch": int(st.number_input(
         "Max batch (sequences)", min_value=1, step=16, key=f"{P}max_batch"))}
-    if kind == "chunked":
+    if kind in ("chunked", "inflight", "prefill_first"):  # per-iteration token cap
         budget = int(st.number_input("Token budget per iteration (0 = default)", min_value=0,
                                      step=256, key=f"{P}token_budget"))
         if budget:
