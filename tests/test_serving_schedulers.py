@@ -177,3 +177,20 @@ def test_a_named_engine_runs_its_own_scheduler_unless_the_scenario_names_one(eng
     sc["serving"]["scheduler"] = {"kind": "continuous", "token_budget": 4096}
     dep = pm.predict(sc).serving["deployment"]
     assert (dep["scheduler"], dep["token_budget"]) == ("continuous", 4096)
+
+
+def test_plan_serving_names_the_engines_scheduler():
+    """plan-serving with --engine and no --scheduler simulates (and reports) the engine's own
+    policy; a given --scheduler is kept."""
+    from perfmodel.serving.capacity import PlanInputs, _scheduler_kind
+    from perfmodel.specs.scenario import EngineConfig, LengthDistribution
+    from perfmodel.zoo import get_model
+
+    base = dict(model=get_model("llama-3-8b"), rate_per_s=1.0, slo=pm.specs.scenario.SLOConfig(),
+                prompt_len=LengthDistribution(kind="fixed", value=64),
+                output_len=LengthDistribution(kind="fixed", value=8))
+    assert _scheduler_kind(PlanInputs(**base, engine=EngineConfig(name="trtllm"))) == "inflight"
+    assert _scheduler_kind(PlanInputs(**base)) == "continuous"
+    given = SchedulerConfig(kind="chunked")
+    assert _scheduler_kind(PlanInputs(**base, scheduler=given,
+                                      engine=EngineConfig(name="sglang"))) == "chunked"

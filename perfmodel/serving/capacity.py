@@ -74,6 +74,17 @@ class PlanInputs:
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 
+def _scheduler_kind(inp: PlanInputs) -> str:
+    """The scheduler every candidate runs: the given kind, else the named engine's own
+    (engines/<id>.yaml scheduler.policy, as ``deploy._engine_scheduler`` applies it)."""
+    sched = inp.scheduler
+    if "kind" in sched.model_fields_set or inp.engine.name == "generic":
+        return sched.kind
+    from ..engines import get_engine
+
+    return get_engine(inp.engine.name).scheduler.policy or sched.kind
+
+
 @dataclass
 class Candidate:
     device: str
@@ -299,7 +310,7 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
               "slo": {k: v for k, v in inp.slo.model_dump().items() if v is not None},
               "prompt_len": inp.prompt_len.model_dump(exclude_none=True),
               "output_len": inp.output_len.model_dump(exclude_none=True),
-              "scheduler": inp.scheduler.kind, "arrival": inp.arrival,
+              "scheduler": _scheduler_kind(inp), "arrival": inp.arrival,
               "num_requests": inp.num_requests, "seed": inp.seed,
               "prices": {"basis": prices.basis, "currency": prices.currency},
               "engine": inp.engine.name, "profiles": _profile_kinds(staged, candidates)}
