@@ -146,6 +146,10 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     ``device``, with the scenario's overrides ``cfg`` (module docstring: the four rules).
     ``cuda_context_gib`` is the memory a CUDA context takes before the engine measures free
     memory (the calibration profile's memory_overheads.cuda_context_gib)."""
+    if getattr(cfg, "version", None) or getattr(cfg, "variant", None):
+        from .engines import get_engine  # the scenario names a release: its family's facts
+
+        spec = get_engine(spec.id, cfg.version, cfg.variant)
     m = spec.memory
     tp, pp = shape.tp, shape.pp
     total = device.usable_memory_bytes
