@@ -49,7 +49,8 @@ def kind_model(model: ModelSpec, kind: str) -> ModelSpec:
         return model
     update = {"num_heads": s.num_heads, "num_kv_heads": s.num_kv_heads,
               "head_dim": s.head_dim, "value_head_dim": s.value_head_dim,
-              "attention_sinks": s.attention_sinks}
+              "attention_sinks": s.attention_sinks,
+              "shared_kv_projection": s.shared_kv_projection}
     return model.model_copy(update={k: v for k, v in update.items() if v is not None}
                             | {"sliding_attention": None})
 

@@ -291,10 +291,11 @@ def projection_ops(model: ModelSpec, t, shard: Shard, prec: Precision
         out_k = nh * m.v_head_dim / tp
     else:
         hd, kv = model.hd, model.kv_heads
-        q, k, v = nh * hd, kv * hd, kv * model.vd
+        q, k = nh * hd, kv * hd
+        v = 0 if model.shared_kv_projection else kv * model.vd  # V = K's projection
         n = q + k + v
         parts = (Matmul(q / n, q, True), Matmul(k / n, k, True),
-                 Matmul(v / n, v, True))  # q, k, v fused
+                 *((Matmul(v / n, v, True),) if v else ()))  # q, k, v fused
         ops.append(gemm("attn.qkv", t, n / tp, h, prec, matmuls=parts))
         rope_elems = t * (nh + kv) * hd / tp
         out_k = nh * model.vd / tp

@@ -132,7 +132,7 @@ def attention_params(model: ModelSpec) -> tuple[int, int]:
         replicated += indexer_params(model)
         return sharded, replicated
     hd, kv = model.hd, model.kv_heads
-    q, k, v = nh * hd, kv * hd, kv * model.vd
+    q, k, v = nh * hd, kv * hd, 0 if model.shared_kv_projection else kv * model.vd
     sharded = h * (q + k + v) + nh * model.vd * h
     if model.attention_output_gate:
         sharded += h * q + (q if model.qkv_bias else 0)
@@ -265,7 +265,9 @@ def param_counts(model: ModelSpec) -> ParamCounts:
         shared_experts=(moe.num_shared_experts * mlp_params(model, moe.shared_ffn)) if moe else 0,
         router=(
             h * moe.num_experts + (moe.num_experts if moe.router_bias else 0)
-            + (h if moe.shared_expert_gate else 0)
+            + (h if moe.shared_expert_gate else 0) + (h if moe.router_input_scale else 0)
+            + (moe.num_experts if moe.expert_output_scale else 0)
+            + moe.extra_norms * norm_params(model, h)
         ) if moe else 0,
         final_norm=norm_params(model, h) if model.final_norm else 0,
         lm_head=0 if model.tie_embeddings else v * h + (v if model.lm_head_bias else 0),

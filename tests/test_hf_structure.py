@@ -29,8 +29,8 @@ needs_configs = pytest.mark.skipif(not CONFIGS.is_dir(), reason="copied configs 
 # Before the structural reader: 9 (llama x4, mixtral x2, deepseek_v3 x3); 60 before the
 # Nemotron-H (Mamba-2 hybrid) reader; 64 before GLM-5.2's shared indexers (+6) and the
 # latent MoE of Nemotron 3 Super / Ultra (+5), MiMo-V2-Flash's own sliding-layer shapes (+1)
-# and Llama-Nemotron's NAS blocks (+1). Never lower it.
-MIN_IMPORTED = 77
+# Llama-Nemotron's NAS blocks (+1) and Gemma 4 (+3). Never lower it.
+MIN_IMPORTED = 80
 
 
 def _load(name: str):
@@ -540,3 +540,56 @@ def test_nas_block_replaced_by_a_linear_layer_is_refused():
     with pytest.raises(SpecError, match=r"NAS attention block with replace_with_linear "
                                         r"\(block_configs\) is not modelled$"):
         model_from_hf_config(_tiny(block_configs=blocks))
+
+
+# --- Gemma 4: V = K on global layers, their own head size, MoE beside the dense MLP -------
+@needs_configs
+@pytest.mark.parametrize(("name", "total", "active"), [
+    ("google--gemma-4-26B-A4B", 25.2e9, 3.8e9),
+    ("nvidia--Gemma-4-26B-A4B-NVFP4", 25.2e9, 3.8e9),
+    ("nvidia--Gemma-4-31B-IT-NVFP4", 30.7e9, 30.7e9),
+])
+def test_gemma4(name, total, active):
+    """Gemma 4 model card (linked from https://ai.google.dev/gemma/docs/core; its size table
+    as quoted at https://andysmith.ai/wiki/gemma-4-model-card/ and
+    https://vast.ai/model/gemma-4-26b-a4b-it): 26B A4B "25.2B" total, "3.8B" active; 31B
+    "30.7B" (the language model: ours excludes the ~550M vision encoder and matches). transformers Gemma4TextAttention: sliding layers q/k/v/o with
+    head_dim 256 and num_key_value_heads; full layers heads of global_head_dim 512,
+    num_global_key_value_heads and no v_proj (attention_k_eq_v); q_norm / k_norm per head,
+    four norms per layer. 26B: every layer's dense MLP (2112) beside 128 experts of 704, top
+    8; router h x E, its input scale h, per-expert scale E, three more norms."""
+    spec = _load(name)
+    c = param_counts(spec)
+    h = spec.hidden_size
+    assert spec.shared_kv_projection and not spec.sliding_attention.shared_kv_projection
+    assert spec.head_dim == 512 and spec.sliding_attention.head_dim == 256
+    nh = spec.num_heads
+    kv_full, kv_slide = spec.num_kv_heads, spec.sliding_attention.num_kv_heads
+    full = h * (nh * 512 + kv_full * 512) + nh * 512 * h + 2 * 512
+    slide = h * (nh * 256 + 2 * kv_slide * 256) + nh * 256 * h + 2 * 256
+    n_full = spec.layer_types.count("full_attention")
+    layers = n_full * full + (spec.num_layers - n_full) * slide
+    layers += spec.num_layers * (4 * h + 3 * h * spec.ffn_hidden_size)
+    if spec.moe:
+        e = spec.moe.num_experts
+        layers += spec.num_layers * (e * 3 * h * 704 + h * e + h + e + 3 * h)
+    assert c.total == layers + spec.vocab_size * h + h  # tied head
+    assert _rounds_to(c.total, total, 1e8)
+    assert _rounds_to(c.active, active, 1e8)
+
+
+def test_shared_kv_projection_runs_no_v_gemm():
+    """Gemma 4 26B: the full layers' fused projection is q + k only (16 x 512 + 2 x 512); the
+    sliding layers' q + k + v (16 x 256 + 2 x 8 x 256); K and V are both cached."""
+    from perfmodel import ops as O
+    from perfmodel.memory import kv_cache_bytes_per_sequence
+
+    if not CONFIGS.is_dir():
+        pytest.skip("copied configs not present")
+    spec = _load("google--gemma-4-26B-A4B")
+    ops = O.layer_forward_ops(spec, True, 1.0, 1.0, 1.0, 1.0, O.Shard(),
+                              O.Precision.inference("bf16", "bf16", "bf16"))
+    assert sorted(o.shape[1] for o in ops if o.name == "attn.qkv") == [8192, 9216]
+    # 5 full layers x 2 KV heads x (512 + 512) x 2 B x 2048 + 25 sliding x 8 x 512 x 2 x 1024
+    assert float(kv_cache_bytes_per_sequence(spec, "bf16", 1, 2048.0)) == \
+        5 * 2 * 1024 * 2 * 2048 + 25 * 8 * 512 * 2 * 1024

@@ -43,6 +43,13 @@ class MoESpec(Strict):
     # their sum back; shared experts stay at the hidden width. None: experts read the hidden
     # state.
     latent_size: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
+    # Gemma 4's MoE block (transformers Gemma4Router / Gemma4MoEBlock): a learned scale of
+    # hidden width on the router input, a learned output scale per expert, and RMSNorms of
+    # hidden width the MoE layer adds around its branches (3: pre_feedforward_layernorm_2,
+    # post_feedforward_layernorm_1 / _2)
+    router_input_scale: Bool = False
+    expert_output_scale: Bool = False
+    extra_norms: Int = Field(default=0, ge=0, le=8)
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -137,6 +144,7 @@ class SlidingAttentionSpec(Strict):
     head_dim: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
     value_head_dim: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
     attention_sinks: Bool | None = None
+    shared_kv_projection: Bool | None = None
 
 
 class ModelSpec(Strict):
@@ -153,6 +161,9 @@ class ModelSpec(Strict):
     # width of a value head when it differs from the query/key head (MiMo-V2-Flash
     # v_head_dim 128 against head_dim 192): v_proj, the KV cache's V and o_proj use it
     value_head_dim: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
+    # V is the K projection's output (Gemma 4 ``attention_k_eq_v``): no v_proj weights and
+    # no V GEMM; K (normed, rotated) and V (its own norm) are still cached separately
+    shared_kv_projection: Bool = False
     # dense MLP width (per gate/up projection if gated)
     ffn_hidden_size: Int = Field(ge=1, le=MAX_WIDTH)
     vocab_size: Int = Field(ge=1, le=MAX_WIDTH)

@@ -92,7 +92,10 @@ JSON_TYPES: dict[str, str] = {
     "swa_head_dim": "integer", "swa_v_head_dim": "integer",
     "add_swa_attention_sink_bias": "boolean", "add_full_attention_sink_bias": "boolean",
     "hybrid_layer_pattern": "array", "block_configs": "array", "n_heads_in_group": "integer",
-    "ffn_mult": "number", "no_op": "boolean",
+    "ffn_mult": "number", "no_op": "boolean", "attention_k_eq_v": "boolean",
+    "global_head_dim": "integer", "num_global_key_value_heads": "integer",
+    "enable_moe_block": "boolean", "top_k_experts": "integer",
+    "expert_intermediate_size": "integer", "hidden_activation": "string",
 }
 
 
@@ -144,7 +147,7 @@ def _decoder(c: _Config) -> dict[str, Any]:
         "vocab_size": c.req("vocab_size"),
         "max_position_embeddings": c.get("max_position_embeddings", default=2048),
         "gated_mlp": True,
-        "activation": _activation(c.get("hidden_act"), "silu"),
+        "activation": _activation(c.get("hidden_act", "hidden_activation"), "silu"),
         "norm": "rmsnorm",
         "position_embedding": "rope",
         "tie_embeddings": bool(c.get("tie_word_embeddings", default=False)),
@@ -455,7 +458,8 @@ _NO_SHAPE_KEYS = _keys("""
     moe_router_dtype num_logits_to_keep moe_router_scaling_factor index_topk
     indexer_rope_interleave full_attention_interval mtp_num_hidden_layers
     mtp_use_dedicated_embeddings mamba_ssm_dtype output_gate_type sliding_window_size
-    attention_value_scale swa_rope_theta layernorm_epsilon
+    attention_value_scale swa_rope_theta layernorm_epsilon final_logit_softcapping
+    use_bidirectional_attention vocab_size_per_layer_input
     add_cross_attention chunk_size_feed_forward cross_attention_hidden_size finetuning_task
     id2label label2id is_decoder is_encoder_decoder output_attentions output_hidden_states
     prefix problem_type pruned_heads return_dict task_specific_params tf_legacy_loss
@@ -482,7 +486,9 @@ _SHAPE_KEYS = _keys("""
     linear_num_key_heads linear_num_value_heads linear_key_head_dim linear_value_head_dim
     linear_conv_kernel_dim swa_num_attention_heads swa_num_key_value_heads swa_head_dim
     swa_v_head_dim add_swa_attention_sink_bias add_full_attention_sink_bias
-    hybrid_layer_pattern block_configs
+    hybrid_layer_pattern block_configs attention_k_eq_v global_head_dim
+    num_global_key_value_heads enable_moe_block top_k_experts expert_intermediate_size
+    hidden_activation num_kv_shared_layers hidden_size_per_layer_input use_double_wide_mlp
 """)
 
 # Parts a config may name that the ModelSpec cannot express yet: one line each.
@@ -500,11 +506,9 @@ _UNMODELLED_KEYS = {
     "hc_mult": "hyper-connections (hc_mult)",
     "o_lora_rank": "low-rank grouped output projection (o_lora_rank)",
     "moe_latent_size": "latent MoE projection (moe_latent_size)",
-    "attention_k_eq_v": "shared key/value projection (attention_k_eq_v)",
     "hidden_size_per_layer_input": "per-layer input embeddings (hidden_size_per_layer_input)",
-    "global_head_dim": "separate head size of global attention layers (global_head_dim)",
     "attention_output_gate": "gated attention output (attention_output_gate)",
-    "enable_moe_block": "dense MLP beside the MoE block (enable_moe_block)",
+    "num_kv_shared_layers": "key/value shared across layers (num_kv_shared_layers)",
     "use_double_wide_mlp": "double-width MLP layers (use_double_wide_mlp)",
 }
 
@@ -528,6 +532,9 @@ _IMPLICIT: dict[str, dict[str, Any]] = {
     "mimo": {"attn_out_bias": False},
     "gpt_oss": {"attention_sinks": True, "mlp_bias": True, "router_bias": True},
     "llama4_text": {"shared_experts": 1},
+    # Gemma 4 (transformers Gemma4TextDecoderLayer / Gemma4TextAttention): four RMSNorms per
+    # layer (input, post-attention, pre- and post-feedforward) and q_norm / k_norm of head_dim
+    "gemma4_text": {"qk_norm": "per_head", "norms_per_layer": 4},
 }
 _ATTENTION_LAYER_TYPES = ("full_attention", "sliding_attention", "linear_attention")
 _MAX_NAME = 100  # characters of a model_type
@@ -624,9 +631,25 @@ def _structural(c: _Config) -> dict[str, Any]:
         "sliding_window": window,
         "linear_attention": linear,
         "attention_output_gate": bool(c.get("attn_output_gate", default=False)),
+        "norms_per_layer": implicit.get("norms_per_layer", 2),
     }
+    k_eq_v = bool(c.get("attention_k_eq_v", default=False))
+    if k_eq_v or c.get("global_head_dim") or c.get("num_global_key_value_heads"):
+        # Gemma 4: full-attention layers have heads of global_head_dim and, with V = K's
+        # projection (attention_k_eq_v), num_global_key_value_heads; sliding layers keep
+        # head_dim and num_key_value_heads (transformers Gemma4TextAttention)
+        spec.update(head_dim=c.get("global_head_dim") or c.req("head_dim"),
+                    num_kv_heads=(c.req("num_global_key_value_heads") if k_eq_v
+                                  else c.get("num_key_value_heads")),
+                    shared_kv_projection=k_eq_v)
+        if window is not None:
+            spec["sliding_attention"] = {"head_dim": c.req("head_dim"),
+                                         "num_kv_heads": c.req("num_key_value_heads"),
+                                         "shared_kv_projection": False}
     if nas is not None:
         spec.update(nas)
+    if c.get("enable_moe_block") and not experts:
+        c.req("num_experts")
     if c.get("add_full_attention_sink_bias"):  # per-head sink logits (as gpt-oss's sinks)
         spec["attention_sinks"] = True
     if c.get("v_head_dim") and not c.get("kv_lora_rank"):
@@ -658,7 +681,8 @@ def _structural(c: _Config) -> dict[str, Any]:
     elif c.get("index_n_heads"):
         raise _refuse(c, "sparse-attention indexer without MLA (index_n_heads)")
     if experts:
-        expert_ffn = c.get("moe_intermediate_size", "intermediate_size")
+        expert_ffn = c.get("moe_intermediate_size", "expert_intermediate_size",
+                           "intermediate_size")
         if expert_ffn is None:
             c.req("moe_intermediate_size")
         n_shared = c.get("n_shared_experts", default=implicit.get("shared_experts", 0))
@@ -692,7 +716,7 @@ def _structural(c: _Config) -> dict[str, Any]:
             pattern = tuple(i not in dense and (i + 1) % freq == 0 for i in range(layers))
         spec["moe"] = {
             "num_experts": experts,
-            "top_k": c.req("num_experts_per_tok", "experts_per_token"),
+            "top_k": c.req("num_experts_per_tok", "experts_per_token", "top_k_experts"),
             "expert_ffn_hidden_size": expert_ffn,
             "num_shared_experts": n_shared,
             "shared_expert_ffn_hidden_size": shared_width or None,
@@ -705,6 +729,13 @@ def _structural(c: _Config) -> dict[str, Any]:
             ),
             "shared_expert_gate": gate,
         }
+        if c.get("enable_moe_block"):
+            # Gemma 4: the layer's dense MLP runs beside the experts on the same tokens (a
+            # shared expert of intermediate_size); the router scales its normed input by a
+            # learned vector and each expert's output by a learned scalar; three more norms
+            spec["moe"].update(num_shared_experts=1, shared_expert_ffn_hidden_size=dense_ffn,
+                               router_input_scale=True, expert_output_scale=True,
+                               extra_norms=3)
     return spec
 
 
