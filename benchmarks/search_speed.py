@@ -130,14 +130,28 @@ def replay_seconds(log: list, repeats: int = 3) -> tuple[float, int]:
     return best, elements
 
 
-def _whole_process(model: str, device: str, repeats: int) -> tuple[float, float]:
-    """Best wall and CPU seconds of ``perfmodel plan-training MODEL --tokens 15T --devices
-    DEVICE --json`` as a fresh process. The package's bytecode is compiled into a private
-    cache first (an installed package ships it; PYTHONDONTWRITEBYTECODE, if set, would make
-    every run recompile every module), so the figure is what a user's run costs."""
+STARTUP = """
+from perfmodel.planning.cli import plan_training
+from perfmodel.planning.training import TrainingPlanInputs
+from perfmodel.serving.economics import load_prices
+from perfmodel.specs.assemble import resolve_system
+from perfmodel.specs.registry import profile_for
+from perfmodel.specs.scenario import Scenario, SystemConfig, TrainingConfig
+from perfmodel.zoo import resolve_model
+import sys
+model, device = resolve_model(sys.argv[1]), sys.argv[2]
+load_prices(), profile_for(device)
+resolve_system(Scenario(kind="training", model=model, system=SystemConfig(device=device,
+    num_gpus=8), training=TrainingConfig(seq_len=8192, global_batch=512)).system)
+"""
+
+
+def _process(cmd: list[str], repeats: int) -> tuple[float, float]:
+    """Best wall and CPU seconds of ``cmd`` as a fresh process. The package's bytecode is
+    compiled into a private cache first (an installed package ships it;
+    PYTHONDONTWRITEBYTECODE, if set, would make every run recompile every module), so the
+    figure is what a user's run costs."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    cmd = [sys.executable, "-m", "perfmodel.cli", "plan-training", model, "--tokens", "15T",
-           "--devices", device, "--json"]
     walls, cpus = [], []
     with tempfile.TemporaryDirectory() as cache:
         env["PYTHONPYCACHEPREFIX"] = cache
@@ -198,7 +212,11 @@ def main(argv=None) -> int:
         inproc_wall = min(inproc_wall, time.perf_counter() - t)
         inproc_cpu = min(inproc_cpu, time.process_time() - c)
 
-    whole_wall, whole_cpu = _whole_process(args.model, args.device, args.repeats)
+    whole_wall, whole_cpu = _process(
+        [sys.executable, "-m", "perfmodel.cli", "plan-training", args.model, "--tokens", "15T",
+         "--devices", args.device, "--json"], args.repeats)
+    start_wall, start_cpu = _process([sys.executable, "-c", STARTUP, args.model, args.device],
+                                     args.repeats)
 
     # numpy floor of the sweep: its recorded array calls replayed with no Python between
     log = record_sweep(lambda: sweep(model, system, profile, base, space, counts))
@@ -224,6 +242,9 @@ def main(argv=None) -> int:
                             ("whole process (interpreter..JSON)", whole_wall, whole_cpu)):
         print(f"  {name:34s} {wall:8.3f} {n / wall / 1e6:10.2f} {cpu:8.3f} "
               f"{n / cpu / 1e6:14.2f} {floor_s / cpu:13.3f}")
+    print(f"  {'of which imports + data files':34s} {start_wall:8.3f} {'':10s} {start_cpu:8.3f}"
+          "   (a process that imports plan-training and loads the model, price table, "
+          "profile and system, no search)")
     print()
     print("  floor / time: the numpy floor over that row's CPU time (1.0 = as fast as the "
           "sweep's numpy work alone); wall times move 2-5x with the shared machine's load, "

@@ -64,7 +64,8 @@ class Curve(Strict):
         for g in self.log2_grid:
             if len(g) < 1 or any(b <= a for a, b in pairwise(g)):
                 raise SpecError("curve: each log2_grid axis must be strictly increasing")
-        if not all(np.isfinite(self.values)) or min(self.values) <= 0:
+        values = np.asarray(self.values, dtype=float)  # one conversion of the table
+        if not np.isfinite(values).all() or values.min() <= 0:
             raise SpecError("curve: values must be finite and > 0")
         return self
 

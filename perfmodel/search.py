@@ -312,21 +312,33 @@ def ranked(sw: Sweep, top: int) -> tuple[list[dict], int]:
 
 
 def best_per_gpu_count(sw: Sweep) -> list[dict]:
-    """The fastest fitting plan at every GPU count that has one, fewest GPUs first."""
+    """The fastest fitting plan at every GPU count that has one, fewest GPUs first (ties:
+    less memory, then the earlier categorical choice, then the earlier mesh cell)."""
     best: dict[float, tuple[float, float, int, int]] = {}
+    layouts: dict[int, tuple] = {}  # per mesh (choices of one SP value share it)
     for ci, c in enumerate(sw.choices):
-        flat = np.flatnonzero(c.ok)
+        if id(c.axes) not in layouts:
+            gpus = np.broadcast_to(_columns(c.axes)["gpus"], c.step.shape).ravel()
+            order = np.argsort(gpus, kind="stable")
+            starts = np.flatnonzero(np.diff(gpus[order], prepend=-1.0))
+            segment = np.repeat(np.arange(starts.size), np.diff(starts, append=order.size))
+            layouts[id(c.axes)] = gpus, order, starts, segment
+        gpus, order, starts, segment = layouts[id(c.axes)]
+        step = c.step.ravel()  # inf where the plan breaks a rule or does not fit
+        by_count = step[order]
+        # only the cells at their count's fastest step time can win
+        lead = by_count == np.minimum.reduceat(by_count, starts)[segment]
+        flat = np.sort(order[lead & np.isfinite(by_count)])
         if not flat.size:
             continue
-        gpus = np.broadcast_to(_columns(c.axes)["gpus"], c.step.shape).ravel()[flat]
-        step, mem = c.step.ravel()[flat], c.memory.ravel()[flat]
-        order = np.lexsort((mem, step, gpus))  # by count, then step time, then memory
-        counts, first = np.unique(gpus[order], return_index=True)
-        for g, k in zip(counts, order[first], strict=True):
-            key = (float(step[k]), float(mem[k]))
-            if g not in best or key < best[g][:2]:
-                best[g] = (*key, ci, int(flat[k]))
-    return [_record(sw, ci, cell) for g, (_, _, ci, cell) in sorted(best.items())]
+        g, st, mem = gpus[flat], step[flat], c.memory.ravel()[flat]
+        pick = np.lexsort((mem, st, g))  # by count, then step time, then memory
+        counts, first = np.unique(g[pick], return_index=True)
+        for count, k in zip(counts, pick[first], strict=True):
+            key = (float(st[k]), float(mem[k]))
+            if count not in best or key < best[count][:2]:
+                best[count] = (*key, ci, int(flat[k]))
+    return [_record(sw, ci, cell) for _, (_, _, ci, cell) in sorted(best.items())]
 
 
 def scalar_plan(base: TrainPlan, rec: dict) -> TrainPlan:
