@@ -57,7 +57,11 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
 
     Tensors are split by where they live: ``seq`` ones (layer-norm inputs, GEMM inputs after
     the norm, dropout masks) are sharded only by sequence parallelism; ``tp`` ones (Q, K, V,
-    attention output, MLP intermediates, s x s scores) by tensor parallelism.
+    attention output, MLP intermediates, s x s scores) by tensor parallelism. Hybrid models
+    weight each token-mixer kind by its share of the layers of this MLP kind (sliding windows
+    cap unfused scores at W; gated-delta-net and Mamba-2 mixers keep ``_gdn_saved_width`` /
+    ``_mamba_saved_width`` elements per token; mixer-less layers none) and the MLP by the
+    share of layers that have one (NAS blocks: each width its share).
     """
     b, s, t, a = shape.b, shape.s, shape.tp, shape.act_bytes
     h = model.hidden_size
@@ -72,35 +76,98 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
         kept = sum(a * s * b * mm.width / (t if mm.column_parallel else 1) for _, mm in saved)
         attn_out = model.num_heads * (model.mla.v_head_dim if model.mla else model.vd)
         return a * sbh / seq_div + kept + (a * s * b * attn_out + 4.0 * b * model.num_heads * s) / t
-    hq = model.num_heads * (model.mla.qk_head_dim if model.mla else model.hd)
-    hk = model.kv_heads * (model.mla.qk_head_dim if model.mla else model.hd)
-    hv = model.num_heads * model.mla.v_head_dim if model.mla else model.kv_heads * model.vd
-    ho = model.num_heads * (model.mla.v_head_dim if model.mla else model.vd)
+    from .attention_variants import (
+        LINEAR,
+        MAMBA,
+        NO_MIXER,
+        attention_mix,
+        dense_mlp_widths,
+        mlp_share,
+    )
+
     mask = 1.0 if shape.dropout else 0.0  # one byte per element
-    seq = 2 * a * sbh + a * sbh + mask * sbh  # two norm inputs, QKV input, attn dropout mask
-    seq += a * sbh + mask * sbh  # MLP (or router) input, MLP dropout mask
+    # the token mixer of each kind, weighted by its share of this MLP kind's layers (Mamba,
+    # gated-delta-net and mixer-less layers of hybrid models keep other tensors)
+    seq, tp_part = 0.0, 0.0
+    for kind, share in attention_mix(model, moe_layer):
+        if kind == NO_MIXER:
+            continue
+        # mixer norm input, projection input, attention dropout mask
+        seq = seq + share * (2 * a * sbh + mask * sbh)
+        if kind == LINEAR:
+            tp_part = tp_part + share * a * s * b * _gdn_saved_width(model)
+        elif kind == MAMBA:
+            tp_part = tp_part + share * a * s * b * _mamba_saved_width(model)
+        else:
+            tp_part = tp_part + share * _attention_saved_bytes(model, kind, shape, recompute)
     # (sums written out, not +=: the terms broadcast over different plan axes in a search)
-    tp_part = a * s * b * (hq + hk + hv + ho)  # Q, K, V, attention output
-    heads = model.num_heads
-    if shape.flash_attention:
-        tp_part = tp_part + 4.0 * b * heads * s  # fp32 log-sum-exp per query row (FlashAttention)
-    elif recompute != "selective":
-        scores = b * heads * s * shape.s_kv
-        tp_part = tp_part + a * scores + mask * scores + (a * scores if shape.dropout else 0.0)
+    with_mlp = mlp_share(model, moe_layer)
+    seq = seq + with_mlp * (2 * a * sbh + mask * sbh)  # MLP norm input, MLP input, mask
     if moe_layer and model.moe:
         moe = model.moe
         f = moe.expert_ffn_hidden_size
+        w = moe.latent_size or h  # a latent MoE's experts read the latent
         routed = top_k * s * b  # token copies dispatched to experts
         act_in = (2 if model.gated_mlp else 1) * f
-        tp_part = tp_part + a * routed * h * t / etp  # permuted expert inputs (per expert-TP rank)
+        tp_part = tp_part + a * routed * w * t / etp  # permuted expert inputs (per expert-TP rank)
         tp_part = tp_part + a * routed * (act_in + f) * t / etp
         if moe.num_shared_experts:
             fs = moe.num_shared_experts * moe.shared_ffn
             tp_part = tp_part + a * s * b * ((2 if model.gated_mlp else 1) * fs + fs)
     else:
-        f = model.ffn_hidden_size
-        tp_part = tp_part + a * s * b * ((2 if model.gated_mlp else 1) * f + f)
+        for f, share in dense_mlp_widths(model):
+            tp_part = tp_part + with_mlp * share * a * s * b * (
+                (2 if model.gated_mlp else 1) * f + f)
     return seq / seq_div + tp_part / t
+
+
+def _attention_saved_bytes(model: ModelSpec, kind: str, shape: ActivationShape,
+                           recompute: str) -> Array:
+    """TP-split bytes one attention layer of ``kind`` keeps (Korthikanti Sec. 4.1): Q, K, V
+    and the attention output at that kind's shape (attention_variants.kind_model), the
+    FlashAttention log-sum-exp, or (unfused, no selective recompute) the scores, softmax and
+    dropout mask over the keys in reach (a sliding window's min(s_kv, W))."""
+    from .attention_variants import SLIDING, kind_model
+
+    m = kind_model(model, kind)
+    b, s, a = shape.b, shape.s, shape.act_bytes
+    hq = m.num_heads * (m.mla.qk_head_dim if m.mla else m.hd)
+    hk = m.kv_heads * (m.mla.qk_head_dim if m.mla else m.hd)
+    hv = m.num_heads * m.mla.v_head_dim if m.mla else m.kv_heads * m.vd
+    ho = m.num_heads * (m.mla.v_head_dim if m.mla else m.vd)
+    out = a * s * b * (hq + hk + hv + ho)  # Q, K, V, attention output
+    if shape.flash_attention:
+        return out + 4.0 * b * m.num_heads * s  # fp32 log-sum-exp per query row
+    if recompute == "selective":
+        return out
+    s_kv = np.minimum(shape.s_kv, m.sliding_window) if kind == SLIDING else shape.s_kv
+    scores = b * m.num_heads * s * s_kv
+    mask = 1.0 if shape.dropout else 0.0
+    return out + a * scores + mask * scores + (a * scores if shape.dropout else 0.0)
+
+
+def _gdn_saved_width(model: ModelSpec) -> float:
+    """Elements per token a gated-delta-net mixer keeps for backward (before TP): the
+    in_proj_qkvz / in_proj_ba outputs (2 key_dim + 2 value_dim + 2 value heads: the conv1d
+    input, the gate z and the decay / beta inputs), the conv output (q, k, v: 2 key_dim +
+    value_dim), the delta-rule output and the gated-norm output (out_proj input), value_dim
+    each. fla's chunk_gated_delta_rule saves q, k, v, g and beta and recomputes its chunk
+    states in backward (fla-org/flash-linear-attention fla/ops/gated_delta_rule/chunk.py
+    ``ChunkGatedDeltaRuleFunction``), so no per-chunk state is kept."""
+    la = model.linear_attention
+    kd, vd = la.num_key_heads * la.key_head_dim, la.num_value_heads * la.value_head_dim
+    return (2 * kd + 2 * vd + 2 * la.num_value_heads) + (2 * kd + vd) + 2 * vd
+
+
+def _mamba_saved_width(model: ModelSpec) -> float:
+    """Elements per token a Mamba-2 mixer keeps for backward (before TP): the in_proj output
+    (z, x B C, dt: 2 d_inner + 2 groups x state + heads), the conv output (d_inner + 2 groups
+    x state), the SSD output y and the gated-norm output (out_proj input), d_inner each. The
+    chunked scan recomputes its chunk states in backward (mamba_ssm
+    ``MambaChunkScanCombinedFn`` saves its inputs and output)."""
+    m = model.mamba
+    return (2 * m.d_inner + 2 * m.n_groups * m.state_size + m.num_heads) + m.conv_dim \
+        + 2 * m.d_inner
 
 
 def embedding_and_head_activation_bytes(model: ModelSpec, shape: ActivationShape,

@@ -447,3 +447,43 @@ def test_sliding_layers_with_their_own_shape_by_hand():
     assert {o.shape[2] for o in ops if o.name == "attn.out"} == {64 * 128}
     counts = {o.shape[1]: float(o.count) for o in ops if o.name == "attn.qkv"}
     assert counts[64 * 192 + 8 * 320] == pytest.approx(39 / 47)  # MoE layers: 39 of 47 sliding
+
+
+# --- training activations of hybrid layers -------------------------------------------------
+def test_hybrid_block_activations_by_hand():
+    """Nemotron-H-56B, s = 4096, b = 1, bf16, FlashAttention, no TP: summed over its 118
+    blocks, 64 mixers (54 Mamba-2, 10 attention) and 54 MLPs each keep their norm and
+    projection inputs (2 x 2 s h); a Mamba-2 mixer its in_proj output, conv output, SSD output
+    and gated-norm output; an attention block Q, K, V, O and the fp32 log-sum-exp; an MLP
+    (squared ReLU, not gated) its up output and activation output."""
+    from perfmodel.memory import ActivationShape, layer_activation_bytes
+
+    spec = _load("nvidia--Nemotron-H-56B-Base-8K")
+    s, a, h = 4096.0, 2.0, spec.hidden_size
+    shape = ActivationShape(b=1.0, s=s, s_kv=s, act_bytes=a)
+    per_layer = float(layer_activation_bytes(spec, shape, "none"))
+    m = spec.mamba
+    mamba = (2 * m.d_inner + 2 * m.n_groups * m.state_size + m.num_heads) + m.conv_dim \
+        + 2 * m.d_inner
+    attn = a * s * (spec.num_heads * spec.hd * 2 + 2 * spec.kv_heads * spec.hd) \
+        + 4.0 * spec.num_heads * s
+    by_hand = (118 * 2 * a * s * h + 54 * a * s * mamba + 10 * attn
+               + 54 * a * s * 2 * spec.ffn_hidden_size)
+    assert per_layer * 118 == pytest.approx(by_hand)
+
+
+def test_gdn_layers_keep_their_own_activations():
+    """Qwen3.5-35B-A3B (3 gated-delta-net layers per attention layer): a MoE layer keeps a
+    quarter of an attention mixer's tensors and three quarters of a GDN mixer's; unchanged
+    for a model of attention layers only."""
+    from perfmodel.memory import ActivationShape, _gdn_saved_width, layer_activation_bytes
+
+    spec = _load("Qwen--Qwen3.5-35B-A3B")
+    shape = ActivationShape(b=1.0, s=8192.0, s_kv=8192.0, act_bytes=2.0)
+    full = spec.model_copy(update={"layer_types": None, "linear_attention": None})
+    hybrid = float(layer_activation_bytes(spec, shape, "none", True, spec.moe.top_k))
+    plain = float(layer_activation_bytes(full, shape, "none", True, spec.moe.top_k))
+    q, k = spec.num_heads * spec.hd, spec.kv_heads * spec.hd
+    attn = 2.0 * 8192 * (2 * q + 2 * k) + 4.0 * spec.num_heads * 8192
+    gdn = 2.0 * 8192 * _gdn_saved_width(spec)
+    assert hybrid - plain == pytest.approx(0.75 * (gdn - attn))
