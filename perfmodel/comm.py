@@ -87,7 +87,7 @@ def _efficiency(profile: CalibrationProfile, collective: str, scope: str, n, nby
     eff = np.full(shape, defaults[1])
     sizes = np.broadcast_to(n_arr, shape)
     flat_bytes = np.broadcast_to(np.asarray(nbytes, dtype=float), shape)
-    for size in np.unique(n_arr):
+    for size in sorted(set(n_arr.ravel().tolist())):  # the distinct group sizes
         fit = _fit(profile, collective, scope, int(size))
         if fit is None:
             continue

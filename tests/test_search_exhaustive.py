@@ -103,3 +103,27 @@ def test_mesh_search_matches_exhaustive_for_expert_parallel_plans():
     key = (best["tp"], best["pp"], best["cp"], best["ep"], best["sequence_parallel"],
            best["zero_stage"])
     assert key in {k for t, k in singles if t <= best_time * (1 + 1e-9)}
+
+
+def test_best_per_gpu_count_is_each_counts_own_search():
+    """One sweep over several GPU counts (plan-training's dp-axis mesh) gives, per count, the
+    plan a search on that count alone ranks first -- same step time, memory and plan."""
+    from perfmodel.search import base_plan, best_per_gpu_count, sweep
+
+    counts = [4, 8, 12, 16]
+    sc = scenario(max(counts))
+    system = resolve_system(sc.system)
+    profile = resolve_profile(sc)
+    sw = sweep(sc.model, system, profile, base_plan(sc), SPACE, counts, HEADROOM)
+    rows = {r["gpus"]: r for r in best_per_gpu_count(sw)}
+    assert sorted(rows) == [r["gpus"] for r in best_per_gpu_count(sw)]
+    for n in counts:
+        one = sc.model_copy(update={"system": sc.system.model_copy(update={"num_gpus": n})})
+        alone = search(one, resolve_system(one.system), profile, SPACE, top=1,
+                       headroom=HEADROOM).plans
+        assert (n in rows) == bool(alone)
+        if alone:
+            a, b = rows[n], alone[0]
+            keys = ("tp", "pp", "cp", "dp", "vp", "micro_batch", "recompute",
+                    "sequence_parallel", "zero_stage", "step_time_s", "memory_per_gpu_bytes")
+            assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
