@@ -156,3 +156,52 @@ def test_new_8_gpu_nodes():
     # full mesh: a pair of GPUs shares one 76.8 GB/s link; all 8 use 7 of them
     assert float(intra_bandwidth(mi, 2)) == pytest.approx(76.8e9)
     assert float(intra_bandwidth(mi, 8)) == pytest.approx(7 * 76.8e9)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference profiles of B300 / GB200 / GB300 (aiconfigurator-core 0.12.0 tables)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device_id", ["b300", "gb200", "gb300"])
+def test_new_devices_pick_up_their_reference_profile(device_id):
+    """As B200 does: registry.profile_for finds calibration/<id>.reference.json."""
+    pred = pm.predict(pm.Scenario(kind="inference", model="llama-3-8b",
+                                  system={"device": device_id},
+                                  inference={"batch": 1, "prompt_len": 128, "output_len": 8}))
+    assert pred.calibration["id"] == f"{device_id}.reference"
+    prof = registry.profile_for(device_id)
+    assert prof.device == device_id
+    assert {"bf16", "fp8", "fp8_block", "nvfp4"} <= set(prof.gemm)
+    assert {"bf16", "fp8", "fp8_block", "nvfp4"} <= set(prof.moe)
+    errors = {fe.table for fe in prof.fit_errors}
+    assert {"gemm.nvfp4", "moe.nvfp4", "attention.decode", "collective.ep_dispatch_ll.intra.8",
+            "collective.all_reduce.intra.4"} <= errors
+
+
+@pytest.mark.parametrize("device_id", ["gb200", "gb300"])
+def test_nvl72_ep_group_uses_the_widest_measured_deepep_table(device_id):
+    """No DeepEP table wider than 8 ranks exists for GB200 / GB300 (aiconfigurator-core 0.12.0):
+    an EP group of 72 in the rack (scope intra) runs on the 8-rank fit, over 900 GB/s NVLink."""
+    system = resolve_system(SystemConfig(device=device_id, num_gpus=72))
+    prof = registry.profile_for(device_id)
+    span = group_spans(system.gpus_per_node, "tp-cp-ep-dp-pp", ep=72, dp=72)["ep"]
+    fit = prof.collective_fit("ep_dispatch_ll", "intra", 72)
+    assert fit.group_size == 8 and "nvlink5-nvl72" in fit.link
+    nbytes = 64 * 8 * 7168 * 1.0  # 64 tokens per rank, top-8, DeepSeek hidden, fp8
+    t = float(collective_time("ep_dispatch_ll", nbytes, span, system, prof))
+    expected = fit.latency_s + nbytes * 71 / 72 / (900e9 * float(fit.efficiency(nbytes)))
+    assert t == pytest.approx(expected)
+
+
+def test_gb300_custom_allreduce_across_trays_is_the_measured_mnnvl_kernel():
+    """GB300 TRT-LLM TP 8 (two 4-GPU trays of one NVLink domain): the MNNVL two-shot kernel,
+    9.898 us for 2^20 bf16 elements (2 MiB) in custom_allreduce_perf.parquet; the fit at 8
+    GPUs (not the 4-GPU one) reproduces it within its held-out band."""
+    prof = registry.profile_for("gb300")
+    assert {f.group_size for f in prof.collectives
+            if f.collective == "custom_allreduce_trtllm"} == {2, 4, 8, 16}
+    system = resolve_system(SystemConfig(device="gb300", num_gpus=72))
+    span = group_spans(system.gpus_per_node, "tp-cp-ep-dp-pp", tp=8, dp=9)["tp"]
+    t = float(collective_time("custom_allreduce_trtllm", 2 * 2**20, span, system, prof))
+    assert t == pytest.approx(9.898e-6, rel=0.15)

@@ -128,7 +128,8 @@ def test_every_copied_table_converts_with_plausible_units(path, convert, kwargs)
         elif r["bench"] == "attention":
             assert p["q_len"] <= p["kv_len"]
         elif r["bench"] == "moe":
-            flops = 2 * 3 * p["tokens"] * p["topk"] * p["hidden"] * p["inter"] / p["ep"] / p["tp"]
+            mats = 3 if p["gated"] else 2  # gate + up + down, or up + down (ReLU^2 experts)
+            flops = 2 * mats * p["tokens"] * p["topk"] * p["hidden"] * p["inter"] / p["ep"] / p["tp"]
             assert flops / r["time_s"] < peak and p["topk"] <= p["experts"]
         else:
             assert F.record_bytes(r) / r["time_s"] < 8e12  # below any HBM
@@ -149,3 +150,22 @@ def test_manifest_matches_the_copied_files():
     assert licenses == {"aiconfigurator", "vidur"}
     for table in (t for ref in R.REFERENCES.values() for t in ref.tables):
         assert table.path in listed, table.path
+
+
+def test_trtllm_custom_allreduce_keeps_the_mnnvl_kernels():
+    """GB300 TensorRT-LLM 1.3.0rc20 TP 8 / 16 across compute trays: AUTO takes the MNNVL
+    one-shot / two-shot kernels (kernel_source names them; collection_meta.yaml); read by hand:
+    2^20 elements at 8 GPUs 0.009898 ms (two-shot), 256 elements at 16 GPUs 0.004914 ms
+    (one-shot); 2 and 4 GPUs stay the plain TRTLLM rows."""
+    pytest.importorskip("pyarrow")
+    path = SOURCES / "aiconfigurator/systems/data/gb300/comm/trtllm/1.3.0rc20/custom_allreduce_perf.parquet"
+    recs = C.aic_custom_allreduce(path, engine="trtllm")
+    by = {(r["params"]["group_size"], r["params"]["bytes"]): r for r in recs}
+    assert {g for g, _ in by} == {2, 4, 8, 16}
+    r = by[(8, 2 * 2**20)]
+    assert r["time_s"] == pytest.approx(9.898e-6, rel=1e-3)
+    assert r["stats"]["kernel_source"] == "TRTLLM_MNNVL_twoshot"
+    r = by[(16, 512)]
+    assert r["time_s"] == pytest.approx(4.914e-6, rel=1e-3)
+    assert r["stats"]["kernel_source"] == "TRTLLM_MNNVL_oneshot"
+    assert {by[(g, 512)]["stats"]["kernel_source"] for g in (2, 4)} == {"TRTLLM"}

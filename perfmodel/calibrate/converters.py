@@ -363,9 +363,16 @@ def aic_deepep(path: str | Path, mode: str, nodes: Iterable[int] | None = None,
 # ``AllReduce`` with strategy AUTO, vLLM ``tensor_model_parallel_all_reduce``, SGLang's
 # CustomAllReduce), timed in CUDA graphs; ``message_size`` in ELEMENTS of ``allreduce_dtype``
 # (the collector allocates [tokens, 4096] or [1, size] tensors of that many elements).
-CUSTOM_AR_VARIANTS = {"vllm": ("vLLM_custom_graph", "vLLM_custom_eager"),
-                      "sglang": ("SGLang_CustomAllReduce_graph", "SGLang_CustomAllReduce_eager"),
-                      "trtllm": ("TRTLLM", "TRTLLM")}
+# TensorRT-LLM rows are graph-captured (one variant); across GB300 compute trays (TP 8 / 16 in
+# one multi-node NVLink domain) its AUTO strategy takes the MNNVL kernels, which the table
+# records by name (``TRTLLM_MNNVL_oneshot`` below ~64-128 KiB, ``_twoshot`` above: the GB300
+# collection_meta.yaml, citing tensorrt_llm/_torch/distributed/ops.py and
+# cpp/tensorrt_llm/thop/allreduceOp.cpp of v1.3.0rc20): all of them are the engine's call.
+_TRTLLM_AR = ("TRTLLM", "TRTLLM_MNNVL_oneshot", "TRTLLM_MNNVL_twoshot")
+CUSTOM_AR_VARIANTS = {"vllm": (("vLLM_custom_graph",), ("vLLM_custom_eager",)),
+                      "sglang": (("SGLang_CustomAllReduce_graph",),
+                                 ("SGLang_CustomAllReduce_eager",)),
+                      "trtllm": (_TRTLLM_AR, _TRTLLM_AR)}
 
 
 def aic_custom_allreduce(path: str | Path, engine: str, variant: str = "graph",
@@ -378,12 +385,13 @@ def aic_custom_allreduce(path: str | Path, engine: str, variant: str = "graph",
     if engine not in CUSTOM_AR_VARIANTS or variant not in ("graph", "eager"):
         raise ValueError(f"engine must be one of {sorted(CUSTOM_AR_VARIANTS)}, variant graph "
                          "or eager")
-    kernel = CUSTOM_AR_VARIANTS[engine][variant == "eager"]
+    kernels = CUSTOM_AR_VARIANTS[engine][variant == "eager"]
     size = {"bfloat16": 2, "float16": 2, "half": 2}
     out = []
     src = _source(path)
     for row in read_rows(path):
-        if row.get("kernel_source") != kernel or row["allreduce_dtype"] not in size:
+        kernel = row.get("kernel_source")
+        if kernel not in kernels or row["allreduce_dtype"] not in size:
             continue
         nbytes = int(row["message_size"]) * size[row["allreduce_dtype"]]
         if nbytes < min_bytes:

@@ -45,6 +45,19 @@ from .table import (
 )
 
 CALLS = 2  # grouped GEMM calls per record: up (gate+up) and down
+# Weight-only / mixed formats of the MoE tables (aiconfigurator ``moe_dtype``, TensorRT-LLM
+# 1.3.0rc20): (weight format, activation dtype). The core runs them as ``ops.Precision.inference``
+# does: weights dequantised to the activation dtype, whose tensor cores (and curve key) they use.
+MIXED = {"w4a16_mxfp4": ("mxfp4", "bf16"), "w4a8_mxfp4_mxfp8": ("mxfp4", "fp8")}
+
+
+def moe_precision(dtype: str) -> O.Precision:
+    """The core's precision of a table's grouped GEMMs (all operands in ``dtype``, or a
+    ``MIXED`` format)."""
+    if dtype in MIXED:
+        weight, act = MIXED[dtype]
+        return O.Precision.inference(weight, act, act)
+    return precision_for(dtype)
 AXES = ("m", "groups", "weights")  # rows per problem, problems per call, n x k per problem
 
 
@@ -68,7 +81,7 @@ def moe_geometry(recs: list[dict]) -> dict[str, np.ndarray]:
 def moe_ops(recs: list[dict], dtype: str) -> list[O.Op]:
     """The core's two grouped GEMM calls of each record (up, down), vectorised over records."""
     g = moe_geometry(recs)
-    prec = precision_for(dtype)
+    prec = moe_precision(dtype)
     return [O.grouped_gemm("moe.expert.up", g["rows"], g["up_n"], g["hidden"], g["groups"], prec),
             O.grouped_gemm("moe.expert.down", g["rows"], g["hidden"], g["inter"], g["groups"],
                            prec)]
@@ -113,6 +126,13 @@ def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile
             return invert_time(bound, t, CALLS * (overhead + floor(fit_idx)))
 
         def times(prof, idx, dtype=dtype, recs=recs):
+            compute = moe_precision(dtype).compute
+            if compute != dtype and dtype in prof.moe:  # a MIXED format's own curve, read
+                # where the core would read it if it looked grouped GEMMs up by format
+                prof = prof.model_copy(update={
+                    "moe": {**prof.moe, compute: prof.moe[dtype]},
+                    "moe_overhead_s": {**prof.moe_overhead_s,
+                                       compute: prof.moe_overhead_s.get(dtype, 0.0)}})
             return moe_times([recs[i] for i in idx], dtype, Roofline(device, prof))
 
         def install(prof, curve, fit_idx, dtype=dtype, floor=floor):
