@@ -16,8 +16,9 @@ Each engine budgets device memory its own way (the rule is ``memory.budget`` of 
   for every dummy token and counted the CUDA context.
 * ``init_free_fraction`` (SGLang, model_runner.profile_max_num_token):
   KV = (M - W) - M x (1 - f) = f x M - W, with M the free memory after the distributed init
-  (T minus the CUDA context) and f = mem_fraction_static (by default from server_args.py's
-  reserve rule on nvidia-smi's memory.total).
+  (T minus the CUDA context and what the distributed init allocated: NCCL / custom all-reduce
+  buffers, SGLang's "Init torch distributed ends. mem usage" line) and f = mem_fraction_static
+  (by default from server_args.py's reserve rule on nvidia-smi's memory.total).
 * ``free_after_peak_fraction`` (TensorRT-LLM PyTorch backend, pyexecutor/_util.py):
   KV = f x (T - W - A - N), f = free_gpu_memory_fraction, A the activation peak of
   max_num_tokens dummy context tokens, N the non-torch memory (here the CUDA context).
@@ -201,11 +202,18 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
             fraction, chunk = sglang_default_fraction(m.reserve, smi_mb, tp, pp, batched)
             batched = batched or chunk
         fraction = fraction or m.fraction or 1.0
-        init_free = total - context
+        # the distributed init (NCCL, custom all-reduce) takes memory before M is measured
+        gib = (m.non_torch_gib_tp_multi if tp * pp > 1 else m.non_torch_gib_tp1) or 0.0
+        if tp > 1 and shape.nvls:
+            gib += m.non_torch_gib_nvls_extra or 0.0
+        dist = gib * GIB
+        init_free = total - context - dist
         kv = fraction * init_free - weights
-        non_torch = context
+        non_torch = context + dist
         breakdown = {"weights": weights, "kv_cache": max(kv, 0.0),
                      "reserved": (1 - fraction) * init_free, "cuda_context": context}
+        if dist:
+            breakdown["distributed_init"] = dist
     elif m.budget == "free_after_peak_fraction":
         fraction = fraction or m.fraction or 1.0
         tokens = batched or max_len

@@ -144,6 +144,21 @@ class MemoryFacts(Strict):
     reserve: ReserveRule | None = None
 
 
+class NewTokenRatio(Strict):
+    """SGLang's admission reserve (schedule_policy.py ``PrefillAdder``, environ.py): running
+    requests hold min(remaining output, ``clip_max_new_tokens``) x ratio future tokens, a new
+    one its whole clipped output; the ratio starts at ``init``, falls by (init - init x
+    ``min_factor``) / ``decay_steps`` per decode batch, returns to ``init`` when idle, and
+    after a retraction becomes (decoded + ``retract_decode_steps`` x requests) / (max new
+    tokens + 1), at most 1 (new_token_ratio_tracker.py)."""
+
+    init: Float = Field(gt=0, le=1)
+    min_factor: Float = Field(ge=0, le=1)
+    decay_steps: Int = Field(ge=1)
+    retract_decode_steps: Int = Field(ge=0)
+    clip_max_new_tokens: Int = Field(ge=1)
+
+
 class SchedulerFacts(Strict):
     max_num_seqs: Int | None = Field(default=None, ge=1)
     max_num_seqs_large_gpu: Int | None = Field(default=None, ge=1)
@@ -157,6 +172,7 @@ class SchedulerFacts(Strict):
     # the serving simulator's scheduler that does what the engine's does
     # (perfmodel/serving/schedulers.py); a scenario without serving.scheduler.kind runs it
     policy: Literal["continuous", "chunked", "inflight", "prefill_first"] | None = None
+    new_token_ratio: NewTokenRatio | None = None  # SGLang's admission reserve (prefill_first)
 
 
 class CommFacts(Strict):

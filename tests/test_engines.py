@@ -422,3 +422,17 @@ def test_a_scenario_names_the_engine_version():
     assert p.engine["version"] == "0.2.0" and p.engine["non_torch_bytes"] == 0
     with pytest.raises(PerfModelError, match="engine.version"):
         predict(as_scenario({**BASE, "engine": {"name": "vllm", "version": "nightly"}}))
+
+
+def test_sglang_pool_excludes_what_the_distributed_init_took():
+    """SGLang measures total_gpu_memory after init_torch_distributed; its own log puts that
+    init at 2.01 GiB per rank on a Hopper NVSwitch node (sglang PR #11716, TP 8): KV = f x (T -
+    CUDA context - 2.01 GiB) - weights at TP >= 2 on an NVLS fabric, nothing at TP 1."""
+    shape4 = EngineShape(tp=4, nvls=True)
+    spec, cfg = get_engine("sglang"), EngineConfig(name="sglang", mem_fraction_static=0.9)
+    e = engine_memory(LLAMA3_8B, H100, shape4, spec, cfg, 0.7)
+    assert e.breakdown["distributed_init"] == pytest.approx(2.01 * GIB)
+    init_free = H100.usable_memory_bytes - 0.7 * GIB - 2.01 * GIB
+    assert e.kv_cache_bytes == pytest.approx(0.9 * init_free - e.weights_bytes)
+    one = engine_memory(LLAMA3_8B, H100, EngineShape(tp=1, nvls=True), spec, cfg, 0.7)
+    assert "distributed_init" not in one.breakdown

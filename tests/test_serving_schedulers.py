@@ -194,3 +194,36 @@ def test_plan_serving_names_the_engines_scheduler():
     given = SchedulerConfig(kind="chunked")
     assert _scheduler_kind(PlanInputs(**base, scheduler=given,
                                       engine=EngineConfig(name="sglang"))) == "chunked"
+
+
+def test_prefill_first_reserves_future_tokens_by_sglangs_new_token_ratio():
+    """SGLang PrefillAdder with engines/sglang.yaml's facts, page size 1, 2000 free tokens.
+    Idle: request 0 needs 100 + 600 + 1 < 2000 and reserves 700, leaving 1300; request 1
+    needs 300 + 1000 + 1 = 1301 >= 1300 and waits. Next batch: request 0 runs with 599
+    tokens to go, reserved x 0.7 = 419.3, and 2000 - 100 - 419.3 = 1480.7 > 1301 admits
+    request 1. A decode run of k batches lowers the ratio by k x (0.7 - 0.098) / 600; an
+    idle instance resets it to 0.7."""
+    from perfmodel.engines import get_engine
+    from perfmodel.serving.schedulers import PrefillFirst
+
+    facts = get_engine("sglang").scheduler
+    e = _engine([100, 300], [600, 1000], blocks=2000, block=1)
+    s = PrefillFirst(8192, facts)
+    step = _run_step(s, e, 0.0)
+    assert [c for _, c in step.chunks] == [100] and list(e.waiting) == [1]
+    step = _run_step(s, e, step.end)
+    assert [c for _, c in step.chunks] == [300] and not e.waiting
+    assert s.ratio == pytest.approx(0.7)  # prefill batches do not decay it
+    run = _run_step(s, e, step.end)
+    assert run.kind == "run"
+    s.next(e, run.end)  # applies the run's decode batches
+    assert s.ratio == pytest.approx(max(0.098, 0.7 - run.steps * (0.7 - 0.098) / 600))
+    empty = _engine([], [], blocks=10, block=1)
+    assert s.next(empty, 0.0) is None and s.ratio == 0.7
+
+
+def test_prefill_first_without_engine_facts_keeps_the_watermark():
+    """No engine named: no SGLang reserve, both requests start in the first batch."""
+    e = _engine([100, 300], [600, 1000], blocks=2000, block=1)
+    step = _run_step(make_scheduler("prefill_first", 8192), e, 0.0)
+    assert [c for _, c in step.chunks] == [100, 300]

@@ -13,6 +13,7 @@ Sec. 4.3), otherwise over the scale-out network.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from .requests import Requests
 from .schedulers import make_scheduler
 from .sim import Pool, Simulation
 from .workload import Workload
+
+if TYPE_CHECKING:
+    from ..engines import SchedulerFacts
 
 CHUNKED_DEFAULT_BUDGET = 512  # vLLM's max_num_batched_tokens default with chunked prefill
 
@@ -63,6 +67,8 @@ class Deployment:
     system: System | None = None
     profile: CalibrationProfile | None = None
     _transfer_table: list | None = None
+    # the named engine's scheduler facts (engines/<id>.yaml), for the policies that use them
+    engine_facts: SchedulerFacts | None = None
 
     @property
     def num_gpus(self) -> int:
@@ -104,7 +110,7 @@ class Deployment:
                            self.scheduler.iteration_overhead_s)
                 engines.append(e)
                 members.append(e)
-                schedulers.append(make_scheduler(name, self.token_budget))
+                schedulers.append(make_scheduler(name, self.token_budget, self.engine_facts))
             pools.append(Pool(inst.role, members, self.scheduler.routing))
         if kind == "disaggregated":
             self.prepare_transfers(int((workload.prompt + workload.output).max()))
@@ -140,8 +146,12 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
     own start-up rule (``engine_memory``) and, unless the scenario sets
     serving.scheduler.max_batch, caps the batch at its max_num_seqs default."""
     named = engine is not None and engine.name != "generic"
+    facts = None
     if named:
         cfg = _engine_scheduler(cfg, engine, model, system, parallelism, inference, profile)
+        from ..engines import get_engine
+
+        facts = get_engine(engine.name).scheduler
     for name in ("offload", "speculative"):
         if getattr(inference, name, None) is not None:
             raise SpecError(f"inference.{name}: the serving simulator does not model {name} "
@@ -194,7 +204,7 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
             raise SpecError(f"parallelism: tp*pp = {per} must divide system.num_gpus "
                             f"({system.num_gpus}); the GPUs form num_gpus/(tp*pp) replicas")
         return Deployment(cfg, [instance("mixed", tp, system.num_gpus, count)], budget,
-                          system=system, profile=profile)
+                          system=system, profile=profile, engine_facts=facts)
     tp_p = cfg.prefill_tp or tp
     tp_d = cfg.decode_tp or tp
     gp, gd = (cfg.prefill_gpus, cfg.decode_gpus) if counts else _pool_gpus(cfg, system)
@@ -207,7 +217,7 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
     pre = instance("prefill", tp_p, gp or 0, counts[0] if counts else None)
     dec = instance("decode", tp_d, gd or 0, counts[1] if counts else None)
     return Deployment(cfg, [pre, dec], budget, transfer_cross_node=bool(cross), system=system,
-                      profile=profile)
+                      profile=profile, engine_facts=facts)
 
 
 def engine_kv_capacity(model: ModelSpec, system: System, parallelism: Parallelism,

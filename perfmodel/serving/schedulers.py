@@ -29,17 +29,22 @@ with ``@register("name")``. Where a preempted sequence waits is the engine's bus
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .engine import RUN_CAP, Engine, Step
 
+if TYPE_CHECKING:
+    from ..engines import SchedulerFacts
+
 
 class Scheduler:
     name = "base"
 
-    def __init__(self, token_budget: int):
+    def __init__(self, token_budget: int, facts: SchedulerFacts | None = None):
         self.budget = token_budget  # tokens of one iteration (static: padded prompt tokens)
+        self.facts = facts  # the named engine's scheduler facts (engines/<id>.yaml), if any
 
     def next(self, e: Engine, now: float) -> Step | None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -79,14 +84,15 @@ def register(name: str) -> Callable[[type[Scheduler]], type[Scheduler]]:
     return add
 
 
-def make_scheduler(name: str, token_budget: int) -> Scheduler:
-    """A new scheduler of the registered ``name``."""
+def make_scheduler(name: str, token_budget: int,
+                   facts: SchedulerFacts | None = None) -> Scheduler:
+    """A new scheduler of the registered ``name`` (``facts``: the engine's, if named)."""
     try:
         cls = SCHEDULERS[name]
     except KeyError:
         raise ValueError(f"no serving scheduler {name!r}; registered: "
                          f"{', '.join(sorted(SCHEDULERS))}") from None
-    return cls(token_budget)
+    return cls(token_budget, facts)
 
 
 @register("continuous")
@@ -325,16 +331,54 @@ class PrefillFirst(Scheduler):
     for it (mixed chunks are off by default, ``enable_mixed_chunk`` False). The batch takes
     the request being chunked first, then waiting requests FCFS while ``chunked_prefill_size``
     (``token_budget``) tokens remain; a request longer than what is left is cut to it and
-    continues in the next prefill batch. Otherwise every running request decodes. Memory
-    admission keeps the engine's watermark as ``continuous`` does; SGLang's reservation of
-    the running requests' future tokens (``new_token_ratio``) is not modelled.
+    continues in the next prefill batch. Otherwise every running request decodes.
+
+    Memory admission with the engine's ``new_token_ratio`` facts (SGLang): the free KV tokens
+    minus, for every running request, min(remaining output, clip) x ratio must exceed a new
+    request's prompt + min(output, clip) + one page; each admitted request then reserves its
+    prompt and clipped output (a cut one its chunk only). The ratio falls per decode batch
+    from ``init`` to ``init x min_factor`` over ``decay_steps``, resets when the instance is
+    idle and, after a retraction, becomes (decoded + retract_decode_steps x n) / (outputs + 1)
+    (NewTokenRatioTracker). Without those facts (no engine named) admission keeps the 1 %
+    watermark as ``continuous`` does.
     """
 
+    def __init__(self, token_budget: int, facts: SchedulerFacts | None = None):
+        super().__init__(token_budget, facts)
+        self.ntr = facts.new_token_ratio if facts is not None else None
+        if self.ntr is not None:
+            self.ratio = self.ntr.init
+            self.min_ratio = self.ntr.init * self.ntr.min_factor
+            self.decay = (self.ntr.init - self.min_ratio) / self.ntr.decay_steps
+        self._last: Step | None = None
+
+    def _decayed(self) -> None:
+        """Apply the decode batches the previous step ran (a run may have been cut short)."""
+        st, self._last = self._last, None
+        if self.ntr is None or st is None:
+            return
+        k = st.steps if st.kind == "run" else int(st.decode)
+        if k:
+            self.ratio = max(self.min_ratio, self.ratio - self.decay * k)
+
+    def _step(self, step: Step | None) -> Step | None:
+        self._last = step
+        if step is None and self.ntr is not None:
+            self.ratio = self.ntr.init  # idle
+        return step
+
     def next(self, e: Engine, now: float) -> Step | None:
+        self._decayed()
         reqs = e.reqs
         n = e.n
         budget = self.budget
         free = e.free_blocks()
+        ntr = self.ntr
+        rem = 0.0
+        if ntr is not None:  # PrefillAdder.rem_total_tokens (page size = KV block)
+            dec = e.done[:n] == e.target[:n]
+            left = np.minimum(e.out[:n][dec] - e.gen[:n][dec], ntr.clip_max_new_tokens)
+            rem = free * e.block - float(np.clip(left, 0, None).sum()) * self.ratio
         chunks: list[tuple[int, int]] = []
         for slot in np.flatnonzero(e.done[:n] < e.target[:n]).tolist():  # the chunked request
             done = int(e.done[slot])
@@ -344,13 +388,24 @@ class PrefillFirst(Scheduler):
                 break
             free -= need
             budget -= c
+            if ntr is not None:
+                last = done + c >= int(e.target[slot])
+                out = int(e.out[slot] - e.gen[slot])
+                rem -= c + (min(out, ntr.clip_max_new_tokens) if last else 0)
             chunks.append((slot, c))
         while budget > 0 and e.waiting and e.n < e.max_batch:
             rid = e.waiting[0]
             q = int(reqs.prompt[rid] + reqs.gen[rid])
             c = min(q, budget)
             need = e.blocks_for(c)
-            if free - need < e.watermark:
+            if ntr is not None:
+                out = min(int(reqs.output[rid] - reqs.gen[rid]), ntr.clip_max_new_tokens)
+                # an idle instance still takes a request whose blocks fit (SGLang would
+                # refuse one larger than its pool)
+                if (q + out + e.block >= rem and (e.n or chunks)) or need > free:
+                    break
+                rem -= c if c < q else q + out
+            elif free - need < e.watermark:
                 break
             e.waiting.popleft()
             free -= need
@@ -360,11 +415,16 @@ class PrefillFirst(Scheduler):
             slot = e.add(rid, target=q, done=0, ctx=0)
             chunks.append((slot, c))
         if chunks:
-            return e.iteration(now, chunks, decode=False)
+            return self._step(e.iteration(now, chunks, decode=False))
+        before = e.n
         self.make_room_for_decode(e)  # SGLang retracts decodes when memory runs out
+        if e.n < before and ntr is not None and e.n:  # NewTokenRatioTracker after a retract
+            k = e.n
+            self.ratio = min(1.0, float(e.gen[:k].sum() + ntr.retract_decode_steps * k)
+                             / float(e.out[:k].sum() + 1))
         if e.n == 0:
-            return self.next(e, now) if e.waiting and n else None
+            return self.next(e, now) if e.waiting and n else self._step(None)
         dec = e.done[:e.n] == e.target[:e.n]
         if not dec.all():  # a chunk blocked on memory: decode the others one step
-            return e.iteration(now, [], decode=True)
-        return self.decode_run(e, now)
+            return self._step(e.iteration(now, [], decode=True))
+        return self._step(self.decode_run(e, now))
