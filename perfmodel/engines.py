@@ -353,8 +353,12 @@ def get_engine(engine_id: str, version: str | None = None,
     base = _base(engine_id)
     if version is None and variant is None:
         return base
+    if not base.ranges:
+        raise SpecError(f"engine.version: {engine_id} has no version families; "
+                        f"engines/{engine_id}.yaml describes {base.version} (omit engine.version "
+                        "and engine.variant)")
     if version is None:
-        version = base.ranges[0].since if base.ranges else base.version
+        version = base.ranges[0].since
     version_key(version)
     hits = [f for f in families(engine_id) if any(r.holds(version, variant)
                                                   for r in f.ranges)]

@@ -436,3 +436,8 @@ def test_sglang_pool_excludes_what_the_distributed_init_took():
     assert e.kv_cache_bytes == pytest.approx(0.9 * init_free - e.weights_bytes)
     one = engine_memory(LLAMA3_8B, H100, EngineShape(tp=1, nvls=True), spec, cfg, 0.7)
     assert "distributed_init" not in one.breakdown
+
+
+def test_a_version_for_an_engine_without_families_is_refused():
+    with pytest.raises(SpecError, match="sglang has no version families"):
+        get_engine("sglang", "0.4.0")
