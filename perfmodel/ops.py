@@ -459,14 +459,17 @@ def indexer_ops(model: ModelSpec, b, q_len, kv_len, pairs, prec: Precision, phas
     the layers that own one: GLM-5.2's "shared" layers reuse the top-k and skip it). wq_b on
     the query latent, wk and weights_proj on the hidden state, the key LayerNorm; the core
     scores every causal query-key pair with every indexer head, 2 heads x head_dim FLOPs per
-    pair, reads the fp8 index keys once per sequence and writes the fp32 logits, which the
-    top-k kernel reads back, writing int32 indices (DeepGEMM fp8_mqa_logits + top-k, as vLLM
-    runs it). Replicated over TP (its weights are ``attention_replicated``); computed at the
-    GEMM precision (the fp8 indexer kernels are not separately calibrated)."""
+    pair, reads the fp8 index keys once per sequence and writes the fp32 logits of the causal
+    pairs, which the top-k kernel reads back, writing int32 indices (DeepGEMM fp8_mqa_logits
+    + top-k, as vLLM's sparse_attn_indexer runs it). The core runs in fp8 (DeepSeek-V3.2
+    Sec. 2.1: the indexer "can be implemented in FP8"; fp8 keys in vLLM's indexer cache; a
+    device without fp8 falls back to its 16-bit rate), at the attention curve's efficiency
+    (the indexer kernel is not separately calibrated). Replicated over TP (its weights are
+    ``attention_replicated``: every TP rank indexes all tokens)."""
     m = model.mla
     h, n, d = model.hidden_size, m.indexer_heads, m.indexer_head_dim
     t = b * q_len
-    logits = b * q_len * np.asarray(kv_len, float)
+    logits = b * np.asarray(pairs, float)  # causal query-key pairs
     flops = 2.0 * n * d * pairs * b
     ops = [gemm("attn.index_q", t, n * d, m.q_lora_rank or h, prec,
                 matmuls=(Matmul(1.0, n * d, False),)),
@@ -475,7 +478,7 @@ def indexer_ops(model: ModelSpec, b, q_len, kv_len, pairs, prec: Precision, phas
            elementwise("attn.index_norm", t * d, t * d, prec.act, 7.0, kind="layernorm"),
            Op(name="attn.index_core", cls=ATTENTION, flops=flops,
               bytes=t * n * d * prec.act + b * kv_len * indexer_key_bytes(model)
-              + 4.0 * logits, dtype=prec.compute, model_flops=flops,
+              + 4.0 * logits, dtype="fp8", model_flops=flops,
               shape=attention_curve_point(phase, b, q_len, kv_len, 1.0), phase=phase,
               attention_core=True),
            elementwise("attn.index_topk", logits,

@@ -138,8 +138,10 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
         flops = stack([op.flops for op in members], shape)
         vec = stack([op.vector_flops for op in members], shape)
         nbytes = stack([op.bytes for op in members], shape)
-        peak = roof.peak(sub if cls == GEMM else members[0].dtype) if cls in (
-            GEMM, ATTENTION) else vector_peak
+        if cls == ATTENTION:  # each kernel at its own dtype (the fp8 DSA indexer beside MLA)
+            peak = stack([roof.peak(op.dtype) for op in members], shape)
+        else:
+            peak = roof.peak(sub) if cls == GEMM else vector_peak
         t_c = flops / peak + vec / vector_peak
         t_m = nbytes / bandwidth
         if cls == GEMM:

@@ -383,6 +383,7 @@ def test_dsa_core_attends_top_k_keys_by_hand():
     assert float(ops["attn.index_core"].flops) == pytest.approx(2 * 32 * 128 * 1e5)
     assert float(ops["attn.index_core"].bytes) == pytest.approx(
         32 * 128 * 2 + 1e5 * 132 + 4 * 1e5)
+    assert ops["attn.index_core"].dtype == "fp8" and ops["attn.core"].dtype == "bf16"
     # within top-k keys the sparse core is the dense one
     short = {o.name: o for o in O.layer_forward_ops(spec, True, 1.0, 1.0, 1000.0, 1000.0,
                                                     O.Shard(), prec, attn_phase="decode")}
@@ -487,3 +488,29 @@ def test_gdn_layers_keep_their_own_activations():
     attn = 2.0 * 8192 * (2 * q + 2 * k) + 4.0 * spec.num_heads * 8192
     gdn = 2.0 * 8192 * _gdn_saved_width(spec)
     assert hybrid - plain == pytest.approx(0.75 * (gdn - attn))
+
+
+def test_dsa_prefill_with_dp_attention_is_cheaper_than_dense_mla():
+    """DeepSeek-V3.2 vs V3 at a 128K prompt on 8 x H200 with DP attention: the sparse core
+    attends 2048 keys per query and the fp8 indexer (64 heads x 128) scores every pair, far
+    less than dense MLA's 128 heads x (192 + 128) per pair; decode attention reads 2048
+    latent rows instead of 128K. Each GPU's attention kernels run at their own dtype
+    (roofline.op_times: the indexer's fp8 beside a bf16 core)."""
+    from perfmodel.roofline import Roofline, op_times
+    from perfmodel.specs.registry import get_device
+
+    dev = get_device("h200-sxm-141gb")
+    roof = Roofline(dev, default_profile(), 1.0)
+    s = 131072.0
+    prec = O.Precision.inference("bf16", "bf16", "bf16")
+
+    def attention_time(name):
+        spec = _load(name)
+        ops = O.layer_forward_ops(spec, True, 1.0, s, s, O.attention_pairs(s, s), O.Shard(),
+                                  prec, attn_phase="prefill")
+        t = op_times(ops, roof)
+        return sum(float(x) for op, x in zip(ops, t.time, strict=True)
+                   if op.cls == O.ATTENTION)
+
+    assert attention_time("deepseek-ai--DeepSeek-V3.2") < 0.5 * attention_time(
+        "deepseek-ai--DeepSeek-V3")
