@@ -496,7 +496,8 @@ _UNMODELLED_KEYS = {
     "hybrid_override_pattern": "Mamba / hybrid layer pattern (hybrid_override_pattern)",
     "layers_block_type": "Mamba / hybrid layer pattern (layers_block_type)",
     "ssm_state_size": "Mamba layers (ssm_state_size)",
-    "linear_attn_config": "linear-attention layers (linear_attn_config)",
+    "linear_attn_config": "Kimi delta attention (KDA) linear-attention layers "
+                          "(linear_attn_config)",
     "index_topk_pattern": "indexer shared across layers without a per-layer indexer_types "
                           "list (index_topk_pattern)",
     "index_topk_freq": "indexer shared across layers without a per-layer indexer_types list "
