@@ -253,7 +253,13 @@ def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype: str, tp: Array = 1) -> 
         latent = (model.mla.kv_lora_rank + model.mla.qk_rope_head_dim) * b
         return (latent + index) * np.ones_like(np.asarray(tp, float))
     kv_local = np.maximum(model.kv_heads / np.asarray(tp, float), 1.0)
-    return kv_local * (model.hd + model.vd) * b
+    index = 0.0
+    if model.block_sparse is not None:  # MSA's index key, in the layers that are sparse
+        from .ops import indexer_key_bytes
+        from .parameters import indexer_owner_share
+
+        index = indexer_owner_share(model) * indexer_key_bytes(model)
+    return kv_local * (model.hd + model.vd) * b + index
 
 
 def _sliding_per_token(model: ModelSpec, kv_dtype: str, tp: Array) -> Array:

@@ -381,7 +381,9 @@ def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard:
     DeepSeek sparse attention (MLASpec.indexer_topk = k; DeepSeek-V3.2 arXiv 2512.02556
     Sec. 2): each query attends the k keys its indexer selects, min(j, k) at position j, the
     same count as a window of k; they may lie anywhere, so up to min(kv, q k) distinct keys
-    are read. The indexer itself (``indexer_ops``) runs in the layers that own one."""
+    are read. The indexer itself (``indexer_ops``) runs in the layers that own one.
+    MiniMax Sparse Attention (ModelSpec.block_sparse): its sparse layers attend the top-k
+    blocks' keys the same way, its other layers all keys."""
     from .attention_variants import (
         LINEAR,
         MAMBA,
@@ -389,8 +391,6 @@ def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard:
         SLIDING,
         attention_mix,
         kind_model,
-        windowed_keys,
-        windowed_pairs,
     )
     from .parameters import indexer_owner_share
 
@@ -404,35 +404,20 @@ def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard:
             part = mamba_ops(model, b, q_len, shard, prec, phase)
         else:
             km = kind_model(model, kind)  # the sliding layers' own shape, if any
-            kv, pr = kv_len, pairs
-            topk = model.mla.indexer_topk if model.mla else None
-            reach = model.sliding_window if kind == SLIDING else topk
-            if reach:
-                w = float(reach)
-                full = attention_pairs(q_len, kv_len)
-                pr = pairs * np.where(full > 0, windowed_pairs(q_len, kv_len, w)
-                                      / np.maximum(full, 1e-30), 1.0)
-                # a window's keys are contiguous; top-k selections of different queries
-                # may each pick other keys: up to q x k distinct ones
-                kv = (windowed_keys(q_len, kv_len, w) if kind == SLIDING
-                      else np.minimum(kv_len, np.asarray(q_len, float) * w))
+            part = []
+            for reach, weight in _attention_reaches(model, kind, moe_layer):
+                core = _attention_core(km, b, q_len, kv_len, pairs, shard, prec, flash, phase,
+                                       absorbed_mla, reach, kind == SLIDING)
+                if weight != 1.0:
+                    for op in core:
+                        op.count = op.count * weight
+                part += core
             before, after = projection_ops(km, b * q_len, shard, prec)
-            core = attention_ops(km, b, q_len, kv, pr, shard, prec, flash, phase,
-                                 absorbed_mla)
-            if reach:  # model FLOPs: q x min(kv, W or k) pairs (non-causal convention);
-                # attention_ops counted q x kv with the keys in reach as kv
-                for op in core:
-                    if op.cls == ATTENTION:
-                        op.model_flops = op.model_flops * np.minimum(
-                            kv_len, reach) / np.maximum(kv, 1e-30)
             owners = indexer_owner_share(model, moe_layer)
             if owners:
                 before = [*before, *indexer_ops(model, b, q_len, kv_len, pairs, prec, phase,
                                                 owners)]
-            if km.attention_sinks:  # one extra softmax element per query row and head
-                core[0].vector_flops = core[0].vector_flops + 5.0 * b * q_len * (
-                    km.num_heads / shard.tp)
-            part = [*before, *core, *after]
+            part = [*before, *part, *after]
         if share != 1.0:
             for op in part:
                 op.count = op.count * share
@@ -440,14 +425,77 @@ def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard:
     return out
 
 
+def _attention_reaches(model: ModelSpec, kind: str, moe_layer: bool
+                       ) -> list[tuple[float | None, float]]:
+    """(keys each query reaches, share) of the attention layers of one kind and MLP kind: the
+    window of sliding layers; the top-k of sparse attention (DSA: every layer, shared-index
+    ones too; MSA: its sparse layers, the others dense); None (all keys) otherwise."""
+    from .attention_variants import SLIDING
+    from .parameters import indexer_owner_share
+
+    if kind == SLIDING:
+        return [(model.sliding_window, 1.0)]
+    topk = sparse_topk(model)
+    if topk is None:
+        return [(None, 1.0)]
+    if model.block_sparse is None:
+        return [(topk, 1.0)]
+    sparse = indexer_owner_share(model, moe_layer)
+    return [(r, w) for r, w in ((topk, sparse), (None, 1.0 - sparse)) if w > 0]
+
+
+def _attention_core(km: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec: Precision,
+                    flash: bool, phase: str, absorbed_mla: bool, reach, window: bool
+                    ) -> list[Op]:
+    """The attention core over the keys in ``reach`` of each query (a window of W contiguous
+    keys, or a top-k selection; None: all), with the sinks' extra softmax element."""
+    from .attention_variants import windowed_keys, windowed_pairs
+
+    kv, pr = kv_len, pairs
+    if reach:
+        w = float(reach)
+        full = attention_pairs(q_len, kv_len)
+        pr = pairs * np.where(full > 0, windowed_pairs(q_len, kv_len, w)
+                              / np.maximum(full, 1e-30), 1.0)
+        # a window's keys are contiguous; top-k selections of different queries may each
+        # pick other keys: up to q x k distinct ones
+        kv = (windowed_keys(q_len, kv_len, w) if window
+              else np.minimum(kv_len, np.asarray(q_len, float) * w))
+    core = attention_ops(km, b, q_len, kv, pr, shard, prec, flash, phase, absorbed_mla)
+    if reach:  # model FLOPs: q x min(kv, W or k) pairs (non-causal convention);
+        # attention_ops counted q x kv with the keys in reach as kv
+        for op in core:
+            if op.cls == ATTENTION:
+                op.model_flops = op.model_flops * np.minimum(
+                    kv_len, reach) / np.maximum(kv, 1e-30)
+    if km.attention_sinks:  # one extra softmax element per query row and head
+        core[0].vector_flops = core[0].vector_flops + 5.0 * b * q_len * (
+            km.num_heads / shard.tp)
+    return core
+
+
 # Bytes per token of the DSA indexer's key cache: head_dim fp8 values plus one fp32 scale
 # per 128 (vLLM DeepseekV32IndexerCache: index_head_dim + index_head_dim // 128 * 4)
 INDEX_SCALE_BLOCK = 128
 
 
+INDEX_KEY_BYTES_BLOCK_SPARSE = 2.0  # vLLM MiniMax-M3 indexer_kv_dtype default "bf16"
+
+
+def sparse_topk(model: ModelSpec) -> int | None:
+    """Keys each query of a sparse-attention layer attends (DSA index_topk, MSA top-k blocks
+    x block size); None for dense attention."""
+    if model.block_sparse is not None:
+        return model.block_sparse.topk
+    return model.mla.indexer_topk if model.mla else None
+
+
 def indexer_key_bytes(model: ModelSpec) -> float:
-    """Index-cache bytes of one token in one layer that owns an indexer (fp8 keys and their
-    fp32 block scales, vLLM ``DeepseekV32IndexerCache``; shared by all heads, not TP-split)."""
+    """Index-cache bytes of one token in one layer that owns an indexer: DSA's fp8 keys and
+    their fp32 block scales (vLLM ``DeepseekV32IndexerCache``), MSA's one bf16 index key
+    (vLLM MiniMaxM3Indexer side cache); shared by all heads, not TP-split."""
+    if model.block_sparse is not None:
+        return model.block_sparse.index_head_dim * INDEX_KEY_BYTES_BLOCK_SPARSE
     d = model.mla.indexer_head_dim
     return d + 4.0 * np.ceil(d / INDEX_SCALE_BLOCK)
 
@@ -466,6 +514,8 @@ def indexer_ops(model: ModelSpec, b, q_len, kv_len, pairs, prec: Precision, phas
     device without fp8 falls back to its 16-bit rate), at the attention curve's efficiency
     (the indexer kernel is not separately calibrated). Replicated over TP (its weights are
     ``attention_replicated``: every TP rank indexes all tokens)."""
+    if model.block_sparse is not None:
+        return _block_sparse_indexer_ops(model, b, q_len, kv_len, pairs, prec, phase, share)
     m = model.mla
     h, n, d = model.hidden_size, m.indexer_heads, m.indexer_head_dim
     t = b * q_len
@@ -483,6 +533,37 @@ def indexer_ops(model: ModelSpec, b, q_len, kv_len, pairs, prec: Precision, phas
               attention_core=True),
            elementwise("attn.index_topk", logits,
                        b * q_len * np.minimum(kv_len, m.indexer_topk or kv_len), 4.0, 2.0,
+                       kind="softmax")]
+    for op in ops:
+        op.count = op.count * share
+    return ops
+
+
+def _block_sparse_indexer_ops(model: ModelSpec, b, q_len, kv_len, pairs, prec: Precision,
+                               phase: str, share: float) -> list[Op]:
+    """MiniMax Sparse Attention's index branch (vLLM MiniMaxM3SparseAttention /
+    MiniMaxM3Indexer; ModelSpec.block_sparse): index queries (one head per KV head) and the
+    index key come out of the fused QKV GEMM (counted here as their own GEMM of the same
+    shape), RMS-normed; the scoring kernel takes every causal query-key pair per index head
+    (2 x index_head_dim FLOPs), reads the bf16 index keys once per sequence, keeps each
+    block's max and writes one fp32 score per (index head, query, block), which the top-k
+    kernel reads back. Runs at the GEMM precision; replicated over TP (counted with the
+    replicated parameters)."""
+    bs = model.block_sparse
+    h, n, d = model.hidden_size, bs.index_heads, bs.index_head_dim
+    t = b * q_len
+    flops = 2.0 * n * d * pairs * b
+    scores = b * n * np.asarray(pairs, float) / bs.block_size
+    ops = [gemm("attn.index_qk", t, (n + 1) * d, h, prec,
+                matmuls=(Matmul(1.0, (n + 1) * d, False),)),
+           elementwise("attn.index_norm", t * (n + 1) * d, t * (n + 1) * d, prec.act, 4.0,
+                       kind="rmsnorm"),
+           Op(name="attn.index_core", cls=ATTENTION, flops=flops,
+              bytes=t * n * d * prec.act + b * kv_len * indexer_key_bytes(model) + 4.0 * scores,
+              dtype=prec.compute, model_flops=flops,
+              shape=attention_curve_point(phase, b, q_len, kv_len, 1.0), phase=phase,
+              attention_core=True),
+           elementwise("attn.index_topk", scores, b * n * q_len * bs.topk_blocks, 4.0, 2.0,
                        kind="softmax")]
     for op in ops:
         op.count = op.count * share

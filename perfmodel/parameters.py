@@ -142,7 +142,9 @@ def attention_params(model: ModelSpec) -> tuple[int, int]:
         sharded += q + k + v
     if model.attn_out_bias:
         sharded += h
-    return sharded, 0
+    # MiniMax Sparse Attention's index queries / key (fused into qkv_proj) and their norms,
+    # counted with the replicated part like the DSA indexer
+    return sharded, indexer_params(model) if model.block_sparse is not None else 0
 
 
 def indexer_params(model: ModelSpec) -> int:
@@ -150,6 +152,11 @@ def indexer_params(model: ModelSpec) -> int:
     Sec. 2.1; transformers DeepseekV32Indexer): wq_b q_lora_rank x heads x head_dim (it reads
     the query latent, or the hidden state without a query LoRA), wk hidden x head_dim, a
     LayerNorm (scale and bias) on the key and weights_proj hidden x heads; 0 without one."""
+    bs = model.block_sparse
+    if bs is not None:  # MiniMax Sparse Attention: index_q (one per KV head) and index_k
+        # in the fused qkv_proj, index_q_norm and index_k_norm (vLLM MiniMaxM3SparseAttention)
+        d = bs.index_head_dim
+        return model.hidden_size * (bs.index_heads + 1) * d + 2 * d
     m = model.mla
     if m is None or not (m.indexer_heads and m.indexer_head_dim):
         return 0
@@ -162,7 +169,8 @@ def indexer_owner_share(model: ModelSpec, moe_layer: bool | None = None) -> floa
     (``MLASpec.indexer_layers``); 1.0 when every layer does, 0.0 without an indexer."""
     if not indexer_params(model):
         return 0.0
-    owners = model.mla.indexer_layers
+    owners = (model.block_sparse.layers if model.block_sparse is not None
+              else model.mla.indexer_layers)
     if owners is None:
         return 1.0
     if moe_layer is None:
@@ -283,10 +291,17 @@ def param_counts(model: ModelSpec) -> ParamCounts:
         hybrid_adjustment=hybrid_adjustment(model, attn + attn_rep + qk_norm_params(model),
                                             mlp_params(model, model.ffn_hidden_size)),
         moe_latent_proj=latent_proj_params(model),
-        indexer_adjustment=-indexer_params(model) * (
-            model.mla.indexer_layers.count(False) if model.mla and model.mla.indexer_layers
-            else 0),
+        indexer_adjustment=-indexer_params(model) * _layers_without_indexer(model),
     )
+
+
+def _layers_without_indexer(model: ModelSpec) -> int:
+    """Layers whose attention has no indexer although the layer kind counts one."""
+    if model.block_sparse is not None and model.block_sparse.layers is not None:
+        return model.block_sparse.layers.count(False)
+    if model.mla and model.mla.indexer_layers:
+        return model.mla.indexer_layers.count(False)
+    return 0
 
 
 def latent_proj_params(model: ModelSpec) -> int:

@@ -514,3 +514,22 @@ def test_dsa_prefill_with_dp_attention_is_cheaper_than_dense_mla():
 
     assert attention_time("deepseek-ai--DeepSeek-V3.2") < 0.5 * attention_time(
         "deepseek-ai--DeepSeek-V3")
+
+
+def test_block_sparse_layers_attend_top_k_blocks():
+    """MiniMax-M3 at 100K context: the 57 sparse (MoE) layers attend 16 x 128 keys per query
+    and score every key with 4 index heads of 128; the 3 dense layers attend all keys and
+    have no index branch. KV per layer-token: 4 KV heads x 256 x 2 B + the bf16 index key
+    (128 x 2 B) in 57 of 60 layers."""
+    spec = _load("MiniMaxAI--MiniMax-M3")
+    prec = O.Precision.inference("bf16", "bf16", "bf16")
+    moe = {o.name: o for o in O.layer_forward_ops(spec, True, 1.0, 1.0, 1e5, 1e5, O.Shard(),
+                                                  prec, attn_phase="decode")}
+    dense = {o.name: o for o in O.layer_forward_ops(spec, False, 1.0, 1.0, 1e5, 1e5,
+                                                    O.Shard(), prec, attn_phase="decode")}
+    assert float(moe["attn.core"].flops) == pytest.approx(2 * 256 * 64 * 2048)
+    assert float(moe["attn.index_core"].flops) == pytest.approx(2 * 4 * 128 * 1e5)
+    assert float(dense["attn.core"].flops) == pytest.approx(2 * 256 * 64 * 1e5)
+    assert "attn.index_core" not in dense
+    assert float(kv_cache_bytes_per_token(spec, "bf16")) == pytest.approx(
+        4 * 256 * 2 + 57 / 60 * 128 * 2)

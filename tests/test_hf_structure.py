@@ -29,8 +29,9 @@ needs_configs = pytest.mark.skipif(not CONFIGS.is_dir(), reason="copied configs 
 # Before the structural reader: 9 (llama x4, mixtral x2, deepseek_v3 x3); 60 before the
 # Nemotron-H (Mamba-2 hybrid) reader; 64 before GLM-5.2's shared indexers (+6) and the
 # latent MoE of Nemotron 3 Super / Ultra (+5), MiMo-V2-Flash's own sliding-layer shapes (+1)
-# Llama-Nemotron's NAS blocks (+1) and Gemma 4 (+3). Never lower it.
-MIN_IMPORTED = 80
+# Llama-Nemotron's NAS blocks (+1), Gemma 4 (+3) and MiniMax-M3's block-sparse attention
+# (+2). Never lower it.
+MIN_IMPORTED = 82
 
 
 def _load(name: str):
@@ -593,3 +594,26 @@ def test_shared_kv_projection_runs_no_v_gemm():
     # 5 full layers x 2 KV heads x (512 + 512) x 2 B x 2048 + 25 sliding x 8 x 512 x 2 x 1024
     assert float(kv_cache_bytes_per_sequence(spec, "bf16", 1, 2048.0)) == \
         5 * 2 * 1024 * 2 * 2048 + 25 * 8 * 512 * 2 * 1024
+
+
+# --- MiniMax Sparse Attention (MiniMax-M3) -----------------------------------------------
+@needs_configs
+@pytest.mark.parametrize("name", ["MiniMaxAI--MiniMax-M3", "nvidia--MiniMax-M3-NVFP4"])
+def test_minimax_m3_block_sparse(name):
+    """https://huggingface.co/MiniMaxAI/MiniMax-M3: "~428B parameters and ~23B activated
+    parameters" (approximate, and the total includes the vision tower, ~0.7B by its
+    vision_config; ours is the language model, 426.17B: compared at two significant digits).
+    Active without the embedding and LM head 23.50B (MiniMax prints "~23B"). Structure
+    (vLLM MiniMaxM3SparseAttention): GQA 64 / 4 heads of 128 with per-head q/k norms; in the
+    57 sparse layers the fused QKV also yields 4 index queries and one index key of 128
+    (+ index_q_norm, index_k_norm); 3 dense layers of 12288, 57 MoE layers of 128 experts
+    (3072, top 4) + one shared expert of 3072, router with a per-expert bias."""
+    spec = _load(name)
+    c = param_counts(spec)
+    assert spec.block_sparse.topk == 16 * 128 and spec.block_sparse.layers.count(True) == 57
+    assert spec.qk_norm == "per_head" and spec.ffn_hidden_size == 12288
+    dense = spec.model_copy(update={"block_sparse": None})
+    assert c.total - param_counts(dense).total == 57 * (6144 * 5 * 128 + 2 * 128)
+    assert c.total == 426_174_572_928
+    assert _rounds_to(c.total, 4.3e11, 1e10)
+    assert (c.active - c.word_embedding - c.lm_head) // 10**9 == 23

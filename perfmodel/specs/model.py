@@ -132,6 +132,27 @@ class MambaSpec(Strict):
         return self.d_inner + 2 * self.n_groups * self.state_size
 
 
+class BlockSparseSpec(Strict):
+    """Block-sparse attention with its own index heads (MiniMax Sparse Attention, MiniMax-M3
+    ``sparse_attention_config``; vLLM MiniMaxM3SparseAttention): the fused QKV projection
+    also yields ``index_heads`` index queries (one per KV head) and one index key of
+    ``index_head_dim``, each RMS-normed; the index queries score every earlier key, each KV
+    head keeps the ``topk_blocks`` blocks of ``block_size`` keys with the highest (max) score
+    and attends only to them. The index key is cached per token (bf16). ``layers``: which
+    layers are sparse (True); the others attend densely and have no index branch."""
+
+    index_heads: Int = Field(ge=1, le=MAX_WIDTH)
+    index_head_dim: Int = Field(ge=1, le=MAX_WIDTH)
+    block_size: Int = Field(ge=1, le=MAX_TOKENS)
+    topk_blocks: Int = Field(ge=1, le=MAX_TOKENS)
+    layers: tuple[Bool, ...] | None = None
+
+    @property
+    def topk(self) -> int:
+        """Keys each query attends."""
+        return self.block_size * self.topk_blocks
+
+
 class SlidingAttentionSpec(Strict):
     """The attention shape of the ``sliding_attention`` layers where it differs from the
     model's (MiMo-V2-Flash ``swa_num_key_value_heads`` / ``swa_head_dim`` /
@@ -208,6 +229,7 @@ class ModelSpec(Strict):
     ffn_layer_sizes: tuple[Int, ...] | None = None
     sliding_window: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     sliding_attention: SlidingAttentionSpec | None = None  # their own shape, if different
+    block_sparse: BlockSparseSpec | None = None  # MiniMax Sparse Attention's index branch
     linear_attention: LinearAttentionSpec | None = None  # the linear_attention layers' mixer
     # the query projection also yields a per-channel sigmoid gate on the attention output
     # (Qwen3-Next / Qwen3.5 attn_output_gate): q_proj is 2 x num_heads x head_dim wide
@@ -257,6 +279,11 @@ class ModelSpec(Strict):
             raise SpecError("layer_types has linear_attention layers; give linear_attention")
         if self.layer_types and "mamba" in self.layer_types and self.mamba is None:
             raise SpecError("layer_types has mamba layers; give mamba")
+        sparse = self.block_sparse.layers if self.block_sparse else None
+        if sparse is not None and len(sparse) != self.num_layers:
+            raise SpecError(
+                f"block_sparse.layers has {len(sparse)} entries; it needs one per layer "
+                f"(num_layers = {self.num_layers})")
         owners = self.mla.indexer_layers if self.mla else None
         if owners is not None and len(owners) != self.num_layers:
             raise SpecError(

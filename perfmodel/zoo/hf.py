@@ -96,6 +96,8 @@ JSON_TYPES: dict[str, str] = {
     "global_head_dim": "integer", "num_global_key_value_heads": "integer",
     "enable_moe_block": "boolean", "top_k_experts": "integer",
     "expert_intermediate_size": "integer", "hidden_activation": "string",
+    "sparse_attention_config": "object", "dense_intermediate_size": "integer",
+    "qk_norm_type": "string",
 }
 
 
@@ -128,7 +130,7 @@ def check_json_type(key: str, value: Any) -> Any:
 def _activation(name: str | None, default: str = "gelu") -> str:
     """transformers' ``hidden_act`` names (gelu_new, gelu_fast, swish, ...) to our four."""
     name = (name or default).lower()
-    if name in ("silu", "swish"):
+    if name in ("silu", "swish") or name.startswith("swiglu"):  # MiniMax "swigluoai"
         return "silu"
     if name.startswith("relu"):
         return "relu"
@@ -459,7 +461,7 @@ _NO_SHAPE_KEYS = _keys("""
     indexer_rope_interleave full_attention_interval mtp_num_hidden_layers
     mtp_use_dedicated_embeddings mamba_ssm_dtype output_gate_type sliding_window_size
     attention_value_scale swa_rope_theta layernorm_epsilon final_logit_softcapping
-    use_bidirectional_attention vocab_size_per_layer_input
+    use_bidirectional_attention vocab_size_per_layer_input use_gemma_norm swiglu_alpha
     add_cross_attention chunk_size_feed_forward cross_attention_hidden_size finetuning_task
     id2label label2id is_decoder is_encoder_decoder output_attentions output_hidden_states
     prefix problem_type pruned_heads return_dict task_specific_params tf_legacy_loss
@@ -489,6 +491,7 @@ _SHAPE_KEYS = _keys("""
     hybrid_layer_pattern block_configs attention_k_eq_v global_head_dim
     num_global_key_value_heads enable_moe_block top_k_experts expert_intermediate_size
     hidden_activation num_kv_shared_layers hidden_size_per_layer_input use_double_wide_mlp
+    sparse_attention_config dense_intermediate_size
 """)
 
 # Parts a config may name that the ModelSpec cannot express yet: one line each.
@@ -502,8 +505,6 @@ _UNMODELLED_KEYS = {
                           "list (index_topk_pattern)",
     "index_topk_freq": "indexer shared across layers without a per-layer indexer_types list "
                        "(index_topk_freq)",
-    "sparse_attention_config": "block-sparse attention with its own index heads "
-                               "(sparse_attention_config)",
     "hc_mult": "hyper-connections (hc_mult)",
     "o_lora_rank": "low-rank grouped output projection (o_lora_rank)",
     "moe_latent_size": "latent MoE projection (moe_latent_size)",
@@ -612,7 +613,7 @@ def _structural(c: _Config) -> dict[str, Any]:
             raise _refuse(c, f"MLP type {t!r} in mlp_layer_types")
     bias = bool(c.get("attention_bias", default=False))
     experts = c.get("n_routed_experts", "num_local_experts", "num_experts")
-    dense_ffn = c.get("intermediate_size_mlp", "intermediate_size")
+    dense_ffn = c.get("dense_intermediate_size", "intermediate_size_mlp", "intermediate_size")
     nas = _nas_blocks(c, layers) if c.get("block_configs") is not None else None
     if nas is not None:
         if types is not None:
@@ -664,8 +665,12 @@ def _structural(c: _Config) -> dict[str, Any]:
             raise _refuse(c, "sliding-window attention shapes without sliding-window layers "
                              "(swa_num_attention_heads)")
         spec["sliding_attention"] = {k: v for k, v in swa.items() if v is not None}
-    if c.get("use_qk_norm") and c.get("qk_norm_type") == "per_layer":
-        spec["qk_norm"] = "per_layer"  # MiniMax-M2; Llama 4's use_qk_norm is weightless L2
+    if c.get("use_qk_norm") and c.get("qk_norm_type") in ("per_layer", "per_head"):
+        # MiniMax-M2 per_layer, MiniMax-M3 per_head; Llama 4's use_qk_norm is weightless L2
+        spec["qk_norm"] = c.get("qk_norm_type")
+    sparse = c.get("sparse_attention_config")
+    if sparse and sparse.get("use_sparse_attention"):
+        spec["block_sparse"] = _block_sparse(c, sparse, layers)
     if c.get("kv_lora_rank"):
         spec.update(num_kv_heads=None, head_dim=None)
         spec["mla"] = {
@@ -738,6 +743,48 @@ def _structural(c: _Config) -> dict[str, Any]:
                                router_input_scale=True, expert_output_scale=True,
                                extra_norms=3)
     return spec
+
+
+def _block_sparse(c: _Config, cfg: Mapping[str, Any], layers: int) -> dict[str, Any]:
+    """MiniMax Sparse Attention (``sparse_attention_config``; vLLM MiniMaxM3SparseAttention):
+    index heads of ``sparse_index_dim``, one per KV head, and one index key in the fused QKV
+    projection; each KV head attends the ``sparse_topk_blocks`` best blocks of
+    ``sparse_block_size`` keys (the forced initial and local blocks among them);
+    ``sparse_attention_freq`` marks the sparse layers. An index value / output branch
+    (``sparse_disable_index_value`` 0 in a sparse layer) is refused by name."""
+    def field(key: str, kind: str = "integer") -> Any:
+        value = cfg.get(key)
+        if value is None:
+            raise SpecError(f"HF config key 'sparse_attention_config' is missing {key!r}")
+        got = "integer" if isinstance(value, int) and not isinstance(value, bool) else (
+            "array" if isinstance(value, list) else type(value).__name__)
+        if got != kind:
+            raise SpecError(f"HF config key 'sparse_attention_config.{key}' must be a JSON "
+                            f"{kind}, got {show(value)}")
+        return value
+
+    heads = field("sparse_num_index_heads")
+    kv = c.get("num_key_value_heads") or c.req("num_attention_heads")
+    if heads != kv:
+        raise _refuse(c, "index heads other than one per KV head (sparse_attention_config)")
+    freq = cfg.get("sparse_attention_freq")
+    pattern = None
+    if freq is not None:
+        freq = field("sparse_attention_freq", "array")
+        if len(freq) != layers or any(x not in (0, 1) for x in freq):
+            raise SpecError("HF config key 'sparse_attention_config.sparse_attention_freq' "
+                            f"needs one 0 (dense) or 1 (sparse) per layer ({layers})")
+        pattern = tuple(bool(x) for x in freq)
+    no_value = cfg.get("sparse_disable_index_value")
+    if no_value is not None:
+        no_value = field("sparse_disable_index_value", "array")
+        sparse_layers = pattern or (True,) * layers
+        if len(no_value) != layers or any(s and not v for s, v in zip(
+                sparse_layers, no_value, strict=True)):
+            raise _refuse(c, "index value / output projections (sparse_disable_index_value)")
+    return {"index_heads": heads, "index_head_dim": field("sparse_index_dim"),
+            "block_size": field("sparse_block_size"),
+            "topk_blocks": field("sparse_topk_blocks"), "layers": pattern}
 
 
 def _ffn_mult_width(ffn_mult: float, hidden: int) -> int:
