@@ -1,8 +1,9 @@
-"""Reference calibration profiles of A100 / H100 / H200 / B200, fitted from measured tables
-published upstream (copied, with licenses, under calibration/sources/measured/).
+"""Reference calibration profiles of A100 / H100 / H200 / B200 and MI300X / MI355X, fitted
+from measured tables published upstream (copied, with licenses, under
+calibration/sources/measured/).
 
-The tables are converted into records (``converters``) and fitted by the same code as a
-measurement on this machine (``fit.fit_profile``). What each device uses, and why a table
+The tables are converted into records (``converters``; AMD sources: ``converters_amd``) and
+fitted by the same code as a measurement on this machine (``fit.fit_profile``). What each device uses, and why a table
 is left out, is data in calibration/references.yaml; ``build_reference`` writes
 calibration/<device>.reference.json.
 """
@@ -22,6 +23,7 @@ from ..specs import registry
 from ..specs.common import Source
 from ..specs.registry import read_yaml
 from . import converters as C
+from . import converters_amd as CA
 from .fit import FitResult, fit_profile
 
 PUBLISHED = "published/group_c_points.json"  # group C points, as the converter reads them
@@ -62,12 +64,22 @@ class Reference:
     uncertainty: dict[str, float] = field(default_factory=dict)
 
 
+def converter(name: str) -> Callable[..., list[dict]]:
+    """The converter function named ``name`` (``converters``, then ``converters_amd``)."""
+    for module in (C, CA):
+        fn = getattr(module, name, None)
+        if callable(fn) and not name.startswith("_"):
+            return fn
+    raise PerfModelError(f"calibration/references.yaml: convert: {name!r} is not a converter "
+                         "in perfmodel/calibrate/converters.py or converters_amd.py")
+
+
 def _load() -> tuple[dict[str, Reference], str]:
     """The per-device table lists of references.yaml (converters named by function)."""
     data = read_yaml(config_file())
     refs = {}
     for device, d in data["devices"].items():
-        tables = [Table(t["path"], getattr(C, t["convert"]), t.get("kwargs", {}),
+        tables = [Table(t["path"], converter(t["convert"]), t.get("kwargs", {}),
                         t.get("ship", True), t.get("why", "")) for t in d["tables"]]
         refs[device] = Reference(tables, [Source(**s) for s in d["sources"]], d["notes"],
                                  d.get("uncertainty", {}))

@@ -184,7 +184,8 @@ def collective_tables(records: list[dict], device: DeviceSpec, links: Links,
     members) t = latency + steps x step latency + S/local factor(k) / (NIC share
     eff(S/local)), all_to_all S (n-local)/n instead; send_recv t = latency + S / (bw eff(S)).
     Each is solved for eff at every measured size; latency makes the fixed time
-    ``LATENCY_FLOOR_FRACTION`` of the table's fastest call."""
+    ``LATENCY_FLOOR_FRACTION`` of the table's fastest call (a table of one size, a published
+    bus-bandwidth point, keeps the profile's default ``collective_latency_s``)."""
     if scope == "intra" and links.intra is None:
         return []
     if scope == "inter" and links.inter_per_gpu() <= 0:
@@ -216,8 +217,13 @@ def collective_tables(records: list[dict], device: DeviceSpec, links: Links,
                      else nb / local * float(bus_factor(coll, nodes)))
             axis = nb / local
 
-        def latency(idx, t=t, stepped=stepped):
-            return max(0.0, LATENCY_FLOOR_FRACTION * float(t[idx].min()) - stepped)
+        # one measured size (a published busbw point) cannot separate latency from
+        # bandwidth: the profile's default latency then, not 0.95 x the only call
+        single = float(base.defaults.collective_latency_s) if len(set(nb)) == 1 else None
+
+        def latency(idx, t=t, stepped=stepped, single=single):
+            floor = LATENCY_FLOOR_FRACTION * float(t[idx].min())
+            return max(0.0, (floor if single is None else min(single, floor)) - stepped)
 
         def implied(fit_idx, t=t, moved=moved, bw=bw, stepped=stepped, latency=latency):
             return invert_time(moved / bw, t, latency(fit_idx) + stepped)
