@@ -293,3 +293,36 @@ def test_sweep_throughput_rises_and_interactivity_falls(prompt, output):
     assert tput[-1] > 2 * tput[0]
     assert user[-1] < user[0]
     assert all(u <= user[0] * 1.02 for u in user)
+
+
+def test_inferencex_cases_draw_lengths_as_their_client_does():
+    """The InferenceX #870 cases (validation/inference/serving_closed_loop.yaml) are run by
+    InferenceX's utils/bench_serving/benchmark_serving.py (at 962bd4c): sample_random_requests
+    draws every input and output length with np.random.randint(int(L x ratio), L + 1), here
+    L = 1024 and RANDOM_RANGE_RATIO 0.8 (.github/workflows/benchmark-tmpl.yml): 819..1024,
+    both ends included, mean (819 + 1024) / 2 = 921.5; num_prompts 10 x CONC; the server's
+    --chunked-prefill-size 32768 and --max-running-requests 512 (dsr1_fp8_h200.sh)."""
+    import yaml
+
+    from perfmodel.serving.workload import build_workload
+
+    cases = yaml.safe_load(open("validation/inference/serving_closed_loop.yaml"))["cases"]
+    infx = [c for c in cases if c["id"].startswith("infx870_")]
+    assert len(infx) == 8
+    lo, hi = int(1024 * 0.8), 1024
+    assert lo == 819
+    for c in infx:
+        srv = c["scenario"]["serving"]
+        conc = srv["arrival"]["concurrency"]
+        assert srv["num_requests"] == 10 * conc
+        for key in ("prompt_len", "output_len"):
+            assert srv[key] == {"kind": "uniform", "min": lo, "max": hi}
+        assert srv["scheduler"] == {"kind": "prefill_first", "token_budget": 32768,
+                                    "max_batch": 512}
+        assert srv.get("warmup_requests", 0) == 0
+    sc = pm.as_scenario({**infx[0]["scenario"],
+                         "serving": {**infx[0]["scenario"]["serving"], "num_requests": 20000}})
+    wl = build_workload(sc.serving)
+    for lens in (wl.prompt, wl.output):
+        assert lens.min() == lo and lens.max() == hi
+        assert abs(lens.mean() - (lo + hi) / 2) < 2.0
