@@ -1,13 +1,25 @@
-"""`perfmodel plan-training`: arguments -> training.TrainingPlanInputs -> a table, JSON or CSV."""
+"""`perfmodel plan-training`: arguments -> training.TrainingPlanInputs -> a table, JSON or CSV.
+
+The command's process does no linear algebra (elementwise numpy only), so it starts numpy's
+OpenBLAS with one thread unless the user set OPENBLAS_NUM_THREADS: a thread pool started at
+import costs ~30-40 ms of CPU and more wall time on a busy machine, for no work
+(benchmarks/search_speed.py). Only this CLI module does it, and only in a process that has not
+imported numpy yet; ``perfmodel.plan_training`` in a user's process leaves the environment
+alone."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
+
+if "numpy" not in sys.modules:  # a fresh CLI process (never changes a running numpy)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from ..argtypes import bounded_int, fraction, id_list, positive_float, positive_int, shown
 from ..errors import SpecError
-from .training import (
+from .training import (  # imports numpy: after the thread setting above
     DEFAULT_BATCH_TOKENS,
     DEFAULT_MAX_GPUS,
     DEFAULT_SEQ_LEN,
