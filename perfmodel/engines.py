@@ -186,6 +186,19 @@ class CommFacts(Strict):
     oneshot_max_tokens: Int | None = Field(default=None, ge=1)  # one-shot below, two-shot above
 
 
+class MoeFacts(Strict):
+    """The grouped-GEMM kernel the engine runs for a MoE layer's experts, per format (a MoE
+    table name: bf16, fp8, fp8_block, nvfp4, w4a16_mxfp4, ...; ``profile.moe_format``):
+    ``kernels[format]`` the implementations it selects, in its order (a profile table that
+    measured one of them is read; ``profile.MOE_KERNELS`` names the tables' kernels), and
+    ``proxy[format]`` the format whose table stands in where the profile's table of that
+    format measured another kernel (``profile.CalibrationProfile.moe_table``). A format not
+    listed reads the profile's table as measured."""
+
+    kernels: dict[str, list[str]] = Field(default_factory=dict)
+    proxy: dict[str, str] = Field(default_factory=dict)
+
+
 class OverheadFacts(Strict):
     step_cpu_s: Float | None = Field(default=None, ge=0)
     request_s: Float | None = Field(default=None, ge=0)
@@ -201,6 +214,7 @@ class EngineSpec(Strict):
     memory: MemoryFacts
     scheduler: SchedulerFacts
     comm: CommFacts = CommFacts()
+    moe: MoeFacts = MoeFacts()
     overheads: OverheadFacts = OverheadFacts()
     field_sources: dict[str, list[str]] = Field(min_length=1)
     sources: list[Source] = Field(min_length=1)
@@ -211,7 +225,8 @@ class EngineSpec(Strict):
         """Every field_sources key names a real field (or section) and known source ids, and
         every non-null fact is covered by a key: no unsourced number."""
         known = {s.id for s in self.sources}
-        facts = _leaves(self.model_dump(include={"memory", "scheduler", "comm", "overheads"}))
+        facts = _leaves(self.model_dump(include={"memory", "scheduler", "comm", "moe",
+                                                 "overheads"}))
         covered: set[str] = set()
         for keys, ids in self.field_sources.items():
             for key in (k.strip() for k in keys.split(",")):
@@ -261,10 +276,11 @@ def _leaves(data: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def _sections() -> set[str]:
-    return {"memory", "scheduler", "comm", "overheads", "memory.reserve"}
+    return {"memory", "scheduler", "comm", "moe", "overheads", "memory.reserve",
+            "moe.kernels", "moe.proxy"}
 
 
-_FACT_SECTIONS = ("memory", "scheduler", "comm", "overheads")
+_FACT_SECTIONS = ("memory", "scheduler", "comm", "moe", "overheads")
 #: terms of the total_fraction (vLLM) profiler rule; other budgets do not read them
 _PROFILER_TERMS = {"memory.non_torch_counted", "memory.cuda_context_counted",
                    "memory.tp_allreduce_outputs_held", "memory.sampler_rows"}
@@ -280,6 +296,7 @@ class EngineFamily(Strict):
     memory: dict[str, Any] = Field(default_factory=dict)
     scheduler: dict[str, Any] = Field(default_factory=dict)
     comm: dict[str, Any] = Field(default_factory=dict)
+    moe: dict[str, Any] = Field(default_factory=dict)
     overheads: dict[str, Any] = Field(default_factory=dict)
     field_sources: dict[str, list[str]] = Field(default_factory=dict)
     sources: list[Source] = Field(default_factory=list)
@@ -379,6 +396,15 @@ def get_engine(engine_id: str, version: str | None = None,
 def engine_for(cfg) -> EngineSpec:
     """The facts a scenario's ``engine:`` section names (its version and variant, if given)."""
     return get_engine(cfg.name, getattr(cfg, "version", None), getattr(cfg, "variant", None))
+
+
+def moe_kernels(engine_id: str, fmt: str) -> tuple[tuple[str, ...], str | None]:
+    """(kernels, proxy) of ``engine_id``'s MoE experts in format ``fmt`` (``MoeFacts``);
+    ((), None) for ``generic`` or a format its file does not list."""
+    if engine_id not in ENGINE_IDS:
+        return (), None
+    facts = get_engine(engine_id).moe
+    return tuple(facts.kernels.get(fmt, ())), facts.proxy.get(fmt)
 
 
 def engines() -> dict[str, EngineSpec]:

@@ -122,7 +122,7 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     serving cost model evaluates the same pass on grids. ``offload_time`` is the time
     per stage to stream offloaded weights / KV over the host link: hidden behind the stage's
     compute when prefetching overlaps (FlexGen's zig-zag schedule), added otherwise."""
-    roof = Roofline.for_system(system, profile)
+    roof = Roofline.for_system(system, profile, plan.tp_all_reduce)  # the engine's MoE kernels
     items, index = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens,
                              system.device)
     times = op_times(items, roof)
@@ -146,7 +146,9 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
                    items, plan.precision.for_op("moe.expert.up").weight),
                "all_to_all_s": plan.pp * (comm.dispatch + comm.combine),
                "dispatch_s": plan.pp * comm.dispatch, "combine_s": plan.pp * comm.combine,
-               "a2a_mode": comm.mode}
+               "a2a_mode": comm.mode,
+               # the grouped-GEMM table(s) the experts read (profile.moe_table)
+               "grouped_gemm_table": "; ".join(sorted(set(times.moe_tables.values())))}
     excess = 0.0
     if plan.pp_layers is not None:  # an uneven split: the largest stage's extra layers
         ends = sum(items[i].count * times.time[i] for i in index["ends"])

@@ -63,6 +63,9 @@ class Op:
     matmuls: tuple[Matmul, ...] = ()  # the logical matmuls of a GEMM, in execution order
     groups: Array = 1.0  # a grouped GEMM's problems in one call (shape: one of them)
     launches: Array = 1.0  # kernels this operator stands for (an unfused eager chain: several)
+    # a GEMM's weight format when it differs from ``dtype`` (weight-only: mxfp4 weights in a
+    # bf16 GEMM); selects a grouped GEMM's MoE table (profile.moe_format); "" = ``dtype``
+    weight_format: str = ""
 
     def __post_init__(self) -> None:
         if not self.block:  # operator names are "<block>.<what>"
@@ -83,6 +86,7 @@ class Precision:
     # per-tensor formats (perfmodel.formats): (weight class, its Precision) pairs that
     # override this one for the GEMMs of that class
     by_class: tuple = ()
+    weight_format: str = ""  # the weights' format when it is not ``compute`` (weight-only)
 
     def for_op(self, op_name: str) -> Precision:
         """The precision of the GEMM named ``op_name`` (its weight class's, if overridden)."""
@@ -139,6 +143,7 @@ class Precision:
                 kv=nbytes(kv_dtype),
                 weight_dequant=narrow and not same,
                 kv_dequant=nbytes(kv_dtype) < nbytes(activation_dtype),
+                weight_format=wd if narrow and not same else "",
             )
 
         base = one(weight_dtype)
@@ -175,7 +180,7 @@ def gemm(name: str, m, n, k, prec: Precision, count=1.0,
     return Op(name=name, cls=GEMM, flops=flops,
               bytes=m * k * prec.act + k * n * prec.weight + m * n * prec.act,
               dtype=prec.compute, count=count, model_flops=flops, vector_flops=dequant,
-              shape=(m, n, k), matmuls=matmuls)
+              shape=(m, n, k), matmuls=matmuls, weight_format=prec.weight_format)
 
 
 def elementwise(name: str, elems_in, elems_out, act_bytes: float, flops_per_elem=1.0,

@@ -221,6 +221,10 @@ class CalibrationProfile(Strict):
     # with the ``moe`` curve: a framework MoE op runs routing, permute and finalize kernels
     # around its grouped GEMMs, so its floor is well above one kernel's
     moe_overhead_s: dict[str, NonNegative] = Field(default_factory=dict)
+    # MoE table key -> the kernel implementation its measured table ran (``MOE_KERNELS``:
+    # "trtllm_cutlass", "deepgemm", ...); an engine that runs another kernel for that format
+    # reads the proxy its engine file names (``moe_table``); absent: the kernel is not known
+    moe_kernel: dict[str, str] = Field(default_factory=dict)
     attention: dict[str, Curve] = Field(default_factory=dict)  # prefill|decode|backward: (q, kv)
     memory: Curve | None = None  # eff over (bytes)
     # measured throughput of elementwise kernels by kind (elements per second, best size):
@@ -253,13 +257,48 @@ class CalibrationProfile(Strict):
             return np.full(np.broadcast(m, n, k).shape, self.defaults.gemm)
         return curve(m, n, k)
 
-    def moe_curve(self, dtype: str) -> Curve | None:
-        """The grouped-GEMM curve of ``dtype`` (or its GEMM fallback dtype), if fitted."""
-        return self.moe.get(_gemm_key(dtype, self.moe))
+    def moe_table(self, dtype: str, weight_format: str = "",
+                  kernels: tuple[str, ...] = (), proxy: str | None = None) -> tuple[str, str]:
+        """(key of ``moe``, why) of the grouped-GEMM table that serves experts computing in
+        ``dtype`` with weights in ``weight_format`` ("" = ``dtype``), run by one of ``kernels``
+        (the engine's choice for that format, engines/<id>.yaml ``moe.kernels``; () = not
+        stated: the generic engine), with ``proxy`` the format whose table the engine file
+        names for a kernel no table here measured. ("", reason) if none: the dense curve.
+        Fallback order (docs/calibration.md "Grouped GEMMs"):
 
-    def moe_fixed_s(self, dtype: str) -> float:
+        1. the table of the experts' format (``moe_format``: ``w4a16_mxfp4`` for MXFP4 weights
+           in a bf16 GEMM, else the compute dtype) when it measured one of ``kernels``, or no
+           kernel is stated on either side;
+        2. that table measured another kernel: the ``proxy`` format's table, if the engine
+           file names one and the profile has it; else the format's table as measured (the
+           same format's nearest measurement);
+        3. no table of the format: the compute dtype's table or its fallback dtype's
+           (``_gemm_key``: fp8_block -> fp8, ...), never a weight-only format's table (a
+           bf16 expert never reads ``w4a16_mxfp4``).
+        """
+        fmt = moe_format(dtype, weight_format)
+        if fmt in self.moe:
+            measured = self.moe_kernel.get(fmt)
+            if not kernels or measured is None or measured in kernels:
+                return fmt, f"moe.{fmt}" + (f" ({measured})" if measured else "")
+            if proxy and proxy in self.moe:
+                return proxy, (f"moe.{proxy} as proxy for {'/'.join(kernels)} {fmt} "
+                               f"(moe.{fmt} measured {measured})")
+            return fmt, f"moe.{fmt} ({measured}, standing in for {'/'.join(kernels)})"
+        key = _gemm_key(dtype, {k: v for k, v in self.moe.items() if k not in MOE_MIXED})
+        if key:
+            return key, f"moe.{key} (no moe.{fmt} table)"
+        return "", f"no grouped-GEMM table for {fmt}: dense GEMM curve"
+
+    def moe_curve(self, dtype: str, weight_format: str = "", kernels: tuple[str, ...] = (),
+                  proxy: str | None = None) -> Curve | None:
+        """The grouped-GEMM curve ``moe_table`` picks, if any."""
+        return self.moe.get(self.moe_table(dtype, weight_format, kernels, proxy)[0])
+
+    def moe_fixed_s(self, dtype: str, weight_format: str = "", kernels: tuple[str, ...] = (),
+                    proxy: str | None = None) -> float:
         """Fixed time per grouped-GEMM call beyond ``kernel_overhead_s`` (with ``moe_curve``)."""
-        key = _gemm_key(dtype, self.moe)
+        key = self.moe_table(dtype, weight_format, kernels, proxy)[0]
         return float(self.moe_overhead_s.get(key, 0.0))
 
     def attention_efficiency(self, phase: str, q_len, kv_len) -> np.ndarray:
@@ -336,6 +375,29 @@ _GEMM_FALLBACK = {"fp16": "bf16", "bf16": "fp16", "tf32": "fp32", "int8": "fp8",
 _BLOCK_FALLBACK = {"fp8_block": ("fp8", "int8"),
                    "nvfp4": ("mxfp4", "fp8", "fp8_block", "int8"),
                    "mxfp4": ("nvfp4", "fp8", "fp8_block", "int8")}
+
+
+#: MoE tables of weight-only / mixed formats (aiconfigurator ``moe_dtype`` names, TensorRT-LLM
+#: 1.3.0rc20): table name -> (weight format, compute dtype), the GEMM ``ops.Precision.inference``
+#: builds for them (weights dequantised into the activation dtype's GEMM)
+MOE_MIXED = {"w4a16_mxfp4": ("mxfp4", "bf16"), "w4a8_mxfp4_mxfp8": ("mxfp4", "fp8")}
+_MIXED_NAME = {pair: name for name, pair in MOE_MIXED.items()} | {("mxfp4", "fp16"):
+                                                                   "w4a16_mxfp4"}
+#: kernel labels of the MoE tables: upstream ``kernel_source`` -> the implementation it ran
+#: (aiconfigurator-core 0.12.0 ``moe_perf``: TensorRT-LLM 1.3.0rc20's CUTLASS fused MoE,
+#: its DeepGEMM backend, its MoE torch flow with no backend named)
+MOE_KERNELS = {"moe_torch_flow_cutlass": "trtllm_cutlass",
+               "moe_torch_flow_nongated": "trtllm_cutlass",
+               "moe_torch_flow": "trtllm", "deepgemm": "deepgemm"}
+
+
+def moe_format(dtype: str, weight_format: str = "") -> str:
+    """The MoE table name of experts computing in ``dtype`` with ``weight_format`` weights:
+    ``dtype`` itself unless the weights are a weight-only format of a ``MOE_MIXED`` table
+    (another mix, e.g. int4 in bf16, has no table name: its own pair)."""
+    if not weight_format or weight_format == dtype:
+        return dtype
+    return _MIXED_NAME.get((weight_format, dtype), f"w_{weight_format}_{dtype}")
 
 
 def _gemm_key(dtype: str, table: dict) -> str:

@@ -6,8 +6,10 @@ For every operator (Williams et al. 2009, "Roofline", CACM 52(4)):
     memory  = bytes / HBM bandwidth
     GEMM, attention: time = max(compute, memory) / eff(shape) + overhead
     (a grouped GEMM over groups > 1 problems, a MoE layer's experts: eff_moe(m, groups, n k)
-    of the profile's grouped-GEMM curve for its dtype plus its fixed time per call,
-    moe_overhead_s; without that curve the dense GEMM curve, as for one problem)
+    of the profile's grouped-GEMM table for its format and the engine's kernel, plus its
+    fixed time per call, moe_overhead_s (``profile.CalibrationProfile.moe_table``: keyed by
+    weight format and compute dtype, the kernel from engines/<id>.yaml ``moe``); without
+    one the dense GEMM curve, as for one problem)
     memory-bound kernels: time = max(compute, memory / eff_mem(bytes)) + overhead
 
 The bound is the larger of the two terms *before* efficiencies, so "memory-bound" is a
@@ -20,14 +22,15 @@ Efficiencies of all operators of a class are evaluated in one vectorised call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .dtypes import nbytes as dtype_bytes
+from .engines import moe_kernels
 from .ops import ATTENTION, ELEMENTWISE, GEMM, Op
 from .padding import padded_minimum
-from .profile import CalibrationProfile
+from .profile import CalibrationProfile, moe_format
 from .specs.hardware import DeviceSpec
 
 
@@ -38,20 +41,31 @@ class Roofline:
     cap over the clock at the default limit (perfmodel/power.py); HBM bandwidth is not capped.
     ``padded``: measured GEMM / decode-attention times are bounded by the padded kernel's
     (``padding``), as in a model step (``for_system``); off for a kernel replayed on its own
-    (the calibration fit and its held-out test time the kernel the table measured)."""
+    (the calibration fit and its held-out test time the kernel the table measured).
+    ``engine``: whose MoE kernels run the grouped GEMMs (engines/<id>.yaml ``moe``; "generic":
+    the profile's tables as measured)."""
 
     device: DeviceSpec
     profile: CalibrationProfile
     clock_ratio: float = 1.0
     padded: bool = False
+    engine: str = "generic"
 
     @classmethod
-    def for_system(cls, system, profile: CalibrationProfile) -> Roofline:
+    def for_system(cls, system, profile: CalibrationProfile,
+                   engine: str = "generic") -> Roofline:
         """The roofline of ``system``'s device at its power limit."""
         from .power import compute_clock_ratio
 
         return cls(system.device, profile,
-                   compute_clock_ratio(system.device, system.power_limit_w), padded=True)
+                   compute_clock_ratio(system.device, system.power_limit_w), padded=True,
+                   engine=engine)
+
+    def moe_table(self, dtype: str, weight_format: str = "") -> tuple[str, str]:
+        """(key, why) of the profile's grouped-GEMM table for experts of this format, run by
+        this roofline's engine (``CalibrationProfile.moe_table``)."""
+        kernels, proxy = moe_kernels(self.engine, moe_format(dtype, weight_format))
+        return self.profile.moe_table(dtype, weight_format, kernels, proxy)
 
     def peak(self, dtype: str) -> float:
         measured = self.profile.peak_tflops.get(dtype)
@@ -78,6 +92,8 @@ class OpTimes:
     time: list
     compute: list
     memory: list
+    # grouped GEMM (op name) -> the MoE table it read and why (``Roofline.moe_table``)
+    moe_tables: dict = field(default_factory=dict)
 
     def weighted(self) -> list:
         """count x time per operator (the step's time in it)."""
@@ -123,14 +139,16 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
     profile = roof.profile
     groups: dict[tuple, list[int]] = {}
     for i, op in enumerate(ops):
-        key = (op.cls, op.dtype if op.cls == GEMM else op.phase if op.cls == ATTENTION else "")
+        key = (op.cls, op.dtype if op.cls == GEMM else op.phase if op.cls == ATTENTION else "",
+               op.weight_format if op.cls == GEMM else "")
         groups.setdefault(key, []).append(i)
     stream = profile.stream_efficiency
     time: list = [None] * len(ops)
     compute: list = [None] * len(ops)
     memory: list = [None] * len(ops)
+    tables: dict = {}
     vector_peak, bandwidth = roof.vector_peak, roof.bandwidth
-    for (cls, sub), rows in groups.items():
+    for (cls, sub, wfmt), rows in groups.items():
         members = [ops[i] for i in rows]
         extra = [x for op in members for x in op.shape] if cls in (GEMM, ATTENTION) else []
         shape = _shape_of([x for op in members for x in (op.flops, op.bytes, op.vector_flops)]
@@ -147,13 +165,18 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
         if cls == GEMM:
             m, n, k = (stack([op.shape[j] for op in members], shape) for j in range(3))
             eff = profile.gemm_efficiency(sub, m, n, k)
-            grouped, fixed = profile.moe_curve(sub), 0.0
-            grouped_rows = grouped is not None and any(np.any(np.asarray(op.groups) > 1)
-                                                       for op in members)
+            fixed = 0.0
+            grouped_rows = any(np.any(np.asarray(op.groups) > 1) for op in members)
+            if grouped_rows:
+                key, why = roof.moe_table(sub, wfmt)
+                grouped = profile.moe.get(key)
+                grouped_rows = grouped is not None
+                tables.update({op.name: why for op in members
+                               if np.any(np.asarray(op.groups) > 1)})
             if grouped_rows:
                 g = stack([op.groups for op in members], shape)
                 eff = np.where(g > 1, grouped(m, np.maximum(g, 1.0), n * k), eff)
-                fixed = np.where(g > 1, profile.moe_fixed_s(sub), 0.0)  # per grouped call
+                fixed = np.where(g > 1, float(profile.moe_overhead_s.get(key, 0.0)), 0.0)
             t = np.maximum(t_c, t_m) / _streaming(eff, t_c, t_m, stream)
             table = profile.gemm_curve(sub) if roof.padded else None
             if table is not None:  # a measured table: the padded kernel's time, if faster
@@ -186,7 +209,7 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
         t = t + profile.kernel_overhead_s
         for j, i in enumerate(rows):
             time[i], compute[i], memory[i] = t[j], t_c[j], t_m[j]
-    return OpTimes(ops, time, compute, memory)
+    return OpTimes(ops, time, compute, memory, tables)
 
 
 def _padded_gemm(table, m, n, k, t_flops, t_vec, nbytes, act, bandwidth, stream):

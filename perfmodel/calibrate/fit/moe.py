@@ -1,4 +1,4 @@
-"""MoE tables: per dtype, the efficiency of the core's grouped GEMM (``ops.grouped_gemm``)
+"""MoE tables: per format (compute dtype, or a ``profile.MOE_MIXED`` weight-only format), the efficiency of the core's grouped GEMM (``ops.grouped_gemm``)
 over (m: rows per active expert, groups: active experts per GPU, weights: n x k of one
 expert's matrix).
 
@@ -18,6 +18,10 @@ H100/H200, shared by the two calls), the part that grows with the work is carrie
 efficiency; the core's separate activation and combine kernels count it once more (small
 next to the GEMMs except at the smallest sizes).
 
+Each table is installed under its format's key (``moe.<format>``: bf16, fp8, fp8_block, nvfp4,
+w4a16_mxfp4, ...) with the kernel its records ran (``moe_kernel``, from their
+``kernel_source`` through ``profile.MOE_KERNELS``), which is how the core picks it
+(``CalibrationProfile.moe_table``: by weight format, compute dtype and the engine's kernel).
 The core uses this curve for a GEMM with ``groups > 1`` (``roofline.op_times``); a call over
 one expert or fewer is a dense GEMM of that expert, on the dense curve. Records with at most
 one active expert per GPU are therefore left out of the table (the core would not read the
@@ -31,7 +35,7 @@ from collections import defaultdict
 import numpy as np
 
 from ... import ops as O
-from ...profile import CalibrationProfile
+from ...profile import MOE_KERNELS, MOE_MIXED, CalibrationProfile
 from ...roofline import Roofline, op_times
 from ...specs.hardware import DeviceSpec
 from .curves import round4
@@ -45,10 +49,10 @@ from .table import (
 )
 
 CALLS = 2  # grouped GEMM calls per record: up (gate+up) and down
-# Weight-only / mixed formats of the MoE tables (aiconfigurator ``moe_dtype``, TensorRT-LLM
-# 1.3.0rc20): (weight format, activation dtype). The core runs them as ``ops.Precision.inference``
-# does: weights dequantised to the activation dtype, whose tensor cores (and curve key) they use.
-MIXED = {"w4a16_mxfp4": ("mxfp4", "bf16"), "w4a8_mxfp4_mxfp8": ("mxfp4", "fp8")}
+# Weight-only / mixed formats of the MoE tables: (weight format, activation dtype). The core
+# runs them as ``ops.Precision.inference`` does: weights dequantised to the activation dtype,
+# whose tensor cores they use; their curve has its own key (``profile.moe_format``).
+MIXED = MOE_MIXED
 
 
 def moe_precision(dtype: str) -> O.Precision:
@@ -103,6 +107,13 @@ def moe_floor(t: np.ndarray, bound: np.ndarray, overhead: float) -> float:
     return max(0.0, OVERHEAD_FLOOR_FRACTION * float(t.min()) / CALLS - overhead)
 
 
+def table_kernel(recs: list[dict]) -> str | None:
+    """The kernel all of a table's records ran (``profile.MOE_KERNELS`` of their upstream
+    ``kernel_source``), or None when they do not name one or name several."""
+    kernels = {MOE_KERNELS.get(r.get("stats", {}).get("kernel_source") or "") for r in recs}
+    return kernels.pop() if len(kernels) == 1 and None not in kernels else None
+
+
 def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile) -> list[Table]:
     """Per dtype: efficiency over (m, groups) of the core's grouped GEMMs (records with more
     than one active expert per GPU; module docstring)."""
@@ -126,19 +137,16 @@ def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile
             return invert_time(bound, t, CALLS * (overhead + floor(fit_idx)))
 
         def times(prof, idx, dtype=dtype, recs=recs):
-            compute = moe_precision(dtype).compute
-            if compute != dtype and dtype in prof.moe:  # a MIXED format's own curve, read
-                # where the core would read it if it looked grouped GEMMs up by format
-                prof = prof.model_copy(update={
-                    "moe": {**prof.moe, compute: prof.moe[dtype]},
-                    "moe_overhead_s": {**prof.moe_overhead_s,
-                                       compute: prof.moe_overhead_s.get(dtype, 0.0)}})
             return moe_times([recs[i] for i in idx], dtype, Roofline(device, prof))
 
-        def install(prof, curve, fit_idx, dtype=dtype, floor=floor):
+        kernel = table_kernel(recs)
+
+        def install(prof, curve, fit_idx, dtype=dtype, floor=floor, kernel=kernel):
+            labels = {**prof.moe_kernel, dtype: kernel} if kernel else prof.moe_kernel
             return prof.model_copy(update={
                 "moe": {**prof.moe, dtype: curve},
-                "moe_overhead_s": {**prof.moe_overhead_s, dtype: round4(floor(fit_idx))}})
+                "moe_overhead_s": {**prof.moe_overhead_s, dtype: round4(floor(fit_idx))},
+                "moe_kernel": labels})
 
         tables.append(Table(f"moe.{dtype}", "moe", AXES,
                             np.stack([geo["m"], geo["groups"], geo["weights"]], axis=1), t, recs,
