@@ -223,7 +223,10 @@ def _check_depth(data: Any, name: str | Path) -> None:
         kids = item.values() if isinstance(item, dict) else item
         if depth > MAX_DEPTH:
             raise SpecError(f"{name}: refused: nested deeper than {MAX_DEPTH} levels")
-        stack.extend((k, depth + 1) for k in kids if isinstance(k, (dict, list)))
+        # a list comprehension: a profile's tables are long lists of numbers
+        nested = [k for k in kids if isinstance(k, (dict, list))]
+        if nested:
+            stack.extend([(k, depth + 1) for k in nested])
 
 
 def read_yaml(path: str | Path) -> Any:
