@@ -261,3 +261,19 @@ def test_expert_tp_under_attention_dp_gathers_instead_of_all_to_all():
     rs, plan = plan_of(scenario(tp=2, adp=4, ep=4))
     comm = stage_comm(DSV3, plan, 64, "decode", 2.0, rs.system, rs.profile)
     assert comm.mode == "" and comm.dispatch == 0 and comm.ep > 0
+
+
+@pytest.mark.parametrize("engine, table", [
+    ("sglang", "moe.fp8 as proxy for deepgemm fp8_block"),
+    ("vllm", "moe.fp8 as proxy for deepgemm fp8_block"),
+    ("trtllm", "moe.fp8_block (trtllm_cutlass)"), (None, "moe.fp8_block (trtllm_cutlass)")])
+def test_prediction_names_the_moe_table_its_engine_reads(engine, table):
+    """DeepSeek-V3 fp8_block experts on H200: SGLang and vLLM run DeepGEMM, which no H200
+    table measures, so they read the per-tensor fp8 proxy their engine files name; TRT-LLM and
+    the generic engine read TRT-LLM's CUTLASS block-scale table (profile.moe_table)."""
+    sc = scenario(weight_dtype="fp8_block", activation_dtype="fp8")
+    if engine:
+        sc["engine"] = {"name": engine}
+    moe = predict(sc).breakdown["moe"]
+    assert moe["prefill"]["grouped_gemm_table"].startswith(table)
+    assert moe["decode_step"]["grouped_gemm_table"].startswith(table)
