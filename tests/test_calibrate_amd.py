@@ -159,6 +159,18 @@ def test_hipkittens_batch_from_the_files_own_flop_count():
                                heads=64, kv_heads=8)
 
 
+def test_hipkittens_square_gemms_keep_the_large_calls():
+    """MI300X torch.matmul, read by hand: 4096^3 in 0.22007 ms (624.5 TFLOP/s); the 1024 and
+    2048 calls (32 and 63 us, launch latency included) are dropped."""
+    path = SOURCES / "hipkittens/270c8c3a78f7/fp6_dwordx4/analysis/gemm/mi300x_data_to_log.json"
+    recs = A.hipkittens_gemm(path)
+    assert sorted(r["params"]["m"] for r in recs) == [4096, 8192, 16384]
+    (r4k,) = [r for r in recs if r["params"]["m"] == 4096]
+    assert r4k["time_s"] == pytest.approx(0.22007348001003266e-3)
+    assert 2 * 4096**3 / r4k["time_s"] / 1e12 == pytest.approx(624.5, abs=0.1)
+    assert len(A.hipkittens_gemm(path, min_time_s=0.0)) == 5
+
+
 def test_pow2_m_keeps_the_tuner_sweep():
     path = AITER / "84493f0e5b08/aiter/configs/model_configs/a8w8_blockscale_tuned_gemm_ds_v3.csv"
     all_m = {r["params"]["m"] for r in A.aiter_gemm(path, "fp8_block", 256, "gfx950")}

@@ -18,6 +18,8 @@ Three kinds of source, each copied with its licence under calibration/sources/me
   head_dim 128, q_len = kv_len = N, timed with CUDA events, mean of 100 calls; backward =
   ``out.backward`` alone. The batch is recovered from the file's own FLOP count
   (``test_python.py``: 4 B N^2 H D, halved when causal, x 2.5 for backward).
+* ``hipkittens_gemm``: the same repository's square bf16 GEMM files (torch.matmul, the
+  ``*_pytorch`` fields), large calls only.
 * ``published_amd``: single published points with their citations
   (``published/amd_points.json``): maximum-achievable-matmul (one GEMM at its best shape),
   measured HBM bandwidth (one ``memory`` record), RCCL all-reduce bus bandwidth.
@@ -137,6 +139,26 @@ def hipkittens_attention(path: str | Path, phase: str, heads: int, kv_heads: int
                   "batch": int(batch), "heads": heads, "kv_heads": kv_heads,
                   "head_dim": head_dim, "q_len": n, "kv_len": n, "causal": causal}
         out.append(record("attention", params, t_ms * 1e-3, src, tflops=tflops))
+    return out
+
+
+def hipkittens_gemm(path: str | Path, field: str = "pytorch", dtype: str = "bf16",
+                    min_time_s: float = 1e-4) -> list[dict]:
+    """Square bf16 GEMMs (M = N = K = the file's keys) of a HipKittens result file:
+    ``avg_time_<field>`` ms of one eager call between CUDA events, mean of 100 (``pytorch`` =
+    torch.matmul, hipBLASLt). A single eager call carries its launch latency, which kernel
+    tables do not: calls under ``min_time_s`` are dropped (N <= 2048 in the MI300X and MI355X
+    files: 32-63 us, 57-328 TFLOP/s, where 4096 reaches 625-1139)."""
+    data = json.loads(Path(path).read_text())
+    out = []
+    src = _source(path)
+    for key, entry in data.items():
+        n = int(key)
+        t = float(entry[f"avg_time_{field}"]) * 1e-3
+        if t < min_time_s:
+            continue
+        out.append(record("gemm", {"dtype": dtype, "m": n, "n": n, "k": n}, t, src,
+                          tflops=float(entry[f"tflops_{field}"]), library=field))
     return out
 
 
