@@ -179,9 +179,11 @@ def test_block_scaled_gemm_fallback_rule():
     for dev in ("h100-sxm5-80gb", "h200-sxm-141gb"):
         hopper = load_profile(f"{dev}.reference.json")
         assert "fp8_block" in hopper.gemm and "gemm.fp8_block" in {e.table for e in hopper.fit_errors}
-        # TRT-LLM's Hopper fp8_block MoE kernel is not shipped (references.yaml: why): the
-        # per-tensor fp8 grouped-GEMM curve serves fp8_block experts
-        assert "fp8_block" not in hopper.moe and hopper.moe_curve("fp8_block") is hopper.moe["fp8"]
+        # TRT-LLM's Hopper fp8_block MoE table (CUTLASS) serves TRT-LLM / generic experts; an
+        # engine running DeepGEMM there reads the per-tensor fp8 proxy (profile.moe_table)
+        assert hopper.moe_kernel["fp8_block"] == "trtllm_cutlass"
+        assert hopper.moe_curve("fp8_block") is hopper.moe["fp8_block"]
+        assert hopper.moe_curve("fp8_block", "", ("deepgemm",), "fp8") is hopper.moe["fp8"]
     m, n, k = np.array([1.0, 64, 4096]), 8192.0, 8192.0
     only_fp8 = prof.model_copy(update={"gemm": {"fp8": prof.gemm["fp8"]}})
     for dtype in ("nvfp4", "mxfp4", "fp8_block"):  # nearest measured format: fp8
