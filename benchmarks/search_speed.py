@@ -16,6 +16,8 @@ other rule), i.e. ``Sweep.considered``.
 * whole process: over ``perfmodel plan-training MODEL --tokens 15T --devices DEVICE --json``
   as a fresh process (interpreter start, imports, data files, search, rows, JSON), with the
   package's bytecode compiled as an installed package has it.
+* where a fresh process's CPU goes: the CLI's steps in a fresh process, timed one by one
+  (imports; data files and spec validation; the search; the row predictions).
 * numpy floor: every numpy call the sweep makes on mesh arrays is recorded (ufunc, method,
   operand shapes; other array functions by their output shape) and replayed on ready-made
   arrays of the same shapes, with no Python logic in between: the CPU time numpy itself needs
@@ -28,6 +30,7 @@ other rule), i.e. ``Sweep.considered``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import subprocess
@@ -130,39 +133,64 @@ def replay_seconds(log: list, repeats: int = 3) -> tuple[float, int]:
     return best, elements
 
 
-STARTUP = """
-from perfmodel.planning.cli import plan_training
-from perfmodel.planning.training import TrainingPlanInputs
+PHASES = """
+import json, sys, time
+t0 = time.process_time()
+marks = {}
+def mark(name):
+    global t0
+    t = time.process_time()
+    marks[name] = marks.get(name, 0.0) + t - t0
+    t0 = t
+import perfmodel.planning.cli  # as the CLI: numpy, pydantic, the package's modules
+mark("imports")
+from perfmodel import predict
+from perfmodel.planning.training import DEFAULT_BATCH_TOKENS, gpu_counts
+from perfmodel.search import SearchSpace, base_plan, best_per_gpu_count, scenario_for, sweep
 from perfmodel.serving.economics import load_prices
+from perfmodel.specs import registry
 from perfmodel.specs.assemble import resolve_system
-from perfmodel.specs.registry import profile_for
 from perfmodel.specs.scenario import Scenario, SystemConfig, TrainingConfig
 from perfmodel.zoo import resolve_model
-import sys
+mark("imports")
 model, device = resolve_model(sys.argv[1]), sys.argv[2]
-load_prices(), profile_for(device)
-resolve_system(Scenario(kind="training", model=model, system=SystemConfig(device=device,
-    num_gpus=8), training=TrainingConfig(seq_len=8192, global_batch=512)).system)
+load_prices()
+dev = registry.get_device(device)
+counts = gpu_counts(registry.get_node(dev.default_node).gpus_per_node, 16384)
+sc = Scenario(kind="training", model=model, system=SystemConfig(device=device,
+              num_gpus=max(counts)), training=TrainingConfig(
+              seq_len=8192, global_batch=DEFAULT_BATCH_TOKENS // 8192))
+system, profile, base = resolve_system(sc.system), registry.profile_for(device), base_plan(sc)
+mark("data files and spec validation")
+sw = sweep(model, system, profile, base, SearchSpace(), counts)
+best = best_per_gpu_count(sw)
+mark("search (sweep + best per count)")
+for rec in best:
+    predict(scenario_for(sc, rec))
+mark("row predictions (bands, energy)")
+print(json.dumps(marks))
 """
 
 
-def _process(cmd: list[str], repeats: int) -> tuple[float, float]:
-    """Best wall and CPU seconds of ``cmd`` as a fresh process. The package's bytecode is
+def _process(cmd: list[str], repeats: int) -> tuple[float, float, list[str]]:
+    """Best wall and CPU seconds of ``cmd`` as a fresh process, and its outputs. The package's bytecode is
     compiled into a private cache first (an installed package ships it;
     PYTHONDONTWRITEBYTECODE, if set, would make every run recompile every module), so the
     figure is what a user's run costs."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    walls, cpus = [], []
+    walls, cpus, outs = [], [], []
     with tempfile.TemporaryDirectory() as cache:
         env["PYTHONPYCACHEPREFIX"] = cache
         subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)  # compile
         for _ in range(repeats):
             t, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-            subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
+            out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True,
+                                 text=True).stdout
             walls.append(time.perf_counter() - t)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-    return min(walls), min(cpus)
+            outs.append(out)
+    return min(walls), min(cpus), outs
 
 
 def main(argv=None) -> int:
@@ -212,11 +240,13 @@ def main(argv=None) -> int:
         inproc_wall = min(inproc_wall, time.perf_counter() - t)
         inproc_cpu = min(inproc_cpu, time.process_time() - c)
 
-    whole_wall, whole_cpu = _process(
+    whole_wall, whole_cpu, _ = _process(
         [sys.executable, "-m", "perfmodel.cli", "plan-training", args.model, "--tokens", "15T",
          "--devices", args.device, "--json"], args.repeats)
-    start_wall, start_cpu = _process([sys.executable, "-c", STARTUP, args.model, args.device],
-                                     args.repeats)
+    _, _, outs = _process([sys.executable, "-c", PHASES, args.model, args.device],
+                          args.repeats)
+    runs = [json.loads(o.splitlines()[-1]) for o in outs]
+    phases = {k: min(r[k] for r in runs) for k in runs[0]}  # CPU seconds, best of the runs
 
     # numpy floor of the sweep: its recorded array calls replayed with no Python between
     log = record_sweep(lambda: sweep(model, system, profile, base, space, counts))
@@ -242,9 +272,8 @@ def main(argv=None) -> int:
                             ("whole process (interpreter..JSON)", whole_wall, whole_cpu)):
         print(f"  {name:34s} {wall:8.3f} {n / wall / 1e6:10.2f} {cpu:8.3f} "
               f"{n / cpu / 1e6:14.2f} {floor_s / cpu:13.3f}")
-    print(f"  {'of which imports + data files':34s} {start_wall:8.3f} {'':10s} {start_cpu:8.3f}"
-          "   (a process that imports plan-training and loads the model, price table, "
-          "profile and system, no search)")
+    print("  where a fresh process's CPU goes (best of the runs, the same steps as the CLI "
+          "but the JSON): " + ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in phases.items()))
     print()
     print("  floor / time: the numpy floor over that row's CPU time (1.0 = as fast as the "
           "sweep's numpy work alone); wall times move 2-5x with the shared machine's load, "
