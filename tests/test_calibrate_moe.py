@@ -286,6 +286,11 @@ def test_engines_name_their_moe_kernels():
     assert moe_kernels("trtllm", "fp8_block") == (("trtllm_cutlass", "deepgemm"), None)
     assert moe_kernels("generic", "fp8_block") == ((), None)
     assert moe_kernels("sglang", "bf16") == ((), None)  # not stated: the table as measured
+    # vLLM's MXFP4 experts on Hopper (Triton / Marlin): no table, TRT-LLM's stands in
+    kernels, proxy = moe_kernels("vllm", "w4a16_mxfp4")
+    h100 = load_profile(data_dir("calibration") / "h100-sxm5-80gb.reference.json")
+    key, why = h100.moe_table("bf16", "mxfp4", kernels, proxy)
+    assert key == "w4a16_mxfp4" and "standing in for triton/marlin" in why
 
 
 @pytest.mark.parametrize("engine, eff", [("generic", EFF["fp8_block"]),
