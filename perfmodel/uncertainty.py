@@ -227,6 +227,47 @@ def _draws(terms: list[Term], tables: dict, rng: np.random.Generator) -> dict[st
     return out
 
 
+# Per profile (held by identity, so an id is never reused while cached): its residual tables
+# and, per ordered list of drawn terms, the fixed-seed draws. The draws depend only on the
+# tables and on which (key, tables) are drawn in which order, not on the terms' seconds, so a
+# plan search's row predictions (same profile, same terms) draw once.
+_TABLES_CACHE: dict[int, tuple[CalibrationProfile, dict]] = {}
+_DRAWS_CACHE: dict[tuple, tuple[CalibrationProfile, dict[str, np.ndarray]]] = {}
+_CACHE_LIMIT = 64
+
+
+def _profile_tables(profile: CalibrationProfile) -> dict[str, tuple[np.ndarray, int]]:
+    """``table_residuals(profile)``, computed once per profile object."""
+    hit = _TABLES_CACHE.get(id(profile))
+    if hit is None or hit[0] is not profile:
+        if len(_TABLES_CACHE) >= _CACHE_LIMIT:
+            _TABLES_CACHE.clear()
+        hit = _TABLES_CACHE[id(profile)] = (profile, table_residuals(profile))
+    return hit[1]
+
+
+def _seeded_draws(profile: CalibrationProfile, terms: list[Term], tables: dict
+                  ) -> dict[str, np.ndarray]:
+    """``_draws(terms, tables, default_rng(MC_SEED))``, cached per profile and per ordered
+    list of the (key, tables) it draws (read-only arrays; identical numbers)."""
+    seen: set[str] = set()
+    drawn = []
+    for t in terms:
+        if t.key not in seen and t.tables:
+            seen.add(t.key)
+            drawn.append((t.key, t.tables))
+    key = (id(profile), tuple(drawn))
+    hit = _DRAWS_CACHE.get(key)
+    if hit is None or hit[0] is not profile:
+        draws = _draws(terms, tables, np.random.default_rng(MC_SEED))
+        for a in draws.values():
+            a.flags.writeable = False
+        if len(_DRAWS_CACHE) >= _CACHE_LIMIT:
+            _DRAWS_CACHE.clear()
+        hit = _DRAWS_CACHE[key] = (profile, draws)
+    return hit[1]
+
+
 def _ratio_samples(terms: list[Term], draws: dict[str, np.ndarray]) -> np.ndarray:
     """Samples of (true time / predicted time) of the sum of ``terms``."""
     total = sum(t.seconds for t in terms)
@@ -242,7 +283,7 @@ def calibration_ratios(pred, profile: CalibrationProfile, scenario=None
                        ) -> dict[str, tuple[float, float]]:
     """(a): quantity -> (lo, hi) of true / predicted at LEVEL, from the profile's residuals
     propagated through the prediction's time breakdown. (1, 1) where nothing is calibrated."""
-    tables = table_residuals(profile)
+    tables = _profile_tables(profile)
     dtype = _gemm_dtype(scenario)
     bd = pred.breakdown
     if pred.kind == "training":
@@ -257,8 +298,7 @@ def calibration_ratios(pred, profile: CalibrationProfile, scenario=None
         dec = _class_terms("decode", bd.get("decode_step", {}), pred.ops, tables, dtype,
                            ("decode",), "decode", {})
         quantity_terms = {"ttft_s": pre, "tpot_s": dec}
-    rng = np.random.default_rng(MC_SEED)
-    draws = _draws([t for ts in quantity_terms.values() for t in ts], tables, rng)
+    draws = _seeded_draws(profile, [t for ts in quantity_terms.values() for t in ts], tables)
     samples = {q: _ratio_samples(ts, draws) for q, ts in quantity_terms.items()}
     if pred.kind != "training" and pred.ttft_s is not None and pred.e2e_latency_s:
         ttft, e2e = float(pred.ttft_s), float(pred.e2e_latency_s)
