@@ -326,3 +326,128 @@ def test_inferencex_cases_draw_lengths_as_their_client_does():
     for lens in (wl.prompt, wl.output):
         assert lens.min() == lo and lens.max() == hi
         assert abs(lens.mean() - (lo + hi) / 2) < 2.0
+
+
+# ---- benchmark clients (clients/<id>.yaml, perfmodel/serving/clients.py) --------------------
+
+from perfmodel.serving.clients import WindowRules, client_ids, load_client, select_windows  # noqa: E402
+
+VLLM_EXAMPLE = "examples/vllm-closed-loop-llama3.1-8b-h100.yaml"
+
+
+def _with_client(path_or_dict, **benchmark) -> dict:
+    import yaml
+
+    if isinstance(path_or_dict, str):
+        with open(path_or_dict) as f:
+            d = yaml.safe_load(f)
+    else:
+        d = path_or_dict
+    d = json.loads(json.dumps(d))
+    if benchmark:
+        d["serving"]["benchmark"] = benchmark
+    return d
+
+
+def test_every_client_file_loads_with_sources():
+    assert {"vllm-bench-serve", "sglang-bench-serving", "aiperf", "genai-perf"} <= set(client_ids())
+    for cid in client_ids():
+        spec = load_client(cid)
+        assert spec.sources and spec.send == "burst"
+    assert load_client("genai-perf").windows.sleep_factor == 1.2  # Measure(): sleep x 1.2
+
+
+def test_default_client_reproduces_todays_vllm_numbers():
+    """No benchmark block = vllm bench serve = today's path: the benchmark block is
+    ``benchmark_metrics`` of one plain simulation of the workload (every request measured),
+    key for key, and naming the client explicitly changes nothing."""
+    sc = pm.load_scenario(VLLM_EXAMPLE)
+    default = pm.predict(sc).serving["benchmark"]
+    named = pm.predict(_with_client(VLLM_EXAMPLE, client="vllm-bench-serve")).serving["benchmark"]
+    assert default == named
+    rs = resolve(sc)
+    inf, wl = serving_inputs(rs.scenario)
+    dep = deployment_for(rs.scenario, rs.system, rs.profile, inf, wl)
+    res = dep.simulate(wl)
+    plain = benchmark_metrics(res.reqs, dep.num_gpus, wl.concurrency)
+    assert default == plain | {"client": "vllm-bench-serve"}
+    assert default["completed"] == 320 and "windows" not in default
+
+
+def test_aiperf_measures_every_request_and_reports_per_request_itl():
+    v = pm.predict(_with_client(VLLM_EXAMPLE)).serving["benchmark"]
+    a = pm.predict(_with_client(VLLM_EXAMPLE, client="aiperf")).serving["benchmark"]
+    for k in ("completed", "duration", "mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms"):
+        assert a[k] == v[k]
+    # AIPerf's ITL is (E2E - TTFT) / (output - 1) per request: vLLM's TPOT statistics
+    for s in ("mean", "median", "p90", "p99"):
+        assert a[f"{s}_itl_ms"] == a[f"{s}_tpot_ms"]
+
+
+RULES = WindowRules(interval_ms=1000, sleep_factor=1.0, stability_windows=3,
+                    stability_percentage=10, max_trials=10, counts="finished_in_window",
+                    statistics_over="all_windows")
+
+
+def test_window_selection_by_hand():
+    """Windows of 1 s from t0 = 0. Finishes (latency 0.5 s each): window 0 [0, 1] holds
+    0.6, 0.9; window 1 [1, 2] holds 1.5, 1.8; window 2 [2, 3] holds 2.5, 2.9: 2 req/s and mean
+    latency 0.5 s in each, stable after the third window; 3.4 (window 3) is never counted."""
+    finish = np.array([0.6, 0.9, 1.5, 1.8, 2.5, 2.9, 3.4])
+    send = finish - 0.5
+    w = select_windows(send, finish, 0.0, 10.0, RULES)
+    assert w.stable and w.complete
+    assert w.counted.tolist() == [True] * 6 + [False]
+    assert w.bounds_s == [0.0, 1.0, 2.0, 3.0]
+    assert w.throughput_rps == [2.0, 2.0, 2.0] and w.mean_latency_s == [0.5, 0.5, 0.5]
+
+
+def test_window_selection_waits_for_stability_and_counts_every_window():
+    """Window 0 holds one slow request (latency 0.9 s) and windows 1-3 two of 0.5 s: windows
+    0-2 are not stable (throughput 1 vs 2 req/s), windows 1-3 are; statistics cover all four
+    windows (genai-perf parses every window's requests). A finish exactly on a boundary (1.0)
+    counts in the earlier window."""
+    finish = np.array([1.0, 1.5, 1.8, 2.5, 2.9, 3.5, 3.9, 4.2])
+    send = np.array([0.1, 1.0, 1.3, 2.0, 2.4, 3.0, 3.4, 3.7])
+    w = select_windows(send, finish, 0.0, 10.0, RULES)
+    assert w.stable and len(w.throughput_rps) == 4
+    assert w.throughput_rps == [1.0, 2.0, 2.0, 2.0]
+    assert w.mean_latency_s[0] == pytest.approx(0.9)
+    assert w.counted.tolist() == [True] * 7 + [False]
+    # perf_analyzer's own 10 % rule vs genai-perf's default 999 %: with 999 % the first three
+    # windows already pass
+    loose = select_windows(send, finish, 0.0, 10.0, RULES, stability_percentage=999)
+    assert len(loose.throughput_rps) == 3 and loose.counted.sum() == 5
+
+
+def test_window_selection_unstable_and_incomplete():
+    finish = np.array([0.5, 1.5, 1.6, 2.5, 2.6, 2.7, 2.8])
+    send = finish - 0.2
+    w = select_windows(send, finish, 0.0, 10.0, RULES, max_trials=3)
+    assert not w.stable and w.complete and w.throughput_rps == [1.0, 2.0, 4.0]
+    short = select_windows(send, finish, 0.0, 2.5, RULES)  # the loop stopped sending at 2.5 s
+    assert not short.complete and len(short.throughput_rps) == 2
+
+
+def test_genai_perf_windows_on_a_tiny_deterministic_run():
+    """genai-perf with 2 s windows (x 1.2) on a small closed loop: exactly the requests whose
+    last token falls in the windows are measured, and the run was long enough that the loop
+    was still sending when the last window ended (it is lengthened if not: 20 requests are
+    asked for, more are simulated)."""
+    sc = scenario(concurrency=4, num_requests=20,
+                  benchmark={"client": "genai-perf", "measurement_interval_ms": 2000})
+    pred, reqs = pm.serving.predict.simulate_serving(resolve(sc))
+    b = pred.serving["benchmark"]
+    w = b["windows"]
+    assert w["window_s"] == pytest.approx(2.4) and w["start_s"] == 0.0
+    inside = (reqs.finish >= w["start_s"]) & (reqs.finish <= w["end_s"])
+    assert reqs.counted.tolist() == inside.tolist()
+    assert b["completed"] == int(inside.sum())
+    assert np.max(reqs.arrival) >= w["end_s"]  # still loaded when the windows ended
+    assert b["mean_ttft_ms"] == pytest.approx(
+        1e3 * float(np.mean((reqs.first - reqs.arrival)[inside])))
+
+
+def test_unknown_client_is_one_line():
+    with pytest.raises(SpecError, match=r"unknown serving\.benchmark\.client 'genaiperf'"):
+        pm.predict(scenario(benchmark={"client": "genaiperf"}))

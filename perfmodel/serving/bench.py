@@ -23,13 +23,19 @@ Here the numbers are the simulation's: TTFT, TPOT and E2E per request from ``Req
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .metrics import latencies
 from .requests import Requests
 
+if TYPE_CHECKING:
+    from .clients import ClientSpec
+
 BENCH_PERCENTILES = (90, 99)  # printed after mean and median (vLLM prints P99 by default)
 WIDTH = 50  # vLLM's banner width
+DEFAULT_CLIENT_ID = "vllm-bench-serve"  # clients.DEFAULT_CLIENT (the text block reads as vLLM's)
 
 
 def _stats(name: str, x: np.ndarray, out: dict) -> None:
@@ -44,10 +50,14 @@ def _stats(name: str, x: np.ndarray, out: dict) -> None:
         out[f"p{q}_{name}_ms"] = float(np.percentile(ms, q))
 
 
-def benchmark_metrics(reqs: Requests, num_gpus: int, concurrency: int | None) -> dict:
+def benchmark_metrics(reqs: Requests, num_gpus: int, concurrency: int | None,
+                      client: ClientSpec | None = None) -> dict:
     """The result of a ``vllm bench serve`` run, keyed as its ``--save-result`` JSON
     (``completed``, ``duration``, ``request_throughput``, ``mean_ttft_ms``, ...), plus
-    tokens/s per GPU and per user."""
+    tokens/s per GPU and per user. ``client`` (clients/<id>.yaml; default vLLM's rules): a
+    client with ``itl: per_request`` (genai-perf, AIPerf) reports each request's
+    (E2E - TTFT) / (output - 1) as its ITL, so its ITL statistics are the TPOT ones; the
+    requests measured are ``reqs.counted`` (warm-up and, for a windowed client, its windows)."""
     keep = reqs.counted if reqs.counted is not None else np.ones(len(reqs), bool)
     lat = {k: v[keep] for k, v in latencies(reqs).items()}
     arrival, finish = reqs.arrival[keep], reqs.finish[keep]
@@ -69,7 +79,9 @@ def benchmark_metrics(reqs: Requests, num_gpus: int, concurrency: int | None) ->
     _stats("tpot", lat["tpot"], out)
     multi = output > 1
     gaps = float(np.sum(output[multi] - 1))
-    if gaps:
+    if client is not None and client.itl == "per_request":
+        _stats("itl", lat["tpot"], out)  # the per-request ITL of genai-perf / AIPerf
+    elif gaps:
         streamed = float(np.sum((lat["e2e"] - lat["ttft"])[multi]))
         out["mean_itl_ms"] = 1e3 * streamed / gaps
         itl = reqs.tbt_percentiles((50, *BENCH_PERCENTILES))
@@ -108,6 +120,12 @@ def render_benchmark(b: dict, title: str = " Serving Benchmark Result ") -> str:
         text = "-" if value is None else (format(value, fmt) if fmt else str(value))
         lines.append(f"{label:<40} {text:<10}".rstrip())
 
+    if b.get("client") and b["client"] != DEFAULT_CLIENT_ID:
+        row("Benchmark client (measurement rules):", b["client"], "")
+    if b.get("windows"):
+        w = b["windows"]
+        row("Measurement windows (s each):", f"{w['count']} x {w['window_s']:.1f}", "")
+        row("Windows stable:", "yes" if w["stable"] else "no", "")
     row("Successful requests:", b["completed"], "")
     row("Failed requests:", 0, "")  # the simulator serves every request
     if b.get("warmup_requests"):

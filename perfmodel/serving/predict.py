@@ -17,9 +17,10 @@ from ..predictors import predict_inference
 from ..profile import CalibrationProfile
 from ..resolve import Resolved
 from ..specs.assemble import resolve_system
-from ..specs.scenario import InferenceConfig, Scenario
+from ..specs.scenario import BenchmarkClientConfig, InferenceConfig, Scenario
 from ..specs.system import System
 from .bench import benchmark_metrics
+from .clients import WindowResult, load_client, select_windows
 from .deploy import Deployment, build_deployment, zero_load
 from .economics import cost_report, energy_report, load_prices
 from .metrics import latencies, summarize
@@ -84,6 +85,10 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
     inf, wl = serving_inputs(sc)
     dep = deployment_for(sc, system, profile, inf, wl)
     res = dep.simulate(wl)
+    client = load_client(_client_cfg(sc).client)
+    window = None
+    if wl.closed and client.measurement == "time_windows":
+        dep, wl, res, window = _measure_windows(sc, system, profile, inf, dep, wl, res, client)
     summary = summarize(res.reqs, res.engines, sc.serving.slo, res.end)
     p_med = int(np.median(wl.prompt))
     o_med = int(np.median(wl.output))
@@ -99,12 +104,19 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
     }
     if wl.closed or wl.warmup:  # the benchmark client's view (open-loop keys unchanged)
         summary["workload"] |= {"concurrency": wl.concurrency, "warmup_requests": wl.warmup}
-        summary["benchmark"] = benchmark_metrics(res.reqs, dep.num_gpus, wl.concurrency)
+        summary["benchmark"] = benchmark_metrics(res.reqs, dep.num_gpus, wl.concurrency,
+                                                 client) | {"client": client.id}
+        if window is not None:  # requests outside the windows are not warm-up ones
+            summary["benchmark"]["windows"] = _window_summary(window) | {
+                "unmeasured_requests": int(len(wl) - wl.warmup
+                                           - summary["benchmark"]["completed"])}
+            summary["benchmark"]["warmup_requests"] = wl.warmup
     summary["energy"] = energy_report(system.device, profile, dep.num_gpus,
                                       tput["output_tokens_per_s"])
     summary["cost"] = cost_report(load_prices(), system.device.id, dep.num_gpus,
                                   tput["output_tokens_per_s"])
-    warnings = [*rs.warnings, *_load_warnings(summary, closed=wl.closed)]
+    warnings = [*rs.warnings, *_load_warnings(summary, closed=wl.closed),
+                *_window_warnings(window, client)]
     summary = _finite(summary)
     mem = dep.instances[0].kv.memory
     total_mem = float(sum(mem.values()))
@@ -129,6 +141,70 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
         fits=memory_fits(total_mem, system.device), breakdown=breakdown, ops=base.ops,
         serving=summary, warnings=warnings, engine=base.engine,
     ), res.reqs
+
+
+#: a windowed client's run is lengthened (requests doubled) until its windows end while the
+#: loop is still full; this many doublings at most
+MAX_WINDOW_DOUBLINGS = 8
+
+
+def _client_cfg(sc: Scenario) -> BenchmarkClientConfig:
+    return sc.serving.benchmark or BenchmarkClientConfig()
+
+
+def _measure_windows(sc: Scenario, system: System, profile: CalibrationProfile,
+                     inf: InferenceConfig, dep: Deployment, wl: Workload, res, client):
+    """Run the closed loop long enough for a windowed client (genai-perf
+    --measurement-interval) and keep the requests its windows measured (``clients.py``).
+    The windows start when the measured load starts (the first request after the warm-up is
+    sent) and must end before the loop stops sending: otherwise the run is repeated with twice
+    the requests (the same seed, so the same first requests)."""
+    cfg = _client_cfg(sc)
+    for _ in range(MAX_WINDOW_DOUBLINGS + 1):
+        arrival, finish = res.reqs.arrival, res.reqs.finish
+        measured = np.arange(len(wl)) >= wl.warmup
+        win = select_windows(arrival, finish, float(arrival[wl.warmup]),
+                             float(np.max(arrival)), client.windows,
+                             cfg.measurement_interval_ms, cfg.stability_percentage,
+                             cfg.max_trials)
+        if win.complete:
+            break
+        n = 2 * len(wl)
+        serving = sc.serving.model_copy(update={"num_requests": n})
+        bigger = build_workload(serving, sc.base_dir, inf.prompt_len if sc.inference else None,
+                                inf.output_len if sc.inference else None)
+        if len(bigger) <= len(wl):  # a trace has no more rows
+            break
+        wl = bigger
+        dep = deployment_for(sc, system, profile, inf, wl)
+        res = dep.simulate(wl)
+    res.reqs.counted = win.counted & measured
+    if not res.reqs.counted.any():
+        raise SpecError(f"serving.benchmark: no request finished inside {client.id}'s "
+                        "measurement windows; lengthen measurement_interval_ms")
+    return dep, wl, res, win
+
+
+def _window_summary(win: WindowResult) -> dict:
+    return {"count": len(win.throughput_rps),
+            "window_s": win.bounds_s[1] - win.bounds_s[0] if len(win.bounds_s) > 1 else 0.0,
+            "start_s": win.bounds_s[0], "end_s": win.bounds_s[-1], "stable": win.stable,
+            "complete": win.complete, "requests_per_s": win.throughput_rps,
+            "mean_latency_s": win.mean_latency_s}
+
+
+def _window_warnings(win: WindowResult | None, client) -> list[str]:
+    if win is None:
+        return []
+    out = []
+    if not win.complete:
+        out.append(f"{client.id}: the simulated loop stopped sending before the measurement "
+                   "windows ended; give more requests (num_requests) or a trace with more rows")
+    elif not win.stable:
+        out.append(f"{client.id}: no {client.windows.stability_windows} consecutive windows "
+                   "were stable within the trials (perf_analyzer: 'Failed to obtain stable "
+                   "measurement'); the statistics cover every window")
+    return out
 
 
 def _deployment_summary(sc: Scenario, dep: Deployment) -> dict:

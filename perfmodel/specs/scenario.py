@@ -330,6 +330,18 @@ class SLOConfig(Strict):
     e2e_p99_s: Float | None = Field(default=None, gt=0)
 
 
+class BenchmarkClientConfig(Strict):
+    """The benchmark client whose measurement a closed loop reports (``clients/<id>.yaml``,
+    perfmodel/serving/clients.py): which requests its statistics cover. Window settings
+    override the client's defaults (genai-perf --measurement-interval, --stability-percentage;
+    perf_analyzer --max-trials)."""
+
+    client: str = "vllm-bench-serve"
+    measurement_interval_ms: Float | None = Field(default=None, gt=0)
+    stability_percentage: Float | None = Field(default=None, gt=0)
+    max_trials: Int | None = Field(default=None, ge=1, le=1000)
+
+
 class ServingConfig(Strict):
     """A serving workload: request arrivals and lengths, the scheduler, and SLOs. Lengths
     default to the inference section's fixed prompt_len / output_len."""
@@ -345,6 +357,8 @@ class ServingConfig(Strict):
     # the first requests (in sending order) left out of every metric; default 0, as
     # `vllm bench serve --num-warmups` and genai-perf --warmup-request-count
     warmup_requests: Int = Field(default=0, ge=0, le=MAX_REQUESTS)
+    # the benchmark client whose measurement rules apply (default: vllm bench serve's)
+    benchmark: BenchmarkClientConfig | None = None
 
     @model_validator(mode="after")
     def _check_warmup(self) -> ServingConfig:
