@@ -259,7 +259,7 @@ def main(argv=None) -> int:
           f"{space.micro_batch}" + (f" x ep {space.ep}" if model.moe else "")
           + f" x {len(space.choices())} categorical choices (recompute x SP x ZeRO), counted "
           "where tp*pp*cp*dp is one of the GPU counts")
-    print(f"  {sw.modelled:,} mesh cells modelled ({len(sw.choices)} model calls), "
+    print(f"  {sw.modelled:,} mesh cells modelled ({sw.model_calls} model calls for {len(sw.choices)} categorical choices), "
           f"{sw.valid:,} valid, {sw.fitting:,} fit; {len(best)} GPU counts answered")
     print(f"  numpy floor of the sweep: {floor_s:.4f} s ({len(log):,} recorded numpy calls, "
           f"{elements / 1e6:.1f} M elements)")

@@ -333,6 +333,13 @@ def framework_breakdown(fw: Framework | None, zero_stage: int, dp_exposed: float
 FSDP_COPY = "fsdp.copy"  # name prefix of the copy kernels around FSDP's collectives
 
 
+def zero_stage_free(fw: Framework | None) -> bool:
+    """Whether none of the framework's terms depends on the ZeRO stage (no FSDP terms:
+    ``fsdp_copies`` and ``fsdp_buffer_bytes`` are empty at every stage), so a plan search
+    may evaluate the stages as one array axis."""
+    return fw is None or fw.baseline or fw.spec.fsdp is None
+
+
 def fsdp_copies(fw: Framework | None, zero_stage: int, layer_params: Array,
                 backward: bool) -> list[O.Op]:
     """The copy kernels FSDP runs around one block's collectives per micro-batch (ZeRO-3 /

@@ -5,7 +5,9 @@ open mesh: the plan's fields are arrays shaped (n, 1, 1, ...), (1, n, 1, ...), .
 ``training_step`` a single prediction uses evaluates the whole mesh by numpy broadcasting, and a
 quantity that depends on a few axes only (an operator's shape: tp, cp, micro-batch) is computed
 on those axes only. Categorical choices (recompute, sequence parallelism, ZeRO stage) are looped
-outside, one model call each.
+outside, one model call each, except the ZeRO stage: where the framework has no
+stage-dependent terms (``frameworks_costs.zero_stage_free``) the stages are one more array axis
+of the same call (``training.by_stage``), so recompute x SP x ZeRO takes recompute x SP calls.
 
 Before modelling, the plan rules (``plan.training_rules``) are evaluated on the mesh (cheap
 integer arithmetic) and every axis value with no valid cell left is dropped from the mesh.
@@ -28,6 +30,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import frameworks_costs as FC
 from .errors import SpecError
 from .plan import TrainPlan, training_rules, valid_mask
 from .profile import CalibrationProfile
@@ -89,6 +92,7 @@ class Sweep:
     modelled: int = 0  # cells the model evaluated (after dropping all-invalid axis values)
     valid: int = 0
     fitting: int = 0
+    model_calls: int = 0  # training_step calls the sweep made
 
 
 @dataclass
@@ -216,25 +220,34 @@ def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: T
     limit = (1.0 - headroom) * system.device.memory_bytes
     out = Sweep(model, system, profile, base, headroom, [])
     filtered: dict[bool, tuple] = {}  # the rules read sequence_parallel, not recompute / ZeRO
-    for recompute, sp, zero in space.choices():
-        out.considered += size
-        if sp not in filtered:
-            filtered[sp] = _filtered_axes(model, base, full, sp, counts)
-        axes, mask = filtered[sp]
-        if mask is None:
-            continue
-        plan = _mesh_plan(base, axes, recompute, sp, zero)
-        with np.errstate(all="ignore"):
-            r = training_step(model, system, plan, profile)
-        shape = mask.shape
-        step = np.broadcast_to(r.step_time, shape)
-        memory = np.broadcast_to(r.memory_total, shape)
-        ok = mask & (memory <= limit) & np.isfinite(step)
-        out.modelled += mask.size
-        out.valid += int(mask.sum())
-        out.fitting += int(ok.sum())
-        out.choices.append(Choice(recompute, sp, zero, axes, np.where(ok, step, np.inf),
-                                  memory, ok))
+    # the ZeRO stages as a leading array axis of one call (choices' order is unchanged)
+    stacked = FC.zero_stage_free(base.framework) and len(space.zero_stage) > 1
+    zeros = ([(np.asarray(space.zero_stage).reshape(-1, *[1] * len(AXES)), space.zero_stage)]
+             if stacked else [(z, (z,)) for z in space.zero_stage])
+    for recompute, sp in itertools.product(space.recompute, space.sequence_parallel):
+        for zero, stages in zeros:
+            out.considered += size * len(stages)
+            if sp not in filtered:
+                filtered[sp] = _filtered_axes(model, base, full, sp, counts)
+            axes, mask = filtered[sp]
+            if mask is None:
+                continue
+            plan = _mesh_plan(base, axes, recompute, sp, zero)
+            with np.errstate(all="ignore"):
+                r = training_step(model, system, plan, profile)
+            out.model_calls += 1
+            shape = mask.shape
+            lead = (len(stages),) if stacked else ()
+            steps = np.broadcast_to(r.step_time, lead + shape)
+            memories = np.broadcast_to(r.memory_total, lead + shape)
+            for i, stage in enumerate(stages):
+                step, memory = (steps[i], memories[i]) if stacked else (steps, memories)
+                ok = mask & (memory <= limit) & np.isfinite(step)
+                out.modelled += mask.size
+                out.valid += int(mask.sum())
+                out.fitting += int(ok.sum())
+                out.choices.append(Choice(recompute, sp, stage, axes,
+                                          np.where(ok, step, np.inf), memory, ok))
     return out
 
 

@@ -183,7 +183,32 @@ def effective_zero_stage(plan: TrainPlan) -> int:
     """FSDP without resharding after forward (torchtitan's default under PP) keeps a stage's
     weights gathered and its gradients unsharded for the whole step: ZeRO-1 memory and one
     gather + one reduce-scatter per step."""
+    if np.ndim(plan.zero_stage):  # stages as an array axis (a plan search)
+        return np.where((np.asarray(plan.zero_stage) == 3) & np.logical_not(plan.resharded),
+                        1, plan.zero_stage)
     return 1 if (plan.zero_stage == 3 and not plan.resharded) else plan.zero_stage
+
+
+def by_stage(zero: Array, fn):
+    """``fn(stage)`` for a scalar ZeRO stage; for an array of stages (a plan search's ZeRO
+    axis), each distinct stage's result where that stage applies (np.where selection, so every
+    cell holds exactly the number its stage alone gives). ``fn`` returns an array, a tuple or a
+    dict of arrays."""
+    if not np.ndim(zero):
+        return fn(zero)
+    out = None
+    for s in sorted(set(np.ravel(zero).tolist())):
+        r, here = fn(int(s)), np.asarray(zero) == s
+        out = r if out is None else _where(here, r, out)
+    return out
+
+
+def _where(cond, a, b):
+    if isinstance(a, tuple):
+        return tuple(_where(cond, x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return {k: _where(cond, a[k], b[k]) for k in a}
+    return np.where(cond, a, b)
 
 
 def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list[str],
@@ -290,8 +315,15 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
                            model.tie_embeddings, layers=n_layers)
     dp_grad = np.asarray(spans["grad"].size, float)
     dp_expert = np.asarray(spans["egrad"].size, float)
-    opt_params = (stage_p.dense_first / dp_grad + stage_p.expert / dp_expert if zero >= 1
-                  else stage_p.first)
+    if np.ndim(zero):  # a ZeRO-stage axis: only stage-free framework terms (FC.zero_stage_free)
+        if not FC.zero_stage_free(plan.framework):
+            raise ValueError("ZeRO stages as an array need a framework with no FSDP terms")
+        opt_params = np.where(np.asarray(zero) >= 1,
+                              stage_p.dense_first / dp_grad + stage_p.expert / dp_expert,
+                              stage_p.first)
+    else:
+        opt_params = (stage_p.dense_first / dp_grad + stage_p.expert / dp_expert if zero >= 1
+                      else stage_p.first)
     kinds = [k for k, n in (("dense", model.num_dense_layers), ("moe", model.num_moe_layers))
              if n]
     st = _stage_ops(model, plan, prec, kinds, opt_params, Roofline.for_system(system, profile))
@@ -320,15 +352,16 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     pipeline, bubble = pipeline_time(stages, m, vp)
 
     wbytes, gbytes = state_bytes_per_param(plan.precision, plan.grad_dtype)
-    dp_total, dp_exposed = dp_step_comm(DataParallelWork(
+    dp_work = DataParallelWork(
         zero_stage=zero, dense_params=np.maximum(stage_p.dense_first, stage_p.dense_last),
         expert_params=stage_p.expert, layers=n_layers, microbatches=m, grad_bytes=gbytes,
         weight_bytes=wbytes, bucket_params=plan.dp_bucket_params,
         overlap_grad_reduce=plan.overlap_grad_reduce,
         overlap_param_gather=plan.overlap_param_gather,
         fwd_compute=per_stage({k: lc.fwd[k] - lc.busy_fwd[k] for k in kinds}),
-        bwd_compute=per_stage({k: lc.bwd[k] - lc.busy_bwd[k] for k in kinds})),
-        spans["grad"], spans["egrad"], system, profile)
+        bwd_compute=per_stage({k: lc.bwd[k] - lc.busy_bwd[k] for k in kinds}))
+    dp_total, dp_exposed = by_stage(zero, lambda z: dp_step_comm(
+        replace(dp_work, zero_stage=z), spans["grad"], spans["egrad"], system, profile))
     optimizer_t = st.total("optimizer")
     step = pipeline + dp_exposed + optimizer_t
 
@@ -411,15 +444,20 @@ def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_st
     act_last = act_stage * last_inflight + working + head_act
 
     def states(params, dense):
-        return model_state_bytes(params, dense, stage_p.expert, dp_grad, dp_expert, zero,
-                                 plan.precision, plan.optimizer, plan.master_weights,
-                                 plan.grad_dtype)
+        return by_stage(zero, lambda z: model_state_bytes(
+            params, dense, stage_p.expert, dp_grad, dp_expert, z, plan.precision,
+            plan.optimizer, plan.master_weights, plan.grad_dtype))
 
     states_first = states(stage_p.first, stage_p.dense_first)
     states_last = states(stage_p.last, stage_p.dense_last)
-    comm_buffers = np.where(np.asarray(tp) > 1, 2.0 * act_bytes, 0.0)
-    if zero == 3:  # gathered weights of the layer in use and the prefetched one
-        comm_buffers = comm_buffers + 2.0 * wbytes * (param_counts(model).per_dense_layer / tp)
+    tp_buffers = np.where(np.asarray(tp) > 1, 2.0 * act_bytes, 0.0)
+
+    def buffers(z):
+        if z == 3:  # gathered weights of the layer in use and the prefetched one
+            return tp_buffers + 2.0 * wbytes * (param_counts(model).per_dense_layer / tp)
+        return tp_buffers
+
+    comm_buffers = by_stage(zero, buffers)
     first_total = sum(states_first.values()) + act_first + comm_buffers
     last_total = sum(states_last.values()) + act_last + comm_buffers
     use_last = np.where(pp_on, last_total > first_total, False)
