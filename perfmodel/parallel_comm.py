@@ -190,19 +190,33 @@ def dp_buckets(w: DataParallelWork) -> Array:
 
 
 def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system: System,
-                 profile: CalibrationProfile) -> tuple[Array, Array]:
+                 profile: CalibrationProfile, passes: dict | None = None
+                 ) -> tuple[Array, Array]:
     """(total, exposed) data-parallel communication of one step (module docstring).
 
     Overlap: gradient reductions of all buckets but the last hide behind the last micro-batch's
     backward (ZeRO-0/1/2); the parameter all-gather of ZeRO-1/2 overlaps the next forward but
     its first bucket; ZeRO-3 prefetch hides the next layer's gather behind this layer's
     compute, the first bucket of each pass excepted.
+
+    ``passes``: a dict shared by calls on the same work at several ZeRO stages (a plan
+    search's ZeRO axis), so a collective pass the stages share is timed once (the bucket
+    count differs only for ZeRO-3 without a bucket size).
     """
     calls = dp_buckets(w)
     bucket = 1.0 / calls  # share of the traffic in one bucket
     m = w.microbatches
+    layer_buckets = not w.bucket_params and w.zero_stage == 3
 
     def one_pass(kind: str, per_param_bytes: float) -> Array:
+        if passes is None:
+            return timed_pass(kind, per_param_bytes)
+        key = (kind, per_param_bytes, layer_buckets)
+        if key not in passes:
+            passes[key] = timed_pass(kind, per_param_bytes)
+        return passes[key]
+
+    def timed_pass(kind: str, per_param_bytes: float) -> Array:
         return calls * (
             collective_time(kind, w.dense_params * per_param_bytes / calls, grad, system,
                             profile)

@@ -360,8 +360,10 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         overlap_param_gather=plan.overlap_param_gather,
         fwd_compute=per_stage({k: lc.fwd[k] - lc.busy_fwd[k] for k in kinds}),
         bwd_compute=per_stage({k: lc.bwd[k] - lc.busy_bwd[k] for k in kinds}))
+    passes: dict = {}  # collective passes the stages share, timed once
     dp_total, dp_exposed = by_stage(zero, lambda z: dp_step_comm(
-        replace(dp_work, zero_stage=z), spans["grad"], spans["egrad"], system, profile))
+        replace(dp_work, zero_stage=z), spans["grad"], spans["egrad"], system, profile,
+        passes))
     optimizer_t = st.total("optimizer")
     step = pipeline + dp_exposed + optimizer_t
 
