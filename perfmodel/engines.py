@@ -186,6 +186,65 @@ class CommFacts(Strict):
     oneshot_max_tokens: Int | None = Field(default=None, ge=1)  # one-shot below, two-shot above
 
 
+OVERLAP_GROUPS = ("attention", "attn_in", "attn_core", "shared", "experts")
+
+
+class OverlapSegment(Strict):
+    """One step of a two-micro-batch MoE layer (``MoeOverlapFacts.schedule``): compute of one
+    micro-batch (op groups of ``moe_parallel.overlap_groups``) on the compute stream while an
+    all-to-all (``comm``: ``dispatch`` / ``combine`` of one micro-batch, or none) is in flight;
+    the step lasts the longer of the two."""
+
+    compute: list[Literal["attention", "attn_in", "attn_core", "shared", "experts"]] = \
+        Field(default_factory=list)
+    comm: Literal["dispatch", "combine"] | None = None
+
+
+class OverlapPhase(Strict):
+    """The engine's two-micro-batch schedule of one phase: the segments of one MoE layer of
+    both micro-batches (each compute group twice, attention = attn_in + attn_core, and two
+    dispatches and two combines), the fewest tokens and sequences per attention-DP rank it
+    splits (``min_tokens``, ``min_sequences``: below, one batch), and the SMs the all-to-all kernels hold while the GEMMs
+    of the other micro-batch run (``comm_sms``; null: none, DeepEP's low-latency kernels wait
+    by a receive hook without SMs)."""
+
+    segments: list[OverlapSegment] = Field(min_length=1)
+    min_tokens: Int = Field(default=2, ge=2)
+    min_sequences: Int = Field(default=1, ge=1)  # an engine that splits between sequences: 2
+    comm_sms: Int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> OverlapPhase:
+        count = {g: 0 for g in OVERLAP_GROUPS} | {"dispatch": 0, "combine": 0}
+        for seg in self.segments:
+            for g in seg.compute:
+                count[g] += 1
+            if seg.comm:
+                count[seg.comm] += 1
+        att = count["attention"] + min(count["attn_in"], count["attn_core"])
+        ok = (att == 2 and count["attn_in"] == count["attn_core"] == 2 - count["attention"]
+              and all(count[k] == 2 for k in ("shared", "experts", "dispatch", "combine")))
+        if not ok:
+            raise SpecError("moe.overlap schedule: one MoE layer of two micro-batches has each "
+                            "of attention (or attn_in + attn_core), shared, experts, dispatch "
+                            f"and combine exactly twice; got {count}")
+        return self
+
+
+class MoeOverlapFacts(Strict):
+    """Two-micro-batch overlap of the expert all-to-all with compute (SGLang two-batch overlap,
+    vLLM dual-batch overlap; ``moe_parallel`` ``two_batch_layer``): ``default`` the engine's
+    choice without its launch ``flag``; ``split_dense``: dense layers and the LM head also run
+    per micro-batch (else on the whole batch); per phase (``decode`` also serves verification)
+    the schedule."""
+
+    default: Literal["none", "two_batch"] = "none"
+    flag: str | None = None
+    split_dense: Bool = True
+    decode: OverlapPhase | None = None
+    prefill: OverlapPhase | None = None
+
+
 class MoeFacts(Strict):
     """The grouped-GEMM kernel the engine runs for a MoE layer's experts, per format (a MoE
     table name: bf16, fp8, fp8_block, nvfp4, w4a16_mxfp4, ...; ``profile.moe_format``):
@@ -197,6 +256,7 @@ class MoeFacts(Strict):
 
     kernels: dict[str, list[str]] = Field(default_factory=dict)
     proxy: dict[str, str] = Field(default_factory=dict)
+    overlap: MoeOverlapFacts | None = None  # two-micro-batch all-to-all overlap (TBO / DBO)
 
 
 class OverheadFacts(Strict):
@@ -277,7 +337,7 @@ def _leaves(data: dict, prefix: str = "") -> dict[str, Any]:
 
 def _sections() -> set[str]:
     return {"memory", "scheduler", "comm", "moe", "overheads", "memory.reserve",
-            "moe.kernels", "moe.proxy"}
+            "moe.kernels", "moe.proxy", "moe.overlap"}
 
 
 _FACT_SECTIONS = ("memory", "scheduler", "comm", "moe", "overheads")
@@ -405,6 +465,11 @@ def moe_kernels(engine_id: str, fmt: str) -> tuple[tuple[str, ...], str | None]:
         return (), None
     facts = get_engine(engine_id).moe
     return tuple(facts.kernels.get(fmt, ())), facts.proxy.get(fmt)
+
+
+def moe_overlap_facts(engine_id: str) -> MoeOverlapFacts | None:
+    """The two-micro-batch overlap facts of ``engine_id`` (None: ``generic`` or not listed)."""
+    return get_engine(engine_id).moe.overlap if engine_id in ENGINE_IDS else None
 
 
 def engines() -> dict[str, EngineSpec]:

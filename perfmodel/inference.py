@@ -25,6 +25,7 @@ import numpy as np
 
 from . import ops as O
 from .comm import p2p_time
+from .engines import moe_overlap_facts
 from .formats import weight_byte_counts
 from .memory import (
     inference_weight_bytes,
@@ -33,12 +34,18 @@ from .memory import (
     kv_cache_bytes_per_token,
     overhead_bytes,
 )
-from .moe_parallel import routed_expert_weight_bytes, stage_comm
+from .moe_parallel import (
+    comm_sm_slowdown,
+    overlap_groups,
+    routed_expert_weight_bytes,
+    stage_comm,
+    two_batch_layer,
+)
 from .parameters import param_counts
 from .pipeline import pipelined_step_time, stage_excess
 from .plan import InferPlan, expert_tp
 from .profile import CalibrationProfile
-from .roofline import OpTimes, Roofline, op_times
+from .roofline import OpTimes, Roofline, op_times, row_sum
 from .specs.model import ModelSpec
 from .specs.system import System
 from .stages import stage_params
@@ -131,6 +138,22 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     # per stage: attention-TP all-reduces (all layers), MoE all-to-alls or DP gathers
     comm = stage_comm(model, plan, b * q_len, phase, plan.precision.act, system, profile)
     tp_comm, ep_comm = comm.tp, comm.ep
+    a2a_total, exposed = comm.dispatch + comm.combine, comm.dispatch + comm.combine
+    dispatch, combine = comm.dispatch, comm.combine
+    tb = None
+    if plan.moe_overlap == "two_batch" and model.moe is not None and comm.mode:
+        tb = _two_batch(model, system, plan, profile, roof, b, q_len, kv_len, pairs, phase,
+                        logits_tokens, items, index, times, comm.mode)
+    if tb is not None:  # the split steps (tokens per rank at the engine's threshold or above)
+        on = tb["split"]
+        compute = {k: np.where(on, tb["compute"].get(k, 0.0), compute.get(k, 0.0))
+                   for k in set(compute) | set(tb["compute"])}
+        stage = np.where(on, tb["stage"], stage)
+        ep_comm = np.where(on, tb["exposed"], ep_comm)
+        exposed = np.where(on, tb["exposed"], exposed)
+        dispatch = np.where(on, tb["dispatch"], dispatch)
+        combine = np.where(on, tb["combine"], combine)
+        a2a_total = dispatch + combine
     # a stage hands each attention DP group's activations to the next stage
     act_bytes = b / np.asarray(plan.attention_dp) * q_len * model.hidden_size * plan.precision.act
     instance = np.asarray(plan.tp) * np.asarray(plan.attention_dp)
@@ -144,9 +167,13 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     if model.moe is not None and keep_ops:
         moe = {"routed_expert_weight_bytes_per_gpu": plan.pp * routed_expert_weight_bytes(
                    items, plan.precision.for_op("moe.expert.up").weight),
-               "all_to_all_s": plan.pp * (comm.dispatch + comm.combine),
-               "dispatch_s": plan.pp * comm.dispatch, "combine_s": plan.pp * comm.combine,
+               "all_to_all_s": plan.pp * a2a_total,
+               "dispatch_s": plan.pp * dispatch, "combine_s": plan.pp * combine,
                "a2a_mode": comm.mode,
+               # two-micro-batch overlap: the all-to-all on the critical path and hidden
+               "moe_overlap": "two_batch" if tb is not None and np.any(tb["split"]) else "none",
+               "all_to_all_exposed_s": plan.pp * exposed,
+               "all_to_all_overlapped_s": plan.pp * (a2a_total - exposed),
                # the grouped-GEMM table(s) the experts read (profile.moe_table)
                "grouped_gemm_table": "; ".join(sorted(set(times.moe_tables.values())))}
     excess = 0.0
@@ -158,6 +185,56 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
                        compute={k: plan.pp * v for k, v in compute.items()},
                        tp_comm=plan.pp * tp_comm, pp_comm=(plan.pp - 1) * hop,
                        op_times=times if keep_ops else None, ep_comm=plan.pp * ep_comm, moe=moe)
+
+
+def _two_batch(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
+               roof: Roofline, b, q_len, kv_len, pairs, phase: str, logits_tokens, items,
+               index, times: OpTimes, mode: str) -> dict | None:
+    """One stage's pass as two micro-batches of b/2 sequences (moe_parallel.two_batch_layer):
+    MoE layers in the engine's schedule, each micro-batch's operators and all-to-alls timed
+    at their own size; dense layers and the LM head per micro-batch (vLLM: the whole model
+    runs once per micro-batch) or on the whole batch (SGLang: only MoE layers split). GEMMs
+    beside the normal-mode kernels run on the SMs those leave (``comm_sms``). ``split``:
+    where the tokens and sequences of an attention-DP rank reach the engine's ``min_tokens``
+    and ``min_sequences`` (vLLM dbo_*_token_threshold; SGLang: two sequences, split between
+    them); elsewhere one batch runs. Tensor-parallel collectives stay those of the whole
+    batch. None without a schedule for the phase."""
+    facts = moe_overlap_facts(plan.tp_all_reduce)
+    sched = None if facts is None else (facts.prefill if phase == "prefill" else facts.decode)
+    if sched is None:
+        return None
+    seqs = np.asarray(b, float) / np.asarray(plan.attention_dp, float)  # per attention-DP rank
+    split = (seqs * np.asarray(q_len, float) >= sched.min_tokens) & (seqs >= sched.min_sequences)
+    if not np.any(split):
+        return None
+    half_items, half_index = _pass_ops(model, plan, np.asarray(b) / 2.0, q_len, kv_len, pairs,
+                                       phase, np.asarray(logits_tokens) / 2.0, system.device)
+    half = op_times(half_items, roof)
+    hw = half.weighted()
+    slow = comm_sm_slowdown(sched.comm_sms, system.device.sm_count) if mode == "normal" else 1.0
+    moe_ops = set(half_index["moe"])
+    hw = [w * slow if op.cls == "gemm" and i in moe_ops else w
+          for i, (op, w) in enumerate(zip(half_items, hw, strict=True))]
+    groups = overlap_groups(half_items, half_index["moe"])
+    group_time = {g: row_sum(hw, idx) for g, idx in groups.items()}
+    hc = stage_comm(model, plan, np.asarray(b) / 2.0 * q_len, phase, plan.precision.act,
+                    system, profile)
+    layer_time, exposed = two_batch_layer(sched.segments, group_time, hc.dispatch, hc.combine)
+    compute: dict = {}
+    for i in half_index["moe"]:
+        compute[half_items[i].cls] = compute.get(half_items[i].cls, 0.0) + 2.0 * hw[i]
+    rest = [i for k in ("dense", "ends") for i in index.get(k, [])]
+    if facts.split_dense:
+        rest_w = [(half_items[i].cls, 2.0 * hw[i]) for k in ("dense", "ends")
+                  for i in half_index.get(k, [])]
+    else:
+        full_w = times.weighted()
+        rest_w = [(items[i].cls, full_w[i]) for i in rest]
+    for cls, w in rest_w:
+        compute[cls] = compute.get(cls, 0.0) + w
+    stage = layer_time - exposed + row_sum([w for _, w in rest_w], range(len(rest_w)))
+    return {"split": split, "stage": stage, "exposed": exposed, "compute": compute,
+            "dispatch": 2.0 * hc.dispatch, "combine": 2.0 * hc.combine}
 
 
 def speculative_tokens_per_iteration(k, alpha):

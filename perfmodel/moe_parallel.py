@@ -27,6 +27,14 @@ low latency (decode); SGLang's ``--deepep-mode auto`` takes normal for batches t
 ``DeepEPMode.resolve`` at d8487bad06eb305bcb1f1efcd5d89072b15bf0ec). Their time is
 ``comm.collective_time`` with the fitted DeepEP tables (calibration/references.yaml).
 
+Two-micro-batch overlap (``moe_overlap: two_batch``; SGLang ``--enable-two-batch-overlap``,
+vLLM ``--enable-dbo``; both off by default): the batch splits in two micro-batches by tokens
+and the all-to-all of one runs while the other computes, in the order of the engine's schedule
+(engines/<id>.yaml ``moe.overlap``; ``two_batch_layer``). Each micro-batch's operators are
+timed at their own (half) size on the calibrated curves, so smaller, less efficient GEMMs
+can make the split slower than one batch when the all-to-all is short (LMSYS large-scale EP
+blog, TBO ablation: -27 % at 32 tokens per device in decode, +25.5 % at 256).
+
 Dense FFN layers and shared experts run data parallel like attention (sharded over the
 attention TP group only), as SGLang's large-scale EP deployment does (``--moe-dense-tp-size 1``,
 lmsys.org/blog/2025-05-05-large-scale-ep, "DP for dense FFN").
@@ -41,6 +49,8 @@ import numpy as np
 
 from .comm import collective_time
 from .engine_comm import tp_all_reduce_time
+from .engines import ENGINE_IDS, moe_overlap_facts
+from .errors import SpecError
 from .ops import active_experts, routed_rows  # noqa: F401  (re-exported: the MoE layout's formulas)
 from .profile import CalibrationProfile
 from .specs.model import ModelSpec
@@ -182,3 +192,76 @@ def routed_expert_weight_bytes(ops, weight_bytes: float) -> Array:
             _, n, k = op.shape
             total = total + op.groups * k * n * weight_bytes * op.count
     return total
+
+
+MOE_OVERLAP = ("none", "two_batch")
+
+
+def moe_overlap_mode(requested: str | None, engine: str) -> str:
+    """The overlap a plan runs: the scenario's ``parallelism.moe_overlap``, else the engine's
+    default (engines/<id>.yaml ``moe.overlap.default``; none without one). ``two_batch`` needs
+    an engine whose file gives the schedule."""
+    facts = moe_overlap_facts(engine)
+    mode = requested if requested is not None else (facts.default if facts else "none")
+    if mode == "two_batch" and (facts is None or not (facts.decode or facts.prefill)):
+        have = [e for e in ENGINE_IDS if moe_overlap_facts(e) is not None]
+        raise SpecError(f"parallelism.moe_overlap: two_batch runs the engine's two-micro-batch "
+                        f"schedule; engine {engine!r} has none (engines with one: {have})")
+    return mode
+
+
+def overlap_groups(ops, moe_index) -> dict[str, list[int]]:
+    """Indices of one pass's MoE-layer operators (``moe_index``, of ``inference._pass_ops``) by
+    the groups a two-micro-batch schedule names: ``experts`` (routed grouped GEMMs and their
+    activation), ``shared`` (shared experts), ``attn_in`` (the layer's operators before its
+    attention kernel: norm, q / kv projections, rope; vLLM's A0, SGLang's
+    ``self_attn.op_prepare``) and ``attn_core`` (the attention kernel onward: output
+    projection, residuals, norm, router and top-k; vLLM's A1, SGLang's ``op_core`` + gate)."""
+    out: dict[str, list[int]] = {"attn_in": [], "attn_core": [], "shared": [], "experts": []}
+    seen_attention = False
+    for i in moe_index:
+        op = ops[i]
+        if op.name.startswith("moe.expert."):
+            out["experts"].append(i)
+        elif op.name.startswith("moe.shared."):
+            out["shared"].append(i)
+        else:
+            seen_attention = seen_attention or op.cls == "attention"
+            out["attn_core" if seen_attention else "attn_in"].append(i)
+    return out
+
+
+def two_batch_layer(segments, compute: dict[str, Array], dispatch: Array,
+                    combine: Array) -> tuple[Array, Array]:
+    """(time, exposed all-to-all) of MoE layers run as two micro-batches.
+
+    ``segments`` (engines/<id>.yaml ``moe.overlap.<phase>.segments``, each with ``compute``
+    groups and the ``comm`` in flight) walk one layer of both micro-batches: a segment lasts
+    max(its compute, its all-to-all), so the all-to-all exposed in it is max(0, comm - compute
+    of the other micro-batch it hides behind) (DeepSeek's dual micro-batch overlap,
+    deepseek-ai/profile-data; SGLang operations_strategy.py; vLLM docs/design/dbo.md).
+    ``compute[g]``: one micro-batch's time in group g (``overlap_groups``; ``attention`` =
+    ``attn_in`` + ``attn_core``); ``dispatch`` / ``combine``: one micro-batch's. Every layer
+    being alike, stage totals may stand for one layer's (a sum of maxima of proportional
+    terms). time = compute of both micro-batches + exposed; 0 <= exposed <= 2 (dispatch +
+    combine)."""
+    compute = dict(compute)
+    compute.setdefault("attention", compute.get("attn_in", 0.0) + compute.get("attn_core", 0.0))
+    comm = {"dispatch": dispatch, "combine": combine}
+    time = exposed = 0.0
+    for seg in segments:
+        c = sum((compute[g] for g in seg.compute), 0.0)
+        a = comm[seg.comm] if seg.comm else 0.0
+        time = time + np.maximum(c, a)
+        exposed = exposed + np.maximum(np.asarray(a) - c, 0.0)
+    return time, exposed
+
+
+def comm_sm_slowdown(comm_sms: int | None, sm_count: int | None) -> float:
+    """Factor on the GEMMs of a micro-batch that run beside all-to-all kernels holding
+    ``comm_sms`` of the device's ``sm_count`` SMs: SGLang's prefill TBO gives DeepGEMM
+    SMs - DeepEP's (operations_strategy.py ``deep_gemm_num_sms``); compute-bound time scales
+    as sm_count / (sm_count - comm_sms). 1 when either is unknown."""
+    if not comm_sms or not sm_count or comm_sms >= sm_count:
+        return 1.0
+    return sm_count / (sm_count - comm_sms)

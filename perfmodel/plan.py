@@ -130,6 +130,7 @@ class InferPlan:
     # attention_dp of the requests; MoE layers over all tp * attention_dp GPUs as ep groups
     attention_dp: Array = 1
     a2a_mode: str = "auto"  # DeepEP kernels: auto | low_latency | normal
+    moe_overlap: str = "none"  # none | two_batch (moe_parallel.two_batch_layer)
     expert_imbalance: float = 1.0  # busiest EP rank's routed rows over the mean
     redundant_experts: int = 0  # EPLB's extra expert replicas, spread over the EP ranks
     # per-tensor weight formats overriding weight_dtype: (class, dtype) pairs (perfmodel.formats)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SpecError
+from .moe_parallel import moe_overlap_mode
 from .pipeline import stage_partition
 from .plan import InferPlan, TrainPlan, check, inference_rules, training_rules
 from .profile import CalibrationProfile
@@ -138,6 +139,7 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
                   group_size=inf.quant_group_size,
                   flash_attention=inf.flash_attention, kv_block_size=inf.kv_block_size, ep=p.ep,
                   attention_dp=p.attention_dp, a2a_mode=p.a2a_mode,
+                  moe_overlap=moe_overlap_mode(p.moe_overlap, engine),
                   expert_imbalance=inf.expert_imbalance, redundant_experts=p.redundant_experts,
                   tp_all_reduce=engine)
     if request:

@@ -277,3 +277,129 @@ def test_prediction_names_the_moe_table_its_engine_reads(engine, table):
     moe = predict(sc).breakdown["moe"]
     assert moe["prefill"]["grouped_gemm_table"].startswith(table)
     assert moe["decode_step"]["grouped_gemm_table"].startswith(table)
+
+
+# ---- two-micro-batch overlap of the all-to-all (SGLang TBO, vLLM DBO) -----------------------
+from perfmodel.engines import MoeOverlapFacts, OverlapPhase, OverlapSegment, get_engine  # noqa: E402
+from perfmodel.errors import SpecError  # noqa: E402
+from perfmodel.moe_parallel import (  # noqa: E402
+    comm_sm_slowdown,
+    moe_overlap_mode,
+    two_batch_layer,
+)
+
+VLLM_DBO = get_engine("vllm").moe.overlap.decode.segments  # MLP_SHARED_OVERLAP
+SGLANG_TBO_DECODE = get_engine("sglang").moe.overlap.decode.segments
+SGLANG_TBO_PREFILL = get_engine("sglang").moe.overlap.prefill.segments
+
+
+def test_two_batch_layer_by_hand_vllm_schedule():
+    # one micro-batch: attention 2.4 (A0 1.0 + A1 1.4), shared 1.2, experts 2.4; dispatch and
+    # combine 1.5 each. |A0 A1 || MLP || S MLP || S A0 A1| over |D || D || C || C|:
+    # max(2.4, 1.5) + max(2.4, 1.5) + max(3.6, 1.5) + max(3.6, 1.5) = 12.0, all hidden
+    g = {"attn_in": 1.0, "attn_core": 1.4, "shared": 1.2, "experts": 2.4}
+    time, exposed = two_batch_layer(VLLM_DBO, g, 1.5, 1.5)
+    assert time == pytest.approx(12.0) and exposed == pytest.approx(0.0)
+    # long all-to-alls (5, 4): 2.6 + 2.6 + 0.4 + 0.4 = 6.0 exposed on top of 12.0 compute
+    time, exposed = two_batch_layer(VLLM_DBO, g, 5.0, 4.0)
+    assert exposed == pytest.approx(6.0) and time == pytest.approx(18.0)
+
+
+def test_two_batch_layer_by_hand_sglang_decode_schedule():
+    # [S + attn_in || D] [experts] [attn_core || C], twice: max(1.5, 2) + 2 + max(3, 2.5) = 7
+    g = {"attn_in": 1.0, "attn_core": 3.0, "shared": 0.5, "experts": 2.0}
+    time, exposed = two_batch_layer(SGLANG_TBO_DECODE, g, 2.0, 2.5)
+    assert time == pytest.approx(14.0) and exposed == pytest.approx(1.0)
+
+
+def test_two_batches_faster_when_comm_is_long_slower_when_short():
+    """Hand numbers both ways. One batch: attention 4, shared 2, experts 4 (10) plus its
+    all-to-all serially. Two micro-batches: each half runs at 60 % of the full batch's
+    efficiency (6 per half: attention 2.4, shared 1.2, experts 2.4), the all-to-all halves."""
+    half = {"attn_in": 1.0, "attn_core": 1.4, "shared": 1.2, "experts": 2.4}
+    # long all-to-all: dispatch 3 + combine 3 -> one batch 16; two batches 12 (hidden)
+    one = 10.0 + 3.0 + 3.0
+    two, _ = two_batch_layer(VLLM_DBO, half, 1.5, 1.5)
+    assert two == pytest.approx(12.0) and two < one
+    # short all-to-all: 0.2 + 0.2 -> one batch 10.4; two batches still 12: the split is slower
+    one = 10.0 + 0.2 + 0.2
+    two, exposed = two_batch_layer(VLLM_DBO, half, 0.1, 0.1)
+    assert exposed == 0 and two == pytest.approx(12.0) and two > one
+
+
+_t = st.floats(0.0, 10.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["vllm", "sglang_decode", "sglang_prefill"]), _t, _t, _t, _t, _t, _t)
+def test_exposed_comm_is_between_zero_and_the_total(which, a_in, a_core, shared, experts, d, c):
+    seg = {"vllm": VLLM_DBO, "sglang_decode": SGLANG_TBO_DECODE,
+           "sglang_prefill": SGLANG_TBO_PREFILL}[which]
+    g = {"attn_in": a_in, "attn_core": a_core, "shared": shared, "experts": experts}
+    time, exposed = two_batch_layer(seg, g, d, c)
+    compute = 2 * (a_in + a_core + shared + experts)
+    assert -1e-12 <= exposed <= 2 * (d + c) + 1e-9
+    assert time == pytest.approx(compute + exposed)
+    assert time >= max(compute, 2 * (d + c) - compute) - 1e-9
+
+
+def test_schedule_must_hold_each_part_twice():
+    with pytest.raises(ValueError, match="exactly twice"):
+        OverlapPhase(segments=[OverlapSegment(compute=["attention", "shared", "experts"],
+                                              comm="dispatch")])
+    MoeOverlapFacts(decode=OverlapPhase(segments=list(VLLM_DBO)))  # the real one is valid
+
+
+def test_normal_mode_sm_share():
+    # SGLang prefill TBO: DeepGEMM on 132 - 20 SMs of an H100 (DeepEP Buffer.num_sms = 20)
+    assert comm_sm_slowdown(20, 132) == pytest.approx(132 / 112)
+    assert comm_sm_slowdown(None, 132) == 1.0 and comm_sm_slowdown(20, None) == 1.0
+
+
+def test_engine_defaults_are_off_and_generic_has_no_schedule():
+    assert moe_overlap_mode(None, "sglang") == "none"
+    assert moe_overlap_mode(None, "vllm") == "none"
+    assert moe_overlap_mode("two_batch", "sglang") == "two_batch"
+    with pytest.raises(SpecError, match="moe_overlap"):
+        moe_overlap_mode("two_batch", "generic")
+
+
+def _overlap(engine, overlap, batch=256, **extra):
+    sc = scenario(batch=batch, weight_dtype="fp8_block", activation_dtype="fp8", **extra)
+    sc["engine"] = {"name": engine}
+    if overlap:
+        sc["parallelism"]["moe_overlap"] = overlap
+    return predict(sc)
+
+
+@pytest.mark.parametrize("engine", ["sglang", "vllm"])
+def test_breakdown_splits_exposed_and_overlapped_all_to_all(engine):
+    on, off = _overlap(engine, "two_batch"), _overlap(engine, None)
+    for phase in ("prefill", "decode_step"):
+        m = on.breakdown["moe"][phase]
+        assert m["moe_overlap"] == "two_batch"
+        assert 0 <= m["all_to_all_exposed_s"] <= m["all_to_all_s"]
+        assert m["all_to_all_exposed_s"] + m["all_to_all_overlapped_s"] == \
+            pytest.approx(m["all_to_all_s"])
+        o = off.breakdown["moe"][phase]
+        assert o["moe_overlap"] == "none" and o["all_to_all_overlapped_s"] == 0
+    assert on.tpot_s != off.tpot_s
+
+
+def test_vllm_decode_below_its_threshold_runs_one_batch():
+    # 64 sequences over attention DP8: 8 decode tokens per rank < dbo_decode_token_threshold 32
+    on, off = _overlap("vllm", "two_batch", batch=64), _overlap("vllm", None, batch=64)
+    assert on.breakdown["moe"]["decode_step"]["moe_overlap"] == "none"
+    assert on.tpot_s == pytest.approx(off.tpot_s)
+    # 512 sequences: 64 per rank, split
+    on = _overlap("vllm", "two_batch", batch=512)
+    assert on.breakdown["moe"]["decode_step"]["moe_overlap"] == "two_batch"
+
+
+def test_sglang_prefill_of_one_prompt_per_rank_is_not_split():
+    # SGLang splits an extend batch between sequences: 8 prompts over attention DP8 is one per
+    # rank, one batch; 64 prompts (8 per rank) split
+    one = _overlap("sglang", "two_batch", batch=8)
+    assert one.breakdown["moe"]["prefill"]["moe_overlap"] == "none"
+    assert _overlap("sglang", "two_batch", batch=64).breakdown["moe"]["prefill"][
+        "moe_overlap"] == "two_batch"

@@ -105,6 +105,10 @@ class Parallelism(Strict):
     # inference: DeepEP all-to-all kernels; auto = normal for prefill, low_latency for decode
     # (SGLang --deepep-mode)
     a2a_mode: Literal["auto", "low_latency", "normal"] = "auto"
+    # inference: two-micro-batch overlap of the all-to-all with compute (SGLang
+    # --enable-two-batch-overlap, vLLM --enable-dbo): none | two_batch; null = the engine's
+    # default (engines/<id>.yaml moe.overlap, off in every engine)
+    moe_overlap: Literal["none", "two_batch"] | None = None
     # inference: extra expert replicas placed by a load balancer (DeepSeek EPLB, SGLang
     # --ep-num-redundant-experts; e.g. 256 + 32 = 288 experts over EP72); ep divides the sum
     redundant_experts: Int = Field(default=0, ge=0, le=MAX_WIDTH)
@@ -426,7 +430,7 @@ _PIPELINE_SPLIT = frozenset({"uneven_pipeline", "pipeline_layers", "pipeline_spl
 FIELDS_USED: dict[str, dict[str, frozenset[str]]] = {
     "training": {"parallelism": ALL, "training": ALL},
     "inference": {"parallelism": _INSTANCE | _PIPELINE_SPLIT | {"attention_dp", "a2a_mode",
-                                                                "redundant_experts"}, "inference": ALL},
+                                                                "redundant_experts", "moe_overlap"}, "inference": ALL},
     "serving": {"parallelism": _INSTANCE, "serving": ALL,
                 "inference": frozenset(InferenceConfig.model_fields)
                 - {"batch", "prefill_chunk_tokens", "expert_imbalance"}},
