@@ -451,3 +451,12 @@ def test_genai_perf_windows_on_a_tiny_deterministic_run():
 def test_unknown_client_is_one_line():
     with pytest.raises(SpecError, match=r"unknown serving\.benchmark\.client 'genaiperf'"):
         pm.predict(scenario(benchmark={"client": "genaiperf"}))
+
+
+def test_genai_perf_without_an_interval_counts_every_request():
+    """genai-perf's default is --request-count (perf_analyzer: one count window of exactly the
+    requests sent): the same requests as vllm bench serve, ITL reported per request."""
+    v = pm.predict(_with_client(VLLM_EXAMPLE)).serving["benchmark"]
+    g = pm.predict(_with_client(VLLM_EXAMPLE, client="genai-perf")).serving["benchmark"]
+    assert "windows" not in g and g["completed"] == v["completed"]
+    assert g["mean_ttft_ms"] == v["mean_ttft_ms"] and g["mean_itl_ms"] == g["mean_tpot_ms"]

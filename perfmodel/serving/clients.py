@@ -33,7 +33,7 @@ from pydantic import Field
 from ..errors import SpecError, unknown_id
 from ..paths import data_dir
 from ..specs.common import Source, Strict
-from ..specs.types import Float, Int
+from ..specs.types import Bool, Float, Int
 
 DEFAULT_CLIENT = "vllm-bench-serve"
 
@@ -48,6 +48,11 @@ class WindowRules(Strict):
     max_trials: Int = Field(ge=1)
     counts: Literal["finished_in_window"]
     statistics_over: Literal["all_windows"]
+    # the windows apply only when the run sets an interval (genai-perf: --measurement-interval
+    # switches perf_analyzer from --request-count, its default, to time windows); without one
+    # the client measures every request of the run (perf_analyzer --request-count N: one count
+    # window of exactly the N requests sent)
+    only_with_interval: Bool = False
 
 
 class ClientSpec(Strict):
@@ -63,6 +68,13 @@ class ClientSpec(Strict):
     duration: Literal["first_send_to_last_finish"]
     sources: list[Source] = Field(min_length=1)
     notes: str | None = None
+
+
+def uses_windows(client: ClientSpec, interval_ms: float | None) -> bool:
+    """Whether this run is measured in time windows (else every request counts)."""
+    if client.measurement != "time_windows" or client.windows is None:
+        return False
+    return interval_ms is not None or not client.windows.only_with_interval
 
 
 def client_ids() -> list[str]:

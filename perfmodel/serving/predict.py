@@ -20,7 +20,7 @@ from ..specs.assemble import resolve_system
 from ..specs.scenario import BenchmarkClientConfig, InferenceConfig, Scenario
 from ..specs.system import System
 from .bench import benchmark_metrics
-from .clients import WindowResult, load_client, select_windows
+from .clients import WindowResult, load_client, select_windows, uses_windows
 from .deploy import Deployment, build_deployment, zero_load
 from .economics import cost_report, energy_report, load_prices
 from .metrics import latencies, summarize
@@ -87,7 +87,7 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
     res = dep.simulate(wl)
     client = load_client(_client_cfg(sc).client)
     window = None
-    if wl.closed and client.measurement == "time_windows":
+    if wl.closed and uses_windows(client, _client_cfg(sc).measurement_interval_ms):
         dep, wl, res, window = _measure_windows(sc, system, profile, inf, dep, wl, res, client)
     summary = summarize(res.reqs, res.engines, sc.serving.slo, res.end)
     p_med = int(np.median(wl.prompt))
