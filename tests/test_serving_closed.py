@@ -460,3 +460,12 @@ def test_genai_perf_without_an_interval_counts_every_request():
     g = pm.predict(_with_client(VLLM_EXAMPLE, client="genai-perf")).serving["benchmark"]
     assert "windows" not in g and g["completed"] == v["completed"]
     assert g["mean_ttft_ms"] == v["mean_ttft_ms"] and g["mean_itl_ms"] == g["mean_tpot_ms"]
+
+
+def test_sweep_follows_the_client():
+    d = _with_client(VLLM_EXAMPLE, client="aiperf")
+    pt = sweep_concurrency(d, [2], num_requests=20)["points"][0]
+    assert pt["mean_itl_ms"] == pt["mean_tpot_ms"]
+    d = _with_client(VLLM_EXAMPLE, client="genai-perf", measurement_interval_ms=5000)
+    with pytest.raises(SpecError, match="sweep-concurrency measures every request"):
+        sweep_concurrency(d, [2], num_requests=20)

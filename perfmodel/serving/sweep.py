@@ -24,10 +24,11 @@ from ..argtypes import bounded_int, int_list
 from ..atomic import write_text_atomic
 from ..errors import SpecError
 from ..resolve import CalibrationLike, ScenarioLike, as_scenario, resolve
-from ..specs.scenario import ArrivalConfig
+from ..specs.scenario import ArrivalConfig, BenchmarkClientConfig
 from ..specs.types import MAX_REQUESTS
 from ..textfmt import table
 from .bench import benchmark_metrics
+from .clients import load_client, uses_windows
 from .predict import deployment_for, serving_inputs
 from .workload import DEFAULT_NUM_REQUESTS, Workload
 
@@ -76,6 +77,12 @@ def sweep_concurrency(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
                            trace=arr.trace if arr.process in ("trace", "closed") else None)
     sc = sc.model_copy(update={"serving": srv.model_copy(
         update={"arrival": closed, "num_requests": total})})
+    cfg = srv.benchmark or BenchmarkClientConfig()
+    client = load_client(cfg.client)
+    if uses_windows(client, cfg.measurement_interval_ms):
+        raise SpecError(f"serving.benchmark: sweep-concurrency measures every request; "
+                        f"{client.id}'s time windows (measurement_interval_ms) are measured by "
+                        "perfmodel predict one concurrency at a time")
     rs = resolve(sc, calibration)
     inf, wl = serving_inputs(sc)
     dep = deployment_for(sc, rs.system, rs.profile, inf, wl)
@@ -84,7 +91,7 @@ def sweep_concurrency(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
         n = min(len(wl), max(base, ROUNDS * c) + wl.warmup)
         part = Workload(wl.arrival[:n], wl.prompt[:n], wl.output[:n], c, wl.warmup)
         res = dep.simulate(part)
-        point = benchmark_metrics(res.reqs, dep.num_gpus, c)
+        point = benchmark_metrics(res.reqs, dep.num_gpus, c, client)
         point["preemptions"] = int(res.reqs.preemptions.sum())
         points.append(point)
     return {"scenario": sc.name, "model": sc.model.id, "device": rs.system.device.id,
