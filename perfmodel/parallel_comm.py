@@ -81,11 +81,41 @@ def ep_layer_comm(tokens: Array, tp: Array, top_k: int, hidden: int, act_bytes: 
                   span: GroupSpan, system: System, profile: CalibrationProfile,
                   full_recompute: bool) -> tuple[Array, Array]:
     """(forward, backward) expert all-to-all of one MoE layer and micro-batch: dispatch and
-    combine of tokens/tp x top_k x hidden activations each (Lepikhin et al. 2020 Sec. 2)."""
+    combine of tokens/tp x top_k x hidden activations each (Lepikhin et al. 2020 Sec. 2).
+    ``tokens``: one TP group's tokens (b*s/cp); each TP rank sends its 1/tp sequence-parallel
+    share (Megatron-Core requires sequence parallelism with TP and EP, MoEAlltoAllTokenDispatcher
+    dispatches the rank's [s/tp, b, h] hidden states)."""
     a2a_bytes = tokens / tp * top_k * hidden * act_bytes
     one = collective_time("all_to_all", a2a_bytes, span, system, profile)
     fwd = 2.0 * one
     bwd = 2.0 * one + (fwd if full_recompute else 0.0)
+    return fwd, bwd
+
+
+def expert_rows(tokens: Array, top_k: int, tp: Array, etp: Array) -> Array:
+    """Token-expert rows one expert-TP group computes per micro-batch under MoE parallel
+    folding (uniform routing): a stage's tp*cp*dp ranks route dp x (b*s) tokens x top_k rows
+    over the tp*cp*dp/etp expert-TP groups, tokens x top_k x etp / tp each (``tokens`` = b*s/cp,
+    one TP group's; Liu et al. 2025 arXiv 2504.14960 Sec. 3; = tokens x top_k when etp = tp,
+    EP carved out of data parallelism)."""
+    return np.asarray(tokens, float) * top_k * np.asarray(etp, float) / np.asarray(tp, float)
+
+
+def etp_layer_comm(tokens: Array, tp: Array, etp: Array, top_k: int, hidden: int,
+                   act_bytes: float, span: GroupSpan, system: System,
+                   profile: CalibrationProfile, full_recompute: bool) -> tuple[Array, Array]:
+    """(forward, backward) expert-TP traffic of one MoE layer and micro-batch with expert
+    parallelism: after the dispatch the received rows are all-gathered over the etp ranks and
+    reduce-scattered before the combine (Megatron-Core MoEAlltoAllTokenDispatcher:
+    ``gather_from_sequence_parallel_region`` / ``reduce_scatter_to_sequence_parallel_region``
+    over the expert-TP group), the gathered size ``expert_rows`` x hidden; backward runs the
+    conjugates (reduce-scatter / all-gather), same bytes. Nothing when etp = 1."""
+    rows_bytes = expert_rows(tokens, top_k, tp, etp) * hidden * act_bytes
+    one = (collective_time("all_gather", rows_bytes, span, system, profile)
+           + collective_time("reduce_scatter", rows_bytes, span, system, profile))
+    one = np.where(np.asarray(etp) > 1, one, 0.0)
+    fwd = one
+    bwd = one + (fwd if full_recompute else 0.0)
     return fwd, bwd
 
 

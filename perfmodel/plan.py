@@ -222,8 +222,12 @@ def training_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
              if model.moe else "ep > 1 needs a mixture-of-experts model"),
         Rule("parallelism.ep", lambda p: (p.ep == 1) | (model.moe is not None),
              lambda p: "ep > 1 needs a mixture-of-experts model"),
-        Rule("parallelism.ep", lambda p: _div(p.dp * p.cp, p.ep),
-             lambda p: f"ep ({p.ep}) must divide dp*cp = {p.dp * p.cp}"),
+        # MoE parallel folding: the ETP x EP groups are drawn from a stage's tp*cp*dp ranks
+        # (Megatron-Core parallel_state.py: world_size % (etp*ep*pp) == 0, else RuntimeError)
+        Rule("parallelism.ep", lambda p: _div(p.tp * p.dp * p.cp, p.ep * p.etp),
+             lambda p: f"ep*etp = {p.ep}*{p.etp} = {p.ep * p.etp} must divide the "
+                       f"tp*cp*dp = {p.tp * p.cp * p.dp} GPUs of a pipeline stage (expert "
+                       f"groups are folded over attention's TP x CP x DP ranks)"),
         Rule("parallelism.etp", lambda p: _div(model.moe.expert_ffn_hidden_size, p.etp)
              if model.moe else p.etp > 0,
              lambda p: f"etp ({p.etp}) must divide the expert FFN width"),

@@ -49,6 +49,7 @@ from .parallel_comm import (
     cp_ring_comm,
     dp_step_comm,
     ep_layer_comm,
+    etp_layer_comm,
     pp_send_recv,
     tp_layer_comm,
     tp_overlap,
@@ -102,7 +103,10 @@ def _layer_forward(model: ModelSpec, moe_layer: bool, plan: TrainPlan, prec: O.P
     s = plan.seq_len
     cp = plan.cp if sharded else 1
     pairs = O.attention_pairs(s, s, plan.causal) / cp
-    shard = (O.Shard(plan.tp, plan.sequence_parallel, plan.ep, plan.etp, route_sources=plan.ep)
+    # MoE parallel folding: one rank's experts get the rows of ep*etp/tp TP groups' tokens
+    # (parallel_comm.expert_rows; = ep, EP carved out of data parallelism, when etp = tp)
+    sources = np.asarray(plan.ep) * np.asarray(plan.etp) / np.asarray(plan.tp)
+    shard = (O.Shard(plan.tp, plan.sequence_parallel, plan.ep, plan.etp, route_sources=sources)
              if sharded else O.Shard())
     ops = O.layer_forward_ops(model, moe_layer, plan.micro_batch, s / cp, s, pairs, shard,
                               prec, plan.flash_attention, "prefill")
@@ -267,9 +271,20 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
     tokens = plan.micro_batch * (plan.seq_len / plan.cp)
     tp_fwd, tp_bwd = tp_layer_comm(act_bytes, plan.sequence_parallel, spans["tp"], system, profile, full)
     ep_fwd = ep_bwd = 0.0
+    moe_tp_fwd, moe_tp_bwd = tp_fwd, tp_bwd
     if model.moe:
         ep_fwd, ep_bwd = ep_layer_comm(tokens, plan.tp, model.moe.top_k, model.hidden_size, a,
                                        spans["ep"], system, profile, full)
+        # with EP the MoE MLP's TP collectives are the dispatcher's expert-TP all-gather /
+        # reduce-scatter of the routed rows (none at etp = 1); attention keeps its half
+        etp_fwd, etp_bwd = etp_layer_comm(tokens, plan.tp, plan.etp, model.moe.top_k,
+                                          model.hidden_size, a, spans["etp"], system, profile,
+                                          full)
+        folded = np.asarray(plan.ep) > 1
+        moe_tp_fwd = np.where(folded, tp_fwd / 2.0, tp_fwd)
+        moe_tp_bwd = np.where(folded, tp_bwd / 2.0, tp_bwd)
+        ep_fwd = ep_fwd + np.where(folded, etp_fwd, 0.0)
+        ep_bwd = ep_bwd + np.where(folded, etp_bwd, 0.0)
     cp_impl, kv_at_q, grad_ratio = FC.cp_comm_facts(plan.framework)
     kv_chunk = cp_kv_chunk_bytes(model, tokens, plan.tp, a, at_query_heads=kv_at_q)
     cp_comm = cp_allgather_comm if cp_impl == "allgather" else cp_ring_comm
@@ -280,7 +295,8 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
         c.fwd[kind] = st.total(f"{kind}.fwd")
         c.bwd[kind] = st.total(f"{kind}.bwd") + st.total(f"{kind}.rec")
         c.classes[kind] = st.classes(f"{kind}.fwd", f"{kind}.bwd", f"{kind}.rec")
-        tp = tp_overlap(tp_fwd, tp_bwd, st.classes(f"{kind}.fwd")[O.GEMM],
+        tp = tp_overlap(*((moe_tp_fwd, moe_tp_bwd) if kind == "moe" else (tp_fwd, tp_bwd)),
+                        st.classes(f"{kind}.fwd")[O.GEMM],
                         st.classes(f"{kind}.bwd")[O.GEMM], plan.tp_comm_overlap)
         cp = cp_comm(kv_chunk, plan.cp, spans["cp"], st.attention(f"{kind}.fwd"),
                      st.attention(f"{kind}.bwd"), system, profile,
@@ -308,7 +324,7 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     prec = O.Precision.training(plan.precision)
     tp, pp, vp, m = plan.tp, plan.pp, plan.vp, plan.num_microbatches
     spans = group_spans(system.gpus_per_node, plan.placement, tp=tp, cp=plan.cp, ep=plan.ep,
-                        dp=plan.dp, pp=pp)
+                        dp=plan.dp, pp=pp, etp=plan.etp)
     zero = effective_zero_stage(plan)
     n_layers = layers_on_largest_stage(model.num_layers, pp, vp, plan.uneven_pp)
     stage_p = stage_params(param_counts(model), tp, pp, plan.ep, plan.etp,
@@ -387,7 +403,7 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         stage_times={"first": stages.first, "middle": stages.middle, "last": stages.last},
         op_times=st.times if keep_ops else None,
         op_counts=_calls_per_step(st.ops, st.groups, n_layers, share, m) if keep_ops else [],
-        groups=spans,
+        groups=spans if model.moe else {k: v for k, v in spans.items() if k != "etp"},
     )
 
 

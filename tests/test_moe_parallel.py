@@ -430,3 +430,82 @@ def test_tbo_ablation_of_the_lmsys_large_scale_ep_blog():
     assert speedup[32] < 1.0  # blog: -27 %
     assert speedup[128] > 1.0
     assert 1.10 < speedup[256] < 1.45  # blog: +25.5 %
+
+
+# --- training: MoE parallel folding (Megatron-Core parallel_state.py expert rank generator) ---
+
+def _qwen3_235b_h100(ep=32, etp=1, tp=2):
+    """Megatron-Bridge's Qwen3-235B-A22B H100 preset: TP 2, PP 8, EP 32, ETP 1 on 256 GPUs."""
+    import perfmodel as pm
+    return pm.Scenario(
+        kind="training", model="tests/data/hf_configs/aiconfigurator-0.12.0/"
+        "Qwen--Qwen3-235B-A22B_config.json",
+        system={"device": "h100-sxm5-80gb", "num_gpus": 256, "node": "dgx-h100"},
+        parallelism={"tp": tp, "pp": 8, "vp": 4, "ep": ep, "etp": etp,
+                     "sequence_parallel": True, "zero_stage": 1, "uneven_pipeline": True},
+        training={"seq_len": 4096, "global_batch": 2048, "micro_batch": 1,
+                  "precision": "bf16", "recompute": "none"})
+
+
+def test_folded_expert_grid_by_hand():
+    """Megatron-Core's expert grid (tp=etp, ep, dp=world/(etp*ep*pp), pp) in the order
+    tp-ep-dp-pp: TP 2, DP 16, EP 32, ETP 1 on 8-GPU nodes puts 8 EP ranks on a node (stride 1),
+    4 nodes per EP group, no expert replicas (edp = 2*16/32 = 1)."""
+    from perfmodel.topology import group_spans
+    s = group_spans(8, "tp-cp-ep-dp-pp", tp=2, dp=16, ep=32, pp=8, etp=1)
+    assert (s["ep"].size, s["ep"].local, s["ep"].nodes) == (32, 8, 4)
+    assert s["edp"].size == 1 and s["etp"].size == 1
+    # etp = tp: the older layout (EP carved out of DP, stride tp): edp = dp/ep
+    s = group_spans(8, "tp-cp-ep-dp-pp", tp=2, dp=16, ep=8, pp=8)
+    assert (s["ep"].size, s["ep"].local, s["edp"].size, s["etp"].size) == (8, 4, 2, 2)
+
+
+def test_expert_rows_fold_over_tp():
+    """Rows one expert-TP group computes: tokens x k x etp / tp (4096 x 8 x 1 / 2 = 16384);
+    summed over the tp*dp/etp groups of a stage that is dp x tokens x k."""
+    from perfmodel.parallel_comm import expert_rows
+    assert expert_rows(4096, 8, 2, 1) == 16384
+    assert expert_rows(4096, 8, 2, 1) * (2 * 16 / 1) == 16 * 4096 * 8
+
+
+def test_etp_traffic_only_with_expert_tp():
+    from perfmodel.parallel_comm import etp_layer_comm
+    from perfmodel.topology import GroupSpan
+    sys = resolve_system_h100()
+    prof = _profile()
+    span = GroupSpan(size=2.0, local=2.0, nodes=1.0)
+    f1, b1 = etp_layer_comm(4096, 2, 1, 8, 4096, 2.0, span, sys, prof, False)
+    assert float(f1) == 0.0 and float(b1) == 0.0
+    f2, b2 = etp_layer_comm(4096, 2, 2, 8, 4096, 2.0, span, sys, prof, False)
+    rows_bytes = 4096 * 8 * 4096 * 2.0
+    want = (collective_time("all_gather", rows_bytes, span, sys, prof)
+            + collective_time("reduce_scatter", rows_bytes, span, sys, prof))
+    assert float(f2) == pytest.approx(float(want)) and float(b2) == pytest.approx(float(want))
+
+
+def resolve_system_h100():
+    from perfmodel.specs.assemble import resolve_system
+    from perfmodel.specs.scenario import SystemConfig
+    return resolve_system(SystemConfig(device="h100-sxm5-80gb", num_gpus=16, node="dgx-h100"))
+
+
+def _profile():
+    from perfmodel.specs.registry import default_profile
+    return default_profile()
+
+
+def test_folded_ep_wider_than_dp_predicts():
+    """EP 32 > DP 16 is valid when EP folds over the TP ranks (Megatron-Bridge's Qwen3-235B
+    H100 preset); experts are sharded 32 ways with no expert data parallelism."""
+    import perfmodel as pm
+    p = pm.predict(_qwen3_235b_h100())
+    assert p.step_time_s > 0
+    g = p.breakdown["groups"]
+    assert g["ep"]["size"] == 32 and g["ep"]["nodes"] == 4 and "edp" not in g
+
+
+def test_folding_rule_names_the_fields():
+    import perfmodel as pm
+    with pytest.raises(PerfModelError, match=r"parallelism\.ep: ep\*etp = 64\*1 = 64 must "
+                                             r"divide the tp\*cp\*dp = 32"):
+        pm.predict(_qwen3_235b_h100(ep=64))
