@@ -107,10 +107,13 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
         moe = model.moe
         f = moe.expert_ffn_hidden_size
         w = moe.latent_size or h  # a latent MoE's experts read the latent
-        routed = top_k * s * b  # token copies dispatched to experts
+        # token copies dispatched to experts: under MoE parallel folding one expert-TP group
+        # computes top_k*s*b*etp/tp rows (parallel_comm.expert_rows), split etp ways, so a GPU
+        # keeps top_k*s*b/tp of them whatever etp (tp_part is divided by t below)
+        routed = top_k * s * b
         act_in = (2 if model.gated_mlp else 1) * f
-        tp_part = tp_part + a * routed * w * t / etp  # permuted expert inputs (per expert-TP rank)
-        tp_part = tp_part + a * routed * (act_in + f) * t / etp
+        tp_part = tp_part + a * routed * w  # permuted expert inputs
+        tp_part = tp_part + a * routed * (act_in + f)
         if moe.num_shared_experts:
             fs = moe.num_shared_experts * moe.shared_ffn
             tp_part = tp_part + a * s * b * ((2 if model.gated_mlp else 1) * fs + fs)
