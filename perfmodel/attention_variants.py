@@ -17,7 +17,10 @@ keys a windowed query reaches, and the fixed recurrent state of a linear-attenti
   7515843b617551b008901620ca58f1208bbc330d): a per-sequence recurrent state of
   num_value_heads x key_head_dim x value_head_dim (``last_recurrent_state``) plus the causal
   conv1d's last conv_kernel - 1 inputs of 2 key_dim + value_dim channels, whatever the
-  context length.
+  context length. Kimi delta attention (kind "kda") keeps the same state.
+* DeepSeek-V4 compressed attention (layer type "compressed_attention"; DeepSeek reference
+  inference/model.py): a window of K = V entries plus one compressed entry per ratio tokens
+  and the compressors' fp32 state (``compressed_layer_bytes``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from .specs.model import ModelSpec
 Array = Any
 FULL, SLIDING, LINEAR = "full_attention", "sliding_attention", "linear_attention"
 MAMBA, NO_MIXER = "mamba", "none"
-KINDS = (FULL, SLIDING, LINEAR, MAMBA, NO_MIXER)
+COMPRESSED = "compressed_attention"
+KINDS = (FULL, SLIDING, LINEAR, MAMBA, NO_MIXER, COMPRESSED)
 # Chunk length of the chunked gated-delta-rule kernel (fla ``chunk_gated_delta_rule`` and the
 # transformers torch fallback use 64; Yang et al. 2024 Sec. 3.3)
 GDN_CHUNK = 64
@@ -164,3 +168,72 @@ def kv_layer_counts(model: ModelSpec) -> dict[str, int]:
     """Layers of each mixer kind (full, sliding, linear, mamba, none)."""
     kinds = [k for k, _ in layer_kinds(model)]
     return {k: kinds.count(k) for k in KINDS}
+
+
+# DeepSeek-V4 compressed attention (ModelSpec.compressed_attention; DeepSeek
+# inference/model.py Attention / Compressor / Indexer). The Compressor keeps, per sequence,
+# the not yet compressed tokens' kv and gate scores in fp32: kv_state and score_state of
+# coff x ratio rows of coff x head_dim each (coff = 2 for overlapping windows)
+COMPRESSOR_STATE_BYTES = 4.0
+
+
+def compressed_ratio_counts(model: ModelSpec) -> dict[int, int]:
+    """Layers of each compress ratio (0: window only) among the compressed-attention layers."""
+    ca = model.compressed_attention
+    if ca is None:
+        return {}
+    out: dict[int, int] = {}
+    for r in ca.ratios:
+        out[r] = out.get(r, 0) + 1
+    return out
+
+
+def compressor_state_bytes(model: ModelSpec, ratio: int, head_dim: int) -> float:
+    """kv_state + score_state of one Compressor for one sequence (fp32)."""
+    coff = 2 if ratio == model.compressed_attention.sparse_ratio else 1
+    return 2.0 * coff * ratio * coff * head_dim * COMPRESSOR_STATE_BYTES
+
+
+def compressed_layer_bytes(model: ModelSpec, ratio: int, kv_bytes: float, context: Array
+                           ) -> Array:
+    """Cache of one compressed-attention layer for one sequence of ``context`` tokens (one
+    K = V head, not split by TP): the last min(context, window) tokens' entries, one
+    compressed entry per ``ratio`` tokens (floor), at ``kv_bytes`` per element; a
+    ``sparse_ratio`` layer adds its indexer's compressed keys (fp8 + fp32 scale per 128, as
+    the DSA index cache, ops.INDEX_SCALE_BLOCK) and every compressing layer its compressors'
+    fp32 state (the reference's kv_state / score_state buffers)."""
+    ca = model.compressed_attention
+    ctx = np.asarray(context, float)
+    d = ca.head_dim
+    total = np.minimum(ctx, ca.window) * d * kv_bytes
+    if ratio:
+        entries = np.floor(ctx / ratio)
+        total = total + entries * d * kv_bytes + compressor_state_bytes(model, ratio, d)
+        if ratio == ca.sparse_ratio:
+            di = ca.indexer_head_dim
+            total = total + entries * (di + 4.0 * np.ceil(di / 128.0)) \
+                + compressor_state_bytes(model, ratio, di)
+    return total
+
+
+def compressed_bytes_per_sequence(model: ModelSpec, kv_bytes: float, context: Array) -> Array:
+    """All compressed-attention layers' cache for one sequence (compressed_layer_bytes)."""
+    total = 0.0 * np.asarray(context, float)
+    for r, n in compressed_ratio_counts(model).items():
+        total = total + n * compressed_layer_bytes(model, r, kv_bytes, context)
+    return total
+
+
+def compressed_growth_per_token(model: ModelSpec, kv_bytes: float) -> float:
+    """Bytes one more token adds to a long sequence over all compressed-attention layers:
+    head_dim x kv_bytes / ratio per compressing layer (+ the indexer keys / ratio)."""
+    ca = model.compressed_attention
+    total = 0.0
+    for r, n in compressed_ratio_counts(model).items():
+        if r:
+            per = ca.head_dim * kv_bytes
+            if r == ca.sparse_ratio:
+                di = ca.indexer_head_dim
+                per += di + 4.0 * np.ceil(di / 128.0)
+            total += n * per / r
+    return total

@@ -67,15 +67,18 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
     h = model.hidden_size
     sbh = s * b * h
     seq_div = t if shape.sequence_parallel else 1
+    # hyper-connections (ModelSpec.hyper_connections = n): the residual stream is n copies
+    # wide, so the layer input and each sublayer's hc_pre input keep n h per token
+    hc_extra = (model.hyper_connections - 1) * a * sbh
     if recompute == "full":
-        return a * sbh / seq_div  # only the layer input (Korthikanti eq. 4 / Sec. 5)
+        return (a * sbh + hc_extra) / seq_div  # only the layer input (Korthikanti eq. 4)
     if recompute == "op":  # layer input + saved matmul outputs + attention output
         from .recompute import op_policy_split
 
         saved, _ = op_policy_split(model, moe_layer)
         kept = sum(a * s * b * mm.width / (t if mm.column_parallel else 1) for _, mm in saved)
         attn_out = model.num_heads * (model.mla.v_head_dim if model.mla else model.vd)
-        return a * sbh / seq_div + kept + (a * s * b * attn_out + 4.0 * b * model.num_heads * s) / t
+        return (a * sbh + hc_extra) / seq_div + kept + (a * s * b * attn_out + 4.0 * b * model.num_heads * s) / t
     from .attention_variants import (
         LINEAR,
         MAMBA,
@@ -103,6 +106,7 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
     # (sums written out, not +=: the terms broadcast over different plan axes in a search)
     with_mlp = mlp_share(model, moe_layer)
     seq = seq + with_mlp * (2 * a * sbh + mask * sbh)  # MLP norm input, MLP input, mask
+    seq = seq + 2 * hc_extra  # the n-wide inputs of both sublayers' hc_pre
     if moe_layer and model.moe:
         moe = model.moe
         f = moe.expert_ffn_hidden_size
@@ -159,6 +163,8 @@ def _gdn_saved_width(model: ModelSpec) -> float:
     ``ChunkGatedDeltaRuleFunction``), so no per-chunk state is kept."""
     la = model.linear_attention
     kd, vd = la.num_key_heads * la.key_head_dim, la.num_value_heads * la.value_head_dim
+    if la.kind == "kda":  # q, k, v; decay gate; beta; output gate (NeMo KimiDeltaAttention)
+        return (2 * kd + vd + vd + la.num_value_heads + vd) + (2 * kd + vd) + 2 * vd
     return (2 * kd + 2 * vd + 2 * la.num_value_heads) + (2 * kd + vd) + 2 * vd
 
 
@@ -245,6 +251,11 @@ def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype: str, tp: Array = 1) -> 
     tp > kv_heads). MLA caches the compressed latent plus the rotary key, shared by all heads
     (DeepSeek-V2 Sec. 2.1.2), so it is not split by TP."""
     b = nbytes(kv_dtype)
+    if model.compressed_attention is not None:  # DeepSeek-V4: growth per layer, averaged
+        from .attention_variants import compressed_growth_per_token
+
+        return compressed_growth_per_token(model, b) / model.num_layers * np.ones_like(
+            np.asarray(tp, float))
     if model.mla:
         # + a sparse-attention indexer's fp8 key cache, averaged over the layers that own
         # one (ops.indexer_key_bytes; parameters.indexer_owner_share)
@@ -287,6 +298,7 @@ def kv_cache_bytes_per_sequence(model: ModelSpec, kv_dtype: str, tp: Array, cont
     layers (a pipeline stage), the kinds in the model's proportions; default all layers.
     Without layer_types this is kv_cache_bytes_per_token x num_layers x paged context."""
     from .attention_variants import (
+        COMPRESSED,
         FULL,
         LINEAR,
         MAMBA,
@@ -307,6 +319,11 @@ def kv_cache_bytes_per_sequence(model: ModelSpec, kv_dtype: str, tp: Array, cont
         total = total + n[LINEAR] * linear_state_bytes(model, tp) * np.ones_like(ctx)
     if n[MAMBA]:
         total = total + n[MAMBA] * mamba_state_bytes(model, tp) * np.ones_like(ctx)
+    if n[COMPRESSED]:  # window + compressed entries + compressor state (not TP-split)
+        from .attention_variants import compressed_bytes_per_sequence
+
+        total = total + compressed_bytes_per_sequence(model, nbytes(kv_dtype), ctx) \
+            * np.ones_like(np.asarray(tp, float))
     if layers is not None:
         total = total * np.asarray(layers, float) / model.num_layers
     return total
@@ -319,6 +336,8 @@ def kv_growth_bytes_per_token(model: ModelSpec, kv_dtype: str, tp: Array = 1) ->
     from .attention_variants import FULL, SLIDING, kv_layer_counts
 
     n = kv_layer_counts(model)
+    if model.compressed_attention is not None:  # one entry per ratio tokens per layer
+        return kv_cache_bytes_per_token(model, kv_dtype, tp) * model.num_layers
     if not n[FULL]:
         return _sliding_per_token(model, kv_dtype, tp) * n[SLIDING]
     return kv_cache_bytes_per_token(model, kv_dtype, tp) * n[FULL]
@@ -332,6 +351,10 @@ def kv_fixed_bytes_per_sequence(model: ModelSpec, kv_dtype: str, tp: Array = 1,
     from .attention_variants import FULL, SLIDING, kv_layer_counts
 
     n = kv_layer_counts(model)
+    if model.compressed_attention is not None:  # the window and the compressors' state
+        long = float(model.compressed_attention.window) + block
+        return kv_cache_bytes_per_sequence(model, kv_dtype, tp, long, block) \
+            - kv_growth_bytes_per_token(model, kv_dtype, tp) * long
     long = float(model.sliding_window or 1) + block  # past the window: sliding layers capped
     full = n[FULL] * kv_cache_bytes_per_token(model, kv_dtype, tp) * paged_tokens(long, block)
     if not n[FULL] and n[SLIDING]:

@@ -294,6 +294,9 @@ def projection_ops(model: ModelSpec, t, shard: Shard, prec: Precision
                         matmuls=one(kv_up, True)))
         rope_elems = t * (nh / tp + 1) * m.qk_rope_head_dim
         out_k = nh * m.v_head_dim / tp
+        if model.attention_output_gate:  # g_proj: a sigmoid gate on the output (Kimi K3)
+            ops.append(gemm("attn.gate", t, out_k, h, prec,
+                            matmuls=one(nh * m.v_head_dim, True)))
     else:
         hd, kv = model.hd, model.kv_heads
         q, k = nh * hd, kv * hd
@@ -390,6 +393,7 @@ def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard:
     MiniMax Sparse Attention (ModelSpec.block_sparse): its sparse layers attend the top-k
     blocks' keys the same way, its other layers all keys."""
     from .attention_variants import (
+        COMPRESSED,
         LINEAR,
         MAMBA,
         NO_MIXER,
@@ -403,7 +407,10 @@ def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard:
     for kind, share in attention_mix(model, moe_layer):
         if kind == NO_MIXER:
             continue
-        if kind == LINEAR:
+        if kind == COMPRESSED:
+            part = compressed_attention_ops(model, moe_layer, b, q_len, kv_len, pairs, shard,
+                                            prec, phase)
+        elif kind == LINEAR:
             part = linear_attention_ops(model, b, q_len, shard, prec, phase)
         elif kind == MAMBA:
             part = mamba_ops(model, b, q_len, shard, prec, phase)
@@ -614,7 +621,11 @@ def linear_attention_ops(model: ModelSpec, b, q_len, shard: Shard, prec: Precisi
                          phase: str) -> list[Op]:
     """A gated-delta-net mixer (Qwen3NextGatedDeltaNet, parameters.linear_attention_params):
     in_proj_qkvz and in_proj_ba GEMMs, the depthwise causal conv1d, the delta-rule core, the
-    gated RMSNorm and out_proj. The core reads q, k, v, gates and the state, writes the output
+    gated RMSNorm and out_proj. Kimi delta attention (kind "kda") has the same core
+    structure (a gated delta rule whose decay is per channel instead of per head, Kimi
+    Linear arXiv 2510.26692 Sec. 3: the same chunked WY matmuls, the decay applied
+    elementwise), counted with the gated delta rule's FLOPs and bytes; its projections are
+    q/k/v, f_a -> f_b, b_proj and the output gate. The core reads q, k, v, gates and the state, writes the output
     and the new state (compulsory traffic); its FLOPs are ``gdn_core_flops``. Its efficiency
     is looked up on the attention curve at (q_len, q_len) for prefill and, for decode, at
     (sequences x heads, the state's size in KV-token equivalents): an assumption, checked
@@ -629,12 +640,29 @@ def linear_attention_ops(model: ModelSpec, b, q_len, shard: Shard, prec: Precisi
     share = nv / la.num_value_heads  # of the heads and channels on this GPU
     qkvz = 2 * kd + 2 * vd
     conv_dim = 2 * kd + vd
-    ops = [gemm("attn.in_proj_qkvz", t, qkvz * share, h, prec,
-                matmuls=(Matmul(1.0, qkvz, True),)),
-           gemm("attn.in_proj_ba", t, 2 * la.num_value_heads * share, h, prec,
-                matmuls=(Matmul(1.0, 2 * la.num_value_heads, True),)),
-           elementwise("attn.conv1d", t * conv_dim * share, t * conv_dim * share, prec.act,
-                       2.0 * la.conv_kernel, kind="conv1d")]
+    if la.kind == "kda":  # q, k, v; the decay gate f_a -> f_b; beta; the output gate
+        dk = la.key_head_dim
+        ops = [gemm("attn.in_proj_qkv", t, conv_dim * share, h, prec,
+                    matmuls=(Matmul(1.0, conv_dim, True),)),
+               gemm("attn.f_a", t, dk, h, prec, matmuls=(Matmul(1.0, dk, False),)),
+               gemm("attn.f_b", t, vd * share, dk, prec, matmuls=(Matmul(1.0, vd, True),)),
+               gemm("attn.b_proj", t, la.num_value_heads * share, h, prec,
+                    matmuls=(Matmul(1.0, la.num_value_heads, True),))]
+        if la.full_rank_gate:
+            ops.append(gemm("attn.g_proj", t, vd * share, h, prec,
+                            matmuls=(Matmul(1.0, vd, True),)))
+        else:
+            ops += [gemm("attn.g_a", t, dk, h, prec, matmuls=(Matmul(1.0, dk, False),)),
+                    gemm("attn.g_b", t, vd * share, dk, prec, matmuls=(Matmul(1.0, vd, True),))]
+        ops.append(elementwise("attn.conv1d", t * conv_dim * share, t * conv_dim * share,
+                               prec.act, 2.0 * la.conv_kernel, kind="conv1d"))
+    else:
+        ops = [gemm("attn.in_proj_qkvz", t, qkvz * share, h, prec,
+                    matmuls=(Matmul(1.0, qkvz, True),)),
+               gemm("attn.in_proj_ba", t, 2 * la.num_value_heads * share, h, prec,
+                    matmuls=(Matmul(1.0, 2 * la.num_value_heads, True),)),
+               elementwise("attn.conv1d", t * conv_dim * share, t * conv_dim * share, prec.act,
+                           2.0 * la.conv_kernel, kind="conv1d")]
     flops = nv * gdn_core_flops(la, t, phase)
     state = b * nv * la.key_head_dim * la.value_head_dim * STATE_BYTES
     io = nv * gdn_core_bytes(la, t, prec.act, phase)
@@ -714,10 +742,18 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
     h, tp = model.hidden_size, shard.tp
     t = b * q_len  # tokens in GEMMs (TP ranks all see every token)
     t_seq = t / tp if shard.sequence_parallel else t  # tokens in norms/adds (sequence parallel shards them)
-    ops = [norm_op("attn.norm", model, t_seq, prec)]
+    hc = model.hyper_connections > 1
+    ops = hyper_connection_pre(model, "attn", t_seq, prec) if hc else []
+    if model.attention_residual_block:
+        ops.append(attention_residual_op(model, "attn", t_seq, prec))
+    ops.append(norm_op("attn.norm", model, t_seq, prec))
     ops += mixer_ops(model, moe_layer, b, q_len, kv_len, pairs, shard, prec, flash,
                      attn_phase, absorbed_mla)
-    ops.append(elementwise("attn.residual", 2 * t_seq * h, t_seq * h, prec.act, kind="add"))
+    ops.append(residual_op(model, "attn", t_seq, prec))
+    if hc:
+        ops += hyper_connection_pre(model, "mlp", t_seq, prec)
+    if model.attention_residual_block:
+        ops.append(attention_residual_op(model, "mlp", t_seq, prec))
     ops.append(norm_op("mlp.norm", model, t_seq, prec))
     if moe_layer and model.moe:
         moe = model.moe
@@ -742,6 +778,9 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
                            "moe.shared")
         ops.append(elementwise("moe.combine", routed * (lat or h), t * (lat or h), prec.act,
                                kind="add"))
+        if lat and moe.latent_norm:  # routed_expert_norm on the combined latent (Kimi K3)
+            ops.append(elementwise("moe.latent_norm", t * lat, t * lat, prec.act, 4.0,
+                                   kind="rmsnorm"))
         if lat:  # fc2_latent_proj back to the hidden width
             ops.append(gemm("moe.latent_up", t, h, lat, prec, matmuls=(Matmul(1.0, h, False),)))
     elif model.ffn_layer_sizes is not None:  # NAS blocks: each width its share of the MLPs
@@ -754,12 +793,173 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
             ops += part
     else:
         ops += mlp_ops(model, t, model.ffn_hidden_size, tp, prec)
-    ops.append(elementwise("mlp.residual", 2 * t_seq * h, t_seq * h, prec.act, kind="add"))
+    ops.append(residual_op(model, "mlp", t_seq, prec))
     if model.no_mlp_layers is not None or (model.layer_types and "none" in model.layer_types):
         _scale_absent_parts(model, moe_layer, ops)
     if prec.cast_inputs:
         ops = [x for op in ops for x in ([op, fp8_cast(op)] if op.cls == GEMM else [op])]
     return ops
+
+
+# Sinkhorn-Knopp iterations of the manifold-constrained hyper-connections' n x n combination
+# (DeepSeek-V4 config ``hc_sinkhorn_iters``: 20 in every released config)
+HC_SINKHORN_ITERS = 20
+
+
+def hyper_connection_pre(model: ModelSpec, part: str, t, prec: Precision) -> list[Op]:
+    """Hyper-connections before a sublayer (ModelSpec.hyper_connections = n; DeepSeek
+    inference/model.py Block.hc_pre): the mix GEMM of the flattened n copies (t x n h) with
+    hc_fn ((2 + n) n x n h, fp32 as the reference runs it) scaled by the copies' RMS, the
+    Sinkhorn normalisation of the n x n combination (``HC_SINKHORN_ITERS`` row and column
+    passes) and the pre-weighted sum of the copies into the sublayer input (reads n h,
+    writes h per token)."""
+    n, h = model.hyper_connections, model.hidden_size
+    mix = (2 + n) * n
+    fp32 = replace(prec, compute="fp32", act=4.0, weight=4.0, by_class=(), cast_inputs=False,
+                   weight_dequant=False, weight_format="")
+    return [gemm(f"{part}.hc_mix", t, mix, n * h, fp32, matmuls=(Matmul(1.0, mix, False),)),
+            elementwise(f"{part}.hc_sinkhorn", t * mix, t * mix, 4.0,
+                        4.0 * HC_SINKHORN_ITERS * n / (2 + n), kind="softmax"),
+            elementwise(f"{part}.hc_pre", t * (n * h + mix), t * h, prec.act, 2.0 * n,
+                        kind="add")]
+
+
+def attention_residual_sources(model: ModelSpec) -> float:
+    """Mean number of sources a Block AttnRes mix reads (ModelSpec.attention_residual_block
+    = B): at layer i the i // B + 1 block representations stored so far (the embedding and
+    each closed block) and the running partial sum."""
+    b, n = model.attention_residual_block, model.num_layers
+    return sum(i // b + 2 for i in range(n)) / n
+
+
+def attention_residual_op(model: ModelSpec, part: str, t, prec: Precision) -> Op:
+    """Block attention residuals before a sublayer (NeMo AutoModel kimi_k3
+    ``_apply_attn_res``): each source is RMS-normed and scored against res_proj's vector
+    (h multiply-adds), a softmax over the sources, and their weighted sum: reads the sources
+    (``attention_residual_sources``), writes h per token, ~6 FLOPs per element read."""
+    h, n = model.hidden_size, attention_residual_sources(model)
+    return elementwise(f"{part}.attn_res", t * n * h, t * h, prec.act, 6.0 * n,
+                       kind="rmsnorm")
+
+
+def residual_op(model: ModelSpec, part: str, t, prec: Precision) -> Op:
+    """The residual add after a sublayer; with hyper-connections (n copies) hc_post: each
+    copy becomes post_i x output + sum_j comb_ij x copy_j (reads the output and the n
+    copies, writes n copies: 2 n + 1 FLOPs per element written; Block.hc_post)."""
+    n, h = model.hyper_connections, model.hidden_size
+    if n == 1:
+        return elementwise(f"{part}.residual", 2 * t * h, t * h, prec.act, kind="add")
+    return elementwise(f"{part}.residual", t * (h + n * h), t * n * h, prec.act,
+                       2.0 * n + 1.0, kind="add")
+
+
+def compressed_attention_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs,
+                             shard: Shard, prec: Precision, phase: str) -> list[Op]:
+    """DeepSeek-V4 attention of the layers of one MLP kind (ModelSpec.compressed_attention;
+    DeepSeek inference/model.py Attention.forward), each compress ratio with its share of
+    those layers: wq_a, q_norm, wq_b; wkv (one K = V head) and rotary; a ratio-r layer's
+    compressor (wkv + wgate in one GEMM, the gated softmax pooling of r, or 2r overlapping,
+    tokens into one entry) and at ``sparse_ratio`` its lightning indexer (wq_b on the query
+    latent, weights_proj, its own compressor, a core scoring every causal (query, entry)
+    pair per indexer head in fp8 as DSA's, ``indexer_ops``, and a top-k); the core over the
+    window's min(j, W) keys plus min(j / r, k) selected (or all j / r) compressed entries,
+    QK and PV over head_dim each, with the sinks' extra softmax element; the inverse rotary
+    on the output, the grouped wo_a (o_groups problems of heads x head_dim / groups ->
+    o_lora) and wo_b. Heads and groups split over TP; the K = V head, the compressors and
+    the indexer are replicated (every rank handles every token)."""
+    from .attention_variants import (
+        COMPRESSED,
+        layer_kinds,
+        windowed_keys,
+        windowed_pairs,
+    )
+
+    ca = model.compressed_attention
+    h, tp = model.hidden_size, shard.tp
+    nh, d, t = model.num_heads, ca.head_dim, b * q_len
+    heads = nh / tp
+    mine = [r for r, (kind, moe) in zip(ca.ratios, layer_kinds(model), strict=True)
+            if moe == moe_layer and kind == COMPRESSED]
+    full = attention_pairs(q_len, kv_len)
+    scale = np.where(full > 0, pairs / np.maximum(full, 1e-30), 1.0)  # context parallelism
+    one = lambda width, col: (Matmul(1.0, width, col),)  # noqa: E731
+    out: list[Op] = []
+    for r in sorted(set(mine)):
+        share = mine.count(r) / len(mine)
+        ops = [gemm("attn.q_down", t, ca.q_lora_rank, h, prec, matmuls=one(ca.q_lora_rank, False)),
+               elementwise("attn.q_norm", t * ca.q_lora_rank, t * ca.q_lora_rank, prec.act, 4.0,
+                           kind="rmsnorm"),
+               gemm("attn.q_up", t, nh * d / tp, ca.q_lora_rank, prec, matmuls=one(nh * d, True)),
+               gemm("attn.kv_down", t, d, h, prec, matmuls=one(d, False)),
+               elementwise("attn.rope", t * (heads + 1) * ca.rope_head_dim,
+                           t * (heads + 1) * ca.rope_head_dim, prec.act, 3.0, kind="rope")]
+        window_pairs = windowed_pairs(q_len, kv_len, ca.window)
+        keys = windowed_keys(q_len, kv_len, ca.window)
+        reach = np.minimum(kv_len, ca.window)
+        if r:
+            coff = 2 if r == ca.sparse_ratio else 1
+            ops += [gemm("attn.compress", t, 2 * coff * d, h, prec,
+                         matmuls=one(2 * coff * d, False)),
+                    elementwise("attn.compress_pool", t * 2 * coff * d, t / r * d, prec.act,
+                                5.0 * coff * r, kind="softmax")]
+            entries = np.asarray(kv_len, float) / r
+            if r == ca.sparse_ratio:
+                k = ca.indexer_topk
+                c_pairs = windowed_pairs(q_len, kv_len, r * k) / r
+                keys = keys + np.minimum(entries, np.asarray(q_len, float) * k)
+                reach = reach + np.minimum(entries, k)
+                ops += _v4_indexer_ops(model, b, q_len, kv_len, full * scale / r, prec, phase)
+            else:
+                c_pairs = full / r
+                keys = keys + entries
+                reach = reach + entries
+            window_pairs = window_pairs + c_pairs
+        executed = 4.0 * d * heads * window_pairs * scale * b
+        ops.append(Op(name="attn.core", cls=ATTENTION, flops=executed,
+                      bytes=b * q_len * heads * 2 * d * prec.act + b * keys * d * prec.kv,
+                      dtype=prec.compute, model_flops=4.0 * d * heads * q_len * reach * b,
+                      vector_flops=5.0 * b * q_len * heads, phase=phase, attention_core=True,
+                      shape=attention_curve_point(phase, b, q_len, keys, 1.0)))
+        groups = ca.o_groups / tp
+        ops += [elementwise("attn.rope_out", t * heads * ca.rope_head_dim,
+                            t * heads * ca.rope_head_dim, prec.act, 3.0, kind="rope"),
+                grouped_gemm("attn.out_a", t * groups, ca.o_lora_rank, nh * d / ca.o_groups,
+                             groups, prec, matmuls=one(ca.o_groups * ca.o_lora_rank, True)),
+                gemm("attn.out", t, h, ca.o_groups * ca.o_lora_rank / tp, prec,
+                     matmuls=one(h, False))]
+        for op in ops:
+            op.count = op.count * share
+        out += ops
+    return out
+
+
+def _v4_indexer_ops(model: ModelSpec, b, q_len, kv_len, entry_pairs, prec: Precision,
+                    phase: str) -> list[Op]:
+    """DeepSeek-V4's lightning indexer (inference/model.py Indexer): wq_b on the query
+    latent, weights_proj, its compressor (wkv + wgate, overlapping: 4 x index head_dim) and
+    the pooling; the core scores each causal (query, compressed key) pair per indexer head,
+    2 x head_dim FLOPs, in fp8, reads the index keys (fp8 + scales) once per sequence and
+    writes fp32 logits, which the top-k pass reads."""
+    ca = model.compressed_attention
+    h, n, di, r = model.hidden_size, ca.indexer_heads, ca.indexer_head_dim, ca.sparse_ratio
+    t = b * q_len
+    logits = b * np.asarray(entry_pairs, float)
+    entries = np.asarray(kv_len, float) / r
+    key_bytes = di + 4.0 * np.ceil(di / INDEX_SCALE_BLOCK)
+    return [gemm("attn.index_q", t, n * di, ca.q_lora_rank, prec,
+                 matmuls=(Matmul(1.0, n * di, False),)),
+            gemm("attn.index_w", t, n, h, prec, matmuls=(Matmul(1.0, n, False),)),
+            gemm("attn.index_compress", t, 4 * di, h, prec, matmuls=(Matmul(1.0, 4 * di, False),)),
+            elementwise("attn.index_pool", t * 4 * di, t / r * di, prec.act, 10.0 * r,
+                        kind="softmax"),
+            Op(name="attn.index_core", cls=ATTENTION, flops=2.0 * n * di * logits,
+               bytes=t * n * di * prec.act + b * entries * key_bytes + 4.0 * logits,
+               dtype="fp8", model_flops=2.0 * n * di * logits,
+               shape=attention_curve_point(phase, b, q_len, entries, 1.0), phase=phase,
+               attention_core=True),
+            elementwise("attn.index_topk", logits,
+                        b * q_len * np.minimum(entries, ca.indexer_topk), 4.0, 2.0,
+                        kind="softmax")]
 
 
 # Dynamic (tensorwise) fp8 scaling reads a bf16 tensor twice (amax, then cast) and writes it
@@ -817,6 +1017,9 @@ def embedding_ops(model: ModelSpec, t, tp, prec: Precision) -> list[Op]:
     h = model.hidden_size
     rows = 2 if model.position_embedding == "learned" else 1
     ops = [elementwise("embed.lookup", rows * t * h, t * h, prec.act, kind="copy")]
+    if model.hyper_connections > 1:  # the n residual copies (Transformer.forward repeat)
+        ops.append(elementwise("embed.hc_expand", t * h, t * h * model.hyper_connections,
+                               prec.act, 0.0, kind="copy"))
     if model.embedding_norm:
         ops.append(norm_op("embed.norm", model, t, prec))
     return ops
@@ -825,7 +1028,20 @@ def embedding_ops(model: ModelSpec, t, tp, prec: Precision) -> list[Op]:
 def head_ops(model: ModelSpec, t, tp, prec: Precision, loss: bool = True) -> list[Op]:
     """Final norm, LM head GEMM (vocab-parallel) and the cross-entropy over fp32 logits."""
     h, v = model.hidden_size, model.vocab_size
-    ops = [norm_op("head.norm", model, t, prec)] if model.final_norm else []
+    ops = []
+    n = model.hyper_connections
+    if n > 1:  # hc_head: mix of the n copies (t x n h by n x n h, fp32) and their sum
+        fp32 = replace(prec, compute="fp32", act=4.0, weight=4.0, by_class=(),
+                       cast_inputs=False, weight_dequant=False, weight_format="")
+        ops += [gemm("head.hc_mix", t, n, n * h, fp32, matmuls=(Matmul(1.0, n, False),)),
+                elementwise("head.hc_pre", t * (n * h + n), t * h, prec.act, 2.0 * n,
+                            kind="add")]
+    if model.attention_residual_block:  # the output's mix over every block and the sum
+        sources = -(-model.num_layers // model.attention_residual_block) + 1
+        ops.append(elementwise("head.attn_res", t * sources * h, t * h, prec.act,
+                               6.0 * sources, kind="rmsnorm"))
+    if model.final_norm:
+        ops.append(norm_op("head.norm", model, t, prec))
     ops.append(gemm("head.lm", t, v / tp, h, prec))
     if loss:
         ops.append(elementwise("head.loss", t * v / tp, t * v / tp, 3.0, 6.0, kind="softmax"))

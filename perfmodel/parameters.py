@@ -118,6 +118,8 @@ def mlp_params(model: ModelSpec, ffn: int, width: int | None = None) -> int:
 def attention_params(model: ModelSpec) -> tuple[int, int]:
     """(TP-sharded, replicated) attention parameters of one layer."""
     h, nh = model.hidden_size, model.num_heads
+    if model.compressed_attention is not None:
+        return compressed_base_attention_params(model)
     if model.mla:
         m = model.mla
         sharded, replicated = 0, 0
@@ -129,6 +131,8 @@ def attention_params(model: ModelSpec) -> tuple[int, int]:
         replicated += h * (m.kv_lora_rank + m.qk_rope_head_dim) + norm_params(model, m.kv_lora_rank)
         sharded += m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim)
         sharded += nh * m.v_head_dim * h + (h if model.attn_out_bias else 0)
+        if model.attention_output_gate:  # g_proj hidden -> heads x v_head_dim (Kimi K3)
+            sharded += h * nh * m.v_head_dim
         replicated += indexer_params(model)
         return sharded, replicated
     hd, kv = model.hd, model.kv_heads
@@ -199,6 +203,14 @@ def linear_attention_params(model: ModelSpec) -> int:
         return 0
     h = model.hidden_size
     key_dim, value_dim = la.num_key_heads * la.key_head_dim, la.num_value_heads * la.value_head_dim
+    if la.kind == "kda":  # Kimi delta attention (LinearAttentionSpec; NeMo KimiDeltaAttention)
+        d = la.key_head_dim
+        gate = h * value_dim if la.full_rank_gate else h * d + d * value_dim
+        return (
+            h * (2 * key_dim + value_dim) + (2 * key_dim + value_dim) * la.conv_kernel
+            + la.num_value_heads + value_dim + h * d + d * value_dim + h * la.num_value_heads
+            + gate + la.value_head_dim + value_dim * h
+        )
     return (
         h * (2 * key_dim + 2 * value_dim) + h * 2 * la.num_value_heads
         + (2 * key_dim + value_dim) * la.conv_kernel + 2 * la.num_value_heads
@@ -267,7 +279,9 @@ def param_counts(model: ModelSpec) -> ParamCounts:
         embedding_norm=norm_params(model, h) if model.embedding_norm else 0,
         attention=attn,
         attention_replicated=attn_rep,
-        layer_norms=model.norms_per_layer * norm_params(model, h) + qk_norm_params(model),
+        layer_norms=model.norms_per_layer * norm_params(model, h) + qk_norm_params(model)
+        + hyper_connection_params(model)
+        + (2 * (norm_params(model, h) + h) if model.attention_residual_block else 0),
         dense_mlp=mlp_params(model, model.ffn_hidden_size),
         expert=mlp_params(model, moe.expert_ffn_hidden_size, moe.latent_size) if moe else 0,
         shared_experts=(moe.num_shared_experts * mlp_params(model, moe.shared_ffn)) if moe else 0,
@@ -277,7 +291,9 @@ def param_counts(model: ModelSpec) -> ParamCounts:
             + (moe.num_experts if moe.expert_output_scale else 0)
             + moe.extra_norms * norm_params(model, h)
         ) if moe else 0,
-        final_norm=norm_params(model, h) if model.final_norm else 0,
+        final_norm=(norm_params(model, h) if model.final_norm else 0)
+        + hyper_connection_head_params(model)
+        + (norm_params(model, h) + h if model.attention_residual_block else 0),
         lm_head=0 if model.tie_embeddings else v * h + (v if model.lm_head_bias else 0),
         num_layers=model.num_layers,
         num_dense_layers=model.num_dense_layers,
@@ -291,8 +307,84 @@ def param_counts(model: ModelSpec) -> ParamCounts:
         hybrid_adjustment=hybrid_adjustment(model, attn + attn_rep + qk_norm_params(model),
                                             mlp_params(model, model.ffn_hidden_size)),
         moe_latent_proj=latent_proj_params(model),
-        indexer_adjustment=-indexer_params(model) * _layers_without_indexer(model),
+        indexer_adjustment=-indexer_params(model) * _layers_without_indexer(model)
+        + compressed_adjustment(model) + hash_routing_adjustment(model),
     )
+
+
+def compressed_base_attention_params(model: ModelSpec) -> tuple[int, int]:
+    """(TP-sharded, replicated) parameters of a DeepSeek-V4 attention layer without its
+    compressor (ModelSpec.compressed_attention; DeepSeek inference/model.py ``Attention``):
+    sharded wq_b q_lora x heads x head_dim, wo_a (heads x head_dim / groups) x (groups x
+    o_lora), wo_b groups x o_lora x hidden and one sink per head; replicated wq_a hidden x
+    q_lora, q_norm, wkv hidden x head_dim (the one K = V head) and kv_norm."""
+    ca = model.compressed_attention
+    h, nh, d = model.hidden_size, model.num_heads, ca.head_dim
+    sharded = ca.q_lora_rank * nh * d + nh * d * ca.o_lora_rank + ca.o_groups * ca.o_lora_rank * h
+    sharded += nh  # attn_sink
+    replicated = h * ca.q_lora_rank + norm_params(model, ca.q_lora_rank) + h * d \
+        + norm_params(model, d)
+    return sharded, replicated
+
+
+def compressor_params(model: ModelSpec, ratio: int, head_dim: int) -> int:
+    """One Compressor (DeepSeek inference/model.py): ape ratio x coff head_dim, wkv and wgate
+    hidden x coff head_dim, RMSNorm of head_dim; coff = 2 when its windows overlap (ratio ==
+    ``sparse_ratio``: ``overlap = compress_ratio == 4``), else 1."""
+    coff = 2 if ratio == model.compressed_attention.sparse_ratio else 1
+    return ratio * coff * head_dim + 2 * model.hidden_size * coff * head_dim \
+        + norm_params(model, head_dim)
+
+
+def compressed_layer_extra_params(model: ModelSpec, ratio: int) -> int:
+    """A DeepSeek-V4 layer's compressor and, at ``sparse_ratio``, its lightning indexer (wq_b
+    q_lora x heads x head_dim, weights_proj hidden x heads, its own compressor of the
+    indexer head size); 0 for ratio 0 (window only)."""
+    ca = model.compressed_attention
+    if not ratio:
+        return 0
+    extra = compressor_params(model, ratio, ca.head_dim)
+    if ratio == ca.sparse_ratio:
+        n, d = ca.indexer_heads, ca.indexer_head_dim
+        extra += ca.q_lora_rank * n * d + model.hidden_size * n + compressor_params(
+            model, ratio, d)
+    return extra
+
+
+def compressed_adjustment(model: ModelSpec) -> int:
+    """Compressors and indexers of all DeepSeek-V4 layers (replicated over TP: every rank
+    compresses all tokens); 0 without compressed attention."""
+    ca = model.compressed_attention
+    if ca is None:
+        return 0
+    return sum(compressed_layer_extra_params(model, r) for r in ca.ratios)
+
+
+def hash_routing_adjustment(model: ModelSpec) -> int:
+    """Hash-routed MoE layers (MoESpec.hash_layers): a vocab x top_k token -> expert table
+    instead of the per-expert routing bias (DeepSeek inference/model.py Gate ``tid2eid``)."""
+    moe = model.moe
+    if moe is None or not moe.hash_layers:
+        return 0
+    bias = moe.num_experts if moe.router_bias else 0
+    return moe.hash_layers * (model.vocab_size * moe.top_k - bias)
+
+
+def hyper_connection_params(model: ModelSpec) -> int:
+    """Hyper-connection weights of one layer (ModelSpec.hyper_connections = n; DeepSeek
+    inference/model.py Block): for the attention and the FFN sublayer each hc_fn
+    (2 + n) n x n hidden, hc_base (2 + n) n and hc_scale 3; 0 for a plain residual."""
+    n = model.hyper_connections
+    if n == 1:
+        return 0
+    mix = (2 + n) * n
+    return 2 * (mix * n * model.hidden_size + mix + 3)
+
+
+def hyper_connection_head_params(model: ModelSpec) -> int:
+    """hc_head_fn n x n hidden, hc_head_base n and hc_head_scale 1 (Transformer.hc_head)."""
+    n = model.hyper_connections
+    return 0 if n == 1 else n * n * model.hidden_size + n + 1
 
 
 def _layers_without_indexer(model: ModelSpec) -> int:
@@ -312,4 +404,5 @@ def latent_proj_params(model: ModelSpec) -> int:
     if moe is None or moe.latent_size is None:
         return 0
     h, lat = model.hidden_size, moe.latent_size
-    return 2 * h * lat + ((lat + h) if model.mlp_bias else 0)
+    return 2 * h * lat + ((lat + h) if model.mlp_bias else 0) + (
+        norm_params(model, lat) if moe.latent_norm else 0)

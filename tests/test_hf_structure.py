@@ -30,8 +30,9 @@ needs_configs = pytest.mark.skipif(not CONFIGS.is_dir(), reason="copied configs 
 # Nemotron-H (Mamba-2 hybrid) reader; 64 before GLM-5.2's shared indexers (+6) and the
 # latent MoE of Nemotron 3 Super / Ultra (+5), MiMo-V2-Flash's own sliding-layer shapes (+1)
 # Llama-Nemotron's NAS blocks (+1), Gemma 4 (+3) and MiniMax-M3's block-sparse attention
-# (+2). Never lower it.
-MIN_IMPORTED = 82
+# (+2), DeepSeek-V4's compressed attention with hyper-connections (+6) and Kimi K3's KDA
+# hybrid (+1): every architecture config (89) imports. Never lower it.
+MIN_IMPORTED = 89
 
 
 def _load(name: str):
@@ -617,3 +618,152 @@ def test_minimax_m3_block_sparse(name):
     assert c.total == 426_174_572_928
     assert _rounds_to(c.total, 4.3e11, 1e10)
     assert (c.active - c.word_embedding - c.lm_head) // 10**9 == 23
+
+
+# --- DeepSeek-V4 (compressed attention, hyper-connections, hash routing) ------------------
+V4_FLASH = ["deepseek-ai--DeepSeek-V4-Flash", "nvidia--DeepSeek-V4-Flash-NVFP4",
+            "sgl-project--DeepSeek-V4-Flash-FP8"]
+V4_PRO = ["deepseek-ai--DeepSeek-V4-Pro", "nvidia--DeepSeek-V4-Pro-NVFP4",
+          "sgl-project--DeepSeek-V4-Pro-FP8"]
+
+
+@needs_configs
+@pytest.mark.parametrize("name", V4_FLASH)
+def test_deepseek_v4_flash_284b_13b(name):
+    """https://huggingface.co/deepseek-ai/DeepSeek-V4-Flash: "284B total parameters (13B
+    activated)". Shapes from DeepSeek's reference inference/model.py (Attention, Compressor,
+    Indexer, Gate, Block): 43 layers, 2 window-only, 21 ratio-4 (overlapping compressor +
+    indexer), 20 ratio-128; every layer MoE (256 x 2048, top 6, 1 shared), the first 3
+    hash-routed; hyper-connections x4. The multi-token-prediction layer is not counted (as
+    for V3). Active with the embedding 13.80B, without it 13.27B: the card's "13B"."""
+    spec = _load(name)
+    c = param_counts(spec)
+    ca = spec.compressed_attention
+    assert ca.ratios.count(0) == 2 and ca.ratios.count(4) == 21 and ca.ratios.count(128) == 20
+    assert spec.hyper_connections == 4 and spec.moe.hash_layers == 3
+    assert c.total == 284_334_567_511 and c.active == 13_801_959_511
+    assert _rounds_to(c.total, 284e9, 1e9)
+    assert (c.active - c.word_embedding) // 10**9 == 13
+
+
+@needs_configs
+@pytest.mark.parametrize("name", V4_PRO)
+def test_deepseek_v4_pro_1_6t_49b(name):
+    """https://huggingface.co/deepseek-ai/DeepSeek-V4-Pro: "1.6T total parameters (49B
+    activated)": 61 layers, 384 experts of 3072, o_groups 16; ours 1.573T (1.6T at two
+    digits), 49.78B active with the embedding, 48.85B without (both "49B")."""
+    c = param_counts(_load(name))
+    assert c.total == 1_572_999_528_803 and c.active == 49_781_408_099
+    assert _rounds_to(c.total, 1.6e12, 1e11)
+    assert _rounds_to(c.active - c.word_embedding, 49e9, 1e9)
+
+
+@needs_configs
+def test_deepseek_v4_parts_by_hand():
+    """V4-Flash, each part from the reference's shapes (h 4096, 64 heads of 512, q_lora 1024,
+    o_lora 1024 x 8 groups, indexer 64 x 128): a ratio-4 compressor ape 4 x 1024 + wkv/wgate
+    2 x 4096 x 1024 + norm 512; a ratio-128 one 128 x 512 + 2 x 4096 x 512 + 512; the
+    indexer wq_b 1024 x 8192 + weights_proj 4096 x 64 + its compressor 4 x 256 + 2 x 4096 x
+    256 + 128; hyper-connections 2 x (24 x 16384 + 24 + 3) per layer and 4 x 16384 + 5 at
+    the head; a hash layer's tid2eid 129280 x 6 instead of the 256 bias."""
+    from perfmodel.parameters import (
+        compressed_base_attention_params,
+        compressed_layer_extra_params,
+        hash_routing_adjustment,
+        hyper_connection_head_params,
+        hyper_connection_params,
+    )
+
+    spec = _load("deepseek-ai--DeepSeek-V4-Flash")
+    c4 = 4 * 1024 + 2 * 4096 * 1024 + 512
+    idx = 1024 * 8192 + 4096 * 64 + (4 * 256 + 2 * 4096 * 256 + 128)
+    assert compressed_layer_extra_params(spec, 4) == c4 + idx
+    assert compressed_layer_extra_params(spec, 128) == 128 * 512 + 2 * 4096 * 512 + 512
+    assert compressed_layer_extra_params(spec, 0) == 0
+    sharded, replicated = compressed_base_attention_params(spec)
+    assert sharded == 1024 * 64 * 512 + 64 * 512 * 1024 + 8 * 1024 * 4096 + 64
+    assert replicated == 4096 * 1024 + 1024 + 4096 * 512 + 512
+    assert hyper_connection_params(spec) == 2 * (24 * 4 * 4096 + 24 + 3)
+    assert hyper_connection_head_params(spec) == 4 * 4 * 4096 + 4 + 1
+    assert hash_routing_adjustment(spec) == 3 * (129280 * 6 - 256)
+
+
+@needs_configs
+def test_deepseek_v4_cache_and_operators_by_hand():
+    """KV per sequence (one K = V head of 512, bf16, 8192 tokens): every layer its window of
+    128; ratio-4 layers 2048 entries + index keys of 128 + 4 B per token entry and fp32
+    compressor state 2 x 8 x 1024 (+ 2 x 8 x 256 for the indexer's); ratio-128 layers 64
+    entries + state 2 x 128 x 512. Decode attention reaches 128 + 512 (top-k) keys in a
+    ratio-4 layer, 128 + 64 in a ratio-128 one; hyper-connections widen the residual add to
+    4 copies."""
+    from perfmodel import ops as O
+    from perfmodel.memory import kv_cache_bytes_per_sequence, kv_growth_bytes_per_token
+
+    spec = _load("deepseek-ai--DeepSeek-V4-Flash")
+    win = 128 * 512 * 2
+    r4 = win + 2048 * 512 * 2 + 2048 * 132 + 2 * 8 * 1024 * 4 + 2 * 8 * 256 * 4
+    r128 = win + 64 * 512 * 2 + 2 * 128 * 512 * 4
+    want = 2 * win + 21 * r4 + 20 * r128
+    assert float(kv_cache_bytes_per_sequence(spec, "bf16", 8, 8192.0)) == want
+    assert float(kv_growth_bytes_per_token(spec, "bf16")) == pytest.approx(
+        21 * (1024 + 132) / 4 + 20 * 1024 / 128)
+    prec = O.Precision.inference("bf16", "bf16", "bf16")
+    ops = O.layer_forward_ops(spec, True, 1.0, 1.0, 8192.0, 8192.0, O.Shard(), prec,
+                              attn_phase="decode")
+    cores = [o for o in ops if o.name == "attn.core"]
+    per_key = 4.0 * 512 * 64  # QK and PV over 512 per head, 64 heads
+    shares = {0: 2 / 43, 4: 21 / 43, 128: 20 / 43}
+    keys = {0: 128, 4: 128 + 512, 128: 128 + 64}
+    assert sum(float(o.flops * o.count) for o in cores) == pytest.approx(
+        sum(per_key * keys[r] * shares[r] for r in keys))
+    residual = next(o for o in ops if o.name == "attn.residual")
+    assert residual.shape == (4 * 4096,)
+
+
+def test_compressed_attention_refusals():
+    with pytest.raises(SpecError, match="grouped low-rank output projection without "
+                                        "compressed attention"):
+        model_from_hf_config(_tiny(o_lora_rank=8, o_groups=2))
+    v4 = dict(compress_ratios=[0, 4], o_lora_rank=8, o_groups=2, q_lora_rank=8,
+              qk_rope_head_dim=4, sliding_window=4, index_n_heads=2, index_head_dim=8,
+              index_topk=4, num_key_value_heads=1)
+    with pytest.raises(SpecError, match="'compress_ratios' needs one ratio >= 0"):
+        model_from_hf_config(_tiny(**v4))
+
+
+# --- Kimi K3 (Kimi delta attention, gated MLA, latent MoE with a norm, attention residuals) -
+@needs_configs
+def test_kimi_k3_2_8t_104b():
+    """NVIDIA NeMo AutoModel's Kimi K3 page (docs.nvidia.com/nemo/automodel/model-coverage/
+    large-language-models/moonshotai/kimi-k3): "2.8T total / 104B activated", 93 layers
+    (69 KDA + 24 gated MLA). Shapes from its native implementation (nemo_automodel
+    components/models/kimi_k3: KimiDeltaAttention, KimiMLAAttention with g_proj,
+    KimiK3MoE with routed_expert_down_proj / up_proj / norm, KimiDecoderLayer's
+    attention-residual norms and projections): 2,779,484,476,000; active 105.36B with the
+    embedding, 104.19B without (the page's "104B"). The vision tower is not counted."""
+    spec = _load("moonshotai--Kimi-K3")
+    c = param_counts(spec)
+    assert spec.layer_types.count("linear_attention") == 69
+    assert spec.layer_types[3] == "full_attention" and spec.layer_types[-1] == "full_attention"
+    assert spec.linear_attention.kind == "kda" and spec.attention_output_gate
+    assert spec.moe.latent_size == 3584 and spec.moe.latent_norm
+    assert spec.attention_residual_block == 12
+    assert c.total == 2_779_484_476_000 and c.active == 105_364_017_760
+    assert _rounds_to(c.total, 2.8e12, 1e11)
+    assert (c.active - c.word_embedding) // 10**9 == 104
+
+
+@needs_configs
+def test_kimi_k3_kda_by_hand():
+    """One KDA mixer (96 heads of 128, h 7168, conv 4, full-rank gate): q, k, v 3 x 7168 x
+    12288, convs 3 x 12288 x 4, A_log 96, dt_bias 12288, f_a 7168 x 128, f_b 128 x 12288,
+    b_proj 7168 x 96, g_proj 7168 x 12288, o_norm 128, o_proj 12288 x 7168; its state per
+    sequence 96 x 128 x 128 + the conv's 3 inputs of 3 x 12288 channels, bf16."""
+    from perfmodel.attention_variants import linear_state_bytes
+    from perfmodel.parameters import linear_attention_params
+
+    spec = _load("moonshotai--Kimi-K3")
+    p = 12288
+    assert linear_attention_params(spec) == (3 * 7168 * p + 3 * p * 4 + 96 + p + 7168 * 128
+                                             + 128 * p + 7168 * 96 + 7168 * p + 128 + p * 7168)
+    assert float(linear_state_bytes(spec)) == (96 * 128 * 128 + 3 * 3 * p) * 2.0

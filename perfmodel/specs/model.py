@@ -50,6 +50,15 @@ class MoESpec(Strict):
     router_input_scale: Bool = False
     expert_output_scale: Bool = False
     extra_norms: Int = Field(default=0, ge=0, le=8)
+    # Hash-routed MoE layers (DeepSeek-V4 ``num_hash_layers``; DeepSeek inference/model.py
+    # Gate: ``hash = layer_id < n_hash_layers``): the first this-many MoE layers pick their
+    # experts from a learned token-id -> top_k table (vocab x top_k ``tid2eid``) instead of
+    # the router's top-k, and have no routing bias; the router GEMM still scores the picked
+    # experts (the same operators)
+    hash_layers: Int = Field(default=0, ge=0, le=MAX_LAYERS)
+    # an RMSNorm of the latent on the routed experts' combined output before the up
+    # projection (Kimi K3 ``latent_moe_use_norm``: routed_expert_norm)
+    latent_norm: Bool = False
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -100,12 +109,19 @@ class LinearAttentionSpec(Strict):
     its fixed per-sequence state replaces the KV cache (memory.kv_cache_bytes_per_sequence)
     and its chunked / recurrent kernel has its own FLOPs and bytes (ops.linear_attention_ops)."""
 
-    kind: Literal["gated_delta_net"] = "gated_delta_net"
+    # "kda": Kimi delta attention (Kimi Linear, arXiv 2510.26692 Sec. 3; NVIDIA NeMo
+    # AutoModel kimi_k3 KimiDeltaAttention): q_proj, k_proj, v_proj (heads x head_dim each),
+    # a short causal conv (no bias) on each, the per-channel decay gate f_b(f_a(x))
+    # (hidden -> head_dim -> value_dim) with A_log per head and dt_bias per channel, b_proj
+    # (hidden -> heads) for beta, the output gate g_proj (hidden -> value_dim; low-rank
+    # g_a / g_b without ``full_rank_gate``), a gated RMSNorm of head_dim and o_proj
+    kind: Literal["gated_delta_net", "kda"] = "gated_delta_net"
     num_key_heads: Int = Field(ge=1, le=MAX_WIDTH)
     num_value_heads: Int = Field(ge=1, le=MAX_WIDTH)
     key_head_dim: Int = Field(ge=1, le=MAX_WIDTH)
     value_head_dim: Int = Field(ge=1, le=MAX_WIDTH)
     conv_kernel: Int = Field(default=4, ge=1, le=MAX_WIDTH)
+    full_rank_gate: Bool = False  # KDA: g_proj hidden x value_dim (else g_a / g_b)
 
 
 class MambaSpec(Strict):
@@ -151,6 +167,40 @@ class BlockSparseSpec(Strict):
     def topk(self) -> int:
         """Keys each query attends."""
         return self.block_size * self.topk_blocks
+
+
+class CompressedAttentionSpec(Strict):
+    """DeepSeek-V4 hybrid attention (layer type ``compressed_attention``; DeepSeek
+    inference/model.py ``Attention`` / ``Compressor`` / ``Indexer``, mirrored in vLLM
+    deepseek_v4): one shared K = V head of ``head_dim`` (RMS-normed, the last
+    ``rope_head_dim`` rotated) per token; queries from a low-rank path (wq_a -> q_norm ->
+    wq_b, ``num_heads`` heads of head_dim); every layer attends its last ``window`` tokens
+    and a learned per-head sink; a layer with ratio r > 0 also attends one compressed entry
+    per r tokens (a Compressor: wkv and wgate of coff x head_dim, a softmax over the r
+    (coff = 2: 2r overlapping) tokens weighted by a learned position bias ``ape``, RMSNorm);
+    a layer with ratio ``sparse_ratio`` overlaps its windows (coff 2) and attends only the
+    ``indexer_topk`` compressed entries a lightning indexer selects (wq_b on the query
+    latent, weights_proj, its own compressor of ``indexer_head_dim``), the others attend all
+    of theirs. The output projection is grouped low-rank: ``o_groups`` groups of heads each
+    projected to ``o_lora_rank`` (wo_a), then wo_b (o_groups x o_lora_rank -> hidden)."""
+
+    head_dim: Int = Field(ge=1, le=MAX_WIDTH)
+    rope_head_dim: Int = Field(ge=0, le=MAX_WIDTH)
+    q_lora_rank: Int = Field(ge=1, le=MAX_WIDTH)
+    o_lora_rank: Int = Field(ge=1, le=MAX_WIDTH)
+    o_groups: Int = Field(ge=1, le=MAX_WIDTH)
+    window: Int = Field(ge=1, le=MAX_TOKENS)
+    ratios: tuple[Int, ...]  # compress ratio per layer (0: the window only)
+    sparse_ratio: Int = Field(default=4, ge=1, le=MAX_TOKENS)
+    indexer_heads: Int = Field(ge=1, le=MAX_WIDTH)
+    indexer_head_dim: Int = Field(ge=1, le=MAX_WIDTH)
+    indexer_topk: Int = Field(ge=1, le=MAX_TOKENS)
+
+    @model_validator(mode="after")
+    def _check(self) -> CompressedAttentionSpec:
+        if any(r < 0 for r in self.ratios):
+            raise SpecError("compressed_attention.ratios must be >= 0 (0: window only)")
+        return self
 
 
 class SlidingAttentionSpec(Strict):
@@ -216,7 +266,8 @@ class ModelSpec(Strict):
     # a linear_attention layer holds a fixed state (attention_variants.py); parameters are
     # those of a full-attention layer (plus the linear mixer's difference).
     layer_types: tuple[
-        Literal["full_attention", "sliding_attention", "linear_attention", "mamba", "none"],
+        Literal["full_attention", "sliding_attention", "linear_attention", "mamba", "none",
+                "compressed_attention"],
         ...] | None = None
     # Nemotron-H-style blocks of one mixer or one MLP: "mamba" layers run ``mamba`` instead of
     # attention, "none" layers have no token mixer, and ``no_mlp_layers`` marks layers
@@ -231,6 +282,23 @@ class ModelSpec(Strict):
     sliding_attention: SlidingAttentionSpec | None = None  # their own shape, if different
     block_sparse: BlockSparseSpec | None = None  # MiniMax Sparse Attention's index branch
     linear_attention: LinearAttentionSpec | None = None  # the linear_attention layers' mixer
+    # the compressed_attention layers' mixer (DeepSeek-V4 CSA / HCA)
+    compressed_attention: CompressedAttentionSpec | None = None
+    # Hyper-connections (DeepSeek-V4 ``hc_mult``; Zhu et al. 2024 arXiv 2409.19606,
+    # manifold-constrained mHC): the residual stream is this many copies of the hidden
+    # state; before each sublayer a mix (hc_fn: (2 + n) n x n hidden, base, scale) gives the
+    # pre weights that sum the copies into the sublayer input, the post weights and the
+    # Sinkhorn-normalised n x n combination that write its output back (DeepSeek
+    # inference/model.py Block.hc_pre / hc_post; the head reduces the copies with hc_head).
+    # 1: a plain residual.
+    hyper_connections: Int = Field(default=1, ge=1, le=64)
+    # Block attention residuals (Kimi K3 ``attn_res_block_size``; Attention Residuals,
+    # Moonshot 2026; NeMo AutoModel kimi_k3 KimiDecoderLayer._forward_attn_residual): the
+    # input of each sublayer is a softmax over the completed blocks' outputs (one every this
+    # many layers) and the running partial sum, scored against a learned query vector
+    # (res_proj, hidden -> 1) through an RMSNorm (res_norm); per layer two of each, and one
+    # pair for the final output. None: a plain residual.
+    attention_residual_block: Int | None = Field(default=None, ge=1, le=MAX_LAYERS)
     # the query projection also yields a per-channel sigmoid gate on the attention output
     # (Qwen3-Next / Qwen3.5 attn_output_gate): q_proj is 2 x num_heads x head_dim wide
     attention_output_gate: Bool = False
@@ -277,6 +345,14 @@ class ModelSpec(Strict):
         if (self.layer_types and "linear_attention" in self.layer_types
                 and self.linear_attention is None):
             raise SpecError("layer_types has linear_attention layers; give linear_attention")
+        if (self.layer_types and "compressed_attention" in self.layer_types
+                and self.compressed_attention is None):
+            raise SpecError("layer_types has compressed_attention layers; give "
+                            "compressed_attention")
+        ca = self.compressed_attention
+        if ca is not None and len(ca.ratios) != self.num_layers:
+            raise SpecError(f"compressed_attention.ratios has {len(ca.ratios)} entries; it "
+                            f"needs one per layer (num_layers = {self.num_layers})")
         if self.layer_types and "mamba" in self.layer_types and self.mamba is None:
             raise SpecError("layer_types has mamba layers; give mamba")
         sparse = self.block_sparse.layers if self.block_sparse else None

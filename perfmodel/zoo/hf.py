@@ -97,7 +97,12 @@ JSON_TYPES: dict[str, str] = {
     "enable_moe_block": "boolean", "top_k_experts": "integer",
     "expert_intermediate_size": "integer", "hidden_activation": "string",
     "sparse_attention_config": "object", "dense_intermediate_size": "integer",
-    "qk_norm_type": "string",
+    "qk_norm_type": "string", "compress_ratios": "array", "hc_mult": "integer",
+    "o_lora_rank": "integer", "o_groups": "integer", "num_hash_layers": "integer",
+    "linear_attn_config": "object", "attn_res_block_size": "integer",
+    "latent_moe_use_norm": "boolean", "mla_use_output_gate": "boolean",
+    "mla_use_nope": "boolean", "num_experts_per_token": "integer",
+    "num_shared_experts": "integer", "routed_expert_hidden_size": "integer",
 }
 
 
@@ -131,6 +136,8 @@ def _activation(name: str | None, default: str = "gelu") -> str:
     """transformers' ``hidden_act`` names (gelu_new, gelu_fast, swish, ...) to our four."""
     name = (name or default).lower()
     if name in ("silu", "swish") or name.startswith("swiglu"):  # MiniMax "swigluoai"
+        return "silu"
+    if name == "situ":  # Kimi K3 SiTU: beta tanh(g / beta) sigmoid(g), gated like SwiGLU
         return "silu"
     if name.startswith("relu"):
         return "relu"
@@ -462,6 +469,9 @@ _NO_SHAPE_KEYS = _keys("""
     mtp_use_dedicated_embeddings mamba_ssm_dtype output_gate_type sliding_window_size
     attention_value_scale swa_rope_theta layernorm_epsilon final_logit_softcapping
     use_bidirectional_attention vocab_size_per_layer_input use_gemma_norm swiglu_alpha
+    hc_eps hc_sinkhorn_iters compress_rope_theta expert_dtype activation_situ_beta
+    activation_situ_linear_beta moe_renormalize moe_router_activation_func num_expert_group
+    use_grouped_topk
     add_cross_attention chunk_size_feed_forward cross_attention_hidden_size finetuning_task
     id2label label2id is_decoder is_encoder_decoder output_attentions output_hidden_states
     prefix problem_type pruned_heads return_dict task_specific_params tf_legacy_loss
@@ -491,7 +501,10 @@ _SHAPE_KEYS = _keys("""
     hybrid_layer_pattern block_configs attention_k_eq_v global_head_dim
     num_global_key_value_heads enable_moe_block top_k_experts expert_intermediate_size
     hidden_activation num_kv_shared_layers hidden_size_per_layer_input use_double_wide_mlp
-    sparse_attention_config dense_intermediate_size
+    sparse_attention_config dense_intermediate_size compress_ratios hc_mult o_lora_rank
+    o_groups num_hash_layers linear_attn_config attn_res_block_size latent_moe_use_norm
+    mla_use_output_gate mla_use_nope num_experts_per_token num_shared_experts
+    routed_expert_hidden_size
 """)
 
 # Parts a config may name that the ModelSpec cannot express yet: one line each.
@@ -499,14 +512,10 @@ _UNMODELLED_KEYS = {
     "hybrid_override_pattern": "Mamba / hybrid layer pattern (hybrid_override_pattern)",
     "layers_block_type": "Mamba / hybrid layer pattern (layers_block_type)",
     "ssm_state_size": "Mamba layers (ssm_state_size)",
-    "linear_attn_config": "Kimi delta attention (KDA) linear-attention layers "
-                          "(linear_attn_config)",
     "index_topk_pattern": "indexer shared across layers without a per-layer indexer_types "
                           "list (index_topk_pattern)",
     "index_topk_freq": "indexer shared across layers without a per-layer indexer_types list "
                        "(index_topk_freq)",
-    "hc_mult": "hyper-connections (hc_mult)",
-    "o_lora_rank": "low-rank grouped output projection (o_lora_rank)",
     "moe_latent_size": "latent MoE projection (moe_latent_size)",
     "hidden_size_per_layer_input": "per-layer input embeddings (hidden_size_per_layer_input)",
     "attention_output_gate": "gated attention output (attention_output_gate)",
@@ -586,7 +595,12 @@ def _structural(c: _Config) -> dict[str, Any]:
         if "sliding_attention" in types:
             window = c.req("sliding_window")
     linear = None
-    if types is not None and "linear_attention" in types:
+    lac = c.get("linear_attn_config")
+    if lac is not None:
+        if types is not None:
+            raise _refuse(c, "linear_attn_config beside layer_types")
+        types, linear = _kda_layers(c, lac, layers)
+    if linear is None and types is not None and "linear_attention" in types:
         if not c.get("linear_num_value_heads"):  # only the gated delta net is known
             raise _refuse(c, "linear_attention layers without gated-delta-net keys "
                              "(linear_num_value_heads)")
@@ -632,9 +646,14 @@ def _structural(c: _Config) -> dict[str, Any]:
         "layer_types": tuple(types) if types is not None else None,
         "sliding_window": window,
         "linear_attention": linear,
-        "attention_output_gate": bool(c.get("attn_output_gate", default=False)),
+        "attention_output_gate": bool(c.get("attn_output_gate", "mla_use_output_gate",
+                                            default=False)),
         "norms_per_layer": implicit.get("norms_per_layer", 2),
+        "hyper_connections": c.get("hc_mult", default=1),
+        "attention_residual_block": c.get("attn_res_block_size"),
     }
+    if c.get("mla_use_nope"):  # MLA without rotary embedding (Kimi Linear: NoPE)
+        spec["position_embedding"] = "none"
     k_eq_v = bool(c.get("attention_k_eq_v", default=False))
     if k_eq_v or c.get("global_head_dim") or c.get("num_global_key_value_heads"):
         # Gemma 4: full-attention layers have heads of global_head_dim and, with V = K's
@@ -671,7 +690,12 @@ def _structural(c: _Config) -> dict[str, Any]:
     sparse = c.get("sparse_attention_config")
     if sparse and sparse.get("use_sparse_attention"):
         spec["block_sparse"] = _block_sparse(c, sparse, layers)
-    if c.get("kv_lora_rank"):
+    if c.get("compress_ratios") is not None:
+        spec.update(_compressed_attention(c, layers))
+    elif c.get("o_lora_rank"):
+        raise _refuse(c, "grouped low-rank output projection without compressed attention "
+                         "(o_lora_rank)")
+    elif c.get("kv_lora_rank"):
         spec.update(num_kv_heads=None, head_dim=None)
         spec["mla"] = {
             **_mla(c),
@@ -691,7 +715,8 @@ def _structural(c: _Config) -> dict[str, Any]:
                            "intermediate_size")
         if expert_ffn is None:
             c.req("moe_intermediate_size")
-        n_shared = c.get("n_shared_experts", default=implicit.get("shared_experts", 0))
+        n_shared = c.get("n_shared_experts", "num_shared_experts",
+                         default=implicit.get("shared_experts", 0))
         shared_width = c.get("share_expert_dim") if n_shared else None  # Step: per shared
         gate = False
         if c.get("shared_expert_intermediate_size", "shared_intermediate_size"):
@@ -722,7 +747,8 @@ def _structural(c: _Config) -> dict[str, Any]:
             pattern = tuple(i not in dense and (i + 1) % freq == 0 for i in range(layers))
         spec["moe"] = {
             "num_experts": experts,
-            "top_k": c.req("num_experts_per_tok", "experts_per_token", "top_k_experts"),
+            "top_k": c.req("num_experts_per_tok", "experts_per_token", "top_k_experts",
+                           "num_experts_per_token"),
             "expert_ffn_hidden_size": expert_ffn,
             "num_shared_experts": n_shared,
             "shared_expert_ffn_hidden_size": shared_width or None,
@@ -734,7 +760,14 @@ def _structural(c: _Config) -> dict[str, Any]:
                 or c.get("use_routing_bias") or c.get("use_moe_router_bias")
             ),
             "shared_expert_gate": gate,
+            "hash_layers": c.get("num_hash_layers", default=0),
         }
+        if c.get("routed_expert_hidden_size"):
+            # Kimi K3 latent MoE: routed_expert_down_proj (hidden -> latent) feeds the routed
+            # experts, routed_expert_norm (latent_moe_use_norm) and routed_expert_up_proj
+            # bring their sum back; shared experts at hidden (NeMo AutoModel KimiK3MoE)
+            spec["moe"].update(latent_size=c.get("routed_expert_hidden_size"),
+                               latent_norm=bool(c.get("latent_moe_use_norm", default=False)))
         if c.get("enable_moe_block"):
             # Gemma 4: the layer's dense MLP runs beside the experts on the same tokens (a
             # shared expert of intermediate_size); the router scales its normed input by a
@@ -743,6 +776,74 @@ def _structural(c: _Config) -> dict[str, Any]:
                                router_input_scale=True, expert_output_scale=True,
                                extra_norms=3)
     return spec
+
+
+def _kda_layers(c: _Config, lac: Mapping[str, Any], layers: int
+                ) -> tuple[list[str], dict[str, Any]]:
+    """Kimi Linear's ``linear_attn_config`` (Kimi Linear arXiv 2510.26692; NeMo AutoModel
+    kimi_k3 KimiDeltaAttention): ``kda_layers`` run Kimi delta attention, ``full_attn_layers``
+    MLA, numbered from 1 (both lists together name every layer once); KDA has ``num_heads``
+    heads of ``head_dim`` for q, k and v, a short conv of ``short_conv_kernel_size`` and a
+    full-rank (``use_full_rank_gate``) or low-rank output gate."""
+    def field(key: str, kind: type, default: Any = None) -> Any:
+        value = lac.get(key, default)
+        if value is None or not isinstance(value, kind) or (kind is int and isinstance(
+                value, bool)):
+            raise SpecError(f"HF config key 'linear_attn_config.{key}' must be a JSON "
+                            f"{'integer' if kind is int else kind.__name__}, got {show(value)}")
+        return value
+
+    kda, full = field("kda_layers", list), field("full_attn_layers", list)
+    named = sorted([*kda, *full])
+    base = 1 if named == list(range(1, layers + 1)) else 0
+    if named != list(range(base, layers + base)):
+        raise SpecError("HF config keys 'linear_attn_config.kda_layers' / 'full_attn_layers' "
+                        f"must name each of the {layers} layers once (numbered from 1)")
+    kda_set = set(kda)
+    types = ["linear_attention" if i + base in kda_set else "full_attention"
+             for i in range(layers)]
+    heads, head_dim = field("num_heads", int), field("head_dim", int)
+    return types, {"kind": "kda", "num_key_heads": heads, "num_value_heads": heads,
+                   "key_head_dim": head_dim, "value_head_dim": head_dim,
+                   "conv_kernel": field("short_conv_kernel_size", int, 4),
+                   "full_rank_gate": bool(lac.get("use_full_rank_gate", False))}
+
+
+def _compressed_attention(c: _Config, layers: int) -> dict[str, Any]:
+    """DeepSeek-V4 hybrid attention (``compress_ratios``; DeepSeek inference/model.py
+    ``Attention``, ``args.compress_ratios[layer_id]``): every layer attends a window of
+    ``sliding_window`` tokens over one K = V head of ``head_dim`` with per-head sinks, plus one
+    compressed entry per ratio tokens (ratio 0: none); ratio-4 layers (the reference's
+    ``overlap = compress_ratio == 4`` / ``Indexer if compress_ratio == 4``) select
+    ``index_topk`` of them with a lightning indexer. The list may carry one more entry than
+    there are layers (the multi-token-prediction layer's, not counted). ``hc_mult``: the
+    hyper-connections' residual copies."""
+    ratios = c.get("compress_ratios")
+    if len(ratios) < layers or any(not isinstance(r, int) or isinstance(r, bool) or r < 0
+                                   for r in ratios):
+        raise SpecError("HF config key 'compress_ratios' needs one ratio >= 0 (0: window only) "
+                        f"per layer (num_hidden_layers = {layers}), got {show(ratios)}")
+    if c.get("num_key_value_heads", default=1) != 1:
+        raise _refuse(c, "compressed attention with more than one K = V head "
+                         "(num_key_value_heads)")
+    head_dim = c.req("head_dim")
+    return {
+        "layer_types": ("compressed_attention",) * layers,
+        "num_kv_heads": 1,
+        "head_dim": head_dim,
+        "compressed_attention": {
+            "head_dim": head_dim,
+            "rope_head_dim": c.req("qk_rope_head_dim"),
+            "q_lora_rank": c.req("q_lora_rank"),
+            "o_lora_rank": c.req("o_lora_rank"),
+            "o_groups": c.req("o_groups"),
+            "window": c.req("sliding_window"),
+            "ratios": tuple(ratios[:layers]),
+            "indexer_heads": c.req("index_n_heads"),
+            "indexer_head_dim": c.req("index_head_dim"),
+            "indexer_topk": c.req("index_topk"),
+        },
+    }
 
 
 def _block_sparse(c: _Config, cfg: Mapping[str, Any], layers: int) -> dict[str, Any]:

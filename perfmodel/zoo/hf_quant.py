@@ -100,8 +100,10 @@ def _quantized_dtype(q: Mapping[str, Any]) -> tuple[str | None, list[Any]]:
                 bits, kind = w.get("num_bits"), str(w.get("type") or "")
                 if kind == "float" and bits == 8:
                     return ("fp8_block" if w.get("strategy") == "block" else "fp8"), skip
-                if kind == "float" and bits == 4:
-                    return "nvfp4", skip
+                if kind == "float" and bits == 4:  # 32-element groups: MXFP4 (Kimi K3
+                    # "mxfp4-pack-quantized", uint8 e8m0 scales), else NVFP4's 16
+                    mx = w.get("group_size") == 32 or "mxfp4" in str(q.get("format") or "")
+                    return ("mxfp4" if mx else "nvfp4"), skip
                 if kind == "int":
                     return {4: "int4", 8: "int8"}.get(bits), skip
     return None, skip
@@ -126,4 +128,16 @@ def checkpoint_formats(config: Mapping[str, Any]) -> dict[str, str] | None:
     formats = {"default": dtype, "embeddings": "bf16", "lm_head": "bf16"}
     for cls in _excluded_classes(skip, layers, moe):
         formats[cls] = "bf16"
+    # routed experts in their own format: a mixed-precision modelopt checkpoint's
+    # ``moe_quant_algo`` (NVIDIA DeepSeek-V4 NVFP4: fp8 block elsewhere), or DeepSeek-V4's
+    # ``expert_dtype`` "fp4" (its reference Expert runs fp4 weights with a ue8m0 scale per
+    # 32, i.e. MXFP4: DeepSeek inference/model.py ``fp4_block_size = 32``)
+    experts = _MOE_ALGOS.get(str(q.get("moe_quant_algo") or "").upper())
+    if experts is None and cfg.get("expert_dtype") == "fp4":
+        experts = "mxfp4"
+    if moe and experts:
+        formats["experts"] = experts
     return formats
+
+
+_MOE_ALGOS = {"NVFP4": "nvfp4", "MXFP4": "mxfp4", "FP8": "fp8", "FP8_BLOCK_SCALES": "fp8_block"}
