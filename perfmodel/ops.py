@@ -842,6 +842,17 @@ def attention_residual_op(model: ModelSpec, part: str, t, prec: Precision) -> Op
                        kind="rmsnorm")
 
 
+def residual_stream_width(model: ModelSpec) -> float:
+    """Copies of the hidden state a pipeline stage passes to the next: n with hyper-connections
+    (the n-wide residual stream), with block attention residuals the stored block outputs and
+    the partial sum (mean over layer boundaries, ``attention_residual_sources``; NeMo
+    AutoModel kimi_k3 passes ``block_residual`` between stages), else 1."""
+    width = float(model.hyper_connections)
+    if model.attention_residual_block:
+        width *= attention_residual_sources(model)
+    return width
+
+
 def residual_op(model: ModelSpec, part: str, t, prec: Precision) -> Op:
     """The residual add after a sublayer; with hyper-connections (n copies) hc_post: each
     copy becomes post_i x output + sum_j comb_ij x copy_j (reads the output and the n

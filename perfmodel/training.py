@@ -360,7 +360,9 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
                                                   profile)
     pp_cross = pp_neighbours_cross_nodes(system.gpus_per_node, plan.placement, tp, plan.cp,
                                          plan.ep, plan.dp)
-    p2p_micro = pp_send_recv(act_bytes, tp, pp, vp, pp_cross, system, profile)
+    # hyper-connections / attention residuals: the stage passes a wider residual stream
+    p2p_micro = pp_send_recv(act_bytes * O.residual_stream_width(model), tp, pp, vp, pp_cross,
+                             system, profile)
     body = body_compute + sum(body_comm.values()) + p2p_micro
     # all stages together hold every layer once (uneven splits: the largest stage bounds t_max)
     body_avg = (body - p2p_micro) * ((model.num_layers / pp) / n_layers) + p2p_micro

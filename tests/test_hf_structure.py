@@ -767,3 +767,18 @@ def test_kimi_k3_kda_by_hand():
     assert linear_attention_params(spec) == (3 * 7168 * p + 3 * p * 4 + 96 + p + 7168 * 128
                                              + 128 * p + 7168 * 96 + 7168 * p + 128 + p * 7168)
     assert float(linear_state_bytes(spec)) == (96 * 128 * 128 + 3 * 3 * p) * 2.0
+
+
+@needs_configs
+def test_wider_residual_streams():
+    """A pipeline stage passes on hyper-connections' 4 copies (DeepSeek-V4) and, with block
+    attention residuals (Kimi K3, B = 12 over 93 layers), the stored blocks and the partial
+    sum: mean over layers of i // 12 + 2 = 5.87; each sublayer's mix reads that many."""
+    from perfmodel.ops import attention_residual_sources, residual_stream_width
+
+    assert residual_stream_width(_load("deepseek-ai--DeepSeek-V4-Flash")) == 4.0
+    k3 = _load("moonshotai--Kimi-K3")
+    assert attention_residual_sources(k3) == pytest.approx(sum(i // 12 + 2 for i in range(93))
+                                                           / 93)
+    assert residual_stream_width(k3) == attention_residual_sources(k3)
+    assert residual_stream_width(_load("deepseek-ai--DeepSeek-V3")) == 1.0
