@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .dtypes import nbytes as dtype_bytes
-from .engines import moe_kernels
 from .ops import ATTENTION, ELEMENTWISE, GEMM, Op
 from .padding import padded_minimum
 from .profile import CalibrationProfile, moe_format
@@ -64,6 +63,8 @@ class Roofline:
     def moe_table(self, dtype: str, weight_format: str = "") -> tuple[str, str]:
         """(key, why) of the profile's grouped-GEMM table for experts of this format, run by
         this roofline's engine (``CalibrationProfile.moe_table``)."""
+        from .engines import moe_kernels  # engine files: read only when experts are timed
+
         kernels, proxy = moe_kernels(self.engine, moe_format(dtype, weight_format))
         return self.profile.moe_table(dtype, weight_format, kernels, proxy)
 
