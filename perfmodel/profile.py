@@ -261,31 +261,40 @@ class CalibrationProfile(Strict):
                   kernels: tuple[str, ...] = (), proxy: str | None = None) -> tuple[str, str]:
         """(key of ``moe``, why) of the grouped-GEMM table that serves experts computing in
         ``dtype`` with weights in ``weight_format`` ("" = ``dtype``), run by one of ``kernels``
-        (the engine's choice for that format, engines/<id>.yaml ``moe.kernels``; () = not
-        stated: the generic engine), with ``proxy`` the format whose table the engine file
-        names for a kernel no table here measured. ("", reason) if none: the dense curve.
-        Fallback order (docs/calibration.md "Grouped GEMMs"):
+        (the engine's candidates for that format in its selection order, engines/<id>.yaml
+        ``moe.kernels``; () = not stated: the generic engine), with ``proxy`` the format whose
+        table the engine file names for a kernel no table here measured. ("", reason) if
+        none: the dense curve. A format may have several tables, one per kernel measured: the
+        device's reference table under the format's name (``fmt``: TensorRT-LLM's) and other
+        engines' under ``fmt@kernel`` (``moe_key``). Fallback order (docs/calibration.md
+        "Grouped GEMMs"):
 
-        1. the table of the experts' format (``moe_format``: ``w4a16_mxfp4`` for MXFP4 weights
-           in a bf16 GEMM, else the compute dtype) when it measured one of ``kernels``, or no
-           kernel is stated on either side;
-        2. that table measured another kernel: the ``proxy`` format's table, if the engine
-           file names one and the profile has it; else the format's table as measured (the
-           same format's nearest measurement);
+        1. a table of the experts' format (``moe_format``: ``w4a16_mxfp4`` for MXFP4 weights
+           in a bf16 GEMM, else the compute dtype) that measured one of ``kernels`` (the
+           first of them with a table), or, no kernel stated on either side, the format's
+           reference table;
+        2. the format's tables measured other kernels: the ``proxy`` format's table, if the
+           engine file names one and the profile has it; else the format's reference table
+           as measured (the same format's nearest measurement);
         3. no table of the format: the compute dtype's table or its fallback dtype's
-           (``_gemm_key``: fp8_block -> fp8, ...), never a weight-only format's table (a
-           bf16 expert never reads ``w4a16_mxfp4``).
+           (``_gemm_key``: fp8_block -> fp8, ...), never a weight-only format's or another
+           engine's kernel table (a bf16 expert never reads ``w4a16_mxfp4``).
         """
         fmt = moe_format(dtype, weight_format)
+        for kernel in kernels:
+            for key in (fmt, moe_key(fmt, kernel)):
+                if key in self.moe and self.moe_kernel.get(key) == kernel:
+                    return key, f"moe.{key}" + ("" if "@" in key else f" ({kernel})")
         if fmt in self.moe:
             measured = self.moe_kernel.get(fmt)
-            if not kernels or measured is None or measured in kernels:
+            if not kernels or measured is None:
                 return fmt, f"moe.{fmt}" + (f" ({measured})" if measured else "")
             if proxy and proxy in self.moe:
                 return proxy, (f"moe.{proxy} as proxy for {'/'.join(kernels)} {fmt} "
                                f"(moe.{fmt} measured {measured})")
             return fmt, f"moe.{fmt} ({measured}, standing in for {'/'.join(kernels)})"
-        key = _gemm_key(dtype, {k: v for k, v in self.moe.items() if k not in MOE_MIXED})
+        key = _gemm_key(dtype, {k: v for k, v in self.moe.items()
+                                if k not in MOE_MIXED and "@" not in k})
         if key:
             return key, f"moe.{key} (no moe.{fmt} table)"
         return "", f"no grouped-GEMM table for {fmt}: dense GEMM curve"
@@ -383,12 +392,64 @@ _BLOCK_FALLBACK = {"fp8_block": ("fp8", "int8"),
 MOE_MIXED = {"w4a16_mxfp4": ("mxfp4", "bf16"), "w4a8_mxfp4_mxfp8": ("mxfp4", "fp8")}
 _MIXED_NAME = {pair: name for name, pair in MOE_MIXED.items()} | {("mxfp4", "fp16"):
                                                                    "w4a16_mxfp4"}
-#: kernel labels of the MoE tables: upstream ``kernel_source`` -> the implementation it ran
-#: (aiconfigurator-core 0.12.0 ``moe_perf``: TensorRT-LLM 1.3.0rc20's CUTLASS fused MoE,
-#: its DeepGEMM backend, its MoE torch flow with no backend named)
+#: kernel labels of the MoE tables: upstream ``kernel_source`` -> the implementation it ran,
+#: one label per kernel family; the labels the engine files name (engines/<id>.yaml ``moe``).
+#: aiconfigurator-core 0.12.0 ``moe_perf``: TensorRT-LLM 1.3.0rc20's CUTLASS fused MoE, its
+#: DeepGEMM backend, its MoE torch flow with no backend named; vLLM 0.24.0 / SGLang 0.5.14:
+#: ``<engine>_<quant method>_<backend>_<experts class>``, the backend the engine selected on
+#: that device (the ``_situ_as_silu`` Kimi-K3 Marlin rows time the same Marlin GEMMs with a
+#: SiLU epilogue: their collection_meta.yaml)
 MOE_KERNELS = {"moe_torch_flow_cutlass": "trtllm_cutlass",
                "moe_torch_flow_nongated": "trtllm_cutlass",
-               "moe_torch_flow": "trtllm", "deepgemm": "deepgemm"}
+               "moe_torch_flow": "trtllm", "deepgemm": "deepgemm",
+               # vLLM's fused_moe Triton kernel (fused_moe.py), unquantized and fp8_block
+               "vllm_unquantizedfusedmoe_triton_tritonexperts": "vllm_triton",
+               "vllm_fp8moe_triton_tritonexperts": "vllm_triton",
+               # OpenAI triton_kernels matmul_ogs (vLLM's gpt-oss MXFP4 path on Hopper)
+               "vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic": "triton_ogs",
+               # FlashInfer's CUTLASS fused MoE (cutlass_fused_moe)
+               "vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts": "flashinfer_cutlass",
+               "vllm_fp8moe_flashinfer_cutlass_flashinferexperts": "flashinfer_cutlass",
+               "vllm_unquantizedfusedmoe_flashinfer_cutlass_flashinferexperts":
+                   "flashinfer_cutlass",
+               "vllm_compressedtensorsw4a4nvfp4moe_flashinfer_cutlass_flashinferexperts":
+                   "flashinfer_cutlass",
+               "sglang_flashinfer_cutlass_moe": "flashinfer_cutlass",
+               # FlashInfer's TensorRT-LLM-gen fused MoE (Blackwell)
+               "vllm_unquantizedfusedmoe_flashinfer_trtllm_trtllmbf16experts": "flashinfer_trtllm",
+               "vllm_modeloptfp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic":
+                   "flashinfer_trtllm",
+               "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmodular": "flashinfer_trtllm",
+               "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic": "flashinfer_trtllm",
+               "vllm_compressedtensorsw4a4nvfp4moe_flashinfer_trtllm_trtllmnvfp4expertsmodular":
+                   "flashinfer_trtllm",
+               "vllm_compressedtensorsw4a4nvfp4moe_flashinfer_trtllm_trtllmnvfp4expertsmonolithic":
+                   "flashinfer_trtllm",
+               "vllm_gptossmxfp4moe_flashinfer_trtllm_mxfp4_bf16_trtllmmxfp4expertsmonolithic":
+                   "flashinfer_trtllm",
+               "vllm_mxfp4moe_flashinfer_trtllm_mxfp4_mxfp8_trtllmmxfp4expertsmodular":
+                   "flashinfer_trtllm",
+               "sglang_flashinfer_trtllm_moe": "flashinfer_trtllm",
+               "sglang_mxfp4_flashinfer_trtllm_moe": "flashinfer_trtllm",
+               # Marlin weight-only MoE (weights dequantised to bf16 in the GEMM)
+               "vllm_compressedtensorswna16marlinmoe_marlin_marlinexperts": "marlin",
+               "vllm_compressedtensorsw4a4mxfp4moe_marlin_marlinexperts": "marlin",
+               "vllm_compressedtensorsw4a4mxfp4moe_marlin_marlinexperts_situ_as_silu": "marlin",
+               "sglang_marlin_moe": "marlin", "sglang_marlin_moe_situ_as_silu": "marlin",
+               # SGLang's fused_moe_triton kernel
+               "sglang_fused_moe_triton": "sglang_triton"}
+
+
+def moe_key(fmt: str, kernel: str = "") -> str:
+    """The ``moe`` key of a table of format ``fmt`` measured for ``kernel``: ``fmt@kernel``
+    (another engine's kernel table), or ``fmt`` itself without a kernel (the reference
+    table)."""
+    return f"{fmt}@{kernel}" if kernel else fmt
+
+
+def moe_key_format(key: str) -> str:
+    """The format of a ``moe`` key (``w4a16_mxfp4@triton_ogs`` -> ``w4a16_mxfp4``)."""
+    return key.split("@", 1)[0]
 
 
 def moe_format(dtype: str, weight_format: str = "") -> str:

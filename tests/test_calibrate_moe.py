@@ -17,7 +17,7 @@ from perfmodel.calibrate import fit as F
 from perfmodel.calibrate.fit.moe import moe_precision
 from perfmodel.engines import moe_kernels
 from perfmodel.paths import data_dir
-from perfmodel.profile import MOE_MIXED, Curve, moe_format
+from perfmodel.profile import MOE_KERNELS, MOE_MIXED, Curve, moe_format, moe_key_format
 from perfmodel.roofline import Roofline, op_times
 from perfmodel.specs import registry
 from perfmodel.specs.registry import default_profile, load_profile
@@ -157,7 +157,7 @@ def test_reference_profiles_carry_moe_fits_with_heldout_errors(device):
     for dtype in prof.moe:
         fe = errors[f"moe.{dtype}"]
         # the W4A16 / W4A8 MXFP4 tables are small (276-1,270 rows of one layer shape family)
-        assert fe.n_test > (50 if dtype in MOE_MIXED else 1000)
+        assert fe.n_test > (50 if moe_key_format(dtype) in MOE_MIXED else 1000)
         assert 0 <= fe.median_ape <= fe.p90_ape
         assert fe.median_ape < 0.25  # (p90 is reported, not held to a bound)
         assert f"moe.{dtype}" in prof.uncertainty
@@ -285,12 +285,10 @@ def test_engines_name_their_moe_kernels():
     assert moe_kernels("vllm", "fp8_block") == (("deepgemm",), "fp8")
     assert moe_kernels("trtllm", "fp8_block") == (("trtllm_cutlass", "deepgemm"), None)
     assert moe_kernels("generic", "fp8_block") == ((), None)
-    assert moe_kernels("sglang", "bf16") == ((), None)  # not stated: the table as measured
-    # vLLM's MXFP4 experts on Hopper (Triton / Marlin): no table, TRT-LLM's stands in
-    kernels, proxy = moe_kernels("vllm", "w4a16_mxfp4")
-    h100 = load_profile(data_dir("calibration") / "h100-sxm5-80gb.reference.json")
-    key, why = h100.moe_table("bf16", "mxfp4", kernels, proxy)
-    assert key == "w4a16_mxfp4" and "standing in for triton/marlin" in why
+    assert moe_kernels("sglang", "bf16") == (("sglang_triton",), None)
+    assert moe_kernels("trtllm", "w4a16_mxfp4") == (("trtllm",), None)
+    assert moe_kernels("vllm", "nvfp4") == ((), None)  # not stated: the table as measured
+    assert moe_kernels("vllm", "w4a16_mxfp4") == (("triton_ogs", "marlin"), None)
 
 
 @pytest.mark.parametrize("engine, eff", [("generic", EFF["fp8_block"]),
@@ -332,3 +330,128 @@ def test_reference_profiles_label_their_moe_kernels_and_ship_w4a16(device):
     # SGLang's DeepGEMM reads the per-tensor fp8 table on Hopper, the DeepGEMM one on Blackwell
     key = prof.moe_table("fp8_block", "", *moe_kernels("sglang", "fp8_block"))[0]
     assert key == ("fp8" if hopper else "fp8_block")
+
+
+# ---- vLLM / SGLang kernel tables next to TensorRT-LLM's -------------------------------------
+
+AIC = SOURCES / "aiconfigurator/systems/data"
+NEMOTRON_NANO = (2688, 1856, 128, 6)  # ReLU^2 experts: one up projection
+
+
+def test_vllm_moe_table_converts_by_kernel_one_row_by_hand():
+    """vLLM 0.24.0 on H100, gpt-oss-120b experts (hidden = inter = 2880, 128 experts, top-4)
+    at TP 2, 64 tokens: 0.39235735 ms in moe_perf.parquet (read with pyarrow), kernel_source
+    vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic -> table
+    w4a16_mxfp4@triton_ogs; the Nemotron-3 shape is non-gated only when listed."""
+    pytest.importorskip("pyarrow")
+    path = AIC / "h100_sxm/moe/vllm/0.24.0/moe_perf.parquet"
+    recs = C.aic_moe(path, dtypes=("w4a16_mxfp4", "bfloat16"), by_kernel=True,
+                     nongated=[NEMOTRON_NANO])
+    (r,) = [r for r in recs if r["params"]["dtype"] == "w4a16_mxfp4" and
+            r["params"]["tokens"] == 64 and r["params"]["experts"] == 128 and
+            r["params"]["tp"] == 2 and r["params"]["ep"] == 1 and
+            r["params"]["hidden"] == 2880]
+    assert r["time_s"] == pytest.approx(0.39235735e-3)
+    assert r["params"]["table"] == "w4a16_mxfp4@triton_ogs" and r["params"]["gated"]
+    assert r["params"]["topk"] == 4 and r["params"]["inter"] == 2880
+    tables = {r["params"]["table"] for r in recs}
+    assert tables == {"w4a16_mxfp4@triton_ogs", "w4a16_mxfp4@marlin", "bf16@vllm_triton"}
+    nano = [r for r in recs if (r["params"]["hidden"], r["params"]["inter"]) == (2688, 1856)]
+    assert nano and not any(r["params"]["gated"] for r in nano)
+    plain = C.aic_moe(path, dtypes=("bfloat16",))  # without by_kernel: the format's table
+    assert plain and not any("table" in r["params"] for r in plain)
+    assert all(r["params"]["gated"] for r in plain)  # nothing listed as non-gated
+
+
+def test_sglang_moe_table_converts_by_kernel_one_row_by_hand():
+    """SGLang 0.5.14 on H100, bf16 fused_moe_triton, 4096 x 1536 experts (128, top-8) at
+    EP 8, 256 tokens: 0.32204288 ms."""
+    pytest.importorskip("pyarrow")
+    path = AIC / "h100_sxm/moe/sglang/0.5.14/moe_perf.parquet"
+    recs = C.aic_moe(path, dtypes=("bfloat16",), by_kernel=True,
+                     kernel_sources=("sglang_fused_moe_triton",))
+    (r,) = [r for r in recs if (r["params"]["hidden"], r["params"]["inter"],
+                                r["params"]["ep"], r["params"]["tp"],
+                                r["params"]["tokens"]) == (4096, 1536, 8, 1, 256)]
+    assert r["time_s"] == pytest.approx(0.32204288e-3)
+    assert r["params"]["table"] == "bf16@sglang_triton"
+    assert (r["params"]["experts"], r["params"]["topk"]) == (128, 8)
+    assert MOE_KERNELS[r["stats"]["kernel_source"]] == "sglang_triton"
+
+
+def test_every_vllm_sglang_kernel_source_has_a_label():
+    """A kernel_source without a label would stop ``by_kernel`` conversion (a clear error)."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    for path in AIC.glob("*/moe/*/*/moe_perf.parquet"):
+        if "/trtllm/" in str(path):
+            continue
+        kernels = set(pq.read_table(path, columns=["kernel_source"]).column(0).to_pylist())
+        assert kernels <= set(MOE_KERNELS), (path, kernels - set(MOE_KERNELS))
+
+
+def _kernel_profile():
+    """Hand-made: TRT-LLM's reference tables plus two engines' kernel tables of W4A16."""
+    eff = {**EFF, "w4a16_mxfp4@triton_ogs": 0.3, "w4a16_mxfp4@marlin": 0.2,
+           "bf16@vllm_triton": 0.6}
+    return _keyed_profile().model_copy(update={
+        "moe": {k: Curve(values=(v,)) for k, v in eff.items()},
+        "moe_overhead_s": {k: 0.0 for k in eff},
+        "moe_kernel": {**_keyed_profile().moe_kernel, "w4a16_mxfp4@triton_ogs": "triton_ogs",
+                       "w4a16_mxfp4@marlin": "marlin", "bf16@vllm_triton": "vllm_triton"}})
+
+
+def test_moe_table_picks_the_engines_kernel_table():
+    """docs/calibration.md "Which table a grouped GEMM reads": the first of the engine's
+    kernels with a table of the format; the generic engine and a kernel no table measured read
+    the format's reference table; another engine's kernel table is never a fallback."""
+    prof = _kernel_profile()
+    assert prof.moe_table("bf16", "mxfp4", ("triton_ogs", "marlin"))[0] == \
+        "w4a16_mxfp4@triton_ogs"
+    assert prof.moe_table("bf16", "mxfp4", ("marlin", "triton_ogs"))[0] == "w4a16_mxfp4@marlin"
+    assert prof.moe_table("bf16", "mxfp4")[0] == "w4a16_mxfp4"  # generic: the reference
+    key, why = prof.moe_table("bf16", "mxfp4", ("flashinfer_trtllm",))
+    assert key == "w4a16_mxfp4" and "standing in" in why
+    assert prof.moe_table("bf16", "", ("vllm_triton",))[0] == "bf16@vllm_triton"
+    assert prof.moe_table("bf16")[0] == "bf16"
+    # no reference table of fp16: the compute dtype's fallback, never bf16@vllm_triton
+    only_kernel = prof.model_copy(update={"moe": {"bf16@vllm_triton": prof.moe["bf16"]}})
+    assert only_kernel.moe_table("bf16")[0] == ""
+    assert only_kernel.moe_table("bf16", "", ("vllm_triton",))[0] == "bf16@vllm_triton"
+
+
+def test_fit_installs_a_kernel_table_under_its_key_and_tests_it_on_its_own_curve():
+    """Synthetic records of a ``by_kernel`` table (params ``table``) at a known efficiency
+    next to a reference table of the same format at another: each fit recovers its own."""
+    base = default_profile().model_copy(update={"kernel_overhead_s": OVERHEAD})
+    unit = Roofline(H100, F.unit_profile(base))
+    recs = list(synthetic_moe_records(base))
+    for r in synthetic_moe_records(base):
+        p = {**r["params"], "table": "bf16@vllm_triton"}
+        geo = F.moe_geometry([rec(p, 1.0)])
+        bound = float(F.moe_times([rec(p, 1.0)], "bf16", unit)[0])
+        recs.append(rec(p, bound / (0.5 * true_moe_eff(geo["m"][0], geo["groups"][0]))
+                        + 2 * OVERHEAD))
+    tables = {t.name: t for t in F.moe_tables(recs, H100, base)}
+    assert set(tables) == {"moe.bf16", "moe.bf16@vllm_triton"}
+    t = tables["moe.bf16@vllm_triton"]
+    assert np.allclose(t.eff, 0.5 * true_moe_eff(t.coords[:, 0], t.coords[:, 1]))
+    fe, _, _, _ = F.heldout_error(t, base, 0.3, 0)
+    assert fe.median_ape < 0.03
+    prof = F.fit_profile(recs, H100, kind="measured", profile_id="synthetic", sources=[])
+    assert set(prof.moe) == {"bf16", "bf16@vllm_triton"}
+
+
+@pytest.mark.parametrize("device", ["h100-sxm5-80gb", "h200-sxm-141gb"])
+def test_hopper_gpt_oss_experts_read_the_engines_measured_kernel(device):
+    """gpt-oss MXFP4 experts on Hopper: vLLM reads its Triton (matmul_ogs) table, SGLang its
+    fused_moe_triton table, TensorRT-LLM and the generic engine TRT-LLM's W4A16 table."""
+    prof = load_profile(data_dir("calibration") / f"{device}.reference.json")
+    pick = {e: prof.moe_table("bf16", "mxfp4", *moe_kernels(e, "w4a16_mxfp4"))[0]
+            for e in ("vllm", "sglang", "trtllm", "generic")}
+    assert pick == {"vllm": "w4a16_mxfp4@triton_ogs", "sglang": "w4a16_mxfp4@sglang_triton",
+                    "trtllm": "w4a16_mxfp4", "generic": "w4a16_mxfp4"}
+    assert prof.moe_kernel["w4a16_mxfp4@triton_ogs"] == "triton_ogs"
+    assert prof.moe_kernel["w4a16_mxfp4"] == "trtllm"
+    assert prof.moe_table("bf16", "", *moe_kernels("vllm", "bf16"))[0] == "bf16@vllm_triton"
+    # SGLang's fp8_block DeepGEMM: still the per-tensor fp8 proxy (no DeepGEMM table)
+    assert prof.moe_table("fp8_block", "", *moe_kernels("sglang", "fp8_block"))[0] == "fp8"

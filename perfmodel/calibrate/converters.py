@@ -275,17 +275,27 @@ MOE_NONGATED = "moe_torch_flow_nongated"
 
 
 def aic_moe(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
-            distribution: str = "balanced", kernel_sources: Iterable[str] | None = None
-            ) -> list[dict]:
+            distribution: str = "balanced", kernel_sources: Iterable[str] | None = None,
+            by_kernel: bool = False, nongated: Iterable[Iterable[int]] = ()) -> list[dict]:
     """Fused MoE tables (``moe_perf``): one MoE layer's routed experts on one GPU, latency ms
     -> s. ``num_tokens`` tokens enter the layer, each routed to ``topk`` of ``num_experts``
     experts of ``hidden_size`` x ``inter_size``; experts are split ``moe_ep_size`` ways (EP)
     and each expert's intermediate dimension ``moe_tp_size`` ways. ``distribution`` keeps one
     routing distribution (``balanced``: tokens spread evenly over the experts, the core's
     uniform routing; ``power_law_*``: skewed). Params: tokens, hidden, inter, experts, topk,
-    tp, ep, gated, dtype (the core's dtype name)."""
+    tp, ep, gated, dtype (the core's dtype name).
+
+    ``by_kernel``: each kernel's rows make their own table, ``table`` = ``<dtype>@<kernel>``
+    (``profile.moe_key``, the kernel by ``profile.MOE_KERNELS`` of ``kernel_source``): another
+    engine's tables (vLLM, SGLang), next to the device's reference (TensorRT-LLM) table of the
+    format; a ``kernel_source`` without a label is an error. ``nongated``: (hidden, inter,
+    experts, topk) shapes whose experts have one up projection (ReLU^2, Nemotron-3), for
+    tables whose ``kernel_source`` does not say so (TensorRT-LLM's ``*_nongated``)."""
+    from ..profile import MOE_KERNELS, moe_key
+
     keep = {d: MOE_DTYPES.get(d, d) for d in dtypes}
     kernels = set(kernel_sources) if kernel_sources is not None else None
+    plain = {tuple(int(x) for x in shape) for shape in nongated}
     out = []
     src = _source(path)
     for row in read_rows(path):
@@ -294,11 +304,17 @@ def aic_moe(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
         kernel = row.get("kernel_source")
         if kernels is not None and kernel not in kernels:
             continue
+        shape = (int(row["hidden_size"]), int(row["inter_size"]), int(row["num_experts"]),
+                 int(row["topk"]))
         params = {"dtype": keep[row["moe_dtype"]], "tokens": int(row["num_tokens"]),
-                  "hidden": int(row["hidden_size"]), "inter": int(row["inter_size"]),
-                  "experts": int(row["num_experts"]), "topk": int(row["topk"]),
+                  "hidden": shape[0], "inter": shape[1], "experts": shape[2], "topk": shape[3],
                   "tp": int(row["moe_tp_size"]), "ep": int(row["moe_ep_size"]),
-                  "gated": kernel != MOE_NONGATED}
+                  "gated": kernel != MOE_NONGATED and shape not in plain}
+        if by_kernel:
+            if kernel not in MOE_KERNELS:
+                raise ValueError(f"{src}: kernel_source {kernel!r} has no kernel label "
+                                 "(profile.MOE_KERNELS)")
+            params["table"] = moe_key(params["dtype"], MOE_KERNELS[kernel])
         out.append(record("moe", params, row["latency"] * MS, src, kernel_source=kernel))
     return out
 

@@ -19,7 +19,8 @@ efficiency; the core's separate activation and combine kernels count it once mor
 next to the GEMMs except at the smallest sizes).
 
 Each table is installed under its format's key (``moe.<format>``: bf16, fp8, fp8_block, nvfp4,
-w4a16_mxfp4, ...) with the kernel its records ran (``moe_kernel``, from their
+w4a16_mxfp4, ...; another engine's table of a format under ``moe.<format>@<kernel>``, from the
+converter's ``by_kernel`` records, e.g. ``w4a16_mxfp4@triton_ogs``) with the kernel its records ran (``moe_kernel``, from their
 ``kernel_source`` through ``profile.MOE_KERNELS``), which is how the core picks it
 (``CalibrationProfile.moe_table``: by weight format, compute dtype and the engine's kernel).
 The core uses this curve for a GEMM with ``groups > 1`` (``roofline.op_times``); a call over
@@ -35,7 +36,7 @@ from collections import defaultdict
 import numpy as np
 
 from ... import ops as O
-from ...profile import MOE_KERNELS, MOE_MIXED, CalibrationProfile
+from ...profile import MOE_KERNELS, MOE_MIXED, CalibrationProfile, moe_key_format
 from ...roofline import Roofline, op_times
 from ...specs.hardware import DeviceSpec
 from .curves import round4
@@ -114,16 +115,31 @@ def table_kernel(recs: list[dict]) -> str | None:
     return kernels.pop() if len(kernels) == 1 and None not in kernels else None
 
 
+def as_format_table(prof: CalibrationProfile, key: str) -> CalibrationProfile:
+    """``prof`` with the table ``key`` (``<format>@<kernel>``) standing as its format's
+    reference table, so that the core reads it for that format as it does for an engine naming
+    its kernel (``CalibrationProfile.moe_table``): the held-out test of a kernel's table."""
+    fmt = moe_key_format(key)
+    if key == fmt or key not in prof.moe:
+        return prof
+    return prof.model_copy(update={
+        "moe": {**prof.moe, fmt: prof.moe[key]},
+        "moe_overhead_s": {**prof.moe_overhead_s, fmt: prof.moe_overhead_s.get(key, 0.0)},
+        "moe_kernel": {k: v for k, v in prof.moe_kernel.items() if k != fmt}})
+
+
 def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile) -> list[Table]:
-    """Per dtype: efficiency over (m, groups) of the core's grouped GEMMs (records with more
-    than one active expert per GPU; module docstring)."""
-    by_dtype: dict[str, list[dict]] = defaultdict(list)
+    """Per table (the records' ``table`` param, ``<format>@<kernel>`` for another engine's
+    kernel, else their dtype): efficiency over (m, groups) of the core's grouped GEMMs
+    (records with more than one active expert per GPU; module docstring)."""
+    by_key: dict[str, list[dict]] = defaultdict(list)
     for r in ok_records(records, "moe"):
-        by_dtype[r["params"]["dtype"]].append(r)
+        by_key[r["params"].get("table") or r["params"]["dtype"]].append(r)
     unit = Roofline(device, unit_profile(base))
     overhead = base.kernel_overhead_s
     tables = []
-    for dtype, recs in sorted(by_dtype.items()):
+    for key, recs in sorted(by_key.items()):
+        dtype = recs[0]["params"]["dtype"]
         recs = [r for r, g in zip(recs, moe_geometry(recs)["groups"], strict=True) if g > 1]
         if not recs:
             continue
@@ -136,19 +152,20 @@ def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile
         def implied(fit_idx, t=t, bound=bound, floor=floor):
             return invert_time(bound, t, CALLS * (overhead + floor(fit_idx)))
 
-        def times(prof, idx, dtype=dtype, recs=recs):
-            return moe_times([recs[i] for i in idx], dtype, Roofline(device, prof))
+        def times(prof, idx, dtype=dtype, recs=recs, key=key):
+            return moe_times([recs[i] for i in idx], dtype,
+                             Roofline(device, as_format_table(prof, key)))
 
         kernel = table_kernel(recs)
 
-        def install(prof, curve, fit_idx, dtype=dtype, floor=floor, kernel=kernel):
-            labels = {**prof.moe_kernel, dtype: kernel} if kernel else prof.moe_kernel
+        def install(prof, curve, fit_idx, key=key, floor=floor, kernel=kernel):
+            labels = {**prof.moe_kernel, key: kernel} if kernel else prof.moe_kernel
             return prof.model_copy(update={
-                "moe": {**prof.moe, dtype: curve},
-                "moe_overhead_s": {**prof.moe_overhead_s, dtype: round4(floor(fit_idx))},
+                "moe": {**prof.moe, key: curve},
+                "moe_overhead_s": {**prof.moe_overhead_s, key: round4(floor(fit_idx))},
                 "moe_kernel": labels})
 
-        tables.append(Table(f"moe.{dtype}", "moe", AXES,
+        tables.append(Table(f"moe.{key}", "moe", AXES,
                             np.stack([geo["m"], geo["groups"], geo["weights"]], axis=1), t, recs,
                             implied, install, times))
     return tables
