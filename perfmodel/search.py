@@ -234,7 +234,7 @@ def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: T
                 continue
             plan = _mesh_plan(base, axes, recompute, sp, zero)
             with np.errstate(all="ignore"):
-                r = training_step(model, system, plan, profile)
+                r = training_step(model, system, plan, profile, breakdown=False)
             out.model_calls += 1
             shape = mask.shape
             lead = (len(stages),) if stacked else ()

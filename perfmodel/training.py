@@ -318,9 +318,13 @@ def flops_utilization(flops: Array, step_time: Array, num_gpus: Array, peak: flo
 
 
 def training_step(model: ModelSpec, system: System, plan: TrainPlan,
-                  profile: CalibrationProfile, keep_ops: bool = False) -> TrainingResult:
+                  profile: CalibrationProfile, keep_ops: bool = False,
+                  breakdown: bool = True) -> TrainingResult:
     """One optimizer step of ``plan`` (module docstring): operators -> per-layer costs ->
-    stage times -> pipeline -> data parallel + optimizer; breakdown and memory alongside."""
+    stage times -> pipeline -> data parallel + optimizer; breakdown and memory alongside.
+    ``breakdown=False`` (a plan search, which ranks by step time and memory): the step time,
+    memory and stage times only; ``time``, ``comm_total`` and ``comm_exposed`` are left
+    empty and the FLOPs None (the step time and memory are the same numbers)."""
     prec = O.Precision.training(plan.precision)
     tp, pp, vp, m = plan.tp, plan.pp, plan.vp, plan.num_microbatches
     spans = group_spans(system.gpus_per_node, plan.placement, tp=tp, cp=plan.cp, ep=plan.ep,
@@ -384,6 +388,17 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         passes))
     optimizer_t = st.total("optimizer")
     step = pipeline + dp_exposed + optimizer_t
+    memory = _memory(model, plan, stage_p, kinds, per_stage, zero, dp_grad, dp_expert,
+                     act_bytes, wbytes, a, m, profile)
+    stage_t = {"first": stages.first, "middle": stages.middle, "last": stages.last}
+    if not breakdown:
+        return TrainingResult(
+            step_time=step, time={}, comm_total={}, comm_exposed={}, memory=memory,
+            memory_total=sum(memory.values()), model_flops=None, hardware_flops=None,
+            tokens=plan.global_batch * plan.seq_len, num_microbatches=m, stage_times=stage_t,
+            op_times=st.times if keep_ops else None,
+            op_counts=_calls_per_step(st.ops, st.groups, n_layers, share, m) if keep_ops else [],
+            groups=spans if model.moe else {k: v for k, v in spans.items() if k != "etp"})
 
     time_parts = _time_breakdown(st, stages, m, per_stage, kinds, lc, body_comm, embed_t,
                                  p2p_micro, bubble, dp_exposed, optimizer_t, pp)
@@ -395,14 +410,12 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     comm_exposed = {c: time_parts[f"{c}_comm"] for c in ("tp", "cp", "ep", "pp")}
     comm_exposed["dp"] = dp_exposed
 
-    memory = _memory(model, plan, stage_p, kinds, per_stage, zero, dp_grad, dp_expert,
-                     act_bytes, wbytes, a, m, profile)
     mflops, hflops = model_flops_per_step(model, plan)
     return TrainingResult(
         step_time=step, time=time_parts, comm_total=comm_total, comm_exposed=comm_exposed,
         memory=memory, memory_total=sum(memory.values()), model_flops=mflops,
         hardware_flops=hflops, tokens=plan.global_batch * plan.seq_len, num_microbatches=m,
-        stage_times={"first": stages.first, "middle": stages.middle, "last": stages.last},
+        stage_times=stage_t,
         op_times=st.times if keep_ops else None,
         op_counts=_calls_per_step(st.ops, st.groups, n_layers, share, m) if keep_ops else [],
         groups=spans if model.moe else {k: v for k, v in spans.items() if k != "etp"},
