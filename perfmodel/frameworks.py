@@ -170,6 +170,16 @@ class VersionFacts(Strict):
     source: str
 
 
+class MoeFacts(Strict):
+    """How the framework runs a rank's expert GEMMs: ``grouped_kernel`` (one grouped-GEMM
+    kernel over the local experts: the profile's measured MoE tables) or ``per_expert`` (one
+    dense GEMM per expert, e.g. Transformer Engine's GroupedLinear on its default cuBLAS path:
+    each expert's GEMM on the dense curve at its own rows)."""
+
+    grouped_gemm: Literal["grouped_kernel", "per_expert"]
+    source: str
+
+
 class Fact(Strict):
     topic: str
     fact: str
@@ -195,6 +205,7 @@ class FrameworkSpec(Strict):
     optimizer: Described
     activation_checkpointing: CheckpointingFacts
     allocator: AllocatorFacts
+    moe: MoeFacts | None = None  # None: a grouped kernel (the profile's MoE tables)
     facts: list[Fact] = Field(default_factory=list)
     versions: dict[str, VersionFacts] = Field(default_factory=dict)
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import ops as O
-from .frameworks import Framework
+from .frameworks import Framework, framework_spec
 from .roofline import OpTimes, Roofline, row_sum
 from .specs.model import ModelSpec
 
@@ -138,6 +138,13 @@ def cp_comm_facts(fw: Framework | None) -> tuple[str, bool, float]:
         return "p2p_ring", False, 1.0
     c = fw.spec.cp
     return c.implementation, c.kv_at_query_heads, c.grad_kv_bytes / 2.0
+
+
+def per_expert_gemm(fw: Framework | None) -> bool:
+    """Whether the framework runs a rank's experts as one dense GEMM each (frameworks/<id>.yaml
+    ``moe.grouped_gemm: per_expert``); without a framework, megatron-core's facts."""
+    spec = fw.spec if fw is not None else framework_spec("megatron-core")
+    return spec.moe is not None and spec.moe.grouped_gemm == "per_expert"
 
 
 def loss_chain(fw: Framework | None, head: list[O.Op]) -> list[O.Op]:

@@ -49,6 +49,10 @@ class Roofline:
     clock_ratio: float = 1.0
     padded: bool = False
     engine: str = "generic"
+    # the framework runs a rank's experts as one dense GEMM each (frameworks/<id>.yaml
+    # ``moe.grouped_gemm: per_expert``): a GEMM with groups > 1 reads the dense curve at its
+    # rows per expert, never the grouped-GEMM tables
+    per_expert_gemm: bool = False
 
     @classmethod
     def for_system(cls, system, profile: CalibrationProfile,
@@ -168,6 +172,10 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
             eff = profile.gemm_efficiency(sub, m, n, k)
             fixed = 0.0
             grouped_rows = any(np.any(np.asarray(op.groups) > 1) for op in members)
+            if grouped_rows and roof.per_expert_gemm:
+                tables.update({op.name: "per-expert GEMMs (framework): dense GEMM curve"
+                               for op in members if np.any(np.asarray(op.groups) > 1)})
+                grouped_rows = False
             if grouped_rows:
                 key, why = roof.moe_table(sub, wfmt)
                 grouped = profile.moe.get(key)

@@ -346,7 +346,9 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
                       else stage_p.first)
     kinds = [k for k, n in (("dense", model.num_dense_layers), ("moe", model.num_moe_layers))
              if n]
-    st = _stage_ops(model, plan, prec, kinds, opt_params, Roofline.for_system(system, profile))
+    roof = replace(Roofline.for_system(system, profile),
+                   per_expert_gemm=FC.per_expert_gemm(plan.framework))
+    st = _stage_ops(model, plan, prec, kinds, opt_params, roof)
     a = prec.act
     act_bytes = plan.micro_batch * (plan.seq_len / plan.cp) * model.hidden_size * a
     lc = _layer_costs(model, system, plan, profile, st, kinds, spans, act_bytes, a)

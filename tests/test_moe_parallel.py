@@ -509,3 +509,28 @@ def test_folding_rule_names_the_fields():
     with pytest.raises(PerfModelError, match=r"parallelism\.ep: ep\*etp = 64\*1 = 64 must "
                                              r"divide the tp\*cp\*dp = 32"):
         pm.predict(_qwen3_235b_h100(ep=64))
+
+
+def test_per_expert_gemms_read_the_dense_curve():
+    """Megatron-Core / NeMo run a rank's experts through Transformer Engine's GroupedLinear,
+    one cuBLAS GEMM per expert (frameworks/megatron-core.yaml ``moe``): a grouped GEMM of 16
+    experts x 1024 rows then takes the time of the same FLOPs at the dense curve's efficiency
+    for m = 1024, as one GEMM of those rows would."""
+    from dataclasses import replace as dc_replace
+
+    from perfmodel import frameworks_costs as FC
+    from perfmodel.roofline import Roofline, op_times
+    from perfmodel.specs.registry import profile_for
+    sys = resolve_system_h100()
+    prof = profile_for("h100-sxm5-80gb")  # has measured grouped-GEMM (MoE) tables
+    assert "bf16" in prof.moe
+    roof = dc_replace(Roofline.for_system(sys, prof), per_expert_gemm=True)
+    prec = O.Precision.training("bf16")
+    g = dc_replace(O.gemm("moe.expert.up", 1024, 5760, 2880, prec), groups=16.0)
+    dense = O.gemm("moe.expert.up", 1024, 5760, 2880, prec)
+    dense = dc_replace(dense, flops=g.flops, bytes=g.bytes, model_flops=g.model_flops)
+    t = op_times([g, dense], roof)
+    assert float(t.time[0]) == pytest.approx(float(t.time[1]))
+    assert FC.per_expert_gemm(None)  # megatron-core's facts when no framework is named
+    grouped = op_times([g], Roofline.for_system(sys, prof))  # the MoE table
+    assert float(grouped.time[0]) != pytest.approx(float(t.time[0]))
