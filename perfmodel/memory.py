@@ -230,6 +230,9 @@ def model_state_bytes(params: Array, dense_params: Array, expert_params: Array,
     k = OPTIMIZER_STATE_BYTES[(optimizer, master)]
 
     def sharded(stage_min: int):
+        if np.ndim(zero_stage):  # stages as an array axis (a plan search): per cell
+            return np.where(np.asarray(zero_stage) >= stage_min,
+                            dense_params / dp_dense + expert_params / dp_expert, params)
         if zero_stage >= stage_min:
             return dense_params / dp_dense + expert_params / dp_expert
         return params

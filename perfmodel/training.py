@@ -479,9 +479,9 @@ def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_st
     act_last = act_stage * last_inflight + working + head_act
 
     def states(params, dense):
-        return by_stage(zero, lambda z: model_state_bytes(
-            params, dense, stage_p.expert, dp_grad, dp_expert, z, plan.precision,
-            plan.optimizer, plan.master_weights, plan.grad_dtype))
+        return model_state_bytes(params, dense, stage_p.expert, dp_grad, dp_expert, zero,
+                                 plan.precision, plan.optimizer, plan.master_weights,
+                                 plan.grad_dtype)
 
     states_first = states(stage_p.first, stage_p.dense_first)
     states_last = states(stage_p.last, stage_p.dense_last)
