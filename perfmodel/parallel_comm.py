@@ -119,6 +119,34 @@ def etp_layer_comm(tokens: Array, tp: Array, etp: Array, top_k: int, hidden: int
     return fwd, bwd
 
 
+def unpaired_share(microbatches: Array, pp: Array, vp: Array) -> Array:
+    """Share of a stage's layer passes that have no other micro-batch's pass beside them in
+    Megatron-Core's combined 1F1B schedule: the warm-up forwards (and as many cool-down
+    backwards) of the interleaved schedule, (pp - 1) * 2 + (vp - 1) * pp model chunks on the
+    first stage (Megatron-Core pipeline_parallel/schedules.py, interleaved warm-up count), of
+    m * vp; at least one micro-batch (the first forward and the last backward, pp = 1)."""
+    m, pp, vp = (np.asarray(x, float) for x in (microbatches, pp, vp))
+    warm = np.maximum((pp - 1.0) * 2.0 + (vp - 1.0) * pp, vp)
+    return np.minimum(warm / (m * vp), 1.0)
+
+
+def ep_a2a_overlap(fwd: Array, bwd: Array, compute_fwd: Array, compute_bwd: Array,
+                   unpaired: Array) -> Overlapped:
+    """Expert all-to-all of one MoE layer and micro-batch under Megatron-Core's combined 1F1B
+    EP overlap (``--overlap-moe-expert-parallel-comm``; Megatron-Bridge ``moe_a2a_overlap``):
+    the schedule runs the forward of one micro-batch beside the backward of another, sub-module
+    by sub-module (attention, MLP, dispatch, combine on a communication stream), so the forward's
+    dispatch / combine hide behind the other's backward compute and the backward's behind the
+    other's forward (Megatron-Core pipeline_parallel/combined_1f1b.py; docs "EP A2A overlap").
+    What each compute cannot cover stays exposed, and the ``unpaired`` share of passes
+    (warm-up / cool-down, ``unpaired_share``) hides nothing."""
+    paired = (np.maximum(fwd - compute_bwd, 0.0) + np.maximum(bwd - compute_fwd, 0.0))
+    exposed = unpaired * (fwd + bwd) + (1.0 - unpaired) * paired
+    hid = (1.0 - unpaired)
+    return Overlapped(fwd + bwd, exposed, hid * np.minimum(bwd, compute_fwd),
+                      hid * np.minimum(fwd, compute_bwd))
+
+
 def cp_kv_chunk_bytes(model: ModelSpec, tokens: Array, tp: Array, act_bytes: float,
                       at_query_heads: bool = False) -> Array:
     """K and V of one rank's sequence chunk on one TP rank: the message of one ring step (MLA

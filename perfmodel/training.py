@@ -48,11 +48,13 @@ from .parallel_comm import (
     cp_kv_chunk_bytes,
     cp_ring_comm,
     dp_step_comm,
+    ep_a2a_overlap,
     ep_layer_comm,
     etp_layer_comm,
     pp_send_recv,
     tp_layer_comm,
     tp_overlap,
+    unpaired_share,
 )
 from .parameters import param_counts
 from .pipeline import StageTimes, layers_on_largest_stage, pipeline_time, stage_times
@@ -305,8 +307,16 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
         c.comm_total["cp"][kind], c.comm_exposed["cp"][kind] = cp.total, cp.exposed
         c.busy_fwd[kind] = tp.hidden_fwd + cp.hidden_fwd
         c.busy_bwd[kind] = tp.hidden_bwd + cp.hidden_bwd
-        ep = (ep_fwd + ep_bwd) if kind == "moe" else 0.0
-        c.comm_total["ep"][kind] = c.comm_exposed["ep"][kind] = ep
+        if kind == "moe" and plan.moe_a2a_overlap:
+            ep = ep_a2a_overlap(ep_fwd, ep_bwd, c.fwd[kind] - c.busy_fwd[kind],
+                                c.bwd[kind] - c.busy_bwd[kind],
+                                unpaired_share(plan.num_microbatches, plan.pp, plan.vp))
+            c.comm_total["ep"][kind], c.comm_exposed["ep"][kind] = ep.total, ep.exposed
+            c.busy_fwd[kind] = c.busy_fwd[kind] + ep.hidden_fwd
+            c.busy_bwd[kind] = c.busy_bwd[kind] + ep.hidden_bwd
+        else:
+            ep = (ep_fwd + ep_bwd) if kind == "moe" else 0.0
+            c.comm_total["ep"][kind] = c.comm_exposed["ep"][kind] = ep
     return c
 
 

@@ -534,3 +534,36 @@ def test_per_expert_gemms_read_the_dense_curve():
     assert FC.per_expert_gemm(None)  # megatron-core's facts when no framework is named
     grouped = op_times([g], Roofline.for_system(sys, prof))  # the MoE table
     assert float(grouped.time[0]) != pytest.approx(float(t.time[0]))
+
+
+def test_ep_a2a_overlap_by_hand():
+    """Combined 1F1B EP overlap: the forward's all-to-all (2) hides behind the other
+    micro-batch's backward compute (1): 1 exposed; the backward's (3) behind the forward
+    compute (10): 0; the unpaired 10 % of passes hide nothing: 0.1 x 5 + 0.9 x 1 = 1.4."""
+    from perfmodel.parallel_comm import ep_a2a_overlap, unpaired_share
+    o = ep_a2a_overlap(2.0, 3.0, 10.0, 1.0, 0.1)
+    assert float(o.total) == 5.0 and float(o.exposed) == pytest.approx(1.4)
+    # interleaved warm-up of the first stage: (pp-1)*2 + (vp-1)*pp chunks of m*vp
+    assert float(unpaired_share(128, 8, 4)) == pytest.approx(38 / 512)
+    assert float(unpaired_share(5, 1, 1)) == pytest.approx(1 / 5)  # first fwd / last bwd
+
+
+def test_moe_a2a_overlap_hides_part_of_the_all_to_all():
+    import perfmodel as pm
+    base = _qwen3_235b_h100()
+    par = dict(base.parallelism.model_dump(exclude_unset=True), moe_a2a_overlap=True)
+    on = pm.predict(base.model_copy(update={"parallelism": type(base.parallelism)(**par)}))
+    off = pm.predict(base)
+    e_on, e_off = on.breakdown["communication"]["ep"], off.breakdown["communication"]["ep"]
+    assert e_on["total_s"] == pytest.approx(e_off["total_s"])
+    assert e_on["exposed_s"] < e_off["exposed_s"] and on.step_time_s < off.step_time_s
+
+
+def test_moe_a2a_overlap_needs_ep():
+    import perfmodel as pm
+    with pytest.raises(PerfModelError, match=r"parallelism\.moe_a2a_overlap"):
+        pm.predict(pm.Scenario(
+            kind="training", model="mixtral-8x7b",
+            system={"device": "h100-sxm5-80gb", "num_gpus": 8},
+            parallelism={"tp": 8, "moe_a2a_overlap": True},
+            training={"seq_len": 4096, "global_batch": 8, "micro_batch": 1}))

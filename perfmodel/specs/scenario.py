@@ -58,8 +58,9 @@ class SystemConfig(Strict):
 class Parallelism(Strict):
     """How work is split (Narayanan et al. 2021 notation: t, p, d; plus CP, EP, VP).
 
-    ``dp`` may be omitted: it is then num_gpus / (tp * pp * cp). Expert parallelism divides the
-    data-parallel ranks of MoE layers (Megatron-Core convention: ep divides dp * cp).
+    ``dp`` may be omitted: it is then num_gpus / (tp * pp * cp). Training folds the MoE layers'
+    ep x etp expert groups over a stage's tp * cp * dp ranks (Megatron-Core MoE parallel
+    folding: ep * etp divides tp * cp * dp; perfmodel/topology.py).
     """
 
     tp: Int = Field(default=1, ge=1, le=MAX_GPUS)
@@ -78,6 +79,10 @@ class Parallelism(Strict):
     overlap_grad_reduce: Bool = True
     overlap_param_gather: Bool = True
     tp_comm_overlap: Bool = False
+    # training: Megatron-Core's combined 1F1B EP overlap (--overlap-moe-expert-parallel-comm,
+    # Megatron-Bridge moe_a2a_overlap): the MoE all-to-alls of one micro-batch run beside the
+    # other's compute (parallel_comm.ep_a2a_overlap)
+    moe_a2a_overlap: Bool = False
     # allow num_layers not divisible by pp*vp: layers spread as evenly as possible (torchtitan,
     # DeepSpeed); the largest stage bounds the pipeline
     uneven_pipeline: Bool = False
