@@ -130,8 +130,17 @@ class Precision:
         Block-scaled fp8 weights with fp8 activations run the block-scaled kernel (1 x 128
         activation tiles against 128 x 128 weight blocks, DeepSeek-V3 arXiv 2412.19437
         Sec. 3.3.2; DeepGEMM in SGLang / TensorRT-LLM): compute dtype fp8_block.
+        Weights wider than the activations (a class a quantised checkpoint leaves out, e.g.
+        bf16 attention beside nvfp4 experts) run unquantised in their own dtype, activations
+        included: the layer is skipped by the quantisation config (vLLM
+        model_executor/layers/quantization/modelopt.py ``get_quant_method``:
+        ``is_layer_skipped(prefix, self.exclude_modules)`` -> ``UnquantizedLinearMethod``),
+        so ``activation_dtype`` applies only to the quantised GEMMs.
         """
         def one(wd: str) -> Precision:
+            if nbytes(wd) > nbytes(activation_dtype):  # an unquantised (skipped) layer
+                return cls(compute=wd, act=nbytes(wd), weight=quantized_weight_bytes(wd, group_size),
+                           kv=nbytes(kv_dtype), kv_dequant=nbytes(kv_dtype) < nbytes(wd))
             narrow = nbytes(wd) < nbytes(activation_dtype)
             native = fp8_gemm and narrow and wd in ("fp8", "fp8_block")
             block = wd == "fp8_block" and activation_dtype in ("fp8", "fp8_block")

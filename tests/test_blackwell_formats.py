@@ -205,3 +205,75 @@ def test_gb300_custom_allreduce_across_trays_is_the_measured_mnnvl_kernel():
     span = group_spans(system.gpus_per_node, "tp-cp-ep-dp-pp", tp=8, dp=9)["tp"]
     t = float(collective_time("custom_allreduce_trtllm", 2 * 2**20, span, system, prof))
     assert t == pytest.approx(9.898e-6, rel=0.15)
+
+
+# ---------------------------------------------------------------------------------------------
+# B200 NVFP4 checkpoints against the measured kernel tables (aiconfigurator-core 0.12.0,
+# TensorRT-LLM 1.3.0rc20, calibration/sources/measured/.../b200_sxm)
+# ---------------------------------------------------------------------------------------------
+
+_B200 = "calibration/sources/measured/aiconfigurator/systems/data/b200_sxm"
+
+
+def _rows(table: str, **where) -> list[dict]:
+    pq = pytest.importorskip("pyarrow.parquet")
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / _B200 / table
+    return pq.read_table(path, filters=[(k, "=", v) for k, v in where.items()]).to_pylist()
+
+
+def test_bf16_layers_of_an_nvfp4_checkpoint_run_the_measured_bf16_gemm():
+    """Kimi-K2.5-NVFP4 / DeepSeek-R1-FP4 keep attention and MLA projections in bf16 (their
+    hf_quant_config ignore lists); the engine runs those layers unquantised (vLLM modelopt.py
+    ``is_layer_skipped`` -> ``UnquantizedLinearMethod``), so nvfp4 activations do not apply.
+    Timed before as an nvfp4 GEMM over bf16 bytes (the nvfp4 curve's small-m efficiency, a
+    fraction of 4.5-bit bytes, applied to 16-bit bytes: 30 us for q_down at m = 4); the
+    measured bf16 row is 8.14 us (gemm_perf.parquet: bfloat16, m 4, n 1536, k 7168)."""
+    prec = O.Precision.inference("nvfp4", "nvfp4", "fp8",
+                                 formats=(("attention", "bf16"), ("mla", "bf16")))
+    q_down = prec.for_op("attn.q_down")
+    assert (q_down.compute, q_down.act, q_down.weight) == ("bf16", 2.0, 2.0)
+    assert prec.for_op("moe.expert.up").compute == "nvfp4"  # quantised classes unchanged
+    (row,) = _rows("gemm/trtllm/1.3.0rc20/gemm_perf.parquet", gemm_dtype="bfloat16", m=4,
+                   n=1536, k=7168)
+    measured = row["latency"] * 1e-3
+    assert measured == pytest.approx(8.14e-6, rel=1e-3)
+    profile = registry.load_profile("calibration/b200.reference.json")
+    device = registry.get_device("b200")
+    t = op_times([O.gemm("attn.q_down", 4, 1536, 7168, prec)], Roofline(device, profile))
+    err = next(e for e in profile.fit_errors if e.table == "gemm.bf16")
+    assert abs(float(t.time[0]) / measured - 1) <= err.p90_ape
+
+
+def test_b200_nvfp4_moe_rows_are_reproduced_through_the_core():
+    """The core's routed experts (``fit.moe.moe_times``: two grouped GEMMs over
+    ``active_experts(E, k, T) / ep`` experts of inter / tp, the coordinates the fit used) against
+    TensorRT-LLM's measured CUTLASS nvfp4 fused MoE (moe_perf.parquet, balanced routing, the
+    rows the converter keeps): a Kimi-K2.5 shape (hidden 7168, inter 2048, 384 experts, top-8,
+    moe_tp 8, 64 tokens: 424.8 us) within the table's held-out median error, and the DeepSeek /
+    Kimi decode rows (1-64 tokens) as a whole within its held-out p90."""
+    import numpy as np
+
+    from perfmodel.calibrate.fit.moe import moe_times
+
+    profile = registry.load_profile("calibration/b200.reference.json")
+    roof = Roofline(registry.get_device("b200"), profile)
+    err = next(e for e in profile.fit_errors if e.table == "moe.nvfp4")
+    rows = [r for r in _rows("moe/trtllm/1.3.0rc20/moe_perf.parquet", moe_dtype="nvfp4",
+                             kernel_source="moe_torch_flow_cutlass", distribution="balanced",
+                             hidden_size=7168, inter_size=2048)
+            if r["num_tokens"] <= 64
+            and O.active_experts(r["num_experts"], r["topk"], r["num_tokens"])
+            > r["moe_ep_size"]]  # more than one active expert per GPU: the curve is read
+    recs = [{"params": {"tokens": r["num_tokens"], "hidden": r["hidden_size"],
+                        "inter": r["inter_size"], "experts": r["num_experts"], "topk": r["topk"],
+                        "tp": r["moe_tp_size"], "ep": r["moe_ep_size"], "gated": True}}
+            for r in rows]
+    measured = np.array([r["latency"] * 1e-3 for r in rows])
+    ape = np.abs(moe_times(recs, "nvfp4", roof) / measured - 1)
+    kimi = [i for i, r in enumerate(rows) if (r["num_experts"], r["moe_tp_size"],
+                                               r["moe_ep_size"], r["num_tokens"]) == (384, 8, 1, 64)]
+    assert len(kimi) == 1 and measured[kimi[0]] == pytest.approx(424.8e-6, rel=1e-3)
+    assert ape[kimi[0]] <= err.median_ape
+    assert len(rows) > 100 and float(np.median(ape)) <= err.p90_ape
