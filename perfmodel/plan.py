@@ -52,6 +52,7 @@ class TrainPlan:
     overlap_param_gather: bool = True
     tp_comm_overlap: bool = False
     moe_a2a_overlap: bool = False  # Megatron-Core combined 1F1B EP all-to-all overlap
+    recompute_modules: tuple[str, ...] | None = None  # selective: Megatron-Core's modules
     causal: bool = True
     uneven_pp: bool = False
     dp_bucket_params: float | None = None
@@ -85,6 +86,7 @@ class TrainPlan:
             overlap_grad_reduce=p.overlap_grad_reduce,
             overlap_param_gather=p.overlap_param_gather, tp_comm_overlap=p.tp_comm_overlap,
             moe_a2a_overlap=p.moe_a2a_overlap,
+            recompute_modules=tuple(t.recompute_modules) if t.recompute_modules else None,
             causal=t.causal, uneven_pp=p.uneven_pipeline, dp_bucket_params=p.dp_bucket_params,
             reshard_after_forward=p.reshard_after_forward,
             framework=resolve_framework(t.framework),
@@ -230,6 +232,11 @@ def training_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
              lambda p: f"ep*etp = {p.ep}*{p.etp} = {p.ep * p.etp} must divide the "
                        f"tp*cp*dp = {p.tp * p.cp * p.dp} GPUs of a pipeline stage (expert "
                        f"groups are folded over attention's TP x CP x DP ranks)"),
+        Rule("training.recompute_modules",
+             lambda p: (not p.recompute_modules) | (p.recompute == "selective"),
+             lambda p: f"recompute_modules {list(p.recompute_modules or ())} apply with "
+                       f"recompute: selective (Megatron-Core recompute_granularity), not "
+                       f"{p.recompute!r}"),
         Rule("parallelism.moe_a2a_overlap", lambda p: (not p.moe_a2a_overlap) | (p.ep > 1),
              lambda p: "moe_a2a_overlap overlaps the expert all-to-all: it needs ep > 1 "
                        "(Megatron-Core overlap_moe_expert_parallel_comm)"),

@@ -5,6 +5,11 @@
   Sec. 5). FlashAttention already recomputes it inside its backward kernel, so with it this
   policy re-runs nothing extra.
 * ``full``: the whole layer forward (Chen et al. 2016; Korthikanti Sec. 4.3).
+* ``selective`` with ``recompute_modules`` (Megatron-Core ``recompute_granularity:
+  selective`` + ``recompute_modules``, transformer_config.py; default ``[core_attn]``): the
+  listed submodules, ``MODULES`` (layernorm: the input and pre-MLP norms; moe_act: the routed
+  experts' activation; mla_up_proj: MLA's q / kv up projections and rope; mlp: a dense
+  layer's MLP; shared_experts: the shared experts' MLP; core_attn: the attention core).
 * ``op``: per-operator selective checkpointing as torchtitan applies it by default
   (torchtitan ``apply_ac`` with mode "selective", "op" granularity: the outputs of matmuls and
   attention are saved except every second matmul; everything else, norms, rotary,
@@ -30,11 +35,28 @@ def op_policy_split(model: ModelSpec, moe_layer: bool
     return mms[0::2], mms[1::2]
 
 
+# Megatron-Core recompute_modules (transformer_config.py) -> the forward operators they re-run
+MODULES = {
+    "core_attn": lambda op: op.attention_core,
+    "layernorm": lambda op: op.name in ("attn.norm", "mlp.norm"),
+    "moe_act": lambda op: op.name == "moe.expert.act",
+    "mla_up_proj": lambda op: op.name in ("attn.q_up", "attn.kv_up", "attn.rope"),
+    "mlp": lambda op: op.name.startswith("mlp.") and op.name not in ("mlp.norm",
+                                                                       "mlp.residual"),
+    "shared_experts": lambda op: op.name.startswith("moe.shared."),
+}
+
+
 def recomputed_ops(policy: str, fwd: list[O.Op], model: ModelSpec, moe_layer: bool,
-                   flash: bool) -> list[O.Op]:
-    """Forward operators re-run in backward under ``policy`` (model FLOPs excluded)."""
+                   flash: bool, modules: tuple[str, ...] | None = None) -> list[O.Op]:
+    """Forward operators re-run in backward under ``policy`` (model FLOPs excluded);
+    ``modules``: the selective policy's Megatron-Core recompute_modules (None: core_attn)."""
     if policy == "full":
         chosen = [(op, 1.0) for op in fwd]
+    elif policy == "selective" and modules:
+        chosen = [(op, 1.0) for op in fwd
+                  if any(MODULES[m](op) for m in modules
+                         if not (m == "core_attn" and flash))]
     elif policy == "selective" and not flash:
         chosen = [(op, 1.0) for op in fwd if op.attention_core]
     elif policy == "op":

@@ -152,7 +152,7 @@ def model_flops_per_step(model: ModelSpec, plan: TrainPlan) -> tuple[Array, Arra
         fwd = _layer_forward(model, moe_layer, plan, prec, sharded=False)
         per_micro = per_micro + layers * sum(op.model_flops * op.count for op in fwd)
         again = recomputed_ops(plan.recompute, fwd, model, moe_layer,
-                                plan.flash_attention)
+                                plan.flash_attention, plan.recompute_modules)
         recompute = recompute + layers * sum(op.flops * op.count for op in again
                                              if op.cls != O.ELEMENTWISE)
     t = plan.micro_batch * plan.seq_len
@@ -238,7 +238,7 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
         add(f"{kind}.bwd", [b for op in fwd for b in O.backward(op, prec)] + merge_b
             + FC.fsdp_copies(fw, zero, block, backward=True))
         add(f"{kind}.rec", recomputed_ops(plan.recompute, fwd + merge_f, model, kind == "moe",
-                                           plan.flash_attention))
+                                           plan.flash_attention, plan.recompute_modules))
     tokens = plan.micro_batch * (plan.seq_len / plan.cp)
     emb = O.embedding_ops(model, tokens, plan.tp, prec)
     add("embed", emb + [o for op in emb for o in O.backward(op, prec)])

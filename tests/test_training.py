@@ -186,3 +186,27 @@ def test_fp8_training_times_attention_at_bf16():
         assert all(op.dtype == "bf16" for op in r.op_times.ops if op.cls == "attention")
     assert float(fp8.time["attention"]) == pytest.approx(float(bf16.time["attention"]))
     assert float(fp8.time["gemm"]) < float(bf16.time["gemm"])
+
+
+def test_recompute_modules_rerun_the_listed_submodules():
+    """Megatron-Core selective recompute with recompute_modules [layernorm, moe_act] re-runs
+    the two norms and the experts' activation in backward, nothing else (GPT-OSS presets of
+    Megatron-Bridge); the modules need recompute: selective."""
+    from perfmodel import ops as O
+    from perfmodel.recompute import recomputed_ops
+    from perfmodel.training import _layer_forward
+    model = get_model("mixtral-8x7b")
+    p = plan(ep=8, dp=8, global_batch=64, recompute="selective",
+             recompute_modules=("layernorm", "moe_act"))
+    fwd = _layer_forward(model, True, p, O.Precision.training("bf16"))
+    again = recomputed_ops(p.recompute, fwd, model, True, True, p.recompute_modules)
+    assert sorted(op.name for op in again) == ["attn.norm.recompute", "mlp.norm.recompute",
+                                               "moe.expert.act.recompute"]
+    assert recomputed_ops("selective", fwd, model, True, True, None) == []
+    with pytest.raises(pm.PerfModelError, match=r"training\.recompute_modules"):
+        pm.predict(pm.Scenario(
+            kind="training", model="mixtral-8x7b",
+            system={"device": "h100-sxm5-80gb", "num_gpus": 8},
+            parallelism={"ep": 8, "dp": 8},
+            training={"seq_len": 4096, "global_batch": 8, "recompute": "full",
+                      "recompute_modules": ["layernorm"]}))

@@ -142,6 +142,11 @@ class TrainingConfig(Strict):
     # selective: attention core (Korthikanti 2022); op: torchtitan's per-op policy (see
     # perfmodel/recompute.py); full: whole layers
     recompute: Literal["none", "selective", "full", "op"] = "selective"
+    # with selective: Megatron-Core's recompute_modules (default [core_attn]); the submodules
+    # re-run in backward (perfmodel/recompute.py MODULES)
+    recompute_modules: list[Literal["core_attn", "layernorm", "moe_act", "mla_up_proj", "mlp",
+                                    "shared_experts"]] | None = Field(default=None,
+                                                                      max_length=6)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     flash_attention: Bool = True
     dropout: Bool = False  # Megatron-era GPTs used dropout 0.1 (masks cost activation memory)
