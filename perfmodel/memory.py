@@ -52,8 +52,13 @@ class ActivationShape:
 
 
 def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: str,
-                           moe_layer: bool = False, top_k: int = 1, etp: Array = 1) -> Array:
+                           moe_layer: bool = False, top_k: int = 1, etp: Array = 1,
+                           modules: tuple[str, ...] | None = None) -> Array:
     """Bytes one layer keeps for backward, per micro-batch (Korthikanti et al. 2022 Sec. 4.1).
+    ``modules`` (selective recompute, Megatron-Core recompute_modules): ``layernorm`` keeps no
+    norm outputs (the GEMM inputs after each norm, re-made from the kept norm inputs),
+    ``moe_act`` no expert activation outputs (re-made from the kept fc1 outputs); the other
+    modules' savings are not modelled.
 
     Tensors are split by where they live: ``seq`` ones (layer-norm inputs, GEMM inputs after
     the norm, dropout masks) are sharded only by sequence parallelism; ``tp`` ones (Q, K, V,
@@ -107,6 +112,11 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
     with_mlp = mlp_share(model, moe_layer)
     seq = seq + with_mlp * (2 * a * sbh + mask * sbh)  # MLP norm input, MLP input, mask
     seq = seq + 2 * hc_extra  # the n-wide inputs of both sublayers' hc_pre
+    modules = modules if recompute == "selective" and modules else ()
+    if "layernorm" in modules:  # the norm outputs (each sublayer's GEMM input) not kept
+        mixers = sum(share for kind, share in attention_mix(model, moe_layer)
+                     if kind != NO_MIXER)
+        seq = seq - (mixers + with_mlp) * a * sbh
     if moe_layer and model.moe:
         moe = model.moe
         f = moe.expert_ffn_hidden_size
@@ -117,7 +127,8 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
         routed = top_k * s * b
         act_in = (2 if model.gated_mlp else 1) * f
         tp_part = tp_part + a * routed * w  # permuted expert inputs
-        tp_part = tp_part + a * routed * (act_in + f)
+        kept_act = 0.0 if "moe_act" in modules else f  # moe_act: re-made from fc1's output
+        tp_part = tp_part + a * routed * (act_in + kept_act)
         if moe.num_shared_experts:
             fs = moe.num_shared_experts * moe.shared_ffn
             tp_part = tp_part + a * s * b * ((2 if model.gated_mlp else 1) * fs + fs)

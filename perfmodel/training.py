@@ -474,7 +474,8 @@ def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_st
                               dropout=plan.dropout, flash_attention=plan.flash_attention)
     top_k = model.moe.top_k if model.moe else 1
     act_stage = per_stage({k: layer_activation_bytes(model, shape_a, plan.recompute,
-                                                     k == "moe", top_k, plan.etp)
+                                                     k == "moe", top_k, plan.etp,
+                                                     plan.recompute_modules)
                            for k in kinds})
     working = 0.0
     if plan.recompute == "full":  # one layer's activations exist while it is recomputed

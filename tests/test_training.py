@@ -210,3 +210,20 @@ def test_recompute_modules_rerun_the_listed_submodules():
             parallelism={"ep": 8, "dp": 8},
             training={"seq_len": 4096, "global_batch": 8, "recompute": "full",
                       "recompute_modules": ["layernorm"]}))
+
+
+def test_recompute_modules_drop_their_saved_tensors():
+    """layernorm: both norm outputs (2 x a s b h) are not kept; moe_act: the experts'
+    activation output (a x top_k s b x f) is not kept (Mixtral: h 4096, f 14336, top-2)."""
+    from perfmodel.memory import ActivationShape, layer_activation_bytes
+    model = get_model("mixtral-8x7b")
+    shape = ActivationShape(b=1, s=4096, s_kv=4096, tp=1, sequence_parallel=False,
+                            act_bytes=2.0, dropout=False, flash_attention=True)
+    base = layer_activation_bytes(model, shape, "selective", True, 2, 1)
+    ln = layer_activation_bytes(model, shape, "selective", True, 2, 1, ("layernorm",))
+    act = layer_activation_bytes(model, shape, "selective", True, 2, 1, ("moe_act",))
+    assert base - ln == pytest.approx(2 * 2.0 * 4096 * 4096)
+    assert base - act == pytest.approx(2.0 * 2 * 4096 * 14336)
+    # modules apply with the selective policy only
+    assert layer_activation_bytes(model, shape, "none", True, 2, 1, ("layernorm",)) == \
+        pytest.approx(layer_activation_bytes(model, shape, "none", True, 2, 1))
