@@ -285,10 +285,11 @@ def test_engines_name_their_moe_kernels():
     assert moe_kernels("vllm", "fp8_block") == (("deepgemm",), "fp8")
     assert moe_kernels("trtllm", "fp8_block") == (("trtllm_cutlass", "deepgemm"), None)
     assert moe_kernels("generic", "fp8_block") == ((), None)
-    assert moe_kernels("sglang", "bf16") == (("sglang_triton",), None)
+    assert moe_kernels("sglang", "bf16") == (("flashinfer_trtllm", "sglang_triton"), None)
     assert moe_kernels("trtllm", "w4a16_mxfp4") == (("trtllm",), None)
-    assert moe_kernels("vllm", "nvfp4") == ((), None)  # not stated: the table as measured
-    assert moe_kernels("vllm", "w4a16_mxfp4") == (("triton_ogs", "marlin"), None)
+    assert moe_kernels("vllm", "fp8") == ((), None)  # not stated: the table as measured
+    assert moe_kernels("vllm", "w4a16_mxfp4") == (("triton_ogs", "flashinfer_trtllm", "marlin"),
+                                                  None)
 
 
 @pytest.mark.parametrize("engine, eff", [("generic", EFF["fp8_block"]),
@@ -455,3 +456,20 @@ def test_hopper_gpt_oss_experts_read_the_engines_measured_kernel(device):
     assert prof.moe_table("bf16", "", *moe_kernels("vllm", "bf16"))[0] == "bf16@vllm_triton"
     # SGLang's fp8_block DeepGEMM: still the per-tensor fp8 proxy (no DeepGEMM table)
     assert prof.moe_table("fp8_block", "", *moe_kernels("sglang", "fp8_block"))[0] == "fp8"
+
+
+@pytest.mark.parametrize("device", ["b200", "b300", "gb200", "gb300"])
+def test_blackwell_experts_read_the_engines_measured_kernel(device):
+    """On the Blackwells vLLM and SGLang ran FlashInfer's TensorRT-LLM-gen MoE (their tables'
+    kernel_source): their bf16 / nvfp4 / gpt-oss MXFP4 experts read that table, TensorRT-LLM
+    and the generic engine the reference (TRT-LLM) tables."""
+    prof = load_profile(data_dir("calibration") / f"{device}.reference.json")
+    for engine in ("vllm", "sglang"):
+        for dtype, wfmt, fmt in (("bf16", "", "bf16"), ("nvfp4", "", "nvfp4"),
+                                 ("bf16", "mxfp4", "w4a16_mxfp4")):
+            key = prof.moe_table(dtype, wfmt, *moe_kernels(engine, fmt))[0]
+            assert key == f"{fmt}@flashinfer_trtllm", (engine, fmt)
+    for engine in ("trtllm", "generic"):
+        assert prof.moe_table("nvfp4", "", *moe_kernels(engine, "nvfp4"))[0] == "nvfp4"
+        assert prof.moe_table("bf16", "mxfp4", *moe_kernels(engine, "w4a16_mxfp4"))[0] == \
+            "w4a16_mxfp4"
