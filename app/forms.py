@@ -14,6 +14,7 @@ import sys
 import typing
 from typing import Any
 
+import backend
 import streamlit as st
 from common import pm
 
@@ -122,8 +123,16 @@ def inference_defaults(p: str, serving: bool = False) -> dict[str, Any]:
            f"{p}kv_dtype": "bf16"}
     if not serving:
         out[f"{p}batch"] = 8
+        # MoE with EP (inference reads these; a serving scenario does not)
+        if has_field(pm.Parallelism, "attention_dp"):
+            out[f"{p}attention_dp"] = 1
+        if field_choices(pm.Parallelism, "moe_overlap"):
+            out[f"{p}moe_overlap"] = AUTO
     if stack_section("engine"):
         out[f"{p}engine"] = AUTO
+        if has_field(_stack_model("engine"), "version"):
+            out[f"{p}engine_version"] = AUTO
+            out[f"{p}engine_variant"] = AUTO
     return out
 
 
@@ -254,5 +263,65 @@ def inference_form(p: str, serving: bool = False) -> dict:
                                    format_func=str.upper)
     sc["parallelism"] = {"tp": tp, "pp": pp, "ep": ep}
     sc["inference"] = inf
-    _place(sc, "engine", _stack_widget(p, "engine", "Engine"))
+    engine = _stack_widget(p, "engine", "Engine")
+    _place(sc, "engine", _engine_version(p, engine))
+    _moe_widgets(p, sc["model"], ep, sc["parallelism"])
     return sc
+
+
+def _engine_version(p: str, engine: str | None) -> str | dict | None:
+    """The ``engine`` entry: its name, or ``{name, version, variant}`` when the engine has
+    version families (engines/versions/) and one is picked. Any release can be typed; the
+    core says in one line when no family holds it."""
+    starts = backend.version_starts(engine) if engine else {}
+    if not starts or f"{p}engine_version" not in st.session_state:
+        return engine
+    families = backend.engine_versions(engine)
+    current = families[-1]["label"] if families else "current"
+    version = st.selectbox(
+        "Engine version", [AUTO, *starts], key=f"{p}engine_version", accept_new_options=True,
+        format_func=lambda v: f"current ({current})" if v == AUTO else
+        f"{v} — facts {starts[v]}" if v in starts else v,
+        help="the release whose rules apply: the first release of each version family "
+             "(engines/versions), or type your release, e.g. 0.6.3; the engine memory plan "
+             "below names the family used")
+    variants = backend.engine_variants(engine)
+    variant = AUTO
+    if variants:
+        variant = st.selectbox("Engine variant", [AUTO, *variants], key=f"{p}engine_variant",
+                               format_func=lambda v: "release default" if v == AUTO else v,
+                               help="vLLM: v1 = the V1 engine core (VLLM_USE_V1=1) before "
+                                    "it became the default in 0.8, v0 = the old core after")
+    out: dict = {"name": engine}
+    if version:
+        out["version"] = str(version).strip()
+    if variant:
+        out["variant"] = variant
+    return out if len(out) > 1 else engine
+
+
+def _moe_widgets(p: str, model: str, ep: int, par: dict) -> None:
+    """Attention DP and the all-to-all overlap of a MoE model with EP (inference only):
+    written into ``par`` when not left at their defaults."""
+    if f"{p}moe_overlap" not in st.session_state or ep <= 1:
+        return
+    spec = pm.models().get(model)
+    if spec is None or getattr(spec, "moe", None) is None:
+        return
+    adp = 1
+    if f"{p}attention_dp" in st.session_state:
+        adp = _int("Attention DP", f"{p}attention_dp",
+                   help="attention data-parallel groups of TP GPUs, each with its own "
+                        "requests (SGLang --enable-dp-attention); the experts span all of "
+                        "them and tokens reach them by all-to-all")
+    choices = field_choices(pm.Parallelism, "moe_overlap") or []
+    overlap = st.selectbox("MoE overlap", [AUTO, *choices], key=f"{p}moe_overlap",
+                           format_func=lambda v: "engine default" if v == AUTO else v,
+                           help="two_batch: two micro-batches, one's all-to-all hidden behind "
+                                "the other's compute (SGLang --enable-two-batch-overlap, vLLM "
+                                "--enable-dbo); needs an engine with that schedule and "
+                                "attention DP > 1")
+    if adp > 1:
+        par["attention_dp"] = adp
+    if overlap != AUTO:
+        par["moe_overlap"] = overlap

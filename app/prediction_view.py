@@ -113,12 +113,105 @@ def range_line(pred: pm.Prediction) -> None:
                "each card's ? says which).")
 
 
+BAND_LABELS = {"step_time_s": "step time", "tokens_per_s": "tokens/s",
+               "tflops_per_gpu": "TFLOP/s per GPU", "mfu": "MFU", "ttft_s": "TTFT",
+               "tpot_s": "TPOT", "e2e_latency_s": "end-to-end",
+               "memory_per_gpu_bytes": "memory per GPU"}
+
+
+def band_basis(pred: pm.Prediction) -> None:
+    """Every uncertainty band of the prediction (``Prediction.ranges``) and what it is based
+    on (``Prediction.range_basis``), including the metrics that have none and why."""
+    basis = getattr(pred, "range_basis", None) or {}
+    ranges = getattr(pred, "ranges", None) or {}
+    if not isinstance(basis, dict) or not basis:
+        return
+    rows = []
+    for field, why in basis.items():
+        band = ranges.get(field)
+        point = getattr(pred, field, None)
+        rows.append({"metric": BAND_LABELS.get(field, field) + (" (p50)" if pred.kind ==
+                                                                "serving" else ""),
+                     "predicted": _band_value(field, point),
+                     "band (80 %)": " – ".join(_band_value(field, v) for v in band)
+                     if band else "none",
+                     "basis": str(why)})
+    with st.expander("Uncertainty bands and their basis"):
+        st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def _band_value(field: str, value) -> str:
+    if value is None:
+        return "—"
+    value = float(value)
+    if field.endswith("_s"):
+        return charts.fmt_seconds(value)
+    if field.endswith("_bytes"):
+        return charts.fmt_bytes(value)
+    if field == "mfu":
+        return percent(value)
+    return f"{value:,.4g}"
+
+
+A2A_MODES = {"ll": "low latency", "normal": "normal", "": "none"}
+MOE_PHASES = {"prefill": "prefill", "decode_step": "decode step"}
+
+
+def moe_rows(pred: pm.Prediction) -> list[dict]:
+    """Per phase of a MoE prediction (``breakdown["moe"]``): the grouped-GEMM table its
+    experts read, the all-to-all kernels, the overlap run, and the all-to-all time split into
+    exposed (on the critical path) and overlapped (hidden behind the other micro-batch)."""
+    moe = (pred.breakdown or {}).get("moe")
+    rows = []
+    for phase, label in MOE_PHASES.items():
+        m = moe.get(phase) if isinstance(moe, dict) else None
+        if not isinstance(m, dict):
+            continue
+        ms = {k: 1e3 * float(m.get(f"{k}_s", 0.0) or 0.0)
+              for k in ("all_to_all", "all_to_all_exposed", "all_to_all_overlapped",
+                        "dispatch", "combine")}
+        rows.append({"phase": label, "grouped-GEMM table": m.get("grouped_gemm_table") or "—",
+                     "all-to-all": A2A_MODES.get(m.get("a2a_mode", ""), m.get("a2a_mode")),
+                     "overlap": m.get("moe_overlap", "none"),
+                     "all-to-all (ms)": ms["all_to_all"],
+                     "exposed (ms)": ms["all_to_all_exposed"],
+                     "overlapped (ms)": ms["all_to_all_overlapped"],
+                     "dispatch (ms)": ms["dispatch"], "combine (ms)": ms["combine"],
+                     "routed expert weights / GPU": charts.fmt_bytes(float(m.get(
+                         "routed_expert_weight_bytes_per_gpu", 0.0) or 0.0))})
+    return rows
+
+
+def moe_view(pred: pm.Prediction, key: str) -> None:
+    """The MoE table the prediction read and its exposed / overlapped all-to-all."""
+    rows = moe_rows(pred)
+    if not rows:
+        return
+    tables = sorted({t for r in rows for t in r["grouped-GEMM table"].split("; ")})
+    parts = [f"**MoE experts** read {', '.join(f'`{t}`' for t in tables)}"]
+    for r in rows:
+        if r["all-to-all (ms)"] > 0:
+            parts.append(f"{r['phase']} all-to-all {r['exposed (ms)']:.3g} ms exposed, "
+                         f"{r['overlapped (ms)']:.3g} ms overlapped (`{r['overlap']}`)")
+    if len(parts) == 1:
+        parts.append("no expert all-to-all (attention DP 1: experts reached by TP "
+                     "collectives)")
+    st.markdown(" · ".join(parts))
+    with st.expander("MoE: grouped-GEMM table and all-to-all per phase"):
+        fmt = st.column_config.NumberColumn(format="%.3f")
+        st.dataframe(rows, hide_index=True, width="stretch",
+                     column_config={c: fmt for c in rows[0] if c.endswith("(ms)")})
+        csv_button(rows, f"{pred.kind}-moe", key=f"{key}_moe_csv", label="MoE CSV")
+
+
 def show(scenario: dict, pred: pm.Prediction, key: str) -> None:
     header_line(pred)
     show_warnings(pred.warnings)
     metric_cards(with_basis(pred, cards(pred)) + energy_card(pred))
     range_line(pred)
+    band_basis(pred)
     engine_plan(pred)
+    moe_view(pred, key)
     st.plotly_chart(charts.time_figure(pred), key=f"{key}_time_chart", width="stretch")
     st.plotly_chart(charts.memory_figure(pred), key=f"{key}_memory_chart", width="stretch")
     device = pm.get_device(pred.device)

@@ -224,6 +224,16 @@ def test_every_page_updates_in_a_real_browser(dashboard_url, page, capsys):
     _changes(page, _charts(page).first, lambda: _set_number(page, "Batch", 64))
     expect(tpot).not_to_have_text(before, **wait)
     _check_page(page, "2-inference")
+    # ... a shared link to a MoE model with EP: the engine, its version picker, the MoE
+    # overlap, and the MoE table and all-to-all split in the view
+    _open(page, f"{dashboard_url}/inference?in_model=deepseek-v3&in_device=h200-sxm-141gb"
+          "&in_num_gpus=8&in_ep=8&in_attention_dp=8&in_batch=256&in_weight_dtype=fp8_block"
+          "&in_engine=vllm"
+          "&in_moe_overlap=two_batch", "Inference request")
+    expect(page.get_by_text("MoE experts read")).to_be_visible(**wait)
+    expect(page.locator('[data-testid="stSelectbox"]').filter(has_text="Engine version")
+           ).to_be_visible(**wait)
+    _check_page(page, "2b-inference-moe")
 
     # Serving: the request rate moves throughput, CDFs and timeline
     _open(page, f"{dashboard_url}/serving", "Serving")
@@ -233,6 +243,12 @@ def test_every_page_updates_in_a_real_browser(dashboard_url, page, capsys):
                                                              "16.00"))
     expect(tput).not_to_have_text(before, **wait)
     _check_page(page, "3-serving")
+    # ... a closed loop measured as genai-perf measures it
+    _open(page, f"{dashboard_url}/serving?sv_process=closed&sv_concurrency=16"
+          "&sv_client=genai-perf&sv_interval_ms=2000", "Serving")
+    expect(page.get_by_text("Benchmark client's report — genai-perf")).to_be_visible(**wait)
+    _check_page(page, "3c-serving-client")
+    _open(page, f"{dashboard_url}/serving", "Serving")
     # ... and an uploaded trace replaces the generated arrivals
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Arrivals").click()
     page.get_by_role("option", name="Trace (CSV upload)").click()

@@ -425,3 +425,201 @@ def test_a_link_with_an_unknown_model_says_so_in_one_line():
 def test_a_link_with_a_non_number_says_so():
     at = page("training", tr_micro_batch="lots")
     assert any("micro_batch" in w.value and "lots" in w.value for w in at.warning)
+
+
+# --------------------------------------------------------------------------- engine versions
+VLLM_07_V1 = {"in_engine": "vllm", "in_engine_version": "0.7.0", "in_engine_variant": "v1"}
+
+
+def _yaml(at: AppTest, kind: str = "inference") -> str:
+    return next(c.value for c in at.code if f"kind: {kind}" in c.value)
+
+
+def test_engine_version_reaches_the_scenario_and_the_engine_plan():
+    from perfmodel.engines import families
+
+    at = page("inference", in_engine="vllm")
+    options = at.selectbox(key="in_engine_version").options
+    firsts = {r.since for f in families("vllm") for r in f.ranges}
+    assert options[0].startswith("current (") and len(options) == 1 + len(firsts)
+    assert at.selectbox(key="in_engine_variant").options == ["release default", "v0", "v1"]
+    at = page("inference", **VLLM_07_V1)
+    assert "version: 0.7.0" in _yaml(at) and "variant: v1" in _yaml(at)
+    assert any(e.label == "Engine memory plan — vllm 0.7-v1" for e in at.expander)
+    # a release typed in (not a family's first one) is kept, and its family is used
+    at = page("inference", in_engine="vllm", in_engine_version="0.6.5")
+    assert not at.error and at.selectbox(key="in_engine_version").value == "0.6.5"
+    assert any(e.label == "Engine memory plan — vllm 0.6.4+pr10511" for e in at.expander)
+    # an engine without version families offers no version
+    at = page("inference", in_engine="sglang")
+    assert not [s for s in at.selectbox if s.key == "in_engine_version"]
+    assert "version" not in _yaml(at).split("engine:")[1]
+
+
+def test_engine_version_and_variant_that_no_family_holds_is_the_core_error():
+    at = page("inference", in_engine="vllm", in_engine_version="0.1.0", in_engine_variant="v1")
+    with pytest.raises(pm.SpecError) as info:
+        pm.predict({"kind": "inference", "model": "llama-2-7b",
+                    "system": {"device": "a100-sxm4-80gb", "num_gpus": 1},
+                    "inference": {"batch": 8, "prompt_len": 1024, "output_len": 256},
+                    "engine": {"name": "vllm", "version": "0.1.0", "variant": "v1"}})
+    assert str(info.value).splitlines()[0] in shown_error(at)
+    assert not at.get("plotly_chart")
+    at.selectbox(key="in_engine_variant").set_value("release default")
+    run(at)
+    assert not at.error and len(at.get("plotly_chart")) == 3
+
+
+def test_engine_version_round_trips_through_the_link():
+    at = page("inference", in_engine="vllm")
+    at.selectbox(key="in_engine_version").set_value("0.7.0")
+    at.selectbox(key="in_engine_variant").set_value("v1")
+    run(at)
+    params = {k: at.query_params[k] for k in at.query_params}
+    flat = {k: v[0] if isinstance(v, list) else v for k, v in params.items()}
+    assert {k: flat[k] for k in VLLM_07_V1} == VLLM_07_V1
+    again = page("inference", **flat)  # the shared link opens the same view
+    assert again.selectbox(key="in_engine_version").value == "0.7.0"
+    assert again.selectbox(key="in_engine_variant").value == "v1"
+    assert _yaml(again) == _yaml(at)
+
+
+def test_serving_engine_version():
+    at = page("serving", sv_engine="vllm", sv_engine_version="0.7.0", sv_engine_variant="v1")
+    assert not at.error, [e.value for e in at.error]
+    assert "version: 0.7.0" in _yaml(at, "serving")
+    assert any(e.label == "Engine memory plan — vllm 0.7-v1" for e in at.expander)
+
+
+# --------------------------------------------------------------------------- benchmark client
+def test_serving_benchmark_client_on_the_closed_loop_form():
+    from perfmodel.serving.clients import client_ids
+
+    at = page("serving")  # Poisson arrivals: no client
+    assert not [s for s in at.selectbox if s.key == "sv_client"]
+    at = page("serving", sv_process="closed", sv_concurrency="8")
+    client = at.selectbox(key="sv_client")
+    assert client.value == "vllm-bench-serve" and sorted(client.options) == client_ids()
+    assert "benchmark:" not in _yaml(at, "serving")  # the default client: not written
+    assert any(e.label == "Benchmark client's report — vllm-bench-serve" for e in at.expander)
+    client.set_value("sglang-bench-serving")
+    run(at)
+    assert "client: sglang-bench-serving" in _yaml(at, "serving")
+    assert at.query_params["sv_client"] in ("sglang-bench-serving", ["sglang-bench-serving"])
+    # a windowed client asks for its measurement interval
+    at = page("serving", sv_process="closed", sv_concurrency="8", sv_client="genai-perf",
+              sv_interval_ms="2000")
+    assert not at.error, [e.value for e in at.error]
+    text = _yaml(at, "serving")
+    assert "client: genai-perf" in text and "measurement_interval_ms: 2000.0" in text
+    report = next(e for e in at.expander if e.label.startswith("Benchmark client's report"))
+    assert report.label.endswith("genai-perf")
+    assert any("measurement windows" in c.value for c in at.caption)
+
+
+# --------------------------------------------------------------------------- MoE
+MOE = {"in_model": "deepseek-v3", "in_device": "h200-sxm-141gb", "in_num_gpus": "8",
+       "in_ep": "8", "in_attention_dp": "8", "in_batch": "256", "in_weight_dtype": "fp8_block"}
+
+
+def _moe_scenario(**par) -> dict:
+    return {"kind": "inference", "model": "deepseek-v3",
+            "system": {"device": "h200-sxm-141gb", "num_gpus": 8},
+            "parallelism": {"tp": 1, "pp": 1, "ep": 8, "attention_dp": 8, **par},
+            "inference": {"batch": 256, "prompt_len": 1024, "output_len": 256,
+                          "weight_dtype": "fp8_block", "activation_dtype": "bf16",
+                          "kv_dtype": "bf16"},
+            "engine": "sglang"}
+
+
+def test_moe_overlap_only_for_moe_models_with_ep():
+    keys = {s.key for s in page("inference").selectbox}
+    assert "in_moe_overlap" not in keys  # a dense model
+    at = page("inference", in_model="deepseek-v3", in_device="h200-sxm-141gb",
+              in_num_gpus="8")
+    assert "in_moe_overlap" not in {s.key for s in at.selectbox}  # EP 1
+    at = page("inference", **MOE)
+    assert at.selectbox(key="in_moe_overlap").options == ["engine default", "none",
+                                                           "two_batch"]
+
+
+def test_moe_table_and_exposed_overlapped_all_to_all_shown():
+    at = page("inference", **MOE, in_engine="sglang", in_moe_overlap="two_batch")
+    assert not at.error, [e.value for e in at.error]
+    assert "moe_overlap: two_batch" in _yaml(at) and "attention_dp: 8" in _yaml(at)
+    moe = pm.predict(_moe_scenario(moe_overlap="two_batch")).breakdown["moe"]["decode_step"]
+    line = next(m.value for m in at.markdown if m.value.startswith("**MoE experts**"))
+    assert f"`{moe['grouped_gemm_table']}`" in line
+    assert moe["all_to_all_overlapped_s"] > 0
+    assert (f"decode step all-to-all {1e3 * moe['all_to_all_exposed_s']:.3g} ms exposed, "
+            f"{1e3 * moe['all_to_all_overlapped_s']:.3g} ms overlapped") in line
+    table = next(d.value for d in at.dataframe if "grouped-GEMM table" in d.value.columns)
+    row = table.set_index("phase").loc["decode step"]
+    assert row["overlap"] == "two_batch"
+    assert row["exposed (ms)"] + row["overlapped (ms)"] == pytest.approx(row["all-to-all (ms)"])
+    # without the overlap every millisecond of the all-to-all is exposed
+    at.selectbox(key="in_moe_overlap").set_value("none")
+    run(at)
+    row = next(d.value for d in at.dataframe if "grouped-GEMM table" in d.value.columns
+               ).set_index("phase").loc["decode step"]
+    assert row["overlapped (ms)"] == 0 and row["exposed (ms)"] == row["all-to-all (ms)"] > 0
+
+
+def test_moe_overlap_on_an_engine_without_a_schedule_is_the_core_error():
+    at = page("inference", **MOE, in_moe_overlap="two_batch")  # the generic engine
+    with pytest.raises(pm.SpecError) as info:
+        pm.predict({**_moe_scenario(moe_overlap="two_batch"), "engine": "generic"})
+    assert str(info.value).splitlines()[0] in shown_error(at)
+
+
+def test_moe_settings_round_trip_through_the_link():
+    at = page("inference", **MOE, in_engine="vllm")
+    at.selectbox(key="in_moe_overlap").set_value("two_batch")
+    run(at)
+    flat = {k: (lambda v: v[0] if isinstance(v, list) else v)(at.query_params[k])
+            for k in at.query_params}
+    assert flat["in_moe_overlap"] == "two_batch" and flat["in_attention_dp"] == "8"
+    again = page("inference", **flat)
+    assert again.selectbox(key="in_moe_overlap").value == "two_batch"
+    assert _yaml(again) == _yaml(at)
+
+
+# --------------------------------------------------------------------------- bands, profiles
+def test_uncertainty_band_basis_table():
+    at = page("inference")
+    pred = pm.predict({"kind": "inference", "model": "llama-2-7b",
+                       "system": {"device": "a100-sxm4-80gb", "num_gpus": 1},
+                       "inference": {"batch": 8, "prompt_len": 1024, "output_len": 256,
+                                     "activation_dtype": "bf16", "kv_dtype": "bf16"}})
+    table = next(d.value for d in at.dataframe if "basis" in d.value.columns)
+    rows = table.set_index("metric")
+    assert list(rows["basis"]) == list(pred.range_basis.values())
+    assert "memory_per_gpu_bytes" not in pred.ranges  # no band, and the table says why
+    assert rows.loc["memory per GPU", "band (80 %)"] == "none"
+    assert rows.loc["memory per GPU", "basis"].startswith("no band")
+    assert rows.loc["TTFT", "band (80 %)"] == metric_band(at, "TTFT")
+    at = page("serving")
+    assert any(e.label == "Uncertainty bands and their basis" for e in at.expander)
+    assert "TTFT (p50)" in next(d.value for d in at.dataframe
+                                if "basis" in d.value.columns)["metric"].tolist()
+
+
+def metric_band(at: AppTest, label: str) -> str:
+    return next(m.delta for m in at.metric if m.label == label)
+
+
+def test_calibration_lists_every_shipped_profile():
+    from perfmodel.paths import data_dir
+
+    shipped = sorted(p.stem for p in data_dir("calibration").glob("*.reference.json"))
+    assert {f"{d}.reference" for d in ("b300", "gb200", "gb300", "mi300x", "mi355x")} \
+        <= set(shipped)
+    at = page("calibration")
+    assert set(shipped) <= set(at.selectbox(key="ca_profile").options)
+    devices = at.dataframe[1].value.set_index("device")
+    for stem in shipped:
+        device = stem.removesuffix(".reference")
+        assert devices.loc[device, "reference"] and devices.loc[device, "uses"] == "reference"
+    at = page("calibration", ca_profile="mi355x.reference")
+    assert metric(at, "Device") == "mi355x"
+    assert len(at.dataframe[0].value) > 0  # its held-out errors

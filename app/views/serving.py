@@ -31,12 +31,13 @@ from common import (
 
 import perfmodel as pm
 from perfmodel.serving.predict import predict_with_latencies
-from perfmodel.specs.scenario import ArrivalConfig, SchedulerConfig
+from perfmodel.specs.scenario import ArrivalConfig, SchedulerConfig, ServingConfig
 
 P = "sv_"
 PROCESSES = forms.field_choices(ArrivalConfig, "process") or ["poisson"]
 SCHEDULERS = forms.field_choices(SchedulerConfig, "kind") or ["continuous"]
 CLOSED = "closed" in PROCESSES and forms.has_field(ArrivalConfig, "concurrency")
+CLIENTS = backend.benchmark_clients() if forms.has_field(ServingConfig, "benchmark") else {}
 DEFAULTS = {
     **forms.system_defaults(P, 1, model="llama-3-8b", device="h100-sxm5-80gb"),
     **forms.inference_defaults(P, serving=True),
@@ -44,6 +45,7 @@ DEFAULTS = {
     f"{P}num_requests": 300, f"{P}scheduler": "continuous", f"{P}max_batch": 256,
     f"{P}token_budget": 0, f"{P}prefill_gpus": 1, f"{P}decode_gpus": 1,
     f"{P}ttft_p90": 1.0, f"{P}tpot_p90": 0.05, f"{P}e2e_p90": 0.0, f"{P}seed": 0,
+    **({f"{P}client": next(iter(CLIENTS)), f"{P}interval_ms": 0.0} if CLIENTS else {}),
 }
 PROCESS_LABELS = {"poisson": "Poisson", "gamma": "Gamma (bursty)", "trace": "Trace (CSV upload)",
                   "closed": "Closed loop (clients)"}
@@ -63,9 +65,11 @@ def serving_section() -> dict | None:
     if process == "gamma":
         arrival["cv"] = float(st.number_input("Burstiness (gap CV)", min_value=0.05, step=0.25,
                                               key=f"{P}cv"))
+    bench: dict = {}
     if process == "closed":
         arrival["concurrency"] = int(st.number_input("Clients (concurrency)", min_value=1,
                                                      step=8, key=f"{P}concurrency"))
+        bench = benchmark_client()
     if process == "trace":
         upload = st.file_uploader("Trace CSV: prompt_len,output_len[,arrival_s]", type=["csv"],
                                   key=f"{P}trace")
@@ -79,6 +83,8 @@ def serving_section() -> dict | None:
                      "seed": int(st.number_input("Seed", min_value=0, key=f"{P}seed"))}
     if process == "trace":
         serving.pop("num_requests")
+    if bench:
+        serving["benchmark"] = bench
     st.subheader("Scheduler")
     kind = st.selectbox("Batching", SCHEDULERS, key=f"{P}scheduler")
     sched: dict = {"kind": kind, "max_batch": int(st.number_input(
@@ -105,6 +111,48 @@ def serving_section() -> dict | None:
             slo[f"{name}_s"] = value
     serving["slo"] = slo
     return serving
+
+
+def benchmark_client() -> dict:
+    """``serving.benchmark`` of a closed loop: the client whose measurement rules apply
+    (clients/*.yaml) and, for a client that measures in time windows (genai-perf), the
+    measurement interval; {} for the default client."""
+    if not CLIENTS:
+        return {}
+    client = st.selectbox("Benchmark client", list(CLIENTS), key=f"{P}client",
+                          help="whose measurement the numbers are: which requests its "
+                               "statistics cover and how it defines ITL (clients/*.yaml)")
+    bench: dict = {}
+    if client != next(iter(CLIENTS)):
+        bench["client"] = client
+    facts = CLIENTS.get(client, {})
+    if facts.get("windows"):
+        interval = float(st.number_input(
+            "Measurement interval, ms (0 = every request)", min_value=0.0, step=1000.0,
+            key=f"{P}interval_ms",
+            help=f"{client} --measurement-interval: statistics over the requests finishing in "
+                 f"its time windows (default {facts.get('interval_ms') or 0:g} ms when given "
+                 "without a value); 0: request-count mode, every request counts"))
+        if interval > 0:
+            bench["measurement_interval_ms"] = interval
+    return bench
+
+
+def benchmark_report(pred) -> None:
+    """The closed loop as its benchmark client reports it (``serving.benchmark``)."""
+    b = pred.serving.get("benchmark")
+    if not isinstance(b, dict):
+        return
+    win = b.get("windows") if isinstance(b.get("windows"), dict) else None
+    rows = [{"field": k, "value": "—" if v is None else
+             f"{v:,.4g}" if isinstance(v, float) else str(v)}
+            for k, v in b.items() if not isinstance(v, (dict, list))]
+    with st.expander(f"Benchmark client's report — {b.get('client', '?')}"):
+        if win:
+            st.caption(f"{win.get('count')} measurement windows of {win.get('window_s', 0):.1f} s"
+                       f" ({'stable' if win.get('stable') else 'not stable'}); "
+                       f"{win.get('unmeasured_requests', 0)} requests outside them")
+        st.dataframe(rows, hide_index=True, width="stretch")
 
 
 def cards(pred) -> list[tuple]:
@@ -203,7 +251,9 @@ if pred is not None:
     header_line(pred)
     show_warnings(pred.warnings)
     metric_cards(cards(pred))
+    prediction_view.band_basis(pred)
     prediction_view.engine_plan(pred)
+    benchmark_report(pred)
     st.plotly_chart(charts_serving.latency_cdf_figure(lat, pred.serving),
                     key="sv_cdf_chart", width="stretch")
     st.plotly_chart(charts_serving.timeline_figure(pred.serving["series"]),
