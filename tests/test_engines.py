@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -340,7 +341,7 @@ def test_every_engine_startup_case_is_predicted_with_its_engine_and_the_generic_
 def test_version_keys_order_releases_and_main_branch_snapshots():
     assert version_key("0.2.4") < version_key("0.2.4+pr2031") < version_key("0.2.4+pr2151") \
         < version_key("0.2.5") < version_key("0.4.0.post1") < version_key("0.10.1")
-    with pytest.raises(SpecError, match="engine.version 'latest'"):
+    with pytest.raises(SpecError, match=r"engine\.version 'latest'"):
         version_key("latest")
 
 
@@ -362,7 +363,7 @@ def test_every_family_is_sourced_and_the_ranges_do_not_overlap():
     for variant in (None, "v0", "v1"):
         spans = sorted((version_key(r.since), version_key(r.until) if r.until else (99,))
                        for f in fams for r in f.ranges if r.variant == variant)
-        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
 
 
 def test_a_family_fact_is_cited_by_the_family_not_the_current_file():
@@ -373,7 +374,7 @@ def test_a_family_fact_is_cited_by_the_family_not_the_current_file():
 
 
 def test_an_unknown_version_or_variant_is_one_line():
-    with pytest.raises(SpecError, match="no facts for version '0.0.1'") as err:
+    with pytest.raises(SpecError, match=r"no facts for version '0\.0\.1'") as err:
         get_engine("vllm", "0.0.1")
     assert "\n" not in str(err.value)
     with pytest.raises(SpecError, match="variant 'v9'"):
@@ -425,7 +426,7 @@ def test_v1_at_0_7_counts_logits_for_every_dummy_token_and_the_cuda_context():
 def test_a_scenario_names_the_engine_version():
     p = predict(as_scenario({**BASE, "engine": {"name": "vllm", "version": "0.2.0"}}))
     assert p.engine["version"] == "0.2.0" and p.engine["non_torch_bytes"] == 0
-    with pytest.raises(PerfModelError, match="engine.version"):
+    with pytest.raises(PerfModelError, match=r"engine\.version"):
         predict(as_scenario({**BASE, "engine": {"name": "vllm", "version": "nightly"}}))
 
 

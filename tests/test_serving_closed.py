@@ -306,7 +306,8 @@ def test_inferencex_cases_draw_lengths_as_their_client_does():
 
     from perfmodel.serving.workload import build_workload
 
-    cases = yaml.safe_load(open("validation/inference/serving_closed_loop.yaml"))["cases"]
+    with open("validation/inference/serving_closed_loop.yaml") as f:
+        cases = yaml.safe_load(f)["cases"]
     infx = [c for c in cases if c["id"].startswith("infx870_")]
     assert len(infx) == 8
     lo, hi = int(1024 * 0.8), 1024

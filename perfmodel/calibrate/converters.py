@@ -60,7 +60,8 @@ def _number(text: str):
             return text
 
 
-def _source(path: str | Path) -> str:
+def source_label(path: str | Path) -> str:
+    """A table's path relative to calibration/sources/measured/ (how records cite it)."""
     parts = Path(path).parts
     return "/".join(parts[parts.index("measured") + 1:]) if "measured" in parts else str(path)
 
@@ -75,7 +76,7 @@ def aic_gemm(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
     as ``gemm[fp8_block]`` / ``gemm[nvfp4]`` with those formats' bytes (scales included)."""
     keep = set(dtypes)
     out = []
-    src = _source(path)
+    src = source_label(path)
     for row in read_rows(path):
         if row["gemm_dtype"] not in keep or row["gemm_dtype"] not in DTYPES:
             continue
@@ -98,7 +99,7 @@ def aic_attention(path: str | Path, phase: str, *, head_dim: int | None = 128,
     if phase not in ("prefill", "decode"):
         raise ValueError("phase must be prefill or decode")
     out = []
-    src = _source(path)
+    src = source_label(path)
     for row in read_rows(path):
         if row.get("window_size", 0) != 0 or row.get("beam_width", 1) != 1:
             continue
@@ -124,7 +125,7 @@ def aic_nccl(path: str | Path, dtype: str = "half") -> list[dict]:
     ``latency`` = out-of-place time in ms; one node (scope intra)."""
     size = {"half": 2, "int8": 1}[dtype]
     out = []
-    src = _source(path)
+    src = source_label(path)
     for row in read_rows(path):
         if row["nccl_dtype"] != dtype or row["op_name"] not in NCCL_OPS:
             continue
@@ -139,7 +140,7 @@ def aic_scale_matrix(path: str | Path, min_bytes: float = 0.0) -> list[dict]:
     """Static BF16 -> FP8 quantize of an m x k matrix: reads 2 B and writes 1 B per element
     (a memory-bound kernel). ``min_bytes``: drop working sets that fit in L2."""
     out = []
-    src = _source(path)
+    src = source_label(path)
     for row in read_rows(path):
         moved = 3 * int(row["m"]) * int(row["k"])
         if moved < min_bytes:
@@ -158,7 +159,7 @@ def vidur_network(path: str | Path, collectives: Iterable[str] = ("all_reduce", 
     median of three samples, ms. A configuration with num_workers > devices_per_node spans
     nodes (scope inter, ``per_node`` = devices_per_node)."""
     out = []
-    src = _source(path)
+    src = source_label(path)
     keep_c, keep_s = set(collectives), set(scopes)
     for row in read_rows(path):
         coll = row["collective"]
@@ -189,7 +190,7 @@ def vidur_elementwise(path: str | Path, min_bytes: float = 0.0) -> list[dict]:
     from .fit import elementwise_bytes
 
     out = []
-    src = _source(path)
+    src = source_label(path)
     for row in read_rows(path):
         tokens, tp = int(row["num_tokens"]), int(row["num_tensor_parallel_workers"])
         for col, (op, width) in VIDUR_ELEMENTWISE.items():
@@ -297,7 +298,7 @@ def aic_moe(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
     kernels = set(kernel_sources) if kernel_sources is not None else None
     plain = {tuple(int(x) for x in shape) for shape in nongated}
     out = []
-    src = _source(path)
+    src = source_label(path)
     for row in read_rows(path):
         if row["moe_dtype"] not in keep or row.get("distribution") != distribution:
             continue
@@ -357,7 +358,7 @@ def aic_deepep(path: str | Path, mode: str, nodes: Iterable[int] | None = None,
         old = best.get(key)
         best[key] = times if old is None else [min(a, b) for a, b in zip(old, times, strict=True)]
     out = []
-    src = _source(path)
+    src = source_label(path)
     for (node_num, hidden, tokens, topk, experts), (t_disp, t_comb) in sorted(best.items()):
         n = node_num * gpus_per_node
         scope = "intra" if node_num == 1 else "inter"
@@ -404,7 +405,7 @@ def aic_custom_allreduce(path: str | Path, engine: str, variant: str = "graph",
     kernels = CUSTOM_AR_VARIANTS[engine][variant == "eager"]
     size = {"bfloat16": 2, "float16": 2, "half": 2}
     out = []
-    src = _source(path)
+    src = source_label(path)
     for row in read_rows(path):
         kernel = row.get("kernel_source")
         if kernel not in kernels or row["allreduce_dtype"] not in size:

@@ -31,7 +31,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from .converters import _source, read_rows, record
+from .converters import source_label, read_rows, record
 
 US = 1e-6
 # aiter GEMM files name no dtype per row for the block-scaled kernels; the file says which
@@ -66,7 +66,7 @@ def aiter_gemm(path: str | Path, dtype: str, cu_num: int, gfx: str | None = None
     if dtype not in GEMM_DTYPES:
         raise ValueError(f"aiter_gemm dtype: {dtype!r}; valid: {', '.join(GEMM_DTYPES)}")
     out = []
-    src = _source(path)
+    src = source_label(path)
     for row in read_rows(path):
         if not _keep_row(row, cu_num, gfx) or float(row["us"]) <= 0:
             continue
@@ -117,7 +117,7 @@ def aiter_fmoe(path: str | Path, cu_num: int, dtypes: Iterable[str] = ("bf16",),
         key = tuple(params.values())
         if key not in best or t < best[key][0]:
             best[key] = (t, params)
-    src = _source(path)
+    src = source_label(path)
     return [record("moe", params, t, src) for t, params in best.values()]
 
 
@@ -130,7 +130,7 @@ def hipkittens_attention(path: str | Path, phase: str, heads: int, kv_heads: int
     data = json.loads(Path(path).read_text())
     mult = 2.5 if phase == "backward" else 1.0
     out = []
-    src = _source(path)
+    src = source_label(path)
     for entry in data.values():
         n, t_ms, tflops = int(entry["N"]), float(entry["avg_time_ref"]), float(entry["tflops_ref"])
         per_batch = 4 * n * n * heads * head_dim / (2 if causal else 1) * mult
@@ -151,7 +151,7 @@ def hipkittens_gemm(path: str | Path, field: str = "pytorch", dtype: str = "bf16
     files: 32-63 us, 57-328 TFLOP/s, where 4096 reaches 625-1139)."""
     data = json.loads(Path(path).read_text())
     out = []
-    src = _source(path)
+    src = source_label(path)
     for key, entry in data.items():
         n = int(key)
         t = float(entry[f"avg_time_{field}"]) * 1e-3
