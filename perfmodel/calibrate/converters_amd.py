@@ -31,7 +31,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from .converters import source_label, read_rows, record
+from .converters import read_rows, record, source_label
 
 US = 1e-6
 # aiter GEMM files name no dtype per row for the block-scaled kernels; the file says which
