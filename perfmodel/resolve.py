@@ -126,8 +126,8 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
     ``tp`` overrides the scenario's (a DistServe pool has its own); ``replicas`` defaults to
     the model copies that fit, num_gpus / (tp * pp). With ``request`` the plan carries the
     request (batch, lengths) and its offloading, speculation and prefill chunking; without,
-    it is a serving instance: batch = prompt = output = 1, since the simulator sets the batch
-    of every iteration itself.
+    it is a serving instance: batch = attention_dp (1 without DP attention), prompt = output
+    = 1, since the simulator sets the batch of every iteration itself.
     """
     p = parallelism
     tp = p.tp if tp is None else tp
@@ -152,7 +152,8 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
             spec_acceptance=spec.acceptance_rate if spec else 0.0,
             prefill_chunk=inf.prefill_chunk_tokens)
     else:
-        fields |= dict(batch=1, prompt_len=1, output_len=1)
+        # one sequence per attention-DP group: the smallest batch the instance runs
+        fields |= dict(batch=p.attention_dp, prompt_len=1, output_len=1)
     # an uneven layer split (vLLM / SGLang partition, llama.cpp proportions, vLLM's default)
     fields["pp_layers"] = stage_partition(model.num_layers, p.pp, p.pipeline_layers,
                                           p.pipeline_split, p.uneven_pipeline)

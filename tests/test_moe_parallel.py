@@ -152,13 +152,83 @@ def test_ep_must_divide_experts_unless_redundant():
     assert predict(sc).tpot_s > 0
 
 
-def test_serving_refuses_attention_dp():
-    sc = scenario()
+def serving(tp=1, adp=8, ep=8, gpus=8, scheduler=None, engine="sglang", **par):
+    """A small closed-loop serving scenario of DeepSeek-V3 with attention DP."""
+    sc = scenario(tp=tp, adp=adp, ep=ep, gpus=gpus, parallelism=par)
     sc["kind"] = "serving"
     del sc["inference"]["batch"]
-    sc["serving"] = {"arrival": {"rate_per_s": 1.0}, "num_requests": 4}
-    with pytest.raises(PerfModelError, match="attention_dp"):
-        predict(sc)
+    sc["inference"].update(prompt_len=512, output_len=16, kv_dtype="bf16")
+    sc["engine"] = engine
+    sc["serving"] = {"arrival": {"process": "closed", "concurrency": 16}, "num_requests": 32,
+                     "seed": 0, **({"scheduler": scheduler} if scheduler else {})}
+    return sc
+
+
+def serving_cost(sc):
+    from perfmodel.serving.predict import deployment_for, serving_inputs
+
+    rs = resolve(sc)
+    inf, wl = serving_inputs(rs.scenario)
+    return deployment_for(rs.scenario, rs.system, rs.profile, inf, wl)
+
+
+@pytest.mark.parametrize("batch", [8, 64, 256])
+def test_serving_decode_step_is_the_inference_decode_step(batch):
+    # an iteration of `batch` decoding sequences on an attention-DP8 x EP8 instance is the
+    # decode pass `perfmodel predict` gives for the same batch (batch / 8 per DP rank): the
+    # same operators, all-to-alls (low-latency kernels) and attention, to interpolation error
+    dep = serving_cost(serving())
+    inst = dep.instances[0]
+    assert inst.gpus == 8 and inst.count == 1
+    p, o = 512, 17
+    pred = predict(scenario(batch=batch, prompt_len=p, output_len=o, kv_dtype="bf16"))
+    mid = p + (o - 1) / 2 + 1  # inference's decode step context (inference.inference)
+    step = inst.cost.iteration_time([], [], [mid] * batch)
+    assert step == pytest.approx(pred.breakdown["decode_step"]["total_s"], rel=1e-5)
+    assert pred.breakdown["moe"]["decode_step"]["a2a_mode"] == "ll"
+
+
+def test_serving_kv_pool_is_every_dp_groups():
+    # each DP group holds its own requests' KV: the instance's pool is 8 groups' blocks
+    from perfmodel.serving.deploy import engine_kv_capacity
+
+    sc = serving()
+    rs = resolve(sc)
+    one = engine_kv_capacity(rs.scenario.model, rs.system,
+                             rs.scenario.parallelism.model_copy(update={"attention_dp": 1}),
+                             rs.scenario.inference, 1, rs.scenario.engine, rs.profile)
+    assert serving_cost(sc).instances[0].kv.num_blocks == 8 * one.num_blocks
+
+
+def test_serving_keeps_the_moe_breakdown_and_layout():
+    pred = predict(serving())
+    moe = pred.breakdown["moe"]
+    assert moe["decode_step"]["a2a_mode"] == "ll" and moe["prefill"]["a2a_mode"] == "normal"
+    assert moe["decode_step"]["grouped_gemm_table"]
+    assert moe["decode_step"]["all_to_all_s"] > 0
+    inst = pred.serving["deployment"]["instances"][0]
+    assert (inst["attention_dp"], inst["ep"], inst["gpus_per_instance"]) == (8, 8, 8)
+    assert pred.num_gpus == 8
+    assert pred.serving["benchmark"]["completed"] == 32
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"ep": 16}, "parallelism.ep"),  # ep must divide tp * attention_dp
+    ({"gpus": 12}, "parallelism"),  # tp * attention_dp * pp must divide num_gpus
+    ({"scheduler": {"kind": "disaggregated"}}, "parallelism.attention_dp"),
+    ({"moe_overlap": "two_batch", "engine": "generic"}, "parallelism.moe_overlap"),
+    ({"a2a_mode": "fast"}, "a2a_mode"),
+])
+def test_serving_invalid_layouts_are_one_line_errors(change, field):
+    with pytest.raises(PerfModelError) as err:
+        predict(serving(**change))
+    msg = str(err.value)
+    assert "\n" not in msg.strip() and field in msg
+
+
+def test_serving_moe_overlap_two_batch_runs():
+    pred = predict(serving(moe_overlap="two_batch"))
+    assert pred.tpot_s > 0
 
 
 def _deepep(mode: str, device: str = "h200_sxm") -> dict:

@@ -19,6 +19,19 @@ once per scenario on grids of token counts and contexts (numpy, all points in on
 interpolates during the simulation. Pipeline parallelism follows ``inference``: the
 iteration's sequences split into min(pp, n) micro-batches that fill the stages, and the
 iteration takes one pass of one micro-batch through all pp stages.
+
+Attention data parallelism (``parallelism.attention_dp``, perfmodel/moe_parallel.py): an
+instance of tp x attention_dp x pp GPUs whose attention_dp groups each serve their own
+requests, with their own KV cache, while its MoE layers see the tokens of all groups. The
+engine spreads requests over the groups in turn (SGLang ``--load-balance-method`` default
+``round_robin``, sgl-project/sglang python/sglang/srt/server_args.py ``load_balance_method``,
+dispatched by managers/data_parallel_controller.py), so the simulator keeps one queue and one
+KV pool per instance (attention_dp groups' pools together) and an iteration of n sequences
+costs what ``inference.forward_pass`` gives for a batch of n over the instance: n /
+attention_dp sequences per group (balanced groups), all n tokens through the experts and
+their all-to-alls. The MoE all-to-all kernels depend on the phase (DeepEP normal for prefill,
+low latency for decode; ``moe_parallel.resolved_mode``), so a decode-only iteration of such
+an instance reads its dense part from a table of decode passes, F_d(T).
 """
 
 from __future__ import annotations
@@ -121,13 +134,30 @@ class IterationCostModel:
                 h_stage = h_stage + w
             else:
                 f_stage = f_stage + w
-        # res.tp_comm and res.pp_comm are already the whole pass (x pp and (pp-1) hops)
-        self.f_values = self.pp * f_stage + res.tp_comm + res.pp_comm
+        # res.tp_comm, res.ep_comm (MoE all-to-alls or DP gathers; 0 without attention DP)
+        # and res.pp_comm are already the whole pass (x pp and (pp-1) hops)
+        self.f_values = self.pp * f_stage + res.tp_comm + res.ep_comm + res.pp_comm
         self.h_values = self.pp * h_stage
         # plain-Python copies for scalar lookups in the event loop (numpy calls cost ~us each)
         dense = int(min(DENSE_INTEGERS, self.t_grid[-1]))
         self._f_list = self.f_values[:dense].tolist()
         self._h_list = self.h_values[:dense].tolist()
+        self.fd_values = self._fd_list = None
+        if np.any(np.asarray(base.attention_dp) > 1) and self.model.moe is not None:
+            self._decode_dense_table(base, dense)
+
+    def _decode_dense_table(self, base: InferPlan, dense: int) -> None:
+        """F_d(T): the dense part of a decode pass of T sequences (module docstring): the
+        whole pass (two-micro-batch overlap included) less its attention and LM head, so that
+        F_d(T) + H(T) + attention = ``forward_pass`` of the decode step."""
+        t = self.t_grid
+        res = self._pass(base, t, 1.0, 1.0, 1.0, "decode", t)
+        drop = np.zeros_like(t)
+        for i, op in enumerate(res.op_times.ops):
+            if _is_attention(op) or _is_lm_head(op):
+                drop = drop + np.asarray(op.count) * res.op_times.time[i]
+        self.fd_values = np.asarray(res.time, float) - self.pp * drop
+        self._fd_list = self.fd_values[:dense].tolist()
 
     def _decode_tables(self, base: InferPlan, max_context: int, max_batch: int) -> None:
         """W_d(b, kv): one decode sequence's attention work over all layers (launch cost
@@ -172,10 +202,13 @@ class IterationCostModel:
         return self.pp * np.asarray(work), self.pp * launches
 
     # ---- table lookups -----------------------------------------------------------------------
-    def dense(self, tokens: float, logits: float) -> float:
-        """F(T) + H(L) for one micro-batch."""
-        return (self._at(tokens, self.f_values, self._f_list)
-                + self._at(logits, self.h_values, self._h_list))
+    def dense(self, tokens: float, logits: float, decode_only: bool = False) -> float:
+        """F(T) + H(L) for one micro-batch; F_d(T) for a decode-only iteration of an
+        attention-DP MoE instance (module docstring)."""
+        f = (self._at(tokens, self.fd_values, self._fd_list)
+             if decode_only and self.fd_values is not None
+             else self._at(tokens, self.f_values, self._f_list))
+        return f + self._at(logits, self.h_values, self._h_list)
 
     def _at(self, x: float, values: np.ndarray, exact: list) -> float:
         i = int(x)
@@ -228,7 +261,7 @@ class IterationCostModel:
                  decode_work: float | None, prefill_work: float | None) -> float:
         """start + F(T/m) + H(L/m) + decode work / m + its launch + prefill work / m + its
         launch: one micro-batch's pass through all pp stages (``inference``'s latency view)."""
-        t = start + self.dense(tokens / m, logits / m)
+        t = start + self.dense(tokens / m, logits / m, decode_only=prefill_work is None)
         if decode_work is not None:
             t += decode_work / m + self.decode_launch
         if prefill_work is not None:
@@ -284,7 +317,7 @@ class IterationCostModel:
             knots = _KNOT_FRACTIONS * (k - 1) // (KNOTS - 1)  # distinct for k > 16
             w = self.decode_work(ctx[:, None] + (knots + 1.0), per_kernel).sum(axis=0)
             work = np.interp(np.arange(k), knots, w)
-        base = self.dense(n / m, n / m) + self.decode_launch + overhead
+        base = self.dense(n / m, n / m, decode_only=True) + self.decode_launch + overhead
         return work / m + base
 
 
@@ -293,7 +326,10 @@ def kv_capacity(model: ModelSpec, system: System, plan: InferPlan,
     """Blocks of the paged KV cache on one instance. The memory terms are those of
     ``perfmodel.inference`` for ``max_batch`` sequences and ``max_tokens`` in flight (weights
     of the largest stage, workspace, CUDA context, allocator reserve); the rest of the
-    device's memory becomes the block pool."""
+    device's memory becomes the block pool. With attention DP every group of the instance
+    holds its own pool of that many blocks (its own requests' KV), and ``max_batch`` (the
+    instance's) spreads over the groups; the instance's pool is all of theirs."""
+    groups = int(np.max(plan.attention_dp))
     probe = replace(plan, batch=max_batch, prompt_len=max(max_tokens / max_batch, 1.0),
                     output_len=1)
     mem = {k: float(np.asarray(v)) for k, v in inference(model, system, probe, profile).memory
@@ -303,7 +339,8 @@ def kv_capacity(model: ModelSpec, system: System, plan: InferPlan,
     # reserved for max_batch sequences (memory.kv_growth_bytes_per_token / kv_fixed_...)
     per_token = float(kv_growth_bytes_per_token(model, plan.kv_dtype, plan.tp) / plan.pp)
     fixed = float(kv_fixed_bytes_per_sequence(model, plan.kv_dtype, plan.tp,
-                                              int(plan.kv_block_size))) / plan.pp * max_batch
+                                              int(plan.kv_block_size))) / plan.pp \
+        * max_batch / groups
     mo = profile.memory_overheads
     usable = system.device.memory_bytes * (1 - mo.allocator_fraction)
     free = usable - (mem["weights"] + mem["activations"] + mem["cuda_context"]) - fixed
@@ -315,4 +352,4 @@ def kv_capacity(model: ModelSpec, system: System, plan: InferPlan,
     allocated = mem["weights"] + mem["activations"] + pool
     memory = {"weights": mem["weights"], "kv_cache": pool, "activations": mem["activations"],
               **{k: float(v) for k, v in overhead_bytes(allocated, mo).items()}}
-    return KVCapacity(per_token, int(plan.kv_block_size), blocks, memory)
+    return KVCapacity(per_token, int(plan.kv_block_size), blocks * groups, memory)

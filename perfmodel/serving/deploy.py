@@ -1,8 +1,10 @@
 """A serving deployment: instance types (plan, iteration cost model, KV capacity), how many
 of each, and their schedulers; ``Deployment.simulate(workload)`` runs the event loop.
 
-One instance = tp x pp GPUs holding one model copy. Aggregated schedulers (static,
-continuous, chunked) run num_gpus / (tp * pp) identical instances. Disaggregated serving
+One instance = tp x pp GPUs holding one model copy (tp x attention_dp x pp with attention
+data parallelism: attention_dp groups of tp GPUs, each with its own requests and KV cache, the
+MoE layers over all of them; perfmodel/moe_parallel.py, cost.py). Aggregated schedulers
+(static, continuous, chunked) run num_gpus / (tp * attention_dp * pp) identical instances. Disaggregated serving
 (DistServe) runs prefill_gpus / (prefill_tp * pp) prefill instances and decode_gpus /
 (decode_tp * pp) decode instances; a request's KV cache moves between them point to point,
 each of the sending GPUs carrying its shard over its own link (``comm.p2p_time``), over
@@ -48,7 +50,7 @@ class InstanceType:
 
     @property
     def gpus(self) -> int:
-        return self.count * int(self.plan.tp) * int(self.plan.pp)
+        return self.count * int(self.plan.instance_gpus)
 
 
 @dataclass
@@ -163,15 +165,18 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
         grid_tokens = max(max_tokens, cfg.max_batch * longest_prompt)
         budget = cfg.max_batch * longest_prompt
 
+    adp = parallelism.attention_dp
+    dims = "tp*attention_dp*pp" if adp > 1 else "tp*pp"
+
     def instance(role: str, tp: int, gpus: int, count: int | None) -> InstanceType:
-        per = tp * parallelism.pp
+        per = tp * adp * parallelism.pp
         if count is None:
             if gpus % per:
                 raise SpecError(f"serving.scheduler: {role} pool of {gpus} GPUs is not a "
-                                f"multiple of tp*pp = {tp}*{parallelism.pp} = {per}")
+                                f"multiple of {dims} = {per}")
             count = gpus // per
         if count < 1:
-            raise SpecError(f"serving.scheduler: the {role} pool needs at least tp*pp = {per} "
+            raise SpecError(f"serving.scheduler: the {role} pool needs at least {dims} = {per} "
                             f"GPUs, got {gpus}")
         plan = inference_plan(model, parallelism, inference, per * count, tp=tp,
                               replicas=count, request=False,
@@ -183,12 +188,13 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
             kv = engine_kv_capacity(model, system, parallelism, inference, tp, engine, profile)
         else:
             kv = kv_capacity(model, system, plan, profile, max_tokens, cfg.max_batch)
-        need = -(-longest_request // kv.block_tokens) + max(int(0.01 * kv.num_blocks), 0)
-        if kv.num_blocks < need:
-            free_gib = kv.num_blocks * kv.block_tokens * kv.bytes_per_token / 2**30
+        group_blocks = kv.num_blocks // adp  # a request's KV lives in its DP group's pool
+        need = -(-longest_request // kv.block_tokens) + max(int(0.01 * group_blocks), 0)
+        if group_blocks < need:
+            free_gib = group_blocks * kv.block_tokens * kv.bytes_per_token / 2**30
             raise SpecError(
                 f"serving: the longest request ({longest_request} tokens) does not fit in the KV "
-                f"cache of one {role} instance ({kv.num_blocks * kv.block_tokens} tokens, "
+                f"cache of one {role} instance ({group_blocks * kv.block_tokens} tokens, "
                 f"{free_gib:.2f} GiB per GPU after weights {kv.memory['weights'] / 2**30:.1f} "
                 f"GiB); use more tensor/pipeline parallelism, a smaller kv_dtype or shorter "
                 "requests")
@@ -198,13 +204,17 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
 
     tp = parallelism.tp
     if cfg.kind != "disaggregated":
-        per = tp * parallelism.pp
+        per = tp * adp * parallelism.pp
         count = counts[0] if counts else None
         if count is None and system.num_gpus % per:
-            raise SpecError(f"parallelism: tp*pp = {per} must divide system.num_gpus "
-                            f"({system.num_gpus}); the GPUs form num_gpus/(tp*pp) replicas")
+            raise SpecError(f"parallelism: {dims} = {per} must divide system.num_gpus "
+                            f"({system.num_gpus}); the GPUs form num_gpus/({dims}) replicas")
         return Deployment(cfg, [instance("mixed", tp, system.num_gpus, count)], budget,
                           system=system, profile=profile, engine_facts=facts)
+    if adp > 1:
+        raise SpecError("parallelism.attention_dp: disaggregated serving with attention data "
+                        "parallelism is not modelled yet; use an aggregated scheduler "
+                        "(continuous, chunked, prefill_first, ...) or attention_dp: 1")
     tp_p = cfg.prefill_tp or tp
     tp_d = cfg.decode_tp or tp
     gp, gd = (cfg.prefill_gpus, cfg.decode_gpus) if counts else _pool_gpus(cfg, system)
@@ -224,15 +234,17 @@ def engine_kv_capacity(model: ModelSpec, system: System, parallelism: Parallelis
                        inference: InferenceConfig, tp: int, engine: EngineConfig,
                        profile: CalibrationProfile) -> KVCapacity:
     """The KV pool of one instance as the named engine sizes it at start-up
-    (``engine_memory.engine_memory``): its blocks, block size and memory by its categories."""
+    (``engine_memory.engine_memory``): its blocks, block size and memory by its categories.
+    With attention DP the instance's pool is its attention_dp groups' pools (each GPU's
+    figure is one group's: its attention shard, its experts, its requests' KV)."""
     from ..engine_memory import engine_memory, shape_for
     from ..engines import get_engine
 
     shape = replace(shape_for(parallelism, inference, system), tp=tp)
     mem = engine_memory(model, system.device, shape, get_engine(engine.name), engine,
                         profile.memory_overheads.cuda_context_gib)
-    return KVCapacity(mem.kv_bytes_per_token, mem.kv_block_size, mem.kv_cache_blocks,
-                      dict(mem.breakdown))
+    return KVCapacity(mem.kv_bytes_per_token, mem.kv_block_size,
+                      mem.kv_cache_blocks * parallelism.attention_dp, dict(mem.breakdown))
 
 
 def _engine_scheduler(cfg: SchedulerConfig, engine: EngineConfig, model: ModelSpec,

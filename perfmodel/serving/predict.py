@@ -46,14 +46,16 @@ def deployment_for(sc: Scenario, system: System, profile: CalibrationProfile,
 def _baseline(sc: Scenario, dep: Deployment, profile: CalibrationProfile, inf: InferenceConfig,
               prompt: int, output: int) -> Prediction:
     """One request alone on one instance, predicted by the inference model: the per-pass
-    costs the simulation's iterations are built on."""
+    costs the simulation's iterations are built on. With attention DP, one request on each
+    DP group (batch attention_dp, the smallest batch such an instance runs; inference's rule
+    inference.batch)."""
     inst = dep.instances[0]
-    tp, pp = int(inst.plan.tp), int(inst.plan.pp)
+    tp, adp = int(inst.plan.tp), int(inst.plan.attention_dp)
     one = sc.model_copy(update={
         "kind": "inference",
-        "system": sc.system.model_copy(update={"num_gpus": tp * pp}),
+        "system": sc.system.model_copy(update={"num_gpus": int(inst.plan.instance_gpus)}),
         "parallelism": sc.parallelism.model_copy(update={"tp": tp}),
-        "inference": inf.model_copy(update={"batch": 1, "prompt_len": prompt,
+        "inference": inf.model_copy(update={"batch": adp, "prompt_len": prompt,
                                             "output_len": output}),
     })
     return predict_inference(Resolved(one, resolve_system(one.system), profile, []))
@@ -127,6 +129,8 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
         "flops": base.breakdown["flops"],
         "zero_load_single_request": {"prompt_len": p_med, "output_len": o_med},
     }
+    if "moe" in base.breakdown:  # the MoE table used and the all-to-all, of the same passes
+        breakdown["moe"] = base.breakdown["moe"]
     return Prediction(
         kind="serving", name=sc.name, model=sc.model.id, device=system.device.id,
         num_gpus=dep.num_gpus, calibration=profile.summary(),
@@ -217,11 +221,22 @@ def _deployment_summary(sc: Scenario, dep: Deployment) -> dict:
         "instances": [{"role": i.role, "count": i.count, "tp": int(i.plan.tp),
                        "pp": int(i.plan.pp), "kv_blocks": i.kv.num_blocks,
                        "kv_block_tokens": i.kv.block_tokens, "kv_tokens": i.kv.tokens}
+                      | _moe_layout(i)
                       for i in dep.instances],
     }
     if dep.scheduler.kind == "disaggregated":
         out["kv_transfer"] = "inter_node" if dep.transfer_cross_node else "intra_node"
     return out
+
+
+def _moe_layout(inst) -> dict:
+    """An instance's attention DP and expert layout, when it has one (moe_parallel.py)."""
+    plan = inst.plan
+    if int(plan.attention_dp) == 1 and int(plan.ep) == 1:
+        return {}
+    return {"attention_dp": int(plan.attention_dp), "ep": int(plan.ep),
+            "gpus_per_instance": int(plan.instance_gpus), "a2a_mode": plan.a2a_mode,
+            "moe_overlap": plan.moe_overlap}
 
 
 def _load_warnings(summary: dict, closed: bool = False) -> list[str]:

@@ -12,7 +12,7 @@ def render_serving(p: Prediction) -> str:
     if not s:
         return ""
     dep = s["deployment"]
-    inst = ", ".join(f"{i['count']} x {i['role']} (tp {i['tp']}, pp {i['pp']})"
+    inst = ", ".join(f"{i['count']} x {i['role']} (tp {i['tp']}, pp {i['pp']}{_layout(i)})"
                      for i in dep["instances"])
     wl = s["workload"]
     load = (f"closed loop of {wl['concurrency']} clients" if wl.get("concurrency")
@@ -53,3 +53,13 @@ def render_serving(p: Prediction) -> str:
                            "met" if c["met"] else "MISSED") for k, c in slo["checks"].items()],
                          header=("SLO", "value", "bound", "")))
     return "\n".join(out)
+
+
+def _layout(inst: dict) -> str:
+    """", attention DP 8, EP 8" for an instance with an attention-DP / expert layout."""
+    out = ""
+    if inst.get("attention_dp", 1) > 1:
+        out += f", attention DP {inst['attention_dp']}"
+    if inst.get("ep", 1) > 1:
+        out += f", EP {inst['ep']}"
+    return out

@@ -435,19 +435,20 @@ ALL = frozenset({"*"})  # every field of the section
 # Inference and serving run replicas of one TP x PP (x EP) instance: num_gpus / (tp * pp) of
 # them (no dp, cp, vp, ...); a serving simulator forms its own batches and prefill chunks.
 _INSTANCE = frozenset({"tp", "pp", "ep"})
+# MoE layouts of an instance (perfmodel/moe_parallel.py), read by inference and serving alike
+_MOE_LAYOUT = frozenset({"attention_dp", "a2a_mode", "redundant_experts", "moe_overlap"})
 # inference only: uneven layer splits of the pipeline (the serving cost model splits evenly)
 _PIPELINE_SPLIT = frozenset({"uneven_pipeline", "pipeline_layers", "pipeline_split"})
 FIELDS_USED: dict[str, dict[str, frozenset[str]]] = {
     "training": {"parallelism": ALL, "training": ALL},
-    "inference": {"parallelism": _INSTANCE | _PIPELINE_SPLIT | {"attention_dp", "a2a_mode",
-                                                                "redundant_experts", "moe_overlap"}, "inference": ALL},
-    "serving": {"parallelism": _INSTANCE, "serving": ALL,
+    "inference": {"parallelism": _INSTANCE | _PIPELINE_SPLIT | _MOE_LAYOUT, "inference": ALL},
+    "serving": {"parallelism": _INSTANCE | _MOE_LAYOUT, "serving": ALL,
                 "inference": frozenset(InferenceConfig.model_fields)
-                - {"batch", "prefill_chunk_tokens", "expert_imbalance"}},
+                - {"batch", "prefill_chunk_tokens"}},
 }
 UNUSED_HINTS = {
     ("inference", "parallelism.dp"): " (the GPUs form num_gpus/(tp*pp) replicas)",
-    ("serving", "parallelism.dp"): " (the GPUs form num_gpus/(tp*pp) instances)",
+    ("serving", "parallelism.dp"): " (the GPUs form num_gpus/(tp*attention_dp*pp) instances)",
     ("serving", "inference.batch"): " (the scheduler forms batches: serving.scheduler.max_batch)",
     ("serving", "inference.prefill_chunk_tokens"):
         " (chunked prefill is serving.scheduler.kind: chunked with token_budget)",
