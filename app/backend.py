@@ -327,32 +327,20 @@ def table_points(table, profile, limit: int = 1500) -> dict[str, Any]:
 # --------------------------------------------------------------------------- engines, clients
 @st.cache_data(show_spinner=False)
 def engine_versions(engine: str) -> list[dict]:
-    """The version families of ``engine`` (``perfmodel.engines.families``: the files in
-    engines/versions/ and the current engines/<id>.yaml, last), each as its label and version
-    ranges [(since, until, variant)]; [] when the engine has no families (its one file
-    describes one release, and ``engine.version`` is refused)."""
-    from perfmodel.engines import ENGINE_IDS, families
-
-    if engine not in ENGINE_IDS:
-        return []
-    fams = families(engine)
-    if not fams or not fams[-1].ranges:
-        return []
-    return [{"label": f.version, "ranges": [(r.since, r.until, r.variant) for r in f.ranges]}
-            for f in fams]
+    """The version families of ``engine`` (``pm.engine_version_families``), each as its label
+    and version ranges [(since, until, variant)]; [] when the engine has no families."""
+    return pm.engine_version_families(engine)
 
 
 def version_starts(engine: str) -> dict[str, str]:
-    """Per first version of a family's range (sorted as ``perfmodel.engines.version_key``
+    """Per first version of a family's range (sorted as ``pm.engine_version_sort_key``
     sorts releases), which families start there: the engine version picker's options."""
-    from perfmodel.engines import version_key
-
     starts: dict[str, list[str]] = {}
     for fam in engine_versions(engine):
         for since, _until, variant in fam["ranges"]:
             starts.setdefault(since, []).append(
                 fam["label"] + (f" ({variant})" if variant else ""))
-    return {v: ", ".join(starts[v]) for v in sorted(starts, key=version_key)}
+    return {v: ", ".join(starts[v]) for v in sorted(starts, key=pm.engine_version_sort_key)}
 
 
 def engine_variants(engine: str) -> list[str]:
@@ -365,13 +353,10 @@ def engine_variants(engine: str) -> list[str]:
 
 @st.cache_data(show_spinner=False)
 def benchmark_clients() -> dict[str, dict]:
-    """The closed-loop benchmark clients of clients/*.yaml (``perfmodel.serving.clients``),
+    """The closed-loop benchmark clients of clients/*.yaml (``pm.benchmark_clients``),
     the default first: name, whether it can measure in time windows, its ITL definition."""
-    from perfmodel.serving.clients import DEFAULT_CLIENT, client_ids, load_client
-
     out = {}
-    for cid in sorted(client_ids(), key=lambda c: c != DEFAULT_CLIENT):
-        spec = load_client(cid)
+    for cid, spec in pm.benchmark_clients().items():
         out[cid] = {"name": spec.name, "windows": spec.measurement == "time_windows",
                     "interval_ms": spec.windows.interval_ms if spec.windows else None,
                     "itl": spec.itl}

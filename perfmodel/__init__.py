@@ -18,7 +18,13 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import as_scenario, predict
+    from .api import (
+        as_scenario,
+        benchmark_clients,
+        engine_version_families,
+        engine_version_sort_key,
+        predict,
+    )
     from .errors import PerfModelError, SpecError
     from .planning.training import TrainingPlanInputs, plan_training
     from .prediction import OpReport, Prediction
@@ -46,7 +52,8 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _HOMES = {
-    "as_scenario": "api", "predict": "api",
+    "as_scenario": "api", "predict": "api", "benchmark_clients": "api",
+    "engine_version_families": "api", "engine_version_sort_key": "api",
     "PerfModelError": "errors", "SpecError": "errors",
     "OpReport": "prediction", "Prediction": "prediction",
     "CalibrationProfile": "profile",
@@ -65,9 +72,10 @@ _HOMES = {
 __all__ = [
     "CalibrationProfile", "InferenceConfig", "ModelSpec", "OpReport", "Parallelism",
     "PerfModelError", "Prediction", "Scenario", "SpecError", "SystemConfig", "TrainingConfig",
-    "TrainingPlanInputs", "as_scenario", "devices", "get_device", "get_model", "interconnects",
-    "load_profile", "load_scenario", "models", "nodes", "plan_training", "predict",
-    "sweep_concurrency",
+    "TrainingPlanInputs", "as_scenario", "benchmark_clients", "devices",
+    "engine_version_families", "engine_version_sort_key", "get_device", "get_model",
+    "interconnects", "load_profile", "load_scenario", "models", "nodes", "plan_training",
+    "predict", "sweep_concurrency",
 ]
 
 

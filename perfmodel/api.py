@@ -31,7 +31,8 @@ from .resolve import (
 from .uncertainty import with_ranges
 
 # re-exported: scripts and the analysis notebooks import these from here
-__all__ = ["as_scenario", "offload_bandwidth", "predict", "resolve_profile"]
+__all__ = ["as_scenario", "benchmark_clients", "engine_version_families",
+           "engine_version_sort_key", "offload_bandwidth", "predict", "resolve_profile"]
 
 
 def predict(scenario: ScenarioLike, calibration: CalibrationLike = None) -> Prediction:
@@ -54,3 +55,41 @@ def _predict_serving(rs: Resolved) -> Prediction:
 _PREDICTORS: dict[str, Callable[[Resolved], Prediction]] = {
     "training": predict_training, "inference": predict_inference, "serving": _predict_serving,
 }
+
+
+def engine_version_families(engine: str) -> list[dict]:
+    """The release families a scenario's ``engine.version`` can name for serving engine
+    ``engine`` (vllm, sglang, trtllm, llamacpp): one entry per engines/versions/<id>-*.yaml
+    file and the current engines/<id>.yaml (last), each ``{"label": its version label,
+    "ranges": [(since, until, variant), ...]}``, the releases it describes (``until`` None:
+    open-ended; ``variant`` e.g. vLLM's "v1" engine core, or None). [] for an unknown engine
+    or one whose single file describes one release (``engine.version`` is then refused)."""
+    from .engines import ENGINE_IDS, families
+
+    if engine not in ENGINE_IDS:
+        return []
+    fams = families(engine)
+    if not fams or not fams[-1].ranges:
+        return []
+    return [{"label": f.version, "ranges": [(r.since, r.until, r.variant) for r in f.ranges]}
+            for f in fams]
+
+
+def engine_version_sort_key(version: str) -> tuple[int, ...]:
+    """Sort key of an engine release ("0.7.3", "0.4.0.post1") or main-branch snapshot
+    ("0.2.4+pr2031", after its release and before the next); a malformed version is a
+    one-line SpecError naming engine.version."""
+    from .engines import version_key
+
+    return version_key(version)
+
+
+def benchmark_clients() -> dict:
+    """The closed-loop benchmark clients a serving scenario's ``serving.benchmark.client`` can
+    name (clients/*.yaml: vllm bench serve, sglang bench_serving, genai-perf, ...), id to its
+    validated spec (``serving.clients.ClientSpec``: name, metric definitions, measurement
+    windows), the default client first."""
+    from .serving.clients import DEFAULT_CLIENT, client_ids, load_client
+
+    return {cid: load_client(cid)
+            for cid in sorted(client_ids(), key=lambda c: c != DEFAULT_CLIENT)}

@@ -470,3 +470,24 @@ def test_sweep_follows_the_client():
     d = _with_client(VLLM_EXAMPLE, client="genai-perf", measurement_interval_ms=5000)
     with pytest.raises(SpecError, match="sweep-concurrency measures every request"):
         sweep_concurrency(d, [2], num_requests=20)
+
+
+def test_public_exports_of_engine_versions_and_benchmark_clients():
+    # the dashboard reads these from the public API, not perfmodel.engines / serving.clients
+    from perfmodel.engines import families, version_key
+    from perfmodel.serving.clients import DEFAULT_CLIENT, client_ids
+
+    clients = pm.benchmark_clients()
+    assert next(iter(clients)) == DEFAULT_CLIENT and sorted(clients) == sorted(client_ids())
+    assert clients["sglang-bench-serving"].name
+    fams = pm.engine_version_families("vllm")
+    assert [f["label"] for f in fams] == [f.version for f in families("vllm")]
+    assert all(len(r) == 3 for f in fams for r in f["ranges"])
+    assert pm.engine_version_families("generic") == []
+    assert pm.engine_version_sort_key("0.2.4+pr2031") == version_key("0.2.4+pr2031")
+    assert pm.engine_version_sort_key("0.2.4") < pm.engine_version_sort_key("0.2.4+pr2031") \
+        < pm.engine_version_sort_key("0.2.5")
+    with pytest.raises(SpecError, match="engine.version"):
+        pm.engine_version_sort_key("latest")
+    assert {"benchmark_clients", "engine_version_families",
+            "engine_version_sort_key"} <= set(pm.__all__)
