@@ -254,7 +254,10 @@ def _engine_scheduler(cfg: SchedulerConfig, engine: EngineConfig, model: ModelSp
     engine's policy (engines/<id>.yaml scheduler.policy: vLLM V1 ``chunked``, TensorRT-LLM
     ``inflight``, SGLang ``prefill_first``), ``token_budget`` its max_num_batched_tokens
     (TensorRT-LLM max_num_tokens; SGLang chunked_prefill_size by GPU memory) and
-    ``max_batch`` its max_num_seqs. Fields the scenario sets are kept."""
+    ``max_batch`` its max_num_seqs. Fields the scenario sets are kept. With attention DP these
+    stay the instance's: SGLang divides them among the DP groups (python/sglang/srt/
+    server_args.py: ``chunked_prefill_size // dp_size`` when enable_dp_attention;
+    model_executor/model_runner.py: ``max_running_requests // dp_size``)."""
     from ..engines import get_engine
 
     spec = get_engine(engine.name)
