@@ -215,7 +215,7 @@ def test_serving_keeps_the_moe_breakdown_and_layout():
 @pytest.mark.parametrize(("change", "field"), [
     ({"ep": 16}, "parallelism.ep"),  # ep must divide tp * attention_dp
     ({"gpus": 12}, "parallelism"),  # tp * attention_dp * pp must divide num_gpus
-    ({"scheduler": {"kind": "disaggregated"}}, "parallelism.attention_dp"),
+    ({"gpus": 8, "scheduler": {"kind": "disaggregated"}}, "serving.scheduler"),  # 4 + 4
     ({"moe_overlap": "two_batch", "engine": "generic"}, "parallelism.moe_overlap"),
     ({"a2a_mode": "fast"}, "a2a_mode"),
 ])
@@ -224,6 +224,17 @@ def test_serving_invalid_layouts_are_one_line_errors(change, field):
         predict(serving(**change))
     msg = str(err.value)
     assert "\n" not in msg.strip() and field in msg
+
+
+def test_serving_disaggregated_pools_of_dp_attention_instances():
+    # SGLang's PD disaggregation with DP attention on both sides: 8 prefill + 8 decode GPUs,
+    # each pool one attention-DP8 x EP8 instance; a request's KV moves between DP groups
+    pred = predict(serving(gpus=16, scheduler={"kind": "disaggregated"}))
+    dep = pred.serving["deployment"]
+    assert [(i["role"], i["count"], i["gpus_per_instance"]) for i in dep["instances"]] == \
+        [("prefill", 1, 8), ("decode", 1, 8)]
+    assert dep["kv_transfer"] == "inter_node"  # 16 GPUs over two 8-GPU H200 nodes
+    assert pred.num_gpus == 16 and pred.tpot_s > 0
 
 
 def test_serving_moe_overlap_two_batch_runs():

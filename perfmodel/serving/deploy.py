@@ -211,14 +211,12 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
                             f"({system.num_gpus}); the GPUs form num_gpus/({dims}) replicas")
         return Deployment(cfg, [instance("mixed", tp, system.num_gpus, count)], budget,
                           system=system, profile=profile, engine_facts=facts)
-    if adp > 1:
-        raise SpecError("parallelism.attention_dp: disaggregated serving with attention data "
-                        "parallelism is not modelled yet; use an aggregated scheduler "
-                        "(continuous, chunked, prefill_first, ...) or attention_dp: 1")
     tp_p = cfg.prefill_tp or tp
     tp_d = cfg.decode_tp or tp
     gp, gd = (cfg.prefill_gpus, cfg.decode_gpus) if counts else _pool_gpus(cfg, system)
-    pair = (tp_p + tp_d) * parallelism.pp
+    # a prefill and a decode instance side by side (both tp x attention_dp x pp); a request's
+    # KV moves from the tp x pp GPUs of its prefill DP group to those of its decode DP group
+    pair = (tp_p + tp_d) * adp * parallelism.pp
     cross = {"intra_node": False, "inter_node": True}.get(cfg.kv_transfer,
                                                            pair > system.gpus_per_node)
     if cross and system.inter_bandwidth_per_gpu <= 0:
