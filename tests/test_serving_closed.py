@@ -245,6 +245,23 @@ def test_examples_read_like_the_engines_benchmarks(capsys):
         assert "Serving Benchmark Result" in out and "Maximum request concurrency:" in out
 
 
+def test_dp_attention_example_reads_like_bench_serving_with_the_moe_table(capsys):
+    # DeepSeek-R1 on 8 x H200, attention DP8 + EP8, SGLang: bench_serving's block, the layout
+    # and the MoE layers' table of the zero-load passes (low-latency kernels in decode)
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / \
+        "sglang-dp-attention-deepseek-r1-h200.yaml"
+    assert main(["predict", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Serving Benchmark Result" in out and "sglang-bench-serving" in out
+    assert "attention DP 8, EP 8" in out and "MoE layers" in out
+    assert main(["predict", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["serving"]["benchmark"]["completed"] == 256 and data["num_gpus"] == 8
+    assert data["breakdown"]["moe"]["decode_step"]["a2a_mode"] == "ll"
+
+
 # ---- the sweep ------------------------------------------------------------------------------
 
 def test_sweep_points_and_files(tmp_path, capsys):
