@@ -188,6 +188,46 @@ def test_serving_decode_step_is_the_inference_decode_step(batch):
     assert pred.breakdown["moe"]["decode_step"]["a2a_mode"] == "ll"
 
 
+def _experts(res) -> float:
+    """Routed-expert operator time of one pass (all stages)."""
+    return sum(float(np.asarray(op.count * res.op_times.time[i]))
+               for i, op in enumerate(res.op_times.ops) if op.name.startswith("moe.expert."))
+
+
+def test_serving_lone_request_runs_on_one_dp_group():
+    # one decoding sequence on an attention-DP8 instance: its group does a batch-8 pass's
+    # per-group work (one sequence per group), the experts see one token. By hand from two
+    # inference passes: decode(batch 8) - experts(8 tokens) + experts(1 token)
+    dep = serving_cost(serving())
+    cost = dep.instances[0].cost
+    rs = resolve(scenario(batch=8, prompt_len=512, output_len=17, kv_dtype="bf16"))
+    plan = inference_inputs(rs.scenario, rs.system, rs.profile).plan
+    c = 500.0  # within the workload's contexts (the tables' range)
+    eight = forward_pass(DSV3, rs.system, plan, rs.profile, 8, 1.0, c, c, "decode", 8, True)
+    one = forward_pass(DSV3, rs.system, plan, rs.profile, 1, 1.0, c, c, "decode", 1, True)
+    hand = float(eight.time) - _experts(eight) + _experts(one)
+    assert cost.iteration_time([], [], [c]) == pytest.approx(hand, rel=2e-3)
+    assert cost.iteration_time([], [], [c]) < cost.iteration_time([], [], [c] * 8)
+    # nine sequences: the busiest group has two, as sixteen spread evenly
+    assert cost.iteration_time([], [], [c] * 9) > cost.iteration_time([], [], [c] * 8)
+
+
+def test_serving_dp_step_paths_agree():
+    # the simulator's scalar step, the vectorised iteration and a decode run add the same
+    # terms with attention DP too (busiest group, experts over all tokens)
+    cost = serving_cost(serving()).instances[0].cost
+    ctx = np.array([100.0, 340.0, 512.0, 77.0, 900.0])
+    run = cost.decode_run_times(ctx, 1)
+    assert run[0] == pytest.approx(cost.iteration_time([], [], ctx + 1), rel=1e-9)
+    assert cost.step_time([], ctx + 1, 5) == pytest.approx(run[0], rel=1e-9)
+    chunks = [(300, 300), (512, 812), (64, 64)]
+    mixed = cost.step_time(chunks, ctx + 1, 7)
+    assert mixed == pytest.approx(cost.iteration_time([300, 512, 64], [300, 812, 64], ctx + 1),
+                                  rel=1e-6)
+    # a lone 512-token prompt runs on one group: slower than 8 x 64 tokens spread over eight
+    assert cost.iteration_time([512], [512]) > cost.iteration_time([64] * 8, [64] * 8)
+
+
 def test_serving_kv_pool_is_every_dp_groups():
     # each DP group holds its own requests' KV: the instance's pool is 8 groups' blocks
     from perfmodel.serving.deploy import engine_kv_capacity

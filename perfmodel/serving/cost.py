@@ -26,12 +26,20 @@ requests, with their own KV cache, while its MoE layers see the tokens of all gr
 engine spreads requests over the groups in turn (SGLang ``--load-balance-method`` default
 ``round_robin``, sgl-project/sglang python/sglang/srt/server_args.py ``load_balance_method``,
 dispatched by managers/data_parallel_controller.py), so the simulator keeps one queue and one
-KV pool per instance (attention_dp groups' pools together) and an iteration of n sequences
-costs what ``inference.forward_pass`` gives for a batch of n over the instance: n /
-attention_dp sequences per group (balanced groups), all n tokens through the experts and
-their all-to-alls. The MoE all-to-all kernels depend on the phase (DeepEP normal for prefill,
-low latency for decode; ``moe_parallel.resolved_mode``), so a decode-only iteration of such
-an instance reads its dense part from a table of decode passes, F_d(T).
+KV pool per instance (attention_dp groups' pools together). The groups run each MoE layer
+together, so an iteration lasts as long as its busiest group: F splits into the routed
+experts' grouped GEMMs E(T), which see all T tokens of the iteration, and the rest G (each
+group's attention-side operators, its all-to-all sends, the TP collectives), which the
+busiest group's tokens t* pace: F = G(attention_dp x t*) + E(T), G and E tabulated like F at
+instance token counts (a group's share of T is T / attention_dp). The iteration's decodes
+spread over the groups in turn (ceil(n / attention_dp) on the busiest) and its prefill chunks
+too (chunk j to group j mod attention_dp); the busiest group's attention work is its own
+sequences'. With balanced groups (n a multiple of attention_dp, equal chunks) this is
+``inference.forward_pass`` of a batch of n over the instance (n / attention_dp per group);
+a lone request runs on one group while the experts see its tokens alone. The MoE all-to-all
+kernels depend on the phase (DeepEP normal for prefill, low latency for decode;
+``moe_parallel.resolved_mode``), so a decode-only iteration of such an instance reads its
+dense part from a table of decode passes, F_d(T) = G_d + E_d.
 """
 
 from __future__ import annotations
@@ -73,6 +81,12 @@ def _is_attention(op: O.Op) -> bool:
     return op.cls == O.ATTENTION or op.attention_core
 
 
+def _is_routed_expert(op: O.Op) -> bool:
+    """The routed experts' operators (grouped GEMMs and their activation): with attention DP
+    they see the tokens of every group (E(T) above)."""
+    return op.name.startswith("moe.expert.")
+
+
 def _is_lm_head(op: O.Op) -> bool:
     """The LM head (final norm, head GEMM, sampling) runs only for sequences that sample a
     token (H(L) above)."""
@@ -110,6 +124,7 @@ class IterationCostModel:
                  max_batch: int):
         self.model, self.system, self.plan, self.profile = model, system, plan, profile
         self.pp = int(plan.pp)
+        self.groups = int(np.max(plan.attention_dp))  # attention DP groups of the instance
         base = replace(plan, replicas=1, batch=1)
         self._dense_tables(base, max(max_tokens, max_batch))
         self._decode_tables(base, max_context, max_batch)
@@ -126,6 +141,7 @@ class IterationCostModel:
         res = self._pass(base, 1.0, t, t, t, "prefill", t)
         f_stage = np.zeros_like(t)
         h_stage = np.zeros_like(t)
+        e_stage = np.zeros_like(t)
         for i, op in enumerate(res.op_times.ops):
             w = np.asarray(op.count) * res.op_times.time[i]
             if _is_attention(op):
@@ -134,6 +150,8 @@ class IterationCostModel:
                 h_stage = h_stage + w
             else:
                 f_stage = f_stage + w
+                if _is_routed_expert(op):
+                    e_stage = e_stage + w
         # res.tp_comm, res.ep_comm (MoE all-to-alls or DP gathers; 0 without attention DP)
         # and res.pp_comm are already the whole pass (x pp and (pp-1) hops)
         self.f_values = self.pp * f_stage + res.tp_comm + res.ep_comm + res.pp_comm
@@ -143,7 +161,10 @@ class IterationCostModel:
         self._f_list = self.f_values[:dense].tolist()
         self._h_list = self.h_values[:dense].tolist()
         self.fd_values = self._fd_list = None
-        if np.any(np.asarray(base.attention_dp) > 1) and self.model.moe is not None:
+        if self.groups > 1:  # E(T), and G = F - E (module docstring)
+            self.e_values = self.pp * e_stage
+            self._e_list = self.e_values[:dense].tolist()
+        if self.groups > 1 and self.model.moe is not None:
             self._decode_dense_table(base, dense)
 
     def _decode_dense_table(self, base: InferPlan, dense: int) -> None:
@@ -153,11 +174,17 @@ class IterationCostModel:
         t = self.t_grid
         res = self._pass(base, t, 1.0, 1.0, 1.0, "decode", t)
         drop = np.zeros_like(t)
+        experts = np.zeros_like(t)
         for i, op in enumerate(res.op_times.ops):
+            w = np.asarray(op.count) * res.op_times.time[i]
             if _is_attention(op) or _is_lm_head(op):
-                drop = drop + np.asarray(op.count) * res.op_times.time[i]
+                drop = drop + w
+            elif _is_routed_expert(op):
+                experts = experts + w
         self.fd_values = np.asarray(res.time, float) - self.pp * drop
         self._fd_list = self.fd_values[:dense].tolist()
+        self.ed_values = self.pp * experts
+        self._ed_list = self.ed_values[:dense].tolist()
 
     def _decode_tables(self, base: InferPlan, max_context: int, max_batch: int) -> None:
         """W_d(b, kv): one decode sequence's attention work over all layers (launch cost
@@ -202,13 +229,36 @@ class IterationCostModel:
         return self.pp * np.asarray(work), self.pp * launches
 
     # ---- table lookups -----------------------------------------------------------------------
-    def dense(self, tokens: float, logits: float, decode_only: bool = False) -> float:
+    def dense(self, tokens: float, logits: float, decode_only: bool = False,
+              busiest: float | None = None) -> float:
         """F(T) + H(L) for one micro-batch; F_d(T) for a decode-only iteration of an
-        attention-DP MoE instance (module docstring)."""
-        f = (self._at(tokens, self.fd_values, self._fd_list)
-             if decode_only and self.fd_values is not None
-             else self._at(tokens, self.f_values, self._f_list))
-        return f + self._at(logits, self.h_values, self._h_list)
+        attention-DP MoE instance. ``busiest``: with attention DP, the tokens of the busiest
+        group, whose share of the instance paces G and H: G(groups x busiest) + E(T) + H(groups x
+        busiest) (module docstring)."""
+        decode = decode_only and self.fd_values is not None
+        f_v, f_l = (self.fd_values, self._fd_list) if decode else (self.f_values, self._f_list)
+        if busiest is None or self.groups == 1:
+            return self._at(tokens, f_v, f_l) + self._at(logits, self.h_values, self._h_list)
+        e_v, e_l = (self.ed_values, self._ed_list) if decode else (self.e_values, self._e_list)
+        wide = self.groups * busiest
+        return (self._at(wide, f_v, f_l) - self._at(wide, e_v, e_l) + self._at(tokens, e_v, e_l)
+                + self._at(min(wide, max(logits, 1.0) * self.groups), self.h_values,
+                           self._h_list))
+
+    def _busiest(self, chunks_q, nd: int) -> tuple[float | None, list[int], float]:
+        """With attention DP: (tokens of the busiest group, the chunks it runs, its share of
+        the decodes over their mean share): decodes spread in turn, chunk j to group
+        j mod groups (module docstring). (None, [], 1) without attention DP."""
+        g = self.groups
+        if g == 1:
+            return None, [], 1.0
+        dec = -(-nd // g)
+        per = [0.0] * g
+        for j, q in enumerate(chunks_q):
+            per[j % g] += q
+        top = max(range(g), key=per.__getitem__)
+        mine = list(range(top, len(chunks_q), g))
+        return per[top] + dec, mine, (dec * g / nd if nd else 1.0)
 
     def _at(self, x: float, values: np.ndarray, exact: list) -> float:
         i = int(x)
@@ -258,10 +308,13 @@ class IterationCostModel:
 
     # ---- iteration times ---------------------------------------------------------------------
     def _combine(self, start: float, tokens: float, logits: float, m: int,
-                 decode_work: float | None, prefill_work: float | None) -> float:
+                 decode_work: float | None, prefill_work: float | None,
+                 busiest: float | None = None) -> float:
         """start + F(T/m) + H(L/m) + decode work / m + its launch + prefill work / m + its
-        launch: one micro-batch's pass through all pp stages (``inference``'s latency view)."""
-        t = start + self.dense(tokens / m, logits / m, decode_only=prefill_work is None)
+        launch: one micro-batch's pass through all pp stages (``inference``'s latency view).
+        ``busiest``: the busiest attention-DP group's tokens (``dense``)."""
+        t = start + self.dense(tokens / m, logits / m, decode_only=prefill_work is None,
+                               busiest=None if busiest is None else busiest / m)
         if decode_work is not None:
             t += decode_work / m + self.decode_launch
         if prefill_work is not None:
@@ -281,24 +334,36 @@ class IterationCostModel:
         if n == 0:
             return 0.0
         m = self.micro(n)
-        dec = self.decode_work(dkv, dkv.size / m).sum() if dkv.size else None
-        pre = self.prefill_work(pq, pkv).sum() if pq.size else None
+        busiest, mine, share = self._busiest(pq.tolist(), dkv.size)
+        kernel = dkv.size / m if busiest is None else share * dkv.size / m
+        dec = self.decode_work(dkv, kernel).sum() * share if dkv.size else None
+        pre = None
+        if pq.size:
+            work = self.prefill_work(pq, pkv)
+            pre = work.sum() if busiest is None else self.groups * work[mine].sum()
         return self._combine(0.0, pq.sum() + dkv.size, n if logits is None else logits, m,
-                             dec, pre)
+                             dec, pre, busiest)
 
     def step_time(self, chunks: list[tuple[int, int]], decode_kv: np.ndarray | None,
                   logits: int, overhead: float = 0.0) -> float:
         """``iteration_time`` in plain Python for the event loop: ``chunks`` [(new tokens,
         positions attended)], ``decode_kv`` the decoding sequences' positions (context + 1),
         ``logits`` the sequences that sample a token, plus the engine's ``overhead``."""
-        pre, tokens = 0.0, 0
-        for q, kv in chunks:
-            pre += self.prefill_one(q, kv)
-            tokens += q
         nd = 0 if decode_kv is None else decode_kv.size
+        busiest, mine, share = self._busiest([q for q, _ in chunks], nd)
+        pre, tokens = 0.0, 0
+        if busiest is None:
+            for q, kv in chunks:
+                pre += self.prefill_one(q, kv)
+                tokens += q
+        else:  # the busiest group's chunks, at their own (whole-sequence) work
+            for j in mine:
+                pre += self.groups * self.prefill_one(*chunks[j])
+            tokens = sum(q for q, _ in chunks)
         m = self.micro(nd + len(chunks))
-        dec = float(self.decode_work(decode_kv, nd / m).sum()) if nd else None
-        return self._combine(overhead, tokens + nd, logits, m, dec, pre if chunks else None)
+        dec = float(self.decode_work(decode_kv, share * nd / m).sum()) * share if nd else None
+        return self._combine(overhead, tokens + nd, logits, m, dec, pre if chunks else None,
+                             busiest)
 
     def decode_run_times(self, ctx: np.ndarray, k: int, overhead: float = 0.0) -> np.ndarray:
         """Times of ``k`` decode iterations of a batch at contexts ``ctx`` (each step adds a
@@ -307,7 +372,8 @@ class IterationCostModel:
         in context)."""
         n = ctx.size
         m = self.micro(n)
-        per_kernel = n / m  # sequences in one batched decode kernel
+        busiest, _, share = self._busiest((), n)  # attention DP: the busiest group's share
+        per_kernel = share * n / m  # sequences in one batched decode kernel (x groups)
         if k == 1:
             work = self.decode_work(ctx + 1.0, per_kernel).sum(keepdims=True)
         elif k <= 16:
@@ -317,8 +383,9 @@ class IterationCostModel:
             knots = _KNOT_FRACTIONS * (k - 1) // (KNOTS - 1)  # distinct for k > 16
             w = self.decode_work(ctx[:, None] + (knots + 1.0), per_kernel).sum(axis=0)
             work = np.interp(np.arange(k), knots, w)
-        base = self.dense(n / m, n / m, decode_only=True) + self.decode_launch + overhead
-        return work / m + base
+        base = self.dense(n / m, n / m, decode_only=True, busiest=busiest) \
+            + self.decode_launch + overhead
+        return share * work / m + base
 
 
 def kv_capacity(model: ModelSpec, system: System, plan: InferPlan,
