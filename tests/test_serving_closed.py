@@ -504,7 +504,7 @@ def test_public_exports_of_engine_versions_and_benchmark_clients():
     assert pm.engine_version_sort_key("0.2.4+pr2031") == version_key("0.2.4+pr2031")
     assert pm.engine_version_sort_key("0.2.4") < pm.engine_version_sort_key("0.2.4+pr2031") \
         < pm.engine_version_sort_key("0.2.5")
-    with pytest.raises(SpecError, match="engine.version"):
+    with pytest.raises(SpecError, match=r"engine\.version"):
         pm.engine_version_sort_key("latest")
     assert {"benchmark_clients", "engine_version_families",
             "engine_version_sort_key"} <= set(pm.__all__)
