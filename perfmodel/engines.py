@@ -392,15 +392,11 @@ def overlay(base: EngineSpec, fam: EngineFamily) -> EngineSpec:
 
 @cache
 def _base(engine_id: str) -> EngineSpec:
-    from .specs.registry import load_file
+    from .specs.registry import load_named
 
     if engine_id not in ENGINE_IDS:
         raise unknown_id("engine", engine_id, ENGINE_IDS)
-    path = data_dir("engines") / f"{engine_id}.yaml"
-    spec = load_file(EngineSpec, path)
-    if spec.id != engine_id:
-        raise SpecError(f"{path}: id {spec.id!r} must equal the file name {engine_id!r}")
-    return spec
+    return load_named(EngineSpec, data_dir("engines"), engine_id)
 
 
 @cache

@@ -22,7 +22,7 @@ from .errors import SpecError
 from .frameworks_config import FRAMEWORK_NAMES, FrameworkConfig
 from .paths import data_dir
 from .specs.common import Strict
-from .specs.registry import load_file
+from .specs.registry import load_file, load_named
 from .specs.types import Bool, Float, Int
 
 # -- _common.yaml ------------------------------------------------------------------------------
@@ -222,9 +222,7 @@ def framework_spec(framework_id: str) -> FrameworkSpec:
         raise SpecError(f"training.framework: unknown framework {framework_id!r}; valid: "
                         f"{', '.join(FRAMEWORK_NAMES)}")
     path = data_dir("frameworks") / f"{framework_id}.yaml"
-    spec = load_file(FrameworkSpec, path)
-    if spec.id != framework_id:
-        raise SpecError(f"{path}: id {spec.id!r} must equal the file name {framework_id!r}")
+    spec = load_named(FrameworkSpec, path.parent, framework_id)
     common = common_facts()
     for key in [*spec.eager_unfused.values(), *spec.compiled_unfused.values(),
                 *([spec.loss.decomposition] if spec.loss.decomposition else [])]:

@@ -84,15 +84,13 @@ def client_ids() -> list[str]:
 @cache
 def load_client(client_id: str) -> ClientSpec:
     """The client's facts (cached); an unknown id is a one-line error listing the known ones."""
-    from ..specs.registry import load_file
+    from ..specs.registry import load_named
 
     ids = client_ids()
     if client_id not in ids:
         raise unknown_id("serving.benchmark.client", client_id, ids)
     path = data_dir("clients") / f"{client_id}.yaml"
-    spec = load_file(ClientSpec, path)
-    if spec.id != client_id:
-        raise SpecError(f"{path}: id {spec.id!r} must equal the file name {client_id!r}")
+    spec = load_named(ClientSpec, path.parent, client_id)
     if (spec.measurement == "time_windows") != (spec.windows is not None):
         raise SpecError(f"{path}: windows must be given exactly when measurement is "
                         "time_windows")

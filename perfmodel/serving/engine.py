@@ -128,6 +128,14 @@ class Engine:
         self.used += max(-(-ctx // self.block), reserve)
         return i
 
+    def admit_head(self, now: float, target: int, reserve: int = 0) -> int:
+        """Move the head of the waiting queue into the batch as a fresh prefill of ``target``
+        tokens (its first admission stamps the request's start); returns its slot."""
+        rid = self.waiting.popleft()
+        if math.isnan(self.reqs.start[rid]):
+            self.reqs.start[rid] = now
+        return self.add(rid, target=target, done=0, ctx=0, reserve=reserve)
+
     def keep(self, mask: np.ndarray) -> None:
         """Drop the slots where ``mask`` is False, preserving order (their gen is synced)."""
         n = self.n

@@ -112,12 +112,9 @@ class ContinuousBatching(Scheduler):
             need = e.blocks_for(q)
             if free - need < e.watermark:
                 break
-            e.waiting.popleft()
             free -= need
             tokens += q
-            if np.isnan(reqs.start[rid]):
-                reqs.start[rid] = now
-            slot = e.add(rid, target=q, done=0, ctx=0)
+            slot = e.admit_head(now, q)
             chunks.append((slot, q))
         return chunks
 
@@ -180,12 +177,9 @@ class ChunkedPrefill(Scheduler):
             need = e.blocks_for(c)
             if free - need < e.watermark:
                 break
-            e.waiting.popleft()
             free -= need
             budget -= c
-            if np.isnan(reqs.start[rid]):
-                reqs.start[rid] = now
-            slot = e.add(rid, target=q, done=0, ctx=0)
+            slot = e.admit_head(now, q)
             chunks.append((slot, c))
         if chunks:
             return e.iteration(now, chunks, decode=n_dec > 0)
@@ -307,12 +301,9 @@ class InflightBatching(Scheduler):
             need = e.blocks_for(reqs.prompt[rid] + reqs.output[rid])  # to completion
             if need > free:
                 break
-            e.waiting.popleft()
             free -= need
             budget -= c
-            if np.isnan(reqs.start[rid]):
-                reqs.start[rid] = now
-            slot = e.add(rid, target=q, done=0, ctx=0, reserve=need)
+            slot = e.admit_head(now, q, reserve=need)
             chunks.append((slot, c))
         if chunks:
             return e.iteration(now, chunks, decode=n_dec > 0)
@@ -407,12 +398,9 @@ class PrefillFirst(Scheduler):
                 rem -= c if c < q else q + out
             elif free - need < e.watermark:
                 break
-            e.waiting.popleft()
             free -= need
             budget -= c
-            if np.isnan(reqs.start[rid]):
-                reqs.start[rid] = now
-            slot = e.add(rid, target=q, done=0, ctx=0)
+            slot = e.admit_head(now, q)
             chunks.append((slot, c))
         if chunks:
             return self._step(e.iteration(now, chunks, decode=False))

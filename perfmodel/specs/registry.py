@@ -277,14 +277,20 @@ def ids(kind: str) -> tuple[str, ...]:
     return tuple(p.stem for p in sorted(_KINDS[kind][1]().glob("*.yaml")))
 
 
-@cache
-def _load(kind: str, item_id: str) -> Any:
-    model, folder = _KINDS[kind]
-    path = folder() / f"{item_id}.yaml"
+def load_named(model: type[BaseModel], folder: Path, item_id: str) -> Any:
+    """``folder/<item_id>.yaml`` read as ``model``, whose ``id`` must equal the file name (so a
+    renamed or copied file cannot silently stand in for another)."""
+    path = folder / f"{item_id}.yaml"
     item = load_file(model, path)
     if item.id != path.stem:
         raise SpecError(f"{path}: id {item.id!r} must equal the file name {path.stem!r}")
     return item
+
+
+@cache
+def _load(kind: str, item_id: str) -> Any:
+    model, folder = _KINDS[kind]
+    return load_named(model, folder(), item_id)
 
 
 def _table(kind: str) -> dict:
