@@ -158,11 +158,14 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     stage = stage_params(param_counts(model), tp, pp, shape.ep, shape.etp or tp,
                          model.tie_embeddings)
     weights = float(inference_weight_bytes(stage.max, shape.weight_dtype, shape.group_size))
-    if shape.weight_formats:  # a mixed checkpoint: every tensor class at its own format
-        from .formats import weight_byte_counts
+    from .formats import engine_weight_formats, weight_byte_counts
 
+    # every tensor class at its own format (a mixed checkpoint; the router as the engine
+    # builds it: engines/<id>.yaml moe.router_dtype)
+    formats = engine_weight_formats(shape.weight_formats, shape.weight_dtype, spec.id)
+    if formats:
         weights = float(stage_params(weight_byte_counts(
-            param_counts(model), shape.weight_dtype, shape.weight_formats, shape.group_size),
+            param_counts(model), shape.weight_dtype, formats, shape.group_size),
             tp, pp, shape.ep, shape.etp or tp, model.tie_embeddings).max)
     per_token = float(kv_cache_bytes_per_token(model, shape.kv_dtype, tp)) * model.num_layers / pp
     block = cfg.block_size or m.block_size

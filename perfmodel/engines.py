@@ -257,6 +257,9 @@ class MoeFacts(Strict):
     kernels: dict[str, list[str]] = Field(default_factory=dict)
     proxy: dict[str, str] = Field(default_factory=dict)
     overlap: MoeOverlapFacts | None = None  # two-micro-batch all-to-all overlap (TBO / DBO)
+    # the dtype the engine builds the router (gate) in whatever the checkpoint's format: an
+    # unquantised linear (formats.engine_weight_formats); None: the checkpoint's format
+    router_dtype: Literal["bf16", "fp16", "fp32"] | None = None
 
 
 class OverheadFacts(Strict):

@@ -112,3 +112,27 @@ def model_weight_bytes(pc: ParamCounts, default: str, formats: dict[str, str] | 
                        group_size: int = 128) -> float:
     """Bytes of all weights of a model (every tensor at its class's format)."""
     return float(weight_byte_counts(pc, default, formats, group_size).total)
+
+
+def engine_weight_formats(formats: tuple, default: str, engine_id: str) -> tuple:
+    """``formats`` ((class, dtype) pairs) as ``engine_id`` runs them: the router at the dtype
+    the engine builds it in (engines/<id>.yaml ``moe.router_dtype``), whatever the checkpoint
+    says. vLLM builds the DeepSeek-V2/V3 gate without a quantisation config
+    (vllm/model_executor/models/deepseek_v2.py ``DeepseekV2MoE``: ``ReplicatedLinear(...,
+    quant_config=None)``, later ``GateLinear`` with no quant_config), SGLang as its own
+    ``MoEGate`` parameter (python/sglang/srt/models/deepseek_v2.py), TensorRT-LLM as
+    ``DeepseekV3Gate.weight`` in the model dtype (tensorrt_llm/_torch/models/
+    modeling_deepseekv3.py): an nvfp4 / fp8 checkpoint's router runs a bf16 GEMM. The generic
+    engine (no file) keeps the checkpoint's formats."""
+    from .engines import ENGINE_IDS, get_engine
+
+    if engine_id not in ENGINE_IDS:
+        return tuple(formats)
+    router = get_engine(engine_id).moe.router_dtype
+    if router is None:
+        return tuple(formats)
+    table = dict(formats)
+    table.pop("router", None)
+    if router != default:
+        table["router"] = router
+    return tuple(sorted(table.items()))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SpecError
+from .formats import engine_weight_formats
 from .moe_parallel import moe_overlap_mode
 from .pipeline import stage_partition
 from .plan import InferPlan, TrainPlan, check, inference_rules, training_rules
@@ -135,7 +136,8 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
         replicas = max(num_gpus // (tp * p.attention_dp * p.pp), 1)
     fields = dict(tp=tp, pp=p.pp, replicas=replicas, weight_dtype=inf.weight_dtype,
                   activation_dtype=inf.activation_dtype, kv_dtype=inf.kv_dtype,
-                  weight_formats=tuple(sorted(inf.weight_formats.items())),
+                  weight_formats=engine_weight_formats(  # the router as the engine builds it
+                      tuple(sorted(inf.weight_formats.items())), inf.weight_dtype, engine),
                   group_size=inf.quant_group_size,
                   flash_attention=inf.flash_attention, kv_block_size=inf.kv_block_size, ep=p.ep,
                   attention_dp=p.attention_dp, a2a_mode=p.a2a_mode,

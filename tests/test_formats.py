@@ -195,3 +195,66 @@ def test_block_scaled_gemm_fallback_rule():
     none = prof.model_copy(update={"gemm": {"bf16": prof.gemm["bf16"]}})
     assert np.all(none.gemm_efficiency("nvfp4", m, n, k) == prof.defaults.gemm)
     assert isinstance(prof, CalibrationProfile)
+
+
+def test_exclusion_patterns_are_read_by_the_module_they_name():
+    """ModelOpt exclude_modules / compressed-tensors ignore lists, by the module each pattern
+    names (hand-read from the copied files): the MoE router is a bare ``gate`` module
+    (``mlp.gate``, ``block_sparse_moe.gate``) or ``router``, never a dense MLP's ``gate_proj``;
+    a regex (``re:``) names its modules with escaped dots."""
+    from perfmodel.zoo.hf_quant import _module_class
+
+    def fmt(name):
+        return checkpoint_formats(json.loads((HF / name).read_text()))
+
+    # Qwen3-235B-A22B-NVFP4: 'lm_head' and 'model.layers.<i>.mlp.gate' in all 94 layers; the
+    # hf_quant_config.json has no shapes, so the class comes from the module name alone
+    assert fmt("nvidia--Qwen3-235B-A22B-NVFP4_hf_quant_config.json") == {
+        "default": "nvfp4", "router": "bf16", "embeddings": "bf16", "lm_head": "bf16"}
+    # MiniMax-M2.5: 'model.layers.<i>.block_sparse_moe.gate' and '...self_attn*'
+    mm = fmt("nvidia--MiniMax-M2.5-NVFP4_hf_quant_config.json")
+    assert mm["router"] == mm["attention"] == "bf16" and "mlp" not in mm
+    # Gemma-4-26B-A4B: '...layers.<i>.router*' beside '...mlp*' (its dense MLP)
+    gemma = fmt("nvidia--Gemma-4-26B-A4B-NVFP4_hf_quant_config.json")
+    assert gemma["router"] == gemma["mlp"] == gemma["attention"] == "bf16"
+    # Kimi-K2.5 (compressed-tensors): 're:.*mlp\.(gate|up|gate_up|down)_proj.*' is the dense MLP
+    kimi = fmt("moonshotai--Kimi-K2.5_config.json")
+    assert kimi["mlp"] == "bf16" and "router" not in kimi
+    # DeepSeek-V3.1-NVFP4 lists the MLA projections only: experts, router stay nvfp4 here
+    ds = fmt("nvidia--DeepSeek-V3.1-NVFP4_hf_quant_config.json")
+    assert ds["mla"] == ds["attention"] == "bf16" and "router" not in ds
+    for name, cls in [("*.mlp.gate", "router"), ("model.layers.3.mlp.gate", "router"),
+                      ("model.layers.*.mlp.router", "router"), ("*self_attn*", "attention"),
+                      ("model.layers.0.mlp.gate_proj", "mlp"), ("lm_head", "lm_head"),
+                      ("model.layers.1.mlp.shared_expert_gate", "router"),
+                      ("model.layers.1.mlp.shared_experts.gate_proj", "shared_experts"),
+                      ("patch_merge_mlp", None), ("backbone.layers.3.mixer.gate", "router")]:
+        assert _module_class(name) == cls, name
+
+
+def test_engines_build_the_router_in_bf16_whatever_the_checkpoint():
+    """vLLM / SGLang / TensorRT-LLM build the DeepSeek-V3 gate unquantised
+    (engines/<id>.yaml moe.router_dtype): an nvfp4 checkpoint's router holds 2 bytes per
+    parameter there; the generic engine keeps the checkpoint's format."""
+    from perfmodel.formats import engine_weight_formats, weight_byte_counts
+
+    fm = (("lm_head", "bf16"), ("mla", "bf16"))
+    for engine in ("vllm", "sglang", "trtllm"):
+        assert dict(engine_weight_formats(fm, "nvfp4", engine))["router"] == "bf16"
+    assert engine_weight_formats(fm, "nvfp4", "generic") == fm
+    assert engine_weight_formats(fm, "nvfp4", "llamacpp") == fm  # no such fact in its file
+    # a bf16 checkpoint: nothing to override (an explicit router format is dropped)
+    assert engine_weight_formats((("router", "fp8"),), "bf16", "vllm") == ()
+    pc = param_counts(resolve_model("deepseek-v3"))
+    # DeepSeek-V3 router of one MoE layer: 256 experts x 7168 (+ the 256 correction biases)
+    assert pc.router == 256 * (7168 + 1)
+    by = weight_byte_counts(pc, "nvfp4", dict(engine_weight_formats(fm, "nvfp4", "sglang")))
+    assert by.router == pytest.approx(2.0 * pc.router)
+    sc = Scenario(kind="inference", model="deepseek-v3", engine="sglang",
+                  system={"device": "b200", "num_gpus": 8}, parallelism={"tp": 8, "ep": 8},
+                  inference={"prompt_len": 8, "weight_dtype": "nvfp4", "activation_dtype": "nvfp4"})
+    from perfmodel.resolve import inference_plan
+
+    for engine, router in (("sglang", "bf16"), ("generic", None)):
+        plan = inference_plan(sc.model, sc.parallelism, sc.inference, 8, engine=engine)
+        assert dict(plan.weight_formats).get("router") == router

@@ -19,7 +19,11 @@ These quantizers replace ``nn.Linear`` modules only, so word embeddings stay in 
 checkpoint dtype (bf16) whatever the lists say, and they keep the output projection in full
 precision by default (transformers ``get_keys_to_not_convert``: the LM head "for numerical
 stability"; huggingface/transformers src/transformers/quantizers/base.py), so ``lm_head`` is
-bf16 too. A module pattern excludes its class when it
+bf16 too. Each listed module (or glob / ``re:`` regex) is read by the module it names
+(``_module_class``): a MoE router is a bare ``gate`` module (``mlp.gate``,
+``block_sparse_moe.gate``, ``mixer.gate``) or ``router``, a dense MLP's gate is ``gate_proj``,
+so ``model.layers.*.mlp.gate`` (Qwen3-235B-A22B-NVFP4) is the router even in an
+hf_quant_config.json that carries no shapes. A module pattern excludes its class when it
 has a wildcard layer (``layers.*``) or names the class in at least half of the layers;
 exclusions of a few layers (e.g. Llama-3.1-405B-FP8's first and last blocks) cannot be said
 per class and are left out (the class keeps the quantised format).
@@ -36,19 +40,30 @@ _MODULE_CLASSES: tuple[tuple[str, str], ...] = (
     ("lm_head", "lm_head"), ("embed_tokens", "embeddings"), ("wte", "embeddings"),
     ("q_a_proj", "mla"), ("kv_a_proj", "mla"), ("indexer", "mla"),
     ("self_attn", "attention"), ("attention", "attention"), ("attn", "attention"),
-    ("shared_expert", "shared_experts"), ("experts", "experts"),
-    ("mlp.router", "router"), ("mlp.gate.", "router"), ("block_sparse_moe.gate", "router"),
-    ("mlp.gate", "router_or_mlp"), ("mlp", "mlp"),
+    ("shared_expert_gate", "router"), ("shared_expert", "shared_experts"),
+    ("experts", "experts"),
 )
+# the module a MoE block's router is: Mixtral / MiniMax ``block_sparse_moe.gate``, DeepSeek /
+# Qwen-MoE ``mlp.gate``, gpt-oss ``mlp.router``, Gemma-4 ``router``, Nemotron-H ``mixer.gate``
+# (a dense MLP's gate is ``gate_proj`` / ``gate_up_proj``: never a bare "gate" module)
+_ROUTER = re.compile(r"(^|[.*])(router|(mlp|block_sparse_moe|feed_forward|mixer|ffn)\.gate)"
+                     r"(\.|\*|$)")
 _LAYER = re.compile(r"layers\.(\d+|\*)\.")
 
 
-def _module_class(name: str, moe: bool) -> str | None:
+def _module_class(name: str, moe: bool = True) -> str | None:
+    """The weight class a module name (or ModelOpt / compressed-tensors glob) covers, by the
+    module it names: the router by its own module name (``_ROUTER``), whatever the config
+    says about the model (an hf_quant_config.json has no shapes), else the first fragment of
+    ``_MODULE_CLASSES``, else ``mlp`` for a module under ``mlp`` (``moe`` is unused: kept for
+    callers)."""
+    if _ROUTER.search(name):
+        return "router"
     for frag, cls in _MODULE_CLASSES:
         if frag in name:
-            if cls == "router_or_mlp":  # "mlp.gate": the router of a MoE, else gate_proj's
-                return "router" if moe and not name.endswith("_proj") else "mlp"
             return cls
+    if re.search(r"(^|[.*])mlp(\.|\*|$)", name):
+        return "mlp"
     return None
 
 
@@ -59,7 +74,7 @@ def _excluded_classes(modules: list[Any], num_layers: int, moe: bool) -> set[str
     for name in modules:
         if not isinstance(name, str):
             continue
-        name = name.removeprefix("re:")
+        name = name.removeprefix("re:").replace("\\.", ".")  # a regex: its dots literal
         if "norm" in name:  # norms are not linears (Qwen3-FP8 lists its layernorms)
             continue
         cls = _module_class(name, moe)
@@ -126,7 +141,7 @@ def checkpoint_formats(config: Mapping[str, Any]) -> dict[str, str] | None:
     layers = int(cfg.get("num_hidden_layers") or 0)
     moe = any(k in cfg for k in ("num_local_experts", "num_experts", "n_routed_experts"))
     formats = {"default": dtype, "embeddings": "bf16", "lm_head": "bf16"}
-    for cls in _excluded_classes(skip, layers, moe):
+    for cls in sorted(_excluded_classes(skip, layers, moe)):
         formats[cls] = "bf16"
     # routed experts in their own format: a mixed-precision modelopt checkpoint's
     # ``moe_quant_algo`` (NVIDIA DeepSeek-V4 NVFP4: fp8 block elsewhere), or DeepSeek-V4's
