@@ -51,6 +51,18 @@ def _energy_rows(p: Prediction) -> list[tuple[str, str]]:
     return rows
 
 
+def _a2a_split_rows(moe: dict, phases: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The all-to-all on the critical path and the part a two-micro-batch overlap hides
+    (inference.py ``all_to_all_exposed_s`` / ``all_to_all_overlapped_s``), when some phase
+    overlaps it; without an overlap all of it is exposed and the rows would repeat
+    ``all_to_all``."""
+    if not any((moe[ph].get("all_to_all_overlapped_s") or 0.0) > 0 for ph in phases):
+        return []
+    return [(f"all_to_all {what}", *(seconds(moe[ph].get(f"all_to_all_{what}_s") or 0.0)
+                                     for ph in phases))
+            for what in ("exposed", "overlapped")]
+
+
 def render_prediction(p: Prediction, show_ops: bool = False) -> str:
     title = f"{p.kind}: {p.model} on {p.num_gpus} x {p.device}"
     if p.name:
@@ -109,15 +121,22 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
             out.append("")
         if "moe" in p.breakdown:  # routed-expert bytes and the all-to-all (moe_parallel.py)
             moe = p.breakdown["moe"]
+            phases = ("prefill", "decode_step")
             rows = [("routed-expert weights read per GPU", *(
-                        gib(moe[ph]["routed_expert_weight_bytes_per_gpu"])
-                        for ph in ("prefill", "decode_step"))),
-                    *[(k.replace("_s", ""), *(seconds(moe[ph][k])
-                                              for ph in ("prefill", "decode_step")))
+                        gib(moe[ph]["routed_expert_weight_bytes_per_gpu"]) for ph in phases)),
+                    *[(k.replace("_s", ""), *(seconds(moe[ph][k]) for ph in phases))
                       for k in ("all_to_all_s", "dispatch_s", "combine_s")],
-                    ("all-to-all kernels", *(moe[ph]["a2a_mode"] or "-"
-                                             for ph in ("prefill", "decode_step")))]
+                    *_a2a_split_rows(moe, phases),
+                    ("all-to-all kernels", *(moe[ph]["a2a_mode"] or "-" for ph in phases))]
             out.append(table(rows, header=("MoE layers", "prefill", "decode step")))
+            # the grouped-GEMM table each phase read (profile.moe_table): a sentence each, as
+            # a proxy's reason is longer than a column
+            tables = {ph: moe[ph].get("grouped_gemm_table") or "-" for ph in phases}
+            if tables["prefill"] == tables["decode_step"]:
+                out.append(f"grouped-GEMM table: {tables['prefill']}")
+            else:
+                out += [f"grouped-GEMM table, {ph.replace('_', ' ')}: {t}"
+                        for ph, t in tables.items()]
             out.append("")
     out.append("")
     out.append(table([(k, gib(v)) for k, v in p.breakdown["memory"].items() if v > 0],

@@ -171,3 +171,54 @@ def test_dashboard_starts_on_the_given_port_and_answers_health():
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+# ---- MoE table ---------------------------------------------------------------------------------
+WIDE_EP = ROOT / "examples" / "deepseek-r1-wide-ep-h200.yaml"
+
+
+def _moe_lines(out: str) -> list[str]:
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("MoE layers"))
+    end = next(i for i in range(start, len(lines)) if not lines[i].strip())
+    return lines[start:end]
+
+
+@pytest.mark.parametrize("overlap", [None, "two_batch"])
+def test_moe_table_prints_the_grouped_gemm_table_and_the_overlap_split(overlap, tmp_path,
+                                                                       capsys):
+    """The MoE table's text lines carry what --json has: the grouped-GEMM table each phase
+    read, and with a two-micro-batch overlap the exposed and overlapped all-to-all (they add
+    up to all_to_all); without an overlap no split rows (all of it is exposed)."""
+    data = yaml.safe_load(WIDE_EP.read_text())
+    data["model"] = str((WIDE_EP.parent / data["model"]).resolve())
+    if overlap:
+        data["parallelism"]["moe_overlap"] = overlap
+    path = tmp_path / "moe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["predict", str(path)]) == 0
+    lines = _moe_lines(capsys.readouterr().out)
+    moe = pm.predict(path).breakdown["moe"]
+    rows = {line[:34].strip(): line[34:].split() for line in lines[2:]
+            if not line.startswith("grouped-GEMM")}
+    # the existing rows keep their labels and order
+    assert list(rows)[:4] == ["routed-expert weights read per GPU", "all_to_all", "dispatch",
+                              "combine"]
+    assert rows["all-to-all kernels"] == ["normal", "ll"]
+    table = moe["prefill"]["grouped_gemm_table"]
+    assert table and table == moe["decode_step"]["grouped_gemm_table"]
+    assert lines[-1] == f"grouped-GEMM table: {table}"
+    if overlap is None:
+        assert "all_to_all exposed" not in rows and "all_to_all overlapped" not in rows
+        return
+    for ph, col in (("prefill", 0), ("decode_step", 2)):
+        m = moe[ph]
+        assert m["all_to_all_overlapped_s"] > 0
+        assert m["all_to_all_exposed_s"] + m["all_to_all_overlapped_s"] == pytest.approx(
+            m["all_to_all_s"])
+        from perfmodel.textfmt import seconds
+
+        assert " ".join(rows["all_to_all exposed"][col:col + 2]) == seconds(
+            m["all_to_all_exposed_s"])
+        assert " ".join(rows["all_to_all overlapped"][col:col + 2]) == seconds(
+            m["all_to_all_overlapped_s"])
