@@ -321,19 +321,23 @@ def report(mem: EngineMemory) -> dict:
 
 
 def generic_capacity(sc) -> tuple[int, float, float]:
-    """(KV tokens, KV bytes, weight bytes) per GPU of one instance by perfmodel's
+    """(KV tokens of one instance, KV bytes per GPU, weight bytes per GPU) by perfmodel's
     engine-neutral rule, the one serving uses without an engine (serving.cost.kv_capacity with
     the serving defaults: a token budget of max(max_position_embeddings, 2048), 256
-    sequences): the 'before' figure the engine rules are compared with."""
+    sequences): the 'before' figure the engine rules are compared with. An instance is the
+    deployment's (serving.deploy): tp x attention_dp x pp GPUs; with attention DP each group
+    holds its own pool (the bytes per GPU) and the instance's tokens are the groups' pools
+    summed, as the deployment admits requests against them (kv_capacity: blocks x groups)."""
     from .resolve import inference_plan, resolve
     from .serving.cost import kv_capacity
     from .specs.scenario import InferenceConfig, SchedulerConfig
 
     rs = resolve(sc)
     inf = sc.inference or InferenceConfig(prompt_len=1)
-    per = sc.parallelism.tp * sc.parallelism.pp
-    plan = inference_plan(sc.model, sc.parallelism, inf, per, replicas=1, request=False)
+    p = sc.parallelism
+    groups = p.attention_dp
+    plan = inference_plan(sc.model, p, inf, p.tp * groups * p.pp, replicas=1, request=False)
     tokens = max(sc.model.max_position_embeddings, 2048)
     kv = kv_capacity(sc.model, rs.system, plan, rs.profile, tokens, SchedulerConfig().max_batch)
-    pool = kv.num_blocks * kv.block_tokens * kv.bytes_per_token
+    pool = kv.num_blocks // groups * kv.block_tokens * kv.bytes_per_token  # one group's GPU
     return kv.tokens, pool, kv.memory["weights"]

@@ -447,3 +447,26 @@ def test_sglang_pool_excludes_what_the_distributed_init_took():
 def test_a_version_for_an_engine_without_families_is_refused():
     with pytest.raises(SpecError, match="sglang has no version families"):
         get_engine("sglang", "0.4.0")
+
+
+def test_generic_capacity_counts_an_attention_dp_instance_like_the_deployment():
+    """An attention-DP instance is tp x attention_dp x pp GPUs (serving.deploy); the
+    engine-neutral figure used to refuse it (it counted tp x pp). Each DP group's GPU holds
+    its own pool and the instance's tokens are the groups' pools summed. By hand: DeepSeek-V3's
+    MLA caches the 512-wide latent and the 64-wide rope key per token and layer, bf16, not split
+    by TP: (512 + 64) x 2 B x 61 layers = 70,272 B per token on every GPU."""
+    from perfmodel.engine_memory import generic_capacity
+
+    per_token = (512 + 64) * 2 * 61
+    base = dict(kind="inference", model="deepseek-v3",
+                system={"device": "h200-sxm-141gb", "num_gpus": 8},
+                inference={"prompt_len": 8, "weight_dtype": "fp8_block",
+                           "activation_dtype": "fp8"})
+    tokens, pool, weights = generic_capacity(as_scenario(
+        {**base, "parallelism": {"tp": 1, "attention_dp": 8, "ep": 8}}))
+    assert tokens % 8 == 0
+    assert pool == pytest.approx(tokens / 8 * per_token)  # one group's GPU holds 1/8
+    assert 0 < weights < 141e9
+    # without attention DP (tp 8): one pool, every GPU holding all of its tokens' latents
+    tokens8, pool8, _ = generic_capacity(as_scenario({**base, "parallelism": {"tp": 8, "ep": 8}}))
+    assert pool8 == pytest.approx(tokens8 * per_token)
