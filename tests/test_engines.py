@@ -470,3 +470,23 @@ def test_generic_capacity_counts_an_attention_dp_instance_like_the_deployment():
     # without attention DP (tp 8): one pool, every GPU holding all of its tokens' latents
     tokens8, pool8, _ = generic_capacity(as_scenario({**base, "parallelism": {"tp": 8, "ep": 8}}))
     assert pool8 == pytest.approx(tokens8 * per_token)
+
+
+def test_serving_scheduler_reads_the_named_engine_version():
+    """engine.version picks the family's scheduler facts in serving too: vLLM 0.2.0 (V0) caps
+    the batch at max_num_seqs 256 on any GPU and has no engine policy (the scenario's
+    scheduler kind stays), where the current V1 file says 1024 on an H100 and ``chunked``."""
+    from perfmodel.serving.predict import deployment_for, serving_inputs
+    from perfmodel.specs.assemble import resolve_system
+    from perfmodel.specs.registry import profile_for
+    from perfmodel.specs.scenario import SchedulerConfig
+
+    sc = as_scenario({**BASE, "kind": "serving", "engine": {"name": "vllm", "version": "0.2.0"},
+                      "inference": {"prompt_len": 512, "output_len": 64},
+                      "serving": {"arrival": {"rate_per_s": 1.0}, "num_requests": 5}})
+    system, profile = resolve_system(sc.system), profile_for("h100-sxm5-80gb")
+    inf, wl = serving_inputs(sc)
+    dep = deployment_for(sc, system, profile, inf, wl)
+    assert dep.scheduler.max_batch == 256
+    assert dep.scheduler.kind == SchedulerConfig().kind
+    assert dep.engine_facts.policy is None

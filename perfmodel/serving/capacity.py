@@ -80,9 +80,9 @@ def _scheduler_kind(inp: PlanInputs) -> str:
     sched = inp.scheduler
     if "kind" in sched.model_fields_set or inp.engine.name == "generic":
         return sched.kind
-    from ..engines import get_engine
+    from ..engines import engine_for
 
-    return get_engine(inp.engine.name).scheduler.policy or sched.kind
+    return engine_for(inp.engine).scheduler.policy or sched.kind
 
 
 @dataclass

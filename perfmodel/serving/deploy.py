@@ -151,9 +151,9 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
     facts = None
     if named:
         cfg = _engine_scheduler(cfg, engine, model, system, parallelism, inference, profile)
-        from ..engines import get_engine
+        from ..engines import engine_for
 
-        facts = get_engine(engine.name).scheduler
+        facts = engine_for(engine).scheduler  # the named version's family
     for name in ("offload", "speculative"):
         if getattr(inference, name, None) is not None:
             raise SpecError(f"inference.{name}: the serving simulator does not model {name} "
@@ -236,10 +236,10 @@ def engine_kv_capacity(model: ModelSpec, system: System, parallelism: Parallelis
     With attention DP the instance's pool is its attention_dp groups' pools (each GPU's
     figure is one group's: its attention shard, its experts, its requests' KV)."""
     from ..engine_memory import engine_memory, shape_for
-    from ..engines import get_engine
+    from ..engines import engine_for
 
     shape = replace(shape_for(parallelism, inference, system), tp=tp)
-    mem = engine_memory(model, system.device, shape, get_engine(engine.name), engine,
+    mem = engine_memory(model, system.device, shape, engine_for(engine), engine,
                         profile.memory_overheads.cuda_context_gib)
     return KVCapacity(mem.kv_bytes_per_token, mem.kv_block_size,
                       mem.kv_cache_blocks * parallelism.attention_dp, dict(mem.breakdown))
@@ -256,9 +256,9 @@ def _engine_scheduler(cfg: SchedulerConfig, engine: EngineConfig, model: ModelSp
     stay the instance's: SGLang divides them among the DP groups (python/sglang/srt/
     server_args.py: ``chunked_prefill_size // dp_size`` when enable_dp_attention;
     model_executor/model_runner.py: ``max_running_requests // dp_size``)."""
-    from ..engines import get_engine
+    from ..engines import engine_for
 
-    spec = get_engine(engine.name)
+    spec = engine_for(engine)  # engine.version / variant: that family's scheduler facts
     dev = system.device
     gib = dev.usable_memory_bytes / 2**30
     update: dict = {}
