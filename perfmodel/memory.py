@@ -122,11 +122,13 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
         f = moe.expert_ffn_hidden_size
         w = moe.latent_size or h  # a latent MoE's experts read the latent
         # token copies dispatched to experts: under MoE parallel folding one expert-TP group
-        # computes top_k*s*b*etp/tp rows (parallel_comm.expert_rows), split etp ways, so a GPU
-        # keeps top_k*s*b/tp of them whatever etp (tp_part is divided by t below)
+        # computes top_k*s*b*etp/tp rows (parallel_comm.expert_rows; ops' routed rows). The
+        # dispatcher all-gathers them over the etp ranks, so every GPU keeps all of them as
+        # the (column-parallel) fc1 input at width w; fc1 / activation outputs are split etp
+        # ways, top_k*s*b/tp rows' worth per GPU whatever etp (tp_part is divided by t below)
         routed = top_k * s * b
         act_in = (2 if model.gated_mlp else 1) * f
-        tp_part = tp_part + a * routed * w  # permuted expert inputs
+        tp_part = tp_part + a * routed * w * etp  # permuted expert inputs (gathered)
         kept_act = 0.0 if "moe_act" in modules else f  # moe_act: re-made from fc1's output
         tp_part = tp_part + a * routed * (act_in + kept_act)
         if moe.num_shared_experts:

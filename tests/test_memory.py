@@ -120,3 +120,18 @@ def test_activation_memory_is_array_friendly():
     out = layer_activation_bytes(GPT, shape, "selective")
     assert out.shape == (3,)
     assert np.allclose(out / out[0], [1, 2, 4])
+
+
+def test_expert_inputs_per_gpu_grow_with_expert_tp():
+    """Routed-expert GEMM inputs under MoE parallel folding: one expert-TP group computes
+    top_k*s*b*etp/tp rows (parallel_comm.expert_rows, ops' routed rows), all-gathered so every
+    etp rank keeps all of them at the full width h (the column-parallel fc1 input; Megatron-Core
+    MoEAlltoAllTokenDispatcher gathers over the expert-TP group before the experts); only the
+    fc1 / activation outputs split etp ways. Mixtral-8x7b (h 4096), top-2, s 4096, b 1, tp 4 +
+    SP: etp 4 keeps 2 x 4096 x 4096 rows x 2 B of inputs per GPU, etp 1 a quarter of that."""
+    model = get_model("mixtral-8x7b")
+    shape = ActivationShape(b=1, s=4096, s_kv=4096, tp=4, sequence_parallel=True,
+                            act_bytes=2.0, dropout=False, flash_attention=True)
+    folded = layer_activation_bytes(model, shape, "selective", True, 2, 1)
+    full = layer_activation_bytes(model, shape, "selective", True, 2, 4)
+    assert full - folded == pytest.approx(2.0 * 2 * 4096 * 4096 * (1 - 1 / 4))
