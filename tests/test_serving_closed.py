@@ -508,3 +508,21 @@ def test_public_exports_of_engine_versions_and_benchmark_clients():
         pm.engine_version_sort_key("latest")
     assert {"benchmark_clients", "engine_version_families",
             "engine_version_sort_key"} <= set(pm.__all__)
+
+
+def test_windows_still_incomplete_after_the_last_doubling(monkeypatch):
+    """When the doublings run out before a windowed client's windows end, the windows and the
+    counted requests are those of the run the prediction reports (the last, lengthened one),
+    and the prediction says the windows are incomplete (it raised an IndexError: the last
+    doubling's requests against the previous run's windows). 20 requests with 2 s windows need
+    two doublings (test above); with one allowed, 40 requests are reported."""
+    import perfmodel.serving.predict as sp
+
+    monkeypatch.setattr(sp, "MAX_WINDOW_DOUBLINGS", 1)
+    sc = scenario(concurrency=4, num_requests=20,
+                  benchmark={"client": "genai-perf", "measurement_interval_ms": 2000})
+    pred, reqs = sp.simulate_serving(resolve(sc))
+    assert len(reqs.counted) == len(reqs.arrival) == 40
+    assert not pred.serving["benchmark"]["windows"]["complete"]
+    assert any("stopped sending before the measurement windows ended" in w
+               for w in pred.warnings)

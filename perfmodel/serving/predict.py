@@ -164,14 +164,14 @@ def _measure_windows(sc: Scenario, system: System, profile: CalibrationProfile,
     sent) and must end before the loop stops sending: otherwise the run is repeated with twice
     the requests (the same seed, so the same first requests)."""
     cfg = _client_cfg(sc)
-    for _ in range(MAX_WINDOW_DOUBLINGS + 1):
+    for doubling in range(MAX_WINDOW_DOUBLINGS + 1):
         arrival, finish = res.reqs.arrival, res.reqs.finish
         measured = np.arange(len(wl)) >= wl.warmup
         win = select_windows(arrival, finish, float(arrival[wl.warmup]),
                              float(np.max(arrival)), client.windows,
                              cfg.measurement_interval_ms, cfg.stability_percentage,
                              cfg.max_trials)
-        if win.complete:
+        if win.complete or doubling == MAX_WINDOW_DOUBLINGS:  # windows of the run reported
             break
         n = 2 * len(wl)
         serving = sc.serving.model_copy(update={"num_requests": n})
