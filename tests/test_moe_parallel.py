@@ -181,7 +181,9 @@ def test_serving_decode_step_is_the_inference_decode_step(batch):
     inst = dep.instances[0]
     assert inst.gpus == 8 and inst.count == 1
     p, o = 512, 17
-    pred = predict(scenario(batch=batch, prompt_len=p, output_len=o, kv_dtype="bf16"))
+    # the same engine as the serving scenario (its MoE kernels and bf16 router, c0124a2)
+    pred = predict({**scenario(batch=batch, prompt_len=p, output_len=o, kv_dtype="bf16"),
+                    "engine": "sglang"})
     mid = p + (o - 1) / 2 + 1  # inference's decode step context (inference.inference)
     step = inst.cost.iteration_time([], [], [mid] * batch)
     assert step == pytest.approx(pred.breakdown["decode_step"]["total_s"], rel=1e-5)
@@ -200,7 +202,8 @@ def test_serving_lone_request_runs_on_one_dp_group():
     # inference passes: decode(batch 8) - experts(8 tokens) + experts(1 token)
     dep = serving_cost(serving())
     cost = dep.instances[0].cost
-    rs = resolve(scenario(batch=8, prompt_len=512, output_len=17, kv_dtype="bf16"))
+    rs = resolve({**scenario(batch=8, prompt_len=512, output_len=17, kv_dtype="bf16"),
+                  "engine": "sglang"})  # the serving scenario's engine (its MoE kernels)
     plan = inference_inputs(rs.scenario, rs.system, rs.profile).plan
     c = 500.0  # within the workload's contexts (the tables' range)
     eight = forward_pass(DSV3, rs.system, plan, rs.profile, 8, 1.0, c, c, "decode", 8, True)
