@@ -53,7 +53,8 @@ class EngineShape:
     tp: int = 1
     pp: int = 1
     ep: int = 1
-    etp: int | None = None
+    etp: int | None = None  # None: the experts spread as inference spreads them (expert_split)
+    attention_dp: int = 1
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
     act_bytes: float = 2.0
@@ -155,7 +156,7 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     tp, pp = shape.tp, shape.pp
     total = device.usable_memory_bytes
     gib_total = total / GIB
-    stage = stage_params(param_counts(model), tp, pp, shape.ep, shape.etp or tp,
+    stage = stage_params(param_counts(model), tp, pp, shape.ep, expert_split(shape),
                          model.tie_embeddings)
     weights = float(inference_weight_bytes(stage.max, shape.weight_dtype, shape.group_size))
     from .formats import engine_weight_formats, weight_byte_counts
@@ -166,7 +167,7 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     if formats:
         weights = float(stage_params(weight_byte_counts(
             param_counts(model), shape.weight_dtype, formats, shape.group_size),
-            tp, pp, shape.ep, shape.etp or tp, model.tie_embeddings).max)
+            tp, pp, shape.ep, expert_split(shape), model.tie_embeddings).max)
     per_token = float(kv_cache_bytes_per_token(model, shape.kv_dtype, tp)) * model.num_layers / pp
     block = cfg.block_size or m.block_size
     seqs = cfg.max_num_seqs or spec.max_num_seqs(gib_total, device.id)
@@ -280,6 +281,13 @@ def hybrid_request_bytes(model: ModelSpec, kv_dtype: str, tp, pp, max_len: float
     return float(kv_cache_bytes_per_sequence(model, kv_dtype, tp, max_len, block)) / pp
 
 
+def expert_split(shape: EngineShape) -> float:
+    """How many ways each of a GPU's E/ep experts is split: the scenario's etp, else the
+    instance's tp x attention_dp GPUs of a stage shared by ep expert groups, exactly as the
+    inference operators spread them (``plan.expert_tp``: vLLM / SGLang MoE TP x EP)."""
+    return shape.etp or shape.tp * shape.attention_dp / shape.ep
+
+
 def spec_fraction_field(spec: EngineSpec) -> str:
     """The EngineConfig field that overrides this engine's memory fraction."""
     return spec.memory.fraction_name or "gpu_memory_utilization"
@@ -291,10 +299,12 @@ def shape_for(parallelism, inference, system=None) -> EngineShape:
     from .dtypes import nbytes
 
     tp, pp, ep = parallelism.tp, parallelism.pp, parallelism.ep
+    adp = getattr(parallelism, "attention_dp", 1) or 1
+    etp = getattr(parallelism, "etp", None)
     nvls = bool(system is not None and system.intra.nvls)
     if inference is None:
-        return EngineShape(tp=tp, pp=pp, ep=ep, etp=parallelism.etp, nvls=nvls)
-    return EngineShape(tp=tp, pp=pp, ep=ep, etp=parallelism.etp,
+        return EngineShape(tp=tp, pp=pp, ep=ep, etp=etp, attention_dp=adp, nvls=nvls)
+    return EngineShape(tp=tp, pp=pp, ep=ep, etp=etp, attention_dp=adp,
                        weight_dtype=inference.weight_dtype, kv_dtype=inference.kv_dtype,
                        weight_formats=tuple(sorted(inference.weight_formats.items())),
                        act_bytes=float(nbytes(inference.activation_dtype)),

@@ -490,3 +490,23 @@ def test_serving_scheduler_reads_the_named_engine_version():
     assert dep.scheduler.max_batch == 256
     assert dep.scheduler.kind == SchedulerConfig().kind
     assert dep.engine_facts.policy is None
+
+
+def test_engine_weights_spread_the_experts_as_inference_does():
+    """Mixtral-8x7B bf16 on 8 GPUs, by hand: experts 32 x 8 x 3 x 4096 x 14336 params, attention
+    32 x (2 x 4096^2 + 2 x 4096 x 1024), embeddings + head 2 x 32000 x 4096. TP8 (with or
+    without EP8) holds 1/8 of each; attention DP8 keeps the experts 1/8 (tp x attention_dp / ep
+    = 1 with EP8, 8-way TP of each expert without) but every GPU holds whole attention and
+    embeddings. (Before, EP8 divided the experts by ep and by tp: 1/64.)"""
+    experts, attn, emb = 32 * 8 * 3 * 4096 * 14336, 32 * (2 * 4096**2 + 2 * 4096 * 1024), 2 * 32000 * 4096
+    router = 32 * 4096 * 8
+    sharded = 2 * (experts + attn + emb) / 8
+    replicated = 2 * (experts / 8 + attn + emb)
+    for par, hand in [({"tp": 8}, sharded), ({"tp": 8, "ep": 8}, sharded),
+                      ({"tp": 1, "attention_dp": 8, "ep": 8}, replicated),
+                      ({"tp": 1, "attention_dp": 8}, replicated)]:
+        p = predict(as_scenario(dict(kind="inference", model="mixtral-8x7b", engine="vllm",
+                                     system={"device": "h100-sxm5-80gb", "num_gpus": 8},
+                                     parallelism=par, inference={"prompt_len": 128, "batch": 8})))
+        got = p.engine["weights_bytes"]
+        assert abs(got - hand) <= 2 * router + 2 * 32 * 3 * 4096 * 2, (par, got, hand)  # + router, norms
