@@ -145,7 +145,10 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
         tb = _two_batch(model, system, plan, profile, roof, b, q_len, kv_len, pairs, phase,
                         logits_tokens, items, index, times, comm.mode)
     if tb is not None:  # the split steps (tokens per rank at the engine's threshold or above)
-        on = tb["split"]
+        # only cells that run the all-to-all split, as a scalar plan does (tb is None without
+        # one): in a vectorised plan a cell that gathers the MoE tokens instead (attention DP
+        # with MoE TP) keeps its one-batch pass and its gather in ep_comm
+        on = tb["split"] & (np.asarray(comm.dispatch + comm.combine) > 0)
         compute = {k: np.where(on, tb["compute"].get(k, 0.0), compute.get(k, 0.0))
                    for k in set(compute) | set(tb["compute"])}
         stage = np.where(on, tb["stage"], stage)
@@ -171,7 +174,7 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
                "dispatch_s": plan.pp * dispatch, "combine_s": plan.pp * combine,
                "a2a_mode": comm.mode,
                # two-micro-batch overlap: the all-to-all on the critical path and hidden
-               "moe_overlap": "two_batch" if tb is not None and np.any(tb["split"]) else "none",
+               "moe_overlap": "two_batch" if tb is not None and np.any(on) else "none",
                "all_to_all_exposed_s": plan.pp * exposed,
                "all_to_all_overlapped_s": plan.pp * (a2a_total - exposed),
                # the grouped-GEMM table(s) the experts read (profile.moe_table)

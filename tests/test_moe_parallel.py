@@ -688,3 +688,25 @@ def test_moe_a2a_overlap_needs_ep():
             system={"device": "h100-sxm5-80gb", "num_gpus": 8},
             parallelism={"tp": 8, "moe_a2a_overlap": True},
             training={"seq_len": 4096, "global_batch": 8, "micro_batch": 1}))
+
+
+def test_mixed_all_to_all_and_gather_cells_keep_their_own_comm():
+    """A vectorised plan over ep (8: DeepEP all-to-all; 1: attention-DP gather of the MoE
+    tokens) under SGLang two-batch overlap: each cell is its own scalar prediction. The gather
+    cell runs no two-batch split (SGLang TBO needs the DeepEP all-to-all), so its ep_comm is
+    stage_comm's gather, 58 x (all-gather + reduce-scatter of 256 x 7168 x 1 B) here."""
+    from dataclasses import replace as _replace
+    sc = scenario(batch=256, weight_dtype="fp8_block", parallelism={"moe_overlap": "two_batch"})
+    sc["engine"] = {"name": "sglang"}
+    rs, plan = plan_of(sc)
+    mixed = _replace(plan, ep=np.array([8.0, 1.0]))
+    roof_args = (DSV3, rs.system)
+    pass_args = (rs.profile, 256, 1.0, 1001.0, 1001.0, "decode", 256, False)
+    both = forward_pass(*roof_args, mixed, *pass_args)
+    for i, ep in enumerate((8.0, 1.0)):
+        one = forward_pass(*roof_args, _replace(plan, ep=ep), *pass_args)
+        assert np.asarray(both.time)[i] == pytest.approx(float(one.time))
+        assert np.asarray(both.ep_comm)[i] == pytest.approx(float(one.ep_comm))
+    gather = stage_comm(DSV3, _replace(plan, ep=1.0), 256, "decode", plan.precision.act,
+                        rs.system, rs.profile).ep
+    assert float(gather) > 0 and np.asarray(both.ep_comm)[1] == pytest.approx(float(gather))
