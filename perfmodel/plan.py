@@ -240,6 +240,14 @@ def training_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
         Rule("parallelism.moe_a2a_overlap", lambda p: (not p.moe_a2a_overlap) | (p.ep > 1),
              lambda p: "moe_a2a_overlap overlaps the expert all-to-all: it needs ep > 1 "
                        "(Megatron-Core overlap_moe_expert_parallel_comm)"),
+        # Megatron-Core transformer_config.py __post_init__: "If enabling EP A2A overlap,
+        # virtual_pipeline_model_parallel_size must be specified when pipeline_model_parallel_
+        # size > 1" (combined 1F1B runs unpipelined or interleaved; parallel_comm.unpaired_share)
+        Rule("parallelism.moe_a2a_overlap",
+             lambda p: (not p.moe_a2a_overlap) | (p.pp == 1) | (p.vp > 1),
+             lambda p: f"moe_a2a_overlap with pp = {p.pp} needs the interleaved schedule, vp > 1 "
+                       f"(got vp = {p.vp}; Megatron-Core's combined 1F1B EP overlap requires "
+                       "virtual pipeline stages when pp > 1)"),
         Rule("parallelism.etp", lambda p: _div(model.moe.expert_ffn_hidden_size, p.etp)
              if model.moe else p.etp > 0,
              lambda p: f"etp ({p.etp}) must divide the expert FFN width"),

@@ -710,3 +710,18 @@ def test_mixed_all_to_all_and_gather_cells_keep_their_own_comm():
     gather = stage_comm(DSV3, _replace(plan, ep=1.0), 256, "decode", plan.precision.act,
                         rs.system, rs.profile).ep
     assert float(gather) > 0 and np.asarray(both.ep_comm)[1] == pytest.approx(float(gather))
+
+
+def test_moe_a2a_overlap_with_pipeline_needs_interleaving():
+    """Megatron-Core TransformerConfig.__post_init__ (megatron/core/transformer/
+    transformer_config.py): "If enabling EP A2A overlap, virtual_pipeline_model_parallel_size
+    must be specified when pipeline_model_parallel_size > 1"; the combined 1F1B runs either
+    without pipelining (pp = 1) or interleaved, never the plain 1F1B (pp - 1 warm-up)."""
+    import perfmodel as pm
+    base = _qwen3_235b_h100()
+    par = dict(base.parallelism.model_dump(exclude_unset=True), moe_a2a_overlap=True, vp=1)
+    with pytest.raises(PerfModelError, match=r"^parallelism\.moe_a2a_overlap.*vp") as err:
+        pm.predict(base.model_copy(update={"parallelism": type(base.parallelism)(**par)}))
+    assert "\n" not in str(err.value)
+    par["vp"] = 2  # interleaved: runs
+    pm.predict(base.model_copy(update={"parallelism": type(base.parallelism)(**par)}))
