@@ -33,6 +33,7 @@ import numpy as np
 from . import frameworks_costs as FC
 from . import ops as O
 from .comm import collective_time
+from .errors import SpecError
 from .memory import (
     ActivationShape,
     embedding_and_head_activation_bytes,
@@ -347,7 +348,9 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     dp_expert = np.asarray(spans["egrad"].size, float)
     if np.ndim(zero):  # a ZeRO-stage axis: only stage-free framework terms (FC.zero_stage_free)
         if not FC.zero_stage_free(plan.framework):
-            raise ValueError("ZeRO stages as an array need a framework with no FSDP terms")
+            raise SpecError(f"parallelism.zero_stage: an array of ZeRO stages needs a framework "
+                            f"with no FSDP terms; {plan.framework.id!r} has them (evaluate "
+                            "one stage at a time, as search.sweep does)")
         opt_params = np.where(np.asarray(zero) >= 1,
                               stage_p.dense_first / dp_grad + stage_p.expert / dp_expert,
                               stage_p.first)

@@ -227,3 +227,23 @@ def test_recompute_modules_drop_their_saved_tensors():
     # modules apply with the selective policy only
     assert layer_activation_bytes(model, shape, "none", True, 2, 1, ("layernorm",)) == \
         pytest.approx(layer_activation_bytes(model, shape, "none", True, 2, 1))
+
+
+def test_zero_stage_array_with_fsdp_framework_is_a_one_line_field_error():
+    """A ZeRO-stage axis needs stage-free framework terms (frameworks_costs.zero_stage_free);
+    the plan search evaluates the stages one at a time otherwise, and a direct call names the
+    field."""
+    from dataclasses import replace
+
+    from perfmodel.errors import SpecError
+    from perfmodel.resolve import resolve, training_plan
+    sc = {"kind": "training", "model": "llama-3.1-8b",
+          "system": {"device": "h100-sxm5-80gb", "num_gpus": 8},
+          "parallelism": {"dp": 8, "zero_stage": 3},
+          "training": {"seq_len": 8192, "global_batch": 16, "micro_batch": 2,
+                       "framework": "torchtitan"}}
+    rs = resolve(sc)
+    plan = replace(training_plan(rs.scenario, rs.system), zero_stage=np.array([1, 3]))
+    with pytest.raises(SpecError, match=r"^parallelism\.zero_stage: .*torchtitan") as err:
+        training_step(rs.scenario.model, rs.system, plan, rs.profile)
+    assert "\n" not in str(err.value)
