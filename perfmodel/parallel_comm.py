@@ -123,13 +123,15 @@ def unpaired_share(microbatches: Array, pp: Array, vp: Array) -> Array:
     """Share of a stage's layer passes that have no other micro-batch's pass beside them in
     Megatron-Core's combined 1F1B schedule: the warm-up forwards (and as many cool-down
     backwards) of the interleaved schedule, (pp - 1) * 2 + (vp - 1) * pp model chunks on the
-    first stage (Megatron-Core pipeline_parallel/schedules.py, interleaved warm-up count), of
-    m * vp; at least one micro-batch (the first forward and the last backward, pp = 1). The
+    first stage plus the one extra forward the overlap schedules (Megatron-Core
+    pipeline_parallel/schedules.py get_pp_rank_microbatches, ``if
+    overlap_moe_expert_parallel_comm: num_warmup_microbatches + 1``), of m * vp; at least one
+    micro-batch (the first forward and the last backward, pp = 1). The
     plain 1F1B (vp = 1, pp > 1; warm-up pp - 1) never runs it: Megatron-Core requires virtual
     pipeline stages for the overlap when pp > 1 (transformer_config.py __post_init__), and
     plan.training_rules refuses that combination (parallelism.moe_a2a_overlap)."""
     m, pp, vp = (np.asarray(x, float) for x in (microbatches, pp, vp))
-    warm = np.maximum((pp - 1.0) * 2.0 + (vp - 1.0) * pp, vp)
+    warm = np.maximum((pp - 1.0) * 2.0 + (vp - 1.0) * pp + (pp > 1), vp)
     return np.minimum(warm / (m * vp), 1.0)
 
 

@@ -664,8 +664,10 @@ def test_ep_a2a_overlap_by_hand():
     from perfmodel.parallel_comm import ep_a2a_overlap, unpaired_share
     o = ep_a2a_overlap(2.0, 3.0, 10.0, 1.0, 0.1)
     assert float(o.total) == 5.0 and float(o.exposed) == pytest.approx(1.4)
-    # interleaved warm-up of the first stage: (pp-1)*2 + (vp-1)*pp chunks of m*vp
-    assert float(unpaired_share(128, 8, 4)) == pytest.approx(38 / 512)
+    # interleaved warm-up of the first stage under the overlap: (pp-1)*2 + (vp-1)*pp + 1 chunks
+    # of m*vp (Megatron-Core schedules.py get_pp_rank_microbatches: one extra forward)
+    assert float(unpaired_share(128, 8, 4)) == pytest.approx((14 + 24 + 1) / 512)
+    assert float(unpaired_share(64, 2, 24)) == pytest.approx((2 + 46 + 1) / (64 * 24))
     assert float(unpaired_share(5, 1, 1)) == pytest.approx(1 / 5)  # first fwd / last bwd
 
 
