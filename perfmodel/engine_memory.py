@@ -110,6 +110,18 @@ def sglang_default_fraction(rule: ReserveRule, gpu_mem_mb: float, tp: int, pp: i
     return round((gpu_mem_mb - reserved) / gpu_mem_mb, 3), chunk
 
 
+def engine_tp(shape: EngineShape, spec: EngineSpec) -> int:
+    """The tensor-parallel size the engine itself sees (its ``tp_size``), which its reserve and
+    distributed-init rules are written in. SGLang runs attention DP inside the TP group
+    (``memory.attention_dp_in_tp_group``; layers/dp_attention.py
+    ``compute_dp_attention_world_info``: attn_tp_size = tp_size // dp_size), so with
+    ``--enable-dp-attention`` its tp_size is the attention tp x attention_dp; vLLM deploys each
+    DP rank as a separate engine core with its own tp (docs serving/data_parallel_deployment)."""
+    if spec.memory.attention_dp_in_tp_group:
+        return shape.tp * shape.attention_dp
+    return shape.tp
+
+
 def profile_activation_bytes(model: ModelSpec, tokens: float, rows: float, tp: int,
                              act_bytes: float, sampler_bytes_per_logit: float,
                              moe_chunk_tokens: int | None = None) -> float:
@@ -154,6 +166,7 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         spec = get_engine(spec.id, cfg.version, cfg.variant)
     m = spec.memory
     tp, pp = shape.tp, shape.pp
+    eng_tp = engine_tp(shape, spec)  # the engine's own tp_size: its reserve / init rules' tp
     total = device.usable_memory_bytes
     gib_total = total / GIB
     stage = stage_params(param_counts(model), tp, pp, shape.ep, expert_split(shape),
@@ -186,8 +199,8 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
                                        m.moe_chunk_tokens) if m.profile_run else 0.0
         held = allreduce_outputs_bytes(model, tokens, pp, shape.act_bytes) \
             if m.profile_run and m.tp_allreduce_outputs_held and tp > 1 else 0.0
-        gib = (m.non_torch_gib_tp_multi if tp * pp > 1 else m.non_torch_gib_tp1) or 0.0
-        if tp > 1 and shape.nvls:
+        gib = (m.non_torch_gib_tp_multi if eng_tp * pp > 1 else m.non_torch_gib_tp1) or 0.0
+        if eng_tp > 1 and shape.nvls:
             gib += m.non_torch_gib_nvls_extra or 0.0
         ctx = context if m.cuda_context_counted else 0.0
         non_torch = (gib * GIB if m.non_torch_counted else 0.0) + ctx
@@ -203,12 +216,12 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     elif m.budget == "init_free_fraction":
         smi_mb = device.nvidia_smi_memory_mib or total / MIB
         if fraction is None and m.reserve is not None:
-            fraction, chunk = sglang_default_fraction(m.reserve, smi_mb, tp, pp, batched)
+            fraction, chunk = sglang_default_fraction(m.reserve, smi_mb, eng_tp, pp, batched)
             batched = batched or chunk
         fraction = fraction or m.fraction or 1.0
         # the distributed init (NCCL, custom all-reduce) takes memory before M is measured
-        gib = (m.non_torch_gib_tp_multi if tp * pp > 1 else m.non_torch_gib_tp1) or 0.0
-        if tp > 1 and shape.nvls:
+        gib = (m.non_torch_gib_tp_multi if eng_tp * pp > 1 else m.non_torch_gib_tp1) or 0.0
+        if eng_tp > 1 and shape.nvls:
             gib += m.non_torch_gib_nvls_extra or 0.0
         dist = gib * GIB
         init_free = total - context - dist

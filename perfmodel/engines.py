@@ -142,6 +142,11 @@ class MemoryFacts(Strict):
     block_size: Int = Field(ge=1)
     default_n_ctx: Int | None = Field(default=None, ge=1)
     reserve: ReserveRule | None = None
+    # with attention DP, whether the engine's own tp_size counts the attention-DP ranks (SGLang:
+    # --enable-dp-attention splits the TP group into dp attention groups, so tp_size = attention
+    # tp x dp) or each DP rank is its own engine with its own tp (vLLM); the engine's reserve
+    # and distributed-init rules see that tp_size (engine_memory.engine_tp). null: false
+    attention_dp_in_tp_group: Bool | None = None
 
 
 class NewTokenRatio(Strict):
