@@ -79,3 +79,24 @@ def test_cli_prints_and_json_carries_the_frontier():
                          timeout=300)
     data = json.loads(out.stdout)
     assert data["frontier"] and all(q["pareto"] for q in data["frontier"])
+
+
+def test_cli_scheduler_accepts_every_registered_aggregated_scheduler():
+    """--scheduler offers the scheduler registry's policies an instance can run (incl. the
+    engines' own inflight / prefill_first), not the disaggregated pools' prefill / decode."""
+    from perfmodel.serving.cli import PLAN_SCHEDULERS
+    from perfmodel.serving.schedulers import SCHEDULERS
+
+    assert set(PLAN_SCHEDULERS) == set(SCHEDULERS) - {"prefill", "decode"}
+    base = [sys.executable, "-m", "perfmodel.cli", "plan-serving", "--model", "llama-3-8b",
+            "--rate", "2", "--prompt-len", "512", "--output-len", "64", "--ttft-p90", "2",
+            "--tpot-p90", "0.1", "--devices", "h100-sxm5-80gb", "--tp", "1",
+            "--num-requests", "30", "--json"]
+    for kind in ("inflight", "prefill_first"):
+        out = subprocess.run([*base, "--scheduler", kind], capture_output=True, text=True,
+                             cwd=ROOT, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["inputs"]["scheduler"] == kind
+    out = subprocess.run([*base, "--scheduler", "decode"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert out.returncode == 2 and "prefill_first" in out.stderr

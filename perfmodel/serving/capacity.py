@@ -245,8 +245,8 @@ def _devices(inp: PlanInputs, prices: PriceTable) -> list[str]:
 
 def plan_serving(inp: PlanInputs) -> PlanResult:
     if inp.scheduler.kind == "disaggregated":
-        raise SpecError("plan-serving sizes aggregated deployments (static, continuous, "
-                        "chunked); predict a disaggregated scenario with explicit "
+        raise SpecError("plan-serving sizes aggregated deployments (one scheduler on every "
+                        "instance); predict a disaggregated scenario with explicit "
                         "prefill_gpus / decode_gpus instead")
     if not any(v is not None for v in inp.slo.model_dump().values()):
         raise SpecError("plan-serving needs at least one SLO (e.g. --ttft-p90 0.5 "

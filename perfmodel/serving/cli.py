@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import get_args
 
 from ..argtypes import (
     bounded_int,
@@ -21,9 +22,14 @@ from ..specs.common import validate
 from ..specs.scenario import EngineConfig, LengthDistribution, SchedulerConfig, SLOConfig
 from .capacity import DEFAULT_PLAN_REQUESTS, DEFAULT_TPS, PlanInputs, plan_serving, render_plan
 from .economics import load_prices
+from .schedulers import SCHEDULERS
 
 MAX_PLAN_REQUESTS = 1_000_000  # requests per simulation
 MAX_GPUS = 1_000_000
+#: the registered schedulers an aggregated instance can run (serving.scheduler.kind; not the
+#: disaggregated pools' prefill / decode roles, which plan-serving does not size)
+PLAN_SCHEDULERS = sorted(k for k in SCHEDULERS
+                         if k in get_args(SchedulerConfig.model_fields["kind"].annotation))
 LENGTH_HELP = ("tokens: 512, fixed:512, uniform:128:1024 or lognormal:MEAN:CV[:MIN:MAX]")
 
 
@@ -176,7 +182,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--devices", type=id_list, help="comma-separated device ids (default: every datacenter "
                                      "GPU in the price table)")
     p.add_argument("--tp", type=int_list, help="comma-separated TP degrees (default 1,2,4,8)")
-    p.add_argument("--scheduler", choices=["static", "continuous", "chunked"])
+    p.add_argument("--scheduler", choices=PLAN_SCHEDULERS,
+                   help="the instances' batching policy (default: the scenario's, else the "
+                        "engine's own, else continuous)")
     p.add_argument("--engine", choices=["generic", "vllm", "sglang", "trtllm", "llamacpp"],
                    help="serving engine: its KV-cache rule and max_num_seqs default size each "
                         "instance (default: the scenario's, else generic)")
