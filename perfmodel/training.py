@@ -406,6 +406,7 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     memory = _memory(model, plan, stage_p, kinds, per_stage, zero, dp_grad, dp_expert,
                      act_bytes, wbytes, a, m, profile)
     stage_t = {"first": stages.first, "middle": stages.middle, "last": stages.last}
+    groups = spans if model.moe else {k: v for k, v in spans.items() if k != "etp"}
     if not breakdown:
         return TrainingResult(
             step_time=step, time={}, comm_total={}, comm_exposed={}, memory=memory,
@@ -413,7 +414,7 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
             tokens=plan.global_batch * plan.seq_len, num_microbatches=m, stage_times=stage_t,
             op_times=st.times if keep_ops else None,
             op_counts=_calls_per_step(st.ops, st.groups, n_layers, share, m) if keep_ops else [],
-            groups=spans if model.moe else {k: v for k, v in spans.items() if k != "etp"})
+            groups=groups)
 
     time_parts = _time_breakdown(st, stages, m, per_stage, kinds, lc, body_comm, embed_t,
                                  p2p_micro, bubble, dp_exposed, optimizer_t, pp)
@@ -433,7 +434,7 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         stage_times=stage_t,
         op_times=st.times if keep_ops else None,
         op_counts=_calls_per_step(st.ops, st.groups, n_layers, share, m) if keep_ops else [],
-        groups=spans if model.moe else {k: v for k, v in spans.items() if k != "etp"},
+        groups=groups,
     )
 
 
