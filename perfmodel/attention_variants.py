@@ -202,6 +202,8 @@ def compressed_layer_bytes(model: ModelSpec, ratio: int, kv_bytes: float, contex
     ``sparse_ratio`` layer adds its indexer's compressed keys (fp8 + fp32 scale per 128, as
     the DSA index cache, ops.INDEX_SCALE_BLOCK) and every compressing layer its compressors'
     fp32 state (the reference's kv_state / score_state buffers)."""
+    from .ops import fp8_index_key_bytes
+
     ca = model.compressed_attention
     ctx = np.asarray(context, float)
     d = ca.head_dim
@@ -211,7 +213,7 @@ def compressed_layer_bytes(model: ModelSpec, ratio: int, kv_bytes: float, contex
         total = total + entries * d * kv_bytes + compressor_state_bytes(model, ratio, d)
         if ratio == ca.sparse_ratio:
             di = ca.indexer_head_dim
-            total = total + entries * (di + 4.0 * np.ceil(di / 128.0)) \
+            total = total + entries * fp8_index_key_bytes(di) \
                 + compressor_state_bytes(model, ratio, di)
     return total
 
@@ -227,6 +229,8 @@ def compressed_bytes_per_sequence(model: ModelSpec, kv_bytes: float, context: Ar
 def compressed_growth_per_token(model: ModelSpec, kv_bytes: float) -> float:
     """Bytes one more token adds to a long sequence over all compressed-attention layers:
     head_dim x kv_bytes / ratio per compressing layer (+ the indexer keys / ratio)."""
+    from .ops import fp8_index_key_bytes
+
     ca = model.compressed_attention
     total = 0.0
     for r, n in compressed_ratio_counts(model).items():
@@ -234,6 +238,6 @@ def compressed_growth_per_token(model: ModelSpec, kv_bytes: float) -> float:
             per = ca.head_dim * kv_bytes
             if r == ca.sparse_ratio:
                 di = ca.indexer_head_dim
-                per += di + 4.0 * np.ceil(di / 128.0)
+                per += fp8_index_key_bytes(di)
             total += n * per / r
     return total

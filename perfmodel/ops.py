@@ -500,6 +500,11 @@ def _attention_core(km: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec: 
 INDEX_SCALE_BLOCK = 128
 
 
+def fp8_index_key_bytes(d: Any) -> Any:
+    """Bytes of one fp8 index key of ``d`` elements with its fp32 scale per INDEX_SCALE_BLOCK."""
+    return d + 4.0 * np.ceil(d / INDEX_SCALE_BLOCK)
+
+
 INDEX_KEY_BYTES_BLOCK_SPARSE = 2.0  # vLLM MiniMax-M3 indexer_kv_dtype default "bf16"
 
 
@@ -517,8 +522,7 @@ def indexer_key_bytes(model: ModelSpec) -> float:
     (vLLM MiniMaxM3Indexer side cache); shared by all heads, not TP-split."""
     if model.block_sparse is not None:
         return model.block_sparse.index_head_dim * INDEX_KEY_BYTES_BLOCK_SPARSE
-    d = model.mla.indexer_head_dim
-    return d + 4.0 * np.ceil(d / INDEX_SCALE_BLOCK)
+    return fp8_index_key_bytes(model.mla.indexer_head_dim)
 
 
 def indexer_ops(model: ModelSpec, b, q_len, kv_len, pairs, prec: Precision, phase: str,
@@ -965,7 +969,7 @@ def _v4_indexer_ops(model: ModelSpec, b, q_len, kv_len, entry_pairs, prec: Preci
     t = b * q_len
     logits = b * np.asarray(entry_pairs, float)
     entries = np.asarray(kv_len, float) / r
-    key_bytes = di + 4.0 * np.ceil(di / INDEX_SCALE_BLOCK)
+    key_bytes = fp8_index_key_bytes(di)
     return [gemm("attn.index_q", t, n * di, ca.q_lora_rank, prec,
                  matmuls=(Matmul(1.0, n * di, False),)),
             gemm("attn.index_w", t, n, h, prec, matmuls=(Matmul(1.0, n, False),)),
