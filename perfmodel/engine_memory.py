@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from .engines import EngineSpec, ReserveRule
+from .engines import EngineSpec, MemoryFacts, ReserveRule
 from .memory import inference_weight_bytes, inference_workspace_bytes, kv_cache_bytes_per_token
 from .parameters import param_counts
 from .specs.hardware import DeviceSpec
@@ -143,6 +143,16 @@ def profile_activation_bytes(model: ModelSpec, tokens: float, rows: float, tp: i
     return max(forward, tokens * model.hidden_size * act_bytes + sampler)
 
 
+def _non_torch_gib(m: MemoryFacts, eng_tp: int, pp: int, nvls: bool) -> float:
+    """GiB the engine's distributed init holds outside torch (NCCL, custom all-reduce) at its
+    own ``tp_size`` (``engine_tp``): the multi-GPU figure when tp x pp > 1, plus the NVLS
+    extra at tp >= 2 on an NVLS fabric (``memory.non_torch_gib_*``)."""
+    gib = (m.non_torch_gib_tp_multi if eng_tp * pp > 1 else m.non_torch_gib_tp1) or 0.0
+    if eng_tp > 1 and nvls:
+        gib += m.non_torch_gib_nvls_extra or 0.0
+    return gib
+
+
 def allreduce_outputs_bytes(model: ModelSpec, tokens: float, pp: int, act_bytes: float) -> float:
     """Bytes of every tensor-parallel all-reduce output of one forward over ``tokens`` tokens on
     one pipeline stage: two per layer (attention output and MLP down projection, the
@@ -199,9 +209,7 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
                                        m.moe_chunk_tokens) if m.profile_run else 0.0
         held = allreduce_outputs_bytes(model, tokens, pp, shape.act_bytes) \
             if m.profile_run and m.tp_allreduce_outputs_held and tp > 1 else 0.0
-        gib = (m.non_torch_gib_tp_multi if eng_tp * pp > 1 else m.non_torch_gib_tp1) or 0.0
-        if eng_tp > 1 and shape.nvls:
-            gib += m.non_torch_gib_nvls_extra or 0.0
+        gib = _non_torch_gib(m, eng_tp, pp, shape.nvls)
         ctx = context if m.cuda_context_counted else 0.0
         non_torch = (gib * GIB if m.non_torch_counted else 0.0) + ctx
         kv = fraction * total - weights - act - held - non_torch
@@ -220,10 +228,7 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
             batched = batched or chunk
         fraction = fraction or m.fraction or 1.0
         # the distributed init (NCCL, custom all-reduce) takes memory before M is measured
-        gib = (m.non_torch_gib_tp_multi if eng_tp * pp > 1 else m.non_torch_gib_tp1) or 0.0
-        if eng_tp > 1 and shape.nvls:
-            gib += m.non_torch_gib_nvls_extra or 0.0
-        dist = gib * GIB
+        dist = _non_torch_gib(m, eng_tp, pp, shape.nvls) * GIB
         init_free = total - context - dist
         kv = fraction * init_free - weights
         non_torch = context + dist
