@@ -304,12 +304,6 @@ class CalibrationProfile(Strict):
         """The grouped-GEMM curve ``moe_table`` picks, if any."""
         return self.moe.get(self.moe_table(dtype, weight_format, kernels, proxy)[0])
 
-    def moe_fixed_s(self, dtype: str, weight_format: str = "", kernels: tuple[str, ...] = (),
-                    proxy: str | None = None) -> float:
-        """Fixed time per grouped-GEMM call beyond ``kernel_overhead_s`` (with ``moe_curve``)."""
-        key = self.moe_table(dtype, weight_format, kernels, proxy)[0]
-        return float(self.moe_overhead_s.get(key, 0.0))
-
     def attention_efficiency(self, phase: str, q_len, kv_len) -> np.ndarray:
         curve = self.attention.get(phase) or self.attention.get("prefill" if phase == "backward"
                                                                 else "")
