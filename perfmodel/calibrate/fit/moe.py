@@ -50,20 +50,18 @@ from .table import (
 )
 
 CALLS = 2  # grouped GEMM calls per record: up (gate+up) and down
-# Weight-only / mixed formats of the MoE tables: (weight format, activation dtype). The core
-# runs them as ``ops.Precision.inference`` does: weights dequantised to the activation dtype,
-# whose tensor cores they use; their curve has its own key (``profile.moe_format``).
-MIXED = MOE_MIXED
+AXES = ("m", "groups", "weights")  # rows per problem, problems per call, n x k per problem
 
 
 def moe_precision(dtype: str) -> O.Precision:
-    """The core's precision of a table's grouped GEMMs (all operands in ``dtype``, or a
-    ``MIXED`` format)."""
-    if dtype in MIXED:
-        weight, act = MIXED[dtype]
+    """The core's precision of a table's grouped GEMMs: all operands in ``dtype``, or for a
+    weight-only / mixed format (``profile.MOE_MIXED``: weight format, activation dtype) as
+    ``ops.Precision.inference`` runs it, weights dequantised to the activation dtype, whose
+    tensor cores they use (the curve has its own key, ``profile.moe_format``)."""
+    if dtype in MOE_MIXED:
+        weight, act = MOE_MIXED[dtype]
         return O.Precision.inference(weight, act, act)
     return precision_for(dtype)
-AXES = ("m", "groups", "weights")  # rows per problem, problems per call, n x k per problem
 
 
 def moe_geometry(recs: list[dict]) -> dict[str, np.ndarray]:
