@@ -51,12 +51,11 @@ _ROUTER = re.compile(r"(^|[.*])(router|(mlp|block_sparse_moe|feed_forward|mixer|
 _LAYER = re.compile(r"layers\.(\d+|\*)\.")
 
 
-def _module_class(name: str, moe: bool = True) -> str | None:
+def _module_class(name: str) -> str | None:
     """The weight class a module name (or ModelOpt / compressed-tensors glob) covers, by the
     module it names: the router by its own module name (``_ROUTER``), whatever the config
     says about the model (an hf_quant_config.json has no shapes), else the first fragment of
-    ``_MODULE_CLASSES``, else ``mlp`` for a module under ``mlp`` (``moe`` is unused: kept for
-    callers)."""
+    ``_MODULE_CLASSES``, else ``mlp`` for a module under ``mlp``."""
     if _ROUTER.search(name):
         return "router"
     for frag, cls in _MODULE_CLASSES:
@@ -67,7 +66,7 @@ def _module_class(name: str, moe: bool = True) -> str | None:
     return None
 
 
-def _excluded_classes(modules: list[Any], num_layers: int, moe: bool) -> set[str]:
+def _excluded_classes(modules: list[Any], num_layers: int) -> set[str]:
     """Classes a not-convert / ignore list keeps unquantised (see the module docstring)."""
     layers: dict[str, set[str]] = {}
     out: set[str] = set()
@@ -77,7 +76,7 @@ def _excluded_classes(modules: list[Any], num_layers: int, moe: bool) -> set[str
         name = name.removeprefix("re:").replace("\\.", ".")  # a regex: its dots literal
         if "norm" in name:  # norms are not linears (Qwen3-FP8 lists its layernorms)
             continue
-        cls = _module_class(name, moe)
+        cls = _module_class(name)
         if cls is None:
             continue
         layer = _LAYER.search(name)
@@ -141,7 +140,7 @@ def checkpoint_formats(config: Mapping[str, Any]) -> dict[str, str] | None:
     layers = int(cfg.get("num_hidden_layers") or 0)
     moe = any(k in cfg for k in ("num_local_experts", "num_experts", "n_routed_experts"))
     formats = {"default": dtype, "embeddings": "bf16", "lm_head": "bf16"}
-    for cls in sorted(_excluded_classes(skip, layers, moe)):
+    for cls in sorted(_excluded_classes(skip, layers)):
         formats[cls] = "bf16"
     # routed experts in their own format: a mixed-precision modelopt checkpoint's
     # ``moe_quant_algo`` (NVIDIA DeepSeek-V4 NVFP4: fp8 block elsewhere), or DeepSeek-V4's
