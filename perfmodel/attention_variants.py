@@ -190,7 +190,7 @@ def compressed_ratio_counts(model: ModelSpec) -> dict[int, int]:
 
 def compressor_state_bytes(model: ModelSpec, ratio: int, head_dim: int) -> float:
     """kv_state + score_state of one Compressor for one sequence (fp32)."""
-    coff = 2 if ratio == model.compressed_attention.sparse_ratio else 1
+    coff = model.compressed_attention.coff(ratio)
     return 2.0 * coff * ratio * coff * head_dim * COMPRESSOR_STATE_BYTES
 
 

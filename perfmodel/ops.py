@@ -921,7 +921,7 @@ def compressed_attention_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len
         keys = windowed_keys(q_len, kv_len, ca.window)
         reach = np.minimum(kv_len, ca.window)
         if r:
-            coff = 2 if r == ca.sparse_ratio else 1
+            coff = ca.coff(r)
             ops += [gemm("attn.compress", t, 2 * coff * d, h, prec,
                          matmuls=one(2 * coff * d, False)),
                     elementwise("attn.compress_pool", t * 2 * coff * d, t / r * d, prec.act,

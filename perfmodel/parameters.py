@@ -331,7 +331,7 @@ def compressor_params(model: ModelSpec, ratio: int, head_dim: int) -> int:
     """One Compressor (DeepSeek inference/model.py): ape ratio x coff head_dim, wkv and wgate
     hidden x coff head_dim, RMSNorm of head_dim; coff = 2 when its windows overlap (ratio ==
     ``sparse_ratio``: ``overlap = compress_ratio == 4``), else 1."""
-    coff = 2 if ratio == model.compressed_attention.sparse_ratio else 1
+    coff = model.compressed_attention.coff(ratio)
     return ratio * coff * head_dim + 2 * model.hidden_size * coff * head_dim \
         + norm_params(model, head_dim)
 

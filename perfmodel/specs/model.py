@@ -86,7 +86,7 @@ class MLASpec(Strict):
     # (q_lora_rank -> heads x head_dim), wk (hidden -> head_dim), a LayerNorm on the key and
     # weights_proj (hidden -> heads). None: no indexer. Each query then attends to the
     # ``indexer_topk`` keys the indexer selects (ops.mixer_ops; memory: the indexer's key
-    # cache, attention_variants.indexer_cache_bytes_per_token).
+    # cache, ops.indexer_key_bytes).
     indexer_heads: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
     indexer_head_dim: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
     # keys each query attends to (HF ``index_topk``; DeepSeek-V3.2 / GLM-5: 2048)
@@ -195,6 +195,11 @@ class CompressedAttentionSpec(Strict):
     indexer_heads: Int = Field(ge=1, le=MAX_WIDTH)
     indexer_head_dim: Int = Field(ge=1, le=MAX_WIDTH)
     indexer_topk: Int = Field(ge=1, le=MAX_TOKENS)
+
+    def coff(self, ratio: int) -> int:
+        """Compressor width factor of a ratio-``ratio`` layer: 2 when its windows overlap
+        (``sparse_ratio``; reference ``overlap = compress_ratio == 4``), else 1."""
+        return 2 if ratio == self.sparse_ratio else 1
 
     @model_validator(mode="after")
     def _check(self) -> CompressedAttentionSpec:
