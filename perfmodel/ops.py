@@ -819,6 +819,12 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
 HC_SINKHORN_ITERS = 20
 
 
+def _fp32(prec: Precision) -> Precision:
+    """``prec`` for a GEMM the reference runs in fp32 (the hyper-connection mixes)."""
+    return replace(prec, compute="fp32", act=4.0, weight=4.0, by_class=(), cast_inputs=False,
+                   weight_dequant=False, weight_format="")
+
+
 def hyper_connection_pre(model: ModelSpec, part: str, t, prec: Precision) -> list[Op]:
     """Hyper-connections before a sublayer (ModelSpec.hyper_connections = n; DeepSeek
     inference/model.py Block.hc_pre): the mix GEMM of the flattened n copies (t x n h) with
@@ -828,8 +834,7 @@ def hyper_connection_pre(model: ModelSpec, part: str, t, prec: Precision) -> lis
     writes h per token)."""
     n, h = model.hyper_connections, model.hidden_size
     mix = (2 + n) * n
-    fp32 = replace(prec, compute="fp32", act=4.0, weight=4.0, by_class=(), cast_inputs=False,
-                   weight_dequant=False, weight_format="")
+    fp32 = _fp32(prec)
     return [gemm(f"{part}.hc_mix", t, mix, n * h, fp32, matmuls=(Matmul(1.0, mix, False),)),
             elementwise(f"{part}.hc_sinkhorn", t * mix, t * mix, 4.0,
                         4.0 * HC_SINKHORN_ITERS * n / (2 + n), kind="softmax"),
@@ -1055,8 +1060,7 @@ def head_ops(model: ModelSpec, t, tp, prec: Precision, loss: bool = True) -> lis
     ops = []
     n = model.hyper_connections
     if n > 1:  # hc_head: mix of the n copies (t x n h by n x n h, fp32) and their sum
-        fp32 = replace(prec, compute="fp32", act=4.0, weight=4.0, by_class=(),
-                       cast_inputs=False, weight_dequant=False, weight_format="")
+        fp32 = _fp32(prec)
         ops += [gemm("head.hc_mix", t, n, n * h, fp32, matmuls=(Matmul(1.0, n, False),)),
                 elementwise("head.hc_pre", t * (n * h + n), t * h, prec.act, 2.0 * n,
                             kind="add")]
