@@ -71,6 +71,19 @@ class Scheduler:
         interruptible = stop_at_finish and not e.waiting and e.n < e.max_batch
         return e.decode_run(now, k, stop_at_finish, interruptible)
 
+    def mixed_step(self, e: Engine, now: float, chunks: list[tuple[int, int]],
+                   n_dec: int) -> Step | None:
+        """The step of a scheduler that mixes prefill chunks with the ``n_dec`` decodes: the
+        chunks with the decodes, else (chunks blocked on memory) single decode iterations while
+        some prefill is partial, else a decode run; None when nothing runs."""
+        if chunks:
+            return e.iteration(now, chunks, decode=n_dec > 0)
+        if n_dec == 0:
+            return None
+        if n_dec < e.n:
+            return e.iteration(now, [], decode=True)
+        return self.decode_run(e, now)
+
 
 SCHEDULERS: dict[str, type[Scheduler]] = {}
 
@@ -181,13 +194,7 @@ class ChunkedPrefill(Scheduler):
             budget -= c
             slot = e.admit_head(now, q)
             chunks.append((slot, c))
-        if chunks:
-            return e.iteration(now, chunks, decode=n_dec > 0)
-        if n_dec == 0:
-            return None
-        if n_dec < e.n:  # partial prefills blocked on memory: single decode iterations
-            return e.iteration(now, [], decode=True)
-        return self.decode_run(e, now)
+        return self.mixed_step(e, now, chunks, n_dec)
 
 
 @register("static")
@@ -305,13 +312,7 @@ class InflightBatching(Scheduler):
             budget -= c
             slot = e.admit_head(now, q, reserve=need)
             chunks.append((slot, c))
-        if chunks:
-            return e.iteration(now, chunks, decode=n_dec > 0)
-        if n_dec == 0:
-            return None
-        if n_dec < e.n:
-            return e.iteration(now, [], decode=True)
-        return self.decode_run(e, now)
+        return self.mixed_step(e, now, chunks, n_dec)
 
 
 @register("prefill_first")
