@@ -273,23 +273,21 @@ def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype: str, tp: Array = 1) -> 
         return compressed_growth_per_token(model, b) / model.num_layers * np.ones_like(
             np.asarray(tp, float))
     if model.mla:
-        # + a sparse-attention indexer's fp8 key cache, averaged over the layers that own
-        # one (ops.indexer_key_bytes; parameters.indexer_owner_share)
-        from .ops import indexer_key_bytes
-        from .parameters import indexer_owner_share
-
-        share = indexer_owner_share(model)
-        index = share * indexer_key_bytes(model) if share else 0.0
         latent = (model.mla.kv_lora_rank + model.mla.qk_rope_head_dim) * b
-        return (latent + index) * np.ones_like(np.asarray(tp, float))
+        return (latent + _index_bytes_per_token(model)) * np.ones_like(np.asarray(tp, float))
     kv_local = np.maximum(model.kv_heads / np.asarray(tp, float), 1.0)
-    index = 0.0
-    if model.block_sparse is not None:  # MSA's index key, in the layers that are sparse
-        from .ops import indexer_key_bytes
-        from .parameters import indexer_owner_share
+    return kv_local * (model.hd + model.vd) * b + _index_bytes_per_token(model)
 
-        index = indexer_owner_share(model) * indexer_key_bytes(model)
-    return kv_local * (model.hd + model.vd) * b + index
+
+def _index_bytes_per_token(model: ModelSpec) -> float:
+    """A sparse-attention indexer's key cache per token (DSA's fp8 keys, MSA's bf16 index
+    key: ops.indexer_key_bytes), averaged over the layers that own one
+    (parameters.indexer_owner_share); 0 without an indexer."""
+    from .ops import indexer_key_bytes
+    from .parameters import indexer_owner_share
+
+    share = indexer_owner_share(model)
+    return share * indexer_key_bytes(model) if share else 0.0
 
 
 def _sliding_per_token(model: ModelSpec, kv_dtype: str, tp: Array) -> Array:
