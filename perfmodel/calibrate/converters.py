@@ -222,6 +222,13 @@ def _payload_bytes(text: str) -> int:
     return int(m[1]) * {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[m[2]]
 
 
+def allreduce_busbw_time(nbytes: float, n: int, busbw_gbps: float) -> float:
+    """Time of an all-reduce of ``nbytes`` over ``n`` ranks reported at ``busbw_gbps`` bus
+    bandwidth: bytes x 2(n-1)/n / busbw (nccl-tests doc/PERFORMANCE.md, all-reduce bus
+    bandwidth; ``comm.bus_factor``)."""
+    return nbytes * 2 * (n - 1) / n / (busbw_gbps * 1e9)
+
+
 def published(path: str | Path, ids: Iterable[str]) -> list[dict]:
     """Records from published group-C points (``published_points.json``):
 
@@ -258,7 +265,7 @@ def published(path: str | Path, ids: Iterable[str]) -> list[dict]:
                 nb = _payload_bytes(payload)
                 if nb < 128 * 2**10:
                     continue
-                t = nb * 2 * (n - 1) / n / (busbw * 1e9)
+                t = allreduce_busbw_time(nb, n, busbw)
                 params = {"collective": "all_reduce", "group_size": n, "scope": "inter",
                           "dtype": None, "bytes": nb, "per_node": 8}
                 out.append(record("collective", params, t, pid, busbw_GBps=busbw))

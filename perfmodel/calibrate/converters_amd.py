@@ -31,7 +31,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from .converters import read_rows, record, source_label
+from .converters import allreduce_busbw_time, read_rows, record, source_label
 
 US = 1e-6
 # aiter GEMM files name no dtype per row for the block-scaled kernels; the file says which
@@ -189,7 +189,7 @@ def published_amd(path: str | Path, ids: Iterable[str]) -> list[dict]:
         elif kind == "allreduce_busbw":
             n = int(m["group_size"])
             for nb, busbw in zip(m["bytes"], m["busbw_GBps"], strict=True):
-                t = nb * 2 * (n - 1) / n / (busbw * 1e9)
+                t = allreduce_busbw_time(nb, n, busbw)
                 params = {"collective": "all_reduce", "group_size": n, "scope": "intra",
                           "dtype": m.get("dtype"), "bytes": int(nb)}
                 out.append(record("collective", params, t, pid, busbw_GBps=busbw))
