@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -191,7 +191,8 @@ class CommFacts(Strict):
     oneshot_max_tokens: Int | None = Field(default=None, ge=1)  # one-shot below, two-shot above
 
 
-OVERLAP_GROUPS = ("attention", "attn_in", "attn_core", "shared", "experts")
+OverlapGroup = Literal["attention", "attn_in", "attn_core", "shared", "experts"]
+OVERLAP_GROUPS: tuple[str, ...] = get_args(OverlapGroup)
 
 
 class OverlapSegment(Strict):
@@ -200,8 +201,7 @@ class OverlapSegment(Strict):
     all-to-all (``comm``: ``dispatch`` / ``combine`` of one micro-batch, or none) is in flight;
     the step lasts the longer of the two."""
 
-    compute: list[Literal["attention", "attn_in", "attn_core", "shared", "experts"]] = \
-        Field(default_factory=list)
+    compute: list[OverlapGroup] = Field(default_factory=list)
     comm: Literal["dispatch", "combine"] | None = None
 
 
