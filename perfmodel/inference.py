@@ -226,13 +226,14 @@ def _two_batch(model: ModelSpec, system: System, plan: InferPlan, profile: Calib
     compute: dict = {}
     for i in half_index["moe"]:
         compute[half_items[i].cls] = compute.get(half_items[i].cls, 0.0) + 2.0 * hw[i]
-    rest = [i for k in ("dense", "ends") for i in index.get(k, [])]
+    # dense layers and the LM head: per micro-batch (split_dense) or on the whole batch
     if facts.split_dense:
         rest_w = [(half_items[i].cls, 2.0 * hw[i]) for k in ("dense", "ends")
                   for i in half_index.get(k, [])]
     else:
         full_w = times.weighted()
-        rest_w = [(items[i].cls, full_w[i]) for i in rest]
+        rest_w = [(items[i].cls, full_w[i]) for k in ("dense", "ends")
+                  for i in index.get(k, [])]
     for cls, w in rest_w:
         compute[cls] = compute.get(cls, 0.0) + w
     stage = layer_time - exposed + row_sum([w for _, w in rest_w], range(len(rest_w)))
