@@ -194,9 +194,6 @@ def routed_expert_weight_bytes(ops, weight_bytes: float) -> Array:
     return total
 
 
-MOE_OVERLAP = ("none", "two_batch")
-
-
 def moe_overlap_mode(requested: str | None, engine: str) -> str:
     """The overlap a plan runs: the scenario's ``parallelism.moe_overlap``, else the engine's
     default (engines/<id>.yaml ``moe.overlap.default``; none without one). ``two_batch`` needs
