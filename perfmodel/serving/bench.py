@@ -23,19 +23,14 @@ Here the numbers are the simulation's: TTFT, TPOT and E2E per request from ``Req
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from .clients import DEFAULT_CLIENT, ClientSpec
 from .metrics import latencies
 from .requests import Requests
 
-if TYPE_CHECKING:
-    from .clients import ClientSpec
-
 BENCH_PERCENTILES = (90, 99)  # printed after mean and median (vLLM prints P99 by default)
 WIDTH = 50  # vLLM's banner width
-DEFAULT_CLIENT_ID = "vllm-bench-serve"  # clients.DEFAULT_CLIENT (the text block reads as vLLM's)
 
 
 def _stats(name: str, x: np.ndarray, out: dict) -> None:
@@ -120,7 +115,7 @@ def render_benchmark(b: dict, title: str = " Serving Benchmark Result ") -> str:
         text = "-" if value is None else (format(value, fmt) if fmt else str(value))
         lines.append(f"{label:<40} {text:<10}".rstrip())
 
-    if b.get("client") and b["client"] != DEFAULT_CLIENT_ID:
+    if b.get("client") and b["client"] != DEFAULT_CLIENT:  # the text block reads as vLLM's
         row("Benchmark client (measurement rules):", b["client"], "")
     if b.get("windows"):
         w = b["windows"]
