@@ -131,13 +131,14 @@ def cp_merge_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: Arra
                 f.kernels_bwd_step, "bwd")])
 
 
-def cp_comm_facts(fw: Framework | None) -> tuple[str, bool, float]:
-    """(implementation, K/V at query heads, dK/dV bytes over activation bytes) of the
-    framework's context parallelism; without a framework, perfmodel's ring (megatron-core)."""
+def cp_comm_facts(fw: Framework | None, act_bytes: float = 2.0) -> tuple[str, bool, float]:
+    """(implementation, K/V at query heads, dK/dV bytes over the ``act_bytes`` of a K/V element)
+    of the framework's context parallelism; without a framework, perfmodel's ring
+    (megatron-core)."""
     if fw is None or fw.spec.cp.implementation == "none":
         return "p2p_ring", False, 1.0
     c = fw.spec.cp
-    return c.implementation, c.kv_at_query_heads, c.grad_kv_bytes / 2.0
+    return c.implementation, c.kv_at_query_heads, c.grad_kv_bytes / act_bytes
 
 
 def per_expert_gemm(fw: Framework | None) -> bool:

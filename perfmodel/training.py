@@ -288,7 +288,7 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
         moe_tp_bwd = np.where(folded, tp_bwd / 2.0, tp_bwd)
         ep_fwd = ep_fwd + np.where(folded, etp_fwd, 0.0)
         ep_bwd = ep_bwd + np.where(folded, etp_bwd, 0.0)
-    cp_impl, kv_at_q, grad_ratio = FC.cp_comm_facts(plan.framework)
+    cp_impl, kv_at_q, grad_ratio = FC.cp_comm_facts(plan.framework, a)
     kv_chunk = cp_kv_chunk_bytes(model, tokens, plan.tp, a, at_query_heads=kv_at_q)
     cp_comm = cp_allgather_comm if cp_impl == "allgather" else cp_ring_comm
     cp_extra = {"grad_ratio": grad_ratio} if cp_impl == "allgather" else {}

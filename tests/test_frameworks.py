@@ -256,3 +256,12 @@ def test_fsdp2_copy_kernels_of_a_llama3_8b_block():
     assert fwd[0].bytes == 872_448_000 and bwd[0].bytes == 2_181_120_000
     assert FC.fsdp_copies(fw, 1, block, backward=True) == []
     assert FC.fsdp_copies(resolve_framework(FrameworkConfig()), 3, block, True) == []
+
+
+def test_cp_gradient_ratio_is_over_the_activations_own_bytes():
+    """torchtitan rings fp32 dK/dV (frameworks/torchtitan.yaml cp.grad_kv_bytes 4): twice a bf16
+    K/V chunk, the same size as an fp32 one (was 2x for fp32 training too)."""
+    fw = resolve_framework(FrameworkConfig(name="torchtitan"))
+    assert FC.cp_comm_facts(fw, 2.0)[2] == 2.0
+    assert FC.cp_comm_facts(fw, 4.0)[2] == 1.0
+    assert FC.cp_comm_facts(None, 4.0)[2] == 1.0
