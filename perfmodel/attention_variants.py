@@ -31,6 +31,15 @@ import numpy as np
 
 from .specs.model import ModelSpec
 
+# Bytes per token of the DSA indexer's key cache: head_dim fp8 values plus one fp32 scale
+# per 128 (vLLM DeepseekV32IndexerCache: index_head_dim + index_head_dim // 128 * 4)
+INDEX_SCALE_BLOCK = 128
+
+
+def fp8_index_key_bytes(d: Any) -> Any:
+    """Bytes of one fp8 index key of ``d`` elements with its fp32 scale per INDEX_SCALE_BLOCK."""
+    return d + 4.0 * np.ceil(d / INDEX_SCALE_BLOCK)
+
 Array = Any
 FULL, SLIDING, LINEAR = "full_attention", "sliding_attention", "linear_attention"
 MAMBA, NO_MIXER = "mamba", "none"
@@ -200,10 +209,8 @@ def compressed_layer_bytes(model: ModelSpec, ratio: int, kv_bytes: float, contex
     K = V head, not split by TP): the last min(context, window) tokens' entries, one
     compressed entry per ``ratio`` tokens (floor), at ``kv_bytes`` per element; a
     ``sparse_ratio`` layer adds its indexer's compressed keys (fp8 + fp32 scale per 128, as
-    the DSA index cache, ops.INDEX_SCALE_BLOCK) and every compressing layer its compressors'
+    the DSA index cache, INDEX_SCALE_BLOCK) and every compressing layer its compressors'
     fp32 state (the reference's kv_state / score_state buffers)."""
-    from .ops import fp8_index_key_bytes
-
     ca = model.compressed_attention
     ctx = np.asarray(context, float)
     d = ca.head_dim
@@ -229,8 +236,6 @@ def compressed_bytes_per_sequence(model: ModelSpec, kv_bytes: float, context: Ar
 def compressed_growth_per_token(model: ModelSpec, kv_bytes: float) -> float:
     """Bytes one more token adds to a long sequence over all compressed-attention layers:
     head_dim x kv_bytes / ratio per compressing layer (+ the indexer keys / ratio)."""
-    from .ops import fp8_index_key_bytes
-
     ca = model.compressed_attention
     total = 0.0
     for r, n in compressed_ratio_counts(model).items():

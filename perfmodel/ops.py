@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .attention_variants import fp8_index_key_bytes
 from .dtypes import nbytes, quantized_weight_bytes
 from .specs.model import ModelSpec
 
@@ -495,14 +496,6 @@ def _attention_core(km: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec: 
     return core
 
 
-# Bytes per token of the DSA indexer's key cache: head_dim fp8 values plus one fp32 scale
-# per 128 (vLLM DeepseekV32IndexerCache: index_head_dim + index_head_dim // 128 * 4)
-INDEX_SCALE_BLOCK = 128
-
-
-def fp8_index_key_bytes(d: Any) -> Any:
-    """Bytes of one fp8 index key of ``d`` elements with its fp32 scale per INDEX_SCALE_BLOCK."""
-    return d + 4.0 * np.ceil(d / INDEX_SCALE_BLOCK)
 
 
 INDEX_KEY_BYTES_BLOCK_SPARSE = 2.0  # vLLM MiniMax-M3 indexer_kv_dtype default "bf16"
