@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from .attention_variants import fp8_index_key_bytes
 from .dtypes import nbytes, quantized_weight_bytes
 from .specs.model import ModelSpec
 
@@ -515,6 +514,8 @@ def indexer_key_bytes(model: ModelSpec) -> float:
     (vLLM MiniMaxM3Indexer side cache); shared by all heads, not TP-split."""
     if model.block_sparse is not None:
         return model.block_sparse.index_head_dim * INDEX_KEY_BYTES_BLOCK_SPARSE
+    from .attention_variants import fp8_index_key_bytes
+
     return fp8_index_key_bytes(model.mla.indexer_head_dim)
 
 
@@ -962,6 +963,8 @@ def _v4_indexer_ops(model: ModelSpec, b, q_len, kv_len, entry_pairs, prec: Preci
     the pooling; the core scores each causal (query, compressed key) pair per indexer head,
     2 x head_dim FLOPs, in fp8, reads the index keys (fp8 + scales) once per sequence and
     writes fp32 logits, which the top-k pass reads."""
+    from .attention_variants import fp8_index_key_bytes
+
     ca = model.compressed_attention
     h, n, di, r = model.hidden_size, ca.indexer_heads, ca.indexer_head_dim, ca.sparse_ratio
     t = b * q_len
