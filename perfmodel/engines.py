@@ -254,7 +254,7 @@ class MoeFacts(Strict):
     """The grouped-GEMM kernel the engine runs for a MoE layer's experts, per format (a MoE
     table name: bf16, fp8, fp8_block, nvfp4, w4a16_mxfp4, ...; ``profile.moe_format``):
     ``kernels[format]`` the implementations it selects, in its order (a profile table that
-    measured one of them is read; ``profile.MOE_KERNELS`` names the tables' kernels), and
+    measured one of them is read; calibration/moe_kernels.yaml names the tables' kernels), and
     ``proxy[format]`` the format whose table stands in where the profile's table of that
     format measured another kernel (``profile.CalibrationProfile.moe_table``). A format not
     listed reads the profile's table as measured."""

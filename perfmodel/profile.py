@@ -221,8 +221,8 @@ class CalibrationProfile(Strict):
     # with the ``moe`` curve: a framework MoE op runs routing, permute and finalize kernels
     # around its grouped GEMMs, so its floor is well above one kernel's
     moe_overhead_s: dict[str, NonNegative] = Field(default_factory=dict)
-    # MoE table key -> the kernel implementation its measured table ran (``MOE_KERNELS``:
-    # "trtllm_cutlass", "deepgemm", ...); an engine that runs another kernel for that format
+    # MoE table key -> the kernel implementation its measured table ran (a label of
+    # calibration/moe_kernels.yaml: "trtllm_cutlass", "deepgemm", ...); an engine that runs another kernel for that format
     # reads the proxy its engine file names (``moe_table``); absent: the kernel is not known
     moe_kernel: dict[str, str] = Field(default_factory=dict)
     attention: dict[str, Curve] = Field(default_factory=dict)  # prefill|decode|backward: (q, kv)
@@ -386,54 +386,6 @@ _BLOCK_FALLBACK = {"fp8_block": ("fp8", "int8"),
 MOE_MIXED = {"w4a16_mxfp4": ("mxfp4", "bf16"), "w4a8_mxfp4_mxfp8": ("mxfp4", "fp8")}
 _MIXED_NAME = {pair: name for name, pair in MOE_MIXED.items()} | {("mxfp4", "fp16"):
                                                                    "w4a16_mxfp4"}
-#: kernel labels of the MoE tables: upstream ``kernel_source`` -> the implementation it ran,
-#: one label per kernel family; the labels the engine files name (engines/<id>.yaml ``moe``).
-#: aiconfigurator-core 0.12.0 ``moe_perf``: TensorRT-LLM 1.3.0rc20's CUTLASS fused MoE, its
-#: DeepGEMM backend, its MoE torch flow with no backend named; vLLM 0.24.0 / SGLang 0.5.14:
-#: ``<engine>_<quant method>_<backend>_<experts class>``, the backend the engine selected on
-#: that device (the ``_situ_as_silu`` Kimi-K3 Marlin rows time the same Marlin GEMMs with a
-#: SiLU epilogue: their collection_meta.yaml)
-MOE_KERNELS = {"moe_torch_flow_cutlass": "trtllm_cutlass",
-               "moe_torch_flow_nongated": "trtllm_cutlass",
-               "moe_torch_flow": "trtllm", "deepgemm": "deepgemm",
-               # vLLM's fused_moe Triton kernel (fused_moe.py), unquantized and fp8_block
-               "vllm_unquantizedfusedmoe_triton_tritonexperts": "vllm_triton",
-               "vllm_fp8moe_triton_tritonexperts": "vllm_triton",
-               # OpenAI triton_kernels matmul_ogs (vLLM's gpt-oss MXFP4 path on Hopper)
-               "vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic": "triton_ogs",
-               # FlashInfer's CUTLASS fused MoE (cutlass_fused_moe)
-               "vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts": "flashinfer_cutlass",
-               "vllm_fp8moe_flashinfer_cutlass_flashinferexperts": "flashinfer_cutlass",
-               "vllm_unquantizedfusedmoe_flashinfer_cutlass_flashinferexperts":
-                   "flashinfer_cutlass",
-               "vllm_compressedtensorsw4a4nvfp4moe_flashinfer_cutlass_flashinferexperts":
-                   "flashinfer_cutlass",
-               "sglang_flashinfer_cutlass_moe": "flashinfer_cutlass",
-               # FlashInfer's TensorRT-LLM-gen fused MoE (Blackwell)
-               "vllm_unquantizedfusedmoe_flashinfer_trtllm_trtllmbf16experts": "flashinfer_trtllm",
-               "vllm_modeloptfp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic":
-                   "flashinfer_trtllm",
-               "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmodular": "flashinfer_trtllm",
-               "vllm_fp8moe_flashinfer_trtllm_trtllmfp8expertsmonolithic": "flashinfer_trtllm",
-               "vllm_compressedtensorsw4a4nvfp4moe_flashinfer_trtllm_trtllmnvfp4expertsmodular":
-                   "flashinfer_trtllm",
-               "vllm_compressedtensorsw4a4nvfp4moe_flashinfer_trtllm_trtllmnvfp4expertsmonolithic":
-                   "flashinfer_trtllm",
-               "vllm_gptossmxfp4moe_flashinfer_trtllm_mxfp4_bf16_trtllmmxfp4expertsmonolithic":
-                   "flashinfer_trtllm",
-               "vllm_mxfp4moe_flashinfer_trtllm_mxfp4_mxfp8_trtllmmxfp4expertsmodular":
-                   "flashinfer_trtllm",
-               "sglang_flashinfer_trtllm_moe": "flashinfer_trtllm",
-               "sglang_mxfp4_flashinfer_trtllm_moe": "flashinfer_trtllm",
-               # Marlin weight-only MoE (weights dequantised to bf16 in the GEMM)
-               "vllm_compressedtensorswna16marlinmoe_marlin_marlinexperts": "marlin",
-               "vllm_compressedtensorsw4a4mxfp4moe_marlin_marlinexperts": "marlin",
-               "vllm_compressedtensorsw4a4mxfp4moe_marlin_marlinexperts_situ_as_silu": "marlin",
-               "sglang_marlin_moe": "marlin", "sglang_marlin_moe_situ_as_silu": "marlin",
-               # SGLang's fused_moe_triton kernel
-               "sglang_fused_moe_triton": "sglang_triton"}
-
-
 def moe_key(fmt: str, kernel: str = "") -> str:
     """The ``moe`` key of a table of format ``fmt`` measured for ``kernel``: ``fmt@kernel``
     (another engine's kernel table), or ``fmt`` itself without a kernel (the reference

@@ -15,9 +15,10 @@ from perfmodel import ops as O
 from perfmodel.calibrate import converters as C
 from perfmodel.calibrate import fit as F
 from perfmodel.calibrate.fit.moe import moe_precision
+from perfmodel.calibrate.moe_kernels import MOE_KERNELS
 from perfmodel.engines import moe_kernels
 from perfmodel.paths import data_dir
-from perfmodel.profile import MOE_KERNELS, MOE_MIXED, Curve, moe_format, moe_key_format
+from perfmodel.profile import MOE_MIXED, Curve, moe_format, moe_key_format
 from perfmodel.roofline import Roofline, op_times
 from perfmodel.specs import registry
 from perfmodel.specs.registry import default_profile, load_profile

@@ -294,13 +294,15 @@ def aic_moe(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
     tp, ep, gated, dtype (the core's dtype name).
 
     ``by_kernel``: each kernel's rows make their own table, ``table`` = ``<dtype>@<kernel>``
-    (``profile.moe_key``, the kernel by ``profile.MOE_KERNELS`` of ``kernel_source``): another
+    (``profile.moe_key``, the kernel by calibration/moe_kernels.yaml of ``kernel_source``): another
     engine's tables (vLLM, SGLang), next to the device's reference (TensorRT-LLM) table of the
     format; a ``kernel_source`` without a label is an error. ``nongated``: (hidden, inter,
     experts, topk) shapes whose experts have one up projection (ReLU^2, Nemotron-3), for
     tables whose ``kernel_source`` does not say so (TensorRT-LLM's ``*_nongated``)."""
-    from ..profile import MOE_KERNELS, moe_key
+    from ..profile import moe_key
+    from .moe_kernels import kernel_labels
 
+    labels = kernel_labels()
     keep = {d: MOE_DTYPES.get(d, d) for d in dtypes}
     kernels = set(kernel_sources) if kernel_sources is not None else None
     plain = {tuple(int(x) for x in shape) for shape in nongated}
@@ -319,10 +321,10 @@ def aic_moe(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
                   "tp": int(row["moe_tp_size"]), "ep": int(row["moe_ep_size"]),
                   "gated": kernel != MOE_NONGATED and shape not in plain}
         if by_kernel:
-            if kernel not in MOE_KERNELS:
+            if kernel not in labels:
                 raise ValueError(f"{src}: kernel_source {kernel!r} has no kernel label "
-                                 "(profile.MOE_KERNELS)")
-            params["table"] = moe_key(params["dtype"], MOE_KERNELS[kernel])
+                                 "(calibration/moe_kernels.yaml)")
+            params["table"] = moe_key(params["dtype"], labels[kernel])
         out.append(record("moe", params, row["latency"] * MS, src, kernel_source=kernel))
     return out
 

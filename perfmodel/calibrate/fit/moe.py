@@ -21,7 +21,7 @@ next to the GEMMs except at the smallest sizes).
 Each table is installed under its format's key (``moe.<format>``: bf16, fp8, fp8_block, nvfp4,
 w4a16_mxfp4, ...; another engine's table of a format under ``moe.<format>@<kernel>``, from the
 converter's ``by_kernel`` records, e.g. ``w4a16_mxfp4@triton_ogs``) with the kernel its records ran (``moe_kernel``, from their
-``kernel_source`` through ``profile.MOE_KERNELS``), which is how the core picks it
+``kernel_source`` through calibration/moe_kernels.yaml), which is how the core picks it
 (``CalibrationProfile.moe_table``: by weight format, compute dtype and the engine's kernel).
 The core uses this curve for a GEMM with ``groups > 1`` (``roofline.op_times``); a call over
 one expert or fewer is a dense GEMM of that expert, on the dense curve. Records with at most
@@ -36,9 +36,10 @@ from collections import defaultdict
 import numpy as np
 
 from ... import ops as O
-from ...profile import MOE_KERNELS, MOE_MIXED, CalibrationProfile, moe_key_format
+from ...profile import MOE_MIXED, CalibrationProfile, moe_key_format
 from ...roofline import Roofline, op_times
 from ...specs.hardware import DeviceSpec
+from ..moe_kernels import kernel_labels
 from .curves import round4
 from .table import (
     OVERHEAD_FLOOR_FRACTION,
@@ -107,9 +108,10 @@ def moe_floor(t: np.ndarray, bound: np.ndarray, overhead: float) -> float:
 
 
 def table_kernel(recs: list[dict]) -> str | None:
-    """The kernel all of a table's records ran (``profile.MOE_KERNELS`` of their upstream
-    ``kernel_source``), or None when they do not name one or name several."""
-    kernels = {MOE_KERNELS.get(r.get("stats", {}).get("kernel_source") or "") for r in recs}
+    """The kernel all of a table's records ran (the calibration/moe_kernels.yaml label of
+    their upstream ``kernel_source``), or None when they do not name one or name several."""
+    labels = kernel_labels()
+    kernels = {labels.get(r.get("stats", {}).get("kernel_source") or "") for r in recs}
     return kernels.pop() if len(kernels) == 1 and None not in kernels else None
 
 
