@@ -247,6 +247,8 @@ class Framework:
     attention_backend: str
     float8_recipe: str
     cp_load_balance: bool
+    # the framework's cp.implementation or the scenario's override ("none": perfmodel's ring)
+    cp_implementation: str = "p2p_ring"
 
     @property
     def baseline(self) -> bool:
@@ -292,7 +294,7 @@ class Framework:
         return {"name": self.id, "version": self.spec.version, "compile": self.compile,
                 "cuda_graphs": self.cuda_graphs, "attention_backend": self.attention_backend,
                 "float8_recipe": self.float8_recipe, "cp_load_balance": self.cp_load_balance,
-                "cp_implementation": self.spec.cp.implementation}
+                "cp_implementation": self.cp_implementation}
 
 
 def resolve_framework(config: FrameworkConfig | None) -> Framework:
@@ -316,4 +318,7 @@ def resolve_framework(config: FrameworkConfig | None) -> Framework:
         attention_backend=config.attention_backend or d.attention_backend,
         float8_recipe=config.float8_recipe or d.float8_recipe,
         cp_load_balance=(d.cp_load_balance if config.cp_load_balance is None
-                         else config.cp_load_balance))
+                         else config.cp_load_balance),
+        cp_implementation=(config.cp_implementation
+                           or {"none": "p2p_ring"}.get(spec.cp.implementation,
+                                                       spec.cp.implementation)))

@@ -25,6 +25,9 @@ FrameworkName = Literal["megatron-core", "torchtitan", "fsdp", "composer", "llm-
 AttentionBackend = Literal["te_fused", "fa3", "fa2", "sdpa_flash", "triton_flash",
                            "megatron_fused_softmax"]
 Float8Recipe = Literal["tensorwise", "rowwise", "delayed", "blockwise"]
+# context parallelism: ring P2P (Megatron / TE --cp-comm-type p2p), all-gather of K/V
+# (torchtitan), all-to-all head re-partitioning (DeepSpeed-Ulysses; Megatron --cp-comm-type a2a)
+CpImplementation = Literal["p2p_ring", "allgather", "a2a"]
 
 
 class FrameworkConfig(Strict):
@@ -36,6 +39,7 @@ class FrameworkConfig(Strict):
     attention_backend: AttentionBackend | None = None
     float8_recipe: Float8Recipe | None = None  # used when training.precision is fp8
     cp_load_balance: Bool | None = None  # causal load balancing of context parallelism
+    cp_implementation: CpImplementation | None = None  # how context parallelism communicates
     # a later commit of the framework (a key of the file's ``versions``), e.g. torchtitan 2025-06
     version: str | None = None
 

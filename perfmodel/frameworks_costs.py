@@ -110,7 +110,8 @@ def cp_merge_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: Arra
     concatenated for each exchange; frameworks/torchtitan.yaml cp.merge, read in torch
     _attention.py). Bytes per element x (fixed + (cp - 1) x per step) over the local output
     (tokens x local heads x head dim) and the local K and V as the ring passes them."""
-    if fw is None or fw.baseline or fw.spec.cp.merge is None or not np.any(np.asarray(cp) > 1):
+    if (fw is None or fw.baseline or fw.spec.cp.merge is None or not np.any(np.asarray(cp) > 1)
+            or fw.cp_implementation != fw.spec.cp.implementation):
         return [], []
     f = fw.spec.cp.merge
     on = np.where(np.asarray(cp) > 1, 1.0, 0.0)
@@ -135,9 +136,11 @@ def cp_comm_facts(fw: Framework | None, act_bytes: float = 2.0) -> tuple[str, bo
     """(implementation, K/V at query heads, dK/dV bytes over the ``act_bytes`` of a K/V element)
     of the framework's context parallelism; without a framework, perfmodel's ring
     (megatron-core)."""
-    if fw is None or fw.spec.cp.implementation == "none":
+    if fw is None:
         return "p2p_ring", False, 1.0
     c = fw.spec.cp
+    if fw.cp_implementation != c.implementation:  # a scenario's override: no file facts
+        return fw.cp_implementation, False, 1.0
     return c.implementation, c.kv_at_query_heads, c.grad_kv_bytes / act_bytes
 
 
@@ -204,9 +207,11 @@ def exposed_dispatch(fw: Framework | None, ops: list[O.Op], weighted: list,
 
 def cp_imbalance_factor(fw: Framework | None, cp: Array, causal: bool) -> Array:
     """Slowest rank's causal ring-attention work over the mean: 2 - 1/cp without load
-    balancing (module docstring), 1 with it or without a causal mask."""
+    balancing (module docstring), 1 with it or without a causal mask, and 1 for all-to-all
+    (Ulysses) CP, whose ranks each attend over the whole sequence with their share of the
+    heads."""
     cp = np.asarray(cp, float)
-    if fw is None or fw.cp_load_balance or not causal:
+    if fw is None or fw.cp_load_balance or not causal or fw.cp_implementation == "a2a":
         return np.ones_like(cp)
     return np.where(cp > 1, 2.0 - 1.0 / cp, 1.0)
 
@@ -251,7 +256,7 @@ def cp_buffer_bytes(fw: Framework | None, model: ModelSpec, seq_len: Array, toke
                     cp: Array, tp: Array, act_bytes: float) -> Array:
     """All-gather CP (torchtitan): one layer's K and V of the whole sequence gathered on each
     rank, and the output accumulated in fp32 (torch _ContextParallelOptions.convert_to_f32)."""
-    if fw is None or fw.baseline or fw.spec.cp.implementation != "allgather":
+    if fw is None or fw.baseline or fw.cp_implementation != "allgather":
         return 0.0
     heads = model.num_heads if fw.spec.cp.kv_at_query_heads else model.kv_heads
     kv = 2.0 * np.maximum(heads / tp, 1.0) * model.hd

@@ -8,7 +8,9 @@ topology, NCCL bus-bandwidth convention); array-friendly in every numeric plan d
   2205.05198 Sec. 4.2.2).
 * CP: ring attention passes K/V chunks around the cp ranks (cp-1 steps), each overlapped with
   one chunk of attention compute; backward passes K/V and dK/dV (Liu et al. 2023 arXiv
-  2310.01889).
+  2310.01889). All-to-all (Ulysses) CP re-partitions Q, K, V from sequence to heads and the
+  attention output back: 4 all-to-alls per layer each way (Jacobs et al. 2023 arXiv 2309.14509
+  Sec. 3.1-3.2).
 * EP: all-to-all dispatch and combine around every MoE layer, forward and backward (Lepikhin
   et al. 2020 arXiv 2006.16668).
 * PP: a send/recv of the activation per micro-batch and virtual chunk in each direction, 1/t of
@@ -212,6 +214,50 @@ def cp_allgather_comm(kv_chunk: Array, cp: Array, span: GroupSpan, attn_fwd: Arr
     hid_b = np.where(on, np.minimum(gather, attn_bwd / cp) + again * np.minimum(
         gather, attn_rec / cp) + (cp - 1) * np.minimum(dkv, attn_bwd / cp), 0.0)
     return Overlapped(total, exposed, hid_f, hid_b)
+
+
+def cp_a2a_bytes(model: ModelSpec, tokens: Array, tp: Array, cp: Array,
+                 act_bytes: float) -> tuple[Array, Array, Array, Array]:
+    """Per-GPU send buffers (bytes) of the four all-to-alls of Ulysses context parallelism in one
+    layer's forward: Q, K, V (each rank's ``tokens`` = N/P of the sequence, its TP share of the
+    heads) and the attention output (Jacobs et al. 2023 arXiv 2309.14509 Sec. 3.1, Fig. 2:
+    "all-to-all for QKV projections with aggregate message size 3Nh ... and another all-to-all
+    for output context projection with size Nh"; Megatron-DeepSpeed DistributedAttention issues
+    one _SeqAllToAll per q, k, v and one on the output). GQA: K and V at their own head count,
+    but at least ``cp`` heads: DeepSpeed's UlyssesSPAttentionHF repeats the K/V heads up to the
+    sequence-parallel degree before the all-to-all when there are fewer ("if we have 4 kv heads
+    and sp 8, we need to replicate kv heads 2x", deepspeedai/DeepSpeed@5db0c45
+    deepspeed/runtime/sequence_parallel/ulysses_sp.py, _combine_local_sequences; ALST, arXiv
+    2506.13996). MLA: the up-projected per-head Q/K (qk_head_dim) and V (v_head_dim)."""
+    if model.mla:
+        heads = model.num_heads / tp
+        q = k = heads * model.mla.qk_head_dim
+        v = out = heads * model.mla.v_head_dim
+    else:
+        q = out = model.num_heads / tp * model.hd
+        k = v = np.maximum(model.kv_heads / tp, cp) * model.hd
+    return tuple(tokens * w * act_bytes for w in (q, k, v, out))
+
+
+def cp_a2a_comm(q_bytes: Array, k_bytes: Array, v_bytes: Array, out_bytes: Array, cp: Array,
+                span: GroupSpan, system: System, profile: CalibrationProfile,
+                recompute: bool = False) -> Overlapped:
+    """All-to-all (DeepSpeed-Ulysses) context parallelism, one layer and micro-batch (Jacobs et
+    al. 2023 arXiv 2309.14509 Sec. 3.1-3.2): forward all-to-alls of Q, K, V (sequence-sharded
+    to head-sharded) before the local attention over the whole sequence and one of the output
+    after it (head- to sequence-sharded); the backward runs the transposed four on the output
+    gradient and dQ, dK, dV, same sizes. Each all-to-all moves (P-1)/P of its per-GPU buffer,
+    so a layer's forward puts 4Nh/P per GPU on the wire for multi-head attention (the paper's
+    per-link volume; ``comm.collective_time`` 'all_to_all'). The all-to-alls sit on the
+    critical path between the projections and the attention (the paper's Fig. 2; nothing
+    overlaps them): all exposed. Full recompute runs the forward four again in backward."""
+    calls = [collective_time("all_to_all", b, span, system, profile)
+             for b in (q_bytes, k_bytes, v_bytes, out_bytes)]
+    one_pass = calls[0] + calls[1] + calls[2] + calls[3]
+    again = 1.0 if recompute else 0.0
+    total = np.where(np.asarray(cp) > 1, (2.0 + again) * one_pass, 0.0)
+    zero = np.zeros(np.shape(total))
+    return Overlapped(total, total, zero, zero)
 
 
 def pp_send_recv(act_bytes: Array, tp: Array, pp: Array, vp: Array, cross_node: Array,

@@ -45,6 +45,8 @@ from .memory import (
 )
 from .parallel_comm import (
     DataParallelWork,
+    cp_a2a_bytes,
+    cp_a2a_comm,
     cp_allgather_comm,
     cp_kv_chunk_bytes,
     cp_ring_comm,
@@ -301,9 +303,13 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
         tp = tp_overlap(*((moe_tp_fwd, moe_tp_bwd) if kind == "moe" else (tp_fwd, tp_bwd)),
                         st.classes(f"{kind}.fwd")[O.GEMM],
                         st.classes(f"{kind}.bwd")[O.GEMM], plan.tp_comm_overlap)
-        cp = cp_comm(kv_chunk, plan.cp, spans["cp"], st.attention(f"{kind}.fwd"),
-                     st.attention(f"{kind}.bwd"), system, profile,
-                     attn_rec=st.attention(f"{kind}.rec"), recompute=full, **cp_extra)
+        if cp_impl == "a2a":
+            cp = cp_a2a_comm(*cp_a2a_bytes(model, tokens, plan.tp, plan.cp, a), plan.cp,
+                             spans["cp"], system, profile, recompute=full)
+        else:
+            cp = cp_comm(kv_chunk, plan.cp, spans["cp"], st.attention(f"{kind}.fwd"),
+                         st.attention(f"{kind}.bwd"), system, profile,
+                         attn_rec=st.attention(f"{kind}.rec"), recompute=full, **cp_extra)
         c.comm_total["tp"][kind], c.comm_exposed["tp"][kind] = tp.total, tp.exposed
         c.comm_total["cp"][kind], c.comm_exposed["cp"][kind] = cp.total, cp.exposed
         c.busy_fwd[kind] = tp.hidden_fwd + cp.hidden_fwd
