@@ -170,6 +170,18 @@ class VersionFacts(Strict):
     source: str
 
 
+class MoePermutation(Strict):
+    """Row copies of a MoE layer's token dispatcher, forward (backward: each copy's mirror).
+    ``input_permute``: the rank's tokens to top_k rows grouped by destination before the
+    dispatch all-to-all (its inverse after the combine is perfmodel's ``moe.combine``);
+    ``local_sort``: received rows regrouped by local expert and back (only with more than one
+    local expert)."""
+
+    input_permute: Bool
+    local_sort: Bool
+    source: str
+
+
 class MoeFacts(Strict):
     """How the framework runs a rank's expert GEMMs: ``grouped_kernel`` (one grouped-GEMM
     kernel over the local experts: the profile's measured MoE tables) or ``per_expert`` (one
@@ -178,6 +190,12 @@ class MoeFacts(Strict):
 
     grouped_gemm: Literal["grouped_kernel", "per_expert"]
     source: str
+    # the token dispatcher's memory-bound row copies around the all-to-all
+    # (frameworks_costs.moe_dispatch_ops); None: only perfmodel's moe.combine
+    permutation: MoePermutation | None = None
+    # how a routed expert's output-projection bias is added: "fused" (in perfmodel's expert
+    # GEMM / combine) or "per_expert_eager" (per local expert t + b * p, then a concat)
+    expert_bias: Literal["fused", "per_expert_eager"] = "fused"
 
 
 class Fact(Strict):

@@ -151,6 +151,68 @@ def per_expert_gemm(fw: Framework | None) -> bool:
     return spec.moe is not None and spec.moe.grouped_gemm == "per_expert"
 
 
+MOE_PERMUTE = "moe.permute"  # the dispatcher's Permutation 1 (tokens -> top_k rows)
+MOE_SORT = "moe.sort"  # Permutation 2 / Unpermutation 2 (rows regrouped by local expert)
+MOE_EXPERT_BIAS = "moe.expert.bias"  # eager per-expert fc2 bias (TEGroupedMLP._apply_bias)
+
+
+def moe_dispatch_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: Array,
+                     sequence_parallel: bool, ep: Array, etp: Array, act_bytes: float
+                     ) -> tuple[list[O.Op], list[O.Op]]:
+    """(forward, backward) memory-bound operators of one MoE layer and micro-batch that the
+    framework's token dispatcher and expert module add beyond perfmodel's ``moe.combine``
+    (frameworks/<id>.yaml ``moe.permutation`` / ``moe.expert_bias``; Megatron-Core
+    MoEAlltoAllTokenDispatcher and TEGroupedMLP, read in token_dispatcher.py / experts.py).
+
+    With ``t`` tokens entering the rank's dispatcher (``tokens / tp`` under sequence
+    parallelism), top_k = k, hidden h, activation bytes a and R the rank's routed rows
+    (``ops.routed_rows`` of the ``tokens x ep etp / tp`` routed to its EP group, as the expert
+    GEMMs see them):
+
+    * Permutation 1 (gather of each token's k copies): reads t h a, writes t k h a bytes;
+      its backward (a scatter-add of the row gradients) moves the same.
+    * Permutation 2 and Unpermutation 2 (only with E / ep > 1 local experts): each reads and
+      writes R h a bytes, forward and backward alike.
+    * Eager expert bias (models with MLP biases): per local expert ``b * p`` (write R h a),
+      ``t + (b * p)`` (read 2, write 1) and the concatenation (read 1, write 1): 6 R h a
+      bytes in 2 E/ep + 1 kernels; backward: d(b) = sum(g p) and d(p) = sum(g b), each a
+      product (read 1, write 1) and a reduction (read 1): 6 R h a bytes in 4 E/ep kernels.
+      The router's probabilities are in the activation dtype (Megatron-Core router.py
+      gating: ``router_dtype = input.dtype`` unless moe_router_dtype is set).
+    """
+    moe = model.moe
+    facts = fw.spec.moe if fw is not None else None
+    if moe is None or facts is None:
+        return [], []
+    h, k = model.hidden_size, moe.top_k
+    t = tokens / tp if sequence_parallel else tokens
+    routed = O.routed_rows(tokens * np.asarray(ep) * np.asarray(etp) / np.asarray(tp), k, ep)
+    local = moe.num_experts / np.asarray(ep, float)
+    fwd: list[O.Op] = []
+    bwd: list[O.Op] = []
+
+    def op(name: str, nbytes, elems, launches, phase: str, count=1.0) -> O.Op:
+        return O.Op(name=name, cls=O.ELEMENTWISE, flops=0.0, bytes=nbytes, dtype="fp32",
+                    count=count, shape=(elems,), phase=phase, block="moe", kernel="copy",
+                    launches=launches)
+
+    perm = facts.permutation
+    if perm is not None and perm.input_permute:
+        nbytes = (t + t * k) * h * act_bytes
+        fwd.append(op(MOE_PERMUTE, nbytes, t * k * h, 1.0, "fwd"))
+        bwd.append(op(MOE_PERMUTE + ".bwd", nbytes, t * k * h, 1.0, "bwd"))
+    if perm is not None and perm.local_sort:
+        sorts = np.where(local > 1, 2.0, 0.0)  # sort before the experts, unsort after
+        nbytes = 2.0 * routed * h * act_bytes
+        fwd.append(op(MOE_SORT, nbytes, routed * h, 1.0, "fwd", count=sorts))
+        bwd.append(op(MOE_SORT + ".bwd", nbytes, routed * h, 1.0, "bwd", count=sorts))
+    if model.mlp_bias and facts.expert_bias == "per_expert_eager":
+        nbytes = 6.0 * routed * h * act_bytes
+        fwd.append(op(MOE_EXPERT_BIAS, nbytes, routed * h, 2.0 * local + 1.0, "fwd"))
+        bwd.append(op(MOE_EXPERT_BIAS + ".bwd", nbytes, routed * h, 4.0 * local, "bwd"))
+    return fwd, bwd
+
+
 def loss_chain(fw: Framework | None, head: list[O.Op]) -> list[O.Op]:
     """The loss run as an eager chain (torchtitan: .float() then log_softmax, outside the
     compiled region)."""
