@@ -17,7 +17,11 @@ ring/tree algorithms pipeline chunks through the intra-node and inter-node hops,
 hop bounds the time. Inter-node, each GPU moves its 1/local share of the data over its share
 of the node's NICs (rail-optimised), which reproduces the per-NIC rate nccl-tests users derive,
 busbw * (k-1)/(n-1) (shared/reference C-NCCL-ALLREDUCE-B200-1vs4NODES-EFA). Latency grows with
-the steps of NCCL's algorithm over the network: ring n-1, tree 2 log2 k (NCCL tuning model).
+the steps of NCCL's algorithm, as NCCL's tuning model counts them (src/graph/tuning.cc): an
+all-gather / reduce-scatter ring of n ranks on k nodes makes k-1 network steps and n-k steps on
+the node's fabric, each protocol (Simple, LL128) with its own step latencies and bandwidth, the
+fastest one taken (``ring_time``); the all-reduce a tree of 2 log2 k network steps; all-to-all
+n-1 pair steps.
 """
 
 from __future__ import annotations
@@ -110,6 +114,47 @@ def network_steps(collective: str, n: Array, nodes: Array) -> Array:
     return np.maximum(n - 1, 1)
 
 
+RING_COLLECTIVES = ("all_gather", "reduce_scatter")
+
+
+def ring_time(wire: Array, n: Array, nodes: Array, system: System,
+              profile: CalibrationProfile) -> Array | None:
+    """Network part of an NCCL ring all-gather / reduce-scatter over ``nodes`` nodes of n ranks,
+    as NCCL's own tuning model times it (src/graph/tuning.cc, ncclTopoTuneModel): the ring
+    makes n-1 steps, of which nodes-1 cross the network and n-nodes stay on the node's fabric,
+    latency (n - nodes) x intra step + (nodes - 1) x inter step; NCCL runs the protocol of least
+    lat + bytes/bw, so the time is the minimum over the profile's ``ring_protocols`` of that
+    latency plus ``wire`` / the protocol's bandwidth share (``wire``: the Simple protocol's
+    transfer time). Each network step also pays the fabric's extra switch hops. None when the
+    profile lists no protocols."""
+    protocols = profile.defaults.ring_protocols
+    if not protocols:
+        return None
+    extra = extra_hop_latency(system)
+    on_node = np.maximum(n - nodes, 0.0)
+    across = np.maximum(nodes - 1, 0.0)
+    best = None
+    for p in protocols:
+        if p.intra_kinds is not None and system.intra.kind not in p.intra_kinds:
+            continue
+        t = on_node * p.intra_step_s + across * (p.inter_step_s + extra) + wire / p.bandwidth
+        best = t if best is None else np.minimum(best, t)
+    return best
+
+
+def network_time(collective: str, wire: Array, n: Array, nodes: Array, system: System,
+                 profile: CalibrationProfile) -> Array:
+    """Transfer plus step latency of a collective's network part: NCCL rings for all-gather
+    and reduce-scatter (``ring_time``), else ``network_steps`` x (the profile's per-step
+    network latency + the fabric's extra hops)."""
+    if collective in RING_COLLECTIVES:
+        ring = ring_time(wire, n, nodes, system, profile)
+        if ring is not None:
+            return ring
+    return wire + network_steps(collective, n, nodes) * (
+        (profile.defaults.network_step_latency_s or 0.0) + extra_hop_latency(system))
+
+
 def extra_hop_latency(system: System) -> float:
     """Latency a network step pays beyond one switch hop: the extra switch traversals of a
     fabric that is not rail-optimised, at the network's per-hop latency (0 when unknown)."""
@@ -161,8 +206,7 @@ def collective_time(collective: str, nbytes: Array, span: GroupSpan, system: Sys
             t_inter = nbytes * (n - local) / n / (bw_o * eff_o)
         else:
             t_inter = nbytes / local * bus_factor(collective, nodes) / (bw_o * eff_o)
-        t_inter = t_inter + lat_o + network_steps(collective, n, nodes) * (
-            (profile.defaults.network_step_latency_s or 0.0) + extra_hop_latency(system))
+        t_inter = lat_o + network_time(collective, t_inter, n, nodes, system, profile)
     else:
         t_inter = np.full(np.shape(t_intra), np.inf)
     total = np.where(nodes > 1, np.maximum(t_intra, t_inter), t_intra)

@@ -169,6 +169,21 @@ class MemoryOverheads(Strict):
     allocator_fraction: Float = Field(ge=0, lt=1)  # caching-allocator fragmentation reserve
 
 
+class RingProtocol(Strict):
+    """One NCCL protocol of a ring all-gather / reduce-scatter across nodes, from NCCL's own
+    tuning model (src/graph/tuning.cc, ncclTopoTuneModel): the ring's latency is
+    (nRanks - nNodes) x ``intra_step_s`` + (nNodes - 1) x ``inter_step_s`` (its steps inside a
+    node and across the network), its bandwidth ``bandwidth`` x that of the Simple protocol;
+    NCCL runs the protocol of least modelled time. ``intra_kinds``: the node fabrics NCCL
+    enables the protocol on (None: all)."""
+
+    protocol: str
+    intra_step_s: Float = Field(ge=0)
+    inter_step_s: Float = Field(ge=0)
+    bandwidth: Float = Field(gt=0, le=1)
+    intra_kinds: list[str] | None = None
+
+
 class DefaultEfficiency(Strict):
     """Fallback constants when a table is missing from a profile."""
 
@@ -181,6 +196,8 @@ class DefaultEfficiency(Strict):
     host_link: Float | None = Field(default=None, gt=0, le=1.5)  # PCIe copies (offloading)
     # per-step latency of a collective across the network (ring: n-1 steps, tree: 2 log2 k)
     network_step_latency_s: Float | None = Field(default=None, ge=0)
+    # NCCL ring all-gather / reduce-scatter latency per protocol across nodes (RingProtocol)
+    ring_protocols: list[RingProtocol] | None = None
 
 
 class ProfileQuality(Strict):
@@ -295,6 +312,11 @@ class CalibrationProfile(Strict):
             return fmt, f"moe.{fmt} ({measured}, standing in for {'/'.join(kernels)})"
         key = _gemm_key(dtype, {k: v for k, v in self.moe.items()
                                 if k not in MOE_MIXED and "@" not in k})
+        if key and kernels and fmt != key:
+            # the engine runs another kernel on another format: a proxy, said as one
+            measured = self.moe_kernel.get(key) or "kernel not recorded"
+            return key, (f"moe.{key} ({measured}) as proxy for {'/'.join(kernels)} {fmt}: "
+                         f"no measured {fmt} grouped-GEMM table on this device")
         if key:
             return key, f"moe.{key} (no moe.{fmt} table)"
         return "", f"no grouped-GEMM table for {fmt}: dense GEMM curve"
