@@ -1,6 +1,8 @@
 """What a training framework adds to perfmodel's operator-level step (facts: frameworks/*.yaml,
 read by ``frameworks``). Pure and array-friendly like the rest of the core; every term is zero
-for ``megatron-core``, whose fused kernels are perfmodel's operator list.
+for ``megatron-core``, whose fused kernels are perfmodel's operator list, except the MoE
+dispatcher's row copies and eager expert bias (``moe_dispatch_ops``), which Megatron-Core runs
+and every framework file that states them adds.
 
 * Unfused element-wise kernels: an eager chain (e.g. torchtitan's fp32 RMSNorm: 8 kernels,
   36 B per element instead of one 4 B kernel) adds its extra bytes and launches as a separate
@@ -14,6 +16,9 @@ for ``megatron-core``, whose fused kernels are perfmodel's operator list.
   r + 1/2 chunk-pairs of work (the ring skips the rest, torch _attention.py
   _is_causal_behavior); the slowest rank does cp - 1/2 against a mean of cp/2: an imbalance
   of 2 - 1/cp that head-tail (2 cp chunk) load balancing removes.
+* MoE token dispatch (Megatron-Core MoEAlltoAllTokenDispatcher, TEGroupedMLP): the permutation
+  of each token's top_k rows before the all-to-all, the regrouping by local expert and back
+  around the experts, and an eager per-expert output bias, as memory-bound row copies.
 * fp8 recipes: the cast kernels of a GEMM's operands cost the recipe's bytes per element, as
   many times as the recipe casts each operand (rowwise and block scaling: both orientations).
 * Memory: the loss's buffers beyond the fp32 logits perfmodel counts, FSDP's all-gather output,
