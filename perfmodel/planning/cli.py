@@ -5,7 +5,12 @@ OpenBLAS with one thread unless the user set OPENBLAS_NUM_THREADS: a thread pool
 import costs ~30-40 ms of CPU and more wall time on a busy machine, for no work
 (benchmarks/search_speed.py). Only this CLI module does it, and only in a process that has not
 imported numpy yet; ``perfmodel.plan_training`` in a user's process leaves the environment
-alone."""
+alone.
+
+The command parses its data files through the registry's parse cache
+(``specs.registry.parse_cache``: parsed YAML / JSON kept per file content in the user's cache
+folder, $PERFMODEL_CACHE_DIR to move it, empty or "off" to turn it off); every validation runs
+as without it."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ if "numpy" not in sys.modules:  # a fresh CLI process (never changes a running n
 
 from ..argtypes import bounded_int, fraction, id_list, positive_float, positive_int, shown
 from ..errors import SpecError
+from ..specs.registry import parse_cache
 from .training import (  # imports numpy: after the thread setting above
     DEFAULT_BATCH_TOKENS,
     DEFAULT_MAX_GPUS,
@@ -84,11 +90,12 @@ def run_cli(args: argparse.Namespace) -> int:
         raise SpecError(f"--global-batch-tokens: {batch:g} is not a whole number of tokens")
     if args.headroom >= 1:
         raise SpecError("--headroom: must be below 1 (a fraction of device memory)")
-    result = plan_training(TrainingPlanInputs(
-        model=args.model, tokens=args.tokens, days=args.days, budget_usd=args.budget,
-        devices=args.devices, max_gpus=args.max_gpus, seq_len=args.seq_len,
-        global_batch_tokens=int(batch), precision=args.precision, headroom=args.headroom,
-        calibration=args.calibration))
+    with parse_cache():
+        result = plan_training(TrainingPlanInputs(
+            model=args.model, tokens=args.tokens, days=args.days, budget_usd=args.budget,
+            devices=args.devices, max_gpus=args.max_gpus, seq_len=args.seq_len,
+            global_batch_tokens=int(batch), precision=args.precision, headroom=args.headroom,
+            calibration=args.calibration))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=float))
     elif args.csv:
