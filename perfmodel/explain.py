@@ -9,12 +9,11 @@ counts model FLOPs without recompute; HFU counts what the hardware executes; the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .frameworks_costs import framework_breakdown
-from .inference import InferenceResult
 from .memory import memory_fits
 from .parameters import param_counts
 from .plan import TrainPlan
@@ -24,6 +23,9 @@ from .resolve import Resolved
 from .roofline import OpTimes
 from .specs.system import System
 from .training import TrainingResult, flops_utilization
+
+if TYPE_CHECKING:  # annotations only: a training prediction need not load inference
+    from .inference import InferenceResult
 
 
 def _f(x: Any) -> float:

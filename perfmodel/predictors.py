@@ -6,7 +6,6 @@ dispatches here; the serving simulator calls ``predict_inference`` for its zero-
 from __future__ import annotations
 
 from .explain import inference_prediction, training_prediction
-from .inference import inference
 from .prediction import Prediction
 from .resolve import Resolved, inference_inputs, training_plan
 from .training import training_step
@@ -21,6 +20,8 @@ def predict_training(rs: Resolved) -> Prediction:
 
 def predict_inference(rs: Resolved) -> Prediction:
     """One inference request (batch) of the resolved scenario."""
+    from .inference import inference  # here: a training prediction need not load it
+
     inp = inference_inputs(rs.scenario, rs.system, rs.profile)
     r = inference(rs.scenario.model, rs.system, inp.plan, rs.profile, keep_ops=True,
                   draft=inp.draft, offload_bandwidth=inp.offload_bandwidth)
