@@ -10,7 +10,7 @@ topology, NCCL bus-bandwidth convention); array-friendly in every numeric plan d
   one chunk of attention compute; backward passes K/V and dK/dV (Liu et al. 2023 arXiv
   2310.01889). All-to-all (Ulysses) CP re-partitions Q, K, V from sequence to heads and the
   attention output back: 4 all-to-alls per layer each way (Jacobs et al. 2023 arXiv 2309.14509
-  Sec. 3.1-3.2).
+  Sec. 3).
 * EP: all-to-all dispatch and combine around every MoE layer, forward and backward (Lepikhin
   et al. 2020 arXiv 2006.16668).
 * PP: a send/recv of the activation per micro-batch and virtual chunk in each direction, 1/t of
@@ -220,10 +220,10 @@ def cp_a2a_bytes(model: ModelSpec, tokens: Array, tp: Array, cp: Array,
                  act_bytes: float) -> tuple[Array, Array, Array, Array]:
     """Per-GPU send buffers (bytes) of the four all-to-alls of Ulysses context parallelism in one
     layer's forward: Q, K, V (each rank's ``tokens`` = N/P of the sequence, its TP share of the
-    heads) and the attention output (Jacobs et al. 2023 arXiv 2309.14509 Sec. 3.1, Fig. 2:
+    heads) and the attention output (Jacobs et al. 2023 arXiv 2309.14509 Sec. 3 and Fig. 2:
     "all-to-all for QKV projections with aggregate message size 3Nh ... and another all-to-all
-    for output context projection with size Nh"; Megatron-DeepSpeed DistributedAttention issues
-    one _SeqAllToAll per q, k, v and one on the output). GQA: K and V at their own head count,
+    for output context projection with size Nh"; DeepSpeed deepspeed/sequence/layer.py
+    DistributedAttention issues one _SeqAllToAll per q, k, v and one on the output). GQA: K and V at their own head count,
     but at least ``cp`` heads: DeepSpeed's UlyssesSPAttentionHF repeats the K/V heads up to the
     sequence-parallel degree before the all-to-all when there are fewer ("if we have 4 kv heads
     and sp 8, we need to replicate kv heads 2x", deepspeedai/DeepSpeed@5db0c45
@@ -243,14 +243,15 @@ def cp_a2a_comm(q_bytes: Array, k_bytes: Array, v_bytes: Array, out_bytes: Array
                 span: GroupSpan, system: System, profile: CalibrationProfile,
                 recompute: bool = False) -> Overlapped:
     """All-to-all (DeepSpeed-Ulysses) context parallelism, one layer and micro-batch (Jacobs et
-    al. 2023 arXiv 2309.14509 Sec. 3.1-3.2): forward all-to-alls of Q, K, V (sequence-sharded
+    al. 2023 arXiv 2309.14509 Sec. 3): forward all-to-alls of Q, K, V (sequence-sharded
     to head-sharded) before the local attention over the whole sequence and one of the output
     after it (head- to sequence-sharded); the backward runs the transposed four on the output
     gradient and dQ, dK, dV, same sizes. Each all-to-all moves (P-1)/P of its per-GPU buffer,
     so a layer's forward puts 4Nh/P per GPU on the wire for multi-head attention (the paper's
     per-link volume; ``comm.collective_time`` 'all_to_all'). The all-to-alls sit on the
-    critical path between the projections and the attention (the paper's Fig. 2; nothing
-    overlaps them): all exposed. Full recompute runs the forward four again in backward."""
+    critical path between the projections and the attention (the paper's Fig. 2): all exposed,
+    as DistributedAttention runs them by default (its dq/dk overlap path needs an ``sp_stream``,
+    None by default). Full recompute runs the forward four again in backward."""
     calls = [collective_time("all_to_all", b, span, system, profile)
              for b in (q_bytes, k_bytes, v_bytes, out_bytes)]
     one_pass = calls[0] + calls[1] + calls[2] + calls[3]

@@ -1,5 +1,5 @@
 """All-to-all (DeepSpeed-Ulysses) context parallelism against hand calculations of the paper's
-volumes (Jacobs et al. 2023 arXiv 2309.14509 Sec. 3.1) and its selection by the framework."""
+volumes (Jacobs et al. 2023 arXiv 2309.14509 Sec. 3, communication analysis) and its selection by the framework."""
 
 import numpy as np
 import pytest
