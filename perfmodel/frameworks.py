@@ -175,10 +175,14 @@ class MoePermutation(Strict):
     ``input_permute``: the rank's tokens to top_k rows grouped by destination before the
     dispatch all-to-all (its inverse after the combine is perfmodel's ``moe.combine``);
     ``local_sort``: received rows regrouped by local expert and back (only with more than one
-    local expert)."""
+    local expert); ``fp8_padding``: with fp8 experts, the rows copied into per-expert padded
+    segments and back."""
 
     input_permute: Bool
     local_sort: Bool
+    # fp8 experts: each expert's rows padded to the fp8 row alignment before the expert GEMMs
+    # and the output unpadded after them (a copy of the rows each way)
+    fp8_padding: Bool = False
     source: str
 
 

@@ -159,11 +159,12 @@ def per_expert_gemm(fw: Framework | None) -> bool:
 MOE_PERMUTE = "moe.permute"  # the dispatcher's Permutation 1 (tokens -> top_k rows)
 MOE_SORT = "moe.sort"  # Permutation 2 / Unpermutation 2 (rows regrouped by local expert)
 MOE_EXPERT_BIAS = "moe.expert.bias"  # eager per-expert fc2 bias (TEGroupedMLP._apply_bias)
+MOE_FP8_PAD = "moe.fp8_pad"  # fp8 experts: rows padded per expert and the output unpadded
 
 
 def moe_dispatch_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: Array,
-                     sequence_parallel: bool, ep: Array, etp: Array, act_bytes: float
-                     ) -> tuple[list[O.Op], list[O.Op]]:
+                     sequence_parallel: bool, ep: Array, etp: Array, act_bytes: float,
+                     fp8: bool = False) -> tuple[list[O.Op], list[O.Op]]:
     """(forward, backward) memory-bound operators of one MoE layer and micro-batch that the
     framework's token dispatcher and expert module add beyond perfmodel's ``moe.combine``
     (frameworks/<id>.yaml ``moe.permutation`` / ``moe.expert_bias``; Megatron-Core
@@ -178,6 +179,12 @@ def moe_dispatch_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: 
       its backward (a scatter-add of the row gradients) moves the same.
     * Permutation 2 and Unpermutation 2 (only with E / ep > 1 local experts): each reads and
       writes R h a bytes, forward and backward alike.
+    * fp8 padding (``fp8`` experts, framework fact ``fp8_padding``; TEGroupedMLP with
+      Transformer Engine's Fp8Padding / Fp8Unpadding, fused_multi_row_padding): the rows copied
+      into per-expert segments padded to the fp8 alignment before the expert GEMMs and the
+      output copied back after them: two calls of R h a read + R h a written, forward and
+      backward alike (uniform random routing leaves per-expert counts unaligned, so the
+      copies run; Fp8Padding returns its input only when every count is already aligned).
     * Eager expert bias (models with MLP biases): per local expert ``b * p`` (write R h a),
       ``t + (b * p)`` (read 2, write 1) and the concatenation (read 1, write 1): 6 R h a
       bytes in 2 E/ep + 1 kernels; backward: d(b) = sum(g p) and d(p) = sum(g b), each a
@@ -211,6 +218,10 @@ def moe_dispatch_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: 
         nbytes = 2.0 * routed * h * act_bytes
         fwd.append(op(MOE_SORT, nbytes, routed * h, 1.0, "fwd", count=sorts))
         bwd.append(op(MOE_SORT + ".bwd", nbytes, routed * h, 1.0, "bwd", count=sorts))
+    if perm is not None and perm.fp8_padding and fp8:
+        nbytes = 2.0 * routed * h * act_bytes
+        fwd.append(op(MOE_FP8_PAD, nbytes, routed * h, 1.0, "fwd", count=2.0))
+        bwd.append(op(MOE_FP8_PAD + ".bwd", nbytes, routed * h, 1.0, "bwd", count=2.0))
     if model.mlp_bias and facts.expert_bias == "per_expert_eager":
         nbytes = 6.0 * routed * h * act_bytes
         fwd.append(op(MOE_EXPERT_BIAS, nbytes, routed * h, 2.0 * local + 1.0, "fwd"))

@@ -240,7 +240,7 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
         if kind == "moe":  # the dispatcher's row copies and an eager expert bias
             perm_f, perm_b = FC.moe_dispatch_ops(
                 fw, model, plan.micro_batch * plan.seq_len / plan.cp, plan.tp,
-                plan.sequence_parallel, plan.ep, plan.etp, prec.act)
+                plan.sequence_parallel, plan.ep, plan.etp, prec.act, fp8=prec.compute == "fp8")
             merge_f, merge_b = merge_f + perm_f, merge_b + perm_b
         add(f"{kind}.fwd", fwd + merge_f + FC.fsdp_copies(fw, zero, block, backward=False))
         add(f"{kind}.bwd", [b for op in fwd for b in O.backward(op, prec)] + merge_b

@@ -106,3 +106,17 @@ def test_step_counts_the_copies_per_layer_and_microbatch():
                 if n.startswith(("moe.permute", "moe.sort", "moe.expert.bias")))
     assert added > 0.0
     assert np.isfinite(float(r.step_time))
+
+
+def test_fp8_experts_pad_and_unpad_their_rows():
+    """fp8 experts under the all-to-all dispatcher: Fp8Padding copies the rank's routed rows
+    into 16-row-aligned segments and Fp8Unpadding copies the output back: Qwen3-30B-A3B,
+    MBS 2 x 4096 = 8192 tokens, EP 8: R = 65536 rows, each copy 2 x 65536 x 2048 x 2 B =
+    536,870,912 B, two calls forward and two backward; none in bf16."""
+    fw = resolve_framework(FrameworkConfig(name="nemo"))
+    fwd, bwd = FC.moe_dispatch_ops(fw, _model(QWEN3_30B), 8192, 1, False, 8, 1, 2.0, fp8=True)
+    f, b = _by_name(fwd), _by_name(bwd)
+    assert float(f["moe.fp8_pad"].bytes) == pytest.approx(536_870_912)
+    assert float(f["moe.fp8_pad"].count) == 2.0 and float(b["moe.fp8_pad.bwd"].count) == 2.0
+    fwd, _ = FC.moe_dispatch_ops(fw, _model(QWEN3_30B), 8192, 1, False, 8, 1, 2.0)
+    assert "moe.fp8_pad" not in _by_name(fwd)
