@@ -119,25 +119,36 @@ RING_COLLECTIVES = ("all_gather", "reduce_scatter")
 
 def ring_time(wire: Array, n: Array, nodes: Array, system: System,
               profile: CalibrationProfile) -> Array | None:
-    """Network part of an NCCL ring all-gather / reduce-scatter over ``nodes`` nodes of n ranks,
-    as NCCL's own tuning model times it (src/graph/tuning.cc, ncclTopoTuneModel): the ring
-    makes n-1 steps, of which nodes-1 cross the network and n-nodes stay on the node's fabric,
-    latency (n - nodes) x intra step + (nodes - 1) x inter step; NCCL runs the protocol of least
-    lat + bytes/bw, so the time is the minimum over the profile's ``ring_protocols`` of that
-    latency plus ``wire`` / the protocol's bandwidth share (``wire``: the Simple protocol's
+    """Network part of an NCCL all-gather / reduce-scatter over ``nodes`` nodes of n ranks, as
+    NCCL's own tuning model times it (src/graph/tuning.cc, ncclTopoTuneModel): a ring makes
+    n-1 steps, of which nodes-1 cross the network and n-nodes stay on the node's fabric,
+    latency (n - nodes) x intra step + (nodes - 1) x inter step (with one rank per node the
+    network step is the tree's, "latencies are fully exposed"); PAT (one rank per node) adds
+    n x its rank step + log2(nodes) x its node step. NCCL runs the algorithm / protocol of
+    least lat + bytes/bw, so the time is the minimum over the profile's ``ring_protocols`` of
+    that latency plus ``wire`` / the protocol's bandwidth share (``wire``: the Simple ring's
     transfer time). Each network step also pays the fabric's extra switch hops. None when the
     profile lists no protocols."""
     protocols = profile.defaults.ring_protocols
     if not protocols:
         return None
     extra = extra_hop_latency(system)
+    n, nodes = np.asarray(n, dtype=float), np.asarray(nodes, dtype=float)
+    one_per_node = n <= nodes
     on_node = np.maximum(n - nodes, 0.0)
     across = np.maximum(nodes - 1, 0.0)
+    log_nodes = np.floor(np.log2(np.maximum(nodes, 1.0)))  # NCCL's log2i
     best = None
     for p in protocols:
         if p.intra_kinds is not None and system.intra.kind not in p.intra_kinds:
             continue
-        t = on_node * p.intra_step_s + across * (p.inter_step_s + extra) + wire / p.bandwidth
+        inter = p.inter_step_s
+        if p.inter_step_one_per_node_s is not None:
+            inter = np.where(one_per_node, p.inter_step_one_per_node_s, inter)
+        t = (on_node * p.intra_step_s + across * (inter + extra) + n * p.rank_step_s
+             + log_nodes * p.log2_node_step_s + wire / p.bandwidth)
+        if p.one_per_node_only:
+            t = np.where(one_per_node, t, np.inf)
         best = t if best is None else np.minimum(best, t)
     return best
 

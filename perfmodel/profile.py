@@ -170,18 +170,24 @@ class MemoryOverheads(Strict):
 
 
 class RingProtocol(Strict):
-    """One NCCL protocol of a ring all-gather / reduce-scatter across nodes, from NCCL's own
-    tuning model (src/graph/tuning.cc, ncclTopoTuneModel): the ring's latency is
-    (nRanks - nNodes) x ``intra_step_s`` + (nNodes - 1) x ``inter_step_s`` (its steps inside a
-    node and across the network), its bandwidth ``bandwidth`` x that of the Simple protocol;
-    NCCL runs the protocol of least modelled time. ``intra_kinds``: the node fabrics NCCL
-    enables the protocol on (None: all)."""
+    """One NCCL algorithm / protocol of an all-gather / reduce-scatter across nodes, from NCCL's
+    own tuning model (src/graph/tuning.cc, ncclTopoTuneModel): latency (nRanks - nNodes) x
+    ``intra_step_s`` + (nNodes - 1) x ``inter_step_s`` (a ring's steps inside a node and across
+    the network; ``inter_step_one_per_node_s`` instead with one rank per node) + nRanks x
+    ``rank_step_s`` + log2(nNodes) x ``log2_node_step_s`` (PAT's terms), bandwidth ``bandwidth``
+    x that of the Simple ring; NCCL runs the one of least modelled time. ``intra_kinds``: the
+    node fabrics NCCL enables it on (None: all); ``one_per_node_only``: only for groups of one
+    rank per node (PAT)."""
 
     protocol: str
     intra_step_s: Float = Field(ge=0)
     inter_step_s: Float = Field(ge=0)
     bandwidth: Float = Field(gt=0, le=1)
     intra_kinds: list[str] | None = None
+    inter_step_one_per_node_s: Float | None = Field(default=None, ge=0)
+    rank_step_s: Float = Field(default=0.0, ge=0)
+    log2_node_step_s: Float = Field(default=0.0, ge=0)
+    one_per_node_only: Bool = False
 
 
 class DefaultEfficiency(Strict):

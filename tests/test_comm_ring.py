@@ -44,6 +44,11 @@ def test_defaults_carry_nccl_tuning_constants():
     assert (rings["simple"].intra_step_s, rings["simple"].inter_step_s) == (3.4e-6, 14.0e-6)
     assert (rings["ll128"].intra_step_s, rings["ll128"].inter_step_s) == (1.9e-6, 4.0e-6)
     assert rings["ll128"].bandwidth == 0.92 and rings["simple"].bandwidth == 1.0
+    assert (rings["simple"].inter_step_one_per_node_s,
+            rings["ll128"].inter_step_one_per_node_s) == (14.0e-6, 8.5e-6)
+    pat = rings["pat"]
+    assert (pat.rank_step_s, pat.log2_node_step_s, pat.bandwidth, pat.one_per_node_only) == (
+        2.8e-6, 4.0e-6, 0.75, True)
 
 
 @pytest.mark.parametrize("collective", ["all_gather", "reduce_scatter"])
@@ -72,16 +77,31 @@ def test_1536_rank_ring_latency_counts_nodes_not_ranks():
 
 
 def test_more_ranks_per_node_add_only_nvlink_steps():
-    """Same 64 nodes, 1 vs 8 ranks per node (100 KB, latency-bound): the 448 extra ring steps
-    stay on NVLink, 448 x 1.9 us (LL128), not 448 network steps."""
+    """Same 64 nodes, 4 vs 8 ranks per node (100 KB, latency-bound): the 256 extra ring steps
+    stay on NVLink, 256 x 1.9 us (LL128), not 256 network steps."""
     prof = default_profile()
-    one = float(collective_time("all_gather", 100e3, GroupSpan(64.0, 1.0, 64.0), dgx_a100(512),
-                                prof))
+    four = float(collective_time("all_gather", 100e3, GroupSpan(256.0, 4.0, 64.0),
+                                 dgx_a100(512), prof))
     eight = float(collective_time("all_gather", 100e3, GroupSpan(512.0, 8.0, 64.0),
                                   dgx_a100(512), prof))
-    wire1 = 100e3 * 63 / 64 / (25e9 * prof.defaults.collective) / 0.92
-    wire8 = wire1 / 8
-    assert eight - one == pytest.approx(448 * 1.9e-6 + wire8 - wire1, rel=1e-6)
+    wire4 = 100e3 / 4 * 63 / 64 / (25e9 * prof.defaults.collective) / 0.92
+    wire8 = wire4 / 2
+    assert eight - four == pytest.approx(256 * 1.9e-6 + wire8 - wire4, rel=1e-6)
+
+
+@pytest.mark.parametrize("nbytes, winner", [(100e3, "pat"), (1e6, "pat"), (1e9, "simple")])
+def test_one_rank_per_node_tree_latency_and_pat(nbytes, winner):
+    """64 nodes x 1 rank (a DP group beside TP 8): NCCL times ring steps at the tree's network
+    latency (LL128 8.5, Simple 14 us) and offers PAT (64 x 2.8 + log2 64 x 14/3.5 = 203.2 us,
+    0.75 of the bandwidth); small messages take PAT, 1 GB the Simple ring."""
+    prof = default_profile()
+    wire = nbytes * 63 / 64 / (25e9 * prof.defaults.collective)
+    lat = {"pat": 64 * 2.8e-6 + 6 * 4.0e-6 + wire / 0.75,
+           "ll128": 63 * 8.5e-6 + wire / 0.92, "simple": 63 * 14e-6 + wire}
+    assert min(lat, key=lat.get) == winner
+    got = float(collective_time("reduce_scatter", nbytes, GroupSpan(64.0, 1.0, 64.0),
+                                dgx_a100(512), prof))
+    assert got == pytest.approx(prof.defaults.collective_latency_s + lat[winner], rel=1e-9)
 
 
 def test_ll128_only_on_nvlink_nodes():
