@@ -15,9 +15,13 @@ other rule), i.e. ``Sweep.considered``.
   plan predicted on its own through ``perfmodel.predict`` for its band and energy).
 * whole process: over ``perfmodel plan-training MODEL --tokens 15T --devices DEVICE --json``
   as a fresh process (interpreter start, imports, data files, search, rows, JSON), with the
-  package's bytecode compiled as an installed package has it.
+  package's bytecode compiled as an installed package has it; twice: with the registry's parse
+  cache warm, as every run after a user's first one has it (``specs.registry.parse_cache``: the
+  parsed data files, in a private folder of this run), and with the parse cache off
+  (PERFMODEL_CACHE_DIR=off: every data file parsed, as a first run parses them).
 * where a fresh process's CPU goes: the CLI's steps in a fresh process, timed one by one
-  (imports; data files and spec validation; the search; the row predictions).
+  (imports; data files and spec validation; the search; the row predictions), parse cache
+  warm as in the CLI.
 * numpy floor: every numpy call the sweep makes on mesh arrays is recorded (ufunc, method,
   operand shapes; other array functions by their output shape) and replayed on ready-made
   arrays of the same shapes, with no Python logic in between: the CPU time numpy itself needs
@@ -144,6 +148,8 @@ def mark(name):
     t0 = t
 import perfmodel.planning.cli  # as the CLI: numpy, pydantic, the package's modules
 mark("imports")
+from perfmodel.specs.registry import parse_cache
+parse_cache().__enter__()  # as the CLI's run_cli
 from perfmodel import predict
 from perfmodel.planning.training import DEFAULT_BATCH_TOKENS, gpu_counts
 from perfmodel.search import SearchSpace, base_plan, best_per_gpu_count, scenario_for, sweep
@@ -172,15 +178,18 @@ print(json.dumps(marks))
 """
 
 
-def _process(cmd: list[str], repeats: int) -> tuple[float, float, list[str]]:
+def _process(cmd: list[str], repeats: int, parse_cache: bool = True
+             ) -> tuple[float, float, list[str]]:
     """Best wall and CPU seconds of ``cmd`` as a fresh process, and its outputs. The package's bytecode is
     compiled into a private cache first (an installed package ships it;
     PYTHONDONTWRITEBYTECODE, if set, would make every run recompile every module), so the
-    figure is what a user's run costs."""
+    figure is what a user's run costs. That first run also fills a private parse cache
+    (``parse_cache``; else PERFMODEL_CACHE_DIR=off: none)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     walls, cpus, outs = [], [], []
     with tempfile.TemporaryDirectory() as cache:
         env["PYTHONPYCACHEPREFIX"] = cache
+        env["PERFMODEL_CACHE_DIR"] = os.path.join(cache, "parsed") if parse_cache else "off"
         subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)  # compile
         for _ in range(repeats):
             t, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -240,9 +249,10 @@ def main(argv=None) -> int:
         inproc_wall = min(inproc_wall, time.perf_counter() - t)
         inproc_cpu = min(inproc_cpu, time.process_time() - c)
 
-    whole_wall, whole_cpu, _ = _process(
-        [sys.executable, "-m", "perfmodel.cli", "plan-training", args.model, "--tokens", "15T",
-         "--devices", args.device, "--json"], args.repeats)
+    cli = [sys.executable, "-m", "perfmodel.cli", "plan-training", args.model, "--tokens", "15T",
+           "--devices", args.device, "--json"]
+    whole_wall, whole_cpu, _ = _process(cli, args.repeats)
+    cold_wall, cold_cpu, _ = _process(cli, args.repeats, parse_cache=False)
     _, _, outs = _process([sys.executable, "-c", PHASES, args.model, args.device],
                           args.repeats)
     runs = [json.loads(o.splitlines()[-1]) for o in outs]
@@ -269,7 +279,8 @@ def main(argv=None) -> int:
     print(head)
     for name, wall, cpu in (("search only (sweep + best per count)", search_wall, search_cpu),
                             ("plan_training in process", inproc_wall, inproc_cpu),
-                            ("whole process (interpreter..JSON)", whole_wall, whole_cpu)):
+                            ("whole process (interpreter..JSON)", whole_wall, whole_cpu),
+                            ("  the same, parse cache off", cold_wall, cold_cpu)):
         print(f"  {name:34s} {wall:8.3f} {n / wall / 1e6:10.2f} {cpu:8.3f} "
               f"{n / cpu / 1e6:14.2f} {floor_s / cpu:13.3f}")
     print("  where a fresh process's CPU goes (best of the runs, the same steps as the CLI "
