@@ -183,6 +183,13 @@ class MoePermutation(Strict):
     # fp8 experts: each expert's rows padded to the fp8 row alignment before the expert GEMMs
     # and the output unpadded after them (a copy of the rows each way)
     fp8_padding: Bool = False
+    # the received (or gathered) tokens copied into rows grouped by local expert after the
+    # dispatch and back before the combine (flex / allgather dispatchers)
+    received_permute: Bool = False
+    # what the dispatch sends (parallel_comm.ep_layer_comm): "top_k" (one copy per routed
+    # expert), "distinct" (one per destination rank, once per destination NVLink domain across
+    # domains), "gather" (an all-gather of every token / reduce-scatter back)
+    volume: Literal["top_k", "distinct", "gather"] = "top_k"
     source: str
 
 
@@ -197,6 +204,10 @@ class MoeFacts(Strict):
     # the token dispatcher's memory-bound row copies around the all-to-all
     # (frameworks_costs.moe_dispatch_ops); None: only perfmodel's moe.combine
     permutation: MoePermutation | None = None
+    # the dispatcher a run uses unless the scenario says (training.framework.moe_dispatcher);
+    # ``permutation`` holds the alltoall dispatcher's facts, ``dispatchers`` the others'
+    dispatcher: Literal["alltoall", "allgather", "flex-deepep", "flex-hybridep"] = "alltoall"
+    dispatchers: dict[str, MoePermutation] = Field(default_factory=dict)
     # how a routed expert's output-projection bias is added: "fused" (in perfmodel's expert
     # GEMM / combine) or "per_expert_eager" (per local expert t + b * p, then a concat)
     expert_bias: Literal["fused", "per_expert_eager"] = "fused"
@@ -271,6 +282,8 @@ class Framework:
     cp_load_balance: bool
     # the framework's cp.implementation or the scenario's override ("none": perfmodel's ring)
     cp_implementation: str = "p2p_ring"
+    # the MoE token dispatcher (moe.dispatcher or the scenario's moe_dispatcher override)
+    moe_dispatcher: str = "alltoall"
 
     @property
     def baseline(self) -> bool:
@@ -316,7 +329,8 @@ class Framework:
         return {"name": self.id, "version": self.spec.version, "compile": self.compile,
                 "cuda_graphs": self.cuda_graphs, "attention_backend": self.attention_backend,
                 "float8_recipe": self.float8_recipe, "cp_load_balance": self.cp_load_balance,
-                "cp_implementation": self.cp_implementation}
+                "cp_implementation": self.cp_implementation,
+                "moe_dispatcher": self.moe_dispatcher}
 
 
 def resolve_framework(config: FrameworkConfig | None) -> Framework:
@@ -334,6 +348,11 @@ def resolve_framework(config: FrameworkConfig | None) -> Framework:
                 update={"compiled": later.loss_compiled})})
     d = spec.defaults
     compile_ = d.compile if config.compile is None else config.compile
+    dispatcher = config.moe_dispatcher or (spec.moe.dispatcher if spec.moe else "alltoall")
+    if dispatcher != "alltoall" and (spec.moe is None or dispatcher not in spec.moe.dispatchers):
+        known = ["alltoall", *(spec.moe.dispatchers if spec.moe else {})]
+        raise SpecError(f"training.framework.moe_dispatcher: {spec.id} has no facts for "
+                        f"{dispatcher!r}; valid: {', '.join(known)}")
     return Framework(
         id=spec.id, spec=spec, compile=compile_,
         cuda_graphs=d.cuda_graphs if config.cuda_graphs is None else config.cuda_graphs,
@@ -343,4 +362,5 @@ def resolve_framework(config: FrameworkConfig | None) -> Framework:
                          else config.cp_load_balance),
         cp_implementation=(config.cp_implementation
                            or {"none": "p2p_ring"}.get(spec.cp.implementation,
-                                                       spec.cp.implementation)))
+                                                       spec.cp.implementation)),
+        moe_dispatcher=dispatcher)

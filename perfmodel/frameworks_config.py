@@ -28,6 +28,10 @@ Float8Recipe = Literal["tensorwise", "rowwise", "delayed", "blockwise"]
 # context parallelism: ring P2P (Megatron / TE --cp-comm-type p2p), all-gather of K/V
 # (torchtitan), all-to-all head re-partitioning (DeepSpeed-Ulysses; Megatron --cp-comm-type a2a)
 CpImplementation = Literal["p2p_ring", "allgather", "a2a"]
+# Megatron-Core's MoE token dispatchers (transformer_config.py moe_token_dispatcher_type
+# 'allgather' / 'alltoall' / 'flex', the flex one with moe_flex_dispatcher_backend 'deepep' or
+# 'hybridep'; moe/token_dispatcher.py, moe/fused_a2a.py); their facts: frameworks/<id>.yaml moe
+MoeDispatcher = Literal["alltoall", "allgather", "flex-deepep", "flex-hybridep"]
 
 
 class FrameworkConfig(Strict):
@@ -40,6 +44,7 @@ class FrameworkConfig(Strict):
     float8_recipe: Float8Recipe | None = None  # used when training.precision is fp8
     cp_load_balance: Bool | None = None  # causal load balancing of context parallelism
     cp_implementation: CpImplementation | None = None  # how context parallelism communicates
+    moe_dispatcher: MoeDispatcher | None = None  # MoE token dispatcher (None: the file's default)
     # a later commit of the framework (a key of the file's ``versions``), e.g. torchtitan 2025-06
     version: str | None = None
 

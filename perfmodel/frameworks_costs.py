@@ -160,6 +160,26 @@ MOE_PERMUTE = "moe.permute"  # the dispatcher's Permutation 1 (tokens -> top_k r
 MOE_SORT = "moe.sort"  # Permutation 2 / Unpermutation 2 (rows regrouped by local expert)
 MOE_EXPERT_BIAS = "moe.expert.bias"  # eager per-expert fc2 bias (TEGroupedMLP._apply_bias)
 MOE_FP8_PAD = "moe.fp8_pad"  # fp8 experts: rows padded per expert and the output unpadded
+MOE_RECV_PERMUTE = "moe.recv_permute"  # flex / allgather: received tokens -> rows by expert
+
+
+def moe_dispatcher_facts(fw: Framework | None):
+    """(dispatcher name, its frameworks/<id>.yaml facts or None) of a run: the scenario's
+    ``training.framework.moe_dispatcher`` or the file's ``moe.dispatcher``; ``moe.permutation``
+    holds the alltoall dispatcher's facts, ``moe.dispatchers`` the others'. Without a framework
+    or MoE facts: perfmodel's all-to-all with no row copies."""
+    if fw is None or fw.spec.moe is None:
+        return "alltoall", None
+    name = fw.moe_dispatcher
+    facts = fw.spec.moe
+    return name, (facts.permutation if name == "alltoall" else facts.dispatchers.get(name))
+
+
+def moe_dispatch_volume(fw: Framework | None) -> str:
+    """What one dispatch sends (parallel_comm.ep_layer_comm ``volume``): "top_k", "distinct"
+    or "gather" (frameworks/<id>.yaml dispatcher facts; "top_k" without facts)."""
+    _, facts = moe_dispatcher_facts(fw)
+    return facts.volume if facts is not None else "top_k"
 
 
 def moe_dispatch_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: Array,
@@ -167,8 +187,10 @@ def moe_dispatch_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: 
                      fp8: bool = False) -> tuple[list[O.Op], list[O.Op]]:
     """(forward, backward) memory-bound operators of one MoE layer and micro-batch that the
     framework's token dispatcher and expert module add beyond perfmodel's ``moe.combine``
-    (frameworks/<id>.yaml ``moe.permutation`` / ``moe.expert_bias``; Megatron-Core
-    MoEAlltoAllTokenDispatcher and TEGroupedMLP, read in token_dispatcher.py / experts.py).
+    (frameworks/<id>.yaml ``moe.permutation`` / ``moe.dispatchers`` of the run's dispatcher,
+    ``moe_dispatcher_facts``, and ``moe.expert_bias``; Megatron-Core MoEAlltoAllTokenDispatcher,
+    MoEAllGatherTokenDispatcher, MoEFlexTokenDispatcher (DeepEP / HybridEP) and TEGroupedMLP,
+    read in token_dispatcher.py / fused_a2a.py / experts.py).
 
     With ``t`` tokens entering the rank's dispatcher (``tokens / tp`` under sequence
     parallelism), top_k = k, hidden h, activation bytes a and R the rank's routed rows
@@ -179,6 +201,11 @@ def moe_dispatch_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: 
       its backward (a scatter-add of the row gradients) moves the same.
     * Permutation 2 and Unpermutation 2 (only with E / ep > 1 local experts): each reads and
       writes R h a bytes, forward and backward alike.
+    * Received permute (fact ``received_permute``; the flex dispatchers' permute of the
+      received tokens into rows by local expert, in HybridEP its own permute kernel; the
+      allgather dispatcher's permute of the gathered tokens): a gather of R rows, R h a read
+      and R h a written; backward its scatter mirror, the same bytes. Its inverse before the
+      combine is perfmodel's ``moe.combine``.
     * fp8 padding (``fp8`` experts, framework fact ``fp8_padding``; TEGroupedMLP with
       Transformer Engine's Fp8Padding / Fp8Unpadding, fused_multi_row_padding): the rows copied
       into per-expert segments padded to the fp8 alignment before the expert GEMMs and the
@@ -196,6 +223,7 @@ def moe_dispatch_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: 
     facts = fw.spec.moe if fw is not None else None
     if moe is None or facts is None:
         return [], []
+    _, perm = moe_dispatcher_facts(fw)
     h, k = model.hidden_size, moe.top_k
     t = tokens / tp if sequence_parallel else tokens
     routed = O.routed_rows(tokens * np.asarray(ep) * np.asarray(etp) / np.asarray(tp), k, ep)
@@ -208,7 +236,6 @@ def moe_dispatch_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: 
                     count=count, shape=(elems,), phase=phase, block="moe", kernel="copy",
                     launches=launches)
 
-    perm = facts.permutation
     if perm is not None and perm.input_permute:
         nbytes = (t + t * k) * h * act_bytes
         fwd.append(op(MOE_PERMUTE, nbytes, t * k * h, 1.0, "fwd"))
@@ -218,6 +245,10 @@ def moe_dispatch_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: 
         nbytes = 2.0 * routed * h * act_bytes
         fwd.append(op(MOE_SORT, nbytes, routed * h, 1.0, "fwd", count=sorts))
         bwd.append(op(MOE_SORT + ".bwd", nbytes, routed * h, 1.0, "bwd", count=sorts))
+    if perm is not None and perm.received_permute:
+        nbytes = 2.0 * routed * h * act_bytes
+        fwd.append(op(MOE_RECV_PERMUTE, nbytes, routed * h, 1.0, "fwd"))
+        bwd.append(op(MOE_RECV_PERMUTE + ".bwd", nbytes, routed * h, 1.0, "bwd"))
     if perm is not None and perm.fp8_padding and fp8:
         nbytes = 2.0 * routed * h * act_bytes
         fwd.append(op(MOE_FP8_PAD, nbytes, routed * h, 1.0, "fwd", count=2.0))

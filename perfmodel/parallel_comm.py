@@ -79,18 +79,66 @@ def tp_overlap(fwd: Array, bwd: Array, gemm_fwd: Array, gemm_bwd: Array,
     return Overlapped(fwd + bwd, fwd + bwd)
 
 
+def distinct_groups(experts: int, top_k: int, groups: Array) -> Array:
+    """Expected number of distinct groups a token's ``top_k`` distinct experts fall in, when
+    the ``experts`` are spread evenly over ``groups`` groups (E/G each) and routing is uniform:
+    G (1 - C(E - E/G, k) / C(E, k)) (a group is missed when all k experts lie outside it;
+    linearity of expectation over the G groups). G = 1 gives 1; G = E gives k."""
+    g = np.asarray(groups, float)
+    e = float(experts)
+    miss = np.ones_like(g)
+    for i in range(top_k):  # C(E - E/G, k) / C(E, k) as a product of k ratios
+        miss = miss * np.maximum(e - e / g - i, 0.0) / (e - i)
+    return g * (1.0 - miss)
+
+
 def ep_layer_comm(tokens: Array, tp: Array, top_k: int, hidden: int, act_bytes: float,
                   span: GroupSpan, system: System, profile: CalibrationProfile,
-                  full_recompute: bool) -> tuple[Array, Array]:
-    """(forward, backward) expert all-to-all of one MoE layer and micro-batch: dispatch and
-    combine of tokens/tp x top_k x hidden activations each (Lepikhin et al. 2020 Sec. 2).
-    ``tokens``: one TP group's tokens (b*s/cp); each TP rank sends its 1/tp sequence-parallel
-    share (Megatron-Core requires sequence parallelism with TP and EP, MoEAlltoAllTokenDispatcher
-    dispatches the rank's [s/tp, b, h] hidden states)."""
-    a2a_bytes = tokens / tp * top_k * hidden * act_bytes
-    one = collective_time("all_to_all", a2a_bytes, span, system, profile)
-    fwd = 2.0 * one
-    bwd = 2.0 * one + (fwd if full_recompute else 0.0)
+                  full_recompute: bool, volume: str = "top_k",
+                  experts: int | None = None) -> tuple[Array, Array]:
+    """(forward, backward) expert dispatch and combine of one MoE layer and micro-batch.
+    ``tokens``: one TP group's tokens (b*s/cp); each TP rank sends its t = tokens/tp
+    sequence-parallel share (Megatron-Core requires sequence parallelism with TP and EP; the
+    dispatchers take the rank's [s/tp, b, h] hidden states). ``volume`` (the dispatcher's
+    facts, frameworks_costs.moe_dispatch_volume):
+
+    * "top_k" (MoEAlltoAllTokenDispatcher): an all-to-all of t x top_k x hidden each way, one
+      copy per routed expert (Lepikhin et al. 2020 Sec. 2).
+    * "distinct" (flex dispatcher, DeepEP normal / HybridEP kernels): one copy per destination
+      rank, and across NVLink domains one per destination domain over RDMA, forwarded to the
+      domain's ranks over NVLink. With the EP group over G = ``span.nodes`` domains of
+      ``span.local`` ranks, D_r = ``distinct_groups(E, k, ep)`` ranks and D_G =
+      ``distinct_groups(E, k, G)`` domains per token: the NVLink part is an all-to-all among
+      the domain's ranks of t x D_r x hidden (each destination rank written once; the
+      sender's own share stays local), the RDMA part t x D_G (G - 1) / G x hidden per GPU (the
+      remote domains), sent as an all-to-all over the G domains one GPU each; the two run
+      concurrently (separate warp groups, pipelined by chunk), the slower one counts.
+      Single-domain groups: t x D_r among the ep ranks.
+    * "gather" (MoEAllGatherTokenDispatcher): an all-gather of every rank's t tokens over the
+      group (gathered size ep x t x hidden) in the dispatch and a reduce-scatter of the same
+      size in the combine; backward the conjugates.
+    Each is forward dispatch + combine, backward the same again (plus the forward's under
+    full recompute)."""
+    t_bytes = np.asarray(tokens, float) / tp * hidden * act_bytes
+    if volume == "gather":
+        gathered = t_bytes * np.asarray(span.size, float)
+        one = (collective_time("all_gather", gathered, span, system, profile)
+               + collective_time("reduce_scatter", gathered, span, system, profile))
+        fwd = one
+    elif volume == "distinct":
+        if experts is None:
+            raise ValueError("ep_layer_comm: the 'distinct' volume needs the expert count")
+        size, local, nodes = (np.asarray(x, float) for x in (span.size, span.local, span.nodes))
+        nvl_span = GroupSpan(size=local, local=local, nodes=np.ones_like(local))
+        t_nvl = collective_time("all_to_all", t_bytes * distinct_groups(experts, top_k, size),
+                                nvl_span, system, profile)
+        rdma_span = GroupSpan(size=nodes, local=np.ones_like(nodes), nodes=nodes)
+        t_rdma = collective_time("all_to_all", t_bytes * distinct_groups(experts, top_k, nodes),
+                                 rdma_span, system, profile)
+        fwd = 2.0 * np.where(nodes > 1, np.maximum(t_nvl, t_rdma), t_nvl)
+    else:
+        fwd = 2.0 * collective_time("all_to_all", t_bytes * top_k, span, system, profile)
+    bwd = fwd + (fwd if full_recompute else 0.0)
     return fwd, bwd
 
 

@@ -284,7 +284,9 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
     moe_tp_fwd, moe_tp_bwd = tp_fwd, tp_bwd
     if model.moe:
         ep_fwd, ep_bwd = ep_layer_comm(tokens, plan.tp, model.moe.top_k, model.hidden_size, a,
-                                       spans["ep"], system, profile, full)
+                                       spans["ep"], system, profile, full,
+                                       volume=FC.moe_dispatch_volume(plan.framework),
+                                       experts=model.moe.num_experts)
         # with EP the MoE MLP's TP collectives are the dispatcher's expert-TP all-gather /
         # reduce-scatter of the routed rows (none at etp = 1); attention keeps its half
         etp_fwd, etp_bwd = etp_layer_comm(tokens, plan.tp, plan.etp, model.moe.top_k,
