@@ -109,3 +109,15 @@ def test_prediction_uses_the_a2a_cost_for_cp():
     assert cp["total_s"] == pytest.approx(32 * per_layer, rel=1e-6)
     assert cp["exposed_s"] == pytest.approx(cp["total_s"])
     assert ag.breakdown["communication"]["cp"]["total_s"] != pytest.approx(cp["total_s"])
+
+
+def test_ulysses_has_no_causal_imbalance():
+    """Every Ulysses rank attends over the whole sequence with H/P heads: the same causal work
+    on every rank, unlike an unbalanced ring (2 - 1/cp = 1.875 at cp 8)."""
+    from perfmodel.frameworks_costs import cp_imbalance_factor
+
+    a2a = resolve_framework(FrameworkConfig(name="deepspeed"))
+    assert a2a.cp_load_balance is False
+    assert float(cp_imbalance_factor(a2a, 8, causal=True)) == 1.0
+    ring = resolve_framework(FrameworkConfig(name="deepspeed", cp_implementation="p2p_ring"))
+    assert float(cp_imbalance_factor(ring, 8, causal=True)) == pytest.approx(1.875)
