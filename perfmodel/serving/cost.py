@@ -245,20 +245,37 @@ class IterationCostModel:
                 + self._at(min(wide, max(logits, 1.0) * self.groups), self.h_values,
                            self._h_list))
 
-    def _busiest(self, chunks_q, nd: int) -> tuple[float | None, list[int], float]:
+    def group_of(self, rid: int) -> int:
+        """The attention-DP group a request runs on: the engine's data-parallel controller
+        sends requests to the groups in turn (SGLang ``--load-balance-method`` default
+        ``round_robin``, module docstring), so request ids in arrival order go to
+        rid mod groups."""
+        return rid % self.groups
+
+    def _busiest(self, chunks_q, nd: int, chunk_groups=None, decode_groups=None
+                 ) -> tuple[float | None, list[int], float]:
         """With attention DP: (tokens of the busiest group, the chunks it runs, its share of
-        the decodes over their mean share): decodes spread in turn, chunk j to group
-        j mod groups (module docstring). (None, [], 1) without attention DP."""
+        the decodes over their mean share). Without explicit groups the decodes spread in
+        turn and chunk j goes to group j mod groups (module docstring); ``chunk_groups`` /
+        ``decode_groups`` (the group of each chunk / decoding sequence) place them where
+        the engine runs them. (None, [], 1) without attention DP."""
         g = self.groups
         if g == 1:
             return None, [], 1.0
-        dec = -(-nd // g)
         per = [0.0] * g
-        for j, q in enumerate(chunks_q):
-            per[j % g] += q
-        top = max(range(g), key=per.__getitem__)
-        mine = list(range(top, len(chunks_q), g))
-        return per[top] + dec, mine, (dec * g / nd if nd else 1.0)
+        if chunk_groups is None:
+            chunk_groups = [j % g for j in range(len(chunks_q))]
+        for grp, q in zip(chunk_groups, chunks_q, strict=True):
+            per[grp] += q
+        if decode_groups is None:
+            decs = [-(-nd // g)] * g
+        else:
+            decs = [0] * g
+            for grp in decode_groups:
+                decs[grp] += 1
+        top = max(range(g), key=lambda i: per[i] + decs[i])
+        mine = [j for j, grp in enumerate(chunk_groups) if grp == top]
+        return per[top] + decs[top], mine, (decs[top] * g / nd if nd else 1.0)
 
     def _at(self, x: float, values: np.ndarray, exact: list) -> float:
         i = int(x)
@@ -345,12 +362,16 @@ class IterationCostModel:
                              dec, pre, busiest)
 
     def step_time(self, chunks: list[tuple[int, int]], decode_kv: np.ndarray | None,
-                  logits: int, overhead: float = 0.0) -> float:
+                  logits: int, overhead: float = 0.0, chunk_groups=None,
+                  decode_groups=None) -> float:
         """``iteration_time`` in plain Python for the event loop: ``chunks`` [(new tokens,
         positions attended)], ``decode_kv`` the decoding sequences' positions (context + 1),
-        ``logits`` the sequences that sample a token, plus the engine's ``overhead``."""
+        ``logits`` the sequences that sample a token, plus the engine's ``overhead``.
+        With attention DP, ``chunk_groups`` / ``decode_groups``: the group each chunk /
+        decoding sequence runs on (``_busiest``)."""
         nd = 0 if decode_kv is None else decode_kv.size
-        busiest, mine, share = self._busiest([q for q, _ in chunks], nd)
+        busiest, mine, share = self._busiest([q for q, _ in chunks], nd, chunk_groups,
+                                             decode_groups)
         pre, tokens = 0.0, 0
         if busiest is None:
             for q, kv in chunks:

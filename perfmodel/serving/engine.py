@@ -179,13 +179,18 @@ class Engine:
         return rid
 
     # ---- one iteration -----------------------------------------------------------------------
-    def iteration(self, now: float, chunks: list[tuple[int, int]], decode: bool) -> Step:
+    def iteration(self, now: float, chunks: list[tuple[int, int]], decode: bool,
+                  decode_mask: np.ndarray | None = None) -> Step:
         """Prefill ``chunks`` [(slot, tokens)] and, if ``decode``, one token for every
-        decoding slot, in one batched forward pass (timed by the cost model)."""
+        decoding slot (those of ``decode_mask`` only, when given), in one batched forward
+        pass (timed by the cost model; with attention DP it is told each chunk's and
+        decode's group)."""
         n = self.n
         idx = dkv = None
         if decode:
             dec = self.done[:n] == self.target[:n]
+            if decode_mask is not None:
+                dec &= decode_mask
             for s, _ in chunks:
                 dec[s] = False
             idx = dec.nonzero()[0]
@@ -198,7 +203,13 @@ class Engine:
             if kv >= target[s]:
                 ending += 1
         nd = 0 if idx is None else idx.size
-        t = self.cost.step_time(spans, dkv, nd + ending, self.overhead)
+        if getattr(self.cost, "groups", 1) > 1:  # attention DP: where each chunk and decode runs
+            of = self.cost.group_of
+            t = self.cost.step_time(spans, dkv, nd + ending, self.overhead,
+                                    [of(int(self.rid[s])) for s, _ in chunks],
+                                    None if idx is None else [of(int(r)) for r in self.rid[idx]])
+        else:
+            t = self.cost.step_time(spans, dkv, nd + ending, self.overhead)
         self.samples.append((now, self.used + self.held_elsewhere))
         return Step("iteration", now + t, now, chunks=chunks, decode=decode, dec_idx=idx)
 
