@@ -114,6 +114,9 @@ class FsdpFacts(Strict):
     # reduce-scatter of a block
     copy_out_bytes_per_param: Float = Field(default=0.0, ge=0, le=16)
     reduce_copy_in_bytes_per_param: Float = Field(default=0.0, ge=0, le=16)
+    # the reduce-scatter input copy is the gradient's cast to the reduce dtype, none when the
+    # gradient already is in it (FSDP1 _post_backward_hook)
+    reduce_copy_in_cast_only: Bool = False
     source: str
 
 

@@ -463,21 +463,25 @@ def zero_stage_free(fw: Framework | None) -> bool:
 
 
 def fsdp_copies(fw: Framework | None, zero_stage: int, layer_params: Array,
-                backward: bool) -> list[O.Op]:
+                backward: bool, grad_cast: bool = True) -> list[O.Op]:
     """The copy kernels FSDP runs around one block's collectives per micro-batch (ZeRO-3 /
     FSDP with resharding): forward, the all-gather output copied out to the parameters;
     backward, the re-gather's copy-out and the gradients copied into the reduce-scatter input
     (torch fsdp/_fully_shard/_fsdp_collectives.py split_with_sizes_copy, chunk_cat).
-    ``layer_params``: the block's parameters on this GPU before sharding (after TP)."""
+    ``layer_params``: the block's parameters on this GPU before sharding (after TP).
+    ``grad_cast``: the gradients are reduced in another dtype than they are computed in; a
+    framework whose only reduce copy is that cast (FSDP1, ``reduce_copy_in_cast_only``) runs
+    none without it."""
     if fw is None or fw.baseline or fw.spec.fsdp is None or zero_stage != 3:
         return []
     f = fw.spec.fsdp
-    per_param = f.copy_out_bytes_per_param + (f.reduce_copy_in_bytes_per_param if backward
-                                              else 0.0)
+    reduce_in = 0.0 if f.reduce_copy_in_cast_only and not grad_cast else \
+        f.reduce_copy_in_bytes_per_param
+    per_param = f.copy_out_bytes_per_param + (reduce_in if backward else 0.0)
     if per_param == 0 or not np.any(np.asarray(layer_params) > 0):
         return []
     launches = (1.0 if f.copy_out_bytes_per_param else 0.0) + (
-        1.0 if backward and f.reduce_copy_in_bytes_per_param else 0.0)
+        1.0 if backward and reduce_in else 0.0)
     return [O.Op(name=FSDP_COPY + (".bwd" if backward else ""), cls=O.ELEMENTWISE, flops=0.0,
                  bytes=layer_params * per_param, dtype="fp32", shape=(layer_params,),
                  phase="bwd" if backward else "fwd", block="fsdp", kernel="copy",

@@ -33,6 +33,7 @@ import numpy as np
 from . import frameworks_costs as FC
 from . import ops as O
 from .comm import collective_time
+from .dtypes import nbytes
 from .errors import SpecError
 from .memory import (
     ActivationShape,
@@ -244,7 +245,8 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
             merge_f, merge_b = merge_f + perm_f, merge_b + perm_b
         add(f"{kind}.fwd", fwd + merge_f + FC.fsdp_copies(fw, zero, block, backward=False))
         add(f"{kind}.bwd", [b for op in fwd for b in O.backward(op, prec)] + merge_b
-            + FC.fsdp_copies(fw, zero, block, backward=True))
+            + FC.fsdp_copies(fw, zero, block, backward=True,
+                             grad_cast=nbytes(plan.grad_dtype) != prec.act))
         add(f"{kind}.rec", recomputed_ops(plan.recompute, fwd + merge_f, model, kind == "moe",
                                            plan.flash_attention, plan.recompute_modules))
     tokens = plan.micro_batch * (plan.seq_len / plan.cp)
