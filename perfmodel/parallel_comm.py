@@ -136,8 +136,9 @@ def ep_layer_comm(tokens: Array, tp: Array, top_k: int, hidden: int, act_bytes: 
         t_rdma = collective_time("all_to_all", t_bytes * distinct_groups(experts, top_k, nodes),
                                  rdma_span, system, profile)
         fwd = 2.0 * np.where(nodes > 1, np.maximum(t_nvl, t_rdma), t_nvl)
-    else:
-        fwd = 2.0 * collective_time("all_to_all", t_bytes * top_k, span, system, profile)
+    else:  # the product in this order, so the default's floats stay bit-identical
+        a2a_bytes = tokens / tp * top_k * hidden * act_bytes
+        fwd = 2.0 * collective_time("all_to_all", a2a_bytes, span, system, profile)
     bwd = fwd + (fwd if full_recompute else 0.0)
     return fwd, bwd
 
