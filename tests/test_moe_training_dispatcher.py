@@ -173,3 +173,37 @@ def test_step_ep_comm_drops_and_dense_does_not_move():
     dense = [step(_scenario(model="llama-3-8b", dispatcher=d, ep=1)) for d in
              (None, "flex-hybridep", "allgather")]
     assert len({float(r.step_time) for r in dense}) == 1
+
+
+# DeepEP hybrid-ep docs/README_Hybrid-EP.md (@5fbafce2), "Torch API" dispatch (BF16), 4096
+# tokens, hidden 7168, top-8, 8 local experts per rank, uniform random routing, 16 SMs; the
+# bandwidth is tests/test_hybrid_ep.py's: single domain the received tokens x hidden x 2 B
+# (t x D_ranks), across domains count_rdma_send_from_routing_map x hidden x 2 B (t x D_domains,
+# the local domain included), over the call's time.
+HYBRID_EP_README = [
+    ("gb200", "gb200-nvl72", 8, 1, 550.10), ("gb200", "gb200-nvl72", 16, 1, 472.84),
+    ("gb200", "gb200-nvl72", 32, 1, 484.22), ("gb200", "gb200-nvl72", 36, 1, 469.96),
+    ("b200", "dgx-b200", 8, 1, 535.94),
+    ("h100-sxm5-80gb", "dgx-h100", 16, 2, 54.47), ("h100-sxm5-80gb", "dgx-h100", 32, 4, 47.36),
+    ("h100-sxm5-80gb", "dgx-h100", 64, 8, 41.24),
+]
+
+
+@pytest.mark.parametrize(("device", "node", "ranks", "domains", "measured"), HYBRID_EP_README)
+def test_distinct_dispatch_against_the_hybrid_ep_readme(device, node, ranks, domains, measured):
+    """The 'distinct' dispatch time on the shipped profiles, in the README's bandwidth
+    convention, against HybridEP's published micro-benchmark: within 20 % on GB200 NVL72
+    (8-36 ranks, -1..+9 %), B200 (+16 %) and 4 / 8 H100 nodes (+14 %, +12 %); 2 H100 nodes
+    are 47 % faster than measured (the RDMA part there runs at half the NIC rate in the README,
+    which the all-to-all fit does not know): a known gap, bounded at 60 %."""
+    rs = resolve(pm.Scenario(kind="training", model="llama-3-8b",
+                             system={"device": device, "num_gpus": ranks, "node": node},
+                             training={"seq_len": 4096, "global_batch": ranks}))
+    span = GroupSpan(size=float(ranks), local=float(ranks // domains), nodes=float(domains))
+    experts = 8 * ranks
+    fwd, _ = PC.ep_layer_comm(4096, 1, 8, 7168, 2.0, span, rs.system, rs.profile, False,
+                              volume="distinct", experts=experts)
+    copies = PC.distinct_groups(experts, 8, domains if domains > 1 else ranks)
+    predicted = 4096 * float(copies) * 7168 * 2 / (float(fwd) / 2) / 1e9
+    tolerance = 0.6 if (device, ranks) == ("h100-sxm5-80gb", 16) else 0.2
+    assert predicted == pytest.approx(measured, rel=tolerance)
