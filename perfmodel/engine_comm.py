@@ -48,11 +48,13 @@ def fully_nvlinked(system: System, n: Array) -> Array:
     return n <= (link.domain_size or np.inf)
 
 
-def custom_eligible(engine: str, nbytes: Array, span: GroupSpan, system: System) -> Array:
-    """Where the engine runs its own kernel instead of NCCL (module docstring)."""
+def custom_eligible(engine: str, nbytes: Array, span: GroupSpan, system: System,
+                    version: str | None = None, variant: str | None = None) -> Array:
+    """Where the engine (at ``version`` / ``variant``: engines.engine_facts) runs its own
+    kernel instead of NCCL (module docstring)."""
     from .engines import get_engine
 
-    facts = get_engine(engine).comm
+    facts = get_engine(engine, version, variant).comm
     n = np.asarray(span.size, dtype=float)
     nbytes = np.asarray(nbytes, dtype=float)
     if not facts.custom_allreduce_world_sizes or facts.custom_allreduce_max_bytes is None:
@@ -64,7 +66,8 @@ def custom_eligible(engine: str, nbytes: Array, span: GroupSpan, system: System)
 
 
 def tp_all_reduce_time(engine: str, nbytes: Array, span: GroupSpan, system: System,
-                       profile: CalibrationProfile) -> Array:
+                       profile: CalibrationProfile, version: str | None = None,
+                       variant: str | None = None) -> Array:
     """Seconds of one TP all-reduce of ``nbytes`` as ``engine`` runs it: its own kernel where
     eligible and measured, else NCCL (``generic`` and other engines: NCCL, today's model)."""
     nccl = collective_time("all_reduce", nbytes, span, system, profile)
@@ -72,7 +75,7 @@ def tp_all_reduce_time(engine: str, nbytes: Array, span: GroupSpan, system: Syst
     if engine not in CUSTOM_ENGINES or not any(f.collective == name
                                                for f in profile.collectives):
         return nccl
-    use = custom_eligible(engine, nbytes, span, system)
+    use = custom_eligible(engine, nbytes, span, system, version, variant)
     if not np.any(use):
         return nccl
     return np.where(use, collective_time(name, nbytes, span, system, profile), nccl)

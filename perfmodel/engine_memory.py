@@ -186,7 +186,8 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
 
     # every tensor class at its own format (a mixed checkpoint; the router as the engine
     # builds it: engines/<id>.yaml moe.router_dtype)
-    formats = engine_weight_formats(shape.weight_formats, shape.weight_dtype, spec.id)
+    formats = engine_weight_formats(shape.weight_formats, shape.weight_dtype, spec.id,
+                                    getattr(cfg, "version", None), getattr(cfg, "variant", None))
     if formats:
         weights = float(stage_params(weight_byte_counts(
             param_counts(model), shape.weight_dtype, formats, shape.group_size),

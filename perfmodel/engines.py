@@ -12,7 +12,9 @@ Engines change their rules between releases. ``engines/<id>.yaml`` holds the cur
 (its ``ranges``: the versions they apply to); ``engines/versions/<id>-<label>.yaml`` files each
 hold one earlier version family: the facts that differ (``extends: <id>``), their own sources
 and the version ``ranges`` they cover. ``get_engine(id, version, variant)`` overlays the family
-whose range holds ``version`` on the current file (docs/engines.md, "Versions").
+whose range holds ``version`` on the current file (docs/engines.md, "Versions"). Kernel
+facts (``attention``, ``moe``, ``comm``) are read at the scenario's version too, through
+``engine_facts``: the plan carries the engine's version and variant to every cost model.
 
 Files come in through the package's one file door (``specs.registry.load_file``,
 ``specs.registry.read_mapping``).
@@ -267,6 +269,18 @@ class MoeFacts(Strict):
     router_dtype: Literal["bf16", "fp16", "fp32"] | None = None
 
 
+class AttentionFacts(Strict):
+    """The engine's generation-phase (decode) attention kernel: ``decode_kernel`` its name and
+    ``decode_kv_reads`` how often it reads each KV head's cache per step (``ops.attention_ops``):
+    ``kv_head`` once (a kernel that processes a KV head's group of query heads together:
+    TensorRT-LLM's XQA, FlashInfer / FlashAttention decode with GQA packing), ``query_head``
+    once per query head (a kernel with one thread block per query head, each loading its KV
+    head: TensorRT-LLM's masked multi-head attention before XQA). None: not stated, read once."""
+
+    decode_kernel: str | None = None
+    decode_kv_reads: Literal["kv_head", "query_head"] | None = None
+
+
 class OverheadFacts(Strict):
     step_cpu_s: Float | None = Field(default=None, ge=0)
     request_s: Float | None = Field(default=None, ge=0)
@@ -283,6 +297,7 @@ class EngineSpec(Strict):
     scheduler: SchedulerFacts
     comm: CommFacts = CommFacts()
     moe: MoeFacts = MoeFacts()
+    attention: AttentionFacts = AttentionFacts()
     overheads: OverheadFacts = OverheadFacts()
     field_sources: dict[str, list[str]] = Field(min_length=1)
     sources: list[Source] = Field(min_length=1)
@@ -293,8 +308,7 @@ class EngineSpec(Strict):
         """Every field_sources key names a real field (or section) and known source ids, and
         every non-null fact is covered by a key: no unsourced number."""
         known = {s.id for s in self.sources}
-        facts = _leaves(self.model_dump(include={"memory", "scheduler", "comm", "moe",
-                                                 "overheads"}))
+        facts = _leaves(self.model_dump(include=set(_FACT_SECTIONS)))
         covered: set[str] = set()
         for keys, ids in self.field_sources.items():
             for key in (k.strip() for k in keys.split(",")):
@@ -344,11 +358,11 @@ def _leaves(data: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def _sections() -> set[str]:
-    return {"memory", "scheduler", "comm", "moe", "overheads", "memory.reserve",
+    return {*_FACT_SECTIONS, "memory.reserve",
             "moe.kernels", "moe.proxy", "moe.overlap"}
 
 
-_FACT_SECTIONS = ("memory", "scheduler", "comm", "moe", "overheads")
+_FACT_SECTIONS = ("memory", "scheduler", "comm", "moe", "attention", "overheads")
 #: terms of the total_fraction (vLLM) profiler rule; other budgets do not read them
 _PROFILER_TERMS = {"memory.non_torch_counted", "memory.cuda_context_counted",
                    "memory.tp_allreduce_outputs_held", "memory.sampler_rows"}
@@ -365,6 +379,7 @@ class EngineFamily(Strict):
     scheduler: dict[str, Any] = Field(default_factory=dict)
     comm: dict[str, Any] = Field(default_factory=dict)
     moe: dict[str, Any] = Field(default_factory=dict)
+    attention: dict[str, Any] = Field(default_factory=dict)
     overheads: dict[str, Any] = Field(default_factory=dict)
     field_sources: dict[str, list[str]] = Field(default_factory=dict)
     sources: list[Source] = Field(default_factory=list)
@@ -462,18 +477,41 @@ def engine_for(cfg) -> EngineSpec:
     return get_engine(cfg.name, getattr(cfg, "version", None), getattr(cfg, "variant", None))
 
 
-def moe_kernels(engine_id: str, fmt: str) -> tuple[tuple[str, ...], str | None]:
+def engine_facts(engine_id: str, version: str | None = None,
+                 variant: str | None = None) -> EngineSpec | None:
+    """The facts of ``engine_id`` at ``version`` / ``variant`` (``get_engine``), or None for
+    ``generic`` (no file). Every kernel fact (MoE kernels, router dtype, two-batch overlap,
+    all-reduce choice, decode attention) is read through this, so a scenario's
+    ``engine.version`` selects the kernels of that release as it selects its memory rules."""
+    if engine_id not in ENGINE_IDS:
+        return None
+    return get_engine(engine_id, version, variant)
+
+
+def moe_kernels(engine_id: str, fmt: str, version: str | None = None,
+                variant: str | None = None) -> tuple[tuple[str, ...], str | None]:
     """(kernels, proxy) of ``engine_id``'s MoE experts in format ``fmt`` (``MoeFacts``);
     ((), None) for ``generic`` or a format its file does not list."""
-    if engine_id not in ENGINE_IDS:
+    spec = engine_facts(engine_id, version, variant)
+    if spec is None:
         return (), None
-    facts = get_engine(engine_id).moe
-    return tuple(facts.kernels.get(fmt, ())), facts.proxy.get(fmt)
+    return tuple(spec.moe.kernels.get(fmt, ())), spec.moe.proxy.get(fmt)
 
 
-def moe_overlap_facts(engine_id: str) -> MoeOverlapFacts | None:
+def moe_overlap_facts(engine_id: str, version: str | None = None,
+                      variant: str | None = None) -> MoeOverlapFacts | None:
     """The two-micro-batch overlap facts of ``engine_id`` (None: ``generic`` or not listed)."""
-    return get_engine(engine_id).moe.overlap if engine_id in ENGINE_IDS else None
+    spec = engine_facts(engine_id, version, variant)
+    return spec.moe.overlap if spec is not None else None
+
+
+def decode_kv_reads(engine_id: str, version: str | None = None,
+                    variant: str | None = None) -> str:
+    """``kv_head`` or ``query_head``: how the engine's decode attention kernel reads the KV
+    cache (``AttentionFacts``); ``kv_head`` for ``generic`` and where the file is silent."""
+    spec = engine_facts(engine_id, version, variant)
+    reads = spec.attention.decode_kv_reads if spec is not None else None
+    return reads or "kv_head"
 
 
 def engines() -> dict[str, EngineSpec]:

@@ -114,7 +114,8 @@ def model_weight_bytes(pc: ParamCounts, default: str, formats: dict[str, str] | 
     return float(weight_byte_counts(pc, default, formats, group_size).total)
 
 
-def engine_weight_formats(formats: tuple, default: str, engine_id: str) -> tuple:
+def engine_weight_formats(formats: tuple, default: str, engine_id: str,
+                          version: str | None = None, variant: str | None = None) -> tuple:
     """``formats`` ((class, dtype) pairs) as ``engine_id`` runs them: the router at the dtype
     the engine builds it in (engines/<id>.yaml ``moe.router_dtype``), whatever the checkpoint
     says. vLLM builds the DeepSeek-V2/V3 gate without a quantisation config
@@ -123,12 +124,14 @@ def engine_weight_formats(formats: tuple, default: str, engine_id: str) -> tuple
     ``MoEGate`` parameter (python/sglang/srt/models/deepseek_v2.py), TensorRT-LLM as
     ``DeepseekV3Gate.weight`` in the model dtype (tensorrt_llm/_torch/models/
     modeling_deepseekv3.py): an nvfp4 / fp8 checkpoint's router runs a bf16 GEMM. The generic
-    engine (no file) keeps the checkpoint's formats."""
-    from .engines import ENGINE_IDS, get_engine
+    engine (no file) keeps the checkpoint's formats. ``version`` / ``variant``: the release
+    whose facts apply (engines.engine_facts)."""
+    from .engines import engine_facts
 
-    if engine_id not in ENGINE_IDS:
+    spec = engine_facts(engine_id, version, variant)
+    if spec is None:
         return tuple(formats)
-    router = get_engine(engine_id).moe.router_dtype
+    router = spec.moe.router_dtype
     if router is None:
         return tuple(formats)
     table = dict(formats)

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import ops as O
 from .comm import p2p_time
-from .engines import moe_overlap_facts
+from .engines import decode_kv_reads, moe_overlap_facts
 from .formats import weight_byte_counts
 from .memory import (
     inference_weight_bytes,
@@ -95,7 +95,9 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
     b = b / np.asarray(plan.attention_dp)
     logits_tokens = logits_tokens / np.asarray(plan.attention_dp)
     shard = O.Shard(tp=plan.tp, sequence_parallel=False, ep=plan.ep, etp=expert_tp(plan),
-                    route_sources=plan.attention_dp, imbalance=plan.expert_imbalance)
+                    route_sources=plan.attention_dp, imbalance=plan.expert_imbalance,
+                    decode_kv_reads=decode_kv_reads(plan.tp_all_reduce, plan.engine_version,
+                                                    plan.engine_variant))
     absorbed = phase == "decode"
     items: list[O.Op] = []
     index: dict[str, list[int]] = {}
@@ -129,7 +131,8 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     serving cost model evaluates the same pass on grids. ``offload_time`` is the time
     per stage to stream offloaded weights / KV over the host link: hidden behind the stage's
     compute when prefetching overlaps (FlexGen's zig-zag schedule), added otherwise."""
-    roof = Roofline.for_system(system, profile, plan.tp_all_reduce)  # the engine's MoE kernels
+    roof = Roofline.for_system(system, profile, plan.tp_all_reduce,  # the engine's MoE kernels
+                               plan.engine_version, plan.engine_variant)
     items, index = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens,
                              system.device)
     times = op_times(items, roof)
@@ -202,7 +205,7 @@ def _two_batch(model: ModelSpec, system: System, plan: InferPlan, profile: Calib
     and ``min_sequences`` (vLLM dbo_*_token_threshold; SGLang: two sequences, split between
     them); elsewhere one batch runs. Tensor-parallel collectives stay those of the whole
     batch. None without a schedule for the phase."""
-    facts = moe_overlap_facts(plan.tp_all_reduce)
+    facts = moe_overlap_facts(plan.tp_all_reduce, plan.engine_version, plan.engine_variant)
     sched = None if facts is None else (facts.prefill if phase == "prefill" else facts.decode)
     if sched is None:
         return None

@@ -148,7 +148,8 @@ def stage_comm(model: ModelSpec, plan, tokens: Array, phase: str, act_bytes: flo
     t_group = np.asarray(tokens, float) / dp  # tokens of one attention DP group
     tp_span = contiguous_span(tp, G)
     group_bytes = t_group * h * act_bytes
-    ar = tp_all_reduce_time(plan.tp_all_reduce, group_bytes, tp_span, system, profile)
+    ar = tp_all_reduce_time(plan.tp_all_reduce, group_bytes, tp_span, system, profile,
+                            plan.engine_version, plan.engine_variant)
     dense = 2.0 * dense_layers * ar
     if model.moe is None or not np.any(dp > 1):
         return MoeComm(tp=dense + 2.0 * moe_layers * ar, ep=0.0 * dense)
@@ -194,11 +195,12 @@ def routed_expert_weight_bytes(ops, weight_bytes: float) -> Array:
     return total
 
 
-def moe_overlap_mode(requested: str | None, engine: str) -> str:
+def moe_overlap_mode(requested: str | None, engine: str, version: str | None = None,
+                     variant: str | None = None) -> str:
     """The overlap a plan runs: the scenario's ``parallelism.moe_overlap``, else the engine's
     default (engines/<id>.yaml ``moe.overlap.default``; none without one). ``two_batch`` needs
     an engine whose file gives the schedule."""
-    facts = moe_overlap_facts(engine)
+    facts = moe_overlap_facts(engine, version, variant)
     mode = requested if requested is not None else (facts.default if facts else "none")
     if mode == "two_batch" and (facts is None or not (facts.decode or facts.prefill)):
         have = [e for e in ENGINE_IDS if moe_overlap_facts(e) is not None]

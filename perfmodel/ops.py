@@ -178,6 +178,10 @@ class Shard:
     route_sources: Array = 1
     # busiest EP rank's routed rows over the mean (1 = uniform routing; ``routed_rows``)
     imbalance: Array = 1.0
+    # how the engine's decode attention kernel reads the KV cache (engines/<id>.yaml
+    # ``attention.decode_kv_reads``): once per KV head, or once per query head
+    # (``attention_ops``)
+    decode_kv_reads: str = "kv_head"
 
 
 def gemm(name: str, m, n, k, prec: Precision, count=1.0,
@@ -234,6 +238,13 @@ def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec:
     Decode therefore reads the KV cache once. Unfused attention also writes and re-reads the
     s x s scores and probabilities (Sec. 2.2 of the same paper). MLA decode with absorbed
     projections (DeepSeek-V2 arXiv 2405.04434 Sec. 2.1.2) attends over the compressed latent.
+
+    A decode kernel with one thread block per (sequence, query head), each loading its KV
+    head's cache (``shard.decode_kv_reads == "query_head"``: TensorRT-LLM's masked multi-head
+    attention before its XQA kernel, decoderMaskedMultiheadAttentionTemplate.h ``hi_kv = hi /
+    qhead_per_kv`` on a grid of (num_heads, batch)), reads and dequantises the KV cache once
+    per query head, heads / kv_heads times a GQA group's, and runs (sequence, query head)
+    streams; MHA is unchanged.
     """
     tp = shard.tp
     heads = model.num_heads / tp
@@ -253,6 +264,8 @@ def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec:
     model_flops = flops_pairs * q_len * kv_len * b  # non-causal convention
     executed = flops_pairs * pairs * b
     q_bytes = b * q_len * heads * (d_qk + d_v) * a  # read Q, write O
+    if phase == "decode" and shard.decode_kv_reads == "query_head" and not model.mla:
+        kv_heads = np.maximum(kv_heads, heads)  # each query head's block loads its KV head
     kv_read = b * kv_len * kv_heads * kv_width * kvb
     # FlashAttention's online softmax (exp, max, sum per score) runs fused inside the tiled
     # matmul loop; its cost is part of the kernel's measured efficiency (Dao 2023 Sec. 3.1),

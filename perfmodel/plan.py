@@ -142,6 +142,10 @@ class InferPlan:
     # whose TP all-reduce runs (engine_comm): "generic" = NCCL; vllm / sglang / trtllm their
     # own kernel below its size limit
     tp_all_reduce: str = "generic"
+    # the engine release and variant whose kernel facts apply (engines.engine_facts; None:
+    # the current engine file)
+    engine_version: str | None = None
+    engine_variant: str | None = None
 
     @property
     def instance_gpus(self) -> Array:

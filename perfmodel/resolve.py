@@ -121,7 +121,9 @@ def training_plan(sc: Scenario, system: System) -> TrainPlan:
 
 def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceConfig,
                    num_gpus: int, *, tp: int | None = None, replicas: int | None = None,
-                   request: bool = True, engine: str = "generic") -> InferPlan:
+                   request: bool = True, engine: str = "generic",
+                   engine_version: str | None = None,
+                   engine_variant: str | None = None) -> InferPlan:
     """The InferPlan for ``inf`` on ``num_gpus`` GPUs, checked against the model.
 
     ``tp`` overrides the scenario's (a DistServe pool has its own); ``replicas`` defaults to
@@ -137,13 +139,16 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
     fields = dict(tp=tp, pp=p.pp, replicas=replicas, weight_dtype=inf.weight_dtype,
                   activation_dtype=inf.activation_dtype, kv_dtype=inf.kv_dtype,
                   weight_formats=engine_weight_formats(  # the router as the engine builds it
-                      tuple(sorted(inf.weight_formats.items())), inf.weight_dtype, engine),
+                      tuple(sorted(inf.weight_formats.items())), inf.weight_dtype, engine,
+                      engine_version, engine_variant),
                   group_size=inf.quant_group_size,
                   flash_attention=inf.flash_attention, kv_block_size=inf.kv_block_size, ep=p.ep,
                   attention_dp=p.attention_dp, a2a_mode=p.a2a_mode,
-                  moe_overlap=moe_overlap_mode(p.moe_overlap, engine),
+                  moe_overlap=moe_overlap_mode(p.moe_overlap, engine, engine_version,
+                                               engine_variant),
                   expert_imbalance=inf.expert_imbalance, redundant_experts=p.redundant_experts,
-                  tp_all_reduce=engine)
+                  tp_all_reduce=engine, engine_version=engine_version,
+                  engine_variant=engine_variant)
     if request:
         off, spec = inf.offload, inf.speculative
         fields |= dict(
@@ -178,7 +183,8 @@ def inference_inputs(sc: Scenario, system: System, profile: CalibrationProfile
     """Plan, draft model and offload link of an inference scenario."""
     inf = sc.inference
     assert inf is not None
-    plan = inference_plan(sc.model, sc.parallelism, inf, system.num_gpus, engine=sc.engine.name)
+    plan = inference_plan(sc.model, sc.parallelism, inf, system.num_gpus, engine=sc.engine.name,
+                          engine_version=sc.engine.version, engine_variant=sc.engine.variant)
     draft = inf.speculative.draft_model if inf.speculative else None
     bw = offload_bandwidth(system, inf.offload.target, profile) if inf.offload else None
     return InferenceInputs(plan, draft, bw)

@@ -49,27 +49,30 @@ class Roofline:
     clock_ratio: float = 1.0
     padded: bool = False
     engine: str = "generic"
+    engine_version: str | None = None  # the engine release whose kernels run (engine_facts)
+    engine_variant: str | None = None
     # the framework runs a rank's experts as one dense GEMM each (frameworks/<id>.yaml
     # ``moe.grouped_gemm: per_expert``): a GEMM with groups > 1 reads the dense curve at its
     # rows per expert, never the grouped-GEMM tables
     per_expert_gemm: bool = False
 
     @classmethod
-    def for_system(cls, system, profile: CalibrationProfile,
-                   engine: str = "generic") -> Roofline:
+    def for_system(cls, system, profile: CalibrationProfile, engine: str = "generic",
+                   version: str | None = None, variant: str | None = None) -> Roofline:
         """The roofline of ``system``'s device at its power limit."""
         from .power import compute_clock_ratio
 
         return cls(system.device, profile,
                    compute_clock_ratio(system.device, system.power_limit_w), padded=True,
-                   engine=engine)
+                   engine=engine, engine_version=version, engine_variant=variant)
 
     def moe_table(self, dtype: str, weight_format: str = "") -> tuple[str, str]:
         """(key, why) of the profile's grouped-GEMM table for experts of this format, run by
         this roofline's engine (``CalibrationProfile.moe_table``)."""
         from .engines import moe_kernels  # engine files: read only when experts are timed
 
-        kernels, proxy = moe_kernels(self.engine, moe_format(dtype, weight_format))
+        kernels, proxy = moe_kernels(self.engine, moe_format(dtype, weight_format),
+                                     self.engine_version, self.engine_variant)
         return self.profile.moe_table(dtype, weight_format, kernels, proxy)
 
     def peak(self, dtype: str) -> float:

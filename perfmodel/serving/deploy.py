@@ -180,7 +180,9 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
                             f"GPUs, got {gpus}")
         plan = inference_plan(model, parallelism, inference, per * count, tp=tp,
                               replicas=count, request=False,
-                              engine=engine.name if named else "generic")
+                              engine=engine.name if named else "generic",
+                              engine_version=engine.version if named else None,
+                              engine_variant=engine.variant if named else None)
         if tp > system.gpus_per_node:
             raise SpecError(f"parallelism.tp: tp ({tp}) spans more than one node of "
                             f"{system.gpus_per_node} GPUs")
