@@ -482,7 +482,15 @@ def _attention_core(km: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec: 
                     flash: bool, phase: str, absorbed_mla: bool, reach, window: bool
                     ) -> list[Op]:
     """The attention core over the keys in ``reach`` of each query (a window of W contiguous
-    keys, or a top-k selection; None: all), with the sinks' extra softmax element."""
+    keys, or a top-k selection; None: all), with the sinks' extra softmax element.
+
+    DeepSeek sparse attention runs in MLA's MQA mode (DeepSeek-V3.2 arXiv 2512.02556 Sec.
+    2.1, "we implement DSA based on the MQA mode of MLA": every selected latent entry is
+    shared by all query heads), i.e. with absorbed projections in prefill too, over
+    kv_lora_rank + rope dims per key. A prefill whose keys all fit in the top-k (kv_len <=
+    index_topk) attends every key anyway and runs dense MHA instead (SGLang NSA backend,
+    v0.5.6.post2 layers/attention/nsa_backend.py: use_mha ("MHA_ONE_SHOT") only when the
+    batch's max kv length <= nsa_index_topk on SM90 / SM100, else the absorbed MLA path)."""
     from .attention_variants import windowed_keys, windowed_pairs
 
     kv, pr = kv_len, pairs
@@ -496,6 +504,13 @@ def _attention_core(km: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec: 
         kv = (windowed_keys(q_len, kv_len, w) if window
               else np.minimum(kv_len, np.asarray(q_len, float) * w))
     core = attention_ops(km, b, q_len, kv, pr, shard, prec, flash, phase, absorbed_mla)
+    if (reach and not window and phase == "prefill" and not absorbed_mla and km.mla
+            and km.mla.indexer_topk and km.block_sparse is None):  # DSA: MQA mode past top-k
+        mqa = attention_ops(km, b, q_len, kv, pr, shard, prec, flash, phase, True)
+        sparse = np.asarray(kv_len, float) > float(reach)
+        for op, alt in zip(core, mqa, strict=True):
+            for f in ("flops", "bytes", "model_flops", "vector_flops"):
+                setattr(op, f, np.where(sparse, getattr(alt, f), getattr(op, f)))
     if reach:  # model FLOPs: q x min(kv, W or k) pairs (non-causal convention);
         # attention_ops counted q x kv with the keys in reach as kv
         for op in core:
