@@ -22,7 +22,7 @@ from ...comm import (
     collective_time,
     intra_bandwidth,
     is_all_to_all,
-    network_steps,
+    network_time,
     p2p_time,
 )
 from ...profile import CalibrationProfile, CollectiveFit, Curve
@@ -181,16 +181,18 @@ def collective_tables(records: list[dict], device: DeviceSpec, links: Links,
                       base: CalibrationProfile, scope: str) -> list[Table]:
     """One table per (collective, scope, group size). Intra-node, comm.collective_time is
     t = latency + S factor(n) / (fabric bw eff(S)); inter-node (k nodes of ``local``
-    members) t = latency + steps x step latency + S/local factor(k) / (NIC share
-    eff(S/local)), all_to_all S (n-local)/n instead; send_recv t = latency + S / (bw eff(S)).
-    Each is solved for eff at every measured size; latency makes the fixed time
-    ``LATENCY_FLOOR_FRACTION`` of the table's fastest call (a table of one size, a published
-    bus-bandwidth point, keeps the profile's default ``collective_latency_s``)."""
+    members) t = latency + comm.network_time(wire), wire = S/local factor(k) / (NIC share
+    eff(S/local)) (all_to_all S (n-local)/n instead): the core's own step latencies (NCCL's
+    ring model for all-gather / reduce-scatter, ``comm.ring_time``; n-1 / 2 log2 k / one
+    step x the network step latency otherwise), inverted here by ``invert_network_time``;
+    send_recv t = latency + S / (bw eff(S)). Each is solved for eff at every measured size;
+    latency makes the fixed time ``LATENCY_FLOOR_FRACTION`` of the table's fastest call (a
+    table of one size, a published bus-bandwidth point, keeps the profile's default
+    ``collective_latency_s``)."""
     if scope == "intra" and links.intra is None:
         return []
     if scope == "inter" and links.inter_per_gpu() <= 0:
         return []
-    step_latency = float(base.defaults.network_step_latency_s or 0.0)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in ok_records(records, "collective"):
         p = r["params"]
@@ -202,9 +204,10 @@ def collective_tables(records: list[dict], device: DeviceSpec, links: Links,
         system = links.system(device, n)
         nb = np.array([float(r["params"]["bytes"]) for r in recs])
         t = np.array([r["time_s"] for r in recs])
-        # inter-node collectives also pay the core's per-step network latency
-        stepped = (float(network_steps(coll, n, nodes)) * step_latency
-                   if scope == "inter" and coll != "send_recv" else 0.0)
+        # inter-node collectives also pay the core's network step latencies (comm.network_time)
+        networked = scope == "inter" and coll != "send_recv"
+        stepped = (float(network_time(coll, 0.0, n, nodes, system, base))
+                   if networked else 0.0)
         if coll == "send_recv":
             bw = system.intra.bandwidth if scope == "intra" else links.inter_per_gpu()
             moved, axis = nb, nb
@@ -225,8 +228,17 @@ def collective_tables(records: list[dict], device: DeviceSpec, links: Links,
             floor = LATENCY_FLOOR_FRACTION * float(t[idx].min())
             return max(0.0, (floor if single is None else min(single, floor)) - stepped)
 
-        def implied(fit_idx, t=t, moved=moved, bw=bw, stepped=stepped, latency=latency):
-            return invert_time(moved / bw, t, latency(fit_idx) + stepped)
+        def implied(fit_idx, t=t, moved=moved, bw=bw, stepped=stepped, latency=latency,
+                    networked=networked, coll=coll, geom=geom, system=system):
+            eff, phi = invert_time(moved / bw, t, latency(fit_idx) + stepped)
+            if not networked:
+                return eff, phi
+            # the wire time whose network time fills the measured time over the latency
+            # (at least invert_time's work share: a point at or below the fixed time)
+            target = latency(fit_idx) + stepped + phi * t
+            wire = invert_network_time(coll, target - latency(fit_idx), geom[0], geom[2],
+                                       system, base)
+            return moved / bw / wire, phi
 
         def install(prof, curve, fit_idx, coll=coll, n=n, latency=latency):
             fit = CollectiveFit(collective=coll, scope=scope, group_size=n,
@@ -242,3 +254,29 @@ def collective_tables(records: list[dict], device: DeviceSpec, links: Links,
         tables.append(Table(f"collective.{coll}.{scope}.{n}", "collective", ("bytes",),
                             axis[:, None], t, recs, implied, install, times))
     return tables
+
+
+def invert_network_time(collective: str, target, n: int, nodes: int, system: System,
+                        profile: CalibrationProfile, rel_tol: float = 1e-12) -> np.ndarray:
+    """The wire time w >= 0 with ``comm.network_time(collective, w, ...)`` == ``target``:
+    the fit's inverse of the core's own network latency model (one source of truth). The
+    network time is continuous and strictly increasing in w (NCCL's ring model is the
+    minimum over protocols of latency + w / bandwidth share, the other collectives w + a
+    fixed step latency), so bisection on [0, hi] converges; hi doubles until it covers the
+    target. A target at or below the zero-byte time gives 0."""
+    target = np.asarray(target, dtype=float)
+
+    def f(w):
+        return np.asarray(network_time(collective, w, n, nodes, system, profile), float)
+
+    lo = np.zeros_like(target)
+    hi = np.maximum(target, 1e-12)
+    while np.any(f(hi) < target):
+        hi = np.where(f(hi) < target, 2.0 * hi, hi)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        below = f(mid) < target
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        if np.all(hi - lo <= rel_tol * hi):
+            break
+    return hi
