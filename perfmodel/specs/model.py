@@ -316,6 +316,10 @@ class ModelSpec(Strict):
     # quantization_config: perfmodel.zoo.hf_quant); an inference scenario without its own
     # weight_dtype uses them (perfmodel.formats)
     checkpoint_formats: dict[str, DType] | None = None
+    # the KV-cache format the checkpoint is calibrated for (ModelOpt kv_cache_quant_algo,
+    # compressed-tensors kv_cache_scheme: perfmodel.zoo.hf_quant.kv_cache_format); an
+    # inference scenario without its own kv_dtype uses it
+    checkpoint_kv_dtype: Literal["fp8", "int8", "nvfp4"] | None = None
     source: Source | None = None
     notes: str | None = None
 

@@ -41,9 +41,16 @@ def get_model(model_id: str) -> ModelSpec:
 
 
 def _from_mapping(data: Mapping[str, Any], what: str) -> ModelSpec:
-    """HF format when the mapping has a ``model_type`` (no preset field has that name)."""
+    """HF format when the mapping has a ``model_type`` (no preset field has that name); a
+    ModelOpt hf_quant_config.json (a ``quantization`` block, no architecture) is refused in
+    one line naming what is missing."""
     if "model_type" in data:
         return model_from_hf_config(data)
+    if isinstance(data.get("quantization"), Mapping):
+        try:
+            return model_from_hf_config(data)
+        except SpecError as err:
+            raise SpecError(f"{what}: {err}") from None
     return validate(ModelSpec, dict(data), what=what)
 
 
@@ -84,7 +91,10 @@ def resolve_model(
             raise SpecError(f"model folder {path} has no config.json")
         return load_hf_config(path)
     if is_file:
-        return _from_mapping(read_mapping(path), what=str(path))
+        data = read_mapping(path)
+        if "model_type" in data:  # a HF config.json: with the hf_quant_config.json beside it
+            return load_hf_config(path)
+        return _from_mapping(data, what=str(path))
     if _looks_like_path(value):
         raise SpecError(f"model file not found: {path}")
     raise unknown_id("model", value, presets)

@@ -24,7 +24,7 @@ from ..specs.common import validate
 from ..specs.model import ModelSpec
 from ..specs.registry import read_mapping
 from ..specs.types import show
-from .hf_quant import checkpoint_formats
+from .hf_quant import checkpoint_formats, kv_cache_format
 
 _MISSING = object()
 
@@ -1060,14 +1060,22 @@ def _default_id(config: Mapping[str, Any], model_type: str) -> str:
     return slug or f"hf-{model_type.lower().replace('_', '-')}"
 
 
-def model_from_hf_config(config: Mapping[str, Any], id: str | None = None) -> ModelSpec:
+def model_from_hf_config(config: Mapping[str, Any], id: str | None = None,
+                         quant: Mapping[str, Any] | None = None) -> ModelSpec:
     """A ModelSpec from the contents of a HuggingFace ``config.json``.
 
+    ``quant``: the checkpoint's ModelOpt hf_quant_config.json (its ``quantization`` block says
+    how each tensor is stored and the KV-cache format; hf_quant.checkpoint_formats /
+    kv_cache_format), else the config's own ``quantization_config`` says it.
     Raises SpecError for a config that is not a mapping, an unsupported ``model_type`` (the
     message lists the supported ones) or a missing shape key (the message names it).
     """
     if not isinstance(config, Mapping):
         raise SpecError(f"a HF config must be a mapping, got {type(config).__name__}")
+    if quant is not None and not (isinstance(quant, Mapping)
+                                  and isinstance(quant.get("quantization"), Mapping)):
+        raise SpecError("the quantisation descriptor (hf_quant_config.json) has no "
+                        "'quantization' mapping (quant_algo, exclude_modules, ...)")
     supported = ", ".join(SUPPORTED_MODEL_TYPES)
     model_type = config.get("model_type")
     if model_type is not None:
@@ -1079,11 +1087,13 @@ def model_from_hf_config(config: Mapping[str, Any], id: str | None = None) -> Mo
                         f"a model type is a name of at most {_MAX_NAME}")
     if not model_type and isinstance(config.get("quantization"), Mapping):
         raise SpecError("a quantisation descriptor (hf_quant_config.json), not an architecture: "
-                        "import the config.json beside it")
+                        "it has no model_type, layers or widths; import the config.json beside "
+                        "it (or the folder holding both)")
     if not model_type:
         raise SpecError(f"HF config has no 'model_type' key; supported model types: {supported}")
     wrapper = str(model_type)
-    formats = checkpoint_formats(config)  # quantization_config (hf_quant.py)
+    formats = checkpoint_formats(config, quant)  # quantization_config / descriptor (hf_quant)
+    kv_format = kv_cache_format(config, quant)
     config = _unwrap(config)
     model_type = config.get("model_type")
     if model_type is not None:
@@ -1099,6 +1109,8 @@ def model_from_hf_config(config: Mapping[str, Any], id: str | None = None) -> Mo
                                    "audio towers are not counted")
     if formats:
         fields.setdefault("checkpoint_formats", formats)
+    if kv_format:
+        fields.setdefault("checkpoint_kv_dtype", kv_format)
     fields = {k: v for k, v in fields.items() if v is not None}
     model_id = id or _default_id(config, str(model_type))
     fields.setdefault("name", str(config.get("_name_or_path") or model_id))
@@ -1106,13 +1118,36 @@ def model_from_hf_config(config: Mapping[str, Any], id: str | None = None) -> Mo
     return validate(ModelSpec, fields, what=f"model from HF config ({model_type})")
 
 
-def load_hf_config(path: str | Path, id: str | None = None) -> ModelSpec:
-    """Read a HuggingFace ``config.json`` (or a model folder holding one) into a ModelSpec."""
+QUANT_DESCRIPTOR = "hf_quant_config.json"
+
+
+def quant_descriptor_beside(path: Path) -> Path | None:
+    """The ModelOpt descriptor that belongs to the config.json at ``path``: ``hf_quant_config
+    .json`` in the same folder (an HF snapshot holds both), or ``<prefix>hf_quant_config.json``
+    beside ``<prefix>config.json`` (how tests/data/hf_configs names its copies)."""
+    prefix = path.name[:-len("config.json")] if path.name.endswith("config.json") else None
+    for name in ((f"{prefix}{QUANT_DESCRIPTOR}",) if prefix else ()) + (QUANT_DESCRIPTOR,):
+        candidate = path.with_name(name)
+        if candidate != path and candidate.is_file():
+            return candidate
+    return None
+
+
+def load_hf_config(path: str | Path, id: str | None = None,
+                   quant: str | Path | None = None) -> ModelSpec:
+    """Read a HuggingFace ``config.json`` (or a model folder holding one) into a ModelSpec.
+
+    The checkpoint's hf_quant_config.json is read with it: ``quant`` when given, else the one
+    beside the config (``quant_descriptor_beside``)."""
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
     config = read_mapping(path)
+    qpath = Path(quant) if quant is not None else (
+        quant_descriptor_beside(path) if "model_type" in config else None)
+    descriptor = read_mapping(qpath) if qpath is not None else None
     try:
-        return model_from_hf_config(config, id=id)
+        return model_from_hf_config(config, id=id, quant=descriptor)
     except SpecError as err:  # name the file the problem is in
-        raise SpecError(f"{path}: {err}") from None
+        where = f"{path} (with {qpath.name})" if qpath is not None else str(path)
+        raise SpecError(f"{where}: {err}") from None

@@ -32,17 +32,24 @@ per class and are left out (the class keeps the quantised format).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 # module-name fragments -> weight class (perfmodel.formats.WEIGHT_CLASSES), first match wins
 _MODULE_CLASSES: tuple[tuple[str, str], ...] = (
     ("lm_head", "lm_head"), ("embed_tokens", "embeddings"), ("wte", "embeddings"),
+    ("embeddings", "embeddings"),  # Nemotron-H ``backbone.embeddings``
     ("q_a_proj", "mla"), ("kv_a_proj", "mla"), ("indexer", "mla"),
     ("self_attn", "attention"), ("attention", "attention"), ("attn", "attention"),
     ("shared_expert_gate", "router"), ("shared_expert", "shared_experts"),
     ("experts", "experts"),
+    # a Nemotron-H block's mixer that is neither router nor experts: the Mamba in / out
+    # projections or the attention of an attention block (ParamCounts counts both as attention)
+    ("mixer", "attention"),
 )
+# DeepSeek-V4's own module names: ``head`` is the LM head, ``embed`` the word embedding
+_BARE = {"head": "lm_head", "embed": "embeddings"}
 # the module a MoE block's router is: Mixtral / MiniMax ``block_sparse_moe.gate``, DeepSeek /
 # Qwen-MoE ``mlp.gate``, gpt-oss ``mlp.router``, Gemma-4 ``router``, Nemotron-H ``mixer.gate``
 # (a dense MLP's gate is ``gate_proj`` / ``gate_up_proj``: never a bare "gate" module)
@@ -58,6 +65,8 @@ def _module_class(name: str) -> str | None:
     ``_MODULE_CLASSES``, else ``mlp`` for a module under ``mlp``."""
     if _ROUTER.search(name):
         return "router"
+    if name.rstrip("*.") in _BARE:
+        return _BARE[name.rstrip("*.")]
     for frag, cls in _MODULE_CLASSES:
         if frag in name:
             return cls
@@ -74,8 +83,8 @@ def _excluded_classes(modules: list[Any], num_layers: int) -> set[str]:
         if not isinstance(name, str):
             continue
         name = name.removeprefix("re:").replace("\\.", ".")  # a regex: its dots literal
-        if "norm" in name:  # norms are not linears (Qwen3-FP8 lists its layernorms)
-            continue
+        if "norm" in name or "conv1d" in name:  # not linears (Qwen3-FP8 lists its layernorms,
+            continue  # Nemotron-H its Mamba conv1d)
         cls = _module_class(name)
         if cls is None:
             continue
@@ -86,6 +95,24 @@ def _excluded_classes(modules: list[Any], num_layers: int) -> set[str]:
             layers.setdefault(cls, set()).add(layer.group(1))
     out |= {c for c, idx in layers.items() if len(idx) * 2 >= max(num_layers, 1)}
     return out
+
+
+# ModelOpt ``quant_algo`` (hf_quant_config.json, or config.json ``quantization_config`` of
+# quant_method modelopt) -> the weight format this project stores it as. Names as ModelOpt
+# writes them (tensorrt_llm/quantization/mode.py ``QuantAlgo``; the aiconfigurator-0.12.0
+# descriptors): W4A16_NVFP4 / W4A8_NVFP4_FP8 keep NVFP4 weights (the activation half of the
+# name is a run-time choice); MXFP8 (MiniMax-M3-NVFP4) is stored as fp8 here, i.e. without its
+# e8m0 scale per 32 elements (1/32 B per weight, 3 % of those tensors' bytes: dtypes has no
+# mxfp8); W4A16_AWQ / W4A8_AWQ are int4 with group scales (``quant_group_size``).
+_MODELOPT_ALGOS = {
+    "FP8": "fp8", "FP8_BLOCK_SCALES": "fp8_block", "FP8_PER_CHANNEL_PER_TOKEN": "fp8",
+    "MXFP8": "fp8", "NVFP4": "nvfp4", "W4A16_NVFP4": "nvfp4", "W4A8_NVFP4_FP8": "nvfp4",
+    "W4A16_AWQ": "int4", "W4A8_AWQ": "int4", "MXFP4": "mxfp4", "W4A8_MXFP4_FP8": "mxfp4",
+    "W4A8_MXFP4_MXFP8": "mxfp4", "W4A16_MXFP4": "mxfp4", "W8A8_SQ_PER_CHANNEL": "int8",
+}
+# kv_cache_quant_algo -> KV-cache format (``InferenceConfig.kv_dtype``)
+_KV_ALGOS = {"FP8": "fp8", "NVFP4": "nvfp4", "INT8": "int8"}
+MIXED = "MIXED_PRECISION"
 
 
 def _quantized_dtype(q: Mapping[str, Any]) -> tuple[str | None, list[Any]]:
@@ -101,10 +128,7 @@ def _quantized_dtype(q: Mapping[str, Any]) -> tuple[str | None, list[Any]]:
         return "fp8", skip
     algo = str(q.get("quant_algo") or "").upper()
     if method == "modelopt" or algo:
-        table = {"FP8": "fp8", "FP8_BLOCK_SCALES": "fp8_block", "NVFP4": "nvfp4",
-                 "W4A16_AWQ": "int4", "W4A8_AWQ": "int4", "MXFP4": "mxfp4",
-                 "W4A8_MXFP4_FP8": "mxfp4", "W4A16_MXFP4": "mxfp4"}
-        return table.get(algo), skip
+        return _MODELOPT_ALGOS.get(algo), skip
     if method in ("awq", "gptq", "awq_marlin", "gptq_marlin"):
         return {4: "int4", 8: "int8"}.get(q.get("bits") or q.get("w_bit")), skip
     if method == "compressed-tensors":
@@ -123,35 +147,121 @@ def _quantized_dtype(q: Mapping[str, Any]) -> tuple[str | None, list[Any]]:
     return None, skip
 
 
-def checkpoint_formats(config: Mapping[str, Any]) -> dict[str, str] | None:
-    """{"default": dtype, class: dtype, ...} of a checkpoint's weights from its
-    ``quantization_config`` (or an hf_quant_config.json ``quantization`` block), None when
-    the config has none or names a method this module does not know."""
+def _base_formats(q: Mapping[str, Any] | None) -> dict[str, str]:
+    """What a ModelOpt descriptor's excluded (and unlisted) modules stay at: the checkpoint
+    the descriptor was applied to. A config.json whose ``quant_method`` is another method
+    (DeepSeek-V4-*-NVFP4: ``fp8`` with 128 x 128 blocks, the released base checkpoint's
+    format) keeps that format; otherwise the checkpoint dtype (bf16). Embeddings and LM
+    head are bf16 in either (module docstring)."""
+    dtype = None
+    if isinstance(q, Mapping) and str(q.get("quant_method") or "").lower() not in (
+            "", "modelopt"):
+        dtype, _ = _quantized_dtype({"quant_method": q.get("quant_method"),
+                                     "weight_block_size": q.get("weight_block_size"),
+                                     "bits": q.get("bits"), "w_bit": q.get("w_bit"),
+                                     "config_groups": q.get("config_groups"),
+                                     "format": q.get("format")})
+    return {"default": dtype or "bf16", "embeddings": "bf16", "lm_head": "bf16"}
+
+
+def _mixed_formats(q: Mapping[str, Any], base: dict[str, str],
+                   num_layers: int) -> dict[str, str]:
+    """Per-class formats of a ModelOpt ``MIXED_PRECISION`` descriptor: ``quantized_layers``
+    maps each quantised module (one per layer and projection, e.g.
+    ``model.language_model.layers.3.linear_attn.in_proj_qkv: {quant_algo: FP8}``) to its
+    algorithm. Every module is read by the class it names (``_module_class``); a class takes
+    the format most of its listed modules have (the formats are per class, not per layer:
+    e.g. Nemotron-3.5-Lightning lists its Mamba in / out projections FP8 and excludes the
+    q/k/v/o of its 6 attention blocks, all ``attention`` here, which is then FP8). Classes
+    neither listed nor excluded, and excluded ones, stay at ``base``."""
+    votes: dict[str, Counter[str]] = {}
+    for name, entry in (q.get("quantized_layers") or {}).items():
+        if not isinstance(name, str) or not isinstance(entry, Mapping):
+            continue
+        dtype = _MODELOPT_ALGOS.get(str(entry.get("quant_algo") or "").upper())
+        cls = _module_class(name)
+        if dtype is not None and cls is not None:
+            votes.setdefault(cls, Counter())[dtype] += 1
+    formats = dict(base)
+    for cls in _excluded_classes(list(q.get("exclude_modules") or q.get("ignore") or []),
+                                 num_layers):
+        formats[cls] = base.get(cls, base["default"])
+    for cls, counts in votes.items():
+        formats[cls] = counts.most_common(1)[0][0]
+    return formats
+
+
+def _quant_block(config: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A config.json's ``quantization_config`` (or its ``text_config``'s), or an
+    hf_quant_config.json's ``quantization`` block."""
     q = config.get("quantization_config") or config.get("quantization")
     text = config.get("text_config")
     if not isinstance(q, Mapping) and isinstance(text, Mapping):
         q = text.get("quantization_config")
-    if not isinstance(q, Mapping):
+    return q if isinstance(q, Mapping) else None
+
+
+def checkpoint_formats(config: Mapping[str, Any],
+                       descriptor: Mapping[str, Any] | None = None) -> dict[str, str] | None:
+    """{"default": dtype, class: dtype, ...} of a checkpoint's weights from its
+    ``quantization_config`` (or an hf_quant_config.json ``quantization`` block), None when
+    the config has none or names a method this module does not know.
+
+    ``descriptor``: the checkpoint's hf_quant_config.json (ModelOpt) beside ``config``; its
+    ``quantization`` block then says how the checkpoint is quantised, and the modules it
+    excludes stay at what the config.json's own format is (``_base_formats``)."""
+    own = _quant_block(config)
+    q = _quant_block(descriptor) if descriptor is not None else own
+    if q is None:
         return None
-    dtype, skip = _quantized_dtype(q)
-    if dtype is None:
-        return None
+    text = config.get("text_config")
     cfg = text if isinstance(text, Mapping) and "num_hidden_layers" in text else config
     layers = int(cfg.get("num_hidden_layers") or 0)
+    if str(q.get("quant_algo") or "").upper() == MIXED:
+        formats = _mixed_formats(q, _base_formats(own), layers)
+    else:
+        dtype, skip = _quantized_dtype(q)
+        if dtype is None:
+            return None
+        base = _base_formats(own if q is not own else None)
+        formats = {**base, "default": dtype}
+        for cls in sorted(_excluded_classes(skip, layers)):
+            formats[cls] = base["default"]
     moe = any(k in cfg for k in ("num_local_experts", "num_experts", "n_routed_experts"))
-    formats = {"default": dtype, "embeddings": "bf16", "lm_head": "bf16"}
-    for cls in sorted(_excluded_classes(skip, layers)):
-        formats[cls] = "bf16"
     # routed experts in their own format: a mixed-precision modelopt checkpoint's
     # ``moe_quant_algo`` (NVIDIA DeepSeek-V4 NVFP4: fp8 block elsewhere), or DeepSeek-V4's
     # ``expert_dtype`` "fp4" (its reference Expert runs fp4 weights with a ue8m0 scale per
     # 32, i.e. MXFP4: DeepSeek inference/model.py ``fp4_block_size = 32``)
     experts = _MOE_ALGOS.get(str(q.get("moe_quant_algo") or "").upper())
-    if experts is None and cfg.get("expert_dtype") == "fp4":
+    if experts is None and cfg.get("expert_dtype") == "fp4" and "experts" not in formats:
         experts = "mxfp4"
     if moe and experts:
         formats["experts"] = experts
-    return formats
+    default = formats["default"]
+    return {"default": default, **{c: d for c, d in sorted(formats.items())
+                                   if c != "default" and (d != default or c in
+                                                          ("embeddings", "lm_head"))}}
+
+
+def kv_cache_format(config: Mapping[str, Any],
+                    descriptor: Mapping[str, Any] | None = None) -> str | None:
+    """The KV-cache format a checkpoint is calibrated for: ModelOpt ``kv_cache_quant_algo``
+    (FP8 / NVFP4 / INT8, in hf_quant_config.json or a modelopt quantization_config) or
+    compressed-tensors ``kv_cache_scheme`` {num_bits 8, type float}; None when it names none
+    (``null``, ``"auto"`` or absent: the KV cache stays at the activation dtype)."""
+    for source in (descriptor, config):
+        q = _quant_block(source) if source is not None else None
+        if q is None:
+            continue
+        algo = str(q.get("kv_cache_quant_algo") or "").upper()
+        if algo in _KV_ALGOS:
+            return _KV_ALGOS[algo]
+        scheme = q.get("kv_cache_scheme")
+        if isinstance(scheme, Mapping) and scheme.get("num_bits") == 8:
+            return "fp8" if scheme.get("type") == "float" else "int8"
+        if descriptor is not None and source is descriptor:
+            return None  # the descriptor says how the checkpoint is quantised
+    return None
 
 
 _MOE_ALGOS = {"NVFP4": "nvfp4", "MXFP4": "mxfp4", "FP8": "fp8", "FP8_BLOCK_SCALES": "fp8_block"}

@@ -1,0 +1,180 @@
+"""HF import with the checkpoint's ModelOpt hf_quant_config.json (perfmodel.zoo.hf_quant):
+number formats per tensor class and the KV-cache format, from the 28 descriptors of the
+aiconfigurator-core 0.12.0 model_configs/ (copied in tests/data/hf_configs/aiconfigurator-0.12.0,
+each beside the config.json of the same ``<org>--<name>`` prefix)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from perfmodel.errors import SpecError
+from perfmodel.formats import model_weight_bytes
+from perfmodel.parameters import param_counts
+from perfmodel.zoo import load_hf_config, resolve_model
+
+HF = Path(__file__).parent / "data" / "hf_configs" / "aiconfigurator-0.12.0"
+DESCRIPTORS = sorted(HF.glob("*_hf_quant_config.json"))
+
+
+def _pair(descriptor: Path) -> Path:
+    return descriptor.with_name(descriptor.name.replace("_hf_quant_config.json", "_config.json"))
+
+
+def _bytes(model, formats=None) -> float:
+    fm = dict(formats if formats is not None else model.checkpoint_formats)
+    return model_weight_bytes(param_counts(model), fm.pop("default"), fm)
+
+
+def test_all_28_descriptors_have_their_architecture_config():
+    assert len(DESCRIPTORS) == 28
+    assert all(_pair(d).is_file() for d in DESCRIPTORS)
+
+
+@pytest.mark.parametrize("descriptor", DESCRIPTORS, ids=lambda p: p.name.split("_hf")[0])
+def test_each_descriptor_imports_with_its_config(descriptor):
+    q = json.loads(descriptor.read_text())["quantization"]
+    model = load_hf_config(_pair(descriptor), quant=descriptor)
+    fm = model.checkpoint_formats
+    # beside the config, the same descriptor is found without being named
+    assert load_hf_config(_pair(descriptor)).checkpoint_formats == fm
+    algo = q["quant_algo"]
+    quantised = {"FP8": "fp8", "NVFP4": "nvfp4"}
+    if algo in quantised:
+        assert fm["default"] == quantised[algo]
+    else:  # MIXED_PRECISION: listed classes at their algorithm, the rest at the base
+        assert algo == "MIXED_PRECISION"
+        assert "nvfp4" in fm.values()
+    assert fm["embeddings"] == "bf16"
+    kv = {"FP8": "fp8", None: None}[q.get("kv_cache_quant_algo")]
+    assert model.checkpoint_kv_dtype == kv
+    # every tensor at its own format: less than the bf16 checkpoint, more than all-fp4
+    assert _bytes(model, {"default": "nvfp4"}) <= _bytes(model) < _bytes(model, {"default": "bf16"})
+
+
+def test_excluded_modules_stay_at_the_checkpoint_dtype():
+    # DeepSeek-V3.1-NVFP4 excludes every layer's q_a / kv_a / q_b / kv_b projections and lm_head
+    model = load_hf_config(HF / "nvidia--DeepSeek-V3.1-NVFP4_config.json")
+    assert model.checkpoint_formats == {"default": "nvfp4", "attention": "bf16", "mla": "bf16",
+                                        "embeddings": "bf16", "lm_head": "bf16"}
+    # DeepSeek-V4-Flash-NVFP4 (MIXED_PRECISION, experts only) is applied to an fp8 128x128
+    # checkpoint (its config.json quant_method fp8, weight_block_size [128, 128]): the
+    # excluded attention and shared experts stay fp8_block, the head bf16
+    v4 = load_hf_config(HF / "nvidia--DeepSeek-V4-Flash-NVFP4_config.json")
+    assert v4.checkpoint_formats == {"default": "fp8_block", "experts": "nvfp4",
+                                     "embeddings": "bf16", "lm_head": "bf16"}
+
+
+def test_mixed_precision_per_projection_formats():
+    # Qwen3.6-35B-A3B-NVFP4 quantized_layers: linear_attn in_proj_qkv / in_proj_z / out_proj and
+    # self_attn q/k/v/o FP8; routed experts, shared expert and lm_head W4A16_NVFP4; nothing
+    # else listed (embeddings, router, norms stay bf16)
+    model = load_hf_config(HF / "nvidia--Qwen3.6-35B-A3B-NVFP4_config.json")
+    assert model.checkpoint_formats == {"default": "bf16", "attention": "fp8",
+                                        "experts": "nvfp4", "shared_experts": "nvfp4",
+                                        "lm_head": "nvfp4", "embeddings": "bf16"}
+    # MiniMax-M3: attention, indexer, shared experts, dense MLPs MXFP8 (stored as fp8),
+    # experts NVFP4, routers excluded
+    m3 = load_hf_config(HF / "nvidia--MiniMax-M3-NVFP4_config.json")
+    assert m3.checkpoint_formats == {"default": "bf16", "attention": "fp8", "mlp": "fp8",
+                                     "shared_experts": "fp8", "experts": "nvfp4",
+                                     "embeddings": "bf16", "lm_head": "bf16"}
+
+
+def test_mixed_precision_weight_bytes_by_hand():
+    """Qwen3.6-27B-NVFP4 (MIXED_PRECISION): dense MLPs and lm_head NVFP4 (0.5 + 1/16 B per
+    weight: 16 e2m1 + one e4m3 scale), all attention / gated-delta-net projections FP8 (1 B),
+    embeddings and norms bf16 (2 B). From the config: 64 layers, hidden 5120, intermediate
+    17408, vocab 248320, untied."""
+    model = load_hf_config(HF / "nvidia--Qwen3.6-27B-NVFP4_config.json")
+    pc = param_counts(model)
+    h, i, v, layers = 5120, 17408, 248320, 64
+    mlp, head, emb = layers * 3 * h * i, v * h, v * h
+    norms = layers * pc.layer_norms + pc.final_norm
+    rest = pc.total - mlp - head - emb - norms  # attention + linear-attention projections
+    assert mlp == 17_112_760_320 and head == emb == 1_271_398_400
+    by_hand = (mlp + head) * 0.5625 + rest * 1.0 + (emb + norms) * 2.0
+    assert _bytes(model) == pytest.approx(by_hand, rel=1e-9)
+    assert by_hand / 1e9 == pytest.approx(20.1, abs=0.05)
+
+
+def test_fp8_checkpoint_halves_the_bf16_bytes():
+    """Llama-3.1-70B-Instruct-FP8 (FP8, lm_head excluded): by hand, 80 x (attention 150,994,944
+    + MLP 704,643,072) fp8 weights at 1 B, embeddings and LM head 128256 x 8192 each at 2 B
+    (norms follow the default). NVIDIA's FP8 card for the same recipe states "reduces the
+    number of bits per parameter from 16 to 8, reducing the disk size and GPU memory
+    requirements by approximately 50%" (huggingface.co/nvidia/Llama-3.1-405B-Instruct-FP8)."""
+    model = load_hf_config(HF / "nvidia--Llama-3.1-70B-Instruct-FP8_config.json")
+    h = 8192
+    attn = h * 64 * 128 * 2 + 2 * h * 8 * 128
+    mlp = 3 * h * 28672
+    assert (attn, mlp) == (150_994_944, 704_643_072)
+    by_hand = 80 * (attn + mlp + 2 * h) + h + 2 * 128256 * h * 2
+    assert _bytes(model) == pytest.approx(by_hand, rel=1e-9)
+    ratio = _bytes(model) / _bytes(model, {"default": "bf16"})
+    assert 0.45 < ratio < 0.55  # "approximately 50%"
+
+
+def test_nvfp4_output_projection_against_published_checkpoint_sizes():
+    """nvidia/DeepSeek-R1-0528-FP4 and its v2 differ only in v2 also quantising the attention
+    output projection wo to NVFP4 (v2 card). Their safetensors sizes as published (HF "Model
+    size", elements: U8 packs two e2m1 weights, F8 holds one scale per 16): 396.8B and 393.6B
+    (llmrun.dev/model/nvidia-deepseek-r1-nvfp4, .../nvidia-deepseek-r1-0528-nvfp4-v2). Moving
+    o_proj from bf16 (1 element per weight) to NVFP4 (0.5 + 1/16) removes 0.4375 elements per
+    weight; without the block scales it would be 0.5 (3.58B, outside the published 3.2B)."""
+    model = load_hf_config(HF / "nvidia--DeepSeek-V3.1-NVFP4_config.json")
+    o_proj = model.num_layers * model.num_heads * model.mla.v_head_dim * model.hidden_size
+    assert o_proj == 61 * 128 * 128 * 7168
+    predicted = o_proj * (1 - 0.5625) / 1e9
+    assert 3.1 <= predicted <= 3.3  # 396.8 - 393.6, each rounded to 0.1B
+    # and the bytes the import counts move by exactly that projection's bf16 -> nvfp4 bytes
+    fm = dict(model.checkpoint_formats)
+    both = _bytes(model, {**fm, "attention": "nvfp4"})
+    assert _bytes(model) - both > o_proj * (2 - 0.5625)  # q_b / kv_b move too (class-level)
+
+
+def test_folder_holding_both_files(tmp_path):
+    snap = tmp_path / "snapshot"
+    snap.mkdir()
+    shutil.copy(HF / "nvidia--Qwen3-235B-A22B-NVFP4_config.json", snap / "config.json")
+    shutil.copy(HF / "nvidia--Qwen3-235B-A22B-NVFP4_hf_quant_config.json",
+                snap / "hf_quant_config.json")
+    model = resolve_model(str(snap))
+    assert model.checkpoint_formats == {"default": "nvfp4", "router": "bf16",
+                                        "embeddings": "bf16", "lm_head": "bf16"}
+    assert model.checkpoint_kv_dtype == "fp8"
+    # without the descriptor the config alone says nothing about the formats
+    (snap / "hf_quant_config.json").unlink()
+    assert resolve_model(str(snap)).checkpoint_formats is None
+
+
+def test_descriptor_alone_names_what_is_missing():
+    path = HF / "nvidia--Qwen3-235B-A22B-NVFP4_hf_quant_config.json"
+    with pytest.raises(SpecError) as err:
+        resolve_model(str(path))
+    msg = str(err.value)
+    assert "hf_quant_config.json" in msg and "not an architecture" in msg
+    assert "config.json beside" in msg and "\n" not in msg
+
+
+def test_a_descriptor_without_quantization_block_is_refused(tmp_path):
+    bad = tmp_path / "hf_quant_config.json"
+    bad.write_text(json.dumps({"producer": {"name": "modelopt"}}))
+    with pytest.raises(SpecError, match="has no 'quantization' mapping"):
+        load_hf_config(HF / "Qwen--Qwen3-8B_config.json", quant=bad)
+
+
+def test_scenario_takes_the_checkpoint_kv_format_unless_it_sets_kv_dtype():
+    from perfmodel.specs.scenario import Scenario
+
+    base = {"kind": "inference", "system": {"device": "b200-sxm-180gb", "num_gpus": 8},
+            "parallelism": {"tp": 8},
+            "model": str(HF / "nvidia--Qwen3-235B-A22B-NVFP4_config.json")}
+    sc = Scenario.model_validate({**base, "inference": {"prompt_len": 128}})
+    assert sc.inference.kv_dtype == "fp8"
+    assert sc.inference.weight_dtype == "nvfp4"
+    own = Scenario.model_validate({**base, "inference": {"prompt_len": 128, "kv_dtype": "bf16"}})
+    assert own.inference.kv_dtype == "bf16"
