@@ -501,6 +501,10 @@ class Scenario(Strict):
         if isinstance(inf, dict) and "weight_dtype" not in inf and \
                 getattr(model, "checkpoint_formats", None):  # the checkpoint's own formats
             data = {**data, "inference": {**inf, "weight_dtype": dict(model.checkpoint_formats)}}
+            inf = data["inference"]
+        if isinstance(inf, dict) and "kv_dtype" not in inf and \
+                getattr(model, "checkpoint_kv_dtype", None):  # its KV-cache format
+            data = {**data, "inference": {**inf, "kv_dtype": model.checkpoint_kv_dtype}}
         return data
 
     @model_validator(mode="after")
