@@ -117,6 +117,13 @@ class FsdpFacts(Strict):
     # the reduce-scatter input copy is the gradient's cast to the reduce dtype, none when the
     # gradient already is in it (FSDP1 _post_backward_hook)
     reduce_copy_in_cast_only: Bool = False
+    # ZeRO-3 under full activation recompute: the recomputed forward gathers the parameters
+    # again (module pre-forward hooks fire in the recompute; DeepSpeed), and a parameter stays
+    # gathered from its recompute to its backward only while the parameters used in between
+    # are fewer than ``max_reuse_distance_params`` (stage3_max_reuse_distance; 0: always
+    # released). False: one gather serves recompute and backward (FSDP's pre-backward unshard)
+    recompute_regathers: Bool = False
+    max_reuse_distance_params: Float = Field(default=0.0, ge=0)
     source: str
 
 

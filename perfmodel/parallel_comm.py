@@ -18,7 +18,8 @@ topology, NCCL bus-bandwidth convention); array-friendly in every numeric plan d
 * DP / ZeRO: gradient all-reduce; ZeRO-1/2 reduce-scatter + parameter all-gather; ZeRO-3 /
   FSDP per-layer parameter all-gathers in forward and backward plus gradient reduce-scatter
   (Rajbhandari et al. 2020 arXiv 1910.02054 Sec. 7), issued bucket by bucket and overlapped
-  with compute as the framework does.
+  with compute as the framework does; DeepSpeed's full recompute gathers again
+  (``recompute_regather_passes``), FSDP's does not.
 """
 
 from __future__ import annotations
@@ -336,6 +337,53 @@ class DataParallelWork:
     overlap_param_gather: bool
     fwd_compute: Array  # one micro-batch's forward on the stage not hiding TP / CP traffic
     bwd_compute: Array  # ... and backward (the last one hides the gradient reduction)
+    # ZeRO-3: parameter all-gathers per micro-batch beyond forward + backward (the recompute's
+    # re-gather, ``recompute_regather_passes``)
+    regather: Array = 0.0
+
+
+def recompute_regather_passes(layer_weights: list, max_reuse_params: float) -> Array:
+    """Extra parameter all-gather passes per micro-batch of ZeRO-3 under full activation
+    recompute in DeepSpeed, as a share of the layer's parameters (0 to 1).
+
+    DeepSpeed gathers a submodule's parameters in its pre-forward hook, which fires again in
+    the recomputed forward (parameter_offload.py pre_sub_module_forward_function ->
+    partitioned_param_coordinator.py fetch_sub_module, which all-gathers every parameter not
+    AVAILABLE), and releases them after each use unless they recur within
+    stage3_max_reuse_distance parameters of the module trace (__params_to_release walks the
+    trace from the next module, stopping once the parameters traversed reach the distance).
+    A layer's forward runs once (one gather, released: its recompute is a whole step of later
+    layers away), the recompute gathers every weight again, and the backward, which follows
+    the layer's recompute and runs its submodules in reverse, finds weight j still gathered
+    iff 2 x (the weights after j in forward order) < ``max_reuse_params``: the recompute of
+    the later weights and their backward come in between. Weight passes: 1 + 1 + the share
+    not kept, i.e. that share beyond perfmodel's forward + backward. ``layer_weights``: the
+    layer's weight sizes in forward order (parameters; arrays broadcast)."""
+    sizes = [np.asarray(w, dtype=float) for w in layer_weights]
+    total = sum(sizes, np.zeros(()))
+    after = np.zeros(())
+    regathered = np.zeros(())
+    for w in reversed(sizes):
+        regathered = regathered + np.where(2.0 * after >= max_reuse_params, w, 0.0)
+        after = after + w
+    return np.where(total > 0, regathered / np.where(total > 0, total, 1.0), 0.0)
+
+
+def zero3_extra_gathers(fsdp: Any, recompute: str, layer_weights: dict[str, list],
+                        share: dict[str, float]) -> Array:
+    """``DataParallelWork.regather`` of a run: the framework's ZeRO-3 facts (frameworks
+    FsdpFacts ``recompute_regathers``, ``max_reuse_distance_params``) under full recompute,
+    ``recompute_regather_passes`` averaged over the layer kinds by their parameters
+    (``share``: each kind's share of the layers); 0 otherwise (FSDP1 / FSDP2 skip the
+    recomputed forward's unshard, the pre-backward hook's gather serving both)."""
+    if fsdp is None or not fsdp.recompute_regathers or recompute != "full":
+        return 0.0
+    num, den = 0.0, 0.0
+    for kind, weights in layer_weights.items():
+        size = share[kind] * sum((np.asarray(w, dtype=float) for w in weights), np.zeros(()))
+        num = num + size * recompute_regather_passes(weights, fsdp.max_reuse_distance_params)
+        den = den + size
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
 
 
 def dp_buckets(w: DataParallelWork) -> Array:
@@ -394,13 +442,14 @@ def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system:
     else:
         ag = one_pass("all_gather", w.weight_bytes)
         rs = one_pass("reduce_scatter", w.grad_bytes)
-        total = (2.0 * ag + rs) * m
+        bwd_ag = (1.0 + w.regather) * ag  # the backward's gathers (incl. the recompute's)
+        total = (ag + bwd_ag + rs) * m
         if w.overlap_param_gather:
             exposed_micro = (np.maximum(ag * (1 - bucket) - w.fwd_compute, 0.0)
-                             + np.maximum((ag + rs) * (1 - bucket) - w.bwd_compute, 0.0)
-                             + (2.0 * ag + rs) * bucket)
+                             + np.maximum((bwd_ag + rs) * (1 - bucket) - w.bwd_compute, 0.0)
+                             + (ag + bwd_ag + rs) * bucket)
         else:
-            exposed_micro = 2.0 * ag + rs
+            exposed_micro = ag + bwd_ag + rs
         grad_exposed, gather_exposed = exposed_micro * m, 0.0
     if w.zero_stage < 3 and w.overlap_grad_reduce:
         hidden = np.minimum(grad_exposed * (1 - bucket), w.bwd_compute)

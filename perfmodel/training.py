@@ -59,6 +59,7 @@ from .parallel_comm import (
     tp_layer_comm,
     tp_overlap,
     unpaired_share,
+    zero3_extra_gathers,
 )
 from .parameters import param_counts
 from .pipeline import StageTimes, layers_on_largest_stage, pipeline_time, stage_times
@@ -411,7 +412,12 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         overlap_grad_reduce=plan.overlap_grad_reduce,
         overlap_param_gather=plan.overlap_param_gather,
         fwd_compute=per_stage({k: lc.fwd[k] - lc.busy_fwd[k] for k in kinds}),
-        bwd_compute=per_stage({k: lc.bwd[k] - lc.busy_bwd[k] for k in kinds}))
+        bwd_compute=per_stage({k: lc.bwd[k] - lc.busy_bwd[k] for k in kinds}),
+        regather=zero3_extra_gathers(
+            plan.framework.spec.fsdp if plan.framework is not None else None, plan.recompute,
+            {k: [st.ops[i].shape[1] * st.ops[i].shape[2] * st.ops[i].groups
+                 for i in st.groups[f"{k}.fwd"] if st.ops[i].cls == O.GEMM] for k in kinds},
+            share))
     passes: dict = {}  # collective passes the stages share, timed once
     dp_total, dp_exposed = by_stage(zero, lambda z: dp_step_comm(
         replace(dp_work, zero_stage=z), spans["grad"], spans["egrad"], system, profile,
