@@ -229,7 +229,7 @@ def _check_depth(data: Any, name: str | Path) -> None:
             raise SpecError(f"{name}: refused: nested deeper than {MAX_DEPTH} levels")
         # a profile's tables are long lists of numbers: the set of the kids' types (built in
         # C by map) tells in one pass whether any kid is a container at all; only then are
-        # the containers picked out (same check, ~4x less time on the 0.84 MB H100 profile)
+        # the containers picked out (same check, ~4x less time on the 0.97 MB H100 profile)
         if any(issubclass(t, (dict, list)) for t in set(map(type, kids))):
             stack.extend([(k, depth + 1) for k in kids if isinstance(k, (dict, list))])
 
@@ -251,7 +251,7 @@ def read_json(path: str | Path, what: str = "") -> Any:
 # PyYAML. Inside ``parse_cache()`` (``perfmodel plan-training`` runs in it) every document
 # that parses is kept, under a key hashed from all of these, in a private folder of the user's
 # cache; a later run that reads the same bytes loads the parsed data instead of parsing it
-# again (a fresh process skips PyYAML's import, the 0.84 MB H100 profile's JSON decode and
+# again (a fresh process skips PyYAML's import, the 0.97 MB H100 profile's JSON decode and
 # depth check; benchmarks/search_speed.py). Only the parse is cached: every validation
 # (pydantic models, id and schema-version checks, size caps) runs as before, on equal data. A
 # document that fails to parse is never stored; an entry that cannot be read is a miss.
