@@ -56,10 +56,19 @@ def test_each_descriptor_imports_with_its_config(descriptor):
 
 
 def test_excluded_modules_stay_at_the_checkpoint_dtype():
-    # DeepSeek-V3.1-NVFP4 excludes every layer's q_a / kv_a / q_b / kv_b projections and lm_head
+    # DeepSeek-V3.1-NVFP4 excludes every layer's q_a / kv_a / q_b / kv_b projections and lm_head:
+    # the MLA down-projections (class mla) stay bf16; of the attention class it keeps q_b / kv_b
+    # (1536 x 128 x 192 + 512 x 128 x 256 = 54.5M of 171.9M weights per layer) bf16 and
+    # quantises o_proj (128 x 128 x 7168 = 117.4M, 68 %): the class takes the larger share
     model = load_hf_config(HF / "nvidia--DeepSeek-V3.1-NVFP4_config.json")
-    assert model.checkpoint_formats == {"default": "nvfp4", "attention": "bf16", "mla": "bf16",
+    assert model.checkpoint_formats == {"default": "nvfp4", "mla": "bf16",
                                         "embeddings": "bf16", "lm_head": "bf16"}
+    from perfmodel.zoo.hf_quant import attention_projection_params
+    assert attention_projection_params(model) == {
+        "q_b_proj": 1536 * 128 * 192, "kv_b_proj": 512 * 128 * 256, "o_proj": 128 * 128 * 7168}
+    # GLM-5-NVFP4 excludes o_proj too: the whole class stays bf16
+    glm = load_hf_config(HF / "nvidia--GLM-5-NVFP4_config.json")
+    assert glm.checkpoint_formats["attention"] == "bf16"
     # DeepSeek-V4-Flash-NVFP4 (MIXED_PRECISION, experts only) is applied to an fp8 128x128
     # checkpoint (its config.json quant_method fp8, weight_block_size [128, 128]): the
     # excluded attention and shared experts stay fp8_block, the head bf16
@@ -129,32 +138,42 @@ def test_nvfp4_checkpoint_against_published_safetensors_sizes():
     llmrun.dev/model/nvidia-deepseek-r1-0528-nvfp4-v2). NVFP4 is 0.5 + 1/16 element per
     weight, bf16 one. The checkpoints also hold the multi-token-prediction layer 61 in bf16,
     which the import does not count: added here by hand (one MoE layer, eh_proj 2h x h, its
-    own embedding and head copies, three norms). The import's formats for the V3.1 descriptor
-    are the v1 recipe (its class-level attention format is bf16, see docs/models.md)."""
+    own embedding and head copies, three norms). v2 is the V3.1 descriptor's recipe (q_a / kv_a
+    / q_b / kv_b and lm_head excluded); the import's one format per class puts q_b / kv_b at
+    NVFP4 too (the class's larger share is o_proj), 1.45B elements (0.4 %) under v2."""
     model = load_hf_config(HF / "nvidia--DeepSeek-V3.1-NVFP4_config.json")
     pc = param_counts(model)
-    fm = dict(model.checkpoint_formats)
-    default = fm.pop("default")
     elements = {"bf16": 1.0, "nvfp4": 0.5625}
-
-    def cls(name):
-        return elements[fm.get(name, default)]
-
     h, v = model.hidden_size, model.vocab_size
     mtp = pc.per_moe_layer + 2 * h * h + 2 * v * h + 3 * h
     layers = model.num_layers
-    imported = (pc.word_embedding * cls("embeddings") + pc.lm_head * cls("lm_head")
-                + layers * (pc.attention * cls("attention") + pc.attention_replicated * cls("mla"))
+
+    def size(formats):  # safetensors elements (1e9) of the checkpoint at these formats
+        fm = dict(formats)
+        default = fm.pop("default")
+
+        def cls(name):
+            return elements[fm.get(name, default)]
+
+        return (pc.word_embedding * cls("embeddings") + pc.lm_head * cls("lm_head")
+                + layers * (pc.attention * cls("attention")
+                            + pc.attention_replicated * cls("mla"))
                 + pc.num_dense_layers * pc.dense_mlp * cls("mlp")
                 + pc.num_moe_layers * (pc.num_experts * pc.expert * cls("experts")
                                        + pc.shared_experts * cls("shared_experts"))
-                + pc.num_moe_layers * pc.router * 1.0  # DeepSeek's gate is not a Linear: bf16
-                + layers * pc.layer_norms + pc.final_norm)
-    v1 = (imported + mtp) / 1e9
+                + pc.num_moe_layers * pc.router * 1.0  # DeepSeek's gate is no Linear: bf16
+                + layers * pc.layer_norms + pc.final_norm + mtp) / 1e9
+
+    v1 = size({"default": "nvfp4", "attention": "bf16", "mla": "bf16", "embeddings": "bf16",
+               "lm_head": "bf16"})
     assert v1 == pytest.approx(396.8, abs=0.06)
     o_proj = layers * model.num_heads * model.mla.v_head_dim * h
     v2 = v1 - o_proj * (1 - 0.5625) / 1e9
     assert v2 == pytest.approx(393.6, abs=0.06)
+    imported = size(model.checkpoint_formats)
+    q_b_kv_b = layers * (1536 * 128 * 192 + 512 * 128 * 256)
+    assert imported == pytest.approx(v2 - q_b_kv_b * (1 - 0.5625) / 1e9, rel=1e-9)
+    assert imported == pytest.approx(393.6, rel=0.005)
     # without the e4m3 block scales (0.5 element per weight) v1 would be 2.5 % under
     nvfp4 = (pc.num_moe_layers * (pc.num_experts * pc.expert + pc.shared_experts)
              + pc.num_dense_layers * pc.dense_mlp)

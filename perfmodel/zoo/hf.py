@@ -24,7 +24,12 @@ from ..specs.common import validate
 from ..specs.model import ModelSpec
 from ..specs.registry import read_mapping
 from ..specs.types import show
-from .hf_quant import checkpoint_formats, kv_cache_format
+from .hf_quant import (
+    checkpoint_formats,
+    excluded_attention_projections,
+    kv_cache_format,
+    resolve_attention_split,
+)
 
 _MISSING = object()
 
@@ -1094,6 +1099,7 @@ def model_from_hf_config(config: Mapping[str, Any], id: str | None = None,
     wrapper = str(model_type)
     formats = checkpoint_formats(config, quant)  # quantization_config / descriptor (hf_quant)
     kv_format = kv_cache_format(config, quant)
+    split = excluded_attention_projections(config, quant) if formats else None
     config = _unwrap(config)
     model_type = config.get("model_type")
     if model_type is not None:
@@ -1115,7 +1121,12 @@ def model_from_hf_config(config: Mapping[str, Any], id: str | None = None,
     model_id = id or _default_id(config, str(model_type))
     fields.setdefault("name", str(config.get("_name_or_path") or model_id))
     fields["id"] = model_id
-    return validate(ModelSpec, fields, what=f"model from HF config ({model_type})")
+    spec = validate(ModelSpec, fields, what=f"model from HF config ({model_type})")
+    if split:  # an exclusion list naming some attention projections: the larger share wins
+        resolved = resolve_attention_split(dict(spec.checkpoint_formats), split, spec)
+        if resolved != spec.checkpoint_formats:
+            spec = spec.model_copy(update={"checkpoint_formats": resolved})
+    return spec
 
 
 QUANT_DESCRIPTOR = "hf_quant_config.json"
