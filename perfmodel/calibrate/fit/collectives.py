@@ -269,10 +269,15 @@ def invert_network_time(collective: str, target, n: int, nodes: int, system: Sys
     def f(w):
         return np.asarray(network_time(collective, w, n, nodes, system, profile), float)
 
+    if not np.all(np.isfinite(target)):
+        raise ValueError("invert_network_time: the target times must be finite")
     lo = np.zeros_like(target)
     hi = np.maximum(target, 1e-12)
-    while np.any(f(hi) < target):
-        hi = np.where(f(hi) < target, 2.0 * hi, hi)
+    for _ in range(200):  # f(w) >= w / (largest bandwidth share): a few doublings at most
+        short = f(hi) < target
+        if not np.any(short):
+            break
+        hi = np.where(short, 2.0 * hi, hi)
     for _ in range(200):
         mid = 0.5 * (lo + hi)
         below = f(mid) < target
