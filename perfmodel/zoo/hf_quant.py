@@ -1,4 +1,7 @@
-"""Per-class weight formats of a HuggingFace checkpoint, read from its ``quantization_config``.
+"""Per-class weight formats of a HuggingFace checkpoint, read from its ``quantization_config``
+or from the ModelOpt ``hf_quant_config.json`` beside it (``checkpoint_formats(config,
+descriptor)``; MIXED_PRECISION ``quantized_layers`` read per module, ``_mixed_formats``), and
+its KV-cache format (``kv_cache_format``). User-facing rules: docs/models.md.
 
 What the config says (examples in tests/data/hf_configs/aiconfigurator-0.12.0):
 
