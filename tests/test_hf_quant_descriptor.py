@@ -214,7 +214,7 @@ def test_a_descriptor_without_quantization_block_is_refused(tmp_path):
 def test_scenario_takes_the_checkpoint_kv_format_unless_it_sets_kv_dtype():
     from perfmodel.specs.scenario import Scenario
 
-    base = {"kind": "inference", "system": {"device": "b200-sxm-180gb", "num_gpus": 8},
+    base = {"kind": "inference", "system": {"device": "b200", "num_gpus": 8},
             "parallelism": {"tp": 8},
             "model": str(HF / "nvidia--Qwen3-235B-A22B-NVFP4_config.json")}
     sc = Scenario.model_validate({**base, "inference": {"prompt_len": 128}})
