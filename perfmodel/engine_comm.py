@@ -79,3 +79,29 @@ def tp_all_reduce_time(engine: str, nbytes: Array, span: GroupSpan, system: Syst
     if not np.any(use):
         return nccl
     return np.where(use, collective_time(name, nbytes, span, system, profile), nccl)
+
+#: experts' input formats whose MoE dispatch is quantised where the engine file is silent
+#: (DeepEP's fp8 dispatch as SGLang / vLLM run it for DeepGEMM and fp8 MoE)
+QUANTISED_EXPERT_INPUTS = ("fp8", "fp8_block", "nvfp4", "mxfp4")
+
+
+def dispatch_format(engine: str, weight_dtype: str, activation_dtype: str,
+                    version: str | None = None, variant: str | None = None) -> str:
+    """The format a MoE all-to-all dispatch sends in (``formats.dispatch_elem_bytes`` gives
+    its bytes), as ``engine`` runs it: the experts' input format (the activation dtype where
+    it is quantised, else the weight format) looked up in engines/<id>.yaml ``moe.dispatch``
+    (sources there: TensorRT-LLM quantises NVFP4 before its all-to-all, SGLang dispatches
+    NVFP4 to its CuTe DSL experts, vLLM sends bf16 unless VLLM_DEEPEPLL_NVFP4_DISPATCH); not
+    listed, and for ``generic``: ``fp8`` (DeepEP's fp8 dispatch) for fp8 / fp4 experts, else
+    ``bf16`` (the activations as they are)."""
+    from .engines import ENGINE_IDS, get_engine
+
+    inputs = [d for d in (activation_dtype, weight_dtype) if d in QUANTISED_EXPERT_INPUTS]
+    if not inputs:
+        return "bf16"
+    if engine in ENGINE_IDS:
+        listed = get_engine(engine, version, variant).moe.dispatch
+        for fmt in inputs:
+            if fmt in listed:
+                return listed[fmt]
+    return "fp8"

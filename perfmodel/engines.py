@@ -267,6 +267,11 @@ class MoeFacts(Strict):
     # the dtype the engine builds the router (gate) in whatever the checkpoint's format: an
     # unquantised linear (formats.engine_weight_formats); None: the checkpoint's format
     router_dtype: Literal["bf16", "fp16", "fp32"] | None = None
+    # experts' input format -> the format the engine's all-to-all dispatch sends in
+    # (engine_comm.dispatch_format, formats.dispatch_elem_bytes); a format not listed: DeepEP's
+    # fp8 dispatch for fp8 / fp4 experts, the activations as they are otherwise
+    dispatch: dict[str, Literal["bf16", "fp16", "fp8", "nvfp4", "mxfp4"]] = Field(
+        default_factory=dict)
 
 
 class AttentionFacts(Strict):
@@ -359,7 +364,7 @@ def _leaves(data: dict, prefix: str = "") -> dict[str, Any]:
 
 def _sections() -> set[str]:
     return {*_FACT_SECTIONS, "memory.reserve",
-            "moe.kernels", "moe.proxy", "moe.overlap"}
+            "moe.kernels", "moe.proxy", "moe.overlap", "moe.dispatch"}
 
 
 _FACT_SECTIONS = ("memory", "scheduler", "comm", "moe", "attention", "overheads")

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .dtypes import DTYPES, quantized_weight_bytes
+from .dtypes import BYTES, DTYPES, quantized_weight_bytes
 from .errors import SpecError
 from .parameters import ParamCounts
 
@@ -139,3 +139,32 @@ def engine_weight_formats(formats: tuple, default: str, engine_id: str,
     if router != default:
         table["router"] = router
     return tuple(sorted(table.items()))
+
+# -- activations a MoE dispatch sends (issue 13) -------------------------------------------
+#: Activation block layouts that differ from the weight layout of the same name (element bits,
+#: elements per scale, scale bits): DeepEP's fp8 dispatch scales each token per 128 channels
+#: with one fp32 scale (deepseek-ai/DeepEP tests/test_low_latency.py, ``hidden + hidden / 128
+#: * 4`` bytes per token; DeepSeek-V3 arXiv 2412.19437 Sec. 3.3.2: 1 x 128 activation tiles).
+#: NVFP4 / MXFP4 activations use the weights' 1-D blocks along the hidden dimension
+#: (``dtypes.BLOCK_SCALED``: 16 e2m1 + one e4m3 scale, 32 e2m1 + one e8m0 scale); NVFP4's
+#: per-tensor fp32 scale is a static input scale, not sent per token (TensorRT-LLM
+#: ``fp4_quantize(x, fc31_input_scale, scaling_vector_size)``).
+ACTIVATION_BLOCKS: dict[str, tuple[int, int, int]] = {"fp8": (8, 128, 32)}
+#: dispatch formats that send the activations unquantised (the engines' name for it)
+UNQUANTISED_DISPATCH = ("bf16", "fp16")
+
+
+def dispatch_elem_bytes(fmt: str, act_bytes: float) -> float:
+    """Bytes per hidden element a MoE dispatch sends in format ``fmt`` (scales included):
+    ``bf16`` / ``fp16`` the activations as they are (``act_bytes``); ``fp8`` DeepEP's per-128
+    -channel e4m3 (1 + 4/128 = 1.03125); ``nvfp4`` 0.5 + 1/16 = 0.5625; ``mxfp4`` 0.5 + 1/32 =
+    0.53125 (``dtypes.BYTES``, whose block layout the activations share)."""
+    if fmt in UNQUANTISED_DISPATCH:
+        return float(act_bytes)
+    if fmt in ACTIVATION_BLOCKS:
+        bits, block, scale_bits = ACTIVATION_BLOCKS[fmt]
+        return (bits + scale_bits / block) / 8.0
+    if fmt in ("nvfp4", "mxfp4"):
+        return BYTES[fmt]
+    raise SpecError(f"moe dispatch format {fmt!r}: valid are "
+                    f"{', '.join((*UNQUANTISED_DISPATCH, *ACTIVATION_BLOCKS, 'nvfp4', 'mxfp4'))}")

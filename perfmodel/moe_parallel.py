@@ -48,9 +48,10 @@ from typing import Any
 import numpy as np
 
 from .comm import collective_time
-from .engine_comm import tp_all_reduce_time
+from .engine_comm import dispatch_format, tp_all_reduce_time
 from .engines import ENGINE_IDS, moe_overlap_facts
 from .errors import SpecError
+from .formats import dispatch_elem_bytes as format_dispatch_bytes
 from .ops import active_experts, routed_rows  # noqa: F401  (re-exported: the MoE layout's formulas)
 from .profile import CalibrationProfile
 from .specs.model import ModelSpec
@@ -62,10 +63,9 @@ Array = Any
 # DeepEP's fp8 dispatch: one e4m3 byte per element plus one fp32 scale per 128 channels
 # (per-token, per-128-channel scaling: DeepEP README / tests/test_low_latency.py
 # ``hidden + hidden / 128 * 4`` bytes per token; vLLM deepep_*_prepare_finalize.py
-# DEEPEP_QUANT_BLOCK_SIZE = 128).
-DEEPEP_FP8_BYTES = 1.0 + 4.0 / 128.0
+# DEEPEP_QUANT_BLOCK_SIZE = 128): formats.dispatch_elem_bytes("fp8")
+DEEPEP_FP8_BYTES = format_dispatch_bytes("fp8", 2.0)
 COMBINE_BYTES = 2.0  # DeepEP combines in bf16
-FP8_DISPATCH_DTYPES = ("fp8", "fp8_block", "nvfp4", "mxfp4")  # expert GEMMs take fp8/fp4 input
 A2A_MODES = ("auto", "low_latency", "normal")
 
 
@@ -75,13 +75,15 @@ def moe_tp(tp: Array, attention_dp: Array, ep: Array) -> Array:
     return np.asarray(tp) * np.asarray(attention_dp) / np.asarray(ep)
 
 
-def dispatch_elem_bytes(weight_dtype: str, activation_dtype: str, act_bytes: float) -> float:
-    """Bytes per element a dispatch moves: fp8 with scales when the expert GEMMs take fp8 or
-    fp4 inputs (DeepEP's fp8 dispatch, as SGLang / vLLM run DeepGEMM and fp8 MoE), else the
-    activations as they are."""
-    if weight_dtype in FP8_DISPATCH_DTYPES or activation_dtype in FP8_DISPATCH_DTYPES:
-        return DEEPEP_FP8_BYTES
-    return act_bytes
+def dispatch_elem_bytes(weight_dtype: str, activation_dtype: str, act_bytes: float,
+                        engine: str = "generic", version: str | None = None,
+                        variant: str | None = None) -> float:
+    """Bytes per element a dispatch moves: the format ``engine`` dispatches these experts'
+    inputs in (``engine_comm.dispatch_format``: DeepEP's fp8 for fp8 / fp4 experts unless the
+    engine file says otherwise, e.g. NVFP4 for TensorRT-LLM's and SGLang's NVFP4 experts) at
+    that format's bytes with its scales (``formats.dispatch_elem_bytes``)."""
+    return format_dispatch_bytes(
+        dispatch_format(engine, weight_dtype, activation_dtype, version, variant), act_bytes)
 
 
 def copies_per_token(mode: str, top_k: int, experts: int, ep: Array) -> Array:
@@ -159,7 +161,9 @@ def stage_comm(model: ModelSpec, plan, tokens: Array, phase: str, act_bytes: flo
     # wide EP: reduce-scatter + all-gather over attention TP, dispatch + combine over EP
     mode = resolved_mode(plan.a2a_mode, phase)
     per_rank = t_group / tp
-    elem = dispatch_elem_bytes(plan.weight_dtype, plan.activation_dtype, act_bytes)
+    elem = dispatch_elem_bytes(plan.weight_dtype, plan.activation_dtype, act_bytes,
+                               plan.tp_all_reduce, getattr(plan, "engine_version", None),
+                               getattr(plan, "engine_variant", None))
     copies = copies_per_token(mode, k, model.moe.num_experts, ep)
     w = model.moe.latent_size or h  # a latent MoE dispatches the latent (MoESpec)
     disp = collective_time(f"ep_dispatch_{mode}", a2a_bytes(per_rank, copies, w, elem),
