@@ -94,17 +94,26 @@ class EngineMemory:
 
 def sglang_default_fraction(rule: ReserveRule, gpu_mem_mb: float, tp: int, pp: int,
                             chunked_prefill_size: int | None = None,
-                            graph_bs: int | None = None) -> tuple[float, int]:
+                            graph_bs: int | None = None, dp_attention: int = 1
+                            ) -> tuple[float, int]:
     """SGLang's default mem_fraction_static and chunked_prefill_size for a GPU of
     ``gpu_mem_mb`` MiB (server_args.py ``_handle_gpu_memory_settings``): reserved = 512 +
-    1.5 x max(chunk, 2048) + 2 x cuda_graph_max_bs + 128 x tp x pp MB, at least 10 GiB above
-    60 GiB; f = round((gpu_mem - reserved) / gpu_mem, 3)."""
+    1.5 x max(chunk, 2048) + 2 x cuda_graph_max_bs + 128 x tp x pp MB; with
+    ``--enable-dp-attention`` (``dp_attention`` = dp_size > 1) + 3 x cuda_graph_max_bs x dp_size
+    ("DP attention needs more padding") and, for cuda_graph_max_bs > 300, + 1.5 x
+    cuda_graph_max_bs x dp_size; at least 10 GiB above 60 GiB; f = round((gpu_mem - reserved)
+    / gpu_mem, 3). The chunk is the undivided one: _handle_data_parallelism divides it by
+    dp_size only after this rule ran (sglang v0.5.6.post2 server_args.py __post_init__ order)."""
     bucket = rule.bucket(gpu_mem_mb)
     chunk = chunked_prefill_size or bucket.chunked_prefill_size
     if graph_bs is None:
         graph_bs = bucket.graph_bs_small_tp if tp < rule.small_tp_below else bucket.graph_bs_large_tp
     reserved = (rule.base_mb + rule.per_prefill_token_mb * max(chunk, rule.min_prefill_tokens)
                 + rule.per_graph_batch_mb * graph_bs + rule.per_tp_pp_mb * tp * pp)
+    if dp_attention > 1:
+        reserved += rule.per_graph_batch_dp_mb * graph_bs * dp_attention
+        if rule.large_graph_above is not None and graph_bs > rule.large_graph_above:
+            reserved += rule.large_graph_dp_mb * graph_bs * dp_attention
     if gpu_mem_mb > rule.floor_above_mb:
         reserved = max(reserved, rule.floor_mb)
     return round((gpu_mem_mb - reserved) / gpu_mem_mb, 3), chunk
@@ -225,7 +234,8 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     elif m.budget == "init_free_fraction":
         smi_mb = device.nvidia_smi_memory_mib or total / MIB
         if fraction is None and m.reserve is not None:
-            fraction, chunk = sglang_default_fraction(m.reserve, smi_mb, eng_tp, pp, batched)
+            fraction, chunk = sglang_default_fraction(m.reserve, smi_mb, eng_tp, pp, batched,
+                                                      dp_attention=int(shape.attention_dp))
             batched = batched or chunk
         fraction = fraction or m.fraction or 1.0
         # the distributed init (NCCL, custom all-reduce) takes memory before M is measured

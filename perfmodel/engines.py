@@ -63,14 +63,19 @@ class ReserveBucket(Strict):
 class ReserveRule(Strict):
     """The default memory fraction from a reserve in MiB (SGLang's mem_fraction_static rule):
     f = (gpu_mem - reserved) / gpu_mem, reserved = base + per_prefill_token x max(chunk,
-    min_prefill_tokens) + per_graph_batch x graph_bs + per_tp_pp x tp x pp, at least floor_mb on
-    GPUs above floor_above_mb."""
+    min_prefill_tokens) + per_graph_batch x graph_bs + per_tp_pp x tp x pp (+ the DP-attention
+    terms per graph batch and DP rank), at least floor_mb on GPUs above floor_above_mb."""
 
     base_mb: Float = Field(ge=0)
     per_prefill_token_mb: Float = Field(ge=0)
     min_prefill_tokens: Int = Field(ge=0)
     per_graph_batch_mb: Float = Field(ge=0)
     per_tp_pp_mb: Float = Field(ge=0)
+    # --enable-dp-attention: + per_graph_batch_dp_mb x graph_bs x dp_size, and
+    # + large_graph_dp_mb x graph_bs x dp_size when graph_bs > large_graph_above
+    per_graph_batch_dp_mb: Float = Field(default=0.0, ge=0)
+    large_graph_above: Int | None = Field(default=None, ge=0)
+    large_graph_dp_mb: Float = Field(default=0.0, ge=0)
     floor_mb: Float = Field(ge=0)
     floor_above_mb: Float = Field(ge=0)
     small_tp_below: Int = Field(ge=1)
@@ -166,6 +171,15 @@ class NewTokenRatio(Strict):
     clip_max_new_tokens: Int = Field(ge=1)
 
 
+class MaxRunningRule(Strict):
+    """SGLang's default max_running_requests (``SchedulerFacts.max_running``)."""
+
+    kv_divisor: Int = Field(ge=1)
+    reqs_per_context: Float = Field(gt=0)
+    reqs_min: Int = Field(ge=1)
+    reqs_max: Int = Field(ge=1)
+
+
 class SchedulerFacts(Strict):
     max_num_seqs: Int | None = Field(default=None, ge=1)
     max_num_seqs_large_gpu: Int | None = Field(default=None, ge=1)
@@ -180,6 +194,10 @@ class SchedulerFacts(Strict):
     # (perfmodel/serving/schedulers.py); a scenario without serving.scheduler.kind runs it
     policy: Literal["continuous", "chunked", "inflight", "prefill_first"] | None = None
     new_token_ratio: NewTokenRatio | None = None  # SGLang's admission reserve (prefill_first)
+    # SGLang's max_running_requests when unset, per (DP) scheduler from its KV pool of T
+    # tokens: min(T // kv_divisor, req_to_token_pool size = min(max(int(T / context_len x
+    # reqs_per_context), reqs_min), reqs_max)) (serving.deploy.default_max_running)
+    max_running: MaxRunningRule | None = None
 
 
 class CommFacts(Strict):
@@ -271,6 +289,12 @@ class MoeFacts(Strict):
     # (engine_comm.dispatch_format, formats.dispatch_elem_bytes); a format not listed: DeepEP's
     # fp8 dispatch for fp8 / fp4 experts, the activations as they are otherwise
     dispatch: dict[str, Literal["bf16", "fp16", "fp8", "nvfp4", "mxfp4"]] = Field(
+        default_factory=dict)
+    # attention DP with MoE TP (no all-to-all): phase (prefill / decode) -> how the groups'
+    # tokens reach the MoE layer and return (moe_parallel.stage_comm): ``all_gather`` (all-gather
+    # before, reduce-scatter after) or ``all_reduce`` (a zero-padded buffer of every group's
+    # tokens all-reduced before, the MLP's all-reduce after); not listed: ``all_gather``
+    dp_gather: dict[Literal["prefill", "decode"], Literal["all_gather", "all_reduce"]] = Field(
         default_factory=dict)
 
 
@@ -508,6 +532,16 @@ def moe_overlap_facts(engine_id: str, version: str | None = None,
     """The two-micro-batch overlap facts of ``engine_id`` (None: ``generic`` or not listed)."""
     spec = engine_facts(engine_id, version, variant)
     return spec.moe.overlap if spec is not None else None
+
+
+def dp_gather_mode(engine_id: str, phase: str, version: str | None = None,
+                   variant: str | None = None) -> str:
+    """How ``engine_id`` moves attention-DP groups' tokens to a tensor-parallel MoE layer in
+    ``phase`` (``MoeFacts.dp_gather``): ``all_gather`` (also for ``generic`` and where the
+    file is silent) or ``all_reduce``."""
+    spec = engine_facts(engine_id, version, variant)
+    mode = spec.moe.dp_gather.get(phase) if spec is not None else None
+    return mode or "all_gather"
 
 
 def decode_kv_reads(engine_id: str, version: str | None = None,

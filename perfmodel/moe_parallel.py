@@ -19,7 +19,10 @@ Three ways move a MoE layer's tokens, by the layout (functions below, all array-
   after the combine: the gather/scatter between attention DP and MoE EP.
 * ``attention_dp > 1`` and ``moe_tp > 1``: the tokens of all attention DP groups are
   all-gathered before the MoE layer and reduce-scattered after it (SGLang's DP-attention
-  gather / scatter; TensorRT-LLM's allgather / reducescatter MoE communication).
+  gather / scatter; TensorRT-LLM's allgather / reducescatter MoE communication). An engine
+  whose ``moe.dp_gather`` says ``all_reduce`` for the phase instead all-reduces a zero-padded
+  buffer of all groups' tokens before the layer and all-reduces the MLP output after it
+  (SGLang extend batches: DpPaddingMode.SUM_LEN, engines/sglang.yaml).
 
 DeepEP's two kernel families (DeepEP docs/legacy.md): normal (high throughput, prefill) and
 low latency (decode); SGLang's ``--deepep-mode auto`` takes normal for batches that extend
@@ -49,7 +52,7 @@ import numpy as np
 
 from .comm import collective_time
 from .engine_comm import dispatch_format, tp_all_reduce_time
-from .engines import ENGINE_IDS, moe_overlap_facts
+from .engines import ENGINE_IDS, dp_gather_mode, moe_overlap_facts
 from .errors import SpecError
 from .formats import dispatch_elem_bytes as format_dispatch_bytes
 from .ops import active_experts, routed_rows  # noqa: F401  (re-exported: the MoE layout's formulas)
@@ -66,6 +69,10 @@ Array = Any
 # DEEPEP_QUANT_BLOCK_SIZE = 128): formats.dispatch_elem_bytes("fp8")
 DEEPEP_FP8_BYTES = format_dispatch_bytes("fp8", 2.0)
 COMBINE_BYTES = 2.0  # DeepEP combines in bf16
+# The DP-attention gather / scatter moves the hidden states in the model's 16-bit dtype: fp8
+# activations are quantised per GEMM input, the gather buffer is not (sglang v0.5.6.post2
+# layers/dp_attention.py: the global DP buffer is allocated with dtype=model_config.dtype)
+DP_GATHER_MIN_BYTES = 2.0
 A2A_MODES = ("auto", "low_latency", "normal")
 
 
@@ -172,10 +179,15 @@ def stage_comm(model: ModelSpec, plan, tokens: Array, phase: str, act_bytes: flo
                            n_span, system, profile)
     rs_ag = (collective_time("reduce_scatter", group_bytes, tp_span, system, profile)
              + collective_time("all_gather", group_bytes, tp_span, system, profile))
-    # MoE TP: all-reduce after attention, all-gather / reduce-scatter of all tokens over N
-    all_bytes = np.asarray(tokens, float) * h * act_bytes
+    # MoE TP: all-reduce after attention, all-gather / reduce-scatter of all tokens over N;
+    # the gathered hidden states are in the model's dtype even with fp8 activations
+    all_bytes = np.asarray(tokens, float) * h * max(act_bytes, DP_GATHER_MIN_BYTES)
     gather = (collective_time("all_gather", all_bytes, n_span, system, profile)
               + collective_time("reduce_scatter", all_bytes, n_span, system, profile))
+    if dp_gather_mode(plan.tp_all_reduce, phase, getattr(plan, "engine_version", None),
+                      getattr(plan, "engine_variant", None)) == "all_reduce":
+        # SGLang extend batches: sum-length padding, gather by all-reduce, MLP all-reduce
+        gather = 2.0 * collective_time("all_reduce", all_bytes, n_span, system, profile)
     tp_moe = np.where(a2a, rs_ag, ar)
     ep_moe = np.where(a2a, disp + comb, gather)
     on = np.asarray(dp > 1)
