@@ -112,7 +112,8 @@ class Deployment:
                            self.scheduler.iteration_overhead_s)
                 engines.append(e)
                 members.append(e)
-                schedulers.append(make_scheduler(name, self.token_budget, self.engine_facts))
+                schedulers.append(make_scheduler(name, self.token_budget, self.engine_facts,
+                                                 self.scheduler.recv_interval))
             pools.append(Pool(inst.role, members, self.scheduler.routing))
         if kind == "disaggregated":
             self.prepare_transfers(int((workload.prompt + workload.output).max()))
@@ -149,6 +150,7 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
     serving.scheduler.max_batch, caps the batch at its max_num_seqs default."""
     named = engine is not None and engine.name != "generic"
     facts = None
+    user_set = cfg.model_fields_set
     if named:
         cfg = _engine_scheduler(cfg, engine, model, system, parallelism, inference, profile)
         from ..engines import engine_for
@@ -167,8 +169,11 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
 
     adp = parallelism.attention_dp
     dims = "tp*attention_dp*pp" if adp > 1 else "tp*pp"
+    derive_running = (named and facts is not None and facts.max_running is not None
+                      and "max_batch" not in user_set and not engine.max_num_seqs)
 
     def instance(role: str, tp: int, gpus: int, count: int | None) -> InstanceType:
+        nonlocal cfg  # SGLang's derived max_running_requests (derive_running)
         per = tp * adp * parallelism.pp
         if count is None:
             if gpus % per:
@@ -188,6 +193,10 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
                             f"{system.gpus_per_node} GPUs")
         if named:
             kv = engine_kv_capacity(model, system, parallelism, inference, tp, engine, profile)
+            if derive_running:  # SGLang: max_running_requests from each rank's pool
+                cfg = cfg.model_copy(update={"max_batch": adp * default_max_running(
+                    facts.max_running, kv.tokens // adp,
+                    engine.max_model_len or model.max_position_embeddings)})
         else:
             kv = kv_capacity(model, system, plan, profile, max_tokens, cfg.max_batch)
         group_blocks = kv.num_blocks // adp  # a request's KV lives in its DP group's pool
@@ -211,8 +220,9 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
         if count is None and system.num_gpus % per:
             raise SpecError(f"parallelism: {dims} = {per} must divide system.num_gpus "
                             f"({system.num_gpus}); the GPUs form num_gpus/({dims}) replicas")
-        return Deployment(cfg, [instance("mixed", tp, system.num_gpus, count)], budget,
-                          system=system, profile=profile, engine_facts=facts)
+        mixed = instance("mixed", tp, system.num_gpus, count)  # may derive cfg.max_batch
+        return Deployment(cfg, [mixed], budget, system=system, profile=profile,
+                          engine_facts=facts)
     tp_p = cfg.prefill_tp or tp
     tp_d = cfg.decode_tp or tp
     gp, gd = (cfg.prefill_gpus, cfg.decode_gpus) if counts else _pool_gpus(cfg, system)
@@ -228,6 +238,15 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
     dec = instance("decode", tp_d, gd or 0, counts[1] if counts else None)
     return Deployment(cfg, [pre, dec], budget, transfer_cross_node=bool(cross), system=system,
                       profile=profile, engine_facts=facts)
+
+
+def default_max_running(rule, kv_tokens: int, context_len: int) -> int:
+    """SGLang's max_running_requests of one scheduler (one DP rank) when the launch leaves it
+    unset (engines/sglang.yaml ``scheduler.max_running``, tp_worker.py / model_runner.py):
+    min(T // 2, min(max(int(T / context_len x 512), 2048), 4096)) for a pool of T tokens."""
+    pool = min(max(int(kv_tokens / context_len * rule.reqs_per_context), rule.reqs_min),
+               rule.reqs_max)
+    return max(min(int(kv_tokens) // rule.kv_divisor, pool), 1)
 
 
 def engine_kv_capacity(model: ModelSpec, system: System, parallelism: Parallelism,

@@ -28,11 +28,13 @@ with ``@register("name")``. Where a preempted sequence waits is the engine's bus
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .attention_dp import decode_mask, dp_prefill
 from .engine import RUN_CAP, Engine, Step
 
 if TYPE_CHECKING:
@@ -42,12 +44,22 @@ if TYPE_CHECKING:
 class Scheduler:
     name = "base"
 
-    def __init__(self, token_budget: int, facts: SchedulerFacts | None = None):
+    def __init__(self, token_budget: int, facts: SchedulerFacts | None = None,
+                 recv_interval: int = 1):
         self.budget = token_budget  # tokens of one iteration (static: padded prompt tokens)
         self.facts = facts  # the named engine's scheduler facts (engines/<id>.yaml), if any
+        if recv_interval != 1:
+            raise ValueError(f"serving.scheduler.recv_interval ({recv_interval}) is SGLang's "
+                             "--scheduler-recv-interval: it needs engine: sglang (scheduler "
+                             f"prefill_first), not the {self.name!r} scheduler")
 
     def next(self, e: Engine, now: float) -> Step | None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def truncate(self, e: Engine, t: float) -> bool:
+        """A request arrived at ``t`` while ``e`` runs: end a decode run where the scheduler
+        would see it (the first iteration boundary at or after ``t``; Engine.truncate)."""
+        return e.truncate(t)
 
     # shared pieces -----------------------------------------------------------------------
     @staticmethod
@@ -98,14 +110,15 @@ def register(name: str) -> Callable[[type[Scheduler]], type[Scheduler]]:
 
 
 def make_scheduler(name: str, token_budget: int,
-                   facts: SchedulerFacts | None = None) -> Scheduler:
-    """A new scheduler of the registered ``name`` (``facts``: the engine's, if named)."""
+                   facts: SchedulerFacts | None = None, recv_interval: int = 1) -> Scheduler:
+    """A new scheduler of the registered ``name`` (``facts``: the engine's, if named;
+    ``recv_interval``: SGLang's --scheduler-recv-interval, prefill_first only)."""
     try:
         cls = SCHEDULERS[name]
     except KeyError:
         raise ValueError(f"no serving scheduler {name!r}; registered: "
                          f"{', '.join(sorted(SCHEDULERS))}") from None
-    return cls(token_budget, facts)
+    return cls(token_budget, facts, recv_interval)
 
 
 @register("continuous")
@@ -315,6 +328,113 @@ class InflightBatching(Scheduler):
         return self.mixed_step(e, now, chunks, n_dec)
 
 
+class SglangReceiver:
+    """When SGLang's scheduler sees a new request (sgl-project/sglang
+    python/sglang/srt/managers/scheduler.py ``event_loop_overlap``; scheduler_recv_skipper.py
+    ``SchedulerRecvSkipper``; sources in docs/serving.md, "When a request is seen").
+
+    Overlap scheduler (on by default since v0.4, ``disable_overlap_schedule`` False): loop
+    iteration j receives requests, decides and launches batch j, then waits for batch j - 1's
+    result and sends its tokens. So the loop that decides the step starting at boundary
+    ``b`` runs when the step before it starts, and it sees only the requests that arrived
+    before that moment: a request a client sends when its previous one ends (output sent at
+    the end of step m) is prefilled after step m + 2, not m + 1. An idle server's loop spins
+    and receives at once.
+
+    ``--scheduler-recv-interval N`` (default 1): ``recv_requests`` returns nothing unless
+    the skipper's counter, raised by the weight of the last batch's forward mode (decode 1,
+    idle 1, any other mode 1000: SGLANG_SCHEDULER_RECV_SKIPPER_WEIGHT_*), reaches N; it then
+    resets to 0. A loop after a prefill batch always receives; during decoding every N-th.
+
+    A loop runs at the start of every step and counts that step's weight; ``fire_t`` is the
+    time of the latest loop that received (``fire_incl``: requests arriving at that very time
+    count, for the loop of an idle server).
+    """
+
+    def __init__(self, interval: int = 1):
+        if interval < 1:
+            raise ValueError(f"serving.scheduler.recv_interval must be >= 1, got {interval}")
+        self.n = int(interval)
+        self.counter = 0
+        self.fire_t = -math.inf
+        self.fire_incl = True
+        self.idle_t = -math.inf  # when the server last received from idle
+
+    def idle(self, now: float) -> None:
+        self.counter = 0
+        self.fire_t, self.fire_incl = now, True
+        self.idle_t = now
+
+    def _loops(self, st: Step) -> tuple[np.ndarray, bool]:
+        """Start times of the steps of ``st`` (one loop each) and whether they are decodes."""
+        if st.kind == "run":
+            k = st.steps
+            return np.concatenate(([st.start], st.cum[:k - 1])), True
+        return np.array([st.start]), not st.chunks
+
+    def account(self, st: Step | None) -> None:
+        """Advance the counter over the loops of the finished step ``st``."""
+        if st is None:
+            return
+        starts, decode = self._loops(st)
+        if not decode:  # weight 1000 >= any interval: this loop receives
+            self.counter = 0
+            self.fire_t = float(starts[0])
+            self.fire_incl = self.fire_t == self.idle_t  # the loop right after an idle launch
+            return
+        k = starts.size
+        first = self.n - 1 - self.counter  # loop index whose counter reaches n
+        if first > k - 1:
+            self.counter += k
+            return
+        last = first + ((k - 1 - first) // self.n) * self.n
+        self.counter = k - 1 - last
+        self.fire_t = float(starts[last])
+        self.fire_incl = self.fire_t == self.idle_t
+
+    def _before(self, t: float) -> bool:
+        return t < self.fire_t or (self.fire_incl and t == self.fire_t)
+
+    def seen(self, e: Engine) -> int:
+        """How many requests at the head of the queue the scheduler has received (the queue
+        is in arrival order after any retracted ones, which it holds already)."""
+        arrival = e.reqs.arrival
+        if not e.waiting or self._before(float(arrival[e.waiting[-1]])):
+            return len(e.waiting)  # the newest is received: all are
+        k = 0
+        for rid in e.waiting:
+            if not self._before(float(arrival[rid])):
+                break
+            k += 1
+        return k
+
+    def unseen(self, e: Engine) -> float | None:
+        """Arrival time of the first queued request not received yet, if any."""
+        k = self.seen(e)
+        if k < len(e.waiting):
+            return float(e.reqs.arrival[e.waiting[k]])
+        return None
+
+    def cut(self, st: Step | None, t: float) -> bool:
+        """End the decode run ``st`` after the step whose starting loop first receives a
+        request that arrived at ``t`` (a loop at a step start after ``t`` whose counter
+        reaches the interval). Returns True if the end moved."""
+        if st is None or st.kind != "run" or not st.interruptible:
+            return False
+        st.interruptible = False
+        starts, _ = self._loops(st)
+        k = starts.size
+        first = self.n - 1 - self.counter
+        after = int(np.searchsorted(starts, t, side="right"))  # loops strictly after t
+        if first < after:
+            first += -(-(after - first) // self.n) * self.n
+        if first >= k - 1:
+            return False
+        st.steps = first + 1
+        st.end = float(st.cum[first])
+        return True
+
+
 @register("prefill_first")
 class PrefillFirst(Scheduler):
     """SGLang's default scheduler (python/sglang/srt/managers/scheduler.py
@@ -333,9 +453,15 @@ class PrefillFirst(Scheduler):
     idle and, after a retraction, becomes (decoded + retract_decode_steps x n) / (outputs + 1)
     (NewTokenRatioTracker). Without those facts (no engine named) admission keeps the 1 %
     watermark as ``continuous`` does.
+
+    When a request is seen (SGLang, engine facts given; ``SglangReceiver``): the overlap
+    scheduler decides each batch while the previous one runs, and with
+    ``--scheduler-recv-interval N`` it takes in new requests only every N decode batches.
+    Without engine facts a request is seen at the next iteration boundary, as before.
     """
 
-    def __init__(self, token_budget: int, facts: SchedulerFacts | None = None):
+    def __init__(self, token_budget: int, facts: SchedulerFacts | None = None,
+                 recv_interval: int = 1):
         super().__init__(token_budget, facts)
         self.ntr = facts.new_token_ratio if facts is not None else None
         if self.ntr is not None:
@@ -343,10 +469,16 @@ class PrefillFirst(Scheduler):
             self.min_ratio = self.ntr.init * self.ntr.min_factor
             self.decay = (self.ntr.init - self.min_ratio) / self.ntr.decay_steps
         self._last: Step | None = None
+        if facts is None and recv_interval != 1:
+            raise ValueError(f"serving.scheduler.recv_interval ({recv_interval}) is SGLang's "
+                             "--scheduler-recv-interval: name engine: sglang")
+        self.recv = SglangReceiver(recv_interval) if facts is not None else None
 
     def _decayed(self) -> None:
         """Apply the decode batches the previous step ran (a run may have been cut short)."""
         st, self._last = self._last, None
+        if self.recv is not None:
+            self.recv.account(st)
         if self.ntr is None or st is None:
             return
         k = st.steps if st.kind == "run" else int(st.decode)
@@ -359,8 +491,26 @@ class PrefillFirst(Scheduler):
             self.ratio = self.ntr.init  # idle
         return step
 
+    def truncate(self, e: Engine, t: float) -> bool:
+        if self.recv is None:
+            return e.truncate(t)
+        return self.recv.cut(e.step, t)
+
     def next(self, e: Engine, now: float) -> Step | None:
+        idle = self._last is None or e.n == 0
         self._decayed()
+        if self.recv is not None and idle:  # nothing runs: the idle loop receives at once
+            self.recv.idle(now)
+        step = self._next(e, now)
+        if step is not None and self.recv is not None and step.kind == "run":
+            unseen = self.recv.unseen(e)
+            step.interruptible = step.interruptible or (unseen is not None and step.stop_at_finish
+                                                        and e.n < e.max_batch)
+            if unseen is not None:  # a request arrived that this batch's decision missed
+                self.recv.cut(step, unseen)
+        return step
+
+    def _next(self, e: Engine, now: float) -> Step | None:
         reqs = e.reqs
         n = e.n
         budget = self.budget
@@ -371,6 +521,16 @@ class PrefillFirst(Scheduler):
             dec = e.done[:n] == e.target[:n]
             left = np.minimum(e.out[:n][dec] - e.gen[:n][dec], ntr.clip_max_new_tokens)
             rem = free * e.block - float(np.clip(left, 0, None).sum()) * self.ratio
+        if getattr(e.cost, "groups", 1) > 1:  # attention DP: every rank its own prefill batch
+            recv = getattr(self, "recv", None)
+            chunks, busy = dp_prefill(e, now, self.budget, self.ntr,
+                                      getattr(self, "ratio", 0.0),
+                                      None if recv is None else recv.seen(e))
+            if chunks:
+                mask = decode_mask(e, busy)
+                return self._step(e.iteration(now, chunks, decode=bool(mask.any()),
+                                              decode_mask=mask))
+            budget = 0  # nothing fits on any rank: the running requests decode
         chunks: list[tuple[int, int]] = []
         for slot in np.flatnonzero(e.done[:n] < e.target[:n]).tolist():  # the chunked request
             done = int(e.done[slot])
@@ -385,7 +545,9 @@ class PrefillFirst(Scheduler):
                 out = int(e.out[slot] - e.gen[slot])
                 rem -= c + (min(out, ntr.clip_max_new_tokens) if last else 0)
             chunks.append((slot, c))
-        while budget > 0 and e.waiting and e.n < e.max_batch:
+        seen = len(e.waiting) if self.recv is None else self.recv.seen(e)
+        while budget > 0 and seen and e.n < e.max_batch:
+            seen -= 1
             rid = e.waiting[0]
             q = int(reqs.prompt[rid] + reqs.gen[rid])
             c = min(q, budget)
@@ -412,7 +574,9 @@ class PrefillFirst(Scheduler):
             self.ratio = min(1.0, float(e.gen[:k].sum() + ntr.retract_decode_steps * k)
                              / float(e.out[:k].sum() + 1))
         if e.n == 0:
-            return self.next(e, now) if e.waiting and n else self._step(None)
+            if e.waiting and n and self.recv is not None and not self.recv.seen(e):
+                self.recv.idle(now)  # everything was retracted: the idle loop receives
+            return self._next(e, now) if e.waiting and n else self._step(None)
         dec = e.done[:e.n] == e.target[:e.n]
         if not dec.all():  # a chunk blocked on memory: decode the others one step
             return self._step(e.iteration(now, [], decode=True))

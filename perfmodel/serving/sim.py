@@ -98,7 +98,7 @@ class Simulation:
     def _notify(self, e: Engine, now: float) -> None:
         if e.step is None:
             self._kick(e, now)
-        elif e.truncate(now):
+        elif self.schedulers[e.index].truncate(e, now):
             e.version += 1
             self._push(e.step.end, STEP, e.index, e.version)
 
