@@ -56,6 +56,7 @@ from .engines import ENGINE_IDS, dp_gather_mode, moe_overlap_facts
 from .errors import SpecError
 from .formats import dispatch_elem_bytes as format_dispatch_bytes
 from .ops import active_experts, routed_rows  # noqa: F401  (re-exported: the MoE layout's formulas)
+from .parallel_comm import distinct_groups
 from .profile import CalibrationProfile
 from .specs.model import ModelSpec
 from .specs.system import System
@@ -98,15 +99,11 @@ def copies_per_token(mode: str, top_k: int, experts: int, ep: Array) -> Array:
     routed expert, top_k (DeepEP's per-expert receive buffers, docs/legacy.md). Normal: one
     per destination rank (``is_token_in_rank``), the expected number of distinct ranks among
     ep holding E/ep experts each when k distinct experts are drawn uniformly:
-    ep (1 - C(E - E/ep, k) / C(E, k))."""
+    ep (1 - C(E - E/ep, k) / C(E, k)) (parallel_comm.distinct_groups, shared with training's
+    flex dispatchers)."""
     if mode == "ll":
         return np.full(np.shape(ep), float(top_k)) if np.ndim(ep) else float(top_k)
-    ep = np.asarray(ep, float)
-    e = float(experts)
-    miss = np.ones_like(ep)
-    for i in range(top_k):  # C(E - E/ep, k) / C(E, k) as a product
-        miss = miss * np.maximum(e - e / ep - i, 0.0) / (e - i)
-    return ep * (1.0 - miss)
+    return distinct_groups(experts, top_k, ep)
 
 
 def a2a_bytes(tokens_per_rank: Array, copies: Array, hidden: int, elem_bytes: float) -> Array:
