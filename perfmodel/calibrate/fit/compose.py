@@ -238,8 +238,9 @@ def fit_profile(records: Iterable[dict], device: DeviceSpec | None, *, kind: str
     if fitting.profile.collectives:
         fitting.notes.append(
             f"collectives: latency_s makes the fixed time {LATENCY_FLOOR_FRACTION:g} x the "
-            "fastest call of each table (inter-node: less the network steps x "
-            "defaults.network_step_latency_s that comm.collective_time adds); efficiency = "
+            "fastest call of each table (inter-node: less the network latency "
+            "comm.network_time adds, NCCL's ring model for all-gather / reduce-scatter); "
+            "efficiency = "
             "the core's time formula solved at each measured size.")
     prof = fitting.profile.model_copy(update={
         "fit_errors": fitting.fit_errors, "uncertainty": fitting.uncertainty,
