@@ -139,7 +139,7 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     compute = times.by_class()
     stage = times.total()
     # per stage: attention-TP all-reduces (all layers), MoE all-to-alls or DP gathers
-    comm = stage_comm(model, plan, b * q_len, phase, plan.precision.act, system, profile)
+    comm = stage_comm(model, plan, b * q_len, phase, plan.precision.hidden, system, profile)
     tp_comm, ep_comm = comm.tp, comm.ep
     a2a_total, exposed = comm.dispatch + comm.combine, comm.dispatch + comm.combine
     dispatch, combine = comm.dispatch, comm.combine
@@ -161,7 +161,7 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
         combine = np.where(on, tb["combine"], combine)
         a2a_total = dispatch + combine
     # a stage hands each attention DP group's activations to the next stage
-    act_bytes = b / np.asarray(plan.attention_dp) * q_len * model.hidden_size * plan.precision.act
+    act_bytes = b / np.asarray(plan.attention_dp) * q_len * model.hidden_size * plan.precision.hidden
     instance = np.asarray(plan.tp) * np.asarray(plan.attention_dp)
     cross = pp_neighbours_cross_nodes(system.gpus_per_node, "tp-cp-ep-dp-pp", instance, 1, 1,
                                       plan.replicas)
@@ -223,7 +223,7 @@ def _two_batch(model: ModelSpec, system: System, plan: InferPlan, profile: Calib
           for i, (op, w) in enumerate(zip(half_items, hw, strict=True))]
     groups = overlap_groups(half_items, half_index["moe"])
     group_time = {g: row_sum(hw, idx) for g, idx in groups.items()}
-    hc = stage_comm(model, plan, np.asarray(b) / 2.0 * q_len, phase, plan.precision.act,
+    hc = stage_comm(model, plan, np.asarray(b) / 2.0 * q_len, phase, plan.precision.hidden,
                     system, profile)
     layer_time, exposed = two_batch_layer(sched.segments, group_time, hc.dispatch, hc.combine)
     compute: dict = {}

@@ -70,10 +70,6 @@ Array = Any
 # DEEPEP_QUANT_BLOCK_SIZE = 128): formats.dispatch_elem_bytes("fp8")
 DEEPEP_FP8_BYTES = format_dispatch_bytes("fp8", 2.0)
 COMBINE_BYTES = 2.0  # DeepEP combines in bf16
-# The DP-attention gather / scatter moves the hidden states in the model's 16-bit dtype: fp8
-# activations are quantised per GEMM input, the gather buffer is not (sglang v0.5.6.post2
-# layers/dp_attention.py: the global DP buffer is allocated with dtype=model_config.dtype)
-DP_GATHER_MIN_BYTES = 2.0
 A2A_MODES = ("auto", "low_latency", "normal")
 
 
@@ -139,10 +135,12 @@ class MoeComm:
     mode: str = ""  # DeepEP kernel family ("ll" / "normal"), "" without all-to-all
 
 
-def stage_comm(model: ModelSpec, plan, tokens: Array, phase: str, act_bytes: float,
+def stage_comm(model: ModelSpec, plan, tokens: Array, phase: str, hidden_bytes: float,
                system: System, profile: CalibrationProfile) -> MoeComm:
     """Communication of one pass of ``tokens`` tokens (the whole instance's) through one
-    pipeline stage's layers (module docstring; ``plan`` an InferPlan)."""
+    pipeline stage's layers (module docstring; ``plan`` an InferPlan). ``hidden_bytes``:
+    bytes per element of the hidden states the collectives move (``Precision.hidden``: the
+    model's 16-bit dtype also with quantised activations)."""
     tp = np.asarray(plan.tp, float)
     dp = np.asarray(plan.attention_dp, float)
     ep = np.asarray(plan.ep, float)
@@ -153,7 +151,7 @@ def stage_comm(model: ModelSpec, plan, tokens: Array, phase: str, act_bytes: flo
     moe_layers = model.num_moe_layers * per_stage
     t_group = np.asarray(tokens, float) / dp  # tokens of one attention DP group
     tp_span = contiguous_span(tp, G)
-    group_bytes = t_group * h * act_bytes
+    group_bytes = t_group * h * hidden_bytes
     ar = tp_all_reduce_time(plan.tp_all_reduce, group_bytes, tp_span, system, profile,
                             plan.engine_version, plan.engine_variant)
     dense = 2.0 * dense_layers * ar
@@ -165,7 +163,7 @@ def stage_comm(model: ModelSpec, plan, tokens: Array, phase: str, act_bytes: flo
     # wide EP: reduce-scatter + all-gather over attention TP, dispatch + combine over EP
     mode = resolved_mode(plan.a2a_mode, phase)
     per_rank = t_group / tp
-    elem = dispatch_elem_bytes(plan.weight_dtype, plan.activation_dtype, act_bytes,
+    elem = dispatch_elem_bytes(plan.weight_dtype, plan.activation_dtype, hidden_bytes,
                                plan.tp_all_reduce, getattr(plan, "engine_version", None),
                                getattr(plan, "engine_variant", None))
     copies = copies_per_token(mode, k, model.moe.num_experts, ep)
@@ -176,9 +174,8 @@ def stage_comm(model: ModelSpec, plan, tokens: Array, phase: str, act_bytes: flo
                            n_span, system, profile)
     rs_ag = (collective_time("reduce_scatter", group_bytes, tp_span, system, profile)
              + collective_time("all_gather", group_bytes, tp_span, system, profile))
-    # MoE TP: all-reduce after attention, all-gather / reduce-scatter of all tokens over N;
-    # the gathered hidden states are in the model's dtype even with fp8 activations
-    all_bytes = np.asarray(tokens, float) * h * max(act_bytes, DP_GATHER_MIN_BYTES)
+    # MoE TP: all-reduce after attention, all-gather / reduce-scatter of all tokens over N
+    all_bytes = np.asarray(tokens, float) * h * hidden_bytes
     gather = (collective_time("all_gather", all_bytes, n_span, system, profile)
               + collective_time("reduce_scatter", all_bytes, n_span, system, profile))
     if dp_gather_mode(plan.tp_all_reduce, phase, getattr(plan, "engine_version", None),

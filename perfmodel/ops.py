@@ -72,6 +72,10 @@ class Op:
             self.block = self.name.split(".", 1)[0]
 
 
+#: hidden states between layers stay in the model's 16-bit dtype (Precision.hidden)
+HIDDEN_STATE_MIN_BYTES = 2.0
+
+
 @dataclass(frozen=True)
 class Precision:
     """Bytes per element of activations and weights, and the GEMM compute dtype."""
@@ -87,6 +91,17 @@ class Precision:
     # override this one for the GEMMs of that class
     by_class: tuple = ()
     weight_format: str = ""  # the weights' format when it is not ``compute`` (weight-only)
+
+    @property
+    def hidden(self) -> float:
+        """Bytes per element of the hidden states between layers (the residual stream, the
+        TP all-reduce, DP gathers, PP hand-offs): the model's 16-bit dtype even when GEMM
+        inputs are quantised, since quantised GEMMs write their output in the input's
+        original dtype (vLLM w8a8_utils ``apply_fp8_linear``: ``out_dtype = input.dtype``;
+        TensorRT-LLM's fp8 GEMMs output bf16 ahead of its bf16 all-reduce + RMSNorm + quant
+        fusion; SGLang's DP-attention buffer is allocated in ``model_config.dtype``,
+        layers/dp_attention.py). Wider activations (fp32) keep their own width."""
+        return max(self.act, HIDDEN_STATE_MIN_BYTES)
 
     def for_op(self, op_name: str) -> Precision:
         """The precision of the GEMM named ``op_name`` (its weight class's, if overridden)."""

@@ -185,13 +185,15 @@ def test_sglang_prefill_gathers_dp_tokens_by_all_reduce_decode_by_all_gather():
     from perfmodel.resolve import inference_inputs, resolve
     from perfmodel.zoo import resolve_model
 
+    def dsv3_dp8(engine):
+        return {"kind": "inference", "model": "deepseek-v3", "engine": engine,
+                "system": {"device": "h200-sxm-141gb", "num_gpus": 8},
+                "parallelism": {"tp": 1, "attention_dp": 8, "ep": 1},
+                "inference": {"batch": 8, "prompt_len": 1024, "output_len": 2,
+                              "weight_dtype": "fp8_block", "activation_dtype": "fp8"}}
+
     def comm(engine, phase, tokens=8192.0, act_bytes=2.0):
-        sc = {"kind": "inference", "model": "deepseek-v3", "engine": engine,
-              "system": {"device": "h200-sxm-141gb", "num_gpus": 8},
-              "parallelism": {"tp": 1, "attention_dp": 8, "ep": 1},
-              "inference": {"batch": 8, "prompt_len": 1024, "output_len": 2,
-                            "weight_dtype": "fp8_block", "activation_dtype": "fp8"}}
-        rs = resolve(sc)
+        rs = resolve(dsv3_dp8(engine))
         plan = inference_inputs(rs.scenario, rs.system, rs.profile).plan
         return rs, stage_comm(rs.scenario.model, plan, tokens, phase, act_bytes, rs.system,
                               rs.profile)
@@ -208,9 +210,10 @@ def test_sglang_prefill_gathers_dp_tokens_by_all_reduce_decode_by_all_gather():
     assert float(dec.ep) == pytest.approx(model.num_moe_layers * ag_rs, rel=1e-9)
     _, gen = comm("generic", "prefill")
     assert float(gen.ep) == pytest.approx(model.num_moe_layers * ag_rs, rel=1e-9)
-    # fp8 activations: the gather buffer still holds bf16 hidden states (dtype=model dtype)
-    _, fp8 = comm("sglang", "prefill", act_bytes=1.0)
-    assert float(fp8.ep) == pytest.approx(float(pre.ep), rel=1e-12)
+    # fp8 activations: the gather buffer still holds bf16 hidden states (dtype=model dtype):
+    # the plan hands stage_comm Precision.hidden = 2 B
+    rs = resolve(dsv3_dp8("sglang"))
+    assert inference_inputs(rs.scenario, rs.system, rs.profile).plan.precision.hidden == 2.0
 
 
 def test_each_rank_admits_against_its_own_share_of_the_pool():

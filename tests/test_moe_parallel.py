@@ -696,7 +696,8 @@ def test_mixed_all_to_all_and_gather_cells_keep_their_own_comm():
     """A vectorised plan over ep (8: DeepEP all-to-all; 1: attention-DP gather of the MoE
     tokens) under SGLang two-batch overlap: each cell is its own scalar prediction. The gather
     cell runs no two-batch split (SGLang TBO needs the DeepEP all-to-all), so its ep_comm is
-    stage_comm's gather, 58 x (all-gather + reduce-scatter of 256 x 7168 x 1 B) here."""
+    stage_comm's gather, 58 x (all-gather + reduce-scatter of 256 x 7168 x 2 B: bf16 hidden
+    states, Precision.hidden) here."""
     from dataclasses import replace as _replace
     sc = scenario(batch=256, weight_dtype="fp8_block", parallelism={"moe_overlap": "two_batch"})
     sc["engine"] = {"name": "sglang"}
@@ -709,7 +710,7 @@ def test_mixed_all_to_all_and_gather_cells_keep_their_own_comm():
         one = forward_pass(*roof_args, _replace(plan, ep=ep), *pass_args)
         assert np.asarray(both.time)[i] == pytest.approx(float(one.time))
         assert np.asarray(both.ep_comm)[i] == pytest.approx(float(one.ep_comm))
-    gather = stage_comm(DSV3, _replace(plan, ep=1.0), 256, "decode", plan.precision.act,
+    gather = stage_comm(DSV3, _replace(plan, ep=1.0), 256, "decode", plan.precision.hidden,
                         rs.system, rs.profile).ep
     assert float(gather) > 0 and np.asarray(both.ep_comm)[1] == pytest.approx(float(gather))
 
