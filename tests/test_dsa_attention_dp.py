@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scheduler_engines import make_engine, run_step
 
 from perfmodel.engine_memory import sglang_default_fraction
 from perfmodel.engines import get_engine
@@ -124,23 +125,9 @@ class _Cost:
 
 
 def _engine(prompts, outputs, blocks=1_000_000):
-    from perfmodel.serving.cost import KVCapacity
-    from perfmodel.serving.engine import Engine
-    from perfmodel.serving.requests import Requests
-    from perfmodel.serving.workload import Workload
-
-    wl = Workload(np.zeros(len(prompts)), np.array(prompts), np.array(outputs))
-    kv = KVCapacity(bytes_per_token=1.0, block_tokens=1, num_blocks=blocks, memory={})
-    e = Engine(0, _Cost(), kv, 256, Requests(wl))
-    e.waiting.extend(range(len(prompts)))
-    return e
+    return make_engine(_Cost(), prompts, outputs, blocks=blocks, block=1)
 
 
-def _run(s, e, now):
-    step = s.next(e, now)
-    e.step = step
-    e.complete(step.end)
-    return step
 
 
 def test_each_rank_prefills_its_own_request_with_the_divided_chunk():
@@ -149,11 +136,11 @@ def test_each_rank_prefills_its_own_request_with_the_divided_chunk():
     iteration it finishes it (976) and starts its second one with the 48 tokens left."""
     e = _engine([2000] * 16, [10] * 16)
     s = make_scheduler("prefill_first", 8192)
-    first = _run(s, e, 0.0)
+    first = run_step(s, e, 0.0)
     assert [c for _, c in first.chunks] == [1024] * 8
     assert sorted(int(e.rid[slot]) for slot, _ in first.chunks) == list(range(8))
     assert e.cost.last[1] == list(range(8))  # one chunk per group
-    second = _run(s, e, first.end)
+    second = run_step(s, e, first.end)
     by_rank = {}
     for slot, c in second.chunks:
         by_rank.setdefault(int(e.rid[slot]) % 8, []).append(c)
@@ -165,8 +152,8 @@ def test_a_rank_without_prefill_decodes_while_the_others_prefill():
     decodes in the same iterations as the others' chunks (each rank picks its own batch)."""
     e = _engine([100] + [5000] * 7, [5] * 8)
     s = make_scheduler("prefill_first", 8192)
-    _run(s, e, 0.0)
-    step = _run(s, e, 1.0)
+    run_step(s, e, 0.0)
+    step = run_step(s, e, 1.0)
     ranks = {int(e.rid[slot]) % 8 for slot, _ in step.chunks}
     assert ranks == set(range(1, 8)) and step.decode
     assert [int(e.rid[i]) for i in step.dec_idx] == [0]
@@ -223,7 +210,7 @@ def test_each_rank_admits_against_its_own_share_of_the_pool():
     would have taken both."""
     e = _engine([2000] * 16, [10] * 16, blocks=24_000)
     s = make_scheduler("prefill_first", 32768, get_engine("sglang").scheduler)
-    first = _run(s, e, 0.0)
+    first = run_step(s, e, 0.0)
     assert [c for _, c in first.chunks] == [2000] * 8
     assert list(e.waiting) == list(range(8, 16))
 

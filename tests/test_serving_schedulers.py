@@ -4,6 +4,7 @@ goes is the engine's pool's business (DistServe: back to a prefill instance)."""
 import typing
 
 import pytest
+from scheduler_engines import make_engine, run_step
 
 import perfmodel as pm
 from perfmodel.serving.schedulers import (
@@ -76,26 +77,9 @@ class _UnitCost:
 
 
 def _engine(prompts, outputs, blocks=10_000, block=32, max_batch=256):
-    import numpy as np
-
-    from perfmodel.serving.cost import KVCapacity
-    from perfmodel.serving.engine import Engine
-    from perfmodel.serving.requests import Requests
-    from perfmodel.serving.workload import Workload
-
-    wl = Workload(np.zeros(len(prompts)), np.array(prompts), np.array(outputs))
-    reqs = Requests(wl)
-    kv = KVCapacity(bytes_per_token=1.0, block_tokens=block, num_blocks=blocks, memory={})
-    e = Engine(0, _UnitCost(), kv, max_batch, reqs)
-    e.waiting.extend(range(len(prompts)))
-    return e
+    return make_engine(_UnitCost(), prompts, outputs, blocks, block, max_batch)
 
 
-def _run_step(sched, e, now):
-    step = sched.next(e, now)
-    e.step = step
-    e.complete(step.end)
-    return step
 
 
 def test_inflight_runs_each_context_whole_while_max_num_tokens_lasts():
@@ -104,9 +88,9 @@ def test_inflight_runs_each_context_whole_while_max_num_tokens_lasts():
     waits; in the next iteration 3 decodes + 5000 = 5003 fit."""
     e = _engine([100, 100, 5000, 5000], [50, 50, 10, 10])
     s = make_scheduler("inflight", 8192)
-    first = _run_step(s, e, 0.0)
+    first = run_step(s, e, 0.0)
     assert [c for _, c in first.chunks] == [100, 100, 5000] and list(e.waiting) == [3]
-    step = _run_step(s, e, first.end)
+    step = run_step(s, e, first.end)
     assert [c for _, c in step.chunks] == [5000] and step.decode and not e.waiting
 
 
@@ -116,11 +100,11 @@ def test_inflight_reserves_the_whole_request_and_never_preempts():
     (ceil(300 / 32) = 10 blocks), so the second waits until the first has finished."""
     e = _engine([200, 200], [100, 100], blocks=10)
     s = make_scheduler("inflight", 8192)
-    _run_step(s, e, 0.0)
+    run_step(s, e, 0.0)
     assert e.n == 1 and list(e.waiting) == [1] and e.used == 10
     t = 1.0
     while e.waiting or e.n:
-        t = _run_step(s, e, t).end
+        t = run_step(s, e, t).end
     assert int(e.reqs.preemptions.sum()) == 0
     assert e.reqs.first[1] > e.reqs.finish[0] - 1e-9  # started after the first one ended
 
@@ -135,9 +119,9 @@ def test_inflight_chunked_context_cuts_to_whole_blocks():
     e = _engine([10, 10, 10, 5000], [50, 50, 50, 10])
     s = InflightBatching(1000)
     s.chunked = True
-    first = _run_step(s, e, 0.0)
+    first = run_step(s, e, 0.0)
     assert [c for _, c in first.chunks] == [10, 10, 10, 960]
-    second = _run_step(s, e, first.end)
+    second = run_step(s, e, first.end)
     assert [c for _, c in second.chunks] == [992] and second.decode
 
 
@@ -148,16 +132,16 @@ def test_prefill_first_pauses_the_decodes_and_continues_the_chunked_request():
     e = _engine([100, 100, 6000], [50, 50, 10])
     s = make_scheduler("prefill_first", 4096)
     e.waiting.pop()  # the long request arrives later
-    step = _run_step(s, e, 0.0)
+    step = run_step(s, e, 0.0)
     assert [c for _, c in step.chunks] == [100, 100] and not step.decode
     gen_before = e.gen[:2].copy()
     e.waiting.append(2)
-    step = _run_step(s, e, step.end)
+    step = run_step(s, e, step.end)
     assert [c for _, c in step.chunks] == [4096] and not step.decode
-    step = _run_step(s, e, step.end)
+    step = run_step(s, e, step.end)
     assert [c for _, c in step.chunks] == [1904] and not step.decode
     assert (e.gen[:2] == gen_before).all()  # decodes waited for both prefill batches
-    step = _run_step(s, e, step.end)
+    step = run_step(s, e, step.end)
     assert step.kind == "run"  # nothing waits: every running request decodes
 
 
@@ -209,12 +193,12 @@ def test_prefill_first_reserves_future_tokens_by_sglangs_new_token_ratio():
     facts = get_engine("sglang").scheduler
     e = _engine([100, 300], [600, 1000], blocks=2000, block=1)
     s = PrefillFirst(8192, facts)
-    step = _run_step(s, e, 0.0)
+    step = run_step(s, e, 0.0)
     assert [c for _, c in step.chunks] == [100] and list(e.waiting) == [1]
-    step = _run_step(s, e, step.end)
+    step = run_step(s, e, step.end)
     assert [c for _, c in step.chunks] == [300] and not e.waiting
     assert s.ratio == pytest.approx(0.7)  # prefill batches do not decay it
-    run = _run_step(s, e, step.end)
+    run = run_step(s, e, step.end)
     assert run.kind == "run"
     s.next(e, run.end)  # applies the run's decode batches
     assert s.ratio == pytest.approx(max(0.098, 0.7 - run.steps * (0.7 - 0.098) / 600))
@@ -225,5 +209,5 @@ def test_prefill_first_reserves_future_tokens_by_sglangs_new_token_ratio():
 def test_prefill_first_without_engine_facts_keeps_the_watermark():
     """No engine named: no SGLang reserve, both requests start in the first batch."""
     e = _engine([100, 300], [600, 1000], blocks=2000, block=1)
-    step = _run_step(make_scheduler("prefill_first", 8192), e, 0.0)
+    step = run_step(make_scheduler("prefill_first", 8192), e, 0.0)
     assert [c for _, c in step.chunks] == [100, 300]
