@@ -198,6 +198,12 @@ class SchedulerFacts(Strict):
     # tokens: min(T // kv_divisor, req_to_token_pool size = min(max(int(T / context_len x
     # reqs_per_context), reqs_min), reqs_max)) (serving.deploy.default_max_running)
     max_running: MaxRunningRule | None = None
+    # vLLM async scheduling (vllm/v1/core/sched/async_scheduler.py, on by default from 0.14.0
+    # except with pipeline parallelism): the batch after the running one is scheduled when
+    # the running one starts, so a new request is seen one step later (serving.schedulers
+    # SglangReceiver, in the chunked scheduler); a scenario overrides it with
+    # engine.async_scheduling
+    async_scheduling: Bool | None = None
 
 
 class CommFacts(Strict):

@@ -156,6 +156,11 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
         from ..engines import engine_for
 
         facts = engine_for(engine).scheduler  # the named version's family
+        asy = getattr(engine, "async_scheduling", None)
+        if asy is None and facts.async_scheduling and parallelism.pp > 1:
+            asy = False  # vLLM 0.14 turns its default off at pipeline parallelism (source rel0140)
+        if asy is not None:
+            facts = facts.model_copy(update={"async_scheduling": asy})
     for name in ("offload", "speculative"):
         if getattr(inference, name, None) is not None:
             raise SpecError(f"inference.{name}: the serving simulator does not model {name} "

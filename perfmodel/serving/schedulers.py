@@ -166,13 +166,52 @@ class PrefillOnly(ContinuousBatching):
 
 @register("chunked")
 class ChunkedPrefill(Scheduler):
+    """When a request is seen: at the next iteration boundary; with vLLM's async scheduling
+    (engine fact ``scheduler.async_scheduling``, default from 0.14.0) one step later, as with
+    SGLang's overlap scheduler (``SglangReceiver``, interval 1): EngineCore
+    ``step_with_batch_queue`` schedules the batch after the running one when the running one
+    starts, so a request sent at the end of step m is prefilled after step m + 2."""
+
+    def __init__(self, token_budget: int, facts: SchedulerFacts | None = None,
+                 recv_interval: int = 1):
+        super().__init__(token_budget, facts, recv_interval)
+        on = facts is not None and bool(facts.async_scheduling)
+        self.recv = SglangReceiver(1) if on else None
+        self._last: Step | None = None
+
+    def truncate(self, e: Engine, t: float) -> bool:
+        if self.recv is None:
+            return e.truncate(t)
+        return self.recv.cut(e.step, t)
+
     def next(self, e: Engine, now: float) -> Step | None:
+        if self.recv is None:
+            return self._next(e, now)
+        st, self._last = self._last, None
+        idle = st is None or e.n == 0
+        self.recv.account(st)
+        if idle:  # nothing runs: the engine core schedules the arrival at once
+            self.recv.idle(now)
+        step = self._next(e, now)
+        self._last = step
+        if step is not None and step.kind == "run":
+            unseen = self.recv.unseen(e)
+            step.interruptible = step.interruptible or (unseen is not None and step.stop_at_finish
+                                                        and e.n < e.max_batch)
+            if unseen is not None:  # a request arrived that this batch's decision missed
+                self.recv.cut(step, unseen)
+        return step
+
+    def _next(self, e: Engine, now: float) -> Step | None:
+        """One iteration; it admits only the queued requests the scheduler has seen."""
         reqs = e.reqs
         self.make_room_for_decode(e)
         n = e.n
         dec = e.done[:n] == e.target[:n]
         n_dec = int(np.count_nonzero(dec))
-        if n_dec == n and not e.waiting:
+        # preempted requests go back to the head of the queue, seen already
+        seen = len(e.waiting) if self.recv is None else self.recv.seen(e)
+        if n_dec == n and not seen:
             return self.decode_run(e, now) if n else None  # nothing to prefill
         budget = self.budget - n_dec
         # blocks left once every decode has taken its next token (guaranteed above); each
@@ -196,7 +235,8 @@ class ChunkedPrefill(Scheduler):
                 free -= need
                 budget -= c
                 chunks.append((slot, c))
-        while budget > 0 and e.waiting and e.n < e.max_batch:
+        while budget > 0 and seen and e.n < e.max_batch:
+            seen -= 1
             rid = e.waiting[0]
             q = int(reqs.prompt[rid] + reqs.gen[rid])
             c = min(q, budget)

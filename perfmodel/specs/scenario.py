@@ -412,6 +412,8 @@ class EngineConfig(Strict):
     # model's max_position_embeddings (llama.cpp: its n_ctx default)
     max_model_len: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     block_size: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    # vLLM --async-scheduling / --no-async-scheduling (engines/vllm*.yaml scheduler.async_scheduling)
+    async_scheduling: Bool | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -429,6 +431,8 @@ class EngineConfig(Strict):
                 raise SpecError(f"engine.{field} is {engine}'s setting; engine {self.name!r} "
                                 + (f"uses {ENGINE_FRACTION[self.name]}"
                                    if self.name in ENGINE_FRACTION else "has no memory fraction"))
+        if "async_scheduling" in given and self.name != "vllm":
+            raise SpecError(f"engine.async_scheduling is vLLM's setting; engine {self.name!r} has none")
         return self
 
 

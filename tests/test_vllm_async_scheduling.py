@@ -1,0 +1,125 @@
+"""vLLM's async scheduling (engines/versions/vllm-0.14.yaml scheduler.async_scheduling: on by
+default from 0.14.0): EngineCore.step_with_batch_queue schedules the batch after the running
+one when the running one starts, so the chunked scheduler sees a new request one step later
+(SglangReceiver, interval 1). Hand-counted on a cost model where every iteration takes 1 s."""
+
+import numpy as np
+import pytest
+
+from perfmodel.engines import get_engine
+from perfmodel.serving.schedulers import ChunkedPrefill, make_scheduler
+from perfmodel.specs.scenario import EngineConfig
+
+
+class _UnitCost:
+    groups = 1
+
+    def step_time(self, spans, dkv, n_sample, overhead=0.0, *groups):
+        return 1.0 + overhead
+
+    def decode_run_times(self, ctx, k, overhead=0.0):
+        return np.ones(k) + overhead
+
+
+def _engine(arrivals):
+    from perfmodel.serving.cost import KVCapacity
+    from perfmodel.serving.engine import Engine
+    from perfmodel.serving.requests import Requests
+    from perfmodel.serving.workload import Workload
+
+    n = len(arrivals)
+    reqs = Requests(Workload(np.asarray(arrivals, float), np.full(n, 100), np.full(n, 50)))
+    kv = KVCapacity(bytes_per_token=1.0, block_tokens=1, num_blocks=100_000, memory={})
+    return Engine(0, _UnitCost(), kv, 256, reqs)
+
+
+def _first_token(sched, late):
+    """Requests 0 and 1 at t = 0 on an idle engine, request 2 at ``late``; the loop of the
+    simulator (serving.sim): run a step, add the late request when a step spans it and let
+    the scheduler cut the running decode run (Scheduler.truncate)."""
+    e = _engine([0.0, 0.0, late])
+    e.waiting.extend([0, 1])
+    now, added = 0.0, False
+    while np.isnan(e.reqs.first[2]):
+        st = sched.next(e, now)
+        e.step = st
+        if not added and st.end >= late:
+            e.waiting.append(2)
+            added = True
+            sched.truncate(e, late)
+        e.complete(st.end)
+        now = st.end
+    return float(e.reqs.first[2])
+
+
+@pytest.mark.parametrize("version, variant, on", [
+    (None, None, False), ("0.13.0", None, False), ("0.10.1", "v1", False),
+    ("0.14.0", None, True), ("0.15.1", "v1", True), ("0.20.0", None, True),
+])
+def test_async_scheduling_is_the_default_from_0_14(version, variant, on):
+    assert get_engine("vllm", version, variant).scheduler.async_scheduling is on
+
+
+def test_async_scheduling_admits_a_request_one_step_later():
+    """Prefill of requests 0 and 1 at 0-1 (the idle engine core schedules at once), then
+    a decode run from t = 1. Request 2 arrives at 1.5, during the run's first step.
+    Sync (0.10 facts): schedule() at t = 2 sees it, its prefill runs 2-3, first token at 3.
+    Async (0.14 facts): the schedule() at t = 2 decides the step after the one launched at
+    t = 2 (3-4) and sees it, so the prefill runs 3-4, first token at 4: one step later."""
+    sync = ChunkedPrefill(8192, get_engine("vllm").scheduler)
+    asyn = ChunkedPrefill(8192, get_engine("vllm", "0.14.0").scheduler)
+    assert _first_token(sync, 1.5) == 3.0
+    assert _first_token(asyn, 1.5) == 4.0
+
+
+def test_a_request_sent_at_a_step_boundary():
+    """Request 2 sent exactly at t = 2, the end of the run's first decode step (a closed-loop
+    client's next request after a token came out there). Sync: the boundary at 2 admits it,
+    prefill 2-3, first token 3. Async: the step 2-3 was scheduled at t = 1 and the schedule()
+    at t = 2 (deciding 3-4) ran before it arrived (strictly earlier arrivals only); the one
+    at t = 3 takes it for 4-5: first token at 5."""
+    assert _first_token(ChunkedPrefill(8192, get_engine("vllm").scheduler), 2.0) == 3.0
+    assert _first_token(ChunkedPrefill(8192, get_engine("vllm", "0.14.0").scheduler), 2.0) == 5.0
+
+
+def test_an_idle_engine_core_schedules_at_once():
+    """Nothing runs: the engine core blocks on its input queue and schedules the arrival at
+    once, async or not (request 0 at t = 0 on an idle engine: prefill 0-1, token at 1)."""
+    e = _engine([0.0])
+    e.waiting.append(0)
+    st = ChunkedPrefill(8192, get_engine("vllm", "0.14.0").scheduler).next(e, 0.0)
+    assert st is not None and st.chunks and (st.start, st.end) == (0.0, 1.0)
+
+
+def test_the_override_and_its_owner():
+    facts = get_engine("vllm", "0.14.0").scheduler
+    assert make_scheduler("chunked", 8192, facts).recv is not None
+    off = facts.model_copy(update={"async_scheduling": False})
+    assert make_scheduler("chunked", 8192, off).recv is None
+    assert make_scheduler("chunked", 8192, None).recv is None
+    assert EngineConfig(name="vllm", async_scheduling=True).async_scheduling is True
+    with pytest.raises(ValueError, match="async_scheduling is vLLM"):
+        EngineConfig(name="sglang", async_scheduling=True)
+
+
+def test_a_closed_loop_at_0_14_waits_longer_for_its_first_token():
+    """The scenario path: engine.version 0.14.0 (async on) against engine.async_scheduling
+    false at the same version: the same workload, only when requests are seen differs, so
+    the mean TTFT rises (by about one decode step per request that arrives while others
+    decode) and the TPOT barely moves."""
+    import perfmodel as pm
+
+    sc = {"kind": "serving", "model": "llama-3-8b",
+          "engine": {"name": "vllm", "version": "0.14.0"},
+          "system": {"device": "h100-sxm5-80gb", "num_gpus": 1},
+          "inference": {"prompt_len": 512, "output_len": 128},
+          "serving": {"arrival": {"process": "closed", "concurrency": 8}, "num_requests": 200,
+                      "prompt_len": {"kind": "uniform", "min": 400, "max": 600},
+                      "output_len": {"kind": "uniform", "min": 100, "max": 160}}}
+    on = pm.predict(sc).serving
+    sc["engine"]["async_scheduling"] = False
+    off = pm.predict(sc).serving
+    tpot = off["tpot_s"]["mean"]
+    extra = on["ttft_s"]["mean"] - off["ttft_s"]["mean"]
+    assert 0.5 * tpot < extra < 3.0 * tpot
+    assert on["tpot_s"]["mean"] == pytest.approx(tpot, rel=0.05)
