@@ -21,29 +21,31 @@ class _UnitCost:
         return np.ones(k) + overhead
 
 
-def _engine(arrivals):
+def _engine(arrivals, outputs=None):
     from perfmodel.serving.cost import KVCapacity
     from perfmodel.serving.engine import Engine
     from perfmodel.serving.requests import Requests
     from perfmodel.serving.workload import Workload
 
     n = len(arrivals)
-    reqs = Requests(Workload(np.asarray(arrivals, float), np.full(n, 100), np.full(n, 50)))
+    out = np.full(n, 50) if outputs is None else np.asarray(outputs)
+    reqs = Requests(Workload(np.asarray(arrivals, float), np.full(n, 100), out))
     kv = KVCapacity(bytes_per_token=1.0, block_tokens=1, num_blocks=100_000, memory={})
     return Engine(0, _UnitCost(), kv, 256, reqs)
 
 
-def _first_token(sched, late):
+def _first_token(sched, late, outputs=None):
     """Requests 0 and 1 at t = 0 on an idle engine, request 2 at ``late``; the loop of the
-    simulator (serving.sim): run a step, add the late request when a step spans it and let
-    the scheduler cut the running decode run (Scheduler.truncate)."""
-    e = _engine([0.0, 0.0, late])
+    simulator (serving.sim): run a step, add the late request when a step spans it (an
+    arrival at a step's end joins after the next step has been scheduled, as serving.sim
+    orders ARRIVE after STEP) and let the scheduler cut the running decode run."""
+    e = _engine([0.0, 0.0, late], outputs)
     e.waiting.extend([0, 1])
     now, added = 0.0, False
     while np.isnan(e.reqs.first[2]):
         st = sched.next(e, now)
         e.step = st
-        if not added and st.end >= late:
+        if not added and st.end > late:
             e.waiting.append(2)
             added = True
             sched.truncate(e, late)
@@ -72,14 +74,17 @@ def test_async_scheduling_admits_a_request_one_step_later():
     assert _first_token(asyn, 1.5) == 4.0
 
 
-def test_a_request_sent_at_a_step_boundary():
-    """Request 2 sent exactly at t = 2, the end of the run's first decode step (a closed-loop
-    client's next request after a token came out there). Sync: the boundary at 2 admits it,
-    prefill 2-3, first token 3. Async: the step 2-3 was scheduled at t = 1 and the schedule()
-    at t = 2 (deciding 3-4) ran before it arrived (strictly earlier arrivals only); the one
-    at t = 3 takes it for 4-5: first token at 5."""
-    assert _first_token(ChunkedPrefill(8192, get_engine("vllm").scheduler), 2.0) == 3.0
-    assert _first_token(ChunkedPrefill(8192, get_engine("vllm", "0.14.0").scheduler), 2.0) == 5.0
+def test_a_closed_loop_request_sent_when_another_ends():
+    """Request 0 has 3 output tokens: prefill 0-1 (token 1), decode run 1-3 (tokens 2, 3), so
+    it ends at t = 3 and its client sends request 2 then, as the closed loop does. The step
+    from t = 3 is scheduled before the request is queued (serving.sim). Sync: that step is
+    cut after one iteration, prefill 4-5, first token 5. Async: the schedule() at t = 3 ran
+    before the arrival and the one at t = 4 (start of step 4-5) takes it for 5-6: first token
+    at 6, one step later (the step m + 2 rule: m = the step ending at 3)."""
+    outs = [3, 50, 50]
+    assert _first_token(ChunkedPrefill(8192, get_engine("vllm").scheduler), 3.0, outs) == 5.0
+    assert _first_token(ChunkedPrefill(8192, get_engine("vllm", "0.14.0").scheduler), 3.0,
+                        outs) == 6.0
 
 
 def test_an_idle_engine_core_schedules_at_once():
