@@ -5,6 +5,7 @@ loops on a cost model where every iteration takes 1 s."""
 
 import numpy as np
 import pytest
+from scheduler_engines import UnitCost, closed_loop_llama3_8b, make_engine
 
 import perfmodel as pm
 from perfmodel.engines import get_engine
@@ -12,26 +13,9 @@ from perfmodel.serving.engine import Step
 from perfmodel.serving.schedulers import PrefillFirst, SglangReceiver, make_scheduler
 
 
-class _UnitCost:
-    groups = 1
-
-    def step_time(self, spans, dkv, n_sample, overhead=0.0, *groups):
-        return 1.0 + overhead
-
-    def decode_run_times(self, ctx, k, overhead=0.0):
-        return np.ones(k) + overhead
-
-
 def _engine(prompts, outputs, arrivals=None):
-    from perfmodel.serving.cost import KVCapacity
-    from perfmodel.serving.engine import Engine
-    from perfmodel.serving.requests import Requests
-    from perfmodel.serving.workload import Workload
-
-    arr = np.zeros(len(prompts)) if arrivals is None else np.asarray(arrivals, float)
-    reqs = Requests(Workload(arr, np.array(prompts), np.array(outputs)))
-    kv = KVCapacity(bytes_per_token=1.0, block_tokens=1, num_blocks=100_000, memory={})
-    return Engine(0, _UnitCost(), kv, 256, reqs)
+    return make_engine(UnitCost(), prompts, outputs, blocks=100_000, block=1,
+                       arrivals=arrivals, queue=False)
 
 
 def _run(k, start=0.0):
@@ -109,12 +93,7 @@ def test_recv_interval_raises_ttft_by_about_half_an_interval_of_decode_steps():
     """Closed loop of 4 clients, SGLang: with --scheduler-recv-interval 10 a new request waits
     on average for about half of the 10 decode batches between receives (4.5 steps: the one
     it lands in is uniform over the interval), so the mean TTFT rises by about 4.5 TPOT."""
-    sc = {"kind": "serving", "model": "llama-3-8b", "engine": "sglang",
-          "system": {"device": "h100-sxm5-80gb", "num_gpus": 1},
-          "inference": {"prompt_len": 512, "output_len": 128},
-          "serving": {"arrival": {"process": "closed", "concurrency": 4}, "num_requests": 200,
-                      "prompt_len": {"kind": "uniform", "min": 400, "max": 600},
-                      "output_len": {"kind": "uniform", "min": 100, "max": 160}}}
+    sc = closed_loop_llama3_8b("sglang", 4)
     base = pm.predict(sc).serving
     sc["serving"]["scheduler"] = {"recv_interval": 10}
     slow = pm.predict(sc).serving

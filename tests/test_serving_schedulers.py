@@ -4,7 +4,7 @@ goes is the engine's pool's business (DistServe: back to a prefill instance)."""
 import typing
 
 import pytest
-from scheduler_engines import make_engine, run_step
+from scheduler_engines import UnitCost, make_engine, run_step
 
 import perfmodel as pm
 from perfmodel.serving.schedulers import (
@@ -64,20 +64,8 @@ def test_disaggregated_decode_preemption_recomputes_on_a_prefill_instance():
 
 
 # ---- engine schedulers: TensorRT-LLM in-flight batching, SGLang prefill-first -------------
-class _UnitCost:
-    """Every iteration takes 1 s, so the tests count iterations, not model times."""
-
-    def step_time(self, spans, dkv, n_sample, overhead=0.0):
-        return 1.0 + overhead
-
-    def decode_run_times(self, ctx, k, overhead=0.0):
-        import numpy as np
-
-        return np.ones(k) + overhead
-
-
 def _engine(prompts, outputs, blocks=10_000, block=32, max_batch=256):
-    return make_engine(_UnitCost(), prompts, outputs, blocks, block, max_batch)
+    return make_engine(UnitCost(), prompts, outputs, blocks, block, max_batch)
 
 
 

@@ -5,33 +5,18 @@ one when the running one starts, so the chunked scheduler sees a new request one
 
 import numpy as np
 import pytest
+from scheduler_engines import UnitCost, closed_loop_llama3_8b, make_engine
 
 from perfmodel.engines import get_engine
 from perfmodel.serving.schedulers import ChunkedPrefill, make_scheduler
 from perfmodel.specs.scenario import EngineConfig
 
 
-class _UnitCost:
-    groups = 1
-
-    def step_time(self, spans, dkv, n_sample, overhead=0.0, *groups):
-        return 1.0 + overhead
-
-    def decode_run_times(self, ctx, k, overhead=0.0):
-        return np.ones(k) + overhead
-
-
 def _engine(arrivals, outputs=None):
-    from perfmodel.serving.cost import KVCapacity
-    from perfmodel.serving.engine import Engine
-    from perfmodel.serving.requests import Requests
-    from perfmodel.serving.workload import Workload
-
     n = len(arrivals)
     out = np.full(n, 50) if outputs is None else np.asarray(outputs)
-    reqs = Requests(Workload(np.asarray(arrivals, float), np.full(n, 100), out))
-    kv = KVCapacity(bytes_per_token=1.0, block_tokens=1, num_blocks=100_000, memory={})
-    return Engine(0, _UnitCost(), kv, 256, reqs)
+    return make_engine(UnitCost(), np.full(n, 100), out, blocks=100_000, block=1,
+                       arrivals=arrivals, queue=False)
 
 
 def _first_token(sched, late, outputs=None):
@@ -114,13 +99,7 @@ def test_a_closed_loop_at_0_14_waits_longer_for_its_first_token():
     decode) and the TPOT barely moves."""
     import perfmodel as pm
 
-    sc = {"kind": "serving", "model": "llama-3-8b",
-          "engine": {"name": "vllm", "version": "0.14.0"},
-          "system": {"device": "h100-sxm5-80gb", "num_gpus": 1},
-          "inference": {"prompt_len": 512, "output_len": 128},
-          "serving": {"arrival": {"process": "closed", "concurrency": 8}, "num_requests": 200,
-                      "prompt_len": {"kind": "uniform", "min": 400, "max": 600},
-                      "output_len": {"kind": "uniform", "min": 100, "max": 160}}}
+    sc = closed_loop_llama3_8b({"name": "vllm", "version": "0.14.0"}, 8)
     on = pm.predict(sc).serving
     sc["engine"]["async_scheduling"] = False
     off = pm.predict(sc).serving

@@ -194,12 +194,7 @@ class ChunkedPrefill(Scheduler):
             self.recv.idle(now)
         step = self._next(e, now)
         self._last = step
-        if step is not None and step.kind == "run":
-            unseen = self.recv.unseen(e)
-            step.interruptible = step.interruptible or (unseen is not None and step.stop_at_finish
-                                                        and e.n < e.max_batch)
-            if unseen is not None:  # a request arrived that this batch's decision missed
-                self.recv.cut(step, unseen)
+        self.recv.cut_at_unseen(step, e)
         return step
 
     def _next(self, e: Engine, now: float) -> Step | None:
@@ -455,6 +450,18 @@ class SglangReceiver:
             return float(e.reqs.arrival[e.waiting[k]])
         return None
 
+    def cut_at_unseen(self, step: Step | None, e: Engine) -> None:
+        """After a decision: a decode run ``step`` whose deciding loop missed a queued request
+        ends after the step whose loop first receives it (``cut``); a run that could stop at a
+        finishing sequence with a slot free is marked interruptible for it."""
+        if step is None or step.kind != "run":
+            return
+        unseen = self.unseen(e)
+        step.interruptible = step.interruptible or (unseen is not None and step.stop_at_finish
+                                                    and e.n < e.max_batch)
+        if unseen is not None:  # a request arrived that this batch's decision missed
+            self.cut(step, unseen)
+
     def cut(self, st: Step | None, t: float) -> bool:
         """End the decode run ``st`` after the step whose starting loop first receives a
         request that arrived at ``t`` (a loop at a step start after ``t`` whose counter
@@ -542,12 +549,8 @@ class PrefillFirst(Scheduler):
         if self.recv is not None and idle:  # nothing runs: the idle loop receives at once
             self.recv.idle(now)
         step = self._next(e, now)
-        if step is not None and self.recv is not None and step.kind == "run":
-            unseen = self.recv.unseen(e)
-            step.interruptible = step.interruptible or (unseen is not None and step.stop_at_finish
-                                                        and e.n < e.max_batch)
-            if unseen is not None:  # a request arrived that this batch's decision missed
-                self.recv.cut(step, unseen)
+        if self.recv is not None:
+            self.recv.cut_at_unseen(step, e)
         return step
 
     def _next(self, e: Engine, now: float) -> Step | None:
