@@ -36,7 +36,6 @@ from perfmodel.uncertainty import (
     stack_of,
     table_residuals,
 )
-from perfmodel.validate import validate_published
 from perfmodel.validate.bands import (
     bands_document,
     build_groups,
@@ -281,10 +280,13 @@ def test_shipped_error_bands_file():
 
 
 def test_leave_one_source_out_coverage_on_validation_is_about_eighty_percent():
-    """Recomputed from a fresh run of every published case: the stated 80 % band holds
-    70-92 % of the cases that state one when each source is judged by the others' errors,
-    and most cases state one."""
-    doc = bands_document(validate_published())
+    """Recomputed from the validation report of every published case: the stated 80 % band
+    holds 70-92 % of the cases that state one when each source is judged by the others'
+    errors, and most cases state one. The report is the stored `perfmodel validate --json`
+    copy, which test_validate_golden holds equal to a fresh run (it gives the same bands
+    document as validate_published(), in a seventh of the time)."""
+    golden = Path(__file__).parent / "data" / "validate_golden.json"
+    doc = bands_document(json.loads(golden.read_text()))
     cov = doc["leave_one_source_out"]["overall"]
     assert cov["n"] >= 150 and cov["stated"] >= 0.8 * cov["n"], cov
     assert 0.70 <= cov["combined"] <= 0.92, cov
