@@ -337,17 +337,12 @@ def _read_parsed(path: str | Path, kind: str, parse: Callable[[str], Any], what:
 
 def _store(entry: Path, parsed: Any) -> None:
     import pickle
-    import tempfile
+
+    from ..atomic import atomic_path
 
     try:
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                pickle.dump(parsed, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, entry)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(entry) as tmp, open(tmp, "wb") as fh:
+            pickle.dump(parsed, fh, protocol=pickle.HIGHEST_PROTOCOL)
         entries = sorted(entry.parent.glob("*.pickle"), key=lambda p: p.stat().st_mtime_ns)
         for old in entries[:-_CACHE_ENTRIES]:
             old.unlink(missing_ok=True)
