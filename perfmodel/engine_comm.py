@@ -94,13 +94,14 @@ def dispatch_format(engine: str, weight_dtype: str, activation_dtype: str,
     NVFP4 to its CuTe DSL experts, vLLM sends bf16 unless VLLM_DEEPEPLL_NVFP4_DISPATCH); not
     listed, and for ``generic``: ``fp8`` (DeepEP's fp8 dispatch) for fp8 / fp4 experts, else
     ``bf16`` (the activations as they are)."""
-    from .engines import ENGINE_IDS, get_engine
+    from .engines import engine_facts
 
     inputs = [d for d in (activation_dtype, weight_dtype) if d in QUANTISED_EXPERT_INPUTS]
     if not inputs:
         return "bf16"
-    if engine in ENGINE_IDS:
-        listed = get_engine(engine, version, variant).moe.dispatch
+    spec = engine_facts(engine, version, variant)
+    if spec is not None:
+        listed = spec.moe.dispatch
         for fmt in inputs:
             if fmt in listed:
                 return listed[fmt]

@@ -164,8 +164,7 @@ def stage_comm(model: ModelSpec, plan, tokens: Array, phase: str, hidden_bytes: 
     mode = resolved_mode(plan.a2a_mode, phase)
     per_rank = t_group / tp
     elem = dispatch_elem_bytes(plan.weight_dtype, plan.activation_dtype, hidden_bytes,
-                               plan.tp_all_reduce, getattr(plan, "engine_version", None),
-                               getattr(plan, "engine_variant", None))
+                               plan.tp_all_reduce, plan.engine_version, plan.engine_variant)
     copies = copies_per_token(mode, k, model.moe.num_experts, ep)
     w = model.moe.latent_size or h  # a latent MoE dispatches the latent (MoESpec)
     disp = collective_time(f"ep_dispatch_{mode}", a2a_bytes(per_rank, copies, w, elem),
@@ -176,12 +175,13 @@ def stage_comm(model: ModelSpec, plan, tokens: Array, phase: str, hidden_bytes: 
              + collective_time("all_gather", group_bytes, tp_span, system, profile))
     # MoE TP: all-reduce after attention, all-gather / reduce-scatter of all tokens over N
     all_bytes = np.asarray(tokens, float) * h * hidden_bytes
-    gather = (collective_time("all_gather", all_bytes, n_span, system, profile)
-              + collective_time("reduce_scatter", all_bytes, n_span, system, profile))
-    if dp_gather_mode(plan.tp_all_reduce, phase, getattr(plan, "engine_version", None),
-                      getattr(plan, "engine_variant", None)) == "all_reduce":
+    if dp_gather_mode(plan.tp_all_reduce, phase, plan.engine_version,
+                      plan.engine_variant) == "all_reduce":
         # SGLang extend batches: sum-length padding, gather by all-reduce, MLP all-reduce
         gather = 2.0 * collective_time("all_reduce", all_bytes, n_span, system, profile)
+    else:
+        gather = (collective_time("all_gather", all_bytes, n_span, system, profile)
+                  + collective_time("reduce_scatter", all_bytes, n_span, system, profile))
     tp_moe = np.where(a2a, rs_ag, ar)
     ep_moe = np.where(a2a, disp + comb, gather)
     on = np.asarray(dp > 1)

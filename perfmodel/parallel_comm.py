@@ -123,9 +123,8 @@ def ep_layer_comm(tokens: Array, tp: Array, top_k: int, hidden: int, act_bytes: 
     t_bytes = np.asarray(tokens, float) / tp * hidden * act_bytes
     if volume == "gather":
         gathered = t_bytes * np.asarray(span.size, float)
-        one = (collective_time("all_gather", gathered, span, system, profile)
+        fwd = (collective_time("all_gather", gathered, span, system, profile)
                + collective_time("reduce_scatter", gathered, span, system, profile))
-        fwd = one
     elif volume == "distinct":
         if experts is None:
             raise ValueError("ep_layer_comm: the 'distinct' volume needs the expert count")
