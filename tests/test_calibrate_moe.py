@@ -15,7 +15,7 @@ from perfmodel import ops as O
 from perfmodel.calibrate import converters as C
 from perfmodel.calibrate import fit as F
 from perfmodel.calibrate.fit.moe import moe_precision
-from perfmodel.calibrate.moe_kernels import MOE_KERNELS
+from perfmodel.calibrate.moe_kernels import kernel_labels
 from perfmodel.engines import moe_kernels
 from perfmodel.paths import data_dir
 from perfmodel.profile import MOE_MIXED, Curve, moe_format, moe_key_format
@@ -378,7 +378,7 @@ def test_sglang_moe_table_converts_by_kernel_one_row_by_hand():
     assert r["time_s"] == pytest.approx(0.32204288e-3)
     assert r["params"]["table"] == "bf16@sglang_triton"
     assert (r["params"]["experts"], r["params"]["topk"]) == (128, 8)
-    assert MOE_KERNELS[r["stats"]["kernel_source"]] == "sglang_triton"
+    assert kernel_labels()[r["stats"]["kernel_source"]] == "sglang_triton"
 
 
 def test_every_vllm_sglang_kernel_source_has_a_label():
@@ -388,7 +388,7 @@ def test_every_vllm_sglang_kernel_source_has_a_label():
         if "/trtllm/" in str(path):
             continue
         kernels = set(pq.read_table(path, columns=["kernel_source"]).column(0).to_pylist())
-        assert kernels <= set(MOE_KERNELS), (path, kernels - set(MOE_KERNELS))
+        assert kernels <= set(kernel_labels()), (path, kernels - set(kernel_labels()))
 
 
 def _kernel_profile():

@@ -69,9 +69,3 @@ def kernel_labels() -> dict[str, str]:
     Callers must not mutate the result (it is cached)."""
     return moe_kernel_file().table()
 
-
-def __getattr__(name: str):
-    """``MOE_KERNELS``: the table of ``kernel_labels()``, read from the data file on first use."""
-    if name == "MOE_KERNELS":
-        return kernel_labels()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
