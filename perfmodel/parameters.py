@@ -116,39 +116,62 @@ def mlp_params(model: ModelSpec, ffn: int, width: int | None = None) -> int:
 
 
 def attention_params(model: ModelSpec) -> tuple[int, int]:
-    """(TP-sharded, replicated) attention parameters of one layer."""
+    """(TP-sharded, replicated) attention parameters of one layer: the sums of
+    ``attention_projections``."""
+    sharded, replicated = attention_projections(model)
+    return sum(sharded.values()), sum(replicated.values())
+
+
+def attention_projections(model: ModelSpec) -> tuple[dict[str, int], dict[str, int]]:
+    """(TP-sharded, replicated) parameters of one layer's attention by the module that holds
+    them, named as the checkpoint names it (a module's bias counted with its weight), so a
+    quantisation exclusion list that names single projections can be weighed
+    (zoo.hf_quant.resolve_attention_split). The sharded part is the ``attention`` weight
+    class, the replicated part the ``mla`` class (formats.weight_byte_counts).
+
+    MLA (transformers DeepseekV3Attention): sharded ``q_b_proj`` (or ``q_proj`` without a
+    query LoRA), ``kv_b_proj``, ``o_proj`` and Kimi K3's output gate ``g_proj`` (hidden ->
+    heads x v_head_dim); replicated ``q_a_proj``, ``q_a_layernorm``, ``kv_a_proj_with_mqa``,
+    ``kv_a_layernorm`` and a sparse-attention ``indexer``. GQA (LlamaAttention): ``q_proj``
+    (twice as wide with Qwen3-Next's ``attn_output_gate``), ``k_proj``, ``v_proj`` (0 when
+    V is K's projection: Gemma 4 ``attention_k_eq_v``), ``o_proj`` and gpt-oss's per-head
+    ``sinks``; replicated a block-sparse ``indexer``. DeepSeek-V4 compressed attention:
+    ``compressed_attention_projections``."""
     h, nh = model.hidden_size, model.num_heads
     if model.compressed_attention is not None:
-        return compressed_base_attention_params(model)
+        return compressed_attention_projections(model)
     if model.mla:
         m = model.mla
-        sharded, replicated = 0, 0
+        sharded: dict[str, int] = {}
+        replicated: dict[str, int] = {}
         if m.q_lora_rank:
-            replicated += h * m.q_lora_rank + norm_params(model, m.q_lora_rank)
-            sharded += m.q_lora_rank * nh * m.qk_head_dim
+            replicated["q_a_proj"] = h * m.q_lora_rank
+            replicated["q_a_layernorm"] = norm_params(model, m.q_lora_rank)
+            sharded["q_b_proj"] = m.q_lora_rank * nh * m.qk_head_dim
         else:
-            sharded += h * nh * m.qk_head_dim
-        replicated += h * (m.kv_lora_rank + m.qk_rope_head_dim) + norm_params(model, m.kv_lora_rank)
-        sharded += m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim)
-        sharded += nh * m.v_head_dim * h + (h if model.attn_out_bias else 0)
+            sharded["q_proj"] = h * nh * m.qk_head_dim
+        replicated["kv_a_proj_with_mqa"] = h * (m.kv_lora_rank + m.qk_rope_head_dim)
+        replicated["kv_a_layernorm"] = norm_params(model, m.kv_lora_rank)
+        sharded["kv_b_proj"] = m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim)
+        sharded["o_proj"] = nh * m.v_head_dim * h + (h if model.attn_out_bias else 0)
         if model.attention_output_gate:  # g_proj hidden -> heads x v_head_dim (Kimi K3)
-            sharded += h * nh * m.v_head_dim
-        replicated += indexer_params(model)
+            sharded["g_proj"] = h * nh * m.v_head_dim
+        if indexer_params(model):
+            replicated["indexer"] = indexer_params(model)
         return sharded, replicated
     hd, kv = model.hd, model.kv_heads
     q, k, v = nh * hd, kv * hd, 0 if model.shared_kv_projection else kv * model.vd
-    sharded = h * (q + k + v) + nh * model.vd * h
-    if model.attention_output_gate:
-        sharded += h * q + (q if model.qkv_bias else 0)
+    q_out = 2 * q if model.attention_output_gate else q  # the gate rides in q_proj
+    bias = model.qkv_bias
+    sharded = {"q_proj": h * q_out + (q_out if bias else 0), "k_proj": h * k + (k if bias else 0),
+               "v_proj": h * v + (v if bias else 0),
+               "o_proj": nh * model.vd * h + (h if model.attn_out_bias else 0)}
     if model.attention_sinks:
-        sharded += nh
-    if model.qkv_bias:
-        sharded += q + k + v
-    if model.attn_out_bias:
-        sharded += h
+        sharded["sinks"] = nh
     # MiniMax Sparse Attention's index queries / key (fused into qkv_proj) and their norms,
     # counted with the replicated part like the DSA indexer
-    return sharded, indexer_params(model) if model.block_sparse is not None else 0
+    replicated = {"indexer": indexer_params(model)} if model.block_sparse is not None else {}
+    return sharded, replicated
 
 
 def indexer_params(model: ModelSpec) -> int:
@@ -314,16 +337,24 @@ def param_counts(model: ModelSpec) -> ParamCounts:
 
 def compressed_base_attention_params(model: ModelSpec) -> tuple[int, int]:
     """(TP-sharded, replicated) parameters of a DeepSeek-V4 attention layer without its
-    compressor (ModelSpec.compressed_attention; DeepSeek inference/model.py ``Attention``):
-    sharded wq_b q_lora x heads x head_dim, wo_a (heads x head_dim / groups) x (groups x
-    o_lora), wo_b groups x o_lora x hidden and one sink per head; replicated wq_a hidden x
-    q_lora, q_norm, wkv hidden x head_dim (the one K = V head) and kv_norm."""
+    compressor: the sums of ``compressed_attention_projections``."""
+    sharded, replicated = compressed_attention_projections(model)
+    return sum(sharded.values()), sum(replicated.values())
+
+
+def compressed_attention_projections(model: ModelSpec) -> tuple[dict[str, int], dict[str, int]]:
+    """(TP-sharded, replicated) parameters of a DeepSeek-V4 attention layer without its
+    compressor by module (ModelSpec.compressed_attention; DeepSeek inference/model.py
+    ``Attention``): sharded wq_b q_lora x heads x head_dim, wo_a (heads x head_dim / groups)
+    x (groups x o_lora), wo_b groups x o_lora x hidden and attn_sink, one per head;
+    replicated wq_a hidden x q_lora, q_norm, wkv hidden x head_dim (the one K = V head) and
+    kv_norm."""
     ca = model.compressed_attention
     h, nh, d = model.hidden_size, model.num_heads, ca.head_dim
-    sharded = ca.q_lora_rank * nh * d + nh * d * ca.o_lora_rank + ca.o_groups * ca.o_lora_rank * h
-    sharded += nh  # attn_sink
-    replicated = h * ca.q_lora_rank + norm_params(model, ca.q_lora_rank) + h * d \
-        + norm_params(model, d)
+    sharded = {"wq_b": ca.q_lora_rank * nh * d, "wo_a": nh * d * ca.o_lora_rank,
+               "wo_b": ca.o_groups * ca.o_lora_rank * h, "attn_sink": nh}
+    replicated = {"wq_a": h * ca.q_lora_rank, "q_norm": norm_params(model, ca.q_lora_rank),
+                  "wkv": h * d, "kv_norm": norm_params(model, d)}
     return sharded, replicated
 
 

@@ -13,8 +13,9 @@ import pytest
 
 from perfmodel.errors import SpecError
 from perfmodel.formats import model_weight_bytes
-from perfmodel.parameters import param_counts
+from perfmodel.parameters import attention_projections, param_counts
 from perfmodel.zoo import load_hf_config, resolve_model
+from perfmodel.zoo.hf_quant import resolve_attention_split
 
 HF = Path(__file__).parent / "data" / "hf_configs" / "aiconfigurator-0.12.0"
 DESCRIPTORS = sorted(HF.glob("*_hf_quant_config.json"))
@@ -63,9 +64,12 @@ def test_excluded_modules_stay_at_the_checkpoint_dtype():
     model = load_hf_config(HF / "nvidia--DeepSeek-V3.1-NVFP4_config.json")
     assert model.checkpoint_formats == {"default": "nvfp4", "mla": "bf16",
                                         "embeddings": "bf16", "lm_head": "bf16"}
-    from perfmodel.zoo.hf_quant import attention_projection_params
-    assert attention_projection_params(model) == {
+    sharded, replicated = attention_projections(model)
+    assert sharded == {
         "q_b_proj": 1536 * 128 * 192, "kv_b_proj": 512 * 128 * 256, "o_proj": 128 * 128 * 7168}
+    # the down-projections and their norms are the mla class, not the attention class
+    assert replicated == {"q_a_proj": 7168 * 1536, "q_a_layernorm": 1536,
+                          "kv_a_proj_with_mqa": 7168 * (512 + 64), "kv_a_layernorm": 512}
     # GLM-5-NVFP4 excludes o_proj too: the whole class stays bf16
     glm = load_hf_config(HF / "nvidia--GLM-5-NVFP4_config.json")
     assert glm.checkpoint_formats["attention"] == "bf16"
@@ -75,6 +79,25 @@ def test_excluded_modules_stay_at_the_checkpoint_dtype():
     v4 = load_hf_config(HF / "nvidia--DeepSeek-V4-Flash-NVFP4_config.json")
     assert v4.checkpoint_formats == {"default": "fp8_block", "experts": "nvfp4",
                                      "embeddings": "bf16", "lm_head": "bf16"}
+
+
+def test_kimi_k3_output_gate_is_part_of_the_attention_class():
+    """Kimi K3's MLA has an output gate g_proj (hidden 7168 -> 96 heads x v_head_dim 128,
+    ``mla_use_output_gate``) beside q_b / kv_b / o_proj: per layer 1536 x 96 x 192 =
+    28,311,552 + 512 x 96 x 256 = 12,582,912 + 2 x 96 x 128 x 7168 = 2 x 88,080,384, i.e.
+    217,055,232 weights, the attention class of param_counts. The split by module once left
+    g_proj out (128,974,848), so an exclusion of o_proj alone weighed 68 % of the class
+    instead of its 41 %."""
+    model = load_hf_config(HF / "moonshotai--Kimi-K3_config.json")
+    sharded, _ = attention_projections(model)
+    assert sharded == {"q_b_proj": 28_311_552, "kv_b_proj": 12_582_912,
+                       "o_proj": 88_080_384, "g_proj": 88_080_384}
+    assert param_counts(model).attention == 217_055_232
+    formats = {"default": "nvfp4", "attention": "bf16"}
+    # o_proj kept (41 %): the class takes the quantised format of the larger share
+    assert resolve_attention_split(formats, {"o_proj"}, model) == {"default": "nvfp4"}
+    # o_proj and g_proj kept (81 %): the class stays bf16
+    assert resolve_attention_split(formats, {"o_proj", "g_proj"}, model) == formats
 
 
 def test_mixed_precision_per_projection_formats():

@@ -39,6 +39,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from ..parameters import attention_projections
+
 # module-name fragments -> weight class (perfmodel.formats.WEIGHT_CLASSES), first match wins
 _MODULE_CLASSES: tuple[tuple[str, str], ...] = (
     ("lm_head", "lm_head"), ("embed_tokens", "embeddings"), ("wte", "embeddings"),
@@ -270,8 +272,9 @@ def kv_cache_format(config: Mapping[str, Any],
 _MOE_ALGOS = {"NVFP4": "nvfp4", "MXFP4": "mxfp4", "FP8": "fp8", "FP8_BLOCK_SCALES": "fp8_block"}
 
 
-# attention projections an exclusion list may name one by one (``...self_attn.q_b_proj``)
-_ATTN_PROJ = re.compile(r"[.*](q_proj|k_proj|v_proj|o_proj|q_b_proj|kv_b_proj)\*?$")
+# attention projections an exclusion list may name one by one (``...self_attn.q_b_proj``):
+# the TP-sharded modules of parameters.attention_projections (Kimi K3's MLA output gate g_proj)
+_ATTN_PROJ = re.compile(r"[.*](q_proj|k_proj|v_proj|o_proj|q_b_proj|kv_b_proj|g_proj)\*?$")
 
 
 def excluded_attention_projections(config: Mapping[str, Any],
@@ -299,36 +302,16 @@ def excluded_attention_projections(config: Mapping[str, Any],
     return projections or None
 
 
-def attention_projection_params(spec: Any) -> dict[str, int]:
-    """Weights of one layer's attention projections by module name, from a built ModelSpec
-    (the shapes of ``parameters.attention_params``): MLA ``q_b_proj`` (or ``q_proj``),
-    ``kv_b_proj``, ``o_proj``; GQA ``q_proj``, ``k_proj``, ``v_proj``, ``o_proj``. Empty for
-    other attention kinds (compressed, linear)."""
-    h, nh = spec.hidden_size, spec.num_heads
-    if spec.compressed_attention is not None:
-        return {}
-    if spec.mla is not None:
-        m = spec.mla
-        q = {"q_b_proj": m.q_lora_rank * nh * m.qk_head_dim} if m.q_lora_rank else \
-            {"q_proj": h * nh * m.qk_head_dim}
-        return {**q, "kv_b_proj": m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim),
-                "o_proj": nh * m.v_head_dim * h}
-    q = nh * spec.hd * (2 if spec.attention_output_gate else 1)
-    kv = spec.kv_heads * spec.hd
-    return {"q_proj": h * q, "k_proj": h * kv,
-            "v_proj": 0 if spec.shared_kv_projection else spec.kv_heads * spec.vd * h,
-            "o_proj": nh * spec.vd * h}
-
-
 def resolve_attention_split(formats: dict[str, str], projections: set[str] | None,
                             spec: Any) -> dict[str, str]:
     """``formats`` with the attention class at the format of the larger share of its weights
     when an exclusion list names only some of its projections: DeepSeek-V3.1-NVFP4 keeps
     q_b / kv_b (32 % of the class) bf16 and quantises o_proj (68 %), so the class is NVFP4
-    (per class, not per projection: docs/models.md "Known limits")."""
+    (per class, not per projection: docs/models.md "Known limits"). The class's weights by
+    module are ``parameters.attention_projections`` (its TP-sharded part is the class)."""
     if not projections or formats.get("attention", formats["default"]) == formats["default"]:
         return formats
-    params = attention_projection_params(spec)
+    params, _ = attention_projections(spec)
     if not params or not projections <= set(params):
         return formats
     kept = sum(params[p] for p in projections)
