@@ -234,6 +234,62 @@ def test_a_descriptor_without_quantization_block_is_refused(tmp_path):
         load_hf_config(HF / "Qwen--Qwen3-8B_config.json", quant=bad)
 
 
+@pytest.mark.parametrize(("quantization", "field"), [
+    ({"quant_algo": "NVFP4", "exclude_modules": "lm_head"}, "'quantization.exclude_modules'"),
+    ({"quant_algo": "NVFP4", "exclude_modules": ["lm_head", 3]},
+     "'quantization.exclude_modules' must list module names"),
+    ({"quant_algo": 4}, "'quantization.quant_algo'"),
+    ({"quant_algo": "NVFP4", "kv_cache_quant_algo": ["FP8"]},
+     "'quantization.kv_cache_quant_algo'"),
+    ({"quant_algo": "MIXED_PRECISION", "quantized_layers": ["model.layers.0.mlp"]},
+     "'quantization.quantized_layers'"),
+    ({"quant_algo": "MIXED_PRECISION", "quantized_layers": {"model.layers.0.mlp": "FP8"}},
+     "'quantization.quantized_layers.model.layers.0.mlp'"),
+])
+def test_a_malformed_descriptor_is_refused_naming_the_field(tmp_path, quantization, field):
+    snap = tmp_path / "snapshot"
+    snap.mkdir()
+    shutil.copy(HF / "Qwen--Qwen3-8B_config.json", snap / "config.json")
+    (snap / "hf_quant_config.json").write_text(json.dumps({"quantization": quantization}))
+    with pytest.raises(SpecError) as err:
+        resolve_model(str(snap))
+    msg = str(err.value)
+    assert field in msg and "hf_quant_config.json" in msg and "\n" not in msg
+    assert msg.startswith(str(snap / "config.json"))  # the file it came with
+
+
+def test_resolve_model_reads_a_config_once(tmp_path, monkeypatch):
+    """resolve_model of a config.json file parses it once and hands the mapping on (it used
+    to read it again in load_hf_config); the descriptor beside it is read once too. The
+    real reader runs; the test only counts its calls."""
+    import perfmodel.specs.registry as registry
+    import perfmodel.zoo as zoo
+    import perfmodel.zoo.hf as hf
+
+    reads: list[str] = []
+    real = registry.read_mapping
+
+    def counting(path, *args, **kwargs):
+        reads.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(zoo, "read_mapping", counting)
+    monkeypatch.setattr(hf, "read_mapping", counting)
+    config = HF / "nvidia--Qwen3-235B-A22B-NVFP4_config.json"
+    model = resolve_model(str(config))
+    assert sorted(reads) == sorted([config.name,
+                                    "nvidia--Qwen3-235B-A22B-NVFP4_hf_quant_config.json"])
+    assert model.checkpoint_formats["default"] == "nvfp4"
+
+
+def test_an_inline_descriptor_is_refused_in_one_line():
+    with pytest.raises(SpecError) as err:
+        resolve_model({"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "FP8"}})
+    msg = str(err.value)
+    assert msg.startswith("inline model: a quantisation descriptor (hf_quant_config.json)")
+    assert "config.json beside" in msg and "\n" not in msg
+
+
 def test_scenario_takes_the_checkpoint_kv_format_unless_it_sets_kv_dtype():
     from perfmodel.specs.scenario import Scenario
 

@@ -16,7 +16,13 @@ from ..specs import registry
 from ..specs.common import validate
 from ..specs.model import ModelSpec
 from ..specs.registry import read_mapping
-from .hf import SUPPORTED_MODEL_TYPES, load_hf_config, model_from_hf_config
+from .hf import (
+    DESCRIPTOR_ALONE,
+    SUPPORTED_MODEL_TYPES,
+    load_hf_config,
+    model_from_hf_config,
+    model_from_hf_file,
+)
 
 __all__ = [
     "SUPPORTED_MODEL_TYPES",
@@ -46,11 +52,8 @@ def _from_mapping(data: Mapping[str, Any], what: str) -> ModelSpec:
     one line naming what is missing."""
     if "model_type" in data:
         return model_from_hf_config(data)
-    if isinstance(data.get("quantization"), Mapping):
-        try:
-            return model_from_hf_config(data)
-        except SpecError as err:
-            raise SpecError(f"{what}: {err}") from None
+    if "quantization" in data:  # no ModelSpec field has that name either
+        raise SpecError(f"{what}: {DESCRIPTOR_ALONE}")
     return validate(ModelSpec, dict(data), what=what)
 
 
@@ -93,7 +96,7 @@ def resolve_model(
     if is_file:
         data = read_mapping(path)
         if "model_type" in data:  # a HF config.json: with the hf_quant_config.json beside it
-            return load_hf_config(path)
+            return model_from_hf_file(path, data)
         return _from_mapping(data, what=str(path))
     if _looks_like_path(value):
         raise SpecError(f"model file not found: {path}")

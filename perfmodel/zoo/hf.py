@@ -25,6 +25,7 @@ from ..specs.model import ModelSpec
 from ..specs.registry import read_mapping
 from ..specs.types import show
 from .hf_quant import (
+    check_descriptor,
     checkpoint_formats,
     excluded_attention_projections,
     kv_cache_format,
@@ -1065,6 +1066,12 @@ def _default_id(config: Mapping[str, Any], model_type: str) -> str:
     return slug or f"hf-{model_type.lower().replace('_', '-')}"
 
 
+# what importing a ModelOpt hf_quant_config.json on its own gets (zoo.resolve_model too)
+DESCRIPTOR_ALONE = ("a quantisation descriptor (hf_quant_config.json), not an architecture: "
+                    "it has no model_type, layers or widths; import the config.json beside "
+                    "it (or the folder holding both)")
+
+
 def model_from_hf_config(config: Mapping[str, Any], id: str | None = None,
                          quant: Mapping[str, Any] | None = None) -> ModelSpec:
     """A ModelSpec from the contents of a HuggingFace ``config.json``.
@@ -1077,10 +1084,8 @@ def model_from_hf_config(config: Mapping[str, Any], id: str | None = None,
     """
     if not isinstance(config, Mapping):
         raise SpecError(f"a HF config must be a mapping, got {type(config).__name__}")
-    if quant is not None and not (isinstance(quant, Mapping)
-                                  and isinstance(quant.get("quantization"), Mapping)):
-        raise SpecError("the quantisation descriptor (hf_quant_config.json) has no "
-                        "'quantization' mapping (quant_algo, exclude_modules, ...)")
+    if quant is not None:
+        check_descriptor(quant)
     supported = ", ".join(SUPPORTED_MODEL_TYPES)
     model_type = config.get("model_type")
     if model_type is not None:
@@ -1090,10 +1095,8 @@ def model_from_hf_config(config: Mapping[str, Any], id: str | None = None,
     if isinstance(model_type, str) and len(model_type) > _MAX_NAME:
         raise SpecError(f"HF config key 'model_type' is {len(model_type)} characters long; "
                         f"a model type is a name of at most {_MAX_NAME}")
-    if not model_type and isinstance(config.get("quantization"), Mapping):
-        raise SpecError("a quantisation descriptor (hf_quant_config.json), not an architecture: "
-                        "it has no model_type, layers or widths; import the config.json beside "
-                        "it (or the folder holding both)")
+    if not model_type and "quantization" in config:
+        raise SpecError(DESCRIPTOR_ALONE)
     if not model_type:
         raise SpecError(f"HF config has no 'model_type' key; supported model types: {supported}")
     wrapper = str(model_type)
@@ -1153,7 +1156,14 @@ def load_hf_config(path: str | Path, id: str | None = None,
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
-    config = read_mapping(path)
+    return model_from_hf_file(path, read_mapping(path), id=id, quant=quant)
+
+
+def model_from_hf_file(path: Path, config: Mapping[str, Any], id: str | None = None,
+                       quant: str | Path | None = None) -> ModelSpec:
+    """A ModelSpec from the config.json at ``path`` whose contents the caller has read
+    (``config``: a file is read once), with its hf_quant_config.json (``quant``, else the one
+    beside it); a SpecError names the file(s) the problem is in."""
     qpath = Path(quant) if quant is not None else (
         quant_descriptor_beside(path) if "model_type" in config else None)
     descriptor = read_mapping(qpath) if qpath is not None else None

@@ -39,7 +39,9 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import SpecError
 from ..parameters import attention_projections
+from ..specs.types import show
 
 # module-name fragments -> weight class (perfmodel.formats.WEIGHT_CLASSES), first match wins
 _MODULE_CLASSES: tuple[tuple[str, str], ...] = (
@@ -204,6 +206,44 @@ def _quant_block(config: Mapping[str, Any]) -> Mapping[str, Any] | None:
     if not isinstance(q, Mapping) and isinstance(text, Mapping):
         q = text.get("quantization_config")
     return q if isinstance(q, Mapping) else None
+
+
+# what each field of a descriptor's ``quantization`` block this module reads must be
+_DESCRIPTOR_FIELDS: dict[str, tuple[type, str]] = {
+    "quant_algo": (str, "an algorithm name (e.g. NVFP4, FP8, MIXED_PRECISION)"),
+    "kv_cache_quant_algo": (str, "an algorithm name (e.g. FP8)"),
+    "moe_quant_algo": (str, "an algorithm name (e.g. NVFP4)"),
+    "exclude_modules": (list, "a list of module names"),
+    "ignore": (list, "a list of module names"),
+    "quantized_layers": (Mapping, "a mapping of module name -> {quant_algo: ...}"),
+}
+
+
+def check_descriptor(descriptor: Any) -> None:
+    """SpecError naming the field when a ModelOpt hf_quant_config.json is not what
+    ``checkpoint_formats`` / ``kv_cache_format`` read: a ``quantization`` mapping whose
+    ``_DESCRIPTOR_FIELDS`` are null or of their type, module lists of names, and
+    ``quantized_layers`` entries that are mappings with a string ``quant_algo``. (A string
+    where a list belongs would otherwise be read one character at a time.)"""
+    where = "the quantisation descriptor (hf_quant_config.json)"
+    if not (isinstance(descriptor, Mapping) and isinstance(descriptor.get("quantization"),
+                                                            Mapping)):
+        raise SpecError(f"{where} has no 'quantization' mapping (quant_algo, "
+                        "exclude_modules, ...)")
+    q = descriptor["quantization"]
+    for key, (kind, what) in _DESCRIPTOR_FIELDS.items():
+        value = q.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise SpecError(f"{where}: 'quantization.{key}' must be {what}, got {show(value)}")
+    for key in ("exclude_modules", "ignore"):
+        for name in q.get(key) or ():
+            if not isinstance(name, str):
+                raise SpecError(f"{where}: 'quantization.{key}' must list module names "
+                                f"(strings), got {show(name)}")
+    for name, entry in (q.get("quantized_layers") or {}).items():
+        if not (isinstance(entry, Mapping) and isinstance(entry.get("quant_algo"), str)):
+            raise SpecError(f"{where}: 'quantization.quantized_layers.{name}' must be a "
+                            f"mapping with a string quant_algo, got {show(entry)}")
 
 
 def checkpoint_formats(config: Mapping[str, Any],
