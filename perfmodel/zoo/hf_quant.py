@@ -271,7 +271,7 @@ def checkpoint_formats(config: Mapping[str, Any],
         base = _base_formats(own if q is not own else None)
         formats = {**base, "default": dtype}
         for cls in sorted(_excluded_classes(skip, layers)):
-            formats[cls] = base["default"]
+            formats[cls] = base.get(cls, base["default"])
     moe = any(k in cfg for k in ("num_local_experts", "num_experts", "n_routed_experts"))
     # routed experts in their own format: a mixed-precision modelopt checkpoint's
     # ``moe_quant_algo`` (NVIDIA DeepSeek-V4 NVFP4: fp8 block elsewhere), or DeepSeek-V4's
