@@ -1,4 +1,4 @@
-"""When SGLang's scheduler sees a new request (perfmodel/serving/schedulers.py SglangReceiver):
+"""When SGLang's scheduler sees a new request (perfmodel/serving/schedulers.py IntervalReceiver):
 the overlap scheduler decides a batch while the one before it runs, and
 --scheduler-recv-interval N takes in requests only every N decode batches. Hand-counted
 loops on a cost model where every iteration takes 1 s."""
@@ -10,7 +10,7 @@ from scheduler_engines import UnitCost, closed_loop_llama3_8b, make_engine
 import perfmodel as pm
 from perfmodel.engines import get_engine
 from perfmodel.serving.engine import Step
-from perfmodel.serving.schedulers import PrefillFirst, SglangReceiver, make_scheduler
+from perfmodel.serving.schedulers import IntervalReceiver, PrefillFirst, make_scheduler
 
 
 def _engine(prompts, outputs, arrivals=None):
@@ -28,7 +28,7 @@ def test_the_counter_receives_every_n_decode_batches():
     """N = 3, counter 0: the loops at the starts of a 7-step run count 1, 2, 3 (receives at
     t = 2), 1, 2, 3 (receives at t = 5), 1; so the counter ends at 1 and the latest receive
     is the loop at t = 5. A prefill batch (weight 1000) makes its loop receive at once."""
-    r = SglangReceiver(3)
+    r = IntervalReceiver(3)
     r.account(_run(7))
     assert (r.counter, r.fire_t, r.fire_incl) == (1, 5.0, False)
     r.account(_run(1, start=7.0))  # counter 2: no receive
@@ -41,18 +41,18 @@ def test_a_run_ends_after_the_step_whose_loop_receives():
     """N = 3, counter 0, a request arriving at t = 0.5 during a 7-step run from t = 0: the
     loops strictly after 0.5 are at t = 1..6; the first that receives is the one at t = 2
     (counter 3), which decides the step after it, so the run keeps 3 steps (ends at t = 3)."""
-    r = SglangReceiver(3)
+    r = IntervalReceiver(3)
     st = _run(7)
     assert r.cut(st, 0.5) and (st.steps, st.end) == (3, 3.0)
     # N = 1 (no skipper), the overlap alone: a request sent at the boundary t = 0 (its
     # predecessor's last token came out there) misses the loop at t = 0, is received by
     # the loop at t = 1, and its prefill follows step 2: two steps, not one
-    r1 = SglangReceiver(1)
+    r1 = IntervalReceiver(1)
     st = _run(7)
     assert r1.cut(st, 0.0) and (st.steps, st.end) == (2, 2.0)
     # a receive that falls after the run's last step leaves it as it is
     st = _run(2)
-    assert not SglangReceiver(30).cut(st, 0.5) and st.steps == 2
+    assert not IntervalReceiver(30).cut(st, 0.5) and st.steps == 2
 
 
 def test_prefill_first_with_sglang_facts_sees_a_late_request_one_step_later():
@@ -86,7 +86,7 @@ def test_recv_interval_is_sglangs_only():
     with pytest.raises(ValueError, match="engine: sglang"):
         make_scheduler("prefill_first", 8192, None, 10)
     with pytest.raises(ValueError, match=">= 1"):
-        SglangReceiver(0)
+        IntervalReceiver(0)
 
 
 def test_recv_interval_raises_ttft_by_about_half_an_interval_of_decode_steps():

@@ -1,7 +1,7 @@
 """vLLM's async scheduling (engines/versions/vllm-0.14.yaml scheduler.async_scheduling: on by
 default from 0.14.0): EngineCore.step_with_batch_queue schedules the batch after the running
 one when the running one starts, so the chunked scheduler sees a new request one step later
-(SglangReceiver, interval 1). Hand-counted on a cost model where every iteration takes 1 s."""
+(IntervalReceiver, interval 1). Hand-counted on a cost model where every iteration takes 1 s."""
 
 import numpy as np
 import pytest

@@ -48,18 +48,34 @@ class Scheduler:
                  recv_interval: int = 1):
         self.budget = token_budget  # tokens of one iteration (static: padded prompt tokens)
         self.facts = facts  # the named engine's scheduler facts (engines/<id>.yaml), if any
-        if recv_interval != 1:
+        # when a queued request is seen: None = at the next iteration boundary
+        self.recv = self.receiver(facts, recv_interval)
+        if recv_interval != 1 and (self.recv is None or self.recv.n != recv_interval):
             raise ValueError(f"serving.scheduler.recv_interval ({recv_interval}) is SGLang's "
                              "--scheduler-recv-interval: it needs engine: sglang (scheduler "
-                             f"prefill_first), not the {self.name!r} scheduler")
+                             f"prefill_first), not the {self.name!r} scheduler"
+                             + (" without an engine" if facts is None else ""))
+
+    def receiver(self, facts: SchedulerFacts | None,
+                 recv_interval: int) -> IntervalReceiver | None:
+        """How this policy receives requests given the engine's facts (override); the base
+        sees every queued request at the next iteration boundary."""
+        return None
 
     def next(self, e: Engine, now: float) -> Step | None:  # pragma: no cover - interface
         raise NotImplementedError
 
     def truncate(self, e: Engine, t: float) -> bool:
         """A request arrived at ``t`` while ``e`` runs: end a decode run where the scheduler
-        would see it (the first iteration boundary at or after ``t``; Engine.truncate)."""
-        return e.truncate(t)
+        would see it (the first iteration boundary at or after ``t``, Engine.truncate; with a
+        receiver, after the step whose loop receives it)."""
+        if self.recv is None:
+            return e.truncate(t)
+        return self.recv.cut(e.step, t)
+
+    def seen(self, e: Engine) -> int:
+        """How many requests at the head of ``e``'s queue the scheduler has received."""
+        return len(e.waiting) if self.recv is None else self.recv.seen(e)
 
     # shared pieces -----------------------------------------------------------------------
     @staticmethod
@@ -95,6 +111,38 @@ class Scheduler:
         if n_dec < e.n:
             return e.iteration(now, [], decode=True)
         return self.decode_run(e, now)
+
+
+class ReceivingScheduler(Scheduler):
+    """A policy whose decisions may run a step ahead of the engine (``IntervalReceiver``):
+    before each decision it accounts the step that just ended and, on an idle engine,
+    receives at once; after it, a decode run is cut where the loop first receives a request
+    the decision missed. Subclasses decide in ``decide``."""
+
+    def __init__(self, token_budget: int, facts: SchedulerFacts | None = None,
+                 recv_interval: int = 1):
+        super().__init__(token_budget, facts, recv_interval)
+        self._last: Step | None = None  # the step decided last (now ended)
+
+    def decide(self, e: Engine, now: float) -> Step | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def ended(self, st: Step | None) -> None:
+        """Hook: ``st``, the step decided last, has ended (None: the engine was idle)."""
+
+    def next(self, e: Engine, now: float) -> Step | None:
+        st, self._last = self._last, None
+        idle = st is None or e.n == 0
+        self.ended(st)
+        if self.recv is not None:
+            self.recv.account(st)
+            if idle:  # nothing runs: the idle loop receives at once
+                self.recv.idle(now)
+        step = self.decide(e, now)
+        self._last = step
+        if self.recv is not None:
+            self.recv.cut_at_unseen(step, e)
+        return step
 
 
 SCHEDULERS: dict[str, type[Scheduler]] = {}
@@ -165,39 +213,19 @@ class PrefillOnly(ContinuousBatching):
 
 
 @register("chunked")
-class ChunkedPrefill(Scheduler):
+class ChunkedPrefill(ReceivingScheduler):
     """When a request is seen: at the next iteration boundary; with vLLM's async scheduling
     (engine fact ``scheduler.async_scheduling``, default from 0.14.0) one step later, as with
-    SGLang's overlap scheduler (``SglangReceiver``, interval 1): EngineCore
+    SGLang's overlap scheduler (``IntervalReceiver``, interval 1): EngineCore
     ``step_with_batch_queue`` schedules the batch after the running one when the running one
     starts, so a request sent at the end of step m is prefilled after step m + 2."""
 
-    def __init__(self, token_budget: int, facts: SchedulerFacts | None = None,
-                 recv_interval: int = 1):
-        super().__init__(token_budget, facts, recv_interval)
+    def receiver(self, facts: SchedulerFacts | None,
+                 recv_interval: int) -> IntervalReceiver | None:
         on = facts is not None and bool(facts.async_scheduling)
-        self.recv = SglangReceiver(1) if on else None
-        self._last: Step | None = None
+        return IntervalReceiver(1) if on else None
 
-    def truncate(self, e: Engine, t: float) -> bool:
-        if self.recv is None:
-            return e.truncate(t)
-        return self.recv.cut(e.step, t)
-
-    def next(self, e: Engine, now: float) -> Step | None:
-        if self.recv is None:
-            return self._next(e, now)
-        st, self._last = self._last, None
-        idle = st is None or e.n == 0
-        self.recv.account(st)
-        if idle:  # nothing runs: the engine core schedules the arrival at once
-            self.recv.idle(now)
-        step = self._next(e, now)
-        self._last = step
-        self.recv.cut_at_unseen(step, e)
-        return step
-
-    def _next(self, e: Engine, now: float) -> Step | None:
+    def decide(self, e: Engine, now: float) -> Step | None:
         """One iteration; it admits only the queued requests the scheduler has seen."""
         reqs = e.reqs
         self.make_room_for_decode(e)
@@ -205,7 +233,7 @@ class ChunkedPrefill(Scheduler):
         dec = e.done[:n] == e.target[:n]
         n_dec = int(np.count_nonzero(dec))
         # preempted requests go back to the head of the queue, seen already
-        seen = len(e.waiting) if self.recv is None else self.recv.seen(e)
+        seen = self.seen(e)
         if n_dec == n and not seen:
             return self.decode_run(e, now) if n else None  # nothing to prefill
         budget = self.budget - n_dec
@@ -363,7 +391,7 @@ class InflightBatching(Scheduler):
         return self.mixed_step(e, now, chunks, n_dec)
 
 
-class SglangReceiver:
+class IntervalReceiver:
     """When SGLang's scheduler sees a new request (sgl-project/sglang
     python/sglang/srt/managers/scheduler.py ``event_loop_overlap``; scheduler_recv_skipper.py
     ``SchedulerRecvSkipper``; sources in docs/serving.md, "When a request is seen").
@@ -483,7 +511,7 @@ class SglangReceiver:
 
 
 @register("prefill_first")
-class PrefillFirst(Scheduler):
+class PrefillFirst(ReceivingScheduler):
     """SGLang's default scheduler (python/sglang/srt/managers/scheduler.py
     ``get_next_batch_to_run``; schedule_policy.py ``PrefillAdder``): whenever requests wait
     and fit, the next batch is a prefill-only ("extend") batch and the running decodes wait
@@ -501,7 +529,7 @@ class PrefillFirst(Scheduler):
     (NewTokenRatioTracker). Without those facts (no engine named) admission keeps the 1 %
     watermark as ``continuous`` does.
 
-    When a request is seen (SGLang, engine facts given; ``SglangReceiver``): the overlap
+    When a request is seen (SGLang, engine facts given; ``IntervalReceiver``): the overlap
     scheduler decides each batch while the previous one runs, and with
     ``--scheduler-recv-interval N`` it takes in new requests only every N decode batches.
     Without engine facts a request is seen at the next iteration boundary, as before.
@@ -509,48 +537,30 @@ class PrefillFirst(Scheduler):
 
     def __init__(self, token_budget: int, facts: SchedulerFacts | None = None,
                  recv_interval: int = 1):
-        super().__init__(token_budget, facts)
+        super().__init__(token_budget, facts, recv_interval)
         self.ntr = facts.new_token_ratio if facts is not None else None
+        self.ratio = 0.0  # no reserve without the facts
         if self.ntr is not None:
             self.ratio = self.ntr.init
             self.min_ratio = self.ntr.init * self.ntr.min_factor
             self.decay = (self.ntr.init - self.min_ratio) / self.ntr.decay_steps
-        self._last: Step | None = None
-        if facts is None and recv_interval != 1:
-            raise ValueError(f"serving.scheduler.recv_interval ({recv_interval}) is SGLang's "
-                             "--scheduler-recv-interval: name engine: sglang")
-        self.recv = SglangReceiver(recv_interval) if facts is not None else None
 
-    def _decayed(self) -> None:
-        """Apply the decode batches the previous step ran (a run may have been cut short)."""
-        st, self._last = self._last, None
-        if self.recv is not None:
-            self.recv.account(st)
+    def receiver(self, facts: SchedulerFacts | None,
+                 recv_interval: int) -> IntervalReceiver | None:
+        return IntervalReceiver(recv_interval) if facts is not None else None
+
+    def ended(self, st: Step | None) -> None:
+        """Apply the decode batches the step ran (a run may have been cut short)."""
         if self.ntr is None or st is None:
             return
         k = st.steps if st.kind == "run" else int(st.decode)
         if k:
             self.ratio = max(self.min_ratio, self.ratio - self.decay * k)
 
-    def _step(self, step: Step | None) -> Step | None:
-        self._last = step
+    def decide(self, e: Engine, now: float) -> Step | None:
+        step = self._next(e, now)
         if step is None and self.ntr is not None:
             self.ratio = self.ntr.init  # idle
-        return step
-
-    def truncate(self, e: Engine, t: float) -> bool:
-        if self.recv is None:
-            return e.truncate(t)
-        return self.recv.cut(e.step, t)
-
-    def next(self, e: Engine, now: float) -> Step | None:
-        idle = self._last is None or e.n == 0
-        self._decayed()
-        if self.recv is not None and idle:  # nothing runs: the idle loop receives at once
-            self.recv.idle(now)
-        step = self._next(e, now)
-        if self.recv is not None:
-            self.recv.cut_at_unseen(step, e)
         return step
 
     def _next(self, e: Engine, now: float) -> Step | None:
@@ -564,15 +574,12 @@ class PrefillFirst(Scheduler):
             dec = e.done[:n] == e.target[:n]
             left = np.minimum(e.out[:n][dec] - e.gen[:n][dec], ntr.clip_max_new_tokens)
             rem = free * e.block - float(np.clip(left, 0, None).sum()) * self.ratio
-        if getattr(e.cost, "groups", 1) > 1:  # attention DP: every rank its own prefill batch
-            recv = getattr(self, "recv", None)
-            chunks, busy = dp_prefill(e, now, self.budget, self.ntr,
-                                      getattr(self, "ratio", 0.0),
-                                      None if recv is None else recv.seen(e))
+        if e.cost.groups > 1:  # attention DP: every rank its own prefill batch
+            chunks, busy = dp_prefill(e, now, self.budget, self.ntr, self.ratio,
+                                      None if self.recv is None else self.recv.seen(e))
             if chunks:
                 mask = decode_mask(e, busy)
-                return self._step(e.iteration(now, chunks, decode=bool(mask.any()),
-                                              decode_mask=mask))
+                return e.iteration(now, chunks, decode=bool(mask.any()), decode_mask=mask)
             budget = 0  # nothing fits on any rank: the running requests decode
         chunks: list[tuple[int, int]] = []
         for slot in np.flatnonzero(e.done[:n] < e.target[:n]).tolist():  # the chunked request
@@ -588,7 +595,7 @@ class PrefillFirst(Scheduler):
                 out = int(e.out[slot] - e.gen[slot])
                 rem -= c + (min(out, ntr.clip_max_new_tokens) if last else 0)
             chunks.append((slot, c))
-        seen = len(e.waiting) if self.recv is None else self.recv.seen(e)
+        seen = self.seen(e)
         while budget > 0 and seen and e.n < e.max_batch:
             seen -= 1
             rid = e.waiting[0]
@@ -609,7 +616,7 @@ class PrefillFirst(Scheduler):
             slot = e.admit_head(now, q)
             chunks.append((slot, c))
         if chunks:
-            return self._step(e.iteration(now, chunks, decode=False))
+            return e.iteration(now, chunks, decode=False)
         before = e.n
         self.make_room_for_decode(e)  # SGLang retracts decodes when memory runs out
         if e.n < before and ntr is not None and e.n:  # NewTokenRatioTracker after a retract
@@ -619,8 +626,8 @@ class PrefillFirst(Scheduler):
         if e.n == 0:
             if e.waiting and n and self.recv is not None and not self.recv.seen(e):
                 self.recv.idle(now)  # everything was retracted: the idle loop receives
-            return self._next(e, now) if e.waiting and n else self._step(None)
+            return self._next(e, now) if e.waiting and n else None
         dec = e.done[:e.n] == e.target[:e.n]
         if not dec.all():  # a chunk blocked on memory: decode the others one step
-            return self._step(e.iteration(now, [], decode=True))
-        return self._step(self.decode_run(e, now))
+            return e.iteration(now, [], decode=True)
+        return self.decode_run(e, now)

@@ -327,7 +327,7 @@ class SchedulerConfig(Strict):
     routing: Literal["least_loaded", "round_robin"] = "least_loaded"
     iteration_overhead_s: Float = Field(default=0.0, ge=0)  # CPU/framework time per iteration
     # SGLang --scheduler-recv-interval: new requests are taken in every N decode batches
-    # (engine: sglang, kind prefill_first; perfmodel/serving/schedulers.py SglangReceiver)
+    # (engine: sglang, kind prefill_first; perfmodel/serving/schedulers.py IntervalReceiver)
     recv_interval: Int = Field(default=1, ge=1, le=100000)
 
 
