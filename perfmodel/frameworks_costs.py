@@ -236,23 +236,20 @@ def moe_dispatch_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: 
                     count=count, shape=(elems,), phase=phase, block="moe", kernel="copy",
                     launches=launches)
 
-    if perm is not None and perm.input_permute:
-        nbytes = (t + t * k) * h * act_bytes
-        fwd.append(op(MOE_PERMUTE, nbytes, t * k * h, 1.0, "fwd"))
-        bwd.append(op(MOE_PERMUTE + ".bwd", nbytes, t * k * h, 1.0, "bwd"))
-    if perm is not None and perm.local_sort:
-        sorts = np.where(local > 1, 2.0, 0.0)  # sort before the experts, unsort after
-        nbytes = 2.0 * routed * h * act_bytes
-        fwd.append(op(MOE_SORT, nbytes, routed * h, 1.0, "fwd", count=sorts))
-        bwd.append(op(MOE_SORT + ".bwd", nbytes, routed * h, 1.0, "bwd", count=sorts))
-    if perm is not None and perm.received_permute:
-        nbytes = 2.0 * routed * h * act_bytes
-        fwd.append(op(MOE_RECV_PERMUTE, nbytes, routed * h, 1.0, "fwd"))
-        bwd.append(op(MOE_RECV_PERMUTE + ".bwd", nbytes, routed * h, 1.0, "bwd"))
-    if perm is not None and perm.fp8_padding and fp8:
-        nbytes = 2.0 * routed * h * act_bytes
-        fwd.append(op(MOE_FP8_PAD, nbytes, routed * h, 1.0, "fwd", count=2.0))
-        bwd.append(op(MOE_FP8_PAD + ".bwd", nbytes, routed * h, 1.0, "bwd", count=2.0))
+    if perm is not None:
+        gathered = (t + t * k) * h * act_bytes  # Permutation 1: t h a read, t k h a written
+        rows = 2.0 * routed * h * act_bytes  # a copy of R rows: R h a read, R h a written
+        copies = (  # (the dispatcher's fact turns it on, operator, bytes, elements, calls)
+            (perm.input_permute, MOE_PERMUTE, gathered, t * k * h, 1.0),
+            (perm.local_sort, MOE_SORT, rows, routed * h,
+             np.where(local > 1, 2.0, 0.0)),  # sort before the experts, unsort after
+            (perm.received_permute, MOE_RECV_PERMUTE, rows, routed * h, 1.0),
+            (perm.fp8_padding and fp8, MOE_FP8_PAD, rows, routed * h, 2.0),  # pad, unpad
+        )
+        for runs, name, nbytes, elems, calls in copies:
+            if runs:
+                fwd.append(op(name, nbytes, elems, 1.0, "fwd", count=calls))
+                bwd.append(op(name + ".bwd", nbytes, elems, 1.0, "bwd", count=calls))
     if model.mlp_bias and facts.expert_bias == "per_expert_eager":
         nbytes = 6.0 * routed * h * act_bytes
         fwd.append(op(MOE_EXPERT_BIAS, nbytes, routed * h, 2.0 * local + 1.0, "fwd"))
