@@ -230,14 +230,14 @@ def collective_tables(records: list[dict], device: DeviceSpec, links: Links,
 
         def implied(fit_idx, t=t, moved=moved, bw=bw, stepped=stepped, latency=latency,
                     networked=networked, coll=coll, geom=geom, system=system):
-            eff, phi = invert_time(moved / bw, t, latency(fit_idx) + stepped)
+            latency_s = latency(fit_idx)
+            eff, phi = invert_time(moved / bw, t, latency_s + stepped)
             if not networked:
                 return eff, phi
             # the wire time whose network time fills the measured time over the latency
             # (at least invert_time's work share: a point at or below the fixed time)
-            target = latency(fit_idx) + stepped + phi * t
-            wire = invert_network_time(coll, target - latency(fit_idx), geom[0], geom[2],
-                                       system, base)
+            target = latency_s + stepped + phi * t
+            wire = invert_network_time(coll, target - latency_s, geom[0], geom[2], system, base)
             return moved / bw / wire, phi
 
         def install(prof, curve, fit_idx, coll=coll, n=n, latency=latency):
