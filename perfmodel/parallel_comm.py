@@ -358,14 +358,25 @@ def recompute_regather_passes(layer_weights: list, max_reuse_params: float) -> A
     the later weights and their backward come in between. Weight passes: 1 + 1 + the share
     not kept, i.e. that share beyond perfmodel's forward + backward. ``layer_weights``: the
     layer's weight sizes in forward order (parameters; arrays broadcast)."""
+    regathered, total = _regathered_params(layer_weights, max_reuse_params)
+    return _share(regathered, total)
+
+
+def _regathered_params(layer_weights: list, max_reuse_params: float) -> tuple[Array, Array]:
+    """(parameters gathered again for the backward, all parameters) of one layer
+    (``recompute_regather_passes``)."""
     sizes = [np.asarray(w, dtype=float) for w in layer_weights]
-    total = sum(sizes, np.zeros(()))
-    after = np.zeros(())
+    after = np.zeros(())  # the weights after the current one in forward order
     regathered = np.zeros(())
     for w in reversed(sizes):
         regathered = regathered + np.where(2.0 * after >= max_reuse_params, w, 0.0)
         after = after + w
-    return np.where(total > 0, regathered / np.where(total > 0, total, 1.0), 0.0)
+    return regathered, sum(sizes, np.zeros(()))
+
+
+def _share(part: Array, whole: Array) -> Array:
+    """part / whole, 0 where there is no whole."""
+    return np.where(whole > 0, part / np.where(whole > 0, whole, 1.0), 0.0)
 
 
 def zero3_extra_gathers(fsdp: Any, recompute: str, layer_weights: dict[str, list],
@@ -377,12 +388,13 @@ def zero3_extra_gathers(fsdp: Any, recompute: str, layer_weights: dict[str, list
     recomputed forward's unshard, the pre-backward hook's gather serving both)."""
     if fsdp is None or not fsdp.recompute_regathers or recompute != "full":
         return 0.0
-    num, den = 0.0, 0.0
+    num, den = 0.0, 0.0  # the kinds' passes weighted by their parameters
     for kind, weights in layer_weights.items():
-        size = share[kind] * sum((np.asarray(w, dtype=float) for w in weights), np.zeros(()))
-        num = num + size * recompute_regather_passes(weights, fsdp.max_reuse_distance_params)
+        regathered, total = _regathered_params(weights, fsdp.max_reuse_distance_params)
+        size = share[kind] * total
+        num = num + size * _share(regathered, total)
         den = den + size
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return _share(num, den)
 
 
 def dp_buckets(w: DataParallelWork) -> Array:
