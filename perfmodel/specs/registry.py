@@ -66,12 +66,17 @@ MAX_DEPTH = 100
 MAX_ALIAS_NODES = 100_000
 
 
+def _display_name(path: str | Path, what: str = "") -> str:
+    """How errors name a file: ``what`` (e.g. "calibration profile") before its path."""
+    return f"{what} {path}" if what else str(path)
+
+
 def read_bytes(path: str | Path, max_bytes: int = MAX_DOCUMENT_BYTES,
                what: str = "") -> bytes:
     """A file's bytes, refusing a missing file, a folder, an unreadable file or one larger
     than ``max_bytes`` with one line that names it (``what`` prefixes the name)."""
     path = Path(path)
-    name = f"{what} {path}" if what else str(path)
+    name = _display_name(path, what)
     try:
         if path.is_dir():
             raise SpecError(f"{name}: is a folder, not a file")
@@ -108,8 +113,7 @@ def decode_text(data: bytes, name: str | Path, offset: int = 0) -> str:
 
 def read_text(path: str | Path, max_bytes: int = MAX_DOCUMENT_BYTES, what: str = "") -> str:
     """A file's text: :func:`read_bytes` + :func:`decode_text`, one-line errors."""
-    name = f"{what} {path}" if what else str(path)
-    return decode_text(read_bytes(path, max_bytes, what), name)
+    return decode_text(read_bytes(path, max_bytes, what), _display_name(path, what))
 
 
 def yaml_loader() -> type:
@@ -241,7 +245,7 @@ def read_yaml(path: str | Path) -> Any:
 
 def read_json(path: str | Path, what: str = "") -> Any:
     """Parse a JSON file (any top-level value)."""
-    name = f"{what} {path}" if what else path
+    name = _display_name(path, what)
     return _read_parsed(path, "json", lambda text: parse_json(text, name), what)
 
 
@@ -330,7 +334,7 @@ def _read_parsed(path: str | Path, kind: str, parse: Callable[[str], Any], what:
             return _data_unpickler()(fh).load()
     except Exception:  # missing, damaged or foreign: parse the file again
         pass
-    parsed = parse(decode_text(data, f"{what} {path}" if what else str(path)))
+    parsed = parse(decode_text(data, _display_name(path, what)))
     _store(entry, parsed)
     return parsed
 
