@@ -201,9 +201,12 @@ class SchedulerFacts(Strict):
     # vLLM async scheduling (vllm/v1/core/sched/async_scheduler.py, on by default from 0.14.0
     # except with pipeline parallelism): the batch after the running one is scheduled when
     # the running one starts, so a new request is seen one step later (serving.schedulers
-    # SglangReceiver, in the chunked scheduler); a scenario overrides it with
+    # IntervalReceiver, in the chunked scheduler); a scenario overrides it with
     # engine.async_scheduling
     async_scheduling: Bool | None = None
+    # false: async scheduling does not run with pipeline parallelism > 1, so the default turns
+    # off there and an explicit on is refused (serving.deploy.scheduler_facts); null: no rule
+    async_scheduling_with_pp: Bool | None = None
 
 
 class CommFacts(Strict):

@@ -8,8 +8,10 @@ import pytest
 from scheduler_engines import UnitCost, closed_loop_llama3_8b, make_engine
 
 from perfmodel.engines import get_engine
+from perfmodel.errors import SpecError
+from perfmodel.serving.deploy import scheduler_facts
 from perfmodel.serving.schedulers import ChunkedPrefill, make_scheduler
-from perfmodel.specs.scenario import EngineConfig
+from perfmodel.specs.scenario import EngineConfig, Parallelism
 
 
 def _engine(arrivals, outputs=None):
@@ -90,6 +92,20 @@ def test_the_override_and_its_owner():
     assert EngineConfig(name="vllm", async_scheduling=True).async_scheduling is True
     with pytest.raises(ValueError, match="async_scheduling is vLLM"):
         EngineConfig(name="sglang", async_scheduling=True)
+
+
+def test_pipeline_parallelism_turns_the_default_off_and_refuses_an_explicit_on():
+    """vLLM 0.14 (engine fact scheduler.async_scheduling_with_pp: false; VllmConfig.__post_init__):
+    at pipeline_parallel_size > 1 the default resolves to off and --async-scheduling is an
+    error; at PP 1 and in the 0.10 family (no such rule) nothing changes."""
+    v14 = EngineConfig(name="vllm", version="0.14.0")
+    assert scheduler_facts(v14, Parallelism(pp=1)).async_scheduling is True
+    assert scheduler_facts(v14, Parallelism(pp=2)).async_scheduling is False
+    explicit = EngineConfig(name="vllm", version="0.14.0", async_scheduling=True)
+    with pytest.raises(SpecError, match=r"engine\.async_scheduling"):
+        scheduler_facts(explicit, Parallelism(pp=2))
+    old = EngineConfig(name="vllm", async_scheduling=True)
+    assert scheduler_facts(old, Parallelism(pp=2)).async_scheduling is True
 
 
 def test_a_closed_loop_at_0_14_waits_longer_for_its_first_token():

@@ -153,14 +153,7 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
     user_set = cfg.model_fields_set
     if named:
         cfg = _engine_scheduler(cfg, engine, model, system, parallelism, inference, profile)
-        from ..engines import engine_for
-
-        facts = engine_for(engine).scheduler  # the named version's family
-        asy = getattr(engine, "async_scheduling", None)
-        if asy is None and facts.async_scheduling and parallelism.pp > 1:
-            asy = False  # vLLM 0.14 turns its default off at pipeline parallelism (source rel0140)
-        if asy is not None:
-            facts = facts.model_copy(update={"async_scheduling": asy})
+        facts = scheduler_facts(engine, parallelism)
     for name in ("offload", "speculative"):
         if getattr(inference, name, None) is not None:
             raise SpecError(f"inference.{name}: the serving simulator does not model {name} "
@@ -177,8 +170,10 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
     derive_running = (named and facts is not None and facts.max_running is not None
                       and "max_batch" not in user_set and not engine.max_num_seqs)
 
-    def instance(role: str, tp: int, gpus: int, count: int | None) -> InstanceType:
-        nonlocal cfg  # SGLang's derived max_running_requests (derive_running)
+    def instance(role: str, tp: int, gpus: int, count: int | None,
+                 max_batch: int) -> tuple[InstanceType, int]:
+        """The instance type and its batch cap (``max_batch``, or SGLang's max_running_requests
+        derived from this instance's KV pool when ``derive_running``)."""
         per = tp * adp * parallelism.pp
         if count is None:
             if gpus % per:
@@ -199,11 +194,11 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
         if named:
             kv = engine_kv_capacity(model, system, parallelism, inference, tp, engine, profile)
             if derive_running:  # SGLang: max_running_requests from each rank's pool
-                cfg = cfg.model_copy(update={"max_batch": adp * default_max_running(
+                max_batch = adp * default_max_running(
                     facts.max_running, kv.tokens // adp,
-                    engine.max_model_len or model.max_position_embeddings)})
+                    engine.max_model_len or model.max_position_embeddings)
         else:
-            kv = kv_capacity(model, system, plan, profile, max_tokens, cfg.max_batch)
+            kv = kv_capacity(model, system, plan, profile, max_tokens, max_batch)
         group_blocks = kv.num_blocks // adp  # a request's KV lives in its DP group's pool
         need = -(-longest_request // kv.block_tokens) + max(int(0.01 * group_blocks), 0)
         if group_blocks < need:
@@ -215,8 +210,13 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
                 f"GiB); use more tensor/pipeline parallelism, a smaller kv_dtype or shorter "
                 "requests")
         cost = IterationCostModel(model, system, plan, profile, max_tokens=grid_tokens,
-                                  max_context=longest_request + 1, max_batch=cfg.max_batch)
-        return InstanceType(role, count, plan, cost, kv)
+                                  max_context=longest_request + 1, max_batch=max_batch)
+        return InstanceType(role, count, plan, cost, kv), max_batch
+
+    def with_max_batch(max_batch: int) -> SchedulerConfig:
+        if not derive_running:
+            return cfg
+        return cfg.model_copy(update={"max_batch": max_batch})
 
     tp = parallelism.tp
     if cfg.kind != "disaggregated":
@@ -225,9 +225,9 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
         if count is None and system.num_gpus % per:
             raise SpecError(f"parallelism: {dims} = {per} must divide system.num_gpus "
                             f"({system.num_gpus}); the GPUs form num_gpus/({dims}) replicas")
-        mixed = instance("mixed", tp, system.num_gpus, count)  # may derive cfg.max_batch
-        return Deployment(cfg, [mixed], budget, system=system, profile=profile,
-                          engine_facts=facts)
+        mixed, max_batch = instance("mixed", tp, system.num_gpus, count, cfg.max_batch)
+        return Deployment(with_max_batch(max_batch), [mixed], budget, system=system,
+                          profile=profile, engine_facts=facts)
     tp_p = cfg.prefill_tp or tp
     tp_d = cfg.decode_tp or tp
     gp, gd = (cfg.prefill_gpus, cfg.decode_gpus) if counts else _pool_gpus(cfg, system)
@@ -239,10 +239,33 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
     if cross and system.inter_bandwidth_per_gpu <= 0:
         raise SpecError("serving.scheduler.kv_transfer: KV transfer between nodes needs an "
                         "inter-node network (system.inter_node, e.g. ib-ndr-400x8)")
-    pre = instance("prefill", tp_p, gp or 0, counts[0] if counts else None)
-    dec = instance("decode", tp_d, gd or 0, counts[1] if counts else None)
-    return Deployment(cfg, [pre, dec], budget, transfer_cross_node=bool(cross), system=system,
-                      profile=profile, engine_facts=facts)
+    pre, max_batch = instance("prefill", tp_p, gp or 0, counts[0] if counts else None,
+                              cfg.max_batch)
+    dec, max_batch = instance("decode", tp_d, gd or 0, counts[1] if counts else None, max_batch)
+    return Deployment(with_max_batch(max_batch), [pre, dec], budget,
+                      transfer_cross_node=bool(cross), system=system, profile=profile,
+                      engine_facts=facts)
+
+
+def scheduler_facts(engine: EngineConfig, parallelism: Parallelism) -> SchedulerFacts:
+    """The named engine's scheduler facts (its version's family) with the scenario's
+    engine.async_scheduling applied; where the engine's async scheduling does not run with
+    pipeline parallelism (``async_scheduling_with_pp`` false, vLLM 0.14) its default turns off
+    at pp > 1 and an explicit on is refused, as the engine's config check does."""
+    from ..engines import engine_for
+
+    facts = engine_for(engine).scheduler
+    asy = engine.async_scheduling
+    no_pp = parallelism.pp > 1 and facts.async_scheduling_with_pp is False
+    if asy and no_pp:
+        raise SpecError(f"engine.async_scheduling: {engine.name} does not run async scheduling "
+                        f"with pipeline parallelism (parallelism.pp = {parallelism.pp}); "
+                        "leave it unset or set parallelism.pp: 1")
+    if asy is None and facts.async_scheduling and no_pp:
+        asy = False
+    if asy is not None:
+        facts = facts.model_copy(update={"async_scheduling": asy})
+    return facts
 
 
 def default_max_running(rule, kv_tokens: int, context_len: int) -> int:
