@@ -203,13 +203,14 @@ class Engine:
             if kv >= target[s]:
                 ending += 1
         nd = 0 if idx is None else idx.size
-        if getattr(self.cost, "groups", 1) > 1:  # attention DP: where each chunk and decode runs
+        chunk_groups = decode_groups = None
+        if self.cost.groups > 1:  # attention DP: where each chunk and decode runs
             of = self.cost.group_of
-            t = self.cost.step_time(spans, dkv, nd + ending, self.overhead,
-                                    [of(int(self.rid[s])) for s, _ in chunks],
-                                    None if idx is None else [of(int(r)) for r in self.rid[idx]])
-        else:
-            t = self.cost.step_time(spans, dkv, nd + ending, self.overhead)
+            chunk_groups = [of(int(self.rid[s])) for s, _ in chunks]
+            if idx is not None:
+                decode_groups = [of(int(r)) for r in self.rid[idx]]
+        t = self.cost.step_time(spans, dkv, nd + ending, self.overhead, chunk_groups,
+                                decode_groups)
         self.samples.append((now, self.used + self.held_elsewhere))
         return Step("iteration", now + t, now, chunks=chunks, decode=decode, dec_idx=idx)
 
