@@ -245,6 +245,16 @@ def test_a_descriptor_without_quantization_block_is_refused(tmp_path):
      "'quantization.quantized_layers'"),
     ({"quant_algo": "MIXED_PRECISION", "quantized_layers": {"model.layers.0.mlp": "FP8"}},
      "'quantization.quantized_layers.model.layers.0.mlp'"),
+    # an algorithm no format is known for: refused with the valid names (it gave "no
+    # formats", i.e. a bf16 checkpoint, silently)
+    ({"quant_algo": "NVFP5"}, "'quantization.quant_algo' is 'NVFP5'"),
+    ({"quant_algo": "NVFP4", "kv_cache_quant_algo": "FP4"},
+     "'quantization.kv_cache_quant_algo' is 'FP4'"),
+    ({"quant_algo": "MIXED_PRECISION", "moe_quant_algo": "INT2"},
+     "'quantization.moe_quant_algo' is 'INT2'"),
+    ({"quant_algo": "MIXED_PRECISION",
+      "quantized_layers": {"model.layers.0.mlp.down_proj": {"quant_algo": "FP6"}}},
+     "'quantization.quantized_layers.model.layers.0.mlp.down_proj.quant_algo' is 'FP6'"),
 ])
 def test_a_malformed_descriptor_is_refused_naming_the_field(tmp_path, quantization, field):
     snap = tmp_path / "snapshot"
@@ -256,6 +266,65 @@ def test_a_malformed_descriptor_is_refused_naming_the_field(tmp_path, quantizati
     msg = str(err.value)
     assert field in msg and "hf_quant_config.json" in msg and "\n" not in msg
     assert msg.startswith(str(snap / "config.json"))  # the file it came with
+    if " is '" in field:  # an unknown name: the message lists the valid ones
+        assert "valid: " in msg and "NVFP4" in msg
+
+
+@pytest.mark.parametrize(("block", "field"), [
+    ({"quant_method": "bitsandbytes"}, "'quantization_config.quant_method' is 'bitsandbytes'"),
+    ({"quant_method": "fp8", "fmt": "e3m4"}, "'quantization_config.fmt' is 'e3m4'"),
+    ({"quant_method": "fp8", "weight_block_size": 128},
+     "'quantization_config.weight_block_size'"),
+    ({"quant_method": "fp8", "modules_to_not_convert": "lm_head"},
+     "'quantization_config.modules_to_not_convert'"),
+    ({"quant_method": "compressed-tensors", "ignore": ["lm_head", None]},
+     "'quantization_config.ignore' must list module names"),
+    ({"quant_method": "compressed-tensors", "config_groups": ["group_0"]},
+     "'quantization_config.config_groups'"),
+    ({"quant_method": "modelopt", "quant_algo": "NVFP5"},
+     "'quantization_config.quant_algo' is 'NVFP5'"),
+    ({"quant_method": "modelopt", "quant_algo": "NVFP4", "kv_cache_quant_algo": "FP4"},
+     "'quantization_config.kv_cache_quant_algo' is 'FP4'"),
+    ("fp8", "'quantization_config' must be a mapping"),
+])
+def test_a_malformed_quantization_config_is_refused_naming_the_field(tmp_path, block, field):
+    """A config.json's own quantization_config gets the checks hf_quant_config.json gets."""
+    config = json.loads((HF / "Qwen--Qwen3-8B_config.json").read_text())
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**config, "quantization_config": block}))
+    with pytest.raises(SpecError) as err:
+        load_hf_config(path)
+    msg = str(err.value)
+    assert field in msg and msg.startswith(str(path)) and "\n" not in msg
+    # the same block under a wrapper's text_config is named by its path there
+    wrapped = {"model_type": "qwen3_vl", "text_config": {**config, "quantization_config": block}}
+    path.write_text(json.dumps(wrapped))
+    with pytest.raises(SpecError, match=r"'text_config\.quantization_config"):
+        load_hf_config(path)
+
+
+def test_kimi_k25_nvfp4_keeps_its_mla_down_projections_bf16():
+    """nvidia/Kimi-K2.5-NVFP4 excludes ``language_model.model.layers.<i>.self_attn*`` in all
+    61 layers: every module under self_attn is bf16 in the checkpoint, the replicated MLA
+    down-projections too (they were left NVFP4). Per layer q_a_proj 7168 x 1536 = 11,010,048,
+    kv_a_proj_with_mqa 7168 x (512 + 64) = 4,128,768 and their RMSNorms 1536 + 512: 15,140,864;
+    61 layers 923,592,704 weights, at 2 B instead of NVFP4's 0.5 + 1/16 B:
+    923,592,704 x 1.4375 = 1,327,664,512 B more, on every GPU (replicated)."""
+    model = load_hf_config(HF / "nvidia--Kimi-K2.5-NVFP4_config.json")
+    assert model.checkpoint_formats == {"default": "nvfp4", "attention": "bf16", "mla": "bf16",
+                                        "embeddings": "bf16", "lm_head": "bf16"}
+    _, replicated = attention_projections(model)
+    assert replicated == {"q_a_proj": 11_010_048, "q_a_layernorm": 1536,
+                          "kv_a_proj_with_mqa": 4_128_768, "kv_a_layernorm": 512}
+    assert param_counts(model).attention_replicated * model.num_layers == 923_592_704
+    quantised = {c: d for c, d in model.checkpoint_formats.items() if c != "mla"}
+    assert _bytes(model) - _bytes(model, quantised) == 1_327_664_512
+    # moonshotai/Kimi-K2.5 (int4 experts, compressed-tensors ignore ``re:.*self_attn.*``): the
+    # same modules bf16; gpt-oss (``model.layers.*.self_attn``) has no replicated attention
+    kimi = load_hf_config(HF / "moonshotai--Kimi-K2.5_config.json")
+    assert kimi.checkpoint_formats["mla"] == "bf16"
+    oss = load_hf_config(HF / "openai--gpt-oss-120b_config.json")
+    assert "mla" not in oss.checkpoint_formats and oss.checkpoint_formats["attention"] == "bf16"
 
 
 def test_resolve_model_reads_a_config_once(tmp_path, monkeypatch):

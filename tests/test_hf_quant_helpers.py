@@ -14,6 +14,7 @@ from perfmodel.formats import model_weight_bytes
 from perfmodel.parameters import param_counts
 from perfmodel.zoo import model_from_hf_config
 from perfmodel.zoo.hf_quant import (
+    WHOLE,
     _excluded_classes,
     _module_class,
     _quantized_dtype,
@@ -114,6 +115,8 @@ def test_every_spelling_of_the_not_convert_list_is_read(key):
 
 # --- _excluded_classes: a class is kept when the list covers it in every / most layers ------
 def test_wildcard_and_unnumbered_names_exclude_their_class():
+    """(A whole attention module also holds the replicated MLA projections: the ``mla`` class
+    is added once the model is known, resolve_attention_split.)"""
     names = ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens",
              "lm_head"]  # gpt-oss modules_to_not_convert
     assert _excluded_classes(names, 36) == {"attention", "router", "embeddings", "lm_head"}
@@ -190,6 +193,12 @@ def test_a_descriptor_is_applied_to_the_configs_own_format():
                                    "exclude_modules": ["model.layers.*.self_attn*", "lm_head"]}}
     assert checkpoint_formats(config, descriptor) == {
         "default": "nvfp4", "attention": "fp8_block", "embeddings": "bf16", "lm_head": "bf16"}
+    # the same over an MLA model: its replicated down-projections stay fp8_block with the
+    # rest of self_attn (resolve_attention_split on import)
+    mla = {**MLA, "quantization_config": config["quantization_config"]}
+    assert model_from_hf_config(mla, quant=descriptor).checkpoint_formats == {
+        "default": "nvfp4", "attention": "fp8_block", "mla": "fp8_block", "embeddings": "bf16",
+        "lm_head": "bf16"}
     assert checkpoint_formats(LLAMA) is None  # no quantization_config, no descriptor
 
 
@@ -224,10 +233,24 @@ def test_projections_an_exclusion_names_one_by_one():
     one_by_one = {"quantization": {"quant_algo": "NVFP4", "exclude_modules": [
         "model.layers.*.self_attn.q_a_proj", "model.layers.*.self_attn.q_b_proj",
         "model.layers.*.self_attn.kv_b_proj*", "lm_head"]}}
-    assert excluded_attention_projections(MLA, one_by_one) == {"q_b_proj", "kv_b_proj"}
-    whole = {"quantization": {"quant_algo": "NVFP4",
-                              "exclude_modules": ["model.layers.*.self_attn"]}}
-    assert excluded_attention_projections(MLA, whole) is None
+    assert excluded_attention_projections(MLA, one_by_one) == {"q_a_proj", "q_b_proj",
+                                                                "kv_b_proj"}
+    for pattern in ("model.layers.*.self_attn", "model.layers.*.self_attn*",
+                    "re:.*self_attn.*"):
+        whole = {"quantization": {"quant_algo": "NVFP4", "exclude_modules": [pattern]}}
+        assert excluded_attention_projections(MLA, whole) == {WHOLE}
+    # named in all 4 layers one by one (Kimi-K2.5-NVFP4's spelling): the whole module too;
+    # in 1 of 4: not at all (the layer rule of _excluded_classes)
+    per_layer = {"quantization": {"quant_algo": "NVFP4", "exclude_modules": [
+        f"model.layers.{i}.self_attn*" for i in range(4)]}}
+    assert excluded_attention_projections(MLA, per_layer) == {WHOLE}
+    one_layer = {"quantization": {"quant_algo": "NVFP4",
+                                  "exclude_modules": ["model.layers.0.self_attn*"]}}
+    assert excluded_attention_projections(MLA, one_layer) is None
+    # a module this module cannot weigh (Nemotron-H's Mamba in_proj): the class decision stands
+    mamba = {"quantization": {"quant_algo": "NVFP4", "exclude_modules": [
+        "backbone.layers.*.mixer.in_proj", "backbone.layers.*.mixer.q_proj"]}}
+    assert excluded_attention_projections(MLA, mamba) is None
     mixed = {"quantization": {"quant_algo": "MIXED_PRECISION", "exclude_modules": [
         "model.layers.*.self_attn.q_b_proj"]}}
     assert excluded_attention_projections(MLA, mixed) is None
@@ -245,6 +268,18 @@ def test_the_attention_class_takes_the_format_of_its_larger_share():
     assert resolve_attention_split(formats, {"kv_b_proj"}, spec) == {"default": "nvfp4"}
     # a name the model has no module for: nothing can be weighed, the class stays excluded
     assert resolve_attention_split(formats, {"k_proj"}, spec) == formats
+    # the replicated class weighed the same way: q_a_proj 1024 x 256 = 262,144 and
+    # kv_a_proj_with_mqa 1024 x (128 + 32) = 163,840 of 426,368 (with the two RMSNorms 256
+    # + 128): kv_a alone 38 %, quantised; both 99.9 %, kept
+    formats = {"default": "nvfp4", "attention": "bf16", "mla": "bf16"}
+    assert resolve_attention_split(formats, {"kv_a_proj_with_mqa"}, spec) == {
+        "default": "nvfp4"}
+    assert resolve_attention_split(formats, {"q_a_proj", "kv_a_proj_with_mqa"}, spec) == {
+        "default": "nvfp4", "mla": "bf16"}
+    assert resolve_attention_split(formats, {WHOLE}, spec) == formats
+    # a whole-module pattern puts the replicated class at the attention class's format
+    assert resolve_attention_split({"default": "nvfp4", "attention": "bf16"}, {WHOLE},
+                                   spec) == formats
     # imported end to end: the same decision from the descriptor's list
     one_by_one = {"quantization": {"quant_algo": "NVFP4", "exclude_modules": [
         "model.layers.*.self_attn.q_b_proj", "model.layers.*.self_attn.kv_b_proj", "lm_head"]}}
@@ -295,3 +330,23 @@ def test_fp8_block_scales_bytes_by_hand():
                                                "weight_block_size": [128, 128],
                                                "modules_to_not_convert": ["lm_head"]}}
     assert _bytes(config) == 109_051_904 + 26_624 + 262_144_000 + 10_242.5
+
+
+def test_a_whole_attention_exclusion_keeps_the_mla_down_projections_bf16():
+    """ModelOpt NVFP4 of the small MLA with ``model.layers.*.self_attn*`` excluded (as
+    nvidia/Kimi-K2.5-NVFP4, GLM-5.1-NVFP4): every module under self_attn stays bf16, the
+    replicated ones too. Per layer q_a_proj 1024 x 256 = 262,144, kv_a_proj_with_mqa
+    1024 x (128 + 32) = 163,840, their RMSNorms 256 + 128: 426,368; 4 layers 1,705,472
+    weights at 2 B = 3,410,944 B, where NVFP4 would hold them in 0.5 + 1/16 B = 959,328 B:
+    2,451,616 B more."""
+    config = {**MLA, "quantization_config": {"quant_method": "modelopt", "quant_algo": "NVFP4",
+                                             "exclude_modules": ["model.layers.*.self_attn*",
+                                                                 "lm_head"]}}
+    model = model_from_hf_config(config)
+    assert model.checkpoint_formats == {"default": "nvfp4", "attention": "bf16",
+                                        "mla": "bf16", "embeddings": "bf16", "lm_head": "bf16"}
+    quantised = {c: d for c, d in model.checkpoint_formats.items() if c != "mla"}
+    pc = param_counts(model)
+    fm, fq = dict(model.checkpoint_formats), dict(quantised)
+    assert (model_weight_bytes(pc, fm.pop("default"), fm)
+            - model_weight_bytes(pc, fq.pop("default"), fq)) == 3_410_944 - 959_328

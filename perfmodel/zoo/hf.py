@@ -26,6 +26,7 @@ from ..specs.registry import read_mapping
 from ..specs.types import show
 from .hf_quant import (
     check_descriptor,
+    check_quantization_config,
     checkpoint_formats,
     excluded_attention_projections,
     kv_cache_format,
@@ -1100,6 +1101,7 @@ def model_from_hf_config(config: Mapping[str, Any], id: str | None = None,
     if not model_type:
         raise SpecError(f"HF config has no 'model_type' key; supported model types: {supported}")
     wrapper = str(model_type)
+    check_quantization_config(config)
     formats = checkpoint_formats(config, quant)  # quantization_config / descriptor (hf_quant)
     kv_format = kv_cache_format(config, quant)
     split = excluded_attention_projections(config, quant) if formats else None

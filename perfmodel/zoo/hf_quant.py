@@ -29,7 +29,15 @@ so ``model.layers.*.mlp.gate`` (Qwen3-235B-A22B-NVFP4) is the router even in an
 hf_quant_config.json that carries no shapes. A module pattern excludes its class when it
 has a wildcard layer (``layers.*``) or names the class in at least half of the layers;
 exclusions of a few layers (e.g. Llama-3.1-405B-FP8's first and last blocks) cannot be said
-per class and are left out (the class keeps the quantised format).
+per class and are left out (the class keeps the quantised format). A pattern that names the
+attention module as a whole (``self_attn*``) covers every projection in it, in whichever class
+it lives: the TP-sharded ``attention`` class and the replicated ``mla`` one (MLA
+down-projections, DSA indexer), weighed per module once the model is built
+(``excluded_attention_projections``, ``resolve_attention_split``).
+
+A quantization block is checked before it is read (``check_descriptor`` for
+hf_quant_config.json, ``check_quantization_config`` for config.json): a field of the wrong
+type or a method / algorithm this module does not know is a SpecError naming the field.
 """
 
 from __future__ import annotations
@@ -82,8 +90,18 @@ def _module_class(name: str) -> str | None:
     return None
 
 
-def _excluded_classes(modules: list[Any], num_layers: int) -> set[str]:
-    """Classes a not-convert / ignore list keeps unquantised (see the module docstring)."""
+# a pattern that names a whole attention module rather than one projection in it
+# (``model.layers.*.self_attn``, ``...self_attn*``, ``re:.*self_attn.*``, DeepSeek-V4 ``*.attn.*``)
+_WHOLE_ATTENTION = re.compile(r"(^|[.*])(self_attn|linear_attn|self_attention|attention|attn)"
+                              r"[.*]*$")
+# what ``excluded_attention_projections`` answers for a whole-module pattern
+WHOLE = "*"
+
+
+def _covered(modules: list[Any], num_layers: int, keys: Any) -> set[str]:
+    """The keys (``keys(name)``: classes or projections) a not-convert / ignore list covers
+    across the model: a name with a wildcard layer (``layers.*``, a regex ``.*``) or none, or
+    names of one key in at least half of the layers (module docstring)."""
     layers: dict[str, set[str]] = {}
     out: set[str] = set()
     for name in modules:
@@ -92,16 +110,19 @@ def _excluded_classes(modules: list[Any], num_layers: int) -> set[str]:
         name = name.removeprefix("re:").replace("\\.", ".")  # a regex: its dots literal
         if "norm" in name or "conv1d" in name:  # not linears (Qwen3-FP8 lists its layernorms,
             continue  # Nemotron-H its Mamba conv1d)
-        cls = _module_class(name)
-        if cls is None:
-            continue
         layer = _LAYER.search(name)
-        if layer is None or layer.group(1) == "*" or ".*" in name:
-            out.add(cls)
-        else:
-            layers.setdefault(cls, set()).add(layer.group(1))
-    out |= {c for c, idx in layers.items() if len(idx) * 2 >= max(num_layers, 1)}
-    return out
+        for key in keys(name):
+            if layer is None or layer.group(1) == "*" or ".*" in name:
+                out.add(key)
+            else:
+                layers.setdefault(key, set()).add(layer.group(1))
+    return out | {k for k, idx in layers.items() if len(idx) * 2 >= max(num_layers, 1)}
+
+
+def _excluded_classes(modules: list[Any], num_layers: int) -> set[str]:
+    """Classes a not-convert / ignore list keeps unquantised (see the module docstring)."""
+    return _covered(modules, num_layers,
+                    lambda name: (cls,) if (cls := _module_class(name)) else ())
 
 
 # ModelOpt ``quant_algo`` (hf_quant_config.json, or config.json ``quantization_config`` of
@@ -119,6 +140,8 @@ _MODELOPT_ALGOS = {
 }
 # kv_cache_quant_algo -> KV-cache format (``InferenceConfig.kv_dtype``)
 _KV_ALGOS = {"FP8": "fp8", "NVFP4": "nvfp4", "INT8": "int8"}
+# moe_quant_algo -> the routed experts' format
+_MOE_ALGOS = {"NVFP4": "nvfp4", "MXFP4": "mxfp4", "FP8": "fp8", "FP8_BLOCK_SCALES": "fp8_block"}
 MIXED = "MIXED_PRECISION"
 
 
@@ -208,42 +231,101 @@ def _quant_block(config: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return q if isinstance(q, Mapping) else None
 
 
-# what each field of a descriptor's ``quantization`` block this module reads must be
-_DESCRIPTOR_FIELDS: dict[str, tuple[type, str]] = {
+# what each field of a quantization block this module reads must be (hf_quant_config.json
+# ``quantization``, config.json ``quantization_config``)
+_BLOCK_FIELDS: dict[str, tuple[type, str]] = {
+    "quant_method": (str, "a method name (e.g. fp8, modelopt, compressed-tensors)"),
     "quant_algo": (str, "an algorithm name (e.g. NVFP4, FP8, MIXED_PRECISION)"),
     "kv_cache_quant_algo": (str, "an algorithm name (e.g. FP8)"),
     "moe_quant_algo": (str, "an algorithm name (e.g. NVFP4)"),
+    "fmt": (str, "an fp8 element format (e.g. e4m3)"),
+    "weight_block_size": (list, "a list of block sides (e.g. [128, 128])"),
+    "modules_to_not_convert": (list, "a list of module names"),
+    "ignored_layers": (list, "a list of module names"),
     "exclude_modules": (list, "a list of module names"),
     "ignore": (list, "a list of module names"),
+    "config_groups": (Mapping, "a mapping of group name -> {weights: ...}"),
     "quantized_layers": (Mapping, "a mapping of module name -> {quant_algo: ...}"),
 }
+# the methods ``_quantized_dtype`` reads (transformers quantizer names, lower case)
+_METHODS = ("mxfp4", "fp8", "fbgemm_fp8", "fp8_dynamic", "modelopt", "awq", "gptq",
+            "awq_marlin", "gptq_marlin", "compressed-tensors")
+# fp8 element formats a ``quant_method: fp8`` config names (DeepSeek-V3 "e4m3", transformers
+# FineGrainedFP8 "float8_e4m3fn"; torch.float8_e5m2 the other 1-byte fp8): all 1 byte here
+_FP8_FMTS = ("e4m3", "float8_e4m3fn", "e5m2", "float8_e5m2")
+# names a ``kv_cache_quant_algo`` may take beside _KV_ALGOS: no KV quantisation
+_KV_NONE = ("AUTO",)
+
+
+def _one_of(where: str, field: str, value: str, valid: Any) -> None:
+    if value not in valid:
+        raise SpecError(f"{where}: '{field}' is {value!r}, not one this project knows; valid: "
+                        f"{', '.join(valid)}")
+
+
+def _check_block(q: Any, where: str, prefix: str) -> None:
+    """SpecError naming ``prefix.field`` when a quantization block is not what
+    ``checkpoint_formats`` / ``kv_cache_format`` read: ``_BLOCK_FIELDS`` null or of their
+    type, module lists of names (a string would be read one character at a time), methods
+    and algorithms this module knows (an unknown one gave no formats, i.e. bf16, silently)
+    and ``quantized_layers`` entries that are mappings with a known ``quant_algo``."""
+    if not isinstance(q, Mapping):
+        raise SpecError(f"{where}: '{prefix}' must be a mapping (quant_method / quant_algo, "
+                        f"...), got {show(q)}")
+    for key, (kind, what) in _BLOCK_FIELDS.items():
+        value = q.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise SpecError(f"{where}: '{prefix}.{key}' must be {what}, got {show(value)}")
+    for key in ("modules_to_not_convert", "ignored_layers", "exclude_modules", "ignore"):
+        for name in q.get(key) or ():
+            if not isinstance(name, str):
+                raise SpecError(f"{where}: '{prefix}.{key}' must list module names "
+                                f"(strings), got {show(name)}")
+    method = q.get("quant_method")
+    if method is not None:
+        _one_of(where, f"{prefix}.quant_method", method.lower(), _METHODS)
+        if method.lower() == "fp8" and q.get("fmt") is not None:
+            _one_of(where, f"{prefix}.fmt", q["fmt"], _FP8_FMTS)
+    if q.get("quant_algo") is not None:
+        _one_of(where, f"{prefix}.quant_algo", q["quant_algo"].upper(),
+                (*_MODELOPT_ALGOS, MIXED))
+    if q.get("kv_cache_quant_algo") is not None:
+        _one_of(where, f"{prefix}.kv_cache_quant_algo", q["kv_cache_quant_algo"].upper(),
+                (*_KV_ALGOS, *_KV_NONE))
+    if q.get("moe_quant_algo") is not None:
+        _one_of(where, f"{prefix}.moe_quant_algo", q["moe_quant_algo"].upper(), _MOE_ALGOS)
+    for name, entry in (q.get("quantized_layers") or {}).items():
+        if not (isinstance(entry, Mapping) and isinstance(entry.get("quant_algo"), str)):
+            raise SpecError(f"{where}: '{prefix}.quantized_layers.{name}' must be a "
+                            f"mapping with a string quant_algo, got {show(entry)}")
+        _one_of(where, f"{prefix}.quantized_layers.{name}.quant_algo",
+                entry["quant_algo"].upper(), tuple(_MODELOPT_ALGOS))
 
 
 def check_descriptor(descriptor: Any) -> None:
     """SpecError naming the field when a ModelOpt hf_quant_config.json is not what
-    ``checkpoint_formats`` / ``kv_cache_format`` read: a ``quantization`` mapping whose
-    ``_DESCRIPTOR_FIELDS`` are null or of their type, module lists of names, and
-    ``quantized_layers`` entries that are mappings with a string ``quant_algo``. (A string
-    where a list belongs would otherwise be read one character at a time.)"""
+    ``checkpoint_formats`` / ``kv_cache_format`` read (``_check_block`` of its
+    ``quantization`` mapping)."""
     where = "the quantisation descriptor (hf_quant_config.json)"
     if not (isinstance(descriptor, Mapping) and isinstance(descriptor.get("quantization"),
                                                             Mapping)):
         raise SpecError(f"{where} has no 'quantization' mapping (quant_algo, "
                         "exclude_modules, ...)")
-    q = descriptor["quantization"]
-    for key, (kind, what) in _DESCRIPTOR_FIELDS.items():
-        value = q.get(key)
-        if value is not None and not isinstance(value, kind):
-            raise SpecError(f"{where}: 'quantization.{key}' must be {what}, got {show(value)}")
-    for key in ("exclude_modules", "ignore"):
-        for name in q.get(key) or ():
-            if not isinstance(name, str):
-                raise SpecError(f"{where}: 'quantization.{key}' must list module names "
-                                f"(strings), got {show(name)}")
-    for name, entry in (q.get("quantized_layers") or {}).items():
-        if not (isinstance(entry, Mapping) and isinstance(entry.get("quant_algo"), str)):
-            raise SpecError(f"{where}: 'quantization.quantized_layers.{name}' must be a "
-                            f"mapping with a string quant_algo, got {show(entry)}")
+    _check_block(descriptor["quantization"], where, "quantization")
+
+
+def check_quantization_config(config: Mapping[str, Any]) -> None:
+    """SpecError naming the field when a config.json's own ``quantization_config`` (or its
+    ``text_config``'s) is not what this module reads: the checks hf_quant_config.json gets
+    (``_check_block``)."""
+    where = "the config's quantization_config"
+    text = config.get("text_config")
+    for prefix, block in (("quantization_config", config.get("quantization_config")),
+                          ("text_config.quantization_config",
+                           text.get("quantization_config") if isinstance(text, Mapping)
+                           else None)):
+        if block is not None:
+            _check_block(block, where, prefix)
 
 
 def checkpoint_formats(config: Mapping[str, Any],
@@ -309,52 +391,72 @@ def kv_cache_format(config: Mapping[str, Any],
     return None
 
 
-_MOE_ALGOS = {"NVFP4": "nvfp4", "MXFP4": "mxfp4", "FP8": "fp8", "FP8_BLOCK_SCALES": "fp8_block"}
 
-
-# attention projections an exclusion list may name one by one (``...self_attn.q_b_proj``):
-# the TP-sharded modules of parameters.attention_projections (Kimi K3's MLA output gate g_proj)
-_ATTN_PROJ = re.compile(r"[.*](q_proj|k_proj|v_proj|o_proj|q_b_proj|kv_b_proj|g_proj)\*?$")
+# attention projections an exclusion list may name one by one (``...self_attn.q_b_proj``),
+# by their parameters.attention_projections names: the TP-sharded ``attention`` class (Kimi
+# K3's MLA output gate g_proj) and the replicated ``mla`` class (down-projections, indexer)
+_ATTN_PROJ = re.compile(r"[.*](q_proj|k_proj|v_proj|o_proj|q_b_proj|kv_b_proj|g_proj|q_a_proj"
+                        r"|kv_a_proj_with_mqa|indexer)\*?$")
 
 
 def excluded_attention_projections(config: Mapping[str, Any],
                                    descriptor: Mapping[str, Any] | None = None
                                    ) -> set[str] | None:
-    """The attention projections an exclusion list keeps unquantised when it names them one
-    by one (nvidia/DeepSeek-V3.1-NVFP4: every layer's ``q_b_proj`` and ``kv_b_proj``, not
-    ``o_proj``); None when it excludes the attention class as a whole (``self_attn*``), not
-    at all, or the file is MIXED_PRECISION (its list is per module already)."""
+    """The attention modules an exclusion list keeps unquantised, by the projection each
+    pattern names (nvidia/DeepSeek-V3.1-NVFP4: every layer's ``q_a_proj``,
+    ``kv_a_proj_with_mqa``, ``q_b_proj`` and ``kv_b_proj``, not ``o_proj``), ``WHOLE`` for a
+    pattern naming the whole module (``self_attn*``: every projection in it, whichever class
+    holds it), with the layer rule of ``_excluded_classes``. None when it names no attention
+    module, names one this module cannot weigh (Nemotron-H's Mamba ``in_proj``: the class
+    decision stands), or the file is MIXED_PRECISION (its list is per module already)."""
     q = _quant_block(descriptor) if descriptor is not None else _quant_block(config)
     if q is None or str(q.get("quant_algo") or "").upper() == MIXED:
         return None
     _, skip = _quantized_dtype(q)
-    projections: set[str] = set()
-    for name in skip:
-        if not isinstance(name, str):
-            continue
-        name = name.removeprefix("re:").replace("\\.", ".")
-        if _module_class(name) != "attention":
-            continue
+    unweighable = False
+
+    def target(name: str) -> tuple[str, ...]:
+        nonlocal unweighable
+        if _module_class(name) not in ("attention", "mla"):
+            return ()
+        if _WHOLE_ATTENTION.search(name):
+            return (WHOLE,)
         match = _ATTN_PROJ.search(name)
-        if match is None:
-            return None
-        projections.add(match.group(1))
-    return projections or None
+        unweighable |= match is None
+        return (match.group(1),) if match else ()
+
+    text = config.get("text_config")
+    cfg = text if isinstance(text, Mapping) and "num_hidden_layers" in text else config
+    projections = _covered(skip, int(cfg.get("num_hidden_layers") or 0), target)
+    return None if unweighable or not projections else projections
 
 
 def resolve_attention_split(formats: dict[str, str], projections: set[str] | None,
                             spec: Any) -> dict[str, str]:
-    """``formats`` with the attention class at the format of the larger share of its weights
-    when an exclusion list names only some of its projections: DeepSeek-V3.1-NVFP4 keeps
-    q_b / kv_b (32 % of the class) bf16 and quantises o_proj (68 %), so the class is NVFP4
-    (per class, not per projection: docs/models.md "Known limits"). The class's weights by
-    module are ``parameters.attention_projections`` (its TP-sharded part is the class)."""
-    if not projections or formats.get("attention", formats["default"]) == formats["default"]:
+    """``formats`` with each attention class (``attention``: the TP-sharded projections,
+    ``mla``: the replicated ones; ``parameters.attention_projections``) at the format of the
+    larger share of its weights, from the projections an exclusion list names
+    (``excluded_attention_projections``; ``WHOLE``: all of them). DeepSeek-V3.1-NVFP4 keeps
+    q_b / kv_b (32 % of the attention class) bf16 and quantises o_proj (68 %), so that class
+    is NVFP4 (per class, not per projection: docs/models.md "Known limits"); a ``self_attn*``
+    pattern keeps both classes at the base format (Kimi-K2.5-NVFP4: its q_a_proj,
+    kv_a_proj_with_mqa are bf16 in the checkpoint); a class the model has no weights in is
+    dropped (gpt-oss: no ``mla``). A name the model has no module for leaves ``formats``."""
+    if not projections:
         return formats
-    params, _ = attention_projections(spec)
-    if not params or not projections <= set(params):
+    sharded, replicated = attention_projections(spec)
+    modules = set(sharded) | set(replicated)
+    named = modules if WHOLE in projections else set(projections)
+    if not named <= modules:
         return formats
-    kept = sum(params[p] for p in projections)
-    if 2 * kept >= sum(params.values()):
-        return formats
-    return {c: d for c, d in formats.items() if c != "attention"}
+    # what the exclusion keeps: the attention class's format (checkpoint_formats excludes it
+    # for any pattern under self_attn), at the base checkpoint's format
+    excluded = formats.get("attention", formats["default"])
+    out = dict(formats)
+    for cls, params in (("attention", sharded), ("mla", replicated)):
+        kept = sum(params[p] for p in named & set(params))
+        if 2 * kept < sum(params.values()) or not kept:
+            out.pop(cls, None)  # the class follows the quantised default
+        elif excluded != formats["default"]:
+            out.setdefault(cls, excluded)
+    return out
