@@ -26,7 +26,7 @@ import re
 from functools import cache
 from typing import Any, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .errors import SpecError, unknown_id
 from .paths import data_dir
@@ -279,16 +279,26 @@ class MoeOverlapFacts(Strict):
     prefill: OverlapPhase | None = None
 
 
+#: how a MoE layer's tokens reach its experts, as far as the engine's kernel choice depends on
+#: it (SGLang ``--moe-a2a-backend``): ``deepep`` a dispatch / combine all-to-all (DeepEP, and
+#: SGLang's Mooncake / NIXL backends alike), ``none`` no all-to-all (TP MoE, or the DP-attention
+#: gather). ``moe_parallel.all_to_all`` decides it for a plan.
+A2A_BACKENDS = ("none", "deepep")
+
+
 class MoeFacts(Strict):
     """The grouped-GEMM kernel the engine runs for a MoE layer's experts, per format (a MoE
     table name: bf16, fp8, fp8_block, nvfp4, w4a16_mxfp4, ...; ``profile.moe_format``):
     ``kernels[format]`` the implementations it selects, in its order (a profile table that
-    measured one of them is read; calibration/moe_kernels.yaml names the tables' kernels), and
-    ``proxy[format]`` the format whose table stands in where the profile's table of that
-    format measured another kernel (``profile.CalibrationProfile.moe_table``). A format not
-    listed reads the profile's table as measured."""
+    measured one of them is read; calibration/moe_kernels.yaml names the tables' kernels),
+    either one list for any all-to-all backend or a list per backend (``A2A_BACKENDS``, every
+    one given) where the engine's choice depends on it (SGLang fp8_block: DeepGEMM only
+    under a DeepEP all-to-all); ``proxy[format]`` the format whose table stands in where the
+    profile's table of that format measured another kernel
+    (``profile.CalibrationProfile.moe_table``). A format not listed reads the profile's table
+    as measured."""
 
-    kernels: dict[str, list[str]] = Field(default_factory=dict)
+    kernels: dict[str, list[str] | dict[str, list[str]]] = Field(default_factory=dict)
     proxy: dict[str, str] = Field(default_factory=dict)
     overlap: MoeOverlapFacts | None = None  # two-micro-batch all-to-all overlap (TBO / DBO)
     # the dtype the engine builds the router (gate) in whatever the checkpoint's format: an
@@ -305,6 +315,31 @@ class MoeFacts(Strict):
     # tokens all-reduced before, the MLP's all-reduce after); not listed: ``all_gather``
     dp_gather: dict[Literal["prefill", "decode"], Literal["all_gather", "all_reduce"]] = Field(
         default_factory=dict)
+
+    @field_validator("kernels")
+    @classmethod
+    def _check_kernel_backends(cls, value: dict) -> dict:
+        """A per-backend kernel list names every all-to-all backend and no other."""
+        for fmt, kernels in value.items():
+            if isinstance(kernels, list):
+                continue
+            unknown = sorted(set(kernels) - set(A2A_BACKENDS))
+            missing = [b for b in A2A_BACKENDS if b not in kernels]
+            if unknown or missing:
+                raise SpecError(
+                    f"moe.kernels.{fmt}: per all-to-all backend, the keys must be exactly "
+                    f"{list(A2A_BACKENDS)} (got {sorted(kernels)}"
+                    + (f"; unknown {unknown}" if unknown else "")
+                    + (f"; missing {missing}" if missing else "")
+                    + "); or give one list for any backend")
+        return value
+
+    def kernels_for(self, fmt: str, a2a: str = "none") -> tuple[str, ...]:
+        """The kernels of format ``fmt`` under all-to-all backend ``a2a`` (() if not listed)."""
+        if a2a not in A2A_BACKENDS:
+            raise SpecError(f"a2a backend {a2a!r}: expected one of {list(A2A_BACKENDS)}")
+        kernels = self.kernels.get(fmt, [])
+        return tuple(kernels if isinstance(kernels, list) else kernels[a2a])
 
 
 class AttentionFacts(Strict):
@@ -527,13 +562,15 @@ def engine_facts(engine_id: str, version: str | None = None,
 
 
 def moe_kernels(engine_id: str, fmt: str, version: str | None = None,
-                variant: str | None = None) -> tuple[tuple[str, ...], str | None]:
-    """(kernels, proxy) of ``engine_id``'s MoE experts in format ``fmt`` (``MoeFacts``);
-    ((), None) for ``generic`` or a format its file does not list."""
+                variant: str | None = None, a2a: str = "none",
+                ) -> tuple[tuple[str, ...], str | None]:
+    """(kernels, proxy) of ``engine_id``'s MoE experts in format ``fmt`` when the layer's
+    tokens move by all-to-all backend ``a2a`` (``MoeFacts.kernels_for``); ((), None) for
+    ``generic`` or a format its file does not list."""
     spec = engine_facts(engine_id, version, variant)
     if spec is None:
         return (), None
-    return tuple(spec.moe.kernels.get(fmt, ())), spec.moe.proxy.get(fmt)
+    return spec.moe.kernels_for(fmt, a2a), spec.moe.proxy.get(fmt)
 
 
 def moe_overlap_facts(engine_id: str, version: str | None = None,

@@ -35,6 +35,7 @@ from .memory import (
     overhead_bytes,
 )
 from .moe_parallel import (
+    all_to_all,
     comm_sm_slowdown,
     overlap_groups,
     routed_expert_weight_bytes,
@@ -132,7 +133,8 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     per stage to stream offloaded weights / KV over the host link: hidden behind the stage's
     compute when prefetching overlaps (FlexGen's zig-zag schedule), added otherwise."""
     roof = Roofline.for_system(system, profile, plan.tp_all_reduce,  # the engine's MoE kernels
-                               plan.engine_version, plan.engine_variant)
+                               plan.engine_version, plan.engine_variant,
+                               moe_a2a=all_to_all(plan.tp, plan.attention_dp, plan.ep))
     items, index = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens,
                              system.device)
     times = op_times(items, roof)

@@ -79,6 +79,16 @@ def moe_tp(tp: Array, attention_dp: Array, ep: Array) -> Array:
     return np.asarray(tp) * np.asarray(attention_dp) / np.asarray(ep)
 
 
+def all_to_all(tp: Array, attention_dp: Array, ep: Array) -> Array:
+    """Where a MoE layer moves its tokens by dispatch / combine all-to-all (module docstring:
+    attention DP with one GPU per expert group, ep > 1), as a bool (an array over a sweep).
+    Elsewhere every GPU sees the tokens (MoE TP) or they are gathered. The engine's expert
+    kernel may depend on it (``engines.MoeFacts.kernels``: the ``deepep`` list here, ``none``
+    elsewhere)."""
+    ep = np.asarray(ep)
+    return (np.asarray(attention_dp) > 1) & (moe_tp(tp, attention_dp, ep) == 1) & (ep > 1)
+
+
 def dispatch_elem_bytes(weight_dtype: str, activation_dtype: str, act_bytes: float,
                         engine: str = "generic", version: str | None = None,
                         variant: str | None = None) -> float:
@@ -159,7 +169,7 @@ def stage_comm(model: ModelSpec, plan, tokens: Array, phase: str, hidden_bytes: 
         return MoeComm(tp=dense + 2.0 * moe_layers * ar, ep=0.0 * dense)
     k = model.moe.top_k
     n_span = contiguous_span(tp * dp, G)
-    a2a = (moe_tp(tp, dp, ep) == 1) & (ep > 1)
+    a2a = all_to_all(tp, dp, ep)
     # wide EP: reduce-scatter + all-gather over attention TP, dispatch + combine over EP
     mode = resolved_mode(plan.a2a_mode, phase)
     per_rank = t_group / tp

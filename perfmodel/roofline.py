@@ -23,6 +23,7 @@ Efficiencies of all operators of a class are evaluated in one vectorised call.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,9 @@ class Roofline:
     (``padding``), as in a model step (``for_system``); off for a kernel replayed on its own
     (the calibration fit and its held-out test time the kernel the table measured).
     ``engine``: whose MoE kernels run the grouped GEMMs (engines/<id>.yaml ``moe``; "generic":
-    the profile's tables as measured)."""
+    the profile's tables as measured). ``moe_a2a``: True where the plan's MoE layers move their
+    tokens by a dispatch / combine all-to-all (``moe_parallel.all_to_all``; a bool, or a mask
+    over a sweep of plans), which selects the engine's kernels where they depend on it."""
 
     device: DeviceSpec
     profile: CalibrationProfile
@@ -55,25 +58,42 @@ class Roofline:
     # ``moe.grouped_gemm: per_expert``): a GEMM with groups > 1 reads the dense curve at its
     # rows per expert, never the grouped-GEMM tables
     per_expert_gemm: bool = False
+    moe_a2a: Any = False
 
     @classmethod
     def for_system(cls, system, profile: CalibrationProfile, engine: str = "generic",
-                   version: str | None = None, variant: str | None = None) -> Roofline:
+                   version: str | None = None, variant: str | None = None,
+                   moe_a2a: Any = False) -> Roofline:
         """The roofline of ``system``'s device at its power limit."""
         from .power import compute_clock_ratio
 
         return cls(system.device, profile,
                    compute_clock_ratio(system.device, system.power_limit_w), padded=True,
-                   engine=engine, engine_version=version, engine_variant=variant)
+                   engine=engine, engine_version=version, engine_variant=variant,
+                   moe_a2a=moe_a2a)
 
-    def moe_table(self, dtype: str, weight_format: str = "") -> tuple[str, str]:
+    def moe_table(self, dtype: str, weight_format: str = "",
+                  a2a: str = "none") -> tuple[str, str]:
         """(key, why) of the profile's grouped-GEMM table for experts of this format, run by
-        this roofline's engine (``CalibrationProfile.moe_table``)."""
+        this roofline's engine under all-to-all backend ``a2a`` (``engines.A2A_BACKENDS``;
+        ``CalibrationProfile.moe_table``)."""
         from .engines import moe_kernels  # engine files: read only when experts are timed
 
         kernels, proxy = moe_kernels(self.engine, moe_format(dtype, weight_format),
-                                     self.engine_version, self.engine_variant)
+                                     self.engine_version, self.engine_variant, a2a)
         return self.profile.moe_table(dtype, weight_format, kernels, proxy)
+
+    def moe_tables(self, dtype: str, weight_format: str = "") -> list[tuple[Any, str, str]]:
+        """(where, key, why) of the grouped-GEMM table per all-to-all backend the plans use
+        (``moe_a2a``): one entry with ``where`` True when every plan reads the same table,
+        else one per backend with its mask over the plans."""
+        a2a = np.asarray(self.moe_a2a, bool)
+        picks = [(where, *self.moe_table(dtype, weight_format, backend))
+                 for backend, where in (("deepep", a2a), ("none", ~a2a)) if np.any(where)]
+        if len({key for _, key, _ in picks}) == 1:
+            return [(True, picks[0][1], picks[0][2])]
+        return [(where, key, f"{'all-to-all' if i == 0 else 'no all-to-all'}: {why}")
+                for i, (where, key, why) in enumerate(picks)]
 
     def peak(self, dtype: str) -> float:
         measured = self.profile.peak_tflops.get(dtype)
@@ -179,23 +199,30 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
                 tables.update({op.name: "per-expert GEMMs (framework): dense GEMM curve"
                                for op in members if np.any(np.asarray(op.groups) > 1)})
                 grouped_rows = False
-            if grouped_rows:
-                key, why = roof.moe_table(sub, wfmt)
-                grouped = profile.moe.get(key)
-                grouped_rows = grouped is not None
+            if grouped_rows:  # per all-to-all backend of the plans, the engine's table
+                chosen = roof.moe_tables(sub, wfmt)
+                picks = [(where, key, profile.moe.get(key)) for where, key, _ in chosen]
+                why = "; ".join(w for _, _, w in chosen)
+                grouped_rows = any(table is not None for _, _, table in picks)
                 tables.update({op.name: why for op in members
                                if np.any(np.asarray(op.groups) > 1)})
             if grouped_rows:
                 g = stack([op.groups for op in members], shape)
-                eff = np.where(g > 1, grouped(m, np.maximum(g, 1.0), n * k), eff)
-                fixed = np.where(g > 1, float(profile.moe_overhead_s.get(key, 0.0)), 0.0)
+                on = False  # where a grouped-GEMM table times the op
+                for where, key, grouped in picks:
+                    if grouped is None:
+                        continue
+                    use = (g > 1) & where
+                    eff = np.where(use, grouped(m, np.maximum(g, 1.0), n * k), eff)
+                    fixed = np.where(use, float(profile.moe_overhead_s.get(key, 0.0)), fixed)
+                    on = on | use
             t = np.maximum(t_c, t_m) / _streaming(eff, t_c, t_m, stream)
             table = profile.gemm_curve(sub) if roof.padded else None
             if table is not None:  # a measured table: the padded kernel's time, if faster
                 padded = np.minimum(t, _padded_gemm(table, m, n, k, flops / peak,
                                                     vec / vector_peak, nbytes, dtype_bytes(sub),
                                                     bandwidth, stream))
-                t = np.where(g > 1, t, padded) if grouped_rows else padded
+                t = np.where(on, t, padded) if grouped_rows else padded
             t = t + fixed
         elif cls == ATTENTION:
             q, kv = (stack([op.shape[j] for op in members], shape) for j in range(2))

@@ -282,7 +282,10 @@ def test_moe_table_fallback_order_per_kernel():
 
 
 def test_engines_name_their_moe_kernels():
-    assert moe_kernels("sglang", "fp8_block") == (("deepgemm",), "fp8")
+    # SGLang fp8_block: DeepGEMM under a DeepEP all-to-all, else FlashInfer / Triton
+    assert moe_kernels("sglang", "fp8_block", a2a="deepep") == (("deepgemm",), "fp8")
+    assert moe_kernels("sglang", "fp8_block") == (("flashinfer_trtllm", "sglang_triton"), "fp8")
+    assert moe_kernels("vllm", "fp8_block", a2a="deepep") == (("deepgemm",), "fp8")
     assert moe_kernels("vllm", "fp8_block") == (("deepgemm",), "fp8")
     assert moe_kernels("trtllm", "fp8_block") == (("trtllm_cutlass", "deepgemm"), None)
     assert moe_kernels("generic", "fp8_block") == ((), None)
@@ -303,7 +306,8 @@ def test_roofline_reads_the_engines_table_for_fp8_block_experts(engine, eff):
     op = O.grouped_gemm("moe.expert.up", 8 * 4096, 4096, 7168, 8, prec)
     prof = _keyed_profile()
     bound = float(op_times([op], Roofline(H100, F.unit_profile(prof))).time[0])
-    times = op_times([op], Roofline(H100, prof, engine=engine))
+    # under a DeepEP all-to-all (SGLang's DeepGEMM; the others list one kernel for any)
+    times = op_times([op], Roofline(H100, prof, engine=engine, moe_a2a=True))
     assert float(times.time[0]) == pytest.approx(bound / eff)
     assert times.moe_tables["moe.expert.up"].startswith(
         "moe.fp8_block" if eff == EFF["fp8_block"] else "moe.fp8 as proxy")
@@ -329,9 +333,13 @@ def test_reference_profiles_label_their_moe_kernels_and_ship_w4a16(device):
     hopper = device.startswith("h")
     assert prof.moe_kernel["fp8_block"] == ("trtllm_cutlass" if hopper else "deepgemm")
     assert "w4a16_mxfp4" in prof.moe and (hopper or "w4a8_mxfp4_mxfp8" in prof.moe)
-    # SGLang's DeepGEMM reads the per-tensor fp8 table on Hopper, the DeepGEMM one on Blackwell
-    key = prof.moe_table("fp8_block", "", *moe_kernels("sglang", "fp8_block"))[0]
+    # SGLang's DeepGEMM (DeepEP) reads the per-tensor fp8 table on Hopper, the DeepGEMM one on
+    # Blackwell; without an all-to-all its own measured kernel: Triton on Hopper, FlashInfer
+    # TRT-LLM-gen on Blackwell
+    key = prof.moe_table("fp8_block", "", *moe_kernels("sglang", "fp8_block", a2a="deepep"))[0]
     assert key == ("fp8" if hopper else "fp8_block")
+    key = prof.moe_table("fp8_block", "", *moe_kernels("sglang", "fp8_block"))[0]
+    assert key == ("fp8_block@sglang_triton" if hopper else "fp8_block@flashinfer_trtllm")
 
 
 # ---- vLLM / SGLang kernel tables next to TensorRT-LLM's -------------------------------------
@@ -455,8 +463,9 @@ def test_hopper_gpt_oss_experts_read_the_engines_measured_kernel(device):
     assert prof.moe_kernel["w4a16_mxfp4@triton_ogs"] == "triton_ogs"
     assert prof.moe_kernel["w4a16_mxfp4"] == "trtllm"
     assert prof.moe_table("bf16", "", *moe_kernels("vllm", "bf16"))[0] == "bf16@vllm_triton"
-    # SGLang's fp8_block DeepGEMM: still the per-tensor fp8 proxy (no DeepGEMM table)
-    assert prof.moe_table("fp8_block", "", *moe_kernels("sglang", "fp8_block"))[0] == "fp8"
+    # SGLang's fp8_block DeepGEMM (DeepEP): still the per-tensor fp8 proxy (no DeepGEMM table)
+    assert prof.moe_table("fp8_block", "", *moe_kernels("sglang", "fp8_block",
+                                                        a2a="deepep"))[0] == "fp8"
 
 
 @pytest.mark.parametrize("device", ["b200", "b300", "gb200", "gb300"])

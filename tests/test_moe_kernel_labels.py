@@ -28,7 +28,9 @@ def test_every_kernel_an_engine_or_profile_names_is_a_label():
     known = set(moe_kernel_file().labels)
     for engine in ENGINE_IDS:
         for fmt, kernels in get_engine(engine).moe.kernels.items():
-            assert set(kernels) <= known, (engine, fmt, set(kernels) - known)
+            lists = kernels.values() if isinstance(kernels, dict) else [kernels]
+            named = {k for ks in lists for k in ks}
+            assert named <= known, (engine, fmt, named - known)
     for path in (ROOT / "calibration").glob("*.json"):
         named = set(json.loads(path.read_text()).get("moe_kernel", {}).values())
         assert named <= known, (path.name, named - known)

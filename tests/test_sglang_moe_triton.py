@@ -32,9 +32,12 @@ def test_sglang_measured_fp8_block_experts_ran_fused_moe_triton(device):
 
 
 def test_sglang_fp8_block_kernel_facts_cite_the_runner_selection():
-    """The engine file keeps DeepGEMM for fp8_block (its facts are per format, not per
-    all-to-all mode: the DeepEP path is DeepGEMM) and cites the TP-MoE Triton selection."""
-    kernels, proxy = moe_kernels("sglang", "fp8_block")
-    assert kernels == ("deepgemm",) and proxy == "fp8"
+    """The engine file lists fp8_block kernels per all-to-all backend (fp8.py
+    is_deepgemm_moe_runner_backend_enabled): DeepGEMM under DeepEP, the kernels SGLang ran
+    without one (FlashInfer TRT-LLM-gen on Blackwell, fused_moe_triton on Hopper) otherwise."""
+    assert moe_kernels("sglang", "fp8_block", a2a="deepep") == (("deepgemm",), "fp8")
+    assert moe_kernels("sglang", "fp8_block", a2a="none") == (
+        ("flashinfer_trtllm", "sglang_triton"), "fp8")
     spec = get_engine("sglang")
     assert "fp8moerunner" in {s.id for s in spec.sources}
+    assert "fp8moerunner" in spec.field_sources["moe.kernels"]
