@@ -1,6 +1,6 @@
 """Moving serving code never changes a serving prediction: the predictions of the serving
 examples (and of the same workload under static and chunked batching) are held against a
-stored copy, to the last digit, as test_validate_golden.py does for `perfmodel validate`
+stored copy (floats to a relative 1e-9, tests/golden.py), as test_validate_golden.py does for `perfmodel validate`
 (issue 8). The validation cases hold no serving scenario, so this is the serving half.
 
 A deliberate modelling change regenerates the copy in the same commit, with its reason:
@@ -9,6 +9,8 @@ A deliberate modelling change regenerates the copy in the same commit, with its 
 
 import json
 from pathlib import Path
+
+from golden import differences
 
 import perfmodel as pm
 
@@ -41,7 +43,7 @@ def predictions() -> dict:
 def test_serving_predictions_are_identical_to_the_stored_copy():
     now, stored = predictions(), json.loads(GOLDEN.read_text())
     assert sorted(now) == sorted(stored)
-    changed = [name for name in now if now[name] != stored[name]]
+    changed = [name for name in now if differences(now[name], stored[name])]
     assert not changed, f"serving predictions changed: {changed}"
 
 
