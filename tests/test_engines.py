@@ -235,10 +235,27 @@ def test_llamacpp_allocates_the_context_up_front():
 @given(gib=st.floats(20, 300), more=st.floats(0, 100),
        engine=st.sampled_from(["vllm", "sglang", "trtllm"]))
 def test_more_device_memory_never_gives_fewer_kv_tokens(gib, more, engine):
+    """At a fixed budget fraction. SGLang derives its fraction from the memory itself, by
+    brackets (next test), so it is pinned here as a user pins --mem-fraction-static."""
     small = H100.model_copy(update={"usable_memory_gib": gib, "memory_gb": 400.0,
                                     "nvidia_smi_memory_mib": None})
     large = small.model_copy(update={"usable_memory_gib": gib + more})
-    assert _mem(engine, device=large).kv_cache_tokens >= _mem(engine, device=small).kv_cache_tokens
+    cfg = {"mem_fraction_static": 0.85} if engine == "sglang" else {}
+    assert (_mem(engine, device=large, **cfg).kv_cache_tokens
+            >= _mem(engine, device=small, **cfg).kv_cache_tokens)
+
+
+def test_sglang_derived_fraction_can_give_fewer_tokens_on_a_larger_gpu():
+    """SGLang's own rule (server_args.py _handle_gpu_memory_settings, engines/sglang.yaml
+    reserve buckets): from 160 GiB chunked_prefill_size 8192 -> 16384 and cuda_graph_max_bs
+    (tp < 4) 256 -> 512, so the reserve grows by 8192 x 1.5 + 256 x 2 = 12,800 MB, more than
+    the 12 GiB gained from 148 to 160 GiB: fewer KV tokens, as the engine itself would give."""
+    small = H100.model_copy(update={"usable_memory_gib": 148.0, "memory_gb": 400.0,
+                                    "nvidia_smi_memory_mib": None})
+    large = small.model_copy(update={"usable_memory_gib": 160.0})
+    a, b = _mem("sglang", device=small), _mem("sglang", device=large)
+    assert b.kv_cache_tokens < a.kv_cache_tokens
+    assert b.breakdown["reserved"] - a.breakdown["reserved"] > 12 * 2**30
 
 
 @settings(max_examples=40, deadline=None)
