@@ -85,6 +85,9 @@ class Defaults(Strict):
     attention_backend: str
     float8_recipe: str
     cp_load_balance: Bool
+    # the stack has no setting that turns causal CP load balancing off: a scenario's
+    # cp_load_balance override is refused rather than ignored
+    cp_load_balance_fixed: Bool = False
     source: str
 
 
@@ -363,6 +366,13 @@ def resolve_framework(config: FrameworkConfig | None) -> Framework:
         known = ["alltoall", *(spec.moe.dispatchers if spec.moe else {})]
         raise SpecError(f"training.framework.moe_dispatcher: {spec.id} has no facts for "
                         f"{dispatcher!r}; valid: {', '.join(known)}")
+    if (d.cp_load_balance_fixed and config.cp_load_balance is not None
+            and config.cp_load_balance != d.cp_load_balance):
+        raise SpecError(f"training.framework.cp_load_balance: {spec.id} always "
+                        f"{'load-balances' if d.cp_load_balance else 'splits'} causal context "
+                        f"parallelism and has no setting to change it (frameworks/{spec.id}"
+                        ".yaml defaults.cp_load_balance_fixed, with its source); "
+                        "remove cp_load_balance or pick a framework that has one (torchtitan)")
     return Framework(
         id=spec.id, spec=spec, compile=compile_,
         cuda_graphs=d.cuda_graphs if config.cuda_graphs is None else config.cuda_graphs,

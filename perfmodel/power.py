@@ -43,6 +43,9 @@ class PowerFacts:
     memory_fraction_of_tdp: float  # memory-bound kernels and collectives draw this x TDP
     idle_fraction_of_tdp: float  # idle board power when a device has no measured one
     node_overhead_w: dict[str, float]  # node id -> its power beyond its GPUs, W per GPU
+    # the deepest cap the exponent was fitted on, as a fraction of its default limit: the
+    # lowest limit accepted on a device with no sourced nvidia-smi Min Power Limit
+    lowest_fitted_fraction: float = 0.0
 
 
 def fit_exponent(points: Iterable[tuple[float, float]]) -> float:
@@ -84,6 +87,8 @@ def power_facts() -> PowerFacts:
         idle_fraction_of_tdp=float(d["idle_power"]["default_fraction_of_tdp"]),
         node_overhead_w={k: float(v["overhead_w"]) / float(v["gpus"])
                          for k, v in d["node_overhead"].items()},
+        lowest_fitted_fraction=min(m["cap_w"] / m["default_limit_w"]
+                                   for m in d["clock_exponent"]["measurements"]),
     )
 
 
@@ -95,28 +100,36 @@ def idle_power(device: DeviceSpec, facts: PowerFacts | None = None) -> float:
     return facts.idle_fraction_of_tdp * float(device.tdp_w or 0.0)
 
 
-def limit_range(device: DeviceSpec) -> tuple[float, float]:
-    """(lowest, highest) power limit the device accepts: nvidia-smi's Min / Max Power Limit
-    where sourced; else above idle power, and the TDP."""
+def limit_range(device: DeviceSpec, facts: PowerFacts | None = None) -> tuple[float, float]:
+    """(lowest, highest) power limit the model accepts: nvidia-smi's Min / Max Power Limit
+    where sourced. Without a sourced minimum, the deepest cap the clock model was fitted on
+    (``PowerFacts.lowest_fitted_fraction`` x TDP, above idle power): below it the clock ratio
+    would be extrapolated towards zero (a limit just above idle gives a clock ratio near 0)."""
     assert device.tdp_w is not None
     high = float(device.max_power_limit_w or device.tdp_w)
-    low = float(device.min_power_limit_w) if device.min_power_limit_w else idle_power(device)
+    if device.min_power_limit_w:
+        return float(device.min_power_limit_w), high
+    facts = facts or power_facts()
+    low = max(idle_power(device, facts), facts.lowest_fitted_fraction * float(device.tdp_w))
     return low, high
 
 
 def check_power_limit(device: DeviceSpec, limit_w: float | None) -> None:
-    """One-line error for a power limit the device cannot be set to."""
+    """One-line error for a power limit the device cannot be set to, or (without a sourced
+    minimum) one below the deepest cap the power model was fitted on."""
     if limit_w is None:
         return
     if device.tdp_w is None:
         raise SpecError(f"system.power_limit_w: device {device.id!r} has no tdp_w in its spec, "
                         "so a power cap cannot be modelled; remove power_limit_w")
     low, high = limit_range(device)
-    what = ("nvidia-smi Min Power Limit" if device.min_power_limit_w
-            else "its idle power; its minimum settable limit is not in the spec")
-    if limit_w < low or (limit_w == low and not device.min_power_limit_w):
-        raise SpecError(f"system.power_limit_w = {limit_w:g} W is below what device "
-                        f"{device.id!r} accepts ({low:g} W, {what}); valid: {low:g} to "
+    if limit_w < low:
+        what = ("its nvidia-smi Min Power Limit" if device.min_power_limit_w else
+                f"{power_facts().lowest_fitted_fraction:.1%} of its {float(device.tdp_w):g} W "
+                f"TDP, the deepest cap the clock model was fitted on ({FACTS_FILE} "
+                "clock_exponent); its minimum settable limit is not in the spec")
+        raise SpecError(f"system.power_limit_w = {limit_w:g} W is below the lowest limit for "
+                        f"device {device.id!r} ({low:g} W, {what}); valid: {low:g} to "
                         f"{high:g} W")
     if limit_w > high:
         raise SpecError(f"system.power_limit_w = {limit_w:g} W is above the highest limit of "
@@ -235,19 +248,26 @@ def energy_report(device: DeviceSpec, limit_w: float | None, timeline: Timeline,
     }
 
 
-OP_TIME_KEYS = ("gemm", "attention", "elementwise", "optimizer")
-IDLE_TIME_KEYS = ("pipeline_bubble",)
+# Parts of a training step's time breakdown that are kernels running on the GPU: the operator
+# classes, and the framework's kernels that frameworks_costs.split_time moves out of
+# ``elementwise`` to name them (unfused element-wise chains, FSDP2 all-gather / reduce-scatter
+# copy-in / copy-out kernels). Their operators are in the step's operator reports, so they are
+# split by those operators' bounds like the classes.
+OP_TIME_KEYS = ("gemm", "attention", "elementwise", "optimizer", "unfused_elementwise",
+                "fsdp_copies")
 
 
 def training_timeline(time_parts: dict[str, float],
                       bounds: Iterable[tuple[str, float]]) -> Timeline:
-    """A training step's timeline from its time breakdown: operator classes split by the
-    operators' bounds, ``*_comm`` parts as communication, the bubble and any other part (e.g.
-    host overheads) as idle."""
+    """A training step's timeline from its time breakdown: kernel time (``OP_TIME_KEYS``)
+    split by the operators' bounds, ``*_comm`` parts as communication, and the rest as idle:
+    the pipeline bubble, exposed host dispatch (the GPU waits for launches) and the CP
+    imbalance (the other CP ranks wait for the slowest one; the mean rank's attention is in
+    ``attention``)."""
     op_time = sum(v for k, v in time_parts.items() if k in OP_TIME_KEYS)
     comm = sum(v for k, v in time_parts.items() if k.endswith("_comm"))
-    idle = sum(v for k, v in time_parts.items()
-               if k not in OP_TIME_KEYS and not k.endswith("_comm"))
+    idle = max(sum(v for k, v in time_parts.items()
+                   if k not in OP_TIME_KEYS and not k.endswith("_comm")), 0.0)  # bubble: residual
     c, m = split_operator_time(op_time, bounds)
     return Timeline(compute=c, memory=m, comm=comm, idle=idle)
 

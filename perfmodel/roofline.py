@@ -38,7 +38,8 @@ from .specs.hardware import DeviceSpec
 class Roofline:
     """A device's peaks as the model uses them (profile overrides win: a measured CPU).
     ``clock_ratio`` scales the compute roof: the sustained SM clock under the system's power
-    cap over the clock at the default limit (perfmodel/power.py); HBM bandwidth is not capped.
+    cap over the clock at the default limit (perfmodel/power.py); HBM bandwidth and the
+    measured element-wise rates (achieved bandwidth) are not capped.
     ``padded``: measured GEMM / decode-attention times are bounded by the padded kernel's
     (``padding``), as in a model step (``for_system``); off for a kernel replayed on its own
     (the calibration fit and its held-out test time the kernel the table measured).
@@ -234,21 +235,33 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
                 t = np.minimum(t, _padded_decode(table, q, kv, t_c, t_m, stream))
             t = t + profile.attention_overhead_s.get(curve, 0.0)  # fixed cost of the kernel
         else:
+            t_stream = t_m / profile.memory_efficiency(nbytes)
             if cls == ELEMENTWISE and profile.elementwise_rate:
-                # a kernel kind's measured element rate is its compute roof
-                rates = [profile.elementwise_elements_per_s(op.kernel)
-                         if op.shape else None for op in members]
-                if any(rates):
-                    elems = stack([op.shape[0] if r else 0.0
-                                   for op, r in zip(members, rates, strict=True)], shape)
-                    per_elem = np.array([1.0 / r if r else 0.0 for r in rates]).reshape(
-                        (-1,) + (1,) * len(shape))
-                    t_c = np.maximum(t_c, elems * per_elem / roof.clock_ratio)
-            t = np.maximum(t_c, t_m / profile.memory_efficiency(nbytes))
+                t_stream = np.maximum(t_stream, _elementwise_rate_time(members, profile, shape))
+            t = np.maximum(t_c, t_stream)
         t = t + profile.kernel_overhead_s
         for j, i in enumerate(rows):
             time[i], compute[i], memory[i] = t[j], t_c[j], t_m[j]
     return OpTimes(ops, time, compute, memory, tables)
+
+
+def _elementwise_rate_time(members: list[Op], profile: CalibrationProfile, shape: tuple):
+    """Time of each element-wise kernel at its kind's measured element rate (0 where none).
+    The rate is an achieved-bandwidth roof, not a compute one: it is fitted on kernels that
+    stream a few bytes per element (``calibrate.fit.memory.elementwise_rate``), so it sits on
+    the memory side of the roofline (the kernel stays memory-bound) and is not scaled by the
+    power cap's SM clock ratio: the board power limit does not lower the HBM clock
+    (hardware_specs/power_capping.yaml memory_bound_power.hbm_clock_not_capped; memory-bound
+    decode never triggers a cap, arXiv 2605.11999)."""
+    rates = [profile.elementwise_elements_per_s(op.kernel) if op.shape else None
+             for op in members]
+    if not any(rates):
+        return 0.0
+    elems = stack([op.shape[0] if r else 0.0 for op, r in zip(members, rates, strict=True)],
+                  shape)
+    per_elem = np.array([1.0 / r if r else 0.0 for r in rates]).reshape(
+        (-1,) + (1,) * len(shape))
+    return elems * per_elem
 
 
 def _padded_gemm(table, m, n, k, t_flops, t_vec, nbytes, act, bandwidth, stream):

@@ -105,6 +105,19 @@ def test_cp_imbalance_without_load_balancing():
     assert FC.cp_imbalance_factor(balanced, 8, causal=True) == 1.0
 
 
+def test_megatron_core_refuses_turning_cp_load_balancing_off():
+    """Megatron-Core's get_batch_on_this_cp_rank zigzags every path (frameworks/megatron-core.yaml
+    cp_load_balance_fixed): the override would be silently ignored, so it is an error naming
+    the field; restating the default is accepted."""
+    with pytest.raises(SpecError) as err:
+        resolve_framework(FrameworkConfig(name="megatron-core", cp_load_balance=False))
+    msg = str(err.value)
+    assert "training.framework.cp_load_balance" in msg and "megatron-core" in msg
+    assert "\n" not in msg
+    assert resolve_framework(FrameworkConfig(name="megatron-core",
+                                             cp_load_balance=True)).cp_load_balance
+
+
 def test_cp_merge_bytes_by_hand_torchtitan():
     """torch _attention.py on the last CP rank, Llama 3 8B, 32768 tokens per rank, cp 8, TP 1:
     forward 12 + 7 x 38 B per output element (fp32 merges) and 4 + 7 x 4 B per K/V element

@@ -249,3 +249,49 @@ def test_cli_reports_a_bad_power_limit_in_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "power_limit_w" in lines[0] and "700 W" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _with(scenario: dict, **training) -> dict:
+    return {**scenario, "training": {**scenario["training"], **training}}
+
+
+def test_measured_elementwise_rates_are_memory_bound_and_not_slowed_by_a_cap():
+    # a measured element rate is achieved bandwidth: the HBM clock is not capped
+    # (power_capping.yaml memory_bound_power), so the norms / residual adds keep their time
+    base, capped = pm.predict(_training()), pm.predict(_training(300))
+    assert capped.breakdown["time"]["elementwise"] == pytest.approx(
+        base.breakdown["time"]["elementwise"], rel=1e-12)
+    assert capped.breakdown["time"]["gemm"] > 1.3 * base.breakdown["time"]["gemm"]
+    norms = [o for o in capped.ops if o.cls == "elementwise" and o.intensity < 1.0]
+    assert norms and all(o.bound == "memory" for o in norms)
+    # the energy charges them at the memory-bound draw: memory-bound time holds them
+    ew = sum(o.total_s for o in norms)
+    assert capped.breakdown["energy"]["phase_time_s"]["memory_bound"] >= ew * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("framework", ["torchtitan", "fsdp"])
+def test_framework_kernels_are_not_idle_time(framework):
+    # unfused element-wise chains and FSDP copy kernels run on the GPU: idle time is only
+    # the bubble and waits (exposed dispatch, CP imbalance)
+    sc = _with(_training(), framework=framework, recompute="full", micro_batch=2,
+               global_batch=16, seq_len=8192)
+    sc["parallelism"] = {"zero_stage": 3}
+    p = pm.predict(sc)
+    t = p.breakdown["time"]
+    assert t["unfused_elementwise"] + t["fsdp_copies"] > 0
+    waits = max(t["pipeline_bubble"], 0.0) + t["dispatch"] + t["cp_imbalance"]
+    assert p.breakdown["energy"]["phase_time_s"]["idle"] == pytest.approx(waits, abs=1e-12)
+
+
+def test_limit_without_a_sourced_minimum_stops_at_the_deepest_fitted_cap():
+    # B200 has no sourced nvidia-smi Min Power Limit: the lowest accepted limit is the
+    # deepest cap of the fit (GB300 500 W of 1400 W = 35.7 %) x its 1000 W TDP
+    b200 = get_device("b200")
+    assert b200.min_power_limit_w is None
+    floor = 1000 * 500 / 1400
+    check_power_limit(b200, floor)
+    with pytest.raises(PerfModelError) as err:
+        check_power_limit(b200, 97)
+    msg = str(err.value)
+    assert "\n" not in msg and "power_limit_w" in msg and "fitted" in msg and "357" in msg
+    assert compute_clock_ratio(b200, floor) > 0.3
