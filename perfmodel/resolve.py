@@ -90,6 +90,15 @@ def cpu_profile(profile: CalibrationProfile) -> bool:
     return str(facts.get("device", "")).lower() == "cpu"
 
 
+def device_mismatch(profile: CalibrationProfile, device_id: str) -> list[str]:
+    """One line when ``profile`` was measured on another device than the one it is used for
+    (its efficiencies describe that device): every command that takes --calibration says so."""
+    if profile.device and profile.device != device_id:
+        return [f"calibration profile {profile.id!r} was measured on {profile.device!r}, "
+                f"not on {device_id!r}: its efficiencies describe {profile.device!r}"]
+    return []
+
+
 def profile_warnings(profile: CalibrationProfile, system: System) -> list[str]:
     """Say when the numbers rest on default, foreign or poor calibration data."""
     out = []
@@ -103,9 +112,8 @@ def profile_warnings(profile: CalibrationProfile, system: System) -> list[str]:
                    + (f" ({str(name)[:60]})" if name else "")
                    + f", not on a {system.device.kind}: its efficiencies do not describe "
                    f"{system.device.id!r}; use the device's reference profile or calibrate on it")
-    elif profile.device and profile.device != system.device.id:
-        out.append(f"calibration profile {profile.id!r} was measured on {profile.device!r}, "
-                   f"not on {system.device.id!r}")
+    else:
+        out += device_mismatch(profile, system.device.id)
     if profile.quality is not None and profile.quality.verdict == "poor":
         out.append(f"calibration profile {profile.id!r} is of poor quality: "
                    + "; ".join(profile.quality.notes))

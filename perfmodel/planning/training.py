@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SpecError
+from ..resolve import device_mismatch
 from ..search import (
     DEFAULT_HEADROOM,
     SearchSpace,
@@ -255,6 +256,7 @@ def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> Trainin
         t0 = time.perf_counter()
         sc, system, counts = _system(device, model, inp.max_gpus, training)
         profile = profile_for(device, inp.calibration) if inp.calibration else profile_for(device)
+        warnings += [f"{device}: {w}" for w in device_mismatch(profile, device)]
         if profile.kind == "default":
             warnings.append(f"{device}: no calibration profile; documented default "
                             "efficiencies (rougher answers)")
