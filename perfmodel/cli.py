@@ -57,7 +57,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     from .errors import SpecError
     from .report import table
-    from .resolve import as_scenario, device_mismatch, resolve_profile
+    from .resolve import as_scenario, resolve_profile
     from .search import search
     from .specs.assemble import resolve_system
 
@@ -67,28 +67,27 @@ def _search(args: argparse.Namespace) -> int:
     system = resolve_system(sc.system)
     if args.headroom >= 1:
         raise SpecError("--headroom: must be below 1 (a fraction of device memory)")
-    profile = resolve_profile(sc, args.calibration)
-    for w in device_mismatch(profile, system.device.id):
-        print(f"warning: {w}", file=sys.stderr)
-    result = search(sc, system, profile, top=args.top, headroom=args.headroom)
+    result = search(sc, system, resolve_profile(sc, args.calibration), top=args.top,
+                    headroom=args.headroom)
     if args.json:
         _print_json(result.to_dict())
-        return 0
+        return 0 if result.plans else 1
+    from .search import explanation_lines, reproduce_line, search_table
+
     print(f"{result.evaluated:,} plans considered, {result.valid:,} valid, "
           f"{result.fitting:,} fit in {system.device.memory_gb:g} GB with "
           f"{100 * result.headroom:g} % headroom; best {len(result.plans)} distinct "
           f"({result.duplicates_removed} modelled-identical twins folded):")
-    rows = [(i + 1, p["tp"], p["pp"], p["vp"], p["cp"], p["dp"], p["ep"], p["micro_batch"],
-             "y" if p["sequence_parallel"] else "n", p["recompute"], p["zero_stage"],
-             f"{p['step_time_s']:.3f}", f"{100 * p['mfu']:.1f}",
-             f"{p['memory_per_gpu_bytes'] / 2**30:.1f}") for i, p in enumerate(result.plans)]
-    print(table(rows, header=("#", "tp", "pp", "vp", "cp", "dp", "ep", "mb", "sp", "recompute",
-                              "zero", "step s", "MFU %", "GiB/GPU")))
-    from .search import explanation_lines
-
+    rows, header = search_table(result.plans)
+    print(table(rows, header=header))
     for line in explanation_lines(result.explanation):
         print(line)
-    return 0
+    if result.plans:
+        print("80 % bands: docs/uncertainty.md; reproduce #1 with predict: "
+              + reproduce_line(result.plans[0]))
+    for w in result.warnings:
+        print(f"warning: {w}")
+    return 0 if result.plans else 1  # nothing fits: a failure, as plan-training's
 
 
 @command("hardware")
@@ -301,8 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="rank parallel plans for a training scenario")
     p.add_argument("scenario", help="training scenario (its plan -- tp, pp, dp, cp, ep, vp, "
-                                    "sp, ZeRO, micro-batch, recompute -- is ignored; its "
-                                    "placement and overlap settings are kept)")
+                                    "sp, ZeRO, micro-batch, recompute, schedule, uneven "
+                                    "pipeline -- is ignored; its placement and overlap "
+                                    "settings are kept, and its recompute_modules say what "
+                                    "the searched selective recompute re-runs). Exits 1 "
+                                    "when no plan fits, saying why")
     p.add_argument("--top", type=positive_int, default=10, help="plans to list (default 10)")
     p.add_argument("--headroom", type=fraction, default=0.05,
                    help="fraction of device memory a plan must leave free (default 0.05)")

@@ -127,8 +127,10 @@ def cp_merge_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: Arra
 
     def op(name, q_fixed, q_step, kv_fixed, kv_step, kernels_step, phase):
         nbytes = on * (q * (q_fixed + later * q_step) + kv * (kv_fixed + later * kv_step))
+        # count=on: a cp = 1 cell of a plan mesh runs no merge (no bytes, no element-rate
+        # time, no launch), as the scalar path, which returns no operator at cp = 1
         return O.Op(name=name, cls=O.ELEMENTWISE, flops=0.0, bytes=nbytes, dtype="fp32",
-                    shape=(q,), phase=phase, block="attn", kernel="cp_merge",
+                    shape=(q,), phase=phase, block="attn", kernel="cp_merge", count=on,
                     launches=np.maximum(1.0, later * kernels_step))
 
     return ([op(CP_MERGE, f.fwd_q_fixed, f.fwd_q_step, f.fwd_kv_fixed, f.fwd_kv_step,

@@ -20,13 +20,20 @@ The search reads from a scenario its model, system, workload (``training``: sequ
 global batch, precision, optimizer, ...) and framework settings of ``parallelism`` that are
 not plan dimensions (``STACK_FIELDS``: rank placement, overlap switches, bucket size); it
 ignores the scenario's plan (tp, pp, dp, cp, ep, etp, vp, sequence_parallel, zero_stage,
-schedule, uneven_pipeline, reshard_after_forward, micro_batch, recompute).
+schedule, uneven_pipeline, reshard_after_forward, micro_batch, recompute). The scenario's
+``training.recompute_modules`` is applied, not ignored: it says what the searched *selective*
+recompute re-runs (Megatron-Core recompute_modules; absent = its default [core_attn]); the
+``none`` and ``full`` plans carry no modules (``recompute_modules_for``).
+
+Each listed plan is then predicted on its own through ``perfmodel.predict`` (``with_bands``):
+that gives its 80 % bands (docs/uncertainty.md, as plan-training's rows) and checks that the
+search and predict agree to 1e-9.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -76,6 +83,7 @@ class Choice:
     step: np.ndarray  # mesh-shaped, inf where not ok
     memory: np.ndarray
     ok: np.ndarray  # valid and fits
+    valid: np.ndarray | None = None  # passes the plan rules (shared by the choices of one SP)
 
 
 @dataclass
@@ -104,13 +112,14 @@ class SearchResult:
     modelled: int = 0
     duplicates_removed: int = 0
     headroom: float = DEFAULT_HEADROOM
-    explanation: dict | None = None
+    explanation: dict | None = None  # why #1 wins, or (no plan) why nothing fits
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"evaluated": self.evaluated, "modelled": self.modelled, "valid": self.valid,
                 "fitting": self.fitting, "duplicates_removed": self.duplicates_removed,
                 "headroom": self.headroom, "plans": self.plans,
-                "explanation": self.explanation}
+                "explanation": self.explanation, "warnings": self.warnings}
 
 
 def base_plan(sc: Scenario) -> TrainPlan:
@@ -139,11 +148,20 @@ def _columns(axes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return c
 
 
+def recompute_modules_for(base: TrainPlan, recompute: str) -> tuple[str, ...] | None:
+    """The scenario's recompute_modules for a searched plan: they define the selective policy
+    (Megatron-Core reads recompute_modules only with recompute_granularity: selective,
+    transformer_config.py), so ``none`` and ``full`` plans carry none (``plan.training_rules``
+    refuses modules with another policy)."""
+    return base.recompute_modules if recompute == "selective" else None
+
+
 def _mesh_plan(base: TrainPlan, axes: dict[str, np.ndarray], recompute: str, sp: bool,
                zero: int) -> TrainPlan:
     c = _columns(axes)
     return replace(base, tp=c["tp"], pp=c["pp"], cp=c["cp"], dp=c["dp"], ep=c["ep"], etp=c["tp"],
                    vp=c["vp"], micro_batch=c["micro_batch"], recompute=recompute,
+                   recompute_modules=recompute_modules_for(base, recompute),
                    sequence_parallel=sp, zero_stage=zero, schedule="interleaved",
                    uneven_pp=True,  # equals the even split wherever pp*vp divides the layers
                    reshard_after_forward=True)  # ZeRO-3 without resharding is ZeRO-1 here
@@ -247,7 +265,7 @@ def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: T
                 out.valid += int(mask.sum())
                 out.fitting += int(ok.sum())
                 out.choices.append(Choice(recompute, sp, stage, axes,
-                                          np.where(ok, step, np.inf), memory, ok))
+                                          np.where(ok, step, np.inf), memory, ok, mask))
     return out
 
 
@@ -261,10 +279,12 @@ def _record(sw: Sweep, ci: int, flat: int) -> dict:
     dp = gpus // mp
     step, memory = float(c.step[idx]), float(c.memory[idx])
     tokens = sw.base.global_batch * sw.base.seq_len
+    modules = recompute_modules_for(sw.base, c.recompute)
     return {
         "gpus": gpus, "tp": v["tp"], "pp": v["pp"], "cp": v["cp"], "dp": dp, "ep": v["ep"],
         "vp": v["vp"], "micro_batch": v["micro_batch"],
         "sequence_parallel": c.sequence_parallel, "recompute": c.recompute,
+        "recompute_modules": list(modules) if modules else None,
         "zero_stage": c.zero_stage,
         "schedule": "interleaved" if v["vp"] > 1 else "1f1b",
         "uneven_pipeline": bool(sw.model.num_layers % (v["pp"] * v["vp"])),
@@ -358,7 +378,9 @@ def scalar_plan(base: TrainPlan, rec: dict) -> TrainPlan:
     """A plan record of the search as a scalar TrainPlan (same numbers as predict)."""
     return replace(base, tp=rec["tp"], pp=rec["pp"], cp=rec["cp"], dp=rec["dp"], ep=rec["ep"],
                    etp=rec["tp"], vp=rec["vp"], micro_batch=rec["micro_batch"],
-                   recompute=rec["recompute"], sequence_parallel=rec["sequence_parallel"],
+                   recompute=rec["recompute"],
+                   recompute_modules=recompute_modules_for(base, rec["recompute"]),
+                   sequence_parallel=rec["sequence_parallel"],
                    zero_stage=rec["zero_stage"], schedule=rec["schedule"],
                    uneven_pp=rec["uneven_pipeline"], reshard_after_forward=True)
 
@@ -372,8 +394,10 @@ def scenario_for(sc: Scenario, rec: dict) -> Scenario:
                uneven_pipeline=rec["uneven_pipeline"],
                reshard_after_forward=rec["reshard_after_forward"])
     system = sc.system.model_copy(update={"num_gpus": rec["gpus"]})
+    modules = sc.training.recompute_modules if rec["recompute"] == "selective" else None
     training = sc.training.model_copy(update={"micro_batch": rec["micro_batch"],
-                                              "recompute": rec["recompute"]})
+                                              "recompute": rec["recompute"],
+                                              "recompute_modules": modules})
     return sc.model_copy(update={"parallelism": Parallelism(**par), "system": system,
                                  "training": training})
 
@@ -449,10 +473,158 @@ def describe(rec: dict) -> str:
     return " ".join(parts)
 
 
+def layer_split(num_layers: int, pp: int, vp: int) -> str:
+    """Layers per pipeline chunk (pp x vp chunks): "10" when even; "8x14+7x2" (14 chunks of
+    8, 2 of 7) for the uneven split the search models (layers spread as evenly as possible,
+    ``pipeline.layers_on_largest_stage``; scenario field ``uneven_pipeline: true``)."""
+    chunks = pp * vp
+    q, r = divmod(num_layers, chunks)
+    if not r:
+        return str(q)
+    return f"{q + 1}x{r}+{q}x{chunks - r}" if q else f"1x{r}+0x{chunks - r}"
+
+
+def scenario_fields(rec: dict) -> dict:
+    """The scenario fields that reproduce a plan record with ``perfmodel predict`` (the rest
+    of the scenario unchanged): copy them over the searched scenario's."""
+    par = {k: rec[k] for k in ("tp", "pp", "vp", "cp", "dp")}
+    if rec["ep"] > 1:
+        par["ep"] = rec["ep"]
+    par.update(sequence_parallel=rec["sequence_parallel"], zero_stage=rec["zero_stage"],
+               schedule=rec["schedule"])
+    if rec["uneven_pipeline"]:
+        par["uneven_pipeline"] = True
+    if rec["reshard_after_forward"] is not None:
+        par["reshard_after_forward"] = rec["reshard_after_forward"]
+    training = {"micro_batch": rec["micro_batch"], "recompute": rec["recompute"]}
+    if rec.get("recompute_modules"):
+        training["recompute_modules"] = rec["recompute_modules"]
+    return {"system": {"num_gpus": rec["gpus"]}, "parallelism": par, "training": training}
+
+
+def _flow(d: dict) -> str:
+    """A mapping in YAML flow style (what a scenario file accepts)."""
+    def one(v):
+        if isinstance(v, dict):
+            return _flow(v)
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, list):
+            return "[" + ", ".join(map(str, v)) + "]"
+        return str(v)
+    return "{" + ", ".join(f"{k}: {one(v)}" for k, v in d.items()) + "}"
+
+
+def reproduce_line(rec: dict) -> str:
+    """One line: the scenario fields that make ``perfmodel predict`` give this plan."""
+    f = scenario_fields(rec)
+    return ("system: " + _flow(f["system"]) + "; parallelism: " + _flow(f["parallelism"])
+            + "; training: " + _flow(f["training"]))
+
+
+GIB = 2 ** 30
+
+
+def explain_nothing_fits(sw: Sweep) -> dict | None:
+    """Why no plan is listed: the plan with the least memory per GPU among those that pass the
+    rules, against the memory a plan may use, and what would change it; or, when no plan passes
+    the rules at all, the rules a plain data-parallel plan breaks."""
+    if sw.fitting:
+        return None
+    available = (1.0 - sw.headroom) * sw.system.device.memory_bytes
+    best = None
+    for ci, c in enumerate(sw.choices):
+        if c.valid is None or not c.valid.any():
+            continue
+        mem = np.where(c.valid & np.isfinite(c.memory), c.memory, np.inf)
+        flat = int(np.argmin(mem))
+        if np.isfinite(mem.ravel()[flat]) and (best is None or mem.ravel()[flat] < best[0]):
+            best = (float(mem.ravel()[flat]), ci, flat)
+    gpus = int(sw.system.num_gpus)
+    if best is None:
+        plain = replace(sw.base, tp=1, pp=1, cp=1, dp=gpus, ep=1, etp=1, vp=1, micro_batch=1,
+                        recompute="none", recompute_modules=None, sequence_parallel=False,
+                        zero_stage=0)
+        broken = [r.message(plain) for r in training_rules(sw.model, gpus)
+                  if not np.all(r.ok(plain))]
+        return {"nothing_fits": {"reason": "no plan of the search space passes the plan rules",
+                                 "rules_broken_by_pure_data_parallelism": broken},
+                "message": ("no plan of the search space passes the plan rules on "
+                            f"{gpus} GPUs" + (f" (e.g. tp1 pp1 dp{gpus}: {broken[0]})"
+                                              if broken else ""))}
+    need, ci, flat = best
+    rec = _record(sw, ci, flat)
+    parts = training_step(sw.model, sw.system, scalar_plan(sw.base, rec), sw.profile).memory
+    parts = {k: float(v) for k, v in parts.items()}
+    largest = sorted(parts.items(), key=lambda kv: -kv[1])[:3]
+    ratio = need / available
+    activations = parts.get("activations", 0.0) / need
+    advice = [f"about {ratio:.1f}x the GPUs (the model state sharded over more ZeRO / "
+              "pipeline ranks) or a device with more memory",
+              "a shorter seq_len (activations are "
+              f"{100 * activations:.0f} % of it)" if activations > 0.25 else None,
+              f"a smaller --headroom (now {100 * sw.headroom:g} %)"
+              if sw.headroom and need <= sw.system.device.memory_bytes else None]
+    advice = [a for a in advice if a]
+    message = (f"no plan fits: the smallest needs {need / GIB:.1f} GiB per GPU "
+               f"({describe(rec)}: " + ", ".join(f"{k} {v / GIB:.1f}" for k, v in largest)
+               + f" GiB), {available / GIB:.1f} GiB available ({sw.system.device.memory_gb:g} GB "
+               f"less {100 * sw.headroom:g} % headroom); try " + "; ".join(advice))
+    return {"nothing_fits": {"smallest_plan": describe(rec), "needs_bytes": need,
+                             "available_bytes": available, "largest_parts": dict(largest),
+                             "advice": advice},
+            "message": message}
+
+
+RANGE_FIELDS = ("step_time_s", "tokens_per_s", "mfu", "memory_per_gpu_bytes")
+
+
+def with_bands(sc: Scenario, profile: CalibrationProfile, plans: list[dict]) -> list[str]:
+    """Each listed plan predicted on its own through ``perfmodel.predict`` (a few ms each),
+    which gives its 80 % bands (``ranges``: field -> [lo, hi], and ``range_basis``; the same
+    bands as ``predict`` and plan-training's rows, docs/uncertainty.md). Returns warnings where
+    predict and the search disagree beyond 1e-9 (they should not: one model, one code path)."""
+    from .api import predict
+
+    warnings = []
+    for rec in plans:
+        pred = predict(scenario_for(sc, rec), calibration=profile)
+        rec["ranges"] = {k: v for k, v in (pred.ranges or {}).items() if k in RANGE_FIELDS}
+        rec["range_basis"] = {k: v for k, v in (pred.range_basis or {}).items()
+                              if k in RANGE_FIELDS}
+        if abs(pred.step_time_s / rec["step_time_s"] - 1) > 1e-9:
+            warnings.append(f"{describe(rec)}: predict gives {pred.step_time_s:.9g} s per step, "
+                            f"the search {rec['step_time_s']:.9g}")
+    return warnings
+
+
+def _band(rec: dict, key: str, scale: float, fmt: str) -> str:
+    lo_hi = (rec.get("ranges") or {}).get(key)
+    return "-" if not lo_hi else "-".join(format(v * scale, fmt) for v in lo_hi)
+
+
+def search_table(plans: list[dict]) -> tuple[list[tuple], tuple[str, ...]]:
+    """(rows, header) of the CLI table: the plan (with its pipeline layer split; uneven ones
+    marked), step time, tokens/s, MFU and memory, each with its 80 % band."""
+    rows = [(i + 1, p["tp"], p["pp"], p["vp"], p["cp"], p["dp"], p["ep"], p["micro_batch"],
+             "y" if p["sequence_parallel"] else "n", p["recompute"], p["zero_stage"],
+             p.get("layer_split", "") + (" uneven" if p["uneven_pipeline"] else ""),
+             f"{p['step_time_s']:.3f}", _band(p, "step_time_s", 1.0, ".2f"),
+             f"{p['tokens_per_s'] / 1e3:.0f}", _band(p, "tokens_per_s", 1e-3, ".0f"),
+             f"{100 * p['mfu']:.1f}", f"{p['memory_per_gpu_bytes'] / GIB:.1f}",
+             _band(p, "memory_per_gpu_bytes", 1.0 / GIB, ".0f"))
+            for i, p in enumerate(plans)]
+    return rows, ("#", "tp", "pp", "vp", "cp", "dp", "ep", "mb", "sp", "recompute", "zero",
+                  "layers/chunk", "step s", "80 % band", "ktok/s", "80 % band", "MFU %",
+                  "GiB/GPU", "80 % band")
+
+
 def explanation_lines(expl: dict | None) -> list[str]:
     """The explanation as text lines (CLI)."""
     if not expl:
         return []
+    if "nothing_fits" in expl:
+        return [expl["message"]]
     lines = ["why #1 wins: bound by " + ", ".join(
         f"{t['term']} {t['seconds']:.3g} s ({100 * t['share']:.0f} %)" for t in expl["bound_by"])
         + f"; memory headroom {100 * expl['memory_headroom']:.0f} %"]
@@ -470,6 +642,11 @@ def search(sc: Scenario, system: System, profile: CalibrationProfile,
     space = space or SearchSpace()
     sw = sweep(sc.model, system, profile, base_plan(sc), space, [system.num_gpus], headroom)
     plans, folded = ranked(sw, top)
+    for rec in plans:
+        rec["layer_split"] = layer_split(sw.model.num_layers, rec["pp"], rec["vp"])
+        rec["scenario"] = scenario_fields(rec)
+    warnings = with_bands(sc, profile, plans)
     return SearchResult(plans=plans, evaluated=sw.considered, valid=sw.valid,
                         fitting=sw.fitting, modelled=sw.modelled, duplicates_removed=folded,
-                        headroom=headroom, explanation=explain_winner(sw, plans))
+                        headroom=headroom, warnings=warnings,
+                        explanation=explain_winner(sw, plans) or explain_nothing_fits(sw))
