@@ -57,7 +57,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     from .errors import SpecError
     from .report import table
-    from .resolve import as_scenario, resolve_profile
+    from .resolve import as_scenario, device_mismatch, resolve_profile
     from .search import search
     from .specs.assemble import resolve_system
 
@@ -67,8 +67,10 @@ def _search(args: argparse.Namespace) -> int:
     system = resolve_system(sc.system)
     if args.headroom >= 1:
         raise SpecError("--headroom: must be below 1 (a fraction of device memory)")
-    result = search(sc, system, resolve_profile(sc, args.calibration), top=args.top,
-                    headroom=args.headroom)
+    profile = resolve_profile(sc, args.calibration)
+    for w in device_mismatch(profile, system.device.id):
+        print(f"warning: {w}", file=sys.stderr)
+    result = search(sc, system, profile, top=args.top, headroom=args.headroom)
     if args.json:
         _print_json(result.to_dict())
         return 0 if result.plans else 1
