@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import perfmodel as pm
+from perfmodel.planning.render import render
 from perfmodel.planning.training import gpu_counts, parse_tokens
 from perfmodel.serving.economics import load_prices
 
@@ -55,6 +56,8 @@ def test_rows_add_up(seventy):
         assert r.usd == pytest.approx(r.gpu_hours * price)
         assert 0 < p["mfu"] < 1 and p["memory_headroom"] >= 0.05
         pred = pm.predict(scenario_for(sc, p))
+        assert (r.mfu, r.mfu_megatron) == (pred.mfu_6nd, pred.mfu) and r.mfu < r.mfu_megatron
+        assert r.energy_node is True  # DGX H100: the node's power beyond its GPUs is counted
         assert pred.step_time_s == pytest.approx(p["step_time_s"], rel=1e-12)
         # energy from the power model: J per trained token x tokens
         assert r.energy_mwh == pytest.approx(pred.energy_per_token_j * 15e12 / 3.6e9)
@@ -112,7 +115,8 @@ def test_json_and_csv(seventy):
     rows = list(csv.DictReader(io.StringIO(seventy.to_csv())))
     assert len(rows) == len(seventy.rows)
     assert {"device", "gpus", "tp", "pp", "days", "days_lo", "days_hi", "usd", "energy_mwh",
-            "mfu", "memory_headroom", "pareto"} <= set(rows[0])
+            "energy_includes_node", "mfu", "mfu_megatron", "model_tflops_per_gpu",
+            "memory_headroom", "pareto"} <= set(rows[0])
     assert all(float(r["days_lo"]) <= float(r["days"]) <= float(r["days_hi"]) for r in rows)
 
 
@@ -142,6 +146,11 @@ def test_cli_table_json_csv():
     (("llama-3-8b", "--tokens", "1T", "--seq-len", "3000"), "--global-batch-tokens"),
     (("llama-3-8b", "--tokens", "1T", "--headroom", "1"), "--headroom"),
     (("llama-3-8b",), "--tokens"),
+    (("llama-3-8b", "--tokens", "1T", "--devices", "h999"), "--devices"),
+    (("llama-3-8b", "--tokens", "-5T"), "--tokens"),  # a value, not an option
+    (("llama-3-8b", "--tokens", "1T", "--budget", "-5M"), "--budget"),
+    (("llama-3-8b", "--tokens", "1T", "--framework", "jax"), "--framework"),
+    ((str(ROOT / "tests/data/hf_configs/bloom-176b.json"), "--tokens", "1T"), "--seq-len"),
 ])
 def test_bad_input_is_one_line(args, field):
     out = _cli(*args)
@@ -182,3 +191,106 @@ def test_nvl72_racks_need_a_batch_divisible_by_nine():
                           global_batch_tokens=576 * 8192)
     assert {72, 144, 288} <= {r.gpus for r in ok.rows}
     assert not any("divisible by 9" in w for w in ok.warnings)
+
+
+def test_bad_input_names_the_flag_and_lists_ids():
+    out = _cli("llama-3-8b", "--tokens", "1T", "--devices", "h100")
+    assert "--devices" in out.stderr and "h100-sxm5-80gb" in out.stderr  # suggested and listed
+    out = _cli("llama-3-8b", "--tokens", "-5T")
+    assert "a token count is between 1 and" in out.stderr
+    out = _cli(str(ROOT / "tests/data/hf_configs/bloom-176b.json"), "--tokens", "1T")
+    assert "--seq-len 2048 or less" in out.stderr and "allow_beyond_context" not in out.stderr
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"precision": "fp4"}, "precision"),
+    ({"seq_len": 0}, "seq_len"),
+    ({"max_gpus": 0.5}, "max_gpus"),
+    ({"days": "soon"}, "days"),
+    ({"framework": "jax"}, "framework"),
+    ({"devices": "h999"}, "devices"),
+    ({"budgte": 1e7}, "budget"),
+    ({"budget": 1e7, "budget_usd": 2e7}, "budget"),
+])
+def test_api_bad_input_is_a_spec_error_naming_the_argument(kwargs, field):
+    with pytest.raises(pm.SpecError, match=field):
+        pm.plan_training(model="llama-3-8b", tokens="1T", **{"devices": [H100], **kwargs})
+
+
+def test_api_takes_one_device_id_and_the_cli_budget_name():
+    res = pm.plan_training(model="llama-3-8b", tokens="100B", devices=H100, max_gpus=64,
+                           budget=1e5)
+    assert res.inputs["devices"] == [H100] and res.inputs["budget_usd"] == 1e5
+    assert res.answer is not None and res.answer.usd <= 1e5
+
+
+def test_mfu_by_hand_6nd_and_megatron_attention_non_causal():
+    """Issue 10's QA case: Llama-3.1-70B at 128 Ki tokens on 8,192 H100s. MFU is 6ND
+    (6 x 70,553,706,496 parameters, from the config: 80 x (2 h^2 + 2 h kv + 3 h ffn + 2 h) +
+    2 V h + h), over 8,192 x 989.4 TFLOP/s; Megatron's model FLOPs per token are 6 x the
+    matmul parameters (less the input embedding and norms) + 12 L s h of attention matmuls
+    counted non-causally (Korthikanti et al. 2022 eq. 7), a third of them at 131,072 tokens."""
+    res = pm.plan_training(model="llama-3.1-70b", tokens="15T", devices=H100, max_gpus=8192,
+                           seq_len=131072, global_batch_tokens=16 * 2**20)
+    r = {x.gpus: x for x in res.rows}[8192]
+    layers, h, ffn, vocab, kv, seq = 80, 8192, 28672, 128256, 1024, 131072
+    n = layers * (2 * h * h + 2 * h * kv + 3 * h * ffn + 2 * h) + 2 * vocab * h + h
+    assert n == 70_553_706_496
+    peak = 989.4e12  # H100 SXM dense bf16 (hardware_specs/devices/h100-sxm5-80gb.yaml)
+    tps = r.plan["tokens_per_s"]
+    assert r.mfu == pytest.approx(6 * n * tps / (8192 * peak), rel=1e-12)
+    assert 0.15 < r.mfu < 0.20  # the QA's 17.7 %
+    matmul = n - vocab * h - (2 * layers * h + h)
+    per_token = 6 * matmul + 12 * layers * seq * h
+    assert r.model_tflops_per_gpu * 1e12 == pytest.approx(per_token * tps / 8192, rel=1e-12)
+    assert r.mfu_megatron == pytest.approx(per_token * tps / 8192 / peak, rel=1e-12)
+    d = r.to_dict()
+    assert d["mfu"] == r.mfu and d["mfu_megatron"] == r.mfu_megatron
+    text = render(res)
+    assert "MFU %: 6ND" in text and "non-causally" in text
+
+
+def test_energy_basis_is_per_row_and_a_mix_is_flagged():
+    """DGX H100 / DGX H200 / DGX B200 count the node's power beyond the GPUs (sourced system
+    maxima: 10.2, 10.2, 14.3 kW); the MI300X platform has none: its rows are GPU-only, marked,
+    and the mix warned about."""
+    res = pm.plan_training(model="llama-3-8b", tokens="100B", max_gpus=64,
+                           devices=[H100, "h200-sxm-141gb", "b200", "mi300x"])
+    node = {r.device: r.energy_node for r in res.rows}
+    assert node == {H100: True, "h200-sxm-141gb": True, "b200": True, "mi300x": False}
+    assert all(("GPUs only" in r.energy_basis) == (not r.energy_node) for r in res.rows)
+    assert any("mi300x are GPUs only" in w for w in res.warnings)
+    assert any(row["energy_includes_node"] is False for row in res.to_dict()["rows"])
+    assert "*: MWh of the GPUs only" in render(res, all_rows=True)
+    h100 = pm.plan_training(model="llama-3-8b", tokens="100B", max_gpus=64, devices=[H100])
+    assert not any("energy" in w for w in h100.warnings)
+
+
+def test_an_unpriced_device_is_answered_by_gpu_hours():
+    """No price (RTX 4090): Pareto and answer by days and GPU-hours, and the output says the
+    price is missing."""
+    res = pm.plan_training(model="llama-3-8b", tokens="100B", devices=["rtx-4090"],
+                           max_gpus=256)
+    assert all(r.usd is None for r in res.rows) and any(r.pareto for r in res.rows)
+    ans = res.answer
+    fastest = min(r.days for r in res.rows)
+    assert ans is not None and ans.pareto and ans.days <= 2 * fastest
+    assert ans.gpu_hours == min(r.gpu_hours for r in res.rows
+                                if r.pareto and r.days <= 2 * fastest)
+    text = render(res)
+    assert "answer:" in text and "no price for rtx-4090" in text
+    days = pm.plan_training(model="llama-3-8b", tokens="100B", devices=["rtx-4090"],
+                            max_gpus=256, days=1e4)
+    assert days.answer.gpu_hours == min(r.gpu_hours for r in days.rows if r.days <= 1e4)
+
+
+def test_the_framework_is_planned_for():
+    """--framework reaches every searched plan: torchtitan's costs (frameworks/torchtitan.yaml)
+    differ from megatron-core's (search-vs-predict agreement per framework:
+    tests/test_search_agreement.py)."""
+    mc = pm.plan_training(model="llama-3-8b", tokens="1T", devices=H100, max_gpus=64)
+    tt = pm.plan_training(model="llama-3-8b", tokens="1T", devices=H100, max_gpus=64,
+                          framework="torchtitan")
+    assert tt.inputs["framework"] == "torchtitan"
+    assert {r.gpus: r.plan["step_time_s"] for r in tt.rows} != \
+        {r.gpus: r.plan["step_time_s"] for r in mc.rows}

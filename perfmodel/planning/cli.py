@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
+from typing import get_args
 
 if "numpy" not in sys.modules:  # a fresh CLI process (never changes a running numpy)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -25,17 +27,23 @@ if "numpy" not in sys.modules:  # a fresh CLI process (never changes a running n
 from ..argtypes import bounded_int, fraction, id_list, positive_float, positive_int, shown
 from ..errors import SpecError
 from ..specs.registry import parse_cache
+from .render import render
 from .training import (  # imports numpy: after the thread setting above
     DEFAULT_BATCH_TOKENS,
     DEFAULT_MAX_GPUS,
     DEFAULT_SEQ_LEN,
+    PRECISIONS,
     TrainingPlanInputs,
     parse_tokens,
     plan_training,
-    render,
 )
 
 MAX_GPUS = 1_000_000
+# A value that starts with a minus and a digit (-5T, -1.5e12, -30M) is a (bad) value, not an
+# option: argparse's own test only knows plain numbers (-5, -1.5), so "--tokens -5T" failed as
+# "expected one argument". The parser's matcher for negative numbers is widened to such values
+# (argparse.ArgumentParser._negative_number_matcher; no option of this command starts so).
+NEGATIVE_VALUE = re.compile(r"^-\.?\d[0-9.eE+-]*[a-zA-Z]?$")
 
 
 def tokens_arg(text: str) -> float:
@@ -49,13 +57,20 @@ def tokens_arg(text: str) -> float:
 def usd_arg(text: str) -> float:
     """A dollar amount: 30000000, 30M, $2.5B."""
     try:
-        return parse_tokens(str(text).strip().lstrip("$"))
+        value = parse_tokens(str(text).strip().lstrip("$"))
     except SpecError:
+        if str(text).strip().startswith("-"):
+            raise argparse.ArgumentTypeError(f"{shown(text)} is negative; give a positive "
+                                             "amount of USD, e.g. 30M") from None
         raise argparse.ArgumentTypeError(f"{shown(text)} is not an amount of USD; use e.g. "
                                          "30M, 2.5e7 or 25000000") from None
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..frameworks_config import FrameworkName
+
+    p._negative_number_matcher = NEGATIVE_VALUE
     p.add_argument("model", help="model preset id (perfmodel models list) or config.json path")
     p.add_argument("--tokens", type=tokens_arg, required=True,
                    help="training tokens, e.g. 15T, 300B, 2.5e12")
@@ -71,7 +86,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"sequence length (default {DEFAULT_SEQ_LEN})")
     p.add_argument("--global-batch-tokens", type=tokens_arg, default=DEFAULT_BATCH_TOKENS,
                    help=f"tokens per optimizer step (default {DEFAULT_BATCH_TOKENS:,})")
-    p.add_argument("--precision", choices=["bf16", "fp16", "fp8"], default="bf16")
+    p.add_argument("--precision", choices=PRECISIONS, default="bf16")
+    p.add_argument("--framework", choices=get_args(FrameworkName), default="megatron-core",
+                   help="training framework the plans run in (frameworks/<id>.yaml; default "
+                        "megatron-core)")
     p.add_argument("--headroom", type=fraction, default=0.05,
                    help="fraction of device memory a plan must leave free (default 0.05)")
     p.add_argument("--calibration", help="calibration profile (with a single --devices)")
@@ -95,7 +113,7 @@ def run_cli(args: argparse.Namespace) -> int:
             model=args.model, tokens=args.tokens, days=args.days, budget_usd=args.budget,
             devices=args.devices, max_gpus=args.max_gpus, seq_len=args.seq_len,
             global_batch_tokens=int(batch), precision=args.precision, headroom=args.headroom,
-            calibration=args.calibration))
+            calibration=args.calibration, framework=args.framework))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=float))
     elif args.csv:

@@ -12,6 +12,19 @@ the validation error of comparable cases; applied to days, GPU-hours and USD) an
 from the power model (perfmodel/power.py: each part of the step at its power). Dollars are
 GPU-hours x the dated on-demand price of ``hardware_specs/prices.yaml``. Without a power
 model figure (no TDP), energy falls back to ``serving.economics.power_per_gpu``.
+
+MFU is the 6ND convention (Kaplan et al. 2020 arXiv 2001.08361 Sec. 2.1: 6 FLOPs per
+active parameter per trained token, no attention term): 6 N tokens/s / (GPUs x dense peak).
+Beside it each row gives the model TFLOP/s per GPU of Megatron's convention (Narayanan et al.
+2021 arXiv 2104.04473 App.; Korthikanti et al. 2022 arXiv 2205.05198 eq. 7: GEMMs plus the
+attention matmuls, no recompute), whose attention term, like PaLM's 12 L H Q T (Chowdhery et
+al. 2022 arXiv 2204.02311 App. B), counts every query against all T keys: non-causal, twice
+what a causal kernel executes. Both conventions say so, so the planner keeps it; at long
+sequences that term dominates (Llama-3.1-70B at 128 Ki tokens: 3.4x the 6ND FLOPs).
+
+Energy is per row: the power model charges a node's power beyond its GPUs only where the
+node has a sourced system maximum (``hardware_specs/power_capping.yaml`` node_overhead);
+rows without one are GPU-only, flagged, and a table mixing both says so.
 """
 
 from __future__ import annotations
@@ -21,10 +34,12 @@ import io
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import get_args
 
-from ..errors import SpecError
+from ..errors import SpecError, closest
+from ..frameworks_config import FrameworkName
 from ..resolve import device_mismatch
 from ..search import (
     DEFAULT_HEADROOM,
@@ -55,13 +70,15 @@ def parse_tokens(text: str | float | int) -> float:
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         value = float(text)
     else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]?)\s*", str(text))
+        m = re.fullmatch(r"\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]?)\s*",
+                         str(text))
         if not m or m.group(2).lower() not in _SUFFIX:
             raise SpecError(f"--tokens: {str(text)[:40]!r} is not a token count; use e.g. 15T, "
                             "300B, 2.5e12 (suffixes K, M, B, T, P)")
         value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
     if not math.isfinite(value) or not 1 <= value <= MAX_TOKENS:
-        raise SpecError(f"--tokens: {value:g} must be between 1 and {MAX_TOKENS:g}")
+        raise SpecError(f"--tokens: {text!r} = {value:g} tokens; a token count is between 1 "
+                        f"and {MAX_TOKENS:g}")
     return value
 
 
@@ -96,13 +113,16 @@ def default_devices(prices: PriceTable) -> list[str]:
     return out
 
 
+PRECISIONS = ("bf16", "fp16", "fp8")  # the training dtypes the planner offers
+
+
 @dataclass
 class TrainingPlanInputs:
     model: ModelSpec | str
     tokens: float | str
     days: float | None = None
     budget_usd: float | None = None
-    devices: list[str] | None = None  # default: ``default_devices``
+    devices: list[str] | str | None = None  # ids or "a,b"; default: ``default_devices``
     max_gpus: int = DEFAULT_MAX_GPUS
     seq_len: int = DEFAULT_SEQ_LEN
     global_batch_tokens: int = DEFAULT_BATCH_TOKENS
@@ -111,6 +131,32 @@ class TrainingPlanInputs:
     space: SearchSpace = field(default_factory=SearchSpace)
     prices: PriceTable | None = None
     calibration: str | Path | None = None  # a profile for a single device
+    framework: str = "megatron-core"  # frameworks/<id>.yaml: the training stack planned for
+
+
+ALIASES = {"budget": "budget_usd"}  # the CLI's names the API also takes
+
+
+def inputs_from(kwargs: dict) -> TrainingPlanInputs:
+    """``TrainingPlanInputs`` from keywords: the CLI's names (``budget``) accepted, an unknown
+    name one SpecError listing the valid ones (not a TypeError)."""
+    names = [f.name for f in fields(TrainingPlanInputs)]
+    out, given = {}, {}
+    for key, value in kwargs.items():
+        name = ALIASES.get(key, key)
+        if name not in names:
+            hints = closest(key, names + list(ALIASES))
+            hint = f"; did you mean {', '.join(hints)}?" if hints else ""
+            raise SpecError(f"plan_training: unknown argument {key!r}{hint} (arguments: "
+                            f"{', '.join(names)}; budget is budget_usd)")
+        if name in out:
+            raise SpecError(f"plan_training: {given[name]!r} and {key!r} are the same "
+                            "argument; give one")
+        out[name], given[name] = value, key
+    for required in ("model", "tokens"):
+        if required not in out:
+            raise SpecError(f"plan_training: {required!r} is required")
+    return TrainingPlanInputs(**out)
 
 
 @dataclass
@@ -125,6 +171,10 @@ class Row:
     bound: list[dict]
     band: tuple[float, float] | None = None  # 80 % band of true / predicted step time
     energy_basis: str = ""
+    energy_node: bool | None = None  # the node's power beyond its GPUs counted (None: no MWh)
+    mfu: float | None = None  # 6ND convention (module docstring)
+    mfu_megatron: float | None = None  # Megatron model FLOPs incl. non-causal attention
+    model_tflops_per_gpu: float | None = None  # the same FLOPs, TFLOP/s per GPU
     pareto: bool = False
     meets: bool = True
 
@@ -145,9 +195,13 @@ class Row:
                 "step_time_s": p["step_time_s"], "tokens_per_s": p["tokens_per_s"],
                 "days": self.days, "gpu_hours": self.gpu_hours, "usd": self.usd,
                 "energy_mwh": self.energy_mwh, "energy_basis": self.energy_basis,
+                "energy_includes_node": self.energy_node,
                 "days_range": self.scaled(self.days),
                 "gpu_hours_range": self.scaled(self.gpu_hours),
-                "usd_range": self.scaled(self.usd), "mfu": p["mfu"],
+                "usd_range": self.scaled(self.usd), "mfu": self.mfu,
+                "mfu_megatron": self.mfu_megatron,
+                "model_tflops_per_gpu": self.model_tflops_per_gpu,
+                "cost_basis": "USD" if self.usd is not None else "GPU-hours (no price)",
                 "memory_per_gpu_bytes": p["memory_per_gpu_bytes"],
                 "memory_headroom": p["memory_headroom"], "bound_by": self.bound,
                 "pareto": self.pareto, "meets_constraints": self.meets}
@@ -163,8 +217,9 @@ class TrainingPlanResult:
     @property
     def answer(self) -> Row | None:
         """The cheapest row meeting --days / --budget (fewer GPUs on a tie); without either
-        constraint, the cheapest Pareto row that is within 2x of the fastest time (None if
-        no row has a price)."""
+        constraint, the cheapest Pareto row that is within 2x of the fastest time. Rows of a
+        device without a price are judged by GPU-hours (USD / price: for one device the same
+        choice at any price) and only when no priced row qualifies."""
         ok = [r for r in self.rows if r.meets]
         if self.inputs.get("days") is None and self.inputs.get("budget_usd") is None:
             fastest = min((r.days for r in ok), default=None)
@@ -172,7 +227,7 @@ class TrainingPlanResult:
         priced = [r for r in ok if r.usd is not None]
         if priced:
             return min(priced, key=lambda r: (r.usd, r.gpus))
-        return min(ok, key=lambda r: (r.days, r.gpus)) if ok else None
+        return min(ok, key=lambda r: (r.gpu_hours, r.gpus)) if ok else None
 
     def to_dict(self) -> dict:
         ans = self.answer
@@ -185,7 +240,8 @@ class TrainingPlanResult:
         cols = ["device", "gpus", "tp", "pp", "vp", "cp", "dp", "ep", "micro_batch",
                 "sequence_parallel", "zero_stage", "recompute", "uneven_pipeline",
                 "step_time_s", "days", "days_lo", "days_hi", "gpu_hours", "usd",
-                "energy_mwh", "mfu", "memory_headroom", "pareto", "meets_constraints"]
+                "energy_mwh", "energy_includes_node", "mfu", "mfu_megatron",
+                "model_tflops_per_gpu", "memory_headroom", "pareto", "meets_constraints"]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
@@ -205,20 +261,60 @@ def _model(spec: ModelSpec | str) -> ModelSpec:
     return resolve_model(spec)
 
 
-def _check(inp: TrainingPlanInputs) -> tuple[float, int]:
+def _whole(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
+            or value < 1:
+        raise SpecError(f"{name}: {value!r} must be a whole number >= 1")
+    return int(value)
+
+
+def _check(inp: TrainingPlanInputs, model: ModelSpec) -> tuple[float, int]:
+    """The inputs checked one by one, each error naming its CLI flag and API argument."""
     tokens = parse_tokens(inp.tokens)
-    for name, value in (("days", inp.days), ("budget", inp.budget_usd)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise SpecError(f"--{name}: {value!r} must be a positive number")
-    if not isinstance(inp.max_gpus, int) or inp.max_gpus < 1:
-        raise SpecError(f"--max-gpus: {inp.max_gpus!r} must be a whole number >= 1")
-    if inp.seq_len < 1 or inp.global_batch_tokens < inp.seq_len:
-        raise SpecError(f"--global-batch-tokens ({inp.global_batch_tokens}) must hold at least "
-                        f"one sequence of --seq-len ({inp.seq_len})")
-    if inp.global_batch_tokens % inp.seq_len:
-        raise SpecError(f"--global-batch-tokens ({inp.global_batch_tokens}) must be a multiple "
-                        f"of --seq-len ({inp.seq_len})")
-    return tokens, inp.global_batch_tokens // inp.seq_len
+    for name, value in (("--days (days)", inp.days), ("--budget (budget_usd)", inp.budget_usd)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not (math.isfinite(value) and value > 0)):
+            raise SpecError(f"{name}: {value!r} must be a positive number")
+    _whole("--max-gpus (max_gpus)", inp.max_gpus)
+    seq = _whole("--seq-len (seq_len)", inp.seq_len)
+    batch = _whole("--global-batch-tokens (global_batch_tokens)", inp.global_batch_tokens)
+    if inp.precision not in PRECISIONS:
+        raise SpecError(f"--precision (precision): {inp.precision!r} is not one of "
+                        f"{', '.join(PRECISIONS)}")
+    if inp.framework not in get_args(FrameworkName):
+        raise SpecError(f"--framework (framework): {inp.framework!r} is not one of "
+                        f"{', '.join(get_args(FrameworkName))}")
+    if seq > model.max_position_embeddings:
+        raise SpecError(f"--seq-len (seq_len): {seq} tokens exceeds the context of model "
+                        f"{model.id!r} ({model.max_position_embeddings} tokens, "
+                        f"max_position_embeddings); give --seq-len "
+                        f"{model.max_position_embeddings} or less")
+    if batch < seq:
+        raise SpecError(f"--global-batch-tokens (global_batch_tokens): {batch} must hold at "
+                        f"least one sequence of --seq-len ({seq})")
+    if batch % seq:
+        raise SpecError(f"--global-batch-tokens (global_batch_tokens): {batch} must be a "
+                        f"multiple of --seq-len ({seq})")
+    return tokens, batch // seq
+
+
+def device_list(devices: list[str] | str | None, prices: PriceTable) -> list[str]:
+    """The devices to plan: ids (a list, one id or "a,b"), each known, or the defaults."""
+    if devices is None:
+        out = default_devices(prices)
+    else:
+        items = devices.split(",") if isinstance(devices, str) else list(devices)
+        out = [str(d).strip() for d in items if str(d).strip()]
+    if not out:
+        raise SpecError("--devices (devices): no device to plan for")
+    known = registry.devices()
+    for d in out:
+        if d not in known:
+            hints = [k for k in sorted(known) if d.lower() in k][:4] or closest(d, known)
+            hint = f"did you mean {', '.join(hints)}? " if hints else ""
+            raise SpecError(f"--devices (devices): unknown device {d!r}; {hint}valid ids: "
+                            f"{', '.join(sorted(known))}")
+    return list(dict.fromkeys(out))
 
 
 def _system(device: str, model: ModelSpec, max_gpus: int, training: TrainingConfig):
@@ -236,18 +332,17 @@ def _system(device: str, model: ModelSpec, max_gpus: int, training: TrainingConf
 
 def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> TrainingPlanResult:
     """Answer 'how many GPUs of which device, how many days, at what cost' (module docstring).
-    Call with a ``TrainingPlanInputs`` or its fields as keywords."""
-    inp = inp or TrainingPlanInputs(**kwargs)
-    tokens, global_batch = _check(inp)
+    Call with a ``TrainingPlanInputs`` or its fields as keywords (``budget`` for
+    ``budget_usd``, ``devices`` a list or one id)."""
+    inp = inp or inputs_from(kwargs)
     model = _model(inp.model)
+    tokens, global_batch = _check(inp, model)
+    inp = replace(inp, max_gpus=int(inp.max_gpus), seq_len=int(inp.seq_len),
+                  global_batch_tokens=int(inp.global_batch_tokens))
     prices = inp.prices or load_prices()
-    devices = list(inp.devices) if inp.devices else default_devices(prices)
-    if not devices:
-        raise SpecError("--devices: no device to plan for")
-    for d in devices:
-        registry.get_device(d)
+    devices = device_list(inp.devices, prices)
     training = TrainingConfig(seq_len=inp.seq_len, global_batch=global_batch,
-                              precision=inp.precision)
+                              precision=inp.precision, framework=inp.framework)
     rows: list[Row] = []
     work = {"considered": 0, "modelled": 0, "valid": 0, "fitting": 0, "seconds": 0.0,
             "search_seconds": 0.0, "per_device": {}}
@@ -279,7 +374,8 @@ def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> Trainin
                                       "price": (f"{price.provider} {price.usd_per_gpu_hour:g} "
                                                 f"USD/GPU-h ({price.date})") if price else None}
         if not price:
-            warnings.append(f"{device}: no price in the price table; no cost shown")
+            warnings.append(f"{device}: no price in hardware_specs/prices.yaml; no USD shown, "
+                            "its rows are compared by GPU-hours")
         if not best:
             warnings.append(f"{device}: no plan fits up to {max(counts)} GPUs")
         odd = system.gpus_per_node // (system.gpus_per_node & -system.gpus_per_node)
@@ -290,12 +386,17 @@ def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> Trainin
                             f"{global_batch} sequences is not, so those counts have no plan "
                             f"(e.g. --global-batch-tokens {wanted * inp.seq_len})")
     _mark(rows, inp)
+    warnings += _energy_warning(rows)
     rows.sort(key=lambda r: (r.device, r.gpus))
     inputs = {"model": model.id, "tokens": tokens, "days": inp.days,
               "budget_usd": inp.budget_usd, "devices": devices, "max_gpus": inp.max_gpus,
               "seq_len": inp.seq_len, "global_batch_tokens": inp.global_batch_tokens,
               "global_batch": global_batch, "precision": inp.precision,
-              "headroom": inp.headroom,
+              "headroom": inp.headroom, "framework": inp.framework,
+              "mfu": "6ND: 6 x active parameters x tokens/s / (GPUs x dense peak), no "
+                     "attention term; mfu_megatron / model_tflops_per_gpu: Megatron model "
+                     "FLOPs incl. attention counted non-causally (Korthikanti et al. 2022 "
+                     "eq. 7)",
               "prices": {"basis": prices.basis, "currency": prices.currency},
               "band": "80 % band of the step time (docs/uncertainty.md), applied to days, "
                       "GPU-hours and USD"}
@@ -313,14 +414,7 @@ def _row(sc: Scenario, rec: dict, tokens: float, price, fallback: tuple, calibra
                         f"{pred.step_time_s:.6g} s per step, the search {rec['step_time_s']:.6g}")
     seconds = tokens / rec["tokens_per_s"]
     gpu_hours = seconds / 3600.0 * rec["gpus"]
-    if pred.energy_per_token_j is not None:
-        mwh = pred.energy_per_token_j * tokens / 3.6e9
-        basis = ("power model (perfmodel/power.py: each part of the step at its power, plus "
-                 "the node's power beyond its GPUs where sourced)")
-    else:
-        watts, how = fallback
-        mwh = gpu_hours * watts / 1e6 if watts else None
-        basis = f"GPU-hours x {how}" if watts else how
+    mwh, basis, node = _energy(pred, gpu_hours, tokens, fallback)
     step_range = (pred.ranges or {}).get("step_time_s")
     band = (step_range[0] / pred.step_time_s, step_range[1] / pred.step_time_s) \
         if step_range else None
@@ -330,75 +424,56 @@ def _row(sc: Scenario, rec: dict, tokens: float, price, fallback: tuple, calibra
              for k, v in sorted(parts.items(), key=lambda kv: -kv[1])[:2] if v > 0]
     return Row(device=sc.system.device, gpus=rec["gpus"], plan=rec, days=seconds / 86400.0,
                gpu_hours=gpu_hours, usd=gpu_hours * price.usd_per_gpu_hour if price else None,
-               energy_mwh=mwh, bound=bound, band=band, energy_basis=basis)
+               energy_mwh=mwh, bound=bound, band=band, energy_basis=basis, energy_node=node,
+               mfu=pred.mfu_6nd, mfu_megatron=pred.mfu, model_tflops_per_gpu=pred.tflops_per_gpu)
+
+
+def _energy(pred, gpu_hours: float, tokens: float,
+            fallback: tuple) -> tuple[float | None, str, bool | None]:
+    """(MWh, its basis, whether the node's power beyond the GPUs is in it) of one row: the
+    power model's J per trained token where the device has power figures, else GPU-hours x
+    the fallback power (GPUs only)."""
+    if pred.energy_per_token_j is not None:
+        energy = pred.breakdown.get("energy", {})
+        per_gpu = energy.get("node_overhead_w_per_gpu")
+        if per_gpu is not None:
+            basis = ("power model (perfmodel/power.py), GPUs + node power beyond them "
+                     f"({per_gpu:.0f} W per GPU: system maximum minus GPU TDP, an upper bound)")
+        else:
+            basis = ("power model (perfmodel/power.py), GPUs only: no sourced system power "
+                     "for this node")
+        return pred.energy_per_token_j * tokens / 3.6e9, basis, per_gpu is not None
+    watts, how = fallback
+    if not watts:
+        return None, how, None
+    return gpu_hours * watts / 1e6, f"GPU-hours x {how}, GPUs only", False
 
 
 def _mark(rows: list[Row], inp: TrainingPlanInputs) -> None:
     """Constraints met, and the time-vs-cost Pareto set (no other row is as fast and as cheap,
-    and better in one) among priced rows."""
+    and better in one): among priced rows by USD; among the rows of devices without a price
+    by GPU-hours (the cost up to a price per GPU-hour)."""
     for r in rows:
         r.meets = ((inp.days is None or r.days <= inp.days)
                    and (inp.budget_usd is None or (r.usd is not None and r.usd <= inp.budget_usd)))
-    priced = sorted((r for r in rows if r.usd is not None), key=lambda r: (r.days, r.usd))
+    _pareto([r for r in rows if r.usd is not None], lambda r: r.usd)
+    _pareto([r for r in rows if r.usd is None], lambda r: r.gpu_hours)
+
+
+def _pareto(rows: list[Row], cost) -> None:
     cheapest = math.inf
-    for r in priced:
-        if r.usd < cheapest:
-            r.pareto, cheapest = True, r.usd
+    for r in sorted(rows, key=lambda r: (r.days, cost(r))):
+        if cost(r) < cheapest:
+            r.pareto, cheapest = True, cost(r)
 
 
-def render(result: TrainingPlanResult, all_rows: bool = False) -> str:
-    """The table (Pareto rows, or every row), the answer and the basis of the figures."""
-    from ..textfmt import table
-
-    inp = result.inputs
-    out = [f"plan-training: {inp['model']} on {inp['tokens']:.3g} tokens, "
-           f"{inp['global_batch']} x {inp['seq_len']} tokens per step, {inp['precision']}, "
-           f"memory headroom {100 * inp['headroom']:g} %"]
-    shown_rows = result.rows if all_rows else [r for r in result.rows if r.pareto or (r.meets
-                                               and (inp["days"] or inp["budget_usd"]))]
-    if not shown_rows:
-        shown_rows = result.rows
-    rows = []
-    for r in sorted(shown_rows, key=lambda r: (r.days, r.device)):
-        rng = r.scaled(r.days)
-        rows.append((r.device, r.gpus, describe(r.plan), _num(r.days),
-                     f"{_num(rng[0])}-{_num(rng[1])}" if rng else "-", _num(r.gpu_hours / 1e6),
-                     _num(r.usd / 1e6) if r.usd is not None else "-",
-                     _num(r.energy_mwh) if r.energy_mwh is not None else "-",
-                     f"{100 * r.plan['mfu']:.1f}", f"{100 * r.plan['memory_headroom']:.0f}",
-                     ", ".join(f"{b['term']} {100 * b['share']:.0f}%" for b in r.bound),
-                     ("P" if r.pareto else "") + ("ok" if r.meets and (inp["days"] or
-                                                                      inp["budget_usd"]) else "")))
-    out.append("")
-    if rows:
-        out.append(table(rows, header=("device", "GPUs", "plan", "days", "80 % band",
-                                       "M GPU-h", "M USD",
-                                       "MWh", "MFU %", "free %", "bound by", "mark")))
-        out.append("P: time-vs-cost Pareto (no row both faster and cheaper)"
-                   + ("; ok: meets --days / --budget" if inp["days"] or inp["budget_usd"]
-                      else "") + ("" if all_rows else "; --all shows every GPU count"))
-    else:
-        out.append("no plan fits on any device and GPU count tried")
-    ans = result.answer
-    out.append("")
-    if ans:
-        cost = f", {ans.usd / 1e6:.3g} M USD" if ans.usd is not None else ""
-        rng = ans.scaled(ans.days)
-        band = f" (80 % band {rng[0]:.1f}-{rng[1]:.1f})" if rng else ""
-        out.append(f"answer: {ans.gpus} x {ans.device}, {ans.days:.1f} days{band}, "
-                   f"{ans.gpu_hours / 1e6:.3g} M GPU-hours{cost} ({describe(ans.plan)})")
-    elif inp["days"] or inp["budget_usd"]:
-        out.append("answer: no device and GPU count meets the constraints")
-    w = result.work
-    out.append(f"searched {w['considered']:,} plans ({w['modelled']:,} modelled, "
-               f"{w['fitting']:,} fit) in {w['search_seconds']:.2f} s; rows predicted with "
-               f"bands and energy, {w['seconds']:.2f} s in all")
-    bases = sorted({r.energy_basis for r in result.rows if r.energy_basis})
-    out.append(f"price basis: {inp['prices']['basis']} (hardware_specs/prices.yaml); "
-               f"energy: {'; '.join(bases) or '-'}; band: {inp['band']}")
-    out += [f"warning: {x}" for x in result.warnings]
-    return "\n".join(out)
-
-
-def _num(x: float) -> str:
-    return f"{x:.3g}" if x < 1000 else f"{x:,.0f}"
+def _energy_warning(rows: list[Row]) -> list[str]:
+    """One warning when the rows' MWh are on different bases (some count the node's power
+    beyond the GPUs, some do not)."""
+    node = sorted({r.device for r in rows if r.energy_node})
+    gpus = sorted({r.device for r in rows if r.energy_node is False})
+    if not (node and gpus):
+        return []
+    return [f"energy: MWh of {', '.join(node)} include the node's power beyond the GPUs (an "
+            f"upper bound), those of {', '.join(gpus)} are GPUs only (no sourced system "
+            "power for their node; marked *): compare them with care"]

@@ -1,0 +1,104 @@
+"""The text of `perfmodel plan-training`: the table, the answer and the basis of every column
+(MFU convention, energy scope per row, cost basis where a device has no price)."""
+
+from __future__ import annotations
+
+from ..search import describe
+from .training import Row, TrainingPlanResult
+
+HEADER = ("device", "GPUs", "plan", "days", "80 % band", "M GPU-h", "M USD", "MWh", "MFU %",
+          "TFLOP/s", "free %", "bound by", "mark")
+
+
+def render(result: TrainingPlanResult, all_rows: bool = False) -> str:
+    """The table (Pareto rows, or every row), the answer and the basis of the figures."""
+    from ..textfmt import table
+
+    inp = result.inputs
+    constrained = bool(inp["days"] or inp["budget_usd"])
+    out = [f"plan-training: {inp['model']} on {inp['tokens']:.3g} tokens, "
+           f"{inp['global_batch']} x {inp['seq_len']} tokens per step, {inp['precision']}, "
+           f"{inp['framework']}, memory headroom {100 * inp['headroom']:g} %"]
+    shown = result.rows if all_rows else [r for r in result.rows
+                                           if r.pareto or (r.meets and constrained)]
+    shown = shown or result.rows
+    rows = [_cells(r, constrained) for r in sorted(shown, key=lambda r: (r.days, r.device))]
+    out.append("")
+    if rows:
+        out.append(table(rows, header=HEADER))
+        out += _legend(result, shown, constrained, all_rows)
+    else:
+        out.append("no plan fits on any device and GPU count tried")
+    out.append("")
+    out += _answer(result, constrained)
+    w = result.work
+    out.append(f"searched {w['considered']:,} plans ({w['modelled']:,} modelled, "
+               f"{w['fitting']:,} fit) in {w['search_seconds']:.2f} s; rows predicted with "
+               f"bands and energy, {w['seconds']:.2f} s in all")
+    out.append(f"price basis: {inp['prices']['basis']} (hardware_specs/prices.yaml); "
+               f"energy: {_energy_bases(result.rows)}; band: {inp['band']}")
+    out += [f"warning: {x}" for x in result.warnings]
+    return "\n".join(out)
+
+
+def _cells(r: Row, constrained: bool) -> tuple:
+    rng = r.scaled(r.days)
+    mwh = "-" if r.energy_mwh is None else _num(r.energy_mwh) + ("*" if not r.energy_node
+                                                                 else "")
+    return (r.device, r.gpus, describe(r.plan), _num(r.days),
+            f"{_num(rng[0])}-{_num(rng[1])}" if rng else "-", _num(r.gpu_hours / 1e6),
+            _num(r.usd / 1e6) if r.usd is not None else "-", mwh,
+            f"{100 * r.mfu:.1f}" if r.mfu is not None else "-",
+            f"{r.model_tflops_per_gpu:.0f}" if r.model_tflops_per_gpu is not None else "-",
+            f"{100 * r.plan['memory_headroom']:.0f}",
+            ", ".join(f"{b['term']} {100 * b['share']:.0f}%" for b in r.bound),
+            ("P" if r.pareto else "") + ("ok" if r.meets and constrained else ""))
+
+
+def _legend(result: TrainingPlanResult, shown: list[Row], constrained: bool,
+            all_rows: bool) -> list[str]:
+    unpriced = sorted({r.device for r in result.rows if r.usd is None})
+    by_hours = (f"; for {', '.join(unpriced)} (no price) by GPU-hours" if unpriced else "")
+    out = ["P: time-vs-cost Pareto (no row both faster and cheaper" + by_hours + ")"
+           + ("; ok: meets --days / --budget" if constrained else "")
+           + ("" if all_rows else "; --all shows every GPU count"),
+           "MFU %: 6ND, 6 x active parameters x tokens/s / (GPUs x dense peak), no attention "
+           "term (Kaplan et al. 2020); TFLOP/s: model FLOPs per GPU of Megatron's convention, "
+           "attention counted non-causally (Korthikanti et al. 2022 eq. 7; PaLM App. B)"]
+    if any(r.energy_node is False for r in shown):
+        others = any(r.energy_node for r in shown)
+        out.append("*: MWh of the GPUs only (no sourced system power for the node)"
+                   + ("; other rows add the node's power beyond its GPUs (an upper bound)"
+                      if others else ""))
+    return out
+
+
+def _answer(result: TrainingPlanResult, constrained: bool) -> list[str]:
+    ans = result.answer
+    if ans is None:
+        return ["answer: no device and GPU count meets the constraints"] if constrained else []
+    cost = f", {ans.usd / 1e6:.3g} M USD" if ans.usd is not None else ""
+    rng = ans.scaled(ans.days)
+    band = f" (80 % band {rng[0]:.1f}-{rng[1]:.1f})" if rng else ""
+    out = [f"answer: {ans.gpus} x {ans.device}, {ans.days:.1f} days{band}, "
+           f"{ans.gpu_hours / 1e6:.3g} M GPU-hours{cost} ({describe(ans.plan)})"]
+    if ans.usd is None:
+        out.append(f"  no price for {ans.device} in hardware_specs/prices.yaml: chosen by "
+                   "days and GPU-hours (for one device the same row as at any price per "
+                   "GPU-hour)")
+    return out
+
+
+def _energy_bases(rows: list[Row]) -> str:
+    """Each distinct energy basis with the devices it applies to."""
+    by_basis: dict[str, list[str]] = {}
+    for r in rows:
+        if r.energy_basis and r.device not in by_basis.setdefault(r.energy_basis, []):
+            by_basis[r.energy_basis].append(r.device)
+    if len(by_basis) == 1:
+        return next(iter(by_basis))
+    return "; ".join(f"{', '.join(devs)}: {basis}" for basis, devs in by_basis.items()) or "-"
+
+
+def _num(x: float) -> str:
+    return f"{x:.3g}" if x < 1000 else f"{x:,.0f}"
