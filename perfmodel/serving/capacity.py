@@ -11,6 +11,22 @@ are visited cheapest estimate first, and one whose optimistic cost cannot beat t
 found so far is skipped. The answer is the cheapest feasible candidate by $/hour (fewer GPUs
 on a tie); every candidate is reported with its reason.
 
+The engine's batch cap (max_num_seqs, ``serving.scheduler.max_batch``) is searched too: for a
+(device, tp) that meets the SLOs at the engine's default cap with R replicas, each smaller cap
+of ``seqs_candidates`` (powers of two from 8, or the stated set) is tried on R - 1
+replicas (then bisected below): a smaller cap shortens decode steps (lower TPOT) at the price
+of queueing (higher TTFT), so it can save a replica when TPOT or E2E binds. Caps are tried
+only for configurations otherwise feasible; not when one replica fewer already missed a TTFT
+bound at a larger cap (a smaller cap only adds queueing before the first token) or cannot carry the rate by the
+throughput estimate (``_cap_may_help``); and a cap that an earlier run's peak batch never
+reached gives the same simulation and is not run again. The KV cache stays sized at the default cap (vLLM's
+start-up profile run and CUDA-graph captures grow with max_num_seqs, so a smaller cap leaves
+slightly more KV: the plan is conservative there).
+
+Every latency carries an 80 % band from the validation error of comparable cases
+(``uncertainty.validation_ratio`` over ``group_keys("serving", ...)``, the groups ``predict``
+uses for serving), as a ``ranges`` dict metric -> [lo, hi].
+
 Aggregated schedulers only (static, continuous, chunked); sizing DistServe's two pools is a
 two-dimensional search left to ``perfmodel predict`` with explicit pool sizes.
 """
@@ -18,7 +34,7 @@ two-dimensional search left to ``perfmodel predict`` with explicit pool sizes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +65,7 @@ from .workload import Workload, build_workload
 
 DEFAULT_TPS = (1, 2, 4, 8)
 DEFAULT_PLAN_REQUESTS = 600
+MIN_SEQS_CANDIDATE = 8  # smallest max_num_seqs tried by default (powers of two from here)
 
 
 @dataclass
@@ -72,6 +89,23 @@ class PlanInputs:
     # the serving engine: its KV rule and max_num_seqs default size each instance (generic:
     # perfmodel's engine-neutral rule and serving.scheduler.max_batch)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    # max_num_seqs caps to try (None: powers of two from MIN_SEQS_CANDIDATE below the engine's
+    # default, and the default); a cap the scenario sets (serving.scheduler.max_batch or
+    # engine.max_num_seqs) is used alone
+    max_num_seqs: tuple[int, ...] | None = None
+
+
+def seqs_candidates(inp: PlanInputs, default: int) -> tuple[int, ...]:
+    """The max_num_seqs caps tried for a configuration whose engine default is ``default``,
+    largest first (the default is always tried: it is what the engine runs unasked)."""
+    if "max_batch" in inp.scheduler.model_fields_set or inp.engine.max_num_seqs:
+        return (default,)
+    if inp.max_num_seqs:
+        given = {int(b) for b in inp.max_num_seqs if int(b) <= default}
+        return tuple(sorted(given | {default}, reverse=True))
+    powers = {2 ** k for k in range(MIN_SEQS_CANDIDATE.bit_length() - 1, 20)
+              if 2 ** k < default}
+    return tuple(sorted(powers | {default}, reverse=True))
 
 
 def _scheduler_kind(inp: PlanInputs) -> str:
@@ -97,12 +131,21 @@ class Candidate:
     metrics: dict = field(default_factory=dict)
     cost: dict | None = None
     energy: dict | None = None
+    max_num_seqs: int | None = None  # the chosen batch cap (engine max_num_seqs)
+    max_num_seqs_default: int | None = None  # the engine's own default on this device / TP
+    why: str = ""  # one line: why this cap and replica count (what binds)
+    profile: str | None = None  # measured | default (uncalibrated)
+    ranges: dict = field(default_factory=dict)  # metric -> [lo, hi], 80 % band
+    range_basis: dict = field(default_factory=dict)  # metric -> how its band was made
 
     def to_dict(self) -> dict:
         return {"device": self.device, "tp": self.tp, "feasible": self.feasible,
                 "reason": self.reason, "replicas": self.replicas, "gpus": self.gpus,
-                "simulations": self.simulations, "metrics": self.metrics, "cost": self.cost,
-                "energy": self.energy}
+                "max_num_seqs": self.max_num_seqs,
+                "max_num_seqs_default": self.max_num_seqs_default, "why": self.why,
+                "profile": self.profile, "simulations": self.simulations,
+                "metrics": self.metrics, "ranges": self.ranges,
+                "range_basis": self.range_basis, "cost": self.cost, "energy": self.energy}
 
 
 @dataclass
@@ -181,6 +224,24 @@ def _replica_estimate(dep: Deployment, wl: Workload) -> float:
     return 1.0 / per_request
 
 
+def _peak_running(reqs) -> int:
+    """Most requests between admission and finish at once over all replicas: an upper bound of
+    any one engine's batch (a preempted request still counts), so a cap at or above it never
+    binds and gives the same simulation."""
+    ok = ~np.isnan(reqs.start)
+    if not ok.any():
+        return 0
+    times = np.concatenate([reqs.start[ok], reqs.finish[ok]])
+    step = np.concatenate([np.ones(ok.sum()), -np.ones(ok.sum())])
+    order = np.lexsort((-step, times))  # at equal times an admission counts before a finish
+    return int(np.cumsum(step[order]).max())
+
+
+def _kv_sequences(dep: Deployment, wl: Workload) -> float:
+    """Sequences one replica's KV cache holds at the mean prompt + output."""
+    return dep.instances[0].kv.tokens / max(float((wl.prompt + wl.output).mean()), 1.0)
+
+
 def _evaluate(dep: Deployment, wl: Workload, slo: SLOConfig, replicas: int) -> dict:
     res = dep.with_counts(replicas).simulate(wl)
     lat = latencies(res.reqs)
@@ -196,23 +257,51 @@ def _evaluate(dep: Deployment, wl: Workload, slo: SLOConfig, replicas: int) -> d
         "checks": rep["checks"], "attainment": rep["attainment"],
         "goodput_rps": rep["goodput_rps"], "output_tokens_per_s": out_tps,
         "requests_per_s": len(res.reqs) / makespan if makespan > 0 else 0.0,
+        "peak_running_requests": _peak_running(res.reqs),
     }
 
 
-def _search(dep: Deployment, wl: Workload, inp: PlanInputs, tp: int, start: int
+def with_max_seqs(dep: Deployment, cap: int) -> Deployment:
+    """The deployment with its batch cap (max_num_seqs) at ``cap`` (<= the default it was
+    built with: the iteration-cost grid and the KV cache stay the default's)."""
+    if cap == dep.scheduler.max_batch:
+        return dep
+    return replace(dep, scheduler=dep.scheduler.model_copy(update={"max_batch": cap}))
+
+
+Runs = dict[int, list[tuple[int, dict]]]  # replicas -> [(max_num_seqs, metrics)] simulated
+
+
+def _search(dep: Deployment, wl: Workload, inp: PlanInputs, tp: int, start: int,
+            runs: Runs | None = None, below: int | None = None
             ) -> tuple[int, dict, int] | tuple[None, dict, int]:
-    """Smallest replica count meeting the SLOs (None above max_gpus), its metrics, and the
-    number of simulations run."""
+    """Smallest replica count meeting the SLOs at ``dep``'s batch cap (None above max_gpus, or
+    at or above ``below``), its metrics, and the number of simulations run. ``runs`` holds the
+    simulations of other caps on the same configuration: one whose peak batch stayed within
+    this cap is the same simulation and is reused."""
+    cap = dep.scheduler.max_batch
+    runs = {} if runs is None else runs
     cache: dict[int, dict] = {}
+    simulated = 0
 
     def ok(r: int) -> bool:
+        nonlocal simulated
         if r not in cache:
-            cache[r] = _evaluate(dep, wl, inp.slo, r)
+            same = [m for c, m in runs.get(r, ())
+                    if c == cap or (c > cap and m["peak_running_requests"] <= cap)]
+            if same:
+                cache[r] = same[0]
+            else:
+                cache[r] = _evaluate(dep, wl, inp.slo, r)
+                simulated += 1
+                runs.setdefault(r, []).append((cap, cache[r]))
         return cache[r]["slo_met"]
 
     limit = max(inp.max_gpus // tp, 0)
+    if below is not None:
+        limit = min(limit, below - 1)
     if limit < 1:
-        return None, {}, 0
+        return None, {}, simulated
     r = min(max(start, 1), limit)
     if ok(r):
         lo, hi = 0, r
@@ -220,7 +309,7 @@ def _search(dep: Deployment, wl: Workload, inp: PlanInputs, tp: int, start: int
         lo = r
         while True:
             if lo >= limit:
-                return None, cache[lo], len(cache)
+                return None, cache[lo], simulated
             hi = min(lo * 2, limit)
             if ok(hi):
                 break
@@ -231,7 +320,150 @@ def _search(dep: Deployment, wl: Workload, inp: PlanInputs, tp: int, start: int
             hi = mid
         else:
             lo = mid
-    return hi, cache[hi], len(cache)
+    return hi, cache[hi], simulated
+
+
+@dataclass
+class Sized:
+    """A configuration's answer: replicas at the chosen max_num_seqs, and what was tried."""
+
+    replicas: int
+    max_num_seqs: int
+    metrics: dict
+    simulations: int
+    default: int
+    default_replicas: int
+    runs: Runs
+    tried: tuple[int, ...]  # smaller caps simulated (the rest ruled out by _cap_may_help)
+
+
+def size_configuration(dep: Deployment, wl: Workload, inp: PlanInputs, tp: int, start: int
+                       ) -> tuple[Sized | None, dict, int]:
+    """Fewest replicas over the max_num_seqs caps, the largest cap on a tie (the default wins
+    unless a smaller cap saves a replica): the default cap's replica search first, then each
+    smaller cap on one replica fewer than the best so far (bisected below when it holds).
+    (None, metrics, simulations) when even the default misses within max_gpus."""
+    default = dep.scheduler.max_batch
+    runs: Runs = {}
+    replicas, metrics, sims = _search(dep, wl, inp, tp, start, runs)
+    if replicas is None:
+        return None, metrics, sims
+    caps = seqs_candidates(inp, default)
+    best = (replicas, default, metrics)
+    tried = []
+    for cap in caps[1:]:
+        if best[0] == 1 or not _cap_may_help(runs, best, inp, dep, wl, cap):
+            break
+        tried.append(cap)
+        r, m, n = _search(with_max_seqs(dep, cap), wl, inp, tp, best[0] - 1, runs,
+                          below=best[0])
+        sims += n
+        if r is not None:
+            best = (r, cap, m)
+    return (Sized(best[0], best[1], best[2], sims, default, replicas, runs, tuple(tried)),
+            best[2], sims)
+
+
+def _cap_may_help(runs: Runs, best: tuple[int, int, dict], inp: PlanInputs, dep: Deployment,
+                  wl: Workload, cap: int) -> bool:
+    """Whether ``cap`` (and so any smaller cap) may meet the SLOs on one replica fewer than
+    the best so far. No when the smallest cap run on that many replicas so far missed a TTFT
+    bound (a smaller cap only adds queueing before the first token), or when that many replicas
+    cannot carry the rate at this cap by the throughput estimate with the same 30 % margin the
+    configuration skip uses (``_replica_estimate``: it falls with the cap)."""
+    r = best[0] - 1
+    tried = sorted(runs.get(r, ()), key=lambda cm: cm[0])
+    if tried:  # the smallest cap run on r replicas so far
+        missed = [k for k, c in tried[0][1].get("checks", {}).items() if not c["met"]]
+        if any(k.startswith("ttft_") for k in missed):
+            return False
+    need = math.floor(0.7 * inp.rate_per_s / _replica_estimate(with_max_seqs(dep, cap), wl))
+    return need <= r
+
+
+def _failed(metrics: dict) -> str:
+    return ", ".join(f"{k} ({c['value_s']:.3g} s > {c['bound_s']:g} s)"
+                     for k, c in metrics.get("checks", {}).items() if not c["met"]) or "none"
+
+
+def explain_choice(sized: Sized, kv_seqs: float) -> str:
+    """One line: why this max_num_seqs and replica count, and what binds (the SLO closest to
+    its bound; KV capacity when it admits fewer sequences than the cap)."""
+    cap, r, default = sized.max_num_seqs, sized.replicas, sized.default
+    m = sized.metrics
+    parts = []
+    if cap == default:
+        head = f"max_num_seqs {cap} (engine default)"
+        if r == 1:
+            parts.append("one replica meets the SLOs")
+        else:
+            fewer = [mm for c, mm in sized.runs.get(r - 1, ()) if c == default]
+            miss = _failed(fewer[0]) if fewer else "an SLO"
+            why_not = (f"no smaller cap tried ({', '.join(map(str, sized.tried))}) fixes it"
+                       if sized.tried else "a smaller cap cannot fix it (more queueing "
+                       "before the first token, or too little throughput)")
+            parts.append(f"{r - 1} replica(s) miss {miss} and {why_not}")
+    else:
+        head = f"max_num_seqs {cap} (default {default})"
+        fewer = [mm for c, mm in sized.runs.get(sized.default_replicas - 1, ()) if c == default]
+        miss = _failed(fewer[0]) if fewer else "an SLO"
+        parts.append(f"the smaller cap shortens decode batches, so {r} replica(s) suffice where "
+                     f"the default needs {sized.default_replicas} (on "
+                     f"{sized.default_replicas - 1} it misses {miss})")
+    checks = m.get("checks", {})
+    if checks:
+        key, c = max(checks.items(), key=lambda kv: kv[1]["value_s"] / kv[1]["bound_s"])
+        parts.append(f"binds: {key} {c['value_s']:.3g} s of {c['bound_s']:g} s "
+                     f"({100 * c['value_s'] / c['bound_s']:.0f} %)")
+    if kv_seqs < cap:
+        parts.append(f"KV capacity (~{kv_seqs:.0f} sequences at the mean context) binds "
+                     "before max_num_seqs")
+    return head + ": " + "; ".join(parts)
+
+
+# ---- 80 % bands (uncertainty.py: validation error of comparable serving cases) -------------
+BAND_QUANTITY = {"ttft_p90_s": "ttft_s", "tpot_p90_s": "tpot_s", "e2e_p90_s": "e2e_latency_s"}
+
+
+def serving_bands(sc: Scenario, device: str) -> dict[str, tuple[tuple[float, float], str]]:
+    """quantity -> ((lo, hi) of true / predicted, basis) for ttft_s, tpot_s, e2e_latency_s:
+    the first qualifying validation group of ``group_keys("serving", ...)`` (engine, device
+    class, then wider), as ``predict`` bands a serving prediction; none without a group."""
+    from ..uncertainty import (
+        combine,
+        device_class,
+        group_keys,
+        shipped_groups,
+        stack_of,
+        validation_ratio,
+    )
+
+    groups = shipped_groups()
+    stack, dev = stack_of(sc), device_class(device)
+    out = {}
+    for q in ("ttft_s", "tpot_s", "e2e_latency_s"):
+        b = validation_ratio(groups, group_keys("serving", q, stack, dev))
+        if b is None:
+            continue
+        g = groups[b[1]]
+        out[q] = (combine((1.0, 1.0), b[0]),
+                  f"validation group {b[1]} (n={g['n']}, {len(g.get('sources', ()))} "
+                  f"sources) {b[0][0]:.2f}-{b[0][1]:.2f}x, 80 %")
+    return out
+
+
+def metric_ranges(metrics: dict, bands: dict) -> tuple[dict, dict]:
+    """(metric -> [lo, hi], metric -> basis) for the simulated p90 latencies: the per-pass
+    model error scales them (queueing is not re-simulated, as predict's serving bands)."""
+    ranges, basis = {}, {}
+    for metric, q in BAND_QUANTITY.items():
+        v = metrics.get(metric)
+        if v is None or q not in bands or not np.isfinite(v):
+            continue
+        (lo, hi), how = bands[q]
+        ranges[metric] = [float(v * lo), float(v * hi)]
+        basis[metric] = how
+    return ranges, basis
 
 
 def _devices(inp: PlanInputs, prices: PriceTable) -> list[str]:
@@ -251,6 +483,10 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
     if not any(v is not None for v in inp.slo.model_dump().values()):
         raise SpecError("plan-serving needs at least one SLO (e.g. --ttft-p90 0.5 "
                         "--tpot-p90 0.05)")
+    if inp.max_num_seqs is not None and (not inp.max_num_seqs or any(
+            int(b) != b or b < 1 for b in inp.max_num_seqs)):
+        raise SpecError(f"max_num_seqs: {list(inp.max_num_seqs)} must be a non-empty list of "
+                        "positive whole numbers (batch caps to try, e.g. 16,64,256)")
     prices = inp.prices or load_prices()
     wl = build_workload(_serving(inp))
     staged = []
@@ -258,48 +494,61 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
     candidates: list[Candidate] = []
     uncalibrated: list[str] = []  # devices answered with the documented default efficiencies
     warnings: list[str] = []
+    kinds: dict[str, str] = {}  # device -> measured | default profile
     for device in _devices(inp, prices):
         for tp in inp.tps:
             sc = _scenario(inp, device, tp)
             try:
                 system = resolve_system(sc.system)
                 profile = _profile(device, inp.calibration)
+                kinds[device] = "default" if profile.kind == "default" else "measured"
                 _note_profile(profile, system, uncalibrated, warnings)
                 dep = deployment_for(sc, system, profile, sc.inference, wl, counts=(1,))
             except SpecError as err:
-                candidates.append(Candidate(device, tp, False, f"does not apply: {err}"))
+                candidates.append(Candidate(device, tp, False, f"does not apply: {err}",
+                                            profile=kinds.get(device)))
                 continue
-            frontier += batch_points(dep, wl, device, tp) + _ep_points(sc, system, profile,
-                                                                       wl, device, tp)
+            bands = serving_bands(sc, device)
+            frontier += batch_points(dep, wl, device, tp, bands=bands) + _ep_points(
+                sc, system, profile, wl, device, tp, bands)
             miss = _zero_load_misses(dep, wl, inp.slo)
             if miss:
-                candidates.append(Candidate(device, tp, False, miss))
+                candidates.append(Candidate(device, tp, False, miss, profile=kinds[device],
+                                            max_num_seqs_default=dep.scheduler.max_batch))
                 continue
             est = inp.rate_per_s / _replica_estimate(dep, wl)
             price = prices.devices.get(device)
             floor = math.floor(0.7 * est)
             optimistic = (price.usd_per_gpu_hour * tp * max(floor, 1)) if price else math.inf
-            staged.append((optimistic, device, tp, dep, system, profile, max(1, round(est))))
+            staged.append((optimistic, device, tp, dep, system, profile, max(1, round(est)),
+                           bands))
     staged.sort(key=lambda s: (s[0], s[1], s[2]))
     best_cost = math.inf
-    for optimistic, device, tp, dep, system, profile, start in staged:
+    for optimistic, device, tp, dep, system, profile, start, bands in staged:
+        kind, default = kinds[device], dep.scheduler.max_batch
         if optimistic > best_cost:
             candidates.append(Candidate(device, tp, False,
                                         f"skipped: cannot beat {best_cost:.2f} USD/h "
                                         f"(needs >= {optimistic:.2f} USD/h by its throughput "
-                                        "estimate)"))
+                                        "estimate)", profile=kind,
+                                        max_num_seqs_default=default))
             continue
-        replicas, metrics, sims = _search(dep, wl, inp, tp, start)
-        if replicas is None:
+        sized, metrics, sims = size_configuration(dep, wl, inp, tp, start)
+        if sized is None:
+            ranges, basis = metric_ranges(metrics, bands)
             candidates.append(Candidate(device, tp, False,
                                         f"SLOs not met within max_gpus = {inp.max_gpus}",
-                                        simulations=sims, metrics=metrics))
+                                        simulations=sims, metrics=metrics, profile=kind,
+                                        max_num_seqs=default, max_num_seqs_default=default,
+                                        ranges=ranges, range_basis=basis))
             continue
-        gpus = replicas * tp
+        gpus = sized.replicas * tp
         cost = cost_report(prices, device, gpus, metrics["output_tokens_per_s"])
         energy = energy_report(system.device, profile, gpus, metrics["output_tokens_per_s"])
-        cand = Candidate(device, tp, True, "meets the SLOs", replicas, gpus, sims, metrics,
-                         cost, energy)
+        ranges, basis = metric_ranges(metrics, bands)
+        cand = Candidate(device, tp, True, "meets the SLOs", sized.replicas, gpus, sims,
+                         metrics, cost, energy, sized.max_num_seqs, default,
+                         explain_choice(sized, _kv_sequences(dep, wl)), kind, ranges, basis)
         candidates.append(cand)
         if cost:
             best_cost = min(best_cost, cost["usd_per_hour"])
@@ -313,7 +562,9 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
               "scheduler": _scheduler_kind(inp), "arrival": inp.arrival,
               "num_requests": inp.num_requests, "seed": inp.seed,
               "prices": {"basis": prices.basis, "currency": prices.currency},
-              "engine": inp.engine.name, "profiles": _profile_kinds(staged, candidates)}
+              "engine": inp.engine.name, "profiles": dict(sorted(kinds.items())),
+              "max_num_seqs": list(inp.max_num_seqs) if inp.max_num_seqs else
+              f"engine default and powers of two from {MIN_SEQS_CANDIDATE} below it"}
     if uncalibrated:
         warnings.insert(0, "uncalibrated: documented default efficiencies (no measured or "
                         f"reference profile) for {', '.join(uncalibrated)}; their answers "
@@ -324,8 +575,8 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
 FRONTIER_BATCHES = tuple(2 ** k for k in range(11))  # 1 ... 1024 sequences
 
 
-def _ep_points(sc: Scenario, system, profile, wl: Workload, device: str, tp: int
-               ) -> list[dict]:
+def _ep_points(sc: Scenario, system, profile, wl: Workload, device: str, tp: int,
+               bands: dict | None = None) -> list[dict]:
     """For a MoE model, the same TP with its experts spread over the TP ranks (ep = tp,
     vLLM's --enable-expert-parallel) as frontier points of their own."""
     if sc.model.moe is None or tp == 1:
@@ -335,16 +586,19 @@ def _ep_points(sc: Scenario, system, profile, wl: Workload, device: str, tp: int
         dep = deployment_for(ep, system, profile, ep.inference, wl, counts=(1,))
     except SpecError:
         return []
-    return batch_points(dep, wl, device, tp, ep=tp)
+    return batch_points(dep, wl, device, tp, ep=tp, bands=bands)
 
 
-def batch_points(dep: Deployment, wl: Workload, device: str, tp: int, ep: int = 1
-                 ) -> list[dict]:
+def batch_points(dep: Deployment, wl: Workload, device: str, tp: int, ep: int = 1,
+                 bands: dict | None = None) -> list[dict]:
     """Throughput per GPU vs interactivity of one replica at each decode batch up to its KV-
     and max_batch-limited size: tokens/s/user = 1 / TPOT(batch, mean context), tokens/s/GPU =
     batch x output / (batch x prefill(mean prompt) + output x TPOT) / GPUs (each request's
     prompt prefilled once at batch 1, as ``_replica_estimate``; the curve hardware is compared
-    by, e.g. SemiAnalysis InferenceMAX's throughput-vs-interactivity plots)."""
+    by, e.g. SemiAnalysis InferenceMAX's throughput-vs-interactivity plots). With ``bands``
+    (``serving_bands``) each point carries ``ranges``: TPOT and tokens/s/user from the TPOT
+    band, tokens/s/GPU with prefill and decode both at their band's end (both bounds taken
+    together: a little wider than 80 %)."""
     inst = dep.instances[0]
     p, o = float(wl.prompt.mean()), float(wl.output.mean())
     top = max(1, int(min(dep.scheduler.max_batch, inst.kv.tokens / max(p + o, 1.0))))
@@ -353,10 +607,20 @@ def batch_points(dep: Deployment, wl: Workload, device: str, tp: int, ep: int = 
     out = []
     for b in sorted({x for x in FRONTIER_BATCHES if x <= top} | {top}):
         tpot = inst.cost.iteration_time([], [], [p + o / 2] * b)
-        out.append({"device": device, "tp": tp, "ep": ep, "batch": b, "tpot_s": tpot,
-                    "tokens_per_s_per_user": 1.0 / tpot,
-                    "tokens_per_s_per_gpu": b * o / (b * t_pre + max(o - 1, 0) * tpot) / gpus,
-                    "pareto": False})
+        point = {"device": device, "tp": tp, "ep": ep, "batch": b, "tpot_s": tpot,
+                 "tokens_per_s_per_user": 1.0 / tpot,
+                 "tokens_per_s_per_gpu": b * o / (b * t_pre + max(o - 1, 0) * tpot) / gpus,
+                 "pareto": False}
+        if bands and "tpot_s" in bands and "ttft_s" in bands:
+            (plo, phi), (dlo, dhi) = bands["ttft_s"][0], bands["tpot_s"][0]
+
+            def per_gpu(fp: float, fd: float, b=b, tpot=tpot) -> float:
+                return b * o / (b * t_pre * fp + max(o - 1, 0) * tpot * fd) / gpus
+
+            point["ranges"] = {"tpot_s": [tpot * dlo, tpot * dhi],
+                               "tokens_per_s_per_user": [1.0 / (tpot * dhi), 1.0 / (tpot * dlo)],
+                               "tokens_per_s_per_gpu": [per_gpu(phi, dhi), per_gpu(plo, dlo)]}
+        out.append(point)
     return out
 
 
@@ -376,25 +640,16 @@ def render_frontier(result: PlanResult) -> list[str]:
     """The Pareto points, most interactive first."""
     from ..textfmt import table
 
-    rows = [(q["device"], q["tp"], q["ep"], q["batch"], f"{q['tokens_per_s_per_user']:.1f}",
-             f"{q['tokens_per_s_per_gpu']:.1f}", f"{q['tpot_s'] * 1e3:.1f}")
+    rows = [(q["device"], q["tp"], q["ep"], q["batch"],
+             _ranged(q, "tokens_per_s_per_user", 1.0, ".1f"),
+             _ranged(q, "tokens_per_s_per_gpu", 1.0, ".1f"), _ranged(q, "tpot_s", 1e3, ".1f"))
             for q in result.frontier if q["pareto"]]
     if not rows:
         return []
     return ["", "throughput vs interactivity (Pareto over device x TP/EP x batch, one replica "
-            "at the mean prompt / output):",
+            "at the mean prompt / output; [80 % band]):",
             table(rows, header=("device", "tp", "ep", "batch", "tok/s/user", "tok/s/GPU",
                                 "TPOT ms"))]
-
-
-def _profile_kinds(staged: list, candidates: list[Candidate]) -> dict[str, str]:
-    """Which kind of calibration profile answered for each device that was sized: measured
-    (a reference or user profile fitted to measured kernels) or default (uncalibrated)."""
-    kinds = {}
-    for s in staged:
-        device, profile = s[1], s[5]
-        kinds[device] = "default" if profile.kind == "default" else "measured"
-    return dict(sorted(kinds.items()))
 
 
 def _note_profile(profile: CalibrationProfile, system, uncalibrated: list[str],
@@ -411,6 +666,19 @@ def _note_profile(profile: CalibrationProfile, system, uncalibrated: list[str],
             warnings.append(w)
 
 
+def _ranged(item: dict, key: str, scale: float, fmt: str) -> str:
+    """``value [lo-hi]`` of ``item[key]`` and its band in ``item["ranges"]`` (value alone
+    without one), scaled for display."""
+    v = item.get(key)
+    if v is None and "metrics" in item:
+        v = item["metrics"].get(key)
+    text = format(v * scale, fmt)
+    band = (item.get("ranges") or {}).get(key)
+    if band:
+        text += f" [{format(band[0] * scale, fmt)}-{format(band[1] * scale, fmt)}]"
+    return text
+
+
 def render_plan(result: PlanResult) -> str:
     """A table of every candidate, cheapest first, and the answer."""
     from ..textfmt import table
@@ -418,9 +686,10 @@ def render_plan(result: PlanResult) -> str:
     rows = []
     for c in result.candidates:
         if c.feasible:
-            m = c.metrics
-            rows.append((c.device, c.tp, c.replicas, c.gpus,
-                         f"{m['ttft_p90_s'] * 1e3:.0f}", f"{m['tpot_p90_s'] * 1e3:.1f}",
+            d = c.to_dict()
+            rows.append((c.device, c.tp, c.replicas, c.gpus, c.max_num_seqs,
+                         _ranged(d, "ttft_p90_s", 1e3, ".0f"),
+                         _ranged(d, "tpot_p90_s", 1e3, ".1f"),
                          f"{c.cost['usd_per_hour']:.2f}" if c.cost else "-",
                          f"{c.cost['usd_per_million_output_tokens']:.3f}" if c.cost else "-",
                          f"{c.energy['joules_per_output_token']:.2f}"
@@ -441,8 +710,9 @@ def render_plan(result: PlanResult) -> str:
                    + ("; uncalibrated: " + ", ".join(default) if default else ""))
     out.append("")
     if rows:
-        out.append(table(rows, header=("device", "tp", "replicas", "GPUs", "TTFT p90 ms",
-                                       "TPOT p90 ms", "USD/h", "USD/M out tok", "J/out tok")))
+        out.append(table(rows, header=("device", "tp", "replicas", "GPUs", "max seqs",
+                                       "TTFT p90 ms [80 %]", "TPOT p90 ms [80 %]", "USD/h",
+                                       "USD/M out tok", "J/out tok")))
     else:
         out.append("no device / TP meets the SLOs")
     skipped = [f"{c.device} tp{c.tp}" for c in result.candidates
@@ -461,10 +731,14 @@ def render_plan(result: PlanResult) -> str:
     out.append("")
     if best:
         price = best.cost["price"] if best.cost else "no price in the table"
-        out.append(f"cheapest: {best.replicas} x {best.device} (tp {best.tp}) = {best.gpus} GPUs"
+        out.append(f"cheapest: {best.replicas} x {best.device} (tp {best.tp}, max_num_seqs "
+                   f"{best.max_num_seqs}) = {best.gpus} GPUs"
                    + (f", {best.cost['usd_per_hour']:.2f} USD/h, "
                       f"{best.cost['usd_per_million_output_tokens']:.3f} USD per million "
                       "output tokens" if best.cost else ""))
+        out.append(f"why: {best.why}")
+        if best.range_basis:
+            out.append("bands: " + "; ".join(f"{k}: {v}" for k, v in best.range_basis.items()))
         out.append(f"price basis: {price}")
         if best.energy and "joules_per_output_token" in best.energy:
             out.append(f"energy: {best.energy['joules_per_output_token']:.3f} J per output "

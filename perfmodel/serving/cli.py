@@ -148,6 +148,7 @@ def plan_inputs(args: argparse.Namespace) -> PlanInputs:
         prompt_len=prompt, output_len=output,
         devices=_listed(args.devices, id_list, "--devices"),
         tps=_listed(args.tp, int_list, "--tp") or DEFAULT_TPS,
+        max_num_seqs=_listed(getattr(args, "max_num_seqs", None), int_list, "--max-num-seqs"),
         scheduler=sched, arrival=arrival, cv=cv,
         num_requests=args.num_requests if args.num_requests is not None
         else DEFAULT_PLAN_REQUESTS,
@@ -182,6 +183,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--devices", type=id_list, help="comma-separated device ids (default: every datacenter "
                                      "GPU in the price table)")
     p.add_argument("--tp", type=int_list, help="comma-separated TP degrees (default 1,2,4,8)")
+    p.add_argument("--max-num-seqs", type=int_list,
+                   help="comma-separated batch caps (engine max_num_seqs) to try besides the "
+                        "engine's default (default: powers of two from 8 below it); a "
+                        "scenario's own serving.scheduler.max_batch / engine.max_num_seqs is "
+                        "used alone")
     p.add_argument("--scheduler", choices=PLAN_SCHEDULERS,
                    help="the instances' batching policy (default: the scenario's, else the "
                         "engine's own, else continuous)")
