@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .dtypes import BYTES, DTYPES, quantized_weight_bytes
+from .dtypes import BYTES, DTYPES, nbytes, quantized_weight_bytes
 from .errors import SpecError
 from .parameters import ParamCounts
 
@@ -168,3 +168,48 @@ def dispatch_elem_bytes(fmt: str, act_bytes: float) -> float:
         return BYTES[fmt]
     raise SpecError(f"moe dispatch format {fmt!r}: valid are "
                     f"{', '.join((*UNQUANTISED_DISPATCH, *ACTIVATION_BLOCKS, 'nvfp4', 'mxfp4'))}")
+
+
+# -- which low-precision GEMMs a device runs natively (issue 13) ---------------------------
+#: 16-bit activations the engines fall back to where a format has no tensor cores
+WEIGHT_ONLY_ACTIVATION = "bf16"
+
+
+def native_formats(device) -> tuple[str, ...]:
+    """The sub-16-bit GEMM input formats ``device`` has tensor cores for: fp8 / fp8_block at a
+    non-null ``peak_tflops.fp8``, int8 at ``int8``, nvfp4 / mxfp4 at ``fp4`` for the block
+    layouts its ``fp4_formats`` lists (hardware_specs/devices/*.yaml; MI355X: MXFP4 only)."""
+    peaks = device.peak_tflops
+    out = []
+    if peaks.get("fp8"):
+        out += ["fp8", "fp8_block"]
+    if peaks.get("int8"):
+        out.append("int8")
+    if peaks.get("fp4"):
+        out += list(device.fp4_formats)
+    return tuple(out)
+
+
+def modelled_activation(activation_dtype: str, native: tuple[str, ...] | None) -> str:
+    """The activation dtype the GEMMs run with: ``activation_dtype`` where the device has tensor
+    cores for it (or ``native`` is None: no device), else 16-bit activations against
+    dequantised weights, the engines' weight-only path there (vLLM ModelOptNvFp4LinearMethod
+    picks Marlin W4A16 when neither FlashInfer nor CUTLASS fp4 runs, vllm/model_executor/
+    layers/quantization/modelopt.py; Fp8LinearMethod Marlin W8A16 below SM 8.9, fp8.py)."""
+    if native is None or nbytes(activation_dtype) >= 2 or activation_dtype in native:
+        return activation_dtype
+    return WEIGHT_ONLY_ACTIVATION
+
+
+def activation_format_warning(device, activation_dtype: str) -> str | None:
+    """One line where ``device`` has no tensor cores for ``activation_dtype`` (its peak is
+    null): what is modelled instead (``modelled_activation``)."""
+    if modelled_activation(activation_dtype, native_formats(device)) == activation_dtype:
+        return None
+    peak = "fp4" if activation_dtype in ("nvfp4", "mxfp4") else activation_dtype.split("_")[0]
+    why = (f"its fp4 peak runs {'/'.join(device.fp4_formats)} only"
+           if device.peak_tflops.get(peak) else f"peak_tflops.{peak} is null")
+    return (f"{device.id} has no {activation_dtype} tensor cores ({why}): activation_dtype "
+            f"{activation_dtype} is modelled as {WEIGHT_ONLY_ACTIVATION} activations against "
+            f"dequantised weights (weight-only W{8 if nbytes(activation_dtype) >= 1 else 4}A16 "
+            "GEMMs)")

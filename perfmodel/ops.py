@@ -91,6 +91,10 @@ class Precision:
     # override this one for the GEMMs of that class
     by_class: tuple = ()
     weight_format: str = ""  # the weights' format when it is not ``compute`` (weight-only)
+    # bytes per activation element a GEMM reads and writes when not ``act``: the kernel's own
+    # format where 16-bit activations run a native low-precision GEMM (quantised by the fused
+    # producer), so its bytes are counted as its measured table was fitted (Precision.inference)
+    gemm_act: float | None = None
 
     @property
     def hidden(self) -> float:
@@ -126,7 +130,7 @@ class Precision:
     @classmethod
     def inference(cls, weight_dtype: str, activation_dtype: str, kv_dtype: str,
                   group_size: int = 128, formats: tuple = (),
-                  fp8_gemm: bool = False) -> Precision:
+                  fp8_gemm: bool = False, native: tuple[str, ...] | None = None) -> Precision:
         """W8A8 / fp8 run the tensor cores in the narrow type when activations are quantised
         too; otherwise weights are dequantised to the activation type (weight-only).
 
@@ -151,13 +155,35 @@ class Precision:
         model_executor/layers/quantization/modelopt.py ``get_quant_method``:
         ``is_layer_skipped(prefix, self.exclude_modules)`` -> ``UnquantizedLinearMethod``),
         so ``activation_dtype`` applies only to the quantised GEMMs.
+
+        ``native`` (``formats.native_formats`` of the device; None: no device, fp8_gemm alone):
+        the sub-16-bit formats it has tensor cores for. Activations in a format it lacks run at
+        16 bits against dequantised weights (``formats.modelled_activation``: nvfp4 on H100 is
+        W4A16, fp8 on A100 W8A16). NVFP4 weights on fp4 tensor cores run the W4A4 kernel with
+        16-bit activations too, as fp8 weights do: TensorRT-LLM's QuantAlgo.NVFP4 is W4A4 only
+        (tensorrt_llm/_torch/modules/linear.py ``NVFP4LinearMethod`` quantises the input with
+        ``fp4_quantize`` unless the producer already handed an ``Fp4QuantizedTensor``: the fused
+        RMSNorm / SwiGLU + fp4-quant kernels) and vLLM's ``ModelOptNvFp4LinearMethod`` takes
+        FlashInfer / CUTLASS fp4 wherever they run and Marlin W4A16 only where not
+        (vllm/model_executor/layers/quantization/modelopt.py). MXFP4 weights keep their
+        weight-only (W4A16 / W4A8) path: engines run gpt-oss's MXFP4 experts that way on
+        Blackwell (profile.MOE_MIXED tables).
         """
+        if native is not None:
+            fp8_gemm = "fp8" in native
+            from .formats import modelled_activation
+
+            activation_dtype = modelled_activation(activation_dtype, native)
+        native_narrow = ("fp8", "fp8_block") if fp8_gemm else ()
+        if native is not None and "nvfp4" in native:
+            native_narrow += ("nvfp4",)
+
         def one(wd: str) -> Precision:
             if nbytes(wd) > nbytes(activation_dtype):  # an unquantised (skipped) layer
                 return cls(compute=wd, act=nbytes(wd), weight=quantized_weight_bytes(wd, group_size),
                            kv=nbytes(kv_dtype), kv_dequant=nbytes(kv_dtype) < nbytes(wd))
             narrow = nbytes(wd) < nbytes(activation_dtype)
-            native = fp8_gemm and narrow and wd in ("fp8", "fp8_block")
+            native = narrow and wd in native_narrow and nbytes(activation_dtype) >= 2
             block = wd == "fp8_block" and activation_dtype in ("fp8", "fp8_block")
             same = wd == activation_dtype or native or block
             return cls(
@@ -168,6 +194,7 @@ class Precision:
                 weight_dequant=narrow and not same,
                 kv_dequant=nbytes(kv_dtype) < nbytes(activation_dtype),
                 weight_format=wd if narrow and not same else "",
+                gemm_act=nbytes(wd) if native and wd == "nvfp4" else None,
             )
 
         base = one(weight_dtype)
@@ -205,8 +232,9 @@ def gemm(name: str, m, n, k, prec: Precision, count=1.0,
     prec = prec.for_op(name)
     flops = 2.0 * m * n * k
     dequant = 2.0 * k * n if prec.weight_dequant else 0.0
+    act = prec.act if prec.gemm_act is None else prec.gemm_act
     return Op(name=name, cls=GEMM, flops=flops,
-              bytes=m * k * prec.act + k * n * prec.weight + m * n * prec.act,
+              bytes=m * k * act + k * n * prec.weight + m * n * act,
               dtype=prec.compute, count=count, model_flops=flops, vector_flops=dequant,
               shape=(m, n, k), matmuls=matmuls, weight_format=prec.weight_format)
 

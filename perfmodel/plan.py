@@ -158,11 +158,14 @@ class InferPlan:
                                      self.group_size, self.weight_formats)
 
     def precision_on(self, device) -> O.Precision:
-        """``precision`` on ``device``: fp8 weights run its fp8 tensor cores when it has them
-        (``ops.Precision.inference``, fp8_gemm)."""
+        """``precision`` on ``device``: fp8 / nvfp4 weights run its fp8 / fp4 tensor cores when
+        it has them, activations of a format it lacks run at 16 bits (``ops.Precision.inference``,
+        ``native``)."""
+        from .formats import native_formats
+
         return O.Precision.inference(self.weight_dtype, self.activation_dtype, self.kv_dtype,
                                      self.group_size, self.weight_formats,
-                                     fp8_gemm=bool(device.peak_tflops.get("fp8")))
+                                     native=native_formats(device))
 
 
 def expert_tp(plan: InferPlan) -> Array:

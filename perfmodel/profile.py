@@ -299,7 +299,9 @@ class CalibrationProfile(Strict):
         2. the format's tables measured other kernels: the ``proxy`` format's table, if the
            engine file names one and the profile has it; else the format's reference table
            as measured (the same format's nearest measurement);
-        3. no table of the format: the compute dtype's table or its fallback dtype's
+        3. no table of a weight-only mix that ``WEIGHT_ONLY_PROXY`` maps to a measured one
+           (NVFP4 weights in a bf16 GEMM -> ``w4a16_mxfp4``): that table, said as a proxy;
+        4. no table of the format: the compute dtype's table or its fallback dtype's
            (``_gemm_key``: fp8_block -> fp8, ...), never a weight-only format's or another
            engine's kernel table (a bf16 expert never reads ``w4a16_mxfp4``).
         """
@@ -316,6 +318,11 @@ class CalibrationProfile(Strict):
                 return proxy, (f"moe.{proxy} as proxy for {'/'.join(kernels)} {fmt} "
                                f"(moe.{fmt} measured {measured})")
             return fmt, f"moe.{fmt} ({measured}, standing in for {'/'.join(kernels)})"
+        near = WEIGHT_ONLY_PROXY.get(fmt)
+        if near in self.moe:
+            measured = self.moe_kernel.get(near) or "kernel not recorded"
+            return near, (f"moe.{near} ({measured}) as proxy for {fmt}: the measured 4-bit "
+                          f"weight-only grouped GEMM (no moe.{fmt} table)")
         key = _gemm_key(dtype, {k: v for k, v in self.moe.items()
                                 if k not in MOE_MIXED and "@" not in k})
         if key and kernels and fmt != key:
@@ -414,6 +421,15 @@ _BLOCK_FALLBACK = {"fp8_block": ("fp8", "int8"),
 MOE_MIXED = {"w4a16_mxfp4": ("mxfp4", "bf16"), "w4a8_mxfp4_mxfp8": ("mxfp4", "fp8")}
 _MIXED_NAME = {pair: name for name, pair in MOE_MIXED.items()} | {("mxfp4", "fp16"):
                                                                    "w4a16_mxfp4"}
+#: weight-only mixes without a table -> the measured table of the nearest mix: NVFP4 weights in
+#: a 16-bit GEMM (vLLM runs ModelOpt NVFP4 experts through Marlin where no fp4 tensor cores
+#: run them: vllm/model_executor/layers/quantization/modelopt.py ``ModelOptNvFp4FusedMoE``,
+#: ``prepare_moe_fp4_layer_for_marlin``) dequantise the same e2m1 elements as W4A16 MXFP4, with
+#: one e4m3 scale per 16 instead of one e8m0 per 32 (dtypes.BLOCK_SCALED); the efficiency is
+#: read against the experts' own bytes, scales included
+WEIGHT_ONLY_PROXY = {"w_nvfp4_bf16": "w4a16_mxfp4", "w_nvfp4_fp16": "w4a16_mxfp4"}
+
+
 def moe_key(fmt: str, kernel: str = "") -> str:
     """The ``moe`` key of a table of format ``fmt`` measured for ``kernel``: ``fmt@kernel``
     (another engine's kernel table), or ``fmt`` itself without a kernel (the reference

@@ -64,7 +64,20 @@ def resolve(scenario: ScenarioLike, calibration: CalibrationLike = None) -> Reso
     system = resolve_system(sc.system)
     profile = resolve_profile(sc, calibration)
     return Resolved(sc, system, profile,
-                    [*profile_warnings(profile, system), *replica_warnings(sc, system)])
+                    [*profile_warnings(profile, system), *replica_warnings(sc, system),
+                     *format_warnings(sc, system)])
+
+
+def format_warnings(sc: Scenario, system: System) -> list[str]:
+    """An inference activation format the device has no tensor cores for (fp4 on Hopper /
+    Ampere, NVFP4 on MI355X, fp8 on A100) runs as a weight-only GEMM: say so
+    (``formats.activation_format_warning``)."""
+    if sc.kind == "training" or sc.inference is None:
+        return []
+    from .formats import activation_format_warning
+
+    line = activation_format_warning(system.device, sc.inference.activation_dtype)
+    return [line] if line else []
 
 
 def replica_warnings(sc: Scenario, system: System) -> list[str]:

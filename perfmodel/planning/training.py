@@ -330,6 +330,21 @@ def _system(device: str, model: ModelSpec, max_gpus: int, training: TrainingConf
     return sc, resolve_system(sc.system), counts
 
 
+def precision_skip(device: str, precision: str) -> str | None:
+    """Why ``device`` is skipped for ``precision`` (None: planned): fp8 training needs fp8
+    tensor cores (``formats.native_formats``: a non-null ``peak_tflops.fp8``); Transformer
+    Engine refuses fp8 below compute capability 8.9 (transformer_engine/pytorch/fp8.py
+    ``check_fp8_support``: "Device compute capability 8.9 or higher required for FP8
+    execution."), so a row there would be a bf16 run priced as fp8."""
+    from ..formats import native_formats
+
+    if precision != "fp8" or "fp8" in native_formats(registry.get_device(device)):
+        return None
+    return (f"{device}: skipped for --precision fp8: no fp8 tensor cores (peak_tflops.fp8 is "
+            "null; Transformer Engine needs compute capability 8.9+); plan it with "
+            "--precision bf16")
+
+
 def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> TrainingPlanResult:
     """Answer 'how many GPUs of which device, how many days, at what cost' (module docstring).
     Call with a ``TrainingPlanInputs`` or its fields as keywords (``budget`` for
@@ -348,6 +363,11 @@ def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> Trainin
             "search_seconds": 0.0, "per_device": {}}
     warnings: list[str] = []
     for device in devices:
+        skip = precision_skip(device, inp.precision)
+        if skip:
+            warnings.append(skip)
+            work["per_device"][device] = {"skipped": skip}
+            continue
         t0 = time.perf_counter()
         sc, system, counts = _system(device, model, inp.max_gpus, training)
         profile = profile_for(device, inp.calibration) if inp.calibration else profile_for(device)

@@ -53,6 +53,10 @@ class DeviceSpec(Strict):
     sm_count: Int | None = Field(default=None, ge=1)  # SMs (NVIDIA) or CUs (AMD)
     boost_clock_mhz: Float | None = Field(default=None, gt=0)
     peak_tflops: dict[str, Float | None]  # dense, keys from PEAK_KEYS; int8/int4 in TOPS
+    # the block-scaled 4-bit formats the ``fp4`` peak runs (perfmodel.formats.native_formats):
+    # Blackwell runs NVFP4 and MXFP4; CDNA 4 scales by e8m0 per 32 (OCP MX) only
+    fp4_formats: list[Literal["nvfp4", "mxfp4"]] = Field(default_factory=lambda: ["nvfp4",
+                                                                               "mxfp4"])
     memory_gb: Float = Field(gt=0)
     # total device memory as CUDA reports it (cudaMemGetInfo), GiB; None: no source found
     usable_memory_gib: Float | None = Field(default=None, gt=0)
