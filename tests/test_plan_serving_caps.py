@@ -120,3 +120,15 @@ def test_profiles_are_reported_for_every_device_tried():
     assert result.inputs["profiles"] == {"h100-sxm5-80gb": "measured", "l4": "default"}
     assert {c.device: c.profile for c in result.candidates} == result.inputs["profiles"]
     assert "measured profiles: h100-sxm5-80gb; uncalibrated: l4" in cap.render_plan(result)
+
+
+def test_a_cap_above_a_runs_peak_batch_is_the_same_simulation(grid):
+    """The reuse rule of ``_search``: a cap above the peak a larger cap's run reached gives
+    identical metrics (what lets the cap search skip those simulations)."""
+    same = 0
+    for (c, r), m in grid.items():
+        for (c2, r2), m2 in grid.items():
+            if r2 == r and c2 < c and m["peak_running_requests"] < c2:
+                assert m2 == m
+                same += 1
+    assert same > 0

@@ -18,8 +18,8 @@ replicas (then bisected below): a smaller cap shortens decode steps (lower TPOT)
 of queueing (higher TTFT), so it can save a replica when TPOT or E2E binds. Caps are tried
 only for configurations otherwise feasible; not when one replica fewer already missed a TTFT
 bound at a larger cap (a smaller cap only adds queueing before the first token) or cannot carry the rate by the
-throughput estimate (``_cap_may_help``); and a cap that an earlier run's peak batch never
-reached gives the same simulation and is not run again. The KV cache stays sized at the default cap (vLLM's
+throughput estimate (``_cap_may_help``); and a cap above an earlier run's peak batch gives the
+same simulation and is not run again. The KV cache stays sized at the default cap (vLLM's
 start-up profile run and CUDA-graph captures grow with max_num_seqs, so a smaller cap leaves
 slightly more KV: the plan is conservative there).
 
@@ -226,8 +226,9 @@ def _replica_estimate(dep: Deployment, wl: Workload) -> float:
 
 def _peak_running(reqs) -> int:
     """Most requests between admission and finish at once over all replicas: an upper bound of
-    any one engine's batch (a preempted request still counts), so a cap at or above it never
-    binds and gives the same simulation."""
+    any one engine's batch (a preempted request still counts). A cap above it gives the same
+    simulation: every ``e.n < e.max_batch`` test of the schedulers (admission, interruptible
+    decode runs) holds in both runs."""
     ok = ~np.isnan(reqs.start)
     if not ok.any():
         return 0
@@ -277,7 +278,7 @@ def _search(dep: Deployment, wl: Workload, inp: PlanInputs, tp: int, start: int,
             ) -> tuple[int, dict, int] | tuple[None, dict, int]:
     """Smallest replica count meeting the SLOs at ``dep``'s batch cap (None above max_gpus, or
     at or above ``below``), its metrics, and the number of simulations run. ``runs`` holds the
-    simulations of other caps on the same configuration: one whose peak batch stayed within
+    simulations of other caps on the same configuration: one whose peak batch stayed below
     this cap is the same simulation and is reused."""
     cap = dep.scheduler.max_batch
     runs = {} if runs is None else runs
@@ -288,7 +289,7 @@ def _search(dep: Deployment, wl: Workload, inp: PlanInputs, tp: int, start: int,
         nonlocal simulated
         if r not in cache:
             same = [m for c, m in runs.get(r, ())
-                    if c == cap or (c > cap and m["peak_running_requests"] <= cap)]
+                    if c == cap or (c > cap and m["peak_running_requests"] < cap)]
             if same:
                 cache[r] = same[0]
             else:
