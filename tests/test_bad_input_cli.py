@@ -80,6 +80,8 @@ ROWS: list[tuple[list[str], str]] = [
     ([*SERVE, "--num-requests", "1000000000"], "--num-requests"),
     ([*SERVE, "--max-gpus", "0"], "--max-gpus"),
     ([*SERVE, "--max-gpus", "x"], "--max-gpus"),
+    ([*SERVE, "--max-num-seqs", "0"], "--max-num-seqs"),
+    ([*SERVE, "--max-num-seqs", "8,,16"], "--max-num-seqs"),
     ([*SERVE, "--cv", "0"], "--cv"),
     ([*SERVE, "--cv", "-1"], "--cv"),
     ([*SERVE, "--ttft-p90", "0"], "--ttft-p90"),
