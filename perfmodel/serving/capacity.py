@@ -13,13 +13,13 @@ on a tie); every candidate is reported with its reason.
 
 The engine's batch cap (max_num_seqs, ``serving.scheduler.max_batch``) is searched too: for a
 (device, tp) that meets the SLOs at the engine's default cap with R replicas, each smaller cap
-of ``seqs_candidates`` (powers of two from 8, or the stated set) is tried on R - 1
-replicas (then bisected below): a smaller cap shortens decode steps (lower TPOT) at the price
-of queueing (higher TTFT), so it can save a replica when TPOT or E2E binds. Caps are tried
-only for configurations otherwise feasible; not when one replica fewer already missed a TTFT
-bound at a larger cap (a smaller cap only adds queueing before the first token) or cannot carry the rate by the
-throughput estimate (``_cap_may_help``); and a cap above an earlier run's peak batch gives the
-same simulation and is not run again. The KV cache stays sized at the default cap (vLLM's
+of ``seqs_candidates`` (powers of two from 8, or the stated set) is tried on R - 1 replicas
+(then bisected below): a smaller cap shortens decode steps (lower TPOT) at the price of
+queueing (higher TTFT), so it can save a replica when TPOT or E2E binds. Caps are tried only
+for configurations otherwise feasible; not when one replica fewer already missed a TTFT bound
+at a larger cap (a smaller cap only adds queueing before the first token) or cannot carry the
+rate by the throughput estimate (``_cap_may_help``); and a cap above an earlier run's peak
+batch gives the same simulation and is not run again. The KV cache stays sized at the default cap (vLLM's
 start-up profile run and CUDA-graph captures grow with max_num_seqs, so a smaller cap leaves
 slightly more KV: the plan is conservative there).
 
