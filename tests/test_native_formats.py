@@ -16,8 +16,7 @@ from perfmodel.planning.training import plan_training, precision_skip
 from perfmodel.resolve import resolve
 from perfmodel.specs.registry import get_device
 
-MODEL_CONFIGS = (Path(__file__).resolve().parents[2] / "shared" / "reference" / "measured"
-                 / "aiconfigurator-core-0.12.0" / "model_configs")
+MODEL_CONFIGS = Path("/work/shared/reference/measured/aiconfigurator-core-0.12.0/model_configs")
 
 
 def _decode(device: str, weights: str, acts: str | None, batch: int,
