@@ -19,9 +19,9 @@ queueing (higher TTFT), so it can save a replica when TPOT or E2E binds. Caps ar
 for configurations otherwise feasible; not when one replica fewer already missed a TTFT bound
 at a larger cap (a smaller cap only adds queueing before the first token) or cannot carry the
 rate by the throughput estimate (``_cap_may_help``); and a cap above an earlier run's peak
-batch gives the same simulation and is not run again. The KV cache stays sized at the default cap (vLLM's
-start-up profile run and CUDA-graph captures grow with max_num_seqs, so a smaller cap leaves
-slightly more KV: the plan is conservative there).
+batch gives the same simulation and is not run again. The KV cache stays sized at the
+default cap (vLLM's start-up profile run and CUDA-graph captures grow with max_num_seqs, so a
+smaller cap leaves slightly more KV: the plan is conservative there).
 
 Every latency carries an 80 % band from the validation error of comparable cases
 (``uncertainty.validation_ratio`` over ``group_keys("serving", ...)``, the groups ``predict``
