@@ -61,6 +61,9 @@ class EngineShape:
     group_size: int = 128
     nvls: bool = False  # the GPUs' fabric does in-switch reductions (NVLink SHARP)
     weight_formats: tuple = ()  # (class, dtype) overrides of weight_dtype (perfmodel.formats)
+    # layers per pipeline stage of an uneven split (pipeline.stage_partition; None: L / pp):
+    # a GPU holds its own stage's weights and KV, so the largest stage's GPU is the one reported
+    pp_layers: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -188,8 +191,9 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     eng_tp = engine_tp(shape, spec)  # the engine's own tp_size: its reserve / init rules' tp
     total = device.usable_memory_bytes
     gib_total = total / GIB
+    layers = None if shape.pp_layers is None else float(max(shape.pp_layers))
     stage = stage_params(param_counts(model), tp, pp, shape.ep, expert_split(shape),
-                         model.tie_embeddings)
+                         model.tie_embeddings, layers=layers)
     weights = float(inference_weight_bytes(stage.max, shape.weight_dtype, shape.group_size))
     from .formats import engine_weight_formats, weight_byte_counts
 
@@ -200,8 +204,9 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     if formats:
         weights = float(stage_params(weight_byte_counts(
             param_counts(model), shape.weight_dtype, formats, shape.group_size),
-            tp, pp, shape.ep, expert_split(shape), model.tie_embeddings).max)
-    per_token = float(kv_cache_bytes_per_token(model, shape.kv_dtype, tp)) * model.num_layers / pp
+            tp, pp, shape.ep, expert_split(shape), model.tie_embeddings, layers=layers).max)
+    stage_layers = model.num_layers / pp if layers is None else layers
+    per_token = float(kv_cache_bytes_per_token(model, shape.kv_dtype, tp)) * stage_layers
     block = cfg.block_size or m.block_size
     seqs = cfg.max_num_seqs or spec.max_num_seqs(gib_total, device.id)
     batched = cfg.max_num_batched_tokens or spec.max_num_batched_tokens(gib_total, device.id)
@@ -267,7 +272,13 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
             problems.append(f"weights + KV for n_ctx = {max_len} tokens need "
                             f"{(weights + kv + context) / GIB:.2f} GiB of the device's "
                             f"{total / GIB:.2f} GiB")
-    if kv <= 0:
+    if m.fraction_name and fraction is not None and fraction <= 0:
+        dp_note = (f" (with attention DP the rule adds CUDA-graph padding per graph batch x "
+                   f"dp_size = {shape.attention_dp})" if shape.attention_dp > 1 else "")
+        problems.append(f"{m.fraction_name} comes out at {fraction:.3f}: the engine's default "
+                        f"reserve exceeds the GPU's memory{dp_note}, so it fails to start; set "
+                        f"engine.{m.fraction_name} as deployments do")
+    elif kv <= 0:
         problems.append(f"no memory left for the KV cache: weights {weights / GIB:.2f} GiB and "
                         f"the engine's reserves exceed its budget of the device's "
                         f"{total / GIB:.2f} GiB")
@@ -322,9 +333,10 @@ def spec_fraction_field(spec: EngineSpec) -> str:
     return spec.memory.fraction_name or "gpu_memory_utilization"
 
 
-def shape_for(parallelism, inference, system=None) -> EngineShape:
+def shape_for(parallelism, inference, system=None, pp_layers=None) -> EngineShape:
     """The EngineShape of a scenario's parallelism and inference sections (inference may be
-    None: a serving scenario without one runs bf16) on ``system`` (its fabric's NVLS)."""
+    None: a serving scenario without one runs bf16) on ``system`` (its fabric's NVLS);
+    ``pp_layers`` an uneven layer split (``pipeline.stage_partition``)."""
     from .dtypes import nbytes
 
     tp, pp, ep = parallelism.tp, parallelism.pp, parallelism.ep
@@ -332,21 +344,24 @@ def shape_for(parallelism, inference, system=None) -> EngineShape:
     etp = getattr(parallelism, "etp", None)
     nvls = bool(system is not None and system.intra.nvls)
     if inference is None:
-        return EngineShape(tp=tp, pp=pp, ep=ep, etp=etp, attention_dp=adp, nvls=nvls)
-    return EngineShape(tp=tp, pp=pp, ep=ep, etp=etp, attention_dp=adp,
+        return EngineShape(tp=tp, pp=pp, ep=ep, etp=etp, attention_dp=adp, nvls=nvls,
+                           pp_layers=pp_layers)
+    return EngineShape(tp=tp, pp=pp, ep=ep, etp=etp, attention_dp=adp, pp_layers=pp_layers,
                        weight_dtype=inference.weight_dtype, kv_dtype=inference.kv_dtype,
                        weight_formats=tuple(sorted(inference.weight_formats.items())),
                        act_bytes=float(nbytes(inference.activation_dtype)),
                        group_size=inference.quant_group_size, nvls=nvls)
 
 
-def for_scenario(sc, system, profile) -> EngineMemory | None:
-    """The engine memory plan of a resolved scenario; None for the generic engine."""
+def for_scenario(sc, system, profile, pp_layers=None) -> EngineMemory | None:
+    """The engine memory plan of a resolved scenario (``pp_layers``: its plan's uneven layer
+    split); None for the generic engine."""
     from .engines import engine_for
 
     if sc.engine.name == "generic":
         return None
-    return engine_memory(sc.model, system.device, shape_for(sc.parallelism, sc.inference, system),
+    shape = shape_for(sc.parallelism, sc.inference, system, pp_layers)
+    return engine_memory(sc.model, system.device, shape,
                          engine_for(sc.engine), sc.engine,
                          profile.memory_overheads.cuda_context_gib)
 

@@ -87,15 +87,30 @@ def llamacpp_partition(num_layers: int, proportions) -> tuple[int, ...]:
     return tuple(int(c) for c in np.bincount(device, minlength=w.size))
 
 
+def llamacpp_default_split(pp: int) -> list[float]:
+    """llama.cpp's proportions when --tensor-split is not given: each device's free memory at
+    load time (ggml-org/llama.cpp src/llama-model.cpp ``llama_model::load_tensors``: "default
+    split, by free memory", ``ggml_backend_dev_memory(dev, &free, &total); splits[i] = free``).
+    A system here is one device type, so every device reports the same free memory (each holds
+    the same CUDA context before the weights load): equal proportions, which still give an
+    uneven split (the output layer is the last device's slot L of L + 1)."""
+    return [1.0] * pp
+
+
 def stage_partition(num_layers: int, pp: int, layers=None, split=None,
-                    uneven: bool = False) -> tuple[int, ...] | None:
+                    uneven: bool = False, engine: str | None = None) -> tuple[int, ...] | None:
     """Layers per pipeline stage of an inference instance, or None for the even split L / pp.
 
     ``layers``: an explicit partition (vLLM ``VLLM_PP_LAYER_PARTITION``, SGLang
     ``SGLANG_PP_LAYER_PARTITION``): pp counts summing to L. ``split``: llama.cpp
     ``--tensor-split`` proportions, one per stage. ``uneven``: vLLM's default rule when L is not
-    a multiple of pp. Errors name the scenario field."""
+    a multiple of pp. ``engine`` llamacpp without either: llama.cpp's own default, the layer
+    split by each device's free memory at load (``llamacpp_default_split``). Errors name the
+    scenario field."""
     from .errors import SpecError
+
+    if engine == "llamacpp" and layers is None and split is None and pp > 1:
+        split = llamacpp_default_split(pp)
 
     if layers is not None and split is not None:
         raise SpecError("parallelism.pipeline_layers and parallelism.pipeline_split both "

@@ -24,6 +24,18 @@ from .specs.registry import get_interconnect, profile_for
 from .specs.scenario import InferenceConfig, Parallelism, Scenario
 from .specs.system import System
 
+#: llama.cpp (engines/llamacpp.yaml, build b6000) has no tensor parallelism to model: its
+#: default --split-mode layer puts whole layers (and their KV) on each GPU, a pipeline split
+#: (common/arg.cpp --split-mode help: "layer: split layers and KV across GPUs (default)"; src/
+#: llama-model.cpp load_tensors); --split-mode row splits only the dense weight rows around
+#: a main GPU that keeps intermediate results and KV (not modelled); --split-mode tensor
+#: (ggml-org/llama.cpp PR #19378, 2026-04, experimental) came after b6000 and is not modelled.
+LLAMACPP_NO_TP = ("parallelism.tp: engine llamacpp has no tensor parallelism (tp = {tp}): "
+                  "llama.cpp's --split-mode layer (its default) places whole layers on each "
+                  "GPU, which is pipeline parallelism; set tp: 1 and pp to the GPUs of one "
+                  "model copy (its layers split by free memory unless "
+                  "parallelism.pipeline_split gives --tensor-split)")
+
 ScenarioLike = Scenario | str | Path | dict
 CalibrationLike = str | Path | CalibrationProfile | None
 
@@ -183,8 +195,13 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
         # one sequence per attention-DP group: the smallest batch the instance runs
         fields |= dict(batch=p.attention_dp, prompt_len=1, output_len=1)
     # an uneven layer split (vLLM / SGLang partition, llama.cpp proportions, vLLM's default)
+    # (llama.cpp's own split by free memory is its default for a request; the serving cost
+    # model splits evenly)
     fields["pp_layers"] = stage_partition(model.num_layers, p.pp, p.pipeline_layers,
-                                          p.pipeline_split, p.uneven_pipeline)
+                                          p.pipeline_split, p.uneven_pipeline,
+                                          engine=engine if request else None)
+    if engine == "llamacpp" and tp > 1:
+        raise SpecError(LLAMACPP_NO_TP.format(tp=tp))
     plan = InferPlan(**fields)
     check(inference_rules(model, num_gpus), plan)
     return plan

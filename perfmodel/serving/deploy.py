@@ -203,6 +203,15 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
         need = -(-longest_request // kv.block_tokens) + max(int(0.01 * group_blocks), 0)
         if group_blocks < need:
             free_gib = group_blocks * kv.block_tokens * kv.bytes_per_token / 2**30
+            if named:  # the engine's budget is the cause: say which rule and which field
+                from ..engine_fit import engine_cause
+
+                cause = engine_cause(model, system, parallelism, inference, tp, engine, profile)
+                if cause:
+                    raise SpecError(
+                        f"serving: the longest request ({longest_request} tokens) does not fit "
+                        f"in the KV cache of one {role} instance ({group_blocks * kv.block_tokens}"
+                        f" tokens per GPU): {cause}")
             raise SpecError(
                 f"serving: the longest request ({longest_request} tokens) does not fit in the KV "
                 f"cache of one {role} instance ({group_blocks * kv.block_tokens} tokens, "
