@@ -186,6 +186,9 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         from .engines import get_engine  # the scenario names a release: its family's facts
 
         spec = get_engine(spec.id, cfg.version, cfg.variant)
+    from .engine_checks import check_engine_config, engine_max_len
+
+    check_engine_config(spec, cfg, model)  # what the engine refuses at start-up
     m = spec.memory
     tp, pp = shape.tp, shape.pp
     eng_tp = engine_tp(shape, spec)  # the engine's own tp_size: its reserve / init rules' tp
@@ -210,7 +213,7 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     block = cfg.block_size or m.block_size
     seqs = cfg.max_num_seqs or spec.max_num_seqs(gib_total, device.id)
     batched = cfg.max_num_batched_tokens or spec.max_num_batched_tokens(gib_total, device.id)
-    max_len = cfg.max_model_len or m.default_n_ctx or model.max_position_embeddings
+    max_len = engine_max_len(spec, cfg, model)
     context = cuda_context_gib * GIB
     fraction = getattr(cfg, spec_fraction_field(spec), None) if m.fraction_name else None
     act = non_torch = 0.0

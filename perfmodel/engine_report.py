@@ -16,9 +16,16 @@ def render_engine(e: dict) -> str:
         head += (f" ({e['fraction_name']} {e['fraction']:g} of "
                  f"{gib(e['device_memory_bytes'])}, {basis})")
     lines = [head]
-    if e["engine"] == "sglang":
-        lines.append(f"max_total_num_tokens={e['kv_cache_tokens']:,} "
-                     f"(KV cache {gib(e['kv_cache_bytes'])})")
+    if e["engine"] == "sglang":  # scheduler.py's start-up line (no thousands separators)
+        words = [f"max_total_num_tokens={e['kv_cache_tokens']}"]
+        prefill = e.get("chunked_prefill_size") or e.get("max_num_batched_tokens")
+        if prefill:
+            words.append(f"chunked_prefill_size={prefill}")
+        if e.get("max_running_requests"):
+            words.append(f"max_running_requests={e['max_running_requests']}")
+        words.append(f"context_len={e['max_model_len']}")
+        lines.append(", ".join(words))
+        lines.append(f"KV cache: {gib(e['kv_cache_bytes'])}")
     elif e["engine"] == "llamacpp":
         lines.append(f"KV cache: n_ctx {e['kv_cache_tokens']:,} tokens allocated up front "
                      f"({gib(e['kv_cache_bytes'])}), {e['max_num_seqs']} slot(s)")
@@ -26,10 +33,11 @@ def render_engine(e: dict) -> str:
         lines.append(f"Available KV cache memory: {gib(e['kv_cache_bytes'])}")
         lines.append(f"GPU KV cache size: {e['kv_cache_tokens']:,} tokens "
                      f"({e['kv_cache_blocks']:,} blocks of {e['kv_block_size']})")
-    lines.append(f"Maximum concurrency for {e['max_model_len']:,} tokens per request: "
-                 f"{e['max_concurrency']:.2f}x")
+    if e["engine"] != "sglang":  # vLLM's kv_cache_utils line; SGLang logs no such line
+        lines.append(f"Maximum concurrency for {e['max_model_len']:,} tokens per request: "
+                     f"{e['max_concurrency']:.2f}x")
     sched = [f"{k} {e[k]}" for k in ("max_num_seqs", "max_num_batched_tokens") if e.get(k)]
-    if sched:
+    if sched and e["engine"] != "sglang":
         lines.append("scheduler: " + ", ".join(sched))
     lines.append("")
     lines.append(table([(k, gib(v)) for k, v in e["breakdown"].items()],

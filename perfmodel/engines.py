@@ -148,6 +148,12 @@ class MemoryFacts(Strict):
     sampler_rows: Literal["seqs", "tokens"] = "seqs"
     block_size: Int = Field(ge=1)
     default_n_ctx: Int | None = Field(default=None, ge=1)
+    # engine.<field> overrides the engine has no setting for (llama.cpp: no KV block size):
+    # a scenario giving one is refused (perfmodel/engine_checks.py)
+    no_setting: list[str] = Field(default_factory=list)
+    # engine.max_model_len above the model's context: "refuse" (the engine will not start
+    # without an environment override); null: accepted
+    context_above_model: Literal["refuse"] | None = None
     reserve: ReserveRule | None = None
     # with attention DP, whether the engine's own tp_size counts the attention-DP ranks (SGLang:
     # --enable-dp-attention splits the TP group into dp attention groups, so tp_size = attention
@@ -190,6 +196,9 @@ class SchedulerFacts(Strict):
     chunked_prefill: Bool | None = None
     prefix_caching: Bool | None = None
     preemption: Literal["recompute", "swap"] | None = None
+    # a request whose prompt + requested output exceeds max_model_len: "reject" (an HTTP 400
+    # error, a failed request for the benchmark client); null: not stated (served)
+    over_context_request: Literal["reject"] | None = None
     # the serving simulator's scheduler that does what the engine's does
     # (perfmodel/serving/schedulers.py); a scenario without serving.scheduler.kind runs it
     policy: Literal["continuous", "chunked", "inflight", "prefill_first"] | None = None

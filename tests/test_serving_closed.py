@@ -225,9 +225,13 @@ def test_cli_prints_the_benchmark_block_and_json(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "============ Serving Benchmark Result ============" in out
     for line in ("Successful requests:                     40",
+                 "Failed requests:                         0",
                  "Maximum request concurrency:             4", "Median TTFT (ms):",
-                 "P99 TPOT (ms):", "Mean ITL (ms):", "P90 E2EL (ms):"):
+                 "P99 TPOT (ms):", "Mean ITL (ms):", "Peak output token throughput (tok/s):",
+                 "Total token throughput (tok/s):"):
         assert line in out
+    # vllm bench serve's defaults: --metric-percentiles 99, --percentile-metrics ttft,tpot,itl
+    assert "P90 " not in out and "E2EL" not in out
     assert main(["predict", str(path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["serving"]["benchmark"]["completed"] == 40
@@ -242,7 +246,19 @@ def test_examples_read_like_the_engines_benchmarks(capsys):
                  "sglang-closed-loop-llama3.1-8b-h100.yaml"):
         assert main(["predict", str(root / name)]) == 0
         out = capsys.readouterr().out
-        assert "Serving Benchmark Result" in out and "Maximum request concurrency:" in out
+        assert "Serving Benchmark Result" in out
+        if name.startswith("vllm"):
+            assert "Maximum request concurrency:" in out and "Maximum concurrency for" in out
+        else:  # sglang.bench_serving's block and SGLang's start-up line, not vLLM's
+            for line in ("Backend:                                 sglang",
+                         "Traffic request rate:                    inf",
+                         "Max request concurrency:                 16", "Concurrency:",
+                         "Mean E2E Latency (ms):", "P95 ITL (ms):", "Max ITL (ms):",
+                         "max_total_num_tokens=", "chunked_prefill_size=8192",
+                         "max_running_requests=", "context_len=131072"):
+                assert line in out
+            assert "Maximum concurrency for" not in out and "TPOT (ms)" not in out
+            assert "serving: prefill_first batching" in out
 
 
 def test_dp_attention_example_reads_like_bench_serving_with_the_moe_table(capsys):
@@ -254,7 +270,7 @@ def test_dp_attention_example_reads_like_bench_serving_with_the_moe_table(capsys
         "sglang-dp-attention-deepseek-r1-h200.yaml"
     assert main(["predict", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "Serving Benchmark Result" in out and "sglang-bench-serving" in out
+    assert "Serving Benchmark Result" in out and "Backend:                                 sglang" in out
     assert "attention DP 8, EP 8" in out and "MoE layers" in out
     assert main(["predict", str(path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

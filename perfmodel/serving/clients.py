@@ -36,6 +36,7 @@ from ..specs.common import Source, Strict
 from ..specs.types import Bool, Float, Int
 
 DEFAULT_CLIENT = "vllm-bench-serve"
+Metric = Literal["ttft", "tpot", "itl", "e2el"]
 
 
 class WindowRules(Strict):
@@ -66,6 +67,14 @@ class ClientSpec(Strict):
     windows: WindowRules | None = None
     itl: Literal["per_gap", "per_request"]
     duration: Literal["first_send_to_last_finish"]
+    # the result block it prints (bench.render_benchmark): vLLM's ``vllm bench serve`` layout
+    # or SGLang's ``bench_serving`` one
+    report: Literal["vllm", "sglang"] = "vllm"
+    # percentiles printed, and of which metrics (vllm bench serve --metric-percentiles,
+    # --percentile-metrics; a scenario's serving.benchmark overrides them)
+    metric_percentiles: list[Float] = Field(default=[90.0, 99.0], min_length=1)
+    percentile_metrics: list[Metric] = Field(default=["ttft", "tpot", "itl", "e2el"],
+                                             min_length=1)
     sources: list[Source] = Field(min_length=1)
     notes: str | None = None
 

@@ -273,6 +273,7 @@ class Engine:
             if st.stop_at_finish:
                 if k > 1:
                     reqs.shared_gaps(st.step_times[1:k], rids)
+                reqs.tokens_at(st.cum[:k], rids)
                 self.gen[:n] += k
             else:  # static batch: finished sequences ride along (padding) until the end
                 gen = self.gen[:n]
@@ -282,6 +283,10 @@ class Engine:
                     active = counted.size - np.sort(counted).searchsorted(np.arange(1, k),
                                                                           side="right")
                     reqs.add_gaps(st.step_times[1:k], active)
+                counted = live if reqs.counted is None else live[reqs.counted[rids]]
+                emitting = counted.size - np.sort(counted).searchsorted(np.arange(k),
+                                                                       side="right")
+                reqs.tokens_weighted(st.cum[:k], emitting)
                 ends = live > 0
                 reqs.finish[self.rid[:n][ends]] = st.cum[live[ends] - 1]
                 gen += live
@@ -312,6 +317,7 @@ class Engine:
                     reqs.first[rid] = now
                 elif not math.isnan(self.last[s]):
                     reqs.slot_gaps(np.array([now - self.last[s]]), self.rid[s:s + 1])
+                reqs.tokens_at(now, self.rid[s:s + 1])
                 self.last[s] = now
         if st.decode:
             idx = st.dec_idx
@@ -319,6 +325,7 @@ class Engine:
                 self.ctx[idx] += 1
                 self.gen[idx] += 1
                 reqs.slot_gaps(now - self.last[idx], self.rid[idx])
+                reqs.tokens_at(now, self.rid[idx])
                 self.last[idx] = now
 
     def idle_sample(self, now: float) -> None:

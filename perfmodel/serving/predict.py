@@ -32,7 +32,30 @@ def serving_inputs(sc: Scenario) -> tuple[InferenceConfig, Workload]:
     inf = sc.inference
     wl = build_workload(sc.serving, sc.base_dir, inf.prompt_len if inf else None,
                         inf.output_len if inf else None)
-    return inf or InferenceConfig(prompt_len=1), wl
+    return inf or InferenceConfig(prompt_len=1), reject_over_context(sc, wl)
+
+
+def reject_over_context(sc: Scenario, wl: Workload) -> Workload:
+    """Leave out the requests the named engine rejects: prompt + output above its
+    max_model_len (engines/<id>.yaml scheduler.over_context_request: vLLM
+    OpenAIServing._validate_input, SGLang TokenizerManager._validate_one_request answer HTTP
+    400). The benchmark client counts them as failed (``Workload.failed``); every request
+    rejected is an error naming the limit."""
+    from ..engine_checks import engine_max_len
+    from ..engines import engine_facts
+
+    eng = sc.engine
+    spec = engine_facts(eng.name, eng.version, eng.variant) if eng is not None else None
+    if spec is None or spec.scheduler.over_context_request != "reject":
+        return wl
+    limit = engine_max_len(spec, eng, sc.model)
+    over = (wl.prompt + wl.output) > limit
+    if not over.any():
+        return wl
+    if over.all():
+        raise SpecError(f"serving: every request is longer (prompt + output) than engine "
+                        f"max_model_len {limit:,}; {spec.name} would reject them all (HTTP 400)")
+    return wl.without(over, limit)
 
 
 def deployment_for(sc: Scenario, system: System, profile: CalibrationProfile,
@@ -107,7 +130,9 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
     if wl.closed or wl.warmup:  # the benchmark client's view (open-loop keys unchanged)
         summary["workload"] |= {"concurrency": wl.concurrency, "warmup_requests": wl.warmup}
         summary["benchmark"] = benchmark_metrics(res.reqs, dep.num_gpus, wl.concurrency,
-                                                 client) | {"client": client.id}
+                                                 client, failed=wl.failed,
+                                                 options=_client_cfg(sc)
+                                                 ) | {"client": client.id}
         if window is not None:  # requests outside the windows are not warm-up ones
             summary["benchmark"]["windows"] = _window_summary(window) | {
                 "unmeasured_requests": int(len(wl) - wl.warmup
@@ -117,7 +142,8 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
                                       tput["output_tokens_per_s"])
     summary["cost"] = cost_report(load_prices(), system.device.id, dep.num_gpus,
                                   tput["output_tokens_per_s"])
-    warnings = [*rs.warnings, *_load_warnings(summary, closed=wl.closed),
+    warnings = [*rs.warnings, *_rejected_warnings(wl, sc),
+                *_load_warnings(summary, closed=wl.closed),
                 *_window_warnings(window, client)]
     summary = _finite(summary)
     mem = dep.instances[0].kv.memory
@@ -143,7 +169,7 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
         kv_cache_bytes_per_sequence=base.kv_cache_bytes_per_sequence,
         memory_per_gpu_bytes=total_mem, memory_capacity_bytes=system.device.memory_bytes,
         fits=memory_fits(total_mem, system.device), breakdown=breakdown, ops=base.ops,
-        serving=summary, warnings=warnings, engine=base.engine,
+        serving=summary, warnings=warnings, engine=_engine_startup(base.engine, dep),
     ), res.reqs
 
 
@@ -175,8 +201,9 @@ def _measure_windows(sc: Scenario, system: System, profile: CalibrationProfile,
             break
         n = 2 * len(wl)
         serving = sc.serving.model_copy(update={"num_requests": n})
-        bigger = build_workload(serving, sc.base_dir, inf.prompt_len if sc.inference else None,
-                                inf.output_len if sc.inference else None)
+        bigger = reject_over_context(sc, build_workload(
+            serving, sc.base_dir, inf.prompt_len if sc.inference else None,
+            inf.output_len if sc.inference else None))
         if len(bigger) <= len(wl):  # a trace has no more rows
             break
         wl = bigger
@@ -237,6 +264,29 @@ def _moe_layout(inst) -> dict:
     return {"attention_dp": int(plan.attention_dp), "ep": int(plan.ep),
             "gpus_per_instance": int(plan.instance_gpus), "a2a_mode": plan.a2a_mode,
             "moe_overlap": plan.moe_overlap}
+
+
+def _engine_startup(engine: dict | None, dep: Deployment) -> dict | None:
+    """SGLang's start-up figures of one scheduler (one attention-DP rank: server_args.py
+    chunked_prefill_size // dp_size, model_runner.py max_running_requests // dp_size), as the
+    deployment runs them."""
+    if not engine or engine.get("engine") != "sglang":
+        return engine
+    adp = int(dep.instances[-1].plan.attention_dp)
+    out = dict(engine)
+    if dep.token_budget:
+        out["chunked_prefill_size"] = int(dep.token_budget) // adp
+    if dep.scheduler.max_batch:
+        out["max_running_requests"] = int(dep.scheduler.max_batch) // adp
+    return out
+
+
+def _rejected_warnings(wl: Workload, sc: Scenario) -> list[str]:
+    if not wl.failed:
+        return []
+    return [f"{wl.failed} request(s) longer (prompt + output) than engine max_model_len "
+            f"{wl.context_limit:,}: {sc.engine.name} rejects them (HTTP 400); counted as failed "
+            "requests, not simulated"]
 
 
 def _load_warnings(summary: dict, closed: bool = False) -> list[str]:

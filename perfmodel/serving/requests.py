@@ -29,6 +29,9 @@ class Requests:
         self._gaps: list[np.ndarray] = []  # inter-token gaps, binned at the end
         self._weights: list[float] = []  # each gap array's weight (tokens per gap)
         self._weighted: list[tuple[np.ndarray, np.ndarray]] = []  # (gaps, per-gap weights)
+        # when tokens came out: (times, tokens at each) of the counted requests, for the
+        # peak output token throughput over 1-second buckets (bench.peak_output_rate)
+        self._tokens: list[tuple[np.ndarray, np.ndarray | float]] = []
         # requests whose gaps count (warm-up ones do not); None: all of them
         self.counted: np.ndarray | None = None
         if workload.warmup:
@@ -57,6 +60,38 @@ class Requests:
         k = rids.size if self.counted is None else int(np.count_nonzero(self.counted[rids]))
         if k:
             self.add_gaps(gaps, k)
+
+    def _weight(self, rids: np.ndarray) -> int:
+        return rids.size if self.counted is None else int(np.count_nonzero(self.counted[rids]))
+
+    def tokens_at(self, times: np.ndarray | float, rids: np.ndarray) -> None:
+        """Every request of ``rids`` emitted one token at each of ``times``."""
+        k = self._weight(rids)
+        if k:
+            self._tokens.append((np.atleast_1d(np.asarray(times, float)), float(k)))
+
+    def tokens_weighted(self, times: np.ndarray, counts: np.ndarray) -> None:
+        """``counts[j]`` counted tokens came out at ``times[j]``."""
+        self._tokens.append((np.asarray(times, float), np.asarray(counts, float)))
+
+    def token_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """All recorded token times and their counts."""
+        if not self._tokens:
+            return np.zeros(0), np.zeros(0)
+        t = np.concatenate([a for a, _ in self._tokens])
+        w = np.concatenate([np.broadcast_to(np.asarray(c, float), a.shape)
+                            for a, c in self._tokens])
+        return t, w
+
+    def tbt_max(self) -> float:
+        """The largest inter-token gap (the geometric centre of its histogram bin)."""
+        counts = self.tbt_histogram()
+        nz = np.flatnonzero(counts)
+        if nz.size == 0:
+            return float("nan")
+        i = int(nz[-1])
+        edges = np.concatenate([[TBT_BINS[0]], TBT_BINS, [TBT_BINS[-1]]])
+        return float(np.sqrt(edges[i] * edges[i + 1]))
 
     def tbt_histogram(self) -> np.ndarray:
         counts = np.zeros(TBT_BINS.size + 1)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import SpecError
 from .attention_dp import decode_mask, dp_prefill
 from .engine import RUN_CAP, Engine, Step
 
@@ -51,10 +52,11 @@ class Scheduler:
         # when a queued request is seen: None = at the next iteration boundary
         self.recv = self.receiver(facts, recv_interval)
         if recv_interval != 1 and (self.recv is None or self.recv.n != recv_interval):
-            raise ValueError(f"serving.scheduler.recv_interval ({recv_interval}) is SGLang's "
-                             "--scheduler-recv-interval: it needs engine: sglang (scheduler "
-                             f"prefill_first), not the {self.name!r} scheduler"
-                             + (" without an engine" if facts is None else ""))
+            why = ("this scenario names no engine" if facts is None
+                   else f"not the {self.name!r} scheduler")
+            raise SpecError(f"serving.scheduler.recv_interval: {recv_interval} is SGLang "
+                            "--scheduler-recv-interval, valid only with engine: sglang and "
+                            f"scheduler prefill_first; {why} (remove it, or use 1)")
 
     def receiver(self, facts: SchedulerFacts | None,
                  recv_interval: int) -> IntervalReceiver | None:
@@ -164,8 +166,8 @@ def make_scheduler(name: str, token_budget: int,
     try:
         cls = SCHEDULERS[name]
     except KeyError:
-        raise ValueError(f"no serving scheduler {name!r}; registered: "
-                         f"{', '.join(sorted(SCHEDULERS))}") from None
+        raise SpecError(f"serving.scheduler.kind: no serving scheduler {name!r}; registered: "
+                        f"{', '.join(sorted(SCHEDULERS))}") from None
     return cls(token_budget, facts, recv_interval)
 
 
@@ -416,7 +418,7 @@ class IntervalReceiver:
 
     def __init__(self, interval: int = 1):
         if interval < 1:
-            raise ValueError(f"serving.scheduler.recv_interval must be >= 1, got {interval}")
+            raise SpecError(f"serving.scheduler.recv_interval: must be >= 1, got {interval}")
         self.n = int(interval)
         self.counter = 0
         self.fire_t = -math.inf

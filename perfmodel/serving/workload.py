@@ -37,6 +37,10 @@ class Workload:
     output: np.ndarray  # tokens to generate, >= 1 (int64)
     concurrency: int | None = None  # closed loop: clients, each with one request in flight
     warmup: int = 0  # the first requests (sending order) left out of the metrics
+    # measured requests the engine rejected (longer than its max_model_len; ``without``):
+    # a benchmark client's failed requests, not simulated
+    failed: int = 0
+    context_limit: int | None = None  # the max_model_len they exceeded
 
     def __len__(self) -> int:
         return int(self.arrival.size)
@@ -47,7 +51,17 @@ class Workload:
 
     def with_concurrency(self, concurrency: int) -> Workload:
         """The same requests sent by another number of closed-loop clients (a sweep)."""
-        return Workload(self.arrival, self.prompt, self.output, concurrency, self.warmup)
+        return Workload(self.arrival, self.prompt, self.output, concurrency, self.warmup,
+                        self.failed, self.context_limit)
+
+    def without(self, rejected: np.ndarray, limit: int) -> Workload:
+        """The requests the engine serves: ``rejected`` ones get an error at once (a closed-
+        loop client then sends its next request), so they take no server time; those after
+        the warm-up count as failed."""
+        keep = ~rejected
+        return Workload(self.arrival[keep], self.prompt[keep], self.output[keep],
+                        self.concurrency, int(keep[:self.warmup].sum()),
+                        self.failed + int(rejected[self.warmup:].sum()), limit)
 
     @property
     def rate(self) -> float:

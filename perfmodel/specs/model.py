@@ -244,6 +244,9 @@ class ModelSpec(Strict):
     ffn_hidden_size: Int = Field(ge=1, le=MAX_WIDTH)
     vocab_size: Int = Field(ge=1, le=MAX_WIDTH)
     max_position_embeddings: Int = Field(default=2048, ge=1, le=MAX_TOKENS)
+    # the context a RoPE scaling stretches it to, as vLLM derives max_model_len from config.json
+    # (zoo/hf.py rope_scaled_context); None: no scaling stated (max_position_embeddings holds)
+    rope_scaled_context: Int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     gated_mlp: Bool = False  # SwiGLU / GeGLU: gate and up projections, then down
     activation: Literal["gelu", "silu", "relu", "swiglu", "geglu"] = "gelu"
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"

@@ -357,6 +357,12 @@ class BenchmarkClientConfig(Strict):
     measurement_interval_ms: Float | None = Field(default=None, gt=0)
     stability_percentage: Float | None = Field(default=None, gt=0)
     max_trials: Int | None = Field(default=None, ge=1, le=1000)
+    # vllm bench serve --metric-percentiles / --percentile-metrics: the percentiles printed
+    # and of which metrics (default: the client's, vLLM's 99 of ttft, tpot, itl)
+    metric_percentiles: list[Annotated[float, Field(gt=0, le=100)]] | None = Field(
+        default=None, min_length=1, max_length=10)
+    percentile_metrics: list[Literal["ttft", "tpot", "itl", "e2el"]] | None = Field(
+        default=None, min_length=1, max_length=4)
 
 
 class ServingConfig(Strict):

@@ -1073,6 +1073,26 @@ DESCRIPTOR_ALONE = ("a quantisation descriptor (hf_quant_config.json), not an ar
                     "it (or the folder holding both)")
 
 
+def rope_scaled_context(config: Mapping[str, Any]) -> int | None:
+    """The context vLLM derives from a RoPE scaling block (vllm/config/model.py
+    _get_and_verify_max_len): for any type but su / longrope / llama3 / default / mrope, the
+    length (yarn: original_max_position_embeddings) times ``factor``; None without one (or
+    without a usable factor), the length then being max_position_embeddings."""
+    rope = config.get("rope_scaling") or config.get("rope_parameters")
+    if not isinstance(rope, Mapping):
+        return None
+    kind = rope.get("rope_type", rope.get("type"))
+    factor = rope.get("factor")
+    if kind in (None, "su", "longrope", "llama3", "default", "mrope") \
+            or not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor <= 0:
+        return None
+    base = rope.get("original_max_position_embeddings") if kind == "yarn" else None
+    base = base or config.get("max_position_embeddings")
+    if not isinstance(base, int) or isinstance(base, bool) or base < 1:
+        return None
+    return int(base * factor)
+
+
 def model_from_hf_config(config: Mapping[str, Any], id: str | None = None,
                          quant: Mapping[str, Any] | None = None) -> ModelSpec:
     """A ModelSpec from the contents of a HuggingFace ``config.json``.
@@ -1115,6 +1135,7 @@ def model_from_hf_config(config: Mapping[str, Any], id: str | None = None,
                         f"long; a model type is a name of at most {_MAX_NAME}")
     builder = _BUILDERS.get(model_type, _structural)
     fields = builder(_Config(config, model_type))
+    fields.setdefault("rope_scaled_context", rope_scaled_context(config))
     if model_type != wrapper:
         fields.setdefault("notes", f"language model of the {wrapper!r} wrapper; the vision / "
                                    "audio towers are not counted")
