@@ -225,3 +225,13 @@ def test_max_model_len_up_to_the_rope_scaled_context(tmp_path, capsys):
     assert rc == 0
     rc, _, err = _run(tmp_path, capsys, {**sc, "engine": {"name": "vllm", "max_model_len": 65537}})
     assert rc == 2 and "RoPE-scaled context of 65,536" in err
+
+
+def test_open_loop_blocks_print_the_configured_rate(tmp_path, capsys):
+    arrival = {"process": "poisson", "rate_per_s": 4}
+    rc, out, _ = _run(tmp_path, capsys, _with("vllm", arrival=arrival, warmup_requests=5))
+    assert rc == 0 and "Request rate configured (RPS):           4.00" in out
+    rc, out, _ = _run(tmp_path, capsys, _with("sglang", arrival=arrival, warmup_requests=5,
+                                              benchmark={"client": "sglang-bench-serving"}))
+    assert rc == 0 and "Traffic request rate:                    4.0" in out
+    assert "Max request concurrency:                 not set" in out

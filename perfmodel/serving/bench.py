@@ -201,6 +201,8 @@ def _vllm_rows(b: dict, lines: list, row) -> None:
         row("Warm-up requests (not measured):", b["warmup_requests"], "")
     if b.get("max_concurrency") is not None:
         row("Maximum request concurrency:", b["max_concurrency"], "")
+    if b.get("request_rate") is not None:  # an open loop (vLLM prints it unless inf)
+        row("Request rate configured (RPS):", b["request_rate"])
     row("Benchmark duration (s):", b["duration"])
     row("Total input tokens:", b["total_input_tokens"], "")
     row("Total generated tokens:", b["total_output_tokens"], "")
@@ -227,9 +229,11 @@ def _vllm_rows(b: dict, lines: list, row) -> None:
 
 def _sglang_rows(b: dict, lines: list, row) -> None:
     """``python -m sglang.bench_serving`` at 0033168f (bench_serving.py benchmark): a
-    closed loop is --request-rate inf (its default) with --max-concurrency C."""
+    closed loop is --request-rate inf (its default) with --max-concurrency C; an open loop
+    prints its --request-rate as given (a float)."""
     row("Backend:", "sglang", "")
-    row("Traffic request rate:", "inf", "")
+    rate = b.get("request_rate")
+    row("Traffic request rate:", "inf" if rate is None else rate, "")
     row("Max request concurrency:", b.get("max_concurrency") or "not set", "")
     row("Successful requests:", b["completed"], "")
     row("Benchmark duration (s):", b["duration"])

@@ -132,7 +132,8 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
         summary["benchmark"] = benchmark_metrics(res.reqs, dep.num_gpus, wl.concurrency,
                                                  client, failed=wl.failed,
                                                  options=_client_cfg(sc)
-                                                 ) | {"client": client.id}
+                                                 ) | {"client": client.id,
+                                                      "request_rate": _configured_rate(sc, wl)}
         if window is not None:  # requests outside the windows are not warm-up ones
             summary["benchmark"]["windows"] = _window_summary(window) | {
                 "unmeasured_requests": int(len(wl) - wl.warmup
@@ -264,6 +265,15 @@ def _moe_layout(inst) -> dict:
     return {"attention_dp": int(plan.attention_dp), "ep": int(plan.ep),
             "gpus_per_instance": int(plan.instance_gpus), "a2a_mode": plan.a2a_mode,
             "moe_overlap": plan.moe_overlap}
+
+
+def _configured_rate(sc: Scenario, wl: Workload) -> float | None:
+    """The client's --request-rate: None (inf) for a closed loop, the scenario's rate_per_s,
+    else (a trace) the workload's mean rate."""
+    if wl.closed:
+        return None
+    rate = getattr(sc.serving.arrival, "rate_per_s", None)
+    return float(rate) if rate is not None else float(wl.rate)
 
 
 def _engine_startup(engine: dict | None, dep: Deployment) -> dict | None:
