@@ -22,7 +22,7 @@ named engine decides both itself, from the KV pool it sizes at start-up (engine_
   the pool over one request's bytes (engine_memory.hybrid_request_bytes); capped by the
   engine's running-request limit: vLLM max_num_seqs per engine core (one per DP rank),
   SGLang max_running_requests // dp_size per rank (model_runner.py; unset: its default rule,
-  serving.deploy.default_max_running), TensorRT-LLM max_batch_size, llama.cpp n_parallel slots.
+  MaxRunningRule.requests), TensorRT-LLM max_batch_size, llama.cpp n_parallel slots.
   The instance (one model copy, as the engine logs it and as the generic figure counts)
   holds that times attention_dp;
 * it **fits** the scenario when it starts, holds a request and its max concurrency covers
@@ -87,9 +87,7 @@ def running_cap(mem: EngineMemory, spec: EngineSpec, attention_dp: int,
         return seqs_given // attention_dp if in_group else seqs_given
     rule = spec.scheduler.max_running
     if rule is not None:
-        from .serving.deploy import default_max_running
-
-        return default_max_running(rule, mem.kv_cache_tokens, mem.max_model_len)
+        return rule.requests(mem.kv_cache_tokens, mem.max_model_len)
     return mem.max_num_seqs
 
 

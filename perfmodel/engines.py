@@ -185,6 +185,14 @@ class MaxRunningRule(Strict):
     reqs_min: Int = Field(ge=1)
     reqs_max: Int = Field(ge=1)
 
+    def requests(self, kv_tokens: int, context_len: int) -> int:
+        """max_running_requests of one scheduler (one DP rank) when the launch leaves it unset
+        (engines/sglang.yaml ``scheduler.max_running``, tp_worker.py / model_runner.py):
+        min(T // 2, min(max(int(T / context_len x 512), 2048), 4096)) for a pool of T tokens."""
+        pool = min(max(int(kv_tokens / context_len * self.reqs_per_context), self.reqs_min),
+                   self.reqs_max)
+        return max(min(int(kv_tokens) // self.kv_divisor, pool), 1)
+
 
 class SchedulerFacts(Strict):
     max_num_seqs: Int | None = Field(default=None, ge=1)
@@ -205,7 +213,7 @@ class SchedulerFacts(Strict):
     new_token_ratio: NewTokenRatio | None = None  # SGLang's admission reserve (prefill_first)
     # SGLang's max_running_requests when unset, per (DP) scheduler from its KV pool of T
     # tokens: min(T // kv_divisor, req_to_token_pool size = min(max(int(T / context_len x
-    # reqs_per_context), reqs_min), reqs_max)) (serving.deploy.default_max_running)
+    # reqs_per_context), reqs_min), reqs_max)) (MaxRunningRule.requests)
     max_running: MaxRunningRule | None = None
     # vLLM async scheduling (vllm/v1/core/sched/async_scheduler.py, on by default from 0.14.0
     # except with pipeline parallelism): the batch after the running one is scheduled when

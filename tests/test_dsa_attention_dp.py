@@ -226,17 +226,15 @@ def test_each_rank_admits_against_its_own_share_of_the_pool():
 def test_sglang_default_max_running_requests_by_hand(tokens, context, expected):
     """tp_worker.py min(max_total_num_tokens // 2, req_to_token_pool.size), model_runner.py
     max_num_reqs = min(max(int(T / context_len x 512), 2048), 4096)."""
-    from perfmodel.serving.deploy import default_max_running
 
     rule = get_engine("sglang").scheduler.max_running
-    assert default_max_running(rule, tokens, context) == expected
+    assert rule.requests(tokens, context) == expected
 
 
 def test_sglang_dp_instance_runs_every_ranks_default_limit():
     """An SGLang DP8 instance without --max-running-requests: 8 ranks x its per-rank default,
     not the simulator's generic 256."""
     from perfmodel.resolve import resolve
-    from perfmodel.serving.deploy import default_max_running
     from perfmodel.serving.predict import deployment_for, serving_inputs
     from perfmodel.validate.cases import case_scenario, load_cases
 
@@ -246,5 +244,5 @@ def test_sglang_dp_instance_runs_every_ranks_default_limit():
     dep = deployment_for(sc, rs.system, rs.profile, inf, wl)
     kv = dep.instances[0].kv
     rule = get_engine("sglang").scheduler.max_running
-    per_rank = default_max_running(rule, kv.tokens // 8, sc.model.max_position_embeddings)
+    per_rank = rule.requests(kv.tokens // 8, sc.model.max_position_embeddings)
     assert dep.scheduler.max_batch == 8 * per_rank == 8 * 2048

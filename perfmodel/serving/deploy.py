@@ -194,8 +194,8 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
         if named:
             kv = engine_kv_capacity(model, system, parallelism, inference, tp, engine, profile)
             if derive_running:  # SGLang: max_running_requests from each rank's pool
-                max_batch = adp * default_max_running(
-                    facts.max_running, kv.tokens // adp,
+                max_batch = adp * facts.max_running.requests(
+                    kv.tokens // adp,
                     engine.max_model_len or model.max_position_embeddings)
         else:
             kv = kv_capacity(model, system, plan, profile, max_tokens, max_batch)
@@ -275,15 +275,6 @@ def scheduler_facts(engine: EngineConfig, parallelism: Parallelism) -> Scheduler
     if asy is not None:
         facts = facts.model_copy(update={"async_scheduling": asy})
     return facts
-
-
-def default_max_running(rule, kv_tokens: int, context_len: int) -> int:
-    """SGLang's max_running_requests of one scheduler (one DP rank) when the launch leaves it
-    unset (engines/sglang.yaml ``scheduler.max_running``, tp_worker.py / model_runner.py):
-    min(T // 2, min(max(int(T / context_len x 512), 2048), 4096)) for a pool of T tokens."""
-    pool = min(max(int(kv_tokens / context_len * rule.reqs_per_context), rule.reqs_min),
-               rule.reqs_max)
-    return max(min(int(kv_tokens) // rule.kv_divisor, pool), 1)
 
 
 def engine_kv_capacity(model: ModelSpec, system: System, parallelism: Parallelism,
