@@ -35,6 +35,7 @@ from . import ops as O
 from .comm import collective_time
 from .dtypes import nbytes
 from .errors import SpecError
+from .frameworks import common_facts
 from .memory import (
     ActivationShape,
     embedding_and_head_activation_bytes,
@@ -300,6 +301,7 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
         moe_tp_bwd = np.where(folded, tp_bwd / 2.0, tp_bwd)
         ep_fwd = ep_fwd + np.where(folded, etp_fwd, 0.0)
         ep_bwd = ep_bwd + np.where(folded, etp_bwd, 0.0)
+    sync, sync_comm = moe_dispatch_sync(model, plan, spans["ep"], system, profile)
     cp_impl, kv_at_q, grad_ratio = FC.cp_comm_facts(plan.framework, a)
     kv_chunk = cp_kv_chunk_bytes(model, tokens, plan.tp, a, at_query_heads=kv_at_q)
     cp_comm = cp_allgather_comm if cp_impl == "allgather" else cp_ring_comm
@@ -334,7 +336,52 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
         else:
             ep = (ep_fwd + ep_bwd) if kind == "moe" else 0.0
             c.comm_total["ep"][kind] = c.comm_exposed["ep"][kind] = ep
+        if kind == "moe":  # the dispatch's serial metadata and host sync: never hidden
+            c.comm_total["ep"][kind] = c.comm_total["ep"][kind] + sync_comm
+            c.comm_exposed["ep"][kind] = c.comm_exposed["ep"][kind] + sync
     return c
+
+
+def moe_dispatch_sync(model: ModelSpec, plan: TrainPlan, span, system: System,
+                      profile: CalibrationProfile) -> tuple[Array, Array]:
+    """(exposed seconds, of which collective) per MoE layer and micro-batch that Megatron-Core's
+    token dispatch serialises on the host, beyond the all-to-all volume (``ep_layer_comm``).
+
+    Read at Megatron-LM 44151194 (the Megatron-Core of Megatron-Bridge 26.04.01; the same steps
+    at 92c8482e, its 25.11):
+
+    * The all-to-all dispatcher's ``preprocess`` all-gathers each rank's int64 token count per
+      expert over the tensor x expert parallel group (``gather_from_sequence_parallel_region(
+      num_local_tokens_per_expert, group=self.tp_ep_group)``, token_dispatcher.py), on the
+      compute stream before the dispatch: one small all-gather of ep x E x 8 bytes per layer
+      forward whenever ep x tp > 1 (latency-bound: the profile's collective latency).
+    * Every dispatcher makes the host wait for the GPU once per MoE layer forward: the
+      all-to-all one copies the split sizes to the host and synchronises at ``cuda_sync_point``
+      ("before_ep_alltoall" with EP, ``_maybe_dtoh_and_synchronize``: ``d2h_event.synchronize()``)
+      because ``all_to_all_single`` takes host split sizes; under the flex dispatchers
+      (DeepEP, HybridEP) TEGroupedMLP.forward's ``tokens_per_expert.tolist()`` (experts.py)
+      reads the device counts. The stream then drains: the GPU idles until the host has issued
+      the next kernel, i.e. one eager call through the torch dispatcher (``dispatch.forward_s``,
+      measured by benchmarks/framework_dispatch.py) plus one kernel launch (the profile's
+      ``kernel_overhead_s``). Backward passes reuse the host split sizes (no sync); full
+      recompute re-runs the forward and pays both again.
+
+    Only for frameworks whose file states Megatron-Core's MoE facts (``moe:``); 0 otherwise.
+    Tensor x expert group approximated by the EP group's span (the counts' all-gather is
+    latency-bound)."""
+    fw = plan.framework
+    if fw is None or fw.spec.moe is None or not model.moe:
+        return 0.0, 0.0
+    passes = 2.0 if plan.recompute == "full" else 1.0
+    name, _ = FC.moe_dispatcher_facts(fw)
+    gather = 0.0
+    if name == "alltoall":
+        group = np.asarray(plan.ep, float) * np.asarray(plan.tp, float)
+        counts = np.asarray(span.size, float) * model.moe.num_experts * 8.0
+        gather = np.where(group > 1, collective_time("all_gather", counts, span, system,
+                                                     profile), 0.0)
+    host = common_facts().dispatch.forward_s + profile.kernel_overhead_s
+    return passes * (gather + host), passes * gather
 
 
 def flops_utilization(flops: Array, step_time: Array, num_gpus: Array, peak: float) -> Array:
