@@ -95,6 +95,8 @@ def benchmark_metrics(reqs: Requests, num_gpus: int, concurrency: int | None,
         "total_token_throughput": rate(total_in + total_out),
     } | shown
     _stats("ttft", lat["ttft"], out, qs)
+    if concurrency is not None:  # a closed loop: its start-up ramp apart (first_wave)
+        out |= first_wave(arrival, lat["ttft"], float(np.min(reqs.arrival)))
     _stats("tpot", lat["tpot"], out, qs)
     multi = output > 1
     gaps = float(np.sum(output[multi] - 1))
@@ -119,6 +121,29 @@ def benchmark_metrics(reqs: Requests, num_gpus: int, concurrency: int | None,
     tpot = out.get("median_tpot_ms")
     out["output_throughput_per_user"] = 1e3 / tpot if tpot else None  # InferenceMAX intvty
     return out
+
+
+def first_wave(send: np.ndarray, ttft: np.ndarray, start: float) -> dict:
+    """A closed loop's start-up ramp apart from the rest of its measured requests.
+
+    Every closed-loop client (``vllm bench serve`` / InferenceX ``benchmark_serving.py``
+    ``asyncio.Semaphore(max_concurrency)``, SGLang ``bench_serving``, AIPerf
+    CONCURRENCY_BURST) sends its first C requests at the same instant, and a warm-up phase,
+    where there is one, is awaited before that instant (clients/<id>.yaml ``warmup:
+    separate_phase``): the measured run starts on an idle server with C prompts queued at
+    once, and the k-th of them waits for the k - 1 prefills before it. Their mean TTFT is
+    reported apart (``mean_ttft_first_wave_ms``, over ``first_wave_requests``: the counted
+    requests among those sent at the loop's ``start``; none when warm-up requests of the same
+    loop or a client's windows leave them out) from the mean of the requests sent later
+    (``mean_ttft_after_first_wave_ms``; None if there are none), so that a published mean can
+    be read against either: with R requests, mean = (C x first + (R - C) x after) / R.
+    ``send`` and ``ttft``: the counted requests'."""
+    wave = send == start
+    ok = ~np.isnan(ttft)
+    first, rest = ttft[wave & ok], ttft[~wave & ok]
+    return {"first_wave_requests": int(wave.sum()),
+            "mean_ttft_first_wave_ms": float(1e3 * first.mean()) if first.size else None,
+            "mean_ttft_after_first_wave_ms": float(1e3 * rest.mean()) if rest.size else None}
 
 
 def _shown(client: ClientSpec, options) -> dict:
