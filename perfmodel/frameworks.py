@@ -45,11 +45,21 @@ class Ceiling(Strict):
     bwd: Float | None = Field(default=None, gt=0, le=1)
 
 
+class BackwardExtra(Strict):
+    """Memory-bound kernels an attention backend runs around its backward kernel: HBM bytes
+    per element of the local query (tokens x local heads x head dim) and how many kernels."""
+
+    bytes_per_q_element: Float = Field(gt=0, le=256)
+    kernels: Int = Field(ge=1, le=16)
+
+
 class AttentionBackendSpec(Strict):
     kernel: str
     # by device architecture (DeviceSpec.architecture)
     ceilings: dict[str, Ceiling] = Field(default_factory=dict)
     same_as: str | None = None
+    # the backend's own element-wise kernels of the backward (None: inside its one kernel)
+    bwd_extra: BackwardExtra | None = None
     source: str
 
 
@@ -226,6 +236,19 @@ class MoeFacts(Strict):
     expert_bias: Literal["fused", "per_expert_eager"] = "fused"
 
 
+class EagerBackward(Strict):
+    """Backward-only kernels eager autograd runs that perfmodel's backward of the forward
+    operators (ops.backward) does not derive (frameworks_costs.backward_extra_ops):
+    ``bias_grad_reduction``: each biased Linear's bias gradient as a separate reduction of
+    its output gradient (autograd's sum_to of addmm's bias gradient);
+    ``qkv_split_backward_copy``: Q, K and V are split views of the fused QKV output and the
+    split's backward concatenates their gradients (a copy of the QKV width)."""
+
+    bias_grad_reduction: Bool = False
+    qkv_split_backward_copy: Bool = False
+    source: str
+
+
 class Fact(Strict):
     topic: str
     fact: str
@@ -252,6 +275,7 @@ class FrameworkSpec(Strict):
     activation_checkpointing: CheckpointingFacts
     allocator: AllocatorFacts
     moe: MoeFacts | None = None  # None: a grouped kernel (the profile's MoE tables)
+    eager_backward: EagerBackward | None = None  # None: no backward-only eager kernels
     facts: list[Fact] = Field(default_factory=list)
     versions: dict[str, VersionFacts] = Field(default_factory=dict)
 
@@ -332,6 +356,15 @@ class Framework:
         if backend.same_as:
             backend = backends[backend.same_as]
         return backend.ceilings.get(architecture or "", Ceiling())
+
+    @property
+    def attention_bwd_extra(self) -> BackwardExtra | None:
+        """The backend's element-wise kernels around its backward (None: none)."""
+        backends = common_facts().attention_backends
+        backend = backends[self.attention_backend]
+        if backend.same_as:
+            backend = backends[backend.same_as]
+        return backend.bwd_extra
 
     @property
     def fp8(self) -> Fp8Recipe:

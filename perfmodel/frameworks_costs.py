@@ -104,6 +104,74 @@ def attention_layout_copies(fw: Framework | None, ops: list[O.Op], model: ModelS
     return [*ops[:i], layout, *ops[i:]]
 
 
+BIAS_GRAD = ".bias_grad"  # name suffix (before UNFUSED) of a Linear's bias-gradient reduction
+QKV_SPLIT_GRAD = "attn.qkv_split_grad"  # the split's backward: dq, dk, dv concatenated
+ATTN_BWD_EXTRA = "attn.core.bwd_extra"  # the attention backend's own element-wise kernels
+
+
+def _biased(op: O.Op, model: ModelSpec) -> bool:
+    """Whether the model gives this GEMM a bias (MPT / GPT-2 style: qkv, out, mlp)."""
+    if op.name == "attn.qkv":
+        return model.qkv_bias
+    if op.name == "attn.out":
+        return model.attn_out_bias
+    return op.block == "mlp" and model.mlp_bias
+
+
+def backward_extra_ops(fw: Framework | None, fwd: list[O.Op], model: ModelSpec,
+                       act_bytes: float) -> list[O.Op]:
+    """Backward-only memory-bound kernels of one layer and micro-batch that ``ops.backward``
+    of the forward operators ``fwd`` does not derive (frameworks/<id>.yaml ``eager_backward``,
+    _common.yaml ``attention_backends.<backend>.bwd_extra``), each named ``...unfused`` so the
+    breakdown reports it with the unfused element-wise kernels. With a GEMM's (m tokens, n
+    output width) shape on this GPU and a activation bytes:
+
+    * bias gradient (``bias_grad_reduction``): F.linear with a bias runs at::addmm(bias, x,
+      W^T); addmm's gradient for the bias is the output gradient itself, which autograd sums
+      to the bias's shape in a separate reduction: reads m n a, writes n a bytes, 1 kernel per
+      biased Linear (not for fp8 GEMMs: Transformer Engine fuses it into its cast).
+    * QKV split (``qkv_split_backward_copy``): Q, K, V are torch.split views of the fused QKV
+      output; SplitBackward concatenates dq, dk, dv into the QKV gradient: reads and writes
+      m n a bytes of the QKV GEMM, 1 kernel.
+    * the attention backend's own kernels around its backward (``bwd_extra``): bytes per
+      element of the local query, m x q width (the QKV GEMM's query share of n).
+    """
+    if fw is None or fw.baseline or model.mla is not None:
+        return []
+    eager = fw.spec.eager_backward
+    extra = fw.attention_bwd_extra
+    gemms = [op for op in fwd if op.cls == O.GEMM]
+    out: list[O.Op] = []
+
+    def op(name: str, src: O.Op, nbytes, elems, kind: str, launches: float) -> O.Op:
+        return O.Op(name=name + UNFUSED, cls=O.ELEMENTWISE, flops=0.0, bytes=nbytes,
+                    dtype="fp32", count=src.count, shape=(elems,), phase="bwd",
+                    block=src.block, kernel=kind, launches=launches)
+
+    if eager is not None and eager.bias_grad_reduction:
+        for g in gemms:
+            # fp8 GEMMs are Transformer Engine Linears (fc_type te), which compute the bias
+            # gradient inside the output gradient's cast (base.py grad_output_preprocess:
+            # fp8_cast_transpose_bgrad_fused): no separate reduction
+            if _biased(g, model) and g.dtype != "fp8":
+                m, n, _ = g.shape
+                out.append(op(g.name + BIAS_GRAD, g, (m * n + n) * act_bytes, m * n, "reduce",
+                              1.0))
+    qkv = next((g for g in gemms if g.name == "attn.qkv"), None)
+    has_attention = any(o.cls == O.ATTENTION and o.name == "attn.core" for o in fwd)
+    if qkv is not None and has_attention:
+        m, n, _ = qkv.shape
+        if eager is not None and eager.qkv_split_backward_copy:
+            out.append(op(QKV_SPLIT_GRAD, qkv, 2.0 * m * n * act_bytes, m * n, "copy", 1.0))
+        if extra is not None:
+            q_share = qkv.matmuls[0].share if qkv.matmuls else 1.0
+            q_elems = m * n * q_share
+            out.append(op(ATTN_BWD_EXTRA, qkv, q_elems * extra.bytes_per_q_element, q_elems,
+                          "copy", float(extra.kernels)))
+            out[-1].block = "attn"
+    return out
+
+
 CP_MERGE = "attn.cp_merge"  # name of the element-wise work around CP's sub-attention calls
 
 
