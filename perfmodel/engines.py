@@ -371,6 +371,24 @@ class AttentionFacts(Strict):
     decode_kv_reads: Literal["kv_head", "query_head"] | None = None
 
 
+#: how an engine splits num_layers over pp stages when no explicit partition is given
+#: (``pipeline.default_partition``): ``before_last`` vLLM's get_pp_indices (L // pp each, the
+#: remainder one each to the stages before the last, counting back from the second-to-last);
+#: ``last_stage`` the last stage takes the whole remainder; ``last_ranks`` / ``first_ranks`` the
+#: last / first L % pp stages take one extra layer each; ``free_memory`` llama.cpp's split by
+#: each device's free memory (split points over L + 1 slots, applied even when pp divides L).
+SplitRule = Literal["before_last", "last_stage", "last_ranks", "first_ranks", "free_memory"]
+
+
+class PipelineFacts(Strict):
+    """The engine's pipeline layer split: ``default_split`` its rule when the launch gives no
+    partition (null: pp must divide num_layers), ``partition_env`` the setting that gives one
+    (the scenario's parallelism.pipeline_layers; null: the engine has none)."""
+
+    default_split: SplitRule | None = None
+    partition_env: str | None = None
+
+
 class OverheadFacts(Strict):
     step_cpu_s: Float | None = Field(default=None, ge=0)
     request_s: Float | None = Field(default=None, ge=0)
@@ -388,6 +406,7 @@ class EngineSpec(Strict):
     comm: CommFacts = CommFacts()
     moe: MoeFacts = MoeFacts()
     attention: AttentionFacts = AttentionFacts()
+    pipeline: PipelineFacts = PipelineFacts()
     overheads: OverheadFacts = OverheadFacts()
     field_sources: dict[str, list[str]] = Field(min_length=1)
     sources: list[Source] = Field(min_length=1)
@@ -452,7 +471,7 @@ def _sections() -> set[str]:
             "moe.kernels", "moe.proxy", "moe.overlap", "moe.dispatch"}
 
 
-_FACT_SECTIONS = ("memory", "scheduler", "comm", "moe", "attention", "overheads")
+_FACT_SECTIONS = ("memory", "scheduler", "comm", "moe", "attention", "pipeline", "overheads")
 #: terms of the total_fraction (vLLM) profiler rule; other budgets do not read them
 _PROFILER_TERMS = {"memory.non_torch_counted", "memory.cuda_context_counted",
                    "memory.tp_allreduce_outputs_held", "memory.sampler_rows"}
@@ -470,6 +489,7 @@ class EngineFamily(Strict):
     comm: dict[str, Any] = Field(default_factory=dict)
     moe: dict[str, Any] = Field(default_factory=dict)
     attention: dict[str, Any] = Field(default_factory=dict)
+    pipeline: dict[str, Any] = Field(default_factory=dict)
     overheads: dict[str, Any] = Field(default_factory=dict)
     field_sources: dict[str, list[str]] = Field(default_factory=dict)
     sources: list[Source] = Field(default_factory=list)
@@ -614,6 +634,14 @@ def decode_kv_reads(engine_id: str, version: str | None = None,
     spec = engine_facts(engine_id, version, variant)
     reads = spec.attention.decode_kv_reads if spec is not None else None
     return reads or "kv_head"
+
+
+def pipeline_facts(engine_id: str | None, version: str | None = None,
+                   variant: str | None = None) -> PipelineFacts:
+    """The pipeline layer-split facts of ``engine_id`` at ``version`` / ``variant``; for
+    ``generic`` (or None) none: pp must divide the layers unless the scenario asks otherwise."""
+    spec = engine_facts(engine_id, version, variant) if engine_id else None
+    return spec.pipeline if spec is not None else PipelineFacts()
 
 
 def engines() -> dict[str, EngineSpec]:

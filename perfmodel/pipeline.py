@@ -67,11 +67,31 @@ def pipeline_time(t: StageTimes, microbatches: Array, vp: Array) -> tuple[Array,
 
 def vllm_partition(num_layers: int, pp: int) -> tuple[int, ...]:
     """vLLM's default split (``get_pp_indices``, vllm-project/vllm vllm/distributed/utils.py at
-    5a6541db): L // pp layers per stage, the remainder one each to the stages before the last,
-    counting back from the second-to-last (the last one holds the final norm and LM head)."""
+    5a6541db, the rule of PR #13839 merged 2025-02-26, in every release from 0.8.0; PR #46217,
+    open in 2026-06, states it is still the rule: "Today they go on the middle stages"): L // pp
+    layers per stage, the remainder one each to the stages before the last, counting back from
+    the second-to-last (``range(2, remaining + 2)``: the last one holds the final norm and LM
+    head). 80 over 3: 26 each, 2 left for stages -2 and -3: (27, 27, 26)."""
     parts = [num_layers // pp] * pp
     for i in range(2, num_layers % pp + 2):
         parts[-i] += 1
+    return tuple(parts)
+
+
+def extra_layer_partition(num_layers: int, pp: int, where: str) -> tuple[int, ...]:
+    """L // pp layers per stage and one more on each of the L % pp stages ``where`` says:
+    ``first_ranks`` (TensorRT-LLM ``Mapping.pp_layers``: torch.tensor_split, "first n ranks get
+    one extra layer"), ``last_ranks`` (SGLang ``get_pp_indices`` from PR #13977: "the last N
+    partitions will have one extra layer") or ``last_stage`` (the whole remainder on the last
+    stage: vLLM before 0.8, SGLang before PR #13282)."""
+    base, extra = divmod(num_layers, pp)
+    parts = [base] * pp
+    if where == "last_stage":
+        parts[-1] += extra
+    else:
+        idx = range(extra) if where == "first_ranks" else range(pp - extra, pp)
+        for i in idx:
+            parts[i] += 1
     return tuple(parts)
 
 
@@ -97,20 +117,33 @@ def llamacpp_default_split(pp: int) -> list[float]:
     return [1.0] * pp
 
 
+def default_partition(rule: str, num_layers: int, pp: int) -> tuple[int, ...]:
+    """The layers per stage of an engine's default split ``rule`` (engines/<id>.yaml
+    ``pipeline.default_split``, ``engines.SplitRule``)."""
+    if rule == "before_last":
+        return vllm_partition(num_layers, pp)
+    if rule == "free_memory":
+        return llamacpp_partition(num_layers, llamacpp_default_split(pp))
+    return extra_layer_partition(num_layers, pp, rule)
+
+
 def stage_partition(num_layers: int, pp: int, layers=None, split=None,
-                    uneven: bool = False, engine: str | None = None) -> tuple[int, ...] | None:
+                    uneven: bool = False, engine: str | None = None,
+                    engine_version: str | None = None,
+                    engine_variant: str | None = None) -> tuple[int, ...] | None:
     """Layers per pipeline stage of an inference instance, or None for the even split L / pp.
 
     ``layers``: an explicit partition (vLLM ``VLLM_PP_LAYER_PARTITION``, SGLang
     ``SGLANG_PP_LAYER_PARTITION``): pp counts summing to L. ``split``: llama.cpp
-    ``--tensor-split`` proportions, one per stage. ``uneven``: vLLM's default rule when L is not
-    a multiple of pp. ``engine`` llamacpp without either: llama.cpp's own default, the layer
-    split by each device's free memory at load (``llamacpp_default_split``). Errors name the
-    scenario field."""
+    ``--tensor-split`` proportions, one per stage. Without either, the engine's own default
+    split (engines/<id>.yaml ``pipeline.default_split``: vLLM get_pp_indices, SGLang and
+    TensorRT-LLM one extra layer on the last / first stages, llama.cpp by free memory) applies
+    where it differs from L / pp; ``uneven`` (parallelism.uneven_pipeline) asks for a split of
+    an engine without a rule (``generic``): vLLM's. Errors name the scenario field."""
+    from .engines import pipeline_facts
     from .errors import SpecError
 
-    if engine == "llamacpp" and layers is None and split is None and pp > 1:
-        split = llamacpp_default_split(pp)
+    rule = pipeline_facts(engine, engine_version, engine_variant).default_split
 
     if layers is not None and split is not None:
         raise SpecError("parallelism.pipeline_layers and parallelism.pipeline_split both "
@@ -135,11 +168,13 @@ def stage_partition(num_layers: int, pp: int, layers=None, split=None,
             raise SpecError(f"parallelism.pipeline_split {list(split)} leaves a stage without "
                             f"layers ({list(parts)} of {num_layers}); raise its proportion")
         return parts
-    if uneven and num_layers % pp:
-        if pp > num_layers:
-            raise SpecError(f"parallelism.pp ({pp}) exceeds num_layers ({num_layers})")
-        return vllm_partition(num_layers, pp)
-    return None
+    if rule is None and uneven:
+        rule = "before_last"
+    if pp <= 1 or rule is None or (num_layers % pp == 0 and rule != "free_memory"):
+        return None
+    if pp > num_layers:
+        raise SpecError(f"parallelism.pp ({pp}) exceeds num_layers ({num_layers})")
+    return default_partition(rule, num_layers, pp)
 
 
 def largest_stage_layers(num_layers: int, pp: Array, partition) -> Array:
