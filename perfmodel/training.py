@@ -247,6 +247,7 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
             merge_f, merge_b = merge_f + perm_f, merge_b + perm_b
         add(f"{kind}.fwd", fwd + merge_f + FC.fsdp_copies(fw, zero, block, backward=False))
         add(f"{kind}.bwd", [b for op in fwd for b in O.backward(op, prec)] + merge_b
+            + FC.backward_extra_ops(fw, fwd, model, prec.act)
             + FC.fsdp_copies(fw, zero, block, backward=True,
                              grad_cast=nbytes(plan.grad_dtype) != prec.act))
         add(f"{kind}.rec", recomputed_ops(plan.recompute, fwd + merge_f, model, kind == "moe",

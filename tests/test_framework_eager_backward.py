@@ -116,3 +116,15 @@ def test_fp8_gemms_fuse_their_bias_gradient():
     fw = resolve_framework(FrameworkConfig(name="fsdp"))
     names = {op.name for op in FC.backward_extra_ops(fw, layer, model, 2.0)}
     assert names == {FC.QKV_SPLIT_GRAD + FC.UNFUSED, FC.ATTN_BWD_EXTRA + FC.UNFUSED}
+
+
+def test_the_step_charges_the_backward_extras(monkeypatch):
+    """The llm-foundry MPT-7B case's training step includes the backward-only kernels:
+    without them (the facts' ops emptied) the same step is faster."""
+    from perfmodel.api import predict
+    from perfmodel.validate.cases import case_scenario, load_cases
+
+    sc = case_scenario(load_cases(match="llmfoundry_h100_80gb_amp_bf16_mpt7b_seq2048_8gpu")[0])
+    charged = predict(sc).step_time_s
+    monkeypatch.setattr(FC, "backward_extra_ops", lambda *args: [])
+    assert charged > predict(sc).step_time_s
