@@ -35,8 +35,12 @@ def search_plans(scenario: dict, top: int) -> dict:
         raise pm.SpecError("plan search ranks training plans: give a training scenario")
     system = resolve_system(sc.system)
     result = search(sc, system, resolve_profile(sc, None), top=top)
+    # plans carry ``ranges`` / ``range_basis`` (80 % bands, as the CLI's table); with no plan
+    # the explanation says why nothing fits (``explanation["message"]``, the CLI's line)
     return {"plans": result.plans, "evaluated": result.evaluated, "valid": result.valid,
-            "fitting": result.fitting, "explanation": getattr(result, "explanation", None)}
+            "fitting": result.fitting, "explanation": getattr(result, "explanation", None),
+            "headroom": getattr(result, "headroom", None),
+            "warnings": list(getattr(result, "warnings", []))}
 
 
 def plan_training_api():
@@ -55,13 +59,16 @@ def plan_training_api():
 @st.cache_data(show_spinner=False, max_entries=16)
 def plan_training(model: str, tokens: str, devices: tuple[str, ...], max_gpus: int,
                   seq_len: int, batch_tokens: int, precision: str, days: float | None,
-                  budget_usd: float | None) -> dict:
-    """`perfmodel plan-training`: per device and GPU count the fastest fitting plan, its days,
-    GPU-hours, dollars and energy to train ``tokens``, the Pareto set and the answer."""
+                  budget_usd: float | None, framework: str | None = None) -> dict:
+    """`perfmodel plan-training`: per device and GPU count the fastest fitting plan, its days
+    (with its 80 % band), GPU-hours, dollars, energy (and its basis), MFU (6ND) and Megatron
+    TFLOP/s to train ``tokens`` in ``framework`` (None: the planner's default), the Pareto
+    set and the answer."""
     run = plan_training_api()
+    extra = {"framework": framework} if framework else {}
     result = run(model=model, tokens=tokens, devices=list(devices) or None, max_gpus=max_gpus,
                  seq_len=seq_len, global_batch_tokens=batch_tokens, precision=precision,
-                 days=days, budget_usd=budget_usd)
+                 days=days, budget_usd=budget_usd, **extra)
     return result.to_dict()
 
 
@@ -82,20 +89,31 @@ def gpu_prices() -> dict[str, dict]:
 @st.cache_data(show_spinner=False, max_entries=32)
 def plan_serving(model: str, rate: float, prompt_len: int, output_len: int, slo: dict,
                  devices: tuple[str, ...], tps: tuple[int, ...], scheduler: str,
-                 num_requests: int, max_gpus: int) -> dict:
-    """`perfmodel plan-serving`: the cheapest device / TP / replica count meeting the SLOs."""
-    from perfmodel.serving.capacity import PlanInputs
-    from perfmodel.serving.capacity import plan_serving as run
-    from perfmodel.specs.scenario import LengthDistribution, SchedulerConfig, SLOConfig
-    from perfmodel.zoo import resolve_model
+                 num_requests: int, max_gpus: int, engine: str | None = None,
+                 max_num_seqs: str = "") -> dict:
+    """`perfmodel plan-serving`: the cheapest device / TP / replica count meeting the SLOs,
+    the chosen max_num_seqs and why, 80 % bands, and the throughput-vs-interactivity frontier.
 
-    inputs = PlanInputs(
-        model=resolve_model(model), rate_per_s=rate, slo=SLOConfig(**slo),
-        prompt_len=LengthDistribution(kind="fixed", value=prompt_len),
-        output_len=LengthDistribution(kind="fixed", value=output_len),
-        devices=list(devices) or None, tps=tuple(tps), scheduler=SchedulerConfig(kind=scheduler),
-        num_requests=num_requests, max_gpus=max_gpus)
-    return run(inputs).to_dict()
+    The inputs go through the CLI's own ``plan_inputs`` (the flags' defaults, then these
+    values as the flags would give them), so the page and the command answer the same
+    question; ``max_num_seqs`` is the --max-num-seqs text ("" = the engine's default caps)."""
+    import argparse
+
+    from perfmodel.serving.capacity import plan_serving as run
+    from perfmodel.serving.cli import add_arguments, plan_inputs
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([])
+    args.model, args.rate, args.scheduler = model, rate, scheduler
+    args.prompt_len, args.output_len = str(prompt_len), str(output_len)
+    args.ttft_p90, args.tpot_p90 = slo.get("ttft_p90_s"), slo.get("tpot_p90_s")
+    args.devices = ",".join(devices) or None
+    args.tp = ",".join(str(t) for t in tps) or None
+    args.num_requests, args.max_gpus = num_requests, max_gpus
+    args.engine = engine or None
+    args.max_num_seqs = max_num_seqs.strip() or None
+    return run(plan_inputs(args)).to_dict()
 
 
 # --------------------------------------------------------------------------- serving

@@ -97,10 +97,22 @@ def dominant_bound(pred, phase: str | None = None) -> str:
     return max(shares, key=shares.get)
 
 
+def _bands(points: list[dict], color: str) -> dict | None:
+    """Error bars from the points' ``y_lo`` / ``y_hi`` (80 % bands); None without any."""
+    if not any(p.get("y_lo") is not None for p in points):
+        return None
+    return {"type": "data", "symmetric": False, "color": color, "thickness": 1.2, "width": 3,
+            "array": [0.0 if p.get("y_hi") is None else max(p["y_hi"] - p["y"], 0.0)
+                      for p in points],
+            "arrayminus": [0.0 if p.get("y_lo") is None else max(p["y"] - p["y_lo"], 0.0)
+                           for p in points]}
+
+
 def sweep_figure(points: list[dict], param: str, metric: str, unit: str,
                  log_x: bool = False) -> go.Figure:
     """``metric`` against ``param``: a grey line through every point, markers coloured by the
-    point's dominant bound; points that do not fit in memory are hollow."""
+    point's dominant bound; points that do not fit in memory are hollow; points with
+    ``y_lo`` / ``y_hi`` get error bars (their 80 % band)."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[p["x"] for p in points], y=[p["y"] for p in points],
                              mode="lines", line={"color": "#bbbbbb"}, showlegend=False,
@@ -114,6 +126,7 @@ def sweep_figure(points: list[dict], param: str, metric: str, unit: str,
             name=f"{bound}-bound",
             marker={"color": [color if p["fits"] else "white" for p in pts], "size": 11,
                     "line": {"color": color, "width": 2}},
+            error_y=_bands(pts, color),
             hovertemplate=f"{param} = %{{x:g}}<br>{metric} = %{{y:.4g}} {unit}<br>"
                           f"{bound}-bound<extra></extra>"))
     xs = sorted({p["x"] for p in points})

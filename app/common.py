@@ -128,6 +128,54 @@ def ranged(pred: pm.Prediction, metric: str, fmt: Callable[[float], str]) -> str
     return f"{fmt(float(band[0]))} – {fmt(float(band[1]))}"
 
 
+def number(value: float, fmt: str) -> str:
+    """``value`` formatted with ``fmt``; "num" is the CLI's style (3 significant digits below
+    1,000, whole numbers with thousands separators above)."""
+    if fmt == "num":
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return format(value, fmt)
+
+
+def band_text(band: Any, fmt: str = ".3g", scale: float = 1.0, unit: str = "") -> str | None:
+    """'lo–hi unit' of an 80 % band [lo, hi] (an API's ``ranges`` entry), each end times
+    ``scale`` formatted with ``fmt`` (``number``); None without a band."""
+    if not band or len(band) != 2 or band[0] is None or band[1] is None:
+        return None
+    lo, hi = (number(float(v) * scale, fmt) for v in band)
+    return f"{lo}–{hi}" + (f" {unit}" if unit else "")
+
+
+def with_band(value: Any, band: Any, fmt: str = ".3g", scale: float = 1.0) -> str | None:
+    """'value (lo–hi)': a predicted figure and its 80 % band in one table cell (the value
+    alone without a band; None without a value)."""
+    if value is None:
+        return None
+    text = number(float(value) * scale, fmt)
+    rng = band_text(band, fmt, scale)
+    return f"{text} ({rng})" if rng else text
+
+
+def banded_rows(rows: list[dict], formats: Mapping[str, str]) -> list[dict]:
+    """Table rows as shown: each column ``c`` of ``formats`` that has ``c lo`` / ``c hi``
+    (its 80 % band's ends, kept as numbers for the CSV) becomes one text column
+    ``c [80 %]`` = 'value (lo–hi)' in the same place; other columns are unchanged."""
+    out = []
+    for row in rows:
+        shown: dict = {}
+        for key, value in row.items():
+            if key.endswith((" lo", " hi")) and key[:-3] in formats:
+                continue
+            if key in formats:
+                lo, hi = row.get(f"{key} lo"), row.get(f"{key} hi")
+                shown[f"{key} [80 %]"] = with_band(
+                    value, [lo, hi] if lo is not None and hi is not None else None,
+                    formats[key])
+            else:
+                shown[key] = value
+        out.append(shown)
+    return out
+
+
 # --------------------------------------------------------------------------- downloads
 def to_csv(rows: list[Mapping[str, Any]]) -> str:
     if not rows:

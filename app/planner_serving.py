@@ -1,18 +1,25 @@
 """The serving planner of the Plan search page: the cheapest device, TP and replica count
-that serves a request rate within latency SLOs (`perfmodel plan-serving`)."""
+that serves a request rate within latency SLOs (`perfmodel plan-serving`), the batch cap
+(max_num_seqs) it chose and why, 80 % bands on its latencies, and the throughput-vs-
+interactivity frontier over device x TP/EP x batch."""
 
 from __future__ import annotations
 
 import backend
 import charts_plans
+import forms
 import streamlit as st
 from common import (
     ERRORS,
+    band_text,
+    banded_rows,
     csv_button,
     metric_cards,
+    plain,
     pm,
     short_name,
     show_error,
+    with_band,
 )
 
 TPS = ["1", "2", "4", "8"]
@@ -20,7 +27,12 @@ DEFAULTS = {
     "ps_model": "llama-3-70b", "ps_rate": 20.0, "ps_prompt_len": 1024, "ps_output_len": 256,
     "ps_ttft_p90": 1.0, "ps_tpot_p90": 0.05, "ps_devices": ["h100-sxm5-80gb", "b200"],
     "ps_tps": TPS, "ps_scheduler": "continuous", "ps_num_requests": 300, "ps_max_gpus": 512,
+    "ps_engine": "generic", "ps_max_num_seqs": "",
 }
+# the banded latencies of a candidate (capacity.Candidate.ranges), shown in ms
+LATENCIES = (("TTFT p90", "ttft_p90_s", ".0f"), ("TPOT p90", "tpot_p90_s", ".1f"),
+             ("E2E p90", "e2e_p90_s", ".0f"))
+BANDED = {f"{label} (ms)": fmt for label, _key, fmt in LATENCIES}  # table: 'value (lo–hi)'
 
 
 def serve_planner() -> None:
@@ -44,6 +56,14 @@ def serve_planner() -> None:
         tps = st.multiselect("TP degrees", TPS, key="ps_tps")
         scheduler = st.selectbox("Batching", ["continuous", "chunked", "static"],
                                  key="ps_scheduler")
+        engines = forms.stack_choices("engine") or ["generic"]
+        engine = st.selectbox("Engine", engines, key="ps_engine",
+                              help="its KV-cache rule and max_num_seqs default size each "
+                                   "replica (`--engine`)")
+        seqs = st.text_input("max_num_seqs to try", key="ps_max_num_seqs",
+                             placeholder="default: powers of two from 8",
+                             help="comma-separated batch caps tried besides the engine's "
+                                  "default (`--max-num-seqs`)")
         n_req = int(st.number_input("Requests per simulation", min_value=50, max_value=5000,
                                     step=100, key="ps_num_requests"))
         max_gpus = int(st.number_input("Most GPUs", min_value=1, step=64, key="ps_max_gpus"))
@@ -56,57 +76,126 @@ def serve_planner() -> None:
         with st.spinner(f"Sizing {len(chosen) * len(tps)} deployments (simulating each)…",
                         show_time=True):
             result = backend.plan_serving(model, rate, prompt, output, slo, tuple(chosen),
-                                          tuple(int(t) for t in tps), scheduler, n_req, max_gpus)
+                                          tuple(int(t) for t in tps), scheduler, n_req, max_gpus,
+                                          engine, seqs)
     except ERRORS as err:
         show_error(err, "Cannot plan this deployment")
         return
     best = result["best"]
     if best:
-        cost = best["cost"] or {}
-        metric_cards([
-            ("Cheapest", f"{best['replicas']} × {short_name(best['device'])}",
-             f"{devices[best['device']].name}, TP {best['tp']} per replica = {best['gpus']} "
-             "GPUs"),
-            ("USD per hour", f"{cost['usd_per_hour']:.2f}" if cost else "—",
-             cost.get("price", "no price")),
-            ("USD per M output tokens",
-             f"{cost['usd_per_million_output_tokens']:.3f}" if cost else "—",
-             f"TTFT p90 {best['metrics']['ttft_p90_s'] * 1e3:.0f} ms, TPOT p90 "
-             f"{best['metrics']['tpot_p90_s'] * 1e3:.1f} ms"),
-        ])
+        show_best(best, devices)
     else:
         st.error("**No GPU / TP meets the SLOs** within the GPU limit; relax an SLO or allow "
                  "more GPUs.", icon=":material/block:")
     for w in result["warnings"]:
-        st.info(w, icon=":material/info:")
-    rows = []
-    for c in result["candidates"]:
-        m, cost = c["metrics"] or {}, c["cost"] or {}
-        rows.append({"GPU": c["device"], "tp": c["tp"], "replicas": c["replicas"] or None,
-                     "GPUs": c["gpus"] or None, "USD/h": cost.get("usd_per_hour"),
-                     "USD/M out tok": cost.get("usd_per_million_output_tokens"),
-                     "TTFT p90 (ms)": m.get("ttft_p90_s", 0) * 1e3 if c["feasible"] else None,
-                     "TPOT p90 (ms)": m.get("tpot_p90_s", 0) * 1e3 if c["feasible"] else None,
-                     "feasible": c["feasible"], "why": c["reason"]})
+        st.info(plain(w), icon=":material/info:")
+    rows = candidate_rows(result["candidates"])
     per_gpu = {}
-    for r in rows:  # candidates come cheapest first: the first feasible one per GPU type
-        if r["feasible"] and r["USD/h"] is not None:
-            per_gpu.setdefault(r["GPU"], r)
+    for c in result["candidates"]:  # cheapest first: the first feasible one per GPU type
+        if c["feasible"] and c["cost"]:
+            per_gpu.setdefault(c["device"], c)
     if per_gpu:
         st.markdown("**Cheapest per GPU type** (meeting the SLOs):\n" + "\n".join(
-            f"- **{short_name(g)}**: {r['replicas']} × TP{r['tp']} = {r['GPUs']} GPUs, "
-            f"{r['USD/h']:.2f} USD/h, {r['USD/M out tok']:.3f} USD per M output tokens"
-            for g, r in per_gpu.items()))
-    st.dataframe(rows, hide_index=True, width="stretch", key="ps_table",
+            f"- **{short_name(g)}**: {c['replicas']} × TP{c['tp']} = {c['gpus']} GPUs at "
+            f"max_num_seqs {c['max_num_seqs']}, {c['cost']['usd_per_hour']:.2f} USD/h, "
+            f"{c['cost']['usd_per_million_output_tokens']:.3f} USD per M output tokens"
+            for g, c in per_gpu.items()))
+    st.dataframe(banded_rows(rows, BANDED), hide_index=True, width="stretch",
+                 key="ps_table",
                  column_config={k: st.column_config.NumberColumn(format="%.2f")
-                                for k in ("TTFT p90 (ms)", "TPOT p90 (ms)", "USD/h",
-                                          "USD/M out tok")})
+                                for k in ("USD/h", "USD/M out tok")})
     csv_button(rows, "serving-plan", key="ps_csv", label="Candidates CSV")
     points = [{"GPU": r["GPU"], "tpot": r["TPOT p90 (ms)"], "usd": r["USD/h"],
-               "label": f"TP{r['tp']} × {r['replicas']}"}
+               "tpot_lo": r["TPOT p90 (ms) lo"], "tpot_hi": r["TPOT p90 (ms) hi"],
+               "label": f"TP{r['tp']} × {r['replicas']}, max_num_seqs {r['max seqs']}"}
               for r in rows if r["feasible"] and r["USD/h"] is not None]
     if points:
         st.plotly_chart(charts_plans.pareto_figure(
             points, "tpot", "usd", "GPU", "TPOT p90 (ms) — interactivity", "USD per hour",
             f"Deployments meeting the SLOs at {rate:g} req/s", text="label"),
             key="ps_pareto_chart", width="stretch")
+    frontier(result)
+
+
+def show_best(best: dict, devices: dict) -> None:
+    """The cheapest deployment: cost, its banded p90 latencies, the max_num_seqs it runs at
+    and the planner's one-line why (what binds)."""
+    cost = best["cost"] or {}
+    m, ranges = best["metrics"] or {}, best.get("ranges") or {}
+    cards = [
+        ("Cheapest", f"{best['replicas']} × {short_name(best['device'])}",
+         f"{devices[best['device']].name}, TP {best['tp']} per replica = {best['gpus']} "
+         "GPUs"),
+        ("USD per hour", f"{cost['usd_per_hour']:.2f}" if cost else "—",
+         cost.get("price", "no price")),
+        ("USD per M output tokens",
+         f"{cost['usd_per_million_output_tokens']:.3f}" if cost else "—",
+         "at the simulated output tokens/s"),
+    ]
+    basis = best.get("range_basis") or {}
+    for label, key, fmt in LATENCIES[:2]:
+        if key in m:
+            cards.append((label, f"{m[key] * 1e3:{fmt}} ms",
+                          f"simulated p90 over requests; 80 % band under the value: "
+                          f"{basis.get(key, 'none')}",
+                          band_text(ranges.get(key), fmt, 1e3, "ms")))
+    seqs, default = best.get("max_num_seqs"), best.get("max_num_seqs_default")
+    if seqs is not None:
+        cards.append(("max_num_seqs", f"{seqs:,}",
+                      "the engine's batch cap each replica runs at (chosen by the planner: "
+                      "fewest replicas, the largest cap on a tie)",
+                      "engine default" if seqs == default else f"default {default:,}"))
+    metric_cards(cards)
+    if best.get("why"):
+        st.markdown(f"**Why this deployment:** {plain(best['why'])}")
+    st.caption("Ranges under the values and in the table: 80 % bands from the validation "
+               "errors of comparable serving cases (docs/uncertainty.md).")
+
+
+def candidate_rows(candidates: list[dict]) -> list[dict]:
+    """One row per device x TP (cheapest first), numbers as numbers, each banded latency with
+    its 80 % band's ends (the CSV)."""
+    rows = []
+    for c in candidates:
+        m, cost, ranges = c["metrics"] or {}, c["cost"] or {}, c.get("ranges") or {}
+        row = {"GPU": c["device"], "tp": c["tp"], "replicas": c["replicas"] or None,
+               "GPUs": c["gpus"] or None, "max seqs": c.get("max_num_seqs")}
+        for label, key, _fmt in LATENCIES:
+            value = m.get(key) if c["feasible"] else None
+            band = ranges.get(key) if value is not None else None
+            row[f"{label} (ms)"] = None if value is None else value * 1e3
+            row[f"{label} (ms) lo"] = band[0] * 1e3 if band else None
+            row[f"{label} (ms) hi"] = band[1] * 1e3 if band else None
+        row |= {"USD/h": cost.get("usd_per_hour"),
+                "USD/M out tok": cost.get("usd_per_million_output_tokens"),
+                "default seqs": c.get("max_num_seqs_default"), "feasible": c["feasible"]}
+        row["why"] = c.get("why") or c["reason"] if c["feasible"] else c["reason"]
+        rows.append(row)
+    return rows
+
+
+def frontier(result: dict) -> None:
+    """Throughput vs interactivity: one replica per device x TP/EP at each batch, the Pareto
+    points with their 80 % bands (chart error bars and table ranges)."""
+    points = result.get("frontier_points") or []
+    if not points:
+        return
+    st.plotly_chart(charts_plans.frontier_figure(
+        points, "Throughput vs interactivity — one replica, 80 % bands"),
+        key="ps_frontier_chart", width="stretch")
+    rows = []
+    for p in points:
+        if not p.get("pareto"):
+            continue
+        ranges = p.get("ranges") or {}
+        rows.append({"GPU": p["device"], "tp": p["tp"], "ep": p.get("ep", 1),
+                     "batch": p["batch"],
+                     "tok/s/user [80 %]": with_band(p["tokens_per_s_per_user"],
+                                                    ranges.get("tokens_per_s_per_user"), ".1f"),
+                     "tok/s/GPU [80 %]": with_band(p["tokens_per_s_per_gpu"],
+                                                   ranges.get("tokens_per_s_per_gpu"), ".0f"),
+                     "TPOT ms [80 %]": with_band(p["tpot_s"], ranges.get("tpot_s"), ".1f",
+                                                 1e3)})
+    with st.expander(f"Frontier points ({len(rows)}, most interactive first)"):
+        st.dataframe(rows, hide_index=True, width="stretch", key="ps_frontier_table")
+        csv_button(rows, "serving-frontier", key="ps_frontier_csv", label="Frontier CSV")

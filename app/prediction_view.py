@@ -30,6 +30,8 @@ def cards(pred: pm.Prediction) -> list[tuple]:
            f"of {pred.memory_capacity_bytes / charts.GIB:g} GiB; "
            + ("fits" if pred.fits else "does NOT fit"))
     sec, rate = charts.fmt_seconds, charts.fmt_rate
+    mem_band = ranged(pred, "memory_per_gpu_bytes", lambda v: f"{v / charts.GIB:.1f}")
+    mem_band = mem_band and f"{mem_band} GiB"
     if pred.kind == "training":
         return [
             ("Step time", sec(pred.step_time_s),
@@ -43,7 +45,7 @@ def cards(pred: pm.Prediction) -> list[tuple]:
              f"vs the dense peak of the training dtype; 6ND convention: "
              f"{percent(pred.mfu_6nd)}; HFU incl. recompute: {percent(pred.hfu)}",
              ranged(pred, "mfu", percent)),
-            ("Memory per GPU", *mem, None),
+            ("Memory per GPU", *mem, mem_band),
             ("Micro-batches", f"{pred.num_microbatches:g}", "per step and pipeline", None),
         ]
     return [
@@ -54,7 +56,7 @@ def cards(pred: pm.Prediction) -> list[tuple]:
          ranged(pred, "e2e_latency_s", sec)),
         ("Output tokens/s", rate(pred.tokens_per_s), "generated tokens per second, all replicas",
          ranged(pred, "tokens_per_s", rate)),
-        ("Memory per GPU", *mem, None),
+        ("Memory per GPU", *mem, mem_band),
         ("Max sequences", f"{pred.max_concurrent_sequences:,.0f}",
          "concurrent sequences whose KV cache fits in memory "
          f"({charts.fmt_bytes(pred.kv_cache_bytes_per_sequence)} each)", None),
@@ -64,7 +66,7 @@ def cards(pred: pm.Prediction) -> list[tuple]:
 CARD_METRIC = {"Step time": "step_time_s", "Tokens/s": "tokens_per_s",
                "TFLOP/s per GPU": "tflops_per_gpu", "MFU": "mfu", "TTFT": "ttft_s",
                "TPOT": "tpot_s", "End-to-end": "e2e_latency_s",
-               "Output tokens/s": "tokens_per_s"}
+               "Output tokens/s": "tokens_per_s", "Memory per GPU": "memory_per_gpu_bytes"}
 
 
 def with_basis(pred: pm.Prediction, items: list[tuple]) -> list[tuple]:

@@ -141,6 +141,31 @@ def _metric(page, label: str):
             .locator('[data-testid="stMetricValue"]').first)
 
 
+def _card_band(page, label: str) -> tuple[float, float, float]:
+    """(value, lo, hi) of a metric card whose band is shown under its value in the same unit
+    ("31 ms" over "30–45 ms"); the band must hold the value."""
+    from playwright.sync_api import expect
+
+    card = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
+    delta = card.locator('[data-testid="stMetricDelta"]')
+    expect(delta).to_contain_text("–", timeout=UI_TIMEOUT_MS)
+    value = float(card.locator('[data-testid="stMetricValue"]').inner_text().split()[0]
+                  .replace(",", ""))
+    lo, hi = (float(x.replace(",", "")) for x in delta.inner_text().split()[0].split("–"))
+    assert lo <= value <= hi, (label, value, lo, hi)
+    return value, lo, hi
+
+
+def _expect_error_bars(page, chart_title: str) -> None:
+    """The chart titled ``chart_title`` draws error bars (80 % bands); waits for plotly,
+    which draws a moment after the chart's element appears."""
+    page.wait_for_function(
+        """t => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+            .filter(c => (c.querySelector('.gtitle') || {}).textContent?.includes(t))
+            .some(c => c.querySelectorAll('g.errorbar path').length > 0)""",
+        arg=chart_title, timeout=UI_TIMEOUT_MS)  # its plot and its title are two SVGs
+
+
 def _charts(page):
     return page.locator('[data-testid="stPlotlyChart"] .main-svg')
 
@@ -205,6 +230,12 @@ def test_every_page_updates_in_a_real_browser(dashboard_url, page, capsys):
     _settled(page)
     expect(_metric(page, "Cheapest")).to_contain_text("×", **wait)
     assert "pl_mode=serve" in page.url
+    # ... with the cap it chose and why, banded latencies, and the frontier with its bands
+    _card_band(page, "TTFT p90")
+    _card_band(page, "TPOT p90")
+    assert int(_metric(page, "max_num_seqs").inner_text().replace(",", "")) >= 1
+    expect(page.get_by_text("Why this deployment:")).to_be_visible(**wait)
+    _expect_error_bars(page, "Throughput vs interactivity")
     _check_page(page, "6b-plans-serve")
 
     # Training: the global batch moves the step time and its chart
@@ -242,6 +273,8 @@ def test_every_page_updates_in_a_real_browser(dashboard_url, page, capsys):
     _changes(page, _charts(page).nth(1), lambda: _set_number(page, "Request rate (req/s)",
                                                              "16.00"))
     expect(tput).not_to_have_text(before, **wait)
+    ttft = page.locator('[data-testid="stMetric"]').filter(has_text="TTFT p90")
+    expect(ttft.locator('[data-testid="stMetricDelta"]')).to_contain_text(" – ", **wait)
     _check_page(page, "3-serving")
     # ... a closed loop measured as genai-perf measures it
     _open(page, f"{dashboard_url}/serving?sv_process=closed&sv_concurrency=16"
@@ -283,7 +316,26 @@ def test_every_page_updates_in_a_real_browser(dashboard_url, page, capsys):
     before = best.inner_text()
     _set_number(page, "Global batch", 1024)
     expect(best).not_to_have_text(before, **wait)
+    _card_band(page, "Step time")
+    _expect_error_bars(page, "step time vs memory")
     _check_page(page, "6-plans")
+    # ... on 8 GPUs nothing fits, and the page says why instead of an empty table
+    _set_number(page, "Number of GPUs", 8)
+    expect(page.get_by_text("No plan fits:")).to_be_visible(**wait)
+    expect(page.get_by_text("GiB per GPU").first).to_be_visible(**wait)
+    expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(0, **wait)
+    # ... and "train N tokens": days and cost with bands, MFU (6ND), Megatron TFLOP/s,
+    # energy, in the framework chosen
+    _open(page, f"{dashboard_url}/plans?pl_mode=tokens&pt_model=llama-3-8b&pt_tokens=300B"
+          "&pt_devices=h100-sxm5-80gb&pt_max_gpus=512&pt_framework=torchtitan",
+          "Plan search and capacity")
+    assert "pt_framework=torchtitan" in page.url  # kept: a valid choice of the Framework box
+    _card_band(page, "Time")
+    _card_band(page, "Cost")
+    for label in ("MFU (6ND)", "TFLOP/s per GPU", "Energy"):
+        expect(_metric(page, label)).not_to_have_text("—", **wait)
+    _expect_error_bars(page, "Time vs cost")
+    _check_page(page, "6c-plans-tokens")
 
     # Calibration: loading the measured points adds the fitted-vs-measured charts
     _open(page, f"{dashboard_url}/calibration", "Calibration profiles")

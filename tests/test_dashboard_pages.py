@@ -6,6 +6,9 @@ round-trips through the URL's query parameters."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,6 +83,18 @@ def _changed(kind: str, w):
     if kind == "multiselect":
         return w.value[:-1] if len(w.value) > 1 else w.value
     return TEXT_VALUES.get(w.key, w.value)
+
+
+BAND = re.compile(r"^(-?[\d,.]+) \((-?[\d,.]+)–(-?[\d,.]+)\)$")  # 'value (lo–hi)'
+
+
+def banded(cell: str) -> tuple[float, float, float]:
+    """(value, lo, hi) of a table cell 'value (lo–hi)'; the band must hold the value."""
+    m = BAND.match(str(cell))
+    assert m, f"not 'value (lo–hi)': {cell!r}"
+    value, lo, hi = (float(g.replace(",", "")) for g in m.groups())
+    assert lo <= value <= hi, cell
+    return value, lo, hi
 
 
 def exercise_every_widget(at: AppTest, group: int = 4) -> set[str]:
@@ -269,7 +284,7 @@ def test_compare_h100_and_b200_on_shared_axes():
     table = at.dataframe[0].value
     assert list(table.columns) == ["metric", "A", "B", "B vs A"]
     tpot = table.set_index("metric").loc["TPOT (ms)"]
-    assert float(tpot["B"]) < float(tpot["A"])  # B200 decodes faster than H100
+    assert banded(tpot["B"])[0] < banded(tpot["A"])[0]  # B200 decodes faster than H100
     assert tpot["B vs A"].startswith("-")
     time_spec, memory_spec = specs(at)
     assert title(time_spec).startswith("Where the time goes")
@@ -302,9 +317,11 @@ def test_sweep_batch_tpot_coloured_by_bound():
     assert {t["name"] for t in spec["data"] if t.get("name")} <= {"compute-bound",
                                                                  "memory-bound",
                                                                  "communication-bound"}
+    assert all(t.get("error_y", {}).get("array") for t in spec["data"] if t.get("name"))
     rows = at.dataframe[0].value
     assert list(rows["inference.batch"]) == [1, 2, 4, 8, 16, 32, 64, 128, 256]
-    assert rows["TPOT (ms)"].is_monotonic_increasing
+    tpots = [banded(c)[0] for c in rows["TPOT (ms) [80 %]"]]  # each 'value (lo–hi)'
+    assert tpots == sorted(tpots)
 
 
 def test_sweep_bad_range_and_training_gpus():
@@ -312,7 +329,7 @@ def test_sweep_bad_range_and_training_gpus():
     assert "must be >= its start" in shown_error(at)
     at = page("sweep", sw_kind="training", sw_param="system.num_gpus", sw_metric="step_time_s",
               sw_start="2", sw_stop="32")
-    steps = list(at.dataframe[0].value["step time (s)"])
+    steps = [banded(c)[0] for c in at.dataframe[0].value["step time (s) [80 %]"]]
     assert steps == sorted(steps, reverse=True)  # more GPUs, shorter steps
 
 
@@ -322,29 +339,106 @@ def test_sweep_every_widget():
 
 
 # --------------------------------------------------------------------------- plans
-def test_plan_search_ranks_plans_and_draws_the_pareto_plot():
+def card_band(at: AppTest, label: str) -> tuple[float, float, float]:
+    """(value, lo, hi) of a metric card whose value and band under it share one unit."""
+    card = next(m for m in at.metric if m.label == label)
+    value = float(card.value.split()[0].replace(",", ""))
+    lo, hi = (float(x.replace(",", "")) for x in card.proto.delta.split()[0].split("–"))
+    assert lo <= value <= hi, (label, card.value, card.proto.delta)
+    return value, lo, hi
+
+
+def test_plan_search_ranks_plans_with_bands_and_draws_the_pareto_plot():
     at = page("plans")
     table = at.dataframe[0].value
     assert len(table) == 20 and list(table["rank"])[:3] == [1, 2, 3]
-    assert table["step (s)"].is_monotonic_increasing
+    steps = [banded(c)[0] for c in table["step (s) [80 %]"]]
+    assert steps == sorted(steps)
+    for col in ("tokens/s [80 %]", "MFU % [80 %]", "GiB/GPU [80 %]", "days [80 %]"):
+        banded(table[col][0])
     assert metric(at, "Best plan").startswith("TP")
-    assert "step time vs memory" in title(specs(at)[0])
+    step, _, _ = card_band(at, "Step time")
+    assert step == pytest.approx(steps[0], abs=0.006)
+    card_band(at, "15,000 B tokens")
+    chart = specs(at)[0]
+    assert "step time vs memory" in title(chart)
+    assert any(t.get("error_x", {}).get("array") for t in chart["data"])  # step bands
 
 
-def test_plan_serving_names_the_cheapest_deployment():
+def test_plan_search_nothing_fits_says_why():
+    at = page("plans", pl_model="llama-3.1-405b", pl_num_gpus="8")
+    text = shown_error(at)
+    assert text.startswith("**No plan fits:** the smallest needs") and "GiB per GPU" in text
+    assert not at.dataframe
+
+
+def test_plan_serving_names_the_cheapest_deployment_its_cap_bands_and_frontier():
     at = page("plans", pl_mode="serve")
     assert "H100" in metric(at, "Cheapest")
     assert float(metric(at, "USD per hour")) > 0
     summary = next(m.value for m in at.markdown if "Cheapest per GPU type" in m.value)
     assert metric(at, "USD per hour") in summary  # the cheapest overall is H100's line
+    card_band(at, "TTFT p90")
+    card_band(at, "TPOT p90")
+    seqs = int(metric(at, "max_num_seqs").replace(",", ""))
+    why = next(m.value for m in at.markdown if m.value.startswith("**Why this deployment:**"))
+    assert f"max\\_num\\_seqs {seqs}" in why
+    table = at.dataframe[0].value
+    ok = table[table["feasible"]]
+    assert ok["max seqs"].iloc[0] == seqs
+    for col in ("TTFT p90 (ms) [80 %]", "TPOT p90 (ms) [80 %]", "E2E p90 (ms) [80 %]"):
+        banded(ok[col].iloc[0])
+    front = at.dataframe[1].value
+    assert len(front) >= 2
+    for col in ("tok/s/user [80 %]", "tok/s/GPU [80 %]", "TPOT ms [80 %]"):
+        banded(front[col].iloc[0])
+    users = [banded(c)[0] for c in front["tok/s/user [80 %]"]]
+    gpus = [banded(c)[0] for c in front["tok/s/GPU [80 %]"]]
+    assert users == sorted(users, reverse=True) and gpus == sorted(gpus)  # a Pareto front
+    chart = next(c for c in specs(at) if "Throughput vs interactivity" in title(c))
+    assert any(t.get("error_y", {}).get("array") for t in chart["data"])
+    at.text_input(key="ps_max_num_seqs").set_value("8,,16")
+    run(at)
+    assert "--max-num-seqs" in shown_error(at)  # the CLI's one-line error, naming the flag
+    at.text_input(key="ps_max_num_seqs").set_value("")
     at.multiselect(key="ps_tps").set_value([])
     run(at)
     assert "Choose at least one GPU and one TP degree" in shown_error(at)
 
 
-def test_plan_training_tokens_and_bad_token_text():
+def test_plan_serving_same_answer_as_the_cli():
+    """The page's numbers are plan-serving's for the same inputs (the CLI's JSON)."""
+    at = page("plans", pl_mode="serve")
+    out = subprocess.run(
+        [sys.executable, "-m", "perfmodel.cli", "plan-serving", "--model", "llama-3-8b",
+         "--rate", "4", "--prompt-len", "1024", "--output-len", "256", "--ttft-p90", "1",
+         "--tpot-p90", "0.05", "--devices", "h100-sxm5-80gb", "--tp", "1,2",
+         "--num-requests", "60", "--scheduler", "continuous", "--json"],
+        capture_output=True, text=True, check=True, cwd=APP.parent)
+    best = json.loads(out.stdout)["best"]
+    assert metric(at, "max_num_seqs") == f"{best['max_num_seqs']:,}"
+    value, lo, hi = card_band(at, "TPOT p90")
+    assert value == pytest.approx(best["metrics"]["tpot_p90_s"] * 1e3, abs=0.06)
+    assert (lo, hi) == pytest.approx([x * 1e3 for x in best["ranges"]["tpot_p90_s"]],
+                                     abs=0.06)
+
+
+def test_plan_training_tokens_framework_columns_and_bad_token_text():
     at = page("plans", pl_mode="tokens")
     assert "days" in metric(at, "Time")
+    card_band(at, "Time")
+    card_band(at, "Cost")
+    assert metric(at, "MFU (6ND)").endswith("%") and float(metric(at, "TFLOP/s per GPU")) > 0
+    table = at.dataframe[0].value
+    for col in ("days [80 %]", "M GPU-h [80 %]", "M USD [80 %]"):
+        banded(table[col].iloc[-1])
+    assert {"MWh", "energy basis", "MFU 6ND %", "MFU Megatron %", "TFLOP/s per GPU"} <= set(
+        table.columns)
+    assert (table["MFU Megatron %"] > table["MFU 6ND %"]).all()  # attention FLOPs counted
+    days = metric(at, "Time")
+    at.selectbox(key="pt_framework").set_value("torchtitan")
+    run(at)
+    assert metric(at, "Time") != days
     at.text_input(key="pt_tokens").set_value("15 parsecs")
     run(at)
     assert "is not a token count" in shown_error(at)

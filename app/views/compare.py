@@ -69,14 +69,18 @@ def values(pred) -> dict[str, float | None]:
 
 
 def metric_table(kind: str, names: list[str], preds: list) -> pd.DataFrame:
-    """Rows: metrics; columns: each scenario, then its difference to A (in %)."""
+    """Rows: metrics; columns: each scenario ('value (lo–hi)' where the prediction carries an
+    80 % band), then its difference to A (in %, of the values)."""
     rows = []
     base = values(preds[0])
     for field, label, scale, fmt, _lower in METRICS[kind]:
         row = {"metric": label}
         for name, pred in zip(names, preds, strict=True):
             v = values(pred).get(field)
-            row[name] = "—" if v is None else fmt.format(v * scale)
+            band = (getattr(pred, "ranges", None) or {}).get(field)  # 80 % band, if any
+            row[name] = "—" if v is None else fmt.format(v * scale) + (
+                f" ({fmt.format(band[0] * scale)}–{fmt.format(band[1] * scale)})"
+                if band else "")
         for name, pred in zip(names[1:], preds[1:], strict=True):
             v, b = values(pred).get(field), base.get(field)
             row[f"{name} vs A"] = (f"{100 * (v / b - 1):+.1f}%" if v is not None and b else "—")

@@ -21,6 +21,7 @@ from common import (
     csv_button,
     header_line,
     metric_cards,
+    ranged,
     scenario_downloads,
     scenario_file,
     show_error,
@@ -165,11 +166,19 @@ def cards(pred) -> list[tuple]:
         value = s[f"{metric}_s"].get(f"p{q}")
         return "—" if value is None else sec(value)
 
+    def p50(metric: str) -> str:
+        """The median, with its 80 % band (``Prediction.ranges`` holds the p50's band)."""
+        band = ranged(pred, f"{metric}_s", sec)
+        return f"p50 {pct(metric, 50)}" + (f" ({band})" if band else "")
+
+    basis = getattr(pred, "range_basis", None) or {}
     return [
         ("TTFT p90", pct("ttft", 90), "time to first token, queueing included (90th "
-         "percentile over requests; the median under the value)", f"p50 {pct('ttft', 50)}"),
+         "percentile over requests; the median and its 80 % band under the value: "
+         f"{basis.get('ttft_s', 'no band')})", p50("ttft")),
         ("TPOT p90", pct("tpot", 90), "mean time per output token after the first, per "
-         "request (90th percentile; the median under the value)", f"p50 {pct('tpot', 50)}"),
+         "request (90th percentile; the median and its 80 % band under the value: "
+         f"{basis.get('tpot_s', 'no band')})", p50("tpot")),
         ("Output tokens/s", charts.fmt_rate(tput["output_tokens_per_s"]),
          f"{tput['requests_per_s']:.2f} req/s served of "
          f"{tput['offered_requests_per_s']:.2f} offered"),

@@ -17,7 +17,17 @@ import forms
 import numpy as np
 import streamlit as st
 import yaml
-from common import ERRORS, csv_button, first_line, plain, pm, predict, sync_url, url_state
+from common import (
+    ERRORS,
+    banded_rows,
+    csv_button,
+    first_line,
+    plain,
+    pm,
+    predict,
+    sync_url,
+    url_state,
+)
 
 FIRST = {  # the fields a planner sweeps most, listed first
     "training": ["system.num_gpus", "parallelism.tp", "parallelism.pp", "parallelism.cp",
@@ -147,8 +157,11 @@ for i, x in enumerate(xs):
         failed.append((x, first_line(err)))
     else:
         value = getattr(pred, metric)
+        band = (getattr(pred, "ranges", None) or {}).get(metric)  # 80 % band, if any
         if value is not None:
             rows.append({param: x, metric: value, "x": x, "y": value * scale,
+                         "y_lo": band[0] * scale if band else None,
+                         "y_hi": band[1] * scale if band else None,
                          "bound": charts_multi.dominant_bound(pred, phase), "fits": pred.fits})
     bar.progress((i + 1) / len(xs), text=f"Predicted {i + 1} of {len(xs)} points")
 bar.empty()
@@ -164,10 +177,12 @@ st.plotly_chart(charts_multi.sweep_figure(rows, param, label, unit,
                                           log_x=spacing == "powers of 2" and len(rows) > 2),
                 key="sw_chart", width="stretch")
 st.caption("Marker colour: what bounds the point (compute, memory or exposed communication "
-           "time); hollow: it does not fit in GPU memory.")
-table = [{param: r["x"], f"{label} ({unit})": r["y"], "bound": r["bound"], "fits": r["fits"]}
-         for r in rows]
-st.dataframe(table, hide_index=True, width="stretch")
+           "time); hollow: it does not fit in GPU memory; error bars: the prediction's 80 % "
+           "band (docs/uncertainty.md), where it has one.")
+column = f"{label} ({unit})" if unit else label
+table = [{param: r["x"], column: r["y"], f"{column} lo": r["y_lo"], f"{column} hi": r["y_hi"],
+          "bound": r["bound"], "fits": r["fits"]} for r in rows]
+st.dataframe(banded_rows(table, {column: ".4g"}), hide_index=True, width="stretch")
 c1, c2 = st.columns(2)
 with c1:
     csv_button(table, f"sweep-{param}", key="sw_csv", label="Sweep CSV")
