@@ -96,10 +96,20 @@ def attainment_figure(summary: dict) -> go.Figure:
 
 def tradeoff_figure(points: list[dict]) -> go.Figure:
     """Throughput per GPU vs interactivity (output tokens/s per user = 1 / TPOT) as the
-    offered load grows; each point labelled with its request rate (or concurrency)."""
+    offered load grows; each point labelled with its request rate (or concurrency). Points
+    with ``user_lo`` / ``user_hi`` (from the TPOT p50's 80 % band) get horizontal error bars."""
+    bands = None
+    if any(p.get("user_lo") is not None for p in points):
+        bands = {"type": "data", "symmetric": False, "color": "rgba(59,111,182,0.5)",
+                 "thickness": 1.2, "width": 3,
+                 "array": [max((p.get("user_hi") or p["tokens_per_user"])
+                               - p["tokens_per_user"], 0.0) for p in points],
+                 "arrayminus": [max(p["tokens_per_user"]
+                                    - (p.get("user_lo") or p["tokens_per_user"]), 0.0)
+                                for p in points]}
     fig = go.Figure(go.Scatter(
         x=[p["tokens_per_user"] for p in points], y=[p["tokens_per_gpu"] for p in points],
-        mode="lines+markers+text", text=[p["label"] for p in points], textposition="top center",
+        error_x=bands, mode="lines+markers+text", text=[p["label"] for p in points], textposition="top center",
         line={"color": "#3b6fb6"}, hovertemplate="%{text}: %{x:.1f} tok/s/user, "
                                                  "%{y:.1f} tok/s/GPU<extra></extra>"))
     fig.update_xaxes(title_text="interactivity: output tokens/s per user (1 / TPOT p50)",

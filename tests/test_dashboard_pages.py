@@ -275,7 +275,9 @@ def test_serving_tradeoff_curve():
     at = page("serving")
     at.toggle(key="sv_tradeoff").set_value(True)
     run(at)
-    assert any(title(s).startswith("Throughput vs interactivity") for s in specs(at))
+    chart = next(s for s in specs(at) if title(s).startswith("Throughput vs interactivity"))
+    bars = chart["data"][0]["error_x"]  # the TPOT p50 band as tokens/s per user
+    assert all(v >= 0 for v in bars["array"] + bars["arrayminus"]) and any(bars["array"])
 
 
 # --------------------------------------------------------------------------- compare

@@ -233,7 +233,10 @@ def tradeoff(scenario: dict) -> None:
             show_error(err, "A load of the sweep cannot run")
             break
         if p.tpot_s:
+            band = (p.ranges or {}).get("tpot_s")  # the TPOT p50's 80 % band
             points.append({"label": f"{value:g}", "tokens_per_user": 1.0 / p.tpot_s,
+                           "user_lo": 1.0 / band[1] if band else None,
+                           "user_hi": 1.0 / band[0] if band else None,
                            "tokens_per_gpu": p.tokens_per_s / p.num_gpus})
         bar.progress((i + 1) / 4, text=f"Simulated {i + 1} of 4 loads")
     bar.empty()
