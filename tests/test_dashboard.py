@@ -216,3 +216,25 @@ def test_uploaded_records_bad_line_is_named():
     assert [r["bench"] for r in backend.load_records(good)] == ["gemm", "memory"]
     with pytest.raises(ValueError, match="records line 2 is not JSON"):
         backend.load_records(b'{"bench": "gemm"}\n{oops\n')
+
+
+def test_banded_cells_and_error_bars_by_hand():
+    """'value (lo–hi)' cells in the page, value / lo / hi kept for the CSV; error bars are the
+    band's distance above and below each value."""
+    common = _app_module("common")
+    rows = [{"n": 1, "step (s)": 1.25, "step (s) lo": 1.0, "step (s) hi": 2.0},
+            {"n": 2, "step (s)": 3.0, "step (s) lo": None, "step (s) hi": None}]
+    assert common.banded_rows(rows, {"step (s)": ".2f"}) == [
+        {"n": 1, "step (s) [80 %]": "1.25 (1.00–2.00)"}, {"n": 2, "step (s) [80 %]": "3.00"}]
+    assert common.band_text([1234.0, 56789.0], "num", 1e-3, "k") == "1.23–56.8 k"
+    assert common.with_band(None, [1, 2]) is None
+    plans = _app_module("charts_plans")
+    pts = [{"x": 2.0, "x_lo": 1.5, "x_hi": 3.0}, {"x": 5.0}]
+    bars = plans.error_bars(pts, "x")
+    assert bars["array"] == [1.0, 0.0] and bars["arrayminus"] == [0.5, 0.0]
+    assert plans.error_bars([{"x": 1.0}], "x") is None
+    point = plans.frontier_point({"device": "b200", "tp": 2, "ep": 1, "batch": 8,
+                                  "tokens_per_s_per_user": 50.0, "tokens_per_s_per_gpu": 900.0,
+                                  "ranges": {"tokens_per_s_per_user": [40.0, 60.0],
+                                             "tokens_per_s_per_gpu": [700.0, 1000.0]}})
+    assert (point["config"], point["user_lo"], point["gpu_hi"]) == ("b200 TP2", 40.0, 1000.0)
