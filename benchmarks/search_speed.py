@@ -7,7 +7,9 @@ Figures (printed, never asserted; the machine is shared and wall times vary 2-5x
 load, so CPU time -- less sensitive to other processes -- is printed beside them). One count
 of plans is used throughout: the whole plans of the space (GPU count x tp x pp x cp x ep x
 vp x micro-batch x recompute x SP x ZeRO with tp*pp*cp*dp one of the GPU counts, before any
-other rule), i.e. ``Sweep.considered``.
+other rule), i.e. ``Sweep.considered``. Mesh cells (``Sweep.modelled``) are a different unit:
+the mesh also holds products tp*pp*cp*dp that are none of the counts, modelled but no plan, so
+they can outnumber the plans; they are printed, never divided by.
 
 * search only: that count over the time of the sweep and the best plan per GPU count
   (``search.sweep`` + ``search.best_per_gpu_count``), in process, data files loaded.
@@ -269,8 +271,12 @@ def main(argv=None) -> int:
           f"{space.micro_batch}" + (f" x ep {space.ep}" if model.moe else "")
           + f" x {len(space.choices())} categorical choices (recompute x SP x ZeRO), counted "
           "where tp*pp*cp*dp is one of the GPU counts")
-    print(f"  {sw.modelled:,} mesh cells modelled ({sw.model_calls} model calls for {len(sw.choices)} categorical choices), "
+    print(f"  {sw.plans_modelled:,} whole plans modelled (axis values with no valid plan "
+          f"dropped first), as {sw.modelled:,} mesh cells incl. products off the GPU counts "
+          f"({sw.model_calls} model calls for {len(sw.choices)} categorical choices); "
           f"{sw.valid:,} valid, {sw.fitting:,} fit; {len(best)} GPU counts answered")
+    print("  plans/s below count whole plans of the space (the first figure), never mesh "
+          "cells")
     print(f"  numpy floor of the sweep: {floor_s:.4f} s ({len(log):,} recorded numpy calls, "
           f"{elements / 1e6:.1f} M elements)")
     print()

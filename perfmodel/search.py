@@ -96,27 +96,35 @@ class Sweep:
     base: TrainPlan
     headroom: float
     choices: list[Choice]
-    considered: int = 0  # candidate plans (mesh cells before filtering)
-    modelled: int = 0  # cells the model evaluated (after dropping all-invalid axis values)
-    valid: int = 0
-    fitting: int = 0
+    # Two units (issue 10): whole plans -- a mesh cell whose tp x pp x cp x dp is one of the
+    # GPU counts with a whole dp >= 1, times the categorical choices -- and mesh cells, which
+    # also hold products off the counts (the dp axis of several counts is shared) or with a
+    # fractional dp (one count): modelled with the rest, never a plan, so cells can outnumber
+    # the plans searched.
+    considered: int = 0  # whole plans of the space, before the rules (the plans searched)
+    plans_modelled: int = 0  # whole plans the model evaluated (left after the rules' drop)
+    modelled: int = 0  # mesh cells the model evaluated, plans or not
+    valid: int = 0  # whole plans passing the plan rules
+    fitting: int = 0  # ... that also fit with the headroom
     model_calls: int = 0  # training_step calls the sweep made
 
 
 @dataclass
 class SearchResult:
     plans: list[dict]  # best first, distinct
-    evaluated: int  # candidate plans considered
+    evaluated: int  # whole plans of the space considered (``Sweep.considered``)
     valid: int
     fitting: int
-    modelled: int = 0
+    modelled: int = 0  # mesh cells modelled, plans or not (``Sweep.modelled``)
+    plans_modelled: int = 0  # whole plans among them (``Sweep.plans_modelled``)
     duplicates_removed: int = 0
     headroom: float = DEFAULT_HEADROOM
     explanation: dict | None = None  # why #1 wins, or (no plan) why nothing fits
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"evaluated": self.evaluated, "modelled": self.modelled, "valid": self.valid,
+        return {"evaluated": self.evaluated, "modelled": self.modelled,
+                "plans_modelled": self.plans_modelled, "valid": self.valid,
                 "fitting": self.fitting, "duplicates_removed": self.duplicates_removed,
                 "headroom": self.headroom, "plans": self.plans,
                 "explanation": self.explanation, "warnings": self.warnings}
@@ -246,8 +254,11 @@ def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: T
         for zero, stages in zeros:
             out.considered += size * len(stages)
             if sp not in filtered:
-                filtered[sp] = _filtered_axes(model, base, full, sp, counts)
-            axes, mask = filtered[sp]
+                kept, m = _filtered_axes(model, base, full, sp, counts)
+                real = 0 if m is None else int(np.broadcast_to(
+                    _real_plans(kept, counts), m.shape).sum())
+                filtered[sp] = (kept, m, real)
+            axes, mask, real = filtered[sp]
             if mask is None:
                 continue
             plan = _mesh_plan(base, axes, recompute, sp, zero)
@@ -262,6 +273,7 @@ def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: T
                 step, memory = (steps[i], memories[i]) if stacked else (steps, memories)
                 ok = mask & (memory <= limit) & np.isfinite(step)
                 out.modelled += mask.size
+                out.plans_modelled += real
                 out.valid += int(mask.sum())
                 out.fitting += int(ok.sum())
                 out.choices.append(Choice(recompute, sp, stage, axes,
@@ -592,10 +604,19 @@ def with_bands(sc: Scenario, profile: CalibrationProfile, plans: list[dict]) -> 
         rec["ranges"] = {k: v for k, v in (pred.ranges or {}).items() if k in RANGE_FIELDS}
         rec["range_basis"] = {k: v for k, v in (pred.range_basis or {}).items()
                               if k in RANGE_FIELDS}
+        rec["may_not_fit"] = may_not_fit(rec["ranges"], pred.memory_capacity_bytes)
         if abs(pred.step_time_s / rec["step_time_s"] - 1) > 1e-9:
             warnings.append(f"{describe(rec)}: predict gives {pred.step_time_s:.9g} s per step, "
                             f"the search {rec['step_time_s']:.9g}")
     return warnings
+
+
+def may_not_fit(ranges: dict | None, capacity: float) -> bool:
+    """Whether the 80 % band of the memory per GPU reaches past the device's memory: the plan
+    fits on the point estimate (with the headroom) but may not on the device (docs/planning.md,
+    "Memory headroom": the fit rule stays on the point estimate; such rows are flagged)."""
+    band = (ranges or {}).get("memory_per_gpu_bytes")
+    return bool(band and band[1] > capacity)
 
 
 def _band(rec: dict, key: str, scale: float, fmt: str) -> str:
@@ -612,11 +633,12 @@ def search_table(plans: list[dict]) -> tuple[list[tuple], tuple[str, ...]]:
              f"{p['step_time_s']:.3f}", _band(p, "step_time_s", 1.0, ".2f"),
              f"{p['tokens_per_s'] / 1e3:.0f}", _band(p, "tokens_per_s", 1e-3, ".0f"),
              f"{100 * p['mfu']:.1f}", f"{p['memory_per_gpu_bytes'] / GIB:.1f}",
-             _band(p, "memory_per_gpu_bytes", 1.0 / GIB, ".0f"))
+             _band(p, "memory_per_gpu_bytes", 1.0 / GIB, ".0f"),
+             "may not fit" if p.get("may_not_fit") else "")
             for i, p in enumerate(plans)]
     return rows, ("#", "tp", "pp", "vp", "cp", "dp", "ep", "mb", "sp", "recompute", "zero",
                   "layers/chunk", "step s", "80 % band", "ktok/s", "80 % band", "MFU %",
-                  "GiB/GPU", "80 % band")
+                  "GiB/GPU", "80 % band", "memory band")
 
 
 def explanation_lines(expl: dict | None) -> list[str]:
@@ -647,6 +669,7 @@ def search(sc: Scenario, system: System, profile: CalibrationProfile,
         rec["scenario"] = scenario_fields(rec)
     warnings = with_bands(sc, profile, plans)
     return SearchResult(plans=plans, evaluated=sw.considered, valid=sw.valid,
-                        fitting=sw.fitting, modelled=sw.modelled, duplicates_removed=folded,
+                        fitting=sw.fitting, modelled=sw.modelled,
+                        plans_modelled=sw.plans_modelled, duplicates_removed=folded,
                         headroom=headroom, warnings=warnings,
                         explanation=explain_winner(sw, plans) or explain_nothing_fits(sw))

@@ -35,7 +35,7 @@ def test_tokens_and_gpu_counts():
             parse_tokens(bad)
     assert gpu_counts(8, 100) == [1, 2, 4, 8, 16, 32, 64]
     assert gpu_counts(8, 96) == [1, 2, 4, 8, 16, 32, 64, 96]
-    assert gpu_counts(72, 300) == [1, 2, 4, 8, 16, 32, 64, 72, 128, 144, 256, 288]
+    assert gpu_counts(72, 300) == [72, 144, 288]  # whole NVL72 racks only
 
 
 def test_rows_add_up(seventy):
@@ -182,15 +182,17 @@ def test_405b_is_planned_on_uneven_pipelines():
     assert all(by[n].plan["uneven_pipeline"] for n in (1024, 16384))
 
 
-def test_nvl72_racks_need_a_batch_divisible_by_nine():
-    """72-GPU nodes: whole racks put a factor 9 in dp; 512 sequences cannot split so."""
+def test_nvl72_racks_need_a_batch_divisible_by_three():
+    """72-GPU nodes (whole racks only): 72 = 8 x 9 and pp 3 / 6 / 12 / 24 holds one 3, so dp
+    carries the other: 512 sequences cannot split so, 384 = 3 x 128 can (with pp 3)."""
     res = pm.plan_training(model="llama-3-8b", tokens="1T", devices=["gb200"], max_gpus=288)
-    assert not {r.gpus for r in res.rows} & {72, 144, 288}
-    assert any("divisible by 9" in w for w in res.warnings)
+    assert not res.rows
+    assert any("divisible by 3" in w for w in res.warnings)
     ok = pm.plan_training(model="llama-3-8b", tokens="1T", devices=["gb200"], max_gpus=288,
-                          global_batch_tokens=576 * 8192)
-    assert {72, 144, 288} <= {r.gpus for r in ok.rows}
-    assert not any("divisible by 9" in w for w in ok.warnings)
+                          global_batch_tokens=384 * 8192)
+    assert {r.gpus for r in ok.rows} == {72, 144, 288}
+    assert all(r.plan["pp"] % 3 == 0 and r.plan["dp"] % 3 == 0 for r in ok.rows)
+    assert not any("divisible by" in w for w in ok.warnings)
 
 
 def test_bad_input_names_the_flag_and_lists_ids():

@@ -32,9 +32,12 @@ def render(result: TrainingPlanResult, all_rows: bool = False) -> str:
     out.append("")
     out += _answer(result, constrained)
     w = result.work
-    out.append(f"searched {w['considered']:,} plans ({w['modelled']:,} modelled, "
-               f"{w['fitting']:,} fit) in {w['search_seconds']:.2f} s; rows predicted with "
-               f"bands and energy, {w['seconds']:.2f} s in all")
+    out.append(f"searched {w['considered']:,} whole plans ({w['plans_modelled']:,} modelled "
+               f"after axis values with no valid plan were dropped, in {w['modelled']:,} mesh "
+               f"cells incl. products off the GPU counts; {w['valid']:,} valid, "
+               f"{w['fitting']:,} fit) in "
+               f"{w['search_seconds']:.2f} s; rows predicted with bands and energy, "
+               f"{w['seconds']:.2f} s in all")
     out.append(f"price basis: {inp['prices']['basis']} (hardware_specs/prices.yaml); "
                f"energy: {_energy_bases(result.rows)}; band: {inp['band']}")
     out += [f"warning: {x}" for x in result.warnings]
@@ -52,7 +55,8 @@ def _cells(r: Row, constrained: bool) -> tuple:
             f"{r.model_tflops_per_gpu:.0f}" if r.model_tflops_per_gpu is not None else "-",
             f"{100 * r.plan['memory_headroom']:.0f}",
             ", ".join(f"{b['term']} {100 * b['share']:.0f}%" for b in r.bound),
-            ("P" if r.pareto else "") + ("ok" if r.meets and constrained else ""))
+            ("P" if r.pareto else "") + ("ok" if r.meets and constrained else "")
+            + ("!" if r.may_not_fit else ""))
 
 
 def _legend(result: TrainingPlanResult, shown: list[Row], constrained: bool,
@@ -62,9 +66,14 @@ def _legend(result: TrainingPlanResult, shown: list[Row], constrained: bool,
     out = ["P: time-vs-cost Pareto (no row both faster and cheaper" + by_hours + ")"
            + ("; ok: meets --days / --budget" if constrained else "")
            + ("" if all_rows else "; --all shows every GPU count"),
-           "MFU %: 6ND, 6 x active parameters x tokens/s / (GPUs x dense peak), no attention "
-           "term (Kaplan et al. 2020); TFLOP/s: model FLOPs per GPU of Megatron's convention, "
+           "MFU %: 6ND, 6 x active parameters incl. embeddings x tokens/s / (GPUs x dense "
+           "peak), no attention term (Chinchilla's N, Hoffmann et al. 2022; Kaplan et al. 2020's "
+           "non-embedding N gives less); TFLOP/s: model FLOPs per GPU of Megatron's convention, "
            "attention counted non-causally (Korthikanti et al. 2022 eq. 7; PaLM App. B)"]
+    if any(r.may_not_fit for r in shown):
+        out.append("!: may not fit: the 80 % band of the memory per GPU reaches past the "
+                   "device's memory (the fit rule uses the point estimate with the headroom; "
+                   "a larger --headroom excludes such plans)")
     if any(r.energy_node is False for r in shown):
         others = any(r.energy_node for r in shown)
         out.append("*: MWh of the GPUs only (no sourced system power for the node)"
@@ -74,14 +83,16 @@ def _legend(result: TrainingPlanResult, shown: list[Row], constrained: bool,
 
 
 def _answer(result: TrainingPlanResult, constrained: bool) -> list[str]:
-    ans = result.answer
+    ans, why = result.choice()
     if ans is None:
-        return ["answer: no device and GPU count meets the constraints"] if constrained else []
+        return ([f"answer: no device and GPU count meets the constraints ({why['text']})"]
+                if constrained else [])
     cost = f", {ans.usd / 1e6:.3g} M USD" if ans.usd is not None else ""
     rng = ans.scaled(ans.days)
     band = f" (80 % band {rng[0]:.1f}-{rng[1]:.1f})" if rng else ""
     out = [f"answer: {ans.gpus} x {ans.device}, {ans.days:.1f} days{band}, "
-           f"{ans.gpu_hours / 1e6:.3g} M GPU-hours{cost} ({describe(ans.plan)})"]
+           f"{ans.gpu_hours / 1e6:.3g} M GPU-hours{cost} ({describe(ans.plan)})",
+           f"  chosen as: {why['text']}"]
     if ans.usd is None:
         out.append(f"  no price for {ans.device} in hardware_specs/prices.yaml: chosen by "
                    "days and GPU-hours (for one device the same row as at any price per "

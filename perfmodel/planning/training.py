@@ -13,8 +13,14 @@ from the power model (perfmodel/power.py: each part of the step at its power). D
 GPU-hours x the dated on-demand price of ``hardware_specs/prices.yaml``. Without a power
 model figure (no TDP), energy falls back to ``serving.economics.power_per_gpu``.
 
-MFU is the 6ND convention (Kaplan et al. 2020 arXiv 2001.08361 Sec. 2.1: 6 FLOPs per
-active parameter per trained token, no attention term): 6 N tokens/s / (GPUs x dense peak).
+MFU is the 6ND convention with N = all (active) parameters, embeddings and LM head included:
+6 N tokens/s / (GPUs x dense peak), no attention term. That is Chinchilla's count (Hoffmann et
+al. 2022 arXiv 2203.15556: C = 6ND over total parameters; Pearce & Song 2024 arXiv 2406.12907
+trace the Kaplan / Chinchilla gap to exactly this difference and recommend total parameters).
+Kaplan et al. 2020 (arXiv 2001.08361 Sec. 2.1, C ~ 6N) count N without the vocabulary and
+position embeddings: for Llama-3-70B 68.45 B instead of 70.55 B, an MFU 0.970x this one.
+The figure comes from ``Prediction.mfu_6nd`` (perfmodel/explain.py), the same number predict
+reports.
 Beside it each row gives the model TFLOP/s per GPU of Megatron's convention (Narayanan et al.
 2021 arXiv 2104.04473 App.; Korthikanti et al. 2022 arXiv 2205.05198 eq. 7: GEMMs plus the
 attention matmuls, no recompute), whose attention term, like PaLM's 12 L H Q T (Chowdhery et
@@ -47,6 +53,7 @@ from ..search import (
     base_plan,
     best_per_gpu_count,
     describe,
+    may_not_fit,
     scenario_for,
     sweep,
 )
@@ -82,15 +89,23 @@ def parse_tokens(text: str | float | int) -> float:
     return value
 
 
+RACK_SCALE = 8  # a node of more GPUs than this (an NVL72 rack) is planned in whole nodes only
+
+
 def gpu_counts(gpus_per_node: int, max_gpus: int) -> list[int]:
-    """Powers of two, whole nodes doubling (node x 2^k; the same counts for 8-GPU nodes, 72,
-    144, ... for NVL72 racks), and max_gpus itself when it is a whole number of nodes."""
-    out = {2 ** k for k in range(31) if 2 ** k <= max_gpus}
+    """The GPU counts tried: whole nodes doubling (node x 2^k) and ``max_gpus`` itself when it
+    is a whole number of nodes; below one node, powers of two -- only for nodes of at most
+    ``RACK_SCALE`` GPUs (a server's GPUs are scheduled one by one; a rack-scale node, e.g. a
+    72-GPU NVL72 rack, is one NVLink domain planned and priced as whole racks: 72, 144, 288,
+    ...). Every count above one node is a whole number of nodes. Empty when ``max_gpus`` is
+    less than one rack-scale node."""
     n = gpus_per_node
+    out = {2 ** k for k in range(31) if 2 ** k < n and 2 ** k <= max_gpus} \
+        if n <= RACK_SCALE else set()
     while n <= max_gpus:
         out.add(n)
         n *= 2
-    if max_gpus % gpus_per_node == 0:
+    if max_gpus >= gpus_per_node and max_gpus % gpus_per_node == 0:
         out.add(max_gpus)
     return sorted(out)
 
@@ -172,11 +187,13 @@ class Row:
     band: tuple[float, float] | None = None  # 80 % band of true / predicted step time
     energy_basis: str = ""
     energy_node: bool | None = None  # the node's power beyond its GPUs counted (None: no MWh)
-    mfu: float | None = None  # 6ND convention (module docstring)
+    mfu: float | None = None  # 6ND, N incl. embeddings (module docstring)
     mfu_megatron: float | None = None  # Megatron model FLOPs incl. non-causal attention
     model_tflops_per_gpu: float | None = None  # the same FLOPs, TFLOP/s per GPU
     pareto: bool = False
     meets: bool = True
+    memory_range: list[float] | None = None  # 80 % band of the memory per GPU, bytes
+    may_not_fit: bool = False  # that band reaches past the device's memory (search.may_not_fit)
 
     def scaled(self, value: float | None) -> list[float] | None:
         """``value`` (days, GPU-hours, USD: all proportional to the step time) as its
@@ -203,7 +220,9 @@ class Row:
                 "model_tflops_per_gpu": self.model_tflops_per_gpu,
                 "cost_basis": "USD" if self.usd is not None else "GPU-hours (no price)",
                 "memory_per_gpu_bytes": p["memory_per_gpu_bytes"],
-                "memory_headroom": p["memory_headroom"], "bound_by": self.bound,
+                "memory_headroom": p["memory_headroom"],
+                "memory_per_gpu_range": self.memory_range, "may_not_fit": self.may_not_fit,
+                "bound_by": self.bound,
                 "pareto": self.pareto, "meets_constraints": self.meets}
 
 
@@ -216,24 +235,80 @@ class TrainingPlanResult:
 
     @property
     def answer(self) -> Row | None:
-        """The cheapest row meeting --days / --budget (fewer GPUs on a tie); without either
-        constraint, the cheapest Pareto row that is within 2x of the fastest time. Rows of a
+        """The row the planner asked for (``choice``): with only --budget the fastest row whose
+        cost fits it; with only --days the cheapest row that meets it; with both the cheapest
+        row meeting both (the deadline binds; ``choice`` says what the budget would buy);
+        with neither the cheapest Pareto row within 2x of the fastest time."""
+        return self.choice()[0]
+
+    def choice(self) -> tuple[Row | None, dict]:
+        """(the answer row, why): ``rule`` (what was minimised under which constraint),
+        ``binding`` ("days", "budget" or None: the constraint that decides the answer, or
+        that no row meets), and ``text``, one line for the answer. Cost is USD; rows of a
         device without a price are judged by GPU-hours (USD / price: for one device the same
-        choice at any price) and only when no priced row qualifies."""
+        choice at any price) and only when no priced row qualifies; a budget in USD is never
+        met by an unpriced row."""
+        days, budget = self.inputs.get("days"), self.inputs.get("budget_usd")
         ok = [r for r in self.rows if r.meets]
-        if self.inputs.get("days") is None and self.inputs.get("budget_usd") is None:
+        if days is None and budget is None:
             fastest = min((r.days for r in ok), default=None)
             ok = [r for r in ok if r.pareto and r.days <= 2 * fastest] if fastest else []
-        priced = [r for r in ok if r.usd is not None]
-        if priced:
-            return min(priced, key=lambda r: (r.usd, r.gpus))
-        return min(ok, key=lambda r: (r.gpu_hours, r.gpus)) if ok else None
+            row = _cheapest(ok)
+            return row, {"rule": "cheapest Pareto row within 2x of the fastest time",
+                         "binding": None,
+                         "text": "no --days or --budget: the cheapest time-vs-cost Pareto row "
+                                 "within 2x of the fastest time"}
+        if days is None:  # budget only: the fastest plan the budget pays for
+            row = min(ok, key=lambda r: (r.days, r.usd, r.gpus)) if ok else None
+            faster = [r for r in self.rows if row and r.days < row.days and r.usd is not None]
+            nxt = min(faster, key=lambda r: r.usd) if faster else None
+            text = (f"--budget {_usd(budget)} only: the fastest row whose cost fits it"
+                    + (f" ({_usd(row.usd)} of it)" if row else "")
+                    + (f"; faster needs {_usd(nxt.usd)} ({nxt.gpus} x {nxt.device}, "
+                       f"{nxt.days:.1f} days)" if nxt else ""))
+            if row is not None and nxt is None:
+                text += " (the fastest row of all: the budget does not bind)"
+            return row, {"rule": "fastest row within --budget",
+                         "binding": "budget" if row is None or nxt else None, "text": text}
+        row = _cheapest(ok)
+        free = row is not None and row is _cheapest(self.rows)  # the deadline costs nothing
+        if budget is None:
+            return row, {"rule": "cheapest row within --days",
+                         "binding": None if free else "days",
+                         "text": f"--days {days:g} only: the cheapest row that finishes "
+                                 "within it" + (" (the cheapest row of all: the deadline "
+                                                "does not bind)" if free else "")}
+        # both: the cheapest row meeting both; say which constraint decides
+        in_time = _cheapest([r for r in self.rows if r.days <= days])
+        in_budget = [r for r in self.rows if r.usd is not None and r.usd <= budget]
+        quick = min(in_budget, key=lambda r: (r.days, r.usd, r.gpus)) if in_budget else None
+        if row is not None:
+            spent = _usd(row.usd) if row.usd is not None else "-"
+            text = (f"--days {days:g} and --budget {_usd(budget)}: the cheapest row meeting "
+                    f"both; " + ("neither binds (the cheapest row of all)" if free else
+                                 "the deadline binds") + f" ({spent} of the budget spent)" + (
+                        f"; the whole budget would buy {quick.days:.1f} days ({quick.gpus} x "
+                        f"{quick.device})" if quick and quick is not row else ""))
+            return row, {"rule": "cheapest row within --days and --budget",
+                         "binding": None if free else "days", "text": text}
+        if in_time is None:
+            why, binding = f"no row finishes within {days:g} days", "days"
+        elif in_time.usd is None or quick is None:
+            why, binding = ("no priced row fits the budget" if quick is None else
+                            "the rows meeting --days have no price"), "budget"
+        else:
+            why, binding = (f"the cheapest row meeting --days costs {_usd(in_time.usd)} "
+                            f"({in_time.gpus} x {in_time.device}); the budget buys at best "
+                            f"{quick.days:.1f} days"), "budget"
+        return None, {"rule": "cheapest row within --days and --budget", "binding": binding,
+                      "text": f"--days {days:g} and --budget {_usd(budget)} conflict: {why}"}
 
     def to_dict(self) -> dict:
-        ans = self.answer
+        ans, why = self.choice()
         return {"inputs": self.inputs, "rows": [r.to_dict() for r in self.rows],
                 "pareto": [r.to_dict() for r in self.rows if r.pareto],
-                "answer": ans.to_dict() if ans else None, "work": self.work,
+                "answer": ans.to_dict() if ans else None, "answer_rule": why,
+                "work": self.work,
                 "warnings": list(self.warnings)}
 
     def to_csv(self) -> str:
@@ -241,7 +316,8 @@ class TrainingPlanResult:
                 "sequence_parallel", "zero_stage", "recompute", "uneven_pipeline",
                 "step_time_s", "days", "days_lo", "days_hi", "gpu_hours", "usd",
                 "energy_mwh", "energy_includes_node", "mfu", "mfu_megatron",
-                "model_tflops_per_gpu", "memory_headroom", "pareto", "meets_constraints"]
+                "model_tflops_per_gpu", "memory_headroom", "pareto", "meets_constraints",
+                "may_not_fit"]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
@@ -251,6 +327,19 @@ class TrainingPlanResult:
             flat = {**d, **d["parallelism"], "days_lo": lo, "days_hi": hi}
             w.writerow(["" if flat[c] is None else flat[c] for c in cols])
         return buf.getvalue()
+
+
+def _cheapest(rows: list[Row]) -> Row | None:
+    """The cheapest row (fewer GPUs on a tie): by USD among priced rows, by GPU-hours when
+    none has a price."""
+    priced = [r for r in rows if r.usd is not None]
+    if priced:
+        return min(priced, key=lambda r: (r.usd, r.gpus))
+    return min(rows, key=lambda r: (r.gpu_hours, r.gpus)) if rows else None
+
+
+def _usd(x: float) -> str:
+    return f"{x / 1e6:.3g} M USD"
 
 
 def _model(spec: ModelSpec | str) -> ModelSpec:
@@ -298,6 +387,20 @@ def _check(inp: TrainingPlanInputs, model: ModelSpec) -> tuple[float, int]:
     return tokens, batch // seq
 
 
+def _odd(n: int) -> int:
+    return n // (n & -n)
+
+
+def _dp_factor(gpus_per_node: int, space: SearchSpace) -> int:
+    """The odd factor of a whole number of nodes (node x 2^k) that data parallelism must carry:
+    the node's odd factor less the most of it any tp x pp x cp of the space holds (an NVL72
+    rack: 9 = 3 x 3, pp 3 / 6 / 12 / 24 holds one 3, so dp needs a factor 3)."""
+    odd = _odd(gpus_per_node)
+    held = max(math.gcd(odd, _odd(t * p * c)) for t in space.tp for p in space.pp
+               for c in space.cp)
+    return odd // held
+
+
 def device_list(devices: list[str] | str | None, prices: PriceTable) -> list[str]:
     """The devices to plan: ids (a list, one id or "a,b"), each known, or the defaults."""
     if devices is None:
@@ -325,6 +428,8 @@ def _system(device: str, model: ModelSpec, max_gpus: int, training: TrainingConf
     per_node = node.gpus_per_node if node else 1
     top = max_gpus if (node and node.inter_node) else min(max_gpus, per_node)
     counts = gpu_counts(per_node, top)
+    if not counts:  # less than one rack-scale node
+        return None, None, counts
     sc = Scenario(kind="training", model=model,
                   system=SystemConfig(device=device, num_gpus=max(counts)), training=training)
     return sc, resolve_system(sc.system), counts
@@ -359,7 +464,10 @@ def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> Trainin
     training = TrainingConfig(seq_len=inp.seq_len, global_batch=global_batch,
                               precision=inp.precision, framework=inp.framework)
     rows: list[Row] = []
-    work = {"considered": 0, "modelled": 0, "valid": 0, "fitting": 0, "seconds": 0.0,
+    # units: whole plans (considered, plans_modelled, valid, fitting) and mesh cells (modelled;
+    # search.Sweep: cells off the GPU counts are modelled too, so they can outnumber plans)
+    work = {"considered": 0, "plans_modelled": 0, "modelled": 0, "valid": 0, "fitting": 0,
+            "seconds": 0.0,
             "search_seconds": 0.0, "per_device": {}}
     warnings: list[str] = []
     for device in devices:
@@ -370,6 +478,14 @@ def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> Trainin
             continue
         t0 = time.perf_counter()
         sc, system, counts = _system(device, model, inp.max_gpus, training)
+        if sc is None:
+            per_node = registry.get_node(registry.get_device(device).default_node).gpus_per_node
+            skip = (f"{device}: skipped: its {per_node}-GPU node is planned in whole nodes "
+                    f"(nodes of more than {RACK_SCALE} GPUs are not split) and --max-gpus "
+                    f"{inp.max_gpus} is less than one; give --max-gpus {per_node} or more")
+            warnings.append(skip)
+            work["per_device"][device] = {"skipped": skip}
+            continue
         profile = profile_for(device, inp.calibration) if inp.calibration else profile_for(device)
         warnings += [f"{device}: {w}" for w in device_mismatch(profile, device)]
         if profile.kind == "default":
@@ -383,11 +499,12 @@ def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> Trainin
         for rec in best:
             rows.append(_row(sc, rec, tokens, price, fallback, inp.calibration, warnings))
         dt = time.perf_counter() - t0
-        for k in ("considered", "modelled", "valid", "fitting"):
+        for k in ("considered", "plans_modelled", "modelled", "valid", "fitting"):
             work[k] += getattr(sw, k)
         work["seconds"] += dt
         work["search_seconds"] += t_search
         work["per_device"][device] = {"gpu_counts": counts, "considered": sw.considered,
+                                      "plans_modelled": sw.plans_modelled,
                                       "modelled": sw.modelled, "valid": sw.valid,
                                       "fitting": sw.fitting, "seconds": dt,
                                       "search_seconds": t_search,
@@ -398,13 +515,16 @@ def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> Trainin
                             "its rows are compared by GPU-hours")
         if not best:
             warnings.append(f"{device}: no plan fits up to {max(counts)} GPUs")
-        odd = system.gpus_per_node // (system.gpus_per_node & -system.gpus_per_node)
-        if odd > 1 and global_batch % odd:
-            wanted = -(-global_batch // odd) * odd
-            warnings.append(f"{device}: whole {system.gpus_per_node}-GPU nodes need a global "
-                            f"batch divisible by {odd} (data parallelism carries the factor); "
-                            f"{global_batch} sequences is not, so those counts have no plan "
-                            f"(e.g. --global-batch-tokens {wanted * inp.seq_len})")
+        need = _dp_factor(system.gpus_per_node, inp.space)
+        if need > 1 and global_batch % need:
+            unit = need * min(global_batch & -global_batch, 64)
+            wanted = -(-global_batch // unit) * unit
+            warnings.append(f"{device}: whole {system.gpus_per_node}-GPU nodes leave data "
+                            f"parallelism a factor {need} (tp x pp x cp of the plan space carry "
+                            f"no more of the node's odd factor), so the global batch must be "
+                            f"divisible by {need}; {global_batch} sequences is not, so those "
+                            f"counts have no plan (e.g. --global-batch-tokens "
+                            f"{wanted * inp.seq_len})")
     _mark(rows, inp)
     warnings += _energy_warning(rows)
     rows.sort(key=lambda r: (r.device, r.gpus))
@@ -413,8 +533,10 @@ def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> Trainin
               "seq_len": inp.seq_len, "global_batch_tokens": inp.global_batch_tokens,
               "global_batch": global_batch, "precision": inp.precision,
               "headroom": inp.headroom, "framework": inp.framework,
-              "mfu": "6ND: 6 x active parameters x tokens/s / (GPUs x dense peak), no "
-                     "attention term; mfu_megatron / model_tflops_per_gpu: Megatron model "
+              "mfu": "6ND: 6 x active parameters incl. embeddings and LM head (Chinchilla, "
+                     "Hoffmann et al. 2022; not Kaplan et al. 2020's non-embedding N) x "
+                     "tokens/s / (GPUs x dense peak), no attention term; mfu_megatron / "
+                     "model_tflops_per_gpu: Megatron model "
                      "FLOPs incl. attention counted non-causally (Korthikanti et al. 2022 "
                      "eq. 7)",
               "prices": {"basis": prices.basis, "currency": prices.currency},
@@ -445,7 +567,9 @@ def _row(sc: Scenario, rec: dict, tokens: float, price, fallback: tuple, calibra
     return Row(device=sc.system.device, gpus=rec["gpus"], plan=rec, days=seconds / 86400.0,
                gpu_hours=gpu_hours, usd=gpu_hours * price.usd_per_gpu_hour if price else None,
                energy_mwh=mwh, bound=bound, band=band, energy_basis=basis, energy_node=node,
-               mfu=pred.mfu_6nd, mfu_megatron=pred.mfu, model_tflops_per_gpu=pred.tflops_per_gpu)
+               mfu=pred.mfu_6nd, mfu_megatron=pred.mfu, model_tflops_per_gpu=pred.tflops_per_gpu,
+               memory_range=(pred.ranges or {}).get("memory_per_gpu_bytes"),
+               may_not_fit=may_not_fit(pred.ranges, pred.memory_capacity_bytes))
 
 
 def _energy(pred, gpu_hours: float, tokens: float,
