@@ -89,6 +89,12 @@ def serve_planner() -> None:
                  "more GPUs.", icon=":material/block:")
     for w in result["warnings"]:
         st.info(plain(w), icon=":material/info:")
+    kinds = (result.get("inputs") or {}).get("profiles") or {}
+    if kinds:  # which devices were predicted with a measured profile (as the CLI says)
+        measured = [d for d, k in kinds.items() if k == "measured"]
+        default = [d for d, k in kinds.items() if k == "default"]
+        st.caption(plain("Measured calibration profiles: " + (", ".join(measured) or "none")
+                         + ("; uncalibrated: " + ", ".join(default) if default else "") + "."))
     rows = candidate_rows(result["candidates"])
     per_gpu = {}
     for c in result["candidates"]:  # cheapest first: the first feasible one per GPU type
@@ -103,7 +109,7 @@ def serve_planner() -> None:
     st.dataframe(banded_rows(rows, BANDED), hide_index=True, width="stretch",
                  key="ps_table",
                  column_config={k: st.column_config.NumberColumn(format="%.2f")
-                                for k in ("USD/h", "USD/M out tok")})
+                                for k in ("USD/h", "USD/M out tok", "J/out tok")})
     csv_button(rows, "serving-plan", key="ps_csv", label="Candidates CSV")
     points = [{"GPU": r["GPU"], "tpot": r["TPOT p90 (ms)"], "usd": r["USD/h"],
                "tpot_lo": r["TPOT p90 (ms) lo"], "tpot_hi": r["TPOT p90 (ms) hi"],
@@ -166,8 +172,10 @@ def candidate_rows(candidates: list[dict]) -> list[dict]:
             row[f"{label} (ms)"] = None if value is None else value * 1e3
             row[f"{label} (ms) lo"] = band[0] * 1e3 if band else None
             row[f"{label} (ms) hi"] = band[1] * 1e3 if band else None
+        energy = c.get("energy") or {}
         row |= {"USD/h": cost.get("usd_per_hour"),
                 "USD/M out tok": cost.get("usd_per_million_output_tokens"),
+                "J/out tok": energy.get("joules_per_output_token"),
                 "default seqs": c.get("max_num_seqs_default"), "feasible": c["feasible"]}
         row["why"] = c.get("why") or c["reason"] if c["feasible"] else c["reason"]
         rows.append(row)
