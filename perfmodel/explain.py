@@ -4,7 +4,8 @@ serving simulator both end here (issue 8), so a reported figure is derived in on
 
 Training FLOPs follow the Megatron convention (Narayanan et al. 2021, arXiv 2104.04473): MFU
 counts model FLOPs without recompute; HFU counts what the hardware executes; the 6ND figure
-(Kaplan et al. 2020) is a cross-check.
+(C = 6ND, Kaplan et al. 2020 eq. 2.1, with N counted as Hoffmann et al. 2022 count it: all
+parameters, embeddings included) is a cross-check.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def training_prediction(rs: Resolved, plan: TrainPlan, r: TrainingResult) -> Pre
     step, n = _f(r.step_time), system.num_gpus
     peak = system.device.peak_flops(plan.precision)
     tflops = _f(r.model_flops) / step / n
-    six_nd = 6.0 * param_counts(sc.model).active * _f(r.tokens)  # Kaplan et al. 2020: 6ND
+    six_nd = 6.0 * param_counts(sc.model).active * _f(r.tokens)  # 6ND, N incl. embeddings (Hoffmann et al. 2022)
     total_mem = _f(r.memory_total)
     util, util_warnings = _utilisations({
         "mfu": flops_utilization(_f(r.model_flops), step, n, peak),
