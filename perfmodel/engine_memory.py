@@ -32,7 +32,7 @@ the engine's own categories. Pure: no file I/O (engine files come in through ``e
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .engines import EngineSpec, MemoryFacts, ReserveRule
 from .memory import inference_weight_bytes, inference_workspace_bytes, kv_cache_bytes_per_token
@@ -90,6 +90,10 @@ class EngineMemory:
     max_num_batched_tokens: int | None
     breakdown: dict[str, float]  # by the engine's categories; sums to the memory it plans for
     problems: list[str] = field(default_factory=list)
+    # MXFP4 experts: the engine's MoE backend on this device and the bytes its padding and
+    # kept scale copies add to the checkpoint's weights (engines/<id>.yaml moe.mxfp4)
+    mxfp4_backend: str | None = None
+    mxfp4_extra_bytes: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -208,6 +212,18 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         weights = float(stage_params(weight_byte_counts(
             param_counts(model), shape.weight_dtype, formats, shape.group_size),
             tp, pp, shape.ep, expert_split(shape), model.tie_embeddings, layers=layers).max)
+    backend, factor = mxfp4_expert_factor(spec, model, shape, device, formats)
+    extra = 0.0
+    if factor != 1.0:
+        counts = weight_byte_counts(param_counts(model), shape.weight_dtype, formats,
+                                    shape.group_size)
+        padded = float(stage_params(replace(counts, expert=counts.expert * factor), tp, pp,
+                                    shape.ep, expert_split(shape), model.tie_embeddings,
+                                    layers=layers).max)
+        plain = float(stage_params(counts, tp, pp, shape.ep, expert_split(shape),
+                                   model.tie_embeddings, layers=layers).max)
+        extra = padded - plain
+        weights += extra
     stage_layers = model.num_layers / pp if layers is None else layers
     per_token = float(kv_cache_bytes_per_token(model, shape.kv_dtype, tp)) * stage_layers
     block = cfg.block_size or m.block_size
@@ -303,7 +319,38 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         kv_bytes_per_token=per_token, kv_block_size=block, kv_cache_blocks=blocks,
         kv_cache_tokens=tokens_kv, max_model_len=max_len, max_concurrency=concurrency,
         max_num_seqs=seqs, max_num_batched_tokens=batched, breakdown=breakdown,
-        problems=problems)
+        problems=problems, mxfp4_backend=backend, mxfp4_extra_bytes=extra)
+
+
+def mxfp4_expert_factor(spec: EngineSpec, model: ModelSpec, shape: EngineShape,
+                        device: DeviceSpec, formats: tuple = ()) -> tuple[str | None, float]:
+    """(backend, factor): the MXFP4 MoE backend ``spec``'s engine selects on ``device``
+    (engines/<id>.yaml ``moe.mxfp4.backend``, by compute capability) and the ratio of the expert
+    bytes it allocates to the checkpoint's. vLLM ``Mxfp4MoEMethod.create_weights`` pads the
+    experts' input width H (hidden, or the latent width) and the per-partition intermediate
+    size I_p = I / expert_split up to the backend's multiples: every expert tensor (w13 2I_p x H,
+    w2 H x I_p, and their e8m0 scales, one byte per 32) grows by H' I_p' / (H I_p); a backend
+    that keeps the checkpoint's scales beside its swizzled copy holds 1/32 byte more per
+    (padded) weight: x (1/2 + 2/32) / (1/2 + 1/32). (None, 1.0) when the experts are not MXFP4
+    or the file has no backend for the device."""
+    from .formats import class_dtype
+
+    facts = spec.moe.mxfp4
+    if (facts is None or model.moe is None
+            or class_dtype(formats, "experts", shape.weight_dtype) != "mxfp4"):
+        return None, 1.0
+    backend = facts.backend.get(str(device.compute_capability))
+    if backend is None:
+        return None, 1.0
+    pad = facts.backends[backend]
+    width = model.moe.latent_size or model.hidden_size
+    inter = model.moe.expert_ffn_hidden_size / expert_split(shape)
+    width_p = math.ceil(width / pad.hidden) * pad.hidden
+    inter_p = math.ceil(inter / pad.intermediate) * pad.intermediate
+    factor = width_p * inter_p / (width * inter)
+    if pad.scales_kept:
+        factor *= (0.5 + 2 / 32) / (0.5 + 1 / 32)
+    return backend, factor
 
 
 def hybrid_request_bytes(model: ModelSpec, kv_dtype: str, tp, pp, max_len: float,

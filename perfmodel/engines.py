@@ -303,6 +303,35 @@ class MoeOverlapFacts(Strict):
 A2A_BACKENDS = ("none", "deepep")
 
 
+class Mxfp4Backend(Strict):
+    """What one MXFP4 MoE backend allocates for the experts (vLLM ``Mxfp4MoEMethod``):
+    ``create_weights`` pads the hidden size and the per-partition intermediate size up to
+    multiples of ``hidden`` / ``intermediate`` (w13: E x 2I' x H'/2 bytes + E x 2I' x H'/32 e8m0
+    scales; w2: E x H' x I'/2 + E x H' x I'/32), and ``scales_kept``: process_weights_after_loading
+    keeps the checkpoint's e8m0 scales registered beside the backend's own swizzled copy."""
+
+    hidden: Int = Field(default=1, ge=1)
+    intermediate: Int = Field(default=1, ge=1)
+    scales_kept: Bool = False
+
+
+class Mxfp4Facts(Strict):
+    """MXFP4 experts: ``backend`` the backend the engine selects by the device's compute
+    capability (exactly as DeviceSpec.compute_capability spells it; a device not listed: no
+    padding modelled), ``backends`` what each allocates (``Mxfp4Backend``)."""
+
+    backend: dict[str, str] = Field(default_factory=dict)
+    backends: dict[str, Mxfp4Backend] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Mxfp4Facts:
+        unknown = sorted({b for b in self.backend.values() if b not in self.backends})
+        if unknown:
+            raise SpecError(f"moe.mxfp4.backend names {unknown}, not in moe.mxfp4.backends "
+                            f"({sorted(self.backends)})")
+        return self
+
+
 class MoeFacts(Strict):
     """The grouped-GEMM kernel the engine runs for a MoE layer's experts, per format (a MoE
     table name: bf16, fp8, fp8_block, nvfp4, w4a16_mxfp4, ...; ``profile.moe_format``):
@@ -332,6 +361,9 @@ class MoeFacts(Strict):
     # tokens all-reduced before, the MLP's all-reduce after); not listed: ``all_gather``
     dp_gather: dict[Literal["prefill", "decode"], Literal["all_gather", "all_reduce"]] = Field(
         default_factory=dict)
+    # MXFP4 experts: the backend per device and the padding / extra copies it allocates
+    # (engine_memory.mxfp4_expert_factor); None: the checkpoint's shapes as they are
+    mxfp4: Mxfp4Facts | None = None
 
     @field_validator("kernels")
     @classmethod
@@ -468,7 +500,7 @@ def _leaves(data: dict, prefix: str = "") -> dict[str, Any]:
 
 def _sections() -> set[str]:
     return {*_FACT_SECTIONS, "memory.reserve",
-            "moe.kernels", "moe.proxy", "moe.overlap", "moe.dispatch"}
+            "moe.kernels", "moe.proxy", "moe.overlap", "moe.dispatch", "moe.mxfp4"}
 
 
 _FACT_SECTIONS = ("memory", "scheduler", "comm", "moe", "attention", "pipeline", "overheads")
