@@ -199,7 +199,9 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
     # model splits evenly)
     fields["pp_layers"] = stage_partition(model.num_layers, p.pp, p.pipeline_layers,
                                           p.pipeline_split, p.uneven_pipeline,
-                                          engine=engine if request else None)
+                                          engine=engine if request else None,
+                                          engine_version=engine_version if request else None,
+                                          engine_variant=engine_variant if request else None)
     if engine == "llamacpp" and tp > 1:
         raise SpecError(LLAMACPP_NO_TP.format(tp=tp))
     plan = InferPlan(**fields)
