@@ -481,6 +481,27 @@ def _longest(dist: LengthDistribution | None, fixed: int | None) -> int | None:
     return dist.max
 
 
+def _checkpoint_defaults(inf: Any, model: Any) -> Any:
+    """The inference section with a quantised checkpoint's own formats filled in
+    (``ModelSpec.checkpoint_formats`` / ``checkpoint_kv_dtype``, read from its config.json)
+    where the user named none: an explicit ``weight_dtype`` / ``kv_dtype`` wins. ``inf`` is
+    a mapping or an ``InferenceConfig`` (the fields its builder set count as named), so the
+    rule does not depend on how the section was passed."""
+    formats = getattr(model, "checkpoint_formats", None)
+    kv = getattr(model, "checkpoint_kv_dtype", None)
+    if isinstance(inf, InferenceConfig):
+        given = inf.model_fields_set
+        if (formats and "weight_dtype" not in given) or (kv and "kv_dtype" not in given):
+            inf = {name: getattr(inf, name) for name in given}
+    if not isinstance(inf, dict):
+        return inf
+    if formats and "weight_dtype" not in inf:
+        inf = {**inf, "weight_dtype": dict(formats)}
+    if kv and "kv_dtype" not in inf:
+        inf = {**inf, "kv_dtype": kv}
+    return inf
+
+
 class Scenario(Strict):
     """One what-if question. ``model`` accepts a preset id, a path or an inline mapping."""
 
@@ -509,15 +530,9 @@ class Scenario(Strict):
             base = Path(data["base_dir"]) if data.get("base_dir") else None
             if "model" in data:
                 data = {**data, "model": resolve_model(data["model"], base_dir=base)}
-        inf, model = (data.get("inference"), data.get("model")) if isinstance(data, dict) \
-            else (None, None)
-        if isinstance(inf, dict) and "weight_dtype" not in inf and \
-                getattr(model, "checkpoint_formats", None):  # the checkpoint's own formats
-            data = {**data, "inference": {**inf, "weight_dtype": dict(model.checkpoint_formats)}}
-            inf = data["inference"]
-        if isinstance(inf, dict) and "kv_dtype" not in inf and \
-                getattr(model, "checkpoint_kv_dtype", None):  # its KV-cache format
-            data = {**data, "inference": {**inf, "kv_dtype": model.checkpoint_kv_dtype}}
+        if isinstance(data, dict) and data.get("inference") is not None:
+            data = {**data, "inference": _checkpoint_defaults(data["inference"],
+                                                               data.get("model"))}
         return data
 
     @model_validator(mode="after")
@@ -581,6 +596,15 @@ class Scenario(Strict):
                 f"{where} = {length} tokens exceeds the context of model {self.model.id!r} "
                 f"({limit} tokens, max_position_embeddings); shorten it, or set "
                 "allow_beyond_context: true to model it anyway")
+
+    def inference_or_default(self) -> InferenceConfig:
+        """The inference section, or for a scenario without one (serving may omit it) the
+        defaults with the checkpoint's own formats (``_checkpoint_defaults``); its prompt_len
+        1 is a placeholder: serving lengths come from the serving section."""
+        if self.inference is not None:
+            return self.inference
+        return InferenceConfig.model_validate(
+            _checkpoint_defaults({"prompt_len": 1}, self.model))
 
     def calibration_path(self) -> Path | None:
         if not self.calibration:
