@@ -5,7 +5,7 @@ Pure: no file is read here (files come in through ``specs.registry``, the one do
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -37,10 +37,79 @@ class Source(Strict):
 MAX_PROBLEMS = 5
 
 
-def describe_validation_error(err: ValidationError, prefix: str = "") -> str:
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a field's annotation holds (``X | None``, ``list[X]``, ...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _section_of(root: type[BaseModel], path: list[str]) -> type[BaseModel] | None:
+    """The model a location inside ``root`` names (keys that are no field, such as list
+    indexes or union tags, are stepped over)."""
+    model: type[BaseModel] | None = root
+    for key in path:
+        field = model.model_fields.get(key) if model else None
+        if field is not None:
+            models = _models_in(field.annotation)
+            model = models[0] if models else None
+    return model
+
+
+#: how deep ``_homes`` looks for the section a misplaced field belongs to
+HOME_DEPTH = 3
+
+
+def _homes(root: type[BaseModel], name: str) -> list[str]:
+    """Where field ``name`` is known in ``root``'s sections, shortest paths first ("" is
+    the top level)."""
+    found, queue, seen = [], [("", root, 0)], set()
+    while queue:
+        path, model, depth = queue.pop(0)
+        if model in seen:
+            continue
+        seen.add(model)
+        if name in model.model_fields:
+            found.append(path)
+        if depth < HOME_DEPTH:
+            for key, field in model.model_fields.items():
+                queue += [(f"{path}.{key}".lstrip("."), sub, depth + 1)
+                          for sub in _models_in(field.annotation)]
+    return found
+
+
+def _misplaced(root: type[BaseModel] | None, loc: tuple) -> str:
+    """For an unknown field that another section of ``root`` knows: where it goes."""
+    if root is None or not loc:
+        return ""
+    keys = [str(p) for p in loc]
+    homes = [h for h in _homes(root, keys[-1]) if _section_of(root, keys[:-1]) is not
+             _section_of(root, h.split(".") if h else [])][:3]
+    if not homes:
+        return ""
+    where = " or ".join(f"under {h}: ({h}.{shorten(keys[-1])})" if h else "at the top level"
+                        for h in homes)
+    return f"; it belongs {where}"
+
+
+def _root_model(err: ValidationError) -> type[BaseModel] | None:
+    """The Strict model a ValidationError is about, found by its title (None when no model,
+    or more than one, has that name)."""
+    todo, found = [Strict], []
+    while todo:
+        cls = todo.pop()
+        found += [cls] if cls.__name__ == err.title else []
+        todo += cls.__subclasses__()
+    return found[0] if len(found) == 1 else None
+
+
+def describe_validation_error(err: ValidationError, prefix: str = "",
+                              model: type[BaseModel] | None = None) -> str:
     """One line per problem: ``field.path: message`` (pydantic's text, minus its boilerplate);
     at most MAX_PROBLEMS of them, and each key of the path shortened (a key comes from the
-    user's file and may be of any length)."""
+    user's file and may be of any length). An unknown field that another section of
+    ``model`` (default: the Strict model the error is about) knows says where it goes."""
+    root = model or _root_model(err)
     lines = []
     errors = sorted(err.errors(include_input=False, include_url=False),
                     key=lambda e: e["type"] != "extra_forbidden")
@@ -49,7 +118,7 @@ def describe_validation_error(err: ValidationError, prefix: str = "") -> str:
         loc = ".".join(x for x in [prefix, loc] if x)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling)"
+            msg = "unknown field" + (_misplaced(root, e["loc"]) or " (check the spelling)")
         elif e["type"] == "literal_error":
             msg = msg.replace("Input should be", "must be one of:")
         elif e["type"] in _BOUNDS:  # ge/gt/le/lt: upper bounds are documented in specs/types.py
@@ -73,5 +142,5 @@ def validate(model: type[M], data: Any, what: str = "") -> M:
         return model.model_validate(data)
     except ValidationError as err:
         raise SpecError(
-            f"invalid {what or model.__name__}: {describe_validation_error(err)}"
+            f"invalid {what or model.__name__}: {describe_validation_error(err, model=model)}"
         ) from None
