@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from .specs.registry import (
         devices,
         get_device,
-        get_model,
         interconnects,
         load_profile,
         models,
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
         SystemConfig,
         TrainingConfig,
     )
+    from .zoo import get_model
 
 __version__ = "0.1.0"
 
@@ -60,7 +60,7 @@ _HOMES = {
     "sweep_concurrency": "serving.sweep",
     "plan_training": "planning.training", "TrainingPlanInputs": "planning.training",
     "ModelSpec": "specs.model",
-    "devices": "specs.registry", "get_device": "specs.registry", "get_model": "specs.registry",
+    "devices": "specs.registry", "get_device": "specs.registry", "get_model": "zoo",
     "interconnects": "specs.registry", "load_profile": "specs.registry",
     "models": "specs.registry", "nodes": "specs.registry",
     "load_scenario": "specs.assemble",

@@ -75,6 +75,10 @@ _LIST_COMMAND = {
 }
 
 
+# what else a field of this kind accepts besides an id (zoo.resolve_model)
+_ALSO_ACCEPTED = {"model": "a path to a HuggingFace config.json (or its folder) is accepted too"}
+
+
 def unknown_id(kind: str, given: str, known: Iterable[str]) -> SpecError:
     """An error for an id that is not in a registry, with the closest ids as suggestions."""
     known = sorted(known)
@@ -82,4 +86,5 @@ def unknown_id(kind: str, given: str, known: Iterable[str]) -> SpecError:
     hint = f"; did you mean {', '.join(repr(h) for h in hints)}?" if hints else ""
     command = _LIST_COMMAND.get(kind)
     listing = f" (`{command}` lists all {len(known)})" if command else ""
-    return SpecError(f"unknown {kind} {given!r}{hint}{listing}")
+    also = f"; {_ALSO_ACCEPTED[kind]}" if kind in _ALSO_ACCEPTED else ""
+    return SpecError(f"unknown {kind} {given!r}{hint}{listing}{also}")

@@ -273,7 +273,9 @@ def test_hf_import_round_trip(name):
 def test_hf_import_ids_and_names():
     spec = load_hf_config(HF_DIR / "llama-2-7b.json")
     assert spec.id == "llama-2-7b-hf" and spec.name == "meta-llama/Llama-2-7b-hf"
-    assert load_hf_config(HF_DIR / "gpt2.json").id == "hf-gpt2"
+    # no _name_or_path: the file names it (test_zoo_names.py); the mapping alone: the type
+    assert load_hf_config(HF_DIR / "gpt2.json").id == "gpt2"
+    assert model_from_hf_config(json.loads((HF_DIR / "gpt2.json").read_text())).id == "hf-gpt2"
     assert load_hf_config(HF_DIR / "gpt2.json", id="my-gpt2").id == "my-gpt2"
     data = json.loads((HF_DIR / "mixtral-8x7b.json").read_text())
     assert model_from_hf_config(data, id="mx").moe.num_experts == 8

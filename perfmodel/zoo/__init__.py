@@ -41,9 +41,11 @@ def list_models() -> list[ModelSpec]:
     return [spec for _, spec in sorted(registry.models().items())]
 
 
-def get_model(model_id: str) -> ModelSpec:
-    """A shipped preset by id; SpecError naming the closest ids otherwise."""
-    return registry.get_model(model_id)
+def get_model(model_id: str | Path) -> ModelSpec:
+    """A shipped preset by id, or a model file as a scenario's ``model`` field reads it (a
+    HF config.json or its folder, a preset-format YAML/JSON; ``resolve_model``); SpecError
+    naming the closest ids otherwise."""
+    return resolve_model(str(model_id))
 
 
 def _from_mapping(data: Mapping[str, Any], what: str) -> ModelSpec:

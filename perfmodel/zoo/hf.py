@@ -1170,6 +1170,32 @@ def quant_descriptor_beside(path: Path) -> Path | None:
     return None
 
 
+_HF_CACHE_PREFIX = "models--"
+
+
+def name_from_path(path: Path) -> str | None:
+    """The HF repo id a config.json's location names, for a config without ``_name_or_path``
+    (else every import of one ``model_type`` would be called ``hf-<model_type>``): the file's
+    prefix (``openai--gpt-oss-120b_config.json``, how tests/data/hf_configs names copies), else
+    its folder (``gpt-oss-120b/config.json``; the hub cache's
+    ``models--openai--gpt-oss-120b/snapshots/<rev>/config.json``). ``--`` reads as ``/``: the
+    hub cache writes repo ids that way, and a repo id never contains ``--`` itself
+    (huggingface_hub utils/_validators.py validate_repo_id: "Cannot have -- or .. in
+    repo_id")."""
+    name = path.name
+    if name == "config.json":
+        folder = path.parent
+        if folder.parent.name == "snapshots":
+            folder = folder.parent.parent
+        name = folder.name.removeprefix(_HF_CACHE_PREFIX)
+    elif name.endswith("config.json"):
+        name = name[:-len("config.json")].rstrip("_-.")
+    else:
+        name = path.stem
+    name = name.strip().replace("--", "/").strip("/")
+    return name[:_MAX_NAME] or None
+
+
 def load_hf_config(path: str | Path, id: str | None = None,
                    quant: str | Path | None = None) -> ModelSpec:
     """Read a HuggingFace ``config.json`` (or a model folder holding one) into a ModelSpec.
@@ -1190,6 +1216,10 @@ def model_from_hf_file(path: Path, config: Mapping[str, Any], id: str | None = N
     qpath = Path(quant) if quant is not None else (
         quant_descriptor_beside(path) if "model_type" in config else None)
     descriptor = read_mapping(qpath) if qpath is not None else None
+    named = name_from_path(path) if isinstance(config, Mapping) \
+        and not config.get("_name_or_path") else None
+    if named:  # the id and name come from it as from _name_or_path (family stays the type's)
+        config = {**config, "_name_or_path": named}
     try:
         return model_from_hf_config(config, id=id, quant=descriptor)
     except SpecError as err:  # name the file the problem is in
