@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SpecError
+from ..errors import SpecError, shorten
 from ..specs.registry import MAX_RECORDS_BYTES, read_text
 from ..specs.scenario import ArrivalConfig, LengthDistribution, ServingConfig
 
@@ -98,6 +98,36 @@ def arrival_times(cfg: ArrivalConfig, n: int, rng: np.random.Generator) -> np.nd
     return np.cumsum(gaps)
 
 
+def _length(text: str) -> int:
+    """A token count as a trace writes it ("512" or "512.0"); not finite: ValueError."""
+    value = float(text)
+    if not np.isfinite(value):
+        raise ValueError(text)
+    return int(value)
+
+
+def _bad_row(where: str, lines: list[int], i: int, column: str, problem: str) -> None:
+    """Raise the one-line error for data row ``i`` (0-based) of a trace."""
+    raise SpecError(f"{where}: row {i + 1} (line {lines[i]}): {column} {problem}")
+
+
+def _column(rows: list[dict], lines: list[int], column: str, where: str, parse, dtype
+            ) -> np.ndarray:
+    """One column of a trace parsed row by row: a bad value names its row and column."""
+    values = []
+    for i, row in enumerate(rows):
+        value = row.get(column)
+        if value is None or not value.strip():
+            _bad_row(where, lines, i, column, "has no value")
+        try:
+            values.append(np.dtype(dtype).type(parse(value)))
+        except OverflowError:
+            _bad_row(where, lines, i, column, f"is out of range: {shorten(value)!r}")
+        except (TypeError, ValueError):
+            _bad_row(where, lines, i, column, f"is not a number: {shorten(value)!r}")
+    return np.array(values, dtype=dtype)
+
+
 def read_trace(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """CSV with a header: prompt_len, output_len and optionally arrival_s (seconds)."""
     text = read_text(path, MAX_RECORDS_BYTES, what="serving.arrival.trace")
@@ -108,25 +138,31 @@ def read_trace(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if missing:
             raise SpecError(f"serving.arrival.trace {path}: missing column(s) {sorted(missing)}; "
                             "expected a header prompt_len,output_len[,arrival_s]")
-        rows = [{k.strip(): v for k, v in r.items() if k} for r in reader]
+        rows, lines = [], []  # each row's fields and the CSV line it ends on
+        for r in reader:
+            rows.append({k.strip(): v for k, v in r.items() if k})
+            lines.append(reader.line_num)
     except csv.Error as err:
         raise SpecError(f"serving.arrival.trace {path}: not a CSV table: line "
                         f"{reader.line_num}: {err}") from None
     if not rows:
         raise SpecError(f"serving.arrival.trace {path}: no rows")
-    try:
-        prompt = np.array([int(float(r["prompt_len"])) for r in rows], dtype=np.int64)
-        output = np.array([int(float(r["output_len"])) for r in rows], dtype=np.int64)
-        arrival = (np.array([float(r["arrival_s"]) for r in rows])
-                   if "arrival_s" in cols else None)
-    except (TypeError, ValueError, OverflowError) as err:
-        raise SpecError(f"serving.arrival.trace {path}: not a number: {err}") from None
-    if (prompt < 1).any() or (output < 1).any():
-        raise SpecError(f"serving.arrival.trace {path}: prompt_len and output_len must be >= 1")
-    if arrival is not None and (not np.isfinite(arrival).all() or (arrival < 0).any()
-                                or (np.diff(arrival) < 0).any()):
-        raise SpecError(f"serving.arrival.trace {path}: arrival_s must be finite, >= 0 and "
-                        "sorted")
+    where = f"serving.arrival.trace {path}"
+    prompt = _column(rows, lines, "prompt_len", where, _length, np.int64)
+    output = _column(rows, lines, "output_len", where, _length, np.int64)
+    arrival = _column(rows, lines, "arrival_s", where, float, float) if "arrival_s" in cols \
+        else None
+    for name, values in (("prompt_len", prompt), ("output_len", output)):
+        if (values < 1).any():
+            _bad_row(where, lines, int(np.argmax(values < 1)), name, "must be >= 1")
+    if arrival is not None:
+        bad = ~np.isfinite(arrival) | (arrival < 0)
+        if bad.any():
+            _bad_row(where, lines, int(np.argmax(bad)), "arrival_s", "must be finite and >= 0")
+        back = np.diff(arrival) < 0
+        if back.any():
+            _bad_row(where, lines, int(np.argmax(back)) + 1, "arrival_s",
+                     "must be sorted (it is earlier than the row before)")
     return prompt, output, arrival
 
 
