@@ -434,10 +434,10 @@ def generic_capacity(sc) -> tuple[int, float, float]:
     summed, as the deployment admits requests against them (kv_capacity: blocks x groups)."""
     from .resolve import inference_plan, resolve
     from .serving.cost import kv_capacity
-    from .specs.scenario import InferenceConfig, SchedulerConfig
+    from .specs.scenario import SchedulerConfig
 
     rs = resolve(sc)
-    inf = sc.inference or InferenceConfig(prompt_len=1)
+    inf = sc.inference_or_default()
     p = sc.parallelism
     groups = p.attention_dp
     plan = inference_plan(sc.model, p, inf, p.tp * groups * p.pp, replicas=1, request=False)

@@ -71,3 +71,14 @@ def test_serving_without_inference_section():
                         serving={"arrival": {"rate_per_s": 1}, "prompt_len": 64,
                                  "output_len": 8})
     assert plain.inference_or_default().weight_dtype == "bf16"
+
+
+def test_serving_prediction_without_inference_section_counts_mxfp4_weights():
+    """A serving scenario that leaves out ``inference:`` is predicted with the checkpoint's
+    formats (60.71 GiB of weights on one H100, as with the section), not as bf16 (217.61)."""
+    sc = pm.Scenario(kind="serving", model=GPT_OSS, system=SYSTEM,
+                     serving={"arrival": {"rate_per_s": 1}, "num_requests": 4,
+                              "prompt_len": 64, "output_len": 8})
+    pred = pm.predict(sc)
+    weights = pred.breakdown["memory"]["weights"] / GIB
+    assert 60 < weights < 62

@@ -32,7 +32,7 @@ def serving_inputs(sc: Scenario) -> tuple[InferenceConfig, Workload]:
     inf = sc.inference
     wl = build_workload(sc.serving, sc.base_dir, inf.prompt_len if inf else None,
                         inf.output_len if inf else None)
-    return inf or InferenceConfig(prompt_len=1), reject_over_context(sc, wl)
+    return sc.inference_or_default(), reject_over_context(sc, wl)
 
 
 def reject_over_context(sc: Scenario, wl: Workload) -> Workload:
