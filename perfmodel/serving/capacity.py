@@ -680,6 +680,16 @@ def _ranged(item: dict, key: str, scale: float, fmt: str) -> str:
     return text
 
 
+def _grouped_reasons(candidates: list[Candidate]) -> list[str]:
+    """One line per (tp, reason): a reason shared by several devices (a TP the model does
+    not allow is refused on every device) is printed once with the devices it covers."""
+    groups: dict[tuple[int, str], list[str]] = {}
+    for c in candidates:
+        groups.setdefault((c.tp, c.reason), []).append(c.device)
+    return [f"  {devices[0] if len(devices) == 1 else ', '.join(devices)} tp {tp}: {reason}"
+            for (tp, reason), devices in groups.items()]
+
+
 def render_plan(result: PlanResult) -> str:
     """A table of every candidate, cheapest first, and the answer."""
     from ..textfmt import table
@@ -723,7 +733,7 @@ def render_plan(result: PlanResult) -> str:
     if others:
         out.append("")
         out.append("not feasible:")
-        out += [f"  {c.device} tp {c.tp}: {c.reason}" for c in others]
+        out += _grouped_reasons(others)
     if skipped:
         out.append("")
         out.append("not simulated (even their throughput estimate costs more than the "
