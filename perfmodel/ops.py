@@ -66,6 +66,11 @@ class Op:
     # a GEMM's weight format when it differs from ``dtype`` (weight-only: mxfp4 weights in a
     # bf16 GEMM); selects a grouped GEMM's MoE table (profile.moe_format); "" = ``dtype``
     weight_format: str = ""
+    # attention: the kernel's head dim (0: not a GQA/MHA head, e.g. MLA, indexer, linear
+    # attention) and the sliding window it applies (0: none, or one that does not bind);
+    # they select the profile's per-(head_dim, window) factor (profile.attention_factor)
+    head_dim: Array = 0.0
+    window: Array = 0.0
 
     def __post_init__(self) -> None:
         if not self.block:  # operator names are "<block>.<what>"
@@ -316,7 +321,7 @@ def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec:
     kv_deq = 2.0 * b * kv_len * kv_heads * kv_width if prec.kv_dequant else 0.0
     point = attention_curve_point(phase, b, q_len, kv_len, kv_heads)
     core = {"cls": ATTENTION, "dtype": prec.compute, "shape": point, "phase": phase,
-            "attention_core": True}
+            "attention_core": True, "head_dim": 0.0 if model.mla else float(d_qk)}
     if flash:
         return [Op(name="attn.core", flops=executed, bytes=q_bytes + kv_read,
                    model_flops=model_flops, vector_flops=kv_deq, **core)]
@@ -547,6 +552,10 @@ def _attention_core(km: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec: 
         kv = (windowed_keys(q_len, kv_len, w) if window
               else np.minimum(kv_len, np.asarray(q_len, float) * w))
     core = attention_ops(km, b, q_len, kv, pr, shard, prec, flash, phase, absorbed_mla)
+    if reach and window:  # the window binds where keys beyond it exist
+        for op in core:
+            if op.cls == ATTENTION:
+                op.window = np.where(np.asarray(kv_len, float) > float(reach), float(reach), 0.0)
     if (reach and not window and phase == "prefill" and not absorbed_mla and km.mla
             and km.mla.indexer_topk and km.block_sparse is None):  # DSA: MQA mode past top-k
         mqa = attention_ops(km, b, q_len, kv, pr, shard, prec, flash, phase, True)
@@ -566,6 +575,15 @@ def _attention_core(km: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec: 
     return core
 
 
+
+
+def causal_attention_ops(model: ModelSpec, b, q_len, kv_len, shard: Shard, prec: Precision,
+                         phase: str, window: float = 0.0) -> list[Op]:
+    """The fused attention core of causal calls of ``b`` sequences (``q_len`` new queries over
+    ``kv_len`` keys) with a sliding window of ``window`` keys (0: none), as a layer builds it
+    (``_attention_core``): what a calibration fit times a measured attention kernel with."""
+    return _attention_core(model, b, q_len, kv_len, attention_pairs(q_len, kv_len), shard, prec,
+                           True, phase, False, float(window) or None, True)
 
 
 INDEX_KEY_BYTES_BLOCK_SPARSE = 2.0  # vLLM MiniMax-M3 indexer_kv_dtype default "bf16"

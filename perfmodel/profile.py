@@ -190,6 +190,17 @@ class RingProtocol(Strict):
     one_per_node_only: Bool = False
 
 
+class AttentionScale(Strict):
+    """A measured attention kernel's efficiency relative to its phase's curve (fitted on the
+    curve's own head dim, full causal attention), for one head dim and sliding window
+    (0: none): ``factor`` = eff(head_dim, window) / eff_curve, itself a curve over the same
+    axes (or a constant) (``CalibrationProfile.attention_factor``)."""
+
+    head_dim: Int = Field(ge=1)
+    window: Int = Field(default=0, ge=0)
+    factor: Curve
+
+
 class DefaultEfficiency(Strict):
     """Fallback constants when a table is missing from a profile."""
 
@@ -249,6 +260,9 @@ class CalibrationProfile(Strict):
     # reads the proxy its engine file names (``moe_table``); absent: the kernel is not known
     moe_kernel: dict[str, str] = Field(default_factory=dict)
     attention: dict[str, Curve] = Field(default_factory=dict)  # prefill|decode|backward: (q, kv)
+    # per curve, its efficiency at other head dims and sliding windows (``attention_factor``);
+    # none (older profiles, one head dim measured): factor 1
+    attention_scale: dict[str, list[AttentionScale]] = Field(default_factory=dict)
     memory: Curve | None = None  # eff over (bytes)
     # measured throughput of elementwise kernels by kind (elements per second, best size):
     # their compute roof where it is lower than the memory one (erf, exp on CPUs)
@@ -339,12 +353,76 @@ class CalibrationProfile(Strict):
         """The grouped-GEMM curve ``moe_table`` picks, if any."""
         return self.moe.get(self.moe_table(dtype, weight_format, kernels, proxy)[0])
 
-    def attention_efficiency(self, phase: str, q_len, kv_len) -> np.ndarray:
-        curve = self.attention.get(phase) or self.attention.get("prefill" if phase == "backward"
-                                                                else "")
+    def attention_efficiency(self, phase: str, q_len, kv_len, head_dim=0.0,
+                             window=0.0) -> np.ndarray:
+        """Efficiency of an attention call on ``phase``'s curve at (q_len, kv_len) (decode:
+        (streams, kv_len)), times ``attention_factor`` for its head dim and window."""
+        key = phase if phase in self.attention else ("prefill" if phase == "backward"
+                                                     else "")
+        curve = self.attention.get(key)
         if curve is None:
             return np.full(np.broadcast(q_len, kv_len).shape, self.defaults.attention)
-        return curve(q_len, kv_len)
+        return curve(q_len, kv_len) * self.attention_factor(key, head_dim, window, q_len,
+                                                            kv_len)
+
+    def attention_factor(self, phase: str, head_dim, window, q_len, kv_len) -> np.ndarray:
+        """The ``attention_scale`` factor of ``phase``'s curve at (q_len, kv_len) for calls
+        with ``head_dim`` (0: not a GQA/MHA head, e.g. MLA: 1) and a binding sliding
+        ``window`` (0: none). Head dim: the full-attention (window 0) factors interpolated
+        linearly in log2(head_dim) between the two nearest measured head dims, clamped
+        beyond them; window: each windowed factor over its head dim's, interpolated in
+        log2(window) (clamped), times the head-dim factor. Exact at every measured
+        (head_dim, window); 1 with no scale (older profiles)."""
+        points = self.attention_scale.get(phase)
+        hd, w = np.asarray(head_dim, float), np.asarray(window, float)
+        shape = np.broadcast(hd, w, np.asarray(q_len), np.asarray(kv_len)).shape
+        out = np.ones(shape)
+        if not points:
+            return out
+        full = sorted((p.head_dim, p.factor) for p in points if p.window == 0)
+        if not full:
+            full = [(1, Curve(values=(1.0,)))]
+
+        def by_head(h: float) -> np.ndarray:  # log factor at one head dim
+            dims = [d for d, _ in full]
+            i = int(np.searchsorted(dims, h))
+            if i == 0 or i == len(dims):
+                return np.log(full[min(i, len(dims) - 1)][1](q_len, kv_len))
+            (d0, c0), (d1, c1) = full[i - 1], full[i]
+            if h == d1:
+                return np.log(c1(q_len, kv_len))
+            u = (np.log2(h) - np.log2(d0)) / (np.log2(d1) - np.log2(d0))
+            return (1 - u) * np.log(c0(q_len, kv_len)) + u * np.log(c1(q_len, kv_len))
+
+        windowed: dict[int, list[AttentionScale]] = {}
+        for p in points:
+            if p.window > 0:
+                windowed.setdefault(p.window, []).append(p)
+        wins = sorted(windowed) if np.any(w > 0) else []
+        residual = {}  # window -> log factor over its head dim's (mean over head dims)
+        for win in wins:
+            residual[win] = np.mean([np.log(p.factor(q_len, kv_len)) - by_head(p.head_dim)
+                                     for p in windowed[win]], axis=0)
+        for h in np.unique(hd):
+            if h <= 0:
+                continue
+            log_f = np.broadcast_to(by_head(float(h)), shape)
+            for v in np.unique(w):
+                if v <= 0 or not wins:
+                    if v <= 0:
+                        out = np.where((hd == h) & (w == v), np.exp(log_f), out)
+                    continue
+                j = int(np.searchsorted(wins, v))
+                if j == 0 or j == len(wins) or v == wins[j]:
+                    r = residual[wins[min(j, len(wins) - 1)]]
+                else:
+                    u = (np.log2(v) - np.log2(wins[j - 1])) / (np.log2(wins[j]) -
+                                                              np.log2(wins[j - 1]))
+                    r = (1 - u) * residual[wins[j - 1]] + u * residual[wins[j]]
+                out = np.where((hd == h) & (w == v), np.exp(log_f + r), out)
+            if not wins:
+                out = np.where((hd == h) & (w > 0), np.exp(log_f), out)
+        return out
 
     def elementwise_elements_per_s(self, kind: str) -> float | None:
         """Measured element rate of a kernel kind, trying close relatives: a gated

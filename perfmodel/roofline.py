@@ -228,11 +228,14 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
         elif cls == ATTENTION:
             q, kv = (stack([op.shape[j] for op in members], shape) for j in range(2))
             curve = _attention_curve(sub)
-            t = np.maximum(t_c, t_m) / _streaming(profile.attention_efficiency(curve, q, kv),
-                                                  t_c, t_m, stream)
+            hd, win = (stack([getattr(op, f) for op in members], shape)
+                       for f in ("head_dim", "window"))
+            t = np.maximum(t_c, t_m) / _streaming(
+                profile.attention_efficiency(curve, q, kv, hd, win), t_c, t_m, stream)
             table = profile.attention.get(curve) if curve == "decode" and roof.padded else None
             if table is not None and len(table.axes) == 2:
-                t = np.minimum(t, _padded_decode(table, q, kv, t_c, t_m, stream))
+                factor = profile.attention_factor(curve, hd, win, q, kv)
+                t = np.minimum(t, _padded_decode(table, q, kv, t_c, t_m, stream, factor))
             t = t + profile.attention_overhead_s.get(curve, 0.0)  # fixed cost of the kernel
         else:
             t_stream = t_m / profile.memory_efficiency(nbytes)
@@ -282,21 +285,23 @@ def _padded_gemm(table, m, n, k, t_flops, t_vec, nbytes, act, bandwidth, stream)
                           2.0 ** table.log2_grid[0][-1], table.best)
 
 
-def _padded_decode(table, streams, kv, t_c, t_m, stream):
+def _padded_decode(table, streams, kv, t_c, t_m, stream, factor=1.0):
     """The best time of a decode attention call padded to more (sequence, KV head) streams:
-    FLOPs and bytes grow in proportion (``ops.attention_ops``)."""
+    FLOPs and bytes grow in proportion (``ops.attention_ops``); ``factor``: the call's own
+    head-dim / window factor on the curve (``profile.attention_factor`` at its unpadded
+    point: a property of the kernel the call runs, not of the padding)."""
     def time_at(s, cols):
-        s0, kv0, c, mem = cols
+        s0, kv0, c, mem, f = cols
         scale = s / s0
-        return np.maximum(c, mem) * scale / _streaming(table(s, kv0), c * scale, mem * scale,
-                                                       stream)
+        return np.maximum(c, mem) * scale / _streaming(table(s, kv0) * f, c * scale,
+                                                       mem * scale, stream)
 
     def bound_at(s, cols):
-        s0, _, c, mem = cols
+        s0, _, c, mem, _ = cols
         return np.maximum(c, mem) * s / s0
 
-    return padded_minimum(streams, (streams, kv, t_c, t_m), time_at, bound_at,
-                          2.0 ** table.log2_grid[0][-1], table.best)
+    return padded_minimum(streams, (streams, kv, t_c, t_m, factor), time_at, bound_at,
+                          2.0 ** table.log2_grid[0][-1], table.best * float(np.max(factor)))
 
 
 def _streaming(eff: np.ndarray, t_c: np.ndarray, t_m: np.ndarray, cap: float) -> np.ndarray:

@@ -89,33 +89,45 @@ def aic_gemm(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
     return out
 
 
-def aic_attention(path: str | Path, phase: str, *, head_dim: int | None = 128,
-                  attn_dtype: str = "bfloat16", kv_cache_dtype: str = "bfloat16",
+def aic_attention(path: str | Path, phase: str, *, head_dim: int | Iterable[int] | None = 128,
+                  windows: Iterable[int] = (0,), attn_dtype: str = "bfloat16",
+                  kv_cache_dtype: str = "bfloat16",
                   kernel_source: str | None = "torch_flow") -> list[dict]:
     """Attention tables. ``phase`` "prefill" (context table: ``batch_size`` sequences of
     ``isl`` tokens, nothing cached: q_len = kv_len = isl, causal) or "decode" (generation
     table: one new token per sequence with ``step`` tokens already cached: q_len = 1,
-    kv_len = step + 1). Full causal attention only (``window_size`` 0)."""
+    kv_len = step + 1). ``head_dim``: one head dim, several, or None (all); ``windows``: the
+    sliding windows (``window_size``, 0 = full causal attention) to keep. A windowed row
+    whose window does not bind (window >= kv_len: every key in reach) is left out: the core
+    runs such a call as full attention (``ops._attention_core``)."""
     if phase not in ("prefill", "decode"):
         raise ValueError("phase must be prefill or decode")
+    dims = None if head_dim is None else (
+        {int(head_dim)} if isinstance(head_dim, int) else {int(h) for h in head_dim})
+    keep = {int(w) for w in windows}
     out = []
     src = source_label(path)
     for row in read_rows(path):
-        if row.get("window_size", 0) != 0 or row.get("beam_width", 1) != 1:
+        window = int(row.get("window_size", 0) or 0)
+        if window not in keep or row.get("beam_width", 1) != 1:
             continue
         if row["attn_dtype"] != attn_dtype or row["kv_cache_dtype"] != kv_cache_dtype:
             continue
-        if head_dim is not None and row["head_dim"] != head_dim:
+        if dims is not None and row["head_dim"] not in dims:
             continue
         if kernel_source and row.get("kernel_source", kernel_source) != kernel_source:
             continue
         isl = int(row["isl"])
         q, kv = (isl, isl) if phase == "prefill" else (1, int(row["step"]) + 1)
+        if window and window >= kv:
+            continue
         params = {"phase": phase, "backend": row.get("kernel_source", "trtllm"),
                   "dtype": DTYPES[attn_dtype], "kv_dtype": DTYPES[kv_cache_dtype],
                   "batch": int(row["batch_size"]), "heads": int(row["num_heads"]),
                   "kv_heads": int(row["num_key_value_heads"]), "head_dim": int(row["head_dim"]),
                   "q_len": q, "kv_len": kv, "causal": True}
+        if window:
+            params["window"] = window
         out.append(record("attention", params, row["latency"] * MS, src))
     return out
 

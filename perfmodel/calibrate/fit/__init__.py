@@ -38,6 +38,7 @@ from __future__ import annotations
 from .attention import (
     attention_floor,
     attention_op,
+    attention_scale_tables,
     attention_tables,
     attention_times,
     core_applies_attention_overhead,
@@ -98,7 +99,8 @@ from .table import (
 __all__ = [
     "ELEMENTWISE_IO", "GRID_DECIMALS", "KERNEL_BENCHES", "LATENCY_FLOOR_FRACTION", "MAX_NODES",
     "MIN_TEST_POINTS", "MIN_WORK_FRACTION", "OVERHEAD_FLOOR_FRACTION", "SMOOTH", "FitResult",
-    "Links", "Table", "attention_floor", "attention_op", "attention_tables", "attention_times",
+    "Links", "Table", "attention_floor", "attention_op", "attention_scale_tables",
+    "attention_tables", "attention_times",
     "collective_geometry", "collective_tables", "collective_times",
     "core_applies_attention_overhead", "device_links", "elementwise_bytes", "elementwise_op",
     "elementwise_rate", "elementwise_rates", "elementwise_times", "errors", "fastest_backend",

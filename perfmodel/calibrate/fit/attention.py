@@ -15,7 +15,8 @@ from functools import cache
 import numpy as np
 
 from ... import ops as O
-from ...profile import CalibrationProfile
+from ...attention_variants import windowed_keys
+from ...profile import AttentionScale, CalibrationProfile, Curve
 from ...roofline import Roofline, op_times
 from ...specs.hardware import DeviceSpec
 from ...specs.model import ModelSpec
@@ -49,10 +50,14 @@ def attention_op(recs: list[dict]) -> O.Op:
     prec = precision_for(p0.get("dtype", "bf16"), p0.get("kv_dtype"))
     model = _attention_model(int(p0["heads"]), int(p0.get("kv_heads") or p0["heads"]),
                              int(p0["head_dim"]))
-    pairs = O.attention_pairs(q, kv, bool(p0.get("causal", True)))
     phase = p0["phase"]
-    (op,) = O.attention_ops(model, b, q, kv, pairs, O.Shard(), prec, True,
-                            "decode" if phase == "decode" else "prefill")
+    core_phase = "decode" if phase == "decode" else "prefill"
+    if p0.get("window"):  # a sliding window: the layer's own windowed core
+        (op,) = O.causal_attention_ops(model, b, q, kv, O.Shard(), prec, core_phase,
+                                       float(p0["window"]))
+    else:
+        pairs = O.attention_pairs(q, kv, bool(p0.get("causal", True)))
+        (op,) = O.attention_ops(model, b, q, kv, pairs, O.Shard(), prec, True, core_phase)
     if phase == "backward":
         (op,) = O.backward(op, prec)
     return op
@@ -62,13 +67,16 @@ def _attention_point(p: dict) -> tuple:
     """The record's coordinates on its phase's curve, as the core places the same call
     (``ops.attention_curve_point``)."""
     kv_heads = int(p.get("kv_heads") or p["heads"])
-    return O.attention_curve_point(p["phase"], p["batch"], p["q_len"], p["kv_len"], kv_heads)
+    kv = p["kv_len"]
+    if p.get("window"):  # the keys a windowed call reads (ops._attention_core)
+        kv = float(windowed_keys(p["q_len"], kv, float(p["window"])))
+    return O.attention_curve_point(p["phase"], p["batch"], p["q_len"], kv, kv_heads)
 
 
 def _attention_key(p: dict) -> tuple:
     return (p["phase"], int(p["heads"]), int(p.get("kv_heads") or p["heads"]),
             int(p["head_dim"]), p.get("dtype", "bf16"), p.get("kv_dtype"),
-            bool(p.get("causal", True)))
+            bool(p.get("causal", True)), int(p.get("window") or 0))
 
 
 @cache
@@ -139,15 +147,17 @@ def attention_tables(records: list[dict], device: DeviceSpec,
                      base: CalibrationProfile) -> list[Table]:
     """Per phase (prefill, decode, backward): efficiency over (q_len, kv_len) of the
     fastest backend (``fastest_backend``), and the phase's fixed time per call
-    (``attention_floor``)."""
+    (``attention_floor``), on the full-attention records of the base head dim
+    (``base_head_dim``); the other head dims and windows are ``attention_scale_tables``."""
     by_phase: dict[str, list[dict]] = defaultdict(list)
     for r in ok_records(records, "attention"):
         p = r["params"]
         if int(p["heads"]) % int(p.get("kv_heads") or p["heads"]) == 0:
             by_phase[p["phase"]].append(r)
     for phase, recs in by_phase.items():
-        best = fastest_backend(recs)
-        by_phase[phase] = [r for r in recs if r["params"].get("backend") == best]
+        best, base_hd = fastest_backend(recs), base_head_dim(recs)
+        by_phase[phase] = [r for r in recs if r["params"].get("backend") == best
+                           and scale_group(r["params"], base_hd) is None]
     unit = Roofline(device, unit_profile(base))
     overhead = base.kernel_overhead_s
     tables = []
@@ -175,4 +185,83 @@ def attention_tables(records: list[dict], device: DeviceSpec,
         axes = ("streams", "kv_len") if phase == "decode" else ("q_len", "kv_len")
         tables.append(Table(f"attention.{phase}", "attention", axes, coords, t,
                             recs, implied, install, times))
+    return tables
+
+
+# the head dim a phase's curve is fitted on when its records have it (the reference tables'
+# common one: TensorRT-LLM's and the older aiconfigurator tables' default, Llama's)
+BASE_HEAD_DIM = 128
+
+
+def base_head_dim(recs: list[dict]) -> int | None:
+    """The head dim a phase's curve is fitted on: ``BASE_HEAD_DIM`` if its full-attention
+    records have it, else None (all of them pooled, as before head dims were told apart)."""
+    dims = {int(r["params"]["head_dim"]) for r in recs if not r["params"].get("window")}
+    return BASE_HEAD_DIM if BASE_HEAD_DIM in dims and len(dims) > 1 else None
+
+
+def scale_group(p: dict, base_hd: int | None) -> tuple[int, int] | None:
+    """(head_dim, window) of a record timed against its phase's curve by a scale factor,
+    None for a record of the curve itself."""
+    window = int(p.get("window") or 0)
+    if base_hd is None:
+        return None if not window else (int(p["head_dim"]), window)
+    if window or int(p["head_dim"]) != base_hd:
+        return int(p["head_dim"]), window
+    return None
+
+
+def attention_scale_tables(records: list[dict], device: DeviceSpec,
+                           prof: CalibrationProfile) -> list[Table]:
+    """Per phase with a fitted curve in ``prof``, one table per (head_dim, window) group of
+    the fastest backend's records that the curve is not fitted on: their efficiency over
+    the curve's (``profile.attention_scale``), a curve over the same axes fitted like the
+    phase's own (same time inversion, the phase's fixed time)."""
+    by_phase: dict[str, list[dict]] = defaultdict(list)
+    for r in ok_records(records, "attention"):
+        p = r["params"]
+        if int(p["heads"]) % int(p.get("kv_heads") or p["heads"]) == 0:
+            by_phase[p["phase"]].append(r)
+    unit = Roofline(device, unit_profile(prof))
+    overhead = prof.kernel_overhead_s
+    tables: list[Table] = []
+    for phase, recs in sorted(by_phase.items()):
+        curve = prof.attention.get(phase)
+        if curve is None:
+            continue
+        best, base_hd = fastest_backend(recs), base_head_dim(recs)
+        groups: dict[tuple, list[dict]] = defaultdict(list)
+        for r in recs:
+            key = scale_group(r["params"], base_hd)
+            if key is not None and r["params"].get("backend") == best:
+                groups[key].append(r)
+        fixed = overhead + prof.attention_overhead_s.get(phase, 0.0)
+        for (hd, window), grp in sorted(groups.items()):
+            t = np.array([r["time_s"] for r in grp])
+            bound = attention_times(grp, unit)
+            coords = np.array([_attention_point(r["params"]) for r in grp], float)
+            on_curve = curve(*coords.T)
+
+            def implied(fit_idx, t=t, bound=bound, on_curve=on_curve, fixed=fixed):
+                eff, phi = invert_time(bound, t, fixed)
+                return eff / on_curve, phi
+
+            def install(p, c, fit_idx, phase=phase, hd=hd, window=window, base_hd=base_hd):
+                pts = [x for x in p.attention_scale.get(phase, [])
+                       if (x.head_dim, x.window) not in ((hd, window), (base_hd or 0, 0))]
+                pts.append(AttentionScale(head_dim=hd, window=window, factor=c))
+                if base_hd:
+                    pts.append(AttentionScale(head_dim=base_hd, window=0,
+                                              factor=Curve(values=(1.0,))))
+                pts.sort(key=lambda x: (x.window, x.head_dim))
+                return p.model_copy(update={"attention_scale": {**p.attention_scale,
+                                                                phase: pts}})
+
+            def times(p, idx, grp=grp):
+                return attention_times([grp[i] for i in idx], Roofline(device, p))
+
+            name = f"attention.{phase}.hd{hd}" + (f".w{window}" if window else "")
+            axes = ("streams", "kv_len") if phase == "decode" else ("q_len", "kv_len")
+            tables.append(Table(name, "attention_scale", axes, coords, t, grp, implied,
+                                install, times))
     return tables

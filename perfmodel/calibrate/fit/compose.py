@@ -20,7 +20,7 @@ from ...profile import CalibrationProfile, FitError
 from ...specs.common import Source
 from ...specs.hardware import DeviceSpec
 from ...specs.registry import default_profile
-from .attention import attention_tables
+from .attention import attention_scale_tables, attention_tables
 from .collectives import LATENCY_FLOOR_FRACTION, collective_tables, device_links
 from .curves import errors, holdout_split, log_ratio_quantiles, round4
 from .gemm import gemm_tables
@@ -158,6 +158,13 @@ def _attention_notes(records: list[dict], fitting: _Fitting) -> list[str]:
               and len(measured_backends[t.name.split(".")[1]]) > 1]
     if chosen:
         out.append("attention: per phase the fastest backend (" + "; ".join(chosen) + ").")
+    scaled = [t.name for t in fitting.tables if t.kind == "attention_scale"]
+    if scaled:
+        out.append(
+            "attention_scale: per phase, the efficiency of other head dims and sliding windows "
+            "over the curve's (fitted on head_dim 128, full causal attention), a curve over "
+            "the same axes fitted the same way (tables " + ", ".join(scaled) + "); between "
+            "measured head dims and windows interpolated in log2 (profile.attention_factor).")
     if fitting.profile.attention_overhead_s:
         out.append(
             "attention_overhead_s: per phase, the fixed time of an attention call beyond "
@@ -228,6 +235,8 @@ def fit_profile(records: Iterable[dict], device: DeviceSpec | None, *, kind: str
     for table in moe_tables(records, dev, fitting.profile):
         fitting.run(table)
     for table in attention_tables(records, dev, fitting.profile):
+        fitting.run(table)
+    for table in attention_scale_tables(records, dev, fitting.profile):  # on those curves
         fitting.run(table)
     fitting.notes += _attention_notes(records, fitting)
     _fit_memory(records, dev, fitting)

@@ -24,7 +24,8 @@ from .curves import MIN_WORK_FRACTION, fit_curve
 # so that the smallest kernel keeps a positive work term.
 OVERHEAD_FLOOR_FRACTION = 0.95
 # Grid nodes per axis before thinning, per table kind.
-MAX_NODES = {"gemm": 80, "moe": 16, "attention": 24, "memory": 40, "collective": 40}
+MAX_NODES = {"gemm": 80, "moe": 16, "attention": 24, "attention_scale": 12, "memory": 40,
+             "collective": 40}
 
 
 @dataclass
