@@ -356,13 +356,17 @@ class CalibrationProfile(Strict):
     def attention_efficiency(self, phase: str, q_len, kv_len, head_dim=0.0,
                              window=0.0) -> np.ndarray:
         """Efficiency of an attention call on ``phase``'s curve at (q_len, kv_len) (decode:
-        (streams, kv_len)), times ``attention_factor`` for its head dim and window."""
+        (streams, kv_len)), times ``attention_factor`` for its head dim and window; the
+        backward pass without its own scale takes the prefill (forward) scale, as it takes
+        the prefill curve when it has no curve of its own."""
         key = phase if phase in self.attention else ("prefill" if phase == "backward"
                                                      else "")
         curve = self.attention.get(key)
         if curve is None:
             return np.full(np.broadcast(q_len, kv_len).shape, self.defaults.attention)
-        return curve(q_len, kv_len) * self.attention_factor(key, head_dim, window, q_len,
+        scale = key if key in self.attention_scale else ("prefill" if key == "backward"
+                                                           else key)
+        return curve(q_len, kv_len) * self.attention_factor(scale, head_dim, window, q_len,
                                                             kv_len)
 
     def attention_factor(self, phase: str, head_dim, window, q_len, kv_len) -> np.ndarray:
@@ -370,8 +374,9 @@ class CalibrationProfile(Strict):
         with ``head_dim`` (0: not a GQA/MHA head, e.g. MLA: 1) and a binding sliding
         ``window`` (0: none). Head dim: the full-attention (window 0) factors interpolated
         linearly in log2(head_dim) between the two nearest measured head dims, clamped
-        beyond them; window: each windowed factor over its head dim's, interpolated in
-        log2(window) (clamped), times the head-dim factor. Exact at every measured
+        beyond them; window: each windowed factor over its head dim's full-attention factor,
+        interpolated in log2(head_dim) between the head dims measured at that window and in
+        log2(window) between windows (both clamped), times the head-dim factor. Exact at every measured
         (head_dim, window); 1 with no scale (older profiles)."""
         points = self.attention_scale.get(phase)
         hd, w = np.asarray(head_dim, float), np.asarray(window, float)
@@ -399,10 +404,18 @@ class CalibrationProfile(Strict):
             if p.window > 0:
                 windowed.setdefault(p.window, []).append(p)
         wins = sorted(windowed) if np.any(w > 0) else []
-        residual = {}  # window -> log factor over its head dim's (mean over head dims)
-        for win in wins:
-            residual[win] = np.mean([np.log(p.factor(q_len, kv_len)) - by_head(p.head_dim)
-                                     for p in windowed[win]], axis=0)
+        # window -> its measured head dims' log factors over the full-attention factor
+        measured = {win: sorted((p.head_dim, np.log(p.factor(q_len, kv_len)) - by_head(
+            p.head_dim)) for p in windowed[win]) for win in wins}
+
+        def residual_at(win: int, h: float) -> np.ndarray:  # in log2(head dim), clamped
+            dims = [d for d, _ in measured[win]]
+            i = int(np.searchsorted(dims, h))
+            if (i < len(dims) and dims[i] == h) or i == 0 or i == len(dims):
+                return measured[win][min(i, len(dims) - 1)][1]
+            (d0, r0), (d1, r1) = measured[win][i - 1], measured[win][i]
+            u = (np.log2(h) - np.log2(d0)) / (np.log2(d1) - np.log2(d0))
+            return (1 - u) * r0 + u * r1
         for h in np.unique(hd):
             if h <= 0:
                 continue
@@ -414,11 +427,12 @@ class CalibrationProfile(Strict):
                     continue
                 j = int(np.searchsorted(wins, v))
                 if j == 0 or j == len(wins) or v == wins[j]:
-                    r = residual[wins[min(j, len(wins) - 1)]]
+                    r = residual_at(wins[min(j, len(wins) - 1)], float(h))
                 else:
                     u = (np.log2(v) - np.log2(wins[j - 1])) / (np.log2(wins[j]) -
                                                               np.log2(wins[j - 1]))
-                    r = (1 - u) * residual[wins[j - 1]] + u * residual[wins[j]]
+                    r = (1 - u) * residual_at(wins[j - 1], float(h)) + u * residual_at(
+                        wins[j], float(h))
                 out = np.where((hd == h) & (w == v), np.exp(log_f + r), out)
             if not wins:
                 out = np.where((hd == h) & (w > 0), np.exp(log_f), out)

@@ -82,6 +82,33 @@ def test_attention_factor_interpolation_by_hand():
     assert np.allclose(arr, [0.5, 1.0, 0.25])
 
 
+def test_two_head_dims_at_one_window_keep_their_measured_factors():
+    """Each measured (head_dim, window) point is exact, and a head dim between two measured
+    at that window interpolates their residuals in log2(head_dim)."""
+    prof = registry.profile_for("b200").model_copy(update={"attention_scale": {"prefill": [
+        AttentionScale(head_dim=64, factor=_const(0.5)),
+        AttentionScale(head_dim=128, factor=_const(1.0)),
+        AttentionScale(head_dim=256, factor=_const(2.0)),
+        AttentionScale(head_dim=64, window=128, factor=_const(0.1)),
+        AttentionScale(head_dim=256, window=128, factor=_const(1.6))]}})
+    f = prof.attention_factor
+    q = kv = 4096.0
+    assert float(f("prefill", 64, 128, q, kv)) == pytest.approx(0.1)
+    assert float(f("prefill", 256, 128, q, kv)) == pytest.approx(1.6)
+    # head_dim 128: residuals ln(0.1/0.5) and ln(1.6/2.0) halfway in log2, times 1.0
+    assert float(f("prefill", 128, 128, q, kv)) == pytest.approx((0.2 * 0.8) ** 0.5)
+
+
+def test_backward_without_its_scale_takes_the_prefill_scale():
+    prof = registry.profile_for("h200-sxm-141gb")
+    assert "backward" in prof.attention and "backward" not in prof.attention_scale
+    ratio = (prof.attention_efficiency("backward", 4096.0, 4096.0, 64, 128)
+             / prof.attention_efficiency("backward", 4096.0, 4096.0, 128, 0))
+    ref = (prof.attention_efficiency("prefill", 4096.0, 4096.0, 64, 128)
+           / prof.attention_efficiency("prefill", 4096.0, 4096.0, 128, 0))
+    assert float(ratio) == pytest.approx(float(ref)) and float(ratio) < 1
+
+
 def test_profile_without_scale_loads_with_factor_one(tmp_path):
     prof = registry.profile_for("a100-sxm4-80gb")
     assert not prof.attention_scale
