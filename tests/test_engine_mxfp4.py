@@ -56,6 +56,16 @@ def test_blackwell_flashinfer_pads_both_to_256():
     assert e["mxfp4_extra_bytes"] == pytest.approx(extra, rel=1e-3)
 
 
+def test_rocm_gfx942_pads_hidden_to_256_and_keeps_the_scales():
+    """FusedMoE rounds H to 256 for mxfp4 on ROCm; Mxfp4MoEMethod pads I_p to 128 on gfx942;
+    the Triton branch keeps the checkpoint scales: 2880 -> 3072, 2880 -> 2944, two scale
+    copies."""
+    e = _engine("mi300x", {"name": "vllm", "version": "0.17.0"})
+    assert e["mxfp4_backend"] == "triton_ogs_rocm"
+    extra = 36 * (_expert_bytes(3072, 2944, scale_copies=2) - _expert_bytes(2880, 2880))
+    assert e["mxfp4_extra_bytes"] == pytest.approx(extra, rel=1e-3)
+
+
 def test_the_partition_is_padded_not_the_whole_intermediate():
     """TP 4 over the experts: I_p = 720, Marlin pads it to 768 (128 x 6): the factor per GPU
     is 3072 x 768 / (2880 x 720) = 1.1378, not 3072 x 2944 / 2880**2."""
