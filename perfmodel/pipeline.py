@@ -143,11 +143,17 @@ def stage_partition(num_layers: int, pp: int, layers=None, split=None,
     from .engines import pipeline_facts
     from .errors import SpecError
 
-    rule = pipeline_facts(engine, engine_version, engine_variant).default_split
+    facts = pipeline_facts(engine, engine_version, engine_variant)
+    rule = facts.default_split
 
     if layers is not None and split is not None:
         raise SpecError("parallelism.pipeline_layers and parallelism.pipeline_split both "
                         "set; give the layer counts or the proportions, not both")
+    if layers is not None and engine not in (None, "generic") and facts.partition_env is None:
+        hint = (" (it splits by proportions: parallelism.pipeline_split, --tensor-split)"
+                if rule == "free_memory" else "")
+        raise SpecError(f"parallelism.pipeline_layers: {engine} has no setting for explicit "
+                        f"per-stage layer counts{hint}; leave it out for {engine}'s own split")
     if layers is not None:
         layers = tuple(int(x) for x in layers)
         if len(layers) != pp:

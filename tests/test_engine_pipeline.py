@@ -80,3 +80,14 @@ def test_vllm_pp3_on_llama_70b_is_accepted_and_generic_still_asks():
     with pytest.raises(SpecError, match=r"pp \(3\) must divide num_layers \(80\)"):
         pm.predict(_pp3(None))
 
+
+
+def test_explicit_counts_only_for_an_engine_with_a_setting_for_them():
+    """pipeline_layers stands for VLLM_PP_LAYER_PARTITION / SGLANG_PP_LAYER_PARTITION; an
+    engine whose file names no such setting (partition_env null) refuses it, naming the field."""
+    assert stage_partition(80, 3, layers=[30, 30, 20], engine="sglang") == (30, 30, 20)
+    assert stage_partition(80, 3, layers=[30, 30, 20]) == (30, 30, 20)  # generic: a plan
+    with pytest.raises(SpecError, match=r"parallelism\.pipeline_layers: trtllm has no setting"):
+        stage_partition(80, 3, layers=[30, 30, 20], engine="trtllm")
+    with pytest.raises(SpecError, match=r"pipeline_split"):
+        stage_partition(80, 3, layers=[30, 30, 20], engine="llamacpp")

@@ -88,8 +88,9 @@ class Parallelism(Strict):
     uneven_pipeline: Bool = False
     # inference: layers per pipeline stage (vLLM VLLM_PP_LAYER_PARTITION, SGLang
     # SGLANG_PP_LAYER_PARTITION), pp counts summing to num_layers; or llama.cpp's
-    # --tensor-split proportions with --split-mode layer (one per stage). Without either,
-    # uneven_pipeline: true splits as vLLM does by default (perfmodel/pipeline.py)
+    # --tensor-split proportions with --split-mode layer (one per stage). Without either, a
+    # named engine splits by its own rule (engines/<id>.yaml pipeline.default_split); the
+    # generic engine with uneven_pipeline: true as vLLM does (perfmodel/pipeline.py)
     pipeline_layers: list[Annotated[int, Field(strict=True, ge=1, le=MAX_LAYERS)]] | None = \
         Field(default=None, min_length=1, max_length=MAX_GPUS)
     pipeline_split: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = \
@@ -450,12 +451,13 @@ ALL = frozenset({"*"})  # every field of the section
 _INSTANCE = frozenset({"tp", "pp", "ep"})
 # MoE layouts of an instance (perfmodel/moe_parallel.py), read by inference and serving alike
 _MOE_LAYOUT = frozenset({"attention_dp", "a2a_mode", "redundant_experts", "moe_overlap"})
-# inference only: uneven layer splits of the pipeline (the serving cost model splits evenly)
+# uneven layer splits of the pipeline, read by inference and serving alike (the serving
+# cost model takes the same split: the largest stage paces it and holds the most weights/KV)
 _PIPELINE_SPLIT = frozenset({"uneven_pipeline", "pipeline_layers", "pipeline_split"})
 FIELDS_USED: dict[str, dict[str, frozenset[str]]] = {
     "training": {"parallelism": ALL, "training": ALL},
     "inference": {"parallelism": _INSTANCE | _PIPELINE_SPLIT | _MOE_LAYOUT, "inference": ALL},
-    "serving": {"parallelism": _INSTANCE | _MOE_LAYOUT, "serving": ALL,
+    "serving": {"parallelism": _INSTANCE | _PIPELINE_SPLIT | _MOE_LAYOUT, "serving": ALL,
                 "inference": frozenset(InferenceConfig.model_fields)
                 - {"batch", "prefill_chunk_tokens"}},
 }
