@@ -103,11 +103,12 @@ def test_bad_partitions_are_one_line_naming_the_field(par, field):
     assert field in str(err.value) and "\n" not in str(err.value)
 
 
-def test_serving_scenarios_refuse_the_split():
-    with pytest.raises(SpecError, match=r"parallelism\.pipeline_layers"):
-        pm.as_scenario({**BASE, "kind": "serving", "inference": {"prompt_len": 512},
-                        "parallelism": {"pp": 2, "pipeline_layers": [40, 40]},
-                        "serving": {"arrival": {"process": "poisson", "rate_per_s": 1}}})
+def test_serving_scenarios_take_the_split():
+    # serving reads the same split (tests/test_serving_multinode.py runs it)
+    sc = pm.as_scenario({**BASE, "kind": "serving", "inference": {"prompt_len": 512},
+                         "parallelism": {"pp": 2, "pipeline_layers": [40, 40]},
+                         "serving": {"arrival": {"process": "poisson", "rate_per_s": 1}}})
+    assert sc.parallelism.pipeline_layers == [40, 40]
 
 
 def test_an_explicit_even_split_changes_nothing():

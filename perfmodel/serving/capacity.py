@@ -1,7 +1,10 @@
-"""Capacity planning: the fewest GPUs, per device type and TP degree, that serve a request
-rate within latency SLOs -- and what that costs per hour, per million tokens and in energy.
+"""Capacity planning: the fewest GPUs, per device type and TP (x PP) degree, that serve a
+request rate within latency SLOs -- and what that costs per hour, per million tokens and in
+energy. A replica of tp x pp GPUs may span nodes (TP16 over two 8-GPU nodes, or PP across
+them): its iterations pay the inter-node all-reduces and hops as an inference plan does; a pp
+that does not divide the layers splits them as the engine does (vLLM's split for generic).
 
-For each (device, tp) the search simulates the workload on R replicas (``Deployment``) and
+For each (device, tp, pp) the search simulates the workload on R replicas (``Deployment``) and
 finds the smallest R whose SLO percentiles all hold: it starts from a throughput estimate
 (a replica decoding its KV-limited batch back to back after prefilling each prompt at batch
 1), grows R by doubling until the SLOs hold and bisects below. Latency falls and goodput
@@ -77,6 +80,7 @@ class PlanInputs:
     output_len: LengthDistribution
     devices: list[str] | None = None  # default: every device with a price
     tps: tuple[int, ...] = DEFAULT_TPS
+    pps: tuple[int, ...] = (1,)  # pipeline degrees (replica = tp x pp GPUs)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     inference: InferenceConfig = field(default_factory=lambda: InferenceConfig(prompt_len=1))
     arrival: str = "poisson"
@@ -137,9 +141,15 @@ class Candidate:
     profile: str | None = None  # measured | default (uncalibrated)
     ranges: dict = field(default_factory=dict)  # metric -> [lo, hi], 80 % band
     range_basis: dict = field(default_factory=dict)  # metric -> how its band was made
+    pp: int = 1  # pipeline stages of a replica (tp x pp GPUs)
+
+    @property
+    def label(self) -> str:
+        """"tp 8" or "tp 8 pp 2"."""
+        return f"tp {self.tp}" + (f" pp {self.pp}" if self.pp > 1 else "")
 
     def to_dict(self) -> dict:
-        return {"device": self.device, "tp": self.tp, "feasible": self.feasible,
+        return {"device": self.device, "tp": self.tp, "pp": self.pp, "feasible": self.feasible,
                 "reason": self.reason, "replicas": self.replicas, "gpus": self.gpus,
                 "max_num_seqs": self.max_num_seqs,
                 "max_num_seqs_default": self.max_num_seqs_default, "why": self.why,
@@ -179,11 +189,14 @@ def _serving(inp: PlanInputs) -> ServingConfig:
         scheduler=inp.scheduler, slo=inp.slo, seed=inp.seed)
 
 
-def _scenario(inp: PlanInputs, device: str, tp: int) -> Scenario:
+def _scenario(inp: PlanInputs, device: str, tp: int, pp: int = 1) -> Scenario:
+    """One replica of tp x pp GPUs; a pp that does not divide the layers splits them unevenly
+    (the engine's default split, vLLM's for generic: ``deploy._engine_split``)."""
+    uneven = bool(inp.model.num_layers % pp)
     return Scenario(kind="serving", model=inp.model,
-                    system=SystemConfig(device=device, num_gpus=tp),
-                    parallelism=Parallelism(tp=tp), inference=inp.inference,
-                    serving=_serving(inp), engine=inp.engine)
+                    system=SystemConfig(device=device, num_gpus=tp * pp),
+                    parallelism=Parallelism(tp=tp, pp=pp, uneven_pipeline=uneven),
+                    inference=inp.inference, serving=_serving(inp), engine=inp.engine)
 
 
 def _profile(device: str, calibration: str | Path | None) -> CalibrationProfile:
@@ -273,13 +286,13 @@ def with_max_seqs(dep: Deployment, cap: int) -> Deployment:
 Runs = dict[int, list[tuple[int, dict]]]  # replicas -> [(max_num_seqs, metrics)] simulated
 
 
-def _search(dep: Deployment, wl: Workload, inp: PlanInputs, tp: int, start: int,
+def _search(dep: Deployment, wl: Workload, inp: PlanInputs, gpus: int, start: int,
             runs: Runs | None = None, below: int | None = None
             ) -> tuple[int, dict, int] | tuple[None, dict, int]:
     """Smallest replica count meeting the SLOs at ``dep``'s batch cap (None above max_gpus, or
     at or above ``below``), its metrics, and the number of simulations run. ``runs`` holds the
     simulations of other caps on the same configuration: one whose peak batch stayed below
-    this cap is the same simulation and is reused."""
+    this cap is the same simulation and is reused. ``gpus``: GPUs of one replica."""
     cap = dep.scheduler.max_batch
     runs = {} if runs is None else runs
     cache: dict[int, dict] = {}
@@ -298,7 +311,7 @@ def _search(dep: Deployment, wl: Workload, inp: PlanInputs, tp: int, start: int,
                 runs.setdefault(r, []).append((cap, cache[r]))
         return cache[r]["slo_met"]
 
-    limit = max(inp.max_gpus // tp, 0)
+    limit = max(inp.max_gpus // gpus, 0)
     if below is not None:
         limit = min(limit, below - 1)
     if limit < 1:
@@ -338,15 +351,16 @@ class Sized:
     tried: tuple[int, ...]  # smaller caps simulated (the rest ruled out by _cap_may_help)
 
 
-def size_configuration(dep: Deployment, wl: Workload, inp: PlanInputs, tp: int, start: int
+def size_configuration(dep: Deployment, wl: Workload, inp: PlanInputs, gpus: int, start: int
                        ) -> tuple[Sized | None, dict, int]:
     """Fewest replicas over the max_num_seqs caps, the largest cap on a tie (the default wins
     unless a smaller cap saves a replica): the default cap's replica search first, then each
     smaller cap on one replica fewer than the best so far (bisected below when it holds).
-    (None, metrics, simulations) when even the default misses within max_gpus."""
+    (None, metrics, simulations) when even the default misses within max_gpus. ``gpus``:
+    GPUs of one replica (tp x pp)."""
     default = dep.scheduler.max_batch
     runs: Runs = {}
-    replicas, metrics, sims = _search(dep, wl, inp, tp, start, runs)
+    replicas, metrics, sims = _search(dep, wl, inp, gpus, start, runs)
     if replicas is None:
         return None, metrics, sims
     caps = seqs_candidates(inp, default)
@@ -356,7 +370,7 @@ def size_configuration(dep: Deployment, wl: Workload, inp: PlanInputs, tp: int, 
         if best[0] == 1 or not _cap_may_help(runs, best, inp, dep, wl, cap):
             break
         tried.append(cap)
-        r, m, n = _search(with_max_seqs(dep, cap), wl, inp, tp, best[0] - 1, runs,
+        r, m, n = _search(with_max_seqs(dep, cap), wl, inp, gpus, best[0] - 1, runs,
                           below=best[0])
         sims += n
         if r is not None:
@@ -496,9 +510,9 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
     uncalibrated: list[str] = []  # devices answered with the documented default efficiencies
     warnings: list[str] = []
     kinds: dict[str, str] = {}  # device -> measured | default profile
-    for device in _devices(inp, prices):
-        for tp in inp.tps:
-            sc = _scenario(inp, device, tp)
+    for device, tp, pp in ((d, t, p) for d in _devices(inp, prices) for t in inp.tps
+                           for p in inp.pps):
+            sc = _scenario(inp, device, tp, pp)
             try:
                 system = resolve_system(sc.system)
                 profile = _profile(device, inp.calibration)
@@ -507,55 +521,58 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
                 dep = deployment_for(sc, system, profile, sc.inference, wl, counts=(1,))
             except SpecError as err:
                 candidates.append(Candidate(device, tp, False, f"does not apply: {err}",
-                                            profile=kinds.get(device)))
+                                            profile=kinds.get(device), pp=pp))
                 continue
             bands = serving_bands(sc, device)
-            frontier += batch_points(dep, wl, device, tp, bands=bands) + _ep_points(
-                sc, system, profile, wl, device, tp, bands)
+            frontier += batch_points(dep, wl, device, tp, bands=bands, pp=pp) + _ep_points(
+                sc, system, profile, wl, device, tp, bands, pp)
             miss = _zero_load_misses(dep, wl, inp.slo)
             if miss:
                 candidates.append(Candidate(device, tp, False, miss, profile=kinds[device],
-                                            max_num_seqs_default=dep.scheduler.max_batch))
+                                            max_num_seqs_default=dep.scheduler.max_batch,
+                                            pp=pp))
                 continue
             est = inp.rate_per_s / _replica_estimate(dep, wl)
             price = prices.devices.get(device)
             floor = math.floor(0.7 * est)
-            optimistic = (price.usd_per_gpu_hour * tp * max(floor, 1)) if price else math.inf
-            staged.append((optimistic, device, tp, dep, system, profile, max(1, round(est)),
-                           bands))
-    staged.sort(key=lambda s: (s[0], s[1], s[2]))
+            optimistic = (price.usd_per_gpu_hour * tp * pp * max(floor, 1)) if price \
+                else math.inf
+            staged.append((optimistic, device, tp, pp, dep, system, profile,
+                           max(1, round(est)), bands))
+    staged.sort(key=lambda s: (s[0], s[1], s[2], s[3]))
     best_cost = math.inf
-    for optimistic, device, tp, dep, system, profile, start, bands in staged:
+    for optimistic, device, tp, pp, dep, system, profile, start, bands in staged:
         kind, default = kinds[device], dep.scheduler.max_batch
         if optimistic > best_cost:
             candidates.append(Candidate(device, tp, False,
                                         f"skipped: cannot beat {best_cost:.2f} USD/h "
                                         f"(needs >= {optimistic:.2f} USD/h by its throughput "
                                         "estimate)", profile=kind,
-                                        max_num_seqs_default=default))
+                                        max_num_seqs_default=default, pp=pp))
             continue
-        sized, metrics, sims = size_configuration(dep, wl, inp, tp, start)
+        sized, metrics, sims = size_configuration(dep, wl, inp, tp * pp, start)
         if sized is None:
             ranges, basis = metric_ranges(metrics, bands)
             candidates.append(Candidate(device, tp, False,
                                         f"SLOs not met within max_gpus = {inp.max_gpus}",
                                         simulations=sims, metrics=metrics, profile=kind,
                                         max_num_seqs=default, max_num_seqs_default=default,
-                                        ranges=ranges, range_basis=basis))
+                                        ranges=ranges, range_basis=basis, pp=pp))
             continue
-        gpus = sized.replicas * tp
+        gpus = sized.replicas * tp * pp
         cost = cost_report(prices, device, gpus, metrics["output_tokens_per_s"])
         energy = energy_report(system.device, profile, gpus, metrics["output_tokens_per_s"])
         ranges, basis = metric_ranges(metrics, bands)
         cand = Candidate(device, tp, True, "meets the SLOs", sized.replicas, gpus, sims,
                          metrics, cost, energy, sized.max_num_seqs, default,
-                         explain_choice(sized, _kv_sequences(dep, wl)), kind, ranges, basis)
+                         explain_choice(sized, _kv_sequences(dep, wl)), kind, ranges, basis,
+                         pp=pp)
         candidates.append(cand)
         if cost:
             best_cost = min(best_cost, cost["usd_per_hour"])
     candidates.sort(key=lambda c: (not c.feasible,
                                    c.cost["usd_per_hour"] if c.cost else math.inf,
-                                   c.device, c.tp))
+                                   c.device, c.tp, c.pp))
     inputs = {"model": inp.model.id, "rate_per_s": inp.rate_per_s,
               "slo": {k: v for k, v in inp.slo.model_dump().items() if v is not None},
               "prompt_len": inp.prompt_len.model_dump(exclude_none=True),
@@ -564,6 +581,7 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
               "num_requests": inp.num_requests, "seed": inp.seed,
               "prices": {"basis": prices.basis, "currency": prices.currency},
               "engine": inp.engine.name, "profiles": dict(sorted(kinds.items())),
+              "tp": list(inp.tps), "pp": list(inp.pps),
               "max_num_seqs": list(inp.max_num_seqs) if inp.max_num_seqs else
               f"engine default and powers of two from {MIN_SEQS_CANDIDATE} below it"}
     if uncalibrated:
@@ -577,7 +595,7 @@ FRONTIER_BATCHES = tuple(2 ** k for k in range(11))  # 1 ... 1024 sequences
 
 
 def _ep_points(sc: Scenario, system, profile, wl: Workload, device: str, tp: int,
-               bands: dict | None = None) -> list[dict]:
+               bands: dict | None = None, pp: int = 1) -> list[dict]:
     """For a MoE model, the same TP with its experts spread over the TP ranks (ep = tp,
     vLLM's --enable-expert-parallel) as frontier points of their own."""
     if sc.model.moe is None or tp == 1:
@@ -587,11 +605,11 @@ def _ep_points(sc: Scenario, system, profile, wl: Workload, device: str, tp: int
         dep = deployment_for(ep, system, profile, ep.inference, wl, counts=(1,))
     except SpecError:
         return []
-    return batch_points(dep, wl, device, tp, ep=tp, bands=bands)
+    return batch_points(dep, wl, device, tp, ep=tp, bands=bands, pp=pp)
 
 
 def batch_points(dep: Deployment, wl: Workload, device: str, tp: int, ep: int = 1,
-                 bands: dict | None = None) -> list[dict]:
+                 bands: dict | None = None, pp: int = 1) -> list[dict]:
     """Throughput per GPU vs interactivity of one replica at each decode batch up to its KV-
     and max_batch-limited size: tokens/s/user = 1 / TPOT(batch, mean context), tokens/s/GPU =
     batch x output / (batch x prefill(mean prompt) + output x TPOT) / GPUs (each request's
@@ -608,7 +626,7 @@ def batch_points(dep: Deployment, wl: Workload, device: str, tp: int, ep: int = 
     out = []
     for b in sorted({x for x in FRONTIER_BATCHES if x <= top} | {top}):
         tpot = inst.cost.iteration_time([], [], [p + o / 2] * b)
-        point = {"device": device, "tp": tp, "ep": ep, "batch": b, "tpot_s": tpot,
+        point = {"device": device, "tp": tp, "pp": pp, "ep": ep, "batch": b, "tpot_s": tpot,
                  "tokens_per_s_per_user": 1.0 / tpot,
                  "tokens_per_s_per_gpu": b * o / (b * t_pre + max(o - 1, 0) * tpot) / gpus,
                  "pareto": False}
@@ -641,7 +659,7 @@ def render_frontier(result: PlanResult) -> list[str]:
     """The Pareto points, most interactive first."""
     from ..textfmt import table
 
-    rows = [(q["device"], q["tp"], q["ep"], q["batch"],
+    rows = [(q["device"], _tp_cell(q["tp"], q.get("pp", 1)), q["ep"], q["batch"],
              _ranged(q, "tokens_per_s_per_user", 1.0, ".1f"),
              _ranged(q, "tokens_per_s_per_gpu", 1.0, ".1f"), _ranged(q, "tpot_s", 1e3, ".1f"))
             for q in result.frontier if q["pareto"]]
@@ -651,6 +669,11 @@ def render_frontier(result: PlanResult) -> list[str]:
             "at the mean prompt / output; [80 % band]):",
             table(rows, header=("device", "tp", "ep", "batch", "tok/s/user", "tok/s/GPU",
                                 "TPOT ms"))]
+
+
+def _tp_cell(tp: int, pp: int) -> str | int:
+    """A table's tp cell: the TP degree, with the pipeline degree when there is one."""
+    return tp if pp == 1 else f"{tp} (pp {pp})"
 
 
 def _note_profile(profile: CalibrationProfile, system, uncalibrated: list[str],
@@ -681,13 +704,13 @@ def _ranged(item: dict, key: str, scale: float, fmt: str) -> str:
 
 
 def _grouped_reasons(candidates: list[Candidate]) -> list[str]:
-    """One line per (tp, reason): a reason shared by several devices (a TP the model does
-    not allow is refused on every device) is printed once with the devices it covers."""
-    groups: dict[tuple[int, str], list[str]] = {}
+    """One line per (tp / pp, reason): a reason shared by several devices (a TP the model
+    does not allow is refused on every device) is printed once with the devices it covers."""
+    groups: dict[tuple[str, str], list[str]] = {}
     for c in candidates:
-        groups.setdefault((c.tp, c.reason), []).append(c.device)
-    return [f"  {devices[0] if len(devices) == 1 else ', '.join(devices)} tp {tp}: {reason}"
-            for (tp, reason), devices in groups.items()]
+        groups.setdefault((c.label, c.reason), []).append(c.device)
+    return [f"  {devices[0] if len(devices) == 1 else ', '.join(devices)} {label}: {reason}"
+            for (label, reason), devices in groups.items()]
 
 
 def render_plan(result: PlanResult) -> str:
@@ -698,7 +721,7 @@ def render_plan(result: PlanResult) -> str:
     for c in result.candidates:
         if c.feasible:
             d = c.to_dict()
-            rows.append((c.device, c.tp, c.replicas, c.gpus, c.max_num_seqs,
+            rows.append((c.device, _tp_cell(c.tp, c.pp), c.replicas, c.gpus, c.max_num_seqs,
                          _ranged(d, "ttft_p90_s", 1e3, ".0f"),
                          _ranged(d, "tpot_p90_s", 1e3, ".1f"),
                          f"{c.cost['usd_per_hour']:.2f}" if c.cost else "-",
@@ -726,7 +749,8 @@ def render_plan(result: PlanResult) -> str:
                                        "USD/M out tok", "J/out tok")))
     else:
         out.append("no device / TP meets the SLOs")
-    skipped = [f"{c.device} tp{c.tp}" for c in result.candidates
+    skipped = [f"{c.device} tp{c.tp}" + (f" pp{c.pp}" if c.pp > 1 else "")
+               for c in result.candidates
                if c.reason.startswith("skipped")]
     others = [c for c in result.candidates if not c.feasible and c not in skipped
               and not c.reason.startswith("skipped")]
@@ -742,7 +766,8 @@ def render_plan(result: PlanResult) -> str:
     out.append("")
     if best:
         price = best.cost["price"] if best.cost else "no price in the table"
-        out.append(f"cheapest: {best.replicas} x {best.device} (tp {best.tp}, max_num_seqs "
+        layout = best.label.replace(" pp", ", pp")
+        out.append(f"cheapest: {best.replicas} x {best.device} ({layout}, max_num_seqs "
                    f"{best.max_num_seqs}) = {best.gpus} GPUs"
                    + (f", {best.cost['usd_per_hour']:.2f} USD/h, "
                       f"{best.cost['usd_per_million_output_tokens']:.3f} USD per million "

@@ -148,6 +148,7 @@ def plan_inputs(args: argparse.Namespace) -> PlanInputs:
         prompt_len=prompt, output_len=output,
         devices=_listed(args.devices, id_list, "--devices"),
         tps=_listed(args.tp, int_list, "--tp") or DEFAULT_TPS,
+        pps=_listed(getattr(args, "pp", None), int_list, "--pp") or (1,),
         max_num_seqs=_listed(getattr(args, "max_num_seqs", None), int_list, "--max-num-seqs"),
         scheduler=sched, arrival=arrival, cv=cv,
         num_requests=args.num_requests if args.num_requests is not None
@@ -182,7 +183,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-len", type=length_distribution, help=f"output length, {LENGTH_HELP}")
     p.add_argument("--devices", type=id_list, help="comma-separated device ids (default: every datacenter "
                                      "GPU in the price table)")
-    p.add_argument("--tp", type=int_list, help="comma-separated TP degrees (default 1,2,4,8)")
+    p.add_argument("--tp", type=int_list, help="comma-separated TP degrees (default 1,2,4,8); "
+                   "a TP group may span nodes (it pays the inter-node all-reduce)")
+    p.add_argument("--pp", type=int_list,
+                   help="comma-separated pipeline degrees (default 1); a replica is tp x pp "
+                        "GPUs, its layers split as the engine splits them")
     p.add_argument("--max-num-seqs", type=int_list,
                    help="comma-separated batch caps (engine max_num_seqs) to try besides the "
                         "engine's default (default: powers of two from 8 below it); a "

@@ -18,7 +18,13 @@ list as ``perfmodel.inference`` (``inference.forward_pass`` -> ``ops`` + ``roofl
 once per scenario on grids of token counts and contexts (numpy, all points in one call) and
 interpolates during the simulation. Pipeline parallelism follows ``inference``: the
 iteration's sequences split into min(pp, n) micro-batches that fill the stages, and the
-iteration takes one pass of one micro-batch through all pp stages.
+iteration takes one pass of one micro-batch through all pp stages. With an uneven layer split
+(``plan.pp_layers``: the scenario's pipeline_layers or the engine's default split) the
+largest stage paces the micro-batches as in ``inference``'s decode step
+(``pipeline.pipelined_step_time`` with ``pipeline.stage_excess``: its extra layers' share of
+the pass, embedding, LM head and stage hops apart). Stages and TP groups may span nodes: the
+operators' collectives and hops are ``forward_pass``'s, over the system's inter-node network
+where the instance's GPUs leave a node.
 
 Attention data parallelism (``parallelism.attention_dp``, perfmodel/moe_parallel.py): an
 instance of tp x attention_dp x pp GPUs whose attention_dp groups each serve their own
@@ -53,6 +59,7 @@ import numpy as np
 from .. import ops as O
 from ..inference import forward_pass, inference
 from ..memory import kv_fixed_bytes_per_sequence, kv_growth_bytes_per_token, overhead_bytes
+from ..pipeline import pipelined_step_time, stage_excess
 from ..plan import InferPlan
 from ..profile import CalibrationProfile
 from ..specs.model import ModelSpec
@@ -142,6 +149,7 @@ class IterationCostModel:
         f_stage = np.zeros_like(t)
         h_stage = np.zeros_like(t)
         e_stage = np.zeros_like(t)
+        embed_stage = np.zeros_like(t)
         for i, op in enumerate(res.op_times.ops):
             w = np.asarray(op.count) * res.op_times.time[i]
             if _is_attention(op):
@@ -152,6 +160,13 @@ class IterationCostModel:
                 f_stage = f_stage + w
                 if _is_routed_expert(op):
                     e_stage = e_stage + w
+                if op.block == "embed":
+                    embed_stage = embed_stage + w
+        # an uneven split: the pass's parts that are not layers (embedding, stage hops; the
+        # LM head is H), which the largest stage's extra layers do not scale
+        self.pp_layers = base.pp_layers
+        self.x_values = self.pp * embed_stage + res.pp_comm
+        self.hop_values = np.asarray(res.pp_comm, float) * np.ones_like(t)
         # res.tp_comm, res.ep_comm (MoE all-to-alls or DP gathers; 0 without attention DP)
         # and res.pp_comm are already the whole pass (x pp and (pp-1) hops)
         self.f_values = self.pp * f_stage + res.tp_comm + res.ep_comm + res.pp_comm
@@ -160,6 +175,7 @@ class IterationCostModel:
         dense = int(min(DENSE_INTEGERS, self.t_grid[-1]))
         self._f_list = self.f_values[:dense].tolist()
         self._h_list = self.h_values[:dense].tolist()
+        self._x_list = self.x_values[:dense].tolist()
         self.fd_values = self._fd_list = None
         if self.groups > 1:  # E(T), and G = F - E (module docstring)
             self.e_values = self.pp * e_stage
@@ -330,13 +346,28 @@ class IterationCostModel:
         """start + F(T/m) + H(L/m) + decode work / m + its launch + prefill work / m + its
         launch: one micro-batch's pass through all pp stages (``inference``'s latency view).
         ``busiest``: the busiest attention-DP group's tokens (``dense``)."""
-        t = start + self.dense(tokens / m, logits / m, decode_only=prefill_work is None,
-                               busiest=None if busiest is None else busiest / m)
+        t = self.dense(tokens / m, logits / m, decode_only=prefill_work is None,
+                       busiest=None if busiest is None else busiest / m)
         if decode_work is not None:
             t += decode_work / m + self.decode_launch
         if prefill_work is not None:
             t += prefill_work / m + self.prefill_launch
-        return t
+        if self.pp_layers is not None:
+            t = float(self._paced(t, tokens / m, logits / m, m))
+        return start + t
+
+    def _paced(self, pass_time, tokens: float, logits: float, m: int):
+        """An uneven split's iteration: ``pass_time`` (one micro-batch of ``tokens`` tokens
+        and ``logits`` sampled through all stages) with m micro-batches paced by the largest
+        stage (``pipeline.pipelined_step_time``, as ``inference._tpot``): its excess over an
+        average stage is its extra layers' share of the pass's layer time (embedding, LM
+        head and hops apart, ``pipeline.stage_excess``)."""
+        hops = float(np.interp(tokens, self.t_grid, self.hop_values))
+        ends = self._at(tokens, self.x_values, self._x_list) - hops \
+            + self._at(logits, self.h_values, self._h_list)
+        layers = (np.asarray(pass_time) - hops - ends) / self.pp
+        excess = stage_excess(self.pp, self.pp_layers, self.model.num_layers, layers, 0.0)
+        return pipelined_step_time(pass_time, hops, self.pp, m, excess)
 
     def iteration_time(self, prefill_q=(), prefill_kv=(), decode_kv=(),
                        logits: float | None = None) -> float:
@@ -404,9 +435,11 @@ class IterationCostModel:
             knots = _KNOT_FRACTIONS * (k - 1) // (KNOTS - 1)  # distinct for k > 16
             w = self.decode_work(ctx[:, None] + (knots + 1.0), per_kernel).sum(axis=0)
             work = np.interp(np.arange(k), knots, w)
-        base = self.dense(n / m, n / m, decode_only=True, busiest=busiest) \
-            + self.decode_launch + overhead
-        return share * work / m + base
+        base = self.dense(n / m, n / m, decode_only=True, busiest=busiest) + self.decode_launch
+        times = share * work / m + base
+        if self.pp_layers is not None:
+            times = self._paced(times, n / m, n / m, m)
+        return times + overhead
 
 
 def kv_capacity(model: ModelSpec, system: System, plan: InferPlan,
@@ -414,9 +447,11 @@ def kv_capacity(model: ModelSpec, system: System, plan: InferPlan,
     """Blocks of the paged KV cache on one instance. The memory terms are those of
     ``perfmodel.inference`` for ``max_batch`` sequences and ``max_tokens`` in flight (weights
     of the largest stage, workspace, CUDA context, allocator reserve); the rest of the
-    device's memory becomes the block pool. With attention DP every group of the instance
-    holds its own pool of that many blocks (its own requests' KV), and ``max_batch`` (the
-    instance's) spreads over the groups; the instance's pool is all of theirs."""
+    device's memory becomes the block pool, at the KV bytes per token of the largest stage's
+    layers (an uneven split, ``plan.pp_layers``; L / pp otherwise). With attention DP every
+    group of the instance holds its own pool of that many blocks (its own requests' KV), and
+    ``max_batch`` (the instance's) spreads over the groups; the instance's pool is all of
+    theirs."""
     groups = int(np.max(plan.attention_dp))
     probe = replace(plan, batch=max_batch, prompt_len=max(max_tokens / max_batch, 1.0),
                     output_len=1)
@@ -425,9 +460,12 @@ def kv_capacity(model: ModelSpec, system: System, plan: InferPlan,
     # blocks count the KV that grows with context (full-attention layers); sliding-window
     # layers' last W tokens and linear-attention states are a fixed amount per sequence,
     # reserved for max_batch sequences (memory.kv_growth_bytes_per_token / kv_fixed_...)
-    per_token = float(kv_growth_bytes_per_token(model, plan.kv_dtype, plan.tp) / plan.pp)
+    # per GPU: its stage's share of the layers, the largest stage's with an uneven split
+    # (every stage allocates the same block count, so the fullest one bounds it)
+    share = 1.0 / plan.pp if plan.pp_layers is None else max(plan.pp_layers) / model.num_layers
+    per_token = float(kv_growth_bytes_per_token(model, plan.kv_dtype, plan.tp) * share)
     fixed = float(kv_fixed_bytes_per_sequence(model, plan.kv_dtype, plan.tp,
-                                              int(plan.kv_block_size))) / plan.pp \
+                                              int(plan.kv_block_size))) * share \
         * max_batch / groups
     mo = profile.memory_overheads
     usable = system.device.memory_bytes * (1 - mo.allocator_fraction)

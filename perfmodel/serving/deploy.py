@@ -9,7 +9,9 @@ MoE layers over all of them; perfmodel/moe_parallel.py, cost.py). Aggregated sch
 (decode_tp * pp) decode instances; a request's KV cache moves between them point to point,
 each of the sending GPUs carrying its shard over its own link (``comm.p2p_time``), over
 NVLink when a prefill and a decode instance fit in one node (DistServe places them so,
-Sec. 4.3), otherwise over the scale-out network.
+Sec. 4.3), otherwise over the scale-out network. An instance may span nodes (TP16 over two
+8-GPU nodes, PP across them) as an inference plan does: its iteration cost is that plan's pass
+(cost.py), with the pipeline split the scenario or the named engine makes (``_engine_split``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from ..comm import p2p_time
 from ..errors import SpecError
+from ..pipeline import stage_partition
 from ..plan import InferPlan
 from ..profile import CalibrationProfile
 from ..resolve import inference_plan
@@ -165,6 +168,7 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
         grid_tokens = max(max_tokens, cfg.max_batch * longest_prompt)
         budget = cfg.max_batch * longest_prompt
 
+    parallelism = _engine_split(model, parallelism, engine if named else None)
     adp = parallelism.attention_dp
     dims = "tp*attention_dp*pp" if adp > 1 else "tp*pp"
     derive_running = (named and facts is not None and facts.max_running is not None
@@ -188,11 +192,13 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
                               engine=engine.name if named else "generic",
                               engine_version=engine.version if named else None,
                               engine_variant=engine.variant if named else None)
-        if tp > system.gpus_per_node:
-            raise SpecError(f"parallelism.tp: tp ({tp}) spans more than one node of "
-                            f"{system.gpus_per_node} GPUs")
+        if per > system.gpus_per_node and system.inter_bandwidth_per_gpu <= 0:
+            raise SpecError(f"system.inter_node: one {role} instance ({dims} = {per} GPUs) "
+                            f"spans nodes of {system.gpus_per_node} GPUs, but the system has "
+                            "no inter-node network; give e.g. inter_node: ib-ndr-400x8")
         if named:
-            kv = engine_kv_capacity(model, system, parallelism, inference, tp, engine, profile)
+            kv = engine_kv_capacity(model, system, parallelism, inference, tp, engine, profile,
+                                    plan.pp_layers)
             if derive_running:  # SGLang: max_running_requests from each rank's pool
                 max_batch = adp * facts.max_running.requests(
                     kv.tokens // adp,
@@ -279,19 +285,45 @@ def scheduler_facts(engine: EngineConfig, parallelism: Parallelism) -> Scheduler
 
 def engine_kv_capacity(model: ModelSpec, system: System, parallelism: Parallelism,
                        inference: InferenceConfig, tp: int, engine: EngineConfig,
-                       profile: CalibrationProfile) -> KVCapacity:
+                       profile: CalibrationProfile, pp_layers: tuple | None = None
+                       ) -> KVCapacity:
     """The KV pool of one instance as the named engine sizes it at start-up
     (``engine_memory.engine_memory``): its blocks, block size and memory by its categories.
     With attention DP the instance's pool is its attention_dp groups' pools (each GPU's
-    figure is one group's: its attention shard, its experts, its requests' KV)."""
+    figure is one group's: its attention shard, its experts, its requests' KV). With an
+    uneven layer split (``pp_layers``) the figures are the largest stage's GPU's: its weights
+    and its layers' KV per token bound the blocks every stage allocates alike."""
     from ..engine_memory import engine_memory, shape_for
     from ..engines import engine_for
 
-    shape = replace(shape_for(parallelism, inference, system), tp=tp)
+    shape = replace(shape_for(parallelism, inference, system, pp_layers), tp=tp)
     mem = engine_memory(model, system.device, shape, engine_for(engine), engine,
                         profile.memory_overheads.cuda_context_gib)
     return KVCapacity(mem.kv_bytes_per_token, mem.kv_block_size,
                       mem.kv_cache_blocks * parallelism.attention_dp, dict(mem.breakdown))
+
+
+def _engine_split(model: ModelSpec, parallelism: Parallelism,
+                  engine: EngineConfig | None) -> Parallelism:
+    """The scenario's parallelism with its pipeline layer split made explicit
+    (``parallelism.pipeline_layers``), exactly as an inference plan of the same scenario
+    splits (``pipeline.stage_partition``): the given counts or llama.cpp proportions, else
+    the named engine's default split (engines/<id>.yaml pipeline.default_split: vLLM
+    get_pp_indices, SGLang / TensorRT-LLM one extra layer on the last / first stages,
+    llama.cpp by free memory), else vLLM's with uneven_pipeline: true. Unchanged for an even
+    split or pp = 1."""
+    p = parallelism
+    if p.pp <= 1 and p.pipeline_layers is None and p.pipeline_split is None:
+        return p
+    layers = stage_partition(model.num_layers, p.pp, p.pipeline_layers, p.pipeline_split,
+                             p.uneven_pipeline,
+                             engine=engine.name if engine is not None else None,
+                             engine_version=engine.version if engine is not None else None,
+                             engine_variant=engine.variant if engine is not None else None)
+    if layers is None:
+        return p
+    return p.model_copy(update={"pipeline_layers": list(layers), "pipeline_split": None,
+                                "uneven_pipeline": False})
 
 
 def _engine_scheduler(cfg: SchedulerConfig, engine: EngineConfig, model: ModelSpec,

@@ -249,11 +249,24 @@ def _deployment_summary(sc: Scenario, dep: Deployment) -> dict:
         "instances": [{"role": i.role, "count": i.count, "tp": int(i.plan.tp),
                        "pp": int(i.plan.pp), "kv_blocks": i.kv.num_blocks,
                        "kv_block_tokens": i.kv.block_tokens, "kv_tokens": i.kv.tokens}
-                      | _moe_layout(i)
+                      | _moe_layout(i) | _span(i, dep)
                       for i in dep.instances],
     }
     if dep.scheduler.kind == "disaggregated":
         out["kv_transfer"] = "inter_node" if dep.transfer_cross_node else "intra_node"
+    return out
+
+
+def _span(inst, dep: Deployment) -> dict:
+    """An instance's uneven layer split and the nodes it spans, when it has them (a TP or PP
+    group across nodes pays the inter-node network in its iterations; cost.py)."""
+    out: dict = {}
+    if inst.plan.pp_layers is not None:
+        out["pipeline_layers"] = [int(x) for x in inst.plan.pp_layers]
+    per_node = dep.system.gpus_per_node if dep.system is not None else None
+    gpus = int(inst.plan.instance_gpus)
+    if per_node and gpus > per_node:
+        out["nodes_per_instance"] = -(-gpus // per_node)
     return out
 
 

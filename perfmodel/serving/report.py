@@ -56,10 +56,15 @@ def render_serving(p: Prediction) -> str:
 
 
 def _layout(inst: dict) -> str:
-    """", attention DP 8, EP 8" for an instance with an attention-DP / expert layout."""
+    """", attention DP 8, EP 8" for an instance with an attention-DP / expert layout (and its
+    uneven layer split, ", layers 30/31", and ", across 2 nodes" when it spans nodes)."""
     out = ""
     if inst.get("attention_dp", 1) > 1:
         out += f", attention DP {inst['attention_dp']}"
     if inst.get("ep", 1) > 1:
         out += f", EP {inst['ep']}"
+    if inst.get("pipeline_layers"):
+        out += f", layers {'/'.join(str(n) for n in inst['pipeline_layers'])}"
+    if inst.get("nodes_per_instance", 1) > 1:
+        out += f", across {inst['nodes_per_instance']} nodes"
     return out
