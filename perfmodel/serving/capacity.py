@@ -709,7 +709,7 @@ def _grouped_reasons(candidates: list[Candidate]) -> list[str]:
     groups: dict[tuple[str, str], list[str]] = {}
     for c in candidates:
         groups.setdefault((c.label, c.reason), []).append(c.device)
-    return [f"  {devices[0] if len(devices) == 1 else ', '.join(devices)} {label}: {reason}"
+    return [f"  {', '.join(devices)} {label}: {reason}"
             for (label, reason), devices in groups.items()]
 
 
