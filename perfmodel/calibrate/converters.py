@@ -69,92 +69,24 @@ def source_label(path: str | Path) -> str:
 # ---- aiconfigurator (ai-dynamo/aiconfigurator "silicon" database) --------------------------
 
 def aic_gemm(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
-             kernel_source: str | None = None, fp8_net_of: str | None = None,
-             device: str | None = None) -> list[dict]:
+             kernel_source: str | None = None) -> list[dict]:
     """GEMM latency tables: Y = X W^T, X m x k, W n x k; latency ms -> s. ``dtypes``
     ["fp8_block"] / ["nvfp4"] read the block-scaled rows (with the kernel_source that table
     measured them with: TRT-LLM's torch_flow, or deepgemm for fp8_block on B200), fitted
-    as ``gemm[fp8_block]`` / ``gemm[nvfp4]`` with those formats' bytes (scales included).
-
-    ``fp8_net_of``: the folder (under calibration/sources/measured/) of the same device and
-    TRT-LLM version's quantize tables; per-tensor ``fp8`` rows are then net of the dynamic
-    activation quantisation they include (``fp8_quantize_times``, same (m, k): the grids
-    match, nothing is interpolated), floored at the larger of the GEMM's fp8 roofline on
-    ``device`` (``fp8_gemm_floor_s``: memory and compute) and the file's fastest directly measured GEMM (its
-    non-fp8 rows: the CUDA-graph floor every kernel pays; a difference of two measurements
-    can fall below it where the quantise is most of a small GEMM's time)."""
+    as ``gemm[fp8_block]`` / ``gemm[nvfp4]`` with those formats' bytes (scales included)."""
     keep = set(dtypes)
-    quant = floor_gbps = floor_tflops = None
-    if fp8_net_of is not None:
-        if device is None:
-            raise ValueError("aic_gemm: fp8_net_of needs device (the memory-roofline floor)")
-        from ..specs import registry
-
-        quant = fp8_quantize_times(measured_root(path) / fp8_net_of)
-        spec = registry.get_device(device)
-        floor_gbps, floor_tflops = spec.memory_bandwidth_gbps, spec.peak_tflops["fp8"]
     out = []
     src = source_label(path)
-    rows = read_rows(path)
-    kernel_floor = min((row["latency"] * MS for row in rows if row["gemm_dtype"] != "fp8"),
-                       default=0.0) if quant is not None else 0.0
-    for row in rows:
+    for row in read_rows(path):
         if row["gemm_dtype"] not in keep or row["gemm_dtype"] not in DTYPES:
             continue
         if kernel_source and row.get("kernel_source") != kernel_source:
             continue
         params = {"dtype": DTYPES[row["gemm_dtype"]], "m": int(row["m"]), "n": int(row["n"]),
                   "k": int(row["k"])}
-        time_s = row["latency"] * MS
-        stats = {"kernel_source": row.get("kernel_source")}
-        if quant is not None and row["gemm_dtype"] == "fp8":
-            mk = (params["m"], params["k"])
-            if mk not in quant:
-                raise ValueError(f"{src}: fp8 row m={mk[0]} k={mk[1]} has no quantize row in "
-                                 f"{fp8_net_of} (fp8_net_of needs the same (m, k) grid)")
-            floor = max(kernel_floor,
-                        fp8_gemm_floor_s(params["m"], params["n"], params["k"], floor_gbps,
-                                         floor_tflops))
-            stats.update(measured_s=time_s, quantize_s=quant[mk])
-            time_s = max(time_s - quant[mk], floor)
-        out.append(record("gemm", params, time_s, src, **stats))
+        out.append(record("gemm", params, row["latency"] * MS, src,
+                          kernel_source=row.get("kernel_source")))
     return out
-
-
-def measured_root(path: str | Path) -> Path:
-    """calibration/sources/measured/ of a table path under it."""
-    parts = Path(path).parts
-    if "measured" not in parts:
-        raise ValueError(f"{path}: not under calibration/sources/measured/")
-    return Path(*parts[:len(parts) - parts[::-1].index("measured")])
-
-
-def fp8_quantize_times(folder: str | Path) -> dict[tuple[int, int], float]:
-    """(m, k) -> seconds of TRT-LLM's dynamic per-tensor bf16 -> fp8 activation quantisation
-    (``torch.ops.tensorrt_llm.quantize_e4m3_per_tensor``: an amax pass for the scale, then
-    the quantise), from aiconfigurator's collector/trtllm/collect_computescale.py tables:
-    ``scale_matrix_perf`` = the static quantise (``static_quantize_e4m3_per_tensor``),
-    ``computescale_perf`` = dynamic - static (floored at 0 by the collector); their sum is
-    the dynamic kernel's time, which aiconfigurator's fp8 GEMM rows include (collect_gemm.py
-    loads no ``input_scale``, so TRT-LLM's FP8QDQLinearMethod quantises dynamically)."""
-    folder = Path(folder)
-    total: dict[tuple[int, int], float] = {}
-    for name in ("scale_matrix_perf.parquet", "computescale_perf.parquet"):
-        for row in read_rows(folder / name):
-            if row.get("quant_dtype", "fp8") != "fp8":
-                continue
-            mk = (int(row["m"]), int(row["k"]))
-            total[mk] = total.get(mk, 0.0) + row["latency"] * MS
-    return total
-
-
-def fp8_gemm_floor_s(m: int, n: int, k: int, bandwidth_gbps: float,
-                     peak_tflops: float) -> float:
-    """An fp8 GEMM's roofline: the larger of its memory time (fp8 activations m x k and
-    weights n x k read once, the bf16 output m x n written once, at the device's HBM
-    bandwidth) and its compute time (2 m n k at the datasheet dense fp8 peak)."""
-    return max((m * k + n * k + 2 * m * n) / (bandwidth_gbps * 1e9),
-               2.0 * m * n * k / (peak_tflops * 1e12))
 
 
 def aic_attention(path: str | Path, phase: str, *, head_dim: int | Iterable[int] | None = 128,
