@@ -28,6 +28,8 @@ except ModuleNotFoundError:  # a checkout run without installing: the package is
 import streamlit as st  # noqa: E402
 import yaml  # noqa: E402
 
+from perfmodel.textfmt import sig3  # noqa: E402
+
 ERRORS = (pm.PerfModelError, ValueError)
 
 
@@ -132,7 +134,7 @@ def number(value: float, fmt: str) -> str:
     """``value`` formatted with ``fmt``; "num" is the CLI's style (3 significant digits below
     1,000, whole numbers with thousands separators above)."""
     if fmt == "num":
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        return sig3(value)
     return format(value, fmt)
 
 

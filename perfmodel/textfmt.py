@@ -27,6 +27,12 @@ def table(rows: Iterable[Sequence], header: Sequence[str] | None = None) -> str:
     return "\n".join(lines)
 
 
+def sig3(x: float) -> str:
+    """The planners' number style: 3 significant digits below 1,000, whole numbers with
+    thousands separators above (1.44, 35.4, 8,192)."""
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
 def percent(x: float | None) -> str:
     """A utilisation as a percentage; '-' when the prediction leaves it out (see warnings)."""
     return "-" if x is None else f"{100 * x:.1f}%"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from ..search import describe
+from ..textfmt import sig3
 from .training import Row, TrainingPlanResult
 
 HEADER = ("device", "GPUs", "plan", "days", "80 % band", "M GPU-h", "M USD", "MWh", "MFU %",
@@ -46,11 +47,11 @@ def render(result: TrainingPlanResult, all_rows: bool = False) -> str:
 
 def _cells(r: Row, constrained: bool) -> tuple:
     rng = r.scaled(r.days)
-    mwh = "-" if r.energy_mwh is None else _num(r.energy_mwh) + ("*" if not r.energy_node
+    mwh = "-" if r.energy_mwh is None else sig3(r.energy_mwh) + ("*" if not r.energy_node
                                                                  else "")
-    return (r.device, r.gpus, describe(r.plan), _num(r.days),
-            f"{_num(rng[0])}-{_num(rng[1])}" if rng else "-", _num(r.gpu_hours / 1e6),
-            _num(r.usd / 1e6) if r.usd is not None else "-", mwh,
+    return (r.device, r.gpus, describe(r.plan), sig3(r.days),
+            f"{sig3(rng[0])}-{sig3(rng[1])}" if rng else "-", sig3(r.gpu_hours / 1e6),
+            sig3(r.usd / 1e6) if r.usd is not None else "-", mwh,
             f"{100 * r.mfu:.1f}" if r.mfu is not None else "-",
             f"{r.model_tflops_per_gpu:.0f}" if r.model_tflops_per_gpu is not None else "-",
             f"{100 * r.plan['memory_headroom']:.0f}",
@@ -111,5 +112,3 @@ def _energy_bases(rows: list[Row]) -> str:
     return "; ".join(f"{', '.join(devs)}: {basis}" for basis, devs in by_basis.items()) or "-"
 
 
-def _num(x: float) -> str:
-    return f"{x:.3g}" if x < 1000 else f"{x:,.0f}"
