@@ -234,6 +234,9 @@ class MoeFacts(Strict):
     # how a routed expert's output-projection bias is added: "fused" (in perfmodel's expert
     # GEMM / combine) or "per_expert_eager" (per local expert t + b * p, then a concat)
     expert_bias: Literal["fused", "per_expert_eager"] = "fused"
+    # the host waits for the GPU once per MoE layer forward to read the split sizes
+    # (Megatron-Core's dispatcher / TEGroupedMLP; training.moe_dispatch_sync); "none": no sync
+    host_sync: Literal["per_layer_forward", "none"] = "none"
 
 
 class EagerBackward(Strict):

@@ -367,11 +367,12 @@ def moe_dispatch_sync(model: ModelSpec, plan: TrainPlan, span, system: System,
       ``kernel_overhead_s``). Backward passes reuse the host split sizes (no sync); full
       recompute re-runs the forward and pays both again.
 
-    Only for frameworks whose file states Megatron-Core's MoE facts (``moe:``); 0 otherwise.
+    Only for frameworks whose file states the sync (``moe.host_sync: per_layer_forward``);
+    0 otherwise.
     Tensor x expert group approximated by the EP group's span (the counts' all-gather is
     latency-bound)."""
     fw = plan.framework
-    if fw is None or fw.spec.moe is None or not model.moe:
+    if fw is None or fw.spec.moe is None or fw.spec.moe.host_sync == "none" or not model.moe:
         return 0.0, 0.0
     passes = 2.0 if plan.recompute == "full" else 1.0
     name, _ = FC.moe_dispatcher_facts(fw)

@@ -6,6 +6,8 @@ _maybe_dtoh_and_synchronize at "before_ep_alltoall") and experts.py TEGroupedMLP
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 import perfmodel as pm
@@ -64,6 +66,18 @@ def test_only_megatron_family_moe():
     """No MoE facts (torchtitan) or a dense model: nothing."""
     assert _sync(_scenario(name="torchtitan", ep=1))[3] == (0.0, 0.0)
     assert _sync(_scenario(model=LLAMA_8B, ep=1))[3] == (0.0, 0.0)
+
+
+def test_the_sync_is_the_framework_files_fact():
+    """Gated by ``moe.host_sync`` (not by having a moe section): NeMo with it set to none
+    charges nothing."""
+    rs, plan, spans, charged = _sync(_scenario())
+    assert charged[0] > 0
+    spec = plan.framework.spec
+    no_sync = spec.model_copy(update={"moe": spec.moe.model_copy(update={"host_sync": "none"})})
+    plan = replace(plan, framework=replace(plan.framework, spec=no_sync))
+    assert moe_dispatch_sync(rs.scenario.model, plan, spans["ep"], rs.system,
+                             rs.profile) == (0.0, 0.0)
 
 
 def test_step_adds_sync_per_moe_layer_and_microbatch(monkeypatch):
