@@ -208,22 +208,19 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     # builds it: engines/<id>.yaml moe.router_dtype)
     formats = engine_weight_formats(shape.weight_formats, shape.weight_dtype, spec.id,
                                     getattr(cfg, "version", None), getattr(cfg, "variant", None))
+    counts = weight_byte_counts(param_counts(model), shape.weight_dtype, formats,
+                                shape.group_size)
+
+    def on_stage(c) -> float:  # bytes of the largest pipeline stage's share
+        return float(stage_params(c, tp, pp, shape.ep, expert_split(shape),
+                                  model.tie_embeddings, layers=layers).max)
+
     if formats:
-        weights = float(stage_params(weight_byte_counts(
-            param_counts(model), shape.weight_dtype, formats, shape.group_size),
-            tp, pp, shape.ep, expert_split(shape), model.tie_embeddings, layers=layers).max)
+        weights = on_stage(counts)
     backend, factor = mxfp4_expert_factor(spec, model, shape, device, formats)
-    extra = 0.0
-    if factor != 1.0:
-        counts = weight_byte_counts(param_counts(model), shape.weight_dtype, formats,
-                                    shape.group_size)
-        padded = float(stage_params(replace(counts, expert=counts.expert * factor), tp, pp,
-                                    shape.ep, expert_split(shape), model.tie_embeddings,
-                                    layers=layers).max)
-        plain = float(stage_params(counts, tp, pp, shape.ep, expert_split(shape),
-                                   model.tie_embeddings, layers=layers).max)
-        extra = padded - plain
-        weights += extra
+    extra = (on_stage(replace(counts, expert=counts.expert * factor)) - on_stage(counts)
+             if factor != 1.0 else 0.0)
+    weights += extra
     stage_layers = model.num_layers / pp if layers is None else layers
     per_token = float(kv_cache_bytes_per_token(model, shape.kv_dtype, tp)) * stage_layers
     block = cfg.block_size or m.block_size
