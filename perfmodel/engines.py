@@ -421,9 +421,25 @@ class PipelineFacts(Strict):
     partition_env: str | None = None
 
 
+class CudaGraphFacts(Strict):
+    """Which steps replay a captured CUDA graph (the host issues one graph launch) and which run
+    eagerly (the host issues every kernel through the torch dispatcher). null: not stated."""
+
+    decode: Bool | None = None  # decode-only batches, up to the capture limit
+    # largest decode batch captured; null with memory.reserve (SGLang): cuda_graph_max_bs of the
+    # reserve bucket (ReserveRule), else no limit stated
+    decode_max_batch: Int | None = Field(default=None, ge=1)
+    prefill: Bool | None = None  # batches with prefill (extend / context) tokens
+
+
 class OverheadFacts(Strict):
     step_cpu_s: Float | None = Field(default=None, ge=0)
     request_s: Float | None = Field(default=None, ge=0)
+    cuda_graphs: CudaGraphFacts = CudaGraphFacts()
+    # an eager step's kernel issue on the host: "overlapped" (the host queues kernels ahead of
+    # the GPU, which waits only when they are issued slower than they run: step = max(host,
+    # GPU)), "serial" (host time adds); null: not stated (no eager host floor)
+    eager_host: Literal["overlapped", "serial"] | None = None
 
 
 class EngineSpec(Strict):
