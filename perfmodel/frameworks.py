@@ -105,6 +105,10 @@ class LossFacts(Strict):
     decomposition: str | None  # key in decompositions; None: fused (perfmodel's base)
     compiled: Bool  # torch.compile covers the loss
     peak_bytes_per_logit: Float = Field(gt=0, le=64)  # alive at the loss's backward
+    # metrics the trainer computes on every micro-batch's logits after the backward, without
+    # gradient (Composer _train_microbatch -> _eval_train_metrics): one decomposition key per
+    # metric, each an eager pass over the logits (none: the loss is the only pass)
+    train_metrics: list[str] = Field(default_factory=list)
     source: str
 
 
@@ -298,7 +302,8 @@ def framework_spec(framework_id: str) -> FrameworkSpec:
     spec = load_named(FrameworkSpec, path.parent, framework_id)
     common = common_facts()
     for key in [*spec.eager_unfused.values(), *spec.compiled_unfused.values(),
-                *([spec.loss.decomposition] if spec.loss.decomposition else [])]:
+                *([spec.loss.decomposition] if spec.loss.decomposition else []),
+                *spec.loss.train_metrics]:
         if key not in common.decompositions:
             raise SpecError(f"{path}: decomposition {key!r} is not in _common.yaml; valid: "
                             f"{', '.join(common.decompositions)}")
@@ -342,6 +347,11 @@ class Framework:
         if key is None or (self.compile and self.spec.loss.compiled):
             return None
         return common_facts().decompositions[key]
+
+    @property
+    def train_metric_decompositions(self) -> list[Decomposition]:
+        """The eager passes over the logits of the trainer's per-micro-batch metrics."""
+        return [common_facts().decompositions[key] for key in self.spec.loss.train_metrics]
 
     @property
     def dispatch_s(self) -> tuple[float, float]:

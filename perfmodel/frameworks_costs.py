@@ -336,6 +336,28 @@ def loss_chain(fw: Framework | None, head: list[O.Op]) -> list[O.Op]:
     return _with_chains(head, lambda op: dec if op.name == "head.loss" else None)
 
 
+TRAIN_METRIC = "head.train_metric"  # name (before UNFUSED) of a trainer metric's logit pass
+
+
+def train_metric_ops(fw: Framework | None, head: list[O.Op]) -> list[O.Op]:
+    """The trainer's metrics over each micro-batch's logits (frameworks/<id>.yaml
+    ``loss.train_metrics``): Composer runs every train metric after the backward, under
+    no_grad (trainer.py ``_eval_train_metrics``), so each is a forward-only eager pass of its
+    decomposition's bytes per logit and kernels, with no backward. One operator per metric,
+    sized by the loss operator's logits (local vocabulary share under TP)."""
+    if fw is None or fw.baseline:
+        return []
+    loss = next((op for op in head if op.name == "head.loss"), None)
+    if loss is None:
+        return []
+    elems = loss.shape[0]
+    return [O.Op(name=f"{TRAIN_METRIC}{i}{UNFUSED}", cls=O.ELEMENTWISE, flops=0.0,
+                 bytes=elems * dec.bytes_per_element, dtype="fp32", count=loss.count,
+                 shape=(elems,), phase="bwd", block=loss.block, kernel="unfused",
+                 launches=float(dec.kernels))
+            for i, dec in enumerate(fw.train_metric_decompositions)]
+
+
 def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op]) -> list[O.Op]:
     """Cast operators at the recipe's bytes per element (ops.FP8_CAST_BYTES is the dynamic
     tensorwise cast), repeated per orientation the recipe needs. megatron-core keeps the

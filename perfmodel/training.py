@@ -256,7 +256,8 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
     emb = O.embedding_ops(model, tokens, plan.tp, prec)
     add("embed", emb + [o for op in emb for o in O.backward(op, prec)])
     head = FC.loss_chain(fw, O.head_ops(model, tokens, plan.tp, prec))
-    add("head", head + [o for op in head for o in O.backward(op, prec)])
+    add("head", head + [o for op in head for o in O.backward(op, prec)]
+        + FC.train_metric_ops(fw, head))
     add("optimizer", [O.optimizer_op(optimizer_params, plan.optimizer,
                                      mixed_precision=prec.act < 4 and plan.master_weights)])
     ops = FC.fp8_recipe_costs(fw, ops)
