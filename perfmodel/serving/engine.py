@@ -15,13 +15,23 @@ A run of decode-only iterations with an unchanged batch is simulated in one go (
 contexts grow by one per step, so every step's time is known in advance): a run ends at the
 first finishing sequence, when the KV blocks run out, or (if the scheduler could admit
 work) at the first iteration boundary after a new request arrives.
+
+Steps without CUDA graphs (``EagerHost``): a named engine whose file says which steps replay a
+captured graph (engines/<id>.yaml ``overheads.cuda_graphs``; SGLang runs extend batches
+eagerly) pays the host's kernel issue on the others: every kernel of the pass goes through the
+torch dispatcher, at the per-kernel host time the training model already charges for eager
+PyTorch (frameworks/_common.yaml ``dispatch.forward_s``, measured with the real dispatcher by
+benchmarks/framework_dispatch.py; frameworks_costs.exposed_dispatch counts the kernels the same
+way, op.count x op.launches). ``overheads.eager_host`` says how that time meets the GPU's:
+"overlapped" (kernel launches are asynchronous; the step lasts max(host, GPU)), "serial" (adds).
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -29,6 +39,84 @@ from .cost import IterationCostModel, KVCapacity
 from .requests import Requests
 
 RUN_CAP = 4096  # most decode steps simulated in one run
+
+
+@dataclass(frozen=True)
+class EagerHost:
+    """The host floor of the steps an engine runs without CUDA graphs (module docstring):
+    ``seconds`` = ``kernels`` of one forward pass x the measured dispatch time per kernel."""
+
+    kernels: float  # kernels of one pass through all stages (op.count x op.launches)
+    per_kernel_s: float  # frameworks/_common.yaml dispatch.forward_s
+    prefill: bool  # steps with prefill tokens run eagerly
+    decode: bool  # decode-only steps run eagerly at any batch
+    decode_max: int | None  # ... or above this captured batch size
+    serial: bool  # host time adds to the GPU's (else max of the two)
+
+    @property
+    def seconds(self) -> float:
+        return self.kernels * self.per_kernel_s
+
+    def eager(self, prefill: bool, decodes: int) -> bool:
+        if prefill:
+            return self.prefill
+        return self.decode or (self.decode_max is not None and decodes > self.decode_max)
+
+    def step(self, gpu, prefill: bool, decodes: int):
+        """The step's time given the GPU's ``gpu`` (scalar or array)."""
+        if not self.eager(prefill, decodes):
+            return gpu
+        return gpu + self.seconds if self.serial else np.maximum(gpu, self.seconds)
+
+
+_EAGER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def eager_host(cost: IterationCostModel) -> EagerHost | None:
+    """The named engine's eager host floor for this instance (None: the generic engine, an
+    engine file that does not say which steps run eagerly, or none that does). Cached per
+    cost model."""
+    if cost in _EAGER:
+        return _EAGER[cost]
+    _EAGER[cost] = found = _eager_host(cost)
+    return found
+
+
+def _eager_host(cost: IterationCostModel) -> EagerHost | None:
+    from ..engines import engine_facts
+    from ..frameworks import common_facts
+    from ..inference import forward_pass
+
+    plan = getattr(cost, "plan", None)  # a stand-in cost model (tests) names no engine
+    if plan is None:
+        return None
+    spec = engine_facts(plan.tp_all_reduce, plan.engine_version, plan.engine_variant)
+    if spec is None or spec.overheads.eager_host is None:
+        return None
+    graphs = spec.overheads.cuda_graphs
+    decode_max = graphs.decode_max_batch
+    if graphs.decode and decode_max is None and spec.memory.reserve is not None:
+        # SGLang's cuda_graph_max_bs by GPU memory and (engine) TP (server_args.py
+        # _handle_gpu_memory_settings; engines/sglang.yaml memory.reserve buckets)
+        dev = cost.system.device
+        rule = spec.memory.reserve
+        eng_tp = int(np.max(plan.tp)) * (int(np.max(plan.attention_dp))
+                                         if spec.memory.attention_dp_in_tp_group else 1)
+        bucket = rule.bucket(dev.nvidia_smi_memory_mib or dev.memory_bytes / 2**20)
+        decode_max = bucket.graph_bs_small_tp if eng_tp < rule.small_tp_below \
+            else bucket.graph_bs_large_tp
+    prefill = graphs.prefill is False
+    decode = graphs.decode is False
+    if not prefill and not decode and decode_max is None:
+        return None
+    one = replace(plan, replicas=1, batch=1)
+    res = forward_pass(cost.model, cost.system, one, cost.profile, 1.0, 1.0, 1.0, 1.0,
+                       "prefill", 1.0, True)
+    stage = sum(float(np.max(op.count)) * float(np.max(op.launches))
+                for op in res.op_times.ops)
+    return EagerHost(kernels=cost.pp * stage, per_kernel_s=common_facts().dispatch.forward_s,
+                     prefill=prefill, decode=decode, decode_max=decode_max,
+                     serial=spec.overheads.eager_host == "serial")
 
 
 @dataclass(slots=True)
@@ -58,6 +146,7 @@ class Engine:
         self.cost, self.kv, self.reqs = cost, kv, reqs
         self.max_batch = max_batch
         self.overhead = iteration_overhead_s
+        self.host = eager_host(cost)  # steps without CUDA graphs (None: no floor)
         self.block = kv.block_tokens
         self.total_blocks = kv.num_blocks
         self.watermark = max(int(0.01 * kv.num_blocks), 0)  # vLLM keeps 1 % free at admission
@@ -211,6 +300,8 @@ class Engine:
                 decode_groups = [of(int(r)) for r in self.rid[idx]]
         t = self.cost.step_time(spans, dkv, nd + ending, self.overhead, chunk_groups,
                                 decode_groups)
+        if self.host is not None:
+            t = self.overhead + float(self.host.step(t - self.overhead, bool(chunks), nd))
         self.samples.append((now, self.used + self.held_elsewhere))
         return Step("iteration", now + t, now, chunks=chunks, decode=decode, dec_idx=idx)
 
@@ -236,6 +327,9 @@ class Engine:
                    ) -> Step:
         """Up to ``k`` decode iterations of the whole (all-decoding) batch."""
         step_times = self.cost.decode_run_times(self.ctx[:self.n], k, self.overhead)
+        if self.host is not None and self.host.eager(False, self.n):
+            step_times = self.overhead + self.host.step(step_times - self.overhead, False,
+                                                        self.n)
         cum = np.cumsum(step_times) + now
         self.samples.append((now, self.used + self.held_elsewhere))
         return Step("run", float(cum[-1]), now, cum=cum, step_times=step_times, steps=k,
