@@ -134,6 +134,10 @@ class FsdpFacts(Strict):
     # the reduce-scatter input copy is the gradient's cast to the reduce dtype, none when the
     # gradient already is in it (FSDP1 _post_backward_hook)
     reduce_copy_in_cast_only: Bool = False
+    # FSDP1: the original parameters are torch.split views of the flat parameter, so autograd
+    # concatenates the block's parameter gradients into the flat gradient (the split's
+    # backward) every backward: HBM bytes per parameter of that copy, one kernel
+    grad_flatten_bytes_per_param: Float = Field(default=0.0, ge=0, le=16)
     # ZeRO-3 under full activation recompute: the recomputed forward gathers the parameters
     # again (module pre-forward hooks fire in the recompute; DeepSpeed), and a parameter stays
     # gathered from its recompute to its backward only while the parameters used in between

@@ -577,5 +577,27 @@ def fsdp_copies(fw: Framework | None, zero_stage: int, layer_params: Array,
                  launches=max(launches, 1.0))]
 
 
+FSDP1_GRAD_FLATTEN = "fsdp.flat_grad_concat"  # FSDP1's split-view gradients concatenated
+
+
+def fsdp_grad_flatten_ops(fw: Framework | None, zero_stage: int,
+                          layer_params: Array) -> list[O.Op]:
+    """FSDP1's concatenation of one block's parameter gradients into its flat gradient, per
+    micro-batch backward (frameworks/<id>.yaml ``fsdp.grad_flatten_bytes_per_param``): the
+    original parameters are ``torch.split`` views of the flat parameter, so autograd's split
+    backward (an eager ``cat``) writes the flat gradient that the post-backward hook then
+    casts and reduce-scatters. Named as an unfused element-wise kernel (autograd's, not one of
+    FSDP's copies around its collectives); ZeRO-3 plans like ``fsdp_copies``.
+    ``layer_params``: the block's parameters on this GPU before sharding (after TP)."""
+    if fw is None or fw.baseline or fw.spec.fsdp is None or zero_stage != 3:
+        return []
+    per_param = fw.spec.fsdp.grad_flatten_bytes_per_param
+    if per_param == 0 or not np.any(np.asarray(layer_params) > 0):
+        return []
+    return [O.Op(name=FSDP1_GRAD_FLATTEN + UNFUSED, cls=O.ELEMENTWISE, flops=0.0,
+                 bytes=layer_params * per_param, dtype="fp32", shape=(layer_params,),
+                 phase="bwd", block="fsdp", kernel="copy", launches=1.0)]
+
+
 def fsdp_copy_time(ops: list[O.Op], weighted: list, rows: list[int]) -> Array:
     return row_sum(weighted, [i for i in rows if ops[i].name.startswith(FSDP_COPY)])
