@@ -319,33 +319,46 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         problems=problems, mxfp4_backend=backend, mxfp4_extra_bytes=extra)
 
 
-def mxfp4_expert_factor(spec: EngineSpec, model: ModelSpec, shape: EngineShape,
-                        device: DeviceSpec, formats: tuple = ()) -> tuple[str | None, float]:
-    """(backend, factor): the MXFP4 MoE backend ``spec``'s engine selects on ``device``
-    (engines/<id>.yaml ``moe.mxfp4.backend``, by compute capability) and the ratio of the expert
-    bytes it allocates to the checkpoint's. vLLM ``Mxfp4MoEMethod.create_weights`` pads the
-    experts' input width H (hidden, or the latent width) and the per-partition intermediate
-    size I_p = I / expert_split up to the backend's multiples: every expert tensor (w13 2I_p x H,
-    w2 H x I_p, and their e8m0 scales, one byte per 32) grows by H' I_p' / (H I_p); a backend
-    that keeps the checkpoint's scales beside its swizzled copy holds 1/32 byte more per
-    (padded) weight: x (1/2 + 2/32) / (1/2 + 1/32). (None, 1.0) when the experts are not MXFP4
-    or the file has no backend for the device."""
+def mxfp4_expert_padding(spec: EngineSpec, model: ModelSpec, shape: EngineShape,
+                         device: DeviceSpec, formats: tuple = ()
+                         ) -> tuple[str | None, float, bool]:
+    """(backend, shape factor, scales kept): the MXFP4 MoE backend ``spec``'s engine selects on
+    ``device`` (engines/<id>.yaml ``moe.mxfp4.backend``, by compute capability), the ratio
+    H' I_p' / (H I_p) of its padded expert shapes to the checkpoint's (vLLM
+    ``Mxfp4MoEMethod.create_weights`` pads the experts' input width H, the hidden or latent
+    width, and the per-partition intermediate size I_p = I / expert_split up to the backend's
+    multiples), and whether it keeps the checkpoint's scales beside its swizzled copy. The
+    shape factor is also the ratio of the expert bytes and FLOPs the kernel runs per step (it
+    reads the padded weights and their new scales, never the kept ones: source mxfp4scales).
+    (None, 1.0, False) when the experts are not MXFP4 or the file has no backend for the
+    device."""
     from .formats import class_dtype
 
     facts = spec.moe.mxfp4
     if (facts is None or model.moe is None
             or class_dtype(formats, "experts", shape.weight_dtype) != "mxfp4"):
-        return None, 1.0
+        return None, 1.0, False
     backend = facts.backend.get(str(device.compute_capability))
     if backend is None:
-        return None, 1.0
+        return None, 1.0, False
     pad = facts.backends[backend]
     width = model.moe.latent_size or model.hidden_size
     inter = model.moe.expert_ffn_hidden_size / expert_split(shape)
     width_p = math.ceil(width / pad.hidden) * pad.hidden
     inter_p = math.ceil(inter / pad.intermediate) * pad.intermediate
-    factor = width_p * inter_p / (width * inter)
-    if pad.scales_kept:
+    return backend, width_p * inter_p / (width * inter), bool(pad.scales_kept)
+
+
+def mxfp4_expert_factor(spec: EngineSpec, model: ModelSpec, shape: EngineShape,
+                        device: DeviceSpec, formats: tuple = ()) -> tuple[str | None, float]:
+    """(backend, factor): the ratio of the expert bytes the MXFP4 backend allocates to the
+    checkpoint's: every expert tensor (w13 2I_p x H, w2 H x I_p, and their e8m0 scales, one
+    byte per 32) grows by the shape factor of ``mxfp4_expert_padding``; a backend that keeps
+    the checkpoint's scales beside its swizzled copy holds 1/32 byte more per (padded)
+    weight: x (1/2 + 2/32) / (1/2 + 1/32). (None, 1.0) when the experts are not MXFP4 or the
+    file has no backend for the device."""
+    backend, factor, kept = mxfp4_expert_padding(spec, model, shape, device, formats)
+    if kept:
         factor *= (0.5 + 2 / 32) / (0.5 + 1 / 32)
     return backend, factor
 

@@ -25,8 +25,11 @@ from pathlib import Path
 
 import pytest
 
+import perfmodel as pm
 from perfmodel.api import predict
-from perfmodel.engines import engine_facts, moe_kernels
+from perfmodel.engine_memory import EngineShape, mxfp4_expert_padding
+from perfmodel.engines import engine_facts, get_engine, moe_kernels
+from perfmodel.specs.registry import get_device
 
 GPT_OSS = (Path(__file__).parent
            / "data/hf_configs/aiconfigurator-0.12.0/openai--gpt-oss-120b_config.json")
@@ -157,6 +160,17 @@ def test_rocm_backend_allocates_padded_experts_and_kept_scales():
     # counted with the expert tensors, hence 3.3 MB more than the weights alone
     assert eng["mxfp4_extra_bytes"] == pytest.approx(allocated - checkpoint, rel=5e-4)
     assert eng["mxfp4_extra_bytes"] == pytest.approx(9.41e9, rel=1e-3)
+
+
+def test_the_kernel_runs_the_padded_shapes_without_the_kept_scales():
+    # what the matmul_ogs kernel reads per step grows by the padded shapes alone, 1.0904, the
+    # kept checkpoint scales (not read) only add to the allocation, 1.1545
+    backend, factor, kept = mxfp4_expert_padding(
+        get_engine("vllm", "0.17.0"), pm.get_model(str(GPT_OSS)),
+        EngineShape(weight_dtype="mxfp4"), get_device("mi300x"), (("experts", "mxfp4"),))
+    assert backend == "triton_ogs_rocm" and kept
+    assert factor == pytest.approx(3072 * 2944 / (H * INTER), rel=1e-12)
+    assert factor == pytest.approx(1.0904, abs=1e-4)
 
 
 def test_the_experts_read_a_proxy_table_and_say_so():
