@@ -110,3 +110,12 @@ def test_pr12160_eager_step_bounds():
     eager = float(host.step(gpu, prefill=True, decodes=0))
     assert gpu <= eager < 82.6e-3
     assert host.seconds < 0.25 * 82.6e-3
+
+
+def test_trtllm_pytorch_backend_graphs_generation_only_and_trt_engines_no_floor():
+    o = get_engine("trtllm").overheads  # 1.0+ PyTorch backend (TorchLlmArgs)
+    assert (o.cuda_graphs.decode, o.cuda_graphs.decode_max_batch, o.cuda_graphs.prefill) == \
+        (True, 128, False)
+    assert o.eager_host == "overlapped"
+    old = get_engine("trtllm", "0.6.1").overheads  # TensorRT engines: no torch dispatch
+    assert old.eager_host is None and old.cuda_graphs.prefill is None
