@@ -155,3 +155,43 @@ def test_cli_output_is_the_same_with_and_without_the_cache(tmp_path):
     assert list((tmp_path / "c").glob("*.pickle"))
     again = run(str(tmp_path / "c"))  # reads it
     assert first == off and again == off
+
+
+def _profile_file() -> Path:
+    return data_dir("calibration") / "h100-sxm5-80gb.reference.json"
+
+
+def test_a_validated_profile_hit_equals_validation_and_skips_it(tmp_path, monkeypatch):
+    plain = registry.load_profile(_profile_file())
+    with registry.parse_cache(tmp_path / "c"):
+        first = registry.load_profile(_profile_file())  # miss: validated and stored
+        calls = []
+        real = registry.validate
+        monkeypatch.setattr(registry, "validate", lambda *a, **k: calls.append(a) or real(*a, **k))
+        second = registry.load_profile(_profile_file())  # hit
+    assert calls == []
+    assert first == plain and second == plain
+    assert second.model_dump() == plain.model_dump() and second.path == plain.path
+
+
+def test_a_validated_entry_depends_on_the_code_and_refuses_other_classes(tmp_path, monkeypatch):
+    from perfmodel.profile import CalibrationProfile
+
+    folder = tmp_path / "c"
+    with registry.parse_cache(folder):
+        registry.load_profile(_profile_file())
+        entries = set(folder.glob("*.pickle"))
+        calls = []
+        real = registry.validate
+        monkeypatch.setattr(registry, "validate", lambda *a, **k: calls.append(a) or real(*a, **k))
+        # another version of the package's code (an edit, an upgrade): validated again
+        monkeypatch.setattr(registry, "_code_salt", lambda: b"other code")
+        registry.load_profile(_profile_file())
+        assert len(calls) == 1
+        # an entry holding a class that is not one of the package's models: validated again
+        new = set(folder.glob("*.pickle")) - entries
+        (entry,) = [p for p in new if isinstance(pickle.loads(p.read_bytes()),
+                                                 CalibrationProfile)]
+        entry.write_bytes(pickle.dumps(Path("/etc")))
+        assert registry.load_profile(_profile_file()) == registry.load_profile(_profile_file())
+        assert len(calls) == 2

@@ -257,8 +257,9 @@ def read_json(path: str | Path, what: str = "") -> Any:
 # cache; a later run that reads the same bytes loads the parsed data instead of parsing it
 # again (a fresh process skips PyYAML's import, the 0.97 MB H100 profile's JSON decode and
 # depth check; benchmarks/search_speed.py). Only the parse is cached: every validation
-# (pydantic models, id and schema-version checks, size caps) runs as before, on equal data. A
-# document that fails to parse is never stored; an entry that cannot be read is a miss.
+# (pydantic models, id and schema-version checks, size caps) runs as before, on equal data --
+# except a calibration profile's, whose validated model is kept too (below). A document that
+# fails to parse is never stored; an entry that cannot be read is a miss.
 
 CACHE_ENV = "PERFMODEL_CACHE_DIR"  # a folder; empty, "0" or "off": no cache
 _CACHE_FORMAT = b"perfmodel parsed-document cache 1"
@@ -371,6 +372,85 @@ def _data_unpickler() -> type:
     return DataUnpickler
 
 
+# Calibration profiles go one step further: a profile is the largest document a run reads
+# (0.97 MB for the H100) and its validation -- pydantic over every table value, the curves'
+# grid checks -- cost a fresh ``plan-training`` process ~4x its parse (2026-12-03: ~45 ms of
+# CPU against ~12 ms to load the validated model). Inside ``parse_cache()`` the validated
+# profile is kept as well, under a key that adds to the parse key every source file of this
+# package and the pydantic / pydantic-core versions (the schema and its validators live in
+# that code: an edit or an upgrade is a miss). Only a profile that passed every check is
+# stored; a hit is the same model, field for field, as validating the file again
+# (tests/test_plan_parse_cache.py). The entry's unpickler builds pydantic models of this
+# package and the parsed-data types only; anything else refuses the entry (a miss).
+
+_VALIDATED_FORMAT = b"perfmodel validated-model cache 1"
+
+
+@cache
+def _code_salt() -> bytes:
+    """What a validated model depends on besides the file's bytes and the parse: the source
+    files of this package (by path, size and modification time) and pydantic's versions."""
+    import pydantic
+    import pydantic_core
+
+    root = Path(__file__).resolve().parents[1]
+    parts = [_VALIDATED_FORMAT, pydantic.VERSION.encode(), pydantic_core.__version__.encode()]
+    for dirpath, dirnames, filenames in sorted(os.walk(root)):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for name in sorted(filenames):
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(dirpath, name))
+                parts.append(f"{dirpath}/{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return b"\0".join(parts)
+
+
+def _read_validated(path: Path, model: type[M], load: Callable[[], M], what: str = "") -> M:
+    """``load()`` (read, check and validate ``path`` as ``model``), through the parse cache's
+    folder when one is active: a validated model stored for the same bytes, code and model is
+    loaded instead."""
+    folder = _cache_dir
+    if folder is None:
+        return load()
+    import hashlib
+
+    key = hashlib.blake2b(_cache_salt(), digest_size=20)
+    key.update(_code_salt())
+    key.update(f"\0validated\0{model.__module__}.{model.__qualname__}\0{MAX_DEPTH}\0"
+               f"{MAX_ALIAS_NODES}\0".encode())
+    key.update(read_bytes(path, what=what))
+    entry = folder / f"{key.hexdigest()}.pickle"
+    try:
+        with open(entry, "rb") as fh:
+            item = _model_unpickler()(fh).load()
+        if type(item) is model:
+            return item
+    except Exception:  # missing, damaged or foreign: validate the file again
+        pass
+    item = load()
+    _store(entry, item)
+    return item
+
+
+@cache
+def _model_unpickler() -> type:
+    import importlib
+
+    data = _data_unpickler()
+
+    class ModelUnpickler(data):
+        """Parsed data and this package's pydantic models; any other class refuses the
+        entry."""
+
+        def find_class(self, module: str, name: str) -> Any:
+            if module == "perfmodel" or module.startswith("perfmodel."):
+                obj = getattr(importlib.import_module(module), name, None)
+                if isinstance(obj, type) and issubclass(obj, BaseModel):
+                    return obj
+            return super().find_class(module, name)
+
+    return ModelUnpickler
+
+
 def read_mapping(path: str | Path) -> dict:
     """Read a YAML or JSON file that must contain a mapping."""
     path = Path(path)
@@ -480,14 +560,18 @@ def load_profile(path: str | Path) -> CalibrationProfile:
     path = Path(path)
     if not path.exists():
         raise SpecError(f"calibration profile not found: {path}")
-    data = read_json(path, what="calibration profile")
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
-        raise SpecError(
-            f"{path}: calibration schema_version {version!r} is not supported "
-            f"(this perfmodel reads version {SCHEMA_VERSION}); re-run `perfmodel calibrate`"
-        )
-    profile = validate(CalibrationProfile, data, what=f"calibration profile {path}")
+
+    def checked() -> CalibrationProfile:
+        data = read_json(path, what="calibration profile")
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        if version != SCHEMA_VERSION:
+            raise SpecError(
+                f"{path}: calibration schema_version {version!r} is not supported "
+                f"(this perfmodel reads version {SCHEMA_VERSION}); re-run `perfmodel calibrate`"
+            )
+        return validate(CalibrationProfile, data, what=f"calibration profile {path}")
+
+    profile = _read_validated(path, CalibrationProfile, checked, what="calibration profile")
     return _complete(profile).model_copy(update={"path": str(path)})
 
 
