@@ -138,6 +138,9 @@ class FsdpFacts(Strict):
     # concatenates the block's parameter gradients into the flat gradient (the split's
     # backward) every backward: HBM bytes per parameter of that copy, one kernel
     grad_flatten_bytes_per_param: Float = Field(default=0.0, ge=0, le=16)
+    # FSDP1 _reduce_grad: the unsharded gradient divided in place by the predivide factor
+    # before the reduce-scatter (read + write in the reduce dtype)
+    grad_predivide: Bool = False
     # ZeRO-3 under full activation recompute: the recomputed forward gathers the parameters
     # again (module pre-forward hooks fire in the recompute; DeepSpeed), and a parameter stays
     # gathered from its recompute to its backward only while the parameters used in between

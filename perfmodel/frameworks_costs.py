@@ -578,25 +578,43 @@ def fsdp_copies(fw: Framework | None, zero_stage: int, layer_params: Array,
 
 
 FSDP1_GRAD_FLATTEN = "fsdp.flat_grad_concat"  # FSDP1's split-view gradients concatenated
+FSDP1_GRAD_PREDIVIDE = "fsdp.grad_predivide"  # FSDP1's in-place divide before reduce-scatter
 
 
-def fsdp_grad_flatten_ops(fw: Framework | None, zero_stage: int,
-                          layer_params: Array) -> list[O.Op]:
-    """FSDP1's concatenation of one block's parameter gradients into its flat gradient, per
-    micro-batch backward (frameworks/<id>.yaml ``fsdp.grad_flatten_bytes_per_param``): the
-    original parameters are ``torch.split`` views of the flat parameter, so autograd's split
-    backward (an eager ``cat``) writes the flat gradient that the post-backward hook then
-    casts and reduce-scatters. Named as an unfused element-wise kernel (autograd's, not one of
-    FSDP's copies around its collectives); ZeRO-3 plans like ``fsdp_copies``.
-    ``layer_params``: the block's parameters on this GPU before sharding (after TP)."""
+def fsdp_grad_ops(fw: Framework | None, zero_stage: int, layer_params: Array,
+                  reduce_bytes: float, shard_group: Array) -> list[O.Op]:
+    """FSDP1's kernels on one block's unsharded gradient per micro-batch backward that
+    ``fsdp_copies`` does not name (frameworks/<id>.yaml ``fsdp``), each reported as an
+    unfused element-wise kernel; ZeRO-3 plans like ``fsdp_copies``:
+
+    * ``grad_flatten_bytes_per_param``: the original parameters are ``torch.split`` views of
+      the flat parameter, so autograd's split backward (an eager ``cat``) writes the flat
+      gradient that the post-backward hook then casts and reduce-scatters.
+    * ``grad_predivide``: ``_reduce_grad`` divides the padded unsharded gradient in place by
+      the predivide factor (> 1 for any group of 2 or more) before the reduce-scatter: reads
+      and writes it in the reduce dtype (``reduce_bytes`` per parameter each way). The
+      postdivide of the 1/group-sized shard is left out.
+
+    ``layer_params``: the block's parameters on this GPU before sharding (after TP);
+    ``shard_group``: the ranks the block is sharded over."""
     if fw is None or fw.baseline or fw.spec.fsdp is None or zero_stage != 3:
         return []
-    per_param = fw.spec.fsdp.grad_flatten_bytes_per_param
-    if per_param == 0 or not np.any(np.asarray(layer_params) > 0):
+    f = fw.spec.fsdp
+    if not np.any(np.asarray(layer_params) > 0):
         return []
-    return [O.Op(name=FSDP1_GRAD_FLATTEN + UNFUSED, cls=O.ELEMENTWISE, flops=0.0,
-                 bytes=layer_params * per_param, dtype="fp32", shape=(layer_params,),
-                 phase="bwd", block="fsdp", kernel="copy", launches=1.0)]
+    out: list[O.Op] = []
+
+    def op(name: str, per_param) -> O.Op:
+        return O.Op(name=name + UNFUSED, cls=O.ELEMENTWISE, flops=0.0,
+                    bytes=layer_params * per_param, dtype="fp32", shape=(layer_params,),
+                    phase="bwd", block="fsdp", kernel="copy", launches=1.0)
+
+    if f.grad_flatten_bytes_per_param:
+        out.append(op(FSDP1_GRAD_FLATTEN, f.grad_flatten_bytes_per_param))
+    if f.grad_predivide:
+        out.append(op(FSDP1_GRAD_PREDIVIDE,
+                      np.where(np.asarray(shard_group) > 1, 2.0 * reduce_bytes, 0.0)))
+    return out
 
 
 def fsdp_copy_time(ops: list[O.Op], weighted: list, rows: list[int]) -> Array:

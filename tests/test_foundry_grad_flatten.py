@@ -1,10 +1,12 @@
-"""FSDP1's flat gradient (frameworks/fsdp.yaml fsdp.grad_flatten_bytes_per_param,
-frameworks_costs.fsdp_grad_flatten_ops): the original parameters are torch.split views of the
-flat parameter (torch fsdp _flat_param.py _get_unflat_views_aligned, _use_unsharded_views under
-enable_grad), so the split's backward concatenates every parameter gradient of the block into
-the flat gradient each micro-batch: read 2 B + write 2 B per bf16 parameter, one kernel.
-Checked against a hand count and, when torch is installed, against the aten calls of such a
-backward on this machine's dispatcher."""
+"""FSDP1's kernels on a block's unsharded gradient (frameworks/fsdp.yaml fsdp.
+grad_flatten_bytes_per_param / grad_predivide, frameworks_costs.fsdp_grad_ops): the original
+parameters are torch.split views of the flat parameter (torch fsdp _flat_param.py
+_get_unflat_views_aligned, _use_unsharded_views under enable_grad), so the split's backward
+concatenates every parameter gradient of the block into the flat gradient each micro-batch
+(read 2 B + write 2 B per bf16 parameter, one kernel); then _reduce_grad divides the unsharded
+gradient in place by the predivide factor (> 1 for 2+ ranks) in the reduce dtype. Checked
+against a hand count and, when torch is installed, against the aten calls of such a backward
+on this machine's dispatcher."""
 
 import pytest
 
@@ -15,24 +17,41 @@ from perfmodel.frameworks_config import FrameworkConfig
 BLOCK = 12 * 4096**2 + 13 * 4096  # one MPT-7B block: 12 d^2 weights, Linear biases, LayerNorms
 
 
-def test_fsdp1_concatenates_the_block_gradients_by_hand():
-    fsdp = resolve_framework(FrameworkConfig(name="llm-foundry"))
-    (op,) = FC.fsdp_grad_flatten_ops(fsdp, 3, BLOCK)
-    assert op.bytes == pytest.approx(BLOCK * (2 + 2))
-    assert op.launches == 1.0 and op.phase == "bwd"
-    assert op.name.endswith(FC.UNFUSED)  # reported with the unfused element-wise kernels
+def ops(name: str, zero: int = 3, block: float = BLOCK, reduce_bytes: float = 4.0,
+        group: float = 8.0) -> dict:
+    fw = resolve_framework(FrameworkConfig(name=name))
+    return {op.name: op for op in FC.fsdp_grad_ops(fw, zero, block, reduce_bytes, group)}
+
+
+def test_fsdp1_concatenates_and_predivides_the_block_gradients_by_hand():
+    got = ops("llm-foundry")
+    cat = got[FC.FSDP1_GRAD_FLATTEN + FC.UNFUSED]
+    assert cat.bytes == pytest.approx(BLOCK * (2 + 2))
+    div = got[FC.FSDP1_GRAD_PREDIVIDE + FC.UNFUSED]
+    assert div.bytes == pytest.approx(BLOCK * (4 + 4))  # DEFAULT: fp32 read + write
+    for op in got.values():
+        assert op.launches == 1.0 and op.phase == "bwd"
+        assert op.name.endswith(FC.UNFUSED)  # reported with the unfused element-wise kernels
+
+
+def test_pure_bf16_reduction_divides_two_byte_gradients():
+    div = ops("fsdp", reduce_bytes=2.0)[FC.FSDP1_GRAD_PREDIVIDE + FC.UNFUSED]
+    assert div.bytes == pytest.approx(BLOCK * (2 + 2))
+
+
+def test_one_rank_has_no_predivide():
+    # _get_gradient_predivide_factor(1) = 1: _div_if_needed does nothing
+    assert float(ops("fsdp", group=1.0)[FC.FSDP1_GRAD_PREDIVIDE + FC.UNFUSED].bytes) == 0.0
 
 
 @pytest.mark.parametrize("name", ["megatron-core", "torchtitan", "deepspeed"])
 def test_other_stacks_have_no_flat_gradient(name):
-    assert FC.fsdp_grad_flatten_ops(resolve_framework(FrameworkConfig(name=name)), 3,
-                                    BLOCK) == []
+    assert ops(name) == {}
 
 
 def test_only_zero3_plans_like_the_other_fsdp_copies():
-    fsdp = resolve_framework(FrameworkConfig(name="fsdp"))
-    assert FC.fsdp_grad_flatten_ops(fsdp, 1, BLOCK) == []
-    assert FC.fsdp_grad_flatten_ops(fsdp, 3, 0.0) == []
+    assert ops("fsdp", zero=1) == {}
+    assert ops("fsdp", block=0.0) == {}
 
 
 def test_the_split_backward_is_one_cat_over_the_flat_gradient():
@@ -58,13 +77,13 @@ def test_the_split_backward_is_one_cat_over_the_flat_gradient():
     assert flat.grad is not None and flat.grad.shape == flat.shape
 
 
-def test_the_step_charges_the_flat_gradient(monkeypatch):
+def test_the_step_charges_the_gradient_kernels(monkeypatch):
     from perfmodel.api import predict
     from perfmodel.validate.cases import case_scenario, load_cases
 
     sc = case_scenario(load_cases(match="llmfoundry_h100_80gb_amp_bf16_mpt13b_seq2048_64gpu")[0])
     charged = predict(sc).step_time_s
-    monkeypatch.setattr(FC, "fsdp_grad_flatten_ops", lambda *args: [])
+    monkeypatch.setattr(FC, "fsdp_grad_ops", lambda *args: [])
     bare = predict(sc).step_time_s
-    # 40 blocks x 4 B x 315 M parameters = 50 GB at H100 HBM rates: 12-30 ms
-    assert 0.012 < charged - bare < 0.030
+    # 40 blocks x (4 + 8) B x 315 M parameters = 151 GB at H100 HBM rates: 40-80 ms
+    assert 0.040 < charged - bare < 0.080
