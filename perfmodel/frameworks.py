@@ -139,8 +139,12 @@ class FsdpFacts(Strict):
     # backward) every backward: HBM bytes per parameter of that copy, one kernel
     grad_flatten_bytes_per_param: Float = Field(default=0.0, ge=0, le=16)
     # FSDP1 _reduce_grad: the unsharded gradient divided in place by the predivide factor
-    # before the reduce-scatter (read + write in the reduce dtype)
-    grad_predivide: Bool = False
+    # before the reduce-scatter and the shard by the postdivide factor after it (each a read +
+    # write in the reduce dtype, when its factor is > 1)
+    grad_divides: Bool = False
+    # FSDP1 pre_unshard with parameter mixed precision: the fp32 local shard cast into the
+    # low-precision shard before each all-gather; HBM bytes per sharded parameter
+    mp_shard_cast_bytes_per_param: Float = Field(default=0.0, ge=0, le=16)
     # ZeRO-3 under full activation recompute: the recomputed forward gathers the parameters
     # again (module pre-forward hooks fire in the recompute; DeepSpeed), and a parameter stays
     # gathered from its recompute to its backward only while the parameters used in between

@@ -579,30 +579,53 @@ def fsdp_copies(fw: Framework | None, zero_stage: int, layer_params: Array,
 
 FSDP1_GRAD_FLATTEN = "fsdp.flat_grad_concat"  # FSDP1's split-view gradients concatenated
 FSDP1_GRAD_PREDIVIDE = "fsdp.grad_predivide"  # FSDP1's in-place divide before reduce-scatter
+FSDP1_GRAD_POSTDIVIDE = "fsdp.grad_postdivide"  # ... and of the shard after it
+FSDP1_MP_SHARD_CAST = "fsdp.mp_shard_cast"  # FSDP1's fp32 shard cast before each all-gather
+
+
+def _predivide_factor(world: float) -> float:
+    """torch fsdp _comm_hooks/default_hooks.py DefaultState._get_gradient_predivide_factor."""
+    factor = 1
+    while world % factor == 0 and world / factor > factor:
+        factor *= 2
+    return float(factor)
+
+
+def fsdp1_divide_factors(world: Array) -> tuple[Array, Array]:
+    """FSDP1's (predivide, postdivide) factors of a sharding group of ``world`` ranks
+    (_init_utils.py _init_process_group_state: post = world / pre)."""
+    pre = np.vectorize(_predivide_factor, otypes=[float])(np.asarray(world, dtype=float))
+    return pre, np.asarray(world, dtype=float) / pre
 
 
 def fsdp_grad_ops(fw: Framework | None, zero_stage: int, layer_params: Array,
                   reduce_bytes: float, shard_group: Array) -> list[O.Op]:
-    """FSDP1's kernels on one block's unsharded gradient per micro-batch backward that
+    """FSDP1's kernels on one block's parameters and gradient per micro-batch that
     ``fsdp_copies`` does not name (frameworks/<id>.yaml ``fsdp``), each reported as an
-    unfused element-wise kernel; ZeRO-3 plans like ``fsdp_copies``:
+    unfused element-wise kernel of the backward; ZeRO-3 plans like ``fsdp_copies``:
 
     * ``grad_flatten_bytes_per_param``: the original parameters are ``torch.split`` views of
       the flat parameter, so autograd's split backward (an eager ``cat``) writes the flat
       gradient that the post-backward hook then casts and reduce-scatters.
-    * ``grad_predivide``: ``_reduce_grad`` divides the padded unsharded gradient in place by
-      the predivide factor (> 1 for any group of 2 or more) before the reduce-scatter: reads
-      and writes it in the reduce dtype (``reduce_bytes`` per parameter each way). The
-      postdivide of the 1/group-sized shard is left out.
+    * ``grad_divides``: ``_reduce_grad`` divides the padded unsharded gradient in place by
+      the predivide factor before the reduce-scatter and the 1/group shard by the postdivide
+      factor after it, each read and written in the reduce dtype (``reduce_bytes``) when its
+      factor is > 1 (``fsdp1_divide_factors``).
+    * ``mp_shard_cast_bytes_per_param``: ``pre_unshard`` casts the fp32 local shard into the
+      low-precision shard before each all-gather, twice per micro-batch under FULL_SHARD
+      (forward, and the backward's re-gather; the recompute reuses the backward's), both
+      charged here.
 
-    ``layer_params``: the block's parameters on this GPU before sharding (after TP);
-    ``shard_group``: the ranks the block is sharded over."""
+    Accumulating the shard across micro-batches (``_saved_grad_shard +=``, 1/group of the
+    block) is left out. ``layer_params``: the block's parameters on this GPU before sharding
+    (after TP); ``shard_group``: the ranks the block is sharded over."""
     if fw is None or fw.baseline or fw.spec.fsdp is None or zero_stage != 3:
         return []
     f = fw.spec.fsdp
     if not np.any(np.asarray(layer_params) > 0):
         return []
     out: list[O.Op] = []
+    group = np.maximum(np.asarray(shard_group, dtype=float), 1.0)
 
     def op(name: str, per_param) -> O.Op:
         return O.Op(name=name + UNFUSED, cls=O.ELEMENTWISE, flops=0.0,
@@ -611,9 +634,14 @@ def fsdp_grad_ops(fw: Framework | None, zero_stage: int, layer_params: Array,
 
     if f.grad_flatten_bytes_per_param:
         out.append(op(FSDP1_GRAD_FLATTEN, f.grad_flatten_bytes_per_param))
-    if f.grad_predivide:
-        out.append(op(FSDP1_GRAD_PREDIVIDE,
-                      np.where(np.asarray(shard_group) > 1, 2.0 * reduce_bytes, 0.0)))
+    if f.grad_divides:
+        pre, post = fsdp1_divide_factors(group)
+        out.append(op(FSDP1_GRAD_PREDIVIDE, np.where(pre > 1, 2.0 * reduce_bytes, 0.0)))
+        out.append(op(FSDP1_GRAD_POSTDIVIDE,
+                      np.where(post > 1, 2.0 * reduce_bytes / group, 0.0)))
+    if f.mp_shard_cast_bytes_per_param:
+        out.append(op(FSDP1_MP_SHARD_CAST, 2.0 * f.mp_shard_cast_bytes_per_param / group))
+        out[-1].launches = 2.0
     return out
 
 
