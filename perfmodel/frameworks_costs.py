@@ -627,21 +627,24 @@ def fsdp_grad_ops(fw: Framework | None, zero_stage: int, layer_params: Array,
     out: list[O.Op] = []
     group = np.maximum(np.asarray(shard_group, dtype=float), 1.0)
 
-    def op(name: str, per_param) -> O.Op:
-        return O.Op(name=name + UNFUSED, cls=O.ELEMENTWISE, flops=0.0,
-                    bytes=layer_params * per_param, dtype="fp32", shape=(layer_params,),
-                    phase="bwd", block="fsdp", kernel="copy", launches=1.0)
+    def op(name: str, elems, nbytes, launches: float = 1.0) -> O.Op:
+        return O.Op(name=name + UNFUSED, cls=O.ELEMENTWISE, flops=0.0, bytes=nbytes,
+                    dtype="fp32", shape=(elems,), phase="bwd", block="fsdp", kernel="copy",
+                    launches=launches)
 
+    shard = layer_params / group  # the block's elements on this rank after sharding
     if f.grad_flatten_bytes_per_param:
-        out.append(op(FSDP1_GRAD_FLATTEN, f.grad_flatten_bytes_per_param))
+        out.append(op(FSDP1_GRAD_FLATTEN, layer_params,
+                      layer_params * f.grad_flatten_bytes_per_param))
     if f.grad_divides:
         pre, post = fsdp1_divide_factors(group)
-        out.append(op(FSDP1_GRAD_PREDIVIDE, np.where(pre > 1, 2.0 * reduce_bytes, 0.0)))
-        out.append(op(FSDP1_GRAD_POSTDIVIDE,
-                      np.where(post > 1, 2.0 * reduce_bytes / group, 0.0)))
+        out.append(op(FSDP1_GRAD_PREDIVIDE, layer_params,
+                      np.where(pre > 1, 2.0 * reduce_bytes, 0.0) * layer_params))
+        out.append(op(FSDP1_GRAD_POSTDIVIDE, shard,
+                      np.where(post > 1, 2.0 * reduce_bytes, 0.0) * shard))
     if f.mp_shard_cast_bytes_per_param:
-        out.append(op(FSDP1_MP_SHARD_CAST, 2.0 * f.mp_shard_cast_bytes_per_param / group))
-        out[-1].launches = 2.0
+        out.append(op(FSDP1_MP_SHARD_CAST, 2.0 * shard,
+                      2.0 * f.mp_shard_cast_bytes_per_param * shard, launches=2.0))
     return out
 
 

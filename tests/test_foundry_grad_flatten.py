@@ -43,6 +43,9 @@ def test_fsdp1_gradient_kernels_by_hand():
     cast = got[FC.FSDP1_MP_SHARD_CAST + FC.UNFUSED]
     assert cast.bytes == pytest.approx(2 * BLOCK * (4 + 2) / 8)  # two unshards of the shard
     assert cast.launches == 2.0
+    # the shard's kernels touch the shard's elements only (the element-rate side of the
+    # roofline), not the block's
+    assert post.shape[0] == pytest.approx(BLOCK / 8) and cast.shape[0] == pytest.approx(BLOCK / 4)
     for op in got.values():
         assert op.phase == "bwd" and op.name.endswith(FC.UNFUSED)
 
