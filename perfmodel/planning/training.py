@@ -114,10 +114,10 @@ def default_devices(prices: PriceTable) -> list[str]:
     """Priced devices with a reference calibration profile whose default node scales out (an
     inter-node network) and that hold at least MIN_DEVICE_MEMORY_GB. Others (documented
     default efficiencies only) are planned when named in --devices, with a warning."""
-    known = registry.devices()
+    known = registry.ids("device")  # file stems: only the priced devices' files are read
     out = []
     for dev in prices.devices:
-        d = known.get(dev)
+        d = registry.get_device(dev) if dev in known else None
         if d is None or d.memory_gb < MIN_DEVICE_MEMORY_GB or not d.default_node:
             continue
         if registry.reference_profile(dev) is None:
@@ -410,7 +410,7 @@ def device_list(devices: list[str] | str | None, prices: PriceTable) -> list[str
         out = [str(d).strip() for d in items if str(d).strip()]
     if not out:
         raise SpecError("--devices (devices): no device to plan for")
-    known = registry.devices()
+    known = registry.ids("device")  # file stems: the named devices' files are read later
     for d in out:
         if d not in known:
             hints = [k for k in sorted(known) if d.lower() in k][:4] or closest(d, known)
