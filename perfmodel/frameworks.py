@@ -190,6 +190,15 @@ class Described(Strict):
     source: str
 
 
+class OptimizerFacts(Strict):
+    implementation: str
+    # HBM bytes per local (sharded) parameter of one optimizer step as the framework runs it,
+    # for the Adam family (None: perfmodel's fused-Adam count, ops.OPTIMIZER_BYTES): an eager
+    # per-parameter loop reads and writes its temporaries; gradient clipping included
+    adam_bytes_per_param: Float | None = Field(default=None, gt=0, le=256)
+    source: str
+
+
 class CheckpointingFacts(Strict):
     policies: str
     default: str
@@ -289,7 +298,7 @@ class FrameworkSpec(Strict):
     tp_overlap: TpOverlapFacts
     fsdp: FsdpFacts | None
     cp: CpFacts
-    optimizer: Described
+    optimizer: OptimizerFacts
     activation_checkpointing: CheckpointingFacts
     allocator: AllocatorFacts
     moe: MoeFacts | None = None  # None: a grouped kernel (the profile's MoE tables)

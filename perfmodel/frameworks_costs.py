@@ -648,5 +648,25 @@ def fsdp_grad_ops(fw: Framework | None, zero_stage: int, layer_params: Array,
     return out
 
 
+OPTIMIZER_EAGER = "optimizer.eager"  # an eager optimizer's bytes beyond the fused count
+
+
+def optimizer_extra_ops(fw: Framework | None, step: O.Op, optimizer: str,
+                        local_params: Array) -> list[O.Op]:
+    """The optimizer step's HBM bytes beyond perfmodel's fused-Adam count ``step``
+    (ops.optimizer_op) when the framework runs an eager per-parameter loop (frameworks/<id>.yaml
+    ``optimizer.adam_bytes_per_param``), as one more operator of the optimizer group; Adam
+    family only."""
+    if fw is None or fw.baseline or optimizer not in ("adam", "adamw"):
+        return []
+    total = fw.spec.optimizer.adam_bytes_per_param
+    if total is None or not np.any(np.asarray(local_params) > 0):
+        return []
+    base = step.bytes / np.maximum(local_params, 1e-30)
+    return [O.Op(name=OPTIMIZER_EAGER, cls=O.OPTIMIZER, flops=0.0,
+                 bytes=local_params * np.maximum(total - base, 0.0), dtype="fp32",
+                 phase="step")]
+
+
 def fsdp_copy_time(ops: list[O.Op], weighted: list, rows: list[int]) -> Array:
     return row_sum(weighted, [i for i in rows if ops[i].name.startswith(FSDP_COPY)])

@@ -259,8 +259,9 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
     head = FC.loss_chain(fw, O.head_ops(model, tokens, plan.tp, prec))
     add("head", head + [o for op in head for o in O.backward(op, prec)]
         + FC.train_metric_ops(fw, head))
-    add("optimizer", [O.optimizer_op(optimizer_params, plan.optimizer,
-                                     mixed_precision=prec.act < 4 and plan.master_weights)])
+    step = O.optimizer_op(optimizer_params, plan.optimizer,
+                          mixed_precision=prec.act < 4 and plan.master_weights)
+    add("optimizer", [step, *FC.optimizer_extra_ops(fw, step, plan.optimizer, optimizer_params)])
     ops = FC.fp8_recipe_costs(fw, ops)
     times = FC.apply_backend(fw, op_times(ops, roof), roof)
     return StageOps(ops, groups, times, times.weighted())
