@@ -188,7 +188,12 @@ def test_reference_profiles_load_and_are_honest(device):
         assert fe.n_test > 0 and 0 <= fe.median_ape <= fe.p90_ape
         assert fe.table in prof.uncertainty
     for fe in prof.fit_errors:
-        if fe.table.startswith("gemm."):  # the benchmark targets
+        if fe.table == "gemm.fp8" and "net of the activation quantize kernel" in prof.notes:
+            # rows = TRT-LLM's fp8 GEMM minus a separately measured quantise (10-50 us,
+            # jitter ~1 us): a difference of two measurements, noisier than either
+            # (docs/calibration.md, "fp8 rows net of the activation quantisation")
+            assert fe.median_ape <= 0.08 and fe.p90_ape <= 0.30, fe
+        elif fe.table.startswith("gemm."):  # the benchmark targets
             assert fe.median_ape <= 0.05 and fe.p90_ape <= 0.15, fe
     assert prof.attention_overhead_s.get("decode", 0) > 0
     assert registry.get_device(device)  # names a real hardware_specs entry

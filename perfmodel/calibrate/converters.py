@@ -69,24 +69,169 @@ def source_label(path: str | Path) -> str:
 # ---- aiconfigurator (ai-dynamo/aiconfigurator "silicon" database) --------------------------
 
 def aic_gemm(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
-             kernel_source: str | None = None) -> list[dict]:
+             kernel_source: str | None = None, fp8_net_of: str | None = None,
+             device: str | None = None) -> list[dict]:
     """GEMM latency tables: Y = X W^T, X m x k, W n x k; latency ms -> s. ``dtypes``
     ["fp8_block"] / ["nvfp4"] read the block-scaled rows (with the kernel_source that table
     measured them with: TRT-LLM's torch_flow, or deepgemm for fp8_block on B200), fitted
-    as ``gemm[fp8_block]`` / ``gemm[nvfp4]`` with those formats' bytes (scales included)."""
+    as ``gemm[fp8_block]`` / ``gemm[nvfp4]`` with those formats' bytes (scales included).
+
+    ``fp8_net_of``: the folder (under calibration/sources/measured/) of the same device and
+    TRT-LLM version's quantize tables; per-tensor ``fp8`` rows are then net of the dynamic
+    activation quantisation they include (``fp8_quantize_times``, same (m, k): the grids
+    match, nothing is interpolated), floored at the larger of the GEMM's fp8 roofline on
+    ``device`` (``fp8_gemm_floor_s``: memory and compute) and the file's fastest directly measured GEMM (its
+    non-fp8 rows: the CUDA-graph floor every kernel pays; a difference of two measurements
+    can fall below it where the quantise is most of a small GEMM's time)."""
     keep = set(dtypes)
+    quant = floor_gbps = floor_tflops = None
+    if fp8_net_of is not None:
+        if device is None:
+            raise ValueError("aic_gemm: fp8_net_of needs device (the memory-roofline floor)")
+        from ..specs import registry
+
+        quant = fp8_quantize_times(measured_root(path) / fp8_net_of)
+        spec = registry.get_device(device)
+        floor_gbps, floor_tflops = spec.memory_bandwidth_gbps, spec.peak_tflops["fp8"]
     out = []
     src = source_label(path)
-    for row in read_rows(path):
+    rows = read_rows(path)
+    kernel_floor = min((row["latency"] * MS for row in rows if row["gemm_dtype"] != "fp8"),
+                       default=0.0) if quant is not None else 0.0
+    for row in rows:
         if row["gemm_dtype"] not in keep or row["gemm_dtype"] not in DTYPES:
             continue
         if kernel_source and row.get("kernel_source") != kernel_source:
             continue
         params = {"dtype": DTYPES[row["gemm_dtype"]], "m": int(row["m"]), "n": int(row["n"]),
                   "k": int(row["k"])}
-        out.append(record("gemm", params, row["latency"] * MS, src,
-                          kernel_source=row.get("kernel_source")))
+        time_s = row["latency"] * MS
+        stats = {"kernel_source": row.get("kernel_source")}
+        if quant is not None and row["gemm_dtype"] == "fp8":
+            mk = (params["m"], params["k"])
+            if mk not in quant:
+                raise ValueError(f"{src}: fp8 row m={mk[0]} k={mk[1]} has no quantize row in "
+                                 f"{fp8_net_of} (fp8_net_of needs the same (m, k) grid)")
+            floor = max(kernel_floor,
+                        fp8_gemm_floor_s(params["m"], params["n"], params["k"], floor_gbps,
+                                         floor_tflops))
+            stats.update(measured_s=time_s, quantize_s=quant[mk])
+            time_s = max(time_s - quant[mk], floor)
+        out.append(record("gemm", params, time_s, src, **stats))
     return out
+
+
+def measured_root(path: str | Path) -> Path:
+    """calibration/sources/measured/ of a table path under it."""
+    parts = Path(path).parts
+    if "measured" not in parts:
+        raise ValueError(f"{path}: not under calibration/sources/measured/")
+    return Path(*parts[:len(parts) - parts[::-1].index("measured")])
+
+
+def fp8_quantize_times(folder: str | Path) -> dict[tuple[int, int], float]:
+    """(m, k) -> seconds of TRT-LLM's dynamic per-tensor bf16 -> fp8 activation quantisation
+    (``torch.ops.tensorrt_llm.quantize_e4m3_per_tensor``: an amax pass for the scale, then
+    the quantise), from aiconfigurator's collector/trtllm/collect_computescale.py tables:
+    ``scale_matrix_perf`` = the static quantise (``static_quantize_e4m3_per_tensor``),
+    ``computescale_perf`` = dynamic - static (floored at 0 by the collector); their sum is
+    the dynamic kernel's time, which aiconfigurator's fp8 GEMM rows include (collect_gemm.py
+    loads no ``input_scale``, so TRT-LLM's FP8QDQLinearMethod quantises dynamically)."""
+    folder = Path(folder)
+    total: dict[tuple[int, int], float] = {}
+    for name in ("scale_matrix_perf.parquet", "computescale_perf.parquet"):
+        for row in read_rows(folder / name):
+            if row.get("quant_dtype", "fp8") != "fp8":
+                continue
+            mk = (int(row["m"]), int(row["k"]))
+            total[mk] = total.get(mk, 0.0) + row["latency"] * MS
+    return total
+
+
+def aic_quantize(folder: str | Path, mode: str = "dynamic", min_bytes: float = 0.0) -> list[dict]:
+    """The measured bf16 -> fp8 per-tensor activation quantize kernel as ``elementwise``
+    records of kind ``cast`` (elems = m x k, bf16 in), from aiconfigurator's quantize tables
+    (``collector/trtllm/collect_computescale.py``): ``mode`` "dynamic" = the amax pass plus the
+    quantise (``scale_matrix_perf`` + ``computescale_perf``, what TRT-LLM's
+    ``quantize_e4m3_per_tensor`` runs and what ``ops.fp8_cast`` models: an fp8 training
+    recipe's cast of a GEMM operand), "static" = the quantise with a given scale alone
+    (``scale_matrix_perf``: ``static_quantize_e4m3_per_tensor``). ``min_bytes``: drop calls
+    that move fewer bytes (``ops.FP8_CAST_BYTES`` = 5 per element dynamic, 3 static), where the
+    kernels' fixed time (8-11 us dynamic, 1.3-2 us static, measured) rather than the bandwidth
+    sets the time."""
+    if mode not in ("dynamic", "static"):
+        raise ValueError(f"aic_quantize: mode {mode!r} is not 'dynamic' or 'static'")
+    folder = Path(folder)
+    if mode == "dynamic":
+        times = fp8_quantize_times(folder)
+    else:
+        times = {(int(r["m"]), int(r["k"])): r["latency"] * MS
+                 for r in read_rows(folder / "scale_matrix_perf.parquet")
+                 if r.get("quant_dtype", "fp8") == "fp8"}
+    src = source_label(folder / "scale_matrix_perf.parquet")
+    per_elem = 5.0 if mode == "dynamic" else 3.0
+    return [record("elementwise", {"op": "cast", "elems": m * k, "dtype": "bf16"}, t, src,
+                   m=m, k=k, mode=mode)
+            for (m, k), t in sorted(times.items()) if per_elem * m * k >= min_bytes]
+
+
+def fp8_quantize_rate(folder: str | Path, device: str, profile, *, min_bytes: float = 1e8,
+                      holdout: float = 0.3, seed: int = 0) -> tuple[float, list, dict]:
+    """The measured dynamic quantize kernel of ``folder`` (``aic_quantize``) as the element rate
+    of ``cast`` kernels in ``profile`` (``CalibrationProfile.elementwise_rate["cast"]``, what
+    the core times ``ops.fp8_cast`` at: kernel_overhead_s + elements / rate where the rate
+    binds), on calls of at least ``min_bytes`` (10^8 B, 20 M elements, as the H100 bandwidth
+    fit's quantize records: training casts, m = tokens of a micro-batch, are this size; smaller
+    calls are dominated by the kernels' fixed time, 8-11 us measured, which the core counts as
+    one ``kernel_overhead_s``). The rate is the least-squares one in relative error
+    (``_relative_rate``), not the best point's (``fit.memory.elementwise_rate``): the amax
+    kernel's fixed time stays in every call the rate has to carry. Held out as every table:
+    fitted on 70 %, the core's time of the rest against their measurements. Returns (rate,
+    [FitError elementwise.cast], {"elementwise.cast": p90 |log ratio|}). Kept out of
+    ``fit_profile``: on a device without bandwidth records (B200, B300, GB200, GB300)
+    elementwise records would also fit its memory curve (docs/calibration.md)."""
+    import numpy as np
+
+    from ..profile import FitError
+    from ..specs import registry
+    from .fit.curves import errors, holdout_split, log_ratio_quantiles, round4
+    from .fit.memory import elementwise_times
+
+    dev = registry.get_device(device)
+    recs = aic_quantize(folder, "dynamic", min_bytes)
+    if len(recs) < 2:
+        raise ValueError(f"{folder}: fewer than 2 quantize calls of >= {min_bytes:g} bytes")
+    overhead = profile.kernel_overhead_s
+    rate = round4(_relative_rate(recs, overhead))
+    fit_idx, test_idx = holdout_split(len(recs), holdout, seed, "elementwise.cast")
+    trial = profile.model_copy(update={"elementwise_rate": {
+        **profile.elementwise_rate, "cast": _relative_rate([recs[i] for i in fit_idx], overhead)}})
+    test = [recs[i] for i in test_idx]
+    pred, meas = elementwise_times(test, dev, trial), np.array([r["time_s"] for r in test])
+    med, p90, logp90 = errors(pred, meas)
+    err = FitError(table="elementwise.cast", n_fit=len(fit_idx), n_test=len(test_idx),
+                   median_ape=round4(med), p90_ape=round4(p90),
+                   log_ratio_quantiles=log_ratio_quantiles(pred, meas))
+    return rate, [err], {"elementwise.cast": round4(logp90)}
+
+
+def _relative_rate(recs: list[dict], overhead: float) -> float:
+    """Elements per second r minimising sum ((overhead + e / r) / t - 1)^2 over records of
+    e elements measured at t seconds (closed form in 1 / r)."""
+    e = [float(r["params"]["elems"]) for r in recs]
+    t = [r["time_s"] for r in recs]
+    num = sum(x / y * (1.0 - overhead / y) for x, y in zip(e, t, strict=True))
+    den = sum((x / y) ** 2 for x, y in zip(e, t, strict=True))
+    return den / num
+
+
+def fp8_gemm_floor_s(m: int, n: int, k: int, bandwidth_gbps: float,
+                     peak_tflops: float) -> float:
+    """An fp8 GEMM's roofline: the larger of its memory time (fp8 activations m x k and
+    weights n x k read once, the bf16 output m x n written once, at the device's HBM
+    bandwidth) and its compute time (2 m n k at the datasheet dense fp8 peak)."""
+    return max((m * k + n * k + 2 * m * n) / (bandwidth_gbps * 1e9),
+               2.0 * m * n * k / (peak_tflops * 1e12))
 
 
 def aic_attention(path: str | Path, phase: str, *, head_dim: int | Iterable[int] | None = 128,
