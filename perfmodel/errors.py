@@ -56,15 +56,52 @@ class SpecError(PerfModelError, ValueError):
     """
 
 
+#: How many ids of one family (``h100`` -> the four ``h100-*`` devices) a hint may list.
+MAX_FAMILY = 6
+
+
+def _plain(text: str) -> str:
+    """``text`` lower-cased without separators: ``llama3-8b`` and ``llama-3-8b`` are the same."""
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def _tokens(text: str) -> list[str]:
+    return [t for t in re.split(r"[^a-z0-9]+", text.lower()) if t]
+
+
 def closest(given: str, known: Iterable[str], n: int = 3) -> list[str]:
-    """The known ids closest to ``given`` (difflib ratio), best first."""
-    known = list(known)
+    """The known ids (or field names) a user most likely meant by ``given``, best first: the
+    one suggestion rule of every "did you mean" (devices, models, engines, frameworks,
+    fields). First the same id up to case and separators (``llama3-8b`` -> ``llama-3-8b``),
+    then ids that start with ``given`` (``h100`` -> every ``h100-*`` device, up to
+    ``MAX_FAMILY``; ``rate`` -> ``rate_per_s``), then ids of its family (same first token:
+    ``h100-80gb`` -> the ``h100-*`` ids, ``gpu_mem_util`` -> ``gpu_memory_utilization``,
+    closest first) and ids containing it (``4090`` -> ``rtx-4090``); only when none of
+    these exists, the closest by edit similarity (difflib ratio >= 0.4)."""
+    known = list(dict.fromkeys(str(k) for k in known))
     if len(given) > MAX_WORD:  # no id is this long (and difflib would take a while)
         return []
-    hits = difflib.get_close_matches(given, known, n=n, cutoff=0.4)
-    if not hits:
-        hits = [k for k in known if given.lower() in k.lower()][:n]
-    return hits
+    plain, tokens = _plain(given), _tokens(given)
+    if not plain:
+        return []
+
+    def similarity(k: str) -> float:
+        return difflib.SequenceMatcher(None, given.lower(), k.lower()).ratio()
+
+    exact = [k for k in known if _plain(k) == plain]
+    prefix = sorted((k for k in known if _plain(k).startswith(plain) and k not in exact),
+                    key=similarity, reverse=True)
+    family = sorted((k for k in known if tokens and _tokens(k)[:1] == tokens[:1]
+                     and k not in exact + prefix), key=similarity, reverse=True)
+    inside = [k for k in known if len(plain) >= 3 and plain in _plain(k)
+              and k not in exact + prefix + family]
+    if len(exact + prefix) > n:  # a whole family by its name: list it
+        return (exact + prefix)[:MAX_FAMILY]
+    hits = exact + prefix + family + inside
+    if hits:
+        return hits[:n]
+    return difflib.get_close_matches(given, known, n=n, cutoff=0.4) or \
+        difflib.get_close_matches(given.lower(), [k.lower() for k in known], n=n, cutoff=0.4)
 
 
 _LIST_COMMAND = {

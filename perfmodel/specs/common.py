@@ -5,11 +5,12 @@ Pure: no file is read here (files come in through ``specs.registry``, the one do
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import SpecError, shorten
+from ..errors import SpecError, closest, shorten
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -92,6 +93,39 @@ def _misplaced(root: type[BaseModel] | None, loc: tuple) -> str:
     return f"; it belongs {where}"
 
 
+#: Field names a "valid:" list of an unknown-field message shows before "(and N more)".
+MAX_VALID_FIELDS = 12
+
+
+def _spelling_hint(root: type[BaseModel] | None, loc: tuple, listing: bool = True) -> str:
+    """For an unknown field: the closest fields of its section and the section's fields
+    ("; did you mean rate_per_s? valid: process, rate_per_s, ..."); the one rule for every
+    section of every Strict model (scenario, engine and framework overrides, spec files).
+    Fields a loader fills in (``exclude=True``: a scenario's base_dir) are not offered;
+    without ``listing`` (one of several problems: the line stays short) no "valid:" list."""
+    section = _section_of(root, [str(p) for p in loc[:-1]]) if root is not None and loc \
+        else None
+    if section is None:
+        return " (check the spelling)"
+    names = [k for k, f in section.model_fields.items() if not f.exclude]
+    hints = closest(str(loc[-1]), names)
+    shown = ", ".join(names[:MAX_VALID_FIELDS]) + (
+        f" (and {len(names) - MAX_VALID_FIELDS} more)" if len(names) > MAX_VALID_FIELDS else "")
+    said = " or ".join([", ".join(hints[:-1]), hints[-1]] if len(hints) > 1 else hints)
+    if not listing:
+        return f"; did you mean {said}?" if hints else " (check the spelling)"
+    return (f"; did you mean {said}?" if hints else " (check the spelling);") + f" valid: {shown}"
+
+
+def _literal_hint(e: dict) -> str:
+    """For a value outside a Literal: the closest allowed values (the same rule as ids)."""
+    given, expected = e.get("input"), (e.get("ctx") or {}).get("expected", "")
+    if not isinstance(given, str):
+        return ""
+    hints = closest(given, re.findall(r"'([^']*)'", str(expected)))
+    return f"; did you mean {', '.join(repr(h) for h in hints)}?" if hints else ""
+
+
 def _root_model(err: ValidationError) -> type[BaseModel] | None:
     """The Strict model a ValidationError is about, found by its title (None when no model,
     or more than one, has that name)."""
@@ -111,16 +145,17 @@ def describe_validation_error(err: ValidationError, prefix: str = "",
     ``model`` (default: the Strict model the error is about) knows says where it goes."""
     root = model or _root_model(err)
     lines = []
-    errors = sorted(err.errors(include_input=False, include_url=False),
+    errors = sorted(err.errors(include_input=True, include_url=False),
                     key=lambda e: e["type"] != "extra_forbidden")
     for e in errors[:MAX_PROBLEMS]:
         loc = ".".join(shorten(p) for p in e["loc"] if not str(p).startswith("function-"))
         loc = ".".join(x for x in [prefix, loc] if x)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown field" + (_misplaced(root, e["loc"]) or " (check the spelling)")
+            msg = "unknown field" + (_misplaced(root, e["loc"])
+                                     or _spelling_hint(root, e["loc"], len(errors) == 1))
         elif e["type"] == "literal_error":
-            msg = msg.replace("Input should be", "must be one of:")
+            msg = msg.replace("Input should be", "must be one of:") + _literal_hint(e)
         elif e["type"] in _BOUNDS:  # ge/gt/le/lt: upper bounds are documented in specs/types.py
             op, key = _BOUNDS[e["type"]]
             msg = f"must be {op} {(e.get('ctx') or {}).get(key)}"

@@ -1,0 +1,71 @@
+"""One suggestion rule (errors.closest) for every unknown id: the same id up to separators,
+then ids starting with what was typed (a whole family: ``h100`` -> the four h100-* devices),
+then the same family and ids containing it, edit distance last (issue 13 QA: ``h100`` used
+to suggest gh200, a10, b300)."""
+
+import subprocess
+import sys
+
+import pytest
+
+import perfmodel as pm
+from perfmodel.engines import get_engine
+from perfmodel.errors import SpecError, closest
+from perfmodel.specs import registry
+from perfmodel.zoo import resolve_model
+
+H100 = ["h100-nvl-94gb", "h100-pcie-80gb", "h100-sxm5-80gb", "h100-sxm5-96gb"]
+
+
+def test_h100_lists_the_h100_family():
+    assert sorted(closest("h100", registry.ids("device"))) == H100
+
+
+@pytest.mark.parametrize("given,first", [
+    ("h100-80gb", {"h100-pcie-80gb", "h100-sxm5-80gb"}),  # family, closest first
+    ("a100", {"a100-pcie-80gb", "a100-sxm4-40gb", "a100-sxm4-80gb"}),
+    ("rtx4090", {"rtx-4090"}),  # separators do not matter
+    ("4090", {"rtx-4090"}),  # contained
+    ("mi300", {"mi300x"}),
+    ("h200", {"h200-sxm-141gb"}),
+])
+def test_device_hints(given, first):
+    assert closest(given, registry.ids("device"))[0] in first
+
+
+def test_model_hints():
+    models = registry.ids("model")
+    assert closest("llama3-8b", models) == ["llama-3-8b"]
+    assert closest("llama-2-7", models)[0] == "llama-2-7b"
+    assert sorted(closest("mixtral", models)) == ["mixtral-8x22b", "mixtral-8x7b"]
+    assert closest("gpt-175", models)[0] == "gpt-175b"
+
+
+def test_edit_distance_when_no_family():
+    assert closest("mistrall-7b", registry.ids("model"))[0] == "mistral-7b"
+    assert closest("zzzz", registry.ids("model")) == []
+
+
+def test_scenario_device_error_lists_the_family():
+    data = {"kind": "inference", "model": "llama-3-8b",
+            "system": {"device": "h100", "num_gpus": 1},
+            "inference": {"prompt_len": 128, "output_len": 16}}
+    with pytest.raises(SpecError) as err:
+        pm.predict(data)
+    msg = str(err.value)
+    assert "unknown device 'h100'; did you mean" in msg
+    assert all(repr(d) in msg for d in H100) and "gh200" not in msg
+
+
+def test_hardware_show_uses_the_same_rule():
+    out = subprocess.run([sys.executable, "-m", "perfmodel.cli", "hardware", "show", "h100"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert all(repr(d) in out.stderr for d in H100) and "gh200" not in out.stderr
+
+
+def test_models_and_engines_use_the_same_rule():
+    with pytest.raises(SpecError, match=r"did you mean 'llama-3-8b'\?"):
+        resolve_model("llama3-8b")
+    with pytest.raises(SpecError, match=r"did you mean 'vllm'"):
+        get_engine("vlm")
