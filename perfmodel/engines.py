@@ -430,6 +430,10 @@ class CudaGraphFacts(Strict):
     # reserve bucket (ReserveRule), else no limit stated
     decode_max_batch: Int | None = Field(default=None, ge=1)
     prefill: Bool | None = None  # batches with prefill (extend / context) tokens
+    # steps of more tokens than min(max_tokens_per_seq x max_num_seqs, max_tokens) run without a
+    # graph whatever their kind (vLLM V1: the largest capture size); null: no token limit
+    max_tokens: Int | None = Field(default=None, ge=1)
+    max_tokens_per_seq: Int | None = Field(default=None, ge=1)
 
 
 class OverheadFacts(Strict):

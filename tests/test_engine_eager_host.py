@@ -119,3 +119,30 @@ def test_trtllm_pytorch_backend_graphs_generation_only_and_trt_engines_no_floor(
     assert o.eager_host == "overlapped"
     old = get_engine("trtllm", "0.6.1").overheads  # TensorRT engines: no torch dispatch
     assert old.eager_host is None and old.cuda_graphs.prefill is None
+
+
+def test_vllm_v1_token_limit_is_the_largest_capture_size():
+    g = get_engine("vllm").overheads.cuda_graphs  # 0.10.1.1: min(2 x max_num_seqs, 512)
+    assert (g.decode, g.prefill, g.max_tokens, g.max_tokens_per_seq) == (True, True, 512, 2)
+    assert get_engine("vllm", "0.6.3").overheads.eager_host is None  # V0: not stated
+    h = EagerHost(kernels=100, per_kernel_s=1e-3, prefill=False, decode=False, decode_max=None,
+                  serial=False, tokens_per_seq=2, tokens_cap=512)
+    assert h.for_batch(256).max_tokens == 512 and h.for_batch(8).max_tokens == 16
+    h = h.for_batch(256)
+    assert h.step(1e-3, prefill=True, decodes=0, tokens=512) == 1e-3  # piecewise graph
+    assert h.step(1e-3, prefill=True, decodes=0, tokens=513) == pytest.approx(0.1)  # no graph
+
+
+def test_engine_decode_run_above_the_capture_limit_pays_the_floor():
+    dep, wl = _instance("llama-3.1-8b", "vllm", "h100-sxm5-80gb", 1)
+    inst = dep.instances[0]
+    e = Engine(0, inst.cost, inst.kv, 4, Requests(wl))  # max_num_seqs 4: graphs up to 8 tokens
+    assert e.host.max_tokens == 8
+    e.host = replace(e.host, per_kernel_s=1.0 / e.host.kernels)  # a 1 s floor
+    for _ in range(3):
+        e.waiting.append(len(e.waiting))
+    slots = [e.admit_head(0.0, 8) for _ in range(3)]
+    st = e.iteration(0.0, [(s, 8) for s in slots[:1]], decode=False)  # 8 tokens: graph
+    assert st.end < 1.0
+    st = e.iteration(0.0, [(s, 8) for s in slots[1:]], decode=False)  # 16 tokens: no graph
+    assert st.end == pytest.approx(1.0)

@@ -24,6 +24,10 @@ PyTorch (frameworks/_common.yaml ``dispatch.forward_s``, measured with the real 
 benchmarks/framework_dispatch.py; frameworks_costs.exposed_dispatch counts the kernels the same
 way, op.count x op.launches). ``overheads.eager_host`` says how that time meets the GPU's:
 "overlapped" (kernel launches are asynchronous; the step lasts max(host, GPU)), "serial" (adds).
+vLLM V1 replays piecewise graphs for any step of up to its largest capture size in tokens and
+runs larger steps as compiled code without a graph (``max_tokens``, ``max_tokens_per_seq``);
+frameworks/_common.yaml gives compiled launches the eager figure as their upper bound, and the
+attention kernels a piecewise step issues between its graphs are not counted.
 """
 
 from __future__ import annotations
@@ -52,19 +56,35 @@ class EagerHost:
     decode: bool  # decode-only steps run eagerly at any batch
     decode_max: int | None  # ... or above this captured batch size
     serial: bool  # host time adds to the GPU's (else max of the two)
+    # steps of more tokens run without a graph, any kind (vLLM: min(per_seq x max_num_seqs,
+    # cap), set per engine by ``for_batch``); None: no token limit
+    max_tokens: int | None = None
+    tokens_per_seq: int | None = None
+    tokens_cap: int | None = None
 
     @property
     def seconds(self) -> float:
         return self.kernels * self.per_kernel_s
 
-    def eager(self, prefill: bool, decodes: int) -> bool:
+    def for_batch(self, max_num_seqs: int) -> EagerHost:
+        """The token limit of an engine running at most ``max_num_seqs`` sequences."""
+        if self.tokens_cap is None:
+            return self
+        per = self.tokens_per_seq
+        cap = self.tokens_cap if per is None else min(per * int(max_num_seqs), self.tokens_cap)
+        return replace(self, max_tokens=cap)
+
+    def eager(self, prefill: bool, decodes: int, tokens: int = 0) -> bool:
+        if self.max_tokens is not None and tokens > self.max_tokens:
+            return True
         if prefill:
             return self.prefill
         return self.decode or (self.decode_max is not None and decodes > self.decode_max)
 
-    def step(self, gpu, prefill: bool, decodes: int):
-        """The step's time given the GPU's ``gpu`` (scalar or array)."""
-        if not self.eager(prefill, decodes):
+    def step(self, gpu, prefill: bool, decodes: int, tokens: int = 0):
+        """The step's time given the GPU's ``gpu`` (scalar or array); ``tokens``: the step's
+        tokens (prefill chunks + decodes)."""
+        if not self.eager(prefill, decodes, tokens):
             return gpu
         return gpu + self.seconds if self.serial else np.maximum(gpu, self.seconds)
 
@@ -107,7 +127,7 @@ def _eager_host(cost: IterationCostModel) -> EagerHost | None:
             else bucket.graph_bs_large_tp
     prefill = graphs.prefill is False
     decode = graphs.decode is False
-    if not prefill and not decode and decode_max is None:
+    if not prefill and not decode and decode_max is None and graphs.max_tokens is None:
         return None
     one = replace(plan, replicas=1, batch=1)
     res = forward_pass(cost.model, cost.system, one, cost.profile, 1.0, 1.0, 1.0, 1.0,
@@ -116,7 +136,8 @@ def _eager_host(cost: IterationCostModel) -> EagerHost | None:
                 for op in res.op_times.ops)
     return EagerHost(kernels=cost.pp * stage, per_kernel_s=common_facts().dispatch.forward_s,
                      prefill=prefill, decode=decode, decode_max=decode_max,
-                     serial=spec.overheads.eager_host == "serial")
+                     serial=spec.overheads.eager_host == "serial",
+                     tokens_per_seq=graphs.max_tokens_per_seq, tokens_cap=graphs.max_tokens)
 
 
 @dataclass(slots=True)
@@ -146,7 +167,8 @@ class Engine:
         self.cost, self.kv, self.reqs = cost, kv, reqs
         self.max_batch = max_batch
         self.overhead = iteration_overhead_s
-        self.host = eager_host(cost)  # steps without CUDA graphs (None: no floor)
+        host = eager_host(cost)  # steps without CUDA graphs (None: no floor)
+        self.host = host.for_batch(max_batch) if host is not None else None
         self.block = kv.block_tokens
         self.total_blocks = kv.num_blocks
         self.watermark = max(int(0.01 * kv.num_blocks), 0)  # vLLM keeps 1 % free at admission
@@ -301,7 +323,9 @@ class Engine:
         t = self.cost.step_time(spans, dkv, nd + ending, self.overhead, chunk_groups,
                                 decode_groups)
         if self.host is not None:
-            t = self.overhead + float(self.host.step(t - self.overhead, bool(chunks), nd))
+            tokens = nd + sum(c for _, c in chunks)
+            t = self.overhead + float(self.host.step(t - self.overhead, bool(chunks), nd,
+                                                     tokens))
         self.samples.append((now, self.used + self.held_elsewhere))
         return Step("iteration", now + t, now, chunks=chunks, decode=decode, dec_idx=idx)
 
@@ -327,9 +351,9 @@ class Engine:
                    ) -> Step:
         """Up to ``k`` decode iterations of the whole (all-decoding) batch."""
         step_times = self.cost.decode_run_times(self.ctx[:self.n], k, self.overhead)
-        if self.host is not None and self.host.eager(False, self.n):
+        if self.host is not None and self.host.eager(False, self.n, self.n):
             step_times = self.overhead + self.host.step(step_times - self.overhead, False,
-                                                        self.n)
+                                                        self.n, self.n)
         cum = np.cumsum(step_times) + now
         self.samples.append((now, self.used + self.held_elsewhere))
         return Step("run", float(cum[-1]), now, cum=cum, step_times=step_times, steps=k,
