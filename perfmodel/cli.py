@@ -74,10 +74,12 @@ def _search(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result.to_dict())
         return 0 if result.plans else 1
+    from .memory import capacity_basis, memory_capacity_bytes
     from .search import explanation_lines, reproduce_line, search_table
 
     print(f"{result.evaluated:,} plans considered, {result.valid:,} valid, "
-          f"{result.fitting:,} fit in {system.device.memory_gb:g} GB with "
+          f"{result.fitting:,} fit in {memory_capacity_bytes(system.device) / 2**30:.2f} GiB "
+          f"({capacity_basis(system.device)}) with "
           f"{100 * result.headroom:g} % headroom; best {len(result.plans)} distinct "
           f"({result.duplicates_removed} modelled-identical twins folded):")
     rows, header = search_table(result.plans)
@@ -107,12 +109,14 @@ def _hardware(args: argparse.Namespace) -> int:
                      n.name) for n in registry.nodes().values()]
             print(table(rows, header=("id", "GPUs", "intra-node", "inter-node", "name")))
         else:
+            from .textfmt import peak
+
+            # each dtype's own dense peak, '-' where the device has no tensor cores for it
             rows = [(d.id, d.vendor, f"{d.memory_gb:g}", f"{d.memory_bandwidth_gbps:g}",
-                     f"{d.peak_tflops.get('bf16') or d.peak_tflops.get('fp16') or 0:g}",
-                     f"{d.peak_tflops.get('fp8') or 0:g}", d.name)
-                    for d in registry.devices().values()]
+                     *(peak(d.peak_tflops.get(k)) for k in ("bf16", "fp16", "fp8", "fp4")),
+                     d.name) for d in registry.devices().values()]
             print(table(rows, header=("id", "vendor", "memory GB", "HBM GB/s",
-                                      "bf16 TFLOP/s", "fp8", "name")))
+                                      "bf16 TFLOP/s", "fp16", "fp8", "fp4", "name")))
         return 0
     if not args.id:
         raise PerfModelError("hardware show needs an id, e.g. `perfmodel hardware show "

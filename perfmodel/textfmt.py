@@ -38,6 +38,12 @@ def percent(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def peak(x: float | None) -> str:
+    """A device's peak TFLOP/s for one dtype; '-' where it has no tensor cores for it (a null
+    ``peak_tflops`` entry: T4 and V100 bf16, A100 fp8), never a 0 or another dtype's figure."""
+    return "-" if x is None else f"{x:g}"
+
+
 def seconds(x: float) -> str:
     if x >= 1:
         return f"{x:.3f} s"

@@ -69,3 +69,18 @@ def test_models_and_engines_use_the_same_rule():
         resolve_model("llama3-8b")
     with pytest.raises(SpecError, match=r"did you mean 'vllm'"):
         get_engine("vlm")
+
+
+def test_hardware_list_shows_each_dtype_s_own_peak():
+    """bf16 '-' where the device has no bf16 tensor cores (T4, V100: fp16 only), not the fp16
+    figure; a device without sourced peaks (A10G) shows '-', not 0."""
+    out = subprocess.run([sys.executable, "-m", "perfmodel.cli", "hardware", "list"],
+                         capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    header = lines[0].split()
+    assert header[4:9] == ["bf16", "TFLOP/s", "fp16", "fp8", "fp4"]
+    row = {line.split()[0]: line.split()[4:8] for line in lines[2:]}
+    assert row["t4"] == ["-", "65", "-", "-"]
+    assert row["v100-sxm2-32gb"] == ["-", "125", "-", "-"]
+    assert row["a10g"] == ["-", "-", "-", "-"]
+    assert row["b200"] == ["2250", "2250", "4500", "9000"]
