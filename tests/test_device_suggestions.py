@@ -78,7 +78,7 @@ def test_hardware_list_shows_each_dtype_s_own_peak():
                          capture_output=True, text=True, check=True).stdout
     lines = out.splitlines()
     header = lines[0].split()
-    assert header[4:9] == ["bf16", "TFLOP/s", "fp16", "fp8", "fp4"]
+    assert header[6:11] == ["bf16", "TFLOP/s", "fp16", "fp8", "fp4"]
     row = {line.split()[0]: line.split()[4:8] for line in lines[2:]}
     assert row["t4"] == ["-", "65", "-", "-"]
     assert row["v100-sxm2-32gb"] == ["-", "125", "-", "-"]
