@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .frameworks_costs import framework_breakdown
-from .memory import memory_fits
+from .memory import capacity_basis, memory_capacity_bytes, memory_fits
 from .parameters import param_counts
 from .plan import TrainPlan
 from .power import inference_energy, phase_timeline, prediction_energy_fields, training_energy
@@ -37,8 +37,20 @@ def fit_warning(total_bytes: float, system: System) -> list[str]:
     """The warning a prediction carries when it does not fit, else nothing."""
     if memory_fits(total_bytes, system.device):
         return []
-    return [f"does not fit: {total_bytes / 2**30:.1f} GiB per GPU needed, "
-            f"{system.device.memory_gb:g} GB available"]
+    return [f"does not fit: {total_bytes / 2**30:.2f} GiB per GPU needed, "
+            f"{memory_capacity_bytes(system.device) / 2**30:.2f} GiB available "
+            f"({capacity_basis(system.device)})"]
+
+
+def capacity_fields(total_bytes: float, system: System) -> dict:
+    """A Prediction's capacity, fit and runnability fields: capacity as the driver reports it
+    (memory.memory_capacity_bytes) and how it was obtained; a plan that does not fit is not
+    runnable, its figures are what it would take if it ran."""
+    fits = bool(memory_fits(total_bytes, system.device))
+    warning = fit_warning(total_bytes, system)
+    return {"memory_capacity_bytes": memory_capacity_bytes(system.device),
+            "memory_capacity_basis": capacity_basis(system.device), "fits": fits,
+            "runnable": fits, "not_runnable_reason": warning[0] if warning else None}
 
 
 def op_reports(times: OpTimes, counts: list) -> list[OpReport]:
@@ -97,8 +109,7 @@ def training_prediction(rs: Resolved, plan: TrainPlan, r: TrainingResult) -> Pre
         tokens_per_s=_f(r.tokens) / step, tflops_per_gpu=tflops / 1e12,
         hardware_tflops_per_gpu=_f(r.hardware_flops) / step / n / 1e12, **util,
         num_microbatches=_f(r.num_microbatches), memory_per_gpu_bytes=total_mem,
-        memory_capacity_bytes=system.device.memory_bytes,
-        fits=memory_fits(total_mem, system.device),
+        **capacity_fields(total_mem, system),
         breakdown={**_training_breakdown(rs, r), **({"energy": energy} if energy else {}),
                    "framework": framework_breakdown(plan.framework, plan.zero_stage,
                                                     _f(r.comm_exposed["dp"]))},
@@ -162,8 +173,7 @@ def inference_prediction(rs: Resolved, r: InferenceResult) -> Prediction:
         tpot_s=_f(r.tpot), e2e_latency_s=_f(r.e2e), prefill_time_s=_f(r.prefill.time),
         tokens_per_s=_f(r.tokens_per_s), max_concurrent_sequences=_f(r.max_concurrent_sequences),
         kv_cache_bytes_per_sequence=_f(r.kv_bytes_per_sequence),
-        memory_per_gpu_bytes=total_mem, memory_capacity_bytes=system.device.memory_bytes,
-        fits=memory_fits(total_mem, system.device),
+        memory_per_gpu_bytes=total_mem, **capacity_fields(total_mem, system),
         breakdown={**inference_breakdown(r), **({"energy": energy} if energy else {})},
         **prediction_energy_fields(energy, "inference"), ops=prefill_ops + decode_ops, warnings=[*rs.warnings, *fit_warning(total_mem, system)],
     )

@@ -32,6 +32,7 @@ from .memory import (
     inference_workspace_bytes,
     kv_cache_bytes_per_sequence,
     kv_cache_bytes_per_token,
+    memory_capacity_bytes,
     overhead_bytes,
 )
 from .moe_parallel import (
@@ -411,7 +412,8 @@ def _memory(model: ModelSpec, system: System, plan: InferPlan, profile: Calibrat
     memory["activations"] = workspace
     memory.update(overhead_bytes(sum(memory.values()), profile.memory_overheads))
     fixed = sum(memory.values()) - memory["kv_cache"] - memory["allocator_overhead"]
-    free = system.device.memory_bytes * (1 - profile.memory_overheads.allocator_fraction) - fixed
+    free = memory_capacity_bytes(system.device) * (1 - profile.memory_overheads.allocator_fraction) \
+        - fixed
     per_seq_gpu = kv_seq * (1 - plan.offload_kv) + memory.get("draft_kv_cache", 0.0) / b
     max_seqs = np.maximum(np.floor(free / np.maximum(per_seq_gpu, 1e-9)), 0.0)
     return memory, kv_seq, max_seqs * np.asarray(plan.attention_dp)

@@ -388,10 +388,26 @@ def inference_workspace_bytes(model: ModelSpec, tokens: Array, batch: Array, tp:
     return tokens * width + 4.0 * batch * model.vocab_size / tp
 
 
+def memory_capacity_bytes(device: DeviceSpec) -> float:
+    """The memory a process can have on ``device``: what the driver reports to CUDA
+    (``DeviceSpec.usable_memory_bytes``: the sourced cudaMemGetInfo total, else nvidia-smi's
+    memory.total, else the nominal capacity), e.g. 79.22 GiB on an "80 GB" H100 SXM. Every fit
+    decision compares with it, not with the label."""
+    return float(device.usable_memory_bytes)
+
+
+def capacity_basis(device: DeviceSpec) -> str:
+    """How ``memory_capacity_bytes`` was obtained, for output: "as CUDA reports it",
+    "as nvidia-smi reports it" or "nominal; the driver's figure is not sourced"."""
+    return {"cuda": "as CUDA reports it", "nvidia-smi": "as nvidia-smi reports it"}.get(
+        device.usable_memory_source, "nominal; the driver's figure is not sourced")
+
+
 def memory_fits(total_bytes: Array, device: DeviceSpec) -> Array:
-    """Whether ``total_bytes`` per GPU fit in the device's memory (array-friendly): the one
-    rule predictions, serving and the plan search share."""
-    return total_bytes <= device.memory_bytes
+    """Whether ``total_bytes`` per GPU fit in the device's usable memory
+    (``memory_capacity_bytes``; array-friendly): the one rule predictions, serving and the plan
+    search share."""
+    return total_bytes <= memory_capacity_bytes(device)
 
 
 def overhead_bytes(allocated: Array, overheads: MemoryOverheads) -> dict[str, Array]:

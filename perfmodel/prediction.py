@@ -42,6 +42,9 @@ def _non_finite(value: Any, path: str) -> str | None:
 
 
 ENERGY_KEYS = ("energy_per_step_j", "energy_per_token_j", "avg_power_per_gpu_w")
+# keys added after the stored serving copies were written: left out of model_dump, in
+# to_json_dict
+LATER_KEYS = ("memory_capacity_basis", "runnable", "not_runnable_reason")
 
 
 class OpReport(BaseModel):
@@ -96,8 +99,15 @@ class Prediction(BaseModel):
     # both
     tokens_per_s: float
     memory_per_gpu_bytes: float
-    memory_capacity_bytes: float
+    memory_capacity_bytes: float  # what the driver reports (memory.memory_capacity_bytes)
     fits: bool
+    # how memory_capacity_bytes was obtained (memory.capacity_basis): "as CUDA reports it", ...
+    memory_capacity_basis: str | None = Field(default=None, exclude=True)
+    # False when the deployment cannot run as specified (it does not fit; a named engine fails
+    # to start); the latency and throughput figures are then those it would have if it ran,
+    # and not_runnable_reason says why and what would make it run
+    runnable: bool | None = Field(default=None, exclude=True)
+    not_runnable_reason: str | None = Field(default=None, exclude=True)
     breakdown: dict[str, Any]
     ops: list[OpReport] = []
     warnings: list[str] = []
@@ -138,6 +148,7 @@ class Prediction(BaseModel):
         data = self.model_dump(exclude_none=True, exclude={"ops"})
         data.update({k: getattr(self, k) for k in ENERGY_KEYS if getattr(self, k) is not None})
         data.update({k: getattr(self, k) for k in BAND_KEYS if getattr(self, k) is not None})
+        data.update({k: getattr(self, k) for k in LATER_KEYS if getattr(self, k) is not None})
         if include_ops:
             data["ops"] = [op.model_dump() for op in self.ops]
         return data

@@ -63,6 +63,16 @@ def _a2a_split_rows(moe: dict, phases: tuple[str, ...]) -> list[tuple[str, ...]]
             for what in ("exposed", "overlapped")]
 
 
+def _budget_rows(p: Prediction) -> list[tuple[str, str]]:
+    """A named engine's own budget, when it is not the whole device (vLLM's
+    gpu_memory_utilization x the memory CUDA reports; engine_memory.budget_bytes)."""
+    e = p.engine or {}
+    if e.get("budget_bytes") is None or e["budget_bytes"] >= p.memory_capacity_bytes:
+        return []
+    return [(f"{e['engine']} budget per GPU",
+             f"{gib(e['budget_bytes'])} ({e['fraction_name']} {e['fraction']:g})")]
+
+
 def render_prediction(p: Prediction, show_ops: bool = False) -> str:
     title = f"{p.kind}: {p.model} on {p.num_gpus} x {p.device}"
     if p.name:
@@ -88,9 +98,13 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
             ("max concurrent sequences", f"{p.max_concurrent_sequences:,.0f}"),
             ("KV cache per sequence", gib(p.kv_cache_bytes_per_sequence)),
         ]
+    basis = f" ({p.memory_capacity_basis})" if p.memory_capacity_basis else ""
     head += [("memory per GPU", f"{gib(p.memory_per_gpu_bytes)} of "
-                                 f"{gib(p.memory_capacity_bytes)}"),
-             ("fits", "yes" if p.fits else "NO"), *_energy_rows(p)]
+                                 f"{gib(p.memory_capacity_bytes)}{basis}"),
+             *_budget_rows(p), ("fits", "yes" if p.fits else "NO"), *_energy_rows(p)]
+    if p.runnable is False:  # the figures stay, marked: what it would take if it ran
+        out += [f"NOT RUNNABLE as specified: {p.not_runnable_reason or 'it does not fit'}",
+                "(the times and rates below are what it would take if it ran)", ""]
     out.append(table(with_bands(head, p.ranges, _BANDED)))  # docs/uncertainty.md
     out.append("")
     if p.engine:

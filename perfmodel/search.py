@@ -39,6 +39,7 @@ import numpy as np
 
 from . import frameworks_costs as FC
 from .errors import SpecError
+from .memory import capacity_basis, memory_capacity_bytes
 from .plan import TrainPlan, training_rules, valid_mask
 from .profile import CalibrationProfile
 from .specs.model import ModelSpec
@@ -243,7 +244,7 @@ def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: T
             "micro_batch": np.asarray(space.micro_batch, float)}
     size = int(np.broadcast_to(_real_plans(full, counts),
                                tuple(len(v) for v in full.values())).sum())
-    limit = (1.0 - headroom) * system.device.memory_bytes
+    limit = (1.0 - headroom) * memory_capacity_bytes(system.device)
     out = Sweep(model, system, profile, base, headroom, [])
     filtered: dict[bool, tuple] = {}  # the rules read sequence_parallel, not recompute / ZeRO
     # the ZeRO stages as a leading array axis of one call (choices' order is unchanged)
@@ -302,7 +303,7 @@ def _record(sw: Sweep, ci: int, flat: int) -> dict:
         "uneven_pipeline": bool(sw.model.num_layers % (v["pp"] * v["vp"])),
         "reshard_after_forward": True if c.zero_stage == 3 else None,
         "step_time_s": step, "memory_per_gpu_bytes": memory,
-        "memory_headroom": 1.0 - memory / sw.system.device.memory_bytes,
+        "memory_headroom": 1.0 - memory / memory_capacity_bytes(sw.system.device),
         "tokens_per_s": float(tokens / step),
         "mfu": float(flops_utilization(_model_flops(sw, v["micro_batch"], c.recompute), step,
                                        gpus, sw.system.device.peak_flops(sw.base.precision))),
@@ -543,7 +544,8 @@ def explain_nothing_fits(sw: Sweep) -> dict | None:
     the rules at all, the rules a plain data-parallel plan breaks."""
     if sw.fitting:
         return None
-    available = (1.0 - sw.headroom) * sw.system.device.memory_bytes
+    capacity = memory_capacity_bytes(sw.system.device)  # as the driver reports it
+    available = (1.0 - sw.headroom) * capacity
     best = None
     for ci, c in enumerate(sw.choices):
         if c.valid is None or not c.valid.any():
@@ -576,12 +578,12 @@ def explain_nothing_fits(sw: Sweep) -> dict | None:
               "a shorter seq_len (activations are "
               f"{100 * activations:.0f} % of it)" if activations > 0.25 else None,
               f"a smaller --headroom (now {100 * sw.headroom:g} %)"
-              if sw.headroom and need <= sw.system.device.memory_bytes else None]
+              if sw.headroom and need <= capacity else None]
     advice = [a for a in advice if a]
     message = (f"no plan fits: the smallest needs {need / GIB:.1f} GiB per GPU "
                f"({describe(rec)}: " + ", ".join(f"{k} {v / GIB:.1f}" for k, v in largest)
-               + f" GiB), {available / GIB:.1f} GiB available ({sw.system.device.memory_gb:g} GB "
-               f"less {100 * sw.headroom:g} % headroom); try " + "; ".join(advice))
+               + f" GiB), {available / GIB:.1f} GiB available ({capacity / GIB:.2f} GiB "
+               f"{capacity_basis(sw.system.device)}, less {100 * sw.headroom:g} % headroom); try " + "; ".join(advice))
     return {"nothing_fits": {"smallest_plan": describe(rec), "needs_bytes": need,
                              "available_bytes": available, "largest_parts": dict(largest),
                              "advice": advice},

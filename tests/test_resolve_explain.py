@@ -59,13 +59,14 @@ def test_inference_inputs_take_the_offload_link_and_draft():
 
 def test_memory_fits_is_one_rule_for_scalars_and_sweeps():
     device = pm.get_device("a100-sxm4-80gb")
-    cap = device.memory_bytes
+    cap = device.usable_memory_bytes  # what the driver reports, not the label (test_usable_capacity)
     assert memory_fits(cap, device) and not memory_fits(cap + 1, device)
     np.testing.assert_array_equal(memory_fits(np.array([cap - 1, cap + 1]), device),
                                   [True, False])
     rs = resolve(_inference())
     assert fit_warning(1.0, rs.system) == []
-    assert fit_warning(2 * cap, rs.system)[0].startswith("does not fit: 160.0 GiB per GPU")
+    assert fit_warning(2 * device.memory_bytes, rs.system)[0].startswith(
+        "does not fit: 160.00 GiB per GPU")
 
 
 def test_predict_dispatches_every_scenario_kind():

@@ -58,7 +58,12 @@ import numpy as np
 
 from .. import ops as O
 from ..inference import forward_pass, inference
-from ..memory import kv_fixed_bytes_per_sequence, kv_growth_bytes_per_token, overhead_bytes
+from ..memory import (
+    kv_fixed_bytes_per_sequence,
+    kv_growth_bytes_per_token,
+    memory_capacity_bytes,
+    overhead_bytes,
+)
 from ..pipeline import pipelined_step_time, stage_excess
 from ..plan import InferPlan
 from ..profile import CalibrationProfile
@@ -468,7 +473,7 @@ def kv_capacity(model: ModelSpec, system: System, plan: InferPlan,
                                               int(plan.kv_block_size))) * share \
         * max_batch / groups
     mo = profile.memory_overheads
-    usable = system.device.memory_bytes * (1 - mo.allocator_fraction)
+    usable = memory_capacity_bytes(system.device) * (1 - mo.allocator_fraction)
     free = usable - (mem["weights"] + mem["activations"] + mem["cuda_context"]) - fixed
     # a model without attention layers has no growing KV: one byte per token keeps the
     # block count finite (its capacity is then set by the fixed states and max_batch)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SpecError
-from ..memory import memory_fits
+from ..explain import capacity_fields
 from ..prediction import Prediction
 from ..predictors import predict_inference
 from ..profile import CalibrationProfile
@@ -168,8 +168,8 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
         max_concurrent_sequences=float(dep.instances[-1].kv.tokens
                                        // max(float((wl.prompt + wl.output).mean()), 1.0)),
         kv_cache_bytes_per_sequence=base.kv_cache_bytes_per_sequence,
-        memory_per_gpu_bytes=total_mem, memory_capacity_bytes=system.device.memory_bytes,
-        fits=memory_fits(total_mem, system.device), breakdown=breakdown, ops=base.ops,
+        memory_per_gpu_bytes=total_mem, **capacity_fields(total_mem, system),
+        breakdown=breakdown, ops=base.ops,
         serving=summary, warnings=warnings, engine=_engine_startup(base.engine, dep),
     ), res.reqs
 
