@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import PerfModelError
 
-BAND_KEYS = ("ranges", "range_basis")  # perfmodel.uncertainty
+BAND_KEYS = ("ranges", "range_basis", "serving_ranges")  # perfmodel.uncertainty
 
 
 class InternalError(PerfModelError):
@@ -122,6 +122,9 @@ class Prediction(BaseModel):
     # each band was made; left out of model_dump (stored copies predate them), in to_json_dict
     ranges: dict[str, list[float]] | None = Field(default=None, exclude=True)
     range_basis: dict[str, str] | None = Field(default=None, exclude=True)
+    # serving: the bands of ``serving``'s percentiles and throughputs (key -> [lo, hi], e.g.
+    # ttft_p90_s, itl_p99_s, output_tokens_per_s; uncertainty.SERVING_RANGE_KEYS)
+    serving_ranges: dict[str, list[float]] | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _check_finite(self) -> Prediction:
