@@ -21,6 +21,10 @@ and every framework file that states them adds.
   around the experts, and an eager per-expert output bias, as memory-bound row copies.
 * fp8 recipes: the cast kernels of a GEMM's operands cost the recipe's bytes per element, as
   many times as the recipe casts each operand (rowwise and block scaling: both orientations).
+* FSDP1 / Composer per-micro-batch and per-step kernels: the flat gradient's concatenation, the
+  gradient pre/postdivide and the low-precision shard cast of each block (``fsdp_grad_ops``), the
+  trainer's metrics over the logits (``train_metric_ops``) and an eager optimizer loop's bytes
+  beyond the fused count (``optimizer_extra_ops``).
 * Memory: the loss's buffers beyond the fp32 logits perfmodel counts, FSDP's all-gather output,
   unsharded-gradient and reduce-scatter buffers of one block and the root module's gathered
   parameters, and the all-gathered K/V of context parallelism.
