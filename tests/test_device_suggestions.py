@@ -84,3 +84,16 @@ def test_hardware_list_shows_each_dtype_s_own_peak():
     assert row["v100-sxm2-32gb"] == ["-", "125", "-", "-"]
     assert row["a10g"] == ["-", "-", "-", "-"]
     assert row["b200"] == ["2250", "2250", "4500", "9000"]
+
+
+def test_fp4_formats_only_where_there_are_fp4_tensor_cores():
+    """Turing / Volta (and every other pre-Blackwell, pre-CDNA 4 device) list no fp4 format;
+    each device file says so itself, with its source (FP4ISA / FP4CDNA)."""
+    for d in registry.devices().values():
+        has_fp4 = d.peak_tflops.get("fp4") is not None
+        assert bool(d.fp4_formats) == has_fp4, d.id
+        assert "fp4_formats" in d.field_sources, d.id
+    devices = registry.devices()
+    assert devices["t4"].fp4_formats == [] and devices["v100-sxm2-32gb"].fp4_formats == []
+    assert devices["b200"].fp4_formats == ["nvfp4", "mxfp4"]
+    assert devices["mi355x"].fp4_formats == ["mxfp4"]
