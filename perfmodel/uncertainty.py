@@ -65,6 +65,13 @@ METRIC_QUANTITY: dict[str, tuple[str, int]] = {
     "tpot_s": ("tpot_s", 1), "decode_tokens_per_s": ("tpot_s", -1),
     "e2e_latency_s": ("e2e_latency_s", 1), "output_tokens_per_s": ("e2e_latency_s", -1),
     "output_tokens_per_s_per_gpu": ("e2e_latency_s", -1),
+    # an engine's start-up memory (validation/inference/engine_startup.yaml): the weights it
+    # loads and its KV pool, in GiB or in tokens (tokens = pool bytes / the KV bytes per token,
+    # which the model's shapes fix exactly, so a token count's log error is the pool's byte
+    # error). Parts of memory per GPU: the comparable cases of an inference / serving
+    # prediction's memory, grouped by engine and device class like the others
+    "weights_gib": ("memory_per_gpu_bytes", 1), "kv_cache_gib": ("memory_per_gpu_bytes", 1),
+    "kv_cache_tokens": ("memory_per_gpu_bytes", 1),
 }
 # Prediction field -> (quantity, power), per kind: the keys of ``ranges``
 RANGE_KEYS: dict[str, dict[str, tuple[str, int]]] = {
@@ -75,10 +82,27 @@ RANGE_KEYS: dict[str, dict[str, tuple[str, int]]] = {
                   "e2e_latency_s": ("e2e_latency_s", 1), "tokens_per_s": ("e2e_latency_s", -1),
                   "memory_per_gpu_bytes": ("memory_per_gpu_bytes", 1)},
     # serving: the simulated p50s carry the per-pass model error (queueing is not
-    # re-simulated); tokens/s below saturation is the offered load, so it gets no band
+    # re-simulated); tokens/s the inverse of the end-to-end latency's, its upper end capped at
+    # the offered load in an open loop (``serving_ranges``)
     "serving": {"ttft_s": ("ttft_s", 1), "tpot_s": ("tpot_s", 1),
-                "e2e_latency_s": ("e2e_latency_s", 1),
+                "e2e_latency_s": ("e2e_latency_s", 1), "tokens_per_s": ("e2e_latency_s", -1),
                 "memory_per_gpu_bytes": ("memory_per_gpu_bytes", 1)},
+}
+# the serving section's figures with a band (``Prediction.serving_ranges``): key ->
+# (section of ``Prediction.serving``, its entry, quantity, power). Each latency percentile of
+# the simulated requests (TTFT, TPOT, inter-token latency = the summary's time between
+# tokens, a decode step, and end-to-end) is scaled by its quantity's ratio band, as the p50s
+# are; the throughputs are the inverse of the end-to-end latency's (a closed loop of C clients
+# serves C / E2E requests per second, Little's law)
+SERVING_RANGE_KEYS: dict[str, tuple[str, str, str, int]] = {
+    **{f"{name}_p{q}_s": (section, f"p{q}", quantity, 1)
+       for name, section, quantity in (("ttft", "ttft_s", "ttft_s"),
+                                       ("tpot", "tpot_s", "tpot_s"),
+                                       ("itl", "tbt_s", "tpot_s"),
+                                       ("e2e", "e2e_s", "e2e_latency_s"))
+       for q in (50, 90, 99)},
+    **{k: ("throughput", k, "e2e_latency_s", -1)
+       for k in ("output_tokens_per_s", "total_tokens_per_s", "requests_per_s")},
 }
 
 
@@ -473,34 +497,23 @@ def combine(a: tuple[float, float], b: tuple[float, float] | None) -> tuple[floa
     return min(lo, 1.0), max(hi, 1.0)
 
 
-def prediction_ranges(pred, profile: CalibrationProfile, scenario=None,
-                      groups: dict[str, dict] | None = None
-                      ) -> tuple[dict[str, list[float]], dict[str, str]]:
-    """(ranges: field -> [lo, hi], basis: field -> how its band was made) for ``pred``."""
+def quantity_ratios(pred, profile: CalibrationProfile, scenario=None,
+                    groups: dict[str, dict] | None = None
+                    ) -> dict[str, tuple[tuple[float, float] | None, str]]:
+    """quantity -> ((lo, hi) of true / predicted, how it was made) for each quantity the
+    prediction's kind ranges; (None, why not) for a quantity with no measured error at all."""
     groups = shipped_groups() if groups is None else groups
     calib = calibration_ratios(pred, profile, scenario)
     stack, dev = stack_of(scenario), device_class(pred.device)
-    ranges: dict[str, list[float]] = {}
-    basis: dict[str, str] = {}
-    for field, (quantity, power) in RANGE_KEYS[pred.kind].items():
-        point = getattr(pred, field, None)
-        if point is None or not np.isfinite(point) or point <= 0:
-            continue
+    out: dict[str, tuple[tuple[float, float] | None, str]] = {}
+    for quantity in dict.fromkeys(q for q, _ in RANGE_KEYS[pred.kind].values()):
         a = calib.get(quantity, (1.0, 1.0))
         b = validation_ratio(groups, group_keys(pred.kind, quantity, stack, dev))
         if a == (1.0, 1.0) and b is None:  # no measured error at all: no band, not a zero one
-            basis[field] = (f"no band: no calibration residual and no validation group of "
-                            f">= {MIN_GROUP_CASES} comparable cases from >= "
-                            f"{MIN_GROUP_SOURCES} sources")
+            out[quantity] = (None, f"no band: no calibration residual and no validation group "
+                                   f"of >= {MIN_GROUP_CASES} comparable cases from >= "
+                                   f"{MIN_GROUP_SOURCES} sources")
             continue
-        lo, hi = combine(a, b[0] if b else None)
-        if power < 0:
-            lo, hi = 1.0 / hi, 1.0 / lo
-        band = [float(point * lo), float(point * hi)]
-        if not all(np.isfinite(band)):  # never a NaN in a prediction
-            basis[field] = "no band: the residuals gave a non-finite bound"
-            continue
-        ranges[field] = band
         how = [f"calibration residuals {a[0]:.2f}-{a[1]:.2f}x"] if a != (1.0, 1.0) else []
         if not b:  # kernel-level error only: says nothing about the model's structure
             how.append("no validation group: kernel-level error only, narrower than the "
@@ -510,7 +523,84 @@ def prediction_ranges(pred, profile: CalibrationProfile, scenario=None,
             how.append(f"validation group {b[1]} (n={g['n']}, "
                        f"{len(g.get('sources', ()))} sources) "
                        f"{np.exp(g['q_lo']):.2f}-{np.exp(g['q_hi']):.2f}x")
-        basis[field] = "; ".join(how) or "no calibration residuals or validation cases"
+        out[quantity] = (combine(a, b[0] if b else None),
+                         "; ".join(how) or "no calibration residuals or validation cases")
+    return out
+
+
+def apply_ratio(point: float, ratio: tuple[float, float], power: int) -> list[float] | None:
+    """[lo, hi] of a figure ``point`` ~ quantity^power (power +-1) whose quantity's true /
+    predicted ratio lies in ``ratio``; None when a bound is not finite."""
+    lo, hi = ratio
+    if power < 0:
+        lo, hi = 1.0 / hi, 1.0 / lo
+    band = [float(point * lo), float(point * hi)]
+    return band if all(np.isfinite(band)) else None
+
+
+def _ranges_from(pred, ratios: dict) -> tuple[dict[str, list[float]], dict[str, str]]:
+    ranges: dict[str, list[float]] = {}
+    basis: dict[str, str] = {}
+    for field, (quantity, power) in RANGE_KEYS[pred.kind].items():
+        point = getattr(pred, field, None)
+        if point is None or not np.isfinite(point) or point <= 0:
+            continue
+        ratio, how = ratios[quantity]
+        band = apply_ratio(point, ratio, power) if ratio is not None else None
+        if band is None:  # never a NaN in a prediction
+            basis[field] = how if ratio is None else \
+                "no band: the residuals gave a non-finite bound"
+            continue
+        if pred.kind == "serving" and power < 0:
+            band = _capped_at_offered(pred, point, band)
+        ranges[field] = band
+        basis[field] = how
+    return ranges, basis
+
+
+def _capped_at_offered(pred, point: float, band: list[float]) -> list[float]:
+    """An open loop serves at most what arrives: a throughput band's upper end is capped at
+    the point scaled by offered / served requests per second (never below the point). A
+    closed loop (``workload.concurrency``) has no offered rate; its throughput is C / E2E."""
+    s = pred.serving or {}
+    t = s.get("throughput") or {}
+    offered, served = t.get("offered_requests_per_s"), t.get("requests_per_s")
+    if (s.get("workload") or {}).get("concurrency") or not offered or not served:
+        return band
+    return [band[0], max(point, min(band[1], point * offered / served))]
+
+
+def prediction_ranges(pred, profile: CalibrationProfile, scenario=None,
+                      groups: dict[str, dict] | None = None
+                      ) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """(ranges: field -> [lo, hi], basis: field -> how its band was made) for ``pred``."""
+    return _ranges_from(pred, quantity_ratios(pred, profile, scenario, groups))
+
+
+def serving_ranges(pred, ratios: dict) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """The serving section's bands (``SERVING_RANGE_KEYS``: latency percentiles and
+    throughputs, key -> [lo, hi]) and their basis, from the quantities' ratio bands
+    (``quantity_ratios``): the same ratio that bands the p50 in ``ranges`` bands the p90 and
+    p99 (the per-pass model error; queueing is not re-simulated, so near saturation the true
+    spread is wider); open-loop throughputs are capped at the offered load."""
+    s = pred.serving or {}
+    ranges: dict[str, list[float]] = {}
+    basis: dict[str, str] = {}
+    for key, (section, entry, quantity, power) in SERVING_RANGE_KEYS.items():
+        point = (s.get(section) or {}).get(entry)
+        ratio, how = ratios.get(quantity, (None, "no band"))
+        if point is None or not np.isfinite(point) or point <= 0 or ratio is None:
+            continue
+        band = apply_ratio(point, ratio, power)
+        if band is None:
+            continue
+        if power < 0:
+            band = _capped_at_offered(pred, point, band)
+            how += "; the inverse of the end-to-end latency's band" + (
+                "" if (s.get("workload") or {}).get("concurrency")
+                else ", upper end capped at the offered load")
+        ranges[key] = band
+        basis[key] = f"{quantity} band: {how}"
     return ranges, basis
 
 
@@ -528,6 +618,13 @@ def quantity_band(kind: str, quantity: str, device: str, stack: str | None = Non
 
 
 def with_ranges(pred, profile: CalibrationProfile, scenario=None):
-    """``pred`` with its ``ranges`` (and ``range_basis``) filled in."""
-    ranges, basis = prediction_ranges(pred, profile, scenario)
-    return pred.model_copy(update={"ranges": ranges, "range_basis": basis})
+    """``pred`` with its ``ranges`` (and ``range_basis``) filled in; a serving prediction also
+    with ``serving_ranges`` (its percentiles and throughputs; their basis in ``range_basis``)."""
+    ratios = quantity_ratios(pred, profile, scenario)
+    ranges, basis = _ranges_from(pred, ratios)
+    update: dict = {"ranges": ranges, "range_basis": basis}
+    if pred.kind == "serving" and pred.serving:
+        s_ranges, s_basis = serving_ranges(pred, ratios)
+        update["serving_ranges"] = s_ranges
+        update["range_basis"] = basis | s_basis
+    return pred.model_copy(update=update)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..prediction import Prediction
-from ..textfmt import seconds, table
+from ..textfmt import seconds, table, with_bands
 from .bench import render_benchmark
 
 
@@ -25,22 +25,30 @@ def render_serving(p: Prediction) -> str:
     def sec(x):
         return "-" if x is None else seconds(x)
 
-    rows = [(name, *(sec(s[key][f"p{q}"]) for q in (50, 90, 99)))
-            for name, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("E2E", "e2e_s"),
-                              ("time between tokens", "tbt_s"), ("queueing", "queue_s"))]
+    bands = getattr(p, "serving_ranges", None) or {}  # uncertainty.serving_ranges
+    rows = []
+    for name, key, band in (("TTFT", "ttft_s", "ttft"), ("TPOT", "tpot_s", "tpot"),
+                            ("E2E", "e2e_s", "e2e"), ("time between tokens", "tbt_s", "itl"),
+                            ("queueing", "queue_s", None)):
+        rows.append((name, *(sec(s[key][f"p{q}"]) for q in (50, 90, 99))))
+        ends = [bands.get(f"{band}_p{q}_s") for q in (50, 90, 99)] if band else []
+        if any(ends):  # the 80 % band of each percentile, on the row below it
+            rows.append(("  80 % range", *(f"{sec(b[0])} - {sec(b[1])}" if b else "-"
+                                           for b in ends)))
     out.append(table(rows, header=("latency", "p50", "p90", "p99")))
     t = s["throughput"]
     slo = s["slo"]
     out.append("")
-    head = [("output tokens/s", f"{t['output_tokens_per_s']:,.1f}"),
-            ("requests/s (served / offered)",
-             f"{t['requests_per_s']:.2f} / {t['offered_requests_per_s']:.2f}"),
-            ("goodput (req/s within SLOs)", f"{slo['goodput_rps']:.2f}"),
-            ("SLO attainment", f"{100 * slo['attainment']:.1f}%"),
-            ("KV cache utilisation (mean / peak)",
-             f"{100 * s['kv_cache']['mean_utilization']:.1f}% / "
-             f"{100 * s['kv_cache']['peak_utilization']:.1f}%"),
-            ("preemptions", str(s["preemptions"]))]
+    head = with_bands([("output tokens/s", f"{t['output_tokens_per_s']:,.1f}"),
+                       ("requests/s (served / offered)",
+                        f"{t['requests_per_s']:.2f} / {t['offered_requests_per_s']:.2f}")],
+                      bands, _BANDED)
+    head += [("goodput (req/s within SLOs)", f"{slo['goodput_rps']:.2f}"),
+             ("SLO attainment", f"{100 * slo['attainment']:.1f}%"),
+             ("KV cache utilisation (mean / peak)",
+              f"{100 * s['kv_cache']['mean_utilization']:.1f}% / "
+              f"{100 * s['kv_cache']['peak_utilization']:.1f}%"),
+             ("preemptions", str(s["preemptions"]))]
     if s.get("cost"):
         head.append(("USD per million output tokens",
                      f"{s['cost']['usd_per_million_output_tokens']:.3f}"))
@@ -49,10 +57,30 @@ def render_serving(p: Prediction) -> str:
     out.append(table(head))
     if slo["checks"]:
         out.append("")
-        out.append(table([(k, seconds(c["value_s"]), seconds(c["bound_s"]),
-                           "met" if c["met"] else "MISSED") for k, c in slo["checks"].items()],
-                         header=("SLO", "value", "bound", "")))
+        out.append(table([(k, seconds(c["value_s"]), _band_cell(bands.get(k)),
+                           seconds(c["bound_s"]), slo_status(c, bands.get(k)))
+                          for k, c in slo["checks"].items()],
+                         header=("SLO", "value", "80 % range", "bound", "")))
     return "\n".join(out)
+
+
+# head rows with a band in ``Prediction.serving_ranges`` (the served requests/s is banded)
+_BANDED = {"output tokens/s": ("output_tokens_per_s", lambda x: f"{x:,.1f}"),
+           "requests/s (served / offered)": ("requests_per_s", lambda x: f"{x:.2f}")}
+
+
+def _band_cell(band) -> str:
+    return f"{seconds(band[0])} - {seconds(band[1])}" if band else "-"
+
+
+def slo_status(check: dict, band) -> str:
+    """"met", "MISSED", or "met, may miss" when the value meets the bound but the upper end
+    of its 80 % band does not (as plan-serving flags a row: capacity.may_miss_slo)."""
+    if not check["met"]:
+        return "MISSED"
+    if band and band[1] > check["bound_s"]:
+        return "met, may miss (band)"
+    return "met"
 
 
 def _layout(inst: dict) -> str:
