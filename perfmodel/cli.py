@@ -150,7 +150,7 @@ def _render_spec(data: dict, indent: str = "") -> str:
 
 @command("models")
 def _models(args: argparse.Namespace) -> int:
-    from .parameters import param_counts
+    from .parameters import param_counts, parameter_summary
     from .report import table
     from .specs import registry
     from .zoo import resolve_model
@@ -162,16 +162,15 @@ def _models(args: argparse.Namespace) -> int:
             rows.append((m.id, m.family, f"{pc.total / 1e9:.2f}B",
                          f"{pc.active / 1e9:.2f}B" if m.moe else "", m.attention_kind,
                          m.num_layers, m.hidden_size))
-        print(table(rows, header=("id", "family", "params", "active", "attention", "layers",
-                                  "hidden")))
+        print(table(rows, header=("id", "family", "params", "active (incl. embedding)",
+                                  "attention", "layers", "hidden")))
         return 0
     if not args.id:
         raise PerfModelError("models show needs an id or a config.json path")
     model = resolve_model(args.id)
     pc = param_counts(model)
     data = model.model_dump(exclude_none=True)
-    data["parameters"] = {"total": pc.total, "active": pc.active,
-                          "non_embedding": pc.non_embedding}
+    data["parameters"] = parameter_summary(pc)  # both "active" conventions, named
     if args.json:
         _print_json(data)
     else:

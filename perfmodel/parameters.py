@@ -97,8 +97,34 @@ class ParamCounts:
         )
 
     @property
+    def active_without_input_embedding(self) -> int:
+        """Active parameters without the input-embedding lookups (token and learned-position
+        tables): the weights a token is multiplied by, LM head included. A lookup is a gather
+        with no matmul FLOPs (ops.embedding_ops), so this N gives 2N forward FLOPs per token
+        besides attention, as the Megatron model-FLOP count (the MFU perfmodel prints) does.
+        It is the convention of DeepSeek (DeepSeek-V3 README_WEIGHTS.md: "36.6B (including 0.9B
+        for the output Head)" of the 37B), Moonshot (Kimi K2) and OpenAI (gpt-oss model card,
+        arXiv 2508.10925 Table 1: 5.13B / 3.61B active); Qwen, Mistral and Meta print
+        ``active`` (tests/test_active_params.py checks each against its publisher)."""
+        return self.active - self.word_embedding - self.position_embedding
+
+    @property
     def non_embedding(self) -> int:
         return self.total - self.word_embedding - self.position_embedding - self.lm_head
+
+
+#: what ``ParamCounts.active`` counts, as ``perfmodel models show`` prints it
+ACTIVE_CONVENTION = ("active: every weight a token touches, input embedding and LM head "
+                     "included (Qwen, Mistral, Meta; 6ND's N in mfu_6nd, Hoffmann et al. 2022); "
+                     "active_without_input_embedding: minus the embedding lookup, which has no "
+                     "matmul FLOPs (DeepSeek, Moonshot, OpenAI)")
+
+
+def parameter_summary(counts: ParamCounts) -> dict[str, int | str]:
+    """The parameter figures ``perfmodel models show`` prints, each convention named."""
+    return {"total": counts.total, "active": counts.active,
+            "active_without_input_embedding": counts.active_without_input_embedding,
+            "non_embedding": counts.non_embedding, "convention": ACTIVE_CONVENTION}
 
 
 def norm_params(model: ModelSpec, width: int) -> int:
