@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -194,6 +195,53 @@ def test_quick_run_profile_loads_and_a_rerun_measures_nothing(quick_run):
     # only points the budget had left out, and this run's budget records, are added
     assert all(r["key"] not in stored for r in new)
     assert "skipped" in again.stderr
+
+
+# ---- the measured end-to-end loop, on the profile just calibrated -------------------------------
+@pytest.fixture(scope="module")
+def cpu_profile(quick_run, tmp_path_factory) -> Path:
+    """A copy of the quick run's profile of this CPU (a real calibration, no mocks): the measured
+    loop below predicts from it (this file's one calibration serves both; the loop's other
+    tests are in tests/test_validate_measured.py)."""
+    out = tmp_path_factory.mktemp("measured") / "cpu.measured.json"
+    shutil.copyfile(quick_run["out"], out)
+    return out
+
+
+@pytest.mark.slow
+def test_measured_loop_end_to_end(cpu_profile):
+    """`perfmodel validate --measure cpu` runs real torch workloads on this CPU and compares
+    them with the predictions from the profile calibrated on the same CPU."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "perfmodel.cli", "validate", "--measure", "cpu",
+         "--calibration", str(cpu_profile), "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert {c["metric"] for c in data["cases"]} == {"training_step_s", "prefill_s", "tpot_s"}
+    for case in data["cases"]:
+        assert case["measured"] > 0 and case["predicted"] > 0
+        assert math.isfinite(case["ape"])
+        assert case["measured_p10"] <= case["measured"] <= case["measured_p90"]
+    assert data["median_ape"] <= data["max_ape"]
+    assert data["calibration"]["kind"] == "measured"
+
+
+@pytest.mark.slow
+def test_measured_predictions_use_the_profile(cpu_profile):
+    """Predicted times come from the profile: a profile with twice the measured peaks and
+    bandwidth predicts faster workloads."""
+    from perfmodel.specs.registry import load_profile
+    from perfmodel.validate import measured
+
+    w = measured.load_workloads("cpu")
+    profile = load_profile(cpu_profile)
+    base = measured.predict(w, profile)
+    faster = profile.model_copy(update={
+        "peak_tflops": {k: 2 * v for k, v in profile.peak_tflops.items()},
+        "memory_bandwidth_gbps": 2 * profile.memory_bandwidth_gbps})
+    quick = measured.predict(w, faster)
+    assert all(quick[k] < base[k] for k in base)
 
 
 # ---- user errors ---------------------------------------------------------------------------------
