@@ -21,7 +21,10 @@ import pytest
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "test-results"
+# the server log and the screenshots: outside test-results/, which pytest-playwright empties
+# when a session starts (each pytest-xdist worker is a session of its own, so a worker starting
+# late would empty it under a running test)
+ARTIFACTS = REPO / "artifacts"
 CHROMIUM = Path(os.environ.get("PERFMODEL_CHROMIUM", "/usr/bin/chromium"))  # Debian's
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -58,17 +61,13 @@ def browser_type_launch_args(browser_type_launch_args):
 
 
 @pytest.fixture(scope="session")
-def dashboard_url(delete_output_dir):
-    """`streamlit run app/Home.py` on a free port; stopped (by PID) at the end.
-
-    Requests pytest-playwright's ``delete_output_dir`` (it empties test-results/ once per
-    session) so that the server log and screenshot written here come after it.
-    """
-    RESULTS.mkdir(exist_ok=True)
+def dashboard_url():
+    """`streamlit run app/Home.py` on a free port; stopped (by PID) at the end."""
+    ARTIFACTS.mkdir(exist_ok=True)
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
-    log_path = RESULTS / "streamlit-server.log"
+    log_path = ARTIFACTS / "streamlit-server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app/Home.py",
@@ -104,8 +103,7 @@ def dashboard_url(delete_output_dir):
             proc.wait()
 
 
-# outside test-results/ (pytest-playwright empties that folder when any session starts)
-SCREENSHOTS = REPO / "artifacts" / "screenshots"
+SCREENSHOTS = ARTIFACTS / "screenshots"
 WIDTH = 820  # the dashboard must be readable at this width (issue 11)
 STATUS = '[data-testid="stStatusWidget"]'
 
