@@ -129,8 +129,11 @@ def _hardware(args: argparse.Namespace) -> int:
             else:
                 print(_render_spec(item.model_dump(exclude_none=True)))
             return 0
-    registry.get_device(args.id)  # raises with suggestions
-    return 2
+    from .errors import unknown_id
+
+    # not a device, interconnect or node: the closest ids of all three
+    raise unknown_id("hardware id", args.id,
+                     [i for kind in ("device", "interconnect", "node") for i in registry.ids(kind)])
 
 
 def _render_spec(data: dict, indent: str = "") -> str:

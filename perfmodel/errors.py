@@ -109,6 +109,7 @@ _LIST_COMMAND = {
     "device": "perfmodel hardware list",
     "interconnect": "perfmodel hardware list --interconnects",
     "node": "perfmodel hardware list --nodes",
+    "hardware id": "perfmodel hardware list [--interconnects | --nodes]",
 }
 
 

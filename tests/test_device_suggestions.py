@@ -62,6 +62,10 @@ def test_hardware_show_uses_the_same_rule():
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert all(repr(d) in out.stderr for d in H100) and "gh200" not in out.stderr
+    # an interconnect or node id is looked for too
+    out = subprocess.run([sys.executable, "-m", "perfmodel.cli", "hardware", "show", "nvlink4"],
+                         capture_output=True, text=True)
+    assert "did you mean 'nvlink4-bridge', 'nvlink4-nvswitch'?" in out.stderr
 
 
 def test_models_and_engines_use_the_same_rule():
