@@ -77,7 +77,8 @@ def closest(given: str, known: Iterable[str], n: int = 3) -> list[str]:
     ``MAX_FAMILY``; ``rate`` -> ``rate_per_s``), then ids of its family (same first token:
     ``h100-80gb`` -> the ``h100-*`` ids, ``gpu_mem_util`` -> ``gpu_memory_utilization``,
     closest first) and ids containing it (``4090`` -> ``rtx-4090``); only when none of
-    these exists, the closest by edit similarity (difflib ratio >= 0.4)."""
+    these exists, the closest by edit similarity (difflib ratio >= 0.4). Family and contained
+    ids are offered only when no id equals or starts with ``given``."""
     known = list(dict.fromkeys(str(k) for k in known))
     if len(given) > MAX_WORD:  # no id is this long (and difflib would take a while)
         return []
@@ -95,8 +96,8 @@ def closest(given: str, known: Iterable[str], n: int = 3) -> list[str]:
                      and k not in exact + prefix), key=similarity, reverse=True)
     inside = [k for k in known if len(plain) >= 3 and plain in _plain(k)
               and k not in exact + prefix + family]
-    if len(exact + prefix) > n:  # a whole family by its name: list it
-        return (exact + prefix)[:MAX_FAMILY]
+    if exact + prefix:  # what was typed is (the start of) these: nothing else is likelier
+        return (exact + prefix)[:max(n, MAX_FAMILY)]
     hits = exact + prefix + family + inside
     if hits:
         return hits[:n]
