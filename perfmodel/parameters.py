@@ -113,7 +113,10 @@ class ParamCounts:
         return self.total - self.word_embedding - self.position_embedding - self.lm_head
 
 
-#: what ``ParamCounts.active`` counts, as ``perfmodel models show`` prints it
+#: what ``ParamCounts.active`` counts, as ``perfmodel models show`` prints it. mfu_6nd
+#: (explain.py, validate flops_convention 6nd) takes N = ``active``: Hoffmann et al. 2022 count
+#: total parameters, embeddings included (Kaplan et al. 2020 non-embedding ones; Pearce & Song
+#: 2024, arXiv 2406.12907, Sec. 1); ``mfu`` (Megatron model FLOPs) has no FLOPs for the lookup.
 ACTIVE_CONVENTION = ("active: every weight a token touches, input embedding and LM head "
                      "included (Qwen, Mistral, Meta; 6ND's N in mfu_6nd, Hoffmann et al. 2022); "
                      "active_without_input_embedding: minus the embedding lookup, which has no "
