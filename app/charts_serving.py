@@ -117,3 +117,40 @@ def tradeoff_figure(points: list[dict]) -> go.Figure:
     fig.update_yaxes(title_text="output tokens/s per GPU", rangemode="tozero")
     _layout(fig, "Throughput vs interactivity", height=340)
     return fig
+
+
+# ---- 80 % bands of the serving figures (``Prediction.serving_ranges``, uncertainty.py) -----
+PERCENTILE_METRICS = (("ttft", "ttft_s", "ttft"), ("tpot", "tpot_s", "tpot"),
+                      ("itl", "tbt_s", "itl"), ("e2e", "e2e_s", "e2e"), ("queue", "queue_s", None))
+
+
+def serving_band(pred, key: str) -> list[float] | None:
+    """The 80 % band [lo, hi] of a serving figure (``ttft_p90_s``, ``output_tokens_per_s``,
+    ...), or None."""
+    band = (getattr(pred, "serving_ranges", None) or {}).get(key)
+    return list(band) if band and len(band) == 2 else None
+
+
+def percentile_rows(pred) -> list[dict]:
+    """One row per latency (TTFT, TPOT, ITL = time between tokens, E2E, queueing): its p50 /
+    p90 / p99 / mean in seconds and, where the prediction has one, each percentile's 80 %
+    band as ``p90 lo`` / ``p90 hi`` (queueing has none: it is not re-simulated)."""
+    rows = []
+    for name, section, band_key in PERCENTILE_METRICS:
+        part = pred.serving.get(section) or {}
+        row: dict = {"metric": name}
+        for k, v in part.items():
+            row[k] = v
+            band = serving_band(pred, f"{band_key}_{k}_s") if band_key else None
+            if band:
+                row[f"{k} lo"], row[f"{k} hi"] = band
+        rows.append(row)
+    return rows
+
+
+def slo_status(check: dict, band: list[float] | None) -> str:
+    """"met", "MISSED", or "met, may miss (band)": the value meets the bound but the upper end
+    of its 80 % band does not."""
+    if not check["met"]:
+        return "MISSED"
+    return "met, may miss (band)" if band and band[1] > check["bound_s"] else "met"

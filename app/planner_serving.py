@@ -32,7 +32,10 @@ DEFAULTS = {
 # the banded latencies of a candidate (capacity.Candidate.ranges), shown in ms
 LATENCIES = (("TTFT p90", "ttft_p90_s", ".0f"), ("TPOT p90", "tpot_p90_s", ".1f"),
              ("E2E p90", "e2e_p90_s", ".0f"))
-BANDED = {f"{label} (ms)": fmt for label, _key, fmt in LATENCIES}  # table: 'value (lo–hi)'
+# the banded throughputs of a candidate (inverse of the E2E band, capped at the offered rate)
+RATES = (("out tok/s", "output_tokens_per_s", ".0f"), ("req/s", "requests_per_s", ".2f"))
+BANDED = {f"{label} (ms)": fmt for label, _key, fmt in LATENCIES} | {
+    label: fmt for label, _key, fmt in RATES}  # table: 'value (lo–hi)'
 
 
 def serve_planner() -> None:
@@ -83,7 +86,7 @@ def serve_planner() -> None:
         return
     best = result["best"]
     if best:
-        show_best(best, devices)
+        show_best(best, devices, result.get("choice") or "")
     else:
         st.error("**No GPU / TP meets the SLOs** within the GPU limit; relax an SLO or allow "
                  "more GPUs.", icon=":material/block:")
@@ -123,7 +126,7 @@ def serve_planner() -> None:
     frontier(result)
 
 
-def show_best(best: dict, devices: dict) -> None:
+def show_best(best: dict, devices: dict, choice: str = "") -> None:
     """The cheapest deployment: cost, its banded p90 latencies, the max_num_seqs it runs at
     and the planner's one-line why (what binds)."""
     cost = best["cost"] or {}
@@ -151,9 +154,15 @@ def show_best(best: dict, devices: dict) -> None:
                       "the engine's batch cap each replica runs at (chosen by the planner: "
                       "fewest replicas, the largest cap on a tie)",
                       "engine default" if seqs == default else f"default {default:,}"))
+    if best.get("may_miss_slo"):
+        cards.append(("SLOs across the band", "may miss SLO",
+                      "the values meet every SLO, but the upper end of the 80 % band of "
+                      f"{', '.join(best['may_miss_slo'])} does not", None))
     metric_cards(cards)
     if best.get("why"):
         st.markdown(f"**Why this deployment:** {plain(best['why'])}")
+    if choice:
+        st.markdown(f"**SLO bands:** {plain(choice)}")
     st.caption("Ranges under the values and in the table: 80 % bands from the validation "
                "errors of comparable serving cases (docs/uncertainty.md).")
 
@@ -172,11 +181,20 @@ def candidate_rows(candidates: list[dict]) -> list[dict]:
             row[f"{label} (ms)"] = None if value is None else value * 1e3
             row[f"{label} (ms) lo"] = band[0] * 1e3 if band else None
             row[f"{label} (ms) hi"] = band[1] * 1e3 if band else None
+        for label, key, _fmt in RATES:
+            value = m.get(key) if c["feasible"] else None
+            band = ranges.get(key) if value is not None else None
+            row[label] = value
+            row[f"{label} lo"] = band[0] if band else None
+            row[f"{label} hi"] = band[1] if band else None
         energy = c.get("energy") or {}
         row |= {"USD/h": cost.get("usd_per_hour"),
                 "USD/M out tok": cost.get("usd_per_million_output_tokens"),
                 "J/out tok": energy.get("joules_per_output_token"),
-                "default seqs": c.get("max_num_seqs_default"), "feasible": c["feasible"]}
+                "default seqs": c.get("max_num_seqs_default"), "feasible": c["feasible"],
+                # the SLOs hold at the upper end of every band too (capacity.may_miss_slo)
+                "SLOs across band": (None if not c["feasible"] else "may miss SLO"
+                                     if c.get("may_miss_slo") else "yes")}
         row["why"] = c.get("why") or c["reason"] if c["feasible"] else c["reason"]
         rows.append(row)
     return rows

@@ -18,6 +18,7 @@ import prediction_view
 import streamlit as st
 from common import (
     ERRORS,
+    banded_rows,
     csv_button,
     header_line,
     metric_cards,
@@ -171,22 +172,37 @@ def cards(pred) -> list[tuple]:
         band = ranged(pred, f"{metric}_s", sec)
         return f"p50 {pct(metric, 50)}" + (f" ({band})" if band else "")
 
+    def p90_band(metric: str) -> str | None:
+        """The p90's 80 % band and the median (``Prediction.serving_ranges``)."""
+        band = charts_serving.serving_band(pred, f"{metric}_p90_s")
+        return (f"{sec(band[0])} – {sec(band[1])} · " if band else "") + p50(metric)
+
+    def rate_band(key: str) -> str | None:
+        band = charts_serving.serving_band(pred, key)
+        return (f"{charts.fmt_rate(band[0])} – {charts.fmt_rate(band[1])}" if band
+                else None)
+
     basis = getattr(pred, "range_basis", None) or {}
+    statuses = {k: charts_serving.slo_status(v, charts_serving.serving_band(pred, k))
+                for k, v in slo["checks"].items()}
+    maybe = [k for k, v in statuses.items() if v.startswith("met, may")]
     return [
         ("TTFT p90", pct("ttft", 90), "time to first token, queueing included (90th "
-         "percentile over requests; the median and its 80 % band under the value: "
-         f"{basis.get('ttft_s', 'no band')})", p50("ttft")),
+         "percentile over requests); under the value its 80 % band and the median with its "
+         f"band: {basis.get('ttft_p90_s', basis.get('ttft_s', 'no band'))}", p90_band("ttft")),
         ("TPOT p90", pct("tpot", 90), "mean time per output token after the first, per "
-         "request (90th percentile; the median and its 80 % band under the value: "
-         f"{basis.get('tpot_s', 'no band')})", p50("tpot")),
+         "request (90th percentile); under the value its 80 % band and the median with its "
+         f"band: {basis.get('tpot_p90_s', basis.get('tpot_s', 'no band'))}", p90_band("tpot")),
         ("Output tokens/s", charts.fmt_rate(tput["output_tokens_per_s"]),
          f"{tput['requests_per_s']:.2f} req/s served of "
-         f"{tput['offered_requests_per_s']:.2f} offered"),
+         f"{tput['offered_requests_per_s']:.2f} offered; 80 % band under the value: "
+         f"{basis.get('output_tokens_per_s', 'no band')}", rate_band("output_tokens_per_s")),
         ("Goodput", f"{slo['goodput_rps']:.2f} req/s",
          f"requests meeting every SLO per second; attainment {slo['attainment']:.0%}"),
         ("SLOs", "met" if slo["slo_met"] else "MISSED",
-         "; ".join(f"{k} {v['value_s']:.3g} s vs {v['bound_s']:g} s"
-                   for k, v in slo["checks"].items()) or "no SLO given"),
+         "; ".join(f"{k} {v['value_s']:.3g} s vs {v['bound_s']:g} s: {statuses[k]}"
+                   for k, v in slo["checks"].items()) or "no SLO given",
+         f"may miss {', '.join(maybe)} (80 % band above the bound)" if maybe else None),
         ("USD per M output tokens",
          f"{cost['usd_per_million_output_tokens']:.2f}" if cost else "—",
          (f"{cost['usd_per_hour']:.2f} USD/h for {pred.num_gpus} GPUs; {cost.get('price', '')}"
@@ -275,10 +291,10 @@ if pred is not None:
                         width="stretch")
     if st.toggle("Throughput vs interactivity (4 more simulations)", key=f"{P}tradeoff"):
         tradeoff(scenario)
-    rows = [{"metric": m, **{k: v for k, v in pred.serving[f"{m}_s"].items()}}
-            for m in ("ttft", "tpot", "e2e", "queue")]
-    with st.expander("Percentiles (s)"):
-        st.dataframe(rows, hide_index=True, width="stretch")
+    rows = charts_serving.percentile_rows(pred)  # with each percentile's 80 % band
+    with st.expander("Percentiles (s) [80 % band]"):
+        st.dataframe(banded_rows(rows, {k: ".4g" for k in ("p50", "p90", "p99")}),
+                     hide_index=True, width="stretch")
         csv_button(rows, "serving-percentiles", key="sv_pct_csv", label="Percentiles CSV")
     scenario_downloads(scenario, pred, key="sv", name="serving-scenario")
 scenario_file(scenario)

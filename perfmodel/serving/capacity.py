@@ -28,7 +28,13 @@ smaller cap leaves slightly more KV: the plan is conservative there).
 
 Every latency carries an 80 % band from the validation error of comparable cases
 (``uncertainty.validation_ratio`` over ``group_keys("serving", ...)``, the groups ``predict``
-uses for serving), as a ``ranges`` dict metric -> [lo, hi].
+uses for serving), as a ``ranges`` dict metric -> [lo, hi]: the p90s, every SLO percentile,
+and the throughputs (the inverse of the end-to-end latency's band, capped at the offered
+rate). A row whose value meets an SLO but whose band's upper end does not "may miss" it
+(``may_miss_slo``); the answer prefers the cheapest row that meets every SLO across its band,
+and falls back to the cheapest row that meets them at the point when none does
+(``PlanResult.best``). Only such a row bounds the skip of dearer candidates, so a skipped
+candidate could not have been a cheaper answer.
 
 Aggregated schedulers only (static, continuous, chunked); sizing DistServe's two pools is a
 two-dimensional search left to ``perfmodel predict`` with explicit pool sizes.
@@ -142,6 +148,13 @@ class Candidate:
     ranges: dict = field(default_factory=dict)  # metric -> [lo, hi], 80 % band
     range_basis: dict = field(default_factory=dict)  # metric -> how its band was made
     pp: int = 1  # pipeline stages of a replica (tp x pp GPUs)
+    # SLOs the value meets but the upper end of its 80 % band does not (may_miss_slo)
+    may_miss: list = field(default_factory=list)
+
+    @property
+    def meets_across_band(self) -> bool:
+        """Feasible, and every SLO also holds at the upper end of its 80 % band."""
+        return self.feasible and not self.may_miss
 
     @property
     def label(self) -> str:
@@ -155,7 +168,9 @@ class Candidate:
                 "max_num_seqs_default": self.max_num_seqs_default, "why": self.why,
                 "profile": self.profile, "simulations": self.simulations,
                 "metrics": self.metrics, "ranges": self.ranges,
-                "range_basis": self.range_basis, "cost": self.cost, "energy": self.energy}
+                "range_basis": self.range_basis, "cost": self.cost, "energy": self.energy,
+                "may_miss_slo": list(self.may_miss),
+                "slo_met_across_band": self.meets_across_band}
 
 
 @dataclass
@@ -167,15 +182,37 @@ class PlanResult:
 
     @property
     def best(self) -> Candidate | None:
-        ok = [c for c in self.candidates if c.feasible and c.cost]
+        """The cheapest feasible row by USD/h (fewest GPUs on a tie; by GPUs when no row has a
+        price), among the rows that meet every SLO across their 80 % band when any does, else
+        among the rows that meet them at the point estimate."""
+        feasible = [c for c in self.candidates if c.feasible]
+        robust = [c for c in feasible if c.meets_across_band]
+        pool = robust or feasible
+        ok = [c for c in pool if c.cost]
         if not ok:
-            ok = [c for c in self.candidates if c.feasible]
-            return min(ok, key=lambda c: c.gpus) if ok else None
+            return min(pool, key=lambda c: c.gpus) if pool else None
         return min(ok, key=lambda c: (c.cost["usd_per_hour"], c.gpus))
+
+    def choice_note(self) -> str:
+        """Why the answer is the row it is, as far as the SLO bands go (empty with no answer)."""
+        best = self.best
+        if best is None:
+            return ""
+        if best.may_miss:
+            return ("no row meets every SLO across its 80 % band; this is the cheapest that "
+                    f"meets them at the point estimate, and it may miss {may_miss_text(best)}")
+        cheaper = [c for c in self.candidates if c.feasible and c.may_miss and c.cost
+                   and best.cost and c.cost["usd_per_hour"] < best.cost["usd_per_hour"]]
+        if not cheaper:
+            return "meets every SLO across its 80 % band"
+        return ("meets every SLO across its 80 % band; preferred to cheaper rows that meet "
+                "them only at the point estimate: " + "; ".join(
+                    f"{c.device} {c.label} may miss {may_miss_text(c)}" for c in cheaper))
 
     def to_dict(self) -> dict:
         best = self.best
         return {"inputs": self.inputs, "best": best.to_dict() if best else None,
+                "choice": self.choice_note(),
                 "candidates": [c.to_dict() for c in self.candidates],
                 "frontier": [p for p in self.frontier if p["pareto"]],
                 "frontier_points": list(self.frontier),
@@ -438,6 +475,8 @@ def explain_choice(sized: Sized, kv_seqs: float) -> str:
 
 # ---- 80 % bands (uncertainty.py: validation error of comparable serving cases) -------------
 BAND_QUANTITY = {"ttft_p90_s": "ttft_s", "tpot_p90_s": "tpot_s", "e2e_p90_s": "e2e_latency_s"}
+SLO_QUANTITY = {"ttft": "ttft_s", "tpot": "tpot_s", "e2e": "e2e_latency_s"}  # SLO key prefix
+RATE_METRICS = ("output_tokens_per_s", "requests_per_s")  # ~ 1 / E2E (Little's law)
 
 
 def serving_bands(sc: Scenario, device: str) -> dict[str, tuple[tuple[float, float], str]]:
@@ -467,18 +506,52 @@ def serving_bands(sc: Scenario, device: str) -> dict[str, tuple[tuple[float, flo
     return out
 
 
-def metric_ranges(metrics: dict, bands: dict) -> tuple[dict, dict]:
-    """(metric -> [lo, hi], metric -> basis) for the simulated p90 latencies: the per-pass
-    model error scales them (queueing is not re-simulated, as predict's serving bands)."""
+def metric_ranges(metrics: dict, bands: dict, offered_rps: float | None = None
+                  ) -> tuple[dict, dict]:
+    """(metric -> [lo, hi], metric -> basis) for the simulated p90 latencies, every SLO
+    percentile (``checks``) and the throughputs: the per-pass model error scales the
+    latencies (queueing is not re-simulated, as predict's serving bands); a throughput takes
+    the inverse of the end-to-end band, its upper end capped at the point scaled by offered /
+    served requests per second (an open loop serves at most what arrives; never below the
+    point)."""
+    from ..uncertainty import apply_ratio
+
     ranges, basis = {}, {}
-    for metric, q in BAND_QUANTITY.items():
-        v = metrics.get(metric)
-        if v is None or q not in bands or not np.isfinite(v):
+    values = {m: (q, metrics.get(m)) for m, q in BAND_QUANTITY.items()}
+    for key, c in (metrics.get("checks") or {}).items():
+        values[key] = (SLO_QUANTITY.get(key.split("_p")[0]), c.get("value_s"))
+    for metric, (q, v) in values.items():
+        if v is None or q not in bands or not np.isfinite(v) or v <= 0:
             continue
         (lo, hi), how = bands[q]
-        ranges[metric] = [float(v * lo), float(v * hi)]
+        ranges[metric] = apply_ratio(v, (lo, hi), 1)
         basis[metric] = how
+    served = metrics.get("requests_per_s")
+    for metric in RATE_METRICS:
+        v = metrics.get(metric)
+        if v is None or "e2e_latency_s" not in bands or not np.isfinite(v) or v <= 0:
+            continue
+        (lo, hi), how = bands["e2e_latency_s"]
+        band = apply_ratio(v, (lo, hi), -1)
+        if offered_rps and served:
+            band[1] = max(v, min(band[1], v * offered_rps / served))
+        ranges[metric] = band
+        basis[metric] = (f"inverse of the end-to-end band ({how})"
+                         + (", upper end capped at the offered rate" if offered_rps else ""))
     return ranges, basis
+
+
+def may_miss_slo(metrics: dict, ranges: dict) -> list[str]:
+    """The SLOs whose value meets the bound but whose 80 % band's upper end does not."""
+    return [k for k, c in (metrics.get("checks") or {}).items()
+            if c["met"] and k in ranges and ranges[k][1] > c["bound_s"]]
+
+
+def may_miss_text(c: Candidate) -> str:
+    """"tpot_p90_s (band up to 45.6 ms > 40 ms)" for each SLO the row may miss."""
+    checks = c.metrics.get("checks") or {}
+    return ", ".join(f"{k} (band up to {1e3 * c.ranges[k][1]:.1f} ms > "
+                     f"{1e3 * checks[k]['bound_s']:g} ms)" for k in c.may_miss)
 
 
 def _devices(inp: PlanInputs, prices: PriceTable) -> list[str]:
@@ -552,7 +625,7 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
             continue
         sized, metrics, sims = size_configuration(dep, wl, inp, tp * pp, start)
         if sized is None:
-            ranges, basis = metric_ranges(metrics, bands)
+            ranges, basis = metric_ranges(metrics, bands, inp.rate_per_s)
             candidates.append(Candidate(device, tp, False,
                                         f"SLOs not met within max_gpus = {inp.max_gpus}",
                                         simulations=sims, metrics=metrics, profile=kind,
@@ -562,14 +635,18 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
         gpus = sized.replicas * tp * pp
         cost = cost_report(prices, device, gpus, metrics["output_tokens_per_s"])
         energy = energy_report(system.device, profile, gpus, metrics["output_tokens_per_s"])
-        ranges, basis = metric_ranges(metrics, bands)
-        cand = Candidate(device, tp, True, "meets the SLOs", sized.replicas, gpus, sims,
+        ranges, basis = metric_ranges(metrics, bands, inp.rate_per_s)
+        miss = may_miss_slo(metrics, ranges)
+        cand = Candidate(device, tp, True, "meets the SLOs" + (
+                         " at the point estimate; may miss SLO " + ", ".join(miss)
+                         + " across its 80 % band" if miss else ""),
+                         sized.replicas, gpus, sims,
                          metrics, cost, energy, sized.max_num_seqs, default,
                          explain_choice(sized, _kv_sequences(dep, wl)), kind, ranges, basis,
-                         pp=pp)
+                         pp=pp, may_miss=miss)
         candidates.append(cand)
-        if cost:
-            best_cost = min(best_cost, cost["usd_per_hour"])
+        if cost and not miss:  # only a row meeting the SLOs across its band can be the
+            best_cost = min(best_cost, cost["usd_per_hour"])  # answer while such rows exist
     candidates.sort(key=lambda c: (not c.feasible,
                                    c.cost["usd_per_hour"] if c.cost else math.inf,
                                    c.device, c.tp, c.pp))
@@ -727,7 +804,8 @@ def render_plan(result: PlanResult) -> str:
                          f"{c.cost['usd_per_hour']:.2f}" if c.cost else "-",
                          f"{c.cost['usd_per_million_output_tokens']:.3f}" if c.cost else "-",
                          f"{c.energy['joules_per_output_token']:.2f}"
-                         if c.energy and "joules_per_output_token" in c.energy else "-"))
+                         if c.energy and "joules_per_output_token" in c.energy else "-",
+                         "may miss SLO" if c.may_miss else "yes"))
     out = []
     inp = result.inputs
     slo = ", ".join(f"{k} <= {v:g}" for k, v in inp["slo"].items())
@@ -746,7 +824,7 @@ def render_plan(result: PlanResult) -> str:
     if rows:
         out.append(table(rows, header=("device", "tp", "replicas", "GPUs", "max seqs",
                                        "TTFT p90 ms [80 %]", "TPOT p90 ms [80 %]", "USD/h",
-                                       "USD/M out tok", "J/out tok")))
+                                       "USD/M out tok", "J/out tok", "SLOs across band")))
     else:
         out.append("no device / TP meets the SLOs")
     skipped = [f"{c.device} tp{c.tp}" + (f" pp{c.pp}" if c.pp > 1 else "")
@@ -758,10 +836,15 @@ def render_plan(result: PlanResult) -> str:
         out.append("")
         out.append("not feasible:")
         out += _grouped_reasons(others)
+    maybe = [c for c in result.candidates if c.feasible and c.may_miss]
+    if maybe:
+        out.append("")
+        out.append("may miss SLO (the value meets it, the upper end of its 80 % band does not):")
+        out += [f"  {c.device} {c.label}: {may_miss_text(c)}" for c in maybe]
     if skipped:
         out.append("")
         out.append("not simulated (even their throughput estimate costs more than the "
-                   f"cheapest): {', '.join(skipped)}")
+                   f"cheapest meeting the SLOs across its band): {', '.join(skipped)}")
     best = result.best
     out.append("")
     if best:
@@ -773,8 +856,13 @@ def render_plan(result: PlanResult) -> str:
                       f"{best.cost['usd_per_million_output_tokens']:.3f} USD per million "
                       "output tokens" if best.cost else ""))
         out.append(f"why: {best.why}")
-        if best.range_basis:
-            out.append("bands: " + "; ".join(f"{k}: {v}" for k, v in best.range_basis.items()))
+        out.append(f"SLO bands: {result.choice_note()}")
+        if best.range_basis:  # the metrics sharing a basis on one entry
+            shared: dict[str, list[str]] = {}
+            for k, v in best.range_basis.items():
+                shared.setdefault(v, []).append(k)
+            out.append("bands: " + "; ".join(f"{', '.join(ks)}: {v}"
+                                             for v, ks in shared.items()))
         out.append(f"price basis: {price}")
         if best.energy and "joules_per_output_token" in best.energy:
             out.append(f"energy: {best.energy['joules_per_output_token']:.3f} J per output "

@@ -168,7 +168,16 @@ def _listed(value, parse, flag: str):
         raise SpecError(f"{flag}: {err}") from None
 
 
+ANSWER_RULE = (
+    "The answer is the cheapest row by USD/h (fewest GPUs on a tie) among the rows that meet "
+    "every SLO across its 80 % band (the upper end of each SLO percentile's band within the "
+    "bound); when no row does, the cheapest row meeting the SLOs at the point estimate, said "
+    "so. A row whose value meets an SLO but whose band's upper end does not is marked 'may "
+    "miss SLO' (docs/planning.md).")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = ANSWER_RULE
     p.add_argument("scenario", nargs="?",
                    help="a serving scenario to take the model, lengths, scheduler and SLOs "
                         "from (flags override it)")
