@@ -68,8 +68,9 @@ def fails_to_start(mem: EngineMemory, spec: EngineSpec) -> list[str]:
     elif mem.kv_cache_tokens <= 0:
         out.append("no memory is left for its KV cache, so the engine fails to start; raise "
                    f"engine.{mem.fraction_name}, use a smaller weight_dtype or add GPUs")
-    elif spec.memory.budget == "total_fraction" and mem.kv_cache_tokens < mem.max_model_len:
-        # vLLM v1/core/kv_cache_utils.py check_enough_kv_cache_memory raises at start-up
+    elif spec.memory.budget == "total_fraction" and mem.max_concurrency < 1:
+        # vLLM v1/core/kv_cache_utils.py check_enough_kv_cache_memory raises at start-up (by
+        # bytes: one request of max_model_len, a hybrid model's layer groups summed)
         out.append(f"its KV cache ({mem.kv_cache_tokens:,} tokens) holds less than one request "
                    f"of max_model_len {mem.max_model_len:,}, so the engine fails to start; "
                    "lower engine.max_model_len or add GPUs")

@@ -294,20 +294,27 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         problems.append(f"{m.fraction_name} comes out at {fraction:.3f}: the engine's default "
                         f"reserve exceeds the GPU's memory{dp_note}, so it fails to start; set "
                         f"engine.{m.fraction_name} as deployments do")
-    elif kv <= 0:
-        problems.append(f"no memory left for the KV cache: weights {weights / GIB:.2f} GiB and "
-                        f"the engine's reserves exceed its budget of the device's "
-                        f"{total / GIB:.2f} GiB")
     blocks = max(math.floor(kv / (per_token * block)), 0) if per_token > 0 else 0
     tokens_kv = blocks * block
-    if m.budget != "context_upfront" and 0 < tokens_kv < max_len:
-        problems.append(f"the KV cache holds {tokens_kv:,} tokens, fewer than one request of "
-                        f"max_model_len {max_len:,} (the engine refuses to start; lower "
-                        "engine.max_model_len or add GPUs)")
+    # one request of max_model_len, the least KV the engine starts with (vLLM
+    # check_enough_kv_cache_memory); what would make it start, where a fraction can
+    request = (hybrid_request_bytes(model, shape.kv_dtype, tp, pp, max_len, batched, block)
+               if model.layer_types else per_token * math.ceil(max_len / block) * block)
+    advice = _fraction_advice(m, fraction, total, weights, act, non_torch, request, max_len)
+    if kv <= 0 and not (m.fraction_name and fraction is not None and fraction <= 0):
+        problems.append(f"no memory left for the KV cache: weights {weights / GIB:.2f} GiB and "
+                        f"the engine's reserves exceed its budget of the device's "
+                        f"{total / GIB:.2f} GiB" + advice)
     concurrency = (seqs or 1) if m.budget == "context_upfront" else tokens_kv / max_len
     if model.layer_types and m.budget != "context_upfront":
-        concurrency = max(kv, 0.0) / hybrid_request_bytes(model, shape.kv_dtype, tp, pp,
-                                                          max_len, batched, block)
+        concurrency = max(kv, 0.0) / request
+    # vLLM v1/core/kv_cache_utils.py check_enough_kv_cache_memory: the pool must hold one
+    # request of max_model_len, by bytes (a hybrid model's groups: max_memory_usage_bytes)
+    if m.budget != "context_upfront" and kv > 0 and concurrency < 1:
+        lower = "" if model.layer_types else f" to {tokens_kv:,}"
+        problems.append(f"the KV cache holds {tokens_kv:,} tokens, fewer than one request of "
+                        f"max_model_len {max_len:,} (the engine refuses to start; lower "
+                        f"engine.max_model_len{lower} or add GPUs)" + advice)
     return EngineMemory(
         engine=spec.id, version=spec.version, device_memory_bytes=total,
         device_memory_source=device.usable_memory_source, fraction_name=m.fraction_name,
@@ -317,6 +324,52 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         kv_cache_tokens=tokens_kv, max_model_len=max_len, max_concurrency=concurrency,
         max_num_seqs=seqs, max_num_batched_tokens=batched, breakdown=breakdown,
         problems=problems, mxfp4_backend=backend, mxfp4_extra_bytes=extra)
+
+
+def _fraction_advice(m: MemoryFacts, fraction: float | None, total: float, weights: float,
+                     act: float, non_torch: float, request: float, max_len: int) -> str:
+    """"; it would start with engine.<fraction> >= f" when a memory fraction below 1 leaves
+    the KV of one request of ``max_len`` tokens (``request`` bytes) beside what the engine's
+    rule subtracts, else "" (module docstring: the rules)."""
+    if not m.fraction_name:
+        return ""
+    if m.budget == "total_fraction":  # f T - W - A - N >= request
+        need = (weights + act + non_torch + request) / total
+    elif m.budget == "init_free_fraction":  # f (T - context - dist) - W >= request
+        need = (weights + request) / (total - non_torch) if total > non_torch else math.inf
+    elif m.budget == "free_after_peak_fraction":  # f (T - W - A - N) >= request
+        free = total - weights - act - non_torch
+        need = request / free if free > 0 else math.inf
+    else:
+        return ""
+    if not need < 1.0 or (fraction is not None and need <= fraction):
+        return (f"; no {m.fraction_name} below 1 leaves one request of max_model_len "
+                f"{max_len:,}" if not need < 1.0 else "")
+    return (f"; it would start with engine.{m.fraction_name} >= "
+            f"{math.ceil(need * 1000) / 1000:.3f} (one request of max_model_len {max_len:,})")
+
+
+#: categories of an engine's memory plan that it leaves unallocated at start-up (vLLM's
+#: 1 - gpu_memory_utilization, SGLang's reserve, TensorRT-LLM's 1 - free_gpu_memory_fraction,
+#: llama.cpp's free memory): headroom, not memory the engine holds
+HEADROOM_CATEGORIES = ("outside_budget", "reserved", "unallocated", "free")
+
+
+def allocated_bytes(mem: EngineMemory) -> float:
+    """Memory the engine holds on one GPU once started: its categories less the headroom it
+    leaves (HEADROOM_CATEGORIES); when it cannot start, what it holds before its KV cache
+    (the KV pool is then empty)."""
+    return float(sum(v for k, v in mem.breakdown.items() if k not in HEADROOM_CATEGORIES))
+
+
+def budget_bytes(mem: EngineMemory) -> float | None:
+    """The memory an engine with a memory fraction plans within on one GPU (vLLM
+    gpu_memory_utilization x the memory CUDA reports; SGLang the device less its reserve);
+    None for an engine without a fraction."""
+    if mem.fraction_name is None:
+        return None
+    return float(mem.device_memory_bytes
+                 - sum(mem.breakdown.get(k, 0.0) for k in HEADROOM_CATEGORIES))
 
 
 def mxfp4_expert_padding(spec: EngineSpec, model: ModelSpec, shape: EngineShape,
@@ -421,9 +474,28 @@ def for_scenario(sc, system, profile, pp_layers=None) -> EngineMemory | None:
     if sc.engine.name == "generic":
         return None
     shape = shape_for(sc.parallelism, sc.inference, system, pp_layers)
-    return engine_memory(sc.model, system.device, shape,
-                         engine_for(sc.engine), sc.engine,
-                         profile.memory_overheads.cuda_context_gib)
+    spec, ctx = engine_for(sc.engine), profile.memory_overheads.cuda_context_gib
+    mem = engine_memory(sc.model, system.device, shape, spec, sc.engine, ctx)
+    if not mem.problems or pp_layers is not None:
+        return mem
+    # what more tensor parallelism would do: the smallest tp (x2, x4, x8; heads divisible)
+    # that starts the engine, named beside the first problem
+    from .errors import PerfModelError
+
+    for t in (2 * shape.tp, 4 * shape.tp, 8 * shape.tp):
+        if sc.model.num_heads % t:
+            continue
+        try:
+            wider = engine_memory(sc.model, system.device, replace(shape, tp=t), spec,
+                                  sc.engine, ctx)
+        except PerfModelError:
+            continue
+        if not wider.problems and wider.kv_cache_tokens >= wider.max_model_len:
+            gpus = t * shape.pp * shape.attention_dp
+            note = (f"; with parallelism.tp {t} ({gpus} GPUs per instance) it starts with "
+                    f"a KV cache of {wider.kv_cache_tokens:,} tokens")
+            return replace(mem, problems=[mem.problems[0] + note, *mem.problems[1:]])
+    return mem
 
 
 def report(mem: EngineMemory) -> dict:
@@ -431,6 +503,8 @@ def report(mem: EngineMemory) -> dict:
     out = mem.to_dict()
     out["kv_cache_gib"] = mem.kv_cache_bytes / GIB
     out["weights_gib"] = mem.weights_bytes / GIB
+    out["allocated_bytes"] = allocated_bytes(mem)
+    out["budget_bytes"] = budget_bytes(mem)
     return out
 
 

@@ -48,6 +48,11 @@ def with_engine(pred: Prediction, rs: Resolved, plan=None) -> Prediction:
                         f"{rs.system.device.id!r}; the budget uses the "
                         f"{mem.device_memory_source} figure")
     update: dict = {"engine": engine_memory.report(mem)}
+    # one story: the top-level memory is the engine's start-up accounting (weights as it
+    # allocates them, its reserves, its KV pool), by its categories less the headroom it leaves
+    update["memory_per_gpu_bytes"] = engine_memory.allocated_bytes(mem)
+    update["breakdown"] = {**pred.breakdown, "memory": {
+        k: v for k, v in mem.breakdown.items() if k not in engine_memory.HEADROOM_CATEGORIES}}
     inf = sc.inference
     if sc.kind == "inference" and inf is not None:
         shape = engine_memory.shape_for(sc.parallelism, inf, rs.system, pp_layers)
@@ -57,7 +62,8 @@ def with_engine(pred: Prediction, rs: Resolved, plan=None) -> Prediction:
                          # the one the scenario names, if any
                          length_checked=bool(sc.engine.max_model_len
                                              or not sc.allow_beyond_context))
-        update |= {"fits": fit.fits, "max_concurrent_sequences": float(fit.max_concurrent_sequences)}
+        update |= {"fits": fit.fits, "runnable": fit.fits, "not_runnable_reason": None,
+                   "max_concurrent_sequences": float(fit.max_concurrent_sequences)}
         update["engine"] |= {"starts": fit.starts, "holds_request": fit.holds_request,
                              "max_concurrent_sequences": fit.max_concurrent_sequences}
         if not fit.fits:
@@ -66,6 +72,9 @@ def with_engine(pred: Prediction, rs: Resolved, plan=None) -> Prediction:
             said = fit.reasons[len(fit.start_reasons):] if mem.problems else fit.reasons
             warnings.append(f"{mem.engine}: does not fit: " + "; ".join(
                 said or ["the engine fails to start (above)"]))
+            update["not_runnable_reason"] = (
+                f"{mem.engine} fails to start: " + "; ".join(mem.problems or fit.start_reasons)
+                if not fit.starts else f"{mem.engine}: " + "; ".join(fit.reasons))
         elif not pred.fits:  # the engine's budget, not perfmodel's generic one, decides
             warnings = [w for w in warnings if not w.startswith("does not fit:")]
     update["warnings"] = warnings

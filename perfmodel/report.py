@@ -152,9 +152,10 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
                 out += [f"grouped-GEMM table, {ph.replace('_', ' ')}: {t}"
                         for ph, t in tables.items()]
             out.append("")
-    out.append("")
-    out.append(table([(k, gib(v)) for k, v in p.breakdown["memory"].items() if v > 0],
-                     header=("memory", "per GPU")))
+    if not p.engine:  # with an engine its table above is the memory table (its categories)
+        out.append("")
+        out.append(table([(k, gib(v)) for k, v in p.breakdown["memory"].items() if v > 0],
+                         header=("memory", "per GPU")))
     bounds = p.bound_summary
     total_ops = sum(bounds.values()) or 1.0
     out.append("")
