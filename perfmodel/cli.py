@@ -245,7 +245,10 @@ class _Parser(argparse.ArgumentParser):
     """Every parse error is one line on stderr naming the flag, and exit code 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        from .errors import choice_hint
+
+        self.exit(2, f"{self.prog}: error: {message}{choice_hint(message)} "
+                     f"(see `{self.prog} --help`)\n")
 
 
 class _SubcommandParser(_Parser):

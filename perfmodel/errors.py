@@ -105,6 +105,20 @@ def closest(given: str, known: Iterable[str], n: int = 3) -> list[str]:
         difflib.get_close_matches(given.lower(), [k.lower() for k in known], n=n, cutoff=0.4)
 
 
+_INVALID_CHOICE = re.compile(r"invalid choice: '?([^'(]*?)'? \(choose from (.*)\)$")
+
+
+def choice_hint(message: str) -> str:
+    """For argparse's "invalid choice: 'x' (choose from 'a', 'b')": "; did you mean 'a'?" by
+    the same rule as every other suggestion ("" for any other message)."""
+    match = _INVALID_CHOICE.search(message)
+    if not match:
+        return ""
+    choices = [c.strip().strip("'\"") for c in match[2].split(",")]
+    hints = closest(match[1], choices)
+    return f"; did you mean {', '.join(repr(h) for h in hints)}?" if hints else ""
+
+
 _LIST_COMMAND = {
     "model": "perfmodel models list",
     "device": "perfmodel hardware list",

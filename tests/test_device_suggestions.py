@@ -101,3 +101,16 @@ def test_fp4_formats_only_where_there_are_fp4_tensor_cores():
     assert devices["t4"].fp4_formats == [] and devices["v100-sxm2-32gb"].fp4_formats == []
     assert devices["b200"].fp4_formats == ["nvfp4", "mxfp4"]
     assert devices["mi355x"].fp4_formats == ["mxfp4"]
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["plan-training", "--model", "llama-3-8b", "--framework", "torchtitn"],
+     "did you mean 'torchtitan'?"),
+    (["plan-serving", "--engine", "vlm"], "did you mean 'vllm'"),
+    (["hardware", "lst"], "did you mean 'list'?"),
+])
+def test_command_line_choices_use_the_same_rule(argv, needle):
+    out = subprocess.run([sys.executable, "-m", "perfmodel.cli", *argv],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "invalid choice" in out.stderr and needle in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
