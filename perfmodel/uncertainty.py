@@ -26,8 +26,11 @@
 Combined: per side the wider of (a) and (b) (a superset of a valid conformal set is valid;
 kernel error is already inside the validation errors, so adding the two would count it twice),
 and never excluding the point estimate. A quantity with neither (memory of inference and
-serving today) gets no band, not a zero one.
-``ranges`` is a plain dict metric -> [lo, hi] (the dashboard reads it).
+serving while the engine start-up memory cases form no qualifying group) gets no band, not a
+zero one.
+``ranges`` is a plain dict metric -> [lo, hi] (the dashboard reads it); a serving prediction's
+percentiles and throughputs are in ``serving_ranges`` (``serving_ranges()``), banded by the
+same ratio as the p50 of their quantity.
 """
 
 from __future__ import annotations
