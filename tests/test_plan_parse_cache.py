@@ -195,3 +195,23 @@ def test_a_validated_entry_depends_on_the_code_and_refuses_other_classes(tmp_pat
         entry.write_bytes(pickle.dumps(Path("/etc")))
         assert registry.load_profile(_profile_file()) == registry.load_profile(_profile_file())
         assert len(calls) == 2
+
+
+def test_load_file_keeps_validated_specs_and_refuses_bad_ones(tmp_path, monkeypatch):
+    from perfmodel.specs.hardware import DeviceSpec
+
+    path = data_dir("hardware_specs") / "devices" / "h100-sxm5-80gb.yaml"
+    plain = registry.load_file(DeviceSpec, path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\n")  # parses, fails validation
+    with registry.parse_cache(tmp_path / "c"):
+        assert registry.load_file(DeviceSpec, path) == plain  # miss: validated, stored
+        calls = []
+        real = registry.validate
+        monkeypatch.setattr(registry, "validate", lambda *a, **k: calls.append(a) or real(*a, **k))
+        assert registry.load_file(DeviceSpec, path) == plain  # hit
+        assert calls == []
+        for _ in range(2):  # never stored: refused each time
+            with pytest.raises(SpecError, match="invalid"):
+                registry.load_file(DeviceSpec, bad)
+        assert len(calls) == 2

@@ -10,8 +10,8 @@ alone.
 The command parses its data files through the registry's parse cache
 (``specs.registry.parse_cache``: parsed YAML / JSON kept per file content in the user's cache
 folder, $PERFMODEL_CACHE_DIR to move it, empty or "off" to turn it off), which also keeps the
-validated calibration profiles (for the same bytes and the same package code); every other
-validation runs as without it."""
+validated spec models and calibration profiles (for the same bytes and the same package
+code); every other validation runs as without it."""
 
 from __future__ import annotations
 

@@ -258,7 +258,8 @@ def read_json(path: str | Path, what: str = "") -> Any:
 # again (a fresh process skips PyYAML's import, the 0.97 MB H100 profile's JSON decode and
 # depth check; benchmarks/search_speed.py). Only the parse is cached: every validation
 # (pydantic models, id and schema-version checks, size caps) runs as before, on equal data --
-# except a calibration profile's, whose validated model is kept too (below). A document that
+# except that of ``load_file`` and calibration profiles, whose validated models are kept too
+# (below). A document that
 # fails to parse is never stored; an entry that cannot be read is a miss.
 
 CACHE_ENV = "PERFMODEL_CACHE_DIR"  # a folder; empty, "0" or "off": no cache
@@ -372,16 +373,18 @@ def _data_unpickler() -> type:
     return DataUnpickler
 
 
-# Calibration profiles go one step further: a profile is the largest document a run reads
-# (0.97 MB for the H100) and its validation -- pydantic over every table value, the curves'
-# grid checks -- cost a fresh ``plan-training`` process ~4x its parse (2026-12-03: ~45 ms of
-# CPU against ~12 ms to load the validated model). Inside ``parse_cache()`` the validated
-# profile is kept as well, under a key that adds to the parse key every source file of this
-# package and the pydantic / pydantic-core versions (the schema and its validators live in
-# that code: an edit or an upgrade is a miss). Only a profile that passed every check is
-# stored; a hit is the same model, field for field, as validating the file again
-# (tests/test_plan_parse_cache.py). The entry's unpickler builds pydantic models of this
-# package and the parsed-data types only; anything else refuses the entry (a miss).
+# Spec files read as models (``load_file``: devices, nodes, interconnects, model presets,
+# framework files) and calibration profiles go one step further: validation costs a fresh
+# process more than the parse -- for the 0.97 MB H100 profile, pydantic over every table value
+# and the curves' grid checks, ~45 ms of CPU against ~12 ms to load the validated model; for
+# the small specs, mostly building each model's pydantic validator on first use (2026-12-03).
+# Inside ``parse_cache()`` the validated model is kept as well, under a key that adds to the
+# parse key the model class, every source file of this package and the pydantic /
+# pydantic-core versions (the schema and its validators live in that code: an edit or an
+# upgrade is a miss). Only a model that passed every check is stored; a hit is the same model,
+# field for field, as validating the file again (tests/test_plan_parse_cache.py). The entry's
+# unpickler builds pydantic models of this package and the parsed-data types only; anything
+# else refuses the entry (a miss).
 
 _VALIDATED_FORMAT = b"perfmodel validated-model cache 1"
 
@@ -468,8 +471,10 @@ def _kind(data: Any) -> str:
 
 
 def load_file(model: type[M], path: str | Path) -> M:
-    """A file validated as ``model``; errors name the file."""
-    return validate(model, read_mapping(path), what=str(path))
+    """A file validated as ``model``; errors name the file. Inside ``parse_cache()`` the
+    validated model is kept and reused for the same bytes and code (``_read_validated``)."""
+    return _read_validated(Path(path), model,
+                           lambda: validate(model, read_mapping(path), what=str(path)))
 
 
 # -- shipped data by id -----------------------------------------------------------------------
