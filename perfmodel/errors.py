@@ -101,8 +101,9 @@ def closest(given: str, known: Iterable[str], n: int = 3) -> list[str]:
     hits = exact + prefix + family + inside
     if hits:
         return hits[:n]
-    return difflib.get_close_matches(given, known, n=n, cutoff=0.4) or \
-        difflib.get_close_matches(given.lower(), [k.lower() for k in known], n=n, cutoff=0.4)
+    lower = {k.lower(): k for k in reversed(known)}  # case-blind, the first spelling kept
+    return [lower[k] for k in difflib.get_close_matches(given.lower(), list(lower), n=n,
+                                                         cutoff=0.4)]
 
 
 _INVALID_CHOICE = re.compile(r"invalid choice: '?([^'(]*?)'? \(choose from (.*)\)$")
