@@ -111,7 +111,7 @@ def _hardware(args: argparse.Namespace) -> int:
         else:
             from .textfmt import peak
 
-            # each dtype's own dense peak, '-' where the device has no tensor cores for it
+            # each dtype's own dense peak, '-' where null (no tensor cores, or not sourced)
             rows = [(d.id, d.vendor, f"{d.memory_gb:g}", f"{d.memory_bandwidth_gbps:g}",
                      *(peak(d.peak_tflops.get(k)) for k in ("bf16", "fp16", "fp8", "fp4")),
                      d.name) for d in registry.devices().values()]

@@ -39,8 +39,9 @@ def percent(x: float | None) -> str:
 
 
 def peak(x: float | None) -> str:
-    """A device's peak TFLOP/s for one dtype; '-' where it has no tensor cores for it (a null
-    ``peak_tflops`` entry: T4 and V100 bf16, A100 fp8), never a 0 or another dtype's figure."""
+    """A device's peak TFLOP/s for one dtype; '-' for a null ``peak_tflops`` entry: no tensor
+    cores for that dtype (T4 and V100 bf16, A100 fp8) or no sourced figure (A10G; RTX 6000
+    Ada fp8), as the device file's notes say. Never a 0 or another dtype's figure."""
     return "-" if x is None else f"{x:g}"
 
 
