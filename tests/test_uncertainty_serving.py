@@ -197,3 +197,27 @@ def test_dashboard_percentile_rows_carry_the_bands():
     assert cs.slo_status(check, [0.02, 0.035]) == "met, may miss (band)"
     assert cs.slo_status(check, [0.02, 0.029]) == "met"
     assert cs.slo_status({**check, "met": False}, None) == "MISSED"
+
+
+def test_sweep_concurrency_points_carry_bands():
+    from perfmodel.serving.capacity import benchmark_ranges, serving_bands
+    from perfmodel.serving.sweep import render_sweep, sweep_concurrency
+
+    res = sweep_concurrency(CLOSED, [1, 8], num_requests=40)
+    sc = pm.load_scenario(CLOSED)
+    bands = serving_bands(sc, res["device"])
+    (tlo, thi), _ = bands["tpot_s"]
+    (elo, ehi), _ = bands["e2e_latency_s"]
+    for p in res["points"]:
+        r = p["ranges"]
+        for key, (lo, hi) in r.items():
+            assert lo <= p[key] <= hi, key
+        assert r["median_tpot_ms"] == pytest.approx([p["median_tpot_ms"] * tlo,
+                                                     p["median_tpot_ms"] * thi])
+        assert r["output_throughput"] == pytest.approx([p["output_throughput"] / ehi,
+                                                        p["output_throughput"] / elo])
+        assert r["output_throughput_per_user"] == pytest.approx(
+            [p["output_throughput_per_user"] / thi, p["output_throughput_per_user"] / tlo])
+        assert "max_itl_ms" not in r
+    assert benchmark_ranges({"median_ttft_ms": 10.0, "completed": 5}, {}) == {}
+    assert "[80 % band]" in render_sweep(res)

@@ -541,6 +541,40 @@ def metric_ranges(metrics: dict, bands: dict, offered_rps: float | None = None
     return ranges, basis
 
 
+# a benchmark result's keys (bench.benchmark_metrics, vllm bench serve's names) -> (quantity,
+# power): latencies by their suffix, throughputs ~ 1 / E2E (closed loop: C / E2E), tokens/s per
+# user = 1000 / median TPOT
+_BENCH_SUFFIX = {"_ttft_ms": "ttft_s", "_tpot_ms": "tpot_s", "_itl_ms": "tpot_s",
+                 "_e2el_ms": "e2e_latency_s"}
+_BENCH_RATES = {"request_throughput", "input_throughput", "output_throughput",
+                "total_token_throughput", "output_throughput_per_gpu",
+                "total_token_throughput_per_gpu"}
+
+
+def benchmark_ranges(point: dict, bands: dict) -> dict:
+    """key -> [lo, hi] for a closed-loop benchmark result's latencies (mean / median / p99 /
+    ... TTFT, TPOT, ITL, E2E in ms; max and first-wave figures left out) and throughputs,
+    from ``serving_bands`` (no offered-load cap: a closed loop's throughput is C / E2E)."""
+    from ..uncertainty import apply_ratio
+
+    out = {}
+    for key, v in point.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) \
+                or v <= 0 or key.startswith("max_") or "wave" in key:
+            continue
+        q, power = next(((q, 1) for suf, q in _BENCH_SUFFIX.items() if key.endswith(suf)),
+                        (None, 0))
+        if key in _BENCH_RATES:
+            q, power = "e2e_latency_s", -1
+        elif key == "output_throughput_per_user":
+            q, power = "tpot_s", -1
+        if q in bands:
+            band = apply_ratio(float(v), bands[q][0], power)
+            if band is not None:
+                out[key] = band
+    return out
+
+
 def may_miss_slo(metrics: dict, ranges: dict) -> list[str]:
     """The SLOs whose value meets the bound but whose 80 % band's upper end does not."""
     return [k for k, c in (metrics.get("checks") or {}).items()

@@ -86,6 +86,9 @@ def sweep_concurrency(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
     rs = resolve(sc, calibration)
     inf, wl = serving_inputs(sc)
     dep = deployment_for(sc, rs.system, rs.profile, inf, wl)
+    from .capacity import benchmark_ranges, serving_bands
+
+    bands = serving_bands(sc, rs.system.device.id)  # 80 % bands, as plan-serving's
     points = []
     for c in levels:
         n = min(len(wl), max(base, ROUNDS * c) + wl.warmup)
@@ -93,9 +96,11 @@ def sweep_concurrency(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
         res = dep.simulate(part)
         point = benchmark_metrics(res.reqs, dep.num_gpus, c, client)
         point["preemptions"] = int(res.reqs.preemptions.sum())
+        point["ranges"] = benchmark_ranges(point, bands)
         points.append(point)
     return {"scenario": sc.name, "model": sc.model.id, "device": rs.system.device.id,
             "num_gpus": dep.num_gpus, "scheduler": dep.scheduler.kind,
+            "range_basis": {q: how for q, (_r, how) in bands.items()},
             "prompt_len_mean": float(wl.prompt.mean()),
             "output_len_mean": float(wl.output.mean()),
             "warnings": rs.warnings, "points": points}
@@ -130,15 +135,25 @@ def render_sweep(result: dict) -> str:
     def f(x, fmt=".1f"):
         return "-" if x is None else format(x, fmt)
 
-    rows = [(p["max_concurrency"], f(p["request_throughput"], ".2f"),
-             f(p["output_throughput_per_gpu"]), f(p["output_throughput_per_user"]),
-             f(p.get("median_ttft_ms")), f(p.get("p99_ttft_ms")),
-             f(p.get("median_tpot_ms"), ".2f"), f(p.get("p99_tpot_ms"), ".2f"),
+    def b(p, key, fmt=".1f"):
+        """The value and its 80 % band, 'value [lo-hi]' (the value alone without one)."""
+        band = (p.get("ranges") or {}).get(key)
+        text = f(p.get(key), fmt)
+        return text + (f" [{format(band[0], fmt)}-{format(band[1], fmt)}]" if band else "")
+
+    rows = [(p["max_concurrency"], b(p, "request_throughput", ".2f"),
+             b(p, "output_throughput_per_gpu"), b(p, "output_throughput_per_user"),
+             b(p, "median_ttft_ms"), b(p, "p99_ttft_ms"),
+             b(p, "median_tpot_ms", ".2f"), b(p, "p99_tpot_ms", ".2f"),
              p["preemptions"]) for p in result["points"]]
     body = table(rows, header=("concurrency", "req/s", "tok/s/GPU", "tok/s/user",
                                "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms", "TPOT p99 ms",
                                "preempted"))
-    notes = [f"warning: {w}" for w in result.get("warnings", [])]
+    basis = result.get("range_basis") or {}
+    notes = ["[80 % band]: " + "; ".join(f"{q}: {how}" for q, how in basis.items())
+             + " (throughputs: the inverse of the e2e band; tok/s/user: of the TPOT band)"
+             ] if basis else []
+    notes += [f"warning: {w}" for w in result.get("warnings", [])]
     return "\n".join([head, "", body, *notes])
 
 
