@@ -34,8 +34,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from .engines import EngineSpec, MemoryFacts, ReserveRule
+from .engines import EngineSpec, MemoryFacts, ReserveRule, mxfp4_pad_multiples
 from .memory import inference_weight_bytes, inference_workspace_bytes, kv_cache_bytes_per_token
+from .ops import padded_expert_shape
 from .parameters import param_counts
 from .specs.hardware import DeviceSpec
 from .specs.model import ModelSpec
@@ -375,31 +376,22 @@ def budget_bytes(mem: EngineMemory) -> float | None:
 def mxfp4_expert_padding(spec: EngineSpec, model: ModelSpec, shape: EngineShape,
                          device: DeviceSpec, formats: tuple = ()
                          ) -> tuple[str | None, float, bool]:
-    """(backend, shape factor, scales kept): the MXFP4 MoE backend ``spec``'s engine selects on
-    ``device`` (engines/<id>.yaml ``moe.mxfp4.backend``, by compute capability), the ratio
-    H' I_p' / (H I_p) of its padded expert shapes to the checkpoint's (vLLM
-    ``Mxfp4MoEMethod.create_weights`` pads the experts' input width H, the hidden or latent
-    width, and the per-partition intermediate size I_p = I / expert_split up to the backend's
-    multiples), and whether it keeps the checkpoint's scales beside its swizzled copy. The
-    shape factor is also the ratio of the expert bytes and FLOPs the kernel runs per step (it
-    reads the padded weights and their new scales, never the kept ones: source mxfp4scales).
-    (None, 1.0, False) when the experts are not MXFP4 or the file has no backend for the
-    device."""
+    """(backend, shape factor, scales kept): the ratio H' I_p' / (H I_p) of the backend's
+    padded expert shapes (``padded_expert_shape``) to the checkpoint's, I_p = I / expert_split.
+    The expert kernel reads and computes the padded shapes (it reads the padded weights and
+    their new scales, never the kept ones: source mxfp4scales), so inference times the grouped
+    GEMMs on them (``ops.Shard.expert_pad``). (None, 1.0, False) when
+    ``mxfp4_pad_multiples`` finds no backend."""
     from .formats import class_dtype
 
-    facts = spec.moe.mxfp4
-    if (facts is None or model.moe is None
-            or class_dtype(formats, "experts", shape.weight_dtype) != "mxfp4"):
+    backend, multiples, kept = mxfp4_pad_multiples(
+        spec, model, device, class_dtype(formats, "experts", shape.weight_dtype))
+    if multiples is None:
         return None, 1.0, False
-    backend = facts.backend.get(str(device.compute_capability))
-    if backend is None:
-        return None, 1.0, False
-    pad = facts.backends[backend]
     width = model.moe.latent_size or model.hidden_size
     inter = model.moe.expert_ffn_hidden_size / expert_split(shape)
-    width_p = math.ceil(width / pad.hidden) * pad.hidden
-    inter_p = math.ceil(inter / pad.intermediate) * pad.intermediate
-    return backend, width_p * inter_p / (width * inter), bool(pad.scales_kept)
+    width_p, inter_p = padded_expert_shape(width, inter, multiples)
+    return backend, float(width_p * inter_p / (width * inter)), kept
 
 
 def mxfp4_expert_factor(spec: EngineSpec, model: ModelSpec, shape: EngineShape,

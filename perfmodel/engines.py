@@ -688,6 +688,23 @@ def decode_kv_reads(engine_id: str, version: str | None = None,
     return reads or "kv_head"
 
 
+def mxfp4_pad_multiples(spec: EngineSpec | None, model, device, expert_dtype: str
+                        ) -> tuple[str | None, tuple[int, int] | None, bool]:
+    """(backend, (hidden multiple, intermediate multiple), scales kept) of the MXFP4 MoE
+    backend ``spec``'s engine selects on ``device`` (engines/<id>.yaml ``moe.mxfp4.backend``,
+    by compute capability) for experts stored as ``expert_dtype``
+    (``formats.class_dtype(formats, "experts", weight_dtype)``); (None, None, False) when
+    they are not MXFP4, the engine is generic or its file has no backend for the device."""
+    facts = None if spec is None else spec.moe.mxfp4
+    if facts is None or model.moe is None or expert_dtype != "mxfp4":
+        return None, None, False
+    backend = facts.backend.get(str(device.compute_capability))
+    if backend is None:
+        return None, None, False
+    pad = facts.backends[backend]
+    return backend, (pad.hidden, pad.intermediate), bool(pad.scales_kept)
+
+
 def pipeline_facts(engine_id: str | None, version: str | None = None,
                    variant: str | None = None) -> PipelineFacts:
     """The pipeline layer-split facts of ``engine_id`` at ``version`` / ``variant``; for

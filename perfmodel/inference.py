@@ -25,8 +25,8 @@ import numpy as np
 
 from . import ops as O
 from .comm import p2p_time
-from .engines import decode_kv_reads, moe_overlap_facts
-from .formats import weight_byte_counts
+from .engines import decode_kv_reads, engine_facts, moe_overlap_facts, mxfp4_pad_multiples
+from .formats import class_dtype, weight_byte_counts
 from .memory import (
     inference_weight_bytes,
     inference_workspace_bytes,
@@ -88,6 +88,13 @@ class InferenceResult:
     model_flops_per_token: Array
 
 
+def _expert_pad(model: ModelSpec, plan: InferPlan, device) -> tuple[int, int] | None:
+    """The padding multiples of the engine's MXFP4 MoE kernel on ``device``, if it pads."""
+    spec = engine_facts(plan.tp_all_reduce, plan.engine_version, plan.engine_variant)
+    experts = class_dtype(plan.weight_formats, "experts", plan.weight_dtype)
+    return mxfp4_pad_multiples(spec, model, device, experts)[1]
+
+
 def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase: str,
               logits_tokens, device=None) -> tuple[list[O.Op], dict[str, list[int]]]:
     """All operators of one forward pass through one pipeline stage's share of the model."""
@@ -99,7 +106,8 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
     shard = O.Shard(tp=plan.tp, sequence_parallel=False, ep=plan.ep, etp=expert_tp(plan),
                     route_sources=plan.attention_dp, imbalance=plan.expert_imbalance,
                     decode_kv_reads=decode_kv_reads(plan.tp_all_reduce, plan.engine_version,
-                                                    plan.engine_variant))
+                                                    plan.engine_variant),
+                    expert_pad=None if device is None else _expert_pad(model, plan, device))
     absorbed = phase == "decode"
     items: list[O.Op] = []
     index: dict[str, list[int]] = {}

@@ -229,6 +229,9 @@ class Shard:
     # ``attention.decode_kv_reads``): once per KV head, or once per query head
     # (``attention_ops``)
     decode_kv_reads: str = "kv_head"
+    # the MoE kernel's (hidden, intermediate) padding multiples (engine_memory.
+    # mxfp4_pad_multiples: vLLM's MXFP4 backends); None: the experts at their own shapes
+    expert_pad: tuple[int, int] | None = None
 
 
 def gemm(name: str, m, n, k, prec: Precision, count=1.0,
@@ -413,6 +416,17 @@ def active_experts(experts: Array, top_k: int, tokens: Array) -> Array:
     batch all of them)."""
     e = np.asarray(experts, float)
     return e * (1.0 - (1.0 - top_k / e) ** np.asarray(tokens, float))
+
+
+def padded_expert_shape(width, inter, multiples: tuple[int, int] | None):
+    """(H', I_p'): the expert input width H (hidden or latent) and per-partition intermediate
+    size I_p rounded up to the backend's multiples (vLLM ``Mxfp4MoEMethod.create_weights``);
+    unchanged without multiples. Arrays allowed (I_p over a grid of expert splits)."""
+    if multiples is None:
+        return width, inter
+    hid, mid = multiples
+    return (np.ceil(np.asarray(width, float) / hid) * hid,
+            np.ceil(np.asarray(inter, float) / mid) * mid)
 
 
 def mlp_ops(model: ModelSpec, t, ffn, tp, prec: Precision, prefix: str = "mlp",
@@ -867,8 +881,13 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
         if lat:  # latent MoE: fc1_latent_proj (replicated, every token of the rank)
             ops.append(gemm("moe.latent_down", t, lat, h, prec,
                             matmuls=(Matmul(1.0, lat, False),)))
-        ops += mlp_ops(model, routed, moe.expert_ffn_hidden_size, shard.etp, prec,
-                       "moe.expert", groups=active, fanout=moe.top_k, width=lat)
+        ffn, width = moe.expert_ffn_hidden_size, lat
+        if shard.expert_pad:  # the kernel runs the engine's padded expert shapes
+            width, inter = padded_expert_shape(lat or h, ffn / np.asarray(shard.etp, float),
+                                               shard.expert_pad)
+            ffn = inter * shard.etp
+        ops += mlp_ops(model, routed, ffn, shard.etp, prec, "moe.expert", groups=active,
+                       fanout=moe.top_k, width=width)
         if moe.num_shared_experts:
             ops += mlp_ops(model, t, moe.num_shared_experts * moe.shared_ffn, tp, prec,
                            "moe.shared")

@@ -36,6 +36,9 @@ GPT_OSS = (Path(__file__).parent
 
 # gpt-oss-120b config.json
 H = INTER = 2880
+# vLLM's ROCm MXFP4 backend on gfx942 runs the experts padded: H to a multiple of 256, I to 128
+# (FusedMoE / Mxfp4MoEMethod.create_weights; engines/vllm.yaml triton_ogs_rocm)
+HP, IP = 3072, 2944
 EXPERTS, TOP_K, LAYERS = 128, 4, 36
 MXFP4_B = 0.5 + 1 / 32  # bytes per weight: a 4-bit element and one e8m0 scale per 32
 # AMD Instinct MI300X datasheet
@@ -75,21 +78,22 @@ def test_vllm_runs_matmul_ogs_for_mxfp4_experts_and_cites_the_rocm_path():
 
 
 def test_decode_reads_the_experts_that_receive_a_token(decode64):
-    # 64 tokens x top-4 of 128: 111.2 experts; each holds up (2 x 2880 x 2880) and down
-    # (2880 x 2880) weights at 0.53125 B, in 36 layers: 52.93 GB, against 60.91 GB for all
+    # 64 tokens x top-4 of 128: 111.2 experts; each holds up (2 x 2944 x 3072) and down
+    # (3072 x 2944) padded weights at 0.53125 B, in 36 layers: 57.71 GB (52.93 GB unpadded)
     active = _active(64)
-    per_expert = 3 * H * INTER * MXFP4_B * LAYERS
+    per_expert = 3 * HP * IP * MXFP4_B * LAYERS
     got = decode64.breakdown["moe"]["decode_step"]["routed_expert_weight_bytes_per_gpu"]
     assert active == pytest.approx(111.2, abs=0.05)
     assert got == pytest.approx(active * per_expert, rel=1e-6)
-    assert got == pytest.approx(52.93e9, rel=1e-3)
+    assert got == pytest.approx(57.71e9, rel=1e-3)
 
 
 def test_expert_gemm_bytes_and_memory_time_by_hand(decode64):
-    # up: each active expert's 2I x H weights once, the 64 x 4 routed rows in (H) and out (2I)
+    # up: each active expert's padded 2I' x H' weights once, the 64 x 4 routed rows in (H')
+    # and out (2I')
     up = _decode_op(decode64, "moe.expert.up")
     rows = 64 * TOP_K
-    hand = _active(64) * 2 * INTER * H * MXFP4_B + rows * (H + 2 * INTER) * 2
+    hand = _active(64) * 2 * IP * HP * MXFP4_B + rows * (HP + 2 * IP) * 2
     assert up.bytes == pytest.approx(hand, rel=1e-6)
     assert up.memory_s == pytest.approx(hand / HBM, rel=1e-6)
     assert up.bound == "memory"
@@ -99,8 +103,8 @@ def test_expert_gemm_compute_counts_the_dequantisation(decode64):
     # 2 rows n k tensor FLOPs at the bf16 peak, plus 2 k n per active expert (scale and
     # convert every weight once) at the fp32 vector peak
     up = _decode_op(decode64, "moe.expert.up")
-    tensor = 2 * 64 * TOP_K * 2 * INTER * H
-    dequant = _active(64) * 2 * (2 * INTER) * H
+    tensor = 2 * 64 * TOP_K * 2 * IP * HP
+    dequant = _active(64) * 2 * (2 * IP) * HP
     assert up.flops == pytest.approx(tensor, rel=1e-9)
     assert up.compute_s == pytest.approx(tensor / BF16_PEAK + dequant / FP32_VECTOR_PEAK,
                                          rel=1e-6)
@@ -124,8 +128,7 @@ def test_expert_time_never_undercuts_the_upcast_floor(batch):
     # on CDNA3: block_m = max(32, min(next_pow2(tokens per expert), 64))); the in-kernel
     # upcast's VALU time stays below the time the model gives the kernel (memory-bound)
     p = predict(_scenario(batch))
-    hp, ip = 3072, 2944
-    for name, n, k in (("moe.expert.up", 2 * ip, hp), ("moe.expert.down", hp, ip)):
+    for name, n, k in (("moe.expert.up", 2 * IP, HP), ("moe.expert.down", HP, IP)):
         op = _decode_op(p, name)
         floor = _upcast_floor_s(_active(batch), n, k)
         assert floor < op.time_s
@@ -133,7 +136,7 @@ def test_expert_time_never_undercuts_the_upcast_floor(batch):
     # at 256 tokens the up GEMM's floor is 0.53 of its time: the fp4 upcast is not what
     # bounds these cases' decode steps on gfx942
     up = _decode_op(p, "moe.expert.up")
-    assert _upcast_floor_s(_active(batch), 2 * ip, hp) / up.time_s < 0.6
+    assert _upcast_floor_s(_active(batch), 2 * IP, HP) / up.time_s < 0.6
 
 
 def test_rocm_backend_allocates_padded_experts_and_kept_scales():
