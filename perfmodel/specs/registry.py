@@ -392,14 +392,15 @@ _VALIDATED_FORMAT = b"perfmodel validated-model cache 1"
 @cache
 def _code_salt() -> bytes:
     """What a validated model depends on besides the file's bytes and the parse: the source
-    files of this package (by path, size and modification time) and pydantic's versions."""
+    files of this package (by path, size and modification time; a wheel's data folder
+    ``_data`` holds none) and pydantic's versions."""
     import pydantic
     import pydantic_core
 
     root = Path(__file__).resolve().parents[1]
     parts = [_VALIDATED_FORMAT, pydantic.VERSION.encode(), pydantic_core.__version__.encode()]
     for dirpath, dirnames, filenames in sorted(os.walk(root)):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", "_data"))
         for name in sorted(filenames):
             if name.endswith(".py"):
                 st = os.stat(os.path.join(dirpath, name))
