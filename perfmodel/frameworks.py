@@ -66,6 +66,11 @@ class AttentionBackendSpec(Strict):
 class Fp8Recipe(Strict):
     cast_bytes_per_element: Float = Field(gt=0, le=16)
     casts_per_operand: Int = Field(ge=1, le=4)
+    # each cast runs its own amax pass over the operand before quantising (current / dynamic
+    # scaling): timed at the profile's measured dynamic quantise rate (elementwise_rate.cast);
+    # false: one pass (a scale known beforehand, or amaxes per block inside the cast kernel),
+    # timed by its bytes on the memory curve (frameworks_costs.fp8_recipe_costs)
+    amax_pass: Bool
     source: str
 
 

@@ -362,19 +362,32 @@ def train_metric_ops(fw: Framework | None, head: list[O.Op]) -> list[O.Op]:
             for i, dec in enumerate(fw.train_metric_decompositions)]
 
 
+#: kernel kind of a recipe's cast without an amax pass of its own (frameworks/_common.yaml
+#: ``fp8_recipes.<name>.amax_pass`` false): no profile measures its element rate and no
+#: fallback names it (profile.elementwise_elements_per_s), so roofline times it by its bytes on
+#: the memory curve; ops.fp8_cast's kind ``cast`` is the measured dynamic quantise
+FP8_ONE_PASS_CAST = "cast_one_pass"
+
+
 def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op]) -> list[O.Op]:
     """Cast operators at the recipe's bytes per element (ops.FP8_CAST_BYTES is the dynamic
-    tensorwise cast), repeated per orientation the recipe needs. megatron-core keeps the
-    base's casts (its predictions stay those of perfmodel without frameworks)."""
+    tensorwise cast), repeated per orientation the recipe needs: bytes, elements (the element
+    count the measured cast rate is charged on, ``shape[0]``), vector FLOPs and launches x
+    ``casts_per_operand``. A recipe whose casts run no amax pass of their own (``amax_pass``
+    false: delayed scaling, blockwise) is timed by its bytes on the memory curve
+    (FP8_ONE_PASS_CAST), not at the measured two-pass rate. megatron-core keeps the base's
+    casts (its predictions stay those of perfmodel without frameworks)."""
     if fw is None or fw.baseline:
         return ops
     recipe = fw.fp8
-    scale = recipe.cast_bytes_per_element / O.FP8_CAST_BYTES * recipe.casts_per_operand
-    if scale == 1.0:
+    n = recipe.casts_per_operand
+    scale = recipe.cast_bytes_per_element / O.FP8_CAST_BYTES * n
+    if scale == 1.0 and n == 1 and recipe.amax_pass:
         return ops
-    return [replace(op, bytes=op.bytes * scale,
-                    vector_flops=op.vector_flops * recipe.casts_per_operand,
-                    launches=op.launches * recipe.casts_per_operand)
+    kernel = None if recipe.amax_pass else FP8_ONE_PASS_CAST
+    return [replace(op, bytes=op.bytes * scale, vector_flops=op.vector_flops * n,
+                    launches=op.launches * n, shape=(op.shape[0] * n, *op.shape[1:]),
+                    kernel=kernel or op.kernel)
             if op.fp8_cast else op for op in ops]
 
 

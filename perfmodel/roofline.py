@@ -255,7 +255,10 @@ def _elementwise_rate_time(members: list[Op], profile: CalibrationProfile, shape
     the memory side of the roofline (the kernel stays memory-bound) and is not scaled by the
     power cap's SM clock ratio: the board power limit does not lower the HBM clock
     (hardware_specs/power_capping.yaml memory_bound_power.hbm_clock_not_capped; memory-bound
-    decode never triggers a cap, arXiv 2605.11999)."""
+    decode never triggers a cap, arXiv 2605.11999). ``shape[0]`` is every element the
+    operator's kernels process (an fp8 cast: all of the recipe's casts of the operand,
+    ``frameworks_costs.fp8_recipe_costs``); a kind with neither a rate nor a fallback (a
+    one-pass fp8 cast, ``frameworks_costs.FP8_ONE_PASS_CAST``) is timed by its bytes alone."""
     rates = [profile.elementwise_elements_per_s(op.kernel) if op.shape else None
              for op in members]
     if not any(rates):
