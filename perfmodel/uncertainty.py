@@ -555,7 +555,10 @@ def _ranges_from(pred, ratios: dict) -> tuple[dict[str, list[float]], dict[str, 
                 "no band: the residuals gave a non-finite bound"
             continue
         if pred.kind == "serving" and power < 0:
-            band = _capped_at_offered(pred, point, band)
+            capped = _capped_at_offered(pred, point, band)
+            if capped != band:
+                how += "; upper end capped at the offered load"
+            band = capped
         ranges[field] = band
         basis[field] = how
     return ranges, basis
