@@ -403,6 +403,61 @@ class AttentionFacts(Strict):
     decode_kv_reads: Literal["kv_head", "query_head"] | None = None
 
 
+#: how an engine runs the bf16 -> fp8 quantise of a per-tensor fp8 GEMM's input
+#: (``quantization.fp8_activation``): ``fused`` into the producing kernel (no kernel of its
+#: own), ``static_kernel`` one quantise kernel with the checkpoint's input scale,
+#: ``per_token_kernel`` one kernel that also reduces each row's scale, ``dynamic_kernel`` a
+#: whole-tensor amax kernel and then the quantise (``ops.activation_quant_ops``)
+Fp8ActivationMode = Literal["fused", "static_kernel", "per_token_kernel", "dynamic_kernel"]
+
+
+class FusionConditions(Strict):
+    """When an engine's fused quantise applies (every condition given must hold): ``min_tp``
+    the least attention TP degree (a fusion into the TP all-reduce needs one), ``hidden_above``
+    the hidden size it must exceed, ``attention_dp`` false when attention data parallelism
+    turns it off."""
+
+    min_tp: Int | None = Field(default=None, ge=1)
+    hidden_above: Int | None = Field(default=None, ge=0)
+    attention_dp: Bool | None = None
+
+
+class Fp8ActivationFacts(Strict):
+    """``quantization.fp8_activation``: a mode (``Fp8ActivationMode``) for every deployment, or
+    ``{mode: fused, fused_when: {...}, unfused: <kernel mode>}`` where the fusion depends on
+    the deployment. null: not stated (no quantise kernel counted)."""
+
+    mode: Fp8ActivationMode | None = None
+    fused_when: FusionConditions | None = None
+    unfused: Literal["static_kernel", "per_token_kernel", "dynamic_kernel"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_scalar(cls, data: Any) -> Any:
+        return {"mode": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _check(self) -> Fp8ActivationFacts:
+        if (self.fused_when is None) != (self.unfused is None):
+            raise SpecError("quantization.fp8_activation: fused_when and unfused go together "
+                            "(the conditions of the fusion and the kernel run where they fail)")
+        if self.fused_when is not None and self.mode != "fused":
+            raise SpecError(f"quantization.fp8_activation.mode: {self.mode!r} with fused_when; "
+                            "conditions describe a fusion, so mode must be 'fused'")
+        return self
+
+
+class QuantizationFacts(Strict):
+    """How the engine runs quantised GEMMs' activation quantisation."""
+
+    fp8_activation: Fp8ActivationFacts = Fp8ActivationFacts()
+
+    @field_validator("fp8_activation", mode="before")
+    @classmethod
+    def _null(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
 #: how an engine splits num_layers over pp stages when no explicit partition is given
 #: (``pipeline.default_partition``): ``before_last`` vLLM's get_pp_indices (L // pp each, the
 #: remainder one each to the stages before the last, counting back from the second-to-last);
@@ -460,6 +515,7 @@ class EngineSpec(Strict):
     attention: AttentionFacts = AttentionFacts()
     pipeline: PipelineFacts = PipelineFacts()
     overheads: OverheadFacts = OverheadFacts()
+    quantization: QuantizationFacts = QuantizationFacts()
     field_sources: dict[str, list[str]] = Field(min_length=1)
     sources: list[Source] = Field(min_length=1)
     notes: str | None = None
@@ -520,10 +576,12 @@ def _leaves(data: dict, prefix: str = "") -> dict[str, Any]:
 
 def _sections() -> set[str]:
     return {*_FACT_SECTIONS, "memory.reserve",
-            "moe.kernels", "moe.proxy", "moe.overlap", "moe.dispatch", "moe.mxfp4"}
+            "moe.kernels", "moe.proxy", "moe.overlap", "moe.dispatch", "moe.mxfp4",
+            "quantization.fp8_activation", "quantization.fp8_activation.fused_when"}
 
 
-_FACT_SECTIONS = ("memory", "scheduler", "comm", "moe", "attention", "pipeline", "overheads")
+_FACT_SECTIONS = ("memory", "scheduler", "comm", "moe", "attention", "pipeline", "overheads",
+                  "quantization")
 #: terms of the total_fraction (vLLM) profiler rule; other budgets do not read them
 _PROFILER_TERMS = {"memory.non_torch_counted", "memory.cuda_context_counted",
                    "memory.tp_allreduce_outputs_held", "memory.sampler_rows"}
@@ -543,6 +601,7 @@ class EngineFamily(Strict):
     attention: dict[str, Any] = Field(default_factory=dict)
     pipeline: dict[str, Any] = Field(default_factory=dict)
     overheads: dict[str, Any] = Field(default_factory=dict)
+    quantization: dict[str, Any] = Field(default_factory=dict)
     field_sources: dict[str, list[str]] = Field(default_factory=dict)
     sources: list[Source] = Field(default_factory=list)
     notes: str | None = None
@@ -703,6 +762,32 @@ def mxfp4_pad_multiples(spec: EngineSpec | None, model, device, expert_dtype: st
         return None, None, False
     pad = facts.backends[backend]
     return backend, (pad.hidden, pad.intermediate), bool(pad.scales_kept)
+
+
+def fp8_activation_kernels(engine_id: str, version: str | None, variant: str | None,
+                           hidden_size: int, tp, attention_dp) -> tuple[str | None, Any]:
+    """(kernel mode, on) of the activation quantise ``engine_id`` runs per per-tensor fp8 GEMM
+    input (``quantization.fp8_activation``): the mode of its own kernel(s) (``ops.
+    activation_quant_ops``) and where it runs them (1) or fuses them (0), broadcast over ``tp``
+    / ``attention_dp`` arrays of plans; (None, 0) for ``generic``, a fused engine or a file
+    that does not state it."""
+    spec = engine_facts(engine_id, version, variant)
+    facts = spec.quantization.fp8_activation if spec is not None else None
+    if facts is None or facts.mode is None or (facts.mode == "fused" and facts.unfused is None):
+        return None, 0.0
+    if facts.mode != "fused":
+        return facts.mode, 1.0
+    import numpy as np
+
+    when = facts.fused_when
+    fused = np.ones(np.broadcast(np.asarray(tp), np.asarray(attention_dp)).shape, bool)
+    if when.min_tp is not None:
+        fused = fused & (np.asarray(tp) >= when.min_tp)
+    if when.hidden_above is not None:
+        fused = fused & (hidden_size > when.hidden_above)
+    if when.attention_dp is False:
+        fused = fused & (np.asarray(attention_dp) <= 1)
+    return facts.unfused, np.where(fused, 0.0, 1.0)
 
 
 def pipeline_facts(engine_id: str | None, version: str | None = None,

@@ -1111,6 +1111,54 @@ def fp8_cast(gemm_op: Op) -> Op:
               block=gemm_op.block, kernel="cast", fp8_cast=True)
 
 
+# Inference's activation quantise kernels (engines/<id>.yaml ``quantization.fp8_activation``):
+# bytes per element of the bf16 -> fp8 quantise pass (reads 2 B, writes 1 B: TensorRT-LLM
+# ``scaleMatrix``, vLLM ``static_scaled_fp8_quant``, SGLang ``sgl_per_tensor_quant_fp8``) and of
+# a dynamic per-tensor scale's amax pass (reads 2 B: TensorRT-LLM ``computeFP8QuantizeScale``,
+# vLLM ``segmented_max_reduction``); a per-token scale adds 4 B (fp32) per row.
+FP8_QUANT_PASS_BYTES = 3.0
+FP8_AMAX_PASS_BYTES = 2.0
+FP8_SCALE_BYTES = 4.0
+#: ``quantization.fp8_activation`` values whose engine quantises a GEMM input in its own kernel
+QUANT_KERNEL_MODES = ("static_kernel", "per_token_kernel", "dynamic_kernel")
+
+
+def fp8_quant_pass(name: str, kind: str, elems, nbytes, count=1.0, block: str = "") -> Op:
+    """One pass of an activation quantise kernel over ``elems`` bf16 elements moving ``nbytes``,
+    timed at the profile's ``elementwise_rate[kind]`` (``fp8_quant``: the measured static
+    quantise, ``fp8_amax``: the measured amax pass of a dynamic one; converters.aic_quantize)
+    where that binds, else by its bytes."""
+    return Op(name=name, cls=ELEMENTWISE, flops=0.0, bytes=nbytes, dtype="fp32", count=count,
+              vector_flops=elems, shape=(elems,), block=block, kernel=kind)
+
+
+def activation_quant_ops(gemm_op: Op, mode: str, on=1.0) -> list[Op]:
+    """The kernels an engine runs to quantise a per-tensor fp8 GEMM's bf16 input (m x k per
+    problem) when it does not fuse that into the producer (``mode`` one of
+    ``QUANT_KERNEL_MODES``; ``on``: 1 where the engine runs them, 0 where it fuses, an array
+    over plans). ``static_kernel``: one quantise pass with the checkpoint's input scale;
+    ``per_token_kernel``: one pass that reduces each row's amax in the kernel and writes its
+    scale (SGLang ``sglang_per_token_quant_fp8``, vLLM ``dynamic_per_token_scaled_fp8_quant``,
+    TensorRT-LLM ``dynamicQuantizeMatrixPerToken``: the row is read once), timed as the static
+    pass (same HBM bytes plus the scales); ``dynamic_kernel`` (per tensor): the whole tensor's
+    amax pass, then the quantise pass (TensorRT-LLM ``invokeComputeScalesAndQuantizeMatrix``
+    PER_TENSOR, vLLM ``dynamic_scaled_fp8_quant``)."""
+    if mode not in QUANT_KERNEL_MODES:
+        raise ValueError(f"activation_quant_ops: mode {mode!r} is not one of {QUANT_KERNEL_MODES}")
+    m, _, k = gemm_op.shape
+    rows = gemm_op.groups * m
+    elems = rows * k
+    count = gemm_op.count * on
+    quant = elems * FP8_QUANT_PASS_BYTES + (rows * FP8_SCALE_BYTES if mode == "per_token_kernel"
+                                            else 0.0)
+    out = [fp8_quant_pass(f"{gemm_op.name}.fp8_quant", "fp8_quant", elems, quant, count,
+                          gemm_op.block)]
+    if mode == "dynamic_kernel":
+        out.insert(0, fp8_quant_pass(f"{gemm_op.name}.fp8_amax", "fp8_amax", elems,
+                                     elems * FP8_AMAX_PASS_BYTES, count, gemm_op.block))
+    return out
+
+
 def backward(op: Op, prec: Precision) -> list[Op]:
     """Backward of a forward operator.
 
