@@ -210,6 +210,15 @@ class CheckpointingFacts(Strict):
     source: str
 
 
+class Fp8WeightCastFacts(Strict):
+    """When an fp8 run casts a GEMM's weight: ``per_microbatch`` (every forward, perfmodel's
+    base charge) or ``per_step`` (the fp8 copy made in the step's first micro-batch is kept
+    for the others, whose weights have not changed)."""
+
+    when: Literal["per_step", "per_microbatch"]
+    source: str
+
+
 class AllocatorFacts(Strict):
     expandable_segments: Bool
     source: str
@@ -306,6 +315,8 @@ class FrameworkSpec(Strict):
     optimizer: OptimizerFacts
     activation_checkpointing: CheckpointingFacts
     allocator: AllocatorFacts
+    # None: no fact, the base charge (a weight cast every micro-batch)
+    fp8_weight_cast: Fp8WeightCastFacts | None = None
     moe: MoeFacts | None = None  # None: a grouped kernel (the profile's MoE tables)
     eager_backward: EagerBackward | None = None  # None: no backward-only eager kernels
     facts: list[Fact] = Field(default_factory=list)

@@ -391,6 +391,30 @@ def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op]) -> list[O.Op]:
             if op.fp8_cast else op for op in ops]
 
 
+def fp8_weight_casts(fw: Framework | None, fwd: list[O.Op], microbatches) -> list[O.Op]:
+    """A framework that keeps the fp8 copy of its weights across a step's micro-batches
+    (``fp8_weight_cast.when: per_step``) casts each GEMM weight once per step: of a forward
+    cast's elements (ops.fp8_cast: the GEMM's input, m k, and weight, k n, per problem), the
+    weight's are charged 1 / ``microbatches`` of the time, so over the step they add up to one
+    cast. ``fwd``: one layer's forward, each cast right after its GEMM (ops.layer_forward_ops);
+    the backward casts (output gradients) are untouched. A recomputed forward copies these
+    casts, weight share included (TE's recompute reads the cached copy: a small over-charge)."""
+    if fw is None or fw.spec.fp8_weight_cast is None or \
+            fw.spec.fp8_weight_cast.when != "per_step":
+        return fwd
+    out = list(fwd)
+    for i in range(1, len(fwd)):
+        op, gemm = fwd[i], fwd[i - 1]
+        if not (op.fp8_cast and gemm.cls == O.GEMM and op.name == gemm.name + ".fp8cast"):
+            continue
+        _, n, k = gemm.shape
+        weight = gemm.groups * k * n
+        kept = 1.0 - weight * (1.0 - 1.0 / np.asarray(microbatches, float)) / op.shape[0]
+        out[i] = replace(op, bytes=op.bytes * kept, vector_flops=op.vector_flops * kept,
+                         shape=(op.shape[0] * kept, *op.shape[1:]))
+    return out
+
+
 def apply_backend(fw: Framework | None, times: OpTimes, roof: Roofline) -> OpTimes:
     """Attention kernels no faster than the backend's ceiling, and each operator's extra
     launches at the profile's fixed cost per kernel."""

@@ -234,7 +234,8 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
 
     fw = plan.framework
     for kind in kinds:
-        fwd = _layer_forward(model, kind == "moe", plan, prec)
+        fwd = FC.fp8_weight_casts(fw, _layer_forward(model, kind == "moe", plan, prec),
+                                  plan.num_microbatches)
         fwd = FC.attention_layout_copies(fw, FC.unfused_chains(fw, fwd), model, plan.tp, prec.act)
         block = param_counts(model).per_dense_layer / plan.tp if kind == "dense" else 0.0
         zero = effective_zero_stage(plan)

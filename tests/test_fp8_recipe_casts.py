@@ -96,3 +96,39 @@ def test_scaled_cast_keeps_the_backward_shape_and_counts_launches():
     assert out.kernel == FC.FP8_ONE_PASS_CAST and out.bytes == pytest.approx(6.0 * E)
     tw = resolve_framework(FrameworkConfig(name="torchtitan", float8_recipe="tensorwise"))
     assert FC.fp8_recipe_costs(tw, [cast]) == [cast]
+
+
+# -- issue 14 item 1, second finding: weight casts once per step where the framework caches ----
+
+
+def _gemm_and_cast(m=8192.0, n=14336.0, k=4096.0):
+    gemm = O.gemm("mlp.up", m, n, k, O.Precision.training("fp8"))
+    return gemm, O.fp8_cast(gemm)
+
+
+def test_weight_cast_once_per_step_where_the_framework_caches_it():
+    """Megatron-Core / NeMo keep TE's fp8 weight from the first micro-batch
+    (is_first_microbatch): with 4 micro-batches a forward cast charges m k + k n / 4 elements
+    (8192 x 4096 + 4096 x 14336 / 4 = 48.2 M of 92.3 M), bytes and vector FLOPs alike;
+    torchtitan (torchao Float8Linear re-casts every forward) keeps m k + k n."""
+    gemm, cast = _gemm_and_cast()
+    nemo = resolve_framework(FrameworkConfig(name="nemo"))
+    out = FC.fp8_weight_casts(nemo, [gemm, cast], 4)
+    want = 8192.0 * 4096.0 + 4096.0 * 14336.0 / 4.0
+    assert out[0] is gemm
+    assert float(out[1].shape[0]) == pytest.approx(want)
+    assert float(out[1].bytes) == pytest.approx(want * O.FP8_CAST_BYTES)
+    assert float(out[1].vector_flops) == pytest.approx(2.0 * want)
+    assert out[1].shape[1] == cast.shape[1]  # the backward's output-gradient cast, m n
+    assert FC.fp8_weight_casts(nemo, [gemm, cast], 1)[1].shape[0] == pytest.approx(cast.shape[0])
+    titan = resolve_framework(FrameworkConfig(name="torchtitan"))
+    assert FC.fp8_weight_casts(titan, [gemm, cast], 4) == [gemm, cast]
+
+
+def test_weight_cast_share_broadcasts_over_a_sweep_of_microbatches():
+    gemm, cast = _gemm_and_cast()
+    mc = resolve_framework(FrameworkConfig(name="megatron-core"))
+    m = np.array([1.0, 2.0, 8.0])
+    out = FC.fp8_weight_casts(mc, [gemm, cast], m)[1]
+    w = 4096.0 * 14336.0
+    assert np.allclose(out.shape[0], 8192.0 * 4096.0 + w / m)
