@@ -133,7 +133,7 @@ PRECISIONS = ("bf16", "fp16", "fp8")  # the training dtypes the planner offers
 
 @dataclass
 class TrainingPlanInputs:
-    model: ModelSpec | str
+    model: ModelSpec | str | Path  # a preset id, a config.json / preset path, or a ModelSpec
     tokens: float | str
     days: float | None = None
     budget_usd: float | None = None
@@ -342,12 +342,34 @@ def _usd(x: float) -> str:
     return f"{x / 1e6:.3g} M USD"
 
 
-def _model(spec: ModelSpec | str) -> ModelSpec:
+def _inputs(first, kwargs: dict) -> TrainingPlanInputs:
+    """The inputs of ``plan_training``: a ``TrainingPlanInputs`` alone, or keywords with the
+    model optionally given first (positionally); anything else one TypeError saying how to
+    call it."""
+    if isinstance(first, TrainingPlanInputs):
+        if kwargs:
+            raise TypeError("plan_training: give a TrainingPlanInputs or keywords, not both "
+                            f"(got also {', '.join(sorted(kwargs))})")
+        return first
+    if first is None:
+        return inputs_from(kwargs)
+    if not isinstance(first, (str, Path, ModelSpec)):
+        raise TypeError(f"plan_training: the first argument is the model (a preset id, a "
+                        f"config.json path or a ModelSpec) or a TrainingPlanInputs, not "
+                        f"{type(first).__name__}; call plan_training('llama-3-70b', "
+                        "tokens='15T', ...)")
+    if "model" in kwargs:
+        raise TypeError(f"plan_training: the model is given twice ({first!s:.60} first and "
+                        f"model={kwargs['model']!s:.60}); give one")
+    return inputs_from({"model": first, **kwargs})
+
+
+def _model(spec: ModelSpec | str | Path) -> ModelSpec:
     if isinstance(spec, ModelSpec):
         return spec
     from ..zoo import resolve_model
 
-    return resolve_model(spec)
+    return resolve_model(str(spec) if isinstance(spec, Path) else spec)
 
 
 def _whole(name: str, value) -> int:
@@ -450,11 +472,14 @@ def precision_skip(device: str, precision: str) -> str | None:
             "--precision bf16")
 
 
-def plan_training(inp: TrainingPlanInputs | None = None, /, **kwargs) -> TrainingPlanResult:
+def plan_training(inp: TrainingPlanInputs | ModelSpec | str | Path | None = None, /,
+                  **kwargs) -> TrainingPlanResult:
     """Answer 'how many GPUs of which device, how many days, at what cost' (module docstring).
-    Call with a ``TrainingPlanInputs`` or its fields as keywords (``budget`` for
-    ``budget_usd``, ``devices`` a list or one id)."""
-    inp = inp or inputs_from(kwargs)
+    Call with a ``TrainingPlanInputs``, or with its fields as keywords (``budget`` for
+    ``budget_usd``, ``devices`` a list or one id), the model optionally first, as the CLI
+    takes it: ``plan_training("llama-3-70b", tokens="15T")`` -- a preset id, a config.json /
+    preset path or a ``ModelSpec``."""
+    inp = _inputs(inp, kwargs)
     model = _model(inp.model)
     tokens, global_batch = _check(inp, model)
     inp = replace(inp, max_gpus=int(inp.max_gpus), seq_len=int(inp.seq_len),
