@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from .engines import EngineSpec, MemoryFacts, ReserveRule, mxfp4_pad_multiples
+from .engines import EngineSpec, MemoryFacts, ReserveRule, gpu_memory_mib, mxfp4_pad_multiples
 from .memory import inference_weight_bytes, inference_workspace_bytes, kv_cache_bytes_per_token
 from .ops import padded_expert_shape
 from .parameters import param_counts
@@ -115,7 +115,7 @@ def sglang_default_fraction(rule: ReserveRule, gpu_mem_mb: float, tp: int, pp: i
     bucket = rule.bucket(gpu_mem_mb)
     chunk = chunked_prefill_size or bucket.chunked_prefill_size
     if graph_bs is None:
-        graph_bs = bucket.graph_bs_small_tp if tp < rule.small_tp_below else bucket.graph_bs_large_tp
+        graph_bs = rule.graph_bs(gpu_mem_mb, tp)
     reserved = (rule.base_mb + rule.per_prefill_token_mb * max(chunk, rule.min_prefill_tokens)
                 + rule.per_graph_batch_mb * graph_bs + rule.per_tp_pp_mb * tp * pp)
     if dp_attention > 1:
@@ -134,9 +134,7 @@ def engine_tp(shape: EngineShape, spec: EngineSpec) -> int:
     ``compute_dp_attention_world_info``: attn_tp_size = tp_size // dp_size), so with
     ``--enable-dp-attention`` its tp_size is the attention tp x attention_dp; vLLM deploys each
     DP rank as a separate engine core with its own tp (docs serving/data_parallel_deployment)."""
-    if spec.memory.attention_dp_in_tp_group:
-        return shape.tp * shape.attention_dp
-    return shape.tp
+    return spec.engine_tp(shape.tp, shape.attention_dp)
 
 
 def profile_activation_bytes(model: ModelSpec, tokens: float, rows: float, tp: int,
@@ -254,7 +252,7 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         breakdown |= {"kv_cache": max(kv, 0.0), "outside_budget": (1 - fraction) * total}
         act += held
     elif m.budget == "init_free_fraction":
-        smi_mb = device.nvidia_smi_memory_mib or total / MIB
+        smi_mb = gpu_memory_mib(device)
         if fraction is None and m.reserve is not None:
             fraction, chunk = sglang_default_fraction(m.reserve, smi_mb, eng_tp, pp, batched,
                                                       dp_attention=int(shape.attention_dp))

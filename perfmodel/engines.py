@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from itertools import pairwise
 from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
@@ -82,7 +83,23 @@ class ReserveRule(Strict):
     buckets: list[ReserveBucket] = Field(min_length=1)
 
     def bucket(self, gpu_mem_mb: float) -> ReserveBucket:
+        """The bucket of a GPU of ``gpu_mem_mb`` MiB (``gpu_memory_mib``)."""
         return next((b for b in self.buckets if gpu_mem_mb < b.below_mb), self.buckets[-1])
+
+    def graph_bs(self, gpu_mem_mb: float, engine_tp: int) -> int:
+        """cuda_graph_max_bs of that bucket at the engine's own tp_size (``engine_tp``)."""
+        b = self.bucket(gpu_mem_mb)
+        return b.graph_bs_small_tp if engine_tp < self.small_tp_below else b.graph_bs_large_tp
+
+
+def gpu_memory_mib(device) -> float:
+    """A GPU's memory in MiB as SGLang's reserve rules read it (server_args.py
+    _handle_gpu_memory_settings takes get_device_memory_capacity, nvidia-smi's memory.total):
+    the device file's ``nvidia_smi_memory_mib``, else its usable capacity
+    (``DeviceSpec.usable_memory_bytes``). The one figure every reserve bucket is looked up by
+    (start-up memory, chunked_prefill_size, cuda_graph_max_bs)."""
+    mib = device.nvidia_smi_memory_mib
+    return float(mib) if mib else float(device.usable_memory_bytes) / 2**20
 
 
 class VersionRange(Strict):
@@ -481,14 +498,55 @@ class CudaGraphFacts(Strict):
     eagerly (the host issues every kernel through the torch dispatcher). null: not stated."""
 
     decode: Bool | None = None  # decode-only batches, up to the capture limit
-    # largest decode batch captured; null with memory.reserve (SGLang): cuda_graph_max_bs of the
-    # reserve bucket (ReserveRule), else no limit stated
+    # largest decode batch captured, every smaller batch padded up to a captured size; null with
+    # memory.reserve (SGLang): cuda_graph_max_bs of the reserve bucket (ReserveRule), else no
+    # limit stated
     decode_max_batch: Int | None = Field(default=None, ge=1)
+    # the decode batch sizes captured when they are a list (TensorRT-LLM cuda_graph_config
+    # batch_sizes): without decode_padding a decode batch of any other size runs eagerly, with it
+    # a batch up to the largest is padded up to the next captured size
+    decode_batch_sizes: list[Int] | None = None
+    decode_padding: Bool | None = None
     prefill: Bool | None = None  # batches with prefill (extend / context) tokens
     # steps of more tokens than min(max_tokens_per_seq x max_num_seqs, max_tokens) run without a
     # graph whatever their kind (vLLM V1: the largest capture size); null: no token limit
     max_tokens: Int | None = Field(default=None, ge=1)
     max_tokens_per_seq: Int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> CudaGraphFacts:
+        at = "overheads.cuda_graphs"
+        if self.max_tokens_per_seq is not None and self.max_tokens is None:
+            raise SpecError(f"{at}.max_tokens_per_seq needs {at}.max_tokens: the token limit is "
+                            "min(max_tokens_per_seq x max_num_seqs, max_tokens); give max_tokens "
+                            "too, or drop max_tokens_per_seq")
+        for name in ("decode_max_batch", "decode_batch_sizes", "decode_padding"):
+            if getattr(self, name) is not None and self.decode is not True:
+                raise SpecError(f"{at}.{name} is set but {at}.decode is {self.decode}: a "
+                                "decode capture limit is valid only with decode: true (decode "
+                                f"batches replay graphs); set decode: true or drop {name}")
+        sizes = self.decode_batch_sizes
+        if sizes is not None:
+            if not sizes or sizes[0] < 1 or any(a >= b for a, b in pairwise(sizes)):
+                raise SpecError(f"{at}.decode_batch_sizes: give distinct batch sizes >= 1 in "
+                                f"increasing order, got {sizes}")
+            if self.decode_max_batch is not None:
+                raise SpecError(f"{at}.decode_max_batch and {at}.decode_batch_sizes: give one "
+                                "(decode_max_batch: every batch up to it replays a graph; "
+                                "decode_batch_sizes: the sizes captured), not both")
+        elif self.decode_padding is not None:
+            raise SpecError(f"{at}.decode_padding pads a batch up to a size of "
+                            f"{at}.decode_batch_sizes; give decode_batch_sizes too, or drop "
+                            "decode_padding")
+        return self
+
+    def decode_limit(self) -> tuple[int | None, frozenset[int] | None]:
+        """(largest decode batch that replays a graph, the only sizes that do when they are a
+        list without padding); (None, None): no limit stated."""
+        sizes = self.decode_batch_sizes
+        if sizes is None:
+            return self.decode_max_batch, None
+        return sizes[-1], None if self.decode_padding else frozenset(sizes)
 
 
 class OverheadFacts(Strict):
@@ -555,6 +613,13 @@ class EngineSpec(Strict):
         s = self.scheduler
         return s.max_num_batched_tokens_large_gpu if self._large(device_memory_gib, device_id) \
             and s.max_num_batched_tokens_large_gpu else s.max_num_batched_tokens
+
+    def engine_tp(self, tp: int, attention_dp: int = 1) -> int:
+        """The tensor-parallel size the engine itself sees (its ``tp_size``), which its reserve
+        and distributed-init rules are written in: tp x attention_dp when the engine runs
+        attention DP inside the TP group (``memory.attention_dp_in_tp_group``, SGLang), else tp
+        (engine_memory.engine_tp)."""
+        return int(tp) * int(attention_dp) if self.memory.attention_dp_in_tp_group else int(tp)
 
     def _large(self, gib: float, device_id: str) -> bool:
         s = self.scheduler
