@@ -25,7 +25,13 @@ import numpy as np
 
 from . import ops as O
 from .comm import p2p_time
-from .engines import decode_kv_reads, engine_facts, moe_overlap_facts, mxfp4_pad_multiples
+from .engines import (
+    decode_kv_reads,
+    engine_facts,
+    fp8_activation_kernels,
+    moe_overlap_facts,
+    mxfp4_pad_multiples,
+)
 from .formats import class_dtype, weight_byte_counts
 from .memory import (
     inference_weight_bytes,
@@ -95,6 +101,20 @@ def _expert_pad(model: ModelSpec, plan: InferPlan, device) -> tuple[int, int] | 
     return mxfp4_pad_multiples(spec, model, device, experts)[1]
 
 
+def _with_quant_kernels(ops: list[O.Op], mode: str | None, on) -> list[O.Op]:
+    """``ops`` with the engine's activation quantise kernels (``engines.
+    fp8_activation_kernels``: mode and where it runs them) before each per-tensor fp8 GEMM
+    (compute dtype fp8: W8A8, and fp8 weights on fp8 tensor cores, ``ops.Precision.inference``),
+    in execution order. The routed experts' grouped GEMMs are left out: the fused-MoE kernels
+    take the bf16 tokens (their quantisation is not separated from the measured MoE tables)."""
+    if mode is None or not np.any(np.asarray(on) > 0):
+        return ops
+    return [x for op in ops for x in (
+        [*O.activation_quant_ops(op, mode, on), op]
+        if op.cls == O.GEMM and op.dtype == "fp8" and not op.name.startswith("moe.expert.")
+        else [op])]
+
+
 def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase: str,
               logits_tokens, device=None) -> tuple[list[O.Op], dict[str, list[int]]]:
     """All operators of one forward pass through one pipeline stage's share of the model."""
@@ -109,6 +129,8 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
                                                     plan.engine_variant),
                     expert_pad=None if device is None else _expert_pad(model, plan, device))
     absorbed = phase == "decode"
+    quant = fp8_activation_kernels(plan.tp_all_reduce, plan.engine_version, plan.engine_variant,
+                                   model.hidden_size, plan.tp, plan.attention_dp)
     items: list[O.Op] = []
     index: dict[str, list[int]] = {}
     kinds = [("dense", False, model.num_dense_layers), ("moe", True, model.num_moe_layers)]
@@ -117,6 +139,7 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
             continue
         layer = O.layer_forward_ops(model, moe, b, q_len, kv_len, pairs, shard, prec,
                                     plan.flash_attention, phase, absorbed_mla=absorbed)
+        layer = _with_quant_kernels(layer, *quant)
         for op in layer:  # every layer of this kind on one stage
             op.count = op.count * count / plan.pp
             op.phase = phase
@@ -124,6 +147,7 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
         items += layer
     ends = O.embedding_ops(model, b * q_len, plan.tp, prec) + O.head_ops(
         model, logits_tokens, plan.tp, prec, loss=False)
+    ends = _with_quant_kernels(ends, *quant)
     for op in ends:  # embedding on the first stage, head on the last: 1/pp of them per stage
         op.count = op.count / plan.pp
         op.phase = phase

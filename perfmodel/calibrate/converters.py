@@ -158,25 +158,39 @@ def aic_quantize(folder: str | Path, mode: str = "dynamic", min_bytes: float = 0
     (``scale_matrix_perf``: ``static_quantize_e4m3_per_tensor``). ``min_bytes``: drop calls
     that move fewer bytes (``ops.FP8_CAST_BYTES`` = 5 per element dynamic, 3 static), where the
     kernels' fixed time (8-11 us dynamic, 1.3-2 us static, measured) rather than the bandwidth
-    sets the time."""
-    if mode not in ("dynamic", "static"):
-        raise ValueError(f"aic_quantize: mode {mode!r} is not 'dynamic' or 'static'")
+    sets the time.
+
+    Inference's activation quantise kernels (``ops.activation_quant_ops``, engines/<id>.yaml
+    ``quantization.fp8_activation``) read the two tables apart: mode "static" as kernel kind
+    ``fp8_quant`` (the quantise pass, 3 B per element), mode "computescale" = ``computescale_perf``
+    alone as kind ``fp8_amax`` (the dynamic scale's amax pass over the bf16 input, 2 B per
+    element read; TensorRT-LLM cudaFp8Utils.cu ``invokeComputeScalesAndQuantizeMatrix``
+    PER_TENSOR: cudaMemsetAsync of the scale, ``computeFP8QuantizeScale``, then
+    ``invokeQuantizeMatrix``)."""
+    if mode not in QUANTIZE_MODES:
+        raise ValueError(f"aic_quantize: mode {mode!r} is not one of {sorted(QUANTIZE_MODES)}")
     folder = Path(folder)
     if mode == "dynamic":
         times = fp8_quantize_times(folder)
     else:
+        table = "scale_matrix_perf.parquet" if mode == "static" else "computescale_perf.parquet"
         times = {(int(r["m"]), int(r["k"])): r["latency"] * MS
-                 for r in read_rows(folder / "scale_matrix_perf.parquet")
-                 if r.get("quant_dtype", "fp8") == "fp8"}
+                 for r in read_rows(folder / table) if r.get("quant_dtype", "fp8") == "fp8"}
     src = source_label(folder / "scale_matrix_perf.parquet")
-    per_elem = 5.0 if mode == "dynamic" else 3.0
-    return [record("elementwise", {"op": "cast", "elems": m * k, "dtype": "bf16"}, t, src,
+    kind, per_elem = QUANTIZE_MODES[mode]
+    return [record("elementwise", {"op": kind, "elems": m * k, "dtype": "bf16"}, t, src,
                    m=m, k=k, mode=mode)
             for (m, k), t in sorted(times.items()) if per_elem * m * k >= min_bytes]
 
 
+#: aic_quantize mode -> (elementwise kernel kind it is the rate of, bytes moved per element)
+QUANTIZE_MODES = {"dynamic": ("cast", 5.0), "static": ("fp8_quant", 3.0),
+                  "computescale": ("fp8_amax", 2.0)}
+
+
 def fp8_quantize_rate(folder: str | Path, device: str, profile, *, min_bytes: float = 1e8,
-                      holdout: float = 0.3, seed: int = 0) -> tuple[float, list, dict]:
+                      holdout: float = 0.3, seed: int = 0, mode: str = "dynamic",
+                      ) -> tuple[float, list, dict]:
     """The measured dynamic quantize kernel of ``folder`` (``aic_quantize``) as the element rate
     of ``cast`` kernels in ``profile`` (``CalibrationProfile.elementwise_rate["cast"]``, what
     the core times ``ops.fp8_cast`` at: kernel_overhead_s + elements / rate where the rate
@@ -189,7 +203,12 @@ def fp8_quantize_rate(folder: str | Path, device: str, profile, *, min_bytes: fl
     fitted on 70 %, the core's time of the rest against their measurements. Returns (rate,
     [FitError elementwise.cast], {"elementwise.cast": p90 |log ratio|}). Kept out of
     ``fit_profile``: on a device without bandwidth records (B200, B300, GB200, GB300)
-    elementwise records would also fit its memory curve (docs/calibration.md)."""
+    elementwise records would also fit its memory curve (docs/calibration.md).
+
+    ``mode`` (``aic_quantize``): "dynamic" gives ``cast``, "static" ``fp8_quant`` (the
+    quantise pass alone) and "computescale" ``fp8_amax`` (the dynamic scale's amax pass), the kinds
+    inference's activation quantise kernels are timed at; the table is
+    ``elementwise.<kind>``."""
     import numpy as np
 
     from ..profile import FitError
@@ -198,21 +217,31 @@ def fp8_quantize_rate(folder: str | Path, device: str, profile, *, min_bytes: fl
     from .fit.memory import elementwise_times
 
     dev = registry.get_device(device)
-    recs = aic_quantize(folder, "dynamic", min_bytes)
+    kind = QUANTIZE_MODES[mode][0] if mode in QUANTIZE_MODES else mode
+    recs = aic_quantize(folder, mode, min_bytes)
     if len(recs) < 2:
         raise ValueError(f"{folder}: fewer than 2 quantize calls of >= {min_bytes:g} bytes")
     overhead = profile.kernel_overhead_s
     rate = round4(_relative_rate(recs, overhead))
-    fit_idx, test_idx = holdout_split(len(recs), holdout, seed, "elementwise.cast")
+    fit_idx, test_idx = holdout_split(len(recs), holdout, seed, f"elementwise.{kind}")
     trial = profile.model_copy(update={"elementwise_rate": {
-        **profile.elementwise_rate, "cast": _relative_rate([recs[i] for i in fit_idx], overhead)}})
+        **profile.elementwise_rate, kind: _relative_rate([recs[i] for i in fit_idx], overhead)}})
     test = [recs[i] for i in test_idx]
-    pred, meas = elementwise_times(test, dev, trial), np.array([r["time_s"] for r in test])
+    meas = np.array([r["time_s"] for r in test])
+    if mode == "dynamic":
+        pred = elementwise_times(test, dev, trial)
+    else:  # the operator inference runs (ops.fp8_quant_pass), at its own bytes per element
+        from ..ops import fp8_quant_pass
+        from ..roofline import Roofline, op_times
+
+        per, roof = QUANTIZE_MODES[mode][1], Roofline(dev, trial)
+        pred = np.array([float(op_times([fp8_quant_pass(kind, kind, e, e * per)], roof).time[0])
+                         for e in (float(r["params"]["elems"]) for r in test)])
     med, p90, logp90 = errors(pred, meas)
-    err = FitError(table="elementwise.cast", n_fit=len(fit_idx), n_test=len(test_idx),
+    err = FitError(table=f"elementwise.{kind}", n_fit=len(fit_idx), n_test=len(test_idx),
                    median_ape=round4(med), p90_ape=round4(p90),
                    log_ratio_quantiles=log_ratio_quantiles(pred, meas))
-    return rate, [err], {"elementwise.cast": round4(logp90)}
+    return rate, [err], {f"elementwise.{kind}": round4(logp90)}
 
 
 def _relative_rate(recs: list[dict], overhead: float) -> float:
