@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..engine_memory import HEADROOM_CATEGORIES
 from ..errors import SpecError
 from ..explain import capacity_fields
 from ..prediction import Prediction
@@ -147,7 +148,9 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
                 *_load_warnings(summary, closed=wl.closed),
                 *_window_warnings(window, client)]
     summary = _finite(summary)
-    mem = dep.instances[0].kv.memory
+    # a named engine's categories less the headroom it leaves unallocated (vLLM's
+    # 1 - gpu_memory_utilization, ...): what it holds, as an inference prediction reports it
+    mem = {k: v for k, v in dep.instances[0].kv.memory.items() if k not in HEADROOM_CATEGORIES}
     total_mem = float(sum(mem.values()))
     breakdown = {
         "prefill": base.breakdown["prefill"],
