@@ -224,7 +224,7 @@ def tokens_planner() -> None:
     ans = res["answer"]
     rule = (res.get("answer_rule") or {}).get("text")  # how the answer was chosen, if said
     if ans:
-        answer_cards(ans, devices, (res.get("inputs") or {}).get("mfu"))
+        answer_cards(ans, devices, (res.get("inputs") or {}).get("mfu_6nd"))
         if rule:
             st.markdown(f"**Chosen as:** {plain(rule)}")
     else:
@@ -250,7 +250,8 @@ def tokens_planner() -> None:
                     for c in ("MFU 6ND %", "MFU Megatron %", "TFLOP/s per GPU", "free %")})
     inp, work = res["inputs"], res.get("work") or {}
     st.caption(plain(
-        f"MFU: {inp.get('mfu', '6ND')}. Ranges: {inp.get('band', '80 % band')}. "
+        f"MFU: {inp.get('mfu', 'Megatron model FLOPs')}. MFU 6ND: "
+        f"{inp.get('mfu_6nd', '6 x parameters x tokens/s')}. Ranges: {inp.get('band', '80 % band')}. "
         f"Price basis: {(inp.get('prices') or {}).get('basis', '—')} "
         "(hardware_specs/prices.yaml). Energy basis: per row, column 'energy basis'. "
         + (f"Searched {work['considered']:,} plans ({work['fitting']:,} fit) in "
@@ -272,7 +273,7 @@ def answer_cards(ans: dict, devices: dict, mfu_basis: str | None = None) -> None
     its basis."""
     cost, cost_band = _usd(ans["usd"], ans.get("usd_range"))
     mwh = ans.get("energy_mwh")
-    megatron = ans.get("mfu_megatron")
+    megatron, six_nd = ans.get("mfu"), ans.get("mfu_6nd")  # JSON mfu: Megatron's, as predict
     metric_cards([
         ("Answer", f"{ans['gpus']:,} GPUs", f"{devices[ans['device']].name}: {ans['plan']}",
          short_name(ans["device"])),
@@ -282,7 +283,7 @@ def answer_cards(ans: dict, devices: dict, mfu_basis: str | None = None) -> None
         ("Cost", cost, f"{ans['gpu_hours'] / 1e6:.3g} M GPU-hours"
          + ("; 80 % band under the value" if cost_band else ""),
          cost_band or band_text(ans.get("gpu_hours_range"), ".3g", 1e-6, "M GPU-h")),
-        ("MFU (6ND)", f"{ans['mfu']:.1%}" if ans.get("mfu") is not None else "—",
+        ("MFU (6ND)", f"{six_nd:.1%}" if six_nd is not None else "—",
          (mfu_basis or "6ND: 6 x parameters x tokens/s / (GPUs x dense peak)")
          + (f"; Megatron's convention (attention counted): {megatron:.1%}"
             if megatron is not None else "")),
@@ -307,9 +308,9 @@ def capacity_rows(rows: list[dict]) -> list[dict]:
             row[col] = None if value is None else value * scale
             row[f"{col} lo"] = band[0] * scale if band and value is not None else None
             row[f"{col} hi"] = band[1] * scale if band and value is not None else None
-        pct = {k: None if r.get(k) is None else 100 * r[k] for k in ("mfu", "mfu_megatron")}
+        pct = {k: None if r.get(k) is None else 100 * r[k] for k in ("mfu", "mfu_6nd")}
         row |= {"MWh": r.get("energy_mwh"), "energy basis": r.get("energy_basis") or "—",
-                "MFU 6ND %": pct["mfu"], "MFU Megatron %": pct["mfu_megatron"],
+                "MFU 6ND %": pct["mfu_6nd"], "MFU Megatron %": pct["mfu"],
                 "TFLOP/s per GPU": r.get("model_tflops_per_gpu"),
                 "free %": None if r.get("memory_headroom") is None
                 else 100 * r["memory_headroom"],

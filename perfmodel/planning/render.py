@@ -8,7 +8,7 @@ from ..textfmt import sig3
 from .training import Row, TrainingPlanResult
 
 HEADER = ("device", "GPUs", "plan", "days", "80 % band", "M GPU-h", "M USD", "MWh", "MFU %",
-          "TFLOP/s", "free %", "bound by", "mark")
+          "MFU 6ND %", "TFLOP/s", "free %", "bound by", "mark")
 
 
 def render(result: TrainingPlanResult, all_rows: bool = False) -> str:
@@ -53,6 +53,7 @@ def _cells(r: Row, constrained: bool) -> tuple:
             f"{sig3(rng[0])}-{sig3(rng[1])}" if rng else "-", sig3(r.gpu_hours / 1e6),
             sig3(r.usd / 1e6) if r.usd is not None else "-", mwh,
             f"{100 * r.mfu:.1f}" if r.mfu is not None else "-",
+            f"{100 * r.mfu_6nd:.1f}" if r.mfu_6nd is not None else "-",
             f"{r.model_tflops_per_gpu:.0f}" if r.model_tflops_per_gpu is not None else "-",
             f"{100 * r.plan['memory_headroom']:.0f}",
             ", ".join(f"{b['term']} {100 * b['share']:.0f}%" for b in r.bound),
@@ -67,10 +68,11 @@ def _legend(result: TrainingPlanResult, shown: list[Row], constrained: bool,
     out = ["P: time-vs-cost Pareto (no row both faster and cheaper" + by_hours + ")"
            + ("; ok: meets --days / --budget" if constrained else "")
            + ("" if all_rows else "; --all shows every GPU count"),
-           "MFU %: 6ND, 6 x active parameters incl. embeddings x tokens/s / (GPUs x dense "
-           "peak), no attention term (Chinchilla's N, Hoffmann et al. 2022; Kaplan et al. 2020's "
-           "non-embedding N gives less); TFLOP/s: model FLOPs per GPU of Megatron's convention, "
-           "attention counted non-causally (Korthikanti et al. 2022 eq. 7; PaLM App. B)"]
+           "MFU %: model FLOPs of Megatron's convention (as predict's mfu), attention counted "
+           "non-causally, no recompute (Korthikanti et al. 2022 eq. 7; PaLM App. B), TFLOP/s "
+           "the same FLOPs per GPU; MFU 6ND %: 6 x active parameters incl. embeddings x "
+           "tokens/s / (GPUs x dense peak), no attention term (Chinchilla's N, Hoffmann et al. "
+           "2022; Kaplan et al. 2020's non-embedding N gives less)"]
     if any(r.may_not_fit for r in shown):
         out.append("!: may not fit: the 80 % band of the memory per GPU reaches past the "
                    "device's memory (the fit rule uses the point estimate with the headroom; "

@@ -13,20 +13,20 @@ from the power model (perfmodel/power.py: each part of the step at its power). D
 GPU-hours x the dated on-demand price of ``hardware_specs/prices.yaml``. Without a power
 model figure (no TDP), energy falls back to ``serving.economics.power_per_gpu``.
 
-MFU is the 6ND convention with N = all (active) parameters, embeddings and LM head included:
-6 N tokens/s / (GPUs x dense peak), no attention term. That is Chinchilla's count (Hoffmann et
-al. 2022 arXiv 2203.15556: C = 6ND over total parameters; Pearce & Song 2024 arXiv 2406.12907
-trace the Kaplan / Chinchilla gap to exactly this difference and recommend total parameters).
-Kaplan et al. 2020 (arXiv 2001.08361 Sec. 2.1, C ~ 6N) count N without the vocabulary and
-position embeddings: for Llama-3-70B 68.45 B instead of 70.55 B, an MFU 0.970x this one.
-The figure comes from ``Prediction.mfu_6nd`` (perfmodel/explain.py), the same number predict
-reports.
-Beside it each row gives the model TFLOP/s per GPU of Megatron's convention (Narayanan et al.
-2021 arXiv 2104.04473 App.; Korthikanti et al. 2022 arXiv 2205.05198 eq. 7: GEMMs plus the
-attention matmuls, no recompute), whose attention term, like PaLM's 12 L H Q T (Chowdhery et
-al. 2022 arXiv 2204.02311 App. B), counts every query against all T keys: non-causal, twice
-what a causal kernel executes. Both conventions say so, so the planner keeps it; at long
-sequences that term dominates (Llama-3.1-70B at 128 Ki tokens: 3.4x the 6ND FLOPs).
+MFU (``mfu``, as predict's ``mfu`` and the whole project: ops.py) is Megatron's model FLOPs
+utilisation (Narayanan et al. 2021 arXiv 2104.04473 App.; Korthikanti et al. 2022 arXiv
+2205.05198 eq. 7: GEMMs plus the attention matmuls, no recompute), whose attention term, like
+PaLM's 12 L H Q T (Chowdhery et al. 2022 arXiv 2204.02311 App. B), counts every query against
+all T keys: non-causal, twice what a causal kernel executes (at long sequences that term
+dominates: Llama-3.1-70B at 128 Ki tokens, 3.4x the 6ND FLOPs). ``model_tflops_per_gpu`` is
+the same FLOPs per GPU. Beside it, named so, ``mfu_6nd`` is the 6ND convention with N = all
+(active) parameters, embeddings and LM head included: 6 N tokens/s / (GPUs x dense peak), no
+attention term. That is Chinchilla's count (Hoffmann et al. 2022 arXiv 2203.15556: C = 6ND
+over total parameters; Pearce & Song 2024 arXiv 2406.12907 trace the Kaplan / Chinchilla gap
+to exactly this difference and recommend total parameters). Kaplan et al. 2020 (arXiv
+2001.08361 Sec. 2.1, C ~ 6N) count N without the vocabulary and position embeddings: for
+Llama-3-70B 68.45 B instead of 70.55 B, an MFU 0.970x this one. Both come from the row's own
+``perfmodel.predict`` (``Prediction.mfu`` / ``mfu_6nd``, perfmodel/explain.py).
 
 Energy is per row: the power model charges a node's power beyond its GPUs only where the
 node has a sourced system maximum (``hardware_specs/power_capping.yaml`` node_overhead);
@@ -187,9 +187,9 @@ class Row:
     band: tuple[float, float] | None = None  # 80 % band of true / predicted step time
     energy_basis: str = ""
     energy_node: bool | None = None  # the node's power beyond its GPUs counted (None: no MWh)
-    mfu: float | None = None  # 6ND, N incl. embeddings (module docstring)
-    mfu_megatron: float | None = None  # Megatron model FLOPs incl. non-causal attention
-    model_tflops_per_gpu: float | None = None  # the same FLOPs, TFLOP/s per GPU
+    mfu: float | None = None  # Megatron model FLOPs incl. non-causal attention (predict's mfu)
+    mfu_6nd: float | None = None  # 6ND, N incl. embeddings (module docstring; predict's mfu_6nd)
+    model_tflops_per_gpu: float | None = None  # the Megatron FLOPs, TFLOP/s per GPU
     pareto: bool = False
     meets: bool = True
     memory_range: list[float] | None = None  # 80 % band of the memory per GPU, bytes
@@ -216,7 +216,7 @@ class Row:
                 "days_range": self.scaled(self.days),
                 "gpu_hours_range": self.scaled(self.gpu_hours),
                 "usd_range": self.scaled(self.usd), "mfu": self.mfu,
-                "mfu_megatron": self.mfu_megatron,
+                "mfu_6nd": self.mfu_6nd,
                 "model_tflops_per_gpu": self.model_tflops_per_gpu,
                 "cost_basis": "USD" if self.usd is not None else "GPU-hours (no price)",
                 "memory_per_gpu_bytes": p["memory_per_gpu_bytes"],
@@ -315,7 +315,7 @@ class TrainingPlanResult:
         cols = ["device", "gpus", "tp", "pp", "vp", "cp", "dp", "ep", "micro_batch",
                 "sequence_parallel", "zero_stage", "recompute", "uneven_pipeline",
                 "step_time_s", "days", "days_lo", "days_hi", "gpu_hours", "usd",
-                "energy_mwh", "energy_includes_node", "mfu", "mfu_megatron",
+                "energy_mwh", "energy_includes_node", "mfu", "mfu_6nd",
                 "model_tflops_per_gpu", "memory_headroom", "pareto", "meets_constraints",
                 "may_not_fit"]
         buf = io.StringIO()
@@ -558,12 +558,13 @@ def plan_training(inp: TrainingPlanInputs | ModelSpec | str | Path | None = None
               "seq_len": inp.seq_len, "global_batch_tokens": inp.global_batch_tokens,
               "global_batch": global_batch, "precision": inp.precision,
               "headroom": inp.headroom, "framework": inp.framework,
-              "mfu": "6ND: 6 x active parameters incl. embeddings and LM head (Chinchilla, "
-                     "Hoffmann et al. 2022; not Kaplan et al. 2020's non-embedding N) x "
-                     "tokens/s / (GPUs x dense peak), no attention term; mfu_megatron / "
-                     "model_tflops_per_gpu: Megatron model "
-                     "FLOPs incl. attention counted non-causally (Korthikanti et al. 2022 "
-                     "eq. 7)",
+              "mfu": "Megatron model FLOPs (GEMMs + attention counted non-causally, no "
+                     "recompute; Korthikanti et al. 2022 eq. 7) x steps/s / (GPUs x dense "
+                     "peak), as predict's mfu; model_tflops_per_gpu: the same FLOPs per GPU",
+              "mfu_6nd": "6ND: 6 x active parameters incl. embeddings and LM head "
+                         "(Chinchilla, Hoffmann et al. 2022; not Kaplan et al. 2020's "
+                         "non-embedding N) x tokens/s / (GPUs x dense peak), no attention "
+                         "term, as predict's mfu_6nd",
               "prices": {"basis": prices.basis, "currency": prices.currency},
               "band": "80 % band of the step time (docs/uncertainty.md), applied to days, "
                       "GPU-hours and USD"}
@@ -592,7 +593,7 @@ def _row(sc: Scenario, rec: dict, tokens: float, price, fallback: tuple, calibra
     return Row(device=sc.system.device, gpus=rec["gpus"], plan=rec, days=seconds / 86400.0,
                gpu_hours=gpu_hours, usd=gpu_hours * price.usd_per_gpu_hour if price else None,
                energy_mwh=mwh, bound=bound, band=band, energy_basis=basis, energy_node=node,
-               mfu=pred.mfu_6nd, mfu_megatron=pred.mfu, model_tflops_per_gpu=pred.tflops_per_gpu,
+               mfu=pred.mfu, mfu_6nd=pred.mfu_6nd, model_tflops_per_gpu=pred.tflops_per_gpu,
                memory_range=(pred.ranges or {}).get("memory_per_gpu_bytes"),
                may_not_fit=may_not_fit(pred.ranges, pred.memory_capacity_bytes))
 
