@@ -1,6 +1,8 @@
 """Host floor of steps an engine runs without CUDA graphs (serving.engine.EagerHost; issue 9):
 which steps run eagerly is an engine fact (engines/<id>.yaml overheads.cuda_graphs), the
-host time per kernel is the measured torch dispatch figure of frameworks/_common.yaml."""
+host time per kernel is the measured torch dispatch figure of frameworks/_common.yaml. Step
+times are checked against hand numbers: overhead + max(GPU, kernels x dispatch) on an eager
+step, overhead + GPU on a replayed one."""
 
 from dataclasses import replace
 
@@ -35,34 +37,47 @@ def _instance(model: str, engine: str | dict, device: str, tp: int, prompt: int 
     return dep, wl
 
 
-def test_sglang_facts_say_extend_runs_eager_and_issue_overlaps():
-    o = get_engine("sglang").overheads
-    assert o.cuda_graphs.prefill is False  # enable_piecewise_cuda_graph False (0.5.7)
-    assert o.cuda_graphs.decode is True
-    assert o.eager_host == "overlapped"
+def _kernels(cost) -> float:
+    """Kernels of one pass counted from the pass's operator list: op.count x op.launches."""
+    one = replace(cost.plan, replicas=1, batch=1)
+    res = forward_pass(cost.model, cost.system, one, cost.profile, 1.0, 1.0, 1.0, 1.0,
+                       "prefill", 1.0, True)
+    return cost.pp * sum(float(np.max(op.count)) * float(np.max(op.launches))
+                         for op in res.op_times.ops)
+
+
+def _decoding(e: Engine, n: int, ctx: int) -> None:
+    """Put ``n`` sequences of ``ctx`` tokens in the batch, all decoding."""
+    for i in range(n):
+        e.add(i % len(e.reqs.output), target=ctx, done=ctx, ctx=ctx)
 
 
 def test_generic_engine_has_no_floor():
     dep, _ = _instance("llama-3.1-8b", "generic", "h100-sxm5-80gb", 1)
-    assert eager_host(dep.instances[0].cost) is None
+    assert dep.instances[0].host is None
+
+
+def test_the_deployment_builds_the_floor_from_the_engine_file():
+    """The floor is built where the engine is resolved (serving.deploy), from the engine file
+    and the dispatch figure passed in: eager_host itself reads no file and keeps no state."""
+    dep, _ = _instance("llama-3.1-8b", "sglang", "h100-sxm5-80gb", 1)
+    cost = dep.instances[0].cost
+    host = dep.instances[0].host
+    assert host == eager_host(get_engine("sglang"), cost, _dispatch_forward_s())
+    assert eager_host(None, cost, 1e-6) is None  # generic: no engine file
+    assert eager_host(get_engine("sglang"), cost, 7e-6).per_kernel_s == 7e-6
 
 
 def test_floor_is_kernels_of_the_pass_times_measured_dispatch():
     dep, _ = _instance("llama-3.1-8b", "sglang", "h100-sxm5-80gb", 1)
-    cost = dep.instances[0].cost
-    host = eager_host(cost)
+    cost, host = dep.instances[0].cost, dep.instances[0].host
     assert host is not None and host.prefill and not host.decode
-    # kernels counted by hand from the pass's operator list: op.count x op.launches
-    one = replace(cost.plan, replicas=1, batch=1)
-    res = forward_pass(cost.model, cost.system, one, cost.profile, 1.0, 1.0, 1.0, 1.0,
-                       "prefill", 1.0, True)
-    kernels = sum(float(np.max(op.count)) * float(np.max(op.launches))
-                  for op in res.op_times.ops)
+    kernels = _kernels(cost)
     assert host.kernels == pytest.approx(kernels)
     assert kernels >= cost.model.num_layers  # at least one kernel per layer
     assert host.seconds == pytest.approx(kernels * _dispatch_forward_s())
-    # SGLang's cuda_graph_max_bs on an 80 GB GPU at TP 1 (reserve bucket below 92,160 MiB:
-    # 256 for tp < 4; engines/sglang.yaml memory.reserve)
+    # SGLang's cuda_graph_max_bs on an H100 (nvidia-smi 81,559 MiB: the bucket below 92,160
+    # MiB, 256 at tp < 4; sgl-project/sglang server_args.py _handle_gpu_memory_settings)
     assert host.decode_max == 256
 
 
@@ -78,21 +93,54 @@ def test_step_rule_overlapped_and_serial():
     assert s.step(5e-3, prefill=True, decodes=0) == pytest.approx(7e-3)
 
 
-def test_engine_applies_floor_to_prefill_steps_only():
+def test_sglang_extend_step_with_and_without_the_floor():
+    """SGLang runs extend batches eagerly (enable_piecewise_cuda_graph False) with the kernel
+    issue overlapped: an extend step lasts overhead + max(GPU, kernels x dispatch), by hand.
+    With the measured 3.3 us per kernel the 8B model's 512-token prefill is GPU-bound (the
+    step is the GPU's); with a host 10x the GPU's time it is the host's."""
     dep, wl = _instance("llama-3.1-8b", "sglang", "h100-sxm5-80gb", 1)
     inst = dep.instances[0]
-    reqs = Requests(wl)
-    e = Engine(0, inst.cost, inst.kv, 16, reqs, iteration_overhead_s=1e-3)
-    gpu = inst.cost.step_time([(512, 512)], None, 1)  # no overhead
-    e.host = replace(e.host, per_kernel_s=1.0 / e.host.kernels)  # a 1 s floor
+    kernels, d, o = _kernels(inst.cost), _dispatch_forward_s(), 1e-3
+    gpu = inst.cost.step_time([(512, 512)], None, 1)  # no overhead, no floor
+    e = Engine(0, inst.cost, inst.kv, 16, Requests(wl), iteration_overhead_s=o,
+               host=inst.host)
     e.waiting.append(0)
     slot = e.admit_head(0.0, 512)
-    st = e.iteration(0.0, [(slot, 512)], decode=False)
-    assert gpu < 1.0
-    assert st.end == pytest.approx(1e-3 + 1.0)  # overhead + max(GPU, host)
-    e.host = replace(e.host, per_kernel_s=1e-12)  # floor below the GPU: unchanged
-    st = e.iteration(0.0, [(slot, 512)], decode=False)
-    assert st.end == pytest.approx(1e-3 + gpu)
+    hand = o + max(gpu, kernels * d)
+    assert kernels * d < gpu  # measured dispatch: GPU-bound
+    assert e.iteration(0.0, [(slot, 512)], decode=False).end == pytest.approx(hand)
+    slow = 10 * gpu / kernels  # a host 10x slower than the GPU: host-bound
+    e.host = replace(inst.host, per_kernel_s=slow)
+    assert e.iteration(0.0, [(slot, 512)], decode=False).end == \
+        pytest.approx(o + kernels * slow)
+    assert o + kernels * slow > o + gpu
+
+
+def test_sglang_decode_run_above_the_capture_limit_pays_the_floor():
+    """A decode run (Engine.decode_run) of SGLang on one H100: 256 sequences replay the
+    captured graph (cuda_graph_max_bs 256 of the 80 GB bucket at tp 1), 257 run eagerly. By
+    hand: each step = overhead + GPU at 256, overhead + max(GPU, kernels x per-kernel host) at
+    257. The measured 3.3 us per kernel leaves a small model's decode GPU-bound; a host 3x the
+    GPU's step shows the floor."""
+    dep, wl = _instance("gpt2-small", "sglang", "h100-sxm5-80gb", 1, prompt=64)
+    inst = dep.instances[0]
+    kernels, d, o = _kernels(inst.cost), _dispatch_forward_s(), 2e-4
+    assert inst.host.decode_max == 256
+    for n, eager in ((256, False), (257, True)):
+        e = Engine(0, inst.cost, inst.kv, 300, Requests(wl), iteration_overhead_s=o,
+                   host=inst.host)
+        _decoding(e, n, 64)
+        gpu = inst.cost.decode_run_times(e.ctx[:n], 3, 0.0)  # GPU only, no overhead
+        st = e.decode_run(0.0, 3, stop_at_finish=True, interruptible=False)
+        # measured dispatch: kernels x 3.3 us below the GPU's step either way
+        hand = o + (np.maximum(gpu, kernels * d) if eager else gpu)
+        np.testing.assert_allclose(st.step_times, hand, rtol=1e-12)
+        slow = 3 * float(gpu.max()) / kernels
+        e.host = replace(e.host, per_kernel_s=slow)
+        st = e.decode_run(0.0, 3, stop_at_finish=True, interruptible=False)
+        hand = o + (np.full(3, kernels * slow) if eager else gpu)
+        np.testing.assert_allclose(st.step_times, hand, rtol=1e-12)
+        np.testing.assert_allclose(st.cum, np.cumsum(hand), rtol=1e-12)
 
 
 def test_pr12160_eager_step_bounds():
@@ -104,39 +152,39 @@ def test_pr12160_eager_step_bounds():
     the host floor alone is far below it (docs/engines.md, 'Eager steps')."""
     dep, _ = _instance("deepseek-v3", "sglang", "h200-sxm-141gb", 8, prompt=64,
                        weight_dtype="fp8_block", activation_dtype="fp8", kv_dtype="bf16")
-    cost = dep.instances[0].cost
-    host = eager_host(cost)
+    cost, host = dep.instances[0].cost, dep.instances[0].host
     gpu = cost.step_time([(1, 2)], None, 1)
     eager = float(host.step(gpu, prefill=True, decodes=0))
     assert gpu <= eager < 82.6e-3
     assert host.seconds < 0.25 * 82.6e-3
 
 
-def test_trtllm_pytorch_backend_graphs_generation_only_and_trt_engines_no_floor():
-    o = get_engine("trtllm").overheads  # 1.0+ PyTorch backend (TorchLlmArgs)
-    assert (o.cuda_graphs.decode, o.cuda_graphs.decode_max_batch, o.cuda_graphs.prefill) == \
-        (True, 128, False)
-    assert o.eager_host == "overlapped"
-    old = get_engine("trtllm", "0.6.1").overheads  # TensorRT engines: no torch dispatch
-    assert old.eager_host is None and old.cuda_graphs.prefill is None
+def test_trtllm_tensorrt_engine_family_has_no_floor():
+    """TensorRT-LLM 0.5 - 0.6 run built TensorRT engines from the C++ runtime: no torch
+    dispatcher per kernel, so no floor on any step."""
+    dep, _ = _instance("llama-3.1-8b", {"name": "trtllm", "version": "0.6.1"},
+                       "h100-sxm5-80gb", 1)
+    assert dep.instances[0].host is None
 
 
 def test_vllm_v1_token_limit_is_the_largest_capture_size():
-    g = get_engine("vllm").overheads.cuda_graphs  # 0.10.1.1: min(2 x max_num_seqs, 512)
-    assert (g.decode, g.prefill, g.max_tokens, g.max_tokens_per_seq) == (True, True, 512, 2)
-    assert get_engine("vllm", "0.6.3").overheads.eager_host is None  # V0: not stated
+    """vLLM V1: a step of up to min(2 x max_num_seqs, 512) tokens replays piecewise graphs,
+    a larger one runs without a graph; the V0 families state no graph facts (no floor)."""
     h = EagerHost(kernels=100, per_kernel_s=1e-3, prefill=False, decode=False, decode_max=None,
                   serial=False, tokens_per_seq=2, tokens_cap=512)
     assert h.for_batch(256).max_tokens == 512 and h.for_batch(8).max_tokens == 16
     h = h.for_batch(256)
     assert h.step(1e-3, prefill=True, decodes=0, tokens=512) == 1e-3  # piecewise graph
     assert h.step(1e-3, prefill=True, decodes=0, tokens=513) == pytest.approx(0.1)  # no graph
+    dep, _ = _instance("llama-3.1-8b", {"name": "vllm", "version": "0.6.3"},
+                       "h100-sxm5-80gb", 1)
+    assert dep.instances[0].host is None
 
 
-def test_engine_decode_run_above_the_capture_limit_pays_the_floor():
+def test_engine_step_above_the_token_limit_pays_the_floor():
     dep, wl = _instance("llama-3.1-8b", "vllm", "h100-sxm5-80gb", 1)
     inst = dep.instances[0]
-    e = Engine(0, inst.cost, inst.kv, 4, Requests(wl))  # max_num_seqs 4: graphs up to 8 tokens
+    e = Engine(0, inst.cost, inst.kv, 4, Requests(wl), host=inst.host)  # graphs up to 8 tokens
     assert e.host.max_tokens == 8
     e.host = replace(e.host, per_kernel_s=1.0 / e.host.kernels)  # a 1 s floor
     for _ in range(3):

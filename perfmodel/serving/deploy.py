@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..comm import p2p_time
+from ..engines import engine_for, gpu_memory_mib
 from ..errors import SpecError
+from ..frameworks import common_facts
 from ..pipeline import stage_partition
 from ..plan import InferPlan
 from ..profile import CalibrationProfile
@@ -31,7 +33,7 @@ from ..specs.model import ModelSpec
 from ..specs.scenario import EngineConfig, InferenceConfig, Parallelism, SchedulerConfig
 from ..specs.system import System
 from .cost import IterationCostModel, KVCapacity, kv_capacity
-from .engine import Engine
+from .engine import EagerHost, Engine, eager_host
 from .requests import Requests
 from .schedulers import make_scheduler
 from .sim import Pool, Simulation
@@ -50,6 +52,7 @@ class InstanceType:
     plan: InferPlan
     cost: IterationCostModel
     kv: KVCapacity
+    host: EagerHost | None = None  # the engine's eager host floor (engine.eager_host)
 
     @property
     def gpus(self) -> int:
@@ -112,7 +115,7 @@ class Deployment:
             members = []
             for _ in range(inst.count):
                 e = Engine(len(engines), inst.cost, inst.kv, self.scheduler.max_batch, reqs,
-                           self.scheduler.iteration_overhead_s)
+                           self.scheduler.iteration_overhead_s, host=inst.host)
                 engines.append(e)
                 members.append(e)
                 schedulers.append(make_scheduler(name, self.token_budget, self.engine_facts,
@@ -226,7 +229,9 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
                 "requests")
         cost = IterationCostModel(model, system, plan, profile, max_tokens=grid_tokens,
                                   max_context=longest_request + 1, max_batch=max_batch)
-        return InstanceType(role, count, plan, cost, kv), max_batch
+        host = eager_host(engine_for(engine), cost, common_facts().dispatch.forward_s) \
+            if named else None
+        return InstanceType(role, count, plan, cost, kv, host), max_batch
 
     def with_max_batch(max_batch: int) -> SchedulerConfig:
         if not derive_running:
@@ -267,8 +272,6 @@ def scheduler_facts(engine: EngineConfig, parallelism: Parallelism) -> Scheduler
     engine.async_scheduling applied; where the engine's async scheduling does not run with
     pipeline parallelism (``async_scheduling_with_pp`` false, vLLM 0.14) its default turns off
     at pp > 1 and an explicit on is refused, as the engine's config check does."""
-    from ..engines import engine_for
-
     facts = engine_for(engine).scheduler
     asy = engine.async_scheduling
     no_pp = parallelism.pp > 1 and facts.async_scheduling_with_pp is False
@@ -294,7 +297,6 @@ def engine_kv_capacity(model: ModelSpec, system: System, parallelism: Parallelis
     uneven layer split (``pp_layers``) the figures are the largest stage's GPU's: its weights
     and its layers' KV per token bound the blocks every stage allocates alike."""
     from ..engine_memory import engine_memory, shape_for
-    from ..engines import engine_for
 
     shape = replace(shape_for(parallelism, inference, system, pp_layers), tp=tp)
     mem = engine_memory(model, system.device, shape, engine_for(engine), engine,
@@ -337,8 +339,6 @@ def _engine_scheduler(cfg: SchedulerConfig, engine: EngineConfig, model: ModelSp
     stay the instance's: SGLang divides them among the DP groups (python/sglang/srt/
     server_args.py: ``chunked_prefill_size // dp_size`` when enable_dp_attention;
     model_executor/model_runner.py: ``max_running_requests // dp_size``)."""
-    from ..engines import engine_for
-
     spec = engine_for(engine)  # engine.version / variant: that family's scheduler facts
     dev = system.device
     gib = dev.usable_memory_bytes / 2**30
@@ -348,8 +348,7 @@ def _engine_scheduler(cfg: SchedulerConfig, engine: EngineConfig, model: ModelSp
     if cfg.token_budget is None:
         budget = engine.max_num_batched_tokens or spec.max_num_batched_tokens(gib, dev.id)
         if budget is None and spec.memory.reserve is not None:  # SGLang: by GPU memory
-            smi_mb = dev.nvidia_smi_memory_mib or dev.usable_memory_bytes / 2**20
-            budget = spec.memory.reserve.bucket(smi_mb).chunked_prefill_size
+            budget = spec.memory.reserve.bucket(gpu_memory_mib(dev)).chunked_prefill_size
         if budget:
             update["token_budget"] = budget
     if "max_batch" not in cfg.model_fields_set:

@@ -33,14 +33,17 @@ attention kernels a piecewise step issues between its graphs are not counted.
 from __future__ import annotations
 
 import math
-import weakref
 from collections import deque
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .cost import IterationCostModel, KVCapacity
 from .requests import Requests
+
+if TYPE_CHECKING:
+    from ..engines import EngineSpec
 
 RUN_CAP = 4096  # most decode steps simulated in one run
 
@@ -61,6 +64,10 @@ class EagerHost:
     max_tokens: int | None = None
     tokens_per_seq: int | None = None
     tokens_cap: int | None = None
+    # the only decode batch sizes captured when they are a list and batches are not padded
+    # (TensorRT-LLM: a decode batch of another size runs eagerly); None: every size up to
+    # decode_max replays a graph (padded up to a captured size)
+    decode_sizes: frozenset[int] | None = None
 
     @property
     def seconds(self) -> float:
@@ -79,7 +86,8 @@ class EagerHost:
             return True
         if prefill:
             return self.prefill
-        return self.decode or (self.decode_max is not None and decodes > self.decode_max)
+        return (self.decode or (self.decode_max is not None and decodes > self.decode_max)
+                or (self.decode_sizes is not None and decodes not in self.decode_sizes))
 
     def step(self, gpu, prefill: bool, decodes: int, tokens: int = 0):
         """The step's time given the GPU's ``gpu`` (scalar or array); ``tokens``: the step's
@@ -89,42 +97,26 @@ class EagerHost:
         return gpu + self.seconds if self.serial else np.maximum(gpu, self.seconds)
 
 
-_EAGER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def eager_host(cost: IterationCostModel) -> EagerHost | None:
-    """The named engine's eager host floor for this instance (None: the generic engine, an
-    engine file that does not say which steps run eagerly, or none that does). Cached per
-    cost model."""
-    if cost in _EAGER:
-        return _EAGER[cost]
-    _EAGER[cost] = found = _eager_host(cost)
-    return found
-
-
-def _eager_host(cost: IterationCostModel) -> EagerHost | None:
-    from ..engines import engine_facts
-    from ..frameworks import common_facts
+def eager_host(spec: EngineSpec | None, cost: IterationCostModel,
+               per_kernel_s: float) -> EagerHost | None:
+    """The eager host floor of one instance of the engine ``spec`` describes (None: the generic
+    engine, an engine file that does not say which steps run eagerly, or none that does).
+    ``per_kernel_s``: the host's dispatch time per kernel (frameworks/_common.yaml
+    dispatch.forward_s). Pure: the caller (serving.deploy.build_deployment) reads the files."""
+    from ..engines import gpu_memory_mib
     from ..inference import forward_pass
 
     plan = getattr(cost, "plan", None)  # a stand-in cost model (tests) names no engine
-    if plan is None:
-        return None
-    spec = engine_facts(plan.tp_all_reduce, plan.engine_version, plan.engine_variant)
-    if spec is None or spec.overheads.eager_host is None:
+    if plan is None or spec is None or spec.overheads.eager_host is None:
         return None
     graphs = spec.overheads.cuda_graphs
-    decode_max = graphs.decode_max_batch
+    decode_max, decode_sizes = graphs.decode_limit()
     if graphs.decode and decode_max is None and spec.memory.reserve is not None:
-        # SGLang's cuda_graph_max_bs by GPU memory and (engine) TP (server_args.py
+        # SGLang's cuda_graph_max_bs by GPU memory and the engine's tp_size (server_args.py
         # _handle_gpu_memory_settings; engines/sglang.yaml memory.reserve buckets)
-        dev = cost.system.device
-        rule = spec.memory.reserve
-        eng_tp = int(np.max(plan.tp)) * (int(np.max(plan.attention_dp))
-                                         if spec.memory.attention_dp_in_tp_group else 1)
-        bucket = rule.bucket(dev.nvidia_smi_memory_mib or dev.memory_bytes / 2**20)
-        decode_max = bucket.graph_bs_small_tp if eng_tp < rule.small_tp_below \
-            else bucket.graph_bs_large_tp
+        decode_max = spec.memory.reserve.graph_bs(
+            gpu_memory_mib(cost.system.device),
+            spec.engine_tp(int(np.max(plan.tp)), int(np.max(plan.attention_dp))))
     prefill = graphs.prefill is False
     decode = graphs.decode is False
     if not prefill and not decode and decode_max is None and graphs.max_tokens is None:
@@ -134,10 +126,11 @@ def _eager_host(cost: IterationCostModel) -> EagerHost | None:
                        "prefill", 1.0, True)
     stage = sum(float(np.max(op.count)) * float(np.max(op.launches))
                 for op in res.op_times.ops)
-    return EagerHost(kernels=cost.pp * stage, per_kernel_s=common_facts().dispatch.forward_s,
+    return EagerHost(kernels=cost.pp * stage, per_kernel_s=per_kernel_s,
                      prefill=prefill, decode=decode, decode_max=decode_max,
                      serial=spec.overheads.eager_host == "serial",
-                     tokens_per_seq=graphs.max_tokens_per_seq, tokens_cap=graphs.max_tokens)
+                     tokens_per_seq=graphs.max_tokens_per_seq, tokens_cap=graphs.max_tokens,
+                     decode_sizes=decode_sizes)
 
 
 @dataclass(slots=True)
@@ -162,12 +155,14 @@ class Engine:
     """Mechanics of one instance; the scheduler decides what enters the batch."""
 
     def __init__(self, index: int, cost: IterationCostModel, kv: KVCapacity, max_batch: int,
-                 reqs: Requests, iteration_overhead_s: float = 0.0):
+                 reqs: Requests, iteration_overhead_s: float = 0.0,
+                 host: EagerHost | None = None):
         self.index = index
         self.cost, self.kv, self.reqs = cost, kv, reqs
         self.max_batch = max_batch
         self.overhead = iteration_overhead_s
-        host = eager_host(cost)  # steps without CUDA graphs (None: no floor)
+        # steps without CUDA graphs (``eager_host``, built where the engine is resolved;
+        # None: no floor)
         self.host = host.for_batch(max_batch) if host is not None else None
         self.block = kv.block_tokens
         self.total_blocks = kv.num_blocks
