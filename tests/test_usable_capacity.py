@@ -64,3 +64,18 @@ def test_llama70b_tp4_batch128_needs_more_than_the_device_offers():
 def test_a_plan_that_fits_is_runnable():
     p = _l70(8)
     assert p.fits and p.runnable is True and p.not_runnable_reason is None
+
+
+def test_search_limits_plans_to_the_usable_capacity():
+    from perfmodel.api import resolve_profile
+    from perfmodel.search import search
+    from perfmodel.specs.assemble import resolve_system
+
+    sc = pm.Scenario(kind="training", model="llama-3-70b",
+                     system={"device": "h100-sxm5-80gb", "num_gpus": 64},
+                     parallelism={}, training={"seq_len": 8192, "global_batch": 64})
+    result = search(sc, resolve_system(sc.system), resolve_profile(sc), top=50, headroom=0.0)
+    assert result.plans
+    for p in result.plans:
+        assert p["memory_per_gpu_bytes"] <= 79.22 * GIB
+        assert p["memory_headroom"] == pytest.approx(1 - p["memory_per_gpu_bytes"] / (79.22 * GIB))
