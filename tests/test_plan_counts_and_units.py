@@ -1,4 +1,5 @@
-"""Issue 10 QA: GPU counts of rack-scale nodes are whole racks; the search's counters keep
+"""Issue 10 QA: GPU counts of rack-scale nodes are whole racks (64 of 72 GPUs each when the
+batch cannot divide over 72: the rack rule); the search's counters keep
 whole plans and mesh cells apart; a plan whose memory band passes the device's memory is
 flagged "may not fit"."""
 
@@ -37,10 +38,13 @@ def test_nvl72_devices_are_planned_in_racks(device):
                            global_batch_tokens=576 * 8192)
     assert res.rows and {r.gpus for r in res.rows} <= {72, 144, 288}
     assert res.work["per_device"][device]["gpu_counts"] == [72, 144, 288]
+    # 512 sequences: the rack rule runs 64 of each rack's 72 GPUs, racks paid for whole
     odd = pm.plan_training(model="llama-3-8b", tokens="1T", devices=device, max_gpus=144)
-    assert not odd.rows
-    assert any("divisible by 3" in w and "--global-batch-tokens 4718592" in w
-               for w in odd.warnings)
+    assert {r.gpus for r in odd.rows} <= {64, 128} and odd.rows
+    assert all(r.gpus_billed == r.gpus // 64 * 72 for r in odd.rows)
+    assert all(r.gpu_hours == pytest.approx(r.days * 24 * r.gpus_billed) for r in odd.rows)
+    assert any(n.startswith(f"{device}: 64 of each 72-GPU rack used (8 spares)")
+               for n in odd.notes)
     small = pm.plan_training(model="llama-3-8b", tokens="1T", devices=[device,
                              "h100-sxm5-80gb"], max_gpus=64)
     assert {r.device for r in small.rows} == {"h100-sxm5-80gb"}

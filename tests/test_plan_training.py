@@ -12,7 +12,8 @@ import pytest
 
 import perfmodel as pm
 from perfmodel.planning.render import render
-from perfmodel.planning.training import gpu_counts, parse_tokens
+from perfmodel.planning.training import gpu_counts, parse_tokens, rack_gpus_used
+from perfmodel.search import SearchSpace
 from perfmodel.serving.economics import load_prices
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,8 +47,9 @@ def test_rows_add_up(seventy):
     price = load_prices().devices[H100].usd_per_gpu_hour
     assert {r.gpus for r in seventy.rows} >= {1024, 2048, 4096, 8192}
     assert not seventy.warnings  # every row's step time is predict's to the last digit
-    sc, _, _ = _system(H100, pm.get_model("llama-3-70b"), 8192,
-                       TrainingConfig(seq_len=8192, global_batch=512))
+    sc, _, _, rack = _system(H100, pm.get_model("llama-3-70b"), 8192,
+                             TrainingConfig(seq_len=8192, global_batch=512), SearchSpace())
+    assert rack == (8, 8)  # a DGX H100 is used whole
     for r in seventy.rows:
         p = r.plan
         assert r.gpus == p["tp"] * p["pp"] * p["cp"] * p["dp"]
@@ -182,17 +184,39 @@ def test_405b_is_planned_on_uneven_pipelines():
     assert all(by[n].plan["uneven_pipeline"] for n in (1024, 16384))
 
 
-def test_nvl72_racks_need_a_batch_divisible_by_three():
-    """72-GPU nodes (whole racks only): 72 = 8 x 9 and pp 3 / 6 / 12 / 24 holds one 3, so dp
-    carries the other: 512 sequences cannot split so, 384 = 3 x 128 can (with pp 3)."""
+def test_nvl72_rack_rule():
+    """72-GPU nodes: 72 = 8 x 9 and pp 3 / 6 / 12 / 24 holds one 3, so whole racks need dp to
+    carry the other: 384 = 3 x 128 sequences plans whole racks (with pp 3); 512 cannot, so
+    each rack runs 64 GPUs -- the largest count <= 72 whose odd factor the plan carries (71,
+    70 = 2 x 35, 69 = 3 x 23, 68 = 4 x 17, 67, 66 = 6 x 11, 65 = 5 x 13 leave dp a factor
+    23, 35, 17, ...) -- and is paid for whole (QA: the default batch gave 'no plan fits')."""
+    space = SearchSpace()
+    assert rack_gpus_used(72, 512, space) == 64 and rack_gpus_used(72, 384, space) == 72
+    assert rack_gpus_used(8, 512, space) == 8 and rack_gpus_used(72, 576, space) == 72
     res = pm.plan_training(model="llama-3-8b", tokens="1T", devices=["gb200"], max_gpus=288)
-    assert not res.rows
-    assert any("divisible by 3" in w for w in res.warnings)
+    assert {r.gpus for r in res.rows} <= {64, 128, 256} and res.rows
+    assert res.work["per_device"]["gb200"]["gpu_counts"] == [64, 128, 256]
+    assert all(r.gpus_billed == r.gpus * 72 // 64 for r in res.rows)
+    assert all(r.usd is None for r in res.rows)  # no cited GB200 price
+    assert "64 of each 72-GPU rack used" in res.notes[0]
+    text = render(res, all_rows=True)
+    assert "256 of 288" in text and "no price" in text and "note: gb200: 64 of each" in text
+    d = res.to_dict()
+    assert d["notes"] == res.notes and d["rows"][0]["gpus_billed"] in (72, 144, 288)
     ok = pm.plan_training(model="llama-3-8b", tokens="1T", devices=["gb200"], max_gpus=288,
                           global_batch_tokens=384 * 8192)
-    assert {r.gpus for r in ok.rows} == {72, 144, 288}
+    assert {r.gpus for r in ok.rows} == {72, 144, 288} and not ok.notes
     assert all(r.plan["pp"] % 3 == 0 and r.plan["dp"] % 3 == 0 for r in ok.rows)
-    assert not any("divisible by" in w for w in ok.warnings)
+    assert all(r.gpus_billed is None for r in ok.rows)
+
+
+def test_nothing_fits_names_each_devices_reason():
+    out = _cli("llama-3-70b", "--tokens", "1T", "--devices", "h100-sxm5-80gb,gb200",
+               "--max-gpus", "4")
+    assert out.returncode == 1
+    assert "no plan fits on any device and GPU count tried:" in out.stdout
+    assert "h100-sxm5-80gb on 1-4 GPUs: no plan fits: the smallest needs" in out.stdout
+    assert "gb200: skipped" in out.stdout
 
 
 def test_bad_input_names_the_flag_and_lists_ids():

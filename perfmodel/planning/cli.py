@@ -82,7 +82,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "calibration profile whose node scales out, >= 40 GB)")
     p.add_argument("--max-gpus", type=bounded_int(1, MAX_GPUS), default=DEFAULT_MAX_GPUS,
                    help=f"most GPUs to consider (default {DEFAULT_MAX_GPUS}); counts tried: "
-                        "powers of 2 up to a node, then whole nodes doubling")
+                        "powers of 2 up to a node, then whole nodes doubling. Rack rule: a "
+                        "rack-scale node (NVL72) is used whole when the global batch divides "
+                        "over it, else 64 of its 72 GPUs run the plan (8 spares) and GPU-hours "
+                        "and USD count whole racks (docs/planning.md)")
     p.add_argument("--seq-len", type=positive_int, default=DEFAULT_SEQ_LEN,
                    help=f"sequence length (default {DEFAULT_SEQ_LEN})")
     p.add_argument("--global-batch-tokens", type=tokens_arg, default=DEFAULT_BATCH_TOKENS,

@@ -29,7 +29,9 @@ def render(result: TrainingPlanResult, all_rows: bool = False) -> str:
         out.append(table(rows, header=HEADER))
         out += _legend(result, shown, constrained, all_rows)
     else:
-        out.append("no plan fits on any device and GPU count tried")
+        out.append("no plan fits on any device and GPU count tried:")
+        out += [f"  {d['no_plan']}" for d in result.work.get("per_device", {}).values()
+                if d.get("no_plan")]
     out.append("")
     out += _answer(result, constrained)
     w = result.work
@@ -41,6 +43,7 @@ def render(result: TrainingPlanResult, all_rows: bool = False) -> str:
                f"{w['seconds']:.2f} s in all")
     out.append(f"price basis: {inp['prices']['basis']} (hardware_specs/prices.yaml); "
                f"energy: {_energy_bases(result.rows)}; band: {inp['band']}")
+    out += [f"note: {x}" for x in result.notes]
     out += [f"warning: {x}" for x in result.warnings]
     return "\n".join(out)
 
@@ -49,9 +52,10 @@ def _cells(r: Row, constrained: bool) -> tuple:
     rng = r.scaled(r.days)
     mwh = "-" if r.energy_mwh is None else sig3(r.energy_mwh) + ("*" if not r.energy_node
                                                                  else "")
-    return (r.device, r.gpus, describe(r.plan), sig3(r.days),
+    gpus = f"{r.gpus} of {r.gpus_billed}" if r.gpus_billed else r.gpus
+    return (r.device, gpus, describe(r.plan), sig3(r.days),
             f"{sig3(rng[0])}-{sig3(rng[1])}" if rng else "-", sig3(r.gpu_hours / 1e6),
-            sig3(r.usd / 1e6) if r.usd is not None else "-", mwh,
+            sig3(r.usd / 1e6) if r.usd is not None else "no price", mwh,
             f"{100 * r.mfu:.1f}" if r.mfu is not None else "-",
             f"{100 * r.mfu_6nd:.1f}" if r.mfu_6nd is not None else "-",
             f"{r.model_tflops_per_gpu:.0f}" if r.model_tflops_per_gpu is not None else "-",

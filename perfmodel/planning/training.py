@@ -53,6 +53,7 @@ from ..search import (
     base_plan,
     best_per_gpu_count,
     describe,
+    explain_nothing_fits,
     may_not_fit,
     scenario_for,
     sweep,
@@ -194,6 +195,7 @@ class Row:
     meets: bool = True
     memory_range: list[float] | None = None  # 80 % band of the memory per GPU, bytes
     may_not_fit: bool = False  # that band reaches past the device's memory (search.may_not_fit)
+    gpus_billed: int | None = None  # GPUs paid for (whole racks, spares incl.; None: gpus)
 
     def scaled(self, value: float | None) -> list[float] | None:
         """``value`` (days, GPU-hours, USD: all proportional to the step time) as its
@@ -204,7 +206,8 @@ class Row:
 
     def to_dict(self) -> dict:
         p = self.plan
-        return {"device": self.device, "gpus": self.gpus, "plan": describe(p),
+        return {"device": self.device, "gpus": self.gpus,
+                "gpus_billed": self.gpus_billed or self.gpus, "plan": describe(p),
                 "parallelism": {k: p[k] for k in ("tp", "pp", "vp", "cp", "dp", "ep",
                                                   "micro_batch", "sequence_parallel",
                                                   "zero_stage", "recompute", "schedule",
@@ -232,6 +235,7 @@ class TrainingPlanResult:
     rows: list[Row]
     work: dict  # search work: plans considered / modelled / valid / fitting, seconds
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # rules applied (e.g. the rack rule)
 
     @property
     def answer(self) -> Row | None:
@@ -308,11 +312,11 @@ class TrainingPlanResult:
         return {"inputs": self.inputs, "rows": [r.to_dict() for r in self.rows],
                 "pareto": [r.to_dict() for r in self.rows if r.pareto],
                 "answer": ans.to_dict() if ans else None, "answer_rule": why,
-                "work": self.work,
+                "work": self.work, "notes": list(self.notes),
                 "warnings": list(self.warnings)}
 
     def to_csv(self) -> str:
-        cols = ["device", "gpus", "tp", "pp", "vp", "cp", "dp", "ep", "micro_batch",
+        cols = ["device", "gpus", "gpus_billed", "tp", "pp", "vp", "cp", "dp", "ep", "micro_batch",
                 "sequence_parallel", "zero_stage", "recompute", "uneven_pipeline",
                 "step_time_s", "days", "days_lo", "days_hi", "gpu_hours", "usd",
                 "energy_mwh", "energy_includes_node", "mfu", "mfu_6nd",
@@ -423,6 +427,30 @@ def _dp_factor(gpus_per_node: int, space: SearchSpace) -> int:
     return odd // held
 
 
+def rack_gpus_used(gpus_per_node: int, global_batch: int, space: SearchSpace) -> int:
+    """GPUs a plan uses in each node (the rack rule). A server (<= RACK_SCALE GPUs) and a
+    rack-scale node whose odd factor the plan can carry (tp x pp x cp of the space, or data
+    parallelism when the global batch divides by it) are used whole. Otherwise -- a 72-GPU
+    NVL72 rack with a 512-sequence batch: 72 = 8 x 9, tp x pp x cp hold one 3, so dp needs a
+    factor 3 that 512 does not have -- each rack runs the largest count whose odd factor can
+    be carried, 64 of 72, and the others are spares (the rack is still paid for whole). 64 of
+    72 is also what a rented rack offers: CoreWeave deploys GB200 NVL72 instances only as full
+    racks of 18 four-GPU nodes and asks workloads to "tolerate up to two unavailable Nodes per
+    rack for maintenance" (docs.coreweave.com/docs/platform/instances/gb200), i.e. 8 of 72
+    GPUs; and NVIDIA's own GB200 / GB300 NVL72 training results run 64, 128 and 256 GPUs with
+    power-of-two batches (Megatron-Bridge performance summary, 25.11, NVIDIA-NeMo/
+    Megatron-Bridge docs/performance-summary-archive.md @ 067f987d; validation/training/
+    megatron_bridge_2511.yaml), not whole racks. The batch is kept, so every device trains
+    the same recipe."""
+    if gpus_per_node <= RACK_SCALE:
+        return gpus_per_node
+    for used in range(gpus_per_node, 0, -1):
+        need = _dp_factor(used, space)
+        if global_batch % need == 0:
+            return used
+    return gpus_per_node  # pragma: no cover (need 1 at a power of two)
+
+
 def device_list(devices: list[str] | str | None, prices: PriceTable) -> list[str]:
     """The devices to plan: ids (a list, one id or "a,b"), each known, or the defaults."""
     if devices is None:
@@ -442,19 +470,36 @@ def device_list(devices: list[str] | str | None, prices: PriceTable) -> list[str
     return list(dict.fromkeys(out))
 
 
-def _system(device: str, model: ModelSpec, max_gpus: int, training: TrainingConfig):
+def _system(device: str, model: ModelSpec, max_gpus: int, training: TrainingConfig,
+            space: SearchSpace):
     """The device's default system at the largest count it can reach (one node without a
-    network) and the counts to try."""
+    network), the counts to try, and (GPUs used, GPUs paid for) per node (``rack_gpus_used``:
+    a rack-scale node may leave spares; ``max_gpus`` bounds the GPUs paid for)."""
     dev = registry.get_device(device)  # unknown id: one line with suggestions
     node = registry.get_node(dev.default_node) if dev.default_node else None
     per_node = node.gpus_per_node if node else 1
+    used = rack_gpus_used(per_node, training.global_batch, space)
     top = max_gpus if (node and node.inter_node) else min(max_gpus, per_node)
-    counts = gpu_counts(per_node, top)
+    counts = gpu_counts(used, top * used // per_node)
     if not counts:  # less than one rack-scale node
-        return None, None, counts
-    sc = Scenario(kind="training", model=model,
-                  system=SystemConfig(device=device, num_gpus=max(counts)), training=training)
-    return sc, resolve_system(sc.system), counts
+        return None, None, counts, (used, per_node)
+    system = SystemConfig(device=device, num_gpus=max(counts),
+                          gpus_per_node=used if used < per_node else None)
+    sc = Scenario(kind="training", model=model, system=system, training=training)
+    return sc, resolve_system(sc.system), counts, (used, per_node)
+
+
+def rack_note(device: str, rack: tuple[int, int], global_batch: int,
+              space: SearchSpace) -> str:
+    """The rack rule applied to ``device``, one line for the output (``rack_gpus_used``)."""
+    used, per_node = rack
+    need = _dp_factor(per_node, space)
+    return (f"{device}: {used} of each {per_node}-GPU rack used ({per_node - used} spares): "
+            f"whole racks would need data parallelism of a factor {need} that the "
+            f"{global_batch}-sequence batch does not divide (tp x pp x cp hold no more of "
+            f"{per_node}'s odd factor); GPU-hours and USD count whole racks ({per_node} GPUs "
+            f"each), energy the GPUs used; a batch divisible by {need} (--global-batch-tokens) "
+            "plans whole racks")
 
 
 def precision_skip(device: str, precision: str) -> str | None:
@@ -495,22 +540,25 @@ def plan_training(inp: TrainingPlanInputs | ModelSpec | str | Path | None = None
             "seconds": 0.0,
             "search_seconds": 0.0, "per_device": {}}
     warnings: list[str] = []
+    notes: list[str] = []
     for device in devices:
         skip = precision_skip(device, inp.precision)
         if skip:
             warnings.append(skip)
-            work["per_device"][device] = {"skipped": skip}
+            work["per_device"][device] = {"skipped": skip, "no_plan": skip}
             continue
         t0 = time.perf_counter()
-        sc, system, counts = _system(device, model, inp.max_gpus, training)
+        sc, system, counts, rack = _system(device, model, inp.max_gpus, training, inp.space)
         if sc is None:
             per_node = registry.get_node(registry.get_device(device).default_node).gpus_per_node
             skip = (f"{device}: skipped: its {per_node}-GPU node is planned in whole nodes "
                     f"(nodes of more than {RACK_SCALE} GPUs are not split) and --max-gpus "
                     f"{inp.max_gpus} is less than one; give --max-gpus {per_node} or more")
             warnings.append(skip)
-            work["per_device"][device] = {"skipped": skip}
+            work["per_device"][device] = {"skipped": skip, "no_plan": skip}
             continue
+        if rack[0] < rack[1]:
+            notes.append(rack_note(device, rack, global_batch, inp.space))
         profile = profile_for(device, inp.calibration) if inp.calibration else profile_for(device)
         warnings += [f"{device}: {w}" for w in device_mismatch(profile, device)]
         if profile.kind == "default":
@@ -522,7 +570,8 @@ def plan_training(inp: TrainingPlanInputs | ModelSpec | str | Path | None = None
         price = prices.devices.get(device)
         fallback = power_per_gpu(system.device, profile)
         for rec in best:
-            rows.append(_row(sc, rec, tokens, price, fallback, inp.calibration, warnings))
+            rows.append(_row(sc, rec, tokens, price, fallback, inp.calibration, warnings,
+                             rack))
         dt = time.perf_counter() - t0
         for k in ("considered", "plans_modelled", "modelled", "valid", "fitting"):
             work[k] += getattr(sw, k)
@@ -536,20 +585,14 @@ def plan_training(inp: TrainingPlanInputs | ModelSpec | str | Path | None = None
                                       "price": (f"{price.provider} {price.usd_per_gpu_hour:g} "
                                                 f"USD/GPU-h ({price.date})") if price else None}
         if not price:
-            warnings.append(f"{device}: no price in hardware_specs/prices.yaml; no USD shown, "
-                            "its rows are compared by GPU-hours")
+            warnings.append(f"{device}: no price in hardware_specs/prices.yaml: no USD shown "
+                            "(M USD 'no price'), its rows are compared by GPU-hours")
         if not best:
-            warnings.append(f"{device}: no plan fits up to {max(counts)} GPUs")
-        need = _dp_factor(system.gpus_per_node, inp.space)
-        if need > 1 and global_batch % need:
-            unit = need * min(global_batch & -global_batch, 64)
-            wanted = -(-global_batch // unit) * unit
-            warnings.append(f"{device}: whole {system.gpus_per_node}-GPU nodes leave data "
-                            f"parallelism a factor {need} (tp x pp x cp of the plan space carry "
-                            f"no more of the node's odd factor), so the global batch must be "
-                            f"divisible by {need}; {global_batch} sequences is not, so those "
-                            f"counts have no plan (e.g. --global-batch-tokens "
-                            f"{wanted * inp.seq_len})")
+            why = explain_nothing_fits(sw)
+            reason = (f"{device} on {counts[0]}-{counts[-1]} GPUs: "
+                      + (why["message"] if why else "no plan fits"))
+            warnings.append(reason)
+            work["per_device"][device]["no_plan"] = reason
     _mark(rows, inp)
     warnings += _energy_warning(rows)
     rows.sort(key=lambda r: (r.device, r.gpus))
@@ -568,12 +611,14 @@ def plan_training(inp: TrainingPlanInputs | ModelSpec | str | Path | None = None
               "prices": {"basis": prices.basis, "currency": prices.currency},
               "band": "80 % band of the step time (docs/uncertainty.md), applied to days, "
                       "GPU-hours and USD"}
-    return TrainingPlanResult(inputs, rows, work, warnings)
+    return TrainingPlanResult(inputs, rows, work, warnings, notes)
 
 
 def _row(sc: Scenario, rec: dict, tokens: float, price, fallback: tuple, calibration,
-         warnings: list[str]) -> Row:
-    """A table row: the plan predicted on its own (band, energy, breakdown) and its totals."""
+         warnings: list[str], rack: tuple[int, int] = (1, 1)) -> Row:
+    """A table row: the plan predicted on its own (band, energy, breakdown) and its totals.
+    ``rack``: (GPUs used, GPUs paid for) per node; GPU-hours and USD count the GPUs paid for
+    (whole racks, spares included), energy the GPUs used."""
     from ..api import predict
 
     pred = predict(scenario_for(sc, rec), calibration=calibration)
@@ -581,8 +626,10 @@ def _row(sc: Scenario, rec: dict, tokens: float, price, fallback: tuple, calibra
         warnings.append(f"{sc.system.device} {rec['gpus']} GPUs: predict gives "
                         f"{pred.step_time_s:.6g} s per step, the search {rec['step_time_s']:.6g}")
     seconds = tokens / rec["tokens_per_s"]
-    gpu_hours = seconds / 3600.0 * rec["gpus"]
-    mwh, basis, node = _energy(pred, gpu_hours, tokens, fallback)
+    used, per_node = rack
+    billed = -(-rec["gpus"] // used) * per_node if used < per_node else rec["gpus"]
+    gpu_hours = seconds / 3600.0 * billed
+    mwh, basis, node = _energy(pred, seconds / 3600.0 * rec["gpus"], tokens, fallback)
     step_range = (pred.ranges or {}).get("step_time_s")
     band = (step_range[0] / pred.step_time_s, step_range[1] / pred.step_time_s) \
         if step_range else None
@@ -595,7 +642,8 @@ def _row(sc: Scenario, rec: dict, tokens: float, price, fallback: tuple, calibra
                energy_mwh=mwh, bound=bound, band=band, energy_basis=basis, energy_node=node,
                mfu=pred.mfu, mfu_6nd=pred.mfu_6nd, model_tflops_per_gpu=pred.tflops_per_gpu,
                memory_range=(pred.ranges or {}).get("memory_per_gpu_bytes"),
-               may_not_fit=may_not_fit(pred.ranges, pred.memory_capacity_bytes))
+               may_not_fit=may_not_fit(pred.ranges, pred.memory_capacity_bytes),
+               gpus_billed=billed if billed != rec["gpus"] else None)
 
 
 def _energy(pred, gpu_hours: float, tokens: float,
