@@ -287,12 +287,6 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
             problems.append(f"weights + KV for n_ctx = {max_len} tokens need "
                             f"{(weights + kv + context) / GIB:.2f} GiB of the device's "
                             f"{total / GIB:.2f} GiB")
-    if m.fraction_name and fraction is not None and fraction <= 0:
-        dp_note = (f" (with attention DP the rule adds CUDA-graph padding per graph batch x "
-                   f"dp_size = {shape.attention_dp})" if shape.attention_dp > 1 else "")
-        problems.append(f"{m.fraction_name} comes out at {fraction:.3f}: the engine's default "
-                        f"reserve exceeds the GPU's memory{dp_note}, so it fails to start; set "
-                        f"engine.{m.fraction_name} as deployments do")
     blocks = max(math.floor(kv / (per_token * block)), 0) if per_token > 0 else 0
     tokens_kv = blocks * block
     # one request of max_model_len, the least KV the engine starts with (vLLM
@@ -300,6 +294,12 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     request = (hybrid_request_bytes(model, shape.kv_dtype, tp, pp, max_len, batched, block)
                if model.layer_types else per_token * math.ceil(max_len / block) * block)
     advice = _fraction_advice(m, fraction, total, weights, act, non_torch, request, max_len)
+    if m.fraction_name and fraction is not None and fraction <= 0:
+        dp_note = (f" (with attention DP the rule adds CUDA-graph padding per graph batch x "
+                   f"dp_size = {shape.attention_dp})" if shape.attention_dp > 1 else "")
+        problems.append(f"{m.fraction_name} comes out at {fraction:.3f}: the engine's default "
+                        f"reserve exceeds the GPU's memory{dp_note}, so it fails to start; set "
+                        f"engine.{m.fraction_name} as deployments do" + advice)
     if kv <= 0 and not (m.fraction_name and fraction is not None and fraction <= 0):
         problems.append(f"no memory left for the KV cache: weights {weights / GIB:.2f} GiB and "
                         f"the engine's reserves exceed its budget of the device's "

@@ -15,6 +15,7 @@ import perfmodel as pm
 from perfmodel.report import render_prediction
 
 GPT_OSS = "tests/data/hf_configs/aiconfigurator-0.12.0/openai--gpt-oss-120b_config.json"
+DSR1 = "tests/data/hf_configs/aiconfigurator-0.12.0/deepseek-ai--DeepSeek-R1_config.json"
 GIB = 2**30
 T = 79.22 * GIB
 
@@ -76,3 +77,23 @@ def test_a_starting_vllm_fills_its_budget():
     text = render_prediction(p)
     assert "vllm budget per GPU" not in text or "71.30 GiB" in text
     assert "\nmemory   " not in text and "\nvllm memory" in text  # one memory table: the engine's
+
+
+def test_sglang_negative_fraction_names_the_least_that_starts():
+    """SGLang's default reserve at dp_size 72 on GB200 leaves mem_fraction_static < 0
+    (test_engine_fit); the least fraction that holds one request of max_model_len is
+    (W + request) / (T - CUDA context - distributed init): model_runner.profile_max_num_token's
+    KV = f x M - W with M the free memory after the distributed init."""
+    p = pm.predict({"kind": "inference", "model": DSR1, "engine": "sglang",
+                    "system": {"device": "gb200", "num_gpus": 72},
+                    "parallelism": {"tp": 1, "attention_dp": 72, "ep": 72,
+                                    "redundant_experts": 32},
+                    "inference": {"batch": 72, "prompt_len": 2000, "output_len": 100,
+                                  "weight_dtype": "fp8_block", "kv_dtype": "bf16"}})
+    e = p.engine
+    request = e["kv_bytes_per_token"] * math.ceil(e["max_model_len"] / e["kv_block_size"]) \
+        * e["kv_block_size"]
+    least = (e["weights_bytes"] + request) / (e["device_memory_bytes"] - e["non_torch_bytes"])
+    assert p.runnable is False
+    assert f"engine.mem_fraction_static >= {math.ceil(least * 1000) / 1000:.3f}" in \
+        p.not_runnable_reason
