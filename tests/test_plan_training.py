@@ -299,11 +299,12 @@ def test_an_unpriced_device_is_answered_by_gpu_hours():
     res = pm.plan_training(model="llama-3-8b", tokens="100B", devices=["rtx-4090"],
                            max_gpus=256)
     assert all(r.usd is None for r in res.rows) and any(r.pareto for r in res.rows)
-    ans = res.answer
-    fastest = min(r.days for r in res.rows)
-    assert ans is not None and ans.pareto and ans.days <= 2 * fastest
-    assert ans.gpu_hours == min(r.gpu_hours for r in res.rows
-                                if r.pareto and r.days <= 2 * fastest)
+    ans = res.answer  # the default rule on GPU-hours: days x GPU-hours within 10 % of the least
+    pareto = [r for r in res.rows if r.pareto]
+    least = min(r.days * r.gpu_hours for r in pareto)
+    assert ans is not None and ans.pareto
+    assert ans.gpu_hours == min(r.gpu_hours for r in pareto
+                                if r.days * r.gpu_hours <= 1.1 * least)
     text = render(res)
     assert "answer:" in text and "no price for rtx-4090" in text
     days = pm.plan_training(model="llama-3-8b", tokens="100B", devices=["rtx-4090"],

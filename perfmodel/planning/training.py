@@ -242,7 +242,8 @@ class TrainingPlanResult:
         """The row the planner asked for (``choice``): with only --budget the fastest row whose
         cost fits it; with only --days the cheapest row that meets it; with both the cheapest
         row meeting both (the deadline binds; ``choice`` says what the budget would buy);
-        with neither the cheapest Pareto row within 2x of the fastest time."""
+        with neither ``default_choice``: the cheapest Pareto row whose days x cost is within
+        ANSWER_SLACK of the smallest."""
         return self.choice()[0]
 
     def choice(self) -> tuple[Row | None, dict]:
@@ -255,13 +256,7 @@ class TrainingPlanResult:
         days, budget = self.inputs.get("days"), self.inputs.get("budget_usd")
         ok = [r for r in self.rows if r.meets]
         if days is None and budget is None:
-            fastest = min((r.days for r in ok), default=None)
-            ok = [r for r in ok if r.pareto and r.days <= 2 * fastest] if fastest else []
-            row = _cheapest(ok)
-            return row, {"rule": "cheapest Pareto row within 2x of the fastest time",
-                         "binding": None,
-                         "text": "no --days or --budget: the cheapest time-vs-cost Pareto row "
-                                 "within 2x of the fastest time"}
+            return default_choice(self.rows)
         if days is None:  # budget only: the fastest plan the budget pays for
             row = min(ok, key=lambda r: (r.days, r.usd, r.gpus)) if ok else None
             faster = [r for r in self.rows if row and r.days < row.days and r.usd is not None]
@@ -331,6 +326,56 @@ class TrainingPlanResult:
             flat = {**d, **d["parallelism"], "days_lo": lo, "days_hi": hi}
             w.writerow(["" if flat[c] is None else flat[c] for c in cols])
         return buf.getvalue()
+
+
+ANSWER_SLACK = 0.10  # a days x cost within 10 % of the smallest counts as a tie (below)
+
+
+def default_choice(rows: list[Row]) -> tuple[Row | None, dict]:
+    """The answer without --days or --budget: among the time-vs-cost Pareto rows (priced rows
+    by USD; GPU-hours only when no row has a price), the one with the smallest days x cost --
+    the knee of the front on log axes, where one more step of speed cuts days by the same
+    fraction it adds cost (the cost-time product, as the energy-delay product of Horowitz,
+    Indermaur & Gonzalez 1994 weighs energy against time) -- and among the rows within
+    ANSWER_SLACK (10 %) of that product, the cheapest. Why: (1) the product does not depend on
+    the token count or the price level (both scale every row alike), nor on which extreme
+    counts were tried, unlike "within 2x of the fastest", where a 16,384-GPU row at 1.3 % MFU
+    set the bar (QA, Qwen3-30B-A3B: 4,096 MI300X at 5.3 % MFU for 3.11 M USD); (2) where the
+    front is flat on log axes (each doubling of GPUs buying about as much time as it costs)
+    a difference under 10 % is smaller than the model's own step-time error (docs/
+    uncertainty.md: training sources' median errors +6 ... +44 %), so the cheaper, more
+    efficient plan is kept rather than paying for a gain the model cannot resolve."""
+    pareto = [r for r in rows if r.pareto and r.meets]
+    priced = [r for r in pareto if r.usd is not None]
+    pool = priced or pareto
+    unit = (lambda r: r.usd) if priced else (lambda r: r.gpu_hours)
+    rule = (f"cheapest Pareto row with days x cost within {100 * ANSWER_SLACK:g} % of the "
+            "smallest")
+    if not pool:
+        return None, {"rule": rule, "binding": None, "text": "no row to choose from"}
+    knee = min(pool, key=lambda r: (r.days * unit(r), r.gpus))
+    best = knee.days * unit(knee)
+    near = [r for r in pool if r.days * unit(r) <= (1 + ANSWER_SLACK) * best]
+    row = min(near, key=lambda r: (unit(r), r.gpus))
+    fastest = min(pool, key=lambda r: (r.days, unit(r)))
+    cost = _usd if priced else (lambda x: f"{x / 1e6:.3g} M GPU-hours")
+    text = (f"no --days or --budget: the cheapest Pareto row whose days x cost is within "
+            f"{100 * ANSWER_SLACK:g} % of the smallest (the knee, where more GPUs cut days by "
+            "the fraction they add to cost; closer than that is within the model's error, "
+            "so the cheaper plan is kept)")
+    if knee is not row:
+        below = 100 * (1 - best / (row.days * unit(row)))
+        text += (f"; the smallest product is {'the fastest row, ' if knee is fastest else ''}"
+                 f"{knee.gpus} x {knee.device} ({knee.days:.1f} days, {cost(unit(knee))}: "
+                 f"{below:.1f} % below this row's)")
+    if row is knee and len(pool) > 1 and row.gpus == max(r.gpus for r in rows
+                                                         if r.device == row.device):
+        text += (f"; {row.gpus} is the most {row.device} GPUs tried: with a larger --max-gpus "
+                 "the knee may lie further out")
+    if fastest is not row and fastest is not knee:
+        text += (f"; the fastest, {fastest.gpus} x {fastest.device}, takes {fastest.days:.1f} "
+                 f"days for {cost(unit(fastest))}")
+    return row, {"rule": rule, "binding": None, "text": text}
 
 
 def _cheapest(rows: list[Row]) -> Row | None:
