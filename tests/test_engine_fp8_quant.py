@@ -57,6 +57,9 @@ def test_engine_files_state_the_quantise():
             trt.fused_when.attention_dp) == (2, 4096, False)
     assert get_engine("trtllm", "0.6.1").quantization.fp8_activation.mode is None
     assert get_engine("vllm").quantization.fp8_activation.mode == "static_kernel"
+    assert get_engine("vllm", "0.11.2").quantization.fp8_activation.mode == "static_kernel"
+    assert get_engine("vllm", "0.12.0").quantization.fp8_activation.mode == "fused"  # -O2
+    assert get_engine("vllm", "0.12.0").version == "0.12"
     assert get_engine("vllm", "0.15.0").quantization.fp8_activation.mode == "fused"
     assert get_engine("llamacpp").quantization.fp8_activation.mode is None
 
