@@ -75,7 +75,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model preset id (perfmodel models list) or config.json path")
     p.add_argument("--tokens", type=tokens_arg, required=True,
                    help="training tokens, e.g. 15T, 300B, 2.5e12")
-    p.add_argument("--days", type=positive_float, help="finish within this many days")
+    p.add_argument("--days", type=positive_float,
+                   help="finish within this many days (answer: the cheapest row meeting it). "
+                        "Without --days or --budget the answer is the cheapest Pareto row whose "
+                        "days x USD is within 10 %% of the smallest: the time-vs-cost knee")
     p.add_argument("--budget", type=usd_arg, help="spend at most this many USD (e.g. 30M)")
     p.add_argument("--devices", type=id_list,
                    help="comma-separated device ids (default: priced GPUs with a reference "
