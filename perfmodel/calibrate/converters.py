@@ -244,6 +244,22 @@ def fp8_quantize_rate(folder: str | Path, device: str, profile, *, min_bytes: fl
     return rate, [err], {f"elementwise.{kind}": round4(logp90)}
 
 
+def fp8_quantize_rates(folder: str | Path, device: str, profile,
+                       modes: Iterable[str] = ("dynamic", "static", "computescale"),
+                       ) -> tuple[dict[str, float], list, dict[str, float]]:
+    """Every quantize kind the shipped profiles carry from one device's TRT-LLM quantize
+    folder (``fp8_quantize_rate`` per mode: ``cast``, ``fp8_quant``, ``fp8_amax``), as
+    (elementwise_rate entries, FitErrors, uncertainty entries) to merge into the profile
+    (calibration/references.yaml header: how the six reference profiles got them)."""
+    rates, errs, spread = {}, [], {}
+    for mode in modes:
+        rate, err, unc = fp8_quantize_rate(folder, device, profile, mode=mode)
+        rates[QUANTIZE_MODES[mode][0]] = rate
+        errs += err
+        spread |= unc
+    return rates, errs, spread
+
+
 def _relative_rate(recs: list[dict], overhead: float) -> float:
     """Elements per second r minimising sum ((overhead + e / r) / t - 1)^2 over records of
     e elements measured at t seconds (closed form in 1 / r)."""
