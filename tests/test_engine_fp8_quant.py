@@ -220,3 +220,19 @@ def test_bf16_and_block_scaled_gemms_get_no_per_tensor_quantise():
     sgl = _decode("sglang", "llama-3-8b", 1, "bf16", "bf16")
     gen = _decode(None, "llama-3-8b", 1, "bf16", "bf16")
     assert sgl["elementwise"] == pytest.approx(gen["elementwise"])
+
+
+def test_shipped_quantise_rates_are_the_converter_on_the_copied_tables():
+    """converters.fp8_quantize_rates on H100's TRT-LLM 1.3.0rc20 quantize folder reproduces the
+    profile's cast / fp8_quant / fp8_amax rates and held-out errors exactly."""
+    pytest.importorskip("pyarrow")
+    from perfmodel.calibrate.converters import fp8_quantize_rates
+
+    prof = _profile()
+    rates, errs, unc = fp8_quantize_rates(
+        "calibration/sources/measured/aiconfigurator/systems/data/h100_sxm/quantize/trtllm/"
+        "1.3.0rc20", H100, prof)
+    assert rates == {k: prof.elementwise_rate[k] for k in ("cast", "fp8_quant", "fp8_amax")}
+    shipped = {e.table: e for e in prof.fit_errors}
+    assert all(shipped[e.table].median_ape == e.median_ape for e in errs)
+    assert unc == {k: prof.uncertainty[k] for k in unc}
