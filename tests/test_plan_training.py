@@ -201,6 +201,8 @@ def test_nvl72_rack_rule():
     assert "64 of each 72-GPU rack used" in res.notes[0]
     text = render(res, all_rows=True)
     assert "256 of 288" in text and "no price" in text and "note: gb200: 64 of each" in text
+    ans = res.answer
+    assert f"answer: {ans.gpus} x gb200 (of {ans.gpus_billed} paid for: whole racks)" in text
     d = res.to_dict()
     assert d["notes"] == res.notes and d["rows"][0]["gpus_billed"] in (72, 144, 288)
     ok = pm.plan_training(model="llama-3-8b", tokens="1T", devices=["gb200"], max_gpus=288,

@@ -97,7 +97,8 @@ def _answer(result: TrainingPlanResult, constrained: bool) -> list[str]:
     cost = f", {ans.usd / 1e6:.3g} M USD" if ans.usd is not None else ""
     rng = ans.scaled(ans.days)
     band = f" (80 % band {rng[0]:.1f}-{rng[1]:.1f})" if rng else ""
-    out = [f"answer: {ans.gpus} x {ans.device}, {ans.days:.1f} days{band}, "
+    racks = f" (of {ans.gpus_billed} paid for: whole racks)" if ans.gpus_billed else ""
+    out = [f"answer: {ans.gpus} x {ans.device}{racks}, {ans.days:.1f} days{band}, "
            f"{ans.gpu_hours / 1e6:.3g} M GPU-hours{cost} ({describe(ans.plan)})",
            f"  chosen as: {why['text']}"]
     if ans.usd is None:
