@@ -18,7 +18,9 @@ work) at the first iteration boundary after a new request arrives.
 
 Steps without CUDA graphs (``EagerHost``): a named engine whose file says which steps replay a
 captured graph (engines/<id>.yaml ``overheads.cuda_graphs``; SGLang runs extend batches
-eagerly) pays the host's kernel issue on the others: every kernel of the pass goes through the
+eagerly, TensorRT-LLM replays only its captured decode batch sizes) pays the host's kernel
+issue on the others (``eager_host``, built by serving.deploy from the engine file and the
+dispatch figure; nothing here reads a file): every kernel of the pass goes through the
 torch dispatcher, at the per-kernel host time the training model already charges for eager
 PyTorch (frameworks/_common.yaml ``dispatch.forward_s``, measured with the real dispatcher by
 benchmarks/framework_dispatch.py; frameworks_costs.exposed_dispatch counts the kernels the same
