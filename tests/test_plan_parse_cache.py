@@ -215,3 +215,23 @@ def test_load_file_keeps_validated_specs_and_refuses_bad_ones(tmp_path, monkeypa
             with pytest.raises(SpecError, match="invalid"):
                 registry.load_file(DeviceSpec, bad)
         assert len(calls) == 2
+
+
+def test_a_file_replaced_during_validation_is_not_stored_under_the_old_bytes(tmp_path):
+    """The key names the bytes read first; if the file changes before validation reads it (an
+    atomic replace by `calibrate`), the validated model is the new file's and is not stored
+    under the old bytes, so a later reader of the old bytes never gets the new model."""
+    path = tmp_path / "spec.yaml"
+    path.write_text("a: 1\n")
+
+    def load():  # the replace lands while the file is being validated
+        path.write_text("a: 2\n")
+        return {"a": 2}
+
+    folder = tmp_path / "c"
+    with registry.parse_cache(folder):
+        assert registry._read_validated(path, dict, load) == {"a": 2}
+        assert not list(folder.glob("*.pickle"))
+        # unchanged bytes are stored as before
+        assert registry._read_validated(path, dict, lambda: {"a": 2}) == {"a": 2}
+        assert len(list(folder.glob("*.pickle"))) == 1

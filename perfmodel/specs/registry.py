@@ -421,7 +421,8 @@ def _read_validated(path: Path, model: type[M], load: Callable[[], M], what: str
     key.update(_code_salt())
     key.update(f"\0validated\0{model.__module__}.{model.__qualname__}\0{MAX_DEPTH}\0"
                f"{MAX_ALIAS_NODES}\0".encode())
-    key.update(read_bytes(path, what=what))
+    data = read_bytes(path, what=what)
+    key.update(data)
     entry = folder / f"{key.hexdigest()}.pickle"
     try:
         with open(entry, "rb") as fh:
@@ -431,7 +432,8 @@ def _read_validated(path: Path, model: type[M], load: Callable[[], M], what: str
     except Exception:  # missing, damaged or foreign: validate the file again
         pass
     item = load()
-    _store(entry, item)
+    if read_bytes(path, what=what) == data:  # load() read the bytes the key names, not a newer file
+        _store(entry, item)
     return item
 
 
