@@ -13,10 +13,13 @@ The check (``coverage``) is cross-validated: each case is judged by groups built
 Grouped by source (``leave_one_source_out``, the figure docs/uncertainty.md reports): a
 source's cases share a setup, a measurement method and usually one modelling gap, so they are
 not exchangeable with one another and a case's own source must not widen its band (a new
-prediction is a new setup, i.e. a new source); leave-one-case-out is reported beside it as the
-check under case-level exchangeability, which the conformal guarantee assumes. Cases whose
-prediction would state no band (no qualifying group and no calibration residual) are counted
-apart, not as misses of a zero-width band.
+prediction is a new setup, i.e. a new source); a case file's ``group_by: case_source`` makes
+each case's own citation its source (independent measurements collected in one file, e.g.
+engine start-up logs from separate GitHub threads: ``LoadedCase.band_source``, carried as the
+row's ``band_source``); the tables "by source" still aggregate by case file. Leave-one-case-out
+is reported beside it as the check under case-level exchangeability, which the conformal
+guarantee assumes. Cases whose prediction would state no band (no qualifying group and no
+calibration residual) are counted apart, not as misses of a zero-width band.
 """
 
 from __future__ import annotations
@@ -57,6 +60,12 @@ def signed_error(row: dict) -> float:
     return power * math.log(row["measured"] / row["predicted"])
 
 
+def _source(row: dict) -> str:
+    """The source a row counts as in the groups and the folds (``band_source``, else its
+    case file)."""
+    return row.get("band_source") or row["source"]
+
+
 def _usable(rows: Iterable[dict]) -> list[dict]:
     return [r for r in rows if r.get("status") == "ok" and r.get("predicted")
             and r["metric"] in METRIC_QUANTITY]
@@ -84,7 +93,7 @@ def build_groups(rows: Sequence[dict], classes: dict[str, str | None] | None = N
         e = signed_error(r)
         for key in _keys(r, classes):
             errors[key].append(e)
-            sources[key].add(r["source"])
+            sources[key].add(_source(r))
     out = {}
     for key in sorted(errors):
         x = np.asarray(errors[key])
@@ -148,13 +157,14 @@ def _summary(judged: list[dict]) -> dict[str, Any]:
 
 def coverage(rows: Sequence[dict], holdout: str = "source") -> dict[str, Any]:
     """Cross-validated coverage of the LEVEL bands: each case judged by groups built from the
-    rows outside its fold (``holdout`` "source": its whole case file; "case": itself), with
-    its own calibration band. Combined (as predictions state them), validation-only and
-    calibration-only, overall and per kind, quantity, group level and source; the fraction is
-    over the cases where that band is stated; ``median_width`` is hi / lo of the band."""
+    rows outside its fold (``holdout`` "source": its source's cases, ``_source``; "case":
+    itself), with its own calibration band. Combined (as predictions state them),
+    validation-only and calibration-only, overall and per kind, quantity, group level and
+    case file (``by_source``); the fraction is over the cases where that band is stated;
+    ``median_width`` is hi / lo of the band."""
     rows = _usable(rows)
     classes = _classes(rows)
-    fold = (lambda r: r["source"]) if holdout == "source" else (lambda r: r["id"])
+    fold = _source if holdout == "source" else (lambda r: r["id"])
     per: list[tuple[dict, dict]] = []
     for f in sorted({fold(r) for r in rows}):
         groups = build_groups([r for r in rows if fold(r) != f], classes)
@@ -184,17 +194,18 @@ def _inside(ratio: float, band: tuple[float, float]) -> bool:
 
 
 def band_inputs(cases: Iterable[LoadedCase]) -> dict[str, dict[str, Any]]:
-    """Case id -> its stack and its calibration-residual band (true / predicted at LEVEL) of
-    the metric's quantity: what a prediction's band is made of besides the validation
-    groups. Cases that do not predict are left out (their report row is an error)."""
+    """Case id -> its stack, its calibration-residual band (true / predicted at LEVEL) of
+    the metric's quantity and the source it counts as (``LoadedCase.band_source``): what a
+    prediction's band is made of besides the validation groups. Cases that do not predict are
+    left out (their report row is an error)."""
     from ..api import predict
     from ..errors import PerfModelError
     from ..resolve import resolve_profile
 
     out = {}
     for lc in cases:
-        if lc.case.metric not in METRIC_QUANTITY:  # not a ranged quantity (engine start-up
-            continue  # KV capacity, weights): no band is stated for it
+        if lc.case.metric not in METRIC_QUANTITY:  # not a ranged quantity: no band
+            continue
         try:
             sc = case_scenario(lc)
             pred = predict(sc)
@@ -203,12 +214,14 @@ def band_inputs(cases: Iterable[LoadedCase]) -> dict[str, dict[str, Any]]:
             continue
         quantity, _ = METRIC_QUANTITY[lc.case.metric]
         lo, hi = band.get(quantity, (1.0, 1.0))
-        out[lc.case.id] = {"stack": stack_of(sc), "calibration_band": [lo, hi]}
+        out[lc.case.id] = {"stack": stack_of(sc), "calibration_band": [lo, hi],
+                           "band_source": lc.band_source}
     return out
 
 
 def with_band_inputs(rows: Sequence[dict], inputs: dict[str, dict[str, Any]]) -> list[dict]:
-    """Report rows with ``stack`` and ``calibration_band`` added (the report stays as is)."""
+    """Report rows with ``stack``, ``calibration_band`` and ``band_source`` added (the
+    report stays as is)."""
     return [{**r, **inputs.get(r["id"], {})} for r in rows]
 
 

@@ -7,6 +7,7 @@ the case (index and id) and the field.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -33,6 +34,11 @@ InferenceMetric = Literal["ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_pe
 TRAINING_METRICS = get_args(TrainingMetric)
 INFERENCE_METRICS = get_args(InferenceMetric)
 Convention = Literal["megatron_model", "narayanan_eq3", "korthikanti_hw", "llmfoundry", "6nd"]
+#: how a case file's cases are grouped into sources for the error bands and their check
+#: (bands.py): "file" (default) -- the file's cases share a setup (one benchmark campaign, one
+#: paper's table); "case_source" -- each case is an independent measurement, its source is its
+#: own citation (``source_id``: one GitHub thread, one page)
+GroupBy = Literal["file", "case_source"]
 KINDS = ("training", "inference")
 
 # unit as printed -> (dimension, factor to the canonical unit of that dimension)
@@ -145,9 +151,11 @@ class Case(Strict):
 
 
 class CaseFile(Strict):
-    """A file of cases: an optional citation shared by all cases, then the cases."""
+    """A file of cases: an optional citation shared by all cases, how its cases group into
+    sources (``GroupBy``), then the cases."""
 
     source: dict[str, Any] | None = None
+    group_by: GroupBy = "file"
     cases: list[dict[str, Any]] = Field(min_length=1)
 
 
@@ -157,11 +165,35 @@ class LoadedCase:
 
     case: Case
     file: Path
+    group_by: GroupBy = "file"
 
     @property
     def group(self) -> str:
         """The source file's stem: the unit results are grouped and coloured by."""
         return self.file.stem
+
+    @property
+    def band_source(self) -> str:
+        """The source this case counts as in the error bands and their leave-one-source-out
+        check: the file's stem, or with ``group_by: case_source`` the stem and the case's own
+        citation (``source_id`` of its URL, e.g. 'engine_startup:vllm-project/vllm#2031')."""
+        if self.group_by == "case_source":
+            return f"{self.group}:{source_id(self.case.source.url)}"
+        return self.group
+
+
+_GITHUB_THREAD = re.compile(r"^https?://github\.com/([^/]+/[^/]+)/(?:issues|pull|discussions)/"
+                            r"(\d+)")
+
+
+def source_id(url: str) -> str:
+    """A stable short id of a citation URL: 'owner/repo#N' for a GitHub issue, pull request
+    or discussion (its comments and anchors are the same thread), else the URL without its
+    scheme, fragment and trailing slash."""
+    m = _GITHUB_THREAD.match(url)
+    if m:
+        return f"{m.group(1)}#{m.group(2)}"
+    return re.sub(r"^https?://", "", url.split("#", 1)[0]).rstrip("/")
 
 
 # ---- loading (I/O) --------------------------------------------------------------------------
@@ -197,7 +229,7 @@ def load_case_file(path: Path) -> list[LoadedCase]:
         if not isinstance(raw.get("source", {}), dict):
             raise SpecError(f"{label}: source must be a mapping")
         merged = {**raw, "source": {**shared, **raw.get("source", {})}}
-        out.append(LoadedCase(validate(Case, merged, what=label), path))
+        out.append(LoadedCase(validate(Case, merged, what=label), path, data.group_by))
     return out
 
 
