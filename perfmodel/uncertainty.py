@@ -25,9 +25,8 @@
 
 Combined: per side the wider of (a) and (b) (a superset of a valid conformal set is valid;
 kernel error is already inside the validation errors, so adding the two would count it twice),
-and never excluding the point estimate. A quantity with neither (memory of inference and
-serving while the engine start-up memory cases form no qualifying group) gets no band, not a
-zero one.
+and never excluding the point estimate. A quantity with neither (a memory group without
+enough cases and sources) gets no band, not a zero one.
 ``ranges`` is a plain dict metric -> [lo, hi] (the dashboard reads it); a serving prediction's
 percentiles and throughputs are in ``serving_ranges`` (``serving_ranges()``), banded by the
 same ratio as the p50 of their quantity.
