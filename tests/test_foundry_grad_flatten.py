@@ -11,6 +11,7 @@ against a hand count and, when torch is installed, against the aten calls of suc
 on this machine's dispatcher."""
 
 import pytest
+from aten_calls import aten_calls
 
 from perfmodel import frameworks_costs as FC
 from perfmodel.frameworks import resolve_framework
@@ -74,24 +75,12 @@ def test_only_zero3_plans_like_the_other_fsdp_copies():
 
 def test_the_split_backward_is_one_cat_over_the_flat_gradient():
     torch = pytest.importorskip("torch")
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Log(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.calls = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.calls.append(str(func))
-            return func(*args, **(kwargs or {}))
-
     flat = torch.nn.Parameter(torch.randn(30 + 5 + 3))  # weight, bias, alignment padding
     with torch.enable_grad():  # FSDP1 _use_unsharded_views(as_params=False)
         weight, bias, _pad = torch.split(flat, [30, 5, 3])
     out = torch.nn.functional.linear(torch.randn(4, 6), weight.view(5, 6), bias).sum()
-    with Log() as log:
-        out.backward()
-    assert log.calls.count("aten.cat.default") == 1  # the flat gradient written once
+    calls = aten_calls(out.backward)
+    assert calls.count("aten.cat.default") == 1  # the flat gradient written once
     assert flat.grad is not None and flat.grad.shape == flat.shape
 
 

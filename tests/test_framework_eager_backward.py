@@ -5,6 +5,7 @@ bwd_extra), checked against hand calculations; and, when torch is installed, the
 of the backward that the facts stand for."""
 
 import pytest
+from aten_calls import aten_calls
 
 from perfmodel import frameworks_costs as FC
 from perfmodel import ops as O
@@ -83,27 +84,15 @@ def test_the_facts_match_the_aten_calls_of_the_backward():
     and a sum (the bias gradient) beside the two matmuls (frameworks/fsdp.yaml
     eager_backward)."""
     torch = pytest.importorskip("torch")
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Log(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.calls = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.calls.append(str(func))
-            return func(*args, **(kwargs or {}))
-
     x = torch.randn(2, 8, 16, requires_grad=True)
     w = torch.randn(48, 16, requires_grad=True)
     b = torch.randn(48, requires_grad=True)
     q, k, v = torch.nn.functional.linear(x, w, b).split([16, 16, 16], dim=2)
     loss = (q + 2.0 * k + 3.0 * v).sum()
-    with Log() as log:
-        loss.backward()
-    assert "aten.cat.default" in log.calls
-    assert "aten.sum.dim_IntList" in log.calls
-    assert log.calls.count("aten.mm.default") == 2
+    calls = aten_calls(loss.backward)
+    assert "aten.cat.default" in calls
+    assert "aten.sum.dim_IntList" in calls
+    assert calls.count("aten.mm.default") == 2
 
 
 def test_fp8_gemms_fuse_their_bias_gradient():
