@@ -640,7 +640,8 @@ def fsdp1_divide_factors(world: Array) -> tuple[Array, Array]:
 
 
 def fsdp_grad_ops(fw: Framework | None, zero_stage: int, layer_params: Array,
-                  reduce_bytes: float, shard_group: Array) -> list[O.Op]:
+                  reduce_bytes: float, shard_group: Array, resharded: bool = True
+                  ) -> list[O.Op]:
     """FSDP1's kernels on one block's parameters and gradient per micro-batch that
     ``fsdp_copies`` does not name (frameworks/<id>.yaml ``fsdp``), each reported as an
     unfused element-wise kernel of the backward; ZeRO-3 plans like ``fsdp_copies``:
@@ -653,9 +654,10 @@ def fsdp_grad_ops(fw: Framework | None, zero_stage: int, layer_params: Array,
       factor after it, each read and written in the reduce dtype (``reduce_bytes``) when its
       factor is > 1 (``fsdp1_divide_factors``).
     * ``mp_shard_cast_bytes_per_param``: ``pre_unshard`` casts the fp32 local shard into the
-      low-precision shard before each all-gather, twice per micro-batch under FULL_SHARD
-      (forward, and the backward's re-gather; the recompute reuses the backward's), both
-      charged here.
+      low-precision shard before each all-gather: twice per micro-batch when the plan
+      reshards after forward (FULL_SHARD: forward, and the backward's re-gather; the
+      recompute reuses the backward's), once when it keeps the gathered weights
+      (``resharded`` false), all charged here.
 
     Accumulating the shard across micro-batches (``_saved_grad_shard +=``, 1/group of the
     block) is left out. ``layer_params``: the block's parameters on this GPU before sharding
@@ -684,8 +686,9 @@ def fsdp_grad_ops(fw: Framework | None, zero_stage: int, layer_params: Array,
         out.append(op(FSDP1_GRAD_POSTDIVIDE, shard,
                       np.where(post > 1, 2.0 * reduce_bytes, 0.0) * shard))
     if f.mp_shard_cast_bytes_per_param:
-        out.append(op(FSDP1_MP_SHARD_CAST, 2.0 * shard,
-                      2.0 * f.mp_shard_cast_bytes_per_param * shard, launches=2.0))
+        gathers = 2.0 if resharded else 1.0
+        out.append(op(FSDP1_MP_SHARD_CAST, gathers * shard,
+                      gathers * f.mp_shard_cast_bytes_per_param * shard, launches=gathers))
     return out
 
 

@@ -251,7 +251,8 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
             + FC.backward_extra_ops(fw, fwd, model, prec.act)
             + FC.fsdp_copies(fw, zero, block, backward=True,
                              grad_cast=nbytes(plan.grad_dtype) != prec.act)
-            + FC.fsdp_grad_ops(fw, zero, block, nbytes(plan.grad_dtype), plan.dp))
+            + FC.fsdp_grad_ops(fw, zero, block, nbytes(plan.grad_dtype), plan.dp,
+                               plan.resharded))
         add(f"{kind}.rec", recomputed_ops(plan.recompute, fwd + merge_f, model, kind == "moe",
                                            plan.flash_attention, plan.recompute_modules))
     tokens = plan.micro_batch * (plan.seq_len / plan.cp)

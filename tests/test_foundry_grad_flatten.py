@@ -26,6 +26,16 @@ def ops(name: str, zero: int = 3, block: float = BLOCK, reduce_bytes: float = 4.
     return {op.name: op for op in FC.fsdp_grad_ops(fw, zero, block, reduce_bytes, group)}
 
 
+def test_a_plan_that_keeps_the_gathered_weights_casts_the_shard_once():
+    # no reshard after forward: one all-gather per micro-batch, so one shard cast of
+    # 1/8 of the block at fp32 read + bf16 write
+    fw = resolve_framework(FrameworkConfig(name="llm-foundry"))
+    got = {op.name: op for op in FC.fsdp_grad_ops(fw, 3, BLOCK, 4.0, 8.0, resharded=False)}
+    cast = got[FC.FSDP1_MP_SHARD_CAST + FC.UNFUSED]
+    assert cast.bytes == pytest.approx(BLOCK * (4 + 2) / 8)
+    assert cast.launches == 1.0
+
+
 def test_divide_factors_as_torch_computes_them():
     # _get_gradient_predivide_factor: 2 -> 2, 4 -> 2, 8 -> 4, 64 -> 8, 128 -> 16; post = w / pre
     pre, post = FC.fsdp1_divide_factors([1, 2, 4, 8, 64, 128])
