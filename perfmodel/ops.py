@@ -1095,11 +1095,21 @@ def _v4_indexer_ops(model: ModelSpec, b, q_len, kv_len, entry_pairs, prec: Preci
                         kind="softmax")]
 
 
+# The fp8 quantise kernels (inference: engines/<id>.yaml ``quantization.fp8_activation``;
+# training: the recipes' casts below): bytes per element of the bf16 -> fp8 quantise pass (reads 2 B, writes 1 B: TensorRT-LLM
+# ``scaleMatrix``, vLLM ``static_scaled_fp8_quant``, SGLang ``sgl_per_tensor_quant_fp8``) and of
+# a dynamic per-tensor scale's amax pass (reads 2 B: TensorRT-LLM ``computeFP8QuantizeScale``,
+# vLLM ``segmented_max_reduction``); a per-token scale adds 4 B (fp32) per row.
+FP8_QUANT_PASS_BYTES = 3.0
+FP8_AMAX_PASS_BYTES = 2.0
+FP8_SCALE_BYTES = 4.0
+
 # Dynamic (tensorwise) fp8 scaling reads a bf16 tensor twice (amax, then cast) and writes it
 # in fp8: 2 + 2 + 1 bytes per element (Micikevicius et al. 2022 arXiv 2209.05433 Sec. 3;
-# Transformer Engine / torchao float8 training). Forward casts a GEMM's activation and weight,
-# backward the output gradient (fp8 copies of the inputs are reused).
-FP8_CAST_BYTES = 5.0
+# Transformer Engine / torchao float8 training): the amax pass, then the quantise pass.
+# Forward casts a GEMM's activation and weight, backward the output gradient (fp8 copies of
+# the inputs are reused).
+FP8_CAST_BYTES = FP8_AMAX_PASS_BYTES + FP8_QUANT_PASS_BYTES
 
 
 def fp8_cast(gemm_op: Op) -> Op:
@@ -1111,14 +1121,6 @@ def fp8_cast(gemm_op: Op) -> Op:
               block=gemm_op.block, kernel="cast", fp8_cast=True)
 
 
-# Inference's activation quantise kernels (engines/<id>.yaml ``quantization.fp8_activation``):
-# bytes per element of the bf16 -> fp8 quantise pass (reads 2 B, writes 1 B: TensorRT-LLM
-# ``scaleMatrix``, vLLM ``static_scaled_fp8_quant``, SGLang ``sgl_per_tensor_quant_fp8``) and of
-# a dynamic per-tensor scale's amax pass (reads 2 B: TensorRT-LLM ``computeFP8QuantizeScale``,
-# vLLM ``segmented_max_reduction``); a per-token scale adds 4 B (fp32) per row.
-FP8_QUANT_PASS_BYTES = 3.0
-FP8_AMAX_PASS_BYTES = 2.0
-FP8_SCALE_BYTES = 4.0
 #: ``quantization.fp8_activation`` values whose engine quantises a GEMM input in its own kernel
 QUANT_KERNEL_MODES = ("static_kernel", "per_token_kernel", "dynamic_kernel")
 
