@@ -15,8 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import PerfModelError
 
-BAND_KEYS = ("ranges", "range_basis", "serving_ranges")  # perfmodel.uncertainty
-
 
 class InternalError(PerfModelError):
     """A result the core should never produce (NaN, infinity): a bug, named by its quantity."""
@@ -39,12 +37,6 @@ def _non_finite(value: Any, path: str) -> str | None:
             if (hit := _non_finite(v, f"{path}[{i}]")) is not None:
                 return hit
     return None
-
-
-ENERGY_KEYS = ("energy_per_step_j", "energy_per_token_j", "avg_power_per_gpu_w")
-# keys added after the stored serving copies were written: left out of model_dump, in
-# to_json_dict
-LATER_KEYS = ("memory_capacity_basis", "runnable", "not_runnable_reason")
 
 
 class OpReport(BaseModel):
@@ -118,7 +110,6 @@ class Prediction(BaseModel):
     energy_per_token_j: float | None = Field(default=None, exclude=True)
     avg_power_per_gpu_w: float | None = Field(default=None, exclude=True)
     # 80 % bands (perfmodel.uncertainty, docs/uncertainty.md): field -> [lo, hi], and how
-    # each band was made
     # each band was made; left out of model_dump (stored copies predate them), in to_json_dict
     ranges: dict[str, list[float]] | None = Field(default=None, exclude=True)
     range_basis: dict[str, str] | None = Field(default=None, exclude=True)
@@ -148,10 +139,11 @@ class Prediction(BaseModel):
         return self
 
     def to_json_dict(self, include_ops: bool = False) -> dict[str, Any]:
+        """Every set field, including those added after the stored serving copies were
+        written (declared ``exclude=True`` so ``model_dump`` still matches those copies)."""
         data = self.model_dump(exclude_none=True, exclude={"ops"})
-        data.update({k: getattr(self, k) for k in ENERGY_KEYS if getattr(self, k) is not None})
-        data.update({k: getattr(self, k) for k in BAND_KEYS if getattr(self, k) is not None})
-        data.update({k: getattr(self, k) for k in LATER_KEYS if getattr(self, k) is not None})
+        data.update({name: value for name, field in type(self).model_fields.items()
+                     if field.exclude and (value := getattr(self, name)) is not None})
         if include_ops:
             data["ops"] = [op.model_dump() for op in self.ops]
         return data
