@@ -36,6 +36,15 @@ and falls back to the cheapest row that meets them at the point when none does
 (``PlanResult.best``). Only such a row bounds the skip of dearer candidates, so a skipped
 candidate could not have been a cheaper answer.
 
+A row that may miss an SLO is also sized across its band (``size_across_band``): the same
+search with each SLO bound divided by the upper end of its quantity's band (the band's upper
+end meets a bound exactly when the value meets bound / hi), from one replica more; the result
+is a second row for the same device / TP ("meets SLO across band", ``Candidate.point_replicas``
+naming the count that meets the SLOs at the point), so a planner can see what the certainty
+costs, and it can be the answer. It is not tried when the point row already costs at least the
+cheapest row meeting the SLOs across its band, nor when an idle replica already misses a
+tightened bound (then no replica count meets it across the band; the row says so).
+
 Aggregated schedulers only (static, continuous, chunked); sizing DistServe's two pools is a
 two-dimensional search left to ``perfmodel predict`` with explicit pool sizes.
 """
@@ -150,6 +159,11 @@ class Candidate:
     pp: int = 1  # pipeline stages of a replica (tp x pp GPUs)
     # SLOs the value meets but the upper end of its 80 % band does not (may_miss_slo)
     may_miss: list = field(default_factory=list)
+    # a row sized to meet every SLO across its 80 % band: the replicas the same device / TP /
+    # pp needs at the point estimate (None for a row sized at the point)
+    point_replicas: int | None = None
+    # on a row that may miss an SLO: what sizing it across its band gave (replicas, or why not)
+    across_band: str = ""
 
     @property
     def meets_across_band(self) -> bool:
@@ -170,7 +184,9 @@ class Candidate:
                 "metrics": self.metrics, "ranges": self.ranges,
                 "range_basis": self.range_basis, "cost": self.cost, "energy": self.energy,
                 "may_miss_slo": list(self.may_miss),
-                "slo_met_across_band": self.meets_across_band}
+                "slo_met_across_band": self.meets_across_band,
+                "sized_across_band": self.point_replicas is not None,
+                "replicas_at_point": self.point_replicas, "across_band": self.across_band}
 
 
 @dataclass
@@ -203,9 +219,14 @@ class PlanResult:
                     f"meets them at the point estimate, and it may miss {may_miss_text(best)}")
         cheaper = [c for c in self.candidates if c.feasible and c.may_miss and c.cost
                    and best.cost and c.cost["usd_per_hour"] < best.cost["usd_per_hour"]]
+        head = "meets every SLO across its 80 % band"
+        if best.point_replicas is not None:
+            extra = best.replicas - best.point_replicas
+            head += (f" with {best.replicas} replicas, {extra} more than the "
+                     f"{best.point_replicas} that meet them at the point estimate")
         if not cheaper:
-            return "meets every SLO across its 80 % band"
-        return ("meets every SLO across its 80 % band; preferred to cheaper rows that meet "
+            return head
+        return (head + "; preferred to cheaper rows that meet "
                 "them only at the point estimate: " + "; ".join(
                     f"{c.device} {c.label} may miss {may_miss_text(c)}" for c in cheaper))
 
@@ -388,15 +409,16 @@ class Sized:
     tried: tuple[int, ...]  # smaller caps simulated (the rest ruled out by _cap_may_help)
 
 
-def size_configuration(dep: Deployment, wl: Workload, inp: PlanInputs, gpus: int, start: int
-                       ) -> tuple[Sized | None, dict, int]:
+def size_configuration(dep: Deployment, wl: Workload, inp: PlanInputs, gpus: int, start: int,
+                       runs: Runs | None = None) -> tuple[Sized | None, dict, int]:
     """Fewest replicas over the max_num_seqs caps, the largest cap on a tie (the default wins
     unless a smaller cap saves a replica): the default cap's replica search first, then each
     smaller cap on one replica fewer than the best so far (bisected below when it holds).
     (None, metrics, simulations) when even the default misses within max_gpus. ``gpus``:
-    GPUs of one replica (tp x pp)."""
+    GPUs of one replica (tp x pp); ``runs``: simulations already judged against ``inp.slo``
+    (reused, not run again)."""
     default = dep.scheduler.max_batch
-    runs: Runs = {}
+    runs = {} if runs is None else runs
     replicas, metrics, sims = _search(dep, wl, inp, gpus, start, runs)
     if replicas is None:
         return None, metrics, sims
@@ -575,6 +597,53 @@ def benchmark_ranges(point: dict, bands: dict) -> dict:
     return out
 
 
+def band_slo(slo: SLOConfig, bands: dict) -> SLOConfig:
+    """The SLOs with each bound divided by the upper end of its quantity's 80 % band (never
+    loosened; a bound with no band kept): a latency's band is value x [lo, hi]
+    (``metric_ranges``), so the value meets the divided bound when the band's upper end meets
+    the SLO (a relative 1e-12 below, so that rounding cannot leave a "may miss")."""
+    update = {}
+    for key, bound in slo.model_dump().items():
+        q = SLO_QUANTITY.get(key.split("_p")[0])
+        if bound is not None and q in bands:
+            update[key] = bound / max(bands[q][0][1], 1.0) * (1 - 1e-12)
+    return slo.model_copy(update=update)
+
+
+def _rechecked(metrics: dict, slo: SLOConfig) -> dict:
+    """A simulation's metrics with its SLO checks judged against other bounds (the simulation
+    does not depend on the SLOs; attainment and goodput are left as they were)."""
+    bounds = {k: v for k, v in slo.model_dump().items() if v is not None}
+    checks = {k: {**c, "bound_s": bounds[k], "met": bool(c["value_s"] <= bounds[k])}
+              for k, c in (metrics.get("checks") or {}).items() if k in bounds}
+    return {**metrics, "checks": checks, "slo_met": all(c["met"] for c in checks.values())}
+
+
+def size_across_band(dep: Deployment, wl: Workload, inp: PlanInputs, gpus: int, point: Sized,
+                     bands: dict) -> tuple[Sized | None, dict, int, str]:
+    """The fewest replicas (over the same max_num_seqs caps) whose every SLO holds at the
+    upper end of its 80 % band, for a configuration ``point`` sized at the point estimate:
+    ``size_configuration`` against ``band_slo`` from one replica more, reusing the point
+    search's simulations (re-judged). (sized, metrics judged against the SLOs themselves,
+    simulations run, "") or (None, {}, simulations, why not)."""
+    tight = replace(inp, slo=band_slo(inp.slo, bands))
+    miss = _zero_load_misses(dep, wl, tight.slo)
+    if miss:
+        return None, {}, 0, ("no replica count meets every SLO across its 80 % band (bound / "
+                             "band's upper end): " + miss.removeprefix("unreachable: "))
+    runs: Runs = {r: [(c, _rechecked(m, tight.slo)) for c, m in ms]
+                  for r, ms in point.runs.items()}
+    sized, _, sims = size_configuration(dep, wl, tight, gpus, point.replicas + 1, runs)
+    if sized is None:
+        return None, {}, sims, (f"no replica count within max_gpus = {inp.max_gpus} meets "
+                                "every SLO across its 80 % band")
+    cap = sized.max_num_seqs
+    same = [m for c, m in point.runs.get(sized.replicas, ()) if c == cap]
+    if same:
+        return sized, same[0], sims, ""
+    return sized, _evaluate(with_max_seqs(dep, cap), wl, inp.slo, sized.replicas), sims + 1, ""
+
+
 def may_miss_slo(metrics: dict, ranges: dict) -> list[str]:
     """The SLOs whose value meets the bound but whose 80 % band's upper end does not."""
     return [k for k, c in (metrics.get("checks") or {}).items()
@@ -681,9 +750,40 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
         candidates.append(cand)
         if cost and not miss:  # only a row meeting the SLOs across its band can be the
             best_cost = min(best_cost, cost["usd_per_hour"])  # answer while such rows exist
+        if not miss:
+            continue
+        if cost and cost["usd_per_hour"] >= best_cost:
+            cand.across_band = ("not sized across its band: at the point estimate it already "
+                                f"costs at least {best_cost:.2f} USD/h, the cheapest row "
+                                "meeting every SLO across its band")
+            continue
+        wide, wm, wsims, why_not = size_across_band(dep, wl, inp, tp * pp, sized, bands)
+        if wide is None:
+            cand.across_band = why_not
+            continue
+        wgpus = wide.replicas * tp * pp
+        wcost = cost_report(prices, device, wgpus, wm["output_tokens_per_s"])
+        wranges, wbasis = metric_ranges(wm, bands, inp.rate_per_s)
+        tight = band_slo(inp.slo, bands).model_dump()
+        robust = Candidate(
+            device, tp, True, f"meets the SLOs across its 80 % band ({sized.replicas} "
+            "replica(s) meet them at the point estimate)", wide.replicas, wgpus, wsims, wm,
+            wcost, energy_report(system.device, profile, wgpus, wm["output_tokens_per_s"]),
+            wide.max_num_seqs, default,
+            explain_choice(wide, _kv_sequences(dep, wl)) + "; sized against each SLO bound "
+            "divided by its band's upper end (" + ", ".join(
+                f"{k} <= {tight[k]:.4g} s" for k in wm.get("checks", {})) + ")",
+            kind, wranges, wbasis, pp=pp, may_miss=may_miss_slo(wm, wranges),
+            point_replicas=sized.replicas)
+        candidates.append(robust)
+        cand.across_band = (f"{wide.replicas} replica(s) meet every SLO across its 80 % band"
+                            + (f" (+{wcost['usd_per_hour'] - cost['usd_per_hour']:.2f} USD/h)"
+                               if cost and wcost else ""))
+        if wcost and not robust.may_miss:
+            best_cost = min(best_cost, wcost["usd_per_hour"])
     candidates.sort(key=lambda c: (not c.feasible,
                                    c.cost["usd_per_hour"] if c.cost else math.inf,
-                                   c.device, c.tp, c.pp))
+                                   c.device, c.tp, c.pp, c.replicas))
     inputs = {"model": inp.model.id, "rate_per_s": inp.rate_per_s,
               "slo": {k: v for k, v in inp.slo.model_dump().items() if v is not None},
               "prompt_len": inp.prompt_len.model_dump(exclude_none=True),
@@ -839,7 +939,9 @@ def render_plan(result: PlanResult) -> str:
                          f"{c.cost['usd_per_million_output_tokens']:.3f}" if c.cost else "-",
                          f"{c.energy['joules_per_output_token']:.2f}"
                          if c.energy and "joules_per_output_token" in c.energy else "-",
-                         "may miss SLO" if c.may_miss else "yes"))
+                         "may miss SLO" if c.may_miss else "yes" + (
+                             f", +{c.replicas - c.point_replicas} replica(s)"
+                             if c.point_replicas is not None else "")))
     out = []
     inp = result.inputs
     slo = ", ".join(f"{k} <= {v:g}" for k, v in inp["slo"].items())
@@ -874,7 +976,8 @@ def render_plan(result: PlanResult) -> str:
     if maybe:
         out.append("")
         out.append("may miss SLO (the value meets it, the upper end of its 80 % band does not):")
-        out += [f"  {c.device} {c.label}: {may_miss_text(c)}" for c in maybe]
+        out += [f"  {c.device} {c.label}: {may_miss_text(c)}"
+                + (f"; {c.across_band}" if c.across_band else "") for c in maybe]
     if skipped:
         out.append("")
         out.append("not simulated (even their throughput estimate costs more than the "
