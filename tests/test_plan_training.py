@@ -197,10 +197,13 @@ def test_nvl72_rack_rule():
     assert {r.gpus for r in res.rows} <= {64, 128, 256} and res.rows
     assert res.work["per_device"]["gb200"]["gpu_counts"] == [64, 128, 256]
     assert all(r.gpus_billed == r.gpus * 72 // 64 for r in res.rows)
-    assert all(r.usd is None for r in res.rows)  # no cited GB200 price
+    # GPU-hours and USD count whole racks: CoreWeave's GB200 NVL72 42.00 USD/h per 4 GPUs
+    for r in res.rows:
+        assert r.gpu_hours == pytest.approx(r.days * 24 * r.gpus_billed)
+        assert r.usd == pytest.approx(r.gpu_hours * 42.00 / 4)
     assert "64 of each 72-GPU rack used" in res.notes[0]
     text = render(res, all_rows=True)
-    assert "256 of 288" in text and "no price" in text and "note: gb200: 64 of each" in text
+    assert "256 of 288" in text and "no price" not in text and "note: gb200: 64 of each" in text
     ans = res.answer
     assert f"answer: {ans.gpus} x gb200 (of {ans.gpus_billed} paid for: whole racks)" in text
     d = res.to_dict()
