@@ -219,6 +219,25 @@ class Fp8WeightCastFacts(Strict):
     source: str
 
 
+class Fp8QuantiseFacts(Strict):
+    """How the framework's quantiser runs one recipe's cast of one tensor (frameworks/<id>.yaml
+    ``fp8_quantise.<recipe>``, charged by frameworks_costs.fp8_recipe_costs and
+    fp8_amax_reductions): kernels per quantise, the same for a GEMM input whose amax the
+    preceding norm kernel already computed (``norm_fused_inputs``, forward GEMM names), whether
+    a grouped GEMM's operands are quantised one expert at a time, the device architectures on
+    which a quantise for the backward also writes the fp8 transpose (1 B per element), and
+    whether under sequence parallelism each column-parallel input (forward) and row-parallel
+    output gradient (backward) all-reduces its amax over the TP group before the cast."""
+
+    kernels: Int = Field(ge=1, le=16)
+    norm_fused_kernels: Int | None = Field(default=None, ge=1, le=16)
+    norm_fused_inputs: list[str] = Field(default_factory=list)
+    per_expert: Bool = False
+    transpose_on: list[str] = Field(default_factory=list)
+    amax_reduction: Bool = False
+    source: str
+
+
 class AllocatorFacts(Strict):
     expandable_segments: Bool
     source: str
@@ -317,6 +336,9 @@ class FrameworkSpec(Strict):
     allocator: AllocatorFacts
     # None: no fact, the base charge (a weight cast every micro-batch)
     fp8_weight_cast: Fp8WeightCastFacts | None = None
+    # recipe name (a key of _common.yaml fp8_recipes) -> how this framework's quantiser runs it;
+    # absent: one kernel per cast, no transpose copy, no amax reduction
+    fp8_quantise: dict[str, Fp8QuantiseFacts] = Field(default_factory=dict)
     moe: MoeFacts | None = None  # None: a grouped kernel (the profile's MoE tables)
     eager_backward: EagerBackward | None = None  # None: no backward-only eager kernels
     facts: list[Fact] = Field(default_factory=list)
@@ -344,7 +366,8 @@ def framework_spec(framework_id: str) -> FrameworkSpec:
             raise SpecError(f"{path}: decomposition {key!r} is not in _common.yaml; valid: "
                             f"{', '.join(common.decompositions)}")
     for key, table in ((spec.defaults.attention_backend, common.attention_backends),
-                       (spec.defaults.float8_recipe, common.fp8_recipes)):
+                       (spec.defaults.float8_recipe, common.fp8_recipes),
+                       *((k, common.fp8_recipes) for k in spec.fp8_quantise)):
         if key not in table:
             raise SpecError(f"{path}: {key!r} is not in _common.yaml; valid: {', '.join(table)}")
     return spec
@@ -418,6 +441,11 @@ class Framework:
     @property
     def fp8(self) -> Fp8Recipe:
         return common_facts().fp8_recipes[self.float8_recipe]
+
+    @property
+    def fp8_quantise(self) -> Fp8QuantiseFacts | None:
+        """How this framework's quantiser runs the run's recipe (None: no facts)."""
+        return self.spec.fp8_quantise.get(self.float8_recipe)
 
     def describe(self) -> dict:
         """The settings in force (prediction breakdown)."""

@@ -369,26 +369,133 @@ def train_metric_ops(fw: Framework | None, head: list[O.Op]) -> list[O.Op]:
 FP8_ONE_PASS_CAST = "cast_one_pass"
 
 
-def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op]) -> list[O.Op]:
+def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op],
+                     architecture: str | None = None) -> list[O.Op]:
     """Cast operators at the recipe's bytes per element (ops.FP8_CAST_BYTES is the dynamic
     tensorwise cast), repeated per orientation the recipe needs: bytes, elements (the element
     count the measured cast rate is charged on, ``shape[0]``), vector FLOPs and launches x
     ``casts_per_operand``. A recipe whose casts run no amax pass of their own (``amax_pass``
     false: delayed scaling, blockwise) is timed by its bytes on the memory curve
-    (FP8_ONE_PASS_CAST), not at the measured two-pass rate. megatron-core keeps the base's
-    casts (its predictions stay those of perfmodel without frameworks)."""
+    (FP8_ONE_PASS_CAST), not at the measured two-pass rate. Then the framework's quantiser
+    facts for the recipe (``fp8_quantise``, ``_quantiser_costs``). megatron-core keeps the
+    base's casts (its predictions stay those of perfmodel without frameworks).
+    ``architecture``: the device's (DeviceSpec.architecture), for ``transpose_on``."""
     if fw is None or fw.baseline:
         return ops
     recipe = fw.fp8
+    q = fw.fp8_quantise
     n = recipe.casts_per_operand
     scale = recipe.cast_bytes_per_element / O.FP8_CAST_BYTES * n
-    if scale == 1.0 and n == 1 and recipe.amax_pass:
+    if scale == 1.0 and n == 1 and recipe.amax_pass and q is None:
         return ops
     kernel = None if recipe.amax_pass else FP8_ONE_PASS_CAST
-    return [replace(op, bytes=op.bytes * scale, vector_flops=op.vector_flops * n,
-                    launches=op.launches * n, shape=(op.shape[0] * n, *op.shape[1:]),
-                    kernel=kernel or op.kernel)
-            if op.fp8_cast else op for op in ops]
+    out = [replace(op, bytes=op.bytes * scale, vector_flops=op.vector_flops * n,
+                   launches=op.launches * n, shape=(op.shape[0] * n, *op.shape[1:]),
+                   kernel=kernel or op.kernel)
+           if op.fp8_cast else op for op in ops]
+    return out if q is None else _quantiser_costs(q, out, n, recipe.amax_pass, architecture)
+
+
+_CAST = ".fp8cast"
+_PASS_SUFFIXES = (".recompute", ".dgrad", ".wgrad")
+
+
+def _gemm_base(name: str) -> str:
+    """A GEMM's forward name from any of its passes' names."""
+    for suffix in _PASS_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _quantiser_costs(q, ops: list[O.Op], n: int, amax_pass: bool,
+                     architecture: str | None) -> list[O.Op]:
+    """Each cast operator (after ``fp8_recipe_costs``' recipe scaling) as the framework's
+    quantiser runs it (frameworks/<id>.yaml ``fp8_quantise.<recipe>``; Transformer Engine
+    Float8CurrentScalingQuantizer for tensorwise). For a GEMM of one problem's shape (m, n, k)
+    and G problems (a grouped GEMM's experts), the forward cast stands for the input quantise
+    (G m k elements) and the weight's (G k n, times the share a micro-batch pays,
+    ``fp8_weight_casts``), the backward one for the output gradient's (G m n):
+
+    * launches: ``kernels`` per quantised tensor, per expert when ``per_expert`` (else one
+      tensor per operand), x the recipe's casts per operand; a forward input whose amax the
+      preceding norm kernel computed (``norm_fused_inputs``, dense GEMMs) runs
+      ``norm_fused_kernels`` and no amax pass of its own: its 2 B per element read
+      (ops.FP8_AMAX_PASS_BYTES) is dropped and its elements leave the measured two-pass
+      rate (timed by bytes, as a one-pass cast).
+    * transpose copy (``transpose_on`` holds the device's architecture): each cast also
+      writes the fp8 transpose the backward GEMMs read, 1 B per element cast; where the cast
+      is timed at the measured two-pass rate (an achieved bandwidth over FP8_CAST_BYTES per
+      element, roofline._elementwise_rate_time), its rate-charged elements grow by the same
+      1 / FP8_CAST_BYTES."""
+    # an entry names an architecture as hardware_specs spells it; GH200's 'Hopper (+ Grace ...)'
+    transposed = architecture is not None and any(architecture.startswith(a) for a in q.transpose_on)
+    forward: dict[str, O.Op] = {}  # latest forward GEMM by name (fwd and recompute passes)
+    out: list[O.Op] = []
+    for op in ops:
+        if op.cls == O.GEMM and not op.name.endswith((".dgrad", ".wgrad")):
+            forward[_gemm_base(op.name)] = op
+        if not op.fp8_cast:
+            out.append(op)
+            continue
+        base = op.name.replace(".recompute", "").replace(".bwd", "")
+        gemm = forward.get(base[: -len(_CAST)]) if base.endswith(_CAST) else None
+        if gemm is None:
+            out.append(op)
+            continue
+        m, n_out, k = gemm.shape
+        g = gemm.groups
+        tensors = g if q.per_expert else 1.0
+        nbytes, elems = op.bytes, op.shape[0]
+        if op.name.replace(".recompute", "").endswith(".bwd"):
+            launches = n * q.kernels * tensors  # the output gradient
+        else:
+            inputs = g * m * k
+            # the weight's quantises per micro-batch: its share of the cast's elements
+            per_mb = np.maximum(op.shape[0] / n - inputs, 0.0) / np.maximum(g * k * n_out, 1e-30)
+            fused = q.norm_fused_kernels is not None and _gemm_base(gemm.name) in \
+                q.norm_fused_inputs and np.all(np.asarray(g) == 1)
+            k_in = q.norm_fused_kernels if fused else q.kernels
+            launches = n * tensors * (k_in + q.kernels * per_mb)
+            if fused and amax_pass:
+                nbytes = nbytes - n * inputs * O.FP8_AMAX_PASS_BYTES
+                elems = elems - n * inputs
+        if transposed:
+            nbytes = nbytes + op.shape[0]  # 1 B per element cast
+            if amax_pass:  # the measured rate is an achieved bandwidth at FP8_CAST_BYTES
+                elems = elems * (1.0 + 1.0 / O.FP8_CAST_BYTES)
+        out.append(replace(op, bytes=nbytes, shape=(elems, *op.shape[1:]),
+                           launches=launches * op.launches / n))
+    return out
+
+
+def fp8_amax_reductions(fw: Framework | None, fwd: list[O.Op], sequence_parallel: bool,
+                        full_recompute: bool) -> tuple[Array, Array]:
+    """(forward, backward) amax all-reduces over the TP group per layer and micro-batch that the
+    framework's quantiser runs before its casts under sequence parallelism (``fp8_quantise.
+    <recipe>.amax_reduction``; Transformer Engine current scaling: the input quantiser of each
+    column-parallel Linear in forward, the output-gradient quantiser of each row-parallel one in
+    backward, ``with_amax_reduction`` / ``amax_reduction_group = tp_group``). ``fwd``: one
+    layer's forward operators; the column- / row-parallel fp8 GEMMs are its ungrouped GEMMs with
+    a cast whose matmuls are all column-parallel / none (the MoE router, a plain linear outside
+    Transformer Engine, and grouped expert GEMMs, whose GroupedLinear sets no reduction, are
+    left out). Full recompute repeats the forward's in backward."""
+    if fw is None or fw.baseline or not sequence_parallel:
+        return 0.0, 0.0
+    q = fw.fp8_quantise
+    if q is None or not q.amax_reduction:
+        return 0.0, 0.0
+    cast = {op.name[: -len(_CAST)] for op in fwd if op.fp8_cast and op.name.endswith(_CAST)}
+    col = row = 0.0
+    for op in fwd:
+        if op.cls != O.GEMM or op.name not in cast or op.name == "moe.router" or \
+                np.any(np.asarray(op.groups) > 1) or not op.matmuls:
+            continue
+        if all(mm.column_parallel for mm in op.matmuls):
+            col = col + op.count
+        elif not any(mm.column_parallel for mm in op.matmuls):
+            row = row + op.count
+    return col, row + (col if full_recompute else 0.0)
 
 
 def fp8_weight_casts(fw: Framework | None, fwd: list[O.Op], microbatches) -> list[O.Op]:

@@ -264,7 +264,7 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
     step = O.optimizer_op(optimizer_params, plan.optimizer,
                           mixed_precision=prec.act < 4 and plan.master_weights)
     add("optimizer", [step, *FC.optimizer_extra_ops(fw, step, plan.optimizer, optimizer_params)])
-    ops = FC.fp8_recipe_costs(fw, ops)
+    ops = FC.fp8_recipe_costs(fw, ops, roof.device.architecture)
     times = FC.apply_backend(fw, op_times(ops, roof), roof)
     return StageOps(ops, groups, times, times.weighted())
 
@@ -328,7 +328,14 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
             cp = cp_comm(kv_chunk, plan.cp, spans["cp"], st.attention(f"{kind}.fwd"),
                          st.attention(f"{kind}.bwd"), system, profile,
                          attn_rec=st.attention(f"{kind}.rec"), recompute=full, **cp_extra)
-        c.comm_total["tp"][kind], c.comm_exposed["tp"][kind] = tp.total, tp.exposed
+        # fp8 current scaling under SP: each amax all-reduce (4 B) stalls the cast that waits
+        # for it (FC.fp8_amax_reductions): latency-bound, never hidden
+        amax_f, amax_b = FC.fp8_amax_reductions(
+            plan.framework, [st.ops[i] for i in st.groups[f"{kind}.fwd"]],
+            plan.sequence_parallel, full)
+        amax = (amax_f + amax_b) * collective_time("all_reduce", 4.0, spans["tp"], system,
+                                                   profile)
+        c.comm_total["tp"][kind], c.comm_exposed["tp"][kind] = tp.total + amax, tp.exposed + amax
         c.comm_total["cp"][kind], c.comm_exposed["cp"][kind] = cp.total, cp.exposed
         c.busy_fwd[kind] = tp.hidden_fwd + cp.hidden_fwd
         c.busy_bwd[kind] = tp.hidden_bwd + cp.hidden_bwd
