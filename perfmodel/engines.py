@@ -549,6 +549,47 @@ class CudaGraphFacts(Strict):
         return sizes[-1], None if self.decode_padding else frozenset(sizes)
 
 
+class SkinnyGemmFacts(Strict):
+    """An engine's own kernel for unquantised GEMMs of a few tokens (vLLM on ROCm:
+    ``rocm_unquantized_gemm`` -> wvSplitK): it runs a GEMM of one of ``dtypes`` on a device
+    whose compute capability is in ``archs`` when 0 < tokens <= ``max_tokens``, the GEMM has at
+    least ``min_out`` outputs and its inner dimension is a multiple of ``k_multiple``. It streams
+    the weights at ``hbm_fraction[arch][t - 1]`` of the device's datasheet HBM bandwidth for t
+    tokens (measured kernel times); an arch without fractions, or a null entry, leaves those
+    GEMMs to the calibration profile's curve."""
+
+    archs: list[str] = Field(default_factory=list)
+    dtypes: list[str] = Field(default_factory=list)
+    max_tokens: Int | None = Field(default=None, ge=1)
+    min_out: Int | None = Field(default=None, ge=1)
+    k_multiple: Int | None = Field(default=None, ge=1)
+    hbm_fraction: dict[str, list[Float | None]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> SkinnyGemmFacts:
+        at = "gemm.skinny"
+        if self.hbm_fraction and None in (self.max_tokens, self.min_out, self.k_multiple):
+            raise SpecError(f"{at}: hbm_fraction needs max_tokens, min_out and k_multiple (the "
+                            "conditions under which the kernel runs)")
+        for arch, fracs in self.hbm_fraction.items():
+            if arch not in self.archs:
+                raise SpecError(f"{at}.hbm_fraction: {arch!r} is not in {at}.archs "
+                                f"({self.archs}); measure the kernel where it runs")
+            if len(fracs) != self.max_tokens:
+                raise SpecError(f"{at}.hbm_fraction.{arch}: give one fraction (or null) per "
+                                f"token count 1..{self.max_tokens}, got {len(fracs)}")
+            if any(f is not None and not 0.0 < f <= 1.0 for f in fracs):
+                raise SpecError(f"{at}.hbm_fraction.{arch}: fractions of the datasheet HBM "
+                                f"bandwidth lie in (0, 1], got {fracs}")
+        return self
+
+
+class GemmFacts(Strict):
+    """The engine's dense GEMM kernels where they are its own (not the BLAS library's)."""
+
+    skinny: SkinnyGemmFacts = SkinnyGemmFacts()
+
+
 class OverheadFacts(Strict):
     step_cpu_s: Float | None = Field(default=None, ge=0)
     request_s: Float | None = Field(default=None, ge=0)
@@ -574,6 +615,7 @@ class EngineSpec(Strict):
     pipeline: PipelineFacts = PipelineFacts()
     overheads: OverheadFacts = OverheadFacts()
     quantization: QuantizationFacts = QuantizationFacts()
+    gemm: GemmFacts = GemmFacts()
     field_sources: dict[str, list[str]] = Field(min_length=1)
     sources: list[Source] = Field(min_length=1)
     notes: str | None = None
@@ -642,11 +684,12 @@ def _leaves(data: dict, prefix: str = "") -> dict[str, Any]:
 def _sections() -> set[str]:
     return {*_FACT_SECTIONS, "memory.reserve",
             "moe.kernels", "moe.proxy", "moe.overlap", "moe.dispatch", "moe.mxfp4",
-            "quantization.fp8_activation", "quantization.fp8_activation.fused_when"}
+            "quantization.fp8_activation", "quantization.fp8_activation.fused_when",
+            "gemm.skinny"}
 
 
 _FACT_SECTIONS = ("memory", "scheduler", "comm", "moe", "attention", "pipeline", "overheads",
-                  "quantization")
+                  "quantization", "gemm")
 #: terms of the total_fraction (vLLM) profiler rule; other budgets do not read them
 _PROFILER_TERMS = {"memory.non_torch_counted", "memory.cuda_context_counted",
                    "memory.tp_allreduce_outputs_held", "memory.sampler_rows"}
@@ -667,6 +710,7 @@ class EngineFamily(Strict):
     pipeline: dict[str, Any] = Field(default_factory=dict)
     overheads: dict[str, Any] = Field(default_factory=dict)
     quantization: dict[str, Any] = Field(default_factory=dict)
+    gemm: dict[str, Any] = Field(default_factory=dict)
     field_sources: dict[str, list[str]] = Field(default_factory=dict)
     sources: list[Source] = Field(default_factory=list)
     notes: str | None = None
@@ -827,6 +871,23 @@ def mxfp4_pad_multiples(spec: EngineSpec | None, model, device, expert_dtype: st
         return None, None, False
     pad = facts.backends[backend]
     return backend, (pad.hidden, pad.intermediate), bool(pad.scales_kept)
+
+
+def skinny_gemm_facts(engine_id: str, version: str | None, variant: str | None, device,
+                      ) -> tuple[SkinnyGemmFacts, tuple[float | None, ...]] | None:
+    """(facts, HBM fractions by token count) of ``engine_id``'s own few-token GEMM kernel on
+    ``device`` (engines/<id>.yaml ``gemm.skinny``, keyed by the device's compute capability);
+    None for ``generic``, a file that does not state one, or a device it has no measured
+    fractions for."""
+    spec = engine_facts(engine_id, version, variant)
+    if spec is None:
+        return None
+    facts = spec.gemm.skinny
+    arch = str(device.compute_capability)
+    fracs = facts.hbm_fraction.get(arch)
+    if not fracs or arch not in facts.archs:
+        return None
+    return facts, tuple(fracs)
 
 
 def fp8_activation_kernels(engine_id: str, version: str | None, variant: str | None,

@@ -31,6 +31,7 @@ from .engines import (
     fp8_activation_kernels,
     moe_overlap_facts,
     mxfp4_pad_multiples,
+    skinny_gemm_facts,
 )
 from .formats import class_dtype, weight_byte_counts
 from .memory import (
@@ -115,6 +116,42 @@ def _with_quant_kernels(ops: list[O.Op], mode: str | None, on) -> list[O.Op]:
         else [op])]
 
 
+def _with_skinny_gemms(times: OpTimes, roof: Roofline, plan: InferPlan) -> OpTimes:
+    """``times`` with the engine's own few-token GEMM kernel (engines/<id>.yaml
+    ``gemm.skinny``; vLLM on ROCm gfx9: wvSplitK, which every unquantised linear layer and the
+    LM head reach through ``rocm_unquantized_gemm``) in place of the profile's GEMM curve
+    where it runs: a plain (groups 1, not routed-expert) GEMM of one of its dtypes with no
+    weight-only format, 0 < tokens <= max_tokens, outputs >= min_out and k a multiple of
+    k_multiple. It streams the weights at its measured fraction of the device's datasheet HBM
+    bandwidth for the token count (rounded up), its compute at the vector fp32 rate (the kernel
+    runs packed dot2 instructions, not matrix cores), plus the profile's per-kernel floor as
+    every kernel; a null fraction (not measured) keeps the profile's time."""
+    found = skinny_gemm_facts(plan.tp_all_reduce, plan.engine_version, plan.engine_variant,
+                              roof.device)
+    if found is None:
+        return times
+    facts, fractions = found
+    frac = np.array([np.nan if f is None else f for f in fractions], float)
+    bandwidth = roof.device.memory_bandwidth
+    for i, op in enumerate(times.ops):
+        if (op.cls != O.GEMM or op.dtype not in facts.dtypes or op.weight_format
+                or op.name.startswith("moe.expert.") or np.any(np.asarray(op.groups) > 1)):
+            continue
+        m, n, k = (np.asarray(x, float) for x in op.shape)
+        tokens = np.clip(np.ceil(m), 1, len(frac)).astype(int)
+        f = frac[tokens - 1]
+        use = ((m > 0) & (m <= facts.max_tokens) & (n >= facts.min_out)
+               & (np.mod(k, facts.k_multiple) == 0) & ~np.isnan(f))
+        if not np.any(use):
+            continue
+        t = (np.maximum(op.flops / roof.vector_peak,
+                        op.bytes / (bandwidth * np.where(use, f, 1.0)))
+             + roof.profile.kernel_overhead_s)
+        out = np.where(use, t, times.time[i])
+        times.time[i] = out if np.ndim(out) else float(out)
+    return times
+
+
 def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase: str,
               logits_tokens, device=None) -> tuple[list[O.Op], dict[str, list[int]]]:
     """All operators of one forward pass through one pipeline stage's share of the model."""
@@ -170,7 +207,7 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
                                moe_a2a=all_to_all(plan.tp, plan.attention_dp, plan.ep))
     items, index = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens,
                              system.device)
-    times = op_times(items, roof)
+    times = _with_skinny_gemms(op_times(items, roof), roof, plan)
     compute = times.by_class()
     stage = times.total()
     # per stage: attention-TP all-reduces (all layers), MoE all-to-alls or DP gathers
@@ -250,7 +287,7 @@ def _two_batch(model: ModelSpec, system: System, plan: InferPlan, profile: Calib
         return None
     half_items, half_index = _pass_ops(model, plan, np.asarray(b) / 2.0, q_len, kv_len, pairs,
                                        phase, np.asarray(logits_tokens) / 2.0, system.device)
-    half = op_times(half_items, roof)
+    half = _with_skinny_gemms(op_times(half_items, roof), roof, plan)
     hw = half.weighted()
     slow = comm_sm_slowdown(sched.comm_sms, system.device.sm_count) if mode == "normal" else 1.0
     moe_ops = set(half_index["moe"])
