@@ -212,13 +212,21 @@ def inflight_microbatches(pp: Array, vp: Array, num_micro: Array, schedule: str)
     micro-batch through one stage's layers.
 
     GPipe: all m. 1F1B: min(p, m) (Narayanan et al. 2021 Sec. 2.2.1). Interleaved 1F1B holds
-    p (1 + (p-1)/(p v)) stage-loads (Korthikanti et al. 2022 Sec. 4.2.3).
+    p (1 + (p-1)/(p v)) stage-loads (Korthikanti et al. 2022 Sec. 4.2.3), at most the m
+    micro-batches there are: the first rank's warm-up forwards ((v-1) p + 2 (p-1) chunks of
+    1/v stage) are capped at the m v chunks of the step (PyTorch
+    torch/distributed/pipelining/schedules.py v2.6.0 ScheduleInterleaved1F1B
+    get_rank_warmup_ops: ``min(warmup_ops, self._n_microbatches * self.n_local_stages)``;
+    Megatron-LM core/pipeline_parallel/schedules.py forward_backward_pipelining_with_interleaving:
+    ``num_warmup_microbatches = min(num_warmup_microbatches, total_num_microbatches)``), so
+    with m <= p every forward runs before the first backward.
     """
     if schedule == "gpipe":
         return num_micro
     base = np.minimum(pp, num_micro)
     if schedule == "interleaved":  # with vp = 1 the schedule is plain 1F1B
-        return np.where(np.asarray(vp) > 1, base * (1.0 + (pp - 1) / (pp * vp)), base)
+        held = np.minimum(pp * (1.0 + (pp - 1) / (pp * vp)), num_micro)
+        return np.where(np.asarray(vp) > 1, held, base)
     return base
 
 
