@@ -217,9 +217,9 @@ def inflight_microbatches(pp: Array, vp: Array, num_micro: Array, schedule: str)
     1/v stage) are capped at the m v chunks of the step (PyTorch
     torch/distributed/pipelining/schedules.py v2.6.0 ScheduleInterleaved1F1B
     get_rank_warmup_ops: ``min(warmup_ops, self._n_microbatches * self.n_local_stages)``;
-    Megatron-LM core/pipeline_parallel/schedules.py forward_backward_pipelining_with_interleaving:
-    ``num_warmup_microbatches = min(num_warmup_microbatches, total_num_microbatches)``), so
-    with m <= p every forward runs before the first backward.
+    Megatron-LM megatron/core/pipeline_parallel/schedules.py (main, d98e8a64), interleaved warm-up:
+    ``if num_warmup_microbatches >= total_num_microbatches: num_warmup_microbatches =
+    total_num_microbatches``), so with m <= p every forward runs before the first backward.
     """
     if schedule == "gpipe":
         return num_micro
