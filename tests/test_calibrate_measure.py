@@ -88,7 +88,8 @@ def quick_run(tmp_path_factory):
                 break
         time.sleep(0.1)
     first = time.monotonic() - t0
-    assert killed_with, f"the run ended before it could be interrupted: {proc.stderr.read()}"
+    assert killed_with, (f"the run ended (exit {proc.returncode}) before it could be "
+                         f"interrupted: {proc.stderr.read()}")
     with open(raw, "a") as fh:
         fh.write('{"bench": "gemm", "key": "torn')  # no newline: a write cut by the kill
     t1 = time.monotonic()
@@ -130,8 +131,10 @@ def test_quick_run_completes_and_resumes_without_remeasuring(quick_run):
             == b["planned"], (bench, b)
     first, second = quick_run["seconds"]
     print(f"\nquick CPU calibration: {first:.1f} s until killed + {second:.1f} s resumed")
-    # the resumed run keeps to its budget: measuring stops at it, then the fit and report
-    assert second < BUDGET_S + 60
+    # how each table keeps to its deadline is tested on the clock in test_calibrate_budget.py
+    # (measure stops at the deadline; a table admits points until it); here the records must
+    # account for every planned point, above. No wall-clock bound: a loaded machine stretches
+    # the process start, the fit and the report, which no budget governs
 
 
 @pytest.mark.slow
