@@ -162,7 +162,8 @@ def mark(name):
 import perfmodel.planning.cli  # as the CLI: numpy, pydantic, the package's modules
 mark("imports")
 from perfmodel.specs.registry import parse_cache
-parse_cache().__enter__()  # as the CLI's run_cli
+cache = parse_cache()  # as the CLI's run_cli; held: a dropped context manager's generator
+cache.__enter__()      # is closed at once, which would leave the block (no cache at all)
 from perfmodel import predict
 from perfmodel.planning.training import DEFAULT_BATCH_TOKENS, gpu_counts
 from perfmodel.search import SearchSpace, base_plan, best_per_gpu_count, scenario_for, sweep
