@@ -227,7 +227,8 @@ class Fp8QuantiseFacts(Strict):
     a grouped GEMM's operands are quantised one expert at a time, the device architectures on
     which a quantise for the backward also writes the fp8 transpose (1 B per element), and
     whether under sequence parallelism each column-parallel input (forward) and row-parallel
-    output gradient (backward) all-reduces its amax over the TP group before the cast."""
+    output gradient (backward) all-reduces its amax over the TP group before the cast and is
+    quantised on the rank's rows before an fp8 all-gather."""
 
     kernels: Int = Field(ge=1, le=16)
     norm_fused_kernels: Int | None = Field(default=None, ge=1, le=16)
@@ -235,6 +236,10 @@ class Fp8QuantiseFacts(Strict):
     per_expert: Bool = False
     transpose_on: list[str] = Field(default_factory=list)
     amax_reduction: Bool = False
+    # under sequence parallelism those same tensors (column-parallel inputs, row-parallel output
+    # gradients) are quantised on this rank's rows before an fp8 all-gather, without the
+    # transpose, which is made from the gathered fp8 tensor where ``transpose_on`` applies
+    sp_quantise_before_gather: Bool = False
     source: str
 
 

@@ -370,7 +370,7 @@ FP8_ONE_PASS_CAST = "cast_one_pass"
 
 
 def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op],
-                     architecture: str | None = None) -> list[O.Op]:
+                     architecture: str | None = None, sp_tp: Array = 1.0) -> list[O.Op]:
     """Cast operators at the recipe's bytes per element (ops.FP8_CAST_BYTES is the dynamic
     tensorwise cast), repeated per orientation the recipe needs: bytes, elements (the element
     count the measured cast rate is charged on, ``shape[0]``), vector FLOPs and launches x
@@ -379,7 +379,8 @@ def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op],
     (FP8_ONE_PASS_CAST), not at the measured two-pass rate. Then the framework's quantiser
     facts for the recipe (``fp8_quantise``, ``_quantiser_costs``). megatron-core keeps the
     base's casts (its predictions stay those of perfmodel without frameworks).
-    ``architecture``: the device's (DeviceSpec.architecture), for ``transpose_on``."""
+    ``architecture``: the device's (DeviceSpec.architecture), for ``transpose_on``; ``sp_tp``:
+    the TP degree under sequence parallelism (1 without), for ``sp_quantise_before_gather``."""
     if fw is None or fw.baseline:
         return ops
     recipe = fw.fp8
@@ -393,7 +394,8 @@ def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op],
                    launches=op.launches * n, shape=(op.shape[0] * n, *op.shape[1:]),
                    kernel=kernel or op.kernel)
            if op.fp8_cast else op for op in ops]
-    return out if q is None else _quantiser_costs(q, out, n, recipe.amax_pass, architecture)
+    return out if q is None else _quantiser_costs(q, out, n, recipe.amax_pass, architecture,
+                                                  sp_tp)
 
 
 _CAST = ".fp8cast"
@@ -408,8 +410,19 @@ def _gemm_base(name: str) -> str:
     return name
 
 
+def _sp_side(gemm: O.Op) -> str:
+    """"col" / "row": an ungrouped TE Linear whose matmuls are all column-parallel / none
+    (sequence parallelism gathers its input / its output gradient); "" otherwise (the MoE
+    router, a plain linear outside Transformer Engine, grouped experts, mixed GEMMs)."""
+    if gemm.name == "moe.router" or np.any(np.asarray(gemm.groups) > 1) or not gemm.matmuls:
+        return ""
+    if all(mm.column_parallel for mm in gemm.matmuls):
+        return "col"
+    return "" if any(mm.column_parallel for mm in gemm.matmuls) else "row"
+
+
 def _quantiser_costs(q, ops: list[O.Op], n: int, amax_pass: bool,
-                     architecture: str | None) -> list[O.Op]:
+                     architecture: str | None, sp_tp: Array = 1.0) -> list[O.Op]:
     """Each cast operator (after ``fp8_recipe_costs``' recipe scaling) as the framework's
     quantiser runs it (frameworks/<id>.yaml ``fp8_quantise.<recipe>``; Transformer Engine
     Float8CurrentScalingQuantizer for tensorwise). For a GEMM of one problem's shape (m, n, k)
@@ -427,7 +440,13 @@ def _quantiser_costs(q, ops: list[O.Op], n: int, amax_pass: bool,
       writes the fp8 transpose the backward GEMMs read, 1 B per element cast; where the cast
       is timed at the measured two-pass rate (an achieved bandwidth over FP8_CAST_BYTES per
       element, roofline._elementwise_rate_time), its rate-charged elements grow by the same
-      1 / FP8_CAST_BYTES."""
+      1 / FP8_CAST_BYTES.
+    * quantise before the SP all-gather (``sp_quantise_before_gather``, ``sp_tp`` > 1): the
+      gathered tensor (a column-parallel GEMM's input, a row-parallel one's output gradient,
+      E elements) is quantised on this rank's E / sp_tp rows with no transpose, and on a
+      transposing architecture the gathered fp8 tensor is transposed by one more kernel (read
+      1 B, write 1 B per element, _create_transpose): its bytes b E (+ E) become b E / sp_tp
+      (+ 2 E), its rate-charged elements E / sp_tp."""
     # an entry names an architecture as hardware_specs spells it; GH200's 'Hopper (+ Grace ...)'
     transposed = architecture is not None and any(architecture.startswith(a) for a in q.transpose_on)
     forward: dict[str, O.Op] = {}  # latest forward GEMM by name (fwd and recompute passes)
@@ -447,8 +466,14 @@ def _quantiser_costs(q, ops: list[O.Op], n: int, amax_pass: bool,
         g = gemm.groups
         tensors = g if q.per_expert else 1.0
         nbytes, elems = op.bytes, op.shape[0]
+        side = _sp_side(gemm) if q.sp_quantise_before_gather else ""
+        sp = np.asarray(sp_tp, dtype=float)
+        gathered = 0.0  # elements of the tensor SP gathers in fp8 (quantised on 1 / sp of them)
+        fused = False
         if op.name.replace(".recompute", "").endswith(".bwd"):
             launches = n * q.kernels * tensors  # the output gradient
+            if side == "row":
+                gathered = n * g * m * n_out
         else:
             inputs = g * m * k
             # the weight's quantises per micro-batch: its share of the cast's elements
@@ -460,10 +485,26 @@ def _quantiser_costs(q, ops: list[O.Op], n: int, amax_pass: bool,
             if fused and amax_pass:
                 nbytes = nbytes - n * inputs * O.FP8_AMAX_PASS_BYTES
                 elems = elems - n * inputs
+            if side == "col":
+                gathered = n * inputs
+        # the gathered tensor: its cast's bytes per element b (the recipe's, less the amax pass
+        # when the norm computed it) and whether its elements are charged at the two-pass rate
+        b = op.bytes / np.maximum(op.shape[0], 1e-30) - (
+            O.FP8_AMAX_PASS_BYTES if side == "col" and fused and amax_pass else 0.0)
+        rated = amax_pass and not (side == "col" and fused)
+        grow = 1.0 + 1.0 / O.FP8_CAST_BYTES if transposed and amax_pass else 1.0
         if transposed:
             nbytes = nbytes + op.shape[0]  # 1 B per element cast
-            if amax_pass:  # the measured rate is an achieved bandwidth at FP8_CAST_BYTES
-                elems = elems * (1.0 + 1.0 / O.FP8_CAST_BYTES)
+            elems = elems * grow  # the measured rate is an achieved bandwidth at FP8_CAST_BYTES
+        if gathered and np.any(sp > 1):
+            # on 1 / sp of the rows without the transpose, then the gathered fp8 tensor
+            # transposed by one more kernel (1 B read + 1 B written per element)
+            t = 1.0 if transposed else 0.0
+            split = sp > 1
+            nbytes = nbytes + np.where(split, gathered * (b / sp + 2.0 * t - b - t), 0.0)
+            if rated:
+                elems = elems + np.where(split, gathered * (1.0 / sp - grow), 0.0)
+            launches = launches + np.where(split, n * tensors * t, 0.0)
         out.append(replace(op, bytes=nbytes, shape=(elems, *op.shape[1:]),
                            launches=launches * op.launches / n))
     return out
@@ -488,12 +529,12 @@ def fp8_amax_reductions(fw: Framework | None, fwd: list[O.Op], sequence_parallel
     cast = {op.name[: -len(_CAST)] for op in fwd if op.fp8_cast and op.name.endswith(_CAST)}
     col = row = 0.0
     for op in fwd:
-        if op.cls != O.GEMM or op.name not in cast or op.name == "moe.router" or \
-                np.any(np.asarray(op.groups) > 1) or not op.matmuls:
+        if op.cls != O.GEMM or op.name not in cast:
             continue
-        if all(mm.column_parallel for mm in op.matmuls):
+        side = _sp_side(op)
+        if side == "col":
             col = col + op.count
-        elif not any(mm.column_parallel for mm in op.matmuls):
+        elif side == "row":
             row = row + op.count
     return col, row + (col if full_recompute else 0.0)
 

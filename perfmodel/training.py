@@ -264,7 +264,8 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
     step = O.optimizer_op(optimizer_params, plan.optimizer,
                           mixed_precision=prec.act < 4 and plan.master_weights)
     add("optimizer", [step, *FC.optimizer_extra_ops(fw, step, plan.optimizer, optimizer_params)])
-    ops = FC.fp8_recipe_costs(fw, ops, roof.device.architecture)
+    ops = FC.fp8_recipe_costs(fw, ops, roof.device.architecture,
+                              plan.tp if plan.sequence_parallel else 1.0)
     times = FC.apply_backend(fw, op_times(ops, roof), roof)
     return StageOps(ops, groups, times, times.weighted())
 

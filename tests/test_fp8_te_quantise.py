@@ -163,3 +163,43 @@ def test_amax_reductions_skip_router_and_experts():
                         matmuls=(O.Matmul(1.0, 1.0, True),))
     ops = [router, O.fp8_cast(router), up, O.fp8_cast(up)]
     assert FC.fp8_amax_reductions(_nemo(), ops, True, False) == (0.0, 0.0)
+
+
+def test_sp_column_input_quantised_before_the_gather_by_hand():
+    """TP 8 with SP, Hopper: attn.qkv (LayerNormLinear, norm-fused) m = 8192 gathered rows,
+    n = 6144, k = 4096, 8 micro-batches. Input E = 33,554,432: cast on E / 8 rows at 3 B, no
+    transpose in the cast, the gathered fp8 tensor transposed (1 + 1 B per element): 12,582,912
+    + 67,108,864 B; weight 3,145,728 elements at 5 + 1 B: 18,874,368 B; total 98,566,144 B.
+    Rate-charged: the weight's 3,145,728 x 6/5. Launches 3 + 4/8 + 1 (transpose) = 4.5."""
+    g = O.gemm("attn.qkv", 8192.0, 6144.0, 4096.0, _fp8(), matmuls=(O.Matmul(1.0, 6144, True),))
+    fwd = FC.fp8_weight_casts(_nemo(), [g, O.fp8_cast(g)], 8.0)
+    cast = FC.fp8_recipe_costs(_nemo(), fwd, "Hopper", 8.0)[1]
+    assert float(cast.bytes) == pytest.approx(98_566_144)
+    assert float(cast.shape[0]) == pytest.approx(1.2 * 3_145_728)
+    assert float(cast.launches) == pytest.approx(4.5)
+
+
+@pytest.mark.parametrize("arch,nbytes,launches", [("Hopper", 88_080_384, 5.0),
+                                                  ("Blackwell", 20_971_520, 4.0)])
+def test_sp_row_output_gradient_quantised_before_the_gather_by_hand(arch, nbytes, launches):
+    """attn.out (row-parallel) output gradient 8192 x 4096 = 33,554,432 elements, TP 8 with SP:
+    cast on 1/8 of the rows at 5 B (20,971,520 B, 4,194,304 elements at the two-pass rate);
+    Hopper adds the transpose of the gathered fp8 gradient (67,108,864 B, one more kernel)."""
+    g = O.gemm("attn.out", 8192.0, 4096.0, 512.0, _fp8(), matmuls=(O.Matmul(1.0, 4096, False),))
+    ops = [g, O.fp8_cast(g)]
+    ops = ops + [b for op in ops for b in O.backward(op, _fp8())]
+    cast = next(op for op in FC.fp8_recipe_costs(_nemo(), ops, arch, 8.0)
+                if op.name == "attn.out.fp8cast.bwd")
+    assert float(cast.bytes) == pytest.approx(nbytes)
+    assert float(cast.shape[0]) == pytest.approx(4_194_304)
+    assert float(cast.launches) == pytest.approx(launches)
+
+
+def test_sp_degree_one_is_the_unsplit_charge():
+    g = O.gemm("attn.out", 8192.0, 4096.0, 512.0, _fp8(), matmuls=(O.Matmul(1.0, 4096, False),))
+    ops = [g, O.fp8_cast(g)]
+    ops = ops + [b for op in ops for b in O.backward(op, _fp8())]
+    one = FC.fp8_recipe_costs(_nemo(), ops, "Hopper", 1.0)
+    plain = FC.fp8_recipe_costs(_nemo(), ops, "Hopper")
+    assert [float(o.bytes) for o in one] == [float(o.bytes) for o in plain]
+    assert float(one[-1].bytes) == pytest.approx(6.0 * 33_554_432)  # 5 B + transpose
