@@ -23,6 +23,20 @@ class Strict(BaseModel):
                               allow_inf_nan=False, defer_build=True)
 
 
+class TopLevel(Strict):
+    """A spec users build by keyword (the Python API's ``pm.Scenario(...)``): it fails as the
+    CLI and the loaders do, with a SpecError (a PerfModelError) of one line per problem rather
+    than pydantic's text. Only for a model no other model nests: pydantic runs a custom
+    ``__init__`` for nested sections too, which would nest the messages."""
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise SpecError(f"invalid {type(self).__name__}: "
+                            f"{describe_validation_error(err, model=type(self))}") from None
+
+
 class Source(Strict):
     """Where a number comes from: a title and a URL, optionally how it was read."""
 

@@ -16,7 +16,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from ..dtypes import DType
 from ..errors import SpecError
 from ..frameworks_config import FrameworkConfig
-from .common import Strict
+from .common import Strict, TopLevel
 from .model import ModelSpec
 from .types import (
     MAX_BATCH,
@@ -427,6 +427,16 @@ class EngineConfig(Strict):
     def _bare_name(cls, data: Any) -> Any:
         return {"name": data} if isinstance(data, str) else data
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _quoted_version(cls, value: Any) -> Any:
+        """A YAML number is refused, not converted: ``version: 0.10`` arrives as 0.1, a
+        different release, and no conversion can tell them apart."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise SpecError(f"{value!r} was read as a number (YAML turns 0.10 "
+                            "into 0.1); quote the release, e.g. version: '0.10'")
+        return value
+
     @model_validator(mode="after")
     def _check_overrides(self) -> EngineConfig:
         given = sorted(self.model_fields_set - {"name"})
@@ -504,7 +514,7 @@ def _checkpoint_defaults(inf: Any, model: Any) -> Any:
     return inf
 
 
-class Scenario(Strict):
+class Scenario(TopLevel):
     """One what-if question. ``model`` accepts a preset id, a path or an inline mapping."""
 
     kind: Literal["training", "inference", "serving"]
