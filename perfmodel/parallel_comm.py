@@ -413,8 +413,9 @@ def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system:
     """(total, exposed) data-parallel communication of one step (module docstring).
 
     Overlap: gradient reductions of all buckets but the last hide behind the last micro-batch's
-    backward (ZeRO-0/1/2); the parameter all-gather of ZeRO-1/2 overlaps the next forward but
-    its first bucket; ZeRO-3 prefetch hides the next layer's gather behind this layer's
+    backward (ZeRO-0/1/2); the parameter all-gather of ZeRO-1/2 overlaps the next step's first
+    micro-batch forward (no more of it: the chain of bucket gathers runs in its pre-hooks), its
+    first bucket excepted; ZeRO-3 prefetch hides the next layer's gather behind this layer's
     compute, the first bucket of each pass excepted.
 
     ``passes``: a dict shared by calls on the same work at several ZeRO stages (a plan
@@ -449,7 +450,12 @@ def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system:
         ag = one_pass("all_gather", w.weight_bytes)
         total = rs + ag
         grad_exposed = rs
-        gather_exposed = ag * (bucket if w.overlap_param_gather else 1.0)
+        # the gathers chain bucket by bucket from the optimizer step through the first
+        # micro-batch's forward pre-hooks (each finish_param_sync dispatches the next bucket
+        # group: Megatron-LM d98e8a64 distributed_data_parallel.py _make_forward_pre_hook,
+        # param_and_grad_buffer.py finish_param_sync), so only that forward hides them
+        gather_exposed = (np.maximum(ag * (1 - bucket) - w.fwd_compute, 0.0) + ag * bucket
+                          if w.overlap_param_gather else ag)
     else:
         ag = one_pass("all_gather", w.weight_bytes)
         rs = one_pass("reduce_scatter", w.grad_bytes)

@@ -140,3 +140,18 @@ def test_dp_overlap_leaves_one_bucket_exposed_and_one_replica_costs_nothing():
     assert dp_step_comm(_work(0, 400e6), ONE, ONE, SYSTEM, PROF) == (0.0, 0.0)
     assert np.all(np.asarray(dp_step_comm(_work(1, np.array([1e8, 1e9])), grad, ONE, SYSTEM,
                                           PROF)[0]) > 0)
+
+
+def test_zero1_param_gather_hides_only_behind_the_first_micro_batch_forward():
+    """Megatron's overlapped param all-gather chains bucket by bucket through the first
+    micro-batch's forward pre-hooks: by hand, exposed = reduce-scatter + first bucket of the
+    gather + what the rest of the gather exceeds of that forward (10 buckets of 40M)."""
+    grad = GroupSpan(size=8.0, local=1.0, nodes=8.0)
+    rs = 10 * collective_time("reduce_scatter", 40e6 * 2.0, grad, SYSTEM, PROF)
+    ag = 10 * collective_time("all_gather", 40e6 * 2.0, grad, SYSTEM, PROF)
+    total, exposed = dp_step_comm(_work(1, 400e6), grad, ONE, SYSTEM, PROF)
+    assert float(total) == pytest.approx(rs + ag) and float(exposed) == pytest.approx(rs + ag)
+    for fwd, hidden in ((1e3, 0.9 * ag), (0.3 * ag, 0.3 * ag)):
+        _, exposed = dp_step_comm(_work(1, 400e6, overlap_param_gather=True, fwd_compute=fwd),
+                                  grad, ONE, SYSTEM, PROF)
+        assert float(exposed) == pytest.approx(rs + ag - hidden)
