@@ -156,11 +156,8 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
         out.append("")
         out.append(table([(k, gib(v)) for k, v in p.breakdown["memory"].items() if v > 0],
                          header=("memory", "per GPU")))
-    bounds = p.bound_summary
-    total_ops = sum(bounds.values()) or 1.0
     out.append("")
-    out.append(f"operator time: {100 * bounds['compute'] / total_ops:.0f}% compute-bound, "
-               f"{100 * bounds['memory'] / total_ops:.0f}% memory-bound")
+    out.append(_bound_line(p))
     if show_ops:
         out.append("")
         out.append(table([(o.name, o.cls, o.phase, f"{o.calls:g}", f"{o.intensity:.1f}",
@@ -170,3 +167,19 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
     for w in p.warnings:
         out.append(f"warning: {w}")
     return "\n".join(out)
+
+
+def _bound_line(p: Prediction) -> str:
+    """Compute- vs memory-bound share of operator time. A training step's operators add up to
+    the step; a request's do not (one prefill pass, then one decode step repeated per output
+    token), so inference states each phase's share on its own."""
+    def share(ops: list) -> str:
+        compute = sum(o.total_s for o in ops if o.bound == "compute")
+        total = sum(o.total_s for o in ops) or 1.0
+        return (f"{100 * compute / total:.0f}% compute-bound, "
+                f"{100 * (total - compute) / total:.0f}% memory-bound")
+    if p.kind == "training":
+        return f"operator time: {share(p.ops)}"
+    phases = [(name, [o for o in p.ops if o.phase == phase])
+              for name, phase in (("prefill", "prefill"), ("each decode step", "decode"))]
+    return "operator time: " + "; ".join(f"{name} {share(ops)}" for name, ops in phases if ops)
