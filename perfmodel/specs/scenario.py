@@ -37,6 +37,18 @@ from .types import (
 TrainPrecision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
 
 
+def defaults(section: type[Strict]) -> Any:
+    """A section's default: ``section()``, each time one is needed, made without its validator.
+    With ``defer_build`` a model builds its validator on its first validation, ~2-35 ms of a
+    fresh process each (the first pays pydantic's plugin import); a default instance made at
+    import paid that for every section whether a scenario used it or not (a training plan never
+    builds the serving scheduler's, SLOs' or engine's). No validator has anything to check in an
+    empty section (defaults are not validated; ``before`` validators pass ``{}`` through), so
+    ``model_construct()`` is ``section()`` field for field, fields set and extras included
+    (tests/test_scenario_defaults.py)."""
+    return Field(default_factory=section.model_construct)
+
+
 class SystemConfig(Strict):
     """Which GPUs and how they are wired. Unset fields come from the device's default node."""
 
@@ -156,7 +168,7 @@ class TrainingConfig(Strict):
     causal: Bool = True
     # the training stack (frameworks/<id>.yaml): megatron-core (perfmodel's baseline),
     # torchtitan, fsdp (composer / llm-foundry), deepspeed, nemo; a name or {name, overrides}
-    framework: FrameworkConfig = FrameworkConfig()
+    framework: FrameworkConfig = defaults(FrameworkConfig)
 
 
 class OffloadConfig(Strict):
@@ -375,8 +387,8 @@ class ServingConfig(Strict):
     num_requests: Int | None = Field(default=None, ge=1, le=MAX_REQUESTS)
     prompt_len: LengthDistribution | None = None
     output_len: LengthDistribution | None = None
-    scheduler: SchedulerConfig = SchedulerConfig()
-    slo: SLOConfig = SLOConfig()
+    scheduler: SchedulerConfig = defaults(SchedulerConfig)
+    slo: SLOConfig = defaults(SLOConfig)
     seed: Int = Field(default=0, ge=0, le=MAX_SEED)
     # the first requests (in sending order) left out of every metric; default 0, as
     # `vllm bench serve --num-warmups` and genai-perf --warmup-request-count
@@ -520,11 +532,11 @@ class Scenario(TopLevel):
     kind: Literal["training", "inference", "serving"]
     model: ModelSpec
     system: SystemConfig
-    parallelism: Parallelism = Parallelism()
+    parallelism: Parallelism = defaults(Parallelism)
     training: TrainingConfig | None = None
     inference: InferenceConfig | None = None
     serving: ServingConfig | None = None
-    engine: EngineConfig = EngineConfig()  # inference / serving engine (default: generic)
+    engine: EngineConfig = defaults(EngineConfig)  # inference / serving engine (default: generic)
     calibration: str | None = None  # profile path; default: the device's reference profile
     name: str | None = None
     description: str | None = None
