@@ -110,6 +110,9 @@ class LossFacts(Strict):
     decomposition: str | None  # key in decompositions; None: fused (perfmodel's base)
     compiled: Bool  # torch.compile covers the loss
     peak_bytes_per_logit: Float = Field(gt=0, le=64)  # alive at the loss's backward
+    # under tensor parallelism the loss runs vocab-parallel (torch loss_parallel), whose
+    # backward has its own peak per local logit (None: peak_bytes_per_logit at every TP)
+    tp_peak_bytes_per_logit: Float | None = Field(default=None, gt=0, le=64)
     # metrics the trainer computes on every micro-batch's logits after the backward, without
     # gradient (Composer _train_microbatch -> _eval_train_metrics): one decomposition key per
     # metric, each an eager pass over the logits (none: the loss is the only pass)
@@ -187,6 +190,23 @@ class CpFacts(Strict):
     # bytes per element of the dK / dV the backward passes around the ring
     grad_kv_bytes: Float = Field(default=2.0, gt=0, le=8)
     merge: CpMergeBytes | None = None  # None: merged inside the attention kernel (TE)
+    # all-gather CP's backward buffers beside the gathered K/V at its peak: bytes per element
+    # of the local query and per element of the local K and V together (0: none counted)
+    bwd_bytes_q: Float = Field(default=0.0, ge=0, le=256)
+    bwd_bytes_kv: Float = Field(default=0.0, ge=0, le=256)
+    source: str
+
+
+class PipelineFacts(Strict):
+    """What the framework's pipeline runtime keeps on a stage beyond the activations of the
+    micro-batches in flight (frameworks_costs.pipeline_buffer_bytes): every micro-batch's stage
+    output kept for the whole step (on the last stage, the logits), one forward receive buffer
+    per micro-batch on a non-first stage and one gradient receive buffer per micro-batch on a
+    non-last stage, and the last stage's outputs concatenated once more at the step's end."""
+
+    outputs_kept_all_step: Bool
+    recv_buffers_per_microbatch: Bool
+    merge_outputs: Bool
     source: str
 
 
@@ -336,6 +356,7 @@ class FrameworkSpec(Strict):
     tp_overlap: TpOverlapFacts
     fsdp: FsdpFacts | None
     cp: CpFacts
+    pipeline: PipelineFacts | None = None  # None: no buffers beyond the in-flight activations
     optimizer: OptimizerFacts
     activation_checkpointing: CheckpointingFacts
     allocator: AllocatorFacts

@@ -613,14 +613,19 @@ def unfused_time(ops: list[O.Op], weighted: list, rows: list[int]) -> Array:
 
 def loss_buffer_bytes(fw: Framework | None, model: ModelSpec, tokens: Array, tp: Array) -> Array:
     """Loss buffers alive at the loss's backward beyond the 4 B/logit fp32 logits perfmodel
-    counts (torchtitan: fp32 log_softmax output, its gradient and the input gradient, 12 B)."""
+    counts (torchtitan: fp32 log_softmax output, its gradient and the input gradient, 12 B;
+    under TP torch's loss_parallel backward, 16 B per local logit: ``loss.tp_peak_bytes_per_logit``)."""
     if fw is None or fw.baseline or fw.loss_decomposition is None:
         # a fused or compiled loss keeps its 16-bit input and writes the 16-bit gradient
         # (Inductor fuses .float() and log_softmax into the kernels that read the logits):
         # within perfmodel's 4 B per logit
         return 0.0
-    extra = fw.spec.loss.peak_bytes_per_logit - BASE_LOSS_BYTES_PER_LOGIT
-    return max(extra, 0.0) * tokens * model.vocab_size / tp
+    loss = fw.spec.loss
+    peak = loss.peak_bytes_per_logit
+    if loss.tp_peak_bytes_per_logit is not None:
+        peak = np.where(np.asarray(tp) > 1, loss.tp_peak_bytes_per_logit, peak)
+    extra = np.maximum(peak - BASE_LOSS_BYTES_PER_LOGIT, 0.0)
+    return extra * tokens * model.vocab_size / tp
 
 
 def fsdp_buffer_bytes(fw: Framework | None, layer_params: Array, root_params: Array,
@@ -642,14 +647,46 @@ def fsdp_buffer_bytes(fw: Framework | None, layer_params: Array, root_params: Ar
 def cp_buffer_bytes(fw: Framework | None, model: ModelSpec, seq_len: Array, tokens: Array,
                     cp: Array, tp: Array, act_bytes: float) -> Array:
     """All-gather CP (torchtitan): one layer's K and V of the whole sequence gathered on each
-    rank, and the output accumulated in fp32 (torch _ContextParallelOptions.convert_to_f32)."""
+    rank (forward, and again in the backward), and beside it the larger of the forward's
+    output accumulated in fp32 (torch _ContextParallelOptions.convert_to_f32) and the
+    backward's buffers (``cp.bwd_bytes_q`` per local query element, ``cp.bwd_bytes_kv`` per
+    local K and V element: torch _templated_ring_attention_backward's fp32 dQ / dK / dV, the
+    rotated dK/dV and their receive buffer, the step's 16-bit gradients, the K/V cat). The
+    forward's and the backward's buffers are never alive together (each lives inside one
+    attention call)."""
     if fw is None or fw.baseline or fw.cp_implementation != "allgather":
         return 0.0
-    heads = model.num_heads if fw.spec.cp.kv_at_query_heads else model.kv_heads
+    c = fw.spec.cp
+    heads = model.num_heads if c.kv_at_query_heads else model.kv_heads
     kv = 2.0 * np.maximum(heads / tp, 1.0) * model.hd
     gathered = seq_len * kv * act_bytes
-    accum = tokens * model.num_heads / tp * model.hd * 4.0 if fw.spec.cp.accumulate_fp32 else 0.0
-    return np.where(np.asarray(cp) > 1, gathered + accum, 0.0)
+    q = tokens * model.num_heads / tp * model.hd
+    accum = q * 4.0 if c.accumulate_fp32 else 0.0
+    bwd = q * c.bwd_bytes_q + tokens * kv * c.bwd_bytes_kv
+    return np.where(np.asarray(cp) > 1, gathered + np.maximum(accum, bwd), 0.0)
+
+
+def pipeline_buffer_bytes(fw: Framework | None, plan: Any, boundary: Array, logits: Array,
+                          is_first: Array, is_last: Array) -> tuple[Array, Array]:
+    """(buffers kept for the whole step, the last stage's step-end merge) on one pipeline
+    rank, from the framework's ``pipeline`` facts (torch.distributed.pipelining v2.6.0): each
+    of the rank's ``vp`` stages keeps its m micro-batches' outputs (``boundary`` bytes each, the
+    logits on the last stage) and one forward (non-first stage) and one gradient (non-last
+    stage) receive buffer per micro-batch; the last stage concatenates its m outputs once more
+    at the step's end, after the backward (``merge``). 0 without pipeline parallelism."""
+    if fw is None or fw.baseline or fw.spec.pipeline is None:
+        return 0.0, 0.0
+    f = fw.spec.pipeline
+    m, vp = plan.num_microbatches, plan.vp
+    pp_on = np.asarray(plan.pp) > 1
+    out, recv = float(f.outputs_kept_all_step), float(f.recv_buffers_per_microbatch)
+    # a middle stage (every stage of an interleaved rank but its first / last one)
+    middle = (vp - 1) * m * boundary * (out + 2.0 * recv)
+    first = m * boundary * (out + recv)
+    last = m * (logits * out + boundary * recv)
+    kept = np.where(is_first, first, 0.0) + np.where(is_last, last, 0.0) + middle
+    merge = np.where(is_last, m * logits, 0.0) if f.merge_outputs else 0.0
+    return np.where(pp_on, kept, 0.0), np.where(pp_on, merge, 0.0)
 
 
 # -- per layer and step (glue for training.py) ------------------------------------------------
@@ -699,20 +736,36 @@ def split_time(fw: Framework | None, parts: dict, terms: dict[str, LayerTerms], 
 
 
 def memory_terms(fw: Framework | None, model: ModelSpec, plan: Any, zero_stage: int,
-                 layer_params: Array, root_params: Array, on_last: Array,
-                 act_bytes: float) -> dict[str, Array]:
-    """The framework's memory terms on the GPU the prediction reports (``plan``: TrainPlan;
-    ``on_last``: that GPU is the last pipeline stage or the only one)."""
+                 layer_params: Array, root_params: Array, is_first: Array, is_last: Array,
+                 act_bytes: float, activations: Array = 0.0) -> dict[str, Array]:
+    """The framework's memory terms on one pipeline rank (``plan``: TrainPlan; ``is_first`` /
+    ``is_last``: the rank holds the first / the last stage, both without PP;
+    ``activations``: the rank's activation bytes at its backward peak).
+
+    The loss's buffers (alive at the loss's backward) and CP's (inside a layer's attention)
+    are never alive together: on the rank that computes the loss ``cp_buffers`` is what the
+    CP phase needs beyond ``loss_buffers``. The last stage's step-end merge of its outputs
+    runs after the backward has freed the activations and both phases:
+    ``pipeline_output_merge`` is what it needs beyond them."""
     if fw is None or fw.baseline:
         return {}
     tp, cp = plan.tp, plan.cp
+    ones = np.ones_like(np.asarray(tp, float))
     tokens = plan.micro_batch * plan.seq_len / cp
+    loss = np.where(is_last, loss_buffer_bytes(fw, model, tokens, tp), 0.0) * ones
+    cp_phase = cp_buffer_bytes(fw, model, plan.seq_len, tokens, cp, tp, act_bytes) * ones
+    seq_div = np.where(plan.sequence_parallel, tp, 1.0)
+    boundary = tokens * model.hidden_size * act_bytes / seq_div
+    logits = tokens * model.vocab_size / tp * act_bytes
+    kept, merge = pipeline_buffer_bytes(fw, plan, boundary, logits, is_first, is_last)
     return {
-        "loss_buffers": np.where(on_last, loss_buffer_bytes(fw, model, tokens, tp), 0.0),
+        "loss_buffers": loss,
         "fsdp_buffers": fsdp_buffer_bytes(fw, layer_params / tp, root_params / tp, zero_stage,
-                                          plan.pp) * np.ones_like(np.asarray(tp, float)),
-        "cp_buffers": cp_buffer_bytes(fw, model, plan.seq_len, tokens, cp, tp, act_bytes)
-        * np.ones_like(np.asarray(tp, float)),
+                                          plan.pp) * ones,
+        "cp_buffers": np.maximum(cp_phase - loss, 0.0),
+        "pipeline_buffers": kept * ones,
+        "pipeline_output_merge": np.maximum(merge - activations - np.maximum(loss, cp_phase),
+                                            0.0) * ones,
     }
 
 

@@ -591,15 +591,21 @@ def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_st
         return tp_buffers
 
     comm_buffers = by_stage(zero, buffers)
-    first_total = sum(states_first.values()) + act_first + comm_buffers
-    last_total = sum(states_last.values()) + act_last + comm_buffers
+    counts = param_counts(model)
+
+    def framework(is_first, is_last, act):  # the framework's terms on the first / last rank
+        return FC.memory_terms(plan.framework, model, plan, zero, counts.per_dense_layer,
+                               counts.embeddings + counts.head, is_first, is_last, a, act)
+
+    fw_first = framework(True, ~pp_on, act_first)
+    fw_last = framework(~pp_on, True, act_last)
+    first_total = (sum(states_first.values()) + act_first + comm_buffers
+                   + sum(fw_first.values()))
+    last_total = sum(states_last.values()) + act_last + comm_buffers + sum(fw_last.values())
     use_last = np.where(pp_on, last_total > first_total, False)
     memory = {k: np.where(use_last, states_last[k], states_first[k]) for k in states_first}
     memory["activations"] = np.where(use_last, act_last, act_first)
     memory["communication_buffers"] = comm_buffers
-    counts = param_counts(model)
-    memory.update(FC.memory_terms(plan.framework, model, plan, zero, counts.per_dense_layer,
-                                  counts.embeddings + counts.head,
-                                  np.where(pp_on, use_last, True), a))
+    memory.update({k: np.where(use_last, fw_last[k], fw_first[k]) for k in fw_first})
     memory.update(overhead_bytes(sum(memory.values()), profile.memory_overheads))
     return memory
