@@ -13,7 +13,6 @@ from pathlib import Path
 
 from .errors import SpecError
 from .formats import engine_weight_formats
-from .moe_parallel import moe_overlap_mode
 from .pipeline import stage_partition
 from .plan import InferPlan, TrainPlan, check, inference_rules, training_rules
 from .profile import CalibrationProfile
@@ -165,6 +164,10 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
     it is a serving instance: batch = attention_dp (1 without DP attention), prompt = output
     = 1, since the simulator sets the batch of every iteration itself.
     """
+    # read here, not at import: moe_parallel loads the engines' fact models (~30 ms of a
+    # fresh process), which a training prediction never reads
+    from .moe_parallel import moe_overlap_mode
+
     p = parallelism
     tp = p.tp if tp is None else tp
     if replicas is None:
