@@ -227,6 +227,10 @@ class OptimizerFacts(Strict):
 class CheckpointingFacts(Strict):
     policies: str
     default: str
+    # per-op selective checkpointing (recompute "op"): the TP collectives whose outputs the
+    # policy saves; every other TP collective of the layer's forward runs again in the
+    # backward's recompute (None: no facts, nothing charged)
+    op_saved_collectives: list[Literal["all_gather", "reduce_scatter", "all_reduce"]] | None = None
     source: str
 
 

@@ -603,6 +603,25 @@ def cp_imbalance_factor(fw: Framework | None, cp: Array, causal: bool) -> Array:
     return np.where(cp > 1, 2.0 - 1.0 / cp, 1.0)
 
 
+def op_recompute_tp_collectives(fw: Framework | None, recompute: str,
+                                sequence_parallel: bool) -> dict[str, float]:
+    """TP collectives per layer that per-op selective checkpointing runs again in the
+    backward's recompute: the layer's forward has two of each kind (attention and MLP: with
+    sequence parallelism an all-gather before the column-parallel GEMMs and a reduce-scatter
+    after the row-parallel ones; without it two all-reduces), and the policy saves only the
+    outputs of ``activation_checkpointing.op_saved_collectives`` (torchtitan _save_list:
+    reduce_scatter_tensor, not all_gather_into_tensor). A collective whose output the
+    recomputed ops need (the gathered norm output feeds the saved / recomputed GEMMs) runs
+    again."""
+    if fw is None or fw.baseline or recompute != "op":
+        return {}
+    saved = fw.spec.activation_checkpointing.op_saved_collectives
+    if saved is None:
+        return {}
+    kinds = ("all_gather", "reduce_scatter") if sequence_parallel else ("all_reduce",)
+    return {k: 2.0 for k in kinds if k not in saved}
+
+
 def unfused_time(ops: list[O.Op], weighted: list, rows: list[int]) -> Array:
     """Time of the unfused chains' extra operators among ``rows``."""
     return row_sum(weighted, [i for i in rows if ops[i].name.endswith(UNFUSED)])

@@ -291,6 +291,10 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
     full = plan.recompute == "full"
     tokens = plan.micro_batch * (plan.seq_len / plan.cp)
     tp_fwd, tp_bwd = tp_layer_comm(act_bytes, plan.sequence_parallel, spans["tp"], system, profile, full)
+    # per-op selective checkpointing repeats the TP collectives whose outputs it does not save
+    for kind, n in FC.op_recompute_tp_collectives(plan.framework, plan.recompute,
+                                                  plan.sequence_parallel).items():
+        tp_bwd = tp_bwd + n * collective_time(kind, act_bytes, spans["tp"], system, profile)
     ep_fwd = ep_bwd = 0.0
     moe_tp_fwd, moe_tp_bwd = tp_fwd, tp_bwd
     if model.moe:
