@@ -446,7 +446,8 @@ def _quantiser_costs(q, ops: list[O.Op], n: int, amax_pass: bool,
       E elements) is quantised on this rank's E / sp_tp rows with no transpose, and on a
       transposing architecture the gathered fp8 tensor is transposed by one more kernel (read
       1 B, write 1 B per element, _create_transpose): its bytes b E (+ E) become b E / sp_tp
-      (+ 2 E), its rate-charged elements E / sp_tp."""
+      (+ 2 E), its rate-charged elements E / sp_tp. An input's transpose runs in the backward,
+      where the wgrad GEMM needs it after a second fp8 gather (charged on the backward cast)."""
     # an entry names an architecture as hardware_specs spells it; GH200's 'Hopper (+ Grace ...)'
     transposed = architecture is not None and any(architecture.startswith(a) for a in q.transpose_on)
     forward: dict[str, O.Op] = {}  # latest forward GEMM by name (fwd and recompute passes)
@@ -474,6 +475,13 @@ def _quantiser_costs(q, ops: list[O.Op], n: int, amax_pass: bool,
             launches = n * q.kernels * tensors  # the output gradient
             if side == "row":
                 gathered = n * g * m * n_out
+            elif side == "col" and transposed:
+                # the forward's fp8 input, kept on this rank's rows, gathered again for the
+                # wgrad GEMM and transposed (layernorm_linear.py / linear.py backward
+                # ln_out_needs_gather: 'we compute FP8 transposes manually')
+                split = sp > 1
+                nbytes = nbytes + np.where(split, 2.0 * n * g * m * k, 0.0)
+                launches = launches + np.where(split, n * tensors, 0.0)
         else:
             inputs = g * m * k
             # the weight's quantises per micro-batch: its share of the cast's elements
@@ -497,14 +505,16 @@ def _quantiser_costs(q, ops: list[O.Op], n: int, amax_pass: bool,
             nbytes = nbytes + op.shape[0]  # 1 B per element cast
             elems = elems * grow  # the measured rate is an achieved bandwidth at FP8_CAST_BYTES
         if gathered and np.any(sp > 1):
-            # on 1 / sp of the rows without the transpose, then the gathered fp8 tensor
-            # transposed by one more kernel (1 B read + 1 B written per element)
+            # on 1 / sp of the rows without the transpose; an output gradient's gathered fp8
+            # tensor is then transposed by one more kernel (1 B read + 1 B written per
+            # element), an input's in the backward (above): the forward GEMM reads rows only
             t = 1.0 if transposed else 0.0
+            t_after = t if side == "row" else 0.0
             split = sp > 1
-            nbytes = nbytes + np.where(split, gathered * (b / sp + 2.0 * t - b - t), 0.0)
+            nbytes = nbytes + np.where(split, gathered * (b / sp + 2.0 * t_after - b - t), 0.0)
             if rated:
                 elems = elems + np.where(split, gathered * (1.0 / sp - grow), 0.0)
-            launches = launches + np.where(split, n * tensors * t, 0.0)
+            launches = launches + np.where(split, n * tensors * t_after, 0.0)
         out.append(replace(op, bytes=nbytes, shape=(elems, *op.shape[1:]),
                            launches=launches * op.launches / n))
     return out

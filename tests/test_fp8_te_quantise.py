@@ -167,16 +167,23 @@ def test_amax_reductions_skip_router_and_experts():
 
 def test_sp_column_input_quantised_before_the_gather_by_hand():
     """TP 8 with SP, Hopper: attn.qkv (LayerNormLinear, norm-fused) m = 8192 gathered rows,
-    n = 6144, k = 4096, 8 micro-batches. Input E = 33,554,432: cast on E / 8 rows at 3 B, no
-    transpose in the cast, the gathered fp8 tensor transposed (1 + 1 B per element): 12,582,912
-    + 67,108,864 B; weight 3,145,728 elements at 5 + 1 B: 18,874,368 B; total 98,566,144 B.
-    Rate-charged: the weight's 3,145,728 x 6/5. Launches 3 + 4/8 + 1 (transpose) = 4.5."""
+    n = 6144, k = 4096, 8 micro-batches. Forward: input E = 33,554,432 cast on E / 8 rows at
+    3 B with no transpose (12,582,912 B), weight 3,145,728 elements at 5 + 1 B (18,874,368 B):
+    31,457,280 B; rate-charged: the weight's 3,145,728 x 6/5; launches 3 + 4/8 = 3.5.
+    Backward: the output gradient 8192 x 6144 = 50,331,648 elements at 5 + 1 B (301,989,888 B)
+    plus the re-gathered fp8 input's transpose, 2 B x E (67,108,864 B): 369,098,752 B;
+    launches 4 + 1."""
     g = O.gemm("attn.qkv", 8192.0, 6144.0, 4096.0, _fp8(), matmuls=(O.Matmul(1.0, 6144, True),))
     fwd = FC.fp8_weight_casts(_nemo(), [g, O.fp8_cast(g)], 8.0)
-    cast = FC.fp8_recipe_costs(_nemo(), fwd, "Hopper", 8.0)[1]
-    assert float(cast.bytes) == pytest.approx(98_566_144)
+    ops = fwd + [b for op in fwd for b in O.backward(op, _fp8())]
+    out = {op.name: op for op in FC.fp8_recipe_costs(_nemo(), ops, "Hopper", 8.0)}
+    cast, back = out["attn.qkv.fp8cast"], out["attn.qkv.fp8cast.bwd"]
+    assert float(cast.bytes) == pytest.approx(31_457_280)
     assert float(cast.shape[0]) == pytest.approx(1.2 * 3_145_728)
-    assert float(cast.launches) == pytest.approx(4.5)
+    assert float(cast.launches) == pytest.approx(3.5)
+    assert float(back.bytes) == pytest.approx(369_098_752)
+    assert float(back.shape[0]) == pytest.approx(1.2 * 50_331_648)
+    assert float(back.launches) == pytest.approx(5.0)
 
 
 @pytest.mark.parametrize("arch,nbytes,launches", [("Hopper", 88_080_384, 5.0),
