@@ -338,6 +338,31 @@ class EagerBackward(Strict):
     source: str
 
 
+class ZeroStageSupport(Strict):
+    """One data-parallel sharding stage as the framework offers it, in ZeRO's numbering
+    (Rajbhandari et al. 2020: 0 replicated, 1 optimizer states sharded, 2 and gradients,
+    3 and parameters): how a run selects it and whether it runs with pipeline parallelism
+    (pp > 1) and with the interleaved schedule (vp > 1). Checked by ``plan.capability_rules``
+    for a scenario and applied as masks by the plan search."""
+
+    setting: str  # the framework's own switch, e.g. --data-parallel-sharding-strategy optim_grads
+    pp: Bool
+    vp: Bool
+    # ZeRO-3 under pp > 1: parameters re-gathered every micro-batch (true), or kept gathered,
+    # with unsharded gradients, from a step's first forward to its last backward (false: the
+    # model states of ZeRO-1, one gather + one reduce-scatter a step). None: not applicable
+    reshard_under_pp: Bool | None = None
+    limits: str | None = None  # what the framework's code says where it refuses a combination
+    source: str
+
+
+class Capabilities(Strict):
+    """What the framework can run (refused otherwise, never remapped): its ZeRO stages; a
+    stage absent is not offered."""
+
+    zero_stages: dict[Literal[0, 1, 2, 3], ZeroStageSupport] = Field(min_length=1)
+
+
 class Fact(Strict):
     topic: str
     fact: str
@@ -373,6 +398,7 @@ class FrameworkSpec(Strict):
     eager_backward: EagerBackward | None = None  # None: no backward-only eager kernels
     facts: list[Fact] = Field(default_factory=list)
     versions: dict[str, VersionFacts] = Field(default_factory=dict)
+    capabilities: Capabilities
 
 
 @cache
@@ -400,6 +426,11 @@ def framework_spec(framework_id: str) -> FrameworkSpec:
                        *((k, common.fp8_recipes) for k in spec.fp8_quantise)):
         if key not in table:
             raise SpecError(f"{path}: {key!r} is not in _common.yaml; valid: {', '.join(table)}")
+    stage3 = spec.capabilities.zero_stages.get(3)
+    if stage3 is not None and stage3.pp and stage3.reshard_under_pp is None:
+        raise SpecError(f"{path}: capabilities.zero_stages.3.reshard_under_pp: ZeRO-3 with "
+                        "pipeline parallelism must say whether it re-gathers parameters every "
+                        "micro-batch (true) or keeps them gathered for the step (false)")
     return spec
 
 
