@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # annotations only: a training prediction need not load infer
 
 
 def _f(x: Any) -> float:
+    if isinstance(x, float):  # a Python float or numpy float64: no array to make
+        return float(x)
     return float(np.asarray(x))
 
 
@@ -61,12 +63,12 @@ def op_reports(times: OpTimes, counts: list) -> list[OpReport]:
         if calls == 0:
             continue
         flops, nbytes = _f(op.flops), _f(op.bytes)
+        compute, memory, time = _f(times.compute[i]), _f(times.memory[i]), _f(times.time[i])
         reports.append(OpReport(
             name=op.name, cls=op.cls, phase=op.phase, calls=calls, flops=flops, bytes=nbytes,
-            intensity=flops / nbytes if nbytes else 0.0, compute_s=_f(times.compute[i]),
-            memory_s=_f(times.memory[i]), time_s=_f(times.time[i]),
-            total_s=calls * _f(times.time[i]),
-            bound="compute" if _f(times.compute[i]) >= _f(times.memory[i]) else "memory"))
+            intensity=flops / nbytes if nbytes else 0.0, compute_s=compute, memory_s=memory,
+            time_s=time, total_s=calls * time,
+            bound="compute" if compute >= memory else "memory"))
     return reports
 
 

@@ -25,16 +25,35 @@ class NotReportable(PerfModelError):
 
 
 def _non_finite(value: Any, path: str) -> str | None:
-    """The path of the first NaN or infinite number in ``value`` (nested dicts/lists)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return path
+    """The path of the first NaN or infinite number in ``value`` (nested dicts/lists). The
+    walk builds no path until it finds one (a prediction's breakdown holds hundreds of
+    numbers, all finite but in a bug)."""
+    parts = _non_finite_parts(value)
+    if parts is None:
+        return None
+    return path + "".join(reversed(parts))
+
+
+def _non_finite_parts(value: Any) -> list[str] | None:
+    """None if every number in ``value`` is finite, else the path to the first that is not,
+    as its parts in reverse order ("[2]", ".key", ...)."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else []
     if isinstance(value, dict):
         for k, v in value.items():
-            if (hit := _non_finite(v, f"{path}.{k}")) is not None:
+            if isinstance(v, float) and not math.isfinite(v):
+                return [f".{k}"]
+            elif (isinstance(v, (dict, list, tuple))
+                  and (hit := _non_finite_parts(v)) is not None):
+                hit.append(f".{k}")
                 return hit
-    if isinstance(value, (list, tuple)):
+    elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            if (hit := _non_finite(v, f"{path}[{i}]")) is not None:
+            if isinstance(v, float) and not math.isfinite(v):
+                return [f"[{i}]"]
+            elif (isinstance(v, (dict, list, tuple))
+                  and (hit := _non_finite_parts(v)) is not None):
+                hit.append(f"[{i}]")
                 return hit
     return None
 
@@ -123,8 +142,8 @@ class Prediction(BaseModel):
         utilisation above 1 is printed."""
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if name == "ops":
-                value = [op.model_dump() for op in value]
+            if name == "ops":  # an OpReport's fields are flat: its __dict__ is its model_dump
+                value = [vars(op) for op in value]
             if (hit := _non_finite(value, name)) is not None:
                 raise InternalError(f"internal error: the prediction's {hit} is not a finite "
                                     "number; please report this scenario")
