@@ -223,7 +223,8 @@ def _vllm_rows(b: dict, lines: list, row) -> None:
     row("Successful requests:", b["completed"], "")
     row("Failed requests:", b.get("failed", 0), "")
     if b.get("warmup_requests"):
-        row("Warm-up requests (not measured):", b["warmup_requests"], "")
+        row("Warm-up requests (before, extra):" if b.get("warmup") ==
+            "separate_phase" else "Warm-up requests (not measured):", b["warmup_requests"], "")
     if b.get("max_concurrency") is not None:
         row("Maximum request concurrency:", b["max_concurrency"], "")
     if b.get("request_rate") is not None:  # an open loop (vLLM prints it unless inf)

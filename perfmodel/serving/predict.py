@@ -128,13 +128,18 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
         "rate_per_s": wl.rate, "prompt_len_mean": float(wl.prompt.mean()),
         "output_len_mean": float(wl.output.mean()), "seed": sc.serving.seed,
     }
-    if wl.closed or wl.warmup:  # the benchmark client's view (open-loop keys unchanged)
-        summary["workload"] |= {"concurrency": wl.concurrency, "warmup_requests": wl.warmup}
+    if wl.closed or wl.warmup or wl.warmup_phase:  # the benchmark client's view
+        # (open-loop keys unchanged); warm-ups of a separate phase ran before, extra
+        summary["workload"] |= {"concurrency": wl.concurrency,
+                                "warmup_requests": wl.warmup + wl.warmup_phase}
         summary["benchmark"] = benchmark_metrics(res.reqs, dep.num_gpus, wl.concurrency,
                                                  client, failed=wl.failed,
                                                  options=_client_cfg(sc)
                                                  ) | {"client": client.id,
                                                       "request_rate": _configured_rate(sc, wl)}
+        if wl.warmup_phase:
+            summary["benchmark"] |= {"warmup_requests": wl.warmup_phase,
+                                     "warmup": "separate_phase"}
         if window is not None:  # requests outside the windows are not warm-up ones
             summary["benchmark"]["windows"] = _window_summary(window) | {
                 "unmeasured_requests": int(len(wl) - wl.warmup

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import SpecError, shorten
 from ..specs.registry import MAX_RECORDS_BYTES, read_text
 from ..specs.scenario import ArrivalConfig, LengthDistribution, ServingConfig
+from .clients import DEFAULT_CLIENT, load_client
 
 DEFAULT_NUM_REQUESTS = 1000
 
@@ -41,6 +42,10 @@ class Workload:
     # a benchmark client's failed requests, not simulated
     failed: int = 0
     context_limit: int | None = None  # the max_model_len they exceeded
+    # warm-up requests the benchmark client runs as a phase of their own before these
+    # (clients/<id>.yaml ``warmup: separate_phase``): not simulated, since the phase is awaited
+    # and the measured run starts on an idle server; reported only
+    warmup_phase: int = 0
 
     def __len__(self) -> int:
         return int(self.arrival.size)
@@ -52,7 +57,7 @@ class Workload:
     def with_concurrency(self, concurrency: int) -> Workload:
         """The same requests sent by another number of closed-loop clients (a sweep)."""
         return Workload(self.arrival, self.prompt, self.output, concurrency, self.warmup,
-                        self.failed, self.context_limit)
+                        self.failed, self.context_limit, self.warmup_phase)
 
     def without(self, rejected: np.ndarray, limit: int) -> Workload:
         """The requests the engine serves: ``rejected`` ones get an error at once (a closed-
@@ -61,7 +66,8 @@ class Workload:
         keep = ~rejected
         return Workload(self.arrival[keep], self.prompt[keep], self.output[keep],
                         self.concurrency, int(keep[:self.warmup].sum()),
-                        self.failed + int(rejected[self.warmup:].sum()), limit)
+                        self.failed + int(rejected[self.warmup:].sum()), limit,
+                        self.warmup_phase)
 
     @property
     def rate(self) -> float:
@@ -169,12 +175,22 @@ def read_trace(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
 def build_workload(cfg: ServingConfig, base_dir: str | None = None,
                    default_prompt: int | None = None, default_output: int | None = None
                    ) -> Workload:
-    """The requests of a serving scenario (lengths fall back to the inference section)."""
+    """The requests of a serving scenario (lengths fall back to the inference section).
+
+    ``serving.warmup_requests`` follow the benchmark client's rule (clients/<id>.yaml
+    ``warmup``): ``separate_phase`` (every client on file: ``vllm bench serve --num-warmups``
+    awaits its warm-ups with asyncio.gather and then sends all --num-prompts, vllm-project/vllm
+    vllm/benchmarks/serve.py at def9ce85 ``benchmark``) measures all num_requests and runs the
+    warm-ups before them, extra (``Workload.warmup_phase``)."""
     rng_arr, rng_p, rng_o = (np.random.default_rng(s)
                              for s in np.random.SeedSequence(cfg.seed).spawn(3))
     arr = cfg.arrival
     wl = _build(cfg, arr, base_dir, default_prompt, default_output, rng_arr, rng_p, rng_o)
-    if cfg.warmup_requests >= len(wl):
+    client = load_client(cfg.benchmark.client if cfg.benchmark else DEFAULT_CLIENT)
+    if client.warmup == "separate_phase":
+        return Workload(wl.arrival, wl.prompt, wl.output, arr.concurrency,
+                        warmup_phase=cfg.warmup_requests)
+    if cfg.warmup_requests >= len(wl):  # warm-ups inside the measured loop
         raise SpecError(f"serving.warmup_requests ({cfg.warmup_requests}) must be below the "
                         f"number of requests ({len(wl)}): some requests must be measured")
     return Workload(wl.arrival, wl.prompt, wl.output, arr.concurrency, cfg.warmup_requests)
