@@ -584,6 +584,42 @@ class SkinnyGemmFacts(Strict):
         return self
 
 
+#: a draft model's tensor-parallel size: the target's (``target``) or 1
+DraftTp = Literal["target", 1]
+
+
+class SpeculativeFacts(Strict):
+    """Draft-model speculative decoding: the draft's tensor-parallel size by default
+    (``draft_tp``) and the sizes the engine accepts for it (``draft_tp_allowed``; empty: not
+    stated). ``target`` is the target model's TP. A scenario's ``speculative.draft_tp``
+    overrides the default within the allowed sizes (``draft_tp``)."""
+
+    draft_tp: DraftTp | None = None
+    draft_tp_allowed: list[DraftTp] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> SpeculativeFacts:
+        if self.draft_tp is not None and self.draft_tp_allowed \
+                and self.draft_tp not in self.draft_tp_allowed:
+            raise SpecError(f"speculative.draft_tp: {self.draft_tp!r} is not in "
+                            f"draft_tp_allowed {self.draft_tp_allowed}")
+        return self
+
+    def draft_tp_for(self, target_tp: int, requested: int | None) -> int:
+        """The draft's TP beside a target at ``target_tp``: ``requested`` (a scenario's
+        speculative.draft_tp) if the engine accepts it, else its default (the target's when
+        the file states none: every engine on file does so). A size it refuses is one line
+        naming the field and the valid sizes."""
+        sizes = {int(target_tp) if t == "target" else int(t) for t in self.draft_tp_allowed}
+        if requested is None:
+            return int(target_tp) if self.draft_tp in (None, "target") else int(self.draft_tp)
+        if sizes and requested not in sizes:
+            raise SpecError(f"inference.speculative.draft_tp: {requested} is not a draft "
+                            f"tensor-parallel size this engine runs beside tp {target_tp}; "
+                            f"valid: {sorted(sizes)}")
+        return int(requested)
+
+
 class GemmFacts(Strict):
     """The engine's dense GEMM kernels where they are its own (not the BLAS library's)."""
 
@@ -616,6 +652,7 @@ class EngineSpec(Strict):
     overheads: OverheadFacts = OverheadFacts()
     quantization: QuantizationFacts = QuantizationFacts()
     gemm: GemmFacts = GemmFacts()
+    speculative: SpeculativeFacts = SpeculativeFacts()
     field_sources: dict[str, list[str]] = Field(min_length=1)
     sources: list[Source] = Field(min_length=1)
     notes: str | None = None
@@ -689,7 +726,7 @@ def _sections() -> set[str]:
 
 
 _FACT_SECTIONS = ("memory", "scheduler", "comm", "moe", "attention", "pipeline", "overheads",
-                  "quantization", "gemm")
+                  "quantization", "gemm", "speculative")
 #: terms of the total_fraction (vLLM) profiler rule; other budgets do not read them
 _PROFILER_TERMS = {"memory.non_torch_counted", "memory.cuda_context_counted",
                    "memory.tp_allreduce_outputs_held", "memory.sampler_rows"}
@@ -711,6 +748,7 @@ class EngineFamily(Strict):
     overheads: dict[str, Any] = Field(default_factory=dict)
     quantization: dict[str, Any] = Field(default_factory=dict)
     gemm: dict[str, Any] = Field(default_factory=dict)
+    speculative: dict[str, Any] = Field(default_factory=dict)
     field_sources: dict[str, list[str]] = Field(default_factory=dict)
     sources: list[Source] = Field(default_factory=list)
     notes: str | None = None
@@ -914,6 +952,15 @@ def fp8_activation_kernels(engine_id: str, version: str | None, variant: str | N
     if when.attention_dp is False:
         fused = fused & (np.asarray(attention_dp) <= 1)
     return facts.unfused, np.where(fused, 0.0, 1.0)
+
+
+def draft_tp(engine_id: str, version: str | None, variant: str | None, target_tp: int,
+             requested: int | None) -> int:
+    """The draft model's tensor-parallel size (``SpeculativeFacts.draft_tp_for``); ``generic``
+    (no file): ``requested``, else the target's, as every engine on file runs it."""
+    spec = engine_facts(engine_id, version, variant)
+    facts = spec.speculative if spec is not None else SpeculativeFacts()
+    return facts.draft_tp_for(target_tp, requested)
 
 
 def pipeline_facts(engine_id: str | None, version: str | None = None,

@@ -358,13 +358,17 @@ class OffloadStream:
 
 def inference(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
               keep_ops: bool = False, draft: ModelSpec | None = None,
-              offload_bandwidth: float | None = None) -> InferenceResult:
+              offload_bandwidth: float | None = None, draft_tp=None) -> InferenceResult:
     """Prefill, decode and memory of a batch of requests.
 
     ``offload_bandwidth`` (B/s, per direction) is the link offloaded weights and KV stream
     over (the host link for CPU memory, the drive for NVMe). ``draft`` is the draft model of
-    speculative decoding; it runs unsharded beside the target (vLLM's default draft TP = 1).
+    speculative decoding; it runs beside the target on ``draft_tp`` GPUs of its TP group
+    (engines/<id>.yaml ``speculative.draft_tp``; None: the target's TP, the default of vLLM's
+    SpeculativeConfig._verify_and_get_draft_tp, SGLang's draft TpModelWorker and TensorRT-LLM's
+    draft model engine), its weights and KV cache split draft_tp ways.
     """
+    draft_tp = plan.tp if draft_tp is None else draft_tp
     b, p, o = plan.batch, plan.prompt_len, plan.output_len
     stage_p = stage_params(param_counts(model), plan.tp, plan.pp, _expert_shards(model, plan),
                            expert_tp(plan), model.tie_embeddings,
@@ -385,20 +389,21 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
     prefill = forward_pass(model, system, plan, profile, b, p, p, O.attention_pairs(p, p),
                            "prefill", b, keep_ops,
                            offload_time=stream(b, 0.0, written=b * np.asarray(p)))
-    tpot = _tpot(model, system, plan, profile, draft if speculative else None, stream)
+    tpot = _tpot(model, system, plan, profile, draft if speculative else None, stream,
+                 draft_tp)
     mb = b / np.minimum(plan.pp, b)
     mid = np.asarray(p) + np.maximum(np.asarray(o) - 1, 0) / 2.0 + 1
     decode = forward_pass(model, system, plan, profile, mb, 1.0, mid, mid, "decode", mb, keep_ops,
                           offload_time=stream(mb, mid, written=mb))
     ttft = prefill.time  # the first token comes out of the prefill pass
     if speculative:  # the draft model prefills the prompt too
-        draft_alone = replace(plan, tp=1, pp=1, ep=1, attention_dp=1, offload_weights=0.0,
-                              offload_kv=0.0)
+        draft_alone = replace(plan, tp=draft_tp, pp=1, ep=1, attention_dp=1,
+                              offload_weights=0.0, offload_kv=0.0, pp_layers=None)
         ttft = ttft + forward_pass(draft, system, draft_alone, profile, b, p, p,
                                    O.attention_pairs(p, p), "prefill", b, False).time
     e2e = ttft + (np.asarray(o) - 1) * tpot
     memory, kv_seq, max_seqs = _memory(model, system, plan, profile, weights, kv_tok,
-                                       draft if speculative else None, stream)
+                                       draft if speculative else None, stream, draft_tp)
     flops_prefill, flops_token = _model_flops(model, plan, mid)
     return InferenceResult(
         ttft=ttft, tpot=tpot, e2e=e2e, tokens_per_s=plan.replicas * b * o / e2e,
@@ -409,7 +414,7 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
 
 
 def _tpot(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
-          draft: ModelSpec | None, stream: OffloadStream) -> Array:
+          draft: ModelSpec | None, stream: OffloadStream, draft_tp=1) -> Array:
     """Time per output token, averaged over the generated positions (DECODE_SAMPLES contexts).
 
     The batch is split into min(pp, b) micro-batches that keep the stages busy; a sequence's
@@ -427,8 +432,9 @@ def _tpot(model: ModelSpec, system: System, plan: InferPlan, profile: Calibratio
         verify = forward_pass(model, system, dec_plan, profile, mb_ctx, k + 1.0, ctx + k + 1,
                               O.attention_pairs(k + 1.0, ctx + k + 1), "verify", mb_ctx * (k + 1),
                               False, offload_time=stream(mb_ctx, ctx + k + 1))
-        draft_plan = replace(dec_plan, tp=np.ones_like(dec_plan.tp), pp=np.ones_like(
-            dec_plan.pp), ep=1, attention_dp=1, offload_weights=0.0, offload_kv=0.0)
+        draft_plan = replace(dec_plan, tp=np.asarray(draft_tp) * np.ones_like(dec_plan.tp),
+                             pp=np.ones_like(dec_plan.pp), ep=1, attention_dp=1,
+                             offload_weights=0.0, offload_kv=0.0, pp_layers=None)
         draft_step = forward_pass(draft, system, draft_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1,
                                   "decode", mb_ctx, False)
         per_token = speculative_tokens_per_iteration(k, plan.spec_acceptance)
@@ -455,8 +461,8 @@ def _expert_shards(model: ModelSpec, plan: InferPlan) -> Array:
 
 
 def _memory(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
-            weights: Array, kv_tok: Array, draft: ModelSpec | None, stream: OffloadStream
-            ) -> tuple[dict[str, Array], Array, Array]:
+            weights: Array, kv_tok: Array, draft: ModelSpec | None, stream: OffloadStream,
+            draft_tp=1) -> tuple[dict[str, Array], Array, Array]:
     """(memory by kind on one GPU, KV bytes of one sequence, sequences whose KV fits beside
     the weights and workspace). With DP attention a GPU holds the KV cache of its own attention
     group's batch / attention_dp sequences (MLA's latent KV is not split by TP either)."""
@@ -469,10 +475,12 @@ def _memory(model: ModelSpec, system: System, plan: InferPlan, profile: Calibrat
                                          plan.kv_block_size, layers=kv_layers / plan.pp)
     memory["kv_cache"] = b * kv_seq * (1 - plan.offload_kv)
     if draft is not None:
-        memory["draft_weights"] = inference_weight_bytes(param_counts(draft).total,
-                                                         plan.weight_dtype, plan.group_size)
+        # the draft's share on one GPU of its draft_tp-way TP group
+        memory["draft_weights"] = inference_weight_bytes(
+            stage_params(param_counts(draft), draft_tp, 1, 1, draft_tp,
+                         draft.tie_embeddings).max, plan.weight_dtype, plan.group_size)
         memory["draft_kv_cache"] = b * kv_cache_bytes_per_sequence(
-            draft, plan.kv_dtype, 1, np.asarray(p) + o, plan.kv_block_size)
+            draft, plan.kv_dtype, draft_tp, np.asarray(p) + o, plan.kv_block_size)
     in_flight = b * np.asarray(p) if plan.prefill_chunk is None else np.minimum(
         b * np.asarray(p), plan.prefill_chunk)
     workspace = inference_workspace_bytes(model, in_flight, b, plan.tp, plan.precision.act)

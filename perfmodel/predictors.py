@@ -24,7 +24,8 @@ def predict_inference(rs: Resolved) -> Prediction:
 
     inp = inference_inputs(rs.scenario, rs.system, rs.profile)
     r = inference(rs.scenario.model, rs.system, inp.plan, rs.profile, keep_ops=True,
-                  draft=inp.draft, offload_bandwidth=inp.offload_bandwidth)
+                  draft=inp.draft, offload_bandwidth=inp.offload_bandwidth,
+                  draft_tp=inp.draft_tp)
     return with_engine(inference_prediction(rs, r), rs, inp.plan)
 
 

@@ -219,6 +219,7 @@ class InferenceInputs:
     plan: InferPlan
     draft: ModelSpec | None
     offload_bandwidth: float | None
+    draft_tp: int | None = None  # the draft's tensor-parallel size (engines.draft_tp)
 
 
 def inference_inputs(sc: Scenario, system: System, profile: CalibrationProfile
@@ -230,7 +231,20 @@ def inference_inputs(sc: Scenario, system: System, profile: CalibrationProfile
                           engine_version=sc.engine.version, engine_variant=sc.engine.variant)
     draft = inf.speculative.draft_model if inf.speculative else None
     bw = offload_bandwidth(system, inf.offload.target, profile) if inf.offload else None
-    return InferenceInputs(plan, draft, bw)
+    dtp = None
+    if inf.speculative:  # the engine's default draft TP, or the scenario's if it runs it
+        from .engines import draft_tp
+
+        dtp = draft_tp(sc.engine.name, sc.engine.version, sc.engine.variant,
+                       int(sc.parallelism.tp), inf.speculative.draft_tp)
+        if dtp > sc.parallelism.tp:
+            raise SpecError(f"inference.speculative.draft_tp: {dtp} is more than the target's "
+                            f"tp {sc.parallelism.tp}; the draft runs on GPUs of its TP group")
+        if draft is not None and (draft.num_heads % dtp or (draft.kv_heads % dtp
+                                  and dtp % draft.kv_heads)):
+            raise SpecError(f"inference.speculative.draft_tp: the draft runs at tp {dtp}, "
+                            f"which must divide its {draft.num_heads} attention heads")
+    return InferenceInputs(plan, draft, bw, dtp)
 
 
 def offload_bandwidth(system: System, target: str, profile: CalibrationProfile) -> float:

@@ -189,6 +189,10 @@ class SpeculativeConfig(Strict):
     draft_model: ModelSpec
     num_tokens: Int = Field(default=4, ge=1, le=64)
     acceptance_rate: Float = Field(default=0.7, gt=0, lt=1)
+    # the draft's tensor-parallel size (vLLM --speculative-config draft_tensor_parallel_size);
+    # None: the engine's default (engines/<id>.yaml speculative.draft_tp: the target's TP in
+    # vLLM, SGLang and TensorRT-LLM); a value the engine does not accept is refused
+    draft_tp: Int | None = Field(default=None, ge=1, le=MAX_GPUS)
 
     @model_validator(mode="before")
     @classmethod
@@ -390,19 +394,12 @@ class ServingConfig(Strict):
     scheduler: SchedulerConfig = defaults(SchedulerConfig)
     slo: SLOConfig = defaults(SLOConfig)
     seed: Int = Field(default=0, ge=0, le=MAX_SEED)
-    # the first requests (in sending order) left out of every metric; default 0, as
-    # `vllm bench serve --num-warmups` and genai-perf --warmup-request-count
+    # warm-up requests, run as `vllm bench serve --num-warmups` and genai-perf
+    # --warmup-request-count run them: a phase of their own before the measured run (clients/
+    # <id>.yaml ``warmup: separate_phase``), so all num_requests are measured; default 0
     warmup_requests: Int = Field(default=0, ge=0, le=MAX_REQUESTS)
     # the benchmark client whose measurement rules apply (default: vllm bench serve's)
     benchmark: BenchmarkClientConfig | None = None
-
-    @model_validator(mode="after")
-    def _check_warmup(self) -> ServingConfig:
-        n = self.num_requests
-        if n is not None and self.warmup_requests >= n:
-            raise SpecError(f"serving.warmup_requests ({self.warmup_requests}) must be below "
-                            f"num_requests ({n}): some requests must be measured")
-        return self
 
 
 EngineName = Literal["generic", "vllm", "sglang", "trtllm", "llamacpp"]
