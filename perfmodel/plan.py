@@ -95,12 +95,18 @@ class TrainPlan:
     @property
     def resharded(self) -> bool:
         """Whether ZeRO-3 frees gathered weights after forward: as set, else yes without
-        pipeline parallelism and no with it (torchtitan's default policy, per plan)."""
+        pipeline parallelism and, with it, what the framework's ZeRO-3 does under pipeline
+        parallelism (``capabilities.zero_stages[3].reshard_under_pp`` of frameworks/<id>.yaml:
+        Megatron-FSDP re-gathers every micro-batch; torchtitan's FSDP2 under
+        torch.distributed.pipelining keeps parameters and gradients unsharded until the step's
+        last backward), per plan."""
         if self.reshard_after_forward is not None:
             return bool(self.reshard_after_forward)
         pp = np.asarray(self.pp)
-        if np.all(pp == 1) or np.all(pp > 1):
-            return bool(np.all(pp == 1))
+        if np.all(pp == 1):
+            return True
+        if np.all(pp > 1):
+            return stage_3_reshards_under_pp(self.framework)
         raise SpecError("parallelism.reshard_after_forward: a sweep mixing pp = 1 and pp > 1 "
                         "must set it explicitly (true or false)")
 
@@ -177,11 +183,70 @@ def expert_tp(plan: InferPlan) -> Array:
 
 @dataclass(frozen=True)
 class Rule:
-    """A vectorised predicate (True = valid) and the message when it fails."""
+    """A vectorised predicate (True = valid) and the message when it fails. ``per_stage``:
+    the rule reads the ZeRO stage (the framework's capabilities), which a plan search tries
+    as a categorical choice, so it evaluates these per stage (``capability_mask``)."""
 
     field: str
     ok: Callable[..., Array]
     message: Callable[..., str]
+    per_stage: bool = False
+
+
+def _capabilities(plan):
+    """The capabilities block of the plan's framework (None: megatron-core, the baseline)."""
+    fw = plan.framework if plan.framework is not None else resolve_framework(None)
+    return fw.spec.capabilities, fw.id
+
+
+def stage_3_reshards_under_pp(framework) -> bool:
+    """Whether the framework's ZeRO-3 re-gathers parameters every micro-batch under pipeline
+    parallelism (frameworks/<id>.yaml capabilities; a framework without ZeRO-3 under pp:
+    True, and the capability rules refuse the plan)."""
+    fw = framework if framework is not None else resolve_framework(None)
+    stage = fw.spec.capabilities.zero_stages.get(3)
+    return True if stage is None or stage.reshard_under_pp is None else stage.reshard_under_pp
+
+
+def _stage_table(plan, attr: str) -> Array:
+    """Per plan cell, the capability ``attr`` (offered / pp / vp) of its ZeRO stage."""
+    caps, _ = _capabilities(plan)
+    table = np.zeros(4, bool)
+    for z, stage in caps.zero_stages.items():
+        table[z] = True if attr == "offered" else bool(getattr(stage, attr))
+    return table[np.clip(np.asarray(plan.zero_stage).astype(int), 0, 3)]
+
+
+def _stages_where(plan, attr: str) -> str:
+    caps, _ = _capabilities(plan)
+    keep = [f"{z} ({s.setting})" for z, s in sorted(caps.zero_stages.items())
+            if attr == "offered" or getattr(s, attr)]
+    return ", ".join(keep) or "none"
+
+
+def _limit(plan) -> str:
+    caps, _ = _capabilities(plan)
+    stage = caps.zero_stages.get(int(plan.zero_stage))
+    return f" ({stage.limits})" if stage is not None and stage.limits else ""
+
+
+def capability_rules() -> list[Rule]:
+    """What the plan's training framework can run (frameworks/<id>.yaml ``capabilities``,
+    sourced from each framework's code): its ZeRO stages, and which of them run with pipeline
+    parallelism and with the interleaved schedule."""
+    return [
+        Rule("parallelism.zero_stage", lambda p: _stage_table(p, "offered"),
+             lambda p: f"{_capabilities(p)[1]} has no ZeRO stage {p.zero_stage}; valid "
+                       f"zero_stage: {_stages_where(p, 'offered')}", per_stage=True),
+        Rule("parallelism.pp", lambda p: (np.asarray(p.pp) == 1) | _stage_table(p, "pp"),
+             lambda p: f"{_capabilities(p)[1]} runs zero_stage {p.zero_stage} without "
+                       f"pipeline parallelism only{_limit(p)}; with pp = {p.pp} valid "
+                       f"zero_stage: {_stages_where(p, 'pp')}; or pp: 1", per_stage=True),
+        Rule("parallelism.vp", lambda p: (np.asarray(p.vp) == 1) | _stage_table(p, "vp"),
+             lambda p: f"{_capabilities(p)[1]} has no interleaved schedule (vp > 1) with "
+                       f"zero_stage {p.zero_stage}{_limit(p)}; valid with vp = {p.vp}: "
+                       f"zero_stage {_stages_where(p, 'vp')}; or vp: 1", per_stage=True),
+    ]
 
 
 def _div(a, b) -> Array:
@@ -258,6 +323,7 @@ def training_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
         Rule("parallelism.etp", lambda p: _div(model.moe.expert_ffn_hidden_size, p.etp)
              if model.moe else p.etp > 0,
              lambda p: f"etp ({p.etp}) must divide the expert FFN width"),
+        *capability_rules(),
     ]
 
 

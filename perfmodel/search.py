@@ -11,6 +11,14 @@ of the same call (``training.by_stage``), so recompute x SP x ZeRO takes recompu
 
 Before modelling, the plan rules (``plan.training_rules``) are evaluated on the mesh (cheap
 integer arithmetic) and every axis value with no valid cell left is dropped from the mesh.
+The framework's capabilities (frameworks/<id>.yaml ``capabilities``, ``plan.capability_rules``)
+are part of those rules: a ZeRO stage the framework does not offer is not tried at all, and a
+stage's cells with pp > 1 or vp > 1 where the framework cannot run them are masked out (per
+stage, as array masks, before any cell is modelled), so the search never ranks a plan the
+framework would refuse. ZeRO-3 with pp > 1 is modelled as the framework runs it
+(``reshard_under_pp``): re-gathered every micro-batch, or kept gathered with unsharded
+gradients for the step (torchtitan's FSDP2 under torch.distributed.pipelining), whose numbers
+are those of ZeRO-1 (``training.effective_zero_stage``).
 Cells that break a rule or do not fit in memory with the requested headroom are masked out
 afterwards. The ranking is by step time (then memory); plans the model cannot tell apart (same
 numeric plan, same step time and memory, e.g. selective recompute vs none with
@@ -40,7 +48,7 @@ import numpy as np
 from . import frameworks_costs as FC
 from .errors import SpecError
 from .memory import capacity_basis, memory_capacity_bytes
-from .plan import TrainPlan, training_rules, valid_mask
+from .plan import TrainPlan, stage_3_reshards_under_pp, training_rules, valid_mask
 from .profile import CalibrationProfile
 from .specs.model import ModelSpec
 from .specs.scenario import Parallelism, Scenario
@@ -166,21 +174,47 @@ def recompute_modules_for(base: TrainPlan, recompute: str) -> tuple[str, ...] | 
 
 
 def _mesh_plan(base: TrainPlan, axes: dict[str, np.ndarray], recompute: str, sp: bool,
-               zero: int) -> TrainPlan:
+               zero) -> TrainPlan:
     c = _columns(axes)
     return replace(base, tp=c["tp"], pp=c["pp"], cp=c["cp"], dp=c["dp"], ep=c["ep"], etp=c["tp"],
                    vp=c["vp"], micro_batch=c["micro_batch"], recompute=recompute,
                    recompute_modules=recompute_modules_for(base, recompute),
                    sequence_parallel=sp, zero_stage=zero, schedule="interleaved",
                    uneven_pp=True,  # equals the even split wherever pp*vp divides the layers
-                   reshard_after_forward=True)  # ZeRO-3 without resharding is ZeRO-1 here
+                   # ZeRO-3 cells with pp > 1 of a framework that keeps FSDP unsharded under PP
+                   # take ZeRO-1's numbers (``_unsharded_under_pp``)
+                   reshard_after_forward=True)
 
 
 def _rules_mask(model: ModelSpec, plan: TrainPlan) -> np.ndarray:
-    # every rule but the GPU-count ones (the gpus axis defines dp, so tp*pp*dp*cp = gpus)
-    rules = [r for r in training_rules(model, 1) if r.field != "parallelism"]
+    # every rule but the GPU-count ones (the gpus axis defines dp, so tp*pp*dp*cp = gpus) and
+    # the framework's per-stage capabilities (``_capability_mask``)
+    rules = [r for r in training_rules(model, 1) if r.field != "parallelism" and not r.per_stage]
     with np.errstate(all="ignore"):
         return valid_mask(rules, plan)
+
+
+def _capability_mask(model: ModelSpec, plan: TrainPlan) -> np.ndarray:
+    """The framework's capability rules on the mesh, for the plan's ZeRO stage (a scalar, or
+    the stacked stage axis: then one mask per stage)."""
+    rules = [r for r in training_rules(model, 1) if r.per_stage]
+    with np.errstate(all="ignore"):
+        return valid_mask(rules, plan)
+
+
+def offered_stages(base: TrainPlan, space: SearchSpace) -> tuple[int, ...]:
+    """The space's ZeRO stages that the framework offers (frameworks/<id>.yaml
+    ``capabilities.zero_stages``), in the space's order."""
+    from .frameworks import resolve_framework
+
+    fw = base.framework if base.framework is not None else resolve_framework(None)
+    return tuple(z for z in space.zero_stage if z in fw.spec.capabilities.zero_stages)
+
+
+def _unsharded_under_pp(base: TrainPlan) -> bool:
+    """The framework's ZeRO-3 keeps parameters gathered and gradients unsharded for the step
+    under pipeline parallelism (capabilities ``reshard_under_pp: false``)."""
+    return not stage_3_reshards_under_pp(base.framework)
 
 
 def _drop_empty(axes: dict[str, np.ndarray], mask: np.ndarray
@@ -204,17 +238,22 @@ def _real_plans(axes: dict[str, np.ndarray], counts: np.ndarray) -> np.ndarray:
 
 
 def _filtered_axes(model: ModelSpec, base: TrainPlan, full: dict[str, np.ndarray], sp: bool,
-                   counts: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+                   counts: np.ndarray, stages: tuple[int, ...]
+                   ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """The mesh axes left after the rules, and the rule mask over them (None: nothing
-    valid)."""
+    valid); a cell is kept when some stage of ``stages`` can run it (the per-stage masks are
+    applied in ``sweep``)."""
     axes = full
     if sp:  # sequence parallelism needs tensor parallelism
         axes = {**full, "tp": full["tp"][full["tp"] > 1]}
         if not len(axes["tp"]):
             return axes, None
+    shape = tuple(len(v) for v in axes.values())
+    stage_axis = np.asarray(stages).reshape(-1, *[1] * len(AXES))
+    any_stage = np.any(np.broadcast_to(_capability_mask(
+        model, _mesh_plan(base, axes, "none", sp, stage_axis)), (len(stages), *shape)), axis=0)
     mask = np.broadcast_to(_rules_mask(model, _mesh_plan(base, axes, "none", sp, 0))
-                           & _real_plans(axes, counts),
-                           tuple(len(v) for v in axes.values()))
+                           & _real_plans(axes, counts) & any_stage, shape)
     if not mask.any():
         return axes, None
     return _drop_empty(axes, mask)
@@ -246,16 +285,20 @@ def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: T
                                tuple(len(v) for v in full.values())).sum())
     limit = (1.0 - headroom) * memory_capacity_bytes(system.device)
     out = Sweep(model, system, profile, base, headroom, [])
-    filtered: dict[bool, tuple] = {}  # the rules read sequence_parallel, not recompute / ZeRO
+    offered = offered_stages(base, space)  # the framework's stages only: no other is tried
+    if not offered:
+        return out
+    filtered: dict[bool, tuple] = {}  # per SP: the axes and rule mask (any offered stage)
     # the ZeRO stages as a leading array axis of one call (choices' order is unchanged)
-    stacked = FC.zero_stage_free(base.framework) and len(space.zero_stage) > 1
-    zeros = ([(np.asarray(space.zero_stage).reshape(-1, *[1] * len(AXES)), space.zero_stage)]
-             if stacked else [(z, (z,)) for z in space.zero_stage])
+    stacked = FC.zero_stage_free(base.framework) and len(offered) > 1
+    zeros = ([(np.asarray(offered).reshape(-1, *[1] * len(AXES)), offered)]
+             if stacked else [(z, (z,)) for z in offered])
+    unsharded = _unsharded_under_pp(base)
     for recompute, sp in itertools.product(space.recompute, space.sequence_parallel):
         for zero, stages in zeros:
             out.considered += size * len(stages)
             if sp not in filtered:
-                kept, m = _filtered_axes(model, base, full, sp, counts)
+                kept, m = _filtered_axes(model, base, full, sp, counts, offered)
                 real = 0 if m is None else int(np.broadcast_to(
                     _real_plans(kept, counts), m.shape).sum())
                 filtered[sp] = (kept, m, real)
@@ -263,23 +306,59 @@ def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: T
             if mask is None:
                 continue
             plan = _mesh_plan(base, axes, recompute, sp, zero)
+            shape = mask.shape
+            lead = (len(stages),) if stacked else ()
+            # each stage's own cells: the rules, and what the framework runs at that stage
+            masks = mask & np.broadcast_to(_capability_mask(model, plan), lead + shape)
+            if not masks.any():
+                continue
             with np.errstate(all="ignore"):
                 r = training_step(model, system, plan, profile, breakdown=False)
             out.model_calls += 1
-            shape = mask.shape
-            lead = (len(stages),) if stacked else ()
             steps = np.broadcast_to(r.step_time, lead + shape)
             memories = np.broadcast_to(r.memory_total, lead + shape)
+            if unsharded and 3 in stages:
+                steps, memories = _unsharded_cells(out, model, system, profile, base, axes,
+                                                   recompute, sp, stages, steps, memories)
             for i, stage in enumerate(stages):
                 step, memory = (steps[i], memories[i]) if stacked else (steps, memories)
-                ok = mask & (memory <= limit) & np.isfinite(step)
+                stage_mask = masks[i] if stacked else masks
+                ok = stage_mask & (memory <= limit) & np.isfinite(step)
                 out.modelled += mask.size
                 out.plans_modelled += real
-                out.valid += int(mask.sum())
+                out.valid += int(stage_mask.sum())
                 out.fitting += int(ok.sum())
                 out.choices.append(Choice(recompute, sp, stage, axes,
-                                          np.where(ok, step, np.inf), memory, ok, mask))
+                                          np.where(ok, step, np.inf), memory, ok, stage_mask))
     return out
+
+
+def _unsharded_cells(out: Sweep, model: ModelSpec, system: System,
+                     profile: CalibrationProfile, base: TrainPlan, axes: dict[str, np.ndarray],
+                     recompute: str, sp: bool, stages: tuple[int, ...], steps: np.ndarray,
+                     memories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ZeRO-3's cells with pp > 1 of a framework that keeps parameters gathered and gradients
+    unsharded for the step under pipeline parallelism (``reshard_under_pp: false``): the
+    numbers of ZeRO-1 (``training.effective_zero_stage``, one more model call), as
+    ``perfmodel.predict`` gives them for the scenario."""
+    plan = _mesh_plan(base, axes, recompute, sp, 1)
+    with np.errstate(all="ignore"):
+        r1 = training_step(model, system, plan, profile, breakdown=False)
+    out.model_calls += 1
+    shape = steps.shape[-len(AXES):]
+    piped = np.broadcast_to(_columns(axes)["pp"] > 1, shape)
+    i = stages.index(3)
+    stacked = steps.ndim > len(AXES)
+    steps, memories = np.array(steps), np.array(memories)
+    step1 = np.broadcast_to(r1.step_time, shape)
+    mem1 = np.broadcast_to(r1.memory_total, shape)
+    if stacked:
+        steps[i] = np.where(piped, step1, steps[i])
+        memories[i] = np.where(piped, mem1, memories[i])
+    else:
+        steps = np.where(piped, step1, steps)
+        memories = np.where(piped, mem1, memories)
+    return steps, memories
 
 
 def _record(sw: Sweep, ci: int, flat: int) -> dict:
@@ -301,7 +380,8 @@ def _record(sw: Sweep, ci: int, flat: int) -> dict:
         "zero_stage": c.zero_stage,
         "schedule": "interleaved" if v["vp"] > 1 else "1f1b",
         "uneven_pipeline": bool(sw.model.num_layers % (v["pp"] * v["vp"])),
-        "reshard_after_forward": True if c.zero_stage == 3 else None,
+        "reshard_after_forward": (None if c.zero_stage != 3 else v["pp"] == 1
+                                  or stage_3_reshards_under_pp(sw.base.framework)),
         "step_time_s": step, "memory_per_gpu_bytes": memory,
         "memory_headroom": 1.0 - memory / memory_capacity_bytes(sw.system.device),
         "tokens_per_s": float(tokens / step),
@@ -395,7 +475,8 @@ def scalar_plan(base: TrainPlan, rec: dict) -> TrainPlan:
                    recompute_modules=recompute_modules_for(base, rec["recompute"]),
                    sequence_parallel=rec["sequence_parallel"],
                    zero_stage=rec["zero_stage"], schedule=rec["schedule"],
-                   uneven_pp=rec["uneven_pipeline"], reshard_after_forward=True)
+                   uneven_pp=rec["uneven_pipeline"],
+                   reshard_after_forward=rec["reshard_after_forward"] is not False)
 
 
 def scenario_for(sc: Scenario, rec: dict) -> Scenario:
@@ -420,8 +501,8 @@ def bound_terms(sw: Sweep, recs: list[dict], n: int = 3) -> list[list[dict]]:
     plans of one categorical choice are evaluated together, as flat rows."""
     groups: dict[tuple, list[int]] = {}
     for i, rec in enumerate(recs):
-        groups.setdefault((rec["recompute"], rec["sequence_parallel"], rec["zero_stage"]),
-                          []).append(i)
+        groups.setdefault((rec["recompute"], rec["sequence_parallel"], rec["zero_stage"],
+                           rec["reshard_after_forward"]), []).append(i)
     out: list[list[dict]] = [[] for _ in recs]
     for idx in groups.values():
         rows = {k: np.array([float(recs[i][k]) for i in idx])

@@ -158,7 +158,13 @@ def test_reshard_default_is_derived_from_each_plans_own_pp():
     import numpy as np
     import pytest
 
+    from perfmodel.frameworks_config import FrameworkConfig
+
+    # torchtitan's FSDP2 keeps parameters gathered under pipeline parallelism
+    # (frameworks/torchtitan.yaml capabilities.zero_stages.3.reshard_under_pp: false)
     sc = _seventy(pp=4, tp=8, zero_stage=3)
+    sc = sc.model_copy(update={"training": sc.training.model_copy(
+        update={"framework": FrameworkConfig(name="torchtitan")})})
     plan = TrainPlan.from_scenario(sc)
     assert plan.reshard_after_forward is None and plan.resharded is False
     assert replace(plan, pp=1).resharded is True
