@@ -267,6 +267,17 @@ class Fp8QuantiseFacts(Strict):
     source: str
 
 
+class Fp8ScopeFacts(Strict):
+    """Which GEMMs the framework's fp8 recipe runs in fp8: every GEMM of the transformer blocks
+    except those of the weight classes in ``high_precision`` (ops.FP8_SCOPE_CLASSES: the LM
+    head, the MoE router), which run in the 16-bit training dtype with no fp8 cast (a plain
+    linear outside the fp8 modules, or a module the fp8 converter skips)
+    (frameworks_costs.fp8_recipe_costs, ops.sixteen_bit_gemms)."""
+
+    high_precision: list[Literal["lm_head", "router"]]
+    source: str
+
+
 class AllocatorFacts(Strict):
     expandable_segments: Bool
     source: str
@@ -394,6 +405,8 @@ class FrameworkSpec(Strict):
     # recipe name (a key of _common.yaml fp8_recipes) -> how this framework's quantiser runs it;
     # absent: one kernel per cast, no transpose copy, no amax reduction
     fp8_quantise: dict[str, Fp8QuantiseFacts] = Field(default_factory=dict)
+    # None: no fact, every GEMM in fp8 (the base charge)
+    fp8_scope: Fp8ScopeFacts | None = None
     moe: MoeFacts | None = None  # None: a grouped kernel (the profile's MoE tables)
     eager_backward: EagerBackward | None = None  # None: no backward-only eager kernels
     facts: list[Fact] = Field(default_factory=list)

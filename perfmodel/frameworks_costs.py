@@ -20,7 +20,9 @@ and every framework file that states them adds.
   of each token's top_k rows before the all-to-all, the regrouping by local expert and back
   around the experts, and an eager per-expert output bias, as memory-bound row copies.
 * fp8 recipes: the cast kernels of a GEMM's operands cost the recipe's bytes per element, as
-  many times as the recipe casts each operand (rowwise and block scaling: both orientations).
+  many times as the recipe casts each operand (rowwise and block scaling: both orientations);
+  the GEMMs a framework's recipe does not convert (``fp8_scope``: the LM head, the MoE router)
+  run in bf16 with no cast, megatron-core included.
 * FSDP1 / Composer per-micro-batch and per-step kernels: the flat gradient's concatenation, the
   gradient pre/postdivide and the low-precision shard cast of each block (``fsdp_grad_ops``), the
   trainer's metrics over the logits (``train_metric_ops``) and an eager optimizer loop's bytes
@@ -380,7 +382,13 @@ def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op],
     facts for the recipe (``fp8_quantise``, ``_quantiser_costs``). megatron-core keeps the
     base's casts (its predictions stay those of perfmodel without frameworks).
     ``architecture``: the device's (DeviceSpec.architecture), for ``transpose_on``; ``sp_tp``:
-    the TP degree under sequence parallelism (1 without), for ``sp_quantise_before_gather``."""
+    the TP degree under sequence parallelism (1 without), for ``sp_quantise_before_gather``.
+    First, every framework (megatron-core too): the GEMMs its fp8 recipe leaves in 16 bit
+    (``fp8_scope.high_precision``: the LM head, the MoE router) at their 16-bit bytes and
+    peak, their casts charged nothing (ops.sixteen_bit_gemms)."""
+    if fw is not None and fw.spec.fp8_scope is not None:
+        ops = O.sixteen_bit_gemms(ops, fw.spec.fp8_scope.high_precision,
+                                  O.Precision.training("bf16"))
     if fw is None or fw.baseline:
         return ops
     recipe = fw.fp8

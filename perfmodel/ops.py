@@ -1121,6 +1121,50 @@ def fp8_cast(gemm_op: Op) -> Op:
               block=gemm_op.block, kernel="cast", fp8_cast=True)
 
 
+
+#: weight classes (formats.WEIGHT_CLASSES) of ungrouped GEMMs a training framework may keep in
+#: 16 bit under an fp8 recipe (frameworks/<id>.yaml ``fp8_scope.high_precision``)
+FP8_SCOPE_CLASSES = ("lm_head", "router")
+_GEMM_PASSES = (".recompute", ".dgrad", ".wgrad")
+
+
+def sixteen_bit_gemms(ops: list[Op], classes, prec: Precision) -> list[Op]:
+    """The operators of a training step under an fp8 recipe with the GEMMs of the weight
+    classes ``classes`` (formats.op_weight_class; a subset of ``FP8_SCOPE_CLASSES``, ungrouped
+    GEMMs) run as the framework runs them: in 16 bit. Each pass of such a GEMM (forward,
+    recompute, dgrad, wgrad) takes the bytes and compute dtype ``gemm`` / ``backward`` give at
+    ``prec`` (the 16-bit training precision), and its fp8 cast operators (``fp8_cast``) are
+    charged nothing: count 0, so the list keeps its length (a step's index groups are positions
+    in it). Other operators are returned as they are."""
+    from .formats import op_weight_class
+
+    keep = set(classes)
+    if not keep:
+        return ops
+    out = []
+    for op in ops:
+        if op.fp8_cast:
+            base = op.name.split(".fp8cast", 1)[0]
+            if op_weight_class(base) in keep:
+                op = replace(op, count=op.count * 0.0)
+        elif op.cls == GEMM and op.dtype == "fp8":
+            name, suffix = op.name, ""
+            for s in _GEMM_PASSES:
+                if name.endswith(s):
+                    name, suffix = name[: -len(s)], s
+                    break
+            if op_weight_class(name) in keep:
+                a, b, c = op.shape
+                # the forward's (m, n, k) from this pass's shape (backward: dgrad (m, k, n),
+                # wgrad (k, n, m))
+                m, n, k = {".dgrad": (a, c, b), ".wgrad": (c, b, a)}.get(suffix, (a, b, c))
+                ref = gemm(name, m, n, k, prec)
+                if suffix in (".dgrad", ".wgrad"):
+                    ref = backward(ref, prec)[0 if suffix == ".dgrad" else 1]
+                op = replace(op, bytes=ref.bytes, dtype=ref.dtype, weight_format=ref.weight_format)
+        out.append(op)
+    return out
+
 #: ``quantization.fp8_activation`` values whose engine quantises a GEMM input in its own kernel
 QUANT_KERNEL_MODES = ("static_kernel", "per_token_kernel", "dynamic_kernel")
 
