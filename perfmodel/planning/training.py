@@ -547,6 +547,23 @@ def rack_note(device: str, rack: tuple[int, int], global_batch: int,
             "plans whole racks")
 
 
+def capabilities_note(framework: str) -> str | None:
+    """What the planned framework can run (frameworks/<id>.yaml ``capabilities``), one line:
+    the search tried only those plans (``search.sweep``, ``plan.capability_rules``). None
+    when it runs every ZeRO stage with pipeline parallelism and interleaving (Megatron-Core)."""
+    from ..frameworks import framework_spec
+    from ..frameworks_config import ALIASES
+
+    spec = framework_spec(ALIASES.get(framework, framework))
+    stages = spec.capabilities.zero_stages
+    if set(stages) == {0, 1, 2, 3} and all(s.pp and s.vp for s in stages.values()):
+        return None
+    parts = [f"zero{z} (" + ("pp, vp" if s.vp else "pp, no vp" if s.pp else "no pp") + ")"
+             for z, s in sorted(spec.capabilities.zero_stages.items())]
+    return (f"{spec.id} runs " + ", ".join(parts) + f" (frameworks/{spec.id}.yaml "
+            "capabilities): no other plan was searched")
+
+
 def precision_skip(device: str, precision: str) -> str | None:
     """Why ``device`` is skipped for ``precision`` (None: planned): fp8 training needs fp8
     tensor cores (``formats.native_formats``: a non-null ``peak_tflops.fp8``); Transformer
@@ -638,6 +655,9 @@ def plan_training(inp: TrainingPlanInputs | ModelSpec | str | Path | None = None
                       + (why["message"] if why else "no plan fits"))
             warnings.append(reason)
             work["per_device"][device]["no_plan"] = reason
+    limits = capabilities_note(inp.framework)
+    if limits:
+        notes.append(limits)
     _mark(rows, inp)
     warnings += _energy_warning(rows)
     rows.sort(key=lambda r: (r.device, r.gpus))
