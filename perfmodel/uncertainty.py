@@ -285,13 +285,43 @@ def _seeded_draws(profile: CalibrationProfile, terms: list[Term], tables: dict
     key = (id(profile), tuple(drawn))
     hit = _DRAWS_CACHE.get(key)
     if hit is None or hit[0] is not profile:
-        draws = _draws(terms, tables, np.random.default_rng(MC_SEED))
+        draws = _stored_draws(terms, tables, drawn)
         for a in draws.values():
             a.flags.writeable = False
         if len(_DRAWS_CACHE) >= _CACHE_LIMIT:
             _DRAWS_CACHE.clear()
         hit = _DRAWS_CACHE[key] = (profile, draws)
     return hit[1]
+
+
+def _stored_draws(terms: list[Term], tables: dict, drawn: list[tuple[str, tuple[str, ...]]]
+                  ) -> dict[str, np.ndarray]:
+    """``_draws(terms, tables, default_rng(MC_SEED))`` (``drawn``: the (key, tables) it draws,
+    in its order). Inside ``registry.parse_cache()`` (the CLI's plan-training) the draws are
+    kept as bytes under a key of every input they depend on besides code (numpy's version,
+    the seed, the sample count, the residual levels, each drawn key's tables and their
+    quantiles and weights; ``registry.cached_bytes`` adds the package's code), so a later
+    fresh process loads the same numbers without importing numpy.random (~8-17 ms of it on
+    this machine, 2026-12-03)."""
+    from .specs.registry import cached_bytes
+
+    def make() -> bytes:
+        draws = _draws(terms, tables, np.random.default_rng(MC_SEED))
+        return b"".join(np.ascontiguousarray(draws[k], "<f8").tobytes() for k, _ in drawn)
+
+    parts = [f"{np.__version__}\0{MC_SEED}\0{MC_SAMPLES}\0".encode(),
+             np.asarray(RESIDUAL_LEVELS, "<f8").tobytes()]
+    for k, names in drawn:
+        parts.append(f"\0{k}\0{len(names)}\0".encode())
+        for name in names:
+            q, w = tables[name]
+            parts.append(f"\0{name}\0{w}\0{np.shape(q)}\0".encode())
+            parts.append(np.ascontiguousarray(q, "<f8").tobytes())
+    flat = np.frombuffer(cached_bytes("mc-draws", b"".join(parts), make), "<f8")
+    if flat.size != len(drawn) * MC_SAMPLES:  # not what make() writes: draw them here
+        return _draws(terms, tables, np.random.default_rng(MC_SEED))
+    rows = flat.reshape(len(drawn), MC_SAMPLES).copy()  # aligned, of its own
+    return {k: rows[i] for i, (k, _) in enumerate(drawn)}
 
 
 def _ratio_samples(terms: list[Term], draws: dict[str, np.ndarray]) -> np.ndarray:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
-    "MAX_ALIAS_NODES", "MAX_DEPTH", "MAX_DOCUMENT_BYTES", "MAX_RECORDS_BYTES",
+    "MAX_ALIAS_NODES", "MAX_DEPTH", "MAX_DOCUMENT_BYTES", "MAX_RECORDS_BYTES", "cached_bytes",
     "decode_text", "default_profile", "devices", "get_device", "get_interconnect", "get_model",
     "get_node", "ids", "interconnects", "load_file", "load_profile", "models", "nodes",
     "parse_cache", "parse_json", "parse_yaml", "profile_for", "read_bytes", "read_json",
@@ -434,6 +434,34 @@ def _read_validated(path: Path, model: type[M], load: Callable[[], M], what: str
     item = load()
     if read_bytes(path, what=what) == data:  # load() read the bytes the key names, not a newer file
         _store(entry, item)
+    return item
+
+
+def cached_bytes(kind: str, key: bytes, make: Callable[[], bytes]) -> bytes:
+    """``make()``: bytes a fresh process would otherwise compute again from the same inputs
+    (e.g. ``uncertainty``'s fixed-seed Monte-Carlo draws, whose generator costs an import of
+    numpy.random), kept in the parse cache's folder when one is active, under a key hashed
+    from ``kind``, ``key`` (every input ``make`` reads that is not code) and this package's
+    code (``_code_salt``: an edit is a miss). The bytes loaded are the bytes ``make()``
+    returned; an entry that cannot be read is a miss."""
+    folder = _cache_dir
+    if folder is None:
+        return make()
+    import hashlib
+
+    h = hashlib.blake2b(_code_salt(), digest_size=20)
+    h.update(f"\0bytes\0{kind}\0".encode())
+    h.update(key)
+    entry = folder / f"{h.hexdigest()}.pickle"
+    try:
+        with open(entry, "rb") as fh:
+            item = _data_unpickler()(fh).load()
+        if type(item) is bytes:
+            return item
+    except Exception:  # missing, damaged or foreign: make it again
+        pass
+    item = make()
+    _store(entry, item)
     return item
 
 
