@@ -38,6 +38,54 @@ BANDED = {f"{label} (ms)": fmt for label, _key, fmt in LATENCIES} | {
     label: fmt for label, _key, fmt in RATES}  # table: 'value (lo–hi)'
 
 
+def extra_replicas(c: dict) -> int | None:
+    """On a row sized across its 80 % band (capacity.size_across_band: JSON
+    ``sized_across_band``, ``replicas_at_point``): the replicas it adds to the same device / TP
+    sized at the point estimate; None on any other row."""
+    point = c.get("replicas_at_point")
+    if not c.get("sized_across_band") or point is None or not c.get("replicas"):
+        return None
+    return c["replicas"] - point
+
+
+def across_band_text(c: dict) -> str:
+    """What a row says about its SLOs across the 80 % band, as the CLI's table column does
+    (capacity.render_plan): 'may miss SLO', 'yes' or 'yes, +N replica(s)'; '' when it does
+    not meet the SLOs."""
+    if not c["feasible"]:
+        return ""
+    if c.get("may_miss_slo"):
+        return "may miss SLO"
+    extra = extra_replicas(c)
+    return "yes" if extra is None else f"yes, +{extra} replica(s)"
+
+
+def across_band_note(c: dict) -> str:
+    """The longer word for the table's 'across band' column: on a row sized across its band,
+    the replicas it adds and why; on a row that may miss an SLO, what sizing it across its band
+    gave (capacity.Candidate.across_band: replicas and extra USD/h, or why not)."""
+    extra = extra_replicas(c)
+    if extra is not None:
+        return (f"+{extra} replica(s) to meet SLOs across the 80 % band "
+                f"({c['replicas_at_point']} meet them at the point estimate)")
+    return c.get("across_band") or ""
+
+
+def per_gpu_rows(candidates: list[dict]) -> dict[str, dict]:
+    """Per GPU type, the row the planner's answer rule picks (capacity.PlanResult.best): the
+    cheapest priced row meeting every SLO across its 80 % band if that device has one, else
+    its cheapest priced row meeting them at the point estimate (candidates come cheapest
+    first)."""
+    out: dict[str, dict] = {}
+    for c in candidates:
+        if not (c["feasible"] and c["cost"]):
+            continue
+        have = out.get(c["device"])
+        if have is None or (have.get("may_miss_slo") and not c.get("may_miss_slo")):
+            out[c["device"]] = c
+    return out
+
+
 def serve_planner() -> None:
     models, devices = pm.models(), pm.devices()
     with st.sidebar:
@@ -99,15 +147,14 @@ def serve_planner() -> None:
         st.caption(plain("Measured calibration profiles: " + (", ".join(measured) or "none")
                          + ("; uncalibrated: " + ", ".join(default) if default else "") + "."))
     rows = candidate_rows(result["candidates"])
-    per_gpu = {}
-    for c in result["candidates"]:  # cheapest first: the first feasible one per GPU type
-        if c["feasible"] and c["cost"]:
-            per_gpu.setdefault(c["device"], c)
+    per_gpu = per_gpu_rows(result["candidates"])
     if per_gpu:
         st.markdown("**Cheapest per GPU type** (meeting the SLOs):\n" + "\n".join(
             f"- **{short_name(g)}**: {c['replicas']} × TP{c['tp']} = {c['gpus']} GPUs at "
             f"max_num_seqs {c['max_num_seqs']}, {c['cost']['usd_per_hour']:.2f} USD/h, "
             f"{c['cost']['usd_per_million_output_tokens']:.3f} USD per M output tokens"
+            + (f" ({plain(across_band_note(c))})" if extra_replicas(c) is not None
+               else " (may miss SLO across the 80 % band)" if c.get("may_miss_slo") else "")
             for g, c in per_gpu.items()))
     st.dataframe(banded_rows(rows, BANDED), hide_index=True, width="stretch",
                  key="ps_table",
@@ -158,6 +205,12 @@ def show_best(best: dict, devices: dict, choice: str = "") -> None:
         cards.append(("SLOs across the band", "may miss SLO",
                       "the values meet every SLO, but the upper end of the 80 % band of "
                       f"{', '.join(best['may_miss_slo'])} does not", None))
+    elif (extra := extra_replicas(best)) is not None:
+        cards.append(("SLOs across the band", f"+{extra} replica(s)",
+                      f"{best['replicas_at_point']} replica(s) meet every SLO at the point "
+                      f"estimate, but the upper end of an 80 % band misses one; {extra} more "
+                      "meet every SLO across the band (each bound divided by its band's upper "
+                      "end)", f"{best['replicas_at_point']} at the point estimate"))
     metric_cards(cards)
     if best.get("why"):
         st.markdown(f"**Why this deployment:** {plain(best['why'])}")
@@ -192,9 +245,10 @@ def candidate_rows(candidates: list[dict]) -> list[dict]:
                 "USD/M out tok": cost.get("usd_per_million_output_tokens"),
                 "J/out tok": energy.get("joules_per_output_token"),
                 "default seqs": c.get("max_num_seqs_default"), "feasible": c["feasible"],
-                # the SLOs hold at the upper end of every band too (capacity.may_miss_slo)
-                "SLOs across band": (None if not c["feasible"] else "may miss SLO"
-                                     if c.get("may_miss_slo") else "yes")}
+                # the SLOs hold at the upper end of every band too (capacity.may_miss_slo);
+                # 'yes, +N replica(s)' on a row sized across its band, as the CLI says
+                "SLOs across band": across_band_text(c) or None,
+                "across band": across_band_note(c) or None}
         row["why"] = c.get("why") or c["reason"] if c["feasible"] else c["reason"]
         rows.append(row)
     return rows

@@ -425,6 +425,45 @@ def test_plan_serving_same_answer_as_the_cli():
                                      abs=0.06)
 
 
+def test_plan_serving_row_sized_across_its_band():
+    """A row that may miss an SLO gets a second row for the same GPU / TP sized across its
+    80 % band (capacity.size_across_band): the table says 'yes, +N replica(s)' as the CLI's
+    does, the card, the per-GPU line and the table's note say how many replicas it adds, and
+    the numbers are plan-serving's JSON for the same inputs."""
+    at = page("plans", pl_mode="serve", ps_model="llama-3.1-8b", ps_rate="20",
+              ps_ttft_p90="0.5", ps_tpot_p90="0.03", ps_tps="1", ps_num_requests="200")
+    out = subprocess.run(
+        [sys.executable, "-m", "perfmodel.cli", "plan-serving", "--model", "llama-3.1-8b",
+         "--rate", "20", "--prompt-len", "1024", "--output-len", "256", "--ttft-p90", "0.5",
+         "--tpot-p90", "0.03", "--devices", "h100-sxm5-80gb", "--tp", "1",
+         "--num-requests", "200", "--scheduler", "continuous", "--json"],
+        capture_output=True, text=True, check=True, cwd=APP.parent)
+    data = json.loads(out.stdout)
+    wide = [c for c in data["candidates"] if c["sized_across_band"]]
+    point = [c for c in data["candidates"] if c["feasible"] and not c["sized_across_band"]]
+    assert len(wide) == len(point) == 1 and point[0]["may_miss_slo"]
+    w, p = wide[0], point[0]
+    extra = w["replicas"] - w["replicas_at_point"]
+    assert extra >= 1 and w["replicas_at_point"] == p["replicas"]
+    table = at.dataframe[0].value
+    ok = table[table["feasible"]]
+    assert list(ok["SLOs across band"]) == ["may miss SLO", f"yes, +{extra} replica(s)"]
+    assert list(ok["replicas"]) == [p["replicas"], w["replicas"]]
+    assert ok["across band"].iloc[0] == p["across_band"]
+    assert ok["across band"].iloc[1] == (
+        f"+{extra} replica(s) to meet SLOs across the 80 % band ({p['replicas']} meet them at "
+        "the point estimate)")
+    # the answer is the row sized across the band (the CLI's best)
+    assert data["best"]["replicas"] == w["replicas"]
+    assert metric(at, "Cheapest").startswith(f"{w['replicas']} ×")
+    assert metric(at, "SLOs across the band") == f"+{extra} replica(s)"
+    summary = next(m.value for m in at.markdown if "Cheapest per GPU type" in m.value)
+    assert f"{w['cost']['usd_per_hour']:.2f} USD/h" in summary
+    assert f"+{extra} replica(s) to meet SLOs across the 80 % band" in summary
+    bands = next(m.value for m in at.markdown if m.value.startswith("**SLO bands:**"))
+    assert f"{extra} more than the {p['replicas']} that meet them" in bands
+
+
 def test_plan_training_tokens_framework_columns_and_bad_token_text():
     at = page("plans", pl_mode="tokens")
     assert "days" in metric(at, "Time")
