@@ -56,7 +56,10 @@ from .engines import ENGINE_IDS, dp_gather_mode, moe_overlap_facts
 from .errors import SpecError
 from .formats import dispatch_elem_bytes as format_dispatch_bytes
 from .ops import active_experts, routed_rows  # noqa: F401  (re-exported: the MoE layout's formulas)
-from .parallel_comm import distinct_groups
+from .parallel_comm import (  # noqa: F401  (comm_sm_slowdown re-exported: inference's TBO)
+    comm_sm_slowdown,
+    distinct_groups,
+)
 from .profile import CalibrationProfile
 from .specs.model import ModelSpec
 from .specs.system import System
@@ -274,13 +277,3 @@ def two_batch_layer(segments, compute: dict[str, Array], dispatch: Array,
         time = time + np.maximum(c, a)
         exposed = exposed + np.maximum(np.asarray(a) - c, 0.0)
     return time, exposed
-
-
-def comm_sm_slowdown(comm_sms: int | None, sm_count: int | None) -> float:
-    """Factor on the GEMMs of a micro-batch that run beside all-to-all kernels holding
-    ``comm_sms`` of the device's ``sm_count`` SMs: SGLang's prefill TBO gives DeepGEMM
-    SMs - DeepEP's (operations_strategy.py ``deep_gemm_num_sms``); compute-bound time scales
-    as sm_count / (sm_count - comm_sms). 1 when either is unknown."""
-    if not comm_sms or not sm_count or comm_sms >= sm_count:
-        return 1.0
-    return sm_count / (sm_count - comm_sms)

@@ -339,6 +339,10 @@ class DataParallelWork:
     # ZeRO-3: parameter all-gathers per micro-batch beyond forward + backward (the recompute's
     # re-gather, ``recompute_regather_passes``)
     regather: Array = 0.0
+    # of ``fwd_compute`` / ``bwd_compute``: the compute-bound GEMM + attention seconds, the
+    # part an NCCL kernel's SMs slow down (``dp_contention``); 0: none charged
+    fwd_bound: Array = 0.0
+    bwd_bound: Array = 0.0
 
 
 def recompute_regather_passes(layer_weights: list, max_reuse_params: float) -> Array:
@@ -407,6 +411,24 @@ def dp_buckets(w: DataParallelWork) -> Array:
     return np.maximum(np.ceil(stage_p / bucket_params), 1.0)
 
 
+def _dp_pass(w: DataParallelWork, kind: str, per_param_bytes: float, grad: GroupSpan,
+             egrad: GroupSpan, system: System, profile: CalibrationProfile,
+             passes: dict | None) -> tuple[Array, Array]:
+    """(dense, expert) seconds of one collective pass over the stage's parameters, bucket by
+    bucket (``dp_buckets``); memoised in ``passes`` (``dp_step_comm``)."""
+    calls = dp_buckets(w)
+    key = (kind, per_param_bytes, not w.bucket_params and w.zero_stage == 3)
+    if passes is not None and key in passes:
+        return passes[key]
+    times = (calls * collective_time(kind, w.dense_params * per_param_bytes / calls, grad,
+                                     system, profile),
+             calls * collective_time(kind, w.expert_params * per_param_bytes / calls, egrad,
+                                     system, profile))
+    if passes is not None:
+        passes[key] = times
+    return times
+
+
 def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system: System,
                  profile: CalibrationProfile, passes: dict | None = None
                  ) -> tuple[Array, Array]:
@@ -416,7 +438,8 @@ def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system:
     backward (ZeRO-0/1/2); the parameter all-gather of ZeRO-1/2 overlaps the next step's first
     micro-batch forward (no more of it: the chain of bucket gathers runs in its pre-hooks), its
     first bucket excepted; ZeRO-3 prefetch hides the next layer's gather behind this layer's
-    compute, the first bucket of each pass excepted.
+    compute, the first bucket of each pass excepted. The compute those hidden collectives slow
+    down is ``dp_contention``'s.
 
     ``passes``: a dict shared by calls on the same work at several ZeRO stages (a plan
     search's ZeRO axis), so a collective pass the stages share is timed once (the bucket
@@ -425,22 +448,10 @@ def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system:
     calls = dp_buckets(w)
     bucket = 1.0 / calls  # share of the traffic in one bucket
     m = w.microbatches
-    layer_buckets = not w.bucket_params and w.zero_stage == 3
 
     def one_pass(kind: str, per_param_bytes: float) -> Array:
-        if passes is None:
-            return timed_pass(kind, per_param_bytes)
-        key = (kind, per_param_bytes, layer_buckets)
-        if key not in passes:
-            passes[key] = timed_pass(kind, per_param_bytes)
-        return passes[key]
-
-    def timed_pass(kind: str, per_param_bytes: float) -> Array:
-        return calls * (
-            collective_time(kind, w.dense_params * per_param_bytes / calls, grad, system,
-                            profile)
-            + collective_time(kind, w.expert_params * per_param_bytes / calls, egrad,
-                              system, profile))
+        dense, expert = _dp_pass(w, kind, per_param_bytes, grad, egrad, system, profile, passes)
+        return dense + expert
 
     if w.zero_stage == 0:
         total = one_pass("all_reduce", w.grad_bytes)
@@ -473,3 +484,89 @@ def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system:
         grad_exposed = grad_exposed - hidden
     alone = (np.asarray(grad.size) * 1.0 <= 1) & (np.asarray(egrad.size) <= 1)
     return np.where(alone, 0.0, total), np.where(alone, 0.0, grad_exposed + gather_exposed)
+
+
+def comm_sm_slowdown(comm_sms: Array, sm_count: int | None) -> Array:
+    """Factor on compute-bound kernels that run beside communication kernels holding
+    ``comm_sms`` of the device's ``sm_count`` SMs: they run on the rest, so their time scales
+    as sm_count / (sm_count - comm_sms). Used for SGLang's prefill TBO (DeepGEMM gets SMs -
+    DeepEP's, operations_strategy.py ``deep_gemm_num_sms``; moe_parallel) and for training
+    compute beside NCCL kernels (``nccl_sm_share``). 1 when either is unknown or 0."""
+    if comm_sms is None or not sm_count:
+        return 1.0
+    k = np.asarray(comm_sms, dtype=float)
+    ok = (k > 0) & (k < sm_count)
+    factor = np.where(ok, sm_count / (sm_count - np.where(ok, k, 0.0)), 1.0)
+    return float(factor) if factor.ndim == 0 else factor
+
+
+def nccl_sm_share(span: GroupSpan, system: System) -> Array:
+    """Share of the device's SMs an NCCL collective over ``span`` holds while it runs: its
+    kernel keeps one CTA, i.e. one SM, per channel for its whole duration (NCCL CTAs do not
+    share an SM with compute kernels: NVIDIA/nccl#1656 citing #689), and the channels are
+    the communicator's, set by the fabric it crosses: the scale-out network's
+    ``nccl_channels`` when the group spans nodes, else the node fabric's (hardware_specs/
+    interconnects, from NCCL logs). 1 - 1 / ``comm_sm_slowdown``; 0 where the count is not
+    known."""
+    sms = system.device.sm_count
+    inter = system.inter.nccl_channels if system.inter is not None else None
+    shares = [1.0 - 1.0 / np.asarray(comm_sm_slowdown(k, sms))
+              for k in (system.intra.nccl_channels, inter)]
+    return np.where(np.asarray(span.nodes) > 1, shares[1], shares[0])
+
+
+def sm_contention(comm: Array, compute: Array, bound: Array, sm_share: Array) -> Array:
+    """Seconds a collective of ``comm`` seconds adds to the ``compute`` seconds it overlaps
+    (both starting together), when its kernel holds ``sm_share`` of the SMs and ``bound`` of
+    the compute is compute-bound (GEMM, attention: their time scales as ``comm_sm_slowdown``;
+    memory-bound kernels are taken as unaffected).
+
+    While the collective runs, compute advances at 1 - s of its own pace, s = sm_share x
+    bound / compute, so the pair takes C + c s if the compute outlasts the collective
+    (C >= c (1 - s)), else c: beyond perfmodel's max(c, C) that is min(c s, C - c (1 - s)),
+    at least 0. The slowdown lasts the overlapped duration only: no collective (c = 0) or no
+    compute adds nothing, and a longer collective adds at most C s / (1 - s)."""
+    s = np.asarray(sm_share) * _share(np.minimum(bound, compute), compute)
+    c = np.asarray(comm, dtype=float)
+    return np.maximum(np.minimum(c * s, np.asarray(compute) - c * (1.0 - s)), 0.0)
+
+
+def dp_contention(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system: System,
+                  profile: CalibrationProfile, passes: dict | None = None) -> Array:
+    """Seconds of one step that the overlapped data-parallel collectives of ``dp_step_comm``
+    add to the compute they hide behind (``sm_contention``, the SM share of
+    ``nccl_sm_share``): the gradient reduction of all buckets but the last beside the last
+    micro-batch's backward (ZeRO-0/1/2 with ``overlap_grad_reduce``), the ZeRO-1/2 parameter
+    all-gather beside the first forward and the ZeRO-3 prefetched gathers (and reduce-scatters)
+    beside every micro-batch's forward and backward (``overlap_param_gather``). Only the
+    hidden part of each collective runs beside compute (the first bucket's waits); a
+    collective that outlasts the compute is charged as exposed communication by
+    ``dp_step_comm``, not here. Where the groups span no other GPU, 0."""
+    bucket = 1.0 / dp_buckets(w)
+    share = {"grad": nccl_sm_share(grad, system), "egrad": nccl_sm_share(egrad, system)}
+
+    def hidden(kind: str, per_param_bytes: float) -> tuple[Array, Array]:
+        """(seconds beside compute, SM share weighted by the dense / expert time)."""
+        dense, expert = _dp_pass(w, kind, per_param_bytes, grad, egrad, system, profile, passes)
+        total = dense + expert
+        return total * (1 - bucket), _share(dense * share["grad"] + expert * share["egrad"], total)
+
+    extra: Array = 0.0
+    if w.zero_stage < 3:
+        if w.overlap_grad_reduce:
+            red, s = hidden("all_reduce" if w.zero_stage == 0 else "reduce_scatter",
+                            w.grad_bytes)
+            extra = extra + sm_contention(red, w.bwd_compute, w.bwd_bound, s)
+        if w.zero_stage > 0 and w.overlap_param_gather:
+            ag, s = hidden("all_gather", w.weight_bytes)
+            extra = extra + sm_contention(ag, w.fwd_compute, w.fwd_bound, s)
+    elif w.overlap_param_gather:
+        ag, s_ag = hidden("all_gather", w.weight_bytes)
+        rs, s_rs = hidden("reduce_scatter", w.grad_bytes)
+        bwd_ag = (1.0 + w.regather) * ag
+        s_bwd = _share(bwd_ag * s_ag + rs * s_rs, bwd_ag + rs)
+        extra = w.microbatches * (sm_contention(ag, w.fwd_compute, w.fwd_bound, s_ag)
+                                  + sm_contention(bwd_ag + rs, w.bwd_compute, w.bwd_bound,
+                                                  s_bwd))
+    alone = (np.asarray(grad.size) * 1.0 <= 1) & (np.asarray(egrad.size) <= 1)
+    return np.where(alone, 0.0, extra)

@@ -52,6 +52,7 @@ from .parallel_comm import (
     cp_allgather_comm,
     cp_kv_chunk_bytes,
     cp_ring_comm,
+    dp_contention,
     dp_step_comm,
     ep_a2a_overlap,
     ep_layer_comm,
@@ -360,6 +361,13 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
     return c
 
 
+def _bound(st: StageOps, *labels: str) -> Array:
+    """Compute-bound seconds of a layer's passes: its GEMMs and attention cores (the kernels
+    whose time scales with the SMs they get, parallel_comm.sm_contention)."""
+    cls = st.classes(*labels)
+    return cls[O.GEMM] + cls[O.ATTENTION]
+
+
 def moe_dispatch_sync(model: ModelSpec, plan: TrainPlan, span, system: System,
                       profile: CalibrationProfile) -> tuple[Array, Array]:
     """(exposed seconds, of which collective) per MoE layer and micro-batch that Megatron-Core's
@@ -479,6 +487,8 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         overlap_param_gather=plan.overlap_param_gather,
         fwd_compute=per_stage({k: lc.fwd[k] - lc.busy_fwd[k] for k in kinds}),
         bwd_compute=per_stage({k: lc.bwd[k] - lc.busy_bwd[k] for k in kinds}),
+        fwd_bound=per_stage({k: _bound(st, f"{k}.fwd") for k in kinds}),
+        bwd_bound=per_stage({k: _bound(st, f"{k}.bwd", f"{k}.rec") for k in kinds}),
         regather=zero3_extra_gathers(
             plan.framework.spec.fsdp if plan.framework is not None else None, plan.recompute,
             {k: [st.ops[i].shape[1] * st.ops[i].shape[2] * st.ops[i].groups
@@ -488,8 +498,12 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     dp_total, dp_exposed = by_stage(zero, lambda z: dp_step_comm(
         replace(dp_work, zero_stage=z), spans["grad"], spans["egrad"], system, profile,
         passes))
+    # the compute those hidden collectives run beside loses their NCCL kernels' SMs
+    contention = by_stage(zero, lambda z: dp_contention(
+        replace(dp_work, zero_stage=z), spans["grad"], spans["egrad"], system, profile,
+        passes))
     optimizer_t = st.total("optimizer")
-    step = pipeline + dp_exposed + optimizer_t
+    step = pipeline + dp_exposed + contention + optimizer_t
     memory = _memory(model, plan, stage_p, kinds, per_stage, zero, dp_grad, dp_expert,
                      act_bytes, wbytes, a, m, profile)
     stage_t = {"first": stages.first, "middle": stages.middle, "last": stages.last}
@@ -507,6 +521,7 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
                                  p2p_micro, bubble, dp_exposed, optimizer_t, pp)
     time_parts = FC.split_time(plan.framework, time_parts, fx, per_stage, m,
                                FC.unfused_time(st.ops, st.weighted, st.groups["head"]), pp)
+    time_parts["comm_contention"] = contention
     time_parts["pipeline_bubble"] = bubble + (step - sum(time_parts.values()))
     comm_total = {c: m * per_stage(lc.comm_total[c]) for c in ("tp", "cp", "ep")}
     comm_total.update(pp=m * p2p_micro, dp=dp_total)

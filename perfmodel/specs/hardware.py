@@ -200,6 +200,10 @@ class InterconnectSpec(Strict):
     # ``bandwidth_gbps`` (a full mesh gives each pair a single link: 64 GB/s on MI300X vs
     # 448 GB/s aggregate per GPU). None = a pair can use the full ``bandwidth_gbps``.
     peer_bandwidth_gbps: Float | None = Field(default=None, gt=0)
+    # Channels (one CTA, i.e. one SM, each) of an NCCL collective whose communicator this
+    # fabric carries (the scale-out one's when the group spans nodes), as NCCL logs show them
+    # at its defaults; None = not known (parallel_comm.nccl_sm_share charges nothing)
+    nccl_channels: Int | None = Field(default=None, ge=1)
     sources: list[Source] = Field(min_length=1)
     field_sources: dict[str, list[str]] = Field(default_factory=dict)
     notes: str | None = None
