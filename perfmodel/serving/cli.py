@@ -16,10 +16,17 @@ from ..argtypes import (
     seed,
     shown,
 )
+from ..dtypes import DType
 from ..errors import SpecError
 from ..specs.assemble import load_scenario
 from ..specs.common import validate
-from ..specs.scenario import EngineConfig, LengthDistribution, SchedulerConfig, SLOConfig
+from ..specs.scenario import (
+    EngineConfig,
+    InferenceConfig,
+    LengthDistribution,
+    SchedulerConfig,
+    SLOConfig,
+)
 from .capacity import DEFAULT_PLAN_REQUESTS, DEFAULT_TPS, PlanInputs, plan_serving, render_plan
 from .economics import load_prices
 from .schedulers import SCHEDULERS
@@ -138,6 +145,14 @@ def plan_inputs(args: argparse.Namespace) -> PlanInputs:
     kwargs = {}
     if inf is not None:
         kwargs["inference"] = inf
+    formats = {k: v for k, v in (("weight_dtype", getattr(args, "weight_dtype", None)),
+                                 ("kv_dtype", getattr(args, "kv_dtype", None))) if v}
+    if formats:  # every weight (or the KV cache) in this format, the checkpoint's ignored
+        base = inf.model_dump(exclude_unset=True) if inf is not None else {"prompt_len": 1}
+        if "weight_dtype" in formats:
+            base.pop("weight_formats", None)
+        kwargs["inference"] = validate(InferenceConfig, {**base, **formats},
+                                       what="--weight-dtype / --kv-dtype")
     engine = getattr(args, "engine", None)
     if engine:
         kwargs["engine"] = validate(EngineConfig, {"name": engine}, what="--engine")
@@ -208,6 +223,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=["generic", "vllm", "sglang", "trtllm", "llamacpp"],
                    help="serving engine: its KV-cache rule and max_num_seqs default size each "
                         "instance (default: the scenario's, else generic)")
+    p.add_argument("--weight-dtype", choices=get_args(DType),
+                   help="every weight in this format (default: the scenario's, else the "
+                        "model's checkpoint format, e.g. fp8_block for deepseek-v3, else bf16)")
+    p.add_argument("--kv-dtype", choices=get_args(InferenceConfig.model_fields["kv_dtype"]
+                                                  .annotation),
+                   help="KV-cache format (default: the scenario's, else the checkpoint's, "
+                        "else bf16)")
     p.add_argument("--arrival", choices=["poisson", "gamma"])
     p.add_argument("--cv", type=positive_float, help="gamma arrivals: coefficient of variation")
     p.add_argument("--num-requests", type=bounded_int(1, MAX_PLAN_REQUESTS),
