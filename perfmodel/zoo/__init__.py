@@ -16,13 +16,20 @@ from ..specs import registry
 from ..specs.common import validate
 from ..specs.model import ModelSpec
 from ..specs.registry import read_mapping
-from .hf import (
-    DESCRIPTOR_ALONE,
-    SUPPORTED_MODEL_TYPES,
-    load_hf_config,
-    model_from_hf_config,
-    model_from_hf_file,
-)
+
+# The HF importer (.hf, .hf_quant) is loaded on first use, not at import: resolving a preset
+# id -- every planner run -- never reads a config.json. Its public names are still this
+# package's (``__getattr__`` below).
+_HF_NAMES = ("SUPPORTED_MODEL_TYPES", "load_hf_config", "model_from_hf_config")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HF_NAMES:
+        from . import hf
+
+        return getattr(hf, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SUPPORTED_MODEL_TYPES",
@@ -53,8 +60,12 @@ def _from_mapping(data: Mapping[str, Any], what: str) -> ModelSpec:
     ModelOpt hf_quant_config.json (a ``quantization`` block, no architecture) is refused in
     one line naming what is missing."""
     if "model_type" in data:
+        from .hf import model_from_hf_config
+
         return model_from_hf_config(data)
     if "quantization" in data:  # no ModelSpec field has that name either
+        from .hf import DESCRIPTOR_ALONE
+
         raise SpecError(f"{what}: {DESCRIPTOR_ALONE}")
     return validate(ModelSpec, dict(data), what=what)
 
@@ -94,10 +105,14 @@ def resolve_model(
     if is_dir:
         if not (path / "config.json").is_file():
             raise SpecError(f"model folder {path} has no config.json")
+        from .hf import load_hf_config
+
         return load_hf_config(path)
     if is_file:
         data = read_mapping(path)
         if "model_type" in data:  # a HF config.json: with the hf_quant_config.json beside it
+            from .hf import model_from_hf_file
+
             return model_from_hf_file(path, data)
         return _from_mapping(data, what=str(path))
     if _looks_like_path(value):
