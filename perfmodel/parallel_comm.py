@@ -429,15 +429,25 @@ def _dp_pass(w: DataParallelWork, kind: str, per_param_bytes: float, grad: Group
     return times
 
 
+def chained_exposed(comm: Array, compute: Array, bucket: Array) -> Array:
+    """Exposed seconds of ``comm`` split into n = 1/bucket equal buckets that run as a chain
+    beside ``compute`` split into the same n parts, each bucket hidden only behind the compute
+    of one neighbouring part (a gather behind the previous bucket's forward; a gradient
+    reduction behind the backward of the layers after it): the chain's end bucket is exposed,
+    and each other bucket shows what it exceeds of its part,
+    comm / n + max(comm - compute, 0) x (1 - 1/n)."""
+    return comm * bucket + np.maximum(comm - compute, 0.0) * (1 - bucket)
+
+
 def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system: System,
                  profile: CalibrationProfile, passes: dict | None = None
                  ) -> tuple[Array, Array]:
     """(total, exposed) data-parallel communication of one step (module docstring).
 
-    Overlap: gradient reductions of all buckets but the last hide behind the last micro-batch's
-    backward (ZeRO-0/1/2); the parameter all-gather of ZeRO-1/2 overlaps the next step's first
-    micro-batch forward (no more of it: the chain of bucket gathers runs in its pre-hooks), its
-    first bucket excepted; ZeRO-3 prefetch hides the next layer's gather behind this layer's
+    Overlap, bucket by bucket (``chained_exposed``): gradient reductions hide behind the last
+    micro-batch's backward (ZeRO-0/1/2); the parameter all-gather of ZeRO-1/2 behind the next
+    step's first micro-batch forward (no more of it: the chain of bucket gathers runs in its
+    pre-hooks); ZeRO-3 prefetch hides the next layer's gather behind this layer's
     compute, the first bucket of each pass excepted. The compute those hidden collectives slow
     down is ``dp_contention``'s.
 
@@ -465,7 +475,7 @@ def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system:
         # micro-batch's forward pre-hooks (each finish_param_sync dispatches the next bucket
         # group: Megatron-LM d98e8a64 distributed_data_parallel.py _make_forward_pre_hook,
         # param_and_grad_buffer.py finish_param_sync), so only that forward hides them
-        gather_exposed = (np.maximum(ag * (1 - bucket) - w.fwd_compute, 0.0) + ag * bucket
+        gather_exposed = (chained_exposed(ag, w.fwd_compute, bucket)
                           if w.overlap_param_gather else ag)
     else:
         ag = one_pass("all_gather", w.weight_bytes)
@@ -473,15 +483,13 @@ def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system:
         bwd_ag = (1.0 + w.regather) * ag  # the backward's gathers (incl. the recompute's)
         total = (ag + bwd_ag + rs) * m
         if w.overlap_param_gather:
-            exposed_micro = (np.maximum(ag * (1 - bucket) - w.fwd_compute, 0.0)
-                             + np.maximum((bwd_ag + rs) * (1 - bucket) - w.bwd_compute, 0.0)
-                             + (ag + bwd_ag + rs) * bucket)
+            exposed_micro = (chained_exposed(ag, w.fwd_compute, bucket)
+                             + chained_exposed(bwd_ag + rs, w.bwd_compute, bucket))
         else:
             exposed_micro = ag + bwd_ag + rs
         grad_exposed, gather_exposed = exposed_micro * m, 0.0
     if w.zero_stage < 3 and w.overlap_grad_reduce:
-        hidden = np.minimum(grad_exposed * (1 - bucket), w.bwd_compute)
-        grad_exposed = grad_exposed - hidden
+        grad_exposed = chained_exposed(grad_exposed, w.bwd_compute, bucket)
     alone = (np.asarray(grad.size) * 1.0 <= 1) & (np.asarray(egrad.size) <= 1)
     return np.where(alone, 0.0, total), np.where(alone, 0.0, grad_exposed + gather_exposed)
 

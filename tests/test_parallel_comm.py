@@ -151,7 +151,8 @@ def test_zero1_param_gather_hides_only_behind_the_first_micro_batch_forward():
     ag = 10 * collective_time("all_gather", 40e6 * 2.0, grad, SYSTEM, PROF)
     total, exposed = dp_step_comm(_work(1, 400e6), grad, ONE, SYSTEM, PROF)
     assert float(total) == pytest.approx(rs + ag) and float(exposed) == pytest.approx(rs + ag)
-    for fwd, hidden in ((1e3, 0.9 * ag), (0.3 * ag, 0.3 * ag)):
+    # bucket i + 1's gather hides behind bucket i's forward only: at most 9/10 of either
+    for fwd, hidden in ((1e3, 0.9 * ag), (0.3 * ag, 0.9 * 0.3 * ag)):
         _, exposed = dp_step_comm(_work(1, 400e6, overlap_param_gather=True, fwd_compute=fwd),
                                   grad, ONE, SYSTEM, PROF)
         assert float(exposed) == pytest.approx(rs + ag - hidden)
