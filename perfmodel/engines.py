@@ -554,9 +554,10 @@ class SkinnyGemmFacts(Strict):
     ``rocm_unquantized_gemm`` -> wvSplitK): it runs a GEMM of one of ``dtypes`` on a device
     whose compute capability is in ``archs`` when 0 < tokens <= ``max_tokens``, the GEMM has at
     least ``min_out`` outputs and its inner dimension is a multiple of ``k_multiple``. It streams
-    the weights at ``hbm_fraction[arch][t - 1]`` of the device's datasheet HBM bandwidth for t
-    tokens (measured kernel times); an arch without fractions, or a null entry, leaves those
-    GEMMs to the calibration profile's curve."""
+    the weights at ``hbm_fraction[device][t - 1]`` of the datasheet HBM bandwidth for t tokens,
+    keyed by the device the kernel times were measured on (a fraction does not carry over to
+    another device of the same arch: MI325X is gfx942 like MI300X at 6.0 vs 5.3 TB/s); a
+    device without fractions, or a null entry, leaves those GEMMs to the profile's curve."""
 
     archs: list[str] = Field(default_factory=list)
     dtypes: list[str] = Field(default_factory=list)
@@ -571,15 +572,12 @@ class SkinnyGemmFacts(Strict):
         if self.hbm_fraction and None in (self.max_tokens, self.min_out, self.k_multiple):
             raise SpecError(f"{at}: hbm_fraction needs max_tokens, min_out and k_multiple (the "
                             "conditions under which the kernel runs)")
-        for arch, fracs in self.hbm_fraction.items():
-            if arch not in self.archs:
-                raise SpecError(f"{at}.hbm_fraction: {arch!r} is not in {at}.archs "
-                                f"({self.archs}); measure the kernel where it runs")
+        for device, fracs in self.hbm_fraction.items():
             if len(fracs) != self.max_tokens:
-                raise SpecError(f"{at}.hbm_fraction.{arch}: give one fraction (or null) per "
+                raise SpecError(f"{at}.hbm_fraction.{device}: give one fraction (or null) per "
                                 f"token count 1..{self.max_tokens}, got {len(fracs)}")
             if any(f is not None and not 0.0 < f <= 1.0 for f in fracs):
-                raise SpecError(f"{at}.hbm_fraction.{arch}: fractions of the datasheet HBM "
+                raise SpecError(f"{at}.hbm_fraction.{device}: fractions of the datasheet HBM "
                                 f"bandwidth lie in (0, 1], got {fracs}")
         return self
 
@@ -914,16 +912,15 @@ def mxfp4_pad_multiples(spec: EngineSpec | None, model, device, expert_dtype: st
 def skinny_gemm_facts(engine_id: str, version: str | None, variant: str | None, device,
                       ) -> tuple[SkinnyGemmFacts, tuple[float | None, ...]] | None:
     """(facts, HBM fractions by token count) of ``engine_id``'s own few-token GEMM kernel on
-    ``device`` (engines/<id>.yaml ``gemm.skinny``, keyed by the device's compute capability);
-    None for ``generic``, a file that does not state one, or a device it has no measured
-    fractions for."""
+    ``device`` (engines/<id>.yaml ``gemm.skinny``: the kernel runs on the archs it names, at
+    the fractions measured on that device); None for ``generic``, a file that does not state
+    one, or a device it has no measured fractions for."""
     spec = engine_facts(engine_id, version, variant)
     if spec is None:
         return None
     facts = spec.gemm.skinny
-    arch = str(device.compute_capability)
-    fracs = facts.hbm_fraction.get(arch)
-    if not fracs or arch not in facts.archs:
+    fracs = facts.hbm_fraction.get(device.id)
+    if not fracs or str(device.compute_capability) not in facts.archs:
         return None
     return facts, tuple(fracs)
 
