@@ -123,6 +123,11 @@ class LossFacts(Strict):
 class TpOverlapFacts(Strict):
     method: str
     requires_compile: Bool
+    # TP collectives of a layer's backward (two of each kind under sequence parallelism) that
+    # the overlap leaves on the critical path: async TP fuses a reduce-scatter only when a
+    # GEMM produces its input, and the backward's input-gradient reduce-scatters follow the sum
+    # of the Q/K/V (or gate/up) GEMMs' gradients
+    backward_unfused: list[Literal["all_gather", "reduce_scatter"]] = Field(default_factory=list)
     source: str
 
 

@@ -640,6 +640,16 @@ def op_recompute_tp_collectives(fw: Framework | None, recompute: str,
     return {k: 2.0 for k in kinds if k not in saved}
 
 
+def tp_overlap_unfused_backward(fw: Framework | None, overlap: bool,
+                                sequence_parallel: bool) -> dict[str, float]:
+    """TP collectives per layer of the backward that the framework's TP overlap does not
+    hide (``tp_overlap.backward_unfused``, two of each named kind under sequence
+    parallelism): they stay exposed while the rest hides behind the GEMMs."""
+    if fw is None or fw.baseline or not overlap or not sequence_parallel:
+        return {}
+    return {k: 2.0 for k in fw.spec.tp_overlap.backward_unfused}
+
+
 def unfused_time(ops: list[O.Op], weighted: list, rows: list[int]) -> Array:
     """Time of the unfused chains' extra operators among ``rows``."""
     return row_sum(weighted, [i for i in rows if ops[i].name.endswith(UNFUSED)])

@@ -296,8 +296,14 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
     for kind, n in FC.op_recompute_tp_collectives(plan.framework, plan.recompute,
                                                   plan.sequence_parallel).items():
         tp_bwd = tp_bwd + n * collective_time(kind, act_bytes, spans["tp"], system, profile)
+    # backward collectives the TP overlap leaves unfused: exposed, taken out of what it hides
+    tp_unfused = sum((n * collective_time(kind, act_bytes, spans["tp"], system, profile)
+                      for kind, n in FC.tp_overlap_unfused_backward(
+                          plan.framework, plan.tp_comm_overlap, plan.sequence_parallel).items()),
+                     0.0)
+    tp_bwd = tp_bwd - tp_unfused
     ep_fwd = ep_bwd = 0.0
-    moe_tp_fwd, moe_tp_bwd = tp_fwd, tp_bwd
+    moe_tp_fwd, moe_tp_bwd, moe_tp_unfused = tp_fwd, tp_bwd, tp_unfused
     if model.moe:
         ep_fwd, ep_bwd = ep_layer_comm(tokens, plan.tp, model.moe.top_k, model.hidden_size, a,
                                        spans["ep"], system, profile, full,
@@ -311,6 +317,7 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
         folded = np.asarray(plan.ep) > 1
         moe_tp_fwd = np.where(folded, tp_fwd / 2.0, tp_fwd)
         moe_tp_bwd = np.where(folded, tp_bwd / 2.0, tp_bwd)
+        moe_tp_unfused = np.where(folded, tp_unfused / 2.0, tp_unfused)
         ep_fwd = ep_fwd + np.where(folded, etp_fwd, 0.0)
         ep_bwd = ep_bwd + np.where(folded, etp_bwd, 0.0)
     sync, sync_comm = moe_dispatch_sync(model, plan, spans["ep"], system, profile)
@@ -341,6 +348,7 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
             plan.sequence_parallel, full)
         amax = (amax_f + amax_b) * collective_time("all_reduce", 4.0, spans["tp"], system,
                                                    profile)
+        amax = amax + (moe_tp_unfused if kind == "moe" else tp_unfused)
         c.comm_total["tp"][kind], c.comm_exposed["tp"][kind] = tp.total + amax, tp.exposed + amax
         c.comm_total["cp"][kind], c.comm_exposed["cp"][kind] = cp.total, cp.exposed
         c.busy_fwd[kind] = tp.hidden_fwd + cp.hidden_fwd
