@@ -70,7 +70,7 @@ def source_label(path: str | Path) -> str:
 
 def aic_gemm(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
              kernel_source: str | None = None, fp8_net_of: str | None = None,
-             device: str | None = None) -> list[dict]:
+             device: str | None = None, nvfp4_net_of: str | None = None) -> list[dict]:
     """GEMM latency tables: Y = X W^T, X m x k, W n x k; latency ms -> s. ``dtypes``
     ["fp8_block"] / ["nvfp4"] read the block-scaled rows (with the kernel_source that table
     measured them with: TRT-LLM's torch_flow, or deepgemm for fp8_block on B200), fitted
@@ -82,22 +82,42 @@ def aic_gemm(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
     match, nothing is interpolated), floored at the larger of the GEMM's fp8 roofline on
     ``device`` (``fp8_gemm_floor_s``: memory and compute) and the file's fastest directly measured GEMM (its
     non-fp8 rows: the CUDA-graph floor every kernel pays; a difference of two measurements
-    can fall below it where the quantise is most of a small GEMM's time)."""
+    can fall below it where the quantise is most of a small GEMM's time).
+
+    ``nvfp4_net_of``: likewise for the ``nvfp4`` rows (W4A4). Both collectors hand the timed
+    layer a bf16 input, so every nvfp4 call includes the activation's fp4 quantise:
+    TensorRT-LLM's ``NVFP4LinearMethod._input_prepare`` runs ``torch.ops.trtllm.fp4_quantize``
+    with the ``input_scale`` the collector loads (a given global scale, 16-element e4m3 block
+    scales computed in the kernel: one pass), vLLM's compressed-tensors W4A4 scheme
+    ``scaled_fp4_quant`` (static ``input_global_scale``). No fp4 quantise table was measured
+    (aiconfigurator-core 0.12.0 quantize tables are fp8 only), so the nearest measured kernel
+    stands for it: the same framework version's static per-tensor quantise
+    (``scale_matrix_perf``: one pass over the same bf16 input with a given scale,
+    ``static_quantize_times``) at the same (m, k); it writes 1 B per element where fp4
+    writes 0.5 + 1/16, which matters only on calls large enough to be bandwidth-bound. Floored
+    at the nvfp4 roofline (``gemm_floor_s`` at 0.5 + 1/16 B per element, the fp4 peak) and
+    the file's fastest directly measured GEMM of another dtype (the CUDA-graph floor)."""
     keep = set(dtypes)
     quant = floor_gbps = floor_tflops = None
-    if fp8_net_of is not None:
+    spec = None
+    if fp8_net_of is not None or nvfp4_net_of is not None:
         if device is None:
-            raise ValueError("aic_gemm: fp8_net_of needs device (the memory-roofline floor)")
+            raise ValueError("aic_gemm: fp8_net_of / nvfp4_net_of need device (the roofline floor)")
         from ..specs import registry
 
-        quant = fp8_quantize_times(measured_root(path) / fp8_net_of)
         spec = registry.get_device(device)
+    if fp8_net_of is not None:
+        quant = fp8_quantize_times(measured_root(path) / fp8_net_of)
         floor_gbps, floor_tflops = spec.memory_bandwidth_gbps, spec.peak_tflops["fp8"]
+    fp4_quant = (static_quantize_times(measured_root(path) / nvfp4_net_of)
+                 if nvfp4_net_of is not None else None)
+    netted = ({"fp8"} if quant is not None else set()) | (
+        {"nvfp4"} if fp4_quant is not None else set())
     out = []
     src = source_label(path)
     rows = read_rows(path)
-    kernel_floor = min((row["latency"] * MS for row in rows if row["gemm_dtype"] != "fp8"),
-                       default=0.0) if quant is not None else 0.0
+    kernel_floor = min((row["latency"] * MS for row in rows if row["gemm_dtype"] not in netted),
+                       default=0.0) if netted else 0.0
     for row in rows:
         if row["gemm_dtype"] not in keep or row["gemm_dtype"] not in DTYPES:
             continue
@@ -117,6 +137,17 @@ def aic_gemm(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
                                          floor_tflops))
             stats.update(measured_s=time_s, quantize_s=quant[mk])
             time_s = max(time_s - quant[mk], floor)
+        if fp4_quant is not None and row["gemm_dtype"] == "nvfp4":
+            mk = (params["m"], params["k"])
+            if mk not in fp4_quant:
+                raise ValueError(f"{src}: nvfp4 row m={mk[0]} k={mk[1]} has no quantize row in "
+                                 f"{nvfp4_net_of} (nvfp4_net_of needs the same (m, k) grid)")
+            floor = max(kernel_floor,
+                        gemm_floor_s(params["m"], params["n"], params["k"],
+                                     spec.memory_bandwidth_gbps, spec.peak_tflops["fp4"],
+                                     NVFP4_ELEM_BYTES))
+            stats.update(measured_s=time_s, quantize_s=fp4_quant[mk])
+            time_s = max(time_s - fp4_quant[mk], floor)
         out.append(record("gemm", params, time_s, src, **stats))
     return out
 
@@ -146,6 +177,16 @@ def fp8_quantize_times(folder: str | Path) -> dict[tuple[int, int], float]:
             mk = (int(row["m"]), int(row["k"]))
             total[mk] = total.get(mk, 0.0) + row["latency"] * MS
     return total
+
+
+def static_quantize_times(folder: str | Path) -> dict[tuple[int, int], float]:
+    """(m, k) -> seconds of one framework version's static per-tensor bf16 -> fp8 quantise
+    (aiconfigurator ``scale_matrix_perf``: TensorRT-LLM ``static_quantize_e4m3_per_tensor``,
+    vLLM ``static_scaled_fp8_quant``): one pass over the bf16 input with a given scale, the
+    measured kernel ``aic_gemm(nvfp4_net_of=...)`` nets the nvfp4 rows' fp4 quantise by."""
+    return {(int(r["m"]), int(r["k"])): r["latency"] * MS
+            for r in read_rows(Path(folder) / "scale_matrix_perf.parquet")
+            if r.get("quant_dtype", "fp8") == "fp8"}
 
 
 def aic_quantize(folder: str | Path, mode: str = "dynamic", min_bytes: float = 0.0) -> list[dict]:
@@ -275,7 +316,20 @@ def fp8_gemm_floor_s(m: int, n: int, k: int, bandwidth_gbps: float,
     """An fp8 GEMM's roofline: the larger of its memory time (fp8 activations m x k and
     weights n x k read once, the bf16 output m x n written once, at the device's HBM
     bandwidth) and its compute time (2 m n k at the datasheet dense fp8 peak)."""
-    return max((m * k + n * k + 2 * m * n) / (bandwidth_gbps * 1e9),
+    return gemm_floor_s(m, n, k, bandwidth_gbps, peak_tflops, 1.0)
+
+
+#: NVFP4 bytes per element: e2m1 values (0.5 B) plus one e4m3 scale per 16 elements
+#: (perfmodel.dtypes ``nvfp4``; the fp32 per-tensor scale is negligible)
+NVFP4_ELEM_BYTES = 0.5 + 1.0 / 16.0
+
+
+def gemm_floor_s(m: int, n: int, k: int, bandwidth_gbps: float, peak_tflops: float,
+                 elem_bytes: float) -> float:
+    """A quantised GEMM's roofline: the larger of its memory time (activations m x k and
+    weights n x k at ``elem_bytes`` per element read once, the bf16 output m x n written once,
+    at the device's HBM bandwidth) and its compute time (2 m n k at ``peak_tflops``)."""
+    return max(((m * k + n * k) * elem_bytes + 2 * m * n) / (bandwidth_gbps * 1e9),
                2.0 * m * n * k / (peak_tflops * 1e12))
 
 
