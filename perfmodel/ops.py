@@ -100,6 +100,9 @@ class Precision:
     # format where 16-bit activations run a native low-precision GEMM (quantised by the fused
     # producer), so its bytes are counted as its measured table was fitted (Precision.inference)
     gemm_act: float | None = None
+    # the attention kernel's dtype when it is not ``compute`` (inference: from the KV-cache
+    # format and the 16-bit activations, whatever the linear weights' format; ``inference``)
+    attention: str = ""
 
     @property
     def hidden(self) -> float:
@@ -135,7 +138,8 @@ class Precision:
     @classmethod
     def inference(cls, weight_dtype: str, activation_dtype: str, kv_dtype: str,
                   group_size: int = 128, formats: tuple = (),
-                  fp8_gemm: bool = False, native: tuple[str, ...] | None = None) -> Precision:
+                  fp8_gemm: bool = False, native: tuple[str, ...] | None = None,
+                  weight_only: bool = False) -> Precision:
         """W8A8 / fp8 run the tensor cores in the narrow type when activations are quantised
         too; otherwise weights are dequantised to the activation type (weight-only).
 
@@ -173,15 +177,32 @@ class Precision:
         (vllm/model_executor/layers/quantization/modelopt.py). MXFP4 weights keep their
         weight-only (W4A16 / W4A8) path: engines run gpt-oss's MXFP4 experts that way on
         Blackwell (profile.MOE_MIXED tables).
+
+        ``weight_only`` (a scenario that names 16-bit activations itself): the narrow weights
+        are dequantised into a 16-bit GEMM (W8A16 / W4A16: vLLM's Marlin fp8 / fp4 linear
+        methods) instead of the native narrow GEMM engines pick for the checkpoint unasked.
+
+        The attention kernel's dtype (``attention``) follows the attention path, never the
+        linear weights: fp8 when the KV cache is fp8 on a device with fp8 tensor cores (vLLM's
+        FlashAttention backend quantises the query to the fp8 cache's dtype, "queries are
+        quantized in the attention layer", vllm/v1/attention/backends/flash_attn.py
+        get_fp8_dtype_for_flashattn), else the 16-bit activation dtype (Q, K, V and the cache
+        stay bf16 beside fp8 / nvfp4 linear layers).
         """
         if native is not None:
             fp8_gemm = "fp8" in native
             from .formats import modelled_activation
 
             activation_dtype = modelled_activation(activation_dtype, native)
+        # fp8 attention needs fp8 tensor cores: the device's, or (no device) fp8 activations
+        fp8_attention = kv_dtype == "fp8" and (fp8_gemm or activation_dtype == "fp8")
         native_narrow = ("fp8", "fp8_block") if fp8_gemm else ()
         if native is not None and "nvfp4" in native:
             native_narrow += ("nvfp4",)
+        if weight_only:
+            native_narrow = ()
+        attention = "fp8" if fp8_attention else (
+            activation_dtype if nbytes(activation_dtype) >= 2 else "bf16")
 
         def one(wd: str) -> Precision:
             if nbytes(wd) > nbytes(activation_dtype):  # an unquantised (skipped) layer
@@ -202,7 +223,7 @@ class Precision:
                 gemm_act=nbytes(wd) if native and wd == "nvfp4" else None,
             )
 
-        base = one(weight_dtype)
+        base = replace(one(weight_dtype), attention=attention)
         if not formats:
             return base
         by_class = tuple((c, one(d)) for c, d in formats if d != weight_dtype)
@@ -300,7 +321,11 @@ def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec:
     tp = shard.tp
     heads = model.num_heads / tp
     kv_heads = np.maximum(model.kv_heads / tp, 1.0)  # MQA/GQA heads replicate when tp > kv
-    a, kvb = prec.act, prec.kv
+    # the kernel's own dtype (Precision.attention; training: the GEMMs'): Q read, O written
+    # at its width (fp8 attention: the quantised query; its bf16 output is not told apart)
+    dtype = prec.attention or prec.compute
+    a, kvb = (nbytes(dtype) if prec.attention else prec.act), prec.kv
+    kv_dequant = kvb < nbytes(dtype) if prec.attention else prec.kv_dequant
     if model.mla and absorbed_mla:
         m = model.mla
         d_qk, d_v = m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank
@@ -321,9 +346,9 @@ def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec:
     # FlashAttention's online softmax (exp, max, sum per score) runs fused inside the tiled
     # matmul loop; its cost is part of the kernel's measured efficiency (Dao 2023 Sec. 3.1),
     # so only the KV dequantisation is added as separate non-tensor work.
-    kv_deq = 2.0 * b * kv_len * kv_heads * kv_width if prec.kv_dequant else 0.0
+    kv_deq = 2.0 * b * kv_len * kv_heads * kv_width if kv_dequant else 0.0
     point = attention_curve_point(phase, b, q_len, kv_len, kv_heads)
-    core = {"cls": ATTENTION, "dtype": prec.compute, "shape": point, "phase": phase,
+    core = {"cls": ATTENTION, "dtype": dtype, "shape": point, "phase": phase,
             "attention_core": True, "head_dim": 0.0 if model.mla else float(d_qk)}
     if flash:
         return [Op(name="attn.core", flops=executed, bytes=q_bytes + kv_read,

@@ -124,6 +124,9 @@ class InferPlan:
     weight_dtype: str = "bf16"
     activation_dtype: str = "bf16"
     kv_dtype: str = "bf16"
+    # the scenario named 16-bit activations itself: narrow weights run weight-only (W8A16 /
+    # W4A16), not the native narrow GEMM engines choose unasked (ops.Precision.inference)
+    weight_only: bool = False
     group_size: int = 128
     flash_attention: bool = True
     kv_block_size: int = 16  # tokens per paged KV block (vLLM's default)
@@ -171,7 +174,8 @@ class InferPlan:
 
         return O.Precision.inference(self.weight_dtype, self.activation_dtype, self.kv_dtype,
                                      self.group_size, self.weight_formats,
-                                     native=native_formats(device))
+                                     native=native_formats(device),
+                                     weight_only=self.weight_only)
 
 
 def expert_tp(plan: InferPlan) -> Array:

@@ -174,6 +174,9 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
         replicas = max(num_gpus // (tp * p.attention_dp * p.pp), 1)
     fields = dict(tp=tp, pp=p.pp, replicas=replicas, weight_dtype=inf.weight_dtype,
                   activation_dtype=inf.activation_dtype, kv_dtype=inf.kv_dtype,
+                  # 16-bit activations the scenario names itself are honoured: weight-only
+                  weight_only=("activation_dtype" in inf.model_fields_set
+                               and inf.activation_dtype in ("fp32", "fp16", "bf16")),
                   weight_formats=engine_weight_formats(  # the router as the engine builds it
                       tuple(sorted(inf.weight_formats.items())), inf.weight_dtype, engine,
                       engine_version, engine_variant),

@@ -81,8 +81,12 @@ def test_dsa_attention_module_against_sglangs_measured_module():
     TP 1), bf16 KV, fp8_block GEMMs, batch 1, isl 1024 (SGLang's per-rank chunk under DP8):
     2.2 ms per layer after a 16384-token prefix (step 16384: 2.1997), 1.93 after 8192
     (1.9265), 2.78 after 32768 (2.7830). The model's attention-block operators of one layer
-    on one H200 with its shipped profile are within 10 % of each (MHA mode instead of MQA
-    mode: 0.77x, 1.02x, 1.36x)."""
+    on one H200 with its shipped profile are 1.36-1.57x the measured module (MHA mode instead
+    of MQA mode: 0.77x, 1.02x, 1.36x). The sparse MLA core runs FlashMLA's bf16 kernel over
+    the bf16 cache, timed at the bf16 peak since the attention dtype follows the KV path (QA
+    2026-12-03 (b) item 4); it was within 10 % only while that core was timed at the fp8
+    GEMMs' peak. The profile has no measured sparse-MLA attention table (its default bf16
+    attention efficiency stands): a known gap, reported, not fitted."""
     from perfmodel.inference import forward_pass
     from perfmodel.ops import attention_pairs
     from perfmodel.resolve import inference_inputs, resolve
@@ -102,7 +106,7 @@ def test_dsa_attention_module_against_sglangs_measured_module():
         t = sum(float(np.max(np.asarray(op.count) * res.op_times.time[i]))
                 for i, op in enumerate(res.op_times.ops) if op.block == "attn")
         per_layer_ms = t / model.num_layers * 1e3
-        assert per_layer_ms == pytest.approx(measured, rel=0.10), (prefix, per_layer_ms)
+        assert 1.3 * measured <= per_layer_ms <= 1.6 * measured, (prefix, per_layer_ms)
 
 
 # ---- per-rank prefill batches under DP attention ----------------------------------------------

@@ -213,6 +213,9 @@ class InferenceConfig(Strict):
     # loading into the default (weight_dtype) and the per-class overrides (weight_formats)
     weight_dtype: DType = "bf16"
     weight_formats: dict[str, DType] = Field(default_factory=dict)
+    # unset: as engines run the checkpoint (fp8 / nvfp4 weights: the narrow GEMM, activations
+    # quantised by the fused producer, where the GPU has those tensor cores); a 16-bit value
+    # given here is honoured: narrow weights then run weight-only (W8A16 / W4A16)
     activation_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8", "nvfp4", "mxfp4",
                               "fp8_block"] = "bf16"
     kv_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4", "nvfp4", "mxfp4"] = "bf16"
