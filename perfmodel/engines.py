@@ -465,11 +465,15 @@ class Fp8ActivationFacts(Strict):
 
 
 class QuantizationFacts(Strict):
-    """How the engine runs quantised GEMMs' activation quantisation."""
+    """How the engine runs quantised GEMMs' activation quantisation: ``fp8_activation`` for
+    per-tensor fp8 GEMM inputs, ``nvfp4_activation`` for NVFP4 (W4A4) GEMM inputs (the same
+    modes; an NVFP4 quantise is one pass with the checkpoint's global input scale and the
+    16-element block scales computed in the kernel, so ``static_kernel``)."""
 
     fp8_activation: Fp8ActivationFacts = Fp8ActivationFacts()
+    nvfp4_activation: Fp8ActivationFacts = Fp8ActivationFacts()
 
-    @field_validator("fp8_activation", mode="before")
+    @field_validator("fp8_activation", "nvfp4_activation", mode="before")
     @classmethod
     def _null(cls, value: Any) -> Any:
         return {} if value is None else value
@@ -720,6 +724,7 @@ def _sections() -> set[str]:
     return {*_FACT_SECTIONS, "memory.reserve",
             "moe.kernels", "moe.proxy", "moe.overlap", "moe.dispatch", "moe.mxfp4",
             "quantization.fp8_activation", "quantization.fp8_activation.fused_when",
+            "quantization.nvfp4_activation", "quantization.nvfp4_activation.fused_when",
             "gemm.skinny"}
 
 
@@ -926,14 +931,18 @@ def skinny_gemm_facts(engine_id: str, version: str | None, variant: str | None, 
 
 
 def fp8_activation_kernels(engine_id: str, version: str | None, variant: str | None,
-                           hidden_size: int, tp, attention_dp) -> tuple[str | None, Any]:
+                           hidden_size: int, tp, attention_dp,
+                           fmt: str = "fp8") -> tuple[str | None, Any]:
     """(kernel mode, on) of the activation quantise ``engine_id`` runs per per-tensor fp8 GEMM
-    input (``quantization.fp8_activation``): the mode of its own kernel(s) (``ops.
+    input (``quantization.fp8_activation``; ``fmt`` "nvfp4": per NVFP4 GEMM input,
+    ``quantization.nvfp4_activation``): the mode of its own kernel(s) (``ops.
     activation_quant_ops``) and where it runs them (1) or fuses them (0), broadcast over ``tp``
     / ``attention_dp`` arrays of plans; (None, 0) for ``generic``, a fused engine or a file
     that does not state it."""
+    if fmt not in ("fp8", "nvfp4"):
+        raise ValueError(f"fp8_activation_kernels: fmt {fmt!r} is not fp8 or nvfp4")
     spec = engine_facts(engine_id, version, variant)
-    facts = spec.quantization.fp8_activation if spec is not None else None
+    facts = getattr(spec.quantization, f"{fmt}_activation") if spec is not None else None
     if facts is None or facts.mode is None or (facts.mode == "fused" and facts.unfused is None):
         return None, 0.0
     if facts.mode != "fused":

@@ -116,6 +116,36 @@ def _with_quant_kernels(ops: list[O.Op], mode: str | None, on) -> list[O.Op]:
         else [op])]
 
 
+#: bytes one NVFP4 activation quantise pass moves per element: the bf16 input read (2 B), the
+#: e2m1 values (0.5 B) and one e4m3 block scale per 16 elements written (TensorRT-LLM
+#: ``fp4_quantize``, SGLang / vLLM ``scaled_fp4_quant``: one pass, given global scale)
+FP4_QUANT_PASS_BYTES = 2.0 + 0.5 + 1.0 / 16.0
+
+
+def _with_fp4_quant_kernels(ops: list[O.Op], mode: str | None, on) -> list[O.Op]:
+    """``ops`` with the engine's NVFP4 activation quantise kernel (``engines.
+    fp8_activation_kernels(..., fmt="nvfp4")``: ``quantization.nvfp4_activation``) before each
+    NVFP4 (W4A4) GEMM, in execution order: one pass over the GEMM's bf16 input (m x k per
+    problem, ``FP4_QUANT_PASS_BYTES`` per element), timed at the profile's measured static
+    quantise rate (``elementwise_rate.fp8_quant``), the kernel the nvfp4 GEMM tables are netted
+    by (converters.aic_gemm ``nvfp4_net_of``: no fp4 quantise table was measured). Routed
+    experts' grouped GEMMs are left out (their fused-MoE tables take the bf16 tokens)."""
+    if mode is None or not np.any(np.asarray(on) > 0):
+        return ops
+    if mode != "static_kernel":
+        raise ValueError(f"quantization.nvfp4_activation: {mode!r}; an NVFP4 quantise is one "
+                         "pass with the checkpoint's global scale (static_kernel or fused)")
+    out = []
+    for op in ops:
+        if op.cls == O.GEMM and op.dtype == "nvfp4" and not op.name.startswith("moe.expert."):
+            m, _, k = op.shape
+            elems = op.groups * m * k
+            out.append(O.fp8_quant_pass(f"{op.name}.fp4_quant", "fp8_quant", elems,
+                                        elems * FP4_QUANT_PASS_BYTES, op.count * on, op.block))
+        out.append(op)
+    return out
+
+
 def _with_skinny_gemms(times: OpTimes, roof: Roofline, plan: InferPlan) -> OpTimes:
     """``times`` with the engine's own few-token GEMM kernel (engines/<id>.yaml
     ``gemm.skinny``; vLLM on ROCm gfx9: wvSplitK, which every unquantised linear layer and the
@@ -168,6 +198,9 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
     absorbed = phase == "decode"
     quant = fp8_activation_kernels(plan.tp_all_reduce, plan.engine_version, plan.engine_variant,
                                    model.hidden_size, plan.tp, plan.attention_dp)
+    quant4 = fp8_activation_kernels(plan.tp_all_reduce, plan.engine_version,
+                                    plan.engine_variant, model.hidden_size, plan.tp,
+                                    plan.attention_dp, fmt="nvfp4")
     items: list[O.Op] = []
     index: dict[str, list[int]] = {}
     kinds = [("dense", False, model.num_dense_layers), ("moe", True, model.num_moe_layers)]
@@ -176,7 +209,7 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
             continue
         layer = O.layer_forward_ops(model, moe, b, q_len, kv_len, pairs, shard, prec,
                                     plan.flash_attention, phase, absorbed_mla=absorbed)
-        layer = _with_quant_kernels(layer, *quant)
+        layer = _with_fp4_quant_kernels(_with_quant_kernels(layer, *quant), *quant4)
         for op in layer:  # every layer of this kind on one stage
             op.count = op.count * count / plan.pp
             op.phase = phase
@@ -184,7 +217,7 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
         items += layer
     ends = O.embedding_ops(model, b * q_len, plan.tp, prec) + O.head_ops(
         model, logits_tokens, plan.tp, prec, loss=False)
-    ends = _with_quant_kernels(ends, *quant)
+    ends = _with_fp4_quant_kernels(_with_quant_kernels(ends, *quant), *quant4)
     for op in ends:  # embedding on the first stage, head on the last: 1/pp of them per stage
         op.count = op.count / plan.pp
         op.phase = phase
