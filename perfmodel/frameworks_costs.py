@@ -727,8 +727,10 @@ def pipeline_buffer_bytes(fw: Framework | None, plan: Any, boundary: Array, logi
     m, vp = plan.num_microbatches, plan.vp
     pp_on = np.asarray(plan.pp) > 1
     out, recv = float(f.outputs_kept_all_step), float(f.recv_buffers_per_microbatch)
-    # a middle stage (every stage of an interleaved rank but its first / last one)
-    middle = (vp - 1) * m * boundary * (out + 2.0 * recv)
+    # middle stages: all the rank's vp stages but the model's first / last one where it holds
+    # them (under pp > 1 no rank holds both)
+    n_middle = vp - np.where(is_first, 1.0, 0.0) - np.where(is_last, 1.0, 0.0)
+    middle = n_middle * m * boundary * (out + 2.0 * recv)
     first = m * boundary * (out + recv)
     last = m * (logits * out + boundary * recv)
     kept = np.where(is_first, first, 0.0) + np.where(is_last, last, 0.0) + middle

@@ -58,6 +58,9 @@ def test_pipeline_buffers_interleaved_middle_stage():
     last = _terms(plan, L405, False, True)["pipeline_buffers"]
     assert first == pytest.approx(5 * 8 * boundary)
     assert last == pytest.approx(8 * 4 * 8192 * 16032 * 2 + 4 * 8 * boundary)
+    # a rank holding neither end (e.g. rank 3: stages 3 and 11) keeps two middle stages
+    middle = _terms(plan, L405, False, False)["pipeline_buffers"]
+    assert middle == pytest.approx(2 * 3 * 8 * boundary)
 
 
 def test_step_end_merge_counts_only_beyond_the_backward_peak():
