@@ -407,15 +407,11 @@ def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op],
 
 
 _CAST = ".fp8cast"
-_PASS_SUFFIXES = (".recompute", ".dgrad", ".wgrad")
 
 
 def _gemm_base(name: str) -> str:
     """A GEMM's forward name from any of its passes' names."""
-    for suffix in _PASS_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return O.gemm_pass(name)[0]
 
 
 def _sp_side(gemm: O.Op) -> str:

@@ -1150,7 +1150,15 @@ def fp8_cast(gemm_op: Op) -> Op:
 #: weight classes (formats.WEIGHT_CLASSES) of ungrouped GEMMs a training framework may keep in
 #: 16 bit under an fp8 recipe (frameworks/<id>.yaml ``fp8_scope.high_precision``)
 FP8_SCOPE_CLASSES = ("lm_head", "router")
-_GEMM_PASSES = (".recompute", ".dgrad", ".wgrad")
+GEMM_PASSES = (".recompute", ".dgrad", ".wgrad")  # name suffixes of a GEMM's other passes
+
+
+def gemm_pass(name: str) -> tuple[str, str]:
+    """(forward name, pass suffix: "" for the forward) of a GEMM pass's operator name."""
+    for suffix in GEMM_PASSES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)], suffix
+    return name, ""
 
 
 def sixteen_bit_gemms(ops: list[Op], classes, prec: Precision) -> list[Op]:
@@ -1173,11 +1181,7 @@ def sixteen_bit_gemms(ops: list[Op], classes, prec: Precision) -> list[Op]:
             if op_weight_class(base) in keep:
                 op = replace(op, count=op.count * 0.0)
         elif op.cls == GEMM and op.dtype == "fp8":
-            name, suffix = op.name, ""
-            for s in _GEMM_PASSES:
-                if name.endswith(s):
-                    name, suffix = name[: -len(s)], s
-                    break
+            name, suffix = gemm_pass(op.name)
             if op_weight_class(name) in keep:
                 a, b, c = op.shape
                 # the forward's (m, n, k) from this pass's shape (backward: dgrad (m, k, n),
