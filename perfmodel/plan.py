@@ -250,6 +250,20 @@ def capability_rules() -> list[Rule]:
              lambda p: f"{_capabilities(p)[1]} has no interleaved schedule (vp > 1) with "
                        f"zero_stage {p.zero_stage}{_limit(p)}; valid with vp = {p.vp}: "
                        f"zero_stage {_stages_where(p, 'vp')}; or vp: 1", per_stage=True),
+        # an explicit reshard_after_forward under pp > 1 must be what the framework's ZeRO-3
+        # does there (no framework here has a switch for it). Not per stage: the plan search
+        # derives each plan's reshard from the capabilities, so this never binds there
+        Rule("parallelism.reshard_after_forward",
+             lambda p: ((p.reshard_after_forward is None) | (np.asarray(p.zero_stage) != 3)
+                        | (np.asarray(p.pp) == 1)
+                        | (bool(p.reshard_after_forward)
+                           == stage_3_reshards_under_pp(p.framework))),
+             lambda p: f"{_capabilities(p)[1]}'s ZeRO-3 under pipeline parallelism "
+                       + ("re-gathers parameters every micro-batch"
+                          if stage_3_reshards_under_pp(p.framework) else
+                          "keeps parameters gathered and gradients unsharded for the step")
+                       + f"; reshard_after_forward: {str(bool(p.reshard_after_forward)).lower()}"
+                       f" is not available with pp = {p.pp}: leave it unset"),
     ]
 
 

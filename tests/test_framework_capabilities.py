@@ -152,3 +152,16 @@ def test_search_filters_by_capabilities_and_matches_one_by_one(framework):
         assert (p["pp"] == 1 or stage.pp) and (p["vp"] == 1 or stage.vp)
     if framework == "torchtitan":
         assert any(p["pp"] > 1 and p["zero_stage"] == 3 for p in result.plans)
+
+
+@pytest.mark.parametrize(("framework", "value"), [("torchtitan", True), ("megatron-core", False)])
+def test_an_explicit_reshard_the_framework_lacks_under_pp_is_refused(framework, value):
+    """torchtitan's FSDP2 under pipelining cannot reshard; Megatron-FSDP has no switch to keep
+    ZeRO-3 parameters gathered: the override is refused, not silently honoured."""
+    with pytest.raises(pm.SpecError) as e:
+        pm.predict(_scenario(framework, pp=2, zero_stage=3, reshard_after_forward=value))
+    msg = str(e.value)
+    assert msg.startswith("parallelism.reshard_after_forward: ") and "leave it unset" in msg
+    # unset, or the framework's own behaviour, predicts
+    pm.predict(_scenario(framework, pp=2, zero_stage=3))
+    pm.predict(_scenario(framework, pp=2, zero_stage=3, reshard_after_forward=not value))
