@@ -445,8 +445,7 @@ def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system:
     """(total, exposed) data-parallel communication of one step (module docstring).
 
     Overlap, bucket by bucket (``chained_exposed``): gradient reductions hide behind the last
-    micro-batch's backward (ZeRO-0/1; ZeRO-2 reduces after every micro-batch's backward, each
-    behind its own); the parameter all-gather of ZeRO-1/2 behind the next
+    micro-batch's backward (ZeRO-0/1/2); the parameter all-gather of ZeRO-1/2 behind the next
     step's first micro-batch forward (no more of it: the chain of bucket gathers runs in its
     pre-hooks); ZeRO-3 prefetch hides the next layer's gather behind this layer's
     compute, the first bucket of each pass excepted. The compute those hidden collectives slow
@@ -464,19 +463,13 @@ def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system:
         dense, expert = _dp_pass(w, kind, per_param_bytes, grad, egrad, system, profile, passes)
         return dense + expert
 
-    reductions = 1.0  # gradient reductions per step (ZeRO-0/1/2)
     if w.zero_stage == 0:
         total = one_pass("all_reduce", w.grad_bytes)
         grad_exposed, gather_exposed = total, 0.0
     elif w.zero_stage in (1, 2):
         rs = one_pass("reduce_scatter", w.grad_bytes)
         ag = one_pass("all_gather", w.weight_bytes)
-        # ZeRO-2 keeps only its shard of the accumulated gradient, so it reduce-scatters after
-        # every micro-batch's backward (DeepSpeed: "gradient reduction is required after every
-        # backward because of gradient partitioning", deepspeedai/DeepSpeed#2252; Megatron-FSDP
-        # optim_grads syncs in no_sync too); ZeRO-1 accumulates whole and reduces once
-        reductions = m if w.zero_stage == 2 else 1.0
-        total = rs * reductions + ag
+        total = rs + ag
         grad_exposed = rs
         # the gathers chain bucket by bucket from the optimizer step through the first
         # micro-batch's forward pre-hooks (each finish_param_sync dispatches the next bucket
@@ -497,7 +490,6 @@ def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system:
         grad_exposed, gather_exposed = exposed_micro * m, 0.0
     if w.zero_stage < 3 and w.overlap_grad_reduce:
         grad_exposed = chained_exposed(grad_exposed, w.bwd_compute, bucket)
-    grad_exposed = grad_exposed * reductions
     alone = (np.asarray(grad.size) * 1.0 <= 1) & (np.asarray(egrad.size) <= 1)
     return np.where(alone, 0.0, total), np.where(alone, 0.0, grad_exposed + gather_exposed)
 
@@ -552,7 +544,7 @@ def dp_contention(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system
     """Seconds of one step that the overlapped data-parallel collectives of ``dp_step_comm``
     add to the compute they hide behind (``sm_contention``, the SM share of
     ``nccl_sm_share``): the gradient reduction of all buckets but the last beside the last
-    micro-batch's backward (ZeRO-0/1 with ``overlap_grad_reduce``; ZeRO-2 beside each), the ZeRO-1/2 parameter
+    micro-batch's backward (ZeRO-0/1/2 with ``overlap_grad_reduce``), the ZeRO-1/2 parameter
     all-gather beside the first forward and the ZeRO-3 prefetched gathers (and reduce-scatters)
     beside every micro-batch's forward and backward (``overlap_param_gather``). Only the
     hidden part of each collective runs beside compute (the first bucket's waits); a
@@ -572,9 +564,7 @@ def dp_contention(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system
         if w.overlap_grad_reduce:
             red, s = hidden("all_reduce" if w.zero_stage == 0 else "reduce_scatter",
                             w.grad_bytes)
-            # ZeRO-2 reduces beside every micro-batch's backward (dp_step_comm)
-            reductions = w.microbatches if w.zero_stage == 2 else 1.0
-            extra = extra + reductions * sm_contention(red, w.bwd_compute, w.bwd_bound, s)
+            extra = extra + sm_contention(red, w.bwd_compute, w.bwd_bound, s)
         if w.zero_stage > 0 and w.overlap_param_gather:
             ag, s = hidden("all_gather", w.weight_bytes)
             extra = extra + sm_contention(ag, w.fwd_compute, w.fwd_bound, s)
