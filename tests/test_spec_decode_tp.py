@@ -69,3 +69,23 @@ def test_draft_step_time_follows_its_tp():
 def test_a_draft_tp_above_the_target_is_refused():
     with pytest.raises(pm.PerfModelError, match=r"speculative\.draft_tp"):
         pm.predict(_scenario(tp=2, spec={**SPEC, "draft_tp": 4}))
+
+
+def test_vllm_v0_runs_a_tp1_draft_beside_tp4():
+    """V0's SmallerTpProposerWorker (vLLM < 0.8, and VLLM_USE_V1=0 until 0.11) runs a TP-1
+    draft on rank 0; V1 refuses it (test above)."""
+    facts = get_engine("vllm", "0.7.0").speculative
+    assert facts.draft_tp_for(4, 1) == 1 and facts.draft_tp_for(4, None) == 4
+    with pytest.raises(pm.PerfModelError, match="valid: \\[1, 4\\]"):
+        facts.draft_tp_for(4, 2)
+
+    def tpot(draft_tp):
+        spec = {**SPEC, **({"draft_tp": draft_tp} if draft_tp else {})}
+        return pm.predict(pm.as_scenario({
+            "kind": "inference", "model": "llama-3-70b",
+            "engine": {"name": "vllm", "version": "0.7.0"},
+            "system": {"device": "h100-sxm5-80gb", "num_gpus": 4}, "parallelism": {"tp": 4},
+            "inference": {"batch": 1, "prompt_len": 1024, "output_len": 256,
+                          "speculative": spec}})).tpot_s
+
+    assert tpot(1) > tpot(None)  # the unsharded 8B draft step is the slower one at batch 1
