@@ -5,8 +5,10 @@ their loading (through ``specs.registry``, the package's one file door) and a sc
 A framework file holds sourced facts (code file + commit, or a docs URL, per entry): which
 kernels run unfused in eager mode, the attention backend, eager vs torch.compile vs CUDA graphs,
 the loss computation, FSDP's buffers, context parallelism, fp8 recipes, checkpointing policies.
-``megatron-core`` is perfmodel's baseline: its operator list already is that stack's fused
-kernels, so it changes nothing. The cost terms built from the facts live in
+``megatron-core`` is perfmodel's baseline and the framework of a plan that names none
+(``plan.TrainPlan``): its operator list already is that stack's fused kernels, so of the cost
+terms only those its file states apart from the base list apply (its fp8 scope, weight casts,
+MoE host sync, capabilities). The cost terms built from the facts live in
 ``frameworks_costs``.
 """
 

@@ -379,8 +379,8 @@ def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op],
     ``casts_per_operand``. A recipe whose casts run no amax pass of their own (``amax_pass``
     false: delayed scaling, blockwise) is timed by its bytes on the memory curve
     (FP8_ONE_PASS_CAST), not at the measured two-pass rate. Then the framework's quantiser
-    facts for the recipe (``fp8_quantise``, ``_quantiser_costs``). megatron-core keeps the
-    base's casts (its predictions stay those of perfmodel without frameworks).
+    facts for the recipe (``fp8_quantise``, ``_quantiser_costs``). megatron-core (the baseline)
+    keeps the base's casts.
     ``architecture``: the device's (DeviceSpec.architecture), for ``transpose_on``; ``sp_tp``:
     the TP degree under sequence parallelism (1 without), for ``sp_quantise_before_gather``.
     First, every framework (megatron-core too): the GEMMs its fp8 recipe leaves in 16 bit

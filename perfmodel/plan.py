@@ -59,7 +59,14 @@ class TrainPlan:
     # ZeRO-3 / FSDP resharding after forward; None: derived from this plan's own pp (see
     # ``resharded``), so a plan copied with another pp does not inherit a stale choice
     reshard_after_forward: bool | None = True
-    framework: Any = None  # frameworks.Framework (None: megatron-core, perfmodel's baseline)
+    framework: Any = None  # frameworks.Framework; None becomes megatron-core (the baseline)
+
+    def __post_init__(self) -> None:
+        """No framework is megatron-core, perfmodel's baseline, resolved here once so that
+        every reader of ``framework`` sees the same facts (a plan built without one predicts
+        what a megatron-core plan does)."""
+        if self.framework is None:
+            object.__setattr__(self, "framework", resolve_framework(None))
 
     @property
     def num_gpus(self) -> Array:
@@ -198,9 +205,8 @@ class Rule:
 
 
 def _capabilities(plan):
-    """The capabilities block of the plan's framework (None: megatron-core, the baseline)."""
-    fw = plan.framework if plan.framework is not None else resolve_framework(None)
-    return fw.spec.capabilities, fw.id
+    """The capabilities block of the plan's framework."""
+    return plan.framework.spec.capabilities, plan.framework.id
 
 
 def stage_3_reshards_under_pp(framework) -> bool:

@@ -205,10 +205,8 @@ def _capability_mask(model: ModelSpec, plan: TrainPlan) -> np.ndarray:
 def offered_stages(base: TrainPlan, space: SearchSpace) -> tuple[int, ...]:
     """The space's ZeRO stages that the framework offers (frameworks/<id>.yaml
     ``capabilities.zero_stages``), in the space's order."""
-    from .frameworks import resolve_framework
-
-    fw = base.framework if base.framework is not None else resolve_framework(None)
-    return tuple(z for z in space.zero_stage if z in fw.spec.capabilities.zero_stages)
+    return tuple(z for z in space.zero_stage
+                 if z in base.framework.spec.capabilities.zero_stages)
 
 
 def _unsharded_under_pp(base: TrainPlan) -> bool:
