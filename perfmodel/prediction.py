@@ -168,9 +168,13 @@ class Prediction(BaseModel):
         return data
 
     @property
-    def bound_summary(self) -> dict[str, float]:
-        """Share of operator time that is compute- vs memory-bound."""
-        out = {"compute": 0.0, "memory": 0.0}
+    def bound_summary(self) -> dict[str, dict[str, float]]:
+        """Compute- vs memory-bound operator seconds per phase: "step" for training (its
+        operators add up to the step); "prefill" and "decode" (one decode step) for a request,
+        whose phases do not add up (one prefill, then one decode step per output token)."""
+        out: dict[str, dict[str, float]] = {}
         for op in self.ops:
-            out[op.bound] += op.total_s
+            phase = "step" if self.kind == "training" else op.phase
+            split = out.setdefault(phase, {"compute": 0.0, "memory": 0.0})
+            split[op.bound] += op.total_s
         return out

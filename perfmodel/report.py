@@ -170,16 +170,15 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
 
 
 def _bound_line(p: Prediction) -> str:
-    """Compute- vs memory-bound share of operator time. A training step's operators add up to
-    the step; a request's do not (one prefill pass, then one decode step repeated per output
-    token), so inference states each phase's share on its own."""
-    def share(ops: list) -> str:
-        compute = sum(o.total_s for o in ops if o.bound == "compute")
-        total = sum(o.total_s for o in ops) or 1.0
-        return (f"{100 * compute / total:.0f}% compute-bound, "
-                f"{100 * (total - compute) / total:.0f}% memory-bound")
+    """Compute- vs memory-bound share of operator time (Prediction.bound_summary): the step's,
+    or each phase of a request on its own."""
+    def share(split: dict[str, float]) -> str:
+        total = sum(split.values()) or 1.0
+        return (f"{100 * split['compute'] / total:.0f}% compute-bound, "
+                f"{100 * split['memory'] / total:.0f}% memory-bound")
+    bounds = p.bound_summary
     if p.kind == "training":
-        return f"operator time: {share(p.ops)}"
-    phases = [(name, [o for o in p.ops if o.phase == phase])
-              for name, phase in (("prefill", "prefill"), ("each decode step", "decode"))]
-    return "operator time: " + "; ".join(f"{name} {share(ops)}" for name, ops in phases if ops)
+        return f"operator time: {share(bounds.get('step', {'compute': 0.0, 'memory': 0.0}))}"
+    names = {"prefill": "prefill", "decode": "each decode step"}
+    return "operator time: " + "; ".join(f"{name} {share(bounds[phase])}"
+                                         for phase, name in names.items() if phase in bounds)

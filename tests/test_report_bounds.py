@@ -22,3 +22,11 @@ def test_training_states_one_share_for_the_step():
     line = next(x for x in render_prediction(pm.predict("examples/llama3-70b-train-h100.yaml"))
                 .splitlines() if x.startswith("operator time:"))
     assert re.fullmatch(r"operator time: \d+% compute-bound, \d+% memory-bound", line)
+
+
+def test_bound_summary_splits_a_request_by_phase_and_adds_up_per_phase():
+    p = pm.predict("examples/llama2-7b-decode-a100.yaml")
+    bounds = p.bound_summary
+    assert set(bounds) == {"prefill", "decode"}
+    for phase, split in bounds.items():
+        assert sum(split.values()) == sum(o.total_s for o in p.ops if o.phase == phase)
