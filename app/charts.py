@@ -287,17 +287,19 @@ def compute_dtype(scenario: Mapping, device=None) -> str:
     """The dtype whose tensor-core peak a scenario's GEMMs run at: the training precision;
     in inference the weight dtype when activations share it, else the activation dtype
     (weight-only quantisation dequantises into activation-precision GEMMs) -- except fp8
-    weights on a ``device`` with fp8 tensor cores, which run the fp8 GEMM (as
-    perfmodel.ops.Precision.inference with fp8_gemm, perfmodel/plan.py)."""
+    weights on a ``device`` with fp8 tensor cores with activations unset, which run the fp8
+    GEMM (as perfmodel.ops.Precision.inference with fp8_gemm, perfmodel/plan.py); a 16-bit
+    activation_dtype given with them asks for the weight-only kernel."""
     if scenario["kind"] == "training":
         return scenario.get("training", {}).get("precision", "bf16")
     inf = scenario.get("inference", {})
-    weight, act = inf.get("weight_dtype", "bf16"), inf.get("activation_dtype", "bf16")
+    weight, act = inf.get("weight_dtype", "bf16"), inf.get("activation_dtype")
     if not isinstance(weight, str):  # per-tensor formats: the activation dtype's roof
-        return act
+        return act or "bf16"
     fp8_cores = device is not None and bool(device.peak_tflops.get("fp8"))
-    if weight in ("fp8", "fp8_block") and fp8_cores:
-        return "fp8"
+    if weight in ("fp8", "fp8_block") and fp8_cores and act in (None, "fp8", "fp8_block"):
+        return "fp8"  # activations unset: quantised as the engines do; 16-bit: weight-only
+    act = act or "bf16"
     return weight if weight == act else act
 
 

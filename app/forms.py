@@ -119,7 +119,7 @@ def training_defaults(p: str) -> dict[str, Any]:
 
 def inference_defaults(p: str, serving: bool = False) -> dict[str, Any]:
     out = {f"{p}prompt_len": 1024, f"{p}output_len": 256, f"{p}tp": 1, f"{p}pp": 1,
-           f"{p}ep": 1, f"{p}weight_dtype": AUTO, f"{p}activation_dtype": "bf16",
+           f"{p}ep": 1, f"{p}weight_dtype": AUTO, f"{p}activation_dtype": AUTO,
            f"{p}kv_dtype": "bf16"}
     if not serving:
         out[f"{p}batch"] = 8
@@ -257,8 +257,15 @@ def inference_form(p: str, serving: bool = False) -> dict:
                                 "checkpoint's quantization_config), bf16 when it has none")
     if weights != AUTO:
         inf["weight_dtype"] = weights
-    inf["activation_dtype"] = st.selectbox("Activations", activation_dtypes(),
-                                           key=f"{p}activation_dtype", format_func=str.upper)
+    # unset, the weights' format decides (fp8 / fp4 weights run the engines' W8A8 / W4A4);
+    # a 16-bit choice with quantised weights asks for weight-only kernels
+    activations = st.selectbox(
+        "Activations", [AUTO, *activation_dtypes()], key=f"{p}activation_dtype",
+        format_func=lambda v: "with the weights" if v == AUTO else v.upper(),
+        help="with the weights: 16-bit for 16-bit weights, the weights' format for fp8 / fp4 "
+             "weights (as the engines run them); 16-bit with quantised weights: weight-only")
+    if activations != AUTO:
+        inf["activation_dtype"] = activations
     inf["kv_dtype"] = st.selectbox("KV cache", kv_dtypes(), key=f"{p}kv_dtype",
                                    format_func=str.upper)
     sc["parallelism"] = {"tp": tp, "pp": pp, "ep": ep}

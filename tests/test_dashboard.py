@@ -75,6 +75,9 @@ def test_compute_dtype_follows_the_gemm_precision():
     h100, a100 = pm.get_device("h100-sxm5-80gb"), pm.get_device("a100-sxm4-80gb")
     assert charts.compute_dtype(_inference(weight_dtype="fp8"), h100) == "fp8"
     assert charts.compute_dtype(_inference(weight_dtype="fp8"), a100) == "bf16"
+    # a 16-bit activation dtype given with fp8 weights is the weight-only kernel (W8A16)
+    assert charts.compute_dtype(_inference(weight_dtype="fp8", activation_dtype="bf16"),
+                                h100) == "bf16"
 
 
 def test_training_time_bars_add_up_to_the_step(train_pred):
