@@ -246,7 +246,8 @@ def inference_inputs(sc: Scenario, system: System, profile: CalibrationProfile
         if draft is not None and (draft.num_heads % dtp or (draft.kv_heads % dtp
                                   and dtp % draft.kv_heads)):
             raise SpecError(f"inference.speculative.draft_tp: the draft runs at tp {dtp}, "
-                            f"which must divide its {draft.num_heads} attention heads")
+                            f"which must divide its {draft.num_heads} attention heads and "
+                            f"divide or be a multiple of its {draft.kv_heads} KV heads")
     return InferenceInputs(plan, draft, bw, dtp)
 
 

@@ -92,7 +92,8 @@ def sweep_concurrency(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
     points = []
     for c in levels:
         n = min(len(wl), max(base, ROUNDS * c) + wl.warmup)
-        part = Workload(wl.arrival[:n], wl.prompt[:n], wl.output[:n], c, wl.warmup)
+        part = Workload(wl.arrival[:n], wl.prompt[:n], wl.output[:n], c, wl.warmup,
+                        warmup_phase=wl.warmup_phase)
         res = dep.simulate(part)
         point = benchmark_metrics(res.reqs, dep.num_gpus, c, client)
         point["preemptions"] = int(res.reqs.preemptions.sum())
