@@ -370,6 +370,10 @@ class ZeroStageSupport(Strict):
     # with unsharded gradients, from a step's first forward to its last backward (false: the
     # model states of ZeRO-1, one gather + one reduce-scatter a step). None: not applicable
     reshard_under_pp: Bool | None = None
+    # the stage's wrapper runs only with data parallelism as the plan's one parallel dimension
+    # (refused with dp > 1 beside tp / cp / pp > 1); with dp = 1 the framework applies no
+    # wrapper, so the stage sets no rule (torchtitan's DDP)
+    sole_dimension: Bool = False
     limits: str | None = None  # what the framework's code says where it refuses a combination
     source: str
 

@@ -219,7 +219,8 @@ def stage_3_reshards_under_pp(framework) -> bool:
 
 
 def _stage_table(plan, attr: str) -> Array:
-    """Per plan cell, the capability ``attr`` (offered / pp / vp) of its ZeRO stage."""
+    """Per plan cell, the capability ``attr`` (offered / pp / vp / sole_dimension) of its ZeRO
+    stage."""
     caps, _ = _capabilities(plan)
     table = np.zeros(4, bool)
     for z, stage in caps.zero_stages.items():
@@ -227,10 +228,10 @@ def _stage_table(plan, attr: str) -> Array:
     return table[np.clip(np.asarray(plan.zero_stage).astype(int), 0, 3)]
 
 
-def _stages_where(plan, attr: str) -> str:
+def _stages_where(plan, attr: str, value: bool = True) -> str:
     caps, _ = _capabilities(plan)
     keep = [f"{z} ({s.setting})" for z, s in sorted(caps.zero_stages.items())
-            if attr == "offered" or getattr(s, attr)]
+            if attr == "offered" or bool(getattr(s, attr)) == value]
     return ", ".join(keep) or "none"
 
 
@@ -256,6 +257,14 @@ def capability_rules() -> list[Rule]:
              lambda p: f"{_capabilities(p)[1]} has no interleaved schedule (vp > 1) with "
                        f"zero_stage {p.zero_stage}{_limit(p)}; valid with vp = {p.vp}: "
                        f"zero_stage {_stages_where(p, 'vp')}; or vp: 1", per_stage=True),
+        Rule("parallelism.dp",
+             lambda p: (~_stage_table(p, "sole_dimension")) | (np.asarray(p.dp) == 1)
+                       | ((np.asarray(p.tp) == 1) & (np.asarray(p.cp) == 1)
+                          & (np.asarray(p.pp) == 1)),
+             lambda p: f"{_capabilities(p)[1]} runs zero_stage {p.zero_stage} only with data "
+                       f"parallelism as the one parallel dimension{_limit(p)}; with dp = {p.dp} "
+                       f"beside tp / cp / pp > 1 valid zero_stage: "
+                       f"{_stages_where(p, 'sole_dimension', False)}; or dp: 1", per_stage=True),
         # an explicit reshard_after_forward under pp > 1 must be what the framework's ZeRO-3
         # does there (no framework here has a switch for it). Not per stage: the plan search
         # derives each plan's reshard from the capabilities, so this never binds there

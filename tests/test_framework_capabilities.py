@@ -39,7 +39,7 @@ REFUSED = [
     ("fsdp", {"zero_stage": 1}, "parallelism.zero_stage", "SHARD_GRAD_OP"),
     ("torchtitan", {"zero_stage": 1}, "parallelism.zero_stage", "fully_shard"),
     ("torchtitan", {"zero_stage": 2}, "parallelism.zero_stage", "fully_shard"),
-    ("torchtitan", {"pp": 2, "zero_stage": 0}, "parallelism.pp", "DDP has not supported"),
+    ("torchtitan", {"pp": 2, "zero_stage": 0}, "parallelism.dp", "DDP has not supported"),
 ]
 
 
@@ -165,3 +165,24 @@ def test_an_explicit_reshard_the_framework_lacks_under_pp_is_refused(framework, 
     # unset, or the framework's own behaviour, predicts
     pm.predict(_scenario(framework, pp=2, zero_stage=3))
     pm.predict(_scenario(framework, pp=2, zero_stage=3, reshard_after_forward=not value))
+
+
+def test_torchtitan_ddp_is_one_dimensional_and_absent_at_dp_one():
+    """torchtitan 9dec370 parallelize_llama.py: DDP only when dp_replicate > 1, and then it
+    raises "DDP has not supported > 1D parallelism" beside any other mesh dimension (review
+    2026-12-03 item 3)."""
+    base = dict(kind="training", model="llama-3.1-8b",
+                training={"seq_len": 2048, "global_batch": 32, "micro_batch": 1,
+                          "framework": {"name": "torchtitan"}})
+
+    def run(par: dict, n: int):
+        return pm.predict(pm.Scenario(system={"device": "h100-sxm5-80gb", "num_gpus": n},
+                                      parallelism=par, **base))
+
+    assert run({"pp": 8, "dp": 1, "zero_stage": 0}, 8).step_time_s > 0  # no DDP at dp 1
+    assert run({"dp": 8, "zero_stage": 0}, 8).step_time_s > 0  # 1-D DDP
+    for par, n in (({"tp": 8, "dp": 2, "zero_stage": 0}, 16),
+                   ({"pp": 2, "dp": 4, "zero_stage": 0}, 8)):
+        with pytest.raises(pm.PerfModelError, match=r"parallelism\.dp: .*one parallel "
+                                                    r"dimension.*valid zero_stage: 3"):
+            run(par, n)
