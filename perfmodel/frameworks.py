@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .errors import SpecError
 from .frameworks_config import FRAMEWORK_NAMES, FrameworkConfig
@@ -374,6 +374,10 @@ class ZeroStageSupport(Strict):
     # (refused with dp > 1 beside tp / cp / pp > 1); with dp = 1 the framework applies no
     # wrapper, so the stage sets no rule (torchtitan's DDP)
     sole_dimension: Bool = False
+    # when a gradient-sharding stage (2) reduce-scatters: once a step, the gradients having
+    # accumulated whole ("step"), or after every micro-batch's backward, the stage keeping
+    # only its shard ("microbatch"; parallel_comm.dp_step_comm)
+    grad_reduction: Literal["step", "microbatch"] = "step"
     limits: str | None = None  # what the framework's code says where it refuses a combination
     source: str
 
@@ -383,6 +387,15 @@ class Capabilities(Strict):
     stage absent is not offered."""
 
     zero_stages: dict[Literal[0, 1, 2, 3], ZeroStageSupport] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _reduction_only_for_stage_2(self) -> Capabilities:
+        for z, stage in self.zero_stages.items():
+            if stage.grad_reduction == "microbatch" and z != 2:
+                raise SpecError(f"capabilities.zero_stages.{z}.grad_reduction: only stage 2 "
+                                "chooses (ZeRO-1 accumulates whole gradients; ZeRO-3 "
+                                "reduce-scatters every micro-batch by definition)")
+        return self
 
 
 class Fact(Strict):

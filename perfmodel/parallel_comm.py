@@ -343,6 +343,9 @@ class DataParallelWork:
     # part an NCCL kernel's SMs slow down (``dp_contention``); 0: none charged
     fwd_bound: Array = 0.0
     bwd_bound: Array = 0.0
+    # ZeRO stages (of 1 / 2) that reduce-scatter after every micro-batch's backward rather than
+    # once a step (the framework's capabilities ``grad_reduction: microbatch``)
+    microbatch_reduction_stages: tuple[int, ...] = ()
 
 
 def recompute_regather_passes(layer_weights: list, max_reuse_params: float) -> Array:
@@ -439,13 +442,23 @@ def chained_exposed(comm: Array, compute: Array, bucket: Array) -> Array:
     return comm * bucket + np.maximum(comm - compute, 0.0) * (1 - bucket)
 
 
+def grad_reductions(w: DataParallelWork) -> Array:
+    """Gradient reductions a step: one (ZeRO-0/1, and ZeRO-2 where the gradients accumulate
+    whole), or one per micro-batch where the framework's ZeRO-2 keeps only its shard and
+    reduces after every backward (DeepSpeed stage 2, Megatron-FSDP optim_grads), each hidden
+    behind its own backward."""
+    return w.microbatches if (w.zero_stage in (1, 2)
+                              and w.zero_stage in w.microbatch_reduction_stages) else 1.0
+
+
 def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system: System,
                  profile: CalibrationProfile, passes: dict | None = None
                  ) -> tuple[Array, Array]:
     """(total, exposed) data-parallel communication of one step (module docstring).
 
     Overlap, bucket by bucket (``chained_exposed``): gradient reductions hide behind the last
-    micro-batch's backward (ZeRO-0/1/2); the parameter all-gather of ZeRO-1/2 behind the next
+    micro-batch's backward (ZeRO-0/1/2; behind each backward where they run every micro-batch,
+    ``grad_reductions``); the parameter all-gather of ZeRO-1/2 behind the next
     step's first micro-batch forward (no more of it: the chain of bucket gathers runs in its
     pre-hooks); ZeRO-3 prefetch hides the next layer's gather behind this layer's
     compute, the first bucket of each pass excepted. The compute those hidden collectives slow
@@ -463,13 +476,14 @@ def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system:
         dense, expert = _dp_pass(w, kind, per_param_bytes, grad, egrad, system, profile, passes)
         return dense + expert
 
+    reductions = grad_reductions(w)
     if w.zero_stage == 0:
         total = one_pass("all_reduce", w.grad_bytes)
         grad_exposed, gather_exposed = total, 0.0
     elif w.zero_stage in (1, 2):
         rs = one_pass("reduce_scatter", w.grad_bytes)
         ag = one_pass("all_gather", w.weight_bytes)
-        total = rs + ag
+        total = rs * reductions + ag
         grad_exposed = rs
         # the gathers chain bucket by bucket from the optimizer step through the first
         # micro-batch's forward pre-hooks (each finish_param_sync dispatches the next bucket
@@ -490,6 +504,7 @@ def dp_step_comm(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system:
         grad_exposed, gather_exposed = exposed_micro * m, 0.0
     if w.zero_stage < 3 and w.overlap_grad_reduce:
         grad_exposed = chained_exposed(grad_exposed, w.bwd_compute, bucket)
+    grad_exposed = grad_exposed * reductions
     alone = (np.asarray(grad.size) * 1.0 <= 1) & (np.asarray(egrad.size) <= 1)
     return np.where(alone, 0.0, total), np.where(alone, 0.0, grad_exposed + gather_exposed)
 
@@ -564,7 +579,8 @@ def dp_contention(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system
         if w.overlap_grad_reduce:
             red, s = hidden("all_reduce" if w.zero_stage == 0 else "reduce_scatter",
                             w.grad_bytes)
-            extra = extra + sm_contention(red, w.bwd_compute, w.bwd_bound, s)
+            extra = extra + grad_reductions(w) * sm_contention(red, w.bwd_compute,
+                                                                w.bwd_bound, s)
         if w.zero_stage > 0 and w.overlap_param_gather:
             ag, s = hidden("all_gather", w.weight_bytes)
             extra = extra + sm_contention(ag, w.fwd_compute, w.fwd_bound, s)

@@ -498,10 +498,13 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         fwd_bound=per_stage({k: _bound(st, f"{k}.fwd") for k in kinds}),
         bwd_bound=per_stage({k: _bound(st, f"{k}.bwd", f"{k}.rec") for k in kinds}),
         regather=zero3_extra_gathers(
-            plan.framework.spec.fsdp if plan.framework is not None else None, plan.recompute,
+            plan.framework.spec.fsdp, plan.recompute,
             {k: [st.ops[i].shape[1] * st.ops[i].shape[2] * st.ops[i].groups
                  for i in st.groups[f"{k}.fwd"] if st.ops[i].cls == O.GEMM] for k in kinds},
-            share))
+            share),
+        microbatch_reduction_stages=tuple(
+            z for z, stage in plan.framework.spec.capabilities.zero_stages.items()
+            if stage.grad_reduction == "microbatch"))
     passes: dict = {}  # collective passes the stages share, timed once
     dp_total, dp_exposed = by_stage(zero, lambda z: dp_step_comm(
         replace(dp_work, zero_stage=z), spans["grad"], spans["egrad"], system, profile,

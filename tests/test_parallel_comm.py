@@ -156,3 +156,22 @@ def test_zero1_param_gather_hides_only_behind_the_first_micro_batch_forward():
         _, exposed = dp_step_comm(_work(1, 400e6, overlap_param_gather=True, fwd_compute=fwd),
                                   grad, ONE, SYSTEM, PROF)
         assert float(exposed) == pytest.approx(rs + ag - hidden)
+
+
+def test_zero2_reduces_every_micro_batch_where_the_framework_says_so():
+    """DeepSpeed#2252 / Megatron-FSDP no_sync: a ZeRO-2 that keeps only its gradient shard
+    reduce-scatters after every backward (m reductions, each hidden behind its own backward);
+    one that accumulates whole gradients reduces once a step, as ZeRO-1."""
+    grad = GroupSpan(size=8.0, local=1.0, nodes=8.0)
+    rs = 10 * collective_time("reduce_scatter", 40e6 * 2.0, grad, SYSTEM, PROF)
+    ag = 10 * collective_time("all_gather", 40e6 * 2.0, grad, SYSTEM, PROF)
+    each = {"microbatch_reduction_stages": (2,)}
+    once, _ = dp_step_comm(_work(2, 400e6, m=4), grad, ONE, SYSTEM, PROF)
+    every, exposed = dp_step_comm(_work(2, 400e6, m=4, **each), grad, ONE, SYSTEM, PROF)
+    assert float(once) == pytest.approx(rs + ag) and float(every) == pytest.approx(4 * rs + ag)
+    assert float(exposed) == pytest.approx(4 * rs + ag)  # no overlap asked
+    _, hidden = dp_step_comm(_work(2, 400e6, m=4, overlap_grad_reduce=True, bwd_compute=1e3,
+                                   **each), grad, ONE, SYSTEM, PROF)
+    assert float(hidden) == pytest.approx(4 * rs / 10 + ag)  # each backward hides 9 of 10
+    z1, _ = dp_step_comm(_work(1, 400e6, m=4, **each), grad, ONE, SYSTEM, PROF)
+    assert float(z1) == pytest.approx(rs + ag)  # ZeRO-1 never does
