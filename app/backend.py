@@ -21,6 +21,16 @@ import streamlit as st
 from common import pm
 
 
+# --------------------------------------------------------------------------- frameworks
+def framework_stages(framework: str | None) -> dict[int, str]:
+    """The ZeRO stages a training framework offers, each with its own switch
+    (frameworks/<id>.yaml capabilities; None: megatron-core, the default)."""
+    from perfmodel.frameworks import framework_spec
+
+    stages = framework_spec(framework or "megatron-core").capabilities.zero_stages
+    return {z: stage.setting for z, stage in sorted(stages.items())}
+
+
 # --------------------------------------------------------------------------- plan search
 @st.cache_data(show_spinner=False, max_entries=64)
 def search_plans(scenario: dict, top: int) -> dict:

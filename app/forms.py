@@ -219,8 +219,8 @@ def training_form(p: str) -> dict:
     recompute = st.selectbox("Activation recompute", RECOMPUTE, key=f"{p}recompute")
     precision = st.selectbox("Precision", TRAIN_PRECISIONS, key=f"{p}precision",
                              format_func=str.upper)
-    zero = st.selectbox("ZeRO stage", list(ZERO_LABELS), key=f"{p}zero_stage",
-                        format_func=lambda z: ZERO_LABELS.get(z, z))
+    framework = _stack_widget(p, "framework", "Framework")
+    zero = _zero_widget(p, framework)
     sp = st.checkbox("Sequence parallel", key=f"{p}sequence_parallel")
     uneven = st.checkbox("Uneven pipeline stages", key=f"{p}uneven_pipeline",
                          help="allow num_layers not divisible by pp·vp")
@@ -232,8 +232,22 @@ def training_form(p: str) -> dict:
     sc["training"] = {"seq_len": seq_len, "global_batch": global_batch,
                       "micro_batch": micro_batch, "recompute": recompute,
                       "precision": precision}
-    _place(sc, "framework", _stack_widget(p, "framework", "Framework"))
+    _place(sc, "framework", framework)
     return sc
+
+
+def _zero_widget(p: str, framework: str | None) -> int:
+    """The ZeRO stages the framework offers (frameworks/<id>.yaml capabilities), each with its
+    own switch; a stage chosen under another framework moves to the nearest one offered that
+    shards at least as much."""
+    stages = backend.framework_stages(framework)
+    key = f"{p}zero_stage"
+    if st.session_state.get(key) not in stages:
+        wanted = st.session_state.get(key) or 0
+        # the nearest stage that shards at least as much (torchtitan: FSDP2 for ZeRO-1)
+        st.session_state[key] = min(stages, key=lambda z: (z < wanted, abs(z - wanted)))
+    return st.selectbox("ZeRO stage", list(stages), key=key,
+                        format_func=lambda z: f"{ZERO_LABELS.get(z, z)} ({stages[z]})")
 
 
 def inference_form(p: str, serving: bool = False) -> dict:

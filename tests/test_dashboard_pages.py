@@ -662,7 +662,7 @@ def _moe_scenario(**par) -> dict:
             "system": {"device": "h200-sxm-141gb", "num_gpus": 8},
             "parallelism": {"tp": 1, "pp": 1, "ep": 8, "attention_dp": 8, **par},
             "inference": {"batch": 256, "prompt_len": 1024, "output_len": 256,
-                          "weight_dtype": "fp8_block", "activation_dtype": "bf16",
+                          "weight_dtype": "fp8_block",
                           "kv_dtype": "bf16"},
             "engine": "sglang"}
 
@@ -761,3 +761,13 @@ def test_calibration_lists_every_shipped_profile():
     at = page("calibration", ca_profile="mi355x.reference")
     assert metric(at, "Device") == "mi355x"
     assert len(at.dataframe[0].value) > 0  # its held-out errors
+
+
+def test_zero_stage_choices_are_the_frameworks():
+    """The ZeRO select offers the stages the chosen framework runs (its capabilities), so a
+    stage it lacks is never sent: torchtitan (DDP or FSDP2) moves ZeRO-1 to FSDP2."""
+    at = page("training", tr_framework="torchtitan")
+    box = next(s for s in at.selectbox if s.key == "tr_zero_stage")
+    assert [o.split(" ")[0] for o in box.options] == ["0", "3"] and box.value == 3
+    assert "FSDP2 fully_shard" in box.options[1]  # the framework's own switch
+    assert "zero_stage: 3" in next(c.value for c in at.code if "kind: training" in c.value)
