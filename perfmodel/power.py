@@ -255,21 +255,28 @@ def energy_report(device: DeviceSpec, limit_w: float | None, timeline: Timeline,
 # split by those operators' bounds like the classes.
 OP_TIME_KEYS = ("gemm", "attention", "elementwise", "optimizer", "unfused_elementwise",
                 "fsdp_copies")
+# the compute-bound GEMM / attention time that overlapped NCCL kernels' SMs add
+# (parallel_comm.dp_contention): kernels running, at the compute-bound draw
+COMPUTE_BOUND_KEYS = ("comm_contention",)
 
 
 def training_timeline(time_parts: dict[str, float],
                       bounds: Iterable[tuple[str, float]]) -> Timeline:
     """A training step's timeline from its time breakdown: kernel time (``OP_TIME_KEYS``)
-    split by the operators' bounds, ``*_comm`` parts as communication, and the rest as idle:
+    split by the operators' bounds, the NCCL contention's stretch of compute-bound kernels
+    (``COMPUTE_BOUND_KEYS``) as compute-bound, ``*_comm`` parts as communication, and the rest
+    as idle:
     the pipeline bubble, exposed host dispatch (the GPU waits for launches) and the CP
     imbalance (the other CP ranks wait for the slowest one; the mean rank's attention is in
     ``attention``)."""
     op_time = sum(v for k, v in time_parts.items() if k in OP_TIME_KEYS)
+    slowed = sum(v for k, v in time_parts.items() if k in COMPUTE_BOUND_KEYS)
     comm = sum(v for k, v in time_parts.items() if k.endswith("_comm"))
     idle = max(sum(v for k, v in time_parts.items()
-                   if k not in OP_TIME_KEYS and not k.endswith("_comm")), 0.0)  # bubble: residual
+                   if k not in OP_TIME_KEYS + COMPUTE_BOUND_KEYS and not k.endswith("_comm")),
+               0.0)  # bubble: residual
     c, m = split_operator_time(op_time, bounds)
-    return Timeline(compute=c, memory=m, comm=comm, idle=idle)
+    return Timeline(compute=c + slowed, memory=m, comm=comm, idle=idle)
 
 
 def _bounds(ops, phase: str | None = None) -> list[tuple[str, float]]:
