@@ -80,20 +80,23 @@ def test_may_not_fit_flag():
 
 
 def test_search_flags_the_mixtral_rows_whose_band_passes_80_gib():
-    """The QA case: examples/mixtral-8x7b-train-h100.yaml, #1 at 70.6 GiB with a band to
-    82 GiB on an 80 GiB H100 fits the 5 % headroom on its point estimate and is flagged."""
+    """The QA case: examples/mixtral-8x7b-train-h100.yaml on an 80 GiB H100. With no
+    headroom the top plans sit at ~77.5 GiB with a band past 80 GiB: each row is flagged
+    exactly when its band's upper end passes the card (the bands move with validation, so
+    the rows flagged are not fixed; some must be for the check to bite)."""
     from perfmodel.resolve import as_scenario, resolve_profile
     from perfmodel.search import search
     from perfmodel.specs.assemble import resolve_system
 
     sc = as_scenario(ROOT / "examples/mixtral-8x7b-train-h100.yaml")
-    res = search(sc, resolve_system(sc.system), resolve_profile(sc, None), top=5)
+    res = search(sc, resolve_system(sc.system), resolve_profile(sc, None), top=10,
+                 headroom=0.0)
     cap = 80 * GIB
     rows, header = search_table(res.plans)
     assert header[-1] == "memory band"
     for p, row in zip(res.plans, rows, strict=True):
         over = p["ranges"]["memory_per_gpu_bytes"][1] > cap
         assert p["may_not_fit"] == over and (row[-1] == "may not fit") == over
-        assert p["memory_per_gpu_bytes"] <= 0.95 * cap
-    assert res.plans[0]["may_not_fit"]
+        assert p["memory_per_gpu_bytes"] <= cap
+    assert any(p["may_not_fit"] for p in res.plans)
     assert res.to_dict()["plans_modelled"] <= res.evaluated
