@@ -98,21 +98,23 @@ def aic_gemm(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
     at the nvfp4 roofline (``gemm_floor_s`` at 0.5 + 1/16 B per element, the fp4 peak) and
     the file's fastest directly measured GEMM of another dtype (the CUDA-graph floor)."""
     keep = set(dtypes)
-    quant = floor_gbps = floor_tflops = None
-    spec = None
+    # gemm dtype -> (quantise seconds by (m, k), the option and the table it names, bytes per
+    # element and tensor-core peak of the roofline floor)
+    nets: dict[str, tuple[dict, str, str, float, float]] = {}
     if fp8_net_of is not None or nvfp4_net_of is not None:
         if device is None:
             raise ValueError("aic_gemm: fp8_net_of / nvfp4_net_of need device (the roofline floor)")
         from ..specs import registry
 
         spec = registry.get_device(device)
-    if fp8_net_of is not None:
-        quant = fp8_quantize_times(measured_root(path) / fp8_net_of)
-        floor_gbps, floor_tflops = spec.memory_bandwidth_gbps, spec.peak_tflops["fp8"]
-    fp4_quant = (static_quantize_times(measured_root(path) / nvfp4_net_of)
-                 if nvfp4_net_of is not None else None)
-    netted = ({"fp8"} if quant is not None else set()) | (
-        {"nvfp4"} if fp4_quant is not None else set())
+        if fp8_net_of is not None:
+            nets["fp8"] = (fp8_quantize_times(measured_root(path) / fp8_net_of), "fp8_net_of",
+                           fp8_net_of, 1.0, spec.peak_tflops["fp8"])
+        if nvfp4_net_of is not None:
+            nets["nvfp4"] = (static_quantize_times(measured_root(path) / nvfp4_net_of),
+                             "nvfp4_net_of", nvfp4_net_of, NVFP4_ELEM_BYTES,
+                             spec.peak_tflops["fp4"])
+    netted = set(nets)
     out = []
     src = source_label(path)
     rows = read_rows(path)
@@ -127,27 +129,18 @@ def aic_gemm(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
                   "k": int(row["k"])}
         time_s = row["latency"] * MS
         stats = {"kernel_source": row.get("kernel_source")}
-        if quant is not None and row["gemm_dtype"] == "fp8":
+        if row["gemm_dtype"] in nets:
+            quant, option, table, elem_bytes, peak = nets[row["gemm_dtype"]]
             mk = (params["m"], params["k"])
             if mk not in quant:
-                raise ValueError(f"{src}: fp8 row m={mk[0]} k={mk[1]} has no quantize row in "
-                                 f"{fp8_net_of} (fp8_net_of needs the same (m, k) grid)")
-            floor = max(kernel_floor,
-                        fp8_gemm_floor_s(params["m"], params["n"], params["k"], floor_gbps,
-                                         floor_tflops))
-            stats.update(measured_s=time_s, quantize_s=quant[mk])
-            time_s = max(time_s - quant[mk], floor)
-        if fp4_quant is not None and row["gemm_dtype"] == "nvfp4":
-            mk = (params["m"], params["k"])
-            if mk not in fp4_quant:
-                raise ValueError(f"{src}: nvfp4 row m={mk[0]} k={mk[1]} has no quantize row in "
-                                 f"{nvfp4_net_of} (nvfp4_net_of needs the same (m, k) grid)")
+                raise ValueError(f"{src}: {row['gemm_dtype']} row m={mk[0]} k={mk[1]} has no "
+                                 f"quantize row in {table} ({option} needs the same (m, k) "
+                                 "grid)")
             floor = max(kernel_floor,
                         gemm_floor_s(params["m"], params["n"], params["k"],
-                                     spec.memory_bandwidth_gbps, spec.peak_tflops["fp4"],
-                                     NVFP4_ELEM_BYTES))
-            stats.update(measured_s=time_s, quantize_s=fp4_quant[mk])
-            time_s = max(time_s - fp4_quant[mk], floor)
+                                     spec.memory_bandwidth_gbps, peak, elem_bytes))
+            stats.update(measured_s=time_s, quantize_s=quant[mk])
+            time_s = max(time_s - quant[mk], floor)
         out.append(record("gemm", params, time_s, src, **stats))
     return out
 
