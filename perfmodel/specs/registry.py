@@ -424,17 +424,24 @@ def _read_validated(path: Path, model: type[M], load: Callable[[], M], what: str
     data = read_bytes(path, what=what)
     key.update(data)
     entry = folder / f"{key.hexdigest()}.pickle"
-    try:
-        with open(entry, "rb") as fh:
-            item = _model_unpickler()(fh).load()
-        if type(item) is model:
-            return item
-    except Exception:  # missing, damaged or foreign: validate the file again
-        pass
+    item = _load_entry(entry, _model_unpickler(), model)
+    if item is not None:
+        return item
     item = load()
     if read_bytes(path, what=what) == data:  # load() read the bytes the key names, not a newer file
         _store(entry, item)
     return item
+
+
+def _load_entry(entry: Path, unpickler, kind: type):
+    """The cache entry's object when it is a ``kind``; None for a missing, damaged or foreign
+    entry (the caller makes it again)."""
+    try:
+        with open(entry, "rb") as fh:
+            item = unpickler(fh).load()
+        return item if type(item) is kind else None
+    except Exception:
+        return None
 
 
 def cached_bytes(kind: str, key: bytes, make: Callable[[], bytes]) -> bytes:
@@ -453,15 +460,10 @@ def cached_bytes(kind: str, key: bytes, make: Callable[[], bytes]) -> bytes:
     h.update(f"\0bytes\0{kind}\0".encode())
     h.update(key)
     entry = folder / f"{h.hexdigest()}.pickle"
-    try:
-        with open(entry, "rb") as fh:
-            item = _data_unpickler()(fh).load()
-        if type(item) is bytes:
-            return item
-    except Exception:  # missing, damaged or foreign: make it again
-        pass
-    item = make()
-    _store(entry, item)
+    item = _load_entry(entry, _data_unpickler(), bytes)
+    if item is None:
+        item = make()
+        _store(entry, item)
     return item
 
 
