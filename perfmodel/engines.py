@@ -623,9 +623,14 @@ class SpeculativeFacts(Strict):
 
 
 class GemmFacts(Strict):
-    """The engine's dense GEMM kernels where they are its own (not the BLAS library's)."""
+    """The engine's dense GEMM kernels where they are its own (not the BLAS library's).
+    ``kernels[dtype]``: the GEMM implementations the engine selects for a format, in its order
+    (labels of calibration/gemm_kernels.yaml; a profile table that measured one of them is read,
+    ``profile.CalibrationProfile.gemm_table``, as ``moe.kernels`` for the grouped GEMMs); a
+    format not listed reads the profile's reference table of it."""
 
     skinny: SkinnyGemmFacts = SkinnyGemmFacts()
+    kernels: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class OverheadFacts(Strict):
@@ -725,7 +730,7 @@ def _sections() -> set[str]:
             "moe.kernels", "moe.proxy", "moe.overlap", "moe.dispatch", "moe.mxfp4",
             "quantization.fp8_activation", "quantization.fp8_activation.fused_when",
             "quantization.nvfp4_activation", "quantization.nvfp4_activation.fused_when",
-            "gemm.skinny"}
+            "gemm.skinny", "gemm.kernels"}
 
 
 _FACT_SECTIONS = ("memory", "scheduler", "comm", "moe", "attention", "pipeline", "overheads",
@@ -869,6 +874,14 @@ def moe_kernels(engine_id: str, fmt: str, version: str | None = None,
     if spec is None:
         return (), None
     return spec.moe.kernels_for(fmt, a2a), spec.moe.proxy.get(fmt)
+
+
+def gemm_kernels(engine_id: str, dtype: str, version: str | None = None,
+                 variant: str | None = None) -> tuple[str, ...]:
+    """The dense GEMM kernels ``engine_id`` selects for ``dtype`` (``GemmFacts.kernels``), in
+    its order; () for ``generic`` or a format its file does not list."""
+    spec = engine_facts(engine_id, version, variant)
+    return tuple(spec.gemm.kernels.get(dtype, ())) if spec is not None else ()
 
 
 def moe_overlap_facts(engine_id: str, version: str | None = None,

@@ -246,7 +246,12 @@ class CalibrationProfile(Strict):
     # backward): a framework attention op runs several kernels (QKV preprocessing, KV-cache
     # write, FMHA), so its floor is well above one kernel's (perfmodel.calibrate.fit)
     attention_overhead_s: dict[str, NonNegative] = Field(default_factory=dict)
-    gemm: dict[str, Curve] = Field(default_factory=dict)  # dtype -> eff over (m, n, k)
+    # dtype -> eff over (m, n, k): the device's reference table of a format under its name,
+    # another engine's kernel's table under ``<dtype>@<kernel>`` (``gemm_key``, ``gemm_table``)
+    gemm: dict[str, Curve] = Field(default_factory=dict)
+    # GEMM table key -> the kernel its measured rows ran (a label of calibration/gemm_kernels.yaml:
+    # "trtllm_torch_flow", "flashinfer_cutedsl"); absent: the kernel is not known
+    gemm_kernel: dict[str, str] = Field(default_factory=dict)
     # dtype -> eff of a grouped GEMM (a MoE layer's experts, ``groups`` > 1) over (m, groups,
     # weights): rows per problem, problems per call, n x k of one problem's weight matrix;
     # none for a dtype: grouped GEMMs use the ``gemm`` curve at one problem's shape
@@ -284,12 +289,44 @@ class CalibrationProfile(Strict):
         return KIND_LABELS[self.kind]
 
     # ---- evaluation (vectorised; inputs broadcast) ------------------------------------------
-    def gemm_curve(self, dtype: str) -> Curve | None:
-        """The fitted GEMM curve of ``dtype`` (or its fallback dtype), if the profile has one."""
-        return self.gemm.get(_gemm_key(dtype, self.gemm))
+    def gemm_table(self, dtype: str, kernels: tuple[str, ...] = ()) -> tuple[str, str]:
+        """(key of ``gemm``, why) of the dense GEMM table that serves ``dtype`` run by one of
+        ``kernels`` (the engine's candidates for that format in its selection order,
+        engines/<id>.yaml ``gemm.kernels``; () = not stated: the generic engine). The same
+        mechanism as the grouped GEMMs (``moe_table``): a format may have several tables, one
+        per kernel measured, the device's reference table under the format's name (which one
+        it is: calibration/references.yaml) and other kernels' under ``dtype@kernel``
+        (``gemm_key``). Order:
 
-    def gemm_efficiency(self, dtype: str, m, n, k) -> np.ndarray:
-        curve = self.gemm_curve(dtype)
+        1. a table of ``dtype`` that measured one of ``kernels`` (the first with a table);
+        2. the format's reference table as measured (no kernel stated, or none of the
+           engine's kernels measured on this device);
+        3. the fallback dtype's reference table (``_gemm_key``: fp16 -> bf16, nvfp4 -> mxfp4
+           -> fp8 ...), never another kernel's ``@`` table. ("", reason) if none: the default
+           efficiency.
+        """
+        for kernel in kernels:
+            for key in (dtype, gemm_key(dtype, kernel)):
+                if key in self.gemm and self.gemm_kernel.get(key) == kernel:
+                    return key, f"gemm.{key}" + ("" if "@" in key else f" ({kernel})")
+        key = _gemm_key(dtype, {k: v for k, v in self.gemm.items() if "@" not in k})
+        if not key:
+            return "", f"no GEMM table for {dtype}: default efficiency"
+        measured = self.gemm_kernel.get(key)
+        why = f"gemm.{key}" + (f" ({measured})" if measured else "")
+        if key != dtype:
+            why += f" (no gemm.{dtype} table)"
+        elif kernels and measured is not None:
+            why += f", standing in for {'/'.join(kernels)}"
+        return key, why
+
+    def gemm_curve(self, dtype: str, kernels: tuple[str, ...] = ()) -> Curve | None:
+        """The fitted GEMM curve ``gemm_table`` picks for ``dtype`` run by one of ``kernels``
+        (or its fallback dtype's), if the profile has one."""
+        return self.gemm.get(self.gemm_table(dtype, kernels)[0])
+
+    def gemm_efficiency(self, dtype: str, m, n, k, kernels: tuple[str, ...] = ()) -> np.ndarray:
+        curve = self.gemm_curve(dtype, kernels)
         if curve is None:
             return np.full(np.broadcast(m, n, k).shape, self.defaults.gemm)
         return curve(m, n, k)
@@ -527,6 +564,13 @@ def moe_key(fmt: str, kernel: str = "") -> str:
     (another engine's kernel table), or ``fmt`` itself without a kernel (the reference
     table)."""
     return f"{fmt}@{kernel}" if kernel else fmt
+
+
+def gemm_key(dtype: str, kernel: str = "") -> str:
+    """The ``gemm`` key of a dense GEMM table of ``dtype`` measured for ``kernel``:
+    ``dtype@kernel`` (another kernel's table), or ``dtype`` itself without one (the device's
+    reference table); the same convention as ``moe_key``."""
+    return f"{dtype}@{kernel}" if kernel else dtype
 
 
 def moe_key_format(key: str) -> str:

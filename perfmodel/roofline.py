@@ -84,6 +84,16 @@ class Roofline:
                                      self.engine_version, self.engine_variant, a2a)
         return self.profile.moe_table(dtype, weight_format, kernels, proxy)
 
+    def gemm_kernels(self, dtype: str) -> tuple[str, ...]:
+        """The dense GEMM kernels this roofline's engine runs for ``dtype`` (engines/<id>.yaml
+        ``gemm.kernels``; () for generic): the key of the profile's table
+        (``CalibrationProfile.gemm_table``)."""
+        if self.engine == "generic":
+            return ()
+        from .engines import gemm_kernels  # engine files: read only for a named engine
+
+        return gemm_kernels(self.engine, dtype, self.engine_version, self.engine_variant)
+
     def moe_tables(self, dtype: str, weight_format: str = "") -> list[tuple[Any, str, str]]:
         """(where, key, why) of the grouped-GEMM table per all-to-all backend the plans use
         (``moe_a2a``): one entry with ``where`` True when every plan reads the same table,
@@ -193,7 +203,8 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
         t_m = nbytes / bandwidth
         if cls == GEMM:
             m, n, k = (stack([op.shape[j] for op in members], shape) for j in range(3))
-            eff = profile.gemm_efficiency(sub, m, n, k)
+            kernels = roof.gemm_kernels(sub)  # the engine's GEMM table of the format
+            eff = profile.gemm_efficiency(sub, m, n, k, kernels)
             fixed = 0.0
             grouped_rows = any(np.any(np.asarray(op.groups) > 1) for op in members)
             if grouped_rows and roof.per_expert_gemm:
@@ -218,7 +229,7 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
                     fixed = np.where(use, float(profile.moe_overhead_s.get(key, 0.0)), fixed)
                     on = on | use
             t = np.maximum(t_c, t_m) / _streaming(eff, t_c, t_m, stream)
-            table = profile.gemm_curve(sub) if roof.padded else None
+            table = profile.gemm_curve(sub, kernels) if roof.padded else None
             if table is not None:  # a measured table: the padded kernel's time, if faster
                 padded = np.minimum(t, _padded_gemm(table, m, n, k, flops / peak,
                                                     vec / vector_peak, nbytes, dtype_bytes(sub),

@@ -1,11 +1,16 @@
-"""Kernel labels of the measured MoE tables (data: calibration/moe_kernels.yaml).
+"""Kernel labels of the measured MoE and dense GEMM tables (data: calibration/moe_kernels.yaml,
+calibration/gemm_kernels.yaml: one schema, one mechanism).
 
 A measured MoE row names the code that ran it (aiconfigurator-core 0.12.0 ``moe_perf``
 ``kernel_source``: ``vllm_fp8moe_triton_tritonexperts``, ``moe_torch_flow_cutlass``, ...); one
 label per kernel family (``vllm_triton``, ``trtllm_cutlass``, ...) groups them, and is the name
 the engine files give their MoE kernels (engines/<id>.yaml ``moe.kernels``) and the ``@kernel``
 part of a profile's ``moe`` keys (``profile.moe_key``). The file lists, per label, what it ran,
-its kernel sources and the sources that say so; it is read once.
+its kernel sources and the sources that say so; it is read once. The dense GEMM tables are
+labelled the same way by calibration/gemm_kernels.yaml (``gemm_kernel_labels``: ``torch_flow`` ->
+``trtllm_torch_flow``, ``FlashInferCuteDslNvFp4LinearKernel`` -> ``flashinfer_cutedsl``), the names
+engines/<id>.yaml ``gemm.kernels`` gives and the ``@kernel`` part of a profile's ``gemm`` keys
+(``profile.gemm_key``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from ..specs.common import Source, Strict
 from ..specs.registry import load_file
 
 FILE = "moe_kernels.yaml"
+GEMM_FILE = "gemm_kernels.yaml"
 
 
 class KernelLabel(Strict):
@@ -31,7 +37,7 @@ class KernelLabel(Strict):
 
 
 class MoeKernels(Strict):
-    """calibration/moe_kernels.yaml: cited sources and the labels."""
+    """calibration/moe_kernels.yaml (or gemm_kernels.yaml): cited sources and the labels."""
 
     sources: list[Source] = Field(min_length=1)
     labels: dict[str, KernelLabel] = Field(min_length=1)
@@ -69,3 +75,16 @@ def kernel_labels() -> dict[str, str]:
     Callers must not mutate the result (it is cached)."""
     return moe_kernel_file().table()
 
+
+
+@cache
+def gemm_kernel_file() -> MoeKernels:
+    """calibration/gemm_kernels.yaml, validated (read once): the dense GEMM tables' labels."""
+    return load_file(MoeKernels, data_dir("calibration") / GEMM_FILE)
+
+
+@cache
+def gemm_kernel_labels() -> dict[str, str]:
+    """Upstream GEMM ``kernel_source`` -> kernel label (``flashinfer_cutedsl``, ...).
+    Callers must not mutate the result (it is cached)."""
+    return gemm_kernel_file().table()
