@@ -22,8 +22,12 @@ they can outnumber the plans; they are printed, never divided by.
   parsed data files, in a private folder of this run), and with the parse cache off
   (PERFMODEL_CACHE_DIR=off: every data file parsed, as a first run parses them).
 * where a fresh process's CPU goes: the CLI's steps in a fresh process, timed one by one
-  (imports; data files and spec validation; the search; the row predictions), parse cache
-  warm as in the CLI.
+  (the interpreter's start; imports of numpy, of pydantic and of the package's modules; data
+  files and spec validation, incl. pydantic's first validator build; the search; the row
+  predictions), parse cache warm as in the CLI.
+* summary: the figures issue 10 item 5 asks for on one line -- plans evaluated, whole-process
+  wall seconds and plans/s (wall and CPU), search-only plans/CPU-s, the numpy floor and its
+  ratios, the import time -- and what 10^6 plans/s would leave for the whole process.
 * process floor: a fresh process that only starts the interpreter, imports numpy and pydantic
   and builds one pydantic validator -- what any fresh process of this design pays before
   perfmodel's own code runs; with the search's own CPU time added, the most plans per
@@ -151,16 +155,21 @@ def replay_seconds(log: list, repeats: int = 3) -> tuple[float, int]:
 PHASES = """
 import gc, json, sys, time
 t0 = time.process_time()
-from perfmodel.cli import GC_THRESHOLD
-gc.set_threshold(*GC_THRESHOLD)  # as the CLI's main
-marks = {}
+marks = {"interpreter start": t0}  # the process's CPU before its first line
 def mark(name):
     global t0
     t = time.process_time()
     marks[name] = marks.get(name, 0.0) + t - t0
     t0 = t
-import perfmodel.planning.cli  # as the CLI: numpy, pydantic, the package's modules
-mark("imports")
+import numpy  # what the CLI imports, split: numpy, pydantic, then the package's own modules
+mark("import numpy")
+import pydantic
+from pydantic import BaseModel
+mark("import pydantic")
+from perfmodel.cli import GC_THRESHOLD
+gc.set_threshold(*GC_THRESHOLD)  # as the CLI's main
+import perfmodel.planning.cli  # as the CLI
+mark("import perfmodel")
 from perfmodel.specs.registry import parse_cache
 cache = parse_cache()  # as the CLI's run_cli; held: a dropped context manager's generator
 cache.__enter__()      # is closed at once, which would leave the block (no cache at all)
@@ -172,7 +181,7 @@ from perfmodel.specs import registry
 from perfmodel.specs.assemble import resolve_system
 from perfmodel.specs.scenario import Scenario, SystemConfig, TrainingConfig
 from perfmodel.zoo import resolve_model
-mark("imports")
+mark("import perfmodel")
 model, device = resolve_model(sys.argv[1]), sys.argv[2]
 load_prices()
 dev = registry.get_device(device)
@@ -305,15 +314,15 @@ def main(argv=None) -> int:
           f"{elements / 1e6:.1f} M elements)")
     print()
     med = statistics.median
-    print(f"  {'':34s} {'wall s':>8s} {'CPU s':>8s} {'M plans/CPU-s':>14s} "
+    print(f"  {'':34s} {'wall s':>8s} {'M plans/s':>10s} {'CPU s':>8s} {'M plans/CPU-s':>14s} "
           f"{'(best run)':>11s} {'floor / time':>13s}")
     for name, (walls, cpus) in (("search only (sweep + best per count)", search_times),
                                 ("plan_training in process", inproc_times),
                                 ("whole process (interpreter..JSON)", whole_times),
                                 ("  the same, parse cache off", cold_times)):
         cpu = med(cpus)
-        print(f"  {name:34s} {med(walls):8.3f} {cpu:8.3f} {n / cpu / 1e6:14.2f} "
-              f"{n / min(cpus) / 1e6:11.2f} {floor_s / cpu:13.3f}")
+        print(f"  {name:34s} {med(walls):8.3f} {n / med(walls) / 1e6:10.2f} {cpu:8.3f} "
+              f"{n / cpu / 1e6:14.2f} {n / min(cpus) / 1e6:11.2f} {floor_s / cpu:13.3f}")
     process_floor = med(floor_times[1])
     reach = process_floor + med(search_times[1])
     print(f"  process floor (interpreter, import numpy + pydantic, one validator): "
@@ -321,6 +330,19 @@ def main(argv=None) -> int:
           f"{n / reach / 1e6:.2f} M plans/CPU-s for a fresh process if all else were free")
     print("  where a fresh process's CPU goes (median of the runs, the same steps as the CLI "
           "but the JSON): " + ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in phases.items()))
+    imports = sum(v for k, v in phases.items() if k.startswith("import "))
+    whole_wall, whole_cpu = med(whole_times[0]), med(whole_times[1])
+    print()
+    print(f"  summary (issue 10 item 5, medians of {args.repeats} runs): {n:,} plans evaluated; "
+          f"whole process {whole_wall:.3f} s wall = {n / whole_wall / 1e6:.2f} M plans/s "
+          f"({whole_cpu:.3f} s CPU = {n / whole_cpu / 1e6:.2f} M plans/CPU-s); search only "
+          f"{n / med(search_times[1]) / 1e6:.2f} M plans/CPU-s; numpy floor {floor_s:.4f} s: "
+          f"ratio {floor_s / med(search_times[1]):.3f} (search), {floor_s / whole_cpu:.3f} "
+          f"(whole process); imports {imports:.3f} s CPU ({imports / whole_cpu:.0%} of the "
+          f"whole process's CPU)")
+    print(f"  10^6 plans/s whole process would need {n / 1e6:.3f} s for the {n:,} plans; the "
+          f"process floor alone (interpreter, numpy, pydantic, one validator) took "
+          f"{process_floor:.3f} s CPU of it, imports {imports:.3f} s")
     print()
     print("  floor / time: the numpy floor over that row's median CPU time (1.0 = as fast as "
           f"the sweep's numpy work alone); CPU s: median of {args.repeats} runs (wall times "

@@ -116,6 +116,8 @@ class Sweep:
     valid: int = 0  # whole plans passing the plan rules
     fitting: int = 0  # ... that also fit with the headroom
     model_calls: int = 0  # training_step calls the sweep made
+    # model FLOPs per step by (micro-batch, recompute): the records' MFU (``_model_flops``)
+    flops: dict[tuple[int, str], float] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -292,8 +294,11 @@ def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: T
     zeros = ([(np.asarray(offered).reshape(-1, *[1] * len(AXES)), offered)]
              if stacked else [(z, (z,)) for z in offered])
     unsharded = _unsharded_under_pp(base)
+    # per SP and ZeRO choice: the rule mask and each stage's capability mask (the framework's
+    # rules read the stage, tp, pp, cp, dp and vp, never the recompute policy)
+    caps: dict[tuple[bool, int], np.ndarray | None] = {}
     for recompute, sp in itertools.product(space.recompute, space.sequence_parallel):
-        for zero, stages in zeros:
+        for zi, (zero, stages) in enumerate(zeros):
             out.considered += size * len(stages)
             if sp not in filtered:
                 kept, m = _filtered_axes(model, base, full, sp, counts, offered)
@@ -307,8 +312,11 @@ def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: T
             shape = mask.shape
             lead = (len(stages),) if stacked else ()
             # each stage's own cells: the rules, and what the framework runs at that stage
-            masks = mask & np.broadcast_to(_capability_mask(model, plan), lead + shape)
-            if not masks.any():
+            if (sp, zi) not in caps:
+                masks = mask & np.broadcast_to(_capability_mask(model, plan), lead + shape)
+                caps[sp, zi] = masks if masks.any() else None
+            masks = caps[sp, zi]
+            if masks is None:
                 continue
             with np.errstate(all="ignore"):
                 r = training_step(model, system, plan, profile, breakdown=False)
@@ -390,10 +398,16 @@ def _record(sw: Sweep, ci: int, flat: int) -> dict:
 
 
 def _model_flops(sw: Sweep, micro_batch: int, recompute: str) -> float:
+    """Model FLOPs per step of the sweep's workload at ``micro_batch`` and ``recompute``: the
+    only plan fields they read besides the workload's, so the records of one sweep share
+    them (most rows: one or two values)."""
     from .training import model_flops_per_step
 
-    plan = replace(sw.base, micro_batch=micro_batch, recompute=recompute)
-    return float(model_flops_per_step(sw.model, plan)[0])
+    key = (micro_batch, recompute)
+    if key not in sw.flops:
+        plan = replace(sw.base, micro_batch=micro_batch, recompute=recompute)
+        sw.flops[key] = float(model_flops_per_step(sw.model, plan)[0])
+    return sw.flops[key]
 
 
 def _same(a: dict, b: dict) -> bool:
