@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from .errors import SpecError
@@ -41,10 +42,34 @@ class Dispatch(Strict):
 
 
 class Ceiling(Strict):
-    """Largest fraction of the dense peak a backend's kernel reaches (None: the profile's)."""
+    """Largest fraction of the dense peak a backend's kernel reaches (None: the profile's).
+
+    ``by_seq_len``: a kernel measured only as forward + backward at a few sequence lengths
+    (the fraction of the peak at each, query length = key length): both phases run at that
+    fraction, interpolated linearly in log2(sequence length) and held at the end points
+    (``fraction``); it replaces ``fwd`` / ``bwd``, which must then be absent."""
 
     fwd: Float | None = Field(default=None, gt=0, le=1)
     bwd: Float | None = Field(default=None, gt=0, le=1)
+    by_seq_len: dict[Int, Float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Ceiling:
+        if self.by_seq_len and (self.fwd is not None or self.bwd is not None):
+            raise SpecError("ceilings: give either fwd / bwd or by_seq_len, not both")
+        for seq, frac in self.by_seq_len.items():
+            if seq < 1 or not 0 < frac <= 1:
+                raise SpecError(f"ceilings.by_seq_len: {seq}: {frac}: a sequence length >= 1 "
+                                "and a fraction of the peak in (0, 1]")
+        return self
+
+    def fraction(self, phase: str, seq_len: Any) -> Any:
+        """The ceiling of one attention call (``phase`` fwd / bwd, its query length)."""
+        if self.by_seq_len:
+            seqs = sorted(self.by_seq_len)
+            return np.interp(np.log2(np.maximum(np.asarray(seq_len, float), 1.0)),
+                             np.log2(seqs), [self.by_seq_len[s] for s in seqs])
+        return self.bwd if phase == "bwd" else self.fwd
 
 
 class BackwardExtra(Strict):
@@ -433,6 +458,10 @@ class FrameworkSpec(Strict):
     fp8_scope: Fp8ScopeFacts | None = None
     moe: MoeFacts | None = None  # None: a grouped kernel (the profile's MoE tables)
     eager_backward: EagerBackward | None = None  # None: no backward-only eager kernels
+    # attention backend (a key of _common.yaml attention_backends) -> architecture -> the
+    # ceilings of the kernel this framework ships under that name, in place of _common.yaml's
+    # for that architecture (Framework.attention_ceiling)
+    attention_ceilings: dict[str, dict[str, Ceiling]] = Field(default_factory=dict)
     facts: list[Fact] = Field(default_factory=list)
     versions: dict[str, VersionFacts] = Field(default_factory=dict)
     capabilities: Capabilities
@@ -460,7 +489,8 @@ def framework_spec(framework_id: str) -> FrameworkSpec:
                             f"{', '.join(common.decompositions)}")
     for key, table in ((spec.defaults.attention_backend, common.attention_backends),
                        (spec.defaults.float8_recipe, common.fp8_recipes),
-                       *((k, common.fp8_recipes) for k in spec.fp8_quantise)):
+                       *((k, common.fp8_recipes) for k in spec.fp8_quantise),
+                       *((k, common.attention_backends) for k in spec.attention_ceilings)):
         if key not in table:
             raise SpecError(f"{path}: {key!r} is not in _common.yaml; valid: {', '.join(table)}")
     stage3 = spec.capabilities.zero_stages.get(3)
@@ -521,6 +551,11 @@ class Framework:
         return d.forward_s, d.backward_s
 
     def attention_ceiling(self, architecture: str | None) -> Ceiling:
+        """The run's attention backend's ceiling on ``architecture``: the framework file's
+        own (attention_ceilings) where it has one, else _common.yaml's."""
+        own = self.spec.attention_ceilings.get(self.attention_backend, {})
+        if (architecture or "") in own:
+            return own[architecture or ""]
         backends = common_facts().attention_backends
         backend = backends[self.attention_backend]
         if backend.same_as:

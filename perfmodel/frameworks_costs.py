@@ -586,7 +586,7 @@ def apply_backend(fw: Framework | None, times: OpTimes, roof: Roofline) -> OpTim
     overhead = roof.profile.kernel_overhead_s
     for i, op in enumerate(times.ops):
         if op.cls == O.ATTENTION:
-            c = ceiling.bwd if op.phase == "bwd" else ceiling.fwd
+            c = ceiling.fraction(op.phase, op.shape[0] if op.shape else 0.0)
             if c is not None:
                 times.time[i] = np.maximum(times.time[i], op.flops / (roof.peak(op.dtype) * c))
         if np.any(np.asarray(op.launches) > 1):
