@@ -25,6 +25,8 @@ topology, NCCL bus-bandwidth convention); array-friendly in every numeric plan d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from math import ceil, comb
 from typing import Any
 
 import numpy as np
@@ -80,23 +82,94 @@ def tp_overlap(fwd: Array, bwd: Array, gemm_fwd: Array, gemm_bwd: Array,
     return Overlapped(fwd + bwd, fwd + bwd)
 
 
-def distinct_groups(experts: int, top_k: int, groups: Array) -> Array:
+def distinct_groups(experts: int, top_k: int, groups: Array, n_group: int = 1,
+                    topk_group: int | None = None) -> Array:
     """Expected number of distinct groups a token's ``top_k`` distinct experts fall in, when
-    the ``experts`` are spread evenly over ``groups`` groups (E/G each) and routing is uniform:
+    the ``experts`` are spread evenly over ``groups`` groups (E/G each, in expert order: the
+    EP ranks, or the NVLink domains holding them) and routing is uniform:
     G (1 - C(E - E/G, k) / C(E, k)) (a group is missed when all k experts lie outside it;
-    linearity of expectation over the G groups). G = 1 gives 1; G = E gives k."""
+    linearity of expectation over the G groups). G = 1 gives 1; G = E gives k.
+
+    Group-limited routing (DeepSeek-V3 arXiv 2412.19437 Sec. 2.1.2 "Node-Limited Routing";
+    config.json ``n_group`` / ``topk_group``, DeepSeek inference/model.py Gate): the E experts
+    form ``n_group`` routing groups of s = E/n_group consecutive experts; a token keeps the
+    ``topk_group`` = M groups with the highest sum of their top k/M expert scores, then its k
+    experts among them. Taken uniform, the M groups are any of the C(n_group, M) sets alike
+    and each selected group receives k/M of its s experts (the k mod M spare experts go to
+    as many of the selected groups, any alike), as the group score is built to make it. A
+    destination holding x_q experts of routing group q is then missed with probability
+    prod over the selected q of C(s - x_q, k_q) / C(s, k_q) (``_miss_ratio``), averaged over
+    the selections (``_group_limited_distinct``); the expectation sums 1 - that over the G
+    destinations. Aligned (G divides n_group, n_group/G routing groups per destination) a
+    destination is reached iff one of its groups is selected:
+    G (1 - C(n_group - n_group/G, M) / C(n_group, M)); DeepSeek-V3 (8 groups, M = 4, k = 8):
+    8 nodes 8 x 4/8 = 4 (uniform routing: 5.29), 4 nodes 4 (1 - 15/70) = 3.14 (3.61); DeepEP
+    docs/legacy.md: "each token will be sent to at most 4 nodes". Within a routing group the
+    ranks follow the k/M draws: 64 ranks of 4 experts, 64 x 4/8 x (1 - C(28, 2)/C(32, 2))
+    = 7.61 (uniform: 7.68). The k/M-per-group rule is checked against DeepSeek's gate on
+    i.i.d. scores (tests/test_group_limited_routing.py: within 6 %; drawing the k uniformly
+    from the M s experts instead is 8 % low on 8 nodes). n_group 1 or topk_group >= n_group
+    (Kimi K2, GLM-5: 1 / 1) is plain uniform routing. Destinations that cut a routing group
+    (256 experts over 9 nodes: E/G = 28.4) take the overlap x_q as a real number in the same
+    product form."""
     g = np.asarray(groups, float)
     e = float(experts)
+    if n_group > 1 and topk_group is not None and topk_group < n_group:
+        flat = [_group_limited_distinct(int(experts), int(top_k), float(x), int(n_group),
+                                        int(topk_group)) for x in g.ravel()]
+        out = np.asarray(flat, float).reshape(g.shape)
+        return out if out.ndim else out[()]
     miss = np.ones_like(g)
     for i in range(top_k):  # C(E - E/G, k) / C(E, k) as a product of k ratios
         miss = miss * np.maximum(e - e / g - i, 0.0) / (e - i)
     return g * (1.0 - miss)
 
 
+def _miss_ratio(pool: float, held: float, draws: int) -> float:
+    """C(pool - held, n) / C(pool, n) for n = ``draws``, as a product of n ratios: the chance
+    that n distinct experts drawn uniformly from ``pool`` all miss the ``held`` ones (0 once
+    the rest cannot hold them)."""
+    out = 1.0
+    for i in range(draws):
+        out *= max(pool - held - i, 0.0) / (pool - i)
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _group_limited_distinct(experts: int, top_k: int, groups: float, n_group: int,
+                            topk_group: int) -> float:
+    """``distinct_groups`` under group-limited routing for one destination count ``groups``
+    (its docstring): per destination, the selected-group sets S and the selected groups R of
+    them that take one of the k mod M spare experts, summed by a table over the routing
+    groups (``ways[j][i]``: j groups selected so far, i of them with a spare), each group
+    contributing its miss ratio."""
+    if groups <= 1.0:
+        return 1.0
+    size = experts / n_group  # experts per routing group
+    width = experts / groups  # experts per destination
+    per, spare = divmod(top_k, topk_group)
+    norm = comb(n_group, topk_group) * comb(topk_group, spare)
+    expected = 0.0
+    for d in range(ceil(groups - 1e-9)):
+        lo, hi = d * width, min((d + 1) * width, float(experts))
+        ways = [[0.0] * (spare + 1) for _ in range(topk_group + 1)]
+        ways[0][0] = 1.0
+        for q in range(n_group):
+            held = max(0.0, min(hi, (q + 1) * size) - max(lo, q * size))
+            f0 = _miss_ratio(size, held, per)
+            f1 = _miss_ratio(size, held, per + 1) if spare else 0.0
+            for j in range(topk_group, 0, -1):
+                for i in range(spare, -1, -1):
+                    ways[j][i] += ways[j - 1][i] * f0 + (ways[j - 1][i - 1] * f1 if i else 0.0)
+        expected += 1.0 - ways[topk_group][spare] / norm
+    return expected
+
+
 def ep_layer_comm(tokens: Array, tp: Array, top_k: int, hidden: int, act_bytes: float,
                   span: GroupSpan, system: System, profile: CalibrationProfile,
                   full_recompute: bool, volume: str = "top_k",
-                  experts: int | None = None) -> tuple[Array, Array]:
+                  experts: int | None = None, n_group: int = 1,
+                  topk_group: int | None = None) -> tuple[Array, Array]:
     """(forward, backward) expert dispatch and combine of one MoE layer and micro-batch.
     ``tokens``: one TP group's tokens (b*s/cp); each TP rank sends its t = tokens/tp
     sequence-parallel share (Megatron-Core requires sequence parallelism with TP and EP; the
@@ -114,7 +187,10 @@ def ep_layer_comm(tokens: Array, tp: Array, top_k: int, hidden: int, act_bytes: 
       sender's own share stays local), the RDMA part t x D_G (G - 1) / G x hidden per GPU (the
       remote domains), sent as an all-to-all over the G domains one GPU each; the two run
       concurrently (separate warp groups, pipelined by chunk), the slower one counts.
-      Single-domain groups: t x D_r among the ep ranks.
+      Single-domain groups: t x D_r among the ep ranks. ``n_group`` / ``topk_group``: the
+      model's group-limited routing (DeepSeek-V3: 8 / 4), which both counts follow
+      (``distinct_groups``); the ranks and domains are NVLink domains of the topology
+      (``span.local`` ranks each: 72 on a GB200 NVL72, not 8).
     * "gather" (MoEAllGatherTokenDispatcher): an all-gather of every rank's t tokens over the
       group (gathered size ep x t x hidden) in the dispatch and a reduce-scatter of the same
       size in the combine; backward the conjugates.
@@ -130,10 +206,13 @@ def ep_layer_comm(tokens: Array, tp: Array, top_k: int, hidden: int, act_bytes: 
             raise ValueError("ep_layer_comm: the 'distinct' volume needs the expert count")
         size, local, nodes = (np.asarray(x, float) for x in (span.size, span.local, span.nodes))
         nvl_span = GroupSpan(size=local, local=local, nodes=np.ones_like(local))
-        t_nvl = collective_time("all_to_all", t_bytes * distinct_groups(experts, top_k, size),
+        route = (n_group, topk_group)
+        t_nvl = collective_time("all_to_all",
+                                t_bytes * distinct_groups(experts, top_k, size, *route),
                                 nvl_span, system, profile)
         rdma_span = GroupSpan(size=nodes, local=np.ones_like(nodes), nodes=nodes)
-        t_rdma = collective_time("all_to_all", t_bytes * distinct_groups(experts, top_k, nodes),
+        t_rdma = collective_time("all_to_all",
+                                 t_bytes * distinct_groups(experts, top_k, nodes, *route),
                                  rdma_span, system, profile)
         fwd = 2.0 * np.where(nodes > 1, np.maximum(t_nvl, t_rdma), t_nvl)
     else:  # the product in this order, so the default's floats stay bit-identical

@@ -308,7 +308,9 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
         ep_fwd, ep_bwd = ep_layer_comm(tokens, plan.tp, model.moe.top_k, model.hidden_size, a,
                                        spans["ep"], system, profile, full,
                                        volume=FC.moe_dispatch_volume(plan.framework),
-                                       experts=model.moe.num_experts)
+                                       experts=model.moe.num_experts,
+                                       n_group=model.moe.n_group,
+                                       topk_group=model.moe.topk_group)
         # with EP the MoE MLP's TP collectives are the dispatcher's expert-TP all-gather /
         # reduce-scatter of the routed rows (none at etp = 1); attention keeps its half
         etp_fwd, etp_bwd = etp_layer_comm(tokens, plan.tp, plan.etp, model.moe.top_k,

@@ -59,6 +59,13 @@ class MoESpec(Strict):
     # an RMSNorm of the latent on the routed experts' combined output before the up
     # projection (Kimi K3 ``latent_moe_use_norm``: routed_expert_norm)
     latent_norm: Bool = False
+    # Group-limited routing (DeepSeek-V3 arXiv 2412.19437 Sec. 2.1.2; config.json n_group /
+    # topk_group, Kimi K3 num_expert_group): the experts form n_group groups of consecutive
+    # experts and a token picks its top_k among the topk_group groups it selects first.
+    # None: all groups (no limit). Read by the EP all-to-all volume
+    # (parallel_comm.distinct_groups).
+    n_group: Int = Field(default=1, ge=1, le=MAX_WIDTH)
+    topk_group: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -66,7 +73,24 @@ class MoESpec(Strict):
             raise SpecError(
                 f"moe.top_k ({self.top_k}) must be <= moe.num_experts ({self.num_experts})"
             )
+        if self.num_experts % self.n_group:
+            raise SpecError(f"moe.n_group ({self.n_group}) must divide moe.num_experts "
+                            f"({self.num_experts})")
+        if self.topk_group is not None:
+            if self.topk_group > self.n_group:
+                raise SpecError(f"moe.topk_group ({self.topk_group}) must be <= moe.n_group "
+                                f"({self.n_group})")
+            if self.top_k > self.topk_group * self.num_experts // self.n_group:
+                raise SpecError(f"moe.top_k ({self.top_k}) must fit in the experts of "
+                                f"moe.topk_group ({self.topk_group}) groups of "
+                                f"{self.num_experts // self.n_group}")
         return self
+
+    @property
+    def routing_groups(self) -> tuple[int, int | None]:
+        """(n_group, topk_group): the group-limited routing the EP all-to-all volume follows
+        (``parallel_comm.distinct_groups``)."""
+        return self.n_group, self.topk_group
 
     @property
     def shared_ffn(self) -> int:

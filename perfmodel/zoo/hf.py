@@ -110,6 +110,8 @@ JSON_TYPES: dict[str, str] = {
     "latent_moe_use_norm": "boolean", "mla_use_output_gate": "boolean",
     "mla_use_nope": "boolean", "num_experts_per_token": "integer",
     "num_shared_experts": "integer", "routed_expert_hidden_size": "integer",
+    "n_group": "integer", "num_expert_group": "integer", "topk_group": "integer",
+    "use_grouped_topk": "boolean",
 }
 
 
@@ -250,6 +252,20 @@ def _mla(c: _Config) -> dict[str, Any]:
     }
 
 
+def _routing_groups(c: _Config) -> dict[str, Any]:
+    """Group-limited routing (``MoESpec.n_group`` / ``topk_group``): DeepSeek-V2/V3 and their
+    descendants' ``n_group`` / ``topk_group`` (DeepSeek-V3 config.json 8 / 4, arXiv 2412.19437
+    Sec. 2.1.2; Kimi K2, GLM-5, MiMo-V2-Flash, Nemotron 3: 1 / 1), Kimi K3's
+    ``num_expert_group`` with ``use_grouped_topk``. None under ``topk_method: greedy`` (plain
+    top-k over all experts, transformers DeepseekV2Moe: the groups are read only by
+    ``group_limited_greedy`` / ``noaux_tc``) or without the keys."""
+    groups = c.get("n_group", "num_expert_group")
+    if groups is None or c.get("topk_method") == "greedy" \
+            or c.get("use_grouped_topk", default=True) is False:
+        return {}
+    return {"n_group": groups, "topk_group": c.get("topk_group")}
+
+
 def _deepseek(c: _Config) -> dict[str, Any]:
     """DeepSeek-V2/V3: MLA attention (arXiv 2405.04434) and DeepSeekMoE with leading dense
     layers. The multi-token-prediction layers (num_nextn_predict_layers) are not part of the
@@ -269,6 +285,7 @@ def _deepseek(c: _Config) -> dict[str, Any]:
             "layer_frequency": c.get("moe_layer_freq", default=1),
             # noaux_tc routing (V3) keeps a learned per-expert bias in the checkpoint.
             "router_bias": c.get("topk_method") == "noaux_tc",
+            **_routing_groups(c),
         }
     return spec
 
@@ -768,6 +785,7 @@ def _structural(c: _Config) -> dict[str, Any]:
             ),
             "shared_expert_gate": gate,
             "hash_layers": c.get("num_hash_layers", default=0),
+            **_routing_groups(c),
         }
         if c.get("routed_expert_hidden_size"):
             # Kimi K3 latent MoE: routed_expert_down_proj (hidden -> latent) feeds the routed
@@ -1018,6 +1036,7 @@ def _nemotron_h(c: _Config) -> dict[str, Any]:
             "router_bias": True,  # NemotronHTopkRouter e_score_correction_bias
             # Nemotron 3 Super / Ultra: routed experts run in a latent of this width
             "latent_size": c.get("moe_latent_size"),
+            **_routing_groups(c),
         }
     return spec
 
