@@ -174,21 +174,20 @@ from perfmodel.specs.registry import parse_cache
 cache = parse_cache()  # as the CLI's run_cli; held: a dropped context manager's generator
 cache.__enter__()      # is closed at once, which would leave the block (no cache at all)
 from perfmodel import predict
-from perfmodel.planning.training import DEFAULT_BATCH_TOKENS, gpu_counts
+from perfmodel.planning.training import DEFAULT_BATCH_TOKENS, gpu_counts, training_scenario
 from perfmodel.search import SearchSpace, base_plan, best_per_gpu_count, scenario_for, sweep
 from perfmodel.serving.economics import load_prices
 from perfmodel.specs import registry
 from perfmodel.specs.assemble import resolve_system
-from perfmodel.specs.scenario import Scenario, SystemConfig, TrainingConfig
+from perfmodel.specs.scenario import SystemConfig, TrainingConfig
 from perfmodel.zoo import resolve_model
 mark("import perfmodel")
 model, device = resolve_model(sys.argv[1]), sys.argv[2]
 load_prices()
 dev = registry.get_device(device)
 counts = gpu_counts(registry.get_node(dev.default_node).gpus_per_node, 16384)
-sc = Scenario(kind="training", model=model, system=SystemConfig(device=device,
-              num_gpus=max(counts)), training=TrainingConfig(
-              seq_len=8192, global_batch=DEFAULT_BATCH_TOKENS // 8192))
+sc = training_scenario(model, SystemConfig(device=device, num_gpus=max(counts)),  # as the CLI
+                       TrainingConfig(seq_len=8192, global_batch=DEFAULT_BATCH_TOKENS // 8192))
 system, profile, base = resolve_system(sc.system), registry.profile_for(device), base_plan(sc)
 mark("data files and spec validation")
 sw = sweep(model, system, profile, base, SearchSpace(), counts)
