@@ -25,6 +25,10 @@ COMMANDS = {
     "perfmodel predict <decode> --json": ["predict", "examples/llama2-7b-decode-a100.yaml",
                                           "--json"],
     "perfmodel search <train 8B>": ["search", "examples/llama3-8b-fsdp-h100.yaml"],
+    # issue 10 item 5's whole process (plans/s: benchmarks/search_speed.py)
+    "perfmodel plan-training <70B, H100> --json": ["plan-training", "llama-3-70b", "--tokens",
+                                                   "15T", "--devices", "h100-sxm5-80gb",
+                                                   "--json"],
 }
 
 _COUNT = ("import sys, importlib; importlib.import_module({mod!r}); "
