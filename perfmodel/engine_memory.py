@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .engines import EngineSpec, MemoryFacts, ReserveRule, gpu_memory_mib, mxfp4_pad_multiples
 from .memory import inference_weight_bytes, inference_workspace_bytes, kv_cache_bytes_per_token
-from .ops import padded_expert_shape
+from .ops import expert_shards, padded_expert_shape
 from .parameters import param_counts
 from .specs.hardware import DeviceSpec
 from .specs.model import ModelSpec
@@ -55,6 +55,7 @@ class EngineShape:
     pp: int = 1
     ep: int = 1
     etp: int | None = None  # None: the experts spread as inference spreads them (expert_split)
+    redundant_experts: int = 0  # EPLB's redundant expert copies over the ep ranks
     attention_dp: int = 1
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
@@ -198,7 +199,8 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     total = device.usable_memory_bytes
     gib_total = total / GIB
     layers = None if shape.pp_layers is None else float(max(shape.pp_layers))
-    stage = stage_params(param_counts(model), tp, pp, shape.ep, expert_split(shape),
+    ep = moe_shards(model, shape)  # (E + redundant) / ep experts per GPU (ops.experts_per_gpu)
+    stage = stage_params(param_counts(model), tp, pp, ep, expert_split(shape),
                          model.tie_embeddings, layers=layers)
     weights = float(inference_weight_bytes(stage.max, shape.weight_dtype, shape.group_size))
     from .formats import engine_weight_formats, weight_byte_counts
@@ -211,7 +213,7 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
                                 shape.group_size)
 
     def on_stage(c) -> float:  # bytes of the largest pipeline stage's share
-        return float(stage_params(c, tp, pp, shape.ep, expert_split(shape),
+        return float(stage_params(c, tp, pp, ep, expert_split(shape),
                                   model.tie_embeddings, layers=layers).max)
 
     if formats:
@@ -424,6 +426,14 @@ def hybrid_request_bytes(model: ModelSpec, kv_dtype: str, tp, pp, max_len: float
     return float(kv_cache_bytes_per_sequence(model, kv_dtype, tp, max_len, block)) / pp
 
 
+def moe_shards(model: ModelSpec, shape: EngineShape) -> float:
+    """The ep ``stage_params`` divides the routed experts by so one GPU holds (E + redundant)
+    / ep of them (``ops.expert_shards``, the rule inference's weights use too)."""
+    if model.moe is None:
+        return shape.ep
+    return float(expert_shards(model.moe.num_experts, shape.redundant_experts, shape.ep))
+
+
 def expert_split(shape: EngineShape) -> float:
     """How many ways each of a GPU's E/ep experts is split: the scenario's etp, else the
     instance's tp x attention_dp GPUs of a stage shared by ep expert groups, exactly as the
@@ -444,12 +454,14 @@ def shape_for(parallelism, inference, system=None, pp_layers=None) -> EngineShap
 
     tp, pp, ep = parallelism.tp, parallelism.pp, parallelism.ep
     adp = getattr(parallelism, "attention_dp", 1) or 1
+    red = getattr(parallelism, "redundant_experts", 0) or 0
     etp = getattr(parallelism, "etp", None)
     nvls = bool(system is not None and system.intra.nvls)
     if inference is None:
         return EngineShape(tp=tp, pp=pp, ep=ep, etp=etp, attention_dp=adp, nvls=nvls,
-                           pp_layers=pp_layers)
+                           pp_layers=pp_layers, redundant_experts=red)
     return EngineShape(tp=tp, pp=pp, ep=ep, etp=etp, attention_dp=adp, pp_layers=pp_layers,
+                       redundant_experts=red,
                        weight_dtype=inference.weight_dtype, kv_dtype=inference.kv_dtype,
                        weight_formats=tuple(sorted(inference.weight_formats.items())),
                        act_bytes=float(nbytes(inference.activation_dtype)),

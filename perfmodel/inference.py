@@ -192,6 +192,7 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
     logits_tokens = logits_tokens / np.asarray(plan.attention_dp)
     shard = O.Shard(tp=plan.tp, sequence_parallel=False, ep=plan.ep, etp=expert_tp(plan),
                     route_sources=plan.attention_dp, imbalance=plan.expert_imbalance,
+                    redundant_experts=plan.redundant_experts,
                     decode_kv_reads=decode_kv_reads(plan.tp_all_reduce, plan.engine_version,
                                                     plan.engine_variant),
                     expert_pad=None if device is None else _expert_pad(model, plan, device))
@@ -485,12 +486,11 @@ def _tpot(model: ModelSpec, system: System, plan: InferPlan, profile: Calibratio
 
 
 def _expert_shards(model: ModelSpec, plan: InferPlan) -> Array:
-    """The ep that ``stage_params`` divides the routed experts by: E / ep_eff = (E +
-    redundant) / ep experts on each GPU (EPLB's replicas add to every rank's share)."""
-    if model.moe is None or not plan.redundant_experts:
+    """The ep that ``stage_params`` divides the routed experts by (``ops.expert_shards``:
+    (E + redundant) / ep experts on each GPU, EPLB's copies add to every rank's share)."""
+    if model.moe is None:
         return plan.ep
-    e = model.moe.num_experts
-    return np.asarray(plan.ep) * e / (e + plan.redundant_experts)
+    return O.expert_shards(model.moe.num_experts, plan.redundant_experts, plan.ep)
 
 
 def _memory(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,

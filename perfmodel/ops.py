@@ -246,6 +246,9 @@ class Shard:
     route_sources: Array = 1
     # busiest EP rank's routed rows over the mean (1 = uniform routing; ``routed_rows``)
     imbalance: Array = 1.0
+    # EPLB's redundant expert copies over the ep ranks (``experts_per_gpu``: each GPU
+    # holds (E + redundant) / ep experts; ``local_active_experts``)
+    redundant_experts: Array = 0
     # how the engine's decode attention kernel reads the KV cache (engines/<id>.yaml
     # ``attention.decode_kv_reads``): once per KV head, or once per query head
     # (``attention_ops``)
@@ -441,6 +444,36 @@ def active_experts(experts: Array, top_k: int, tokens: Array) -> Array:
     batch all of them)."""
     e = np.asarray(experts, float)
     return e * (1.0 - (1.0 - top_k / e) ** np.asarray(tokens, float))
+
+
+def experts_per_gpu(experts: Array, redundant: Array, ep: Array) -> Array:
+    """Routed experts one GPU holds: (E + R) / ep, E logical experts and R redundant copies
+    (EPLB) spread over ep ranks; the one rule weights memory (every engine and generic), the
+    grouped GEMM's local experts and the routed-expert bytes follow (DeepSeek-R1 EP8 with 64
+    redundant: 40 per GPU; EP72 with 32: 4)."""
+    return (np.asarray(experts, float) + np.asarray(redundant, float)) / np.asarray(ep, float)
+
+
+def expert_shards(experts: int, redundant: Array, ep: Array) -> Array:
+    """The ep that ``stages.stage_params`` divides the E routed experts by so one GPU holds
+    ``experts_per_gpu``: E / ((E + R) / ep); ep itself without redundant experts."""
+    if not np.any(np.asarray(redundant)):
+        return ep
+    return experts / experts_per_gpu(experts, redundant, ep)
+
+
+def local_active_experts(experts: Array, redundant: Array, top_k: int, tokens: Array,
+                         ep: Array) -> Array:
+    """Expected experts of one EP rank that receive at least one of ``tokens`` routed tokens:
+    the E + R physical copies (R redundant, EPLB; DeepSeek-V3 report arXiv 2412.19437
+    Sec. 3.4 "redundant experts", SGLang ``--ep-num-redundant-experts``), (E + R) / ep per
+    rank. Assumed: each logical expert's tokens spread uniformly over its copies and EPLB
+    places the copies so every copy carries an equal share, so a token's top_k distinct
+    experts land on top_k distinct copies drawn uniformly from the E + R:
+    ``active_experts(E + R, k, T) / ep``, (E + R) / ep at full coverage (E / ep without
+    redundancy)."""
+    return active_experts(np.asarray(experts, float) + np.asarray(redundant, float), top_k,
+                          tokens) / np.asarray(ep, float)
 
 
 def padded_expert_shape(width, inter, multiples: tuple[int, int] | None):
@@ -900,8 +933,8 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
         # EP group, top_k each, over ep ranks (t x top_k when each EP rank brings its own t)
         routed_tokens = t * shard.route_sources
         routed = routed_rows(routed_tokens, moe.top_k, shard.ep, shard.imbalance)
-        active = active_experts(moe.num_experts, moe.top_k, routed_tokens * shard.imbalance) \
-            / shard.ep  # of this GPU's experts, those that receive a token
+        active = local_active_experts(moe.num_experts, shard.redundant_experts, moe.top_k,
+                                      routed_tokens * shard.imbalance, shard.ep)
         lat = moe.latent_size
         if lat:  # latent MoE: fc1_latent_proj (replicated, every token of the rank)
             ops.append(gemm("moe.latent_down", t, lat, h, prec,
