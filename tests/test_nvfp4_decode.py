@@ -7,7 +7,11 @@ runs, as the fp8 one is, now that the nvfp4 GEMM tables are net of it
 (``RESIDUAL_RMS_NORM_QUANT_NVFP4``, TP >= 2, hidden > 4096, no attention DP) and runs
 ``fp4_quantize`` otherwise; vLLM's file does not state it (no kernel counted).
 
-Weight-bytes-bound decode at batch 1 on a B200 should order nvfp4 <= fp8 <= bf16.
+Weight-bytes-bound decode at batch 1 on a B200 should order nvfp4 <= fp8 <= bf16. The dense
+nvfp4 GEMM is the kernel the engine runs (profile.gemm_table, engines/<id>.yaml gemm.kernels):
+the B200 profile's reference ``gemm.nvfp4`` is vLLM 0.24.0's FlashInfer CuTe DSL rows (the kernel
+vLLM and SGLang 0.5.14 select, and what the generic engine reads: calibration/references.yaml),
+``gemm.nvfp4@trtllm_torch_flow`` TensorRT-LLM 1.3.0rc20's own rows (tests/test_nvfp4_gemm_kernels.py).
 """
 
 from __future__ import annotations
@@ -39,13 +43,6 @@ def test_fp8_decodes_no_slower_than_bf16_on_b200(model, n):
     assert _tpot(model, n, "fp8") <= _tpot(model, n, "bf16")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the shipped gemm.nvfp4 curve is TensorRT-LLM 1.3.0rc20's torch_flow nvfp4 rows "
-    "(aiconfigurator-core 0.12.0), flat at small m (n 8192 k 16384: 39 us for m 1-256, "
-    "1.8-2x vLLM 0.24.0's / SGLang 0.5.14's FlashInfer CuTe DSL nvfp4 rows of the same shape, "
-    "parity from m ~512); net of the quantise it stays slower than the net fp8 rows at m 1. "
-    "Shipping the FlashInfer rows (the kernel vLLM and SGLang select) makes this pass: "
-    "8B 1.95 ms, 70B TP2 7.50 ms (not in this helper's paths)"))
 @pytest.mark.parametrize(("model", "n"), CASES)
 def test_nvfp4_decodes_no_slower_than_fp8_on_b200(model, n):
     assert _tpot(model, n, "nvfp4") <= _tpot(model, n, "fp8")

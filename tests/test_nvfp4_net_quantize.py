@@ -6,7 +6,7 @@ the fp4 quantise too: TensorRT-LLM ``NVFP4LinearMethod._input_prepare`` ->
 ``torch.ops.trtllm.fp4_quantize(input, module.input_scale, 16, False)`` (collector/trtllm/
 collect_gemm.py loads ``input_scale``: a given global scale, one pass), vLLM's compressed-tensors
 W4A4 scheme ``scaled_fp4_quant``. No fp4 quantise table was measured, so the build nets each
-row by the same TRT-LLM version's static quantise (``scale_matrix_perf``) at the same (m, k),
+row by the same engine version's static quantise (``scale_matrix_perf``) at the same (m, k),
 floored at the nvfp4 roofline and the file's fastest GEMM of another dtype
 (``converters.aic_gemm(nvfp4_net_of=..., device=...)``).
 """
@@ -106,7 +106,9 @@ def test_b200_shipped_point_by_hand():
 
 def test_references_net_every_blackwell_nvfp4_table():
     """calibration/references.yaml builds every shipped dense nvfp4 curve net of the quantise,
-    from the same device's TRT-LLM quantize folder; the shipped profiles say so."""
+    each from its own engine version's quantize folder on the same device (TensorRT-LLM's rows
+    by TRT-LLM 1.3.0rc20's, vLLM's FlashInfer rows by vLLM 0.24.0's); the shipped profiles say
+    so."""
     import yaml
 
     refs = yaml.safe_load((ROOT / "calibration" / "references.yaml").read_text())["devices"]
@@ -114,9 +116,12 @@ def test_references_net_every_blackwell_nvfp4_table():
                         ("gb300", "gb300")):
         nv = [t for t in refs[dev]["tables"] if t.get("convert") == "aic_gemm"
               and (t.get("kwargs") or {}).get("dtypes") == ["nvfp4"]]
-        assert len(nv) == 1, dev
-        assert nv[0]["kwargs"]["nvfp4_net_of"] == \
-            f"aiconfigurator/systems/data/{folder}/quantize/trtllm/1.3.0rc20"
-        assert nv[0]["kwargs"]["device"] == dev
+        assert len(nv) == 2, dev
+        for t in nv:
+            engine = "trtllm/1.3.0rc20" if "/trtllm/" in t["path"] else "vllm/0.24.0"
+            assert t["path"] == f"aiconfigurator/systems/data/{folder}/gemm/{engine}/gemm_perf.parquet"
+            assert t["kwargs"]["nvfp4_net_of"] == \
+                f"aiconfigurator/systems/data/{folder}/quantize/{engine}"
+            assert t["kwargs"]["device"] == dev
         notes = json.loads((ROOT / "calibration" / f"{dev}.reference.json").read_text())["notes"]
         assert "net of the fp4 activation quantise" in notes

@@ -70,7 +70,8 @@ def source_label(path: str | Path) -> str:
 
 def aic_gemm(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
              kernel_source: str | None = None, fp8_net_of: str | None = None,
-             device: str | None = None, nvfp4_net_of: str | None = None) -> list[dict]:
+             device: str | None = None, nvfp4_net_of: str | None = None,
+             by_kernel: bool = False) -> list[dict]:
     """GEMM latency tables: Y = X W^T, X m x k, W n x k; latency ms -> s. ``dtypes``
     ["fp8_block"] / ["nvfp4"] read the block-scaled rows (with the kernel_source that table
     measured them with: TRT-LLM's torch_flow, or deepgemm for fp8_block on B200), fitted
@@ -96,8 +97,22 @@ def aic_gemm(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
     ``static_quantize_times``) at the same (m, k); it writes 1 B per element where fp4
     writes 0.5 + 1/16, which matters only on calls large enough to be bandwidth-bound. Floored
     at the nvfp4 roofline (``gemm_floor_s`` at 0.5 + 1/16 B per element, the fp4 peak) and
-    the file's fastest directly measured GEMM of another dtype (the CUDA-graph floor)."""
+    the file's fastest directly measured GEMM of another dtype (the CUDA-graph floor). vLLM's
+    and SGLang's rows are netted the same way by their own version's ``scale_matrix_perf``
+    (vLLM ``static_scaled_fp8_quant``).
+
+    ``by_kernel``: the rows make a table of their kernel, ``table`` = ``<dtype>@<kernel>``
+    (``profile.gemm_key``, the kernel by calibration/gemm_kernels.yaml of ``kernel_source``):
+    another engine's GEMM table of the format next to the device's reference one (the
+    grouped GEMMs' ``aic_moe(by_kernel=True)``); a ``kernel_source`` without a label is an
+    error."""
     keep = set(dtypes)
+    labels: dict[str, str] = {}
+    if by_kernel:
+        from ..profile import gemm_key
+        from .moe_kernels import gemm_kernel_labels
+
+        labels = gemm_kernel_labels()
     # gemm dtype -> (quantise seconds by (m, k), the option and the table it names, bytes per
     # element and tensor-core peak of the roofline floor)
     nets: dict[str, tuple[dict, str, str, float, float]] = {}
@@ -127,6 +142,12 @@ def aic_gemm(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
             continue
         params = {"dtype": DTYPES[row["gemm_dtype"]], "m": int(row["m"]), "n": int(row["n"]),
                   "k": int(row["k"])}
+        if by_kernel:
+            kernel = row.get("kernel_source")
+            if kernel not in labels:
+                raise ValueError(f"{src}: kernel_source {kernel!r} has no kernel label "
+                                 "(calibration/gemm_kernels.yaml)")
+            params["table"] = gemm_key(params["dtype"], labels[kernel])
         time_s = row["latency"] * MS
         stats = {"kernel_source": row.get("kernel_source")}
         if row["gemm_dtype"] in nets:
