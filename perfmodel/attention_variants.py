@@ -48,10 +48,17 @@ KINDS = (FULL, SLIDING, LINEAR, MAMBA, NO_MIXER, COMPRESSED)
 # Chunk length of the chunked gated-delta-rule kernel (fla ``chunk_gated_delta_rule`` and the
 # transformers torch fallback use 64; Yang et al. 2024 Sec. 3.3)
 GDN_CHUNK = 64
-# Bytes per element of the recurrent and conv state: vLLM keeps them in the model dtype by
-# default (CacheConfig mamba_cache_dtype / mamba_ssm_cache_dtype "auto"), not in the KV-cache
-# dtype, so an fp8 KV cache does not shrink them.
+# Bytes per element of a recurrent / conv state kept in the model dtype (bf16 / fp16). The
+# state is never kept in the KV-cache dtype, so an fp8 KV cache does not shrink it; the dtype
+# each engine keeps it in is its ``memory.state_dtype`` rule (with_state_dtypes).
 STATE_BYTES = 2.0
+#: bytes per element of a state dtype (LinearAttentionSpec / MambaSpec ``ssm_dtype``)
+SSM_DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0}
+#: perfmodel's own (generic engine) rule: the checkpoint config's stated SSM dtype (Qwen3.5
+#: ``mamba_ssm_dtype``, Nemotron ``mamba_ssm_cache_dtype``), else the model dtype; the conv
+#: state in the model dtype
+GENERIC_STATE_RULE = {"ssm": {"gated_delta_net": "config_or_model", "kda": "config_or_model",
+                              "mamba": "config_or_model"}, "conv": "model"}
 
 
 def kind_model(model: ModelSpec, kind: str) -> ModelSpec:
@@ -143,12 +150,13 @@ def windowed_keys(q_len: Array, kv_len: Array, window: float) -> Array:
     return np.minimum(np.asarray(kv_len, float), np.asarray(q_len, float) + window - 1.0)
 
 
-def linear_state_bytes(model: ModelSpec, tp: Array = 1, state_bytes: float = STATE_BYTES
-                       ) -> Array:
+def linear_state_bytes(model: ModelSpec, tp: Array = 1) -> Array:
     """Per-sequence state of one linear-attention layer on one GPU: recurrent state
-    num_value_heads x key_head_dim x value_head_dim plus the conv state (conv_kernel - 1) x
-    (2 key_dim + value_dim) channels (vLLM MambaStateShapeCalculator.gated_delta_net_state_shape),
-    heads and channels split over TP (replicated when tp exceeds the heads)."""
+    num_value_heads x key_head_dim x value_head_dim at the spec's ``state_bytes`` plus the conv
+    state (conv_kernel - 1) x (2 key_dim + value_dim) channels at its ``conv_bytes`` (vLLM
+    MambaStateShapeCalculator.gated_delta_net_state_shape; SGLang Mamba2StateShape.create with
+    conv_dim = value_dim + 2 key heads x key_head_dim), heads and channels split over TP
+    (replicated when tp exceeds the heads)."""
     la = model.linear_attention
     if la is None:
         return 0.0 * np.asarray(tp, float)
@@ -156,21 +164,67 @@ def linear_state_bytes(model: ModelSpec, tp: Array = 1, state_bytes: float = STA
     recurrent = la.num_value_heads * la.key_head_dim * la.value_head_dim
     conv_dim = 2 * la.num_key_heads * la.key_head_dim + la.num_value_heads * la.value_head_dim
     conv = (la.conv_kernel - 1) * conv_dim
-    return (recurrent + conv) * state_bytes * share
+    return (recurrent * la.state_bytes + conv * la.conv_bytes) * share
 
 
 def mamba_state_bytes(model: ModelSpec, tp: Array = 1) -> Array:
     """Per-sequence state of one Mamba-2 layer on one GPU: the SSM state num_heads x head_dim
     x state_size in the SSM cache dtype (Nemotron-H: mamba_ssm_cache_dtype float32) plus the
-    conv state (conv_kernel - 1) x (d_inner + 2 groups x state) in the model dtype (vLLM
+    conv state (conv_kernel - 1) x (d_inner + 2 groups x state) at its ``conv_bytes`` (vLLM
     MambaStateShapeCalculator.mamba2_state_shape), heads split over TP."""
     m = model.mamba
     if m is None:
         return 0.0 * np.asarray(tp, float)
     share = np.maximum(m.num_heads / np.asarray(tp, float), 1.0) / m.num_heads
     ssm = m.num_heads * m.head_dim * m.state_size * m.state_bytes
-    conv = (m.conv_kernel - 1) * m.conv_dim * STATE_BYTES
+    conv = (m.conv_kernel - 1) * m.conv_dim * m.conv_bytes
     return (ssm + conv) * share
+
+
+def state_rule_bytes(rule: str, config_dtype: str | None) -> float:
+    """Bytes per element of a recurrent state under one engine rule (engines.StateRule):
+    ``config_or_*`` the checkpoint config's stated dtype when there is one, else fp32 / the
+    model dtype; a dtype name (``model``: the model dtype, STATE_BYTES) whatever it says."""
+    if rule.startswith("config_or_"):
+        if config_dtype is not None:
+            return SSM_DTYPE_BYTES[config_dtype]
+        rule = rule.removeprefix("config_or_")
+    return STATE_BYTES if rule == "model" else SSM_DTYPE_BYTES[rule]
+
+
+def with_state_dtypes(model: ModelSpec, rule: dict | None = None,
+                      override: str | None = None) -> ModelSpec:
+    """``model`` with its linear-attention / Mamba state bytes as an engine keeps them:
+    ``rule`` the engine's ``memory.state_dtype`` (``ssm`` per mixer kind, ``conv``;
+    GENERIC_STATE_RULE when None), ``override`` a launch option's SSM dtype (SGLang
+    --mamba-ssm-dtype, vLLM --mamba-ssm-cache-dtype: the scenario's
+    ``inference.ssm_state_dtype``), which wins over the rule and the config. A model without
+    such layers is returned as it is."""
+    rule = GENERIC_STATE_RULE if rule is None else rule
+    conv = STATE_BYTES if rule["conv"] == "model" else SSM_DTYPE_BYTES[rule["conv"]]
+    update: dict[str, Any] = {}
+    for field, spec in (("linear_attention", model.linear_attention),
+                        ("mamba", model.mamba)):
+        if spec is None:
+            continue
+        kind = getattr(spec, "kind", "mamba")
+        ssm = SSM_DTYPE_BYTES[override] if override is not None else state_rule_bytes(
+            rule["ssm"].get(kind, GENERIC_STATE_RULE["ssm"][kind]), spec.ssm_dtype)
+        if (spec.state_bytes, spec.conv_bytes) != (ssm, conv):
+            update[field] = spec.model_copy(update={"state_bytes": ssm, "conv_bytes": conv})
+    return model.model_copy(update=update) if update else model
+
+
+def engine_state_model(model: ModelSpec, engine: str, version: str | None = None,
+                       variant: str | None = None, override: str | None = None) -> ModelSpec:
+    """``model`` with the state dtypes of ``engine`` at that release (engines/<id>.yaml
+    ``memory.state_dtype``; the generic rule for ``generic`` and engines that state none)."""
+    from .engines import engine_facts
+
+    facts = engine_facts(engine, version, variant)
+    sd = None if facts is None else facts.memory.state_dtype
+    rule = None if sd is None else {"ssm": dict(sd.ssm), "conv": sd.conv}
+    return with_state_dtypes(model, rule, override)
 
 
 def kv_layer_counts(model: ModelSpec) -> dict[str, int]:

@@ -140,6 +140,24 @@ def version_key(version: str) -> tuple[int, ...]:
     return (*nums, int(m.group(2) or 0), int(m.group(3) or 0))
 
 
+#: how an engine picks one recurrent state's dtype (``StateDtypeFacts``): ``config_or_fp32`` /
+#: ``config_or_model`` the checkpoint config's stated dtype (ModelSpec ``ssm_dtype``), else fp32
+#: / else the model dtype; ``fp32`` / ``bf16`` / ``model`` that dtype whatever the config says
+StateRule = Literal["config_or_fp32", "config_or_model", "fp32", "bf16", "model"]
+
+
+class StateDtypeFacts(Strict):
+    """The dtype an engine keeps the per-sequence state of linear-attention and Mamba layers
+    in (attention_variants.with_state_dtypes): ``ssm`` the recurrent / SSM state, per mixer
+    kind (gated delta net, Kimi delta attention, Mamba-2), ``conv`` the causal conv1d's state,
+    and ``flag`` the launch option that sets the SSM state dtype (a scenario's
+    ``inference.ssm_state_dtype``; null: none)."""
+
+    ssm: dict[Literal["gated_delta_net", "kda", "mamba"], StateRule]
+    conv: Literal["bf16", "model"] = "model"
+    flag: str | None = None
+
+
 class MemoryFacts(Strict):
     budget: Budget
     fraction: Float | None = Field(default=None, gt=0, le=1)
@@ -177,6 +195,9 @@ class MemoryFacts(Strict):
     # tp x dp) or each DP rank is its own engine with its own tp (vLLM); the engine's reserve
     # and distributed-init rules see that tp_size (engine_memory.engine_tp). null: false
     attention_dp_in_tp_group: Bool | None = None
+    # the recurrent-state dtypes of linear-attention / Mamba layers; null: perfmodel's generic
+    # rule (attention_variants.GENERIC_STATE_RULE: the config's dtype, else the model dtype)
+    state_dtype: StateDtypeFacts | None = None
 
 
 class NewTokenRatio(Strict):

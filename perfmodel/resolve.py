@@ -71,12 +71,27 @@ def resolve_profile(sc: Scenario, calibration: CalibrationLike = None) -> Calibr
 
 def resolve(scenario: ScenarioLike, calibration: CalibrationLike = None) -> Resolved:
     """Everything a prediction of ``scenario`` needs before the core runs."""
-    sc = as_scenario(scenario)
+    sc = with_engine_state(as_scenario(scenario))
     system = resolve_system(sc.system)
     profile = resolve_profile(sc, calibration)
     return Resolved(sc, system, profile,
                     [*profile_warnings(profile, system), *replica_warnings(sc, system),
                      *format_warnings(sc, system)])
+
+
+def with_engine_state(sc: Scenario) -> Scenario:
+    """``sc`` with its model's linear-attention / Mamba state dtypes as its engine keeps them
+    (engines/<id>.yaml ``memory.state_dtype``, ``inference.ssm_state_dtype`` over it;
+    attention_variants.engine_state_model); a model without such layers is left as it is."""
+    m = sc.model
+    if m.linear_attention is None and m.mamba is None:
+        return sc
+    from .attention_variants import engine_state_model
+
+    override = sc.inference.ssm_state_dtype if sc.inference is not None else None
+    model = engine_state_model(m, sc.engine.name, sc.engine.version, sc.engine.variant,
+                               override)
+    return sc if model is m else sc.model_copy(update={"model": model})
 
 
 def format_warnings(sc: Scenario, system: System) -> list[str]:

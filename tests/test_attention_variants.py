@@ -76,11 +76,12 @@ def test_gpt_oss_120b_kv_halves_at_long_context():
 def test_qwen3_5_state_by_hand():
     """Qwen3.5-35B-A3B: 40 layers, 30 gated-delta-net (32 value heads x 128 x 128, conv over
     2 x 16 x 128 + 32 x 128 = 8192 channels, kernel 4) and 10 full (2 KV heads x 256).
-    State per layer (bf16): (32 x 128 x 128 + 3 x 8192) x 2 = 1,097,728 B."""
+    State per layer: the config's mamba_ssm_dtype float32 recurrent state and a bf16 conv
+    state, 32 x 128 x 128 x 4 + 3 x 8192 x 2 = 2,146,304 B."""
     spec = _load("Qwen--Qwen3.5-35B-A3B")
-    assert float(linear_state_bytes(spec)) == 1_097_728
+    assert float(linear_state_bytes(spec)) == 2_146_304
     kv = float(kv_cache_bytes_per_sequence(spec, "bf16", 1, 4096))
-    assert kv == 30 * 1_097_728 + 10 * (2 * 2 * 256 * 2) * 4096
+    assert kv == 30 * 2_146_304 + 10 * (2 * 2 * 256 * 2) * 4096
 
 
 def test_models_without_layer_types_are_unchanged():

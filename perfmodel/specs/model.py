@@ -125,6 +125,11 @@ class MLASpec(Strict):
         return self.qk_nope_head_dim + self.qk_rope_head_dim
 
 
+#: dtypes a recurrent (SSM / linear-attention) state is kept in (HF ``mamba_ssm_dtype``
+#: "float32" / "bfloat16" / "float16", in perfmodel's names)
+SsmDType = Literal["fp32", "bf16", "fp16"]
+
+
 class LinearAttentionSpec(Strict):
     """The linear-attention mixer of the ``linear_attention`` layers in ``layer_types``:
     gated delta net (Yang et al. 2024, arXiv 2412.06464; Qwen3-Next / Qwen3.5
@@ -146,6 +151,12 @@ class LinearAttentionSpec(Strict):
     value_head_dim: Int = Field(ge=1, le=MAX_WIDTH)
     conv_kernel: Int = Field(default=4, ge=1, le=MAX_WIDTH)
     full_rank_gate: Bool = False  # KDA: g_proj hidden x value_dim (else g_a / g_b)
+    # the checkpoint config's recurrent-state dtype (``mamba_ssm_dtype``; None: not stated),
+    # and the bytes per element of the recurrent and conv state as the engine keeps them
+    # (attention_variants.with_state_dtypes; the engines' memory.state_dtype rule)
+    ssm_dtype: SsmDType | None = None
+    state_bytes: Float = Field(default=2.0, gt=0, le=8)
+    conv_bytes: Float = Field(default=2.0, gt=0, le=8)
 
 
 class MambaSpec(Strict):
@@ -161,7 +172,12 @@ class MambaSpec(Strict):
     conv_kernel: Int = Field(default=4, ge=1, le=MAX_WIDTH)
     conv_bias: Bool = True
     chunk_size: Int = Field(default=128, ge=1, le=MAX_TOKENS)  # SSD chunk length
-    state_bytes: Float = Field(default=2.0, gt=0, le=8)  # SSM cache dtype (fp32: 4)
+    # the checkpoint config's SSM state dtype (``mamba_ssm_dtype`` / ``mamba_ssm_cache_dtype``;
+    # None: not stated), and the SSM and conv state bytes per element as the engine keeps them
+    # (attention_variants.with_state_dtypes; the engines' memory.state_dtype rule)
+    ssm_dtype: SsmDType | None = None
+    state_bytes: Float = Field(default=2.0, gt=0, le=8)
+    conv_bytes: Float = Field(default=2.0, gt=0, le=8)
 
     @property
     def d_inner(self) -> int:

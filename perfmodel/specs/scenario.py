@@ -235,6 +235,10 @@ class InferenceConfig(Strict):
     # inverse) and measures EPLB speeding DeepSeek-V3 up 1.49x (prefill, EP32) and 2.54x
     # (decode, EP72): without a balancer the busiest rank carries up to ~1.5-2.5x the mean
     expert_imbalance: Float = Field(default=1.0, ge=1.0, le=64.0)
+    # the recurrent (SSM) state dtype of linear-attention / Mamba layers as the engine's launch
+    # option sets it (SGLang --mamba-ssm-dtype, vLLM --mamba-ssm-cache-dtype); None: the
+    # engine's rule (engines/<id>.yaml memory.state_dtype, attention_variants.with_state_dtypes)
+    ssm_state_dtype: Literal["fp32", "bf16", "fp16"] | None = None
     offload: OffloadConfig | None = None
     speculative: SpeculativeConfig | None = None
 

@@ -490,7 +490,7 @@ _NO_SHAPE_KEYS = _keys("""
     use_mtp num_mtp_modules mtp_transformer_layers use_qk_norm qk_norm_type
     moe_router_dtype num_logits_to_keep moe_router_scaling_factor index_topk
     indexer_rope_interleave full_attention_interval mtp_num_hidden_layers
-    mtp_use_dedicated_embeddings mamba_ssm_dtype output_gate_type sliding_window_size
+    mtp_use_dedicated_embeddings output_gate_type sliding_window_size
     attention_value_scale swa_rope_theta layernorm_epsilon final_logit_softcapping
     use_bidirectional_attention vocab_size_per_layer_input use_gemma_norm swiglu_alpha
     hc_eps hc_sinkhorn_iters compress_rope_theta expert_dtype activation_situ_beta
@@ -530,6 +530,10 @@ _SHAPE_KEYS = _keys("""
     mla_use_output_gate mla_use_nope num_experts_per_token num_shared_experts
     routed_expert_hidden_size
 """)
+
+# Keys that set no weight shape but a per-sequence state the memory model reads: the
+# linear-attention layers' recurrent state dtype (_ssm_dtype)
+_STATE_KEYS = _keys("mamba_ssm_dtype")
 
 # Parts a config may name that the ModelSpec cannot express yet: one line each.
 _UNMODELLED_KEYS = {
@@ -588,6 +592,7 @@ def _structural(c: _Config) -> dict[str, Any]:
         if c.data.get(key) and not (listed and key in _INDEXER_SHARING_KEYS):
             raise _refuse(c, part)
     unknown = sorted(k for k in c.data if k not in _SHAPE_KEYS and k not in _NO_SHAPE_KEYS
+                     and k not in _STATE_KEYS
                      and not (k in _UNMODELLED_KEYS and not c.data[k])  # false: part absent
                      and not (listed and k in _INDEXER_SHARING_KEYS))
     if unknown:
@@ -635,6 +640,8 @@ def _structural(c: _Config) -> dict[str, Any]:
             "value_head_dim": c.req("linear_value_head_dim"),
             "conv_kernel": c.get("linear_conv_kernel_dim", default=4),
         }
+    if linear is not None:  # the recurrent state's dtype, if the config states one
+        linear |= _ssm_dtype(c, "mamba_ssm_dtype")
     attn_types = c.get("attn_type_list")
     if attn_types is not None and any(t != 1 for t in attn_types):  # MiniMax: 0 = lightning
         raise _refuse(c, "linear (lightning) attention layers (attn_type_list entries 0)")
@@ -834,6 +841,30 @@ def _kda_layers(c: _Config, lac: Mapping[str, Any], layers: int
                    "full_rank_gate": bool(lac.get("use_full_rank_gate", False))}
 
 
+#: HF state dtype names (config.json ``mamba_ssm_dtype`` / ``mamba_ssm_cache_dtype``, as
+#: SGLang's mamba2_state_dtype and vLLM's MambaDType spell them) -> perfmodel's
+_SSM_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def _ssm_dtype(c: _Config, *keys: str) -> dict[str, Any]:
+    """The recurrent (SSM) state dtype a config states (first of ``keys``: Qwen3.5's
+    ``mamba_ssm_dtype``, Nemotron's ``mamba_ssm_cache_dtype``) as LinearAttentionSpec /
+    MambaSpec fields: ``ssm_dtype`` and the state bytes perfmodel's generic rule gives it
+    (attention_variants.GENERIC_STATE_RULE; an engine's own rule is applied on resolving a
+    scenario); {} when the config states none."""
+    from ..attention_variants import SSM_DTYPE_BYTES
+
+    name = c.get(*keys)
+    if name is None:
+        return {}
+    if name not in _SSM_DTYPES:
+        used = next(k for k in keys if c.data.get(k) is not None)
+        raise SpecError(f"HF config key {used!r} is {show(name)}; expected one of "
+                        f"{sorted(_SSM_DTYPES)}")
+    dtype = _SSM_DTYPES[name]
+    return {"ssm_dtype": dtype, "state_bytes": SSM_DTYPE_BYTES[dtype]}
+
+
 def _compressed_attention(c: _Config, layers: int) -> dict[str, Any]:
     """DeepSeek-V4 hybrid attention (``compress_ratios``; DeepSeek inference/model.py
     ``Attention``, ``args.compress_ratios[layer_id]``): every layer attends a window of
@@ -1020,7 +1051,7 @@ def _nemotron_h(c: _Config) -> dict[str, Any]:
             "conv_kernel": c.get("conv_kernel", default=4),
             "conv_bias": bool(c.get("use_conv_bias", default=True)),
             "chunk_size": c.get("chunk_size", default=128),
-            "state_bytes": 4.0 if c.get("mamba_ssm_cache_dtype") == "float32" else 2.0,
+            **_ssm_dtype(c, "mamba_ssm_dtype", "mamba_ssm_cache_dtype"),
         },
     }
     if "moe" in kinds:
