@@ -86,13 +86,20 @@ class InferenceResult:
     e2e: Array
     tokens_per_s: Array  # generated tokens per second, whole system
     prefill: PhaseResult
-    decode: PhaseResult  # at the mean context of generation
+    # one decode step: its time and parts the mean over the DECODE_SAMPLES contexts TPOT
+    # averages (``_context_mean``); its operators and MoE figures at their mean context
+    decode: PhaseResult
     memory: dict[str, Array]
     memory_total: Array
     kv_bytes_per_sequence: Array
     max_concurrent_sequences: Array
     model_flops_prefill: Array
     model_flops_per_token: Array
+    # decode steps alone (no prefill): batch x replicas / TPOT, generated tokens per second of
+    # the whole system at the modelled contexts (a decode instance's rate)
+    decode_tokens_per_s: Array = 0.0
+    # the decode contexts TPOT and the decode step average: (first, last, mean), tokens
+    decode_contexts: tuple = ()
 
 
 def _expert_pad(model: ModelSpec, plan: InferPlan, device) -> tuple[int, int] | None:
@@ -423,12 +430,19 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
     prefill = forward_pass(model, system, plan, profile, b, p, p, O.attention_pairs(p, p),
                            "prefill", b, keep_ops,
                            offload_time=stream(b, 0.0, written=b * np.asarray(p)))
-    tpot = _tpot(model, system, plan, profile, draft if speculative else None, stream,
-                 draft_tp)
+    tpot, steps = _tpot(model, system, plan, profile, draft if speculative else None, stream,
+                        draft_tp)
     mb = b / np.minimum(plan.pp, b)
     mid = np.asarray(p) + np.maximum(np.asarray(o) - 1, 0) / 2.0 + 1
     decode = forward_pass(model, system, plan, profile, mb, 1.0, mid, mid, "decode", mb, keep_ops,
                           offload_time=stream(mb, mid, written=mb))
+    ctx = _contexts(p, o) + 1  # the contexts TPOT averages; their mean is mid
+    if steps is None:  # speculative: the plain step at TPOT's contexts for the breakdown
+        mb_ctx = np.asarray(mb)[..., None]
+        steps = forward_pass(model, system, _with_context_axis(plan), profile, mb_ctx, 1.0, ctx,
+                             ctx, "decode", mb_ctx, False,
+                             offload_time=stream(mb_ctx, ctx, written=mb_ctx))
+    decode = _context_mean(decode, steps)
     ttft = prefill.time  # the first token comes out of the prefill pass
     if speculative:  # the draft model prefills the prompt too
         draft_alone = replace(plan, tp=draft_tp, pp=1, ep=1, attention_dp=1,
@@ -444,12 +458,16 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
         prefill=prefill, decode=decode, memory=memory, memory_total=sum(memory.values()),
         kv_bytes_per_sequence=kv_seq, max_concurrent_sequences=max_seqs,
         model_flops_prefill=flops_prefill, model_flops_per_token=flops_token,
+        decode_tokens_per_s=plan.replicas * b / tpot,
+        decode_contexts=(ctx.min(axis=-1), ctx.max(axis=-1), mid),
     )
 
 
 def _tpot(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
-          draft: ModelSpec | None, stream: OffloadStream, draft_tp=1) -> Array:
-    """Time per output token, averaged over the generated positions (DECODE_SAMPLES contexts).
+          draft: ModelSpec | None, stream: OffloadStream, draft_tp=1
+          ) -> tuple[Array, PhaseResult | None]:
+    """Time per output token, averaged over the generated positions (DECODE_SAMPLES contexts),
+    and the plain decode step at those contexts (a context axis last; None with a draft).
 
     The batch is split into min(pp, b) micro-batches that keep the stages busy; a sequence's
     next token needs its previous one, so a token takes one pass of its micro-batch through
@@ -473,6 +491,7 @@ def _tpot(model: ModelSpec, system: System, plan: InferPlan, profile: Calibratio
                                   "decode", mb_ctx, False)
         per_token = speculative_tokens_per_iteration(k, plan.spec_acceptance)
         step_time = (k * draft_step.time + verify.time) / per_token
+        step = None
     else:
         step = forward_pass(model, system, dec_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1,
                             "decode", mb_ctx, False,
@@ -482,7 +501,24 @@ def _tpot(model: ModelSpec, system: System, plan: InferPlan, profile: Calibratio
             micro = np.asarray(np.minimum(plan.pp, b))[..., None]
             step_time = pipelined_step_time(step.time, step.pp_comm, dec_plan.pp, micro,
                                             step.stage_excess)
-    return step_time.mean(axis=-1)
+    return step_time.mean(axis=-1), step
+
+
+def _context_mean(at_mid: PhaseResult, steps: PhaseResult) -> PhaseResult:
+    """``at_mid`` (the decode step at the mean context, its operators and MoE figures) with
+    its time and parts replaced by their means over ``steps``' contexts (the last axis), the
+    contexts TPOT averages: the parts add up to the time, and the time is TPOT without
+    speculation or an uneven pipeline (QA 1203c finding 9: the step at the mean context
+    differs by the attention curve's non-linearity, 38.984 vs 38.995 ms)."""
+    shape = np.shape(steps.time)
+
+    def mean(v):
+        return np.broadcast_to(np.asarray(v, float), shape).mean(axis=-1)
+
+    return replace(at_mid, time=mean(steps.time),
+                   compute={k: mean(v) for k, v in steps.compute.items()},
+                   tp_comm=mean(steps.tp_comm), pp_comm=mean(steps.pp_comm),
+                   ep_comm=mean(steps.ep_comm), stage_excess=mean(steps.stage_excess))
 
 
 def _expert_shards(model: ModelSpec, plan: InferPlan) -> Array:

@@ -122,6 +122,14 @@ class Prediction(BaseModel):
     breakdown: dict[str, Any]
     ops: list[OpReport] = []
     warnings: list[str] = []
+    # inference: decode steps alone, no prefill (batch x replicas / TPOT at the modelled
+    # contexts): generated tokens per second of the whole system and per GPU, the figure a
+    # disaggregated decode instance's published rate compares with; decode_context_tokens
+    # (first, last, mean) the contexts TPOT and breakdown["decode_step"] average. Left out of
+    # model_dump like the energy fields below; to_json_dict includes them
+    decode_tokens_per_s: float | None = Field(default=None, exclude=True)
+    decode_tokens_per_s_per_gpu: float | None = Field(default=None, exclude=True)
+    decode_context_tokens: list[float] | None = Field(default=None, exclude=True)
     # energy (perfmodel.power): whole system per training step / per decode step, per trained /
     # generated token, and mean GPU board power; breakdown["energy"] has the parts. Left out of
     # model_dump (the stored serving copies predate them); to_json_dict includes them.

@@ -95,6 +95,7 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
             ("TPOT", seconds(p.tpot_s)),
             ("end-to-end latency", seconds(p.e2e_latency_s)),
             ("generated tokens/s (system)", f"{p.tokens_per_s:,.1f}"),
+            *_decode_rate_rows(p),
             ("max concurrent sequences", f"{p.max_concurrent_sequences:,.0f}"),
             ("KV cache per sequence", gib(p.kv_cache_bytes_per_sequence)),
         ]
@@ -132,6 +133,8 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
             part = p.breakdown[phase]
             out.append(table([(k, seconds(v)) for k, v in part.items() if v > 0],
                              header=(phase, "seconds")))
+            if phase == "decode_step" and (line := _decode_step_line(p)):
+                out.append(line)
             out.append("")
         if "moe" in p.breakdown:  # routed-expert bytes and the all-to-all (moe_parallel.py)
             moe = p.breakdown["moe"]
@@ -167,6 +170,32 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
     for w in p.warnings:
         out.append(f"warning: {w}")
     return "\n".join(out)
+
+
+def _decode_rate_rows(p: Prediction) -> list[tuple[str, str]]:
+    """The decode steps' own rate (Prediction.decode_tokens_per_s: batch x replicas / TPOT,
+    no prefill), system and per GPU: what a decode instance's published tok/s compares with
+    (the generated tokens/s row above includes the batch's prefill)."""
+    if p.decode_tokens_per_s is None or p.decode_tokens_per_s_per_gpu is None:
+        return []
+    return [("decode tokens/s (system)",
+             f"{p.decode_tokens_per_s:,.1f} ({p.decode_tokens_per_s_per_gpu:,.1f} per GPU; "
+             "decode steps only, batch / TPOT)")]
+
+
+def _decode_step_line(p: Prediction) -> str:
+    """At which contexts the decode-step table is taken (the mean over the contexts TPOT
+    averages, inference._context_mean), and why TPOT differs from its total when it does."""
+    ctx = p.decode_context_tokens
+    if not ctx:
+        return ""
+    line = (f"decode step: mean over the contexts TPOT averages ({ctx[0]:,.0f}-{ctx[1]:,.0f} "
+            f"tokens, mean {ctx[2]:,.1f})")
+    total = p.breakdown["decode_step"]["total_s"]
+    if p.tpot_s and abs(p.tpot_s - total) > 1e-9 * max(total, 1e-30):
+        line += (f"; TPOT {seconds(p.tpot_s)} is not its total: speculative decoding's tokens "
+                 "per verification step or an uneven pipeline's pacing")
+    return line
 
 
 def _bound_line(p: Prediction) -> str:
