@@ -189,3 +189,45 @@ def test_spec_and_hf_import_carry_the_groups():
         MoESpec(**base, n_group=7, topk_group=4)
     with pytest.raises(ValueError, match=r"moe\.top_k"):
         MoESpec(**base, n_group=64, topk_group=1)
+
+
+def test_an_nvl72_rack_is_one_domain_for_the_normal_dispatch():
+    """DeepSeek-V3 wide EP 72 on a GB200 NVL72 rack: the EP group is one NVLink domain (the
+    node file's 72 GPUs, not 9 groups of 8), so the normal dispatch sends the limited
+    distinct-rank count (7.67 per token), not the multi-node scaling; on 9 H100 nodes the same
+    EP 72 takes the per-node scaling. Checked through stage_comm's dispatch bytes (1 ns per
+    byte stand-in)."""
+    import perfmodel as pm
+    from perfmodel import moe_parallel
+    from perfmodel.moe_parallel import stage_comm
+    from perfmodel.resolve import inference_inputs, resolve
+
+    sent = {}
+
+    def fake(kind, nbytes, span, system, profile):
+        if kind.startswith("ep_dispatch"):
+            sent["nodes"] = float(np.asarray(span.nodes))
+            sent["bytes"] = float(np.asarray(nbytes))
+        return np.asarray(nbytes, float) * 1e-9
+
+    for device, node, domains in (("gb200", "gb200-nvl72", 1.0), ("h100-sxm5-80gb", "dgx-h100", 9.0)):
+        rs = resolve(pm.Scenario(
+            kind="inference", model="deepseek-v3",
+            system={"device": device, "num_gpus": 72, "node": node},
+            parallelism={"tp": 1, "attention_dp": 72, "ep": 72, "a2a_mode": "normal",
+                         "redundant_experts": 32},
+            inference={"batch": 72, "prompt_len": 1024, "output_len": 1, "weight_dtype": "fp8",
+                       "activation_dtype": "fp8"}))
+        model = rs.scenario.model
+        plan = inference_inputs(rs.scenario, rs.system, rs.profile).plan
+        orig = moe_parallel.collective_time
+        moe_parallel.collective_time = fake
+        try:
+            stage_comm(model, plan, 72 * 1024.0, "prefill", 2.0, rs.system, rs.profile)
+        finally:
+            moe_parallel.collective_time = orig
+        assert sent["nodes"] == domains
+        copies = copies_per_token("normal", K, E, 72, domains, NG, M)
+        per_rank_bytes = 1024 * 7168 * (1 + 4 / 128)  # one rank's tokens, fp8 + scales
+        assert sent["bytes"] == pytest.approx(per_rank_bytes * float(copies))
+    assert float(copies_per_token("normal", K, E, 72, 1.0, NG, M)) == pytest.approx(7.6703, abs=1e-4)
