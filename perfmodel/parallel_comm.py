@@ -115,9 +115,11 @@ def distinct_groups(experts: int, top_k: int, groups: Array, n_group: int = 1,
     g = np.asarray(groups, float)
     e = float(experts)
     if n_group > 1 and topk_group is not None and topk_group < n_group:
-        flat = [_group_limited_distinct(int(experts), int(top_k), float(x), int(n_group),
-                                        int(topk_group)) for x in g.ravel()]
-        out = np.asarray(flat, float).reshape(g.shape)
+        values, where = np.unique(g, return_inverse=True)  # a sweep holds few counts
+        flat = np.asarray([_group_limited_distinct(int(experts), int(top_k), float(x),
+                                                   int(n_group), int(topk_group))
+                           for x in values], float)
+        out = flat[where].reshape(g.shape)
         return out if out.ndim else out[()]
     miss = np.ones_like(g)
     for i in range(top_k):  # C(E - E/G, k) / C(E, k) as a product of k ratios
