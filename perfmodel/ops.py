@@ -797,9 +797,8 @@ def linear_attention_ops(model: ModelSpec, b, q_len, shard: Shard, prec: Precisi
     and the new state (compulsory traffic); its FLOPs are ``gdn_core_flops``. Its efficiency
     is looked up on the attention curve at (q_len, q_len) for prefill and, for decode, at
     (sequences x heads, the state's size in KV-token equivalents): an assumption, checked
-    against measured gdn kernels in tests/test_attention_variants.py."""
-    from .attention_variants import STATE_BYTES
-
+    against measured gdn kernels in tests/test_attention_variants.py. The recurrent state is
+    read and written at the bytes the engine keeps it in (LinearAttentionSpec.state_bytes)."""
     la = model.linear_attention
     h, tp = model.hidden_size, shard.tp
     t = b * q_len
@@ -832,7 +831,7 @@ def linear_attention_ops(model: ModelSpec, b, q_len, shard: Shard, prec: Precisi
                elementwise("attn.conv1d", t * conv_dim * share, t * conv_dim * share, prec.act,
                            2.0 * la.conv_kernel, kind="conv1d")]
     flops = nv * gdn_core_flops(la, t, phase)
-    state = b * nv * la.key_head_dim * la.value_head_dim * STATE_BYTES
+    state = b * nv * la.key_head_dim * la.value_head_dim * la.state_bytes
     io = nv * gdn_core_bytes(la, t, prec.act, phase)
     kv_equiv = la.key_head_dim * la.value_head_dim / (2.0 * la.value_head_dim)
     point = ((b * nv, kv_equiv) if phase == "decode" else (q_len, q_len))
