@@ -185,7 +185,9 @@ def _fp8_netted(device: str) -> bool:
 @pytest.mark.parametrize("device", DEVICES)
 def test_reference_profiles_load_and_are_honest(device):
     path = data_dir("calibration") / f"{device}.reference.json"
-    assert path.stat().st_size < 1.5e6
+    # A size guard, not a precision rule: Blackwell profiles hold one GEMM curve per format and
+    # engine kernel (bf16, fp8, nvfp4 FlashInfer, nvfp4 TensorRT-LLM) at 4 significant digits.
+    assert path.stat().st_size < 2.0e6
     prof = load_profile(path)
     assert prof.kind == "reference" and prof.label == "reference (measured upstream)"
     assert prof.device == device
