@@ -56,11 +56,11 @@ class Ceiling(Strict):
     @model_validator(mode="after")
     def _one_kind(self) -> Ceiling:
         if self.by_seq_len and (self.fwd is not None or self.bwd is not None):
-            raise SpecError("ceilings: give either fwd / bwd or by_seq_len, not both")
+            raise SpecError("by_seq_len: give either fwd / bwd or by_seq_len, not both")
         for seq, frac in self.by_seq_len.items():
             if seq < 1 or not 0 < frac <= 1:
-                raise SpecError(f"ceilings.by_seq_len: {seq}: {frac}: a sequence length >= 1 "
-                                "and a fraction of the peak in (0, 1]")
+                raise SpecError(f"by_seq_len.{seq}: {frac}: a sequence length >= 1 and a "
+                                "fraction of the peak in (0, 1]")
         return self
 
     def fraction(self, phase: str, seq_len: Any) -> Any:
@@ -458,10 +458,6 @@ class FrameworkSpec(Strict):
     fp8_scope: Fp8ScopeFacts | None = None
     moe: MoeFacts | None = None  # None: a grouped kernel (the profile's MoE tables)
     eager_backward: EagerBackward | None = None  # None: no backward-only eager kernels
-    # attention backend (a key of _common.yaml attention_backends) -> architecture -> the
-    # ceilings of the kernel this framework ships under that name, in place of _common.yaml's
-    # for that architecture (Framework.attention_ceiling)
-    attention_ceilings: dict[str, dict[str, Ceiling]] = Field(default_factory=dict)
     facts: list[Fact] = Field(default_factory=list)
     versions: dict[str, VersionFacts] = Field(default_factory=dict)
     capabilities: Capabilities
@@ -489,8 +485,7 @@ def framework_spec(framework_id: str) -> FrameworkSpec:
                             f"{', '.join(common.decompositions)}")
     for key, table in ((spec.defaults.attention_backend, common.attention_backends),
                        (spec.defaults.float8_recipe, common.fp8_recipes),
-                       *((k, common.fp8_recipes) for k in spec.fp8_quantise),
-                       *((k, common.attention_backends) for k in spec.attention_ceilings)):
+                       *((k, common.fp8_recipes) for k in spec.fp8_quantise)):
         if key not in table:
             raise SpecError(f"{path}: {key!r} is not in _common.yaml; valid: {', '.join(table)}")
     stage3 = spec.capabilities.zero_stages.get(3)
@@ -551,11 +546,8 @@ class Framework:
         return d.forward_s, d.backward_s
 
     def attention_ceiling(self, architecture: str | None) -> Ceiling:
-        """The run's attention backend's ceiling on ``architecture``: the framework file's
-        own (attention_ceilings) where it has one, else _common.yaml's."""
-        own = self.spec.attention_ceilings.get(self.attention_backend, {})
-        if (architecture or "") in own:
-            return own[architecture or ""]
+        """The run's attention backend's ceiling on ``architecture`` (_common.yaml's; none on
+        an architecture it does not list)."""
         backends = common_facts().attention_backends
         backend = backends[self.attention_backend]
         if backend.same_as:

@@ -10,11 +10,11 @@ import perfmodel as pm
 from perfmodel import frameworks_costs as FC
 from perfmodel import ops as O
 from perfmodel.errors import SpecError
-from perfmodel.frameworks import resolve_framework
+from perfmodel.frameworks import common_facts, resolve_framework
 from perfmodel.frameworks_config import FRAMEWORK_NAMES, FrameworkConfig
 from perfmodel.resolve import resolve, training_plan
 from perfmodel.specs.common import validate
-from perfmodel.specs.registry import get_model
+from perfmodel.specs.registry import devices, get_model
 from perfmodel.specs.scenario import Scenario
 from perfmodel.training import training_step
 
@@ -192,15 +192,21 @@ def test_fa2_ceiling_slows_hopper_attention_only():
 def test_fa2_hopper_backward_ceiling_by_hand():
     """FA2 on H100: 335 TFLOP/s forward + backward (Dao 2023 Sec. 4.1; FLOPs 3.5 x forward)
     with the forward at 370 (FA3 paper Fig. 5) leaves the backward 2.5 / (3.5/335 - 1/370)
-    = 322.8 TFLOP/s, 0.326 of 989.4; _common.yaml's Triton FlashAttention at most FA2 / 1.3
-    (fsdp runs llm-foundry's Triton kernel at its measured rate instead:
-    tests/test_fsdp_triton_attention.py)."""
+    = 322.8 TFLOP/s, 0.326 of 989.4. (Triton FlashAttention: its own table by sequence
+    length, tests/test_fsdp_triton_attention.py.)"""
     bwd = 2.5 / (3.5 / 335 - 1 / 370) / 989.4
     assert bwd == pytest.approx(0.3263, abs=1e-4)
     fw = resolve_framework(FrameworkConfig(name="torchtitan"))
     assert fw.attention_ceiling("Hopper").bwd == pytest.approx(bwd, abs=1e-3)
-    triton = resolve_framework(FrameworkConfig(name="torchtitan", attention_backend="triton_flash"))
-    assert triton.attention_ceiling("Hopper").bwd == pytest.approx(bwd / 1.3, abs=1e-3)
+
+
+def test_ceiling_architectures_are_device_architectures():
+    """A ceiling under a misspelt architecture ("Hoper") would silently never apply: every
+    key of _common.yaml's attention_backends.<name>.ceilings is some device's architecture."""
+    archs = {d.architecture for d in devices().values()}
+    for name, backend in common_facts().attention_backends.items():
+        for arch in backend.ceilings:
+            assert arch in archs, f"attention_backends.{name}.ceilings.{arch}"
 
 
 def test_dispatch_is_exposed_only_when_kernels_are_short():
