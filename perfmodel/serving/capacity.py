@@ -1,18 +1,18 @@
-"""Capacity planning: the fewest GPUs, per device type and TP (x PP) degree, that serve a
-request rate within latency SLOs -- and what that costs per hour, per million tokens and in
-energy. A replica of tp x pp GPUs may span nodes (TP16 over two 8-GPU nodes, or PP across
+"""Capacity planning: the fewest GPUs, per device type and layout (TP x PP; MoE: attention
+TP x DP, EP), that serve a request rate within latency SLOs -- and what that costs per hour,
+per million tokens and in energy. A replica of tp x pp GPUs may span nodes (TP16 over two 8-GPU nodes, or PP across
 them): its iterations pay the inter-node all-reduces and hops as an inference plan does; a pp
 that does not divide the layers splits them as the engine does (vLLM's split for generic).
 
-For each (device, tp, pp) the search simulates the workload on R replicas (``Deployment``) and
+For each (device, layout) the search simulates the workload on R replicas (``Deployment``) and
 finds the smallest R whose SLO percentiles all hold: it starts from a throughput estimate
 (a replica decoding its KV-limited batch back to back after prefilling each prompt at batch
 1), grows R by doubling until the SLOs hold and bisects below. Latency falls and goodput
 rises with R (more replicas share the same arrivals), which the bisection relies on; a
 candidate whose zero-load latency already misses an SLO is infeasible at any R. Candidates
 are visited cheapest estimate first, and one whose optimistic cost cannot beat the best
-found so far is skipped. The answer is the cheapest feasible candidate by $/hour (fewer GPUs
-on a tie); every candidate is reported with its reason.
+found so far is skipped. The answer is the cheapest feasible candidate by $/hour (fewer GPUs,
+then the most SLO headroom, on a tie); every candidate is reported with its reason.
 
 The engine's batch cap (max_num_seqs, ``serving.scheduler.max_batch``) is searched too: for a
 (device, tp) that meets the SLOs at the engine's default cap with R replicas, each smaller cap
@@ -26,10 +26,10 @@ batch gives the same simulation and is not run again. The KV cache stays sized a
 default cap (vLLM's start-up profile run and CUDA-graph captures grow with max_num_seqs, so a
 smaller cap leaves slightly more KV: the plan is conservative there).
 
-Every latency carries an 80 % band from the validation error of comparable cases
-(``uncertainty.validation_ratio`` over ``group_keys("serving", ...)``, the groups ``predict``
-uses for serving), as a ``ranges`` dict metric -> [lo, hi]: the p90s, every SLO percentile,
-and the throughputs (the inverse of the end-to-end latency's band, capped at the offered
+Every latency carries an 80 % band by predict's rule (``serving_bands``: per side the wider of
+the calibration residuals through the zero-load breakdown and the validation error of
+comparable cases, ``uncertainty.quantity_ratios``), as a ``ranges`` dict metric -> [lo, hi]:
+the p90s, every SLO percentile, and the throughputs (the inverse of the end-to-end latency's band, capped at the offered
 rate). A row whose value meets an SLO but whose band's upper end does not "may miss" it
 (``may_miss_slo``); the answer prefers the cheapest row that meets every SLO across its band,
 and falls back to the cheapest row that meets them at the point when none does
@@ -44,6 +44,15 @@ naming the count that meets the SLOs at the point), so a planner can see what th
 costs, and it can be the answer. It is not tried when the point row already costs at least the
 cheapest row meeting the SLOs across its band, nor when an idle replica already misses a
 tightened bound (then no replica count meets it across the band; the row says so).
+
+Layouts (``layouts``): a dense model's replica is TP over each size of ``tps`` (x pp). A MoE
+model's replica of n GPUs per stage is also split into attention TP x attention DP (every
+divisor of n, where the engine runs DP attention: ``dp_attention_supported``) with the experts
+as TP shards over the instance (ep 1) or one expert group per GPU (ep n), the serving layouts of
+SGLang / vLLM DP attention + EP (perfmodel/moe_parallel.py). A scenario's own layout (its whole
+parallelism section) is always a candidate, and the fields the planner replaces are listed
+(``PlanInputs.replaced``, one line in the output). The throughput-vs-interactivity frontier is
+the Pareto set of every evaluated (device, layout, batch) point (``mark_pareto``).
 
 Aggregated schedulers only (static, continuous, chunked); sizing DistServe's two pools is a
 two-dimensional search left to ``perfmodel predict`` with explicit pool sizes.
@@ -112,6 +121,87 @@ class PlanInputs:
     # default, and the default); a cap the scenario sets (serving.scheduler.max_batch or
     # engine.max_num_seqs) is used alone
     max_num_seqs: tuple[int, ...] | None = None
+    # the scenario's own parallelism (plan-serving SCENARIO): its layout is always a candidate
+    parallelism: Parallelism | None = None
+    # MoE models: the attention-DP degrees tried per instance size (None: every divisor of it,
+    # where the engine runs DP attention: ``dp_attention_supported``)
+    attention_dps: tuple[int, ...] | None = None
+    # one line per scenario field the planner replaces (``replaced_fields``), printed as given
+    replaced: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One instance's parallel layout: attention TP ``tp`` x attention DP ``attention_dp`` x
+    ``pp`` GPUs, the routed experts over ``ep`` groups of the tp x attention_dp GPUs of a
+    stage (perfmodel/moe_parallel.py)."""
+
+    tp: int
+    pp: int = 1
+    attention_dp: int = 1
+    ep: int = 1
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.attention_dp * self.pp
+
+    @property
+    def label(self) -> str:
+        """"tp 8", "tp 8 ep 8", "tp 1 dp 8 ep 8" (attention DP), with " pp 2" when pipelined."""
+        return layout_label(self.tp, self.pp, self.attention_dp, self.ep)
+
+
+def layout_label(tp: int, pp: int = 1, attention_dp: int = 1, ep: int = 1) -> str:
+    return (f"tp {tp}" + (f" dp {attention_dp}" if attention_dp > 1 else "")
+            + (f" ep {ep}" if ep > 1 else "") + (f" pp {pp}" if pp > 1 else ""))
+
+
+def dp_attention_supported(engine: EngineConfig) -> bool:
+    """Whether the engine runs attention data parallelism: a named engine whose data file
+    states how its DP-attention ranks relate to its TP group (engines/<id>.yaml
+    ``memory.attention_dp_in_tp_group``: SGLang true, --enable-dp-attention inside the TP
+    group; vLLM false, each --data-parallel-size rank its own engine core, with
+    --enable-expert-parallel over all of them, docs.vllm.ai v0.12.0 serving/
+    data_parallel_deployment); one that states nothing (TensorRT-LLM, llama.cpp) is not
+    searched with it. The generic engine models any layout."""
+    if engine.name == "generic":
+        return True
+    from ..engines import engine_for
+
+    return engine_for(engine).memory.attention_dp_in_tp_group is not None
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def layouts(inp: PlanInputs) -> list[Layout]:
+    """The instance layouts tried on every device: per instance size n in ``inp.tps`` (GPUs
+    per pipeline stage) and pp in ``inp.pps``, TP over n for a dense model; for a MoE model
+    every attention TP x attention DP split of n (attention DP where the engine runs it,
+    ``dp_attention_supported``; ``inp.attention_dps`` restricts the degrees) with the experts
+    over the instance as tensor-parallel shards (ep 1) or one group per GPU (ep n: vLLM
+    --enable-expert-parallel, SGLang --ep-size, DeepEP). The scenario's own layout
+    (``inp.parallelism``) is always one, first."""
+    out: list[Layout] = []
+    p = inp.parallelism
+    if p is not None:
+        out.append(Layout(p.tp, p.pp, p.attention_dp, p.ep))
+    moe = inp.model.moe is not None
+    dp_ok = moe and dp_attention_supported(inp.engine)
+    for n in inp.tps:
+        for pp in inp.pps:
+            if not moe:
+                out.append(Layout(n, pp))
+                continue
+            for adp in _divisors(n):
+                if adp > 1 and not dp_ok:
+                    continue
+                if inp.attention_dps is not None and adp not in inp.attention_dps:
+                    continue
+                for ep in sorted({1, n}):
+                    out.append(Layout(n // adp, pp, adp, ep))
+    return list(dict.fromkeys(out))
 
 
 def seqs_candidates(inp: PlanInputs, default: int) -> tuple[int, ...]:
@@ -164,6 +254,8 @@ class Candidate:
     point_replicas: int | None = None
     # on a row that may miss an SLO: what sizing it across its band gave (replicas, or why not)
     across_band: str = ""
+    attention_dp: int = 1  # attention DP groups of tp GPUs per replica (MoE layouts)
+    ep: int = 1  # expert-parallel groups of a replica's tp x attention_dp GPUs
 
     @property
     def meets_across_band(self) -> bool:
@@ -172,11 +264,17 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        """"tp 8" or "tp 8 pp 2"."""
-        return f"tp {self.tp}" + (f" pp {self.pp}" if self.pp > 1 else "")
+        """"tp 8", "tp 8 pp 2" or "tp 1 dp 8 ep 8" (``layout_label``)."""
+        return layout_label(self.tp, self.pp, self.attention_dp, self.ep)
+
+    @property
+    def replica_gpus(self) -> int:
+        return self.tp * self.attention_dp * self.pp
 
     def to_dict(self) -> dict:
-        return {"device": self.device, "tp": self.tp, "pp": self.pp, "feasible": self.feasible,
+        return {"device": self.device, "tp": self.tp, "pp": self.pp,
+                "attention_dp": self.attention_dp, "ep": self.ep, "layout": self.label,
+                "feasible": self.feasible,
                 "reason": self.reason, "replicas": self.replicas, "gpus": self.gpus,
                 "max_num_seqs": self.max_num_seqs,
                 "max_num_seqs_default": self.max_num_seqs_default, "why": self.why,
@@ -198,16 +296,17 @@ class PlanResult:
 
     @property
     def best(self) -> Candidate | None:
-        """The cheapest feasible row by USD/h (fewest GPUs on a tie; by GPUs when no row has a
-        price), among the rows that meet every SLO across their 80 % band when any does, else
-        among the rows that meet them at the point estimate."""
+        """The cheapest feasible row by USD/h (fewest GPUs on a tie, then the most headroom:
+        the smallest largest SLO value / bound, as layouts of one device and size often tie;
+        by GPUs when no row has a price), among the rows that meet every SLO across their 80 %
+        band when any does, else among the rows that meet them at the point estimate."""
         feasible = [c for c in self.candidates if c.feasible]
         robust = [c for c in feasible if c.meets_across_band]
         pool = robust or feasible
         ok = [c for c in pool if c.cost]
         if not ok:
-            return min(pool, key=lambda c: c.gpus) if pool else None
-        return min(ok, key=lambda c: (c.cost["usd_per_hour"], c.gpus))
+            return min(pool, key=lambda c: (c.gpus, _load(c))) if pool else None
+        return min(ok, key=lambda c: (c.cost["usd_per_hour"], c.gpus, _load(c)))
 
     def choice_note(self) -> str:
         """Why the answer is the row it is, as far as the SLO bands go (empty with no answer)."""
@@ -240,6 +339,12 @@ class PlanResult:
                 "warnings": list(self.warnings)}
 
 
+def _load(c: Candidate) -> float:
+    """The row's largest SLO value / bound (how close it runs to its tightest SLO)."""
+    checks = (c.metrics or {}).get("checks") or {}
+    return max((v["value_s"] / v["bound_s"] for v in checks.values()), default=0.0)
+
+
 def _serving(inp: PlanInputs) -> ServingConfig:
     return ServingConfig(
         arrival=ArrivalConfig(process=inp.arrival, rate_per_s=inp.rate_per_s, cv=inp.cv),
@@ -247,14 +352,23 @@ def _serving(inp: PlanInputs) -> ServingConfig:
         scheduler=inp.scheduler, slo=inp.slo, seed=inp.seed)
 
 
-def _scenario(inp: PlanInputs, device: str, tp: int, pp: int = 1) -> Scenario:
-    """One replica of tp x pp GPUs; a pp that does not divide the layers splits them unevenly
-    (the engine's default split, vLLM's for generic: ``deploy._engine_split``)."""
-    uneven = bool(inp.model.num_layers % pp)
+def _scenario(inp: PlanInputs, device: str, layout: Layout | int, pp: int = 1) -> Scenario:
+    """One replica of ``layout.gpus`` GPUs (an int: TP over that many, x ``pp``); a pp that
+    does not divide the layers splits them unevenly (the engine's default split, vLLM's for
+    generic: ``deploy._engine_split``). The scenario's own layout keeps its parallelism section
+    whole (DeepEP mode, overlap, redundant experts, layer split)."""
+    if not isinstance(layout, Layout):
+        layout = Layout(int(layout), pp)
+    p = inp.parallelism
+    if p is not None and layout == Layout(p.tp, p.pp, p.attention_dp, p.ep):
+        par = p
+    else:
+        par = Parallelism(tp=layout.tp, pp=layout.pp, attention_dp=layout.attention_dp,
+                          ep=layout.ep, uneven_pipeline=bool(inp.model.num_layers % layout.pp))
     return Scenario(kind="serving", model=inp.model,
-                    system=SystemConfig(device=device, num_gpus=tp * pp),
-                    parallelism=Parallelism(tp=tp, pp=pp, uneven_pipeline=uneven),
-                    inference=inp.inference, serving=_serving(inp), engine=inp.engine)
+                    system=SystemConfig(device=device, num_gpus=layout.gpus),
+                    parallelism=par, inference=inp.inference, serving=_serving(inp),
+                    engine=inp.engine)
 
 
 def _profile(device: str, calibration: str | Path | None) -> CalibrationProfile:
@@ -501,19 +615,39 @@ SLO_QUANTITY = {"ttft": "ttft_s", "tpot": "tpot_s", "e2e": "e2e_latency_s"}  # S
 RATE_METRICS = ("output_tokens_per_s", "requests_per_s")  # ~ 1 / E2E (Little's law)
 
 
-def serving_bands(sc: Scenario, device: str) -> dict[str, tuple[tuple[float, float], str]]:
-    """quantity -> ((lo, hi) of true / predicted, basis) for ttft_s, tpot_s, e2e_latency_s:
-    the first qualifying validation group of ``group_keys("serving", ...)`` (engine, device
-    class, then wider), as ``predict`` bands a serving prediction; none without a group."""
+def serving_bands(sc: Scenario, device: str, dep: Deployment | None = None,
+                  profile: CalibrationProfile | None = None, wl: Workload | None = None,
+                  ttft_s: float | None = None, e2e_s: float | None = None,
+                  base=None) -> dict[str, tuple[tuple[float, float], str]]:
+    """quantity -> ((lo, hi) of true / predicted, basis) for ttft_s, tpot_s, e2e_latency_s,
+    as ``predict`` bands a serving prediction (``uncertainty.quantity_ratios``): per side the
+    wider of the calibration residuals propagated through the zero-load prefill / decode
+    breakdown of one instance (``predict._baseline`` at the workload's median prompt and
+    output, the breakdown predict prints) and the first qualifying validation group of
+    ``group_keys("serving", ...)``. The end-to-end band weights the prefill and decode
+    residuals by the simulated median TTFT and E2E (``ttft_s``, ``e2e_s``; default the zero-load
+    request's), as predict does with its simulation's. Without ``dep`` / ``profile`` / ``wl``
+    the validation groups alone; a quantity with no band is left out. ``base``: the zero-load
+    Prediction (``band_baseline``) when the caller has it already."""
     from ..uncertainty import (
         combine,
         device_class,
         group_keys,
+        quantity_ratios,
         shipped_groups,
         stack_of,
         validation_ratio,
     )
 
+    if dep is not None and profile is not None and wl is not None:
+        base = base or band_baseline(sc, dep, profile, wl)
+        pred = base.model_copy(update={
+            "kind": "serving",
+            "ttft_s": base.ttft_s if ttft_s is None else ttft_s,
+            "e2e_latency_s": base.e2e_latency_s if e2e_s is None else e2e_s})
+        ratios = quantity_ratios(pred, profile, sc)
+        return {q: (r, how) for q, (r, how) in ratios.items()
+                if q in ("ttft_s", "tpot_s", "e2e_latency_s") and r is not None}
     groups = shipped_groups()
     stack, dev = stack_of(sc), device_class(device)
     out = {}
@@ -526,6 +660,27 @@ def serving_bands(sc: Scenario, device: str) -> dict[str, tuple[tuple[float, flo
                   f"validation group {b[1]} (n={g['n']}, {len(g.get('sources', ()))} "
                   f"sources) {b[0][0]:.2f}-{b[0][1]:.2f}x, 80 %")
     return out
+
+
+def band_baseline(sc: Scenario, dep: Deployment, profile: CalibrationProfile, wl: Workload):
+    """The zero-load Prediction predict explains a serving scenario with and bands it by (the
+    same inference prediction as ``predict.simulate_serving``'s baseline: one request per
+    attention-DP group on one instance, at the median prompt and output; the band test in
+    tests/test_plan_serving_layouts.py holds the two together)."""
+    from ..predictors import predict_inference
+    from ..resolve import Resolved
+
+    inst = dep.instances[0]
+    adp = int(inst.plan.attention_dp)
+    one = sc.model_copy(update={
+        "kind": "inference",
+        "system": sc.system.model_copy(update={"num_gpus": int(inst.plan.instance_gpus)}),
+        "parallelism": sc.parallelism.model_copy(update={"tp": int(inst.plan.tp)}),
+        "inference": sc.inference_or_default().model_copy(update={
+            "batch": adp, "prompt_len": int(np.median(wl.prompt)),
+            "output_len": int(np.median(wl.output))}),
+    })
+    return predict_inference(Resolved(one, resolve_system(one.system), profile, []))
 
 
 def metric_ranges(metrics: dict, bands: dict, offered_rps: float | None = None
@@ -657,6 +812,11 @@ def may_miss_text(c: Candidate) -> str:
                      f"{1e3 * checks[k]['bound_s']:g} ms)" for k in c.may_miss)
 
 
+def _layout_fields(lay: Layout) -> dict:
+    """A Candidate's layout keywords besides its tp."""
+    return {"pp": lay.pp, "attention_dp": lay.attention_dp, "ep": lay.ep}
+
+
 def _devices(inp: PlanInputs, prices: PriceTable) -> list[str]:
     if inp.devices:
         for d in inp.devices:
@@ -686,9 +846,8 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
     uncalibrated: list[str] = []  # devices answered with the documented default efficiencies
     warnings: list[str] = []
     kinds: dict[str, str] = {}  # device -> measured | default profile
-    for device, tp, pp in ((d, t, p) for d in _devices(inp, prices) for t in inp.tps
-                           for p in inp.pps):
-            sc = _scenario(inp, device, tp, pp)
+    for device, lay in ((d, x) for d in _devices(inp, prices) for x in layouts(inp)):
+            sc = _scenario(inp, device, lay)
             try:
                 system = resolve_system(sc.system)
                 profile = _profile(device, inp.calibration)
@@ -696,57 +855,58 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
                 _note_profile(profile, system, uncalibrated, warnings)
                 dep = deployment_for(sc, system, profile, sc.inference, wl, counts=(1,))
             except SpecError as err:
-                candidates.append(Candidate(device, tp, False, f"does not apply: {err}",
-                                            profile=kinds.get(device), pp=pp))
+                candidates.append(Candidate(device, lay.tp, False, f"does not apply: {err}",
+                                            profile=kinds.get(device), **_layout_fields(lay)))
                 continue
-            bands = serving_bands(sc, device)
-            frontier += batch_points(dep, wl, device, tp, bands=bands, pp=pp) + _ep_points(
-                sc, system, profile, wl, device, tp, bands, pp)
+            bands = serving_bands(sc, device, dep, profile, wl)
+            frontier += batch_points(dep, wl, device, lay.tp, ep=lay.ep, bands=bands,
+                                     pp=lay.pp, attention_dp=lay.attention_dp)
             miss = _zero_load_misses(dep, wl, inp.slo)
             if miss:
-                candidates.append(Candidate(device, tp, False, miss, profile=kinds[device],
+                candidates.append(Candidate(device, lay.tp, False, miss, profile=kinds[device],
                                             max_num_seqs_default=dep.scheduler.max_batch,
-                                            pp=pp))
+                                            **_layout_fields(lay)))
                 continue
             est = inp.rate_per_s / _replica_estimate(dep, wl)
             price = prices.devices.get(device)
             floor = math.floor(0.7 * est)
-            optimistic = (price.usd_per_gpu_hour * tp * pp * max(floor, 1)) if price \
+            optimistic = (price.usd_per_gpu_hour * lay.gpus * max(floor, 1)) if price \
                 else math.inf
-            staged.append((optimistic, device, tp, pp, dep, system, profile,
+            staged.append((optimistic, device, lay, dep, system, profile,
                            max(1, round(est)), bands))
-    staged.sort(key=lambda s: (s[0], s[1], s[2], s[3]))
+    staged.sort(key=lambda s: (s[0], s[1], s[2].gpus, s[2].tp, s[2].pp, s[2].attention_dp,
+                               s[2].ep))
     best_cost = math.inf
-    for optimistic, device, tp, pp, dep, system, profile, start, bands in staged:
+    for optimistic, device, lay, dep, system, profile, start, bands in staged:
         kind, default = kinds[device], dep.scheduler.max_batch
         if optimistic > best_cost:
-            candidates.append(Candidate(device, tp, False,
+            candidates.append(Candidate(device, lay.tp, False,
                                         f"skipped: cannot beat {best_cost:.2f} USD/h "
                                         f"(needs >= {optimistic:.2f} USD/h by its throughput "
                                         "estimate)", profile=kind,
-                                        max_num_seqs_default=default, pp=pp))
+                                        max_num_seqs_default=default, **_layout_fields(lay)))
             continue
-        sized, metrics, sims = size_configuration(dep, wl, inp, tp * pp, start)
+        sized, metrics, sims = size_configuration(dep, wl, inp, lay.gpus, start)
         if sized is None:
             ranges, basis = metric_ranges(metrics, bands, inp.rate_per_s)
-            candidates.append(Candidate(device, tp, False,
+            candidates.append(Candidate(device, lay.tp, False,
                                         f"SLOs not met within max_gpus = {inp.max_gpus}",
                                         simulations=sims, metrics=metrics, profile=kind,
                                         max_num_seqs=default, max_num_seqs_default=default,
-                                        ranges=ranges, range_basis=basis, pp=pp))
+                                        ranges=ranges, range_basis=basis, **_layout_fields(lay)))
             continue
-        gpus = sized.replicas * tp * pp
+        gpus = sized.replicas * lay.gpus
         cost = cost_report(prices, device, gpus, metrics["output_tokens_per_s"])
         energy = energy_report(system.device, profile, gpus, metrics["output_tokens_per_s"])
         ranges, basis = metric_ranges(metrics, bands, inp.rate_per_s)
         miss = may_miss_slo(metrics, ranges)
-        cand = Candidate(device, tp, True, "meets the SLOs" + (
+        cand = Candidate(device, lay.tp, True, "meets the SLOs" + (
                          " at the point estimate; may miss SLO " + ", ".join(miss)
                          + " across its 80 % band" if miss else ""),
                          sized.replicas, gpus, sims,
                          metrics, cost, energy, sized.max_num_seqs, default,
                          explain_choice(sized, _kv_sequences(dep, wl)), kind, ranges, basis,
-                         pp=pp, may_miss=miss)
+                         **_layout_fields(lay), may_miss=miss)
         candidates.append(cand)
         if cost and not miss:  # only a row meeting the SLOs across its band can be the
             best_cost = min(best_cost, cost["usd_per_hour"])  # answer while such rows exist
@@ -757,23 +917,23 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
                                 f"costs at least {best_cost:.2f} USD/h, the cheapest row "
                                 "meeting every SLO across its band")
             continue
-        wide, wm, wsims, why_not = size_across_band(dep, wl, inp, tp * pp, sized, bands)
+        wide, wm, wsims, why_not = size_across_band(dep, wl, inp, lay.gpus, sized, bands)
         if wide is None:
             cand.across_band = why_not
             continue
-        wgpus = wide.replicas * tp * pp
+        wgpus = wide.replicas * lay.gpus
         wcost = cost_report(prices, device, wgpus, wm["output_tokens_per_s"])
         wranges, wbasis = metric_ranges(wm, bands, inp.rate_per_s)
         tight = band_slo(inp.slo, bands).model_dump()
         robust = Candidate(
-            device, tp, True, f"meets the SLOs across its 80 % band ({sized.replicas} "
+            device, lay.tp, True, f"meets the SLOs across its 80 % band ({sized.replicas} "
             "replica(s) meet them at the point estimate)", wide.replicas, wgpus, wsims, wm,
             wcost, energy_report(system.device, profile, wgpus, wm["output_tokens_per_s"]),
             wide.max_num_seqs, default,
             explain_choice(wide, _kv_sequences(dep, wl)) + "; sized against each SLO bound "
             "divided by its band's upper end (" + ", ".join(
                 f"{k} <= {tight[k]:.4g} s" for k in wm.get("checks", {})) + ")",
-            kind, wranges, wbasis, pp=pp, may_miss=may_miss_slo(wm, wranges),
+            kind, wranges, wbasis, **_layout_fields(lay), may_miss=may_miss_slo(wm, wranges),
             point_replicas=sized.replicas)
         candidates.append(robust)
         cand.across_band = (f"{wide.replicas} replica(s) meet every SLO across its 80 % band"
@@ -783,7 +943,8 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
             best_cost = min(best_cost, wcost["usd_per_hour"])
     candidates.sort(key=lambda c: (not c.feasible,
                                    c.cost["usd_per_hour"] if c.cost else math.inf,
-                                   c.device, c.tp, c.pp, c.replicas))
+                                   c.device, c.replica_gpus, c.tp, c.pp, c.attention_dp,
+                                   c.ep, c.replicas))
     inputs = {"model": inp.model.id, "rate_per_s": inp.rate_per_s,
               "slo": {k: v for k, v in inp.slo.model_dump().items() if v is not None},
               "prompt_len": inp.prompt_len.model_dump(exclude_none=True),
@@ -793,6 +954,11 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
               "prices": {"basis": prices.basis, "currency": prices.currency},
               "engine": inp.engine.name, "profiles": dict(sorted(kinds.items())),
               "tp": list(inp.tps), "pp": list(inp.pps),
+              "layouts": [x.label for x in layouts(inp)],
+              "scenario_layout": (layout_label(inp.parallelism.tp, inp.parallelism.pp,
+                                               inp.parallelism.attention_dp, inp.parallelism.ep)
+                                  if inp.parallelism is not None else None),
+              "replaced": list(inp.replaced),
               "max_num_seqs": list(inp.max_num_seqs) if inp.max_num_seqs else
               f"engine default and powers of two from {MIN_SEQS_CANDIDATE} below it"}
     if uncalibrated:
@@ -805,39 +971,30 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
 FRONTIER_BATCHES = tuple(2 ** k for k in range(11))  # 1 ... 1024 sequences
 
 
-def _ep_points(sc: Scenario, system, profile, wl: Workload, device: str, tp: int,
-               bands: dict | None = None, pp: int = 1) -> list[dict]:
-    """For a MoE model, the same TP with its experts spread over the TP ranks (ep = tp,
-    vLLM's --enable-expert-parallel) as frontier points of their own."""
-    if sc.model.moe is None or tp == 1:
-        return []
-    ep = sc.model_copy(update={"parallelism": sc.parallelism.model_copy(update={"ep": tp})})
-    try:
-        dep = deployment_for(ep, system, profile, ep.inference, wl, counts=(1,))
-    except SpecError:
-        return []
-    return batch_points(dep, wl, device, tp, ep=tp, bands=bands, pp=pp)
-
-
 def batch_points(dep: Deployment, wl: Workload, device: str, tp: int, ep: int = 1,
-                 bands: dict | None = None, pp: int = 1) -> list[dict]:
+                 bands: dict | None = None, pp: int = 1, attention_dp: int = 1) -> list[dict]:
     """Throughput per GPU vs interactivity of one replica at each decode batch up to its KV-
     and max_batch-limited size: tokens/s/user = 1 / TPOT(batch, mean context), tokens/s/GPU =
     batch x output / (batch x prefill(mean prompt) + output x TPOT) / GPUs (each request's
     prompt prefilled once at batch 1, as ``_replica_estimate``; the curve hardware is compared
-    by, e.g. SemiAnalysis InferenceMAX's throughput-vs-interactivity plots). With ``bands``
-    (``serving_bands``) each point carries ``ranges``: TPOT and tokens/s/user from the TPOT
-    band, tokens/s/GPU with prefill and decode both at their band's end (both bounds taken
-    together: a little wider than 80 %)."""
+    by, e.g. SemiAnalysis InferenceMAX's throughput-vs-interactivity plots). With attention
+    DP (g groups) a prompt is prefilled at batch 1 on its group while the other groups prefill
+    theirs in the same pass (SGLang runs every DP rank's prefill batch in one forward,
+    serving/attention_dp.py), so its share is the pass of g prompts / g; g = 1 is the batch-1
+    prefill. With ``bands`` (``serving_bands``) each point carries ``ranges``: TPOT and
+    tokens/s/user from the TPOT band, tokens/s/GPU with prefill and decode both at their
+    band's end (both bounds taken together: a little wider than 80 %)."""
     inst = dep.instances[0]
     p, o = float(wl.prompt.mean()), float(wl.output.mean())
     top = max(1, int(min(dep.scheduler.max_batch, inst.kv.tokens / max(p + o, 1.0))))
-    t_pre = inst.cost.iteration_time([p], [p])
+    g = int(inst.cost.groups)
+    t_pre = inst.cost.iteration_time([p] * g, [p] * g) / g
     gpus = int(inst.plan.instance_gpus)
     out = []
     for b in sorted({x for x in FRONTIER_BATCHES if x <= top} | {top}):
         tpot = inst.cost.iteration_time([], [], [p + o / 2] * b)
-        point = {"device": device, "tp": tp, "pp": pp, "ep": ep, "batch": b, "tpot_s": tpot,
+        point = {"device": device, "tp": tp, "pp": pp, "ep": ep, "attention_dp": attention_dp,
+                 "layout": layout_label(tp, pp, attention_dp, ep), "batch": b, "tpot_s": tpot,
                  "tokens_per_s_per_user": 1.0 / tpot,
                  "tokens_per_s_per_gpu": b * o / (b * t_pre + max(o - 1, 0) * tpot) / gpus,
                  "pareto": False}
@@ -855,14 +1012,16 @@ def batch_points(dep: Deployment, wl: Workload, device: str, tp: int, ep: int = 
 
 
 def mark_pareto(points: list[dict]) -> list[dict]:
-    """Flag the points no other point beats in both tokens/s/GPU and tokens/s/user; sorted
-    by interactivity."""
+    """Flag exactly the points no other point dominates (at least as good in tokens/s/GPU and
+    tokens/s/user, better in one); sorted by interactivity. Equal points are all kept."""
     points = sorted(points, key=lambda q: (-q["tokens_per_s_per_user"],
                                            -q["tokens_per_s_per_gpu"]))
-    best = -1.0
+    best, last = -math.inf, None
     for q in points:
-        if q["tokens_per_s_per_gpu"] > best:
-            q["pareto"], best = True, q["tokens_per_s_per_gpu"]
+        here = (q["tokens_per_s_per_user"], q["tokens_per_s_per_gpu"])
+        q["pareto"] = q["tokens_per_s_per_gpu"] > best or here == last
+        if q["pareto"]:
+            best, last = q["tokens_per_s_per_gpu"], here
     return points
 
 
@@ -870,21 +1029,18 @@ def render_frontier(result: PlanResult) -> list[str]:
     """The Pareto points, most interactive first."""
     from ..textfmt import table
 
-    rows = [(q["device"], _tp_cell(q["tp"], q.get("pp", 1)), q["ep"], q["batch"],
-             _ranged(q, "tokens_per_s_per_user", 1.0, ".1f"),
+    rows = [(q["device"], q.get("layout") or layout_label(q["tp"], q.get("pp", 1),
+                                                           q.get("attention_dp", 1), q["ep"]),
+             q["batch"], _ranged(q, "tokens_per_s_per_user", 1.0, ".1f"),
              _ranged(q, "tokens_per_s_per_gpu", 1.0, ".1f"), _ranged(q, "tpot_s", 1e3, ".1f"))
             for q in result.frontier if q["pareto"]]
     if not rows:
         return []
-    return ["", "throughput vs interactivity (Pareto over device x TP/EP x batch, one replica "
+    return ["", "throughput vs interactivity (Pareto over every evaluated device x layout "
+            "(attention TP x DP, EP) x batch, one replica "
             "at the mean prompt / output; [80 % band]):",
-            table(rows, header=("device", "tp", "ep", "batch", "tok/s/user", "tok/s/GPU",
+            table(rows, header=("device", "layout", "batch", "tok/s/user", "tok/s/GPU",
                                 "TPOT ms"))]
-
-
-def _tp_cell(tp: int, pp: int) -> str | int:
-    """A table's tp cell: the TP degree, with the pipeline degree when there is one."""
-    return tp if pp == 1 else f"{tp} (pp {pp})"
 
 
 def _note_profile(profile: CalibrationProfile, system, uncalibrated: list[str],
@@ -932,7 +1088,7 @@ def render_plan(result: PlanResult) -> str:
     for c in result.candidates:
         if c.feasible:
             d = c.to_dict()
-            rows.append((c.device, _tp_cell(c.tp, c.pp), c.replicas, c.gpus, c.max_num_seqs,
+            rows.append((c.device, c.label, c.replicas, c.gpus, c.max_num_seqs,
                          _ranged(d, "ttft_p90_s", 1e3, ".0f"),
                          _ranged(d, "tpot_p90_s", 1e3, ".1f"),
                          f"{c.cost['usd_per_hour']:.2f}" if c.cost else "-",
@@ -947,6 +1103,8 @@ def render_plan(result: PlanResult) -> str:
     slo = ", ".join(f"{k} <= {v:g}" for k, v in inp["slo"].items())
     out.append(f"plan-serving: {inp['model']} at {inp['rate_per_s']:g} req/s ({inp['arrival']}),"
                f" {inp['scheduler']} batching; SLOs: {slo}")
+    if inp.get("replaced"):
+        out.append("scenario fields replaced: " + "; ".join(inp["replaced"]))
     if inp.get("engine", "generic") != "generic":
         out.append(f"engine: {inp['engine']} (its KV-cache rule and max_num_seqs default size "
                    "each instance; docs/engines.md)")
@@ -958,13 +1116,12 @@ def render_plan(result: PlanResult) -> str:
                    + ("; uncalibrated: " + ", ".join(default) if default else ""))
     out.append("")
     if rows:
-        out.append(table(rows, header=("device", "tp", "replicas", "GPUs", "max seqs",
+        out.append(table(rows, header=("device", "layout", "replicas", "GPUs", "max seqs",
                                        "TTFT p90 ms [80 %]", "TPOT p90 ms [80 %]", "USD/h",
                                        "USD/M out tok", "J/out tok", "SLOs across band")))
     else:
         out.append("no device / TP meets the SLOs")
-    skipped = [f"{c.device} tp{c.tp}" + (f" pp{c.pp}" if c.pp > 1 else "")
-               for c in result.candidates
+    skipped = [f"{c.device} {c.label}" for c in result.candidates
                if c.reason.startswith("skipped")]
     others = [c for c in result.candidates if not c.feasible and c not in skipped
               and not c.reason.startswith("skipped")]

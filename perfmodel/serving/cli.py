@@ -158,8 +158,12 @@ def plan_inputs(args: argparse.Namespace) -> PlanInputs:
         kwargs["engine"] = validate(EngineConfig, {"name": engine}, what="--engine")
     elif sc is not None:
         kwargs["engine"] = sc.engine
+    slo = _slo(serving.slo if serving else SLOConfig(), args)
+    if sc is not None:
+        kwargs["parallelism"] = sc.parallelism
+        kwargs["replaced"] = replaced_fields(sc, args, rate, arrival, cv, prompt, output, slo)
     return PlanInputs(
-        model=model, rate_per_s=rate, slo=_slo(serving.slo if serving else SLOConfig(), args),
+        model=model, rate_per_s=rate, slo=slo,
         prompt_len=prompt, output_len=output,
         devices=_listed(args.devices, id_list, "--devices"),
         tps=_listed(args.tp, int_list, "--tp") or DEFAULT_TPS,
@@ -169,8 +173,44 @@ def plan_inputs(args: argparse.Namespace) -> PlanInputs:
         num_requests=args.num_requests if args.num_requests is not None
         else DEFAULT_PLAN_REQUESTS,
         seed=args.seed if args.seed is not None else (serving.seed if serving else 0),
+        attention_dps=_listed(getattr(args, "attention_dp", None), int_list, "--attention-dp"),
         max_gpus=args.max_gpus, prices=load_prices(args.prices) if args.prices else None,
         calibration=args.calibration, **kwargs)
+
+
+def replaced_fields(sc, args: argparse.Namespace, rate: float, arrival: str, cv: float,
+                    prompt: LengthDistribution, output: LengthDistribution,
+                    slo: SLOConfig) -> list[str]:
+    """What the planner does not take from the scenario as written, one item each: the system
+    and parallelism it searches (the scenario's layout stays one candidate), and every serving
+    field a flag or the open-loop planning replaces."""
+    from .capacity import layout_label
+
+    p, srv = sc.parallelism, sc.serving
+    out = [f"system {sc.system.num_gpus} x {sc.system.device} -> searched over devices and "
+           "replica counts",
+           f"parallelism {layout_label(p.tp, p.pp, p.attention_dp, p.ep)} -> searched "
+           "(kept as one candidate layout)"]
+    arr = srv.arrival
+    was = (f"closed loop of {arr.concurrency} clients" if arr.process == "closed"
+           else f"{arr.process}" + (f" at {arr.rate_per_s:g} req/s" if arr.rate_per_s else ""))
+    now = f"{arrival} at {rate:g} req/s" + (f" (cv {cv:g})" if arrival == "gamma" else "")
+    if arr.process != arrival or (arr.rate_per_s is not None and arr.rate_per_s != rate):
+        out.append(f"serving.arrival {was} -> {now}")
+    if args.num_requests is not None and srv.num_requests != args.num_requests:
+        out.append(f"serving.num_requests {srv.num_requests} -> {args.num_requests}")
+    if srv.benchmark is not None:
+        out.append(f"serving.benchmark ({srv.benchmark.client}) -> not used (every request "
+                   "measured)")
+    for name, new in (("prompt_len", prompt), ("output_len", output)):
+        old = getattr(srv, name)
+        if old is not None and old != new:
+            out.append(f"serving.{name} -> {new.model_dump(exclude_none=True)}")
+    old_slo = {k: v for k, v in srv.slo.model_dump().items() if v is not None}
+    for k, v in slo.model_dump().items():
+        if k in old_slo and v != old_slo[k]:
+            out.append(f"serving.slo.{k} {old_slo[k]:g} -> {v:g}")
+    return out
 
 
 def _listed(value, parse, flag: str):
@@ -184,11 +224,11 @@ def _listed(value, parse, flag: str):
 
 
 ANSWER_RULE = (
-    "The answer is the cheapest row by USD/h (fewest GPUs on a tie) among the rows that meet "
-    "every SLO across its 80 % band (the upper end of each SLO percentile's band within the "
-    "bound); when no row does, the cheapest row meeting the SLOs at the point estimate, said "
-    "so. A row whose value meets an SLO but whose band's upper end does not is marked 'may "
-    "miss SLO' (docs/planning.md).")
+    "The answer is the cheapest row by USD/h (fewest GPUs, then the most SLO headroom, on a "
+    "tie) among the rows that meet every SLO across its 80 % band (the upper end of each SLO "
+    "percentile's band within the bound); when no row does, the cheapest row meeting the SLOs "
+    "at the point estimate, said so. A row whose value meets an SLO but whose band's upper "
+    "end does not is marked 'may miss SLO' (docs/planning.md).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -207,11 +247,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-len", type=length_distribution, help=f"output length, {LENGTH_HELP}")
     p.add_argument("--devices", type=id_list, help="comma-separated device ids (default: every datacenter "
                                      "GPU in the price table)")
-    p.add_argument("--tp", type=int_list, help="comma-separated TP degrees (default 1,2,4,8); "
-                   "a TP group may span nodes (it pays the inter-node all-reduce)")
+    p.add_argument("--tp", type=int_list, help="comma-separated TP degrees (default 1,2,4,8): "
+                   "GPUs per pipeline stage of a replica (a MoE model also splits them into "
+                   "attention TP x DP); a TP group may span nodes (it pays the inter-node "
+                   "all-reduce)")
     p.add_argument("--pp", type=int_list,
                    help="comma-separated pipeline degrees (default 1); a replica is tp x pp "
                         "GPUs, its layers split as the engine splits them")
+    p.add_argument("--attention-dp", type=int_list,
+                   help="MoE models: comma-separated attention-DP degrees to try per instance "
+                        "(default: every divisor of each --tp size, where the engine runs DP "
+                        "attention); each with the experts as TP shards (ep 1) or EP over the "
+                        "instance; a scenario's own layout is always tried")
     p.add_argument("--max-num-seqs", type=int_list,
                    help="comma-separated batch caps (engine max_num_seqs) to try besides the "
                         "engine's default (default: powers of two from 8 below it); a "

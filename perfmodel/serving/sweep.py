@@ -86,9 +86,11 @@ def sweep_concurrency(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
     rs = resolve(sc, calibration)
     inf, wl = serving_inputs(sc)
     dep = deployment_for(sc, rs.system, rs.profile, inf, wl)
-    from .capacity import benchmark_ranges, serving_bands
+    from .capacity import band_baseline, benchmark_ranges, serving_bands
 
-    bands = serving_bands(sc, rs.system.device.id)  # 80 % bands, as plan-serving's
+    device = rs.system.device.id
+    zero = band_baseline(sc, dep, rs.profile, wl)
+    bands = serving_bands(sc, device, dep, rs.profile, wl, base=zero)  # as predict's
     points = []
     for c in levels:
         n = min(len(wl), max(base, ROUNDS * c) + wl.warmup)
@@ -97,7 +99,11 @@ def sweep_concurrency(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
         res = dep.simulate(part)
         point = benchmark_metrics(res.reqs, dep.num_gpus, c, client)
         point["preemptions"] = int(res.reqs.preemptions.sum())
-        point["ranges"] = benchmark_ranges(point, bands)
+        # predict's bands of this closed loop: its end-to-end band weighted by this point's
+        # median TTFT and E2E (the TTFT / TPOT bands do not depend on the point)
+        at = serving_bands(sc, device, dep, rs.profile, wl, _ms(point, "median_ttft_ms"),
+                           _ms(point, "median_e2el_ms"), zero)
+        point["ranges"] = benchmark_ranges(point, at)
         points.append(point)
     return {"scenario": sc.name, "model": sc.model.id, "device": rs.system.device.id,
             "num_gpus": dep.num_gpus, "scheduler": dep.scheduler.kind,
@@ -105,6 +111,12 @@ def sweep_concurrency(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
             "prompt_len_mean": float(wl.prompt.mean()),
             "output_len_mean": float(wl.output.mean()),
             "warnings": rs.warnings, "points": points}
+
+
+def _ms(point: dict, key: str) -> float | None:
+    """``point[key]`` (ms) in seconds; None when absent or not positive."""
+    v = point.get(key)
+    return v / 1e3 if isinstance(v, (int, float)) and v > 0 else None
 
 
 def _levels(concurrency) -> list[int]:
