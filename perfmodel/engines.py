@@ -485,6 +485,10 @@ class Fp8ActivationFacts(Strict):
         return self
 
 
+#: ``quantization.nvfp4_without_fp4`` per vendor: W4A16 (``weight_only``) or a load error
+Nvfp4Fallback = Literal["weight_only", "refuse"]
+
+
 class QuantizationFacts(Strict):
     """How the engine runs quantised GEMMs' activation quantisation: ``fp8_activation`` for
     per-tensor fp8 GEMM inputs, ``nvfp4_activation`` for NVFP4 (W4A4) GEMM inputs (the same
@@ -493,11 +497,26 @@ class QuantizationFacts(Strict):
 
     fp8_activation: Fp8ActivationFacts = Fp8ActivationFacts()
     nvfp4_activation: Fp8ActivationFacts = Fp8ActivationFacts()
+    #: what the engine does with NVFP4 weights on a device without NVFP4 tensor cores, per
+    #: device vendor (lower case, e.g. ``nvidia``, ``amd``): ``weight_only`` runs them as W4A16
+    #: (16-bit activations against weights dequantised in the GEMM, e.g. Marlin FP4),
+    #: ``refuse`` fails to load; a vendor not listed: not stated (modelled as weight-only)
+    nvfp4_without_fp4: dict[str, Nvfp4Fallback] = Field(default_factory=dict)
 
     @field_validator("fp8_activation", "nvfp4_activation", mode="before")
     @classmethod
     def _null(cls, value: Any) -> Any:
         return {} if value is None else value
+
+    @field_validator("nvfp4_without_fp4", mode="before")
+    @classmethod
+    def _vendors(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise SpecError("quantization.nvfp4_without_fp4: a mapping vendor -> weight_only | "
+                            f"refuse, got {value!r}")
+        return {str(k).lower(): v for k, v in value.items()}
 
 
 #: how an engine splits num_layers over pp stages when no explicit partition is given
@@ -992,6 +1011,17 @@ def fp8_activation_kernels(engine_id: str, version: str | None, variant: str | N
     if when.attention_dp is False:
         fused = fused & (np.asarray(attention_dp) <= 1)
     return facts.unfused, np.where(fused, 0.0, 1.0)
+
+
+def nvfp4_without_fp4(engine_id: str, version: str | None, variant: str | None,
+                      vendor: str) -> str | None:
+    """What ``engine_id`` does with NVFP4 weights on a ``vendor`` device without NVFP4 tensor
+    cores (``quantization.nvfp4_without_fp4``): ``weight_only`` (W4A16), ``refuse``, or None
+    (``generic``, or a vendor its file does not state)."""
+    spec = engine_facts(engine_id, version, variant)
+    if spec is None:
+        return None
+    return spec.quantization.nvfp4_without_fp4.get(str(vendor).lower())
 
 
 def draft_tp(engine_id: str, version: str | None, variant: str | None, target_tp: int,

@@ -201,6 +201,35 @@ def modelled_activation(activation_dtype: str, native: tuple[str, ...] | None) -
     return WEIGHT_ONLY_ACTIVATION
 
 
+def nvfp4_fallback(device, engine: str | None, version: str | None, variant: str | None,
+                   weight_dtype: str, weight_formats=()) -> str | None:
+    """How ``engine`` runs an NVFP4 checkpoint (``weight_dtype`` or any class of
+    ``weight_formats`` in nvfp4) on ``device`` without NVFP4 tensor cores
+    (``engines.nvfp4_without_fp4`` for the device's vendor): ``weight_only`` or None (the
+    checkpoint's NVFP4 GEMMs run as W4A16, ``modelled_activation``: 16-bit activations, 4.5-bit
+    weight bytes with their scales, the bf16 GEMM with the in-GEMM dequantise
+    ``ops.Precision.inference`` charges); None too where the device has NVFP4 tensor cores or
+    no tensor is NVFP4. Raises ``SpecError`` naming the device, engine and format where the
+    engine refuses to load it (TensorRT-LLM: its FP4 GEMMs need SM100; engines/<id>.yaml
+    ``quantization.nvfp4_without_fp4``)."""
+    formats = dict(weight_formats)
+    if "nvfp4" not in (weight_dtype, *formats.values()) or "nvfp4" in native_formats(device):
+        return None
+    from .engines import nvfp4_without_fp4
+
+    mode = nvfp4_without_fp4(engine or "generic", version, variant, device.vendor)
+    if mode == "refuse":
+        at = f" {version}" if version else ""
+        arch = f" {device.architecture}" if device.architecture else ""
+        raise SpecError(
+            f"engine {engine}{at} does not run nvfp4 weights on {device.id} ({device.vendor}"
+            f"{arch}, no NVFP4 tensor cores): it refuses to load an NVFP4 checkpoint there "
+            f"(engines/{engine}.yaml quantization.nvfp4_without_fp4); use a device with NVFP4 "
+            "tensor cores (B200, B300, GB200, GB300), an engine that runs it weight-only "
+            "(W4A16), or another weight_dtype")
+    return mode
+
+
 def activation_format_warning(device, activation_dtype: str) -> str | None:
     """One line where ``device`` has no tensor cores for ``activation_dtype`` (its peak is
     null): what is modelled instead (``modelled_activation``)."""

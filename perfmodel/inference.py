@@ -33,7 +33,7 @@ from .engines import (
     mxfp4_pad_multiples,
     skinny_gemm_facts,
 )
-from .formats import class_dtype, weight_byte_counts
+from .formats import class_dtype, nvfp4_fallback, weight_byte_counts
 from .memory import (
     inference_weight_bytes,
     inference_workspace_bytes,
@@ -191,7 +191,13 @@ def _with_skinny_gemms(times: OpTimes, roof: Roofline, plan: InferPlan) -> OpTim
 
 def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase: str,
               logits_tokens, device=None) -> tuple[list[O.Op], dict[str, list[int]]]:
-    """All operators of one forward pass through one pipeline stage's share of the model."""
+    """All operators of one forward pass through one pipeline stage's share of the model.
+    NVFP4 weights on a device without NVFP4 tensor cores run as the engine runs them there
+    (``formats.nvfp4_fallback``): weight-only W4A16 (``plan.precision_on``), or an error
+    where the engine refuses them."""
+    if device is not None:
+        nvfp4_fallback(device, plan.tp_all_reduce, plan.engine_version, plan.engine_variant,
+                       plan.weight_dtype, plan.weight_formats)
     prec = plan.precision if device is None else plan.precision_on(device)
     # DP attention: this GPU's attention group serves b / attention_dp of the sequences; the
     # routed experts see the tokens of all attention_dp groups (moe_parallel.py)
