@@ -153,6 +153,49 @@ def _gemm_tables(tables: dict, prefix: str, dtype: str | None) -> tuple[str, ...
     return tuple(t for t in tables if t.startswith(prefix + "."))
 
 
+def _dense_gemm_tables(tables: dict, profile: CalibrationProfile, scenario) -> tuple[str, ...]:
+    """The dense GEMM band's table: the one the roofline reads for the scenario's GEMMs,
+    ``CalibrationProfile.gemm_table`` of their compute dtype with the engine's kernels of that
+    format (engines/<id>.yaml ``gemm.kernels``, as ``Roofline.gemm_kernels``): TensorRT-LLM's
+    nvfp4 GEMMs read ``gemm.nvfp4@trtllm_torch_flow`` and take its residuals, vLLM / SGLang /
+    generic ``gemm.nvfp4``. Without a scenario or such a table: every GEMM table."""
+    dtype, kernels = _dense_gemm(scenario)
+    if dtype:
+        key, _ = profile.gemm_table(dtype, kernels)
+        if key and f"gemm.{key}" in tables:
+            return (f"gemm.{key}",)
+    return tuple(t for t in tables if t.startswith("gemm."))
+
+
+def _dense_gemm(scenario) -> tuple[str, tuple[str, ...]]:
+    """(compute dtype of the scenario's dense GEMMs, the engine's kernels for it): training its
+    precision; inference / serving ``ops.Precision.inference`` of the weights and activations
+    on the device's tensor cores (``InferPlan.precision_on``: nvfp4 weights run the fp4 GEMM
+    on Blackwell, W4A16 in bf16 on Hopper), as ``resolve.inference_plan`` builds it."""
+    if scenario is None:
+        return "", ()
+    if getattr(scenario, "training", None) is not None and scenario.kind == "training":
+        return str(scenario.training.precision), ()
+    inf = getattr(scenario, "inference", None)
+    if inf is None:
+        return "", ()
+    from .engines import gemm_kernels
+    from .formats import native_formats
+    from .ops import Precision
+    from .specs.registry import get_device
+
+    weight_only = ("activation_dtype" in inf.model_fields_set
+                   and inf.activation_dtype in ("fp32", "fp16", "bf16"))
+    dtype = Precision.inference(
+        inf.weight_dtype, inf.activation_dtype, inf.kv_dtype, inf.quant_group_size,
+        native=native_formats(get_device(scenario.system.device)),
+        weight_only=weight_only).compute
+    engine = getattr(scenario, "engine", None)
+    if engine is None or engine.name == "generic":
+        return dtype, ()
+    return dtype, gemm_kernels(engine.name, dtype, engine.version, engine.variant)
+
+
 def _collective_tables(tables: dict, kind: str, scope: str | None,
                        inference: bool = False) -> tuple[str, ...]:
     """The collective tables of a communication kind at ``scope`` (None: either); inference
@@ -193,8 +236,9 @@ def _op_share(ops: list, cls: str, phases: tuple[str, ...], pred) -> float:
 
 def _class_terms(section: str, parts: dict[str, float], ops: list, tables: dict,
                  gemm_dtype: str | None, phases: tuple[str, ...], attention_phase: str,
-                 scopes: dict[str, str]) -> list[Term]:
-    """Split one breakdown section's times into terms with their residual tables."""
+                 scopes: dict[str, str], dense: tuple[str, ...] = ()) -> list[Term]:
+    """Split one breakdown section's times into terms with their residual tables (``dense``:
+    the dense GEMMs' tables, ``_dense_gemm_tables``; () = by ``gemm_dtype``)."""
     terms: list[Term] = []
     for name, t in parts.items():
         t = float(t)
@@ -205,8 +249,8 @@ def _class_terms(section: str, parts: dict[str, float], ops: list, tables: dict,
             share = _op_share(ops, "gemm", phases, lambda op: op.name.startswith("moe.expert"))
             if not grouped:
                 share = 0.0  # grouped GEMMs run on the dense GEMM curve
-            dense = _gemm_tables(tables, "gemm", gemm_dtype)
-            terms.append(Term(f"{section}.gemm", t * (1 - share), dense))
+            terms.append(Term(f"{section}.gemm", t * (1 - share),
+                              dense or _gemm_tables(tables, "gemm", gemm_dtype)))
             if share > 0:
                 terms.append(Term(f"{section}.moe", t * share, grouped))
         elif name == "attention":
@@ -364,19 +408,20 @@ def calibration_ratios(pred, profile: CalibrationProfile, scenario=None
     """(a): quantity -> (lo, hi) of true / predicted at LEVEL, from the profile's residuals
     propagated through the prediction's time breakdown. (1, 1) where nothing is calibrated."""
     tables = _profile_tables(profile)
-    dtype = _gemm_dtype(scenario)
+    dtype = _gemm_dtype(scenario)  # the grouped GEMMs' table
+    dense = _dense_gemm_tables(tables, profile, scenario)
     bd = pred.breakdown
     if pred.kind == "training":
         scopes = {k: ("inter" if g.get("nodes", 1) > 1 else "intra")
                   for k, g in (bd.get("groups") or {}).items()}
         quantity_terms = {"step_time_s": _class_terms(
             "step", bd.get("time", {}), pred.ops, tables, dtype, ("fwd", "bwd", "recompute"),
-            "training", scopes)}
+            "training", scopes, dense)}
     else:
         pre = _class_terms("prefill", bd.get("prefill", {}), pred.ops, tables, dtype,
-                           ("prefill",), "prefill", {})
+                           ("prefill",), "prefill", {}, dense)
         dec = _class_terms("decode", bd.get("decode_step", {}), pred.ops, tables, dtype,
-                           ("decode",), "decode", {})
+                           ("decode",), "decode", {}, dense)
         quantity_terms = {"ttft_s": pre, "tpot_s": dec}
     draws = _seeded_draws(profile, [t for ts in quantity_terms.values() for t in ts], tables)
     samples = {q: _ratio_samples(ts, draws) for q, ts in quantity_terms.items()}
