@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .specs.model import ModelSpec
+from .dtypes import nbytes
+from .specs.model import MODEL_DTYPE, ModelSpec
 
 # Bytes per token of the DSA indexer's key cache: head_dim fp8 values plus one fp32 scale
 # per 128 (vLLM DeepseekV32IndexerCache: index_head_dim + index_head_dim // 128 * 4)
@@ -48,12 +49,9 @@ KINDS = (FULL, SLIDING, LINEAR, MAMBA, NO_MIXER, COMPRESSED)
 # Chunk length of the chunked gated-delta-rule kernel (fla ``chunk_gated_delta_rule`` and the
 # transformers torch fallback use 64; Yang et al. 2024 Sec. 3.3)
 GDN_CHUNK = 64
-# Bytes per element of a recurrent / conv state kept in the model dtype (bf16 / fp16). The
-# state is never kept in the KV-cache dtype, so an fp8 KV cache does not shrink it; the dtype
-# each engine keeps it in is its ``memory.state_dtype`` rule (with_state_dtypes).
-STATE_BYTES = 2.0
-#: bytes per element of a state dtype (LinearAttentionSpec / MambaSpec ``ssm_dtype``)
-SSM_DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0}
+# A recurrent / conv state is never kept in the KV-cache dtype, so an fp8 KV cache does not
+# shrink it; the dtype each engine keeps it in is its ``memory.state_dtype`` rule
+# (with_state_dtypes), its bytes dtypes.nbytes of that dtype.
 #: perfmodel's own (generic engine) rule: the checkpoint config's stated SSM dtype (Qwen3.5
 #: ``mamba_ssm_dtype``, Nemotron ``mamba_ssm_cache_dtype``), else the model dtype; the conv
 #: state in the model dtype
@@ -181,35 +179,40 @@ def mamba_state_bytes(model: ModelSpec, tp: Array = 1) -> Array:
     return (ssm + conv) * share
 
 
-def state_rule_bytes(rule: str, config_dtype: str | None) -> float:
+def state_rule_bytes(rule: str, config_dtype: str | None, model_dtype: str = MODEL_DTYPE
+                     ) -> float:
     """Bytes per element of a recurrent state under one engine rule (engines.StateRule):
     ``config_or_*`` the checkpoint config's stated dtype when there is one, else fp32 / the
-    model dtype; a dtype name (``model``: the model dtype, STATE_BYTES) whatever it says."""
+    model dtype; a dtype name (``model``: ``model_dtype``) whatever it says."""
     if rule.startswith("config_or_"):
         if config_dtype is not None:
-            return SSM_DTYPE_BYTES[config_dtype]
+            return nbytes(config_dtype)
         rule = rule.removeprefix("config_or_")
-    return STATE_BYTES if rule == "model" else SSM_DTYPE_BYTES[rule]
+    return nbytes(model_dtype if rule == "model" else rule)
 
 
 def with_state_dtypes(model: ModelSpec, rule: dict | None = None,
-                      override: str | None = None) -> ModelSpec:
+                      override: str | None = None, model_dtype: str = MODEL_DTYPE
+                      ) -> ModelSpec:
     """``model`` with its linear-attention / Mamba state bytes as an engine keeps them:
     ``rule`` the engine's ``memory.state_dtype`` (``ssm`` per mixer kind, ``conv``;
     GENERIC_STATE_RULE when None), ``override`` a launch option's SSM dtype (SGLang
     --mamba-ssm-dtype, vLLM --mamba-ssm-cache-dtype: the scenario's
-    ``inference.ssm_state_dtype``), which wins over the rule and the config. A model without
-    such layers is returned as it is."""
+    ``inference.ssm_state_dtype``), which wins over the rule and the config; ``model_dtype``
+    the dtype ``model`` stands for (specs.model.MODEL_DTYPE). The bytes are derived fields
+    (their only inputs are ``ssm_dtype``, the rule and the override), so they are always set
+    here. A model without such layers is returned as it is."""
     rule = GENERIC_STATE_RULE if rule is None else rule
-    conv = STATE_BYTES if rule["conv"] == "model" else SSM_DTYPE_BYTES[rule["conv"]]
+    conv = nbytes(model_dtype if rule["conv"] == "model" else rule["conv"])
     update: dict[str, Any] = {}
     for field, spec in (("linear_attention", model.linear_attention),
                         ("mamba", model.mamba)):
         if spec is None:
             continue
         kind = getattr(spec, "kind", "mamba")
-        ssm = SSM_DTYPE_BYTES[override] if override is not None else state_rule_bytes(
-            rule["ssm"].get(kind, GENERIC_STATE_RULE["ssm"][kind]), spec.ssm_dtype)
+        ssm = nbytes(override) if override is not None else state_rule_bytes(
+            rule["ssm"].get(kind, GENERIC_STATE_RULE["ssm"][kind]), spec.ssm_dtype,
+            model_dtype)
         if (spec.state_bytes, spec.conv_bytes) != (ssm, conv):
             update[field] = spec.model_copy(update={"state_bytes": ssm, "conv_bytes": conv})
     return model.model_copy(update=update) if update else model

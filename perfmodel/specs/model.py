@@ -8,11 +8,11 @@ shared experts, dense leading layers).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ..dtypes import DType
+from ..dtypes import DType, nbytes
 from ..errors import SpecError
 from .common import Source, Strict
 from .types import MAX_LAYERS, MAX_TOKENS, MAX_WIDTH, Bool, Float, Int
@@ -128,9 +128,47 @@ class MLASpec(Strict):
 #: dtypes a recurrent (SSM / linear-attention) state is kept in (HF ``mamba_ssm_dtype``
 #: "float32" / "bfloat16" / "float16", in perfmodel's names)
 SsmDType = Literal["fp32", "bf16", "fp16"]
+#: the model dtype, the one a state "in the model dtype" has (vLLM's mamba_cache_dtype "auto"
+#: = model_config.dtype): perfmodel reads no per-model dtype (HF ``torch_dtype`` is skipped
+#: on import) and models every checkpoint's activations in bf16
+MODEL_DTYPE = "bf16"
 
 
-class LinearAttentionSpec(Strict):
+class _RecurrentState(Strict):
+    """The state dtype fields of a linear-attention / Mamba mixer. ``ssm_dtype`` is the input
+    (the checkpoint config's); ``state_bytes`` / ``conv_bytes`` are derived: perfmodel's
+    generic rule on loading (the config's dtype, else the model dtype), the engine's
+    ``memory.state_dtype`` rule on resolving a scenario (attention_variants.with_state_dtypes).
+    Giving them is an error (a value the engine's rule would overwrite), and they are left out
+    of dumps, so a dumped spec loads again."""
+
+    _SECTION: ClassVar[str] = ""  # the ModelSpec field a subclass is, for messages
+    # the checkpoint config's state dtype (``mamba_ssm_dtype``, Nemotron's
+    # ``mamba_ssm_cache_dtype``; None: not stated)
+    ssm_dtype: SsmDType | None = None
+    # bytes per element of the recurrent / SSM state and of the conv state (derived, above)
+    state_bytes: Float = Field(default=nbytes(MODEL_DTYPE), gt=0, le=8, exclude=True)
+    conv_bytes: Float = Field(default=nbytes(MODEL_DTYPE), gt=0, le=8, exclude=True)
+
+    @field_validator("state_bytes", "conv_bytes", mode="before")
+    @classmethod
+    def _derived(cls, value: object, info: ValidationInfo) -> object:
+        if info.field_name == "conv_bytes":
+            raise SpecError("derived, not an input: the conv state is kept in the engine's "
+                            "dtype (engines/<id>.yaml memory.state_dtype.conv)")
+        raise SpecError(f"derived from the state dtype, not an input: set {cls._SECTION}."
+                        "ssm_dtype (the checkpoint's, fp32 / bf16 / fp16) or the scenario's "
+                        "inference.ssm_state_dtype (the engine's launch option); the bytes "
+                        "follow the engine's memory.state_dtype rule")
+
+    @model_validator(mode="after")
+    def _generic_state(self) -> _RecurrentState:
+        # perfmodel's generic rule until an engine's replaces it (the fields are derived)
+        object.__setattr__(self, "state_bytes", nbytes(self.ssm_dtype or MODEL_DTYPE))
+        return self
+
+
+class LinearAttentionSpec(_RecurrentState):
     """The linear-attention mixer of the ``linear_attention`` layers in ``layer_types``:
     gated delta net (Yang et al. 2024, arXiv 2412.06464; Qwen3-Next / Qwen3.5
     Qwen3NextGatedDeltaNet): in_proj_qkvz, in_proj_ba, a depthwise causal conv1d over q, k, v,
@@ -151,15 +189,12 @@ class LinearAttentionSpec(Strict):
     value_head_dim: Int = Field(ge=1, le=MAX_WIDTH)
     conv_kernel: Int = Field(default=4, ge=1, le=MAX_WIDTH)
     full_rank_gate: Bool = False  # KDA: g_proj hidden x value_dim (else g_a / g_b)
-    # the checkpoint config's recurrent-state dtype (``mamba_ssm_dtype``; None: not stated),
-    # and the bytes per element of the recurrent and conv state as the engine keeps them
-    # (attention_variants.with_state_dtypes; the engines' memory.state_dtype rule)
-    ssm_dtype: SsmDType | None = None
-    state_bytes: Float = Field(default=2.0, gt=0, le=8)
-    conv_bytes: Float = Field(default=2.0, gt=0, le=8)
+    # ssm_dtype, state_bytes, conv_bytes: _RecurrentState
+
+    _SECTION: ClassVar[str] = "linear_attention"
 
 
-class MambaSpec(Strict):
+class MambaSpec(_RecurrentState):
     """The Mamba-2 mixer of the ``mamba`` layers in ``layer_types`` (Dao & Gu 2024, arXiv
     2405.21060; transformers NemotronHMamba2Mixer): in_proj h -> 2 d_inner + 2 groups x state
     + heads, a depthwise conv1d over x, B, C, dt_bias / A_log / D per head, a gated RMSNorm
@@ -172,12 +207,9 @@ class MambaSpec(Strict):
     conv_kernel: Int = Field(default=4, ge=1, le=MAX_WIDTH)
     conv_bias: Bool = True
     chunk_size: Int = Field(default=128, ge=1, le=MAX_TOKENS)  # SSD chunk length
-    # the checkpoint config's SSM state dtype (``mamba_ssm_dtype`` / ``mamba_ssm_cache_dtype``;
-    # None: not stated), and the SSM and conv state bytes per element as the engine keeps them
-    # (attention_variants.with_state_dtypes; the engines' memory.state_dtype rule)
-    ssm_dtype: SsmDType | None = None
-    state_bytes: Float = Field(default=2.0, gt=0, le=8)
-    conv_bytes: Float = Field(default=2.0, gt=0, le=8)
+    # ssm_dtype, state_bytes, conv_bytes: _RecurrentState
+
+    _SECTION: ClassVar[str] = "mamba"
 
     @property
     def d_inner(self) -> int:

@@ -849,11 +849,8 @@ _SSM_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 def _ssm_dtype(c: _Config, *keys: str) -> dict[str, Any]:
     """The recurrent (SSM) state dtype a config states (first of ``keys``: Qwen3.5's
     ``mamba_ssm_dtype``, Nemotron's ``mamba_ssm_cache_dtype``) as LinearAttentionSpec /
-    MambaSpec fields: ``ssm_dtype`` and the state bytes perfmodel's generic rule gives it
-    (attention_variants.GENERIC_STATE_RULE; an engine's own rule is applied on resolving a
-    scenario); {} when the config states none."""
-    from ..attention_variants import SSM_DTYPE_BYTES
-
+    MambaSpec ``ssm_dtype`` (the state bytes are derived from it: perfmodel's generic rule on
+    loading, an engine's own rule on resolving a scenario); {} when the config states none."""
     name = c.get(*keys)
     if name is None:
         return {}
@@ -861,8 +858,7 @@ def _ssm_dtype(c: _Config, *keys: str) -> dict[str, Any]:
         used = next(k for k in keys if c.data.get(k) is not None)
         raise SpecError(f"HF config key {used!r} is {show(name)}; expected one of "
                         f"{sorted(_SSM_DTYPES)}")
-    dtype = _SSM_DTYPES[name]
-    return {"ssm_dtype": dtype, "state_bytes": SSM_DTYPE_BYTES[dtype]}
+    return {"ssm_dtype": _SSM_DTYPES[name]}
 
 
 def _compressed_attention(c: _Config, layers: int) -> dict[str, Any]:
