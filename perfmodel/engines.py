@@ -835,7 +835,27 @@ def _base(engine_id: str) -> EngineSpec:
 
     if engine_id not in ENGINE_IDS:
         raise unknown_id("engine", engine_id, ENGINE_IDS)
-    return load_named(EngineSpec, data_dir("engines"), engine_id)
+    return _check_kernel_labels(load_named(EngineSpec, data_dir("engines"), engine_id),
+                                f"engines/{engine_id}.yaml")
+
+
+def _check_kernel_labels(spec: EngineSpec, where: str) -> EngineSpec:
+    """``spec`` once every kernel its ``gemm.kernels`` and ``moe.kernels`` name is a label of
+    calibration/gemm_kernels.yaml / moe_kernels.yaml (the names the profiles' tables carry: a
+    label matching none would silently read the reference table); else one line naming
+    ``<where> gemm.kernels.<format>`` (``moe.kernels.<format>[.<all-to-all>]``), the unknown
+    labels and the valid ones."""
+    from .calibrate.moe_kernels import check_labels
+
+    check_labels("gemm", spec.gemm.kernels, f"{where} gemm.kernels")
+    moe: dict[str, list[str]] = {}
+    for fmt, kernels in spec.moe.kernels.items():
+        if isinstance(kernels, dict):
+            moe |= {f"{fmt}.{a2a}": ks for a2a, ks in kernels.items()}
+        else:
+            moe[fmt] = kernels
+    check_labels("moe", moe, f"{where} moe.kernels")
+    return spec
 
 
 @cache
@@ -850,9 +870,10 @@ def families(engine_id: str) -> tuple[EngineSpec, ...]:
         if fam.extends != engine_id:
             raise SpecError(f"{path}: extends {fam.extends!r}, expected {engine_id!r}")
         try:
-            out.append(overlay(base, fam))
+            spec = overlay(base, fam)
         except SpecError as err:
             raise SpecError(f"{path}: {err}") from None
+        out.append(_check_kernel_labels(spec, f"engines/versions/{path.name}"))
     return (*out, base)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from perfmodel.calibrate.moe_kernels import MoeKernels, kernel_labels, moe_kernel_file
+from perfmodel.calibrate.moe_kernels import MoeKernels, kernel_file, kernel_labels
 from perfmodel.engines import ENGINE_IDS, get_engine
 from perfmodel.errors import SpecError
 from perfmodel.specs.common import validate
@@ -25,7 +25,7 @@ def test_labels_read_from_the_file():
 
 
 def test_every_kernel_an_engine_or_profile_names_is_a_label():
-    known = set(moe_kernel_file().labels)
+    known = set(kernel_file("moe").labels)
     for engine in ENGINE_IDS:
         for fmt, kernels in get_engine(engine).moe.kernels.items():
             lists = kernels.values() if isinstance(kernels, dict) else [kernels]

@@ -17,7 +17,7 @@ import pytest
 import perfmodel as pm
 from perfmodel import ops as O
 from perfmodel.calibrate import converters as C
-from perfmodel.calibrate.moe_kernels import gemm_kernel_labels
+from perfmodel.calibrate.moe_kernels import kernel_labels
 from perfmodel.calibrate.reference import REFERENCES, sources_dir
 from perfmodel.engines import gemm_kernels
 from perfmodel.profile import CalibrationProfile, Curve, gemm_key
@@ -63,7 +63,7 @@ def test_engine_files_name_their_nvfp4_gemm_kernel():
     assert gemm_kernels("trtllm", "nvfp4") == (TRTLLM,)
     assert gemm_kernels("generic", "nvfp4") == ()
     assert gemm_kernels("vllm", "bf16") == ()  # not listed: the reference table
-    labels = gemm_kernel_labels()
+    labels = kernel_labels("gemm")
     assert labels["FlashInferCuteDslNvFp4LinearKernel"] == FLASHINFER
     assert labels["sglang_flashinfer_cutedsl_nvfp4"] == FLASHINFER
     assert labels["torch_flow"] == TRTLLM

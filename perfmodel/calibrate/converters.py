@@ -110,9 +110,9 @@ def aic_gemm(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
     labels: dict[str, str] = {}
     if by_kernel:
         from ..profile import gemm_key
-        from .moe_kernels import gemm_kernel_labels
+        from .moe_kernels import kernel_labels
 
-        labels = gemm_kernel_labels()
+        labels = kernel_labels("gemm")
     # gemm dtype -> (quantise seconds by (m, k), the option and the table it names, bytes per
     # element and tensor-core peak of the roofline floor)
     nets: dict[str, tuple[dict, str, str, float, float]] = {}

@@ -7,7 +7,7 @@ label per kernel family (``vllm_triton``, ``trtllm_cutlass``, ...) groups them, 
 the engine files give their MoE kernels (engines/<id>.yaml ``moe.kernels``) and the ``@kernel``
 part of a profile's ``moe`` keys (``profile.moe_key``). The file lists, per label, what it ran,
 its kernel sources and the sources that say so; it is read once. The dense GEMM tables are
-labelled the same way by calibration/gemm_kernels.yaml (``gemm_kernel_labels``: ``torch_flow`` ->
+labelled the same way by calibration/gemm_kernels.yaml (``kernel_labels("gemm")``: ``torch_flow`` ->
 ``trtllm_torch_flow``, ``FlashInferCuteDslNvFp4LinearKernel`` -> ``flashinfer_cutedsl``), the names
 engines/<id>.yaml ``gemm.kernels`` gives and the ``@kernel`` part of a profile's ``gemm`` keys
 (``profile.gemm_key``).
@@ -24,8 +24,8 @@ from ..paths import data_dir
 from ..specs.common import Source, Strict
 from ..specs.registry import load_file
 
-FILE = "moe_kernels.yaml"
-GEMM_FILE = "gemm_kernels.yaml"
+#: the label files, by the kind of table they label
+FILES = {"moe": "moe_kernels.yaml", "gemm": "gemm_kernels.yaml"}
 
 
 class KernelLabel(Strict):
@@ -63,28 +63,38 @@ class MoeKernels(Strict):
         return {ks: label for label, entry in self.labels.items() for ks in entry.kernel_sources}
 
 
-@cache
-def moe_kernel_file() -> MoeKernels:
-    """calibration/moe_kernels.yaml, validated (read once)."""
-    return load_file(MoeKernels, data_dir("calibration") / FILE)
+def kernel_file(kind: str = "moe") -> MoeKernels:
+    """calibration/moe_kernels.yaml (``kind`` moe: the grouped GEMMs) or gemm_kernels.yaml
+    (``kind`` gemm: the dense GEMMs), validated (each read once)."""
+    if kind not in FILES:
+        raise ValueError(f"kind must be one of {sorted(FILES)}")
+    return _kernel_file(kind)
+
+
+def kernel_labels(kind: str = "moe") -> dict[str, str]:
+    """Upstream ``kernel_source`` -> kernel label of ``kind``'s file (``trtllm_cutlass``,
+    ``vllm_triton``, ...; gemm: ``flashinfer_cutedsl``, ...). Callers must not mutate the
+    result (it is cached)."""
+    return _kernel_labels(kind) if kind in FILES else kernel_file(kind).table()
 
 
 @cache
-def kernel_labels() -> dict[str, str]:
-    """Upstream ``kernel_source`` -> kernel label (``trtllm_cutlass``, ``vllm_triton``, ...).
-    Callers must not mutate the result (it is cached)."""
-    return moe_kernel_file().table()
-
+def _kernel_file(kind: str) -> MoeKernels:
+    return load_file(MoeKernels, data_dir("calibration") / FILES[kind])
 
 
 @cache
-def gemm_kernel_file() -> MoeKernels:
-    """calibration/gemm_kernels.yaml, validated (read once): the dense GEMM tables' labels."""
-    return load_file(MoeKernels, data_dir("calibration") / GEMM_FILE)
+def _kernel_labels(kind: str) -> dict[str, str]:
+    return _kernel_file(kind).table()
 
 
-@cache
-def gemm_kernel_labels() -> dict[str, str]:
-    """Upstream GEMM ``kernel_source`` -> kernel label (``flashinfer_cutedsl``, ...).
-    Callers must not mutate the result (it is cached)."""
-    return gemm_kernel_file().table()
+def check_labels(kind: str, named: dict[str, list[str]], where: str) -> None:
+    """Every label ``named`` gives (format -> labels, as engines/<id>.yaml ``gemm.kernels`` /
+    ``moe.kernels`` list them) is one of ``kind``'s file; else one line naming
+    ``<where>.<format>``, the unknown labels and the valid ones."""
+    valid = kernel_file(kind).labels
+    for fmt, labels in named.items():
+        bad = [k for k in labels if k not in valid]
+        if bad:
+            raise SpecError(f"{where}.{fmt}: unknown {kind} kernel label(s) {bad}; valid: "
+                            f"{sorted(valid)} (calibration/{FILES[kind]})")

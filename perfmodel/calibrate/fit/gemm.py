@@ -18,7 +18,7 @@ from ... import ops as O
 from ...profile import CalibrationProfile
 from ...roofline import Roofline, op_times
 from ...specs.hardware import DeviceSpec
-from ..moe_kernels import gemm_kernel_labels
+from ..moe_kernels import kernel_labels
 from .table import Table, invert_time, ok_records, precision_for, unit_profile
 
 
@@ -30,7 +30,7 @@ def _gemm_op(recs: list[dict], dtype: str) -> O.Op:
 def gemm_table_kernel(recs: list[dict]) -> str | None:
     """The kernel all of a table's records ran (the calibration/gemm_kernels.yaml label of their
     upstream ``kernel_source``), or None when they do not name one or name several."""
-    labels = gemm_kernel_labels()
+    labels = kernel_labels("gemm")
     kernels = {labels.get(r.get("stats", {}).get("kernel_source") or "") for r in recs}
     return kernels.pop() if len(kernels) == 1 and None not in kernels else None
 
