@@ -46,6 +46,7 @@ def test_engine_facts():
     assert nvfp4_without_fp4("sglang", None, None, "NVIDIA") == "weight_only"
     assert nvfp4_without_fp4("sglang", None, None, "AMD") == "refuse"
     assert nvfp4_without_fp4("trtllm", None, None, "NVIDIA") == "refuse"
+    assert nvfp4_without_fp4("trtllm", None, None, "AMD") == "refuse"
     assert nvfp4_without_fp4("generic", None, None, "NVIDIA") is None
 
 
@@ -83,7 +84,8 @@ def test_b200_charges_the_quantise_h100_does_not():
 
 
 @pytest.mark.parametrize("act", ["nvfp4", "bf16"])
-@pytest.mark.parametrize("device", ["h100-sxm5-80gb", "h200-sxm-141gb", "a100-sxm4-80gb"])
+@pytest.mark.parametrize("device", ["h100-sxm5-80gb", "h200-sxm-141gb", "a100-sxm4-80gb",
+                                    "mi300x", "mi355x"])
 def test_trtllm_refuses_nvfp4_without_fp4_tensor_cores(device, act):
     with pytest.raises(pm.SpecError) as err:
         _predict(device, "trtllm", act=act)
