@@ -69,14 +69,12 @@ def test_a_wave_of_c_contexts_runs_one_per_iteration():
 
 
 def test_contexts_that_fit_together_share_the_iteration():
-    """Three prompts of 4000 (5 output tokens) sent at t = 0, all in the request queue when the
-    idle executor fetches for its first iteration (the simulator's assumption for requests sent
-    at one instant, sim.py docstring). TensorRT-LLM's fetch reads a non-empty queue until it is
-    empty (executor_request_queue.py ``_get_from_request_queue``), so iteration 0 chooses among
-    r0, r1, r2. The micro-batch scheduler without chunked context takes whole contexts in
-    arrival order while max_num_tokens lasts and stops at the first that does not fit:
-    r0 4000, r0 + r1 = 8000 <= 8192, + r2 = 12000 > 8192.
-    0-1: contexts of r0 and r1, their first tokens at 1.
-    1-2: decodes of r0 and r1 (2 tokens) + context of r2: 4002 <= 8192, its first token at 2."""
+    """Three prompts of 4000 sent at t = 0. TensorRT-LLM's idle executor blocks on its request
+    queue and returns the first request alone (executor_request_queue.py
+    _get_from_request_queue @007a750: a blocking get() on an empty queue, batch_wait_timeout_ms
+    0 = no wait for more); the others, sent at the same instant, reach the queue after that
+    iteration started. 0-1: r0's context alone. 1-2: the queue is drained (get_nowait until
+    empty): 1 decode + 4000 + 4000 = 8001 <= max_num_tokens 8192, whole contexts in arrival
+    order, so r1's and r2's first tokens both come at 2."""
     r = _closed_run(3, 3, 4000, 5)
-    assert r.first.tolist() == [1.0, 1.0, 2.0]
+    assert r.first.tolist() == [1.0, 2.0, 2.0]

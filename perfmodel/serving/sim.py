@@ -16,29 +16,6 @@ think time): an ARRIVE event at the finish time, handled after the instance has 
 its next iteration, so the new request joins at the next iteration boundary, as a request
 arriving over HTTP during an engine step does. At most C requests are ever in the system.
 
-Requests that arrive at the same instant (a closed loop's C first requests, open-loop arrivals
-with equal times, a KV transfer and an arrival that end together) are all queued before an idle
-instance schedules: an idle instance starts its next iteration only once every event of that
-instant has been handled (``_wake``; ``run`` flushes before time moves on). The engines take in
-whatever their request queue holds before each scheduling step: vLLM V1
-``EngineCoreProc._process_input_queue`` (vllm-project/vllm vllm/v1/engine/core.py @ b4622cf:
-a blocking ``input_queue.get()`` while there is no work, then ``get_nowait`` until the queue is
-empty, then ``_process_engine_step``); SGLang's loop ``recv_requests`` ->
-``process_input_requests`` -> next batch (sgl-project/sglang managers/scheduler.py @ d51c1c2
-``event_loop``; ``recv_pyobj(zmq.NOBLOCK)`` until ``zmq.ZMQError``, the same loop in
-scheduler_components/request_receiver.py ``_pull_raw_reqs`` @ 00bc307); TensorRT-LLM's
-``ExecutorRequestQueue._get_from_request_queue`` (NVIDIA/TensorRT-LLM
-tensorrt_llm/_torch/pyexecutor/executor_request_queue.py @ 007a750), called by
-``_fetch_new_requests`` every iteration: a non-empty queue is read with ``get_nowait`` until it
-is empty. Modelling assumption: requests sent at the same instant are all in the queue before
-the idle engine's first step. In reality they reach it some ms apart (HTTP, tokenisation), and
-an idle vLLM or TensorRT-LLM engine blocked on an empty queue wakes on the first one: vLLM then
-drains only what is queued by then; TensorRT-LLM returns that one request alone (the blocking
-``get`` branch does not drain; ``batch_wait_timeout_ms``, default 0 in llm_args.py @ 7b437aa,
-would wait for more). So a measured first wave can start with fewer than C requests; here it
-starts with all that fit. SGLang's idle loop polls without blocking. A request that arrives at a
-busy instance's step end still joins at the next iteration boundary (above).
-
 Everything is deterministic: the workload is fixed by its seed and ties are broken by a
 sequence number.
 """
@@ -103,7 +80,6 @@ class Simulation:
         self.order = 0
         self.transfers: dict[int, tuple[Engine, int]] = {}
         self.now = 0.0
-        self.waking: dict[int, Engine] = {}  # idle instances given work at ``now``, in order
 
     # ---- event plumbing ---------------------------------------------------------------------
     def _push(self, t: float, kind: int, ref: int, version: int) -> None:
@@ -119,19 +95,16 @@ class Simulation:
         e.version += 1
         self._push(step.end, STEP, e.index, e.version)
 
-    def _wake(self, e: Engine) -> None:
-        """An idle instance got work: it schedules once every event at ``now`` is handled."""
-        self.waking.setdefault(e.index, e)
-
-    def _start_woken(self, now: float) -> None:
-        woken, self.waking = self.waking, {}
-        for e in woken.values():
-            if e.step is None:
-                self._kick(e, now)
-
     def _notify(self, e: Engine, now: float) -> None:
+        # An idle instance starts on the first request it receives, before requests sent at the
+        # same instant reach it: an idle vLLM EngineCore blocks in input_queue.get() and
+        # TensorRT-LLM's idle executor in a blocking get() (batch_wait_timeout_ms 0: no wait for
+        # more), each draining only what is already queued; requests sent together arrive
+        # milliseconds apart (HTTP, tokenisation), after that step started. (vllm v1/engine/
+        # core.py _process_input_queue @b4622cf; TensorRT-LLM executor_request_queue.py
+        # _get_from_request_queue @007a750, llm_args.py @7b437aa; review 1203c finding 4.)
         if e.step is None:
-            self._wake(e)
+            self._kick(e, now)
         elif self.schedulers[e.index].truncate(e, now):
             e.version += 1
             self._push(e.step.end, STEP, e.index, e.version)
@@ -163,11 +136,7 @@ class Simulation:
                 arrival[rid] = 0.0
                 self._push(0.0, ARRIVE, rid, 0)
             i = n  # no pre-set arrivals
-        while i < n or heap or self.waking:
-            if self.waking and not ((heap and heap[0][0] <= self.now)
-                                    or (i < n and arrival[i] <= self.now)):
-                self._start_woken(self.now)  # nothing else happens at this instant
-                continue
+        while i < n or heap:
             if heap and (i >= n or heap[0][0] <= arrival[i]):
                 t, _, kind, ref, version = heapq.heappop(heap)
                 self.now = t
@@ -231,4 +200,4 @@ class Simulation:
         src.held_elsewhere -= blocks
         self._enqueue(self.decode_pool, rid, now)
         if src.step is None and src.waiting:
-            self._wake(src)
+            self._kick(src, now)
