@@ -1,7 +1,7 @@
-"""The serving planner of the Plan search page: the cheapest device, TP and replica count
+"""The serving planner of the Plan search page: the cheapest device, layout and replica count
 that serves a request rate within latency SLOs (`perfmodel plan-serving`), the batch cap
 (max_num_seqs) it chose and why, 80 % bands on its latencies, and the throughput-vs-
-interactivity frontier over device x TP/EP x batch."""
+interactivity frontier over device x layout (TP, attention DP, EP, PP) x batch."""
 
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ def serve_planner() -> None:
     per_gpu = per_gpu_rows(result["candidates"])
     if per_gpu:
         st.markdown("**Cheapest per GPU type** (meeting the SLOs):\n" + "\n".join(
-            f"- **{short_name(g)}**: {c['replicas']} × TP{c['tp']} = {c['gpus']} GPUs at "
+            f"- **{short_name(g)}**: {c['replicas']} × {layout(c)} = {c['gpus']} GPUs at "
             f"max_num_seqs {c['max_num_seqs']}, {c['cost']['usd_per_hour']:.2f} USD/h, "
             f"{c['cost']['usd_per_million_output_tokens']:.3f} USD per M output tokens"
             + (f" ({plain(across_band_note(c))})" if extra_replicas(c) is not None
@@ -163,7 +163,7 @@ def serve_planner() -> None:
     csv_button(rows, "serving-plan", key="ps_csv", label="Candidates CSV")
     points = [{"GPU": r["GPU"], "tpot": r["TPOT p90 (ms)"], "usd": r["USD/h"],
                "tpot_lo": r["TPOT p90 (ms) lo"], "tpot_hi": r["TPOT p90 (ms) hi"],
-               "label": f"TP{r['tp']} × {r['replicas']}, max_num_seqs {r['max seqs']}"}
+               "label": f"{r['layout']} × {r['replicas']}, max_num_seqs {r['max seqs']}"}
               for r in rows if r["feasible"] and r["USD/h"] is not None]
     if points:
         st.plotly_chart(charts_plans.pareto_figure(
@@ -180,7 +180,7 @@ def show_best(best: dict, devices: dict, choice: str = "") -> None:
     m, ranges = best["metrics"] or {}, best.get("ranges") or {}
     cards = [
         ("Cheapest", f"{best['replicas']} × {short_name(best['device'])}",
-         f"{devices[best['device']].name}, TP {best['tp']} per replica = {best['gpus']} "
+         f"{devices[best['device']].name}, {layout(best)} per replica = {best['gpus']} "
          "GPUs"),
         ("USD per hour", f"{cost['usd_per_hour']:.2f}" if cost else "—",
          cost.get("price", "no price")),
@@ -220,13 +220,19 @@ def show_best(best: dict, devices: dict, choice: str = "") -> None:
                "errors of comparable serving cases (docs/uncertainty.md).")
 
 
+def layout(row: dict) -> str:
+    """A candidate's or frontier point's instance layout as plan-serving names it (its
+    ``layout`` key: "tp 8", "tp 8 ep 8", "tp 1 dp 8 ep 8" with attention DP, " pp 2")."""
+    return row.get("layout") or f"tp {row['tp']}"
+
+
 def candidate_rows(candidates: list[dict]) -> list[dict]:
-    """One row per device x TP (cheapest first), numbers as numbers, each banded latency with
+    """One row per device x layout (cheapest first), numbers as numbers, each banded latency with
     its 80 % band's ends (the CSV)."""
     rows = []
     for c in candidates:
         m, cost, ranges = c["metrics"] or {}, c["cost"] or {}, c.get("ranges") or {}
-        row = {"GPU": c["device"], "tp": c["tp"], "replicas": c["replicas"] or None,
+        row = {"GPU": c["device"], "layout": layout(c), "replicas": c["replicas"] or None,
                "GPUs": c["gpus"] or None, "max seqs": c.get("max_num_seqs")}
         for label, key, _fmt in LATENCIES:
             value = m.get(key) if c["feasible"] else None
@@ -255,7 +261,7 @@ def candidate_rows(candidates: list[dict]) -> list[dict]:
 
 
 def frontier(result: dict) -> None:
-    """Throughput vs interactivity: one replica per device x TP/EP at each batch, the Pareto
+    """Throughput vs interactivity: one replica per device x layout at each batch, the Pareto
     points with their 80 % bands (chart error bars and table ranges)."""
     points = result.get("frontier_points") or []
     if not points:
@@ -268,8 +274,7 @@ def frontier(result: dict) -> None:
         if not p.get("pareto"):
             continue
         ranges = p.get("ranges") or {}
-        rows.append({"GPU": p["device"], "tp": p["tp"], "ep": p.get("ep", 1),
-                     "batch": p["batch"],
+        rows.append({"GPU": p["device"], "layout": layout(p), "batch": p["batch"],
                      "tok/s/user [80 %]": with_band(p["tokens_per_s_per_user"],
                                                     ranges.get("tokens_per_s_per_user"), ".1f"),
                      "tok/s/GPU [80 %]": with_band(p["tokens_per_s_per_gpu"],

@@ -68,6 +68,7 @@ import numpy as np
 
 from ..errors import SpecError
 from ..profile import CalibrationProfile
+from ..resolve import resolve
 from ..specs import registry
 from ..specs.assemble import resolve_system
 from ..specs.model import ModelSpec
@@ -849,8 +850,11 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
     for device, lay in ((d, x) for d in _devices(inp, prices) for x in layouts(inp)):
             sc = _scenario(inp, device, lay)
             try:
-                system = resolve_system(sc.system)
                 profile = _profile(device, inp.calibration)
+                # predict's resolution, one path: the system, and the model as the engine
+                # keeps it (resolve.with_engine_state: linear-attention / Mamba state dtypes)
+                rs = resolve(sc, profile)
+                sc, system = rs.scenario, rs.system
                 kinds[device] = "default" if profile.kind == "default" else "measured"
                 _note_profile(profile, system, uncalibrated, warnings)
                 dep = deployment_for(sc, system, profile, sc.inference, wl, counts=(1,))

@@ -84,6 +84,7 @@ def sweep_concurrency(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
                         f"{client.id}'s time windows (measurement_interval_ms) are measured by "
                         "perfmodel predict one concurrency at a time")
     rs = resolve(sc, calibration)
+    sc = rs.scenario  # as predict runs it (the engine's state dtypes: resolve.with_engine_state)
     inf, wl = serving_inputs(sc)
     dep = deployment_for(sc, rs.system, rs.profile, inf, wl)
     from .capacity import band_baseline, benchmark_ranges, serving_bands
