@@ -217,12 +217,22 @@ def cli(*args, cwd: Path, popen: bool = False):
     ("/proc/perfmodel-cal/cpu.json", "cannot create"),
     ("/proc/version", "cannot write"),
 ])
-def test_unwritable_out_is_one_line_before_measuring(tmp_path, out, needle):
+def test_unwritable_out_is_one_line_before_measuring(tmp_path, monkeypatch, capsys, out, needle):
+    """Run in process (``perfmodel.cli.main``, as tests/test_bad_input_cli.py runs its rows):
+    the same exit code and stderr, without a fresh interpreter importing torch for each row
+    (the command in a subprocess is test_killing_the_parent_ends_the_collective_ranks)."""
+    from perfmodel.cli import main
+
     (tmp_path / "a-file.txt").write_text("x")
-    proc = cli("--device", "cpu", "--quick", "--only", "launch", "--out", out, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr
-    assert needle in proc.stderr and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(["calibrate", "--device", "cpu", "--quick", "--only", "launch", "--out", out])
+    except SystemExit as stop:  # argparse's own exit
+        code = stop.code
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr
+    assert needle in stderr and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
 
 
 def _ranks_of(raw: Path) -> list[int]:
