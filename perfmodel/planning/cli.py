@@ -30,6 +30,7 @@ from ..errors import SpecError
 from ..specs.registry import parse_cache
 from .render import render
 from .training import (  # imports numpy: after the thread setting above
+    BAND_RULE,
     DEFAULT_BATCH_TOKENS,
     DEFAULT_MAX_GPUS,
     DEFAULT_SEQ_LEN,
@@ -72,14 +73,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..frameworks_config import FrameworkName
 
     p._negative_number_matcher = NEGATIVE_VALUE
+    p.epilog = BAND_RULE
     p.add_argument("model", help="model preset id (perfmodel models list) or config.json path")
     p.add_argument("--tokens", type=tokens_arg, required=True,
                    help="training tokens, e.g. 15T, 300B, 2.5e12")
     p.add_argument("--days", type=positive_float,
-                   help="finish within this many days (answer: the cheapest row meeting it). "
+                   help="finish within this many days (answer: the cheapest row meeting it, "
+                        "across its 80 %% band when any row does; below). "
                         "Without --days or --budget the answer is the cheapest Pareto row whose "
                         "days x USD is within 10 %% of the smallest: the time-vs-cost knee")
-    p.add_argument("--budget", type=usd_arg, help="spend at most this many USD (e.g. 30M)")
+    p.add_argument("--budget", type=usd_arg,
+                   help="spend at most this many USD (e.g. 30M; answer: the fastest row whose "
+                        "cost fits it, across its 80 %% band when any row does; below)")
     p.add_argument("--devices", type=id_list,
                    help="comma-separated device ids (default: priced GPUs with a reference "
                         "calibration profile whose node scales out, >= 40 GB)")

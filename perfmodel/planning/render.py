@@ -61,8 +61,17 @@ def _cells(r: Row, constrained: bool) -> tuple:
             f"{r.model_tflops_per_gpu:.0f}" if r.model_tflops_per_gpu is not None else "-",
             f"{100 * r.plan['memory_headroom']:.0f}",
             ", ".join(f"{b['term']} {100 * b['share']:.0f}%" for b in r.bound),
-            ("P" if r.pareto else "") + ("ok" if r.meets and constrained else "")
-            + ("!" if r.may_not_fit else ""))
+            _mark_cell(r, constrained))
+
+
+def _mark_cell(r: Row, constrained: bool) -> str:
+    """"P" (Pareto), "ok" (meets --days / --budget across its 80 % band) or "may miss
+    --days" (meets it at the point estimate only), "!" (may not fit)."""
+    meets = ""
+    if constrained and r.meets:
+        meets = ("ok" if not r.may_miss else
+                 " may miss " + ", ".join(f"--{m}" for m in r.may_miss))
+    return ("P" if r.pareto else "") + meets + ("!" if r.may_not_fit else "")
 
 
 def _legend(result: TrainingPlanResult, shown: list[Row], constrained: bool,
@@ -70,13 +79,17 @@ def _legend(result: TrainingPlanResult, shown: list[Row], constrained: bool,
     unpriced = sorted({r.device for r in result.rows if r.usd is None})
     by_hours = (f"; for {', '.join(unpriced)} (no price) by GPU-hours" if unpriced else "")
     out = ["P: time-vs-cost Pareto (no row both faster and cheaper" + by_hours + ")"
-           + ("; ok: meets --days / --budget" if constrained else "")
+           + ("; ok: meets --days / --budget across its 80 % band" if constrained else "")
            + ("" if all_rows else "; --all shows every GPU count"),
            "MFU %: model FLOPs of Megatron's convention (as predict's mfu), attention counted "
            "non-causally, no recompute (Korthikanti et al. 2022 eq. 7; PaLM App. B), TFLOP/s "
            "the same FLOPs per GPU; MFU 6ND %: 6 x active parameters incl. embeddings x "
            "tokens/s / (GPUs x dense peak), no attention term (Chinchilla's N, Hoffmann et al. "
            "2022; Kaplan et al. 2020's non-embedding N gives less)"]
+    if any(r.may_miss for r in shown):
+        out.append("may miss --days / --budget: the point estimate meets it, the upper end of "
+                   "the 80 % band does not; the answer prefers a row that meets the constraints "
+                   "across its band when one exists (plan-serving's 'may miss SLO' rule)")
     if any(r.may_not_fit for r in shown):
         out.append("!: may not fit: the 80 % band of the memory per GPU reaches past the "
                    "device's memory (the fit rule uses the point estimate with the headroom; "
@@ -96,7 +109,8 @@ def _answer(result: TrainingPlanResult, constrained: bool) -> list[str]:
                 if constrained else [])
     cost = f", {ans.usd / 1e6:.3g} M USD" if ans.usd is not None else ""
     rng = ans.scaled(ans.days)
-    band = f" (80 % band {rng[0]:.1f}-{rng[1]:.1f})" if rng else ""
+    miss = ", may miss " + ", ".join(f"--{m}" for m in ans.may_miss) if ans.may_miss else ""
+    band = f" (80 % band {rng[0]:.1f}-{rng[1]:.1f}{miss})" if rng else ""
     racks = f" (of {ans.gpus_billed} paid for: whole racks)" if ans.gpus_billed else ""
     out = [f"answer: {ans.gpus} x {ans.device}{racks}, {ans.days:.1f} days{band}, "
            f"{ans.gpu_hours / 1e6:.3g} M GPU-hours{cost} ({describe(ans.plan)})",

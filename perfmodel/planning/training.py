@@ -196,6 +196,15 @@ class Row:
     memory_range: list[float] | None = None  # 80 % band of the memory per GPU, bytes
     may_not_fit: bool = False  # that band reaches past the device's memory (search.may_not_fit)
     gpus_billed: int | None = None  # GPUs paid for (whole racks, spares incl.; None: gpus)
+    # constraints ("days", "budget") the point estimate meets but the upper end of the row's
+    # 80 % band does not (``_mark``; plan-serving's may_miss_slo rule)
+    may_miss: list[str] = field(default_factory=list)
+
+    @property
+    def meets_across_band(self) -> bool:
+        """Meets every given constraint, also at the upper end of its 80 % band (a row without
+        a band: at the point estimate)."""
+        return self.meets and not self.may_miss
 
     def scaled(self, value: float | None) -> list[float] | None:
         """``value`` (days, GPU-hours, USD: all proportional to the step time) as its
@@ -226,7 +235,9 @@ class Row:
                 "memory_headroom": p["memory_headroom"],
                 "memory_per_gpu_range": self.memory_range, "may_not_fit": self.may_not_fit,
                 "bound_by": self.bound,
-                "pareto": self.pareto, "meets_constraints": self.meets}
+                "pareto": self.pareto, "meets_constraints": self.meets,
+                "meets_constraints_across_band": self.meets_across_band,
+                "may_miss": list(self.may_miss)}
 
 
 @dataclass
@@ -241,42 +252,58 @@ class TrainingPlanResult:
     def answer(self) -> Row | None:
         """The row the planner asked for (``choice``): with only --budget the fastest row whose
         cost fits it; with only --days the cheapest row that meets it; with both the cheapest
-        row meeting both (the deadline binds; ``choice`` says what the budget would buy);
-        with neither ``default_choice``: the cheapest Pareto row whose days x cost is within
-        ANSWER_SLACK of the smallest."""
+        row meeting both (the deadline binds; ``choice`` says what the budget would buy) --
+        each among the rows that meet the constraints across their 80 % band when any does,
+        else among those meeting them at the point estimate (``BAND_RULE``); with neither
+        ``default_choice``: the cheapest Pareto row whose days x cost is within ANSWER_SLACK
+        of the smallest."""
         return self.choice()[0]
 
     def choice(self) -> tuple[Row | None, dict]:
         """(the answer row, why): ``rule`` (what was minimised under which constraint),
         ``binding`` ("days", "budget" or None: the constraint that decides the answer, or
-        that no row meets), and ``text``, one line for the answer. Cost is USD; rows of a
-        device without a price are judged by GPU-hours (USD / price: for one device the same
-        choice at any price) and only when no priced row qualifies; a budget in USD is never
-        met by an unpriced row."""
+        that no row meets), ``across_band`` (the answer meets the constraints across its
+        80 % band; None without constraints or answer), ``may_miss`` (the constraints the
+        answer meets only at the point estimate), and ``text``, one line for the answer.
+        With constraints the answer is chosen among the rows meeting them across their 80 %
+        band when any does, else among the rows meeting them at the point estimate, said so
+        (``BAND_RULE``, plan-serving's SLO rule). Cost is USD; rows of a device without a
+        price are judged by GPU-hours (USD / price: for one device the same choice at any
+        price) and only when no priced row qualifies; a budget in USD is never met by an
+        unpriced row."""
         days, budget = self.inputs.get("days"), self.inputs.get("budget_usd")
-        ok = [r for r in self.rows if r.meets]
         if days is None and budget is None:
             return default_choice(self.rows)
+        ok = [r for r in self.rows if r.meets]
+        pool = [r for r in ok if r.meets_across_band] or ok
         if days is None:  # budget only: the fastest plan the budget pays for
-            row = min(ok, key=lambda r: (r.days, r.usd, r.gpus)) if ok else None
-            faster = [r for r in self.rows if row and r.days < row.days and r.usd is not None]
+            row = min(pool, key=lambda r: (r.days, r.usd, r.gpus)) if pool else None
+            # rows faster than the answer: met the budget only at the point (passed over), or
+            # cost more than it (what faster needs)
+            passed = sorted((r for r in ok if row and r.days < row.days),
+                            key=lambda r: (r.days, r.usd, r.gpus))
+            faster = [r for r in self.rows if row and r.days < row.days and r.usd is not None
+                      and not r.meets]
             nxt = min(faster, key=lambda r: r.usd) if faster else None
             text = (f"--budget {_usd(budget)} only: the fastest row whose cost fits it"
                     + (f" ({_usd(row.usd)} of it)" if row else "")
                     + (f"; faster needs {_usd(nxt.usd)} ({nxt.gpus} x {nxt.device}, "
                        f"{nxt.days:.1f} days)" if nxt else ""))
-            if row is not None and nxt is None:
+            if row is not None and nxt is None and not passed:
                 text += " (the fastest row of all: the budget does not bind)"
-            return row, {"rule": "fastest row within --budget",
-                         "binding": "budget" if row is None or nxt else None, "text": text}
-        row = _cheapest(ok)
+            return row, self._band_note(row, passed, "faster", {
+                "rule": "fastest row within --budget",
+                "binding": "budget" if row is None or nxt or passed else None, "text": text})
+        row = _cheapest(pool)
         free = row is not None and row is _cheapest(self.rows)  # the deadline costs nothing
+        passed = sorted((r for r in ok if row and _cost_key(r) < _cost_key(row)), key=_cost_key)
         if budget is None:
-            return row, {"rule": "cheapest row within --days",
-                         "binding": None if free else "days",
-                         "text": f"--days {days:g} only: the cheapest row that finishes "
-                                 "within it" + (" (the cheapest row of all: the deadline "
-                                                "does not bind)" if free else "")}
+            return row, self._band_note(row, passed, "cheaper", {
+                "rule": "cheapest row within --days",
+                "binding": None if free else "days",
+                "text": f"--days {days:g} only: the cheapest row that finishes "
+                        "within it" + (" (the cheapest row of all: the deadline "
+                                       "does not bind)" if free else "")})
         # both: the cheapest row meeting both; say which constraint decides
         in_time = _cheapest([r for r in self.rows if r.days <= days])
         in_budget = [r for r in self.rows if r.usd is not None and r.usd <= budget]
@@ -288,8 +315,9 @@ class TrainingPlanResult:
                                  "the deadline binds") + f" ({spent} of the budget spent)" + (
                         f"; the whole budget would buy {quick.days:.1f} days ({quick.gpus} x "
                         f"{quick.device})" if quick and quick is not row else ""))
-            return row, {"rule": "cheapest row within --days and --budget",
-                         "binding": None if free else "days", "text": text}
+            return row, self._band_note(row, passed, "cheaper", {
+                "rule": "cheapest row within --days and --budget",
+                "binding": None if free else "days", "text": text})
         if in_time is None:
             why, binding = f"no row finishes within {days:g} days", "days"
         elif in_time.usd is None or quick is None:
@@ -300,7 +328,41 @@ class TrainingPlanResult:
                             f"({in_time.gpus} x {in_time.device}); the budget buys at best "
                             f"{quick.days:.1f} days"), "budget"
         return None, {"rule": "cheapest row within --days and --budget", "binding": binding,
+                      "across_band": None, "may_miss": [],
                       "text": f"--days {days:g} and --budget {_usd(budget)} conflict: {why}"}
+
+    def _band_note(self, row: Row | None, passed: list[Row], better: str, why: dict) -> dict:
+        """``why`` with the 80 % band part of the rule (``BAND_RULE``) added: ``across_band``,
+        ``may_miss`` and, in ``text``, whether the answer meets the constraints across its
+        band -- naming the ``better`` (cheaper / faster) rows passed over because they meet
+        them only at the point estimate, at most ``PASSED_SHOWN`` of them -- or that no row
+        does, so the answer is the point estimate's and may miss them."""
+        if row is None:
+            return why | {"across_band": None, "may_miss": []}
+        days, budget = self.inputs.get("days"), self.inputs.get("budget_usd")
+        given = " and ".join(f for f, v in (("--days", days), ("--budget", budget))
+                             if v is not None)
+        them = "them" if days is not None and budget is not None else "it"
+        if row.may_miss:
+            note = (f"; no row meets {given} across its 80 % band: this is the "
+                    f"{'fastest' if better == 'faster' else 'cheapest'} that meets {them} at "
+                    f"the point estimate, and it may miss "
+                    f"{may_miss_text(row, days, budget)}")
+        elif row.band is None:
+            note = ""  # no band: judged at the point estimate (nothing to say about the band)
+        else:
+            note = f"; meets {given} across its 80 % band"
+            if passed:
+                shown = passed[:PASSED_SHOWN]
+                more = len(passed) - len(shown)
+                note += (f", preferred to {better} rows that meet {them} only at the point "
+                         "estimate: " + "; ".join(
+                             f"{r.gpus} x {r.device} ({r.days:.1f} days"
+                             + (f", {_usd(r.usd)}" if r.usd is not None else "")
+                             + f") may miss {may_miss_text(r, days, budget)}" for r in shown)
+                         + (f"; {more} more (--all, JSON may_miss)" if more else ""))
+        return why | {"across_band": not row.may_miss, "may_miss": list(row.may_miss),
+                      "text": why["text"] + note}
 
     def to_dict(self) -> dict:
         ans, why = self.choice()
@@ -316,19 +378,27 @@ class TrainingPlanResult:
                 "step_time_s", "days", "days_lo", "days_hi", "gpu_hours", "usd",
                 "energy_mwh", "energy_includes_node", "mfu", "mfu_6nd",
                 "model_tflops_per_gpu", "memory_headroom", "pareto", "meets_constraints",
-                "may_not_fit"]
+                "meets_constraints_across_band", "may_miss", "may_not_fit"]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
         for r in self.rows:
             d = r.to_dict()
             lo, hi = d["days_range"] or (None, None)
-            flat = {**d, **d["parallelism"], "days_lo": lo, "days_hi": hi}
+            flat = {**d, **d["parallelism"], "days_lo": lo, "days_hi": hi,
+                    "may_miss": " ".join(d["may_miss"])}
             w.writerow(["" if flat[c] is None else flat[c] for c in cols])
         return buf.getvalue()
 
 
 ANSWER_SLACK = 0.10  # a days x cost within 10 % of the smallest counts as a tie (below)
+PASSED_SHOWN = 3  # rows passed over for the band named in the "chosen as" line
+BAND_RULE = (
+    "With --days / --budget the answer is chosen among the rows that meet them across their "
+    "80 % band (the band's upper end of days / USD within the bound) when any row does; when "
+    "none does, among the rows meeting them at the point estimate, said so. A row whose point "
+    "estimate meets a constraint but whose band's upper end does not is marked 'may miss "
+    "--days' / 'may miss --budget' (plan-serving's 'may miss SLO' rule; docs/planning.md).")
 
 
 def default_choice(rows: list[Row]) -> tuple[Row | None, dict]:
@@ -385,6 +455,11 @@ def _cheapest(rows: list[Row]) -> Row | None:
     if priced:
         return min(priced, key=lambda r: (r.usd, r.gpus))
     return min(rows, key=lambda r: (r.gpu_hours, r.gpus)) if rows else None
+
+
+def _cost_key(r: Row) -> tuple:
+    """``_cheapest``'s order: priced rows by USD before unpriced rows by GPU-hours."""
+    return (0, r.usd, r.gpus) if r.usd is not None else (1, r.gpu_hours, r.gpus)
 
 
 def _usd(x: float) -> str:
@@ -751,13 +826,39 @@ def _energy(pred, gpu_hours: float, tokens: float,
     return gpu_hours * watts / 1e6, f"GPU-hours x {how}, GPUs only", False
 
 
+def may_miss(r: Row, days: float | None, budget: float | None) -> list[str]:
+    """The constraints ("days", "budget") whose bound the row's point estimate meets but the
+    upper end of its 80 % band does not (``Row.scaled``: days and USD scale with the step
+    time's band), as plan-serving's ``may_miss_slo`` judges an SLO. A row without a band is
+    judged at the point estimate only."""
+    out = []
+    for name, bound, value in (("days", days, r.days), ("budget", budget, r.usd)):
+        rng = r.scaled(value) if bound is not None else None
+        if rng is not None and value <= bound < rng[1]:
+            out.append(name)
+    return out
+
+
+def may_miss_text(r: Row, days: float | None, budget: float | None) -> str:
+    """"--days (band up to 39.1 days > 30)" for each constraint the row may miss."""
+    parts = []
+    for name in r.may_miss:
+        if name == "days":
+            parts.append(f"--days (band up to {r.scaled(r.days)[1]:.1f} days > {days:g})")
+        else:
+            parts.append(f"--budget (band up to {_usd(r.scaled(r.usd)[1])} > {_usd(budget)})")
+    return ", ".join(parts)
+
+
 def _mark(rows: list[Row], inp: TrainingPlanInputs) -> None:
-    """Constraints met, and the time-vs-cost Pareto set (no other row is as fast and as cheap,
+    """Constraints met at the point estimate (``meets``) and across the 80 % band
+    (``may_miss``: the ones met only at the point), and the time-vs-cost Pareto set (no other row is as fast and as cheap,
     and better in one): among priced rows by USD; among the rows of devices without a price
     by GPU-hours (the cost up to a price per GPU-hour)."""
     for r in rows:
         r.meets = ((inp.days is None or r.days <= inp.days)
                    and (inp.budget_usd is None or (r.usd is not None and r.usd <= inp.budget_usd)))
+        r.may_miss = may_miss(r, inp.days, inp.budget_usd) if r.meets else []
     _pareto([r for r in rows if r.usd is not None], lambda r: r.usd)
     _pareto([r for r in rows if r.usd is None], lambda r: r.gpu_hours)
 
