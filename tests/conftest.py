@@ -23,6 +23,8 @@ settings.load_profile("perfmodel")
 FIRST = (
     "test_dashboard_browser.py",    # ~85 s: streamlit + a real headless chromium
     "test_validate_golden.py",      # ~105 s: the full `perfmodel validate` (every published case)
+    "test_calibrate_converters.py", # every copied upstream table converted (~350 s in all on a
+                                    # loaded machine, 2026-12-03: third longest file)
     "test_calibrate_measure.py",    # ~75 s: a real quick calibration, killed, resumed, rerun,
                                     # then the measured end-to-end loop on its profile
     "test_calibrate_budget.py",     # real calibrate runs (killing the parent, unwritable outputs)
