@@ -227,6 +227,11 @@ def tokens_planner() -> None:
         answer_cards(ans, devices, (res.get("inputs") or {}).get("mfu_6nd"))
         if rule:
             st.markdown(f"**Chosen as:** {plain(rule)}")
+        if ans.get("may_miss"):  # no row meets the limits across its band (the CLI's rule)
+            st.warning("**May miss " + ", ".join(f"--{m}" for m in ans["may_miss"])
+                       + ":** the answer meets the limits at the point estimate, but its "
+                       "80 % band's upper end does not, and no row meets them across its "
+                       "band.", icon=":material/warning:")
     else:
         st.error("**No plan meets the limits**" + (f": {plain(rule)}" if rule else
                                                     "; allow more days, budget or GPUs."),
@@ -318,6 +323,10 @@ def capacity_rows(rows: list[dict]) -> list[dict]:
                 "bound by": ", ".join(f"{b['term']} {b['share']:.0%}"
                                       for b in r.get("bound_by") or []),
                 "Pareto": r["pareto"], "meets limits": r["meets_constraints"]}
+        if "may_miss" in r:  # met at the point estimate only (newer planners)
+            row["limits across 80 % band"] = (
+                "—" if not r["meets_constraints"] else "yes" if not r["may_miss"]
+                else "may miss " + ", ".join(f"--{m}" for m in r["may_miss"]))
         if "may_not_fit" in r:  # the memory band reaches past the device (newer planners)
             row["may not fit"] = bool(r["may_not_fit"])
         out.append(row)

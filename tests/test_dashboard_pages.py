@@ -485,6 +485,34 @@ def test_plan_training_tokens_framework_columns_and_bad_token_text():
     assert "is not a token count" in shown_error(at)
 
 
+def test_plan_training_marks_rows_that_may_miss_the_days_limit():
+    """plan-training's band rule on the page (tests/test_plan_training_band_rule.py): with
+    'At most days' the table says per row whether the limit holds across the 80 % band, and
+    an answer that meets it only at the point estimate carries a warning. The page's rows
+    (llama-3-8b, 15T, H100, <= 512 GPUs) read from the API: 512 GPUs 32.2 days (band to 46.7),
+    256 GPUs 63.5 days (band to 92.2)."""
+    import perfmodel as pm
+
+    rows = {r.gpus: r for r in pm.plan_training("llama-3-8b", tokens="15T",
+                                                devices="h100-sxm5-80gb", max_gpus=512).rows}
+    fast, next_ = rows[512], rows[256]
+    assert fast.days <= 40 < fast.scaled(fast.days)[1]  # 40 days: met at the point only
+    assert next_.days <= 70 < next_.scaled(next_.days)[1] and fast.scaled(fast.days)[1] <= 70
+    at = page("plans", pl_mode="tokens")
+    at.number_input(key="pt_days").set_value(40.0)
+    run(at)
+    assert any(w.value.startswith("**May miss --days:**") for w in at.warning)
+    table = at.dataframe[0].value.set_index("GPUs")
+    assert table.loc[512, "limits across 80 % band"] == "may miss --days"
+    at.number_input(key="pt_days").set_value(70.0)
+    run(at)
+    assert not any("May miss" in w.value for w in at.warning)
+    table = at.dataframe[0].value.set_index("GPUs")
+    assert table.loc[512, "limits across 80 % band"] == "yes"
+    assert table.loc[256, "limits across 80 % band"] == "may miss --days"
+    assert metric(at, "Answer").startswith("512 ")
+
+
 def test_plans_every_widget():
     for mode in ("search", "tokens", "serve"):
         at = page("plans", pl_mode=mode)
