@@ -605,6 +605,10 @@ DEEPEP_MODES = {"ll": ("dispatch_avg_t_us", "combine_avg_t_us"),
                 "normal": (("dispatch_transmit_us", "dispatch_notify_us"),
                            ("combine_transmit_us", "combine_notify_us"))}
 US = 1e-6
+# Routing groups a token keeps in the multi-node DeepEP collector: ``--num-topk-groups``
+# default min(num_nodes, 4) (ai-dynamo/aiconfigurator collector/deep_collector/test_internode.py
+# at 97c28ba6fcc0a1e29987f4848df5ba786d71653e, run with its defaults per its README.md).
+INTERNODE_TOPK_GROUPS = 4
 
 
 def aic_deepep(path: str | Path, mode: str, nodes: Iterable[int] | None = None,
@@ -618,7 +622,21 @@ def aic_deepep(path: str | Path, mode: str, nodes: Iterable[int] | None = None,
     (``moe_parallel.a2a_bytes``: tokens x copies x hidden x bytes per element, copies = topk
     for low latency, the expected destination ranks for normal); the normal table's
     several SM counts keep the fastest (a tuned deployment's choice). ``nodes``: keep these
-    node counts (one node: scope intra; more: inter, ``per_node`` = gpus_per_node)."""
+    node counts (one node: scope intra; more: inter, ``per_node`` = gpus_per_node).
+
+    Routing of the rows, as each collector drew it: one node (collector/deep_collector/
+    test_intranode.py, ai-dynamo/aiconfigurator at 901d06862053ce18c2b2ba283aca1e44106d43ce)
+    takes the top-k of i.i.d. scores, uniform routing; several nodes (test_internode.py at
+    97c28ba6fcc0a1e29987f4848df5ba786d71653e, run without ``--num-topk-groups`` as the
+    collector's README.md at 25e61f7b76d3fac77b06aa06517f1c527e56b961 says) route node-limited:
+    the experts form one group per node (``scores.view(num_tokens, num_nodes, -1)``), a token
+    keeps the ``min(num_nodes, 4)`` groups of highest max score and its top-k among them. The
+    normal rows over several nodes are therefore sized with that routing,
+    ``copies_per_token(..., domains=node_num, n_group=node_num, topk_group=min(node_num, 4))``,
+    the unit the core uses for a model's group-limited routing: at 8 nodes 4.0 destination
+    nodes instead of uniform routing's 5.29 (a simulation of the collector's gate on i.i.d.
+    scores gives 3.98; tests/test_deepep_collector_routing.py); at 2 and 4 nodes every node is
+    a selected group: uniform routing."""
     from ..moe_parallel import COMBINE_BYTES, DEEPEP_FP8_BYTES, a2a_bytes, copies_per_token
 
     if mode not in DEEPEP_MODES:
@@ -641,7 +659,9 @@ def aic_deepep(path: str | Path, mode: str, nodes: Iterable[int] | None = None,
     for (node_num, hidden, tokens, topk, experts), (t_disp, t_comb) in sorted(best.items()):
         n = node_num * gpus_per_node
         scope = "intra" if node_num == 1 else "inter"
-        copies = float(copies_per_token(mode, topk, experts, n))
+        limit = {} if node_num == 1 else {"domains": node_num, "n_group": node_num,
+                                          "topk_group": min(node_num, INTERNODE_TOPK_GROUPS)}
+        copies = float(copies_per_token(mode, topk, experts, n, **limit))
         for phase, t, elem in (("dispatch", t_disp, DEEPEP_FP8_BYTES),
                                ("combine", t_comb, COMBINE_BYTES)):
             params = {"collective": f"ep_{phase}_{mode}", "group_size": n, "scope": scope,
