@@ -106,7 +106,8 @@ def dispatch_elem_bytes(weight_dtype: str, activation_dtype: str, act_bytes: flo
 def copies_per_token(mode: str, top_k: int, experts: int, ep: Array, domains: Array = 1.0,
                      n_group: int = 1, topk_group: int | None = None) -> Array:
     """Copies of a token a dispatch sends (and a combine receives back), the unit the DeepEP
-    tables are sized in (calibrate.converters.aic_deepep calls this with uniform routing).
+    tables are sized in (calibrate.converters.aic_deepep calls this with the routing each
+    table's collector drew).
 
     * Low latency: one per routed expert, top_k, whatever the routing: the kernel writes each
       (token, top-k slot) to its expert's receive buffer on the expert's rank, no
@@ -132,8 +133,9 @@ def copies_per_token(mode: str, top_k: int, experts: int, ep: Array, domains: Ar
       The multi-node tables themselves were measured under node-limited routing (the
       collector routes with groups = nodes, top min(nodes, 4): ai-dynamo/aiconfigurator
       collector/deep_collector/test_internode.py, DeepEP's tests/legacy/test_internode.py),
-      which the converter's uniform sizing overstates at 8 nodes by 5.29 / 4 (none at 2 and 4
-      nodes, where min(nodes, 4) = nodes).
+      so the converter sizes those rows with the collector's routing (``n_group`` = nodes,
+      ``topk_group`` = min(nodes, 4): on 8 nodes 4 destination nodes, not uniform routing's
+      5.29; on 2 and 4 nodes, where min(nodes, 4) = nodes, uniform).
       ``domains``: the EP group's NVLink domains (system.gpus_per_node: one per GB200 / GB300
       NVL72 rack, not one per 8 GPUs)."""
     if mode == "ll":
