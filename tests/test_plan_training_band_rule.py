@@ -183,3 +183,10 @@ def test_the_qa_repro_falls_back_and_says_so():
     assert why["across_band"] is False and "it may miss --days (band up to" in why["text"]
     d = res.to_dict()["answer"]
     assert d["meets_constraints"] is True and d["meets_constraints_across_band"] is False
+
+
+def test_without_constraints_the_rule_has_no_band_part():
+    row, why = _result().choice()
+    assert row is not None and not any(r.may_miss for r in _result().rows)
+    assert why["across_band"] is None and why["may_miss"] == []
+    assert "80 % band" not in why["text"]

@@ -422,7 +422,8 @@ def default_choice(rows: list[Row]) -> tuple[Row | None, dict]:
     rule = (f"cheapest Pareto row with days x cost within {100 * ANSWER_SLACK:g} % of the "
             "smallest")
     if not pool:
-        return None, {"rule": rule, "binding": None, "text": "no row to choose from"}
+        return None, {"rule": rule, "binding": None, "across_band": None,
+                      "may_miss": [], "text": "no row to choose from"}
     knee = min(pool, key=lambda r: (r.days * unit(r), r.gpus))
     best = knee.days * unit(knee)
     near = [r for r in pool if r.days * unit(r) <= (1 + ANSWER_SLACK) * best]
@@ -445,7 +446,8 @@ def default_choice(rows: list[Row]) -> tuple[Row | None, dict]:
     if fastest is not row and fastest is not knee:
         text += (f"; the fastest, {fastest.gpus} x {fastest.device}, takes {fastest.days:.1f} "
                  f"days for {cost(unit(fastest))}")
-    return row, {"rule": rule, "binding": None, "text": text}
+    return row, {"rule": rule, "binding": None, "across_band": None, "may_miss": [],
+                 "text": text}
 
 
 def _cheapest(rows: list[Row]) -> Row | None:
