@@ -485,8 +485,39 @@ class Fp8ActivationFacts(Strict):
         return self
 
 
-#: ``quantization.nvfp4_without_fp4`` per vendor: W4A16 (``weight_only``) or a load error
-Nvfp4Fallback = Literal["weight_only", "refuse"]
+#: what an engine does with a narrow weight format on a device without its tensor cores, per
+#: vendor (``quantization.formats.<fmt>.without_tensor_cores``): weight-only (W8A16 / W4A16:
+#: 16-bit activations against weights dequantised in the GEMM, e.g. Marlin) or a load error
+FormatFallback = Literal["weight_only", "refuse"]
+#: the narrow weight formats an engine file states a rule for (``quantization.formats``)
+RULE_FORMATS = ("fp8", "fp8_block", "nvfp4")
+
+
+class FormatRule(Strict):
+    """What the engine runs for a checkpoint whose weights are in one narrow format, by what the
+    device has (``quantization.formats.<fmt>``; one mechanism for every format,
+    ``formats.engine_activation``).
+
+    ``with_tensor_cores``: ``narrow`` where the device has tensor cores for the format: the
+    engine runs the narrow GEMM (W8A8 / W4A4, its own activation quantise,
+    ``quantization.<fmt>_activation``) whatever 16-bit activation dtype a scenario names, since
+    the engine offers no weight-only path there (vLLM Fp8LinearMethod takes Marlin W8A16 only
+    below SM 8.9 or when forced by a test switch); null: not stated (the scenario's choice is
+    honoured). ``without_tensor_cores``: per device vendor (lower case), ``weight_only`` or
+    ``refuse``; a vendor not listed: not stated (modelled as weight-only)."""
+
+    with_tensor_cores: Literal["narrow"] | None = None
+    without_tensor_cores: dict[str, FormatFallback] = Field(default_factory=dict)
+
+    @field_validator("without_tensor_cores", mode="before")
+    @classmethod
+    def _vendors(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise SpecError("quantization.formats.<fmt>.without_tensor_cores: a mapping vendor "
+                            f"-> weight_only | refuse, got {value!r}")
+        return {str(k).lower(): v for k, v in value.items()}
 
 
 class QuantizationFacts(Strict):
@@ -497,26 +528,27 @@ class QuantizationFacts(Strict):
 
     fp8_activation: Fp8ActivationFacts = Fp8ActivationFacts()
     nvfp4_activation: Fp8ActivationFacts = Fp8ActivationFacts()
-    #: what the engine does with NVFP4 weights on a device without NVFP4 tensor cores, per
-    #: device vendor (lower case, e.g. ``nvidia``, ``amd``): ``weight_only`` runs them as W4A16
-    #: (16-bit activations against weights dequantised in the GEMM, e.g. Marlin FP4),
-    #: ``refuse`` fails to load; a vendor not listed: not stated (modelled as weight-only)
-    nvfp4_without_fp4: dict[str, Nvfp4Fallback] = Field(default_factory=dict)
+    #: what the engine runs for a checkpoint in each narrow weight format (``FormatRule``:
+    #: with and without the device's tensor cores for it), keyed by format (``RULE_FORMATS``)
+    formats: dict[str, FormatRule] = Field(default_factory=dict)
 
     @field_validator("fp8_activation", "nvfp4_activation", mode="before")
     @classmethod
     def _null(cls, value: Any) -> Any:
         return {} if value is None else value
 
-    @field_validator("nvfp4_without_fp4", mode="before")
+    @field_validator("formats", mode="before")
     @classmethod
-    def _vendors(cls, value: Any) -> Any:
+    def _formats(cls, value: Any) -> Any:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise SpecError("quantization.nvfp4_without_fp4: a mapping vendor -> weight_only | "
-                            f"refuse, got {value!r}")
-        return {str(k).lower(): v for k, v in value.items()}
+            raise SpecError(f"quantization.formats: a mapping format -> rule, got {value!r}")
+        bad = sorted(set(value) - set(RULE_FORMATS))
+        if bad:
+            raise SpecError(f"quantization.formats: unknown format(s) {bad}; valid: "
+                            f"{list(RULE_FORMATS)}")
+        return value
 
 
 #: how an engine splits num_layers over pp stages when no explicit partition is given
@@ -1034,15 +1066,13 @@ def fp8_activation_kernels(engine_id: str, version: str | None, variant: str | N
     return facts.unfused, np.where(fused, 0.0, 1.0)
 
 
-def nvfp4_without_fp4(engine_id: str, version: str | None, variant: str | None,
-                      vendor: str) -> str | None:
-    """What ``engine_id`` does with NVFP4 weights on a ``vendor`` device without NVFP4 tensor
-    cores (``quantization.nvfp4_without_fp4``): ``weight_only`` (W4A16), ``refuse``, or None
-    (``generic``, or a vendor its file does not state)."""
+def format_rule(engine_id: str, fmt: str, version: str | None = None,
+                variant: str | None = None) -> FormatRule | None:
+    """``engine_id``'s rule for weights in ``fmt`` (``quantization.formats``): None for
+    ``generic`` (no engine rule: the scenario's choice is honoured) or a format its file does
+    not state."""
     spec = engine_facts(engine_id, version, variant)
-    if spec is None:
-        return None
-    return spec.quantization.nvfp4_without_fp4.get(str(vendor).lower())
+    return None if spec is None else spec.quantization.formats.get(fmt)
 
 
 def draft_tp(engine_id: str, version: str | None, variant: str | None, target_tp: int,

@@ -16,7 +16,7 @@ GEMM reads its weight's bytes and runs at its weight's compute dtype (``ops.Prec
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .dtypes import BYTES, DTYPES, nbytes, quantized_weight_bytes
@@ -173,6 +173,10 @@ def dispatch_elem_bytes(fmt: str, act_bytes: float) -> float:
 # -- which low-precision GEMMs a device runs natively (issue 13) ---------------------------
 #: 16-bit activations the engines fall back to where a format has no tensor cores
 WEIGHT_ONLY_ACTIVATION = "bf16"
+#: the activation dtype the native GEMM of each narrow weight format an engine file states a
+#: rule for takes (its keys are engines.RULE_FORMATS): W8A8 per-tensor / per-token, block W8A8
+#: with 1 x 128 activation groups, W4A4 NVFP4
+RULE_ACTIVATION = {"fp8": "fp8", "fp8_block": "fp8_block", "nvfp4": "nvfp4"}
 
 
 def native_formats(device) -> tuple[str, ...]:
@@ -201,33 +205,78 @@ def modelled_activation(activation_dtype: str, native: tuple[str, ...] | None) -
     return WEIGHT_ONLY_ACTIVATION
 
 
-def nvfp4_fallback(device, engine: str | None, version: str | None, variant: str | None,
-                   weight_dtype: str, weight_formats=()) -> str | None:
-    """How ``engine`` runs an NVFP4 checkpoint (``weight_dtype`` or any class of
-    ``weight_formats`` in nvfp4) on ``device`` without NVFP4 tensor cores
-    (``engines.nvfp4_without_fp4`` for the device's vendor): ``weight_only`` or None (the
-    checkpoint's NVFP4 GEMMs run as W4A16, ``modelled_activation``: 16-bit activations, 4.5-bit
-    weight bytes with their scales, the bf16 GEMM with the in-GEMM dequantise
-    ``ops.Precision.inference`` charges); None too where the device has NVFP4 tensor cores or
-    no tensor is NVFP4. Raises ``SpecError`` naming the device, engine and format where the
-    engine refuses to load it (TensorRT-LLM: its FP4 GEMMs need SM100; engines/<id>.yaml
-    ``quantization.nvfp4_without_fp4``)."""
-    formats = dict(weight_formats)
-    if "nvfp4" not in (weight_dtype, *formats.values()) or "nvfp4" in native_formats(device):
-        return None
-    from .engines import nvfp4_without_fp4
+#: 16-bit activation dtypes: a scenario naming one of these asks for weight-only GEMMs
+WIDE_ACTIVATIONS = ("fp32", "fp16", "bf16")
 
-    mode = nvfp4_without_fp4(engine or "generic", version, variant, device.vendor)
-    if mode == "refuse":
-        at = f" {version}" if version else ""
-        arch = f" {device.architecture}" if device.architecture else ""
-        raise SpecError(
-            f"engine {engine}{at} does not run nvfp4 weights on {device.id} ({device.vendor}"
-            f"{arch}, no NVFP4 tensor cores): it refuses to load an NVFP4 checkpoint there "
-            f"(engines/{engine}.yaml quantization.nvfp4_without_fp4); use a device with NVFP4 "
-            "tensor cores (B200, B300, GB200, GB300), an engine that runs it weight-only "
-            "(W4A16), or another weight_dtype")
-    return mode
+
+@dataclass(frozen=True)
+class EngineActivation:
+    """What the engine runs for the checkpoint on the device (``engine_activation``): the
+    activation dtype its GEMMs take, whether narrow weights run weight-only, and a one-line
+    note where the scenario's activation dtype was replaced (None where not)."""
+
+    activation_dtype: str
+    weight_only: bool
+    note: str | None = None
+
+
+def engine_activation(device, engine: str | None, version: str | None, variant: str | None,
+                      weight_dtype: str, weight_formats, activation_dtype: str,
+                      weight_only: bool) -> EngineActivation:
+    """How ``engine`` runs a checkpoint in ``weight_dtype`` (and the classes of
+    ``weight_formats``) on ``device``, from engines/<id>.yaml ``quantization.formats``
+    (``engines.FormatRule``), one rule per narrow format and device capability:
+
+    - the device has tensor cores for every narrow format of the checkpoint and the engine's
+      rule is ``with_tensor_cores: narrow``: the narrow GEMM runs (W8A8 / W4A4, with the
+      engine's activation quantise), so a 16-bit activation dtype the scenario names
+      (``weight_only``) is replaced by the format's own (the engines have no weight-only path
+      there: vLLM / SGLang Fp8LinearMethod take Marlin W8A16 only below SM 8.9 or when a
+      test / environment switch forces it, TensorRT-LLM has no fp8 weight-only QuantAlgo);
+    - the device lacks them: ``without_tensor_cores`` for its vendor, ``weight_only`` (the
+      16-bit GEMM against dequantised weights, ``modelled_activation``) or ``refuse`` (a
+      ``SpecError`` naming the device, engine and format);
+    - no rule (``generic``, or a format the file does not state): the scenario as given.
+
+    A checkpoint whose narrow formats need different activations (e.g. fp8 attention beside
+    nvfp4 experts) is left as given."""
+    from .engines import format_rule
+
+    eng = engine or "generic"
+    narrow = sorted({weight_dtype, *dict(weight_formats).values()} & set(RULE_ACTIVATION))
+    keep = EngineActivation(activation_dtype, weight_only)
+    if not narrow:
+        return keep
+    native = native_formats(device)
+    rules = {f: format_rule(eng, f, version, variant) for f in narrow}
+    for fmt, rule in rules.items():
+        if fmt in native or rule is None:
+            continue
+        if rule.without_tensor_cores.get(str(device.vendor).lower()) == "refuse":
+            at = f" {version}" if version else ""
+            arch = f" {device.architecture}" if device.architecture else ""
+            cores = "NVFP4" if fmt == "nvfp4" else "fp8"
+            raise SpecError(
+                f"engine {eng}{at} does not run {fmt} weights on {device.id} ({device.vendor}"
+                f"{arch}, no {cores} tensor cores): it refuses to load such a checkpoint there "
+                f"(engines/{eng}.yaml quantization.formats.{fmt}.without_tensor_cores); use a "
+                f"device with {cores} tensor cores, an engine that runs it weight-only, or "
+                "another weight_dtype")
+    if not weight_only or activation_dtype not in WIDE_ACTIVATIONS:
+        return keep
+    if not all(f in native and r is not None and r.with_tensor_cores == "narrow"
+               for f, r in rules.items()):
+        return keep
+    acts = {RULE_ACTIVATION[f] for f in narrow}
+    if len(acts) != 1:
+        return keep
+    act = acts.pop()
+    kind = "W4A4" if act == "nvfp4" else "W8A8"
+    note = (f"engine {eng} runs {'/'.join(narrow)} weights on {device.id} as {kind}: "
+            f"activation_dtype {activation_dtype} is replaced by {act} (the engine quantises "
+            f"the GEMM inputs itself; it has no weight-only {'/'.join(narrow)} path on a device "
+            f"with those tensor cores, engines/{eng}.yaml quantization.formats)")
+    return EngineActivation(act, False, note)
 
 
 def activation_format_warning(device, activation_dtype: str) -> str | None:

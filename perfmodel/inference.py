@@ -33,7 +33,7 @@ from .engines import (
     mxfp4_pad_multiples,
     skinny_gemm_facts,
 )
-from .formats import class_dtype, nvfp4_fallback, weight_byte_counts
+from .formats import class_dtype, engine_activation, weight_byte_counts
 from .memory import (
     inference_weight_bytes,
     inference_workspace_bytes,
@@ -189,15 +189,26 @@ def _with_skinny_gemms(times: OpTimes, roof: Roofline, plan: InferPlan) -> OpTim
     return times
 
 
+def as_engine_runs(plan: InferPlan, device) -> InferPlan:
+    """``plan`` with the activation dtype its engine runs the checkpoint's weight formats with
+    on ``device`` (``formats.engine_activation``, engines/<id>.yaml ``quantization.formats``):
+    e.g. fp8 weights with bf16 activations asked for run W8A8 under vLLM / SGLang /
+    TensorRT-LLM on a GPU with fp8 tensor cores; raises where the engine refuses the format
+    there. Idempotent; the generic engine (no rule) keeps the scenario's choice."""
+    run = engine_activation(device, plan.tp_all_reduce, plan.engine_version,
+                            plan.engine_variant, plan.weight_dtype, plan.weight_formats,
+                            plan.activation_dtype, plan.weight_only)
+    if (run.activation_dtype, run.weight_only) == (plan.activation_dtype, plan.weight_only):
+        return plan
+    return replace(plan, activation_dtype=run.activation_dtype, weight_only=run.weight_only)
+
+
 def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase: str,
               logits_tokens, device=None) -> tuple[list[O.Op], dict[str, list[int]]]:
-    """All operators of one forward pass through one pipeline stage's share of the model.
-    NVFP4 weights on a device without NVFP4 tensor cores run as the engine runs them there
-    (``formats.nvfp4_fallback``): weight-only W4A16 (``plan.precision_on``), or an error
-    where the engine refuses them."""
+    """All operators of one forward pass through one pipeline stage's share of the model,
+    with the checkpoint's formats as the engine runs them on ``device`` (``as_engine_runs``)."""
     if device is not None:
-        nvfp4_fallback(device, plan.tp_all_reduce, plan.engine_version, plan.engine_variant,
-                       plan.weight_dtype, plan.weight_formats)
+        plan = as_engine_runs(plan, device)
     prec = plan.precision if device is None else plan.precision_on(device)
     # DP attention: this GPU's attention group serves b / attention_dp of the sequences; the
     # routed experts see the tokens of all attention_dp groups (moe_parallel.py)
@@ -249,6 +260,7 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     serving cost model evaluates the same pass on grids. ``offload_time`` is the time
     per stage to stream offloaded weights / KV over the host link: hidden behind the stage's
     compute when prefetching overlaps (FlexGen's zig-zag schedule), added otherwise."""
+    plan = as_engine_runs(plan, system.device)  # the formats as the engine runs them
     roof = Roofline.for_system(system, profile, plan.tp_all_reduce,  # the engine's MoE kernels
                                plan.engine_version, plan.engine_variant,
                                moe_a2a=all_to_all(plan.tp, plan.attention_dp, plan.ep))
@@ -415,6 +427,7 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
     SpeculativeConfig._verify_and_get_draft_tp, SGLang's draft TpModelWorker and TensorRT-LLM's
     draft model engine), its weights and KV cache split draft_tp ways.
     """
+    plan = as_engine_runs(plan, system.device)  # the formats as the engine runs them
     draft_tp = plan.tp if draft_tp is None else draft_tp
     b, p, o = plan.batch, plan.prompt_len, plan.output_len
     stage_p = stage_params(param_counts(model), plan.tp, plan.pp, _expert_shards(model, plan),

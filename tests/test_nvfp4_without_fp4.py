@@ -1,6 +1,7 @@
 """NVFP4 weights on a device without NVFP4 tensor cores, as each engine runs them (issue 13
-item 3): one mechanism, ``formats.nvfp4_fallback`` over engines/<id>.yaml
-``quantization.nvfp4_without_fp4``.
+item 3): one mechanism, ``formats.engine_activation`` over engines/<id>.yaml
+``quantization.formats.nvfp4.without_tensor_cores`` (the rule of every narrow format:
+tests/test_engine_weight_formats.py for fp8).
 
 - vLLM (ModelOptNvFp4LinearMethod: no FlashInfer / CUTLASS fp4 -> Marlin FP4, W4A16 with the
   "Your GPU does not have native support for FP4 computation" warning) and SGLang 0.5.14
@@ -17,7 +18,7 @@ from __future__ import annotations
 import pytest
 
 import perfmodel as pm
-from perfmodel.engines import nvfp4_without_fp4
+from perfmodel.engines import format_rule
 
 K, N = 4096, 6144  # Llama-3.1-8B q (4096) + k, v (2 x 1024) outputs over hidden 4096
 
@@ -37,6 +38,11 @@ def _scenario(device, engine=None, act="nvfp4", weight="nvfp4", n=1, model="llam
 
 def _predict(*a, **k):
     return pm.predict(_scenario(*a, **k))
+
+
+def nvfp4_without_fp4(engine, version, variant, vendor):
+    rule = format_rule(engine, "nvfp4", version, variant)
+    return None if rule is None else rule.without_tensor_cores.get(vendor.lower())
 
 
 def test_engine_facts():

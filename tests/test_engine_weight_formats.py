@@ -1,0 +1,114 @@
+"""What an engine runs for a narrow-weight checkpoint, by device capability (issue 13 item 3:
+"W8A8 must not decode slower than weight-only fp8"): one mechanism, engines/<id>.yaml
+``quantization.formats`` read by ``formats.engine_activation``.
+
+fp8 weights with 16-bit activations asked for, on a GPU with fp8 tensor cores: vLLM and SGLang
+run W8A8 all the same (Fp8LinearMethod: Marlin W8A16 only below SM 8.9 or when forced by
+VLLM_TEST_FORCE_FP8_MARLIN / SGLANG_FORCE_FP8_MARLIN), TensorRT-LLM has no fp8 weight-only
+QuantAlgo. So the engines' "W8A16" prediction is their W8A8 one. On A100 (no fp8 tensor cores)
+vLLM and SGLang run Marlin W8A16 and TensorRT-LLM refuses fp8. The generic engine has no rule:
+the user's choice stands.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import perfmodel as pm
+from perfmodel.engines import RULE_FORMATS, format_rule
+from perfmodel.formats import RULE_ACTIVATION, engine_activation
+from perfmodel.specs.registry import get_device
+
+H100, A100 = "h100-sxm5-80gb", "a100-sxm4-80gb"
+K, N = 8192, (8192 + 2 * 1024) // 2  # Llama-3-70B qkv over hidden 8192, TP 2 (64 + 2 x 8 heads)
+
+
+def _predict(device, engine, act, batch=1, weight="fp8", n=2):
+    inf = {"batch": batch, "prompt_len": 1024, "output_len": 128, "weight_dtype": weight,
+           "activation_dtype": act, "kv_dtype": "fp8"}
+    kw = dict(kind="inference", model="llama-3-70b", system={"device": device, "num_gpus": n},
+              parallelism={"tp": n}, inference=inf)
+    if engine:
+        kw["engine"] = {"name": engine}
+    return pm.predict(pm.Scenario(**kw))
+
+
+def _qkv(pred):
+    return next(op for op in pred.ops if op.name == "attn.qkv" and op.phase == "decode")
+
+
+def test_rule_formats_match_their_activations():
+    assert set(RULE_FORMATS) == set(RULE_ACTIVATION)
+
+
+def test_engine_facts():
+    for eng in ("vllm", "sglang", "trtllm"):
+        for fmt in ("fp8", "fp8_block", "nvfp4"):
+            assert format_rule(eng, fmt).with_tensor_cores == "narrow"
+    assert format_rule("vllm", "fp8").without_tensor_cores == {"nvidia": "weight_only"}
+    assert format_rule("sglang", "fp8").without_tensor_cores == {"nvidia": "weight_only"}
+    assert format_rule("trtllm", "fp8").without_tensor_cores == {"nvidia": "refuse"}
+    assert format_rule("vllm", "fp8", "0.14").with_tensor_cores == "narrow"  # overlays inherit
+    assert format_rule("generic", "fp8") is None
+
+
+@pytest.mark.parametrize("batch", [1, 16])
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_w8a16_request_runs_w8a8_on_h100(engine, batch):
+    """The issue's repro (Llama-3-70B, 2 x H100, fp8 weights and KV): asking for bf16
+    activations gives the engine's W8A8 prediction exactly, so W8A8 never decodes slower than
+    what the engine runs for "weight-only fp8"."""
+    w8a8 = _predict(H100, engine, "fp8", batch)
+    w8a16 = _predict(H100, engine, "bf16", batch)
+    assert w8a16.tpot_s == pytest.approx(w8a8.tpot_s, rel=1e-12)
+    for part, v in w8a8.breakdown["decode_step"].items():
+        assert w8a16.breakdown["decode_step"][part] == pytest.approx(v, rel=1e-12)
+    # by hand: the qkv GEMM runs on the fp8 tensor cores, 2mKN at H100 SXM's 1978.9 TFLOP/s
+    # (datasheet), and reads K x N weights at 1 B plus fp8 inputs (not the bf16 ones)
+    qkv = _qkv(w8a16)
+    assert qkv.compute_s == pytest.approx(2 * batch * K * N / 1978.9e12, rel=1e-9)
+    assert K * N + batch * K <= qkv.bytes < K * N + 2 * batch * (K + N)
+
+
+def test_generic_engine_honours_the_choice():
+    """No engine rule: W8A16 asked for on H100 runs the bf16 GEMM against fp8 weights (2KN at
+    the bf16 peak, 989.4 TFLOP/s, plus the dequantise 2KN at the fp32 peak, 67 TFLOP/s)."""
+    w8a16 = _predict(H100, None, "bf16")
+    assert w8a16.tpot_s != pytest.approx(_predict(H100, None, "fp8").tpot_s, rel=1e-6)
+    assert _qkv(w8a16).compute_s == pytest.approx(2 * K * N / 989.4e12 + 2 * K * N / 67e12,
+                                                  rel=1e-9)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_a100_runs_marlin_w8a16(engine):
+    """A100 has no fp8 tensor cores: the W8A16 request stays weight-only (Marlin), the same as
+    the generic engine's, and differs from the H100 case: 2KN at A100's bf16 peak (312
+    TFLOP/s) plus the dequantise at its fp32 peak (19.5 TFLOP/s), no fp8 quantise kernel."""
+    pred = _predict(A100, engine, "bf16")
+    qkv = _qkv(pred)
+    assert qkv.compute_s == pytest.approx(2 * K * N / 312e12 + 2 * K * N / 19.5e12, rel=1e-9)
+    assert qkv.bytes == pytest.approx(K * N + 2 * K + 2 * N, rel=1e-12)
+    assert not any(op.name.endswith(".fp8_quant") for op in pred.ops)
+    assert pred.tpot_s == pytest.approx(_predict(A100, None, "bf16").tpot_s, rel=1e-12)
+    h100 = _predict(H100, engine, "bf16")
+    assert any(op.name == "attn.qkv.fp8_quant" for op in h100.ops) or engine == "trtllm"
+
+
+def test_trtllm_refuses_fp8_on_a100():
+    with pytest.raises(pm.SpecError) as err:
+        _predict(A100, "trtllm", "bf16")
+    msg = str(err.value)
+    assert "trtllm" in msg and A100 in msg and "fp8" in msg and "\n" not in msg
+
+
+def test_the_replacement_is_noted_in_one_line():
+    h100 = get_device(H100)
+    run = engine_activation(h100, "vllm", None, None, "fp8", (), "bf16", True)
+    assert (run.activation_dtype, run.weight_only) == ("fp8", False)
+    assert "W8A8" in run.note and "bf16" in run.note and "\n" not in run.note
+    same = engine_activation(h100, "generic", None, None, "fp8", (), "bf16", True)
+    assert (same.activation_dtype, same.weight_only, same.note) == ("bf16", True, None)
+    unasked = engine_activation(h100, "vllm", None, None, "fp8", (), "bf16", False)
+    assert unasked.note is None and unasked.activation_dtype == "bf16"
+    a100 = engine_activation(get_device(A100), "vllm", None, None, "fp8", (), "bf16", True)
+    assert (a100.activation_dtype, a100.weight_only, a100.note) == ("bf16", True, None)
