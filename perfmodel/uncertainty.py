@@ -171,7 +171,8 @@ def _dense_gemm(scenario) -> tuple[str, tuple[str, ...]]:
     """(compute dtype of the scenario's dense GEMMs, the engine's kernels for it): training its
     precision; inference / serving ``ops.Precision.inference`` of the weights and activations
     on the device's tensor cores (``InferPlan.precision_on``: nvfp4 weights run the fp4 GEMM
-    on Blackwell, W4A16 in bf16 on Hopper), as ``resolve.inference_plan`` builds it."""
+    on Blackwell, W4A16 in bf16 on Hopper) with the activations the engine runs the checkpoint
+    with there (``formats.engine_activation``, as ``inference.as_engine_runs``)."""
     if scenario is None:
         return "", ()
     if getattr(scenario, "training", None) is not None and scenario.kind == "training":
@@ -180,20 +181,26 @@ def _dense_gemm(scenario) -> tuple[str, tuple[str, ...]]:
     if inf is None:
         return "", ()
     from .engines import gemm_kernels
-    from .formats import native_formats
+    from .formats import engine_activation, native_formats
     from .ops import Precision
     from .specs.registry import get_device
 
+    device = get_device(scenario.system.device)
+    engine = getattr(scenario, "engine", None)
+    name, version, variant = ((engine.name, engine.version, engine.variant) if engine is not None
+                              else ("generic", None, None))
     weight_only = ("activation_dtype" in inf.model_fields_set
                    and inf.activation_dtype in ("fp32", "fp16", "bf16"))
+    # the activations the engine runs the checkpoint with there (inference.as_engine_runs)
+    run = engine_activation(device, name, version, variant, inf.weight_dtype,
+                            tuple(sorted(inf.weight_formats.items())), inf.activation_dtype,
+                            weight_only)
     dtype = Precision.inference(
-        inf.weight_dtype, inf.activation_dtype, inf.kv_dtype, inf.quant_group_size,
-        native=native_formats(get_device(scenario.system.device)),
-        weight_only=weight_only).compute
-    engine = getattr(scenario, "engine", None)
-    if engine is None or engine.name == "generic":
+        inf.weight_dtype, run.activation_dtype, inf.kv_dtype, inf.quant_group_size,
+        native=native_formats(device), weight_only=run.weight_only).compute
+    if name == "generic":
         return dtype, ()
-    return dtype, gemm_kernels(engine.name, dtype, engine.version, engine.variant)
+    return dtype, gemm_kernels(name, dtype, version, variant)
 
 
 def _collective_tables(tables: dict, kind: str, scope: str | None,

@@ -41,6 +41,19 @@ def test_dense_band_reads_the_engines_table(device, engine, weight_dtype, table)
     assert f"gemm.{rs.profile.gemm_table(dtype, kernels)[0]}" == table
 
 
+@pytest.mark.parametrize(("engine", "table"), [("vllm", "gemm.fp8"), ("generic", "gemm.bf16")])
+def test_dense_band_follows_the_activations_the_engine_runs(engine, table):
+    """fp8 weights with bf16 activations asked for on H100: vLLM runs them W8A8 anyway (its
+    Fp8LinearMethod takes Marlin W8A16 only below SM 8.9; engines/vllm.yaml
+    quantization.formats), so its GEMMs read gemm.fp8; the generic engine keeps the W8A16
+    asked for, a bf16 GEMM."""
+    sc = _scenario("h100-sxm5-80gb", engine, "fp8")
+    sc["inference"]["activation_dtype"] = "bf16"
+    rs = resolve(sc)
+    tables = U.table_residuals(rs.profile)
+    assert U._dense_gemm_tables(tables, rs.profile, rs.scenario) == (table,)
+
+
 def test_trtllm_decode_gemm_term_draws_its_own_fit_error():
     """The decode step's GEMM term draws from TensorRT-LLM's nvfp4 table (held-out p90 9.7 %
     on B200, docs/calibration.md), not FlashInfer's (15.2 %): its residual quantiles are that
