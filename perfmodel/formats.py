@@ -279,6 +279,20 @@ def engine_activation(device, engine: str | None, version: str | None, variant: 
     return EngineActivation(act, False, note)
 
 
+def engine_activation_warning(device, engine, inference) -> str | None:
+    """The one-line note of a scenario whose explicit 16-bit ``activation_dtype`` its engine
+    replaces on ``device`` (``engine_activation``; ``engine`` the scenario's EngineConfig,
+    ``inference`` its InferenceConfig), else None: for a prediction's warnings beside
+    ``activation_format_warning`` (resolve.format_warnings)."""
+    asked = ("activation_dtype" in inference.model_fields_set
+             and inference.activation_dtype in WIDE_ACTIVATIONS)
+    if not asked:
+        return None
+    return engine_activation(device, engine.name, engine.version, engine.variant,
+                             inference.weight_dtype, tuple(inference.weight_formats.items()),
+                             inference.activation_dtype, True).note
+
+
 def activation_format_warning(device, activation_dtype: str) -> str | None:
     """One line where ``device`` has no tensor cores for ``activation_dtype`` (its peak is
     null): what is modelled instead (``modelled_activation``)."""

@@ -112,3 +112,23 @@ def test_the_replacement_is_noted_in_one_line():
     assert unasked.note is None and unasked.activation_dtype == "bf16"
     a100 = engine_activation(get_device(A100), "vllm", None, None, "fp8", (), "bf16", True)
     assert (a100.activation_dtype, a100.weight_only, a100.note) == ("bf16", True, None)
+
+
+def test_scenario_note_for_the_prediction_warnings():
+    """``formats.engine_activation_warning``: the line for a scenario that named bf16 itself
+    under vLLM on H100; none for the generic engine or an unset activation dtype."""
+    from perfmodel.formats import engine_activation_warning
+
+    def sc(engine, act=None):
+        inf = {"batch": 1, "prompt_len": 128, "weight_dtype": "fp8"}
+        if act:
+            inf["activation_dtype"] = act
+        return pm.Scenario(kind="inference", model="llama-3-70b", engine={"name": engine},
+                           system={"device": H100, "num_gpus": 2}, parallelism={"tp": 2},
+                           inference=inf)
+
+    dev = get_device(H100)
+    line = engine_activation_warning(dev, sc("vllm", "bf16").engine, sc("vllm", "bf16").inference)
+    assert line.startswith("engine vllm runs fp8 weights on h100-sxm5-80gb as W8A8")
+    for s in (sc("generic", "bf16"), sc("vllm")):
+        assert engine_activation_warning(dev, s.engine, s.inference) is None
