@@ -67,17 +67,19 @@ def test_moe_frontier_includes_expert_parallel_points():
     assert {q["ep"] for q in res.frontier} == {1, 2, 4}
 
 
-def test_cli_prints_and_json_carries_the_frontier():
-    args = [sys.executable, "-m", "perfmodel.cli", "plan-serving", "--model", "llama-3-8b",
-            "--rate", "2", "--prompt-len", "512", "--output-len", "64", "--ttft-p90", "2",
-            "--tpot-p90", "0.1", "--devices", "h100-sxm5-80gb", "--tp", "1,2",
-            "--num-requests", "50"]
-    out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
+def test_cli_prints_and_json_carries_the_frontier(capsys):
+    plan = ["plan-serving", "--model", "llama-3-8b", "--rate", "2", "--prompt-len", "512",
+            "--output-len", "64", "--ttft-p90", "2", "--tpot-p90", "0.1", "--devices",
+            "h100-sxm5-80gb", "--tp", "1,2", "--num-requests", "50"]
+    out = subprocess.run([sys.executable, "-m", "perfmodel.cli", *plan], capture_output=True,
+                         text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "throughput vs interactivity" in out.stdout and "tok/s/user" in out.stdout
-    out = subprocess.run([*args, "--json"], capture_output=True, text=True, cwd=ROOT,
-                         timeout=300)
-    data = json.loads(out.stdout)
+    # --json through the same main(), in process (the search above ran in its own interpreter)
+    from perfmodel.cli import main
+
+    assert main([*plan, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
     assert data["frontier"] and all(q["pareto"] for q in data["frontier"])
 
 
