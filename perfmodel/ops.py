@@ -178,9 +178,11 @@ class Precision:
         weight-only (W4A16 / W4A8) path: engines run gpt-oss's MXFP4 experts that way on
         Blackwell (profile.MOE_MIXED tables).
 
-        ``weight_only`` (a scenario that names 16-bit activations itself): the narrow weights
-        are dequantised into a 16-bit GEMM (W8A16 / W4A16: vLLM's Marlin fp8 / fp4 linear
-        methods) instead of the native narrow GEMM engines pick for the checkpoint unasked.
+        ``weight_only`` (a scenario that names 16-bit activations itself and whose engine runs
+        them: the generic engine, or a device without the format's tensor cores, per
+        engines/<id>.yaml quantization.formats): the narrow weights are dequantised into a
+        16-bit GEMM (W8A16 / W4A16: vLLM's Marlin fp8 / fp4 linear methods) instead of the
+        native narrow GEMM.
 
         The attention kernel's dtype (``attention``) follows the attention path, never the
         linear weights: fp8 when the KV cache is fp8 on a device with fp8 tensor cores (vLLM's

@@ -96,14 +96,18 @@ def with_engine_state(sc: Scenario) -> Scenario:
 
 def format_warnings(sc: Scenario, system: System) -> list[str]:
     """An inference activation format the device has no tensor cores for (fp4 on Hopper /
-    Ampere, NVFP4 on MI355X, fp8 on A100) runs as a weight-only GEMM: say so
-    (``formats.activation_format_warning``)."""
+    Ampere, NVFP4 on MI355X, fp8 on A100) runs as a weight-only GEMM, and an explicit 16-bit
+    activation dtype the engine replaces (vLLM / SGLang / TensorRT-LLM run fp8 weights W8A8
+    where fp8 tensor cores exist): say so (``formats.activation_format_warning``,
+    ``formats.engine_activation_warning``)."""
     if sc.kind == "training" or sc.inference is None:
         return []
-    from .formats import activation_format_warning
+    from .formats import activation_format_warning, engine_activation_warning
 
-    line = activation_format_warning(system.device, sc.inference.activation_dtype)
-    return [line] if line else []
+    lines = [activation_format_warning(system.device, sc.inference.activation_dtype)]
+    if sc.engine is not None:
+        lines.append(engine_activation_warning(system.device, sc.engine, sc.inference))
+    return [line for line in lines if line]
 
 
 def replica_warnings(sc: Scenario, system: System) -> list[str]:

@@ -132,3 +132,17 @@ def test_scenario_note_for_the_prediction_warnings():
     assert line.startswith("engine vllm runs fp8 weights on h100-sxm5-80gb as W8A8")
     for s in (sc("generic", "bf16"), sc("vllm")):
         assert engine_activation_warning(dev, s.engine, s.inference) is None
+
+
+def test_prediction_says_when_the_engine_replaces_the_activation_dtype():
+    """The replacement is stated in the prediction's warnings (resolve.format_warnings), and
+    only where it happens: vLLM on H100 replaces an explicit bf16 with fp8; generic keeps it."""
+    def warnings(engine):
+        sc = pm.Scenario(kind="inference", model="llama-3-8b", engine={"name": engine},
+                         system={"device": "h100-sxm5-80gb", "num_gpus": 1},
+                         inference={"batch": 1, "prompt_len": 128, "output_len": 8,
+                                    "weight_dtype": "fp8", "activation_dtype": "bf16"})
+        return [w for w in pm.predict(sc).warnings if "activation_dtype bf16 is replaced" in w]
+
+    assert len(warnings("vllm")) == 1 and "W8A8" in warnings("vllm")[0]
+    assert warnings("generic") == []

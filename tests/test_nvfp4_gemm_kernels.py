@@ -150,7 +150,7 @@ def test_b200_nvfp4_decode_never_slower_than_h100(model, n, engine):
     """Faster hardware never slower: the same nvfp4 decode on B200 (fp4 tensor cores, 7.7 TB/s)
     against H100, where the engines that run an NVFP4 checkpoint run it weight-only (vLLM /
     SGLang Marlin W4A16: bf16 GEMMs over 4.5-bit weights, engines/<id>.yaml
-    quantization.nvfp4_without_fp4) and TensorRT-LLM refuses it (its FP4 GEMMs need SM100)."""
+    quantization.formats.nvfp4.without_tensor_cores) and TensorRT-LLM refuses it (its FP4 GEMMs need SM100)."""
     if engine == "trtllm":
         with pytest.raises(pm.SpecError, match=r"trtllm.*nvfp4.*h100-sxm5-80gb"):
             _tpot(model, n, "nvfp4", "h100-sxm5-80gb", engine)

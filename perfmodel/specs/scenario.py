@@ -215,7 +215,9 @@ class InferenceConfig(Strict):
     weight_formats: dict[str, DType] = Field(default_factory=dict)
     # unset: as engines run the checkpoint (fp8 / nvfp4 weights: the narrow GEMM, activations
     # quantised by the fused producer, where the GPU has those tensor cores); a 16-bit value
-    # given here is honoured: narrow weights then run weight-only (W8A16 / W4A16)
+    # given here runs weight-only (W8A16 / W4A16) under the generic engine and where the device
+    # lacks the format's tensor cores; a named engine that has no weight-only path there runs
+    # its narrow GEMM instead and says so (engines/<id>.yaml quantization.formats)
     activation_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8", "nvfp4", "mxfp4",
                               "fp8_block"] = "bf16"
     kv_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4", "nvfp4", "mxfp4"] = "bf16"
