@@ -203,6 +203,46 @@ def _dense_gemm(scenario) -> tuple[str, tuple[str, ...]]:
     return dtype, gemm_kernels(name, dtype, version, variant)
 
 
+def _grouped_gemm_tables(tables: dict, profile: CalibrationProfile, scenario
+                         ) -> tuple[str, ...] | None:
+    """The grouped-GEMM band's tables: the ones the roofline reads for the scenario's experts
+    (``Roofline.moe_tables``, the same lookup: the engine's MoE kernels of the experts' format
+    under the plan's all-to-all backend, ``moe_parallel.all_to_all``, then
+    ``CalibrationProfile.moe_table``): vLLM's bf16 experts on H100 read
+    ``moe.bf16@vllm_triton`` and take its residuals, SGLang's ``moe.bf16@sglang_triton``,
+    generic ``moe.bf16``. () where the roofline times them on the dense curve; None without a
+    scenario of a MoE model (the caller keeps the dtype rule)."""
+    if scenario is None or getattr(getattr(scenario, "model", None), "moe", None) is None:
+        return None
+    from .ops import Precision
+    from .roofline import Roofline
+    from .specs.registry import get_device
+
+    device = get_device(scenario.system.device)
+    if scenario.kind == "training" or getattr(scenario, "inference", None) is None:
+        if getattr(scenario, "training", None) is None:
+            return None
+        prec = Precision.training(str(scenario.training.precision))
+        roof = Roofline(device, profile)  # training: the profile's tables as measured
+    else:  # the plan the core runs (resolve.inference_inputs), formats as the engine runs them
+        from .inference import as_engine_runs
+        from .moe_parallel import all_to_all
+        from .resolve import inference_plan
+
+        eng = scenario.engine
+        plan = as_engine_runs(inference_plan(
+            scenario.model, scenario.parallelism, scenario.inference, scenario.system.num_gpus,
+            request=False, engine=eng.name, engine_version=eng.version,
+            engine_variant=eng.variant), device)
+        prec = plan.precision_on(device)
+        roof = Roofline(device, profile, engine=eng.name, engine_version=eng.version,
+                        engine_variant=eng.variant,
+                        moe_a2a=all_to_all(plan.tp, plan.attention_dp, plan.ep))
+    expert = prec.for_op("moe.expert.up")
+    keys = {key for _, key, _ in roof.moe_tables(expert.compute, expert.weight_format)}
+    return tuple(f"moe.{k}" for k in sorted(keys) if k and f"moe.{k}" in tables)
+
+
 def _collective_tables(tables: dict, kind: str, scope: str | None,
                        inference: bool = False) -> tuple[str, ...]:
     """The collective tables of a communication kind at ``scope`` (None: either); inference
@@ -243,16 +283,19 @@ def _op_share(ops: list, cls: str, phases: tuple[str, ...], pred) -> float:
 
 def _class_terms(section: str, parts: dict[str, float], ops: list, tables: dict,
                  gemm_dtype: str | None, phases: tuple[str, ...], attention_phase: str,
-                 scopes: dict[str, str], dense: tuple[str, ...] = ()) -> list[Term]:
+                 scopes: dict[str, str], dense: tuple[str, ...] = (),
+                 grouped: tuple[str, ...] | None = None) -> list[Term]:
     """Split one breakdown section's times into terms with their residual tables (``dense``:
-    the dense GEMMs' tables, ``_dense_gemm_tables``; () = by ``gemm_dtype``)."""
+    the dense GEMMs' tables, ``_dense_gemm_tables``; () = by ``gemm_dtype``; ``grouped``: the
+    experts' tables, ``_grouped_gemm_tables``; None = by ``gemm_dtype``)."""
     terms: list[Term] = []
     for name, t in parts.items():
         t = float(t)
         if name in ("total_s", "pipeline_bubble") or t <= 0:
             continue  # the bubble follows the stage time: left out of the weighted ratio
         if name == "gemm":
-            grouped = _gemm_tables(tables, "moe", gemm_dtype)
+            if grouped is None:
+                grouped = _gemm_tables(tables, "moe", gemm_dtype)
             share = _op_share(ops, "gemm", phases, lambda op: op.name.startswith("moe.expert"))
             if not grouped:
                 share = 0.0  # grouped GEMMs run on the dense GEMM curve
@@ -415,20 +458,22 @@ def calibration_ratios(pred, profile: CalibrationProfile, scenario=None
     """(a): quantity -> (lo, hi) of true / predicted at LEVEL, from the profile's residuals
     propagated through the prediction's time breakdown. (1, 1) where nothing is calibrated."""
     tables = _profile_tables(profile)
-    dtype = _gemm_dtype(scenario)  # the grouped GEMMs' table
+    dtype = _gemm_dtype(scenario)  # the tables' dtype where no scenario says more
     dense = _dense_gemm_tables(tables, profile, scenario)
+    grouped = _grouped_gemm_tables(tables, profile, scenario)
     bd = pred.breakdown
     if pred.kind == "training":
         scopes = {k: ("inter" if g.get("nodes", 1) > 1 else "intra")
                   for k, g in (bd.get("groups") or {}).items()}
+        phases = ("fwd", "bwd", "recompute")
         quantity_terms = {"step_time_s": _class_terms(
-            "step", bd.get("time", {}), pred.ops, tables, dtype, ("fwd", "bwd", "recompute"),
-            "training", scopes, dense)}
+            "step", bd.get("time", {}), pred.ops, tables, dtype, phases,
+            "training", scopes, dense, grouped)}
     else:
         pre = _class_terms("prefill", bd.get("prefill", {}), pred.ops, tables, dtype,
-                           ("prefill",), "prefill", {}, dense)
+                           ("prefill",), "prefill", {}, dense, grouped)
         dec = _class_terms("decode", bd.get("decode_step", {}), pred.ops, tables, dtype,
-                           ("decode",), "decode", {}, dense)
+                           ("decode",), "decode", {}, dense, grouped)
         quantity_terms = {"ttft_s": pre, "tpot_s": dec}
     draws = _seeded_draws(profile, [t for ts in quantity_terms.values() for t in ts], tables)
     samples = {q: _ratio_samples(ts, draws) for q, ts in quantity_terms.items()}
