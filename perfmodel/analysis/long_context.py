@@ -32,6 +32,7 @@ from perfmodel.api import offload_bandwidth, resolve_profile
 from perfmodel.memory import kv_cache_bytes_per_sequence
 from perfmodel.paths import data_dir
 from perfmodel.profile import CalibrationProfile
+from perfmodel.resolve import resolve, with_engine_state
 from perfmodel.specs.assemble import resolve_system
 from perfmodel.specs.registry import read_yaml
 
@@ -97,10 +98,24 @@ def with_context(sc: pm.Scenario, context: int, **inference) -> pm.Scenario:
     return pm.as_scenario(data)
 
 
-def kv_bytes(model: pm.ModelSpec, context: int, kv_dtype: str) -> float:
+def kv_bytes(model: pm.ModelSpec | pm.Scenario, context: int, kv_dtype: str | None = None
+             ) -> float:
     """2 x layers x kv_heads x head_dim x bytes x tokens (memory.kv_cache_bytes_per_token) for
     full-attention layers; sliding-window layers min(context, W) tokens, linear-attention and
-    Mamba layers a fixed state (memory.kv_cache_bytes_per_sequence)."""
+    Mamba layers a fixed state (memory.kv_cache_bytes_per_sequence). Given a scenario, its
+    model as ``resolve.resolve`` hands it to predict (``resolve.with_engine_state``: the
+    recurrent state in the dtypes its engine keeps, e.g. SGLang's fp32 SSM state) and, unless
+    ``kv_dtype`` is given, its inference kv_dtype; given a model, that spec as it is (its
+    state by the generic rule unless it was resolved)."""
+    if isinstance(model, pm.Scenario):
+        sc = with_engine_state(model)
+        if kv_dtype is None:
+            if sc.inference is None:
+                raise ValueError("kv_bytes: the scenario has no inference section; pass kv_dtype")
+            kv_dtype = sc.inference.kv_dtype
+        model = sc.model
+    if kv_dtype is None:
+        raise ValueError("kv_bytes: kv_dtype is required with a model (not a scenario)")
     return float(kv_cache_bytes_per_sequence(model, kv_dtype, 1, context))
 
 
@@ -118,6 +133,7 @@ def users_kv_only(pred: pm.Prediction, profile: CalibrationProfile, kv: float) -
 
 
 def run_profile(sc: pm.Scenario, profile: CalibrationProfile) -> ProfileRun:
+    sc = resolve(sc, profile).scenario  # the model as predict runs it (its engine's state)
     inf = sc.inference
     system = resolve_system(sc.system)
     link = offload_bandwidth(system, "cpu", profile)
@@ -126,7 +142,7 @@ def run_profile(sc: pm.Scenario, profile: CalibrationProfile) -> ProfileRun:
         pred = pm.predict(with_context(sc, context), calibration=profile)
         offloaded = pm.predict(with_context(sc, context, offload={"kv_cache": 1.0}),
                                calibration=profile)
-        kv = kv_bytes(sc.model, context, inf.kv_dtype)
+        kv = kv_bytes(sc, context)
         results[context] = ContextResult(
             context=context, kv_bytes=kv, prefill_s=pred.prefill_time_s,
             prefill_gemm_s=pred.breakdown["prefill"].get("gemm", 0.0),
@@ -137,7 +153,7 @@ def run_profile(sc: pm.Scenario, profile: CalibrationProfile) -> ProfileRun:
             max_concurrent_sequences=int(pred.max_concurrent_sequences), fits=pred.fits,
             tpot_s=pred.tpot_s, decode_s=inf.output_len * pred.tpot_s, swap_s=2 * kv / link,
             host_link_bytes_per_s=link, tpot_kv_in_host_s=offloaded.tpot_s)
-    kv_only = {c: kv_bytes(sc.model, c, inf.kv_dtype) for c in KV_ONLY_CONTEXTS}
+    kv_only = {c: kv_bytes(sc, c) for c in KV_ONLY_CONTEXTS}
     return ProfileRun(profile.id, profile.label, inf.output_len, results, kv_only,
                       system.device.peak_flops(inf.weight_dtype),
                       pred.breakdown["memory"]["weights"], usable_hbm(pred, profile))
