@@ -75,7 +75,7 @@ def pareto_figure(points: list[dict], x: str, y: str, group: str, x_title: str,
 def frontier_figure(points: list[dict], title: str) -> go.Figure:
     """plan-serving's throughput-vs-interactivity points (``frontier_points``: tokens/s per
     user on x, tokens/s per GPU on y, both higher-is-better): every point faded, the Pareto
-    points (the API's ``pareto`` flag) coloured by device / TP / EP and joined, each with its
+    points (the API's ``pareto`` flag) coloured by device and layout and joined, each with its
     80 % band (``ranges``) as error bars."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(
@@ -108,11 +108,12 @@ def frontier_figure(points: list[dict], title: str) -> go.Figure:
 
 
 def frontier_point(p: dict) -> dict:
-    """One frontier point as plotted: config name, values and their 80 % band ends."""
+    """One frontier point as plotted: config name (device and plan-serving's ``layout`` key,
+    "tp 8 ep 8" vs "tp 1 dp 8 ep 8": the legend entry, so layouts differing only in attention
+    DP or PP stay apart), values and their 80 % band ends."""
     ranges = p.get("ranges") or {}
     user, gpu = ranges.get("tokens_per_s_per_user"), ranges.get("tokens_per_s_per_gpu")
-    out = {"config": f"{p['device']} TP{p['tp']}" + (f" EP{p['ep']}" if p.get("ep", 1) > 1
-                                                     else ""),
+    out = {"config": f"{p['device']} {p.get('layout') or 'tp ' + str(p['tp'])}",
            "user": float(p["tokens_per_s_per_user"]), "gpu": float(p["tokens_per_s_per_gpu"]),
            "user_lo": float(user[0]) if user else None, "user_hi": float(user[1]) if user
            else None, "gpu_lo": float(gpu[0]) if gpu else None,

@@ -241,4 +241,4 @@ def test_banded_cells_and_error_bars_by_hand():
                                   "tokens_per_s_per_user": 50.0, "tokens_per_s_per_gpu": 900.0,
                                   "ranges": {"tokens_per_s_per_user": [40.0, 60.0],
                                              "tokens_per_s_per_gpu": [700.0, 1000.0]}})
-    assert (point["config"], point["user_lo"], point["gpu_hi"]) == ("b200 TP2", 40.0, 1000.0)
+    assert (point["config"], point["user_lo"], point["gpu_hi"]) == ("b200 tp 2", 40.0, 1000.0)
