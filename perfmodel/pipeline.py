@@ -7,9 +7,13 @@ Array-friendly in every numeric plan dimension (pp, vp, micro-batches, stage tim
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .specs.model import ModelSpec
+    from .specs.scenario import EngineConfig, Parallelism
 
 Array = Any
 
@@ -209,3 +213,26 @@ def pipelined_step_time(pass_time: Array, hops: Array, pp: Array, micro: Array,
     split (excess 0) gives pass_time exactly."""
     t_avg = (np.asarray(pass_time) - hops) / pp
     return pass_time + np.maximum(micro * (t_avg + excess) - pp * t_avg, 0.0)
+
+
+def engine_split(model: ModelSpec, parallelism: Parallelism,
+                 engine: EngineConfig | None) -> Parallelism:
+    """The scenario's parallelism with its pipeline layer split made explicit
+    (``parallelism.pipeline_layers``), exactly as an inference plan of the same scenario
+    splits (``pipeline.stage_partition``): the given counts or llama.cpp proportions, else
+    the named engine's default split (engines/<id>.yaml pipeline.default_split: vLLM
+    get_pp_indices, SGLang / TensorRT-LLM one extra layer on the last / first stages,
+    llama.cpp by free memory), else vLLM's with uneven_pipeline: true. Unchanged for an even
+    split or pp = 1."""
+    p = parallelism
+    if p.pp <= 1 and p.pipeline_layers is None and p.pipeline_split is None:
+        return p
+    layers = stage_partition(model.num_layers, p.pp, p.pipeline_layers, p.pipeline_split,
+                             p.uneven_pipeline,
+                             engine=engine.name if engine is not None else None,
+                             engine_version=engine.version if engine is not None else None,
+                             engine_variant=engine.variant if engine is not None else None)
+    if layers is None:
+        return p
+    return p.model_copy(update={"pipeline_layers": list(layers), "pipeline_split": None,
+                                "uneven_pipeline": False})

@@ -227,11 +227,14 @@ def _grouped_gemm_tables(tables: dict, profile: CalibrationProfile, scenario
     else:  # the plan the core runs (resolve.inference_inputs), formats as the engine runs them
         from .inference import as_engine_runs
         from .moe_parallel import all_to_all
+        from .pipeline import engine_split
         from .resolve import inference_plan
 
         eng = scenario.engine
+        named = eng if eng.name != "generic" else None  # the split the core runs (deploy)
         plan = as_engine_runs(inference_plan(
-            scenario.model, scenario.parallelism, scenario.inference, scenario.system.num_gpus,
+            scenario.model, engine_split(scenario.model, scenario.parallelism, named),
+            scenario.inference, scenario.system.num_gpus,
             request=False, engine=eng.name, engine_version=eng.version,
             engine_variant=eng.variant), device)
         prec = plan.precision_on(device)

@@ -162,9 +162,10 @@ def test_plan_serving_takes_tp_above_a_node_and_pp():
                      prompt_len=LengthDistribution(kind="fixed", value=512),
                      output_len=LengthDistribution(kind="fixed", value=32),
                      devices=["h100-sxm5-80gb"], tps=(16,), pps=(1, 2), num_requests=20,
+                     attention_dps=(1,),  # TP-only instances (MoE layouts: test_plan_serving_layouts)
                      inference=pm.as_scenario(serving({"tp": 16})).inference)
     res = plan_serving(inp)
-    got = {(c.tp, c.pp): c for c in res.candidates}
+    got = {(c.tp, c.pp): c for c in res.candidates if c.attention_dp == 1}
     assert set(got) == {(16, 1), (16, 2)}
     for (tp, pp), c in got.items():
         assert "spans more than one node" not in c.reason

@@ -356,7 +356,7 @@ def _serving(inp: PlanInputs) -> ServingConfig:
 def _scenario(inp: PlanInputs, device: str, layout: Layout | int, pp: int = 1) -> Scenario:
     """One replica of ``layout.gpus`` GPUs (an int: TP over that many, x ``pp``); a pp that
     does not divide the layers splits them unevenly (the engine's default split, vLLM's for
-    generic: ``deploy._engine_split``). The scenario's own layout keeps its parallelism section
+    generic: ``pipeline.engine_split``). The scenario's own layout keeps its parallelism section
     whole (DeepEP mode, overlap, redundant experts, layer split)."""
     if not isinstance(layout, Layout):
         layout = Layout(int(layout), pp)

@@ -11,7 +11,8 @@ each of the sending GPUs carrying its shard over its own link (``comm.p2p_time``
 NVLink when a prefill and a decode instance fit in one node (DistServe places them so,
 Sec. 4.3), otherwise over the scale-out network. An instance may span nodes (TP16 over two
 8-GPU nodes, PP across them) as an inference plan does: its iteration cost is that plan's pass
-(cost.py), with the pipeline split the scenario or the named engine makes (``_engine_split``).
+(cost.py), with the pipeline split the scenario or the named engine makes
+(``pipeline.engine_split``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..comm import p2p_time
 from ..engines import engine_for, gpu_memory_mib
 from ..errors import SpecError
 from ..frameworks import common_facts
-from ..pipeline import stage_partition
+from ..pipeline import engine_split
 from ..plan import InferPlan
 from ..profile import CalibrationProfile
 from ..resolve import inference_plan
@@ -171,7 +172,7 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
         grid_tokens = max(max_tokens, cfg.max_batch * longest_prompt)
         budget = cfg.max_batch * longest_prompt
 
-    parallelism = _engine_split(model, parallelism, engine if named else None)
+    parallelism = engine_split(model, parallelism, engine if named else None)
     adp = parallelism.attention_dp
     dims = "tp*attention_dp*pp" if adp > 1 else "tp*pp"
     derive_running = (named and facts is not None and facts.max_running is not None
@@ -303,29 +304,6 @@ def engine_kv_capacity(model: ModelSpec, system: System, parallelism: Parallelis
                         profile.memory_overheads.cuda_context_gib)
     return KVCapacity(mem.kv_bytes_per_token, mem.kv_block_size,
                       mem.kv_cache_blocks * parallelism.attention_dp, dict(mem.breakdown))
-
-
-def _engine_split(model: ModelSpec, parallelism: Parallelism,
-                  engine: EngineConfig | None) -> Parallelism:
-    """The scenario's parallelism with its pipeline layer split made explicit
-    (``parallelism.pipeline_layers``), exactly as an inference plan of the same scenario
-    splits (``pipeline.stage_partition``): the given counts or llama.cpp proportions, else
-    the named engine's default split (engines/<id>.yaml pipeline.default_split: vLLM
-    get_pp_indices, SGLang / TensorRT-LLM one extra layer on the last / first stages,
-    llama.cpp by free memory), else vLLM's with uneven_pipeline: true. Unchanged for an even
-    split or pp = 1."""
-    p = parallelism
-    if p.pp <= 1 and p.pipeline_layers is None and p.pipeline_split is None:
-        return p
-    layers = stage_partition(model.num_layers, p.pp, p.pipeline_layers, p.pipeline_split,
-                             p.uneven_pipeline,
-                             engine=engine.name if engine is not None else None,
-                             engine_version=engine.version if engine is not None else None,
-                             engine_variant=engine.variant if engine is not None else None)
-    if layers is None:
-        return p
-    return p.model_copy(update={"pipeline_layers": list(layers), "pipeline_split": None,
-                                "uneven_pipeline": False})
 
 
 def _engine_scheduler(cfg: SchedulerConfig, engine: EngineConfig, model: ModelSpec,
