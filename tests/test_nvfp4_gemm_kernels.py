@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_nvfp4_decode import _tpot as decode_tpot
 
 import perfmodel as pm
 from perfmodel import ops as O
@@ -135,13 +136,8 @@ def test_references_state_the_generic_choice():
 
 
 def _tpot(model: str, n: int, fmt: str, device: str, engine: str | None) -> float:
-    kw = dict(kind="inference", model=model, system={"device": device, "num_gpus": n},
-              parallelism={"tp": n},
-              inference={"batch": 1, "prompt_len": 1024, "output_len": 256,
-                         "weight_dtype": fmt, "activation_dtype": fmt})
-    if engine:
-        kw["engine"] = {"name": engine}
-    return pm.predict(pm.Scenario(**kw)).tpot_s
+    """Batch-1 decode TPOT (the scenario of test_nvfp4_decode)."""
+    return decode_tpot(model, n, fmt, engine, device)
 
 
 @pytest.mark.parametrize("engine", [None, "vllm", "sglang", "trtllm"])
