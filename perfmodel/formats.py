@@ -279,14 +279,19 @@ def engine_activation(device, engine: str | None, version: str | None, variant: 
     return EngineActivation(act, False, note)
 
 
+def asks_weight_only(inference) -> bool:
+    """Whether an InferenceConfig names a 16-bit activation dtype itself (a weight-only request:
+    W8A16 / W4A16 for narrow weights); the default bf16 it does not name asks nothing."""
+    return ("activation_dtype" in inference.model_fields_set
+            and inference.activation_dtype in WIDE_ACTIVATIONS)
+
+
 def engine_activation_warning(device, engine, inference) -> str | None:
     """The one-line note of a scenario whose explicit 16-bit ``activation_dtype`` its engine
     replaces on ``device`` (``engine_activation``; ``engine`` the scenario's EngineConfig,
     ``inference`` its InferenceConfig), else None: for a prediction's warnings beside
     ``activation_format_warning`` (resolve.format_warnings)."""
-    asked = ("activation_dtype" in inference.model_fields_set
-             and inference.activation_dtype in WIDE_ACTIVATIONS)
-    if not asked:
+    if not asks_weight_only(inference):
         return None
     return engine_activation(device, engine.name, engine.version, engine.variant,
                              inference.weight_dtype, tuple(inference.weight_formats.items()),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SpecError
-from .formats import engine_weight_formats
+from .formats import asks_weight_only, engine_weight_formats
 from .pipeline import stage_partition
 from .plan import InferPlan, TrainPlan, check, inference_rules, training_rules
 from .profile import CalibrationProfile
@@ -193,9 +193,9 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
         replicas = max(num_gpus // (tp * p.attention_dp * p.pp), 1)
     fields = dict(tp=tp, pp=p.pp, replicas=replicas, weight_dtype=inf.weight_dtype,
                   activation_dtype=inf.activation_dtype, kv_dtype=inf.kv_dtype,
-                  # 16-bit activations the scenario names itself are honoured: weight-only
-                  weight_only=("activation_dtype" in inf.model_fields_set
-                               and inf.activation_dtype in ("fp32", "fp16", "bf16")),
+                  # 16-bit activations the scenario names itself: weight-only where the
+                  # engine runs it (inference.as_engine_runs)
+                  weight_only=asks_weight_only(inf),
                   weight_formats=engine_weight_formats(  # the router as the engine builds it
                       tuple(sorted(inf.weight_formats.items())), inf.weight_dtype, engine,
                       engine_version, engine_variant),

@@ -183,7 +183,7 @@ def _dense_gemm(scenario) -> tuple[str, tuple[str, ...]]:
     if inf is None:
         return "", ()
     from .engines import gemm_kernels
-    from .formats import engine_activation, native_formats
+    from .formats import asks_weight_only, engine_activation, native_formats
     from .ops import Precision
     from .specs.registry import get_device
 
@@ -191,8 +191,7 @@ def _dense_gemm(scenario) -> tuple[str, tuple[str, ...]]:
     engine = getattr(scenario, "engine", None)
     name, version, variant = ((engine.name, engine.version, engine.variant) if engine is not None
                               else ("generic", None, None))
-    weight_only = ("activation_dtype" in inf.model_fields_set
-                   and inf.activation_dtype in ("fp32", "fp16", "bf16"))
+    weight_only = asks_weight_only(inf)
     # the activations the engine runs the checkpoint with there (inference.as_engine_runs)
     run = engine_activation(device, name, version, variant, inf.weight_dtype,
                             tuple(sorted(inf.weight_formats.items())), inf.activation_dtype,
