@@ -17,7 +17,7 @@ import numpy as np
 from ... import ops as O
 from ...dtypes import nbytes
 from ...profile import CalibrationProfile, Curve, DefaultEfficiency
-from .curves import MIN_WORK_FRACTION, fit_curve
+from .curves import MIN_WORK_FRACTION, SMOOTH, fit_curve
 
 # Without a launch benchmark (published CUDA-graph tables), the per-kernel overhead is this
 # fraction of the smallest measured kernel time: the floor every kernel pays, less a margin
@@ -36,6 +36,9 @@ class Table:
     time (collective latency, attention floor) taken from the points ``fit_idx`` only;
     ``install(profile, curve, fit_idx)`` is ``profile`` with the curve (and that fixed time)
     where the core reads them; ``times(profile, idx)`` is the core's time of points ``idx``.
+    ``smooth``: the weight of the curve's membrane penalty (``curves.fit_curve``), a property
+    of the table family: ``curves.SMOOTH`` unless the family's module passes its own (MoE:
+    ``moe.MOE_SMOOTH``, chosen by held-out error).
     """
 
     name: str
@@ -47,6 +50,7 @@ class Table:
     implied: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
     install: Callable[[CalibrationProfile, Curve, np.ndarray], CalibrationProfile]
     times: Callable[[CalibrationProfile, np.ndarray], np.ndarray]
+    smooth: float = SMOOTH
 
     def __len__(self) -> int:
         return len(self.measured)
@@ -59,7 +63,7 @@ class Table:
         idx = np.arange(len(self)) if idx is None else idx
         eff, phi = self.implied(idx)
         return fit_curve(self.axes, self.coords[idx], eff[idx], work_fraction=phi[idx],
-                         max_nodes=MAX_NODES[self.kind], space="auto")
+                         max_nodes=MAX_NODES[self.kind], smooth=self.smooth, space="auto")
 
     def predict(self, base: CalibrationProfile, curve: Curve, idx: np.ndarray,
                 fit_idx: np.ndarray | None = None) -> np.ndarray:

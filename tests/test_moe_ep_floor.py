@@ -1,0 +1,59 @@
+"""MoE tables: the EP floor (``fit.moe.ep_floor``: at fixed rows per GPU a record cannot be
+slower than the same rows over a superset of the experts, i.e. at a smaller EP; the
+aiconfigurator collectors time the global batch) on hand-made records, its use by
+``moe_tables``, the MoE smoothing weight, and the fitted GB200 nvfp4 FlashInfer table's
+monotonicity along local experts at fixed rows per GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perfmodel.calibrate import fit as F
+from perfmodel.calibrate.fit import moe as M
+from perfmodel.specs import registry
+from perfmodel.specs.registry import default_profile
+
+H100 = registry.get_device("h100-sxm5-80gb")
+
+
+def rec(t_us: float, tokens: int, ep: int, *, tp: int = 1, kernel: str = "k1",
+        experts: int = 64, gated: bool = True) -> dict:
+    p = {"dtype": "bf16", "tokens": tokens, "hidden": 4096, "inter": 2048,
+         "experts": experts, "topk": 8, "tp": tp, "ep": ep, "gated": gated}
+    return {"bench": "moe", "key": str(sorted(p.items())) + kernel, "params": p,
+            "time_s": t_us * 1e-6, "stats": {"kernel_source": kernel}, "status": "ok",
+            "error": None}
+
+
+def test_ep_floor_by_hand():
+    """Rows per GPU = tokens x 8 / ep. 64 rows: EP 1 (8 tokens) 10 us, EP 2 (16) 12 us,
+    EP 4 (32) 8 us, EP 8 (64) 9 us -> 10, 10, 8, 8. The other records have no smaller-EP
+    twin of the same key: 128 rows at EP 1 (20 us), 64 rows at tp 2, another kernel_source,
+    another expert count, a non-gated expert, all kept."""
+    recs = [rec(10, 8, 1), rec(12, 16, 2), rec(8, 32, 4), rec(9, 64, 8),
+            rec(20, 16, 1),  # 128 rows per GPU: another key
+            rec(15, 16, 2, tp=2), rec(14, 16, 2, kernel="k2"), rec(13, 16, 2, experts=128),
+            rec(11, 16, 2, gated=False)]
+    want = np.array([10, 10, 8, 8, 20, 15, 14, 13, 11]) * 1e-6
+    assert np.allclose(M.ep_floor(recs), want, rtol=0, atol=1e-12)
+    # two records at the same EP do not floor each other; fractional rows are exact
+    # (1 token x 8 / 64 = 0.125 rows; 2 x 8 / 128 = 0.125)
+    same = [rec(5, 8, 1), rec(7, 16, 2), rec(6, 16, 2)]
+    assert np.allclose(M.ep_floor(same), np.array([5, 5, 5]) * 1e-6)
+    frac = [rec(4, 1, 64, experts=128), rec(3, 2, 128, experts=128)]
+    assert np.allclose(M.ep_floor(frac), np.array([4, 3]) * 1e-6)
+    frac = [rec(3, 1, 64, experts=128), rec(4, 2, 128, experts=128)]
+    assert np.allclose(M.ep_floor(frac), np.array([3, 3]) * 1e-6)
+
+
+def test_moe_tables_fit_floored_times_with_moe_smoothing():
+    """moe_tables' measured times are the floored ones (the records keep theirs), and its
+    tables carry the MoE smoothing weight."""
+    base = default_profile().model_copy(update={"kernel_overhead_s": 3e-6})
+    # 64 experts top-8: 8 tokens at EP 1 reach ~ all 64 experts, 16 tokens at EP 2 their 32
+    recs = [rec(100, 8, 1), rec(130, 16, 2), rec(90, 32, 4), rec(120, 64, 8)]
+    (table,) = F.moe_tables(recs, H100, base)
+    assert np.allclose(table.measured, np.array([100, 100, 90, 90]) * 1e-6)
+    assert [r["time_s"] for r in table.records] == pytest.approx([1e-4, 1.3e-4, 9e-5, 1.2e-4])
+    assert table.smooth == M.MOE_SMOOTH != F.SMOOTH
