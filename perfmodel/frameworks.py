@@ -423,6 +423,32 @@ class Capabilities(Strict):
         return self
 
 
+class MoeA2aOverlapFacts(Strict):
+    """How the framework hides a MoE layer's expert all-to-all (dispatch / combine) of one
+    micro-batch behind the compute of another (``parallelism.moe_a2a_overlap``;
+    parallel_comm.ep_a2a_overlap): ``combined_1f1b`` (Megatron-Core: one micro-batch's forward
+    beside another's backward inside the 1F1B / interleaved schedule; pp > 1 needs virtual
+    stages) or ``dualpipev`` (the forward and backward chunks DeepSeek's DualPipeV schedule
+    runs side by side: only under ``parallelism.schedule: dualpipev``). ``recompute``: the
+    activation recompute the overlap composes with (``no_full``: any but whole-layer
+    recompute; ``none``: no activation checkpointing at all)."""
+
+    schedule: Literal["combined_1f1b", "dualpipev"]
+    flag: str  # the framework's switch, as a user sets it
+    since: str  # the commit / release that introduced it
+    recompute: Literal["no_full", "none"]
+    source: str
+
+
+class DualPipeVFacts(Strict):
+    """The framework runs DeepSeek's DualPipeV pipeline schedule (two model chunks per rank in
+    a V; pipeline.dualpipev_bubble, ``parallelism.schedule: dualpipev``)."""
+
+    flag: str
+    since: str
+    source: str
+
+
 class Fact(Strict):
     topic: str
     fact: str
@@ -458,9 +484,28 @@ class FrameworkSpec(Strict):
     fp8_scope: Fp8ScopeFacts | None = None
     moe: MoeFacts | None = None  # None: a grouped kernel (the profile's MoE tables)
     eager_backward: EagerBackward | None = None  # None: no backward-only eager kernels
+    # None: the framework has no EP all-to-all / compute overlap in training
+    moe_a2a_overlap: MoeA2aOverlapFacts | None = None
+    dualpipev: DualPipeVFacts | None = None  # None: no DualPipeV schedule
     facts: list[Fact] = Field(default_factory=list)
     versions: dict[str, VersionFacts] = Field(default_factory=dict)
     capabilities: Capabilities
+
+
+def a2a_overlap_cells(framework, ep: Any, pp: Any, vp: Any, recompute: str) -> Any:
+    """Where a plan search runs the framework's EP all-to-all overlap: Megatron-Core's
+    combined 1F1B (``moe_a2a_overlap.schedule: combined_1f1b``) wherever its checks allow it
+    (ep > 1; pp = 1 or virtual stages; no full recompute; transformer_config.py, cited in the
+    framework file); never for a framework without it, nor DualPipeV's (the search tries no
+    DualPipeV schedule). On wherever it may run, not tried both ways: it hides all-to-all time
+    and adds at most the SM contention of what it hides (parallel_comm.ep_a2a_overlap,
+    sm_contention), never more than it hides; the one way it can cost is the compute it takes
+    from hiding the data-parallel traffic (training._layer_costs ``busy``)."""
+    facts = framework.spec.moe_a2a_overlap
+    if facts is None or facts.schedule != "combined_1f1b" or recompute == "full":
+        return False
+    ep, pp, vp = (np.asarray(x) for x in (ep, pp, vp))
+    return (ep > 1) & ((pp == 1) | (vp > 1))
 
 
 @cache

@@ -267,6 +267,17 @@ def unpaired_share(microbatches: Array, pp: Array, vp: Array) -> Array:
     return np.minimum(warm / (m * vp), 1.0)
 
 
+def dualpipev_unpaired_share(microbatches: Array, pp: Array) -> Array:
+    """Share of a rank's forward chunks that DeepSeek's DualPipeV runs without a backward chunk
+    beside them, on rank 0 (the fewest pairs): of its 2 m forward chunks, step 4 of the schedule
+    ("nF0B1F1B0", m - 2 pp + rank + 1 iterations of two overlapped forward-backward pairs) and
+    step 5 ("nB1F1B0", pp - rank - 1 iterations of one pair) pair 2 m - 3 pp + 1 at rank 0, so
+    (3 pp - 1) / (2 m) are unpaired (deepseek-ai/DualPipe dualpipe/dualpipev.py @3da1bbe
+    ``step``; torch.distributed.pipelining ScheduleDualPipeV builds the same steps)."""
+    m, pp = np.asarray(microbatches, float), np.asarray(pp, float)
+    return np.minimum((3.0 * pp - 1.0) / (2.0 * m), 1.0)
+
+
 def ep_a2a_overlap(fwd: Array, bwd: Array, compute_fwd: Array, compute_bwd: Array,
                    unpaired: Array) -> Overlapped:
     """Expert all-to-all of one MoE layer and micro-batch under Megatron-Core's combined 1F1B
@@ -276,7 +287,9 @@ def ep_a2a_overlap(fwd: Array, bwd: Array, compute_fwd: Array, compute_bwd: Arra
     dispatch / combine hide behind the other's backward compute and the backward's behind the
     other's forward (Megatron-Core pipeline_parallel/combined_1f1b.py; docs "EP A2A overlap").
     What each compute cannot cover stays exposed, and the ``unpaired`` share of passes
-    (warm-up / cool-down, ``unpaired_share``) hides nothing."""
+    (warm-up / cool-down, ``unpaired_share``; DualPipeV's ``dualpipev_unpaired_share``) hides
+    nothing. The compute beside a hidden all-to-all loses its kernel's SMs: the caller adds
+    ``sm_contention`` of ``hidden_fwd`` / ``hidden_bwd`` (training._layer_costs)."""
     paired = (np.maximum(fwd - compute_bwd, 0.0) + np.maximum(bwd - compute_fwd, 0.0))
     exposed = unpaired * (fwd + bwd) + (1.0 - unpaired) * paired
     hid = (1.0 - unpaired)

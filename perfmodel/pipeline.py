@@ -67,6 +67,18 @@ def pipeline_time(t: StageTimes, microbatches: Array, vp: Array) -> tuple[Array,
     return microbatches * t_max + bubble, bubble
 
 
+def dualpipev_bubble(stage: Array, backward: Array, wgrad: Array, pp: Array) -> Array:
+    """Bubble of DeepSeek's DualPipeV on ``pp`` ranks (two model chunks per rank in a V, 2 pp
+    stages): (PP/2 - 1)(F&B + B - 3W) with PP = 2 pp stages (DeepSeek-V3 report, arXiv
+    2412.19437 Table 2 for DualPipe; deepseek-ai/DualPipe README @3da1bbe: the same bubble for
+    DualPipeV "based on the same number of PP stages", on PP/2 devices). F&B, B and W are one
+    chunk's (half a rank's layers): F&B = ``stage`` / 2 (one micro-batch's forward and backward
+    through the rank, their all-to-alls overlapped), B = ``backward`` / 2, W = ``wgrad`` / 2
+    (the weight-gradient GEMMs of the rank's backward), so (pp - 1)(stage + backward - 3 wgrad)
+    / 2. 1F1B's bubble on the same ranks is (pp - 1) x stage."""
+    return (np.asarray(pp) - 1.0) * np.maximum(stage + backward - 3.0 * wgrad, 0.0) / 2.0
+
+
 # ---- uneven layer splits of an inference pipeline -------------------------------------------
 
 def vllm_partition(num_layers: int, pp: int) -> tuple[int, ...]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import ops as O
 from .errors import SpecError
-from .frameworks import resolve_framework
+from .frameworks import FRAMEWORK_NAMES, framework_spec, resolve_framework
 from .specs.model import ModelSpec
 from .specs.scenario import Scenario
 
@@ -51,7 +51,9 @@ class TrainPlan:
     overlap_grad_reduce: bool = True
     overlap_param_gather: bool = True
     tp_comm_overlap: bool = False
-    moe_a2a_overlap: bool = False  # Megatron-Core combined 1F1B EP all-to-all overlap
+    # the framework's EP all-to-all overlap (frameworks/<id>.yaml moe_a2a_overlap); a bool, or a
+    # boolean array over a plan search's cells
+    moe_a2a_overlap: Any = False
     recompute_modules: tuple[str, ...] | None = None  # selective: Megatron-Core's modules
     causal: bool = True
     uneven_pp: bool = False
@@ -282,6 +284,80 @@ def capability_rules() -> list[Rule]:
     ]
 
 
+def _overlap_off(p) -> Array:
+    """Cells without the EP all-to-all overlap (``moe_a2a_overlap`` is an array in a search)."""
+    return np.logical_not(np.asarray(p.moe_a2a_overlap, bool))
+
+
+def _overlap_kind(p) -> str | None:
+    """The framework's overlap mechanism (frameworks/<id>.yaml moe_a2a_overlap.schedule)."""
+    facts = p.framework.spec.moe_a2a_overlap
+    return None if facts is None else facts.schedule
+
+
+def _overlap_needs(p) -> str | None:
+    """The recompute the framework's overlap composes with (moe_a2a_overlap.recompute)."""
+    facts = p.framework.spec.moe_a2a_overlap
+    return None if facts is None else facts.recompute
+
+
+def _overlap_facts(p):
+    spec = p.framework.spec
+    return spec.moe_a2a_overlap, spec.dualpipev, p.framework.id
+
+
+def overlap_rules() -> list[Rule]:
+    """What the framework's EP all-to-all overlap and DualPipeV schedule need
+    (frameworks/<id>.yaml ``moe_a2a_overlap`` / ``dualpipev``, sourced there): the framework
+    must have them; DualPipeV runs two chunks per rank (vp = 2, pp > 1) and at least as many
+    micro-batches as stages (torch ScheduleDualPipeV / DualPipe ``num_chunks >= num_ranks *
+    2``); the overlap composes with the recompute its file states."""
+    def names(kind):
+        return [f for f in FRAMEWORK_NAMES if getattr(framework_spec(f), kind) is not None]
+
+    def m(p):
+        return np.asarray(p.global_batch) / (np.asarray(p.dp) * p.micro_batch)
+
+    return [
+        Rule("parallelism.schedule",
+             lambda p: (p.schedule != "dualpipev") | (_overlap_facts(p)[1] is not None),
+             lambda p: f"schedule dualpipev (DeepSeek's DualPipeV) is not in "
+                       f"{_overlap_facts(p)[2]}; frameworks with it: {names('dualpipev')}"),
+        Rule("parallelism.vp",
+             lambda p: (p.schedule != "dualpipev") | ((np.asarray(p.vp) == 2)
+                                                      & (np.asarray(p.pp) > 1)),
+             lambda p: f"schedule dualpipev runs two model chunks per rank in a V: it needs "
+                       f"vp = 2 and pp > 1 (got vp = {p.vp}, pp = {p.pp})"),
+        Rule("training.global_batch",
+             lambda p: (p.schedule != "dualpipev") | (m(p) >= 2 * np.asarray(p.pp)),
+             lambda p: f"schedule dualpipev needs at least 2*pp = {2 * p.pp} micro-batches "
+                       f"per step (got {m(p):g}; torch ScheduleDualPipeV: n_microbatches >= "
+                       "the number of stages)"),
+        Rule("parallelism.moe_a2a_overlap",
+             lambda p: _overlap_off(p) | (_overlap_facts(p)[0] is not None),
+             lambda p: f"{_overlap_facts(p)[2]} has no expert all-to-all overlap in training; "
+                       f"frameworks with one: {names('moe_a2a_overlap')}"),
+        Rule("parallelism.moe_a2a_overlap",
+             lambda p: _overlap_off(p) | (_overlap_kind(p) != "dualpipev")
+                       | (p.schedule == "dualpipev"),
+             lambda p: f"{_overlap_facts(p)[2]} overlaps the expert all-to-all only under its "
+                       f"DualPipeV schedule ({_overlap_facts(p)[0].flag}): set schedule: "
+                       "dualpipev"),
+        Rule("parallelism.moe_a2a_overlap",
+             lambda p: _overlap_off(p) | (_overlap_needs(p) != "no_full")
+                       | (p.recompute != "full"),
+             lambda p: f"{_overlap_facts(p)[2]}'s expert all-to-all overlap does not run with "
+                       f"recompute: full ({_overlap_facts(p)[0].flag}; Megatron-Core: 'disable "
+                       "full recomputation when enabling overlap_moe_expert_parallel_comm')"),
+        Rule("parallelism.moe_a2a_overlap",
+             lambda p: _overlap_off(p) | (_overlap_needs(p) != "none")
+                       | (p.recompute == "none"),
+             lambda p: f"{_overlap_facts(p)[2]}'s DualPipeV EP overlap does not run with "
+                       f"activation checkpointing (recompute: {p.recompute}); set recompute: "
+                       "none"),
+    ]
+
+
 def _div(a, b) -> Array:
     a, b = np.asarray(a), np.asarray(b)
     return np.mod(a, b) == 0
@@ -316,7 +392,8 @@ def training_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
              lambda p: f"global_batch ({p.global_batch}) must be a multiple of dp*micro_batch "
                        f"= {p.dp}*{p.micro_batch} = {p.dp * p.micro_batch}"),
         Rule("training.global_batch",
-             lambda p: (p.vp == 1) | _div(p.global_batch / (p.dp * p.micro_batch), p.pp),
+             lambda p: (p.vp == 1) | (p.schedule == "dualpipev")
+                       | _div(p.global_batch / (p.dp * p.micro_batch), p.pp),
              lambda p: f"the interleaved schedule needs the number of micro-batches "
                        f"({p.global_batch // max(1, p.dp * p.micro_batch)}) to be a multiple "
                        f"of pp ({p.pp})"),
@@ -342,17 +419,19 @@ def training_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
              lambda p: f"recompute_modules {list(p.recompute_modules or ())} apply with "
                        f"recompute: selective (Megatron-Core recompute_granularity), not "
                        f"{p.recompute!r}"),
-        Rule("parallelism.moe_a2a_overlap", lambda p: (not p.moe_a2a_overlap) | (p.ep > 1),
+        Rule("parallelism.moe_a2a_overlap", lambda p: _overlap_off(p) | (p.ep > 1),
              lambda p: "moe_a2a_overlap overlaps the expert all-to-all: it needs ep > 1 "
                        "(Megatron-Core overlap_moe_expert_parallel_comm)"),
         # Megatron-Core transformer_config.py __post_init__: "If enabling EP A2A overlap,
         # virtual_pipeline_model_parallel_size must be specified when pipeline_model_parallel_
         # size > 1" (combined 1F1B runs unpipelined or interleaved; parallel_comm.unpaired_share)
         Rule("parallelism.moe_a2a_overlap",
-             lambda p: (not p.moe_a2a_overlap) | (p.pp == 1) | (p.vp > 1),
+             lambda p: _overlap_off(p) | (p.pp == 1) | (p.vp > 1)
+                       | (_overlap_kind(p) != "combined_1f1b"),
              lambda p: f"moe_a2a_overlap with pp = {p.pp} needs the interleaved schedule, vp > 1 "
                        f"(got vp = {p.vp}; Megatron-Core's combined 1F1B EP overlap requires "
                        "virtual pipeline stages when pp > 1)"),
+        *overlap_rules(),
         Rule("parallelism.etp", lambda p: _div(model.moe.expert_ffn_hidden_size, p.etp)
              if model.moe else p.etp > 0,
              lambda p: f"etp ({p.etp}) must divide the expert FFN width"),

@@ -47,6 +47,7 @@ import numpy as np
 
 from . import frameworks_costs as FC
 from .errors import SpecError
+from .frameworks import a2a_overlap_cells
 from .memory import capacity_basis, memory_capacity_bytes
 from .plan import TrainPlan, stage_3_reshards_under_pp, training_rules, valid_mask
 from .profile import CalibrationProfile
@@ -182,6 +183,9 @@ def _mesh_plan(base: TrainPlan, axes: dict[str, np.ndarray], recompute: str, sp:
                    vp=c["vp"], micro_batch=c["micro_batch"], recompute=recompute,
                    recompute_modules=recompute_modules_for(base, recompute),
                    sequence_parallel=sp, zero_stage=zero, schedule="interleaved",
+                   # the framework's EP all-to-all overlap wherever it can run
+                   moe_a2a_overlap=a2a_overlap_cells(base.framework, c["ep"], c["pp"], c["vp"],
+                                                     recompute),
                    uneven_pp=True,  # equals the even split wherever pp*vp divides the layers
                    # ZeRO-3 cells with pp > 1 of a framework that keeps FSDP unsharded under PP
                    # take ZeRO-1's numbers (``_unsharded_under_pp``)
@@ -385,6 +389,8 @@ def _record(sw: Sweep, ci: int, flat: int) -> dict:
         "recompute_modules": list(modules) if modules else None,
         "zero_stage": c.zero_stage,
         "schedule": "interleaved" if v["vp"] > 1 else "1f1b",
+        "moe_a2a_overlap": bool(a2a_overlap_cells(sw.base.framework, v["ep"], v["pp"], v["vp"],
+                                                  c.recompute)),
         "uneven_pipeline": bool(sw.model.num_layers % (v["pp"] * v["vp"])),
         "reshard_after_forward": (None if c.zero_stage != 3 else v["pp"] == 1
                                   or stage_3_reshards_under_pp(sw.base.framework)),
@@ -487,6 +493,7 @@ def scalar_plan(base: TrainPlan, rec: dict) -> TrainPlan:
                    recompute_modules=recompute_modules_for(base, rec["recompute"]),
                    sequence_parallel=rec["sequence_parallel"],
                    zero_stage=rec["zero_stage"], schedule=rec["schedule"],
+                   moe_a2a_overlap=rec.get("moe_a2a_overlap", False),
                    uneven_pp=rec["uneven_pipeline"],
                    reshard_after_forward=rec["reshard_after_forward"] is not False)
 
@@ -497,6 +504,7 @@ def scenario_for(sc: Scenario, rec: dict) -> Scenario:
     par.update(tp=rec["tp"], pp=rec["pp"], cp=rec["cp"], dp=rec["dp"], ep=rec["ep"], etp=None,
                vp=rec["vp"], sequence_parallel=rec["sequence_parallel"],
                zero_stage=rec["zero_stage"], schedule=rec["schedule"],
+               moe_a2a_overlap=rec.get("moe_a2a_overlap", False),
                uneven_pipeline=rec["uneven_pipeline"],
                reshard_after_forward=rec["reshard_after_forward"])
     system = sc.system.model_copy(update={"num_gpus": rec["gpus"]})
@@ -574,6 +582,8 @@ def describe(rec: dict) -> str:
         parts.append("sp")
     parts.append(f"zero{rec['zero_stage']}")
     parts.append(f"rc:{rec['recompute']}")
+    if rec.get("moe_a2a_overlap"):
+        parts.append("a2a-overlap")
     if rec["uneven_pipeline"]:
         parts.append("uneven")
     return " ".join(parts)
@@ -598,6 +608,8 @@ def scenario_fields(rec: dict) -> dict:
         par["ep"] = rec["ep"]
     par.update(sequence_parallel=rec["sequence_parallel"], zero_stage=rec["zero_stage"],
                schedule=rec["schedule"])
+    if rec["ep"] > 1 or rec.get("moe_a2a_overlap"):
+        par["moe_a2a_overlap"] = bool(rec.get("moe_a2a_overlap", False))
     if rec["uneven_pipeline"]:
         par["uneven_pipeline"] = True
     if rec["reshard_after_forward"] is not None:

@@ -54,17 +54,27 @@ from .parallel_comm import (
     cp_ring_comm,
     dp_contention,
     dp_step_comm,
+    dualpipev_unpaired_share,
     ep_a2a_overlap,
     ep_layer_comm,
     etp_layer_comm,
+    nccl_sm_share,
     pp_send_recv,
+    sm_contention,
     tp_layer_comm,
     tp_overlap,
     unpaired_share,
     zero3_extra_gathers,
 )
 from .parameters import param_counts
-from .pipeline import StageTimes, layers_on_largest_stage, pipeline_time, stage_times
+from .pipeline import (
+    StageTimes,
+    dualpipev_bubble,
+    layers_on_largest_stage,
+    pipeline_time,
+    slowest_stage,
+    stage_times,
+)
 from .plan import TrainPlan
 from .profile import CalibrationProfile
 from .recompute import recomputed_ops
@@ -186,6 +196,11 @@ class StageOps:
     def classes(self, *labels: str) -> dict[str, Array]:
         return _class_sums(self.ops, self.weighted, [i for lab in labels
                                                      for i in self.groups[lab]])
+
+    def wgrad(self, label: str) -> Array:
+        """Seconds of the weight-gradient GEMMs (``.wgrad``, ops.backward) of ``label``."""
+        return row_sum(self.weighted, [i for i in self.groups[label]
+                                       if self.ops[i].name.endswith(".wgrad")])
 
     def attention(self, label: str) -> Array:
         return row_sum(self.weighted, [i for i in self.groups[label]
@@ -355,13 +370,23 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
         c.comm_total["cp"][kind], c.comm_exposed["cp"][kind] = cp.total, cp.exposed
         c.busy_fwd[kind] = tp.hidden_fwd + cp.hidden_fwd
         c.busy_bwd[kind] = tp.hidden_bwd + cp.hidden_bwd
-        if kind == "moe" and plan.moe_a2a_overlap:
-            ep = ep_a2a_overlap(ep_fwd, ep_bwd, c.fwd[kind] - c.busy_fwd[kind],
-                                c.bwd[kind] - c.busy_bwd[kind],
-                                unpaired_share(plan.num_microbatches, plan.pp, plan.vp))
-            c.comm_total["ep"][kind], c.comm_exposed["ep"][kind] = ep.total, ep.exposed
-            c.busy_fwd[kind] = c.busy_fwd[kind] + ep.hidden_fwd
-            c.busy_bwd[kind] = c.busy_bwd[kind] + ep.hidden_bwd
+        overlap = np.asarray(plan.moe_a2a_overlap, bool)  # an array in a plan search
+        if kind == "moe" and overlap.any():
+            free_f, free_b = c.fwd[kind] - c.busy_fwd[kind], c.bwd[kind] - c.busy_bwd[kind]
+            unpaired = (dualpipev_unpaired_share(plan.num_microbatches, plan.pp)
+                        if plan.schedule == "dualpipev"
+                        else unpaired_share(plan.num_microbatches, plan.pp, plan.vp))
+            ep = ep_a2a_overlap(ep_fwd, ep_bwd, free_f, free_b, unpaired)
+            # the compute beside a hidden all-to-all runs without the NCCL kernel's SMs
+            # (sm_contention; hidden_fwd: the backward's all-to-all under forward compute)
+            share = nccl_sm_share(spans["ep"], system)
+            contention = (sm_contention(ep.hidden_fwd, free_f, _bound(st, f"{kind}.fwd"), share)
+                          + sm_contention(ep.hidden_bwd, free_b,
+                                          _bound(st, f"{kind}.bwd", f"{kind}.rec"), share))
+            c.comm_total["ep"][kind] = ep.total
+            c.comm_exposed["ep"][kind] = np.where(overlap, ep.exposed + contention, ep.total)
+            c.busy_fwd[kind] = c.busy_fwd[kind] + np.where(overlap, ep.hidden_fwd, 0.0)
+            c.busy_bwd[kind] = c.busy_bwd[kind] + np.where(overlap, ep.hidden_bwd, 0.0)
         else:
             ep = (ep_fwd + ep_bwd) if kind == "moe" else 0.0
             c.comm_total["ep"][kind] = c.comm_exposed["ep"][kind] = ep
@@ -442,7 +467,10 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
                         dp=plan.dp, pp=pp, etp=plan.etp)
     zero = effective_zero_stage(plan)
     n_layers = layers_on_largest_stage(model.num_layers, pp, vp, plan.uneven_pp)
-    stage_p = stage_params(param_counts(model), tp, pp, plan.ep, plan.etp,
+    # DualPipeV's V puts the first and the last chunk, embedding and LM head, on rank 0
+    # (one copy of tied embeddings, as one stage holds both ends at pp = 1)
+    v_shape = plan.schedule == "dualpipev"
+    stage_p = stage_params(param_counts(model), tp, 1 if v_shape else pp, plan.ep, plan.etp,
                            model.tie_embeddings, layers=n_layers)
     dp_grad = np.asarray(spans["grad"].size, float)
     dp_expert = np.asarray(spans["egrad"].size, float)
@@ -486,7 +514,15 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     # all stages together hold every layer once (uneven splits: the largest stage bounds t_max)
     body_avg = (body - p2p_micro) * ((model.num_layers / pp) / n_layers) + p2p_micro
     stages = stage_times(body, body_avg, embed_t, st.total("head"), pp)
-    pipeline, bubble = pipeline_time(stages, m, vp)
+    if v_shape:  # rank 0 runs both ends; DualPipeV's bubble (pipeline.dualpipev_bubble)
+        stages = replace(stages, first=body + embed_t + st.total("head"), last=body)
+        t_max = slowest_stage(stages)
+        bubble = dualpipev_bubble(
+            t_max, per_stage({k: lc.bwd[k] for k in kinds}),  # the layers' B and W
+            per_stage({k: st.wgrad(f"{k}.bwd") for k in kinds}), pp)
+        pipeline = m * t_max + bubble
+    else:
+        pipeline, bubble = pipeline_time(stages, m, vp)
 
     wbytes, gbytes = state_bytes_per_param(plan.precision, plan.grad_dtype)
     dp_work = DataParallelWork(
@@ -601,10 +637,15 @@ def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_st
         for k in kinds:
             working = np.maximum(working, layer_activation_bytes(model, shape_a, "none",
                                                                  k == "moe", top_k, plan.etp))
-    inflight = inflight_microbatches(pp, plan.vp, m, plan.schedule)
+    v_shape = plan.schedule == "dualpipev"
+    # DualPipeV: PP + 1 chunk-loads of 1/2 a rank's layers over 2 pp stages, pp + 1/2 rank-loads
+    # (deepseek-ai/DualPipe README @3da1bbe, "Activation Per Device"); rank 0 holds both ends
+    inflight = (np.minimum(pp + 0.5, m) if v_shape
+                else inflight_microbatches(pp, plan.vp, m, plan.schedule))
     emb_act = embedding_and_head_activation_bytes(model, shape_a, first=True, last=False)
     head_act = embedding_and_head_activation_bytes(model, shape_a, first=False, last=True)
-    act_first = act_stage * inflight + working + emb_act + np.where(pp_on, 0.0, head_act)
+    act_first = (act_stage * inflight + working + emb_act
+                 + np.where(pp_on & (not v_shape), 0.0, head_act))
     last_inflight = m if plan.schedule == "gpipe" else 1.0
     act_last = act_stage * last_inflight + working + head_act
 
@@ -629,12 +670,12 @@ def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_st
         return FC.memory_terms(plan.framework, model, plan, zero, counts.per_dense_layer,
                                counts.embeddings + counts.head, is_first, is_last, a, act)
 
-    fw_first = framework(True, ~pp_on, act_first)
+    fw_first = framework(True, ~pp_on | v_shape, act_first)
     fw_last = framework(~pp_on, True, act_last)
     first_total = (sum(states_first.values()) + act_first + comm_buffers
                    + sum(fw_first.values()))
     last_total = sum(states_last.values()) + act_last + comm_buffers + sum(fw_last.values())
-    use_last = np.where(pp_on, last_total > first_total, False)
+    use_last = np.where(pp_on & (not v_shape), last_total > first_total, False)
     memory = {k: np.where(use_last, states_last[k], states_first[k]) for k in states_first}
     memory["activations"] = np.where(use_last, act_last, act_first)
     memory["communication_buffers"] = comm_buffers

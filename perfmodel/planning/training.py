@@ -221,6 +221,8 @@ class Row:
                                                   "micro_batch", "sequence_parallel",
                                                   "zero_stage", "recompute", "schedule",
                                                   "uneven_pipeline")},
+                # the framework's EP all-to-all overlap where the search ran it
+                "moe_a2a_overlap": bool(p.get("moe_a2a_overlap", False)),
                 "step_time_s": p["step_time_s"], "tokens_per_s": p["tokens_per_s"],
                 "days": self.days, "gpu_hours": self.gpu_hours, "usd": self.usd,
                 "energy_mwh": self.energy_mwh, "energy_basis": self.energy_basis,

@@ -86,7 +86,9 @@ class Parallelism(Strict):
     sequence_parallel: Bool = False
     # 1 = Megatron's distributed optimizer
     zero_stage: Annotated[Literal[0, 1, 2, 3], BeforeValidator(require_int)] = 0
-    schedule: Literal["1f1b", "gpipe", "interleaved"] | None = None  # default: by vp
+    # default: by vp. dualpipev: DeepSeek's DualPipeV (two chunks per rank in a V, vp: 2),
+    # where the framework runs it (frameworks/<id>.yaml dualpipev; pipeline.dualpipev_bubble)
+    schedule: Literal["1f1b", "gpipe", "interleaved", "dualpipev"] | None = None
     placement: str = "tp-cp-ep-dp-pp"  # rank order, innermost first (Megatron default)
     overlap_grad_reduce: Bool = True
     overlap_param_gather: Bool = True
