@@ -342,7 +342,23 @@ class MoePermutation(Strict):
     # expert), "distinct" (one per destination rank, once per destination NVLink domain across
     # domains), "gather" (an all-gather of every token / reduce-scatter back)
     volume: Literal["top_k", "distinct", "gather"] = "top_k"
+    # measured algorithm bandwidth (GB/s) of one dispatch and one combine across NVLink domains,
+    # by device id and number of domains: tokens x destination domains (the sender's included)
+    # x hidden x 2 B over the call's time (DeepEP tests/test_hybrid_ep.py); a 'distinct'
+    # dispatch's cross-domain part takes at least that long (parallel_comm.ep_layer_comm
+    # ``measured_rdma``)
+    measured_rdma: dict[str, dict[Int, tuple[Float, Float]]] = Field(default_factory=dict)
     source: str
+
+    @model_validator(mode="after")
+    def _positive_bandwidths(self) -> MoePermutation:
+        for device, table in self.measured_rdma.items():
+            for domains, bws in table.items():
+                if domains < 2 or min(bws) <= 0:
+                    raise ValueError(f"measured_rdma.{device}.{domains}: needs 2 or more NVLink "
+                                     f"domains and positive (dispatch, combine) GB/s, got "
+                                     f"{list(bws)}")
+        return self
 
 
 class MoeFacts(Strict):

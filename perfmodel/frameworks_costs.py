@@ -258,6 +258,17 @@ def moe_dispatch_volume(fw: Framework | None) -> str:
     return facts.volume if facts is not None else "top_k"
 
 
+def moe_dispatch_measured_rdma(fw: Framework | None, device: str
+                               ) -> dict[int, tuple[float, float]]:
+    """The run's dispatcher's measured cross-domain (dispatch, combine) bandwidths in GB/s on
+    ``device`` by NVLink domain count (frameworks/<id>.yaml ``measured_rdma``; parallel_comm.
+    ep_layer_comm); empty without them."""
+    _, facts = moe_dispatcher_facts(fw)
+    if facts is None:
+        return {}
+    return {int(k): (float(v[0]), float(v[1])) for k, v in facts.measured_rdma.get(device, {}).items()}
+
+
 def moe_dispatch_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: Array,
                      sequence_parallel: bool, ep: Array, etp: Array, act_bytes: float,
                      fp8: bool = False) -> tuple[list[O.Op], list[O.Op]]:

@@ -171,7 +171,9 @@ def ep_layer_comm(tokens: Array, tp: Array, top_k: int, hidden: int, act_bytes: 
                   span: GroupSpan, system: System, profile: CalibrationProfile,
                   full_recompute: bool, volume: str = "top_k",
                   experts: int | None = None, n_group: int = 1,
-                  topk_group: int | None = None) -> tuple[Array, Array]:
+                  topk_group: int | None = None,
+                  measured_rdma: dict[int, tuple[float, float]] | None = None
+                  ) -> tuple[Array, Array]:
     """(forward, backward) expert dispatch and combine of one MoE layer and micro-batch.
     ``tokens``: one TP group's tokens (b*s/cp); each TP rank sends its t = tokens/tp
     sequence-parallel share (Megatron-Core requires sequence parallelism with TP and EP; the
@@ -189,7 +191,12 @@ def ep_layer_comm(tokens: Array, tp: Array, top_k: int, hidden: int, act_bytes: 
       sender's own share stays local), the RDMA part t x D_G (G - 1) / G x hidden per GPU (the
       remote domains), sent as an all-to-all over the G domains one GPU each; the two run
       concurrently (separate warp groups, pipelined by chunk), the slower one counts.
-      Single-domain groups: t x D_r among the ep ranks. ``n_group`` / ``topk_group``: the
+      Single-domain groups: t x D_r among the ep ranks. ``measured_rdma``: the dispatcher's
+      measured (dispatch, combine) algorithm bandwidths in GB/s by domain count
+      (frameworks_costs.moe_dispatch_measured_rdma; HybridEP's published micro-benchmark),
+      t x D_G x hidden bytes (the sender's domain included, the benchmark's convention) per
+      call: at a measured domain count the cross-domain part of the dispatch and of the
+      combine each takes at least that long. ``n_group`` / ``topk_group``: the
       model's group-limited routing (DeepSeek-V3: 8 / 4), which both counts follow
       (``distinct_groups``); the ranks and domains are NVLink domains of the topology
       (``span.local`` ranks each: 72 on a GB200 NVL72, not 8).
@@ -213,15 +220,29 @@ def ep_layer_comm(tokens: Array, tp: Array, top_k: int, hidden: int, act_bytes: 
                                 t_bytes * distinct_groups(experts, top_k, size, *route),
                                 nvl_span, system, profile)
         rdma_span = GroupSpan(size=nodes, local=np.ones_like(nodes), nodes=nodes)
-        t_rdma = collective_time("all_to_all",
-                                 t_bytes * distinct_groups(experts, top_k, nodes, *route),
-                                 rdma_span, system, profile)
-        fwd = 2.0 * np.where(nodes > 1, np.maximum(t_nvl, t_rdma), t_nvl)
+        domain_bytes = t_bytes * distinct_groups(experts, top_k, nodes, *route)
+        t_rdma = collective_time("all_to_all", domain_bytes, rdma_span, system, profile)
+        if measured_rdma:
+            t_disp, t_comb = (np.maximum(t_rdma, domain_bytes / _measured_bw(
+                measured_rdma, nodes, i)) for i in (0, 1))
+            fwd = np.where(nodes > 1, np.maximum(t_nvl, t_disp) + np.maximum(t_nvl, t_comb),
+                           2.0 * t_nvl)
+        else:
+            fwd = 2.0 * np.where(nodes > 1, np.maximum(t_nvl, t_rdma), t_nvl)
     else:  # the product in this order, so the default's floats stay bit-identical
         a2a_bytes = tokens / tp * top_k * hidden * act_bytes
         fwd = 2.0 * collective_time("all_to_all", a2a_bytes, span, system, profile)
     bwd = fwd + (fwd if full_recompute else 0.0)
     return fwd, bwd
+
+
+def _measured_bw(table: dict[int, tuple[float, float]], domains: Array, which: int) -> Array:
+    """Bytes per second of ``table`` (GB/s by domain count; ``which``: 0 dispatch, 1 combine)
+    at each domain count; infinite where the count is not measured (no floor)."""
+    def one(n: float) -> float:
+        key = round(n)
+        return table[key][which] * 1e9 if key == n and key in table else np.inf
+    return np.vectorize(one, otypes=[float])(np.asarray(domains, float))
 
 
 def expert_rows(tokens: Array, top_k: int, tp: Array, etp: Array) -> Array:

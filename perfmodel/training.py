@@ -323,6 +323,8 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
         ep_fwd, ep_bwd = ep_layer_comm(tokens, plan.tp, model.moe.top_k, model.hidden_size, a,
                                        spans["ep"], system, profile, full,
                                        volume=FC.moe_dispatch_volume(plan.framework),
+                                       measured_rdma=FC.moe_dispatch_measured_rdma(
+                                           plan.framework, system.device.id),
                                        experts=model.moe.num_experts,
                                        n_group=model.moe.n_group,
                                        topk_group=model.moe.topk_group)
