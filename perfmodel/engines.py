@@ -705,6 +705,23 @@ class GemmFacts(Strict):
     kernels: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class EagerKernelFacts(Strict):
+    """Host time per kernel of an eager forward through the engine's own model code (Python
+    module calls, custom-op wrappers, shape logic and the torch dispatcher), per kernel as
+    perfmodel counts them (op.count x op.launches, serving.engine.eager_host). A model with
+    routed experts runs the engine's MoE path (router, top-k, expert alignment, grouped GEMMs,
+    per-token-group quantisation) whose host work per counted kernel differs from a dense
+    model's, so each kind has its own figure; null: the bare torch dispatch figure
+    (frameworks/_common.yaml dispatch.forward_s) for that kind."""
+
+    dense: Float | None = Field(default=None, gt=0)
+    moe: Float | None = Field(default=None, gt=0)
+
+    def for_model(self, model) -> float | None:
+        """The figure for ``model`` (a ModelSpec): ``moe`` when it has routed experts."""
+        return self.moe if getattr(model, "moe", None) is not None else self.dense
+
+
 class OverheadFacts(Strict):
     step_cpu_s: Float | None = Field(default=None, ge=0)
     request_s: Float | None = Field(default=None, ge=0)
@@ -713,6 +730,9 @@ class OverheadFacts(Strict):
     # the GPU, which waits only when they are issued slower than they run: step = max(host,
     # GPU)), "serial" (host time adds); null: not stated (no eager host floor)
     eager_host: Literal["overlapped", "serial"] | None = None
+    # host time per kernel of an eager forward through the engine's own model code, by kind
+    # of model (EagerKernelFacts); null: the bare torch dispatch figure for every model
+    eager_kernel_s: EagerKernelFacts | None = None
 
 
 class EngineSpec(Strict):

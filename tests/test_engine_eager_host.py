@@ -1,8 +1,11 @@
 """Host floor of steps an engine runs without CUDA graphs (serving.engine.EagerHost; issue 9):
 which steps run eagerly is an engine fact (engines/<id>.yaml overheads.cuda_graphs), the
-host time per kernel is the measured torch dispatch figure of frameworks/_common.yaml. Step
-times are checked against hand numbers: overhead + max(GPU, kernels x dispatch) on an eager
-step, overhead + GPU on a replayed one."""
+host time per kernel is the engine's own figure where its file gives one (SGLang:
+overheads.eager_kernel_s, dense from PR #1401's eager Llama-3-8B decode step, moe from PR
+#12160's eager DeepSeek-V3 forward), else the measured torch dispatch figure of
+frameworks/_common.yaml. Step times are checked against hand numbers:
+overhead + max(GPU, kernels x per-kernel host) on an eager step, overhead + GPU on a replayed
+one."""
 
 from dataclasses import replace
 
@@ -23,6 +26,13 @@ def _dispatch_forward_s() -> float:
     """Read straight from the data file (not through perfmodel.frameworks)."""
     with open(data_dir("frameworks") / "_common.yaml") as f:
         return float(yaml.safe_load(f)["dispatch"]["forward_s"])
+
+
+def _sglang_kernel_s(kind: str = "dense") -> float:
+    """SGLang's per-kernel eager host time of a dense or MoE model, read straight from its
+    engine file."""
+    with open(data_dir("engines") / "sglang.yaml") as f:
+        return float(yaml.safe_load(f)["overheads"]["eager_kernel_s"][kind])
 
 
 def _instance(model: str, engine: str | dict, device: str, tp: int, prompt: int = 512,
@@ -63,7 +73,7 @@ def test_the_deployment_builds_the_floor_from_the_engine_file():
     dep, _ = _instance("llama-3.1-8b", "sglang", "h100-sxm5-80gb", 1)
     cost = dep.instances[0].cost
     host = dep.instances[0].host
-    assert host == eager_host(get_engine("sglang"), cost, _dispatch_forward_s())
+    assert host == eager_host(get_engine("sglang"), cost, _sglang_kernel_s())
     assert eager_host(None, cost, 1e-6) is None  # generic: no engine file
     assert eager_host(get_engine("sglang"), cost, 7e-6).per_kernel_s == 7e-6
 
@@ -75,7 +85,7 @@ def test_floor_is_kernels_of_the_pass_times_measured_dispatch():
     kernels = _kernels(cost)
     assert host.kernels == pytest.approx(kernels)
     assert kernels >= cost.model.num_layers  # at least one kernel per layer
-    assert host.seconds == pytest.approx(kernels * _dispatch_forward_s())
+    assert host.seconds == pytest.approx(kernels * _sglang_kernel_s())
     # SGLang's cuda_graph_max_bs on an H100 (nvidia-smi 81,559 MiB: the bucket below 92,160
     # MiB, 256 at tp < 4; sgl-project/sglang server_args.py _handle_gpu_memory_settings)
     assert host.decode_max == 256
@@ -95,12 +105,13 @@ def test_step_rule_overlapped_and_serial():
 
 def test_sglang_extend_step_with_and_without_the_floor():
     """SGLang runs extend batches eagerly (enable_piecewise_cuda_graph False) with the kernel
-    issue overlapped: an extend step lasts overhead + max(GPU, kernels x dispatch), by hand.
-    With the measured 3.3 us per kernel the 8B model's 512-token prefill is GPU-bound (the
-    step is the GPU's); with a host 10x the GPU's time it is the host's."""
+    issue overlapped: an extend step lasts overhead + max(GPU, kernels x per-kernel host), by
+    hand. With the bare torch dispatch (3.3 us per kernel) the 8B model's 512-token prefill is
+    GPU-bound (the step is the GPU's); with a host 10x the GPU's time it is the host's."""
     dep, wl = _instance("llama-3.1-8b", "sglang", "h100-sxm5-80gb", 1)
     inst = dep.instances[0]
     kernels, d, o = _kernels(inst.cost), _dispatch_forward_s(), 1e-3
+    inst = replace(inst, host=replace(inst.host, per_kernel_s=d))
     gpu = inst.cost.step_time([(512, 512)], None, 1)  # no overhead, no floor
     e = Engine(0, inst.cost, inst.kv, 16, Requests(wl), iteration_overhead_s=o,
                host=inst.host)
@@ -120,11 +131,12 @@ def test_sglang_decode_run_above_the_capture_limit_pays_the_floor():
     """A decode run (Engine.decode_run) of SGLang on one H100: 256 sequences replay the
     captured graph (cuda_graph_max_bs 256 of the 80 GB bucket at tp 1), 257 run eagerly. By
     hand: each step = overhead + GPU at 256, overhead + max(GPU, kernels x per-kernel host) at
-    257. The measured 3.3 us per kernel leaves a small model's decode GPU-bound; a host 3x the
-    GPU's step shows the floor."""
+    257. The bare torch dispatch (3.3 us per kernel) leaves a small model's decode GPU-bound; a
+    host 3x the GPU's step shows the floor."""
     dep, wl = _instance("gpt2-small", "sglang", "h100-sxm5-80gb", 1, prompt=64)
     inst = dep.instances[0]
     kernels, d, o = _kernels(inst.cost), _dispatch_forward_s(), 2e-4
+    inst = replace(inst, host=replace(inst.host, per_kernel_s=d))
     assert inst.host.decode_max == 256
     for n, eager in ((256, False), (257, True)):
         e = Engine(0, inst.cost, inst.kv, 300, Requests(wl), iteration_overhead_s=o,
@@ -143,20 +155,48 @@ def test_sglang_decode_run_above_the_capture_limit_pays_the_floor():
         np.testing.assert_allclose(st.cum, np.cumsum(hand), rtol=1e-12)
 
 
-def test_pr12160_eager_step_bounds():
-    """Independent check, not a fitted number: sgl-project/sglang PR #12160 logs a DeepSeek-V3
-    TP8 prefill of 1 new token at 82.6 ms eager ('forward cost') and 23.1 ms replayed as a
-    CUDA graph. The floor from the torch dispatcher's per-kernel cost over perfmodel's kernels
-    is a lower bound of SGLang's eager step (its Python layers, Triton launches and the
-    kernels perfmodel fuses are not in it): the modelled eager step stays below 82.6 ms, and
-    the host floor alone is far below it (docs/engines.md, 'Eager steps')."""
+def test_pr12160_eager_deepseek_forward():
+    """The figure's derivation, by hand: sgl-project/sglang PR #12160 logs a DeepSeek-V3
+    prefill of 1 new token at 82.6 ms eager ('forward cost'; 23.1 ms replayed as a CUDA
+    graph, so the eager pass is host-bound). perfmodel counts 1,205 kernels in that pass (fp8
+    block, TP 8: op.count x op.launches), and engines/sglang.yaml's 68.5 us per kernel gives
+    1,205 x 68.5e-6 = 82.54 ms; the 1-token step is the host's (the GPU's is far shorter).
+    The MoE figure is the one a model with routed experts gets."""
     dep, _ = _instance("deepseek-v3", "sglang", "h200-sxm-141gb", 8, prompt=64,
                        weight_dtype="fp8_block", activation_dtype="fp8", kv_dtype="bf16")
     cost, host = dep.instances[0].cost, dep.instances[0].host
+    assert host.kernels == 1205
+    assert host.per_kernel_s == _sglang_kernel_s("moe")
+    assert host.seconds == pytest.approx(82.54e-3, rel=1e-3)
+    assert host.seconds == pytest.approx(82.6e-3, rel=2e-3)
     gpu = cost.step_time([(1, 2)], None, 1)
-    eager = float(host.step(gpu, prefill=True, decodes=0))
-    assert gpu <= eager < 82.6e-3
-    assert host.seconds < 0.25 * 82.6e-3
+    assert gpu < 23.1e-3
+    assert float(host.step(gpu, prefill=True, decodes=0)) == pytest.approx(host.seconds)
+
+
+def test_pr1401_eager_llama_step():
+    """The dense figure's derivation, by hand: sgl-project/sglang PR #1401 (bench_latency,
+    batch 1) times a Meta-Llama-3-8B decode step at 8.23 ms eager and 7.35 ms as a CUDA graph
+    (flashinfer backend); perfmodel counts 355 kernels in the pass of llama-3.1-8b (the same
+    architecture), and 355 x 23.2e-6 = 8.24 ms. A dense model gets the dense figure."""
+    dep, _ = _instance("llama-3.1-8b", "sglang", "h100-sxm5-80gb", 1)
+    host = dep.instances[0].host
+    assert host.kernels == 355
+    assert host.per_kernel_s == _sglang_kernel_s("dense")
+    assert host.seconds == pytest.approx(8.23e-3, rel=2e-3)
+
+
+def test_moe_figure_cross_checks_on_deepseek_v2_lite():
+    """Independent of the MoE figure (not what it was taken from): DeepSeek-V2-Lite's eager
+    decode step, 510 kernels in perfmodel's pass x 68.5 us = 34.9 ms, lies between SGLang's
+    own (PR #1401: DeepSeek-Coder-V2-Lite with MLA, 6.22 ms as a CUDA graph, '4x faster' than
+    eager: ~24.9 ms) and another Python engine's (LightLLM blog, ModelTC/lightllm-blog
+    _posts/2025-01-22-cudagraph.md at c1310483: 40.74 ms eager, 16.40 ms with graphs, batch 2)."""
+    path = str(data_dir("engines").parent / "tests/data/hf_configs/deepseek-v2-lite.json")
+    dep, _ = _instance(path, "sglang", "h200-sxm-141gb", 1, prompt=64)
+    host = dep.instances[0].host
+    assert host.kernels == 510
+    assert 4 * 6.22e-3 < host.seconds < 40.74e-3
 
 
 def test_trtllm_tensorrt_engine_family_has_no_floor():

@@ -230,8 +230,13 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
                 "requests")
         cost = IterationCostModel(model, system, plan, profile, max_tokens=grid_tokens,
                                   max_context=longest_request + 1, max_batch=max_batch)
-        host = eager_host(engine_for(engine), cost, common_facts().dispatch.forward_s) \
-            if named else None
+        host = None
+        if named:  # the engine's own per-kernel host time where its file gives one
+            spec = engine_for(engine)
+            by_kind = spec.overheads.eager_kernel_s
+            per_kernel = None if by_kind is None else by_kind.for_model(model)
+            host = eager_host(spec, cost, common_facts().dispatch.forward_s
+                              if per_kernel is None else per_kernel)
         return InstanceType(role, count, plan, cost, kv, host), max_batch
 
     def with_max_batch(max_batch: int) -> SchedulerConfig:
