@@ -350,6 +350,13 @@ def overlap_rules() -> list[Rule]:
                        f"recompute: full ({_overlap_facts(p)[0].flag}; Megatron-Core: 'disable "
                        "full recomputation when enabling overlap_moe_expert_parallel_comm')"),
         Rule("parallelism.moe_a2a_overlap",
+             lambda p: _overlap_off(p) | (_overlap_kind(p) != "combined_1f1b")
+                       | (p.precision not in ("fp32", "tf32")),
+             lambda p: f"{_overlap_facts(p)[2]}'s expert all-to-all overlap needs a 16-bit model "
+                       f"(bf16, fp16 or fp8 training), not precision {p.precision} "
+                       "(Megatron-Core: 'overlap_moe_expert_parallel_comm is only supported "
+                       "with bf16 or fp16 model')"),
+        Rule("parallelism.moe_a2a_overlap",
              lambda p: _overlap_off(p) | (_overlap_needs(p) != "none")
                        | (p.recompute == "none"),
              lambda p: f"{_overlap_facts(p)[2]}'s DualPipeV EP overlap does not run with "

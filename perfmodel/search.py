@@ -185,7 +185,7 @@ def _mesh_plan(base: TrainPlan, axes: dict[str, np.ndarray], recompute: str, sp:
                    sequence_parallel=sp, zero_stage=zero, schedule="interleaved",
                    # the framework's EP all-to-all overlap wherever it can run
                    moe_a2a_overlap=a2a_overlap_cells(base.framework, c["ep"], c["pp"], c["vp"],
-                                                     recompute),
+                                                     recompute, base.precision),
                    uneven_pp=True,  # equals the even split wherever pp*vp divides the layers
                    # ZeRO-3 cells with pp > 1 of a framework that keeps FSDP unsharded under PP
                    # take ZeRO-1's numbers (``_unsharded_under_pp``)
@@ -390,7 +390,7 @@ def _record(sw: Sweep, ci: int, flat: int) -> dict:
         "zero_stage": c.zero_stage,
         "schedule": "interleaved" if v["vp"] > 1 else "1f1b",
         "moe_a2a_overlap": bool(a2a_overlap_cells(sw.base.framework, v["ep"], v["pp"], v["vp"],
-                                                  c.recompute)),
+                                                  c.recompute, sw.base.precision)),
         "uneven_pipeline": bool(sw.model.num_layers % (v["pp"] * v["vp"])),
         "reshard_after_forward": (None if c.zero_stage != 3 else v["pp"] == 1
                                   or stage_3_reshards_under_pp(sw.base.framework)),

@@ -89,6 +89,10 @@ def test_frameworks_state_their_overlap():
     (_scenario(recompute="full", vp=2, moe_a2a_overlap=True), "parallelism.moe_a2a_overlap",
      "recompute: full"),
     (_dualpipev(vp=1), "parallelism.vp", "vp = 2"),
+    (_scenario(vp=2, moe_a2a_overlap=True).model_copy(update={"training": _scenario().training
+                                                              .model_copy(update={"precision":
+                                                                                  "fp32"})}),
+     "parallelism.moe_a2a_overlap", "16-bit"),
     (_dualpipev().model_copy(update={"training": _dualpipev().training.model_copy(
         update={"global_batch": 48})}), "training.global_batch", "2*pp = 8"),
 ])
@@ -153,6 +157,7 @@ def test_search_runs_the_overlap_where_the_framework_can():
                               np.array([1, 1, 1, 2]), "selective")
     assert cells.tolist() == [False, True, False, True]
     assert a2a_overlap_cells(mc, 8, 1, 1, "full") is False
+    assert a2a_overlap_cells(mc, 8, 1, 1, "none", "fp32") is False
     for fw in ("torchtitan", "deepspeed"):
         assert a2a_overlap_cells(resolve_framework(FrameworkConfig(name=fw)), 8, 1, 1,
                                  "none") is False
