@@ -57,8 +57,16 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
     """Bytes one layer keeps for backward, per micro-batch (Korthikanti et al. 2022 Sec. 4.1).
     ``modules`` (selective recompute, Megatron-Core recompute_modules): ``layernorm`` keeps no
     norm outputs (the GEMM inputs after each norm, re-made from the kept norm inputs),
-    ``moe_act`` no expert activation outputs (re-made from the kept fc1 outputs); the other
-    modules' savings are not modelled.
+    ``moe_act`` no expert activation outputs (re-made from the kept fc1 outputs),
+    ``mla_up_proj`` no MLA query / key / value (Megatron-Core multi_latent_attention.py @d98e8a64:
+    ``qkv_up_checkpoint = CheckpointWithoutOutput``, the up projections' and rope's outputs are
+    discarded after the core attention, ``discard_output_and_register_recompute``, and re-made
+    from the kept latents); the other modules' savings are not modelled.
+
+    MLA layers also keep their latents (``_mla_latent_width``): the q / kv latents before and
+    after their norms (the norm's input and the up projection's input; Megatron-Core's TE spec
+    fuses each latent norm into its up projection, TELayerNormColumnParallelLinear, which saves
+    both) and the rope key, on the local sequence shard like the other ``seq`` tensors.
 
     Tensors are split by where they live: ``seq`` ones (layer-norm inputs, GEMM inputs after
     the norm, dropout masks) are sharded only by sequence parallelism; ``tp`` ones (Q, K, V,
@@ -94,6 +102,7 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
     )
 
     mask = 1.0 if shape.dropout else 0.0  # one byte per element
+    modules = modules if recompute == "selective" and modules else ()
     # the token mixer of each kind, weighted by its share of this MLP kind's layers (Mamba,
     # gated-delta-net and mixer-less layers of hybrid models keep other tensors)
     seq, tp_part = 0.0, 0.0
@@ -107,12 +116,14 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
         elif kind == MAMBA:
             tp_part = tp_part + share * a * s * b * _mamba_saved_width(model)
         else:
-            tp_part = tp_part + share * _attention_saved_bytes(model, kind, shape, recompute)
+            tp_part = tp_part + share * _attention_saved_bytes(
+                model, kind, shape, recompute, up_proj="mla_up_proj" in modules)
+            if model.mla:
+                seq = seq + share * a * s * b * _mla_latent_width(model)
     # (sums written out, not +=: the terms broadcast over different plan axes in a search)
     with_mlp = mlp_share(model, moe_layer)
     seq = seq + with_mlp * (2 * a * sbh + mask * sbh)  # MLP norm input, MLP input, mask
     seq = seq + 2 * hc_extra  # the n-wide inputs of both sublayers' hc_pre
-    modules = modules if recompute == "selective" and modules else ()
     if "layernorm" in modules:  # the norm outputs (each sublayer's GEMM input) not kept
         mixers = sum(share for kind, share in attention_mix(model, moe_layer)
                      if kind != NO_MIXER)
@@ -141,8 +152,16 @@ def layer_activation_bytes(model: ModelSpec, shape: ActivationShape, recompute: 
     return seq / seq_div + tp_part / t
 
 
+def _mla_latent_width(model: ModelSpec) -> float:
+    """Elements per token an MLA layer keeps of its latents (layer_activation_bytes): the q
+    latent (when the query is low-rank) and the kv latent, each before and after its norm, and
+    the rope key."""
+    mla = model.mla
+    return 2.0 * ((mla.q_lora_rank or 0) + mla.kv_lora_rank) + mla.qk_rope_head_dim
+
+
 def _attention_saved_bytes(model: ModelSpec, kind: str, shape: ActivationShape,
-                           recompute: str) -> Array:
+                           recompute: str, up_proj: bool = False) -> Array:
     """TP-split bytes one attention layer of ``kind`` keeps (Korthikanti Sec. 4.1): Q, K, V
     and the attention output at that kind's shape (attention_variants.kind_model), the
     FlashAttention log-sum-exp, or (unfused, no selective recompute) the scores, softmax and
@@ -155,7 +174,8 @@ def _attention_saved_bytes(model: ModelSpec, kind: str, shape: ActivationShape,
     hk = m.kv_heads * (m.mla.qk_head_dim if m.mla else m.hd)
     hv = m.num_heads * m.mla.v_head_dim if m.mla else m.kv_heads * m.vd
     ho = m.num_heads * (m.mla.v_head_dim if m.mla else m.vd)
-    out = a * s * b * (hq + hk + hv + ho)  # Q, K, V, attention output
+    # Q, K, V, attention output; MLA up projections recomputed (``up_proj``): the output only
+    out = a * s * b * (ho if (up_proj and m.mla) else hq + hk + hv + ho)
     if shape.flash_attention:
         return out + 4.0 * b * m.num_heads * s  # fp32 log-sum-exp per query row
     if recompute == "selective":

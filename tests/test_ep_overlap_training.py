@@ -178,3 +178,19 @@ def test_searched_overlap_predicts_as_the_search_ranks():
     assert by_vp[2]["scenario"]["parallelism"]["moe_a2a_overlap"] is True
     for rec in by_vp.values():
         assert pm.predict(scenario_for(sc, rec)).step_time_s == pytest.approx(rec["step_time_s"])
+
+
+def test_mla_up_proj_recompute_drops_q_k_v():
+    """Megatron-Core recompute_modules mla_up_proj (CheckpointWithoutOutput over the q / kv up
+    projections and rope): Q, K, V are not kept, b s (hq + hk + hv) a bytes less per MLA layer;
+    the latents stay: 2 (q_lora + kv_lora) + rope = 2 (1536 + 512) + 64 = 4160 per token."""
+    from perfmodel.memory import ActivationShape, _mla_latent_width, layer_activation_bytes
+    from perfmodel.zoo import get_model
+    m = get_model("deepseek-v3")
+    assert _mla_latent_width(m) == 4160
+    shape = ActivationShape(b=1, s=4096, s_kv=4096, tp=1, sequence_parallel=False,
+                            act_bytes=2.0, dropout=False, flash_attention=True)
+    base = layer_activation_bytes(m, shape, "selective", True, 8, 1, ("layernorm",))
+    up = layer_activation_bytes(m, shape, "selective", True, 8, 1, ("layernorm", "mla_up_proj"))
+    qkv = 128 * 192 + 128 * 192 + 128 * 128  # q, k at qk_head_dim 192, v at 128, 128 heads
+    assert base - up == pytest.approx(4096 * qkv * 2.0)
