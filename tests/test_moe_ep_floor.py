@@ -9,10 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from perfmodel import ops as O
 from perfmodel.calibrate import fit as F
 from perfmodel.calibrate.fit import moe as M
+from perfmodel.paths import data_dir
+from perfmodel.roofline import Roofline, op_times
 from perfmodel.specs import registry
-from perfmodel.specs.registry import default_profile
+from perfmodel.specs.registry import default_profile, load_profile
 
 H100 = registry.get_device("h100-sxm5-80gb")
 
@@ -57,3 +60,44 @@ def test_moe_tables_fit_floored_times_with_moe_smoothing():
     assert np.allclose(table.measured, np.array([100, 100, 90, 90]) * 1e-6)
     assert [r["time_s"] for r in table.records] == pytest.approx([1e-4, 1.3e-4, 9e-5, 1.2e-4])
     assert table.smooth == M.MOE_SMOOTH != F.SMOOTH
+
+
+# ---- the shipped GB200 nvfp4 FlashInfer table along local experts ---------------------------
+
+# DeepSeek-V3 / R1 experts (hidden 7168, moe_intermediate_size 2048, gated), nvfp4.
+HIDDEN, INTER = 7168, 2048
+TABLE = "nvfp4@flashinfer_trtllm"
+# Tolerance: one curve over (m, groups, weights) pools ~24 model shapes on a multilinear log2
+# grid; at fixed rows m x groups is a diagonal across grid cells, along which interpolation
+# and the fit's roughness leave up to 13 % (refit with the EP floor and MOE_SMOOTH, 4-32
+# experts at 512 / 2048 / 8192 rows); the table before them dropped by up to 57 % (8192 rows,
+# 11 -> 12 experts: 366 -> 156 us). docs/calibration.md "Grouped GEMMs".
+MONOTONE_TOL = 0.15
+
+
+def routed_expert_time(prof, rows: float, groups: np.ndarray) -> np.ndarray:
+    """The core's up + down grouped GEMMs of ``groups`` local experts sharing ``rows`` rows,
+    on the profile's nvfp4 FlashInfer table."""
+    roof = Roofline(registry.get_device("gb200"), M.as_format_table(prof, TABLE))
+    prec = M.moe_precision("nvfp4")
+    rows_arr = np.full(len(groups), float(rows))
+    ops = [O.grouped_gemm("moe.expert.up", rows_arr, 2.0 * INTER, HIDDEN, groups, prec),
+           O.grouped_gemm("moe.expert.down", rows_arr, HIDDEN, INTER, groups, prec)]
+    t = op_times(ops, roof).time
+    return np.asarray(t[0] + t[1], float)
+
+
+@pytest.mark.parametrize("rows", [512.0, 2048.0, 8192.0])
+def test_gb200_nvfp4_table_monotone_in_local_experts(rows):
+    """At fixed rows per GPU (64, 256, 1024 tokens x top-8), one more local expert (more
+    weights read, fewer rows each) never makes the rank faster by more than MONOTONE_TOL,
+    from 4 to 32 experts per GPU (DeepSeek EP 64 to 8, the EPs its rows were measured at;
+    4 vs 5 is EP 64 without / with a redundant expert)."""
+    prof = load_profile(data_dir("calibration") / "gb200.reference.json")
+    groups = np.arange(4, 33, dtype=float)
+    t = routed_expert_time(prof, rows, groups)
+    drop = 1.0 - t[1:] / t[:-1]
+    worst = int(np.argmax(drop))
+    assert drop[worst] <= MONOTONE_TOL, (
+        f"{rows:g} rows: {groups[worst]:g} -> {groups[worst + 1]:g} local experts "
+        f"{t[worst] * 1e6:.1f} -> {t[worst + 1] * 1e6:.1f} us")
