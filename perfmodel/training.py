@@ -568,10 +568,11 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
             op_counts=_calls_per_step(st.ops, st.groups, n_layers, share, m) if keep_ops else [],
             groups=groups)
 
+    ends_pp = 1 if v_shape else pp  # DualPipeV's rank 0 holds both ends, as one stage does
     time_parts = _time_breakdown(st, stages, m, per_stage, kinds, lc, body_comm, embed_t,
-                                 p2p_micro, bubble, dp_exposed, optimizer_t, pp)
+                                 p2p_micro, bubble, dp_exposed, optimizer_t, ends_pp)
     time_parts = FC.split_time(plan.framework, time_parts, fx, per_stage, m,
-                               FC.unfused_time(st.ops, st.weighted, st.groups["head"]), pp)
+                               FC.unfused_time(st.ops, st.weighted, st.groups["head"]), ends_pp)
     time_parts["comm_contention"] = contention
     time_parts["pipeline_bubble"] = bubble + (step - sum(time_parts.values()))
     comm_total = {c: m * per_stage(lc.comm_total[c]) for c in ("tp", "cp", "ep")}
