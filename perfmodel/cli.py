@@ -44,8 +44,10 @@ def _print_json(data) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from .api import predict
     from .report import render_prediction
+    from .specs.registry import parse_cache
 
-    pred = predict(args.scenario, calibration=args.calibration)
+    with parse_cache():  # as plan-training: data files parsed and validated once per content
+        pred = predict(args.scenario, calibration=args.calibration)
     if args.json:
         _print_json(pred.to_json_dict(include_ops=args.ops))
     else:
@@ -55,6 +57,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 @command("search")
 def _search(args: argparse.Namespace) -> int:
+    from .specs.registry import parse_cache
+
+    with parse_cache():  # as plan-training and predict
+        return _search_in_cache(args)
+
+
+def _search_in_cache(args: argparse.Namespace) -> int:
     from .errors import SpecError
     from .report import table
     from .resolve import as_scenario, device_mismatch, resolve_profile
