@@ -453,12 +453,12 @@ def test_fit_installs_a_kernel_table_under_its_key_and_tests_it_on_its_own_curve
 
 @pytest.mark.parametrize("device", ["h100-sxm5-80gb", "h200-sxm-141gb"])
 def test_hopper_gpt_oss_experts_read_the_engines_measured_kernel(device):
-    """gpt-oss MXFP4 experts on Hopper: vLLM reads its Triton (matmul_ogs) table, SGLang its
-    fused_moe_triton table, TensorRT-LLM and the generic engine TRT-LLM's W4A16 table."""
+    """gpt-oss MXFP4 experts on Hopper: vLLM and SGLang (triton_kernel at EP 1) read the
+    Triton matmul_ogs table, TensorRT-LLM and the generic engine TRT-LLM's W4A16 table."""
     prof = load_profile(data_dir("calibration") / f"{device}.reference.json")
     pick = {e: prof.moe_table("bf16", "mxfp4", *moe_kernels(e, "w4a16_mxfp4"))[0]
             for e in ("vllm", "sglang", "trtllm", "generic")}
-    assert pick == {"vllm": "w4a16_mxfp4@triton_ogs", "sglang": "w4a16_mxfp4@sglang_triton",
+    assert pick == {"vllm": "w4a16_mxfp4@triton_ogs", "sglang": "w4a16_mxfp4@triton_ogs",
                     "trtllm": "w4a16_mxfp4", "generic": "w4a16_mxfp4"}
     assert prof.moe_kernel["w4a16_mxfp4@triton_ogs"] == "triton_ogs"
     assert prof.moe_kernel["w4a16_mxfp4"] == "trtllm"
