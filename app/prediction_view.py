@@ -59,7 +59,7 @@ def cards(pred: pm.Prediction) -> list[tuple]:
         ("Memory per GPU", *mem, mem_band),
         ("Max sequences", f"{pred.max_concurrent_sequences:,.0f}",
          "concurrent sequences whose KV cache fits in memory "
-         f"({charts.fmt_bytes(pred.kv_cache_bytes_per_sequence)} each)", None),
+         f"({charts.fmt_bytes(pred.kv_cache_bytes_per_sequence)} of KV cache each per GPU)", None),
     ]
 
 

@@ -4,9 +4,14 @@ Real checkpoints mix formats: gpt-oss stores its routed experts in MXFP4 and kee
 router, embeddings and LM head in bf16 (its config.json ``quantization_config``:
 ``modules_to_not_convert``); fp8 checkpoints such as Meta-Llama-3.1-405B-Instruct-FP8 keep
 the embeddings and LM head (and some layers) in bf16. A scenario therefore gives
-``weight_dtype`` either as one name (every weight) or as a mapping by tensor class::
+``weight_dtype`` either as one name or as a mapping by tensor class::
 
     weight_dtype: {default: fp8, experts: mxfp4, attention: bf16, lm_head: bf16}
+
+A narrow (sub-16-bit) weight dtype, one name or the mapping's ``default``, applies to the
+linear layers (attention, MLP, experts, router): the embeddings and the LM head stay at the
+model's 16-bit dtype unless the scenario names them (``KEPT_16BIT``, ``with_kept_16bit``), as
+the quantisers and engines keep them.
 
 The classes are what ``parameters.ParamCounts`` and the operator names of ``ops`` tell apart
 (``WEIGHT_CLASSES``). Norms and biases follow ``default`` (they are < 0.01 % of a model).
@@ -43,6 +48,33 @@ _OP_PREFIXES: tuple[tuple[str, str], ...] = (
 )
 
 
+#: weight classes a narrow ``weight_dtype`` (one name, or a mapping's ``default``) leaves at
+#: the model's 16-bit dtype (``specs.model.MODEL_DTYPE``) unless the scenario names them: the
+#: quantisers and engines quantise linear layers only. vLLM Fp8Config.get_quant_method returns
+#: a quantised method for ``LinearBase`` / ``FusedMoE`` layers and None otherwise, so
+#: ``VocabParallelEmbedding`` / ``ParallelLMHead`` stay unquantised (vllm-project/vllm
+#: vllm/model_executor/layers/quantization/fp8.py @ 0071b24bf8fe); ModelOpt disables
+#: ``"*lm_head*"`` in every default config and has no embedding quantiser
+#: (NVIDIA/TensorRT-Model-Optimizer modelopt/torch/quantization/config.py
+#: ``_default_disabled_quantizer_cfg`` @ 103b1bb137ca; its hf_quant_config.json lists lm_head
+#: under ``exclude_modules``); llm-compressor recipes ``ignore: ["lm_head"]`` and AWQ /
+#: AutoAWQ ``modules_to_not_convert`` keep it likewise (the checkpoints cited in
+#: validation/inference/engine_startup.yaml). A checkpoint that does quantise them (GGUF
+#: llama.cpp files quantise ``token_embd`` / ``output``) names them:
+#: ``{default: int4, embeddings: int4, lm_head: int4}``.
+KEPT_16BIT: tuple[str, ...] = ("embeddings", "lm_head")
+
+
+def with_kept_16bit(default: Any, formats: dict[str, str], wide: str) -> dict[str, str]:
+    """``formats`` ({class: dtype} overrides of ``default``) with each ``KEPT_16BIT`` class
+    the scenario does not name at ``wide`` (the model's 16-bit dtype) when ``default`` is a
+    narrow format (under 2 B per weight); unchanged otherwise (a 16- or 32-bit default, or
+    an unknown name, which the schema reports)."""
+    if not isinstance(default, str) or default not in BYTES or BYTES[default] >= 2:
+        return formats
+    return {**{cls: wide for cls in KEPT_16BIT}, **formats}
+
+
 def op_weight_class(op_name: str) -> str | None:
     """The weight class a GEMM operator's weight belongs to (None: no class, the default)."""
     for prefix, cls in _OP_PREFIXES:
@@ -55,7 +87,9 @@ def split_weight_dtype(value: Any) -> tuple[Any, dict[str, str]]:
     """A scenario's ``weight_dtype`` -> (default dtype, {class: dtype} overrides).
 
     One name passes through unchanged; a mapping needs ``default`` (or defaults to bf16) and
-    classes from ``WEIGHT_CLASSES``. Bad input: one line naming the field and what is valid.
+    classes from ``WEIGHT_CLASSES``. A ``KEPT_16BIT`` class the mapping names stays in the
+    overrides even at the default's dtype (the scenario named it: ``with_kept_16bit`` leaves
+    it). Bad input: one line naming the field and what is valid.
     """
     if not isinstance(value, dict):
         return value, {}
@@ -70,7 +104,7 @@ def split_weight_dtype(value: Any) -> tuple[Any, dict[str, str]]:
                             f"{', '.join(DTYPES)}")
         out[cls] = dtype
     default = out.pop("default", "bf16")
-    return default, {c: d for c, d in out.items() if d != default}
+    return default, {c: d for c, d in out.items() if d != default or c in KEPT_16BIT}
 
 
 def class_dtype(formats: dict[str, str] | tuple, cls: str | None, default: str) -> str:

@@ -28,6 +28,8 @@ _BANDED = {
     "end-to-end latency": ("e2e_latency_s", seconds),
     "generated tokens/s (system)": ("tokens_per_s", lambda x: f"{x:,.1f}"),
     "memory per GPU": ("memory_per_gpu_bytes", gib),
+    # an engine that fills its budget: the band is the KV pool's (uncertainty.fills_budget)
+    "KV cache (engine, tokens per instance)": ("kv_cache_tokens", lambda x: f"{x:,.0f}"),
 }
 
 
@@ -73,6 +75,23 @@ def _budget_rows(p: Prediction) -> list[tuple[str, str]]:
              f"{gib(e['budget_bytes'])} ({e['fraction_name']} {e['fraction']:g})")]
 
 
+def _kv_capacity_rows(p: Prediction) -> list[tuple[str, str]]:
+    """An engine's KV pool in tokens with its band, where its memory is its budget and the
+    band moved there (uncertainty.fills_budget: ``ranges.kv_cache_tokens``)."""
+    band = (p.ranges or {}).get("kv_cache_tokens")
+    tokens = (p.engine or {}).get("kv_cache_tokens")
+    if not band or tokens is None:
+        return []
+    return [("KV cache (engine, tokens per instance)", f"{tokens:,.0f}")]
+
+
+def _memory_note(p: Prediction) -> str:
+    """A note when memory per GPU is an engine's budget and so has no band."""
+    basis = (p.range_basis or {}).get("memory_per_gpu_bytes", "")
+    return "; the engine's budget, no band" if basis.startswith("no band:") and \
+        "budget" in basis else ""
+
+
 def render_prediction(p: Prediction, show_ops: bool = False) -> str:
     title = f"{p.kind}: {p.model} on {p.num_gpus} x {p.device}"
     if p.name:
@@ -97,11 +116,14 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
             ("generated tokens/s (system)", f"{p.tokens_per_s:,.1f}"),
             *_decode_rate_rows(p),
             ("max concurrent sequences", f"{p.max_concurrent_sequences:,.0f}"),
-            ("KV cache per sequence", gib(p.kv_cache_bytes_per_sequence)),
+            # one GPU's share (its TP rank's heads, its pipeline stage's layers), not the
+            # sequence's whole KV cache
+            ("KV cache per sequence (per GPU)", gib(p.kv_cache_bytes_per_sequence)),
+            *_kv_capacity_rows(p),
         ]
     basis = f" ({p.memory_capacity_basis})" if p.memory_capacity_basis else ""
     head += [("memory per GPU", f"{gib(p.memory_per_gpu_bytes)} of "
-                                 f"{gib(p.memory_capacity_bytes)}{basis}"),
+                                 f"{gib(p.memory_capacity_bytes)}{basis}{_memory_note(p)}"),
              *_budget_rows(p), ("fits", "yes" if p.fits else "NO"), *_energy_rows(p)]
     if p.runnable is False:  # the figures stay, marked: what it would take if it ran
         out += [f"NOT RUNNABLE as specified: {p.not_runnable_reason or 'it does not fit'}",

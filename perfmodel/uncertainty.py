@@ -23,6 +23,17 @@
     ``MIN_GROUP_CASES`` cases from ``MIN_GROUP_SOURCES`` sources of: kind+quantity+stack+device
     class, kind+quantity+device class, kind+quantity, kind+dimension, and for times any kind.
 
+Memory per GPU follows what is uncertain in it. An engine that fills a budget (vLLM
+``gpu_memory_utilization`` x the memory CUDA reports, SGLang's ``mem_fraction_static``)
+allocates its KV cache to the rest of it, so once it starts its memory per GPU is the budget,
+fixed by the launch option and the device: no band (``range_basis`` says why); the error of
+the weights and activations the model may make moves into the KV capacity, and the memory
+group's band is applied to the engine's KV tokens instead (``kv_cache_tokens``; the
+validation cases measure a pool in tokens as a memory quantity, ``METRIC_QUANTITY``), its
+upper end at most what the budget leaves beside the weights. Elsewhere memory per GPU keeps
+its band, whose lower end never goes below the weights a GPU holds (their bytes follow
+from the parameter counts and formats; ``memory_band``).
+
 Combined: per side the wider of (a) and (b) (a superset of a valid conformal set is valid;
 kernel error is already inside the validation errors, so adding the two would count it twice),
 and never excluding the point estimate. A quantity with neither (a memory group without
@@ -671,6 +682,50 @@ def apply_ratio(point: float, ratio: tuple[float, float], power: int) -> list[fl
     return band if all(np.isfinite(band)) else None
 
 
+#: how close an engine's memory per GPU must be to its budget to be that budget (relative)
+BUDGET_TOL = 1e-6
+
+
+def fills_budget(pred) -> bool:
+    """Whether ``pred``'s engine started with a KV cache filling its budget, so memory per GPU
+    is the budget itself (``engine_memory.allocated_bytes`` == ``budget_bytes``: the categories
+    less the headroom sum to it) and the budget does not depend on the model's estimates: a
+    fraction of the device's memory (vLLM ``total_fraction``, SGLang ``init_free_fraction``),
+    not of what the weights leave free (TensorRT-LLM ``free_after_peak_fraction``, whose
+    ``unallocated`` headroom moves with the weights: its memory keeps a band)."""
+    e = pred.engine or {}
+    budget, point = e.get("budget_bytes"), pred.memory_per_gpu_bytes
+    return bool(budget and point and e.get("starts", True) and (e.get("kv_cache_bytes") or 0) > 0
+                and "unallocated" not in (e.get("breakdown") or {})
+                and abs(point - budget) <= BUDGET_TOL * budget)
+
+
+def memory_band(pred, band: list[float]) -> list[float]:
+    """A memory-per-GPU band with its lower end at least the weights one GPU holds (the
+    prediction's ``breakdown.memory.weights``, or its engine's ``weights_bytes``), which the
+    parameter counts and formats fix; never above the point."""
+    e = pred.engine or {}
+    weights = e.get("weights_bytes") or ((pred.breakdown or {}).get("memory") or {}).get(
+        "weights") or 0.0
+    floor = min(float(weights), float(pred.memory_per_gpu_bytes))
+    return [max(band[0], floor), max(band[1], floor)]
+
+
+def kv_tokens_band(pred, ratio: tuple[float, float]) -> list[float] | None:
+    """The band of an engine's KV capacity in tokens (``engine.kv_cache_tokens``) when its
+    memory is its budget (``fills_budget``): the memory group's ratio, the upper end at most
+    the tokens the budget holds beside the weights alone."""
+    e = pred.engine or {}
+    tokens, per_token = e.get("kv_cache_tokens"), e.get("kv_bytes_per_token")
+    band = apply_ratio(float(tokens or 0), ratio, 1) if tokens else None
+    if band is None:
+        return None
+    if per_token:
+        room = (e["budget_bytes"] - (e.get("weights_bytes") or 0.0)) / per_token
+        band[1] = max(float(tokens), min(band[1], room))
+    return band
+
+
 def _ranges_from(pred, ratios: dict) -> tuple[dict[str, list[float]], dict[str, str]]:
     ranges: dict[str, list[float]] = {}
     basis: dict[str, str] = {}
@@ -679,6 +734,19 @@ def _ranges_from(pred, ratios: dict) -> tuple[dict[str, list[float]], dict[str, 
         if point is None or not np.isfinite(point) or point <= 0:
             continue
         ratio, how = ratios[quantity]
+        if field == "memory_per_gpu_bytes" and fills_budget(pred):
+            e = pred.engine
+            basis[field] = (
+                f"no band: {e['engine']} allocates its KV cache to fill its budget "
+                f"({e['fraction_name']} {e['fraction']:g} of the device's memory), so memory "
+                "per GPU is that budget; the uncertainty is in the KV capacity "
+                "(ranges.kv_cache_tokens)")
+            tokens = kv_tokens_band(pred, ratio) if ratio is not None else None
+            if tokens is not None:
+                ranges["kv_cache_tokens"] = tokens
+                basis["kv_cache_tokens"] = (f"the memory band applied to the KV pool: {how}; "
+                                            "upper end at most the budget less the weights")
+            continue
         band = apply_ratio(point, ratio, power) if ratio is not None else None
         if band is None:  # never a NaN in a prediction
             basis[field] = how if ratio is None else \
@@ -689,6 +757,11 @@ def _ranges_from(pred, ratios: dict) -> tuple[dict[str, list[float]], dict[str, 
             if capped != band:
                 how += "; upper end capped at the offered load"
             band = capped
+        if field == "memory_per_gpu_bytes":
+            floored = memory_band(pred, band)
+            if floored != band:
+                how += "; lower end at the weights per GPU"
+            band = floored
         ranges[field] = band
         basis[field] = how
     return ranges, basis

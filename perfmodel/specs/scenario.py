@@ -17,7 +17,7 @@ from ..dtypes import DType
 from ..errors import SpecError
 from ..frameworks_config import FrameworkConfig
 from .common import Strict, TopLevel
-from .model import ModelSpec
+from .model import MODEL_DTYPE, ModelSpec
 from .types import (
     MAX_BATCH,
     MAX_GPUS,
@@ -211,9 +211,15 @@ class InferenceConfig(Strict):
     batch: Int = Field(default=1, ge=1, le=MAX_BATCH)
     prompt_len: Int = Field(ge=1, le=MAX_TOKENS)
     output_len: Int = Field(default=1, ge=1, le=MAX_TOKENS)
-    # one dtype for every weight, or a mapping by tensor class (perfmodel.formats), split on
-    # loading into the default (weight_dtype) and the per-class overrides (weight_formats)
-    weight_dtype: DType = "bf16"
+    # one dtype, or a mapping by tensor class (perfmodel.formats), split on loading into the
+    # default (weight_dtype) and the per-class overrides (weight_formats). A narrow dtype
+    # (fp8, int8, int4, nvfp4, mxfp4, fp8_block) applies to the linear layers (attention,
+    # MLP, experts, router): embeddings and LM head stay bf16 unless named
+    # (formats.KEPT_16BIT), as quantised checkpoints and engines keep them
+    weight_dtype: DType = Field(default="bf16", description=(
+        "weight format: one name, or a mapping {default: ..., <class>: ...} by tensor class "
+        "(perfmodel.formats.WEIGHT_CLASSES); a narrow format applies to the linear layers, "
+        "embeddings and LM head stay bf16 unless the mapping names them"))
     weight_formats: dict[str, DType] = Field(default_factory=dict)
     # unset: as engines run the checkpoint (fp8 / nvfp4 weights: the narrow GEMM, activations
     # quantised by the fused producer, where the GPU has those tensor cores); a 16-bit value
@@ -249,16 +255,21 @@ class InferenceConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _weight_formats(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("weight_dtype"), dict):
-            from ..formats import split_weight_dtype
+        if not isinstance(data, dict):
+            return data
+        from ..formats import split_weight_dtype, with_kept_16bit
 
+        if isinstance(data.get("weight_dtype"), dict):
             default, formats = split_weight_dtype(data["weight_dtype"])
             data = {**data, "weight_dtype": default,
                     "weight_formats": {**data.get("weight_formats", {}), **formats}}
-        elif isinstance(data, dict) and data.get("weight_formats"):
-            from ..formats import split_weight_dtype
-
+        elif data.get("weight_formats"):
             split_weight_dtype(data["weight_formats"])  # one-line errors for bad classes
+        # a narrow weight dtype: embeddings and LM head at the model dtype unless named
+        given = data.get("weight_formats") or {}
+        kept = with_kept_16bit(data.get("weight_dtype"), dict(given), MODEL_DTYPE)
+        if kept != given:
+            data = {**data, "weight_formats": kept}
         return data
 
 

@@ -1,0 +1,110 @@
+"""A narrow weight_dtype applies to the linear layers; embeddings and LM head stay bf16 unless
+named (perfmodel.formats.KEPT_16BIT), and engine-budgeted memory carries no band (its band
+moves to the KV pool, perfmodel.uncertainty.fills_budget). Numbers by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import perfmodel as pm
+from perfmodel.report import render_prediction
+from perfmodel.specs.assemble import load_scenario
+from perfmodel.specs.scenario import InferenceConfig, Scenario
+
+GIB = 2 ** 30
+ROOT = Path(__file__).parent.parent
+
+# Llama-3-70B (meta-llama/Meta-Llama-3-70B config.json): h 8192, 80 layers, 64 heads, 8 KV
+# heads of 128, SwiGLU 28672, vocabulary 128256, untied head
+H, L, KV, F, V = 8192, 80, 1024, 28672, 128256
+LINEAR = L * (2 * H * H + 2 * H * KV + 3 * H * F)  # q, o, k, v, gate/up/down
+NORMS = (2 * L + 1) * H  # follow the default (formats.py: < 0.01 % of a model)
+ENDS = 2 * V * H  # word embedding + LM head
+
+
+def _predict(weight_dtype, engine: str | None = None) -> pm.Prediction:
+    sc = {"kind": "inference", "model": "llama-3-70b",
+          "system": {"device": "h100-sxm5-80gb", "num_gpus": 1},
+          "inference": {"batch": 1, "prompt_len": 1024, "output_len": 16,
+                        "weight_dtype": weight_dtype, "kv_dtype": "fp8"}}
+    if engine:
+        sc["engine"] = {"name": engine}
+    return pm.predict(Scenario.model_validate(sc))
+
+
+def test_fp8_70b_weights_by_hand_and_vllm_log():
+    """fp8 linear layers at 1 B, embeddings and head at 2 B: 72,655,052,800 B = 67.67 GiB; vLLM
+    logs "Model loading took 67.7 GiB" for this checkpoint (validation case VLLM-PR12569)."""
+    by_hand = LINEAR * 1 + NORMS * 1 + ENDS * 2
+    assert by_hand == 72_655_052_800
+    p = _predict("fp8")
+    assert p.breakdown["memory"]["weights"] == pytest.approx(by_hand, rel=1e-12)
+    assert round(by_hand / GIB, 1) == 67.7
+    e = _predict("fp8", "vllm").engine
+    assert e["weights_bytes"] == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_named_classes_win_and_plain_equals_the_spelled_mapping():
+    spelled = _predict({"default": "fp8", "embeddings": "bf16", "lm_head": "bf16"})
+    plain = _predict("fp8")
+    assert plain.breakdown["memory"]["weights"] == spelled.breakdown["memory"]["weights"]
+    assert plain.tpot_s == spelled.tpot_s and plain.ttft_s == spelled.ttft_s
+    # a checkpoint that quantises them too says so: everything at 1 B
+    every = _predict({"default": "fp8", "embeddings": "fp8", "lm_head": "fp8"})
+    assert every.breakdown["memory"]["weights"] == pytest.approx(LINEAR + NORMS + ENDS)
+    # decode reads the 2-B head: slower than with the fp8 head
+    assert plain.tpot_s > every.tpot_s
+
+
+@pytest.mark.parametrize("dtype", ["fp8", "fp8_block", "int8", "int4", "nvfp4", "mxfp4"])
+def test_every_narrow_dtype_keeps_the_ends(dtype):
+    inf = InferenceConfig(prompt_len=8, weight_dtype=dtype)
+    assert inf.weight_dtype == dtype
+    assert inf.weight_formats == {"embeddings": "bf16", "lm_head": "bf16"}
+    # the dump reloads to the same formats (no drift on a round trip)
+    again = InferenceConfig.model_validate(inf.model_dump())
+    assert again.weight_formats == inf.weight_formats and again.weight_dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16", "fp32"])
+def test_wide_dtypes_unchanged(dtype):
+    assert InferenceConfig(prompt_len=8, weight_dtype=dtype).weight_formats == {}
+
+
+def test_mapping_default_and_named_class_at_the_default():
+    inf = InferenceConfig(prompt_len=8, weight_dtype={"default": "int4", "lm_head": "int4"})
+    assert inf.weight_formats == {"embeddings": "bf16", "lm_head": "int4"}
+    inf = InferenceConfig(prompt_len=8, weight_dtype={"default": "bf16", "experts": "mxfp4"})
+    assert inf.weight_formats == {"experts": "mxfp4"}
+    with pytest.raises(ValueError, match=r"inference\.weight_dtype: unknown tensor class 'head'"):
+        InferenceConfig(prompt_len=8, weight_dtype={"default": "fp8", "head": "bf16"})
+
+
+def test_engine_budget_memory_has_no_band_the_kv_pool_has():
+    """vLLM fills gpu_memory_utilization x the device's memory: memory per GPU is that budget
+    (no band); the memory band moves to the KV tokens, whose upper end is at most the budget
+    less the weights over the KV bytes per token."""
+    p = pm.predict(load_scenario(ROOT / "examples" / "vllm-closed-loop-llama3.1-8b-h100.yaml"))
+    e = p.engine
+    assert p.memory_per_gpu_bytes == pytest.approx(e["budget_bytes"])
+    assert "memory_per_gpu_bytes" not in p.ranges
+    assert p.range_basis["memory_per_gpu_bytes"].startswith("no band: vllm allocates")
+    lo, hi = p.ranges["kv_cache_tokens"]
+    assert lo <= e["kv_cache_tokens"] <= hi
+    assert hi <= (e["budget_bytes"] - e["weights_bytes"]) / e["kv_bytes_per_token"] + 1e-6
+    assert "memory per GPU" in render_prediction(p) and "no band" in render_prediction(p)
+
+
+def test_memory_band_never_below_the_weights():
+    """An engine that cannot start (no KV pool) keeps a memory band, floored at its weights."""
+    p = _predict("fp8", "vllm")
+    assert p.runnable is False
+    lo, hi = p.ranges["memory_per_gpu_bytes"]
+    assert lo >= p.engine["weights_bytes"] and hi >= p.memory_per_gpu_bytes
+
+
+def test_kv_per_sequence_labelled_per_gpu():
+    p = _predict("fp8")
+    assert "KV cache per sequence (per GPU)" in render_prediction(p)
