@@ -24,7 +24,8 @@ they can outnumber the plans; they are printed, never divided by.
 * where a fresh process's CPU goes: the CLI's steps in a fresh process, timed one by one
   (the interpreter's start; imports of numpy, of pydantic and of the package's modules; data
   files and spec validation, incl. pydantic's first validator build; the search; the row
-  predictions), parse cache warm as in the CLI.
+  predictions; the interpreter's exit, i.e. the process's CPU past the last step, after
+  ``gc.freeze()`` as the CLI's main does), parse cache warm as in the CLI.
 * summary: the figures issue 10 item 5 asks for on one line -- plans evaluated, whole-process
   wall seconds and plans/s (wall and CPU), search-only plans/CPU-s, the numpy floor and its
   ratios, the import time -- and what 10^6 plans/s would leave for the whole process.
@@ -196,7 +197,9 @@ mark("search (sweep + best per count)")
 for rec in best:
     predict(scenario_for(sc, rec))
 mark("row predictions (bands, energy)")
+marks["_end"] = time.process_time()  # the parent adds the interpreter's exit: its CPU past this
 print(json.dumps(marks))
+gc.freeze()  # as the CLI's main before the interpreter exits
 """
 
 
@@ -287,9 +290,11 @@ def main(argv=None) -> int:
     whole_times = _process(cli, args.repeats)[:2]
     cold_times = _process(cli, args.repeats, parse_cache=False)[:2]
     floor_times = _process([sys.executable, "-c", FLOOR], args.repeats)[:2]
-    _, _, outs = _process([sys.executable, "-c", PHASES, args.model, args.device],
-                          args.repeats)
+    _, phase_cpus, outs = _process([sys.executable, "-c", PHASES, args.model, args.device],
+                                   args.repeats)
     runs = [json.loads(o.splitlines()[-1]) for o in outs]
+    for r, cpu in zip(runs, phase_cpus, strict=True):  # the exit: process CPU past the last mark
+        r["interpreter exit"] = cpu - r.pop("_end")
     phases = {k: statistics.median(r[k] for r in runs) for k in runs[0]}  # CPU s, median
 
     # numpy floor of the sweep: its recorded array calls replayed with no Python between
