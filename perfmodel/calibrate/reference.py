@@ -56,12 +56,15 @@ class Table:
 @dataclass(frozen=True)
 class Reference:
     """A device's tables, sources and notes; ``uncertainty``: bands a source states for a
-    table with too few points for a held-out test (table -> |log ratio|)."""
+    table with too few points for a held-out test (table -> |log ratio|); ``quantize_rates``:
+    the TRT-LLM quantize folder whose fp8 quantise kernels become the profile's
+    ``elementwise_rate`` cast / fp8_quant / fp8_amax (``with_quantize_rates``)."""
 
     tables: list[Table]
     sources: list[Source]
     notes: str
     uncertainty: dict[str, float] = field(default_factory=dict)
+    quantize_rates: str | None = None  # TRT-LLM quantize folder under sources_dir()
 
 
 def converter(name: str) -> Callable[..., list[dict]]:
@@ -82,11 +85,11 @@ def _load() -> tuple[dict[str, Reference], str]:
         tables = [Table(t["path"], converter(t["convert"]), t.get("kwargs", {}),
                         t.get("ship", True), t.get("why", "")) for t in d["tables"]]
         refs[device] = Reference(tables, [Source(**s) for s in d["sources"]], d["notes"],
-                                 d.get("uncertainty", {}))
-    return refs, data["common_notes"]
+                                 d.get("uncertainty", {}), d.get("quantize_rates"))
+    return refs, data["common_notes"], data.get("quantize_notes", "")
 
 
-REFERENCES, COMMON_NOTES = _load()
+REFERENCES, COMMON_NOTES, QUANTIZE_NOTES = _load()
 
 
 def reference_records(device_id: str, shipped: bool = True) -> list[dict]:
@@ -117,7 +120,24 @@ def fit_reference(device_id: str, *, holdout: float = 0.3, seed: int = 0) -> Fit
                          notes=ref.notes + " " + COMMON_NOTES, return_result=True)
     unc = {**result.profile.uncertainty, **ref.uncertainty}
     result.profile = result.profile.model_copy(update={"uncertainty": unc})
+    if ref.quantize_rates:
+        result.profile = with_quantize_rates(result.profile, device_id, ref.quantize_rates)
     return result
+
+
+def with_quantize_rates(profile: CalibrationProfile, device_id: str, folder: str
+                        ) -> CalibrationProfile:
+    """``profile`` with the fp8 quantise kernels of a TRT-LLM quantize ``folder`` (under
+    calibration/sources/measured/) as ``elementwise_rate`` cast / fp8_quant / fp8_amax, their
+    held-out tables ``elementwise.<kind>`` (fit errors, uncertainty) and references.yaml's
+    ``quantize_notes`` (``converters.fp8_quantize_rates``; kept out of ``fit_profile``: on a
+    device without bandwidth records elementwise records would also fit its memory curve)."""
+    rates, errs, unc = C.fp8_quantize_rates(sources_dir() / folder, device_id, profile)
+    return profile.model_copy(update={
+        "elementwise_rate": {**profile.elementwise_rate, **rates},
+        "fit_errors": [*profile.fit_errors, *errs],
+        "uncertainty": {**profile.uncertainty, **unc},
+        "notes": f"{profile.notes} {QUANTIZE_NOTES}" if QUANTIZE_NOTES else profile.notes})
 
 
 def build_reference(device_id: str, out_path: str | Path | None = None, *,
