@@ -98,8 +98,14 @@ def test_nvfp4_weights_take_4_5_sixteenths_of_bf16():
                                                  "weight_dtype": dtype}))
         return pred.breakdown["memory"]["weights"]
 
-    assert weights("nvfp4") / weights("bf16") == pytest.approx(4.5 / 16, rel=1e-9)
-    assert weights("mxfp4") / weights("bf16") == pytest.approx(4.25 / 16, rel=1e-9)
+    def every(dtype):  # every tensor in the format, the ends named (formats.KEPT_16BIT)
+        return {"default": dtype, "embeddings": dtype, "lm_head": dtype}
+
+    assert weights(every("nvfp4")) / weights("bf16") == pytest.approx(4.5 / 16, rel=1e-9)
+    assert weights(every("mxfp4")) / weights("bf16") == pytest.approx(4.25 / 16, rel=1e-9)
+    # a plain nvfp4 keeps the embedding and head (2 x 128256 x 4096 of 8.03 B) at 2 B
+    ends = 2 * 128256 * 4096
+    assert weights("nvfp4") - weights(every("nvfp4")) == pytest.approx(ends * (2 - 4.5 / 8))
 
 
 # ---------------------------------------------------------------------------------------------

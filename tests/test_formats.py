@@ -54,7 +54,9 @@ def test_scenario_memory_uses_the_mapping():
     mixed = pm.predict(Scenario(**base, inference={
         "prompt_len": 8, "weight_dtype": {"default": "fp8", "attention": "bf16",
                                           "embeddings": "bf16", "lm_head": "bf16"}}))
-    one = pm.predict(Scenario(**base, inference={"prompt_len": 8, "weight_dtype": "fp8"}))
+    # every class at fp8, the ends named (a plain fp8 keeps them bf16: formats.KEPT_16BIT)
+    one = pm.predict(Scenario(**base, inference={"prompt_len": 8, "weight_dtype": {
+        "default": "fp8", "embeddings": "fp8", "lm_head": "fp8"}}))
     assert mixed.breakdown["memory"]["weights"] == pytest.approx(
         one.breakdown["memory"]["weights"] + 2 * 16384 + 128000)
 
@@ -149,7 +151,8 @@ def test_scenario_takes_the_checkpoint_formats_unless_it_sets_weight_dtype():
     assert own.inference.weight_dtype == "mxfp4"
     assert own.inference.weight_formats["attention"] == "bf16"
     forced = Scenario(**base, inference={"prompt_len": 8, "weight_dtype": "mxfp4"})
-    assert forced.inference.weight_formats == {}
+    # every linear layer mxfp4, embeddings and LM head bf16 (formats.KEPT_16BIT)
+    assert forced.inference.weight_formats == {"embeddings": "bf16", "lm_head": "bf16"}
 
 
 def _decode_s(model: str, batch: int, tp: int, wd: str, ad: str) -> float:
