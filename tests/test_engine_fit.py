@@ -75,13 +75,16 @@ def test_an_engine_that_cannot_start_does_not_fit():
 
 
 def test_attention_dp_counts_each_groups_own_pool():
-    """DeepSeek-R1 DP8 + EP8 on 8 x H200 under SGLang: each DP rank's pool of 209,272 tokens
-    holds floor(209,272 / 2,048) = 102 requests of 1,024 + 1,024 tokens; x 8 ranks = 816
-    (SGLang's default max_running_requests per rank, min(T // 2, 4096), does not bind)."""
+    """DeepSeek-R1 DP8 + EP8 on 8 x H200 under SGLang: each DP rank's pool of 182,904 tokens
+    holds floor(182,904 / 2,048) = 89 requests of 1,024 + 1,024 tokens; x 8 ranks = 712
+    (SGLang's default max_running_requests per rank, min(T // 2, 4096), does not bind). The
+    embedding and LM head are bf16 (weight_dtype fp8_block applies to the linear layers,
+    formats.KEPT_16BIT): 2 x 129,280 x 7,168 more bytes per GPU than all-fp8, 26,368 tokens of
+    70,272 B (576 latent x 2 B x 61 layers) fewer than the 209,272 of an all-fp8 checkpoint."""
     p = predict(str(ROOT / "examples/deepseek-r1-wide-ep-h200.yaml"))
     tokens = p.engine["kv_cache_tokens"]
     assert p.max_concurrent_sequences == 8 * (tokens // 2048)
-    assert tokens == 209_272 and p.max_concurrent_sequences == 816
+    assert tokens == 182_904 and p.max_concurrent_sequences == 712
     assert p.fits  # 256 / 8 = 32 per rank
 
 
