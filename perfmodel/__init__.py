@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         benchmark_clients,
         engine_version_families,
         engine_version_sort_key,
+        plan_serving,
         predict,
     )
     from .errors import PerfModelError, SpecError
@@ -54,6 +55,7 @@ __version__ = "0.1.0"
 _HOMES = {
     "as_scenario": "api", "predict": "api", "benchmark_clients": "api",
     "engine_version_families": "api", "engine_version_sort_key": "api",
+    "plan_serving": "api",
     "PerfModelError": "errors", "SpecError": "errors",
     "OpReport": "prediction", "Prediction": "prediction",
     "CalibrationProfile": "profile",
@@ -74,8 +76,8 @@ __all__ = [
     "PerfModelError", "Prediction", "Scenario", "SpecError", "SystemConfig", "TrainingConfig",
     "TrainingPlanInputs", "as_scenario", "benchmark_clients", "devices",
     "engine_version_families", "engine_version_sort_key", "get_device", "get_model",
-    "interconnects", "load_profile", "load_scenario", "models", "nodes", "plan_training",
-    "predict", "sweep_concurrency",
+    "interconnects", "load_profile", "load_scenario", "models", "nodes", "plan_serving",
+    "plan_training", "predict", "sweep_concurrency",
 ]
 
 

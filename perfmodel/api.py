@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .errors import SpecError
 from .prediction import Prediction
 from .predictors import predict_inference, predict_training
 from .resolve import (
@@ -32,7 +33,8 @@ from .uncertainty import with_ranges
 
 # re-exported: scripts and the analysis notebooks import these from here
 __all__ = ["as_scenario", "benchmark_clients", "engine_version_families",
-           "engine_version_sort_key", "offload_bandwidth", "predict", "resolve_profile"]
+           "engine_version_sort_key", "offload_bandwidth", "plan_serving", "predict",
+           "resolve_profile"]
 
 
 def predict(scenario: ScenarioLike, calibration: CalibrationLike = None) -> Prediction:
@@ -93,3 +95,110 @@ def benchmark_clients() -> dict:
 
     return {cid: load_client(cid)
             for cid in sorted(client_ids(), key=lambda c: c != DEFAULT_CLIENT)}
+
+
+def plan_serving(model=None, /, **kwargs):
+    """Answer 'how many GPUs of which device serve this rate within these SLOs', as
+    ``perfmodel plan-serving`` does: ``plan_serving("llama-3-8b", rate=8, ttft_p90=1,
+    tpot_p90=0.05, prompt_len=1024, output_len=256, devices=["h100-sxm5-80gb"],
+    engine="vllm")`` -> ``serving.capacity.PlanResult`` (``.best``, ``.candidates``,
+    ``.frontier``, ``.to_dict()``).
+
+    ``model`` is a preset id, a config.json path or a ``ModelSpec``, or a serving scenario
+    (``scenario=`` path) supplies it. The keywords are the command's options with ``_`` for
+    ``-`` (``prompt_len``, ``max_gpus``, ``num_requests``, ...): lengths as the command takes
+    them (512, "uniform:128:1024", "lognormal:MEAN:CV[:MIN:MAX]") or a LengthDistribution /
+    dict; lists (``devices``, ``tp``, ``pp``, ``max_num_seqs``, ``attention_dp``) as a list
+    or "a,b"; ``slo`` a dict of any SLO bounds ({"ttft_p99_s": 2}); ``prices`` a path or a
+    PriceTable. They go through the command's own parser and checks (``serving.cli``); a bad
+    one is one SpecError naming the keyword (``prompt_len=``) and what is valid. A
+    ``serving.capacity.PlanInputs`` alone is planned as given."""
+    from .serving.capacity import PlanInputs
+    from .serving.capacity import plan_serving as run
+
+    if isinstance(model, PlanInputs):
+        if kwargs:
+            raise TypeError("plan_serving: give a PlanInputs or keywords, not both")
+        return run(model)
+    inp = _serving_inputs(model, kwargs)
+    if not any(v is not None for v in inp.slo.model_dump().values()):
+        raise SpecError("plan_serving needs at least one SLO: ttft_p90=, tpot_p90= or "
+                        "slo={KEY: SECONDS} (e.g. ttft_p90=0.5, tpot_p90=0.05)")
+    return run(inp)
+
+
+#: keywords of ``plan_serving`` set on the parsed arguments as objects (not as flag text)
+_OBJECTS = ("model", "prompt_len", "output_len", "prices")
+
+
+def _serving_inputs(model, kwargs: dict):
+    """``plan_serving``'s keywords through ``plan-serving``'s parser (argtypes, choices) and
+    ``serving.cli.plan_inputs``, every message naming the keyword (``api_keyword``)."""
+    import argparse
+    import re
+    from pathlib import Path
+
+    from .argtypes import api_keyword
+    from .errors import closest
+    from .serving.cli import add_arguments, plan_inputs
+    from .specs.common import validate
+    from .specs.model import ModelSpec
+    from .specs.scenario import LengthDistribution
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str):  # argparse's "argument --rate: ..." -> "rate=: ..."
+            raise SpecError("plan_serving: " + re.sub(
+                r"argument --([a-z-]+)", lambda m: api_keyword(m[1].replace("-", "_")),
+                message))
+
+    parser = Parser(prog="plan_serving", add_help=False)
+    add_arguments(parser)
+    names = [a.dest for a in parser._actions if a.dest not in ("json", "help")]
+    if model is not None:
+        if "model" in kwargs:
+            raise SpecError("plan_serving: the model is given twice (first argument and "
+                            "model=); give one")
+        kwargs = {"model": model, **kwargs}
+    argv: list[str] = []
+    objects: dict = {}
+    for key, value in kwargs.items():
+        if key not in names:
+            hints = closest(key, names)
+            hint = f"; did you mean {', '.join(hints)}?" if hints else ""
+            raise SpecError(f"plan_serving: unknown argument {key!r}{hint} (arguments: "
+                            f"{', '.join(sorted(names))})")
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            raise SpecError(f"plan_serving: {api_keyword(key)}{value!r} is not a value of "
+                            "this argument")
+        if key == "scenario":
+            argv.append(str(value))
+        elif key == "slo":
+            if not isinstance(value, dict):
+                raise SpecError(f"plan_serving: slo={value!r:.60} must be a dict of SLO "
+                                "bounds in seconds, e.g. {'ttft_p99_s': 2}")
+            argv += [f"--slo={k}={v}" for k, v in value.items()]
+        elif key in _OBJECTS and not isinstance(value, (str, int, Path)):
+            objects[key] = value
+        elif isinstance(value, (list, tuple)):
+            argv.append(f"--{key.replace('_', '-')}={','.join(str(v) for v in value)}")
+        else:
+            argv.append(f"--{key.replace('_', '-')}={value}")
+    args = parser.parse_args(argv)
+    for key, value in objects.items():
+        if key in ("prompt_len", "output_len") and isinstance(value, dict):
+            value = validate(LengthDistribution, value, what=api_keyword(key))
+        ok = {"model": ModelSpec, "prompt_len": LengthDistribution,
+              "output_len": LengthDistribution}.get(key)
+        if ok is not None and not isinstance(value, ok):
+            raise SpecError(f"plan_serving: {api_keyword(key)}: a {type(value).__name__} is "
+                            f"not a {ok.__name__} (nor text)")
+        if key != "prices":
+            setattr(args, key, value)
+    inp = plan_inputs(args, api_keyword)
+    if "prices" in objects:
+        from dataclasses import replace
+
+        inp = replace(inp, prices=objects["prices"])
+    return inp

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 __all__ = [
     "address",
+    "api_keyword",
     "bounded_int",
     "fraction",
     "id_list",
@@ -48,11 +49,33 @@ def shown(text: str) -> str:
     return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
 
 
+_DECIMAL = re.compile(r"[+-]?(\d[\d_]*(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def api_keyword(name: str) -> str:
+    """How the Python API names an input in a message: its keyword argument, ``devices=``
+    (the commands name it by its flag, ``--devices``: ``serving.cli.cli_flag``,
+    ``planning.training.cli_flag``)."""
+    return f"{name}="
+
+
 def _int(text: str) -> int:
+    """A whole number, written as digits (``1_000`` too) or as a decimal / exponent form whose
+    value is exactly whole (``1e9``, ``2.5e3``, ``64.0``); ``1.5`` or ``1e-3`` is refused
+    saying it is not whole."""
     t = str(text).strip()
-    if not re.fullmatch(r"[+-]?\d[\d_]*", t):
-        raise Invalid(f"{shown(text)} is not a whole number")
-    return int(t)
+    if re.fullmatch(r"[+-]?\d[\d_]*", t):
+        return int(t)
+    if _DECIMAL.fullmatch(t):
+        from decimal import Decimal  # exact: 1e9 is whole, 1.0000000000000001 is not
+
+        value = Decimal(t.replace("_", ""))
+        if value.adjusted() > 30:  # far past every bound; not expanded to its digits
+            raise Invalid(f"{shown(text)} is far too large a number")
+        if value == value.to_integral_value():
+            return int(value)
+        raise Invalid(f"{shown(text)} is not a whole number (it has a fractional part)")
+    raise Invalid(f"{shown(text)} is not a whole number")
 
 
 def _float(text: str) -> float:

@@ -36,8 +36,9 @@ from .training import (  # imports numpy: after the thread setting above
     DEFAULT_SEQ_LEN,
     PRECISIONS,
     TrainingPlanInputs,
+    cli_flag,
     parse_tokens,
-    plan_training,
+    plan,
 )
 
 MAX_GPUS = 1_000_000
@@ -121,11 +122,11 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.headroom >= 1:
         raise SpecError("--headroom: must be below 1 (a fraction of device memory)")
     with parse_cache():
-        result = plan_training(TrainingPlanInputs(
+        result = plan(TrainingPlanInputs(
             model=args.model, tokens=args.tokens, days=args.days, budget_usd=args.budget,
             devices=args.devices, max_gpus=args.max_gpus, seq_len=args.seq_len,
             global_batch_tokens=int(batch), precision=args.precision, headroom=args.headroom,
-            calibration=args.calibration, framework=args.framework))
+            calibration=args.calibration, framework=args.framework), cli_flag)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=float))
     elif args.csv:

@@ -40,10 +40,12 @@ import io
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import get_args
 
+from ..argtypes import api_keyword
 from ..errors import SpecError, closest
 from ..frameworks_config import FrameworkName
 from ..resolve import device_mismatch
@@ -73,19 +75,34 @@ _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15
 MAX_TOKENS = 1e18
 
 
-def parse_tokens(text: str | float | int) -> float:
-    """'15T', '300B', '1.5e13', 2e12 -> tokens; a one-line SpecError otherwise."""
+FLAGS = {"budget_usd": "budget"}  # an input whose flag is not its field's name
+
+
+def cli_flag(name: str) -> str:
+    """How the command names an input in a message: ``budget_usd`` -> ``--budget``."""
+    return "--" + FLAGS.get(name, name).replace("_", "-")
+
+
+def _given(name: Callable[[str], str], field_: str, value) -> str:
+    """An input with a value as the caller writes it: ``--seq-len 2048`` or ``seq_len=2048``."""
+    word = name(field_)
+    return f"{word}{value}" if word.endswith("=") else f"{word} {value}"
+
+
+def parse_tokens(text: str | float | int, name: Callable[[str], str] = cli_flag) -> float:
+    """'15T', '300B', '1.5e13', 2e12 -> tokens; a one-line SpecError (naming ``name("tokens")``)
+    otherwise."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         value = float(text)
     else:
         m = re.fullmatch(r"\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]?)\s*",
                          str(text))
         if not m or m.group(2).lower() not in _SUFFIX:
-            raise SpecError(f"--tokens: {str(text)[:40]!r} is not a token count; use e.g. 15T, "
+            raise SpecError(f"{name('tokens')}: {str(text)[:40]!r} is not a token count; use e.g. 15T, "
                             "300B, 2.5e12 (suffixes K, M, B, T, P)")
         value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
     if not math.isfinite(value) or not 1 <= value <= MAX_TOKENS:
-        raise SpecError(f"--tokens: {text!r} = {value:g} tokens; a token count is between 1 "
+        raise SpecError(f"{name('tokens')}: {text!r} = {value:g} tokens; a token count is between 1 "
                         f"and {MAX_TOKENS:g}")
     return value
 
@@ -507,33 +524,35 @@ def _whole(name: str, value) -> int:
     return int(value)
 
 
-def _check(inp: TrainingPlanInputs, model: ModelSpec) -> tuple[float, int]:
-    """The inputs checked one by one, each error naming its CLI flag and API argument."""
-    tokens = parse_tokens(inp.tokens)
-    for name, value in (("--days (days)", inp.days), ("--budget (budget_usd)", inp.budget_usd)):
+def _check(inp: TrainingPlanInputs, model: ModelSpec,
+           name: Callable[[str], str] = api_keyword) -> tuple[float, int]:
+    """The inputs checked one by one, each error naming its input as the caller does
+    (``name``: ``cli_flag`` for the command, ``api_keyword`` for the Python API)."""
+    tokens = parse_tokens(inp.tokens, name)
+    for field_, value in (("days", inp.days), ("budget_usd", inp.budget_usd)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not (math.isfinite(value) and value > 0)):
-            raise SpecError(f"{name}: {value!r} must be a positive number")
-    _whole("--max-gpus (max_gpus)", inp.max_gpus)
-    seq = _whole("--seq-len (seq_len)", inp.seq_len)
-    batch = _whole("--global-batch-tokens (global_batch_tokens)", inp.global_batch_tokens)
+            raise SpecError(f"{name(field_)}: {value!r} must be a positive number")
+    _whole(name("max_gpus"), inp.max_gpus)
+    seq = _whole(name("seq_len"), inp.seq_len)
+    batch = _whole(name("global_batch_tokens"), inp.global_batch_tokens)
     if inp.precision not in PRECISIONS:
-        raise SpecError(f"--precision (precision): {inp.precision!r} is not one of "
+        raise SpecError(f"{name('precision')}: {inp.precision!r} is not one of "
                         f"{', '.join(PRECISIONS)}")
     if inp.framework not in get_args(FrameworkName):
-        raise SpecError(f"--framework (framework): {inp.framework!r} is not one of "
+        raise SpecError(f"{name('framework')}: {inp.framework!r} is not one of "
                         f"{', '.join(get_args(FrameworkName))}")
     if seq > model.max_position_embeddings:
-        raise SpecError(f"--seq-len (seq_len): {seq} tokens exceeds the context of model "
+        raise SpecError(f"{name('seq_len')}: {seq} tokens exceeds the context of model "
                         f"{model.id!r} ({model.max_position_embeddings} tokens, "
-                        f"max_position_embeddings); give --seq-len "
-                        f"{model.max_position_embeddings} or less")
+                        f"max_position_embeddings); give "
+                        f"{_given(name, 'seq_len', model.max_position_embeddings)} or less")
     if batch < seq:
-        raise SpecError(f"--global-batch-tokens (global_batch_tokens): {batch} must hold at "
-                        f"least one sequence of --seq-len ({seq})")
+        raise SpecError(f"{name('global_batch_tokens')}: {batch} must hold at "
+                        f"least one sequence of {name('seq_len')} ({seq})")
     if batch % seq:
-        raise SpecError(f"--global-batch-tokens (global_batch_tokens): {batch} must be a "
-                        f"multiple of --seq-len ({seq})")
+        raise SpecError(f"{name('global_batch_tokens')}: {batch} must be a "
+                        f"multiple of {name('seq_len')} ({seq})")
     return tokens, batch // seq
 
 
@@ -575,21 +594,23 @@ def rack_gpus_used(gpus_per_node: int, global_batch: int, space: SearchSpace) ->
     return gpus_per_node  # pragma: no cover (need 1 at a power of two)
 
 
-def device_list(devices: list[str] | str | None, prices: PriceTable) -> list[str]:
-    """The devices to plan: ids (a list, one id or "a,b"), each known, or the defaults."""
+def device_list(devices: list[str] | str | None, prices: PriceTable,
+                name: Callable[[str], str] = api_keyword) -> list[str]:
+    """The devices to plan: ids (a list, one id or "a,b"), each known, or the defaults; an
+    error names the input as the caller does (``name``)."""
     if devices is None:
         out = default_devices(prices)
     else:
         items = devices.split(",") if isinstance(devices, str) else list(devices)
         out = [str(d).strip() for d in items if str(d).strip()]
     if not out:
-        raise SpecError("--devices (devices): no device to plan for")
+        raise SpecError(f"{name('devices')}: no device to plan for")
     known = registry.ids("device")  # file stems: the named devices' files are read later
     for d in out:
         if d not in known:
             hints = [k for k in sorted(known) if d.lower() in k][:4] or closest(d, known)
             hint = f"did you mean {', '.join(hints)}? " if hints else ""
-            raise SpecError(f"--devices (devices): unknown device {d!r}; {hint}valid ids: "
+            raise SpecError(f"{name('devices')}: unknown device {d!r}; {hint}valid ids: "
                             f"{', '.join(sorted(known))}")
     return list(dict.fromkeys(out))
 
@@ -683,14 +704,21 @@ def plan_training(inp: TrainingPlanInputs | ModelSpec | str | Path | None = None
     Call with a ``TrainingPlanInputs``, or with its fields as keywords (``budget`` for
     ``budget_usd``, ``devices`` a list or one id), the model optionally first, as the CLI
     takes it: ``plan_training("llama-3-70b", tokens="15T")`` -- a preset id, a config.json /
-    preset path or a ``ModelSpec``."""
-    inp = _inputs(inp, kwargs)
+    preset path or a ``ModelSpec``. A bad input is one SpecError naming its keyword
+    (``devices=``) and what is valid."""
+    return plan(_inputs(inp, kwargs), api_keyword)
+
+
+def plan(inp: TrainingPlanInputs, name: Callable[[str], str] = api_keyword
+         ) -> TrainingPlanResult:
+    """``plan_training`` on checked-to-be inputs; ``name`` turns an input's field name into
+    the caller's word for it in an error (``cli_flag``: the command's ``--devices``)."""
     model = _model(inp.model)
-    tokens, global_batch = _check(inp, model)
+    tokens, global_batch = _check(inp, model, name)
     inp = replace(inp, max_gpus=int(inp.max_gpus), seq_len=int(inp.seq_len),
                   global_batch_tokens=int(inp.global_batch_tokens))
     prices = inp.prices or load_prices()
-    devices = device_list(inp.devices, prices)
+    devices = device_list(inp.devices, prices, name)
     training = TrainingConfig(seq_len=inp.seq_len, global_batch=global_batch,
                               precision=inp.precision, framework=inp.framework)
     rows: list[Row] = []

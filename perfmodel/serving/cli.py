@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from typing import get_args
 
 from ..argtypes import (
@@ -40,31 +41,41 @@ PLAN_SCHEDULERS = sorted(k for k in SCHEDULERS
 LENGTH_HELP = ("tokens: 512, fixed:512, uniform:128:1024 or lognormal:MEAN:CV[:MIN:MAX]")
 
 
-def parse_length(text: str, what: str) -> LengthDistribution:
+def cli_flag(name: str) -> str:
+    """How the command names an input: ``prompt_len`` -> ``--prompt-len``. The Python API
+    (``perfmodel.plan_serving``) passes its own namer (``prompt_len=``) to ``plan_inputs``."""
+    return "--" + name.replace("_", "-")
+
+
+def parse_length(text: str, what: str, name: Callable[[str], str] = cli_flag
+                 ) -> LengthDistribution:
     """``512``, ``fixed:512``, ``uniform:128:1024`` or ``lognormal:MEAN:CV[:MIN:MAX]``; a
-    SpecError naming ``--{what}`` otherwise."""
+    SpecError naming ``what`` (``prompt_len``) as the caller names it otherwise."""
     try:
         return length_distribution(text)
     except argparse.ArgumentTypeError as err:
-        raise SpecError(f"--{what}: {err}") from None
+        raise SpecError(f"{name(what.replace('-', '_'))}: {err}") from None
 
 
 def length_distribution(text: str) -> LengthDistribution:
     """The argparse type of --prompt-len / --output-len (see ``parse_length``)."""
     parts = str(text).split(":")
     kind, nums = ("fixed", parts) if len(parts) == 1 else (parts[0], parts[1:])
-    if kind == "fixed" and len(nums) == 1:
-        fields = {"kind": "fixed", "value": positive_int(nums[0])}
-    elif kind == "uniform" and len(nums) == 2:
-        fields = {"kind": "uniform", "min": positive_int(nums[0]), "max": positive_int(nums[1])}
-    elif kind == "lognormal" and len(nums) in (2, 4):
-        fields = {"kind": "lognormal", "mean": positive_float(nums[0]),
-                  "cv": nonnegative_float(nums[1])}
-        if len(nums) == 4:
-            fields |= {"min": positive_int(nums[2]), "max": positive_int(nums[3])}
-    else:
-        raise argparse.ArgumentTypeError(f"{shown(text)} is not a length; expected "
-                                         f"{LENGTH_HELP}")
+    try:
+        if kind == "fixed" and len(nums) == 1:
+            fields = {"kind": "fixed", "value": positive_int(nums[0])}
+        elif kind == "uniform" and len(nums) == 2:
+            fields = {"kind": "uniform", "min": positive_int(nums[0]),
+                      "max": positive_int(nums[1])}
+        elif kind == "lognormal" and len(nums) in (2, 4):
+            fields = {"kind": "lognormal", "mean": positive_float(nums[0]),
+                      "cv": nonnegative_float(nums[1])}
+            if len(nums) == 4:
+                fields |= {"min": positive_int(nums[2]), "max": positive_int(nums[3])}
+        else:
+            raise argparse.ArgumentTypeError(f"{shown(text)} is not a length")
+    except argparse.ArgumentTypeError as err:  # every form listed, not only a number's
+        raise argparse.ArgumentTypeError(f"{err}; a length is {LENGTH_HELP}") from None
     try:
         return validate(LengthDistribution, fields, what="length")
     except SpecError as err:
@@ -87,13 +98,14 @@ def slo_item(text: str) -> tuple[str, float]:
     return key, positive_float(value)
 
 
-def _slo(base: SLOConfig, args: argparse.Namespace) -> SLOConfig:
+def _slo(base: SLOConfig, args: argparse.Namespace,
+         name: Callable[[str], str] = cli_flag) -> SLOConfig:
     values = {k: v for k, v in base.model_dump().items() if v is not None}
     for item in args.slo or []:
         try:
             key, value = item if isinstance(item, tuple) else slo_item(item)
         except argparse.ArgumentTypeError as err:
-            raise SpecError(f"--slo: {err}") from None
+            raise SpecError(f"{name('slo')}: {err}") from None
         values[key] = value
     if args.ttft_p90 is not None:
         values["ttft_p90_s"] = args.ttft_p90
@@ -102,7 +114,11 @@ def _slo(base: SLOConfig, args: argparse.Namespace) -> SLOConfig:
     return validate(SLOConfig, values, what="SLOs")
 
 
-def plan_inputs(args: argparse.Namespace) -> PlanInputs:
+def plan_inputs(args: argparse.Namespace, name: Callable[[str], str] = cli_flag
+                ) -> PlanInputs:
+    """The planner's inputs from the command's arguments (a Namespace with the flags' dests;
+    a list flag may hold text or the parsed list). ``name`` turns an input's field name into
+    the caller's word for it in a message (``cli_flag``: --prompt-len; the API: prompt_len=)."""
     from ..zoo import resolve_model
 
     sc = None
@@ -112,35 +128,36 @@ def plan_inputs(args: argparse.Namespace) -> PlanInputs:
             raise SpecError(f"{args.scenario}: plan-serving needs a serving scenario "
                             "(kind: serving)")
     if sc is None and not args.model:
-        raise SpecError("plan-serving needs --model (or a serving scenario file)")
+        raise SpecError(f"plan-serving needs {name('model')} (or a serving scenario file)")
     model = resolve_model(args.model) if args.model else sc.model
     serving = sc.serving if sc else None
     rate = args.rate if args.rate is not None else (
         serving.arrival.rate_per_s if serving else None)
     if rate is None:
-        raise SpecError("plan-serving needs --rate (requests per second)")
+        raise SpecError(f"plan-serving needs {name('rate')} (requests per second)")
     inf = sc.inference if sc else None
 
-    def length(flag, name: str, fallback: int | None) -> LengthDistribution:
+    def length(flag, field: str, fallback: int | None) -> LengthDistribution:
         if isinstance(flag, LengthDistribution):
             return flag
         if flag:
-            return parse_length(flag, name.replace("_", "-"))
-        if serving is not None and getattr(serving, name) is not None:
-            return getattr(serving, name)
+            return parse_length(flag, field, name)
+        if serving is not None and getattr(serving, field) is not None:
+            return getattr(serving, field)
         if fallback is not None:
             return LengthDistribution(kind="fixed", value=fallback)
-        raise SpecError(f"plan-serving needs --{name.replace('_', '-')} ({LENGTH_HELP})")
+        raise SpecError(f"plan-serving needs {name(field)} ({LENGTH_HELP})")
 
     prompt = length(args.prompt_len, "prompt_len", inf.prompt_len if inf else None)
     output = length(args.output_len, "output_len", inf.output_len if inf else None)
+    _check_context(model, prompt, output, name)
     sched = serving.scheduler if serving else SchedulerConfig()
     if args.scheduler:
         sched = sched.model_copy(update={"kind": args.scheduler})
     arrival = args.arrival or (serving.arrival.process if serving else "poisson")
     if arrival in ("trace", "closed"):
-        raise SpecError("plan-serving generates arrivals at a request rate; use --arrival "
-                        "poisson or gamma (a closed loop: perfmodel sweep-concurrency)")
+        raise SpecError(f"plan-serving generates arrivals at a request rate; use "
+                        f"{name('arrival')} poisson or gamma (a closed loop: perfmodel sweep-concurrency)")
     cv = args.cv if args.cv is not None else (serving.arrival.cv if serving else 1.0)
     kwargs = {}
     if inf is not None:
@@ -152,30 +169,50 @@ def plan_inputs(args: argparse.Namespace) -> PlanInputs:
         if "weight_dtype" in formats:
             base.pop("weight_formats", None)
         kwargs["inference"] = validate(InferenceConfig, {**base, **formats},
-                                       what="--weight-dtype / --kv-dtype")
+                                       what=f"{name('weight_dtype')} / {name('kv_dtype')}")
     engine = getattr(args, "engine", None)
     if engine:
-        kwargs["engine"] = validate(EngineConfig, {"name": engine}, what="--engine")
+        kwargs["engine"] = validate(EngineConfig, {"name": engine}, what=name("engine"))
     elif sc is not None:
         kwargs["engine"] = sc.engine
-    slo = _slo(serving.slo if serving else SLOConfig(), args)
+    slo = _slo(serving.slo if serving else SLOConfig(), args, name)
     if sc is not None:
         kwargs["parallelism"] = sc.parallelism
         kwargs["replaced"] = replaced_fields(sc, args, rate, arrival, cv, prompt, output, slo)
     return PlanInputs(
         model=model, rate_per_s=rate, slo=slo,
         prompt_len=prompt, output_len=output,
-        devices=_listed(args.devices, id_list, "--devices"),
-        tps=_listed(args.tp, int_list, "--tp") or DEFAULT_TPS,
-        pps=_listed(getattr(args, "pp", None), int_list, "--pp") or (1,),
-        max_num_seqs=_listed(getattr(args, "max_num_seqs", None), int_list, "--max-num-seqs"),
+        devices=_listed(args.devices, id_list, name("devices")),
+        tps=_listed(args.tp, int_list, name("tp")) or DEFAULT_TPS,
+        pps=_listed(getattr(args, "pp", None), int_list, name("pp")) or (1,),
+        max_num_seqs=_listed(getattr(args, "max_num_seqs", None), int_list,
+                             name("max_num_seqs")),
         scheduler=sched, arrival=arrival, cv=cv,
         num_requests=args.num_requests if args.num_requests is not None
         else DEFAULT_PLAN_REQUESTS,
         seed=args.seed if args.seed is not None else (serving.seed if serving else 0),
-        attention_dps=_listed(getattr(args, "attention_dp", None), int_list, "--attention-dp"),
+        attention_dps=_listed(getattr(args, "attention_dp", None), int_list,
+                              name("attention_dp")),
         max_gpus=args.max_gpus, prices=load_prices(args.prices) if args.prices else None,
         calibration=args.calibration, **kwargs)
+
+
+def _check_context(model, prompt: LengthDistribution, output: LengthDistribution,
+                   name: Callable[[str], str]) -> None:
+    """The longest request within the model's context, in the planner's words: the planner
+    models no request beyond it (a scenario's ``allow_beyond_context`` is for ``predict``), so
+    the message does not suggest that field."""
+    limit = model.max_position_embeddings
+    # the longest a distribution draws (None: an unbounded lognormal), as Scenario's check
+    longest = tuple(d.value if d.kind == "fixed" else d.max for d in (prompt, output))
+    length = None if None in longest else longest[0] + longest[1] - 1
+    if length is not None and length > limit:
+        raise SpecError(
+            f"{name('prompt_len')} + {name('output_len')}: the longest prompt + output - 1 = "
+            f"{length} tokens exceeds the context of model {model.id!r} ({limit} tokens, "
+            f"max_position_embeddings); give shorter lengths (plan-serving plans requests "
+            f"within the model's context; predict a serving scenario with "
+            f"allow_beyond_context: true to model longer ones)")
 
 
 def replaced_fields(sc, args: argparse.Namespace, rate: float, arrival: str, cv: float,
