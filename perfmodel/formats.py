@@ -332,6 +332,39 @@ def engine_activation_warning(device, engine, inference) -> str | None:
                              inference.activation_dtype, True).note
 
 
+#: narrow weight formats with tensor-core GEMMs somewhere (native_formats): on a device without
+#: them they run weight-only (16-bit GEMMs against dequantised weights, ``modelled_activation``)
+TENSOR_CORE_WEIGHTS = ("fp8", "fp8_block", "nvfp4", "mxfp4")
+
+
+def weight_format_warning(device, inference) -> str | None:
+    """One line where the scenario names narrow weights (``weight_dtype`` or
+    ``weight_formats``) that ``device`` has no tensor cores for, run with 16-bit activations:
+    the weights shrink memory and the bytes read, the GEMMs compute as 16-bit (prefill as
+    bf16), the engines' weight-only path (``modelled_activation``). None otherwise, and where
+    ``activation_format_warning`` already speaks of a narrow activation dtype."""
+    if nbytes(inference.activation_dtype) < 2:
+        return None
+    named = set()
+    if "weight_dtype" in inference.model_fields_set:
+        named.add(inference.weight_dtype)
+    if "weight_formats" in inference.model_fields_set:
+        named |= set(dict(inference.weight_formats).values())
+    native = native_formats(device)
+    missing = sorted(f for f in named & set(TENSOR_CORE_WEIGHTS) if f not in native)
+    if not missing:
+        return None
+    peaks = sorted({"fp4" if f in ("nvfp4", "mxfp4") else "fp8" for f in missing})
+    why = ", ".join(f"its fp4 peak runs {'/'.join(device.fp4_formats)} only"
+                    if device.peak_tflops.get(p) else f"peak_tflops.{p} is null" for p in peaks)
+    arch = f" ({device.architecture})" if device.architecture else ""
+    bits = "4" if peaks == ["fp4"] else "8" if peaks == ["fp8"] else "4/8"
+    return (f"{device.id}{arch} has no {'/'.join(missing)} tensor cores ({why}): "
+            f"{'/'.join(missing)} weights run weight-only (W{bits}A16 GEMMs against dequantised "
+            f"weights): they cut weight memory and the bytes decode reads, not the GEMM compute "
+            f"(prefill as {inference.activation_dtype})")
+
+
 def activation_format_warning(device, activation_dtype: str) -> str | None:
     """One line where ``device`` has no tensor cores for ``activation_dtype`` (its peak is
     null): what is modelled instead (``modelled_activation``)."""

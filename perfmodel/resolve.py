@@ -98,13 +98,19 @@ def format_warnings(sc: Scenario, system: System) -> list[str]:
     """An inference activation format the device has no tensor cores for (fp4 on Hopper /
     Ampere, NVFP4 on MI355X, fp8 on A100) runs as a weight-only GEMM, and an explicit 16-bit
     activation dtype the engine replaces (vLLM / SGLang / TensorRT-LLM run fp8 weights W8A8
-    where fp8 tensor cores exist): say so (``formats.activation_format_warning``,
-    ``formats.engine_activation_warning``)."""
+    where fp8 tensor cores exist), and narrow weights the device has no tensor cores for (nvfp4
+    on Hopper: weight-only W4A16): say so (``formats.activation_format_warning``,
+    ``formats.engine_activation_warning``, ``formats.weight_format_warning``)."""
     if sc.kind == "training" or sc.inference is None:
         return []
-    from .formats import activation_format_warning, engine_activation_warning
+    from .formats import (
+        activation_format_warning,
+        engine_activation_warning,
+        weight_format_warning,
+    )
 
-    lines = [activation_format_warning(system.device, sc.inference.activation_dtype)]
+    lines = [activation_format_warning(system.device, sc.inference.activation_dtype),
+             weight_format_warning(system.device, sc.inference)]
     if sc.engine is not None:
         lines.append(engine_activation_warning(system.device, sc.engine, sc.inference))
     return [line for line in lines if line]
