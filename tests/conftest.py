@@ -6,11 +6,29 @@ next file when it is almost out of work, so a long file that starts last makes t
 wait for it: the files below, the longest ones (``--durations``), are collected first so that
 they start at once on the two workers while the many short files fill the gaps. The order is
 only a schedule: every test runs, and a serial run (no ``-n``) runs the same tests.
+
+The parsed-document cache (specs.registry.parse_cache, which the CLI's commands run inside, and
+tests call ``cli.main([...])`` in-process) goes to a temporary folder for the session
+(PERFMODEL_CACHE_DIR, registry.CACHE_ENV), never the user's ~/.cache/perfmodel/parsed: the
+process that loads this file first makes it, the xdist workers it starts inherit the variable and
+share the folder (entries are written atomically), and it is removed at that process's exit.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+
 from hypothesis import settings
+
+_OWNER = "PERFMODEL_TEST_CACHE_OWNER"  # set by the process that made the session's folder
+if os.environ.get(_OWNER) is None:
+    _cache = tempfile.mkdtemp(prefix="perfmodel-test-parsed-")
+    os.environ["PERFMODEL_CACHE_DIR"] = _cache  # specs.registry.CACHE_ENV
+    os.environ[_OWNER] = str(os.getpid())
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 # No per-example deadline: on a busy 2-core CI machine one example of a model-wide property can
 # take seconds, and hypothesis's default 200 ms deadline then fails a correct test (the checks
