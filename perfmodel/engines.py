@@ -377,12 +377,17 @@ class MoeFacts(Strict):
     measured one of them is read; calibration/moe_kernels.yaml names the tables' kernels),
     either one list for any all-to-all backend or a list per backend (``A2A_BACKENDS``, every
     one given) where the engine's choice depends on it (SGLang fp8_block: DeepGEMM only
-    under a DeepEP all-to-all); ``proxy[format]`` the format whose table stands in where the
+    under a DeepEP all-to-all); a list (for any backend, or a backend's) may instead be a
+    list per expert-parallel case (``EP_CASES``, both given: ``ep1`` the experts unsplit,
+    ``ep_gt1`` EP > 1) where the choice depends on the EP size (vLLM Hopper block fp8: Triton
+    at EP 1, FlashInfer CUTLASS at EP > 1; SGLang gpt-oss: triton_kernels at EP 1 only);
+    ``proxy[format]`` the format whose table stands in where the
     profile's table of that format measured another kernel
     (``profile.CalibrationProfile.moe_table``). A format not listed reads the profile's table
     as measured."""
 
-    kernels: dict[str, list[str] | dict[str, list[str]]] = Field(default_factory=dict)
+    kernels: dict[str, list[str] | dict[str, list[str] | dict[str, list[str]]]] = Field(
+        default_factory=dict)
     proxy: dict[str, str] = Field(default_factory=dict)
     overlap: MoeOverlapFacts | None = None  # two-micro-batch all-to-all overlap (TBO / DBO)
     # the dtype the engine builds the router (gate) in whatever the checkpoint's format: an
@@ -403,30 +408,64 @@ class MoeFacts(Strict):
     # (engine_memory.mxfp4_expert_factor); None: the checkpoint's shapes as they are
     mxfp4: Mxfp4Facts | None = None
 
-    @field_validator("kernels")
+    @field_validator("kernels", mode="before")
     @classmethod
-    def _check_kernel_backends(cls, value: dict) -> dict:
-        """A per-backend kernel list names every all-to-all backend and no other."""
+    def _check_kernel_backends(cls, value: Any) -> Any:
+        """Per format: a list of kernel labels; or a list per all-to-all backend (keys exactly
+        ``A2A_BACKENDS``) or per EP case (keys exactly ``EP_CASES``); a backend's value a list
+        or a list per EP case. Anything else: one line naming ``moe.kernels.<format>[...]``."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise SpecError(f"moe.kernels: a mapping format -> kernel list, got {value!r}")
         for fmt, kernels in value.items():
-            if isinstance(kernels, list):
-                continue
-            unknown = sorted(set(kernels) - set(A2A_BACKENDS))
-            missing = [b for b in A2A_BACKENDS if b not in kernels]
-            if unknown or missing:
-                raise SpecError(
-                    f"moe.kernels.{fmt}: per all-to-all backend, the keys must be exactly "
-                    f"{list(A2A_BACKENDS)} (got {sorted(kernels)}"
-                    + (f"; unknown {unknown}" if unknown else "")
-                    + (f"; missing {missing}" if missing else "")
-                    + "); or give one list for any backend")
+            _check_kernel_entry(kernels, f"moe.kernels.{fmt}", A2A_BACKENDS + EP_CASES)
         return value
 
-    def kernels_for(self, fmt: str, a2a: str = "none") -> tuple[str, ...]:
-        """The kernels of format ``fmt`` under all-to-all backend ``a2a`` (() if not listed)."""
+    def kernels_for(self, fmt: str, a2a: str = "none", ep: int = 1) -> tuple[str, ...]:
+        """The kernels of format ``fmt`` under all-to-all backend ``a2a`` at expert-parallel
+        size ``ep`` (() if not listed)."""
         if a2a not in A2A_BACKENDS:
             raise SpecError(f"a2a backend {a2a!r}: expected one of {list(A2A_BACKENDS)}")
         kernels = self.kernels.get(fmt, [])
-        return tuple(kernels if isinstance(kernels, list) else kernels[a2a])
+        if isinstance(kernels, dict) and a2a in kernels:
+            kernels = kernels[a2a]
+        if isinstance(kernels, dict):
+            kernels = kernels[ep_case(ep)]
+        return tuple(kernels)
+
+
+#: the expert-parallel cases an engine's MoE kernel list may tell apart (``moe.kernels``):
+#: ``ep1`` every rank holds every expert (TP MoE), ``ep_gt1`` the experts split over ranks
+EP_CASES = ("ep1", "ep_gt1")
+
+
+def ep_case(ep: int) -> str:
+    """``EP_CASES`` entry of expert-parallel size ``ep``."""
+    return "ep1" if int(ep) <= 1 else "ep_gt1"
+
+
+def _labels(value: Any, where: str) -> None:
+    if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+        raise SpecError(f"{where}: a list of kernel labels, got {value!r}")
+
+
+def _check_kernel_entry(value: Any, where: str, keys: tuple[str, ...]) -> None:
+    """``value`` a kernel list, or a mapping whose keys are exactly ``A2A_BACKENDS`` or exactly
+    ``EP_CASES`` (of ``keys``, the cases still open at ``where``), each value checked alike."""
+    if not isinstance(value, dict):
+        _labels(value, where)
+        return
+    for group in (A2A_BACKENDS, EP_CASES):
+        if set(value) == set(group) and group[0] in keys:
+            inner = EP_CASES if group == A2A_BACKENDS else ()
+            for case, kernels in value.items():
+                _check_kernel_entry(kernels, f"{where}.{case}", inner)
+            return
+    groups = [list(g) for g in (A2A_BACKENDS, EP_CASES) if g[0] in keys]
+    raise SpecError(
+        f"{where}: the keys must be exactly " + " or exactly ".join(map(str, groups))
+        + f" (got {sorted(value)}); or give one list of kernel labels")
 
 
 class AttentionFacts(Strict):
@@ -901,11 +940,13 @@ def _check_kernel_labels(spec: EngineSpec, where: str) -> EngineSpec:
 
     check_labels("gemm", spec.gemm.kernels, f"{where} gemm.kernels")
     moe: dict[str, list[str]] = {}
-    for fmt, kernels in spec.moe.kernels.items():
+    todo = list(spec.moe.kernels.items())
+    while todo:  # per all-to-all backend and / or EP case: moe.kernels.<format>.<case>...
+        at, kernels = todo.pop(0)
         if isinstance(kernels, dict):
-            moe |= {f"{fmt}.{a2a}": ks for a2a, ks in kernels.items()}
+            todo += [(f"{at}.{case}", ks) for case, ks in kernels.items()]
         else:
-            moe[fmt] = kernels
+            moe[at] = kernels
     check_labels("moe", moe, f"{where} moe.kernels")
     return spec
 
@@ -978,15 +1019,16 @@ def engine_facts(engine_id: str, version: str | None = None,
 
 
 def moe_kernels(engine_id: str, fmt: str, version: str | None = None,
-                variant: str | None = None, a2a: str = "none",
+                variant: str | None = None, a2a: str = "none", ep: int = 1,
                 ) -> tuple[tuple[str, ...], str | None]:
     """(kernels, proxy) of ``engine_id``'s MoE experts in format ``fmt`` when the layer's
-    tokens move by all-to-all backend ``a2a`` (``MoeFacts.kernels_for``); ((), None) for
-    ``generic`` or a format its file does not list."""
+    tokens move by all-to-all backend ``a2a`` and the experts are split over ``ep`` ranks
+    (``MoeFacts.kernels_for``); ((), None) for ``generic`` or a format its file does not
+    list."""
     spec = engine_facts(engine_id, version, variant)
     if spec is None:
         return (), None
-    return spec.moe.kernels_for(fmt, a2a), spec.moe.proxy.get(fmt)
+    return spec.moe.kernels_for(fmt, a2a, ep), spec.moe.proxy.get(fmt)
 
 
 def gemm_kernels(engine_id: str, dtype: str, version: str | None = None,

@@ -263,7 +263,8 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     plan = as_engine_runs(plan, system.device)  # the formats as the engine runs them
     roof = Roofline.for_system(system, profile, plan.tp_all_reduce,  # the engine's MoE kernels
                                plan.engine_version, plan.engine_variant,
-                               moe_a2a=all_to_all(plan.tp, plan.attention_dp, plan.ep))
+                               moe_a2a=all_to_all(plan.tp, plan.attention_dp, plan.ep),
+                               moe_ep=plan.ep)
     items, index = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens,
                              system.device)
     times = _with_skinny_gemms(op_times(items, roof), roof, plan)

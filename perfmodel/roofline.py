@@ -46,7 +46,9 @@ class Roofline:
     ``engine``: whose MoE kernels run the grouped GEMMs (engines/<id>.yaml ``moe``; "generic":
     the profile's tables as measured). ``moe_a2a``: True where the plan's MoE layers move their
     tokens by a dispatch / combine all-to-all (``moe_parallel.all_to_all``; a bool, or a mask
-    over a sweep of plans), which selects the engine's kernels where they depend on it."""
+    over a sweep of plans), which selects the engine's kernels where they depend on it;
+    ``moe_ep`` the plan's expert-parallel size (an int or an array over the plans), likewise
+    (engines.MoeFacts ``ep1`` / ``ep_gt1`` kernel lists)."""
 
     device: DeviceSpec
     profile: CalibrationProfile
@@ -60,28 +62,29 @@ class Roofline:
     # rows per expert, never the grouped-GEMM tables
     per_expert_gemm: bool = False
     moe_a2a: Any = False
+    moe_ep: Any = 1
 
     @classmethod
     def for_system(cls, system, profile: CalibrationProfile, engine: str = "generic",
                    version: str | None = None, variant: str | None = None,
-                   moe_a2a: Any = False) -> Roofline:
+                   moe_a2a: Any = False, moe_ep: Any = 1) -> Roofline:
         """The roofline of ``system``'s device at its power limit."""
         from .power import compute_clock_ratio
 
         return cls(system.device, profile,
                    compute_clock_ratio(system.device, system.power_limit_w), padded=True,
                    engine=engine, engine_version=version, engine_variant=variant,
-                   moe_a2a=moe_a2a)
+                   moe_a2a=moe_a2a, moe_ep=moe_ep)
 
     def moe_table(self, dtype: str, weight_format: str = "",
-                  a2a: str = "none") -> tuple[str, str]:
+                  a2a: str = "none", ep: int = 1) -> tuple[str, str]:
         """(key, why) of the profile's grouped-GEMM table for experts of this format, run by
-        this roofline's engine under all-to-all backend ``a2a`` (``engines.A2A_BACKENDS``;
-        ``CalibrationProfile.moe_table``)."""
+        this roofline's engine under all-to-all backend ``a2a`` (``engines.A2A_BACKENDS``) at
+        expert-parallel size ``ep`` (``CalibrationProfile.moe_table``)."""
         from .engines import moe_kernels  # engine files: read only when experts are timed
 
         kernels, proxy = moe_kernels(self.engine, moe_format(dtype, weight_format),
-                                     self.engine_version, self.engine_variant, a2a)
+                                     self.engine_version, self.engine_variant, a2a, ep)
         return self.profile.moe_table(dtype, weight_format, kernels, proxy)
 
     def gemm_kernels(self, dtype: str) -> tuple[str, ...]:
@@ -95,16 +98,19 @@ class Roofline:
         return gemm_kernels(self.engine, dtype, self.engine_version, self.engine_variant)
 
     def moe_tables(self, dtype: str, weight_format: str = "") -> list[tuple[Any, str, str]]:
-        """(where, key, why) of the grouped-GEMM table per all-to-all backend the plans use
-        (``moe_a2a``): one entry with ``where`` True when every plan reads the same table,
-        else one per backend with its mask over the plans."""
+        """(where, key, why) of the grouped-GEMM table per all-to-all backend (``moe_a2a``) and
+        EP case (``moe_ep``: 1 or > 1) the plans use: one entry with ``where`` True when every
+        plan reads the same table, else one per case with its mask over the plans."""
         a2a = np.asarray(self.moe_a2a, bool)
-        picks = [(where, *self.moe_table(dtype, weight_format, backend))
-                 for backend, where in (("deepep", a2a), ("none", ~a2a)) if np.any(where)]
-        if len({key for _, key, _ in picks}) == 1:
-            return [(True, picks[0][1], picks[0][2])]
-        return [(where, key, f"{'all-to-all' if i == 0 else 'no all-to-all'}: {why}")
-                for i, (where, key, why) in enumerate(picks)]
+        wide = np.asarray(self.moe_ep) > 1
+        picks = [(a2a_on & ep_on, f"{label}, EP {'> 1' if ep > 1 else '1'}",
+                  *self.moe_table(dtype, weight_format, backend, ep))
+                 for backend, a2a_on, label in (("deepep", a2a, "all-to-all"),
+                                                ("none", ~a2a, "no all-to-all"))
+                 for ep, ep_on in ((2, wide), (1, ~wide)) if np.any(a2a_on & ep_on)]
+        if len({key for _, _, key, _ in picks}) == 1:
+            return [(True, picks[0][2], picks[0][3])]
+        return [(where, key, f"{label}: {why}") for where, label, key, why in picks]
 
     def peak(self, dtype: str) -> float:
         measured = self.profile.peak_tflops.get(dtype)

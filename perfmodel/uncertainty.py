@@ -252,7 +252,8 @@ def _grouped_gemm_tables(tables: dict, profile: CalibrationProfile, scenario
         prec = plan.precision_on(device)
         roof = Roofline(device, profile, engine=eng.name, engine_version=eng.version,
                         engine_variant=eng.variant,
-                        moe_a2a=all_to_all(plan.tp, plan.attention_dp, plan.ep))
+                        moe_a2a=all_to_all(plan.tp, plan.attention_dp, plan.ep),
+                        moe_ep=plan.ep)
     expert = prec.for_op("moe.expert.up")
     keys = {key for _, key, _ in roof.moe_tables(expert.compute, expert.weight_format)}
     return tuple(f"moe.{k}" for k in sorted(keys) if k and f"moe.{k}" in tables)

@@ -286,7 +286,8 @@ def test_engines_name_their_moe_kernels():
     assert moe_kernels("sglang", "fp8_block", a2a="deepep") == (("deepgemm",), "fp8")
     assert moe_kernels("sglang", "fp8_block") == (("flashinfer_trtllm", "sglang_triton"), "fp8")
     assert moe_kernels("vllm", "fp8_block", a2a="deepep") == (("deepgemm",), "fp8")
-    assert moe_kernels("vllm", "fp8_block") == (("flashinfer_trtllm", "deepgemm"), "fp8")
+    assert moe_kernels("vllm", "fp8_block") == (
+        ("flashinfer_trtllm", "vllm_triton", "flashinfer_cutlass", "deepgemm"), "fp8")  # EP 1
     assert moe_kernels("trtllm", "fp8_block") == (("trtllm_cutlass", "deepgemm"), None)
     assert moe_kernels("generic", "fp8_block") == ((), None)
     assert moe_kernels("sglang", "bf16") == (("flashinfer_trtllm", "sglang_triton"), None)

@@ -92,3 +92,68 @@ def test_sglang_gpt_oss_on_h200_runs_vllms_kernel():
     assert _op(sgl, "moe.expert.up")["time_s"] == pytest.approx(
         _op(vll, "moe.expert.up")["time_s"], rel=0.15)
     assert sgl.tpot_s < 1.15 * vll.tpot_s
+
+
+# -- the kernel an engine runs depends on expert parallelism (moe.kernels ep1 / ep_gt1) --------
+
+def _h200_table(engine: str, model: str, ep: int, **inf) -> str:
+    par = {"tp": 8, "ep": ep} if ep > 1 else {"tp": 8}
+    sc = pm.Scenario(kind="inference", model=model, engine=engine,
+                     system={"device": "h200-sxm-141gb", "num_gpus": 8}, parallelism=par,
+                     inference=dict(batch=32, prompt_len=1024, output_len=1024, **inf))
+    return pm.predict(sc).breakdown["moe"]["decode_step"]["grouped_gemm_table"]
+
+
+def test_sglang_gpt_oss_kernel_by_ep_on_h200():
+    """SGLang's GPT-OSS override: triton_kernel (matmul_ogs) at ep_size 1 only ("Triton kernel
+    MoE is only supported when ep_size == 1"); at EP 8 moe_runner_backend stays auto:
+    fused_moe_triton, SGLang 0.5.14's own measured table (engines/sglang.yaml sglgptossmoe)."""
+    assert moe_kernels("sglang", "w4a16_mxfp4", ep=1)[0] == (
+        "flashinfer_trtllm", "triton_ogs", "sglang_triton")
+    assert moe_kernels("sglang", "w4a16_mxfp4", ep=8)[0] == ("flashinfer_trtllm", "sglang_triton")
+    path = str(data_dir("calibration").parent / GPT_OSS)
+    assert _h200_table("sglang", path, 1, kv_dtype="fp8") == "moe.w4a16_mxfp4@triton_ogs"
+    assert _h200_table("sglang", path, 8, kv_dtype="fp8") == "moe.w4a16_mxfp4@sglang_triton"
+    # Blackwell: flashinfer_mxfp4 at any EP (the SM100 branch comes first)
+    prof = _profile("b200")
+    for ep in (1, 8):
+        kernels = moe_kernels("sglang", "w4a16_mxfp4", ep=ep)
+        assert prof.moe_table("bf16", "mxfp4", *kernels)[0] == "w4a16_mxfp4@flashinfer_trtllm"
+
+
+def test_vllm_hopper_block_fp8_kernel_by_ep_on_h200():
+    """vLLM oracle/fp8.py _get_priority_backends at 001a058b: on Hopper block fp8 TRITON first
+    at ep_size 1, FLASHINFER_CUTLASS at ep_size > 1. The H200 profile measured neither for
+    block fp8 (its fp8_block table is TensorRT-LLM's CUTLASS): both read the fp8 proxy, and
+    the reason names the kernel vLLM runs in each case."""
+    assert moe_kernels("vllm", "fp8_block", ep=1)[0] == (
+        "flashinfer_trtllm", "vllm_triton", "flashinfer_cutlass", "deepgemm")
+    assert moe_kernels("vllm", "fp8_block", ep=8)[0] == (
+        "flashinfer_trtllm", "flashinfer_cutlass", "deepgemm")
+    assert moe_kernels("vllm", "fp8_block", a2a="deepep", ep=8)[0] == ("deepgemm",)
+    ep1 = _h200_table("vllm", "deepseek-v3", 1, **DSV3)
+    ep8 = _h200_table("vllm", "deepseek-v3", 8, **DSV3)
+    assert ep1.startswith("moe.fp8 as proxy for") and "vllm_triton" in ep1
+    assert ep8.startswith("moe.fp8 as proxy for") and "vllm_triton" not in ep8
+    assert "flashinfer_cutlass" in ep8
+    # Blackwell: FlashInfer TRT-LLM-gen first at any EP
+    prof = _profile("b200")
+    for ep in (1, 8):
+        key, _ = prof.moe_table("fp8_block", "", *moe_kernels("vllm", "fp8_block", ep=ep))
+        assert key == "fp8_block@flashinfer_trtllm"
+
+
+@pytest.mark.parametrize("kernels, where", [
+    ({"fp8_block": {"ep1": ["deepgemm"]}}, "moe.kernels.fp8_block"),
+    ({"fp8_block": {"none": {"deepep": ["deepgemm"], "none": []}, "deepep": []}},
+     "moe.kernels.fp8_block.none"),
+    ({"fp8_block": {"ep1": {"ep1": [], "ep_gt1": []}, "ep_gt1": []}},
+     "moe.kernels.fp8_block.ep1"),
+    ({"fp8_block": {"ep1": "deepgemm", "ep_gt1": []}}, "moe.kernels.fp8_block.ep1"),
+])
+def test_moe_kernels_bad_ep_entry_names_the_field(kernels, where):
+    from perfmodel.engines import MoeFacts
+    from perfmodel.errors import SpecError
+
+    with pytest.raises((SpecError, ValueError), match=where.replace(".", r"\.") + ":"):
+        MoeFacts(kernels=kernels)
