@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from .errors import SpecError
-from .frameworks_config import FRAMEWORK_NAMES, FrameworkConfig
+from .frameworks_config import FRAMEWORK_NAMES, FrameworkConfig, MoeDispatcher
 from .paths import data_dir
 from .specs.common import Strict
 from .specs.registry import load_file, load_named
@@ -453,6 +453,11 @@ class MoeA2aOverlapFacts(Strict):
     flag: str  # the framework's switch, as a user sets it
     since: str  # the commit / release that introduced it
     recompute: Literal["no_full", "none"]
+    # the model precisions (training.precision) and the MoE token dispatchers
+    # (training.framework.moe_dispatcher) the framework's checks accept with the overlap on;
+    # None: the framework states no such check (plan.overlap_rules reads both)
+    precisions: list[Literal["fp32", "tf32", "fp16", "bf16", "fp8"]] | None = None
+    dispatchers: list[MoeDispatcher] | None = None
     source: str
 
 
@@ -506,25 +511,6 @@ class FrameworkSpec(Strict):
     facts: list[Fact] = Field(default_factory=list)
     versions: dict[str, VersionFacts] = Field(default_factory=dict)
     capabilities: Capabilities
-
-
-def a2a_overlap_cells(framework, ep: Any, pp: Any, vp: Any, recompute: str,
-                      precision: str = "bf16") -> Any:
-    """Where a plan search runs the framework's EP all-to-all overlap: Megatron-Core's
-    combined 1F1B (``moe_a2a_overlap.schedule: combined_1f1b``) wherever its checks allow it
-    (ep > 1; pp = 1 or virtual stages; no full recompute; a 16-bit model, bf16 or fp16, which
-    fp8 training also is; transformer_config.py, cited in the
-    framework file); never for a framework without it, nor DualPipeV's (the search tries no
-    DualPipeV schedule). On wherever it may run, not tried both ways: it hides all-to-all time
-    and adds at most the SM contention of what it hides (parallel_comm.ep_a2a_overlap,
-    sm_contention), never more than it hides; the one way it can cost is the compute it takes
-    from hiding the data-parallel traffic (training._layer_costs ``busy``)."""
-    facts = framework.spec.moe_a2a_overlap
-    if (facts is None or facts.schedule != "combined_1f1b" or recompute == "full"
-            or precision in ("fp32", "tf32")):
-        return False
-    ep, pp, vp = (np.asarray(x) for x in (ep, pp, vp))
-    return (ep > 1) & ((pp == 1) | (vp > 1))
 
 
 @cache

@@ -11,7 +11,7 @@ the first violated rule's message; a plan search keeps the rows where all rules 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -306,12 +306,38 @@ def _overlap_facts(p):
     return spec.moe_a2a_overlap, spec.dualpipev, p.framework.id
 
 
+def _overlap_allows(p, kind: str, value) -> bool:
+    """Whether the framework's overlap facts accept ``value`` (``moe_a2a_overlap.<kind>``;
+    None there: no such check; no facts: the has-an-overlap rule refuses)."""
+    facts = _overlap_facts(p)[0]
+    allowed = None if facts is None else getattr(facts, kind)
+    return allowed is None or value in allowed
+
+
+def a2a_overlap_cells(plan) -> Array:
+    """Where a plan search runs the framework's EP all-to-all overlap: the cells of ``plan``
+    (arrays over the search's cells, the overlap off) where every
+    ``parallelism.moe_a2a_overlap`` rule of ``overlap_rules`` holds with it on. Megatron-Core's
+    combined 1F1B runs wherever its checks allow it; DualPipeV's is never on (the search tries
+    no DualPipeV schedule: its rule refuses), nor any for a framework without one. On wherever
+    it may run, not tried both ways: it hides all-to-all time and adds at most the SM
+    contention of what it hides (parallel_comm.ep_a2a_overlap, sm_contention), never more than
+    it hides; the one way it can cost is the compute it takes from hiding the data-parallel
+    traffic (training._layer_costs ``busy``)."""
+    rules = [r for r in overlap_rules() if r.field == "parallelism.moe_a2a_overlap"]
+    with np.errstate(all="ignore"):
+        return valid_mask(rules, replace(plan, moe_a2a_overlap=True))
+
+
 def overlap_rules() -> list[Rule]:
     """What the framework's EP all-to-all overlap and DualPipeV schedule need
     (frameworks/<id>.yaml ``moe_a2a_overlap`` / ``dualpipev``, sourced there): the framework
     must have them; DualPipeV runs two chunks per rank (vp = 2, pp > 1) and at least as many
     micro-batches as stages (torch ScheduleDualPipeV / DualPipe ``num_chunks >= num_ranks *
-    2``); the overlap composes with the recompute its file states."""
+    2``); the overlap needs ep > 1 (and virtual stages under pp > 1 for the combined 1F1B)
+    and composes with the recompute, precisions and token dispatchers its file states. The one
+    source of these checks: a scenario's plan (``training_rules``) and a plan search's cells
+    (``a2a_overlap_cells``) both evaluate them."""
     def names(kind):
         return [f for f in FRAMEWORK_NAMES if getattr(framework_spec(f), kind) is not None]
 
@@ -319,6 +345,18 @@ def overlap_rules() -> list[Rule]:
         return np.asarray(p.global_batch) / (np.asarray(p.dp) * p.micro_batch)
 
     return [
+        Rule("parallelism.moe_a2a_overlap", lambda p: _overlap_off(p) | (p.ep > 1),
+             lambda p: "moe_a2a_overlap overlaps the expert all-to-all: it needs ep > 1 "
+                       "(Megatron-Core overlap_moe_expert_parallel_comm)"),
+        # Megatron-Core transformer_config.py __post_init__: "If enabling EP A2A overlap,
+        # virtual_pipeline_model_parallel_size must be specified when pipeline_model_parallel_
+        # size > 1" (combined 1F1B runs unpipelined or interleaved; parallel_comm.unpaired_share)
+        Rule("parallelism.moe_a2a_overlap",
+             lambda p: _overlap_off(p) | (p.pp == 1) | (p.vp > 1)
+                       | (_overlap_kind(p) != "combined_1f1b"),
+             lambda p: f"moe_a2a_overlap with pp = {p.pp} needs the interleaved schedule, vp > 1 "
+                       f"(got vp = {p.vp}; Megatron-Core's combined 1F1B EP overlap requires "
+                       "virtual pipeline stages when pp > 1)"),
         Rule("parallelism.schedule",
              lambda p: (p.schedule != "dualpipev") | (_overlap_facts(p)[1] is not None),
              lambda p: f"schedule dualpipev (DeepSeek's DualPipeV) is not in "
@@ -350,12 +388,21 @@ def overlap_rules() -> list[Rule]:
                        f"recompute: full ({_overlap_facts(p)[0].flag}; Megatron-Core: 'disable "
                        "full recomputation when enabling overlap_moe_expert_parallel_comm')"),
         Rule("parallelism.moe_a2a_overlap",
-             lambda p: _overlap_off(p) | (_overlap_kind(p) != "combined_1f1b")
-                       | (p.precision not in ("fp32", "tf32")),
+             lambda p: _overlap_off(p) | _overlap_allows(p, "precisions", p.precision),
              lambda p: f"{_overlap_facts(p)[2]}'s expert all-to-all overlap needs a 16-bit model "
-                       f"(bf16, fp16 or fp8 training), not precision {p.precision} "
-                       "(Megatron-Core: 'overlap_moe_expert_parallel_comm is only supported "
-                       "with bf16 or fp16 model')"),
+                       f"(precision {_overlap_facts(p)[0].precisions}; fp8 training runs on a "
+                       f"bf16 model), not precision {p.precision} (Megatron-Core: "
+                       "'overlap_moe_expert_parallel_comm is only supported with bf16 or fp16 "
+                       "model'); set moe_a2a_overlap: false or another precision"),
+        Rule("parallelism.moe_a2a_overlap",
+             lambda p: _overlap_off(p)
+                       | _overlap_allows(p, "dispatchers", p.framework.moe_dispatcher),
+             lambda p: f"{_overlap_facts(p)[2]}'s expert all-to-all overlap runs with the token "
+                       f"dispatchers {_overlap_facts(p)[0].dispatchers} "
+                       "(training.framework.moe_dispatcher), not moe_dispatcher "
+                       f"{p.framework.moe_dispatcher} (Megatron-Core: "
+                       "'overlap_moe_expert_parallel_comm is supported with alltoall/flex token "
+                       "dispatcher'); set one of them or moe_a2a_overlap: false"),
         Rule("parallelism.moe_a2a_overlap",
              lambda p: _overlap_off(p) | (_overlap_needs(p) != "none")
                        | (p.recompute == "none"),
@@ -426,18 +473,6 @@ def training_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
              lambda p: f"recompute_modules {list(p.recompute_modules or ())} apply with "
                        f"recompute: selective (Megatron-Core recompute_granularity), not "
                        f"{p.recompute!r}"),
-        Rule("parallelism.moe_a2a_overlap", lambda p: _overlap_off(p) | (p.ep > 1),
-             lambda p: "moe_a2a_overlap overlaps the expert all-to-all: it needs ep > 1 "
-                       "(Megatron-Core overlap_moe_expert_parallel_comm)"),
-        # Megatron-Core transformer_config.py __post_init__: "If enabling EP A2A overlap,
-        # virtual_pipeline_model_parallel_size must be specified when pipeline_model_parallel_
-        # size > 1" (combined 1F1B runs unpipelined or interleaved; parallel_comm.unpaired_share)
-        Rule("parallelism.moe_a2a_overlap",
-             lambda p: _overlap_off(p) | (p.pp == 1) | (p.vp > 1)
-                       | (_overlap_kind(p) != "combined_1f1b"),
-             lambda p: f"moe_a2a_overlap with pp = {p.pp} needs the interleaved schedule, vp > 1 "
-                       f"(got vp = {p.vp}; Megatron-Core's combined 1F1B EP overlap requires "
-                       "virtual pipeline stages when pp > 1)"),
         *overlap_rules(),
         Rule("parallelism.etp", lambda p: _div(model.moe.expert_ffn_hidden_size, p.etp)
              if model.moe else p.etp > 0,

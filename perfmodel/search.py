@@ -47,9 +47,14 @@ import numpy as np
 
 from . import frameworks_costs as FC
 from .errors import SpecError
-from .frameworks import a2a_overlap_cells
 from .memory import capacity_basis, memory_capacity_bytes
-from .plan import TrainPlan, stage_3_reshards_under_pp, training_rules, valid_mask
+from .plan import (
+    TrainPlan,
+    a2a_overlap_cells,
+    stage_3_reshards_under_pp,
+    training_rules,
+    valid_mask,
+)
 from .profile import CalibrationProfile
 from .specs.model import ModelSpec
 from .specs.scenario import Parallelism, Scenario
@@ -179,17 +184,17 @@ def recompute_modules_for(base: TrainPlan, recompute: str) -> tuple[str, ...] | 
 def _mesh_plan(base: TrainPlan, axes: dict[str, np.ndarray], recompute: str, sp: bool,
                zero) -> TrainPlan:
     c = _columns(axes)
-    return replace(base, tp=c["tp"], pp=c["pp"], cp=c["cp"], dp=c["dp"], ep=c["ep"], etp=c["tp"],
+    plan = replace(base, tp=c["tp"], pp=c["pp"], cp=c["cp"], dp=c["dp"], ep=c["ep"], etp=c["tp"],
                    vp=c["vp"], micro_batch=c["micro_batch"], recompute=recompute,
                    recompute_modules=recompute_modules_for(base, recompute),
                    sequence_parallel=sp, zero_stage=zero, schedule="interleaved",
-                   # the framework's EP all-to-all overlap wherever it can run
-                   moe_a2a_overlap=a2a_overlap_cells(base.framework, c["ep"], c["pp"], c["vp"],
-                                                     recompute, base.precision),
+                   moe_a2a_overlap=False,
                    uneven_pp=True,  # equals the even split wherever pp*vp divides the layers
                    # ZeRO-3 cells with pp > 1 of a framework that keeps FSDP unsharded under PP
                    # take ZeRO-1's numbers (``_unsharded_under_pp``)
                    reshard_after_forward=True)
+    # the framework's EP all-to-all overlap wherever its rules let it run
+    return replace(plan, moe_a2a_overlap=a2a_overlap_cells(plan))
 
 
 def _rules_mask(model: ModelSpec, plan: TrainPlan) -> np.ndarray:
@@ -389,8 +394,9 @@ def _record(sw: Sweep, ci: int, flat: int) -> dict:
         "recompute_modules": list(modules) if modules else None,
         "zero_stage": c.zero_stage,
         "schedule": "interleaved" if v["vp"] > 1 else "1f1b",
-        "moe_a2a_overlap": bool(a2a_overlap_cells(sw.base.framework, v["ep"], v["pp"], v["vp"],
-                                                  c.recompute, sw.base.precision)),
+        "moe_a2a_overlap": bool(a2a_overlap_cells(replace(
+            sw.base, ep=v["ep"], pp=v["pp"], vp=v["vp"], recompute=c.recompute,
+            schedule="interleaved"))),
         "uneven_pipeline": bool(sw.model.num_layers % (v["pp"] * v["vp"])),
         "reshard_after_forward": (None if c.zero_stage != 3 else v["pp"] == 1
                                   or stage_3_reshards_under_pp(sw.base.framework)),

@@ -3,17 +3,20 @@ combined 1F1B and DeepSeek's DualPipeV (torchtitan), framework facts, rules, the
 bubble and memory, SM contention of the hidden all-to-all, and the plan search's axis.
 Hand calculations and the schedule's own step counts, not perfmodel's outputs."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 import perfmodel as pm
 from perfmodel import training as T
 from perfmodel.errors import PerfModelError
-from perfmodel.frameworks import a2a_overlap_cells, resolve_framework
+from perfmodel.frameworks import resolve_framework
 from perfmodel.frameworks_config import FrameworkConfig
 from perfmodel.memory import embedding_and_head_activation_bytes
 from perfmodel.parallel_comm import dualpipev_unpaired_share, ep_a2a_overlap
 from perfmodel.pipeline import dualpipev_bubble
+from perfmodel.plan import TrainPlan, a2a_overlap_cells
 
 
 def _scenario(framework="megatron-core", recompute="selective", **par):
@@ -151,16 +154,59 @@ def test_dualpipev_activations_are_pp_plus_one_chunks():
     assert a_dpv == pytest.approx(a_1f1b + 0.5 * stage + head, rel=1e-9)
 
 
+def _cells(framework="megatron-core", dispatcher=None, recompute="selective", precision="bf16",
+           ep=8, pp=1, vp=1):
+    sc = _scenario(framework, recompute, pp=1)
+    fw = resolve_framework(FrameworkConfig(name=framework, moe_dispatcher=dispatcher))
+    plan = TrainPlan.from_scenario(sc)
+    return a2a_overlap_cells(replace(plan, framework=fw, ep=ep, pp=pp, vp=vp,
+                                     recompute=recompute, precision=precision))
+
+
 def test_search_runs_the_overlap_where_the_framework_can():
-    mc = resolve_framework(FrameworkConfig(name="megatron-core"))
-    cells = a2a_overlap_cells(mc, np.array([1, 8, 8, 8]), np.array([1, 1, 4, 4]),
-                              np.array([1, 1, 1, 2]), "selective")
+    """The search's cells are the scenario rules' verdict with the overlap on (one source):
+    Megatron-Core needs ep > 1, virtual stages under pp > 1, no full recompute, a 16-bit model
+    and the alltoall or a flex dispatcher (transformer_config.py @d98e8a64)."""
+    cells = _cells(ep=np.array([1, 8, 8, 8]), pp=np.array([1, 1, 4, 4]),
+                   vp=np.array([1, 1, 1, 2]))
     assert cells.tolist() == [False, True, False, True]
-    assert a2a_overlap_cells(mc, 8, 1, 1, "full") is False
-    assert a2a_overlap_cells(mc, 8, 1, 1, "none", "fp32") is False
+    assert not _cells(recompute="full")
+    assert not _cells(precision="fp32") and not _cells(precision="tf32")
+    assert _cells(precision="fp8") and _cells(dispatcher="flex-hybridep")
+    assert _cells(dispatcher="flex-deepep")
+    assert not np.any(_cells(dispatcher="allgather", ep=np.array([2, 8]), pp=np.array([1, 4]),
+                             vp=np.array([1, 2])))
     for fw in ("torchtitan", "deepspeed"):
-        assert a2a_overlap_cells(resolve_framework(FrameworkConfig(name=fw)), 8, 1, 1,
-                                 "none") is False
+        assert not _cells(fw, recompute="none")
+
+
+def test_allgather_dispatcher_refuses_the_overlap():
+    """Megatron-Core asserts moe_token_dispatcher_type in ['alltoall', 'flex'] with
+    overlap_moe_expert_parallel_comm: Mixtral-8x7B pp 4 vp 2 ep 8 with the allgather
+    dispatcher and the overlap on is refused, naming both settings and the valid ones."""
+    sc = _scenario(vp=2, moe_a2a_overlap=True)
+    sc = sc.model_copy(update={"training": sc.training.model_copy(update={
+        "framework": FrameworkConfig(name="megatron-core", moe_dispatcher="allgather")})})
+    with pytest.raises(PerfModelError, match=r"^parallelism.moe_a2a_overlap:") as err:
+        pm.predict(sc)
+    msg = str(err.value)
+    assert "moe_dispatcher allgather" in msg and "'alltoall', 'flex-deepep', 'flex-hybridep'" in msg
+    pm.predict(sc.model_copy(update={"parallelism": sc.parallelism.model_copy(
+        update={"moe_a2a_overlap": False})}))  # the same plan without the overlap runs
+
+
+def test_search_never_overlaps_an_allgather_cell():
+    """A plan search under the allgather dispatcher keeps the overlap off in every record."""
+    from perfmodel.resolve import resolve
+    from perfmodel.search import SearchSpace, search
+    sc = _scenario(vp=2)
+    sc = sc.model_copy(update={"training": sc.training.model_copy(update={
+        "framework": FrameworkConfig(name="megatron-core", moe_dispatcher="allgather")})})
+    rs = resolve(sc)
+    space = SearchSpace(tp=(1,), pp=(1, 4), cp=(1,), vp=(1, 2), micro_batch=(1,), ep=(8,),
+                        recompute=("selective",), sequence_parallel=(False,), zero_stage=(1,))
+    res = search(sc, rs.system, rs.profile, space, top=10)
+    assert res.plans and not any(p["moe_a2a_overlap"] for p in res.plans)
 
 
 def test_searched_overlap_predicts_as_the_search_ranks():
