@@ -14,6 +14,7 @@ needed to rebuild the reference profiles).
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -37,17 +38,39 @@ def record(bench: str, params: dict, time_s: float, source: str, **stats) -> dic
 
 
 def read_rows(path: str | Path) -> list[dict]:
-    """Rows of a CSV (numbers parsed) or Parquet table as dicts."""
-    path = Path(path)
-    if path.suffix == ".parquet":
+    """Rows of a CSV (numbers parsed) or Parquet table as dicts: fresh dicts on every call (the
+    caller may change them), built from a parse kept per file (``_parsed``), so a table several
+    converters read (one per dtype, kernel or phase) is parsed once while it is unchanged."""
+    path = Path(path).resolve()
+    st = path.stat()
+    columns, rows = _parsed(str(path), st.st_mtime_ns, st.st_size)
+    return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+@functools.lru_cache(maxsize=4)  # a few tables: the largest (MoE parquet) are ~70 MB parsed
+def _parsed(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, ...], tuple[tuple, ...]]:
+    """A table's column names and rows as tuples (equal strings shared), for ``read_rows``;
+    keyed by the file's modification time and size as well, so an edited file is read anew."""
+    file = Path(path)
+    if file.suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
         except ImportError as err:  # pragma: no cover - depends on the environment
-            raise ImportError(f"reading {path.name} needs pyarrow (pip install "
+            raise ImportError(f"reading {file.name} needs pyarrow (pip install "
                               "'perfmodel[dev]')") from err
-        return pq.read_table(path).to_pylist()
-    with path.open(newline="") as f:
-        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        table = pq.read_table(file)
+        columns, data = tuple(table.column_names), [c.to_pylist() for c in table.columns]
+        text = [str(c.type) in ("string", "large_string") for c in table.columns]
+    else:
+        with file.open(newline="") as f:
+            dicts = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        columns = tuple(dicts[0]) if dicts else ()
+        data = [[d[k] for d in dicts] for k in columns]
+        text = [all(type(v) is str for v in col) for col in data]
+    for i in (i for i, t in enumerate(text) if t):  # one object per distinct text (dtypes, ...)
+        shared: dict = {}
+        data[i] = list(map(shared.setdefault, data[i], data[i]))
+    return columns, tuple(zip(*data, strict=True))
 
 
 def _number(text: str):
