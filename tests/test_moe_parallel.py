@@ -228,8 +228,9 @@ def test_serving_dp_step_paths_agree():
     assert cost.step_time([], ctx + 1, 5) == pytest.approx(run[0], rel=1e-9)
     chunks = [(300, 300), (512, 812), (64, 64)]
     mixed = cost.step_time(chunks, ctx + 1, 7)
-    assert mixed == pytest.approx(cost.iteration_time([300, 512, 64], [300, 812, 64], ctx + 1),
-                                  rel=1e-6)
+    # the same 7 sampled tokens on both paths (iteration_time's default is one per sequence)
+    assert mixed == pytest.approx(cost.iteration_time([300, 512, 64], [300, 812, 64], ctx + 1,
+                                                      logits=7), rel=1e-6)
     # a lone 512-token prompt runs on one group: slower than 8 x 64 tokens spread over eight
     assert cost.iteration_time([512], [512]) > cost.iteration_time([64] * 8, [64] * 8)
 
