@@ -179,9 +179,10 @@ def show_best(best: dict, devices: dict, choice: str = "") -> None:
     cost = best["cost"] or {}
     m, ranges = best["metrics"] or {}, best.get("ranges") or {}
     cards = [
-        ("Cheapest", f"{best['replicas']} × {short_name(best['device'])}",
-         f"{devices[best['device']].name}, {layout(best)} per replica = {best['gpus']} "
-         "GPUs"),
+        # GPUs first (3 replicas of tp 2 are 6 GPUs), the replicas and layout under them
+        ("Cheapest", f"{best['gpus']} × {short_name(best['device'])}",
+         f"{devices[best['device']].name}: {best['replicas']} replica(s), {layout(best)} per "
+         f"replica = {best['gpus']} GPUs", replicas_text(best)),
         ("USD per hour", f"{cost['usd_per_hour']:.2f}" if cost else "—",
          cost.get("price", "no price")),
         ("USD per M output tokens",
@@ -220,6 +221,12 @@ def show_best(best: dict, devices: dict, choice: str = "") -> None:
                "errors of comparable serving cases (docs/uncertainty.md).")
 
 
+def replicas_text(row: dict) -> str:
+    """"3 replicas × tp 2": what a row's GPU count is made of."""
+    n = row["replicas"]
+    return f"{n} replica{'' if n == 1 else 's'} × {layout(row)}"
+
+
 def layout(row: dict) -> str:
     """A candidate's or frontier point's instance layout as plan-serving names it (its
     ``layout`` key: "tp 8", "tp 8 ep 8", "tp 1 dp 8 ep 8" with attention DP, " pp 2")."""
@@ -232,7 +239,11 @@ def candidate_rows(candidates: list[dict]) -> list[dict]:
     rows = []
     for c in candidates:
         m, cost, ranges = c["metrics"] or {}, c["cost"] or {}, c.get("ranges") or {}
-        row = {"GPU": c["device"], "layout": layout(c), "replicas": c["replicas"] or None,
+        row = {"GPU": c["device"], "layout": layout(c),
+               # an infeasible row's numbers are empty: the CLI's reason beside them
+               # (capacity.render_plan's 'not feasible' / 'not simulated' lines)
+               "not feasible": None if c["feasible"] else c["reason"],
+               "replicas": c["replicas"] or None,
                "GPUs": c["gpus"] or None, "max seqs": c.get("max_num_seqs")}
         for label, key, _fmt in LATENCIES:
             value = m.get(key) if c["feasible"] else None

@@ -3,7 +3,7 @@ renderer (``report``, ``serving.report``, the CLI commands) formats numbers with
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 GIB = 2**30
 
@@ -45,12 +45,34 @@ def peak(x: float | None) -> str:
     return "-" if x is None else f"{x:g}"
 
 
+def slo_summary(statuses: Mapping[str, str]) -> str:
+    """One line over a prediction's SLO checks, each SLO's status as ``serving.report.
+    slo_status`` gives it ("MISSED", "met, may miss (band)", "met"): every missed SLO first,
+    then every one that may miss (its 80 % band's upper end above the bound): "missed
+    ttft_p90_s, e2e_p90_s; may miss tpot_p90_s". "met" when every SLO is met across its
+    band, "" with no SLO."""
+    missed = [k for k, v in statuses.items() if v == "MISSED"]
+    maybe = [k for k, v in statuses.items() if v.startswith("met, may miss")]
+    parts = ([f"missed {', '.join(missed)}"] if missed else []) + (
+        [f"may miss {', '.join(maybe)} (80 % band above the bound)"] if maybe else [])
+    return "; ".join(parts) or ("met" if statuses else "")
+
+
 def seconds(x: float) -> str:
     if x >= 1:
         return f"{x:.3f} s"
     if x >= 1e-3:
         return f"{x * 1e3:.3f} ms"
     return f"{x * 1e6:.1f} us"
+
+
+def short_seconds(x: float) -> str:
+    """A time in running text, 3 significant digits in s, ms or us (``sig3``): "2.15 s",
+    "34.8 ms", "51 ms" (a bound computed as SLO / band, 0.0347998 s, reads 34.8 ms)."""
+    for unit, scale in (("s", 1.0), ("ms", 1e3)):
+        if abs(x) * scale >= 0.9995:  # what rounds to 1 at 3 digits reads 1 ms, not 1e+03 us
+            return f"{sig3(x * scale)} {unit}"
+    return f"{sig3(x * 1e6)} us"
 
 
 def gib(x: float) -> str:

@@ -34,6 +34,7 @@ from common import (
 import perfmodel as pm
 from perfmodel.serving.predict import predict_with_latencies
 from perfmodel.specs.scenario import ArrivalConfig, SchedulerConfig, ServingConfig
+from perfmodel.textfmt import slo_summary
 
 P = "sv_"
 PROCESSES = forms.field_choices(ArrivalConfig, "process") or ["poisson"]
@@ -185,7 +186,7 @@ def cards(pred) -> list[tuple]:
     basis = getattr(pred, "range_basis", None) or {}
     statuses = {k: charts_serving.slo_status(v, charts_serving.serving_band(pred, k))
                 for k, v in slo["checks"].items()}
-    maybe = [k for k, v in statuses.items() if v.startswith("met, may")]
+    summary = slo_summary(statuses)  # every missed SLO first, then those that may miss
     return [
         ("TTFT p90", pct("ttft", 90), "time to first token, queueing included (90th "
          "percentile over requests); under the value its 80 % band and the median with its "
@@ -199,10 +200,12 @@ def cards(pred) -> list[tuple]:
          f"{basis.get('output_tokens_per_s', 'no band')}", rate_band("output_tokens_per_s")),
         ("Goodput", f"{slo['goodput_rps']:.2f} req/s",
          f"requests meeting every SLO per second; attainment {slo['attainment']:.0%}"),
+        # the missed SLOs first (every one), then those that may miss: the CLI's per-SLO
+        # status (serving.report.slo_status) summed up by textfmt.slo_summary
         ("SLOs", "met" if slo["slo_met"] else "MISSED",
-         "; ".join(f"{k} {v['value_s']:.3g} s vs {v['bound_s']:g} s: {statuses[k]}"
+         "; ".join(f"{k} {sec(v['value_s'])} vs {sec(v['bound_s'])}: {statuses[k]}"
                    for k, v in slo["checks"].items()) or "no SLO given",
-         f"may miss {', '.join(maybe)} (80 % band above the bound)" if maybe else None),
+         summary if summary not in ("", "met") else None),
         ("USD per M output tokens",
          f"{cost['usd_per_million_output_tokens']:.2f}" if cost else "—",
          (f"{cost['usd_per_hour']:.2f} USD/h for {pred.num_gpus} GPUs; {cost.get('price', '')}"

@@ -571,7 +571,9 @@ def _cap_may_help(runs: Runs, best: tuple[int, int, dict], inp: PlanInputs, dep:
 
 
 def _failed(metrics: dict) -> str:
-    return ", ".join(f"{k} ({c['value_s']:.3g} s > {c['bound_s']:g} s)"
+    from ..textfmt import short_seconds as sec
+
+    return ", ".join(f"{k} ({sec(c['value_s'])} > {sec(c['bound_s'])})"
                      for k, c in metrics.get("checks", {}).items() if not c["met"]) or "none"
 
 
@@ -602,7 +604,9 @@ def explain_choice(sized: Sized, kv_seqs: float) -> str:
     checks = m.get("checks", {})
     if checks:
         key, c = max(checks.items(), key=lambda kv: kv[1]["value_s"] / kv[1]["bound_s"])
-        parts.append(f"binds: {key} {c['value_s']:.3g} s of {c['bound_s']:g} s "
+        from ..textfmt import short_seconds as sec
+
+        parts.append(f"binds: {key} {sec(c['value_s'])} of {sec(c['bound_s'])} "
                      f"({100 * c['value_s'] / c['bound_s']:.0f} %)")
     if kv_seqs < cap:
         parts.append(f"KV capacity (~{kv_seqs:.0f} sequences at the mean context) binds "
