@@ -60,9 +60,9 @@ def api_keyword(name: str) -> str:
 
 
 def _int(text: str) -> int:
-    """A whole number, written as digits (``1_000`` too) or as a decimal / exponent form whose
-    value is exactly whole (``1e9``, ``2.5e3``, ``64.0``); ``1.5`` or ``1e-3`` is refused
-    saying it is not whole."""
+    """A whole number written in digits (``1_000`` too). A decimal or exponent form is refused
+    (a typo such as ``--num-requests 1e9`` must not start a huge run), saying why: ``1e9``
+    names the number in digits to give instead, ``1.5`` has a fractional part."""
     t = str(text).strip()
     if re.fullmatch(r"[+-]?\d[\d_]*", t):
         return int(t)
@@ -70,11 +70,13 @@ def _int(text: str) -> int:
         from decimal import Decimal  # exact: 1e9 is whole, 1.0000000000000001 is not
 
         value = Decimal(t.replace("_", ""))
-        if value.adjusted() > 30:  # far past every bound; not expanded to its digits
-            raise Invalid(f"{shown(text)} is far too large a number")
-        if value == value.to_integral_value():
-            return int(value)
-        raise Invalid(f"{shown(text)} is not a whole number (it has a fractional part)")
+        if value != value.to_integral_value():
+            raise Invalid(f"{shown(text)} is not a whole number (it has a fractional part)")
+        if value.adjusted() > 18:  # not expanded to its digits
+            raise Invalid(f"{shown(text)} is a whole number written as a decimal or with an "
+                          "exponent, and far too large")
+        raise Invalid(f"{shown(text)} is a whole number written as a decimal or with an "
+                      f"exponent; give it in digits ({int(value)})")
     raise Invalid(f"{shown(text)} is not a whole number")
 
 
@@ -155,10 +157,9 @@ def int_list(text: str) -> tuple[int, ...]:
     for item in items:
         try:
             value = positive_int(item)
-        except Invalid:
+        except Invalid as err:  # its reason, saying where in the list
             where = f" in {shown(text)}" if len(items) > 1 else ""
-            raise Invalid(f"{shown(item)}{where} is not a positive whole number "
-                          f"(1 to {MAX_COUNT:,})") from None
+            raise Invalid(str(err).replace(shown(item), shown(item) + where, 1)) from None
         if value not in out:
             out.append(value)
     return tuple(out)

@@ -76,15 +76,21 @@ def test_length_error_lists_every_form():
             length_distribution(bad)
 
 
-def test_exact_integer_floats_are_whole_numbers():
-    assert positive_int("1e9") == 10**9 and positive_int("2.5e3") == 2500
-    assert positive_int("64.0") == 64 and int_list("1e3,8") == (1000, 8)
+def test_a_whole_number_in_exponent_form_is_refused_saying_why():
+    """1e9 is refused (a typo must not start a huge run: argtypes), but the message says it is
+    a whole number written with an exponent and gives the digits, not 'not a number (1 to
+    1,000,000,000)'; a fractional value says so."""
+    with pytest.raises(argparse.ArgumentTypeError, match=r"exponent; give it in digits "
+                                                          r"\(1000000000\)"):
+        positive_int("1e9")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"'1e9' in '1,1e9' is a whole number"):
+        int_list("1,1e9")  # --concurrency 1,1e9: where in the list, and why
     with pytest.raises(argparse.ArgumentTypeError, match="fractional part"):
         positive_int("1.5")
-    with pytest.raises(argparse.ArgumentTypeError, match=r"1 to 1,000,000,000"):
-        positive_int("1e10")  # a whole number, out of range: said so
     with pytest.raises(argparse.ArgumentTypeError, match="far too large"):
         positive_int("1e400")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"'0' in '1,0' is not a positive"):
+        int_list("1,0")
 
 
 def test_plan_serving_context_message_offers_what_the_command_takes():
