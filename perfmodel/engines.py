@@ -744,14 +744,15 @@ class GemmFacts(Strict):
     kernels: dict[str, list[str]] = Field(default_factory=dict)
 
 
-class EagerKernelFacts(Strict):
-    """Host time per kernel of an eager forward through the engine's own model code (Python
-    module calls, custom-op wrappers, shape logic and the torch dispatcher), per kernel as
-    perfmodel counts them (op.count x op.launches, serving.engine.eager_host). A model with
-    routed experts runs the engine's MoE path (router, top-k, expert alignment, grouped GEMMs,
-    per-token-group quantisation) whose host work per counted kernel differs from a dense
-    model's, so each kind has its own figure; null: the bare torch dispatch figure
-    (frameworks/_common.yaml dispatch.forward_s) for that kind."""
+class EagerLayerFacts(Strict):
+    """Host time of an eager forward through the engine's own model code (Python module calls,
+    custom-op wrappers, shape logic, the torch dispatcher and every kernel it issues), per
+    decoder layer of the whole pass: an eager forward's host time = num_layers x this figure
+    (serving.engine.eager_host), whatever perfmodel's own kernel list for the format counts, so
+    a format whose GEMMs add quantise launches does not inflate it unless the source shows it.
+    A model with routed experts runs the engine's MoE path (router, top-k, expert alignment,
+    grouped GEMMs, per-token-group quantisation), so it has its own figure; null: the bare
+    torch dispatch figure per perfmodel kernel (frameworks/_common.yaml dispatch.forward_s)."""
 
     dense: Float | None = Field(default=None, gt=0)
     moe: Float | None = Field(default=None, gt=0)
@@ -769,9 +770,9 @@ class OverheadFacts(Strict):
     # the GPU, which waits only when they are issued slower than they run: step = max(host,
     # GPU)), "serial" (host time adds); null: not stated (no eager host floor)
     eager_host: Literal["overlapped", "serial"] | None = None
-    # host time per kernel of an eager forward through the engine's own model code, by kind
-    # of model (EagerKernelFacts); null: the bare torch dispatch figure for every model
-    eager_kernel_s: EagerKernelFacts | None = None
+    # host time per decoder layer of an eager forward through the engine's own model code, by
+    # kind of model (EagerLayerFacts); null: the bare torch dispatch figure per kernel
+    eager_layer_s: EagerLayerFacts | None = None
 
 
 class EngineSpec(Strict):

@@ -1,10 +1,9 @@
 """Host floor of steps an engine runs without CUDA graphs (serving.engine.EagerHost; issue 9):
 which steps run eagerly is an engine fact (engines/<id>.yaml overheads.cuda_graphs), the
-host time per kernel is the engine's own figure where its file gives one (SGLang:
-overheads.eager_kernel_s, dense from PR #1401's eager Llama-3-8B decode step, moe from PR
-#12160's eager DeepSeek-V3 forward), else the measured torch dispatch figure of
-frameworks/_common.yaml. Step times are checked against hand numbers:
-overhead + max(GPU, kernels x per-kernel host) on an eager step, overhead + GPU on a replayed
+host time of an eager forward is the engine's own per-layer figure where its file gives one
+(SGLang: overheads.eager_layer_s moe, from PR #12160's eager DeepSeek-V3 forward), else the
+measured torch dispatch figure of frameworks/_common.yaml per kernel. Step times are checked
+against hand numbers: overhead + max(GPU, host) on an eager step, overhead + GPU on a replayed
 one."""
 
 from dataclasses import replace
@@ -28,11 +27,12 @@ def _dispatch_forward_s() -> float:
         return float(yaml.safe_load(f)["dispatch"]["forward_s"])
 
 
-def _sglang_kernel_s(kind: str = "dense") -> float:
-    """SGLang's per-kernel eager host time of a dense or MoE model, read straight from its
-    engine file."""
+def _sglang_layer_s(kind: str = "moe") -> float | None:
+    """SGLang's eager host time per decoder layer of a dense or MoE model, read straight from
+    its engine file (None: not given)."""
     with open(data_dir("engines") / "sglang.yaml") as f:
-        return float(yaml.safe_load(f)["overheads"]["eager_kernel_s"][kind])
+        value = yaml.safe_load(f)["overheads"]["eager_layer_s"][kind]
+    return None if value is None else float(value)
 
 
 def _instance(model: str, engine: str | dict, device: str, tp: int, prompt: int = 512,
@@ -73,7 +73,9 @@ def test_the_deployment_builds_the_floor_from_the_engine_file():
     dep, _ = _instance("llama-3.1-8b", "sglang", "h100-sxm5-80gb", 1)
     cost = dep.instances[0].cost
     host = dep.instances[0].host
-    assert host == eager_host(get_engine("sglang"), cost, _sglang_kernel_s())
+    assert _sglang_layer_s("dense") is None  # a dense model: the torch dispatch per kernel
+    assert host == eager_host(get_engine("sglang"), cost, _dispatch_forward_s())
+    assert host.per_layer_s is None
     assert eager_host(None, cost, 1e-6) is None  # generic: no engine file
     assert eager_host(get_engine("sglang"), cost, 7e-6).per_kernel_s == 7e-6
 
@@ -85,7 +87,7 @@ def test_floor_is_kernels_of_the_pass_times_measured_dispatch():
     kernels = _kernels(cost)
     assert host.kernels == pytest.approx(kernels)
     assert kernels >= cost.model.num_layers  # at least one kernel per layer
-    assert host.seconds == pytest.approx(kernels * _sglang_kernel_s())
+    assert host.seconds == pytest.approx(kernels * _dispatch_forward_s())
     # SGLang's cuda_graph_max_bs on an H100 (nvidia-smi 81,559 MiB: the bucket below 92,160
     # MiB, 256 at tp < 4; sgl-project/sglang server_args.py _handle_gpu_memory_settings)
     assert host.decode_max == 256
@@ -156,46 +158,60 @@ def test_sglang_decode_run_above_the_capture_limit_pays_the_floor():
 
 
 def test_pr12160_eager_deepseek_forward():
-    """The figure's derivation, by hand: sgl-project/sglang PR #12160 logs a DeepSeek-V3
-    prefill of 1 new token at 82.6 ms eager ('forward cost'; 23.1 ms replayed as a CUDA
-    graph, so the eager pass is host-bound). perfmodel counts 1,205 kernels in that pass (fp8
-    block, TP 8: op.count x op.launches), and engines/sglang.yaml's 68.5 us per kernel gives
-    1,205 x 68.5e-6 = 82.54 ms; the 1-token step is the host's (the GPU's is far shorter).
-    The MoE figure is the one a model with routed experts gets."""
+    """The MoE figure against its source, by hand: sgl-project/sglang PR #12160 logs a
+    DeepSeek-V3 prefill of 1 new token at 82.6 ms eager ('forward cost') and 23.1 ms replayed
+    as a CUDA graph. SGLang's step rule is max(host, GPU) (overheads.eager_host overlapped) and
+    the GPU's time is at most the graph's 23.1 ms, so the eager step is the host's: DeepSeek-V3's
+    61 decoder layers (config.json num_hidden_layers) x the file's per-layer figure give back
+    82.6 ms, and the modelled eager step of that 1-token pass is 82.6 ms."""
+    per_layer = _sglang_layer_s("moe")
+    assert get_engine("sglang").overheads.eager_host == "overlapped"
+    assert max(61 * per_layer, 23.1e-3) == pytest.approx(82.6e-3, rel=5e-4)
     dep, _ = _instance("deepseek-v3", "sglang", "h200-sxm-141gb", 8, prompt=64,
                        weight_dtype="fp8_block", activation_dtype="fp8", kv_dtype="bf16")
     cost, host = dep.instances[0].cost, dep.instances[0].host
-    assert host.kernels == 1205
-    assert host.per_kernel_s == _sglang_kernel_s("moe")
-    assert host.seconds == pytest.approx(82.54e-3, rel=1e-3)
-    assert host.seconds == pytest.approx(82.6e-3, rel=2e-3)
+    assert host.layers == 61 and host.per_layer_s == per_layer
     gpu = cost.step_time([(1, 2)], None, 1)
     assert gpu < 23.1e-3
-    assert float(host.step(gpu, prefill=True, decodes=0)) == pytest.approx(host.seconds)
+    assert float(host.step(gpu, prefill=True, decodes=0)) == pytest.approx(82.6e-3, rel=5e-4)
 
 
-def test_pr1401_eager_llama_step():
-    """The dense figure's derivation, by hand: sgl-project/sglang PR #1401 (bench_latency,
-    batch 1) times a Meta-Llama-3-8B decode step at 8.23 ms eager and 7.35 ms as a CUDA graph
-    (flashinfer backend); perfmodel counts 355 kernels in the pass of llama-3.1-8b (the same
-    architecture), and 355 x 23.2e-6 = 8.24 ms. A dense model gets the dense figure."""
+def test_moe_host_time_does_not_follow_the_kernel_list():
+    """The per-layer figure does not depend on how perfmodel's kernel list counts a format: the
+    B200 nvfp4 pass (a scaled_fp4_quant per GEMM) has more kernels than the H200 fp8_block one,
+    but its eager host time is the same 61 layers x the figure (82.6 ms, not 1,510 / 1,205 x)."""
+    fp8, _ = _instance("deepseek-v3", "sglang", "h200-sxm-141gb", 8, prompt=64,
+                       weight_dtype="fp8_block", activation_dtype="fp8", kv_dtype="bf16")
+    fp4, _ = _instance("deepseek-v3", "sglang", "b200", 8, prompt=64,
+                       weight_dtype="nvfp4", activation_dtype="nvfp4", kv_dtype="bf16")
+    a, b = fp8.instances[0].host, fp4.instances[0].host
+    assert b.kernels > a.kernels
+    assert a.seconds == b.seconds == pytest.approx(82.6e-3, rel=5e-4)
+
+
+def test_pr1401_dense_figure_is_the_dispatch_fallback_within_its_bracket():
+    """No dense figure: PR #1401's eager Meta-Llama-3-8B decode (8.23 ms, 7.35 ms as a graph;
+    bench_latency batch 1, flashinfer) is GPU-bound, so it brackets the host's time between
+    8.23 - 7.35 = 0.88 ms (were it serial) and 8.23 ms. The fallback (perfmodel's kernels x
+    the torch dispatch 3.3 us) lies inside that bracket."""
+    assert _sglang_layer_s("dense") is None
     dep, _ = _instance("llama-3.1-8b", "sglang", "h100-sxm5-80gb", 1)
     host = dep.instances[0].host
-    assert host.kernels == 355
-    assert host.per_kernel_s == _sglang_kernel_s("dense")
-    assert host.seconds == pytest.approx(8.23e-3, rel=2e-3)
+    assert host.per_layer_s is None
+    assert host.seconds == pytest.approx(host.kernels * _dispatch_forward_s())
+    assert 8.23e-3 - 7.35e-3 < host.seconds < 8.23e-3
 
 
 def test_moe_figure_cross_checks_on_deepseek_v2_lite():
     """Independent of the MoE figure (not what it was taken from): DeepSeek-V2-Lite's eager
-    decode step, 510 kernels in perfmodel's pass x 68.5 us = 34.9 ms, lies between SGLang's
-    own (PR #1401: DeepSeek-Coder-V2-Lite with MLA, 6.22 ms as a CUDA graph, '4x faster' than
-    eager: ~24.9 ms) and another Python engine's (LightLLM blog, ModelTC/lightllm-blog
+    step, 27 layers x the per-layer figure (36.6 ms), lies between SGLang's own (PR #1401:
+    DeepSeek-Coder-V2-Lite with MLA, 6.22 ms as a CUDA graph, '4x faster' than eager: ~24.9 ms)
+    and another Python engine's (LightLLM blog, ModelTC/lightllm-blog
     _posts/2025-01-22-cudagraph.md at c1310483: 40.74 ms eager, 16.40 ms with graphs, batch 2)."""
     path = str(data_dir("engines").parent / "tests/data/hf_configs/deepseek-v2-lite.json")
     dep, _ = _instance(path, "sglang", "h200-sxm-141gb", 1, prompt=64)
     host = dep.instances[0].host
-    assert host.kernels == 510
+    assert host.layers == 27
     assert 4 * 6.22e-3 < host.seconds < 40.74e-3
 
 

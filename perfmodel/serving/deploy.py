@@ -231,12 +231,11 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
         cost = IterationCostModel(model, system, plan, profile, max_tokens=grid_tokens,
                                   max_context=longest_request + 1, max_batch=max_batch)
         host = None
-        if named:  # the engine's own per-kernel host time where its file gives one
+        if named:  # the engine's own per-layer host time where its file gives one
             spec = engine_for(engine)
-            by_kind = spec.overheads.eager_kernel_s
-            per_kernel = None if by_kind is None else by_kind.for_model(model)
-            host = eager_host(spec, cost, common_facts().dispatch.forward_s
-                              if per_kernel is None else per_kernel)
+            by_kind = spec.overheads.eager_layer_s
+            host = eager_host(spec, cost, common_facts().dispatch.forward_s,
+                              None if by_kind is None else by_kind.for_model(model))
         return InstanceType(role, count, plan, cost, kv, host), max_batch
 
     def with_max_batch(max_batch: int) -> SchedulerConfig:

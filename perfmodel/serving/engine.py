@@ -53,7 +53,9 @@ RUN_CAP = 4096  # most decode steps simulated in one run
 @dataclass(frozen=True)
 class EagerHost:
     """The host floor of the steps an engine runs without CUDA graphs (module docstring):
-    ``seconds`` = ``kernels`` of one forward pass x the measured dispatch time per kernel."""
+    ``seconds`` = ``layers`` x the engine's host time per layer where its file gives one
+    (engines/<id>.yaml ``overheads.eager_layer_s``), else ``kernels`` of one forward pass x the
+    measured dispatch time per kernel."""
 
     kernels: float  # kernels of one pass through all stages (op.count x op.launches)
     per_kernel_s: float  # frameworks/_common.yaml dispatch.forward_s
@@ -70,9 +72,13 @@ class EagerHost:
     # (TensorRT-LLM: a decode batch of another size runs eagerly); None: every size up to
     # decode_max replays a graph (padded up to a captured size)
     decode_sizes: frozenset[int] | None = None
+    layers: int = 0  # decoder layers of the pass (all stages)
+    per_layer_s: float | None = None  # the engine's host time per layer (None: per kernel)
 
     @property
     def seconds(self) -> float:
+        if self.per_layer_s is not None:
+            return self.layers * self.per_layer_s
         return self.kernels * self.per_kernel_s
 
     def for_batch(self, max_num_seqs: int) -> EagerHost:
@@ -100,11 +106,13 @@ class EagerHost:
 
 
 def eager_host(spec: EngineSpec | None, cost: IterationCostModel,
-               per_kernel_s: float) -> EagerHost | None:
+               per_kernel_s: float, per_layer_s: float | None = None) -> EagerHost | None:
     """The eager host floor of one instance of the engine ``spec`` describes (None: the generic
     engine, an engine file that does not say which steps run eagerly, or none that does).
     ``per_kernel_s``: the host's dispatch time per kernel (frameworks/_common.yaml
-    dispatch.forward_s). Pure: the caller (serving.deploy.build_deployment) reads the files."""
+    dispatch.forward_s); ``per_layer_s``: the engine's host time per decoder layer of an eager
+    forward (engines/<id>.yaml overheads.eager_layer_s), which replaces the per-kernel count
+    where given. Pure: the caller (serving.deploy.build_deployment) reads the files."""
     from ..engines import gpu_memory_mib
     from ..inference import forward_pass
 
@@ -132,7 +140,8 @@ def eager_host(spec: EngineSpec | None, cost: IterationCostModel,
                      prefill=prefill, decode=decode, decode_max=decode_max,
                      serial=spec.overheads.eager_host == "serial",
                      tokens_per_seq=graphs.max_tokens_per_seq, tokens_cap=graphs.max_tokens,
-                     decode_sizes=decode_sizes)
+                     decode_sizes=decode_sizes, layers=int(cost.model.num_layers),
+                     per_layer_s=per_layer_s)
 
 
 @dataclass(slots=True)
