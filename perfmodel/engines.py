@@ -528,8 +528,9 @@ class Fp8ActivationFacts(Strict):
 #: vendor (``quantization.formats.<fmt>.without_tensor_cores``): weight-only (W8A16 / W4A16:
 #: 16-bit activations against weights dequantised in the GEMM, e.g. Marlin) or a load error
 FormatFallback = Literal["weight_only", "refuse"]
-#: the narrow weight formats an engine file states a rule for (``quantization.formats``)
-RULE_FORMATS = ("fp8", "fp8_block", "nvfp4")
+#: the narrow weight formats an engine file states a rule for (``quantization.formats``;
+#: mxfp4: TensorRT-LLM's W4A8 MXFP4 x MXFP8 gpt-oss experts on Blackwell)
+RULE_FORMATS = ("fp8", "fp8_block", "nvfp4", "mxfp4")
 
 
 class FormatRule(Strict):

@@ -209,8 +209,16 @@ def dispatch_elem_bytes(fmt: str, act_bytes: float) -> float:
 WEIGHT_ONLY_ACTIVATION = "bf16"
 #: the activation dtype the native GEMM of each narrow weight format an engine file states a
 #: rule for takes (its keys are engines.RULE_FORMATS): W8A8 per-tensor / per-token, block W8A8
-#: with 1 x 128 activation groups, W4A4 NVFP4
-RULE_ACTIVATION = {"fp8": "fp8", "fp8_block": "fp8_block", "nvfp4": "nvfp4"}
+#: with 1 x 128 activation groups, W4A4 NVFP4, W4A8 MXFP4 x MXFP8 (TensorRT-LLM
+#: W4A8_MXFP4_MXFP8, the 8-bit e4m3 activations modelled as fp8: the profiles' measured
+#: w4a8_mxfp4_mxfp8 grouped-GEMM table, profile.MOE_MIXED)
+RULE_ACTIVATION = {"fp8": "fp8", "fp8_block": "fp8_block", "nvfp4": "nvfp4", "mxfp4": "fp8"}
+#: narrow weight formats whose native GEMM the model does not reach from 16-bit activations by
+#: itself: ops.Precision.inference runs fp8 / nvfp4 weights on their tensor cores whatever
+#: the activation dtype, but keeps MXFP4 weights weight-only (W4A16) unless the activations
+#: are 8-bit. An engine rule ``with_tensor_cores: narrow`` for one of these replaces the
+#: unasked default activation too (with a warning), not only a 16-bit one the scenario names
+DEFAULT_REPLACED = ("mxfp4",)
 
 
 def native_formats(device) -> tuple[str, ...]:
@@ -289,14 +297,18 @@ def engine_activation(device, engine: str | None, version: str | None, variant: 
         if rule.without_tensor_cores.get(str(device.vendor).lower()) == "refuse":
             at = f" {version}" if version else ""
             arch = f" {device.architecture}" if device.architecture else ""
-            cores = "NVFP4" if fmt == "nvfp4" else "fp8"
+            cores = {"nvfp4": "NVFP4", "mxfp4": "MXFP4"}.get(fmt, "fp8")
             raise SpecError(
                 f"engine {eng}{at} does not run {fmt} weights on {device.id} ({device.vendor}"
                 f"{arch}, no {cores} tensor cores): it refuses to load such a checkpoint there "
                 f"(engines/{eng}.yaml quantization.formats.{fmt}.without_tensor_cores); use a "
                 f"device with {cores} tensor cores, an engine that runs it weight-only, or "
                 "another weight_dtype")
-    if not weight_only or activation_dtype not in WIDE_ACTIVATIONS:
+    if activation_dtype not in WIDE_ACTIVATIONS:
+        return keep
+    # a 16-bit activation the scenario names; the unasked default only for formats the
+    # model would otherwise run weight-only (DEFAULT_REPLACED)
+    if not weight_only and not all(f in DEFAULT_REPLACED for f in narrow):
         return keep
     if not all(f in native and r is not None and r.with_tensor_cores == "narrow"
                for f, r in rules.items()):
@@ -305,11 +317,17 @@ def engine_activation(device, engine: str | None, version: str | None, variant: 
     if len(acts) != 1:
         return keep
     act = acts.pop()
-    kind = "W4A4" if act == "nvfp4" else "W8A8"
+    if act not in native:
+        return keep
+    kind = ("W4A4" if act == "nvfp4" else "W4A8 (MXFP8 activations, modelled as fp8)"
+            if narrow == ["mxfp4"] else "W8A8")
+    named = "activation_dtype" if weight_only else "the default activation_dtype"
+    why = (f"it has no weight-only {'/'.join(narrow)} path on a device with those tensor "
+           "cores" if weight_only and not all(f in DEFAULT_REPLACED for f in narrow)
+           else "its default on a device with those tensor cores")
     note = (f"engine {eng} runs {'/'.join(narrow)} weights on {device.id} as {kind}: "
-            f"activation_dtype {activation_dtype} is replaced by {act} (the engine quantises "
-            f"the GEMM inputs itself; it has no weight-only {'/'.join(narrow)} path on a device "
-            f"with those tensor cores, engines/{eng}.yaml quantization.formats)")
+            f"{named} {activation_dtype} is replaced by {act} (the engine quantises "
+            f"the GEMM inputs itself; {why}, engines/{eng}.yaml quantization.formats)")
     return EngineActivation(act, False, note)
 
 
@@ -325,11 +343,12 @@ def engine_activation_warning(device, engine, inference) -> str | None:
     replaces on ``device`` (``engine_activation``; ``engine`` the scenario's EngineConfig,
     ``inference`` its InferenceConfig), else None: for a prediction's warnings beside
     ``activation_format_warning`` (resolve.format_warnings)."""
-    if not asks_weight_only(inference):
+    asked = asks_weight_only(inference)
+    if not asked and inference.activation_dtype not in WIDE_ACTIVATIONS:
         return None
     return engine_activation(device, engine.name, engine.version, engine.variant,
                              inference.weight_dtype, tuple(inference.weight_formats.items()),
-                             inference.activation_dtype, True).note
+                             inference.activation_dtype, asked).note
 
 
 #: narrow weight formats with tensor-core GEMMs somewhere (native_formats): on a device without
