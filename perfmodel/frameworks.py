@@ -348,10 +348,16 @@ class MoePermutation(Strict):
     # dispatch's cross-domain part takes at least that long (parallel_comm.ep_layer_comm
     # ``measured_rdma``)
     measured_rdma: dict[str, dict[Int, tuple[Float, Float]]] = Field(default_factory=dict)
+    # the framework whose ``measured_rdma`` of the same dispatcher this one runs (NeMo runs
+    # Megatron-Core's HybridEP): one table, read from there (frameworks_costs.
+    # moe_dispatch_measured_rdma); None: this file's own table
+    measured_rdma_from: str | None = None
     source: str
 
     @model_validator(mode="after")
     def _positive_bandwidths(self) -> MoePermutation:
+        if self.measured_rdma and self.measured_rdma_from is not None:
+            raise ValueError("measured_rdma and measured_rdma_from: give one table, not both")
         for device, table in self.measured_rdma.items():
             for domains, bws in table.items():
                 if domains < 2 or min(bws) <= 0:
@@ -538,6 +544,14 @@ def framework_spec(framework_id: str) -> FrameworkSpec:
                        *((k, common.fp8_recipes) for k in spec.fp8_quantise)):
         if key not in table:
             raise SpecError(f"{path}: {key!r} is not in _common.yaml; valid: {', '.join(table)}")
+    for name, disp in (spec.moe.dispatchers if spec.moe else {}).items():
+        other = disp.measured_rdma_from
+        if other is None:
+            continue
+        theirs = framework_spec(other).moe if other != framework_id else None
+        if theirs is None or not getattr(theirs.dispatchers.get(name), "measured_rdma", None):
+            raise SpecError(f"{path}: moe.dispatchers.{name}.measured_rdma_from: {other!r} has "
+                            f"no measured_rdma table for {name}")
     stage3 = spec.capabilities.zero_stages.get(3)
     if stage3 is not None and stage3.pp and stage3.reshard_under_pp is None:
         raise SpecError(f"{path}: capabilities.zero_stages.3.reshard_under_pp: ZeRO-3 with "

@@ -261,11 +261,14 @@ def moe_dispatch_volume(fw: Framework | None) -> str:
 def moe_dispatch_measured_rdma(fw: Framework | None, device: str
                                ) -> dict[int, tuple[float, float]]:
     """The run's dispatcher's measured cross-domain (dispatch, combine) bandwidths in GB/s on
-    ``device`` by NVLink domain count (frameworks/<id>.yaml ``measured_rdma``; parallel_comm.
-    ep_layer_comm); empty without them."""
-    _, facts = moe_dispatcher_facts(fw)
+    ``device`` by NVLink domain count (frameworks/<id>.yaml ``measured_rdma``, or the table of
+    the framework ``measured_rdma_from`` names; parallel_comm.ep_layer_comm); empty without
+    them."""
+    name, facts = moe_dispatcher_facts(fw)
     if facts is None:
         return {}
+    if facts.measured_rdma_from is not None:  # another framework's table (one source)
+        facts = framework_spec(facts.measured_rdma_from).moe.dispatchers[name]
     return {int(k): (float(v[0]), float(v[1])) for k, v in facts.measured_rdma.get(device, {}).items()}
 
 
