@@ -100,7 +100,7 @@ class Prediction(BaseModel):
     e2e_latency_s: float | None = None
     prefill_time_s: float | None = None
     max_concurrent_sequences: float | None = None
-    kv_cache_bytes_per_sequence: float | None = None
+    kv_cache_bytes_per_sequence: float | None = None  # per GPU (this GPU's shard of one sequence)
     # serving (discrete-event simulation): percentiles, throughput, goodput, SLO attainment,
     # KV utilisation and queue length over time; ttft_s / tpot_s / e2e_latency_s are the p50s
     serving: dict[str, Any] | None = None

@@ -164,7 +164,7 @@ def plan_inputs(args: argparse.Namespace, name: Callable[[str], str] = cli_flag
         kwargs["inference"] = inf
     formats = {k: v for k, v in (("weight_dtype", getattr(args, "weight_dtype", None)),
                                  ("kv_dtype", getattr(args, "kv_dtype", None))) if v}
-    if formats:  # every weight (or the KV cache) in this format, the checkpoint's ignored
+    if formats:  # the linear layers (or the KV cache) in this format, the checkpoint's ignored
         base = inf.model_dump(exclude_unset=True) if inf is not None else {"prompt_len": 1}
         if "weight_dtype" in formats:
             base.pop("weight_formats", None)
@@ -308,8 +308,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="serving engine: its KV-cache rule and max_num_seqs default size each "
                         "instance (default: the scenario's, else generic)")
     p.add_argument("--weight-dtype", choices=get_args(DType),
-                   help="every weight in this format (default: the scenario's, else the "
-                        "model's checkpoint format, e.g. fp8_block for deepseek-v3, else bf16)")
+                   help="the linear layers' and experts' format; a format under 2 B keeps the "
+                        "embeddings and LM head 16-bit, as quantised checkpoints do (default: the "
+                        "scenario's, else the model's checkpoint format, e.g. fp8_block for "
+                        "deepseek-v3, else bf16)")
     p.add_argument("--kv-dtype", choices=get_args(InferenceConfig.model_fields["kv_dtype"]
                                                   .annotation),
                    help="KV-cache format (default: the scenario's, else the checkpoint's, "
