@@ -45,6 +45,17 @@ def _cases():
 
 CASES = list(_cases())
 
+# Known defect (issue 13, noted there): after the EP-floor refit of the MoE tables (377be39), the
+# B200 grouped-GEMM table still falls along the local-experts axis below 4 experts (one table
+# pools ~24 model shapes; docs/calibration.md 'EP floor and smoothing'). Mixtral at tp = ep = 4,
+# batch 8 -> 16: 1.8 -> 2.0 active experts per GPU read 2.3 % faster. Twice the rows over the
+# SAME experts is never faster (padding); more experts is a fit artefact, to go with per-shape
+# MoE tables. Strict: the marks must go when the tables are fixed.
+GROUPED_TABLE_DIPS = {"mixtral-8x7b-b200-bf16", "mixtral-8x7b-b200-int4"}
+BATCH_CASES = [pytest.param(*c.values, id=c.id, marks=pytest.mark.xfail(
+    strict=True, reason="B200 MoE grouped-GEMM table dips along local experts below 4"))
+    if c.id in GROUPED_TABLE_DIPS else c for c in CASES]
+
 
 def test_the_fuzz_covers_thousands_of_valid_requests():
     assert sum(int(np.asarray(c.values[3]).sum()) for c in CASES) >= 5_000
@@ -103,7 +114,7 @@ def _doubled_batch_mask(model, system, plan, mask):
     return mask & valid_mask(inference_rules(model, system.num_gpus), twice)
 
 
-@pytest.mark.parametrize("model, system, plan, mask", CASES)
+@pytest.mark.parametrize("model, system, plan, mask", BATCH_CASES)
 def test_twice_the_batch_never_lowers_the_decode_step(model, system, plan, mask):
     """A decode step of 2b sequences is never faster than one of b: an engine could run the
     b-sequence step as the padded 2b one (CUDA-graph padding; perfmodel.padding applies the
