@@ -18,9 +18,11 @@ import argparse
 import csv
 import io
 import json
+import numbers
+from collections.abc import Callable
 from pathlib import Path
 
-from ..argtypes import bounded_int, int_list
+from ..argtypes import Invalid, api_keyword, bounded_int, int_list, positive_int
 from ..atomic import write_text_atomic
 from ..errors import SpecError
 from ..resolve import CalibrationLike, ScenarioLike, as_scenario, resolve
@@ -59,19 +61,45 @@ def sweep_concurrency(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
     """Closed-loop benchmarks of a serving scenario at each client ``concurrency``.
 
     The scenario's arrival process is replaced by a closed loop (a trace keeps giving the
-    lengths); ``num_requests`` (default: the scenario's, else 1000) is raised to 10 x C per
-    point. Returns ``{"scenario", "device", "num_gpus", "points": [...]}``, each point the
-    ``serving.benchmark`` keys of that run plus ``preemptions``."""
-    levels = _levels(concurrency)
+    lengths); ``concurrency`` is whole numbers >= 1 (a list, one number or "1,2,4");
+    ``num_requests`` (default: the scenario's, else 1000) is raised to 10 x C per point.
+    Returns ``{"scenario", "device", "num_gpus", "points": [...]}``, each point the
+    ``serving.benchmark`` keys of that run plus ``preemptions``. A bad input is one SpecError
+    naming its keyword (``concurrency=``) and what is valid."""
+    return sweep(scenario, concurrency, calibration, num_requests, api_keyword)
+
+
+def cli_flag(name: str) -> str:
+    """How ``perfmodel sweep-concurrency`` names an input: ``num_requests`` -> ``--num-requests``."""
+    return "--" + name.replace("_", "-")
+
+
+def sweep(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
+          calibration: CalibrationLike = None, num_requests: int | None = None,
+          name: Callable[[str], str] = api_keyword) -> dict:
+    """``sweep_concurrency``; ``name`` turns an input's name into the caller's word for it in
+    an error (``api_keyword``: ``concurrency=``; ``cli_flag``: ``--concurrency``)."""
+    levels = _levels(concurrency, name)
+    if num_requests is not None:
+        num_requests = _whole(num_requests, bounded_int(1, MAX_REQUESTS),
+                              name("num_requests"), _given(name, "num_requests", 1000))
     sc = as_scenario(scenario)
     if sc.kind != "serving" or sc.serving is None:
-        raise SpecError("sweep-concurrency needs a serving scenario (kind: serving)")
+        raise SpecError(f"a concurrency sweep needs a serving scenario (kind: serving); "
+                        f"{sc.name!r} is kind {sc.kind!r}")
     srv = sc.serving
     base = num_requests or srv.num_requests or DEFAULT_NUM_REQUESTS
     total = max(base, ROUNDS * max(levels)) + srv.warmup_requests
     if total > MAX_REQUESTS:
-        raise SpecError(f"--concurrency: {max(levels)} clients need {total:,} requests, more "
-                        f"than the {MAX_REQUESTS:,} a simulation takes")
+        room = MAX_REQUESTS - srv.warmup_requests  # measured requests a simulation holds
+        if ROUNDS * max(levels) > base:
+            raise SpecError(f"{name('concurrency')}: {max(levels):,} clients need {total:,} "
+                            f"requests ({ROUNDS} per client and {srv.warmup_requests:,} warm-up), "
+                            f"more than the {MAX_REQUESTS:,} a simulation takes; give at most "
+                            f"{room // ROUNDS:,}")
+        raise SpecError(f"{name('num_requests')}: {base:,} requests and "
+                        f"{srv.warmup_requests:,} warm-up are more than the {MAX_REQUESTS:,} a "
+                        f"simulation takes; give at most {room:,}")
     arr = srv.arrival
     closed = ArrivalConfig(process="closed", concurrency=max(levels),
                            trace=arr.trace if arr.process in ("trace", "closed") else None)
@@ -120,14 +148,40 @@ def _ms(point: dict, key: str) -> float | None:
     return v / 1e3 if isinstance(v, (int, float)) and v > 0 else None
 
 
-def _levels(concurrency) -> list[int]:
+def _given(name: Callable[[str], str], key: str, value: str) -> str:
+    """An input with a value as the caller writes it: ``--concurrency 1,2,4,8`` or
+    ``concurrency=[1, 2, 4, 8]``."""
+    word = name(key)
+    return f"{word}{value}" if word.endswith("=") else f"{word} {value}"
+
+
+def _whole(value, parse: Callable[[str], int], what: str, example: str) -> int:
+    """One whole number (an int, or its text) through ``parse``; a SpecError naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        raise SpecError(f"{what}: {value!r:.60} is not a whole number; e.g. {example}")
     try:
-        levels = sorted({int(c) for c in concurrency})
-    except (TypeError, ValueError):
-        raise SpecError("--concurrency: expected whole numbers, e.g. 1,2,4,8") from None
-    if not levels or levels[0] < 1:
-        raise SpecError("--concurrency: every concurrency must be >= 1, e.g. 1,2,4,8")
-    return levels
+        return parse(str(int(value)) if isinstance(value, numbers.Integral) else str(value))
+    except Invalid as err:
+        raise SpecError(f"{what}: {err}; e.g. {example}") from None
+
+
+def _levels(concurrency, name: Callable[[str], str] = api_keyword) -> list[int]:
+    """The client counts: whole numbers >= 1, as a list, one number or "1,2,4,8"."""
+    what = name("concurrency")
+    example = _given(name, "concurrency", "1,2,4,8" if what.startswith("--") else "[1, 2, 4, 8]")
+    if isinstance(concurrency, str):
+        items: list = [s.strip() for s in concurrency.split(",")]
+    elif isinstance(concurrency, (numbers.Real, bool)):
+        items = [concurrency]
+    else:
+        try:
+            items = list(concurrency)
+        except TypeError:
+            raise SpecError(f"{what}: {concurrency!r:.60} is not a list of whole numbers >= 1; "
+                            f"e.g. {example}") from None
+    if not items:
+        raise SpecError(f"{what}: no concurrency given; whole numbers >= 1, e.g. {example}")
+    return sorted({_whole(c, positive_int, what, example) for c in items})
 
 
 def to_csv(result: dict) -> str:
@@ -186,8 +240,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    result = sweep_concurrency(args.scenario, args.concurrency, args.calibration,
-                               args.num_requests)
+    result = sweep(args.scenario, args.concurrency, args.calibration, args.num_requests,
+                   cli_flag)
     if args.csv:
         write_text_atomic(Path(args.csv), to_csv(result))
     if args.out:
