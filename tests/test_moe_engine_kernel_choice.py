@@ -32,10 +32,17 @@ def test_vllm_block_fp8_experts_on_blackwell_read_flashinfer_trtllm(device):
 
 
 @pytest.mark.parametrize("device", ["h100-sxm5-80gb", "h200-sxm-141gb"])
-def test_vllm_block_fp8_experts_on_hopper_unchanged(device):
-    # no FlashInfer TRT-LLM-gen kernel before SM100: DeepGEMM through the per-tensor fp8 proxy
+def test_vllm_block_fp8_experts_on_hopper_read_vllms_measured_kernels(device):
+    # no FlashInfer TRT-LLM-gen kernel before SM100: Triton at EP 1, FlashInfer CUTLASS at EP > 1
+    # (vLLM 0.24.0's own rows, kernel_source vllm_fp8moe_triton_tritonexperts /
+    # vllm_fp8moe_flashinfer_cutlass_flashinferexperts); DeepGEMM under DeepEP: the fp8 proxy
     prof = _profile(device)
-    assert prof.moe_table("fp8_block", "", *moe_kernels("vllm", "fp8_block"))[0] == "fp8"
+    key, _ = prof.moe_table("fp8_block", "", *moe_kernels("vllm", "fp8_block"))
+    assert key == "fp8_block@vllm_triton" and prof.moe_kernel[key] == "vllm_triton"
+    key, _ = prof.moe_table("fp8_block", "", *moe_kernels("vllm", "fp8_block", ep=8))
+    assert key == "fp8_block@flashinfer_cutlass" and prof.moe_kernel[key] == "flashinfer_cutlass"
+    key, _ = prof.moe_table("fp8_block", "", *moe_kernels("vllm", "fp8_block", a2a="deepep", ep=8))
+    assert key == "fp8"
 
 
 def _decode(device: str, engine: str, batch: int, model=None, gpus=8, **inf):
@@ -123,9 +130,9 @@ def test_sglang_gpt_oss_kernel_by_ep_on_h200():
 
 def test_vllm_hopper_block_fp8_kernel_by_ep_on_h200():
     """vLLM oracle/fp8.py _get_priority_backends at 001a058b: on Hopper block fp8 TRITON first
-    at ep_size 1, FLASHINFER_CUTLASS at ep_size > 1. The H200 profile measured neither for
-    block fp8 (its fp8_block table is TensorRT-LLM's CUTLASS): both read the fp8 proxy, and
-    the reason names the kernel vLLM runs in each case."""
+    at ep_size 1, FLASHINFER_CUTLASS at ep_size > 1. The H200 DeepSeek-V3 prediction reads
+    vLLM 0.24.0's measured table of each (calibration/references.yaml: the aiconfigurator
+    H200 vLLM rows, Triton at EP 1, FlashInfer CUTLASS at EP 2-256)."""
     assert moe_kernels("vllm", "fp8_block", ep=1)[0] == (
         "flashinfer_trtllm", "vllm_triton", "flashinfer_cutlass", "deepgemm")
     assert moe_kernels("vllm", "fp8_block", ep=8)[0] == (
@@ -133,9 +140,8 @@ def test_vllm_hopper_block_fp8_kernel_by_ep_on_h200():
     assert moe_kernels("vllm", "fp8_block", a2a="deepep", ep=8)[0] == ("deepgemm",)
     ep1 = _h200_table("vllm", "deepseek-v3", 1, **DSV3)
     ep8 = _h200_table("vllm", "deepseek-v3", 8, **DSV3)
-    assert ep1.startswith("moe.fp8 as proxy for") and "vllm_triton" in ep1
-    assert ep8.startswith("moe.fp8 as proxy for") and "vllm_triton" not in ep8
-    assert "flashinfer_cutlass" in ep8
+    assert ep1.startswith("moe.fp8_block@vllm_triton"), ep1
+    assert ep8.startswith("moe.fp8_block@flashinfer_cutlass"), ep8
     # Blackwell: FlashInfer TRT-LLM-gen first at any EP
     prof = _profile("b200")
     for ep in (1, 8):
