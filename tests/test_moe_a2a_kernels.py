@@ -42,11 +42,12 @@ def test_kernels_per_format_or_per_all_to_all_backend():
 
 
 @pytest.mark.parametrize("kernels, why", [
-    ({"deepep": ["deepgemm"], "tp": ["sglang_triton"]}, r"unknown \['tp'\]; missing \['none'\]"),
-    ({"deepep": ["deepgemm"]}, r"missing \['none'\]"),
+    ({"deepep": ["deepgemm"], "tp": ["sglang_triton"]}, r"\(got \['deepep', 'tp'\]\)"),
+    ({"deepep": ["deepgemm"]}, r"\(got \['deepep'\]\)"),
 ])
 def test_a_bad_all_to_all_backend_is_refused_naming_the_field(kernels, why):
-    with pytest.raises(SpecError, match=r"moe\.kernels\.fp8_block: per all-to-all backend.*"
+    with pytest.raises(SpecError, match=r"moe\.kernels\.fp8_block: the keys must be exactly "
+                                        r"\['none', 'deepep'\] or exactly \['ep1', 'ep_gt1'\] "
                                         + why):
         validate(EngineSpec, _sglang_with(kernels), what="sglang.yaml")
 
@@ -94,5 +95,5 @@ def test_a_sweep_mixing_backends_times_each_plan_with_its_own_table():
         alone = op_times([one], Roofline(H200, prof, engine="sglang", moe_a2a=bool(a2a)))
         assert float(np.asarray(swept.time[0])[i]) == pytest.approx(float(alone.time[0]))
     why = swept.moe_tables["moe.expert.up"]
-    assert "all-to-all: moe.fp8 as proxy for deepgemm" in why
-    assert "no all-to-all: moe.fp8_block@sglang_triton" in why
+    assert "all-to-all, EP 1: moe.fp8 as proxy for deepgemm" in why
+    assert "no all-to-all, EP 1: moe.fp8_block@sglang_triton" in why
