@@ -306,9 +306,12 @@ def engine_activation(device, engine: str | None, version: str | None, variant: 
                 "another weight_dtype")
     if activation_dtype not in WIDE_ACTIVATIONS:
         return keep
-    # a 16-bit activation the scenario names; the unasked default only for formats the
-    # model would otherwise run weight-only (DEFAULT_REPLACED)
-    if not weight_only and not all(f in DEFAULT_REPLACED for f in narrow):
+    # fp8 / fp8_block / nvfp4: a 16-bit activation the scenario names is replaced (the engine
+    # has no weight-only path there; the default already runs narrow). DEFAULT_REPLACED
+    # formats: the unasked default is replaced, a 16-bit activation the scenario names is
+    # kept (TensorRT-LLM's W4A16_MXFP4 through OVERRIDE_QUANT_ALGO, engines/trtllm.yaml
+    # trtmxfp4algo: the user asked for the weight-only path the engine offers)
+    if weight_only == all(f in DEFAULT_REPLACED for f in narrow):
         return keep
     if not all(f in native and r is not None and r.with_tensor_cores == "narrow"
                for f, r in rules.items()):
@@ -323,8 +326,7 @@ def engine_activation(device, engine: str | None, version: str | None, variant: 
             if narrow == ["mxfp4"] else "W8A8")
     named = "activation_dtype" if weight_only else "the default activation_dtype"
     why = (f"it has no weight-only {'/'.join(narrow)} path on a device with those tensor "
-           "cores" if weight_only and not all(f in DEFAULT_REPLACED for f in narrow)
-           else "its default on a device with those tensor cores")
+           "cores" if weight_only else "its default on a device with those tensor cores")
     note = (f"engine {eng} runs {'/'.join(narrow)} weights on {device.id} as {kind}: "
             f"{named} {activation_dtype} is replaced by {act} (the engine quantises "
             f"the GEMM inputs itself; {why}, engines/{eng}.yaml quantization.formats)")

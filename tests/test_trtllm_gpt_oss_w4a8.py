@@ -43,3 +43,12 @@ def test_other_engines_keep_their_mxfp4_path():
         pred = _predict("b200", engine=engine)
         assert not any("replaced by" in w for w in pred.warnings)
         assert "w4a8" not in _table(pred)
+
+
+def test_a_named_bf16_activation_keeps_trtllms_w4a16_path():
+    # the scenario asks W4A16 itself: TensorRT-LLM runs it (OVERRIDE_QUANT_ALGO=W4A16_MXFP4,
+    # get_mxfp4_quant_algo), so the request is kept, not replaced like the unasked default
+    asked = _predict("b200", activation_dtype="bf16")
+    assert _table(asked).startswith("moe.w4a16_mxfp4")
+    assert not any("replaced by" in w for w in asked.warnings)
+    assert asked.tpot_s > _predict("b200").tpot_s
