@@ -87,9 +87,9 @@ def _kv_capacity_rows(p: Prediction) -> list[tuple[str, str]]:
 
 def _memory_note(p: Prediction) -> str:
     """A note when memory per GPU is an engine's budget and so has no band."""
-    basis = (p.range_basis or {}).get("memory_per_gpu_bytes", "")
-    return "; the engine's budget, no band" if basis.startswith("no band:") and \
-        "budget" in basis else ""
+    from .uncertainty import fills_budget
+
+    return "; the engine's budget, no band" if fills_budget(p) else ""
 
 
 def render_prediction(p: Prediction, show_ops: bool = False) -> str:
