@@ -54,9 +54,11 @@ work, on the global batch (ai-dynamo/aiconfigurator):
 
 So for every source the floor applies: per (table, kernel_source, hidden, inter, experts,
 topk, tp, gated, rows per GPU) a record's time is the least of its own and those of the
-records at a smaller EP (the same rows over a superset of the experts). The excess removed
-is the collectors' global-batch term, which an engine's rank does not pay under an
-all-to-all (DeepEP) and which the core does not model. Tables measured at one EP (the aiter
+records at a smaller EP (the same rows over a superset of the experts). What the floor
+removes is the part of the collectors' global-batch term that grows with EP; the smaller-EP
+record it keeps still carries its own (smaller) global-batch excess, so large-EP tables stay
+biased slow, by less. That term an engine's rank does not pay under an all-to-all (DeepEP),
+and the core does not model it. Tables measured at one EP (the aiter
 tables of MI300X / MI355X) are unchanged. The held-out error is measured against the floored
 times (what the table stands for).
 
