@@ -335,7 +335,7 @@ def test_band_coverage_command_prints_the_check(capsys, monkeypatch):
 
     rows = [_row(f"s{j}", i, 0.02 * i - 0.05 * j) for j in range(3) for i in range(10)]
     monkeypatch.setattr(vcli, "validate_published", lambda **kw: {"cases": rows})
-    monkeypatch.setattr(bands, "banded_rows", lambda report: report["cases"])
+    monkeypatch.setattr(bands, "banded_rows", lambda report, **kw: report["cases"])
     assert main(["validate", "--band-coverage"]) == 0
     out = capsys.readouterr().out
     assert out == render_coverage(coverage_document(rows))

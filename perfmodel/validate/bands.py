@@ -193,22 +193,31 @@ def _inside(ratio: float, band: tuple[float, float]) -> bool:
     return band[0] <= ratio <= band[1]
 
 
-def band_inputs(cases: Iterable[LoadedCase]) -> dict[str, dict[str, Any]]:
+def band_inputs(cases: Iterable[LoadedCase],
+                predicted: dict[str, tuple[Any, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Case id -> its stack, its calibration-residual band (true / predicted at LEVEL) of
     the metric's quantity and the source it counts as (``LoadedCase.band_source``): what a
     prediction's band is made of besides the validation groups. Cases that do not predict are
-    left out (their report row is an error)."""
+    left out (their report row is an error). ``predicted``: case id -> (scenario, prediction)
+    of the validation run that made the report (``run.run_case``'s ``keep``; None: refused),
+    used instead of predicting those cases again (the core is pure: the same prediction)."""
     from ..api import predict
     from ..errors import PerfModelError
     from ..resolve import resolve_profile
 
+    predicted = predicted or {}
     out = {}
     for lc in cases:
         if lc.case.metric not in METRIC_QUANTITY:  # not a ranged quantity: no band
             continue
         try:
-            sc = case_scenario(lc)
-            pred = predict(sc)
+            if lc.case.id in predicted:
+                if predicted[lc.case.id] is None:  # refused in that run: no band
+                    continue
+                sc, pred = predicted[lc.case.id]
+            else:
+                sc = case_scenario(lc)
+                pred = predict(sc)
             band = calibration_ratios(pred, resolve_profile(sc), sc)
         except PerfModelError:
             continue
@@ -225,10 +234,11 @@ def with_band_inputs(rows: Sequence[dict], inputs: dict[str, dict[str, Any]]) ->
     return [{**r, **inputs.get(r["id"], {})} for r in rows]
 
 
-def banded_rows(report: dict[str, Any], root: Path | None = None) -> list[dict]:
+def banded_rows(report: dict[str, Any], root: Path | None = None,
+                predicted: dict[str, tuple[Any, Any]] | None = None) -> list[dict]:
     """A full validation report's rows with what their bands are made of (the cases under
-    ``root``, default the shipped validation/ folder)."""
-    return with_band_inputs(report["cases"], band_inputs(load_cases(root)))
+    ``root``, default the shipped validation/ folder; ``predicted``: as ``band_inputs``)."""
+    return with_band_inputs(report["cases"], band_inputs(load_cases(root), predicted))
 
 
 def coverage_document(rows: Sequence[dict]) -> dict[str, Any]:
@@ -238,10 +248,12 @@ def coverage_document(rows: Sequence[dict]) -> dict[str, Any]:
             "leave_one_case_out": coverage(rows, "case")}
 
 
-def bands_document(report: dict[str, Any], root: Path | None = None) -> dict[str, Any]:
+def bands_document(report: dict[str, Any], root: Path | None = None,
+                   predicted: dict[str, tuple[Any, Any]] | None = None) -> dict[str, Any]:
     """The content of validation/error_bands.json for a full validation report (the cases
-    under ``root``, default the shipped validation/ folder)."""
-    rows = banded_rows(report, root)
+    under ``root``, default the shipped validation/ folder; ``predicted``: as
+    ``band_inputs``)."""
+    rows = banded_rows(report, root, predicted)
     check = coverage_document(rows)
     return {
         "created": date.today().isoformat(),

@@ -28,10 +28,12 @@ def run_cli(args) -> int:
     if getattr(args, "calibration", None):
         raise PerfModelError("--calibration is used with --measure; published cases are "
                              "predicted with each device's shipped calibration profile")
+    bands = getattr(args, "write_bands", False) or getattr(args, "band_coverage", False)
+    predicted: dict | None = {} if bands else None  # the run's predictions, for the bands
     report = validate_published(kind=getattr(args, "kind", "all") or "all",
-                                match=getattr(args, "case", None))
+                                match=getattr(args, "case", None), keep=predicted)
     if getattr(args, "band_coverage", False):  # the check's tables instead of the report's
-        _band_coverage(args, report)
+        _band_coverage(args, report, predicted)
     elif getattr(args, "json", False):
         print(json.dumps(report, indent=2, default=float))
     else:
@@ -43,16 +45,16 @@ def run_cli(args) -> int:
         out = write_json_atomic(report, validation_root() / "report.json")
         print(f"report written to {out}", file=sys.stderr)
     if getattr(args, "write_bands", False):
-        _write_bands(args, report)
+        _write_bands(args, report, predicted)
     return 0
 
 
-def _write_bands(args, report) -> None:
+def _write_bands(args, report, predicted=None) -> None:
     """validation/error_bands.json from every case, with the leave-one-source-out check."""
     from ..uncertainty import bands_path
     from .bands import bands_document
 
-    doc = bands_document(report)
+    doc = bands_document(report, predicted=predicted)
     out = write_json_atomic(doc, bands_path())
     cov = doc["leave_one_source_out"]["overall"]
     print(f"error bands written to {out} ({doc['cases']} cases, {len(doc['groups'])} groups); "
@@ -62,12 +64,12 @@ def _write_bands(args, report) -> None:
           file=sys.stderr)
 
 
-def _band_coverage(args, report) -> None:
+def _band_coverage(args, report, predicted=None) -> None:
     """The cross-validated check of the 80 % bands (docs/uncertainty.md), as Markdown tables
     (or JSON with --json); writes nothing."""
     from .bands import banded_rows, coverage_document, render_coverage
 
-    doc = coverage_document(banded_rows(report))
+    doc = coverage_document(banded_rows(report, predicted=predicted))
     if getattr(args, "json", False):
         print(json.dumps(doc, indent=2))
     else:

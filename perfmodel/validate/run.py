@@ -21,8 +21,11 @@ from .cases import (
 from .conventions import ape, metric_value
 
 
-def run_case(lc: LoadedCase) -> CaseResult:
-    """Predict one case; a bad scenario or an unsupported plan becomes an 'error' row."""
+def run_case(lc: LoadedCase, keep: dict[str, tuple[Any, Any]] | None = None) -> CaseResult:
+    """Predict one case; a bad scenario or an unsupported plan becomes an 'error' row.
+    ``keep``: filled with case id -> (scenario, prediction) of each case that predicts, None
+    where the scenario or the prediction is refused (what ``bands.band_inputs`` reads, so
+    ``--write-bands`` does not predict every case twice)."""
     from ..api import predict
 
     c = lc.case
@@ -37,9 +40,13 @@ def run_case(lc: LoadedCase) -> CaseResult:
         row.model, row.num_gpus = sc.model.id, sc.system.num_gpus
         row.device = sc.system.device
         pred = predict(sc)
+        if keep is not None:
+            keep[c.id] = (sc, pred)
         value = metric_value(c, pred, sc)
     except PerfModelError as err:
         row.error = str(err)
+        if keep is not None:  # the case has no band either (bands.band_inputs)
+            keep.setdefault(c.id, None)
         return row
     except Exception as err:  # a bug in the core must not stop the other cases
         row.error = f"internal error ({type(err).__name__}): {err}"
@@ -54,17 +61,20 @@ def run_case(lc: LoadedCase) -> CaseResult:
     return row
 
 
-def run_cases(cases: Iterable[LoadedCase]) -> list[CaseResult]:
-    """``run_case`` over ``cases``, in order."""
-    return [run_case(lc) for lc in cases]
+def run_cases(cases: Iterable[LoadedCase], keep: dict[str, tuple[Any, Any]] | None = None
+              ) -> list[CaseResult]:
+    """``run_case`` over ``cases``, in order (``keep``: as ``run_case``)."""
+    return [run_case(lc, keep) for lc in cases]
 
 
 def validate_published(kind: str = "all", match: str | None = None,
-                       root: Path | None = None) -> dict[str, Any]:
-    """Load, predict and summarise the published cases: the report as a dict."""
+                       root: Path | None = None, keep: dict[str, tuple[Any, Any]] | None = None
+                       ) -> dict[str, Any]:
+    """Load, predict and summarise the published cases: the report as a dict (``keep``: as
+    ``run_case``)."""
     cases = load_cases(root, kind, match)
     if not cases:
         what = f" matching {match!r}" if match else ""
         raise PerfModelError(f"no {kind if kind != 'all' else ''} validation case{what} found "
                              f"under {root or validation_root()}".replace("  ", " "))
-    return build_report(run_cases(cases))
+    return build_report(run_cases(cases, keep))
