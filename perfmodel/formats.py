@@ -9,9 +9,9 @@ the embeddings and LM head (and some layers) in bf16. A scenario therefore gives
     weight_dtype: {default: fp8, experts: mxfp4, attention: bf16, lm_head: bf16}
 
 A narrow (sub-16-bit) weight dtype, one name or the mapping's ``default``, applies to the
-linear layers (attention, MLP, experts, router): the embeddings and the LM head stay at the
-model's 16-bit dtype unless the scenario names them (``KEPT_16BIT``, ``with_kept_16bit``), as
-the quantisers and engines keep them.
+linear layers (attention, MLP, experts): the MoE router, the embeddings and the LM head stay at
+the model's 16-bit dtype unless the scenario names them (``KEPT_16BIT``, ``with_kept_16bit``),
+as the quantisers and engines keep them.
 
 The classes are what ``parameters.ParamCounts`` and the operator names of ``ops`` tell apart
 (``WEIGHT_CLASSES``). Norms and biases follow ``default`` (they are < 0.01 % of a model).
@@ -61,8 +61,14 @@ _OP_PREFIXES: tuple[tuple[str, str], ...] = (
 #: AutoAWQ ``modules_to_not_convert`` keep it likewise (the checkpoints cited in
 #: validation/inference/engine_startup.yaml). A checkpoint that does quantise them (GGUF
 #: llama.cpp files quantise ``token_embd`` / ``output``) names them:
-#: ``{default: int4, embeddings: int4, lm_head: int4}``.
-KEPT_16BIT: tuple[str, ...] = ("embeddings", "lm_head")
+#: ``{default: int4, embeddings: int4, lm_head: int4}``. The MoE router (gate) likewise: vLLM
+#: builds it unquantised (vllm-project/vllm vllm/model_executor/models/qwen3_moe.py
+#: ``Qwen3MoeSparseMoeBlock``: ``self.gate = ReplicatedLinear(..., quant_config=None)`` @
+#: 002456df36fc; deepseek_v2.py / mixtral.py the same, ``engine_weight_formats``) and
+#: DeepSeek-V3's fp8 checkpoint keeps ``mlp.gate.weight`` in bf16 (deepseek-ai/DeepSeek-V3
+#: inference/model.py ``Gate.weight``: a plain ``nn.Parameter`` at the bf16 default dtype,
+#: not an fp8 ``Linear``).
+KEPT_16BIT: tuple[str, ...] = ("router", "embeddings", "lm_head")
 
 
 def with_kept_16bit(default: Any, formats: dict[str, str], wide: str) -> dict[str, str]:

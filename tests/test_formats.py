@@ -151,8 +151,9 @@ def test_scenario_takes_the_checkpoint_formats_unless_it_sets_weight_dtype():
     assert own.inference.weight_dtype == "mxfp4"
     assert own.inference.weight_formats["attention"] == "bf16"
     forced = Scenario(**base, inference={"prompt_len": 8, "weight_dtype": "mxfp4"})
-    # every linear layer mxfp4, embeddings and LM head bf16 (formats.KEPT_16BIT)
-    assert forced.inference.weight_formats == {"embeddings": "bf16", "lm_head": "bf16"}
+    # every linear layer mxfp4, router, embeddings and LM head bf16 (formats.KEPT_16BIT)
+    assert forced.inference.weight_formats == {"router": "bf16", "embeddings": "bf16",
+                                                 "lm_head": "bf16"}
 
 
 def _decode_s(model: str, batch: int, tp: int, wd: str, ad: str) -> float:
@@ -259,6 +260,11 @@ def test_engines_build_the_router_in_bf16_whatever_the_checkpoint():
                   inference={"prompt_len": 8, "weight_dtype": "nvfp4", "activation_dtype": "nvfp4"})
     from perfmodel.resolve import inference_plan
 
-    for engine, router in (("sglang", "bf16"), ("generic", None)):
-        plan = inference_plan(sc.model, sc.parallelism, sc.inference, 8, engine=engine)
+    # a plain nvfp4 keeps the router bf16 (formats.KEPT_16BIT); a checkpoint naming it nvfp4
+    # keeps it on the generic engine, the engines build it bf16 whatever it says
+    named = sc.inference.model_copy(update={"weight_formats": {
+        **sc.inference.weight_formats, "router": "nvfp4"}})
+    for inf, engine, router in ((sc.inference, "sglang", "bf16"), (sc.inference, "generic", "bf16"),
+                                (named, "sglang", "bf16"), (named, "generic", "nvfp4")):
+        plan = inference_plan(sc.model, sc.parallelism, inf, 8, engine=engine)
         assert dict(plan.weight_formats).get("router") == router

@@ -62,7 +62,7 @@ def test_named_classes_win_and_plain_equals_the_spelled_mapping():
 def test_every_narrow_dtype_keeps_the_ends(dtype):
     inf = InferenceConfig(prompt_len=8, weight_dtype=dtype)
     assert inf.weight_dtype == dtype
-    assert inf.weight_formats == {"embeddings": "bf16", "lm_head": "bf16"}
+    assert inf.weight_formats == {"router": "bf16", "embeddings": "bf16", "lm_head": "bf16"}
     # the dump reloads to the same formats (no drift on a round trip)
     again = InferenceConfig.model_validate(inf.model_dump())
     assert again.weight_formats == inf.weight_formats and again.weight_dtype == dtype
@@ -75,11 +75,30 @@ def test_wide_dtypes_unchanged(dtype):
 
 def test_mapping_default_and_named_class_at_the_default():
     inf = InferenceConfig(prompt_len=8, weight_dtype={"default": "int4", "lm_head": "int4"})
-    assert inf.weight_formats == {"embeddings": "bf16", "lm_head": "int4"}
+    assert inf.weight_formats == {"router": "bf16", "embeddings": "bf16", "lm_head": "int4"}
     inf = InferenceConfig(prompt_len=8, weight_dtype={"default": "bf16", "experts": "mxfp4"})
     assert inf.weight_formats == {"experts": "mxfp4"}
     with pytest.raises(ValueError, match=r"inference\.weight_dtype: unknown tensor class 'head'"):
         InferenceConfig(prompt_len=8, weight_dtype={"default": "fp8", "head": "bf16"})
+
+
+@pytest.mark.parametrize("dtype,narrow", [("fp8", 1.0), ("nvfp4", 0.5625)])
+def test_router_stays_16bit_unless_named(dtype, narrow):
+    """The MoE router stays bf16 under a narrow weight_dtype (formats.KEPT_16BIT: vLLM builds
+    the gate with quant_config=None, DeepSeek-V3's checkpoint keeps gate.weight bf16).
+    DeepSeek-V3 (config.json): 58 MoE layers, gate 256 x 7168 plus the 256 score-correction
+    biases; naming the router narrow moves the weights by exactly those x (2 - narrow)."""
+    from perfmodel.formats import model_weight_bytes
+    from perfmodel.parameters import param_counts
+    from perfmodel.zoo import get_model
+
+    pc = param_counts(get_model("deepseek-v3"))
+    plain = InferenceConfig(prompt_len=8, weight_dtype=dtype)
+    named = InferenceConfig(prompt_len=8, weight_dtype={"default": dtype, "router": dtype})
+    assert plain.weight_formats["router"] == "bf16" and named.weight_formats["router"] == dtype
+    moved = (model_weight_bytes(pc, plain.weight_dtype, plain.weight_formats)
+             - model_weight_bytes(pc, named.weight_dtype, named.weight_formats))
+    assert moved == pytest.approx(58 * (256 * 7168 + 256) * (2 - narrow), rel=1e-12)
 
 
 def test_engine_budget_memory_has_no_band_the_kv_pool_has():

@@ -30,14 +30,17 @@ def test_preset_formats_match_the_hf_import_of_its_config(name):
 
 def test_deepseek_v3_weights_are_fp8_block_by_hand():
     """671,026,419,200 parameters: the embedding and LM head (129,280 x 7,168 = 926,679,040
-    each) in bf16, the rest fp8 with one fp32 scale per 128 x 128 block (1 + 4 / 16,384 B)."""
+    each) and the router of the 58 MoE layers (256 x 7,168 gate + 256 correction biases,
+    formats.KEPT_16BIT) in bf16, the rest fp8 with one fp32 scale per 128 x 128 block
+    (1 + 4 / 16,384 B)."""
     sc = pm.as_scenario({"kind": "inference", "model": "deepseek-v3",
                          "system": {"device": "h200-sxm-141gb", "num_gpus": 1},
                          "inference": {"batch": 1, "prompt_len": 128, "output_len": 8}})
     assert sc.inference.weight_dtype == "fp8_block"
     weights = pm.predict(sc).breakdown["memory"]["weights"]
     e = 129_280 * 7_168
-    hand = (671_026_419_200 - 2 * e) * (1 + 4 / 128**2) + 2 * e * 2
+    r = 58 * 256 * (7_168 + 1)
+    hand = (671_026_419_200 - 2 * e - r) * (1 + 4 / 128**2) + (2 * e + r) * 2
     assert weights == pytest.approx(hand, rel=1e-5)
     assert weights / 2**30 == pytest.approx(626.9, abs=0.1)
 

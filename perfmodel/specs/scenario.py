@@ -214,12 +214,12 @@ class InferenceConfig(Strict):
     # one dtype, or a mapping by tensor class (perfmodel.formats), split on loading into the
     # default (weight_dtype) and the per-class overrides (weight_formats). A narrow dtype
     # (fp8, int8, int4, nvfp4, mxfp4, fp8_block) applies to the linear layers (attention,
-    # MLP, experts, router): embeddings and LM head stay bf16 unless named
+    # MLP, experts): router, embeddings and LM head stay bf16 unless named
     # (formats.KEPT_16BIT), as quantised checkpoints and engines keep them
     weight_dtype: DType = Field(default="bf16", description=(
         "weight format: one name, or a mapping {default: ..., <class>: ...} by tensor class "
         "(perfmodel.formats.WEIGHT_CLASSES); a narrow format applies to the linear layers, "
-        "embeddings and LM head stay bf16 unless the mapping names them"))
+        "router, embeddings and LM head stay bf16 unless the mapping names them"))
     weight_formats: dict[str, DType] = Field(default_factory=dict)
     # unset: as engines run the checkpoint (fp8 / nvfp4 weights: the narrow GEMM, activations
     # quantised by the fused producer, where the GPU has those tensor cores); a 16-bit value
