@@ -81,6 +81,25 @@ def with_kept_16bit(default: Any, formats: dict[str, str], wide: str) -> dict[st
     return {**{cls: wide for cls in KEPT_16BIT}, **formats}
 
 
+def tie_named_formats(value: Any, tied: bool, field: str = "inference.weight_dtype") -> Any:
+    """A ``weight_dtype`` / ``weight_formats`` mapping as a model whose LM head is its word
+    embedding (``ModelSpec.tie_embeddings``: one tensor) reads it: a format named for
+    ``embeddings`` or ``lm_head`` applies to both, so memory (which counts the tensor once, as
+    ``embeddings``: ``parameters.ParamCounts.lm_head`` is 0) and decode (whose head GEMM reads
+    it as ``lm_head``) see one format. Both named and different: one line naming the two
+    fields. Untied models and one-name values pass unchanged. Applied where the model and
+    the scenario's formats meet (``specs.scenario.Scenario``), before ``with_kept_16bit``."""
+    if not tied or not isinstance(value, dict):
+        return value
+    emb, head = value.get("embeddings"), value.get("lm_head")
+    if emb is not None and head is not None and emb != head:
+        raise SpecError(f"{field}.embeddings ({emb}) and {field}.lm_head ({head}): the model "
+                        "ties its LM head to the word embedding (tie_embeddings), one tensor "
+                        "in one format; name one of them, or both alike")
+    one = emb if emb is not None else head
+    return value if one is None else {**value, "embeddings": one, "lm_head": one}
+
+
 def op_weight_class(op_name: str) -> str | None:
     """The weight class a GEMM operator's weight belongs to (None: no class, the default)."""
     for prefix, cls in _OP_PREFIXES:

@@ -127,3 +127,35 @@ def test_memory_band_never_below_the_weights():
 def test_kv_per_sequence_labelled_per_gpu():
     p = _predict("fp8")
     assert "KV cache per sequence (per GPU)" in render_prediction(p)
+
+
+def test_tied_embedding_one_tensor_one_format():
+    """falcon-7b ties its LM head to the word embedding (tiiuae/falcon-7b config.json:
+    vocabulary 65,024, hidden 4,544; 6,921,720,704 parameters): a format named for either
+    class is the one tensor's, so memory and decode agree; both named and different refuse."""
+    from perfmodel.dtypes import quantized_weight_bytes
+
+    def run(weight_dtype):
+        sc = Scenario.model_validate({
+            "kind": "inference", "model": "falcon-7b",
+            "system": {"device": "h100-sxm5-80gb", "num_gpus": 1},
+            "inference": {"batch": 1, "prompt_len": 1024, "output_len": 16,
+                          "weight_dtype": weight_dtype}})
+        return sc, pm.predict(sc)
+
+    q = quantized_weight_bytes("int4", 128)
+    head, emb = run({"default": "int4", "lm_head": "int4"}), run({"default": "int4",
+                                                                  "embeddings": "int4"})
+    for sc, p in (head, emb):
+        assert sc.inference.weight_formats["embeddings"] == "int4"
+        assert sc.inference.weight_formats["lm_head"] == "int4"
+        # every tensor at int4, the tied one counted once
+        assert p.breakdown["memory"]["weights"] == pytest.approx(6_921_720_704 * q, rel=1e-12)
+    assert head[1].tpot_s == emb[1].tpot_s
+    # a plain int4 keeps the tied tensor bf16: 65,024 x 4,544 more at (2 - q) B
+    plain = run("int4")[1]
+    assert plain.breakdown["memory"]["weights"] - head[1].breakdown["memory"]["weights"] == \
+        pytest.approx(65_024 * 4_544 * (2 - q), rel=1e-9)
+    with pytest.raises(ValueError, match=r"inference\.weight_dtype\.embeddings \(int4\) and "
+                                         r"inference\.weight_dtype\.lm_head \(bf16\)"):
+        run({"default": "int4", "embeddings": "int4", "lm_head": "bf16"})

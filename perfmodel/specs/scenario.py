@@ -574,8 +574,13 @@ class Scenario(TopLevel):
             if "model" in data:
                 data = {**data, "model": resolve_model(data["model"], base_dir=base)}
         if isinstance(data, dict) and data.get("inference") is not None:
-            data = {**data, "inference": _checkpoint_defaults(data["inference"],
-                                                               data.get("model"))}
+            inf = _checkpoint_defaults(data["inference"], data.get("model"))
+            if isinstance(inf, dict) and getattr(data.get("model"), "tie_embeddings", False):
+                from ..formats import tie_named_formats  # one tensor, one format
+
+                inf = {**inf, **{key: tie_named_formats(inf[key], True, f"inference.{key}")
+                                 for key in ("weight_dtype", "weight_formats") if key in inf}}
+            data = {**data, "inference": inf}
         return data
 
     @model_validator(mode="after")
