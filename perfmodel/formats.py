@@ -378,17 +378,19 @@ def engine_activation_warning(device, engine, inference) -> str | None:
                              inference.activation_dtype, asked).note
 
 
-#: narrow weight formats with tensor-core GEMMs somewhere (native_formats): on a device without
-#: them they run weight-only (16-bit GEMMs against dequantised weights, ``modelled_activation``)
-TENSOR_CORE_WEIGHTS = ("fp8", "fp8_block", "nvfp4", "mxfp4")
-
-
 def weight_format_warning(device, inference) -> str | None:
-    """One line where the scenario names narrow weights (``weight_dtype`` or
-    ``weight_formats``) that ``device`` has no tensor cores for, run with 16-bit activations:
-    the weights shrink memory and the bytes read, the GEMMs compute as 16-bit (prefill as
-    bf16), the engines' weight-only path (``modelled_activation``). None otherwise, and where
+    """One line where the scenario's weights are in a narrow format with tensor-core GEMMs
+    somewhere (``engines.RULE_FORMATS``, the formats ``RULE_ACTIVATION`` keys) that ``device``
+    has no tensor cores for, run with 16-bit activations: the weights shrink memory and the
+    bytes read, the GEMMs compute as 16-bit (prefill as bf16), the engines' weight-only path
+    (``modelled_activation``). The weights are ``weight_dtype`` / ``weight_formats`` as set on
+    the scenario, a checkpoint's own formats included (``Scenario`` fills them in as set,
+    ``_checkpoint_defaults``: the DeepSeek-V3 preset's fp8_block on A100, gpt-oss's mxfp4
+    experts from its config.json on H100 warn as if named); a 16-bit default left unset
+    does not. None otherwise, and where
     ``activation_format_warning`` already speaks of a narrow activation dtype."""
+    from .engines import RULE_FORMATS
+
     if nbytes(inference.activation_dtype) < 2:
         return None
     named = set()
@@ -397,7 +399,7 @@ def weight_format_warning(device, inference) -> str | None:
     if "weight_formats" in inference.model_fields_set:
         named |= set(dict(inference.weight_formats).values())
     native = native_formats(device)
-    missing = sorted(f for f in named & set(TENSOR_CORE_WEIGHTS) if f not in native)
+    missing = sorted(f for f in named & set(RULE_FORMATS) if f not in native)
     if not missing:
         return None
     peaks = sorted({"fp4" if f in ("nvfp4", "mxfp4") else "fp8" for f in missing})

@@ -268,3 +268,12 @@ def test_engines_build_the_router_in_bf16_whatever_the_checkpoint():
                                 (named, "sglang", "bf16"), (named, "generic", "nvfp4")):
         plan = inference_plan(sc.model, sc.parallelism, inf, 8, engine=engine)
         assert dict(plan.weight_formats).get("router") == router
+
+
+def test_one_list_of_tensor_core_weight_formats():
+    """The engines' rule formats are the formats whose activation the rules name (one list:
+    engines.RULE_FORMATS; formats.RULE_ACTIVATION keys them)."""
+    from perfmodel.engines import RULE_FORMATS
+    from perfmodel.formats import RULE_ACTIVATION
+
+    assert set(RULE_ACTIVATION) == set(RULE_FORMATS)
