@@ -350,3 +350,17 @@ def test_a_whole_attention_exclusion_keeps_the_mla_down_projections_bf16():
     fm, fq = dict(model.checkpoint_formats), dict(quantised)
     assert (model_weight_bytes(pc, fm.pop("default"), fm)
             - model_weight_bytes(pc, fq.pop("default"), fq)) == 3_410_944 - 959_328
+
+
+def test_gptq_lm_head_true_quantises_the_head():
+    """GPTQModel's ``lm_head: true`` (BaseQuantizeConfig.lm_head) quantises the LM head; the
+    default (absent / false) keeps it bf16; the embeddings stay bf16 either way."""
+    from perfmodel.zoo.hf_quant import checkpoint_formats
+
+    cfg = {"num_hidden_layers": 2,
+           "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 128}}
+    assert checkpoint_formats(cfg) == {"default": "int4", "embeddings": "bf16",
+                                       "lm_head": "bf16"}
+    cfg["quantization_config"]["lm_head"] = True
+    assert checkpoint_formats(cfg) == {"default": "int4", "embeddings": "bf16",
+                                       "lm_head": "int4"}

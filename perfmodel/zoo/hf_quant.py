@@ -22,7 +22,7 @@ These quantizers replace ``nn.Linear`` modules only, so word embeddings stay in 
 checkpoint dtype (bf16) whatever the lists say, and they keep the output projection in full
 precision by default (transformers ``get_keys_to_not_convert``: the LM head "for numerical
 stability"; huggingface/transformers src/transformers/quantizers/base.py), so ``lm_head`` is
-bf16 too. Each listed module (or glob / ``re:`` regex) is read by the module it names
+bf16 too, unless a GPTQ config says ``lm_head: true`` (GPTQModel quantised it). Each listed module (or glob / ``re:`` regex) is read by the module it names
 (``_module_class``): a MoE router is a bare ``gate`` module (``mlp.gate``,
 ``block_sparse_moe.gate``, ``mixer.gate``) or ``router``, a dense MLP's gate is ``gate_proj``,
 so ``model.layers.*.mlp.gate`` (Qwen3-235B-A22B-NVFP4) is the router even in an
@@ -352,6 +352,12 @@ def checkpoint_formats(config: Mapping[str, Any],
             return None
         base = _base_formats(own if q is not own else None)
         formats = {**base, "default": dtype}
+        if (str(q.get("quant_method") or "").lower() in ("gptq", "gptq_marlin")
+                and q.get("lm_head") is True):
+            # GPTQModel quantises the LM head too when asked (ModelCloud/GPTQModel
+            # gptqmodel/quantization/config.py ``BaseQuantizeConfig.lm_head: bool =
+            # field(default=False)`` @ 007b79308764, saved into quantization_config)
+            formats["lm_head"] = dtype
         for cls in sorted(_excluded_classes(skip, layers)):
             formats[cls] = base.get(cls, base["default"])
     moe = any(k in cfg for k in ("num_local_experts", "num_experts", "n_routed_experts"))
