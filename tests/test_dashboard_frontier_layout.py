@@ -4,21 +4,13 @@ TP / EP alone: "tp 8 ep 8" and "tp 1 dp 8 ep 8" (attention DP) are two legend en
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from test_dashboard_page_helpers import app_module
 
 from perfmodel.serving.capacity import layout_label
 
-APP = Path(__file__).resolve().parents[1] / "app"
-
 
 def _charts():
-    sys.path.insert(0, str(APP))
-    try:
-        import charts_plans
-    finally:
-        sys.path.remove(str(APP))
-    return charts_plans
+    return app_module("charts_plans")
 
 
 def _point(tp: int, dp: int, ep: int, user: float, gpu: float, pp: int = 1) -> dict:

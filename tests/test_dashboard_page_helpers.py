@@ -1,8 +1,24 @@
-"""Helpers of the dashboard page tests (AppTest) that read a metric card."""
+"""Helpers of the dashboard tests: read a metric card (AppTest), import a module of app/."""
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+
 from streamlit.testing.v1 import AppTest
+
+APP = Path(__file__).resolve().parents[1] / "app"
+
+
+def app_module(name: str):
+    """The dashboard's module ``app/<name>.py``, imported as the pages import it (app/ on the
+    path only while importing)."""
+    sys.path.insert(0, str(APP))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(APP))
 
 
 def metric_card(at: AppTest, label: str) -> tuple[str, str]:

@@ -4,21 +4,12 @@ two layouts of one size and device (attention DP vs TP) are two different rows."
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
+from test_dashboard_page_helpers import app_module
 from test_dashboard_pages import page
-
-APP = Path(__file__).resolve().parents[1] / "app"
 
 
 def _planner():
-    sys.path.insert(0, str(APP))
-    try:
-        import planner_serving
-    finally:
-        sys.path.remove(str(APP))
-    return planner_serving
+    return app_module("planner_serving")
 
 
 def _candidate(layout: str, tp: int, dp: int) -> dict:

@@ -23,9 +23,9 @@ TABLE = {"A": ("mi300x", 16, 8878.0, 8.83),
          "E": ("h100-sxm5-80gb", 1024, 148.0, 14.5)}
 
 
-def _result(days=None, budget=None):
-    rows = [Row(device=d, gpus=g, plan=dict(PLAN), days=t, gpu_hours=t * 24 * g,
-                usd=m * 1e6, energy_mwh=None, bound=[]) for d, g, t, m in TABLE.values()]
+def plan_result(rows: list[Row], days=None, budget=None) -> TrainingPlanResult:
+    """A plan-training result over hand-built ``rows``, marked for ``--days`` / ``--budget``
+    as the command marks them (shared with test_plan_training_band_rule)."""
     _mark(rows, TrainingPlanInputs(model="x", tokens=1, days=days, budget_usd=budget))
     inputs = {"model": "x", "tokens": 15e12, "days": days, "budget_usd": budget,
               "global_batch": 512, "seq_len": 8192, "precision": "bf16",
@@ -34,6 +34,12 @@ def _result(days=None, budget=None):
     work = {"considered": 10, "plans_modelled": 8, "modelled": 12, "valid": 6, "fitting": 4,
             "search_seconds": 0.0, "seconds": 0.0}
     return TrainingPlanResult(inputs, rows, work)
+
+
+def _result(days=None, budget=None):
+    return plan_result([Row(device=d, gpus=g, plan=dict(PLAN), days=t, gpu_hours=t * 24 * g,
+                            usd=m * 1e6, energy_mwh=None, bound=[])
+                        for d, g, t, m in TABLE.values()], days, budget)
 
 
 def _name(row):

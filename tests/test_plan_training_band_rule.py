@@ -12,15 +12,12 @@ import io
 import json
 
 import pytest
+from test_plan_answer_rule import PLAN, plan_result
 
 from perfmodel.planning.cli import add_arguments
 from perfmodel.planning.render import render
-from perfmodel.planning.training import Row, TrainingPlanInputs, TrainingPlanResult, _mark
+from perfmodel.planning.training import Row, TrainingPlanInputs, _mark
 
-PLAN = {"tp": 1, "pp": 1, "vp": 1, "cp": 1, "dp": 1, "ep": 1, "micro_batch": 1,
-        "sequence_parallel": False, "zero_stage": 1, "recompute": "none", "schedule": "1f1b",
-        "uneven_pipeline": False, "step_time_s": 1.0, "tokens_per_s": 1.0,
-        "memory_per_gpu_bytes": 1.0, "memory_headroom": 0.5}
 BAND = (0.98, 1.5)
 #        name  GPUs  days  M USD    band's upper end: days  M USD
 TABLE = {"D": (512, 50.0, 8.0),   # 75.0   12.0
@@ -30,16 +27,9 @@ TABLE = {"D": (512, 50.0, 8.0),   # 75.0   12.0
 
 
 def _result(days=None, budget=None):
-    rows = [Row(device="h100-sxm5-80gb", gpus=g, plan=dict(PLAN), days=t, gpu_hours=t * 24 * g,
-                usd=m * 1e6, energy_mwh=None, bound=[], band=BAND) for g, t, m in TABLE.values()]
-    _mark(rows, TrainingPlanInputs(model="x", tokens=1, days=days, budget_usd=budget))
-    inputs = {"model": "x", "tokens": 15e12, "days": days, "budget_usd": budget,
-              "global_batch": 512, "seq_len": 8192, "precision": "bf16",
-              "framework": "megatron-core", "headroom": 0.05, "prices": {"basis": "-"},
-              "band": "-"}
-    work = {"considered": 10, "plans_modelled": 8, "modelled": 12, "valid": 6, "fitting": 4,
-            "search_seconds": 0.0, "seconds": 0.0}
-    return TrainingPlanResult(inputs, rows, work)
+    return plan_result([Row(device="h100-sxm5-80gb", gpus=g, plan=dict(PLAN), days=t,
+                            gpu_hours=t * 24 * g, usd=m * 1e6, energy_mwh=None, bound=[],
+                            band=BAND) for g, t, m in TABLE.values()], days, budget)
 
 
 def _name(row):
