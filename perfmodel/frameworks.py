@@ -367,6 +367,19 @@ class MoePermutation(Strict):
         return self
 
 
+class ClampedGlu(Strict):
+    """A routed expert's clamped GLU that the framework's model provider configures and runs
+    as eager PyTorch ops ahead of its fused activation kernel (frameworks_costs.
+    moe_dispatch_ops): Megatron-Core's weighted_bias_quick_geglu_impl with
+    activation_func_clamp_value clamps the gate half (max only) and the linear half (min and
+    max) and concatenates them, then calls the torch.compile'd activation."""
+
+    # ModelSpec.family values (the HF model_type, '_' read as '-') whose provider sets the clamp
+    families: tuple[str, ...]
+    limit: Float = Field(gt=0)  # the provider's activation_func_clamp_value
+    source: str
+
+
 class MoeFacts(Strict):
     """How the framework runs a rank's expert GEMMs: ``grouped_kernel`` (one grouped-GEMM
     kernel over the local experts: the profile's measured MoE tables) or ``per_expert`` (one
@@ -388,6 +401,8 @@ class MoeFacts(Strict):
     # the host waits for the GPU once per MoE layer forward to read the split sizes
     # (Megatron-Core's dispatcher / TEGroupedMLP; training.moe_dispatch_sync); "none": no sync
     host_sync: Literal["per_layer_forward", "none"] = "none"
+    # eager clamp of the expert GLU for the model families the provider clamps; None: none
+    clamped_glu: ClampedGlu | None = None
 
 
 class EagerBackward(Strict):

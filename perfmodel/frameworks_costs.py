@@ -237,6 +237,7 @@ MOE_SORT = "moe.sort"  # Permutation 2 / Unpermutation 2 (rows regrouped by loca
 MOE_EXPERT_BIAS = "moe.expert.bias"  # eager per-expert fc2 bias (TEGroupedMLP._apply_bias)
 MOE_FP8_PAD = "moe.fp8_pad"  # fp8 experts: rows padded per expert and the output unpadded
 MOE_RECV_PERMUTE = "moe.recv_permute"  # flex / allgather: received tokens -> rows by expert
+MOE_ACT_CLAMP = "moe.expert.act_clamp"  # eager clamp + concat ahead of the fused GLU kernel
 
 
 def moe_dispatcher_facts(fw: Framework | None):
@@ -308,6 +309,19 @@ def moe_dispatch_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: 
       product (read 1, write 1) and a reduction (read 1): 6 R h a bytes in 4 E/ep kernels.
       The router's probabilities are in the activation dtype (Megatron-Core router.py
       gating: ``router_dtype = input.dtype`` unless moe_router_dtype is set).
+    * Clamped GLU (``moe.clamped_glu``, models of the families listed there; Megatron-Core
+      fused_bias_geglu.weighted_bias_quick_geglu_impl with a clamp value): with X = R I_p
+      elements in each half of the fc1 output (I_p the expert intermediate size per expert-TP
+      rank), forward ``x_glu.clamp(max)`` and ``x_linear.clamp(min, max)`` (each X a read,
+      X a written) and ``torch.cat`` of the halves (2X read, 2X written): 8 X a bytes, 3
+      kernels. Backward (PyTorch autograd): cat's backward is two views; clamp_backward
+      (torch/csrc/autograd/FunctionsManual.cpp) of the linear half is
+      ``where((self >= min).logical_and_(self <= max), grad, 0)``: ge and le (X a read, X
+      one-byte masks written each), logical_and_ (2X read, X written) and where (X mask + X a
+      read, X a written), 4a + 6 bytes per element; of the gate half ``where(self <= max,
+      grad, 0)``, 3a + 2; chunk's backward concatenates the two half gradients (2X a read,
+      2X a written): (11 a + 8) X bytes, 7 kernels and 2 one-element fills (scalar_tensor).
+      Re-run with the activation under recompute_modules moe_act (recompute.MODULES).
     """
     moe = model.moe
     facts = fw.spec.moe if fw is not None else None
@@ -344,6 +358,12 @@ def moe_dispatch_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: 
         nbytes = 6.0 * routed * h * act_bytes
         fwd.append(op(MOE_EXPERT_BIAS, nbytes, routed * h, 2.0 * local + 1.0, "fwd"))
         bwd.append(op(MOE_EXPERT_BIAS + ".bwd", nbytes, routed * h, 4.0 * local, "bwd"))
+    clamp = facts.clamped_glu
+    if clamp is not None and model.gated_mlp and model.family in clamp.families:
+        half = routed * moe.expert_ffn_hidden_size / np.asarray(etp, float)  # X per half
+        fwd.append(op(MOE_ACT_CLAMP, 8.0 * half * act_bytes, 2.0 * half, 3.0, "fwd"))
+        bwd.append(op(MOE_ACT_CLAMP + ".bwd", (11.0 * act_bytes + 8.0) * half, 2.0 * half,
+                      9.0, "bwd"))
     return fwd, bwd
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import ops as O
+from .frameworks_costs import MOE_ACT_CLAMP
 from .specs.model import ModelSpec
 
 
@@ -39,7 +40,9 @@ def op_policy_split(model: ModelSpec, moe_layer: bool
 MODULES = {
     "core_attn": lambda op: op.attention_core,
     "layernorm": lambda op: op.name in ("attn.norm", "mlp.norm"),
-    "moe_act": lambda op: op.name == "moe.expert.act",
+    # the expert activation, with the framework's eager clamp ahead of it where it runs one
+    # (Megatron-Core TEGroupedMLP checkpoints bias_act_func, clamp included)
+    "moe_act": lambda op: op.name in ("moe.expert.act", MOE_ACT_CLAMP),
     "mla_up_proj": lambda op: op.name in ("attn.q_up", "attn.kv_up", "attn.rope"),
     "mlp": lambda op: op.name.startswith("mlp.") and op.name not in ("mlp.norm",
                                                                        "mlp.residual"),
