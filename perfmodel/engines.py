@@ -774,6 +774,11 @@ class OverheadFacts(Strict):
     # host time per decoder layer of an eager forward through the engine's own model code, by
     # kind of model (EagerLayerFacts); null: the bare torch dispatch figure per kernel
     eager_layer_s: EagerLayerFacts | None = None
+    # the engine loop hands a batch's tokens to the client only after it has launched the next
+    # batch (SGLang event_loop_overlap: run_batch(next), then process_batch_result(last)), so an
+    # eager next batch's host issue time delays them (serving.engine.Engine.launched); false:
+    # a batch's tokens leave when its step ends (null: not stated, the same)
+    results_after_next_launch: bool | None = None
 
 
 class EngineSpec(Strict):

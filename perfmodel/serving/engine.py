@@ -74,6 +74,9 @@ class EagerHost:
     decode_sizes: frozenset[int] | None = None
     layers: int = 0  # decoder layers of the pass (all stages)
     per_layer_s: float | None = None  # the engine's host time per layer (None: per kernel)
+    # first tokens leave after the next batch is launched (engines/<id>.yaml
+    # overheads.results_after_next_launch; Engine.launched)
+    results_after_next_launch: bool = False
 
     @property
     def seconds(self) -> float:
@@ -96,6 +99,17 @@ class EagerHost:
             return self.prefill
         return (self.decode or (self.decode_max is not None and decodes > self.decode_max)
                 or (self.decode_sizes is not None and decodes not in self.decode_sizes))
+
+    def launch_s(self, st: Step, decodes: int) -> float:
+        """Host time to issue the step ``st`` (``decodes``: its decoding sequences): the eager
+        host time where it runs without a graph, else 0 (a graph replay's issue time is not
+        counted here)."""
+        if st.kind == "iteration":
+            tokens = decodes + sum(c for _, c in st.chunks)
+            eager = self.eager(bool(st.chunks), decodes, tokens)
+        else:
+            eager = self.eager(False, decodes, decodes)
+        return self.seconds if eager else 0.0
 
     def step(self, gpu, prefill: bool, decodes: int, tokens: int = 0):
         """The step's time given the GPU's ``gpu`` (scalar or array); ``tokens``: the step's
@@ -141,7 +155,8 @@ def eager_host(spec: EngineSpec | None, cost: IterationCostModel,
                      serial=spec.overheads.eager_host == "serial",
                      tokens_per_seq=graphs.max_tokens_per_seq, tokens_cap=graphs.max_tokens,
                      decode_sizes=decode_sizes, layers=int(cost.model.num_layers),
-                     per_layer_s=per_layer_s)
+                     per_layer_s=per_layer_s,
+                     results_after_next_launch=bool(spec.overheads.results_after_next_launch))
 
 
 @dataclass(slots=True)
@@ -193,6 +208,7 @@ class Engine:
         self.samples: list[tuple[float, int]] = []  # (time, KV blocks in use)
         self.pool = None  # set by the simulator
         self.slot_in_pool = 0
+        self.fresh: list[int] = []  # requests whose first token the last iteration produced
 
     # ---- blocks --------------------------------------------------------------------------
     def used_blocks(self) -> int:
@@ -379,6 +395,30 @@ class Engine:
         st.end = float(st.cum[j])
         return True
 
+    def launched(self, st: Step | None) -> None:
+        """The step ``st`` was just launched (None: the instance goes idle). Where the engine
+        sends a batch's tokens only after launching the next batch (``EagerHost.
+        results_after_next_launch``; SGLang ``Scheduler.event_loop_overlap``: run_batch of the
+        new batch, then process_batch_result of the last), the first tokens of the iteration
+        that just ended leave once ``st``'s host issue is done: at its start + its eager host
+        time (a batch replayed from a CUDA graph, or none, adds nothing). Only first tokens
+        (TTFT) move; the later tokens' times are left as they are."""
+        fresh = self.fresh
+        if not fresh:
+            return
+        self.fresh = []
+        if st is None:
+            return
+        if st.kind == "iteration":
+            decodes = 0 if st.dec_idx is None else int(st.dec_idx.size)
+        else:
+            decodes = self.n
+        t = st.start + self.host.launch_s(st, decodes)
+        reqs = self.reqs
+        reqs.first[fresh] = np.maximum(reqs.first[fresh], t)
+        end = reqs.finish[fresh]  # a one-token request leaves with its first token
+        reqs.finish[fresh] = np.where(np.isnan(end), end, np.maximum(end, t))
+
     # ---- completing a step -------------------------------------------------------------------
     def complete(self, now: float) -> list[int]:
         """Apply the finished step; returns the request ids that finished (and left)."""
@@ -439,6 +479,8 @@ class Engine:
                 rid = int(self.rid[s])
                 if math.isnan(reqs.first[rid]):
                     reqs.first[rid] = now
+                    if self.host is not None and self.host.results_after_next_launch:
+                        self.fresh.append(rid)
                 elif not math.isnan(self.last[s]):
                     reqs.slot_gaps(np.array([now - self.last[s]]), self.rid[s:s + 1])
                 reqs.tokens_at(now, self.rid[s:s + 1])

@@ -89,6 +89,7 @@ class Simulation:
     def _kick(self, e: Engine, now: float) -> None:
         step = self.schedulers[e.index].next(e, now)
         e.step = step
+        e.launched(step)  # first tokens that leave after this launch (Engine.launched)
         if step is None:
             e.idle_sample(now)
             return
