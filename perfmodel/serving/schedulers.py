@@ -333,7 +333,7 @@ class DecodeOnly(Scheduler):
 
 
 @register("inflight")
-class InflightBatching(Scheduler):
+class InflightBatching(ReceivingScheduler):
     """TensorRT-LLM's in-flight batching with its default policies.
 
     Capacity (``GUARANTEED_NO_EVICT``, the executor's default ``SchedulerConfig``,
@@ -349,16 +349,31 @@ class InflightBatching(Scheduler):
     the cut rounded down to whole KV blocks (``setCtxRequestsChunkSize<kFIRST_COME_FIRST_
     SERVED>``, chunk unit = tokens_per_block). A context longer than the budget on an empty
     instance runs alone (TensorRT-LLM would refuse it: max_num_tokens < max input length).
+
+    When a request is seen: with the engine fact ``scheduler.async_scheduling`` (the PyTorch
+    backend's overlap scheduler, on by default: engines/trtllm.yaml source trtoverlap) one step
+    later than at the iteration boundary (``IntervalReceiver``, interval 1): PyExecutor
+    ``_executor_loop_overlap`` fetches new requests, schedules and launches batch j, and only
+    then waits for batch j - 1 and sends its tokens, so a request sent when batch j - 1's
+    token comes out is fetched by the loop that schedules batch j + 2. Without the fact (the
+    0.5 - 0.6 family, pipeline parallelism: ``_executor_loop_pp``) at the next boundary.
     """
 
     chunked = False
 
-    def next(self, e: Engine, now: float) -> Step | None:
+    def receiver(self, facts: SchedulerFacts | None,
+                 recv_interval: int) -> IntervalReceiver | None:
+        on = facts is not None and bool(facts.async_scheduling)
+        return IntervalReceiver(1) if on else None
+
+    def decide(self, e: Engine, now: float) -> Step | None:
+        """One iteration; it admits only the queued requests the scheduler has seen."""
         reqs = e.reqs
         n = e.n
         dec = e.done[:n] == e.target[:n]
         n_dec = int(np.count_nonzero(dec))
-        if n_dec == n and not e.waiting:
+        seen = self.seen(e)
+        if n_dec == n and not seen:
             return self.decode_run(e, now) if n else None
         budget = self.budget - n_dec  # generation requests come first in the active list
         chunks: list[tuple[int, int]] = []
@@ -370,7 +385,7 @@ class InflightBatching(Scheduler):
             chunks.append((slot, c))
             budget -= c
         free = e.free_blocks()
-        while e.waiting and e.n < e.max_batch:
+        while seen and e.n < e.max_batch:
             rid = e.waiting[0]
             q = int(reqs.prompt[rid] + reqs.gen[rid])
             if q <= budget:
@@ -388,6 +403,7 @@ class InflightBatching(Scheduler):
                 break
             free -= need
             budget -= c
+            seen -= 1
             slot = e.admit_head(now, q, reserve=need)
             chunks.append((slot, c))
         return self.mixed_step(e, now, chunks, n_dec)
