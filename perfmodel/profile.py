@@ -18,7 +18,6 @@ constants taken from published microbenchmarks (documented in calibration/defaul
 labelled uncalibrated in every output.
 """
 
-from __future__ import annotations
 
 from functools import cached_property
 from itertools import pairwise
@@ -55,7 +54,7 @@ class Curve(Strict):
     values: tuple[float, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _check(self) -> Curve:
+    def _check(self) -> "Curve":
         if len(self.axes) != len(self.log2_grid):
             raise SpecError("curve: one log2_grid per axis is required")
         size = int(np.prod([len(g) for g in self.log2_grid])) if self.axes else 1
@@ -152,7 +151,7 @@ class FitError(Strict):
     log_ratio_quantiles: tuple[Float, ...] | None = None
 
     @model_validator(mode="after")
-    def _check_quantiles(self) -> FitError:
+    def _check_quantiles(self) -> "FitError":
         q = self.log_ratio_quantiles
         if q is not None and (len(q) != len(RESIDUAL_LEVELS)
                               or any(b < a for a, b in pairwise(q))):

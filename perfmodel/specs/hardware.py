@@ -18,7 +18,6 @@ fields to source ids). Conventions (from shared/reference/hardware_reference.md)
   capacity (``usable_memory_source`` says which).
 """
 
-from __future__ import annotations
 
 from itertools import pairwise
 from typing import Literal
@@ -79,7 +78,7 @@ class DeviceSpec(Strict):
     notes: str | None = None
 
     @model_validator(mode="after")
-    def _check_peaks(self) -> DeviceSpec:
+    def _check_peaks(self) -> "DeviceSpec":
         unknown = set(self.peak_tflops) - set(PEAK_KEYS)
         if unknown:
             raise SpecError(

@@ -6,7 +6,6 @@ totals): GQA/MQA through ``num_kv_heads``, MLA (DeepSeek-V2/V3) through ``mla``,
 shared experts, dense leading layers).
 """
 
-from __future__ import annotations
 
 from typing import ClassVar, Literal
 
@@ -68,7 +67,7 @@ class MoESpec(Strict):
     topk_group: Int | None = Field(default=None, ge=1, le=MAX_WIDTH)
 
     @model_validator(mode="after")
-    def _check(self) -> MoESpec:
+    def _check(self) -> "MoESpec":
         if self.top_k > self.num_experts:
             raise SpecError(
                 f"moe.top_k ({self.top_k}) must be <= moe.num_experts ({self.num_experts})"
@@ -162,7 +161,7 @@ class _RecurrentState(Strict):
                         "follow the engine's memory.state_dtype rule")
 
     @model_validator(mode="after")
-    def _generic_state(self) -> _RecurrentState:
+    def _generic_state(self) -> "_RecurrentState":
         # perfmodel's generic rule until an engine's replaces it (the fields are derived)
         object.__setattr__(self, "state_bytes", nbytes(self.ssm_dtype or MODEL_DTYPE))
         return self
@@ -274,7 +273,7 @@ class CompressedAttentionSpec(Strict):
         return 2 if ratio == self.sparse_ratio else 1
 
     @model_validator(mode="after")
-    def _check(self) -> CompressedAttentionSpec:
+    def _check(self) -> "CompressedAttentionSpec":
         if any(r < 0 for r in self.ratios):
             raise SpecError("compressed_attention.ratios must be >= 0 (0: window only)")
         return self
@@ -399,7 +398,7 @@ class ModelSpec(Strict):
     notes: str | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> ModelSpec:
+    def _check(self) -> "ModelSpec":
         kv = self.kv_heads
         if self.num_heads % kv:
             raise SpecError(

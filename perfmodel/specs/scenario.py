@@ -6,7 +6,6 @@ edge, so the core only ever sees complete, consistent specs. A model id or path 
 the zoo when a scenario is validated (imported then, not when this module is).
 """
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -295,7 +294,7 @@ class LengthDistribution(Strict):
         return data
 
     @model_validator(mode="after")
-    def _check(self) -> LengthDistribution:
+    def _check(self) -> "LengthDistribution":
         if self.kind == "fixed" and self.value is None:
             raise SpecError("a fixed length needs 'value' (or write the integer itself)")
         if self.kind == "uniform" and (self.min is None or self.max is None):
@@ -321,7 +320,7 @@ class ArrivalConfig(Strict):
     concurrency: Int | None = Field(default=None, ge=1, le=MAX_REQUESTS)
 
     @model_validator(mode="after")
-    def _check(self) -> ArrivalConfig:
+    def _check(self) -> "ArrivalConfig":
         if self.process == "closed":
             if self.concurrency is None:
                 raise SpecError("serving.arrival.concurrency: arrival process 'closed' needs "
@@ -469,7 +468,7 @@ class EngineConfig(Strict):
         return value
 
     @model_validator(mode="after")
-    def _check_overrides(self) -> EngineConfig:
+    def _check_overrides(self) -> "EngineConfig":
         given = sorted(self.model_fields_set - {"name"})
         if self.name == "generic" and given:
             raise SpecError(f"engine.{given[0]}: the generic engine has no {given[0]}; "
@@ -584,7 +583,7 @@ class Scenario(TopLevel):
         return data
 
     @model_validator(mode="after")
-    def _check_sections(self) -> Scenario:
+    def _check_sections(self) -> "Scenario":
         if self.kind == "training" and self.training is None:
             raise SpecError("kind 'training' needs a 'training' section "
                             "(seq_len, global_batch, ...)")
