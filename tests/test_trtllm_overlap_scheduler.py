@@ -74,14 +74,17 @@ def test_overlap_scheduler_sees_a_request_one_step_later():
 @pytest.mark.parametrize("version,on", [(None, True), ("0.6.1", False)])
 def test_the_engine_files_say_which_loop_runs(version, on):
     """engines/trtllm.yaml (PyTorch backend, 1.0 on): the overlap loop by default, not with
-    pipeline parallelism (_executor_loop_pp); the 0.5 - 0.6 family (GptSession, no request
-    loop) states none."""
+    pipeline parallelism (_executor_loop_pp), and its tokens leave after the next launch; the
+    0.5 - 0.6 family (GptSession, no request loop) states neither."""
     from perfmodel.engines import engine_for
     from perfmodel.specs.scenario import EngineConfig
 
     cfg = EngineConfig(name="trtllm") if version is None else EngineConfig(name="trtllm",
                                                                           version=version)
-    facts = engine_for(cfg).scheduler
+    spec = engine_for(cfg)
+    facts = spec.scheduler
     assert bool(facts.async_scheduling) is on
+    # the same loop sends batch j - 1's tokens after batch j's launch (_process_previous_batch)
+    assert bool(spec.overheads.results_after_next_launch) is on
     if on:
         assert facts.async_scheduling_with_pp is False
