@@ -380,6 +380,18 @@ class ClampedGlu(Strict):
     source: str
 
 
+class RopeUnfused(Strict):
+    """Rotary embeddings the framework runs as eager PyTorch ops for the model families its
+    providers configure with a YaRN concentration factor (mscale) other than 1: Megatron-Core's
+    apply_rotary_pos_emb then falls back from TE's fused RoPE, which takes no mscale, to
+    _apply_rotary_pos_emb_bshd (frameworks_costs.rope_unfused_ops)."""
+
+    # ModelSpec.family values (the HF model_type, '_' read as '-') whose provider sets it
+    families: tuple[str, ...]
+    mscale: Float = Field(gt=0)  # the provider's YaRN concentration factor
+    source: str
+
+
 class MoeFacts(Strict):
     """How the framework runs a rank's expert GEMMs: ``grouped_kernel`` (one grouped-GEMM
     kernel over the local experts: the profile's measured MoE tables) or ``per_expert`` (one
@@ -525,6 +537,7 @@ class FrameworkSpec(Strict):
     # None: no fact, every GEMM in fp8 (the base charge)
     fp8_scope: Fp8ScopeFacts | None = None
     moe: MoeFacts | None = None  # None: a grouped kernel (the profile's MoE tables)
+    rope_unfused: RopeUnfused | None = None  # None: RoPE as perfmodel's one fused kernel
     eager_backward: EagerBackward | None = None  # None: no backward-only eager kernels
     # None: the framework has no EP all-to-all / compute overlap in training
     moe_a2a_overlap: MoeA2aOverlapFacts | None = None

@@ -367,6 +367,42 @@ def moe_dispatch_ops(fw: Framework | None, model: ModelSpec, tokens: Array, tp: 
     return fwd, bwd
 
 
+ROPE_UNFUSED = "attn.rope.unfused"  # the eager RoPE's bytes and kernels beyond the fused op's
+
+
+def rope_unfused_ops(fw: Framework | None, model: ModelSpec, fwd: list[O.Op],
+                     act_bytes: float) -> tuple[list[O.Op], list[O.Op]]:
+    """(forward, backward) extra operators of the RoPE a framework runs unfused for this model
+    (frameworks/<id>.yaml ``rope_unfused``): one per ``attn.rope`` operator of ``fwd``, with
+    the eager chain's bytes and kernels beyond perfmodel's fused kernel (forward 2 E a bytes,
+    backward twice that, ops.backward).
+
+    Megatron-Core _apply_rotary_pos_emb_bshd (rope_utils.py @92c8482e and @44151194), per
+    element of q and k (E in all, a bytes each; rot_dim = head_dim, so ``t[..., :rot_dim]`` is
+    t itself and ``t_pass`` is empty): forward ``t * cos_`` (2 E a), ``_rotate_half``'s neg of
+    one half (E a) and cat (2 E a), ``* sin_`` (2 E a), the add (3 E a) and the final
+    ``torch.cat((t, t_pass))`` (2 E a): 12 E a bytes; per call (q, k) those 6 kernels and 6
+    small ones on the [s, 1, 1, d] fp32 freqs (cos, sin, * mscale, .to): 24 kernels.
+    Backward (autograd): ``g * sin_`` (2 E a), the neg (E a), chunk's cat of the half
+    gradients (2 E a), ``g * cos_`` (2 E a) and the sum of t's two gradients (3 E a):
+    10 E a bytes in 10 kernels (the empty ``t_pass`` slice's zero-filled gradient, if autograd
+    builds one, is not counted).
+    Extra: forward 10 E a bytes and 24 - 1 kernels, backward 6 E a and 10 - 1."""
+    facts = fw.spec.rope_unfused if fw is not None else None
+    if facts is None or facts.mscale == 1.0 or model.family not in facts.families:
+        return [], []
+    f: list[O.Op] = []
+    b: list[O.Op] = []
+    for op in fwd:
+        if op.name != "attn.rope":
+            continue
+        e = op.shape[0]
+        f.append(_extra(op, ROPE_UNFUSED, e, 10.0 * act_bytes, 23.0))
+        b.append(replace(_extra(op, ROPE_UNFUSED + ".bwd", e, 6.0 * act_bytes, 9.0),
+                         phase="bwd"))
+    return f, b
+
+
 def loss_chain(fw: Framework | None, head: list[O.Op]) -> list[O.Op]:
     """The loss run as an eager chain (torchtitan: .float() then log_softmax, outside the
     compiled region)."""

@@ -257,6 +257,8 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
         zero = effective_zero_stage(plan)
         merge_f, merge_b = FC.cp_merge_ops(fw, model, plan.micro_batch * plan.seq_len / plan.cp,
                                            plan.tp, plan.cp)
+        rope_f, rope_b = FC.rope_unfused_ops(fw, model, fwd, prec.act)  # eager YaRN RoPE
+        merge_f, merge_b = merge_f + rope_f, merge_b + rope_b
         if kind == "moe":  # the dispatcher's row copies and an eager expert bias
             perm_f, perm_b = FC.moe_dispatch_ops(
                 fw, model, plan.micro_batch * plan.seq_len / plan.cp, plan.tp,

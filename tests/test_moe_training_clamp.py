@@ -84,3 +84,4 @@ def test_step_runs_it_per_layer_and_microbatch_and_recomputes_it_with_moe_act():
     rec = _calls(_scenario(recompute="selective", modules=["moe_act"]))
     assert rec[FC.MOE_ACT_CLAMP + ".recompute"] == pytest.approx(180.0)
     assert rec["moe.expert.act.recompute"] == pytest.approx(180.0)
+
