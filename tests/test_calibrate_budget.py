@@ -27,6 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 torch = pytest.importorskip("torch")
 
 
+# Wall-clock bounds here are hang guards, not speed targets (those live in benchmarks/): each
+# step takes well under a tenth of this idle, and what issue 12 fixed ran for minutes.
+HANG_S = 60.0
+
+
 @pytest.fixture(scope="module")
 def ctx():
     return B.Context("cpu", quick=True)
@@ -40,7 +45,8 @@ def test_measure_stops_at_the_deadline_after_one_timed_call():
     m = measure(lambda: time.sleep(0.02), CpuClock(), rule, deadline=t0 + 0.2)
     elapsed = time.perf_counter() - t0
     assert m.stopped_by == "deadline" and not m.converged
-    assert 1 <= m.n < 10 and elapsed < 0.2 + 0.3  # no call started that would end past it
+    assert 1 <= m.n < 10  # no call started that would end past it (10 calls = 0.2 s)
+    assert elapsed < HANG_S, f"{elapsed:.2f} s"
     # a deadline already past still gives one warm-up and one timed call, never zero samples
     m = measure(lambda: None, CpuClock(), rule, deadline=time.perf_counter() - 1)
     assert m.n == 1 and m.median_s >= 0 and m.stats()["ci_rel"] is None
@@ -135,7 +141,7 @@ def test_a_dtype_fifty_times_slower_than_the_best_is_unsupported():
 def test_the_probe_times_a_real_gemm_in_bounded_time(ctx):
     t0 = time.perf_counter()
     recs = [P.run_probe(ctx, p) for p in P.probe_points(["fp32", "bf16", "fp32"])]
-    assert time.perf_counter() - t0 < 2 * (B.sweeps()["probe"]["max_s"] + 1)
+    assert time.perf_counter() - t0 < HANG_S  # a hang guard (idle: ~2 x (max_s + 1) s)
     assert [r["params"]["dtype"] for r in recs] == ["fp32", "bf16"]
     assert all(r["status"] == "ok" and r["time_s"] > 0 for r in recs)
     assert all(r.gflops > 0 for r in P.rates(recs).values())
@@ -152,10 +158,9 @@ def test_a_sweep_out_of_budget_keeps_what_it_measured_and_says_so(tmp_path, ctx,
     t0 = time.perf_counter()
     _kernels(ctx, points, store, budget, run_start="run-1")
     # bounded: the dtype probe (at most a warm-up and a timed call past its max_s per dtype),
-    # the 1.5 s budget, one call past each deadline; unbounded (minutes) before issue 12
-    dtypes = {p.params["dtype"] for p in points if p.bench == "gemm"}
-    probe_s = len(dtypes) * 2 * B.sweeps()["probe"]["max_s"]
-    assert time.perf_counter() - t0 < probe_s + 1.5 + 3.0
+    # the 1.5 s budget, one call past each deadline (~12 s idle); unbounded (minutes) before
+    # issue 12. A hang guard, not a speed target: a loaded 2-core machine took 16 s.
+    assert time.perf_counter() - t0 < HANG_S
     recs = RawStore(tmp_path / "b.raw.jsonl").records()
     budgets = {r["params"]["table"]: r["stats"] for r in recs if r["bench"] == "budget"}
     assert set(budgets) == {"memory", "gemm"}
