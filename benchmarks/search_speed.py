@@ -25,12 +25,16 @@ they can outnumber the plans; they are printed, never divided by.
   (the interpreter's start; imports of numpy, of pydantic and of the package's modules; data
   files and spec validation, incl. pydantic's first validator build; the search; the row
   predictions; the interpreter's exit, i.e. the process's CPU past the last step, after
-  ``gc.freeze()`` as the CLI's main does), parse cache warm as in the CLI.
+  ``gc.freeze()`` and by ``os._exit`` as the CLI's main ends plan-training,
+  ``perfmodel.cli.FAST_EXIT``), parse cache warm as in the CLI.
 * summary: the figures issue 10 item 5 asks for on one line -- plans evaluated, whole-process
   wall seconds and plans/s (wall and CPU), search-only plans/CPU-s, the numpy floor and its
   ratios, the import time -- and what 10^6 plans/s would leave for the whole process.
-* process floor: a fresh process that only starts the interpreter, imports numpy and pydantic
-  and builds one pydantic validator -- what any fresh process of this design pays before
+* process floor: a fresh process that only starts the interpreter, imports numpy (with
+  OpenBLAS at one thread, as ``perfmodel.planning.cli`` starts it: a thread pool started at
+  import costs ~30-50 ms of CPU here, which the CLI does not pay) and pydantic and builds
+  one pydantic validator (pydantic's plugin search off, as the CLI has it) -- what any fresh
+  process of this design pays before
   perfmodel's own code runs; with the search's own CPU time added, the most plans per
   CPU-second a fresh ``plan-training`` process could reach if everything else were free.
 * numpy floor: every numpy call the sweep makes on mesh arrays is recorded (ufunc, method,
@@ -154,7 +158,7 @@ def replay_seconds(log: list, repeats: int = 3) -> tuple[float, int]:
 
 
 PHASES = """
-import gc, json, sys, time
+import gc, json, os, sys, time
 t0 = time.process_time()
 marks = {"interpreter start": t0}  # the process's CPU before its first line
 def mark(name):
@@ -162,6 +166,8 @@ def mark(name):
     t = time.process_time()
     marks[name] = marks.get(name, 0.0) + t - t0
     t0 = t
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as perfmodel.planning.cli, before numpy
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # as perfmodel.planning.cli
 import numpy  # what the CLI imports, split: numpy, pydantic, then the package's own modules
 mark("import numpy")
 import pydantic
@@ -200,10 +206,17 @@ mark("row predictions (bands, energy)")
 marks["_end"] = time.process_time()  # the parent adds the interpreter's exit: its CPU past this
 print(json.dumps(marks))
 gc.freeze()  # as the CLI's main before the interpreter exits
+import atexit
+sys.stdout.flush()  # and as plan-training's end (perfmodel.cli.FAST_EXIT): no finalisation
+atexit._run_exitfuncs()
+os._exit(0)
 """
 
 
 FLOOR = """
+import os
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the CLI starts numpy (planning.cli)
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # as the CLI (planning.cli)
 import numpy
 from pydantic import BaseModel
 class Floor(BaseModel):
