@@ -80,8 +80,11 @@ class TrainPlan:
 
     @classmethod
     def from_scenario(cls, sc: Scenario) -> TrainPlan:
+        """The scenario's plan; a training precision its device cannot run is refused here
+        (``check_training_precision``), the one door predict, search and the API share."""
         p, t = sc.parallelism, sc.training
         assert t is not None
+        check_training_precision(sc.system.device, t.precision)
         # an unset dp takes the remaining GPUs (a fraction here is reported by the rules)
         dp = p.dp if p.dp is not None else sc.system.num_gpus / (p.tp * p.pp * p.cp)
         dp = int(dp) if float(dp).is_integer() else dp
@@ -118,6 +121,57 @@ class TrainPlan:
             return stage_3_reshards_under_pp(self.framework)
         raise SpecError("parallelism.reshard_after_forward: a sweep mixing pp = 1 and pp > 1 "
                         "must set it explicitly (true or false)")
+
+#: why a device without fp8 tensor cores cannot train in fp8: the fp8 GEMMs of every training
+#: stack need them, and they refuse to run rather than fall back. Transformer Engine (Megatron-Core,
+#: NeMo, DeepSpeed's fp8): transformer_engine/pytorch/quantization.py check_fp8_support "Device
+#: compute capability 8.9 or higher required for FP8 execution." (NVIDIA/TransformerEngine
+#: @d0067d0d; fp8.py in earlier releases); torchao float8 (torchtitan) runs torch._scaled_mm,
+#: which needs compute capability 8.9+ (or MI300+). A device has them when its
+#: ``peak_tflops.fp8`` is non-null (``formats.native_formats``). Inference is another fact: the
+#: engines run fp8 weights weight-only there (W8A16 Marlin; engines/<id>.yaml
+#: ``quantization.formats.fp8.without_tensor_cores``), so fp8 inference is not refused here.
+NO_FP8_TRAINING = ("no fp8 tensor cores (peak_tflops.fp8 is null; Transformer Engine needs "
+                   "compute capability 8.9+)")
+
+
+def training_precision_problem(device, precision: str) -> str | None:
+    """Why ``device`` (a DeviceSpec or its id) cannot train at ``precision``, else None: the
+    one rule behind ``check_training_precision`` (predict, search, the API) and plan-training's
+    per-device skip (``planning.training.precision_skip``)."""
+    from .formats import native_formats
+
+    if precision != "fp8":
+        return None
+    if isinstance(device, str):
+        from .specs.registry import get_device
+
+        device = get_device(device)
+    return None if "fp8" in native_formats(device) else NO_FP8_TRAINING
+
+
+def fp8_training_devices() -> list[str]:
+    """Ids of the shipped devices that can train in fp8 (read on the error path only)."""
+    from .specs.registry import devices, get_device
+
+    return [d for d in devices() if training_precision_problem(get_device(d), "fp8") is None]
+
+
+def check_training_precision(device, precision: str) -> None:
+    """One SpecError naming training.precision when ``device`` cannot train at ``precision``
+    (``training_precision_problem``), with what would be valid."""
+    why = training_precision_problem(device, precision)
+    if why is None:
+        return
+    if isinstance(device, str):
+        from .specs.registry import get_device
+
+        device = get_device(device)
+    wide = [f for f in ("bf16", "fp16") if device.peak_tflops.get(f)] or ["fp32"]
+    raise SpecError(f"training.precision: {precision} on {device.id}: {why}; use "
+                    f"{' or '.join(wide)} on {device.id}, or an fp8-capable device "
+                    f"({', '.join(fp8_training_devices())})")
+
 
 @dataclass(frozen=True)
 class InferPlan:

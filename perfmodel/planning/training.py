@@ -684,17 +684,15 @@ def capabilities_note(framework: str) -> str | None:
 
 
 def precision_skip(device: str, precision: str) -> str | None:
-    """Why ``device`` is skipped for ``precision`` (None: planned): fp8 training needs fp8
-    tensor cores (``formats.native_formats``: a non-null ``peak_tflops.fp8``); Transformer
-    Engine refuses fp8 below compute capability 8.9 (transformer_engine/pytorch/fp8.py
-    ``check_fp8_support``: "Device compute capability 8.9 or higher required for FP8
-    execution."), so a row there would be a bf16 run priced as fp8."""
-    from ..formats import native_formats
+    """Why ``device`` is skipped for ``precision`` (None: planned): the rule predict, search
+    and the API refuse such a scenario by (``plan.training_precision_problem``: fp8 training
+    needs fp8 tensor cores, sources there), so a row there would be a bf16 run priced as fp8."""
+    from ..plan import training_precision_problem
 
-    if precision != "fp8" or "fp8" in native_formats(registry.get_device(device)):
+    why = training_precision_problem(registry.get_device(device), precision)
+    if why is None:
         return None
-    return (f"{device}: skipped for --precision fp8: no fp8 tensor cores (peak_tflops.fp8 is "
-            "null; Transformer Engine needs compute capability 8.9+); plan it with "
+    return (f"{device}: skipped for --precision {precision}: {why}; plan it with "
             "--precision bf16")
 
 
