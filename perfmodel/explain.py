@@ -22,6 +22,7 @@ from .power import inference_energy, phase_timeline, prediction_energy_fields, t
 from .prediction import OpReport, Prediction
 from .resolve import Resolved
 from .roofline import OpTimes
+from .specs.registry import proxy_of
 from .specs.system import System
 from .training import TrainingResult, flops_utilization
 
@@ -53,6 +54,15 @@ def capacity_fields(total_bytes: float, system: System) -> dict:
     return {"memory_capacity_bytes": memory_capacity_bytes(system.device),
             "memory_capacity_basis": capacity_basis(system.device), "fits": fits,
             "runnable": fits, "not_runnable_reason": warning[0] if warning else None}
+
+
+def calibration_summary(profile, device) -> dict:
+    """The prediction's ``calibration``: the profile's summary, and ``proxy`` (device, why,
+    differs, basis) when it is the profile of the device's ``calibration_proxy`` borrowed
+    for it (same silicon; ``specs.registry.borrow_profile``)."""
+    out = profile.summary()
+    proxy = proxy_of(profile, device)
+    return {**out, "proxy": proxy} if proxy else out
 
 
 def op_reports(times: OpTimes, counts: list) -> list[OpReport]:
@@ -107,7 +117,7 @@ def training_prediction(rs: Resolved, plan: TrainPlan, r: TrainingResult) -> Pre
     energy = training_energy(system, {k: _f(v) for k, v in r.time.items()}, ops, _f(r.tokens))
     return Prediction(
         kind="training", name=sc.name, model=sc.model.id, device=system.device.id,
-        num_gpus=n, calibration=profile.summary(), step_time_s=step,
+        num_gpus=n, calibration=calibration_summary(profile, system.device), step_time_s=step,
         tokens_per_s=_f(r.tokens) / step, tflops_per_gpu=tflops / 1e12,
         hardware_tflops_per_gpu=_f(r.hardware_flops) / step / n / 1e12, **util,
         num_microbatches=_f(r.num_microbatches), memory_per_gpu_bytes=total_mem,
@@ -171,7 +181,7 @@ def inference_prediction(rs: Resolved, r: InferenceResult) -> Prediction:
         _f(r.ttft), _f(r.e2e), _f(r.tokens_per_s) * _f(r.e2e))
     return Prediction(
         kind="inference", name=sc.name, model=sc.model.id, device=system.device.id,
-        num_gpus=system.num_gpus, calibration=profile.summary(), ttft_s=_f(r.ttft),
+        num_gpus=system.num_gpus, calibration=calibration_summary(profile, system.device), ttft_s=_f(r.ttft),
         tpot_s=_f(r.tpot), e2e_latency_s=_f(r.e2e), prefill_time_s=_f(r.prefill.time),
         tokens_per_s=_f(r.tokens_per_s), max_concurrent_sequences=_f(r.max_concurrent_sequences),
         decode_tokens_per_s=_f(r.decode_tokens_per_s),

@@ -97,6 +97,10 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
     if p.name:
         title = f"{p.name} -- {title}"
     out = [title, f"calibration: {p.calibration['label']} ({p.calibration['id']})", ""]
+    proxy = p.calibration.get("proxy")
+    if proxy:  # a profile borrowed by the device's calibration_proxy (same silicon)
+        out[-1:-1] = [f"  borrowed from {proxy['device']}: {proxy['basis']}",
+                      f"  differs: {proxy['differs']}"]
     if p.kind == "training":
         head = [
             ("step time", seconds(p.step_time_s)),

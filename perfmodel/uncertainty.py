@@ -650,6 +650,12 @@ def quantity_ratios(pred, profile: CalibrationProfile, scenario=None,
     groups = shipped_groups() if groups is None else groups
     calib = calibration_ratios(pred, profile, scenario)
     stack, dev = stack_of(scenario), device_class(pred.device)
+    # a profile borrowed by the device's calibration_proxy (same silicon): its residuals are
+    # the proxied device's held-out kernel residuals, said as such; they do not measure the
+    # transfer to this device (docs/calibration.md "Calibration by proxy")
+    proxy = (getattr(pred, "calibration", None) or {}).get("proxy")
+    borrowed = (f" (borrowed: {proxy['device']}'s tables' held-out residuals, measured on "
+                f"{proxy['device']}, not on {pred.device})") if proxy else ""
     out: dict[str, tuple[tuple[float, float] | None, str]] = {}
     for quantity in dict.fromkeys(q for q, _ in RANGE_KEYS[pred.kind].values()):
         a = calib.get(quantity, (1.0, 1.0))
@@ -659,7 +665,8 @@ def quantity_ratios(pred, profile: CalibrationProfile, scenario=None,
                                    f"of >= {MIN_GROUP_CASES} comparable cases from >= "
                                    f"{MIN_GROUP_SOURCES} sources")
             continue
-        how = [f"calibration residuals {a[0]:.2f}-{a[1]:.2f}x"] if a != (1.0, 1.0) else []
+        how = [f"calibration residuals {a[0]:.2f}-{a[1]:.2f}x{borrowed}"] if a != (1.0, 1.0) \
+            else []
         if not b:  # kernel-level error only: says nothing about the model's structure
             how.append("no validation group: kernel-level error only, narrower than the "
                        "end-to-end error (docs/uncertainty.md)")

@@ -39,6 +39,22 @@ class ScaleUpLink(Strict):
     bandwidth_gbps_bidir: Float = Field(gt=0)
 
 
+class CalibrationProxy(Strict):
+    """The device whose measured calibration profile this one borrows because it is the same
+    silicon (same die, same kernels), with what differs (memory, clocks, power, fabric).
+
+    A profile stores efficiencies as fractions of the device's own roofline (peak FLOP/s,
+    HBM bandwidth, link bandwidth: ``perfmodel.profile``), so the borrowed curves are applied
+    to this device's own peaks and bandwidths; the few absolute rates a profile holds are
+    rescaled (``perfmodel.specs.registry.borrow_profile``; docs/calibration.md "Calibration by
+    proxy"). Only for the same die: a different die or architecture is no proxy."""
+
+    device: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")  # a device with its own profile
+    why: str = Field(min_length=10)  # the same silicon, as the datasheet says it
+    differs: str = Field(min_length=3)  # what is not the same (memory, clocks, TDP, fabric)
+    sources: list[str] = Field(min_length=1)  # ids of this file's ``sources`` that say so
+
+
 class DeviceSpec(Strict):
     """One accelerator (or a CPU used as a calibration target)."""
 
@@ -73,6 +89,9 @@ class DeviceSpec(Strict):
     host_link: str | None = None  # interconnect id, e.g. pcie-gen4-x16
     scale_up: ScaleUpLink | None = None
     default_node: str | None = None  # node preset id used when a scenario names none
+    # the same silicon as a device with a measured profile: its profile is borrowed
+    # (``CalibrationProxy``; perfmodel.specs.registry.reference_profile)
+    calibration_proxy: CalibrationProxy | None = None
     sources: list[Source] = Field(min_length=1)
     field_sources: dict[str, list[str]] = Field(default_factory=dict)
     notes: str | None = None
@@ -95,7 +114,20 @@ class DeviceSpec(Strict):
                                 f"({self.memory_gb:g}): the driver reports at most the nominal "
                                 "capacity")
         self._check_power()
+        self._check_proxy()
         return self
+
+    def _check_proxy(self) -> None:
+        proxy = self.calibration_proxy
+        if proxy is None:
+            return
+        if proxy.device == self.id:
+            raise SpecError(f"calibration_proxy.device: {self.id!r} cannot be its own proxy")
+        known = {s.id for s in self.sources}
+        missing = [s for s in proxy.sources if s not in known]
+        if missing:
+            raise SpecError(f"calibration_proxy.sources: {missing} are not ids of this file's "
+                            f"sources ({sorted(k for k in known if k)})")
 
     def _check_power(self) -> None:
         """idle < min limit <= TDP <= max limit, where given."""

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from ..errors import SpecError, unknown_id
 from ..paths import data_dir
-from .common import validate
+from .common import Source, validate
 from .hardware import DeviceSpec, InterconnectSpec, NodeSpec
 from .model import ModelSpec
 
@@ -38,10 +38,11 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
-    "MAX_ALIAS_NODES", "MAX_DEPTH", "MAX_DOCUMENT_BYTES", "MAX_RECORDS_BYTES", "cached_bytes",
-    "decode_text", "default_profile", "devices", "get_device", "get_interconnect", "get_model",
-    "get_node", "ids", "interconnects", "load_file", "load_profile", "models", "nodes",
-    "parse_cache", "parse_json", "parse_yaml", "profile_for", "read_bytes", "read_json",
+    "MAX_ALIAS_NODES", "MAX_DEPTH", "MAX_DOCUMENT_BYTES", "MAX_RECORDS_BYTES", "borrow_profile",
+    "cached_bytes", "decode_text", "default_profile", "devices", "get_device",
+    "get_interconnect", "get_model", "get_node", "ids", "interconnects", "load_file",
+    "load_profile", "models", "nodes", "parse_cache", "parse_json", "parse_yaml", "profile_for",
+    "proxy_of", "proxy_source", "read_bytes", "read_json",
     "read_mapping", "read_text", "read_yaml", "reference_profile", "yaml_loader",
 ]
 
@@ -631,11 +632,117 @@ def default_profile() -> CalibrationProfile:
 
 
 def reference_profile(device_id: str) -> CalibrationProfile | None:
-    """The shipped reference profile of a device, if any (calibration/<id>.reference.json)."""
+    """The shipped reference profile of a device, if any (calibration/<id>.reference.json);
+    else, for a device whose file names a ``calibration_proxy`` (the same silicon as a device
+    with a reference profile), that device's profile borrowed for it (``borrow_profile``)."""
     try:
         return _load_named(f"{device_id}.reference.json")
     except SpecError:
+        pass
+    if device_id not in ids("device"):
         return None
+    return _proxied_profile(device_id)
+
+
+@cache
+def _proxied_profile(device_id: str) -> CalibrationProfile | None:
+    source = proxy_source(get_device(device_id))
+    if source is None:
+        return None
+    return borrow_profile(_load_named(f"{source.id}.reference.json"), source,
+                          get_device(device_id))
+
+
+def proxy_source(device: DeviceSpec) -> DeviceSpec | None:
+    """The device whose reference profile ``device`` borrows (its ``calibration_proxy``), or
+    None; a proxy that names no known device, a device without its own reference profile, or
+    one of another architecture is refused with one line naming the field."""
+    proxy = device.calibration_proxy
+    if proxy is None:
+        return None
+    where = f"hardware_specs/devices/{device.id}.yaml: calibration_proxy.device"
+    if proxy.device not in ids("device"):
+        near = [i for i in ids("device") if i[:3] == proxy.device[:3]] or list(ids("device"))
+        raise SpecError(f"{where} {proxy.device!r} is not a known device (e.g. "
+                        f"{', '.join(near[:8])})")
+    source = get_device(proxy.device)
+    if not (data_dir("calibration") / f"{source.id}.reference.json").is_file():
+        raise SpecError(f"{where} {proxy.device!r} has no reference profile "
+                        f"(calibration/{source.id}.reference.json) to borrow")
+    if (source.architecture or "").lower() != (device.architecture or "").lower():
+        raise SpecError(f"{where} {proxy.device!r} is {source.architecture!r}, not "
+                        f"{device.architecture!r}: a proxy must be the same silicon")
+    return source
+
+
+def proxy_of(profile: CalibrationProfile, device: DeviceSpec) -> dict | None:
+    """How ``profile`` serves ``device`` when it is borrowed by the device's
+    ``calibration_proxy`` (the profile was measured on the proxy device): {"device", "why",
+    "differs", "basis"} for the prediction's output; None otherwise."""
+    proxy = device.calibration_proxy
+    if proxy is None or profile.device != proxy.device or profile.device == device.id:
+        return None
+    return {"device": proxy.device, "why": proxy.why, "differs": proxy.differs,
+            "basis": f"{profile.id.removesuffix('@' + device.id)} (same silicon: {proxy.why})"}
+
+
+def borrow_profile(profile: CalibrationProfile, source: DeviceSpec,
+                   device: DeviceSpec) -> CalibrationProfile:
+    """``profile`` (measured on ``source``) as ``device`` reads it: its efficiency curves as
+    they are -- every efficiency is a fraction of the roofline of the device it runs on
+    (``perfmodel.profile``: GEMM / attention of max(FLOPs / peak, bytes / HBM bw), memory
+    kernels of the HBM bandwidth, collectives of the link bandwidth), so on ``device`` they
+    apply to its own peaks and bandwidths -- and its absolute rates rescaled to ``device``:
+
+    * ``elementwise_rate`` (elements/s, an achieved-bandwidth roof: ``roofline``) by the
+      ratio of HBM bandwidths, as the memory curve is a fraction of each device's bandwidth;
+    * measured ``peak_tflops`` / ``memory_bandwidth_gbps`` overrides by the ratio of the two
+      datasheets' peaks / bandwidths (a dtype either lacks is dropped);
+    * intra-node collective fits only where both devices have the same scale-up fabric (an
+      efficiency of an NVSwitch board does not describe an NVLink bridge or PCIe): otherwise
+      they and their residuals are dropped and the documented defaults apply. Fits across
+      nodes are kept (the network is the node's, not the die's; the core applies them to
+      any network on the measured device too).
+
+    Fixed per-call times (kernel launch, attention / MoE overheads, collective latency) are
+    kept: the same kernels on the same die (clock differences are within the sourced
+    ``differs``). The profile keeps its ``device`` (where it was measured); its notes
+    and sources say it is borrowed, its id is ``<id>@<device>`` (``proxy_of``)."""
+    bw = device.memory_bandwidth_gbps / source.memory_bandwidth_gbps
+    peaks = {}
+    for dtype, value in profile.peak_tflops.items():
+        mine, theirs = device.peak_tflops.get(dtype), source.peak_tflops.get(dtype)
+        if mine and theirs:
+            peaks[dtype] = value * mine / theirs
+    same_fabric = (device.scale_up is not None and source.scale_up is not None
+                   and device.scale_up.interconnect == source.scale_up.interconnect)
+    kept = [f for f in profile.collectives if f.scope != "intra" or same_fabric]
+    dropped = {f"collective.{f.collective}.{f.scope}.{f.group_size}"
+               for f in profile.collectives if f not in kept}
+    proxy = device.calibration_proxy
+    by_id = {s.id: s for s in device.sources}
+    cited = [by_id[i] for i in proxy.sources if i in by_id] if proxy else []
+    note = (f"Borrowed for {device.id} (calibration_proxy: {proxy.why if proxy else ''}; "
+            f"differs: {proxy.differs if proxy else ''}): efficiencies applied to "
+            f"{device.id}'s own peaks and bandwidths, element-wise rates x {bw:.4g} (HBM "
+            f"bandwidth ratio)"
+            + ("" if same_fabric or not dropped else
+               f", intra-node collective fits dropped ({device.id}'s scale-up fabric differs)")
+            + ".")
+    return profile.model_copy(update={
+        "id": f"{profile.id}@{device.id}",  # what every output names: this profile, borrowed
+        "elementwise_rate": {k: v * bw for k, v in profile.elementwise_rate.items()},
+        "peak_tflops": peaks,
+        "memory_bandwidth_gbps": (profile.memory_bandwidth_gbps * bw
+                                  if profile.memory_bandwidth_gbps else None),
+        "collectives": kept,
+        "fit_errors": [fe for fe in profile.fit_errors if fe.table not in dropped],
+        "uncertainty": {k: v for k, v in profile.uncertainty.items() if k not in dropped},
+        "notes": f"{profile.notes or ''} {note}".strip(),
+        "sources": [*profile.sources,
+                    *(Source(id=f"proxy:{s.id}", title=s.title, url=s.url,
+                             read_via=s.read_via, location=s.location) for s in cited)],
+    })
 
 
 @cache
@@ -644,8 +751,16 @@ def _load_named(name: str) -> CalibrationProfile:
 
 
 def profile_for(device_id: str, path: str | Path | None = None) -> CalibrationProfile:
-    """The profile a prediction uses: an explicit file, else the device's reference profile,
-    else the default (uncalibrated) one."""
+    """The profile a prediction uses: an explicit file, else the device's reference profile
+    (its own, or its ``calibration_proxy``'s borrowed), else the default (uncalibrated) one.
+    An explicit file measured on the device's proxy is borrowed as the shipped one is
+    (``borrow_profile``)."""
     if path is not None:
-        return load_profile(path)
+        profile = load_profile(path)
+        if device_id in ids("device") and profile.device and profile.device != device_id:
+            device = get_device(device_id)
+            proxy = device.calibration_proxy
+            if proxy is not None and proxy.device == profile.device:
+                return borrow_profile(profile, get_device(profile.device), device)
+        return profile
     return reference_profile(device_id) or default_profile()
