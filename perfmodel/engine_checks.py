@@ -8,7 +8,11 @@ accepts the scenario as before:
 * ``memory.context_above_model: refuse``: an engine.max_model_len above the model's own
   context (max_position_embeddings, or the length its RoPE scaling gives, as vLLM derives
   it: ModelSpec.rope_scaled_context) is refused, as vLLM (VLLM_ALLOW_LONG_MAX_MODEL_LEN) and
-  SGLang (SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN) refuse to start without an override.
+  SGLang (SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN) refuse to start without an override;
+* ``memory.kv_cache_dtype``: an inference.kv_dtype the engine has no KV-cache format for (vLLM
+  and int4 / int8: its --kv-cache-dtype offers auto / bfloat16 / fp8 variants only) is refused,
+  naming the engine's option and the kv_dtype values it takes (``check_kv_dtype``, called by
+  ``resolve.resolve`` for every inference and serving scenario). ``generic`` takes any.
 """
 
 from __future__ import annotations
@@ -37,3 +41,19 @@ def check_engine_config(spec, cfg, model) -> None:
     if asked and spec.memory.context_above_model == "refuse" and limit and asked > limit:
         raise SpecError(f"engine.max_model_len: {asked:,} is above {model.id}'s {what} of "
                         f"{limit:,} tokens; {spec.name} refuses to start; use at most {limit:,}")
+
+
+def check_kv_dtype(spec, kv_dtype: str) -> None:
+    """One-line SpecError when ``spec``'s engine has no KV-cache format for ``kv_dtype``
+    (engines/<id>.yaml ``memory.kv_cache_dtype``; an engine file without it takes any)."""
+    facts = spec.memory.kv_cache_dtype
+    if facts is None or kv_dtype in facts.formats:
+        return
+    by_value: dict[str, list[str]] = {}
+    for ours, theirs in facts.formats.items():
+        by_value.setdefault(theirs, []).append(ours)
+    valid = "; ".join(f"{' / '.join(ours)} ({facts.flag} {theirs})"
+                      for theirs, ours in by_value.items())
+    raise SpecError(f"inference.kv_dtype: {kv_dtype} is not a KV-cache format {spec.name} "
+                    f"{spec.version} has ({facts.flag} takes {', '.join(facts.values)}; "
+                    f"engines/{spec.id}.yaml memory.kv_cache_dtype); valid kv_dtype: {valid}")

@@ -158,6 +158,24 @@ class StateDtypeFacts(Strict):
     flag: str | None = None
 
 
+class KvCacheDtypeFacts(Strict):
+    """The KV-cache formats an engine offers (``memory.kv_cache_dtype``; perfmodel/engine_checks.py
+    refuses the others): ``flag`` the launch option, ``values`` its accepted values as the
+    source lists them, ``formats`` perfmodel's kv_dtype names -> the value that gives each."""
+
+    flag: str
+    values: list[str] = Field(min_length=1)
+    formats: dict[str, str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> KvCacheDtypeFacts:
+        bad = sorted(v for v in self.formats.values() if v not in self.values)
+        if bad:
+            raise SpecError(f"memory.kv_cache_dtype.formats: {bad} not among its values "
+                            f"{self.values}")
+        return self
+
+
 class MemoryFacts(Strict):
     budget: Budget
     fraction: Float | None = Field(default=None, gt=0, le=1)
@@ -198,6 +216,8 @@ class MemoryFacts(Strict):
     # the recurrent-state dtypes of linear-attention / Mamba layers; null: perfmodel's generic
     # rule (attention_variants.GENERIC_STATE_RULE: the config's dtype, else the model dtype)
     state_dtype: StateDtypeFacts | None = None
+    # the KV-cache formats the engine offers (KvCacheDtypeFacts); null: not stated (any)
+    kv_cache_dtype: KvCacheDtypeFacts | None = None
 
 
 class NewTokenRatio(Strict):
