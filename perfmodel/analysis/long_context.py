@@ -244,7 +244,8 @@ def notes(theory: ProfileRun, normal: ProfileRun, figures: dict) -> dict[str, st
                    "perfmodel's GEMM time, less than causal attention needs, so the paper must "
                    "count attention more cheaply (its exact convention was not readable).",
         "users": f"The paper's rule: whole KV caches next to the weights ({theory.weights_bytes / GB:.1f} "
-                 f"GB bf16) in 80 GiB, leaving {free / GB:.1f} GB. At {hi // 1000}K, "
+                 f"GB bf16) in the {theory.usable_hbm_bytes / GIB:.2f} GiB CUDA reports (80 GB "
+                 f"nominal), leaving {free / GB:.1f} GB. At {hi // 1000}K, "
                  f"{t_hi.users_kv_only} user ({fig['concurrent_users'][hi]} in the paper). At "
                  f"{lo // 1000}K, {t_lo.users_kv_only}, not ~{paper_users} ({paper_users} x "
                  f"{theory.kv_only[lo] / GB:.2f} GB > {free / GB:.1f} GB). The normal profile's CUDA "
