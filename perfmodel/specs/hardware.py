@@ -90,7 +90,7 @@ class DeviceSpec(Strict):
     scale_up: ScaleUpLink | None = None
     default_node: str | None = None  # node preset id used when a scenario names none
     # the same silicon as a device with a measured profile: its profile is borrowed
-    # (``CalibrationProxy``; perfmodel.specs.registry.reference_profile)
+    # (``CalibrationProxy``; perfmodel.specs.registry.profile_for)
     calibration_proxy: CalibrationProxy | None = None
     sources: list[Source] = Field(min_length=1)
     field_sources: dict[str, list[str]] = Field(default_factory=dict)

@@ -42,7 +42,7 @@ __all__ = [
     "cached_bytes", "decode_text", "default_profile", "devices", "get_device",
     "get_interconnect", "get_model", "get_node", "ids", "interconnects", "load_file",
     "load_profile", "models", "nodes", "parse_cache", "parse_json", "parse_yaml", "profile_for",
-    "proxy_of", "proxy_source", "read_bytes", "read_json",
+    "proxied_profile", "proxy_of", "proxy_source", "read_bytes", "read_json",
     "read_mapping", "read_text", "read_yaml", "reference_profile", "yaml_loader",
 ]
 
@@ -632,13 +632,19 @@ def default_profile() -> CalibrationProfile:
 
 
 def reference_profile(device_id: str) -> CalibrationProfile | None:
-    """The shipped reference profile of a device, if any (calibration/<id>.reference.json);
-    else, for a device whose file names a ``calibration_proxy`` (the same silicon as a device
-    with a reference profile), that device's profile borrowed for it (``borrow_profile``)."""
+    """The shipped reference profile measured on the device, if any
+    (calibration/<id>.reference.json). A device without one may borrow the profile of the
+    same silicon (``proxied_profile``); ``profile_for`` looks up both."""
     try:
         return _load_named(f"{device_id}.reference.json")
     except SpecError:
-        pass
+        return None
+
+
+def proxied_profile(device_id: str) -> CalibrationProfile | None:
+    """For a device whose file names a ``calibration_proxy`` (the same silicon as a device
+    with a reference profile), that device's reference profile borrowed for it
+    (``borrow_profile``); else None."""
     if device_id not in ids("device"):
         return None
     return _proxied_profile(device_id)
@@ -751,8 +757,9 @@ def _load_named(name: str) -> CalibrationProfile:
 
 
 def profile_for(device_id: str, path: str | Path | None = None) -> CalibrationProfile:
-    """The profile a prediction uses: an explicit file, else the device's reference profile
-    (its own, or its ``calibration_proxy``'s borrowed), else the default (uncalibrated) one.
+    """The profile a prediction uses: an explicit file, else the device's reference profile,
+    else its ``calibration_proxy``'s borrowed (``proxied_profile``), else the default
+    (uncalibrated) one.
     An explicit file measured on the device's proxy is borrowed as the shipped one is
     (``borrow_profile``)."""
     if path is not None:
@@ -763,4 +770,4 @@ def profile_for(device_id: str, path: str | Path | None = None) -> CalibrationPr
             if proxy is not None and proxy.device == profile.device:
                 return borrow_profile(profile, get_device(profile.device), device)
         return profile
-    return reference_profile(device_id) or default_profile()
+    return reference_profile(device_id) or proxied_profile(device_id) or default_profile()
