@@ -7,8 +7,6 @@ device recorded one (``device_facts``: power_w / mean_power_w / measured_power_w
 datasheet TDP, which bounds the draw from above (decode-heavy serving runs well below TDP).
 """
 
-from __future__ import annotations
-
 from functools import cache
 from pathlib import Path
 
