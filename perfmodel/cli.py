@@ -51,7 +51,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(pred.to_json_dict(include_ops=args.ops))
     else:
-        print(render_prediction(pred, show_ops=args.ops))
+        print(render_prediction(pred, show_ops=args.ops, scenario=args.scenario))
     return 0
 
 

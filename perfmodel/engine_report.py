@@ -7,8 +7,58 @@ from __future__ import annotations
 from .textfmt import gib, table
 
 
+def sglang_startup(e: dict, attention_dp: int, chunk: int | None = None,
+                   max_running: int | None = None, fraction_given: bool = False) -> dict:
+    """SGLang's scheduler figures of one scheduler (one attention-DP rank), the one rule both
+    scenario kinds print: ``chunked_prefill_size`` = the scenario's chunk (serving
+    ``serving.scheduler.token_budget``, inference ``inference.prefill_chunk_tokens``, else
+    ``engine.max_num_batched_tokens``), else the engine's default by GPU memory (``e``'s
+    ``max_num_batched_tokens``, engines/sglang.yaml reserve buckets), then // dp_size;
+    ``max_running_requests`` = the instance's (``engine.max_num_seqs`` or the serving batch
+    cap) // dp_size. SGLang divides both whether the launch set them or not (sglang v0.5.14
+    python/sglang/srt/server_args.py ``_handle_data_parallelism``: ``chunked_prefill_size =
+    chunked_prefill_size // dp_size`` when enable_dp_attention, "The chunked prefill size is
+    adjusted to ..."; model_executor/model_runner.py ``max_running_requests // dp_size``).
+    ``reserve_chunk``: the undivided chunk the derived mem_fraction_static was computed with
+    (``_handle_gpu_memory_settings`` runs before the division), when it is not the scenario's
+    chunk (``fraction_given``: the scenario set mem_fraction_static, no rule ran)."""
+    if e.get("engine") != "sglang":
+        return e
+    adp = max(int(attention_dp), 1)
+    out = dict(e)
+    reserve = e.get("max_num_batched_tokens")
+    chunk = chunk or reserve
+    if chunk:
+        out["chunked_prefill_size"] = int(chunk) // adp
+        if reserve and int(chunk) != int(reserve) and not fraction_given:
+            out["reserve_chunk"] = int(reserve)
+    if max_running:
+        out["max_running_requests"] = int(max_running) // adp
+    return out
+
+
+def sglang_startup_for(e: dict, sc) -> dict:
+    """``sglang_startup`` for an inference scenario ``sc``: its attention_dp, its chunk
+    (inference.prefill_chunk_tokens, else engine.max_num_batched_tokens) and the instance's
+    max_running_requests (engine.max_num_seqs, else the engine's rule per rank from that
+    rank's pool, engines.MaxRunningRule, times dp_size), as serving's deployment takes them."""
+    if not e or e.get("engine") != "sglang" or sc is None or sc.kind != "inference":
+        return e
+    from .engines import engine_for
+
+    adp = int(sc.parallelism.attention_dp)
+    inf = sc.inference_or_default()
+    running = sc.engine.max_num_seqs
+    rule = engine_for(sc.engine).scheduler.max_running
+    if running is None and rule is not None:
+        running = adp * rule.requests(int(e["kv_cache_tokens"]), int(e["max_model_len"]))
+    return sglang_startup(e, adp, inf.prefill_chunk_tokens or sc.engine.max_num_batched_tokens,
+                          running, fraction_given=sc.engine.mem_fraction_static is not None)
+
+
 def render_engine(e: dict) -> str:
-    """Lines for ``Prediction.engine`` (engine_memory.report)."""
+    """Lines for ``Prediction.engine`` (engine_memory.report; SGLang's scheduler figures per
+    attention-DP rank when ``sglang_startup`` added them)."""
     head = f"engine: {e['engine']} {e['version']}"
     if e.get("fraction_name"):
         basis = {"cuda": "as CUDA reports it", "nvidia-smi": "as nvidia-smi reports it"}.get(
@@ -26,6 +76,11 @@ def render_engine(e: dict) -> str:
         words.append(f"context_len={e['max_model_len']}")
         lines.append(", ".join(words))
         lines.append(f"KV cache: {gib(e['kv_cache_bytes'])}")
+        if e.get("reserve_chunk"):  # the scenario's chunk is not the one the reserve counted
+            lines.append(f"note: {e['fraction_name']} {e['fraction']:g} is SGLang's rule at "
+                         f"chunked_prefill_size {e['reserve_chunk']} (the engine's); the "
+                         f"scheduler chunk of the scenario is not in that reserve: set "
+                         f"engine.max_num_batched_tokens to size the reserve for it")
     elif e["engine"] == "llamacpp":
         lines.append(f"KV cache: n_ctx {e['kv_cache_tokens']:,} tokens allocated up front "
                      f"({gib(e['kv_cache_bytes'])}), {e['max_num_seqs']} slot(s)")

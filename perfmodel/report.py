@@ -75,6 +75,39 @@ def _budget_rows(p: Prediction) -> list[tuple[str, str]]:
              f"{gib(e['budget_bytes'])} ({e['fraction_name']} {e['fraction']:g})")]
 
 
+def _kv_sequence_rows(p: Prediction, scenario=None) -> list[tuple[str, str]]:
+    """Max concurrent sequences and one sequence's KV on one GPU (its TP rank's heads, its
+    pipeline stage's layers, not the sequence's whole KV cache), both at the same stated
+    context. Inference: prompt_len + output_len (the batch's requests; KV cache per sequence
+    and the count of them beside the weights, inference._memory / engine_fit). Serving: the
+    mean prompt + output of the simulated requests, the context max_concurrent_sequences
+    divides the last (decode) instance's pool by (serving.predict: KV tokens // mean
+    context); the sequence's KV is that context x the pool's bytes per token on one GPU
+    (breakdown.memory kv_cache over the tokens of one attention-DP group's pool), so that
+    pool / KV per sequence x attention_dp = the count beside it (to the floor)."""
+    s = p.serving or {}
+    wl, inst = s.get("workload") or {}, ((s.get("deployment") or {}).get("instances") or [{}])
+    pool = (p.breakdown.get("memory") or {}).get("kv_cache")
+    first, last = inst[0], inst[-1]
+    same = all(first.get(k) == last.get(k) for k in ("tp", "pp", "attention_dp", "kv_tokens"))
+    if s and wl.get("prompt_len_mean") is not None and last.get("kv_tokens") and pool and same:
+        ctx = wl["prompt_len_mean"] + wl["output_len_mean"]
+        per_gpu_tokens = last["kv_tokens"] / last.get("attention_dp", 1)
+        at = f"{ctx:,.0f} tokens: mean prompt + output"
+        return [("max concurrent sequences", f"{p.max_concurrent_sequences:,.0f} (at {at})"),
+                ("KV cache per sequence (per GPU)",
+                 f"{gib(pool / per_gpu_tokens * ctx)} (at {at})")]
+    at = "mean prompt + output" if s else "prompt_len + output_len"
+    if not s and scenario is not None:  # the inference scenario's own lengths
+        from .resolve import as_scenario
+
+        inf = as_scenario(scenario).inference_or_default()
+        at = f"{inf.prompt_len + inf.output_len:,} tokens: prompt_len + output_len"
+    return [("max concurrent sequences", f"{p.max_concurrent_sequences:,.0f} (at {at})"),
+            ("KV cache per sequence (per GPU)",
+             f"{gib(p.kv_cache_bytes_per_sequence)} (at {at})")]
+
+
 def _kv_capacity_rows(p: Prediction) -> list[tuple[str, str]]:
     """An engine's KV pool in tokens with its band, where its memory is its budget and the
     band moved there (uncertainty.fills_budget: ``ranges.kv_cache_tokens``)."""
@@ -92,7 +125,10 @@ def _memory_note(p: Prediction) -> str:
     return "; the engine's budget, no band" if fills_budget(p) else ""
 
 
-def render_prediction(p: Prediction, show_ops: bool = False) -> str:
+def render_prediction(p: Prediction, show_ops: bool = False, scenario=None) -> str:
+    """The prediction as text. ``scenario`` (a Scenario or its path, optional): the inference
+    scenario it came from, whose attention DP and chunk SGLang's start-up line divides as the
+    engine does (engine_report.sglang_startup; a serving prediction carries them already)."""
     title = f"{p.kind}: {p.model} on {p.num_gpus} x {p.device}"
     if p.name:
         title = f"{p.name} -- {title}"
@@ -119,10 +155,7 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
             ("end-to-end latency", seconds(p.e2e_latency_s)),
             ("generated tokens/s (system)", f"{p.tokens_per_s:,.1f}"),
             *_decode_rate_rows(p),
-            ("max concurrent sequences", f"{p.max_concurrent_sequences:,.0f}"),
-            # one GPU's share (its TP rank's heads, its pipeline stage's layers), not the
-            # sequence's whole KV cache
-            ("KV cache per sequence (per GPU)", gib(p.kv_cache_bytes_per_sequence)),
+            *_kv_sequence_rows(p, scenario),
             *_kv_capacity_rows(p),
         ]
     basis = f" ({p.memory_capacity_basis})" if p.memory_capacity_basis else ""
@@ -135,9 +168,14 @@ def render_prediction(p: Prediction, show_ops: bool = False) -> str:
     out.append(table(with_bands(head, p.ranges, _BANDED)))  # docs/uncertainty.md
     out.append("")
     if p.engine:
-        from .engine_report import render_engine
+        from .engine_report import render_engine, sglang_startup_for
 
-        out += [render_engine(p.engine), ""]
+        engine = p.engine
+        if p.kind == "inference" and scenario is not None and engine.get("engine") == "sglang":
+            from .resolve import as_scenario
+
+            engine = sglang_startup_for(engine, as_scenario(scenario))
+        out += [render_engine(engine), ""]
     if p.kind == "training":
         parts = p.breakdown["time"]
         total = p.step_time_s

@@ -12,10 +12,12 @@
 * mean, median and chosen percentiles (``np.percentile``, linear), printed in ms.
 
 SGLang's ``bench_serving`` (sgl-project/sglang ``python/sglang/bench_serving.py`` at
-0033168f, ``calculate_metrics`` and ``benchmark``) and genai-perf report the same quantities;
-SGLang adds "Concurrency" (sum of E2E / duration) and prints its own block (``report:
-sglang``). vLLM's "Peak output token throughput" is the fullest 1-second bucket of token
-emission times since the first send (here: the simulator's step ends, counted requests only). The throughput vs
+0033168f, and as v0.5.14 prints it, ``calculate_metrics`` and ``benchmark``) and genai-perf
+report the same quantities; SGLang adds "Concurrency" (sum of E2E / duration) and prints its
+own block (``report: sglang``). "Peak output token throughput" (vLLM and SGLang v0.5.14 alike)
+is the fullest 1-second bucket of token emission times since the first send (here: the
+simulator's step ends, counted requests only), "Peak concurrent requests" the most requests
+active in one such second. The throughput vs
 interactivity axes follow SemiAnalysis InferenceMAX (``utils/process_result.py``): tokens/s per
 GPU = throughput / GPUs, and interactivity (tokens/s per user) = 1000 / TPOT in ms.
 
@@ -35,6 +37,7 @@ from .metrics import latencies
 from .requests import Requests
 
 BENCH_PERCENTILES = (90, 99)  # always in the result keys (p90_*, p99_*), printed or not
+SGLANG_PERCENTILES = (90, 95, 99)  # sglang v0.5.14 bench_serving: P90 / P95 / P99 of each
 WIDTH = 50  # the banner width of both vLLM's and SGLang's blocks
 
 
@@ -76,7 +79,7 @@ def benchmark_metrics(reqs: Requests, num_gpus: int, concurrency: int | None,
     total_in, total_out = int(prompt.sum()), int(output.sum())
     shown = _shown(client, options)
     qs = sorted({*BENCH_PERCENTILES, *shown["metric_percentiles"]}
-                | ({95.0} if shown["report"] == "sglang" else set()))
+                | (set(SGLANG_PERCENTILES) if shown["report"] == "sglang" else set()))
 
     def rate(x: float) -> float:
         return x / duration if duration > 0 else 0.0
@@ -254,9 +257,17 @@ def _vllm_rows(b: dict, lines: list, row) -> None:
 
 
 def _sglang_rows(b: dict, lines: list, row) -> None:
-    """``python -m sglang.bench_serving`` at 0033168f (bench_serving.py benchmark): a
-    closed loop is --request-rate inf (its default) with --max-concurrency C; an open loop
-    prints its --request-rate as given (a float)."""
+    """``python -m sglang.bench_serving`` as sglang v0.5.14 prints it (PyPI wheel
+    sglang-0.5.14, python/sglang/bench_serving.py ``benchmark``, L1547-1680; the wheel records
+    no commit id, so the tag is the pin): a closed loop is --request-rate inf (its default)
+    with --max-concurrency C; an open loop prints its --request-rate as given (a float).
+    Every line of a text-only, non-speculative, streamed run, in its order and labels; those
+    left out (vision tokens, Accept length, the --cache-report block) are listed in
+    docs/serving.md. "Total input text tokens" is the input tokens (a text prompt's
+    text_prompt_len defaults to its prompt_len, benchmark/datasets/common.py); "Total
+    generated tokens (retokenized)" re-encodes the generated text, which a simulation does
+    not have: it is printed equal to the generated tokens (an --ignore-eos random-dataset
+    run's retokenized count can differ by a few tokens per request)."""
     row("Backend:", "sglang", "")
     rate = b.get("request_rate")
     row("Traffic request rate:", "inf" if rate is None else rate, "")
@@ -264,22 +275,26 @@ def _sglang_rows(b: dict, lines: list, row) -> None:
     row("Successful requests:", b["completed"], "")
     row("Benchmark duration (s):", b["duration"])
     row("Total input tokens:", b["total_input_tokens"], "")
+    row("Total input text tokens:", b["total_input_tokens"], "")
     row("Total generated tokens:", b["total_output_tokens"], "")
+    row("Total generated tokens (retokenized):", b["total_output_tokens"], "")
     row("Request throughput (req/s):", b["request_throughput"])
     row("Input token throughput (tok/s):", b["input_throughput"])
     row("Output token throughput (tok/s):", b["output_throughput"])
+    if b.get("max_output_tokens_per_s") is not None:
+        row("Peak output token throughput (tok/s):", b["max_output_tokens_per_s"])
+    row("Peak concurrent requests:", b["max_concurrent_requests"], "")
     row("Total token throughput (tok/s):", b["total_token_throughput"])
     row("Concurrency:", b["concurrency"])
-    lines.append(f"{'End-to-End Latency':-^{WIDTH}}")
-    row("Mean E2E Latency (ms):", b.get("mean_e2el_ms"))
-    row("Median E2E Latency (ms):", b.get("median_e2el_ms"))
-    lines.append(f"{'Time to First Token':-^{WIDTH}}")
-    row("Mean TTFT (ms):", b.get("mean_ttft_ms"))
-    row("Median TTFT (ms):", b.get("median_ttft_ms"))
-    row("P99 TTFT (ms):", b.get("p99_ttft_ms"))
-    lines.append(f"{'Inter-Token Latency':-^{WIDTH}}")
-    row("Mean ITL (ms):", b.get("mean_itl_ms"))
-    row("Median ITL (ms):", b.get("median_itl_ms"))
-    row("P95 ITL (ms):", b.get("p95_itl_ms"))
-    row("P99 ITL (ms):", b.get("p99_itl_ms"))
-    row("Max ITL (ms):", b.get("max_itl_ms"))
+    for key, name, header, extra in (
+            ("e2el", "E2E Latency", "End-to-End Latency", ()),
+            ("ttft", "TTFT", "Time to First Token", ()),
+            ("tpot", "TPOT", "Time per Output Token (excl. 1st token)", ()),
+            ("itl", "ITL", "Inter-Token Latency", (("Max ITL (ms):", "max_itl_ms"),))):
+        lines.append(f"{header:-^{WIDTH}}")
+        row(f"Mean {name} (ms):", b.get(f"mean_{key}_ms"))
+        row(f"Median {name} (ms):", b.get(f"median_{key}_ms"))
+        for q in SGLANG_PERCENTILES:
+            row(f"P{q} {name} (ms):", b.get(f"p{q}_{key}_ms"))
+        for label, k in extra:
+            row(label, b.get(k))

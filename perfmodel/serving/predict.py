@@ -178,7 +178,7 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
         kv_cache_bytes_per_sequence=base.kv_cache_bytes_per_sequence,
         memory_per_gpu_bytes=total_mem, **capacity_fields(total_mem, system),
         breakdown=breakdown, ops=base.ops,
-        serving=summary, warnings=warnings, engine=_engine_startup(base.engine, dep),
+        serving=summary, warnings=warnings, engine=_engine_startup(base.engine, dep, sc),
     ), res.reqs
 
 
@@ -297,19 +297,18 @@ def _configured_rate(sc: Scenario, wl: Workload) -> float | None:
     return float(rate) if rate is not None else float(wl.rate)
 
 
-def _engine_startup(engine: dict | None, dep: Deployment) -> dict | None:
-    """SGLang's start-up figures of one scheduler (one attention-DP rank: server_args.py
-    chunked_prefill_size // dp_size, model_runner.py max_running_requests // dp_size), as the
-    deployment runs them."""
+def _engine_startup(engine: dict | None, dep: Deployment, sc: Scenario) -> dict | None:
+    """SGLang's start-up figures of one scheduler (one attention-DP rank), as the deployment
+    runs them: its token budget and batch cap // dp_size (engine_report.sglang_startup, the
+    rule the inference kind prints too)."""
+    from ..engine_report import sglang_startup
+
     if not engine or engine.get("engine") != "sglang":
         return engine
-    adp = int(dep.instances[-1].plan.attention_dp)
-    out = dict(engine)
-    if dep.token_budget:
-        out["chunked_prefill_size"] = int(dep.token_budget) // adp
-    if dep.scheduler.max_batch:
-        out["max_running_requests"] = int(dep.scheduler.max_batch) // adp
-    return out
+    return sglang_startup(engine, int(dep.instances[-1].plan.attention_dp), dep.token_budget,
+                          dep.scheduler.max_batch,
+                          fraction_given=getattr(sc.engine, "mem_fraction_static", None)
+                          is not None)
 
 
 def _rejected_warnings(wl: Workload, sc: Scenario) -> list[str]:

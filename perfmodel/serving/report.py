@@ -40,9 +40,7 @@ def render_serving(p: Prediction) -> str:
     slo = s["slo"]
     out.append("")
     head = with_bands([("output tokens/s", f"{t['output_tokens_per_s']:,.1f}"),
-                       ("requests/s (served / offered)",
-                        f"{t['requests_per_s']:.2f} / {t['offered_requests_per_s']:.2f}")],
-                      bands, _BANDED)
+                       *_request_rate_rows(wl, t)], bands, _BANDED)
     head += [("goodput (req/s within SLOs)", f"{slo['goodput_rps']:.2f}"),
              ("SLO attainment", f"{100 * slo['attainment']:.1f}%"),
              ("KV cache utilisation (mean / peak)",
@@ -64,9 +62,22 @@ def render_serving(p: Prediction) -> str:
     return "\n".join(out)
 
 
+def _request_rate_rows(wl: dict, t: dict) -> list[tuple[str, str]]:
+    """The request rate. An open loop: served / offered (the arrivals' own rate). A closed
+    loop has no offered rate (each client sends its next request when the last one ends):
+    its clients (the concurrency it holds) and the served rate; the mean number of requests
+    in flight, Little's law's requests/s x mean E2E, is the block's "Concurrency" line."""
+    if wl.get("concurrency"):
+        return [("requests/s (served)", f"{t['requests_per_s']:.2f}"),
+                ("closed loop (concurrency)", f"{wl['concurrency']} clients")]
+    return [("requests/s (served / offered)",
+             f"{t['requests_per_s']:.2f} / {t['offered_requests_per_s']:.2f}")]
+
+
 # head rows with a band in ``Prediction.serving_ranges`` (the served requests/s is banded)
 _BANDED = {"output tokens/s": ("output_tokens_per_s", lambda x: f"{x:,.1f}"),
-           "requests/s (served / offered)": ("requests_per_s", lambda x: f"{x:.2f}")}
+           "requests/s (served / offered)": ("requests_per_s", lambda x: f"{x:.2f}"),
+           "requests/s (served)": ("requests_per_s", lambda x: f"{x:.2f}")}
 
 
 def _band_cell(band) -> str:
