@@ -78,5 +78,9 @@ def with_engine(pred: Prediction, rs: Resolved, plan=None) -> Prediction:
                 if not fit.starts else f"{mem.engine}: " + "; ".join(fit.reasons))
         elif not pred.fits:  # the engine's budget, not perfmodel's generic one, decides
             warnings = [w for w in warnings if not w.startswith("does not fit:")]
+    if sc.kind == "inference":  # SGLang's scheduler figures per attention-DP rank, as it logs them
+        from .engine_report import sglang_startup_for
+
+        update["engine"] = sglang_startup_for(update["engine"], sc)
     update["warnings"] = warnings
     return pred.model_copy(update=update)

@@ -167,15 +167,10 @@ def render_prediction(p: Prediction, show_ops: bool = False, scenario=None) -> s
                 "(the times and rates below are what it would take if it ran)", ""]
     out.append(table(with_bands(head, p.ranges, _BANDED)))  # docs/uncertainty.md
     out.append("")
-    if p.engine:
-        from .engine_report import render_engine, sglang_startup_for
+    if p.engine:  # SGLang's per-rank figures are in it already (predictors.with_engine)
+        from .engine_report import render_engine
 
-        engine = p.engine
-        if p.kind == "inference" and scenario is not None and engine.get("engine") == "sglang":
-            from .resolve import as_scenario
-
-            engine = sglang_startup_for(engine, as_scenario(scenario))
-        out += [render_engine(engine), ""]
+        out += [render_engine(p.engine), ""]
     if p.kind == "training":
         parts = p.breakdown["time"]
         total = p.step_time_s
