@@ -12,8 +12,6 @@ MoE host sync, capabilities). The cost terms built from the facts live in
 ``frameworks_costs``.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -54,7 +52,7 @@ class Ceiling(Strict):
     by_seq_len: dict[Int, Float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> Ceiling:
+    def _one_kind(self) -> "Ceiling":
         if self.by_seq_len and (self.fwd is not None or self.bwd is not None):
             raise SpecError("by_seq_len: give either fwd / bwd or by_seq_len, not both")
         for seq, frac in self.by_seq_len.items():
@@ -355,7 +353,7 @@ class MoePermutation(Strict):
     source: str
 
     @model_validator(mode="after")
-    def _positive_bandwidths(self) -> MoePermutation:
+    def _positive_bandwidths(self) -> "MoePermutation":
         if self.measured_rdma and self.measured_rdma_from is not None:
             raise ValueError("measured_rdma and measured_rdma_from: give one table, not both")
         for device, table in self.measured_rdma.items():
@@ -463,7 +461,7 @@ class Capabilities(Strict):
     zero_stages: dict[Literal[0, 1, 2, 3], ZeroStageSupport] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _reduction_only_for_stage_2(self) -> Capabilities:
+    def _reduction_only_for_stage_2(self) -> "Capabilities":
         for z, stage in self.zero_stages.items():
             if stage.grad_reduction == "microbatch" and z != 2:
                 raise SpecError(f"capabilities.zero_stages.{z}.grad_reduction: only stage 2 "

@@ -6,8 +6,6 @@ memory_per_gpu_bytes, fits, breakdown; serving adds ``serving`` (docs/serving.md
 may be added, never renamed.
 """
 
-from __future__ import annotations
-
 import math
 from typing import Any, Literal
 
@@ -145,7 +143,7 @@ class Prediction(BaseModel):
     serving_ranges: dict[str, list[float]] | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
-    def _check_finite(self) -> Prediction:
+    def _check_finite(self) -> "Prediction":
         """No NaN or infinity reaches a Prediction (it is not even valid JSON), and no
         utilisation above 1 is printed."""
         for name in type(self).model_fields:

@@ -87,7 +87,7 @@ class SearchSpace:
         return list(itertools.product(self.recompute, self.sequence_parallel, self.zero_stage))
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # holds arrays: no generated ==, repr (issue 10)
 class Choice:
     """One categorical choice evaluated over its (rule-filtered) mesh."""
 
@@ -101,7 +101,7 @@ class Choice:
     valid: np.ndarray | None = None  # passes the plan rules (shared by the choices of one SP)
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # holds arrays: no generated ==, repr (issue 10)
 class Sweep:
     """All choices of one model on one device; counts of the search work done."""
 

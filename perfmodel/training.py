@@ -88,7 +88,7 @@ Array = Any
 COMM_KINDS = ("tp", "cp", "ep", "pp", "dp")
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # holds arrays: no generated ==, repr (issue 10)
 class TrainingResult:
     """Everything a training prediction reports; every field may be an array over plans."""
 
@@ -179,7 +179,7 @@ def model_flops_per_step(model: ModelSpec, plan: TrainPlan) -> tuple[Array, Arra
     return model_flops, model_flops + recompute * micro
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # holds arrays: no generated ==, repr (issue 10)
 class StageOps:
     """The operators of one micro-batch on the largest stage, timed in one vectorised call,
     with labelled index groups: ``<kind>.fwd|bwd|rec`` per layer kind (dense, moe), ``embed``,
@@ -288,7 +288,7 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
     return StageOps(ops, groups, times, times.weighted())
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # holds arrays: no generated ==, repr (issue 10)
 class LayerCosts:
     """Per layer kind, one layer and one micro-batch: compute (forward, backward incl.
     recompute), operator classes, each parallel dimension's communication, and the compute
