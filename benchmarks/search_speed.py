@@ -31,7 +31,7 @@ they can outnumber the plans; they are printed, never divided by.
   wall seconds and plans/s (wall and CPU), search-only plans/CPU-s, the numpy floor and its
   ratios, the import time -- and what 10^6 plans/s would leave for the whole process.
 * process floor: a fresh process that only starts the interpreter, imports numpy (with
-  OpenBLAS at one thread, as ``perfmodel.planning.cli`` starts it: a thread pool started at
+  OpenBLAS at one thread, as ``perfmodel.cli.console_main`` starts it: a thread pool started at
   import costs ~30-50 ms of CPU here, which the CLI does not pay) and pydantic and builds
   one pydantic validator (pydantic's plugin search off, as the CLI has it) -- what any fresh
   process of this design pays before
@@ -166,8 +166,8 @@ def mark(name):
     t = time.process_time()
     marks[name] = marks.get(name, 0.0) + t - t0
     t0 = t
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as perfmodel.planning.cli, before numpy
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # as perfmodel.planning.cli
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as perfmodel.cli.console_main (FRESH_PROCESS_ENV), before numpy
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # as perfmodel.cli.console_main
 import numpy  # what the CLI imports, split: numpy, pydantic, then the package's own modules
 mark("import numpy")
 import pydantic
@@ -215,8 +215,8 @@ os._exit(0)
 
 FLOOR = """
 import os
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the CLI starts numpy (planning.cli)
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # as the CLI (planning.cli)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the CLI starts numpy (cli.console_main)
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # as the CLI (cli.console_main)
 import numpy
 from pydantic import BaseModel
 class Floor(BaseModel):

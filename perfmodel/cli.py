@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -424,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
 GC_THRESHOLD = (200_000, 30, 30)
 
 
-#: Commands whose process, run as its own command line (``argv`` None), ends with
+#: Commands whose process, run as the ``perfmodel`` command (``console_main``), ends with
 #: ``os._exit`` once they returned normally, their output is flushed and the ``atexit``
 #: handlers have run, when no other Python thread is alive: the interpreter's finalisation
 #: (module teardown, freeing every object one by one) does nothing such a process needs and
@@ -446,7 +447,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.set_threshold(*previous)
         if argv is None:  # the process's own command line: the interpreter exits next
             gc.freeze()
-    if argv is None and _ran and _ran[-1] in FAST_EXIT:
+    return rc
+
+
+#: Settings of a fresh ``FAST_EXIT`` command process, each unless the user set the variable
+#: (an empty value included) or the process already started what it governs (the module named
+#: beside it). The command does no linear algebra (elementwise numpy only), so numpy's OpenBLAS
+#: runs one thread: a pool started at import costs ~30-40 ms of CPU and more wall time on a busy
+#: machine, for no work; pydantic's plugin search (pydantic's own switch) reads the entry points
+#: of every installed distribution on the first validator, ~18 M instructions, ~0.8 % of the
+#: process (callgrind, 2026-12-04), and the command uses no plugin (benchmarks/search_speed.py).
+FRESH_PROCESS_ENV = {"OPENBLAS_NUM_THREADS": ("1", "numpy"),
+                     "PYDANTIC_DISABLE_PLUGINS": ("__all__", "pydantic.plugin._loader")}
+
+
+def console_main() -> int:
+    """The ``perfmodel`` command (pyproject [project.scripts], ``python -m perfmodel.cli``):
+    ``main`` on the process's own command line. Only here is the process known to be the
+    command's own, so only here do ``FAST_EXIT`` commands take ``FRESH_PROCESS_ENV`` and end
+    without the interpreter's finalisation (``_exit_now``); a caller of ``main`` (tests,
+    scripts) keeps its environment, its process and the code after the call."""
+    fast = len(sys.argv) > 1 and sys.argv[1] in FAST_EXIT
+    if fast:
+        for name, (value, started_by) in FRESH_PROCESS_ENV.items():
+            if started_by not in sys.modules:
+                os.environ.setdefault(name, value)
+    rc = main()
+    if fast and _ran and _ran[-1] in FAST_EXIT:
         _exit_now(rc)
     return rc
 
@@ -456,7 +483,6 @@ def _exit_now(rc: int) -> None:
     returns (the interpreter then exits as usual) if another thread is alive or the output
     cannot be flushed."""
     import atexit
-    import os
     import threading
 
     if threading.active_count() > 1:
@@ -506,6 +532,6 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console_main())
 
 

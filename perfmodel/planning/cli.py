@@ -1,16 +1,8 @@
 """`perfmodel plan-training`: arguments -> training.TrainingPlanInputs -> a table, JSON or CSV.
 
-The command's process does no linear algebra (elementwise numpy only), so it starts numpy's
-OpenBLAS with one thread unless the user set OPENBLAS_NUM_THREADS: a thread pool started at
-import costs ~30-40 ms of CPU and more wall time on a busy machine, for no work
-(benchmarks/search_speed.py). Only this CLI module does it, and only in a process that has not
-imported numpy yet; ``perfmodel.plan_training`` in a user's process leaves the environment
-alone. For the same reason it turns pydantic's plugins off (PYDANTIC_DISABLE_PLUGINS, pydantic's
-own switch; set it to an empty value to keep them) unless the user set the variable or pydantic
-has looked for plugins already: on its first validator pydantic reads the entry points of every
-installed distribution to find plugins (``pydantic.plugin._loader.get_plugins``), ~18 M
-instructions, ~0.8 % of the command's process (callgrind, 2026-12-04), and the command uses
-none.
+The command's own process (``perfmodel.cli.console_main``, not this module) starts numpy's
+OpenBLAS with one thread and turns pydantic's plugin search off (``cli.FRESH_PROCESS_ENV``);
+``perfmodel.plan_training`` or ``cli.main`` in a user's process leave the environment alone.
 
 The command parses its data files through the registry's parse cache
 (``specs.registry.parse_cache``: parsed YAML / JSON kept per file content in the user's cache
@@ -22,21 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import sys
 from typing import get_args
-
-if "numpy" not in sys.modules:  # a fresh CLI process (never changes a running numpy)
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-if "pydantic.plugin._loader" not in sys.modules:  # no validator built yet in this process
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from ..argtypes import bounded_int, fraction, id_list, positive_float, positive_int, shown
 from ..errors import SpecError
 from ..specs.registry import parse_cache
 from .render import render
-from .training import (  # imports numpy: after the thread setting above
+from .training import (
     BAND_RULE,
     DEFAULT_BATCH_TOKENS,
     DEFAULT_MAX_GPUS,
