@@ -384,10 +384,12 @@ def rope_unfused_ops(fw: Framework | None, model: ModelSpec, fwd: list[O.Op],
     ``torch.cat((t, t_pass))`` (2 E a): 12 E a bytes; per call (q, k) those 6 kernels and 6
     small ones on the [s, 1, 1, d] fp32 freqs (cos, sin, * mscale, .to): 24 kernels.
     Backward (autograd): ``g * sin_`` (2 E a), the neg (E a), chunk's cat of the half
-    gradients (2 E a), ``g * cos_`` (2 E a) and the sum of t's two gradients (3 E a):
-    10 E a bytes in 10 kernels (the empty ``t_pass`` slice's zero-filled gradient, if autograd
-    builds one, is not counted).
-    Extra: forward 10 E a bytes and 24 - 1 kernels, backward 6 E a and 10 - 1."""
+    gradients (2 E a), ``g * cos_`` (2 E a), the sum of t's two gradients (3 E a), the empty
+    ``t_pass`` slice's gradient (slice_backward: a full-size ``zeros``, E a written; its copy_
+    of 0 elements launches nothing) and the add of that gradient into t's (3 E a): 14 E a bytes
+    in 7 kernels per tensor, 14 per call (a torch.profiler / dispatch-mode count of the
+    backward on CPU, torch 2.13, bf16: mul, neg, cat, mul, add, slice_backward -> zero_, add).
+    Extra: forward 10 E a bytes and 24 - 1 kernels, backward 10 E a and 14 - 1."""
     facts = fw.spec.rope_unfused if fw is not None else None
     if facts is None or facts.mscale == 1.0 or model.family not in facts.families:
         return [], []
@@ -398,7 +400,7 @@ def rope_unfused_ops(fw: Framework | None, model: ModelSpec, fwd: list[O.Op],
             continue
         e = op.shape[0]
         f.append(_extra(op, ROPE_UNFUSED, e, 10.0 * act_bytes, 23.0))
-        b.append(replace(_extra(op, ROPE_UNFUSED + ".bwd", e, 6.0 * act_bytes, 9.0),
+        b.append(replace(_extra(op, ROPE_UNFUSED + ".bwd", e, 10.0 * act_bytes, 13.0),
                          phase="bwd"))
     return f, b
 

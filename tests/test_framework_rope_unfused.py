@@ -36,10 +36,14 @@ def _rope_ops(framework, path):
 def test_gpt_oss_yarn_rope_unfused_by_hand():
     """gpt-oss's YaRN mscale 0.1 ln 32 + 1 = 1.3466 != 1: Megatron-Core runs
     _apply_rotary_pos_emb_bshd. 16384 tokens x (64 q + 8 k heads) x 64 = 75,497,472 elements
-    E; the eager chain moves 12 E x 2 B forward and 10 E x 2 B backward, perfmodel's fused
-    kernel 2 E x 2 B and twice that: extra 20 E = 1,509,949,440 B forward and 12 E =
-    905,969,664 B backward, per attention layer and micro-batch (36 layers x 5 micro-batches
-    = 180 calls, the sliding-window and full layers half each)."""
+    E; the eager chain moves 12 E x 2 B forward and 14 E x 2 B backward (the empty t_pass
+    slice's gradient: a full-size zeros, E, and its add into t's gradient, 3 E; a
+    torch.profiler run of the backward on CPU, torch 2.13, bf16: mul, neg, cat, mul, add,
+    slice_backward -> zero_, add, 7 kernels per q / k tensor), perfmodel's fused kernel
+    2 E x 2 B and twice that: extra 20 E = 1,509,949,440 B forward and 20 E =
+    1,509,949,440 B backward, per attention layer and micro-batch (36 layers x 5
+    micro-batches = 180 calls, the sliding-window and full layers half each); kernels
+    2 x 12 - 1 = 23 forward and 2 x 7 - 1 = 13 backward."""
     ops, calls = _rope_ops("nemo", GPT_OSS)
     e = 16384 * 72 * 64
     assert e == 75_497_472
@@ -47,10 +51,10 @@ def test_gpt_oss_yarn_rope_unfused_by_hand():
     bwd = [op for op in ops if op.phase == "bwd"]
     assert fwd and bwd
     assert sum(float(op.bytes) * float(op.count) for op in fwd) == pytest.approx(1_509_949_440)
-    assert sum(float(op.bytes) * float(op.count) for op in bwd) == pytest.approx(905_969_664)
+    assert sum(float(op.bytes) * float(op.count) for op in bwd) == pytest.approx(1_509_949_440)
     assert calls[FC.ROPE_UNFUSED] == pytest.approx(180.0 / len(fwd))
     assert {float(op.launches) for op in fwd} == {23.0}
-    assert {float(op.launches) for op in bwd} == {9.0}
+    assert {float(op.launches) for op in bwd} == {13.0}
 
 
 def test_rope_stays_fused_elsewhere():
