@@ -93,12 +93,6 @@ def test_absolute_rates_scale_and_foreign_fabrics_are_dropped():
     pcie = profile_for("h100-pcie-80gb")
     for kind, rate in sxm.elementwise_rate.items():  # achieved-bandwidth roofs: x 2000 / 3350
         assert pcie.elementwise_rate[kind] == pytest.approx(rate * 2000 / 3350)
-    # NVLink bridge pairs, not NVSwitch: no intra-node fit and no residual of one is borrowed
-    assert not [f for f in pcie.collectives if f.scope == "intra"]
-    assert [f for f in pcie.collectives if f.scope == "inter"]
-    assert not [t for t in pcie.uncertainty if t.startswith("collective.") and ".intra." in t]
-    # the same NVSwitch fabric (GH200 NVLink 4): every fit kept
-    assert len(profile_for("gh200").collectives) == len(sxm.collectives)
     # efficiency curves are the source's own
     assert pcie.gemm["bf16"] == sxm.gemm["bf16"] and pcie.memory == sxm.memory
 
@@ -172,3 +166,57 @@ def test_transfer_across_one_die_with_two_measured_profiles():
     own, bor = predict(_decode(dst.id)), predict(_decode(dst.id), borrowed)
     assert abs(np.log(bor.tpot_s / own.tpot_s)) < np.log(1.12)
     assert abs(np.log(bor.ttft_s / own.ttft_s)) < np.log(1.05)
+
+
+def _fits(profile) -> set[str]:
+    return {f"{f.collective}.{f.scope}.{f.group_size}" for f in profile.collectives}
+
+
+# The H100 SXM5 reference's collective fits, listed by hand from its notes: NCCL all_gather /
+# all_reduce / all_to_all / reduce_scatter and the three engines' custom all-reduces at 2, 4, 8
+# GPUs, DeepEP dispatch / combine (low latency and normal) at 8 on one NVSwitch node and at
+# 16 / 32 / 64 across 2 / 4 / 8 nodes, send_recv between 2 GPUs in a node and between 2 nodes
+# (vidur's DGX pair, one GPU per node).
+H100_INTRA = {f"{c}.intra.{n}" for c in ("all_gather", "all_reduce", "all_to_all",
+                                         "reduce_scatter", "custom_allreduce_sglang",
+                                         "custom_allreduce_trtllm", "custom_allreduce_vllm")
+              for n in (2, 4, 8)} | {f"ep_{p}_{m}.intra.8" for p in ("dispatch", "combine")
+                                     for m in ("ll", "normal")} | {"send_recv.intra.2"}
+H100_DEEPEP_INTER = {f"ep_{p}_{m}.inter.{n}" for p in ("dispatch", "combine")
+                     for m in ("ll", "normal") for n in (16, 32, 64)}
+
+
+def test_h100_reference_holds_the_fits_listed_by_hand():
+    assert _fits(reference_profile("h100-sxm5-80gb")) == (
+        H100_INTRA | H100_DEEPEP_INTER | {"send_recv.inter.2"})
+    assert len(H100_INTRA) == 26 and len(H100_DEEPEP_INTER) == 12
+
+
+@pytest.mark.parametrize("device", ["h100-pcie-80gb", "h100-nvl-94gb"])
+def test_without_the_scale_up_fabric_only_nic_only_fits_are_borrowed(device):
+    """NVLink bridge pairs, not NVSwitch: the intra-node fits and the DeepEP internode ones
+    (NVLink forwarding inside each node, normal and low latency as the collector runs them)
+    are dropped with their residuals; the cross-node point-to-point (GPU -> NIC -> NIC -> GPU,
+    one GPU per node) is the one fit kept."""
+    p = profile_for(device)
+    assert _fits(p) == {"send_recv.inter.2"}
+    borrowed = {k for k in p.uncertainty if k.startswith("collective.")}
+    borrowed |= {fe.table for fe in p.fit_errors if fe.table.startswith("collective.")}
+    assert borrowed == {"collective.send_recv.inter.2"}
+    assert "point-to-point" in (p.notes or "")
+
+
+def test_a100_pcie_borrows_no_collective_fit():
+    """The A100 SXM4 80GB reference has intra-node NCCL fits only (NVSwitch): none is borrowed
+    for the NVLink-bridge PCIe card."""
+    assert _fits(reference_profile("a100-sxm4-80gb")) and not _fits(profile_for("a100-pcie-80gb"))
+
+
+@pytest.mark.parametrize("device", ["gh200", "h100-sxm5-96gb"])
+def test_the_same_scale_up_fabric_keeps_every_fit(device):
+    """NVLink 4 / NVSwitch like the H100 SXM5 80GB: every fit kept, the DeepEP internode ones
+    too."""
+    p = profile_for(device)
+    assert _fits(p) == H100_INTRA | H100_DEEPEP_INTER | {"send_recv.inter.2"}
+    assert {k for k in p.uncertainty if k.startswith("collective.")} == {
+        f"collective.{k}" for k in _fits(p)}

@@ -33,7 +33,7 @@ from .hardware import DeviceSpec, InterconnectSpec, NodeSpec
 from .model import ModelSpec
 
 if TYPE_CHECKING:
-    from ..profile import CalibrationProfile
+    from ..profile import CalibrationProfile, CollectiveFit
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -43,7 +43,7 @@ __all__ = [
     "get_interconnect", "get_model", "get_node", "ids", "interconnects", "load_file",
     "load_profile", "models", "nodes", "parse_cache", "parse_json", "parse_yaml", "profile_for",
     "proxied_profile", "proxy_of", "proxy_source", "read_bytes", "read_json",
-    "read_mapping", "read_text", "read_yaml", "reference_profile", "yaml_loader",
+    "read_mapping", "read_text", "read_yaml", "reference_profile", "uses_scale_up", "yaml_loader",
 ]
 
 
@@ -692,6 +692,27 @@ def proxy_of(profile: CalibrationProfile, device: DeviceSpec) -> dict | None:
             "basis": f"{profile.id.removesuffix('@' + device.id)} (same silicon: {proxy.why})"}
 
 
+#: collectives whose inter-node fit moves data NIC to NIC with no intra-node stage: a
+#: point-to-point between two ranks, each on its own node (converters.vidur_network: send_recv
+#: with num_workers 2 > devices_per_node, scope inter; the H100 reference's notes: "vidur's
+#: H100 DGX pair across 2 nodes against one NDR 400 NIC per GPU")
+NIC_ONLY_INTER = frozenset({"send_recv"})
+
+
+def uses_scale_up(fit: CollectiveFit) -> bool:
+    """Whether a collective fit's measurement ran over its node's scale-up fabric (NVSwitch,
+    Infinity Fabric), so it describes only devices with that fabric: every ``intra`` fit,
+    and every ``inter`` one but a point-to-point's (NIC_ONLY_INTER). A hierarchical NCCL
+    collective across nodes (all-reduce / all-gather / reduce-scatter / all-to-all) has an
+    intra-node stage; DeepEP's internode kernels (ep_dispatch / ep_combine, normal and low
+    latency) forward over NVLink inside each node: the normal kernels by design (RDMA to the
+    same local rank, then NVL buffers: aiconfigurator collector/deep_collector/test_internode.py
+    @97c28ba6 times NVL chunk sizes and NVL receive bytes), the low-latency ones as the
+    collector runs them (Buffer(..., allow_nvlink_for_low_latency_mode=not args.disable_nvlink),
+    README @25e61f7b passes no --disable-nvlink)."""
+    return fit.scope != "inter" or fit.collective not in NIC_ONLY_INTER
+
+
 def borrow_profile(profile: CalibrationProfile, source: DeviceSpec,
                    device: DeviceSpec) -> CalibrationProfile:
     """``profile`` (measured on ``source``) as ``device`` reads it: its efficiency curves as
@@ -704,11 +725,11 @@ def borrow_profile(profile: CalibrationProfile, source: DeviceSpec,
       ratio of HBM bandwidths, as the memory curve is a fraction of each device's bandwidth;
     * measured ``peak_tflops`` / ``memory_bandwidth_gbps`` overrides by the ratio of the two
       datasheets' peaks / bandwidths (a dtype either lacks is dropped);
-    * intra-node collective fits only where both devices have the same scale-up fabric (an
-      efficiency of an NVSwitch board does not describe an NVLink bridge or PCIe): otherwise
-      they and their residuals are dropped and the documented defaults apply. Fits across
-      nodes are kept (the network is the node's, not the die's; the core applies them to
-      any network on the measured device too).
+    * collective fits whose measurement ran over the node's scale-up fabric only where both
+      devices have the same one (an efficiency of an NVSwitch board does not describe an
+      NVLink bridge or PCIe): otherwise they and their residuals are dropped and the
+      documented defaults apply (``uses_scale_up``: every intra-node fit, and every
+      inter-node one but a point-to-point's, NIC_ONLY_INTER).
 
     Fixed per-call times (kernel launch, attention / MoE overheads, collective latency) are
     kept: the same kernels on the same die (clock differences are within the sourced
@@ -722,7 +743,7 @@ def borrow_profile(profile: CalibrationProfile, source: DeviceSpec,
             peaks[dtype] = value * mine / theirs
     same_fabric = (device.scale_up is not None and source.scale_up is not None
                    and device.scale_up.interconnect == source.scale_up.interconnect)
-    kept = [f for f in profile.collectives if f.scope != "intra" or same_fabric]
+    kept = [f for f in profile.collectives if same_fabric or not uses_scale_up(f)]
     dropped = {f"collective.{f.collective}.{f.scope}.{f.group_size}"
                for f in profile.collectives if f not in kept}
     proxy = device.calibration_proxy
@@ -733,7 +754,8 @@ def borrow_profile(profile: CalibrationProfile, source: DeviceSpec,
             f"{device.id}'s own peaks and bandwidths, element-wise rates x {bw:.4g} (HBM "
             f"bandwidth ratio)"
             + ("" if same_fabric or not dropped else
-               f", intra-node collective fits dropped ({device.id}'s scale-up fabric differs)")
+               f", collective fits measured over the scale-up fabric dropped (intra-node, "
+               f"and inter-node but point-to-point; {device.id}'s scale-up fabric differs)")
             + ".")
     return profile.model_copy(update={
         "id": f"{profile.id}@{device.id}",  # what every output names: this profile, borrowed
