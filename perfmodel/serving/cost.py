@@ -86,6 +86,7 @@ def _grid(top: float, dense: int = DENSE_INTEGERS, per_octave: int = POINTS_PER_
     octaves = np.log2(top / dense)
     geo = dense * np.exp2(np.linspace(0.0, octaves, max(int(np.ceil(octaves * per_octave)), 1)
                                       + 1))
+    geo[-1] = top  # exp2(log2(top / dense)) * dense can miss top by an ulp: no twin point
     return np.unique(np.concatenate([ints, geo, [top]]))
 
 

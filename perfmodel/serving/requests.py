@@ -26,6 +26,9 @@ class Requests:
         self.first = np.full(n, np.nan)  # first token out
         self.finish = np.full(n, np.nan)  # last token out
         self.preemptions = np.zeros(n, np.int64)
+        # closed loop: the request whose end made its client send this one (-1: first wave,
+        # or pre-set arrivals)
+        self.sent_after = np.full(n, -1, np.int64)
         self._gaps: list[np.ndarray] = []  # inter-token gaps, binned at the end
         self._weights: list[float] = []  # each gap array's weight (tokens per gap)
         self._weighted: list[tuple[np.ndarray, np.ndarray]] = []  # (gaps, per-gap weights)

@@ -162,16 +162,23 @@ class Simulation:
         pool = e.pool
         if finished:
             pool.outstanding[e.slot_in_pool] -= len(finished)
-            if self.concurrency is not None:
-                self._send_next(finished, now)
         if pool.role == "prefill" and e.n:
             self._hand_off(e, now)
         self._kick(e, now)
+        # after the kick: an engine that sends an iteration's first tokens only once the next
+        # batch is launched (Engine.launched) has just moved a one-token request's finish
+        # later; its client sees the request end then, not at the step's end
+        if finished and self.concurrency is not None:
+            self._send_next(finished, now)
 
     def _send_next(self, finished: list[int], now: float) -> None:
         """Closed loop: each finished request's client sends the next unsent request the
-        moment its last token came out (static batching reports a request's end before the
-        batch leaves the instance; the request is then queued at ``now``)."""
+        moment its last token reached the client, ``finish`` as final after the instance
+        launched its next step (static batching reports a request's end before the batch
+        leaves the instance: the request is then queued at ``now``; an engine that sends
+        first tokens after its next launch delivers a one-token request after ``now``: the
+        request is queued then). A client never sends before its previous request ended:
+        arrival = finish of the request it replaces."""
         reqs = self.reqs
         n = reqs.arrival.size
         if len(finished) > 1:  # the clients whose requests ended first send first
@@ -179,8 +186,10 @@ class Simulation:
         for done in finished:
             if self.next_rid >= n:
                 return
-            reqs.arrival[self.next_rid] = reqs.finish[done]
-            self._push(now, ARRIVE, self.next_rid, 0)
+            end = float(reqs.finish[done])
+            reqs.arrival[self.next_rid] = end
+            reqs.sent_after[self.next_rid] = done
+            self._push(max(now, end), ARRIVE, self.next_rid, 0)
             self.next_rid += 1
 
     def _hand_off(self, e: Engine, now: float) -> None:
