@@ -1007,14 +1007,32 @@ def get_engine(engine_id: str, version: str | None = None,
     if version is None and variant is None:
         return base
     if not base.ranges:
+        if version is None:
+            raise SpecError(f"engine.variant: {engine_id} has no variants (given {variant!r}); "
+                            f"engines/{engine_id}.yaml describes {base.version} (omit "
+                            "engine.variant)")
         raise SpecError(f"engine.version: {engine_id} has no version families; "
                         f"engines/{engine_id}.yaml describes {base.version} (omit engine.version "
                         "and engine.variant)")
+    fams = families(engine_id)
+    if variant is not None:
+        variants = sorted({r.variant for f in fams for r in f.ranges if r.variant})
+        if variant not in variants:
+            known = ", ".join(repr(v) for v in variants)
+            raise SpecError(f"engine.variant: {engine_id} has no variant {variant!r}; "
+                            + (f"its variants: {known}, or omit engine.variant for the "
+                               "default engine" if variants else
+                               f"{engine_id} has no variants (omit engine.variant)"))
+    given = version is not None
     if version is None:
         version = base.ranges[0].since
     version_key(version)
-    hits = [f for f in families(engine_id) if any(r.holds(version, variant)
-                                                  for r in f.ranges)]
+    hits = [f for f in fams if any(r.holds(version, variant) for r in f.ranges)]
+    if not hits and not given:  # a known variant without the file's version: name its ranges
+        spans = ", ".join(f"{r.since}..{r.until or ''}" for f in fams for r in f.ranges
+                          if r.variant == variant)
+        raise SpecError(f"engine.variant: {engine_id} variant {variant!r} has no facts for "
+                        f"the default version {version!r}; give engine.version in {spans}")
     if not hits:
         known = "; ".join(
             f"{f.version}: " + ", ".join(
