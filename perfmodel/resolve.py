@@ -153,11 +153,24 @@ def cpu_profile(profile: CalibrationProfile) -> bool:
 
 def device_mismatch(profile: CalibrationProfile, device_id: str) -> list[str]:
     """One line when ``profile`` was measured on another device than the one it is used for
-    (its efficiencies describe that device): every command that takes --calibration says so."""
-    if profile.device and profile.device != device_id:
+    (its efficiencies describe that device): every command that takes --calibration says so.
+    Not for the device's ``calibration_proxy`` profile borrowed for it (``borrowed_for``): the
+    same silicon, its rates rescaled, and the output names it ("borrowed from ...")."""
+    if profile.device and profile.device != device_id and not borrowed_for(profile, device_id):
         return [f"calibration profile {profile.id!r} was measured on {profile.device!r}, "
                 f"not on {device_id!r}: its efficiencies describe {profile.device!r}"]
     return []
+
+
+def borrowed_for(profile: CalibrationProfile, device_id: str) -> bool:
+    """Whether ``profile`` is the reference of ``device_id``'s ``calibration_proxy`` borrowed
+    for it (specs.registry.proxy_of, and borrow_profile's id ``<profile>@<device>``: a proxy
+    device's profile used as it is, its absolute rates not rescaled, is not)."""
+    from .specs import registry
+
+    if not profile.id.endswith(f"@{device_id}") or device_id not in registry.ids("device"):
+        return False
+    return registry.proxy_of(profile, registry.get_device(device_id)) is not None
 
 
 def profile_warnings(profile: CalibrationProfile, system: System) -> list[str]:

@@ -11,6 +11,7 @@ from perfmodel.api import predict
 from perfmodel.errors import SpecError
 from perfmodel.ops import GEMM, Op
 from perfmodel.report import render_prediction
+from perfmodel.resolve import device_mismatch
 from perfmodel.roofline import Roofline, op_times
 from perfmodel.specs import registry
 from perfmodel.specs.common import validate
@@ -220,3 +221,34 @@ def test_the_same_scale_up_fabric_keeps_every_fit(device):
     assert _fits(p) == H100_INTRA | H100_DEEPEP_INTER | {"send_recv.inter.2"}
     assert {k for k in p.uncertainty if k.startswith("collective.")} == {
         f"collective.{k}" for k in _fits(p)}
+
+
+def _mismatch(pred) -> list[str]:
+    return [w for w in pred.warnings if "was measured on" in w]
+
+
+def test_a_borrowed_profile_is_not_called_a_mismatch():
+    """mi325x borrows mi300x's reference (shipped, or given as --calibration / calibration:
+    file): the output names the proxy, and no line says the profile is another device's."""
+    shipped = predict(_decode("mi325x"))
+    assert shipped.calibration["id"] == "mi300x.reference@mi325x" and not _mismatch(shipped)
+    path = str(registry.data_dir("calibration") / "mi300x.reference.json")
+    explicit = predict({**_decode("mi325x"), "calibration": path})
+    assert explicit.calibration["id"] == "mi300x.reference@mi325x" and not _mismatch(explicit)
+    assert device_mismatch(profile_for("h100-pcie-80gb"), "h100-pcie-80gb") == []
+
+
+def test_a_real_mismatch_still_warns():
+    """Another device's profile that is not the proxy (H200's for the MI325X; H100 SXM5's for
+    the A100 PCIe), and the proxy's profile used as it is (not borrowed: rates not rescaled),
+    keep the one line."""
+    path = str(registry.data_dir("calibration") / "h200-sxm-141gb.reference.json")
+    pred = predict({**_decode("mi325x"), "calibration": path})
+    assert _mismatch(pred) == ["calibration profile 'h200-sxm-141gb.reference' was measured on "
+                               "'h200-sxm-141gb', not on 'mi325x': its efficiencies describe "
+                               "'h200-sxm-141gb'"]
+    assert len(device_mismatch(reference_profile("h100-sxm5-80gb"), "a100-pcie-80gb")) == 1
+    raw = reference_profile("mi300x")  # the proxy's own, as measured
+    assert len(device_mismatch(raw, "mi325x")) == 1
+    # borrowed for another device: not this one's proxy profile
+    assert len(device_mismatch(profile_for("h100-pcie-80gb"), "h100-nvl-94gb")) == 1
