@@ -12,7 +12,7 @@ import numpy as np
 
 from ..engine_memory import HEADROOM_CATEGORIES
 from ..errors import SpecError
-from ..explain import capacity_fields
+from ..explain import calibration_summary, capacity_fields
 from ..prediction import Prediction
 from ..predictors import predict_inference
 from ..profile import CalibrationProfile
@@ -168,7 +168,7 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
         breakdown["moe"] = base.breakdown["moe"]
     return Prediction(
         kind="serving", name=sc.name, model=sc.model.id, device=system.device.id,
-        num_gpus=dep.num_gpus, calibration=profile.summary(),
+        num_gpus=dep.num_gpus, calibration=calibration_summary(profile, system.device),
         ttft_s=summary["ttft_s"]["p50"],
         tpot_s=summary["tpot_s"]["p50"] or 0.0,  # no TPOT when every output is one token
         e2e_latency_s=summary["e2e_s"]["p50"], prefill_time_s=base.prefill_time_s,
