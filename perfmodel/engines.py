@@ -546,8 +546,12 @@ class Fp8ActivationFacts(Strict):
 
 #: what an engine does with a narrow weight format on a device without its tensor cores, per
 #: vendor (``quantization.formats.<fmt>.without_tensor_cores``): weight-only (W8A16 / W4A16:
-#: 16-bit activations against weights dequantised in the GEMM, e.g. Marlin) or a load error
-FormatFallback = Literal["weight_only", "refuse"]
+#: 16-bit activations against weights dequantised in the GEMM, e.g. Marlin), ``emulated``
+#: (every call dequantises the whole weight to 16 bit in a kernel of its own, quantise-
+#: dequantises the activation, then runs a 16-bit GEMM that reads the dequantised weight:
+#: vLLM's QuarkOCP_MX on gfx942, ``formats.emulated_formats``, ``inference.
+#: _with_emulated_gemms``) or a load error
+FormatFallback = Literal["weight_only", "emulated", "refuse"]
 #: the narrow weight formats an engine file states a rule for (``quantization.formats``;
 #: mxfp4: TensorRT-LLM's W4A8 MXFP4 x MXFP8 gpt-oss experts on Blackwell)
 RULE_FORMATS = ("fp8", "fp8_block", "nvfp4", "mxfp4")
@@ -563,8 +567,9 @@ class FormatRule(Strict):
     ``quantization.<fmt>_activation``) whatever 16-bit activation dtype a scenario names, since
     the engine offers no weight-only path there (vLLM Fp8LinearMethod takes Marlin W8A16 only
     below SM 8.9 or when forced by a test switch); null: not stated (the scenario's choice is
-    honoured). ``without_tensor_cores``: per device vendor (lower case), ``weight_only`` or
-    ``refuse``; a vendor not listed: not stated (modelled as weight-only)."""
+    honoured). ``without_tensor_cores``: per device vendor (lower case), ``weight_only``,
+    ``emulated`` or ``refuse`` (``FormatFallback``); a vendor not listed: not stated (modelled
+    as weight-only)."""
 
     with_tensor_cores: Literal["narrow"] | None = None
     without_tensor_cores: dict[str, FormatFallback] = Field(default_factory=dict)
@@ -576,7 +581,7 @@ class FormatRule(Strict):
             return {}
         if not isinstance(value, dict):
             raise SpecError("quantization.formats.<fmt>.without_tensor_cores: a mapping vendor "
-                            f"-> weight_only | refuse, got {value!r}")
+                            f"-> weight_only | emulated | refuse, got {value!r}")
         return {str(k).lower(): v for k, v in value.items()}
 
 

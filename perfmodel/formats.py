@@ -358,6 +358,32 @@ def engine_activation(device, engine: str | None, version: str | None, variant: 
     return EngineActivation(act, False, note)
 
 
+def emulated_formats(device, engine: str | None, version: str | None, variant: str | None,
+                     weight_dtype: str, weight_formats) -> frozenset[str]:
+    """The narrow weight formats of the checkpoint (``weight_dtype`` and the classes of
+    ``weight_formats``) that ``engine`` emulates on ``device``: the device has no tensor cores
+    for the format and the engine's rule for its vendor is ``emulated``
+    (engines/<id>.yaml ``quantization.formats.<fmt>.without_tensor_cores``). Such a linear
+    layer dequantises its whole weight to 16 bit in a kernel of its own on every call, then
+    runs a 16-bit GEMM that reads the dequantised weight (``inference._with_emulated_gemms``);
+    empty for ``generic`` (no rule) and every other rule."""
+    from .engines import format_rule
+
+    eng = engine or "generic"
+    narrow = {weight_dtype, *dict(weight_formats).values()} & set(RULE_ACTIVATION)
+    if not narrow or eng == "generic":
+        return frozenset()
+    native = native_formats(device)
+    vendor = str(device.vendor).lower()
+    out = set()
+    for fmt in narrow:
+        rule = format_rule(eng, fmt, version, variant)
+        if (fmt not in native and rule is not None
+                and rule.without_tensor_cores.get(vendor) == "emulated"):
+            out.add(fmt)
+    return frozenset(out)
+
+
 def asks_weight_only(inference) -> bool:
     """Whether an InferenceConfig names a 16-bit activation dtype itself (a weight-only request:
     W8A16 / W4A16 for narrow weights); the default bf16 it does not name asks nothing."""
@@ -378,7 +404,7 @@ def engine_activation_warning(device, engine, inference) -> str | None:
                              inference.activation_dtype, asked).note
 
 
-def weight_format_warning(device, inference) -> str | None:
+def weight_format_warning(device, inference, engine=None) -> str | None:
     """One line where the scenario's weights are in a narrow format with tensor-core GEMMs
     somewhere (``engines.RULE_FORMATS``, the formats ``RULE_ACTIVATION`` keys) that ``device``
     has no tensor cores for, run with 16-bit activations: the weights shrink memory and the
@@ -388,7 +414,9 @@ def weight_format_warning(device, inference) -> str | None:
     ``_checkpoint_defaults``: the DeepSeek-V3 preset's fp8_block on A100, gpt-oss's mxfp4
     experts from its config.json on H100 warn as if named); a 16-bit default left unset
     does not. None otherwise, and where
-    ``activation_format_warning`` already speaks of a narrow activation dtype."""
+    ``activation_format_warning`` already speaks of a narrow activation dtype. Formats the
+    scenario's ``engine`` (its EngineConfig; None: not named) emulates there
+    (``emulated_formats``) are said as such: each call dequantises the whole weight."""
     from .engines import RULE_FORMATS
 
     if nbytes(inference.activation_dtype) < 2:
@@ -406,11 +434,25 @@ def weight_format_warning(device, inference) -> str | None:
     why = ", ".join(f"its fp4 peak runs {'/'.join(device.fp4_formats)} only"
                     if device.peak_tflops.get(p) else f"peak_tflops.{p} is null" for p in peaks)
     arch = f" ({device.architecture})" if device.architecture else ""
-    bits = "4" if peaks == ["fp4"] else "8" if peaks == ["fp8"] else "4/8"
-    return (f"{device.id}{arch} has no {'/'.join(missing)} tensor cores ({why}): "
-            f"{'/'.join(missing)} weights run weight-only (W{bits}A16 GEMMs against dequantised "
-            f"weights): they cut weight memory and the bytes decode reads, not the GEMM compute "
-            f"(prefill as {inference.activation_dtype})")
+    emulated = sorted(emulated_formats(
+        device, engine.name, engine.version, engine.variant, inference.weight_dtype,
+        tuple(inference.weight_formats.items())) & set(missing)) if engine is not None else []
+    only = [f for f in missing if f not in emulated]
+    said = []
+    if emulated:
+        said.append(
+            f"engine {engine.name} emulates {'/'.join(emulated)} there: every call dequantises "
+            f"the whole weight to 16 bit in a kernel of its own and runs a 16-bit GEMM that "
+            f"reads it again (engines/{engine.name}.yaml quantization.formats): the weights "
+            f"cut memory only, each step reads more bytes than 16-bit weights would")
+    if only:
+        bits = "4" if all(f in ("nvfp4", "mxfp4") for f in only) else (
+            "8" if all(f not in ("nvfp4", "mxfp4") for f in only) else "4/8")
+        said.append(
+            f"{'/'.join(only)} weights run weight-only (W{bits}A16 GEMMs against dequantised "
+            f"weights): they cut weight memory and the bytes decode reads, not the GEMM "
+            f"compute (prefill as {inference.activation_dtype})")
+    return f"{device.id}{arch} has no {'/'.join(missing)} tensor cores ({why}): " + "; ".join(said)
 
 
 def activation_format_warning(device, activation_dtype: str) -> str | None:

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import ops as O
 from .comm import p2p_time
+from .dtypes import nbytes, quantized_weight_bytes
 from .engines import (
     decode_kv_reads,
     engine_facts,
@@ -33,7 +34,7 @@ from .engines import (
     mxfp4_pad_multiples,
     skinny_gemm_facts,
 )
-from .formats import class_dtype, engine_activation, weight_byte_counts
+from .formats import class_dtype, emulated_formats, engine_activation, weight_byte_counts
 from .memory import (
     inference_weight_bytes,
     inference_workspace_bytes,
@@ -153,6 +154,56 @@ def _with_fp4_quant_kernels(ops: list[O.Op], mode: str | None, on) -> list[O.Op]
     return out
 
 
+#: bytes per element of the 16-bit tensors an emulated linear layer writes and reads
+#: (``_with_emulated_gemms``: the dequantised weight, the quantise-dequantised activation)
+EMULATED_DTYPE = "bf16"
+
+
+def _with_emulated_gemms(ops: list[O.Op], formats: frozenset[str]) -> list[O.Op]:
+    """``ops`` with every linear layer whose weights are in an emulated format
+    (``formats.emulated_formats``; engines/<id>.yaml ``without_tensor_cores: emulated``) run as
+    the engine runs it, in execution order (vLLM QuarkOCP_MX.apply_weights, emulate:
+    ``dq_w = self.dequant_func(layer.weight, layer.weight_scale, x.dtype); qdq_x =
+    self.quant_dequant_func(x); return F.linear(qdq_x, dq_w, bias)``, engines/vllm.yaml
+    vllmquarkocpmx; amd-quark's HIP kernels, one launch each, engines/vllm.yaml quarkmxhip):
+
+    - ``<gemm>.dequant``: one memory-bound kernel over the whole k x n weight, reading the
+      narrow elements with their block scales (``quantized_weight_bytes``: 0.53125 B for
+      mxfp4) and writing 16-bit ones (2 B), on every call;
+    - ``<gemm>.qdq``: one memory-bound kernel reading the m x k 16-bit input and writing a
+      16-bit copy (2 + 2 B per element);
+    - the GEMM: 16-bit (torch ``F.linear``), reading the dequantised weight again at 2 B per
+      element, with no dequantise in its inner loop. It keeps its ``weight_format`` (the
+      checkpoint's): a quantised layer, which never reaches an engine's own kernel for
+      unquantised ones (``_with_skinny_gemms``: vLLM's rocm_unquantized_gemm).
+
+    The two kernels have no measured element rate (kinds ``mx_dequant`` / ``mx_qdq``): they
+    are timed by their bytes. Routed experts' grouped GEMMs are left out (their MoE method is
+    not the dense layers' rule)."""
+    if not formats:
+        return ops
+    wide = nbytes(EMULATED_DTYPE)
+    out = []
+    for op in ops:
+        if (op.cls != O.GEMM or op.weight_format not in formats
+                or op.name.startswith("moe.expert.") or np.any(np.asarray(op.groups) > 1)):
+            out.append(op)
+            continue
+        m, n, k = op.shape
+        weights = k * n
+        narrow = quantized_weight_bytes(op.weight_format)
+        out.append(O.Op(name=f"{op.name}.dequant", cls=O.ELEMENTWISE, flops=0.0,
+                        bytes=weights * (narrow + wide), dtype="fp32", count=op.count,
+                        vector_flops=weights, shape=(weights,), block=op.block,
+                        kernel="mx_dequant"))
+        out.append(O.Op(name=f"{op.name}.qdq", cls=O.ELEMENTWISE, flops=0.0,
+                        bytes=m * k * 2.0 * wide, dtype="fp32", count=op.count,
+                        vector_flops=m * k, shape=(m * k,), block=op.block, kernel="mx_qdq"))
+        out.append(replace(op, dtype=EMULATED_DTYPE, vector_flops=0.0,
+                           bytes=m * k * wide + weights * wide + m * n * wide))
+    return out
+
+
 def _with_skinny_gemms(times: OpTimes, roof: Roofline, plan: InferPlan) -> OpTimes:
     """``times`` with the engine's own few-token GEMM kernel (engines/<id>.yaml
     ``gemm.skinny``; vLLM on ROCm gfx9: wvSplitK, which every unquantised linear layer and the
@@ -226,6 +277,9 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
     quant4 = fp8_activation_kernels(plan.tp_all_reduce, plan.engine_version,
                                     plan.engine_variant, model.hidden_size, plan.tp,
                                     plan.attention_dp, fmt="nvfp4")
+    emulated = frozenset() if device is None else emulated_formats(
+        device, plan.tp_all_reduce, plan.engine_version, plan.engine_variant,
+        plan.weight_dtype, plan.weight_formats)
     items: list[O.Op] = []
     index: dict[str, list[int]] = {}
     kinds = [("dense", False, model.num_dense_layers), ("moe", True, model.num_moe_layers)]
@@ -234,7 +288,8 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
             continue
         layer = O.layer_forward_ops(model, moe, b, q_len, kv_len, pairs, shard, prec,
                                     plan.flash_attention, phase, absorbed_mla=absorbed)
-        layer = _with_fp4_quant_kernels(_with_quant_kernels(layer, *quant), *quant4)
+        layer = _with_emulated_gemms(
+            _with_fp4_quant_kernels(_with_quant_kernels(layer, *quant), *quant4), emulated)
         for op in layer:  # every layer of this kind on one stage
             op.count = op.count * count / plan.pp
             op.phase = phase
@@ -242,7 +297,8 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
         items += layer
     ends = O.embedding_ops(model, b * q_len, plan.tp, prec) + O.head_ops(
         model, logits_tokens, plan.tp, prec, loss=False)
-    ends = _with_fp4_quant_kernels(_with_quant_kernels(ends, *quant), *quant4)
+    ends = _with_emulated_gemms(
+        _with_fp4_quant_kernels(_with_quant_kernels(ends, *quant), *quant4), emulated)
     for op in ends:  # embedding on the first stage, head on the last: 1/pp of them per stage
         op.count = op.count / plan.pp
         op.phase = phase

@@ -1,65 +1,100 @@
-"""vLLM's dense MXFP4 linear on AMD (AMD Quark OCP_MX checkpoints such as
-amd/Llama-3.3-70B-Instruct-MXFP4-Preview), engines/vllm.yaml quantization.formats.mxfp4.
-
-What the source says (sources vllmquarkocpmx, vllmrocmsupportsmx): QuarkOCP_MX runs the native
-W4A4 GEMM (aiter gemm_a4w4 / gemm_afp4wfp4 after a per-call MXFP4 quantise of the activation)
-only where ``current_platform.supports_mx()``, which on ROCm is gfx95x (MI350X / MI355X). On
-gfx942 (MI300X) it emulates: the weight dequantised to bf16, the activation quantise-dequantised,
-then a bf16 ``F.linear``: a 16-bit GEMM, the weight-only rule of the model. The hardware files
-agree independently: CDNA 3 has no FP4 matrix cores (mi300x peak_tflops.fp4 null), CDNA 4 has
-MXFP4 ones.
-"""
+"""vLLM's dense MXFP4 (Quark OCP_MX) on gfx942 (MI300X / MI325X) is emulated, not weight-only
+(engines/vllm.yaml quantization.formats.mxfp4.without_tensor_cores {amd: emulated}; vLLM
+QuarkOCP_MX.apply_weights: dq_w = dequant_mxfp4(weight, scale, x.dtype); qdq_x =
+quant_dequant_mxfp4(x); F.linear(qdq_x, dq_w)). Every call reads the fp4 weight with its
+scales (0.5 + 1/32 = 0.53125 B per parameter) and writes it as bf16 (2 B), then the bf16 GEMM
+reads it again (2 B): 4.53125 B per parameter per call against bf16's 2 B, so decode is slower
+than with bf16 weights, never faster (review of c22557e: 2.99 ms mxfp4 vs 4.885 ms bf16)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import pytest
 
-import perfmodel as pm
-from perfmodel.engines import format_rule
-from perfmodel.formats import engine_activation, native_formats
+from perfmodel.api import predict
+from perfmodel.engines import get_engine
+from perfmodel.formats import emulated_formats
 from perfmodel.specs.registry import get_device
 
-MI300X, MI355X = "mi300x", "mi355x"
+# Llama-3.1-8B, one layer: q/k/v 4096 x (4096 + 1024 + 1024), o 4096 x 4096, gate/up
+# 4096 x (2 x 14336), down 14336 x 4096 (hidden 4096, 8 KV heads of 128, intermediate 14336)
+LINEARS = {"attn.qkv": (4096, 6144), "attn.out": (4096, 4096), "mlp.up": (4096, 28672),
+           "mlp.down": (14336, 4096)}
+PARAMS_PER_LAYER = 218_103_808  # sum of k x n above
 
 
-def test_vllm_states_the_amd_fallback_and_no_narrow_activation():
-    rule = format_rule("vllm", "mxfp4")
-    assert rule.without_tensor_cores == {"amd": "weight_only"}
-    # Quark W4A4 quantises its activations to MXFP4 itself (not the fp8 W4A8 of TensorRT-LLM's
-    # rule activation), and gpt-oss MXFP4 experts run with bf16 activations: no 'narrow' rule
-    assert rule.with_tensor_cores is None
-    # the release InferenceX ran on MI300X (v0.17.0) reads the same rule
-    assert format_rule("vllm", "mxfp4", "0.17.0") == rule
+def _scenario(wd: str, device: str = "mi300x", engine: str = "vllm", kind: str = "inference"):
+    sc = {"kind": kind, "model": "llama-3.1-8b", "engine": engine,
+          "system": {"device": device, "num_gpus": 1}, "parallelism": {"tp": 1},
+          "inference": {"prompt_len": 1024, "output_len": 128, "weight_dtype": wd,
+                        "kv_dtype": "bf16"}}
+    if kind == "inference":
+        sc["inference"]["batch"] = 1
+    else:
+        sc["serving"] = {"arrival": {"process": "closed", "concurrency": 1}, "num_requests": 4}
+    return sc
 
 
-def test_mi300x_runs_quark_mxfp4_as_bf16_gemms_mi355x_natively():
-    mi300, mi355 = get_device(MI300X), get_device(MI355X)
-    assert "mxfp4" not in native_formats(mi300) and "mxfp4" in native_formats(mi355)
-    # the scenario's own W4A4 is kept where it runs (gfx950) ...
-    kept = engine_activation(mi355, "vllm", None, None, "mxfp4", (), "mxfp4", False)
-    assert (kept.activation_dtype, kept.note) == ("mxfp4", None)
-    # ... and on gfx942 the engine neither refuses nor replaces it (the GEMM is modelled weight-only)
-    emu = engine_activation(mi300, "vllm", None, None, "mxfp4", (), "mxfp4", False)
-    assert emu.note is None
+@lru_cache(maxsize=16)
+def _pred(wd: str, device: str = "mi300x", engine: str = "vllm", kind: str = "inference"):
+    return predict(_scenario(wd, device, engine, kind))
 
 
-def _gemm_s(device, act, phase):
-    inf = {"batch": 8, "prompt_len": 2048, "output_len": 16, "weight_dtype": "mxfp4",
-           "activation_dtype": act, "kv_dtype": "fp8"}
-    p = pm.predict(pm.Scenario(kind="inference", model="llama-3.1-70b", engine={"name": "vllm"},
-                               system={"device": device, "num_gpus": 1}, parallelism={"tp": 1},
-                               inference=inf))
-    return sum(op.total_s for op in p.ops if op.cls == "gemm" and op.phase == phase)
+def test_the_engine_file_states_emulation():
+    rule = get_engine("vllm").quantization.formats["mxfp4"]
+    assert rule.without_tensor_cores == {"amd": "emulated"}
+    sources = get_engine("vllm").field_sources["quantization.formats.mxfp4"]
+    assert {"vllmquarkocpmx", "vllmrocmsupportsmx", "quarkmx"} <= set(sources)
 
 
-@pytest.mark.parametrize("phase", ["prefill", "decode"])
-def test_mi300x_emulation_is_the_bf16_activation_gemm(phase):
-    """On MI300X the W4A4 checkpoint's GEMMs take exactly the time of the W4A16 ones (emulate:
-    a bf16 F.linear), in prefill and decode alike."""
-    assert _gemm_s(MI300X, "mxfp4", phase) == pytest.approx(_gemm_s(MI300X, "bf16", phase))
+def test_decode_bytes_per_call_by_hand():
+    """Batch-1 decode step, one layer: per linear, the dequantise kernel moves k n (0.53125 + 2)
+    bytes, the activation QDQ 4 k bytes (bf16 read + bf16 written), the bf16 GEMM 2 k n + 2 k
+    + 2 n. Summed: 218,103,808 x 4.53125 = 988,282,880 weight bytes, plus 106,496 (QDQ) +
+    139,264 (GEMM activations) = 988,528,640 bytes per layer per step."""
+    ops = {o.name: o for o in _pred("mxfp4").ops if o.phase == "decode"}
+    total = 0.0
+    for name, (k, n) in LINEARS.items():
+        deq, qdq, gemm = ops[f"{name}.dequant"], ops[f"{name}.qdq"], ops[name]
+        assert deq.bytes == pytest.approx(k * n * (0.5 + 1 / 32 + 2.0))
+        assert qdq.bytes == pytest.approx(4.0 * k)
+        assert gemm.bytes == pytest.approx(2.0 * k * n + 2.0 * k + 2.0 * n)
+        assert gemm.flops == pytest.approx(2.0 * k * n)
+        assert deq.calls == qdq.calls == gemm.calls == 32
+        total += deq.bytes + qdq.bytes + gemm.bytes
+    assert sum(k * n for k, n in LINEARS.values()) == PARAMS_PER_LAYER
+    assert total == pytest.approx(988_528_640)
 
 
-def test_mi355x_w4a4_prefill_beats_w4a16():
-    """On MI355X the native MXFP4 GEMM (CDNA 4 datasheet: MXFP4 matrix peak 4x bf16's) makes a
-    2048-token prefill's GEMMs faster than the bf16-activation GEMMs on the same weights."""
-    assert _gemm_s(MI355X, "mxfp4", "prefill") < 0.75 * _gemm_s(MI355X, "bf16", "prefill")
+@pytest.mark.parametrize("device", ["mi300x", "mi325x"])
+def test_mxfp4_decodes_slower_than_bf16_on_gfx942(device):
+    """4.53 B against 2 B per parameter per call: mxfp4 is slower than bf16 at batch 1."""
+    mx, bf = _pred("mxfp4", device), _pred("bf16", device)
+    assert mx.tpot_s > bf.tpot_s
+    # the linear layers alone move 988.5 MB per layer per step: a floor at the HBM datasheet
+    # bandwidth (MI300X 5.3 TB/s, MI325X 6.0 TB/s)
+    bw = {"mi300x": 5.3e12, "mi325x": 6.0e12}[device]
+    assert mx.tpot_s > 32 * 988_528_640 / bw
+    assert any("engine vllm emulates mxfp4" in w for w in mx.warnings)
+
+
+def test_serving_on_mi300x_is_emulated_too():
+    assert _pred("mxfp4", kind="serving").tpot_s > _pred("bf16", kind="serving").tpot_s
+
+
+def test_only_vllm_on_devices_without_mxfp4_tensor_cores():
+    """MI355X (CDNA 4, MXFP4 tensor cores) runs it natively; the generic engine and NVIDIA
+    devices (no amd rule) are not emulated; the generic engine on MI300X keeps the
+    weight-only path (fp4 bytes read, faster than bf16)."""
+    def emu(device, engine):
+        return emulated_formats(get_device(device), engine, None, None, "mxfp4", ())
+    assert emu("mi300x", "vllm") == {"mxfp4"} and emu("mi325x", "vllm") == {"mxfp4"}
+    assert emu("mi355x", "vllm") == frozenset()
+    assert emu("h100-sxm5-80gb", "vllm") == frozenset()
+    assert emu("mi300x", "generic") == frozenset()
+    assert emu("mi300x", "vllm") == emulated_formats(get_device("mi300x"), "vllm", None, None,
+                                                     "bf16", (("mlp", "mxfp4"),))
+    gen = _pred("mxfp4", engine="generic")
+    assert not any(o.name.endswith(".dequant") for o in gen.ops)
+    assert gen.tpot_s < _pred("bf16", engine="generic").tpot_s
