@@ -30,7 +30,7 @@ import numpy as np
 from .dtypes import nbytes as dtype_bytes
 from .ops import ATTENTION, ELEMENTWISE, GEMM, Op
 from .padding import padded_minimum
-from .profile import CalibrationProfile, moe_format
+from .profile import CalibrationProfile, moe_format, moe_key_format
 from .specs.hardware import DeviceSpec
 
 
@@ -63,29 +63,68 @@ class Roofline:
     per_expert_gemm: bool = False
     moe_a2a: Any = False
     moe_ep: Any = 1
+    # an inference engine deploys the model: where it names no MoE kernel for a format, each
+    # grouped GEMM takes the fastest production kernel measured (``_moe_pick``); off for a
+    # training step (the profile's tables as measured) and a kernel replayed on its own (the
+    # calibration fit and its held-out test time the table that measured it)
+    moe_race: bool = False
 
     @classmethod
-    def for_system(cls, system, profile: CalibrationProfile, engine: str = "generic",
+    def for_system(cls, system, profile: CalibrationProfile, engine: str | None = None,
                    version: str | None = None, variant: str | None = None,
                    moe_a2a: Any = False, moe_ep: Any = 1) -> Roofline:
-        """The roofline of ``system``'s device at its power limit."""
+        """The roofline of ``system``'s device at its power limit; ``engine`` the inference
+        engine (``generic`` included) that runs the model, None for a training step."""
         from .power import compute_clock_ratio
 
         return cls(system.device, profile,
                    compute_clock_ratio(system.device, system.power_limit_w), padded=True,
-                   engine=engine, engine_version=version, engine_variant=variant,
-                   moe_a2a=moe_a2a, moe_ep=moe_ep)
+                   engine=engine or "generic", engine_version=version, engine_variant=variant,
+                   moe_a2a=moe_a2a, moe_ep=moe_ep, moe_race=engine is not None)
 
     def moe_table(self, dtype: str, weight_format: str = "",
                   a2a: str = "none", ep: int = 1) -> tuple[str, str]:
         """(key, why) of the profile's grouped-GEMM table for experts of this format, run by
         this roofline's engine under all-to-all backend ``a2a`` (``engines.A2A_BACKENDS``) at
-        expert-parallel size ``ep`` (``CalibrationProfile.moe_table``)."""
+        expert-parallel size ``ep`` (``CalibrationProfile.moe_table``); for an engine that names
+        no kernel for the format, the format's reference table (``moe_alternatives`` adds the
+        production kernels' tables it is raced against)."""
+        return self._moe_pick(dtype, weight_format, a2a, ep)[:2]
+
+    def _moe_pick(self, dtype: str, weight_format: str, a2a: str, ep: int
+                  ) -> tuple[str, str, tuple[str, ...]]:
+        """(key, why, alternatives): ``moe_table``'s pick and, when the engine names no kernel
+        for the experts' format (``generic``, or a file that does not list the format), the
+        other tables of that format measured by a production kernel (``moe_alternatives``)."""
         from .engines import moe_kernels  # engine files: read only when experts are timed
 
-        kernels, proxy = moe_kernels(self.engine, moe_format(dtype, weight_format),
-                                     self.engine_version, self.engine_variant, a2a, ep)
-        return self.profile.moe_table(dtype, weight_format, kernels, proxy)
+        fmt = moe_format(dtype, weight_format)
+        kernels, proxy = moe_kernels(self.engine, fmt, self.engine_version,
+                                     self.engine_variant, a2a, ep)
+        key, why = self.profile.moe_table(dtype, weight_format, kernels, proxy)
+        # the format of the table read (a proxy's, e.g. int4 W4A16 -> w4a16_mxfp4) is raced, in
+        # an inference engine's step only (``moe_race``)
+        others = () if kernels or not key or not self.moe_race else \
+            self.moe_alternatives(moe_key_format(key), key)
+        if others:
+            why = (f"{why}, or per call the faster of {', '.join('moe.' + k for k in others)} "
+                   f"(no engine kernel named: the fastest production kernel measured)")
+        return key, why, others
+
+    def moe_alternatives(self, fmt: str, key: str) -> tuple[str, ...]:
+        """The profile's ``fmt@kernel`` tables other than ``key`` whose kernel an engine file
+        selects for ``fmt`` (a production path: engines/<id>.yaml ``moe.kernels``,
+        ``calibrate.moe_generic.production_kernels``). An engine that names no kernel runs,
+        per grouped GEMM, the fastest of ``key`` and these (calibration/moe_kernels.yaml
+        ``generic``): not TensorRT-LLM's reference table alone, which on Blackwell timed W4A16
+        MXFP4 on a path TRT-LLM serving does not select there, untuned (2.1x FlashInfer's)."""
+        from .calibrate.moe_generic import production_kernels
+        from .profile import moe_key
+
+        prod = production_kernels(fmt)
+        return tuple(k for k in sorted(self.profile.moe) if k != key and "@" in k
+                     and k == moe_key(fmt, self.profile.moe_kernel.get(k, ""))
+                     and self.profile.moe_kernel[k] in prod)
 
     def gemm_kernels(self, dtype: str) -> tuple[str, ...]:
         """The dense GEMM kernels this roofline's engine runs for ``dtype`` (engines/<id>.yaml
@@ -101,16 +140,22 @@ class Roofline:
         """(where, key, why) of the grouped-GEMM table per all-to-all backend (``moe_a2a``) and
         EP case (``moe_ep``: 1 or > 1) the plans use: one entry with ``where`` True when every
         plan reads the same table, else one per case with its mask over the plans."""
+        return [(where, key, why) for where, key, why, _ in self.moe_picks(dtype, weight_format)]
+
+    def moe_picks(self, dtype: str, weight_format: str = ""
+                  ) -> list[tuple[Any, str, str, tuple[str, ...]]]:
+        """``moe_tables`` with each case's alternatives (``_moe_pick``): the tables a grouped
+        GEMM is raced against, per call, when the engine names no kernel."""
         a2a = np.asarray(self.moe_a2a, bool)
         wide = np.asarray(self.moe_ep) > 1
         picks = [(a2a_on & ep_on, f"{label}, EP {'> 1' if ep > 1 else '1'}",
-                  *self.moe_table(dtype, weight_format, backend, ep))
+                  *self._moe_pick(dtype, weight_format, backend, ep))
                  for backend, a2a_on, label in (("deepep", a2a, "all-to-all"),
                                                 ("none", ~a2a, "no all-to-all"))
                  for ep, ep_on in ((2, wide), (1, ~wide)) if np.any(a2a_on & ep_on)]
-        if len({key for _, _, key, _ in picks}) == 1:
-            return [(True, picks[0][2], picks[0][3])]
-        return [(where, key, f"{label}: {why}") for where, label, key, why in picks]
+        if len({(key, alt) for _, _, key, _, alt in picks}) == 1:
+            return [(True, picks[0][2], picks[0][3], picks[0][4])]
+        return [(where, key, f"{label}: {why}", alt) for where, label, key, why, alt in picks]
 
     def peak(self, dtype: str) -> float:
         measured = self.profile.peak_tflops.get(dtype)
@@ -218,22 +263,31 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
                                for op in members if np.any(np.asarray(op.groups) > 1)})
                 grouped_rows = False
             if grouped_rows:  # per all-to-all backend of the plans, the engine's table
-                chosen = roof.moe_tables(sub, wfmt)
-                picks = [(where, key, profile.moe.get(key)) for where, key, _ in chosen]
-                why = "; ".join(w for _, _, w in chosen)
-                grouped_rows = any(table is not None for _, _, table in picks)
+                chosen = roof.moe_picks(sub, wfmt)
+                picks = [(where, key, profile.moe.get(key), alt) for where, key, _, alt in chosen]
+                why = "; ".join(w for _, _, w, _ in chosen)
+                grouped_rows = any(table is not None for _, _, table, _ in picks)
                 tables.update({op.name: why for op in members
                                if np.any(np.asarray(op.groups) > 1)})
             if grouped_rows:
                 g = stack([op.groups for op in members], shape)
                 on = False  # where a grouped-GEMM table times the op
-                for where, key, grouped in picks:
+                for where, key, grouped, alt in picks:
                     if grouped is None:
                         continue
                     use = (g > 1) & where
                     eff = np.where(use, grouped(m, np.maximum(g, 1.0), n * k), eff)
                     fixed = np.where(use, float(profile.moe_overhead_s.get(key, 0.0)), fixed)
                     on = on | use
+                    if alt:  # no engine kernel named: the fastest production kernel per call
+                        best = np.maximum(t_c, t_m) / _streaming(eff, t_c, t_m, stream) + fixed
+                        for other in alt:
+                            e = profile.moe[other](m, np.maximum(g, 1.0), n * k)
+                            f = float(profile.moe_overhead_s.get(other, 0.0))
+                            t_o = np.maximum(t_c, t_m) / _streaming(e, t_c, t_m, stream) + f
+                            win = use & (t_o < best)
+                            eff, fixed = np.where(win, e, eff), np.where(win, f, fixed)
+                            best = np.where(win, t_o, best)
             t = np.maximum(t_c, t_m) / _streaming(eff, t_c, t_m, stream)
             table = profile.gemm_curve(sub, kernels) if roof.padded else None
             if table is not None:  # a measured table: the padded kernel's time, if faster

@@ -36,11 +36,21 @@ class KernelLabel(Strict):
     kernel_sources: list[str] = Field(min_length=1)
 
 
+class GenericRule(Strict):
+    """``generic`` of calibration/moe_kernels.yaml: what an engine that names no MoE kernel
+    runs (``rule``, prose; ``sources``: ids of the file's sources), implemented by
+    ``roofline.Roofline.moe_alternatives`` and the race in ``roofline.op_times``."""
+
+    rule: str = Field(min_length=10)
+    sources: list[str] = Field(default_factory=list)
+
+
 class MoeKernels(Strict):
     """calibration/moe_kernels.yaml (or gemm_kernels.yaml): cited sources and the labels."""
 
     sources: list[Source] = Field(min_length=1)
     labels: dict[str, KernelLabel] = Field(min_length=1)
+    generic: GenericRule | None = None
 
     @model_validator(mode="after")
     def _check(self) -> MoeKernels:
@@ -56,6 +66,10 @@ class MoeKernels(Strict):
                     raise SpecError(f"labels.{label}.kernel_sources: {ks!r} already labelled "
                                     f"{seen[ks]!r}")
                 seen[ks] = label
+        if self.generic is not None:
+            missing = [s for s in self.generic.sources if s not in ids]
+            if missing:
+                raise SpecError(f"generic.sources: unknown source id(s) {missing}")
         return self
 
     def table(self) -> dict[str, str]:
@@ -98,3 +112,4 @@ def check_labels(kind: str, named: dict[str, list[str]], where: str) -> None:
         if bad:
             raise SpecError(f"{where}.{fmt}: unknown {kind} kernel label(s) {bad}; valid: "
                             f"{sorted(valid)} (calibration/{FILES[kind]})")
+
