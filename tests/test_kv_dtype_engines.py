@@ -19,6 +19,9 @@ ACCEPTED = {  # engine (version) -> perfmodel kv_dtype it has, besides 16 / 32-b
     ("sglang", None): {"fp8", "mxfp4"},
     ("trtllm", None): {"fp8", "nvfp4"},
     ("trtllm", "0.6.1"): {"fp8", "int8"},
+    ("vllm", "0.2.0"): set(),             # no KV dtype option before 0.3.0 (0.2.7 wheel)
+    ("vllm", "0.2.4+pr2031"): set(),
+    ("vllm", "0.3.0"): {"fp8"},           # --kv-cache-dtype auto / fp8_e5m2 (0.3.0 wheel, #2279)
     ("llamacpp", None): {"int8", "int4"},
 }
 NARROW = ("fp8", "int8", "int4", "nvfp4", "mxfp4")
@@ -63,3 +66,38 @@ def test_generic_takes_every_format_and_vllm_fp8_still_predicts():
         resolve(_scenario("generic", kv))
     p = predict(_scenario("vllm", "fp8"))
     assert p.engine is not None and p.tpot_s > 0
+
+
+def test_vllm_before_0_3_0_has_only_the_model_dtype():
+    """vLLM 0.2.7's arg_utils.py / config.py have no kv_cache_dtype (the KV cache is --dtype);
+    0.3.0 adds --kv-cache-dtype ['auto', 'fp8_e5m2'] (PR #2279): fp8 is fp8_e5m2 there."""
+    with pytest.raises(SpecError) as err:
+        resolve(_scenario("vllm", "fp8", "0.2.4"))
+    msg = str(err.value)
+    assert "\n" not in msg and "fp8 is not a KV-cache format vLLM 0.2.0" in msg
+    assert "bf16 (--dtype bfloat16)" in msg and "fp16 (--dtype float16)" in msg
+    from perfmodel.engines import get_engine
+    facts = get_engine("vllm", "0.3.0").memory.kv_cache_dtype
+    assert facts.values == ["auto", "fp8_e5m2"] and facts.formats["fp8"] == "fp8_e5m2"
+
+
+@pytest.mark.parametrize("kv", ["int8", "fp8", "nvfp4", "bf16", "fp16"])
+def test_trtllm_tensorrt_engines_take_int8_kv(kv):
+    """TensorRT engines (variant tensorrt) take the checkpoint's QuantConfig.kv_cache_quant_algo:
+    KV_CACHE_QUANT_ALGO_LIST = [FP8, INT8, NVFP4] (quantization/mode.py); the PyTorch backend
+    (no variant) refuses int8 (KvCacheConfig.dtype auto / fp8 / nvfp4)."""
+    sc = _scenario("trtllm", kv, "1.0.0")
+    sc["engine"]["variant"] = "tensorrt"
+    resolve(sc)  # no error
+    if kv == "int8":
+        with pytest.raises(SpecError, match=r"^inference\.kv_dtype: int8 .*kv_cache_config\.dtype"):
+            resolve(_scenario("trtllm", "int8"))
+
+
+def test_trtllm_tensorrt_refuses_int4_kv_naming_its_option():
+    sc = _scenario("trtllm", "int4", "1.0.0")
+    sc["engine"]["variant"] = "tensorrt"
+    with pytest.raises(SpecError) as err:
+        resolve(sc)
+    msg = str(err.value)
+    assert "QuantConfig.kv_cache_quant_algo" in msg and "int8 (QuantConfig.kv_cache_quant_algo INT8)" in msg
