@@ -24,6 +24,7 @@ topology, NCCL bus-bandwidth convention); array-friendly in every numeric plan d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil, comb
@@ -507,15 +508,20 @@ def _share(part: Array, whole: Array) -> Array:
     return np.where(whole > 0, part / np.where(whole > 0, whole, 1.0), 0.0)
 
 
-def zero3_extra_gathers(fsdp: Any, recompute: str, layer_weights: dict[str, list],
+def zero3_extra_gathers(fsdp: Any, recompute: str,
+                        layer_weights: dict[str, list] | Callable[[], dict[str, list]],
                         share: dict[str, float]) -> Array:
     """``DataParallelWork.regather`` of a run: the framework's ZeRO-3 facts (frameworks
     FsdpFacts ``recompute_regathers``, ``max_reuse_distance_params``) under full recompute,
     ``recompute_regather_passes`` averaged over the layer kinds by their parameters
     (``share``: each kind's share of the layers); 0 otherwise (FSDP1 / FSDP2 skip the
-    recomputed forward's unshard, the pre-backward hook's gather serving both)."""
+    recomputed forward's unshard, the pre-backward hook's gather serving both).
+    ``layer_weights`` may be a function returning them: called only when they are needed
+    (on a search mesh they are arrays, built for nothing otherwise)."""
     if fsdp is None or not fsdp.recompute_regathers or recompute != "full":
         return 0.0
+    if callable(layer_weights):
+        layer_weights = layer_weights()
     num, den = 0.0, 0.0  # the kinds' passes weighted by their parameters
     for kind, weights in layer_weights.items():
         regathered, total = _regathered_params(weights, fsdp.max_reuse_distance_params)

@@ -501,7 +501,13 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
              "moe": model.num_moe_layers / model.num_layers}
 
     def per_stage(values: dict[str, Array]) -> Array:
-        return n_layers * sum(share[k] * values[k] for k in kinds)
+        # n_layers x sum of share x value; a share of 1 (one layer kind) and the sum's
+        # leading 0 are left out: the same numbers without two passes over mesh arrays
+        total = None
+        for k in kinds:
+            term = values[k] if share[k] == 1.0 else share[k] * values[k]
+            total = term if total is None else total + term
+        return n_layers * total
 
     fx = {k: FC.layer_terms(plan.framework, st, k, plan.cp, plan.causal) for k in kinds}
     body_compute = per_stage({k: lc.fwd[k] + lc.bwd[k] + fx[k].dispatch + fx[k].cp_imbalance
@@ -541,8 +547,9 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         bwd_bound=per_stage({k: _bound(st, f"{k}.bwd", f"{k}.rec") for k in kinds}),
         regather=zero3_extra_gathers(
             plan.framework.spec.fsdp, plan.recompute,
-            {k: [st.ops[i].shape[1] * st.ops[i].shape[2] * st.ops[i].groups
-                 for i in st.groups[f"{k}.fwd"] if st.ops[i].cls == O.GEMM] for k in kinds},
+            lambda: {k: [st.ops[i].shape[1] * st.ops[i].shape[2] * st.ops[i].groups
+                         for i in st.groups[f"{k}.fwd"] if st.ops[i].cls == O.GEMM]
+                     for k in kinds},
             share),
         microbatch_reduction_stages=tuple(
             z for z, stage in plan.framework.spec.capabilities.zero_stages.items()

@@ -20,7 +20,6 @@ from typing import get_args
 from ..argtypes import bounded_int, fraction, id_list, positive_float, positive_int, shown
 from ..errors import SpecError
 from ..specs.registry import parse_cache
-from .render import render
 from .training import (
     BAND_RULE,
     DEFAULT_BATCH_TOKENS,
@@ -124,6 +123,8 @@ def run_cli(args: argparse.Namespace) -> int:
     elif args.csv:
         print(result.to_csv(), end="")
     else:
+        from .render import render  # the table only: --json / --csv never load it
+
         print(render(result, all_rows=args.all))
     constrained = args.days is not None or args.budget is not None
     return 0 if result.rows and (result.answer or not constrained) else 1
