@@ -175,6 +175,7 @@ def plan_inputs(args: argparse.Namespace, name: Callable[[str], str] = cli_flag
         kwargs["engine"] = validate(EngineConfig, {"name": engine}, what=name("engine"))
     elif sc is not None:
         kwargs["engine"] = sc.engine
+    _check_kv_format(kwargs.get("engine"), kwargs.get("inference"), "kv_dtype" in formats, name)
     slo = _slo(serving.slo if serving else SLOConfig(), args, name)
     if sc is not None:
         kwargs["parallelism"] = sc.parallelism
@@ -195,6 +196,23 @@ def plan_inputs(args: argparse.Namespace, name: Callable[[str], str] = cli_flag
                               name("attention_dp")),
         max_gpus=args.max_gpus, prices=load_prices(args.prices) if args.prices else None,
         calibration=args.calibration, **kwargs)
+
+
+def _check_kv_format(engine, inference, from_flag: bool, name: Callable[[str], str]) -> None:
+    """The KV-cache format must be one the engine has (engine_checks.check_kv_dtype, at the
+    engine's version / variant), checked once here rather than per candidate: one SpecError
+    naming the flag (or the scenario's inference.kv_dtype) and the engine's valid choices."""
+    if engine is None or inference is None or engine.name == "generic":
+        return
+    from ..engine_checks import check_kv_dtype
+    from ..engines import engine_for
+
+    try:
+        check_kv_dtype(engine_for(engine), inference.kv_dtype)
+    except SpecError as err:
+        if not from_flag:
+            raise
+        raise SpecError(str(err).replace("inference.kv_dtype", name("kv_dtype"), 1)) from None
 
 
 def _check_context(model, prompt: LengthDistribution, output: LengthDistribution,
