@@ -477,3 +477,28 @@ def test_schema_types():
     assert all(isinstance(d, DeviceSpec) for d in registry.devices().values())
     assert all(isinstance(i, InterconnectSpec) for i in registry.interconnects().values())
     assert all(isinstance(n, NodeSpec) for n in registry.nodes().values())
+
+
+# NVIDIA RTX 6000 Ada datasheet: 'Tensor performance 1,457.0 TFLOPS', footnote 'Effective FP8
+# TFLOPS using the new sparsity feature': dense FP8 is half, 728.5; = 2 x the 364 dense BF16
+# (RTX PRO Blackwell whitepaper Table 4) and 142 SMs x 2,048 FP8 FLOP / clock x 2.505 GHz.
+# Every Ada (SM 8.9) device has FP8 tensor cores, so none has a null fp8 peak and fp8 training
+# is not refused on any (plan.training_precision_problem).
+ADA_DEVICES = ["rtx-6000-ada", "l4", "l40s", "rtx-4090", "rtx-4080"]
+
+
+def test_rtx_6000_ada_dense_fp8_is_half_the_datasheet_sparse_figure():
+    spec = registry.get_device("rtx-6000-ada")
+    assert spec.peak_tflops["fp8"] == pytest.approx(1457.0 / 2)
+    assert spec.peak_tflops["fp8"] == pytest.approx(142 * 2048 * 2.505e9 / 1e12, rel=1e-3)
+    assert spec.peak_tflops["fp8"] == pytest.approx(2 * spec.peak_tflops["bf16"], rel=1e-3)
+
+
+@pytest.mark.parametrize("device_id", ADA_DEVICES)
+def test_ada_devices_have_an_fp8_peak_and_train_in_fp8(device_id):
+    from perfmodel.plan import training_precision_problem
+
+    spec = registry.get_device(device_id)
+    assert spec.compute_capability == "8.9"
+    assert spec.peak_tflops["fp8"] and spec.peak_tflops["fp8"] >= spec.peak_tflops["bf16"]
+    assert training_precision_problem(spec, "fp8") is None
