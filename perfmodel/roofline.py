@@ -102,10 +102,13 @@ class Roofline:
         kernels, proxy = moe_kernels(self.engine, fmt, self.engine_version,
                                      self.engine_variant, a2a, ep)
         key, why = self.profile.moe_table(dtype, weight_format, kernels, proxy)
-        # the format of the table read (a proxy's, e.g. int4 W4A16 -> w4a16_mxfp4) is raced, in
-        # an inference engine's step only (``moe_race``)
-        others = () if kernels or not key or not self.moe_race else \
-            self.moe_alternatives(moe_key_format(key), key)
+        # in an inference engine's step only (``moe_race``); the format of the table read: a
+        # proxy's (int4 W4A16 -> w4a16_mxfp4) for the generic engine only, a named engine's
+        # unlisted format races its own tables alone (vLLM's INT4 experts run Marlin, not the
+        # MXFP4 kernels of the proxy format)
+        race = self.moe_race and not kernels and bool(key) and (
+            self.engine == "generic" or moe_key_format(key) == fmt)
+        others = self.moe_alternatives(moe_key_format(key), key) if race else ()
         if others:
             why = (f"{why}, or per call the faster of {', '.join('moe.' + k for k in others)} "
                    f"(no engine kernel named: the fastest production kernel measured)")

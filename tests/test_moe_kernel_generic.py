@@ -99,6 +99,13 @@ def test_named_engine_reads_its_own_kernel_only():
         picks = Roofline(dev, prof, padded=True, engine=engine, moe_race=True).moe_picks(
             "bf16", "mxfp4")
         assert len(picks) == 1 and len(picks[0][3]) == n, (engine, picks)
+    # INT4 weight-only experts: no table of their own (the bf16 one is read); the generic engine
+    # races bf16's production kernels, vLLM (whose file lists no INT4 kernel: it runs Marlin)
+    # reads the bf16 table alone
+    for engine, n in (("vllm", 0), ("generic", 2)):
+        picks = Roofline(dev, prof, padded=True, engine=engine, moe_race=True).moe_picks(
+            "bf16", "int4")
+        assert picks[0][1] == "bf16" and len(picks[0][3]) == n, (engine, picks)
     assert "flashinfer_trtllm" in production_kernels("w4a16_mxfp4")
     assert "moe_torch_flow" not in production_kernels("w4a16_mxfp4")
 
