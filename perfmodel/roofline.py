@@ -63,8 +63,9 @@ class Roofline:
     per_expert_gemm: bool = False
     moe_a2a: Any = False
     moe_ep: Any = 1
-    # an inference engine deploys the model: where it names no MoE kernel for a format, each
-    # grouped GEMM takes the fastest production kernel measured (``_moe_pick``); off for a
+    # an inference engine deploys the model: the generic engine (it names no MoE kernel) runs
+    # one production kernel for the step's grouped GEMMs, the fastest measured (``_moe_pick``,
+    # ``_fastest_moe_kernel``); off for a
     # training step (the profile's tables as measured) and a kernel replayed on its own (the
     # calibration fit and its held-out test time the table that measured it)
     moe_race: bool = False
@@ -86,39 +87,40 @@ class Roofline:
                   a2a: str = "none", ep: int = 1) -> tuple[str, str]:
         """(key, why) of the profile's grouped-GEMM table for experts of this format, run by
         this roofline's engine under all-to-all backend ``a2a`` (``engines.A2A_BACKENDS``) at
-        expert-parallel size ``ep`` (``CalibrationProfile.moe_table``); for an engine that names
-        no kernel for the format, the format's reference table (``moe_alternatives`` adds the
-        production kernels' tables it is raced against)."""
+        expert-parallel size ``ep`` (``CalibrationProfile.moe_table``); for the generic engine,
+        the format's reference table (``moe_alternatives`` adds the production kernels' tables
+        it is raced against)."""
         return self._moe_pick(dtype, weight_format, a2a, ep)[:2]
 
     def _moe_pick(self, dtype: str, weight_format: str, a2a: str, ep: int
                   ) -> tuple[str, str, tuple[str, ...]]:
-        """(key, why, alternatives): ``moe_table``'s pick and, when the engine names no kernel
-        for the experts' format (``generic``, or a file that does not list the format), the
-        other tables of that format measured by a production kernel (``moe_alternatives``)."""
+        """(key, why, alternatives): ``moe_table``'s pick and, for the generic engine in an
+        inference step when the table is of the experts' own format, the other tables of that
+        format measured by a production kernel (``moe_alternatives``)."""
         from .engines import moe_kernels  # engine files: read only when experts are timed
 
         fmt = moe_format(dtype, weight_format)
         kernels, proxy = moe_kernels(self.engine, fmt, self.engine_version,
                                      self.engine_variant, a2a, ep)
         key, why = self.profile.moe_table(dtype, weight_format, kernels, proxy)
-        # in an inference engine's step only (``moe_race``); the format of the table read: a
-        # proxy's (int4 W4A16 -> w4a16_mxfp4) for the generic engine only, a named engine's
-        # unlisted format races its own tables alone (vLLM's INT4 experts run Marlin, not the
-        # MXFP4 kernels of the proxy format)
-        race = self.moe_race and not kernels and bool(key) and (
-            self.engine == "generic" or moe_key_format(key) == fmt)
+        # the generic engine's inference step only (``moe_race``): a named engine runs its own
+        # kernels (one whose file names none for a format, e.g. llama.cpp's ggml MoE, reads
+        # the format's reference table), and a table of a proxy format (int4 W4A16 ->
+        # w4a16_mxfp4) is not raced: other formats' kernels do not run these weights
+        race = (self.moe_race and self.engine == "generic" and not kernels and bool(key)
+                and moe_key_format(key) == fmt)
         others = self.moe_alternatives(moe_key_format(key), key) if race else ()
         if others:
-            why = (f"{why}, or per call the faster of {', '.join('moe.' + k for k in others)} "
-                   f"(no engine kernel named: the fastest production kernel measured)")
+            why = (f"{why}, or the faster in sum of {', '.join('moe.' + k for k in others)} "
+                   f"(the generic engine: one production kernel for the step's grouped GEMMs, the "
+                   f"fastest measured)")
         return key, why, others
 
     def moe_alternatives(self, fmt: str, key: str) -> tuple[str, ...]:
         """The profile's ``fmt@kernel`` tables other than ``key`` whose kernel an engine file
         selects for ``fmt`` (a production path: engines/<id>.yaml ``moe.kernels``,
-        ``calibrate.moe_generic.production_kernels``). An engine that names no kernel runs,
-        per grouped GEMM, the fastest of ``key`` and these (calibration/moe_kernels.yaml
+        ``calibrate.moe_generic.production_kernels``). The generic engine runs, for the step's
+        grouped GEMMs, the fastest in sum of ``key`` and these (calibration/moe_kernels.yaml
         ``generic``): not TensorRT-LLM's reference table alone, which on Blackwell timed W4A16
         MXFP4 on a path TRT-LLM serving does not select there, untuned (2.1x FlashInfer's)."""
         from .calibrate.moe_generic import production_kernels
@@ -282,15 +284,9 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
                     eff = np.where(use, grouped(m, np.maximum(g, 1.0), n * k), eff)
                     fixed = np.where(use, float(profile.moe_overhead_s.get(key, 0.0)), fixed)
                     on = on | use
-                    if alt:  # no engine kernel named: the fastest production kernel per call
-                        best = np.maximum(t_c, t_m) / _streaming(eff, t_c, t_m, stream) + fixed
-                        for other in alt:
-                            e = profile.moe[other](m, np.maximum(g, 1.0), n * k)
-                            f = float(profile.moe_overhead_s.get(other, 0.0))
-                            t_o = np.maximum(t_c, t_m) / _streaming(e, t_c, t_m, stream) + f
-                            win = use & (t_o < best)
-                            eff, fixed = np.where(win, e, eff), np.where(win, f, fixed)
-                            best = np.where(win, t_o, best)
+                    if alt:  # the generic engine: the fastest production kernel
+                        eff, fixed = _fastest_moe_kernel(profile, alt, use, eff, fixed, members,
+                                                         shape, (m, g, n * k), t_c, t_m, stream)
             t = np.maximum(t_c, t_m) / _streaming(eff, t_c, t_m, stream)
             table = profile.gemm_curve(sub, kernels) if roof.padded else None
             if table is not None:  # a measured table: the padded kernel's time, if faster
@@ -320,6 +316,31 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
         for j, i in enumerate(rows):
             time[i], compute[i], memory[i] = t[j], t_c[j], t_m[j]
     return OpTimes(ops, time, compute, memory, tables)
+
+
+def _fastest_moe_kernel(profile: CalibrationProfile, alt: tuple[str, ...], use, eff, fixed,
+                        members: list[Op], shape: tuple, mgw: tuple, t_c, t_m, stream):
+    """(eff, fixed) of the grouped GEMMs ``use`` selects, from the one table among the current
+    one and ``alt`` whose calls of the step take the least time in sum (count-weighted over
+    every grouped GEMM of the format, per plan): an engine runs one MoE backend for all of a
+    layer's grouped GEMMs, so the up and down GEMMs never mix kernels (each table is fitted
+    on whole-layer times, calibrate/fit/moe.py) and no pick beats every real kernel."""
+    m, g, w = mgw
+    count = stack([op.count for op in members], shape)
+
+    def step_time(e, f):
+        t = np.maximum(t_c, t_m) / _streaming(e, t_c, t_m, stream) + f
+        return np.sum(np.where(use, count * t, 0.0), axis=0, keepdims=True)
+
+    best = step_time(eff, fixed)
+    for other in alt:
+        e = profile.moe[other](m, np.maximum(g, 1.0), w)
+        f = float(profile.moe_overhead_s.get(other, 0.0))
+        total = step_time(e, f)
+        win = use & (total < best)
+        eff, fixed = np.where(win, e, eff), np.where(win, f, fixed)
+        best = np.minimum(total, best)
+    return eff, fixed
 
 
 def _elementwise_rate_time(members: list[Op], profile: CalibrationProfile, shape: tuple):

@@ -99,13 +99,52 @@ def test_named_engine_reads_its_own_kernel_only():
         picks = Roofline(dev, prof, padded=True, engine=engine, moe_race=True).moe_picks(
             "bf16", "mxfp4")
         assert len(picks) == 1 and len(picks[0][3]) == n, (engine, picks)
-    # INT4 weight-only experts: no table of their own (the bf16 one is read); the generic engine
-    # races bf16's production kernels, vLLM (whose file lists no INT4 kernel: it runs Marlin)
-    # reads the bf16 table alone
-    for engine, n in (("vllm", 0), ("generic", 2)):
+    # llama.cpp's file names no MoE kernel: it runs its own ggml kernels, not others' tables
+    picks = Roofline(dev, prof, padded=True, engine="llamacpp", moe_race=True).moe_picks(
+        "bf16", "mxfp4")
+    assert len(picks) == 1 and picks[0][3] == (), picks
+    # INT4 weight-only experts: no table of their own (the bf16 one is read as a proxy); no
+    # engine races a proxy format's kernels (they do not run INT4 weights): generic and vLLM
+    # (whose file lists no INT4 kernel: it runs Marlin) read the bf16 table alone
+    for engine in ("vllm", "generic"):
         picks = Roofline(dev, prof, padded=True, engine=engine, moe_race=True).moe_picks(
             "bf16", "int4")
-        assert picks[0][1] == "bf16" and len(picks[0][3]) == n, (engine, picks)
+        assert picks[0][1] == "bf16" and picks[0][3] == (), (engine, picks)
+
+
+@pytest.mark.parametrize("shape", [(7168, 2048, 384, 8, 4096), (4096, 14336, 8, 2, 64)],
+                         ids=["kimi-k2-4096-tokens", "mixtral-64-tokens"])
+def test_one_kernel_for_every_grouped_gemm_of_the_step(shape):
+    """The generic engine's race picks one table for all the step's grouped GEMMs (an engine
+    runs one MoE backend; each table is fitted on whole-layer times): the raced up + down time
+    equals the least of the candidate tables' up + down times, each read alone. At these bf16
+    B200 shapes (Kimi K2 / Mixtral experts) the up and down GEMMs are fastest on different
+    tables, so a per-call pick would have beaten every real kernel (review of 4b66996)."""
+    from perfmodel import ops as O
+    from perfmodel.roofline import op_times
+
+    hidden, inter, experts, topk, tokens = shape
+    dev, prof = registry.get_device("b200"), registry.profile_for("b200")
+    bf16 = O.Precision.inference("bf16", "bf16", "bf16")
+    groups = float(min(experts, tokens * topk))
+    ops = [O.grouped_gemm("moe.expert.up", tokens * topk, 2 * inter, hidden, groups, bf16),
+           O.grouped_gemm("moe.expert.down", tokens * topk, hidden, inter, groups, bf16)]
+    raced = Roofline(dev, prof, padded=True, engine="generic", moe_race=True)
+    (_, key, _, alt), = raced.moe_picks("bf16", "")
+    assert alt, "b200 has production-kernel tables of bf16"
+
+    def alone(table: str) -> list[float]:  # per call, ``table`` as the format's only table
+        one = prof.model_copy(update={
+            "moe": {**prof.moe, key: prof.moe[table]},
+            "moe_overhead_s": {**prof.moe_overhead_s,
+                               key: prof.moe_overhead_s.get(table, 0.0)}})
+        return [float(t) for t in op_times(ops, Roofline(dev, one, padded=True)).time]
+
+    candidates = [alone(t) for t in (key, *alt)]
+    best = min(sum(c) for c in candidates)
+    mixed = sum(min(c[j] for c in candidates) for j in range(2))
+    assert mixed < best * (1 - 1e-4)  # the shapes do tell the two rules apart
+    assert float(sum(op_times(ops, raced).time)) == pytest.approx(best, rel=1e-12)
     assert "flashinfer_trtllm" in production_kernels("w4a16_mxfp4")
     assert "moe_torch_flow" not in production_kernels("w4a16_mxfp4")
 

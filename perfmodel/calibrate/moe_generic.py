@@ -12,8 +12,10 @@ W4A16 MXFP4: TensorRT-LLM's rows there are the TRT-LLM-gen MoE run with bf16 act
 these rows ran untuned tactics), a mode TensorRT-LLM's own serving does not pick on SM >= 100
 (get_mxfp4_quant_algo -> W4A8_MXFP4_MXFP8, engines/trtllm.yaml source trtmxfp4algo): 2.1x slower
 than the same kernel family under vLLM 0.24.0 / SGLang 0.5.14, so 4-bit experts decoded slower
-than fp8 ones. Now each grouped GEMM takes the fastest of the reference table and the tables of
-the kernels ``production_kernels`` names (roofline.Roofline.moe_alternatives, op_times).
+than fp8 ones. Now the generic engine's grouped GEMMs of a format read, per plan, the one table
+among the reference table and the tables of the kernels ``production_kernels`` names whose calls
+of the step take the least time in sum (roofline.Roofline.moe_alternatives,
+roofline._fastest_moe_kernel).
 ``evidence`` measures, from the copied tables alone, how often each such kernel beat the
 reference on the shapes both measured (no end-to-end case enters).
 """
