@@ -41,16 +41,16 @@ def rank_pools(e: Engine, ntr, ratio: float) -> tuple[list[int], list[float]]:
     g = e.cost.groups
     n = e.n
     share = (e.total_blocks - e.held_elsewhere) // g
-    used = [0] * g
-    reserve = [0.0] * g
-    of = e.cost.group_of
-    for i in range(n):
-        grp = of(int(e.rid[i]))
-        used[grp] += max(e.blocks_for(int(e.ctx[i])), int(e.reserve[i]))
-        if ntr is not None and e.done[i] == e.target[i]:
-            reserve[grp] += max(min(int(e.out[i] - e.gen[i]), ntr.clip_max_new_tokens), 0)
-    free = [share - u for u in used]
-    rem = [f * e.block - r * ratio for f, r in zip(free, reserve, strict=True)]
+    grp = e.cost.group_of(e.rid[:n])  # the batch's slots at once (one pass per iteration)
+    held = np.maximum(-(-e.ctx[:n] // e.block), e.reserve[:n])  # Engine.blocks_for, reserved
+    used = np.bincount(grp, weights=held, minlength=g).astype(np.int64)
+    reserve = np.zeros(g)
+    if ntr is not None:
+        last = e.done[:n] == e.target[:n]
+        left = np.maximum(np.minimum(e.out[:n] - e.gen[:n], ntr.clip_max_new_tokens), 0)
+        reserve = np.bincount(grp[last], weights=left[last], minlength=g)
+    free = [share - int(u) for u in used]
+    rem = [f * e.block - float(r) * ratio for f, r in zip(free, reserve, strict=True)]
     return free, rem
 
 
@@ -73,8 +73,8 @@ def dp_prefill(e: Engine, now: float, budget: int, ntr, ratio: float,
     busy: set[int] = set()
     active = [False] * g  # the rank runs requests already (or took one this iteration)
     n = e.n
-    for i in range(n):
-        active[cost.group_of(int(e.rid[i]))] = True
+    for grp in np.unique(cost.group_of(e.rid[:n])).tolist():
+        active[grp] = True
     for slot in np.flatnonzero(e.done[:n] < e.target[:n]).tolist():  # the chunked requests
         grp = cost.group_of(int(e.rid[slot]))
         done = int(e.done[slot])
@@ -126,5 +126,4 @@ def dp_prefill(e: Engine, now: float, budget: int, ntr, ratio: float,
 def decode_mask(e: Engine, busy: set[int]) -> np.ndarray:
     """Slots of the ranks that run no prefill this iteration: they decode meanwhile (each
     rank picks its own batch; ``get_next_batch_to_run`` decodes when it has no prefill)."""
-    of = e.cost.group_of
-    return np.array([of(int(r)) not in busy for r in e.rid[:e.n]], dtype=bool)
+    return ~np.isin(e.cost.group_of(e.rid[:e.n]), list(busy))

@@ -267,11 +267,11 @@ class IterationCostModel:
                 + self._at(min(wide, max(logits, 1.0) * self.groups), self.h_values,
                            self._h_list))
 
-    def group_of(self, rid: int) -> int:
-        """The attention-DP group a request runs on: the engine's data-parallel controller
-        sends requests to the groups in turn (SGLang ``--load-balance-method`` default
-        ``round_robin``, module docstring), so request ids in arrival order go to
-        rid mod groups."""
+    def group_of(self, rid):
+        """The attention-DP group a request runs on (an int, or an array of them for an array
+        of ids): the engine's data-parallel controller sends requests to the groups in turn
+        (SGLang ``--load-balance-method`` default ``round_robin``, module docstring), so
+        request ids in arrival order go to rid mod groups."""
         return rid % self.groups
 
     def _busiest(self, chunks_q, nd: int, chunk_groups=None, decode_groups=None
