@@ -45,14 +45,16 @@ def _print_json(data) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from .api import predict
     from .report import render_prediction
+    from .resolve import as_scenario
     from .specs.registry import parse_cache
 
     with parse_cache():  # as plan-training: data files parsed and validated once per content
-        pred = predict(args.scenario, calibration=args.calibration)
+        scenario = as_scenario(args.scenario)
+        pred = predict(scenario, calibration=args.calibration)
     if args.json:
         _print_json(pred.to_json_dict(include_ops=args.ops))
     else:
-        print(render_prediction(pred, show_ops=args.ops, scenario=args.scenario))
+        print(render_prediction(pred, show_ops=args.ops, scenario=scenario))
     return 0
 
 

@@ -127,8 +127,8 @@ def _memory_note(p: Prediction) -> str:
 
 def render_prediction(p: Prediction, show_ops: bool = False, scenario=None) -> str:
     """The prediction as text. ``scenario`` (a Scenario or its path, optional): the inference
-    scenario it came from, whose attention DP and chunk SGLang's start-up line divides as the
-    engine does (engine_report.sglang_startup; a serving prediction carries them already)."""
+    scenario it came from, whose prompt_len + output_len the KV rows state as their context
+    (an inference prediction does not carry its request lengths)."""
     title = f"{p.kind}: {p.model} on {p.num_gpus} x {p.device}"
     if p.name:
         title = f"{p.name} -- {title}"
