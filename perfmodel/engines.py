@@ -1081,6 +1081,21 @@ def moe_kernels(engine_id: str, fmt: str, version: str | None = None,
     return spec.moe.kernels_for(fmt, a2a, ep), spec.moe.proxy.get(fmt)
 
 
+@cache
+def production_kernels(fmt: str) -> frozenset[str]:
+    """Kernel labels some engine file selects for experts of format ``fmt`` (any all-to-all
+    backend, any EP case): engines/<id>.yaml ``moe.kernels``, each list cited to the engine
+    source that selects it (the kernels the generic engine may run: roofline.moe_alternatives,
+    calibration/moe_kernels.yaml ``generic``)."""
+
+    def flat(v) -> list[str]:
+        if isinstance(v, dict):
+            return [k for x in v.values() for k in flat(x)]
+        return list(v or ())
+
+    return frozenset(k for e in ENGINE_IDS for k in flat(get_engine(e).moe.kernels.get(fmt)))
+
+
 def gemm_kernels(engine_id: str, dtype: str, version: str | None = None,
                  variant: str | None = None) -> tuple[str, ...]:
     """The dense GEMM kernels ``engine_id`` selects for ``dtype`` (``GemmFacts.kernels``), in

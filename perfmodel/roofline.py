@@ -65,9 +65,9 @@ class Roofline:
     moe_ep: Any = 1
     # an inference engine deploys the model: the generic engine (it names no MoE kernel) runs
     # one production kernel for the step's grouped GEMMs, the fastest measured (``_moe_pick``,
-    # ``_fastest_moe_kernel``); off for a
-    # training step (the profile's tables as measured) and a kernel replayed on its own (the
-    # calibration fit and its held-out test time the table that measured it)
+    # ``_fastest_moe_kernel``); off for a training step (the profile's tables as measured) and
+    # a kernel replayed on its own (the calibration fit and its held-out test time the table
+    # that measured it)
     moe_race: bool = False
 
     @classmethod
@@ -119,11 +119,11 @@ class Roofline:
     def moe_alternatives(self, fmt: str, key: str) -> tuple[str, ...]:
         """The profile's ``fmt@kernel`` tables other than ``key`` whose kernel an engine file
         selects for ``fmt`` (a production path: engines/<id>.yaml ``moe.kernels``,
-        ``calibrate.moe_generic.production_kernels``). The generic engine runs, for the step's
+        ``engines.production_kernels``). The generic engine runs, for the step's
         grouped GEMMs, the fastest in sum of ``key`` and these (calibration/moe_kernels.yaml
         ``generic``): not TensorRT-LLM's reference table alone, which on Blackwell timed W4A16
         MXFP4 on a path TRT-LLM serving does not select there, untuned (2.1x FlashInfer's)."""
-        from .calibrate.moe_generic import production_kernels
+        from .engines import production_kernels  # engine files: read only when experts are timed
         from .profile import moe_key
 
         prod = production_kernels(fmt)
@@ -149,8 +149,9 @@ class Roofline:
 
     def moe_picks(self, dtype: str, weight_format: str = ""
                   ) -> list[tuple[Any, str, str, tuple[str, ...]]]:
-        """``moe_tables`` with each case's alternatives (``_moe_pick``): the tables a grouped
-        GEMM is raced against, per call, when the engine names no kernel."""
+        """``moe_tables`` with each case's alternatives (``_moe_pick``): the tables the generic
+        engine's grouped GEMMs are raced against (one winner for the step's calls,
+        ``_fastest_moe_kernel``)."""
         a2a = np.asarray(self.moe_a2a, bool)
         wide = np.asarray(self.moe_ep) > 1
         picks = [(a2a_on & ep_on, f"{label}, EP {'> 1' if ep > 1 else '1'}",

@@ -255,7 +255,7 @@ def _grouped_gemm_tables(tables: dict, profile: CalibrationProfile, scenario
                         moe_a2a=all_to_all(plan.tp, plan.attention_dp, plan.ep),
                         moe_ep=plan.ep, moe_race=True)
     expert = prec.for_op("moe.expert.up")
-    # the table read and, where the engine names no kernel, every table raced against it
+    # the table read and, for the generic engine, every table raced against it
     # (roofline._fastest_moe_kernel): the time may come from any of them
     keys = {k for _, key, _, alt in roof.moe_picks(expert.compute, expert.weight_format)
             for k in (key, *alt)}

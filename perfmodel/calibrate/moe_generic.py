@@ -1,10 +1,10 @@
-"""What an engine that names no MoE kernel runs: the production kernels of a format, and the
-evidence for racing them against the reference table (calibration/moe_kernels.yaml ``generic``).
+"""The evidence for racing the production kernels of a format (``engines.production_kernels``)
+against the reference table in the generic engine (calibration/moe_kernels.yaml ``generic``).
 
 A reference profile holds, per expert format, the table under the format's name (TensorRT-LLM
 1.3.0rc20's rows: calibration/references.yaml) and other engines' kernels under
 ``<format>@<kernel>``. An engine file names the kernels its engine selects; the generic engine
-(and an engine file that lists no kernel for a format) names none. It used to read the format's
+names none. It used to read the format's
 reference table whatever that measured, and on Blackwell that is not what a deployment runs for
 W4A16 MXFP4: TensorRT-LLM's rows there are the TRT-LLM-gen MoE run with bf16 activations
 (aiconfigurator collector/trtllm/collect_moe.py at dec5f4cd2, the rc20 campaign: ``moe_backend =
@@ -13,7 +13,7 @@ these rows ran untuned tactics), a mode TensorRT-LLM's own serving does not pick
 (get_mxfp4_quant_algo -> W4A8_MXFP4_MXFP8, engines/trtllm.yaml source trtmxfp4algo): 2.1x slower
 than the same kernel family under vLLM 0.24.0 / SGLang 0.5.14, so 4-bit experts decoded slower
 than fp8 ones. Now the generic engine's grouped GEMMs of a format read, per plan, the one table
-among the reference table and the tables of the kernels ``production_kernels`` names whose calls
+among the reference table and the tables of the kernels ``engines.production_kernels`` names whose calls
 of the step take the least time in sum (roofline.Roofline.moe_alternatives,
 roofline._fastest_moe_kernel).
 ``evidence`` measures, from the copied tables alone, how often each such kernel beat the
@@ -22,9 +22,9 @@ reference on the shapes both measured (no end-to-end case enters).
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 
+from ..engines import production_kernels
 from ..paths import data_dir
 
 #: hardware_specs id of a reference profile -> aiconfigurator system folder
@@ -34,20 +34,6 @@ AIC_SYSTEMS = {"b200": "b200_sxm", "b300": "b300_sxm", "gb200": "gb200", "gb300"
 AIC_DTYPE = {"bf16": "bfloat16"}
 SHAPE = ["hidden_size", "inter_size", "num_experts", "topk", "moe_tp_size", "moe_ep_size",
          "num_tokens"]
-
-
-@cache
-def production_kernels(fmt: str) -> frozenset[str]:
-    """Kernel labels some engine file selects for experts of format ``fmt`` (any all-to-all
-    backend, any EP case): engines/<id>.yaml ``moe.kernels``."""
-    from ..engines import ENGINE_IDS, get_engine
-
-    def flat(v) -> list[str]:
-        if isinstance(v, dict):
-            return [k for x in v.values() for k in flat(x)]
-        return list(v or ())
-
-    return frozenset(k for e in ENGINE_IDS for k in flat(get_engine(e).moe.kernels.get(fmt)))
 
 
 def measured_rows(system: str, root: Path | None = None):

@@ -37,9 +37,9 @@ class KernelLabel(Strict):
 
 
 class GenericRule(Strict):
-    """``generic`` of calibration/moe_kernels.yaml: what an engine that names no MoE kernel
+    """``generic`` of calibration/moe_kernels.yaml: what the generic engine (it names no MoE kernel)
     runs (``rule``, prose; ``sources``: ids of the file's sources), implemented by
-    ``roofline.Roofline.moe_alternatives`` and the race in ``roofline.op_times``."""
+    ``roofline.Roofline.moe_alternatives`` and ``roofline._fastest_moe_kernel``."""
 
     rule: str = Field(min_length=10)
     sources: list[str] = Field(default_factory=list)
@@ -112,4 +112,3 @@ def check_labels(kind: str, named: dict[str, list[str]], where: str) -> None:
         if bad:
             raise SpecError(f"{where}.{fmt}: unknown {kind} kernel label(s) {bad}; valid: "
                             f"{sorted(valid)} (calibration/{FILES[kind]})")
-
