@@ -72,7 +72,8 @@ def resolve_profile(sc: Scenario, calibration: CalibrationLike = None) -> Calibr
 def resolve(scenario: ScenarioLike, calibration: CalibrationLike = None) -> Resolved:
     """Everything a prediction of ``scenario`` needs before the core runs."""
     sc = with_engine_state(as_scenario(scenario))
-    check_engine_kv_dtype(sc)
+    if sc.kind != "training":
+        check_engine_kv_dtype(sc.engine, sc.inference)
     system = resolve_system(sc.system)
     profile = resolve_profile(sc, calibration)
     return Resolved(sc, system, profile,
@@ -80,15 +81,16 @@ def resolve(scenario: ScenarioLike, calibration: CalibrationLike = None) -> Reso
                      *format_warnings(sc, system)])
 
 
-def check_engine_kv_dtype(sc: Scenario) -> None:
-    """An inference / serving scenario's kv_dtype must be a KV-cache format its named engine
-    has, at the scenario's engine version (engine_checks.check_kv_dtype; ``generic``: any)."""
-    if sc.kind == "training" or sc.inference is None or sc.engine.name == "generic":
+def check_engine_kv_dtype(engine, inference) -> None:
+    """An inference / serving scenario's kv_dtype (``inference``, its InferenceConfig) must be
+    a KV-cache format its named ``engine`` (EngineConfig) has, at that engine version
+    (engine_checks.check_kv_dtype; ``generic`` or none named: any)."""
+    if engine is None or inference is None or engine.name == "generic":
         return
     from .engine_checks import check_kv_dtype
     from .engines import engine_for  # here: a training prediction need not load the engines
 
-    check_kv_dtype(engine_for(sc.engine), sc.inference.kv_dtype)
+    check_kv_dtype(engine_for(engine), inference.kv_dtype)
 
 
 def with_engine_state(sc: Scenario) -> Scenario:

@@ -199,16 +199,13 @@ def plan_inputs(args: argparse.Namespace, name: Callable[[str], str] = cli_flag
 
 
 def _check_kv_format(engine, inference, from_flag: bool, name: Callable[[str], str]) -> None:
-    """The KV-cache format must be one the engine has (engine_checks.check_kv_dtype, at the
-    engine's version / variant), checked once here rather than per candidate: one SpecError
+    """The KV-cache format must be one the engine has (resolve.check_engine_kv_dtype, the
+    check every scenario passes), checked once here rather than per candidate: one SpecError
     naming the flag (or the scenario's inference.kv_dtype) and the engine's valid choices."""
-    if engine is None or inference is None or engine.name == "generic":
-        return
-    from ..engine_checks import check_kv_dtype
-    from ..engines import engine_for
+    from ..resolve import check_engine_kv_dtype
 
     try:
-        check_kv_dtype(engine_for(engine), inference.kv_dtype)
+        check_engine_kv_dtype(engine, inference)
     except SpecError as err:
         if not from_flag:
             raise

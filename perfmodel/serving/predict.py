@@ -307,8 +307,7 @@ def _engine_startup(engine: dict | None, dep: Deployment, sc: Scenario) -> dict 
         return engine
     return sglang_startup(engine, int(dep.instances[-1].plan.attention_dp), dep.token_budget,
                           dep.scheduler.max_batch,
-                          fraction_given=getattr(sc.engine, "mem_fraction_static", None)
-                          is not None)
+                          fraction_given=sc.engine.mem_fraction_static is not None)
 
 
 def _rejected_warnings(wl: Workload, sc: Scenario) -> list[str]:
