@@ -788,8 +788,8 @@ def profile_for(device_id: str, path: str | Path | None = None) -> CalibrationPr
         profile = load_profile(path)
         if device_id in ids("device") and profile.device and profile.device != device_id:
             device = get_device(device_id)
-            proxy = device.calibration_proxy
-            if proxy is not None and proxy.device == profile.device:
-                return borrow_profile(profile, get_device(profile.device), device)
+            source = proxy_source(device)
+            if source is not None and source.id == profile.device:
+                return borrow_profile(profile, source, device)
         return profile
     return reference_profile(device_id) or proxied_profile(device_id) or default_profile()
