@@ -264,9 +264,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _SubcommandParser(_Parser):
-    """A subcommand's parser whose arguments may be added on first use: the serving planner's
-    arguments live with (and import) the serving package, which ``perfmodel --help`` or any
-    other command need not load."""
+    """A subcommand's parser whose arguments are added on first use: a run builds its own
+    command's arguments only (argparse's add_argument is not free: ~1.5 ms for all of them),
+    and the serving planner's live with (and import) the serving package, which ``perfmodel
+    --help`` or any other command need not load."""
 
     def __init__(self, *args, add_arguments: Callable[[argparse.ArgumentParser], None]
                  | None = None, **kwargs):
@@ -309,19 +310,14 @@ def _benchmarks(text: str) -> str:
     return text
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="perfmodel",
-        description="Analytical performance model for LLM training, inference and serving.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubcommandParser)
-
-    p = sub.add_parser("predict", help="predict a scenario (YAML)")
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario file (see examples/)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--calibration", help="calibration profile JSON (overrides the scenario's)")
     p.add_argument("--ops", action="store_true", help="list every operator with its bound")
 
-    p = sub.add_parser("search", help="rank parallel plans for a training scenario")
+
+def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="training scenario (its plan -- tp, pp, dp, cp, ep, vp, "
                                     "sp, ZeRO, micro-batch, recompute, schedule, uneven "
                                     "pipeline -- is ignored; its placement and overlap "
@@ -334,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--calibration", help="calibration profile JSON")
 
-    p = sub.add_parser("hardware", help="list or show devices, interconnects, nodes")
+
+def _hardware_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["list", "show"])
     p.add_argument("id", nargs="?")
     which = p.add_mutually_exclusive_group()
@@ -342,12 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--nodes", action="store_true")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("models", help="list or show model presets (or a config.json)")
+
+def _models_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["list", "show"])
     p.add_argument("id", nargs="?")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("validate", help="predictions vs published measurements")
+
+def _validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", type=image_path,
                    help="write a predicted-vs-measured plot (.png, .svg or .pdf)")
@@ -365,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print how often the 80 %% bands hold the published cases, "
                         "cross-validated by source (Markdown tables; docs/uncertainty.md)")
 
-    p = sub.add_parser("calibrate", help="run microbenchmarks and fit a calibration profile")
+
+def _calibrate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--quick", action="store_true", help="a small sweep (CPU: under a minute)")
     p.add_argument("--out", help="profile path (default calibration/<device>.measured.json)")
@@ -385,25 +385,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="refuse to write a profile whose points mostly did not converge")
 
-    sub.add_parser("plan-serving",
-                   help="fewest GPUs per device and TP that serve a request rate within "
-                        "latency SLOs, with cost and energy", add_arguments=_serving_arguments)
-    sub.add_parser("sweep-concurrency",
-                   help="closed-loop serving benchmark at each client concurrency: tokens/s "
-                        "per GPU vs per user, TTFT, TPOT", add_arguments=_sweep_arguments)
 
-    sub.add_parser("plan-training",
-                   help="GPUs, days, cost and energy to train a model on N tokens, per device "
-                        "and GPU count, with the time-vs-cost Pareto set",
-                   add_arguments=_training_plan_arguments)
-
-    p = sub.add_parser("dashboard", help="open the Streamlit what-if dashboard")
+def _dashboard_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", type=address, default=DASHBOARD_ADDRESS,
                    help=f"address to bind (default {DASHBOARD_ADDRESS}: this machine only; "
                         "0.0.0.0 shares the dashboard with the network)")
     p.add_argument("--port", type=port, default=DASHBOARD_PORT,
                    help=f"TCP port (default {DASHBOARD_PORT})")
     p.add_argument("--headless", action="store_true", help="do not open a browser")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's parser; each subcommand's arguments are added when that subcommand is
+    parsed (``_SubcommandParser``): a run builds its own command's arguments only."""
+    parser = _Parser(
+        prog="perfmodel",
+        description="Analytical performance model for LLM training, inference and serving.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubcommandParser)
+    sub.add_parser("predict", help="predict a scenario (YAML)", add_arguments=_predict_arguments)
+    sub.add_parser("search", help="rank parallel plans for a training scenario",
+                   add_arguments=_search_arguments)
+    sub.add_parser("hardware", help="list or show devices, interconnects, nodes",
+                   add_arguments=_hardware_arguments)
+    sub.add_parser("models", help="list or show model presets (or a config.json)",
+                   add_arguments=_models_arguments)
+    sub.add_parser("validate", help="predictions vs published measurements",
+                   add_arguments=_validate_arguments)
+    sub.add_parser("calibrate", help="run microbenchmarks and fit a calibration profile",
+                   add_arguments=_calibrate_arguments)
+    sub.add_parser("plan-serving",
+                   help="fewest GPUs per device and TP that serve a request rate within "
+                        "latency SLOs, with cost and energy", add_arguments=_serving_arguments)
+    sub.add_parser("sweep-concurrency",
+                   help="closed-loop serving benchmark at each client concurrency: tokens/s "
+                        "per GPU vs per user, TTFT, TPOT", add_arguments=_sweep_arguments)
+    sub.add_parser("plan-training",
+                   help="GPUs, days, cost and energy to train a model on N tokens, per device "
+                        "and GPU count, with the time-vs-cost Pareto set",
+                   add_arguments=_training_plan_arguments)
+    sub.add_parser("dashboard", help="open the Streamlit what-if dashboard",
+                   add_arguments=_dashboard_arguments)
     return parser
 
 

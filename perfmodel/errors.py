@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 
@@ -79,6 +78,8 @@ def closest(given: str, known: Iterable[str], n: int = 3) -> list[str]:
     closest first) and ids containing it (``4090`` -> ``rtx-4090``); only when none of
     these exists, the closest by edit similarity (difflib ratio >= 0.4). Family and contained
     ids are offered only when no id equals or starts with ``given``."""
+    import difflib  # here, not at import: only a message needs it (~1 ms of a command's start)
+
     known = list(dict.fromkeys(str(k) for k in known))
     if len(given) > MAX_WORD:  # no id is this long (and difflib would take a while)
         return []
