@@ -261,15 +261,28 @@ def native_formats(device) -> tuple[str, ...]:
     return tuple(out)
 
 
-def modelled_activation(activation_dtype: str, native: tuple[str, ...] | None) -> str:
+def modelled_activation(activation_dtype: str, native: tuple[str, ...] | None,
+                        wide: str = WEIGHT_ONLY_ACTIVATION) -> str:
     """The activation dtype the GEMMs run with: ``activation_dtype`` where the device has tensor
-    cores for it (or ``native`` is None: no device), else 16-bit activations against
-    dequantised weights, the engines' weight-only path there (vLLM ModelOptNvFp4LinearMethod
-    picks Marlin W4A16 when neither FlashInfer nor CUTLASS fp4 runs, vllm/model_executor/
-    layers/quantization/modelopt.py; Fp8LinearMethod Marlin W8A16 below SM 8.9, fp8.py)."""
+    cores for it (or ``native`` is None: no device), else the device's 16-bit activations
+    (``wide``, ``wide_activation``) against dequantised weights, the engines' weight-only path
+    there (vLLM ModelOptNvFp4LinearMethod picks Marlin W4A16 when neither FlashInfer nor
+    CUTLASS fp4 runs, vllm/model_executor/layers/quantization/modelopt.py; Fp8LinearMethod
+    Marlin W8A16 below SM 8.9, fp8.py)."""
     if native is None or nbytes(activation_dtype) >= 2 or activation_dtype in native:
         return activation_dtype
-    return WEIGHT_ONLY_ACTIVATION
+    return wide
+
+
+def wide_activation(device) -> str:
+    """The 16-bit dtype ``device`` computes in: bf16 where it has bf16 tensor cores, else fp16
+    (V100, T4: vLLM's platform lists float16 / float32 only below compute capability 8.0,
+    vllm/platforms/cuda.py ``supported_dtypes``, and casts a bf16 checkpoint to float16 there,
+    logging "Your device 'Tesla T4' (with compute capability 7.5) doesn't support
+    torch.bfloat16. Falling back to torch.float16 for compatibility.", vllm/config/model.py
+    _resolve_auto_dtype), else fp32."""
+    peaks = device.peak_tflops
+    return next((f for f in ("bf16", "fp16") if peaks.get(f)), "fp32")
 
 
 #: 16-bit activation dtypes: a scenario naming one of these asks for weight-only GEMMs
@@ -458,12 +471,13 @@ def weight_format_warning(device, inference, engine=None) -> str | None:
 def activation_format_warning(device, activation_dtype: str) -> str | None:
     """One line where ``device`` has no tensor cores for ``activation_dtype`` (its peak is
     null): what is modelled instead (``modelled_activation``)."""
-    if modelled_activation(activation_dtype, native_formats(device)) == activation_dtype:
+    wide = wide_activation(device)
+    if modelled_activation(activation_dtype, native_formats(device), wide) == activation_dtype:
         return None
     peak = "fp4" if activation_dtype in ("nvfp4", "mxfp4") else activation_dtype.split("_")[0]
     why = (f"its fp4 peak runs {'/'.join(device.fp4_formats)} only"
            if device.peak_tflops.get(peak) else f"peak_tflops.{peak} is null")
     return (f"{device.id} has no {activation_dtype} tensor cores ({why}): activation_dtype "
-            f"{activation_dtype} is modelled as {WEIGHT_ONLY_ACTIVATION} activations against "
+            f"{activation_dtype} is modelled as {wide} activations against "
             f"dequantised weights (weight-only W{8 if nbytes(activation_dtype) >= 1 else 4}A16 "
             "GEMMs)")

@@ -139,7 +139,7 @@ class Precision:
     def inference(cls, weight_dtype: str, activation_dtype: str, kv_dtype: str,
                   group_size: int = 128, formats: tuple = (),
                   fp8_gemm: bool = False, native: tuple[str, ...] | None = None,
-                  weight_only: bool = False) -> Precision:
+                  weight_only: bool = False, wide: str = "bf16") -> Precision:
         """W8A8 / fp8 run the tensor cores in the narrow type when activations are quantised
         too; otherwise weights are dequantised to the activation type (weight-only).
 
@@ -167,7 +167,8 @@ class Precision:
 
         ``native`` (``formats.native_formats`` of the device; None: no device, fp8_gemm alone):
         the sub-16-bit formats it has tensor cores for. Activations in a format it lacks run at
-        16 bits against dequantised weights (``formats.modelled_activation``: nvfp4 on H100 is
+        16 bits (``wide``: the device's, ``formats.wide_activation``; fp16 on V100 / T4)
+        against dequantised weights (``formats.modelled_activation``: nvfp4 on H100 is
         W4A16, fp8 on A100 W8A16). NVFP4 weights on fp4 tensor cores run the W4A4 kernel with
         16-bit activations too, as fp8 weights do: TensorRT-LLM's QuantAlgo.NVFP4 is W4A4 only
         (tensorrt_llm/_torch/modules/linear.py ``NVFP4LinearMethod`` quantises the input with
@@ -195,7 +196,7 @@ class Precision:
             fp8_gemm = "fp8" in native
             from .formats import modelled_activation
 
-            activation_dtype = modelled_activation(activation_dtype, native)
+            activation_dtype = modelled_activation(activation_dtype, native, wide)
         # fp8 attention needs fp8 tensor cores: the device's, or (no device) fp8 activations
         fp8_attention = kv_dtype == "fp8" and (fp8_gemm or activation_dtype == "fp8")
         native_narrow = ("fp8", "fp8_block") if fp8_gemm else ()

@@ -133,21 +133,37 @@ class TrainPlan:
 #: ``quantization.formats.fp8.without_tensor_cores``), so fp8 inference is not refused here.
 NO_FP8_TRAINING = ("no fp8 tensor cores (peak_tflops.fp8 is null; Transformer Engine needs "
                    "compute capability 8.9+)")
+#: why a device without bf16 tensor cores (V100, T4: bf16 arrived with Ampere) does not train in
+#: bf16: PyTorch autocast refuses it on CUDA devices of compute capability < 8.0
+#: (torch.cuda.is_bf16_supported() is False there; torch/amp/autocast_mode.py: "Current CUDA
+#: Device does not support bfloat16. Please switch dtype to float16."), so mixed precision runs
+#: fp16 with loss scaling there (Micikevicius et al. 2018, arXiv 1710.03740)
+NO_BF16_TRAINING = ("no bf16 tensor cores (peak_tflops.bf16 is null; bf16 needs compute "
+                    "capability 8.0+)")
 
 
 def training_precision_problem(device, precision: str) -> str | None:
-    """Why ``device`` (a DeviceSpec or its id) cannot train at ``precision``, else None: the
-    one rule behind ``check_training_precision`` (predict, search, the API) and plan-training's
+    """Why ``device`` (a DeviceSpec or its id) cannot train at ``precision`` (fp8 without fp8
+    tensor cores, bf16 without bf16 ones), else None: the one rule behind ``check_training_precision`` (predict, search, the API) and plan-training's
     per-device skip (``planning.training.precision_skip``)."""
     from .formats import native_formats
 
-    if precision != "fp8":
+    if precision not in ("fp8", "bf16"):
         return None
     if isinstance(device, str):
         from .specs.registry import get_device
 
         device = get_device(device)
+    if precision == "bf16":
+        return None if device.peak_tflops.get("bf16") else NO_BF16_TRAINING
     return None if "fp8" in native_formats(device) else NO_FP8_TRAINING
+
+
+def training_precisions(device) -> list[str]:
+    """The mixed precisions ``device`` (a DeviceSpec) trains in, widest first: bf16 / fp16
+    where it has those tensor cores (fp32 where neither), and fp8 where it has fp8 ones."""
+    wide = [f for f in ("bf16", "fp16") if device.peak_tflops.get(f)] or ["fp32"]
+    return wide + [p for p in ("fp8",) if training_precision_problem(device, p) is None]
 
 
 def fp8_training_devices() -> list[str]:
@@ -167,10 +183,11 @@ def check_training_precision(device, precision: str) -> None:
         from .specs.registry import get_device
 
         device = get_device(device)
-    wide = [f for f in ("bf16", "fp16") if device.peak_tflops.get(f)] or ["fp32"]
+    valid = [p for p in training_precisions(device) if p != precision]
+    other = (f", or an fp8-capable device ({', '.join(fp8_training_devices())})"
+             if precision == "fp8" else "")
     raise SpecError(f"training.precision: {precision} on {device.id}: {why}; use "
-                    f"{' or '.join(wide)} on {device.id}, or an fp8-capable device "
-                    f"({', '.join(fp8_training_devices())})")
+                    f"{' or '.join(valid)} on {device.id}{other}")
 
 
 @dataclass(frozen=True)
@@ -233,12 +250,13 @@ class InferPlan:
         """``precision`` on ``device``: fp8 / nvfp4 weights run its fp8 / fp4 tensor cores when
         it has them, activations of a format it lacks run at 16 bits (``ops.Precision.inference``,
         ``native``)."""
-        from .formats import native_formats
+        from .formats import native_formats, wide_activation
 
         return O.Precision.inference(self.weight_dtype, self.activation_dtype, self.kv_dtype,
                                      self.group_size, self.weight_formats,
                                      native=native_formats(device),
-                                     weight_only=self.weight_only)
+                                     weight_only=self.weight_only,
+                                     wide=wide_activation(device))
 
 
 def expert_tp(plan: InferPlan) -> Array:

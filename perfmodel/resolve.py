@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SpecError
-from .formats import asks_weight_only, engine_weight_formats
+from .formats import asks_weight_only, engine_weight_formats, wide_activation
 from .pipeline import stage_partition
 from .plan import InferPlan, TrainPlan, check, inference_rules, training_rules
 from .profile import CalibrationProfile
@@ -75,10 +75,11 @@ def resolve(scenario: ScenarioLike, calibration: CalibrationLike = None) -> Reso
     if sc.kind != "training":
         check_engine_kv_dtype(sc.engine, sc.inference)
     system = resolve_system(sc.system)
+    sc, dtype_notes = with_device_dtypes(sc, system.device)
     profile = resolve_profile(sc, calibration)
     return Resolved(sc, system, profile,
                     [*profile_warnings(profile, system), *replica_warnings(sc, system),
-                     *format_warnings(sc, system)])
+                     *dtype_notes, *format_warnings(sc, system)])
 
 
 def check_engine_kv_dtype(engine, inference) -> None:
@@ -91,6 +92,37 @@ def check_engine_kv_dtype(engine, inference) -> None:
     from .engines import engine_for  # here: a training prediction need not load the engines
 
     check_kv_dtype(engine_for(engine), inference.kv_dtype)
+
+
+def with_device_dtypes(sc: Scenario, device) -> tuple[Scenario, list[str]]:
+    """Inference on a device without bf16 tensor cores (V100, T4) computes in its 16-bit dtype,
+    fp16 (``formats.wide_activation``: vLLM casts a bf16 checkpoint to float16 there): the
+    default bf16 activations and KV cache become fp16, and an explicit bf16 one is refused,
+    as vLLM refuses ``--dtype bfloat16`` there ("Bfloat16 is only supported on GPUs with
+    compute capability of at least 8.0", vllm/platforms/cuda.py check_if_supports_dtype).
+    Weights keep their dtype: bf16 and fp16 weights are the same bytes, and the GEMMs take
+    the activation dtype (``ops.Precision.inference``). Returns the scenario and a note per
+    replaced default."""
+    inf = sc.inference
+    if sc.kind == "training" or inf is None:
+        return sc, []
+    wide = wide_activation(device)
+    if wide == "bf16":
+        return sc, []
+    fields = ("activation_dtype", "kv_dtype")
+    given = inf.model_fields_set
+    for field in fields:
+        if field in given and getattr(inf, field) == "bf16":
+            raise SpecError(f"inference.{field}: bf16 on {device.id}: no bf16 tensor cores "
+                            "(peak_tflops.bf16 is null; bf16 needs compute capability 8.0+); "
+                            f"use {wide}")
+    update = {f: wide for f in fields if getattr(inf, f) == "bf16"}
+    if not update:
+        return sc, []
+    note = (f"{device.id} has no bf16 tensor cores: the default bf16 "
+            f"{' and '.join(update)} {'runs' if len(update) == 1 else 'run'} as {wide} (as "
+            "vLLM casts a bf16 checkpoint there)")
+    return sc.model_copy(update={"inference": inf.model_copy(update=update)}), [note]
 
 
 def with_engine_state(sc: Scenario) -> Scenario:

@@ -194,7 +194,7 @@ def _dense_gemm(scenario) -> tuple[str, tuple[str, ...]]:
     if inf is None:
         return "", ()
     from .engines import gemm_kernels
-    from .formats import asks_weight_only, engine_activation, native_formats
+    from .formats import asks_weight_only, engine_activation, native_formats, wide_activation
     from .ops import Precision
     from .specs.registry import get_device
 
@@ -209,7 +209,8 @@ def _dense_gemm(scenario) -> tuple[str, tuple[str, ...]]:
                             weight_only)
     dtype = Precision.inference(
         inf.weight_dtype, run.activation_dtype, inf.kv_dtype, inf.quant_group_size,
-        native=native_formats(device), weight_only=run.weight_only).compute
+        native=native_formats(device), weight_only=run.weight_only,
+        wide=wide_activation(device)).compute
     if name == "generic":
         return dtype, ()
     return dtype, gemm_kernels(name, dtype, version, variant)

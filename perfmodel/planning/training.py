@@ -686,14 +686,16 @@ def capabilities_note(framework: str) -> str | None:
 def precision_skip(device: str, precision: str) -> str | None:
     """Why ``device`` is skipped for ``precision`` (None: planned): the rule predict, search
     and the API refuse such a scenario by (``plan.training_precision_problem``: fp8 training
-    needs fp8 tensor cores, sources there), so a row there would be a bf16 run priced as fp8."""
-    from ..plan import training_precision_problem
+    needs fp8 tensor cores, bf16 bf16 ones, sources there), so a row there would be a run
+    priced in a precision it cannot use."""
+    from ..plan import training_precision_problem, training_precisions
 
-    why = training_precision_problem(registry.get_device(device), precision)
+    spec = registry.get_device(device)
+    why = training_precision_problem(spec, precision)
     if why is None:
         return None
     return (f"{device}: skipped for --precision {precision}: {why}; plan it with "
-            "--precision bf16")
+            f"--precision {training_precisions(spec)[0]}")
 
 
 def plan_training(inp: TrainingPlanInputs | ModelSpec | str | Path | None = None, /,
