@@ -26,7 +26,11 @@ they can outnumber the plans; they are printed, never divided by.
   files and spec validation, incl. pydantic's first validator build; the search; the row
   predictions; the interpreter's exit, i.e. the process's CPU past the last step, after
   ``gc.freeze()`` and by ``os._exit`` as the CLI's main ends plan-training,
-  ``perfmodel.cli.FAST_EXIT``), parse cache warm as in the CLI.
+  ``perfmodel.cli.FAST_EXIT``), parse cache warm as in the CLI. Of the package's import, the
+  CPU spent creating classes is printed apart (pydantic's ``ModelMetaclass.__new__``, which
+  collects every field even with ``defer_build``, with the validators it builds for classes
+  without it; ``dataclasses``' code generation): beside those validators, the part of the
+  import that only fewer classes would remove.
 * summary: the figures issue 10 item 5 asks for on one line -- plans evaluated, whole-process
   wall seconds and plans/s (wall and CPU), search-only plans/CPU-s, the numpy floor and its
   ratios, the import time -- and what 10^6 plans/s would leave for the whole process.
@@ -173,6 +177,22 @@ mark("import numpy")
 import pydantic
 from pydantic import BaseModel
 mark("import pydantic")
+import dataclasses
+from pydantic._internal import _model_construction as _mc
+made = {"pydantic models": [0.0, 0], "of which their validators": [0.0, 0],
+        "dataclasses": [0.0, 0]}  # CPU s, calls
+def _timed(kind, make):  # class creation inside the package's import, measured apart
+    def timed(*args, **kwargs):
+        t = time.process_time()
+        try:
+            return make(*args, **kwargs)
+        finally:
+            made[kind][0] += time.process_time() - t
+            made[kind][1] += 1
+    return timed
+_mc.ModelMetaclass.__new__ = _timed("pydantic models", _mc.ModelMetaclass.__new__)
+dataclasses._process_class = _timed("dataclasses", dataclasses._process_class)
+_mc.complete_model_class = _timed("of which their validators", _mc.complete_model_class)
 from perfmodel.cli import GC_THRESHOLD
 gc.set_threshold(*GC_THRESHOLD)  # as the CLI's main
 import perfmodel.planning.cli  # as the CLI
@@ -189,6 +209,7 @@ from perfmodel.specs.assemble import resolve_system
 from perfmodel.specs.scenario import SystemConfig, TrainingConfig
 from perfmodel.zoo import resolve_model
 mark("import perfmodel")
+marks["_classes"] = {k: list(v) for k, v in made.items()}  # of the package's import
 model, device = resolve_model(sys.argv[1]), sys.argv[2]
 load_prices()
 dev = registry.get_device(device)
@@ -308,6 +329,7 @@ def main(argv=None) -> int:
     runs = [json.loads(o.splitlines()[-1]) for o in outs]
     for r, cpu in zip(runs, phase_cpus, strict=True):  # the exit: process CPU past the last mark
         r["interpreter exit"] = cpu - r.pop("_end")
+    made = [r.pop("_classes") for r in runs]
     phases = {k: statistics.median(r[k] for r in runs) for k in runs[0]}  # CPU s, median
 
     # numpy floor of the sweep: its recorded array calls replayed with no Python between
@@ -347,6 +369,11 @@ def main(argv=None) -> int:
           f"{n / reach / 1e6:.2f} M plans/CPU-s for a fresh process if all else were free")
     print("  where a fresh process's CPU goes (median of the runs, the same steps as the CLI "
           "but the JSON): " + ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in phases.items()))
+    print("    of import perfmodel, creating classes: " + ", ".join(
+        f"{kind} {1e3 * statistics.median(m[kind][0] for m in made):.0f} ms "
+        f"({made[0][kind][1]})" for kind in made[0])
+        + " (validators: built at creation where a class has no defer_build, the first one "
+          "with pydantic's schema machinery)")
     imports = sum(v for k, v in phases.items() if k.startswith("import "))
     whole_wall, whole_cpu = med(whole_times[0]), med(whole_times[1])
     print()
