@@ -1088,6 +1088,16 @@ def _grouped_reasons(candidates: list[Candidate]) -> list[str]:
             for (label, reason), devices in groups.items()]
 
 
+def _nothing_feasible(candidates: list[Candidate]) -> str:
+    """The headline when no row is feasible: memory where no candidate holds the weights and
+    one request's KV cache (more SLO headroom would not help), else the SLOs."""
+    if candidates and all("does not fit" in c.reason for c in candidates):
+        return ("nothing fits in memory: no device / layout holds the weights and the KV cache "
+                "of one request; split each replica over more GPUs (--tp, --pp 2,4: a replica "
+                "is tp x pp GPUs) or use devices with more memory")
+    return "no device / TP meets the SLOs"
+
+
 def render_plan(result: PlanResult) -> str:
     """A table of every candidate, cheapest first, and the answer."""
     from ..textfmt import table
@@ -1128,7 +1138,7 @@ def render_plan(result: PlanResult) -> str:
                                        "TTFT p90 ms [80 %]", "TPOT p90 ms [80 %]", "USD/h",
                                        "USD/M out tok", "J/out tok", "SLOs across band")))
     else:
-        out.append("no device / TP meets the SLOs")
+        out.append(_nothing_feasible(result.candidates))
     skipped = [f"{c.device} {c.label}" for c in result.candidates
                if c.reason.startswith("skipped")]
     others = [c for c in result.candidates if not c.feasible and c not in skipped
