@@ -96,6 +96,9 @@ class EngineMemory:
     # kept scale copies add to the checkpoint's weights (engines/<id>.yaml moe.mxfp4)
     mxfp4_backend: str | None = None
     mxfp4_extra_bytes: float = 0.0
+    # the release the scenario named (engine.version), when it is not the family's own label:
+    # the start-up line says which family's facts answer for it
+    asked_version: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -324,7 +327,8 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         kv_bytes_per_token=per_token, kv_block_size=block, kv_cache_blocks=blocks,
         kv_cache_tokens=tokens_kv, max_model_len=max_len, max_concurrency=concurrency,
         max_num_seqs=seqs, max_num_batched_tokens=batched, breakdown=breakdown,
-        problems=problems, mxfp4_backend=backend, mxfp4_extra_bytes=extra)
+        problems=problems, mxfp4_backend=backend, mxfp4_extra_bytes=extra,
+        asked_version=getattr(cfg, "version", None))
 
 
 def _fraction_advice(m: MemoryFacts, fraction: float | None, total: float, weights: float,

@@ -59,12 +59,16 @@ def sglang_startup_for(e: dict, sc) -> dict:
 def render_engine(e: dict) -> str:
     """Lines for ``Prediction.engine`` (engine_memory.report; SGLang's scheduler figures per
     attention-DP rank when ``sglang_startup`` added them)."""
-    head = f"engine: {e['engine']} {e['version']}"
+    asked = e.get("asked_version")
+    family = asked and asked != e["version"]  # the release named, answered by its family
+    head = f"engine: {e['engine']} {asked if family else e['version']}"
     if e.get("fraction_name"):
         basis = {"cuda": "as CUDA reports it", "nvidia-smi": "as nvidia-smi reports it"}.get(
             e["device_memory_source"], "nominal; the driver's figure is not sourced")
         head += (f" ({e['fraction_name']} {e['fraction']:g} of "
                  f"{gib(e['device_memory_bytes'])}, {basis})")
+    if family:
+        head += f"; the facts of its version family {e['version']}"
     lines = [head]
     if e["engine"] == "sglang":  # scheduler.py's start-up line (no thousands separators)
         words = [f"max_total_num_tokens={e['kv_cache_tokens']}"]

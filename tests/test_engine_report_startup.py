@@ -104,3 +104,18 @@ def test_inference_kv_rows_state_prompt_plus_output():
     assert _row(text, "max concurrent sequences").endswith(f"712 {at}")
     # per rank: floor(182,904 / 2,048) = 89 requests, x 8 ranks
     assert 182904 // 2048 * 8 == 712
+
+
+def test_the_start_up_line_names_the_release_asked_and_the_family_that_answers():
+    """engine.version 0.6.3 is answered by the vLLM family whose ranges hold it
+    (engines/versions/vllm-0.3.0-pr2863.yaml); the line names both, so a user sees the
+    version was honoured. A release that is the family's own label prints once."""
+    vllm = dict(engine="vllm", kv_cache_blocks=11431, kv_block_size=16, max_concurrency=1.4,
+                kv_bytes_per_token=128 * 1024)
+    e = _engine(**vllm, version="0.3.0+pr2863", fraction_name="gpu_memory_utilization",
+                fraction=0.9, asked_version="0.6.3")
+    head = render_engine(e).splitlines()[0]
+    assert head.startswith("engine: vllm 0.6.3 (gpu_memory_utilization 0.9")
+    assert head.endswith("; the facts of its version family 0.3.0+pr2863")
+    own = render_engine(_engine(**vllm, version="0.10", asked_version="0.10"))
+    assert own.splitlines()[0].startswith("engine: vllm 0.10 (") and "family" not in own
