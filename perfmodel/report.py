@@ -65,6 +65,20 @@ def _a2a_split_rows(moe: dict, phases: tuple[str, ...]) -> list[tuple[str, ...]]
             for what in ("exposed", "overlapped")]
 
 
+def _fits(p: Prediction) -> str:
+    """yes / NO on the point estimate, and a warning where the memory's 80 % band reaches past
+    the device (as plan-training and search flag such rows, ``search.may_not_fit``)."""
+    from .search import may_not_fit
+
+    if not p.fits:
+        return "NO"
+    if may_not_fit(p.ranges, p.memory_capacity_bytes):
+        hi = p.ranges["memory_per_gpu_bytes"][1]
+        return (f"yes at the point estimate; MAY NOT FIT: the 80 % range reaches {gib(hi)}, "
+                f"past {gib(p.memory_capacity_bytes)}")
+    return "yes"
+
+
 def _budget_rows(p: Prediction) -> list[tuple[str, str]]:
     """A named engine's own budget, when it is not the whole device (vLLM's
     gpu_memory_utilization x the memory CUDA reports; engine_memory.budget_bytes)."""
@@ -161,7 +175,7 @@ def render_prediction(p: Prediction, show_ops: bool = False, scenario=None) -> s
     basis = f" ({p.memory_capacity_basis})" if p.memory_capacity_basis else ""
     head += [("memory per GPU", f"{gib(p.memory_per_gpu_bytes)} of "
                                  f"{gib(p.memory_capacity_bytes)}{basis}{_memory_note(p)}"),
-             *_budget_rows(p), ("fits", "yes" if p.fits else "NO"), *_energy_rows(p)]
+             *_budget_rows(p), ("fits", _fits(p)), *_energy_rows(p)]
     if p.runnable is False:  # the figures stay, marked: what it would take if it ran
         out += [f"NOT RUNNABLE as specified: {p.not_runnable_reason or 'it does not fit'}",
                 "(the times and rates below are what it would take if it ran)", ""]
