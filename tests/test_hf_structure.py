@@ -782,3 +782,23 @@ def test_wider_residual_streams():
                                                            / 93)
     assert residual_stream_width(k3) == attention_residual_sources(k3)
     assert residual_stream_width(_load("deepseek-ai--DeepSeek-V3")) == 1.0
+
+
+def test_a_model_type_never_seen_says_it_is_read_by_structure_alone():
+    """Qwen3-0.6B's config under an unknown model_type imports by structure, but without
+    Qwen3's per-head q/k norms (a fact of qwen3's modeling file, no config key): 28 layers x
+    2 norms x head_dim 128 = 7,168 parameters fewer, and the model's notes say why."""
+    import json
+    from pathlib import Path
+
+    from perfmodel.parameters import param_counts
+    from perfmodel.zoo.hf import model_from_hf_config
+
+    path = Path(__file__).parent / "data/hf_configs/aiconfigurator-0.12.0/" \
+        "Qwen--Qwen3-0.6B_config.json"
+    config = json.loads(path.read_text())
+    known = model_from_hf_config(config)
+    renamed = model_from_hf_config({**config, "model_type": "mamba9"})
+    assert not (known.notes or "").count("new to perfmodel")
+    assert "model_type 'mamba9' is new to perfmodel: read by structure alone" in renamed.notes
+    assert param_counts(known).total - param_counts(renamed).total == 28 * 2 * 128

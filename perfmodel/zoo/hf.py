@@ -575,6 +575,15 @@ _IMPLICIT: dict[str, dict[str, Any]] = {
     # layer (input, post-attention, pre- and post-feedforward) and q_norm / k_norm of head_dim
     "gemma4_text": {"qk_norm": "per_head", "norms_per_layer": 4},
 }
+#: model types (besides ``_BUILDERS``') whose configs this project imports in its tests
+#: (tests/data/hf_configs: the aiconfigurator-core 0.12.0 model_configs and HF fixtures); any other
+#: type is read by structure alone, and the import says so in the model's notes: a part its
+#: modeling file adds without a config key (``_IMPLICIT``) would not be counted
+_SEEN_TYPES = frozenset(_IMPLICIT) | frozenset((
+    "deepseek_ref", "deepseek_v32", "deepseek_v4", "gemma4", "glm_moe_dsa", "kimi_k2", "kimi_k25",
+    "kimi_k3", "kimi_linear", "llama4", "mimo_v2_flash", "minimax_m2", "minimax_m3",
+    "minimax_m3_vl", "minimax_m3_vl_text", "nemotron-nas", "qwen3_5", "qwen3_5_moe", "qwen3_vl", "qwen3_vl_moe",
+    "step3p7"))
 _ATTENTION_LAYER_TYPES = ("full_attention", "sliding_attention", "linear_attention")
 _MAX_NAME = 100  # characters of a model_type
 
@@ -1182,9 +1191,16 @@ def model_from_hf_config(config: Mapping[str, Any], id: str | None = None,
     builder = _BUILDERS.get(model_type, _structural)
     fields = builder(_Config(config, model_type))
     fields.setdefault("rope_scaled_context", rope_scaled_context(config))
+    notes = []
     if model_type != wrapper:
-        fields.setdefault("notes", f"language model of the {wrapper!r} wrapper; the vision / "
-                                   "audio towers are not counted")
+        notes.append(f"language model of the {wrapper!r} wrapper; the vision / audio towers are "
+                     "not counted")
+    if builder is _structural and model_type not in _SEEN_TYPES:
+        notes.append(f"model_type {model_type!r} is new to perfmodel: read by structure alone "
+                     "(a part its modeling code adds without a config key, e.g. per-head q/k "
+                     "norms, is not counted)")
+    if notes:
+        fields.setdefault("notes", "; ".join(notes))
     if formats:
         fields.setdefault("checkpoint_formats", formats)
     if kv_format:
