@@ -116,6 +116,67 @@ class Curve(Strict):
         return np.asarray(out)
 
 
+#: the fields of a measured MoE shape, in the order of its ``moe_curves`` key
+MOE_SHAPE_FIELDS = ("hidden", "inter", "experts", "topk", "tp", "ep", "gated")
+
+
+def moe_shape_key(hidden, inter, experts, topk, tp, ep, gated) -> str:
+    """The ``moe_curves`` key of a measured MoE shape: ``hidden=7168,inter=2048,experts=256,
+    topk=8,tp=8,ep=1,gated=1`` (inter is the expert's whole intermediate size, split ``tp``
+    ways, as the upstream tables state it)."""
+    values = (hidden, inter, experts, topk, tp, ep, int(bool(gated)))
+    return ",".join(f"{f}={int(v)}" for f, v in zip(MOE_SHAPE_FIELDS, values, strict=True))
+
+
+def parse_moe_shape(key: str) -> dict[str, int]:
+    """The fields of a ``moe_shape_key`` (an error naming the key if it is not one)."""
+    try:
+        pairs = dict(part.split("=", 1) for part in key.split(","))
+        shape = {f: int(pairs[f]) for f in MOE_SHAPE_FIELDS}
+    except (KeyError, ValueError) as exc:
+        raise SpecError(f"moe_curves: {key!r} is not a shape key like "
+                        f"{moe_shape_key(7168, 2048, 256, 8, 8, 1, True)!r}") from exc
+    if set(pairs) != set(MOE_SHAPE_FIELDS) or min(shape.values()) < 0 or \
+            min(shape[f] for f in MOE_SHAPE_FIELDS[:-1]) < 1:
+        raise SpecError(f"moe_curves: {key!r}: fields {', '.join(MOE_SHAPE_FIELDS)} "
+                        "(positive integers, gated 0 or 1) expected")
+    return shape
+
+
+class MoeCurve(Strict):
+    """One measured MoE shape of a grouped-GEMM table: the routed experts' time (the core's up
+    + down grouped GEMM calls, ``calibrate.fit.moe``) at each measured token count, balanced
+    routing, times floored along EP as the fit reads them (``calibrate.fit.moe.ep_floor``).
+    The core reads it by log-log interpolation in tokens inside the measured range
+    (``roofline``: a curve hit), the fitted grid elsewhere."""
+
+    tokens: tuple[Annotated[Int, Field(ge=1)], ...] = Field(min_length=2)
+    time_s: tuple[Positive, ...] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _check(self) -> "MoeCurve":
+        if len(self.tokens) != len(self.time_s):
+            raise SpecError(f"moe curve: {len(self.tokens)} tokens but {len(self.time_s)} "
+                            "times")
+        if any(b <= a for a, b in pairwise(self.tokens)):
+            raise SpecError("moe curve: tokens must be strictly increasing")
+        return self
+
+    def __call__(self, tokens) -> np.ndarray:
+        """Time at ``tokens`` by linear interpolation in log(tokens), log(time); NaN outside
+        the measured range (the caller falls back to the fitted grid there)."""
+        x = np.log(np.maximum(np.asarray(tokens, float), 1e-30))
+        lx, lt = self._logs
+        t = np.exp(np.interp(x, lx, lt))
+        # a relative tolerance at the ends: a token count computed from rows x ep / topk
+        inside = (x >= lx[0] - 1e-9) & (x <= lx[-1] + 1e-9)
+        return np.where(inside, t, np.nan)
+
+    @cached_property
+    def _logs(self) -> tuple[np.ndarray, np.ndarray]:
+        return (np.log(np.asarray(self.tokens, float)), np.log(np.asarray(self.time_s, float)))
+
+
 class CollectiveFit(Strict):
     """Achieved bus bandwidth of one collective for one group size over one kind of link."""
 
@@ -263,6 +324,10 @@ class CalibrationProfile(Strict):
     # calibration/moe_kernels.yaml: "trtllm_cutlass", "deepgemm", ...); an engine that runs another kernel for that format
     # reads the proxy its engine file names (``moe_table``); absent: the kernel is not known
     moe_kernel: dict[str, str] = Field(default_factory=dict)
+    # MoE table key -> measured shape (``moe_shape_key``) -> its measured curve over tokens:
+    # the table's own rows, read where the core's grouped GEMMs have exactly that shape on
+    # one GPU (``moe_shape_curves``; roofline: the fitted ``moe`` grid elsewhere)
+    moe_curves: dict[str, dict[str, MoeCurve]] = Field(default_factory=dict)
     attention: dict[str, Curve] = Field(default_factory=dict)  # prefill|decode|backward: (q, kv)
     # per curve, its efficiency at other head dims and sliding windows (``attention_factor``);
     # none (older profiles, one head dim measured): factor 1
@@ -286,6 +351,36 @@ class CalibrationProfile(Strict):
     @property
     def label(self) -> str:
         return KIND_LABELS[self.kind]
+
+    @model_validator(mode="after")
+    def _check_moe_curves(self) -> "CalibrationProfile":
+        for key, shapes in self.moe_curves.items():
+            if key not in self.moe:
+                raise SpecError(f"moe_curves[{key!r}]: no moe table {key!r} beside it (a "
+                                "measured curve is read with its table's fixed time and as "
+                                "its stand-in only at the shapes it measured)")
+            for shape in shapes:
+                parse_moe_shape(shape)
+        return self
+
+    def moe_shape_curves(self, key: str) -> dict[tuple[float, float, bool], list[tuple]]:
+        """The measured curves of MoE table ``key`` by the per-GPU expert shape the core's
+        grouped GEMMs carry, (hidden, inter / tp, gated) -> [(experts, topk, ep, inter, curve)]
+        (``roofline``: a grouped GEMM pair of that shape whose rows and active experts are
+        those of the curve's routing reads it). Built once per profile and key."""
+        owner, cache = self.__dict__.get("_moe_curve_memo", (None, None))
+        if owner is not self.moe_curves:
+            cache = {}
+            self.__dict__["_moe_curve_memo"] = (self.moe_curves, cache)
+        if key not in cache:
+            index: dict[tuple[float, float, bool], list[tuple]] = {}
+            for shape, curve in self.moe_curves.get(key, {}).items():
+                s = parse_moe_shape(shape)
+                index.setdefault((float(s["hidden"]), s["inter"] / s["tp"], bool(s["gated"])),
+                                 []).append((s["experts"], s["topk"], s["ep"], s["inter"],
+                                             curve))
+            cache[key] = index
+        return cache[key]
 
     # ---- evaluation (vectorised; inputs broadcast) ------------------------------------------
     def gemm_table(self, dtype: str, kernels: tuple[str, ...] = ()) -> tuple[str, str]:

@@ -26,7 +26,7 @@ from .curves import errors, holdout_split, log_ratio_quantiles, round4
 from .gemm import gemm_tables
 from .host import stand_in_device
 from .memory import elementwise_rates, memory_table, record_bytes
-from .moe import moe_tables
+from .moe import curve_errors, moe_curves, moe_tables
 from .table import OVERHEAD_FLOOR_FRACTION, Table, ok_records
 
 KERNEL_BENCHES = ("gemm", "attention", "memory", "elementwise")
@@ -210,6 +210,27 @@ def _fit_memory(records: list[dict], dev: DeviceSpec, fitting: _Fitting) -> None
                              "predicted).")
 
 
+def _measured_moe_curves(records: list[dict], fitting: _Fitting) -> None:
+    """Each fitted MoE table's own per-shape curves (``moe.moe_curves``: the core reads one
+    where its grouped GEMMs have that measured shape) and their interpolation error
+    (``moe.curve_errors``: ``moe_curve.<key>``, the band of a curve hit)."""
+    curves = {k: c for k, c in moe_curves(records).items() if k in fitting.profile.moe}
+    if not curves:
+        return
+    fitting.profile = fitting.profile.model_copy(update={"moe_curves": curves})
+    for key, shapes in curves.items():
+        err = curve_errors(key, shapes)
+        if err is not None:
+            fitting.fit_errors.append(err[0])
+            fitting.uncertainty[err[0].table] = err[1]
+    fitting.notes.append(
+        "moe_curves: per MoE table, its measured shapes' times over tokens (the records the "
+        "table is fitted on); the core reads a shape's curve, log-log in tokens inside its "
+        "measured range, where a step's grouped GEMMs have exactly that shape on one GPU, the "
+        "fitted grid elsewhere (tables moe_curve.<key>: each interior point predicted from its "
+        "two neighbours).")
+
+
 def fit_profile(records: Iterable[dict], device: DeviceSpec | None, *, kind: str,
                 profile_id: str, sources: Sequence[Source | dict],
                 peak_tflops: dict[str, float] | None = None,
@@ -234,6 +255,7 @@ def fit_profile(records: Iterable[dict], device: DeviceSpec | None, *, kind: str
         fitting.run(table)
     for table in moe_tables(records, dev, fitting.profile):
         fitting.run(table)
+    _measured_moe_curves(records, fitting)
     for table in attention_tables(records, dev, fitting.profile):
         fitting.run(table)
     for table in attention_scale_tables(records, dev, fitting.profile):  # on those curves

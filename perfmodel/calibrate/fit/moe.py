@@ -77,11 +77,18 @@ from fractions import Fraction
 import numpy as np
 
 from ... import ops as O
-from ...profile import MOE_MIXED, CalibrationProfile, moe_key_format
+from ...profile import (
+    MOE_MIXED,
+    CalibrationProfile,
+    FitError,
+    MoeCurve,
+    moe_key_format,
+    moe_shape_key,
+)
 from ...roofline import Roofline, op_times
 from ...specs.hardware import DeviceSpec
 from ..moe_kernels import kernel_labels
-from .curves import round4
+from .curves import errors, log_ratio_quantiles, round4
 from .table import (
     OVERHEAD_FLOOR_FRACTION,
     Table,
@@ -192,10 +199,14 @@ def as_format_table(prof: CalibrationProfile, key: str) -> CalibrationProfile:
     fmt = moe_key_format(key)
     if key == fmt or key not in prof.moe:
         return prof
+    curves = {k: v for k, v in prof.moe_curves.items() if k != fmt}
+    if key in prof.moe_curves:  # its measured curves stand with it (profile.moe_curves)
+        curves[fmt] = prof.moe_curves[key]
     return prof.model_copy(update={
         "moe": {**prof.moe, fmt: prof.moe[key]},
         "moe_overhead_s": {**prof.moe_overhead_s, fmt: prof.moe_overhead_s.get(key, 0.0)},
-        "moe_kernel": {k: v for k, v in prof.moe_kernel.items() if k != fmt}})
+        "moe_kernel": {k: v for k, v in prof.moe_kernel.items() if k != fmt},
+        "moe_curves": curves})
 
 
 def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile) -> list[Table]:
@@ -242,3 +253,68 @@ def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile
                             np.stack([geo["m"], geo["groups"], geo["weights"]], axis=1), t, recs,
                             implied, install, times, smooth=MOE_SMOOTH))
     return tables
+
+
+# ---- measured curves: each table's own per-shape rows (profile.MoeCurve) -------------------
+
+CURVE_DIGITS = 4  # significant digits a curve keeps of a measured time (the tables: ~1 % noise)
+
+
+def moe_curves(records: list[dict]) -> dict[str, dict[str, MoeCurve]]:
+    """Per table (the key ``moe_tables`` gives it), per measured shape
+    (``profile.moe_shape_key``: hidden, inter, experts, topk, tp, ep, gated), its measured
+    time over tokens: the same records the fit reads (balanced routing, more than one active
+    expert per GPU, times floored along EP by ``ep_floor``), at least two token counts. Two
+    records of one shape at one token count (none in the shipped tables) keep the faster."""
+    by_key: dict[str, list[dict]] = defaultdict(list)
+    for r in ok_records(records, "moe"):
+        by_key[r["params"].get("table") or r["params"]["dtype"]].append(r)
+    out: dict[str, dict[str, MoeCurve]] = {}
+    for key, recs in sorted(by_key.items()):
+        floored = ep_floor(recs)
+        keep = moe_geometry(recs)["groups"] > 1
+        points: dict[str, dict[int, float]] = defaultdict(dict)
+        for r, t, k in zip(recs, floored, keep, strict=True):
+            if not k:
+                continue
+            p = r["params"]
+            shape = moe_shape_key(p["hidden"], p["inter"], p["experts"], p["topk"], p["tp"],
+                                  p["ep"], p.get("gated", True))
+            x = int(p["tokens"])
+            points[shape][x] = min(float(t), points[shape].get(x, np.inf))
+        curves = {}
+        for shape, pts in sorted(points.items()):
+            if len(pts) < 2:
+                continue
+            xs = sorted(pts)
+            curves[shape] = MoeCurve(tokens=tuple(xs), time_s=tuple(
+                float(f"{pts[x]:.{CURVE_DIGITS}g}") for x in xs))
+        if curves:
+            out[key] = curves
+    return out
+
+
+def curve_errors(key: str, curves: dict[str, MoeCurve]) -> tuple[FitError, float] | None:
+    """Held-out error of reading a table's curves between measured token counts: every
+    interior point of every curve predicted from its two neighbours by the core's log-log
+    interpolation (``MoeCurve.__call__``), as ``moe_curve.<key>`` (``FitError`` and the p90
+    |log ratio|, the band of a curve hit). Leaving a point out doubles the gap the
+    interpolation bridges, so this bounds the error between the measured points from above;
+    at a measured point the curve is the table's time (its own noise is not stated upstream).
+    None when no curve has three points."""
+    pred, meas = [], []
+    for curve in curves.values():
+        x, t = np.log(curve.tokens), np.log(curve.time_s)
+        for i in range(1, len(x) - 1):
+            w = (x[i] - x[i - 1]) / (x[i + 1] - x[i - 1])
+            pred.append(np.exp(t[i - 1] + w * (t[i + 1] - t[i - 1])))
+            meas.append(curve.time_s[i])
+    if not pred:
+        return None
+    pred_a, meas_a = np.asarray(pred), np.asarray(meas)
+    med, p90, p90_log = errors(pred_a, meas_a)
+    n_fit = sum(len(c.tokens) for c in curves.values())
+    return (FitError(table=f"moe_curve.{key}", n_fit=n_fit, n_test=len(pred_a),
+                     median_ape=round4(med), p90_ape=round4(p90),
+                     log_ratio_quantiles=log_ratio_quantiles(pred_a, meas_a)),
+            round4(p90_log))
