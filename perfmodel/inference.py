@@ -320,7 +320,7 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     roof = Roofline.for_system(system, profile, plan.tp_all_reduce,  # the engine's MoE kernels
                                plan.engine_version, plan.engine_variant,
                                moe_a2a=all_to_all(plan.tp, plan.attention_dp, plan.ep),
-                               moe_ep=plan.ep)
+                               moe_ep=plan.ep, moe_routing=moe_routing(model))
     items, index = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens,
                              system.device)
     times = _with_skinny_gemms(op_times(items, roof), roof, plan)
@@ -369,7 +369,10 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
                "all_to_all_exposed_s": plan.pp * exposed,
                "all_to_all_overlapped_s": plan.pp * (a2a_total - exposed),
                # the grouped-GEMM table(s) the experts read (profile.moe_table)
-               "grouped_gemm_table": "; ".join(sorted(set(times.moe_tables.values())))}
+               "grouped_gemm_table": "; ".join(sorted(set(times.moe_tables.values()))),
+               # the tables whose measured curve timed them at the model's exact per-GPU
+               # expert shape (roofline._moe_efficiency; "" where the fitted grid did)
+               "grouped_gemm_curve": "; ".join(sorted(set(times.moe_curves.values())))}
     excess = 0.0
     if plan.pp_layers is not None:  # an uneven split: the largest stage's extra layers
         ends = sum(items[i].count * times.time[i] for i in index["ends"])
@@ -379,6 +382,15 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
                        compute={k: plan.pp * v for k, v in compute.items()},
                        tp_comm=plan.pp * tp_comm, pp_comm=(plan.pp - 1) * hop,
                        op_times=times if keep_ops else None, ep_comm=plan.pp * ep_comm, moe=moe)
+
+
+def moe_routing(model: ModelSpec) -> tuple[int, int, int] | None:
+    """(experts, top-k, expert intermediate size) of the model's routed experts, which picks a
+    MoE table's measured curve (``Roofline.moe_routing``); None for a dense model."""
+    moe = model.moe
+    if moe is None:
+        return None
+    return int(moe.num_experts), int(moe.top_k), int(moe.expert_ffn_hidden_size)
 
 
 def _two_batch(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,

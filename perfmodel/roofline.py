@@ -69,11 +69,16 @@ class Roofline:
     # a kernel replayed on its own (the calibration fit and its held-out test time the table
     # that measured it)
     moe_race: bool = False
+    # the model's routed experts (experts, top-k, expert intermediate size), which tells a
+    # table's measured curves apart where the grouped GEMMs' rows and active experts alone do
+    # not (``_moe_efficiency``); None: matched on the operators alone
+    moe_routing: tuple[int, int, int] | None = None
 
     @classmethod
     def for_system(cls, system, profile: CalibrationProfile, engine: str | None = None,
                    version: str | None = None, variant: str | None = None,
-                   moe_a2a: Any = False, moe_ep: Any = 1) -> Roofline:
+                   moe_a2a: Any = False, moe_ep: Any = 1,
+                   moe_routing: tuple[int, int, int] | None = None) -> Roofline:
         """The roofline of ``system``'s device at its power limit; ``engine`` the inference
         engine (``generic`` included) that runs the model, None for a training step."""
         from .power import compute_clock_ratio
@@ -81,7 +86,8 @@ class Roofline:
         return cls(system.device, profile,
                    compute_clock_ratio(system.device, system.power_limit_w), padded=True,
                    engine=engine or "generic", engine_version=version, engine_variant=variant,
-                   moe_a2a=moe_a2a, moe_ep=moe_ep, moe_race=engine is not None)
+                   moe_a2a=moe_a2a, moe_ep=moe_ep, moe_race=engine is not None,
+                   moe_routing=moe_routing)
 
     def moe_table(self, dtype: str, weight_format: str = "",
                   a2a: str = "none", ep: int = 1) -> tuple[str, str]:
@@ -190,6 +196,9 @@ class OpTimes:
     memory: list
     # grouped GEMM (op name) -> the MoE table it read and why (``Roofline.moe_table``)
     moe_tables: dict = field(default_factory=dict)
+    # grouped GEMM (op name) -> ``moe_curve.<key>`` where a measured curve of its table timed
+    # it (for some plan; ``_moe_efficiency``): its band is that curve's interpolation error
+    moe_curves: dict = field(default_factory=dict)
 
     def weighted(self) -> list:
         """count x time per operator (the step's time in it)."""
@@ -243,6 +252,7 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
     compute: list = [None] * len(ops)
     memory: list = [None] * len(ops)
     tables: dict = {}
+    curves: dict = {}
     vector_peak, bandwidth = roof.vector_peak, roof.bandwidth
     for (cls, sub, wfmt), rows in groups.items():
         members = [ops[i] for i in rows]
@@ -278,16 +288,20 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
             if grouped_rows:
                 g = stack([op.groups for op in members], shape)
                 on = False  # where a grouped-GEMM table times the op
+                geo = _MoeGeometry(members, shape, m, n, k, g, np.maximum(t_c, t_m))
                 for where, key, grouped, alt in picks:
                     if grouped is None:
                         continue
                     use = (g > 1) & where
-                    eff = np.where(use, grouped(m, np.maximum(g, 1.0), n * k), eff)
+                    e, hit = _moe_efficiency(profile, key, geo, roof.moe_routing)
+                    eff = np.where(use, e, eff)
                     fixed = np.where(use, float(profile.moe_overhead_s.get(key, 0.0)), fixed)
+                    curves.update({op.name: f"moe_curve.{key}" for j, op in enumerate(members)
+                                   if np.any(hit[j] & use[j])})
                     on = on | use
                     if alt:  # the generic engine: the fastest production kernel
-                        eff, fixed = _fastest_moe_kernel(profile, alt, use, eff, fixed, members,
-                                                         shape, (m, g, n * k), t_c, t_m, stream)
+                        eff, fixed = _fastest_moe_kernel(profile, alt, use, eff, fixed, geo,
+                                                         t_c, t_m, stream, roof.moe_routing)
             t = np.maximum(t_c, t_m) / _streaming(eff, t_c, t_m, stream)
             table = profile.gemm_curve(sub, kernels) if roof.padded else None
             if table is not None:  # a measured table: the padded kernel's time, if faster
@@ -316,18 +330,18 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
         t = t + profile.kernel_overhead_s
         for j, i in enumerate(rows):
             time[i], compute[i], memory[i] = t[j], t_c[j], t_m[j]
-    return OpTimes(ops, time, compute, memory, tables)
+    return OpTimes(ops, time, compute, memory, tables, curves)
 
 
 def _fastest_moe_kernel(profile: CalibrationProfile, alt: tuple[str, ...], use, eff, fixed,
-                        members: list[Op], shape: tuple, mgw: tuple, t_c, t_m, stream):
+                        geo: _MoeGeometry, t_c, t_m, stream,
+                        routing: tuple[int, int, int] | None = None):
     """(eff, fixed) of the grouped GEMMs ``use`` selects, from the one table among the current
     one and ``alt`` whose calls of the step take the least time in sum (count-weighted over
     every grouped GEMM of the format, per plan): an engine runs one MoE backend for all of a
     layer's grouped GEMMs, so the up and down GEMMs never mix kernels (each table is fitted
     on whole-layer times, calibrate/fit/moe.py) and no pick beats every real kernel."""
-    m, g, w = mgw
-    count = stack([op.count for op in members], shape)
+    count = stack([op.count for op in geo.members], geo.shape)
 
     def step_time(e, f):
         t = np.maximum(t_c, t_m) / _streaming(e, t_c, t_m, stream) + f
@@ -335,13 +349,104 @@ def _fastest_moe_kernel(profile: CalibrationProfile, alt: tuple[str, ...], use, 
 
     best = step_time(eff, fixed)
     for other in alt:
-        e = profile.moe[other](m, np.maximum(g, 1.0), w)
+        e, _ = _moe_efficiency(profile, other, geo, routing)
         f = float(profile.moe_overhead_s.get(other, 0.0))
         total = step_time(e, f)
         win = use & (total < best)
         eff, fixed = np.where(win, e, eff), np.where(win, f, fixed)
         best = np.minimum(total, best)
     return eff, fixed
+
+
+@dataclass(frozen=True)
+class _MoeGeometry:
+    """A GEMM group's operators as the grouped-GEMM tables read them: per member (first axis)
+    rows per problem ``m``, its ``n`` x ``k``, problems ``g`` and roofline bound
+    max(compute, memory) before efficiencies, each broadcast to (members, *shape)."""
+
+    members: list[Op]
+    shape: tuple
+    m: np.ndarray
+    n: np.ndarray
+    k: np.ndarray
+    g: np.ndarray
+    bound: np.ndarray
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """(up, down) member indices of each MoE layer's routed experts (``ops.mlp_ops``:
+        ``<prefix>.up`` and ``<prefix>.down`` of one phase, grouped): the two calls a measured
+        MoE row times together (calibrate/fit/moe.py)."""
+        index = {(op.name, op.phase): j for j, op in enumerate(self.members)}
+        out = []
+        for (name, phase), j in index.items():
+            if name.endswith(".up") and phase != "bwd":
+                down = index.get((name[:-3] + ".down", phase))
+                if down is not None:
+                    out.append((j, down))
+        return out
+
+
+def _moe_efficiency(profile: CalibrationProfile, key: str, geo: _MoeGeometry,
+                    routing: tuple[int, int, int] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(efficiency, hit) of table ``key`` for the group's GEMMs: its fitted grid at
+    (m, groups, n k), except where an up / down pair has exactly the per-GPU shape of one of
+    the table's measured curves (``CalibrationProfile.moe_shape_curves``) and a token count
+    inside its measured range (``hit``). There the pair's efficiency is the one the fit defines
+    for a measured row (calibrate/fit/moe.py: eff = (bound_up + bound_down) / (t - 2 fixed),
+    fixed = kernel_overhead_s + moe_overhead_s[key] per call), with t the curve's time by
+    log-log interpolation in tokens: up + down then take the measured time (the streaming cap
+    on memory-bound calls and the separate activation / combine kernels apply as for the grid).
+
+    The pair matches a curve of (hidden, inter, experts E, topk k, tp, ep, gated) when the
+    down call's n x k is hidden x inter / tp, the up call's n is (2 if gated else 1) inter / tp,
+    and its rows and problems are those of T = rows x ep / k tokens routed uniformly:
+    problems = E (1 - (1 - k / E)^T) / ep (``ops.active_experts``; an imbalanced rank's rows
+    and experts are those of T tokens; redundant experts or padded shapes do not match), and,
+    with ``routing`` (the model's experts, top-k and expert intermediate size,
+    ``Roofline.moe_routing``), E, k and inter are the model's; without it a plan that more
+    than one measured shape fits (one token: any E) keeps the grid."""
+    eff = np.array(profile.moe[key](geo.m, np.maximum(geo.g, 1.0), geo.n * geo.k), float)
+    hit = np.zeros(eff.shape, bool)
+    index = profile.moe_shape_curves(key) if profile.moe_curves else {}
+    if not index:
+        return eff, hit
+    fixed = 2.0 * (profile.kernel_overhead_s + float(profile.moe_overhead_s.get(key, 0.0)))
+    for up, down in geo.pairs():
+        hidden, inter = geo.n[down], geo.k[down]
+        count = np.zeros(np.shape(hidden), int)  # curves that match each plan
+        t_hit = np.zeros(np.shape(hidden))
+        rows, groups = geo.m[down] * geo.g[down], geo.g[down]
+        same_rows = (geo.m[up] * geo.g[up] == rows) & (geo.g[up] == groups) & (groups > 1)
+        gated = np.isclose(geo.n[up], 2.0 * inter, rtol=1e-9)
+        plain = np.isclose(geo.n[up], inter, rtol=1e-9)
+        same_rows = same_rows & np.isclose(geo.k[up], hidden, rtol=1e-9)
+        for h, i, gate in {(float(a), float(b), bool(c)) for a, b, c in
+                           zip(np.ravel(hidden), np.ravel(inter), np.ravel(gated), strict=True)}:
+            cands = index.get((h, i, gate))
+            if not cands:
+                continue
+            shape_on = same_rows & (hidden == h) & (inter == i) & (gated if gate else plain)
+            for experts, topk, ep, full_inter, curve in cands:
+                if routing is not None and (experts, topk, full_inter) != routing:
+                    continue
+                tokens = rows * ep / topk
+                expect = experts * (1.0 - (1.0 - topk / experts) ** tokens) / ep
+                t = curve(tokens)
+                on = shape_on & np.isclose(groups, expect, rtol=1e-6) & np.isfinite(t)
+                count = count + on
+                t_hit = np.where(on, t, t_hit)
+        # one curve only: rows and experts alone do not tell the routing apart everywhere (one
+        # token reaches top-k experts whatever their number), so without ``routing`` a plan
+        # that several measured shapes fit keeps the grid
+        on = (count == 1) & (t_hit > fixed)
+        if not np.any(on):
+            continue
+        pair = (geo.bound[up] + geo.bound[down]) / np.where(on, t_hit - fixed, 1.0)
+        for j in (up, down):
+            eff[j] = np.where(on, pair, eff[j])
+            hit[j] = hit[j] | on
+    return eff, hit
 
 
 def _elementwise_rate_time(members: list[Op], profile: CalibrationProfile, shape: tuple):
