@@ -71,6 +71,9 @@ from typing import ClassVar
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# the in-process figures time this checkout's package, as the fresh processes (run in ROOT) do,
+# not whichever copy is installed (an editable install of another checkout)
+sys.path.insert(0, str(ROOT))
 
 
 class Tap(np.ndarray):
