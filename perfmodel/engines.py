@@ -371,6 +371,9 @@ class Mxfp4Backend(Strict):
     hidden: Int = Field(default=1, ge=1)
     intermediate: Int = Field(default=1, ge=1)
     scales_kept: Bool = False
+    # the MoE kernel label its grouped GEMMs are timed by (calibration/moe_kernels.yaml; the
+    # profile's w4a16_mxfp4@<label> table); None: the backend's own name
+    kernel: str | None = None
 
 
 class Mxfp4Facts(Strict):
@@ -380,6 +383,12 @@ class Mxfp4Facts(Strict):
 
     backend: dict[str, str] = Field(default_factory=dict)
     backends: dict[str, Mxfp4Backend] = Field(default_factory=dict)
+
+    def kernel(self, capability: str | None) -> str | None:
+        """The kernel label of the backend selected on a device of ``capability`` (None: not
+        listed)."""
+        name = self.backend.get(capability) if capability else None
+        return None if name is None else (self.backends[name].kernel or name)
 
     @model_validator(mode="after")
     def _check(self) -> Mxfp4Facts:
@@ -442,9 +451,13 @@ class MoeFacts(Strict):
             _check_kernel_entry(kernels, f"moe.kernels.{fmt}", A2A_BACKENDS + EP_CASES)
         return value
 
-    def kernels_for(self, fmt: str, a2a: str = "none", ep: int = 1) -> tuple[str, ...]:
+    def kernels_for(self, fmt: str, a2a: str = "none", ep: int = 1,
+                    capability: str | None = None) -> tuple[str, ...]:
         """The kernels of format ``fmt`` under all-to-all backend ``a2a`` at expert-parallel
-        size ``ep`` (() if not listed)."""
+        size ``ep`` (() if not listed). W4A16 MXFP4 experts on a device of ``capability``
+        (DeviceSpec.compute_capability) the file's ``mxfp4.backend`` lists: that backend's
+        kernel first, the one rule the experts' memory layout is also read by
+        (engine_memory.mxfp4_expert_factor), so weights and time follow the same backend."""
         if a2a not in A2A_BACKENDS:
             raise SpecError(f"a2a backend {a2a!r}: expected one of {list(A2A_BACKENDS)}")
         kernels = self.kernels.get(fmt, [])
@@ -452,9 +465,16 @@ class MoeFacts(Strict):
             kernels = kernels[a2a]
         if isinstance(kernels, dict):
             kernels = kernels[ep_case(ep)]
-        return tuple(kernels)
+        chosen = (self.mxfp4.kernel(capability)
+                  if fmt == MXFP4_EXPERTS and self.mxfp4 is not None else None)
+        if chosen is None:
+            return tuple(kernels)
+        return (chosen, *(k for k in kernels if k != chosen))
 
 
+#: the MoE table format of MXFP4 experts with 16-bit activations, whose kernel the engine's
+#: ``moe.mxfp4.backend`` selects per device (``MoeFacts.kernels_for``)
+MXFP4_EXPERTS = "w4a16_mxfp4"
 #: the expert-parallel cases an engine's MoE kernel list may tell apart (``moe.kernels``):
 #: ``ep1`` every rank holds every expert (TP MoE), ``ep_gt1`` the experts split over ranks
 EP_CASES = ("ep1", "ep_gt1")
@@ -979,7 +999,10 @@ def _check_kernel_labels(spec: EngineSpec, where: str) -> EngineSpec:
             todo += [(f"{at}.{case}", ks) for case, ks in kernels.items()]
         else:
             moe[at] = kernels
-    check_labels("moe", moe, f"{where} moe.kernels")
+    if spec.moe.mxfp4 is not None:  # the kernels the MXFP4 backends are timed by
+        moe |= {f"mxfp4.backends.{name}": [b.kernel or name]
+                for name, b in spec.moe.mxfp4.backends.items()}
+    check_labels("moe", moe, f"{where} moe")
     return spec
 
 
@@ -1070,15 +1093,15 @@ def engine_facts(engine_id: str, version: str | None = None,
 
 def moe_kernels(engine_id: str, fmt: str, version: str | None = None,
                 variant: str | None = None, a2a: str = "none", ep: int = 1,
-                ) -> tuple[tuple[str, ...], str | None]:
+                capability: str | None = None) -> tuple[tuple[str, ...], str | None]:
     """(kernels, proxy) of ``engine_id``'s MoE experts in format ``fmt`` when the layer's
-    tokens move by all-to-all backend ``a2a`` and the experts are split over ``ep`` ranks
-    (``MoeFacts.kernels_for``); ((), None) for ``generic`` or a format its file does not
-    list."""
+    tokens move by all-to-all backend ``a2a`` and the experts are split over ``ep`` ranks, on
+    a device of compute ``capability`` (``MoeFacts.kernels_for``); ((), None) for ``generic``
+    or a format its file does not list."""
     spec = engine_facts(engine_id, version, variant)
     if spec is None:
         return (), None
-    return spec.moe.kernels_for(fmt, a2a, ep), spec.moe.proxy.get(fmt)
+    return spec.moe.kernels_for(fmt, a2a, ep, capability), spec.moe.proxy.get(fmt)
 
 
 @cache

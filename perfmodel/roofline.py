@@ -107,7 +107,8 @@ class Roofline:
 
         fmt = moe_format(dtype, weight_format)
         kernels, proxy = moe_kernels(self.engine, fmt, self.engine_version,
-                                     self.engine_variant, a2a, ep)
+                                     self.engine_variant, a2a, ep,
+                                     self.device.compute_capability)
         key, why = self.profile.moe_table(dtype, weight_format, kernels, proxy)
         # the generic engine's inference step only (``moe_race``): a named engine runs its own
         # kernels (one whose file names none for a format, e.g. llama.cpp's ggml MoE, reads

@@ -99,3 +99,30 @@ def test_issue_23278_budget_is_negative_as_logged():
     e = _engine("h100-pcie-80gb", {"name": "vllm", "version": "0.10.1"})
     assert e["kv_cache_bytes"] == 0.0
     assert any("no memory left for the KV cache" in p for p in e["problems"])
+
+
+@pytest.mark.parametrize("device,version,backend,table", [
+    ("h100-sxm5-80gb", "0.10.1", "marlin", "moe.w4a16_mxfp4@marlin"),
+    ("h100-sxm5-80gb", "0.14.1", "triton_ogs", "moe.w4a16_mxfp4@triton_ogs"),
+    ("b200", "0.10.1", "flashinfer_trtllm", "moe.w4a16_mxfp4@flashinfer_trtllm")])
+def test_the_experts_are_timed_by_the_backend_their_weights_are_laid_out_for(
+        device, version, backend, table):
+    """One rule (moe.mxfp4.backend by compute capability) picks the backend for both the
+    padded expert layout and the grouped-GEMM table: vLLM 0.10 - 0.13 on Hopper lays out and
+    times Marlin, 0.14+ Triton matmul_ogs, Blackwell FlashInfer TRT-LLM-gen."""
+    sc = {"kind": "inference", "model": GPT_OSS, "system": {"device": device, "num_gpus": 1},
+          "parallelism": {"tp": 1}, "engine": {"name": "vllm", "version": version},
+          "inference": {"batch": 8, "prompt_len": 128, "output_len": 2}}
+    p = pm.predict(sc)
+    assert p.engine["mxfp4_backend"] == backend
+    assert p.breakdown["moe"]["decode_step"]["grouped_gemm_table"] == table
+
+
+def test_every_mxfp4_backend_names_a_timing_kernel_label():
+    from perfmodel.calibrate.moe_kernels import kernel_labels
+
+    labels = set(kernel_labels().values())
+    for version in (None, "0.14.1"):
+        facts = get_engine("vllm", version).moe.mxfp4
+        for name, b in facts.backends.items():
+            assert (b.kernel or name) in labels, name

@@ -92,10 +92,12 @@ def test_sglang_gpt_oss_on_h200_runs_vllms_kernel():
     fused_moe_triton table (1.51 ms per layer at 32 tokens vs matmul_ogs 0.66 ms in the measured
     rows). Same kernel now: the experts' per-call time near vLLM's (vLLM keeps the checkpoint's
     MXFP4 scales beside the swizzled ones, engines/vllm.yaml moe.mxfp4: more bytes), TPOT within
-    15 %."""
+    15 %. vLLM from 0.14, which runs matmul_ogs on Hopper (engines/versions/vllm-0.14.yaml
+    moe.mxfp4.backend; 0.10 - 0.13 run Marlin there, the base file)."""
     path = str(data_dir("calibration").parent / GPT_OSS)
     sgl = _decode("h200-sxm-141gb", "sglang", 256, model=path, gpus=1, kv_dtype="fp8")
-    vll = _decode("h200-sxm-141gb", "vllm", 256, model=path, gpus=1, kv_dtype="fp8")
+    vll = _decode("h200-sxm-141gb", {"name": "vllm", "version": "0.14.1"}, 256, model=path,
+                  gpus=1, kv_dtype="fp8")
     assert _op(sgl, "moe.expert.up")["time_s"] == pytest.approx(
         _op(vll, "moe.expert.up")["time_s"], rel=0.15)
     assert sgl.tpot_s < 1.15 * vll.tpot_s
