@@ -22,6 +22,11 @@
     one-sided model error gives a one-sided band), from the first group with at least
     ``MIN_GROUP_CASES`` cases from ``MIN_GROUP_SOURCES`` sources of: kind+quantity+stack+device
     class, kind+quantity+device class, kind+quantity, kind+dimension, and for times any kind.
+    A prediction made with the default (uncalibrated) profile reads first the same chain of
+    the default profile's groups (``default/...``: every published case re-predicted with
+    calibration/default.json, ``DEFAULT_PROFILE``), whose errors are the flat documented
+    efficiencies', not a calibrated profile's (docs/uncertainty.md, "Uncalibrated
+    predictions").
 
 Memory per GPU follows what is uncertain in it. An engine that fills a budget (vLLM
 ``gpu_memory_utilization`` x the memory CUDA reports, SGLang's ``mem_fraction_static``)
@@ -547,10 +552,28 @@ def stack_of(scenario) -> str | None:
     return None
 
 
-def group_keys(kind: str, quantity: str, stack: str | None, dev_class: str | None
-               ) -> list[str]:
+#: the profile kind (``CalibrationProfile.kind``) whose predictions read groups of their own:
+#: the documented default efficiencies (calibration/default.json), whose error is not the
+#: calibrated profiles' (docs/uncertainty.md, "Uncalibrated predictions")
+DEFAULT_PROFILE = "default"
+#: prefix of those groups' keys (``default/kind/quantity/stack/class``)
+DEFAULT_PREFIX = DEFAULT_PROFILE + "/"
+
+
+def group_keys(kind: str, quantity: str, stack: str | None, dev_class: str | None,
+               profile: str | None = None) -> list[str]:
     """Validation groups from the most to the least specific (``kind/quantity/stack/class``,
-    ``*`` for any); serving reads the inference groups."""
+    ``*`` for any); serving reads the inference groups. A prediction made with the default
+    (uncalibrated) profile (``profile`` "default", ``CalibrationProfile.kind``) reads first
+    the same chain of the default profile's groups (``default/...``: every published case
+    re-predicted with calibration/default.json), then, only where none of those qualifies
+    (a bands file written before them), the calibrated chain. Times only: memory per GPU
+    does not read the efficiencies the default profile replaces, and on every published
+    memory case its prediction is the calibrated one's (docs/uncertainty.md), so memory keeps
+    one chain for all profiles."""
+    if profile == DEFAULT_PROFILE and dimension(quantity) == "time":
+        own = group_keys(kind, quantity, stack, dev_class)
+        return [DEFAULT_PREFIX + k for k in own] + own
     kind = "inference" if kind == "serving" else kind
     dim = dimension(quantity)
     keys = []
@@ -654,6 +677,7 @@ def quantity_ratios(pred, profile: CalibrationProfile, scenario=None,
     groups = shipped_groups() if groups is None else groups
     calib = calibration_ratios(pred, profile, scenario)
     stack, dev = stack_of(scenario), device_class(pred.device)
+    kind = getattr(profile, "kind", None)  # "default": the uncalibrated profile's own groups
     # a profile borrowed by the device's calibration_proxy (same silicon): its residuals are
     # the proxied device's held-out kernel residuals, said as such; they do not measure the
     # transfer to this device (docs/calibration.md "Calibration by proxy")
@@ -663,7 +687,7 @@ def quantity_ratios(pred, profile: CalibrationProfile, scenario=None,
     out: dict[str, tuple[tuple[float, float] | None, str]] = {}
     for quantity in dict.fromkeys(q for q, _ in RANGE_KEYS[pred.kind].values()):
         a = calib.get(quantity, (1.0, 1.0))
-        b = validation_ratio(groups, group_keys(pred.kind, quantity, stack, dev))
+        b = validation_ratio(groups, group_keys(pred.kind, quantity, stack, dev, kind))
         if a == (1.0, 1.0) and b is None:  # no measured error at all: no band, not a zero one
             out[quantity] = (None, f"no band: no calibration residual and no validation group "
                                    f"of >= {MIN_GROUP_CASES} comparable cases from >= "
@@ -677,8 +701,14 @@ def quantity_ratios(pred, profile: CalibrationProfile, scenario=None,
         if b:
             g = groups[b[1]]
             how.append(f"validation group {b[1]} (n={g['n']}, "
-                       f"{len(g.get('sources', ()))} sources) "
+                       f"{len(g.get('sources', ()))} sources"
+                       + (", every case re-predicted with the default profile"
+                          if b[1].startswith(DEFAULT_PREFIX) else "") + ") "
                        f"{np.exp(g['q_lo']):.2f}-{np.exp(g['q_hi']):.2f}x")
+            if kind == DEFAULT_PROFILE and dimension(quantity) == "time" \
+                    and not b[1].startswith(DEFAULT_PREFIX):
+                how.append("no validation group of the default profile: the calibrated "
+                           "cases' error, narrower than an uncalibrated prediction's")
         out[quantity] = (combine(a, b[0] if b else None),
                          "; ".join(how) or "no calibration residuals or validation cases")
     return out
@@ -826,13 +856,15 @@ def serving_ranges(pred, ratios: dict) -> tuple[dict[str, list[float]], dict[str
 
 
 def quantity_band(kind: str, quantity: str, device: str, stack: str | None = None,
-                  calibration: tuple[float, float] = (1.0, 1.0)
+                  calibration: tuple[float, float] = (1.0, 1.0), profile: str | None = None
                   ) -> tuple[float, float] | None:
     """(lo, hi) of true / predicted for a quantity predicted without a Prediction object (a
     plan search's step time): the validation group of (b) combined with a calibration band
-    when the caller has one; None when there is neither."""
+    when the caller has one; None when there is neither. ``profile``: the kind of the
+    calibration profile the quantity was predicted with ("default": the default profile's
+    groups first, ``group_keys``)."""
     b = validation_ratio(shipped_groups(),
-                         group_keys(kind, quantity, stack, device_class(device)))
+                         group_keys(kind, quantity, stack, device_class(device), profile))
     if calibration == (1.0, 1.0) and b is None:
         return None
     return combine(calibration, b[0] if b else None)

@@ -20,6 +20,12 @@ row's ``band_source``); the tables "by source" still aggregate by case file. Lea
 is reported beside it as the check under case-level exchangeability, which the conformal
 guarantee assumes. Cases whose prediction would state no band (no qualifying group and no
 calibration residual) are counted apart, not as misses of a zero-width band.
+
+Uncalibrated predictions (docs/uncertainty.md): every case is also predicted with the default
+profile (calibration/default.json; rows marked ``repredicted``, ``profile`` "default"); those
+errors make the ``default/kind/...`` groups that predictions with the default profile read,
+the calibrated rows the others (``build_groups``), and ``coverage(..., judged="default")``
+checks them the same way (a source's re-predictions leave with it).
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from typing import Any
 import numpy as np
 
 from ..uncertainty import (
+    DEFAULT_PREFIX,
+    DEFAULT_PROFILE,
     HI_P,
     LEVEL,
     LO_P,
@@ -44,6 +52,7 @@ from ..uncertainty import (
     combine,
     conformal_interval,
     device_class,
+    dimension,
     group_keys,
     stack_of,
     validation_ratio,
@@ -71,9 +80,46 @@ def _usable(rows: Iterable[dict]) -> list[dict]:
             and r["metric"] in METRIC_QUANTITY]
 
 
+def _is_default(row: dict) -> bool:
+    """The row was predicted with the default (uncalibrated) profile: re-predicted with it
+    (``repredicted``), or a case whose device has no calibrated profile (``profile``)."""
+    return row.get("profile") == DEFAULT_PROFILE
+
+
+def _timed(row: dict) -> bool:
+    """The row's quantity is a time (the default profile's groups are times only:
+    ``uncertainty.group_keys``)."""
+    return dimension(METRIC_QUANTITY[row["metric"]][0]) == "time"
+
+
+def shipped_rows(rows: Iterable[dict]) -> list[dict]:
+    """The cases as shipped (each predicted with its own profile): not the re-predictions."""
+    return [r for r in rows if not r.get("repredicted")]
+
+
+def default_rows(rows: Iterable[dict]) -> list[dict]:
+    """Each case predicted with the default profile once: its re-prediction, else (a case
+    that was not re-predicted) its shipped row where that already used the default profile
+    (the same prediction)."""
+    again = {r["id"] for r in rows if r.get("repredicted")}
+    return [r for r in rows if _is_default(r)
+            and (r.get("repredicted") or r["id"] not in again)]
+
+
 def _keys(row: dict, classes: dict[str, str | None]) -> list[str]:
+    """The groups a case's prediction reads, in order (a default-profile one: the default
+    profile's chain first, ``uncertainty.group_keys``)."""
     quantity, _ = METRIC_QUANTITY[row["metric"]]
-    return group_keys(row["kind"], quantity, row.get("stack"), classes.get(row.get("device")))
+    return group_keys(row["kind"], quantity, row.get("stack"), classes.get(row.get("device")),
+                      row.get("profile"))
+
+
+def _own_keys(row: dict, classes: dict[str, str | None]) -> list[str]:
+    """The groups a case's error goes into: a default-profile prediction of a time only into
+    the default profile's groups, any other only into the calibrated groups."""
+    keys = _keys(row, classes)
+    mine = _is_default(row) and _timed(row)
+    return [k for k in keys if k.startswith(DEFAULT_PREFIX) == mine]
 
 
 def _classes(rows: Sequence[dict]) -> dict[str, str | None]:
@@ -84,14 +130,23 @@ def build_groups(rows: Sequence[dict], classes: dict[str, str | None] | None = N
                  ) -> dict[str, dict[str, Any]]:
     """Group key -> n, split-conformal bounds ``q_lo`` / ``q_hi`` (None when the group is too
     small for a finite bound), the median and the sources of log(true / predicted), over
-    ``rows`` (every level of every case: the lookup picks the first that qualifies)."""
+    ``rows`` (every level of every case: the lookup picks the first that qualifies).
+    Calibrated predictions make the ``kind/...`` groups; default-profile predictions
+    (``default_rows``: each case re-predicted with calibration/default.json, and the cases
+    whose device has no calibrated profile) the ``default/kind/...`` groups, each case once;
+    memory, which the default profile does not move, only the ``kind/...`` groups, as
+    shipped."""
     rows = _usable(rows)
     classes = _classes(rows) if classes is None else classes
     errors: dict[str, list[float]] = defaultdict(list)
     sources: dict[str, set[str]] = defaultdict(set)
+    # each case once per chain: times of calibrated predictions + times of default-profile
+    # ones (re-predicted, or shipped so); memory as shipped, whatever the profile
+    rows = [r for r in shipped_rows(rows) if not (_is_default(r) and _timed(r))] \
+        + [r for r in default_rows(rows) if _timed(r)]
     for r in rows:
         e = signed_error(r)
-        for key in _keys(r, classes):
+        for key in _own_keys(r, classes):
             errors[key].append(e)
             sources[key].add(_source(r))
     out = {}
@@ -110,6 +165,8 @@ def _level(key: str | None) -> str:
     """The fallback level of a group key (uncertainty.group_keys)."""
     if key is None:
         return "none"
+    if key.startswith(DEFAULT_PREFIX):
+        return "default profile: " + _level(key[len(DEFAULT_PREFIX):])
     kind, quantity, stack, dev = key.split("/")
     if kind == "*":
         return "any kind, dimension"
@@ -155,20 +212,25 @@ def _summary(judged: list[dict]) -> dict[str, Any]:
                              if stated else None)}
 
 
-def coverage(rows: Sequence[dict], holdout: str = "source") -> dict[str, Any]:
+def coverage(rows: Sequence[dict], holdout: str = "source", judged: str = "shipped"
+             ) -> dict[str, Any]:
     """Cross-validated coverage of the LEVEL bands: each case judged by groups built from the
     rows outside its fold (``holdout`` "source": its source's cases, ``_source``; "case":
-    itself), with its own calibration band. Combined (as predictions state them),
-    validation-only and calibration-only, overall and per kind, quantity, group level and
-    case file (``by_source``); the fraction is over the cases where that band is stated;
-    ``median_width`` is hi / lo of the band."""
+    itself; a case's re-prediction with the default profile leaves with it), with its own
+    calibration band. Combined (as predictions state them), validation-only and
+    calibration-only, overall and per kind, quantity, group level and case file
+    (``by_source``); the fraction is over the cases where that band is stated;
+    ``median_width`` is hi / lo of the band. ``judged``: "shipped", the cases as shipped
+    (``shipped_rows``: each with its own profile); "default", each case predicted with the
+    default profile (``default_rows``), by the default profile's groups."""
     rows = _usable(rows)
     classes = _classes(rows)
     fold = _source if holdout == "source" else (lambda r: r["id"])
+    targets = shipped_rows(rows) if judged == "shipped" else default_rows(rows)
     per: list[tuple[dict, dict]] = []
-    for f in sorted({fold(r) for r in rows}):
+    for f in sorted({fold(r) for r in targets}):
         groups = build_groups([r for r in rows if fold(r) != f], classes)
-        per += [(r, judge(r, groups, classes)) for r in rows if fold(r) == f]
+        per += [(r, judge(r, groups, classes)) for r in targets if fold(r) == f]
 
     def by(key) -> dict[str, dict[str, Any]]:
         split: dict[str, list[dict]] = defaultdict(list)
@@ -176,7 +238,7 @@ def coverage(rows: Sequence[dict], holdout: str = "source") -> dict[str, Any]:
             split[key(r, j)].append(j)
         return {k: _summary(v) for k, v in sorted(split.items())}
 
-    return {"level": LEVEL, "holdout": holdout,
+    return {"level": LEVEL, "holdout": holdout, "judged": judged,
             "overall": _summary([j for _, j in per]),
             "by_kind": by(lambda r, j: r["kind"]),
             "by_quantity": by(lambda r, j: f"{r['kind']}/{METRIC_QUANTITY[r['metric']][0]}"),
@@ -194,13 +256,17 @@ def _inside(ratio: float, band: tuple[float, float]) -> bool:
 
 
 def band_inputs(cases: Iterable[LoadedCase],
-                predicted: dict[str, tuple[Any, Any]] | None = None) -> dict[str, dict[str, Any]]:
+                predicted: dict[str, tuple[Any, Any]] | None = None,
+                calibration: Any = None) -> dict[str, dict[str, Any]]:
     """Case id -> its stack, its calibration-residual band (true / predicted at LEVEL) of
-    the metric's quantity and the source it counts as (``LoadedCase.band_source``): what a
+    the metric's quantity, the source it counts as (``LoadedCase.band_source``) and the kind
+    of the profile it was predicted with (``profile``: default, reference, measured): what a
     prediction's band is made of besides the validation groups. Cases that do not predict are
     left out (their report row is an error). ``predicted``: case id -> (scenario, prediction)
     of the validation run that made the report (``run.run_case``'s ``keep``; None: refused),
-    used instead of predicting those cases again (the core is pure: the same prediction)."""
+    used instead of predicting those cases again (the core is pure: the same prediction).
+    ``calibration``: the profile (or its path) that run predicted every case with, None for
+    each case's own (``run.validate_published``)."""
     from ..api import predict
     from ..errors import PerfModelError
     from ..resolve import resolve_profile
@@ -217,14 +283,15 @@ def band_inputs(cases: Iterable[LoadedCase],
                 sc, pred = predicted[lc.case.id]
             else:
                 sc = case_scenario(lc)
-                pred = predict(sc)
-            band = calibration_ratios(pred, resolve_profile(sc), sc)
+                pred = predict(sc, calibration)
+            profile = resolve_profile(sc, calibration)
+            band = calibration_ratios(pred, profile, sc)
         except PerfModelError:
             continue
         quantity, _ = METRIC_QUANTITY[lc.case.metric]
         lo, hi = band.get(quantity, (1.0, 1.0))
         out[lc.case.id] = {"stack": stack_of(sc), "calibration_band": [lo, hi],
-                           "band_source": lc.band_source}
+                           "band_source": lc.band_source, "profile": profile.kind}
     return out
 
 
@@ -235,25 +302,51 @@ def with_band_inputs(rows: Sequence[dict], inputs: dict[str, dict[str, Any]]) ->
 
 
 def banded_rows(report: dict[str, Any], root: Path | None = None,
-                predicted: dict[str, tuple[Any, Any]] | None = None) -> list[dict]:
+                predicted: dict[str, tuple[Any, Any]] | None = None,
+                default_report: dict[str, Any] | None = None,
+                default_predicted: dict[str, tuple[Any, Any]] | None = None) -> list[dict]:
     """A full validation report's rows with what their bands are made of (the cases under
-    ``root``, default the shipped validation/ folder; ``predicted``: as ``band_inputs``)."""
-    return with_band_inputs(report["cases"], band_inputs(load_cases(root), predicted))
+    ``root``, default the shipped validation/ folder; ``predicted``: as ``band_inputs``),
+    and, given ``default_report`` (the same cases predicted with the default profile,
+    ``run.validate_published(calibration=default_profile())``; ``default_predicted`` its
+    predictions), its rows marked ``repredicted``: what the default profile's groups are
+    made of."""
+    cases = load_cases(root)
+    rows = with_band_inputs(report["cases"], band_inputs(cases, predicted))
+    if default_report is not None:
+        from ..specs.registry import default_profile
+
+        inputs = band_inputs(cases, default_predicted, default_profile())
+        rows += [{**r, "repredicted": True}
+                 for r in with_band_inputs(default_report["cases"], inputs)]
+    return rows
 
 
 def coverage_document(rows: Sequence[dict]) -> dict[str, Any]:
-    """Both cross-validated checks: by source (the reported figure) and by case."""
-    return {"level": LEVEL, "cases": len(_usable(rows)),
-            "leave_one_source_out": coverage(rows, "source"),
-            "leave_one_case_out": coverage(rows, "case")}
+    """Both cross-validated checks: by source (the reported figure) and by case, of the cases
+    as shipped and (``default_profile``) of the cases predicted with the default profile."""
+    usable = _usable(rows)
+    defaults = default_rows(usable)
+    doc = {"level": LEVEL, "cases": len(shipped_rows(usable)),
+           "leave_one_source_out": coverage(rows, "source"),
+           "leave_one_case_out": coverage(rows, "case")}
+    if defaults:
+        doc["default_profile"] = {"cases": len(defaults),
+                                  "leave_one_source_out": coverage(rows, "source", "default"),
+                                  "leave_one_case_out": coverage(rows, "case", "default")}
+    return doc
 
 
 def bands_document(report: dict[str, Any], root: Path | None = None,
-                   predicted: dict[str, tuple[Any, Any]] | None = None) -> dict[str, Any]:
+                   predicted: dict[str, tuple[Any, Any]] | None = None,
+                   default_report: dict[str, Any] | None = None,
+                   default_predicted: dict[str, tuple[Any, Any]] | None = None
+                   ) -> dict[str, Any]:
     """The content of validation/error_bands.json for a full validation report (the cases
     under ``root``, default the shipped validation/ folder; ``predicted``: as
-    ``band_inputs``)."""
-    rows = banded_rows(report, root, predicted)
+    ``band_inputs``; ``default_report``, ``default_predicted``: as ``banded_rows``, for the
+    ``default/...`` groups)."""
+    rows = banded_rows(report, root, predicted, default_report, default_predicted)
     check = coverage_document(rows)
     return {
         "created": date.today().isoformat(),
@@ -268,9 +361,18 @@ def bands_document(report: dict[str, Any], root: Path | None = None,
         "group_key": "kind/quantity/stack/device_class; * = any; the first group with >= "
                      "min_group_cases cases from >= min_group_sources sources is used "
                      "(perfmodel.uncertainty.group_keys)",
+        "profiles": "kind/... groups: each case predicted with its own (calibrated) profile; "
+                    "default/kind/... groups (times only): each case predicted with the "
+                    "default profile (calibration/default.json), read by predictions whose "
+                    "profile is the default one (perfmodel.uncertainty.group_keys)",
         "cases": check["cases"],
         "leave_one_source_out": check["leave_one_source_out"],
         "leave_one_case_out": check["leave_one_case_out"]["overall"],
+        **({"default_profile": {
+            "cases": check["default_profile"]["cases"],
+            "leave_one_source_out": check["default_profile"]["leave_one_source_out"],
+            "leave_one_case_out": check["default_profile"]["leave_one_case_out"]["overall"]}}
+           if "default_profile" in check else {}),
         "groups": build_groups(rows),
     }
 
@@ -311,4 +413,16 @@ def render_coverage(doc: dict[str, Any]) -> str:
            *_table("source", src["by_source"]), "",
            "Each case judged by all the other cases (leave-one-case-out, the exchangeable "
            "check):", "", *_table("cases", {"all": case["overall"], **case["by_kind"]})]
+    if "default_profile" in doc:
+        d = doc["default_profile"]
+        src, case = d["leave_one_source_out"], d["leave_one_case_out"]
+        out += ["", f"Uncalibrated predictions: the {d['cases']} cases predicted with the "
+                "default profile (calibration/default.json), each judged by the default "
+                "profile's groups built without its source (leave-one-source-out):", "",
+                *_table("cases", {"all": src["overall"], **src["by_kind"]}), "",
+                *_table("quantity", src["by_quantity"]), "",
+                *_table("group used", src["by_level"]), "",
+                *_table("source", src["by_source"]), "",
+                "The same, each case judged by all the other cases (leave-one-case-out):", "",
+                *_table("cases", {"all": case["overall"], **case["by_kind"]})]
     return "\n".join(out) + "\n"

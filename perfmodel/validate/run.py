@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PerfModelError
 from .aggregate import CaseResult, build_report
@@ -20,12 +20,20 @@ from .cases import (
 )
 from .conventions import ape, metric_value
 
+if TYPE_CHECKING:  # the core loads when a case is predicted
+    from ..resolve import CalibrationLike
 
-def run_case(lc: LoadedCase, keep: dict[str, tuple[Any, Any]] | None = None) -> CaseResult:
+
+def run_case(lc: LoadedCase, keep: dict[str, tuple[Any, Any]] | None = None,
+             calibration: CalibrationLike = None) -> CaseResult:
     """Predict one case; a bad scenario or an unsupported plan becomes an 'error' row.
     ``keep``: filled with case id -> (scenario, prediction) of each case that predicts, None
     where the scenario or the prediction is refused (what ``bands.band_inputs`` reads, so
-    ``--write-bands`` does not predict every case twice)."""
+    ``--write-bands`` does not predict every case twice). ``calibration`` (a profile or its
+    path): predict with it instead of the case's own (its scenario's ``calibration:``, else
+    the device's shipped profile), as ``perfmodel.predict`` takes it; the default profile's
+    validation groups re-predict every case with ``calibration/default.json``
+    (docs/uncertainty.md, "Uncalibrated predictions")."""
     from ..api import predict
 
     c = lc.case
@@ -39,7 +47,7 @@ def run_case(lc: LoadedCase, keep: dict[str, tuple[Any, Any]] | None = None) -> 
         sc = case_scenario(lc)
         row.model, row.num_gpus = sc.model.id, sc.system.num_gpus
         row.device = sc.system.device
-        pred = predict(sc)
+        pred = predict(sc, calibration)
         if keep is not None:
             keep[c.id] = (sc, pred)
         value = metric_value(c, pred, sc)
@@ -61,20 +69,20 @@ def run_case(lc: LoadedCase, keep: dict[str, tuple[Any, Any]] | None = None) -> 
     return row
 
 
-def run_cases(cases: Iterable[LoadedCase], keep: dict[str, tuple[Any, Any]] | None = None
-              ) -> list[CaseResult]:
-    """``run_case`` over ``cases``, in order (``keep``: as ``run_case``)."""
-    return [run_case(lc, keep) for lc in cases]
+def run_cases(cases: Iterable[LoadedCase], keep: dict[str, tuple[Any, Any]] | None = None,
+              calibration: CalibrationLike = None) -> list[CaseResult]:
+    """``run_case`` over ``cases``, in order (``keep``, ``calibration``: as ``run_case``)."""
+    return [run_case(lc, keep, calibration) for lc in cases]
 
 
 def validate_published(kind: str = "all", match: str | None = None,
-                       root: Path | None = None, keep: dict[str, tuple[Any, Any]] | None = None
-                       ) -> dict[str, Any]:
-    """Load, predict and summarise the published cases: the report as a dict (``keep``: as
-    ``run_case``)."""
+                       root: Path | None = None, keep: dict[str, tuple[Any, Any]] | None = None,
+                       calibration: CalibrationLike = None) -> dict[str, Any]:
+    """Load, predict and summarise the published cases: the report as a dict (``keep``,
+    ``calibration``: as ``run_case``)."""
     cases = load_cases(root, kind, match)
     if not cases:
         what = f" matching {match!r}" if match else ""
         raise PerfModelError(f"no {kind if kind != 'all' else ''} validation case{what} found "
                              f"under {root or validation_root()}".replace("  ", " "))
-    return build_report(run_cases(cases, keep))
+    return build_report(run_cases(cases, keep, calibration))
