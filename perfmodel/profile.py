@@ -21,6 +21,7 @@ labelled uncalibrated in every output.
 
 from functools import cached_property
 from itertools import pairwise
+from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
@@ -143,6 +144,18 @@ def parse_moe_shape(key: str) -> dict[str, int]:
     return shape
 
 
+def check_curve_tables(curves: dict, moe: dict) -> None:
+    """Every measured curve belongs to one of the profile's ``moe`` tables (it is read with
+    that table's fixed time), under a valid shape key."""
+    for key, shapes in curves.items():
+        if key not in moe:
+            raise SpecError(f"moe_curves[{key!r}]: no moe table {key!r} beside it (a "
+                            "measured curve is read with its table's fixed time and as "
+                            "its stand-in only at the shapes it measured)")
+        for shape in shapes:
+            parse_moe_shape(shape)
+
+
 class MoeCurve(Strict):
     """One measured MoE shape of a grouped-GEMM table: the routed experts' time (the core's up
     + down grouped GEMM calls, ``calibrate.fit.moe``) at each measured token count, balanced
@@ -176,6 +189,14 @@ class MoeCurve(Strict):
     def _logs(self) -> tuple[np.ndarray, np.ndarray]:
         return (np.log(np.asarray(self.tokens, float)), np.log(np.asarray(self.time_s, float)))
 
+
+
+class MoeCurveSet(Strict):
+    """A profile's measured MoE curves in their own file (``moe_curves_file``): MoE table key ->
+    shape key -> curve, as ``CalibrationProfile.moe_curves`` holds them inline."""
+
+    schema_version: Literal[1] = 1
+    curves: dict[str, dict[str, MoeCurve]] = Field(default_factory=dict)
 
 class CollectiveFit(Strict):
     """Achieved bus bandwidth of one collective for one group size over one kind of link."""
@@ -328,6 +349,11 @@ class CalibrationProfile(Strict):
     # the table's own rows, read where the core's grouped GEMMs have exactly that shape on
     # one GPU (``moe_shape_curves``; roofline: the fitted ``moe`` grid elsewhere)
     moe_curves: dict[str, dict[str, MoeCurve]] = Field(default_factory=dict)
+    # or, in a written profile, the file beside it that holds them (``MoeCurveSet``; write_profile
+    # moves them there): read only when a MoE model's experts are timed
+    # (``specs.registry.measured_moe_curves``),
+    # so the ~3,000 curves of a reference profile cost nothing to a dense prediction
+    moe_curves_file: str | None = None
     attention: dict[str, Curve] = Field(default_factory=dict)  # prefill|decode|backward: (q, kv)
     # per curve, its efficiency at other head dims and sliding windows (``attention_factor``);
     # none (older profiles, one head dim measured): factor 1
@@ -354,27 +380,41 @@ class CalibrationProfile(Strict):
 
     @model_validator(mode="after")
     def _check_moe_curves(self) -> "CalibrationProfile":
-        for key, shapes in self.moe_curves.items():
-            if key not in self.moe:
-                raise SpecError(f"moe_curves[{key!r}]: no moe table {key!r} beside it (a "
-                                "measured curve is read with its table's fixed time and as "
-                                "its stand-in only at the shapes it measured)")
-            for shape in shapes:
-                parse_moe_shape(shape)
+        check_curve_tables(self.moe_curves, self.moe)
+        if self.moe_curves and self.moe_curves_file:
+            raise SpecError("a calibration profile holds moe_curves inline or names its "
+                            "moe_curves_file, not both")
         return self
 
-    def moe_shape_curves(self, key: str) -> dict[tuple[float, float, bool], list[tuple]]:
+    @property
+    def has_moe_curves(self) -> bool:
+        """Whether the profile holds measured MoE curves, inline or in its ``moe_curves_file``."""
+        return bool(self.moe_curves or self.moe_curves_file)
+
+    def moe_curves_path(self) -> Path | None:
+        """Where ``moe_curves_file`` is: beside the profile's ``path`` (None: curves inline or
+        none; specs.registry.measured_moe_curves reads it)."""
+        if self.moe_curves or not self.moe_curves_file:
+            return None
+        if self.path is None:
+            raise SpecError(f"calibration profile {self.id}: moe_curves_file "
+                            f"{self.moe_curves_file!r} but no path to find it beside")
+        return Path(self.path).parent / self.moe_curves_file
+
+    def moe_shape_curves(self, key: str, curves: dict[str, dict[str, MoeCurve]]
+                         ) -> dict[tuple[float, float, bool], list[tuple]]:
         """The measured curves of MoE table ``key`` by the per-GPU expert shape the core's
         grouped GEMMs carry, (hidden, inter / tp, gated) -> [(experts, topk, ep, inter, curve)]
         (``roofline``: a grouped GEMM pair of that shape whose rows and active experts are
-        those of the curve's routing reads it). Built once per profile and key."""
+        those of the curve's routing reads it). ``curves``: the profile's measured curves
+        (``specs.registry.measured_moe_curves``). Built once per profile and key."""
         owner, cache = self.__dict__.get("_moe_curve_memo", (None, None))
-        if owner is not self.moe_curves:
+        if owner is not curves:
             cache = {}
-            self.__dict__["_moe_curve_memo"] = (self.moe_curves, cache)
+            self.__dict__["_moe_curve_memo"] = (curves, cache)
         if key not in cache:
             index: dict[tuple[float, float, bool], list[tuple]] = {}
-            for shape, curve in self.moe_curves.get(key, {}).items():
+            for shape, curve in curves.get(key, {}).items():
                 s = parse_moe_shape(shape)
                 index.setdefault((float(s["hidden"]), s["inter"] / s["tp"], bool(s["gated"])),
                                  []).append((s["experts"], s["topk"], s["ep"], s["inter"],

@@ -409,7 +409,11 @@ def _moe_efficiency(profile: CalibrationProfile, key: str, geo: _MoeGeometry,
     than one measured shape fits (one token: any E) keeps the grid."""
     eff = np.array(profile.moe[key](geo.m, np.maximum(geo.g, 1.0), geo.n * geo.k), float)
     hit = np.zeros(eff.shape, bool)
-    index = profile.moe_shape_curves(key) if profile.moe_curves else {}
+    if not profile.has_moe_curves:
+        return eff, hit
+    from .specs.registry import measured_moe_curves  # read only when experts are timed
+
+    index = profile.moe_shape_curves(key, measured_moe_curves(profile))
     if not index:
         return eff, hit
     fixed = 2.0 * (profile.kernel_overhead_s + float(profile.moe_overhead_s.get(key, 0.0)))

@@ -83,7 +83,7 @@ def routed_expert_time(prof, rows: float, groups: np.ndarray) -> np.ndarray:
     where rows and experts are exactly a measured shape's, e.g. 4 = DeepSeek-V3 EP 64 or 6 =
     Kimi-K2 EP 64 at 4096 tokens, the core reads the table's own row, which carries the
     collectors' global-batch excess at large EP, calibrate/fit/moe.py; this guards the fit)."""
-    prof = prof.model_copy(update={"moe_curves": {}})
+    prof = prof.model_copy(update={"moe_curves": {}, "moe_curves_file": None})
     roof = Roofline(registry.get_device("gb200"), M.as_format_table(prof, TABLE))
     prec = M.moe_precision("nvfp4")
     rows_arr = np.full(len(groups), float(rows))

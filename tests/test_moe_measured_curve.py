@@ -23,7 +23,7 @@ from perfmodel.paths import data_dir
 from perfmodel.profile import CalibrationProfile, MoeCurve, moe_shape_key
 from perfmodel.roofline import Roofline, op_times
 from perfmodel.specs import registry
-from perfmodel.specs.registry import load_profile
+from perfmodel.specs.registry import load_profile, measured_moe_curves, profile_for
 
 H200 = "h200-sxm-141gb"
 SGLANG_H200 = ("aiconfigurator/systems/data/h200_sxm/moe/sglang/0.5.14/moe_perf.parquet")
@@ -77,7 +77,7 @@ def test_shipped_curve_is_the_parquet_rows(h200):
     """The H200 profile's curve of the DeepSeek-V3 TP8 shape holds the table's rows (4
     significant digits), every token count the table measured."""
     ms = measured_ms()
-    curve = h200.moe_curves[KEY][moe_shape_key(7168, 2048, 256, 8, 8, 1, True)]
+    curve = measured_moe_curves(h200)[KEY][moe_shape_key(7168, 2048, 256, 8, 8, 1, True)]
     assert curve.tokens == tuple(sorted(ms))
     for x, t in zip(curve.tokens, curve.time_s, strict=True):
         assert t == pytest.approx(ms[x] * 1e-3, rel=1e-3)
@@ -121,7 +121,7 @@ def test_one_token_needs_the_models_routing(h200):
     (DeepSeek-V3's 256 experts, Kimi-K2's 384), so the grid times it; with it, the curve."""
     t_any, ot = experts_time(h200, 1, routing=None)
     assert ot.moe_curves == {}
-    t_bare, _ = experts_time(h200.model_copy(update={"moe_curves": {}}), 1)
+    t_bare, _ = experts_time(h200.model_copy(update={"moe_curves": {}, "moe_curves_file": None}), 1)
     assert t_any == t_bare
     t, ot = experts_time(h200, 1)
     assert ot.moe_curves and t == pytest.approx(measured_ms()[1] * 1e-3, rel=2e-3)
@@ -131,7 +131,7 @@ def test_outside_the_measured_range_the_grid_times_it(h200):
     """Beyond the table's largest token count (16384) the fitted grid applies: no curve hit,
     and the time is the one of a profile without curves."""
     t, ot = experts_time(h200, 20000)
-    bare = h200.model_copy(update={"moe_curves": {}})
+    bare = h200.model_copy(update={"moe_curves": {}, "moe_curves_file": None})
     t_bare, _ = experts_time(bare, 20000)
     assert ot.moe_curves == {}
     assert t == t_bare
@@ -215,3 +215,35 @@ def test_curve_hit_broadcasts_over_plans(h200):
     both = np.asarray(ot.time[0]) + np.asarray(ot.time[2])
     for i, x in enumerate(tokens):
         assert both[i] == pytest.approx(experts_time(h200, float(x))[0], rel=1e-12)
+
+
+def test_a_written_profile_keeps_its_curves_in_the_file_beside_it(tmp_path):
+    from perfmodel.calibrate.reference import write_profile
+    from perfmodel.specs.registry import load_profile
+
+    h200 = profile_for("h200-sxm-141gb")
+    inline = h200.model_copy(update={"moe_curves": measured_moe_curves(h200),
+                                     "moe_curves_file": None})
+    write_profile(inline, tmp_path / "x.reference.json")
+    side = tmp_path / "x.reference.moe_curves.json"
+    assert side.exists() and "moe_curves\"" not in (tmp_path / "x.reference.json").read_text()
+    back = load_profile(tmp_path / "x.reference.json")
+    assert back.moe_curves_file == side.name and not back.moe_curves
+    assert measured_moe_curves(back) == inline.moe_curves
+
+
+def test_a_dense_prediction_never_reads_the_curves():
+    """The ~3,000 curves cost a dense model nothing: their file is read when experts are."""
+    import perfmodel as pm
+    from perfmodel.specs.registry import load_moe_curves
+
+    load_moe_curves.cache_clear()
+    sc = {"kind": "inference", "system": {"device": "h200-sxm-141gb", "num_gpus": 8},
+          "parallelism": {"tp": 8}, "inference": {"batch": 8, "prompt_len": 512,
+                                                  "output_len": 8}}
+    pm.predict({**sc, "model": "llama-3-70b"})
+    assert load_moe_curves.cache_info().currsize == 0
+    pm.predict({**sc, "model": "deepseek-v3", "engine": "sglang",
+                "inference": {**sc["inference"], "weight_dtype": "fp8_block",
+                              "activation_dtype": "fp8"}})
+    assert load_moe_curves.cache_info().currsize == 1

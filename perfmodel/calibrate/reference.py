@@ -150,8 +150,21 @@ def build_reference(device_id: str, out_path: str | Path | None = None, *,
 
 
 def write_profile(profile: CalibrationProfile, path: str | Path) -> None:
-    """Write a profile as JSON (lists of numbers on one line), atomically."""
-    write_text_atomic(path, dumps(profile.model_dump(mode="json", exclude_none=True)) + "\n")
+    """Write a profile as JSON (lists of numbers on one line), atomically. Its measured MoE
+    curves go to a file beside it (``<stem>.moe_curves.json``, ``profile.MoeCurveSet``) that
+    the profile names (``moe_curves_file``), read only when a MoE model is timed."""
+    from ..profile import MoeCurveSet
+
+    path = Path(path)
+    data = profile.model_dump(mode="json", exclude_none=True)
+    if profile.moe_curves:
+        side = path.with_name(path.name.removesuffix(".json") + ".moe_curves.json")
+        curves = MoeCurveSet(curves=profile.moe_curves).model_dump(mode="json")
+        write_text_atomic(side, dumps(curves) + "\n")
+        named = profile.model_copy(update={"moe_curves": {}, "moe_curves_file": side.name})
+        data = named.model_dump(mode="json", exclude_none=True)
+        data.pop("moe_curves")
+    write_text_atomic(path, dumps(data) + "\n")
 
 
 def dumps(obj, indent: int = 0) -> str:

@@ -614,6 +614,36 @@ def load_profile(path: str | Path) -> CalibrationProfile:
     return _complete(profile).model_copy(update={"path": str(path)})
 
 
+def measured_moe_curves(profile: CalibrationProfile) -> dict:
+    """``profile``'s measured MoE curves: inline (``moe_curves``) or read from its
+    ``moe_curves_file`` (``load_moe_curves``); each table they name is one of its ``moe``
+    tables (``profile.check_curve_tables``)."""
+    from ..profile import check_curve_tables
+
+    path = profile.moe_curves_path()
+    if path is None:
+        return profile.moe_curves
+    curves = load_moe_curves(path)
+    check_curve_tables(curves, profile.moe)
+    return curves
+
+
+@cache
+def load_moe_curves(path: Path) -> dict:
+    """The curves of a profile's ``moe_curves_file`` (``profile.MoeCurveSet``), read once per
+    process and through the parse cache."""
+    from ..profile import MoeCurveSet
+
+    def checked() -> MoeCurveSet:
+        return validate(MoeCurveSet, read_json(path, what="measured MoE curves"),
+                        what=f"measured MoE curves {path}")
+
+    if not path.exists():
+        raise SpecError(f"measured MoE curves not found: {path} (named by its calibration "
+                        "profile's moe_curves_file)")
+    return _read_validated(path, MoeCurveSet, checked, what="measured MoE curves").curves
+
+
 def _complete(profile: CalibrationProfile) -> CalibrationProfile:
     """Fill the optional default constants a profile leaves unset (older files) from the
     documented defaults, so that the core never has to look them up itself."""
