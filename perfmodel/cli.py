@@ -354,7 +354,9 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--case", help="only cases whose id contains this text")
     p.add_argument("--measure", choices=["cpu", "cuda"],
                    help="measure real workloads on this machine instead of published cases")
-    p.add_argument("--calibration", help="profile to predict the measured workloads with")
+    p.add_argument("--calibration", help="profile to predict the cases with (published ones "
+                   "too, e.g. calibration/default.json; not with --write, --write-bands or "
+                   "--band-coverage)")
     p.add_argument("--write", action="store_true",
                    help="write the report to validation/report.json")
     p.add_argument("--write-bands", action="store_true",

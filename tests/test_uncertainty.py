@@ -314,7 +314,7 @@ def test_quantity_band_matches_the_prediction_band_without_calibration(predictio
     """A search's step time reads the same validation group as a Prediction does."""
     p = predictions["llama3-70b-train-h100.yaml"]
     sc = pm.as_scenario(ROOT / "examples" / "llama3-70b-train-h100.yaml")
-    lo, hi = quantity_band("training", "step_time_s", p.device, stack_of(sc))
+    lo, hi = quantity_band("training", "step_time_s", p.device, stack_of(sc), profile="default")
     default = pm.load_profile(ROOT / "calibration" / "default.json")
     ranges, _ = prediction_ranges(p, default, sc)
     assert ranges["step_time_s"] == pytest.approx([p.step_time_s * lo, p.step_time_s * hi])
