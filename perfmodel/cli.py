@@ -124,9 +124,11 @@ def _hardware(args: argparse.Namespace) -> int:
             from .textfmt import peak
 
             # each dtype's own dense peak, '-' where null (no tensor cores, or not sourced)
+            # a device with no sourced peak at all cannot be modelled (DeviceSpec.peak_flops)
             rows = [(d.id, d.vendor, f"{d.memory_gb:g}", f"{d.memory_bandwidth_gbps:g}",
                      *(peak(d.peak_tflops.get(k)) for k in ("bf16", "fp16", "fp8", "fp4")),
-                     d.name) for d in registry.devices().values()]
+                     d.name + ("" if d.supported_dtypes() else " (no sourced peaks: not usable)"))
+                    for d in registry.devices().values()]
             print(table(rows, header=("id", "vendor", "memory GB", "HBM GB/s",
                                       "bf16 TFLOP/s", "fp16", "fp8", "fp4", "name")))
         return 0

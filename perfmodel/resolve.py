@@ -107,7 +107,7 @@ def with_device_dtypes(sc: Scenario, device) -> tuple[Scenario, list[str]]:
     if sc.kind == "training" or inf is None:
         return sc, []
     wide = wide_activation(device)
-    if wide == "bf16":
+    if wide == "bf16" or not device.supported_dtypes():  # no peak sourced at all: peak_flops says so
         return sc, []
     fields = ("activation_dtype", "kv_dtype")
     given = inf.model_fields_set
