@@ -149,7 +149,8 @@ def test_cli_table_json_csv():
     (("llama-3-8b", "--tokens", "1T", "--max-gpus", "0"), "--max-gpus"),
     (("llama-3-8b", "--tokens", "1T", "--days", "-1"), "--days"),
     (("llama-3-8b", "--tokens", "1T", "--budget", "lots"), "--budget"),
-    (("llama-3-8b", "--tokens", "1T", "--seq-len", "3000"), "--global-batch-tokens"),
+    (("llama-3-8b", "--tokens", "1T", "--seq-len", "3000", "--global-batch-tokens", "4M"),
+     "--global-batch-tokens"),
     (("llama-3-8b", "--tokens", "1T", "--headroom", "1"), "--headroom"),
     (("llama-3-8b",), "--tokens"),
     (("llama-3-8b", "--tokens", "1T", "--devices", "h999"), "--devices"),
@@ -333,3 +334,26 @@ def test_the_framework_is_planned_for():
     assert tt.inputs["framework"] == "torchtitan"
     assert {r.gpus: r.plan["step_time_s"] for r in tt.rows} != \
         {r.gpus: r.plan["step_time_s"] for r in mc.rows}
+
+
+def test_the_default_batch_is_whole_sequences_and_a_fixed_batch_at_scale_is_noted():
+    """No --global-batch-tokens: 4,194,304 tokens rounded down to whole sequences (3,000-token
+    sequences: 1,398 of them, 4,194,000 tokens), never an error about a default the user did
+    not set; rows with more GPUs than sequences carry the note that the batch stays fixed."""
+    from perfmodel.planning.training import batch_note, default_batch_tokens
+
+    assert default_batch_tokens(3000) == 1398 * 3000 == 4_194_000
+    assert default_batch_tokens(8192) == 512 * 8192
+    assert default_batch_tokens(10**7) == 10**7  # at least one sequence
+    out = _cli("llama-3-8b", "--tokens", "1T", "--seq-len", "3000", "--devices", H100,
+               "--max-gpus", "64", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["inputs"]["global_batch_tokens"] == 4_194_000
+
+    class R:  # a row's GPU count is all batch_note reads
+        def __init__(self, gpus):
+            self.gpus = gpus
+    assert batch_note(512, 8192, [R(256), R(512)]) is None
+    note = batch_note(512, 8192, [R(512), R(1024), R(2048)])
+    assert note.startswith("the global batch of 512 sequences (4,194,304 tokens)")
+    assert "from 1,024 GPUs" in note

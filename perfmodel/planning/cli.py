@@ -88,8 +88,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "and USD count whole racks (docs/planning.md)")
     p.add_argument("--seq-len", type=positive_int, default=DEFAULT_SEQ_LEN,
                    help=f"sequence length (default {DEFAULT_SEQ_LEN})")
-    p.add_argument("--global-batch-tokens", type=tokens_arg, default=DEFAULT_BATCH_TOKENS,
-                   help=f"tokens per optimizer step (default {DEFAULT_BATCH_TOKENS:,})")
+    p.add_argument("--global-batch-tokens", type=tokens_arg, default=None,
+                   help=f"tokens per optimizer step (default {DEFAULT_BATCH_TOKENS:,} rounded "
+                        "down to whole --seq-len sequences)")
     p.add_argument("--precision", choices=PRECISIONS, default="bf16")
     p.add_argument("--framework", choices=get_args(FrameworkName), default="megatron-core",
                    help="training framework the plans run in (frameworks/<id>.yaml; default "
@@ -108,7 +109,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.calibration and (not args.devices or len(args.devices) != 1):
         raise SpecError("--calibration: give exactly one --devices for the profile's device")
     batch = args.global_batch_tokens
-    if batch != int(batch):
+    if batch is not None and batch != int(batch):
         raise SpecError(f"--global-batch-tokens: {batch:g} is not a whole number of tokens")
     if args.headroom >= 1:
         raise SpecError("--headroom: must be below 1 (a fraction of device memory)")
@@ -116,7 +117,8 @@ def run_cli(args: argparse.Namespace) -> int:
         result = plan(TrainingPlanInputs(
             model=args.model, tokens=args.tokens, days=args.days, budget_usd=args.budget,
             devices=args.devices, max_gpus=args.max_gpus, seq_len=args.seq_len,
-            global_batch_tokens=int(batch), precision=args.precision, headroom=args.headroom,
+            global_batch_tokens=None if batch is None else int(batch),
+            precision=args.precision, headroom=args.headroom,
             calibration=args.calibration, framework=args.framework), cli_flag)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=float))

@@ -158,7 +158,8 @@ class TrainingPlanInputs:
     devices: list[str] | str | None = None  # ids or "a,b"; default: ``default_devices``
     max_gpus: int = DEFAULT_MAX_GPUS
     seq_len: int = DEFAULT_SEQ_LEN
-    global_batch_tokens: int = DEFAULT_BATCH_TOKENS
+    # None: DEFAULT_BATCH_TOKENS rounded down to whole sequences of seq_len (default_batch_tokens)
+    global_batch_tokens: int | None = None
     precision: str = "bf16"
     headroom: float = DEFAULT_HEADROOM
     space: SearchSpace = field(default_factory=SearchSpace)
@@ -517,6 +518,27 @@ def _model(spec: ModelSpec | str | Path) -> ModelSpec:
     return resolve_model(str(spec) if isinstance(spec, Path) else spec)
 
 
+def default_batch_tokens(seq_len: int) -> int:
+    """The global batch planned when none is given: DEFAULT_BATCH_TOKENS rounded down to whole
+    sequences of ``seq_len`` (at least one)."""
+    return max(DEFAULT_BATCH_TOKENS // seq_len, 1) * seq_len
+
+
+def batch_note(global_batch: int, seq_len: int, rows: list) -> str | None:
+    """A note when some row's GPUs outnumber the batch's sequences: the batch is held fixed at
+    every GPU count, so there each GPU holds under one sequence per step (data parallelism
+    cannot reach them; tensor, pipeline and context parallelism split the rest) and MFU falls,
+    where real runs grow the batch with the GPU count (Llama 3: 16 M tokens per step on 16,384
+    H100s, Dubey et al. 2024 Table 4)."""
+    wide = [r.gpus for r in rows if r.gpus > global_batch]
+    if not wide:
+        return None
+    return (f"the global batch of {global_batch:,} sequences ({global_batch * seq_len:,} tokens) "
+            f"is the same at every GPU count: from {min(wide):,} GPUs each GPU holds under one "
+            "sequence per step, so those rows pay for more model parallelism and lower MFU; "
+            "a real run at that scale grows the batch (--global-batch-tokens)")
+
+
 def _whole(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
             or value < 1:
@@ -535,7 +557,8 @@ def _check(inp: TrainingPlanInputs, model: ModelSpec,
             raise SpecError(f"{name(field_)}: {value!r} must be a positive number")
     _whole(name("max_gpus"), inp.max_gpus)
     seq = _whole(name("seq_len"), inp.seq_len)
-    batch = _whole(name("global_batch_tokens"), inp.global_batch_tokens)
+    batch = (default_batch_tokens(seq) if inp.global_batch_tokens is None
+             else _whole(name("global_batch_tokens"), inp.global_batch_tokens))
     if inp.precision not in PRECISIONS:
         raise SpecError(f"{name('precision')}: {inp.precision!r} is not one of "
                         f"{', '.join(PRECISIONS)}")
@@ -716,7 +739,7 @@ def plan(inp: TrainingPlanInputs, name: Callable[[str], str] = api_keyword
     model = _model(inp.model)
     tokens, global_batch = _check(inp, model, name)
     inp = replace(inp, max_gpus=int(inp.max_gpus), seq_len=int(inp.seq_len),
-                  global_batch_tokens=int(inp.global_batch_tokens))
+                  global_batch_tokens=global_batch * int(inp.seq_len))
     prices = inp.prices or load_prices()
     devices = device_list(inp.devices, prices, name)
     training = TrainingConfig(seq_len=inp.seq_len, global_batch=global_batch,
@@ -784,6 +807,9 @@ def plan(inp: TrainingPlanInputs, name: Callable[[str], str] = api_keyword
     limits = capabilities_note(inp.framework)
     if limits:
         notes.append(limits)
+    wide = batch_note(global_batch, inp.seq_len, rows)
+    if wide:
+        notes.append(wide)
     _mark(rows, inp)
     warnings += _energy_warning(rows)
     rows.sort(key=lambda r: (r.device, r.gpus))
