@@ -238,10 +238,11 @@ def _calibration_dir() -> Path:
 
 
 def profile_files() -> dict[str, Path]:
-    """Shipped and user profiles in calibration/ (not the defaults), by file stem."""
+    """Shipped and user profiles in calibration/ (not the defaults, nor the measured MoE curves
+    a profile keeps beside it, ``*.moe_curves.json``), by file stem."""
     out = {}
     for path in sorted(_calibration_dir().glob("*.json")):
-        if path.stem in ("default", "theoretical-peak"):
+        if path.stem in ("default", "theoretical-peak") or path.name.endswith(".moe_curves.json"):
             continue
         out[path.stem] = path
     return out

@@ -55,7 +55,7 @@ from .parameters import param_counts
 from .pipeline import pipelined_step_time, stage_excess
 from .plan import InferPlan, expert_tp
 from .profile import CalibrationProfile
-from .roofline import OpTimes, Roofline, op_times, row_sum
+from .roofline import OpTimes, Roofline, moe_routing, op_times, row_sum
 from .specs.model import ModelSpec
 from .specs.system import System
 from .stages import stage_params
@@ -382,15 +382,6 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
                        compute={k: plan.pp * v for k, v in compute.items()},
                        tp_comm=plan.pp * tp_comm, pp_comm=(plan.pp - 1) * hop,
                        op_times=times if keep_ops else None, ep_comm=plan.pp * ep_comm, moe=moe)
-
-
-def moe_routing(model: ModelSpec) -> tuple[int, int, int] | None:
-    """(experts, top-k, expert intermediate size) of the model's routed experts, which picks a
-    MoE table's measured curve (``Roofline.moe_routing``); None for a dense model."""
-    moe = model.moe
-    if moe is None:
-        return None
-    return int(moe.num_experts), int(moe.top_k), int(moe.expert_ffn_hidden_size)
 
 
 def _two_batch(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,

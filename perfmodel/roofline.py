@@ -198,7 +198,8 @@ class OpTimes:
     # grouped GEMM (op name) -> the MoE table it read and why (``Roofline.moe_table``)
     moe_tables: dict = field(default_factory=dict)
     # grouped GEMM (op name) -> ``moe_curve.<key>`` where a measured curve of its table timed
-    # it (for some plan; ``_moe_efficiency``): its band is that curve's interpolation error
+    # it (for some plan; ``_moe_efficiency``); the profile states that curve's interpolation
+    # error under that name, while a prediction's band still reads the grid table's residuals
     moe_curves: dict = field(default_factory=dict)
 
     def weighted(self) -> list:
@@ -385,6 +386,15 @@ class _MoeGeometry:
                 if down is not None:
                     out.append((j, down))
         return out
+
+
+def moe_routing(model) -> tuple[int, int, int] | None:
+    """(experts, top-k, expert intermediate size) of a ModelSpec's routed experts, which picks a
+    MoE table's measured curve (``Roofline.moe_routing``); None for a dense model."""
+    moe = model.moe
+    if moe is None:
+        return None
+    return int(moe.num_experts), int(moe.top_k), int(moe.expert_ffn_hidden_size)
 
 
 def _moe_efficiency(profile: CalibrationProfile, key: str, geo: _MoeGeometry,

@@ -78,7 +78,7 @@ from .pipeline import (
 from .plan import TrainPlan
 from .profile import CalibrationProfile
 from .recompute import recomputed_ops
-from .roofline import OpTimes, Roofline, op_times, row_sum
+from .roofline import OpTimes, Roofline, moe_routing, op_times, row_sum
 from .specs.model import ModelSpec
 from .specs.system import System
 from .stages import stage_params
@@ -491,7 +491,8 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
                       else stage_p.first)
     kinds = [k for k, n in (("dense", model.num_dense_layers), ("moe", model.num_moe_layers))
              if n]
-    roof = replace(Roofline.for_system(system, profile),
+    # the model's routing picks a measured MoE curve exactly, as inference's does
+    roof = replace(Roofline.for_system(system, profile, moe_routing=moe_routing(model)),
                    per_expert_gemm=FC.per_expert_gemm(plan.framework))
     st = _stage_ops(model, plan, prec, kinds, opt_params, roof)
     a = prec.act

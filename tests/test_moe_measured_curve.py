@@ -55,7 +55,7 @@ def experts_ops(tokens: float) -> list[O.Op]:
                      groups=active, fanout=8)
 
 
-ROUTING = (256, 8, 2048)  # DeepSeek-V3's routed experts (inference.moe_routing)
+ROUTING = (256, 8, 2048)  # DeepSeek-V3's routed experts (roofline.moe_routing)
 
 
 def experts_time(profile: CalibrationProfile, tokens: float, engine: str = "sglang",

@@ -618,30 +618,30 @@ def measured_moe_curves(profile: CalibrationProfile) -> dict:
     """``profile``'s measured MoE curves: inline (``moe_curves``) or read from its
     ``moe_curves_file`` (``load_moe_curves``); each table they name is one of its ``moe``
     tables (``profile.check_curve_tables``)."""
-    from ..profile import check_curve_tables
-
     path = profile.moe_curves_path()
     if path is None:
         return profile.moe_curves
-    curves = load_moe_curves(path)
-    check_curve_tables(curves, profile.moe)
-    return curves
+    if not path.exists():
+        raise SpecError(f"measured MoE curves not found: {path} (named by its calibration "
+                        "profile's moe_curves_file)")
+    st = path.stat()  # a rewritten file is read anew
+    return load_moe_curves(path, st.st_mtime_ns, st.st_size, frozenset(profile.moe))
 
 
 @cache
-def load_moe_curves(path: Path) -> dict:
-    """The curves of a profile's ``moe_curves_file`` (``profile.MoeCurveSet``), read once per
-    process and through the parse cache."""
-    from ..profile import MoeCurveSet
+def load_moe_curves(path: Path, mtime_ns: int, size: int, tables: frozenset[str]) -> dict:
+    """The curves of a profile's ``moe_curves_file`` (``profile.MoeCurveSet``), checked against
+    the profile's ``tables`` once: read once per file version and profile tables, through the
+    parse cache."""
+    from ..profile import MoeCurveSet, check_curve_tables
 
     def checked() -> MoeCurveSet:
         return validate(MoeCurveSet, read_json(path, what="measured MoE curves"),
                         what=f"measured MoE curves {path}")
 
-    if not path.exists():
-        raise SpecError(f"measured MoE curves not found: {path} (named by its calibration "
-                        "profile's moe_curves_file)")
-    return _read_validated(path, MoeCurveSet, checked, what="measured MoE curves").curves
+    curves = _read_validated(path, MoeCurveSet, checked, what="measured MoE curves").curves
+    check_curve_tables(curves, tables)
+    return curves
 
 
 def _complete(profile: CalibrationProfile) -> CalibrationProfile:
