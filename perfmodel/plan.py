@@ -154,9 +154,10 @@ def training_precision_problem(device, precision: str) -> str | None:
         from .specs.registry import get_device
 
         device = get_device(device)
-    if precision == "bf16":  # a device with no sourced peak at all: DeviceSpec.peak_flops says so
-        return (None if device.peak_tflops.get("bf16") or not device.supported_dtypes()
-                else NO_BF16_TRAINING)
+    if not device.supported_dtypes():  # no sourced peak at all: DeviceSpec.peak_flops says so
+        return None
+    if precision == "bf16":
+        return None if device.peak_tflops.get("bf16") else NO_BF16_TRAINING
     return None if "fp8" in native_formats(device) else NO_FP8_TRAINING
 
 

@@ -47,6 +47,9 @@ class Resolved:
     system: System
     profile: CalibrationProfile
     warnings: list[str]
+    # of those, what the device changed in the scenario (``with_device_dtypes``): a planner
+    # that reads its own warnings elsewhere still reports these
+    device_notes: tuple[str, ...] = ()
 
 
 def as_scenario(value: ScenarioLike) -> Scenario:
@@ -79,7 +82,7 @@ def resolve(scenario: ScenarioLike, calibration: CalibrationLike = None) -> Reso
     profile = resolve_profile(sc, calibration)
     return Resolved(sc, system, profile,
                     [*profile_warnings(profile, system), *replica_warnings(sc, system),
-                     *dtype_notes, *format_warnings(sc, system)])
+                     *dtype_notes, *format_warnings(sc, system)], tuple(dtype_notes))
 
 
 def check_engine_kv_dtype(engine, inference) -> None:
@@ -120,9 +123,13 @@ def with_device_dtypes(sc: Scenario, device) -> tuple[Scenario, list[str]]:
     if not update:
         return sc, []
     note = (f"{device.id} has no bf16 tensor cores: the default bf16 "
-            f"{' and '.join(update)} {'runs' if len(update) == 1 else 'run'} as {wide} (as "
-            "vLLM casts a bf16 checkpoint there)")
-    return sc.model_copy(update={"inference": inf.model_copy(update=update)}), [note]
+            f"{' and '.join(update)} {'runs' if len(update) == 1 else 'run'} as {wide} (engines "
+            "cast a bf16 checkpoint there, e.g. vLLM)")
+    resolved = inf.model_copy(update=update)
+    # still defaults, not the user's: model_copy marks updated fields as set, and whether the
+    # scenario named a dtype itself matters downstream (formats.asks_weight_only)
+    object.__setattr__(resolved, "__pydantic_fields_set__", set(given))
+    return sc.model_copy(update={"inference": resolved}), [note]
 
 
 def with_engine_state(sc: Scenario) -> Scenario:

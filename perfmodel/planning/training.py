@@ -714,6 +714,9 @@ def precision_skip(device: str, precision: str) -> str | None:
     from ..plan import training_precision_problem, training_precisions
 
     spec = registry.get_device(device)
+    if not spec.supported_dtypes():  # nothing to plan it with (DeviceSpec.peak_flops)
+        return (f"{device}: skipped: no sourced peak FLOP/s (every peak_tflops entry of its "
+                "hardware file is null; its notes say why)")
     why = training_precision_problem(spec, precision)
     if why is None:
         return None

@@ -859,6 +859,7 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
                 # keeps it (resolve.with_engine_state: linear-attention / Mamba state dtypes)
                 rs = resolve(sc, profile)
                 sc, system = rs.scenario, rs.system
+                warnings += [w for w in rs.device_notes if w not in warnings]
                 kinds[device] = "default" if profile.kind == "default" else "measured"
                 _note_profile(profile, system, uncalibrated, warnings)
                 dep = deployment_for(sc, system, profile, sc.inference, wl, counts=(1,))

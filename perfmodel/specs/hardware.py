@@ -182,8 +182,8 @@ class DeviceSpec(Strict):
         if not self.supported_dtypes():
             raise SpecError(
                 f"device {self.id!r} has no sourced peak FLOP/s (every peak_tflops entry of "
-                f"hardware_specs/devices/{self.id}.yaml is null; its notes say why), so it "
-                "cannot be modelled: use another device, or add a sourced peak to its file")
+                f"its file, hardware_specs/devices/{self.id}.yaml, is null; its notes say why), "
+                "so it cannot be modelled: use another device, or add a sourced peak to its file")
         raise SpecError(
             f"device {self.id!r} has no peak for dtype {dtype!r}; "
             f"it defines {self.supported_dtypes()}"
