@@ -384,10 +384,15 @@ class Mxfp4Facts(Strict):
     backend: dict[str, str] = Field(default_factory=dict)
     backends: dict[str, Mxfp4Backend] = Field(default_factory=dict)
 
+    def backend_for(self, capability: str | None) -> str | None:
+        """The backend the engine selects on a device of ``capability``
+        (DeviceSpec.compute_capability; None: not listed): the one rule for the experts'
+        layout (``mxfp4_pad_multiples``) and their kernel (``kernel``)."""
+        return self.backend.get(str(capability)) if capability else None
+
     def kernel(self, capability: str | None) -> str | None:
-        """The kernel label of the backend selected on a device of ``capability`` (None: not
-        listed)."""
-        name = self.backend.get(capability) if capability else None
+        """The kernel label of ``backend_for(capability)`` (None: not listed)."""
+        name = self.backend_for(capability)
         return None if name is None else (self.backends[name].kernel or name)
 
     @model_validator(mode="after")
@@ -1163,7 +1168,7 @@ def mxfp4_pad_multiples(spec: EngineSpec | None, model, device, expert_dtype: st
     facts = None if spec is None else spec.moe.mxfp4
     if facts is None or model.moe is None or expert_dtype != "mxfp4":
         return None, None, False
-    backend = facts.backend.get(str(device.compute_capability))
+    backend = facts.backend_for(device.compute_capability)
     if backend is None:
         return None, None, False
     pad = facts.backends[backend]
