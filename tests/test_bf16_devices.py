@@ -65,3 +65,17 @@ def test_bf16_training_is_refused_and_skipped_with_fp16_offered():
     reason = precision_skip("v100-sxm2-32gb", "bf16")
     assert reason and reason.endswith("plan it with --precision fp16")
     assert precision_skip("a100-sxm4-80gb", "bf16") is None
+
+
+def test_replaced_defaults_stay_defaults():
+    """The fp16 the device imposes is still a default, not a dtype the scenario named
+    (formats.asks_weight_only reads what the scenario set)."""
+    from perfmodel.formats import asks_weight_only
+    from perfmodel.resolve import resolve
+
+    rs = resolve(_inference("t4"))
+    inf = rs.scenario.inference
+    assert (inf.activation_dtype, inf.kv_dtype) == ("fp16", "fp16")
+    assert not {"activation_dtype", "kv_dtype"} & inf.model_fields_set
+    assert not asks_weight_only(inf)
+    assert rs.device_notes and "no bf16 tensor cores" in rs.device_notes[0]
