@@ -55,6 +55,11 @@ class SpecError(PerfModelError, ValueError):
     """
 
 
+class DoesNotFitError(SpecError):
+    """The weights and the KV cache of one request do not fit in the devices' memory: more
+    GPUs per instance, or larger devices, are what help (plan-serving's headline reads it)."""
+
+
 #: How many ids of one family (``h100`` -> the four ``h100-*`` devices) a hint may list.
 MAX_FAMILY = 6
 

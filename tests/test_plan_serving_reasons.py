@@ -31,6 +31,7 @@ def test_nothing_fitting_in_memory_is_said_as_memory_not_slos():
 def test_slo_misses_keep_the_slo_headline():
     fit = Candidate("h100-sxm5-80gb", 1, False, "SLOs not met within max_gpus = 8")
     oom = Candidate("l4", 1, False, "does not apply: serving: the longest request (1100 "
-                    "tokens) does not fit in the KV cache of one mixed instance")
+                    "tokens) does not fit in the KV cache of one mixed instance",
+                    out_of_memory=True)
     assert _nothing_feasible([fit, oom]) == "no device / TP meets the SLOs"
     assert _nothing_feasible([oom]).startswith("nothing fits in memory")

@@ -66,7 +66,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SpecError
+from ..errors import DoesNotFitError, SpecError
 from ..profile import CalibrationProfile
 from ..resolve import resolve
 from ..specs import registry
@@ -257,6 +257,9 @@ class Candidate:
     across_band: str = ""
     attention_dp: int = 1  # attention DP groups of tp GPUs per replica (MoE layouts)
     ep: int = 1  # expert-parallel groups of a replica's tp x attention_dp GPUs
+    # no instance holds the weights and one request's KV cache (errors.DoesNotFitError): more
+    # GPUs per instance or a larger device help, not more replicas
+    out_of_memory: bool = False
 
     @property
     def meets_across_band(self) -> bool:
@@ -276,7 +279,8 @@ class Candidate:
         return {"device": self.device, "tp": self.tp, "pp": self.pp,
                 "attention_dp": self.attention_dp, "ep": self.ep, "layout": self.label,
                 "feasible": self.feasible,
-                "reason": self.reason, "replicas": self.replicas, "gpus": self.gpus,
+                "reason": self.reason, "out_of_memory": self.out_of_memory,
+                "replicas": self.replicas, "gpus": self.gpus,
                 "max_num_seqs": self.max_num_seqs,
                 "max_num_seqs_default": self.max_num_seqs_default, "why": self.why,
                 "profile": self.profile, "simulations": self.simulations,
@@ -865,6 +869,7 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
                 dep = deployment_for(sc, system, profile, sc.inference, wl, counts=(1,))
             except SpecError as err:
                 candidates.append(Candidate(device, lay.tp, False, f"does not apply: {err}",
+                                            out_of_memory=isinstance(err, DoesNotFitError),
                                             profile=kinds.get(device), **_layout_fields(lay)))
                 continue
             bands = serving_bands(sc, device, dep, profile, wl)
@@ -1092,7 +1097,7 @@ def _grouped_reasons(candidates: list[Candidate]) -> list[str]:
 def _nothing_feasible(candidates: list[Candidate]) -> str:
     """The headline when no row is feasible: memory where no candidate holds the weights and
     one request's KV cache (more SLO headroom would not help), else the SLOs."""
-    if candidates and all("does not fit" in c.reason for c in candidates):
+    if candidates and all(c.out_of_memory for c in candidates):
         return ("nothing fits in memory: no device / layout holds the weights and the KV cache "
                 "of one request; split each replica over more GPUs (--tp, --pp 2,4: a replica "
                 "is tp x pp GPUs) or use devices with more memory")

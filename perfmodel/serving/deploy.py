@@ -24,7 +24,7 @@ import numpy as np
 
 from ..comm import p2p_time
 from ..engines import engine_for, gpu_memory_mib
-from ..errors import SpecError
+from ..errors import DoesNotFitError, SpecError
 from ..frameworks import common_facts
 from ..pipeline import engine_split
 from ..plan import InferPlan
@@ -222,7 +222,7 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
                         f"serving: the longest request ({longest_request} tokens) does not fit "
                         f"in the KV cache of one {role} instance ({group_blocks * kv.block_tokens}"
                         f" tokens per GPU): {cause}")
-            raise SpecError(
+            raise DoesNotFitError(
                 f"serving: the longest request ({longest_request} tokens) does not fit in the KV "
                 f"cache of one {role} instance ({group_blocks * kv.block_tokens} tokens, "
                 f"{free_gib:.2f} GiB per GPU after weights {kv.memory['weights'] / 2**30:.1f} "
