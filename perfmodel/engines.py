@@ -1003,7 +1003,7 @@ def _check_kernel_labels(spec: EngineSpec, where: str) -> EngineSpec:
         if isinstance(kernels, dict):
             todo += [(f"{at}.{case}", ks) for case, ks in kernels.items()]
         else:
-            moe[at] = kernels
+            moe[f"kernels.{at}"] = kernels
     if spec.moe.mxfp4 is not None:  # the kernels the MXFP4 backends are timed by
         moe |= {f"mxfp4.backends.{name}": [b.kernel or name]
                 for name, b in spec.moe.mxfp4.backends.items()}

@@ -447,7 +447,7 @@ def _moe_efficiency(profile: CalibrationProfile, key: str, geo: _MoeGeometry,
                     continue
                 tokens = rows * ep / topk
                 expect = experts * (1.0 - (1.0 - topk / experts) ** tokens) / ep
-                t = curve(tokens)
+                t = _padded_curve(curve, tokens)
                 on = shape_on & np.isclose(groups, expect, rtol=1e-6) & np.isfinite(t)
                 count = count + on
                 t_hit = np.where(on, t, t_hit)
@@ -462,6 +462,20 @@ def _moe_efficiency(profile: CalibrationProfile, key: str, geo: _MoeGeometry,
             eff[j] = np.where(on, pair, eff[j])
             hit[j] = hit[j] | on
     return eff, hit
+
+
+def _padded_curve(curve, tokens) -> np.ndarray:
+    """A measured MoE curve's time at ``tokens`` inside its range (NaN outside), bounded by its
+    time at 2x, 4x, ... the tokens up to its last point: the layer of T tokens can run as the
+    padded one of 2T (``padding``: the rule the measured GEMM tables follow; a measured row at
+    2T, with every token real, bounds the padded kernel from above)."""
+    t = curve(tokens)
+    top = float(curve.tokens[-1])
+    x = np.asarray(tokens, float) * 2.0
+    while np.any(np.isfinite(t) & (x <= top)):
+        t = np.where(np.isfinite(t) & (x <= top), np.fmin(t, curve(x)), t)
+        x = x * 2.0
+    return t
 
 
 def _elementwise_rate_time(members: list[Op], profile: CalibrationProfile, shape: tuple):

@@ -247,3 +247,18 @@ def test_a_dense_prediction_never_reads_the_curves():
                 "inference": {**sc["inference"], "weight_dtype": "fp8_block",
                               "activation_dtype": "fp8"}})
     assert load_moe_curves.cache_info().currsize == 1
+
+
+def test_a_curve_is_bounded_by_its_padded_points():
+    """A curve that dips (8 -> 16 tokens faster, as measured rows do) is read at 8 tokens as
+    its time at 16: the layer could run padded (roofline._padded_curve, the padding rule); at
+    16 and beyond its last point it is the curve itself, and NaN outside its range stays NaN."""
+    from perfmodel.roofline import _padded_curve
+
+    curve = MoeCurve(tokens=(1, 8, 16, 32), time_s=(1e-4, 3e-4, 2.5e-4, 4e-4))
+    t = _padded_curve(curve, np.array([8.0, 16.0, 32.0, 64.0, 4.0]))
+    assert t[0] == pytest.approx(2.5e-4) and t[1] == pytest.approx(2.5e-4)
+    assert t[2] == pytest.approx(4e-4) and math.isnan(t[3])
+    # 4 tokens: min(curve(4), curve(8), curve(16), curve(32)) by log-log interpolation
+    c4 = math.exp(math.log(1e-4) + (math.log(4) / math.log(8)) * math.log(3))
+    assert t[4] == pytest.approx(min(c4, 2.5e-4))
