@@ -190,13 +190,13 @@ class MoeCurve(Strict):
         return (np.log(np.asarray(self.tokens, float)), np.log(np.asarray(self.time_s, float)))
 
 
-
 class MoeCurveSet(Strict):
     """A profile's measured MoE curves in their own file (``moe_curves_file``): MoE table key ->
     shape key -> curve, as ``CalibrationProfile.moe_curves`` holds them inline."""
 
     schema_version: Literal[1] = 1
     curves: dict[str, dict[str, MoeCurve]] = Field(default_factory=dict)
+
 
 class CollectiveFit(Strict):
     """Achieved bus bandwidth of one collective for one group size over one kind of link."""
