@@ -524,7 +524,8 @@ def default_batch_tokens(seq_len: int) -> int:
     return max(DEFAULT_BATCH_TOKENS // seq_len, 1) * seq_len
 
 
-def batch_note(global_batch: int, seq_len: int, rows: list) -> str | None:
+def batch_note(global_batch: int, seq_len: int, rows: list,
+               name: Callable[[str], str] = cli_flag) -> str | None:
     """A note when some row's GPUs outnumber the batch's sequences: the batch is held fixed at
     every GPU count, so there each GPU holds under one sequence per step (data parallelism
     cannot reach them; tensor, pipeline and context parallelism split the rest) and MFU falls,
@@ -536,7 +537,7 @@ def batch_note(global_batch: int, seq_len: int, rows: list) -> str | None:
     return (f"the global batch of {global_batch:,} sequences ({global_batch * seq_len:,} tokens) "
             f"is the same at every GPU count: from {min(wide):,} GPUs each GPU holds under one "
             "sequence per step, so those rows pay for more model parallelism and lower MFU; "
-            "a real run at that scale grows the batch (--global-batch-tokens)")
+            f"a real run at that scale grows the batch ({name('global_batch_tokens')})")
 
 
 def _whole(name: str, value) -> int:
@@ -706,11 +707,12 @@ def capabilities_note(framework: str) -> str | None:
             "capabilities): no other plan was searched")
 
 
-def precision_skip(device: str, precision: str) -> str | None:
+def precision_skip(device: str, precision: str,
+                   name: Callable[[str], str] = cli_flag) -> str | None:
     """Why ``device`` is skipped for ``precision`` (None: planned): the rule predict, search
     and the API refuse such a scenario by (``plan.training_precision_problem``: fp8 training
     needs fp8 tensor cores, bf16 bf16 ones, sources there), so a row there would be a run
-    priced in a precision it cannot use."""
+    priced in a precision it cannot use. ``name``: the caller's word for an input."""
     from ..plan import training_precision_problem, training_precisions
 
     spec = registry.get_device(device)
@@ -720,8 +722,8 @@ def precision_skip(device: str, precision: str) -> str | None:
     why = training_precision_problem(spec, precision)
     if why is None:
         return None
-    return (f"{device}: skipped for --precision {precision}: {why}; plan it with "
-            f"--precision {training_precisions(spec)[0]}")
+    return (f"{device}: skipped for {_given(name, 'precision', precision)}: {why}; plan it "
+            f"with {_given(name, 'precision', training_precisions(spec)[0])}")
 
 
 def plan_training(inp: TrainingPlanInputs | ModelSpec | str | Path | None = None, /,
@@ -756,7 +758,7 @@ def plan(inp: TrainingPlanInputs, name: Callable[[str], str] = api_keyword
     warnings: list[str] = []
     notes: list[str] = []
     for device in devices:
-        skip = precision_skip(device, inp.precision)
+        skip = precision_skip(device, inp.precision, name)
         if skip:
             warnings.append(skip)
             work["per_device"][device] = {"skipped": skip, "no_plan": skip}
@@ -810,7 +812,7 @@ def plan(inp: TrainingPlanInputs, name: Callable[[str], str] = api_keyword
     limits = capabilities_note(inp.framework)
     if limits:
         notes.append(limits)
-    wide = batch_note(global_batch, inp.seq_len, rows)
+    wide = batch_note(global_batch, inp.seq_len, rows, name)
     if wide:
         notes.append(wide)
     _mark(rows, inp)
