@@ -124,7 +124,7 @@ def test_fp8_training_plan_skips_devices_without_fp8():
                                                                      "h100-sxm5-80gb"],
                            precision="fp8", max_gpus=16)
     assert {r.device for r in result.rows} == {"h100-sxm5-80gb"}
-    assert any("a100-sxm4-80gb: skipped for --precision fp8" in w for w in result.warnings)
+    assert any("a100-sxm4-80gb: skipped for precision=fp8" in w for w in result.warnings)
 
 
 def test_nvfp4_weight_only_experts_read_the_w4a16_table():
