@@ -199,14 +199,10 @@ def as_format_table(prof: CalibrationProfile, key: str) -> CalibrationProfile:
     fmt = moe_key_format(key)
     if key == fmt or key not in prof.moe:
         return prof
-    curves = {k: v for k, v in prof.moe_curves.items() if k != fmt}
-    if key in prof.moe_curves:  # its measured curves stand with it (profile.moe_curves)
-        curves[fmt] = prof.moe_curves[key]
     return prof.model_copy(update={
         "moe": {**prof.moe, fmt: prof.moe[key]},
         "moe_overhead_s": {**prof.moe_overhead_s, fmt: prof.moe_overhead_s.get(key, 0.0)},
-        "moe_kernel": {k: v for k, v in prof.moe_kernel.items() if k != fmt},
-        "moe_curves": curves})
+        "moe_kernel": {k: v for k, v in prof.moe_kernel.items() if k != fmt}})
 
 
 def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile) -> list[Table]:
