@@ -34,6 +34,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +87,16 @@ def _is_default(row: dict) -> bool:
     return row.get("profile") == DEFAULT_PROFILE
 
 
+@cache
+def timed_metrics() -> frozenset[str]:
+    """The case metrics whose band quantity is a time: the ones the default profile's groups
+    hold (``uncertainty.group_keys``)."""
+    return frozenset(m for m, (q, _) in METRIC_QUANTITY.items() if dimension(q) == "time")
+
+
 def _timed(row: dict) -> bool:
-    """The row's quantity is a time (the default profile's groups are times only:
-    ``uncertainty.group_keys``)."""
-    return dimension(METRIC_QUANTITY[row["metric"]][0]) == "time"
+    """The row's quantity is a time (the default profile's groups are times only)."""
+    return row["metric"] in timed_metrics()
 
 
 def shipped_rows(rows: Iterable[dict]) -> list[dict]:

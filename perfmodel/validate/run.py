@@ -77,10 +77,14 @@ def run_cases(cases: Iterable[LoadedCase], keep: dict[str, tuple[Any, Any]] | No
 
 def validate_published(kind: str = "all", match: str | None = None,
                        root: Path | None = None, keep: dict[str, tuple[Any, Any]] | None = None,
-                       calibration: CalibrationLike = None) -> dict[str, Any]:
+                       calibration: CalibrationLike = None,
+                       metrics: Iterable[str] | None = None) -> dict[str, Any]:
     """Load, predict and summarise the published cases: the report as a dict (``keep``,
-    ``calibration``: as ``run_case``)."""
+    ``calibration``: as ``run_case``; ``metrics``: only cases of these metrics)."""
     cases = load_cases(root, kind, match)
+    if metrics is not None:
+        wanted = set(metrics)
+        cases = [lc for lc in cases if lc.case.metric in wanted]
     if not cases:
         what = f" matching {match!r}" if match else ""
         raise PerfModelError(f"no {kind if kind != 'all' else ''} validation case{what} found "
