@@ -19,6 +19,7 @@ labelled uncalibrated in every output.
 """
 
 
+import re
 from functools import cached_property
 from itertools import pairwise
 from pathlib import Path
@@ -282,6 +283,44 @@ class AttentionScale(Strict):
     factor: Curve
 
 
+def capability_tuple(capability) -> tuple[int, int] | None:
+    """An NVIDIA compute capability ``"major.minor"`` (DeviceSpec.compute_capability) as a
+    comparable pair; None for anything else (an AMD ``gfx942``, a CPU, unknown)."""
+    m = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", str(capability)) if capability is not None else None
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+#: the operators of the unfused attention path (``ops.attention_ops`` with flash=False: batched
+#: cuBLAS GEMMs around a softmax kernel; their backward operators carry a ".bwd" suffix). No
+#: fused kernel runs them, so no kernel's compute-capability gate applies to them
+UNFUSED_ATTENTION_OPS = ("attn.qk", "attn.pv")
+
+
+def fused_attention_op(name: str) -> bool:
+    """Whether an attention-class operator runs as one fused kernel (``attn.core``, the MLA /
+    DSA / linear-attention cores), not as the unfused path's batched GEMMs."""
+    return not any(name == u or name.startswith(u + ".") for u in UNFUSED_ATTENTION_OPS)
+
+
+class AttentionKernel(Strict):
+    """A fused attention kernel and the lowest NVIDIA compute capability it runs on (its own
+    source's gate), with its efficiency on the attention roofline: ``efficiency`` None means
+    the profile's ``defaults.attention`` (the kernel that constant was measured for)."""
+
+    kernel: str = Field(min_length=3)
+    min_compute_capability: str
+    efficiency: Float | None = Field(default=None, gt=0, le=1.5)
+    source: str = Field(min_length=3)
+
+    @model_validator(mode="after")
+    def _check(self) -> "AttentionKernel":
+        if capability_tuple(self.min_compute_capability) is None:
+            raise SpecError(f"attention_kernels[{self.kernel!r}].min_compute_capability: "
+                            f"{self.min_compute_capability!r} is not a compute capability "
+                            "like \"8.0\"")
+        return self
+
+
 class DefaultEfficiency(Strict):
     """Fallback constants when a table is missing from a profile."""
 
@@ -355,6 +394,11 @@ class CalibrationProfile(Strict):
     # so the ~3,000 curves of a reference profile cost nothing to a dense prediction
     moe_curves_file: str | None = None
     attention: dict[str, Curve] = Field(default_factory=dict)  # prefill|decode|backward: (q, kv)
+    # fused attention kernels by the compute capability each needs, most demanding first: a
+    # device without a measured attention curve gets the efficiency of the first one it can
+    # run (``attention_default``), so a device below FlashAttention's gate does not get
+    # FlashAttention's efficiency; none (measured and reference profiles): defaults.attention
+    attention_kernels: list[AttentionKernel] = Field(default_factory=list)
     # per curve, its efficiency at other head dims and sliding windows (``attention_factor``);
     # none (older profiles, one head dim measured): factor 1
     attention_scale: dict[str, list[AttentionScale]] = Field(default_factory=dict)
@@ -524,17 +568,38 @@ class CalibrationProfile(Strict):
         """The grouped-GEMM curve ``moe_table`` picks, if any."""
         return self.moe.get(self.moe_table(dtype, weight_format, kernels, proxy)[0])
 
+    def attention_default(self, capability=None) -> tuple[float, str]:
+        """(efficiency, kernel) of a fused attention call without a measured curve on a device
+        of compute ``capability`` (DeviceSpec.compute_capability): the first of
+        ``attention_kernels`` whose ``min_compute_capability`` the device meets (none met: the
+        last, the least demanding kernel); ``defaults.attention`` where the profile lists no
+        kernels or the capability is not an NVIDIA one (kernel "")."""
+        cc = capability_tuple(capability)
+        if not self.attention_kernels or cc is None:
+            return float(self.defaults.attention), ""
+        chosen = next((k for k in self.attention_kernels
+                       if cc >= capability_tuple(k.min_compute_capability)),
+                      self.attention_kernels[-1])
+        eff = self.defaults.attention if chosen.efficiency is None else chosen.efficiency
+        return float(eff), chosen.kernel
+
     def attention_efficiency(self, phase: str, q_len, kv_len, head_dim=0.0,
-                             window=0.0) -> np.ndarray:
+                             window=0.0, capability=None, fused=True) -> np.ndarray:
         """Efficiency of an attention call on ``phase``'s curve at (q_len, kv_len) (decode:
         (streams, kv_len)), times ``attention_factor`` for its head dim and window; the
         backward pass without its own scale takes the prefill (forward) scale, as it takes
-        the prefill curve when it has no curve of its own."""
+        the prefill curve when it has no curve of its own. Without a curve: the fused
+        kernel's efficiency on a device of compute ``capability`` (``attention_default``)
+        where ``fused`` (a bool or a mask over the calls, ``fused_attention_op``), and
+        ``defaults.attention`` for the unfused path's batched GEMMs."""
         key = phase if phase in self.attention else ("prefill" if phase == "backward"
                                                      else "")
         curve = self.attention.get(key)
         if curve is None:
-            return np.full(np.broadcast(q_len, kv_len).shape, self.defaults.attention)
+            shape = np.broadcast(q_len, kv_len, fused).shape
+            kernel_eff = self.attention_default(capability)[0]
+            return np.where(np.broadcast_to(fused, shape), kernel_eff,
+                            float(self.defaults.attention))
         scale = key if key in self.attention_scale else ("prefill" if key == "backward"
                                                            else key)
         return curve(q_len, kv_len) * self.attention_factor(scale, head_dim, window, q_len,

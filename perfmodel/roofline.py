@@ -30,7 +30,7 @@ import numpy as np
 from .dtypes import nbytes as dtype_bytes
 from .ops import ATTENTION, ELEMENTWISE, GEMM, Op
 from .padding import padded_minimum
-from .profile import CalibrationProfile, moe_format, moe_key_format
+from .profile import CalibrationProfile, fused_attention_op, moe_format, moe_key_format
 from .specs.hardware import DeviceSpec
 
 
@@ -317,8 +317,13 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
             curve = _attention_curve(sub)
             hd, win = (stack([getattr(op, f) for op in members], shape)
                        for f in ("head_dim", "window"))
+            # a fused kernel's efficiency without a curve: the kernel the device's compute
+            # capability runs (profile.attention_kernels); the unfused path's GEMMs: none
+            fused = stack([float(fused_attention_op(op.name)) for op in members], shape) > 0
             t = np.maximum(t_c, t_m) / _streaming(
-                profile.attention_efficiency(curve, q, kv, hd, win), t_c, t_m, stream)
+                profile.attention_efficiency(curve, q, kv, hd, win,
+                                             roof.device.compute_capability, fused),
+                t_c, t_m, stream)
             table = profile.attention.get(curve) if curve == "decode" and roof.padded else None
             if table is not None and len(table.axes) == 2:
                 factor = profile.attention_factor(curve, hd, win, q, kv)
