@@ -310,6 +310,11 @@ class AttentionKernel(Strict):
     kernel: str = Field(min_length=3)
     min_compute_capability: str
     efficiency: Float | None = Field(default=None, gt=0, le=1.5)
+    # the attention curves (calls) the kernel runs and its efficiency describes; a call of
+    # another phase (e.g. decode, which engines run with their own paged kernels) keeps
+    # defaults.attention
+    phases: tuple[Literal["prefill", "decode", "backward"], ...] = ("prefill", "decode",
+                                                                    "backward")
     source: str = Field(min_length=3)
 
     @model_validator(mode="after")
@@ -568,18 +573,22 @@ class CalibrationProfile(Strict):
         """The grouped-GEMM curve ``moe_table`` picks, if any."""
         return self.moe.get(self.moe_table(dtype, weight_format, kernels, proxy)[0])
 
-    def attention_default(self, capability=None) -> tuple[float, str]:
-        """(efficiency, kernel) of a fused attention call without a measured curve on a device
-        of compute ``capability`` (DeviceSpec.compute_capability): the first of
-        ``attention_kernels`` whose ``min_compute_capability`` the device meets (none met: the
-        last, the least demanding kernel); ``defaults.attention`` where the profile lists no
-        kernels or the capability is not an NVIDIA one (kernel "")."""
+    def attention_default(self, capability=None, phase: str = "prefill") -> tuple[float, str]:
+        """(efficiency, kernel) of a fused attention call of curve ``phase`` (prefill | decode
+        | backward) without a measured curve on a device of compute ``capability``
+        (DeviceSpec.compute_capability): the first of ``attention_kernels`` whose
+        ``min_compute_capability`` the device meets (none met: the last, the least demanding
+        kernel), if it runs that phase; ``defaults.attention`` (kernel "") where the profile
+        lists no kernels, the capability is not an NVIDIA one, or the kernel does not run the
+        phase."""
         cc = capability_tuple(capability)
         if not self.attention_kernels or cc is None:
             return float(self.defaults.attention), ""
         chosen = next((k for k in self.attention_kernels
                        if cc >= capability_tuple(k.min_compute_capability)),
                       self.attention_kernels[-1])
+        if phase not in chosen.phases:
+            return float(self.defaults.attention), ""
         eff = self.defaults.attention if chosen.efficiency is None else chosen.efficiency
         return float(eff), chosen.kernel
 
@@ -597,7 +606,7 @@ class CalibrationProfile(Strict):
         curve = self.attention.get(key)
         if curve is None:
             shape = np.broadcast(q_len, kv_len, fused).shape
-            kernel_eff = self.attention_default(capability)[0]
+            kernel_eff = self.attention_default(capability, phase)[0]
             return np.where(np.broadcast_to(fused, shape), kernel_eff,
                             float(self.defaults.attention))
         scale = key if key in self.attention_scale else ("prefill" if key == "backward"

@@ -99,10 +99,13 @@ def precision_for(dtype: str, kv_dtype: str | None = None) -> O.Precision:
 
 
 def unit_profile(base: CalibrationProfile) -> CalibrationProfile:
-    """Efficiency 1 everywhere, no overhead: op_times then returns the roofline bound."""
+    """Efficiency 1 everywhere, no overhead: op_times then returns the roofline bound (no
+    ``attention_kernels``: a device below FlashAttention's capability would read the
+    default profile's memory-efficient kernel's efficiency instead of 1)."""
     unit = DefaultEfficiency(gemm=1.0, attention=1.0, memory=1.0, collective=1.0,
                              collective_latency_s=0.0, network_step_latency_s=0.0)
     return base.model_copy(update={"defaults": unit, "kernel_overhead_s": 0.0, "gemm": {},
                                    "moe": {}, "moe_overhead_s": {}, "attention": {},
+                                   "attention_kernels": [],
                                    "attention_overhead_s": {}, "memory": None,
                                    "collectives": []})
