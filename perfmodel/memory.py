@@ -270,12 +270,16 @@ def model_state_bytes(params: Array, dense_params: Array, expert_params: Array,
     master = master_weights and w < 4
     k = OPTIMIZER_STATE_BYTES[(optimizer, master)]
 
+    shard = None  # the ZeRO-sharded count, computed once for the three states
+
     def sharded(stage_min: int):
-        if np.ndim(zero_stage):  # stages as an array axis (a plan search): per cell
-            return np.where(np.asarray(zero_stage) >= stage_min,
-                            dense_params / dp_dense + expert_params / dp_expert, params)
-        if zero_stage >= stage_min:
-            return dense_params / dp_dense + expert_params / dp_expert
+        nonlocal shard
+        if np.ndim(zero_stage) or zero_stage >= stage_min:
+            if shard is None:
+                shard = dense_params / dp_dense + expert_params / dp_expert
+            if np.ndim(zero_stage):  # stages as an array axis (a plan search): per cell
+                return np.where(np.asarray(zero_stage) >= stage_min, shard, params)
+            return shard
         return params
 
     return {

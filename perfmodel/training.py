@@ -224,10 +224,33 @@ def by_stage(zero: Array, fn):
     dict of arrays."""
     if not np.ndim(zero):
         return fn(zero)
+    zero = np.asarray(zero)
+    stages = sorted(set(np.ravel(zero).tolist()))
+    if len(stages) > 1 and zero.shape[0] == zero.size:  # a leading axis of stages (search.sweep)
+        # each stage's rows copied from its result: the cells np.where would pick, one pass
+        return _by_rows(zero, {s: fn(int(s)) for s in stages})
     out = None
-    for s in sorted(set(np.ravel(zero).tolist())):
-        r, here = fn(int(s)), np.asarray(zero) == s
+    for s in stages:
+        r, here = fn(int(s)), zero == s
         out = r if out is None else _where(here, r, out)
+    return out
+
+
+def _by_rows(zero: np.ndarray, results: dict):
+    """``by_stage``'s result for a ZeRO-stage axis leading the mesh: every stage's result
+    broadcast to the whole shape and its rows of the stage axis copied out (what the chain of
+    np.where selects, cell for cell, with the dtype np.where gives)."""
+    first = next(iter(results.values()))
+    if isinstance(first, tuple):
+        return tuple(_by_rows(zero, {s: r[i] for s, r in results.items()})
+                     for i in range(len(first)))
+    if isinstance(first, dict):
+        return {k: _by_rows(zero, {s: r[k] for s, r in results.items()}) for k in first}
+    values = list(results.values())
+    shape = np.broadcast_shapes(zero.shape, *(np.shape(v) for v in values))
+    out = np.empty(shape, np.result_type(*values))
+    for i, s in enumerate(np.ravel(zero).tolist()):
+        out[i] = np.broadcast_to(results[s], shape)[i]
     return out
 
 
