@@ -55,11 +55,16 @@ MEGATRON_SHAPES = {
 
 # Narayanan Table 1 prints one decimal: 1.652B -> "1.7B" and 3.562B -> "3.6B" are correctly
 # rounded but differ from the printed figure by 2.8 % and 1.1 %.
-ROUNDED_COARSE = {"gpt-1.7b", "gpt-3.6b"}
+ROUNDED_COARSE = {"gpt-1.7b", "gpt-3.6b",
+                  # model cards printing whole billions (22B of 22.19B is 0.9 %; 1T of 1.026T)
+                  "qwen3-235b-a22b", "qwen3-coder-480b-a35b", "deepseek-r1", "kimi-k2",
+                  "llama-4-maverick"}
 
 # DeepSeek counts activated parameters without the input-embedding lookup (DeepSeek-V3-Base
-# README_WEIGHTS.md: "36.6B (including 0.9B for the output Head)"); Mistral counts it.
-ACTIVE_EXCLUDES_INPUT_EMBEDDING = {"deepseek-v3"}
+# README_WEIGHTS.md: "36.6B (including 0.9B for the output Head)"), as do Kimi K2 (its layout)
+# and OpenAI (gpt-oss model card, arXiv 2508.10925 Table 1); Mistral, Qwen and Meta count it.
+ACTIVE_EXCLUDES_INPUT_EMBEDDING = {"deepseek-v3", "deepseek-r1", "kimi-k2", "gpt-oss-120b",
+                                   "gpt-oss-20b"}
 
 # Every fixture's parameter count as transformers counts it (AutoModelForCausalLM.from_config on
 # the meta device, transformers 5.23; tied weights counted once), and the preset it must match.
