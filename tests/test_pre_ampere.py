@@ -17,7 +17,9 @@ Independent facts the tests check against:
 
 from __future__ import annotations
 
+import json
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +46,16 @@ def _attention(flash: bool, phase: str = "prefill", head_dim: int = 96, s: float
 def _time(ops: list[O.Op], device: str, profile=None) -> float:
     profile = profile or registry.default_profile()
     return float(op_times(ops, Roofline(registry.get_device(device), profile)).total())
+
+
+def test_readings_are_the_copied_ones():
+    """The published readings above are the ones copied with their citation into
+    calibration/sources (the file the default profile's notes point to)."""
+    path = (Path(__file__).resolve().parents[1] / "calibration" / "sources" / "measured"
+            / "published" / "pre_ampere_attention_points.json")
+    points = {p["id"]: p for p in json.loads(path.read_text())["points"]}
+    t4 = points["PREAMPERE-MEMEFF-T4-SM-THROUGHPUT"]["measured"]
+    assert tuple(t4["memory_efficient_pct"]) == T4_SM_THROUGHPUT
 
 
 def test_gates_are_the_kernels_own():
