@@ -23,17 +23,23 @@ from .specs.registry import get_interconnect, profile_for
 from .specs.scenario import InferenceConfig, Parallelism, Scenario
 from .specs.system import System
 
-#: llama.cpp (engines/llamacpp.yaml, build b6000) has no tensor parallelism to model: its
-#: default --split-mode layer puts whole layers (and their KV) on each GPU, a pipeline split
-#: (common/arg.cpp --split-mode help: "layer: split layers and KV across GPUs (default)"; src/
-#: llama-model.cpp load_tensors); --split-mode row splits only the dense weight rows around
-#: a main GPU that keeps intermediate results and KV (not modelled); --split-mode tensor
-#: (ggml-org/llama.cpp PR #19378, 2026-04, experimental) came after b6000 and is not modelled.
-LLAMACPP_NO_TP = ("parallelism.tp: engine llamacpp has no tensor parallelism (tp = {tp}): "
-                  "llama.cpp's --split-mode layer (its default) places whole layers on each "
-                  "GPU, which is pipeline parallelism; set tp: 1 and pp to the GPUs of one "
+#: llama.cpp (engines/llamacpp.yaml, build b6000) as perfmodel models it: its default
+#: --split-mode layer puts whole layers (and their KV) on each GPU, a pipeline split
+#: (common/arg.cpp --split-mode help: "layer (default): split layers and KV across GPUs"; src/
+#: llama-model.cpp load_tensors). Its --split-mode row is a split within each layer: "row:
+#: split rows across GPUs", with --main-gpu "the GPU to use ... for intermediate results and
+#: KV (with split-mode = row)" (tools/server/README.md; include/llama.h LLAMA_SPLIT_MODE_ROW
+#: "split layers and KV across GPUs, use tensor parallelism if supported"): a tensor-parallel
+#: split of the weight matrices, not modelled (its KV on one GPU and its per-matmul
+#: transfers are not Megatron TP's). --split-mode tensor (ggml-org/llama.cpp PR #19378,
+#: 2026-04, experimental) came after b6000 and is not modelled either.
+LLAMACPP_NO_TP = ("parallelism.tp: tp = {tp} with engine llamacpp is not modelled: perfmodel "
+                  "models llama.cpp's --split-mode layer (its default: whole layers and their "
+                  "KV on each GPU, a pipeline split); set tp: 1 and pp to the GPUs of one "
                   "model copy (its layers split by free memory unless "
-                  "parallelism.pipeline_split gives --tensor-split)")
+                  "parallelism.pipeline_split gives --tensor-split). llama.cpp's own "
+                  "tensor-parallel split, --split-mode row (each layer's weight rows across "
+                  "the GPUs, intermediate results and KV on --main-gpu), is not modelled")
 
 ScenarioLike = Scenario | str | Path | dict
 CalibrationLike = str | Path | CalibrationProfile | None

@@ -184,7 +184,8 @@ def test_llamacpp_even_when_pp_divides_the_layers_follows_its_rule():
 
 
 def test_llamacpp_refuses_tensor_parallelism():
-    with pytest.raises(SpecError, match=r"parallelism\.tp: engine llamacpp has no tensor"):
+    with pytest.raises(SpecError, match=r"parallelism\.tp: tp = 4 with engine llamacpp is "
+                                        r"not modelled: .*--split-mode layer.*--split-mode row"):
         predict({"kind": "inference", "model": "llama-3.1-70b", "engine": "llamacpp",
                  "system": {"device": "h100-sxm5-80gb", "num_gpus": 4},
                  "parallelism": {"tp": 4},
