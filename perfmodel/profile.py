@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from .errors import SpecError
+from .gemm_bound import contained_efficiency
 from .specs.common import Source, Strict
 from .specs.types import Bool, Float, Int
 
@@ -512,7 +513,7 @@ class CalibrationProfile(Strict):
         curve = self.gemm_curve(dtype, kernels)
         if curve is None:
             return np.full(np.broadcast(m, n, k).shape, self.defaults.gemm)
-        return curve(m, n, k)
+        return contained_efficiency(curve, m, n, k)  # never slower than a larger GEMM
 
     def moe_table(self, dtype: str, weight_format: str = "",
                   kernels: tuple[str, ...] = (), proxy: str | None = None) -> tuple[str, str]:
