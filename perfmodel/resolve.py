@@ -33,13 +33,14 @@ from .specs.system import System
 #: split of the weight matrices, not modelled (its KV on one GPU and its per-matmul
 #: transfers are not Megatron TP's). --split-mode tensor (ggml-org/llama.cpp PR #19378,
 #: 2026-04, experimental) came after b6000 and is not modelled either.
+#: (no apostrophes in the message: errors.clip_message shortens a long 'quoted' run)
 LLAMACPP_NO_TP = ("parallelism.tp: tp = {tp} with engine llamacpp is not modelled: perfmodel "
-                  "models llama.cpp's --split-mode layer (its default: whole layers and their "
-                  "KV on each GPU, a pipeline split); set tp: 1 and pp to the GPUs of one "
-                  "model copy (its layers split by free memory unless "
-                  "parallelism.pipeline_split gives --tensor-split). llama.cpp's own "
-                  "tensor-parallel split, --split-mode row (each layer's weight rows across "
-                  "the GPUs, intermediate results and KV on --main-gpu), is not modelled")
+                  "models the llama.cpp default --split-mode layer (whole layers and their KV "
+                  "on each GPU, a pipeline split); set tp: 1 and pp to the GPUs of one model "
+                  "copy (layers split by free memory unless parallelism.pipeline_split gives "
+                  "--tensor-split). The tensor-parallel split of llama.cpp, --split-mode row "
+                  "(the weight rows of each layer across the GPUs, intermediate results and KV "
+                  "on --main-gpu), is not modelled")
 
 ScenarioLike = Scenario | str | Path | dict
 CalibrationLike = str | Path | CalibrationProfile | None
