@@ -7,6 +7,23 @@ from __future__ import annotations
 from .textfmt import gib, table
 
 
+def with_dp_ranks(e: dict | None, attention_dp: int) -> dict | None:
+    """``e`` (``Prediction.engine``) with the instance's attention-DP ranks and its KV pool
+    summed over them. The engine's own figures (``kv_cache_tokens``, blocks, bytes) are one
+    rank's, as each rank logs them: with attention DP every rank holds a pool of its own for
+    its own requests (SGLang ``--enable-dp-attention``: one scheduler and one
+    ``max_total_num_tokens`` per DP rank, python/sglang/srt/managers/scheduler.py; vLLM: one
+    engine core per DP rank, docs serving/data_parallel_deployment), so the instance (one
+    model copy over tp x attention_dp x pp GPUs) holds ``kv_cache_tokens_per_instance`` =
+    kv_cache_tokens x attention_dp. ``kv_cache_tokens`` keeps its meaning (the engine's
+    logged figure, the one validation compares: validate/conventions.engine_metric)."""
+    if not e or e.get("kv_cache_tokens") is None:
+        return e
+    adp = max(int(attention_dp), 1)
+    return {**e, "attention_dp": adp,
+            "kv_cache_tokens_per_instance": int(e["kv_cache_tokens"]) * adp}
+
+
 def sglang_startup(e: dict, attention_dp: int, chunk: int | None = None,
                    max_running: int | None = None, fraction_given: bool = False) -> dict:
     """SGLang's scheduler figures of one scheduler (one attention-DP rank), the one rule both
@@ -41,7 +58,11 @@ def sglang_startup_for(e: dict, sc) -> dict:
     """``sglang_startup`` for an inference scenario ``sc``: its attention_dp, its chunk
     (inference.prefill_chunk_tokens, else engine.max_num_batched_tokens) and the instance's
     max_running_requests (engine.max_num_seqs, else the engine's rule per rank from that
-    rank's pool, engines.MaxRunningRule, times dp_size), as serving's deployment takes them."""
+    rank's pool, engines.MaxRunningRule, times dp_size), as serving's deployment takes them.
+    Every engine's entry also gets its attention-DP ranks and the instance's KV tokens
+    (``with_dp_ranks``)."""
+    if e and sc is not None:  # every engine: the pool of one DP rank and of the instance
+        e = with_dp_ranks(e, int(sc.parallelism.attention_dp))
     if not e or e.get("engine") != "sglang" or sc is None or sc.kind != "inference":
         return e
     from .engines import engine_for
@@ -54,6 +75,17 @@ def sglang_startup_for(e: dict, sc) -> dict:
         running = adp * rule.requests(int(e["kv_cache_tokens"]), int(e["max_model_len"]))
     return sglang_startup(e, adp, inf.prefill_chunk_tokens or sc.engine.max_num_batched_tokens,
                           running, fraction_given=sc.engine.mem_fraction_static is not None)
+
+
+def _dp_rank_lines(e: dict) -> list[str]:
+    """With attention DP the start-up figures above are one DP rank's (each rank logs its
+    own, ``with_dp_ranks``): a line saying so, with the instance's KV tokens."""
+    adp = e.get("attention_dp") or 1
+    if adp <= 1 or e.get("kv_cache_tokens_per_instance") is None:
+        return []
+    return [f"(per DP rank, as each of the {adp} attention-DP ranks logs it; the instance "
+            f"holds {e['kv_cache_tokens_per_instance']:,} KV tokens = {adp} x "
+            f"{e['kv_cache_tokens']:,})"]
 
 
 def render_engine(e: dict) -> str:
@@ -80,6 +112,7 @@ def render_engine(e: dict) -> str:
         words.append(f"context_len={e['max_model_len']}")
         lines.append(", ".join(words))
         lines.append(f"KV cache: {gib(e['kv_cache_bytes'])}")
+        lines += _dp_rank_lines(e)
         if e.get("reserve_chunk"):  # the scenario's chunk is not the one the reserve counted
             lines.append(f"note: {e['fraction_name']} {e['fraction']:g} is SGLang's rule at "
                          f"chunked_prefill_size {e['reserve_chunk']} (the engine's); the "
@@ -92,6 +125,7 @@ def render_engine(e: dict) -> str:
         lines.append(f"Available KV cache memory: {gib(e['kv_cache_bytes'])}")
         lines.append(f"GPU KV cache size: {e['kv_cache_tokens']:,} tokens "
                      f"({e['kv_cache_blocks']:,} blocks of {e['kv_block_size']})")
+        lines += _dp_rank_lines(e)
     if e["engine"] != "sglang":  # vLLM's kv_cache_utils line; SGLang logs no such line
         lines.append(f"Maximum concurrency for {e['max_model_len']:,} tokens per request: "
                      f"{e['max_concurrency']:.2f}x")

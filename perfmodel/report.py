@@ -26,11 +26,23 @@ _BANDED = {
     "tokens/s (system)": ("tokens_per_s", lambda x: f"{x:,.0f}"),
     "TTFT (prefill)": ("ttft_s", seconds), "TPOT": ("tpot_s", seconds),
     "end-to-end latency": ("e2e_latency_s", seconds),
+    # serving: the simulated requests' medians (SERVING_HEAD)
+    "TTFT (median, incl. queueing)": ("ttft_s", seconds), "TPOT (median)": ("tpot_s", seconds),
+    "end-to-end latency (median)": ("e2e_latency_s", seconds),
     "generated tokens/s (system)": ("tokens_per_s", lambda x: f"{x:,.1f}"),
     "memory per GPU": ("memory_per_gpu_bytes", gib),
-    # an engine that fills its budget: the band is the KV pool's (uncertainty.fills_budget)
+    # an engine that fills its budget: the band is the KV pool's (uncertainty.fills_budget);
+    # with attention DP the pool is one rank's and the instance row carries its own band
     "KV cache (engine, tokens per instance)": ("kv_cache_tokens", lambda x: f"{x:,.0f}"),
+    "KV cache (engine, tokens per DP rank)": ("kv_cache_tokens", lambda x: f"{x:,.0f}"),
 }
+
+
+#: the head's latency rows. Inference: the batch's own prefill, decode step and request.
+#: Serving: the medians of the simulated requests (Prediction.ttft_s = serving.ttft_s.p50,
+#: which includes the wait behind other requests' prefills; serving.predict), not a pass
+INFERENCE_HEAD = ("TTFT (prefill)", "TPOT", "end-to-end latency")
+SERVING_HEAD = ("TTFT (median, incl. queueing)", "TPOT (median)", "end-to-end latency (median)")
 
 
 def _energy_rows(p: Prediction) -> list[tuple[str, str]]:
@@ -65,18 +77,41 @@ def _a2a_split_rows(moe: dict, phases: tuple[str, ...]) -> list[tuple[str, ...]]
             for what in ("exposed", "overlapped")]
 
 
+def memory_fits(p: Prediction) -> bool:
+    """Whether the prediction's memory fits its GPUs: ``p.fits``, except that a named engine's
+    verdict on an inference scenario (predictors.with_engine: ``fits`` = it starts, holds a
+    request and runs the whole batch at once) also counts what its scheduler runs at once
+    (llama.cpp's n_parallel slots, max_num_seqs), which is not memory: there the memory
+    verdict is whether the engine starts (engine_fit.fails_to_start: its memory plan, weights
+    and reserves and KV pool, fits the device), and ``p.runnable`` says the rest."""
+    e = p.engine or {}
+    if p.fits or p.kind != "inference" or "starts" not in e:
+        return bool(p.fits)
+    return bool(e["starts"])
+
+
 def _fits(p: Prediction) -> str:
-    """yes / NO on the point estimate, and a warning where the memory's 80 % band reaches past
-    the device (as plan-training and search flag such rows, ``search.may_not_fit``)."""
+    """yes / NO about memory (``memory_fits``) on the point estimate, and a warning where the
+    memory's 80 % band reaches past the device (as plan-training and search flag such rows,
+    ``search.may_not_fit``); whether it runs as specified is the "runnable" row."""
     from .search import may_not_fit
 
-    if not p.fits:
+    if not memory_fits(p):
         return "NO"
     if may_not_fit(p.ranges, p.memory_capacity_bytes):
         hi = p.ranges["memory_per_gpu_bytes"][1]
         return (f"yes at the point estimate; MAY NOT FIT: the 80 % range reaches {gib(hi)}, "
                 f"past {gib(p.memory_capacity_bytes)}")
     return "yes"
+
+
+def _runnable_rows(p: Prediction) -> list[tuple[str, str]]:
+    """A "runnable as specified: NO" row when the prediction does not run as specified for a
+    reason other than memory (the NOT RUNNABLE line above the table says why), so that the
+    "fits" row stays about memory."""
+    if p.runnable is not False or not memory_fits(p):
+        return []
+    return [("runnable as specified", "NO (memory fits; see NOT RUNNABLE above)")]
 
 
 def _budget_rows(p: Prediction) -> list[tuple[str, str]]:
@@ -122,14 +157,28 @@ def _kv_sequence_rows(p: Prediction, scenario=None) -> list[tuple[str, str]]:
              f"{gib(p.kv_cache_bytes_per_sequence)} (at {at})")]
 
 
-def _kv_capacity_rows(p: Prediction) -> list[tuple[str, str]]:
+KV_ROW = "KV cache (engine, tokens per instance)"
+KV_RANK_ROW = "KV cache (engine, tokens per DP rank)"
+
+
+def _kv_capacity_rows(p: Prediction) -> list[tuple]:
     """An engine's KV pool in tokens with its band, where its memory is its budget and the
-    band moved there (uncertainty.fills_budget: ``ranges.kv_cache_tokens``)."""
+    band moved there (uncertainty.fills_budget: ``ranges.kv_cache_tokens``). The engine's
+    figure is one attention-DP rank's (each rank has its own pool and logs it, SGLang's
+    max_total_num_tokens; engine_report.with_dp_ranks): with attention DP the row says so and
+    the instance's total (x attention_dp) follows, its band the rank's band x attention_dp."""
     band = (p.ranges or {}).get("kv_cache_tokens")
-    tokens = (p.engine or {}).get("kv_cache_tokens")
+    e = p.engine or {}
+    tokens = e.get("kv_cache_tokens")
     if not band or tokens is None:
         return []
-    return [("KV cache (engine, tokens per instance)", f"{tokens:,.0f}")]
+    adp = e.get("attention_dp") or 1
+    if adp <= 1:
+        return [(KV_ROW, f"{tokens:,.0f}")]
+    total = e.get("kv_cache_tokens_per_instance", tokens * adp)
+    return [(KV_RANK_ROW, f"{tokens:,.0f}"),
+            (KV_ROW, f"{total:,.0f} ({adp} DP ranks x {tokens:,.0f})",
+             f"(80 % range {band[0] * adp:,.0f} - {band[1] * adp:,.0f})")]
 
 
 def _memory_note(p: Prediction) -> str:
@@ -163,10 +212,11 @@ def render_prediction(p: Prediction, show_ops: bool = False, scenario=None) -> s
             ("micro-batches per step", f"{p.num_microbatches:g}"),
         ]
     else:
+        ttft, tpot, e2e = SERVING_HEAD if p.kind == "serving" else INFERENCE_HEAD
         head = [
-            ("TTFT (prefill)", seconds(p.ttft_s)),
-            ("TPOT", seconds(p.tpot_s)),
-            ("end-to-end latency", seconds(p.e2e_latency_s)),
+            (ttft, seconds(p.ttft_s)),
+            (tpot, seconds(p.tpot_s)),
+            (e2e, seconds(p.e2e_latency_s)),
             ("generated tokens/s (system)", f"{p.tokens_per_s:,.1f}"),
             *_decode_rate_rows(p),
             *_kv_sequence_rows(p, scenario),
@@ -175,11 +225,13 @@ def render_prediction(p: Prediction, show_ops: bool = False, scenario=None) -> s
     basis = f" ({p.memory_capacity_basis})" if p.memory_capacity_basis else ""
     head += [("memory per GPU", f"{gib(p.memory_per_gpu_bytes)} of "
                                  f"{gib(p.memory_capacity_bytes)}{basis}{_memory_note(p)}"),
-             *_budget_rows(p), ("fits", _fits(p)), *_energy_rows(p)]
+             *_budget_rows(p), ("fits", _fits(p)), *_runnable_rows(p), *_energy_rows(p)]
     if p.runnable is False:  # the figures stay, marked: what it would take if it ran
         out += [f"NOT RUNNABLE as specified: {p.not_runnable_reason or 'it does not fit'}",
                 "(the times and rates below are what it would take if it ran)", ""]
-    out.append(table(with_bands(head, p.ranges, _BANDED)))  # docs/uncertainty.md
+    own = {r[0] for r in head if len(r) > 2}  # rows that carry their own band cell
+    banded = {k: v for k, v in _BANDED.items() if k not in own}
+    out.append(table(with_bands(head, p.ranges, banded)))  # docs/uncertainty.md
     out.append("")
     if p.engine:  # SGLang's per-rank figures are in it already (predictors.with_engine)
         from .engine_report import render_engine
@@ -202,6 +254,8 @@ def render_prediction(p: Prediction, show_ops: bool = False, scenario=None) -> s
 
             out.append(render_serving(p))
             out.append("")
+        if p.kind == "serving" and (line := _zero_load_caption(p)):
+            out.append(line)
         for phase in ("prefill", "decode_step"):
             part = p.breakdown[phase]
             out.append(table([(k, seconds(v)) for k, v in part.items() if v > 0],
@@ -254,6 +308,24 @@ def _decode_rate_rows(p: Prediction) -> list[tuple[str, str]]:
     return [("decode tokens/s (system)",
              f"{p.decode_tokens_per_s:,.1f} ({p.decode_tokens_per_s_per_gpu:,.1f} per GPU; "
              "decode steps only, batch / TPOT)")]
+
+
+def _zero_load_caption(p: Prediction) -> str:
+    """What a serving prediction's prefill / decode_step tables are: one pass of the
+    instance's smallest batch at zero load, the inference model's costs the simulation's
+    iterations are built on (serving.predict ``_baseline``): one request of the median prompt
+    and output alone, or with attention DP one on each DP group (batch attention_dp); not the
+    simulated load, whose steps are the latency table's time between tokens."""
+    zero = p.breakdown.get("zero_load_single_request") or {}
+    if not zero:
+        return ""
+    inst = ((p.serving or {}).get("deployment") or {}).get("instances") or [{}]
+    adp = int(inst[0].get("attention_dp") or 1)
+    req = f"{zero['prompt_len']:,} prompt / {zero['output_len']:,} output tokens (the median)"
+    who = (f"one request of {req} on each of the {adp} attention-DP groups (batch {adp})"
+           if adp > 1 else f"one request of {req} alone")
+    return (f"one pass at zero load, {who}: the per-pass costs the simulation is built on; "
+            "under the load above, a decode step is the time between tokens")
 
 
 def _decode_step_line(p: Prediction) -> str:

@@ -158,6 +158,14 @@ def plan_inputs(args: argparse.Namespace, name: Callable[[str], str] = cli_flag
     if arrival in ("trace", "closed"):
         raise SpecError(f"plan-serving generates arrivals at a request rate; use "
                         f"{name('arrival')} poisson or gamma (a closed loop: perfmodel sweep-concurrency)")
+    if args.cv is not None and arrival != "gamma":
+        # a Poisson process has no cv to set (its gaps' cv is 1): the flag would do nothing
+        given = ("the default" if not args.arrival and not serving
+                 else "the scenario's" if not args.arrival else "given")
+        raise SpecError(f"{name('cv')}: sets the burstiness of gamma arrivals only; the arrival "
+                        f"process is {arrival} ({given}), whose gaps always have cv 1; give "
+                        f"{_given(name, 'arrival', 'gamma')} to use "
+                        f"{_given(name, 'cv', format(args.cv, 'g'))}, or leave {name('cv')} out")
     cv = args.cv if args.cv is not None else (serving.arrival.cv if serving else 1.0)
     kwargs = {}
     if inf is not None:
@@ -196,6 +204,19 @@ def plan_inputs(args: argparse.Namespace, name: Callable[[str], str] = cli_flag
                               name("attention_dp")),
         max_gpus=args.max_gpus, prices=load_prices(args.prices) if args.prices else None,
         calibration=args.calibration, **kwargs)
+
+
+def _given(name: Callable[[str], str], key: str, value: str) -> str:
+    """An input with its value as the caller writes it: ``--arrival gamma`` (the command) or
+    ``arrival='gamma'`` (the API, whose namer ends in '=')."""
+    word = name(key)
+    if not word.endswith("="):
+        return f"{word} {value}"
+    try:
+        float(value)
+        return f"{word}{value}"
+    except ValueError:
+        return f"{word}{value!r}"
 
 
 def _check_kv_format(engine, inference, from_flag: bool, name: Callable[[str], str]) -> None:
@@ -332,7 +353,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="KV-cache format (default: the scenario's, else the checkpoint's, "
                         "else bf16)")
     p.add_argument("--arrival", choices=["poisson", "gamma"])
-    p.add_argument("--cv", type=positive_float, help="gamma arrivals: coefficient of variation")
+    p.add_argument("--cv", type=positive_float,
+                   help="gamma arrivals (--arrival gamma): coefficient of variation of the gaps "
+                        "(1 = Poisson); refused with Poisson arrivals")
     p.add_argument("--num-requests", type=bounded_int(1, MAX_PLAN_REQUESTS),
                    help=f"requests per simulation (default {DEFAULT_PLAN_REQUESTS})")
     p.add_argument("--max-gpus", type=bounded_int(1, MAX_GPUS), default=512,

@@ -26,7 +26,7 @@ from .deploy import Deployment, build_deployment, zero_load
 from .economics import cost_report, energy_report, load_prices
 from .metrics import latencies, summarize
 from .requests import Requests
-from .workload import Workload, build_workload
+from .workload import DEFAULT_NUM_REQUESTS, Workload, build_workload
 
 
 def serving_inputs(sc: Scenario) -> tuple[InferenceConfig, Workload]:
@@ -149,7 +149,7 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
                                       tput["output_tokens_per_s"])
     summary["cost"] = cost_report(load_prices(), system.device.id, dep.num_gpus,
                                   tput["output_tokens_per_s"])
-    warnings = [*rs.warnings, *_rejected_warnings(wl, sc),
+    warnings = [*rs.warnings, *_rejected_warnings(wl, sc), *_few_requests_warnings(wl, sc),
                 *_load_warnings(summary, closed=wl.closed),
                 *_window_warnings(window, client)]
     summary = _finite(summary)
@@ -300,14 +300,36 @@ def _configured_rate(sc: Scenario, wl: Workload) -> float | None:
 def _engine_startup(engine: dict | None, dep: Deployment, sc: Scenario) -> dict | None:
     """SGLang's start-up figures of one scheduler (one attention-DP rank), as the deployment
     runs them: its token budget and batch cap // dp_size (engine_report.sglang_startup, the
-    rule the inference kind prints too)."""
-    from ..engine_report import sglang_startup
+    rule the inference kind prints too); every engine's entry with its attention-DP ranks and
+    the instance's KV tokens (engine_report.with_dp_ranks)."""
+    from ..engine_report import sglang_startup, with_dp_ranks
 
+    engine = with_dp_ranks(engine, int(dep.instances[-1].plan.attention_dp))
     if not engine or engine.get("engine") != "sglang":
         return engine
     return sglang_startup(engine, int(dep.instances[-1].plan.attention_dp), dep.token_budget,
                           dep.scheduler.max_batch,
                           fraction_given=sc.engine.mem_fraction_static is not None)
+
+
+def _few_requests_warnings(wl: Workload, sc: Scenario) -> list[str]:
+    """A closed loop given fewer requests than clients: each client holds one request at a
+    time, so no more than the requests are ever in flight (``vllm bench serve``'s semaphore of
+    max_concurrency lets all num_prompts through at once) and the run is a closed loop of that
+    many clients, not of ``concurrency``."""
+    if not wl.closed or len(wl) >= wl.concurrency:
+        return []
+    arr, n = sc.serving.arrival, len(wl)
+    why = [f"serving.num_requests {sc.serving.num_requests:,}"
+           if sc.serving.num_requests is not None
+           else "" if arr.trace else f"serving.num_requests' default {DEFAULT_NUM_REQUESTS:,}",
+           "the rows of serving.arrival.trace" if arr.trace else "",
+           f"{wl.failed:,} rejected left out" if wl.failed else ""]
+    return [f"{n:,} request(s) to send ({'; '.join(w for w in why if w)}), fewer than "
+            f"serving.arrival.concurrency ({arr.concurrency:,} clients): at most {n:,} are "
+            f"ever in flight, so this measures a closed loop of {n:,} clients, not "
+            f"{arr.concurrency:,}; give serving.num_requests at least serving.arrival.concurrency "
+            "(benchmarks send several per client)"]
 
 
 def _rejected_warnings(wl: Workload, sc: Scenario) -> list[str]:

@@ -35,7 +35,7 @@ def render_serving(p: Prediction) -> str:
         if any(ends):  # the 80 % band of each percentile, on the row below it
             rows.append(("  80 % range", *(f"{sec(b[0])} - {sec(b[1])}" if b else "-"
                                            for b in ends)))
-    out.append(table(rows, header=("latency", "p50", "p90", "p99")))
+    out.append(table(rows, header=("latency (simulated requests)", "p50", "p90", "p99")))
     t = s["throughput"]
     slo = s["slo"]
     out.append("")
@@ -46,7 +46,7 @@ def render_serving(p: Prediction) -> str:
              ("KV cache utilisation (mean / peak)",
               f"{100 * s['kv_cache']['mean_utilization']:.1f}% / "
               f"{100 * s['kv_cache']['peak_utilization']:.1f}%"),
-             ("preemptions", str(s["preemptions"]))]
+             ("preemptions", str(s["preemptions"])), *_zero_load_rows(s)]
     if s.get("cost"):
         head.append(("USD per million output tokens",
                      f"{s['cost']['usd_per_million_output_tokens']:.3f}"))
@@ -60,6 +60,17 @@ def render_serving(p: Prediction) -> str:
                           for k, c in slo["checks"].items()],
                          header=("SLO", "value", "80 % range", "bound", "")))
     return "\n".join(out)
+
+
+def _zero_load_rows(s: dict) -> list[tuple[str, str]]:
+    """``serving.zero_load``: one request alone on the idle deployment (deploy.zero_load: its
+    prefill, then its decode steps with nothing else running), the floor the simulated
+    latencies above sit on."""
+    z = s.get("zero_load") or {}
+    if z.get("ttft_s") is None:
+        return []
+    tpot = "-" if z.get("tpot_s") is None else seconds(z["tpot_s"])
+    return [("zero load, one request alone (TTFT / TPOT)", f"{seconds(z['ttft_s'])} / {tpot}")]
 
 
 def _request_rate_rows(wl: dict, t: dict) -> list[tuple[str, str]]:

@@ -86,7 +86,7 @@ def sweep(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
     sc = as_scenario(scenario)
     if sc.kind != "serving" or sc.serving is None:
         raise SpecError(f"a concurrency sweep needs a serving scenario (kind: serving); "
-                        f"{sc.name!r} is kind {sc.kind!r}")
+                        f"{_which(scenario, sc)} is kind {sc.kind!r}")
     srv = sc.serving
     base = num_requests or srv.num_requests or DEFAULT_NUM_REQUESTS
     total = max(base, ROUNDS * max(levels)) + srv.warmup_requests
@@ -142,6 +142,14 @@ def sweep(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
             "warnings": rs.warnings, "points": points}
 
 
+def _which(scenario: ScenarioLike, sc) -> str:
+    """The scenario as the caller gave it, for a message: its file, else its name, else
+    "the scenario" (a mapping or Scenario without ``name:``)."""
+    if isinstance(scenario, (str, Path)):
+        return str(scenario)
+    return f"scenario {sc.name!r}" if sc.name else "the scenario (it has no name:)"
+
+
 def _ms(point: dict, key: str) -> float | None:
     """``point[key]`` (ms) in seconds; None when absent or not positive."""
     v = point.get(key)
@@ -184,13 +192,24 @@ def _levels(concurrency, name: Callable[[str], str] = api_keyword) -> list[int]:
     return sorted({_whole(c, positive_int, what, example) for c in items})
 
 
+#: the columns with an 80 % band (a point's ``ranges``, as the table and JSON give them):
+#: each adds ``<header>_lo`` and ``<header>_hi`` after COLUMNS, in this order (an empty cell
+#: where a point has no band)
+BANDED_COLUMNS = tuple((k, h) for k, h in COLUMNS
+                       if k not in ("max_concurrency", "completed", "preemptions"))
+
+
 def to_csv(result: dict) -> str:
-    """One row per concurrency (COLUMNS)."""
+    """One row per concurrency: COLUMNS, then the 80 % band of each of BANDED_COLUMNS."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([h for _, h in COLUMNS])
+    w.writerow([h for _, h in COLUMNS]
+               + [f"{h}_{end}" for _, h in BANDED_COLUMNS for end in ("lo", "hi")])
     for p in result["points"]:
-        w.writerow(["" if p.get(k) is None else p.get(k) for k, _ in COLUMNS])
+        ranges = p.get("ranges") or {}
+        ends = [band[i] if band else ""
+                for band in (ranges.get(k) for k, _ in BANDED_COLUMNS) for i in (0, 1)]
+        w.writerow(["" if p.get(k) is None else p.get(k) for k, _ in COLUMNS] + ends)
     return buf.getvalue()
 
 
@@ -235,7 +254,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"{ROUNDS} x concurrency)")
     p.add_argument("--calibration", help="calibration profile JSON")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--csv", metavar="PATH", help="also write the curve as CSV")
+    p.add_argument("--csv", metavar="PATH",
+                   help="also write the curve as CSV (each banded column's 80 %% band in "
+                        "<column>_lo / <column>_hi columns after them)")
     p.add_argument("--out", metavar="PATH", help="also write the result as JSON")
 
 
