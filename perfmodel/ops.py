@@ -62,6 +62,9 @@ class Op:
     fp8_cast: bool = False  # a separate fp8 quantisation kernel (fp8 training)
     matmuls: tuple[Matmul, ...] = ()  # the logical matmuls of a GEMM, in execution order
     groups: Array = 1.0  # a grouped GEMM's problems in one call (shape: one of them)
+    # a batched GEMM's problems (cuBLAS strided-batched, the unfused attention's bmm): ``shape``
+    # stacks them along m (``unfused_attention_ops``), so its tiles and K loop are one call's
+    batch: Array = 1.0
     launches: Array = 1.0  # kernels this operator stands for (an unfused eager chain: several)
     # a GEMM's weight format when it differs from ``dtype`` (weight-only: mxfp4 weights in a
     # bf16 GEMM); selects a grouped GEMM's MoE table (profile.moe_format); "" = ``dtype``
@@ -304,7 +307,8 @@ def attention_curve_point(phase: str, b, q_len, kv_len, kv_heads) -> tuple:
 
 
 def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec: Precision,
-                  flash: bool, phase: str, absorbed_mla: bool = False) -> list[Op]:
+                  flash: bool, phase: str, absorbed_mla: bool = False,
+                  dropout: bool = False) -> list[Op]:
     """The attention core (softmax(QK^T)V) on one GPU's heads.
 
     FlashAttention IO (Dao et al. 2022 arXiv 2205.14135): tiling keeps the s x s scores in
@@ -313,8 +317,9 @@ def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec:
     tens of MB of L2 the concurrently scheduled query blocks of a head, and the query heads
     of a GQA group, share those re-reads in L2, which is why measured prefill attention runs
     at the same FLOP rate for MHA and GQA, shared/reference measured H100 context kernels.)
-    Decode therefore reads the KV cache once. Unfused attention also writes and re-reads the
-    s x s scores and probabilities (Sec. 2.2 of the same paper). MLA decode with absorbed
+    Decode therefore reads the KV cache once. Unfused attention (``flash`` False) also writes
+    and re-reads the s x s scores and probabilities (Sec. 2.2 of the same paper): its kernels
+    are ``unfused_attention_ops`` (``dropout``: the attention dropout it then runs). MLA decode with absorbed
     projections (DeepSeek-V2 arXiv 2405.04434 Sec. 2.1.2) attends over the compressed latent.
 
     A decode kernel with one thread block per (sequence, query head), each loading its KV
@@ -359,16 +364,79 @@ def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec:
     if flash:
         return [Op(name="attn.core", flops=executed, bytes=q_bytes + kv_read,
                    model_flops=model_flops, vector_flops=kv_deq, **core)]
-    scores = b * heads * q_len * kv_len  # unfused computes the full (masked) matrix
-    qk = Op(name="attn.qk", flops=2.0 * d_qk * heads * q_len * kv_len * b,
-            bytes=b * q_len * heads * d_qk * a + kv_read * d_qk / kv_width + scores * a,
-            model_flops=model_flops * d_qk / (d_qk + d_v), vector_flops=kv_deq / 2, **core)
-    softmax = elementwise("attn.softmax", scores, scores, a, 5.0, kind="softmax",
+    if nbytes(dtype) < 2:  # no fp8 batched GEMM: K and V dequantised into a 16-bit one
+        dtype, a = "bf16", 2.0
+    return unfused_attention_ops(b * heads, q_len, kv_len, b * heads * pairs, d_qk, d_v,
+                                 kv_read * d_qk / kv_width,
+                                 kv_read * (kv_width - d_qk) / kv_width, a, dtype, phase,
+                                 model_flops, kv_deq, dropout)
+
+
+def unfused_attention_ops(problems, q_len, kv_len, kept, d_qk, d_v, k_bytes, v_bytes,
+                          a: float, dtype: str, phase: str, model_flops, kv_deq=0.0,
+                          dropout: bool = False) -> list[Op]:
+    """Attention without FlashAttention, as the kernels Megatron-LM's CoreAttention runs them
+    (NVIDIA/Megatron-LM megatron/model/transformer.py ``CoreAttention.forward`` at 7fccd6a1,
+    2022-06, the code of Korthikanti et al. 2022; the same calls in ``ParallelAttention`` at
+    a8d172b3, 2021-04, Narayanan et al. 2021; microsoft/Megatron-DeepSpeed 928a200
+    ``CoreAttention``), on ``problems`` = micro-batch x heads / TP (query heads) of this GPU:
+
+    1. ``torch.baddbmm(empty, q, k^T, beta=0, alpha=1/norm_factor)``: one cuBLAS
+       strided-batched GEMM per problem (M = q_len, N = kv_len, K = d_qk); the 1/sqrt(d) scale
+       rides in alpha and beta = 0 reads no C. Q and K are strided views, no copy.
+    2. ``FusedScaleMaskSoftmax`` (megatron/model/fused_softmax.py): with a causal mask the
+       ``scaled_upper_triang_masked_softmax`` kernel (megatron/fused_kernels/
+       scaled_upper_triang_masked_softmax.h ``warp_forward``) reads each row's ``local_seq``
+       unmasked scores (``kept`` elements in all: the causal pairs) and writes the whole row
+       (zeros past the diagonal); its backward reads the output gradient and the output over
+       the same elements and writes the whole row. It runs for 16 < kv_len <= 2048 at a8d172b3
+       (``custom_kernel_constraint``), <= 4096 from 7a77abd9 (2022-01); beyond that Megatron
+       falls back to torch's cast / scale / mask / softmax passes, not modelled here.
+    3. Attention dropout (``dropout``; ``torch.nn.Dropout`` in training): PyTorch's
+       ``fused_dropout_cuda`` reads the probabilities, writes the output and a uint8 mask
+       (aten/src/ATen/native/cuda/Dropout.cu, v1.8 ``mask ... dtype(kByte)``); backward
+       ``masked_scale_cuda`` reads the gradient and the mask and writes the input gradient.
+       Korthikanti et al. 2022 Sec. 4.1 keep the same tensors: the softmax output (2 a s^2 b),
+       the dropout mask (a s^2 b) and its output (2 a s^2 b) (``memory._attention_saved_bytes``).
+    4. ``torch.bmm(probs, v)``: M = q_len, N = d_v, K = kv_len per problem.
+    5. ``context_layer.permute(2, 0, 1, 3).contiguous()``: one copy of the output (read and
+       write q_len x d_v per problem) back to [s, b, h]. Its backward is a view: the gradient's
+       permuted strides are cuBLAS-legal (unit column stride), so the bmm backward reads it in
+       place and no copy runs.
+
+    The batched GEMMs are GEMMs (``GEMM`` class, ``batch`` = problems stacked along m in
+    ``shape``): the profile's GEMM curve at their per-call tiles, not an attention kernel's
+    efficiency. Their backward is two GEMMs each of the forward's FLOPs (``backward``), 2x the
+    forward, not FlashAttention's 2.5x (no recompute of the scores: they are kept).
+    ``k_bytes`` / ``v_bytes``: the K / V bytes read (per KV head); ``kv_deq``: non-tensor
+    FLOPs of dequantising them."""
+    scores = problems * q_len * kv_len  # the full (masked) matrix is computed and written
+    core = {"dtype": dtype, "phase": phase, "attention_core": True, "batch": problems}
+    q_bytes, o_bytes = problems * q_len * d_qk * a, problems * q_len * d_v * a
+    qk = Op(name="attn.qk", cls=GEMM, flops=2.0 * d_qk * scores,
+            bytes=q_bytes + k_bytes + scores * a, model_flops=model_flops * d_qk / (d_qk + d_v),
+            vector_flops=kv_deq / 2, shape=(problems * q_len, kv_len, d_qk), **core)
+    softmax = elementwise("attn.softmax", kept, scores, a, 5.0, kind="softmax",
                           attention_core=True)
-    pv = Op(name="attn.pv", flops=2.0 * d_v * heads * q_len * kv_len * b,
-            bytes=scores * a + kv_read * (kv_width - d_qk) / kv_width + b * q_len * heads * d_v * a,
-            model_flops=model_flops * d_v / (d_qk + d_v), vector_flops=kv_deq / 2, **core)
-    return [qk, softmax, pv]
+    softmax.shape = (scores, kept)  # elements written, elements read (its backward reads twice)
+    ops = [qk, softmax]
+    if dropout:
+        ops.append(Op(name="attn.dropout", cls=ELEMENTWISE, flops=0.0,
+                      bytes=scores * (2.0 * a + DROPOUT_MASK_BYTES), dtype="fp32",
+                      vector_flops=2.0 * scores, shape=(scores,), kernel="dropout",
+                      attention_core=True))
+    ops.append(Op(name="attn.pv", cls=GEMM, flops=2.0 * d_v * scores,
+                  bytes=scores * a + v_bytes + o_bytes, model_flops=model_flops * d_v / (d_qk + d_v),
+                  vector_flops=kv_deq / 2, shape=(problems * q_len, d_v, kv_len), **core))
+    ops.append(elementwise("attn.context_copy", problems * q_len * d_v, problems * q_len * d_v,
+                           a, 0.0, kind="copy", attention_core=True))
+    return ops
+
+
+#: bytes per element of a dropout mask: PyTorch's fused dropout writes a uint8 mask
+#: (aten/src/ATen/native/cuda/Dropout.cu v1.8 ``fused_dropout_cuda``; bool from v1.12's
+#: ``native_dropout``, also 1 byte); Korthikanti et al. 2022 Sec. 4.1 count it so
+DROPOUT_MASK_BYTES = 1.0
 
 
 def projection_ops(model: ModelSpec, t, shard: Shard, prec: Precision
@@ -520,7 +588,8 @@ def norm_op(name: str, model: ModelSpec, tokens, prec: Precision) -> Op:
 
 
 def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard: Shard,
-              prec: Precision, flash: bool, phase: str, absorbed_mla: bool = False) -> list[Op]:
+              prec: Precision, flash: bool, phase: str, absorbed_mla: bool = False,
+              dropout: bool = False) -> list[Op]:
     """The token mixer of one layer of this MLP kind: projections, attention core and output
     projection. With ``layer_types`` the layers of one kind mix full, sliding-window and
     linear attention (attention_variants.attention_mix); each kind's operators then run with
@@ -564,7 +633,7 @@ def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard:
             part = []
             for reach, weight in _attention_reaches(model, kind, moe_layer):
                 core = _attention_core(km, b, q_len, kv_len, pairs, shard, prec, flash, phase,
-                                       absorbed_mla, reach, kind == SLIDING)
+                                       absorbed_mla, reach, kind == SLIDING, dropout)
                 if weight != 1.0:
                     for op in core:
                         op.count = op.count * weight
@@ -602,8 +671,8 @@ def _attention_reaches(model: ModelSpec, kind: str, moe_layer: bool
 
 
 def _attention_core(km: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec: Precision,
-                    flash: bool, phase: str, absorbed_mla: bool, reach, window: bool
-                    ) -> list[Op]:
+                    flash: bool, phase: str, absorbed_mla: bool, reach, window: bool,
+                    dropout: bool = False) -> list[Op]:
     """The attention core over the keys in ``reach`` of each query (a window of W contiguous
     keys, or a top-k selection; None: all), with the sinks' extra softmax element.
 
@@ -626,22 +695,23 @@ def _attention_core(km: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec: 
         # pick other keys: up to q x k distinct ones
         kv = (windowed_keys(q_len, kv_len, w) if window
               else np.minimum(kv_len, np.asarray(q_len, float) * w))
-    core = attention_ops(km, b, q_len, kv, pr, shard, prec, flash, phase, absorbed_mla)
+    core = attention_ops(km, b, q_len, kv, pr, shard, prec, flash, phase, absorbed_mla, dropout)
     if reach and window:  # the window binds where keys beyond it exist
         for op in core:
             if op.cls == ATTENTION:
                 op.window = np.where(np.asarray(kv_len, float) > float(reach), float(reach), 0.0)
     if (reach and not window and phase == "prefill" and not absorbed_mla and km.mla
             and km.mla.indexer_topk and km.block_sparse is None):  # DSA: MQA mode past top-k
-        mqa = attention_ops(km, b, q_len, kv, pr, shard, prec, flash, phase, True)
+        mqa = attention_ops(km, b, q_len, kv, pr, shard, prec, flash, phase, True, dropout)
         sparse = np.asarray(kv_len, float) > float(reach)
         for op, alt in zip(core, mqa, strict=True):
             for f in ("flops", "bytes", "model_flops", "vector_flops"):
                 setattr(op, f, np.where(sparse, getattr(alt, f), getattr(op, f)))
     if reach:  # model FLOPs: q x min(kv, W or k) pairs (non-causal convention);
-        # attention_ops counted q x kv with the keys in reach as kv
+        # attention_ops counted q x kv with the keys in reach as kv (the unfused path: its
+        # batched GEMMs)
         for op in core:
-            if op.cls == ATTENTION:
+            if op.cls == ATTENTION or (op.cls == GEMM and op.attention_core):
                 op.model_flops = op.model_flops * np.minimum(
                     kv_len, reach) / np.maximum(kv, 1e-30)
     if km.attention_sinks:  # one extra softmax element per query row and head
@@ -906,9 +976,13 @@ def _scale_absent_parts(model: ModelSpec, moe_layer: bool, ops: list[Op]) -> Non
 
 def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs,
                       shard: Shard, prec: Precision, flash: bool = True,
-                      attn_phase: str = "prefill", absorbed_mla: bool = False) -> list[Op]:
+                      attn_phase: str = "prefill", absorbed_mla: bool = False,
+                      attention_dropout: bool = False) -> list[Op]:
     """Forward operators of one layer on one GPU for ``b`` sequences of ``q_len`` new tokens
-    (attending to ``kv_len`` positions, ``pairs`` query-key pairs per sequence)."""
+    (attending to ``kv_len`` positions, ``pairs`` query-key pairs per sequence).
+    ``attention_dropout``: training with dropout on the attention probabilities, a kernel of
+    its own on the unfused path (``unfused_attention_ops``; FlashAttention applies it inside
+    the fused kernel)."""
     h, tp = model.hidden_size, shard.tp
     t = b * q_len  # tokens in GEMMs (TP ranks all see every token)
     t_seq = t / tp if shard.sequence_parallel else t  # tokens in norms/adds (sequence parallel shards them)
@@ -918,7 +992,7 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
         ops.append(attention_residual_op(model, "attn", t_seq, prec))
     ops.append(norm_op("attn.norm", model, t_seq, prec))
     ops += mixer_ops(model, moe_layer, b, q_len, kv_len, pairs, shard, prec, flash,
-                     attn_phase, absorbed_mla)
+                     attn_phase, absorbed_mla, attention_dropout)
     ops.append(residual_op(model, "attn", t_seq, prec))
     if hc:
         ops += hyper_connection_pre(model, "mlp", t_seq, prec)
@@ -971,8 +1045,9 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
     ops.append(residual_op(model, "mlp", t_seq, prec))
     if model.no_mlp_layers is not None or (model.layer_types and "none" in model.layer_types):
         _scale_absent_parts(model, moe_layer, ops)
-    if prec.cast_inputs:
-        ops = [x for op in ops for x in ([op, fp8_cast(op)] if op.cls == GEMM else [op])]
+    if prec.cast_inputs:  # the unfused attention's batched GEMMs stay 16-bit: no cast
+        ops = [x for op in ops for x in ([op, fp8_cast(op)]
+                                         if op.cls == GEMM and not op.attention_core else [op])]
     return ops
 
 
@@ -1275,8 +1350,11 @@ def backward(op: Op, prec: Precision) -> list[Op]:
     GEMM: data gradient (m x k from m x n times n x k) and weight gradient (k x n from k x m
     times m x n), each 2mnk. FlashAttention: 2.5x the forward FLOPs (recomputes S; Dao 2023
     Sec. 3.2) with 2x the model FLOPs; IO taken as 2.5x forward. Elementwise: reads the output
-    gradient and saved input, writes the input gradient: 2x the forward bytes.
+    gradient and saved input, writes the input gradient: 2x the forward bytes. The unfused
+    attention's kernels (``unfused_attention_ops``) have their own: ``_unfused_backward``.
     """
+    if op.attention_core and op.name in UNFUSED_BACKWARD:
+        return _unfused_backward(op)
     if op.cls == GEMM:
         m, n, k = op.shape
         a, w, g = prec.act, prec.weight, op.groups
@@ -1300,6 +1378,41 @@ def backward(op: Op, prec: Precision) -> list[Op]:
     return [replace(op, name=op.name + ".bwd", bytes=2.0 * op.bytes,
                     vector_flops=2.0 * op.vector_flops,
                     shape=tuple(2.0 * x for x in op.shape), phase="bwd")]
+
+
+#: forward operators of ``unfused_attention_ops`` whose backward ``_unfused_backward`` gives
+UNFUSED_BACKWARD = ("attn.qk", "attn.pv", "attn.softmax", "attn.dropout", "attn.context_copy")
+
+
+def _unfused_backward(op: Op) -> list[Op]:
+    """Backward kernels of an unfused-attention forward operator (``unfused_attention_ops``):
+
+    * a batched GEMM C = A B (per problem M x N x K): autograd's bmm / baddbmm backward runs
+      dA = dC B^T (M x K x N) and dB = A^T dC (K x N x M) as two strided-batched GEMMs
+      (torch/csrc/autograd derivatives.yaml ``bmm``: ``grad.bmm(mat2.transpose(1, 2))``,
+      ``self.transpose(1, 2).bmm(grad)``), each of the forward's FLOPs, so the backward is 2x
+      the forward (model FLOPs likewise); each reads two of the forward's three tensors and
+      writes the third's gradient: the forward's bytes. Named ``.bwd_a`` / ``.bwd_b``, not
+      ``.dgrad`` / ``.wgrad``: no weight is involved.
+    * the fused softmax: reads the gradient and the output over the unmasked elements and
+      writes the whole input gradient (``scaled_upper_triang_masked_softmax_warp_backward``).
+    * dropout: reads the gradient (a) and the uint8 mask, writes the gradient (a): the
+      forward's bytes (PyTorch ``masked_scale_cuda``).
+    * the output copy: none (its backward is a view, ``unfused_attention_ops`` item 5)."""
+    if op.cls == GEMM:
+        m, n, k = op.shape
+        rows = m / op.batch  # M of one problem
+        return [replace(op, name=op.name + ".bwd_a", shape=(m, k, n), phase="bwd"),
+                replace(op, name=op.name + ".bwd_b", shape=(op.batch * k, n, rows),
+                        vector_flops=0.0, phase="bwd")]
+    if op.name == "attn.softmax":
+        written, read = op.shape
+        return [replace(op, name=op.name + ".bwd",
+                        bytes=op.bytes * (written + 2.0 * read) / (written + read),
+                        vector_flops=op.vector_flops, phase="bwd")]
+    if op.name == "attn.dropout":
+        return [replace(op, name=op.name + ".bwd", vector_flops=op.shape[0], phase="bwd")]
+    return []
 
 
 def embedding_ops(model: ModelSpec, t, tp, prec: Precision) -> list[Op]:
