@@ -265,7 +265,8 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
         vec = stack([op.vector_flops for op in members], shape)
         nbytes = stack([op.bytes for op in members], shape)
         if cls == ATTENTION:  # each kernel at its own dtype (the fp8 DSA indexer beside MLA)
-            peak = stack([roof.peak(op.dtype) for op in members], shape)
+            peak = stack([roof.peak(attention_peak_dtype(op, profile)) for op in members],
+                         shape)
         else:
             peak = roof.peak(sub) if cls == GEMM else vector_peak
         t_c = flops / peak + vec / vector_peak
@@ -548,6 +549,43 @@ def _streaming(eff: np.ndarray, t_c: np.ndarray, t_m: np.ndarray, cap: float) ->
     the streaming plateau of the bandwidth curve. Microbenchmarks that replay one kernel keep
     small operands in cache and show more (shared/reference measured/README caveat)."""
     return np.where(t_m > t_c, np.minimum(eff, cap), eff)
+
+
+#: the dtype the profiles' attention curves are fitted at: every measured context / generation
+#: table is read by calibrate.converters.aic_attention with its defaults attn_dtype "bfloat16",
+#: kv_cache_dtype "bfloat16" (calibration/references.yaml passes no other), so a curve's
+#: efficiency is relative to the bf16 peak
+ATTENTION_CURVE_DTYPE = "bf16"
+
+
+def attention_peak_dtype(op: Op, profile: CalibrationProfile) -> str:
+    """The dtype whose peak an attention operator's efficiency is relative to: its own, except
+    a fused attention core (``attn.core``: FlashAttention / FMHA, MHA, GQA or MLA) in fp8 timed
+    on a measured curve, which is fitted on bf16 kernels (``ATTENTION_CURVE_DTYPE``): such a
+    core runs at the bf16 peak under that curve, with its own fp8 bytes (the KV cache read).
+
+    Why: an fp8 attention kernel is not twice as fast as the bf16 one of the same shape, the
+    fp8 tensor-core peak over the bf16 one; the softmax work per score (exp, max, sum: MUFU
+    and FP32 units) does not shrink with the operands' width. Measured (aiconfigurator-core
+    0.12.0, TensorRT-LLM 1.3.0rc20 context_attention_perf, full causal attention, 1k-16k
+    tokens, every batch and head count both dtypes ran: time with fp8 query + fp8 KV over time
+    with bf16 + bf16, median (10th-90th percentile)): B200 head dim 64 0.88 (0.84-0.91), 128
+    0.85 (0.77-0.93), 256 0.78 (0.71-0.91); H200 64 0.89, 128 0.81, 256 0.71; H100 64 0.89,
+    128 0.80, 256 0.70 (B200, head dim 64, 16 heads, 2 KV heads, 8192 tokens: 0.2446 vs
+    0.2732 ms). Under the bf16 peak such a core is timed at 1.1-1.4x the measured fp8
+    kernel (medians by head dim; the bf16 kernel's own time), under the fp8 peak at 0.55-0.7x.
+    Engine tables agree: SGLang 0.5.14's trtllm_mla context table on B200 (8192 tokens, 16
+    heads) 0.306 ms with an fp8 KV cache vs 0.315 ms with bf16; vLLM 0.24.0's FlashInfer
+    TRT-LLM prefill on B200 (head dim 64, 16 / 2 heads, 8192 tokens) 0.230 ms with an fp8 KV
+    cache vs 0.250 ms with bf16. Timing the fp8 core at the fp8 peak on a bf16-fitted curve
+    halved its compute time (0.124 ms predicted for that 0.23-0.27 ms gpt-oss-120b TP 4 call).
+    A profile without a curve for the phase (its ``defaults.attention``) and the other
+    attention operators (the fp8 DSA indexer, the unfused path's batched GEMMs)
+    keep their own dtype."""
+    if (op.name == "attn.core" and op.dtype.startswith("fp8")
+            and _attention_curve(op.phase) in profile.attention):
+        return ATTENTION_CURVE_DTYPE
+    return op.dtype
 
 
 def _attention_curve(phase: str) -> str:

@@ -36,11 +36,16 @@ def test_prefill_attention_is_the_same_bf16_kernel_whatever_the_weights():
 
 
 def test_an_fp8_kv_cache_runs_fp8_attention_where_the_device_has_fp8():
-    """vLLM's FlashAttention backend quantises the query to the fp8 cache's dtype: faster
-    than the bf16 kernel on H100; A100 (no fp8 tensor cores) dequantises into bf16."""
+    """vLLM's FlashAttention backend quantises the query to the fp8 cache's dtype: the core
+    reads fp8 bytes and is no slower than the bf16 kernel on H100, nor twice as fast (the
+    profile's curve is fitted on bf16 kernels, so it runs at the bf16 peak:
+    roofline.attention_peak_dtype; measured fp8 / bf16 FMHA at head dim 128 on H100, TensorRT-LLM
+    1.3.0rc20: median 0.80, 10th percentile 0.72); A100 (no fp8 tensor cores) dequantises into
+    bf16."""
     bf16 = _ops(weight_dtype="bf16", kv_dtype="bf16")[("attn.core", "prefill")]
     fp8 = _ops(weight_dtype="bf16", kv_dtype="fp8")[("attn.core", "prefill")]
-    assert fp8.time_s < bf16.time_s
+    assert fp8.bytes < bf16.bytes
+    assert 0.72 * bf16.time_s <= fp8.time_s <= bf16.time_s
     a100 = _ops("a100-sxm4-80gb", weight_dtype="bf16", kv_dtype="fp8")[("attn.core", "prefill")]
     a100_bf16 = _ops("a100-sxm4-80gb", weight_dtype="bf16")[("attn.core", "prefill")]
     assert a100.time_s >= a100_bf16.time_s
