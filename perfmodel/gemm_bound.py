@@ -54,6 +54,33 @@ def _candidates(values: np.ndarray, nodes: np.ndarray, cap: np.ndarray) -> np.nd
     return out[:, np.isfinite(out).any(axis=0)]
 
 
+def _distinct(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows (D, 3), index of each element's row) of broadcast (m, n, k) arrays,
+    without sorting rows: each axis's distinct values (1-D), then a dense table of the index
+    triples that occur (a sweep of plans repeats a handful of shapes millions of times)."""
+    values, codes = [], []
+    for a in arrays:
+        u, inv = np.unique(a, return_inverse=True)
+        values.append(u)
+        codes.append(np.asarray(inv, dtype=np.int64).reshape(a.shape))
+    sizes = [len(u) for u in values]
+    key = (codes[0] * sizes[1] + codes[1]) * sizes[2] + codes[2]
+    total = sizes[0] * sizes[1] * sizes[2]
+    if total <= 1 << 24:
+        seen = np.zeros(total, dtype=bool)
+        seen[key] = True
+        uniq = np.flatnonzero(seen)
+        pos = np.zeros(total, dtype=np.intp)
+        pos[uniq] = np.arange(len(uniq))
+        index = pos[key]
+    else:
+        uniq, index = np.unique(key, return_inverse=True)
+    i, rest = np.divmod(uniq, sizes[1] * sizes[2])
+    j, q = np.divmod(rest, sizes[2])
+    rows = np.stack([values[0][i], values[1][j], values[2][q]], axis=1)
+    return rows, np.asarray(index).reshape(key.shape)
+
+
 def contained_efficiency(curve, m, n, k) -> np.ndarray:
     """``curve(m, n, k)`` raised to max over larger shapes (m, n', k') of
     ``curve(m, n', k') x min(F / F', E / E')`` (module docstring). ``curve``: a
@@ -62,17 +89,11 @@ def contained_efficiency(curve, m, n, k) -> np.ndarray:
     if tuple(curve.axes) != ("m", "n", "k"):
         return base
     arrays = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (m, n, k)))
-    shape = arrays[0].shape
-    flat = np.stack([a.ravel() for a in arrays], axis=1)
-    if flat.size == 0:
+    if arrays[0].size == 0:
         return base
-    shapes, inverse = np.unique(flat, axis=0, return_inverse=True)
-    inverse = np.asarray(inverse).ravel()
-    eff0 = np.broadcast_to(base, shape).ravel()
-    # the efficiency of each distinct shape (any of its occurrences: the same by construction)
-    first = np.zeros(len(shapes), dtype=np.intp)
-    first[inverse[::-1]] = np.arange(len(inverse))[::-1]
-    out = eff0[first].copy()
+    shapes, index = _distinct(arrays)
+    out = np.asarray(curve(shapes[:, 0], shapes[:, 1], shapes[:, 2]), dtype=float).copy()
+    raised = out.copy()
     n_nodes, k_nodes = (2.0 ** np.asarray(g, dtype=float) for g in curve.log2_grid[1:])
     best = float(curve.best)
     for lo in range(0, len(shapes), _BLOCK):
@@ -94,7 +115,9 @@ def contained_efficiency(curve, m, n, k) -> np.ndarray:
         idx = np.nonzero(hope)
         cand = curve(mm[idx[0]], np.broadcast_to(cn, hope.shape)[idx],
                      np.broadcast_to(ck, hope.shape)[idx]) * ratio[idx]
-        raised = np.full(len(s), -np.inf)
-        np.maximum.at(raised, idx[0], cand)
-        out[lo:lo + len(s)] = np.maximum(e, raised)
-    return out[inverse].reshape(shape) if shape else np.asarray(out[inverse][0])
+        up = np.full(len(s), -np.inf)
+        np.maximum.at(up, idx[0], cand)
+        raised[lo:lo + len(s)] = np.maximum(e, up)
+    if not np.any(raised > out):
+        return base
+    return np.maximum(base, raised[index])
