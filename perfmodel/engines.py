@@ -124,20 +124,26 @@ class VersionRange(Strict):
                 and (self.until is None or v < version_key(self.until)))
 
 
-_VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)(?:\.post(\d+))?(?:\+pr(\d+))?$")
+_VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)(?:(a|b|rc)(\d+))?(?:\.post(\d+))?(?:\+pr(\d+))?$")
+#: PEP 440's pre-release phases, before the final release (440: "1.0a1 < 1.0b1 < 1.0rc1 < 1.0")
+_PRE_PHASES = {"a": 0, "b": 1, "rc": 2, None: 3}
 
 
 def version_key(version: str) -> tuple[int, ...]:
-    """Sort key of an engine version: a release ``0.7.3`` (``.postN`` allowed) or a main-branch
-    snapshot ``0.2.4+pr2031`` (the release it follows, with pull request N merged), which sorts
-    after its release and before the next: (0, 2, 4, 0, 0, 2031)."""
+    """Sort key of an engine version: a release ``0.7.3`` (``.postN`` allowed), a pre-release
+    ``1.2.0rc2`` (most TensorRT-LLM images are; ``aN`` / ``bN`` too), sorting before its release
+    as PEP 440 orders them, or a main-branch snapshot ``0.2.4+pr2031`` (the release it follows,
+    with pull request N merged), which sorts after its release and before the next:
+    (0, 2, 4, 0, 3, 0, 0, 2031)."""
     m = _VERSION.match(str(version).strip())
     if not m:
         raise SpecError(f"engine.version {version!r}: give a release like '0.7.3' or "
-                        "'0.4.0.post1', or a main-branch snapshot like '0.2.4+pr2031'")
+                        "'0.4.0.post1', a pre-release like '1.2.0rc2', or a main-branch "
+                        "snapshot like '0.2.4+pr2031'")
     nums = [int(x) for x in m.group(1).split(".")][:4]
     nums += [0] * (4 - len(nums))
-    return (*nums, int(m.group(2) or 0), int(m.group(3) or 0))
+    return (*nums, _PRE_PHASES[m.group(2)], int(m.group(3) or 0), int(m.group(4) or 0),
+            int(m.group(5) or 0))
 
 
 #: how an engine picks one recurrent state's dtype (``StateDtypeFacts``): ``config_or_fp32`` /

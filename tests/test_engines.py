@@ -382,8 +382,18 @@ def test_every_engine_startup_case_is_predicted_with_its_engine_and_the_generic_
 def test_version_keys_order_releases_and_main_branch_snapshots():
     assert version_key("0.2.4") < version_key("0.2.4+pr2031") < version_key("0.2.4+pr2151") \
         < version_key("0.2.5") < version_key("0.4.0.post1") < version_key("0.10.1")
+    # PEP 440 (Pre-releases): 1.0a1 < 1.0b1 < 1.0rc1 < 1.0; rc10 after rc2 (numeric, not text)
+    assert version_key("1.2.0a1") < version_key("1.2.0b1") < version_key("1.2.0rc2") \
+        < version_key("1.2.0rc10") < version_key("1.2.0") < version_key("1.2.0.post1")
+    assert version_key("1.1.0") < version_key("1.2.0rc2")
     with pytest.raises(SpecError, match=r"engine\.version 'latest'"):
         version_key("latest")
+
+
+def test_a_pre_release_reads_the_family_it_precedes_the_release_of():
+    """TensorRT-LLM 1.2.0rc2 (the InferenceMAX images) is a 1.x release of the 1.0.0 family:
+    the same facts as 1.2.0, not a refusal."""
+    assert get_engine("trtllm", "1.2.0rc2") == get_engine("trtllm", "1.2.0")
 
 
 @pytest.mark.parametrize("version, variant, family", [
