@@ -10,9 +10,9 @@ m, n and k, nodes without data filled by a membrane average of their neighbours,
 ``calibrate/fit/curves.py``) can break that bound where its table is sparse: the MI355X bf16
 table (ROCm/aiter gfx950 rows, docs/calibration.md) has at M = 1 tuned asm / FlyDSL kernels at
 N >= 1280 only with K >= 8192, N >= 5120 with K <= 7168, and Triton fallback rows at N = 100,
-200, 800 (K = 5120) at 0.04-0.34 TB/s; the fill between them gave (1, 3072, 4096) an efficiency
-of 0.09 (33 us for a 25 MB weight at 8 TB/s) next to 0.75 at the measured (1, 5120, 5120)
-(11.5 us for 52 MB).
+200, 800 (K = 5120) at 0.04-0.34 TB/s; the fill between them gave (1, 1536, 4096) an efficiency
+of 0.05 (34 us for a 12.6 MB weight at 8 TB/s) next to 0.71 at the measured (1, 2560, 8192)
+(10.2 us for 42 MB).
 
 The bound is applied to the efficiency, where the core reads it (``profile.gemm_efficiency``),
 without the device: eff(m, n, k) >= eff(m, n', k') x min(F / F', E / E'), F = 2 m n k the

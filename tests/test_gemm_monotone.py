@@ -1,8 +1,8 @@
 """A GEMM is never slower than a larger GEMM it fits into (perfmodel/gemm_bound.py).
 
 QA found the MI355X reference profile's bf16 curve giving a decode mlp.up (M = 1, K = 4096)
-24.9 / 33.4 / 39.3 / 17.7 / 25.0 us at N = 1536 / 3072 / 7168 / 14336 / 28672 (gate + up of
-ffn 768 ... 14336): a 25 MB weight slower than a 117 MB one. The numbers checked here are
+24.9 / 33.4 / 39.3 / 17.7 / 25.0 us at N = ffn = 768 / 1536 / 3584 / 7168 / 14336: a 29 MB
+weight slower than a 117 MB one. The numbers checked here are
 independent of the model: the shape order (padding a weight with zero columns or rows computes
 the same product), the HBM roofline by hand, and rows of the aiter table itself.
 """
@@ -23,7 +23,7 @@ from perfmodel.roofline import Roofline, op_times
 from perfmodel.specs import registry
 
 ROOT = Path(__file__).resolve().parents[1]
-QA_N = (1536, 3072, 7168, 14336, 28672)  # 2 x ffn of the QA tour's one-layer models
+QA_N = (768, 1536, 3584, 7168, 14336)  # mlp.up N (= ffn) of the QA tour's one-layer models
 PROFILES = sorted(p for p in (ROOT / "calibration").glob("*.reference.json"))
 
 
@@ -62,16 +62,16 @@ def test_time_non_decreasing_in_n(path):
 
 
 def test_mi355x_roofline_floor_and_measured_row():
-    """MI355X bf16, M = 1, K = 4096, N = 3072 (Llama-3-8B-sized gate + up of ffn 1536):
-    at least the HBM roofline, (4096 + 3072 x 4096 + 3072) x 2 B / 8 TB/s = 3.147 us
-    (hardware_specs: 8 TB/s HBM3E); at most the aiter gfx950 row it fits into,
-    M = 1, N = 5120, K = 5120: 11.46 us (qwen32B_bf16_tuned_gemm.csv @ e4048607, FlyDSL);
-    before the bound it was 33.4 us."""
+    """MI355X bf16, M = 1, K = 4096, N = 1536 (the QA model's mlp.up at ffn 1536): at least
+    the HBM roofline, (4096 + 1536 x 4096 + 1536) x 2 B / 8 TB/s = 1.574 us (hardware_specs:
+    8 TB/s HBM3E); at most the aiter gfx950 row it fits into, M = 1, N = 2560, K = 8192:
+    10.16 us (llama70B_bf16_tuned_gemm.csv @ e4048607, FlyDSL); before the bound it was
+    33.6 us."""
     prof = registry.load_profile(ROOT / "calibration" / "mi355x.reference.json")
-    t = float(_time("mi355x", prof, "bf16", 1, 3072, 4096))
-    floor = (4096 + 3072 * 4096 + 3072) * 2 / 8.0e12
-    assert floor == pytest.approx(3.147e-6, rel=1e-3)
-    assert floor < t <= 11.46e-6 * 1.05
+    t = float(_time("mi355x", prof, "bf16", 1, 1536, 4096))
+    floor = (4096 + 1536 * 4096 + 1536) * 2 / 8.0e12
+    assert floor == pytest.approx(1.574e-6, rel=1e-3)
+    assert floor < t <= 10.16e-6 * 1.05
 
 
 def test_bound_is_a_no_op_where_time_grows():
@@ -93,7 +93,7 @@ def test_bound_is_a_no_op_where_time_grows():
 @pytest.mark.xfail(strict=True, reason=(
     "data coverage: the MI355X aiter bf16 tables have no tuned row at M = 1 with N < 5120 and "
     "K < 8192 (only Triton fallback rows at N = 100 / 200 / 800), so the bounded time of "
-    "N = 1536 / 3072 x K = 4096 comes from the 2560 x 8192 and 5120 x 5120 rows and stays "
+    "N = 768 / 1536 x K = 4096 comes from the 2560 x 8192 and 5120 x 5120 rows and stays "
     "above the MI300X profile's; flips when such rows are added"))
 def test_faster_memory_never_slower_mi355x_vs_mi300x():
     """MI355X (8 TB/s HBM3E) is not slower than MI300X (5.3 TB/s) at the QA decode GEMMs."""
