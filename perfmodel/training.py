@@ -588,14 +588,14 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         passes))
     optimizer_t = st.total("optimizer")
     step = pipeline + dp_exposed + contention + optimizer_t
-    memory = _memory(model, plan, stage_p, kinds, per_stage, zero, dp_grad, dp_expert,
-                     act_bytes, wbytes, a, m, profile)
+    memory, memory_total = _memory(model, plan, stage_p, kinds, per_stage, zero, dp_grad,
+                                   dp_expert, act_bytes, wbytes, a, m, profile)
     stage_t = {"first": stages.first, "middle": stages.middle, "last": stages.last}
     groups = spans if model.moe else {k: v for k, v in spans.items() if k != "etp"}
     if not breakdown:
         return TrainingResult(
             step_time=step, time={}, comm_total={}, comm_exposed={}, memory=memory,
-            memory_total=sum(memory.values()), model_flops=None, hardware_flops=None,
+            memory_total=memory_total, model_flops=None, hardware_flops=None,
             tokens=plan.global_batch * plan.seq_len, num_microbatches=m, stage_times=stage_t,
             op_times=st.times if keep_ops else None,
             op_counts=_calls_per_step(st.ops, st.groups, n_layers, share, m) if keep_ops else [],
@@ -616,7 +616,7 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     mflops, hflops = model_flops_per_step(model, plan)
     return TrainingResult(
         step_time=step, time=time_parts, comm_total=comm_total, comm_exposed=comm_exposed,
-        memory=memory, memory_total=sum(memory.values()), model_flops=mflops,
+        memory=memory, memory_total=memory_total, model_flops=mflops,
         hardware_flops=hflops, tokens=plan.global_batch * plan.seq_len, num_microbatches=m,
         stage_times=stage_t,
         op_times=st.times if keep_ops else None,
@@ -654,10 +654,11 @@ def _time_breakdown(st: StageOps, stages: StageTimes, m: Array, per_stage, kinds
 
 def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_stage,
             zero: int, dp_grad: Array, dp_expert: Array, act_bytes: Array, wbytes: float,
-            a: float, m: Array, profile: CalibrationProfile) -> dict[str, Array]:
+            a: float, m: Array, profile: CalibrationProfile
+            ) -> tuple[dict[str, Array], Array]:
     """Memory by kind on the most loaded GPU: the first stage (most micro-batches in flight)
     or the last (LM head, logits), whichever holds more (Korthikanti et al. 2022 Sec. 4;
-    ZeRO Sec. 5.1)."""
+    ZeRO Sec. 5.1); and its total, the sum of the kinds."""
     tp, pp = plan.tp, plan.pp
     pp_on = np.asarray(pp) > 1
     shape_a = ActivationShape(b=plan.micro_batch, s=plan.seq_len / plan.cp, s_kv=plan.seq_len,
@@ -716,5 +717,15 @@ def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_st
     memory["activations"] = np.where(use_last, act_last, act_first)
     memory["communication_buffers"] = comm_buffers
     memory.update({k: np.where(use_last, fw_last[k], fw_first[k]) for k in fw_first})
-    memory.update(overhead_bytes(sum(memory.values()), profile.memory_overheads))
-    return memory
+    allocated = sum(memory.values())
+    overheads = overhead_bytes(allocated, profile.memory_overheads)
+    if overheads.keys() & memory.keys():  # a term replaced in place: sum the dict itself
+        memory.update(overheads)
+        return memory, sum(memory.values())
+    memory.update(overheads)
+    # sum(memory.values()) runs left to right, so it is ``allocated`` plus the overheads in
+    # their order: the same additions, without repeating the first ones over the mesh
+    total = allocated
+    for value in overheads.values():
+        total = total + value
+    return memory, total
