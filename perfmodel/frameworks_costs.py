@@ -92,7 +92,8 @@ def attention_layout_copies(fw: Framework | None, ops: list[O.Op], model: ModelS
     if fw is None or fw.baseline or not fw.spec.attention_layout_copies or model.mla:
         return ops
     qkv = next((op for op in ops if op.name == "attn.qkv"), None)
-    if qkv is None:
+    sdpa = next((i for i, op in enumerate(ops) if op.cls == O.ATTENTION), None)
+    if qkv is None or sdpa is None:  # no SDPA call: the unfused path's ops hold its own copy
         return ops
     tokens = qkv.shape[0]
     heads = model.num_heads / tp
@@ -106,8 +107,7 @@ def attention_layout_copies(fw: Framework | None, ops: list[O.Op], model: ModelS
     layout = O.Op(name=LAYOUT + UNFUSED, cls=O.ELEMENTWISE, flops=0.0, bytes=tokens * per_token,
                   dtype="fp32", count=qkv.count, shape=(tokens * heads * model.hd,),
                   block="attn", kernel="copy", launches=launches)
-    i = next(i for i, op in enumerate(ops) if op.cls == O.ATTENTION) + 1
-    return [*ops[:i], layout, *ops[i:]]
+    return [*ops[:sdpa + 1], layout, *ops[sdpa + 1:]]
 
 
 BIAS_GRAD = ".bias_grad"  # name suffix (before UNFUSED) of a Linear's bias-gradient reduction

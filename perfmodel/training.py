@@ -128,7 +128,8 @@ def _layer_forward(model: ModelSpec, moe_layer: bool, plan: TrainPlan, prec: O.P
     shard = (O.Shard(plan.tp, plan.sequence_parallel, plan.ep, plan.etp, route_sources=sources)
              if sharded else O.Shard())
     ops = O.layer_forward_ops(model, moe_layer, plan.micro_batch, s / cp, s, pairs, shard,
-                              prec, plan.flash_attention, "prefill")
+                              prec, plan.flash_attention, "prefill",
+                              attention_dropout=plan.dropout)
     return attention_in_bf16(ops) if prec.compute == "fp8" else ops
 
 
@@ -205,6 +206,15 @@ class StageOps:
     def attention(self, label: str) -> Array:
         return row_sum(self.weighted, [i for i in self.groups[label]
                                        if self.ops[i].cls == O.ATTENTION])
+
+    def linear_gemms(self, label: str) -> Array:
+        """Seconds of the weight GEMMs of ``label``: what TP communication overlaps with
+        (Transformer Engine's userbuffers run it behind the linear layers' GEMMs); the unfused
+        attention's batched GEMMs (``attention_core``, ops.unfused_attention_ops) hold no
+        weight and are not among them."""
+        return row_sum(self.weighted, [i for i in self.groups[label]
+                                       if self.ops[i].cls == O.GEMM
+                                       and not self.ops[i].attention_core])
 
 
 def effective_zero_stage(plan: TrainPlan) -> int:
@@ -376,8 +386,8 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
         c.bwd[kind] = st.total(f"{kind}.bwd") + st.total(f"{kind}.rec")
         c.classes[kind] = st.classes(f"{kind}.fwd", f"{kind}.bwd", f"{kind}.rec")
         tp = tp_overlap(*((moe_tp_fwd, moe_tp_bwd) if kind == "moe" else (tp_fwd, tp_bwd)),
-                        st.classes(f"{kind}.fwd")[O.GEMM],
-                        st.classes(f"{kind}.bwd")[O.GEMM], plan.tp_comm_overlap)
+                        st.linear_gemms(f"{kind}.fwd"),
+                        st.linear_gemms(f"{kind}.bwd"), plan.tp_comm_overlap)
         if cp_impl == "a2a":
             cp = cp_a2a_comm(*cp_a2a_bytes(model, tokens, plan.tp, plan.cp, a), plan.cp,
                              spans["cp"], system, profile, recompute=full)
@@ -572,7 +582,8 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         regather=zero3_extra_gathers(
             plan.framework.spec.fsdp, plan.recompute,
             lambda: {k: [st.ops[i].shape[1] * st.ops[i].shape[2] * st.ops[i].groups
-                         for i in st.groups[f"{k}.fwd"] if st.ops[i].cls == O.GEMM]
+                         for i in st.groups[f"{k}.fwd"]
+                         if st.ops[i].cls == O.GEMM and not st.ops[i].attention_core]
                      for k in kinds},
             share),
         microbatch_reduction_stages=tuple(

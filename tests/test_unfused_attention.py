@@ -156,3 +156,36 @@ def test_memory_keeps_what_the_timed_kernels_save():
     per_score = (saved(False, True) - saved(True, True) + lse) / SCORES
     assert per_score == pytest.approx(2 + O.DROPOUT_MASK_BYTES + 2)  # 5 B = 5 a / 2 per score
     assert (saved(False, False) - saved(True, False) + lse) / SCORES == pytest.approx(2.0)
+
+
+def _step(framework: str, dropout: bool, flash: bool = False, tp: int = 1) -> float:
+    from perfmodel import predict
+
+    scenario = {
+        "name": "unfused", "kind": "training", "model": "llama-3-8b",
+        "system": {"device": "a100-sxm4-80gb", "num_gpus": 8},
+        "parallelism": {"tp": tp, "zero_stage": 3 if framework != "megatron-core" else 1},
+        "training": {"seq_len": 2048, "global_batch": 16, "micro_batch": 1,
+                     "framework": {"name": framework}, "flash_attention": flash,
+                     "dropout": dropout},
+    }
+    return predict(scenario).step_time_s
+
+
+@pytest.mark.parametrize("framework", ["deepspeed", "torchtitan", "fsdp", "megatron-core"])
+def test_every_framework_runs_the_unfused_path(framework):
+    """Frameworks that add SDPA layout copies (torchtitan's repeat_kv / transpose) have no SDPA
+    call to put them after on the unfused path: the step is predicted, not refused."""
+    t = _step(framework, dropout=False)
+    assert 0.0 < t < float("inf")
+
+
+def test_attention_dropout_costs_time_in_a_training_step():
+    """The step's unfused attention runs the dropout kernel when training with dropout
+    (Korthikanti et al. 2022 Sec. 4.1: a mask and an output per score), so it is slower by at
+    least the dropout pass over every layer's scores: 32 layers x 32 heads x 2048^2 scores x
+    (2 + 1 + 2 bytes) forward at A100's HBM bandwidth per micro-batch."""
+    with_dropout, without = _step("megatron-core", True), _step("megatron-core", False)
+    per_pass = 32 * 32 * 2048**2 * 5 / 2039e9  # seconds, one forward pass, one micro-batch
+    micro_batches = 16 // 8  # global 16 over data-parallel 8
+    assert with_dropout - without >= per_pass * micro_batches
