@@ -893,7 +893,9 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
     best_cost = math.inf
     for optimistic, device, lay, dep, system, profile, start, bands in staged:
         kind, default = kinds[device], dep.scheduler.max_batch
-        if optimistic > best_cost:
+        # a device without a price is simulated: its cost cannot be compared, its replicas,
+        # latencies and frontier still answer the planner (shown with "no price")
+        if math.isfinite(optimistic) and optimistic > best_cost:
             candidates.append(Candidate(device, lay.tp, False,
                                         f"skipped: cannot beat {best_cost:.2f} USD/h "
                                         f"(needs >= {optimistic:.2f} USD/h by its throughput "
@@ -1005,7 +1007,9 @@ def batch_points(dep: Deployment, wl: Workload, device: str, tp: int, ep: int = 
     t_pre = inst.cost.iteration_time([p] * g, [p] * g) / g
     gpus = int(inst.plan.instance_gpus)
     out = []
-    for b in sorted({x for x in FRONTIER_BATCHES if x <= top} | {top}):
+    batches = sorted({x for x in FRONTIER_BATCHES if x <= top} | {top})
+    inst.cost.prepare_decode(batches, p + o / 2)  # their decode rows in one pass
+    for b in batches:
         tpot = inst.cost.iteration_time([], [], [p + o / 2] * b)
         point = {"device": device, "tp": tp, "pp": pp, "ep": ep, "attention_dp": attention_dp,
                  "layout": layout_label(tp, pp, attention_dp, ep), "batch": b, "tpot_s": tpot,
@@ -1115,8 +1119,9 @@ def render_plan(result: PlanResult) -> str:
             rows.append((c.device, c.label, c.replicas, c.gpus, c.max_num_seqs,
                          _ranged(d, "ttft_p90_s", 1e3, ".0f"),
                          _ranged(d, "tpot_p90_s", 1e3, ".1f"),
-                         f"{c.cost['usd_per_hour']:.2f}" if c.cost else "-",
-                         f"{c.cost['usd_per_million_output_tokens']:.3f}" if c.cost else "-",
+                         f"{c.cost['usd_per_hour']:.2f}" if c.cost else "no price",
+                         f"{c.cost['usd_per_million_output_tokens']:.3f}" if c.cost
+                         else "no price",
                          f"{c.energy['joules_per_output_token']:.2f}"
                          if c.energy and "joules_per_output_token" in c.energy else "-",
                          "may miss SLO" if c.may_miss else "yes" + (

@@ -15,11 +15,14 @@ Its time splits the way the operators do (perfmodel.ops):
 Like Vidur (Agrawal et al. MLSys 2024, arXiv 2405.05465, Sec. 4), which profiles operators
 once and predicts iteration times by interpolation, the model evaluates the *same* operator
 list as ``perfmodel.inference`` (``inference.forward_pass`` -> ``ops`` + ``roofline.op_times``)
-once per scenario on grids of token counts and contexts (numpy, all points in one call) and
-interpolates during the simulation. Pipeline parallelism follows ``inference``: the
-iteration's sequences split into min(pp, n) micro-batches that fill the stages, and the
-iteration takes one pass of one micro-batch through all pp stages. With an uneven layer split
-(``plan.pp_layers``: the scenario's pipeline_layers or the engine's default split) the
+on grids of token counts and contexts (numpy, many points per call) and interpolates during
+the simulation. A grid point is evaluated when a lookup first reaches it (token tables by
+blocks, ``TokenTable``; decode attention by rows x the kv columns a workload's contexts span,
+``prepare``): a configuration that is never simulated reads a few dozen points of ~10^5-10^6,
+and every operator is timed per point, so each value is the one the whole grid gives.
+Pipeline parallelism follows ``inference``: the iteration's sequences split into min(pp, n)
+micro-batches that fill the stages, and the iteration takes one pass of one micro-batch
+through all pp stages. With an uneven layer split (``plan.pp_layers``: the scenario's pipeline_layers or the engine's default split) the
 largest stage paces the micro-batches as in ``inference``'s decode step
 (``pipeline.pipelined_step_time`` with ``pipeline.stage_excess``: its extra layers' share of
 the pass, embedding, LM head and stage hops apart). Stages and TP groups may span nodes: the
@@ -51,7 +54,7 @@ dense part from a table of decode passes, F_d(T) = G_d + E_d.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -123,6 +126,64 @@ class KVCapacity:
         return self.num_blocks * self.block_tokens
 
 
+TABLE_BLOCK = 64  # token-grid points evaluated together when a lookup first reaches them
+
+
+class TokenTable:
+    """Columns of one kind of pass over a token grid, evaluated ``TABLE_BLOCK`` points at a
+    time when a lookup first reaches them: ``evaluate(points)`` returns each column at those
+    points. Every operator is timed per point, so a block holds exactly the values the whole
+    grid in one call would (a simulation reads a few hundred of its thousands of points; a
+    configuration that is never simulated, a dozen)."""
+
+    def __init__(self, grid: np.ndarray, evaluate, names: tuple[str, ...], exact: int):
+        self.grid, self._grid_list = grid, grid.tolist()
+        self._evaluate = evaluate
+        self.values = {k: np.full(grid.size, np.nan) for k in names}
+        # plain-Python copies of the dense integer part for scalar lookups in the event loop
+        # (numpy calls cost ~us each); None until evaluated
+        self.exact = {k: [None] * exact for k in names}
+        self._done = [False] * -(-grid.size // TABLE_BLOCK)
+
+    def column(self, name: str) -> Column:
+        return Column(self, self.values[name], self.exact[name])
+
+    def fill(self, lo: int, hi: int) -> None:
+        """Evaluate the blocks holding grid points lo..hi (those not evaluated yet)."""
+        for blk in range(lo // TABLE_BLOCK, hi // TABLE_BLOCK + 1):
+            if self._done[blk]:
+                continue
+            a, b = blk * TABLE_BLOCK, min((blk + 1) * TABLE_BLOCK, self.grid.size)
+            for name, v in self._evaluate(self.grid[a:b]).items():
+                v = np.broadcast_to(np.asarray(v, float), (b - a,))
+                self.values[name][a:b] = v
+                exact = self.exact[name]
+                if a < len(exact):
+                    exact[a:min(b, len(exact))] = v[:len(exact) - a].tolist()
+            self._done[blk] = True
+
+    def around(self, x: float) -> None:
+        """Evaluate the grid points ``np.interp`` reads at ``x`` (its neighbours, and the next
+        one when x is a grid point; the end points beyond the grid)."""
+        j = bisect_left(self._grid_list, x)
+        n = self.grid.size
+        self.fill(min(max(j - 1, 0), n - 1), min(j + 1, n - 1))
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a ``TokenTable``: ``values`` over its grid, ``exact`` the dense integer
+    part as a list (None where not evaluated yet)."""
+
+    table: TokenTable
+    values: np.ndarray
+    exact: list
+
+    def interp(self, x: float) -> float:
+        self.table.around(x)
+        return float(np.interp(x, self.table.grid, self.values))
+
+
 class IterationCostModel:
     """Iteration time of one model instance (tp x pp GPUs) for any mix of prefill chunks and
     decode sequences. Build once per (model, device, plan); query during the simulation.
@@ -139,6 +200,7 @@ class IterationCostModel:
         self.pp = int(plan.pp)
         self.groups = int(np.max(plan.attention_dp))  # attention DP groups of the instance
         base = replace(plan, replicas=1, batch=1)
+        self._base = base
         self._dense_tables(base, max(max_tokens, max_batch))
         self._decode_tables(base, max_context, max_batch)
         self._prefill_tables(base, max_tokens, max_context)
@@ -148,9 +210,26 @@ class IterationCostModel:
                             pairs, phase, logits, True)
 
     def _dense_tables(self, base: InferPlan, top: float) -> None:
-        """F(T), H(L): every operator except attention, on a grid of token counts."""
+        """F(T), H(L): every operator except attention, on a grid of token counts (evaluated
+        a block at a time as lookups reach it: ``TokenTable``)."""
         self.t_grid = _grid(top)
-        t = self.t_grid
+        # an uneven split: the pass's parts that are not layers (embedding, stage hops; the
+        # LM head is H), which the largest stage's extra layers do not scale
+        self.pp_layers = base.pp_layers
+        dense = int(min(DENSE_INTEGERS, self.t_grid[-1]))
+        names = ("f", "h", "x", "hop") + (("e",) if self.groups > 1 else ())
+        table = TokenTable(self.t_grid, self._dense_points, names, dense)
+        self._f, self._h, self._x, self._hop = (table.column(k) for k in names[:4])
+        self._fd = self._ed = self._e = None
+        if self.groups > 1:  # E(T), and G = F - E (module docstring)
+            self._e = table.column("e")
+        if self.groups > 1 and self.model.moe is not None:
+            decode = TokenTable(self.t_grid, self._decode_dense_points, ("fd", "ed"), dense)
+            self._fd, self._ed = decode.column("fd"), decode.column("ed")
+
+    def _dense_points(self, t: np.ndarray) -> dict[str, np.ndarray]:
+        """F, H, the non-layer part X, the stage hops and E at token counts ``t``."""
+        base = self._base
         res = self._pass(base, 1.0, t, t, t, "prefill", t)
         f_stage = np.zeros_like(t)
         h_stage = np.zeros_like(t)
@@ -168,33 +247,21 @@ class IterationCostModel:
                     e_stage = e_stage + w
                 if op.block == "embed":
                     embed_stage = embed_stage + w
-        # an uneven split: the pass's parts that are not layers (embedding, stage hops; the
-        # LM head is H), which the largest stage's extra layers do not scale
-        self.pp_layers = base.pp_layers
-        self.x_values = self.pp * embed_stage + res.pp_comm
-        self.hop_values = np.asarray(res.pp_comm, float) * np.ones_like(t)
-        # res.tp_comm, res.ep_comm (MoE all-to-alls or DP gathers; 0 without attention DP)
-        # and res.pp_comm are already the whole pass (x pp and (pp-1) hops)
-        self.f_values = self.pp * f_stage + res.tp_comm + res.ep_comm + res.pp_comm
-        self.h_values = self.pp * h_stage
-        # plain-Python copies for scalar lookups in the event loop (numpy calls cost ~us each)
-        dense = int(min(DENSE_INTEGERS, self.t_grid[-1]))
-        self._f_list = self.f_values[:dense].tolist()
-        self._h_list = self.h_values[:dense].tolist()
-        self._x_list = self.x_values[:dense].tolist()
-        self.fd_values = self._fd_list = None
-        if self.groups > 1:  # E(T), and G = F - E (module docstring)
-            self.e_values = self.pp * e_stage
-            self._e_list = self.e_values[:dense].tolist()
-        if self.groups > 1 and self.model.moe is not None:
-            self._decode_dense_table(base, dense)
+        out = {"x": self.pp * embed_stage + res.pp_comm,
+               "hop": np.asarray(res.pp_comm, float) * np.ones_like(t),
+               # res.tp_comm, res.ep_comm (MoE all-to-alls or DP gathers; 0 without attention
+               # DP) and res.pp_comm are already the whole pass (x pp and (pp-1) hops)
+               "f": self.pp * f_stage + res.tp_comm + res.ep_comm + res.pp_comm,
+               "h": self.pp * h_stage}
+        if self.groups > 1:
+            out["e"] = self.pp * e_stage
+        return out
 
-    def _decode_dense_table(self, base: InferPlan, dense: int) -> None:
+    def _decode_dense_points(self, t: np.ndarray) -> dict[str, np.ndarray]:
         """F_d(T): the dense part of a decode pass of T sequences (module docstring): the
         whole pass (two-micro-batch overlap included) less its attention and LM head, so that
-        F_d(T) + H(T) + attention = ``forward_pass`` of the decode step."""
-        t = self.t_grid
-        res = self._pass(base, t, 1.0, 1.0, 1.0, "decode", t)
+        F_d(T) + H(T) + attention = ``forward_pass`` of the decode step; E_d(T) its experts."""
+        res = self._pass(self._base, t, 1.0, 1.0, 1.0, "decode", t)
         drop = np.zeros_like(t)
         experts = np.zeros_like(t)
         for i, op in enumerate(res.op_times.ops):
@@ -203,10 +270,7 @@ class IterationCostModel:
                 drop = drop + w
             elif _is_routed_expert(op):
                 experts = experts + w
-        self.fd_values = np.asarray(res.time, float) - self.pp * drop
-        self._fd_list = self.fd_values[:dense].tolist()
-        self.ed_values = self.pp * experts
-        self._ed_list = self.ed_values[:dense].tolist()
+        return {"fd": np.asarray(res.time, float) - self.pp * drop, "ed": self.pp * experts}
 
     def _decode_tables(self, base: InferPlan, max_context: int, max_batch: int) -> None:
         """W_d(b, kv): one decode sequence's attention work over all layers (launch cost
@@ -215,12 +279,82 @@ class IterationCostModel:
         self.kv_grid = _grid(max_context + 2, dense=512)
         self.db_grid = np.unique(np.concatenate([_grid(max(max_batch, 2), dense=16),
                                                  _grid(16.0, dense=1, per_octave=64)]))
-        kv = self.kv_grid[None, :]
-        bb = self.db_grid[:, None]
-        dec = self._pass(base, bb, 1.0, kv, kv, "decode", bb)
-        work, self.decode_launch = self._attention(dec, "decode")
-        self.wd_values = np.broadcast_to(work, (bb.size, kv.size)) / bb
         self._ldb = np.log(self.db_grid).tolist()
+        self._kv_list = self.kv_grid.tolist()
+        # evaluated when a lookup first needs them (``_decode_fill``; NaN until then): the
+        # rows done so far, each over one range of kv columns (inclusive; empty at first)
+        self.wd_values = np.full((self.db_grid.size, self.kv_grid.size), np.nan)
+        self._wd_rows = [False] * self.db_grid.size
+        self._wd_cols = (0, -1)
+        self._decode_launch: float | None = None
+
+    @property
+    def decode_launch(self) -> float:
+        """The fixed cost of one batched decode attention call (the same in every pass)."""
+        if self._decode_launch is None:
+            self._decode_pass([0], 0, 0)
+        return self._decode_launch
+
+    def _decode_pass(self, rows: list[int], lo: int, hi: int) -> np.ndarray:
+        """W_d on ``rows`` x kv columns lo..hi, in one pass. Every operator is timed per
+        point, so each value is exactly what evaluating the whole grid in one call gives."""
+        kv = self.kv_grid[None, lo:hi + 1]
+        bb = self.db_grid[rows][:, None]
+        dec = self._pass(self._base, bb, 1.0, kv, kv, "decode", bb)
+        work, self._decode_launch = self._attention(dec, "decode")
+        return np.broadcast_to(work, (bb.size, kv.size)) / bb
+
+    def _decode_fill(self, rows, lo: int, hi: int) -> None:
+        """Evaluate W_d on ``rows`` x kv columns lo..hi: a wider column range is first
+        evaluated on the rows done so far (every row done covers the same range), then the
+        new rows over the whole range."""
+        lo, hi = max(lo, 0), min(hi, self.kv_grid.size - 1)
+        c_lo, c_hi = self._wd_cols
+        if c_hi >= c_lo:
+            done = [r for r, ok in enumerate(self._wd_rows) if ok]
+            for a, b in ((lo, c_lo - 1), (c_hi + 1, hi)):
+                if done and b >= a:
+                    self.wd_values[np.ix_(done, range(a, b + 1))] = self._decode_pass(done, a, b)
+            lo, hi = min(lo, c_lo), max(hi, c_hi)
+        self._wd_cols = (lo, hi)
+        todo = sorted({int(r) for r in rows if not self._wd_rows[r]})
+        if todo:
+            self.wd_values[np.ix_(todo, range(lo, hi + 1))] = self._decode_pass(todo, lo, hi)
+            for r in todo:
+                self._wd_rows[r] = True
+
+    def _kv_columns(self, kv_min: float, kv_max: float) -> tuple[int, int]:
+        """The kv columns ``np.interp`` may read for contexts in [kv_min, kv_max] (the grid
+        points around each end, and the next one)."""
+        n = len(self._kv_list)
+        return (min(max(bisect_right(self._kv_list, kv_min) - 1, 0), n - 1),
+                min(bisect_left(self._kv_list, kv_max) + 1, n - 1))
+
+    def prepare(self, kv_min: float = 0.0, kv_max: float = math.inf) -> None:
+        """Evaluate every row of W_d over the contexts [kv_min, kv_max] (default: all) in one
+        pass: a simulation visits most batch sizes, at the contexts of its workload."""
+        self._decode_fill(range(self.db_grid.size), *self._kv_columns(kv_min, kv_max))
+
+    def prepare_decode(self, counts, kv: float) -> None:
+        """Evaluate the W_d rows that decode-only iterations of ``counts`` sequences at ``kv``
+        positions read, in one pass (the frontier's and the throughput estimate's batches)."""
+        rows = []
+        for n in counts:
+            busiest, _, share = self._busiest([], int(n))
+            i = self._decode_row(self._kernel(int(n), self.micro(n), busiest, share))
+            rows += [i, i + 1]
+        self._decode_fill(rows, *self._kv_columns(kv, kv))
+
+    @staticmethod
+    def _kernel(nd: int, m: int, busiest, share: float) -> float:
+        """Sequences in one batched decode kernel of an iteration with ``nd`` decodes in ``m``
+        micro-batches (x the busiest attention-DP group's share: ``_busiest``)."""
+        return nd / m if busiest is None else share * nd / m
+
+    def _decode_row(self, batch: float) -> int:
+        """The W_d row below a decode kernel of ``batch`` sequences (``decode_work``)."""
+        lb = math.log(max(batch, 1.0))
+        return min(max(bisect_right(self._ldb, lb) - 1, 0), len(self._ldb) - 2)
 
     def _prefill_tables(self, base: InferPlan, max_tokens: int, max_context: int) -> None:
         """W_p(q, kv): one prefill chunk, on a (log q) x (log kv/q) grid."""
@@ -257,15 +391,14 @@ class IterationCostModel:
         attention-DP MoE instance. ``busiest``: with attention DP, the tokens of the busiest
         group, whose share of the instance paces G and H: G(groups x busiest) + E(T) + H(groups x
         busiest) (module docstring)."""
-        decode = decode_only and self.fd_values is not None
-        f_v, f_l = (self.fd_values, self._fd_list) if decode else (self.f_values, self._f_list)
+        f = self._fd if decode_only and self._fd is not None else self._f
+        at = self._at
         if busiest is None or self.groups == 1:
-            return self._at(tokens, f_v, f_l) + self._at(logits, self.h_values, self._h_list)
-        e_v, e_l = (self.ed_values, self._ed_list) if decode else (self.e_values, self._e_list)
+            return at(tokens, f) + at(logits, self._h)
+        e = self._ed if f is self._fd else self._e
         wide = self.groups * busiest
-        return (self._at(wide, f_v, f_l) - self._at(wide, e_v, e_l) + self._at(tokens, e_v, e_l)
-                + self._at(min(wide, max(logits, 1.0) * self.groups), self.h_values,
-                           self._h_list))
+        return (at(wide, f) - at(wide, e) + at(tokens, e)
+                + at(min(wide, max(logits, 1.0) * self.groups), self._h))
 
     def group_of(self, rid):
         """The attention-DP group a request runs on (an int, or an array of them for an array
@@ -299,11 +432,19 @@ class IterationCostModel:
         mine = [j for j, grp in enumerate(chunk_groups) if grp == top]
         return per[top] + decs[top], mine, (decs[top] * g / nd if nd else 1.0)
 
-    def _at(self, x: float, values: np.ndarray, exact: list) -> float:
+    @staticmethod
+    def _at(x: float, col: Column) -> float:
+        """``col`` at ``x`` tokens: exact at an integer of the grid's dense part, else linear
+        between grid points (evaluating the block(s) it needs the first time)."""
         i = int(x)
+        exact = col.exact
         if i == x and 1 <= i <= len(exact):
-            return exact[i - 1]
-        return float(np.interp(x, self.t_grid, values))
+            v = exact[i - 1]
+            if v is None:
+                col.table.fill(i - 1, i - 1)
+                v = exact[i - 1]
+            return v
+        return col.interp(x)
 
     def prefill_one(self, q: float, kv: float) -> float:
         """``prefill_work`` for one chunk, in plain Python (same interpolation)."""
@@ -324,7 +465,13 @@ class IterationCostModel:
         i = min(max(bisect_right(self._ldb, lb) - 1, 0), len(self._ldb) - 2)
         u = min(max((lb - self._ldb[i]) / (self._ldb[i + 1] - self._ldb[i]), 0.0), 1.0)
         row = (1 - u) * self.wd_values[i] + u * self.wd_values[i + 1]
-        return np.interp(kv, self.kv_grid, row)
+        out = np.interp(kv, self.kv_grid, row)
+        if np.isnan(out).any():  # it read a point not evaluated yet: evaluate, look up again
+            kv = np.asarray(kv, float)
+            self._decode_fill((i, i + 1), *self._kv_columns(float(kv.min()), float(kv.max())))
+            row = (1 - u) * self.wd_values[i] + u * self.wd_values[i + 1]
+            out = np.interp(kv, self.kv_grid, row)
+        return out
 
     def prefill_work(self, q: np.ndarray, kv: np.ndarray) -> np.ndarray:
         """W_p per chunk of ``q`` new tokens attending ``kv`` positions (bilinear in log q,
@@ -359,7 +506,8 @@ class IterationCostModel:
         if prefill_work is not None:
             t += prefill_work / m + self.prefill_launch
         if self.pp_layers is not None:
-            t = float(self._paced(t, tokens / m, logits / m, m))
+            t = self._paced(t, tokens / m, logits / m, m)
+            t = float(t) if np.ndim(t) == 0 else t
         return start + t
 
     def _paced(self, pass_time, tokens: float, logits: float, m: int):
@@ -368,9 +516,8 @@ class IterationCostModel:
         stage (``pipeline.pipelined_step_time``, as ``inference._tpot``): its excess over an
         average stage is its extra layers' share of the pass's layer time (embedding, LM
         head and hops apart, ``pipeline.stage_excess``)."""
-        hops = float(np.interp(tokens, self.t_grid, self.hop_values))
-        ends = self._at(tokens, self.x_values, self._x_list) - hops \
-            + self._at(logits, self.h_values, self._h_list)
+        hops = self._hop.interp(tokens)
+        ends = self._at(tokens, self._x) - hops + self._at(logits, self._h)
         layers = (np.asarray(pass_time) - hops - ends) / self.pp
         excess = stage_excess(self.pp, self.pp_layers, self.model.num_layers, layers, 0.0)
         return pipelined_step_time(pass_time, hops, self.pp, m, excess)
@@ -389,7 +536,7 @@ class IterationCostModel:
             return 0.0
         m = self.micro(n)
         busiest, mine, share = self._busiest(pq.tolist(), dkv.size)
-        kernel = dkv.size / m if busiest is None else share * dkv.size / m
+        kernel = self._kernel(dkv.size, m, busiest, share)
         dec = self.decode_work(dkv, kernel).sum() * share if dkv.size else None
         pre = None
         if pq.size:
@@ -397,6 +544,17 @@ class IterationCostModel:
             pre = work.sum() if busiest is None else self.groups * work[mine].sum()
         return self._combine(0.0, pq.sum() + dkv.size, n if logits is None else logits, m,
                              dec, pre, busiest)
+
+    def single_decode_times(self, decode_kv) -> np.ndarray:
+        """``iteration_time([], [], [c])`` for every c of ``decode_kv`` in one call: the
+        iterations of one decoding sequence attending c positions (an idle replica's decode
+        steps, ``deploy.zero_load``); the same terms, element by element."""
+        dkv = np.asarray(decode_kv, float)
+        m = self.micro(1)
+        busiest, _, share = self._busiest([], 1)
+        dec = self.decode_work(dkv, self._kernel(1, m, busiest, share)) * share
+        return np.asarray(self._combine(0.0, 0.0 + 1, 1, m, dec, None, busiest), float) \
+            * np.ones_like(dkv)
 
     def step_time(self, chunks: list[tuple[int, int]], decode_kv: np.ndarray | None,
                   logits: int, overhead: float = 0.0, chunk_groups=None,

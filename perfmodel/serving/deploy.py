@@ -124,6 +124,10 @@ class Deployment:
             pools.append(Pool(inst.role, members, self.scheduler.routing))
         if kind == "disaggregated":
             self.prepare_transfers(int((workload.prompt + workload.output).max()))
+        # a simulation visits most decode batch sizes, at its requests' contexts
+        kv = (float(workload.prompt.min()), float((workload.prompt + workload.output).max()) + 2)
+        for inst in self.instances:
+            inst.cost.prepare(*kv)
         sim = Simulation(reqs, pools, schedulers,
                          self.transfer_s if kind == "disaggregated" else None,
                          concurrency=workload.concurrency)
@@ -360,7 +364,8 @@ def zero_load(dep: Deployment, prompt: int, output: int) -> dict[str, float]:
     inst = dep.instances[0]
     ttft = inst.cost.iteration_time([prompt], [prompt])
     dec_cost = dep.instances[-1].cost
-    steps = [dec_cost.iteration_time([], [], [prompt + j]) for j in range(1, output)]
+    # the decode steps j = 1 .. output - 1 (iteration_time([], [], [prompt + j]) each)
+    steps = dec_cost.single_decode_times(prompt + np.arange(1.0, output)).tolist()
     transfer = dep.transfer_s(prompt) if dep.scheduler.kind == "disaggregated" else 0.0
     tpot = (sum(steps) + transfer) / (output - 1) if output > 1 else 0.0
     return {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": ttft + transfer + sum(steps)}
