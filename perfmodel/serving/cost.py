@@ -22,8 +22,9 @@ blocks, ``TokenTable``; decode attention by rows x the kv columns a workload's c
 and every operator is timed per point, so each value is the one the whole grid gives.
 Pipeline parallelism follows ``inference``: the iteration's sequences split into min(pp, n)
 micro-batches that fill the stages, and the iteration takes one pass of one micro-batch
-through all pp stages. With an uneven layer split (``plan.pp_layers``: the scenario's pipeline_layers or the engine's default split) the
-largest stage paces the micro-batches as in ``inference``'s decode step
+through all pp stages. With an uneven layer split (``plan.pp_layers``: the scenario's
+pipeline_layers or the engine's default split) the largest stage paces the micro-batches as
+in ``inference``'s decode step
 (``pipeline.pipelined_step_time`` with ``pipeline.stage_excess``: its extra layers' share of
 the pass, embedding, LM head and stage hops apart). Stages and TP groups may span nodes: the
 operators' collectives and hops are ``forward_pass``'s, over the system's inter-node network
