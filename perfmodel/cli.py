@@ -212,15 +212,19 @@ def _calibrate(args: argparse.Namespace) -> int:
 @command("plan-serving")
 def _plan_serving(args: argparse.Namespace) -> int:
     from .serving.cli import run_cli
+    from .specs.registry import parse_cache
 
-    return run_cli(args)
+    with parse_cache():  # as plan-training and predict (MoE curve files: ~1 s a run unkept)
+        return run_cli(args)
 
 
 @command("sweep-concurrency")
 def _sweep_concurrency(args: argparse.Namespace) -> int:
     from .serving.sweep import run_cli
+    from .specs.registry import parse_cache
 
-    return run_cli(args)
+    with parse_cache():  # as predict
+        return run_cli(args)
 
 
 @command("plan-training")
