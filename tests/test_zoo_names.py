@@ -25,7 +25,7 @@ def test_get_model_accepts_a_config_path():
 
 def test_unknown_model_says_a_path_is_accepted():
     with pytest.raises(SpecError, match=r"a path to a HuggingFace config\.json"):
-        pm.get_model("gpt-oss-120b")
+        pm.get_model("glm-5.1")
 
 
 @pytest.mark.parametrize(("file", "id_", "name", "family"), [
