@@ -236,7 +236,9 @@ def by_stage(zero: Array, fn):
         return fn(zero)
     zero = np.asarray(zero)
     stages = sorted(set(np.ravel(zero).tolist()))
-    if len(stages) > 1 and zero.shape[0] == zero.size:  # a leading axis of stages (search.sweep)
+    if len(stages) > 1 and zero.ndim > 1 and zero.shape[0] == zero.size:
+        # a leading axis of stages before the mesh's axes (search.sweep); flat rows (1-D) and
+        # other layouts take the np.where chain
         # each stage's rows copied from its result: the cells np.where would pick, one pass
         return _by_rows(zero, {s: fn(int(s)) for s in stages})
     out = None
@@ -258,6 +260,11 @@ def _by_rows(zero: np.ndarray, results: dict):
         return {k: _by_rows(zero, {s: r[k] for s, r in results.items()}) for k in first}
     values = list(results.values())
     shape = np.broadcast_shapes(zero.shape, *(np.shape(v) for v in values))
+    if len(shape) != zero.ndim:  # a result with more axes than the stage array: not rows of it
+        out = None
+        for s, r in results.items():
+            out = r if out is None else np.where(zero == s, r, out)
+        return out
     out = np.empty(shape, np.result_type(*values))
     for i, s in enumerate(np.ravel(zero).tolist()):
         out[i] = np.broadcast_to(results[s], shape)[i]
