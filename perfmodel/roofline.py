@@ -585,8 +585,10 @@ def attention_peak_dtype(op: Op, profile: CalibrationProfile) -> str:
     A profile without a curve for the phase (its ``defaults.attention``) and the other
     attention operators (the fp8 DSA indexer, the unfused path's batched GEMMs)
     keep their own dtype."""
-    if (op.name == "attn.core" and op.dtype.startswith("fp8")
-            and _attention_curve(op.phase) in profile.attention):
+    curve = _attention_curve(op.phase)
+    if curve == "backward" and curve not in profile.attention:
+        curve = "prefill"  # as profile.attention_efficiency times a backward without its own
+    if op.name == "attn.core" and op.dtype.startswith("fp8") and curve in profile.attention:
         return ATTENTION_CURVE_DTYPE
     return op.dtype
 
