@@ -291,16 +291,6 @@ def capability_tuple(capability) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-#: the operators of the unfused attention path (``ops.attention_ops`` with flash=False: batched
-#: cuBLAS GEMMs around a softmax kernel; their backward operators carry a ".bwd" suffix). No
-#: fused kernel runs them, so no kernel's compute-capability gate applies to them
-UNFUSED_ATTENTION_OPS = ("attn.qk", "attn.pv")
-
-
-def fused_attention_op(name: str) -> bool:
-    """Whether an attention-class operator runs as one fused kernel (``attn.core``, the MLA /
-    DSA / linear-attention cores), not as the unfused path's batched GEMMs."""
-    return not any(name == u or name.startswith(u + ".") for u in UNFUSED_ATTENTION_OPS)
 
 
 class AttentionKernel(Strict):
@@ -594,22 +584,21 @@ class CalibrationProfile(Strict):
         return float(eff), chosen.kernel
 
     def attention_efficiency(self, phase: str, q_len, kv_len, head_dim=0.0,
-                             window=0.0, capability=None, fused=True) -> np.ndarray:
+                             window=0.0, capability=None) -> np.ndarray:
         """Efficiency of an attention call on ``phase``'s curve at (q_len, kv_len) (decode:
         (streams, kv_len)), times ``attention_factor`` for its head dim and window; the
         backward pass without its own scale takes the prefill (forward) scale, as it takes
         the prefill curve when it has no curve of its own. Without a curve: the fused
-        kernel's efficiency on a device of compute ``capability`` (``attention_default``)
-        where ``fused`` (a bool or a mask over the calls, ``fused_attention_op``), and
-        ``defaults.attention`` for the unfused path's batched GEMMs."""
+        kernel's efficiency on a device of compute ``capability`` (``attention_default``).
+        Every attention-class operator is a fused kernel (FlashAttention / FMHA, MLA, DSA,
+        linear-attention cores); the unfused path's batched GEMMs are GEMM-class operators
+        (``ops.unfused_attention_ops``) and never come here."""
         key = phase if phase in self.attention else ("prefill" if phase == "backward"
                                                      else "")
         curve = self.attention.get(key)
         if curve is None:
-            shape = np.broadcast(q_len, kv_len, fused).shape
-            kernel_eff = self.attention_default(capability, phase)[0]
-            return np.where(np.broadcast_to(fused, shape), kernel_eff,
-                            float(self.defaults.attention))
+            shape = np.broadcast(q_len, kv_len).shape
+            return np.full(shape, self.attention_default(capability, phase)[0])
         scale = key if key in self.attention_scale else ("prefill" if key == "backward"
                                                            else key)
         return curve(q_len, kv_len) * self.attention_factor(scale, head_dim, window, q_len,

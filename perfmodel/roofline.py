@@ -30,7 +30,7 @@ import numpy as np
 from .dtypes import nbytes as dtype_bytes
 from .ops import ATTENTION, ELEMENTWISE, GEMM, Op
 from .padding import padded_minimum
-from .profile import CalibrationProfile, fused_attention_op, moe_format, moe_key_format
+from .profile import CalibrationProfile, moe_format, moe_key_format
 from .specs.hardware import DeviceSpec
 
 
@@ -318,15 +318,14 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
             curve = _attention_curve(sub)
             hd, win = (stack([getattr(op, f) for op in members], shape)
                        for f in ("head_dim", "window"))
-            # a fused kernel's efficiency without a curve: the kernel the device's compute
-            # capability runs (profile.attention_kernels); the unfused path's GEMMs: none
-            fused = stack([float(fused_attention_op(op.name)) for op in members], shape) > 0
+            # without a curve: the fused kernel the device's compute capability runs
+            # (profile.attention_kernels)
             # a prefill core timed as the bf16 kernel its curve was fitted on reads the bytes
             # that kernel reads (attention_peak_dtype); decode keeps its own (fp8 KV) bytes
             t_mc = t_m * stack([_curve_bytes_ratio(op, profile) for op in members], shape)
             t = np.maximum(t_c, t_mc) / _streaming(
                 profile.attention_efficiency(curve, q, kv, hd, win,
-                                             roof.device.compute_capability, fused),
+                                             roof.device.compute_capability),
                 t_c, t_mc, stream)
             table = profile.attention.get(curve) if curve == "decode" and roof.padded else None
             if table is not None and len(table.axes) == 2:
