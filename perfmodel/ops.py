@@ -416,9 +416,9 @@ def unfused_attention_ops(problems, q_len, kv_len, kept, d_qk, d_v, k_bytes, v_b
     qk = Op(name="attn.qk", cls=GEMM, flops=2.0 * d_qk * scores,
             bytes=q_bytes + k_bytes + scores * a, model_flops=model_flops * d_qk / (d_qk + d_v),
             vector_flops=kv_deq / 2, shape=(problems * q_len, kv_len, d_qk), **core)
-    softmax = elementwise("attn.softmax", kept, scores, a, 5.0, kind="softmax",
-                          attention_core=True)
-    softmax.shape = (scores, kept)  # elements written, elements read (its backward reads twice)
+    # shape: elements written, elements read (its backward reads the read ones twice)
+    softmax = replace(elementwise("attn.softmax", kept, scores, a, 5.0, kind="softmax",
+                                  attention_core=True), shape=(scores, kept))
     ops = [qk, softmax]
     if dropout:
         ops.append(Op(name="attn.dropout", cls=ELEMENTWISE, flops=0.0,

@@ -583,6 +583,13 @@ class CalibrationProfile(Strict):
         eff = self.defaults.attention if chosen.efficiency is None else chosen.efficiency
         return float(eff), chosen.kernel
 
+    def attention_curve_key(self, phase: str) -> str:
+        """The attention curve a call of ``phase`` reads: its own, a backward call without
+        one the prefill (forward) curve, else "" (none: ``attention_default``)."""
+        if phase in self.attention:
+            return phase
+        return "prefill" if phase == "backward" and "prefill" in self.attention else ""
+
     def attention_efficiency(self, phase: str, q_len, kv_len, head_dim=0.0,
                              window=0.0, capability=None) -> np.ndarray:
         """Efficiency of an attention call on ``phase``'s curve at (q_len, kv_len) (decode:
@@ -593,8 +600,7 @@ class CalibrationProfile(Strict):
         Every attention-class operator is a fused kernel (FlashAttention / FMHA, MLA, DSA,
         linear-attention cores); the unfused path's batched GEMMs are GEMM-class operators
         (``ops.unfused_attention_ops``) and never come here."""
-        key = phase if phase in self.attention else ("prefill" if phase == "backward"
-                                                     else "")
+        key = self.attention_curve_key(phase)
         curve = self.attention.get(key)
         if curve is None:
             shape = np.broadcast(q_len, kv_len).shape

@@ -564,7 +564,8 @@ def attention_peak_dtype(op: Op, profile: CalibrationProfile) -> str:
     """The dtype whose peak an attention operator's efficiency is relative to: its own, except
     a fused attention core (``attn.core``: FlashAttention / FMHA, MHA, GQA or MLA) in fp8 timed
     on a measured curve, which is fitted on bf16 kernels (``ATTENTION_CURVE_DTYPE``): such a
-    core runs at the bf16 peak under that curve, with its own fp8 bytes (the KV cache read).
+    core runs at the bf16 peak under that curve (its bytes: ``_curve_bytes_ratio``, the bf16
+    kernel's in prefill and backward, its own fp8 KV read in decode).
 
     Why: an fp8 attention kernel is not twice as fast as the bf16 one of the same shape, the
     fp8 tensor-core peak over the bf16 one; the softmax work per score (exp, max, sum: MUFU
@@ -584,10 +585,8 @@ def attention_peak_dtype(op: Op, profile: CalibrationProfile) -> str:
     A profile without a curve for the phase (its ``defaults.attention``) and the other
     attention operators (the fp8 DSA indexer, the unfused path's batched GEMMs)
     keep their own dtype."""
-    curve = _attention_curve(op.phase)
-    if curve == "backward" and curve not in profile.attention:
-        curve = "prefill"  # as profile.attention_efficiency times a backward without its own
-    if op.name == "attn.core" and op.dtype.startswith("fp8") and curve in profile.attention:
+    if (op.name == "attn.core" and op.dtype.startswith("fp8")
+            and profile.attention_curve_key(_attention_curve(op.phase))):
         return ATTENTION_CURVE_DTYPE
     return op.dtype
 

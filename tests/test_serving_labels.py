@@ -156,12 +156,17 @@ def test_sweep_of_an_inference_file_names_the_file(tmp_path, capsys):
 
 # ---- 5. a closed loop with fewer requests than clients -------------------------------------
 
+def _closed_loop(num_requests: int):
+    """A closed loop of 4 clients sending ``num_requests`` requests."""
+    return pm.predict({"kind": "serving", "model": "llama-3-8b",
+                       "system": {"device": "h100-sxm5-80gb"},
+                       "inference": {"prompt_len": 100, "output_len": 10},
+                       "serving": {"arrival": {"process": "closed", "concurrency": 4},
+                                   "num_requests": num_requests}})
+
+
 def test_fewer_requests_than_clients_is_warned_naming_both_fields():
-    p = pm.predict({"kind": "serving", "model": "llama-3-8b",
-                    "system": {"device": "h100-sxm5-80gb"},
-                    "inference": {"prompt_len": 100, "output_len": 10},
-                    "serving": {"arrival": {"process": "closed", "concurrency": 4},
-                                "num_requests": 2}})
+    p = _closed_loop(2)
     # two requests, four clients: both requests are sent at once and no more are in flight
     assert p.serving["benchmark"]["max_concurrent_requests"] == 2
     assert ("2 request(s) to send (serving.num_requests 2), fewer than "
@@ -171,11 +176,7 @@ def test_fewer_requests_than_clients_is_warned_naming_both_fields():
 
 
 def test_enough_requests_are_not_warned():
-    p = pm.predict({"kind": "serving", "model": "llama-3-8b",
-                    "system": {"device": "h100-sxm5-80gb"},
-                    "inference": {"prompt_len": 100, "output_len": 10},
-                    "serving": {"arrival": {"process": "closed", "concurrency": 4},
-                                "num_requests": 4}})
+    p = _closed_loop(4)
     assert not any("fewer than serving.arrival.concurrency" in w for w in p.warnings)
 
 

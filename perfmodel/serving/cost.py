@@ -554,7 +554,7 @@ class IterationCostModel:
         m = self.micro(1)
         busiest, _, share = self._busiest([], 1)
         dec = self.decode_work(dkv, self._kernel(1, m, busiest, share)) * share
-        return np.asarray(self._combine(0.0, 0.0 + 1, 1, m, dec, None, busiest), float) \
+        return np.asarray(self._combine(0.0, 1.0, 1, m, dec, None, busiest), float) \
             * np.ones_like(dkv)
 
     def step_time(self, chunks: list[tuple[int, int]], decode_kv: np.ndarray | None,
