@@ -499,12 +499,15 @@ def flops_utilization(flops: Array, step_time: Array, num_gpus: Array, peak: flo
 
 def training_step(model: ModelSpec, system: System, plan: TrainPlan,
                   profile: CalibrationProfile, keep_ops: bool = False,
-                  breakdown: bool = True) -> TrainingResult:
+                  breakdown: bool = True, dp_passes: dict | None = None) -> TrainingResult:
     """One optimizer step of ``plan`` (module docstring): operators -> per-layer costs ->
     stage times -> pipeline -> data parallel + optimizer; breakdown and memory alongside.
     ``breakdown=False`` (a plan search, which ranks by step time and memory): the step time,
     memory and stage times only; ``time``, ``comm_total`` and ``comm_exposed`` are left
-    empty and the FLOPs None (the step time and memory are the same numbers)."""
+    empty and the FLOPs None (the step time and memory are the same numbers).
+    ``dp_passes``: a dict the caller keeps across calls on one mesh whose plans differ only in
+    the recompute policy or ZeRO stage (search.sweep): the data-parallel collective passes
+    read neither, so each is timed once for all of them (``parallel_comm._dp_pass``)."""
     prec = O.Precision.training(plan.precision)
     tp, pp, vp, m = plan.tp, plan.pp, plan.vp, plan.num_microbatches
     spans = group_spans(system.gpus_per_node, plan.placement, tp=tp, cp=plan.cp, ep=plan.ep,
@@ -596,7 +599,8 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         microbatch_reduction_stages=tuple(
             z for z, stage in plan.framework.spec.capabilities.zero_stages.items()
             if stage.grad_reduction == "microbatch"))
-    passes: dict = {}  # collective passes the stages share, timed once
+    # collective passes the stages (and the caller's other calls) share, timed once
+    passes: dict = {} if dp_passes is None else dp_passes
     dp_total, dp_exposed = by_stage(zero, lambda z: dp_step_comm(
         replace(dp_work, zero_stage=z), spans["grad"], spans["egrad"], system, profile,
         passes))
