@@ -86,17 +86,28 @@ def _efficiency(profile: CalibrationProfile, collective: str, scope: str, n, nby
     if n_arr.ndim == 0:
         fit = _fit(profile, collective, scope, int(n_arr))
         return (fit.latency_s, fit.efficiency(nbytes)) if fit else defaults
+    # the distinct group sizes, grouped by the fit they read (several sizes share the nearest
+    # measured one, and a scope without fits gives None for all)
+    by_fit: dict[int, tuple] = {}
+    for size in sorted(set(n_arr.ravel().tolist())):
+        fit = _fit(profile, collective, scope, int(size))
+        by_fit.setdefault(id(fit), (fit, []))[1].append(size)
+    if len(by_fit) == 1:  # one fit (or none) for every cell: no per-cell selection (a plan
+        # search's mesh: the same numbers, over nbytes' own axes only)
+        (fit, _), = by_fit.values()
+        return (fit.latency_s, fit.efficiency(nbytes)) if fit else defaults
     shape = np.broadcast(n_arr, nbytes).shape
     lat = np.full(shape, defaults[0])
     eff = np.full(shape, defaults[1])
     sizes = np.broadcast_to(n_arr, shape)
     flat_bytes = np.broadcast_to(np.asarray(nbytes, dtype=float), shape)
-    for size in sorted(set(n_arr.ravel().tolist())):  # the distinct group sizes
-        fit = _fit(profile, collective, scope, int(size))
+    for fit, group in by_fit.values():
         if fit is None:
             continue
-        # each group size's fit on its own cells only (the curve is elementwise)
-        mask = sizes == size
+        # each fit on its own cells only (the curve is elementwise)
+        mask = sizes == group[0]
+        for size in group[1:]:
+            mask |= sizes == size
         lat[mask] = fit.latency_s
         eff[mask] = fit.efficiency(flat_bytes[mask])
     return lat, eff
