@@ -37,8 +37,8 @@ def test_unknown_variant_names_the_field_and_the_choices(engine, known):
 
 
 def test_engine_without_variants_blames_the_variant():
-    with pytest.raises(SpecError, match=r"^engine\.variant: sglang has no variants") as err:
-        get_engine("sglang", None, "x")
+    with pytest.raises(SpecError, match=r"^engine\.variant: llamacpp has no variants") as err:
+        get_engine("llamacpp", None, "x")
     assert "engine.version" not in str(err.value)
 
 

@@ -496,7 +496,14 @@ def test_sglang_pool_excludes_what_the_distributed_init_took():
 
 
 def test_a_version_for_an_engine_without_families_is_refused():
-    with pytest.raises(SpecError, match="sglang has no version families"):
+    with pytest.raises(SpecError, match="llamacpp has no version families"):
+        get_engine("llamacpp", "b5000")
+
+
+def test_a_version_outside_every_family_is_refused():
+    """SGLang has version families since 0.5.5.post3's (engines/versions/sglang-0.5.5.post3.yaml):
+    a version none of them covers names the known ranges."""
+    with pytest.raises(SpecError, match=r"sglang has no facts for version '0\.4\.0'"):
         get_engine("sglang", "0.4.0")
 
 
