@@ -315,14 +315,14 @@ def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: T
     # per SP and ZeRO choice: the rule mask and each stage's capability mask (the framework's
     # rules read the stage, tp, pp, cp, dp and vp, never the recompute policy)
     caps: dict[tuple[bool, int], np.ndarray | None] = {}
-    dp_passes: dict[bool, dict] = {}
+    memos: dict[bool, dict] = {}
     for recompute, sp in itertools.product(space.recompute, space.sequence_parallel):
         for zi, (zero, stages) in enumerate(zeros):
             out.considered += size * len(stages)
             if sp not in filtered:
-                # the mesh of this SP value: its calls (recompute x ZeRO) share the DP
-                # collectives, which read neither choice (training_step ``dp_passes``)
-                dp_passes[sp] = {}
+                # the mesh of this SP value: its calls (recompute x ZeRO) share what reads
+                # neither choice (training_step ``mesh_memo``)
+                memos[sp] = {}
                 kept, m = _filtered_axes(model, base, full, sp, counts, offered)
                 real = 0 if m is None else int(np.broadcast_to(
                     _real_plans(kept, counts), m.shape).sum())
@@ -342,14 +342,14 @@ def sweep(model: ModelSpec, system: System, profile: CalibrationProfile, base: T
             masks, kept_masks = caps[sp, zi]
             with np.errstate(all="ignore"):
                 r = training_step(model, system, plan, profile, breakdown=False,
-                                  dp_passes=dp_passes[sp])
+                                  mesh_memo=memos[sp])
             out.model_calls += 1
             steps = np.broadcast_to(r.step_time, lead + shape)
             memories = np.broadcast_to(r.memory_total, lead + shape)
             if unsharded and 3 in stages:
                 steps, memories = _unsharded_cells(out, model, system, profile, base, axes,
                                                    recompute, sp, stages, steps, memories,
-                                                   dp_passes[sp])
+                                                   memos[sp])
             for i, stage in enumerate(stages):
                 step, memory = (steps[i], memories[i]) if stacked else (steps, memories)
                 stage_mask = masks[i] if stacked else masks
@@ -382,7 +382,7 @@ def _canonical_axes(axes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _unsharded_cells(out: Sweep, model: ModelSpec, system: System,
                      profile: CalibrationProfile, base: TrainPlan, axes: dict[str, np.ndarray],
                      recompute: str, sp: bool, stages: tuple[int, ...], steps: np.ndarray,
-                     memories: np.ndarray, dp_passes: dict | None = None
+                     memories: np.ndarray, mesh_memo: dict | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
     """ZeRO-3's cells with pp > 1 of a framework that keeps parameters gathered and gradients
     unsharded for the step under pipeline parallelism (``reshard_under_pp: false``): the
@@ -390,7 +390,7 @@ def _unsharded_cells(out: Sweep, model: ModelSpec, system: System,
     ``perfmodel.predict`` gives them for the scenario."""
     plan = _mesh_plan(base, axes, recompute, sp, 1)
     with np.errstate(all="ignore"):
-        r1 = training_step(model, system, plan, profile, breakdown=False, dp_passes=dp_passes)
+        r1 = training_step(model, system, plan, profile, breakdown=False, mesh_memo=mesh_memo)
     out.model_calls += 1
     shape = steps.shape[-len(AXES):]
     piped = np.broadcast_to(_columns(axes)["pp"] > 1, shape)

@@ -280,7 +280,7 @@ def _where(cond, a, b):
 
 
 def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list[str],
-               optimizer_params: Array, roof: Roofline) -> StageOps:
+               optimizer_params: Array, roof: Roofline, memo: dict | None = None) -> StageOps:
     ops: list[O.Op] = []
     groups: dict[str, list[int]] = {}
 
@@ -324,8 +324,41 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
     add("optimizer", [step, *FC.optimizer_extra_ops(fw, step, plan.optimizer, optimizer_params)])
     ops = FC.fp8_recipe_costs(fw, ops, roof.device.architecture,
                               plan.tp if plan.sequence_parallel else 1.0)
-    times = FC.apply_backend(fw, op_times(ops, roof), roof)
+    if memo is None:
+        times = FC.apply_backend(fw, op_times(ops, roof), roof)
+    else:
+        times = _shared_op_times(ops, groups, kinds, roof, fw, memo,
+                                 tuple(np.ravel(effective_zero_stage(plan)).tolist()))
     return StageOps(ops, groups, times, times.weighted())
+
+
+def _shared_op_times(ops: list[O.Op], groups: dict[str, list[int]], kinds: list[str],
+                     roof: Roofline, fw, memo: dict, zero: tuple) -> OpTimes:
+    """``op_times`` of a plan search's calls on one mesh (``training_step``'s ``mesh_memo``):
+    every operator but the recompute passes' reads no recompute policy, so those are timed
+    once per ZeRO stage(s) ``zero`` (the FSDP copies and the optimizer read it) and only the
+    recomputed ones per call. Each operator's time is elementwise in its own inputs (op_times
+    evaluates its groups cell by cell; the fp8 casts read their GEMM's shape, which a
+    recompute copy shares), so the times equal those of one call on the whole list."""
+    again = sorted(i for k in kinds for i in groups[f"{k}.rec"])
+    skip = set(again)
+    rest = [i for i in range(len(ops)) if i not in skip]
+    key = ("op_times", zero)
+    if key not in memo:
+        memo[key] = FC.apply_backend(fw, op_times([ops[i] for i in rest], roof), roof)
+    base = memo[key]
+    time, compute, memory = [None] * len(ops), [None] * len(ops), [None] * len(ops)
+    tables, curves = dict(base.moe_tables), dict(base.moe_curves)
+    parts = [(rest, base)]
+    if again:
+        parts.append((again, FC.apply_backend(fw, op_times([ops[i] for i in again], roof),
+                                              roof)))
+    for idx, t in parts:
+        for j, i in enumerate(idx):
+            time[i], compute[i], memory[i] = t.time[j], t.compute[j], t.memory[j]
+        tables.update(t.moe_tables)
+        curves.update(t.moe_curves)
+    return OpTimes(ops, time, compute, memory, tables, curves)
 
 
 @dataclass(repr=False, eq=False)  # holds arrays: no generated ==, repr (issue 10)
@@ -499,15 +532,16 @@ def flops_utilization(flops: Array, step_time: Array, num_gpus: Array, peak: flo
 
 def training_step(model: ModelSpec, system: System, plan: TrainPlan,
                   profile: CalibrationProfile, keep_ops: bool = False,
-                  breakdown: bool = True, dp_passes: dict | None = None) -> TrainingResult:
+                  breakdown: bool = True, mesh_memo: dict | None = None) -> TrainingResult:
     """One optimizer step of ``plan`` (module docstring): operators -> per-layer costs ->
     stage times -> pipeline -> data parallel + optimizer; breakdown and memory alongside.
     ``breakdown=False`` (a plan search, which ranks by step time and memory): the step time,
     memory and stage times only; ``time``, ``comm_total`` and ``comm_exposed`` are left
     empty and the FLOPs None (the step time and memory are the same numbers).
-    ``dp_passes``: a dict the caller keeps across calls on one mesh whose plans differ only in
-    the recompute policy or ZeRO stage (search.sweep): the data-parallel collective passes
-    read neither, so each is timed once for all of them (``parallel_comm._dp_pass``)."""
+    ``mesh_memo``: a dict the caller keeps across calls on one mesh whose plans differ only in
+    the recompute policy or ZeRO stage (search.sweep): what reads neither is computed once for
+    all of them -- the data-parallel collective passes (``parallel_comm._dp_pass``) and the
+    times of the operators other than the recompute passes (``_shared_op_times``)."""
     prec = O.Precision.training(plan.precision)
     tp, pp, vp, m = plan.tp, plan.pp, plan.vp, plan.num_microbatches
     spans = group_spans(system.gpus_per_node, plan.placement, tp=tp, cp=plan.cp, ep=plan.ep,
@@ -537,7 +571,7 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     # the model's routing picks a measured MoE curve exactly, as inference's does
     roof = replace(Roofline.for_system(system, profile, moe_routing=moe_routing(model)),
                    per_expert_gemm=FC.per_expert_gemm(plan.framework))
-    st = _stage_ops(model, plan, prec, kinds, opt_params, roof)
+    st = _stage_ops(model, plan, prec, kinds, opt_params, roof, mesh_memo)
     a = prec.act
     act_bytes = plan.micro_batch * (plan.seq_len / plan.cp) * model.hidden_size * a
     lc = _layer_costs(model, system, plan, profile, st, kinds, spans, act_bytes, a)
@@ -600,7 +634,7 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
             z for z, stage in plan.framework.spec.capabilities.zero_stages.items()
             if stage.grad_reduction == "microbatch"))
     # collective passes the stages (and the caller's other calls) share, timed once
-    passes: dict = {} if dp_passes is None else dp_passes
+    passes: dict = {} if mesh_memo is None else mesh_memo.setdefault("dp_passes", {})
     dp_total, dp_exposed = by_stage(zero, lambda z: dp_step_comm(
         replace(dp_work, zero_stage=z), spans["grad"], spans["egrad"], system, profile,
         passes))
