@@ -497,29 +497,37 @@ def best_per_gpu_count(sw: Sweep) -> list[dict]:
     """The fastest fitting plan at every GPU count that has one, fewest GPUs first (ties:
     less memory, then the earlier categorical choice, then the earlier mesh cell)."""
     best: dict[float, tuple[float, float, int, int]] = {}
-    layouts: dict[int, tuple] = {}  # per mesh (choices of one SP value share it)
+    meshes: dict[int, list[int]] = {}  # choices per mesh (those of one SP value share it)
     for ci, c in enumerate(sw.choices):
-        if id(c.axes) not in layouts:
-            gpus = np.broadcast_to(_columns(c.axes)["gpus"], c.step.shape).ravel()
-            order = np.argsort(gpus, kind="stable")
-            starts = np.flatnonzero(np.diff(gpus[order], prepend=-1.0))
-            segment = np.repeat(np.arange(starts.size), np.diff(starts, append=order.size))
-            layouts[id(c.axes)] = gpus, order, starts, segment
-        gpus, order, starts, segment = layouts[id(c.axes)]
-        step = c.step.ravel()  # inf where the plan breaks a rule or does not fit
-        by_count = step[order]
-        # only the cells at their count's fastest step time can win
-        lead = by_count == np.minimum.reduceat(by_count, starts)[segment]
-        flat = np.sort(order[lead & np.isfinite(by_count)])
-        if not flat.size:
+        meshes.setdefault(id(c.axes), []).append(ci)
+    for members in meshes.values():
+        # the mesh's choices as rows of one array, so each step below is one numpy call for
+        # all of them instead of one per choice (the same comparisons, so the same winner)
+        first = sw.choices[members[0]]
+        gpus = np.broadcast_to(_columns(first.axes)["gpus"], first.step.shape).ravel()
+        order = np.argsort(gpus, kind="stable")
+        starts = np.flatnonzero(np.diff(gpus[order], prepend=-1.0))
+        segment = np.repeat(np.arange(starts.size), np.diff(starts, append=order.size))
+        # inf where the plan breaks a rule or does not fit; cells by count
+        by_count = np.stack([sw.choices[ci].step.ravel() for ci in members])[:, order]
+        # only the cells at their count's fastest step time (over the mesh's choices) can win
+        fastest = np.minimum.reduceat(by_count, starts, axis=1).min(axis=0)[segment]
+        rows, pos = np.nonzero((by_count == fastest) & np.isfinite(by_count))
+        if not rows.size:
             continue
-        g, st, mem = gpus[flat], step[flat], c.memory.ravel()[flat]
-        pick = np.lexsort((mem, st, g))  # by count, then step time, then memory
-        counts, first = np.unique(g[pick], return_index=True)
-        for count, k in zip(counts, pick[first], strict=True):
-            key = (float(st[k]), float(mem[k]))
-            if count not in best or key < best[count][:2]:
-                best[count] = (*key, ci, int(flat[k]))
+        cells = order[pos]
+        ci = np.asarray(members)[rows]
+        mem = np.empty(cells.size)
+        for r in np.unique(rows).tolist():  # the few choices holding a candidate
+            c, here = sw.choices[members[r]], rows == r
+            mem[here] = c.memory[np.unravel_index(cells[here], c.memory.shape)]
+        g, st = gpus[cells], by_count[rows, pos]
+        pick = np.lexsort((cells, ci, mem, g))  # by count, then memory, choice, cell
+        counts, at = np.unique(g[pick], return_index=True)
+        for count, k in zip(counts, pick[at], strict=True):
+            key = (float(st[k]), float(mem[k]), int(ci[k]), int(cells[k]))
+            if count not in best or key < best[count]:
+                best[count] = key
     return [_record(sw, ci, cell) for _, (_, _, ci, cell) in sorted(best.items())]
 
 
