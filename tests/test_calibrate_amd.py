@@ -35,13 +35,16 @@ def test_profile_loads_and_is_a_reference(device):
     assert {f"moe.{d}" for d in prof.moe} <= tables
     assert len(prof.sources) == len(R.REFERENCES[device].sources)
     for fe in prof.fit_errors:
-        assert fe.n_test >= 4 and 0 <= fe.median_ape <= fe.p90_ape
+        # a release's table (``@aiter_v0.1.7.post1``) holds what that release measured: the
+        # MI300X default fused-MoE kernel 4 rows (tests/test_calibrate_aiter_versions.py)
+        assert fe.n_test >= (1 if "@" in fe.table else 4)
+        assert 0 <= fe.median_ape <= fe.p90_ape
 
 
 def test_mi300x_tables_and_mi355x_tables():
     mi300x, mi355x = (registry.reference_profile(d) for d in ("mi300x", "mi355x"))
-    assert set(mi300x.gemm) == {"bf16", "fp8_block", "int8"}
-    assert set(mi300x.moe) == {"bf16", "fp8_block"}
+    assert set(mi300x.gemm) == {"bf16", "fp8_block", "int8", "fp8_block@aiter_v0.1.7.post1"}
+    assert set(mi300x.moe) == {"bf16", "fp8_block", "fp8_block@aiter_v0.1.7.post1"}
     assert {(c.collective, c.group_size) for c in mi300x.collectives} == {
         ("all_reduce", 2), ("all_reduce", 8)}
     assert not mi300x.attention  # no published MI300X attention table: defaults

@@ -20,7 +20,8 @@ def test_labels_read_from_the_file():
     assert labels["moe_torch_flow_cutlass"] == "trtllm_cutlass"
     assert labels["vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic"] == "triton_ogs"
     assert labels["sglang_marlin_moe_situ_as_silu"] == "marlin"
-    assert len(labels) == 28
+    assert labels["aiter_v0.1.7.post1_fmoe_default_gfx942"] == "aiter_v0.1.7.post1"
+    assert len(labels) == 29
     assert kernel_labels() is labels  # read once
 
 

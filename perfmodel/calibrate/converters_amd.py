@@ -31,7 +31,10 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..paths import data_dir
+from ..profile import gemm_key, moe_key
 from .converters import allreduce_busbw_time, read_rows, record, source_label
+from .moe_kernels import kernel_labels
 
 US = 1e-6
 # aiter GEMM files name no dtype per row for the block-scaled kernels; the file says which
@@ -53,8 +56,22 @@ def _keep_row(row: dict, cu_num: int, gfx: str | None) -> bool:
     return gfx is None or row.get("gfx", gfx) == gfx
 
 
+def _table_key(kind: str, dtype: str, kernel_source: str | None, src: str) -> str | None:
+    """``<dtype>@<label>`` of rows tagged ``kernel_source`` (its label in
+    calibration/<kind>_kernels.yaml: a table an engine selects by name and version, e.g. the
+    aiter release an SGLang image pins), None without one; an unlabelled source stops."""
+    if kernel_source is None:
+        return None
+    labels = kernel_labels(kind)
+    if kernel_source not in labels:
+        raise ValueError(f"{src}: kernel_source {kernel_source!r} has no kernel label "
+                         f"(calibration/{kind}_kernels.yaml)")
+    return (gemm_key if kind == "gemm" else moe_key)(dtype, labels[kernel_source])
+
+
 def aiter_gemm(path: str | Path, dtype: str, cu_num: int, gfx: str | None = None,
-               q_dtype_w: str | None = None, pow2_m: bool = False) -> list[dict]:
+               q_dtype_w: str | None = None, pow2_m: bool = False,
+               kernel_source: str | None = None) -> list[dict]:
     """aiter tuned-GEMM rows of one GPU kind (``cu_num``, ``gfx`` where the file has the
     column; ``q_dtype_w``: only rows of that weight type, for files mixing int8 and fp8) as
     ``gemm`` records of ``dtype`` (the file's format: bf16, fp8 per-token, int8, fp8_block =
@@ -62,11 +79,16 @@ def aiter_gemm(path: str | Path, dtype: str, cu_num: int, gfx: str | None = None
     files are not read (the core has no batched GEMM). ``pow2_m``: keep the rows whose M is a
     power of two: some files add thousands of workload-specific M values to the tuner's
     power-of-two sweep, and the fitted curve's grid is the product of the distinct M, N and K
-    (fit/curves.py), which those would make millions of nodes."""
+    (fit/curves.py), which those would make millions of nodes. ``kernel_source``: the rows are
+    the tables of one aiter release (e.g. ``aiter_v0.1.7.post1``, the tuned CSVs at the commit an
+    engine image pins), installed as ``gemm.<dtype>@<label>`` (calibration/gemm_kernels.yaml)
+    for the engine versions that name that label (engines/<id>.yaml / engines/versions
+    ``gemm.kernels``), not as the device's reference table."""
     if dtype not in GEMM_DTYPES:
         raise ValueError(f"aiter_gemm dtype: {dtype!r}; valid: {', '.join(GEMM_DTYPES)}")
     out = []
     src = source_label(path)
+    table = _table_key("gemm", dtype, kernel_source, src)
     for row in read_rows(path):
         if not _keep_row(row, cu_num, gfx) or float(row["us"]) <= 0:
             continue
@@ -75,23 +97,43 @@ def aiter_gemm(path: str | Path, dtype: str, cu_num: int, gfx: str | None = None
         if pow2_m and int(row["M"]) & (int(row["M"]) - 1):
             continue
         params = {"dtype": dtype, "m": int(row["M"]), "n": int(row["N"]), "k": int(row["K"])}
+        if table:
+            params["table"] = table
         out.append(record("gemm", params, float(row["us"]) * US, src,
                           kernel=str(row.get("kernelName", ""))[:80],
-                          libtype=row.get("libtype")))
+                          libtype=row.get("libtype"),
+                          **({"kernel_source": kernel_source} if kernel_source else {})))
     return out
 
 
 def aiter_fmoe(path: str | Path, cu_num: int, dtypes: Iterable[str] = ("bf16",),
-               gfx: str | None = None) -> list[dict]:
+               gfx: str | None = None, kernel_source: str | None = None,
+               kernels_file: str | None = None, one_stage: bool | None = None) -> list[dict]:
     """aiter tuned fused-MoE rows of one GPU kind as ``moe`` records (the params of
     ``converters.aic_moe``: tokens, hidden, inter, experts, topk, tp = ep = 1 since
     ``inter_dim`` is already the per-GPU width, gated, dtype). Rows whose weight format is not
     in ``dtypes`` (the core's names, ``FMOE_DTYPES``) are skipped; of duplicated shapes
     (several activations) the fastest is kept, as a tuned deployment would run it; rows that
-    repeat another token count's times exactly are dropped (copied configs)."""
+    repeat another token count's times exactly are dropped (copied configs).
+
+    A release's default kernel where it has no tuned row (aiter ``fused_moe.get_2stage_cfgs``:
+    no row -> the 1-stage asm kernel of ``fused_moe_1stage_dict``, chosen among the kernels the
+    release ships by ``get_heuristic_kernel``) is priced from rows of another file that timed
+    those very kernels on the same GPU kind: ``kernels_file`` (a kernel list of the release,
+    e.g. ``hsa/gfx942/fmoe/silu/fmoe_bf16_blockscaleFp8_g1u1_silu.csv``, path relative to the
+    measured-sources folder, column ``knl_name``) keeps the rows whose ``kernelName1`` is one
+    of them, ``one_stage`` the rows of that mode (``run_1stage``); ``kernel_source`` labels them
+    (calibration/moe_kernels.yaml) as the table ``moe.<dtype>@<label>`` an engine version
+    selects (``_table_key``)."""
     keep = set(dtypes)
     best: dict[tuple, tuple[float, dict]] = {}
     rows = [r for r in read_rows(path) if _keep_row(r, cu_num, gfx)]
+    if kernels_file is not None:
+        measured = data_dir("calibration") / "sources" / "measured"
+        names = {r["knl_name"] for r in read_rows(measured / kernels_file)}
+        rows = [r for r in rows if r.get("kernelName1") in names]
+    if one_stage is not None:
+        rows = [r for r in rows if bool(int(r.get("run_1stage") or 0)) == one_stage]
     # rows whose stage times repeat exactly across token counts of one problem are a tuned
     # config filled into other batch sizes, not measurements (tuned_fmoe.csv of 0d38e26f:
     # tokens 1-16 of a 256-expert layer all 200.78 us, 32768 tokens "as fast as" 16384, above
@@ -118,7 +160,14 @@ def aiter_fmoe(path: str | Path, cu_num: int, dtypes: Iterable[str] = ("bf16",),
         if key not in best or t < best[key][0]:
             best[key] = (t, params)
     src = source_label(path)
-    return [record("moe", params, t, src) for t, params in best.values()]
+    out = []
+    for t, params in best.values():
+        table = _table_key("moe", params["dtype"], kernel_source, src)
+        if table:
+            params = {**params, "table": table}
+        out.append(record("moe", params, t, src,
+                          **({"kernel_source": kernel_source} if kernel_source else {})))
+    return out
 
 
 def hipkittens_attention(path: str | Path, phase: str, heads: int, kv_heads: int,
