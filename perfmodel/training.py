@@ -536,8 +536,9 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     """One optimizer step of ``plan`` (module docstring): operators -> per-layer costs ->
     stage times -> pipeline -> data parallel + optimizer; breakdown and memory alongside.
     ``breakdown=False`` (a plan search, which ranks by step time and memory): the step time,
-    memory and stage times only; ``time``, ``comm_total`` and ``comm_exposed`` are left
-    empty and the FLOPs None (the step time and memory are the same numbers).
+    memory total and stage times only; ``time``, ``comm_total`` and ``comm_exposed`` are left
+    empty, ``memory`` too where that saves work (``_memory``), and the FLOPs None (the step
+    time and memory total are the same numbers).
     ``mesh_memo``: a dict the caller keeps across calls on one mesh whose plans differ only in
     the recompute policy or ZeRO stage (search.sweep): what reads neither is computed once for
     all of them -- the data-parallel collective passes (``parallel_comm._dp_pass``) and the
@@ -645,7 +646,8 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     optimizer_t = st.total("optimizer")
     step = pipeline + dp_exposed + contention + optimizer_t
     memory, memory_total = _memory(model, plan, stage_p, kinds, per_stage, zero, dp_grad,
-                                   dp_expert, act_bytes, wbytes, a, m, profile)
+                                   dp_expert, act_bytes, wbytes, a, m, profile,
+                                   by_kind=breakdown)
     stage_t = {"first": stages.first, "middle": stages.middle, "last": stages.last}
     groups = spans if model.moe else {k: v for k, v in spans.items() if k != "etp"}
     if not breakdown:
@@ -710,11 +712,12 @@ def _time_breakdown(st: StageOps, stages: StageTimes, m: Array, per_stage, kinds
 
 def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_stage,
             zero: int, dp_grad: Array, dp_expert: Array, act_bytes: Array, wbytes: float,
-            a: float, m: Array, profile: CalibrationProfile
+            a: float, m: Array, profile: CalibrationProfile, by_kind: bool = True
             ) -> tuple[dict[str, Array], Array]:
     """Memory by kind on the most loaded GPU: the first stage (most micro-batches in flight)
     or the last (LM head, logits), whichever holds more (Korthikanti et al. 2022 Sec. 4;
-    ZeRO Sec. 5.1); and its total, the sum of the kinds."""
+    ZeRO Sec. 5.1); and its total, the sum of the kinds. ``by_kind=False`` (a plan search):
+    the total only, the kinds left out where that saves work ({})."""
     tp, pp = plan.tp, plan.pp
     pp_on = np.asarray(pp) > 1
     shape_a = ActivationShape(b=plan.micro_batch, s=plan.seq_len / plan.cp, s_kv=plan.seq_len,
@@ -769,6 +772,20 @@ def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_st
                    + sum(fw_first.values()))
     last_total = sum(states_last.values()) + act_last + comm_buffers + sum(fw_last.values())
     use_last = np.where(pp_on & (not v_shape), last_total > first_total, False)
+    if (not by_kind and len(fw_first) <= 1 and list(fw_first) == list(fw_last)
+            and list(states_first) == list(states_last)):
+        # each rank's total above is its kinds summed left to right in the order of the
+        # memory dict below (states, activations, buffers, the one framework term; + 0 for
+        # none), so selecting the rank's total once gives the dict's sum cell for cell,
+        # without a selection per kind over the (stage x mesh) arrays
+        allocated = np.where(use_last, last_total, first_total)
+        overheads = overhead_bytes(allocated, profile.memory_overheads)
+        kinds_of = {*states_first, "activations", "communication_buffers", *fw_first}
+        if not overheads.keys() & kinds_of:
+            total = allocated
+            for value in overheads.values():
+                total = total + value
+            return {}, total
     memory = {k: np.where(use_last, states_last[k], states_first[k]) for k in states_first}
     memory["activations"] = np.where(use_last, act_last, act_first)
     memory["communication_buffers"] = comm_buffers
