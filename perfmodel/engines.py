@@ -821,7 +821,15 @@ class EagerLayerFacts(Strict):
 
 class OverheadFacts(Strict):
     step_cpu_s: Float | None = Field(default=None, ge=0)
+    # host time on a request's path before the engine core sees it that does not depend on
+    # the prompt (vLLM: the API server's tokenizer micro-batch wait); it delays that request
+    # only, not the batch (the API server is its own process): serving.engine.EagerHost.
+    # request_delay; null: none
     request_s: Float | None = Field(default=None, ge=0)
+    # turning a text prompt into token ids on that path, measured: [[prompt tokens, seconds],
+    # ...] in increasing order, read piecewise-linearly (from (0, 0); past the last point along
+    # the last segment); null: not counted
+    tokenize_s: list[tuple[int, Float]] | None = None
     cuda_graphs: CudaGraphFacts = CudaGraphFacts()
     # an eager step's kernel issue on the host: "overlapped" (the host queues kernels ahead of
     # the GPU, which waits only when they are issued slower than they run: step = max(host,
@@ -835,6 +843,16 @@ class OverheadFacts(Strict):
     # eager next batch's host issue time delays them (serving.engine.Engine.launched); false:
     # a batch's tokens leave when its step ends (null: not stated, the same)
     results_after_next_launch: bool | None = None
+
+    @field_validator("tokenize_s")
+    @classmethod
+    def _increasing(cls, v):
+        if v is not None:
+            pts = [(0, 0.0), *v]
+            if any(b[0] <= a[0] or b[1] < a[1] for a, b in pairwise(pts)):
+                raise ValueError("overheads.tokenize_s: [tokens, seconds] points with tokens "
+                                 "> 0 strictly increasing and seconds >= 0 non-decreasing")
+        return v
 
 
 class EngineSpec(Strict):

@@ -77,6 +77,29 @@ class EagerHost:
     # first tokens leave after the next batch is launched (engines/<id>.yaml
     # overheads.results_after_next_launch; Engine.launched)
     results_after_next_launch: bool = False
+    # a request's host time before the engine core sees it (engines/<id>.yaml
+    # overheads.request_s and tokenize_s; request_delay)
+    request_s: float = 0.0
+    tokenize: tuple[tuple[int, float], ...] | None = None
+
+    def request_delay(self, prompt_tokens: int) -> float:
+        """Seconds between a request's send and its arrival at the engine core: the fixed
+        ``request_s`` plus tokenising its text prompt of ``prompt_tokens`` tokens, read
+        piecewise-linearly from the measured ``tokenize`` points (from (0, 0); past the last
+        point along the last segment). The API server runs beside the engine core (vLLM V1:
+        its own process), so this delays the request, not the batch."""
+        t = self.request_s
+        pts = self.tokenize
+        if pts:
+            n = float(prompt_tokens)
+            xs = [0.0] + [float(p[0]) for p in pts]
+            ys = [0.0] + [float(p[1]) for p in pts]
+            if n <= xs[-1]:
+                t += float(np.interp(n, xs, ys))
+            else:
+                slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+                t += ys[-1] + slope * (n - xs[-1])
+        return t
 
     @property
     def seconds(self) -> float:
@@ -131,8 +154,18 @@ def eager_host(spec: EngineSpec | None, cost: IterationCostModel,
     from ..inference import forward_pass
 
     plan = getattr(cost, "plan", None)  # a stand-in cost model (tests) names no engine
-    if plan is None or spec is None or spec.overheads.eager_host is None:
+    if spec is None:
         return None
+    oh = spec.overheads
+    request = {"request_s": float(oh.request_s or 0.0),
+               "tokenize": None if oh.tokenize_s is None
+               else tuple((int(n), float(t)) for n, t in oh.tokenize_s)}
+    # an engine with request-path host time and no eager steps: only that
+    requests_only = EagerHost(kernels=0.0, per_kernel_s=0.0, prefill=False, decode=False,
+                              decode_max=None, serial=False, **request)
+    has_request = requests_only.request_s > 0 or requests_only.tokenize is not None
+    if plan is None or oh.eager_host is None:
+        return requests_only if has_request else None
     graphs = spec.overheads.cuda_graphs
     decode_max, decode_sizes = graphs.decode_limit()
     if graphs.decode and decode_max is None and spec.memory.reserve is not None:
@@ -144,7 +177,7 @@ def eager_host(spec: EngineSpec | None, cost: IterationCostModel,
     prefill = graphs.prefill is False
     decode = graphs.decode is False
     if not prefill and not decode and decode_max is None and graphs.max_tokens is None:
-        return None
+        return requests_only if has_request else None
     one = replace(plan, replicas=1, batch=1)
     res = forward_pass(cost.model, cost.system, one, cost.profile, 1.0, 1.0, 1.0, 1.0,
                        "prefill", 1.0, True)
@@ -156,7 +189,8 @@ def eager_host(spec: EngineSpec | None, cost: IterationCostModel,
                      tokens_per_seq=graphs.max_tokens_per_seq, tokens_cap=graphs.max_tokens,
                      decode_sizes=decode_sizes, layers=int(cost.model.num_layers),
                      per_layer_s=per_layer_s,
-                     results_after_next_launch=bool(spec.overheads.results_after_next_launch))
+                     results_after_next_launch=bool(spec.overheads.results_after_next_launch),
+                     **request)
 
 
 @dataclass(slots=True)
@@ -209,6 +243,13 @@ class Engine:
         self.pool = None  # set by the simulator
         self.slot_in_pool = 0
         self.fresh: list[int] = []  # requests whose first token the last iteration produced
+
+    def request_delay(self, rid: int) -> float:
+        """Host time between request ``rid``'s send and its arrival at this instance's engine
+        core (EagerHost.request_delay; 0 without engine facts)."""
+        if self.host is None:
+            return 0.0
+        return self.host.request_delay(int(self.reqs.prompt[rid]))
 
     # ---- blocks --------------------------------------------------------------------------
     def used_blocks(self) -> int:

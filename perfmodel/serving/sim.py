@@ -16,6 +16,13 @@ think time): an ARRIVE event at the finish time, handled after the instance has 
 its next iteration, so the new request joins at the next iteration boundary, as a request
 arriving over HTTP during an engine step does. At most C requests are ever in the system.
 
+A request sent by a client reaches its instance's engine core only after the engine's host
+time on the request path (``Engine.request_delay``: engines/<id>.yaml ``overheads.request_s``
+and ``tokenize_s``; vLLM's API server tokenises the text prompt in its own process): the
+router counts it at once, the instance's scheduler sees it that much later (a READY event),
+and its TTFT, measured from the send, includes the delay. Other requests' steps are not
+slowed. A preempted or transferred request does not pay it again.
+
 Everything is deterministic: the workload is fixed by its seed and ties are broken by a
 sequence number.
 """
@@ -32,7 +39,7 @@ from .engine import Engine
 from .requests import Requests
 from .schedulers import Scheduler
 
-STEP, TRANSFER, ARRIVE = 0, 1, 2
+STEP, TRANSFER, ARRIVE, READY = 0, 1, 2, 3
 
 
 @dataclass
@@ -79,6 +86,7 @@ class Simulation:
         self.heap: list = []
         self.order = 0
         self.transfers: dict[int, tuple[Engine, int]] = {}
+        self.pending: dict[int, Engine] = {}  # sent, not yet at their engine core (READY)
         self.now = 0.0
 
     # ---- event plumbing ---------------------------------------------------------------------
@@ -110,9 +118,20 @@ class Simulation:
             e.version += 1
             self._push(e.step.end, STEP, e.index, e.version)
 
-    def _enqueue(self, pool: Pool, rid: int, now: float, front: bool = False) -> None:
+    def _enqueue(self, pool: Pool, rid: int, now: float, front: bool = False,
+                 sent: bool = False) -> None:
+        """Route ``rid`` to an instance of ``pool``; ``sent``: a client has just sent it, so it
+        reaches the engine core after the engine's request-path host time (module docstring)."""
         e = pool.pick()
         pool.outstanding[e.slot_in_pool] += 1
+        delay = e.request_delay(rid) if sent else 0.0
+        if delay > 0.0:
+            self.pending[rid] = e
+            self._push(now + delay, READY, rid, 0)
+            return
+        self._admit(e, rid, now, front)
+
+    def _admit(self, e: Engine, rid: int, now: float, front: bool = False) -> None:
         if front:
             e.waiting.appendleft(rid)
         else:
@@ -147,13 +166,15 @@ class Simulation:
                         continue
                     self._step_done(e, t)
                 elif kind == ARRIVE:  # its send time is set already (_send_next)
-                    self._enqueue(self.entry, ref, t)
+                    self._enqueue(self.entry, ref, t, sent=True)
+                elif kind == READY:  # past the request path: the engine core has it
+                    self._admit(self.pending.pop(ref), ref, t)
                 else:
                     self._transfer_done(ref, t)
             else:
                 t = float(arrival[i])
                 self.now = t
-                self._enqueue(self.entry, i, t)
+                self._enqueue(self.entry, i, t, sent=True)
                 i += 1
         return self.now
 
