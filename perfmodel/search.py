@@ -518,7 +518,7 @@ def best_per_gpu_count(sw: Sweep) -> list[dict]:
         cells = order[pos]
         ci = np.asarray(members)[rows]
         mem = np.empty(cells.size)
-        for r in np.unique(rows).tolist():  # the few choices holding a candidate
+        for r in sorted(set(rows.tolist())):  # the few choices holding a candidate
             c, here = sw.choices[members[r]], rows == r
             mem[here] = c.memory[np.unravel_index(cells[here], c.memory.shape)]
         g, st = gpus[cells], by_count[rows, pos]
