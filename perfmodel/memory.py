@@ -37,7 +37,7 @@ OPTIMIZER_STATE_BYTES = {  # per parameter, fp32 states (ZeRO Sec. 3.1)
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False, eq=False)  # holds arrays: no generated ==, repr
 class ActivationShape:
     """Per-GPU activation geometry of one micro-batch."""
 

@@ -59,7 +59,7 @@ def tp_layer_comm(act_bytes: Array, sequence_parallel: bool, span: GroupSpan, sy
     return fwd, bwd
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False, eq=False)  # holds arrays: no generated ==, repr
 class Overlapped:
     """Communication of one layer and micro-batch beside the compute that hides it. The
     compute a stream hides behind is taken (``hidden_fwd`` / ``hidden_bwd``): another stream
@@ -441,7 +441,7 @@ def pp_send_recv(act_bytes: Array, tp: Array, pp: Array, vp: Array, cross_node: 
     return np.where(np.asarray(pp) > 1, 2.0 * vp * p2p, 0.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False, eq=False)  # holds arrays: no generated ==, repr
 class DataParallelWork:
     """What the data-parallel collectives of one stage move and the compute that may hide
     them (per micro-batch, largest stage)."""

@@ -185,7 +185,7 @@ class Roofline:
         return bw * 1e9 if bw else self.device.memory_bandwidth
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # holds arrays: no generated ==, repr
 class OpTimes:
     """Per-call times of a list of operators: one entry per operator, each a scalar or an
     array over plans (entries keep their own broadcast shape, so an open-mesh grid of plans
@@ -368,7 +368,7 @@ def _fastest_moe_kernel(profile: CalibrationProfile, alt: tuple[str, ...], use, 
     return eff, fixed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False, eq=False)  # holds arrays: no generated ==, repr
 class _MoeGeometry:
     """A GEMM group's operators as the grouped-GEMM tables read them: per member (first axis)
     rows per problem ``m``, its ``n`` x ``k``, problems ``g`` and roofline bound

@@ -19,7 +19,7 @@ from .parameters import ParamCounts
 Array = Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False, eq=False)  # holds arrays: no generated ==, repr
 class StageParams:
     """Parameters on one GPU of the first and of the last pipeline stage."""
 
