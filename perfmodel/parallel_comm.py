@@ -693,7 +693,12 @@ def dp_contention(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system
     collective that outlasts the compute is charged as exposed communication by
     ``dp_step_comm``, not here. Where the groups span no other GPU, 0."""
     bucket = 1.0 / dp_buckets(w)
-    share = {"grad": nccl_sm_share(grad, system), "egrad": nccl_sm_share(egrad, system)}
+    # the groups' SM shares read the spans only: shared like the passes (same groups)
+    share = passes.get("sm_share") if passes is not None else None
+    if share is None:
+        share = {"grad": nccl_sm_share(grad, system), "egrad": nccl_sm_share(egrad, system)}
+        if passes is not None:
+            passes["sm_share"] = share
 
     def hidden(kind: str, per_param_bytes: float) -> tuple[Array, Array]:
         """(seconds beside compute, SM share weighted by the dense / expert time)."""

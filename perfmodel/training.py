@@ -541,8 +541,9 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     time and memory total are the same numbers).
     ``mesh_memo``: a dict the caller keeps across calls on one mesh whose plans differ only in
     the recompute policy or ZeRO stage (search.sweep): what reads neither is computed once for
-    all of them -- the data-parallel collective passes (``parallel_comm._dp_pass``) and the
-    times of the operators other than the recompute passes (``_shared_op_times``)."""
+    all of them -- the data-parallel collective passes (``parallel_comm._dp_pass``), the
+    times of the operators other than the recompute passes (``_shared_op_times``) and the
+    model states and communication buffers in memory (``_memory``)."""
     prec = O.Precision.training(plan.precision)
     tp, pp, vp, m = plan.tp, plan.pp, plan.vp, plan.num_microbatches
     spans = group_spans(system.gpus_per_node, plan.placement, tp=tp, cp=plan.cp, ep=plan.ep,
@@ -647,7 +648,7 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
     step = pipeline + dp_exposed + contention + optimizer_t
     memory, memory_total = _memory(model, plan, stage_p, kinds, per_stage, zero, dp_grad,
                                    dp_expert, act_bytes, wbytes, a, m, profile,
-                                   by_kind=breakdown)
+                                   by_kind=breakdown, memo=mesh_memo)
     stage_t = {"first": stages.first, "middle": stages.middle, "last": stages.last}
     groups = spans if model.moe else {k: v for k, v in spans.items() if k != "etp"}
     if not breakdown:
@@ -712,12 +713,14 @@ def _time_breakdown(st: StageOps, stages: StageTimes, m: Array, per_stage, kinds
 
 def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_stage,
             zero: int, dp_grad: Array, dp_expert: Array, act_bytes: Array, wbytes: float,
-            a: float, m: Array, profile: CalibrationProfile, by_kind: bool = True
-            ) -> tuple[dict[str, Array], Array]:
+            a: float, m: Array, profile: CalibrationProfile, by_kind: bool = True,
+            memo: dict | None = None) -> tuple[dict[str, Array], Array]:
     """Memory by kind on the most loaded GPU: the first stage (most micro-batches in flight)
     or the last (LM head, logits), whichever holds more (Korthikanti et al. 2022 Sec. 4;
     ZeRO Sec. 5.1); and its total, the sum of the kinds. ``by_kind=False`` (a plan search):
-    the total only, the kinds left out where that saves work ({})."""
+    the total only, the kinds left out where that saves work ({}); ``memo``: training_step's
+    ``mesh_memo``, where the model states and buffers, which read no recompute policy, are
+    kept per ZeRO stage(s)."""
     tp, pp = plan.tp, plan.pp
     pp_on = np.asarray(pp) > 1
     shape_a = ActivationShape(b=plan.micro_batch, s=plan.seq_len / plan.cp, s_kv=plan.seq_len,
@@ -750,8 +753,6 @@ def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_st
                                  plan.precision, plan.optimizer, plan.master_weights,
                                  plan.grad_dtype)
 
-    states_first = states(stage_p.first, stage_p.dense_first)
-    states_last = states(stage_p.last, stage_p.dense_last)
     tp_buffers = np.where(np.asarray(tp) > 1, 2.0 * act_bytes, 0.0)
 
     def buffers(z):
@@ -759,7 +760,14 @@ def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_st
             return tp_buffers + 2.0 * wbytes * (param_counts(model).per_dense_layer / tp)
         return tp_buffers
 
-    comm_buffers = by_stage(zero, buffers)
+    key = ("states", tuple(np.ravel(zero).tolist()))
+    held = memo.get(key) if memo is not None else None
+    if held is None:
+        held = (states(stage_p.first, stage_p.dense_first),
+                states(stage_p.last, stage_p.dense_last), by_stage(zero, buffers))
+        if memo is not None:
+            memo[key] = held
+    states_first, states_last, comm_buffers = held
     counts = param_counts(model)
 
     def framework(is_first, is_last, act):  # the framework's terms on the first / last rank
