@@ -149,7 +149,9 @@ def eager_host(spec: EngineSpec | None, cost: IterationCostModel,
     ``per_kernel_s``: the host's dispatch time per kernel (frameworks/_common.yaml
     dispatch.forward_s); ``per_layer_s``: the engine's host time per decoder layer of an eager
     forward (engines/<id>.yaml overheads.eager_layer_s), which replaces the per-kernel count
-    where given. Pure: the caller (serving.deploy.build_deployment) reads the files."""
+    where given. The engine's request-path host time (overheads.request_s, tokenize_s) rides
+    along (EagerHost.request_delay): an engine with only that gets an EagerHost with no eager
+    step. Pure: the caller (serving.deploy.build_deployment) reads the files."""
     from ..engines import gpu_memory_mib
     from ..inference import forward_pass
 
