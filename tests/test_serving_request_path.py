@@ -14,7 +14,7 @@ import yaml
 from perfmodel.engines import OverheadFacts
 from perfmodel.paths import data_dir
 from perfmodel.resolve import resolve
-from perfmodel.serving.engine import EagerHost
+from perfmodel.serving.engine import RequestPath
 from perfmodel.serving.predict import deployment_for, serving_inputs
 
 
@@ -24,19 +24,14 @@ def _raw_overheads(engine: str) -> dict:
         return yaml.safe_load(f)["overheads"]
 
 
-def _host(request_s=0.0, tokenize=None) -> EagerHost:
-    return EagerHost(kernels=0.0, per_kernel_s=0.0, prefill=False, decode=False,
-                     decode_max=None, serial=False, request_s=request_s, tokenize=tokenize)
-
-
 def test_request_delay_by_hand():
-    h = _host(0.002, ((1000, 0.002), (2000, 0.006)))
-    assert h.request_delay(500) == pytest.approx(0.002 + 0.001)  # (0, 0) -> (1000, 2 ms)
-    assert h.request_delay(1000) == pytest.approx(0.004)
-    assert h.request_delay(1500) == pytest.approx(0.002 + 0.004)  # halfway 2 -> 6 ms
-    assert h.request_delay(3000) == pytest.approx(0.002 + 0.006 + 0.004)  # last slope 4 us/tok
-    assert _host().request_delay(8000) == 0.0
-    assert _host(0.003).request_delay(8000) == pytest.approx(0.003)
+    h = RequestPath(0.002, ((1000, 0.002), (2000, 0.006)))
+    assert h.delay(500) == pytest.approx(0.002 + 0.001)  # (0, 0) -> (1000, 2 ms)
+    assert h.delay(1000) == pytest.approx(0.004)
+    assert h.delay(1500) == pytest.approx(0.002 + 0.004)  # halfway 2 -> 6 ms
+    assert h.delay(3000) == pytest.approx(0.002 + 0.006 + 0.004)  # last slope 4 us/tok
+    assert RequestPath().delay(8000) == 0.0
+    assert RequestPath(0.003).delay(8000) == pytest.approx(0.003)
 
 
 def test_tokenize_points_must_increase():
@@ -69,9 +64,9 @@ def _hand_delay(raw: dict, prompt: int) -> float:
 def test_vllm_file_values_reach_the_simulated_instance():
     raw = _raw_overheads("vllm")
     dep, _ = _deployment("vllm", 3000)
-    host = dep.instances[0].host
-    assert host.request_s == pytest.approx(float(raw["request_s"]))
-    assert host.request_delay(3000) == pytest.approx(_hand_delay(raw, 3000))
+    path = dep.instances[0].path
+    assert path.fixed_s == pytest.approx(float(raw["request_s"]))
+    assert path.delay(3000) == pytest.approx(_hand_delay(raw, 3000))
 
 
 @pytest.mark.parametrize("prompt", [1024, 3000])
@@ -83,8 +78,7 @@ def test_an_idle_instance_sees_the_request_after_the_delay(prompt):
     dep, wl = _deployment("vllm", prompt)
     inst = dep.instances[0]
     with_path = dep.simulate(wl).reqs
-    bare = replace(dep, instances=[replace(inst, host=replace(inst.host, request_s=0.0,
-                                                                  tokenize=None))])
+    bare = replace(dep, instances=[replace(inst, path=None)])
     without = bare.simulate(wl).reqs
     d = _hand_delay(raw, prompt)
     ttft_with = with_path.first - with_path.arrival
@@ -98,4 +92,4 @@ def test_an_idle_instance_sees_the_request_after_the_delay(prompt):
 
 def test_generic_engine_has_no_request_path():
     dep, _ = _deployment("generic", 1024)
-    assert dep.instances[0].host is None
+    assert dep.instances[0].path is None and dep.instances[0].host is None

@@ -34,7 +34,7 @@ from ..specs.model import ModelSpec
 from ..specs.scenario import EngineConfig, InferenceConfig, Parallelism, SchedulerConfig
 from ..specs.system import System
 from .cost import IterationCostModel, KVCapacity, kv_capacity
-from .engine import EagerHost, Engine, eager_host
+from .engine import EagerHost, Engine, RequestPath, eager_host, request_path
 from .requests import Requests
 from .schedulers import make_scheduler
 from .sim import Pool, Simulation
@@ -54,6 +54,7 @@ class InstanceType:
     cost: IterationCostModel
     kv: KVCapacity
     host: EagerHost | None = None  # the engine's eager host floor (engine.eager_host)
+    path: RequestPath | None = None  # host time on a request's way in (engine.request_path)
 
     @property
     def gpus(self) -> int:
@@ -116,7 +117,8 @@ class Deployment:
             members = []
             for _ in range(inst.count):
                 e = Engine(len(engines), inst.cost, inst.kv, self.scheduler.max_batch, reqs,
-                           self.scheduler.iteration_overhead_s, host=inst.host)
+                           self.scheduler.iteration_overhead_s, host=inst.host,
+                           path=inst.path)
                 engines.append(e)
                 members.append(e)
                 schedulers.append(make_scheduler(name, self.token_budget, self.engine_facts,
@@ -234,13 +236,14 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
                 "requests")
         cost = IterationCostModel(model, system, plan, profile, max_tokens=grid_tokens,
                                   max_context=longest_request + 1, max_batch=max_batch)
-        host = None
+        host = path = None
         if named:  # the engine's own per-layer host time where its file gives one
             spec = engine_for(engine)
             by_kind = spec.overheads.eager_layer_s
             host = eager_host(spec, cost, common_facts().dispatch.forward_s,
                               None if by_kind is None else by_kind.for_model(model))
-        return InstanceType(role, count, plan, cost, kv, host), max_batch
+            path = request_path(spec)
+        return InstanceType(role, count, plan, cost, kv, host, path), max_batch
 
     def with_max_batch(max_batch: int) -> SchedulerConfig:
         if not derive_running:

@@ -77,29 +77,6 @@ class EagerHost:
     # first tokens leave after the next batch is launched (engines/<id>.yaml
     # overheads.results_after_next_launch; Engine.launched)
     results_after_next_launch: bool = False
-    # a request's host time before the engine core sees it (engines/<id>.yaml
-    # overheads.request_s and tokenize_s; request_delay)
-    request_s: float = 0.0
-    tokenize: tuple[tuple[int, float], ...] | None = None
-
-    def request_delay(self, prompt_tokens: int) -> float:
-        """Seconds between a request's send and its arrival at the engine core: the fixed
-        ``request_s`` plus tokenising its text prompt of ``prompt_tokens`` tokens, read
-        piecewise-linearly from the measured ``tokenize`` points (from (0, 0); past the last
-        point along the last segment). The API server runs beside the engine core (vLLM V1:
-        its own process), so this delays the request, not the batch."""
-        t = self.request_s
-        pts = self.tokenize
-        if pts:
-            n = float(prompt_tokens)
-            xs = [0.0] + [float(p[0]) for p in pts]
-            ys = [0.0] + [float(p[1]) for p in pts]
-            if n <= xs[-1]:
-                t += float(np.interp(n, xs, ys))
-            else:
-                slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-                t += ys[-1] + slope * (n - xs[-1])
-        return t
 
     @property
     def seconds(self) -> float:
@@ -149,25 +126,13 @@ def eager_host(spec: EngineSpec | None, cost: IterationCostModel,
     ``per_kernel_s``: the host's dispatch time per kernel (frameworks/_common.yaml
     dispatch.forward_s); ``per_layer_s``: the engine's host time per decoder layer of an eager
     forward (engines/<id>.yaml overheads.eager_layer_s), which replaces the per-kernel count
-    where given. The engine's request-path host time (overheads.request_s, tokenize_s) rides
-    along (EagerHost.request_delay): an engine with only that gets an EagerHost with no eager
-    step. Pure: the caller (serving.deploy.build_deployment) reads the files."""
+    where given. Pure: the caller (serving.deploy.build_deployment) reads the files."""
     from ..engines import gpu_memory_mib
     from ..inference import forward_pass
 
     plan = getattr(cost, "plan", None)  # a stand-in cost model (tests) names no engine
-    if spec is None:
+    if plan is None or spec is None or spec.overheads.eager_host is None:
         return None
-    oh = spec.overheads
-    request = {"request_s": float(oh.request_s or 0.0),
-               "tokenize": None if oh.tokenize_s is None
-               else tuple((int(n), float(t)) for n, t in oh.tokenize_s)}
-    # an engine with request-path host time and no eager steps: only that
-    requests_only = EagerHost(kernels=0.0, per_kernel_s=0.0, prefill=False, decode=False,
-                              decode_max=None, serial=False, **request)
-    has_request = requests_only.request_s > 0 or requests_only.tokenize is not None
-    if plan is None or oh.eager_host is None:
-        return requests_only if has_request else None
     graphs = spec.overheads.cuda_graphs
     decode_max, decode_sizes = graphs.decode_limit()
     if graphs.decode and decode_max is None and spec.memory.reserve is not None:
@@ -179,7 +144,7 @@ def eager_host(spec: EngineSpec | None, cost: IterationCostModel,
     prefill = graphs.prefill is False
     decode = graphs.decode is False
     if not prefill and not decode and decode_max is None and graphs.max_tokens is None:
-        return requests_only if has_request else None
+        return None
     one = replace(plan, replicas=1, batch=1)
     res = forward_pass(cost.model, cost.system, one, cost.profile, 1.0, 1.0, 1.0, 1.0,
                        "prefill", 1.0, True)
@@ -191,8 +156,42 @@ def eager_host(spec: EngineSpec | None, cost: IterationCostModel,
                      tokens_per_seq=graphs.max_tokens_per_seq, tokens_cap=graphs.max_tokens,
                      decode_sizes=decode_sizes, layers=int(cost.model.num_layers),
                      per_layer_s=per_layer_s,
-                     results_after_next_launch=bool(spec.overheads.results_after_next_launch),
-                     **request)
+                     results_after_next_launch=bool(spec.overheads.results_after_next_launch))
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPath:
+    """A request's host time between its send and its arrival at the engine core
+    (engines/<id>.yaml overheads.request_s and tokenize_s; vLLM: the API server's tokenizer
+    micro-batch wait, then tokenising the text prompt). The API server runs beside the engine
+    core (vLLM V1: its own process), so this delays the request, not the batch."""
+
+    fixed_s: float = 0.0
+    # measured (prompt tokens, seconds) points, increasing; None: not counted
+    tokenize: tuple[tuple[int, float], ...] | None = None
+
+    def delay(self, prompt_tokens: int) -> float:
+        """``fixed_s`` plus tokenising a prompt of ``prompt_tokens`` tokens, read
+        piecewise-linearly from the ``tokenize`` points (from (0, 0); past the last point along
+        the last segment)."""
+        if not self.tokenize:
+            return self.fixed_s
+        xs = [0.0] + [float(n) for n, _ in self.tokenize]
+        ys = [0.0] + [float(t) for _, t in self.tokenize]
+        n = float(prompt_tokens)
+        if n <= xs[-1]:
+            return self.fixed_s + float(np.interp(n, xs, ys))
+        slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+        return self.fixed_s + ys[-1] + slope * (n - xs[-1])
+
+
+def request_path(spec: EngineSpec | None) -> RequestPath | None:
+    """The request path of the engine ``spec`` describes (None: no such host time stated)."""
+    oh = None if spec is None else spec.overheads
+    if oh is None or (not oh.request_s and oh.tokenize_s is None):
+        return None
+    return RequestPath(float(oh.request_s or 0.0), None if oh.tokenize_s is None
+                       else tuple((int(n), float(t)) for n, t in oh.tokenize_s))
 
 
 @dataclass(slots=True)
@@ -218,7 +217,7 @@ class Engine:
 
     def __init__(self, index: int, cost: IterationCostModel, kv: KVCapacity, max_batch: int,
                  reqs: Requests, iteration_overhead_s: float = 0.0,
-                 host: EagerHost | None = None):
+                 host: EagerHost | None = None, path: RequestPath | None = None):
         self.index = index
         self.cost, self.kv, self.reqs = cost, kv, reqs
         self.max_batch = max_batch
@@ -226,6 +225,7 @@ class Engine:
         # steps without CUDA graphs (``eager_host``, built where the engine is resolved;
         # None: no floor)
         self.host = host.for_batch(max_batch) if host is not None else None
+        self.path = path  # host time on a request's way in (request_delay; None: none)
         self.block = kv.block_tokens
         self.total_blocks = kv.num_blocks
         self.watermark = max(int(0.01 * kv.num_blocks), 0)  # vLLM keeps 1 % free at admission
@@ -248,10 +248,10 @@ class Engine:
 
     def request_delay(self, rid: int) -> float:
         """Host time between request ``rid``'s send and its arrival at this instance's engine
-        core (EagerHost.request_delay; 0 without engine facts)."""
-        if self.host is None:
+        core (RequestPath.delay; 0 without engine facts)."""
+        if self.path is None:
             return 0.0
-        return self.host.request_delay(int(self.reqs.prompt[rid]))
+        return self.path.delay(int(self.reqs.prompt[rid]))
 
     # ---- blocks --------------------------------------------------------------------------
     def used_blocks(self) -> int:
