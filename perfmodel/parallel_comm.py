@@ -701,10 +701,18 @@ def dp_contention(w: DataParallelWork, grad: GroupSpan, egrad: GroupSpan, system
             passes["sm_share"] = share
 
     def hidden(kind: str, per_param_bytes: float) -> tuple[Array, Array]:
-        """(seconds beside compute, SM share weighted by the dense / expert time)."""
+        """(seconds beside compute, SM share weighted by the dense / expert time); memoised
+        with the passes (it reads the pass, its bucket count and the spans only)."""
+        key = ("hidden", kind, per_param_bytes, not w.bucket_params and w.zero_stage == 3)
+        if passes is not None and key in passes:
+            return passes[key]
         dense, expert = _dp_pass(w, kind, per_param_bytes, grad, egrad, system, profile, passes)
         total = dense + expert
-        return total * (1 - bucket), _share(dense * share["grad"] + expert * share["egrad"], total)
+        out = (total * (1 - bucket),
+               _share(dense * share["grad"] + expert * share["egrad"], total))
+        if passes is not None:
+            passes[key] = out
+        return out
 
     extra: Array = 0.0
     if w.zero_stage < 3:
