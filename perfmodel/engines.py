@@ -801,6 +801,16 @@ class GemmFacts(Strict):
     kernels: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class KernelFacts(Strict):
+    """Fused kernels of the engine's forward pass that change its operator list.
+    ``fused_residual_norm``: the norm kinds (``rmsnorm``, ``layernorm``) whose residual add
+    and following norm the engine runs as one kernel (vLLM ``fused_add_rms_norm``, SGLang
+    ``fused_add_rmsnorm``; ``ops.fuse_residual_norms``, applied by inference._pass_ops); null
+    or empty: two kernels, the generic engine's operator list."""
+
+    fused_residual_norm: list[Literal["rmsnorm", "layernorm"]] | None = None
+
+
 class EagerLayerFacts(Strict):
     """Host time of an eager forward through the engine's own model code (Python module calls,
     custom-op wrappers, shape logic, the torch dispatcher and every kernel it issues), per
@@ -872,6 +882,7 @@ class EngineSpec(Strict):
     quantization: QuantizationFacts = QuantizationFacts()
     gemm: GemmFacts = GemmFacts()
     speculative: SpeculativeFacts = SpeculativeFacts()
+    kernels: KernelFacts = KernelFacts()
     field_sources: dict[str, list[str]] = Field(min_length=1)
     sources: list[Source] = Field(min_length=1)
     notes: str | None = None
@@ -946,7 +957,7 @@ def _sections() -> set[str]:
 
 
 _FACT_SECTIONS = ("memory", "scheduler", "comm", "moe", "attention", "pipeline", "overheads",
-                  "quantization", "gemm", "speculative")
+                  "quantization", "gemm", "speculative", "kernels")
 #: terms of the total_fraction (vLLM) profiler rule; other budgets do not read them
 _PROFILER_TERMS = {"memory.non_torch_counted", "memory.cuda_context_counted",
                    "memory.tp_allreduce_outputs_held", "memory.sampler_rows"}
@@ -969,6 +980,7 @@ class EngineFamily(Strict):
     quantization: dict[str, Any] = Field(default_factory=dict)
     gemm: dict[str, Any] = Field(default_factory=dict)
     speculative: dict[str, Any] = Field(default_factory=dict)
+    kernels: dict[str, Any] = Field(default_factory=dict)
     field_sources: dict[str, list[str]] = Field(default_factory=dict)
     sources: list[Source] = Field(default_factory=list)
     notes: str | None = None
@@ -1243,6 +1255,14 @@ def fp8_activation_kernels(engine_id: str, version: str | None, variant: str | N
     if when.attention_dp is False:
         fused = fused & (np.asarray(attention_dp) <= 1)
     return facts.unfused, np.where(fused, 0.0, 1.0)
+
+
+def fused_residual_norms(engine_id: str, version: str | None = None,
+                         variant: str | None = None) -> tuple[str, ...]:
+    """The norm kinds whose residual add and following norm ``engine_id`` runs as one kernel
+    (``KernelFacts.fused_residual_norm``); () for ``generic`` or a file that does not state it."""
+    spec = engine_facts(engine_id, version, variant)
+    return tuple(spec.kernels.fused_residual_norm or ()) if spec is not None else ()
 
 
 def format_rule(engine_id: str, fmt: str, version: str | None = None,
