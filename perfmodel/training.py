@@ -289,12 +289,46 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
         ops.extend(items)
 
     fw = plan.framework
+    zero = effective_zero_stage(plan)
+    # all but the recompute passes read no recompute policy: built once per mesh and ZeRO
+    # stage(s) for a plan search's calls (training_step ``mesh_memo``)
+    key = ("stage_ops", tuple(np.ravel(zero).tolist()))
+    built = memo.get(key) if memo is not None else None
+    if built is None:
+        built = _stage_ops_built(model, plan, prec, kinds, optimizer_params, zero)
+        if memo is not None:
+            memo[key] = built
+    per_kind, rest = built
+    for kind in kinds:
+        fwd, bwd, source = per_kind[kind]
+        add(f"{kind}.fwd", fwd)
+        add(f"{kind}.bwd", bwd)
+        add(f"{kind}.rec", recomputed_ops(plan.recompute, source, model, kind == "moe",
+                                           plan.flash_attention, plan.recompute_modules))
+    for label, items in rest.items():
+        add(label, items)
+    ops = FC.fp8_recipe_costs(fw, ops, roof.device.architecture,
+                              plan.tp if plan.sequence_parallel else 1.0)
+    if memo is None:
+        times = FC.apply_backend(fw, op_times(ops, roof), roof)
+    else:
+        times = _shared_op_times(ops, groups, kinds, roof, fw, memo,
+                                 tuple(np.ravel(zero).tolist()))
+    return StageOps(ops, groups, times, times.weighted())
+
+
+def _stage_ops_built(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list[str],
+                     optimizer_params: Array, zero: Array) -> tuple[dict, dict]:
+    """``_stage_ops``' operators other than the recompute passes: per layer kind its forward
+    and backward groups and the forward operators a recompute policy re-runs; then the
+    embedding, head and optimizer groups."""
+    fw = plan.framework
+    per_kind = {}
     for kind in kinds:
         fwd = FC.fp8_weight_casts(fw, _layer_forward(model, kind == "moe", plan, prec),
                                   plan.num_microbatches)
         fwd = FC.attention_layout_copies(fw, FC.unfused_chains(fw, fwd), model, plan.tp, prec.act)
         block = param_counts(model).per_dense_layer / plan.tp if kind == "dense" else 0.0
-        zero = effective_zero_stage(plan)
         merge_f, merge_b = FC.cp_merge_ops(fw, model, plan.micro_batch * plan.seq_len / plan.cp,
                                            plan.tp, plan.cp)
         rope_f, rope_b = FC.rope_unfused_ops(fw, model, fwd, prec.act)  # eager YaRN RoPE
@@ -304,32 +338,26 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
                 fw, model, plan.micro_batch * plan.seq_len / plan.cp, plan.tp,
                 plan.sequence_parallel, plan.ep, plan.etp, prec.act, fp8=prec.compute == "fp8")
             merge_f, merge_b = merge_f + perm_f, merge_b + perm_b
-        add(f"{kind}.fwd", fwd + merge_f + FC.fsdp_copies(fw, zero, block, backward=False))
-        add(f"{kind}.bwd", [b for op in fwd for b in O.backward(op, prec)] + merge_b
+        per_kind[kind] = (
+            fwd + merge_f + FC.fsdp_copies(fw, zero, block, backward=False),
+            [b for op in fwd for b in O.backward(op, prec)] + merge_b
             + FC.backward_extra_ops(fw, fwd, model, prec.act)
             + FC.fsdp_copies(fw, zero, block, backward=True,
                              grad_cast=nbytes(plan.grad_dtype) != prec.act)
             + FC.fsdp_grad_ops(fw, zero, block, nbytes(plan.grad_dtype), plan.dp,
-                               plan.resharded))
-        add(f"{kind}.rec", recomputed_ops(plan.recompute, fwd + merge_f, model, kind == "moe",
-                                           plan.flash_attention, plan.recompute_modules))
+                               plan.resharded),
+            fwd + merge_f)
     tokens = plan.micro_batch * (plan.seq_len / plan.cp)
     emb = O.embedding_ops(model, tokens, plan.tp, prec)
-    add("embed", emb + [o for op in emb for o in O.backward(op, prec)])
     head = FC.loss_chain(fw, O.head_ops(model, tokens, plan.tp, prec))
-    add("head", head + [o for op in head for o in O.backward(op, prec)]
-        + FC.train_metric_ops(fw, head))
     step = O.optimizer_op(optimizer_params, plan.optimizer,
                           mixed_precision=prec.act < 4 and plan.master_weights)
-    add("optimizer", [step, *FC.optimizer_extra_ops(fw, step, plan.optimizer, optimizer_params)])
-    ops = FC.fp8_recipe_costs(fw, ops, roof.device.architecture,
-                              plan.tp if plan.sequence_parallel else 1.0)
-    if memo is None:
-        times = FC.apply_backend(fw, op_times(ops, roof), roof)
-    else:
-        times = _shared_op_times(ops, groups, kinds, roof, fw, memo,
-                                 tuple(np.ravel(effective_zero_stage(plan)).tolist()))
-    return StageOps(ops, groups, times, times.weighted())
+    rest = {"embed": emb + [o for op in emb for o in O.backward(op, prec)],
+            "head": head + [o for op in head for o in O.backward(op, prec)]
+            + FC.train_metric_ops(fw, head),
+            "optimizer": [step, *FC.optimizer_extra_ops(fw, step, plan.optimizer,
+                                                        optimizer_params)]}
+    return per_kind, rest
 
 
 def _shared_op_times(ops: list[O.Op], groups: dict[str, list[int]], kinds: list[str],
