@@ -30,6 +30,7 @@ from .engines import (
     decode_kv_reads,
     engine_facts,
     fp8_activation_kernels,
+    fused_residual_norms,
     moe_overlap_facts,
     mxfp4_pad_multiples,
     skinny_gemm_facts,
@@ -277,6 +278,10 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
     quant4 = fp8_activation_kernels(plan.tp_all_reduce, plan.engine_version,
                                     plan.engine_variant, model.hidden_size, plan.tp,
                                     plan.attention_dp, fmt="nvfp4")
+    # the norm kinds whose residual add the engine runs inside the norm's kernel
+    # (engines/<id>.yaml kernels.fused_residual_norm; ops.fuse_residual_norms)
+    fused_norms = fused_residual_norms(plan.tp_all_reduce, plan.engine_version,
+                                       plan.engine_variant)
     emulated = frozenset() if device is None else emulated_formats(
         device, plan.tp_all_reduce, plan.engine_version, plan.engine_variant,
         plan.weight_dtype, plan.weight_formats)
@@ -288,6 +293,7 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
             continue
         layer = O.layer_forward_ops(model, moe, b, q_len, kv_len, pairs, shard, prec,
                                     plan.flash_attention, phase, absorbed_mla=absorbed)
+        layer = O.fuse_residual_norms(model, layer, prec, fused_norms)
         layer = _with_emulated_gemms(
             _with_fp4_quant_kernels(_with_quant_kernels(layer, *quant), *quant4), emulated)
         for op in layer:  # every layer of this kind on one stage
@@ -297,6 +303,7 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
         items += layer
     ends = O.embedding_ops(model, b * q_len, plan.tp, prec) + O.head_ops(
         model, logits_tokens, plan.tp, prec, loss=False)
+    ends = O.fuse_end_norms(model, ends, b * q_len, prec, fused_norms)
     ends = _with_emulated_gemms(
         _with_fp4_quant_kernels(_with_quant_kernels(ends, *quant), *quant4), emulated)
     for op in ends:  # embedding on the first stage, head on the last: 1/pp of them per stage

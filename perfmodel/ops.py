@@ -582,9 +582,14 @@ def mlp_ops(model: ModelSpec, t, ffn, tp, prec: Precision, prefix: str = "mlp",
     ]
 
 
+#: vector FLOPs per element of a residual add (``residual_op``) and of a norm (``norm_op``)
+ADD_FLOPS_PER_ELEM = 1.0
+NORM_FLOPS_PER_ELEM = {"layernorm": 7.0, "rmsnorm": 4.0}
+
+
 def norm_op(name: str, model: ModelSpec, tokens, prec: Precision) -> Op:
     return elementwise(name, tokens * model.hidden_size, tokens * model.hidden_size, prec.act,
-                       7.0 if model.norm == "layernorm" else 4.0, kind=model.norm)
+                       NORM_FLOPS_PER_ELEM[model.norm], kind=model.norm)
 
 
 def mixer_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs, shard: Shard,
@@ -1114,9 +1119,99 @@ def residual_op(model: ModelSpec, part: str, t, prec: Precision) -> Op:
     copies, writes n copies: 2 n + 1 FLOPs per element written; Block.hc_post)."""
     n, h = model.hyper_connections, model.hidden_size
     if n == 1:
-        return elementwise(f"{part}.residual", 2 * t * h, t * h, prec.act, kind="add")
+        return elementwise(f"{part}.residual", 2 * t * h, t * h, prec.act, ADD_FLOPS_PER_ELEM,
+                           kind="add")
     return elementwise(f"{part}.residual", t * (h + n * h), t * n * h, prec.act,
                        2.0 * n + 1.0, kind="add")
+
+
+#: the operator names ``fuse_residual_norms`` rewrites: the residual adds it fuses with the norm
+#: after them, the in-layer norms that then run inside those fused kernels, the final norm
+#: (inside the last layer's fused kernel) and the first layer's input norm it adds to the ends
+FUSED_RESIDUALS = ("attn.residual", "mlp.residual")
+FUSED_NORMS = ("attn.norm", "mlp.norm")
+FINAL_NORM = "head.norm"
+FIRST_NORM = "embed.input_norm"
+
+
+def residual_norm_op(model: ModelSpec, name: str, elems, prec: Precision, count=1.0) -> Op:
+    """A residual add and the norm after it as one kernel over ``elems`` = tokens x hidden
+    elements (vLLM ``fused_add_rms_norm``, csrc/layernorm_kernels.cu; SGLang / FlashInfer
+    ``fused_add_rmsnorm``; TensorRT-LLM's RMSNorm with a residual, FlashInfer's kernel): it
+    reads the sublayer output x and the residual, writes the updated residual (x + residual)
+    and the normalised output, 2 + 2 elements of the 16-bit hidden state each (the kernel
+    re-reads its own row of the new residual for the second pass: an L1 / L2 hit, the row was
+    just written by the same thread block, as the plain norm re-reads its input). The weight
+    vector (hidden elements) is not counted, as ``norm_op`` does not. Work: the add's and the
+    norm's FLOPs per element; timed at the norm kind's measured element rate (the fused kernel
+    is the norm kernel with the add in its first pass) where that binds, else by its bytes."""
+    return Op(name=name, cls=ELEMENTWISE, flops=0.0, bytes=4.0 * elems * prec.act,
+              dtype="fp32", count=count,
+              vector_flops=(ADD_FLOPS_PER_ELEM + NORM_FLOPS_PER_ELEM[model.norm]) * elems,
+              shape=(elems,), kernel=model.norm)
+
+
+def fuses_residual_norms(model: ModelSpec, norms) -> bool:
+    """Whether ``fuse_residual_norms`` rewrites ``model``'s operators for an engine that fuses
+    the residual add into the following norm of the kinds ``norms`` (engines/<id>.yaml
+    ``kernels.fused_residual_norm``): the model's norm is one of them and its residual stream
+    is the plain one the fused kernel updates (no hyper-connections, no block attention
+    residuals) with a final norm after the last layer's add (else the last add would have no
+    norm to fuse with)."""
+    return (model.norm in tuple(norms or ()) and model.hyper_connections == 1
+            and not model.attention_residual_block and model.final_norm)
+
+
+def fuse_residual_norms(model: ModelSpec, layer: list[Op], prec: Precision,
+                        norms) -> list[Op]:
+    """One layer's operators (counts as ``layer_forward_ops`` gives them) as an engine runs
+    them that runs each residual add and the norm after it as one kernel (``norms``:
+    engines/<id>.yaml ``kernels.fused_residual_norm``, the norm kinds it fuses;
+    ``fuses_residual_norms`` says where this applies, else ``layer`` comes back as it is).
+
+    The engines thread the residual through the layers (vLLM / SGLang / TensorRT-LLM decoder
+    layers: ``if residual is None: residual = x; x = input_layernorm(x)`` in the first layer,
+    ``x, residual = input_layernorm(x, residual)`` in the others, ``x, residual =
+    post_attention_layernorm(x, residual)`` before the MLP, and the final ``norm(x,
+    residual)`` after the last layer): every residual add runs inside the kernel of the norm
+    that follows it, and only the first layer's input norm runs alone. So per layer:
+
+    - ``attn.residual`` becomes ``attn.residual_norm``: the attention output's add fused with
+      the MLP's input norm (``mlp.norm`` goes);
+    - ``mlp.residual`` becomes ``mlp.residual_norm``: the MLP output's add fused with the next
+      layer's input norm, or after the last layer with the final norm (``attn.norm`` goes;
+      ``fuse_end_norms`` takes the final norm out of the ends and adds the first layer's).
+
+    Each fused operator keeps its add's count (a share of layers without a mixer or an MLP,
+    ``_scale_absent_parts``, keeps its share) and its place in the list."""
+    if not fuses_residual_norms(model, norms):
+        return layer
+    out: list[Op] = []
+    for op in layer:
+        if op.name in FUSED_NORMS:
+            continue
+        if op.name in FUSED_RESIDUALS:
+            op = replace(residual_norm_op(model, f"{op.name}_norm", op.shape[0], prec, op.count),
+                         phase=op.phase)
+        out.append(op)
+    return out
+
+
+def fuse_end_norms(model: ModelSpec, ends: list[Op], tokens, prec: Precision,
+                   norms) -> list[Op]:
+    """The embedding and head operators of a pass whose layers ``fuse_residual_norms``
+    rewrote: the final norm (``head.norm``) runs inside the last layer's fused kernel, so it
+    goes; the first layer's input norm, the one norm with no add before it, is added after the
+    embedding's operators as ``embed.input_norm`` over every token of the pass (``tokens``), on
+    the embedding's stage. The final norm then runs over every token as the engines run it
+    (before the logits rows are selected), not over the logits' rows only. ``ends`` comes back
+    as it is where ``fuses_residual_norms`` does not apply."""
+    if not fuses_residual_norms(model, norms):
+        return ends
+    out = [op for op in ends if op.name != FINAL_NORM]
+    after = sum(1 for op in out if op.block == "embed")
+    out.insert(after, norm_op(FIRST_NORM, model, tokens, prec))
+    return out
 
 
 def compressed_attention_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs,
