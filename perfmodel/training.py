@@ -665,9 +665,14 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
             if stage.grad_reduction == "microbatch"))
     # collective passes the stages (and the caller's other calls) share, timed once
     passes: dict = {} if mesh_memo is None else mesh_memo.setdefault("dp_passes", {})
-    dp_total, dp_exposed = by_stage(zero, lambda z: dp_step_comm(
-        replace(dp_work, zero_stage=z), spans["grad"], spans["egrad"], system, profile,
-        passes))
+    def dp_comm(z):
+        return dp_step_comm(replace(dp_work, zero_stage=z), spans["grad"], spans["egrad"],
+                            system, profile, passes)
+
+    if breakdown:
+        dp_total, dp_exposed = by_stage(zero, dp_comm)
+    else:  # a plan search reads the exposed part only: only its stage rows are assembled
+        dp_exposed = by_stage(zero, lambda z: dp_comm(z)[1])
     # the compute those hidden collectives run beside loses their NCCL kernels' SMs
     contention = by_stage(zero, lambda z: dp_contention(
         replace(dp_work, zero_stage=z), spans["grad"], spans["egrad"], system, profile,
