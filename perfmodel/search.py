@@ -8,6 +8,10 @@ on those axes only. Categorical choices (recompute, sequence parallelism, ZeRO s
 outside, one model call each, except the ZeRO stage: where the framework has no
 stage-dependent terms (``frameworks_costs.zero_stage_free``) the stages are one more array axis
 of the same call (``training.by_stage``), so recompute x SP x ZeRO takes recompute x SP calls.
+The calls on one mesh (one SP value) share what reads neither the recompute policy nor the
+ZeRO stage beyond their key: the data-parallel collectives, the operators other than the
+recompute passes and their times, the model states in memory (``training_step``'s
+``mesh_memo``; tests/test_search_mesh_memo.py checks each choice against a call of its own).
 
 Before modelling, the plan rules (``plan.training_rules``) are evaluated on the mesh (cheap
 integer arithmetic) and every axis value with no valid cell left is dropped from the mesh.
