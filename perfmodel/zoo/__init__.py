@@ -7,6 +7,7 @@ preset-format YAML/JSON file, an inline mapping, or an already built ModelSpec.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,46 @@ def _from_mapping(data: Mapping[str, Any], what: str) -> ModelSpec:
     return validate(ModelSpec, dict(data), what=what)
 
 
+#: what a scenario file given where a model is expected gets (a command may add its own hint)
+SCENARIO_NOT_MODEL = ("a scenario file (kind: {kind}), not a model: give a model preset id "
+                      "(perfmodel models list), a model YAML (preset format) or a HF "
+                      "config.json (as the scenario's own model: field names one)")
+# keys of a scenario file (specs/scenario.py Scenario); no ModelSpec field has these names
+_SCENARIO_KEYS = frozenset({"kind", "model", "system"})
+
+
+def _is_scenario(data: Any) -> bool:
+    """A scenario file (``kind`` / ``model`` / ``system`` keys), not a model: at least two of
+    them (ModelSpec has none of these fields, so even one would fail; two say which file it
+    is)."""
+    return isinstance(data, Mapping) and len(_SCENARIO_KEYS & set(data)) >= 2
+
+
+#: the command that takes a scenario file of each kind as a whole (perfmodel/cli.py)
+_SCENARIO_COMMANDS = {"training": ("search", "searches its parallel plans"),
+                      "inference": ("predict", "predicts it"),
+                      "serving": ("plan-serving", "plans its deployment")}
+
+
+def _scenario_command(kind: Any, value: str) -> str:
+    """"; `perfmodel search FILE` searches its parallel plans" for the scenario's kind (every
+    kind: ``perfmodel predict FILE`` predicts it)."""
+    command, does = _SCENARIO_COMMANDS.get(kind if isinstance(kind, str) else "",
+                                           ("predict", "predicts it"))
+    return f"; `perfmodel {command} {value}` {does}"
+
+
+def _named_after(data: Any, path: Path) -> Any:
+    """A preset-format model file without ``id`` / ``name`` named after its file, as a HF
+    config.json without ``_name_or_path`` is (hf.name_from_path): ``my-model.yaml`` -> id
+    ``my-model`` (lower case, characters outside [a-z0-9.-_] as '-'), name the file's stem."""
+    if not isinstance(data, Mapping) or ("id" in data and "name" in data):
+        return data
+    stem = path.stem if path.suffix.lower() in _FILE_SUFFIXES else path.name
+    slug = re.sub(r"[^a-z0-9.\-_]+", "-", stem.lower()).strip("-._") or "model"
+    return {"id": slug, "name": data.get("id") or stem, **data}
+
+
 def _looks_like_path(value: str) -> bool:
     return value.endswith(_FILE_SUFFIXES) or "/" in value or "\\" in value
 
@@ -114,7 +155,10 @@ def resolve_model(
             from .hf import model_from_hf_file
 
             return model_from_hf_file(path, data)
-        return _from_mapping(data, what=str(path))
+        if _is_scenario(data):
+            raise SpecError(f"{path}: {SCENARIO_NOT_MODEL.format(kind=data.get('kind'))}"
+                            + _scenario_command(data.get("kind"), value))
+        return _from_mapping(_named_after(data, path), what=str(path))
     if _looks_like_path(value):
         raise SpecError(f"model file not found: {path}")
     raise unknown_id("model", value, presets)

@@ -1085,7 +1085,9 @@ def _unwrap(config: Mapping[str, Any]) -> Mapping[str, Any]:
         if isinstance(inner, Mapping):
             merged = dict(inner)
             for k in ("_name_or_path", "tie_word_embeddings"):
-                if k not in merged and config.get(k) is not None:
+                # an empty inner name ("_name_or_path": "" in Kimi-K2.5's text_config) names
+                # nothing: the wrapper's (or the file's, model_from_hf_file) is the model's
+                if (k not in merged or merged[k] == "") and config.get(k) is not None:
                     merged[k] = config[k]
             merged.setdefault("model_type", f"{config.get('model_type')}_text")
             return merged
