@@ -833,12 +833,17 @@ class OverheadFacts(Strict):
     step_cpu_s: Float | None = Field(default=None, ge=0)
     # host time on a request's path before the engine core sees it that does not depend on
     # the prompt (vLLM: the API server's tokenizer micro-batch wait); it delays that request
-    # only, not the batch (the API server is its own process): serving.engine.EagerHost.
-    # request_delay; null: none
+    # only, not the batch (the API server is its own process): serving.engine.RequestPath;
+    # paid by a text prompt; null: none
     request_s: Float | None = Field(default=None, ge=0)
+    # the same host wait when the client sends the prompt as token ids (scenario
+    # engine.prompt_input: tokens; vLLM 0.10.0 - 0.10.1 detokenise the ids through the same
+    # micro-batching tokenizer, 0.10.2 on skip it); null: none
+    token_ids_request_s: Float | None = Field(default=None, ge=0)
     # turning a text prompt into token ids on that path, measured: [[prompt tokens, seconds],
-    # ...] in increasing order, read piecewise-linearly (from (0, 0); past the last point along
-    # the last segment); null: not counted
+    # ...] in increasing order, read piecewise-linearly (from (0, 0); past the last point at
+    # the last point's mean rate, seconds / tokens: extrapolated, a lower bound when the
+    # per-token cost grows with length); null: not counted
     tokenize_s: list[tuple[int, Float]] | None = None
     cuda_graphs: CudaGraphFacts = CudaGraphFacts()
     # an eager step's kernel issue on the host: "overlapped" (the host queues kernels ahead of

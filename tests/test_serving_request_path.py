@@ -29,7 +29,8 @@ def test_request_delay_by_hand():
     assert h.delay(500) == pytest.approx(0.002 + 0.001)  # (0, 0) -> (1000, 2 ms)
     assert h.delay(1000) == pytest.approx(0.004)
     assert h.delay(1500) == pytest.approx(0.002 + 0.004)  # halfway 2 -> 6 ms
-    assert h.delay(3000) == pytest.approx(0.002 + 0.006 + 0.004)  # last slope 4 us/tok
+    # past the last point at its mean rate, 6 ms / 2000 tokens = 3 us/token: 2 ms + 9 ms
+    assert h.delay(3000) == pytest.approx(0.011)
     assert RequestPath().delay(8000) == 0.0
     assert RequestPath(0.003).delay(8000) == pytest.approx(0.003)
 
