@@ -51,10 +51,50 @@ class EngineFit:
     start_reasons: list[str] = field(default_factory=list)  # the first of reasons: no start
 
 
+#: what each budget rule's memory fraction is a fraction of (engines/<id>.yaml memory.budget,
+#: with the source each file cites): vLLM gpu_memory_utilization bounds everything the engine
+#: allocates (vllm.yaml [cache] / [worker]); SGLang mem_fraction_static is the share of the
+#: memory free at start-up kept for the static pool, weights + KV (sglang.yaml [args] /
+#: [runner], model_runner.py); TensorRT-LLM free_gpu_memory_fraction is the share of the memory
+#: left after the profiling run's peak (weights + activations + non-torch) that the KV cache
+#: takes (trtllm.yaml [util]: _torch/pyexecutor/_util.py KvCacheCreator, available_kv_mem =
+#: (total - peak) x fraction)
+FRACTION_MEANING = {
+    "total_fraction": "the share of the device's memory the engine may allocate: weights, "
+                      "activation peak and KV cache",
+    "init_free_fraction": "the share of the memory free at start-up kept for weights and the "
+                          "KV pool",
+    "free_after_peak_fraction": "the share of the memory left after weights and the profiling "
+                                "run's activation peak that the KV cache takes",
+}
+
+
+def weights_exceed_device(mem: EngineMemory) -> str:
+    """"" unless one GPU's weights alone exceed the device's memory; then why no memory
+    fraction can help and what does (more GPUs per instance, a smaller weight format)."""
+    if mem.weights_bytes < mem.device_memory_bytes:
+        return ""
+    return (f"the weights alone need {mem.weights_bytes / 2**30:.2f} GiB per GPU, more than the "
+            f"device's {mem.device_memory_bytes / 2**30:.2f} GiB, so no memory fraction can "
+            "fit them; spread them over more GPUs per instance (a higher tp, pp or, for a MoE "
+            "model, ep) or use a smaller weight_dtype")
+
+
+def fraction_hint(mem: EngineMemory, spec: EngineSpec) -> str:
+    """"engine.<fraction> (<what it is a fraction of>)" for a message, "" without one."""
+    if not mem.fraction_name:
+        return ""
+    meaning = FRACTION_MEANING.get(spec.memory.budget)
+    return f"engine.{mem.fraction_name}" + (f" ({meaning})" if meaning else "")
+
+
 def fails_to_start(mem: EngineMemory, spec: EngineSpec) -> list[str]:
     """Why the engine would not start with this memory plan (empty: it starts)."""
     out = []
-    if mem.fraction is not None and mem.fraction <= 0:
+    too_big = weights_exceed_device(mem)
+    if too_big:
+        out.append(f"{too_big}; the engine fails to load them")
+    elif mem.fraction is not None and mem.fraction <= 0:
         out.append(f"its {mem.fraction_name} comes out at {mem.fraction:.3f} (no memory left "
                    f"for the KV cache), so the engine fails to start; set "
                    f"engine.{mem.fraction_name}")
@@ -66,8 +106,9 @@ def fails_to_start(mem: EngineMemory, spec: EngineSpec) -> list[str]:
                        f"{mem.device_memory_bytes / 2**30:.2f} GiB, so it fails to load; lower "
                        "engine.max_model_len (n_ctx) or add GPUs")
     elif mem.kv_cache_tokens <= 0:
-        out.append("no memory is left for its KV cache, so the engine fails to start; raise "
-                   f"engine.{mem.fraction_name}, use a smaller weight_dtype or add GPUs")
+        out.append("no memory is left for its KV cache, so the engine fails to start; "
+                   + (f"raise {fraction_hint(mem, spec)}, " if mem.fraction_name else "")
+                   + "use a smaller weight_dtype or add GPUs")
     elif spec.memory.budget == "total_fraction" and mem.max_concurrency < 1:
         # vLLM v1/core/kv_cache_utils.py check_enough_kv_cache_memory raises at start-up (by
         # bytes: one request of max_model_len, a hybrid model's layer groups summed)
@@ -161,7 +202,13 @@ def engine_cause(model: ModelSpec, system, parallelism, inference, tp: int, engi
     shape = replace(shape_for(parallelism, inference, system), tp=tp)
     mem = engine_memory(model, system.device, shape, engine_for(engine), engine,
                         profile.memory_overheads.cuda_context_gib)
+    if not mem.problems:
+        return ""
+    spec = engine_for(engine)
+    too_big = weights_exceed_device(mem)
+    if too_big:  # no fraction helps: say so rather than quote the fraction's advice
+        return f"{mem.engine}: {too_big}"
     field_name = mem.fraction_name
-    hint = (f"; set engine.{field_name} (the fraction of memory for weights + KV)"
+    hint = (f"; set {fraction_hint(mem, spec)}"
             if field_name and f"engine.{field_name}" not in " ".join(mem.problems) else "")
-    return f"{mem.engine}: " + "; ".join(mem.problems) + hint if mem.problems else ""
+    return f"{mem.engine}: " + "; ".join(mem.problems) + hint

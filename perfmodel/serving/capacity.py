@@ -129,6 +129,10 @@ class PlanInputs:
     attention_dps: tuple[int, ...] | None = None
     # one line per scenario field the planner replaces (``replaced_fields``), printed as given
     replaced: list[str] = field(default_factory=list)
+    # MoE layouts with ep > 1: EPLB's redundant expert replicas (SGLang
+    # --ep-num-redundant-experts, vLLM --eplb-config num_redundant_experts), a count or "auto"
+    # (per EP degree the fewest that make ep divide the experts: ``redundant_for``)
+    redundant_experts: int | str = 0
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,41 @@ def layouts(inp: PlanInputs) -> list[Layout]:
                 for ep in sorted({1, n}):
                     out.append(Layout(n // adp, pp, adp, ep))
     return list(dict.fromkeys(out))
+
+
+def redundant_for(inp: PlanInputs, ep: int) -> int:
+    """EPLB's redundant experts of a layout with ``ep`` expert groups: 0 without EP (or a dense
+    model); the given count; with "auto" the fewest that make ep divide the physical experts,
+    (-E) mod ep. Both engines place E + r physical experts evenly over the EP ranks (SGLang
+    models/deepseek_v2.py passes n_routed_experts + ep_num_redundant_experts to FusedMoE,
+    which asserts num_experts % moe_ep_size == 0; vLLM --eplb-config num_redundant_experts,
+    docs.vllm.ai serving/expert_parallel_deployment), as the published wide-EP deployments
+    pick r: 256 + 32 = 288 over EP72 (lmsys.org/blog/2025-06-16-gb200-part-1)."""
+    moe = inp.model.moe
+    if ep <= 1 or moe is None:
+        return 0
+    if inp.redundant_experts == "auto":
+        return -moe.num_experts % ep
+    return int(inp.redundant_experts)
+
+
+def layout_refusal(inp: PlanInputs, lay: Layout) -> tuple[str, str] | None:
+    """(rule, message) when the layout breaks a divisibility rule of inference (attention heads
+    and KV heads by tp, experts + redundant by ep, ep within the instance: the rules
+    ``plan.inference_rules`` states, read from there), else None: such a layout is filtered
+    before it is modelled and its refusal counted (``PlanResult.inputs['layouts_refused']``)."""
+    from types import SimpleNamespace
+
+    from ..plan import inference_rules
+
+    p = SimpleNamespace(tp=lay.tp, pp=lay.pp, attention_dp=lay.attention_dp, ep=lay.ep,
+                        redundant_experts=redundant_for(inp, lay.ep))
+    for i, rule in enumerate(inference_rules(inp.model, lay.gpus)):
+        if rule.field not in ("parallelism.tp", "parallelism.ep"):
+            continue
+        if not bool(np.all(rule.ok(p))):
+            return f"{rule.field}#{i}", f"{rule.field}: {rule.message(p)}"
+    return None
 
 
 def seqs_candidates(inp: PlanInputs, default: int) -> tuple[int, ...]:
@@ -369,7 +408,8 @@ def _scenario(inp: PlanInputs, device: str, layout: Layout | int, pp: int = 1) -
         par = p
     else:
         par = Parallelism(tp=layout.tp, pp=layout.pp, attention_dp=layout.attention_dp,
-                          ep=layout.ep, uneven_pipeline=bool(inp.model.num_layers % layout.pp))
+                          ep=layout.ep, uneven_pipeline=bool(inp.model.num_layers % layout.pp),
+                          redundant_experts=redundant_for(inp, layout.ep))
     return Scenario(kind="serving", model=inp.model,
                     system=SystemConfig(device=device, num_gpus=layout.gpus),
                     parallelism=par, inference=inp.inference, serving=_serving(inp),
@@ -821,6 +861,17 @@ def may_miss_text(c: Candidate) -> str:
                      f"{1e3 * checks[k]['bound_s']:g} ms)" for k in c.may_miss)
 
 
+def _own(inp: PlanInputs) -> Layout | None:
+    """The scenario's own layout (checked whole when the scenario was read), if any."""
+    p = inp.parallelism
+    return None if p is None else Layout(p.tp, p.pp, p.attention_dp, p.ep)
+
+
+def _redundant(inp: PlanInputs, lay: Layout) -> int:
+    """The layout's redundant experts: the scenario's own for its layout, else ``redundant_for``."""
+    return inp.parallelism.redundant_experts if lay == _own(inp) else redundant_for(inp, lay.ep)
+
+
 def _layout_fields(lay: Layout) -> dict:
     """A Candidate's layout keywords besides its tp."""
     return {"pp": lay.pp, "attention_dp": lay.attention_dp, "ep": lay.ep}
@@ -855,7 +906,14 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
     uncalibrated: list[str] = []  # devices answered with the documented default efficiencies
     warnings: list[str] = []
     kinds: dict[str, str] = {}  # device -> measured | default profile
-    for device, lay in ((d, x) for d in _devices(inp, prices) for x in layouts(inp)):
+    tried, refused = [], {}  # layouts modelled; rule -> (message, labels) of those filtered
+    for lay in layouts(inp):
+        why = layout_refusal(inp, lay) if lay != _own(inp) else None
+        if why is None:
+            tried.append(lay)
+        else:
+            refused.setdefault(why[0], (why[1], []))[1].append(lay.label)
+    for device, lay in ((d, x) for d in _devices(inp, prices) for x in tried):
             sc = _scenario(inp, device, lay)
             try:
                 profile = _profile(device, inp.calibration)
@@ -970,7 +1028,10 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
               "prices": {"basis": prices.basis, "currency": prices.currency},
               "engine": inp.engine.name, "profiles": dict(sorted(kinds.items())),
               "tp": list(inp.tps), "pp": list(inp.pps),
-              "layouts": [x.label for x in layouts(inp)],
+              "layouts": [x.label for x in tried],
+              "layouts_refused": [{"reason": msg, "count": len(labels), "layouts": labels}
+                                  for msg, labels in refused.values()],
+              "redundant_experts": {x.label: r for x in tried if (r := _redundant(inp, x))},
               "scenario_layout": (layout_label(inp.parallelism.tp, inp.parallelism.pp,
                                                inp.parallelism.attention_dp, inp.parallelism.ep)
                                   if inp.parallelism is not None else None),
@@ -1158,6 +1219,17 @@ def render_plan(result: PlanResult) -> str:
         out.append("")
         out.append("not feasible:")
         out += _grouped_reasons(others)
+    refused = inp.get("layouts_refused") or []
+    if refused:
+        out.append("")
+        out.append(f"layouts not modelled ({sum(r['count'] for r in refused)}, no engine runs "
+                   "them):")
+        out += [f"  {r['count']} layout(s), e.g. {r['layouts'][0]}: {r['reason']}"
+                for r in refused]
+    redundant = inp.get("redundant_experts") or {}
+    if redundant:
+        out.append("EPLB redundant experts: " + ", ".join(
+            f"{label} +{r}" for label, r in redundant.items()))
     maybe = [c for c in result.candidates if c.feasible and c.may_miss]
     if maybe:
         out.append("")

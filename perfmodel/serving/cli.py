@@ -9,6 +9,7 @@ from typing import get_args
 
 from ..argtypes import (
     bounded_int,
+    fraction,
     id_list,
     int_list,
     nonnegative_float,
@@ -34,11 +35,21 @@ from .schedulers import SCHEDULERS
 
 MAX_PLAN_REQUESTS = 1_000_000  # requests per simulation
 MAX_GPUS = 1_000_000
+MAX_REDUNDANT = 1_000_000  # redundant experts (specs.scenario Parallelism: MAX_WIDTH)
 #: the registered schedulers an aggregated instance can run (serving.scheduler.kind; not the
 #: disaggregated pools' prefill / decode roles, which plan-serving does not size)
 PLAN_SCHEDULERS = sorted(k for k in SCHEDULERS
                          if k in get_args(SchedulerConfig.model_fields["kind"].annotation))
 LENGTH_HELP = ("tokens: 512, fixed:512, uniform:128:1024 or lognormal:MEAN:CV[:MIN:MAX]")
+
+
+def memory_fraction(text: str) -> float:
+    """The argparse type of the memory-fraction flags: above 0, at most 1."""
+    value = fraction(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{shown(text)}: a memory fraction must be above 0 "
+                                         "(at most 1)")
+    return value
 
 
 def cli_flag(name: str) -> str:
@@ -183,11 +194,20 @@ def plan_inputs(args: argparse.Namespace, name: Callable[[str], str] = cli_flag
         kwargs["engine"] = validate(EngineConfig, {"name": engine}, what=name("engine"))
     elif sc is not None:
         kwargs["engine"] = sc.engine
+    kwargs["engine"] = _engine_overrides(kwargs.get("engine") or EngineConfig(), args, model,
+                                         prompt, output, name)
     _check_kv_format(kwargs.get("engine"), kwargs.get("inference"), "kv_dtype" in formats, name)
     slo = _slo(serving.slo if serving else SLOConfig(), args, name)
     if sc is not None:
         kwargs["parallelism"] = sc.parallelism
         kwargs["replaced"] = replaced_fields(sc, args, rate, arrival, cv, prompt, output, slo)
+        kwargs["replaced"] += [f"engine.{k} {getattr(sc.engine, k)} -> {getattr(kwargs['engine'], k)}"
+                               for k in ENGINE_FLAGS if getattr(sc.engine, k, None) is not None
+                               and getattr(sc.engine, k) != getattr(kwargs["engine"], k)]
+    redundant = getattr(args, "redundant_experts", None)
+    if redundant is not None:
+        kwargs["redundant_experts"] = _listed(redundant, redundant_experts,
+                                              name("redundant_experts"))
     return PlanInputs(
         model=model, rate_per_s=rate, slo=slo,
         prompt_len=prompt, output_len=output,
@@ -204,6 +224,80 @@ def plan_inputs(args: argparse.Namespace, name: Callable[[str], str] = cli_flag
                               name("attention_dp")),
         max_gpus=args.max_gpus, prices=load_prices(args.prices) if args.prices else None,
         calibration=args.calibration, **kwargs)
+
+
+#: the engine overrides plan-serving takes as flags (``EngineConfig`` fields of the same name):
+#: the context the engine is sized for and each engine's memory fraction under its own name
+ENGINE_FLAGS = ("max_model_len", "gpu_memory_utilization", "mem_fraction_static",
+                "free_gpu_memory_fraction")
+#: the engine each memory-fraction flag belongs to (specs.scenario.ENGINE_FRACTION), and the
+#: engine's own option for it
+FRACTION_OPTION = {"vllm": "vllm serve --gpu-memory-utilization",
+                   "sglang": "sglang.launch_server --mem-fraction-static",
+                   "trtllm": "trtllm-serve --kv_cache_free_gpu_memory_fraction"}
+
+
+def _engine_overrides(engine: EngineConfig, args: argparse.Namespace, model,
+                      prompt: LengthDistribution, output: LengthDistribution,
+                      name: Callable[[str], str]) -> EngineConfig:
+    """The engine with --max-model-len and its memory-fraction flag applied over the
+    scenario's (or the named engine's) settings: one SpecError naming the flag when the engine
+    has no such setting (generic; a fraction of another engine: the engine's own name for it),
+    when the engine refuses the value (``engine_checks.check_engine_config``: a max_model_len
+    above the model's context) or when the longest request would not be served (a prompt +
+    output above max_model_len is rejected by the engine)."""
+    from ..engine_checks import check_engine_config
+    from ..engines import engine_for
+    from ..specs.scenario import ENGINE_FRACTION
+
+    given = {k: v for k in ENGINE_FLAGS if (v := getattr(args, k, None)) is not None}
+    if not given:
+        return engine
+    for key in given:
+        if engine.name == "generic":
+            raise SpecError(f"{name(key)}: the generic engine has no {key}; name the engine "
+                            f"whose setting it is ({name('engine')} vllm, sglang, trtllm"
+                            + (", llamacpp" if key == "max_model_len" else "") + ")")
+        owner = next((e for e, f in ENGINE_FRACTION.items() if f == key), None)
+        if owner is not None and owner != engine.name:
+            own = ENGINE_FRACTION.get(engine.name)
+            raise SpecError(
+                f"{name(key)} is {owner}'s memory fraction ({FRACTION_OPTION[owner]}); engine "
+                f"{engine.name} " + (f"takes {name(own)} ({FRACTION_OPTION[engine.name]}), a "
+                                     "fraction of other memory: give that"
+                                     if own else "has no memory fraction (it allocates its "
+                                     "weights and n_ctx cells of KV up front)"))
+    base = engine.model_dump(exclude_unset=True)
+    cfg = validate(EngineConfig, {**base, **given},
+                   what=" / ".join(name(k) for k in given))
+    try:
+        check_engine_config(engine_for(cfg), cfg, model)
+    except SpecError as err:
+        raise SpecError(str(err).replace("engine.max_model_len", name("max_model_len"), 1)
+                        if "max_model_len" in given else str(err)) from None
+    if "max_model_len" in given:
+        longest = tuple(d.value if d.kind == "fixed" else d.max for d in (prompt, output))
+        if None not in longest and longest[0] + longest[1] - 1 > given["max_model_len"]:
+            raise SpecError(
+                f"{name('max_model_len')}: {given['max_model_len']:,} tokens is shorter than the "
+                f"longest request (prompt + output - 1 = {longest[0] + longest[1] - 1:,} "
+                "tokens), which the engine would reject; give at least that")
+    return cfg
+
+
+def redundant_experts(text: str) -> int | str:
+    """The argparse type of --redundant-experts: a count (0 or more) or ``auto``."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a count of redundant experts "
+                                         "or auto") from None
+    if not 0 <= value <= MAX_REDUNDANT:
+        raise argparse.ArgumentTypeError(f"{value} redundant experts: give 0 to {MAX_REDUNDANT} "
+                                         "or auto")
+    return value
 
 
 def _given(name: Callable[[str], str], key: str, value: str) -> str:
@@ -332,6 +426,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: every divisor of each --tp size, where the engine runs DP "
                         "attention); each with the experts as TP shards (ep 1) or EP over the "
                         "instance; a scenario's own layout is always tried")
+    p.add_argument("--redundant-experts", type=redundant_experts, metavar="N|auto",
+                   help="MoE layouts with EP: EPLB's redundant expert replicas (SGLang "
+                        "--ep-num-redundant-experts, vLLM --eplb-config num_redundant_experts); "
+                        "auto: per EP degree the fewest that make it divide the experts (256 "
+                        "experts over ep 72: 32); default 0, the engines' default")
     p.add_argument("--max-num-seqs", type=int_list,
                    help="comma-separated batch caps (engine max_num_seqs) to try besides the "
                         "engine's default (default: powers of two from 8 below it); a "
@@ -343,6 +442,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=["generic", "vllm", "sglang", "trtllm", "llamacpp"],
                    help="serving engine: its KV-cache rule and max_num_seqs default size each "
                         "instance (default: the scenario's, else generic)")
+    p.add_argument("--max-model-len", type=positive_int,
+                   help="context the engine is sized for (vLLM --max-model-len, SGLang "
+                        "--context-length, TensorRT-LLM max_seq_len, llama.cpp n_ctx; default: "
+                        "the scenario's, else the model's context); needs a named --engine")
+    p.add_argument("--gpu-memory-utilization", type=memory_fraction,
+                   help="vLLM: fraction of the device's memory the engine may use (default "
+                        "0.9); --engine vllm")
+    p.add_argument("--mem-fraction-static", type=memory_fraction,
+                   help="SGLang: fraction of the memory free at start-up for weights and the KV "
+                        "pool (default: SGLang's rule by GPU memory and TP); --engine sglang")
+    p.add_argument("--free-gpu-memory-fraction", type=memory_fraction,
+                   help="TensorRT-LLM: fraction of the memory left after weights and the "
+                        "profiling peak that the KV cache takes (trtllm-serve "
+                        "--kv_cache_free_gpu_memory_fraction, default 0.9); --engine trtllm")
     p.add_argument("--weight-dtype", choices=get_args(DType),
                    help="the linear layers' and experts' format; a format under 2 B keeps the "
                         "embeddings and LM head 16-bit, as quantised checkpoints do (default: the "
