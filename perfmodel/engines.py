@@ -737,10 +737,26 @@ class SkinnyGemmFacts(Strict):
     min_out: Int | None = Field(default=None, ge=1)
     k_multiple: Int | None = Field(default=None, ge=1)
     hbm_fraction: dict[str, list[Float | None]] = Field(default_factory=dict)
+    #: per dtype, where the engine's kernel for it runs under narrower conditions than the
+    #: 16-bit one (vLLM's fp8 wvSplitKQ: 1 token, k % 16): {dtype: {max_tokens, k_multiple}}
+    #: overriding the fields above for GEMMs of that dtype
+    dtype_limits: dict[str, dict[str, Int]] = Field(default_factory=dict)
+
+    def limits(self, dtype: str) -> tuple[int, int]:
+        """(max_tokens, k_multiple) of the kernel for GEMMs of ``dtype``."""
+        own = self.dtype_limits.get(dtype, {})
+        return (int(own.get("max_tokens", self.max_tokens)),
+                int(own.get("k_multiple", self.k_multiple)))
 
     @model_validator(mode="after")
     def _check(self) -> SkinnyGemmFacts:
         at = "gemm.skinny"
+        for dtype, own in self.dtype_limits.items():
+            if dtype not in self.dtypes or set(own) - {"max_tokens", "k_multiple"} or any(
+                    v < 1 for v in own.values()) or own.get("max_tokens", 1) > (
+                    self.max_tokens or 0):
+                raise SpecError(f"{at}.dtype_limits.{dtype}: a dtype of {at}.dtypes with "
+                                "max_tokens (1..max_tokens) and / or k_multiple (>= 1)")
         if self.hbm_fraction and None in (self.max_tokens, self.min_out, self.k_multiple):
             raise SpecError(f"{at}: hbm_fraction needs max_tokens, min_out and k_multiple (the "
                             "conditions under which the kernel runs)")

@@ -211,7 +211,8 @@ def _with_skinny_gemms(times: OpTimes, roof: Roofline, plan: InferPlan) -> OpTim
     LM head reach through ``rocm_unquantized_gemm``) in place of the profile's GEMM curve
     where it runs: a plain (groups 1, not routed-expert) GEMM of one of its dtypes with no
     weight-only format, 0 < tokens <= max_tokens, outputs >= min_out and k a multiple of
-    k_multiple. It streams the weights at its measured fraction of the device's datasheet HBM
+    k_multiple (a dtype's own ``dtype_limits`` where its kernel runs under narrower ones: vLLM's
+    fp8 per-tensor W8A8 path, wvSplitKQ, at 1 token and k % 16 in 0.9 - 0.13). It streams the weights at its measured fraction of the device's datasheet HBM
     bandwidth for the token count (rounded up), its compute at the vector fp32 rate (the kernel
     runs packed dot2 instructions, not matrix cores), plus the profile's per-kernel floor as
     every kernel; a null fraction (not measured) keeps the profile's time."""
@@ -229,8 +230,9 @@ def _with_skinny_gemms(times: OpTimes, roof: Roofline, plan: InferPlan) -> OpTim
         m, n, k = (np.asarray(x, float) for x in op.shape)
         tokens = np.clip(np.ceil(m), 1, len(frac)).astype(int)
         f = frac[tokens - 1]
-        use = ((m > 0) & (m <= facts.max_tokens) & (n >= facts.min_out)
-               & (np.mod(k, facts.k_multiple) == 0) & ~np.isnan(f))
+        max_tokens, k_multiple = facts.limits(op.dtype)  # fp8 wvSplitKQ: narrower
+        use = ((m > 0) & (m <= max_tokens) & (n >= facts.min_out)
+               & (np.mod(k, k_multiple) == 0) & ~np.isnan(f))
         if not np.any(use):
             continue
         t = (np.maximum(op.flops / roof.vector_peak,
