@@ -35,7 +35,6 @@ rows without one are GPU-only, flagged, and a table mixing both says so.
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import re
@@ -399,6 +398,8 @@ class TrainingPlanResult:
                 "energy_mwh", "energy_includes_node", "mfu", "mfu_6nd",
                 "model_tflops_per_gpu", "memory_headroom", "pareto", "meets_constraints",
                 "meets_constraints_across_band", "may_miss", "may_not_fit"]
+        import csv  # here: only --csv writes it (issue 10: a fresh process imports less)
+
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
