@@ -1228,6 +1228,8 @@ def render_plan(result: PlanResult) -> str:
                 for r in refused]
     redundant = inp.get("redundant_experts") or {}
     if redundant:
+        if not refused:
+            out.append("")
         out.append("EPLB redundant experts: " + ", ".join(
             f"{label} +{r}" for label, r in redundant.items()))
     maybe = [c for c in result.candidates if c.feasible and c.may_miss]
