@@ -371,19 +371,37 @@ def engine_activation(device, engine: str | None, version: str | None, variant: 
     return EngineActivation(act, False, note)
 
 
+def dense_linear_formats(model, weight_dtype: str, weight_formats) -> set[str]:
+    """The formats of ``model``'s dense linear layers (``DENSE_LINEAR_CLASSES`` it has): the
+    attention projections always, the MLA down-projections with MLA, the dense MLP where a
+    layer is dense, the shared experts where it has them; never the routed experts, which run
+    the engine's MoE method (vLLM: Mxfp4MoEMethod / Fp8MoEMethod, engines/<id>.yaml ``moe``),
+    nor the router, embeddings or LM head (16-bit unless named, ``KEPT_16BIT``)."""
+    has = {"attention": True, "mla": model.mla is not None,
+           "mlp": model.moe is None or model.num_dense_layers > 0,
+           "shared_experts": model.moe is not None and model.moe.num_shared_experts > 0}
+    return {class_dtype(weight_formats, cls, weight_dtype) for cls, on in has.items() if on}
+
+
 def emulated_formats(device, engine: str | None, version: str | None, variant: str | None,
-                     weight_dtype: str, weight_formats) -> frozenset[str]:
+                     weight_dtype: str, weight_formats, model=None) -> frozenset[str]:
     """The narrow weight formats of the checkpoint (``weight_dtype`` and the classes of
-    ``weight_formats``) that ``engine`` emulates on ``device``: the device has no tensor cores
-    for the format and the engine's rule for its vendor is ``emulated``
-    (engines/<id>.yaml ``quantization.formats.<fmt>.without_tensor_cores``). Such a linear
-    layer dequantises its whole weight to 16 bit in a kernel of its own on every call, then
-    runs a 16-bit GEMM that reads the dequantised weight (``inference._with_emulated_gemms``);
-    empty for ``generic`` (no rule) and every other rule."""
+    ``weight_formats``; with ``model``, those of its dense linear layers only,
+    ``dense_linear_formats``) that ``engine`` emulates on ``device``: the device has no tensor
+    cores for the format and the engine's rule for its vendor is ``emulated``
+    (engines/<id>.yaml ``quantization.formats.<fmt>.without_tensor_cores``, a rule of dense
+    linear layers: vLLM's QuarkOCP_MX). Such a linear layer dequantises its whole weight to 16
+    bit in a kernel of its own on every call, then runs a 16-bit GEMM that reads the
+    dequantised weight (``inference._with_emulated_gemms``, which leaves routed experts to
+    their MoE method); empty for ``generic`` (no rule) and every other rule. gpt-oss (MXFP4
+    experts, bf16 attention, no dense MLP) has none on MI300X: vLLM runs its experts with
+    Mxfp4MoEMethod (matmul_ogs W4A16 on gfx942) and its linear layers unquantised."""
     from .engines import format_rule
 
     eng = engine or "generic"
-    narrow = {weight_dtype, *dict(weight_formats).values()} & set(RULE_ACTIVATION)
+    formats = (dense_linear_formats(model, weight_dtype, weight_formats) if model is not None
+               else {weight_dtype, *dict(weight_formats).values()})
+    narrow = formats & set(RULE_ACTIVATION)
     if not narrow or eng == "generic":
         return frozenset()
     native = native_formats(device)
@@ -417,7 +435,7 @@ def engine_activation_warning(device, engine, inference) -> str | None:
                              inference.activation_dtype, asked).note
 
 
-def weight_format_warning(device, inference, engine=None) -> str | None:
+def weight_format_warning(device, inference, engine=None, model=None) -> str | None:
     """One line where the scenario's weights are in a narrow format with tensor-core GEMMs
     somewhere (``engines.RULE_FORMATS``, the formats ``RULE_ACTIVATION`` keys) that ``device``
     has no tensor cores for, run with 16-bit activations: the weights shrink memory and the
@@ -429,7 +447,9 @@ def weight_format_warning(device, inference, engine=None) -> str | None:
     does not. None otherwise, and where
     ``activation_format_warning`` already speaks of a narrow activation dtype. Formats the
     scenario's ``engine`` (its EngineConfig; None: not named) emulates there
-    (``emulated_formats``) are said as such: each call dequantises the whole weight."""
+    (``emulated_formats``; with ``model``, among its dense linear layers only: routed experts
+    run the engine's MoE method, not the dense rule) are said as such: each call dequantises
+    the whole weight."""
     from .engines import RULE_FORMATS
 
     if nbytes(inference.activation_dtype) < 2:
@@ -449,7 +469,7 @@ def weight_format_warning(device, inference, engine=None) -> str | None:
     arch = f" ({device.architecture})" if device.architecture else ""
     emulated = sorted(emulated_formats(
         device, engine.name, engine.version, engine.variant, inference.weight_dtype,
-        tuple(inference.weight_formats.items())) & set(missing)) if engine is not None else []
+        tuple(inference.weight_formats.items()), model) & set(missing)) if engine is not None else []
     only = [f for f in missing if f not in emulated]
     said = []
     if emulated:

@@ -286,7 +286,7 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
                                        plan.engine_variant)
     emulated = frozenset() if device is None else emulated_formats(
         device, plan.tp_all_reduce, plan.engine_version, plan.engine_variant,
-        plan.weight_dtype, plan.weight_formats)
+        plan.weight_dtype, plan.weight_formats, model)
     items: list[O.Op] = []
     index: dict[str, list[int]] = {}
     kinds = [("dense", False, model.num_dense_layers), ("moe", True, model.num_moe_layers)]
