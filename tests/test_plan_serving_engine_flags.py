@@ -146,7 +146,7 @@ def test_layouts_breaking_a_rule_are_filtered_with_their_reason():
     assert got[Layout(9, 1, 8, 72)][0] == got[Layout(9, 1, 8, 1)][0]
     assert got[Layout(1, 1, 72, 1)] is None
     # 256 experts over ep 72 without redundant experts: refused; with auto (+32): runs
-    assert "redundant" in got[Layout(1, 1, 72, 72)][1]
+    assert "--redundant-experts N or auto" in got[Layout(1, 1, 72, 72)][1]
     auto = _inputs(DSR1, tps=(72,), attention_dps=(72,), redundant_experts="auto",
                    engine=EngineConfig(name="sglang"))
     assert layout_refusal(auto, Layout(1, 1, 72, 72)) is None
