@@ -363,13 +363,18 @@ def _pool_gpus(cfg: SchedulerConfig, system: System) -> tuple[int, int]:
 
 
 def zero_load(dep: Deployment, prompt: int, output: int) -> dict[str, float]:
-    """Latency of a single request on an idle deployment (prefill, then decode steps)."""
+    """Latency of a single request on an idle deployment: the engine's request path (host
+    time before the engine core sees it: engine.RequestPath, ``request_path_s``, 0 without
+    one), its prefill, then its decode steps. TTFT and E2E include the request path, as a
+    benchmark client's clock (and the simulation, sim READY) does."""
     inst = dep.instances[0]
-    ttft = inst.cost.iteration_time([prompt], [prompt])
+    path = inst.path.delay(prompt) if inst.path is not None else 0.0
+    ttft = path + inst.cost.iteration_time([prompt], [prompt])
     dec_cost = dep.instances[-1].cost
     # the decode steps j = 1 .. output - 1 (iteration_time([], [], [prompt + j]) each)
     steps = dec_cost.single_decode_times(prompt + np.arange(1.0, output)).tolist()
     transfer = dep.transfer_s(prompt) if dep.scheduler.kind == "disaggregated" else 0.0
     tpot = (sum(steps) + transfer) / (output - 1) if output > 1 else 0.0
-    return {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": ttft + transfer + sum(steps)}
+    return {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": ttft + transfer + sum(steps),
+            "request_path_s": path}
 

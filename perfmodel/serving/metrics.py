@@ -3,7 +3,10 @@ attainment, KV-cache utilisation and queue length over time.
 
 Definitions (as in vLLM's benchmark_serving and DistServe):
 
-* TTFT: first token time - arrival (queueing included). TPOT: (finish - first token) /
+* TTFT: first token time - arrival (the request path and queueing included). Request path:
+  the engine's host time before its engine core sees the request (``Requests.ready`` -
+  arrival; vLLM's API server tokenising the prompt, engines/<id>.yaml overheads.request_s /
+  tokenize_s). Queueing: waiting at the engine core, first admitted to a batch - ready. TPOT: (finish - first token) /
   (output tokens - 1), a request's mean time per output token after the first (requests with
   one output token have none). E2E: finish - arrival. TBT: every gap between consecutive
   tokens of a request (Sarathi-Serve's time-between-tokens; its tail shows generation stalls).
@@ -41,7 +44,14 @@ def latencies(reqs: Requests) -> dict[str, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(reqs.output > 1, (reqs.finish - reqs.first) / (reqs.output - 1),
                         np.nan)
-    return {"ttft": ttft, "tpot": tpot, "e2e": e2e, "queue": reqs.start - reqs.arrival}
+    ready = _ready(reqs)
+    return {"ttft": ttft, "tpot": tpot, "e2e": e2e, "request_path": ready - reqs.arrival,
+            "queue": reqs.start - ready}
+
+
+def _ready(reqs: Requests) -> np.ndarray:
+    """When each request reached its engine core (its arrival where none was recorded)."""
+    return np.where(np.isnan(reqs.ready), reqs.arrival, reqs.ready)
 
 
 def slo_report(lat: dict[str, np.ndarray], slo: SLOConfig, makespan: float) -> dict:
@@ -86,19 +96,21 @@ def _step_integral(times: np.ndarray, values: np.ndarray, x: np.ndarray) -> np.n
 
 def time_series(reqs: Requests, engines: list[Engine], end: float,
                 points: int = SERIES_POINTS) -> dict[str, list[float]]:
-    """Time-weighted bin averages: requests queued (arrived, not yet admitted), running
-    (admitted, not finished) and KV-cache utilisation (blocks in use / blocks, mean over
-    instances)."""
+    """Time-weighted bin averages: requests on the request path (sent, not yet at the engine
+    core), queued (at the engine core, not yet admitted), running (admitted, not finished) and
+    KV-cache utilisation (blocks in use / blocks, mean over instances)."""
     edges = np.linspace(0.0, end, points + 1)
     width = np.diff(edges)
     arr = np.sort(reqs.arrival)
+    ready = np.sort(_ready(reqs))
     start = np.sort(reqs.start)
     fin = np.sort(reqs.finish)
 
     def avg(integral: np.ndarray) -> np.ndarray:
         return np.diff(integral) / width
 
-    queued = avg(_counting_integral(arr, edges) - _counting_integral(start, edges))
+    on_path = avg(_counting_integral(arr, edges) - _counting_integral(ready, edges))
+    queued = avg(_counting_integral(ready, edges) - _counting_integral(start, edges))
     in_system = avg(_counting_integral(arr, edges) - _counting_integral(fin, edges))
     kv = np.zeros(points)
     for e in engines:
@@ -109,8 +121,9 @@ def time_series(reqs: Requests, engines: list[Engine], end: float,
     kv /= max(len(engines), 1)
     mid = (edges[:-1] + edges[1:]) / 2
     r = 6
-    return {"t_s": np.round(mid, r).tolist(), "queued": np.round(queued, 3).tolist(),
-            "running": np.round(in_system - queued, 3).tolist(),
+    return {"t_s": np.round(mid, r).tolist(), "request_path": np.round(on_path, 3).tolist(),
+            "queued": np.round(queued, 3).tolist(),
+            "running": np.round(in_system - on_path - queued, 3).tolist(),
             "kv_utilization": np.round(kv, 4).tolist()}
 
 
@@ -143,6 +156,7 @@ def summarize(reqs: Requests, engines: list[Engine], slo: SLOConfig, end: float)
         "ttft_s": _pcts(lat["ttft"]),
         "tpot_s": _pcts(lat["tpot"]),
         "e2e_s": _pcts(lat["e2e"]),
+        "request_path_s": _pcts(lat["request_path"]) | _extrapolated(engines, prompt),
         "queue_s": _pcts(lat["queue"]),
         "tbt_s": {f"p{q}": v for q, v in tbt.items()},
         "throughput": {
@@ -161,6 +175,20 @@ def summarize(reqs: Requests, engines: list[Engine], slo: SLOConfig, end: float)
                                                    and e.total_blocks)) if engines else 0.0},
         "preemptions": int(reqs.preemptions.sum()),
         "mean_in_system": float(np.mean(np.asarray(series["running"])
-                                        + np.asarray(series["queued"]))),
+                                        + np.asarray(series["queued"])
+                                        + np.asarray(series["request_path"]))),
         "series": series,
     }
+
+
+def _extrapolated(engines: list[Engine], prompt: np.ndarray) -> dict:
+    """Where the request path's tokenising cost is extrapolated: the measured table's longest
+    prompt (``tokenize_measured_tokens``) and how many of the measured requests are longer
+    (``tokenize_extrapolated_requests``, their cost taken at that point's mean rate:
+    engine.RequestPath.delay); nothing without a table."""
+    longest = max((e.path.measured_tokens or 0 for e in engines if e.path is not None),
+                  default=0)
+    if not longest:
+        return {}
+    return {"tokenize_measured_tokens": int(longest),
+            "tokenize_extrapolated_requests": int(np.count_nonzero(prompt > longest))}

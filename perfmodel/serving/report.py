@@ -27,15 +27,24 @@ def render_serving(p: Prediction) -> str:
 
     bands = getattr(p, "serving_ranges", None) or {}  # uncertainty.serving_ranges
     rows = []
-    for name, key, band in (("TTFT", "ttft_s", "ttft"), ("TPOT", "tpot_s", "tpot"),
-                            ("E2E", "e2e_s", "e2e"), ("time between tokens", "tbt_s", "itl"),
-                            ("queueing", "queue_s", None)):
+    path = s.get("request_path_s") or {}
+    shown = (("TTFT", "ttft_s", "ttft"), ("TPOT", "tpot_s", "tpot"),
+             ("E2E", "e2e_s", "e2e"), ("time between tokens", "tbt_s", "itl"),
+             *((("request path (before the engine core)", "request_path_s", None),)
+               if any(path.get(f"p{q}") for q in (50, 90, 99)) else ()),
+             ("queueing (at the engine core)", "queue_s", None))
+    for name, key, band in shown:
         rows.append((name, *(sec(s[key][f"p{q}"]) for q in (50, 90, 99))))
         ends = [bands.get(f"{band}_p{q}_s") for q in (50, 90, 99)] if band else []
         if any(ends):  # the 80 % band of each percentile, on the row below it
             rows.append(("  80 % range", *(f"{sec(b[0])} - {sec(b[1])}" if b else "-"
                                            for b in ends)))
     out.append(table(rows, header=("latency (simulated requests)", "p50", "p90", "p99")))
+    if path.get("tokenize_extrapolated_requests"):
+        out.append(f"  request path: {path['tokenize_extrapolated_requests']} prompt(s) longer "
+                   f"than the {path['tokenize_measured_tokens']:,} tokens the engine's tokenising "
+                   "cost was measured to: extrapolated at that point's mean per-token rate "
+                   "(a lower bound when the cost per token grows with length)")
     t = s["throughput"]
     slo = s["slo"]
     out.append("")
@@ -63,14 +72,18 @@ def render_serving(p: Prediction) -> str:
 
 
 def _zero_load_rows(s: dict) -> list[tuple[str, str]]:
-    """``serving.zero_load``: one request alone on the idle deployment (deploy.zero_load: its
-    prefill, then its decode steps with nothing else running), the floor the simulated
-    latencies above sit on."""
+    """``serving.zero_load``: one request alone on the idle deployment (deploy.zero_load: the
+    engine's request path, its prefill, then its decode steps with nothing else running), the
+    floor the simulated latencies above sit on; its TTFT includes the request path, as the
+    simulated TTFT does."""
     z = s.get("zero_load") or {}
     if z.get("ttft_s") is None:
         return []
     tpot = "-" if z.get("tpot_s") is None else seconds(z["tpot_s"])
-    return [("zero load, one request alone (TTFT / TPOT)", f"{seconds(z['ttft_s'])} / {tpot}")]
+    path = (f" (TTFT incl. {seconds(z['request_path_s'])} request path)"
+            if z.get("request_path_s") else "")
+    return [("zero load, one request alone (TTFT / TPOT)",
+             f"{seconds(z['ttft_s'])} / {tpot}{path}")]
 
 
 def _request_rate_rows(wl: dict, t: dict) -> list[tuple[str, str]]:

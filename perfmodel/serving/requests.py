@@ -11,8 +11,8 @@ TBT_BINS = np.logspace(-5, 3, 8 * 460 + 1)
 
 
 class Requests:
-    """What happened to every request: when it was first scheduled, produced its first token
-    and finished; how many tokens it has generated (kept across preemption and KV transfer);
+    """What happened to every request: when its instance's engine core got it, when it was
+    first scheduled, produced its first token and finished; how many tokens it has generated (kept across preemption and KV transfer);
     how often it was preempted."""
 
     def __init__(self, workload: Workload):
@@ -22,6 +22,9 @@ class Requests:
         self.prompt = workload.prompt
         self.output = workload.output
         self.gen = np.zeros(n, np.int64)  # tokens generated so far
+        # reached its instance's engine core: send + the engine's request-path host time
+        # (sim READY; vLLM's API server tokenising the prompt); NaN: not sent yet
+        self.ready = np.full(n, np.nan)
         self.start = np.full(n, np.nan)  # first admitted to a batch
         self.first = np.full(n, np.nan)  # first token out
         self.finish = np.full(n, np.nan)  # last token out

@@ -20,8 +20,9 @@ A request sent by a client reaches its instance's engine core only after the eng
 time on the request path (``Engine.request_delay``: engines/<id>.yaml ``overheads.request_s``
 and ``tokenize_s``; vLLM's API server tokenises the text prompt in its own process): the
 router counts it at once, the instance's scheduler sees it that much later (a READY event),
-and its TTFT, measured from the send, includes the delay. Other requests' steps are not
-slowed. A preempted or transferred request does not pay it again.
+and its TTFT, measured from the send, includes the delay (``Requests.ready`` = send + delay:
+the metrics report it as the request path, apart from queueing at the engine core). Other
+requests' steps are not slowed. A preempted or transferred request does not pay it again.
 
 Everything is deterministic: the workload is fixed by its seed and ties are broken by a
 sequence number.
@@ -125,6 +126,8 @@ class Simulation:
         e = pool.pick()
         pool.outstanding[e.slot_in_pool] += 1
         delay = e.request_delay(rid) if sent else 0.0
+        if sent:  # the time its engine core sees it (metrics: request path vs queueing)
+            self.reqs.ready[rid] = self.reqs.arrival[rid] + delay
         if delay > 0.0:
             self.pending[rid] = e
             self._push(now + delay, READY, rid, 0)
