@@ -240,8 +240,9 @@ def layout_refusal(inp: PlanInputs, lay: Layout) -> tuple[str, str] | None:
         if rule.field not in ("parallelism.tp", "parallelism.ep"):
             continue
         if not bool(np.all(rule.ok(p))):  # the planner's input for EPLB, not the scenario's
-            message = rule.message(p).replace("parallelism.redundant_experts",
-                                              "redundant experts (plan-serving --redundant-experts N or auto)")
+            message = rule.message(p).replace(
+                "parallelism.redundant_experts",
+                "redundant experts (plan-serving --redundant-experts N or auto)")
             return f"{rule.field}#{i}", f"{rule.field}: {message}"
     return None
 

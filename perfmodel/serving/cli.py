@@ -201,9 +201,10 @@ def plan_inputs(args: argparse.Namespace, name: Callable[[str], str] = cli_flag
     if sc is not None:
         kwargs["parallelism"] = sc.parallelism
         kwargs["replaced"] = replaced_fields(sc, args, rate, arrival, cv, prompt, output, slo)
-        kwargs["replaced"] += [f"engine.{k} {getattr(sc.engine, k)} -> {getattr(kwargs['engine'], k)}"
+        new = kwargs["engine"]
+        kwargs["replaced"] += [f"engine.{k} {getattr(sc.engine, k)} -> {getattr(new, k)}"
                                for k in ENGINE_FLAGS if getattr(sc.engine, k, None) is not None
-                               and getattr(sc.engine, k) != getattr(kwargs["engine"], k)]
+                               and getattr(sc.engine, k) != getattr(new, k)]
     redundant = getattr(args, "redundant_experts", None)
     if redundant is not None:
         kwargs["redundant_experts"] = _listed(redundant, redundant_experts,
