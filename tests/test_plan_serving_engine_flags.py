@@ -207,3 +207,21 @@ def test_trtllm_weights_beyond_the_device_say_so():
         assert 150 < gib < 165  # 671.03e9 x ~1 B / 4 / 2**30 = 156 GiB + bf16 embeddings
         assert "set engine.free_gpu_memory_fraction" not in r
         assert "higher tp" in r and "weight_dtype" in r
+
+
+@pytest.mark.parametrize("engine, words", [
+    ("vllm", "gpu_memory_utilization 0.9 of 79.22 GiB"),
+    ("trtllm", "free_gpu_memory_fraction 0.9 of the memory left after weights and the "
+               "activation peak"),
+    ("sglang", "of the memory free at start-up"),
+])
+def test_the_engine_line_says_what_its_fraction_is_of(engine, words):
+    """vLLM's fraction is of the whole device (79.22 GiB as CUDA reports an H100 80GB);
+    TensorRT-LLM's of what its profiling run leaves (_torch/pyexecutor/_util.py); SGLang's of
+    the memory free at start-up (engines/<id>.yaml memory.budget, sources there)."""
+    from perfmodel.engine_report import render_engine
+
+    p = pm.predict({"kind": "inference", "model": "llama-3.1-8b", "engine": engine,
+                    "system": {"device": "h100-sxm5-80gb", "num_gpus": 1},
+                    "inference": {"prompt_len": 512, "output_len": 64, "batch": 1}})
+    assert words in render_engine(p.engine).splitlines()[0]
