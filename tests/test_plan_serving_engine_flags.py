@@ -103,11 +103,10 @@ def test_a_memory_fraction_outside_0_1_is_refused_by_the_parser(value, capsys):
 
 
 def test_gpt_oss_120b_on_one_h100_runs_with_a_higher_utilization():
-    """vLLM issues #23278 / #27508: gpt-oss-120b on one H100 under vLLM's default 0.9 does
-    not start; users raise --gpu-memory-utilization. Weights ~65.8 GiB (MXFP4 experts, bf16
-    rest) of the 79.2 GiB CUDA reports: 0.9 x 79.2 = 71.3 GiB leaves ~5.5 GiB for the
-    activation peak, CUDA graphs and the KV of one 131,072-token request (~4.5 GiB at 72 KiB
-    per token over 36 layers half sliding-window); 0.95 x 79.2 = 75.3 GiB does."""
+    """vLLM issues #23278 / #27508 (docs/engines.md, validation/inference/engine_startup.yaml):
+    gpt-oss-120b on one H100 under vLLM's default 0.9 logs "Available KV cache memory: -2.14
+    GiB" and does not start; with --gpu-memory-utilization 0.95 it starts with 1.71 GiB of KV
+    (0.05 x 79.2 GiB = 3.96 GiB more budget). The flag must move the plan across that line."""
     argv = ["--model", "gpt-oss-120b", "--devices", "h100-sxm5-80gb", "--tp", "1",
             "--engine", "vllm", *BASE]
     before = pm.plan_serving(**_api(argv))
