@@ -113,6 +113,7 @@ def test_gpt_oss_120b_on_one_h100_runs_with_a_higher_utilization():
     assert before.best is None
     after = pm.plan_serving(**_api([*argv, "--gpu-memory-utilization", "0.95"]))
     assert after.best is not None and after.best.gpus == 1
+    assert after.inputs["engine_settings"] == {"gpu_memory_utilization": 0.95}
 
 
 def _api(argv):

@@ -1030,6 +1030,8 @@ def plan_serving(inp: PlanInputs) -> PlanResult:
               "num_requests": inp.num_requests, "seed": inp.seed,
               "prices": {"basis": prices.basis, "currency": prices.currency},
               "engine": inp.engine.name, "profiles": dict(sorted(kinds.items())),
+              # the engine's overrides (scenario engine: section, --max-model-len, ...)
+              "engine_settings": inp.engine.model_dump(exclude_none=True, exclude={"name"}),
               "tp": list(inp.tps), "pp": list(inp.pps),
               "layouts": [x.label for x in tried],
               "layouts_refused": [{"reason": msg, "count": len(labels), "layouts": labels}
@@ -1199,8 +1201,10 @@ def render_plan(result: PlanResult) -> str:
     if inp.get("replaced"):
         out.append("scenario fields replaced: " + "; ".join(inp["replaced"]))
     if inp.get("engine", "generic") != "generic":
-        out.append(f"engine: {inp['engine']} (its KV-cache rule and max_num_seqs default size "
-                   "each instance; docs/engines.md)")
+        settings = ", ".join(f"{k} {v}" for k, v in (inp.get("engine_settings") or {}).items())
+        out.append(f"engine: {inp['engine']} (" + (f"{settings}; " if settings else "")
+                   + "its KV-cache rule and max_num_seqs default size each instance; "
+                   "docs/engines.md)")
     kinds = inp.get("profiles") or {}
     if kinds:
         measured = [d for d, k in kinds.items() if k == "measured"]
