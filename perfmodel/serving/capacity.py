@@ -52,7 +52,11 @@ as TP shards over the instance (ep 1) or one expert group per GPU (ep n), the se
 SGLang / vLLM DP attention + EP (perfmodel/moe_parallel.py). A scenario's own layout (its whole
 parallelism section) is always a candidate, and the fields the planner replaces are listed
 (``PlanInputs.replaced``, one line in the output). The throughput-vs-interactivity frontier is
-the Pareto set of every evaluated (device, layout, batch) point (``mark_pareto``).
+the Pareto set of every evaluated (device, layout, batch) point (``mark_pareto``). A layout
+that breaks a tp / ep rule of ``plan.inference_rules`` (tp 9 of a 128-head model, ep not
+dividing the experts) is filtered before it is modelled, its rule counted once
+(``layout_refusal``, ``inputs['layouts_refused']``); EP layouts carry EPLB's redundant experts
+as given (``PlanInputs.redundant_experts``: a count, or "auto", ``redundant_for``).
 
 Aggregated schedulers only (static, continuous, chunked); sizing DistServe's two pools is a
 two-dimensional search left to ``perfmodel predict`` with explicit pool sizes.
