@@ -66,7 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p._negative_number_matcher = NEGATIVE_VALUE
     p.epilog = BAND_RULE
-    p.add_argument("model", help="model preset id (perfmodel models list) or config.json path")
+    p.add_argument("model", help="model preset id (perfmodel models list), a model YAML (preset "
+                                 "format) or a HF config.json path; a training scenario is "
+                                 "planned by perfmodel search SCENARIO")
     p.add_argument("--tokens", type=tokens_arg, required=True,
                    help="training tokens, e.g. 15T, 300B, 2.5e12")
     p.add_argument("--days", type=positive_float,
