@@ -404,7 +404,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", nargs="?",
                    help="a serving scenario to take the model, lengths, scheduler and SLOs "
                         "from (flags override it)")
-    p.add_argument("--model", help="model preset id or config.json path")
+    p.add_argument("--model", help="model preset id, model YAML (preset format) or HF "
+                                   "config.json path")
     p.add_argument("--rate", type=positive_float, help="requests per second")
     p.add_argument("--ttft-p90", type=positive_float, help="p90 time to first token bound (s)")
     p.add_argument("--tpot-p90", type=positive_float,
