@@ -225,3 +225,11 @@ def test_the_engine_line_says_what_its_fraction_is_of(engine, words):
                     "system": {"device": "h100-sxm5-80gb", "num_gpus": 1},
                     "inference": {"prompt_len": 512, "output_len": 64, "batch": 1}})
     assert words in render_engine(p.engine).splitlines()[0]
+
+
+def test_a_refusal_naming_an_engine_setting_points_to_its_flag(capsys):
+    code = main(["plan-serving", "--model", "gpt-oss-120b", "--devices", "h100-sxm5-80gb",
+                 "--tp", "1", "--engine", "vllm", *BASE])
+    out = capsys.readouterr().out
+    assert code == 1 and "engine.gpu_memory_utilization >= " in out
+    assert "engine.gpu_memory_utilization = --gpu-memory-utilization" in out

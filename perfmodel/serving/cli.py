@@ -487,4 +487,9 @@ def run_cli(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2, default=float))
     else:
         print(render_plan(result))
+        named = sorted({k for c in result.candidates for k in ENGINE_FLAGS
+                        if f"engine.{k}" in c.reason})
+        if named:  # a refusal names the scenario field; the command has a flag for it
+            print("flags for the engine settings named above: " + ", ".join(
+                f"engine.{k} = {cli_flag(k)}" for k in named))
     return 0 if result.best else 1
