@@ -73,7 +73,10 @@ def test_generic_engine_reports_no_request_path():
     ({"name": "vllm", "version": "0.9.2"}, TOK_1024),                   # no micro-batch wait
     ({"name": "vllm", "version": "0.8.0", "variant": "v1"}, TOK_1024),
     ({"name": "vllm", "version": "0.9.2", "prompt_input": "tokens"}, 0.0),
-    ({"name": "vllm", "version": "0.7.3"}, 0.0),                        # V0 families: null
+    ({"name": "vllm", "version": "0.7.3"}, TOK_1024),       # API server tokenises, no wait
+    ({"name": "vllm", "version": "0.7.3", "variant": "v1"}, TOK_1024),
+    ({"name": "vllm", "version": "0.6.3+pr9352"}, TOK_1024),
+    ({"name": "vllm", "version": "0.5.0"}, 0.0),  # engine in the server's process: not stated
 ])
 def test_request_path_by_version_and_prompt_input(engine, hand):
     assert _path(engine) == pytest.approx(hand, abs=1e-12)
