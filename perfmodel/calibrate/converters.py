@@ -577,7 +577,8 @@ MOE_NONGATED = "moe_torch_flow_nongated"
 
 def aic_moe(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
             distribution: str = "balanced", kernel_sources: Iterable[str] | None = None,
-            by_kernel: bool = False, nongated: Iterable[Iterable[int]] = ()) -> list[dict]:
+            by_kernel: bool = False, nongated: Iterable[Iterable[int]] = (),
+            as_format: str | None = None, weight_format: str | None = None) -> list[dict]:
     """Fused MoE tables (``moe_perf``): one MoE layer's routed experts on one GPU, latency ms
     -> s. ``num_tokens`` tokens enter the layer, each routed to ``topk`` of ``num_experts``
     experts of ``hidden_size`` x ``inter_size``; experts are split ``moe_ep_size`` ways (EP)
@@ -591,7 +592,14 @@ def aic_moe(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
     engine's tables (vLLM, SGLang), next to the device's reference (TensorRT-LLM) table of the
     format; a ``kernel_source`` without a label is an error. ``nongated``: (hidden, inter,
     experts, topk) shapes whose experts have one up projection (ReLU^2, Nemotron-3), for
-    tables whose ``kernel_source`` does not say so (TensorRT-LLM's ``*_nongated``)."""
+    tables whose ``kernel_source`` does not say so (TensorRT-LLM's ``*_nongated``).
+
+    ``as_format`` (with ``weight_format``): the rows join the table of another format of the
+    same kernel, ``<as_format>@<kernel>``, as rows that read ``weight_format`` weights
+    (params ``dtype`` = ``as_format``, ``weight_format``): SGLang 0.5.10's int4 W4A16 Marlin
+    rows (``int4_wo``, group 128, bf16 scales) in the W4A16 MXFP4 Marlin table, the same
+    fused_marlin_moe kernel on 4-bit weights; the fit reads each row's efficiency against its
+    own bytes (``fit.moe.moe_precision``), so the table prices MXFP4 at MXFP4's bytes."""
     from ..profile import moe_key
     from .moe_kernels import kernel_labels
 
@@ -609,7 +617,7 @@ def aic_moe(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
             continue
         shape = (int(row["hidden_size"]), int(row["inter_size"]), int(row["num_experts"]),
                  int(row["topk"]))
-        params = {"dtype": keep[row["moe_dtype"]], "tokens": int(row["num_tokens"]),
+        params = {"dtype": as_format or keep[row["moe_dtype"]], "tokens": int(row["num_tokens"]),
                   "hidden": shape[0], "inter": shape[1], "experts": shape[2], "topk": shape[3],
                   "tp": int(row["moe_tp_size"]), "ep": int(row["moe_ep_size"]),
                   "gated": kernel != MOE_NONGATED and shape not in plain}
@@ -618,6 +626,8 @@ def aic_moe(path: str | Path, dtypes: Iterable[str] = ("bfloat16", "fp8"),
                 raise ValueError(f"{src}: kernel_source {kernel!r} has no kernel label "
                                  "(calibration/moe_kernels.yaml)")
             params["table"] = moe_key(params["dtype"], labels[kernel])
+        if weight_format:
+            params["weight_format"] = weight_format
         out.append(record("moe", params, row["latency"] * MS, src, kernel_source=kernel))
     return out
 

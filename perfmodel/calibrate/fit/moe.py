@@ -82,6 +82,7 @@ from ...profile import (
     CalibrationProfile,
     FitError,
     MoeCurve,
+    moe_format,
     moe_key_format,
     moe_shape_key,
 )
@@ -105,15 +106,32 @@ MOE_SMOOTH = 0.1
 AXES = ("m", "groups", "weights")  # rows per problem, problems per call, n x k per problem
 
 
-def moe_precision(dtype: str) -> O.Precision:
+def moe_precision(dtype: str, weight_format: str = "") -> O.Precision:
     """The core's precision of a table's grouped GEMMs: all operands in ``dtype``, or for a
     weight-only / mixed format (``profile.MOE_MIXED``: weight format, activation dtype) as
     ``ops.Precision.inference`` runs it, weights dequantised to the activation dtype, whose
-    tensor cores they use (the curve has its own key, ``profile.moe_format``)."""
+    tensor cores they use (the curve has its own key, ``profile.moe_format``).
+    ``weight_format``: the weights a record's rows actually read when they differ from the
+    table's format (``converters.aic_moe`` ``weight_format``: SGLang's int4 Marlin rows in
+    the W4A16 MXFP4 Marlin table), in the same activation dtype, group scales included
+    (``dtypes.quantized_weight_bytes``: int4 with one bf16 scale per 128, 0.515625 B per
+    weight, against MXFP4's 0.53125)."""
+    if weight_format:
+        act = MOE_MIXED[dtype][1] if dtype in MOE_MIXED else dtype
+        return O.Precision.inference(weight_format, act, act)
     if dtype in MOE_MIXED:
         weight, act = MOE_MIXED[dtype]
         return O.Precision.inference(weight, act, act)
     return precision_for(dtype)
+
+
+def weight_groups(recs: list[dict]) -> dict[str, list[int]]:
+    """Record indices by the weights their rows read (``params.weight_format``; "" = the
+    table's own format), in first-seen order."""
+    out: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(recs):
+        out[r["params"].get("weight_format", "")].append(i)
+    return out
 
 
 def moe_geometry(recs: list[dict]) -> dict[str, np.ndarray]:
@@ -133,19 +151,28 @@ def moe_geometry(recs: list[dict]) -> dict[str, np.ndarray]:
             "weights": np.sqrt(up_n * p["hidden"] * inter * p["hidden"])}
 
 
-def moe_ops(recs: list[dict], dtype: str) -> list[O.Op]:
-    """The core's two grouped GEMM calls of each record (up, down), vectorised over records."""
+def moe_ops(recs: list[dict], dtype: str, weight_format: str = "") -> list[O.Op]:
+    """The core's two grouped GEMM calls of each record (up, down), vectorised over records
+    (all reading ``weight_format`` weights, "" = the table's format: ``moe_precision``)."""
     g = moe_geometry(recs)
-    prec = moe_precision(dtype)
+    prec = moe_precision(dtype, weight_format)
     return [O.grouped_gemm("moe.expert.up", g["rows"], g["up_n"], g["hidden"], g["groups"], prec),
             O.grouped_gemm("moe.expert.down", g["rows"], g["hidden"], g["inter"], g["groups"],
                            prec)]
 
 
 def moe_times(recs: list[dict], dtype: str, roof: Roofline) -> np.ndarray:
-    """The core's time of each record's routed experts: up + down."""
-    t = op_times(moe_ops(recs, dtype), roof).time
-    return np.asarray(t[0] + t[1], float)
+    """The core's time of each record's routed experts: up + down, each record at the bytes
+    of the weights its rows read (``weight_groups``). A record of other weights than the
+    table's format is timed by the same table (``as_format_table`` installs it under that
+    format's name too), so its efficiency is read against its own bytes and the core applies
+    it to the format's."""
+    out = np.empty(len(recs))
+    for wf, idx in weight_groups(recs).items():
+        sub = [recs[i] for i in idx]
+        t = op_times(moe_ops(sub, dtype, wf), roof).time
+        out[idx] = np.asarray(t[0] + t[1], float)
+    return out
 
 
 def moe_floor(t: np.ndarray, bound: np.ndarray, overhead: float) -> float:
@@ -192,17 +219,24 @@ def table_kernel(recs: list[dict]) -> str | None:
     return kernels.pop() if len(kernels) == 1 and None not in kernels else None
 
 
-def as_format_table(prof: CalibrationProfile, key: str) -> CalibrationProfile:
+def as_format_table(prof: CalibrationProfile, key: str,
+                    weight_formats: tuple[str, ...] = ()) -> CalibrationProfile:
     """``prof`` with the table ``key`` (``<format>@<kernel>``) standing as its format's
     reference table, so that the core reads it for that format as it does for an engine naming
-    its kernel (``CalibrationProfile.moe_table``): the held-out test of a kernel's table."""
+    its kernel (``CalibrationProfile.moe_table``): the held-out test of a kernel's table.
+    ``weight_formats``: other weights some of its records read (``weight_groups``); the table
+    stands for those formats too (``profile.moe_format`` of the activation dtype), so their
+    records are timed by it at their own bytes."""
     fmt = moe_key_format(key)
-    if key == fmt or key not in prof.moe:
+    if key not in prof.moe or (key == fmt and not weight_formats):
         return prof
+    act = MOE_MIXED[fmt][1] if fmt in MOE_MIXED else fmt
+    names = ([fmt] if key != fmt else []) + [moe_format(act, wf) for wf in weight_formats if wf]
     return prof.model_copy(update={
-        "moe": {**prof.moe, fmt: prof.moe[key]},
-        "moe_overhead_s": {**prof.moe_overhead_s, fmt: prof.moe_overhead_s.get(key, 0.0)},
-        "moe_kernel": {k: v for k, v in prof.moe_kernel.items() if k != fmt}})
+        "moe": {**prof.moe, **{n: prof.moe[key] for n in names}},
+        "moe_overhead_s": {**prof.moe_overhead_s,
+                           **{n: prof.moe_overhead_s.get(key, 0.0) for n in names}},
+        "moe_kernel": {k: v for k, v in prof.moe_kernel.items() if k not in names}})
 
 
 def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile) -> list[Table]:
@@ -232,9 +266,11 @@ def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile
         def implied(fit_idx, t=t, bound=bound, floor=floor):
             return invert_time(bound, t, CALLS * (overhead + floor(fit_idx)))
 
-        def times(prof, idx, dtype=dtype, recs=recs, key=key):
+        wfs = tuple(wf for wf in weight_groups(recs) if wf)
+
+        def times(prof, idx, dtype=dtype, recs=recs, key=key, wfs=wfs):
             return moe_times([recs[i] for i in idx], dtype,
-                             Roofline(device, as_format_table(prof, key)))
+                             Roofline(device, as_format_table(prof, key, wfs)))
 
         kernel = table_kernel(recs)
 
