@@ -83,6 +83,11 @@ METRIC_QUANTITY: dict[str, tuple[str, int]] = {
     "tpot_s": ("tpot_s", 1), "decode_tokens_per_s": ("tpot_s", -1),
     "e2e_latency_s": ("e2e_latency_s", 1), "output_tokens_per_s": ("e2e_latency_s", -1),
     "output_tokens_per_s_per_gpu": ("e2e_latency_s", -1),
+    # a closed-loop serving benchmark's means and medians (validate.cases.SERVING_METRICS):
+    # the TTFT and TPOT of a serving prediction, whose percentiles these bands scale
+    # (SERVING_RANGE_KEYS); grouped by engine and device class like the others
+    "mean_ttft_s": ("ttft_s", 1), "median_ttft_s": ("ttft_s", 1),
+    "mean_tpot_s": ("tpot_s", 1), "median_tpot_s": ("tpot_s", 1),
     # an engine's start-up memory (validation/inference/engine_startup.yaml): the weights it
     # loads and its KV pool, in GiB or in tokens (tokens = pool bytes / the KV bytes per token,
     # which the model's shapes fix exactly, so a token count's log error is the pool's byte
@@ -711,7 +716,26 @@ def quantity_ratios(pred, profile: CalibrationProfile, scenario=None,
                            "cases' error, narrower than an uncalibrated prediction's")
         out[quantity] = (combine(a, b[0] if b else None),
                          "; ".join(how) or "no calibration residuals or validation cases")
-    return out
+    return _e2e_at_least_ttft(pred, out)
+
+
+def _e2e_at_least_ttft(pred, ratios: dict) -> dict:
+    """``ratios`` with the end-to-end latency's band raised, where needed, so that neither of
+    its ends lies below the TTFT band's (a request's end-to-end time includes its first token,
+    so the true E2E >= the true TTFT: a bound of E2E below TTFT's would be a band no outcome
+    can fall short of). The two bands come from different validation groups, which nothing else
+    ties together; a mostly-prefill request (long prompt, few output tokens) shows it."""
+    ttft, e2e = getattr(pred, "ttft_s", None), getattr(pred, "e2e_latency_s", None)
+    t_ratio, e_ratio = ratios.get("ttft_s", (None, ""))[0], ratios.get("e2e_latency_s",
+                                                                      (None, ""))[0]
+    if not ttft or not e2e or t_ratio is None or e_ratio is None:
+        return ratios
+    floor = (ttft * t_ratio[0] / e2e, ttft * t_ratio[1] / e2e)
+    raised = (max(e_ratio[0], floor[0]), max(e_ratio[1], floor[1]))
+    if raised == e_ratio:
+        return ratios
+    how = ratios["e2e_latency_s"][1] + "; at least the TTFT band (E2E includes the first token)"
+    return {**ratios, "e2e_latency_s": (raised, how)}
 
 
 def apply_ratio(point: float, ratio: tuple[float, float], power: int) -> list[float] | None:
@@ -845,6 +869,12 @@ def serving_ranges(pred, ratios: dict) -> tuple[dict[str, list[float]], dict[str
         band = apply_ratio(point, ratio, power)
         if band is None:
             continue
+        if section == "e2e_s" and f"ttft_{entry}_s" in ranges:  # E2E >= TTFT, per percentile
+            first = ranges[f"ttft_{entry}_s"]
+            raised = [max(band[0], first[0]), max(band[1], first[1])]
+            if raised != band:
+                how += "; at least the TTFT band (E2E includes the first token)"
+            band = raised
         if power < 0:
             band = _capped_at_offered(pred, point, band)
             how += "; the inverse of the end-to-end latency's band" + (
