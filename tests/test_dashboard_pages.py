@@ -616,7 +616,7 @@ def test_engine_version_reaches_the_scenario_and_the_engine_plan():
     assert not at.error and at.selectbox(key="in_engine_version").value == "0.6.5"
     assert any(e.label == "Engine memory plan — vllm 0.6.4+pr10511" for e in at.expander)
     # an engine without version families offers no version
-    at = page("inference", in_engine="sglang")
+    at = page("inference", in_engine="llamacpp")
     assert not [s for s in at.selectbox if s.key == "in_engine_version"]
     assert "version" not in _yaml(at).split("engine:")[1]
 
