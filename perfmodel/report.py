@@ -27,7 +27,7 @@ _BANDED = {
     "TTFT (prefill)": ("ttft_s", seconds), "TPOT": ("tpot_s", seconds),
     "end-to-end latency": ("e2e_latency_s", seconds),
     # serving: the simulated requests' medians (SERVING_HEAD)
-    "TTFT (median, incl. queueing)": ("ttft_s", seconds), "TPOT (median)": ("tpot_s", seconds),
+    "TTFT (median, from the send)": ("ttft_s", seconds), "TPOT (median)": ("tpot_s", seconds),
     "end-to-end latency (median)": ("e2e_latency_s", seconds),
     "generated tokens/s (system)": ("tokens_per_s", lambda x: f"{x:,.1f}"),
     "memory per GPU": ("memory_per_gpu_bytes", gib),
@@ -42,7 +42,7 @@ _BANDED = {
 #: Serving: the medians of the simulated requests (Prediction.ttft_s = serving.ttft_s.p50,
 #: which includes the wait behind other requests' prefills; serving.predict), not a pass
 INFERENCE_HEAD = ("TTFT (prefill)", "TPOT", "end-to-end latency")
-SERVING_HEAD = ("TTFT (median, incl. queueing)", "TPOT (median)", "end-to-end latency (median)")
+SERVING_HEAD = ("TTFT (median, from the send)", "TPOT (median)", "end-to-end latency (median)")
 
 
 def _energy_rows(p: Prediction) -> list[tuple[str, str]]:

@@ -89,7 +89,7 @@ def test_the_json_keeps_kv_cache_tokens_and_adds_the_instance_field(capsys):
 
 def test_serving_head_rows_are_the_simulated_medians(dp_serving):
     p, text = dp_serving
-    ttft = _row(text, "TTFT (median, incl. queueing)")
+    ttft = _row(text, "TTFT (median, from the send)")
     median_ms = float(re.search(r"Median TTFT \(ms\):\s+([\d.]+)", text)[1])
     assert f"{median_ms:.2f}" == f"{p.ttft_s * 1e3:.2f}" and f"{p.ttft_s * 1e3:.3f} ms" in ttft
     assert p.ttft_s == p.serving["ttft_s"]["p50"] and p.tpot_s == p.serving["tpot_s"]["p50"]
