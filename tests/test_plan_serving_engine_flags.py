@@ -83,8 +83,9 @@ def test_flags_override_a_scenarios_engine_and_say_so(tmp_path):
      ["vllm's memory fraction", "--free-gpu-memory-fraction"]),
     (["--engine", "llamacpp", "--gpu-memory-utilization", "0.9"],
      ["vllm's memory fraction", "llamacpp has no memory fraction"]),
-    # 1000 + 200 - 1 = 1199 tokens of KV for the longest request (the scenario's context rule)
-    (["--engine", "vllm", "--max-model-len", "1198"], ["1,199", "would reject"]),
+    # the longest request, 1000 + 200 = 1200 tokens: vLLM's _validate_input refuses
+    # prompt + max_tokens > max_model_len, so 1199 (the KV positions it holds) is one short
+    (["--engine", "vllm", "--max-model-len", "1199"], ["1,200", "would reject"]),
     # llama-3-8b's context is 8,192 (config.json max_position_embeddings); vLLM refuses above
     (["--engine", "vllm", "--max-model-len", "8193"], ["--max-model-len", "8,192"]),
 ])

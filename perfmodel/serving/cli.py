@@ -278,11 +278,14 @@ def _engine_overrides(engine: EngineConfig, args: argparse.Namespace, model,
                         if "max_model_len" in given else str(err)) from None
     if "max_model_len" in given:
         longest = tuple(d.value if d.kind == "fixed" else d.max for d in (prompt, output))
-        if None not in longest and longest[0] + longest[1] - 1 > given["max_model_len"]:
+        # the server refuses a request whose prompt + max_tokens exceeds max_model_len (vLLM
+        # OpenAIServing._validate_input: token_num + max_tokens > max_model_len), one more
+        # than the positions the KV cache holds (scenario._check_context's - 1)
+        if None not in longest and longest[0] + longest[1] > given["max_model_len"]:
             raise SpecError(
                 f"{name('max_model_len')}: {given['max_model_len']:,} tokens is shorter than the "
-                f"longest request (prompt + output - 1 = {longest[0] + longest[1] - 1:,} "
-                "tokens), which the engine would reject; give at least that")
+                f"longest request (prompt + output = {longest[0] + longest[1]:,} tokens), which "
+                "the server would reject; give at least that")
     return cfg
 
 
