@@ -88,6 +88,9 @@ def test_flags_override_a_scenarios_engine_and_say_so(tmp_path):
     (["--engine", "vllm", "--max-model-len", "1199"], ["1,200", "would reject"]),
     # llama-3-8b's context is 8,192 (config.json max_position_embeddings); vLLM refuses above
     (["--engine", "vllm", "--max-model-len", "8193"], ["--max-model-len", "8,192"]),
+    # a dense model has no routed experts to replicate (reviewer: was accepted, ignored)
+    (["--redundant-experts", "8"], ["--redundant-experts", "no routed experts"]),
+    (["--redundant-experts", "auto"], ["--redundant-experts", "no routed experts"]),
 ])
 def test_bad_engine_flags_are_one_message_naming_the_flag(argv, words):
     with pytest.raises(SpecError) as err:

@@ -209,6 +209,9 @@ def plan_inputs(args: argparse.Namespace, name: Callable[[str], str] = cli_flag
     if redundant is not None:
         kwargs["redundant_experts"] = _listed(redundant, redundant_experts,
                                               name("redundant_experts"))
+        if model.moe is None and kwargs["redundant_experts"] not in (0, None):
+            raise SpecError(f"{name('redundant_experts')}: {model.id} has no routed experts to "
+                            "replicate (a dense model); drop the flag")
     return PlanInputs(
         model=model, rate_per_s=rate, slo=slo,
         prompt_len=prompt, output_len=output,
