@@ -89,7 +89,7 @@ class Precision:
     """Bytes per element of activations and weights, and the GEMM compute dtype."""
 
     compute: str  # dtype whose peak the tensor cores run at
-    act: float  # activation bytes
+    act: float  # activation bytes of a GEMM's input and output (elementwise kernels: hidden)
     weight: float  # weight bytes as read by a GEMM (incl. quantisation scales)
     kv: float = 2.0  # KV-cache bytes (inference)
     weight_dequant: bool = False  # weight-only quantisation: dequantise inside the GEMM
@@ -115,7 +115,20 @@ class Precision:
         original dtype (vLLM w8a8_utils ``apply_fp8_linear``: ``out_dtype = input.dtype``;
         TensorRT-LLM's fp8 GEMMs output bf16 ahead of its bf16 all-reduce + RMSNorm + quant
         fusion; SGLang's DP-attention buffer is allocated in ``model_config.dtype``,
-        layers/dp_attention.py). Wider activations (fp32) keep their own width."""
+        layers/dp_attention.py). Wider activations (fp32) keep their own width.
+
+        The one rule: only a GEMM's input is quantised (by the fused producer or a quantise
+        kernel, ``activation_quant_ops``), so every elementwise kernel (``elementwise``,
+        ``norm_op``, ``residual_op``, ``residual_norm_op``: norms, residual adds, RoPE, the
+        MLP activation, the MoE combine, the embedding gather) reads and writes this width,
+        never ``act``: vLLM's ``rms_norm`` and ``fused_add_rms_norm`` (csrc/layernorm_kernels.cu
+        at 0112cf233e0c) take input, residual and output as one ``scalar_t`` dispatched by
+        ``VLLM_DISPATCH_FLOATING_TYPES`` (fp32 / fp16 / bf16: there is no fp8 residual), and
+        the GEMMs before the norms, RoPE and the activation wrote ``out_dtype = input.dtype``
+        (above); TensorRT-LLM keeps the residual in the model dtype beside fp8 GEMMs. Where a norm /
+        activation fuses the quantise of the next GEMM's input its output is fp8, which this
+        counts at this width too (an over-count of one byte per output element). Training
+        (``training``) has ``act`` >= 2 always, so there ``hidden == act``."""
         return max(self.act, HIDDEN_STATE_MIN_BYTES)
 
     def for_op(self, op_name: str) -> Precision:
@@ -480,7 +493,7 @@ def projection_ops(model: ModelSpec, t, shard: Shard, prec: Precision
         rope_elems = t * (nh + kv) * hd / tp
         out_k = nh * model.vd / tp
     if model.position_embedding == "rope":
-        ops.append(elementwise("attn.rope", rope_elems, rope_elems, prec.act, 3.0, kind="rope"))
+        ops.append(elementwise("attn.rope", rope_elems, rope_elems, prec.hidden, 3.0, kind="rope"))
     return ops, [gemm("attn.out", t, h, out_k, prec, matmuls=one(h, False))]
 
 
@@ -573,7 +586,7 @@ def mlp_ops(model: ModelSpec, t, ffn, tp, prec: Precision, prefix: str = "mlp",
            else (Matmul(1.0, width, True),))
     return [
         grouped_gemm(f"{prefix}.up", t, up_n, h, groups, prec, matmuls=ups),
-        elementwise(f"{prefix}.act", act_in, act_out, prec.act, 8.0,
+        elementwise(f"{prefix}.act", act_in, act_out, prec.hidden, 8.0,
                     kind=f"{'silu' if model.activation in ('silu', 'swiglu') else 'gelu'}"
                          f"{'_and_mul' if model.gated_mlp else ''}"
                     if model.activation != "relu" else "relu"),
@@ -588,7 +601,7 @@ NORM_FLOPS_PER_ELEM = {"layernorm": 7.0, "rmsnorm": 4.0}
 
 
 def norm_op(name: str, model: ModelSpec, tokens, prec: Precision) -> Op:
-    return elementwise(name, tokens * model.hidden_size, tokens * model.hidden_size, prec.act,
+    return elementwise(name, tokens * model.hidden_size, tokens * model.hidden_size, prec.hidden,
                        NORM_FLOPS_PER_ELEM[model.norm], kind=model.norm)
 
 
@@ -783,7 +796,7 @@ def indexer_ops(model: ModelSpec, b, q_len, kv_len, pairs, prec: Precision, phas
                 matmuls=(Matmul(1.0, n * d, False),)),
            gemm("attn.index_k", t, d, h, prec, matmuls=(Matmul(1.0, d, False),)),
            gemm("attn.index_w", t, n, h, prec, matmuls=(Matmul(1.0, n, False),)),
-           elementwise("attn.index_norm", t * d, t * d, prec.act, 7.0, kind="layernorm"),
+           elementwise("attn.index_norm", t * d, t * d, prec.hidden, 7.0, kind="layernorm"),
            Op(name="attn.index_core", cls=ATTENTION, flops=flops,
               bytes=t * n * d * prec.act + b * kv_len * indexer_key_bytes(model)
               + 4.0 * logits, dtype="fp8", model_flops=flops,
@@ -814,7 +827,7 @@ def _block_sparse_indexer_ops(model: ModelSpec, b, q_len, kv_len, pairs, prec: P
     scores = b * n * np.asarray(pairs, float) / bs.block_size
     ops = [gemm("attn.index_qk", t, (n + 1) * d, h, prec,
                 matmuls=(Matmul(1.0, (n + 1) * d, False),)),
-           elementwise("attn.index_norm", t * (n + 1) * d, t * (n + 1) * d, prec.act, 4.0,
+           elementwise("attn.index_norm", t * (n + 1) * d, t * (n + 1) * d, prec.hidden, 4.0,
                        kind="rmsnorm"),
            Op(name="attn.index_core", cls=ATTENTION, flops=flops,
               bytes=t * n * d * prec.act + b * kv_len * indexer_key_bytes(model) + 4.0 * scores,
@@ -900,13 +913,13 @@ def linear_attention_ops(model: ModelSpec, b, q_len, shard: Shard, prec: Precisi
             ops += [gemm("attn.g_a", t, dk, h, prec, matmuls=(Matmul(1.0, dk, False),)),
                     gemm("attn.g_b", t, vd * share, dk, prec, matmuls=(Matmul(1.0, vd, True),))]
         ops.append(elementwise("attn.conv1d", t * conv_dim * share, t * conv_dim * share,
-                               prec.act, 2.0 * la.conv_kernel, kind="conv1d"))
+                               prec.hidden, 2.0 * la.conv_kernel, kind="conv1d"))
     else:
         ops = [gemm("attn.in_proj_qkvz", t, qkvz * share, h, prec,
                     matmuls=(Matmul(1.0, qkvz, True),)),
                gemm("attn.in_proj_ba", t, 2 * la.num_value_heads * share, h, prec,
                     matmuls=(Matmul(1.0, 2 * la.num_value_heads, True),)),
-               elementwise("attn.conv1d", t * conv_dim * share, t * conv_dim * share, prec.act,
+               elementwise("attn.conv1d", t * conv_dim * share, t * conv_dim * share, prec.hidden,
                            2.0 * la.conv_kernel, kind="conv1d")]
     flops = nv * gdn_core_flops(la, t, phase)
     state = b * nv * la.key_head_dim * la.value_head_dim * la.state_bytes
@@ -916,7 +929,7 @@ def linear_attention_ops(model: ModelSpec, b, q_len, shard: Shard, prec: Precisi
     ops.append(Op(name="attn.gdn_core", cls=ATTENTION, flops=flops, bytes=io + 2.0 * state,
                   dtype=prec.compute, model_flops=flops, shape=point, phase=phase,
                   attention_core=True))
-    ops.append(elementwise("attn.gated_norm", 2 * t * vd * share, t * vd * share, prec.act,
+    ops.append(elementwise("attn.gated_norm", 2 * t * vd * share, t * vd * share, prec.hidden,
                            6.0, kind="rmsnorm"))
     ops.append(gemm("attn.out", t, h, vd * share, prec, matmuls=(Matmul(1.0, h, False),)))
     return ops
@@ -953,13 +966,13 @@ def mamba_ops(model: ModelSpec, b, q_len, shard: Shard, prec: Precision, phase: 
     point = (b * nh, kv_equiv) if phase == "decode" else (q_len, q_len)
     return [
         gemm("attn.in_proj", t, proj * share, h, prec, matmuls=(Matmul(1.0, proj, True),)),
-        elementwise("attn.conv1d", t * m.conv_dim * share, t * m.conv_dim * share, prec.act,
+        elementwise("attn.conv1d", t * m.conv_dim * share, t * m.conv_dim * share, prec.hidden,
                     2.0 * m.conv_kernel, kind="conv1d"),
         Op(name="attn.ssd_core", cls=ATTENTION, flops=flops, bytes=core_bytes + 2.0 * state,
            dtype=prec.compute, model_flops=flops, shape=point, phase=phase,
            attention_core=True),
         elementwise("attn.gated_norm", 2 * t * m.d_inner * share, t * m.d_inner * share,
-                    prec.act, 6.0, kind="rmsnorm"),
+                    prec.hidden, 6.0, kind="rmsnorm"),
         gemm("attn.out", t, h, m.d_inner * share, prec, matmuls=(Matmul(1.0, h, False),)),
     ]
 
@@ -1008,7 +1021,7 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
         moe = model.moe
         ops.append(gemm("moe.router", t_seq, moe.num_experts, h, prec,
                         matmuls=(Matmul(1.0, moe.num_experts, False),)))
-        ops.append(elementwise("moe.topk", t_seq * moe.num_experts, t_seq * moe.top_k, prec.act,
+        ops.append(elementwise("moe.topk", t_seq * moe.num_experts, t_seq * moe.top_k, prec.hidden,
                                4.0, kind="softmax"))
         # token-expert rows of this GPU's experts: the tokens of every rank routing to this
         # EP group, top_k each, over ep ranks (t x top_k when each EP rank brings its own t)
@@ -1030,10 +1043,10 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
         if moe.num_shared_experts:
             ops += mlp_ops(model, t, moe.num_shared_experts * moe.shared_ffn, tp, prec,
                            "moe.shared")
-        ops.append(elementwise("moe.combine", routed * (lat or h), t * (lat or h), prec.act,
+        ops.append(elementwise("moe.combine", routed * (lat or h), t * (lat or h), prec.hidden,
                                kind="add"))
         if lat and moe.latent_norm:  # routed_expert_norm on the combined latent (Kimi K3)
-            ops.append(elementwise("moe.latent_norm", t * lat, t * lat, prec.act, 4.0,
+            ops.append(elementwise("moe.latent_norm", t * lat, t * lat, prec.hidden, 4.0,
                                    kind="rmsnorm"))
         if lat:  # fc2_latent_proj back to the hidden width
             ops.append(gemm("moe.latent_up", t, h, lat, prec, matmuls=(Matmul(1.0, h, False),)))
@@ -1080,7 +1093,7 @@ def hyper_connection_pre(model: ModelSpec, part: str, t, prec: Precision) -> lis
     return [gemm(f"{part}.hc_mix", t, mix, n * h, fp32, matmuls=(Matmul(1.0, mix, False),)),
             elementwise(f"{part}.hc_sinkhorn", t * mix, t * mix, 4.0,
                         4.0 * HC_SINKHORN_ITERS * n / (2 + n), kind="softmax"),
-            elementwise(f"{part}.hc_pre", t * (n * h + mix), t * h, prec.act, 2.0 * n,
+            elementwise(f"{part}.hc_pre", t * (n * h + mix), t * h, prec.hidden, 2.0 * n,
                         kind="add")]
 
 
@@ -1098,7 +1111,7 @@ def attention_residual_op(model: ModelSpec, part: str, t, prec: Precision) -> Op
     (h multiply-adds), a softmax over the sources, and their weighted sum: reads the sources
     (``attention_residual_sources``), writes h per token, ~6 FLOPs per element read."""
     h, n = model.hidden_size, attention_residual_sources(model)
-    return elementwise(f"{part}.attn_res", t * n * h, t * h, prec.act, 6.0 * n,
+    return elementwise(f"{part}.attn_res", t * n * h, t * h, prec.hidden, 6.0 * n,
                        kind="rmsnorm")
 
 
@@ -1119,9 +1132,9 @@ def residual_op(model: ModelSpec, part: str, t, prec: Precision) -> Op:
     copies, writes n copies: 2 n + 1 FLOPs per element written; Block.hc_post)."""
     n, h = model.hyper_connections, model.hidden_size
     if n == 1:
-        return elementwise(f"{part}.residual", 2 * t * h, t * h, prec.act, ADD_FLOPS_PER_ELEM,
+        return elementwise(f"{part}.residual", 2 * t * h, t * h, prec.hidden, ADD_FLOPS_PER_ELEM,
                            kind="add")
-    return elementwise(f"{part}.residual", t * (h + n * h), t * n * h, prec.act,
+    return elementwise(f"{part}.residual", t * (h + n * h), t * n * h, prec.hidden,
                        2.0 * n + 1.0, kind="add")
 
 
@@ -1145,7 +1158,7 @@ def residual_norm_op(model: ModelSpec, name: str, elems, prec: Precision, count=
     vector (hidden elements) is not counted, as ``norm_op`` does not. Work: the add's and the
     norm's FLOPs per element; timed at the norm kind's measured element rate (the fused kernel
     is the norm kernel with the add in its first pass) where that binds, else by its bytes."""
-    return Op(name=name, cls=ELEMENTWISE, flops=0.0, bytes=4.0 * elems * prec.act,
+    return Op(name=name, cls=ELEMENTWISE, flops=0.0, bytes=4.0 * elems * prec.hidden,
               dtype="fp32", count=count,
               vector_flops=(ADD_FLOPS_PER_ELEM + NORM_FLOPS_PER_ELEM[model.norm]) * elems,
               shape=(elems,), kernel=model.norm)
@@ -1248,12 +1261,12 @@ def compressed_attention_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len
     for r in sorted(set(mine)):
         share = mine.count(r) / len(mine)
         ops = [gemm("attn.q_down", t, ca.q_lora_rank, h, prec, matmuls=one(ca.q_lora_rank, False)),
-               elementwise("attn.q_norm", t * ca.q_lora_rank, t * ca.q_lora_rank, prec.act, 4.0,
+               elementwise("attn.q_norm", t * ca.q_lora_rank, t * ca.q_lora_rank, prec.hidden, 4.0,
                            kind="rmsnorm"),
                gemm("attn.q_up", t, nh * d / tp, ca.q_lora_rank, prec, matmuls=one(nh * d, True)),
                gemm("attn.kv_down", t, d, h, prec, matmuls=one(d, False)),
                elementwise("attn.rope", t * (heads + 1) * ca.rope_head_dim,
-                           t * (heads + 1) * ca.rope_head_dim, prec.act, 3.0, kind="rope")]
+                           t * (heads + 1) * ca.rope_head_dim, prec.hidden, 3.0, kind="rope")]
         window_pairs = windowed_pairs(q_len, kv_len, ca.window)
         keys = windowed_keys(q_len, kv_len, ca.window)
         reach = np.minimum(kv_len, ca.window)
@@ -1261,7 +1274,7 @@ def compressed_attention_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len
             coff = ca.coff(r)
             ops += [gemm("attn.compress", t, 2 * coff * d, h, prec,
                          matmuls=one(2 * coff * d, False)),
-                    elementwise("attn.compress_pool", t * 2 * coff * d, t / r * d, prec.act,
+                    elementwise("attn.compress_pool", t * 2 * coff * d, t / r * d, prec.hidden,
                                 5.0 * coff * r, kind="softmax")]
             entries = np.asarray(kv_len, float) / r
             if r == ca.sparse_ratio:
@@ -1283,7 +1296,7 @@ def compressed_attention_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len
                       shape=attention_curve_point(phase, b, q_len, keys, 1.0)))
         groups = ca.o_groups / tp
         ops += [elementwise("attn.rope_out", t * heads * ca.rope_head_dim,
-                            t * heads * ca.rope_head_dim, prec.act, 3.0, kind="rope"),
+                            t * heads * ca.rope_head_dim, prec.hidden, 3.0, kind="rope"),
                 grouped_gemm("attn.out_a", t * groups, ca.o_lora_rank, nh * d / ca.o_groups,
                              groups, prec, matmuls=one(ca.o_groups * ca.o_lora_rank, True)),
                 gemm("attn.out", t, h, ca.o_groups * ca.o_lora_rank / tp, prec,
@@ -1313,7 +1326,7 @@ def _v4_indexer_ops(model: ModelSpec, b, q_len, kv_len, entry_pairs, prec: Preci
                  matmuls=(Matmul(1.0, n * di, False),)),
             gemm("attn.index_w", t, n, h, prec, matmuls=(Matmul(1.0, n, False),)),
             gemm("attn.index_compress", t, 4 * di, h, prec, matmuls=(Matmul(1.0, 4 * di, False),)),
-            elementwise("attn.index_pool", t * 4 * di, t / r * di, prec.act, 10.0 * r,
+            elementwise("attn.index_pool", t * 4 * di, t / r * di, prec.hidden, 10.0 * r,
                         kind="softmax"),
             Op(name="attn.index_core", cls=ATTENTION, flops=2.0 * n * di * logits,
                bytes=t * n * di * prec.act + b * entries * key_bytes + 4.0 * logits,
@@ -1515,10 +1528,10 @@ def embedding_ops(model: ModelSpec, t, tp, prec: Precision) -> list[Op]:
     (vocab-parallel under TP: each rank gathers its rows, then an all-reduce combines)."""
     h = model.hidden_size
     rows = 2 if model.position_embedding == "learned" else 1
-    ops = [elementwise("embed.lookup", rows * t * h, t * h, prec.act, kind="copy")]
+    ops = [elementwise("embed.lookup", rows * t * h, t * h, prec.hidden, kind="copy")]
     if model.hyper_connections > 1:  # the n residual copies (Transformer.forward repeat)
         ops.append(elementwise("embed.hc_expand", t * h, t * h * model.hyper_connections,
-                               prec.act, 0.0, kind="copy"))
+                               prec.hidden, 0.0, kind="copy"))
     if model.embedding_norm:
         ops.append(norm_op("embed.norm", model, t, prec))
     return ops
@@ -1532,11 +1545,11 @@ def head_ops(model: ModelSpec, t, tp, prec: Precision, loss: bool = True) -> lis
     if n > 1:  # hc_head: mix of the n copies (t x n h by n x n h, fp32) and their sum
         fp32 = _fp32(prec)
         ops += [gemm("head.hc_mix", t, n, n * h, fp32, matmuls=(Matmul(1.0, n, False),)),
-                elementwise("head.hc_pre", t * (n * h + n), t * h, prec.act, 2.0 * n,
+                elementwise("head.hc_pre", t * (n * h + n), t * h, prec.hidden, 2.0 * n,
                             kind="add")]
     if model.attention_residual_block:  # the output's mix over every block and the sum
         sources = -(-model.num_layers // model.attention_residual_block) + 1
-        ops.append(elementwise("head.attn_res", t * sources * h, t * h, prec.act,
+        ops.append(elementwise("head.attn_res", t * sources * h, t * h, prec.hidden,
                                6.0 * sources, kind="rmsnorm"))
     if model.final_norm:
         ops.append(norm_op("head.norm", model, t, prec))

@@ -156,7 +156,8 @@ def _fusion_s(prof: CalibrationProfile, device: str, tokens: float, hidden: int,
     """Hand: what the engines' fused residual add + RMSNorm (engines/<id>.yaml
     kernels.fused_residual_norm) changes in a decode step against the generic engine: per layer
     two fused kernels (reads x and residual, writes both: 4 elements of ``act`` bytes, the
-    activation width the op list gives norms and adds: 1 B under fp8 activations) instead of
+    hidden-state width: 2 B under fp8 activations too, the residual stream and the norms stay
+    bf16, ops.Precision.hidden) instead of
     two RMSNorms (2 elements) and two adds (3); the first layer's input norm and the dropped
     final norm are the same kernel over the same tokens at decode, so they cancel."""
     e = tokens * hidden
@@ -177,7 +178,7 @@ def test_sglang_llama3_8b_fp8_decode_adds_one_quantise_per_gemm_by_hand():
     sgl = _decode("sglang", "llama-3-8b", 1, "fp8", "fp8")
     gen = _decode(None, "llama-3-8b", 1, "fp8", "fp8")
     hand = 96 * _quant_s(prof, H100, 16 * 4096) + 32 * _quant_s(prof, H100, 16 * 14336)
-    fusion = _fusion_s(prof, H100, 16, 4096, 32, act=1.0)
+    fusion = _fusion_s(prof, H100, 16, 4096, 32)
     assert sgl["elementwise"] - gen["elementwise"] == pytest.approx(hand + fusion, rel=1e-9)
     assert sgl["gemm"] == pytest.approx(gen["gemm"])
     assert sgl["attention"] == pytest.approx(gen["attention"])
@@ -219,7 +220,7 @@ def test_fused_engines_add_no_kernel_and_w8a8_is_not_slower(engine, model, gpus,
     assert w8a8["total_s"] < bf16["total_s"]
     gen = _decode(None, model, gpus, "fp8", "fp8")
     hidden, layers = {"llama-3-70b": (8192, 80), "llama-3-8b": (4096, 32)}[model]
-    fusion = _fusion_s(_profile(), H100, 16, hidden, layers, act=1.0)  # fused add + RMSNorm
+    fusion = _fusion_s(_profile(), H100, 16, hidden, layers)  # fused add + RMSNorm, 2 B
     assert w8a8["elementwise"] == pytest.approx(gen["elementwise"] + fusion)  # no quantise kernel
 
 
