@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fused_norm_hand import fusion_s
 
 import perfmodel as pm
 from perfmodel import inference as I
@@ -141,31 +142,6 @@ def _quant_s(prof: CalibrationProfile, device: str, elems: float) -> float:
                                         nbytes / (bw * eff))
 
 
-def _ew_s(prof: CalibrationProfile, device: str, elems: float, bytes_per_elem: float,
-          kind: str) -> float:
-    """Hand: one element-wise kernel over ``elems`` elements moving ``bytes_per_elem`` each,
-    timed as ``_quant_s`` at the measured rate of ``kind``."""
-    bw = registry.get_device(device).memory_bandwidth_gbps * 1e9
-    nbytes = bytes_per_elem * elems
-    eff = float(prof.memory_efficiency(np.array(nbytes)))
-    return prof.kernel_overhead_s + max(elems / prof.elementwise_rate[kind], nbytes / (bw * eff))
-
-
-def _fusion_s(prof: CalibrationProfile, device: str, tokens: float, hidden: int,
-              layers: int, act: float = 2.0) -> float:
-    """Hand: what the engines' fused residual add + RMSNorm (engines/<id>.yaml
-    kernels.fused_residual_norm) changes in a decode step against the generic engine: per layer
-    two fused kernels (reads x and residual, writes both: 4 elements of ``act`` bytes, the
-    hidden-state width: 2 B under fp8 activations too, the residual stream and the norms stay
-    bf16, ops.Precision.hidden) instead of
-    two RMSNorms (2 elements) and two adds (3); the first layer's input norm and the dropped
-    final norm are the same kernel over the same tokens at decode, so they cancel."""
-    e = tokens * hidden
-    return layers * 2 * (_ew_s(prof, device, e, 4 * act, "rmsnorm")
-                         - _ew_s(prof, device, e, 2 * act, "rmsnorm")
-                         - _ew_s(prof, device, e, 3 * act, "add"))
-
-
 def test_sglang_llama3_8b_fp8_decode_adds_one_quantise_per_gemm_by_hand():
     """SGLang, Llama-3-8B W8A8 on 1 x H100, decode at batch 16: per layer four fp8 GEMMs
     (qkv, o: k 4096; gate-up: k 4096; down: k 14336), each input quantised by its own kernel;
@@ -173,12 +149,12 @@ def test_sglang_llama3_8b_fp8_decode_adds_one_quantise_per_gemm_by_hand():
     ParallelLMHead: formats.KEPT_16BIT): 32 x 4 = 128 kernels, 96 of 16 x 4096 elements and 32 of
     16 x 14336, each at the measured static quantise's rate (elementwise_rate.fp8_quant) plus
     the profile's kernel floor. Nothing else moves against the generic engine but SGLang's
-    fused residual add + RMSNorm (``_fusion_s``)."""
+    fused residual add + RMSNorm (``fused_norm_hand.fusion_s``)."""
     prof = _profile()
     sgl = _decode("sglang", "llama-3-8b", 1, "fp8", "fp8")
     gen = _decode(None, "llama-3-8b", 1, "fp8", "fp8")
     hand = 96 * _quant_s(prof, H100, 16 * 4096) + 32 * _quant_s(prof, H100, 16 * 14336)
-    fusion = _fusion_s(prof, H100, 16, 4096, 32)
+    fusion = fusion_s(prof, H100, 16, 4096, 32)
     assert sgl["elementwise"] - gen["elementwise"] == pytest.approx(hand + fusion, rel=1e-9)
     assert sgl["gemm"] == pytest.approx(gen["gemm"])
     assert sgl["attention"] == pytest.approx(gen["attention"])
@@ -220,7 +196,7 @@ def test_fused_engines_add_no_kernel_and_w8a8_is_not_slower(engine, model, gpus,
     assert w8a8["total_s"] < bf16["total_s"]
     gen = _decode(None, model, gpus, "fp8", "fp8")
     hidden, layers = {"llama-3-70b": (8192, 80), "llama-3-8b": (4096, 32)}[model]
-    fusion = _fusion_s(_profile(), H100, 16, hidden, layers)  # fused add + RMSNorm, 2 B
+    fusion = fusion_s(_profile(), H100, 16, hidden, layers)  # fused add + RMSNorm, 2 B
     assert w8a8["elementwise"] == pytest.approx(gen["elementwise"] + fusion)  # no quantise kernel
 
 
@@ -250,7 +226,7 @@ def test_bf16_and_block_scaled_gemms_get_no_per_tensor_quantise():
     """Only per-tensor fp8 GEMMs (compute dtype fp8): bf16 adds nothing on SGLang."""
     sgl = _decode("sglang", "llama-3-8b", 1, "bf16", "bf16")
     gen = _decode(None, "llama-3-8b", 1, "bf16", "bf16")
-    fusion = _fusion_s(_profile(), H100, 16, 4096, 32)  # its fused add + RMSNorm only
+    fusion = fusion_s(_profile(), H100, 16, 4096, 32)  # its fused add + RMSNorm only
     assert sgl["elementwise"] == pytest.approx(gen["elementwise"] + fusion)
 
 

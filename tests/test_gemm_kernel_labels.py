@@ -15,7 +15,8 @@ from perfmodel.calibrate.moe_kernels import FILES, check_labels, kernel_file, ke
 from perfmodel.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
-GEMM_LABELS = {"flashinfer_cutedsl", "trtllm_torch_flow"}  # calibration/gemm_kernels.yaml
+GEMM_LABELS = {"aiter_v0.1.7.post1", "flashinfer_cutedsl",
+               "trtllm_torch_flow"}  # calibration/gemm_kernels.yaml
 
 
 def test_one_loader_for_both_files():
@@ -51,8 +52,8 @@ def test_an_unknown_gemm_label_fails_when_the_engine_file_loads():
         E._check_kernel_labels(bad, "engines/vllm.yaml")
     msg = str(err.value)
     assert msg.startswith("engines/vllm.yaml gemm.kernels.nvfp4: unknown gemm kernel label(s) "
-                          "['flashinfer_cutdsl']; valid: ['flashinfer_cutedsl', "
-                          "'trtllm_torch_flow']")
+                          "['flashinfer_cutdsl']; valid: ['aiter_v0.1.7.post1', "
+                          "'flashinfer_cutedsl', 'trtllm_torch_flow']")
     assert "\n" not in msg
 
 

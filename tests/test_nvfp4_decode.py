@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fused_norm_hand import fusion_s
 
 import perfmodel as pm
 from perfmodel.engines import fp8_activation_kernels
@@ -91,12 +92,15 @@ def test_sglang_charges_one_fp4_quantise_per_nvfp4_gemm_by_hand():
     4096; down: k 14336) x 32 layers = 128 quantise kernels (the LM head stays bf16:
     formats.KEPT_16BIT, as ModelOpt NVFP4 checkpoints exclude lm_head), 96 of 4096 elements
     and 32 of 14336, each one pass at the measured static quantise rate plus the
-    kernel floor; GEMMs and attention as the generic engine. TRT-LLM at TP 1 has no all-reduce
+    kernel floor, beside the fused residual add + RMSNorm; GEMMs and attention as the
+    generic engine. TRT-LLM at TP 1 has no all-reduce
     to fuse into and runs the same kernels; so does vLLM (scaled_fp4_quant per GEMM)."""
     assert pytest.approx(2 + 0.5 + 1 / 16) == FP4_QUANT_PASS_BYTES
     prof = registry.load_file(CalibrationProfile, "calibration/b200.reference.json")
     sgl, gen = _decode("sglang", "llama-3.1-8b", 1), _decode(None, "llama-3.1-8b", 1)
-    hand = 96 * _quant_s(prof, 4096) + 32 * _quant_s(prof, 14336)
+    # and each engine's fused residual add + RMSNorm (fused_norm_hand.fusion_s)
+    hand = 96 * _quant_s(prof, 4096) + 32 * _quant_s(prof, 14336) + fusion_s(
+        prof, "b200", 1, 4096, 32)
     assert sgl["elementwise"] - gen["elementwise"] == pytest.approx(hand, rel=1e-9)
     assert sgl["gemm"] == pytest.approx(gen["gemm"])
     trt = _decode("trtllm", "llama-3.1-8b", 1)

@@ -57,7 +57,7 @@ def test_the_dispatch_conditions_are_the_sources():
     facts = get_engine("vllm", "0.17.0").gemm.skinny
     assert facts.archs == ["gfx90a", "gfx942", "gfx950"]  # on_gfx9()
     assert (facts.max_tokens, facts.min_out, facts.k_multiple) == (4, 9, 8)  # n<=4, m>8, k%8
-    assert facts.dtypes == ["bf16", "fp16"]
+    assert facts.dtypes == ["bf16", "fp16", "fp8"]  # fp8: wvSplitKQ (test_rocm_fp8_skinny)
     assert get_engine("vllm", "0.10.0").gemm.skinny.hbm_fraction["mi300x"][3] is None
     assert get_engine("sglang").gemm.skinny.hbm_fraction == {}
     mi355x = registry.devices()["mi355x"]  # gfx950: on_gfx9, but no measured fraction
@@ -88,8 +88,8 @@ def test_fraction_by_token_count(tokens, frac):
     (_gemm(5), "five tokens: F.linear"),
     (_gemm(1, n=8), "m > 8 outputs needed"),
     (_gemm(1, k=5124), "k % 8 != 0"),
-    (O.gemm("mlp.up", 1, 51200, 5120,
-            O.Precision(compute="fp8", act=1.0, weight=1.0)), "fp8 GEMM: not unquantised"),
+    (O.gemm("mlp.up", 2, 51200, 5120, O.Precision(compute="fp8", act=1.0, weight=1.0)),
+     "fp8 GEMM at 2 tokens: wvSplitKQ takes 1 (gemm.skinny.dtype_limits)"),
     (O.gemm("mlp.up", 1, 51200, 5120, O.Precision(compute="bf16", act=2.0, weight=0.5,
                                                   weight_dequant=True, weight_format="int4")),
      "weight-only int4: its own kernel"),
