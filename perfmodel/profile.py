@@ -475,7 +475,7 @@ class CalibrationProfile(Strict):
         1. a table of ``dtype`` that measured one of ``kernels`` (the first with a table);
         2. the format's reference table as measured (no kernel stated, or none of the
            engine's kernels measured on this device);
-        3. the fallback dtype's reference table (``_gemm_key``: fp16 -> bf16, nvfp4 -> mxfp4
+        3. the fallback dtype's reference table (``fallback_key``: fp16 -> bf16, nvfp4 -> mxfp4
            -> fp8 ...), never another kernel's ``@`` table. ("", reason) if none: the default
            efficiency.
         """
@@ -483,7 +483,7 @@ class CalibrationProfile(Strict):
             for key in (dtype, gemm_key(dtype, kernel)):
                 if key in self.gemm and self.gemm_kernel.get(key) == kernel:
                     return key, f"gemm.{key}" + ("" if "@" in key else f" ({kernel})")
-        key = _gemm_key(dtype, {k: v for k, v in self.gemm.items() if "@" not in k})
+        key = fallback_key(dtype, {k: v for k, v in self.gemm.items() if "@" not in k})
         if not key:
             return "", f"no GEMM table for {dtype}: default efficiency"
         measured = self.gemm_kernel.get(key)
@@ -527,7 +527,7 @@ class CalibrationProfile(Strict):
         3. no table of a weight-only mix that ``WEIGHT_ONLY_PROXY`` maps to a measured one
            (NVFP4 weights in a bf16 GEMM -> ``w4a16_mxfp4``): that table, said as a proxy;
         4. no table of the format: the compute dtype's table or its fallback dtype's
-           (``_gemm_key``: fp8_block -> fp8, ...), never a weight-only format's or another
+           (``fallback_key``: fp8_block -> fp8, ...), never a weight-only format's or another
            engine's kernel table (a bf16 expert never reads ``w4a16_mxfp4``).
         """
         fmt = moe_format(dtype, weight_format)
@@ -548,7 +548,7 @@ class CalibrationProfile(Strict):
             measured = self.moe_kernel.get(near) or "kernel not recorded"
             return near, (f"moe.{near} ({measured}) as proxy for {fmt}: the measured 4-bit "
                           f"weight-only grouped GEMM (no moe.{fmt} table)")
-        key = _gemm_key(dtype, {k: v for k, v in self.moe.items()
+        key = fallback_key(dtype, {k: v for k, v in self.moe.items()
                                 if k not in MOE_MIXED and "@" not in k})
         if key and kernels and fmt != key:
             # the engine runs another kernel on another format: a proxy, said as one
@@ -737,7 +737,12 @@ class CalibrationProfile(Strict):
 
 _EW_FALLBACK = {"silu_and_mul": "silu", "gelu_and_mul": "gelu", "relu": "add",
                 "rope": "add", "copy": "add", "cast": "add", "other": "add"}
-_GEMM_FALLBACK = {"fp16": "bf16", "bf16": "fp16", "tf32": "fp32", "int8": "fp8", "fp8": "int8"}
+# per-tensor fp8 without a table of its own reads the block-scaled fp8 curve first (the same
+# fp8 tensor-core path and weight bytes but the scales), then int8's (same peak, another
+# kernel): MI300X has fp8_block (aiter, from M = 1) and int8 (aiter, M >= 64) tables only, and
+# int8's curve extrapolated to ~0.2 of HBM bandwidth for decode (fp8 decoded slower than bf16)
+_GEMM_FALLBACK = {"fp16": ("bf16",), "bf16": ("fp16",), "tf32": ("fp32",), "int8": ("fp8",),
+                  "fp8": ("fp8_block", "int8")}
 # Block-scaled formats without a measured curve borrow the nearest format's, in this order
 # (docs/calibration.md "Block-scaled GEMMs"): an efficiency is a fraction of the format's own
 # roofline (its peak, its bytes with scales), so the borrowed curve is rescaled by the peak
@@ -791,9 +796,9 @@ def moe_format(dtype: str, weight_format: str = "") -> str:
     return _MIXED_NAME.get((weight_format, dtype), f"w_{weight_format}_{dtype}")
 
 
-def _gemm_key(dtype: str, table: dict) -> str:
+def fallback_key(dtype: str, table: dict) -> str:
     """The key of ``table`` whose curve serves ``dtype`` ("" if none)."""
-    for key in (dtype, *_BLOCK_FALLBACK.get(dtype, (_GEMM_FALLBACK.get(dtype, ""),))):
+    for key in (dtype, *_BLOCK_FALLBACK.get(dtype, _GEMM_FALLBACK.get(dtype, ()))):
         if key in table:
             return key
     return ""

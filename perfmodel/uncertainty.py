@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from .comm import EP_ALL_TO_ALL
-from .profile import RESIDUAL_LEVELS, CalibrationProfile
+from .profile import RESIDUAL_LEVELS, CalibrationProfile, fallback_key
 
 LEVEL = 0.8  # central probability of every band
 LO_P, HI_P = (1 - LEVEL) / 2, (1 + LEVEL) / 2
@@ -161,7 +161,6 @@ def table_residuals(profile: CalibrationProfile) -> dict[str, tuple[np.ndarray, 
 _COLLECTIVES = {"tp": ("all_reduce", "all_gather", "reduce_scatter"),
                 "cp": ("send_recv", "all_gather"), "ep": ("all_to_all",),
                 "pp": ("send_recv",), "dp": ("all_reduce", "reduce_scatter", "all_gather")}
-_GEMM_FALLBACK = {"fp16": "bf16", "bf16": "fp16", "tf32": "fp32", "int8": "fp8", "fp8": "int8"}
 
 
 def _pick(tables: dict, names: list[str]) -> tuple[str, ...]:
@@ -169,11 +168,11 @@ def _pick(tables: dict, names: list[str]) -> tuple[str, ...]:
 
 
 def _gemm_tables(tables: dict, prefix: str, dtype: str | None) -> tuple[str, ...]:
-    """The GEMM (or grouped-GEMM) tables of ``dtype`` (or its fallback), else all of them."""
-    for d in (dtype, _GEMM_FALLBACK.get(dtype or "")):
-        if d and f"{prefix}.{d}" in tables:
-            return (f"{prefix}.{d}",)
-    return tuple(t for t in tables if t.startswith(prefix + "."))
+    """The GEMM (or grouped-GEMM) tables of ``dtype`` (or the fallback the roofline reads,
+    ``profile.fallback_key``), else all of them."""
+    named = {t[len(prefix) + 1:]: t for t in tables if t.startswith(prefix + ".")}
+    key = fallback_key(dtype or "", named)
+    return (named[key],) if key else tuple(named.values())
 
 
 def _dense_gemm_tables(tables: dict, profile: CalibrationProfile, scenario) -> tuple[str, ...]:
