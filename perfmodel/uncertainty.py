@@ -567,7 +567,9 @@ DEFAULT_PREFIX = DEFAULT_PROFILE + "/"
 def group_keys(kind: str, quantity: str, stack: str | None, dev_class: str | None,
                profile: str | None = None) -> list[str]:
     """Validation groups from the most to the least specific (``kind/quantity/stack/class``,
-    ``*`` for any); serving reads the inference groups. A prediction made with the default
+    ``*`` for any); serving reads the closed-loop benchmarks' groups (``serving/...``: their
+    TTFT / TPOT hold queueing, scheduling and first-wave effects a single pass has not), then
+    the inference groups, which hold no serving case (``validate.bands._own_keys``). A prediction made with the default
     (uncalibrated) profile (``profile`` "default", ``CalibrationProfile.kind``) reads first
     the same chain of the default profile's groups (``default/...``: every published case
     re-predicted with calibration/default.json), then, only where none of those qualifies
@@ -578,7 +580,11 @@ def group_keys(kind: str, quantity: str, stack: str | None, dev_class: str | Non
     if profile == DEFAULT_PROFILE and dimension(quantity) == "time":
         own = group_keys(kind, quantity, stack, dev_class)
         return [DEFAULT_PREFIX + k for k in own] + own
-    kind = "inference" if kind == "serving" else kind
+    if kind == "serving":  # the closed-loop benchmarks' own groups, then the inference chain
+        own = [f"serving/{quantity}/{stack}/{dev_class}"] if stack and dev_class else []
+        own += [f"serving/{quantity}/*/{dev_class}"] if dev_class else []
+        return [*own, f"serving/{quantity}/*/*",
+                *group_keys("inference", quantity, stack, dev_class)]
     dim = dimension(quantity)
     keys = []
     if stack and dev_class:

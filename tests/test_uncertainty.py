@@ -258,9 +258,12 @@ def test_leave_one_case_out_is_at_least_as_wide_a_check():
 
 
 def test_group_fallback_order():
+    # serving: the closed-loop benchmarks' groups, then the single passes' (inference)
     keys = group_keys("serving", "ttft_s", "vllm", "hopper")
-    assert keys == ["inference/ttft_s/vllm/hopper", "inference/ttft_s/*/hopper",
+    assert keys == ["serving/ttft_s/vllm/hopper", "serving/ttft_s/*/hopper", "serving/ttft_s/*/*",
+                    "inference/ttft_s/vllm/hopper", "inference/ttft_s/*/hopper",
                     "inference/ttft_s/*/*", "inference/time/*/*", "*/time/*/*"]
+    assert group_keys("inference", "ttft_s", "vllm", "hopper") == keys[3:]
     assert "*/memory/*/*" not in group_keys("inference", "memory_per_gpu_bytes", None, None)
 
 
@@ -343,3 +346,20 @@ def test_band_coverage_command_prints_the_check(capsys, monkeypatch):
     assert main(["validate", "--band-coverage", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["leave_one_source_out"]["overall"]["n"] == 30
+
+
+def test_closed_loop_benchmarks_feed_only_the_serving_groups():
+    """A closed-loop benchmark's mean TTFT (queueing, scheduling, a first wave) goes into the
+    serving groups only; a single pass's TTFT into the inference groups, which a serving
+    prediction reads after its own (group_keys)."""
+    from perfmodel.validate.bands import build_groups
+
+    def row(i, metric, ratio):
+        return {"id": f"c{i}", "metric": metric, "measured": ratio, "predicted": 1.0,
+                "status": "ok", "kind": "inference", "source": f"s{i % 2}",
+                "device": "h100-sxm5-80gb", "stack": "vllm"}
+
+    groups = build_groups([row(0, "mean_ttft_s", 2.0), row(1, "ttft_s", 1.1)])
+    assert groups["serving/ttft_s/vllm/hopper"]["n"] == 1
+    assert groups["inference/ttft_s/vllm/hopper"]["n"] == 1
+    assert groups["inference/ttft_s/*/*"]["n"] == 1 and groups["*/time/*/*"]["n"] == 1

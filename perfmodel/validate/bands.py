@@ -58,7 +58,7 @@ from ..uncertainty import (
     stack_of,
     validation_ratio,
 )
-from .cases import LoadedCase, case_scenario, load_cases
+from .cases import SERVING_METRICS, LoadedCase, case_scenario, load_cases
 
 QUANTILE_METHOD = "split-conformal: ceil((n + 1) 0.9)-th smallest / largest"
 COMMAND = "perfmodel validate --write-bands"
@@ -113,20 +113,31 @@ def default_rows(rows: Iterable[dict]) -> list[dict]:
             and (r.get("repredicted") or r["id"] not in again)]
 
 
+def case_kind(row: dict) -> str:
+    """The kind whose groups a case belongs to: "serving" for a closed-loop benchmark's
+    metric (``SERVING_METRICS``), else the case's own kind."""
+    return "serving" if row["metric"] in SERVING_METRICS else row["kind"]
+
+
 def _keys(row: dict, classes: dict[str, str | None]) -> list[str]:
     """The groups a case's prediction reads, in order (a default-profile one: the default
     profile's chain first, ``uncertainty.group_keys``)."""
     quantity, _ = METRIC_QUANTITY[row["metric"]]
-    return group_keys(row["kind"], quantity, row.get("stack"), classes.get(row.get("device")),
-                      row.get("profile"))
+    return group_keys(case_kind(row), quantity, row.get("stack"),
+                      classes.get(row.get("device")), row.get("profile"))
 
 
 def _own_keys(row: dict, classes: dict[str, str | None]) -> list[str]:
     """The groups a case's error goes into: a default-profile prediction of a time only into
-    the default profile's groups, any other only into the calibrated groups."""
+    the default profile's groups, any other only into the calibrated groups; a closed-loop
+    benchmark's only into the serving groups (the inference groups a serving prediction
+    falls back to hold single passes only)."""
     keys = _keys(row, classes)
     mine = _is_default(row) and _timed(row)
-    return [k for k in keys if k.startswith(DEFAULT_PREFIX) == mine]
+    keys = [k for k in keys if k.startswith(DEFAULT_PREFIX) == mine]
+    if case_kind(row) == "serving":
+        keys = [k for k in keys if k.removeprefix(DEFAULT_PREFIX).startswith("serving/")]
+    return keys
 
 
 def _classes(rows: Sequence[dict]) -> dict[str, str | None]:
@@ -250,8 +261,8 @@ def coverage(rows: Sequence[dict], holdout: str = "source", judged: str = "shipp
 
     return {"level": LEVEL, "holdout": holdout, "judged": judged,
             "overall": _summary([j for _, j in per]),
-            "by_kind": by(lambda r, j: r["kind"]),
-            "by_quantity": by(lambda r, j: f"{r['kind']}/{METRIC_QUANTITY[r['metric']][0]}"),
+            "by_kind": by(lambda r, j: case_kind(r)),
+            "by_quantity": by(lambda r, j: f"{case_kind(r)}/{METRIC_QUANTITY[r['metric']][0]}"),
             "by_level": by(lambda r, j: j["level"]),
             "by_source": by(lambda r, j: r["source"])}
 
