@@ -384,10 +384,9 @@ def dense_linear_formats(model, weight_dtype: str, weight_formats) -> set[str]:
 
 
 def emulated_formats(device, engine: str | None, version: str | None, variant: str | None,
-                     weight_dtype: str, weight_formats, model=None) -> frozenset[str]:
-    """The narrow weight formats of the checkpoint (``weight_dtype`` and the classes of
-    ``weight_formats``; with ``model``, those of its dense linear layers only,
-    ``dense_linear_formats``) that ``engine`` emulates on ``device``: the device has no tensor
+                     weight_dtype: str, weight_formats, model) -> frozenset[str]:
+    """The narrow weight formats of ``model``'s dense linear layers (``weight_dtype`` and the
+    classes of ``weight_formats``, ``dense_linear_formats``) that ``engine`` emulates on ``device``: the device has no tensor
     cores for the format and the engine's rule for its vendor is ``emulated``
     (engines/<id>.yaml ``quantization.formats.<fmt>.without_tensor_cores``, a rule of dense
     linear layers: vLLM's QuarkOCP_MX). Such a linear layer dequantises its whole weight to 16
@@ -399,9 +398,7 @@ def emulated_formats(device, engine: str | None, version: str | None, variant: s
     from .engines import format_rule
 
     eng = engine or "generic"
-    formats = (dense_linear_formats(model, weight_dtype, weight_formats) if model is not None
-               else {weight_dtype, *dict(weight_formats).values()})
-    narrow = formats & set(RULE_ACTIVATION)
+    narrow = dense_linear_formats(model, weight_dtype, weight_formats) & set(RULE_ACTIVATION)
     if not narrow or eng == "generic":
         return frozenset()
     native = native_formats(device)
@@ -435,7 +432,7 @@ def engine_activation_warning(device, engine, inference) -> str | None:
                              inference.activation_dtype, asked).note
 
 
-def weight_format_warning(device, inference, engine=None, model=None) -> str | None:
+def weight_format_warning(device, inference, model, engine=None) -> str | None:
     """One line where the scenario's weights are in a narrow format with tensor-core GEMMs
     somewhere (``engines.RULE_FORMATS``, the formats ``RULE_ACTIVATION`` keys) that ``device``
     has no tensor cores for, run with 16-bit activations: the weights shrink memory and the
@@ -447,8 +444,8 @@ def weight_format_warning(device, inference, engine=None, model=None) -> str | N
     does not. None otherwise, and where
     ``activation_format_warning`` already speaks of a narrow activation dtype. Formats the
     scenario's ``engine`` (its EngineConfig; None: not named) emulates there
-    (``emulated_formats``; with ``model``, among its dense linear layers only: routed experts
-    run the engine's MoE method, not the dense rule) are said as such: each call dequantises
+    (``emulated_formats``, among ``model``'s dense linear layers only: routed experts run the
+    engine's MoE method, not the dense rule) are said as such: each call dequantises
     the whole weight."""
     from .engines import RULE_FORMATS
 

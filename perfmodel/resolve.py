@@ -170,7 +170,7 @@ def format_warnings(sc: Scenario, system: System) -> list[str]:
     )
 
     lines = [activation_format_warning(system.device, sc.inference.activation_dtype),
-             weight_format_warning(system.device, sc.inference, sc.engine, sc.model)]
+             weight_format_warning(system.device, sc.inference, sc.model, sc.engine)]
     if sc.engine is not None:
         lines.append(engine_activation_warning(system.device, sc.engine, sc.inference))
     return [line for line in lines if line]

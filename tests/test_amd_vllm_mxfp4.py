@@ -16,6 +16,7 @@ from perfmodel.api import predict
 from perfmodel.engines import get_engine
 from perfmodel.formats import emulated_formats
 from perfmodel.specs.registry import get_device
+from perfmodel.zoo import resolve_model
 
 # Llama-3.1-8B, one layer: q/k/v 4096 x (4096 + 1024 + 1024), o 4096 x 4096, gate/up
 # 4096 x (2 x 14336), down 14336 x 4096 (hidden 4096, 8 KV heads of 128, intermediate 14336)
@@ -87,14 +88,16 @@ def test_only_vllm_on_devices_without_mxfp4_tensor_cores():
     """MI355X (CDNA 4, MXFP4 tensor cores) runs it natively; the generic engine and NVIDIA
     devices (no amd rule) are not emulated; the generic engine on MI300X keeps the
     weight-only path (fp4 bytes read, faster than bf16)."""
+    dense = resolve_model("llama-3.1-8b")
+
     def emu(device, engine):
-        return emulated_formats(get_device(device), engine, None, None, "mxfp4", ())
+        return emulated_formats(get_device(device), engine, None, None, "mxfp4", (), dense)
     assert emu("mi300x", "vllm") == {"mxfp4"} and emu("mi325x", "vllm") == {"mxfp4"}
     assert emu("mi355x", "vllm") == frozenset()
     assert emu("h100-sxm5-80gb", "vllm") == frozenset()
     assert emu("mi300x", "generic") == frozenset()
     assert emu("mi300x", "vllm") == emulated_formats(get_device("mi300x"), "vllm", None, None,
-                                                     "bf16", (("mlp", "mxfp4"),))
+                                                     "bf16", (("mlp", "mxfp4"),), dense)
     gen = _pred("mxfp4", engine="generic")
     assert not any(o.name.endswith(".dequant") for o in gen.ops)
     assert gen.tpot_s < _pred("bf16", engine="generic").tpot_s
