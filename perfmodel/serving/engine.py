@@ -195,13 +195,11 @@ class RequestPath:
         return self.fixed_s + float(np.interp(n, xs, ys))
 
 
-PROMPT_INPUTS = ("text", "tokens")
-
-
 def request_path(spec: EngineSpec | None, prompt_input: str | None = None
                  ) -> RequestPath | None:
     """The request path of the engine ``spec`` describes (None: no such host time stated).
-    ``prompt_input`` (the scenario's ``engine.prompt_input``; default ``text``): how the
+    ``prompt_input`` (the scenario's ``engine.prompt_input``, which its schema checks;
+    default ``text``): how the
     client sends the prompt. ``text`` pays ``overheads.request_s`` and ``tokenize_s``;
     ``tokens`` (token ids, e.g. /v1/completions with a list of ints) pays only
     ``overheads.token_ids_request_s`` (vLLM 0.10.0 - 0.10.1: the ids are detokenised through
@@ -210,8 +208,6 @@ def request_path(spec: EngineSpec | None, prompt_input: str | None = None
     oh = None if spec is None else spec.overheads
     if oh is None:
         return None
-    if prompt_input not in (None, *PROMPT_INPUTS):
-        raise ValueError(f"engine.prompt_input: {prompt_input!r}; valid: text, tokens")
     if prompt_input == "tokens":
         return RequestPath(float(oh.token_ids_request_s)) if oh.token_ids_request_s else None
     if not oh.request_s and oh.tokenize_s is None:
