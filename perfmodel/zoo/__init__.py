@@ -7,7 +7,6 @@ preset-format YAML/JSON file, an inline mapping, or an already built ModelSpec.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -103,11 +102,13 @@ def _scenario_command(kind: Any, value: str) -> str:
 def _named_after(data: Any, path: Path) -> Any:
     """A preset-format model file without ``id`` / ``name`` named after its file, as a HF
     config.json without ``_name_or_path`` is (hf.name_from_path): ``my-model.yaml`` -> id
-    ``my-model`` (lower case, characters outside [a-z0-9.-_] as '-'), name the file's stem."""
+    ``my-model`` (hf.model_slug, as a config's id), name the file's stem."""
     if not isinstance(data, Mapping) or ("id" in data and "name" in data):
         return data
+    from .hf import model_slug  # hf is imported where a file needs it (start-up cost)
+
     stem = path.stem if path.suffix.lower() in _FILE_SUFFIXES else path.name
-    slug = re.sub(r"[^a-z0-9.\-_]+", "-", stem.lower()).strip("-._") or "model"
+    slug = model_slug(stem) or "model"
     return {"id": slug, "name": data.get("id") or stem, **data}
 
 

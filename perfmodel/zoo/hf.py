@@ -1117,11 +1117,16 @@ _BUILDERS: dict[str, Callable[[_Config], dict[str, Any]]] = {
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_BUILDERS))
 
 
+def model_slug(name: str) -> str:
+    """A model id from a name: lower case, runs of characters outside [a-z0-9.-_] as one '-',
+    none at the ends ("" if nothing is left)."""
+    return re.sub(r"[^a-z0-9.\-_]+", "-", name.lower()).strip("-._")
+
+
 def _default_id(config: Mapping[str, Any], model_type: str) -> str:
     """``meta-llama/Llama-2-7b-hf`` -> ``llama-2-7b-hf``; ``hf-<model_type>`` without a name."""
     name = str(config.get("_name_or_path") or "").rstrip("/").split("/")[-1]
-    slug = re.sub(r"[^a-z0-9.\-_]+", "-", name.lower()).strip("-._")
-    return slug or f"hf-{model_type.lower().replace('_', '-')}"
+    return model_slug(name) or f"hf-{model_type.lower().replace('_', '-')}"
 
 
 # what importing a ModelOpt hf_quant_config.json on its own gets (zoo.resolve_model too)
