@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .engine_memory import EngineMemory, EngineShape, hybrid_request_bytes
+from .engine_memory import FRACTION_OF, EngineMemory, EngineShape, hybrid_request_bytes
 from .engines import EngineSpec
 from .specs.model import ModelSpec
 
@@ -49,24 +49,6 @@ class EngineFit:
     fits: bool
     reasons: list[str] = field(default_factory=list)  # why not, each naming what to change
     start_reasons: list[str] = field(default_factory=list)  # the first of reasons: no start
-
-
-#: what each budget rule's memory fraction is a fraction of (engines/<id>.yaml memory.budget,
-#: with the source each file cites): vLLM gpu_memory_utilization bounds everything the engine
-#: allocates (vllm.yaml [cache] / [worker]); SGLang mem_fraction_static is the share of the
-#: memory free at start-up kept for the static pool, weights + KV (sglang.yaml [args] /
-#: [runner], model_runner.py); TensorRT-LLM free_gpu_memory_fraction is the share of the memory
-#: left after the profiling run's peak (weights + activations + non-torch) that the KV cache
-#: takes (trtllm.yaml [util]: _torch/pyexecutor/_util.py KvCacheCreator, available_kv_mem =
-#: (total - peak) x fraction)
-FRACTION_MEANING = {
-    "total_fraction": "the share of the device's memory the engine may allocate: weights, "
-                      "activation peak and KV cache",
-    "init_free_fraction": "the share of the memory free at start-up kept for weights and the "
-                          "KV pool",
-    "free_after_peak_fraction": "the share of the memory left after weights and the profiling "
-                                "run's activation peak that the KV cache takes",
-}
 
 
 def weights_exceed_device(mem: EngineMemory) -> str:
@@ -84,8 +66,8 @@ def fraction_hint(mem: EngineMemory, spec: EngineSpec) -> str:
     """"engine.<fraction> (<what it is a fraction of>)" for a message, "" without one."""
     if not mem.fraction_name:
         return ""
-    meaning = FRACTION_MEANING.get(spec.memory.budget)
-    return f"engine.{mem.fraction_name}" + (f" ({meaning})" if meaning else "")
+    meaning = FRACTION_OF.get(mem.budget)
+    return f"engine.{mem.fraction_name}" + (f" (a share of {meaning})" if meaning else "")
 
 
 def fails_to_start(mem: EngineMemory, spec: EngineSpec) -> list[str]:

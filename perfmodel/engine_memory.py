@@ -68,6 +68,23 @@ class EngineShape:
     pp_layers: tuple | None = None
 
 
+#: what each budget rule's memory fraction is a share of (engines/<id>.yaml memory.budget, with
+#: the source each file cites): vLLM gpu_memory_utilization bounds everything the engine
+#: allocates (vllm.yaml [cache] / [worker]); SGLang mem_fraction_static is the share of the
+#: memory free at start-up kept for the static pool, weights + KV (sglang.yaml [args] /
+#: [runner], model_runner.py); TensorRT-LLM free_gpu_memory_fraction is the share of the memory
+#: left after the profiling run's peak (weights + activations + non-torch) that the KV cache
+#: takes (trtllm.yaml [util]: _torch/pyexecutor/_util.py KvCacheCreator, available_kv_mem =
+#: (total - peak) x fraction). One wording for messages (engine_fit) and the start-up line
+#: (engine_report).
+FRACTION_OF = {
+    "total_fraction": "the device's memory (weights, activation peak and KV cache)",
+    "init_free_fraction": "the memory free at start-up (weights + KV pool)",
+    "free_after_peak_fraction": "the memory left after weights and the activation peak (for "
+                                "the KV cache)",
+}
+
+
 @dataclass(frozen=True)
 class EngineMemory:
     """An engine's start-up memory plan for one GPU of the instance (bytes unless named)."""
@@ -76,6 +93,7 @@ class EngineMemory:
     version: str
     device_memory_bytes: float  # as the driver reports it (the budget's base)
     device_memory_source: str  # cuda | nvidia-smi | nominal (DeviceSpec.usable_memory_source)
+    budget: str  # the engine file's memory.budget rule (what fraction_name is a share of)
     fraction_name: str | None
     fraction: float | None
     weights_bytes: float
@@ -321,7 +339,8 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
                         f"engine.max_model_len{lower} or add GPUs)" + advice)
     return EngineMemory(
         engine=spec.id, version=spec.version, device_memory_bytes=total,
-        device_memory_source=device.usable_memory_source, fraction_name=m.fraction_name,
+        device_memory_source=device.usable_memory_source, budget=m.budget,
+        fraction_name=m.fraction_name,
         fraction=fraction if m.fraction_name else None, weights_bytes=weights,
         activation_peak_bytes=act, non_torch_bytes=non_torch, kv_cache_bytes=max(kv, 0.0),
         kv_bytes_per_token=per_token, kv_block_size=block, kv_cache_blocks=blocks,

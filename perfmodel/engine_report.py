@@ -4,6 +4,7 @@ size: N tokens", "Maximum concurrency for X tokens per request: Yx"; SGLang:
 
 from __future__ import annotations
 
+from .engine_memory import FRACTION_OF
 from .textfmt import gib, table
 
 
@@ -88,14 +89,6 @@ def _dp_rank_lines(e: dict) -> list[str]:
             f"{e['kv_cache_tokens']:,})"]
 
 
-#: what a fraction other than vLLM's (a share of the whole device) is taken of (engine_fit.
-#: FRACTION_MEANING, with the sources): SGLang's of the memory free at start-up, TensorRT-LLM's
-#: of the memory left after the profiling run's peak
-FRACTION_OF = {"mem_fraction_static": "the memory free at start-up (weights + KV pool)",
-               "free_gpu_memory_fraction": "the memory left after weights and the activation "
-                                           "peak (for the KV cache)"}
-
-
 def render_engine(e: dict) -> str:
     """Lines for ``Prediction.engine`` (engine_memory.report; SGLang's scheduler figures per
     attention-DP rank when ``sglang_startup`` added them)."""
@@ -105,7 +98,8 @@ def render_engine(e: dict) -> str:
     if e.get("fraction_name"):
         basis = {"cuda": "as CUDA reports it", "nvidia-smi": "as nvidia-smi reports it"}.get(
             e["device_memory_source"], "nominal; the driver's figure is not sourced")
-        part = FRACTION_OF.get(e["fraction_name"])
+        # a share of the whole device prints the device's figure as its base
+        part = None if e["budget"] == "total_fraction" else FRACTION_OF.get(e["budget"])
         head += (f" ({e['fraction_name']} {e['fraction']:g} of "
                  + (f"{part}; device {gib(e['device_memory_bytes'])}, {basis})" if part
                     else f"{gib(e['device_memory_bytes'])}, {basis})"))

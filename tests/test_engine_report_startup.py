@@ -15,7 +15,8 @@ GIB = 2**30
 
 
 def _engine(**kw) -> dict:
-    e = {"engine": "sglang", "version": "0.5", "fraction_name": "mem_fraction_static",
+    e = {"engine": "sglang", "version": "0.5", "budget": "init_free_fraction",
+         "fraction_name": "mem_fraction_static",
          "fraction": 0.769, "device_memory_bytes": 140 * GIB, "device_memory_source": "cuda",
          "kv_cache_tokens": 182904, "kv_cache_bytes": 12 * GIB, "max_model_len": 163840,
          "max_num_batched_tokens": 8192, "breakdown": {"weights": 90 * GIB}}
@@ -112,7 +113,8 @@ def test_the_start_up_line_names_the_release_asked_and_the_family_that_answers()
     version was honoured. A release that is the family's own label prints once."""
     vllm = dict(engine="vllm", kv_cache_blocks=11431, kv_block_size=16, max_concurrency=1.4,
                 kv_bytes_per_token=128 * 1024)
-    e = _engine(**vllm, version="0.3.0+pr2863", fraction_name="gpu_memory_utilization",
+    e = _engine(**vllm, version="0.3.0+pr2863", budget="total_fraction",
+                fraction_name="gpu_memory_utilization",
                 fraction=0.9, asked_version="0.6.3")
     head = render_engine(e).splitlines()[0]
     assert head.startswith("engine: vllm 0.6.3 (gpu_memory_utilization 0.9")
