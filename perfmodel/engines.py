@@ -741,6 +741,9 @@ class SkinnyGemmFacts(Strict):
     #: 16-bit one (vLLM's fp8 wvSplitKQ: 1 token, k % 16): {dtype: {max_tokens, k_multiple}}
     #: overriding the fields above for GEMMs of that dtype
     dtype_limits: dict[str, dict[str, Int]] = Field(default_factory=dict)
+    #: per dtype whose kernel has no measured time: what stands in for it, one clause said in
+    #: the prediction's warnings (``skinny_gemm_warning``)
+    proxies: dict[str, str] = Field(default_factory=dict)
 
     def limits(self, dtype: str) -> tuple[int, int]:
         """(max_tokens, k_multiple) of the kernel for GEMMs of ``dtype``."""
@@ -757,6 +760,9 @@ class SkinnyGemmFacts(Strict):
                     self.max_tokens or 0):
                 raise SpecError(f"{at}.dtype_limits.{dtype}: a dtype of {at}.dtypes with "
                                 "max_tokens (1..max_tokens) and / or k_multiple (>= 1)")
+        if set(self.proxies) - set(self.dtypes):
+            raise SpecError(f"{at}.proxies: keys must be dtypes of {at}.dtypes {self.dtypes}, "
+                            f"got {sorted(self.proxies)}")
         if self.hbm_fraction and None in (self.max_tokens, self.min_out, self.k_multiple):
             raise SpecError(f"{at}: hbm_fraction needs max_tokens, min_out and k_multiple (the "
                             "conditions under which the kernel runs)")
@@ -1246,6 +1252,16 @@ def skinny_gemm_facts(engine_id: str, version: str | None, variant: str | None, 
     if not fracs or str(device.compute_capability) not in facts.archs:
         return None
     return facts, tuple(fracs)
+
+
+def skinny_gemm_warning(device, engine, weight_dtype: str) -> str | None:
+    """The one-line note of a scenario whose weights run, at a few tokens, on an engine kernel
+    with no measured time on ``device`` (``gemm.skinny.proxies``: vLLM's fp8 wvSplitKQ on
+    MI300X), else None: for a prediction's warnings (resolve.format_warnings)."""
+    found = skinny_gemm_facts(engine.name, engine.version, engine.variant, device)
+    note = found[0].proxies.get(weight_dtype) if found else None
+    return (f"{engine.name} on {device.name}: {note} (engines/{engine.name}.yaml gemm.skinny)"
+            if note else None)
 
 
 def fp8_activation_kernels(engine_id: str, version: str | None, variant: str | None,

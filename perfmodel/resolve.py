@@ -158,9 +158,10 @@ def format_warnings(sc: Scenario, system: System) -> list[str]:
     """An inference activation format the device has no tensor cores for (fp4 on Hopper /
     Ampere, NVFP4 on MI355X, fp8 on A100) runs as a weight-only GEMM, and an explicit 16-bit
     activation dtype the engine replaces (vLLM / SGLang / TensorRT-LLM run fp8 weights W8A8
-    where fp8 tensor cores exist), and narrow weights the device has no tensor cores for (nvfp4
-    on Hopper: weight-only W4A16): say so (``formats.activation_format_warning``,
-    ``formats.engine_activation_warning``, ``formats.weight_format_warning``)."""
+    where fp8 tensor cores exist), narrow weights the device has no tensor cores for (nvfp4
+    on Hopper: weight-only W4A16), and an engine's few-token GEMM kernel timed by a proxy:
+    say so (``formats.activation_format_warning``, ``formats.engine_activation_warning``,
+    ``formats.weight_format_warning``, ``engines.skinny_gemm_warning``)."""
     if sc.kind == "training" or sc.inference is None:
         return []
     from .formats import (
@@ -172,7 +173,10 @@ def format_warnings(sc: Scenario, system: System) -> list[str]:
     lines = [activation_format_warning(system.device, sc.inference.activation_dtype),
              weight_format_warning(system.device, sc.inference, sc.model, sc.engine)]
     if sc.engine is not None:
-        lines.append(engine_activation_warning(system.device, sc.engine, sc.inference))
+        from .engines import skinny_gemm_warning
+
+        lines += [engine_activation_warning(system.device, sc.engine, sc.inference),
+                  skinny_gemm_warning(system.device, sc.engine, sc.inference.weight_dtype)]
     return [line for line in lines if line]
 
 

@@ -137,3 +137,25 @@ def test_gpt_oss_mxfp4_experts_are_not_the_dense_emulation_rule():
     dense = _predict("vllm", "mi300x", "mxfp4", model="llama-3.1-8b")
     assert any(op.name == "mlp.up.dequant" for op in dense.ops)
     assert any("engine vllm emulates mxfp4" in w for w in dense.warnings)
+
+
+def test_the_proxy_timing_of_wvsplitkq_is_said_in_the_warnings():
+    """The fp8 kernel's time is a proxy (engines/vllm.yaml gemm.skinny.proxies): a vLLM fp8
+    prediction on MI300X says so; bf16 (wvSplitK, measured) and SGLang (no skinny kernel) do
+    not."""
+    def said(pred):
+        return [w for w in pred.warnings if "wvSplitKQ" in w]
+
+    note = said(_predict("vllm", "mi300x", "fp8"))
+    assert len(note) == 1 and "no published time" in note[0] and "gemm.skinny" in note[0]
+    assert not said(_predict("vllm", "mi300x", "bf16"))
+    assert not said(_predict("sglang", "mi300x", "fp8"))
+    assert not said(_predict("vllm", "h100-sxm5-80gb", "fp8"))
+
+
+def test_a_proxy_names_a_dtype_the_kernel_runs():
+    """A proxy note for a dtype the kernel does not take is refused, naming the field."""
+    from perfmodel.engines import SkinnyGemmFacts
+
+    with pytest.raises((SpecError, ValueError), match=r"gemm\.skinny\.proxies"):
+        SkinnyGemmFacts(dtypes=["bf16"], proxies={"fp8": "x"})
