@@ -65,7 +65,7 @@ def test_hardware_show_uses_the_same_rule():
     # an interconnect or node id is looked for too
     out = subprocess.run([sys.executable, "-m", "perfmodel.cli", "hardware", "show", "nvlink4"],
                          capture_output=True, text=True)
-    assert "did you mean 'nvlink4-bridge', 'nvlink4-nvswitch'?" in out.stderr
+    assert "did you mean 'nvlink4-bridge', 'nvlink4-nvswitch', 'nvlink4-nvswitch-h800'?" in out.stderr
 
 
 def test_models_and_engines_use_the_same_rule():
