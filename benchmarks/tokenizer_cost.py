@@ -1,5 +1,6 @@
-"""Prompt tokenisation time on a serving engine's API server: the measurement behind
-``overheads.tokenize_s`` in engines/vllm.yaml (source ``vllmtokmeas``; docs/engines.md).
+"""Prompt tokenisation time on a serving engine's API server: the measurement behind the o200k
+family's ``tokenize_s`` in engines/tokenizers.yaml (source ``tokmeas``; docs/engines.md). The
+cost is the tokenizer's: vLLM, SGLang and TensorRT-LLM call the same HF fast tokenizer.
 
     pip install bpe-openai==0.1.4 tokenizers==0.22.2 transformers==4.57.6 tiktoken
     .venv/bin/python benchmarks/tokenizer_cost.py [--samples 24] [--repeats 9]
@@ -17,7 +18,7 @@ re-encoded and trimmed or padded to the target length until the text encodes to 
 many tokens; the server tokenises that text again.
 
 Printed per prompt length: over ``--samples`` prompts, the median of each prompt's fastest
-call (the figure in engines/vllm.yaml), with p10 / p90, and the median of each prompt's median
+call (the figure in engines/tokenizers.yaml), with p10 / p90, and the median of each prompt's median
 call. The CPU model is printed beside them: another CPU, tokenizer or kind of text differs.
 """
 

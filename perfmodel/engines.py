@@ -851,22 +851,45 @@ class EagerLayerFacts(Strict):
         return self.moe if getattr(model, "moe", None) is not None else self.dense
 
 
+def _check_tokenize_points(v, where: str):
+    """``[[prompt tokens, seconds], ...]``: tokens > 0 strictly increasing, seconds >= 0
+    non-decreasing (from (0, 0))."""
+    if v is not None:
+        pts = [(0, 0.0), *v]
+        if any(b[0] <= a[0] or b[1] < a[1] for a, b in pairwise(pts)):
+            raise ValueError(f"{where}: [tokens, seconds] points with tokens > 0 strictly "
+                             "increasing and seconds >= 0 non-decreasing")
+    return v
+
+
+class TokenizerPathFacts(Strict):
+    """Where the engine's API server turns a text prompt into token ids, on the request's way
+    to the engine core (serving.engine.RequestPath; the cost itself is the tokenizer's,
+    engines/tokenizers.yaml). One mechanism for every engine: prompts queue in arrival order
+    for ``workers`` concurrent tokenising calls; a free worker takes the first queued prompt,
+    then collects more until ``batch_wait_s`` after it or ``max_batch`` prompts, and tokenises
+    them in one call (a batch of several: HF ``tokenizers`` encode_batch, which splits the list
+    over its rayon threads, so the call takes as long as its longest prompt).
+    vLLM 0.10 - 0.13: one AsyncMicrobatchTokenizer thread, 2 ms, 32; SGLang: the
+    TokenizerManager's event loop, one prompt at a time (1, 0, 1); TensorRT-LLM 1.2:
+    ``asyncio.to_thread`` per prompt (the default executor's threads, 0, 1)."""
+
+    workers: Int = Field(default=1, ge=1)
+    batch_wait_s: Float = Field(default=0.0, ge=0)
+    max_batch: Int = Field(default=1, ge=1)
+
+
 class OverheadFacts(Strict):
     step_cpu_s: Float | None = Field(default=None, ge=0)
-    # host time on a request's path before the engine core sees it that does not depend on
-    # the prompt (vLLM: the API server's tokenizer micro-batch wait); it delays that request
-    # only, not the batch (the API server is its own process): serving.engine.RequestPath;
-    # paid by a text prompt; null: none
-    request_s: Float | None = Field(default=None, ge=0)
-    # the same host wait when the client sends the prompt as token ids (scenario
-    # engine.prompt_input: tokens; vLLM 0.10.0 - 0.10.1 detokenise the ids through the same
-    # micro-batching tokenizer, 0.10.2 on skip it); null: none
+    # the API server tokenises a text prompt on the request path, and how its calls are
+    # serialised (TokenizerPathFacts; the cost: engines/tokenizers.yaml); null: not stated
+    # (no tokenising time)
+    tokenizer: TokenizerPathFacts | None = None
+    # host time on the request path when the client sends the prompt as token ids (scenario
+    # engine.prompt_input: tokens), which skip the tokenizer where the source says so: 0;
+    # vLLM 0.10.0 - 0.10.1 detokenise the ids through the same micro-batching tokenizer (its
+    # 2 ms wait); null: not stated (no host time)
     token_ids_request_s: Float | None = Field(default=None, ge=0)
-    # turning a text prompt into token ids on that path, measured: [[prompt tokens, seconds],
-    # ...] in increasing order, read piecewise-linearly (from (0, 0); past the last point at
-    # the last point's mean rate, seconds / tokens: extrapolated, a lower bound when the
-    # per-token cost grows with length); null: not counted
-    tokenize_s: list[tuple[int, Float]] | None = None
     cuda_graphs: CudaGraphFacts = CudaGraphFacts()
     # an eager step's kernel issue on the host: "overlapped" (the host queues kernels ahead of
     # the GPU, which waits only when they are issued slower than they run: step = max(host,
@@ -880,16 +903,6 @@ class OverheadFacts(Strict):
     # eager next batch's host issue time delays them (serving.engine.Engine.launched); false:
     # a batch's tokens leave when its step ends (null: not stated, the same)
     results_after_next_launch: bool | None = None
-
-    @field_validator("tokenize_s")
-    @classmethod
-    def _increasing(cls, v):
-        if v is not None:
-            pts = [(0, 0.0), *v]
-            if any(b[0] <= a[0] or b[1] < a[1] for a, b in pairwise(pts)):
-                raise ValueError("overheads.tokenize_s: [tokens, seconds] points with tokens "
-                                 "> 0 strictly increasing and seconds >= 0 non-decreasing")
-        return v
 
 
 class EngineSpec(Strict):
@@ -1330,3 +1343,61 @@ def pipeline_facts(engine_id: str | None, version: str | None = None,
 
 def engines() -> dict[str, EngineSpec]:
     return {e: get_engine(e) for e in ENGINE_IDS}
+
+
+class TokenizerFamily(Strict):
+    """One tokenizer's measured cost (engines/tokenizers.yaml ``families``)."""
+
+    name: str
+    # the ModelSpec ``family`` values whose models use this tokenizer
+    model_families: list[str] = Field(default_factory=list)
+    # [[prompt tokens, seconds], ...] of one tokenizer(prompt) call, increasing
+    tokenize_s: list[tuple[int, Float]] = Field(min_length=1)
+    sources: list[str] = Field(min_length=1)
+
+    @field_validator("tokenize_s")
+    @classmethod
+    def _increasing(cls, v):
+        return _check_tokenize_points(v, "tokenize_s")
+
+
+class TokenizerFacts(Strict):
+    """engines/tokenizers.yaml: what tokenising a text prompt costs, by tokenizer family, and
+    the family a model without its own entry reads as a proxy (``default``)."""
+
+    default: str
+    default_note: str
+    families: dict[str, TokenizerFamily] = Field(min_length=1)
+    sources: list[Source] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> TokenizerFacts:
+        if self.default not in self.families:
+            raise SpecError(f"engines/tokenizers.yaml: default {self.default!r} is not a "
+                            f"family ({sorted(self.families)})")
+        known = {s.id for s in self.sources}
+        for fid, fam in self.families.items():
+            missing = [i for i in fam.sources if i not in known]
+            if missing:
+                raise SpecError(f"engines/tokenizers.yaml: families.{fid}.sources {missing} "
+                                f"not in sources ({sorted(known)})")
+        return self
+
+
+@cache
+def tokenizer_facts() -> TokenizerFacts:
+    """engines/tokenizers.yaml, validated (cached)."""
+    from .specs.registry import load_file
+
+    return load_file(TokenizerFacts, data_dir("engines") / "tokenizers.yaml")
+
+
+def tokenizer_for(model_family: str | None) -> tuple[str, TokenizerFamily, bool]:
+    """(family id, its facts, proxy) of the tokenizer a model of ``model_family`` (ModelSpec
+    ``family``; None: not known) uses: the family that lists it, else the file's ``default``
+    standing in for it (proxy True: an assumption the serving summary states)."""
+    facts = tokenizer_facts()
+    for fid, fam in facts.families.items():
+        if model_family is not None and model_family in fam.model_families:
+            return fid, fam, False
+    return facts.default, facts.families[facts.default], True

@@ -49,8 +49,10 @@ def test_sglang_one_token_requests_by_hand():
     layer's input norm takes the final norm's place), 291, x 3.3 us (frameworks/_common.yaml
     dispatch.forward_s) = 0.9603 ms.
     Request k + 2 is sent when request k ended as its client sees it: arrival[k + 2] =
-    finish[k] (was finish[k] - h: each client sent before its request had ended)."""
-    sc = _scenario("sglang")
+    finish[k] (was finish[k] - h: each client sent before its request had ended). The prompts
+    go as token ids, which the TokenizerManager does not tokenise (no request path here;
+    test_serving_tokenizer_queue times a text prompt's)."""
+    sc = _scenario({"name": "sglang", "prompt_input": "tokens"})
     rs = resolve(sc)
     inf, wl = serving_inputs(rs.scenario)
     dep = deployment_for(rs.scenario, rs.system, rs.profile, inf, wl)

@@ -1,6 +1,7 @@
 """A request's host time before the engine core sees it (issue 9): engines/<id>.yaml
-overheads.request_s (vLLM 0.11 - 0.13: AsyncMicrobatchTokenizer's batch_wait_timeout_s, 2 ms)
-plus overheads.tokenize_s (tokenising the text prompt, measured points read piecewise-linearly).
+overheads.tokenizer (vLLM 0.11 - 0.13: AsyncMicrobatchTokenizer's batch_wait_timeout_s, 2 ms,
+for a lone prompt) plus tokenising the text prompt (engines/tokenizers.yaml, measured points
+read piecewise-linearly).
 The simulator delays that request's arrival at the engine, not the batch; its TTFT, counted from
 the client's send, includes the delay. Checked against hand numbers."""
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from perfmodel.engines import OverheadFacts
+from perfmodel.engines import TokenizerFamily
 from perfmodel.paths import data_dir
 from perfmodel.resolve import resolve
 from perfmodel.serving.engine import RequestPath
@@ -19,9 +20,12 @@ from perfmodel.serving.predict import deployment_for, serving_inputs
 
 
 def _raw_overheads(engine: str) -> dict:
-    """The engine file's overheads section, read straight from the YAML."""
+    """The engine file's overheads section, read straight from the YAML, with the o200k
+    tokenizer's table (engines/tokenizers.yaml) as ``tokenize_s``."""
     with open(data_dir("engines") / f"{engine}.yaml") as f:
-        return yaml.safe_load(f)["overheads"]
+        oh = yaml.safe_load(f)["overheads"]
+    with open(data_dir("engines") / "tokenizers.yaml") as f:
+        return oh | {"tokenize_s": yaml.safe_load(f)["families"]["o200k"]["tokenize_s"]}
 
 
 def test_request_delay_by_hand():
@@ -36,10 +40,9 @@ def test_request_delay_by_hand():
 
 
 def test_tokenize_points_must_increase():
-    with pytest.raises(ValueError, match="tokenize_s"):
-        OverheadFacts(tokenize_s=[(2000, 0.004), (1000, 0.006)])
-    with pytest.raises(ValueError, match="tokenize_s"):
-        OverheadFacts(tokenize_s=[(1000, 0.006), (2000, 0.004)])
+    for pts in ([(2000, 0.004), (1000, 0.006)], [(1000, 0.006), (2000, 0.004)]):
+        with pytest.raises(ValueError, match="tokenize_s"):
+            TokenizerFamily(name="t", tokenize_s=pts, sources=["s"])
 
 
 def _deployment(engine: str | dict, prompt: int, conc: int = 1, n: int = 2):
@@ -54,11 +57,13 @@ def _deployment(engine: str | dict, prompt: int, conc: int = 1, n: int = 2):
 
 
 def _hand_delay(raw: dict, prompt: int) -> float:
-    """request_s + the tokenize points read linearly (prompt inside the measured range)."""
+    """The micro-batch wait of a lone prompt + the tokenize points read linearly (prompt
+    inside the measured range)."""
     pts = [(0, 0.0)] + [(int(a), float(b)) for a, b in raw["tokenize_s"]]
     for (x0, y0), (x1, y1) in pairwise(pts):
         if x0 <= prompt <= x1:
-            return float(raw["request_s"]) + y0 + (y1 - y0) * (prompt - x0) / (x1 - x0)
+            return (float(raw["tokenizer"]["batch_wait_s"])
+                    + y0 + (y1 - y0) * (prompt - x0) / (x1 - x0))
     raise AssertionError("prompt outside the measured points")
 
 
@@ -66,7 +71,8 @@ def test_vllm_file_values_reach_the_simulated_instance():
     raw = _raw_overheads("vllm")
     dep, _ = _deployment("vllm", 3000)
     path = dep.instances[0].path
-    assert path.fixed_s == pytest.approx(float(raw["request_s"]))
+    assert path.batch_wait_s == pytest.approx(float(raw["tokenizer"]["batch_wait_s"]))
+    assert path.fixed_s == 0.0
     assert path.delay(3000) == pytest.approx(_hand_delay(raw, 3000))
 
 

@@ -1,8 +1,9 @@
 """The request path reported apart from queueing, per vLLM version and prompt input (issue 9).
 
-Hand numbers come from engines/vllm.yaml as read here: request_s = 2 ms (AsyncMicrobatchTokenizer
-batch_wait_timeout_s, first released in vLLM 0.10.0), tokenize_s points (1024, 1.863 ms) and
-(8192, 28.09 ms); a longer prompt is extrapolated at 28.09 ms / 8192 tokens."""
+Hand numbers come from engines/vllm.yaml as read here: tokenizer.batch_wait_s = 2 ms
+(AsyncMicrobatchTokenizer batch_wait_timeout_s, first released in vLLM 0.10.0), and from
+engines/tokenizers.yaml's o200k table: points (1024, 1.863 ms) and (8192, 28.09 ms); a longer
+prompt is extrapolated at 28.09 ms / 8192 tokens."""
 
 import numpy as np
 import pytest
@@ -12,8 +13,8 @@ from perfmodel.resolve import resolve
 from perfmodel.serving.predict import deployment_for, serving_inputs, simulate_serving
 from perfmodel.serving.report import render_serving
 
-WAIT = 0.002  # engines/vllm.yaml overheads.request_s
-TOK_1024 = 0.001863  # engines/vllm.yaml overheads.tokenize_s at 1024 tokens
+WAIT = 0.002  # engines/vllm.yaml overheads.tokenizer.batch_wait_s
+TOK_1024 = 0.001863  # engines/tokenizers.yaml o200k tokenize_s at 1024 tokens
 TOK_8192 = 0.02809  # ... at 8192 tokens (its last point)
 
 

@@ -101,8 +101,10 @@ def test_engine_without_the_fact_stamps_at_the_step_end():
 def test_closed_loop_first_wave_by_hand():
     """Three clients at t = 0 on an idle SGLang server: the idle loop takes request 0 alone
     (serving.sim._notify), the next loop requests 1 and 2 together, launched as request 0's
-    prefill ends. Request 0's TTFT is that start + the second prefill's eager host time."""
-    sc = {"kind": "serving", "model": "llama-3.1-8b", "engine": "sglang",
+    prefill ends. Request 0's TTFT is that start + the second prefill's eager host time. The
+    prompts go as token ids: no tokenising on the way in (test_serving_tokenizer_queue)."""
+    sc = {"kind": "serving", "model": "llama-3.1-8b",
+          "engine": {"name": "sglang", "prompt_input": "tokens"},
           "system": {"device": "h100-sxm5-80gb", "num_gpus": 1}, "parallelism": {"tp": 1},
           "inference": {"prompt_len": 512, "output_len": 16},
           "serving": {"arrival": {"process": "closed", "concurrency": 3}, "num_requests": 3}}

@@ -161,59 +161,122 @@ def eager_host(spec: EngineSpec | None, cost: IterationCostModel,
 
 @dataclass(frozen=True, slots=True)
 class RequestPath:
-    """A request's host time between its send and its arrival at the engine core
-    (engines/<id>.yaml overheads.request_s and tokenize_s; vLLM: the API server's tokenizer
-    micro-batch wait, then tokenising the text prompt). The API server runs beside the engine
-    core (vLLM V1: its own process), so this delays the request, not the batch."""
+    """A request's host time between its send and its arrival at the engine core. A text
+    prompt is tokenised by the engine's API server (engines/<id>.yaml overheads.tokenizer: how
+    its calls are serialised; the cost per prompt is the tokenizer's, engines/tokenizers.yaml,
+    chosen by the model's family); a token-id prompt pays ``fixed_s`` only
+    (overheads.token_ids_request_s). The API server runs beside the engine core (vLLM V1,
+    SGLang's TokenizerManager, trtllm-serve: processes or threads of their own), so this
+    delays the request, not the batch.
+
+    The simulator queues prompts for the tokenizer (sim.Simulation, TOKENIZE events): they
+    wait in arrival order for one of ``workers`` tokenising calls; a free worker takes the
+    first, collects more until ``batch_wait_s`` after it or ``max_batch`` prompts, and a call
+    of several prompts lasts as long as its longest one (``batch_time``). ``delay`` is one
+    prompt's path alone (an idle tokenizer): the zero-load figure."""
 
     fixed_s: float = 0.0
-    # measured (prompt tokens, seconds) points, increasing; None: not counted
+    # measured (prompt tokens, seconds) points, increasing; None: not tokenised here
     tokenize: tuple[tuple[int, float], ...] | None = None
+    workers: int = 1
+    batch_wait_s: float = 0.0
+    max_batch: int = 1
+    tokenizer: str | None = None  # tokenizer family of the ``tokenize`` points
+    proxy: bool = False  # the family stands in for the model's own tokenizer (not measured)
 
     @property
     def measured_tokens(self) -> int | None:
         """The longest prompt the ``tokenize`` points measure (None: no points); a longer
-        prompt's cost is extrapolated (``delay``)."""
+        prompt's cost is extrapolated (``tokenize_s``)."""
         return int(self.tokenize[-1][0]) if self.tokenize else None
 
-    def delay(self, prompt_tokens: int) -> float:
-        """``fixed_s`` plus tokenising a prompt of ``prompt_tokens`` tokens, read
-        piecewise-linearly from the ``tokenize`` points (from (0, 0)). Past the last point
-        (n_last, t_last) the cost is extrapolated at that point's mean rate, t_last / n_last
-        per token: the per-token cost grows with the prompt over the measured range (1.4 us at
-        128 tokens, 3.4 us at 8192 in engines/vllm.yaml), so the mean rate of the longest
-        measured prompt is a lower bound for longer ones, and it does not carry the noise of
-        the last segment's slope (4.9 us/token there, 1.8x the segment before)."""
+    @property
+    def queued(self) -> bool:
+        """Whether prompts go through the tokenizer queue (a text prompt on an engine whose
+        API server tokenises it)."""
+        return self.tokenize is not None
+
+    def tokenize_s(self, prompt_tokens: int) -> float:
+        """Tokenising one prompt of ``prompt_tokens`` tokens, read piecewise-linearly from the
+        ``tokenize`` points (from (0, 0)); 0 without points. Past the last point (n_last,
+        t_last) the cost is extrapolated at that point's mean rate, t_last / n_last per token:
+        the per-token cost grows with the prompt over the measured range (1.4 us at 128
+        tokens, 3.4 us at 8192 for o200k), so the mean rate of the longest measured prompt is
+        a lower bound for longer ones, and it does not carry the noise of the last segment's
+        slope (4.9 us/token there, 1.8x the segment before)."""
         if not self.tokenize:
-            return self.fixed_s
+            return 0.0
         n = float(prompt_tokens)
         n_last, t_last = self.tokenize[-1]
         if n > n_last:
-            return self.fixed_s + float(t_last) * n / float(n_last)
+            return float(t_last) * n / float(n_last)
         xs = [0.0] + [float(x) for x, _ in self.tokenize]
         ys = [0.0] + [float(t) for _, t in self.tokenize]
-        return self.fixed_s + float(np.interp(n, xs, ys))
+        return float(np.interp(n, xs, ys))
+
+    def batch_time(self, prompts) -> float:
+        """One tokenising call over ``prompts`` (token counts): its longest prompt's time
+        (tokenizers' encode_batch runs the list on its thread pool)."""
+        return max((self.tokenize_s(int(p)) for p in prompts), default=0.0)
+
+    def for_family(self, model_family: str | None) -> RequestPath:
+        """This path with the tokenizer of a model of ``model_family`` (engines.tokenizer_for):
+        the engine's queue rules kept, the cost table of that model's tokenizer."""
+        if not self.queued:
+            return self
+        from ..engines import tokenizer_for
+
+        fid, fam, proxy = tokenizer_for(model_family)
+        return replace(self, tokenize=tuple((int(n), float(t)) for n, t in fam.tokenize_s),
+                       tokenizer=fid, proxy=proxy)
+
+    def delay(self, prompt_tokens: int) -> float:
+        """One request's path on an idle API server: ``fixed_s``, plus, for a text prompt, the
+        micro-batch wait (``batch_wait_s``, when ``max_batch`` > 1: no second prompt comes)
+        and tokenising it."""
+        if not self.queued:
+            return self.fixed_s
+        wait = self.batch_wait_s if self.max_batch > 1 else 0.0
+        return self.fixed_s + wait + self.tokenize_s(prompt_tokens)
 
 
-def request_path(spec: EngineSpec | None, prompt_input: str | None = None
-                 ) -> RequestPath | None:
+@dataclass(slots=True)
+class TokenizerQueue:
+    """An instance's API-server tokenizer during a simulation (RequestPath's rules; driven by
+    sim.Simulation): prompts sent and not yet in a tokenising call, the calls running, the
+    end of the open micro-batch window (None: none open) and whether an event is due then."""
+
+    waiting: deque = field(default_factory=deque)
+    busy: int = 0
+    deadline: float | None = None
+    armed: bool = False
+
+
+def request_path(spec: EngineSpec | None, prompt_input: str | None = None,
+                 model_family: str | None = None) -> RequestPath | None:
     """The request path of the engine ``spec`` describes (None: no such host time stated).
     ``prompt_input`` (the scenario's ``engine.prompt_input``, which its schema checks;
-    default ``text``): how the
-    client sends the prompt. ``text`` pays ``overheads.request_s`` and ``tokenize_s``;
-    ``tokens`` (token ids, e.g. /v1/completions with a list of ints) pays only
+    default ``text``): how the client sends the prompt. ``text`` is tokenised as
+    ``overheads.tokenizer`` says, at the cost of the tokenizer of the model's family
+    (``model_family``, ModelSpec ``family``: engines.tokenizer_for; None or a family without a
+    table: the default family as a proxy); ``tokens`` (token ids, e.g. /v1/completions with a
+    list of ints) skips the tokenizer on every engine whose source says so and pays only
     ``overheads.token_ids_request_s`` (vLLM 0.10.0 - 0.10.1: the ids are detokenised through
-    the same micro-batching tokenizer; 0.10.2 on: the renderer skips the tokenizer) and no
-    tokenising."""
+    the same micro-batching tokenizer, its 2 ms wait; vLLM 0.10.2 on, SGLang, TensorRT-LLM: 0)."""
     oh = None if spec is None else spec.overheads
     if oh is None:
         return None
     if prompt_input == "tokens":
         return RequestPath(float(oh.token_ids_request_s)) if oh.token_ids_request_s else None
-    if not oh.request_s and oh.tokenize_s is None:
+    if oh.tokenizer is None:
         return None
-    return RequestPath(float(oh.request_s or 0.0), None if oh.tokenize_s is None
-                       else tuple((int(n), float(t)) for n, t in oh.tokenize_s))
+    from ..engines import tokenizer_for
+
+    fid, fam, proxy = tokenizer_for(model_family)
+    tk = oh.tokenizer
+    return RequestPath(0.0, tuple((int(n), float(t)) for n, t in fam.tokenize_s),
+                       workers=int(tk.workers), batch_wait_s=float(tk.batch_wait_s),
+                       max_batch=int(tk.max_batch), tokenizer=fid, proxy=proxy)
 
 
 @dataclass(slots=True)
@@ -247,7 +310,10 @@ class Engine:
         # steps without CUDA graphs (``eager_host``, built where the engine is resolved;
         # None: no floor)
         self.host = host.for_batch(max_batch) if host is not None else None
-        self.path = path  # host time on a request's way in (request_delay; None: none)
+        # host time on a request's way in (request_delay; None: none), at the cost of this
+        # model's tokenizer
+        self.path = None if path is None else path.for_family(getattr(cost.model, "family", None))
+        self.tokenizer = TokenizerQueue() if self.path is not None and self.path.queued else None
         self.block = kv.block_tokens
         self.total_blocks = kv.num_blocks
         self.watermark = max(int(0.01 * kv.num_blocks), 0)  # vLLM keeps 1 % free at admission

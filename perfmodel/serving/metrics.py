@@ -5,8 +5,8 @@ Definitions (as in vLLM's benchmark_serving and DistServe):
 
 * TTFT: first token time - arrival (the request path and queueing included). Request path:
   the engine's host time before its engine core sees the request (``Requests.ready`` -
-  arrival; vLLM's API server tokenising the prompt, engines/<id>.yaml overheads.request_s /
-  tokenize_s). Queueing: waiting at the engine core, first admitted to a batch - ready. TPOT: (finish - first token) /
+  arrival; the API server tokenising a text prompt and waiting for its tokenizer,
+  engines/<id>.yaml overheads.tokenizer, engines/tokenizers.yaml). Queueing: waiting at the engine core, first admitted to a batch - ready. TPOT: (finish - first token) /
   (output tokens - 1), a request's mean time per output token after the first (requests with
   one output token have none). E2E: finish - arrival. TBT: every gap between consecutive
   tokens of a request (Sarathi-Serve's time-between-tokens; its tail shows generation stalls).
@@ -182,13 +182,16 @@ def summarize(reqs: Requests, engines: list[Engine], slo: SLOConfig, end: float)
 
 
 def _extrapolated(engines: list[Engine], prompt: np.ndarray) -> dict:
-    """Where the request path's tokenising cost is extrapolated: the measured table's longest
-    prompt (``tokenize_measured_tokens``) and how many of the measured requests are longer
+    """Which tokenizer's cost the request path reads (``tokenizer``; ``tokenizer_proxy``: the
+    table stands in for the model's own tokenizer, not measured: engines/tokenizers.yaml
+    default), where that cost is extrapolated: the measured table's longest prompt
+    (``tokenize_measured_tokens``) and how many of the measured requests are longer
     (``tokenize_extrapolated_requests``, their cost taken at that point's mean rate:
-    engine.RequestPath.delay); nothing without a table."""
-    longest = max((e.path.measured_tokens or 0 for e in engines if e.path is not None),
-                  default=0)
-    if not longest:
+    engine.RequestPath.tokenize_s); nothing without a table."""
+    paths = [e.path for e in engines if e.path is not None and e.path.measured_tokens]
+    if not paths:
         return {}
-    return {"tokenize_measured_tokens": int(longest),
+    longest = max(p.measured_tokens for p in paths)
+    return {"tokenizer": paths[0].tokenizer, "tokenizer_proxy": bool(paths[0].proxy),
+            "tokenize_measured_tokens": int(longest),
             "tokenize_extrapolated_requests": int(np.count_nonzero(prompt > longest))}

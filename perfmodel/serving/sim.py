@@ -17,12 +17,18 @@ its next iteration, so the new request joins at the next iteration boundary, as 
 arriving over HTTP during an engine step does. At most C requests are ever in the system.
 
 A request sent by a client reaches its instance's engine core only after the engine's host
-time on the request path (``Engine.request_delay``: engines/<id>.yaml ``overheads.request_s``
-and ``tokenize_s``; vLLM's API server tokenises the text prompt in its own process): the
-router counts it at once, the instance's scheduler sees it that much later (a READY event),
-and its TTFT, measured from the send, includes the delay (``Requests.ready`` = send + delay:
-the metrics report it as the request path, apart from queueing at the engine core). Other
-requests' steps are not slowed. A preempted or transferred request does not pay it again.
+time on the request path (engine.RequestPath): the router counts it at once, the instance's
+scheduler sees it later (a READY event), and its TTFT, measured from the send, includes the
+wait (``Requests.ready``: the metrics report it as the request path, apart from queueing at
+the engine core). A text prompt is tokenised by the engine's API server (engines/<id>.yaml
+``overheads.tokenizer``; the cost is the model's tokenizer's, engines/tokenizers.yaml): prompts
+queue there in arrival order for the API server's tokenising workers, which take them one at a
+time or in micro-batches (``_tokenize_next``, TOKENIZE / TOKENIZED events): vLLM's single
+tokenizer thread and SGLang's TokenizerManager event loop serialise concurrent prompts,
+trtllm-serve's thread pool runs them side by side. A token-id prompt pays a fixed
+``token_ids_request_s`` (``Engine.request_delay``). Other requests' steps are not slowed (the
+API server is a process or thread of its own). A preempted or transferred request does not
+pay it again.
 
 Everything is deterministic: the workload is fixed by its seed and ties are broken by a
 sequence number.
@@ -40,7 +46,7 @@ from .engine import Engine
 from .requests import Requests
 from .schedulers import Scheduler
 
-STEP, TRANSFER, ARRIVE, READY = 0, 1, 2, 3
+STEP, TRANSFER, ARRIVE, READY, TOKENIZE, TOKENIZED = 0, 1, 2, 3, 4, 5
 
 
 @dataclass
@@ -125,6 +131,11 @@ class Simulation:
         reaches the engine core after the engine's request-path host time (module docstring)."""
         e = pool.pick()
         pool.outstanding[e.slot_in_pool] += 1
+        if sent and e.tokenizer is not None:  # a text prompt: the API server's tokenizer
+            self.pending[rid] = e
+            e.tokenizer.waiting.append(rid)
+            self._tokenize_next(e, now)
+            return
         delay = e.request_delay(rid) if sent else 0.0
         if sent:  # the time its engine core sees it (metrics: request path vs queueing)
             self.reqs.ready[rid] = self.reqs.arrival[rid] + delay
@@ -133,6 +144,31 @@ class Simulation:
             self._push(now + delay, READY, rid, 0)
             return
         self._admit(e, rid, now, front)
+
+    def _tokenize_next(self, e: Engine, now: float) -> None:
+        """Start the tokenising calls ``e``'s API server can start at ``now`` (RequestPath):
+        while a worker is free and prompts wait, the first waiting prompt opens a micro-batch
+        window of ``batch_wait_s`` (none when ``max_batch`` is 1); the call starts when the
+        window ends or ``max_batch`` prompts wait, holds up to ``max_batch`` of them in arrival
+        order and lasts RequestPath.batch_time; each of its prompts reaches the engine core
+        when it ends (a READY event; ``Requests.ready``)."""
+        q, path = e.tokenizer, e.path
+        while q.waiting and q.busy < path.workers:
+            if q.deadline is None:
+                q.deadline = now + (path.batch_wait_s if path.max_batch > 1 else 0.0)
+            if len(q.waiting) < path.max_batch and now < q.deadline:
+                if not q.armed:  # wake at the window's end (TOKENIZE)
+                    q.armed = True
+                    self._push(q.deadline, TOKENIZE, e.index, 0)
+                return
+            batch = [q.waiting.popleft() for _ in range(min(path.max_batch, len(q.waiting)))]
+            q.deadline = None
+            q.busy += 1
+            done = now + path.batch_time(self.reqs.prompt[batch])
+            for rid in batch:
+                self.reqs.ready[rid] = done + path.fixed_s
+                self._push(done + path.fixed_s, READY, rid, 0)
+            self._push(done, TOKENIZED, e.index, 0)
 
     def _admit(self, e: Engine, rid: int, now: float, front: bool = False) -> None:
         if front:
@@ -172,6 +208,14 @@ class Simulation:
                     self._enqueue(self.entry, ref, t, sent=True)
                 elif kind == READY:  # past the request path: the engine core has it
                     self._admit(self.pending.pop(ref), ref, t)
+                elif kind == TOKENIZE:  # a micro-batch window ends
+                    e = self.engines[ref]
+                    e.tokenizer.armed = False
+                    self._tokenize_next(e, t)
+                elif kind == TOKENIZED:  # a tokenising call ends: its worker is free
+                    e = self.engines[ref]
+                    e.tokenizer.busy -= 1
+                    self._tokenize_next(e, t)
                 else:
                     self._transfer_done(ref, t)
             else:
