@@ -91,6 +91,9 @@ def test_flags_override_a_scenarios_engine_and_say_so(tmp_path):
     # a dense model has no routed experts to replicate (reviewer: was accepted, ignored)
     (["--redundant-experts", "8"], ["--redundant-experts", "no routed experts"]),
     (["--redundant-experts", "auto"], ["--redundant-experts", "no routed experts"]),
+    # nor attention to split into DP groups: a dense model's layouts are TP only, so the
+    # degrees were ignored (QA 12-05: --tp 2 --attention-dp 2 planned tp 2 rows only)
+    (["--tp", "2", "--attention-dp", "2"], ["--attention-dp", "dense model", "MoE models only"]),
 ])
 def test_bad_engine_flags_are_one_message_naming_the_flag(argv, words):
     with pytest.raises(SpecError) as err:

@@ -212,6 +212,12 @@ def plan_inputs(args: argparse.Namespace, name: Callable[[str], str] = cli_flag
         if model.moe is None and kwargs["redundant_experts"] not in (0, None):
             raise SpecError(f"{name('redundant_experts')}: {model.id} has no routed experts to "
                             "replicate (a dense model); drop the flag")
+    attention_dps = _listed(getattr(args, "attention_dp", None), int_list, name("attention_dp"))
+    if model.moe is None and attention_dps and set(attention_dps) != {1}:
+        # a dense model's layouts are TP over the instance only (capacity.layouts): attention
+        # DP splits a MoE instance's attention, so the degrees would be ignored
+        raise SpecError(f"{name('attention_dp')}: {model.id} is a dense model (no routed "
+                        "experts); attention DP applies to MoE models only, drop the flag")
     return PlanInputs(
         model=model, rate_per_s=rate, slo=slo,
         prompt_len=prompt, output_len=output,
@@ -224,8 +230,7 @@ def plan_inputs(args: argparse.Namespace, name: Callable[[str], str] = cli_flag
         num_requests=args.num_requests if args.num_requests is not None
         else DEFAULT_PLAN_REQUESTS,
         seed=args.seed if args.seed is not None else (serving.seed if serving else 0),
-        attention_dps=_listed(getattr(args, "attention_dp", None), int_list,
-                              name("attention_dp")),
+        attention_dps=attention_dps,
         max_gpus=args.max_gpus, prices=load_prices(args.prices) if args.prices else None,
         calibration=args.calibration, **kwargs)
 
