@@ -1,6 +1,8 @@
 """Text of an engine's start-up memory plan, worded as the engine logs it (vLLM: "GPU KV cache
 size: N tokens", "Maximum concurrency for X tokens per request: Yx"; SGLang:
-"max_total_num_tokens=N"), then the memory by the engine's categories."""
+"max_total_num_tokens=N"; TensorRT-LLM 1.x: "[MemUsageChange] Allocated X GiB for max tokens in
+paged KV cache (N)."; facts an engine does not log under neutral labels), then the memory by
+the engine's categories."""
 
 from __future__ import annotations
 
@@ -89,6 +91,42 @@ def _dp_rank_lines(e: dict) -> list[str]:
             f"{e['kv_cache_tokens']:,})"]
 
 
+#: the first TensorRT-LLM release whose start-up KV-cache lines were read from source (below)
+TRTLLM_KV_LOG_SINCE = "1.0.0"
+
+
+def _trtllm_logs_kv_pool(family: str) -> bool:
+    """Whether the TensorRT-LLM version family ``family`` (engines/trtllm.yaml or
+    engines/versions/trtllm-*.yaml) covers only releases from TRTLLM_KV_LOG_SINCE, whose
+    start-up lines ``trtllm_kv_lines`` prints; before 1.0 (the 0.5 - 0.6 family) the batch
+    manager that logs them shipped as a binary, so their wording is not read."""
+    from .engines import families, version_key
+
+    spec = next((f for f in families("trtllm") if f.version == family), None)
+    return spec is not None and bool(spec.ranges) and all(
+        version_key(r.since) >= version_key(TRTLLM_KV_LOG_SINCE) for r in spec.ranges)
+
+
+def trtllm_kv_lines(e: dict) -> list[str]:
+    """TensorRT-LLM's start-up lines for its KV cache, as the C++ KVCacheManager logs them once
+    the pool is allocated (both backends: the PyTorch backend's KvCacheCreator builds the
+    final KVCacheManager with the estimated max_tokens, tensorrt_llm/_torch/pyexecutor/_util.py
+    and resource_manager.py; the TensorRT engine's executor the same manager).
+    NVIDIA/TensorRT-LLM cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp at b35ac1b (v1.2.0rc2),
+    KVCacheManager::allocatePools:
+    ``TLLM_LOG_INFO("Number of tokens per block: %d.", ...)`` and
+    ``TLLM_LOG_INFO("[MemUsageChange] Allocated %0.2f GiB for max tokens in paged KV cache
+    (%d).", cacheSizeBytes / (1 << 30), maxNumTokens)`` with maxNumTokens = primary blocks x
+    tokens per block and cacheSizeBytes the primary pools' bytes (the same two calls in every
+    earlier copy of the file read, back to allocatePools(dtype, useUvm)). Printed without the
+    ``[TensorRT-LLM][INFO]`` prefix, as ``%d`` prints the count (no separators); the pool is
+    the blocks' bytes, blocks x tokens per block x KV bytes per token."""
+    pool = e["kv_cache_tokens"] * e.get("kv_bytes_per_token", 0.0) or e["kv_cache_bytes"]
+    return [f"Number of tokens per block: {e['kv_block_size']}.",
+            f"[MemUsageChange] Allocated {pool / 2**30:.2f} GiB for max tokens in paged KV cache "
+            f"({e['kv_cache_tokens']})."]
+
+
 def render_engine(e: dict) -> str:
     """Lines for ``Prediction.engine`` (engine_memory.report; SGLang's scheduler figures per
     attention-DP rank when ``sglang_startup`` added them)."""
@@ -125,13 +163,23 @@ def render_engine(e: dict) -> str:
     elif e["engine"] == "llamacpp":
         lines.append(f"KV cache: n_ctx {e['kv_cache_tokens']:,} tokens allocated up front "
                      f"({gib(e['kv_cache_bytes'])}), {e['max_num_seqs']} slot(s)")
-    else:
+    elif e["engine"] == "trtllm" and _trtllm_logs_kv_pool(e["version"]):
+        lines += trtllm_kv_lines(e)
+        lines += _dp_rank_lines(e)
+    elif e["engine"] == "vllm":
         lines.append(f"Available KV cache memory: {gib(e['kv_cache_bytes'])}")
         lines.append(f"GPU KV cache size: {e['kv_cache_tokens']:,} tokens "
                      f"({e['kv_cache_blocks']:,} blocks of {e['kv_block_size']})")
         lines += _dp_rank_lines(e)
-    if e["engine"] != "sglang":  # vLLM's kv_cache_utils line; SGLang logs no such line
+    else:  # an engine whose start-up wording was not read: the facts under neutral labels
+        lines.append(f"KV cache: {gib(e['kv_cache_bytes'])}, {e['kv_cache_tokens']:,} tokens "
+                     f"({e['kv_cache_blocks']:,} blocks of {e['kv_block_size']})")
+        lines += _dp_rank_lines(e)
+    if e["engine"] == "vllm":  # vLLM's kv_cache_utils line
         lines.append(f"Maximum concurrency for {e['max_model_len']:,} tokens per request: "
+                     f"{e['max_concurrency']:.2f}x")
+    elif e["engine"] != "sglang":  # the same fact, which these engines do not log
+        lines.append(f"max concurrency (KV tokens / max_model_len {e['max_model_len']:,}): "
                      f"{e['max_concurrency']:.2f}x")
     sched = [f"{k} {e[k]}" for k in ("max_num_seqs", "max_num_batched_tokens") if e.get(k)]
     if sched and e["engine"] != "sglang":
