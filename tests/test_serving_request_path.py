@@ -46,7 +46,7 @@ def test_tokenize_points_must_increase():
 
 
 def _deployment(engine: str | dict, prompt: int, conc: int = 1, n: int = 2):
-    sc = {"kind": "serving", "name": "request-path", "model": "llama-3.1-8b", "engine": engine,
+    sc = {"kind": "serving", "name": "request-path", "model": "gpt-oss-20b", "engine": engine,
           "system": {"device": "h100-sxm5-80gb", "num_gpus": 1}, "parallelism": {"tp": 1},
           "inference": {"prompt_len": prompt, "output_len": 8},
           "serving": {"arrival": {"process": "closed", "concurrency": conc},

@@ -19,7 +19,7 @@ TOK_8192 = 0.02809  # ... at 8192 tokens (its last point)
 
 
 def _scenario(engine, prompt: int = 1024, conc: int = 1, n: int = 3) -> dict:
-    return {"kind": "serving", "name": "request-path", "model": "llama-3.1-8b",
+    return {"kind": "serving", "name": "request-path", "model": "gpt-oss-20b",
             "engine": engine, "system": {"device": "h100-sxm5-80gb", "num_gpus": 1},
             "parallelism": {"tp": 1}, "inference": {"prompt_len": prompt, "output_len": 8},
             "serving": {"arrival": {"process": "closed", "concurrency": conc},

@@ -21,13 +21,14 @@ import pytest
 from perfmodel.resolve import resolve
 from perfmodel.serving.engine import RequestPath
 from perfmodel.serving.predict import deployment_for, serving_inputs, simulate_serving
+from perfmodel.specs.registry import get_model
 
 TOK_1024 = 0.001863  # engines/tokenizers.yaml o200k, 1024 tokens
 WAIT = 0.002  # engines/vllm.yaml overheads.tokenizer.batch_wait_s
 
 
 def _scenario(engine, conc: int, n: int | None = None, prompt: int = 1024) -> dict:
-    return {"kind": "serving", "name": "tokenizer-queue", "model": "llama-3.1-8b",
+    return {"kind": "serving", "name": "tokenizer-queue", "model": "gpt-oss-20b",
             "engine": engine, "system": {"device": "h100-sxm5-80gb", "num_gpus": 1},
             "parallelism": {"tp": 1}, "inference": {"prompt_len": prompt, "output_len": 4},
             "serving": {"arrival": {"process": "closed", "concurrency": conc},
@@ -78,15 +79,19 @@ def test_token_id_prompts_skip_the_tokenizer(engine):
 
 
 def test_the_tokenizer_family_and_its_proxy_are_said():
-    """Llama-3.1 has no measured table: the o200k one stands in, and the summary says so;
-    gpt-oss reads its own (o200k) table."""
-    pred, _ = simulate_serving(resolve(_scenario("sglang", 1, n=2)))
-    rp = pred.serving["request_path_s"]
-    assert rp["tokenizer"] == "o200k" and rp["tokenizer_proxy"] is True
+    """A model is matched by (family, vocab_size): gpt-oss reads its own o200k table; a model
+    with no table of its own (Llama-2's 32k SentencePiece vocabulary) reads o200k as a proxy,
+    and the serving summary says so."""
     path = RequestPath(tokenize=((1, 0.0),))
-    assert path.for_family("gpt-oss").proxy is False
-    assert path.for_family("gpt-oss").tokenize_s(1024) == pytest.approx(TOK_1024)
-    assert path.for_family("llama").proxy is True
+    gpt_oss = get_model("gpt-oss-20b")
+    assert path.for_model(gpt_oss).tokenizer == "o200k"
+    assert path.for_model(gpt_oss).proxy is False
+    assert path.for_model(gpt_oss).tokenize_s(1024) == pytest.approx(TOK_1024)
+    llama2 = get_model("llama-2-7b")
+    assert path.for_model(llama2).tokenizer == "o200k" and path.for_model(llama2).proxy
+    sc = _scenario("sglang", 1, n=2) | {"model": "llama-2-7b"}
+    rp = simulate_serving(resolve(sc))[0].serving["request_path_s"]
+    assert rp["tokenizer"] == "o200k" and rp["tokenizer_proxy"] is True
 
 
 def test_batch_time_is_the_longest_prompt_of_the_call():

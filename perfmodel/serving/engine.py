@@ -219,14 +219,14 @@ class RequestPath:
         (tokenizers' encode_batch runs the list on its thread pool)."""
         return max((self.tokenize_s(int(p)) for p in prompts), default=0.0)
 
-    def for_family(self, model_family: str | None) -> RequestPath:
-        """This path with the tokenizer of a model of ``model_family`` (engines.tokenizer_for):
-        the engine's queue rules kept, the cost table of that model's tokenizer."""
+    def for_model(self, model) -> RequestPath:
+        """This path with the tokenizer of ``model`` (a ModelSpec: engines.tokenizer_for): the
+        engine's queue rules kept, the cost table of that model's tokenizer."""
         if not self.queued:
             return self
         from ..engines import tokenizer_for
 
-        fid, fam, proxy = tokenizer_for(model_family)
+        fid, fam, proxy = tokenizer_for(model)
         return replace(self, tokenize=tuple((int(n), float(t)) for n, t in fam.tokenize_s),
                        tokenizer=fid, proxy=proxy)
 
@@ -253,13 +253,13 @@ class TokenizerQueue:
 
 
 def request_path(spec: EngineSpec | None, prompt_input: str | None = None,
-                 model_family: str | None = None) -> RequestPath | None:
+                 model=None) -> RequestPath | None:
     """The request path of the engine ``spec`` describes (None: no such host time stated).
     ``prompt_input`` (the scenario's ``engine.prompt_input``, which its schema checks;
     default ``text``): how the client sends the prompt. ``text`` is tokenised as
-    ``overheads.tokenizer`` says, at the cost of the tokenizer of the model's family
-    (``model_family``, ModelSpec ``family``: engines.tokenizer_for; None or a family without a
-    table: the default family as a proxy); ``tokens`` (token ids, e.g. /v1/completions with a
+    ``overheads.tokenizer`` says, at the cost of ``model``'s tokenizer (a ModelSpec:
+    engines.tokenizer_for; None or a model without a table of its own: the default family as
+    a proxy; Engine re-reads it for its cost model's model); ``tokens`` (token ids, e.g. /v1/completions with a
     list of ints) skips the tokenizer on every engine whose source says so and pays only
     ``overheads.token_ids_request_s`` (vLLM 0.10.0 - 0.10.1: the ids are detokenised through
     the same micro-batching tokenizer, its 2 ms wait; vLLM 0.10.2 on, SGLang, TensorRT-LLM: 0)."""
@@ -272,7 +272,7 @@ def request_path(spec: EngineSpec | None, prompt_input: str | None = None,
         return None
     from ..engines import tokenizer_for
 
-    fid, fam, proxy = tokenizer_for(model_family)
+    fid, fam, proxy = tokenizer_for(model)
     tk = oh.tokenizer
     return RequestPath(0.0, tuple((int(n), float(t)) for n, t in fam.tokenize_s),
                        workers=int(tk.workers), batch_wait_s=float(tk.batch_wait_s),
@@ -312,7 +312,7 @@ class Engine:
         self.host = host.for_batch(max_batch) if host is not None else None
         # host time on a request's way in (request_delay; None: none), at the cost of this
         # model's tokenizer
-        self.path = None if path is None else path.for_family(getattr(cost.model, "family", None))
+        self.path = None if path is None else path.for_model(cost.model)
         self.tokenizer = TokenizerQueue() if self.path is not None and self.path.queued else None
         self.block = kv.block_tokens
         self.total_blocks = kv.num_blocks
