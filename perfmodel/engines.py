@@ -1103,7 +1103,37 @@ def families(engine_id: str) -> tuple[EngineSpec, ...]:
         except SpecError as err:
             raise SpecError(f"{path}: {err}") from None
         out.append(_check_kernel_labels(spec, f"engines/versions/{path.name}"))
+    for spec in (*out, base):
+        family_variant(spec)  # a family describes one engine variant
     return (*out, base)
+
+
+def family_variant(spec: EngineSpec) -> str | None:
+    """The engine variant a version family describes: the one its ranges name (vLLM's 0.7-v0
+    family names ``v0`` for 0.8 - 0.11, where V1 had become the default), None when they name
+    none. Its ranges without a variant hold the releases whose default engine is that variant,
+    so naming the variant with such a release answers with the same family (vLLM 0.7.3 runs
+    V0 by default: ``{version: '0.7.3', variant: v0}`` is the 0.7-v0 family, as without it)."""
+    named = sorted({r.variant for r in spec.ranges if r.variant})
+    if len(named) > 1:
+        raise SpecError(f"engine {spec.id} family {spec.version}: its ranges name several "
+                        f"variants ({named}); a family describes one (give each its own file)")
+    return named[0] if named else None
+
+
+def family_holds(spec: EngineSpec, version: str, variant: str | None) -> bool:
+    """Whether ``spec`` (a version family) answers ``version`` / ``variant``: a range of that
+    variant holds the version, or ``variant`` is the family's own (``family_variant``) and a
+    range of the release's default engine holds it."""
+    return any(r.holds(version, variant) for r in spec.ranges) or (
+        variant is not None and variant == family_variant(spec)
+        and any(r.holds(version, None) for r in spec.ranges))
+
+
+def family_order(spec: EngineSpec) -> tuple[int, ...]:
+    """Sort key of a version family: its earliest release (``version_key`` of its ranges'
+    ``since``), so families list by version (0.2, ..., 0.8, 0.10, 0.12), not as text."""
+    return min(version_key(r.since) for r in spec.ranges)
 
 
 @cache
@@ -1136,17 +1166,18 @@ def get_engine(engine_id: str, version: str | None = None,
     if version is None:
         version = base.ranges[0].since
     version_key(version)
-    hits = [f for f in fams if any(r.holds(version, variant) for r in f.ranges)]
+    hits = [f for f in fams if family_holds(f, version, variant)]
     if not hits and not given:  # a known variant without the file's version: name its ranges
-        spans = ", ".join(f"{r.since}..{r.until or ''}" for f in fams for r in f.ranges
-                          if r.variant == variant)
+        spans = ", ".join(f"{r.since}..{r.until or ''}" for f in sorted(fams, key=family_order)
+                          for r in f.ranges if r.variant == variant
+                          or (r.variant is None and family_variant(f) == variant))
         raise SpecError(f"engine.variant: {engine_id} variant {variant!r} has no facts for "
                         f"the default version {version!r}; give engine.version in {spans}")
     if not hits:
         known = "; ".join(
             f"{f.version}: " + ", ".join(
                 f"{r.since}..{r.until or ''}" + (f" ({r.variant})" if r.variant else "")
-                for r in f.ranges) for f in families(engine_id))
+                for r in f.ranges) for f in sorted(fams, key=family_order))
         what = f"version {version!r}" + (f" variant {variant!r}" if variant else "")
         raise SpecError(f"engine.version: {engine_id} has no facts for {what}; "
                         f"known families: {known}")

@@ -1,0 +1,50 @@
+"""Naming the engine variant that is a release's default resolves to the family the release
+resolves to without it (QA 12-05): vLLM 0.7.x runs the V0 engine by default (V1 opt-in with
+VLLM_USE_V1=1 until 0.8.0), and perfmodel agrees, engine {name: vllm, version: '0.7.3'} is the
+family '0.7-v0' (engines/versions/vllm-0.7-v0.yaml); {version: '0.7.3', variant: v0} was
+refused ("vllm has no facts for version '0.7.3' variant 'v0'") although those are the facts it
+uses without the variant. The families such a refusal lists are ordered by version, not text."""
+
+import pytest
+
+import perfmodel as pm
+from perfmodel.engines import get_engine
+from perfmodel.errors import SpecError
+
+
+def _family(engine: dict) -> str:
+    sc = pm.Scenario(kind="inference", model="llama-3.1-8b", engine=engine,
+                     system={"device": "h100-sxm5-80gb", "num_gpus": 1},
+                     inference={"batch": 1, "prompt_len": 1024, "output_len": 64})
+    return pm.predict(sc).engine["version"]
+
+
+def test_explicit_v0_variant_of_a_v0_default_release_is_its_default_family():
+    default = _family({"name": "vllm", "version": "0.7.3"})
+    assert default == "0.7-v0"
+    assert _family({"name": "vllm", "version": "0.7.3", "variant": "v0"}) == default
+
+
+@pytest.mark.parametrize("version, variant, family", [
+    ("0.7.3", "v1", "0.7-v1"),     # the opt-in V1 engine of 0.7 keeps its own family
+    ("0.9.2", None, "0.8"),        # V1 the default from 0.8.0 ...
+    ("0.9.2", "v1", "0.8"),        # ... so naming it is the same family
+    ("0.9.2", "v0", "0.7-v0"),     # VLLM_USE_V1=0 until 0.11
+])
+def test_the_other_variants_resolve_as_before(version, variant, family):
+    assert get_engine("vllm", version, variant).version == family
+
+
+def test_a_variant_without_facts_is_still_refused_listing_families_by_version():
+    # V0 is gone from 0.11.0 (vllm-0.7-v0.yaml: v0 until 0.11.0); the current file is V1's
+    with pytest.raises(SpecError) as err:
+        get_engine("vllm", "0.11.0", "v0")
+    msg = str(err.value)
+    assert "no facts for version '0.11.0' variant 'v0'" in msg
+    listed = [part.split(":")[0] for part in msg.split("known families: ")[1].split("; ")]
+    # each family's earliest release, by hand: 0.1.0 < 0.2.4+pr2031 < 0.2.4+pr2151 <
+    # 0.3.0+pr2863 < 0.6.3+pr9352 < 0.6.4+pr10511 < 0.6.6+pr12126 < 0.7.0 < 0.8.0 < 0.10.0 <
+    # 0.10.2 (engines/vllm.yaml) < 0.12.0 < 0.14.0
+    assert listed == ["0.2.0", "0.2.4+pr2031", "0.2.4+pr2151", "0.3.0+pr2863", "0.6.3+pr9352",
+                      "0.6.4+pr10511", "0.7-v0", "0.7-v1", "0.8", "0.10.0", "0.10", "0.12",
+                      "0.14"]
