@@ -359,7 +359,23 @@ def test_closed_loop_benchmarks_feed_only_the_serving_groups():
                 "status": "ok", "kind": "inference", "source": f"s{i % 2}",
                 "device": "h100-sxm5-80gb", "stack": "vllm"}
 
-    groups = build_groups([row(0, "mean_ttft_s", 2.0), row(1, "ttft_s", 1.1)])
-    assert groups["serving/ttft_s/vllm/hopper"]["n"] == 1
+    groups = build_groups([row(0, "mean_ttft_s", 2.0), row(1, "ttft_s", 1.1),
+                           row(2, "median_ttft_s", 1.2)])
+    # the mean TTFT is a quantity of its own (uncertainty.DERIVED_QUANTITY): its own serving
+    # groups only, not the median's / percentiles' groups its chain falls back to
+    assert groups["serving/mean_ttft_s/vllm/hopper"]["n"] == 1
+    assert groups["serving/ttft_s/vllm/hopper"]["n"] == 1  # the median alone
     assert groups["inference/ttft_s/vllm/hopper"]["n"] == 1
     assert groups["inference/ttft_s/*/*"]["n"] == 1 and groups["*/time/*/*"]["n"] == 1
+
+
+def test_the_mean_ttft_reads_its_own_groups_then_the_percentiles_chain():
+    """A serving prediction's mean TTFT (SERVING_RANGE_KEYS ttft_mean_s) reads the closed-loop
+    means' groups first, then the TTFT chain its percentiles read; the percentiles never read
+    the means' groups (a first-wave stall pulls a mean, not a median)."""
+    mean = group_keys("serving", "mean_ttft_s", "sglang", "blackwell")
+    ttft = group_keys("serving", "ttft_s", "sglang", "blackwell")
+    assert mean[:3] == ["serving/mean_ttft_s/sglang/blackwell", "serving/mean_ttft_s/*/blackwell",
+                        "serving/mean_ttft_s/*/*"]
+    assert mean[3:] == ttft
+    assert not any("mean_ttft_s" in k for k in ttft)

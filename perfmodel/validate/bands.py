@@ -130,13 +130,16 @@ def _keys(row: dict, classes: dict[str, str | None]) -> list[str]:
 def _own_keys(row: dict, classes: dict[str, str | None]) -> list[str]:
     """The groups a case's error goes into: a default-profile prediction of a time only into
     the default profile's groups, any other only into the calibrated groups; a closed-loop
-    benchmark's only into the serving groups (the inference groups a serving prediction
-    falls back to hold single passes only)."""
+    benchmark's only into the serving groups of its own quantity (the inference groups a
+    serving prediction falls back to hold single passes only; a mean TTFT's errors stay out of
+    the TTFT percentiles' groups its chain falls back to, ``uncertainty.DERIVED_QUANTITY``)."""
     keys = _keys(row, classes)
     mine = _is_default(row) and _timed(row)
     keys = [k for k in keys if k.startswith(DEFAULT_PREFIX) == mine]
-    if case_kind(row) == "serving":
-        keys = [k for k in keys if k.removeprefix(DEFAULT_PREFIX).startswith("serving/")]
+    if case_kind(row) == "serving":  # and only its own quantity's (not a derived one's base)
+        quantity = METRIC_QUANTITY[row["metric"]][0]
+        keys = [k for k in keys if k.removeprefix(DEFAULT_PREFIX).split("/")[:2]
+                == ["serving", quantity]]
     return keys
 
 
