@@ -22,7 +22,7 @@ Efficiencies of all operators of a class are evaluated in one vectorised call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -288,9 +288,9 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
                 grouped_rows = any(table is not None for _, _, table, _ in picks)
                 tables.update({op.name: why for op in members
                                if np.any(np.asarray(op.groups) > 1)})
+            on = False  # where a grouped-GEMM table times the op
             if grouped_rows:
                 g = stack([op.groups for op in members], shape)
-                on = False  # where a grouped-GEMM table times the op
                 geo = _MoeGeometry(members, shape, m, n, k, g, np.maximum(t_c, t_m))
                 for where, key, grouped, alt in picks:
                     if grouped is None:
@@ -338,9 +338,61 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
                 t_stream = np.maximum(t_stream, _elementwise_rate_time(members, profile, shape))
             t = np.maximum(t_c, t_stream)
         t = t + profile.kernel_overhead_s
+        if cls == GEMM and wfmt and wfmt != sub:  # weight-only: narrow weights, 16-bit GEMM
+            floor = weight_only_floor(members, roof, wfmt, shape)
+            if floor is not None:
+                t = np.where(on, t, np.maximum(t, floor)) if grouped_rows else \
+                    np.maximum(t, floor)
         for j, i in enumerate(rows):
             time[i], compute[i], memory[i] = t[j], t_c[j], t_m[j]
     return OpTimes(ops, time, compute, memory, tables, curves)
+
+
+def weight_only_floor(members: list[Op], roof: Roofline, wfmt: str, shape: tuple
+                      ) -> np.ndarray | None:
+    """The time of the device's own ``wfmt`` GEMM kernel for each of ``members`` (dense
+    weight-only GEMMs: ``wfmt`` weights in a 16-bit GEMM, ``ops.Precision.inference``
+    ``weight_only``), the floor a weight-only GEMM's time never goes below; None where there is
+    no such kernel to compare with: the device has no tensor cores for ``wfmt``
+    (``formats.native_formats``: fp8 on A100, the engines' Marlin W8A16 path) or the profile
+    has no measured table of ``wfmt`` itself (``CalibrationProfile.gemm_table`` falling back
+    to another format's).
+
+    The rule, and why. A weight-only GEMM is timed as the 16-bit GEMM curve (cuBLAS bf16 rows)
+    on its narrow weight bytes plus the in-kernel dequantise at the vector rate: a proxy, as no
+    measured table of a mixed-input kernel (W8A16 / W4A16: bf16 activations against fp8 / fp4
+    weights, Marlin or CUTLASS mixed-input) exists for a device that has tensor cores for the
+    weight format (aiconfigurator-core 0.12.0 measures bfloat16, fp8, fp8_block and nvfp4 dense
+    GEMMs on H100 / H200 / B200 / B300 / GB200 / GB300; its mixed-input rows are A100 TRT-LLM
+    1.0.0 ``int8_wo`` / ``int4_wo``, a device without fp8, and H100 SGLang 0.5.6.post2
+    ``int8_wo``, torchao's ``int8_weight_only`` on int8 weights, slower than the bf16 rows at
+    every shape: neither is the kernel fp8 / fp4 weights run). The proxy reads the bf16 kernel's
+    efficiency, which was reached with 2-byte weights, for half the bytes: it can beat the
+    measured ``wfmt`` kernel (W8A8 / W4A4) that reads the same weights, which a mixed-input
+    kernel does not: it reads at least the same weight bytes and 16-bit activations instead of
+    8-bit, converts every weight element to 16 bits in registers before the MMA, and runs the
+    MMA at the 16-bit rate, half the fp8 one. The engines agree: vLLM's ``Fp8LinearMethod``
+    takes Marlin W8A16 only below SM 8.9 (``use_marlin = not
+    current_platform.has_device_capability(89) or envs.VLLM_TEST_FORCE_FP8_MARLIN``,
+    vllm/model_executor/layers/quantization/fp8.py), ``ModelOptNvFp4LinearMethod`` Marlin
+    W4A16 only where neither FlashInfer nor CUTLASS fp4 runs (modelopt.py), and TensorRT-LLM
+    has no fp8 weight-only QuantAlgo (tensorrt_llm/quantization/mode.py: FP8 and
+    FP8_BLOCK_SCALES are W8A8). So a weight-only GEMM takes at least the time of the measured
+    ``wfmt`` kernel on the same operator (the same FLOPs and bytes, 16-bit activations
+    included, no dequantise: ``dtype`` ``wfmt``, the engine's kernel for it, padded as any
+    GEMM of the step): W8A8 never decodes slower than W8A16 (issue 13 item 3). A measured
+    mixed-input table would replace the proxy (``profile.gemm`` keyed by the weight-only
+    format), not this floor."""
+    from .formats import native_formats
+
+    if wfmt not in native_formats(roof.device):
+        return None
+    key, _ = roof.profile.gemm_table(wfmt, roof.gemm_kernels(wfmt))
+    if key.split("@", 1)[0] != wfmt:
+        return None
+    twins = [replace(op, dtype=wfmt, vector_flops=0.0, weight_format="", groups=1.0)
+             for op in members]
+    return stack(op_times(twins, roof).time, shape)
 
 
 def _fastest_moe_kernel(profile: CalibrationProfile, alt: tuple[str, ...], use, eff, fixed,

@@ -220,13 +220,33 @@ class InferenceConfig(Strict):
         "(perfmodel.formats.WEIGHT_CLASSES); a narrow format applies to the linear layers, "
         "router, embeddings and LM head stay bf16 unless the mapping names them"))
     weight_formats: dict[str, DType] = Field(default_factory=dict)
-    # unset: as engines run the checkpoint (fp8 / nvfp4 weights: the narrow GEMM, activations
-    # quantised by the fused producer, where the GPU has those tensor cores); a 16-bit value
-    # given here runs weight-only (W8A16 / W4A16) under the generic engine and where the device
-    # lacks the format's tensor cores; a named engine that has no weight-only path there runs
-    # its narrow GEMM instead and says so (engines/<id>.yaml quantization.formats)
+    # unset (the field reads bf16, the width of the hidden states between kernels, which is
+    # also the GEMM activation width counted): as engines run the checkpoint. fp8 / fp8_block /
+    # nvfp4 weights on a GPU with those tensor cores run the narrow GEMM (W8A8 / W4A4), its
+    # input quantised inside the producing norm / activation kernel (ops.Precision.inference
+    # ``fp8_gemm`` / ``native``); so the prediction is not that of an explicit bf16 (weight-only)
+    # and differs slightly from an explicit fp8, which counts the GEMM input and output at 1 B
+    # per element where unset counts both at 2 B (the engines' kernels read 1 B and write 2 B:
+    # vLLM w8a8_utils.apply_fp8_linear, ``ops.cutlass_scaled_mm(qinput, ...,
+    # out_dtype=input.dtype)``, the 16-bit dtype before the quantise). Elsewhere (no tensor cores
+    # for the format, int8 / int4 / mxfp4 weights) unset is 16-bit activations against the
+    # dequantised weights, unless a named engine's rule runs the format narrow there and says so
+    # (mxfp4 on Blackwell: W4A8, formats.DEFAULT_REPLACED). A 16-bit value
+    # given here asks for weight-only (W8A16 / W4A16), run under the generic engine and where
+    # the device lacks the format's tensor cores, and timed no faster than the device's own
+    # kernel of the weight format (roofline.weight_only_floor); a named engine that has no
+    # weight-only path there runs its narrow GEMM instead and says so (engines/<id>.yaml
+    # quantization.formats)
     activation_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8", "nvfp4", "mxfp4",
-                              "fp8_block"] = "bf16"
+                              "fp8_block"] = Field(default="bf16", description=(
+        "GEMM activation dtype. Unset (reads bf16): as engines run the checkpoint: fp8 / "
+        "fp8_block / nvfp4 weights on a GPU with those tensor cores run the narrow GEMM "
+        "(W8A8 / W4A4, input quantised by the producing kernel, activations counted at 16 bit), "
+        "other weights 16-bit activations (or the named engine's own rule, with a note). "
+        "A 16-bit value given asks for weight-only "
+        "(W8A16 / W4A16) GEMMs, never faster than the device's own kernel for the weight "
+        "format; a named engine without such a path replaces it and warns. fp8 / nvfp4: "
+        "W8A8 / W4A4, GEMM inputs and outputs counted at the narrow width"))
     kv_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4", "nvfp4", "mxfp4"] = "bf16"
     quant_group_size: Int = Field(default=128, ge=1, le=MAX_WIDTH)
     flash_attention: Bool = True
