@@ -242,7 +242,7 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
             by_kind = spec.overheads.eager_layer_s
             host = eager_host(spec, cost, common_facts().dispatch.forward_s,
                               None if by_kind is None else by_kind.for_model(model))
-            path = request_path(spec, engine.prompt_input)
+            path = request_path(spec, engine.prompt_input, model)
         return InstanceType(role, count, plan, cost, kv, host, path), max_batch
 
     def with_max_batch(max_batch: int) -> SchedulerConfig:
