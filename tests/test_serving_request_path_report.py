@@ -101,6 +101,19 @@ def test_no_extrapolation_note_inside_the_table():
     assert "extrapolated" not in render_serving(pred)
 
 
+def test_a_proxy_tokenizer_is_said():
+    """gpt-oss reads its own (o200k) table: no proxy note; Qwen3 has no table of its own
+    (engines/tokenizers.yaml lists gpt-oss, DeepSeek-V3 and Llama-3), so the o200k table
+    stands in and the summary says so."""
+    own, _ = simulate_serving(resolve(_scenario("vllm", n=2)))
+    assert own.serving["request_path_s"]["tokenizer_proxy"] is False
+    assert "a proxy" not in render_serving(own)
+    other, _ = simulate_serving(resolve(_scenario("vllm", n=2) | {"model": "qwen3-8b"}))
+    assert other.serving["request_path_s"]["tokenizer"] == "o200k"
+    assert other.serving["request_path_s"]["tokenizer_proxy"] is True
+    assert "o200k tokenizer's measured cost, a proxy" in render_serving(other)
+
+
 @pytest.mark.parametrize(("engine", "words"), [
     ({"name": "vllm", "prompt_input": "ids"}, ["prompt_input", "text", "tokens"]),
     ({"name": "generic", "prompt_input": "tokens"}, ["prompt_input", "generic"]),

@@ -40,6 +40,10 @@ def render_serving(p: Prediction) -> str:
             rows.append(("  80 % range", *(f"{sec(b[0])} - {sec(b[1])}" if b else "-"
                                            for b in ends)))
     out.append(table(rows, header=("latency (simulated requests)", "p50", "p90", "p99")))
+    if path.get("tokenizer_proxy"):  # engines/tokenizers.yaml default
+        out.append(f"  request path: tokenising timed with the {path['tokenizer']} tokenizer's "
+                   "measured cost, a proxy (this model's own tokenizer is not measured: "
+                   "engines/tokenizers.yaml)")
     if path.get("tokenize_extrapolated_requests"):
         out.append(f"  request path: {path['tokenize_extrapolated_requests']} prompt(s) longer "
                    f"than the {path['tokenize_measured_tokens']:,} tokens the engine's tokenising "
