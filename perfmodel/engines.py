@@ -823,6 +823,16 @@ class GemmFacts(Strict):
     kernels: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class ResidualNormFusion(Strict):
+    """When the residual add + norm run inside the TP all-reduce, by kind of model as the
+    engine's decoder-layer classes decide it: ``dense`` (TensorRT-LLM LlamaDecoderLayer:
+    TP, no attention DP, hidden > 4096) and ``moe`` (a model with routed experts: gpt-oss's
+    TransformerBlock.forward_tp, TP and no attention DP); null: not fused for that kind."""
+
+    dense: FusionConditions | None = None
+    moe: FusionConditions | None = None
+
+
 class KernelFacts(Strict):
     """Fused kernels of the engine's forward pass that change its operator list.
     ``fused_residual_norm``: the norm kinds (``rmsnorm``, ``layernorm``) whose residual add
@@ -831,6 +841,15 @@ class KernelFacts(Strict):
     or empty: two kernels, the generic engine's operator list."""
 
     fused_residual_norm: list[Literal["rmsnorm", "layernorm"]] | None = None
+    # the residual add and the norm after it (the fused_residual_norm kernel) run inside the
+    # tensor-parallel all-reduce kernel where these conditions hold and the all-reduce is the
+    # engine's own kernel (below its workspace, ``comm``): no kernel of their own, the
+    # all-reduce keeps its measured time (TensorRT-LLM AllReduceFusionOp.RESIDUAL_RMS_NORM);
+    # null: never (``fused_away_kernels``)
+    residual_norm_in_allreduce: ResidualNormFusion | None = None
+    # the attention op applies the rotary embedding in its own QKV preprocessing (TensorRT-LLM
+    # rope_fusion), so the measured attention tables hold it: no RoPE kernel of its own
+    rope_in_attention: Bool | None = None
 
 
 class EagerLayerFacts(Strict):
@@ -1336,6 +1355,47 @@ def fp8_activation_kernels(engine_id: str, version: str | None, variant: str | N
     if when.attention_dp is False:
         fused = fused & (np.asarray(attention_dp) <= 1)
     return facts.unfused, np.where(fused, 0.0, 1.0)
+
+
+def fused_away_kernels(engine_id: str, version: str | None, variant: str | None,
+                       hidden_size: int, tp, attention_dp, ar_bytes,
+                       moe: bool = False) -> tuple[Any, bool]:
+    """(in_allreduce, rope_in_attention) of ``engine_id`` (``KernelFacts``): ``in_allreduce``
+    1 where a layer's fused residual-norm kernels run inside its TP all-reduce, 0 elsewhere,
+    broadcast over the plans' ``tp`` / ``attention_dp`` and the all-reduce's ``ar_bytes``
+    (``residual_norm_in_allreduce``: the conditions of the model's kind, ``moe`` for a model
+    with routed experts, a TP size of the engine's own kernel
+    and a message below its workspace, the test of ``engine_comm.custom_eligible``; NCCL's
+    fallback runs the add and the norm after it as a kernel); ``rope_in_attention`` whether
+    the attention op applies RoPE. (0, False) for ``generic`` or a file that is silent."""
+    import numpy as np
+
+    spec = engine_facts(engine_id, version, variant)
+    if spec is None:
+        return 0.0, False
+    rope = bool(spec.kernels.rope_in_attention)
+    by_kind = spec.kernels.residual_norm_in_allreduce
+    when = None if by_kind is None else (by_kind.moe if moe else by_kind.dense)
+    if when is None:
+        return 0.0, rope
+    tp = np.asarray(tp)
+    fused = np.ones(np.broadcast(tp, np.asarray(attention_dp), np.asarray(ar_bytes)).shape, bool)
+    if when.min_tp is not None:
+        fused = fused & (tp >= when.min_tp)
+    if when.hidden_above is not None:
+        fused = fused & (hidden_size > when.hidden_above)
+    if when.attention_dp is False:
+        fused = fused & (np.asarray(attention_dp) <= 1)
+    c = spec.comm
+    if c.custom_allreduce_max_bytes is not None:
+        limit = np.where(tp <= 2, c.custom_allreduce_max_bytes_tp2 or c.custom_allreduce_max_bytes,
+                         c.custom_allreduce_max_bytes)
+        fused = fused & (np.asarray(ar_bytes) < limit)
+        if c.custom_allreduce_world_sizes:
+            fused = fused & np.isin(tp, c.custom_allreduce_world_sizes)
+    else:
+        fused = fused & False
+    return np.where(fused, 1.0, 0.0), rope
 
 
 def fused_residual_norms(engine_id: str, version: str | None = None,

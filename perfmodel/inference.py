@@ -30,6 +30,7 @@ from .engines import (
     decode_kv_reads,
     engine_facts,
     fp8_activation_kernels,
+    fused_away_kernels,
     fused_residual_norms,
     moe_overlap_facts,
     mxfp4_pad_multiples,
@@ -296,6 +297,16 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
         layer = O.layer_forward_ops(model, moe, b, q_len, kv_len, pairs, shard, prec,
                                     plan.flash_attention, phase, absorbed_mla=absorbed)
         layer = O.fuse_residual_norms(model, layer, prec, fused_norms)
+        in_ar, rope_in = fused_away_kernels(plan.tp_all_reduce, plan.engine_version,
+                                            plan.engine_variant, model.hidden_size, plan.tp,
+                                            plan.attention_dp,
+                                            b * q_len * model.hidden_size * prec.hidden,
+                                            moe=model.moe is not None)
+        for op in layer:
+            if op.name in ("attn.residual_norm", "mlp.residual_norm"):
+                op.count = op.count * (1.0 - in_ar)
+            elif rope_in and op.name == "attn.rope":
+                op.count = op.count * 0.0
         layer = _with_emulated_gemms(
             _with_fp4_quant_kernels(_with_quant_kernels(layer, *quant), *quant4), emulated)
         for op in layer:  # every layer of this kind on one stage

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fused_norm_hand import fusion_s
+from fused_norm_hand import elementwise_s, fusion_s
 
 import perfmodel as pm
 from perfmodel import inference as I
@@ -197,6 +197,12 @@ def test_fused_engines_add_no_kernel_and_w8a8_is_not_slower(engine, model, gpus,
     gen = _decode(None, model, gpus, "fp8", "fp8")
     hidden, layers = {"llama-3-70b": (8192, 80), "llama-3-8b": (4096, 32)}[model]
     fusion = fusion_s(_profile(), H100, 16, hidden, layers)  # fused add + RMSNorm, 2 B
+    if engine == "trtllm":  # TP > 1: the fused add + RMSNorm run inside the all-reduce, and
+        # the attention op applies RoPE (engines/trtllm.yaml kernels): neither is a kernel
+        e = 16 * hidden
+        fusion -= layers * 2 * elementwise_s(_profile(), H100, e, 4 * 2.0, "rmsnorm")
+        rope = 16 * (64 + 8) * 128 / gpus  # (heads + KV heads) x head dim of Llama-3-70B
+        fusion -= layers * elementwise_s(_profile(), H100, rope, 2 * 2.0, "rope")
     assert w8a8["elementwise"] == pytest.approx(gen["elementwise"] + fusion)  # no quantise kernel
 
 
@@ -209,8 +215,10 @@ def test_trtllm_tp1_and_small_hidden_run_the_static_kernel():
     tp1 = _decode("trtllm", "llama-3-8b", 1, "fp8", "fp8")
     sgl = _decode("sglang", "llama-3-8b", 1, "fp8", "fp8")
     gen = _decode(None, "llama-3-8b", 1, "fp8", "fp8")
+    # the same quantise kernels; TensorRT-LLM's attention op applies RoPE (no RoPE kernel)
+    rope = 32 * elementwise_s(_profile(), H100, 16 * (32 + 8) * 128, 2 * 2.0, "rope")
     assert tp1["elementwise"] - gen["elementwise"] == \
-        pytest.approx(sgl["elementwise"] - gen["elementwise"])
+        pytest.approx(sgl["elementwise"] - gen["elementwise"] - rope)
 
 
 def test_generic_engine_runs_no_quant_kernel(monkeypatch):

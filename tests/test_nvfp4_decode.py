@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fused_norm_hand import fusion_s
+from fused_norm_hand import elementwise_s, fusion_s
 
 import perfmodel as pm
 from perfmodel.engines import fp8_activation_kernels
@@ -104,7 +104,10 @@ def test_sglang_charges_one_fp4_quantise_per_nvfp4_gemm_by_hand():
     assert sgl["elementwise"] - gen["elementwise"] == pytest.approx(hand, rel=1e-9)
     assert sgl["gemm"] == pytest.approx(gen["gemm"])
     trt = _decode("trtllm", "llama-3.1-8b", 1)
-    assert trt["elementwise"] - gen["elementwise"] == pytest.approx(hand, rel=1e-9)
+    # TensorRT-LLM's attention op applies RoPE (engines/trtllm.yaml kernels.rope_in_attention):
+    # 32 RoPE kernels of (32 + 8) heads x 128 fewer
+    rope = 32 * elementwise_s(prof, "b200", (32 + 8) * 128, 2 * 2.0, "rope")
+    assert trt["elementwise"] - gen["elementwise"] == pytest.approx(hand - rope, rel=1e-9)
     vll = _decode("vllm", "llama-3.1-8b", 1)
     assert vll["elementwise"] - gen["elementwise"] == pytest.approx(hand, rel=1e-9)
     assert vll["gemm"] == pytest.approx(gen["gemm"])

@@ -1,0 +1,59 @@
+"""TensorRT-LLM's PyTorch backend runs two of perfmodel's per-layer kernels inside others
+(engines/trtllm.yaml kernels): with TP > 1 and no attention DP the residual add + RMSNorm run
+inside the TP all-reduce kernel (modeling_gpt_oss.py forward_tp, AllReduceFusionOp
+RESIDUAL_RMS_NORM) while the message is below the custom all-reduce's workspace (8 MB at
+TP > 2; above it the NCCL path runs them after it: allreduceOp.cpp fallbackRunSubsequentOps);
+and the attention op applies RoPE itself (modules/attention.py rope_fusion defaults to the
+backend's support_fused_rope(), True for TrtllmAttention). Hand counts for gpt-oss-120b (36
+layers, hidden 2880)."""
+
+from __future__ import annotations
+
+import perfmodel as pm
+from perfmodel.paths import data_dir
+
+GPT_OSS = "tests/data/hf_configs/aiconfigurator-0.12.0/openai--gpt-oss-120b_config.json"
+LAYERS, HIDDEN = 36, 2880
+
+
+def _calls(tp: int, batch: int, engine: str = "trtllm", prompt: int = 1024) -> dict:
+    path = str(data_dir("calibration").parent / GPT_OSS)
+    sc = pm.Scenario(kind="inference", model=path, engine=engine,
+                     system={"device": "b200", "num_gpus": tp}, parallelism={"tp": tp},
+                     inference=dict(batch=batch, prompt_len=prompt, output_len=128))
+    out: dict = {}
+    for op in pm.predict(sc).ops:
+        out[(op.phase, op.name)] = out.get((op.phase, op.name), 0.0) + op.calls
+    return out
+
+
+def test_tp4_decode_has_no_residual_norm_or_rope_kernels():
+    calls = _calls(tp=4, batch=4)
+    for name in ("attn.residual_norm", "mlp.residual_norm", "attn.rope"):
+        assert calls.get(("decode", name), 0.0) == 0.0
+    # the first layer's input norm has no add before it: it stays a kernel of its own
+    assert calls[("decode", "embed.input_norm")] == 1.0
+
+
+def test_tp1_keeps_the_fused_add_norm_kernels_but_not_rope():
+    calls = _calls(tp=1, batch=4)
+    # no TP all-reduce to fuse into: flashinfer_fused_add_rmsnorm, one per add (2 per layer)
+    assert calls[("decode", "attn.residual_norm")] == LAYERS
+    assert calls[("decode", "mlp.residual_norm")] == LAYERS
+    assert calls.get(("decode", "attn.rope"), 0.0) == 0.0
+
+
+def test_a_prefill_above_the_workspace_runs_the_norms_after_nccl():
+    # 8,192 tokens x 2,880 x 2 B = 47.2 MB > 8 MB at TP 4: NCCL, then the norm kernels;
+    # the 4 x 1,024-token prefill (23.6 MB) too; a 1,024-token one (5.9 MB) fuses
+    big = _calls(tp=4, batch=1, prompt=8192)
+    assert big[("prefill", "attn.residual_norm")] == LAYERS
+    small = _calls(tp=4, batch=1, prompt=1024)
+    assert small.get(("prefill", "attn.residual_norm"), 0.0) == 0.0
+
+
+def test_other_engines_keep_both_kernels():
+    for engine in ("vllm", "sglang"):
+        calls = _calls(tp=4, batch=4, engine=engine)
+        assert calls[("decode", "attn.residual_norm")] == LAYERS
+        assert calls[("decode", "attn.rope")] == LAYERS
