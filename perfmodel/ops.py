@@ -586,13 +586,32 @@ def mlp_ops(model: ModelSpec, t, ffn, tp, prec: Precision, prefix: str = "mlp",
            else (Matmul(1.0, width, True),))
     return [
         grouped_gemm(f"{prefix}.up", t, up_n, h, groups, prec, matmuls=ups),
-        elementwise(f"{prefix}.act", act_in, act_out, prec.hidden, 8.0,
-                    kind=f"{'silu' if model.activation in ('silu', 'swiglu') else 'gelu'}"
-                         f"{'_and_mul' if model.gated_mlp else ''}"
-                    if model.activation != "relu" else "relu"),
+        activation_op(f"{prefix}.act", act_in, act_out, prec, model.activation, model.gated_mlp),
         grouped_gemm(f"{prefix}.down", t, h, ffn / tp, groups, prec,
                      matmuls=(Matmul(1.0, h, False),)),
     ]
+
+
+def activation_op(name: str, elems_in, elems_out, prec: Precision, activation: str,
+                  gated: bool) -> Op:
+    """The MLP's activation kernel between its up and down GEMMs: reads the up projection's
+    output (``elems_in``: gate and up halves when ``gated``), writes ``elems_out``."""
+    kind = ("relu" if activation == "relu" else
+            f"{'silu' if activation in ('silu', 'swiglu') else 'gelu'}{'_and_mul' if gated else ''}")
+    return elementwise(name, elems_in, elems_out, prec.hidden, 8.0, kind=kind)
+
+
+def moe_topk_op(tokens, experts, top_k, prec: Precision) -> Op:
+    """A MoE layer's routing kernel: softmax / top-k over each token's ``experts`` router
+    logits, writing its ``top_k`` choices."""
+    return elementwise("moe.topk", tokens * experts, tokens * top_k, prec.hidden, 4.0,
+                       kind="softmax")
+
+
+def moe_combine_op(routed, tokens, width, prec: Precision) -> Op:
+    """A MoE layer's combine: the ``routed`` token-expert rows of ``width`` weighted and summed
+    back into ``tokens`` rows (un-permute and weighted sum)."""
+    return elementwise("moe.combine", routed * width, tokens * width, prec.hidden, kind="add")
 
 
 #: vector FLOPs per element of a residual add (``residual_op``) and of a norm (``norm_op``)
@@ -1021,8 +1040,7 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
         moe = model.moe
         ops.append(gemm("moe.router", t_seq, moe.num_experts, h, prec,
                         matmuls=(Matmul(1.0, moe.num_experts, False),)))
-        ops.append(elementwise("moe.topk", t_seq * moe.num_experts, t_seq * moe.top_k, prec.hidden,
-                               4.0, kind="softmax"))
+        ops.append(moe_topk_op(t_seq, moe.num_experts, moe.top_k, prec))
         # token-expert rows of this GPU's experts: the tokens of every rank routing to this
         # EP group, top_k each, over ep ranks (t x top_k when each EP rank brings its own t)
         routed_tokens = t * shard.route_sources
@@ -1043,8 +1061,7 @@ def layer_forward_ops(model: ModelSpec, moe_layer: bool, b, q_len, kv_len, pairs
         if moe.num_shared_experts:
             ops += mlp_ops(model, t, moe.num_shared_experts * moe.shared_ffn, tp, prec,
                            "moe.shared")
-        ops.append(elementwise("moe.combine", routed * (lat or h), t * (lat or h), prec.hidden,
-                               kind="add"))
+        ops.append(moe_combine_op(routed, t, lat or h, prec))
         if lat and moe.latent_norm:  # routed_expert_norm on the combined latent (Kimi K3)
             ops.append(elementwise("moe.latent_norm", t * lat, t * lat, prec.hidden, 4.0,
                                    kind="rmsnorm"))

@@ -8,7 +8,10 @@ scales: ai-dynamo/aiconfigurator cb4d907c7 collector/sglang/collect_moe.py); MXF
 8-bit scale per 32, 0.53125 B (OCP MX v1.0). No row was measured at gpt-oss's own expert shape
 (2880 x 2880, 128 experts, top-4): the rows nearest it are the 128-expert shapes (hidden 2048 /
 4096), checked here against the table's grid (the core's read where no measured curve exists,
-which is what gpt-oss gets), as are the Kimi-K3 rows the table was fitted on before."""
+which is what gpt-oss gets), as are the Kimi-K3 rows the table was fitted on before. A row's time
+holds the top-k, activation and combine too (calibration/moe_kernels.yaml timed_regions), which
+the core charges as operators of its own: the core's layer is the grid's two grouped GEMMs plus
+those (fit.moe.part_times)."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from perfmodel.calibrate import converters as C
-from perfmodel.calibrate.fit.moe import as_format_table, moe_precision, moe_times
+from perfmodel.calibrate.fit.moe import as_format_table, moe_precision, moe_times, part_times
 from perfmodel.calibrate.reference import sources_dir
 from perfmodel.roofline import Roofline
 from perfmodel.specs import registry
@@ -48,15 +51,18 @@ def _as_records(rows: list[dict], weight_format: str = "") -> list[dict]:
              "tp": 1, "ep": 1, "gated": True}
         if weight_format:
             p["weight_format"] = weight_format
-        out.append({"params": p})
+        out.append({"params": p, "stats": {"kernel_source": r["kernel_source"]}})
     return out
 
 
 def _grid_times(device_id: str, recs: list[dict], weight_formats=()) -> np.ndarray:
-    """The core's time of the routed experts through the shipped table's grid."""
+    """The core's time of the MoE layer a row timed: the routed experts through the shipped
+    table's grid plus its own top-k, activation and combine."""
     prof = registry.reference_profile(device_id)
-    roof = Roofline(registry.get_device(device_id), as_format_table(prof, KEY, weight_formats))
-    return moe_times(recs, "w4a16_mxfp4", roof)
+    device = registry.get_device(device_id)
+    roof = Roofline(device, as_format_table(prof, KEY, weight_formats))
+    return moe_times(recs, "w4a16_mxfp4", roof) + part_times(recs, "w4a16_mxfp4",
+                                                             Roofline(device, prof))
 
 
 def _stated(device_id: str) -> tuple[float, float, tuple[float, ...]]:

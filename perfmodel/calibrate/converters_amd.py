@@ -12,7 +12,8 @@ Three kinds of source, each copied with its licence under calibration/sources/me
   80 = MI308X (not used). GEMM rows are Y = X W^T, X M x K, W N x K (FLOP = 2 M N K, the
   ``tflops`` column checks it); fused-MoE rows are one MoE layer's routed experts on one GPU
   (``token`` tokens routed top-``topk`` of ``expert`` experts of ``model_dim`` x ``inter_dim``,
-  ``use_g1u1`` = gate and up fused), ``us`` = both stages.
+  ``use_g1u1`` = gate and up fused), ``us`` = both stages (activation and top-k weighted sum
+  inside them, routing outside: ``AITER_FMOE_TIMED``).
 * ``hipkittens_attention``: HazyResearch/HipKittens (MIT) ``analysis/attn/{fwd,bkwd}/
   benchmark/*.json``: aiter's ``flash_attn_func`` (the ``*_ref`` fields) on MI355X, bf16,
   head_dim 128, q_len = kv_len = N, timed with CUDA events, mean of 100 calls; backward =
@@ -48,6 +49,11 @@ FMOE_DTYPES = {("torch.bfloat16", "QuantType.No"): "bf16",
                ("torch.float8_e4m3fnuz", "QuantType.per_1x128"): "fp8_block",
                ("torch.float8_e4m3fn", "QuantType.per_1x128"): "fp8_block",
                ("torch.float4_e2m1fn_x2", "QuantType.per_1x32"): "mxfp4"}
+
+
+#: the timed region of the fmoe tuner's rows (calibration/moe_kernels.yaml ``timed_regions``:
+#: both stages with the activation and the weighted sum; routing and sorting made before timing)
+AITER_FMOE_TIMED = "aiter_tuner"
 
 
 def _keep_row(row: dict, cu_num: int, gfx: str | None) -> bool:
@@ -165,7 +171,7 @@ def aiter_fmoe(path: str | Path, cu_num: int, dtypes: Iterable[str] = ("bf16",),
         table = _table_key("moe", params["dtype"], kernel_source, src)
         if table:
             params = {**params, "table": table}
-        out.append(record("moe", params, t, src,
+        out.append(record("moe", params, t, src, timed=AITER_FMOE_TIMED,
                           **({"kernel_source": kernel_source} if kernel_source else {})))
     return out
 

@@ -11,11 +11,17 @@ labelled the same way by calibration/gemm_kernels.yaml (``kernel_labels("gemm")`
 ``trtllm_torch_flow``, ``FlashInferCuteDslNvFp4LinearKernel`` -> ``flashinfer_cutedsl``), the names
 engines/<id>.yaml ``gemm.kernels`` gives and the ``@kernel`` part of a profile's ``gemm`` keys
 (``profile.gemm_key``).
+
+The MoE file also says what each label's rows timed beside the two grouped GEMMs
+(``timed_regions``, ``labels.<label>.timed``: the harness's timed call read from its source),
+among the operators the core charges separately (``TIMED_PARTS``); ``timed_parts`` gives a
+record's, which the MoE fit takes out of its time (calibrate/fit/moe.py ``net_times``).
 """
 
 from __future__ import annotations
 
 from functools import cache
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -28,12 +34,29 @@ from ..specs.registry import load_file
 FILES = {"moe": "moe_kernels.yaml", "gemm": "gemm_kernels.yaml"}
 
 
+#: operators the core charges beside a MoE layer's two grouped GEMMs (ops.layer_forward_ops):
+#: the router GEMM, the top-k / softmax kernel, the expert activation, the combine
+TIMED_PARTS = ("router", "topk", "act", "combine")
+
+
+class TimedRegion(Strict):
+    """What a measured MoE row's time holds besides the up and down grouped GEMMs, among the
+    operators the core charges separately (``TIMED_PARTS``): ``parts``; ``what`` says what the
+    harness timed, ``sources`` (ids of the file's sources) where that is read."""
+
+    what: str = Field(min_length=10)
+    sources: list[str] = Field(min_length=1)
+    parts: list[Literal["router", "topk", "act", "combine"]]
+
+
 class KernelLabel(Strict):
-    """One kernel family: what it is, the sources that say so (ids), its ``kernel_source``s."""
+    """One kernel family: what it is, the sources that say so (ids), its ``kernel_source``s and
+    (MoE) the timed region of their rows (a ``timed_regions`` id)."""
 
     what: str = Field(min_length=3)
     sources: list[str] = Field(min_length=1)
     kernel_sources: list[str] = Field(min_length=1)
+    timed: str | None = None
 
 
 class GenericRule(Strict):
@@ -49,18 +72,27 @@ class MoeKernels(Strict):
     """calibration/moe_kernels.yaml (or gemm_kernels.yaml): cited sources and the labels."""
 
     sources: list[Source] = Field(min_length=1)
+    timed_regions: dict[str, TimedRegion] = Field(default_factory=dict)
     labels: dict[str, KernelLabel] = Field(min_length=1)
     generic: GenericRule | None = None
 
     @model_validator(mode="after")
     def _check(self) -> MoeKernels:
         ids = {s.id for s in self.sources}
+        for region, entry in self.timed_regions.items():
+            missing = [s for s in entry.sources if s not in ids]
+            if missing:
+                raise SpecError(f"timed_regions.{region}.sources: unknown source id(s) "
+                                f"{missing}")
         seen: dict[str, str] = {}
         for label, entry in self.labels.items():
             missing = [s for s in entry.sources if s not in ids]
             if missing:
                 raise SpecError(f"labels.{label}.sources: unknown source id(s) {missing}; "
                                 f"valid: {sorted(i for i in ids if i)}")
+            if entry.timed is not None and entry.timed not in self.timed_regions:
+                raise SpecError(f"labels.{label}.timed: unknown timed region {entry.timed!r}; "
+                                f"valid: {sorted(self.timed_regions)}")
             for ks in entry.kernel_sources:
                 if ks in seen:
                     raise SpecError(f"labels.{label}.kernel_sources: {ks!r} already labelled "
@@ -75,6 +107,26 @@ class MoeKernels(Strict):
     def table(self) -> dict[str, str]:
         """Upstream ``kernel_source`` -> kernel label."""
         return {ks: label for label, entry in self.labels.items() for ks in entry.kernel_sources}
+
+
+def timed_parts(record: dict) -> tuple[str, ...]:
+    """The operators the core charges separately (``TIMED_PARTS``) that a measured MoE record's
+    time also holds: those of its timed region, named by the record (``stats.timed``, set by a
+    converter whose rows carry no ``kernel_source``: aiter's tuner) or by its ``kernel_source``'s
+    label (calibration/moe_kernels.yaml ``labels.<label>.timed``); none for a record that names
+    neither (its time is taken as the two grouped GEMMs alone)."""
+    stats = record.get("stats") or {}
+    f = kernel_file("moe")
+    region = stats.get("timed")
+    if region is None:
+        label = kernel_labels("moe").get(stats.get("kernel_source") or "")
+        region = f.labels[label].timed if label else None
+    if region is None:
+        return ()
+    if region not in f.timed_regions:
+        raise SpecError(f"timed region {region!r} is not in calibration/{FILES['moe']} "
+                        f"timed_regions ({sorted(f.timed_regions)})")
+    return tuple(f.timed_regions[region].parts)
 
 
 def kernel_file(kind: str = "moe") -> MoeKernels:

@@ -26,7 +26,7 @@ from .curves import errors, holdout_split, log_ratio_quantiles, round4
 from .gemm import gemm_tables
 from .host import stand_in_device
 from .memory import elementwise_rates, memory_table, record_bytes
-from .moe import curve_errors, moe_curves, moe_tables
+from .moe import curve_errors, moe_curve_parts, moe_tables
 from .table import OVERHEAD_FLOOR_FRACTION, Table, ok_records
 
 KERNEL_BENCHES = ("gemm", "attention", "memory", "elementwise")
@@ -210,25 +210,44 @@ def _fit_memory(records: list[dict], dev: DeviceSpec, fitting: _Fitting) -> None
                              "predicted).")
 
 
-def _measured_moe_curves(records: list[dict], fitting: _Fitting) -> None:
+def _parts_profile(records: list[dict], dev: DeviceSpec, fitting: _Fitting) -> CalibrationProfile:
+    """The profile that times the operators the core charges beside a MoE layer's grouped
+    GEMMs (top-k, activation, combine), which the MoE fit takes out of the measured rows
+    (``moe.net_times``): ``fitting``'s profile with the memory curve and element-wise rates
+    ``_fit_memory`` fits on these records (on a scratch copy: the tables fitted before the
+    memory stage keep the profile they were fitted on; the same fit installs them later)."""
+    if not ok_records(records, "moe"):
+        return fitting.profile
+    scratch = _Fitting(fitting.profile, fitting.holdout, fitting.seed)
+    _fit_memory(records, dev, scratch)
+    return scratch.profile
+
+
+def _measured_moe_curves(records: list[dict], dev: DeviceSpec, fitting: _Fitting,
+                         parts: CalibrationProfile) -> None:
     """Each fitted MoE table's own per-shape curves (``moe.moe_curves``: the core reads one
-    where its grouped GEMMs have that measured shape) and their interpolation error
-    (``moe.curve_errors``: ``moe_curve.<key>``, the band of a curve hit)."""
-    curves = {k: c for k, c in moe_curves(records).items() if k in fitting.profile.moe}
-    if not curves:
+    where its grouped GEMMs have that measured shape; times less the parts the core charges
+    separately, timed on ``parts``) and their interpolation error (``moe.curve_errors``:
+    ``moe_curve.<key>``, the band of a curve hit)."""
+    both = {k: c for k, c in moe_curve_parts(records, dev, parts).items()
+            if k in fitting.profile.moe}
+    if not both:
         return
+    curves = {k: {shape: curve for shape, (curve, _) in shapes.items()}
+              for k, shapes in both.items()}
     fitting.profile = fitting.profile.model_copy(update={"moe_curves": curves})
     for key, shapes in curves.items():
-        err = curve_errors(key, shapes)
+        err = curve_errors(key, shapes, {shape: e for shape, (_, e) in both[key].items()})
         if err is not None:
             fitting.fit_errors.append(err[0])
             fitting.uncertainty[err[0].table] = err[1]
     fitting.notes.append(
         "moe_curves: per MoE table, its measured shapes' times over tokens (the records the "
-        "table is fitted on); the core reads a shape's curve, log-log in tokens inside its "
+        "table is fitted on, net of the top-k / activation / combine the core charges "
+        "separately); the core reads a shape's curve, log-log in tokens inside its "
         "measured range, where a step's grouped GEMMs have exactly that shape on one GPU, the "
         "fitted grid elsewhere (tables moe_curve.<key>: each interior point predicted from its "
-        "two neighbours).")
+        "two neighbours, curve + those parts against the row).")
 
 
 def fit_profile(records: Iterable[dict], device: DeviceSpec | None, *, kind: str,
@@ -253,9 +272,10 @@ def fit_profile(records: Iterable[dict], device: DeviceSpec | None, *, kind: str
     fitting.notes.append(f"kernel_overhead_s: {overhead_how}.")
     for table in gemm_tables(records, dev, fitting.profile):
         fitting.run(table)
-    for table in moe_tables(records, dev, fitting.profile):
+    parts = _parts_profile(records, dev, fitting)
+    for table in moe_tables(records, dev, fitting.profile, parts):
         fitting.run(table)
-    _measured_moe_curves(records, fitting)
+    _measured_moe_curves(records, dev, fitting, parts)
     for table in attention_tables(records, dev, fitting.profile):
         fitting.run(table)
     for table in attention_scale_tables(records, dev, fitting.profile):  # on those curves

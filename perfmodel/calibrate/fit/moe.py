@@ -11,12 +11,27 @@ on the weights axis a record sits at the geometric mean of its two calls' n x k 
 sqrt(2) from either when gated), and one curve value per record is the inverse of the core's
 time: eff = (bound_up + bound_down) / (t - 2 (kernel_overhead_s + moe_overhead_s)). The
 core looks each call up at its own n x k; the held-out error, predicted through the core,
-includes that difference. The measured op also routes, permutes tokens,
-applies the activation and finalizes (un-permutes and weights) the expert outputs: a fixed
-part of that is ``moe_overhead_s`` (``moe_floor``: the fastest record's floor, ~20 us on
-H100/H200, shared by the two calls), the part that grows with the work is carried by the
-efficiency; the core's separate activation and combine kernels count it once more (small
-next to the GEMMs except at the smallest sizes).
+includes that difference.
+
+What a row's time holds beside the two GEMMs (``timed_parts``). Every measured harness times
+more than the grouped GEMMs: aiconfigurator's collectors call the framework's MoE module on
+precomputed router logits (top-k routing, permute, both GEMMs with the activation, finalize:
+the top-k weighted sum), aiter's tuner its two stages (activation and weighted sum fused,
+routing made before timing); calibration/moe_kernels.yaml ``timed_regions`` says which, per
+kernel source, with the collector code it is read from. The core charges the top-k, the
+activation and the combine as operators of their own (``ops.moe_topk_op``,
+``ops.activation_op``, ``ops.moe_combine_op``, the router GEMM too, which no harness times),
+so before fitting each row loses the core's own time of the parts its harness timed
+(``part_times``: those operators at the sizes the harness ran them, num_tokens tokens routed,
+the rank's tokens x topk / ep rows activated, num_tokens rows combined, timed by
+``roofline.op_times`` on the profile being fitted: its kernel overhead, and its memory curve
+and element-wise rates where the build has them, ``fit.compose``). The table then stands for
+the two grouped GEMM calls alone: the core's layer (GEMMs from the table, the parts as it
+times them) adds back to the row's time, nothing charged twice. What remains beside the GEMMs
+(permute, the collectors' global-batch routing, activation quantisation) stays in the table:
+a fixed part of it is ``moe_overhead_s`` (``moe_floor``: the fastest record's floor, shared by
+the two calls), the part that grows with the work is carried by the efficiency. The held-out
+error is of the whole layer as the core charges it (table + parts) against the row.
 
 Each table is installed under its format's key (``moe.<format>``: bf16, fp8, fp8_block, nvfp4,
 w4a16_mxfp4, ...; another engine's table of a format under ``moe.<format>@<kernel>``, from the
@@ -88,7 +103,7 @@ from ...profile import (
 )
 from ...roofline import Roofline, op_times
 from ...specs.hardware import DeviceSpec
-from ..moe_kernels import kernel_labels
+from ..moe_kernels import kernel_labels, timed_parts
 from .curves import errors, log_ratio_quantiles, round4
 from .table import (
     OVERHEAD_FLOOR_FRACTION,
@@ -100,6 +115,12 @@ from .table import (
 )
 
 CALLS = 2  # grouped GEMM calls per record: up (gate+up) and down
+# The least share of a measured time left to the grouped GEMMs once the core's own time of the
+# parts its harness timed is taken out (``net_times``). Rows reach it where the collector's
+# global-batch top-k and combine dwarf the rank's GEMMs (H100 TRT-LLM bf16: 42 of 15,552 rows,
+# 8k-16k tokens at EP 128, e.g. 16,384 tokens of hidden 4096 combined at the profile's measured
+# `add` rate, 107 us, in a 167 us row); the EP floor then gives them a smaller EP's time
+MIN_NET_FRACTION = 0.25
 # Membrane penalty weight of the MoE tables (curves.fit_curve ``smooth``), chosen by held-out
 # error among 0.01 / 0.03 / 0.1 / 0.3 (module docstring; docs/calibration.md "Grouped GEMMs").
 MOE_SMOOTH = 0.1
@@ -175,6 +196,59 @@ def moe_times(recs: list[dict], dtype: str, roof: Roofline) -> np.ndarray:
     return out
 
 
+def part_ops(recs: list[dict], dtype: str, parts: tuple[str, ...], weight_format: str = "",
+             gated: bool = True) -> list[O.Op]:
+    """The core's operators for the ``parts`` (``moe_kernels.TIMED_PARTS`` but the router,
+    which no harness times) of records of one gating kind, vectorised over records, at the
+    sizes the harness ran them: the top-k over all ``tokens`` (``ops.moe_topk_op``), the
+    activation of the rank's tokens x topk / ep rows (``ops.activation_op``: SwiGLU's
+    silu_and_mul when ``gated``, else ReLU^2's elementwise kind), the combine of those rows into
+    ``tokens`` rows (``ops.moe_combine_op``); elementwise widths ``moe_precision(...).hidden``."""
+    g = moe_geometry(recs)
+    prec = moe_precision(dtype, weight_format)
+    tokens = np.array([float(r["params"]["tokens"]) for r in recs])
+    ops: list[O.Op] = []
+    if "topk" in parts:
+        experts = np.array([float(r["params"]["experts"]) for r in recs])
+        topk = np.array([float(r["params"]["topk"]) for r in recs])
+        ops.append(O.moe_topk_op(tokens, experts, topk, prec))
+    if "act" in parts:
+        ops.append(O.activation_op("moe.expert.act", g["rows"] * g["up_n"],
+                                   g["rows"] * g["inter"], prec, "silu" if gated else "relu",
+                                   gated))
+    if "combine" in parts:
+        ops.append(O.moe_combine_op(g["rows"], tokens, g["hidden"], prec))
+    return ops
+
+
+def part_times(recs: list[dict], dtype: str, roof: Roofline) -> np.ndarray:
+    """Per record, the core's time (``roofline.op_times`` on ``roof``: kernel overhead per
+    kernel included) of the operators it charges separately that the record's harness timed
+    with the grouped GEMMs (``timed_parts``, ``part_ops``); 0 for a record whose harness
+    timed none."""
+    out = np.zeros(len(recs))
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, r in enumerate(recs):
+        groups[(tuple(x for x in timed_parts(r) if x != "router"),
+                r["params"].get("weight_format", ""),
+                bool(r["params"].get("gated", True)))].append(i)
+    for (parts, wf, gated), idx in groups.items():
+        if not parts:
+            continue
+        times = op_times(part_ops([recs[i] for i in idx], dtype, parts, wf, gated), roof).time
+        out[idx] = np.sum([np.broadcast_to(np.asarray(t, float), (len(idx),)) for t in times],
+                          axis=0)
+    return out
+
+
+def net_times(recs: list[dict], dtype: str, roof: Roofline) -> tuple[np.ndarray, np.ndarray]:
+    """(times less their parts, the parts' times): each record's measured time less
+    ``part_times``, kept at least ``MIN_NET_FRACTION`` of the measurement."""
+    t = np.array([float(r["time_s"]) for r in recs])
+    parts = np.minimum(part_times(recs, dtype, roof), (1.0 - MIN_NET_FRACTION) * t)
+    return t - parts, parts
+
+
 def moe_floor(t: np.ndarray, bound: np.ndarray, overhead: float) -> float:
     """Fixed time per grouped-GEMM call beyond ``overhead``: ``OVERHEAD_FLOOR_FRACTION`` of
     the fastest record, shared by its CALLS calls, less the kernel overhead, when the table
@@ -185,12 +259,13 @@ def moe_floor(t: np.ndarray, bound: np.ndarray, overhead: float) -> float:
     return max(0.0, OVERHEAD_FLOOR_FRACTION * float(t.min()) / CALLS - overhead)
 
 
-def ep_floor(recs: list[dict]) -> np.ndarray:
-    """Each record's time floored at the records of the same table, kernel_source, expert
-    shape (hidden, inter, experts, topk, gated), tp and rows per GPU (tokens x topk / ep,
-    exactly) at a smaller EP: t(ep) = min(t(ep), min over ep' < ep of t(ep')) (module
-    docstring: the collectors time the global batch)."""
-    t = np.array([float(r["time_s"]) for r in recs])
+def ep_floor(recs: list[dict], times: np.ndarray | None = None) -> np.ndarray:
+    """Each record's time (``times``, default its measured one) floored at the records of the
+    same table, kernel_source, expert shape (hidden, inter, experts, topk, gated), tp and rows
+    per GPU (tokens x topk / ep, exactly) at a smaller EP: t(ep) = min(t(ep), min over
+    ep' < ep of t(ep')) (module docstring: the collectors time the global batch)."""
+    t = (np.array([float(r["time_s"]) for r in recs]) if times is None
+         else np.asarray(times, float))
     same: dict[tuple, list[int]] = defaultdict(list)
     for i, r in enumerate(recs):
         p = r["params"]
@@ -239,26 +314,32 @@ def as_format_table(prof: CalibrationProfile, key: str,
         "moe_kernel": {k: v for k, v in prof.moe_kernel.items() if k not in names}})
 
 
-def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile) -> list[Table]:
+def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile,
+               parts: CalibrationProfile | None = None) -> list[Table]:
     """Per table (the records' ``table`` param, ``<format>@<kernel>`` for another engine's
     kernel, else their dtype): efficiency over (m, groups) of the core's grouped GEMMs
-    (records with more than one active expert per GPU, times floored along EP by
-    ``ep_floor``, smoothed with ``MOE_SMOOTH``; module docstring)."""
+    (records with more than one active expert per GPU, times less the core's own time of the
+    parts their harness timed, ``net_times`` on ``parts`` (default ``base``: the profile whose
+    kernel overhead, memory curve and element-wise rates time those operators), floored along
+    EP by ``ep_floor``, smoothed with ``MOE_SMOOTH``; module docstring). A table's measured
+    times are the floored net times plus the parts (the layer as the core charges it)."""
     by_key: dict[str, list[dict]] = defaultdict(list)
     for r in ok_records(records, "moe"):
         by_key[r["params"].get("table") or r["params"]["dtype"]].append(r)
     unit = Roofline(device, unit_profile(base))
+    part_roof = Roofline(device, parts or base)
     overhead = base.kernel_overhead_s
     tables = []
     for key, recs in sorted(by_key.items()):
         dtype = recs[0]["params"]["dtype"]
-        floored = ep_floor(recs)
+        net, extra_all = net_times(recs, dtype, part_roof)
+        floored = ep_floor(recs, net)
         keep = moe_geometry(recs)["groups"] > 1
         recs = [r for r, k in zip(recs, keep, strict=True) if k]
         if not recs:
             continue
         geo = moe_geometry(recs)
-        t = floored[keep]
+        t, extra = floored[keep], extra_all[keep]
         bound = moe_times(recs, dtype, unit)
         def floor(idx, t=t, bound=bound):
             return moe_floor(t[idx], bound[idx], overhead)
@@ -268,9 +349,9 @@ def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile
 
         wfs = tuple(wf for wf in weight_groups(recs) if wf)
 
-        def times(prof, idx, dtype=dtype, recs=recs, key=key, wfs=wfs):
+        def times(prof, idx, dtype=dtype, recs=recs, key=key, wfs=wfs, extra=extra):
             return moe_times([recs[i] for i in idx], dtype,
-                             Roofline(device, as_format_table(prof, key, wfs)))
+                             Roofline(device, as_format_table(prof, key, wfs))) + extra[idx]
 
         kernel = table_kernel(recs)
 
@@ -282,8 +363,8 @@ def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile
                 "moe_kernel": labels})
 
         tables.append(Table(f"moe.{key}", "moe", AXES,
-                            np.stack([geo["m"], geo["groups"], geo["weights"]], axis=1), t, recs,
-                            implied, install, times, smooth=MOE_SMOOTH))
+                            np.stack([geo["m"], geo["groups"], geo["weights"]], axis=1),
+                            t + extra, recs, implied, install, times, smooth=MOE_SMOOTH))
     return tables
 
 
@@ -292,55 +373,77 @@ def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile
 CURVE_DIGITS = 4  # significant digits a curve keeps of a measured time (the tables: ~1 % noise)
 
 
-def moe_curves(records: list[dict]) -> dict[str, dict[str, MoeCurve]]:
+def moe_curves(records: list[dict], device: DeviceSpec | None = None,
+               parts: CalibrationProfile | None = None) -> dict[str, dict[str, MoeCurve]]:
     """Per table (the key ``moe_tables`` gives it), per measured shape
-    (``profile.moe_shape_key``: hidden, inter, experts, topk, tp, ep, gated), its measured
-    time over tokens: the same records the fit reads (balanced routing, more than one active
-    expert per GPU, times floored along EP by ``ep_floor``), at least two token counts. Two
-    records of one shape at one token count (none in the shipped tables) keep the faster."""
+    (``profile.moe_shape_key``: hidden, inter, experts, topk, tp, ep, gated), its time over
+    tokens as the fit reads it: the same records (balanced routing, more than one active
+    expert per GPU), times less the parts their harness timed (``net_times`` on ``parts`` and
+    ``device``; both None: as measured), floored along EP by ``ep_floor``; at least two
+    token counts. The core adds its own parts beside a curve's grouped GEMMs. Two records of
+    one shape at one token count (none in the shipped tables) keep the faster."""
+    return {key: {shape: curve for shape, (curve, _) in shapes.items()}
+            for key, shapes in moe_curve_parts(records, device, parts).items()}
+
+
+def moe_curve_parts(records: list[dict], device: DeviceSpec | None = None,
+                    parts: CalibrationProfile | None = None
+                    ) -> dict[str, dict[str, tuple[MoeCurve, tuple[float, ...]]]]:
+    """``moe_curves`` with, per curve, the parts' time at each of its token counts (the
+    core's own operators the curve's time was taken net of, ``part_times``; zeros without
+    ``device`` and ``parts``): the curve plus these is the layer as the core charges it."""
     by_key: dict[str, list[dict]] = defaultdict(list)
     for r in ok_records(records, "moe"):
         by_key[r["params"].get("table") or r["params"]["dtype"]].append(r)
-    out: dict[str, dict[str, MoeCurve]] = {}
+    part_roof = Roofline(device, parts) if device is not None and parts is not None else None
+    out: dict[str, dict[str, tuple[MoeCurve, tuple[float, ...]]]] = {}
     for key, recs in sorted(by_key.items()):
-        floored = ep_floor(recs)
+        net, extra = (net_times(recs, recs[0]["params"]["dtype"], part_roof)
+                      if part_roof is not None else (None, np.zeros(len(recs))))
+        floored = ep_floor(recs, net)
         keep = moe_geometry(recs)["groups"] > 1
-        points: dict[str, dict[int, float]] = defaultdict(dict)
-        for r, t, k in zip(recs, floored, keep, strict=True):
+        points: dict[str, dict[int, tuple[float, float]]] = defaultdict(dict)
+        for r, t, e, k in zip(recs, floored, extra, keep, strict=True):
             if not k:
                 continue
             p = r["params"]
             shape = moe_shape_key(p["hidden"], p["inter"], p["experts"], p["topk"], p["tp"],
                                   p["ep"], p.get("gated", True))
             x = int(p["tokens"])
-            points[shape][x] = min(float(t), points[shape].get(x, np.inf))
+            if float(t) < points[shape].get(x, (np.inf, 0.0))[0]:
+                points[shape][x] = (float(t), float(e))
         curves = {}
         for shape, pts in sorted(points.items()):
             if len(pts) < 2:
                 continue
             xs = sorted(pts)
-            curves[shape] = MoeCurve(tokens=tuple(xs), time_s=tuple(
-                float(f"{pts[x]:.{CURVE_DIGITS}g}") for x in xs))
+            curves[shape] = (MoeCurve(tokens=tuple(xs), time_s=tuple(
+                float(f"{pts[x][0]:.{CURVE_DIGITS}g}") for x in xs)),
+                tuple(pts[x][1] for x in xs))
         if curves:
             out[key] = curves
     return out
 
 
-def curve_errors(key: str, curves: dict[str, MoeCurve]) -> tuple[FitError, float] | None:
+def curve_errors(key: str, curves: dict[str, MoeCurve],
+                 parts: dict[str, tuple[float, ...]] | None = None
+                 ) -> tuple[FitError, float] | None:
     """Held-out error of reading a table's curves between measured token counts: every
     interior point of every curve predicted from its two neighbours by the core's log-log
     interpolation (``MoeCurve.__call__``), as ``moe_curve.<key>`` (``FitError`` and the p90
-    |log ratio|, the band of a curve hit). Leaving a point out doubles the gap the
+    |log ratio|, the band of a curve hit); with ``parts`` (per shape, the parts' time at each
+    token count, ``moe_curve_parts``) of the layer as the core charges it, curve + parts. Leaving a point out doubles the gap the
     interpolation bridges, so this bounds the error between the measured points from above;
     at a measured point the curve is the table's time (its own noise is not stated upstream).
     None when no curve has three points."""
     pred, meas = [], []
-    for curve in curves.values():
+    for shape, curve in curves.items():
         x, t = np.log(curve.tokens), np.log(curve.time_s)
+        extra = (parts or {}).get(shape) or (0.0,) * len(x)
         for i in range(1, len(x) - 1):
             w = (x[i] - x[i - 1]) / (x[i + 1] - x[i - 1])
-            pred.append(np.exp(t[i - 1] + w * (t[i + 1] - t[i - 1])))
-            meas.append(curve.time_s[i])
+            pred.append(np.exp(t[i - 1] + w * (t[i + 1] - t[i - 1])) + extra[i])
+            meas.append(curve.time_s[i] + extra[i])
     if not pred:
         return None
     pred_a, meas_a = np.asarray(pred), np.asarray(meas)
