@@ -899,7 +899,9 @@ class TokenizerPathFacts(Strict):
 
 
 class OverheadFacts(Strict):
-    step_cpu_s: Float | None = Field(default=None, ge=0)
+    # no per-step CPU time: no engine version here has a published per-step figure
+    # (docs/engines.md "Per-step CPU overhead"); serving.scheduler.iteration_overhead_s takes a
+    # measured one
     # the API server tokenises a text prompt on the request path, and how its calls are
     # serialised (TokenizerPathFacts; the cost: engines/tokenizers.yaml); null: not stated
     # (no tokenising time)
