@@ -19,3 +19,16 @@ def test_band_inputs_from_the_runs_predictions_equal_a_fresh_prediction(monkeypa
     assert {r.id for r in rows if r.status == "ok"} <= {k for k, v in keep.items() if v}
     monkeypatch.setattr(perfmodel.api, "predict", lambda *a, **k: 1 / 0)  # no second predict
     assert band_inputs(picked, keep) == fresh
+
+
+def test_a_mean_ttft_case_carries_its_base_quantitys_calibration_band():
+    """The mean TTFT is a quantity of its own for the validation groups but has the TTFT's
+    calibration residuals (uncertainty.DERIVED_QUANTITY), as a serving prediction's
+    quantity_ratios reads them: the mean and the median TTFT of one run (the same scenario)
+    carry the same calibration band, and it is not the no-residual (1, 1)."""
+    run = "infmax_dsr1_fp8_h200_tp8ep1_1k1k_c4_"
+    pair = [lc for lc in load_cases() if lc.case.id in (run + "mean_ttft", run + "median_ttft")]
+    assert len(pair) == 2
+    bands = band_inputs(pair)
+    mean, median = (bands[run + k]["calibration_band"] for k in ("mean_ttft", "median_ttft"))
+    assert mean == median and mean != [1.0, 1.0]

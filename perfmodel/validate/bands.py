@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..uncertainty import (
+    DERIVED_QUANTITY,
     DEFAULT_PREFIX,
     DEFAULT_PROFILE,
     HI_P,
@@ -313,7 +314,9 @@ def band_inputs(cases: Iterable[LoadedCase],
         except PerfModelError:
             continue
         quantity, _ = METRIC_QUANTITY[lc.case.metric]
-        lo, hi = band.get(quantity, (1.0, 1.0))
+        # a derived quantity (the mean TTFT) has its base's calibration residuals, as a
+        # prediction's quantity_ratios reads them
+        lo, hi = band.get(DERIVED_QUANTITY.get(quantity, quantity), (1.0, 1.0))
         out[lc.case.id] = {"stack": stack_of(sc), "calibration_band": [lo, hi],
                            "band_source": lc.band_source, "profile": profile.kind}
     return out
