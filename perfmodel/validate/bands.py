@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 
 from ..uncertainty import (
-    DERIVED_QUANTITY,
     DEFAULT_PREFIX,
     DEFAULT_PROFILE,
+    DERIVED_QUANTITY,
     HI_P,
     LEVEL,
     LO_P,
