@@ -1319,11 +1319,16 @@ def skinny_gemm_facts(engine_id: str, version: str | None, variant: str | None, 
     return facts, tuple(fracs)
 
 
-def skinny_gemm_warning(device, engine, weight_dtype: str) -> str | None:
+def skinny_gemm_warning(device, engine, weight_dtype: str,
+                        batch: int | None = None) -> str | None:
     """The one-line note of a scenario whose weights run, at a few tokens, on an engine kernel
     with no measured time on ``device`` (``gemm.skinny.proxies``: vLLM's fp8 wvSplitKQ on
-    MI300X), else None: for a prediction's warnings (resolve.format_warnings)."""
+    MI300X), else None: for a prediction's warnings (resolve.format_warnings). ``batch``: the
+    decode batch of a single-pass prediction; above the kernel's token limit it never runs
+    (None: a serving simulation, whose batches can be that small)."""
     found = skinny_gemm_facts(engine.name, engine.version, engine.variant, device)
+    if found and batch is not None and batch > found[0].limits(weight_dtype)[0]:
+        return None
     note = found[0].proxies.get(weight_dtype) if found else None
     return (f"{engine.name} on {device.name}: {note} (engines/{engine.name}.yaml gemm.skinny)"
             if note else None)

@@ -176,7 +176,8 @@ def format_warnings(sc: Scenario, system: System) -> list[str]:
         from .engines import skinny_gemm_warning
 
         lines += [engine_activation_warning(system.device, sc.engine, sc.inference),
-                  skinny_gemm_warning(system.device, sc.engine, sc.inference.weight_dtype)]
+                  skinny_gemm_warning(system.device, sc.engine, sc.inference.weight_dtype,
+                                      sc.inference.batch if sc.kind == "inference" else None)]
     return [line for line in lines if line]
 
 

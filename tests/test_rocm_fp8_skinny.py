@@ -151,6 +151,7 @@ def test_the_proxy_timing_of_wvsplitkq_is_said_in_the_warnings():
     assert not said(_predict("vllm", "mi300x", "bf16"))
     assert not said(_predict("sglang", "mi300x", "fp8"))
     assert not said(_predict("vllm", "h100-sxm5-80gb", "fp8"))
+    assert not said(_predict("vllm", "mi300x", "fp8", batch=64))  # above its 1 token: never runs
 
 
 def test_a_proxy_names_a_dtype_the_kernel_runs():
