@@ -102,6 +102,20 @@ def test_bad_engine_flags_are_one_message_naming_the_flag(argv, words):
         assert w in str(err.value)
 
 
+@pytest.mark.parametrize("engine", ["trtllm", "llamacpp"])
+def test_attention_dp_on_an_engine_without_it_is_refused(engine):
+    """A MoE model's attention DP is searched only on an engine whose file states it
+    (capacity.dp_attention_supported: SGLang, vLLM, generic); TensorRT-LLM and llama.cpp
+    state nothing, so the degrees would be ignored and no layout tried (review 12-05)."""
+    with pytest.raises(SpecError) as err:
+        plan_inputs(_args("--model", "qwen3-30b-a3b", *BASE, "--tp", "2", "--attention-dp", "2",
+                          "--engine", engine))
+    assert "--attention-dp" in str(err.value) and f"engine {engine}" in str(err.value)
+    ok = plan_inputs(_args("--model", "qwen3-30b-a3b", *BASE, "--tp", "2",
+                           "--attention-dp", "2", "--engine", "sglang"))
+    assert ok.attention_dps == (2,)
+
+
 @pytest.mark.parametrize("value", ["0", "1.5", "-0.1", "x"])
 def test_a_memory_fraction_outside_0_1_is_refused_by_the_parser(value, capsys):
     with pytest.raises(SystemExit):

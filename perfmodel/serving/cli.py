@@ -213,11 +213,20 @@ def plan_inputs(args: argparse.Namespace, name: Callable[[str], str] = cli_flag
             raise SpecError(f"{name('redundant_experts')}: {model.id} has no routed experts to "
                             "replicate (a dense model); drop the flag")
     attention_dps = _listed(getattr(args, "attention_dp", None), int_list, name("attention_dp"))
-    if model.moe is None and attention_dps and set(attention_dps) != {1}:
-        # a dense model's layouts are TP over the instance only (capacity.layouts): attention
-        # DP splits a MoE instance's attention, so the degrees would be ignored
-        raise SpecError(f"{name('attention_dp')}: {model.id} is a dense model (no routed "
-                        "experts); attention DP applies to MoE models only, drop the flag")
+    if attention_dps and set(attention_dps) != {1}:
+        # capacity.layouts searches attention DP only for a MoE model on an engine that runs
+        # it (dp_attention_supported); elsewhere the degrees would be ignored
+        from .capacity import dp_attention_supported
+
+        engine = kwargs["engine"]
+        if model.moe is None:
+            raise SpecError(f"{name('attention_dp')}: {model.id} is a dense model (no routed "
+                            "experts); attention DP applies to MoE models only, drop the flag")
+        if not dp_attention_supported(engine):
+            raise SpecError(f"{name('attention_dp')}: engine {engine.name} states no attention "
+                            "data parallelism (engines/<id>.yaml memory.attention_dp_in_tp_group; "
+                            "sglang, vllm and the generic engine run it); drop the flag or "
+                            "choose one of those engines")
     return PlanInputs(
         model=model, rate_per_s=rate, slo=slo,
         prompt_len=prompt, output_len=output,
