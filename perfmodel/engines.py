@@ -1365,16 +1365,16 @@ def fp8_activation_kernels(engine_id: str, version: str | None, variant: str | N
 
 
 def fused_away_kernels(engine_id: str, version: str | None, variant: str | None,
-                       hidden_size: int, tp, attention_dp, ar_bytes,
+                       hidden_size: int, tp, attention_dp, custom_allreduce,
                        moe: bool = False) -> tuple[Any, bool]:
     """(in_allreduce, rope_in_attention) of ``engine_id`` (``KernelFacts``): ``in_allreduce``
     1 where a layer's fused residual-norm kernels run inside its TP all-reduce, 0 elsewhere,
-    broadcast over the plans' ``tp`` / ``attention_dp`` and the all-reduce's ``ar_bytes``
-    (``residual_norm_in_allreduce``: the conditions of the model's kind, ``moe`` for a model
-    with routed experts, a TP size of the engine's own kernel
-    and a message below its workspace, the test of ``engine_comm.custom_eligible``; NCCL's
-    fallback runs the add and the norm after it as a kernel); ``rope_in_attention`` whether
-    the attention op applies RoPE. (0, False) for ``generic`` or a file that is silent."""
+    broadcast over the plans' ``tp`` / ``attention_dp`` and ``custom_allreduce`` (where the
+    all-reduce is the engine's own kernel: ``engine_comm.custom_eligible``, its TP sizes, one
+    node, NVLink, a message below its workspace; NCCL's fallback runs the add and the norm
+    after it as a kernel), under ``residual_norm_in_allreduce``'s conditions for the model's
+    kind (``moe`` for a model with routed experts); ``rope_in_attention`` whether the
+    attention op applies RoPE. (0, False) for ``generic`` or a file that is silent."""
     import numpy as np
 
     spec = engine_facts(engine_id, version, variant)
@@ -1386,22 +1386,14 @@ def fused_away_kernels(engine_id: str, version: str | None, variant: str | None,
     if when is None:
         return 0.0, rope
     tp = np.asarray(tp)
-    fused = np.ones(np.broadcast(tp, np.asarray(attention_dp), np.asarray(ar_bytes)).shape, bool)
+    fused = np.asarray(custom_allreduce, bool) & np.ones(
+        np.broadcast(tp, np.asarray(attention_dp)).shape, bool)
     if when.min_tp is not None:
         fused = fused & (tp >= when.min_tp)
     if when.hidden_above is not None:
         fused = fused & (hidden_size > when.hidden_above)
     if when.attention_dp is False:
         fused = fused & (np.asarray(attention_dp) <= 1)
-    c = spec.comm
-    if c.custom_allreduce_max_bytes is not None:
-        limit = np.where(tp <= 2, c.custom_allreduce_max_bytes_tp2 or c.custom_allreduce_max_bytes,
-                         c.custom_allreduce_max_bytes)
-        fused = fused & (np.asarray(ar_bytes) < limit)
-        if c.custom_allreduce_world_sizes:
-            fused = fused & np.isin(tp, c.custom_allreduce_world_sizes)
-    else:
-        fused = fused & False
     return np.where(fused, 1.0, 0.0), rope
 
 

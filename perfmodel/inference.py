@@ -26,6 +26,7 @@ import numpy as np
 from . import ops as O
 from .comm import p2p_time
 from .dtypes import nbytes, quantized_weight_bytes
+from .engine_comm import CUSTOM_ENGINES, custom_eligible
 from .engines import (
     decode_kv_reads,
     engine_facts,
@@ -48,6 +49,7 @@ from .memory import (
 from .moe_parallel import (
     all_to_all,
     comm_sm_slowdown,
+    contiguous_span,
     overlap_groups,
     routed_expert_weight_bytes,
     stage_comm,
@@ -259,9 +261,11 @@ def as_engine_runs(plan: InferPlan, device) -> InferPlan:
 
 
 def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase: str,
-              logits_tokens, device=None) -> tuple[list[O.Op], dict[str, list[int]]]:
+              logits_tokens, device=None, system=None) -> tuple[list[O.Op], dict[str, list[int]]]:
     """All operators of one forward pass through one pipeline stage's share of the model,
-    with the checkpoint's formats as the engine runs them on ``device`` (``as_engine_runs``)."""
+    with the checkpoint's formats as the engine runs them on ``device`` (``as_engine_runs``).
+    ``system``: where the TP all-reduce runs, which decides the kernels an engine fuses into
+    it (``engines.fused_away_kernels``; None: none fused, the FLOP count's use)."""
     if device is not None:
         plan = as_engine_runs(plan, device)
     prec = plan.precision if device is None else plan.precision_on(device)
@@ -297,10 +301,15 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
         layer = O.layer_forward_ops(model, moe, b, q_len, kv_len, pairs, shard, prec,
                                     plan.flash_attention, phase, absorbed_mla=absorbed)
         layer = O.fuse_residual_norms(model, layer, prec, fused_norms)
+        custom = False  # the engine's own TP all-reduce kernel runs here (not NCCL)
+        if system is not None and plan.tp_all_reduce in CUSTOM_ENGINES:
+            custom = custom_eligible(
+                plan.tp_all_reduce, b * q_len * model.hidden_size * prec.hidden,
+                contiguous_span(np.asarray(plan.tp, float), system.gpus_per_node), system,
+                plan.engine_version, plan.engine_variant)
         in_ar, rope_in = fused_away_kernels(plan.tp_all_reduce, plan.engine_version,
                                             plan.engine_variant, model.hidden_size, plan.tp,
-                                            plan.attention_dp,
-                                            b * q_len * model.hidden_size * prec.hidden,
+                                            plan.attention_dp, custom,
                                             moe=model.moe is not None)
         for op in layer:
             if op.name in ("attn.residual_norm", "mlp.residual_norm"):
@@ -342,7 +351,7 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
                                moe_a2a=all_to_all(plan.tp, plan.attention_dp, plan.ep),
                                moe_ep=plan.ep, moe_routing=moe_routing(model))
     items, index = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens,
-                             system.device)
+                             system.device, system)
     times = _with_skinny_gemms(op_times(items, roof), roof, plan)
     compute = times.by_class()
     stage = times.total()
@@ -425,7 +434,8 @@ def _two_batch(model: ModelSpec, system: System, plan: InferPlan, profile: Calib
     if not np.any(split):
         return None
     half_items, half_index = _pass_ops(model, plan, np.asarray(b) / 2.0, q_len, kv_len, pairs,
-                                       phase, np.asarray(logits_tokens) / 2.0, system.device)
+                                       phase, np.asarray(logits_tokens) / 2.0, system.device,
+                                       system)
     half = _with_skinny_gemms(op_times(half_items, roof), roof, plan)
     hw = half.weighted()
     slow = comm_sm_slowdown(sched.comm_sms, system.device.sm_count) if mode == "normal" else 1.0

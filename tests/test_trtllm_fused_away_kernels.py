@@ -16,10 +16,12 @@ GPT_OSS = "tests/data/hf_configs/aiconfigurator-0.12.0/openai--gpt-oss-120b_conf
 LAYERS, HIDDEN = 36, 2880
 
 
-def _calls(tp: int, batch: int, engine: str = "trtllm", prompt: int = 1024) -> dict:
+def _calls(tp: int, batch: int, engine: str = "trtllm", prompt: int = 1024,
+           system: dict | None = None) -> dict:
     path = str(data_dir("calibration").parent / GPT_OSS)
     sc = pm.Scenario(kind="inference", model=path, engine=engine,
-                     system={"device": "b200", "num_gpus": tp}, parallelism={"tp": tp},
+                     system=system or {"device": "b200", "num_gpus": tp},
+                     parallelism={"tp": tp},
                      inference=dict(batch=batch, prompt_len=prompt, output_len=128))
     out: dict = {}
     for op in pm.predict(sc).ops:
@@ -57,3 +59,14 @@ def test_other_engines_keep_both_kernels():
         calls = _calls(tp=4, batch=4, engine=engine)
         assert calls[("decode", "attn.residual_norm")] == LAYERS
         assert calls[("decode", "attn.rope")] == LAYERS
+
+
+def test_no_fusion_where_the_all_reduce_is_nccls():
+    """The fusion lives in TensorRT-LLM's own all-reduce kernel, which runs only inside one
+    node's NVLink domain (engine_comm.custom_eligible: one node, fully NVLinked): on PCIe GPUs
+    (4 x L40S) or a TP group split over two nodes NCCL all-reduces and the add + norm run as a
+    kernel after it (review 12-05: the first version skipped those two conditions)."""
+    pcie = _calls(tp=4, batch=4, system={"device": "l40s", "num_gpus": 4})
+    assert pcie[("decode", "attn.residual_norm")] == LAYERS
+    split = _calls(tp=16, batch=4, system={"device": "b200", "num_gpus": 16, "gpus_per_node": 8})
+    assert split[("decode", "attn.residual_norm")] == LAYERS
