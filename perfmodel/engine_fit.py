@@ -62,7 +62,7 @@ def weights_exceed_device(mem: EngineMemory) -> str:
             "model, ep) or use a smaller weight_dtype")
 
 
-def fraction_hint(mem: EngineMemory, spec: EngineSpec) -> str:
+def fraction_hint(mem: EngineMemory) -> str:
     """"engine.<fraction> (<what it is a fraction of>)" for a message, "" without one."""
     if not mem.fraction_name:
         return ""
@@ -89,7 +89,7 @@ def fails_to_start(mem: EngineMemory, spec: EngineSpec) -> list[str]:
                        "engine.max_model_len (n_ctx) or add GPUs")
     elif mem.kv_cache_tokens <= 0:
         out.append("no memory is left for its KV cache, so the engine fails to start; "
-                   + (f"raise {fraction_hint(mem, spec)}, " if mem.fraction_name else "")
+                   + (f"raise {fraction_hint(mem)}, " if mem.fraction_name else "")
                    + "use a smaller weight_dtype or add GPUs")
     elif spec.memory.budget == "total_fraction" and mem.max_concurrency < 1:
         # vLLM v1/core/kv_cache_utils.py check_enough_kv_cache_memory raises at start-up (by
@@ -186,11 +186,10 @@ def engine_cause(model: ModelSpec, system, parallelism, inference, tp: int, engi
                         profile.memory_overheads.cuda_context_gib)
     if not mem.problems:
         return ""
-    spec = engine_for(engine)
     too_big = weights_exceed_device(mem)
     if too_big:  # no fraction helps: say so rather than quote the fraction's advice
         return f"{mem.engine}: {too_big}"
     field_name = mem.fraction_name
-    hint = (f"; set {fraction_hint(mem, spec)}"
+    hint = (f"; set {fraction_hint(mem)}"
             if field_name and f"engine.{field_name}" not in " ".join(mem.problems) else "")
     return f"{mem.engine}: " + "; ".join(mem.problems) + hint

@@ -46,8 +46,8 @@ def render_serving(p: Prediction) -> str:
                    "engines/tokenizers.yaml)")
     if path.get("tokenize_extrapolated_requests"):
         out.append(f"  request path: {path['tokenize_extrapolated_requests']} prompt(s) longer "
-                   f"than the {path['tokenize_measured_tokens']:,} tokens the engine's tokenising "
-                   "cost was measured to: extrapolated at that point's mean per-token rate "
+                   f"than the {path['tokenize_measured_tokens']:,} tokens the tokenizer's cost was "
+                   "measured to: extrapolated at that point's mean per-token rate "
                    "(a lower bound when the cost per token grows with length)")
     t = s["throughput"]
     slo = s["slo"]
