@@ -86,20 +86,27 @@ def test_older_sglang_times_the_older_rows():
 
 def test_a_default_kernel_is_priced_by_the_kernels_the_release_ships():
     """aiter v0.1.7.post1 has no cu_num 304 fused-MoE row (its tuned_fmoe.csv holds cu_num 80
-    and 256 only), so the 1-stage asm default runs; of the MI300X GLM-5 rows of b86bc7a9 only
-    those that ran one of the four 32x256 kernels that release ships are kept: tokens 32, 64,
-    128 and 1024 (139.80, 188.06, 213.58, 333.39 us)."""
+    and 256 only), so the 1-stage asm default runs; of the gfx942 / 304-CU GLM-5 rows of
+    c16d44b9 (the table the build reads: calibration/references.yaml mi300x) only those that
+    ran one of the four 32x256 kernels that release ships are kept: for the 257-expert TP 8
+    shape tokens 32 - 512 (215.49, 288.41, 327.91, 340.65, 310.92 us, the CSV's ``us``), for
+    the 32-expert top-8 6144 x 2048 shape tokens 2 - 256 (e.g. 207.63 us at 4). b86bc7a9's
+    cu_num 304 rows, read before, repeat an MI355X run (tests/test_aiter_glm5_fmoe_rows.py)."""
     with open(sources_dir() / "aiter/44610f47a975/aiter/configs/tuned_fmoe.csv",
               newline="") as f:
         assert {r["cu_num"] for r in csv.DictReader(f)} == {"80", "256"}
     recs = CA.aiter_fmoe(
-        sources_dir() / "aiter/b86bc7a9e329/aiter/configs/model_configs/"
-        "a8w8_blockscale_tuned_fmoe_glm5.csv", cu_num=304, dtypes=["fp8_block"],
+        sources_dir() / "aiter/c16d44b93a52/aiter/configs/model_configs/"
+        "a8w8_blockscale_tuned_fmoe_glm5_1.csv", cu_num=304, dtypes=["fp8_block"],
         one_stage=True, kernel_source="aiter_v0.1.7.post1_fmoe_default_gfx942",
         kernels_file="aiter/44610f47a975/hsa/gfx942/fmoe/silu/"
                      "fmoe_bf16_blockscaleFp8_g1u1_silu.csv")
-    got = sorted((r["params"]["tokens"], round(r["time_s"] * 1e6, 2)) for r in recs)
-    assert got == [(32, 139.8), (64, 188.06), (128, 213.58), (1024, 333.39)]
+    glm5 = sorted((r["params"]["tokens"], round(r["time_s"] * 1e6, 2)) for r in recs
+                  if r["params"]["experts"] == 257)
+    assert glm5 == [(32, 215.49), (64, 288.41), (128, 327.91), (256, 340.65), (512, 310.92)]
+    small = {r["params"]["tokens"]: round(r["time_s"] * 1e6, 2) for r in recs
+             if r["params"]["experts"] == 32}
+    assert small[4] == 207.63
     assert {r["params"]["table"] for r in recs} == {"fp8_block@aiter_v0.1.7.post1"}
     assert {(r["params"]["hidden"], r["params"]["inter"], r["params"]["experts"],
-             r["params"]["topk"]) for r in recs} == {(6144, 256, 257, 9)}
+             r["params"]["topk"]) for r in recs} == {(6144, 256, 257, 9), (6144, 2048, 32, 8)}
