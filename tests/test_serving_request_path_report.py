@@ -123,3 +123,21 @@ def test_a_bad_prompt_input_is_refused_by_name(engine, words):
         resolve(_scenario(engine))
     for w in words:
         assert w in str(err.value)
+
+
+@pytest.mark.parametrize(("model", "family", "at_1024"), [
+    ("llama-3.1-8b", "llama3", 0.001154),   # engines/tokenizers.yaml llama3 at 1024 tokens
+    ("deepseek-v3", "deepseek-v3", 0.002457),  # deepseek-v3 at 1024 tokens
+    ("gpt-oss-20b", "o200k", TOK_1024),
+])
+def test_each_model_reads_its_own_tokenizer_table(model, family, at_1024):
+    """A model whose (family, vocab_size) a tokenizer family lists reads that family's
+    measured table, no proxy: on SGLang (one prompt at a time, no wait) a lone 1,024-token
+    text prompt reaches the engine core after exactly that table's 1,024-token point."""
+    from perfmodel.engines import get_engine
+    from perfmodel.serving.engine import request_path
+    from perfmodel.zoo import get_model
+
+    path = request_path(get_engine("sglang"), "text", get_model(model))
+    assert path.tokenizer == family and not path.proxy
+    assert path.delay(1024) == pytest.approx(at_1024)
