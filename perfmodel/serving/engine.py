@@ -258,8 +258,8 @@ def request_path(spec: EngineSpec | None, prompt_input: str | None = None,
     ``prompt_input`` (the scenario's ``engine.prompt_input``, which its schema checks;
     default ``text``): how the client sends the prompt. ``text`` is tokenised as
     ``overheads.tokenizer`` says, at the cost of ``model``'s tokenizer (a ModelSpec:
-    engines.tokenizer_for; None or a model without a table of its own: the default family as
-    a proxy; Engine re-reads it for its cost model's model); ``tokens`` (token ids, e.g. /v1/completions with a
+    engines.tokenizer_for, ``RequestPath.for_model``; None or a model without a table of its
+    own: the default family as a proxy); ``tokens`` (token ids, e.g. /v1/completions with a
     list of ints) skips the tokenizer on every engine whose source says so and pays only
     ``overheads.token_ids_request_s`` (vLLM 0.10.0 - 0.10.1: the ids are detokenised through
     the same micro-batching tokenizer, its 2 ms wait; vLLM 0.10.2 on, SGLang, TensorRT-LLM: 0)."""
@@ -270,13 +270,10 @@ def request_path(spec: EngineSpec | None, prompt_input: str | None = None,
         return RequestPath(float(oh.token_ids_request_s)) if oh.token_ids_request_s else None
     if oh.tokenizer is None:
         return None
-    from ..engines import tokenizer_for
-
-    fid, fam, proxy = tokenizer_for(model)
     tk = oh.tokenizer
-    return RequestPath(0.0, tuple((int(n), float(t)) for n, t in fam.tokenize_s),
-                       workers=int(tk.workers), batch_wait_s=float(tk.batch_wait_s),
-                       max_batch=int(tk.max_batch), tokenizer=fid, proxy=proxy)
+    queue = RequestPath(0.0, (), workers=int(tk.workers),
+                        batch_wait_s=float(tk.batch_wait_s), max_batch=int(tk.max_batch))
+    return queue.for_model(model)  # the cost table of the model's tokenizer
 
 
 @dataclass(slots=True)
@@ -312,7 +309,7 @@ class Engine:
         self.host = host.for_batch(max_batch) if host is not None else None
         # host time on a request's way in (request_delay; None: none), at the cost of this
         # model's tokenizer
-        self.path = None if path is None else path.for_model(cost.model)
+        self.path = path  # request_path: the queue rules and the model's tokenizer
         self.tokenizer = TokenizerQueue() if self.path is not None and self.path.queued else None
         self.block = kv.block_tokens
         self.total_blocks = kv.num_blocks
