@@ -112,8 +112,8 @@ def test_named_engine_reads_its_own_kernel_only():
         assert picks[0][1] == "bf16" and picks[0][3] == (), (engine, picks)
 
 
-@pytest.mark.parametrize("shape", [(7168, 2048, 384, 8, 4096), (4096, 14336, 8, 2, 64)],
-                         ids=["kimi-k2-4096-tokens", "mixtral-64-tokens"])
+@pytest.mark.parametrize("shape", [(7168, 2048, 384, 8, 8192), (4096, 14336, 8, 2, 64)],
+                         ids=["kimi-k2-8192-tokens", "mixtral-64-tokens"])
 def test_one_kernel_for_every_grouped_gemm_of_the_step(shape):
     """The generic engine's race picks one table for all the step's grouped GEMMs (an engine
     runs one MoE backend; each table is fitted on whole-layer times): the raced up + down time

@@ -113,8 +113,8 @@ def test_fit_takes_the_parts_out_and_the_core_adds_them_back():
         for ep in (1, 2, 4, 8):
             p = {"dtype": "bf16", "tokens": tokens, "hidden": 4096, "inter": 2048,
                  "experts": 64, "topk": 8, "tp": 1, "ep": ep, "gated": True}
-            geo = F.moe_geometry([_rec(p, 1.0, None)])
-            bound = float(F.moe_times([_rec(p, 1.0, None)], "bf16", unit)[0])
+            geo = F.moe_geometry([_rec(p, 1.0, "moe_torch_flow_cutlass")])
+            bound = float(F.moe_times([_rec(p, 1.0, "moe_torch_flow_cutlass")], "bf16", unit)[0])
             rows = tokens * 8 / ep
             nbytes = 2 * (tokens * 64 + tokens * 8) + 2 * rows * (4096 + 2048) \
                 + 2 * (rows + tokens) * 4096

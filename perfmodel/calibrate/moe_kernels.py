@@ -15,7 +15,10 @@ engines/<id>.yaml ``gemm.kernels`` gives and the ``@kernel`` part of a profile's
 The MoE file also says what each label's rows timed beside the two grouped GEMMs
 (``timed_regions``, ``labels.<label>.timed``: the harness's timed call read from its source),
 among the operators the core charges separately (``TIMED_PARTS``); ``timed_parts`` gives a
-record's, which the MoE fit takes out of its time (calibrate/fit/moe.py ``net_times``).
+record's, which the MoE fit takes out of its time (calibrate/fit/moe.py ``net_times``), and how
+the harness routed the row's tokens (``timed_regions.<id>.routing``, ``routing``: the experts a row
+touched, ``fit/moe.py routed_groups``); ``routing_undetermined`` lists the rows whose touched
+experts their source does not determine (``routing`` None: the fit leaves them out).
 """
 
 from __future__ import annotations
@@ -47,6 +50,19 @@ class TimedRegion(Strict):
     what: str = Field(min_length=10)
     sources: list[str] = Field(min_length=1)
     parts: list[Literal["router", "topk", "act", "combine"]]
+    # how the harness routed the row's tokens (ROUTINGS), with the sources that say so
+    routing: Literal["balanced_logits", "uniform"] = "uniform"
+    routing_sources: list[str] = Field(default_factory=list)
+
+
+class UndeterminedRouting(Strict):
+    """Rows whose touched experts their source does not determine: records whose source path
+    holds one of ``tables`` and whose (hidden, inter, experts, topk) is one of ``shapes``."""
+
+    what: str = Field(min_length=10)
+    sources: list[str] = Field(min_length=1)
+    tables: list[str] = Field(min_length=1)
+    shapes: list[tuple[int, int, int, int]] = Field(min_length=1)
 
 
 class KernelLabel(Strict):
@@ -74,15 +90,21 @@ class MoeKernels(Strict):
     sources: list[Source] = Field(min_length=1)
     timed_regions: dict[str, TimedRegion] = Field(default_factory=dict)
     labels: dict[str, KernelLabel] = Field(min_length=1)
+    routing_undetermined: list[UndeterminedRouting] = Field(default_factory=list)
     generic: GenericRule | None = None
 
     @model_validator(mode="after")
     def _check(self) -> MoeKernels:
         ids = {s.id for s in self.sources}
         for region, entry in self.timed_regions.items():
-            missing = [s for s in entry.sources if s not in ids]
+            missing = [s for s in entry.sources + entry.routing_sources if s not in ids]
             if missing:
                 raise SpecError(f"timed_regions.{region}.sources: unknown source id(s) "
+                                f"{missing}")
+        for i, entry in enumerate(self.routing_undetermined):
+            missing = [s for s in entry.sources if s not in ids]
+            if missing:
+                raise SpecError(f"routing_undetermined[{i}].sources: unknown source id(s) "
                                 f"{missing}")
         seen: dict[str, str] = {}
         for label, entry in self.labels.items():
@@ -115,18 +137,38 @@ def timed_parts(record: dict) -> tuple[str, ...]:
     converter whose rows carry no ``kernel_source``: aiter's tuner) or by its ``kernel_source``'s
     label (calibration/moe_kernels.yaml ``labels.<label>.timed``); none for a record that names
     neither (its time is taken as the two grouped GEMMs alone)."""
+    region = _timed_region(record)
+    return tuple(kernel_file("moe").timed_regions[region].parts) if region else ()
+
+
+def _timed_region(record: dict) -> str | None:
+    """The id of a measured MoE record's timed region (``stats.timed``, else its
+    ``kernel_source``'s label's), or None."""
     stats = record.get("stats") or {}
     f = kernel_file("moe")
     region = stats.get("timed")
     if region is None:
         label = kernel_labels("moe").get(stats.get("kernel_source") or "")
         region = f.labels[label].timed if label else None
-    if region is None:
-        return ()
-    if region not in f.timed_regions:
+    if region is not None and region not in f.timed_regions:
         raise SpecError(f"timed region {region!r} is not in calibration/{FILES['moe']} "
                         f"timed_regions ({sorted(f.timed_regions)})")
-    return tuple(f.timed_regions[region].parts)
+    return region
+
+
+def routing(record: dict) -> str | None:
+    """How a measured MoE record's harness routed its tokens: ``balanced_logits``
+    (aiconfigurator's balanced rows, a deterministic stride spread), ``uniform`` (i.i.d.
+    scores, and a record that names no timed region), or None where the source does not
+    determine the experts it touched (calibration/moe_kernels.yaml ``routing_undetermined``)."""
+    p = record["params"]
+    src = (record.get("stats") or {}).get("source") or ""
+    shape = (int(p["hidden"]), int(p["inter"]), int(p["experts"]), int(p["topk"]))
+    for entry in kernel_file("moe").routing_undetermined:
+        if shape in entry.shapes and any(t in src for t in entry.tables):
+            return None
+    region = _timed_region(record)
+    return kernel_file("moe").timed_regions[region].routing if region else "uniform"
 
 
 def kernel_file(kind: str = "moe") -> MoeKernels:

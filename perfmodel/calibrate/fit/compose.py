@@ -229,7 +229,7 @@ def _measured_moe_curves(records: list[dict], dev: DeviceSpec, fitting: _Fitting
     where its grouped GEMMs have that measured shape; times less the parts the core charges
     separately, timed on ``parts``) and their interpolation error (``moe.curve_errors``:
     ``moe_curve.<key>``, the band of a curve hit)."""
-    both = {k: c for k, c in moe_curve_parts(records, dev, parts).items()
+    both = {k: c for k, c in moe_curve_parts(records, dev, parts, fitting.profile).items()
             if k in fitting.profile.moe}
     if not both:
         return
@@ -244,7 +244,9 @@ def _measured_moe_curves(records: list[dict], dev: DeviceSpec, fitting: _Fitting
     fitting.notes.append(
         "moe_curves: per MoE table, its measured shapes' times over tokens (the records the "
         "table is fitted on, net of the top-k / activation / combine the core charges "
-        "separately); the core reads a shape's curve, log-log in tokens inside its "
+        "separately, each row at its own efficiency over the experts its harness's routing "
+        "touched, moved to the uniform routing the core matches a curve by); the core reads "
+        "a shape's curve, log-log in tokens inside its "
         "measured range, where a step's grouped GEMMs have exactly that shape on one GPU, the "
         "fitted grid elsewhere (tables moe_curve.<key>: each interior point predicted from its "
         "two neighbours, curve + those parts against the row).")

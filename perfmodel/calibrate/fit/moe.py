@@ -88,6 +88,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from fractions import Fraction
+from functools import cache
 
 import numpy as np
 
@@ -103,7 +104,7 @@ from ...profile import (
 )
 from ...roofline import Roofline, op_times
 from ...specs.hardware import DeviceSpec
-from ..moe_kernels import kernel_labels, timed_parts
+from ..moe_kernels import kernel_labels, routing, timed_parts
 from .curves import errors, log_ratio_quantiles, round4
 from .table import (
     OVERHEAD_FLOOR_FRACTION,
@@ -155,14 +156,74 @@ def weight_groups(recs: list[dict]) -> dict[str, list[int]]:
     return out
 
 
-def moe_geometry(recs: list[dict]) -> dict[str, np.ndarray]:
-    """Per record: rows (token-expert assignments on one GPU), groups (active experts on it),
-    m = rows / groups, the up projection's n and the expert's hidden and inter (per GPU)."""
+@cache
+def balanced_logits_experts(experts: int, topk: int, tokens: int, ep: int = 1) -> int:
+    """Distinct experts of rank 0 (experts [0, E / ep)) that a row of aiconfigurator's
+    ``balanced`` distribution routes tokens to: collector/helper.py ``balanced_logits``
+    (ai-dynamo/aiconfigurator, the same function at dec5f4cd21b7a91c19fa3d23eb70988f3965fd47
+    (TensorRT-LLM 1.3.0rc20 collector), a77804e3619a0fc9eb92e7161ea7802325030fc2 (vLLM 0.24.0),
+    e23be5a79438356de7d8ff9cd4bec38ccb1f4670 (SGLang 0.5.14), cb4d907c7c5525ed1523eb527b7433350348b4b8
+    (SGLang 0.5.10); calibration/moe_kernels.yaml ``aic_balanced_logits``): stride
+    s = ceil(E / k); token t of T takes experts (t + j s) mod E, j < k, when T >= s, else
+    int((t s / T + j s) mod E) in float32 (torch's default dtype for the division), and plain
+    top-k of softmax(one_hot sum) picks exactly those. With k dividing E that is
+    min(E, T k) experts, spread by the stride (E = 128, k = 4: 64 at 16 tokens, all 128 at
+    32), not the uniform expectation ``ops.active_experts`` (51.2, 82.3) the core charges real
+    routing. Rank 0 holds [0, E / ep) (the collectors' ``experts_per_rank``, the default
+    linear expert map); its share of the set is counted exactly."""
+    s = -(-experts // topk)
+    t = np.arange(tokens, dtype=np.int64)[:, None]
+    j = np.arange(topk, dtype=np.int64)[None, :]
+    if tokens >= s:
+        chosen = (t + j * s) % experts
+    else:
+        x = (t * s).astype(np.float32) / np.float32(tokens) + (j * s).astype(np.float32)
+        chosen = np.mod(x, np.float32(experts)).astype(np.int64)
+    local = np.unique(chosen)
+    return int(np.count_nonzero(local < experts // ep))
+
+
+def routed_groups(recs: list[dict]) -> np.ndarray:
+    """Per record, the experts its rows touched on the timed GPU, as its harness routed them
+    (``moe_kernels.routing``): ``balanced_logits_experts`` for aiconfigurator's balanced rows,
+    the uniform expectation ``ops.active_experts(E, k, T) / ep`` for i.i.d. routing (aiter's
+    tuner); NaN where the source does not determine it (``fit_records`` leaves those out).
+    The one rule the grid fit (``moe_geometry``) and the measured curves (``moe_curve_parts``)
+    read; the core keeps the uniform expectation for real routing."""
+    out = np.empty(len(recs))
+    for i, r in enumerate(recs):
+        p = r["params"]
+        how = routing(r)
+        if how == "balanced_logits":
+            out[i] = balanced_logits_experts(int(p["experts"]), int(p["topk"]),
+                                             int(p["tokens"]), int(p["ep"]))
+        elif how == "uniform":
+            out[i] = float(O.active_experts(float(p["experts"]), int(p["topk"]),
+                                            float(p["tokens"]))) / float(p["ep"])
+        else:
+            out[i] = np.nan
+    return out
+
+
+def fit_records(records: list[dict]) -> list[dict]:
+    """The measured MoE records the fit reads: ``ok_records`` less those whose touched experts
+    their source does not determine (``moe_kernels.routing`` None: calibration/moe_kernels.yaml
+    ``routing_undetermined``, DeepSeek-V3's group-limited routing in the vLLM 0.24.0 and SGLang
+    0.5.14 collectors)."""
+    return [r for r in ok_records(records, "moe") if routing(r) is not None]
+
+
+def moe_geometry(recs: list[dict], routed: bool = True) -> dict[str, np.ndarray]:
+    """Per record: rows (token-expert assignments on one GPU), groups (active experts on it:
+    those its harness's routing touched, ``routed_groups``; ``routed`` False: the uniform
+    expectation ``ops.active_experts / ep``, the core's for real routing), m = rows / groups,
+    the up projection's n and the expert's hidden and inter (per GPU)."""
     p = {x: np.array([float(r["params"][x]) for r in recs]) for x in
          ("tokens", "hidden", "inter", "experts", "topk", "tp", "ep")}
     gated = np.array([bool(r["params"].get("gated", True)) for r in recs])
     rows = p["tokens"] * p["topk"] / p["ep"]
-    groups = O.active_experts(p["experts"], p["topk"], p["tokens"]) / p["ep"]
+    groups = (routed_groups(recs) if routed
+              else O.active_experts(p["experts"], p["topk"], p["tokens"]) / p["ep"])
     inter = p["inter"] / p["tp"]
     up_n = np.where(gated, 2.0, 1.0) * inter
     return {"rows": rows, "groups": groups, "m": rows / groups, "hidden": p["hidden"],
@@ -172,26 +233,30 @@ def moe_geometry(recs: list[dict]) -> dict[str, np.ndarray]:
             "weights": np.sqrt(up_n * p["hidden"] * inter * p["hidden"])}
 
 
-def moe_ops(recs: list[dict], dtype: str, weight_format: str = "") -> list[O.Op]:
+def moe_ops(recs: list[dict], dtype: str, weight_format: str = "",
+            routed: bool = True) -> list[O.Op]:
     """The core's two grouped GEMM calls of each record (up, down), vectorised over records
-    (all reading ``weight_format`` weights, "" = the table's format: ``moe_precision``)."""
-    g = moe_geometry(recs)
+    (all reading ``weight_format`` weights, "" = the table's format: ``moe_precision``), over
+    the experts the record's routing touched (``moe_geometry``; ``routed`` False: the uniform
+    expectation)."""
+    g = moe_geometry(recs, routed)
     prec = moe_precision(dtype, weight_format)
     return [O.grouped_gemm("moe.expert.up", g["rows"], g["up_n"], g["hidden"], g["groups"], prec),
             O.grouped_gemm("moe.expert.down", g["rows"], g["hidden"], g["inter"], g["groups"],
                            prec)]
 
 
-def moe_times(recs: list[dict], dtype: str, roof: Roofline) -> np.ndarray:
+def moe_times(recs: list[dict], dtype: str, roof: Roofline, routed: bool = True) -> np.ndarray:
     """The core's time of each record's routed experts: up + down, each record at the bytes
-    of the weights its rows read (``weight_groups``). A record of other weights than the
+    of the weights its rows read (``weight_groups``) and over the experts its routing touched
+    (``routed`` False: the uniform expectation). A record of other weights than the
     table's format is timed by the same table (``as_format_table`` installs it under that
     format's name too), so its efficiency is read against its own bytes and the core applies
     it to the format's."""
     out = np.empty(len(recs))
     for wf, idx in weight_groups(recs).items():
         sub = [recs[i] for i in idx]
-        t = op_times(moe_ops(sub, dtype, wf), roof).time
+        t = op_times(moe_ops(sub, dtype, wf, routed), roof).time
         out[idx] = np.asarray(t[0] + t[1], float)
     return out
 
@@ -324,7 +389,7 @@ def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile
     EP by ``ep_floor``, smoothed with ``MOE_SMOOTH``; module docstring). A table's measured
     times are the floored net times plus the parts (the layer as the core charges it)."""
     by_key: dict[str, list[dict]] = defaultdict(list)
-    for r in ok_records(records, "moe"):
+    for r in fit_records(records):
         by_key[r["params"].get("table") or r["params"]["dtype"]].append(r)
     unit = Roofline(device, unit_profile(base))
     part_roof = Roofline(device, parts or base)
@@ -374,34 +439,66 @@ CURVE_DIGITS = 4  # significant digits a curve keeps of a measured time (the tab
 
 
 def moe_curves(records: list[dict], device: DeviceSpec | None = None,
-               parts: CalibrationProfile | None = None) -> dict[str, dict[str, MoeCurve]]:
+               parts: CalibrationProfile | None = None,
+               fitted: CalibrationProfile | None = None) -> dict[str, dict[str, MoeCurve]]:
     """Per table (the key ``moe_tables`` gives it), per measured shape
     (``profile.moe_shape_key``: hidden, inter, experts, topk, tp, ep, gated), its time over
-    tokens as the fit reads it: the same records (balanced routing, more than one active
-    expert per GPU), times less the parts their harness timed (``net_times`` on ``parts`` and
-    ``device``; both None: as measured), floored along EP by ``ep_floor``; at least two
-    token counts. The core adds its own parts beside a curve's grouped GEMMs. Two records of
-    one shape at one token count (none in the shipped tables) keep the faster."""
+    tokens as the fit reads it: the same records (``fit_records``, balanced routing, more than
+    one active expert per GPU), times less the parts their harness timed (``net_times`` on
+    ``parts`` and ``device``; both None: as measured), floored along EP by ``ep_floor``, and
+    with ``fitted`` (and ``device``) moved to the routing the core matches a curve with
+    (``to_uniform_routing``); at least two token counts. The core adds its own parts beside a
+    curve's grouped GEMMs. Two records of one shape at one token count (none in the shipped
+    tables) keep the faster."""
     return {key: {shape: curve for shape, (curve, _) in shapes.items()}
-            for key, shapes in moe_curve_parts(records, device, parts).items()}
+            for key, shapes in moe_curve_parts(records, device, parts, fitted).items()}
+
+
+def to_uniform_routing(recs: list[dict], t: np.ndarray, dtype: str, device: DeviceSpec,
+                       fitted: CalibrationProfile, key: str) -> np.ndarray:
+    """Records' times (two grouped GEMM calls) moved from the experts their harness's routing
+    touched (``routed_groups``) to the uniform expectation ``ops.active_experts / ep``, the
+    experts the core's plan of those tokens reads and the one it matches a measured curve by
+    (``roofline._moe_efficiency``, which times a hit at the curve's time): each record at its
+    own efficiency, t' = fixed + (t - fixed) x bound(uniform) / bound(routed), bound the
+    roofline time of its two calls (``moe_times`` at efficiency 1), fixed =
+    ``CALLS`` x (``kernel_overhead_s`` + ``moe_overhead_s[key]``) of ``fitted`` (the core's
+    fixed time of a curve hit); a time at or below ``fixed`` is kept. The same
+    per-byte efficiency the grid fit reads off the row (``moe_tables``), at the bytes a
+    uniformly routed plan reads: aiconfigurator's balanced rows read more experts at mid token
+    counts (E = 128, k = 4, 16 tokens: 64 against 51.2), so their measured time over-charges
+    real routing. Records routed uniformly are unchanged."""
+    unit = Roofline(device, unit_profile(fitted))
+    routed = moe_times(recs, dtype, unit)
+    uniform = moe_times(recs, dtype, unit, routed=False)
+    fixed = CALLS * (fitted.kernel_overhead_s + float(fitted.moe_overhead_s.get(key, 0.0)))
+    t = np.asarray(t, float)
+    return np.where(t > fixed, fixed + (t - fixed) * uniform / routed, t)
 
 
 def moe_curve_parts(records: list[dict], device: DeviceSpec | None = None,
-                    parts: CalibrationProfile | None = None
+                    parts: CalibrationProfile | None = None,
+                    fitted: CalibrationProfile | None = None
                     ) -> dict[str, dict[str, tuple[MoeCurve, tuple[float, ...]]]]:
     """``moe_curves`` with, per curve, the parts' time at each of its token counts (the
     core's own operators the curve's time was taken net of, ``part_times``; zeros without
     ``device`` and ``parts``): the curve plus these is the layer as the core charges it."""
     by_key: dict[str, list[dict]] = defaultdict(list)
-    for r in ok_records(records, "moe"):
+    for r in fit_records(records):
         by_key[r["params"].get("table") or r["params"]["dtype"]].append(r)
     part_roof = Roofline(device, parts) if device is not None and parts is not None else None
     out: dict[str, dict[str, tuple[MoeCurve, tuple[float, ...]]]] = {}
     for key, recs in sorted(by_key.items()):
-        net, extra = (net_times(recs, recs[0]["params"]["dtype"], part_roof)
+        dtype = recs[0]["params"]["dtype"]
+        net, extra = (net_times(recs, dtype, part_roof)
                       if part_roof is not None else (None, np.zeros(len(recs))))
         floored = ep_floor(recs, net)
         keep = moe_geometry(recs)["groups"] > 1
+        if device is not None and fitted is not None and np.any(keep):
+            idx = np.flatnonzero(keep)
+            floored = floored.copy()
+            floored[idx] = to_uniform_routing([recs[i] for i in idx], floored[idx], dtype,
+                                              device, fitted, key)
         points: dict[str, dict[int, tuple[float, float]]] = defaultdict(dict)
         for r, t, e, k in zip(recs, floored, extra, keep, strict=True):
             if not k:
