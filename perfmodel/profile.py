@@ -160,8 +160,11 @@ def check_curve_tables(curves: dict, moe: dict) -> None:
 
 class MoeCurve(Strict):
     """One measured MoE shape of a grouped-GEMM table: the routed experts' time (the core's up
-    + down grouped GEMM calls, ``calibrate.fit.moe``) at each measured token count, balanced
-    routing, times floored along EP as the fit reads them (``calibrate.fit.moe.ep_floor``).
+    + down grouped GEMM calls, ``calibrate.fit.moe``) at each measured token count, derived
+    from the measured rows: the parts the harness timed that the core charges itself taken out
+    (``net_times``), moved from the collector's routing to the core's uniform expectation at
+    the row's own efficiency (``to_uniform_routing``), floored along EP as the fit reads them
+    (``calibrate.fit.moe.ep_floor``).
     The core reads it by log-log interpolation in tokens inside the measured range
     (``roofline``: a curve hit), the fitted grid elsewhere."""
 
