@@ -31,7 +31,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .errors import SpecError, unknown_id
 from .paths import data_dir
-from .specs.common import Source, Strict
+from .specs.common import Source, Strict, check_source_ids
 from .specs.types import Bool, Float, Int
 
 #: engines that have a data file; ``generic`` is perfmodel's own engine-neutral model
@@ -870,17 +870,6 @@ class EagerLayerFacts(Strict):
         return self.moe if getattr(model, "moe", None) is not None else self.dense
 
 
-def _check_tokenize_points(v, where: str):
-    """``[[prompt tokens, seconds], ...]``: tokens > 0 strictly increasing, seconds >= 0
-    non-decreasing (from (0, 0))."""
-    if v is not None:
-        pts = [(0, 0.0), *v]
-        if any(b[0] <= a[0] or b[1] < a[1] for a, b in pairwise(pts)):
-            raise ValueError(f"{where}: [tokens, seconds] points with tokens > 0 strictly "
-                             "increasing and seconds >= 0 non-decreasing")
-    return v
-
-
 class TokenizerPathFacts(Strict):
     """Where the engine's API server turns a text prompt into token ids, on the request's way
     to the engine core (serving.engine.RequestPath; the cost itself is the tokenizer's,
@@ -1449,7 +1438,11 @@ class TokenizerFamily(Strict):
     @field_validator("tokenize_s")
     @classmethod
     def _increasing(cls, v):
-        return _check_tokenize_points(v, "tokenize_s")
+        """Tokens > 0 strictly increasing, seconds >= 0 non-decreasing (read from (0, 0))."""
+        if any(b[0] <= a[0] or b[1] < a[1] for a, b in pairwise([(0, 0.0), *v])):
+            raise ValueError("tokenize_s: [tokens, seconds] points with tokens > 0 strictly "
+                             "increasing and seconds >= 0 non-decreasing")
+        return v
 
 
 class TokenizerFacts(Strict):
@@ -1466,12 +1459,9 @@ class TokenizerFacts(Strict):
         if self.default not in self.families:
             raise SpecError(f"engines/tokenizers.yaml: default {self.default!r} is not a "
                             f"family ({sorted(self.families)})")
-        known = {s.id for s in self.sources}
         for fid, fam in self.families.items():
-            missing = [i for i in fam.sources if i not in known]
-            if missing:
-                raise SpecError(f"engines/tokenizers.yaml: families.{fid}.sources {missing} "
-                                f"not in sources ({sorted(known)})")
+            check_source_ids(fam.sources, self.sources,
+                             f"engines/tokenizers.yaml: families.{fid}.sources")
         return self
 
 

@@ -98,3 +98,17 @@ def test_batch_time_is_the_longest_prompt_of_the_call():
     p = RequestPath(tokenize=((1000, 0.002), (2000, 0.006)), max_batch=4, batch_wait_s=0.001)
     assert p.batch_time([500, 1500, 1000]) == pytest.approx(0.004)  # 1500 tokens: 2 + 2 ms
     assert p.delay(1000) == pytest.approx(0.001 + 0.002)  # alone: the wait, then its call
+
+
+def test_a_tokenizer_family_citing_an_unknown_source_is_refused():
+    """engines/tokenizers.yaml: every family cites sources of the file (specs.common.
+    check_source_ids), named by the field."""
+    from perfmodel.engines import TokenizerFacts
+    from perfmodel.errors import SpecError
+    from perfmodel.specs.common import validate
+
+    fam = {"name": "x", "tokenize_s": [[128, 0.001]], "sources": ["nowhere"]}
+    src = [{"id": "tokmeas", "title": "measured", "url": "https://example.org/x"}]
+    with pytest.raises(SpecError, match=r"families\.x\.sources: unknown source id"):
+        validate(TokenizerFacts, {"default": "x", "default_note": "n", "families": {"x": fam},
+                                  "sources": src})

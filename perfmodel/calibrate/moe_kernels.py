@@ -30,7 +30,7 @@ from pydantic import Field, model_validator
 
 from ..errors import SpecError
 from ..paths import data_dir
-from ..specs.common import Source, Strict
+from ..specs.common import Source, Strict, check_source_ids
 from ..specs.registry import load_file
 
 #: the label files, by the kind of table they label
@@ -95,23 +95,14 @@ class MoeKernels(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> MoeKernels:
-        ids = {s.id for s in self.sources}
         for region, entry in self.timed_regions.items():
-            missing = [s for s in entry.sources + entry.routing_sources if s not in ids]
-            if missing:
-                raise SpecError(f"timed_regions.{region}.sources: unknown source id(s) "
-                                f"{missing}")
+            check_source_ids(entry.sources + entry.routing_sources, self.sources,
+                             f"timed_regions.{region}.sources")
         for i, entry in enumerate(self.routing_undetermined):
-            missing = [s for s in entry.sources if s not in ids]
-            if missing:
-                raise SpecError(f"routing_undetermined[{i}].sources: unknown source id(s) "
-                                f"{missing}")
+            check_source_ids(entry.sources, self.sources, f"routing_undetermined[{i}].sources")
         seen: dict[str, str] = {}
         for label, entry in self.labels.items():
-            missing = [s for s in entry.sources if s not in ids]
-            if missing:
-                raise SpecError(f"labels.{label}.sources: unknown source id(s) {missing}; "
-                                f"valid: {sorted(i for i in ids if i)}")
+            check_source_ids(entry.sources, self.sources, f"labels.{label}.sources")
             if entry.timed is not None and entry.timed not in self.timed_regions:
                 raise SpecError(f"labels.{label}.timed: unknown timed region {entry.timed!r}; "
                                 f"valid: {sorted(self.timed_regions)}")
@@ -121,9 +112,7 @@ class MoeKernels(Strict):
                                     f"{seen[ks]!r}")
                 seen[ks] = label
         if self.generic is not None:
-            missing = [s for s in self.generic.sources if s not in ids]
-            if missing:
-                raise SpecError(f"generic.sources: unknown source id(s) {missing}")
+            check_source_ids(self.generic.sources, self.sources, "generic.sources")
         return self
 
     def table(self) -> dict[str, str]:

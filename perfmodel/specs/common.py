@@ -47,6 +47,16 @@ class Source(Strict):
     location: str | None = None  # table / figure / line inside the source
 
 
+def check_source_ids(ids, sources, where: str) -> None:
+    """Raise a SpecError naming ``where`` unless every id of ``ids`` is the id of one of
+    ``sources`` (a data file's cited Source list): no fact cites a source the file lacks."""
+    known = {s.id for s in sources}
+    missing = [i for i in ids if i not in known]
+    if missing:
+        raise SpecError(f"{where}: unknown source id(s) {missing}; valid: "
+                        f"{sorted(i for i in known if i)}")
+
+
 #: Problems listed in one message (unknown fields first: a typo also makes a field
 #: "missing"); the rest are counted ("(and 12 more)").
 MAX_PROBLEMS = 5
