@@ -292,6 +292,17 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
     emulated = frozenset() if device is None else emulated_formats(
         device, plan.tp_all_reduce, plan.engine_version, plan.engine_variant,
         plan.weight_dtype, plan.weight_formats, model)
+    # kernels the engine runs inside others: the residual add + norm inside its own TP
+    # all-reduce kernel, where that kernel (not NCCL) runs; RoPE inside the attention op
+    custom = False
+    if system is not None and plan.tp_all_reduce in CUSTOM_ENGINES:
+        custom = custom_eligible(
+            plan.tp_all_reduce, b * q_len * model.hidden_size * prec.hidden,
+            contiguous_span(np.asarray(plan.tp, float), system.gpus_per_node), system,
+            plan.engine_version, plan.engine_variant)
+    in_ar, rope_in = fused_away_kernels(plan.tp_all_reduce, plan.engine_version,
+                                        plan.engine_variant, model.hidden_size, plan.tp,
+                                        plan.attention_dp, custom, moe=model.moe is not None)
     items: list[O.Op] = []
     index: dict[str, list[int]] = {}
     kinds = [("dense", False, model.num_dense_layers), ("moe", True, model.num_moe_layers)]
@@ -301,16 +312,6 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
         layer = O.layer_forward_ops(model, moe, b, q_len, kv_len, pairs, shard, prec,
                                     plan.flash_attention, phase, absorbed_mla=absorbed)
         layer = O.fuse_residual_norms(model, layer, prec, fused_norms)
-        custom = False  # the engine's own TP all-reduce kernel runs here (not NCCL)
-        if system is not None and plan.tp_all_reduce in CUSTOM_ENGINES:
-            custom = custom_eligible(
-                plan.tp_all_reduce, b * q_len * model.hidden_size * prec.hidden,
-                contiguous_span(np.asarray(plan.tp, float), system.gpus_per_node), system,
-                plan.engine_version, plan.engine_variant)
-        in_ar, rope_in = fused_away_kernels(plan.tp_all_reduce, plan.engine_version,
-                                            plan.engine_variant, model.hidden_size, plan.tp,
-                                            plan.attention_dp, custom,
-                                            moe=model.moe is not None)
         for op in layer:
             if op.name in ("attn.residual_norm", "mlp.residual_norm"):
                 op.count = op.count * (1.0 - in_ar)
