@@ -75,6 +75,27 @@ def test_flags_override_a_scenarios_engine_and_say_so(tmp_path):
     assert "engine.max_model_len 8192 -> 4096" in inp.replaced
 
 
+def test_a_request_longer_than_the_engines_context_is_refused_where_the_engine_rejects_it(
+        tmp_path):
+    """vLLM / SGLang reject a prompt + output above max_model_len (engines/<id>.yaml
+    scheduler.over_context_request, predict.rejecting_limit): refused whether the context
+    comes from the flag or from the scenario's engine (review: the scenario's was planned as
+    if served); TensorRT-LLM's file states no such rule, so its flag is taken as given."""
+    import yaml
+
+    data = yaml.safe_load(VLLM_SCENARIO.read_text())
+    data["model"] = "llama-3.1-8b"
+    data["engine"] = {"name": "vllm", "max_model_len": 1100}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError, match=r"the scenario's engine\.max_model_len: 1,100 tokens"):
+        plan_inputs(_args(path, "--rate", "2", "--ttft-p90", "1", "--arrival", "poisson",
+                          "--prompt-len", "1000", "--output-len", "200"))
+    inp = plan_inputs(_args("--model", "llama-3-8b", *BASE, "--engine", "trtllm",
+                            "--max-model-len", "1100"))
+    assert inp.engine.max_model_len == 1100
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--max-model-len", "4096"], ["generic engine has no max_model_len", "--engine"]),
     (["--engine", "vllm", "--mem-fraction-static", "0.8"],

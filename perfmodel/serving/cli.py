@@ -196,6 +196,8 @@ def plan_inputs(args: argparse.Namespace, name: Callable[[str], str] = cli_flag
         kwargs["engine"] = sc.engine
     kwargs["engine"] = _engine_overrides(kwargs.get("engine") or EngineConfig(), args, model,
                                          prompt, output, name)
+    _check_rejected(kwargs["engine"], model, prompt, output,
+                    getattr(args, "max_model_len", None) is not None, name)
     _check_kv_format(kwargs.get("engine"), kwargs.get("inference"), "kv_dtype" in formats, name)
     slo = _slo(serving.slo if serving else SLOConfig(), args, name)
     if sc is not None:
@@ -260,10 +262,9 @@ def _engine_overrides(engine: EngineConfig, args: argparse.Namespace, model,
                       name: Callable[[str], str]) -> EngineConfig:
     """The engine with --max-model-len and its memory-fraction flag applied over the
     scenario's (or the named engine's) settings: one SpecError naming the flag when the engine
-    has no such setting (generic; a fraction of another engine: the engine's own name for it),
-    when the engine refuses the value (``engine_checks.check_engine_config``: a max_model_len
-    above the model's context) or when the longest request would not be served (a prompt +
-    output above max_model_len is rejected by the engine)."""
+    has no such setting (generic; a fraction of another engine: the engine's own name for it)
+    or when the engine refuses the value (``engine_checks.check_engine_config``: a max_model_len
+    above the model's context)."""
     from ..engine_checks import check_engine_config
     from ..engines import engine_for
     from ..specs.scenario import ENGINE_FRACTION
@@ -293,17 +294,26 @@ def _engine_overrides(engine: EngineConfig, args: argparse.Namespace, model,
     except SpecError as err:
         raise SpecError(str(err).replace("engine.max_model_len", name("max_model_len"), 1)
                         if "max_model_len" in given else str(err)) from None
-    if "max_model_len" in given:
-        longest = tuple(d.value if d.kind == "fixed" else d.max for d in (prompt, output))
-        # the server refuses a request whose prompt + max_tokens exceeds max_model_len (vLLM
-        # OpenAIServing._validate_input: token_num + max_tokens > max_model_len), one more
-        # than the positions the KV cache holds (scenario._check_context's - 1)
-        if None not in longest and longest[0] + longest[1] > given["max_model_len"]:
-            raise SpecError(
-                f"{name('max_model_len')}: {given['max_model_len']:,} tokens is shorter than the "
-                f"longest request (prompt + output = {longest[0] + longest[1]:,} tokens), which "
-                "the server would reject; give at least that")
     return cfg
+
+
+def _check_rejected(engine: EngineConfig, model, prompt: LengthDistribution,
+                    output: LengthDistribution, from_flag: bool,
+                    name: Callable[[str], str]) -> None:
+    """The longest request within the context the engine is sized for, where its file says
+    it rejects a longer one (``predict.rejecting_limit``: vLLM / SGLang answer HTTP 400 to a
+    prompt + max_tokens above max_model_len): the plan would serve no such request, so one
+    SpecError naming the flag (or the scenario's engine.max_model_len)."""
+    from .predict import rejecting_limit
+
+    limit = rejecting_limit(engine, model)
+    longest = tuple(d.value if d.kind == "fixed" else d.max for d in (prompt, output))
+    if limit is None or None in longest or longest[0] + longest[1] <= limit:
+        return
+    field = name("max_model_len") if from_flag else "the scenario's engine.max_model_len"
+    raise SpecError(f"{field}: {limit:,} tokens is shorter than the longest request (prompt + "
+                    f"output = {longest[0] + longest[1]:,} tokens), which {engine.name} would "
+                    "reject; give at least that")
 
 
 def redundant_experts(text: str) -> int | str:

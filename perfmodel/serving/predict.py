@@ -42,21 +42,31 @@ def reject_over_context(sc: Scenario, wl: Workload) -> Workload:
     OpenAIServing._validate_input, SGLang TokenizerManager._validate_one_request answer HTTP
     400). The benchmark client counts them as failed (``Workload.failed``); every request
     rejected is an error naming the limit."""
-    from ..engine_checks import engine_max_len
-    from ..engines import engine_facts
-
-    eng = sc.engine
-    spec = engine_facts(eng.name, eng.version, eng.variant) if eng is not None else None
-    if spec is None or spec.scheduler.over_context_request != "reject":
+    limit = rejecting_limit(sc.engine, sc.model)
+    if limit is None:
         return wl
-    limit = engine_max_len(spec, eng, sc.model)
     over = (wl.prompt + wl.output) > limit
     if not over.any():
         return wl
     if over.all():
         raise SpecError(f"serving: every request is longer (prompt + output) than engine "
-                        f"max_model_len {limit:,}; {spec.name} would reject them all (HTTP 400)")
+                        f"max_model_len {limit:,}; {sc.engine.name} would reject them all "
+                        "(HTTP 400)")
     return wl.without(over, limit)
+
+
+def rejecting_limit(engine, model) -> int | None:
+    """The max_model_len above which the named ``engine`` (an EngineConfig) rejects a request's
+    prompt + output, where its file says it does (scheduler.over_context_request ``reject``:
+    vLLM OpenAIServing._validate_input, SGLang TokenizerManager._validate_one_request); None
+    for the generic engine and a file that states no such rule."""
+    from ..engine_checks import engine_max_len
+    from ..engines import engine_facts
+
+    spec = engine_facts(engine.name, engine.version, engine.variant) if engine else None
+    if spec is None or spec.scheduler.over_context_request != "reject":
+        return None
+    return engine_max_len(spec, engine, model)
 
 
 def deployment_for(sc: Scenario, system: System, profile: CalibrationProfile,
