@@ -372,7 +372,7 @@ def engine_activation(device, engine: str | None, version: str | None, variant: 
 
 
 def dense_linear_formats(model, weight_dtype: str, weight_formats) -> set[str]:
-    """The formats of ``model``'s dense linear layers (``DENSE_LINEAR_CLASSES`` it has): the
+    """The formats of ``model``'s dense linear layers (the linear classes it has, ``has`` below): the
     attention projections always, the MLA down-projections with MLA, the dense MLP where a
     layer is dense, the shared experts where it has them; never the routed experts, which run
     the engine's MoE method (vLLM: Mxfp4MoEMethod / Fp8MoEMethod, engines/<id>.yaml ``moe``),

@@ -1175,10 +1175,9 @@ def residual_norm_op(model: ModelSpec, name: str, elems, prec: Precision, count=
     vector (hidden elements) is not counted, as ``norm_op`` does not. Work: the add's and the
     norm's FLOPs per element; timed at the norm kind's measured element rate (the fused kernel
     is the norm kernel with the add in its first pass) where that binds, else by its bytes."""
-    return Op(name=name, cls=ELEMENTWISE, flops=0.0, bytes=4.0 * elems * prec.hidden,
-              dtype="fp32", count=count,
-              vector_flops=(ADD_FLOPS_PER_ELEM + NORM_FLOPS_PER_ELEM[model.norm]) * elems,
-              shape=(elems,), kernel=model.norm)
+    return elementwise(name, 3.0 * elems, elems, prec.hidden,
+                       ADD_FLOPS_PER_ELEM + NORM_FLOPS_PER_ELEM[model.norm], count,
+                       kind=model.norm)
 
 
 def fuses_residual_norms(model: ModelSpec, norms) -> bool:

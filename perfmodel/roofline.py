@@ -311,7 +311,7 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
                 padded = np.minimum(t, _padded_gemm(table, m, n, k, flops / peak,
                                                     vec / vector_peak, nbytes, dtype_bytes(sub),
                                                     bandwidth, stream))
-                t = np.where(on, t, padded) if grouped_rows else padded
+                t = np.where(on, t, padded)  # on: False without grouped rows
             t = t + fixed
         elif cls == ATTENTION:
             q, kv = (stack([op.shape[j] for op in members], shape) for j in range(2))
@@ -341,8 +341,7 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
         if cls == GEMM and wfmt and wfmt != sub:  # weight-only: narrow weights, 16-bit GEMM
             floor = weight_only_floor(members, roof, wfmt, shape)
             if floor is not None:
-                t = np.where(on, t, np.maximum(t, floor)) if grouped_rows else \
-                    np.maximum(t, floor)
+                t = np.where(on, t, np.maximum(t, floor))
         for j, i in enumerate(rows):
             time[i], compute[i], memory[i] = t[j], t_c[j], t_m[j]
     return OpTimes(ops, time, compute, memory, tables, curves)

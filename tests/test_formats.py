@@ -1,5 +1,5 @@
 """Per-tensor weight formats (perfmodel.formats, perfmodel.zoo.hf_quant), fp8 GEMMs on fp8
-tensor cores, and the GEMM-curve fallback of the block-scaled formats (profile._gemm_key)."""
+tensor cores, and the GEMM-curve fallback of the block-scaled formats (profile.gemm_key / fallback_key)."""
 
 from __future__ import annotations
 

@@ -37,9 +37,10 @@ from ..specs.registry import load_file
 FILES = {"moe": "moe_kernels.yaml", "gemm": "gemm_kernels.yaml"}
 
 
-#: operators the core charges beside a MoE layer's two grouped GEMMs (ops.layer_forward_ops):
-#: the router GEMM, the top-k / softmax kernel, the expert activation, the combine
-TIMED_PARTS = ("router", "topk", "act", "combine")
+#: operators the core charges beside a MoE layer's two grouped GEMMs (ops.layer_forward_ops)
+#: that a harness can time with them: the top-k / softmax kernel, the expert activation, the
+#: combine (the router GEMM too is the core's, but no harness times it: routing logits are given)
+TIMED_PARTS = ("topk", "act", "combine")
 
 
 class TimedRegion(Strict):
@@ -49,8 +50,8 @@ class TimedRegion(Strict):
 
     what: str = Field(min_length=10)
     sources: list[str] = Field(min_length=1)
-    parts: list[Literal["router", "topk", "act", "combine"]]
-    # how the harness routed the row's tokens (ROUTINGS), with the sources that say so
+    parts: list[Literal[TIMED_PARTS]]
+    # how the harness routed the row's tokens (fit/moe.py routed_groups), with its sources
     routing: Literal["balanced_logits", "uniform"] = "uniform"
     routing_sources: list[str] = Field(default_factory=list)
 

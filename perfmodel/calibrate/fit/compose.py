@@ -26,7 +26,7 @@ from .curves import errors, holdout_split, log_ratio_quantiles, round4
 from .gemm import gemm_tables
 from .host import stand_in_device
 from .memory import elementwise_rates, memory_table, record_bytes
-from .moe import curve_errors, moe_curve_parts, moe_tables
+from .moe import curve_errors, curves_only, moe_curve_parts, moe_tables
 from .table import OVERHEAD_FLOOR_FRACTION, Table, ok_records
 
 KERNEL_BENCHES = ("gemm", "attention", "memory", "elementwise")
@@ -233,8 +233,7 @@ def _measured_moe_curves(records: list[dict], dev: DeviceSpec, fitting: _Fitting
             if k in fitting.profile.moe}
     if not both:
         return
-    curves = {k: {shape: curve for shape, (curve, _) in shapes.items()}
-              for k, shapes in both.items()}
+    curves = curves_only(both)
     fitting.profile = fitting.profile.model_copy(update={"moe_curves": curves})
     for key, shapes in curves.items():
         err = curve_errors(key, shapes, {shape: e for shape, (_, e) in both[key].items()})

@@ -240,7 +240,7 @@ def moe_ops(recs: list[dict], dtype: str, weight_format: str = "",
     the experts the record's routing touched (``moe_geometry``; ``routed`` False: the uniform
     expectation)."""
     g = moe_geometry(recs, routed)
-    prec = moe_precision(dtype, weight_format)
+    prec = moe_precision(dtype)  # only its 16-bit hidden width is read
     return [O.grouped_gemm("moe.expert.up", g["rows"], g["up_n"], g["hidden"], g["groups"], prec),
             O.grouped_gemm("moe.expert.down", g["rows"], g["hidden"], g["inter"], g["groups"],
                            prec)]
@@ -261,16 +261,16 @@ def moe_times(recs: list[dict], dtype: str, roof: Roofline, routed: bool = True)
     return out
 
 
-def part_ops(recs: list[dict], dtype: str, parts: tuple[str, ...], weight_format: str = "",
+def part_ops(recs: list[dict], dtype: str, parts: tuple[str, ...],
              gated: bool = True) -> list[O.Op]:
-    """The core's operators for the ``parts`` (``moe_kernels.TIMED_PARTS`` but the router,
-    which no harness times) of records of one gating kind, vectorised over records, at the
+    """The core's operators for the ``parts`` (``moe_kernels.TIMED_PARTS``) of records of one
+    gating kind, vectorised over records, at the
     sizes the harness ran them: the top-k over all ``tokens`` (``ops.moe_topk_op``), the
     activation of the rank's tokens x topk / ep rows (``ops.activation_op``: SwiGLU's
     silu_and_mul when ``gated``, else ReLU^2's elementwise kind), the combine of those rows into
     ``tokens`` rows (``ops.moe_combine_op``); elementwise widths ``moe_precision(...).hidden``."""
     g = moe_geometry(recs)
-    prec = moe_precision(dtype, weight_format)
+    prec = moe_precision(dtype)  # only its 16-bit hidden width is read
     tokens = np.array([float(r["params"]["tokens"]) for r in recs])
     ops: list[O.Op] = []
     if "topk" in parts:
@@ -294,13 +294,11 @@ def part_times(recs: list[dict], dtype: str, roof: Roofline) -> np.ndarray:
     out = np.zeros(len(recs))
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, r in enumerate(recs):
-        groups[(tuple(x for x in timed_parts(r) if x != "router"),
-                r["params"].get("weight_format", ""),
-                bool(r["params"].get("gated", True)))].append(i)
-    for (parts, wf, gated), idx in groups.items():
+        groups[(tuple(timed_parts(r)), bool(r["params"].get("gated", True)))].append(i)
+    for (parts, gated), idx in groups.items():
         if not parts:
             continue
-        times = op_times(part_ops([recs[i] for i in idx], dtype, parts, wf, gated), roof).time
+        times = op_times(part_ops([recs[i] for i in idx], dtype, parts, gated), roof).time
         out[idx] = np.sum([np.broadcast_to(np.asarray(t, float), (len(idx),)) for t in times],
                           axis=0)
     return out
@@ -438,20 +436,21 @@ def moe_tables(records: list[dict], device: DeviceSpec, base: CalibrationProfile
 CURVE_DIGITS = 4  # significant digits a curve keeps of a measured time (the tables: ~1 % noise)
 
 
-def moe_curves(records: list[dict], device: DeviceSpec | None = None,
-               parts: CalibrationProfile | None = None,
-               fitted: CalibrationProfile | None = None) -> dict[str, dict[str, MoeCurve]]:
+def moe_curves(records: list[dict]) -> dict[str, dict[str, MoeCurve]]:
     """Per table (the key ``moe_tables`` gives it), per measured shape
     (``profile.moe_shape_key``: hidden, inter, experts, topk, tp, ep, gated), its time over
     tokens as the fit reads it: the same records (``fit_records``, balanced routing, more than
-    one active expert per GPU), times less the parts their harness timed (``net_times`` on
-    ``parts`` and ``device``; both None: as measured), floored along EP by ``ep_floor``, and
-    with ``fitted`` (and ``device``) moved to the routing the core matches a curve with
-    (``to_uniform_routing``); at least two token counts. The core adds its own parts beside a
-    curve's grouped GEMMs. Two records of one shape at one token count (none in the shipped
-    tables) keep the faster."""
+    one active expert per GPU), as measured, floored along EP by ``ep_floor``; at least two
+    token counts. A profile build takes them net of the harness's parts and moved to the
+    core's routing (``moe_curve_parts`` with a device and profiles). Two records of one shape
+    at one token count (none in the shipped tables) keep the faster."""
+    return curves_only(moe_curve_parts(records))
+
+
+def curves_only(with_parts: dict) -> dict[str, dict[str, MoeCurve]]:
+    """``moe_curve_parts``' curves without their parts' times."""
     return {key: {shape: curve for shape, (curve, _) in shapes.items()}
-            for key, shapes in moe_curve_parts(records, device, parts, fitted).items()}
+            for key, shapes in with_parts.items()}
 
 
 def to_uniform_routing(recs: list[dict], t: np.ndarray, dtype: str, device: DeviceSpec,
