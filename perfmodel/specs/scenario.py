@@ -472,8 +472,8 @@ class EngineConfig(Strict):
     # vLLM --async-scheduling / --no-async-scheduling (engines/vllm*.yaml scheduler.async_scheduling)
     async_scheduling: Bool | None = None
     # how the benchmark client sends prompts: "text" (default; the API server tokenises them:
-    # overheads.request_s + tokenize_s) or "tokens" (token ids: overheads.token_ids_request_s
-    # only; serving.engine.request_path)
+    # overheads.tokenizer at the model's tokenizer's cost, engines/tokenizers.yaml) or "tokens"
+    # (token ids: overheads.token_ids_request_s only; serving.engine.request_path)
     prompt_input: Literal["text", "tokens"] | None = None
 
     @model_validator(mode="before")
