@@ -2,8 +2,8 @@
 
 Hand numbers come from engines/vllm.yaml as read here: tokenizer.batch_wait_s = 2 ms
 (AsyncMicrobatchTokenizer batch_wait_timeout_s, first released in vLLM 0.10.0), and from
-engines/tokenizers.yaml's o200k table: points (1024, 1.863 ms) and (8192, 28.09 ms); a longer
-prompt is extrapolated at 28.09 ms / 8192 tokens."""
+engines/tokenizers.yaml's o200k table: points (1024, 1.904 ms) and (8192, 24.34 ms); a longer
+prompt is extrapolated at 24.34 ms / 8192 tokens."""
 
 import numpy as np
 import pytest
@@ -14,8 +14,8 @@ from perfmodel.serving.predict import deployment_for, serving_inputs, simulate_s
 from perfmodel.serving.report import render_serving
 
 WAIT = 0.002  # engines/vllm.yaml overheads.tokenizer.batch_wait_s
-TOK_1024 = 0.001863  # engines/tokenizers.yaml o200k tokenize_s at 1024 tokens
-TOK_8192 = 0.02809  # ... at 8192 tokens (its last point)
+TOK_1024 = 0.001904  # engines/tokenizers.yaml o200k tokenize_s at 1024 tokens
+TOK_8192 = 0.024340  # ... at 8192 tokens (its last point)
 
 
 def _scenario(engine, prompt: int = 1024, conc: int = 1, n: int = 3) -> dict:
@@ -34,13 +34,13 @@ def _path(engine, prompt: int = 1024) -> float:
 
 
 def test_closed_loop_of_one_has_a_request_path_and_no_queueing():
-    """C = 1: every request meets an idle engine core, so it waits nowhere; the 3.863 ms the
+    """C = 1: every request meets an idle engine core, so it waits nowhere; the 3.904 ms the
     API server takes is the request path, not queueing, and the zero-load line (one request
     alone) counts it in its TTFT as the run does."""
     pred, reqs = simulate_serving(resolve(_scenario("vllm")))
     s = pred.serving
     for q in ("p50", "p99", "mean"):
-        assert s["request_path_s"][q] == pytest.approx(WAIT + TOK_1024)  # 3.863 ms
+        assert s["request_path_s"][q] == pytest.approx(WAIT + TOK_1024)  # 3.904 ms
         assert s["queue_s"][q] == pytest.approx(0.0, abs=1e-12)
     assert max(s["series"]["queued"]) == 0.0
     assert max(s["series"]["request_path"]) > 0.0
@@ -52,7 +52,7 @@ def test_closed_loop_of_one_has_a_request_path_and_no_queueing():
     text = render_serving(pred)
     assert "request path (before the engine core)" in text
     assert "queueing (at the engine core)" in text
-    assert "TTFT incl. 3.863 ms request path" in text
+    assert "TTFT incl. 3.904 ms request path" in text
 
 
 def test_generic_engine_reports_no_request_path():
@@ -84,8 +84,8 @@ def test_request_path_by_version_and_prompt_input(engine, hand):
 
 
 def test_a_prompt_past_the_measured_table_is_extrapolated_and_said_so():
-    """16384 tokens: twice the last point at its mean rate, 2 x 28.09 ms, plus the 2 ms wait
-    (the last segment's slope, 4.9 us/token, would give 68.2 ms)."""
+    """16384 tokens: twice the last point at its mean rate, 2 x 24.34 ms, plus the 2 ms wait
+    (the last segment's slope, 3.6 us/token, would give 53.7 ms)."""
     assert _path("vllm", 16384) == pytest.approx(WAIT + 2 * TOK_8192)
     assert _path("vllm", 8192) == pytest.approx(WAIT + TOK_8192)  # the point itself
     pred, _ = simulate_serving(resolve(_scenario("vllm", prompt=16384, n=2)))
@@ -126,8 +126,8 @@ def test_a_bad_prompt_input_is_refused_by_name(engine, words):
 
 
 @pytest.mark.parametrize(("model", "family", "at_1024"), [
-    ("llama-3.1-8b", "llama3", 0.001154),   # engines/tokenizers.yaml llama3 at 1024 tokens
-    ("deepseek-v3", "deepseek-v3", 0.002457),  # deepseek-v3 at 1024 tokens
+    ("llama-3.1-8b", "llama3", 0.001370),   # engines/tokenizers.yaml llama3 at 1024 tokens
+    ("deepseek-v3", "deepseek-v3", 0.002874),  # deepseek-v3 at 1024 tokens
     ("gpt-oss-20b", "o200k", TOK_1024),
 ])
 def test_each_model_reads_its_own_tokenizer_table(model, family, at_1024):

@@ -3,16 +3,16 @@ tokenises (issue 9): engines/tokenizers.yaml holds the cost, engines/<id>.yaml
 overheads.tokenizer how the engine serialises its calls, and the simulator queues prompts for
 them. Hand numbers:
 
-* the o200k table (engines/tokenizers.yaml): 1.863 ms at 1024 tokens;
+* the o200k table (engines/tokenizers.yaml): 1.904 ms at 1024 tokens;
 * SGLang 0.5.6 (engines/sglang.yaml): the TokenizerManager's event loop tokenises one prompt at
-  a time, no wait: C prompts sent together reach the engine core at k x 1.863 ms, k = 1..C;
+  a time, no wait: C prompts sent together reach the engine core at k x 1.904 ms, k = 1..C;
 * TensorRT-LLM 1.2 (engines/trtllm.yaml): trtllm-serve tokenises each prompt in
-  asyncio.to_thread, 32 threads: up to 32 prompts sent together are ready at 1.863 ms, the
-  33rd - 40th wait for a free thread and are ready at 2 x 1.863 ms;
+  asyncio.to_thread, 32 threads: up to 32 prompts sent together are ready at 1.904 ms, the
+  33rd - 40th wait for a free thread and are ready at 2 x 1.904 ms;
 * vLLM 0.11 - 0.13 (engines/vllm.yaml): one thread, micro-batches of up to 32 collected for
   2 ms after the first: of 40 prompts sent together the first 32 are one call (no wait: the
-  batch is full at once), ready at 1.863 ms; the other 8 open a window when that call ends,
-  wait its 2 ms (fewer than 32 come) and are ready at 1.863 + 2 + 1.863 ms.
+  batch is full at once), ready at 1.904 ms; the other 8 open a window when that call ends,
+  wait its 2 ms (fewer than 32 come) and are ready at 1.904 + 2 + 1.904 ms.
 """
 
 import numpy as np
@@ -23,7 +23,7 @@ from perfmodel.serving.engine import RequestPath
 from perfmodel.serving.predict import deployment_for, serving_inputs, simulate_serving
 from perfmodel.specs.registry import get_model
 
-TOK_1024 = 0.001863  # engines/tokenizers.yaml o200k, 1024 tokens
+TOK_1024 = 0.001904  # engines/tokenizers.yaml o200k, 1024 tokens
 WAIT = 0.002  # engines/vllm.yaml overheads.tokenizer.batch_wait_s
 
 
