@@ -428,6 +428,34 @@ class EagerBackward(Strict):
     source: str
 
 
+class ScoreChain(Strict):
+    """The unfused attention's element-wise work on the scores as separate eager kernels
+    (frameworks_costs.eager_forward_ops), where perfmodel's flash_attention-false path counts one
+    fused scale-mask-softmax kernel (ops.unfused_attention_ops item 2): passes over the whole
+    (masked) score matrix, each reading or writing every score once in the activation dtype,
+    forward and backward, and the kernels each pass runs (small ones on the mask included)."""
+
+    fwd_passes: Float = Field(gt=0, le=64)
+    fwd_kernels: Int = Field(ge=1, le=64)
+    bwd_passes: Float = Field(gt=0, le=64)
+    bwd_kernels: Int = Field(ge=1, le=64)
+    source: str
+
+
+class EagerForward(Strict):
+    """Forward kernels of an eager stack that perfmodel's fused operator list folds away
+    (frameworks_costs.eager_forward_ops): ``bias_add``: a biased Linear's bias added by its own
+    kernel after the GEMM (read and write of the output); ``residual_dropout``: the hidden
+    dropout before each residual add as its own kernel (read, write and a 1-byte mask; its
+    backward the same bytes), when the run trains with dropout; ``score_chain``: the attention
+    scores' scale / mask / softmax as separate kernels (unfused attention only)."""
+
+    bias_add: Bool = False
+    residual_dropout: Bool = False
+    score_chain: ScoreChain | None = None
+    source: str
+
+
 class ZeroStageSupport(Strict):
     """One data-parallel sharding stage as the framework offers it, in ZeRO's numbering
     (Rajbhandari et al. 2020: 0 replicated, 1 optimizer states sharded, 2 and gradients,
@@ -537,6 +565,7 @@ class FrameworkSpec(Strict):
     moe: MoeFacts | None = None  # None: a grouped kernel (the profile's MoE tables)
     rope_unfused: RopeUnfused | None = None  # None: RoPE as perfmodel's one fused kernel
     eager_backward: EagerBackward | None = None  # None: no backward-only eager kernels
+    eager_forward: EagerForward | None = None  # None: no forward kernels beyond the base list
     # None: the framework has no EP all-to-all / compute overlap in training
     moe_a2a_overlap: MoeA2aOverlapFacts | None = None
     dualpipev: DualPipeVFacts | None = None  # None: no DualPipeV schedule

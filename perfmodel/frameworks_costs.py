@@ -405,6 +405,66 @@ def rope_unfused_ops(fw: Framework | None, model: ModelSpec, fwd: list[O.Op],
     return f, b
 
 
+EAGER_SCORES = "attn.score_chain"  # name (before UNFUSED) of the scores' eager passes
+BIAS_ADD = ".bias_add"  # name suffix (before UNFUSED) of a Linear's separate bias add
+RESIDUAL_DROPOUT = ".dropout"  # name suffix (before UNFUSED) of a residual's hidden dropout
+
+
+def eager_forward_ops(fw: Framework | None, model: ModelSpec, fwd: list[O.Op],
+                      act_bytes: float, dropout: bool) -> tuple[list[O.Op], list[O.Op]]:
+    """(forward, backward) extra operators of one layer and micro-batch for the forward kernels
+    an eager stack runs beyond perfmodel's fused list (frameworks/<id>.yaml ``eager_forward``).
+    The forward ones are re-run by a recompute policy like the layer's own (the scores' passes
+    are attention-core work, as selective recompute re-runs it); each is named ``...unfused``.
+
+    * ``score_chain``: on the unfused attention's ``attn.softmax`` (S scores written, K kept
+      read, a bytes each: its forward moves (S + K) a, its backward (S + 2K) a,
+      ops._unfused_backward), the chain moves ``fwd_passes`` x S x a forward and
+      ``bwd_passes`` x S x a backward; the difference, with the chain's other kernels.
+    * ``bias_add``: per biased GEMM (m tokens, n output width on this GPU; not fp8), a read
+      and a write of its output, m n a x 2 bytes, one kernel; no backward beyond the bias
+      gradient's reduction (``eager_backward.bias_grad_reduction``): the add passes the
+      gradient through. ``act_bytes``: the run's activation bytes per element.
+    * ``residual_dropout`` (with dropout): per residual add of E elements, the dropout kernel
+      before it reads and writes E a and writes a 1-byte mask (ops.DROPOUT_MASK_BYTES); its
+      backward reads the gradient and the mask and writes the gradient, the same bytes."""
+    eager = fw.spec.eager_forward if fw is not None and not fw.baseline else None
+    if eager is None or model.mla is not None:
+        return [], []
+    f: list[O.Op] = []
+    b: list[O.Op] = []
+
+    def bwd(op: O.Op, name: str, nbytes, launches: float) -> O.Op:
+        return replace(op, name=name + UNFUSED, bytes=nbytes, phase="bwd",
+                       launches=float(launches))
+
+    chain = eager.score_chain
+    for op in fwd:
+        if chain is not None and op.name == "attn.softmax":
+            written, read = op.shape
+            a = op.bytes / np.maximum(written + read, 1e-30)
+            base_bwd = (written + 2.0 * read) * a
+            ex = replace(_extra(op, EAGER_SCORES + UNFUSED, written, 0.0,
+                                chain.fwd_kernels - 1),
+                         bytes=np.maximum(chain.fwd_passes * written * a - op.bytes, 0.0),
+                         attention_core=True)
+            f.append(ex)
+            b.append(bwd(ex, EAGER_SCORES + ".bwd",
+                         np.maximum(chain.bwd_passes * written * a - base_bwd, 0.0),
+                         chain.bwd_kernels - 1))
+        elif eager.bias_add and op.cls == O.GEMM and _biased(op, model) and op.dtype != "fp8":
+            m, n, _ = op.shape
+            f.append(_extra(op, op.name + BIAS_ADD + UNFUSED, m * n, 2.0 * act_bytes, 1.0))
+        elif eager.residual_dropout and dropout and op.name.endswith(".residual"):
+            elems = op.shape[0]
+            nbytes = elems * (2.0 * act_bytes + O.DROPOUT_MASK_BYTES)
+            ex = replace(_extra(op, op.name + RESIDUAL_DROPOUT + UNFUSED, elems, 0.0, 1.0),
+                         bytes=nbytes, kernel="dropout")
+            f.append(ex)
+            b.append(bwd(ex, op.name + RESIDUAL_DROPOUT + ".bwd", nbytes, 1.0))
+    return f, b
+
+
 def loss_chain(fw: Framework | None, head: list[O.Op]) -> list[O.Op]:
     """The loss run as an eager chain (torchtitan: .float() then log_softmax, outside the
     compiled region)."""

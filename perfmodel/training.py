@@ -333,6 +333,10 @@ def _stage_ops_built(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds
                                            plan.tp, plan.cp)
         rope_f, rope_b = FC.rope_unfused_ops(fw, model, fwd, prec.act)  # eager YaRN RoPE
         merge_f, merge_b = merge_f + rope_f, merge_b + rope_b
+        # an eager stack's own forward kernels (separate bias adds, hidden dropout, the scores'
+        # scale / mask / softmax passes) and their backward
+        eager_f, eager_b = FC.eager_forward_ops(fw, model, fwd, prec.act, plan.dropout)
+        merge_f, merge_b = merge_f + eager_f, merge_b + eager_b
         if kind == "moe":  # the dispatcher's row copies and an eager expert bias
             perm_f, perm_b = FC.moe_dispatch_ops(
                 fw, model, plan.micro_batch * plan.seq_len / plan.cp, plan.tp,
