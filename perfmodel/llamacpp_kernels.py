@@ -1,0 +1,192 @@
+"""The kernels llama.cpp's CUDA backend (ggml-cuda) runs for a decoder layer's linear layers
+(``engine: llamacpp``; pure, array-friendly).
+
+perfmodel's operator list fuses the q/k/v projections into one ``attn.qkv`` GEMM and a gated
+MLP's gate and up projections into one ``mlp.up`` GEMM (ops.projection_ops, ops.mlp_ops), the
+kernels vLLM / SGLang / TensorRT-LLM run. llama.cpp runs what the GGUF file holds and its graph
+builds, and its CUDA backend adds a kernel of its own before every quantised matmul:
+
+1. **One matmul per weight tensor.** A GGUF llama / qwen / gpt-oss file stores ``attn_q``,
+   ``attn_k``, ``attn_v`` and ``ffn_gate``, ``ffn_up`` as separate tensors, and the graph
+   (src/llama-model.cpp ``llm_build_llama``: ``Qcur = build_lora_mm(model.layers[il].wq, cur)``,
+   then ``wk``, ``wv``; ``build_ffn(cur, ffn_up, ..., ffn_gate, ..., ffn_down, ...)``) runs one
+   ``GGML_OP_MUL_MAT`` node, i.e. one kernel, per tensor. A fused GEMM here becomes its logical
+   matmuls (``ops.Matmul``), each reading its own share of the weights, the same input, and
+   paying its own per-kernel floor (profile ``kernel_overhead_s``). Architectures whose GGUF
+   keeps a fused ``attn_qkv`` tensor (phi-3, falcon, bloom) are not told apart: the split
+   would over-count two floors per layer there.
+
+2. **The activation quantised to q8_1 before each quantised matmul.** MMVQ (a quantised
+   matrix-vector kernel, at most ``MMVQ_MAX_BATCH_SIZE`` = 8 tokens) and MMQ (the quantised
+   matrix-matrix kernels, int8 tensor cores from Turing on) take the f32 activations
+   quantised to ``block_q8_1`` (32 int8 values and a ``half2`` scale / sum: 36 B per 32
+   values, 1.125 B per value), written by a separate kernel per matmul call
+   (ggml-cuda ``quantize_row_q8_1_cuda`` / ``quantize_mmq_q8_1_cuda`` called from
+   ``ggml_cuda_mul_mat_vec_q`` / ``ggml_cuda_mul_mat_q`` and, January 2024, from
+   ``ggml_cuda_op_mul_mat`` with ``convert_src1_to_q8_1``). Activations between ggml ops are
+   f32 (4 B read per value). The three q/k/v matmuls each quantise the same input again.
+
+3. **Which matmul kernel.** ``ggml_cuda_should_use_mmq`` (ggml/src/ggml-cuda/mmq.cu, read in
+   several 2025 copies of the code index): ``if (turing_mma_available(cc)) return true``, so
+   on NVIDIA from compute capability 7.5 (RTX 20xx - 50xx, A100, H100) a quantised weight runs
+   MMQ at every batch size (MMVQ at <= 8 tokens); below 7.5 with fp16 tensor cores (V100,
+   cc 7.0) ``return !fp16_mma_hardware_available(cc) || ne11 < MMQ_DP4A_MAX_BATCH_SIZE``
+   (64): from 64 tokens on the weight is dequantised to f16 and multiplied by cuBLAS. That
+   path is ``dequantise``: one kernel reading the quantised weight and writing it as f16
+   (2 B per weight), the f32 input converted to f16 (``to_fp16_cuda``: 4 B read, 2 B
+   written per value), and a 16-bit GEMM reading the f16 weight again. llama.cpp builds
+   before pull request #8075 (2024-06-24, "CUDA: use MMQ instead of cuBLAS by default") ran
+   that path on every tensor-core GPU above ``MMQ_MAX_BATCH_SIZE`` = 32 tokens (ggml-cuda.cu
+   of January 2024: ``use_mul_mat_q = use_mul_mat_q && !(fp16_performance_good &&
+   src1->ne[1] > MMQ_MAX_BATCH_SIZE)``, fp16_performance_good = cc >= 7.0); perfmodel's
+   llama.cpp file describes build b6000 (engines/llamacpp.yaml), which has no version
+   families, so that older rule is kept here (``kernel_path(..., build=...)``) for when it has.
+
+Weights in a GGUF block format are perfmodel's ``int4`` / ``int8`` weight-only formats with
+a 32-value group (Q4_0 / Q4_K = 4.5 bits per weight, Q8_0 = 8.5 bits, scales included:
+``dtypes.quantized_weight_bytes``); 16-bit weights run MMVF / cuBLAS with no q8_1 input (their
+matmuls are split, nothing added). Routed experts (``GGML_OP_MUL_MAT_ID``) and devices other
+than NVIDIA GPUs keep perfmodel's generic operators: their kernel choice is not modelled here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from . import ops as O
+
+#: weight formats llama.cpp stores as a GGUF quantised block type (Q4_0, Q4_K, Q8_0, ...)
+QUANTISED_FORMATS = ("int4", "int8")
+#: bytes per activation value between ggml ops (ggml graphs keep activations in f32)
+SRC1_BYTES = 4.0
+#: block_q8_1: ``half2 ds`` + ``int8_t qs[32]`` = 36 B per 32 values (ggml-cuda common.cuh)
+Q8_1_BYTES = 36.0 / 32.0
+#: f16 bytes: the dequantised weight and the converted input of the cuBLAS path
+F16_BYTES = 2.0
+#: MMVQ_MAX_BATCH_SIZE (ggml-cuda mmvq.cuh): the matrix-vector kernel up to this many tokens
+MMVQ_MAX_BATCH_SIZE = 8
+#: MMQ_DP4A_MAX_BATCH_SIZE (mmq.cuh): below Turing with fp16 tensor cores, MMQ below this
+MMQ_DP4A_MAX_BATCH_SIZE = 64
+#: MMQ_MAX_BATCH_SIZE (ggml-cuda.cu, January 2024): MMQ at most this many tokens on a GPU
+#: with fp16 tensor cores, dequantise + cuBLAS above it (builds before pull request #8075)
+MMQ_MAX_BATCH_SIZE_2024 = 32
+def _cc(device) -> float | None:
+    """The NVIDIA compute capability of ``device`` as a number (None: not an NVIDIA GPU)."""
+    if getattr(device, "kind", "gpu") != "gpu" or str(getattr(device, "vendor", "")).lower() \
+            != "nvidia" or not getattr(device, "compute_capability", None):
+        return None
+    return float(device.compute_capability)
+
+
+def kernel_path(device, tokens, legacy: bool = False):
+    """The ggml-cuda kernel a quantised weight's matmul runs for ``tokens`` rows (array-friendly):
+    'mmvq' (<= 8 tokens), 'mmq' or 'dequantise' (f16 dequantise + cuBLAS), per the module
+    docstring (3); None where the device is not an NVIDIA GPU (not modelled). ``legacy``: the
+    January 2024 rule (builds before pull request #8075: dequantise above 32 tokens from
+    compute capability 7.0); tokens == 1 ran MMVQ then too (``use_mul_mat_vec_q`` for
+    ``src1->ne[1] == 1``), 2 - 32 tokens MMQ."""
+    cc = _cc(device)
+    if cc is None:
+        return None
+    t = np.asarray(tokens, float)
+    if legacy:
+        small = t <= 1
+        cublas = (cc >= 7.0) & (t > MMQ_MAX_BATCH_SIZE_2024)
+    else:
+        small = t <= MMVQ_MAX_BATCH_SIZE
+        cublas = (cc < 7.5) & (cc >= 7.0) & (t >= MMQ_DP4A_MAX_BATCH_SIZE)
+    out = np.where(small, "mmvq", np.where(cublas, "dequantise", "mmq"))
+    return out if out.ndim else str(out)
+
+
+def _is_quantised(op: O.Op) -> bool:
+    return op.weight_format in QUANTISED_FORMATS
+
+
+def _linear(op: O.Op) -> bool:
+    """A dense linear layer's GEMM (not a routed expert's grouped GEMM, not attention)."""
+    return (op.cls == O.GEMM and not op.name.startswith("moe.")
+            and not np.any(np.asarray(op.groups) > 1) and len(op.shape) == 3)
+
+
+def split_matmuls(op: O.Op, weight_bytes: float, act_bytes: float) -> list[O.Op]:
+    """``op`` as one GEMM per logical matmul (docstring 1): ``attn.qkv`` -> ``attn.qkv.0`` ..
+    ``.2`` (q, k, v), ``mlp.up`` -> its gate and up. Each part computes its share of the
+    outputs (``Matmul.share``), reads its share of the weights and the whole input."""
+    if not _linear(op) or len(op.matmuls) < 2:
+        return [op]
+    m, n, k = op.shape
+    out = []
+    for i, part in enumerate(op.matmuls):
+        n_i = n * part.share
+        flops = 2.0 * m * n_i * k
+        out.append(replace(op, name=f"{op.name}.{i}", flops=flops, model_flops=flops,
+                           vector_flops=np.asarray(op.vector_flops) * part.share,
+                           bytes=m * k * act_bytes + k * n_i * weight_bytes
+                           + m * n_i * act_bytes,
+                           shape=(m, n_i, k), matmuls=(replace(part, share=1.0),)))
+    return out
+
+
+def quantise_input_op(gemm: O.Op, on=1.0) -> O.Op:
+    """The q8_1 quantise kernel before a quantised matmul (docstring 2): reads the m x k f32
+    input, writes 1.125 B per value; ``on``: 1 where it runs (array over plans)."""
+    m, _, k = gemm.shape
+    elems = m * k
+    return O.Op(name=f"{gemm.name}.quantize_q8_1", cls=O.ELEMENTWISE, flops=0.0,
+                bytes=elems * (SRC1_BYTES + Q8_1_BYTES), dtype="fp32",
+                count=np.asarray(gemm.count) * on, vector_flops=elems, shape=(elems,),
+                block=gemm.block, kernel="quantize_q8_1")
+
+
+def dequantise_ops(gemm: O.Op, weight_bytes: float, act_bytes: float, on) -> list[O.Op]:
+    """The cuBLAS path's kernels (docstring 3), where ``on`` (0 / 1, array over plans): the
+    weight dequantised to f16 (its quantised bytes read, 2 B written per weight), the f32
+    input converted to f16, and the GEMM itself then reading 2 B per weight instead of the
+    quantised bytes, with no dequantise in its loop."""
+    m, n, k = gemm.shape
+    on = np.asarray(on, float)
+    weights = k * n
+    count = np.asarray(gemm.count) * on
+    deq = O.Op(name=f"{gemm.name}.dequantize", cls=O.ELEMENTWISE, flops=0.0,
+               bytes=weights * (weight_bytes + F16_BYTES), dtype="fp32", count=count,
+               vector_flops=weights, shape=(weights,), block=gemm.block, kernel="dequantize")
+    cvt = O.Op(name=f"{gemm.name}.to_fp16", cls=O.ELEMENTWISE, flops=0.0,
+               bytes=m * k * (SRC1_BYTES + F16_BYTES), dtype="fp32", count=count,
+               vector_flops=m * k, shape=(m * k,), block=gemm.block, kernel="cast")
+    f16 = m * k * act_bytes + weights * F16_BYTES + m * n * act_bytes
+    run = replace(gemm, bytes=np.where(on > 0, f16, gemm.bytes),
+                  vector_flops=np.where(on > 0, 0.0, gemm.vector_flops))
+    return [deq, cvt, run]
+
+
+def with_ggml_cuda_matmuls(ops: list[O.Op], prec: O.Precision, device,
+                           legacy: bool = False) -> list[O.Op]:
+    """``ops`` (one layer's, or the embedding / head ends) as llama.cpp's CUDA backend runs
+    their linear layers on ``device`` (module docstring): fused GEMMs split per weight tensor,
+    a q8_1 quantise kernel before each quantised matmul on the MMVQ / MMQ paths, the
+    dequantise + cuBLAS kernels where that path runs. Unchanged on a device that is not an
+    NVIDIA GPU (ggml's other backends are not modelled)."""
+    if _cc(device) is None:
+        return ops
+    out: list[O.Op] = []
+    for op in ops:
+        if not _linear(op):
+            out.append(op)
+            continue
+        p = prec.for_op(op.name)
+        act = p.act if p.gemm_act is None else p.gemm_act
+        for part in split_matmuls(op, p.weight, act):
+            if not _is_quantised(part):
+                out.append(part)
+                continue
+            path = np.asarray(kernel_path(device, part.shape[0], legacy))
+            deq = (path == "dequantise").astype(float)
+            out.append(quantise_input_op(part, 1.0 - deq))
+            if np.any(deq > 0):
+                out += dequantise_ops(part, p.weight, act, deq)
+            else:
+                out.append(part)
+    return out

@@ -1,0 +1,139 @@
+"""llama.cpp's ggml-cuda linear-layer kernels (perfmodel/llamacpp_kernels.py), checked against
+hand counts from the llama.cpp sources the module cites: one matmul per GGUF weight tensor,
+a q8_1 quantise kernel (36 B per 32 values) before each quantised matmul, and the kernel
+choice of ``ggml_cuda_should_use_mmq`` / the January 2024 ``ggml_cuda_mul_mat``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perfmodel import ops as O
+from perfmodel.api import as_scenario, predict
+from perfmodel.llamacpp_kernels import (
+    kernel_path,
+    quantise_input_op,
+    split_matmuls,
+    with_ggml_cuda_matmuls,
+)
+from perfmodel.specs.registry import get_device
+
+Q4 = 0.5 + 2.0 / 32  # Q4_0: 18 B per 32 weights = 4.5 bits
+
+
+def _scenario(engine: str | None, prompt: int, output: int, device: str = "rtx-4090",
+              weight="q4"):
+    inf = {"batch": 1, "prompt_len": prompt, "output_len": output,
+           "activation_dtype": "fp16", "kv_dtype": "fp16"}
+    if weight == "q4":
+        inf.update(weight_dtype={"default": "int4", "embeddings": "int4", "lm_head": "int4"},
+                   quant_group_size=32)
+    else:
+        inf["weight_dtype"] = "fp16"
+    sc = {"kind": "inference", "model": "llama-2-7b",
+          "system": {"device": device, "num_gpus": 1},
+          "parallelism": {"tp": 1, "pp": 1}, "inference": inf}
+    if engine:
+        sc["engine"] = engine
+    return as_scenario(sc)
+
+
+@pytest.mark.parametrize("tokens, path", [(1, "mmvq"), (8, "mmvq"), (9, "mmq"), (512, "mmq")])
+def test_turing_and_later_run_mmvq_then_mmq_at_every_batch(tokens, path):
+    # mmq.cu: turing_mma_available(cc) -> MMQ; mmvq.cuh MMVQ_MAX_BATCH_SIZE 8
+    assert kernel_path(get_device("rtx-4090"), tokens) == path
+    assert kernel_path(get_device("rtx-3090"), tokens) == path
+
+
+def test_volta_dequantises_from_64_tokens():
+    # cc 7.0: !fp16_mma_hardware_available(cc) || ne11 < MMQ_DP4A_MAX_BATCH_SIZE (64)
+    v100 = get_device("v100-sxm2-32gb")
+    assert [kernel_path(v100, t) for t in (8, 63, 64, 512)] == [
+        "mmvq", "mmq", "dequantise", "dequantise"]
+
+
+def test_january_2024_rule_dequantises_above_32_tokens():
+    d = get_device("rtx-4090")
+    assert [kernel_path(d, t, legacy=True) for t in (1, 2, 32, 33, 512)] == [
+        "mmvq", "mmq", "mmq", "dequantise", "dequantise"]
+
+
+def test_other_devices_are_not_modelled():
+    assert kernel_path(get_device("mi300x"), 512) is None
+    ops = [O.gemm("mlp.down", 1, 4096, 11008, O.Precision("fp16", 2.0, Q4,
+                                                         weight_format="int4"))]
+    assert with_ggml_cuda_matmuls(ops, O.Precision("fp16", 2.0, Q4), get_device("mi300x")) == ops
+
+
+def test_kernel_path_broadcasts_over_token_arrays():
+    out = kernel_path(get_device("rtx-4090"), np.array([1.0, 16.0]))
+    assert list(out) == ["mmvq", "mmq"]
+
+
+def test_quantise_kernel_moves_f32_in_and_q8_1_out():
+    # one token, k = 4096: 4096 x 4 B read, 4096 / 32 blocks x 36 B written
+    g = O.gemm("attn.out", 1, 4096, 4096, O.Precision("fp16", 2.0, Q4, weight_format="int4"))
+    q = quantise_input_op(g)
+    assert q.bytes == pytest.approx(4096 * 4 + 4096 // 32 * 36)
+    assert q.cls == O.ELEMENTWISE and q.count == 1.0
+
+
+def test_fused_qkv_splits_into_three_matmuls_with_their_weights():
+    # llama-2-7b: q, k, v each 4096 x 4096 (MHA); each part reads its own weights at 4.5 bits
+    sc = _scenario("llamacpp", 1, 2)
+    prec = O.Precision("fp16", 2.0, Q4, weight_format="int4")
+    qkv = next(op for op in O.layer_forward_ops(
+        sc.model, False, 1.0, 1.0, 1.0, 1.0, O.Shard(), prec, True, "decode")
+        if op.name == "attn.qkv")
+    parts = split_matmuls(qkv, Q4, 2.0)
+    assert [p.name for p in parts] == ["attn.qkv.0", "attn.qkv.1", "attn.qkv.2"]
+    for p in parts:
+        assert p.shape[1] == pytest.approx(4096)
+        assert p.bytes == pytest.approx(4096 * 2 + 4096 * 4096 * Q4 + 4096 * 2)
+    assert sum(p.flops for p in parts) == pytest.approx(qkv.flops)
+
+
+def test_decode_layer_has_seven_matmuls_each_after_a_quantise():
+    # llm_build_llama: wq, wk, wv, wo, ffn_gate, ffn_up, ffn_down = 7 MUL_MAT nodes per layer
+    pred = predict(_scenario("llamacpp", 1, 4))
+    names = [op.name for op in pred.ops if op.phase == "decode"]
+    gemms = [n for n in names if n.startswith(("attn.", "mlp.")) and
+             n.split(".")[1] in ("qkv", "out", "up", "down") and not n.endswith("q8_1")]
+    quants = [n for n in names if n.endswith(".quantize_q8_1") and not n.startswith("head.")]
+    assert len(gemms) == 7 and len(quants) == 7
+    for q in quants:  # each quantise runs right before its matmul
+        assert names[names.index(q) + 1] == q.removesuffix(".quantize_q8_1")
+
+
+def test_16_bit_weights_split_but_add_no_quantise():
+    pred = predict(_scenario("llamacpp", 1, 4, weight="fp16"))
+    names = [op.name for op in pred.ops]
+    assert "attn.qkv.2" in names and "mlp.up.1" in names
+    assert not any(n.endswith("quantize_q8_1") for n in names)
+
+
+def test_generic_engine_keeps_its_fused_operators():
+    names = [op.name for op in predict(_scenario(None, 1, 4)).ops]
+    assert "attn.qkv" in names and not any(n.endswith("quantize_q8_1") for n in names)
+
+
+def test_decode_step_grows_by_the_extra_kernels_floors_and_bytes():
+    # 7 quantise kernels + 3 extra matmul kernels per layer, each at least the per-kernel
+    # floor: the llama.cpp decode step is longer than the generic one by more than
+    # 32 x 10 floors (2 us each with the default profile) and less than twice that
+    gen = predict(_scenario(None, 1, 4)).tpot_s
+    lcpp = predict(_scenario("llamacpp", 1, 4)).tpot_s
+    floor = 2e-6
+    assert 32 * 10 * floor < lcpp - gen < 2 * 32 * 10 * floor + 50e-6
+
+
+def test_volta_prefill_dequantises_each_weight_to_f16():
+    # 512-token prefill on a V100 (cc 7.0): every quantised linear layer adds a dequantise
+    # kernel reading 4.5-bit and writing 2-byte weights, and its GEMM reads 2 B per weight
+    pred = predict(_scenario("llamacpp", 512, 1, device="v100-sxm2-32gb"))
+    ops = {op.name: op for op in pred.ops if op.phase == "prefill"}
+    deq = ops["mlp.down.dequantize"]
+    assert deq.calls == 32 and deq.bytes == pytest.approx(4096 * 11008 * (Q4 + 2.0))
+    down = ops["mlp.down"]
+    assert down.bytes == pytest.approx(512 * 11008 * 2 + 4096 * 11008 * 2.0 + 512 * 4096 * 2)
+    assert "mlp.down.quantize_q8_1" not in ops or ops["mlp.down.quantize_q8_1"].calls == 0
