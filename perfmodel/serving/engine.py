@@ -200,10 +200,10 @@ class RequestPath:
         """Tokenising one prompt of ``prompt_tokens`` tokens, read piecewise-linearly from the
         ``tokenize`` points (from (0, 0)); 0 without points. Past the last point (n_last,
         t_last) the cost is extrapolated at that point's mean rate, t_last / n_last per token:
-        the per-token cost grows with the prompt over the measured range (1.4 us at 128
-        tokens, 3.4 us at 8192 for o200k), so the mean rate of the longest measured prompt is
+        the per-token cost grows with the prompt over the measured range (1.3 us at 128
+        tokens, 3.0 us at 8192 for o200k), so the mean rate of the longest measured prompt is
         a lower bound for longer ones, and it does not carry the noise of the last segment's
-        slope (4.9 us/token there, 1.8x the segment before)."""
+        slope (3.6 us/token there, 1.25x the segment before)."""
         if not self.tokenize:
             return 0.0
         n = float(prompt_tokens)
