@@ -42,6 +42,23 @@ LLAMACPP_NO_TP = ("parallelism.tp: tp = {tp} with engine llamacpp is not modelle
                   "(the weight rows of each layer across the GPUs, intermediate results and KV "
                   "on --main-gpu), is not modelled")
 
+#: llama.cpp does not stream host-resident data to the GPU for every pass, which is what
+#: inference.offload models (FlexGen): layers left on the host (-ngl below the layer count) run
+#: on the CPU backend for a batch below 32 tokens and are copied to the GPU per op only from 32
+#: tokens on (ggml/src/ggml-cuda/ggml-cuda.cu ggml_backend_cuda_device_offload_op:
+#: min_batch_size = 32, get_op_batch_size >= min_batch_size); --no-kv-offload keeps the KV cache
+#: and the attention on the CPU. A decode step is then bounded by the host CPU and its memory,
+#: which perfmodel has no figure for (hardware_specs/nodes host_memory_bandwidth_gbps is null
+#: for the workstation presets), so the streaming estimate would be wrong by the ratio of the
+#: host link to host memory bandwidth.
+LLAMACPP_NO_OFFLOAD = ("inference.offload with engine llamacpp is not modelled: llama.cpp runs "
+                       "the layers it keeps in host memory (-ngl below the layer count) on the "
+                       "CPU for decode steps (batches below 32 tokens) and copies their weights "
+                       "to the GPU only for larger batches; --no-kv-offload computes attention "
+                       "on the CPU. perfmodel has no host CPU model, and its offload streams "
+                       "every pass over the host link. Omit inference.offload (all layers on "
+                       "the GPU, -ngl 99) or use engine generic for a streaming estimate")
+
 ScenarioLike = Scenario | str | Path | dict
 CalibrationLike = str | Path | CalibrationProfile | None
 
@@ -313,6 +330,9 @@ def inference_plan(model: ModelSpec, parallelism: Parallelism, inf: InferenceCon
                                           engine_variant=engine_variant if request else None)
     if engine == "llamacpp" and tp > 1:
         raise SpecError(LLAMACPP_NO_TP.format(tp=tp))
+    if engine == "llamacpp" and request and inf.offload is not None and (
+            inf.offload.weights > 0 or inf.offload.kv_cache > 0):
+        raise SpecError(LLAMACPP_NO_OFFLOAD)
     plan = InferPlan(**fields)
     check(inference_rules(model, num_gpus), plan)
     return plan
