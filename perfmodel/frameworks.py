@@ -101,11 +101,22 @@ class Fp8Recipe(Strict):
 
 class Decomposition(Strict):
     """An eager chain standing for one perfmodel kernel: its kernels and HBM bytes per output
-    element (forward)."""
+    element (forward). Its backward: perfmodel's rule for memory-bound kernels (twice the
+    forward's bytes), unless the chain's own backward is stated (``backward_bytes_per_element``
+    and ``backward_kernels``, both or neither; used for the loss, frameworks_costs.head_backward)."""
 
     kernels: Int = Field(ge=1, le=64)
     bytes_per_element: Float = Field(gt=0, le=256)
+    backward_bytes_per_element: Float | None = Field(default=None, gt=0, le=256)
+    backward_kernels: Int | None = Field(default=None, ge=1, le=64)
     source: str
+
+    @model_validator(mode="after")
+    def _backward_both(self) -> "Decomposition":
+        if (self.backward_bytes_per_element is None) != (self.backward_kernels is None):
+            raise SpecError("backward_bytes_per_element and backward_kernels: give both or "
+                            "neither")
+        return self
 
 
 class CommonFacts(Strict):

@@ -357,7 +357,7 @@ def _stage_ops_built(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds
     step = O.optimizer_op(optimizer_params, plan.optimizer,
                           mixed_precision=prec.act < 4 and plan.master_weights)
     rest = {"embed": emb + [o for op in emb for o in O.backward(op, prec)],
-            "head": head + [o for op in head for o in O.backward(op, prec)]
+            "head": head + FC.head_backward(fw, head, prec)
             + FC.train_metric_ops(fw, head),
             "optimizer": [step, *FC.optimizer_extra_ops(fw, step, plan.optimizer,
                                                         optimizer_params)]}

@@ -93,3 +93,25 @@ def test_selective_recompute_reruns_only_the_score_chain():
     assert FC.EAGER_SCORES + FC.UNFUSED + ".recompute" in rec
     assert not [n for n in rec if FC.BIAS_ADD in n
                 or n.endswith(FC.RESIDUAL_DROPOUT + FC.UNFUSED + ".recompute")]
+
+
+def test_loss_chain_by_hand():
+    """mpu/cross_entropy.py over output.float(): 46 B per logit forward (7 kernels), 14 B
+    backward (2), against perfmodel's fused loss (3 B read + 3 B written per logit, backward
+    twice that): extra 40 B and 2 B per logit of 8192 tokens x 51,200."""
+    r = _run("megatron-lm-2019")
+    logits = T * 51_200
+    assert _bytes(r, "head.loss" + FC.UNFUSED, "fwd") == pytest.approx(40 * logits)
+    assert _bytes(r, "head.loss" + FC.UNFUSED + ".bwd", "bwd") == pytest.approx(2 * logits)
+    launches = {op.name: float(op.launches) for op in r.op_times.ops}
+    assert launches["head.loss" + FC.UNFUSED] == 6.0
+    assert launches["head.loss" + FC.UNFUSED + ".bwd"] == 1.0
+
+
+def test_decomposition_backward_needs_both_fields():
+    from perfmodel.errors import SpecError
+    from perfmodel.frameworks import Decomposition
+
+    with pytest.raises((SpecError, ValueError), match="both"):
+        Decomposition(kernels=2, bytes_per_element=8.0, backward_bytes_per_element=4.0,
+                      source="test")
