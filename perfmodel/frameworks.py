@@ -103,7 +103,7 @@ class Decomposition(Strict):
     """An eager chain standing for one perfmodel kernel: its kernels and HBM bytes per output
     element (forward). Its backward: perfmodel's rule for memory-bound kernels (twice the
     forward's bytes), unless the chain's own backward is stated (``backward_bytes_per_element``
-    and ``backward_kernels``, both or neither; used for the loss, frameworks_costs.head_backward)."""
+    and ``backward_kernels``, both or neither; frameworks_costs.chain_backward)."""
 
     kernels: Int = Field(ge=1, le=64)
     bytes_per_element: Float = Field(gt=0, le=256)
@@ -490,6 +490,10 @@ class ZeroStageSupport(Strict):
     # only its shard ("microbatch"; parallel_comm.dp_step_comm)
     grad_reduction: Literal["step", "microbatch"] = "step"
     limits: str | None = None  # what the framework's code says where it refuses a combination
+    # whether the stage runs expert parallelism (ep > 1); false: the framework refuses it, and
+    # ``ep_limits`` quotes where (DeepSpeed's engine asserts "MoE not supported with Stage 3")
+    ep: Bool = True
+    ep_limits: str | None = None
     source: str
 
 

@@ -295,7 +295,7 @@ def stage_3_reshards_under_pp(framework) -> bool:
 
 
 def _stage_table(plan, attr: str) -> Array:
-    """Per plan cell, the capability ``attr`` (offered / pp / vp / sole_dimension) of its ZeRO
+    """Per plan cell, the capability ``attr`` (offered / pp / vp / ep / sole_dimension) of its ZeRO
     stage."""
     caps, _ = _capabilities(plan)
     table = np.zeros(4, bool)
@@ -317,10 +317,16 @@ def _limit(plan) -> str:
     return f" ({stage.limits})" if stage is not None and stage.limits else ""
 
 
+def _ep_limit(plan) -> str:
+    caps, _ = _capabilities(plan)
+    stage = caps.zero_stages.get(int(plan.zero_stage))
+    return f" ({stage.ep_limits})" if stage is not None and stage.ep_limits else ""
+
+
 def capability_rules() -> list[Rule]:
     """What the plan's training framework can run (frameworks/<id>.yaml ``capabilities``,
     sourced from each framework's code): its ZeRO stages, and which of them run with pipeline
-    parallelism and with the interleaved schedule."""
+    parallelism, with the interleaved schedule and with expert parallelism."""
     return [
         Rule("parallelism.zero_stage", lambda p: _stage_table(p, "offered"),
              lambda p: f"{_capabilities(p)[1]} has no ZeRO stage {p.zero_stage}; valid "
@@ -341,6 +347,10 @@ def capability_rules() -> list[Rule]:
                        f"parallelism as the one parallel dimension{_limit(p)}; with dp = {p.dp} "
                        f"beside tp / cp / pp > 1 valid zero_stage: "
                        f"{_stages_where(p, 'sole_dimension', False)}; or dp: 1", per_stage=True),
+        Rule("parallelism.ep", lambda p: (np.asarray(p.ep) == 1) | _stage_table(p, "ep"),
+             lambda p: f"{_capabilities(p)[1]} runs zero_stage {p.zero_stage} without "
+                       f"expert parallelism only{_ep_limit(p)}; with ep = {p.ep} valid "
+                       f"zero_stage: {_stages_where(p, 'ep')}; or ep: 1", per_stage=True),
         # an explicit reshard_after_forward under pp > 1 must be what the framework's ZeRO-3
         # does there (no framework here has a switch for it). Not per stage: the plan search
         # derives each plan's reshard from the capabilities, so this never binds there
