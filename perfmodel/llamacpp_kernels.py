@@ -42,11 +42,25 @@ builds, and its CUDA backend adds a kernel of its own before every quantised mat
    llama.cpp file describes build b6000 (engines/llamacpp.yaml), which has no version
    families, so that older rule is kept here (``kernel_path(..., build=...)``) for when it has.
 
+4. **A MoE layer's routed experts and routing** (src/llama-graph.cpp ``build_moe_ffn``, the
+   graph of the b6000 era, read in code-index copies that cite PR #14753, July 2025): the
+   experts' ``ffn_up_exps`` and ``ffn_gate_exps`` are two ``GGML_OP_MUL_MAT_ID`` nodes (each
+   quantising its input to q8_1 once when quantised: the tokens' rows), ``ffn_down_exps`` a
+   third (its input the routed rows); the routing is ``soft_max`` over the router logits,
+   ``argsort`` (``ggml_top_k``), ``get_rows`` of the chosen weights, and the combine a ``mul``
+   by those weights and ``n_expert_used - 1`` ``ggml_add`` nodes summing the experts' views
+   (activations f32). perfmodel's generic ``moe.topk`` and ``moe.combine`` (one kernel each)
+   become those kernels. Later builds fuse them on CUDA (the adds: PR #15631, 2025-08-28;
+   softmax + top-k + get_rows: PR #16130, 2025-09-20, after b6000); the optional weight
+   normalisation (``sum_rows`` + ``div``, Qwen3 / Mixtral ``norm_w``) and expert biases
+   (gpt-oss ``add_id``) are not counted (the model presets do not say which model has them).
+
 Weights in a GGUF block format are perfmodel's ``int4`` / ``int8`` weight-only formats with
 a 32-value group (Q4_0 / Q4_K = 4.5 bits per weight, Q8_0 = 8.5 bits, scales included:
 ``dtypes.quantized_weight_bytes``); 16-bit weights run MMVF / cuBLAS with no q8_1 input (their
-matmuls are split, nothing added). Routed experts (``GGML_OP_MUL_MAT_ID``) and devices other
-than NVIDIA GPUs keep perfmodel's generic operators: their kernel choice is not modelled here.
+matmuls are split, nothing added). Routed experts always take the MMVQ / MMQ path here (the
+V100 cuBLAS path for them is not modelled); devices other than NVIDIA GPUs keep perfmodel's
+generic operators: their kernel choice is not modelled here.
 """
 
 from __future__ import annotations
@@ -162,17 +176,102 @@ def dequantise_ops(gemm: O.Op, weight_bytes: float, act_bytes: float, on) -> lis
     return [deq, cvt, run]
 
 
+def _elementwise(name: str, elems_in, elems_out, count, block: str, kind: str) -> O.Op:
+    """One f32 ggml kernel reading ``elems_in`` and writing ``elems_out`` values."""
+    return O.Op(name=name, cls=O.ELEMENTWISE, flops=0.0,
+                bytes=(elems_in + elems_out) * SRC1_BYTES, dtype="fp32", count=count,
+                vector_flops=elems_out, shape=(elems_out,), block=block, kernel=kind)
+
+
+def routing_ops(topk: O.Op, experts: int, top_k: int) -> list[O.Op]:
+    """``moe.topk`` as llama.cpp's routing kernels (docstring 4): soft_max over each token's
+    router logits, argsort of them, get_rows of the top_k weights. The token count is
+    ``moe_topk_op``'s (its vector FLOPs: 4 per token and choice)."""
+    tokens = np.asarray(topk.vector_flops, float) / (4.0 * top_k)
+    logits = tokens * experts
+    return [_elementwise("moe.softmax", logits, logits, topk.count, topk.block, "softmax"),
+            _elementwise("moe.argsort", logits, tokens * top_k, topk.count, topk.block,
+                         "argsort"),
+            _elementwise("moe.get_rows", tokens * top_k, tokens * top_k, topk.count,
+                         topk.block, "copy")]
+
+
+def combine_ops(combine: O.Op, top_k: int) -> list[O.Op]:
+    """``moe.combine`` as llama.cpp's kernels (docstring 4): the routed rows times their
+    weights (one ``mul`` over top_k x tokens x width values), then ``top_k - 1`` adds of
+    token rows into the running sum (2 rows read, 1 written each). tokens x width is
+    ``moe_combine_op``'s output (its vector FLOPs: 1 per value written)."""
+    out_elems = np.asarray(combine.vector_flops, float)
+    routed = out_elems * top_k
+    ops = [_elementwise("moe.weights_mul", routed, routed, combine.count, combine.block, "mul")]
+    if top_k > 1:
+        ops.append(_elementwise("moe.expert_sum", 2.0 * out_elems, out_elems,
+                                np.asarray(combine.count) * (top_k - 1), combine.block, "add"))
+    return ops
+
+
+def _expert_parts(op: O.Op, weight_bytes: float, act_bytes: float) -> list[O.Op]:
+    """A routed experts' grouped GEMM as one MUL_MAT_ID per weight tensor (gate, up)."""
+    if len(op.matmuls) < 2:
+        return [op]
+    m, n, k = op.shape
+    g = op.groups
+    out = []
+    for i, part in enumerate(op.matmuls):
+        n_i = n * part.share
+        flops = 2.0 * m * g * n_i * k
+        out.append(replace(op, name=f"{op.name}.{i}", flops=flops, model_flops=flops,
+                           vector_flops=np.asarray(op.vector_flops) * part.share,
+                           bytes=g * (m * k * act_bytes + k * n_i * weight_bytes
+                                      + m * n_i * act_bytes),
+                           shape=(m, n_i, k), matmuls=(replace(part, share=1.0),)))
+    return out
+
+
+def _expert_quantise(gemm: O.Op, rows) -> O.Op:
+    """The q8_1 quantise of a MUL_MAT_ID's input: ``rows`` rows of k values, once per call."""
+    k = gemm.shape[2]
+    elems = rows * k
+    return O.Op(name=f"{gemm.name}.quantize_q8_1", cls=O.ELEMENTWISE, flops=0.0,
+                bytes=elems * (SRC1_BYTES + Q8_1_BYTES), dtype="fp32", count=gemm.count,
+                vector_flops=elems, shape=(elems,), block=gemm.block, kernel="quantize_q8_1")
+
+
+def _moe_ops(op: O.Op, p: O.Precision, act: float, moe) -> list[O.Op]:
+    """A MoE layer's operator as llama.cpp runs it (docstring 4); others unchanged."""
+    if op.name == "moe.topk":
+        return routing_ops(op, moe.num_experts, moe.top_k)
+    if op.name == "moe.combine":
+        return combine_ops(op, moe.top_k)
+    if op.cls != O.GEMM or not op.name.startswith("moe.expert."):
+        return [op]
+    routed = np.asarray(op.shape[0], float) * np.asarray(op.groups, float)
+    # gate / up read the tokens' rows (broadcast to their experts), down the routed rows
+    rows = routed / moe.top_k if op.name == "moe.expert.up" else routed
+    out = []
+    for part in _expert_parts(op, p.weight, act):
+        if _is_quantised(part):
+            out.append(_expert_quantise(part, rows))
+        out.append(part)
+    return out
+
+
 def with_ggml_cuda_matmuls(ops: list[O.Op], prec: O.Precision, device,
-                           legacy: bool = False) -> list[O.Op]:
+                           legacy: bool = False, moe=None) -> list[O.Op]:
     """``ops`` (one layer's, or the embedding / head ends) as llama.cpp's CUDA backend runs
     their linear layers on ``device`` (module docstring): fused GEMMs split per weight tensor,
     a q8_1 quantise kernel before each quantised matmul on the MMVQ / MMQ paths, the
-    dequantise + cuBLAS kernels where that path runs. Unchanged on a device that is not an
-    NVIDIA GPU (ggml's other backends are not modelled)."""
+    dequantise + cuBLAS kernels where that path runs, and with ``moe`` (the model's MoESpec,
+    for a MoE layer) the experts' and routing kernels of docstring 4. Unchanged on a device
+    that is not an NVIDIA GPU (ggml's other backends are not modelled)."""
     if _cc(device) is None:
         return ops
     out: list[O.Op] = []
     for op in ops:
+        if moe is not None and op.name.startswith("moe."):
+            p = prec.for_op(op.name)
+            out += _moe_ops(op, p, p.act if p.gemm_act is None else p.gemm_act, moe)
+            continue
         if not _linear(op):
             out.append(op)
             continue

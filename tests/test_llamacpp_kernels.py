@@ -137,3 +137,51 @@ def test_volta_prefill_dequantises_each_weight_to_f16():
     down = ops["mlp.down"]
     assert down.bytes == pytest.approx(512 * 11008 * 2 + 4096 * 11008 * 2.0 + 512 * 4096 * 2)
     assert "mlp.down.quantize_q8_1" not in ops or ops["mlp.down.quantize_q8_1"].calls == 0
+
+
+# ---- MoE layers (module docstring 4: build_moe_ffn of the b6000 era) -------------------------
+
+class _Moe:  # the MoESpec fields the llama.cpp kernels read
+    num_experts, top_k = 128, 8
+
+
+def test_routing_is_softmax_argsort_get_rows():
+    # one token, 128 experts, top 8, f32 values: softmax 128 in / 128 out, argsort 128 in /
+    # 8 out, get_rows 8 in / 8 out
+    prec = O.Precision("fp16", 2.0, Q4)
+    topk = O.moe_topk_op(1.0, 128, 8, prec)
+    ops = with_ggml_cuda_matmuls([topk], prec, get_device("rtx-4090"), moe=_Moe)
+    assert [op.name for op in ops] == ["moe.softmax", "moe.argsort", "moe.get_rows"]
+    assert [op.bytes for op in ops] == pytest.approx([256 * 4, 136 * 4, 16 * 4])
+
+
+def test_combine_is_one_mul_and_top_k_minus_one_adds():
+    # one token, 8 experts of width 2048: mul over 8 x 2048 values, then 7 adds of 2 rows
+    # into 1 (f32)
+    prec = O.Precision("fp16", 2.0, Q4)
+    combine = O.moe_combine_op(8.0, 1.0, 2048, prec)
+    mul, add = with_ggml_cuda_matmuls([combine], prec, get_device("rtx-4090"), moe=_Moe)
+    assert mul.name == "moe.weights_mul" and mul.bytes == pytest.approx(2 * 8 * 2048 * 4)
+    assert add.name == "moe.expert_sum" and add.count == pytest.approx(7)
+    assert add.bytes == pytest.approx(3 * 2048 * 4)
+
+
+def test_experts_gate_and_up_are_two_mul_mat_id_each_after_its_quantise():
+    # Qwen3-30B-A3B geometry, one token: 8 routed rows over 8 experts, gate + up 2 x 768 wide,
+    # k = 2048; each MUL_MAT_ID quantises the token's 2048 values once; down quantises the 8
+    # routed rows of 768
+    prec = O.Precision("fp16", 2.0, Q4, weight_format="int4")
+    up = O.grouped_gemm("moe.expert.up", 8.0, 2 * 768, 2048, 8.0, prec,
+                        matmuls=(O.Matmul(0.5, 768 * 8, True), O.Matmul(0.5, 768 * 8, True)))
+    down = O.grouped_gemm("moe.expert.down", 8.0, 2048, 768, 8.0, prec,
+                          matmuls=(O.Matmul(1.0, 2048, False),))
+    ops = with_ggml_cuda_matmuls([up, down], prec, get_device("rtx-4090"), moe=_Moe)
+    assert [op.name for op in ops] == [
+        "moe.expert.up.0.quantize_q8_1", "moe.expert.up.0", "moe.expert.up.1.quantize_q8_1",
+        "moe.expert.up.1", "moe.expert.down.quantize_q8_1", "moe.expert.down"]
+    q_up, q_down = ops[0], ops[4]
+    assert q_up.bytes == pytest.approx(2048 * (4 + 36 / 32))
+    assert q_down.bytes == pytest.approx(8 * 768 * (4 + 36 / 32))
+    # each half reads its 8 experts' 768 x 2048 weights at 4.5 bits
+    assert ops[1].bytes == pytest.approx(8 * (2048 * 2 + 2048 * 768 * Q4 + 768 * 2))
+    assert ops[1].flops + ops[3].flops == pytest.approx(up.flops)
