@@ -104,7 +104,11 @@ def gpu_memory_mib(device) -> float:
 
 class VersionRange(Strict):
     """Versions ``since <= v < until`` (``until`` open when null) of one engine variant
-    (vLLM: ``v0`` / ``v1`` engine core; null = the release's default)."""
+    (vLLM: ``v0`` / ``v1`` engine core; null = the release's default). A range answers exactly
+    its own variant: a scenario that names a release's default variant explicitly is answered
+    by a range that names it, so a family lists such releases twice, once without a variant
+    and once with it (engines/vllm.yaml: ``{since: 0.10.2, until: 0.12.0}`` and the same with
+    ``variant: v1``); the data says which names a release answers to, no rule infers it."""
 
     since: str
     until: str | None = None
@@ -1113,31 +1117,13 @@ def families(engine_id: str) -> tuple[EngineSpec, ...]:
         except SpecError as err:
             raise SpecError(f"{path}: {err}") from None
         out.append(_check_kernel_labels(spec, f"engines/versions/{path.name}"))
-    for spec in (*out, base):
-        family_variant(spec)  # a family describes one engine variant
     return (*out, base)
 
 
-def family_variant(spec: EngineSpec) -> str | None:
-    """The engine variant a version family describes: the one its ranges name (vLLM's 0.7-v0
-    family names ``v0`` for 0.8 - 0.11, where V1 had become the default), None when they name
-    none. Its ranges without a variant hold the releases whose default engine is that variant,
-    so naming the variant with such a release answers with the same family (vLLM 0.7.3 runs
-    V0 by default: ``{version: '0.7.3', variant: v0}`` is the 0.7-v0 family, as without it)."""
-    named = sorted({r.variant for r in spec.ranges if r.variant})
-    if len(named) > 1:
-        raise SpecError(f"engine {spec.id} family {spec.version}: its ranges name several "
-                        f"variants ({named}); a family describes one (give each its own file)")
-    return named[0] if named else None
-
-
 def family_holds(spec: EngineSpec, version: str, variant: str | None) -> bool:
-    """Whether ``spec`` (a version family) answers ``version`` / ``variant``: a range of that
-    variant holds the version, or ``variant`` is the family's own (``family_variant``) and a
-    range of the release's default engine holds it."""
-    return any(r.holds(version, variant) for r in spec.ranges) or (
-        variant is not None and variant == family_variant(spec)
-        and any(r.holds(version, None) for r in spec.ranges))
+    """Whether ``spec`` (a version family) answers ``version`` / ``variant``: one of its ranges
+    of exactly that variant holds the version (``VersionRange.holds``)."""
+    return any(r.holds(version, variant) for r in spec.ranges)
 
 
 def family_order(spec: EngineSpec) -> tuple[int, ...]:
@@ -1179,8 +1165,7 @@ def get_engine(engine_id: str, version: str | None = None,
     hits = [f for f in fams if family_holds(f, version, variant)]
     if not hits and not given:  # a known variant without the file's version: name its ranges
         spans = ", ".join(f"{r.since}..{r.until or ''}" for f in sorted(fams, key=family_order)
-                          for r in f.ranges if r.variant == variant
-                          or (r.variant is None and family_variant(f) == variant))
+                          for r in f.ranges if r.variant == variant)
         raise SpecError(f"engine.variant: {engine_id} variant {variant!r} has no facts for "
                         f"the default version {version!r}; give engine.version in {spans}")
     if not hits:

@@ -48,3 +48,25 @@ def test_a_variant_without_facts_is_still_refused_listing_families_by_version():
     assert listed == ["0.2.0", "0.2.4+pr2031", "0.2.4+pr2151", "0.3.0+pr2863", "0.6.3+pr9352",
                       "0.6.4+pr10511", "0.7-v0", "0.7-v1", "0.8", "0.10.0", "0.10", "0.12",
                       "0.14"]
+
+
+@pytest.mark.parametrize("version, default", [
+    # vLLM's default engine core by hand: V0 up to 0.8.0 (V1 opt-in with VLLM_USE_V1=1),
+    # V1 from 0.8.0 (the 0.8.0 release notes: V1 enabled by default); the families that
+    # describe those releases each state it as a range naming that variant
+    ("0.6.6+pr12126", "v0"), ("0.7.3", "v0"), ("0.8.0", "v1"), ("0.9.2", "v1"),
+    ("0.10.1", "v1"), ("0.10.2", "v1"), ("0.11.0", "v1"), ("0.13.0", "v1"), ("0.20.0", "v1"),
+])
+def test_naming_the_default_variant_is_the_family_without_it(version, default):
+    # one mechanism: a range answers exactly its own variant, so this holds only because
+    # each family repeats its default-engine range with the variant named
+    assert get_engine("vllm", version, default).version == get_engine("vllm", version).version
+
+
+def test_a_range_answers_only_the_variant_it_names():
+    fam = get_engine("vllm", "0.7.3")
+    v0_ranges = [(r.since, r.until) for r in fam.ranges if r.variant == "v0"]
+    assert v0_ranges == [("0.6.6+pr12126", "0.11.0")]  # the data, not a rule, answers v0 at 0.7.3
+    # a family older than the V0 / V1 split names no variant: naming v0 there is refused
+    with pytest.raises(SpecError, match=r"no facts for version '0\.5\.0' variant 'v0'"):
+        get_engine("vllm", "0.5.0", "v0")
