@@ -15,14 +15,14 @@ from .specs.common import Strict
 from .specs.types import Bool
 
 FRAMEWORK_NAMES = ("megatron-core", "torchtitan", "fsdp", "deepspeed", "nemo",
-                   "megatron-deepspeed", "megatron-lm-2019")
+                   "megatron-deepspeed", "megatron-lm-2019", "fms-fsdp")
 # other names people use for the same stack's facts
 ALIASES = {"composer": "fsdp", "llm-foundry": "fsdp", "megatron": "megatron-core",
            "megatron-lm": "megatron-core"}
 
 FrameworkName = Literal["megatron-core", "torchtitan", "fsdp", "composer", "llm-foundry",
                         "deepspeed", "nemo", "megatron", "megatron-lm", "megatron-deepspeed",
-                        "megatron-lm-2019"]
+                        "megatron-lm-2019", "fms-fsdp"]
 AttentionBackend = Literal["te_fused", "fa3", "fa2", "sdpa_flash", "triton_flash",
                            "megatron_fused_softmax"]
 Float8Recipe = Literal["tensorwise", "rowwise", "delayed", "blockwise"]

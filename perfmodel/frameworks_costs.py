@@ -474,26 +474,31 @@ def loss_chain(fw: Framework | None, head: list[O.Op]) -> list[O.Op]:
     return _with_chains(head, lambda op: dec if op.name == "head.loss" else None)
 
 
-def head_backward(fw: Framework | None, head: list[O.Op], prec: O.Precision) -> list[O.Op]:
-    """Backward operators of the head ``head`` (``loss_chain``'s output): ``ops.backward`` of
-    each, except the loss chain's extra operator when its decomposition states its own backward
-    (``backward_bytes_per_element``, ``backward_kernels``): then that backward's bytes per logit
-    beyond ``ops.backward`` of the fused loss, with its other kernels."""
-    dec = fw.loss_decomposition if fw is not None and not fw.baseline else None
-    if dec is None or dec.backward_bytes_per_element is None:
-        return [b for op in head for b in O.backward(op, prec)]
-    base = next((op for op in head if op.name == "head.loss"), None)
+def chain_backward(fw: Framework | None, ops: list[O.Op], prec: O.Precision) -> list[O.Op]:
+    """Backward operators of forward operators ``ops`` (a layer's, or the head's after
+    ``loss_chain``): ``ops.backward`` of each, except an eager chain's extra operator
+    (``unfused_chains`` / ``loss_chain``: ``<op>.unfused`` right after ``<op>``) whose
+    decomposition states its own backward (``backward_bytes_per_element``,
+    ``backward_kernels``): then that backward's bytes per element beyond ``ops.backward`` of
+    the fused kernel, with its other kernels (not the 2x-forward rule)."""
+    if fw is None or fw.baseline:
+        return [b for op in ops for b in O.backward(op, prec)]
     out: list[O.Op] = []
-    for op in head:
-        if op.name != "head.loss" + UNFUSED or base is None:
+    prev: O.Op | None = None
+    for op in ops:
+        dec = None
+        if prev is not None and op.name == prev.name + UNFUSED:
+            dec = (fw.loss_decomposition if prev.name == "head.loss"
+                   else fw.unfused.get(prev.kernel))
+        if dec is None or dec.backward_bytes_per_element is None:
             out += O.backward(op, prec)
-            continue
-        elems = op.shape[0]
-        base_bwd = sum(b.bytes for b in O.backward(base, prec))
-        out.append(replace(op, name=op.name + ".bwd", phase="bwd",
-                           bytes=np.maximum(elems * dec.backward_bytes_per_element - base_bwd,
-                                            0.0),
-                           launches=float(dec.backward_kernels - 1)))
+        else:
+            base_bwd = sum(b.bytes for b in O.backward(prev, prec))
+            out.append(replace(op, name=op.name + ".bwd", phase="bwd",
+                               bytes=np.maximum(op.shape[0] * dec.backward_bytes_per_element
+                                                - base_bwd, 0.0),
+                               launches=float(dec.backward_kernels - 1)))
+        prev = op
     return out
 
 

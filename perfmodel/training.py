@@ -344,7 +344,7 @@ def _stage_ops_built(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds
             merge_f, merge_b = merge_f + perm_f, merge_b + perm_b
         per_kind[kind] = (
             fwd + merge_f + FC.fsdp_copies(fw, zero, block, backward=False),
-            [b for op in fwd for b in O.backward(op, prec)] + merge_b
+            FC.chain_backward(fw, fwd, prec) + merge_b
             + FC.backward_extra_ops(fw, fwd, model, prec.act)
             + FC.fsdp_copies(fw, zero, block, backward=True,
                              grad_cast=nbytes(plan.grad_dtype) != prec.act)
@@ -357,7 +357,7 @@ def _stage_ops_built(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds
     step = O.optimizer_op(optimizer_params, plan.optimizer,
                           mixed_precision=prec.act < 4 and plan.master_weights)
     rest = {"embed": emb + [o for op in emb for o in O.backward(op, prec)],
-            "head": head + FC.head_backward(fw, head, prec)
+            "head": head + FC.chain_backward(fw, head, prec)
             + FC.train_metric_ops(fw, head),
             "optimizer": [step, *FC.optimizer_extra_ops(fw, step, plan.optimizer,
                                                         optimizer_params)]}
