@@ -527,11 +527,32 @@ def _exit_now(rc: int) -> None:
     os._exit(rc)
 
 
+#: The flags (argparse dests) that name a file a command writes. Each is checked before the
+#: command runs (``atomic.check_writable``), so a bad one is refused, naming the flag and the
+#: user's path, before anything is computed or any other output written (QA 1205c D9).
+OUTPUT_ARGUMENTS = ("out", "csv", "plot", "report")
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    paths = [(dest, value) for dest in OUTPUT_ARGUMENTS
+             if isinstance(value := getattr(args, dest, None), str)]  # plan-training --csv: a switch
+    if not paths:
+        return
+    from .atomic import OutputError, check_writable
+
+    for dest, value in paths:
+        try:
+            check_writable(value)
+        except OutputError as err:
+            raise OutputError(f"--{dest}: {err}") from None
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _ran.append(args.command)
     try:
+        _check_outputs(args)
         return COMMANDS[args.command](args)
     except PerfModelError as err:
         print(f"perfmodel: error: {err}", file=sys.stderr)
