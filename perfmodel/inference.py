@@ -321,7 +321,9 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
         layer = _with_emulated_gemms(
             _with_fp4_quant_kernels(_with_quant_kernels(layer, *quant), *quant4), emulated)
         if plan.tp_all_reduce == "llamacpp" and device is not None:  # ggml-cuda's kernels
-            layer = with_ggml_cuda_matmuls(layer, prec, device, moe=model.moe if moe else None)
+            layer = with_ggml_cuda_matmuls(
+                layer, prec, device, moe=model.moe if moe else None,
+                heads=None if model.mla else (model.num_heads, model.kv_heads))
         for op in layer:  # every layer of this kind on one stage
             op.count = op.count * count / plan.pp
             op.phase = phase

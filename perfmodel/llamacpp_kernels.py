@@ -55,6 +55,14 @@ builds, and its CUDA backend adds a kernel of its own before every quantised mat
    normalisation (``sum_rows`` + ``div``, Qwen3 / Mixtral ``norm_w``) and expert biases
    (gpt-oss ``add_id``) are not counted (the model presets do not say which model has them).
 
+5. **RoPE and the KV cache write per tensor.** The graph ropes Q and K with one
+   ``ggml_rope_ext`` each (``llm_build_llama``: ``Qcur = ggml_rope_ext(ctx0, Qcur, ...)``, then
+   ``Kcur``), and the KV cache stores K and V with one copy each (``build_attn`` ->
+   ``cpy_k`` / ``cpy_v``, a ``ggml_set_rows`` / ``ggml_cpy`` into the cache, the f32 rows
+   written at the cache's bytes): perfmodel's one ``attn.rope`` kernel becomes
+   ``attn.rope.q`` and ``attn.rope.k`` (their shares of the heads) followed by
+   ``attn.k_store`` and ``attn.v_store``. Standard (GQA / MHA) attention only, V as wide as K.
+
 Weights in a GGUF block format are perfmodel's ``int4`` / ``int8`` weight-only formats with
 a 32-value group (Q4_0 / Q4_K = 4.5 bits per weight, Q8_0 = 8.5 bits, scales included:
 ``dtypes.quantized_weight_bytes``); 16-bit weights run MMVF / cuBLAS with no q8_1 input (their
@@ -210,6 +218,26 @@ def combine_ops(combine: O.Op, top_k: int) -> list[O.Op]:
     return ops
 
 
+def rope_and_store_ops(rope: O.Op, heads: int, kv_heads: int, kv_bytes: float
+                       ) -> list[O.Op]:
+    """``attn.rope`` as llama.cpp's kernels (docstring 5): RoPE of Q and of K, then the K and
+    V cache writes (f32 read, ``kv_bytes`` written per value). ``rope``'s values are
+    tokens x (heads + kv_heads) x head_dim (ops.projection_ops)."""
+    elems = np.asarray(rope.vector_flops, float) / 3.0  # elementwise(..., 3.0): 3 per value
+    k_elems = elems * kv_heads / (heads + kv_heads)
+    q_elems = elems - k_elems
+    per = rope.bytes / np.maximum(2.0 * elems, 1e-30)  # the rope's bytes per value moved
+    q = replace(rope, name="attn.rope.q", bytes=2.0 * q_elems * per,
+                vector_flops=3.0 * q_elems, shape=(q_elems,))
+    k = replace(rope, name="attn.rope.k", bytes=2.0 * k_elems * per,
+                vector_flops=3.0 * k_elems, shape=(k_elems,))
+    def store(name: str) -> O.Op:
+        return O.Op(name=name, cls=O.ELEMENTWISE, flops=0.0,
+                    bytes=k_elems * (SRC1_BYTES + kv_bytes), dtype="fp32", count=rope.count,
+                    vector_flops=k_elems, shape=(k_elems,), block=rope.block, kernel="copy")
+    return [q, k, store("attn.k_store"), store("attn.v_store")]
+
+
 def _expert_parts(op: O.Op, weight_bytes: float, act_bytes: float) -> list[O.Op]:
     """A routed experts' grouped GEMM as one MUL_MAT_ID per weight tensor (gate, up)."""
     if len(op.matmuls) < 2:
@@ -257,17 +285,23 @@ def _moe_ops(op: O.Op, p: O.Precision, act: float, moe) -> list[O.Op]:
 
 
 def with_ggml_cuda_matmuls(ops: list[O.Op], prec: O.Precision, device,
-                           legacy: bool = False, moe=None) -> list[O.Op]:
+                           legacy: bool = False, moe=None,
+                           heads: tuple[int, int] | None = None) -> list[O.Op]:
     """``ops`` (one layer's, or the embedding / head ends) as llama.cpp's CUDA backend runs
     their linear layers on ``device`` (module docstring): fused GEMMs split per weight tensor,
     a q8_1 quantise kernel before each quantised matmul on the MMVQ / MMQ paths, the
-    dequantise + cuBLAS kernels where that path runs, and with ``moe`` (the model's MoESpec,
-    for a MoE layer) the experts' and routing kernels of docstring 4. Unchanged on a device
-    that is not an NVIDIA GPU (ggml's other backends are not modelled)."""
+    dequantise + cuBLAS kernels where that path runs, with ``moe`` (the model's MoESpec,
+    for a MoE layer) the experts' and routing kernels of docstring 4, and with ``heads``
+    (query heads, KV heads of standard attention) the RoPE and KV-store kernels of docstring
+    5. Unchanged on a device that is not an NVIDIA GPU (ggml's other backends are not
+    modelled)."""
     if _cc(device) is None:
         return ops
     out: list[O.Op] = []
     for op in ops:
+        if heads is not None and op.name == "attn.rope":
+            out += rope_and_store_ops(op, heads[0], heads[1], prec.kv)
+            continue
         if moe is not None and op.name.startswith("moe."):
             p = prec.for_op(op.name)
             out += _moe_ops(op, p, p.act if p.gemm_act is None else p.gemm_act, moe)
