@@ -565,6 +565,30 @@ def training_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
     ]
 
 
+def _attention_dp_batch_message(p, num_gpus: int) -> str:
+    """Why ``kind: inference`` refuses a batch that is not a multiple of attention_dp, and what
+    would be valid (QA 1205c D8). The engines do run such a load: SGLang gives a DP rank
+    without requests an idle batch so that it joins the MoE collectives
+    (python/sglang/srt/managers/scheduler_dp_attn_mixin.py ``prepare_mlp_sync_batch_raw``:
+    ``local_batch = get_idle_batch()`` when any rank has tokens), but this formula splits the
+    batch evenly over the groups; the serving simulation hands requests to the ranks one by
+    one (serving/attention_dp.py) and models idle ranks."""
+    batch, dp, tp, pp, ep = (int(p.batch), int(p.attention_dp), int(p.tp), int(p.pp),
+                             int(p.ep))
+    lower, upper = (batch // dp) * dp, (batch // dp + 1) * dp
+    valid = f"{lower} or {upper}" if lower else f"{upper}"
+    # smaller attention_dp degrees that divide the batch and keep this plan's other rules
+    fits = [d for d in _divisors(batch) if d < dp and num_gpus % (tp * d * pp) == 0
+            and (tp * d) % ep == 0]
+    other = (f", or attention_dp {'/'.join(map(str, fits[-3:]))} (dividing {batch})"
+             if fits else "")
+    return (f"batch ({batch}) must be a multiple of parallelism.attention_dp ({dp}): "
+            f"kind: inference gives each attention data-parallel group batch/attention_dp "
+            f"requests; valid: batch {valid}{other}; {batch} requests on {dp} DP ranks, some "
+            f"idle, run as kind: serving (serving.arrival: "
+            f"{{process: closed, concurrency: {batch}}})")
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0 and d <= 64]
 
@@ -596,9 +620,7 @@ def inference_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
              f"tp*pp = {p.tp * p.pp} must divide system.num_gpus ({num_gpus}); "
              "the GPUs form num_gpus/(tp*pp) replicas"),
         Rule("inference.batch", lambda p: _div(p.batch, p.attention_dp),
-             lambda p: f"batch ({p.batch}) must be a multiple of parallelism.attention_dp "
-                       f"({p.attention_dp}): each attention data-parallel group serves "
-                       "batch/attention_dp requests"),
+             lambda p: _attention_dp_batch_message(p, num_gpus)),
 
         Rule("parallelism.tp", lambda p: _div(H, p.tp),
              lambda p: f"tp ({p.tp}) must divide the model's {H} attention heads; valid tp: "
