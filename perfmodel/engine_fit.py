@@ -6,9 +6,10 @@ named engine decides both itself, from the KV pool it sizes at start-up (engine_
 
 * it **starts** when its memory fraction is positive (SGLang derives mem_fraction_static from a
   reserve that can exceed the GPU: server_args.py ``_handle_gpu_memory_settings``), its KV
-  pool is not empty, and it holds one request of max_model_len (vLLM
-  v1/core/kv_cache_utils.py
-  ``check_enough_kv_cache_memory`` refuses to start below it); llama.cpp starts when its
+  pool is not empty, and, where its file says it refuses a pool below one request of
+  max_model_len (``memory.short_pool: refuse``: vLLM v1/core/kv_cache_utils.py
+  ``check_enough_kv_cache_memory``), it holds one (SGLang and TensorRT-LLM start and cap a
+  request at the pool, ``cap``); llama.cpp starts when its
   weights and n_ctx cells of KV fit the device (the cells are allocated up front);
 * it **holds a request** of c = prompt_len + output_len tokens when the c - 1 tokens whose KV
   it stores (the last generated token is not fed back; the scenario's own context rule) are
@@ -91,9 +92,11 @@ def fails_to_start(mem: EngineMemory, spec: EngineSpec) -> list[str]:
         out.append("no memory is left for its KV cache, so the engine fails to start; "
                    + (f"raise {fraction_hint(mem)}, " if mem.fraction_name else "")
                    + "use a smaller weight_dtype or add GPUs")
-    elif spec.memory.budget == "total_fraction" and mem.max_concurrency < 1:
-        # vLLM v1/core/kv_cache_utils.py check_enough_kv_cache_memory raises at start-up (by
-        # bytes: one request of max_model_len, a hybrid model's layer groups summed)
+    elif spec.memory.short_pool == "refuse" and mem.max_concurrency < 1:
+        # the engine refuses a pool below one request of max_model_len (engines/<id>.yaml
+        # memory.short_pool; vLLM v1/core/kv_cache_utils.py check_enough_kv_cache_memory, by
+        # bytes: a hybrid model's layer groups summed); "cap" engines start (SGLang,
+        # TensorRT-LLM) and engine_fit's pool check decides whether a request is held
         out.append(f"its KV cache ({mem.kv_cache_tokens:,} tokens) holds less than one request "
                    f"of max_model_len {mem.max_model_len:,}, so the engine fails to start; "
                    "lower engine.max_model_len or add GPUs")

@@ -330,13 +330,13 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     concurrency = (seqs or 1) if m.budget == "context_upfront" else tokens_kv / max_len
     if model.layer_types and m.budget != "context_upfront":
         concurrency = max(kv, 0.0) / request
-    # vLLM v1/core/kv_cache_utils.py check_enough_kv_cache_memory: the pool must hold one
-    # request of max_model_len, by bytes (a hybrid model's groups: max_memory_usage_bytes)
+    # a pool below one request of max_model_len (by bytes: a hybrid model's groups, vLLM
+    # max_memory_usage_bytes): what the engine then does is its file's memory.short_pool
     if m.budget != "context_upfront" and kv > 0 and concurrency < 1:
-        lower = "" if model.layer_types else f" to {tokens_kv:,}"
-        problems.append(f"the KV cache holds {tokens_kv:,} tokens, fewer than one request of "
-                        f"max_model_len {max_len:,} (the engine refuses to start; lower "
-                        f"engine.max_model_len{lower} or add GPUs)" + advice)
+        if m.short_pool != "refuse":  # it starts: a fraction would hold max_model_len
+            advice = _fraction_advice(m, fraction, total, weights, act, non_torch, request,
+                                      max_len, verb="it would hold one with")
+        problems.append(short_pool_problem(spec, model, tokens_kv, max_len) + advice)
     return EngineMemory(
         engine=spec.id, version=spec.version, device_memory_bytes=total,
         device_memory_source=device.usable_memory_source, budget=m.budget,
@@ -350,11 +350,35 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         asked_version=getattr(cfg, "version", None))
 
 
+def short_pool_problem(spec: EngineSpec, model: ModelSpec, tokens_kv: int, max_len: int) -> str:
+    """The warning for a KV pool of ``tokens_kv`` tokens below one request of ``max_len``, as
+    the engine's file says it behaves (``memory.short_pool``): ``refuse``: it will not start
+    (vLLM v1/core/kv_cache_utils.py check_enough_kv_cache_memory raises ValueError); ``cap``:
+    it starts and limits a request to what the pool holds (SGLang tp_worker.py max_req_len =
+    min(context_len - 1, max_total_num_tokens - 1); TensorRT-LLM KVCacheManager reduces
+    max_seq_len to the pool's whole blocks); null: not stated."""
+    lower = "" if model.layer_types else f" to {tokens_kv:,}"
+    head = (f"the KV cache holds {tokens_kv:,} tokens, fewer than one request of max_model_len "
+            f"{max_len:,}")
+    rule = spec.memory.short_pool
+    if rule == "refuse":
+        return (f"{head} (the engine refuses to start; lower engine.max_model_len{lower} or "
+                "add GPUs)")
+    where = f"engines/{spec.id}.yaml memory.short_pool"
+    if rule == "cap":
+        return (f"{head}: {spec.name} starts and limits a request to what the pool holds "
+                f"(about {tokens_kv:,} tokens; {where}), a longer one is refused or cut short; "
+                f"to serve max_model_len add GPUs, or set engine.max_model_len{lower}")
+    return (f"{head}; whether {spec.name} {spec.version} starts is not stated ({where}); "
+            f"lower engine.max_model_len{lower} or add GPUs")
+
+
 def _fraction_advice(m: MemoryFacts, fraction: float | None, total: float, weights: float,
-                     act: float, non_torch: float, request: float, max_len: int) -> str:
-    """"; it would start with engine.<fraction> >= f" when a memory fraction below 1 leaves
-    the KV of one request of ``max_len`` tokens (``request`` bytes) beside what the engine's
-    rule subtracts, else "" (module docstring: the rules)."""
+                     act: float, non_torch: float, request: float, max_len: int,
+                     verb: str = "it would start with") -> str:
+    """"; it would start with engine.<fraction> >= f" (``verb``) when a memory fraction
+    below 1 leaves the KV of one request of ``max_len`` tokens (``request`` bytes) beside what
+    the engine's rule subtracts, else "" (module docstring: the rules)."""
     if not m.fraction_name:
         return ""
     if m.budget == "total_fraction":  # f T - W - A - N >= request
@@ -369,7 +393,7 @@ def _fraction_advice(m: MemoryFacts, fraction: float | None, total: float, weigh
     if not need < 1.0 or (fraction is not None and need <= fraction):
         return (f"; no {m.fraction_name} below 1 leaves one request of max_model_len "
                 f"{max_len:,}" if not need < 1.0 else "")
-    return (f"; it would start with engine.{m.fraction_name} >= "
+    return (f"; {verb} engine.{m.fraction_name} >= "
             f"{math.ceil(need * 1000) / 1000:.3f} (one request of max_model_len {max_len:,})")
 
 
@@ -517,10 +541,18 @@ def for_scenario(sc, system, profile, pp_layers=None) -> EngineMemory | None:
             continue
         if not wider.problems and wider.kv_cache_tokens >= wider.max_model_len:
             gpus = t * shape.pp * shape.attention_dp
-            note = (f"; with parallelism.tp {t} ({gpus} GPUs per instance) it starts with "
+            verb = ("it starts with" if spec.memory.short_pool == "refuse"
+                    or not _starts(mem) else "it holds max_model_len with")
+            note = (f"; with parallelism.tp {t} ({gpus} GPUs per instance) {verb} "
                     f"a KV cache of {wider.kv_cache_tokens:,} tokens")
             return replace(mem, problems=[mem.problems[0] + note, *mem.problems[1:]])
     return mem
+
+
+def _starts(mem: EngineMemory) -> bool:
+    """The memory plan leaves the engine a KV pool and a positive fraction (its problems are
+    then at most a pool below max_model_len)."""
+    return mem.kv_cache_tokens > 0 and (mem.fraction is None or mem.fraction > 0)
 
 
 def report(mem: EngineMemory) -> dict:

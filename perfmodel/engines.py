@@ -217,6 +217,11 @@ class MemoryFacts(Strict):
     # engine.max_model_len above the model's context: "refuse" (the engine will not start
     # without an environment override); null: accepted
     context_above_model: Literal["refuse"] | None = None
+    # a KV pool smaller than one request of max_model_len: "refuse" (the engine will not start:
+    # vLLM check_enough_kv_cache_memory), "cap" (it starts and limits a request to what the
+    # pool holds: SGLang max_req_len, TensorRT-LLM's reduced max_seq_len); null: not stated
+    # (engine_memory words the warning by it, engine_fit.fails_to_start refuses by it)
+    short_pool: Literal["refuse", "cap"] | None = None
     reserve: ReserveRule | None = None
     # with attention DP, whether the engine's own tp_size counts the attention-DP ranks (SGLang:
     # --enable-dp-attention splits the TP group into dp attention groups, so tp_size = attention
