@@ -74,6 +74,10 @@ class Op:
     # they select the profile's per-(head_dim, window) factor (profile.attention_factor)
     head_dim: Array = 0.0
     window: Array = 0.0
+    # attention: a prefill core whose engine quantises Q, K and V to fp8 and runs QK^T and PV
+    # on fp8 tensor cores (``Shard.fp8_prefill_attention``; ``attention_ops``): timed at the
+    # fp8 peak on its own fp8 bytes (roofline.attention_peak_dtype)
+    fp8_attention: bool = False
 
     def __post_init__(self) -> None:
         if not self.block:  # operator names are "<block>.<what>"
@@ -272,6 +276,11 @@ class Shard:
     # ``attention.decode_kv_reads``): once per KV head, or once per query head
     # (``attention_ops``)
     decode_kv_reads: str = "kv_head"
+    # whether the engine runs its prefill (context / extend) attention kernel in fp8 when the
+    # KV cache is fp8: Q, K and V quantised to e4m3, QK^T and PV on fp8 tensor cores
+    # (engines/<id>.yaml ``attention.fp8_prefill``, by kernel class, compute capability and
+    # release; ``attention_ops``). False: the prefill kernel runs 16-bit, whatever the cache
+    fp8_prefill_attention: bool = False
     # the MoE kernel's (hidden, intermediate) padding multiples (engine_memory.
     # mxfp4_pad_multiples: vLLM's MXFP4 backends); None: the experts at their own shapes
     expert_pad: tuple[int, int] | None = None
@@ -341,6 +350,21 @@ def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec:
     qhead_per_kv`` on a grid of (num_heads, batch)), reads and dequantises the KV cache once
     per query head, heads / kv_heads times a GQA group's, and runs (sequence, query head)
     streams; MHA is unchanged.
+
+    Prefill with an fp8 KV cache (``prec.attention`` fp8): the fused kernel runs fp8 (Q, K, V
+    in e4m3, QK^T and PV on fp8 tensor cores: ``fp8_attention``, the fp8 peak in
+    roofline.attention_peak_dtype) only where the engine quantises them for it
+    (``shard.fp8_prefill_attention``, engines/<id>.yaml ``attention.fp8_prefill``): e.g.
+    SGLang's trtllm_mla backend since v0.5.7 (``_quantize_fp8_qkv`` before
+    ``trtllm_ragged_attention_deepseek`` when ``data_type`` is float8_e4m3fn; v0.5.6.post2 ran
+    it in bf16; sgl-project/sglang PR #14395 "MLA prefill always use 16-bit despite set
+    kv-cache-dtype to fp8"), TensorRT-LLM's ``mFP8ContextMLA`` on SM 90 / 100 / 103 / 120
+    with an fp8 cache (cpp/tensorrt_llm/thop/attentionOp.cpp). Elsewhere the prefill kernel is
+    the 16-bit one (vLLM's MLA prefill: ``QkvBfloat16`` unless
+    ``--attention-config.use_prefill_query_quantization``, default False, vllm-project/vllm
+    PR #31195): the core keeps the cache's dtype and is timed as the 16-bit kernel at the bf16
+    peak on 16-bit bytes (roofline.attention_peak_dtype); decode keeps the cache's dtype either
+    way.
     """
     tp = shard.tp
     heads = model.num_heads / tp
@@ -350,6 +374,13 @@ def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec:
     dtype = prec.attention or prec.compute
     a, kvb = (nbytes(dtype) if prec.attention else prec.act), prec.kv
     kv_dequant = kvb < nbytes(dtype) if prec.attention else prec.kv_dequant
+    # an fp8 KV cache: the fused prefill kernel runs on fp8 tensor cores only where the engine
+    # quantises Q, K and V for it (``shard.fp8_prefill_attention``: SGLang's trtllm_mla /
+    # trtllm_mha / fa3 backends, TensorRT-LLM's fp8 context FMHA / MLA, vLLM's FlashInfer
+    # TRT-LLM and FlashAttention backends); elsewhere the core keeps the cache's dtype and is
+    # timed as the 16-bit kernel its curve was fitted on (roofline.attention_peak_dtype)
+    fp8_core = bool(flash and prec.attention and phase == "prefill" and not absorbed_mla
+                    and nbytes(dtype) < 2 and shard.fp8_prefill_attention)
     if model.mla and absorbed_mla:
         m = model.mla
         d_qk, d_v = m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank
@@ -373,7 +404,8 @@ def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec:
     kv_deq = 2.0 * b * kv_len * kv_heads * kv_width if kv_dequant else 0.0
     point = attention_curve_point(phase, b, q_len, kv_len, kv_heads)
     core = {"cls": ATTENTION, "dtype": dtype, "shape": point, "phase": phase,
-            "attention_core": True, "head_dim": 0.0 if model.mla else float(d_qk)}
+            "attention_core": True, "head_dim": 0.0 if model.mla else float(d_qk),
+            "fp8_attention": fp8_core}
     if flash:
         return [Op(name="attn.core", flops=executed, bytes=q_bytes + kv_read,
                    model_flops=model_flops, vector_flops=kv_deq, **core)]

@@ -246,8 +246,8 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
     profile = roof.profile
     groups: dict[tuple, list[int]] = {}
     for i, op in enumerate(ops):
-        key = (op.cls, op.dtype if op.cls == GEMM else op.phase if op.cls == ATTENTION else "",
-               op.weight_format if op.cls == GEMM else "")
+        key = (op.cls, op.dtype if op.cls == GEMM else _attention_group(op)
+               if op.cls == ATTENTION else "", op.weight_format if op.cls == GEMM else "")
         groups.setdefault(key, []).append(i)
     stream = profile.stream_efficiency
     time: list = [None] * len(ops)
@@ -315,7 +315,7 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
             t = t + fixed
         elif cls == ATTENTION:
             q, kv = (stack([op.shape[j] for op in members], shape) for j in range(2))
-            curve = _attention_curve(sub)
+            curve = _attention_curve(sub, profile)
             hd, win = (stack([getattr(op, f) for op in members], shape)
                        for f in ("head_dim", "window"))
             # without a curve: the fused kernel the device's compute capability runs
@@ -331,7 +331,8 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
             if table is not None and len(table.axes) == 2:
                 factor = profile.attention_factor(curve, hd, win, q, kv)
                 t = np.minimum(t, _padded_decode(table, q, kv, t_c, t_m, stream, factor))
-            t = t + profile.attention_overhead_s.get(curve, 0.0)  # fixed cost of the kernel
+            # fixed cost of the kernel (an fp8 prefill curve: the prefill call's)
+            t = t + profile.attention_overhead_s.get(_attention_curve(sub.split("/")[0]), 0.0)
         else:
             t_stream = t_m / profile.memory_efficiency(nbytes)
             if cls == ELEMENTWISE and profile.elementwise_rate:
@@ -635,7 +636,25 @@ def attention_peak_dtype(op: Op, profile: CalibrationProfile) -> str:
     halved its compute time (0.124 ms predicted for that 0.23-0.27 ms gpt-oss-120b TP 4 call).
     A profile without a curve for the phase (its ``defaults.attention``) and the other
     attention operators (the fp8 DSA indexer, the unfused path's batched GEMMs)
-    keep their own dtype."""
+    keep their own dtype.
+
+    A prefill core the engine runs in fp8 (``op.fp8_attention``: Q, K and V quantised to
+    e4m3 for the context kernel, ``ops.attention_ops``; engines/<id>.yaml
+    ``attention.fp8_prefill``) runs at the fp8 peak on its fp8 bytes: on the profile's fp8
+    prefill curve (``FP8_PREFILL_CURVE``) where it has one, else on its bf16 prefill curve.
+    That fallback credits the fp8 kernel with the whole fp8 / bf16 peak ratio, which the
+    measured kernels reach only in part (the ratios above; aiconfigurator-core 0.12.0
+    context MLA, SGLang 0.5.14 trtllm_mla and TensorRT-LLM 1.3.0rc20, 128 heads, one
+    sequence, fp8 over bf16 KV cache (the fp8 rows quantise Q, K, V): 0.78-0.95 at 6-8k
+    tokens, 0.60-0.68 at 32k on GB200 / GB300; GQA context FMHA 0.7-0.9): a bf16 curve at the
+    fp8 peak times the fp8 core at about 0.5x the bf16 kernel, below the measured fp8 kernel
+    at every length measured, most for GQA and short prompts. NVIDIA / SGLang's GB300 long-context
+    blog (2026-02-19, "Kernel Comparison") measured the fp8 MLA context kernel
+    (fmhaSm103a / fmhaSm100f ``QkvE4m3OBfloat16HQk192HV128``) at 205 ms (GB300) and 277 ms
+    (GB200) per 128k-token causal prefill of 128 heads: 3.3 and 2.4 PFLOP/s on 6.7e14 FLOPs,
+    above GB300's dense bf16 peak, so only fp8 tensor cores can run it."""
+    if op.fp8_attention:
+        return op.dtype
     if (op.name == "attn.core" and op.dtype.startswith("fp8")
             and profile.attention_curve_key(_attention_curve(op.phase))):
         return ATTENTION_CURVE_DTYPE
@@ -659,7 +678,23 @@ def _curve_bytes_ratio(op: Op, profile: CalibrationProfile) -> float:
     return dtype_bytes(dtype) / dtype_bytes(op.dtype)
 
 
-def _attention_curve(phase: str) -> str:
+#: a profile's attention curve of fp8 prefill kernels (fp8 Q, K, V: ``Op.fp8_attention``),
+#: efficiency relative to the fp8 peak; without it such a kernel reads the prefill curve
+#: (``attention_peak_dtype``)
+FP8_PREFILL_CURVE = "prefill_fp8"
+
+
+def _attention_group(op: Op) -> str:
+    """The group an attention operator is timed in (``op_times``): its phase, and fp8 prefill
+    kernels (``Op.fp8_attention``) apart, as they may read their own curve."""
+    return f"{op.phase}/fp8" if op.fp8_attention else op.phase
+
+
+def _attention_curve(phase: str, profile: CalibrationProfile | None = None) -> str:
     """Decode kernels (one query token) and backward kernels have their own curves; forward
-    and recompute passes use the prefill curve."""
-    return {"decode": "decode", "bwd": "backward"}.get(phase, "prefill")
+    and recompute passes use the prefill curve; fp8 prefill kernels (group ``<phase>/fp8``,
+    ``_attention_group``) the profile's ``FP8_PREFILL_CURVE`` where it has one."""
+    base, _, fp8 = phase.partition("/")
+    if fp8 and profile is not None and FP8_PREFILL_CURVE in profile.attention:
+        return FP8_PREFILL_CURVE
+    return {"decode": "decode", "bwd": "backward"}.get(base, "prefill")

@@ -1,0 +1,98 @@
+"""Prefill attention on fp8 tensor cores where the engine quantises Q, K and V for it
+(``ops.Shard.fp8_prefill_attention``, ``Op.fp8_attention``, roofline.attention_peak_dtype).
+
+Hand counts: DeepSeek-V3 MLA prefill of one 128,000-token prompt on one GPU (TP 1, 128 heads,
+q/k head dim 128 + 64 = 192, v head dim 128), as the NVIDIA / SGLang GB300 long-context blog's
+kernel comparison runs it (2026-02-19: fmhaSm103a ``QkvE4m3OBfloat16HQk192HV128`` 205 ms on
+GB300, fmhaSm100f 277 ms on GB200, per 128k causal prefill):
+
+    pairs  = 128,000 x 128,001 / 2             = 8.192064e9
+    FLOPs  = 2 x (192 + 128) x 128 x pairs     = 6.7109e14
+    bytes  = Q + O: 128,000 x 128 x 320 x 1 B  = 5.2429e9
+             K + V: the same                   = 5.2429e9   (fp8: 1 B per element)
+
+On GB300 (bf16 2,450, fp8 4,900 dense TFLOP/s, hardware_specs/devices/gb300.yaml) the kernel
+is compute-bound (6.7e14 FLOPs / 4.9e15 = 137 ms at the peak vs 1.05e10 B / 8 TB/s = 1.3 ms),
+so the fp8 kernel's compute time is exactly half the bf16 one's on the same curve.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perfmodel import ops as O
+from perfmodel.profile import Curve
+from perfmodel.roofline import FP8_PREFILL_CURVE, Roofline, attention_peak_dtype, op_times
+from perfmodel.specs import registry
+from perfmodel.zoo import get_model
+
+S = 128_000
+PAIRS = S * (S + 1) / 2
+FLOPS = 2 * (192 + 128) * 128 * PAIRS
+FP8_BYTES = 2 * S * 128 * 320 * 1.0
+GB300_FP8 = 4900e12
+GB300_BF16 = 2450e12
+
+
+def _core(fp8_prefill: bool, kv_dtype: str = "fp8", phase: str = "prefill") -> O.Op:
+    model = get_model("deepseek-v3")
+    prec = O.Precision.inference("bf16", "bf16", kv_dtype, fp8_gemm=True)
+    shard = O.Shard(tp=1, fp8_prefill_attention=fp8_prefill)
+    q = S if phase == "prefill" else 1
+    pairs = O.attention_pairs(q, S)
+    (core,) = O.attention_ops(model, 1.0, q, S, pairs, shard, prec, True, phase)
+    return core
+
+
+def _time(op: O.Op, profile) -> float:
+    return float(op_times([op], Roofline(registry.get_device("gb300"), profile)).total())
+
+
+def test_fp8_prefill_core_counts_by_hand():
+    core = _core(True)
+    assert core.name == "attn.core" and core.fp8_attention and core.dtype == "fp8"
+    assert core.flops == pytest.approx(6.7109e14, rel=1e-4)
+    assert core.flops == pytest.approx(FLOPS)
+    assert core.bytes == pytest.approx(FP8_BYTES)
+    # the same FLOPs whether or not the engine runs it in fp8; only the kernel differs
+    assert _core(False).flops == pytest.approx(FLOPS) and not _core(False).fp8_attention
+
+
+def test_fp8_prefill_runs_at_the_fp8_peak_on_the_prefill_curve():
+    """GB300 reference profile (no fp8 prefill curve): the fp8 kernel at 4.9 PFLOP/s with the
+    bf16 prefill curve's efficiency, the 16-bit one at 2.45 PFLOP/s with the same."""
+    profile = registry.profile_for("gb300")
+    assert FP8_PREFILL_CURVE not in profile.attention
+    fp8, bf16 = _core(True), _core(False)
+    assert attention_peak_dtype(fp8, profile) == "fp8"
+    assert attention_peak_dtype(bf16, profile) == "bf16"
+    eff = float(profile.attention_efficiency("prefill", S, S, 0.0, 0.0, "10.3"))
+    fixed = profile.attention_overhead_s.get("prefill", 0.0) + profile.kernel_overhead_s
+    assert _time(fp8, profile) == pytest.approx(FLOPS / (GB300_FP8 * eff) + fixed, rel=1e-6)
+    assert _time(bf16, profile) == pytest.approx(FLOPS / (GB300_BF16 * eff) + fixed, rel=1e-6)
+    assert (_time(fp8, profile) - fixed) == pytest.approx(0.5 * (_time(bf16, profile) - fixed))
+
+
+def test_an_fp8_prefill_curve_in_the_profile_times_the_fp8_kernel():
+    """A profile holding ``prefill_fp8`` (efficiency relative to the fp8 peak) times the fp8
+    kernel on it: a flat 0.5 gives FLOPs / (4.9e15 x 0.5) = 273.9 ms + the fixed cost."""
+    base = registry.profile_for("gb300")
+    profile = base.model_copy(update={"attention": {**base.attention,
+                                                    FP8_PREFILL_CURVE: Curve(values=(0.5,))}})
+    fixed = base.attention_overhead_s.get("prefill", 0.0) + base.kernel_overhead_s
+    assert _time(_core(True), profile) == pytest.approx(FLOPS / (GB300_FP8 * 0.5) + fixed,
+                                                        rel=1e-6)
+    assert pytest.approx(0.2739, rel=1e-3) == FLOPS / (GB300_FP8 * 0.5)
+    # the 16-bit kernel still reads the prefill curve
+    assert _time(_core(False), profile) == pytest.approx(_time(_core(False), base))
+
+
+def test_the_engine_flag_changes_only_fp8_cache_prefill():
+    """A bf16 KV cache and decode steps are untouched by the engine's fp8-prefill fact."""
+    profile = registry.profile_for("gb300")
+    for kv, phase in (("bf16", "prefill"), ("fp8", "decode")):
+        on, off = _core(True, kv, phase), _core(False, kv, phase)
+        assert not on.fp8_attention
+        assert on.dtype == off.dtype and on.bytes == pytest.approx(off.bytes)
+        assert np.isclose(_time(on, profile), _time(off, profile))
