@@ -568,6 +568,48 @@ def _checkpoint_defaults(inf: Any, model: Any) -> Any:
     return inf
 
 
+#: llama.cpp's quantised weights are GGUF blocks of 32 values with an fp16 scale: Q4_0 18 B
+#: (4.5 bits per weight), Q8_0 34 B (8.5 bits); Q4_K's 256-value super-block is 144 B, also
+#: 4.5 bits (ggml/src/ggml-common.h block_q4_0 / block_q8_0 / block_q4_K, static_asserts of
+#: their sizes). perfmodel's int4 / int8 with a 32-value group and a 2-byte scale are exactly
+#: those bytes, so engine llamacpp defaults ``quant_group_size`` to 32 (128 otherwise: GPTQ /
+#: AWQ's common group); an explicit quant_group_size wins.
+LLAMACPP_QUANT_GROUP = 32
+#: the GGUF type llama.cpp's quantiser gives output.weight (the LM head) whatever the file's
+#: main type: Q6_K (6.5625 bits) unless that type is Q8_0, which it keeps (src/llama-quant.cpp
+#: llama_tensor_get_type: ``else if (new_type != GGML_TYPE_Q8_0) new_type = GGML_TYPE_Q6_K``;
+#: a model with tied embeddings gets the same rule for token_embd, which otherwise keeps the
+#: file's type). Q6_K is modelled as int8 (8.5 bits at group 32), the nearer of perfmodel's
+#: two integer formats (int4 is 4.5 bits). So a plain ``weight_dtype: int4`` / ``int8`` with
+#: engine llamacpp names the embeddings at the main type and the LM head int8, instead of the
+#: 16-bit ends perfmodel keeps for other engines (formats.with_kept_16bit).
+LLAMACPP_HEAD_DTYPE = "int8"
+
+
+def _engine_name(engine: Any) -> str | None:
+    """The engine a raw scenario's ``engine:`` names (a name, a mapping or an EngineConfig)."""
+    if isinstance(engine, str):
+        return engine
+    if isinstance(engine, dict):
+        return engine.get("name")
+    return getattr(engine, "name", None)
+
+
+def _llamacpp_defaults(inf: dict, tied: bool) -> dict:
+    """The inference section as a GGUF file holds an int4 / int8 model (engine llamacpp):
+    ``quant_group_size`` 32 unless given (``LLAMACPP_QUANT_GROUP``), and a plain int4 / int8
+    ``weight_dtype`` with the embeddings at that type and the LM head at
+    ``LLAMACPP_HEAD_DTYPE`` (both at it when tied)."""
+    if "quant_group_size" not in inf:
+        inf = {**inf, "quant_group_size": LLAMACPP_QUANT_GROUP}
+    w = inf.get("weight_dtype")
+    if isinstance(w, str) and w in ("int4", "int8"):
+        emb = LLAMACPP_HEAD_DTYPE if tied else w
+        inf = {**inf, "weight_dtype": {"default": w, "embeddings": emb,
+                                       "lm_head": LLAMACPP_HEAD_DTYPE}}
+    return inf
+
+
 class Scenario(TopLevel):
     """One what-if question. ``model`` accepts a preset id, a path or an inline mapping."""
 
@@ -598,6 +640,9 @@ class Scenario(TopLevel):
                 data = {**data, "model": resolve_model(data["model"], base_dir=base)}
         if isinstance(data, dict) and data.get("inference") is not None:
             inf = _checkpoint_defaults(data["inference"], data.get("model"))
+            if isinstance(inf, dict) and _engine_name(data.get("engine")) == "llamacpp":
+                inf = _llamacpp_defaults(inf, getattr(data.get("model"), "tie_embeddings",
+                                                      False))
             if isinstance(inf, dict) and getattr(data.get("model"), "tie_embeddings", False):
                 from ..formats import tie_named_formats  # one tensor, one format
 
