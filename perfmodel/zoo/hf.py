@@ -141,16 +141,37 @@ def check_json_type(key: str, value: Any) -> Any:
     raise SpecError(f"HF config key {key!r} must be a JSON {want}, got {show(value)}")
 
 
-def _activation(name: str | None, default: str = "gelu") -> str:
-    """transformers' ``hidden_act`` names (gelu_new, gelu_fast, swish, ...) to our four."""
-    name = (name or default).lower()
-    if name in ("silu", "swish") or name.startswith("swiglu"):  # MiniMax "swigluoai"
-        return "silu"
-    if name == "situ":  # Kimi K3 SiTU: beta tanh(g / beta) sigmoid(g), gated like SwiGLU
-        return "silu"
-    if name.startswith("relu"):
-        return "relu"
-    return "gelu"
+#: transformers' activation names (``hidden_act``, ``activation_function``: the keys of
+#: ACT2CLS, src/transformers/activations.py, v4.57.6) and checkpoints' own spellings, to the
+#: activation the elementwise operators count. A name starting with one of ``_ACTIVATION_
+#: PREFIXES`` belongs to that family (gelu_new, relu2, MiniMax's "swigluoai"). Any other name
+#: (laplace, linear, mish, sigmoid, tanh, xielu, a typo) is refused naming the key (QA 1205c
+#: D11): the README promises that a part not modelled is refused, not replaced.
+_ACTIVATIONS = {
+    "silu": "silu", "swish": "silu",
+    "situ": "silu",  # Kimi K3 SiTU: beta tanh(g / beta) sigmoid(g), gated like SwiGLU
+    "quick_gelu": "gelu",  # x sigmoid(1.702 x), the GELU approximation
+    "leaky_relu": "relu", "prelu": "relu",
+}
+_ACTIVATION_PREFIXES = (("gelu", "gelu"), ("relu", "relu"), ("swiglu", "silu"))
+
+
+def _activation(c: _Config, *keys: str, default: str = "gelu") -> str:
+    """The activation of the first of ``keys`` present in the config (``default`` when none
+    is), by its transformers name (``_ACTIVATIONS``); an unknown name is a SpecError naming
+    the key and the known names."""
+    key = next((k for k in keys if c.data.get(k) is not None), None)
+    raw = c.get(key) if key is not None else default
+    name = raw.lower()
+    if name in _ACTIVATIONS:
+        return _ACTIVATIONS[name]
+    for prefix, family in _ACTIVATION_PREFIXES:
+        if name.startswith(prefix):
+            return family
+    known = sorted(_ACTIVATIONS) + [f"{p}*" for p, _ in _ACTIVATION_PREFIXES]
+    raise SpecError(f"HF config key {key!r}: activation {raw!r} (model_type "
+                    f"{c.model_type!r}) is not modelled; known activations: "
+                    f"{', '.join(known)}")
 
 
 def _decoder(c: _Config) -> dict[str, Any]:
@@ -165,7 +186,7 @@ def _decoder(c: _Config) -> dict[str, Any]:
         "vocab_size": c.req("vocab_size"),
         "max_position_embeddings": c.get("max_position_embeddings", default=2048),
         "gated_mlp": True,
-        "activation": _activation(c.get("hidden_act", "hidden_activation"), "silu"),
+        "activation": _activation(c, "hidden_act", "hidden_activation", default="silu"),
         "norm": "rmsnorm",
         "position_embedding": "rope",
         "tie_embeddings": bool(c.get("tie_word_embeddings", default=False)),
@@ -301,7 +322,7 @@ def _gpt2(c: _Config) -> dict[str, Any]:
         "ffn_hidden_size": c.get("n_inner", default=4 * h),
         "vocab_size": c.req("vocab_size"),
         "max_position_embeddings": c.req("n_positions", "n_ctx", "max_position_embeddings"),
-        "activation": _activation(c.get("activation_function")),
+        "activation": _activation(c, "activation_function"),
         "position_embedding": "learned",
         "tie_embeddings": bool(c.get("tie_word_embeddings", default=True)),
         "qkv_bias": True,
@@ -322,7 +343,7 @@ def _gptj(c: _Config) -> dict[str, Any]:
         "ffn_hidden_size": c.get("n_inner", default=4 * h),
         "vocab_size": c.req("vocab_size"),
         "max_position_embeddings": c.get("n_positions", default=2048),
-        "activation": _activation(c.get("activation_function")),
+        "activation": _activation(c, "activation_function"),
         "norms_per_layer": 1,
         "parallel_attention": True,
         "position_embedding": "rope",
@@ -351,7 +372,7 @@ def _opt(c: _Config) -> dict[str, Any]:
         "max_position_embeddings": max_pos,
         "position_embedding": "learned",
         "position_embedding_size": max_pos + 2,
-        "activation": _activation(c.get("activation_function"), "relu"),
+        "activation": _activation(c, "activation_function", default="relu"),
         "norm_bias": True,
         "final_norm": pre_ln and not c.get("_remove_final_layer_norm", default=False),
         "tie_embeddings": bool(c.get("tie_word_embeddings", default=True)),
@@ -429,7 +450,7 @@ def _gpt_neox(c: _Config) -> dict[str, Any]:
         "ffn_hidden_size": c.req("intermediate_size"),
         "vocab_size": c.req("vocab_size"),
         "max_position_embeddings": c.get("max_position_embeddings", default=2048),
-        "activation": _activation(c.get("hidden_act")),
+        "activation": _activation(c, "hidden_act"),
         "parallel_attention": bool(c.get("use_parallel_residual", default=True)),
         "position_embedding": "rope",
         "tie_embeddings": bool(c.get("tie_word_embeddings", default=False)),
