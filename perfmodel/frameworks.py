@@ -467,6 +467,19 @@ class EagerForward(Strict):
     source: str
 
 
+class GradAccumulationFacts(Strict):
+    """How an eager data-parallel stack accumulates and reduces gradients without perfmodel's
+    fused accumulation (frameworks_costs.grad_accumulation_ops): ``bytes_per_param``: autograd's
+    in-place add of each later micro-batch's weight gradient into the parameter's ``.grad``
+    (AccumulateGrad ``grad += new``), HBM bytes per parameter; ``step_bytes_per_param``: the
+    per-step kernels of an unbucketed gradient all-reduce (flatten, divide, copy back), HBM
+    bytes per parameter, when data parallelism is on."""
+
+    bytes_per_param: Float = Field(ge=0, le=64)
+    step_bytes_per_param: Float = Field(default=0.0, ge=0, le=64)
+    source: str
+
+
 class ZeroStageSupport(Strict):
     """One data-parallel sharding stage as the framework offers it, in ZeRO's numbering
     (Rajbhandari et al. 2020: 0 replicated, 1 optimizer states sharded, 2 and gradients,
@@ -581,6 +594,7 @@ class FrameworkSpec(Strict):
     rope_unfused: RopeUnfused | None = None  # None: RoPE as perfmodel's one fused kernel
     eager_backward: EagerBackward | None = None  # None: no backward-only eager kernels
     eager_forward: EagerForward | None = None  # None: no forward kernels beyond the base list
+    grad_accumulation: GradAccumulationFacts | None = None  # None: fused (perfmodel's base)
     # None: the framework has no EP all-to-all / compute overlap in training
     moe_a2a_overlap: MoeA2aOverlapFacts | None = None
     dualpipev: DualPipeVFacts | None = None  # None: no DualPipeV schedule

@@ -15,14 +15,15 @@ from .specs.common import Strict
 from .specs.types import Bool
 
 FRAMEWORK_NAMES = ("megatron-core", "torchtitan", "fsdp", "deepspeed", "nemo",
-                   "megatron-deepspeed", "megatron-lm-2019", "fms-fsdp")
+                   "megatron-deepspeed", "megatron-lm-2019", "fms-fsdp",
+                   "megatron-lm-2021")
 # other names people use for the same stack's facts
 ALIASES = {"composer": "fsdp", "llm-foundry": "fsdp", "megatron": "megatron-core",
            "megatron-lm": "megatron-core"}
 
 FrameworkName = Literal["megatron-core", "torchtitan", "fsdp", "composer", "llm-foundry",
                         "deepspeed", "nemo", "megatron", "megatron-lm", "megatron-deepspeed",
-                        "megatron-lm-2019", "fms-fsdp"]
+                        "megatron-lm-2019", "fms-fsdp", "megatron-lm-2021"]
 AttentionBackend = Literal["te_fused", "fa3", "fa2", "sdpa_flash", "triton_flash",
                            "megatron_fused_softmax"]
 Float8Recipe = Literal["tensorwise", "rowwise", "delayed", "blockwise"]

@@ -1118,5 +1118,41 @@ def optimizer_extra_ops(fw: Framework | None, step: O.Op, optimizer: str,
                  phase="step")]
 
 
+GRAD_ACCUMULATE = "grad.accumulate"  # name (before UNFUSED) of autograd's gradient add
+GRAD_DDP_STEP = "grad.ddp_flatten"  # name of an unbucketed all-reduce's per-step copies
+
+
+def grad_accumulation_ops(fw: Framework | None, zero_stage: Array, layer_params: Array,
+                          microbatches: Array) -> list[O.Op]:
+    """Per layer and micro-batch (backward): autograd adds every micro-batch's weight gradient
+    but the first into the parameter's ``.grad`` in place (frameworks/<id>.yaml
+    ``grad_accumulation.bytes_per_param``), (m - 1) / m of a pass over the layer's parameters on
+    this GPU (``layer_params``, after TP) on average; ZeRO-0 only (sharded stages reduce
+    otherwise)."""
+    facts = fw.spec.grad_accumulation if fw is not None and not fw.baseline else None
+    if facts is None or not facts.bytes_per_param:
+        return []
+    m = np.maximum(np.asarray(microbatches, dtype=float), 1.0)
+    share = np.where(np.asarray(zero_stage) == 0, (m - 1.0) / m, 0.0)  # zero: an array axis too
+    return [O.Op(name=GRAD_ACCUMULATE + UNFUSED, cls=O.ELEMENTWISE, flops=0.0,
+                 bytes=layer_params * facts.bytes_per_param * share, dtype="fp32",
+                 shape=(layer_params,), phase="bwd", block="grad", kernel="add",
+                 launches=share)]
+
+
+def grad_step_ops(fw: Framework | None, zero_stage: Array, local_params: Array,
+                  dp: Array) -> list[O.Op]:
+    """Per step: an unbucketed gradient all-reduce's flatten, divide and copy back over the
+    parameters on this GPU (``grad_accumulation.step_bytes_per_param``), with data parallelism
+    on and ZeRO-0; in the optimizer group (they run between the backward and the step)."""
+    facts = fw.spec.grad_accumulation if fw is not None and not fw.baseline else None
+    if facts is None or not facts.step_bytes_per_param:
+        return []
+    on = (np.asarray(dp, dtype=float) > 1) & (np.asarray(zero_stage) == 0)
+    return [O.Op(name=GRAD_DDP_STEP, cls=O.OPTIMIZER, flops=0.0,
+                 bytes=np.where(on, local_params * facts.step_bytes_per_param, 0.0),
+                 dtype="fp32", phase="step")]
+
+
 def fsdp_copy_time(ops: list[O.Op], weighted: list, rows: list[int]) -> Array:
     return row_sum(weighted, [i for i in rows if ops[i].name.startswith(FSDP_COPY)])

@@ -349,7 +349,8 @@ def _stage_ops_built(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds
             + FC.fsdp_copies(fw, zero, block, backward=True,
                              grad_cast=nbytes(plan.grad_dtype) != prec.act)
             + FC.fsdp_grad_ops(fw, zero, block, nbytes(plan.grad_dtype), plan.dp,
-                               plan.resharded),
+                               plan.resharded)
+            + FC.grad_accumulation_ops(fw, zero, block, plan.num_microbatches),
             fwd + merge_f)
     tokens = plan.micro_batch * (plan.seq_len / plan.cp)
     emb = O.embedding_ops(model, tokens, plan.tp, prec)
@@ -360,7 +361,8 @@ def _stage_ops_built(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds
             "head": head + FC.chain_backward(fw, head, prec)
             + FC.train_metric_ops(fw, head),
             "optimizer": [step, *FC.optimizer_extra_ops(fw, step, plan.optimizer,
-                                                        optimizer_params)]}
+                                                        optimizer_params),
+                          *FC.grad_step_ops(fw, zero, optimizer_params, plan.dp)]}
     return per_kind, rest
 
 
