@@ -477,6 +477,9 @@ class GradAccumulationFacts(Strict):
 
     bytes_per_param: Float = Field(ge=0, le=64)
     step_bytes_per_param: Float = Field(default=0.0, ge=0, le=64)
+    # the gradients are zeroed rather than set to None before the step (zero_grad without
+    # set_to_none), so the first micro-batch's gradient is added in place too
+    accumulates_first: Bool = False
     source: str
 
 

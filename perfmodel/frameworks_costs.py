@@ -1127,13 +1127,15 @@ def grad_accumulation_ops(fw: Framework | None, zero_stage: Array, layer_params:
     """Per layer and micro-batch (backward): autograd adds every micro-batch's weight gradient
     but the first into the parameter's ``.grad`` in place (frameworks/<id>.yaml
     ``grad_accumulation.bytes_per_param``), (m - 1) / m of a pass over the layer's parameters on
-    this GPU (``layer_params``, after TP) on average; ZeRO-0 only (sharded stages reduce
+    this GPU (``layer_params``, after TP) on average, every micro-batch's when the gradients
+    were zeroed rather than freed (``accumulates_first``); ZeRO-0 only (sharded stages reduce
     otherwise)."""
     facts = fw.spec.grad_accumulation if fw is not None and not fw.baseline else None
     if facts is None or not facts.bytes_per_param:
         return []
     m = np.maximum(np.asarray(microbatches, dtype=float), 1.0)
-    share = np.where(np.asarray(zero_stage) == 0, (m - 1.0) / m, 0.0)  # zero: an array axis too
+    later = np.ones_like(m) if facts.accumulates_first else (m - 1.0) / m
+    share = np.where(np.asarray(zero_stage) == 0, later, 0.0)  # zero: an array axis too
     return [O.Op(name=GRAD_ACCUMULATE + UNFUSED, cls=O.ELEMENTWISE, flops=0.0,
                  bytes=layer_params * facts.bytes_per_param * share, dtype="fp32",
                  shape=(layer_params,), phase="bwd", block="grad", kernel="add",

@@ -115,3 +115,14 @@ def test_decomposition_backward_needs_both_fields():
     with pytest.raises((SpecError, ValueError), match="both"):
         Decomposition(kernels=2, bytes_per_element=8.0, backward_bytes_per_element=4.0,
                       source="test")
+
+
+def test_zeroed_grads_accumulate_the_first_microbatch():
+    """FP16_Optimizer.zero_grad zeroes the fp16 grads (set_grads_to_None False): autograd adds
+    the only micro-batch's gradient in place, 6 B per parameter of each layer (12 h^2 + 13 h)."""
+    r = _run("megatron-lm-2019")
+    acc = [op for op in r.op_times.ops if op.name == FC.GRAD_ACCUMULATE + FC.UNFUSED]
+    assert len(acc) == 1
+    assert float(acc[0].bytes) == pytest.approx(6 * (12 * 1536 ** 2 + 13 * 1536))
+    # one GPU: no data-parallel all-reduce, no flatten copies
+    assert sum(float(op.bytes) for op in r.op_times.ops if op.name == FC.GRAD_DDP_STEP) == 0.0
