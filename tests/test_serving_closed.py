@@ -359,7 +359,7 @@ def test_inferencex_cases_draw_lengths_as_their_client_does():
             assert srv[key] == {"kind": "uniform", "min": lo, "max": hi}
         assert srv["scheduler"] == {"kind": "prefill_first", "token_budget": 32768,
                                     "max_batch": 512}
-        assert srv.get("warmup_requests", 0) == 0
+        assert srv["warmup_requests"] == 2 * conc  # --num-warmups 2 x CONC, a separate phase
     sc = pm.as_scenario({**infx[0]["scenario"],
                          "serving": {**infx[0]["scenario"]["serving"], "num_requests": 20000}})
     wl = build_workload(sc.serving)
