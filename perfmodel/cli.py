@@ -117,8 +117,10 @@ def _hardware(args: argparse.Namespace) -> int:
                     for i in registry.interconnects().values()]
             print(table(rows, header=("id", "kind", "GB/s per dir.", "name")))
         elif args.nodes:
-            rows = [(n.id, n.gpus_per_node, n.intra_node, f"{n.nics_per_node}x{n.inter_node}",
-                     n.name) for n in registry.nodes().values()]
+            # NICs x the interconnect of one port; '-' for a node with no scale-out network
+            rows = [(n.id, n.gpus_per_node, n.intra_node,
+                     f"{n.nics_per_node}x{n.inter_node}" if n.inter_node else "-", n.name)
+                    for n in registry.nodes().values()]
             print(table(rows, header=("id", "GPUs", "intra-node", "inter-node", "name")))
         else:
             from .textfmt import peak
@@ -338,18 +340,30 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _hardware_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["list", "show"])
-    p.add_argument("id", nargs="?")
+    p.add_argument("action", choices=["list", "show"],
+                   help="list: a table of devices (or --interconnects, --nodes); show: every "
+                        "field of one, with its sources")
+    p.add_argument("id", nargs="?",
+                   help="for show: a device, interconnect or node id from `hardware list` "
+                        "(e.g. h100-sxm5-80gb, nvlink4-nvswitch, dgx-h100); the system: "
+                        "fields of a scenario take these ids")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--interconnects", action="store_true")
-    which.add_argument("--nodes", action="store_true")
-    p.add_argument("--json", action="store_true")
+    which.add_argument("--interconnects", action="store_true",
+                       help="list the interconnects (links and fabrics) instead of devices")
+    which.add_argument("--nodes", action="store_true",
+                       help="list the nodes (GPUs per node, intra-node link, NICs x "
+                            "inter-node link; '-': no scale-out network) instead of devices")
+    p.add_argument("--json", action="store_true", help="show: print one JSON object")
 
 
 def _models_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["list", "show"])
-    p.add_argument("id", nargs="?")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("action", choices=["list", "show"],
+                   help="list: the presets with their parameters; show: every field of one "
+                        "model, parameter counts included")
+    p.add_argument("id", nargs="?",
+                   help="for show: a preset id from `models list` (e.g. llama-3-70b) or the "
+                        "path of a HuggingFace config.json; a scenario's model: takes the same")
+    p.add_argument("--json", action="store_true", help="show: print one JSON object")
 
 
 def _validate_arguments(p: argparse.ArgumentParser) -> None:
