@@ -66,6 +66,67 @@ class SystemConfig(Strict):
     power_limit_w: Float | None = Field(default=None, gt=0)
 
 
+#: ``parallelism.redundant_experts: auto`` in a scenario, ``--redundant-experts auto`` of
+#: plan-serving and ``plan_serving(redundant_experts="auto")``: per EP degree, the fewest
+#: redundant experts that make ep divide the physical experts (``redundant_experts_for``).
+REDUNDANT_EXPERTS_AUTO = "auto"
+#: the largest count of redundant experts accepted (a count of experts: ``MAX_WIDTH``)
+MAX_REDUNDANT_EXPERTS = MAX_WIDTH
+
+
+def _is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() == REDUNDANT_EXPERTS_AUTO
+
+
+def parse_redundant_experts(value: Any, field: str = "parallelism.redundant_experts"
+                            ) -> int | str:
+    """A redundant-experts input as every door takes it: a whole count from 0 to
+    ``MAX_REDUNDANT_EXPERTS`` (a command's text "32" too), or ``auto`` (any case), returned as
+    ``REDUNDANT_EXPERTS_AUTO``; anything else is a SpecError naming ``field``."""
+    if _is_auto(value):
+        return REDUNDANT_EXPERTS_AUTO
+    count = value
+    if isinstance(value, str) and value.strip().isdigit():
+        count = int(value.strip())
+    if isinstance(count, bool) or not isinstance(count, int) \
+            or not 0 <= count <= MAX_REDUNDANT_EXPERTS:
+        raise SpecError(f"{field}: {value!r} is not a count of redundant experts (0 to "
+                        f"{MAX_REDUNDANT_EXPERTS:,}) or auto")
+    return count
+
+
+def redundant_experts_for(value: int | str, num_experts: int | None, ep: int) -> int:
+    """EPLB's redundant experts of a layout with ``ep`` expert groups. A count is kept as
+    given; ``auto`` is 0 without EP or routed experts, else the fewest r that make ep divide
+    the E + r physical experts, (-E) mod ep. Both engines place E + r physical experts evenly
+    over the EP ranks (SGLang models/deepseek_v2.py passes n_routed_experts +
+    ep_num_redundant_experts to FusedMoE, which asserts num_experts % moe_ep_size == 0; vLLM
+    --eplb-config num_redundant_experts, docs.vllm.ai serving/expert_parallel_deployment), as
+    the published wide-EP deployments pick r: 256 + 32 = 288 over EP72
+    (lmsys.org/blog/2025-06-16-gb200-part-1)."""
+    if value != REDUNDANT_EXPERTS_AUTO:
+        return int(value)
+    if num_experts is None or ep <= 1:
+        return 0
+    return -int(num_experts) % int(ep)
+
+
+def _resolve_redundant_experts(parallelism: Any, model: Any) -> Any:
+    """The raw parallelism section with ``redundant_experts: auto`` replaced by its count for
+    ``model`` (a count or anything else is left to the field's own validation)."""
+    if not isinstance(parallelism, dict) or "redundant_experts" not in parallelism:
+        return parallelism
+    value = parallelism["redundant_experts"]
+    if not _is_auto(value) or not isinstance(model, ModelSpec):
+        return parallelism
+    ep = parallelism.get("ep", 1)
+    if isinstance(ep, bool) or not isinstance(ep, int):
+        return {**parallelism, "redundant_experts": 0}  # the ep field reports its own error
+    experts = model.moe.num_experts if model.moe is not None else None
+    return {**parallelism, "redundant_experts": redundant_experts_for(
+        REDUNDANT_EXPERTS_AUTO, experts, ep)}
+
+
 class Parallelism(Strict):
     """How work is split (Narayanan et al. 2021 notation: t, p, d; plus CP, EP, VP).
 
@@ -129,8 +190,22 @@ class Parallelism(Strict):
     # default (engines/<id>.yaml moe.overlap, off in every engine)
     moe_overlap: Literal["none", "two_batch"] | None = None
     # inference: extra expert replicas placed by a load balancer (DeepSeek EPLB, SGLang
-    # --ep-num-redundant-experts; e.g. 256 + 32 = 288 experts over EP72); ep divides the sum
-    redundant_experts: Int = Field(default=0, ge=0, le=MAX_WIDTH)
+    # --ep-num-redundant-experts; e.g. 256 + 32 = 288 experts over EP72); ep divides the sum.
+    # In a scenario also "auto": the fewest that make ep divide them (redundant_experts_for),
+    # resolved with the model (Scenario._resolve_model), so the field is a count here
+    redundant_experts: Int = Field(default=0, ge=0, le=MAX_REDUNDANT_EXPERTS)
+
+    @field_validator("redundant_experts", mode="before")
+    @classmethod
+    def _auto_needs_the_model(cls, value: Any) -> Any:
+        if _is_auto(value):
+            raise SpecError("redundant_experts: auto is resolved with the model's expert count; "
+                            "give it in a scenario (parallelism.redundant_experts: auto) or a "
+                            "count of redundant experts")
+        if isinstance(value, str):  # a number in quotes too: strict, as every count
+            raise SpecError(f"{value!r} is not a count of redundant experts (0 to "
+                            f"{MAX_REDUNDANT_EXPERTS:,}) or auto")
+        return value
 
     @field_validator("placement")
     @classmethod
@@ -638,6 +713,9 @@ class Scenario(TopLevel):
             base = Path(data["base_dir"]) if data.get("base_dir") else None
             if "model" in data:
                 data = {**data, "model": resolve_model(data["model"], base_dir=base)}
+        if isinstance(data, dict) and isinstance(data.get("parallelism"), dict):
+            data = {**data, "parallelism": _resolve_redundant_experts(data["parallelism"],
+                                                                      data.get("model"))}
         if isinstance(data, dict) and data.get("inference") is not None:
             inf = _checkpoint_defaults(data["inference"], data.get("model"))
             if isinstance(inf, dict) and _engine_name(data.get("engine")) == "llamacpp":
