@@ -369,7 +369,8 @@ def _models_arguments(p: argparse.ArgumentParser) -> None:
 def _validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", type=image_path,
-                   help="write a predicted-vs-measured plot (.png, .svg or .pdf)")
+                   help="write a predicted-vs-measured plot (.png, .svg or .pdf; missing "
+                        "folders are created)")
     p.add_argument("--kind", choices=["training", "inference", "all"], default="all")
     p.add_argument("--case", help="only cases whose id contains this text")
     p.add_argument("--measure", choices=["cpu", "cuda"],
@@ -390,7 +391,8 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
 def _calibrate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--quick", action="store_true", help="a small sweep (CPU: under a minute)")
-    p.add_argument("--out", help="profile path (default calibration/<device>.measured.json)")
+    p.add_argument("--out", help="profile path (default calibration/<device>.measured.json; "
+                                 "missing folders are created)")
     p.add_argument("--report", type=png_path,
                    help="PNG report path (default: beside the profile)")
     p.add_argument("--only", type=_benchmarks,

@@ -85,3 +85,13 @@ def test_several_outputs_are_written_all_or_none(tmp_path):
     assert write_texts_atomic({first: "a\n", second: "{}\n"}) == [first, second]
     assert first.read_text() == "a\n" and second.read_text() == "{}\n"
     assert _hidden(tmp_path) == [] and _hidden(tmp_path / "sub") == []
+
+
+@pytest.mark.parametrize("argv", [
+    ["validate", "--case", "no-such-case", "--plot", "/proc/perfmodel-x.png"],
+    ["calibrate", "--reference", "h100-sxm5-80gb", "--out", "/proc/perfmodel-x.json"],
+])
+def test_other_commands_refuse_an_unwritable_output_before_running(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--{argv[-2].lstrip('-')}: cannot write {argv[-1]}: " in err
