@@ -613,6 +613,11 @@ class FormatRule(Strict):
 
     with_tensor_cores: Literal["narrow"] | None = None
     without_tensor_cores: dict[str, FormatFallback] = Field(default_factory=dict)
+    # a block-quantised format (fp8_block): true when the engine refuses to load a weight whose
+    # tensor-parallel shard is not a whole number of the checkpoint's blocks (vLLM / SGLang
+    # Fp8LinearMethod / Fp8MoEMethod.create_weights ValueError; engine_checks.check_block_shards);
+    # null: not stated
+    block_aligned_shards: Bool | None = None
 
     @field_validator("without_tensor_cores", mode="before")
     @classmethod

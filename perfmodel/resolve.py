@@ -103,10 +103,29 @@ def resolve(scenario: ScenarioLike, calibration: CalibrationLike = None) -> Reso
         check_engine_kv_dtype(sc.engine, sc.inference)
     system = resolve_system(sc.system)
     sc, dtype_notes = with_device_dtypes(sc, system.device)
+    shard_notes = block_shard_notes(sc)
     profile = resolve_profile(sc, calibration)
     return Resolved(sc, system, profile,
                     [*profile_warnings(profile, system), *replica_warnings(sc, system),
-                     *dtype_notes, *format_warnings(sc, system)], tuple(dtype_notes))
+                     *dtype_notes, *format_warnings(sc, system), *shard_notes],
+                    tuple(dtype_notes))
+
+
+def block_shard_notes(sc: Scenario) -> list[str]:
+    """A block-fp8 checkpoint's MLP / expert shards that are not whole 128 x 128 blocks: refused
+    under a named engine whose file says it refuses them, a warning under ``generic``
+    (engine_checks.check_block_shards / block_shard_warning)."""
+    if sc.kind == "training" or sc.inference is None:
+        return []
+    from .engine_checks import block_shard_warning, check_block_shards
+
+    if sc.engine is None or sc.engine.name == "generic":
+        note = block_shard_warning(sc.model, sc.parallelism, sc.inference)
+        return [note] if note else []
+    from .engines import engine_for
+
+    check_block_shards(engine_for(sc.engine), sc.model, sc.parallelism, sc.inference)
+    return []
 
 
 def check_engine_kv_dtype(engine, inference) -> None:
