@@ -190,7 +190,9 @@ def _dense_gemm_tables(tables: dict, profile: CalibrationProfile, scenario) -> t
     ``CalibrationProfile.gemm_table`` of their compute dtype with the engine's kernels of that
     format (engines/<id>.yaml ``gemm.kernels``, as ``Roofline.gemm_kernels``): TensorRT-LLM's
     nvfp4 GEMMs read ``gemm.nvfp4@trtllm_torch_flow`` and take its residuals, vLLM / SGLang /
-    generic ``gemm.nvfp4``. Without a scenario or such a table: every GEMM table."""
+    generic ``gemm.nvfp4``. Without a scenario or such a table: every GEMM table. The share of
+    a weight-only GEMM's time its format's own kernel decided reads that kernel's table
+    instead (``_floor_shares``)."""
     dtype, kernels = _dense_gemm(scenario)
     if dtype:
         key, _ = profile.gemm_table(dtype, kernels)
@@ -233,6 +235,75 @@ def _dense_gemm(scenario) -> tuple[str, tuple[str, ...]]:
     if name == "generic":
         return dtype, ()
     return dtype, gemm_kernels(name, dtype, version, variant)
+
+
+def _floor_shares(tables: dict, profile: CalibrationProfile, scenario
+                  ) -> dict[str, dict[str, float]]:
+    """Per phase (prefill, decode), the share of the dense GEMMs' time a weight-only floor
+    decided, per residual table of the kernel that set it: {phase: {``gemm.<key>``: share}}.
+
+    A weight-only GEMM (``wfmt`` weights in a 16-bit GEMM) is timed on the 16-bit curve, but
+    never below the measured ``wfmt`` kernel on the same operator (``roofline.op_times``: ``t
+    = max(t, weight_only_floor)``). Where the floor is the larger, the time is that kernel's
+    and so is its error: the band reads the ``wfmt`` table's residuals (``gemm.fp8`` on H100
+    for fp8 weights with 16-bit activations), not the 16-bit table's. Which one decides
+    depends on the operator's shape, so the inference core's passes are timed again with
+    their operators (``inference.inference``, keep_ops, as ``predictors.predict_inference``)
+    and each weight-only GEMM's time is compared with its floor (``weight_only_floor``, on the
+    roofline ``forward_pass`` builds); an operator whose time equals its floor was decided by
+    it. Only where a floor can apply (an inference scenario whose plan has a weight-only
+    format with tensor cores on the device and a measured table of its own in the profile):
+    {} elsewhere, after building the plan (< 1 ms). A serving prediction's passes (its baseline request,
+    ``serving.predict._baseline``) are not re-timed here: they keep the 16-bit table."""
+    if scenario is None or scenario.kind != "inference" or getattr(
+            scenario, "inference", None) is None:
+        return {}
+    from .formats import native_formats
+    from .inference import as_engine_runs, inference
+    from .moe_parallel import all_to_all
+    from .resolve import inference_inputs
+    from .roofline import Roofline, moe_routing, weight_only_floor
+    from .specs.assemble import resolve_system
+
+    system = resolve_system(scenario.system)
+    device = system.device
+    inp = inference_inputs(scenario, system, profile)
+    plan = as_engine_runs(inp.plan, device)
+    prec = plan.precision_on(device)
+    roof = Roofline.for_system(system, profile, plan.tp_all_reduce, plan.engine_version,
+                               plan.engine_variant,
+                               moe_a2a=all_to_all(plan.tp, plan.attention_dp, plan.ep),
+                               moe_ep=plan.ep, moe_routing=moe_routing(scenario.model))
+    floor_table = {}  # weight format -> the residual table of its own measured kernel
+    for p in (prec, *(q for _, q in prec.by_class)):
+        wfmt = p.weight_format
+        if not wfmt or wfmt == p.compute or wfmt not in native_formats(device):
+            continue
+        key, _ = profile.gemm_table(wfmt, roof.gemm_kernels(wfmt))
+        if key.split("@", 1)[0] == wfmt and f"gemm.{key}" in tables:
+            floor_table[wfmt] = f"gemm.{key}"
+    if not floor_table:
+        return {}
+    r = inference(scenario.model, system, inp.plan, profile, keep_ops=True, draft=inp.draft,
+                  offload_bandwidth=inp.offload_bandwidth, draft_tp=inp.draft_tp)
+    out: dict[str, dict[str, float]] = {}
+    for phase, times in (("prefill", r.prefill.op_times), ("decode", r.decode.op_times)):
+        total, floored = 0.0, {}
+        for op, t in zip(times.ops, times.time, strict=True):
+            if op.cls != "gemm" or np.any(np.asarray(op.groups) > 1):
+                continue  # dense GEMMs only: grouped ones are the experts' band
+            w = float(np.asarray(op.count)) * float(np.asarray(t))
+            total += w
+            table = floor_table.get(op.weight_format) if op.weight_format != op.dtype else None
+            if table is None or w <= 0:
+                continue
+            floor = weight_only_floor([op], roof, op.weight_format, np.shape(t))
+            if floor is not None and np.all(floor[0] >= np.asarray(t) * (1 - 1e-9)):
+                # t = max(t, floor): the floor is the time
+                floored[table] = floored.get(table, 0.0) + w
+        if total > 0 and floored:
+            out[phase] = {k: v / total for k, v in floored.items()}
+    return out
 
 
 def _grouped_gemm_tables(tables: dict, profile: CalibrationProfile, scenario
@@ -323,10 +394,13 @@ def _op_share(ops: list, cls: str, phases: tuple[str, ...], pred) -> float:
 def _class_terms(section: str, parts: dict[str, float], ops: list, tables: dict,
                  gemm_dtype: str | None, phases: tuple[str, ...], attention_phase: str,
                  scopes: dict[str, str], dense: tuple[str, ...] = (),
-                 grouped: tuple[str, ...] | None = None) -> list[Term]:
+                 grouped: tuple[str, ...] | None = None,
+                 floors: dict[str, float] | None = None) -> list[Term]:
     """Split one breakdown section's times into terms with their residual tables (``dense``:
     the dense GEMMs' tables, ``_dense_gemm_tables``; () = by ``gemm_dtype``; ``grouped``: the
-    experts' tables, ``_grouped_gemm_tables``; None = by ``gemm_dtype``)."""
+    experts' tables, ``_grouped_gemm_tables``; None = by ``gemm_dtype``; ``floors``: the
+    shares of the dense GEMMs' time a weight-only floor decided, per the table of the kernel
+    that set it, ``_floor_shares``: those shares take that table's residuals)."""
     terms: list[Term] = []
     for name, t in parts.items():
         t = float(t)
@@ -338,7 +412,11 @@ def _class_terms(section: str, parts: dict[str, float], ops: list, tables: dict,
             share = _op_share(ops, "gemm", phases, lambda op: op.name.startswith("moe.expert"))
             if not grouped:
                 share = 0.0  # grouped GEMMs run on the dense GEMM curve
-            terms.append(Term(f"{section}.gemm", t * (1 - share),
+            rest = 1.0
+            for table, part in (floors or {}).items():  # its own kernel's time, its error
+                terms.append(Term(f"{section}.{table}", t * (1 - share) * part, (table,)))
+                rest -= part
+            terms.append(Term(f"{section}.gemm", t * (1 - share) * max(rest, 0.0),
                               dense or _gemm_tables(tables, "gemm", gemm_dtype)))
             if share > 0:
                 terms.append(Term(f"{section}.moe", t * share, grouped))
@@ -509,10 +587,11 @@ def calibration_ratios(pred, profile: CalibrationProfile, scenario=None
             "step", bd.get("time", {}), pred.ops, tables, dtype, phases,
             "training", scopes, dense, grouped)}
     else:
+        floors = _floor_shares(tables, profile, scenario)
         pre = _class_terms("prefill", bd.get("prefill", {}), pred.ops, tables, dtype,
-                           ("prefill",), "prefill", {}, dense, grouped)
+                           ("prefill",), "prefill", {}, dense, grouped, floors.get("prefill"))
         dec = _class_terms("decode", bd.get("decode_step", {}), pred.ops, tables, dtype,
-                           ("decode",), "decode", {}, dense, grouped)
+                           ("decode",), "decode", {}, dense, grouped, floors.get("decode"))
         quantity_terms = {"ttft_s": pre, "tpot_s": dec}
     draws = _seeded_draws(profile, [t for ts in quantity_terms.values() for t in ts], tables)
     samples = {q: _ratio_samples(ts, draws) for q, ts in quantity_terms.items()}
