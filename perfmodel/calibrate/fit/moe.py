@@ -119,8 +119,23 @@ CALLS = 2  # grouped GEMM calls per record: up (gate+up) and down
 # The least share of a measured time left to the grouped GEMMs once the core's own time of the
 # parts its harness timed is taken out (``net_times``). Rows reach it where the collector's
 # global-batch top-k and combine dwarf the rank's GEMMs (H100 TRT-LLM bf16: 42 of 15,552 rows,
-# 8k-16k tokens at EP 128, e.g. 16,384 tokens of hidden 4096 combined at the profile's measured
-# `add` rate, 107 us, in a 167 us row); the EP floor then gives them a smaller EP's time
+# 6k-16k tokens at EP 8-256, e.g. 16,384 tokens of hidden 4096 combined at the profile's
+# measured `add` rate, 107 us, in a 167 us row); the EP floor then gives them a smaller EP's time.
+#
+# NOT DERIVED FROM A MEASURED FACT: 0.25 is a choice (any value in (0, 1) keeps the net time
+# positive, which is all the fit needs to invert it); no source states it and no figure was
+# fitted to it. It is not a physical bound either. Checked against one (2026-12-05, aiconfigurator
+# h100_sxm moe tables, parts timed on calibration/h100-sxm5-80gb.reference.json, which
+# reproduces the 42 rows): the two grouped GEMMs cannot take less than their roofline bound
+# (every routed expert's weights read once at the H100's 3.35 TB/s, FLOPs at its peak;
+# ``moe_ops`` on ``unit_profile``). On the 42 clamped rows that bound is 7.0 % - 33.9 % of the
+# row's measured time, above 25 % on 7 of them (tokens 12,288 / 16,384 of hidden 5120 / 6144 at
+# EP 32 / 64 / 128): there the clamp leaves the GEMMs less time than the hardware allows, an
+# efficiency above 1 before the EP floor. The core's parts alone reach 75.4 % - 103 % of those
+# rows: its global-batch combine / top-k estimate, not the GEMMs, is what the clamp absorbs. A
+# floor with a physical meaning would be max(fraction x t, that roofline bound); changing it
+# means a refit of the MoE tables (calibration/*.json), left to their owner.
+# tests/test_moe_net_fraction.py pins what the clamp does on a hand-made row.
 MIN_NET_FRACTION = 0.25
 # Membrane penalty weight of the MoE tables (curves.fit_curve ``smooth``), chosen by held-out
 # error among 0.01 / 0.03 / 0.1 / 0.3 (module docstring; docs/calibration.md "Grouped GEMMs").
@@ -306,7 +321,9 @@ def part_times(recs: list[dict], dtype: str, roof: Roofline) -> np.ndarray:
 
 def net_times(recs: list[dict], dtype: str, roof: Roofline) -> tuple[np.ndarray, np.ndarray]:
     """(times less their parts, the parts' times): each record's measured time less
-    ``part_times``, kept at least ``MIN_NET_FRACTION`` of the measurement."""
+    ``part_times``, kept at least ``MIN_NET_FRACTION`` of the measurement (the parts are
+    then charged ``(1 - MIN_NET_FRACTION) x t``, so net + parts is always the measured time;
+    the fraction is a choice, not a measured fact: see its comment)."""
     t = np.array([float(r["time_s"]) for r in recs])
     parts = np.minimum(part_times(recs, dtype, roof), (1.0 - MIN_NET_FRACTION) * t)
     return t - parts, parts
