@@ -20,6 +20,12 @@ graph replays), which already contains the engine's one-shot / two-shot switch. 
 fit (a device with no table, the default profile), NCCL's fit applies, as for ``generic``.
 The measured tables come from NVSwitch nodes, so only groups inside one NVLink domain use
 them (a PCIe pair, which vLLM also serves with its kernel, stays on NCCL: not measured).
+
+A table serves only the group sizes up to its largest measured group; a larger group gets
+NCCL's fit, on every device alike. A smaller group's time is no measure of a larger one's:
+aiconfigurator's GB300 NVL72 SGLang table (sglang 0.5.14, CUDA graph) holds 3.5-4.0 us at 2-4
+GPUs (one 4-GPU compute tray) and 27-30 us at 8 (the group leaves the tray, a second host),
+so reusing GB200's 4-GPU fit (its table stops at 4) for TP8 gave 4 us where GB300 measures 28.
 """
 
 from __future__ import annotations
@@ -65,17 +71,29 @@ def custom_eligible(engine: str, nbytes: Array, span: GroupSpan, system: System,
             & fully_nvlinked(system, n) & (nbytes < limit))
 
 
+def measured_group(profile: CalibrationProfile, collective: str, n: Array) -> Array:
+    """Where a group of ``n`` GPUs is no larger than the largest group the profile measured
+    ``collective`` (intra-node) on: only there does the fit of a measured group stand for it
+    (module docstring); False everywhere when the profile has no such fit."""
+    sizes = [f.group_size for f in profile.collectives
+             if f.collective == collective and f.scope == "intra"]
+    n = np.asarray(n, dtype=float)
+    return n <= (max(sizes) if sizes else 0)
+
+
 def tp_all_reduce_time(engine: str, nbytes: Array, span: GroupSpan, system: System,
                        profile: CalibrationProfile, version: str | None = None,
                        variant: str | None = None) -> Array:
     """Seconds of one TP all-reduce of ``nbytes`` as ``engine`` runs it: its own kernel where
-    eligible and measured, else NCCL (``generic`` and other engines: NCCL, today's model)."""
+    eligible and measured for a group at least as large (``measured_group``), else NCCL
+    (``generic`` and other engines: NCCL, today's model)."""
     nccl = collective_time("all_reduce", nbytes, span, system, profile)
     name = f"custom_allreduce_{engine}"
     if engine not in CUSTOM_ENGINES or not any(f.collective == name
                                                for f in profile.collectives):
         return nccl
-    use = custom_eligible(engine, nbytes, span, system, version, variant)
+    use = custom_eligible(engine, nbytes, span, system, version, variant) & measured_group(
+        profile, name, span.size)
     if not np.any(use):
         return nccl
     return np.where(use, collective_time(name, nbytes, span, system, profile), nccl)
