@@ -218,7 +218,7 @@ def cli(*args, cwd: Path, popen: bool = False):
 
 @pytest.mark.parametrize("out, needle", [
     (".", "is a directory"),
-    ("a-file.txt/cpu.json", "is not a directory"),
+    ("a-file.txt/cpu.json", "is a file, not a directory"),
     ("/proc/perfmodel-cal/cpu.json", "cannot create"),
     ("/proc/version", "cannot write"),
 ])

@@ -88,6 +88,7 @@ from ..specs.scenario import (
     ServingConfig,
     SLOConfig,
     SystemConfig,
+    redundant_experts_for,
 )
 from .deploy import Deployment, zero_load
 from .economics import PriceTable, cost_report, energy_report, load_prices
@@ -215,18 +216,12 @@ def layouts(inp: PlanInputs) -> list[Layout]:
 
 def redundant_for(inp: PlanInputs, ep: int) -> int:
     """EPLB's redundant experts of a layout with ``ep`` expert groups: 0 without EP (or a dense
-    model); the given count; with "auto" the fewest that make ep divide the physical experts,
-    (-E) mod ep. Both engines place E + r physical experts evenly over the EP ranks (SGLang
-    models/deepseek_v2.py passes n_routed_experts + ep_num_redundant_experts to FusedMoE,
-    which asserts num_experts % moe_ep_size == 0; vLLM --eplb-config num_redundant_experts,
-    docs.vllm.ai serving/expert_parallel_deployment), as the published wide-EP deployments
-    pick r: 256 + 32 = 288 over EP72 (lmsys.org/blog/2025-06-16-gb200-part-1)."""
+    model), else the given count or "auto" resolved by the scenario's one rule
+    (``specs.scenario.redundant_experts_for``)."""
     moe = inp.model.moe
     if ep <= 1 or moe is None:
         return 0
-    if inp.redundant_experts == "auto":
-        return -moe.num_experts % ep
-    return int(inp.redundant_experts)
+    return redundant_experts_for(inp.redundant_experts, moe.num_experts, ep)
 
 
 def layout_refusal(inp: PlanInputs, lay: Layout) -> tuple[str, str] | None:

@@ -28,6 +28,7 @@ from ..specs.scenario import (
     LengthDistribution,
     SchedulerConfig,
     SLOConfig,
+    parse_redundant_experts,
 )
 from .capacity import DEFAULT_PLAN_REQUESTS, DEFAULT_TPS, PlanInputs, plan_serving, render_plan
 from .economics import load_prices
@@ -35,7 +36,6 @@ from .schedulers import SCHEDULERS
 
 MAX_PLAN_REQUESTS = 1_000_000  # requests per simulation
 MAX_GPUS = 1_000_000
-MAX_REDUNDANT = 1_000_000  # redundant experts (specs.scenario Parallelism: MAX_WIDTH)
 #: the registered schedulers an aggregated instance can run (serving.scheduler.kind; not the
 #: disaggregated pools' prefill / decode roles, which plan-serving does not size)
 PLAN_SCHEDULERS = sorted(k for k in SCHEDULERS
@@ -317,18 +317,12 @@ def _check_rejected(engine: EngineConfig, model, prompt: LengthDistribution,
 
 
 def redundant_experts(text: str) -> int | str:
-    """The argparse type of --redundant-experts: a count (0 or more) or ``auto``."""
-    if str(text).strip().lower() == "auto":
-        return "auto"
+    """The argparse type of --redundant-experts: what a scenario's
+    ``parallelism.redundant_experts`` takes (``specs.scenario.parse_redundant_experts``)."""
     try:
-        value = int(str(text).strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{shown(text)} is not a count of redundant experts "
-                                         "or auto") from None
-    if not 0 <= value <= MAX_REDUNDANT:
-        raise argparse.ArgumentTypeError(f"{value} redundant experts: give 0 to {MAX_REDUNDANT} "
-                                         "or auto")
-    return value
+        return parse_redundant_experts(text, "--redundant-experts")
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _given(name: Callable[[str], str], key: str, value: str) -> str:

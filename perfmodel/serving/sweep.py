@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..argtypes import Invalid, api_keyword, bounded_int, int_list, positive_int
-from ..atomic import write_text_atomic
+from ..atomic import write_texts_atomic
 from ..errors import SpecError
 from ..resolve import CalibrationLike, ScenarioLike, as_scenario, resolve
 from ..specs.scenario import ArrivalConfig, BenchmarkClientConfig
@@ -263,10 +263,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     result = sweep(args.scenario, args.concurrency, args.calibration, args.num_requests,
                    cli_flag)
+    outputs = {}  # written all or none (atomic.write_texts_atomic)
     if args.csv:
-        write_text_atomic(Path(args.csv), to_csv(result))
+        outputs[args.csv] = to_csv(result)
     if args.out:
-        write_text_atomic(Path(args.out), json.dumps(result, indent=2, default=float) + "\n")
+        outputs[args.out] = json.dumps(result, indent=2, default=float) + "\n"
+    write_texts_atomic(outputs)
     if args.json:
         print(json.dumps(result, indent=2, default=float))
     else:
