@@ -219,7 +219,7 @@ def cli(*args, cwd: Path, popen: bool = False):
 @pytest.mark.parametrize("out, needle", [
     (".", "is a directory"),
     ("a-file.txt/cpu.json", "is a file, not a directory"),
-    ("/proc/perfmodel-cal/cpu.json", "cannot create"),
+    ("/proc/perfmodel-cal/cpu.json", "does not accept new files"),
     ("/proc/version", "cannot write"),
 ])
 def test_unwritable_out_is_one_line_before_measuring(tmp_path, monkeypatch, capsys, out, needle):
