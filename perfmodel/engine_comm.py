@@ -26,7 +26,10 @@ NCCL's fit, on every device alike. A smaller group's time is no measure of a lar
 aiconfigurator's GB300 NVL72 SGLang table (sglang 0.5.14, CUDA graph) holds 3.4-4.2 us at 2-4
 GPUs (one 4-GPU compute tray) and 27-30 us at 8 (the group leaves the tray, a second host),
 so reusing GB200's 4-GPU fit (its table stops at 4) for TP8 gave 4 us where GB300 measures 28.
-GB200's TP8 now reads NCCL's fit, itself measured on 2 and 4 GPUs only (nccl-tests 2.29.2 on
+The table's collection_meta.yaml says why: its 8 / 16-GPU rows ran on a 4-node x 4-GPU GB300
+NVL fleet (4 GPUs per OS node), and SGLang 0.5.14's custom_all_reduce.py rejects a cross-node
+group before its PyNCCL fallback, so those rows are most likely NCCL (not instrumented). GB200's
+TP8 now reads NCCL's fit, itself measured on 2 and 4 GPUs only (nccl-tests 2.29.2 on
 one tray); for TensorRT-LLM too, whose MNNVL kernel GB300 times at 4.1-4.7 us on 8 and 16 GPUs
 (not carried to GB200: another device's table).
 """
