@@ -374,10 +374,7 @@ def version_starts(engine: str) -> dict[str, str]:
 
 def engine_variants(engine: str) -> list[str]:
     """The variants an engine's version ranges name (vLLM: v0 / v1 engine core)."""
-    out: list[str] = []
-    for fam in engine_versions(engine):
-        out += [v for _s, _u, v in fam["ranges"] if v and v not in out]
-    return sorted(out)
+    return sorted({v for fam in engine_versions(engine) for _s, _u, v in fam["ranges"] if v})
 
 
 @st.cache_data(show_spinner=False)
