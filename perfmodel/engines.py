@@ -129,6 +129,9 @@ class VersionRange(Strict):
 
 
 _VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)(?:(a|b|rc)(\d+))?(?:\.post(\d+))?(?:\+pr(\d+))?$")
+#: a llama.cpp build tag: its releases are tagged ``b<N>``, N the build number (the commit count
+#: of master; llama-bench prints it as ``build: 32d9f7d9 (1786)``)
+_BUILD = re.compile(r"^b(\d+)$")
 #: PEP 440's pre-release phases, before the final release (440: "1.0a1 < 1.0b1 < 1.0rc1 < 1.0")
 _PRE_PHASES = {"a": 0, "b": 1, "rc": 2, None: 3}
 
@@ -138,16 +141,26 @@ def version_key(version: str) -> tuple[int, ...]:
     ``1.2.0rc2`` (most TensorRT-LLM images are; ``aN`` / ``bN`` too), sorting before its release
     as PEP 440 orders them, or a main-branch snapshot ``0.2.4+pr2031`` (the release it follows,
     with pull request N merged), which sorts after its release and before the next:
-    (0, 2, 4, 0, 3, 0, 0, 2031)."""
+    (0, 2, 4, 0, 3, 0, 0, 2031). A llama.cpp build tag ``b1786`` sorts by its build number,
+    (1786, 0, 0, 0, 3, 0, 0, 0); ``get_engine`` takes build tags for llama.cpp only
+    (``is_build_tag``)."""
+    b = _BUILD.match(str(version).strip())
+    if b:
+        return (int(b.group(1)), 0, 0, 0, _PRE_PHASES[None], 0, 0, 0)
     m = _VERSION.match(str(version).strip())
     if not m:
         raise SpecError(f"engine.version {version!r}: give a release like '0.7.3' or "
-                        "'0.4.0.post1', a pre-release like '1.2.0rc2', or a main-branch "
-                        "snapshot like '0.2.4+pr2031'")
+                        "'0.4.0.post1', a pre-release like '1.2.0rc2', a main-branch "
+                        "snapshot like '0.2.4+pr2031', or a llama.cpp build tag like 'b1786'")
     nums = [int(x) for x in m.group(1).split(".")][:4]
     nums += [0] * (4 - len(nums))
     return (*nums, _PRE_PHASES[m.group(2)], int(m.group(3) or 0), int(m.group(4) or 0),
             int(m.group(5) or 0))
+
+
+def is_build_tag(version: str) -> bool:
+    """Whether ``version`` is a llama.cpp build tag (``b1786``), not a release (``0.7.3``)."""
+    return bool(_BUILD.match(str(version).strip()))
 
 
 #: how an engine picks one recurrent state's dtype (``StateDtypeFacts``): ``config_or_fp32`` /
@@ -835,6 +848,12 @@ class GemmFacts(Strict):
 
     skinny: SkinnyGemmFacts = SkinnyGemmFacts()
     kernels: dict[str, list[str]] = Field(default_factory=dict)
+    # llama.cpp's CUDA backend: which kernel a quantised weight's matmul runs above a few tokens
+    # (perfmodel/llamacpp_kernels.kernel_path): ``should_use_mmq`` (ggml_cuda_should_use_mmq,
+    # PR #8075 on: MMQ at every batch from compute capability 7.5) or ``small_batch_mmq`` (the
+    # rule before it: MMQ up to 32 tokens, dequantise + cuBLAS above on fp16 tensor-core GPUs,
+    # kernel_path(legacy=True)); null: not llama.cpp
+    ggml_mmq: Literal["should_use_mmq", "small_batch_mmq"] | None = None
 
 
 class ResidualNormFusion(Strict):
@@ -1127,6 +1146,13 @@ def families(engine_id: str) -> tuple[EngineSpec, ...]:
         except SpecError as err:
             raise SpecError(f"{path}: {err}") from None
         out.append(_check_kernel_labels(spec, f"engines/versions/{path.name}"))
+    for spec in (*out, base):  # get_engine's one rule needs the newest release described
+        for r in spec.ranges:
+            if r.until is None:
+                raise SpecError(f"engine {engine_id} family {spec.version}: range since "
+                                f"{r.since!r} has no until: end it at the release known to "
+                                "change a fact, else the next minor release after the newest "
+                                "one its facts were read at")
     return (*out, base)
 
 
@@ -1142,16 +1168,54 @@ def family_order(spec: EngineSpec) -> tuple[int, ...]:
     return min(version_key(r.since) for r in spec.ranges)
 
 
+def newest_range(engine_id: str, variant: str | None = None) -> tuple[EngineSpec, VersionRange]:
+    """The version family of ``engine_id`` that describes the newest release perfmodel has facts
+    for (of ``variant``; None: the release's default engine), and that range: the range of that
+    variant with the latest ``until`` (every range ends, ``families``)."""
+    spans = [(f, r) for f in families(engine_id) for r in f.ranges if r.variant == variant]
+    return max(spans, key=lambda fr: (version_key(fr[1].until or fr[1].since),
+                                      version_key(fr[1].since)))
+
+
+def default_version_note(engine_id: str, version: str | None,
+                         variant: str | None = None) -> str | None:
+    """The assumption a scenario makes when its ``engine:`` names no ``version`` (one line,
+    naming the field), or None when it names one (or the engine has no version families)."""
+    if version is not None or engine_id not in ENGINE_IDS or not _base(engine_id).ranges:
+        return None
+    fam, span = newest_range(engine_id, variant)
+    what = f"{engine_id} {variant}" if variant else engine_id
+    return (f"engine.version not given: {what} is modelled with the newest facts perfmodel has, "
+            f"version family {fam.version} (versions {span.since} up to {span.until}, not "
+            f"included); name engine.version for another release")
+
+
 @cache
 def get_engine(engine_id: str, version: str | None = None,
                variant: str | None = None) -> EngineSpec:
     """The engine's facts for ``version`` (and ``variant``, e.g. vLLM's ``v1`` engine core
-    before it became the default): the current file ``engines/<engine_id>.yaml`` when no
-    version is given, else the family whose version range holds it (cached)."""
+    before it became the default): the family whose version range holds it (cached).
+
+    One rule for every engine (QA 1205c D7): every family's ranges end (``until``: the release
+    known to change a fact, else the next minor release after the newest one its facts were
+    read at, engines/<id>.yaml comments), so perfmodel knows the newest release it describes.
+
+    - No ``version``: the family of that newest release (of ``variant``; none named: the
+      release's default engine), the facts a user of today's engine expects; the prediction
+      states it (``default_version_note``). Not the current file: that is the family whose
+      facts were read most completely, not necessarily the newest (vLLM's is 0.10).
+    - A ``version`` newer than every range: refused in one line naming the newest release the
+      facts cover and the remedy (pin a covered release, or omit engine.version). Not run on
+      the newest family's facts with a warning: a range ends where a fact is known to change
+      (vLLM 0.21 subtracts a CUDA-graph estimate from the KV budget) or where the facts were
+      not read, so running it would silently model a release as another; omitting the version
+      says which facts are used.
+    - A ``version`` older than, or between, the families: refused naming the known families.
+    """
     base = _base(engine_id)
-    if version is None and variant is None:
-        return base
     if not base.ranges:
+        if version is None and variant is None:
+            return base
         if version is None:
             raise SpecError(f"engine.variant: {engine_id} has no variants (given {variant!r}); "
                             f"engines/{engine_id}.yaml describes {base.version} (omit "
@@ -1162,28 +1226,35 @@ def get_engine(engine_id: str, version: str | None = None,
     fams = families(engine_id)
     if variant is not None:
         variants = sorted({r.variant for f in fams for r in f.ranges if r.variant})
+        if not variants:
+            raise SpecError(f"engine.variant: {engine_id} has no variants (given {variant!r}); "
+                            "omit engine.variant")
         if variant not in variants:
             known = ", ".join(repr(v) for v in variants)
-            raise SpecError(f"engine.variant: {engine_id} has no variant {variant!r}; "
-                            + (f"its variants: {known}, or omit engine.variant for the "
-                               "default engine" if variants else
-                               f"{engine_id} has no variants (omit engine.variant)"))
-    given = version is not None
-    if version is None:
-        version = base.ranges[0].since
-    version_key(version)
+            raise SpecError(f"engine.variant: {engine_id} has no variant {variant!r}; its "
+                            f"variants: {known}, or omit engine.variant for the default engine")
+    if version is None:  # the newest release perfmodel has facts for
+        return newest_range(engine_id, variant)[0]
+    key = version_key(version)
+    builds = is_build_tag(base.ranges[0].since)  # llama.cpp names builds, the others releases
+    if is_build_tag(version) != builds:
+        raise SpecError(f"engine.version {version!r}: {engine_id} versions are "
+                        + ("build tags like 'b1786'" if builds else
+                           "releases like '0.7.3' (a build tag names a llama.cpp build)"))
     hits = [f for f in fams if family_holds(f, version, variant)]
-    if not hits and not given:  # a known variant without the file's version: name its ranges
-        spans = ", ".join(f"{r.since}..{r.until or ''}" for f in sorted(fams, key=family_order)
-                          for r in f.ranges if r.variant == variant)
-        raise SpecError(f"engine.variant: {engine_id} variant {variant!r} has no facts for "
-                        f"the default version {version!r}; give engine.version in {spans}")
+    what = f"version {version!r}" + (f" variant {variant!r}" if variant else "")
     if not hits:
+        fam, span = newest_range(engine_id, variant)
+        if key >= version_key(span.until):
+            raise SpecError(
+                f"engine.version: {engine_id} has no facts for {what}, newer than its newest "
+                f"version family {fam.version} ({span.since} up to {span.until}, not "
+                f"included): pin a version before {span.until}, or omit engine.version for "
+                f"family {fam.version}")
         known = "; ".join(
             f"{f.version}: " + ", ".join(
                 f"{r.since}..{r.until or ''}" + (f" ({r.variant})" if r.variant else "")
                 for r in f.ranges) for f in sorted(fams, key=family_order))
-        what = f"version {version!r}" + (f" variant {variant!r}" if variant else "")
         raise SpecError(f"engine.version: {engine_id} has no facts for {what}; "
                         f"known families: {known}")
     if len(hits) > 1:
@@ -1405,6 +1476,16 @@ def draft_tp(engine_id: str, version: str | None, variant: str | None, target_tp
     spec = engine_facts(engine_id, version, variant)
     facts = spec.speculative if spec is not None else SpeculativeFacts()
     return facts.draft_tp_for(target_tp, requested)
+
+
+def llamacpp_small_batch_mmq(engine_id: str | None, version: str | None = None,
+                             variant: str | None = None) -> bool:
+    """Whether ``engine_id`` at ``version`` is a llama.cpp build before PR #8075 (engines/
+    versions/llamacpp-b1786.yaml: ``gemm.ggml_mmq: small_batch_mmq``), whose quantised matmuls
+    above 32 tokens take the dequantise + cuBLAS path: the ``legacy`` argument of
+    ``llamacpp_kernels.with_ggml_cuda_matmuls`` / ``kernel_path``."""
+    spec = engine_facts(engine_id, version, variant) if engine_id == "llamacpp" else None
+    return spec is not None and spec.gemm.ggml_mmq == "small_batch_mmq"
 
 
 def pipeline_facts(engine_id: str | None, version: str | None = None,
