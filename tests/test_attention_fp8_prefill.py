@@ -12,8 +12,9 @@ GB300, fmhaSm100f 277 ms on GB200, per 128k causal prefill):
              K + V: the same                   = 5.2429e9   (fp8: 1 B per element)
 
 On GB300 (bf16 2,450, fp8 4,900 dense TFLOP/s, hardware_specs/devices/gb300.yaml) the kernel
-is compute-bound (6.7e14 FLOPs / 4.9e15 = 137 ms at the peak vs 1.05e10 B / 8 TB/s = 1.3 ms),
-so the fp8 kernel's compute time is exactly half the bf16 one's on the same curve.
+is compute-bound (6.7e14 FLOPs / 4.9e15 = 137 ms at the peak vs 1.05e10 B / 8 TB/s = 1.3 ms).
+It runs at the fp8 peak only on a profile's measured fp8 prefill curve (``prefill_fp8``);
+without one it keeps the bf16 peak and the bf16 prefill curve.
 """
 
 from __future__ import annotations
@@ -59,19 +60,20 @@ def test_fp8_prefill_core_counts_by_hand():
     assert _core(False).flops == pytest.approx(FLOPS) and not _core(False).fp8_attention
 
 
-def test_fp8_prefill_runs_at_the_fp8_peak_on_the_prefill_curve():
-    """GB300 reference profile (no fp8 prefill curve): the fp8 kernel at 4.9 PFLOP/s with the
-    bf16 prefill curve's efficiency, the 16-bit one at 2.45 PFLOP/s with the same."""
+def test_without_an_fp8_prefill_curve_the_fp8_core_keeps_the_bf16_peak():
+    """GB300 reference profile without an fp8 prefill curve: no credit for fp8 compute no
+    profile measured. The engine's fp8 kernel is timed like the 16-bit one, at 2.45 PFLOP/s
+    with the bf16 prefill curve's efficiency (compute-bound: its fp8 bytes, 1.05e10 B / 8 TB/s
+    = 1.3 ms, do not show), not at 4.9 PFLOP/s."""
     profile = registry.profile_for("gb300")
     assert FP8_PREFILL_CURVE not in profile.attention
     fp8, bf16 = _core(True), _core(False)
-    assert attention_peak_dtype(fp8, profile) == "fp8"
+    assert attention_peak_dtype(fp8, profile) == "bf16"
     assert attention_peak_dtype(bf16, profile) == "bf16"
     eff = float(profile.attention_efficiency("prefill", S, S, 0.0, 0.0, "10.3"))
     fixed = profile.attention_overhead_s.get("prefill", 0.0) + profile.kernel_overhead_s
-    assert _time(fp8, profile) == pytest.approx(FLOPS / (GB300_FP8 * eff) + fixed, rel=1e-6)
+    assert _time(fp8, profile) == pytest.approx(FLOPS / (GB300_BF16 * eff) + fixed, rel=1e-6)
     assert _time(bf16, profile) == pytest.approx(FLOPS / (GB300_BF16 * eff) + fixed, rel=1e-6)
-    assert (_time(fp8, profile) - fixed) == pytest.approx(0.5 * (_time(bf16, profile) - fixed))
 
 
 def test_an_fp8_prefill_curve_in_the_profile_times_the_fp8_kernel():
