@@ -541,6 +541,33 @@ def _check_kernel_entry(value: Any, where: str, keys: tuple[str, ...]) -> None:
         + f" (got {sorted(value)}); or give one list of kernel labels")
 
 
+class Fp8PrefillFacts(Strict):
+    """``attention.fp8_prefill``: where the engine's prefill (context / extend) attention
+    kernel runs in fp8 when the KV cache is fp8 (Q, K and V quantised to e4m3, QK^T and PV on
+    fp8 tensor cores: ``ops.Shard.fp8_prefill_attention``), by kernel class: ``mha`` (MHA /
+    GQA / MQA) and ``mla`` (DeepSeek MLA's MHA-mode prefill), each the compute capabilities
+    ("major.minor") whose default backend does so; ``mha_since`` / ``mla_since``: the first
+    release that does (a scenario naming an older ``engine.version`` gets the 16-bit kernel;
+    none named: the file's current facts); ``mha_paged_context``: MHA only when the prefill
+    kernel is the paged one (``scheduler.prefix_caching`` or ``scheduler.chunked_prefill``:
+    TensorRT-LLM's ``use_paged_context_fmha``). Empty: the 16-bit prefill kernel everywhere."""
+
+    mha: list[str] = Field(default_factory=list)
+    mla: list[str] = Field(default_factory=list)
+    mha_since: str | None = None
+    mla_since: str | None = None
+    mha_paged_context: Bool | None = None
+
+    def holds(self, mla: bool, capability: str | None, version: str | None,
+              paged: bool) -> bool:
+        caps, since = (self.mla, self.mla_since) if mla else (self.mha, self.mha_since)
+        if capability is None or str(capability) not in caps:
+            return False
+        if since and version and version_key(version) < version_key(since):
+            return False
+        return mla or not self.mha_paged_context or paged
+
+
 class AttentionFacts(Strict):
     """The engine's generation-phase (decode) attention kernel: ``decode_kernel`` its name and
     ``decode_kv_reads`` how often it reads each KV head's cache per step (``ops.attention_ops``):
@@ -551,6 +578,7 @@ class AttentionFacts(Strict):
 
     decode_kernel: str | None = None
     decode_kv_reads: Literal["kv_head", "query_head"] | None = None
+    fp8_prefill: Fp8PrefillFacts = Fp8PrefillFacts()
 
 
 #: how an engine runs the bf16 -> fp8 quantise of a per-tensor fp8 GEMM's input
@@ -1339,6 +1367,18 @@ def decode_kv_reads(engine_id: str, version: str | None = None,
     spec = engine_facts(engine_id, version, variant)
     reads = spec.attention.decode_kv_reads if spec is not None else None
     return reads or "kv_head"
+
+
+def fp8_prefill_attention(engine_id: str, version: str | None, variant: str | None, model,
+                          capability: str | None) -> bool:
+    """Whether ``engine_id`` runs ``model``'s prefill attention in fp8 with an fp8 KV cache on
+    a GPU of ``capability`` (``Fp8PrefillFacts``); False for ``generic`` and where the file is
+    silent."""
+    spec = engine_facts(engine_id, version, variant)
+    if spec is None:
+        return False
+    paged = bool(spec.scheduler.prefix_caching or spec.scheduler.chunked_prefill)
+    return spec.attention.fp8_prefill.holds(model.mla is not None, capability, version, paged)
 
 
 def mxfp4_pad_multiples(spec: EngineSpec | None, model, device, expert_dtype: str

@@ -31,6 +31,7 @@ from .engines import (
     decode_kv_reads,
     engine_facts,
     fp8_activation_kernels,
+    fp8_prefill_attention,
     fused_away_kernels,
     fused_residual_norms,
     moe_overlap_facts,
@@ -279,6 +280,9 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
                     redundant_experts=plan.redundant_experts,
                     decode_kv_reads=decode_kv_reads(plan.tp_all_reduce, plan.engine_version,
                                                     plan.engine_variant),
+                    fp8_prefill_attention=fp8_prefill_attention(
+                        plan.tp_all_reduce, plan.engine_version, plan.engine_variant, model,
+                        None if device is None else device.compute_capability),
                     expert_pad=None if device is None else _expert_pad(model, plan, device))
     absorbed = phase == "decode"
     quant = fp8_activation_kernels(plan.tp_all_reduce, plan.engine_version, plan.engine_variant,
