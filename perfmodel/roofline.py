@@ -331,8 +331,9 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
             if table is not None and len(table.axes) == 2:
                 factor = profile.attention_factor(curve, hd, win, q, kv)
                 t = np.minimum(t, _padded_decode(table, q, kv, t_c, t_m, stream, factor))
-            # fixed cost of the kernel (an fp8 prefill curve: the prefill call's)
-            t = t + profile.attention_overhead_s.get(_attention_curve(sub.split("/")[0]), 0.0)
+            # fixed cost of the kernel, of the curve it reads (an fp8 prefill kernel without
+            # its own curve: the prefill call's)
+            t = t + profile.attention_overhead_s.get(curve, 0.0)
         else:
             t_stream = t_m / profile.memory_efficiency(nbytes)
             if cls == ELEMENTWISE and profile.elementwise_rate:
