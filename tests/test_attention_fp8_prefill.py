@@ -100,3 +100,21 @@ def test_the_engine_flag_changes_only_fp8_cache_prefill():
         assert not on.fp8_attention
         assert on.dtype == off.dtype and on.bytes == pytest.approx(off.bytes)
         assert np.isclose(_time(on, profile), _time(off, profile))
+
+
+def test_the_fit_reads_fp8_context_rows_as_the_fp8_prefill_kernel():
+    """aiconfigurator's context rows with attn_dtype fp8 and an fp8 KV cache are fitted into
+    ``prefill_fp8`` (calibrate.fit.attention.attention_curve), timed as the engine's fp8
+    kernel: 8 heads of 128, one 4096-token sequence, causal:
+        FLOPs = 2 x (128 + 128) x 8 x 4096 x 4097 / 2 = 3.4368e10
+        bytes = 4 x 4096 x 8 x 128 x 1 B (Q, K, V, O in fp8)   = 1.6777e7."""
+    from perfmodel.calibrate.fit.attention import attention_curve, attention_op
+    p = {"phase": "prefill", "dtype": "fp8", "kv_dtype": "fp8", "batch": 1, "heads": 8,
+         "kv_heads": 8, "head_dim": 128, "q_len": 4096, "kv_len": 4096, "causal": True}
+    assert attention_curve(p) == FP8_PREFILL_CURVE
+    assert attention_curve({**p, "dtype": "bf16", "kv_dtype": "bf16"}) == "prefill"
+    assert attention_curve({**p, "dtype": "bf16"}) == "prefill"  # bf16 Q over an fp8 cache
+    op = attention_op([{"params": p}])
+    assert op.fp8_attention and op.dtype == "fp8"
+    assert np.ravel(op.flops)[0] == pytest.approx(2 * 256 * 8 * 4096 * 4097 / 2)
+    assert np.ravel(op.bytes)[0] == pytest.approx(4 * 4096 * 8 * 128)

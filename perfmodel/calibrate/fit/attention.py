@@ -10,6 +10,7 @@ sweeps down to its own floor gets ``attention_overhead_s[phase]`` = 0.95 x its f
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from ... import ops as O
 from ...attention_variants import windowed_keys
 from ...profile import AttentionScale, CalibrationProfile, Curve
-from ...roofline import Roofline, op_times
+from ...roofline import FP8_PREFILL_CURVE, Roofline, op_times
 from ...specs.hardware import DeviceSpec
 from ...specs.model import ModelSpec
 from ...specs.registry import default_profile
@@ -40,6 +41,17 @@ def _attention_model(heads: int, kv_heads: int, head_dim: int) -> ModelSpec:
                      head_dim=head_dim, ffn_hidden_size=1, vocab_size=1)
 
 
+def attention_curve(p: dict) -> str:
+    """The profile curve a record is fitted into: its phase's, except a prefill record with
+    fp8 Q, K, V and an fp8 KV cache (aiconfigurator's ``attn_dtype`` fp8 context rows: the
+    engine quantises them for the context kernel), which is the fp8 prefill kernel
+    (``roofline.FP8_PREFILL_CURVE``, efficiency relative to the fp8 peak on fp8 bytes)."""
+    if (p["phase"] == "prefill" and p.get("dtype") == "fp8"
+            and p.get("kv_dtype", "fp8") == "fp8"):
+        return FP8_PREFILL_CURVE
+    return p["phase"]
+
+
 def attention_op(recs: list[dict]) -> O.Op:
     """The core's attention operator (``ops.attention_ops``, FlashAttention IO, causal pairs;
     ``ops.backward`` for the backward phase) for records sharing heads, head_dim, dtypes,
@@ -52,12 +64,16 @@ def attention_op(recs: list[dict]) -> O.Op:
                              int(p0["head_dim"]))
     phase = p0["phase"]
     core_phase = "decode" if phase == "decode" else "prefill"
+    shard = O.Shard()
+    if attention_curve(p0) == FP8_PREFILL_CURVE:  # the engine's fp8 context kernel
+        prec = replace(prec, attention="fp8")
+        shard = O.Shard(fp8_prefill_attention=True)
     if p0.get("window"):  # a sliding window: the layer's own windowed core
-        (op,) = O.causal_attention_ops(model, b, q, kv, O.Shard(), prec, core_phase,
+        (op,) = O.causal_attention_ops(model, b, q, kv, shard, prec, core_phase,
                                        float(p0["window"]))
     else:
         pairs = O.attention_pairs(q, kv, bool(p0.get("causal", True)))
-        (op,) = O.attention_ops(model, b, q, kv, pairs, O.Shard(), prec, True, core_phase)
+        (op,) = O.attention_ops(model, b, q, kv, pairs, shard, prec, True, core_phase)
     if phase == "backward":
         (op,) = O.backward(op, prec)
     return op
@@ -102,7 +118,7 @@ def attention_times(recs: list[dict], roof: Roofline) -> np.ndarray:
         out[rows] = op_times([attention_op([recs[i] for i in rows])], roof).time[0]
     if not core_applies_attention_overhead():
         extra = roof.profile.attention_overhead_s
-        out += np.array([extra.get(r["params"]["phase"], 0.0) for r in recs])
+        out += np.array([extra.get(attention_curve(r["params"]), 0.0) for r in recs])
     return out
 
 
@@ -153,7 +169,7 @@ def attention_tables(records: list[dict], device: DeviceSpec,
     for r in ok_records(records, "attention"):
         p = r["params"]
         if int(p["heads"]) % int(p.get("kv_heads") or p["heads"]) == 0:
-            by_phase[p["phase"]].append(r)
+            by_phase[attention_curve(p)].append(r)
     for phase, recs in by_phase.items():
         best, base_hd = fastest_backend(recs), base_head_dim(recs)
         by_phase[phase] = [r for r in recs if r["params"].get("backend") == best
@@ -221,7 +237,7 @@ def attention_scale_tables(records: list[dict], device: DeviceSpec,
     for r in ok_records(records, "attention"):
         p = r["params"]
         if int(p["heads"]) % int(p.get("kv_heads") or p["heads"]) == 0:
-            by_phase[p["phase"]].append(r)
+            by_phase[attention_curve(p)].append(r)
     unit = Roofline(device, unit_profile(prof))
     overhead = prof.kernel_overhead_s
     tables: list[Table] = []
