@@ -257,6 +257,11 @@ class NodeSpec(Strict):
     name: str
     device: str | None = None  # device id this preset is built around (None: any)
     gpus_per_node: Int = Field(ge=1, le=MAX_GPUS_PER_NODE)
+    # GPUs under one operating system (one host: CUDA IPC, shared memory) when a "node" is a
+    # larger NVLink domain: a GB200 / GB300 NVL72 rack is one node of 72 GPUs but 18 compute
+    # trays of 4 GPUs, each its own host. None: the node is one host (a DGX / HGX board).
+    # The engines' CUDA-IPC all-reduce kernels stop at a host (engine_comm.custom_eligible).
+    gpus_per_host: Int | None = Field(default=None, ge=1, le=MAX_GPUS_PER_NODE)
     intra_node: str  # interconnect id
     inter_node: str | None = None  # interconnect id of one NIC port
     nics_per_node: Int = Field(default=0, ge=0, le=MAX_NICS_PER_NODE)
@@ -266,3 +271,15 @@ class NodeSpec(Strict):
     sources: list[Source] = Field(min_length=1)
     field_sources: dict[str, list[str]] = Field(default_factory=dict)
     notes: str | None = None
+
+    @model_validator(mode="after")
+    def _host_in_node(self) -> "NodeSpec":
+        if self.gpus_per_host is not None and self.gpus_per_node % self.gpus_per_host:
+            raise SpecError(f"node {self.id!r}: gpus_per_host {self.gpus_per_host} must divide "
+                            f"gpus_per_node {self.gpus_per_node} (whole hosts per node)")
+        return self
+
+    @property
+    def host_gpus(self) -> int:
+        """GPUs per host (``gpus_per_host``, default the whole node)."""
+        return self.gpus_per_host or self.gpus_per_node
