@@ -32,6 +32,14 @@ group before its PyNCCL fallback, so those rows are most likely NCCL (not instru
 TP8 now reads NCCL's fit, itself measured on 2 and 4 GPUs only (nccl-tests 2.29.2 on
 one tray); for TensorRT-LLM too, whose MNNVL kernel GB300 times at 4.1-4.7 us on 8 and 16 GPUs
 (not carried to GB200: another device's table).
+
+A kernel reaches only as far as its buffers (engines/<id>.yaml ``comm.custom_allreduce_reach``):
+vLLM's and SGLang's share them by CUDA IPC and decline a group that is not on one OS host
+(``in_the_same_node_as``), so ``host``; TensorRT-LLM's AUTO strategy takes its MNNVL kernel
+(fabric memory) where the group leaves the host on a Grace NVLink rack, so ``nvlink_domain``.
+A node file's ``gpus_per_host`` says where a host ends (GB200 / GB300 NVL72: 4-GPU compute
+trays of a 72-GPU NVLink domain): a TP8 vLLM / SGLang group there spans two hosts and gets
+NCCL's fit (NCCL over MNNVL), whatever the engine's table holds at 8 GPUs.
 """
 
 from __future__ import annotations
@@ -60,10 +68,30 @@ def fully_nvlinked(system: System, n: Array) -> Array:
     return n <= (link.domain_size or np.inf)
 
 
+def gpus_per_host(system: System) -> int:
+    """GPUs under one OS host in ``system``: the node file's ``gpus_per_host`` (a GB200 /
+    GB300 NVL72 compute tray: 4 of the rack's 72), else the whole node; never more than the
+    system's GPUs per node."""
+    per_host = system.node.host_gpus if system.node is not None else system.gpus_per_node
+    return max(1, min(per_host, system.gpus_per_node))
+
+
+def hosts_spanned(span: GroupSpan, system: System) -> Array:
+    """Hosts a group's members sit on: its nodes x the hosts its ``local`` members of one node
+    fill, the members contiguous from a host's start (a TP group: innermost in the placement,
+    topology.group_spans)."""
+    return np.asarray(span.nodes, dtype=float) * np.ceil(
+        np.asarray(span.local, dtype=float) / gpus_per_host(system))
+
+
 def custom_eligible(engine: str, nbytes: Array, span: GroupSpan, system: System,
                     version: str | None = None, variant: str | None = None) -> Array:
     """Where the engine (at ``version`` / ``variant``: engines.engine_facts) runs its own
-    kernel instead of NCCL (module docstring)."""
+    kernel instead of NCCL (module docstring): its world sizes, one node, all NVLinked, below
+    its workspace, and inside its kernel's reach (``custom_allreduce_reach``): ``host`` (CUDA
+    IPC buffers; None reads as host) needs the group on one OS host (``hosts_spanned``: a TP8
+    group on a GB200 NVL72 spans two 4-GPU trays and gets NCCL), ``nvlink_domain`` (TensorRT-LLM's
+    MNNVL kernel across the trays) one NVLink domain (one node here)."""
     from .engines import get_engine
 
     facts = get_engine(engine, version, variant).comm
@@ -73,7 +101,10 @@ def custom_eligible(engine: str, nbytes: Array, span: GroupSpan, system: System,
         return np.zeros(np.broadcast(n, nbytes).shape, dtype=bool)
     limit = np.where(n <= 2, facts.custom_allreduce_max_bytes_tp2
                      or facts.custom_allreduce_max_bytes, facts.custom_allreduce_max_bytes)
-    return (np.isin(n, facts.custom_allreduce_world_sizes) & (np.asarray(span.nodes) == 1)
+    reach = np.asarray(span.nodes) == 1
+    if facts.custom_allreduce_reach != "nvlink_domain":
+        reach = reach & (hosts_spanned(span, system) <= 1)
+    return (np.isin(n, facts.custom_allreduce_world_sizes) & reach
             & fully_nvlinked(system, n) & (nbytes < limit))
 
 

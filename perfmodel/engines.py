@@ -321,6 +321,10 @@ class CommFacts(Strict):
     custom_allreduce_max_bytes: Int | None = Field(default=None, ge=1)
     custom_allreduce_max_bytes_tp2: Int | None = Field(default=None, ge=1)
     oneshot_max_tokens: Int | None = Field(default=None, ge=1)  # one-shot below, two-shot above
+    # how far the engine's own kernel reaches: "host" (buffers shared by CUDA IPC inside one OS
+    # host: the group must sit on one host, NCCL otherwise) or "nvlink_domain" (a multi-node
+    # NVLink kernel takes over where the group leaves the host: one NVLink domain); None: host
+    custom_allreduce_reach: Literal["host", "nvlink_domain"] | None = None
 
 
 OverlapGroup = Literal["attention", "attn_in", "attn_core", "shared", "experts"]
