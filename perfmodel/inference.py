@@ -34,6 +34,7 @@ from .engines import (
     fp8_prefill_attention,
     fused_away_kernels,
     fused_residual_norms,
+    llamacpp_small_batch_mmq,
     moe_overlap_facts,
     mxfp4_pad_multiples,
     skinny_gemm_facts,
@@ -294,6 +295,9 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
     # (engines/<id>.yaml kernels.fused_residual_norm; ops.fuse_residual_norms)
     fused_norms = fused_residual_norms(plan.tp_all_reduce, plan.engine_version,
                                        plan.engine_variant)
+    # a llama.cpp build before PR #8075: dequantise + cuBLAS above 32 tokens (llamacpp_kernels)
+    ggml_legacy = llamacpp_small_batch_mmq(plan.tp_all_reduce, plan.engine_version,
+                                           plan.engine_variant)
     emulated = frozenset() if device is None else emulated_formats(
         device, plan.tp_all_reduce, plan.engine_version, plan.engine_variant,
         plan.weight_dtype, plan.weight_formats, model)
@@ -326,7 +330,7 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
             _with_fp4_quant_kernels(_with_quant_kernels(layer, *quant), *quant4), emulated)
         if plan.tp_all_reduce == "llamacpp" and device is not None:  # ggml-cuda's kernels
             layer = with_ggml_cuda_matmuls(
-                layer, prec, device, moe=model.moe if moe else None,
+                layer, prec, device, legacy=ggml_legacy, moe=model.moe if moe else None,
                 heads=None if model.mla else (model.num_heads, model.kv_heads))
         for op in layer:  # every layer of this kind on one stage
             op.count = op.count * count / plan.pp
@@ -339,7 +343,7 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
     ends = _with_emulated_gemms(
         _with_fp4_quant_kernels(_with_quant_kernels(ends, *quant), *quant4), emulated)
     if plan.tp_all_reduce == "llamacpp" and device is not None:
-        ends = with_ggml_cuda_matmuls(ends, prec, device)
+        ends = with_ggml_cuda_matmuls(ends, prec, device, legacy=ggml_legacy)
     for op in ends:  # embedding on the first stage, head on the last: 1/pp of them per stage
         op.count = op.count / plan.pp
         op.phase = phase

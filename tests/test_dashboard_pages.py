@@ -615,10 +615,14 @@ def test_engine_version_reaches_the_scenario_and_the_engine_plan():
     at = page("inference", in_engine="vllm", in_engine_version="0.6.5")
     assert not at.error and at.selectbox(key="in_engine_version").value == "0.6.5"
     assert any(e.label == "Engine memory plan — vllm 0.6.4+pr10511" for e in at.expander)
-    # an engine without version families offers no version
+    # llama.cpp's families are build tags (engines/llamacpp.yaml, versions/llamacpp-b1786.yaml)
     at = page("inference", in_engine="llamacpp")
+    options = at.selectbox(key="in_engine_version").options
+    assert options[0] == "current (b6000)" and "b1786 — facts b1786" in options
+    # the engine-neutral model offers no version
+    at = page("inference", in_engine="generic")
     assert not [s for s in at.selectbox if s.key == "in_engine_version"]
-    assert "version" not in _yaml(at).split("engine:")[1]
+    assert "version:" not in _yaml(at)
 
 
 def test_engine_version_and_variant_that_no_family_holds_is_the_core_error():

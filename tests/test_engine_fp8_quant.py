@@ -58,7 +58,8 @@ def test_engine_files_state_the_quantise():
     assert (trt.fused_when.min_tp, trt.fused_when.hidden_above,
             trt.fused_when.attention_dp) == (2, 4096, False)
     assert get_engine("trtllm", "0.6.1").quantization.fp8_activation.mode is None
-    assert get_engine("vllm").quantization.fp8_activation.mode == "static_kernel"
+    assert get_engine("vllm").quantization.fp8_activation.mode == "fused"  # newest: 0.14
+    assert get_engine("vllm", "0.10.2").quantization.fp8_activation.mode == "static_kernel"
     assert get_engine("vllm", "0.11.2").quantization.fp8_activation.mode == "static_kernel"
     assert get_engine("vllm", "0.12.0").quantization.fp8_activation.mode == "fused"  # -O2
     assert get_engine("vllm", "0.12.0").version == "0.12"

@@ -36,11 +36,13 @@ def test_the_other_variants_resolve_as_before(version, variant, family):
 
 
 def test_a_variant_without_facts_is_still_refused_listing_families_by_version():
-    # V0 is gone from 0.11.0 (vllm-0.7-v0.yaml: v0 until 0.11.0); the current file is V1's
+    # no family names variant v0 before 0.6.6+pr12126 (vllm-0.7-v0.yaml's first v0 range);
+    # a version past every range is refused by the newest-family rule instead
+    # (test_engine_versions_qa1205c.py)
     with pytest.raises(SpecError) as err:
-        get_engine("vllm", "0.11.0", "v0")
+        get_engine("vllm", "0.6.0", "v0")
     msg = str(err.value)
-    assert "no facts for version '0.11.0' variant 'v0'" in msg
+    assert "no facts for version '0.6.0' variant 'v0'" in msg
     listed = [part.split(":")[0] for part in msg.split("known families: ")[1].split("; ")]
     # each family's earliest release, by hand: 0.1.0 < 0.2.4+pr2031 < 0.2.4+pr2151 <
     # 0.3.0+pr2863 < 0.6.3+pr9352 < 0.6.4+pr10511 < 0.6.6+pr12126 < 0.7.0 < 0.8.0 < 0.10.0 <

@@ -403,7 +403,7 @@ def test_a_pre_release_reads_the_family_it_precedes_the_release_of():
 
 
 @pytest.mark.parametrize("version, variant, family", [
-    (None, None, "0.10"), ("0.1.7", None, "0.2.0"), ("0.2.4", None, "0.2.0"),
+    (None, None, "0.14"), ("0.1.7", None, "0.2.0"), ("0.2.4", None, "0.2.0"),
     ("0.2.4+pr2031", None, "0.2.4+pr2031"), ("0.2.7", None, "0.2.4+pr2151"),
     ("0.4.3", None, "0.3.0+pr2863"), ("0.6.5", None, "0.6.4+pr10511"),
     ("0.7.3", None, "0.7-v0"), ("0.7.0", "v1", "0.7-v1"), ("0.9.2", None, "0.8"),
@@ -501,9 +501,11 @@ def test_sglang_pool_excludes_what_the_distributed_init_took():
     assert "distributed_init" not in one.breakdown
 
 
-def test_a_version_for_an_engine_without_families_is_refused():
-    with pytest.raises(SpecError, match="llamacpp has no version families"):
-        get_engine("llamacpp", "b5000")
+def test_a_llamacpp_build_tag_reads_its_family_and_a_release_number_is_refused():
+    """llama.cpp versions are build tags (engines/llamacpp.yaml: b3216 up to b6001)."""
+    assert get_engine("llamacpp", "b5000") == get_engine("llamacpp")
+    with pytest.raises(SpecError, match=r"engine\.version"):
+        get_engine("llamacpp", "1.0")
 
 
 def test_a_version_outside_every_family_is_refused():

@@ -47,3 +47,33 @@ def test_builds_outside_the_facts_are_refused_in_one_line(version, words):
 def test_a_release_is_not_a_build_for_vllm():
     with pytest.raises(SpecError, match="vllm versions are releases"):
         get_engine("vllm", "b1786")
+
+
+
+def test_a_scenario_on_a_pre_b3216_build_runs_the_dequantise_path():
+    """The scenario path (inference._pass_ops): Llama-2-7B Q4_0 pp512 on an RTX 3090 Ti at
+    b1786 prices the dequantise + cuBLAS kernels llama.cpp ran then, at b3216 MMQ (no
+    dequantise kernel in the prefill pass)."""
+    import perfmodel as pm
+
+    def prefill_ops(build):
+        r = pm.predict({"kind": "inference", "model": "llama-2-7b",
+                        "engine": {"name": "llamacpp", "version": build},
+                        "system": {"device": "rtx-3090-ti", "num_gpus": 1},
+                        "inference": {"batch": 1, "prompt_len": 512, "output_len": 1,
+                                      "weight_dtype": "int4", "activation_dtype": "fp16"}})
+        return {o.name for o in r.ops if o.phase == "prefill"}
+
+    old, new = prefill_ops("b1786"), prefill_ops("b3216")
+    assert "mlp.down.dequantize" in old and "mlp.down.quantize_q8_1" not in old
+    assert "mlp.down.quantize_q8_1" in new and not any("dequantize" in n for n in new)
+
+
+def test_no_version_is_the_newest_family_and_the_prediction_says_so():
+    import perfmodel as pm
+
+    r = pm.predict({"kind": "inference", "model": "llama-3.1-8b", "engine": "vllm",
+                    "system": {"device": "h100-sxm5-80gb", "num_gpus": 1},
+                    "inference": {"batch": 1, "prompt_len": 512, "output_len": 128}})
+    note = [w for w in r.warnings if w.startswith("engine.version not given")]
+    assert note and "version family 0.14" in note[0]

@@ -42,7 +42,7 @@ def _first_token(sched, late, outputs=None):
 
 
 @pytest.mark.parametrize("version, variant, on", [
-    (None, None, False), ("0.13.0", None, False), ("0.10.1", "v1", False),
+    (None, None, True), ("0.10.2", None, False), ("0.13.0", None, False), ("0.10.1", "v1", False),
     ("0.14.0", None, True), ("0.15.1", "v1", True), ("0.20.0", None, True),
 ])
 def test_async_scheduling_is_the_default_from_0_14(version, variant, on):
@@ -55,7 +55,7 @@ def test_async_scheduling_admits_a_request_one_step_later():
     Sync (0.10 facts): schedule() at t = 2 sees it, its prefill runs 2-3, first token at 3.
     Async (0.14 facts): the schedule() at t = 2 decides the step after the one launched at
     t = 2 (3-4) and sees it, so the prefill runs 3-4, first token at 4: one step later."""
-    sync = ChunkedPrefill(8192, get_engine("vllm").scheduler)
+    sync = ChunkedPrefill(8192, get_engine("vllm", "0.10.2").scheduler)
     asyn = ChunkedPrefill(8192, get_engine("vllm", "0.14.0").scheduler)
     assert _first_token(sync, 1.5) == 3.0
     assert _first_token(asyn, 1.5) == 4.0
@@ -69,7 +69,8 @@ def test_a_closed_loop_request_sent_when_another_ends():
     before the arrival and the one at t = 4 (start of step 4-5) takes it for 5-6: first token
     at 6, one step later (the step m + 2 rule: m = the step ending at 3)."""
     outs = [3, 50, 50]
-    assert _first_token(ChunkedPrefill(8192, get_engine("vllm").scheduler), 3.0, outs) == 5.0
+    assert _first_token(ChunkedPrefill(8192, get_engine("vllm", "0.10.2").scheduler), 3.0,
+                        outs) == 5.0
     assert _first_token(ChunkedPrefill(8192, get_engine("vllm", "0.14.0").scheduler), 3.0,
                         outs) == 6.0
 
@@ -104,7 +105,7 @@ def test_pipeline_parallelism_turns_the_default_off_and_refuses_an_explicit_on()
     explicit = EngineConfig(name="vllm", version="0.14.0", async_scheduling=True)
     with pytest.raises(SpecError, match=r"engine\.async_scheduling"):
         scheduler_facts(explicit, Parallelism(pp=2))
-    old = EngineConfig(name="vllm", async_scheduling=True)
+    old = EngineConfig(name="vllm", version="0.10.2", async_scheduling=True)
     assert scheduler_facts(old, Parallelism(pp=2)).async_scheduling is True
 
 
