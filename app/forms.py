@@ -298,7 +298,7 @@ def _engine_version(p: str, engine: str | None) -> str | dict | None:
     if not starts or f"{p}engine_version" not in st.session_state:
         return engine
     families = backend.engine_versions(engine)
-    current = families[-1]["label"] if families else "current"
+    current = next((f["label"] for f in families if f["default"]), "current")
     version = st.selectbox(
         "Engine version", [AUTO, *starts], key=f"{p}engine_version", accept_new_options=True,
         format_func=lambda v: f"current ({current})" if v == AUTO else

@@ -63,18 +63,21 @@ def engine_version_families(engine: str) -> list[dict]:
     """The release families a scenario's ``engine.version`` can name for serving engine
     ``engine`` (vllm, sglang, trtllm, llamacpp): one entry per engines/versions/<id>-*.yaml
     file and the current engines/<id>.yaml (last), each ``{"label": its version label,
-    "ranges": [(since, until, variant), ...]}``, the releases it describes (``until`` None:
-    open-ended; ``variant`` e.g. vLLM's "v1" engine core, or None). [] for an unknown engine
-    or one whose single file describes one release (``engine.version`` is then refused)."""
-    from .engines import ENGINE_IDS, families
+    "ranges": [(since, until, variant), ...], "default": whether a scenario naming no
+    version gets it (the newest family, engines.get_engine)}``, the releases it describes
+    (``until`` excluded; ``variant`` e.g. vLLM's "v1" engine core, or None). [] for an unknown
+    engine or one whose single file describes one release (``engine.version`` is then
+    refused)."""
+    from .engines import ENGINE_IDS, families, get_engine
 
     if engine not in ENGINE_IDS:
         return []
     fams = families(engine)
     if not fams or not fams[-1].ranges:
         return []
-    return [{"label": f.version, "ranges": [(r.since, r.until, r.variant) for r in f.ranges]}
-            for f in fams]
+    default = get_engine(engine).version
+    return [{"label": f.version, "ranges": [(r.since, r.until, r.variant) for r in f.ranges],
+             "default": f.version == default} for f in fams]
 
 
 def engine_version_sort_key(version: str) -> tuple[int, ...]:
