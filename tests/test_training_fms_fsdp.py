@@ -5,11 +5,10 @@ main_training.py calls it, checked by hand on the README's Llama 34b row (48 lay
 from __future__ import annotations
 
 import pytest
+from training_ops import op_bytes, step_with_ops
 
 import perfmodel as pm
 from perfmodel import frameworks_costs as FC
-from perfmodel.resolve import resolve, training_plan
-from perfmodel.training import training_step
 
 FMS_34B = {"id": "fms-llama-34b-test", "name": "fms 34b", "family": "llama", "num_layers": 48,
            "hidden_size": 8192, "num_heads": 64, "num_kv_heads": 8, "ffn_hidden_size": 22016,
@@ -29,13 +28,7 @@ def _run(framework: str, compile_: bool = False):
                   "global_batch": 192, "micro_batch": 2, "precision": "bf16",
                   "recompute": "full", "flash_attention": True, "dropout": False,
                   "grad_reduce_dtype": "bf16"})
-    rs = resolve(sc)
-    plan = training_plan(rs.scenario, rs.system)
-    return training_step(rs.scenario.model, rs.system, plan, rs.profile, keep_ops=True)
-
-
-def _bytes(r, name: str, phase: str) -> float:
-    return sum(float(op.bytes) for op in r.op_times.ops if op.name == name and op.phase == phase)
+    return step_with_ops(sc)
 
 
 def test_rope_chain_by_hand():
@@ -45,8 +38,8 @@ def test_rope_chain_by_hand():
     element, per layer and micro-batch (the stated backward, not twice the forward)."""
     r = _run("fms-fsdp")
     assert E_ROPE == 75_497_472
-    assert _bytes(r, "attn.rope" + FC.UNFUSED, "fwd") == pytest.approx(32 * E_ROPE)
-    assert _bytes(r, "attn.rope" + FC.UNFUSED + ".bwd", "bwd") == pytest.approx(28 * E_ROPE)
+    assert op_bytes(r, "attn.rope" + FC.UNFUSED, "fwd") == pytest.approx(32 * E_ROPE)
+    assert op_bytes(r, "attn.rope" + FC.UNFUSED + ".bwd", "bwd") == pytest.approx(28 * E_ROPE)
     launches = {op.name: float(op.launches) for op in r.op_times.ops}
     assert launches["attn.rope" + FC.UNFUSED] == 11.0
     assert launches["attn.rope" + FC.UNFUSED + ".bwd"] == 7.0
@@ -56,9 +49,9 @@ def test_rmsnorm_keeps_the_twice_forward_backward():
     """The fp32 RMSNorm chain (torchtitan's decomposition, 36 B per element) states no backward
     of its own: its extra operator's backward stays twice its forward."""
     r = _run("fms-fsdp")
-    fwd = _bytes(r, "attn.norm" + FC.UNFUSED, "fwd")
+    fwd = op_bytes(r, "attn.norm" + FC.UNFUSED, "fwd")
     assert fwd > 0
-    assert _bytes(r, "attn.norm" + FC.UNFUSED + ".bwd", "bwd") == pytest.approx(2 * fwd)
+    assert op_bytes(r, "attn.norm" + FC.UNFUSED + ".bwd", "bwd") == pytest.approx(2 * fwd)
 
 
 def test_compile_fuses_the_chains():
@@ -75,9 +68,9 @@ def test_adamw_foreach_bytes_by_hand():
     """torch.optim.AdamW (foreach) 80 B + FSDP clip_grad_norm_ 12 B = 92 B per sharded fp32
     parameter, against perfmodel's fused 30 B: the eager extra is 62 / 30 of the fused step."""
     r = _run("fms-fsdp")
-    step = _bytes(r, "optimizer.step", "step")
+    step = op_bytes(r, "optimizer.step", "step")
     assert step > 0
-    assert _bytes(r, FC.OPTIMIZER_EAGER, "step") == pytest.approx(step * 62 / 30)
+    assert op_bytes(r, FC.OPTIMIZER_EAGER, "step") == pytest.approx(step * 62 / 30)
 
 
 def test_no_composer_train_metrics():

@@ -6,11 +6,10 @@ al. 2019 Table 1: 40 layers, hidden 1536, 16 heads, sequence 1024, batch 8, fp16
 from __future__ import annotations
 
 import pytest
+from training_ops import op_bytes, step_with_ops
 
 import perfmodel as pm
 from perfmodel import frameworks_costs as FC
-from perfmodel.resolve import resolve, training_plan
-from perfmodel.training import training_step
 
 GPT2_1_2B = {"id": "gpt2-1.2b-test", "name": "GPT-2 1.2B", "family": "gpt", "num_layers": 40,
              "hidden_size": 1536, "num_heads": 16, "ffn_hidden_size": 6144,
@@ -29,13 +28,7 @@ def _run(framework: str, recompute: str = "full"):
         training={"framework": framework, "seq_len": 1024, "global_batch": 8, "micro_batch": 8,
                   "precision": "fp16", "recompute": recompute, "flash_attention": False,
                   "dropout": True})
-    rs = resolve(sc)
-    plan = training_plan(rs.scenario, rs.system)
-    return training_step(rs.scenario.model, rs.system, plan, rs.profile, keep_ops=True)
-
-
-def _bytes(r, name: str, phase: str) -> float:
-    return sum(float(op.bytes) for op in r.op_times.ops if op.name == name and op.phase == phase)
+    return step_with_ops(sc)
 
 
 def test_score_chain_by_hand():
@@ -43,12 +36,12 @@ def test_score_chain_by_hand():
     8 passes of 2 B over the S scores forward, against the fused kernel's S written + K read;
     backward softmax (3 passes), mul (2), div (2) = 7 against S written + 2 K read."""
     r = _run("megatron-lm-2019")
-    fwd = _bytes(r, FC.EAGER_SCORES + FC.UNFUSED, "fwd")
-    bwd = _bytes(r, FC.EAGER_SCORES + ".bwd" + FC.UNFUSED, "bwd")
+    fwd = op_bytes(r, FC.EAGER_SCORES + FC.UNFUSED, "fwd")
+    bwd = op_bytes(r, FC.EAGER_SCORES + ".bwd" + FC.UNFUSED, "bwd")
     assert fwd == pytest.approx((8 * S - (S + K)) * 2) == pytest.approx(1_744_699_392)
     assert bwd == pytest.approx((7 * S - (S + 2 * K)) * 2) == pytest.approx(1_341_915_136)
     # full recompute re-runs the forward passes
-    assert _bytes(r, FC.EAGER_SCORES + FC.UNFUSED + ".recompute", "recompute") == pytest.approx(fwd)
+    assert op_bytes(r, FC.EAGER_SCORES + FC.UNFUSED + ".recompute", "recompute") == pytest.approx(fwd)
 
 
 def test_bias_adds_and_hidden_dropout_by_hand():
@@ -73,8 +66,8 @@ def test_fp16_optimizer_bytes_by_hand():
     r = _run("megatron-lm-2019")
     n = 40 * (12 * 1536 ** 2 + 13 * 1536) + 51_200 * 1536 + 1024 * 1536 + 2 * 1536
     assert n == 1_213_479_936
-    assert _bytes(r, FC.OPTIMIZER_EAGER, "step") == pytest.approx(38 * n)
-    assert _bytes(r, "optimizer.step", "step") == pytest.approx(30 * n)
+    assert op_bytes(r, FC.OPTIMIZER_EAGER, "step") == pytest.approx(38 * n)
+    assert op_bytes(r, "optimizer.step", "step") == pytest.approx(30 * n)
 
 
 def test_megatron_core_unchanged():
@@ -82,7 +75,7 @@ def test_megatron_core_unchanged():
     adds none of these operators."""
     r = _run("megatron-core")
     assert not [op for op in r.op_times.ops if op.name.endswith(FC.UNFUSED)]
-    assert _bytes(r, FC.OPTIMIZER_EAGER, "step") == 0.0
+    assert op_bytes(r, FC.OPTIMIZER_EAGER, "step") == 0.0
 
 
 def test_selective_recompute_reruns_only_the_score_chain():
@@ -101,8 +94,8 @@ def test_loss_chain_by_hand():
     twice that): extra 40 B and 2 B per logit of 8192 tokens x 51,200."""
     r = _run("megatron-lm-2019")
     logits = T * 51_200
-    assert _bytes(r, "head.loss" + FC.UNFUSED, "fwd") == pytest.approx(40 * logits)
-    assert _bytes(r, "head.loss" + FC.UNFUSED + ".bwd", "bwd") == pytest.approx(2 * logits)
+    assert op_bytes(r, "head.loss" + FC.UNFUSED, "fwd") == pytest.approx(40 * logits)
+    assert op_bytes(r, "head.loss" + FC.UNFUSED + ".bwd", "bwd") == pytest.approx(2 * logits)
     launches = {op.name: float(op.launches) for op in r.op_times.ops}
     assert launches["head.loss" + FC.UNFUSED] == 6.0
     assert launches["head.loss" + FC.UNFUSED + ".bwd"] == 1.0

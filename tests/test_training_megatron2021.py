@@ -7,11 +7,10 @@ fp32 cross entropy and Float16Optimizer's bytes, checked by hand on a GPT-3-styl
 from __future__ import annotations
 
 import pytest
+from training_ops import step_with_ops
 
 import perfmodel as pm
 from perfmodel import frameworks_costs as FC
-from perfmodel.resolve import resolve, training_plan
-from perfmodel.training import training_step
 
 H = 2304
 GPT_1_7B = {"id": "gpt-1.7b-test", "name": "GPT 1.7B", "family": "gpt", "num_layers": 24,
@@ -31,9 +30,7 @@ def _run(framework: str, dp: int = 2, microbatches: int = 4):
         training={"framework": framework, "seq_len": 2048, "global_batch": dp * microbatches,
                   "micro_batch": 1, "precision": "fp16", "recompute": "full",
                   "flash_attention": False, "dropout": True, "grad_reduce_dtype": "fp16"})
-    rs = resolve(sc)
-    plan = training_plan(rs.scenario, rs.system)
-    return training_step(rs.scenario.model, rs.system, plan, rs.profile, keep_ops=True)
+    return step_with_ops(sc)
 
 
 def _ops(r, name: str):
