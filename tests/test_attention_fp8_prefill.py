@@ -119,3 +119,24 @@ def test_the_fit_reads_fp8_context_rows_as_the_fp8_prefill_kernel():
     assert op.fp8_attention and op.dtype == "fp8"
     assert np.ravel(op.flops)[0] == pytest.approx(2 * 256 * 8 * 4096 * 4097 / 2)
     assert np.ravel(op.bytes)[0] == pytest.approx(4 * 4096 * 8 * 128)
+
+
+@pytest.mark.parametrize("engine, version, variant, mla, cap, on", [
+    # the fact holds from the release it was read at (engines/<id>.yaml attention.fp8_prefill)
+    ("vllm", "0.6.3", None, False, "9.0", False), ("vllm", "0.10.2", None, False, "9.0", True),
+    ("vllm", None, None, False, "9.0", True), ("vllm", None, None, True, "10.0", False),
+    ("sglang", "0.5.5.post3", None, False, "9.0", False), ("sglang", "0.5.6", None, True, "10.0",
+                                                           False),
+    ("sglang", "0.5.7", None, True, "10.0", True),
+    ("trtllm", "0.6.0", None, True, "9.0", False), ("trtllm", "1.2.0", None, True, "9.0", True),
+    ("trtllm", "1.2.0", "tensorrt", True, "9.0", False),
+    ("trtllm", "1.2.0", None, True, "8.0", False),  # Ampere: no fp8 context MLA
+])
+def test_fp8_prefill_only_where_and_since_the_engine_source_was_read(engine, version, variant,
+                                                                     mla, cap, on):
+    from types import SimpleNamespace
+
+    from perfmodel.engines import fp8_prefill_attention
+
+    model = SimpleNamespace(mla=object() if mla else None)
+    assert fp8_prefill_attention(engine, version, variant, model, cap) is on
