@@ -36,7 +36,7 @@ def with_engine(pred: Prediction, rs: Resolved, plan=None) -> Prediction:
     ``plan``: the scenario's InferPlan (its uneven layer split)."""
     from . import engine_memory
     from .engine_fit import engine_fit
-    from .engines import default_version_note, engine_for
+    from .engines import engine_for
 
     sc = rs.scenario
     pp_layers = None if plan is None else plan.pp_layers
@@ -44,9 +44,6 @@ def with_engine(pred: Prediction, rs: Resolved, plan=None) -> Prediction:
     if mem is None:
         return pred
     warnings = [*pred.warnings, *(f"{mem.engine}: {p}" for p in mem.problems)]
-    version_note = default_version_note(sc.engine.name, sc.engine.version, sc.engine.variant)
-    if version_note:
-        warnings.append(version_note)
     if mem.device_memory_source != "cuda":
         warnings.append(f"{mem.engine}: device memory as CUDA reports it is not sourced for "
                         f"{rs.system.device.id!r}; the budget uses the "

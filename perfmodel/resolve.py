@@ -107,8 +107,20 @@ def resolve(scenario: ScenarioLike, calibration: CalibrationLike = None) -> Reso
     profile = resolve_profile(sc, calibration)
     return Resolved(sc, system, profile,
                     [*profile_warnings(profile, system), *replica_warnings(sc, system),
-                     *dtype_notes, *format_warnings(sc, system), *shard_notes],
+                     *dtype_notes, *format_warnings(sc, system), *shard_notes,
+                     *engine_version_notes(sc)],
                     tuple(dtype_notes))
+
+
+def engine_version_notes(sc: Scenario) -> list[str]:
+    """An engine named without a version runs its newest family: the prediction says so, for
+    inference and serving alike (``engines.default_version_note``)."""
+    if sc.kind == "training":
+        return []
+    from .engines import default_version_note
+
+    note = default_version_note(sc.engine.name, sc.engine.version, sc.engine.variant)
+    return [note] if note else []
 
 
 def block_shard_notes(sc: Scenario) -> list[str]:

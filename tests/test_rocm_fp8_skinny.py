@@ -36,7 +36,9 @@ def _predict(engine: str, device: str, weight_dtype: str, batch: int = 1,
                  "weight_dtype": weight_dtype}
     if activation_dtype:
         inference["activation_dtype"] = activation_dtype
-    return pm.predict({"kind": "inference", "model": model, "engine": engine,
+    # the releases this file describes (0.9.2 - 0.13.0); no version is the newest family, 0.14
+    named = {"name": engine, "version": "0.13.0"} if engine == "vllm" else engine
+    return pm.predict({"kind": "inference", "model": model, "engine": named,
                        "system": {"device": device}, "inference": inference})
 
 
