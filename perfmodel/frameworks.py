@@ -487,7 +487,8 @@ class ZeroStageSupport(Strict):
     """One data-parallel sharding stage as the framework offers it, in ZeRO's numbering
     (Rajbhandari et al. 2020: 0 replicated, 1 optimizer states sharded, 2 and gradients,
     3 and parameters): how a run selects it and whether it runs with pipeline parallelism
-    (pp > 1) and with the interleaved schedule (vp > 1). Checked by ``plan.capability_rules``
+    (pp > 1), with the interleaved schedule (vp > 1), with expert parallelism (ep > 1) and with
+    a mixture-of-experts model at all. Checked by ``plan.capability_rules``
     for a scenario and applied as masks by the plan search."""
 
     setting: str  # the framework's own switch, e.g. --data-parallel-sharding-strategy optim_grads
@@ -510,7 +511,19 @@ class ZeroStageSupport(Strict):
     # ``ep_limits`` quotes where (DeepSpeed's engine asserts "MoE not supported with Stage 3")
     ep: Bool = True
     ep_limits: str | None = None
+    # whether the stage runs a mixture-of-experts model at all (any ep); false: the framework
+    # builds every MoE layer as a module its engine refuses at this stage, and ``moe_limits``
+    # quotes where (Megatron-DeepSpeed's MoE layers are deepspeed.moe.layer.MoE whatever their
+    # ep_size, and DeepSpeed's ZeRO-3 asserts "MoE not supported with Stage 3"). Implies ep false
+    moe: Bool = True
+    moe_limits: str | None = None
     source: str
+
+    @model_validator(mode="after")
+    def _no_ep_without_moe(self) -> "ZeroStageSupport":
+        if not self.moe and self.ep:
+            raise SpecError("moe: false runs no expert parallelism either: set ep: false")
+        return self
 
 
 class Capabilities(Strict):

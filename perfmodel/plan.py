@@ -323,10 +323,18 @@ def _ep_limit(plan) -> str:
     return f" ({stage.ep_limits})" if stage is not None and stage.ep_limits else ""
 
 
-def capability_rules() -> list[Rule]:
+def _moe_limit(plan) -> str:
+    caps, _ = _capabilities(plan)
+    stage = caps.zero_stages.get(int(plan.zero_stage))
+    return f": {stage.moe_limits}" if stage is not None and stage.moe_limits else ""
+
+
+def capability_rules(model: ModelSpec | None = None) -> list[Rule]:
     """What the plan's training framework can run (frameworks/<id>.yaml ``capabilities``,
     sourced from each framework's code): its ZeRO stages, and which of them run with pipeline
-    parallelism, with the interleaved schedule and with expert parallelism."""
+    parallelism, with the interleaved schedule, with expert parallelism and with ``model``
+    if it is a mixture of experts (None: no such rule)."""
+    moe = model is not None and model.moe is not None
     return [
         Rule("parallelism.zero_stage", lambda p: _stage_table(p, "offered"),
              lambda p: f"{_capabilities(p)[1]} has no ZeRO stage {p.zero_stage}; valid "
@@ -347,6 +355,12 @@ def capability_rules() -> list[Rule]:
                        f"parallelism as the one parallel dimension{_limit(p)}; with dp = {p.dp} "
                        f"beside tp / cp / pp > 1 valid zero_stage: "
                        f"{_stages_where(p, 'sole_dimension', False)}; or dp: 1", per_stage=True),
+        # before the ep rule: a stage that runs no MoE model is not fixed by ep: 1
+        Rule("parallelism.zero_stage", lambda p: (not moe) | _stage_table(p, "moe"),
+             lambda p: f"{_capabilities(p)[1]} runs no mixture-of-experts model at zero_stage "
+                       f"{p.zero_stage} (frameworks/{_capabilities(p)[1]}.yaml capabilities."
+                       f"zero_stages.{p.zero_stage}.moe: false{_moe_limit(p)}); valid "
+                       f"zero_stage for {model.name}: {_stages_where(p, 'moe')}", per_stage=True),
         Rule("parallelism.ep", lambda p: (np.asarray(p.ep) == 1) | _stage_table(p, "ep"),
              lambda p: f"{_capabilities(p)[1]} runs zero_stage {p.zero_stage} without "
                        f"expert parallelism only{_ep_limit(p)}; with ep = {p.ep} valid "
@@ -561,7 +575,7 @@ def training_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
         Rule("parallelism.etp", lambda p: _div(model.moe.expert_ffn_hidden_size, p.etp)
              if model.moe else p.etp > 0,
              lambda p: f"etp ({p.etp}) must divide the expert FFN width"),
-        *capability_rules(),
+        *capability_rules(model),
     ]
 
 
