@@ -240,6 +240,20 @@ def test_unwritable_out_is_one_line_before_measuring(tmp_path, monkeypatch, caps
     assert len(stderr.strip().splitlines()) == 1
 
 
+def test_the_default_out_is_checked_too(tmp_path, monkeypatch, capsys):
+    """Without --out the CLI's output check (cli._check_outputs) sees no path: calibrate checks
+    its default calibration/<device>.measured.json with the same atomic.check_writable."""
+    from perfmodel.cli import main
+
+    (tmp_path / "calibration").write_text("x")  # a file where the default folder goes
+    monkeypatch.chdir(tmp_path)
+    code = main(["calibrate", "--device", "cpu", "--quick", "--only", "launch"])
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr
+    assert "--out (default): " in stderr and "calibration is a file, not a directory" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
 def _ranks_of(raw: Path) -> list[int]:
     """PIDs of live collective ranks writing ``raw`` (Linux /proc)."""
     pids = []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -60,7 +59,7 @@ def run_cli(args: argparse.Namespace) -> int:
     rank = env["rank"] if env else 0
     ctx = Context(args.device, bool(args.quick), local_rank=env["local_rank"] if env else 0)
     out = Path(args.out) if args.out else default_out(ctx.device_id, args.device)
-    check_writable(out)
+    prepare_out(out, checked=bool(args.out))
     raw = raw_path(out)
     budget = default_budget(sweeps()["budget"], args.device, ctx.mode,
                             getattr(args, "budget_s", None), getattr(args, "point_budget_s", None))
@@ -99,32 +98,34 @@ def run_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_writable(out: Path) -> None:
-    """Refuse, in one line and before measuring anything, an --out the profile cannot go to."""
-    if out.is_dir():
-        raise PerfModelError(f"--out {out} is a directory; give a file path such as "
-                             f"{out / 'cpu.measured.json'}")
-    folder = out.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise PerfModelError(f"--out {out}: {folder} is not a directory") from None
-    except OSError as err:
-        raise PerfModelError(f"--out {out}: cannot create {folder} ({err.strerror})") from None
-    try:  # the real test (permission bits do not bind root; a read-only mount binds all)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise PerfModelError(f"--out {out}: cannot write in {folder} ({err.strerror}); "
-                             "choose another --out") from None
-    for path in (out, out.with_name(out.name + ".raw.jsonl")):
-        if not path.exists():
-            continue
+def prepare_out(out: Path, checked: bool) -> None:
+    """Before measuring anything: ``out`` writable (``atomic.check_writable``, the one check of
+    every command's output; a given --out was checked by the CLI before any command ran,
+    ``cli._check_outputs``, so only the default path is checked here), its missing folders
+    created (--out's help: "missing folders are created"; the raw store appends there from the
+    first point) and an existing raw store beside it appendable."""
+    from ..atomic import OutputError
+    from ..atomic import check_writable as writable
+    from .raw import raw_path
+
+    if not checked:
         try:
-            with open(path, "ab"):
+            writable(out)
+        except OutputError as err:
+            raise OutputError(f"--out (default): {err}") from None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"--out: cannot write {out}: cannot create {out.parent} "
+                          f"({err.strerror})") from None
+    raw = raw_path(out)
+    if raw.exists():
+        try:
+            with open(raw, "ab"):
                 pass
         except OSError as err:
-            raise PerfModelError(f"--out {out}: cannot write {path} ({err.strerror})") from None
+            raise OutputError(f"--out: cannot write {raw} ({err.strerror}); choose another "
+                              "--out") from None
 
 
 def say(text: str) -> None:
