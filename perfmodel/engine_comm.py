@@ -21,25 +21,45 @@ fit (a device with no table, the default profile), NCCL's fit applies, as for ``
 The measured tables come from NVSwitch nodes, so only groups inside one NVLink domain use
 them (a PCIe pair, which vLLM also serves with its kernel, stays on NCCL: not measured).
 
-A table serves only the group sizes up to its largest measured group; a larger group gets
-NCCL's fit, on every device alike. A smaller group's time is no measure of a larger one's:
-aiconfigurator's GB300 NVL72 SGLang table (sglang 0.5.14, CUDA graph) holds 3.4-4.2 us at 2-4
-GPUs (one 4-GPU compute tray) and 27-30 us at 8 (the group leaves the tray, a second host),
-so reusing GB200's 4-GPU fit (its table stops at 4) for TP8 gave 4 us where GB300 measures 28.
-The table's collection_meta.yaml says why: its 8 / 16-GPU rows ran on a 4-node x 4-GPU GB300
-NVL fleet (4 GPUs per OS node), and SGLang 0.5.14's custom_all_reduce.py rejects a cross-node
-group before its PyNCCL fallback, so those rows are most likely NCCL (not instrumented). GB200's
-TP8 now reads NCCL's fit, itself measured on 2 and 4 GPUs only (nccl-tests 2.29.2 on
-one tray); for TensorRT-LLM too, whose MNNVL kernel GB300 times at 4.1-4.7 us on 8 and 16 GPUs
-(not carried to GB200: another device's table).
+A table measured the engine's own all-reduce call (aiconfigurator collector/network/
+collect_all_reduce.py @ 095f58a: ``tensor_model_parallel_all_reduce`` of vLLM L532 and SGLang
+L764, TensorRT-LLM's ``AllReduce`` op with AUTO strategy), so a row holds whatever that engine
+runs at that group size on that device: its kernel, or its NCCL / PyNCCL fallback where the
+engine declines the kernel (a message above the workspace, a group across hosts), on the
+collection's own host layout. Where the engine's table holds a row at exactly the group's size
+(``measured_at``; one node, all NVLinked, a release that has its own all-reduce, the message
+below its workspace: ``below_workspace``), that row is the time, whatever the kernel's world
+sizes and reach say (``custom_eligible``). Above the workspace the rows also hold the engine's
+NCCL call (B200 SGLang TP8 16 MiB: 58 us, where nccl-tests' fit gives 99), but the model keeps
+NCCL's fit there, as before (not changed here: it would move the prefill of most engine
+cases). aiconfigurator's GB300 NVL72 SGLang table (sglang 0.5.14, CUDA graph) holds 3.4-4.2 us
+at 2-4 GPUs (one 4-GPU compute tray) and 27-30 us at 8: its collection_meta.yaml says the 8 /
+16-GPU rows ran on a 4-node x 4-GPU GB300 NVL fleet (4 GPUs per OS node), where SGLang 0.5.14's
+custom_all_reduce.py rejects the cross-host group and falls back to PyNCCL, so those rows
+measured exactly what SGLang runs at TP8 there (27.8 us at 16 KiB), and TP8 reads them.
+TensorRT-LLM's GB300 rows time its MNNVL kernel at 4.1-4.7 us on
+8 and 16 GPUs.
+
+A group size the table does not measure goes by the kernel's rules: its own kernel
+(``custom_eligible``) where the table measured a group at least as large (``measured_group``,
+interpolating between measured sizes), else NCCL's fit. A smaller group's time is no measure of
+a larger one's (GB300 SGLang: 4 us at 4 GPUs, 28 at 8), so GB200's 4-GPU tables (they stop at
+4) do not serve its TP8: that reads NCCL's fit, for every engine (GB300's TensorRT-LLM rows are
+another device's table, not carried over). NCCL's fit on GB200 / GB300 is measured on at most
+4 GPUs (aiconfigurator-core 0.12.0 nccl-tests, NCCL 2.29.2, on one compute tray), so a
+cross-tray group reads it unmeasured: an extrapolation of one tray's NVLink times, no
+measurement of NCCL over MNNVL.
 
 A kernel reaches only as far as its buffers (engines/<id>.yaml ``comm.custom_allreduce_reach``):
 vLLM's and SGLang's share them by CUDA IPC and decline a group that is not on one OS host
 (``in_the_same_node_as``), so ``host``; TensorRT-LLM's AUTO strategy takes its MNNVL kernel
 (fabric memory) where the group leaves the host on a Grace NVLink rack, so ``nvlink_domain``.
 A node file's ``gpus_per_host`` says where a host ends (GB200 / GB300 NVL72: 4-GPU compute
-trays of a 72-GPU NVLink domain): a TP8 vLLM / SGLang group there spans two hosts and gets
-NCCL's fit (NCCL over MNNVL), whatever the engine's table holds at 8 GPUs.
+trays of a 72-GPU NVLink domain): a TP8 vLLM / SGLang group there spans two hosts, so the
+kernel is not eligible; the time is the engine's measured 8-GPU row where its table has one
+(GB300 SGLang), else NCCL's fit (GB300 vLLM, GB200). ``custom_eligible`` still decides the
+fusions that need the kernel itself (TensorRT-LLM's residual + RMSNorm fusion,
+inference.py).
 """
 
 from __future__ import annotations
@@ -99,41 +119,74 @@ def custom_eligible(engine: str, nbytes: Array, span: GroupSpan, system: System,
     nbytes = np.asarray(nbytes, dtype=float)
     if not facts.custom_allreduce_world_sizes or facts.custom_allreduce_max_bytes is None:
         return np.zeros(np.broadcast(n, nbytes).shape, dtype=bool)
-    limit = np.where(n <= 2, facts.custom_allreduce_max_bytes_tp2
-                     or facts.custom_allreduce_max_bytes, facts.custom_allreduce_max_bytes)
     reach = np.asarray(span.nodes) == 1
     if facts.custom_allreduce_reach != "nvlink_domain":
         reach = reach & (hosts_spanned(span, system) <= 1)
     return (np.isin(n, facts.custom_allreduce_world_sizes) & reach
-            & fully_nvlinked(system, n) & (nbytes < limit))
+            & fully_nvlinked(system, n) & below_workspace(engine, nbytes, n, version, variant))
+
+
+def below_workspace(engine: str, nbytes: Array, n: Array, version: str | None = None,
+                    variant: str | None = None) -> Array:
+    """Where a message of ``nbytes`` over ``n`` GPUs fits the engine's all-reduce workspace
+    (engines/<id>.yaml ``comm.custom_allreduce_max_bytes``, ``_tp2`` at n <= 2); False
+    everywhere for a release without its own all-reduce."""
+    from .engines import get_engine
+
+    facts = get_engine(engine, version, variant).comm
+    n = np.asarray(n, dtype=float)
+    nbytes = np.asarray(nbytes, dtype=float)
+    if not facts.custom_allreduce_world_sizes or facts.custom_allreduce_max_bytes is None:
+        return np.zeros(np.broadcast(n, nbytes).shape, dtype=bool)
+    limit = np.where(n <= 2, facts.custom_allreduce_max_bytes_tp2
+                     or facts.custom_allreduce_max_bytes, facts.custom_allreduce_max_bytes)
+    return nbytes < limit
+
+
+def _measured_sizes(profile: CalibrationProfile, collective: str) -> list[int]:
+    return [f.group_size for f in profile.collectives
+            if f.collective == collective and f.scope == "intra"]
 
 
 def measured_group(profile: CalibrationProfile, collective: str, n: Array) -> Array:
     """Where a group of ``n`` GPUs is no larger than the largest group the profile measured
     ``collective`` (intra-node) on: only there does the fit of a measured group stand for it
     (module docstring); False everywhere when the profile has no such fit."""
-    sizes = [f.group_size for f in profile.collectives
-             if f.collective == collective and f.scope == "intra"]
+    sizes = _measured_sizes(profile, collective)
     n = np.asarray(n, dtype=float)
     return n <= (max(sizes) if sizes else 0)
+
+
+def measured_at(profile: CalibrationProfile, collective: str, n: Array) -> Array:
+    """Where the profile holds a row of ``collective`` (intra-node) measured at exactly ``n``
+    GPUs: the engine's table timed what that engine runs there, kernel or fallback (module
+    docstring); False everywhere when the profile has no such fit."""
+    return np.isin(np.asarray(n, dtype=float), _measured_sizes(profile, collective))
 
 
 def tp_all_reduce_time(engine: str, nbytes: Array, span: GroupSpan, system: System,
                        profile: CalibrationProfile, version: str | None = None,
                        variant: str | None = None) -> Array:
-    """Seconds of one TP all-reduce of ``nbytes`` as ``engine`` runs it: its own kernel where
-    eligible and measured for a group at least as large (``measured_group``), else NCCL
+    """Seconds of one TP all-reduce of ``nbytes`` as ``engine`` runs it: the engine's table
+    where it measured exactly this group size (``measured_at``; one node, all NVLinked, below
+    the engine's workspace: ``below_workspace``), whatever else ``custom_eligible`` says (the
+    row holds the engine's fallback where it declines its kernel across hosts); else its own kernel
+    where eligible and measured for a group at least as large (``measured_group``); else NCCL
     (``generic`` and other engines: NCCL, today's model)."""
     nccl = collective_time("all_reduce", nbytes, span, system, profile)
     name = f"custom_allreduce_{engine}"
     if engine not in CUSTOM_ENGINES or not any(f.collective == name
                                                for f in profile.collectives):
         return nccl
-    use = custom_eligible(engine, nbytes, span, system, version, variant) & measured_group(
-        profile, name, span.size)
+    n = span.size
+    row = (measured_at(profile, name, n) & (np.asarray(span.nodes) == 1)
+           & fully_nvlinked(system, n) & below_workspace(engine, nbytes, n, version, variant))
+    use = row | (custom_eligible(engine, nbytes, span, system, version, variant)
+                 & measured_group(profile, name, n))
     if not np.any(use):
         return nccl
     return np.where(use, collective_time(name, nbytes, span, system, profile), nccl)
+
 
 #: experts' input formats whose MoE dispatch is quantised where the engine file is silent
 #: (DeepEP's fp8 dispatch as SGLang / vLLM run it for DeepGEMM and fp8 MoE)

@@ -7,7 +7,6 @@ is one host of 8 (perfmodel.engine_comm.custom_eligible)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from perfmodel.comm import collective_time
@@ -77,12 +76,59 @@ def test_an_8_gpu_host_keeps_its_kernel_at_tp8(engine):
     assert bool(custom_eligible(engine, SMALL, _span(8), _system("b200", 8)))
 
 
-def test_sglang_tp8_on_gb300_is_timed_as_nccl():
-    """GB300's SGLang table holds 8-GPU rows (27-30 us, collected across 4-GPU hosts, where
-    SGLang declines its kernel): TP8 now reads NCCL's fit, TP4 the engine's kernel."""
-    system, prof = _system("gb300", 8), reference_profile("gb300")
-    sizes = np.array([SMALL, 64 * SMALL])
-    nccl = collective_time("all_reduce", sizes, _span(8), system, prof)
-    np.testing.assert_allclose(tp_all_reduce_time("sglang", sizes, _span(8), system, prof), nccl)
-    own4 = collective_time("custom_allreduce_sglang", sizes, _span(4), system, prof)
-    np.testing.assert_allclose(tp_all_reduce_time("sglang", sizes, _span(4), system, prof), own4)
+KIB16 = 16384.0  # 8192 bf16 elements: aiconfigurator's message_size 8192 rows
+
+
+def _t(engine, device, n, nbytes=KIB16, version=None):
+    return float(tp_all_reduce_time(engine, nbytes, _span(n), _system(device, 8),
+                                    reference_profile(device), version))
+
+
+def _nccl(device, n, nbytes=KIB16):
+    return float(collective_time("all_reduce", nbytes, _span(n), _system(device, 8),
+                                 reference_profile(device)))
+
+
+def test_a_measured_8_gpu_row_beats_the_kernels_reach():
+    """GB300's SGLang table has 8-GPU rows, collected across 4-GPU hosts (collection_meta.yaml),
+    where SGLang declines its kernel and runs PyNCCL: the row measured what SGLang runs at TP8
+    there, so TP8 reads it (aiconfigurator-core 0.12.0 gb300 sglang 0.5.14 sglang_graph,
+    world 8, message_size 8192 bf16: 27.8 us), although the kernel is not eligible."""
+    system = _system("gb300", 8)
+    assert not bool(custom_eligible("sglang", KIB16, _span(8), system))
+    assert _t("sglang", "gb300", 8) == pytest.approx(27.8e-6, rel=0.15)
+    # NCCL's fit there (measured on 2-4 GPUs of one tray) would say ~16 us: not taken
+    assert _t("sglang", "gb300", 8) > 1.4 * _nccl("gb300", 8)
+    # TP4 (one tray) keeps the kernel's row: 4.0 us at 16 KiB
+    assert _t("sglang", "gb300", 4) == pytest.approx(4.0e-6, rel=0.25)
+
+
+@pytest.mark.parametrize("device, engine", [("gb300", "vllm"), ("gb200", "sglang"),
+                                            ("gb200", "vllm")])
+def test_an_unmeasured_cross_host_group_reads_nccl(device, engine):
+    """GB300's vLLM table and GB200's tables stop at 4 GPUs: TP8 spans two hosts, the kernel is
+    not eligible and no row measured the fallback, so NCCL's fit."""
+    assert _t(engine, device, 8) == pytest.approx(_nccl(device, 8), rel=1e-9)
+
+
+def test_trtllm_mnnvl_at_tp8_on_gb300():
+    # trtllm 1.3.0rc20 AUTO, world 8 across two trays (MNNVL), 16 KiB: 4.4 us
+    assert _t("trtllm", "gb300", 8) == pytest.approx(4.4e-6, rel=0.25)
+
+
+def test_an_8_gpu_host_keeps_its_table():
+    # B200 (one 8-GPU host) sglang 0.5.14 sglang_graph world 8, 16 KiB: 5.311 us
+    assert _t("sglang", "b200", 8) == pytest.approx(5.311e-6, rel=0.25)
+
+
+def test_a_release_without_its_own_all_reduce_keeps_nccl():
+    """TensorRT-LLM 0.6.1 runs NCCL (engines/versions/trtllm-0.6.yaml): the 1.3.0rc20 table's
+    8-GPU row does not describe it."""
+    assert _t("trtllm", "b200", 8, version="0.6.1") == pytest.approx(_nccl("b200", 8), rel=1e-9)
+    assert _t("trtllm", "b200", 8) < 0.5 * _nccl("b200", 8)
+
+
+def test_above_the_workspace_nccl_fit_even_where_a_row_exists():
+    # SGLang's workspace is 8 MiB (_MAX_CAR_SIZE): a 16 MiB message keeps NCCL's fit
+    mib16 = 16 * 1024 * 1024.0
+    assert _t("sglang", "gb300", 8, mib16) == pytest.approx(_nccl("gb300", 8, mib16), rel=1e-9)
