@@ -311,22 +311,13 @@ def _stages_where(plan, attr: str, value: bool = True) -> str:
     return ", ".join(keep) or "none"
 
 
-def _limit(plan) -> str:
+def _stage_note(plan, field: str = "limits", template: str = " ({})") -> str:
+    """The plan's ZeRO stage's ``field`` note (limits / ep_limits / moe_limits, sourced in
+    frameworks/<id>.yaml) in ``template`` for a refusal; "" when the stage states none."""
     caps, _ = _capabilities(plan)
     stage = caps.zero_stages.get(int(plan.zero_stage))
-    return f" ({stage.limits})" if stage is not None and stage.limits else ""
-
-
-def _ep_limit(plan) -> str:
-    caps, _ = _capabilities(plan)
-    stage = caps.zero_stages.get(int(plan.zero_stage))
-    return f" ({stage.ep_limits})" if stage is not None and stage.ep_limits else ""
-
-
-def _moe_limit(plan) -> str:
-    caps, _ = _capabilities(plan)
-    stage = caps.zero_stages.get(int(plan.zero_stage))
-    return f": {stage.moe_limits}" if stage is not None and stage.moe_limits else ""
+    note = getattr(stage, field) if stage is not None else None
+    return template.format(note) if note else ""
 
 
 def capability_rules(model: ModelSpec | None = None) -> list[Rule]:
@@ -341,29 +332,32 @@ def capability_rules(model: ModelSpec | None = None) -> list[Rule]:
                        f"zero_stage: {_stages_where(p, 'offered')}", per_stage=True),
         Rule("parallelism.pp", lambda p: (np.asarray(p.pp) == 1) | _stage_table(p, "pp"),
              lambda p: f"{_capabilities(p)[1]} runs zero_stage {p.zero_stage} without "
-                       f"pipeline parallelism only{_limit(p)}; with pp = {p.pp} valid "
+                       f"pipeline parallelism only{_stage_note(p)}; with pp = {p.pp} valid "
                        f"zero_stage: {_stages_where(p, 'pp')}; or pp: 1", per_stage=True),
         Rule("parallelism.vp", lambda p: (np.asarray(p.vp) == 1) | _stage_table(p, "vp"),
              lambda p: f"{_capabilities(p)[1]} has no interleaved schedule (vp > 1) with "
-                       f"zero_stage {p.zero_stage}{_limit(p)}; valid with vp = {p.vp}: "
+                       f"zero_stage {p.zero_stage}{_stage_note(p)}; valid with vp = {p.vp}: "
                        f"zero_stage {_stages_where(p, 'vp')}; or vp: 1", per_stage=True),
         Rule("parallelism.dp",
              lambda p: (~_stage_table(p, "sole_dimension")) | (np.asarray(p.dp) == 1)
                        | ((np.asarray(p.tp) == 1) & (np.asarray(p.cp) == 1)
                           & (np.asarray(p.pp) == 1)),
              lambda p: f"{_capabilities(p)[1]} runs zero_stage {p.zero_stage} only with data "
-                       f"parallelism as the one parallel dimension{_limit(p)}; with dp = {p.dp} "
+                       f"parallelism as the one parallel dimension{_stage_note(p)}; "
+                       f"with dp = {p.dp} "
                        f"beside tp / cp / pp > 1 valid zero_stage: "
                        f"{_stages_where(p, 'sole_dimension', False)}; or dp: 1", per_stage=True),
         # before the ep rule: a stage that runs no MoE model is not fixed by ep: 1
         Rule("parallelism.zero_stage", lambda p: (not moe) | _stage_table(p, "moe"),
              lambda p: f"{_capabilities(p)[1]} runs no mixture-of-experts model at zero_stage "
                        f"{p.zero_stage} (frameworks/{_capabilities(p)[1]}.yaml capabilities."
-                       f"zero_stages.{p.zero_stage}.moe: false{_moe_limit(p)}); valid "
+                       f"zero_stages.{p.zero_stage}.moe: false"
+                       f"{_stage_note(p, 'moe_limits', ': {}')}); valid "
                        f"zero_stage for {model.name}: {_stages_where(p, 'moe')}", per_stage=True),
         Rule("parallelism.ep", lambda p: (np.asarray(p.ep) == 1) | _stage_table(p, "ep"),
              lambda p: f"{_capabilities(p)[1]} runs zero_stage {p.zero_stage} without "
-                       f"expert parallelism only{_ep_limit(p)}; with ep = {p.ep} valid "
+                       f"expert parallelism only{_stage_note(p, 'ep_limits')}; "
+                       f"with ep = {p.ep} valid "
                        f"zero_stage: {_stages_where(p, 'ep')}; or ep: 1", per_stage=True),
         # an explicit reshard_after_forward under pp > 1 must be what the framework's ZeRO-3
         # does there (no framework here has a switch for it). Not per stage: the plan search
