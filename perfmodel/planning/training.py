@@ -700,10 +700,11 @@ def capabilities_note(framework: str) -> str | None:
 
     spec = framework_spec(ALIASES.get(framework, framework))
     stages = spec.capabilities.zero_stages
-    if set(stages) == {0, 1, 2, 3} and all(s.pp and s.vp and s.ep for s in stages.values()):
+    if set(stages) == {0, 1, 2, 3} and all(s.pp and s.vp and s.ep and s.moe
+                                           for s in stages.values()):
         return None
     parts = [f"zero{z} (" + ("pp, vp" if s.vp else "pp, no vp" if s.pp else "no pp")
-             + ("" if s.ep else ", no ep") + ")"
+             + ("" if s.ep else ", no ep") + ("" if s.moe else ", no moe") + ")"
              for z, s in sorted(spec.capabilities.zero_stages.items())]
     return (f"{spec.id} runs " + ", ".join(parts) + f" (frameworks/{spec.id}.yaml "
             "capabilities): no other plan was searched")
