@@ -355,10 +355,11 @@ def table_points(table, profile, limit: int = 1500) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- engines, clients
 @st.cache_data(show_spinner=False)
-def engine_versions(engine: str) -> list[dict]:
-    """The version families of ``engine`` (``pm.engine_version_families``), each as its label
-    and version ranges [(since, until, variant)]; [] when the engine has no families."""
-    return pm.engine_version_families(engine)
+def engine_versions(engine: str, variant: str | None = None) -> list[dict]:
+    """The version families of ``engine`` (``pm.engine_version_families``), each as its label,
+    version ranges [(since, until, variant)] and whether a scenario naming no version (and
+    ``variant``) gets it; [] when the engine has no families."""
+    return pm.engine_version_families(engine, variant)
 
 
 def version_starts(engine: str) -> dict[str, str]:

@@ -297,7 +297,11 @@ def _engine_version(p: str, engine: str | None) -> str | dict | None:
     starts = backend.version_starts(engine) if engine else {}
     if not starts or f"{p}engine_version" not in st.session_state:
         return engine
-    families = backend.engine_versions(engine)
+    # the family a scenario naming no version gets depends on the variant picked below (vLLM
+    # v0: 0.7-v0); Streamlit reruns on every change, so the label follows the pick
+    picked = st.session_state.get(f"{p}engine_variant")
+    families = backend.engine_versions(
+        engine, picked if picked in backend.engine_variants(engine) else None)
     current = next((f["label"] for f in families if f["default"]), "current")
     version = st.selectbox(
         "Engine version", [AUTO, *starts], key=f"{p}engine_version", accept_new_options=True,

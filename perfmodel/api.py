@@ -59,12 +59,13 @@ _PREDICTORS: dict[str, Callable[[Resolved], Prediction]] = {
 }
 
 
-def engine_version_families(engine: str) -> list[dict]:
+def engine_version_families(engine: str, variant: str | None = None) -> list[dict]:
     """The release families a scenario's ``engine.version`` can name for serving engine
     ``engine`` (vllm, sglang, trtllm, llamacpp): one entry per engines/versions/<id>-*.yaml
     file and the current engines/<id>.yaml (last), each ``{"label": its version label,
     "ranges": [(since, until, variant), ...], "default": whether a scenario naming no
-    version gets it (the newest family, engines.get_engine)}``, the releases it describes
+    version (and ``variant``) gets it (the newest family of that variant,
+    engines.get_engine)}``, the releases it describes
     (``until`` excluded; ``variant`` e.g. vLLM's "v1" engine core, or None). [] for an unknown
     engine or one whose single file describes one release (``engine.version`` is then
     refused)."""
@@ -75,7 +76,7 @@ def engine_version_families(engine: str) -> list[dict]:
     fams = families(engine)
     if not fams or not fams[-1].ranges:
         return []
-    default = get_engine(engine).version
+    default = get_engine(engine, variant=variant).version
     return [{"label": f.version, "ranges": [(r.since, r.until, r.variant) for r in f.ranges],
              "default": f.version == default} for f in fams]
 

@@ -625,6 +625,17 @@ def test_engine_version_reaches_the_scenario_and_the_engine_plan():
     assert "version:" not in _yaml(at)
 
 
+def test_current_version_label_follows_the_picked_variant():
+    from perfmodel.engines import get_engine
+
+    # vLLM's v0 engine core ends with the 0.7 family: naming no version with variant v0 gets
+    # that family (engines.get_engine), and the picker's "current" label must say so
+    at = page("inference", in_engine="vllm", in_engine_variant="v0")
+    label = at.selectbox(key="in_engine_version").options[0]
+    assert label == f"current ({get_engine('vllm', variant='v0').version})" == "current (0.7-v0)"
+    assert any(e.label == "Engine memory plan — vllm 0.7-v0" for e in at.expander)
+
+
 def test_engine_version_and_variant_that_no_family_holds_is_the_core_error():
     at = page("inference", in_engine="vllm", in_engine_version="0.1.0", in_engine_variant="v1")
     with pytest.raises(pm.SpecError) as info:
