@@ -671,7 +671,8 @@ class Framework:
     attention_backend: str
     float8_recipe: str
     cp_load_balance: bool
-    # the framework's cp.implementation or the scenario's override ("none": perfmodel's ring)
+    # the framework's cp.implementation or the scenario's override; "none" (the framework has
+    # no context parallelism) refuses cp > 1 (plan.capability_rules)
     cp_implementation: str = "p2p_ring"
     # the MoE token dispatcher (moe.dispatcher or the scenario's moe_dispatcher override)
     moe_dispatcher: str = "alltoall"
@@ -779,7 +780,5 @@ def resolve_framework(config: FrameworkConfig | None) -> Framework:
         float8_recipe=config.float8_recipe or d.float8_recipe,
         cp_load_balance=(d.cp_load_balance if config.cp_load_balance is None
                          else config.cp_load_balance),
-        cp_implementation=(config.cp_implementation
-                           or {"none": "p2p_ring"}.get(spec.cp.implementation,
-                                                       spec.cp.implementation)),
+        cp_implementation=config.cp_implementation or spec.cp.implementation,
         moe_dispatcher=dispatcher)

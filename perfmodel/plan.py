@@ -347,6 +347,15 @@ def capability_rules(model: ModelSpec | None = None) -> list[Rule]:
                        f"with dp = {p.dp} "
                        f"beside tp / cp / pp > 1 valid zero_stage: "
                        f"{_stages_where(p, 'sole_dimension', False)}; or dp: 1", per_stage=True),
+        # a framework whose code has no context parallelism (cp.implementation: none, sourced
+        # in its file) runs none; a scenario's cp_implementation asks what one would cost
+        Rule("parallelism.cp",
+             lambda p: (np.asarray(p.cp) == 1) | (p.framework.cp_implementation != "none"),
+             lambda p: f"{_capabilities(p)[1]} has no context parallelism (frameworks/"
+                       f"{_capabilities(p)[1]}.yaml cp.implementation: none, source "
+                       f"{p.framework.spec.cp.source}); valid: cp: 1, or training.framework."
+                       f"cp_implementation (p2p_ring, allgather, a2a) to price one it does "
+                       f"not have"),
         # before the ep rule: a stage that runs no MoE model is not fixed by ep: 1
         Rule("parallelism.zero_stage", lambda p: (not moe) | _stage_table(p, "moe"),
              lambda p: f"{_capabilities(p)[1]} runs no mixture-of-experts model at zero_stage "

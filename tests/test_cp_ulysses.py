@@ -79,7 +79,7 @@ def test_array_dimensions_broadcast():
 def test_framework_selects_ulysses_and_a_scenario_may_override():
     assert resolve_framework(FrameworkConfig(name="deepspeed")).cp_implementation == "a2a"
     assert resolve_framework(FrameworkConfig(name="torchtitan")).cp_implementation == "allgather"
-    assert resolve_framework(FrameworkConfig(name="fsdp")).cp_implementation == "p2p_ring"
+    assert resolve_framework(FrameworkConfig(name="fsdp")).cp_implementation == "none"
     over = resolve_framework(FrameworkConfig(name="torchtitan", cp_implementation="a2a"))
     assert over.cp_implementation == "a2a" and over.describe()["cp_implementation"] == "a2a"
 
