@@ -28,7 +28,7 @@ engine: ENGINE
 @pytest.mark.parametrize("engine, version, newest, until", [
     ("vllm", "0.21.0", "0.14", "0.21.0"), ("vllm", "0.22.0", "0.14", "0.21.0"),
     ("vllm", "0.24.0", "0.14", "0.21.0"), ("sglang", "0.6.0", "0.5", "0.6.0"),
-    ("trtllm", "1.4.0rc1", "1.0", "1.4.0rc0"),
+    ("trtllm", "1.4.0rc1", "1.0", "1.3.0rc23"),
 ])
 def test_a_version_newer_than_the_facts_is_refused_with_the_remedy(engine, version, newest,
                                                                      until):
