@@ -199,6 +199,21 @@ class KvCacheDtypeFacts(Strict):
         return self
 
 
+class CudaGraphEstimate(Strict):
+    """vLLM >= 0.20 (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default 1): the KV budget also
+    subtracts an estimate of the CUDA-graph memory, measured at start-up by capturing the two
+    largest graphs of each mode (gpu_model_runner.profile_cudagraph_memory): the first
+    capture of the largest size in a fresh pool, plus the second capture's increase, at least
+    ``min_per_graph_mib``, times the mode's other graphs; the modes share one pool, so the
+    largest first capture counts once (engine_memory.cudagraph_memory_estimate)."""
+
+    modes: list[Literal["piecewise", "full"]] = Field(min_length=1)
+    # the second capture's increase (the CUDA driver's graph and its new pool blocks): a
+    # measured figure (the family file cites it); vLLM floors it at min_per_graph_mib
+    per_graph_mib: Float = Field(gt=0)
+    min_per_graph_mib: Float = Field(default=1.0, ge=0)
+
+
 class MemoryFacts(Strict):
     budget: Budget
     fraction: Float | None = Field(default=None, gt=0, le=1)
@@ -212,6 +227,8 @@ class MemoryFacts(Strict):
     non_torch_gib_tp_multi: Float | None = Field(default=None, ge=0)
     non_torch_gib_nvls_extra: Float | None = Field(default=None, ge=0)  # NVLS fabrics, TP >= 2
     cuda_graphs_in_budget: Bool = False
+    # the KV budget also subtracts an estimate of the CUDA-graph memory (vLLM >= 0.20); null: not
+    cuda_graph_estimate: CudaGraphEstimate | None = None
     # what the budget subtracts besides weights and the torch activation peak (older vLLM
     # profilers differ): memory outside torch's allocator (NCCL, custom all-reduce, cuBLAS),
     # the CUDA context, and (TP > 1) every tensor-parallel all-reduce output of the profile
