@@ -568,7 +568,7 @@ def training_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
         Rule("parallelism.ep", lambda p: _div(p.tp * p.dp * p.cp, p.ep * p.etp),
              lambda p: f"ep*etp = {p.ep}*{p.etp} = {p.ep * p.etp} must divide the "
                        f"tp*cp*dp = {p.tp * p.cp * p.dp} GPUs of a pipeline stage (expert "
-                       f"groups are folded over attention's TP x CP x DP ranks)"),
+                       f"groups are folded over attention's TP x CP x DP ranks){_etp_hint(p)}"),
         Rule("training.recompute_modules",
              lambda p: (not p.recompute_modules) | (p.recompute == "selective"),
              lambda p: f"recompute_modules {list(p.recompute_modules or ())} apply with "
@@ -604,6 +604,16 @@ def _attention_dp_batch_message(p, num_gpus: int) -> str:
             f"requests; valid: batch {valid}{other}; {batch} requests on {dp} DP ranks, some "
             f"idle, run as kind: serving (serving.arrival: "
             f"{{process: closed, concurrency: {batch}}})")
+
+
+def _etp_hint(p) -> str:
+    """What would make ep x etp fit a stage (QA 1205d D10): etp unset is tp, as Megatron-Core's
+    --expert-tensor-parallel-size is when not given (arguments.py: None becomes
+    tensor_model_parallel_size); the expert TP degrees that would fit, e.g. etp: 1."""
+    stage, ep = int(p.tp * p.cp * p.dp), int(p.ep)
+    fits = [e for e in _divisors(stage // ep) if e <= int(p.tp)] if stage % ep == 0 else []
+    etp = f"; valid etp: {', '.join(map(str, fits))}" if fits else ""
+    return f" (parallelism.etp not given is tp, as in Megatron-Core{etp})"
 
 
 def _divisors(n: int) -> list[int]:
