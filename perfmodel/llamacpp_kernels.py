@@ -63,6 +63,51 @@ builds, and its CUDA backend adds a kernel of its own before every quantised mat
    ``attn.rope.q`` and ``attn.rope.k`` (their shares of the heads) followed by
    ``attn.k_store`` and ``attn.v_store``. Standard (GQA / MHA) attention only, V as wide as K.
 
+6. **Kernels fused by later builds** (``with_ggml_cuda_matmuls(..., build=...)``: a build tag;
+   None keeps the rules above, those of build b6000). Each rule from the build that merged its
+   pull request (build = ``git rev-list --count`` of the merge commit, the number llama.cpp's
+   CMake stamps on a build; read in a full clone of the history up to b10470, 34af94cd) and
+   unchanged up to b10470 (ggml/src/ggml-cuda/ggml-cuda.cu ``ggml_cuda_graph_evaluate_and_capture``
+   / ``ggml_cuda_try_fuse``, read at b10470 and at each rule's first build):
+
+   - b6316 (PR #15631 'CUDA: fuse adds, fuse add with rms norm', 009b709d6e): a chain of
+     ``ggml_add`` nodes, each adding into the previous one's output with operands of one
+     layout, runs as one ``ggml_cuda_op_fused_add`` kernel of up to ``MAX_FUSED_ADDS`` = 8
+     nodes (``for (; n_fuse <= 6; ++n_fuse)`` pairs, then ``n_fuse++``): a kernel of n adds
+     reads n + 1 rows and writes one. The MoE combine's ``n_expert_used - 1`` adds are such a
+     chain (build_moe_ffn: 'order the views before the adds'). The residual add after it is
+     not: its operand ``ffn_inp`` is contiguous, the experts' views are strided
+     (``ggml_are_same_layout`` fails).
+   - b6583 (PR #16130 'CUDA: add a fused top-K MoE kernel', 077c94d0ca): soft_max, argsort,
+     view and get_rows of the routing (and the optional weight normalisation) run as one
+     ``topk_moe`` kernel (``ggml_cuda_op_topk_moe``: reads the router logits, writes the top_k
+     weights (f32) and expert ids (i32)) when ``ggml_cuda_should_use_topk_moe`` holds: the
+     expert count a power of 2 up to 512 (b10470 also 288 and 576, not modelled).
+   - b6841 (PR #16715 'CUDA: General GEMV fusion', f77c13b91f): a gate and an up matmul of
+     one input followed by the GLU (``{MUL_MAT, MUL_MAT, GLU}``, ``{MUL_MAT_ID, MUL_MAT_ID,
+     GLU}``) run as one MMVQ kernel (``ggml_cuda_mul_mat_vec_q`` with ``fusion_data.gate``,
+     its input quantised to q8_1 once) where ``ggml_cuda_should_fuse_mul_mat_vec_q`` holds:
+     a quantised weight, MMVQ's batch (<= 8) and exactly one output column (``dst->ne[1] ==
+     1`` for MUL_MAT, ``dst->ne[2] == 1`` for MUL_MAT_ID: one token), and ``cc >
+     GGML_CUDA_CC_PASCAL`` (600: compute capability 6.1 on). The activation kernel goes; the
+     fused kernel writes the activated rows (half the gate + up outputs).
+   - b7044 (PR #16884 'CUDA: fuse rope + set_rows', a90eb94ca9): the K RoPE and its KV-cache
+     write (``{ROPE, VIEW, SET_ROWS}``) run as one kernel (``ggml_cuda_op_rope_fused``) when
+     ``ggml_cuda_should_fuse_rope_set_rows`` holds: normal / NeoX RoPE, a cache of f16 or f32
+     (the default -ctk f16; a q8_0 / q4_0 cache keeps two kernels). It reads the f32 K and
+     writes the cache's bytes; V's store stays a kernel of its own. A bf16 cache (2 B, not
+     fused) is not told apart from f16 here.
+
+   Not changed up to b10470 (read there): the MMQ / MMVQ choice of 3 on NVIDIA
+   (``ggml_cuda_should_use_mmq``: ``turing_mma_available(cc)`` -> MMQ; MMVQ_MAX_BATCH_SIZE 8),
+   the q8_1 quantise before each quantised matmul (mmvq.cu ``quantize_row_q8_1_cuda``, mmq.cu
+   ``quantize_mmq_q8_1_cuda``), one matmul per GGUF tensor (``build_qkv``'s separate Q / K / V
+   path where the file has no ``attn_qkv``), the RMS norm fused with its weight multiply
+   (PR #14800, b5965: perfmodel's norm is one kernel already). Not modelled: CUDA graphs
+   (from PR #18637, b7646, every graph once warm on Volta and later, not only batch-1 decode),
+   the MoE GEMV's expert-reduce kernel (PR #16857 b6902, reverted by PR #17100 b6988), the
+   concurrent streams of PR #16991 (b7203).
+
 Weights in a GGUF block format are perfmodel's ``int4`` / ``int8`` weight-only formats with
 a 32-value group (Q4_0 / Q4_K = 4.5 bits per weight, Q8_0 = 8.5 bits, scales included:
 ``dtypes.quantized_weight_bytes``); 16-bit weights run MMVF / cuBLAS with no q8_1 input (their
@@ -94,6 +139,40 @@ MMQ_DP4A_MAX_BATCH_SIZE = 64
 #: MMQ_MAX_BATCH_SIZE (ggml-cuda.cu, January 2024): MMQ at most this many tokens on a GPU
 #: with fp16 tensor cores, dequantise + cuBLAS above it (builds before pull request #8075)
 MMQ_MAX_BATCH_SIZE_2024 = 32
+#: the build that introduced each fused kernel of docstring 6 (PR merge commit's build number)
+FUSED_ADDS_SINCE = 6316       # PR #15631
+TOPK_MOE_SINCE = 6583         # PR #16130
+GEMV_GLU_SINCE = 6841         # PR #16715
+ROPE_SET_ROWS_SINCE = 7044    # PR #16884
+#: ADD nodes one ggml_cuda_op_fused_add kernel takes (ggml-cuda.cu: n_fuse <= 6 pairs, + 1)
+MAX_FUSED_ADDS = 8
+#: largest expert count of the fused top-K MoE kernel (launch_topk_moe_cuda instantiations)
+TOPK_MOE_MAX_EXPERTS = 512
+#: GGML_CUDA_CC_PASCAL (common.cuh, 600): GEMV fusion needs a compute capability above it
+GEMV_FUSION_MIN_CC = 6.0
+
+
+def build_number(build) -> int | None:
+    """The build number of a llama.cpp build tag ('b7044' -> 7044); None for None."""
+    if build is None:
+        return None
+    text = str(build).strip().lower()
+    if not text.startswith("b") or not text[1:].isdigit():
+        raise ValueError(f"llama.cpp build {build!r}: a build tag like 'b7044'")
+    return int(text[1:])
+
+
+def fusions(build) -> frozenset[str]:
+    """The fused kernels of docstring 6 that ``build`` runs ('adds', 'topk_moe', 'gemv_glu',
+    'rope_set_rows'); none for None (the b6000 rules)."""
+    n = build_number(build)
+    if n is None:
+        return frozenset()
+    return frozenset(name for name, since in (
+        ("adds", FUSED_ADDS_SINCE), ("topk_moe", TOPK_MOE_SINCE),
+        ("gemv_glu", GEMV_GLU_SINCE), ("rope_set_rows", ROPE_SET_ROWS_SINCE)) if n >= since)
+
+
 def _cc(device) -> float | None:
     """The NVIDIA compute capability of ``device`` as a number (None: not an NVIDIA GPU)."""
     if getattr(device, "kind", "gpu") != "gpu" or str(getattr(device, "vendor", "")).lower() \
@@ -191,12 +270,19 @@ def _elementwise(name: str, elems_in, elems_out, count, block: str, kind: str) -
                 vector_flops=elems_out, shape=(elems_out,), block=block, kernel=kind)
 
 
-def routing_ops(topk: O.Op, experts: int, top_k: int) -> list[O.Op]:
+def routing_ops(topk: O.Op, experts: int, top_k: int, fused: bool = False) -> list[O.Op]:
     """``moe.topk`` as llama.cpp's routing kernels (docstring 4): soft_max over each token's
     router logits, argsort of them, get_rows of the top_k weights. The token count is
-    ``moe_topk_op``'s (its vector FLOPs: 4 per token and choice)."""
+    ``moe_topk_op``'s (its vector FLOPs: 4 per token and choice). ``fused`` (builds from
+    b6583, docstring 6): one ``topk_moe`` kernel where the expert count allows it."""
     tokens = np.asarray(topk.vector_flops, float) / (4.0 * top_k)
     logits = tokens * experts
+    if fused and experts <= TOPK_MOE_MAX_EXPERTS and experts & (experts - 1) == 0:
+        # docstring 6 (b6583): one kernel reads the f32 logits, writes f32 weights + i32 ids
+        return [O.Op(name="moe.topk_moe", cls=O.ELEMENTWISE, flops=0.0,
+                     bytes=logits * SRC1_BYTES + tokens * top_k * (SRC1_BYTES + 4.0),
+                     dtype="fp32", count=topk.count, vector_flops=logits, shape=(logits,),
+                     block=topk.block, kernel="softmax")]
     return [_elementwise("moe.softmax", logits, logits, topk.count, topk.block, "softmax"),
             _elementwise("moe.argsort", logits, tokens * top_k, topk.count, topk.block,
                          "argsort"),
@@ -204,25 +290,38 @@ def routing_ops(topk: O.Op, experts: int, top_k: int) -> list[O.Op]:
                          topk.block, "copy")]
 
 
-def combine_ops(combine: O.Op, top_k: int) -> list[O.Op]:
+def combine_ops(combine: O.Op, top_k: int, fused_adds: bool = False) -> list[O.Op]:
     """``moe.combine`` as llama.cpp's kernels (docstring 4): the routed rows times their
     weights (one ``mul`` over top_k x tokens x width values), then ``top_k - 1`` adds of
     token rows into the running sum (2 rows read, 1 written each). tokens x width is
-    ``moe_combine_op``'s output (its vector FLOPs: 1 per value written)."""
+    ``moe_combine_op``'s output (its vector FLOPs: 1 per value written). ``fused_adds``
+    (builds from b6316, docstring 6): the adds run as multi-add kernels of up to 8 nodes, a
+    kernel of n adds reading n + 1 rows and writing one."""
     out_elems = np.asarray(combine.vector_flops, float)
     routed = out_elems * top_k
     ops = [_elementwise("moe.weights_mul", routed, routed, combine.count, combine.block, "mul")]
-    if top_k > 1:
+    if top_k > 1 and fused_adds:
+        # docstring 6 (b6316): the top_k - 1 adds in kernels of up to MAX_FUSED_ADDS nodes
+        adds = top_k - 1
+        full, rest = divmod(adds, MAX_FUSED_ADDS)
+        for n, calls in ((MAX_FUSED_ADDS, full), (rest, 1 if rest else 0)):
+            if calls:
+                ops.append(_elementwise(f"moe.expert_sum.fused{n}", (n + 1.0) * out_elems,
+                                        out_elems, np.asarray(combine.count) * calls,
+                                        combine.block, "add"))
+    elif top_k > 1:
         ops.append(_elementwise("moe.expert_sum", 2.0 * out_elems, out_elems,
                                 np.asarray(combine.count) * (top_k - 1), combine.block, "add"))
     return ops
 
 
-def rope_and_store_ops(rope: O.Op, heads: int, kv_heads: int, kv_bytes: float
-                       ) -> list[O.Op]:
+def rope_and_store_ops(rope: O.Op, heads: int, kv_heads: int, kv_bytes: float,
+                       fused: bool = False) -> list[O.Op]:
     """``attn.rope`` as llama.cpp's kernels (docstring 5): RoPE of Q and of K, then the K and
     V cache writes (f32 read, ``kv_bytes`` written per value). ``rope``'s values are
-    tokens x (heads + kv_heads) x head_dim (ops.projection_ops)."""
+    tokens x (heads + kv_heads) x head_dim (ops.projection_ops). ``fused`` (builds from
+    b7044, docstring 6): K's RoPE writes the cache itself (``attn.rope.k_store``) where the
+    cache is f16 or f32 (``kv_bytes`` 2 or 4)."""
     elems = np.asarray(rope.vector_flops, float) / 3.0  # elementwise(..., 3.0): 3 per value
     k_elems = elems * kv_heads / (heads + kv_heads)
     q_elems = elems - k_elems
@@ -235,6 +334,9 @@ def rope_and_store_ops(rope: O.Op, heads: int, kv_heads: int, kv_bytes: float
         return O.Op(name=name, cls=O.ELEMENTWISE, flops=0.0,
                     bytes=k_elems * (SRC1_BYTES + kv_bytes), dtype="fp32", count=rope.count,
                     vector_flops=k_elems, shape=(k_elems,), block=rope.block, kernel="copy")
+    if fused and kv_bytes in (2.0, 4.0):
+        k_store = replace(k, name="attn.rope.k_store", bytes=k_elems * (per + kv_bytes))
+        return [q, k_store, store("attn.v_store")]
     return [q, k, store("attn.k_store"), store("attn.v_store")]
 
 
@@ -265,61 +367,120 @@ def _expert_quantise(gemm: O.Op, rows) -> O.Op:
                 vector_flops=elems, shape=(elems,), block=gemm.block, kernel="quantize_q8_1")
 
 
-def _moe_ops(op: O.Op, p: O.Precision, act: float, moe) -> list[O.Op]:
-    """A MoE layer's operator as llama.cpp runs it (docstring 4); others unchanged."""
+def _gemv_glu_on(op: O.Op, device, tokens, fuse) -> np.ndarray | float:
+    """1 where a gated up projection (``op``: its gate and up matmuls, quantised) runs the
+    fused GEMV + GLU kernel of docstring 6 (b6841): one token, compute capability above
+    6.0; else 0 (array over plans)."""
+    cc = _cc(device)
+    if ("gemv_glu" not in fuse or len(op.matmuls) != 2 or not _is_quantised(op)
+            or cc is None or cc <= GEMV_FUSION_MIN_CC):
+        return 0.0
+    return (np.asarray(tokens, float) == 1.0).astype(float)
+
+
+def glu_gemv_op(op: O.Op, weight_bytes: float, act_bytes: float, on) -> O.Op:
+    """The fused gate + up + GLU GEMV of docstring 6 standing for ``op`` (a gated up
+    projection, or a routed experts' one with ``op.groups`` experts) where ``on``: both
+    weights read, the input read once, the activated rows (half of gate + up) written."""
+    m, n, k = op.shape
+    g = np.asarray(op.groups, float)
+    flops = 2.0 * m * g * n * k
+    return replace(op, name=f"{op.name}.glu", flops=flops, model_flops=flops,
+                   bytes=g * (m * k * act_bytes + k * n * weight_bytes + m * n / 2 * act_bytes),
+                   count=np.asarray(op.count) * on)
+
+
+def _scaled(op: O.Op, keep) -> O.Op:
+    return op if np.all(np.asarray(keep) == 1.0) else replace(
+        op, count=np.asarray(op.count) * keep)
+
+
+def _moe_ops(op: O.Op, p: O.Precision, act: float, moe, fuse=frozenset(), device=None,
+             glu_off: dict | None = None) -> list[O.Op]:
+    """A MoE layer's operator as llama.cpp runs it (docstring 4, and 6 for ``fuse``);
+    others unchanged. ``glu_off``: where the experts' GEMV + GLU fusion runs, the share of
+    calls the activation kernel keeps is recorded under its name."""
     if op.name == "moe.topk":
-        return routing_ops(op, moe.num_experts, moe.top_k)
+        return routing_ops(op, moe.num_experts, moe.top_k, fused="topk_moe" in fuse)
     if op.name == "moe.combine":
-        return combine_ops(op, moe.top_k)
+        return combine_ops(op, moe.top_k, fused_adds="adds" in fuse)
     if op.cls != O.GEMM or not op.name.startswith("moe.expert."):
         return [op]
     routed = np.asarray(op.shape[0], float) * np.asarray(op.groups, float)
     # gate / up read the tokens' rows (broadcast to their experts), down the routed rows
     rows = routed / moe.top_k if op.name == "moe.expert.up" else routed
     out = []
+    on = _gemv_glu_on(op, device, rows, fuse) if op.name == "moe.expert.up" else 0.0
+    keep = 1.0 - np.asarray(on, float)
+    if np.any(np.asarray(on) > 0):
+        fused = glu_gemv_op(op, p.weight, act, on)
+        out += [_expert_quantise(fused, rows), fused]  # both at the fused calls (count)
+        if glu_off is not None:
+            glu_off["moe.expert.act"] = keep
+    if not np.any(keep > 0):
+        return out
     for part in _expert_parts(op, p.weight, act):
         if _is_quantised(part):
-            out.append(_expert_quantise(part, rows))
-        out.append(part)
+            out.append(_scaled(_expert_quantise(part, rows), keep))
+        out.append(_scaled(part, keep))
     return out
 
 
 def with_ggml_cuda_matmuls(ops: list[O.Op], prec: O.Precision, device,
                            legacy: bool = False, moe=None,
-                           heads: tuple[int, int] | None = None) -> list[O.Op]:
+                           heads: tuple[int, int] | None = None,
+                           build: str | None = None) -> list[O.Op]:
     """``ops`` (one layer's, or the embedding / head ends) as llama.cpp's CUDA backend runs
     their linear layers on ``device`` (module docstring): fused GEMMs split per weight tensor,
     a q8_1 quantise kernel before each quantised matmul on the MMVQ / MMQ paths, the
     dequantise + cuBLAS kernels where that path runs, with ``moe`` (the model's MoESpec,
     for a MoE layer) the experts' and routing kernels of docstring 4, and with ``heads``
     (query heads, KV heads of standard attention) the RoPE and KV-store kernels of docstring
-    5. Unchanged on a device that is not an NVIDIA GPU (ggml's other backends are not
-    modelled)."""
+    5. ``build`` (a build tag; None: b6000's rules) adds the fused kernels of docstring 6
+    from the build that introduced each. Unchanged on a device that is not an NVIDIA GPU
+    (ggml's other backends are not modelled)."""
     if _cc(device) is None:
         return ops
+    fuse = fusions(build)
+    glu_off: dict = {}  # activation kernels a fused GEMV + GLU takes over: calls kept
     out: list[O.Op] = []
     for op in ops:
+        if op.name in glu_off:
+            keep = glu_off.pop(op.name)
+            if np.any(np.asarray(keep) > 0):
+                out.append(_scaled(op, keep))
+            continue
         if heads is not None and op.name == "attn.rope":
-            out += rope_and_store_ops(op, heads[0], heads[1], prec.kv)
+            out += rope_and_store_ops(op, heads[0], heads[1], prec.kv,
+                                      fused="rope_set_rows" in fuse)
             continue
         if moe is not None and op.name.startswith("moe."):
             p = prec.for_op(op.name)
-            out += _moe_ops(op, p, p.act if p.gemm_act is None else p.gemm_act, moe)
+            out += _moe_ops(op, p, p.act if p.gemm_act is None else p.gemm_act, moe, fuse,
+                            device, glu_off)
             continue
         if not _linear(op):
             out.append(op)
             continue
         p = prec.for_op(op.name)
         act = p.act if p.gemm_act is None else p.gemm_act
+        on = _gemv_glu_on(op, device, op.shape[0], fuse) if op.name == "mlp.up" else 0.0
+        keep = 1.0 - np.asarray(on, float)
+        if np.any(np.asarray(on) > 0):
+            fused = glu_gemv_op(op, p.weight, act, on)
+            out += [quantise_input_op(fused), fused]  # both at the fused calls (count)
+            glu_off["mlp.act"] = keep
+        if not np.any(keep > 0):
+            continue
         for part in split_matmuls(op, p.weight, act):
             if not _is_quantised(part):
                 out.append(part)
                 continue
             path = np.asarray(kernel_path(device, part.shape[0], legacy))
             deq = (path == "dequantise").astype(float)
-            out.append(quantise_input_op(part, 1.0 - deq))
+            out.append(quantise_input_op(part, (1.0 - deq) * keep))
             if np.any(deq > 0):
                 out += dequantise_ops(part, p.weight, act, deq)
             else:
-                out.append(part)
+                out.append(_scaled(part, keep))
     return out
