@@ -589,6 +589,12 @@ _IMPLICIT: dict[str, dict[str, Any]] = {
     "qwen3_vl_moe_text": {"qk_norm": "per_head"},
     "qwen3_5_text": {"qk_norm": "per_head"},
     "qwen3_5_moe_text": {"qk_norm": "per_head"},
+    # Qwen3-Next (transformers Qwen3NextAttention: q_proj of 2 x heads x head_dim, query and
+    # output gate; Qwen3NextRMSNorm q_norm / k_norm per head); its config.json names no
+    # layer_types, which Qwen3NextConfig.__post_init__ derives from full_attention_interval
+    # (default 4: _layer_types_by_interval)
+    "qwen3_next": {"qk_norm": "per_head", "attention_output_gate": True,
+                   "full_attention_interval": 4},
     "mimo": {"attn_out_bias": False},
     "gpt_oss": {"attention_sinks": True, "mlp_bias": True, "router_bias": True},
     "llama4_text": {"shared_experts": 1},
@@ -611,6 +617,23 @@ _MAX_NAME = 100  # characters of a model_type
 
 def _refuse(c: _Config, part: str) -> SpecError:
     return SpecError(f"model_type {c.model_type!r}: {part} is not modelled")
+
+
+def _layer_types_by_interval(c: _Config, layers: int, implicit: dict) -> list[str] | None:
+    """The layer types a Qwen3-Next-style config states only by ``full_attention_interval``
+    (transformers Qwen3NextConfig / Qwen3_5TextConfig: layer i is full attention when
+    (i + 1) % interval == 0, else linear attention; huggingface/transformers
+    src/transformers/models/qwen3_next/configuration_qwen3_next.py ``__post_init__``);
+    None when the config gives no interval (and its model_type implies none)."""
+    interval = c.get("full_attention_interval", default=implicit.get("full_attention_interval"))
+    if interval is None:
+        return None
+    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+        raise SpecError(f"HF config key 'full_attention_interval' must be a whole number >= 1 "
+                        f"(layer i is full attention when (i + 1) % interval == 0); got "
+                        f"{interval!r}")
+    return ["linear_attention" if (i + 1) % interval else "full_attention"
+            for i in range(layers)]
 
 
 def _structural(c: _Config) -> dict[str, Any]:
@@ -643,6 +666,8 @@ def _structural(c: _Config) -> dict[str, Any]:
             raise SpecError(f"HF config key 'hybrid_layer_pattern' has {len(hybrid)} entries; "
                             f"it needs one per layer (num_hidden_layers = {layers})")
         types = ["sliding_attention" if x else "full_attention" for x in hybrid]
+    if types is None and hybrid is None:
+        types = _layer_types_by_interval(c, layers, implicit)
     if types is not None and c.get("index_n_heads"):
         # every layer attends (MLA) to the keys its indexer selects: softmax attention whose
         # top-k limit the mla.indexer_* fields carry (NVIDIA's GLM-5.2 NVFP4 config)
@@ -708,7 +733,8 @@ def _structural(c: _Config) -> dict[str, Any]:
         "sliding_window": window,
         "linear_attention": linear,
         "attention_output_gate": bool(c.get("attn_output_gate", "mla_use_output_gate",
-                                            default=False)),
+                                            default=implicit.get("attention_output_gate",
+                                                                 False))),
         "norms_per_layer": implicit.get("norms_per_layer", 2),
         "hyper_connections": c.get("hc_mult", default=1),
         "attention_residual_block": c.get("attn_res_block_size"),
