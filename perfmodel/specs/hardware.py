@@ -204,6 +204,9 @@ _FALLBACK: dict[str, tuple[str, ...]] = {
     "nvfp4": ("fp4", "fp8", "bf16", "fp16", "fp32"),
     "mxfp4": ("fp4", "fp8", "bf16", "fp16", "fp32"),
     "fp8_block": ("fp8", "bf16", "fp16", "fp32"),
+    # MXFP8 training (TE MXFP8BlockScaling: e4m3 elements, one e8m0 scale per 32) runs the fp8
+    # tensor cores' block-scaled MMA at the fp8 rate (training.precision mxfp8; MFU peak)
+    "mxfp8": ("fp8", "bf16", "fp16", "fp32"),
 }
 
 
