@@ -45,8 +45,9 @@ builds, and its CUDA backend adds a kernel of its own before every quantised mat
 4. **A MoE layer's routed experts and routing** (src/llama-graph.cpp ``build_moe_ffn``, the
    graph of the b6000 era, read in code-index copies that cite PR #14753, July 2025): the
    experts' ``ffn_up_exps`` and ``ffn_gate_exps`` are two ``GGML_OP_MUL_MAT_ID`` nodes (each
-   quantising its input to q8_1 once when quantised: the tokens' rows), ``ffn_down_exps`` a
-   third (its input the routed rows); the routing is ``soft_max`` over the router logits,
+   quantising its input to q8_1 when quantised: at one token on MMVQ the token's row, above
+   on MMQ the routed rows its ``ids`` gather, ``ne11_flat = ne12*n_expert_used`` in mmq.cu
+   of b6000, read at that build), ``ffn_down_exps`` a third (its input the routed rows); the routing is ``soft_max`` over the router logits,
    ``argsort`` (``ggml_top_k``), ``get_rows`` of the chosen weights, and the combine a ``mul``
    by those weights and ``n_expert_used - 1`` ``ggml_add`` nodes summing the experts' views
    (activations f32). perfmodel's generic ``moe.topk`` and ``moe.combine`` (one kernel each)
@@ -98,6 +99,16 @@ builds, and its CUDA backend adds a kernel of its own before every quantised mat
      writes the cache's bytes; V's store stays a kernel of its own. A bf16 cache (2 B, not
      fused) is not told apart from f16 here.
 
+   - b7925 (PR #18958 'CUDA: use mmvq for mul-mat-id for small batch sizes', 8bece2eb20):
+     ``ggml_cuda_mul_mat_id`` runs MMVQ up to ``MMVQ_MAX_BATCH_SIZE`` tokens (``ne2 <=
+     MMVQ_MAX_BATCH_SIZE``; b6000: ``ne2 == 1``), the gate / up quantise then reading and
+     writing the tokens' rows. b10470's per-type limits (``get_mmvq_mmid_max_batch``, PR
+     #20905) keep 8 for Q4_0 / Q4_K / Q8_0 from Turing on.
+   - b10039 (PR #25441 'CUDA: dedup MoE gate/up activation quantization', 5839ba3524): on
+     MMQ a broadcast gate / up input (``ne11 == 1``) is quantised once per token and its q8_1
+     row written to each of its ``n_expert_used`` slots (``quantize_scatter_mmq_q8_1_cuda``):
+     the tokens' rows read, the routed rows written.
+
    Not changed up to b10470 (read there): the MMQ / MMVQ choice of 3 on NVIDIA
    (``ggml_cuda_should_use_mmq``: ``turing_mma_available(cc)`` -> MMQ; MMVQ_MAX_BATCH_SIZE 8),
    the q8_1 quantise before each quantised matmul (mmvq.cu ``quantize_row_q8_1_cuda``, mmq.cu
@@ -144,6 +155,10 @@ FUSED_ADDS_SINCE = 6316       # PR #15631
 TOPK_MOE_SINCE = 6583         # PR #16130
 GEMV_GLU_SINCE = 6841         # PR #16715
 ROPE_SET_ROWS_SINCE = 7044    # PR #16884
+#: MUL_MAT_ID (routed experts) on MMVQ up to MMVQ_MAX_BATCH_SIZE tokens, not only at one
+MMID_MMVQ_SINCE = 7925        # PR #18958
+#: MMQ's MUL_MAT_ID quantises each token's gate / up input once, not once per expert
+MMID_DEDUP_SINCE = 10039      # PR #25441
 #: ADD nodes one ggml_cuda_op_fused_add kernel takes (ggml-cuda.cu: n_fuse <= 6 pairs, + 1)
 MAX_FUSED_ADDS = 8
 #: largest expert count of the fused top-K MoE kernel (launch_topk_moe_cuda instantiations)
@@ -163,14 +178,15 @@ def build_number(build) -> int | None:
 
 
 def fusions(build) -> frozenset[str]:
-    """The fused kernels of docstring 6 that ``build`` runs ('adds', 'topk_moe', 'gemv_glu',
-    'rope_set_rows'); none for None (the b6000 rules)."""
+    """The rules of docstring 6 that ``build`` runs ('adds', 'topk_moe', 'gemv_glu',
+    'rope_set_rows', 'mmid_mmvq', 'mmid_dedup'); none for None (the b6000 rules)."""
     n = build_number(build)
     if n is None:
         return frozenset()
     return frozenset(name for name, since in (
         ("adds", FUSED_ADDS_SINCE), ("topk_moe", TOPK_MOE_SINCE),
-        ("gemv_glu", GEMV_GLU_SINCE), ("rope_set_rows", ROPE_SET_ROWS_SINCE)) if n >= since)
+        ("gemv_glu", GEMV_GLU_SINCE), ("rope_set_rows", ROPE_SET_ROWS_SINCE),
+        ("mmid_mmvq", MMID_MMVQ_SINCE), ("mmid_dedup", MMID_DEDUP_SINCE)) if n >= since)
 
 
 def _cc(device) -> float | None:
@@ -358,13 +374,31 @@ def _expert_parts(op: O.Op, weight_bytes: float, act_bytes: float) -> list[O.Op]
     return out
 
 
-def _expert_quantise(gemm: O.Op, rows) -> O.Op:
-    """The q8_1 quantise of a MUL_MAT_ID's input: ``rows`` rows of k values, once per call."""
+def _expert_quantise(gemm: O.Op, rows, rows_out=None) -> O.Op:
+    """The q8_1 quantise of a MUL_MAT_ID's input: ``rows`` rows of k values read (f32), and
+    ``rows_out`` (default ``rows``) q8_1 rows written, once per call."""
     k = gemm.shape[2]
     elems = rows * k
+    out = elems if rows_out is None else rows_out * k
     return O.Op(name=f"{gemm.name}.quantize_q8_1", cls=O.ELEMENTWISE, flops=0.0,
-                bytes=elems * (SRC1_BYTES + Q8_1_BYTES), dtype="fp32", count=gemm.count,
+                bytes=elems * SRC1_BYTES + out * Q8_1_BYTES, dtype="fp32", count=gemm.count,
                 vector_flops=elems, shape=(elems,), block=gemm.block, kernel="quantize_q8_1")
+
+
+def expert_up_quantise_rows(tokens, top_k: int, fuse=frozenset()):
+    """(rows read, rows written) by the q8_1 quantise of the experts' gate / up MUL_MAT_ID
+    for ``tokens`` tokens (array-friendly), per docstring 4 and 6: on MMVQ (``ne2 == 1`` up
+    to b7924, ``ne2 <= MMVQ_MAX_BATCH_SIZE`` from b7925, PR #18958) the tokens' rows; on
+    MMQ the routed rows gathered by ``ids`` (``ne11_flat = ne12*n_expert_used``, mmq.cu
+    b6000), from b10039 (PR #25441, ``dedup_bcast``) each token read once and its q8_1 row
+    written to its ``top_k`` slots."""
+    t = np.asarray(tokens, float)
+    routed = t * top_k
+    mmvq_max = MMVQ_MAX_BATCH_SIZE if "mmid_mmvq" in fuse else 1
+    mmvq = t <= mmvq_max
+    read = np.where(mmvq, t, t if "mmid_dedup" in fuse else routed)
+    written = np.where(mmvq, t, routed)
+    return read, written
 
 
 def _gemv_glu_on(op: O.Op, device, tokens, fuse) -> np.ndarray | float:
@@ -407,21 +441,26 @@ def _moe_ops(op: O.Op, p: O.Precision, act: float, moe, fuse=frozenset(), device
     if op.cls != O.GEMM or not op.name.startswith("moe.expert."):
         return [op]
     routed = np.asarray(op.shape[0], float) * np.asarray(op.groups, float)
-    # gate / up read the tokens' rows (broadcast to their experts), down the routed rows
-    rows = routed / moe.top_k if op.name == "moe.expert.up" else routed
+    # gate / up: the tokens' rows broadcast to their experts (quantised per MMVQ / MMQ,
+    # expert_up_quantise_rows); down reads the routed rows
+    tokens = routed / moe.top_k
+    if op.name == "moe.expert.up":
+        rows, rows_out = expert_up_quantise_rows(tokens, moe.top_k, fuse)
+    else:
+        rows = rows_out = routed
     out = []
-    on = _gemv_glu_on(op, device, rows, fuse) if op.name == "moe.expert.up" else 0.0
+    on = _gemv_glu_on(op, device, tokens, fuse) if op.name == "moe.expert.up" else 0.0
     keep = 1.0 - np.asarray(on, float)
     if np.any(np.asarray(on) > 0):
         fused = glu_gemv_op(op, p.weight, act, on)
-        out += [_expert_quantise(fused, rows), fused]  # both at the fused calls (count)
+        out += [_expert_quantise(fused, rows, rows_out), fused]  # at the fused calls (count)
         if glu_off is not None:
             glu_off["moe.expert.act"] = keep
     if not np.any(keep > 0):
         return out
     for part in _expert_parts(op, p.weight, act):
         if _is_quantised(part):
-            out.append(_scaled(_expert_quantise(part, rows), keep))
+            out.append(_scaled(_expert_quantise(part, rows, rows_out), keep))
         out.append(_scaled(part, keep))
     return out
 

@@ -2,8 +2,8 @@
 llamacpp-b7407.yaml to b10471) and the kernels later builds fuse (perfmodel/llamacpp_kernels.py
 docstring 6), each against a hand count of the kernel's bytes for one shape. Build numbers are
 ``git rev-list --count`` of the merge commits (engines/llamacpp.yaml source hist10470):
-PR #15631 b6316, PR #16130 b6583, PR #16715 b6841, PR #16884 b7044, PR #16653 b7407; b10470 is
-the newest build read."""
+PR #15631 b6316, PR #16130 b6583, PR #16715 b6841, PR #16884 b7044, PR #16653 b7407,
+PR #18958 b7925, PR #25441 b10039; b10470 is the newest build read."""
 
 from __future__ import annotations
 
@@ -53,7 +53,9 @@ def test_builds_after_b10470_are_refused_in_one_line(build):
     ("b6841", {"adds", "topk_moe", "gemv_glu"}),
     ("b7043", {"adds", "topk_moe", "gemv_glu"}),
     ("b7044", {"adds", "topk_moe", "gemv_glu", "rope_set_rows"}),
-    ("b10470", {"adds", "topk_moe", "gemv_glu", "rope_set_rows"}),
+    ("b7925", {"adds", "topk_moe", "gemv_glu", "rope_set_rows", "mmid_mmvq"}),
+    ("b10038", {"adds", "topk_moe", "gemv_glu", "rope_set_rows", "mmid_mmvq"}),
+    ("b10470", {"adds", "topk_moe", "gemv_glu", "rope_set_rows", "mmid_mmvq", "mmid_dedup"}),
 ])
 def test_each_fusion_from_the_build_that_merged_it(build, fused):
     assert fusions(build) == fused
@@ -196,3 +198,27 @@ def test_a_quantised_cache_keeps_the_store_kernel():
     ops = with_ggml_cuda_matmuls([_rope()], prec, RTX4090, heads=(32, 8), build="b10470")
     assert [o.name for o in ops] == ["attn.rope.q", "attn.rope.k", "attn.k_store",
                                      "attn.v_store"]
+
+
+# ---- the experts' gate / up quantise: MMVQ to 8 tokens from b7925, MMQ dedup from b10039 ------
+
+def _expert_up(tokens: float):
+    # Qwen3-30B-A3B geometry: tokens x 8 routed rows over 8 experts' problems, k = 2048
+    prec = O.Precision("fp16", 2.0, Q4, weight_format="int4")
+    up = O.grouped_gemm("moe.expert.up", tokens * 8.0, 2 * 768, 2048, 8.0, prec,
+                        matmuls=(O.Matmul(0.5, 768 * 8, True), O.Matmul(0.5, 768 * 8, True)))
+    return prec, up
+
+
+@pytest.mark.parametrize("tokens, build, rows_in, rows_out", [
+    (512, None, 512 * 8, 512 * 8),      # b6000 MMQ: ne11_flat = ne12 * n_expert_used rows
+    (512, "b10038", 512 * 8, 512 * 8),
+    (512, "b10039", 512, 512 * 8),      # dedup_bcast: each token read once, 8 slots written
+    (4, "b7924", 4 * 8, 4 * 8),         # ne2 == 1 only: 4 tokens run MMQ
+    (4, "b7925", 4, 4),                 # MMVQ up to 8 tokens: the tokens' rows
+])
+def test_expert_gate_up_quantise_rows(tokens, build, rows_in, rows_out):
+    prec, up = _expert_up(float(tokens))
+    q = with_ggml_cuda_matmuls([up], prec, RTX4090, moe=_Moe, build=build)[0]
+    assert q.name == "moe.expert.up.0.quantize_q8_1"
+    assert q.bytes == pytest.approx(rows_in * 2048 * 4 + rows_out * 2048 * Q8_1)
