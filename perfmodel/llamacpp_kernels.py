@@ -38,9 +38,9 @@ builds, and its CUDA backend adds a kernel of its own before every quantised mat
    before pull request #8075 (2024-06-24, "CUDA: use MMQ instead of cuBLAS by default") ran
    that path on every tensor-core GPU above ``MMQ_MAX_BATCH_SIZE`` = 32 tokens (ggml-cuda.cu
    of January 2024: ``use_mul_mat_q = use_mul_mat_q && !(fp16_performance_good &&
-   src1->ne[1] > MMQ_MAX_BATCH_SIZE)``, fp16_performance_good = cc >= 7.0); perfmodel's
-   llama.cpp file describes build b6000 (engines/llamacpp.yaml), which has no version
-   families, so that older rule is kept here (``kernel_path(..., build=...)``) for when it has.
+   src1->ne[1] > MMQ_MAX_BATCH_SIZE)``, fp16_performance_good = cc >= 7.0): the version
+   family b1786 - b3215 (engines/versions/llamacpp-b1786.yaml, ``kernel_path(...,
+   legacy=True)``).
 
 4. **A MoE layer's routed experts and routing** (src/llama-graph.cpp ``build_moe_ffn``, the
    graph of the b6000 era, read in code-index copies that cite PR #14753, July 2025): the
@@ -51,8 +51,8 @@ builds, and its CUDA backend adds a kernel of its own before every quantised mat
    ``argsort`` (``ggml_top_k``), ``get_rows`` of the chosen weights, and the combine a ``mul``
    by those weights and ``n_expert_used - 1`` ``ggml_add`` nodes summing the experts' views
    (activations f32). perfmodel's generic ``moe.topk`` and ``moe.combine`` (one kernel each)
-   become those kernels. Later builds fuse them on CUDA (the adds: PR #15631, 2025-08-28;
-   softmax + top-k + get_rows: PR #16130, 2025-09-20, after b6000); the optional weight
+   become those kernels. Later builds fuse them on CUDA (the adds from b6316, softmax +
+   top-k + get_rows from b6583: docstring 6); the optional weight
    normalisation (``sum_rows`` + ``div``, Qwen3 / Mixtral ``norm_w``) and expert biases
    (gpt-oss ``add_id``) are not counted (the model presets do not say which model has them).
 
