@@ -2,7 +2,8 @@
 memory.kv_cache_dtype, perfmodel/engine_checks.check_kv_dtype), with one line naming
 inference.kv_dtype, the engine and the valid choices. The expected sets are the engines' own
 option lists (sources in the yaml): vLLM CacheDType auto / bfloat16 / fp8 variants; SGLang
-0.5.14 --kv-cache-dtype auto / fp8_e5m2 / fp8_e4m3 / bf16 / bfloat16 / fp4_e2m1 (MXFP4);
+0.5.14 --kv-cache-dtype auto / fp8_e5m2 / fp8_e4m3 / bf16 / bfloat16 / fp4_e2m1 (MXFP4), 0.5.16 on
+adds nvfp4 and deprecates fp4_e2m1 (engines/versions/sglang-0.5.16.yaml);
 TensorRT-LLM PyTorch backend KvCacheConfig.dtype auto / fp8 / nvfp4, its 0.5 - 0.6 TensorRT
 engines --int8_kv_cache / --fp8_kv_cache; llama.cpp -ctk / -ctv f32 ... q8_0, q4_0, ..."""
 
@@ -16,7 +17,8 @@ from perfmodel.resolve import resolve
 
 ACCEPTED = {  # engine (version) -> perfmodel kv_dtype it has, besides 16 / 32-bit
     ("vllm", None): {"fp8"},
-    ("sglang", None): {"fp8", "mxfp4"},
+    ("sglang", "0.5.14"): {"fp8", "mxfp4"},
+    ("sglang", None): {"fp8", "nvfp4"},
     ("trtllm", None): {"fp8", "nvfp4"},
     ("trtllm", "0.6.1"): {"fp8", "int8"},
     ("vllm", "0.2.0"): set(),             # no KV dtype option before 0.3.0 (0.2.7 wheel)
