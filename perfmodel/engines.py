@@ -1256,7 +1256,7 @@ def get_engine(engine_id: str, version: str | None = None,
     - A ``version`` newer than every range: refused in one line naming the newest release the
       facts cover and the remedy (pin a covered release, or omit engine.version). Not run on
       the newest family's facts with a warning: a range ends where a fact is known to change
-      (vLLM 0.21 subtracts a CUDA-graph estimate from the KV budget) or where the facts were
+      (vLLM 0.20 subtracts a CUDA-graph estimate from the KV budget) or where the facts were
       not read, so running it would silently model a release as another; omitting the version
       says which facts are used.
     - A ``version`` older than, or between, the families: refused naming the known families.
