@@ -19,7 +19,7 @@ from .memory import capacity_basis, memory_capacity_bytes, memory_fits
 from .parameters import param_counts
 from .plan import TrainPlan
 from .power import inference_energy, phase_timeline, prediction_energy_fields, training_energy
-from .prediction import OpReport, Prediction
+from .prediction import OpReport, Prediction, training_assumptions
 from .resolve import Resolved
 from .roofline import OpTimes
 from .specs.registry import proxy_of
@@ -127,6 +127,7 @@ def training_prediction(rs: Resolved, plan: TrainPlan, r: TrainingResult) -> Pre
                                                     _f(r.comm_exposed["dp"]))},
         ops=ops, **prediction_energy_fields(energy, "training"),
         warnings=[*rs.warnings, *fit_warning(total_mem, system), *util_warnings],
+        assumptions=training_assumptions(sc, plan) or None,
     )
 
 

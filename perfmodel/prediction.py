@@ -120,6 +120,11 @@ class Prediction(BaseModel):
     breakdown: dict[str, Any]
     ops: list[OpReport] = []
     warnings: list[str] = []
+    # the settings a prediction assumed that move the answer and that a published table
+    # usually leaves out (``training_assumptions``: a MoE model's dispatcher, EP all-to-all
+    # overlap, gradient-reduce dtype, recompute), one line each naming the value and where it
+    # came from; left out of model_dump like the fields below, in to_json_dict
+    assumptions: list[str] | None = Field(default=None, exclude=True)
     # inference: decode steps alone, no prefill (batch x replicas / TPOT at the modelled
     # contexts): generated tokens per second of the whole system and per GPU, the figure a
     # disaggregated decode instance's published rate compares with; decode_context_tokens
@@ -184,3 +189,55 @@ class Prediction(BaseModel):
             split = out.setdefault(phase, {"compute": 0.0, "memory": 0.0})
             split[op.bound] += op.total_s
         return out
+
+
+def training_assumptions(scenario: Any, plan: Any) -> list[str]:
+    """What a training prediction of a MoE model assumed for the settings that move it most and
+    that a published table rarely states (QA 1205d D8: Megatron-Bridge 26.08's recipes run the
+    flex / HybridEP dispatcher with per-model EP overlap, and switching either moves the step by
+    10-40 %): the MoE token dispatcher, the EP all-to-all overlap, the gradient-reduce dtype and
+    the recompute policy, one line each, "<setting> <value> (<where the value came from>)".
+
+    One rule for every framework, read from the framework's facts (``plan.framework``, the
+    resolved frameworks/<id>.yaml): a value the scenario set says so; a default names the file
+    or field it came from (the dispatcher: the file's ``moe.dispatcher``; the overlap: whether
+    the file has ``moe_a2a_overlap`` facts at all). [] for a model without experts.
+    ``scenario``: the specs.Scenario; ``plan``: its plan.TrainPlan."""
+    if getattr(scenario.model, "moe", None) is None or scenario.training is None:
+        return []
+    t, par, fw = scenario.training, scenario.parallelism, plan.framework
+    given_fw = t.framework.model_fields_set if t.framework is not None else set()
+    spec = fw.spec
+    facts = f"frameworks/{fw.id}.yaml"
+    if "moe_dispatcher" in given_fw:
+        where = "training.framework.moe_dispatcher as set"
+    elif spec.moe is not None:
+        others = [d for d in ("alltoall", *spec.moe.dispatchers) if d != fw.moe_dispatcher]
+        where = (f"{facts} moe.dispatcher default; training.framework.moe_dispatcher selects "
+                 f"{' / '.join(others)}" if others else f"{facts} moe.dispatcher default")
+    else:
+        where = f"perfmodel's default: {facts} states no MoE dispatcher"
+    lines = [f"moe_dispatcher {fw.moe_dispatcher} ({where})"]
+    on = bool(plan.moe_a2a_overlap)
+    state = "on" if on else "off: the expert all-to-all is exposed, not hidden under compute"
+    if "moe_a2a_overlap" in par.model_fields_set:
+        where = "parallelism.moe_a2a_overlap as set"
+    elif spec.moe_a2a_overlap is not None:
+        where = (f"parallelism.moe_a2a_overlap default; {facts} moe_a2a_overlap offers "
+                 f"{spec.moe_a2a_overlap.schedule}")
+    else:
+        where = f"parallelism.moe_a2a_overlap default; {facts} has no EP overlap"
+    lines.append(f"moe_a2a_overlap {state} ({where})")
+    where = ("training.grad_reduce_dtype as set" if "grad_reduce_dtype" in t.model_fields_set
+             else "training.grad_reduce_dtype default, Megatron-Core's grad_reduce_in_fp32")
+    lines.append(f"grad_reduce_dtype {plan.grad_dtype} ({where})")
+    policy = plan.recompute
+    if policy == "selective":
+        modules = plan.recompute_modules or ("core_attn",)
+        policy = f"selective [{', '.join(modules)}]"
+    where = ("training.recompute as set" if "recompute" in t.model_fields_set
+             else "training.recompute default")
+    if plan.recompute == "selective" and plan.recompute_modules is None:
+        where += "; training.recompute_modules default, Megatron-Core's [core_attn]"
+    lines.append(f"recompute {policy} ({where})")
+    return lines

@@ -294,6 +294,8 @@ def render_prediction(p: Prediction, show_ops: bool = False, scenario=None) -> s
                            o.bound, seconds(o.time_s), seconds(o.total_s)) for o in p.ops],
                          header=("operator", "class", "phase", "calls", "FLOP/B", "bound",
                                  "per call", "total")))
+    for a in p.assumptions or ():  # what was assumed (prediction.training_assumptions)
+        out.append(f"assumed: {a}")
     for w in p.warnings:
         out.append(f"warning: {w}")
     return "\n".join(out)
