@@ -7,7 +7,9 @@ Each engine budgets device memory its own way (the rule is ``memory.budget`` of 
   W the weights, A the torch activation peak of a profiling forward over max_num_batched_tokens
   dummy tokens plus the sampler on min(max_num_seqs, max_num_batched_tokens) rows of
   vocabulary-wide logits, N the non-torch memory (NCCL, custom all-reduce, cuBLAS; more at
-  TP >= 2 on an NVLS fabric). CUDA graphs are captured afterwards, outside u x T.
+  TP >= 2 on an NVLS fabric). CUDA graphs are captured afterwards, outside u x T, except
+  that from 0.20 the budget also subtracts G, vLLM's estimate of their memory
+  (``cudagraph_memory_estimate``, ``memory.cuda_graph_estimate``): KV = u x T - W - A - N - G.
   Older vLLM profilers differ, as their version files say (engines/versions/vllm-*.yaml):
   0.2.x before PR #2031 subtracted torch's allocated peak only (no N); PR #2031 to 0.3.x
   subtracted all memory in use (N plus the CUDA context) and, until PR #2151, every TP
@@ -180,6 +182,60 @@ def profile_activation_bytes(model: ModelSpec, tokens: float, rows: float, tp: i
     return max(forward, tokens * model.hidden_size * act_bytes + sampler)
 
 
+def cudagraph_capture_sizes(max_num_seqs: int, max_num_batched_tokens: int,
+                            max_tokens: int = 512, tokens_per_seq: int = 2) -> list[int]:
+    """The token counts vLLM captures CUDA graphs for by default (no cudagraph_capture_sizes
+    given, no speculative decoding, performance mode not 'interactivity'): with M =
+    min(max_num_seqs x 2, 512, max_num_batched_tokens), [1, 2, 4] up to M, then every 8 below
+    min(M + 1, 256), then every 16 from 256 to M, plus max_num_batched_tokens when it is at
+    most M (vLLM v0.21.0 vllm/config/vllm.py VllmConfig._set_cudagraph_sizes L1525-1585;
+    ``max_tokens`` / ``tokens_per_seq``: engines/vllm.yaml overheads.cuda_graphs)."""
+    m = min(max_num_seqs * tokens_per_seq, max_tokens, max_num_batched_tokens)
+    sizes = [i for i in (1, 2, 4) if i <= m]
+    if m >= 8:
+        sizes += list(range(8, min(m + 1, 256), 8))
+    if m >= 256:
+        sizes += list(range(256, m + 1, 16))
+    if max_num_batched_tokens <= m:
+        sizes.append(max_num_batched_tokens)
+    return sorted(set(sizes))
+
+
+def cudagraph_memory_estimate(spec: EngineSpec, model: ModelSpec, max_num_seqs: int,
+                              max_num_batched_tokens: int, tp: int, act_bytes: float) -> float:
+    """G, the CUDA-graph memory vLLM >= 0.20 subtracts from the KV budget (bytes per GPU; 0
+    where the engine file has no ``memory.cuda_graph_estimate``).
+
+    vLLM v0.21.0 vllm/v1/worker/gpu_model_runner.py ``profile_cudagraph_memory`` (L6049-6138,
+    the same rule in 0.20.0 - 0.24.0): per mode (PIECEWISE, FULL; CUDAGraphDispatcher
+    .get_capture_descs, largest first) it captures the two largest graphs into a fresh pool
+    and reads the free memory before and after each; first = the first capture, per_graph =
+    max(the second capture's increase, 1 MiB); G = max over modes of first + sum over modes of
+    per_graph x (graphs of the mode - 1) (L6127-6130: the modes share one pool at run time).
+    PIECEWISE graphs: every capture size (``cudagraph_capture_sizes``); FULL (decode-only
+    batches, the default cudagraph_mode FULL_AND_PIECEWISE): the sizes up to max_num_seqs
+    (cudagraph_dispatcher.py initialize_cudagraph_keys, uniform_decode_query_len 1). vLLM
+    measures both figures; here the first capture is the activation working set of a forward
+    over the largest size (``profile_activation_bytes`` without the sampler: the graph pool's
+    intermediates) and per_graph the measured figure the family file cites
+    (``per_graph_mib``). G's error is that figure's: per_graph x (graphs - 1) is most of it
+    (issue #45178 / PR #45197: the linear extrapolation overestimates where later graphs
+    reuse the pool)."""
+    est = spec.memory.cuda_graph_estimate
+    if est is None:
+        return 0.0
+    g = spec.overheads.cuda_graphs
+    sizes = cudagraph_capture_sizes(max_num_seqs, max_num_batched_tokens,
+                                    g.max_tokens or 512, g.max_tokens_per_seq or 2)
+    if not sizes:
+        return 0.0
+    per_graph = max(est.per_graph_mib, est.min_per_graph_mib) * MIB
+    counts = {"piecewise": len(sizes), "full": sum(1 for s in sizes if s <= max_num_seqs)}
+    first = profile_activation_bytes(model, sizes[-1], 0, tp, act_bytes, 0.0,
+                                     spec.memory.moe_chunk_tokens)
+    return first + sum(per_graph * max(counts[mode] - 1, 0) for mode in est.modes)
+
+
 def _non_torch_gib(m: MemoryFacts, eng_tp: int, pp: int, nvls: bool) -> float:
     """GiB the engine's distributed init holds outside torch (NCCL, custom all-reduce) at its
     own ``tp_size`` (``engine_tp``): the multi-GPU figure when tp x pp > 1, plus the NVLS
@@ -251,7 +307,7 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     max_len = engine_max_len(spec, cfg, model)
     context = cuda_context_gib * GIB
     fraction = getattr(cfg, spec_fraction_field(spec), None) if m.fraction_name else None
-    act = non_torch = 0.0
+    act = non_torch = graphs = 0.0
     problems: list[str] = []
     if m.budget == "total_fraction":
         fraction = fraction or m.fraction or 1.0
@@ -265,13 +321,17 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         gib = _non_torch_gib(m, eng_tp, pp, shape.nvls)
         ctx = context if m.cuda_context_counted else 0.0
         non_torch = (gib * GIB if m.non_torch_counted else 0.0) + ctx
-        kv = fraction * total - weights - act - held - non_torch
+        graphs = cudagraph_memory_estimate(spec, model, seqs or tokens, tokens, tp,
+                                           shape.act_bytes)
+        kv = fraction * total - weights - act - held - non_torch - graphs
         breakdown = {"weights": weights, "activation_peak": act}
         if held:
             breakdown["allreduce_outputs_held"] = held
         breakdown["non_torch"] = non_torch - ctx
         if ctx:
             breakdown["cuda_context"] = ctx
+        if graphs:
+            breakdown["cuda_graph_estimate"] = graphs
         breakdown |= {"kv_cache": max(kv, 0.0), "outside_budget": (1 - fraction) * total}
         act += held
     elif m.budget == "init_free_fraction":
@@ -316,7 +376,8 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     # check_enough_kv_cache_memory); what would make it start, where a fraction can
     request = (hybrid_request_bytes(model, shape.kv_dtype, tp, pp, max_len, batched, block)
                if model.layer_types else per_token * math.ceil(max_len / block) * block)
-    advice = _fraction_advice(m, fraction, total, weights, act, non_torch, request, max_len)
+    advice = _fraction_advice(m, fraction, total, weights, act, non_torch + graphs, request,
+                              max_len)
     if m.fraction_name and fraction is not None and fraction <= 0:
         dp_note = (f" (with attention DP the rule adds CUDA-graph padding per graph batch x "
                    f"dp_size = {shape.attention_dp})" if shape.attention_dp > 1 else "")
@@ -334,8 +395,8 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     # max_memory_usage_bytes): what the engine then does is its file's memory.short_pool
     if m.budget != "context_upfront" and kv > 0 and concurrency < 1:
         if m.short_pool != "refuse":  # it starts: a fraction would hold max_model_len
-            advice = _fraction_advice(m, fraction, total, weights, act, non_torch, request,
-                                      max_len, verb="it would hold one with")
+            advice = _fraction_advice(m, fraction, total, weights, act, non_torch + graphs,
+                                      request, max_len, verb="it would hold one with")
         problems.append(short_pool_problem(spec, model, tokens_kv, max_len) + advice)
     return EngineMemory(
         engine=spec.id, version=spec.version, device_memory_bytes=total,

@@ -23,7 +23,8 @@ T = 79.22 * GIB
 def _oss(**engine) -> pm.Prediction:
     return pm.predict({"kind": "inference", "model": GPT_OSS,
                        "system": {"device": "h100-sxm5-80gb", "num_gpus": 1},
-                       "parallelism": {"tp": 1}, "engine": {"name": "vllm", **engine},
+                       "parallelism": {"tp": 1},
+                       "engine": {"name": "vllm", "version": "0.19.1", **engine},
                        "inference": {"batch": 1, "prompt_len": 1024, "output_len": 1024}})
 
 
@@ -65,7 +66,8 @@ def test_what_would_make_it_start():
 
 
 def test_a_starting_vllm_fills_its_budget():
-    p = pm.predict({"kind": "inference", "model": "llama-3.1-70b", "engine": "vllm",
+    p = pm.predict({"kind": "inference", "model": "llama-3.1-70b",
+                    "engine": {"name": "vllm", "version": "0.19.1"},
                     "system": {"device": "h100-sxm5-80gb", "num_gpus": 4},
                     "parallelism": {"tp": 4},
                     "inference": {"batch": 8, "prompt_len": 1024, "output_len": 256}})

@@ -111,8 +111,9 @@ def test_generic_engine_leaves_the_prediction_as_it_was():
 
 def test_vllm_budget_for_llama3_8b_on_one_h100_by_hand():
     """KV = 0.9 x 79.22 GiB - weights - activation peak - non-torch (vllm/v1/worker/gpu_worker.py,
-    vllm/utils/mem_utils.py), every term counted by hand."""
-    e = _mem()
+    vllm/utils/mem_utils.py), every term counted by hand; the 0.14 family (0.14.0 - 0.19.x: no
+    CUDA-graph estimate; 0.20+: tests/test_engine_versions_vllm_new.py)."""
+    e = _mem(version="0.19.1")
     weights = 8_030_261_248 * 2  # Llama-3-8B parameters (model card) in bf16
     forward = 8192 * (4 * 4096 + 2 * 3 * 14336 + 2 * (32 + 2 * 8) * 128)  # widest step, 8192 tok
     # logits of max_num_seqs rows through the native top-k/top-p sampler, peak inside
@@ -166,7 +167,7 @@ def test_vllm_uses_the_small_defaults_on_an_a100():
 
 
 def test_vllm_reports_a_max_model_len_the_cache_cannot_hold():
-    e = _mem(gpu_memory_utilization=0.255)  # 20.2 GiB: weights and peak leave ~0.5 GiB
+    e = _mem(gpu_memory_utilization=0.255, version="0.19.1")  # 20.2 GiB: weights and peak leave ~0.5 GiB
     assert 0 < e.kv_cache_tokens < 8192
     assert any("refuses to start" in p for p in e.problems)
 
@@ -299,7 +300,7 @@ def test_prediction_carries_the_engine_start_up_figures():
     assert e["kv_cache_tokens"] == e["kv_cache_blocks"] * e["kv_block_size"]
     assert e["breakdown"]["kv_cache"] == pytest.approx(e["kv_cache_bytes"])
     assert set(e["breakdown"]) == {"weights", "activation_peak", "non_torch", "kv_cache",
-                                   "outside_budget"}
+                                   "outside_budget", "cuda_graph_estimate"}  # vLLM >= 0.20
     # the engine's categories add up to the whole device as CUDA reports it
     assert sum(e["breakdown"].values()) == pytest.approx(79.22 * GIB)
     json.dumps(p.to_json_dict())
@@ -403,7 +404,7 @@ def test_a_pre_release_reads_the_family_it_precedes_the_release_of():
 
 
 @pytest.mark.parametrize("version, variant, family", [
-    (None, None, "0.14"), ("0.1.7", None, "0.2.0"), ("0.2.4", None, "0.2.0"),
+    (None, None, "0.20"), ("0.21.0", None, "0.20"), ("0.19.1", None, "0.14"), ("0.1.7", None, "0.2.0"), ("0.2.4", None, "0.2.0"),
     ("0.2.4+pr2031", None, "0.2.4+pr2031"), ("0.2.7", None, "0.2.4+pr2151"),
     ("0.4.3", None, "0.3.0+pr2863"), ("0.6.5", None, "0.6.4+pr10511"),
     ("0.7.3", None, "0.7-v0"), ("0.7.0", "v1", "0.7-v1"), ("0.9.2", None, "0.8"),
