@@ -60,6 +60,39 @@ def nbytes(dtype: str) -> float:
     return BYTES[dtype]
 
 
+# Quantised storage formats of block-scaled training (training.precision mxfp8 / nvfp4,
+# Transformer Engine's MXFP8BlockScaling / NVFP4BlockScaling recipes): (element bits, elements
+# per scale block, scale bits), and the fp32 scales each quantised tensor carries per orientation
+# (rowwise / columnwise) beside its block scales.
+# * ``mxfp8``: OCP MX v1.0 Table 1 (MXFP8: k = 32 FP8 elements, E4M3 here, one 8-bit E8M0 scale);
+#   TE ``MXFP8BlockScaling`` docstring "Each group of 32 consecutive values is scaled together ...
+#   The type of the scaling factor is E8M0" (NVIDIA/TransformerEngine
+#   transformer_engine/common/recipe/__init__.py:337-352 @d0067d0da6cb): 1 + 1/32 B per element,
+#   no per-tensor scale.
+# * ``nvfp4``: ``BLOCK_SCALED["nvfp4"]``; TE ``NVFP4BlockScaling`` "each group of 16 consecutive
+#   values is scaled together ... E4M3 ... In level 2, a global per tensor FP32 scaling factor"
+#   (recipe/__init__.py:489-497): 0.5 + 1/16 B per element plus 4 B per tensor and orientation.
+TRAINING_BLOCK_SCALED: dict[str, tuple[int, int, int]] = {
+    "mxfp8": (8, 32, 8),
+    "nvfp4": BLOCK_SCALED["nvfp4"],
+}
+TENSOR_SCALE_BYTES: dict[str, float] = {"mxfp8": 0.0, "nvfp4": 4.0}
+
+
+def training_format_bytes(fmt: str) -> float:
+    """Bytes per element of one quantised copy (one orientation) of a tensor in the block-scaled
+    training format ``fmt`` (``TRAINING_BLOCK_SCALED``), its block scales included."""
+    return _block_bytes(*TRAINING_BLOCK_SCALED[fmt])
+
+
+def quantised_tensor_bytes(fmt: str, elements, tensors=1.0, orientations: int = 1):
+    """HBM bytes of ``tensors`` tensors of ``elements`` elements in all stored in ``fmt``
+    (``TRAINING_BLOCK_SCALED``), ``orientations`` copies each (rowwise and / or columnwise):
+    elements x (element + block scale bytes) + the per-tensor fp32 scales."""
+    return orientations * (elements * training_format_bytes(fmt)
+                           + tensors * TENSOR_SCALE_BYTES[fmt])
+
+
 def quantized_weight_bytes(dtype: str, group_size: int = 128, scale_bytes: float = 2.0) -> float:
     """Bytes per weight including per-group scales for integer/fp8 weight formats.
 

@@ -96,7 +96,32 @@ class Fp8Recipe(Strict):
     # false: one pass (a scale known beforehand, or amaxes per block inside the cast kernel),
     # timed by its bytes on the memory curve (frameworks_costs.fp8_recipe_costs)
     amax_pass: Bool
+    # block-scaled recipes (_common.yaml block_scaled_recipes): the stored format of every
+    # quantised tensor (dtypes.TRAINING_BLOCK_SCALED), the copies each quantise writes (rowwise
+    # and columnwise) and the dtype the GEMMs run at (peak and measured curve); None / 1 / fp8:
+    # per-tensor fp8 (fp8_recipes)
+    format: Literal["mxfp8", "nvfp4"] | None = None
+    orientations: Int = Field(default=1, ge=1, le=2)
+    gemm_dtype: Literal["fp8", "nvfp4"] = "fp8"
     source: str
+
+    @model_validator(mode="after")
+    def _cast_bytes_of_format(self) -> "Fp8Recipe":
+        """A block-scaled recipe's cast moves the bf16 read (2 B), its amax pass (2 B) if any,
+        and ``orientations`` copies in its format, block scales included: the stated bytes
+        per element must be that arithmetic (dtypes.training_format_bytes)."""
+        if self.format is None:
+            return self
+        from .dtypes import training_format_bytes
+
+        want = (2.0 if self.amax_pass else 0.0) + 2.0 + self.orientations * \
+            training_format_bytes(self.format)
+        if abs(self.cast_bytes_per_element - want) > 1e-9:
+            raise SpecError(f"cast_bytes_per_element: {self.cast_bytes_per_element} for format "
+                            f"{self.format} x {self.orientations} orientations"
+                            f"{' with an amax pass' if self.amax_pass else ''}; the arithmetic "
+                            f"gives {want}")
+        return self
 
 
 class Decomposition(Strict):
@@ -124,6 +149,8 @@ class CommonFacts(Strict):
     dispatch: Dispatch
     attention_backends: dict[str, AttentionBackendSpec]
     fp8_recipes: dict[str, Fp8Recipe]
+    # by training.precision (mxfp8, nvfp4): Transformer Engine's block-scaled recipes
+    block_scaled_recipes: dict[str, Fp8Recipe] = Field(default_factory=dict)
     decompositions: dict[str, Decomposition]
 
 
@@ -624,6 +651,13 @@ def common_facts() -> CommonFacts:
     return load_file(CommonFacts, data_dir("frameworks") / "_common.yaml")
 
 
+def block_scaled_recipe(precision: str) -> Fp8Recipe | None:
+    """The block-scaled training recipe ``training.precision`` names (frameworks/_common.yaml
+    ``block_scaled_recipes``: mxfp8, nvfp4), None for every other precision (fp8 reads the
+    framework's ``float8_recipe``)."""
+    return common_facts().block_scaled_recipes.get(precision)
+
+
 @cache
 def framework_spec(framework_id: str) -> FrameworkSpec:
     """The facts of one framework, checked against ``_common.yaml``'s keys."""
@@ -641,7 +675,8 @@ def framework_spec(framework_id: str) -> FrameworkSpec:
                             f"{', '.join(common.decompositions)}")
     for key, table in ((spec.defaults.attention_backend, common.attention_backends),
                        (spec.defaults.float8_recipe, common.fp8_recipes),
-                       *((k, common.fp8_recipes) for k in spec.fp8_quantise)):
+                       *((k, {**common.fp8_recipes, **common.block_scaled_recipes})
+                         for k in spec.fp8_quantise)):
         if key not in table:
             raise SpecError(f"{path}: {key!r} is not in _common.yaml; valid: {', '.join(table)}")
     for name, disp in (spec.moe.dispatchers if spec.moe else {}).items():
@@ -736,6 +771,13 @@ class Framework:
     def fp8_quantise(self) -> Fp8QuantiseFacts | None:
         """How this framework's quantiser runs the run's recipe (None: no facts)."""
         return self.spec.fp8_quantise.get(self.float8_recipe)
+
+    def recipe_for(self, precision: str) -> tuple[str, Fp8Recipe]:
+        """(name, facts) of the quantisation recipe a run at ``precision`` uses: the block-scaled
+        recipe of that name (training.precision mxfp8 / nvfp4, ``block_scaled_recipe``), else
+        the framework's fp8 recipe (``float8_recipe``)."""
+        block = block_scaled_recipe(precision)
+        return (precision, block) if block is not None else (self.float8_recipe, self.fp8)
 
     def describe(self) -> dict:
         """The settings in force (prediction breakdown)."""

@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 
 from . import ops as O
-from .frameworks import Framework, framework_spec
+from .dtypes import TENSOR_SCALE_BYTES
+from .frameworks import Framework, block_scaled_recipe, framework_spec
 from .roofline import OpTimes, Roofline, row_sum
 from .specs.model import ModelSpec
 
@@ -532,15 +533,24 @@ FP8_ONE_PASS_CAST = "cast_one_pass"
 
 
 def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op],
-                     architecture: str | None = None, sp_tp: Array = 1.0) -> list[O.Op]:
+                     architecture: str | None = None, sp_tp: Array = 1.0,
+                     precision: str = "fp8") -> list[O.Op]:
     """Cast operators at the recipe's bytes per element (ops.FP8_CAST_BYTES is the dynamic
     tensorwise cast), repeated per orientation the recipe needs: bytes, elements (the element
     count the measured cast rate is charged on, ``shape[0]``), vector FLOPs and launches x
     ``casts_per_operand``. A recipe whose casts run no amax pass of their own (``amax_pass``
-    false: delayed scaling, blockwise) is timed by its bytes on the memory curve
+    false: delayed scaling, blockwise, MXFP8) is timed by its bytes on the memory curve
     (FP8_ONE_PASS_CAST), not at the measured two-pass rate. Then the framework's quantiser
     facts for the recipe (``fp8_quantise``, ``_quantiser_costs``). megatron-core (the baseline)
-    keeps the base's casts.
+    keeps the base's casts under ``precision`` fp8.
+    ``precision`` mxfp8 / nvfp4 (training.precision) selects the block-scaled recipe of that
+    name (frameworks/_common.yaml ``block_scaled_recipes``, frameworks.block_scaled_recipe) for
+    every framework, the baseline and none included (the base's cast is the per-tensor one,
+    which these recipes do not run): its bytes per element (the bf16 read, an amax pass where
+    one runs, both orientations in the stored format with block scales) plus the per-tensor
+    fp32 scales of each quantised tensor (dtypes.TENSOR_SCALE_BYTES: nvfp4, 4 B per tensor and
+    orientation; a forward cast quantises a GEMM's input and weight, per problem of a grouped
+    GEMM, a backward one its output gradient).
     ``architecture``: the device's (DeviceSpec.architecture), for ``transpose_on``; ``sp_tp``:
     the TP degree under sequence parallelism (1 without), for ``sp_quantise_before_gather``.
     First, every framework (megatron-core too): the GEMMs its fp8 recipe leaves in 16 bit
@@ -549,16 +559,29 @@ def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op],
     if fw is not None and fw.spec.fp8_scope is not None:
         ops = O.sixteen_bit_gemms(ops, fw.spec.fp8_scope.high_precision,
                                   O.Precision.training("bf16"))
-    if fw is None or fw.baseline:
+    block = block_scaled_recipe(precision)
+    if block is None and (fw is None or fw.baseline):
         return ops
-    recipe = fw.fp8
-    q = fw.fp8_quantise
+    name, recipe = (precision, block) if block is not None else (fw.float8_recipe, fw.fp8)
+    q = None if fw is None or fw.baseline else fw.spec.fp8_quantise.get(name)
     n = recipe.casts_per_operand
     scale = recipe.cast_bytes_per_element / O.FP8_CAST_BYTES * n
-    if scale == 1.0 and n == 1 and recipe.amax_pass and q is None:
+    per_tensor = (recipe.orientations * TENSOR_SCALE_BYTES[recipe.format]
+                  if recipe.format else 0.0)
+    if scale == 1.0 and n == 1 and recipe.amax_pass and q is None and not per_tensor:
         return ops
     kernel = None if recipe.amax_pass else FP8_ONE_PASS_CAST
-    out = [replace(op, bytes=op.bytes * scale, vector_flops=op.vector_flops * n,
+
+    # a cast's GEMM (its forward pass, by name: "<gemm>.fp8cast[.recompute][.bwd]") and its
+    # problems (a grouped GEMM quantises each expert's operands)
+    groups = {op.name: op.groups for op in ops if op.cls == O.GEMM}
+
+    def tensors(op: O.Op) -> Array:  # quantised tensors of one cast operator
+        bwd = op.name.replace(".recompute", "").endswith(".bwd")
+        return groups.get(op.name.split(_CAST, 1)[0], 1.0) * (1.0 if bwd else 2.0)
+
+    out = [replace(op, bytes=op.bytes * scale + per_tensor * n * tensors(op),
+                   vector_flops=op.vector_flops * n,
                    launches=op.launches * n, shape=(op.shape[0] * n, *op.shape[1:]),
                    kernel=kernel or op.kernel)
            if op.fp8_cast else op for op in ops]
@@ -685,7 +708,7 @@ def _quantiser_costs(q, ops: list[O.Op], n: int, amax_pass: bool,
 
 
 def fp8_amax_reductions(fw: Framework | None, fwd: list[O.Op], sequence_parallel: bool,
-                        full_recompute: bool) -> tuple[Array, Array]:
+                        full_recompute: bool, precision: str = "fp8") -> tuple[Array, Array]:
     """(forward, backward) amax all-reduces over the TP group per layer and micro-batch that the
     framework's quantiser runs before its casts under sequence parallelism (``fp8_quantise.
     <recipe>.amax_reduction``; Transformer Engine current scaling: the input quantiser of each
@@ -697,7 +720,7 @@ def fp8_amax_reductions(fw: Framework | None, fwd: list[O.Op], sequence_parallel
     left out). Full recompute repeats the forward's in backward."""
     if fw is None or fw.baseline or not sequence_parallel:
         return 0.0, 0.0
-    q = fw.fp8_quantise
+    q = fw.spec.fp8_quantise.get(fw.recipe_for(precision)[0])
     if q is None or not q.amax_reduction:
         return 0.0, 0.0
     cast = {op.name[: -len(_CAST)] for op in fwd if op.fp8_cast and op.name.endswith(_CAST)}

@@ -250,21 +250,54 @@ def inflight_microbatches(pp: Array, vp: Array, num_micro: Array, schedule: str)
     return base
 
 
+#: training precisions whose GEMMs run quantised on a 16-bit model (Transformer Engine): the
+#: model's parameters, gradients and master copy are those of bf16 training
+QUANTISED_PRECISIONS = ("fp8", "mxfp8", "nvfp4")
+
+
 def state_bytes_per_param(precision: str, grad_dtype: str) -> tuple[float, float]:
     """(weight, gradient) bytes per parameter of mixed-precision training: 16-bit weights
     (fp8 training keeps bf16 weights, Transformer Engine), gradients in ``grad_dtype``
-    (Megatron's default fp32 reduction); fp32 training keeps both in fp32."""
-    w = nbytes(precision if precision != "fp8" else "bf16")
+    (Megatron's default fp32 reduction); fp32 training keeps both in fp32. mxfp8 / nvfp4: the
+    parameters outside the recipe's GEMMs are bf16 as here; ``model_state_bytes``' ``quantised``
+    counts the GEMM weights at their stored format."""
+    w = nbytes(precision if precision not in QUANTISED_PRECISIONS else "bf16")
     return w, (nbytes(grad_dtype) if w < 4 else 4.0)
+
+
+def quantised_weight_bytes_per_param(fmt: str, orientations: int) -> float:
+    """Bytes per parameter of a GEMM weight a block-scaled training recipe stores as quantised
+    parameters (``fmt`` one of dtypes.TRAINING_BLOCK_SCALED, ``orientations`` copies: rowwise
+    for the forward GEMM, columnwise for the data-gradient GEMM), block scales included; the
+    per-tensor fp32 scales (nvfp4) are a few bytes per tensor and left out.
+
+    Megatron-Bridge's recipes keep the compute parameters quantised: bf16_with_mxfp8_mixed sets
+    fp8_param_gather and reuse_grad_buf_for_mxfp8_param_ag, bf16_with_nvfp4_mixed
+    fp4_param_gather (src/megatron/bridge/training/mixed_precision.py:255-266, 405-418
+    @067f987df03b); Megatron-Core then keeps no 16-bit parameter buffer for those weights (the
+    all-gather goes through the gradient buffer, megatron/core/distributed/
+    param_and_grad_buffer.py:1245-1263 @d98e8a64ddf3; fp4_param_gather "keep the compute param
+    in fp4", distributed_data_parallel_config.py:82-84) and the fp32 main copy lives in the
+    distributed optimizer (``OPTIMIZER_STATE_BYTES`` with a master copy). Without
+    fp8_param_gather (Megatron-Core's default) the bf16 parameter stays and Transformer Engine
+    caches the quantised weight for the step besides (an extra ~2 B per parameter not modelled)."""
+    from .dtypes import training_format_bytes
+
+    return orientations * training_format_bytes(fmt)
 
 
 def model_state_bytes(params: Array, dense_params: Array, expert_params: Array,
                       dp_dense: Array, dp_expert: Array, zero_stage: int, precision: str,
-                      optimizer: str, master_weights: bool, grad_dtype: str) -> dict[str, Array]:
+                      optimizer: str, master_weights: bool, grad_dtype: str,
+                      quantised_params: Array = 0.0,
+                      quantised_bytes: float = 0.0) -> dict[str, Array]:
     """Weights, gradients and optimizer states on one GPU (ZeRO Sec. 5.1 sharding).
 
     Dense parameters are sharded over ``dp_dense`` ranks, expert parameters over their own
-    replicas ``dp_expert`` (GPUs / (pp * ep * etp)).
+    replicas ``dp_expert`` (GPUs / (pp * ep * etp)). ``quantised_params`` of the ``params``
+    (block-scaled training: the GEMM weights of the recipe) are stored at ``quantised_bytes``
+    per parameter (``quantised_weight_bytes_per_param``) instead of the 16-bit weight bytes,
+    sharded like the rest (as their share of ``params``).
     """
     w, g = state_bytes_per_param(precision, grad_dtype)
     master = master_weights and w < 4
@@ -282,8 +315,11 @@ def model_state_bytes(params: Array, dense_params: Array, expert_params: Array,
             return shard
         return params
 
+    weights = w * sharded(3)
+    if quantised_bytes:
+        weights = weights + (quantised_bytes - w) * quantised_params * sharded(3) / params
     return {
-        "weights": w * sharded(3),
+        "weights": weights,
         "gradients": g * sharded(2),
         "optimizer": k * sharded(1),
     }

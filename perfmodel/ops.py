@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .dtypes import nbytes, quantized_weight_bytes
+from .dtypes import TRAINING_BLOCK_SCALED, nbytes, quantized_weight_bytes, training_format_bytes
 from .specs.model import ModelSpec
 
 Array = Any  # float or numpy array
@@ -149,9 +149,24 @@ class Precision:
     @classmethod
     def training(cls, precision: str) -> Precision:
         """bf16/fp16: 16-bit everything; fp8: fp8 GEMM inputs (Transformer Engine keeps
-        activations between kernels in bf16); fp32/tf32: 32-bit."""
+        activations between kernels in bf16); fp32/tf32: 32-bit.
+
+        mxfp8 / nvfp4 (Transformer Engine's MXFP8BlockScaling / NVFP4BlockScaling,
+        frameworks/_common.yaml ``block_scaled_recipes``): the same shape as fp8, one quantise
+        operator per GEMM (``fp8_cast``, costed by the recipe in
+        frameworks_costs.fp8_recipe_costs), activations between kernels in bf16; the GEMMs run
+        at the recipe's ``gemm_dtype`` (mxfp8: ``fp8``, the fp8 peak and the profile's fp8
+        curve, cuBLASLt in both; nvfp4: ``nvfp4``, the fp4 peak and the nvfp4 curve) and read
+        their weight in its stored format, block scales included (dtypes.training_format_bytes:
+        1.03125 / 0.5625 B)."""
         if precision == "fp8":
             return cls(compute="fp8", act=2.0, weight=1.0, cast_inputs=True)
+        if precision in TRAINING_BLOCK_SCALED:
+            from .frameworks import block_scaled_recipe
+
+            recipe = block_scaled_recipe(precision)
+            return cls(compute=recipe.gemm_dtype, act=2.0,
+                       weight=training_format_bytes(recipe.format), cast_inputs=True)
         size = nbytes(precision)
         return cls(compute=precision, act=size, weight=size)
 
@@ -1413,6 +1428,10 @@ def fp8_cast(gemm_op: Op) -> Op:
 
 
 
+#: GEMM dtypes of quantised training (Precision.training: fp8 and mxfp8 run ``fp8``, nvfp4
+#: ``nvfp4``): what a recipe's 16-bit scope (``sixteen_bit_gemms``) returns to the 16-bit GEMM
+QUANTISED_TRAINING_DTYPES = ("fp8", "nvfp4")
+
 #: weight classes (formats.WEIGHT_CLASSES) of ungrouped GEMMs a training framework may keep in
 #: 16 bit under an fp8 recipe (frameworks/<id>.yaml ``fp8_scope.high_precision``)
 FP8_SCOPE_CLASSES = ("lm_head", "router")
@@ -1446,7 +1465,7 @@ def sixteen_bit_gemms(ops: list[Op], classes, prec: Precision) -> list[Op]:
             base = op.name.split(".fp8cast", 1)[0]
             if op_weight_class(base) in keep:
                 op = replace(op, count=op.count * 0.0)
-        elif op.cls == GEMM and op.dtype == "fp8":
+        elif op.cls == GEMM and op.dtype in QUANTISED_TRAINING_DTYPES:
             name, suffix = gemm_pass(op.name)
             if op_weight_class(name) in keep:
                 a, b, c = op.shape

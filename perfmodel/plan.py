@@ -142,13 +142,48 @@ NO_BF16_TRAINING = ("no bf16 tensor cores (peak_tflops.bf16 is null; bf16 needs 
                     "capability 8.0+)")
 
 
+#: why a device cannot train in MXFP8 / NVFP4 (Transformer Engine's MXFP8BlockScaling /
+#: NVFP4BlockScaling; frameworks/_common.yaml block_scaled_recipes): their GEMMs need tensor cores
+#: that take per-block scales, Blackwell's (PTX ISA tcgen05.mma .kind::mxf8f6f4 / .kind::mxf4nvf4
+#: with .block_scale, sm_100a+) or CDNA 4's (scaled MFMA F8F6F4). A device has them when it has
+#: fp4 tensor cores for the format (``formats.native_formats``: MXFP8 with the e8m0-per-32 MX
+#: layout, ``mxfp4`` in ``fp4_formats``; NVFP4 with ``nvfp4``). Transformer Engine's own checks
+#: (transformer_engine/pytorch/quantization.py:162-175 @d0067d0da6cb): "Device compute
+#: capability 10.0 or higher required for MXFP8 execution" / "... for NVFP4 execution", and
+#: "MXFP8 (for all gemm layouts) is not supported on 12.0+ architectures yet" (consumer
+#: Blackwell: NO_MXFP8_SM12). AMD: ROCm Transformer Engine runs MXFP8 on MI355X (AMD-AGI/Primus
+#: docs/03-configuration-reference/environment-variables.md:140 NVTE_ROCM_ENABLE_MXFP8, and its
+#: MI355X llama3.1_8B-MXFP8-pretrain config @fd1eeabbad15); MI355X's fp4 is MXFP4 only, no NVFP4.
+NO_BLOCK_SCALED_TRAINING = {
+    "mxfp8": "no MX block-scaled tensor cores (Transformer Engine: compute capability 10.x, "
+             "Blackwell; or CDNA 4)",
+    "nvfp4": "no NVFP4 tensor cores (Transformer Engine: compute capability 10.0+, Blackwell)",
+}
+NO_MXFP8_SM12 = ("Transformer Engine runs MXFP8 on compute capability 10.x only ('not "
+                 "supported on 12.0+ architectures yet')")
+
+
+def _block_scaled_problem(device, precision: str) -> str | None:
+    """``training_precision_problem`` for mxfp8 / nvfp4 (NO_BLOCK_SCALED_TRAINING)."""
+    from .formats import native_formats
+
+    native = native_formats(device)
+    if precision == "nvfp4":
+        return None if "nvfp4" in native else NO_BLOCK_SCALED_TRAINING["nvfp4"]
+    if "mxfp4" not in native:
+        return NO_BLOCK_SCALED_TRAINING["mxfp8"]
+    cc = str(device.compute_capability or "")
+    major = cc.split(".", 1)[0]
+    return NO_MXFP8_SM12 if major.isdigit() and int(major) >= 12 else None
+
+
 def training_precision_problem(device, precision: str) -> str | None:
     """Why ``device`` (a DeviceSpec or its id) cannot train at ``precision`` (fp8 without fp8
     tensor cores, bf16 without bf16 ones), else None: the one rule behind ``check_training_precision`` (predict, search, the API) and plan-training's
     per-device skip (``planning.training.precision_skip``)."""
     from .formats import native_formats
 
-    if precision not in ("fp8", "bf16"):
+    if precision not in ("fp8", "bf16", "mxfp8", "nvfp4"):
         return None
     if isinstance(device, str):
         from .specs.registry import get_device
@@ -156,6 +191,8 @@ def training_precision_problem(device, precision: str) -> str | None:
         device = get_device(device)
     if not device.supported_dtypes():  # no sourced peak at all: DeviceSpec.peak_flops says so
         return None
+    if precision in NO_BLOCK_SCALED_TRAINING:
+        return _block_scaled_problem(device, precision)
     if precision == "bf16":
         return None if device.peak_tflops.get("bf16") else NO_BF16_TRAINING
     return None if "fp8" in native_formats(device) else NO_FP8_TRAINING
@@ -163,16 +200,21 @@ def training_precision_problem(device, precision: str) -> str | None:
 
 def training_precisions(device) -> list[str]:
     """The mixed precisions ``device`` (a DeviceSpec) trains in, widest first: bf16 / fp16
-    where it has those tensor cores (fp32 where neither), and fp8 where it has fp8 ones."""
+    where it has those tensor cores (fp32 where neither), fp8 where it has fp8 ones, and mxfp8
+    / nvfp4 where it has block-scaled ones (``NO_BLOCK_SCALED_TRAINING``)."""
     wide = [f for f in ("bf16", "fp16") if device.peak_tflops.get(f)] or ["fp32"]
-    return wide + [p for p in ("fp8",) if training_precision_problem(device, p) is None]
+    return wide + [p for p in ("fp8", "mxfp8", "nvfp4")
+                   if training_precision_problem(device, p) is None]
 
 
-def fp8_training_devices() -> list[str]:
-    """Ids of the shipped devices that can train in fp8 (read on the error path only)."""
+def fp8_training_devices(precision: str = "fp8") -> list[str]:
+    """Ids of the shipped devices that can train at ``precision`` (fp8, mxfp8, nvfp4; read on
+    the error path only)."""
     from .specs.registry import devices, get_device
 
-    return [d for d in devices() if training_precision_problem(get_device(d), "fp8") is None]
+    # a device with no sourced peak is not judged (``training_precision_problem``) nor offered
+    return [d for d in devices() if get_device(d).supported_dtypes()
+            and training_precision_problem(get_device(d), precision) is None]
 
 
 def check_training_precision(device, precision: str) -> None:
@@ -186,8 +228,9 @@ def check_training_precision(device, precision: str) -> None:
 
         device = get_device(device)
     valid = [p for p in training_precisions(device) if p != precision]
-    other = (f", or an fp8-capable device ({', '.join(fp8_training_devices())})"
-             if precision == "fp8" else "")
+    other = (f", or an {precision}-capable device "
+             f"({', '.join(fp8_training_devices(precision))})"
+             if precision in ("fp8", "mxfp8", "nvfp4") else "")
     raise SpecError(f"training.precision: {precision} on {device.id}: {why}; use "
                     f"{' or '.join(valid)} on {device.id}{other}")
 

@@ -130,7 +130,7 @@ def _layer_forward(model: ModelSpec, moe_layer: bool, plan: TrainPlan, prec: O.P
     ops = O.layer_forward_ops(model, moe_layer, plan.micro_batch, s / cp, s, pairs, shard,
                               prec, plan.flash_attention, "prefill",
                               attention_dropout=plan.dropout)
-    return attention_in_bf16(ops) if prec.compute == "fp8" else ops
+    return attention_in_bf16(ops) if prec.cast_inputs else ops
 
 
 def attention_in_bf16(ops: list[O.Op]) -> list[O.Op]:
@@ -139,8 +139,12 @@ def attention_in_bf16(ops: list[O.Op]) -> list[O.Op]:
     bf16 q, k, v in models/llama/model.py), and Transformer Engine's fp8 recipes leave
     DotProductAttention in bf16 unless ``fp8_dpa`` is set (transformer_engine/common/recipe
     DelayedScaling ``fp8_dpa: bool = False``; Megatron-LM has no flag that sets it by
-    default). The attention kernels are therefore timed at the bf16 peak and curves."""
-    return [replace(op, dtype="bf16") if op.cls == O.ATTENTION and op.dtype == "fp8" else op
+    default). The attention kernels are therefore timed at the bf16 peak and curves. The same
+    for mxfp8 / nvfp4 (MXFP8BlockScaling / NVFP4BlockScaling ``fp8_dpa: bool = False``,
+    NVFP4's "Not applying quantization to attention for now": recipe/__init__.py:370, 571-572
+    @d0067d0da6cb)."""
+    return [replace(op, dtype="bf16")
+            if op.cls == O.ATTENTION and op.dtype in O.QUANTISED_TRAINING_DTYPES else op
             for op in ops]
 
 
@@ -308,7 +312,7 @@ def _stage_ops(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds: list
     for label, items in rest.items():
         add(label, items)
     ops = FC.fp8_recipe_costs(fw, ops, roof.device.architecture,
-                              plan.tp if plan.sequence_parallel else 1.0)
+                              plan.tp if plan.sequence_parallel else 1.0, plan.precision)
     if memo is None:
         times = FC.apply_backend(fw, op_times(ops, roof), roof)
     else:
@@ -340,7 +344,7 @@ def _stage_ops_built(model: ModelSpec, plan: TrainPlan, prec: O.Precision, kinds
         if kind == "moe":  # the dispatcher's row copies and an eager expert bias
             perm_f, perm_b = FC.moe_dispatch_ops(
                 fw, model, plan.micro_batch * plan.seq_len / plan.cp, plan.tp,
-                plan.sequence_parallel, plan.ep, plan.etp, prec.act, fp8=prec.compute == "fp8")
+                plan.sequence_parallel, plan.ep, plan.etp, prec.act, fp8=prec.cast_inputs)
             merge_f, merge_b = merge_f + perm_f, merge_b + perm_b
         per_kind[kind] = (
             fwd + merge_f + FC.fsdp_copies(fw, zero, block, backward=False),
@@ -473,7 +477,7 @@ def _layer_costs(model: ModelSpec, system: System, plan: TrainPlan, profile: Cal
         # for it (FC.fp8_amax_reductions): latency-bound, never hidden
         amax_f, amax_b = FC.fp8_amax_reductions(
             plan.framework, [st.ops[i] for i in st.groups[f"{kind}.fwd"]],
-            plan.sequence_parallel, full)
+            plan.sequence_parallel, full, plan.precision)
         amax = (amax_f + amax_b) * collective_time("all_reduce", 4.0, spans["tp"], system,
                                                    profile)
         amax = amax + (moe_tp_unfused if kind == "moe" else tp_unfused)
@@ -685,9 +689,10 @@ def training_step(model: ModelSpec, system: System, plan: TrainPlan,
         passes))
     optimizer_t = st.total("optimizer")
     step = pipeline + dp_exposed + contention + optimizer_t
+    quant_p = quantised_stage_params(model, plan, 1 if v_shape else pp, n_layers)
     memory, memory_total = _memory(model, plan, stage_p, kinds, per_stage, zero, dp_grad,
                                    dp_expert, act_bytes, wbytes, a, m, profile,
-                                   by_kind=breakdown, memo=mesh_memo)
+                                   by_kind=breakdown, memo=mesh_memo, quant_p=quant_p)
     stage_t = {"first": stages.first, "middle": stages.middle, "last": stages.last}
     groups = spans if model.moe else {k: v for k, v in spans.items() if k != "etp"}
     if not breakdown:
@@ -750,16 +755,42 @@ def _time_breakdown(st: StageOps, stages: StageTimes, m: Array, per_stage, kinds
     return parts
 
 
+def quantised_stage_params(model: ModelSpec, plan: TrainPlan, pp: Array,
+                           n_layers: Array) -> tuple | None:
+    """(first stage, last stage, bytes per parameter) of the GEMM weights a block-scaled
+    training recipe (training.precision mxfp8 / nvfp4, frameworks.block_scaled_recipe) keeps as
+    quantised parameters, both orientations (memory.quantised_weight_bytes_per_param); None
+    for every other precision. The weights are those of the linear layers of the transformer
+    blocks (attention projections incl. MLA's, dense MLP, routed and shared experts, latent
+    MoE projections, linear-attention / Mamba mixers): ``stage_params`` of the model's
+    parameter counts without the embeddings, LM head, norms and MoE router, which stay bf16
+    (outside Transformer Engine's quantised modules: frameworks/<id>.yaml ``fp8_scope``)."""
+    from .frameworks import block_scaled_recipe
+    from .memory import quantised_weight_bytes_per_param
+
+    recipe = block_scaled_recipe(plan.precision)
+    if recipe is None:
+        return None
+    linear = replace(param_counts(model), word_embedding=0, position_embedding=0,
+                     embedding_norm=0, layer_norms=0, router=0, final_norm=0, lm_head=0)
+    q = stage_params(linear, plan.tp, pp, plan.ep, plan.etp, model.tie_embeddings,
+                     layers=n_layers)
+    return q.first, q.last, quantised_weight_bytes_per_param(recipe.format, recipe.orientations)
+
+
 def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_stage,
             zero: int, dp_grad: Array, dp_expert: Array, act_bytes: Array, wbytes: float,
             a: float, m: Array, profile: CalibrationProfile, by_kind: bool = True,
-            memo: dict | None = None) -> tuple[dict[str, Array], Array]:
+            memo: dict | None = None,
+            quant_p: tuple | None = None) -> tuple[dict[str, Array], Array]:
     """Memory by kind on the most loaded GPU: the first stage (most micro-batches in flight)
     or the last (LM head, logits), whichever holds more (Korthikanti et al. 2022 Sec. 4;
     ZeRO Sec. 5.1); and its total, the sum of the kinds. ``by_kind=False`` (a plan search):
     the total only, the kinds left out where that saves work ({}); ``memo``: training_step's
     ``mesh_memo``, where the model states and buffers, which read no recompute policy, are
-    kept per ZeRO stage(s)."""
+    kept per ZeRO stage(s). ``quant_p`` (``quantised_stage_params``): the recipe's quantised
+    GEMM weights on the first and last stage and their bytes per parameter (block-scaled
+    training), None otherwise."""
     tp, pp = plan.tp, plan.pp
     pp_on = np.asarray(pp) > 1
     shape_a = ActivationShape(b=plan.micro_batch, s=plan.seq_len / plan.cp, s_kv=plan.seq_len,
@@ -787,10 +818,11 @@ def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_st
     last_inflight = m if plan.schedule == "gpipe" else 1.0
     act_last = act_stage * last_inflight + working + head_act
 
-    def states(params, dense):
+    def states(params, dense, quantised=0.0):
         return model_state_bytes(params, dense, stage_p.expert, dp_grad, dp_expert, zero,
                                  plan.precision, plan.optimizer, plan.master_weights,
-                                 plan.grad_dtype)
+                                 plan.grad_dtype, quantised_params=quantised,
+                                 quantised_bytes=quant_p[2] if quant_p else 0.0)
 
     tp_buffers = np.where(np.asarray(tp) > 1, 2.0 * act_bytes, 0.0)
 
@@ -802,8 +834,9 @@ def _memory(model: ModelSpec, plan: TrainPlan, stage_p, kinds: list[str], per_st
     key = ("states", tuple(np.ravel(zero).tolist()))
     held = memo.get(key) if memo is not None else None
     if held is None:
-        held = (states(stage_p.first, stage_p.dense_first),
-                states(stage_p.last, stage_p.dense_last), by_stage(zero, buffers))
+        q_first, q_last = (quant_p[0], quant_p[1]) if quant_p else (0.0, 0.0)
+        held = (states(stage_p.first, stage_p.dense_first, q_first),
+                states(stage_p.last, stage_p.dense_last, q_last), by_stage(zero, buffers))
         if memo is not None:
             memo[key] = held
     states_first, states_last, comm_buffers = held

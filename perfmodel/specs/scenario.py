@@ -33,7 +33,10 @@ from .types import (
     require_int,
 )
 
-TrainPrecision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
+# fp8: Transformer Engine's per-tensor recipes (training.framework.float8_recipe); mxfp8 / nvfp4:
+# TE's MXFP8BlockScaling / NVFP4BlockScaling recipes (frameworks/_common.yaml fp8_recipes.mxfp8 /
+# .nvfp4; Blackwell-class tensor cores only, plan.training_precision_problem)
+TrainPrecision = Literal["fp32", "tf32", "fp16", "bf16", "fp8", "mxfp8", "nvfp4"]
 
 
 def defaults(section: type[Strict]) -> Any:
