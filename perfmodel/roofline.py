@@ -657,10 +657,11 @@ def attention_peak_dtype(op: Op, profile: CalibrationProfile) -> str:
     (fmhaSm103a / fmhaSm100f ``QkvE4m3OBfloat16HQk192HV128``) at 205 ms (GB300) and 277 ms
     (GB200) per 128k-token causal prefill of 128 heads: 3.3 and 2.4 PFLOP/s on 6.7e14 FLOPs,
     above GB300's dense bf16 peak, so only fp8 tensor cores can run it."""
-    if op.fp8_attention and FP8_PREFILL_CURVE in profile.attention:
+    curve = _attention_curve(_attention_group(op), profile)
+    if op.fp8_attention and curve.endswith(FP8_CURVE_SUFFIX):
         return op.dtype
     if (op.name == "attn.core" and op.dtype.startswith("fp8")
-            and profile.attention_curve_key(_attention_curve(op.phase))):
+            and profile.attention_curve_key(curve)):
         return ATTENTION_CURVE_DTYPE
     return op.dtype
 
@@ -687,19 +688,64 @@ def _curve_bytes_ratio(op: Op, profile: CalibrationProfile) -> float:
 #: efficiency relative to the fp8 peak; without it such a kernel reads the bf16 prefill curve
 #: at the bf16 peak on its fp8 bytes (``attention_peak_dtype``)
 FP8_PREFILL_CURVE = "prefill_fp8"
+#: the suffix of an attention curve fitted on fp8 kernels (efficiency over the fp8 peak)
+FP8_CURVE_SUFFIX = "_fp8"
+#: attention kinds with prefill curves of their own (``attention_kind``); a kind's curve is
+#: ``prefill_<kind>`` (bf16 kernels) and ``prefill_<kind>_fp8`` (fp8 kernels)
+MLA = "mla"
+MLA_PREFILL_CURVE = f"prefill_{MLA}"
+MLA_FP8_PREFILL_CURVE = f"prefill_{MLA}{FP8_CURVE_SUFFIX}"
+
+
+def attention_kind(op: Op) -> str:
+    """The attention kind whose own prefill curve an attention operator may read: ``MLA`` for
+    a multi-head latent attention prefill core, "" for every other operator (GQA / MHA cores,
+    decode, training passes, indexers, linear-attention cores: the phase's curves).
+
+    ``ops.attention_ops`` builds MLA's prefill core as the decompressed multi-head attention
+    the engines' context kernels run (DeepSeek-V2 arXiv 2405.04434 Sec. 2.1; TensorRT-LLM's
+    context MLA, SGLang's trtllm_mla / FlashInfer ragged prefill: Q and K of qk_nope + qk_rope
+    = 192, V of 128 per head for DeepSeek-V3 / Kimi K2, one KV head per query head) under the
+    name ``attn.core`` with ``head_dim`` 0 ("not a GQA / MHA head", ``Op.head_dim``; a GQA /
+    MHA core carries its head dim, sliding-window and DSA cores are built by the same
+    function, linear-attention and indexer cores have names of their own). An inference
+    prefill core (phase "prefill") of that kind is MLA's; training passes (fwd / recompute /
+    bwd) run other kernels (FlashAttention-3 / cuDNN) and keep the phase's curves. The ops
+    carry no kind field, so DeepSeek-V4's compressed-attention core (also ``attn.core`` with
+    head dim 0) is read as MLA-kind too, and a DSA prefill core past its top-k (MLA's MQA
+    mode, ``ops._attention_core``) with it."""
+    if (op.cls == ATTENTION and op.name == "attn.core" and op.phase == "prefill"
+            and not np.any(np.asarray(op.head_dim) > 0)):
+        return MLA
+    return ""
 
 
 def _attention_group(op: Op) -> str:
-    """The group an attention operator is timed in (``op_times``): its phase, and fp8 prefill
-    kernels (``Op.fp8_attention``) apart, as they may read their own curve."""
-    return f"{op.phase}/fp8" if op.fp8_attention else op.phase
+    """The group an attention operator is timed in (``op_times``): its phase, its attention
+    kind (``attention_kind``) and fp8 prefill kernels (``Op.fp8_attention``) apart, as each
+    may read its own curve: "<phase>[/<kind>][/fp8]"."""
+    kind = attention_kind(op)
+    return "/".join([op.phase] + ([kind] if kind else []) + (["fp8"] if op.fp8_attention
+                                                                else []))
 
 
 def _attention_curve(phase: str, profile: CalibrationProfile | None = None) -> str:
-    """Decode kernels (one query token) and backward kernels have their own curves; forward
-    and recompute passes use the prefill curve; fp8 prefill kernels (group ``<phase>/fp8``,
-    ``_attention_group``) the profile's ``FP8_PREFILL_CURVE`` where it has one."""
-    base, _, fp8 = phase.partition("/")
-    if fp8 and profile is not None and FP8_PREFILL_CURVE in profile.attention:
+    """The profile curve of an attention group ("<phase>[/<kind>][/fp8]", ``_attention_group``).
+    Decode kernels (one query token) and backward kernels have their own curves; forward
+    and recompute passes use the prefill curve. A prefill group of an attention kind reads the
+    profile's curve of that kind where it has one (``prefill_<kind>``, fp8 kernels
+    ``prefill_<kind>_fp8``: e.g. ``MLA_PREFILL_CURVE``, fitted on measured MLA context
+    kernels); otherwise, as every group without a kind, fp8 prefill kernels the profile's
+    ``FP8_PREFILL_CURVE`` where it has one, and the prefill curve."""
+    base, *tags = phase.split("/")
+    fp8 = "fp8" in tags
+    kind = next((t for t in tags if t != "fp8"), "")
+    curve = {"decode": "decode", "bwd": "backward"}.get(base, "prefill")
+    if profile is None or curve != "prefill":
+        return curve
+    own = f"{curve}_{kind}{FP8_CURVE_SUFFIX if fp8 else ''}" if kind else ""
+    if own and own in profile.attention:
+        return own
+    if fp8 and FP8_PREFILL_CURVE in profile.attention:
         return FP8_PREFILL_CURVE
-    return {"decode": "decode", "bwd": "backward"}.get(base, "prefill")
+    return curve

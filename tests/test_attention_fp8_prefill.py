@@ -24,7 +24,14 @@ import pytest
 
 from perfmodel import ops as O
 from perfmodel.profile import Curve
-from perfmodel.roofline import FP8_PREFILL_CURVE, Roofline, attention_peak_dtype, op_times
+from perfmodel.roofline import (
+    FP8_PREFILL_CURVE,
+    MLA_FP8_PREFILL_CURVE,
+    MLA_PREFILL_CURVE,
+    Roofline,
+    attention_peak_dtype,
+    op_times,
+)
 from perfmodel.specs import registry
 from perfmodel.zoo import get_model
 
@@ -50,6 +57,17 @@ def _time(op: O.Op, profile) -> float:
     return float(op_times([op], Roofline(registry.get_device("gb300"), profile)).total())
 
 
+def _gqa_curves_only():
+    """The GB300 reference profile without its MLA prefill curves (``prefill_mla``,
+    ``prefill_mla_fp8``; tests/test_attention_mla_prefill_curve.py): the DeepSeek-V3 core of
+    these tests then reads the curves every attention kind shares, as any profile without
+    them does."""
+    base = registry.profile_for("gb300")
+    return base.model_copy(update={"attention": {
+        k: v for k, v in base.attention.items()
+        if k not in (MLA_PREFILL_CURVE, MLA_FP8_PREFILL_CURVE)}})
+
+
 def test_fp8_prefill_core_counts_by_hand():
     core = _core(True)
     assert core.name == "attn.core" and core.fp8_attention and core.dtype == "fp8"
@@ -65,7 +83,7 @@ def test_without_an_fp8_prefill_curve_the_fp8_core_keeps_the_bf16_peak():
     profile measured. The engine's fp8 kernel is timed like the 16-bit one, at 2.45 PFLOP/s
     with the bf16 prefill curve's efficiency (compute-bound: its fp8 bytes, 1.05e10 B / 8 TB/s
     = 1.3 ms, do not show), not at 4.9 PFLOP/s."""
-    base = registry.profile_for("gb300")
+    base = _gqa_curves_only()
     profile = base.model_copy(update={"attention": {
         k: v for k, v in base.attention.items() if k != FP8_PREFILL_CURVE}})
     fp8, bf16 = _core(True), _core(False)
@@ -81,7 +99,7 @@ def test_an_fp8_prefill_curve_in_the_profile_times_the_fp8_kernel():
     """A profile holding ``prefill_fp8`` (efficiency relative to the fp8 peak) times the fp8
     kernel on it: a flat 0.5 gives FLOPs / (4.9e15 x 0.5) = 273.9 ms + the fixed cost, the
     curve's own (``attention_overhead_s[prefill_fp8]``, as the fit installs it: 20 us here)."""
-    base = registry.profile_for("gb300")
+    base = _gqa_curves_only()
     profile = base.model_copy(update={
         "attention": {**base.attention, FP8_PREFILL_CURVE: Curve(values=(0.5,))},
         "attention_overhead_s": {**base.attention_overhead_s, FP8_PREFILL_CURVE: 20e-6}})

@@ -413,6 +413,53 @@ def aic_attention(path: str | Path, phase: str, *, head_dim: int | Iterable[int]
     return out
 
 
+#: the MLA geometry aiconfigurator's context-MLA collector times (DeepSeek-V3's:
+#: collector/trtllm/collect_mla.py ``Scenario`` at ai-dynamo/aiconfigurator 095f58a, which
+#: refuses any other geometry; collector/sglang/collect_mla.py the same model's)
+AIC_MLA_GEOMETRY = {"q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+                    "qk_rope_head_dim": 64, "v_head_dim": 128}
+
+
+def aic_mla_context(path: str | Path, *, kv_cache_dtype: str = "bfloat16",
+                    kernel_source: str | None = None) -> list[dict]:
+    """Context-MLA tables (``context_mla_perf.parquet``, op ``mla_context``): ``batch_size``
+    sequences of ``isl`` tokens, nothing cached (q_len = kv_len = isl, causal), on
+    ``num_heads`` query heads of one GPU (the collector's heads / TP: ``num_heads //
+    tp_size``; ``tp_size`` is only the label of that split). The timed call is the engine's
+    context MLA (collector/trtllm/collect_mla.py at ai-dynamo/aiconfigurator 095f58a:
+    ``TrtllmAttention.forward`` with ``AttentionInputType.context_only`` on Q [tokens, heads x
+    192], K [tokens, heads x 192] and V [tokens, heads x 128], the latent written to the KV
+    cache): decompressed multi-head attention with Q / K of qk_nope + qk_rope head dims and V
+    of v_head_dim, one KV head per query head (``AIC_MLA_GEOMETRY``, ``variant`` "mla": the
+    core's MLA prefill core, ``ops.attention_ops``). ``kv_cache_dtype`` selects the rows: with
+    an fp8 cache the engine quantises Q, K and V for an fp8 context kernel (TensorRT-LLM's
+    ``mFP8ContextMLA`` on SM 90 / 100 / 103, cpp/tensorrt_llm/thop/attentionOp.cpp; SGLang's
+    trtllm_mla ``_quantize_fp8_qkv`` since v0.5.7), so those rows are fp8 kernels (``dtype``
+    fp8); ``mla_dtype`` (activations) is bfloat16 in every row. ``kernel_source``: keep one
+    backend (None: all)."""
+    out = []
+    src = source_label(path)
+    fp8 = DTYPES[kv_cache_dtype] == "fp8"
+    for row in read_rows(path):
+        if row.get("op_name", "mla_context") != "mla_context":
+            continue
+        if row["kv_cache_dtype"] != kv_cache_dtype or row["mla_dtype"] != "bfloat16":
+            continue
+        if kernel_source and row.get("kernel_source") != kernel_source:
+            continue
+        isl, heads = int(row["isl"]), int(row["num_heads"])
+        g = AIC_MLA_GEOMETRY
+        params = {"phase": "prefill", "variant": "mla",
+                  "backend": row.get("kernel_source", "default"),
+                  "dtype": "fp8" if fp8 else "bf16", "kv_dtype": DTYPES[kv_cache_dtype],
+                  "batch": int(row["batch_size"]), "heads": heads, "kv_heads": heads,
+                  "head_dim": g["qk_nope_head_dim"] + g["qk_rope_head_dim"], **g,
+                  "q_len": isl, "kv_len": isl, "causal": True}
+        out.append(record("attention", params, row["latency"] * MS, src,
+                          tp_size=int(row["tp_size"])))
+    return out
+
+
 def aic_nccl(path: str | Path, dtype: str = "half") -> list[dict]:
     """nccl-tests tables: ``message_size`` in ELEMENTS of ``nccl_dtype`` (half = 2 bytes);
     ``latency`` = out-of-place time in ms; one node (scope intra)."""

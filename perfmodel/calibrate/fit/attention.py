@@ -18,9 +18,9 @@ import numpy as np
 from ... import ops as O
 from ...attention_variants import windowed_keys
 from ...profile import AttentionScale, CalibrationProfile, Curve
-from ...roofline import FP8_PREFILL_CURVE, Roofline, op_times
+from ...roofline import FP8_CURVE_SUFFIX, FP8_PREFILL_CURVE, MLA, Roofline, op_times
 from ...specs.hardware import DeviceSpec
-from ...specs.model import ModelSpec
+from ...specs.model import MLASpec, ModelSpec
 from ...specs.registry import default_profile
 from .curves import round4
 from .host import stand_in_device
@@ -41,13 +41,35 @@ def _attention_model(heads: int, kv_heads: int, head_dim: int) -> ModelSpec:
                      head_dim=head_dim, ffn_hidden_size=1, vocab_size=1)
 
 
+def _mla_model(p: dict) -> ModelSpec:
+    """The smallest ModelSpec whose ``ops.attention_ops`` prefill core is a record's MLA
+    context kernel (``variant`` "mla", ``converters.aic_mla_context``): ``heads`` query heads
+    and as many KV heads, Q / K of ``qk_nope_head_dim`` + ``qk_rope_head_dim``, V of
+    ``v_head_dim`` (the decompressed multi-head attention the core charges MLA prefill as)."""
+    heads = int(p["heads"])
+    mla = MLASpec(q_lora_rank=p.get("q_lora_rank"), kv_lora_rank=int(p["kv_lora_rank"]),
+                  qk_nope_head_dim=int(p["qk_nope_head_dim"]),
+                  qk_rope_head_dim=int(p["qk_rope_head_dim"]), v_head_dim=int(p["v_head_dim"]))
+    return ModelSpec(id="mla-bench", name="MLA context microbenchmark", num_layers=1,
+                     hidden_size=heads * int(p["v_head_dim"]), num_heads=heads,
+                     num_kv_heads=int(p.get("kv_heads") or heads), ffn_hidden_size=1,
+                     vocab_size=1, mla=mla)
+
+
 def attention_curve(p: dict) -> str:
     """The profile curve a record is fitted into: its phase's, except a prefill record with
     fp8 Q, K, V and an fp8 KV cache (aiconfigurator's ``attn_dtype`` fp8 context rows: the
     engine quantises them for the context kernel), which is the fp8 prefill kernel
-    (``roofline.FP8_PREFILL_CURVE``, efficiency relative to the fp8 peak on fp8 bytes)."""
-    if (p["phase"] == "prefill" and p.get("dtype") == "fp8"
-            and p.get("kv_dtype", "fp8") == "fp8"):
+    (``roofline.FP8_PREFILL_CURVE``, efficiency relative to the fp8 peak on fp8 bytes), and a
+    prefill record of an attention kind with curves of its own (``variant``: "mla", the
+    context-MLA tables, ``converters.aic_mla_context``), which is that kind's curve
+    (``prefill_mla``, fp8 kernels ``prefill_mla_fp8``: ``roofline._attention_curve``)."""
+    fp8 = (p["phase"] == "prefill" and p.get("dtype") == "fp8"
+           and p.get("kv_dtype", "fp8") == "fp8")
+    kind = p.get("variant", "")
+    if p["phase"] == "prefill" and kind:
+        return f"prefill_{kind}" + (FP8_CURVE_SUFFIX if fp8 else "")
+    if fp8:
         return FP8_PREFILL_CURVE
     return p["phase"]
 
@@ -55,17 +77,22 @@ def attention_curve(p: dict) -> str:
 def attention_op(recs: list[dict]) -> O.Op:
     """The core's attention operator (``ops.attention_ops``, FlashAttention IO, causal pairs;
     ``ops.backward`` for the backward phase) for records sharing heads, head_dim, dtypes,
-    causality and phase; batch, q_len and kv_len broadcast over the records."""
+    causality, variant and phase; batch, q_len and kv_len broadcast over the records. An MLA
+    record (``variant`` "mla") is the core's MLA prefill core (``_mla_model``), with the FLOPs
+    and bytes the core charges MLA prefill with."""
     p0 = recs[0]["params"]
     b, q, kv = (np.array([r["params"][x] for r in recs], float)
                 for x in ("batch", "q_len", "kv_len"))
     prec = precision_for(p0.get("dtype", "bf16"), p0.get("kv_dtype"))
-    model = _attention_model(int(p0["heads"]), int(p0.get("kv_heads") or p0["heads"]),
-                             int(p0["head_dim"]))
+    if p0.get("variant") == MLA:
+        model = _mla_model(p0)
+    else:
+        model = _attention_model(int(p0["heads"]), int(p0.get("kv_heads") or p0["heads"]),
+                                 int(p0["head_dim"]))
     phase = p0["phase"]
     core_phase = "decode" if phase == "decode" else "prefill"
     shard = O.Shard()
-    if attention_curve(p0) == FP8_PREFILL_CURVE:  # the engine's fp8 context kernel
+    if attention_curve(p0).endswith(FP8_CURVE_SUFFIX):  # the engine's fp8 context kernel
         prec = replace(prec, attention="fp8")
         shard = O.Shard(fp8_prefill_attention=True)
     if p0.get("window"):  # a sliding window: the layer's own windowed core
@@ -92,7 +119,8 @@ def _attention_point(p: dict) -> tuple:
 def _attention_key(p: dict) -> tuple:
     return (p["phase"], int(p["heads"]), int(p.get("kv_heads") or p["heads"]),
             int(p["head_dim"]), p.get("dtype", "bf16"), p.get("kv_dtype"),
-            bool(p.get("causal", True)), int(p.get("window") or 0))
+            bool(p.get("causal", True)), int(p.get("window") or 0), p.get("variant", ""),
+            int(p.get("v_head_dim") or 0))
 
 
 @cache
