@@ -586,7 +586,7 @@ class MoeA2aOverlapFacts(Strict):
     # the model precisions (training.precision) and the MoE token dispatchers
     # (training.framework.moe_dispatcher) the framework's checks accept with the overlap on;
     # None: the framework states no such check (plan.overlap_rules reads both)
-    precisions: list[Literal["fp32", "tf32", "fp16", "bf16", "fp8"]] | None = None
+    precisions: list[Literal["fp32", "tf32", "fp16", "bf16", "fp8", "mxfp8", "nvfp4"]] | None = None
     dispatchers: list[MoeDispatcher] | None = None
     source: str
 
