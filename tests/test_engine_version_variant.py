@@ -46,10 +46,10 @@ def test_a_variant_without_facts_is_still_refused_listing_families_by_version():
     listed = [part.split(":")[0] for part in msg.split("known families: ")[1].split("; ")]
     # each family's earliest release, by hand: 0.1.0 < 0.2.4+pr2031 < 0.2.4+pr2151 <
     # 0.3.0+pr2863 < 0.6.3+pr9352 < 0.6.4+pr10511 < 0.6.6+pr12126 < 0.7.0 < 0.8.0 < 0.10.0 <
-    # 0.10.2 (engines/vllm.yaml) < 0.12.0 < 0.14.0 < 0.20.0
+    # 0.10.2 (engines/vllm.yaml) < 0.12.0 < 0.14.0 < 0.20.0 < 0.22.0 (Model Runner V2 first)
     assert listed == ["0.2.0", "0.2.4+pr2031", "0.2.4+pr2151", "0.3.0+pr2863", "0.6.3+pr9352",
                       "0.6.4+pr10511", "0.7-v0", "0.7-v1", "0.8", "0.10.0", "0.10", "0.12",
-                      "0.14", "0.20"]
+                      "0.14", "0.20", "0.22-mrv2", "0.22"]
 
 
 @pytest.mark.parametrize("version, default", [

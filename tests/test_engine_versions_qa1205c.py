@@ -2,10 +2,10 @@
 
 - A version newer than every family's range is refused in one line that names the field, the
   newest family and the release its range stops before, and the remedy (pin a covered version or
-  omit engine.version). vLLM's facts were read up to 0.21.0 (engines/versions/vllm-0.20.yaml) and
-  0.22.0 runs some architectures on Model Runner V2, so that family ends at 0.22.0; SGLang's facts
+  omit engine.version). vLLM's facts were read up to 0.24.0 (engines/versions/vllm-0.22.yaml), so
+  its newest family ends at 0.25.0; SGLang's facts
   were read up to 0.5.23 (engines/versions/sglang-0.5.23.yaml), so its range ends at 0.5.24.
-- No version: the newest family (vLLM: 0.20, whose async scheduling is on by default as from
+- No version: the newest family (vLLM: 0.22, whose async scheduling is on by default as from
   0.14.0, vLLM v0.14.0 release notes), and default_version_note says so.
 """
 
@@ -26,8 +26,8 @@ engine: ENGINE
 
 
 @pytest.mark.parametrize("engine, version, newest, until", [
-    ("vllm", "0.22.0", "0.20", "0.22.0"), ("vllm", "0.24.0", "0.20", "0.22.0"),
-    ("vllm", "0.34.0", "0.20", "0.22.0"), ("sglang", "0.6.0", "0.5.23", "0.5.24"),
+    ("vllm", "0.25.0", "0.22", "0.25.0"), ("vllm", "0.27.1", "0.22", "0.25.0"),
+    ("vllm", "0.34.0", "0.22", "0.25.0"), ("sglang", "0.6.0", "0.5.23", "0.5.24"),
     ("trtllm", "1.4.0rc1", "1.0", "1.3.0rc23"),
 ])
 def test_a_version_newer_than_the_facts_is_refused_with_the_remedy(engine, version, newest,
@@ -44,16 +44,17 @@ def test_a_version_newer_than_the_facts_is_refused_with_the_remedy(engine, versi
 def test_the_last_covered_release_still_resolves():
     assert get_engine("vllm", "0.19.1").version == "0.14"
     assert get_engine("vllm", "0.21.0").version == "0.20"
+    assert get_engine("vllm", "0.24.1").version == "0.22"
     assert get_engine("sglang", "0.5.23").version == "0.5.23"
 
 
 def test_no_version_is_the_newest_family_and_is_said():
     spec = get_engine("vllm")
-    assert spec.version == "0.20"
+    assert spec.version == "0.22"
     assert spec.scheduler.async_scheduling is True  # v0.14.0 release notes: on by default
     note = default_version_note("vllm", None)
     assert note.startswith("engine.version not given: vllm ")
-    assert "version family 0.20" in note and "0.22.0" in note and "\n" not in note
+    assert "version family 0.22" in note and "0.25.0" in note and "\n" not in note
     assert default_version_note("vllm", "0.10.2") is None
     assert get_engine("sglang").version == "0.5.23"
     assert get_engine("vllm", None, "v0").version == "0.7-v0"  # V0's newest: until 0.11.0
@@ -64,13 +65,13 @@ def test_every_range_ends():
         assert all(r.until for f in families(engine) for r in f.ranges), engine
 
 
-def test_a_scenario_file_naming_vllm_0_24_is_refused_in_one_line(tmp_path: Path):
+def test_a_scenario_file_naming_vllm_0_25_is_refused_in_one_line(tmp_path: Path):
     from perfmodel.api import predict
 
     path = tmp_path / "v.yaml"
-    path.write_text(PREDICT.replace("ENGINE", "{name: vllm, version: 0.24.0}"))
+    path.write_text(PREDICT.replace("ENGINE", "{name: vllm, version: 0.25.0}"))
     with pytest.raises(PerfModelError) as err:
         predict(path)
-    assert "engine.version" in str(err.value) and "0.22.0" in str(err.value)
+    assert "engine.version" in str(err.value) and "0.25.0" in str(err.value)
     path.write_text(PREDICT.replace("ENGINE", "vllm"))
-    assert predict(path).engine["version"] == "0.20"
+    assert predict(path).engine["version"] == "0.22"

@@ -1,5 +1,5 @@
-"""vLLM 0.20.0 - 0.21.x (engines/versions/vllm-0.20.yaml): the family a release resolves to, the
-first release not read refused, and the CUDA-graph memory estimate vLLM subtracts from the KV
+"""vLLM 0.20.0 - 0.24.x (engines/versions/vllm-0.20.yaml, vllm-0.22.yaml, vllm-0.22-mrv2.yaml):
+the family a release resolves to, the first release not read refused, and the CUDA-graph memory estimate vLLM subtracts from the KV
 budget from 0.20.0, each against a hand calculation from vLLM's code (v0.21.0 sdist:
 vllm/config/vllm.py _set_cudagraph_sizes, vllm/v1/cudagraph_dispatcher.py
 initialize_cudagraph_keys, vllm/v1/worker/gpu_model_runner.py profile_cudagraph_memory,
@@ -30,12 +30,14 @@ LLAMA3_8B = get_model("llama-3-8b")
     ("0.20.0", "0.20", 0.92),   # default "1" and gpu_memory_utilization 0.92 from 0.20.0
     ("0.20.2", "0.20", 0.92),
     ("0.21.0", "0.20", 0.92),
+    ("0.22.0", "0.22", 0.92),   # V1 model runner: the same estimate (0.22.0 - 0.24.0 sdists)
+    ("0.24.0", "0.22", 0.92),
 ])
 def test_a_release_resolves_to_its_family(version, family, fraction):
     spec = get_engine("vllm", version)
     assert spec.version == family
     assert spec.memory.fraction == fraction
-    assert (spec.memory.cuda_graph_estimate is not None) == (family == "0.20")
+    assert (spec.memory.cuda_graph_estimate is not None) == (family != "0.14")
     assert spec.scheduler.async_scheduling is True
 
 
@@ -44,12 +46,23 @@ def test_async_scheduling_stays_on_with_pipeline_parallelism_from_0_20():
     assert get_engine("vllm", "0.21.0").scheduler.async_scheduling_with_pp is True
 
 
-@pytest.mark.parametrize("version", ["0.22.0", "0.23.0", "0.34.0"])
+@pytest.mark.parametrize("version", ["0.25.0", "0.25.1", "0.34.0"])
 def test_a_release_after_the_facts_is_refused(version):
-    """0.22.0 runs Qwen3ForCausalLM on Model Runner V2 (no CUDA-graph estimate there), a change
-    the family does not describe: the range ends before it."""
-    with pytest.raises(SpecError, match=r"newer than its newest version family 0\.20.*0\.22\.0"):
+    """0.25.0 was not read (0.25.1 makes Model Runner V2 the default for dense models, vLLM PR
+    #49233): the range ends before it."""
+    with pytest.raises(SpecError, match=r"newer than its newest version family 0\.22 .*0\.25\.0"):
         get_engine("vllm", version)
+
+
+def test_model_runner_v2_is_a_variant_without_the_estimate():
+    """0.22.0 - 0.24.x run some architectures on Model Runner V2, whose
+    profile_cudagraph_memory returns 0 (vllm/v1/worker/gpu/model_runner.py): variant mrv2."""
+    spec = get_engine("vllm", "0.23.0", "mrv2")
+    assert spec.version == "0.22-mrv2" and spec.memory.fraction == 0.92
+    assert spec.memory.cuda_graph_estimate is None
+    assert cudagraph_memory_estimate(spec, LLAMA3_8B, 1024, 8192, 1, 2.0) == 0.0
+    with pytest.raises(SpecError, match="no facts for version '0.21.0' variant 'mrv2'"):
+        get_engine("vllm", "0.21.0", "mrv2")
 
 
 def test_capture_sizes_by_hand():

@@ -404,7 +404,7 @@ def test_a_pre_release_reads_the_family_it_precedes_the_release_of():
 
 
 @pytest.mark.parametrize("version, variant, family", [
-    (None, None, "0.20"), ("0.21.0", None, "0.20"), ("0.19.1", None, "0.14"), ("0.1.7", None, "0.2.0"), ("0.2.4", None, "0.2.0"),
+    (None, None, "0.22"), ("0.21.0", None, "0.20"), ("0.23.0", "mrv2", "0.22-mrv2"), ("0.19.1", None, "0.14"), ("0.1.7", None, "0.2.0"), ("0.2.4", None, "0.2.0"),
     ("0.2.4+pr2031", None, "0.2.4+pr2031"), ("0.2.7", None, "0.2.4+pr2151"),
     ("0.4.3", None, "0.3.0+pr2863"), ("0.6.5", None, "0.6.4+pr10511"),
     ("0.7.3", None, "0.7-v0"), ("0.7.0", "v1", "0.7-v1"), ("0.9.2", None, "0.8"),
