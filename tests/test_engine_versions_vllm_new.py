@@ -61,7 +61,7 @@ def test_model_runner_v2_is_a_variant_without_the_estimate():
     assert spec.version == "0.22-mrv2" and spec.memory.fraction == 0.92
     assert spec.memory.cuda_graph_estimate is None
     assert cudagraph_memory_estimate(spec, LLAMA3_8B, 1024, 8192, 1, 2.0) == 0.0
-    with pytest.raises(SpecError, match="no facts for version '0.21.0' variant 'mrv2'"):
+    with pytest.raises(SpecError, match=r"no facts for version '0\.21\.0' variant 'mrv2'"):
         get_engine("vllm", "0.21.0", "mrv2")
 
 
