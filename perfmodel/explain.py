@@ -78,7 +78,8 @@ def op_reports(times: OpTimes, counts: list) -> list[OpReport]:
             name=op.name, cls=op.cls, phase=op.phase, calls=calls, flops=flops, bytes=nbytes,
             intensity=flops / nbytes if nbytes else 0.0, compute_s=compute, memory_s=memory,
             time_s=time, total_s=calls * time,
-            bound="compute" if compute >= memory else "memory"))
+            bound="compute" if compute >= memory else "memory",
+            timed_by=times.decided[i] if times.decided else ("", "")))
     return reports
 
 

@@ -73,6 +73,10 @@ class OpReport(BaseModel):
     time_s: float  # per call, modelled
     total_s: float  # calls x time
     bound: Literal["compute", "memory"]
+    # (table, how) of the profile table whose fit decided time_s (roofline ``OpTimes.decided``:
+    # ("gemm.fp8", "floor"), ("attention.prefill_fp8", "curve"), ...; ("", "") none), which the
+    # band's residuals follow (perfmodel.uncertainty); out of model_dump like the bands
+    timed_by: tuple[str, str] = Field(default=("", ""), exclude=True)
 
 
 class Prediction(BaseModel):

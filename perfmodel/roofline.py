@@ -201,6 +201,15 @@ class OpTimes:
     # it (for some plan; ``_moe_efficiency``); the profile states that curve's interpolation
     # error under that name, while a prediction's band still reads the grid table's residuals
     moe_curves: dict = field(default_factory=dict)
+    # per operator, (table, how) of the profile table whose fit decided its time: ("gemm.<key>",
+    # "curve") a dense GEMM on its curve (``CalibrationProfile.gemm_table``), ("gemm.<key>",
+    # "floor") a weight-only GEMM its format's own measured kernel floored for every plan
+    # (``weight_only_floor``), ("attention.<curve>", "curve") an attention call on its curve
+    # (``_attention_curve``, ``CalibrationProfile.attention_curve_key``); ("", "") where no
+    # fitted table did (a default efficiency, a grouped GEMM: ``moe_tables``, memory-bound
+    # kernels). A prediction's band reads it (uncertainty: each share of time takes the
+    # held-out residuals of the table that decided it); [] where not recorded
+    decided: list = field(default_factory=list)
 
     def weighted(self) -> list:
         """count x time per operator (the step's time in it)."""
@@ -253,6 +262,7 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
     time: list = [None] * len(ops)
     compute: list = [None] * len(ops)
     memory: list = [None] * len(ops)
+    decided: list = [("", "")] * len(ops)
     tables: dict = {}
     curves: dict = {}
     vector_peak, bandwidth = roof.vector_peak, roof.bandwidth
@@ -313,6 +323,10 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
                                                     bandwidth, stream))
                 t = np.where(on, t, padded)  # on: False without grouped rows
             t = t + fixed
+            key, _ = profile.gemm_table(sub, kernels)
+            grouped = [bool(np.any(np.asarray(on)[j] if np.ndim(on) else on))
+                       for j in range(len(members))]  # a grouped-GEMM table timed it
+            own = [("", "") if g or not key else (f"gemm.{key}", "curve") for g in grouped]
         elif cls == ATTENTION:
             q, kv = (stack([op.shape[j] for op in members], shape) for j in range(2))
             curve = _attention_curve(sub, profile)
@@ -334,7 +348,10 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
             # fixed cost of the kernel, of the curve it reads (an fp8 prefill kernel without
             # its own curve: the prefill call's)
             t = t + profile.attention_overhead_s.get(curve, 0.0)
+            key = profile.attention_curve_key(curve)
+            own = [(f"attention.{key}", "curve") if key else ("", "")] * len(members)
         else:
+            own = [("", "")] * len(members)
             t_stream = t_m / profile.memory_efficiency(nbytes)
             if cls == ELEMENTWISE and profile.elementwise_rate:
                 t_stream = np.maximum(t_stream, _elementwise_rate_time(members, profile, shape))
@@ -344,9 +361,13 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
             floor = weight_only_floor(members, roof, wfmt, shape)
             if floor is not None:
                 t = np.where(on, t, np.maximum(t, floor))
+                key, _ = profile.gemm_table(wfmt, roof.gemm_kernels(wfmt))
+                own = [(f"gemm.{key}", "floor") if not grouped[j]
+                       and np.all(floor[j] >= t[j] * (1 - 1e-9)) else own[j]
+                       for j in range(len(members))]
         for j, i in enumerate(rows):
-            time[i], compute[i], memory[i] = t[j], t_c[j], t_m[j]
-    return OpTimes(ops, time, compute, memory, tables, curves)
+            time[i], compute[i], memory[i], decided[i] = t[j], t_c[j], t_m[j], own[j]
+    return OpTimes(ops, time, compute, memory, tables, curves, decided)
 
 
 def weight_only_floor(members: list[Op], roof: Roofline, wfmt: str, shape: tuple
