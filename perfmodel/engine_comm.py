@@ -8,7 +8,9 @@ engines/<id>.yaml, ``comm``):
   world sizes 2, 4, 6, 8; ``should_custom_ar``: ``inp_size < max_size`` (8 MiB) when
   ``world_size == 2 or fully_connected``; NCCL otherwise.
 * SGLang ``CustomAllreduce`` (python/sglang/srt/distributed/device_communicators/
-  custom_all_reduce.py, a port of vLLM's): the same sizes and rule, ``_MAX_CAR_SIZE`` 8 MiB.
+  custom_all_reduce.py, a port of vLLM's): the same sizes and rule, ``_MAX_CAR_SIZE`` 8 MiB, up
+  to 0.5.11; from 0.5.12 CUDA builds take the JIT ``CustomAllReduceV2`` (2-8 GPUs, up to 16 MiB,
+  one host: engines/versions/sglang-0.5.12.yaml), the facts read at the scenario's version.
 * TensorRT-LLM ``AllreduceOp::selectImplementation`` (cpp/tensorrt_llm/thop/allreduceOp.cpp):
   NCCL when the message exceeds ``getMaxRequiredWorkspaceSize`` (16 MB at TP <= 2, 8 MB above,
   cpp/tensorrt_llm/common/customAllReduceUtils.h) or the group lacks NVLink / P2P; else the
