@@ -12,7 +12,10 @@
     kernels, separate tables, separate fits). Monte Carlo rather than quadrature because the
     residuals are skewed (decode attention, grouped GEMMs) and the shares differ per scenario.
     The pipeline bubble scales with the stage time, so it follows the other terms; memory has
-    no calibration residual.
+    no calibration residual. A share of a class's time takes the residuals of the table that
+    decided it, as the roofline recorded it when it timed the operator (``OpTimes.decided``,
+    a prediction's ``OpReport.timed_by``: an fp8 prefill core's ``attention.prefill_fp8``
+    curve, a weight-only GEMM's floor ``gemm.fp8``); the band times nothing again.
 
 (b) Validation error of comparable cases, ``validation/error_bands.json`` (written by
     ``perfmodel validate --write-bands``, ``perfmodel.validate.bands``): split-conformal
@@ -237,73 +240,29 @@ def _dense_gemm(scenario) -> tuple[str, tuple[str, ...]]:
     return dtype, gemm_kernels(name, dtype, version, variant)
 
 
-def _floor_shares(tables: dict, profile: CalibrationProfile, scenario
-                  ) -> dict[str, dict[str, float]]:
-    """Per phase (prefill, decode), the share of the dense GEMMs' time a weight-only floor
-    decided, per residual table of the kernel that set it: {phase: {``gemm.<key>``: share}}.
+def _floor_shares(tables: dict, ops: list, phases: tuple[str, ...]) -> dict[str, float]:
+    """The share of the dense GEMMs' time (operators of ``phases``) a weight-only floor
+    decided, per residual table of the kernel that set it: {``gemm.<key>``: share}.
 
     A weight-only GEMM (``wfmt`` weights in a 16-bit GEMM) is timed on the 16-bit curve, but
     never below the measured ``wfmt`` kernel on the same operator (``roofline.op_times``: ``t
     = max(t, weight_only_floor)``). Where the floor is the larger, the time is that kernel's
     and so is its error: the band reads the ``wfmt`` table's residuals (``gemm.fp8`` on H100
-    for fp8 weights with 16-bit activations), not the 16-bit table's. Which one decides
-    depends on the operator's shape, so the inference core's passes are timed again with
-    their operators (``inference.inference``, keep_ops, as ``predictors.predict_inference``)
-    and each weight-only GEMM's time is compared with its floor (``weight_only_floor``, on the
-    roofline ``forward_pass`` builds); an operator whose time equals its floor was decided by
-    it. Only where a floor can apply (an inference scenario whose plan has a weight-only
-    format with tensor cores on the device and a measured table of its own in the profile):
-    {} elsewhere, after building the plan (< 1 ms). A serving prediction's passes (its baseline request,
-    ``serving.predict._baseline``) are not re-timed here: they keep the 16-bit table."""
-    if scenario is None or scenario.kind != "inference" or getattr(
-            scenario, "inference", None) is None:
+    for fp8 weights with 16-bit activations), not the 16-bit table's. Which one decided is the
+    roofline's record of the operator (``OpTimes.decided``, a prediction's
+    ``OpReport.timed_by``: (``gemm.<key>``, "floor")), so no pass is timed again here. A
+    floor's table without residuals leaves its share with the dense GEMMs' tables."""
+    total, floored = 0.0, {}
+    for op in ops:
+        if op.cls != "gemm" or op.phase not in phases or op.name.startswith("moe.expert"):
+            continue  # dense GEMMs only: grouped ones are the experts' band
+        total += op.total_s
+        table, how = op.timed_by
+        if how == "floor" and table in tables and op.total_s > 0:
+            floored[table] = floored.get(table, 0.0) + op.total_s
+    if total <= 0:
         return {}
-    from .formats import native_formats
-    from .inference import as_engine_runs, inference
-    from .moe_parallel import all_to_all
-    from .resolve import inference_inputs
-    from .roofline import Roofline, moe_routing, weight_only_floor
-    from .specs.assemble import resolve_system
-
-    system = resolve_system(scenario.system)
-    device = system.device
-    inp = inference_inputs(scenario, system, profile)
-    plan = as_engine_runs(inp.plan, device)
-    prec = plan.precision_on(device)
-    roof = Roofline.for_system(system, profile, plan.tp_all_reduce, plan.engine_version,
-                               plan.engine_variant,
-                               moe_a2a=all_to_all(plan.tp, plan.attention_dp, plan.ep),
-                               moe_ep=plan.ep, moe_routing=moe_routing(scenario.model))
-    floor_table = {}  # weight format -> the residual table of its own measured kernel
-    for p in (prec, *(q for _, q in prec.by_class)):
-        wfmt = p.weight_format
-        if not wfmt or wfmt == p.compute or wfmt not in native_formats(device):
-            continue
-        key, _ = profile.gemm_table(wfmt, roof.gemm_kernels(wfmt))
-        if key.split("@", 1)[0] == wfmt and f"gemm.{key}" in tables:
-            floor_table[wfmt] = f"gemm.{key}"
-    if not floor_table:
-        return {}
-    r = inference(scenario.model, system, inp.plan, profile, keep_ops=True, draft=inp.draft,
-                  offload_bandwidth=inp.offload_bandwidth, draft_tp=inp.draft_tp)
-    out: dict[str, dict[str, float]] = {}
-    for phase, times in (("prefill", r.prefill.op_times), ("decode", r.decode.op_times)):
-        total, floored = 0.0, {}
-        for op, t in zip(times.ops, times.time, strict=True):
-            if op.cls != "gemm" or np.any(np.asarray(op.groups) > 1):
-                continue  # dense GEMMs only: grouped ones are the experts' band
-            w = float(np.asarray(op.count)) * float(np.asarray(t))
-            total += w
-            table = floor_table.get(op.weight_format) if op.weight_format != op.dtype else None
-            if table is None or w <= 0:
-                continue
-            floor = weight_only_floor([op], roof, op.weight_format, np.shape(t))
-            if floor is not None and np.all(floor[0] >= np.asarray(t) * (1 - 1e-9)):
-                # t = max(t, floor): the floor is the time
-                floored[table] = floored.get(table, 0.0) + w
-        if total > 0 and floored:
-            out[phase] = {k: v / total for k, v in floored.items()}
-    return out
+    return {k: v / total for k, v in floored.items()}
 
 
 def _grouped_gemm_tables(tables: dict, profile: CalibrationProfile, scenario
@@ -421,15 +380,7 @@ def _class_terms(section: str, parts: dict[str, float], ops: list, tables: dict,
             if share > 0:
                 terms.append(Term(f"{section}.moe", t * share, grouped))
         elif name == "attention":
-            if attention_phase == "training":
-                bwd = _op_share(ops, "attention", phases, lambda op: op.phase == "bwd")
-                fwd_tables = _pick(tables, ["attention.prefill"])
-                bwd_tables = _pick(tables, ["attention.backward"]) or fwd_tables
-                terms.append(Term(f"{section}.attention.fwd", t * (1 - bwd), fwd_tables))
-                terms.append(Term(f"{section}.attention.bwd", t * bwd, bwd_tables))
-            else:
-                terms.append(Term(f"{section}.attention", t,
-                                  _pick(tables, [f"attention.{attention_phase}"])))
+            terms += _attention_terms(section, t, ops, tables, phases, attention_phase)
         elif name == "elementwise":
             terms.append(Term(f"{section}.elementwise", t, _elementwise_tables(tables)))
         elif name == "optimizer":
@@ -442,6 +393,47 @@ def _class_terms(section: str, parts: dict[str, float], ops: list, tables: dict,
                               _collective_tables(tables, kind, scope, inference)))
         else:  # a term no table describes: counted, with no calibration spread
             terms.append(Term(f"{section}.{name}", t, ()))
+    return terms
+
+
+def _attention_terms(section: str, t: float, ops: list, tables: dict,
+                     phases: tuple[str, ...], attention_phase: str) -> list[Term]:
+    """The attention time ``t`` of a breakdown section as terms, each share of it with the
+    residuals of the curve that timed it: the roofline's record of each attention operator
+    (``OpTimes.decided``, ``OpReport.timed_by``: ``attention.<curve>``, the curve
+    ``roofline._attention_curve`` picked for its group and the profile has,
+    ``CalibrationProfile.attention_curve_key``), so an fp8 prefill core on the profile's
+    ``prefill_fp8`` curve (``roofline.FP8_PREFILL_CURVE``) takes ``attention.prefill_fp8``'s
+    residuals and a curve the roofline adds later (an attention kind's own prefill curve) its
+    own, with no table here. Training splits the forward (and recompute) calls from the
+    backward ones, inference has one phase per section; each draws apart (one term per
+    curve within them: separate fits). An operator with no recorded curve (none kept, or a
+    default efficiency) counts under its phase's own table (``attention.prefill`` forward,
+    ``attention.backward`` backward, ``attention.<phase>`` in inference); a curve whose
+    table has no residuals reads the forward (prefill) curve's, as the roofline reads the
+    prefill curve for a backward call without its own (decode has no such fallback)."""
+    if attention_phase == "training":
+        bwd = _op_share(ops, "attention", phases, lambda op: op.phase == "bwd")
+        buckets = (("fwd", "attention.prefill", 1 - bwd, lambda op: op.phase != "bwd"),
+                   ("bwd", "attention.backward", bwd, lambda op: op.phase == "bwd"))
+    else:
+        buckets = (("", f"attention.{attention_phase}", 1.0, lambda op: True),)
+    terms: list[Term] = []
+    for bucket, own, share, mine in buckets:
+        seconds: dict[str, float] = {}  # curve table -> the bucket's time on it
+        for op in ops:
+            if op.cls == "attention" and op.phase in phases and mine(op):
+                table = op.timed_by[0] or own
+                seconds[table] = seconds.get(table, 0.0) + op.total_s
+        total = sum(seconds.values())
+        if total <= 0:
+            seconds, total = {own: 1.0}, 1.0
+        key = f"{section}.attention" + (f".{bucket}" if bucket else "")
+        for table, s in seconds.items():
+            residuals = (_pick(tables, [table]) or (
+                _pick(tables, ["attention.prefill"]) if table != "attention.decode" else ()))
+            terms.append(Term(key if table == own else f"{key}.{table}",
+                              t * share * (s / total), residuals))
     return terms
 
 
@@ -587,11 +579,12 @@ def calibration_ratios(pred, profile: CalibrationProfile, scenario=None
             "step", bd.get("time", {}), pred.ops, tables, dtype, phases,
             "training", scopes, dense, grouped)}
     else:
-        floors = _floor_shares(tables, profile, scenario)
         pre = _class_terms("prefill", bd.get("prefill", {}), pred.ops, tables, dtype,
-                           ("prefill",), "prefill", {}, dense, grouped, floors.get("prefill"))
+                           ("prefill",), "prefill", {}, dense, grouped,
+                           _floor_shares(tables, pred.ops, ("prefill",)))
         dec = _class_terms("decode", bd.get("decode_step", {}), pred.ops, tables, dtype,
-                           ("decode",), "decode", {}, dense, grouped, floors.get("decode"))
+                           ("decode",), "decode", {}, dense, grouped,
+                           _floor_shares(tables, pred.ops, ("decode",)))
         quantity_terms = {"ttft_s": pre, "tpot_s": dec}
     draws = _seeded_draws(profile, [t for ts in quantity_terms.values() for t in ts], tables)
     samples = {q: _ratio_samples(ts, draws) for q, ts in quantity_terms.items()}

@@ -2,7 +2,9 @@
 ``_floor_shares``): the roofline times fp8 weights with 16-bit activations on the bf16 curve but
 never below the measured fp8 kernel on the same operator (``roofline.weight_only_floor``, ``t =
 max(t, floor)``). Where the floor is the larger the time is the fp8 kernel's, so its error is
-``gemm.fp8``'s residuals, not ``gemm.bf16``'s.
+``gemm.fp8``'s residuals, not ``gemm.bf16``'s. Which one decided is the roofline's record
+(``OpTimes.decided``, the prediction's ``OpReport.timed_by``), checked here against the floor
+computed apart (``weight_only_floor`` on the core's own operators).
 
 The case: Llama-3.1-8B, fp8 weights, bf16 activations asked for, the generic engine (it keeps
 the W8A16 asked for), one GPU, batch 1. Decode GEMMs read the weights once per token (m = 1);
@@ -13,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import perfmodel as pm
 from perfmodel import uncertainty as U
 from perfmodel.inference import as_engine_runs, inference
 from perfmodel.moe_parallel import all_to_all
@@ -63,9 +66,17 @@ def test_decode_floor_decides_and_its_share_is_the_weight_only_gemms_time():
     floored = sum(op.count * t for op, t, _ in ops if op.name != "head.lm")
     share = floored / sum(op.count * t for op, t, _ in ops)
     tables = U.table_residuals(rs.profile)
-    shares = U._floor_shares(tables, rs.profile, rs.scenario)
-    assert set(shares) == {"decode"}  # prefill: the bf16 curve is the larger (below)
-    assert shares["decode"] == {"gemm.fp8": pytest.approx(share, rel=1e-12)}
+    pred = pm.predict(rs.scenario)
+    # the roofline's record on the prediction's operators says the same
+    decided = {op.name: op.timed_by for op in pred.ops if op.phase == "decode"
+               and op.cls == "gemm"}
+    assert decided == {"attn.qkv": ("gemm.fp8", "floor"), "attn.out": ("gemm.fp8", "floor"),
+                       "mlp.up": ("gemm.fp8", "floor"), "mlp.down": ("gemm.fp8", "floor"),
+                       "head.lm": ("gemm.bf16", "curve")}
+    shares = U._floor_shares(tables, pred.ops, ("decode",))
+    assert shares == {"gemm.fp8": pytest.approx(share, rel=1e-12)}
+    # prefill: the bf16 curve is the larger (below)
+    assert U._floor_shares(tables, pred.ops, ("prefill",)) == {}
     assert 0.8 < share < 0.95  # the LM head (bf16, 1 of 129 calls) is the rest
 
 
@@ -85,13 +96,14 @@ def test_band_draws_the_floor_share_from_the_fp8_residuals():
     real = U.table_residuals(rs.profile)
     levels = len(real["gemm.bf16"][0])
     tables = {"gemm.bf16": (np.zeros(levels), 10), "gemm.fp8": (np.full(levels, np.log(2)), 10)}
-    shares = U._floor_shares(real, rs.profile, rs.scenario)
+    ops = pm.predict(rs.scenario).ops
+    shares = {phase: U._floor_shares(real, ops, (phase,)) for phase in ("decode", "prefill")}
     dense = U._dense_gemm_tables(tables, rs.profile, rs.scenario)
     assert dense == ("gemm.bf16",)  # the 16-bit GEMM's table where the floor does not decide
     s = shares["decode"]["gemm.fp8"]
     for phase, expect in (("decode", 1 + s), ("prefill", 1.0)):
         terms = U._class_terms(phase, {"gemm": 1e-3}, [], tables, "bf16", (phase,), phase, {},
-                               dense, (), shares.get(phase))
+                               dense, (), shares[phase])
         draws = U._draws(terms, tables, np.random.default_rng(0))
         ratio = U._ratio_samples(terms, draws)
         np.testing.assert_allclose(ratio, expect, rtol=1e-12)
@@ -101,4 +113,7 @@ def test_no_floor_without_fp8_tensor_cores():
     """A100 has no fp8 tensor cores (formats.native_formats): fp8 weights run W8A16 with no
     measured kernel to floor them, so every dense GEMM keeps the 16-bit table."""
     rs = _resolved("a100-sxm4-80gb")
-    assert U._floor_shares(U.table_residuals(rs.profile), rs.profile, rs.scenario) == {}
+    ops = pm.predict(rs.scenario).ops
+    assert not any(op.timed_by[1] == "floor" for op in ops)
+    for phase in ("prefill", "decode"):
+        assert U._floor_shares(U.table_residuals(rs.profile), ops, (phase,)) == {}
