@@ -202,7 +202,8 @@ def cudagraph_capture_sizes(max_num_seqs: int, max_num_batched_tokens: int,
 
 
 def cudagraph_memory_estimate(spec: EngineSpec, model: ModelSpec, max_num_seqs: int,
-                              max_num_batched_tokens: int, tp: int, act_bytes: float) -> float:
+                              max_num_batched_tokens: int, tp: int, act_bytes: float,
+                              vendor: str | None = None) -> float:
     """G, the CUDA-graph memory vLLM >= 0.20 subtracts from the KV budget (bytes per GPU; 0
     where the engine file has no ``memory.cuda_graph_estimate``).
 
@@ -220,9 +221,12 @@ def cudagraph_memory_estimate(spec: EngineSpec, model: ModelSpec, max_num_seqs: 
     intermediates) and per_graph the measured figure the family file cites
     (``per_graph_mib``). G's error is that figure's: per_graph x (graphs - 1) is most of it
     (issue #45178 / PR #45197: the linear extrapolation overestimates where later graphs
-    reuse the pool)."""
+    reuse the pool). 0 on a device whose ``vendor`` the estimate's ``vendors`` leave out (vLLM
+    estimates on CUDA only: gpu_worker.py 'if current_platform.is_cuda() and ...')."""
     est = spec.memory.cuda_graph_estimate
     if est is None:
+        return 0.0
+    if est.vendors and vendor is not None and vendor.lower() not in est.vendors:
         return 0.0
     g = spec.overheads.cuda_graphs
     sizes = cudagraph_capture_sizes(max_num_seqs, max_num_batched_tokens,
@@ -322,7 +326,7 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         ctx = context if m.cuda_context_counted else 0.0
         non_torch = (gib * GIB if m.non_torch_counted else 0.0) + ctx
         graphs = cudagraph_memory_estimate(spec, model, seqs or tokens, tokens, tp,
-                                           shape.act_bytes)
+                                           shape.act_bytes, device.vendor)
         kv = fraction * total - weights - act - held - non_torch - graphs
         breakdown = {"weights": weights, "activation_peak": act}
         if held:

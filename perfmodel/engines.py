@@ -212,6 +212,9 @@ class CudaGraphEstimate(Strict):
     # measured figure (the family file cites it); vLLM floors it at min_per_graph_mib
     per_graph_mib: Float = Field(gt=0)
     min_per_graph_mib: Float = Field(default=1.0, ge=0)
+    # device vendors (DeviceSpec.vendor) on which the worker estimates at all (vLLM: CUDA only,
+    # 'current_platform.is_cuda()'; ROCm subtracts nothing); empty: every device
+    vendors: list[str] = Field(default_factory=list)
 
 
 class MemoryFacts(Strict):

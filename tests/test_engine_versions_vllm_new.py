@@ -116,3 +116,14 @@ def test_kv_budget_for_llama3_8b_on_one_h100_by_hand():
     old = engine_memory(LLAMA3_8B, H100, EngineShape(tp=1), get_engine("vllm", "0.19.1"),
                         EngineConfig(name="vllm", version="0.19.1"), 0.7)
     assert old.kv_cache_bytes - e.kv_cache_bytes == pytest.approx(g - 0.02 * 79.22 * GIB)
+
+
+def test_no_estimate_on_rocm():
+    """vLLM 0.21.0 gpu_worker.py estimates only 'if current_platform.is_cuda()' (0.20.x: 'not
+    current_platform.is_rocm()'): an MI300X subtracts nothing."""
+    spec = get_engine("vllm", "0.21.0")
+    assert cudagraph_memory_estimate(spec, LLAMA3_8B, 1024, 8192, 1, 2.0, "AMD") == 0.0
+    assert cudagraph_memory_estimate(spec, LLAMA3_8B, 1024, 8192, 1, 2.0, "NVIDIA") > 0.0
+    e = engine_memory(LLAMA3_8B, get_device("mi300x"), EngineShape(tp=1), spec,
+                      EngineConfig(name="vllm", version="0.21.0"), 0.7)
+    assert "cuda_graph_estimate" not in e.breakdown
