@@ -949,7 +949,8 @@ def linear_attention_ops(model: ModelSpec, b, q_len, shard: Shard, prec: Precisi
     gated RMSNorm and out_proj. Kimi delta attention (kind "kda") has the same core
     structure (a gated delta rule whose decay is per channel instead of per head, Kimi
     Linear arXiv 2510.26692 Sec. 3: the same chunked WY matmuls, the decay applied
-    elementwise), counted with the gated delta rule's FLOPs and bytes; its projections are
+    elementwise), counted with the gated delta rule's FLOPs and bytes (its core is named
+    ``attn.kda_core``: it reads curves of its own kind, roofline.LINEAR_KINDS); its projections are
     q/k/v, f_a -> f_b, b_proj and the output gate. The core reads q, k, v, gates and the state, writes the output
     and the new state (compulsory traffic); its FLOPs are ``gdn_core_flops``. Its efficiency
     is looked up on the attention curve at (q_len, q_len) for prefill and, for decode, at
@@ -992,9 +993,12 @@ def linear_attention_ops(model: ModelSpec, b, q_len, shard: Shard, prec: Precisi
     io = nv * gdn_core_bytes(la, t, prec.act, phase)
     kv_equiv = la.key_head_dim * la.value_head_dim / (2.0 * la.value_head_dim)
     point = ((b * nv, kv_equiv) if phase == "decode" else (q_len, q_len))
-    ops.append(Op(name="attn.gdn_core", cls=ATTENTION, flops=flops, bytes=io + 2.0 * state,
+    name = "attn.kda_core" if la.kind == "kda" else "attn.gdn_core"
+    # batch: the (sequence, value head) recurrences, where a linear-attention curve places
+    # the call (roofline.LINEAR_KINDS); read by no other curve
+    ops.append(Op(name=name, cls=ATTENTION, flops=flops, bytes=io + 2.0 * state,
                   dtype=prec.compute, model_flops=flops, shape=point, phase=phase,
-                  attention_core=True))
+                  attention_core=True, batch=b * nv))
     ops.append(elementwise("attn.gated_norm", 2 * t * vd * share, t * vd * share, prec.hidden,
                            6.0, kind="rmsnorm"))
     ops.append(gemm("attn.out", t, h, vd * share, prec, matmuls=(Matmul(1.0, h, False),)))
@@ -1036,7 +1040,7 @@ def mamba_ops(model: ModelSpec, b, q_len, shard: Shard, prec: Precision, phase: 
                     2.0 * m.conv_kernel, kind="conv1d"),
         Op(name="attn.ssd_core", cls=ATTENTION, flops=flops, bytes=core_bytes + 2.0 * state,
            dtype=prec.compute, model_flops=flops, shape=point, phase=phase,
-           attention_core=True),
+           attention_core=True, batch=b * nh),  # batch: (sequence, head) recurrences
         elementwise("attn.gated_norm", 2 * t * m.d_inner * share, t * m.d_inner * share,
                     prec.hidden, 6.0, kind="rmsnorm"),
         gemm("attn.out", t, h, m.d_inner * share, prec, matmuls=(Matmul(1.0, h, False),)),

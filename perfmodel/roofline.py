@@ -330,6 +330,8 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
         elif cls == ATTENTION:
             q, kv = (stack([op.shape[j] for op in members], shape) for j in range(2))
             curve = _attention_curve(sub, profile)
+            if curve in _LINEAR_PREFILL_CURVES:  # (streams, q_len): LINEAR_KINDS
+                q, kv = stack([op.batch for op in members], shape), q
             hd, win = (stack([getattr(op, f) for op in members], shape)
                        for f in ("head_dim", "window"))
             # without a curve: the fused kernel the device's compute capability runs
@@ -716,12 +718,28 @@ FP8_CURVE_SUFFIX = "_fp8"
 MLA = "mla"
 MLA_PREFILL_CURVE = f"prefill_{MLA}"
 MLA_FP8_PREFILL_CURVE = f"prefill_{MLA}{FP8_CURVE_SUFFIX}"
+#: linear-attention cores with curves of their own, by operator name (``ops.linear_attention_ops``,
+#: ``ops.mamba_ops``): the gated delta rule (Gated DeltaNet, arXiv 2412.06464), Kimi delta
+#: attention (arXiv 2510.26692) and Mamba-2's SSD (arXiv 2405.21060). An inference prefill core
+#: reads ``prefill_<kind>``, a decode core ``decode_<kind>`` where the profile has it (fitted
+#: on measured chunked-prefill and recurrent-decode kernels: calibrate.fit.linear_attention);
+#: on its own prefill curve the core sits at (streams = ``Op.batch``, the independent
+#: (sequence, head) recurrences, q_len): the chunked kernels run the chunks of one recurrence
+#: in order and the recurrences in parallel
+GDN, KDA, SSD = "gdn", "kda", "ssd"
+LINEAR_KINDS = {"attn.gdn_core": GDN, "attn.kda_core": KDA, "attn.ssd_core": SSD}
+
+
+_LINEAR_PREFILL_CURVES = frozenset(f"prefill_{k}" for k in LINEAR_KINDS.values())
 
 
 def attention_kind(op: Op) -> str:
-    """The attention kind whose own prefill curve an attention operator may read: ``MLA`` for
-    a multi-head latent attention prefill core, "" for every other operator (GQA / MHA cores,
-    decode, training passes, indexers, linear-attention cores: the phase's curves).
+    """The attention kind whose own curve an attention operator may read: ``MLA`` for a
+    multi-head latent attention prefill core, a ``LINEAR_KINDS`` kind for a linear-attention
+    core of inference prefill or decode (its ``prefill_<kind>`` / ``decode_<kind>`` curve;
+    training passes keep the phase's curves: the tables time inference kernels only), "" for
+    every other operator (GQA / MHA cores, other decode, training passes, indexers: the
+    phase's curves).
 
     ``ops.attention_ops`` builds MLA's prefill core as the decompressed multi-head attention
     the engines' context kernels run (DeepSeek-V2 arXiv 2405.04434 Sec. 2.1; TensorRT-LLM's
@@ -735,6 +753,8 @@ def attention_kind(op: Op) -> str:
     carry no kind field, so DeepSeek-V4's compressed-attention core (also ``attn.core`` with
     head dim 0) is read as MLA-kind too, and a DSA prefill core past its top-k (MLA's MQA
     mode, ``ops._attention_core``) with it."""
+    if op.cls == ATTENTION and op.phase in ("prefill", "decode") and op.name in LINEAR_KINDS:
+        return LINEAR_KINDS[op.name]  # a linear-attention core (LINEAR_KINDS), inference only
     if (op.cls == ATTENTION and op.name == "attn.core" and op.phase == "prefill"
             and not np.any(np.asarray(op.head_dim) > 0)):
         return MLA
@@ -756,17 +776,20 @@ def _attention_curve(phase: str, profile: CalibrationProfile | None = None) -> s
     and recompute passes use the prefill curve. A prefill group of an attention kind reads the
     profile's curve of that kind where it has one (``prefill_<kind>``, fp8 kernels
     ``prefill_<kind>_fp8``: e.g. ``MLA_PREFILL_CURVE``, fitted on measured MLA context
-    kernels); otherwise, as every group without a kind, fp8 prefill kernels the profile's
+    kernels), a decode group of a linear-attention kind ``decode_<kind>`` (``LINEAR_KINDS``);
+    otherwise, as every group without a kind, fp8 prefill kernels the profile's
     ``FP8_PREFILL_CURVE`` where it has one, and the prefill curve."""
     base, *tags = phase.split("/")
     fp8 = "fp8" in tags
     kind = next((t for t in tags if t != "fp8"), "")
     curve = {"decode": "decode", "bwd": "backward"}.get(base, "prefill")
-    if profile is None or curve != "prefill":
+    if profile is None or curve == "backward":
         return curve
     own = f"{curve}_{kind}{FP8_CURVE_SUFFIX if fp8 else ''}" if kind else ""
     if own and own in profile.attention:
         return own
+    if curve == "decode":  # a decode group of a kind without ``decode_<kind>``
+        return curve
     if fp8 and FP8_PREFILL_CURVE in profile.attention:
         return FP8_PREFILL_CURVE
     return curve
