@@ -339,10 +339,14 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
             # a prefill core timed as the bf16 kernel its curve was fitted on reads the bytes
             # that kernel reads (attention_peak_dtype); decode keeps its own (fp8 KV) bytes
             t_mc = t_m * stack([_curve_bytes_ratio(op, profile) for op in members], shape)
+            # a linear-attention curve is the measured kernel's time over the traffic the core
+            # charges (ops.gdn_core_bytes: fla's unfused chain), which a fused kernel beats
+            # (efficiency > 1): no streaming cap on it (LINEAR_KINDS)
+            cap = np.inf if curve in _LINEAR_CURVES else stream
             t = np.maximum(t_c, t_mc) / _streaming(
                 profile.attention_efficiency(curve, q, kv, hd, win,
                                              roof.device.compute_capability),
-                t_c, t_mc, stream)
+                t_c, t_mc, cap)
             table = profile.attention.get(curve) if curve == "decode" and roof.padded else None
             if table is not None and len(table.axes) == 2:
                 factor = profile.attention_factor(curve, hd, win, q, kv)
@@ -731,6 +735,7 @@ LINEAR_KINDS = {"attn.gdn_core": GDN, "attn.kda_core": KDA, "attn.ssd_core": SSD
 
 
 _LINEAR_PREFILL_CURVES = frozenset(f"prefill_{k}" for k in LINEAR_KINDS.values())
+_LINEAR_CURVES = _LINEAR_PREFILL_CURVES | {f"decode_{k}" for k in LINEAR_KINDS.values()}
 
 
 def attention_kind(op: Op) -> str:

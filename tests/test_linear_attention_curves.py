@@ -81,6 +81,10 @@ def test_gdn_core_reads_its_curve_at_streams_and_an_mha_core_does_not():
     # without the curve: the prefill curve, as before
     assert _time(core, without) == pytest.approx(GDN_BYTES / (bw * 0.1) + 10e-6 + k, rel=1e-9)
     assert _time(_mha(), with_curve) == _time(_mha(), without)
+    # a fused kernel beats the charged (unfused-chain) traffic: efficiency 2.5, not capped at
+    # the streaming plateau (a memory-bound GQA core would be)
+    fused = _profile(prefill_gdn=Curve(values=(2.5,)))
+    assert _time(core, fused) == pytest.approx(GDN_BYTES / (bw * 2.5) + 30e-6 + k, rel=1e-9)
 
 
 def test_decode_and_training_passes():
