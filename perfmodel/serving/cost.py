@@ -73,6 +73,7 @@ from ..plan import InferPlan
 from ..profile import CalibrationProfile
 from ..specs.model import ModelSpec
 from ..specs.system import System
+from .limits import RequestLimit
 
 DENSE_INTEGERS = 2048  # token counts evaluated exactly up to here, then geometric
 POINTS_PER_OCTAVE = 64  # geometric spacing beyond (~1.1 %): linear interpolation error << 1 %
@@ -121,6 +122,9 @@ class KVCapacity:
     block_tokens: int
     num_blocks: int
     memory: dict[str, float]  # per GPU, by kind, with the pool as 'kv_cache'
+    # a named engine that caps a request to a pool below max_model_len: its limit
+    # (serving/limits.py; None: no cap)
+    limit: RequestLimit | None = None
 
     @property
     def tokens(self) -> int:

@@ -35,6 +35,7 @@ from ..specs.scenario import EngineConfig, InferenceConfig, Parallelism, Schedul
 from ..specs.system import System
 from .cost import IterationCostModel, KVCapacity, kv_capacity
 from .engine import EagerHost, Engine, RequestPath, eager_host, request_path
+from .limits import RequestLimit, pool_request_limit, tightest
 from .requests import Requests
 from .schedulers import make_scheduler
 from .sim import Pool, Simulation
@@ -66,6 +67,7 @@ class SimResult:
     reqs: Requests
     engines: list[Engine]
     end: float
+    workload: Workload | None = None  # the requests as the engine served them (``served``)
 
 
 @dataclass
@@ -83,6 +85,18 @@ class Deployment:
     @property
     def num_gpus(self) -> int:
         return sum(i.gpus for i in self.instances)
+
+    @property
+    def request_limit(self) -> RequestLimit | None:
+        """The named engine's cap on a request where its KV pool is below max_model_len
+        (serving/limits.py; the tightest of the instance types), else None."""
+        return tightest(i.kv.limit for i in self.instances)
+
+    def served(self, workload: Workload) -> Workload:
+        """``workload`` as the engine serves it: with a request limit, the prompts it refuses
+        left out (failed) and the outputs it cuts short cut (``RequestLimit.served``)."""
+        limit = self.request_limit
+        return workload if limit is None else limit.served(workload)
 
     def with_counts(self, *counts: int) -> Deployment:
         """The same instance types with other replica counts (capacity planning)."""
@@ -109,6 +123,7 @@ class Deployment:
         self._transfer_table = self._transfer(np.arange(max_tokens + 1.0)).tolist()
 
     def simulate(self, workload: Workload) -> SimResult:
+        workload = self.served(workload)
         reqs = Requests(workload)
         kind = self.scheduler.kind
         pools, schedulers, engines = [], [], []
@@ -137,7 +152,16 @@ class Deployment:
         if np.isnan(reqs.finish).any():  # a scheduler left work behind: a bug, not an input
             raise RuntimeError(f"serving simulation stalled with "
                                f"{int(np.isnan(reqs.finish).sum())} unfinished requests")
-        return SimResult(reqs, engines, end)
+        return SimResult(reqs, engines, end, workload)
+
+
+def watermark_free(kind: str, facts: SchedulerFacts | None) -> bool:
+    """Whether the scheduler ``kind`` admits a request whenever its blocks fit, without
+    vLLM's 1 % watermark (schedulers.py): TensorRT-LLM's ``inflight`` (GUARANTEED_NO_EVICT),
+    ``static`` (reservation up front) and SGLang's ``prefill_first`` with its engine facts
+    (PrefillAdder); the others keep 1 % of the blocks free."""
+    return kind in ("inflight", "static") or (kind == "prefill_first" and facts is not None
+                                              and facts.new_token_ratio is not None)
 
 
 def _budget(cfg: SchedulerConfig, model: ModelSpec, longest_prompt: int) -> int:
@@ -216,7 +240,13 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
         else:
             kv = kv_capacity(model, system, plan, profile, max_tokens, max_batch)
         group_blocks = kv.num_blocks // adp  # a request's KV lives in its DP group's pool
-        need = -(-longest_request // kv.block_tokens) + max(int(0.01 * group_blocks), 0)
+        longest = longest_request
+        margin = max(int(0.01 * group_blocks), 0)
+        if kv.limit is not None:  # the engine cuts a request to its pool (serving/limits.py)
+            longest = min(longest, kv.limit.max_request_tokens)
+            if watermark_free(cfg.kind, facts):  # admitted whenever its blocks fit
+                margin = 0
+        need = -(-longest // kv.block_tokens) + margin
         if group_blocks < need:
             free_gib = group_blocks * kv.block_tokens * kv.bytes_per_token / 2**30
             if named:  # the engine's budget is the cause: say which rule and which field
@@ -225,11 +255,11 @@ def build_deployment(model: ModelSpec, system: System, parallelism: Parallelism,
                 cause = engine_cause(model, system, parallelism, inference, tp, engine, profile)
                 if cause:
                     raise SpecError(
-                        f"serving: the longest request ({longest_request} tokens) does not fit "
+                        f"serving: the longest request ({longest} tokens) does not fit "
                         f"in the KV cache of one {role} instance ({group_blocks * kv.block_tokens}"
                         f" tokens per GPU): {cause}")
             raise DoesNotFitError(
-                f"serving: the longest request ({longest_request} tokens) does not fit in the KV "
+                f"serving: the longest request ({longest} tokens) does not fit in the KV "
                 f"cache of one {role} instance ({group_blocks * kv.block_tokens} tokens, "
                 f"{free_gib:.2f} GiB per GPU after weights {kv.memory['weights'] / 2**30:.1f} "
                 f"GiB); use more tensor/pipeline parallelism, a smaller kv_dtype or shorter "
@@ -307,14 +337,18 @@ def engine_kv_capacity(model: ModelSpec, system: System, parallelism: Parallelis
     With attention DP the instance's pool is its attention_dp groups' pools (each GPU's
     figure is one group's: its attention shard, its experts, its requests' KV). With an
     uneven layer split (``pp_layers``) the figures are the largest stage's GPU's: its weights
-    and its layers' KV per token bound the blocks every stage allocates alike."""
+    and its layers' KV per token bound the blocks every stage allocates alike. Below one
+    request of max_model_len an engine whose file says ``memory.short_pool: cap`` (SGLang,
+    TensorRT-LLM) starts and caps a request to the pool: the pool's ``limit``
+    (serving/limits.py)."""
     from ..engine_memory import engine_memory, shape_for
 
     shape = replace(shape_for(parallelism, inference, system, pp_layers), tp=tp)
     mem = engine_memory(model, system.device, shape, engine_for(engine), engine,
                         profile.memory_overheads.cuda_context_gib)
     return KVCapacity(mem.kv_bytes_per_token, mem.kv_block_size,
-                      mem.kv_cache_blocks * parallelism.attention_dp, dict(mem.breakdown))
+                      mem.kv_cache_blocks * parallelism.attention_dp, dict(mem.breakdown),
+                      pool_request_limit(mem, engine_for(engine)))
 
 
 def _engine_scheduler(cfg: SchedulerConfig, engine: EngineConfig, model: ModelSpec,

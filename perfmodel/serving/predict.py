@@ -121,6 +121,7 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
     inf, wl = serving_inputs(sc)
     dep = deployment_for(sc, system, profile, inf, wl)
     res = dep.simulate(wl)
+    wl = res.workload  # as the engine serves it (a short pool's limit: Deployment.served)
     client = load_client(_client_cfg(sc).client)
     window = None
     if wl.closed and uses_windows(client, _client_cfg(sc).measurement_interval_ms):
@@ -159,7 +160,13 @@ def simulate_serving(rs: Resolved) -> tuple[Prediction, Requests]:
                                       tput["output_tokens_per_s"])
     summary["cost"] = cost_report(load_prices(), system.device.id, dep.num_gpus,
                                   tput["output_tokens_per_s"])
-    warnings = [*rs.warnings, *_rejected_warnings(wl, sc), *_few_requests_warnings(wl, sc),
+    limit = dep.request_limit
+    if limit is not None:  # the engine's cap on a request, beside its KV pools
+        summary["deployment"]["request_limit"] = limit.summary() | {
+            "refused_requests": wl.pool_refused, "truncated_requests": wl.truncated}
+    warnings = [*rs.warnings, *_rejected_warnings(wl, sc),
+                *([limit.note(wl)] if limit is not None else []),
+                *_few_requests_warnings(wl, sc),
                 *_load_warnings(summary, closed=wl.closed),
                 *_window_warnings(window, client)]
     summary = _finite(summary)
@@ -223,11 +230,11 @@ def _measure_windows(sc: Scenario, system: System, profile: CalibrationProfile,
         bigger = reject_over_context(sc, build_workload(
             serving, sc.base_dir, inf.prompt_len if sc.inference else None,
             inf.output_len if sc.inference else None))
-        if len(bigger) <= len(wl):  # a trace has no more rows
+        if len(dep.served(bigger)) <= len(wl):  # a trace has no more rows
             break
-        wl = bigger
-        dep = deployment_for(sc, system, profile, inf, wl)
-        res = dep.simulate(wl)
+        dep = deployment_for(sc, system, profile, inf, bigger)
+        res = dep.simulate(bigger)
+        wl = res.workload
     res.reqs.counted = win.counted & measured
     if not res.reqs.counted.any():
         raise SpecError(f"serving.benchmark: no request finished inside {client.id}'s "
@@ -343,9 +350,10 @@ def _few_requests_warnings(wl: Workload, sc: Scenario) -> list[str]:
 
 
 def _rejected_warnings(wl: Workload, sc: Scenario) -> list[str]:
-    if not wl.failed:
+    over = wl.failed - wl.pool_refused  # the pool's refusals: RequestLimit.note
+    if not over:
         return []
-    return [f"{wl.failed} request(s) longer (prompt + output) than engine max_model_len "
+    return [f"{over} request(s) longer (prompt + output) than engine max_model_len "
             f"{wl.context_limit:,}: {sc.engine.name} rejects them (HTTP 400); counted as failed "
             "requests, not simulated"]
 

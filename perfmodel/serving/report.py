@@ -20,6 +20,14 @@ def render_serving(p: Prediction) -> str:
     out = [f"serving: {dep['scheduler']} batching, {inst}; {wl['num_requests']} requests, "
            f"{load}, prompt {wl['prompt_len_mean']:.0f}"
            f" / output {wl['output_len_mean']:.0f} tokens (mean)", ""]
+    lim = dep.get("request_limit")
+    if lim:  # a KV pool below max_model_len: the engine's cap on a request (serving/limits.py)
+        out[-1:-1] = [f"request limit: {lim['engine']} caps a request at {lim['limit_name']} = "
+                      f"{lim['capped_len']:,} tokens (KV pool {lim['kv_pool_tokens']:,} < "
+                      f"max_model_len {lim['max_model_len']:,}): prompts over "
+                      f"{lim['max_prompt_tokens']:,} tokens refused "
+                      f"({lim['refused_requests']:,}), outputs cut to prompt + output <= "
+                      f"{lim['max_request_tokens']:,} ({lim['truncated_requests']:,})"]
     if s.get("benchmark"):  # reads like `vllm bench serve`; the simulator's extras follow
         out += [render_benchmark(s["benchmark"]), ""]
     def sec(x):

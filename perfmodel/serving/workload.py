@@ -46,6 +46,10 @@ class Workload:
     # (clients/<id>.yaml ``warmup: separate_phase``): not simulated, since the phase is awaited
     # and the measured run starts on an idle server; reported only
     warmup_phase: int = 0
+    # of ``failed``: the prompts an engine capping requests to a short KV pool refused, and
+    # the measured requests whose output it cut short (serving/limits.py RequestLimit.served)
+    pool_refused: int = 0
+    truncated: int = 0
 
     def __len__(self) -> int:
         return int(self.arrival.size)
@@ -57,17 +61,20 @@ class Workload:
     def with_concurrency(self, concurrency: int) -> Workload:
         """The same requests sent by another number of closed-loop clients (a sweep)."""
         return Workload(self.arrival, self.prompt, self.output, concurrency, self.warmup,
-                        self.failed, self.context_limit, self.warmup_phase)
+                        self.failed, self.context_limit, self.warmup_phase,
+                        self.pool_refused, self.truncated)
 
-    def without(self, rejected: np.ndarray, limit: int) -> Workload:
+    def without(self, rejected: np.ndarray, limit: int | None, pool: bool = False) -> Workload:
         """The requests the engine serves: ``rejected`` ones get an error at once (a closed-
         loop client then sends its next request), so they take no server time; those after
-        the warm-up count as failed."""
+        the warm-up count as failed. ``pool``: refused by a short pool's request limit
+        (``pool_refused``), not by max_model_len ``limit``."""
         keep = ~rejected
+        failed = int(rejected[self.warmup:].sum())
         return Workload(self.arrival[keep], self.prompt[keep], self.output[keep],
                         self.concurrency, int(keep[:self.warmup].sum()),
-                        self.failed + int(rejected[self.warmup:].sum()), limit,
-                        self.warmup_phase)
+                        self.failed + failed, limit, self.warmup_phase,
+                        self.pool_refused + (failed if pool else 0), self.truncated)
 
     @property
     def rate(self) -> float:
