@@ -332,6 +332,10 @@ class Fp8QuantiseFacts(Strict):
     # gradients) are quantised on this rank's rows before an fp8 all-gather, without the
     # transpose, which is made from the gathered fp8 tensor where ``transpose_on`` applies
     sp_quantise_before_gather: Bool = False
+    # a block-scaled recipe's orientations (rowwise, columnwise) each quantised by a kernel of
+    # its own that reads the 16-bit tensor again (torchao's MXFP8 dim0 / dim1 casts), not one
+    # kernel writing both (Transformer Engine): frameworks_costs.fp8_recipe_costs
+    separate_orientations: Bool = False
     source: str
 
 

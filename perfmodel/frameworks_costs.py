@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from . import ops as O
-from .dtypes import TENSOR_SCALE_BYTES
+from .dtypes import TENSOR_SCALE_BYTES, training_format_bytes
 from .frameworks import Framework, block_scaled_recipe, framework_spec
 from .roofline import OpTimes, Roofline, row_sum
 from .specs.model import ModelSpec
@@ -550,7 +550,10 @@ def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op],
     one runs, both orientations in the stored format with block scales) plus the per-tensor
     fp32 scales of each quantised tensor (dtypes.TENSOR_SCALE_BYTES: nvfp4, 4 B per tensor and
     orientation; a forward cast quantises a GEMM's input and weight, per problem of a grouped
-    GEMM, a backward one its output gradient).
+    GEMM, a backward one its output gradient). A framework whose quantiser writes each
+    orientation in a kernel of its own (``fp8_quantise.<recipe>.separate_orientations``:
+    torchao's MXFP8 dim0 / dim1 casts) runs ``orientations`` casts per operand, each reading
+    the 16-bit tensor and writing one copy.
     ``architecture``: the device's (DeviceSpec.architecture), for ``transpose_on``; ``sp_tp``:
     the TP degree under sequence parallelism (1 without), for ``sp_quantise_before_gather``.
     First, every framework (megatron-core too): the GEMMs its fp8 recipe leaves in 16 bit
@@ -565,9 +568,16 @@ def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op],
     name, recipe = (precision, block) if block is not None else (fw.float8_recipe, fw.fp8)
     q = None if fw is None or fw.baseline else fw.spec.fp8_quantise.get(name)
     n = recipe.casts_per_operand
-    scale = recipe.cast_bytes_per_element / O.FP8_CAST_BYTES * n
-    per_tensor = (recipe.orientations * TENSOR_SCALE_BYTES[recipe.format]
-                  if recipe.format else 0.0)
+    per_cast = recipe.cast_bytes_per_element
+    if q is not None and q.separate_orientations and recipe.format:
+        # one kernel per orientation, each reading the 16-bit tensor (and its amax pass): the
+        # recipe's copies written once each, the reads repeated
+        n = recipe.orientations
+        per_cast = (2.0 if recipe.amax_pass else 0.0) + 2.0 + training_format_bytes(recipe.format)
+    scale = per_cast / O.FP8_CAST_BYTES * n
+    # fp32 scales per quantised tensor, all its copies
+    per_tensor = (recipe.orientations * recipe.casts_per_operand
+                  * TENSOR_SCALE_BYTES[recipe.format] if recipe.format else 0.0)
     if scale == 1.0 and n == 1 and recipe.amax_pass and q is None and not per_tensor:
         return ops
     kernel = None if recipe.amax_pass else FP8_ONE_PASS_CAST
@@ -580,7 +590,7 @@ def fp8_recipe_costs(fw: Framework | None, ops: list[O.Op],
         bwd = op.name.replace(".recompute", "").endswith(".bwd")
         return groups.get(op.name.split(_CAST, 1)[0], 1.0) * (1.0 if bwd else 2.0)
 
-    out = [replace(op, bytes=op.bytes * scale + per_tensor * n * tensors(op),
+    out = [replace(op, bytes=op.bytes * scale + per_tensor * tensors(op),
                    vector_flops=op.vector_flops * n,
                    launches=op.launches * n, shape=(op.shape[0] * n, *op.shape[1:]),
                    kernel=kernel or op.kernel)

@@ -33,12 +33,12 @@ FWD_ELEMS = M * K + K * N  # input (m x k) and weight (k x n): 33,554,432 + 58,7
 GRAD_ELEMS = M * N  # output gradient (m x n): 117,440,512
 
 
-def _gemm_and_casts(precision: str) -> list[O.Op]:
+def _gemm_and_casts(precision: str, framework=None) -> list[O.Op]:
     prec = O.Precision.training(precision)
     gemm = O.gemm("mlp.up", M, N, K, prec)
     cast = O.fp8_cast(gemm)
     ops = [gemm, cast, *O.backward(gemm, prec), *O.backward(cast, prec)]
-    return FC.fp8_recipe_costs(resolve_framework(None), ops, "Blackwell", 1.0, precision)
+    return FC.fp8_recipe_costs(resolve_framework(framework), ops, "Blackwell", 1.0, precision)
 
 
 def _cast_bytes(ops: list[O.Op]) -> tuple[float, float]:
@@ -64,6 +64,21 @@ def test_nvfp4_quantise_bytes_by_hand():
     fwd, bwd = _cast_bytes(_gemm_and_casts("nvfp4"))
     assert fwd == pytest.approx(472_907_792.0, rel=1e-12)
     assert bwd == pytest.approx(601_882_632.0, rel=1e-12)
+
+
+def test_torchao_mxfp8_casts_each_orientation_apart():
+    # torchtitan (torchao mx_mm): dim0 and dim1 casts in kernels of their own, each read 2 B +
+    # write 1 + 1/32 B: 2 x 3.03125 = 6.0625 B per element. Forward 92,274,688 x 6.0625 =
+    # 559,415,296 B in 4 kernels (input and weight, both orientations); backward 117,440,512 x
+    # 6.0625 = 711,983,104 B in 2
+    from perfmodel.frameworks_config import FrameworkConfig
+
+    ops = _gemm_and_casts("mxfp8", FrameworkConfig(name="torchtitan"))
+    fwd, bwd = _cast_bytes(ops)
+    assert fwd == pytest.approx(559_415_296.0, rel=1e-12)
+    assert bwd == pytest.approx(711_983_104.0, rel=1e-12)
+    casts = {op.phase: float(op.launches) for op in ops if op.fp8_cast}
+    assert casts == {"fwd": 4.0, "bwd": 2.0}
 
 
 def _scenario(precision: str, device: str = "b200") -> dict:
