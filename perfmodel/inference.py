@@ -264,11 +264,14 @@ def as_engine_runs(plan: InferPlan, device) -> InferPlan:
 
 
 def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase: str,
-              logits_tokens, device=None, system=None) -> tuple[list[O.Op], dict[str, list[int]]]:
+              logits_tokens, device=None, system=None, routed_share=1.0
+              ) -> tuple[list[O.Op], dict[str, list[int]]]:
     """All operators of one forward pass through one pipeline stage's share of the model,
     with the checkpoint's formats as the engine runs them on ``device`` (``as_engine_runs``).
     ``system``: where the TP all-reduce runs, which decides the kernels an engine fuses into
-    it (``engines.fused_away_kernels``; None: none fused, the FLOP count's use)."""
+    it (``engines.fused_away_kernels``; None: none fused, the FLOP count's use).
+    ``routed_share``: the share of the attention-DP ranks whose tokens reach the routed
+    experts (``idle_ranks``: ranks without a request run a zero-token forward; 1: all)."""
     if device is not None:
         plan = as_engine_runs(plan, device)
     prec = plan.precision if device is None else plan.precision_on(device)
@@ -277,7 +280,8 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
     b = b / np.asarray(plan.attention_dp)
     logits_tokens = logits_tokens / np.asarray(plan.attention_dp)
     shard = O.Shard(tp=plan.tp, sequence_parallel=False, ep=plan.ep, etp=expert_tp(plan),
-                    route_sources=plan.attention_dp, imbalance=plan.expert_imbalance,
+                    route_sources=np.asarray(plan.attention_dp) * routed_share,
+                    imbalance=plan.expert_imbalance,
                     redundant_experts=plan.redundant_experts,
                     decode_kv_reads=decode_kv_reads(plan.tp_all_reduce, plan.engine_version,
                                                     plan.engine_variant),
@@ -354,20 +358,24 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
 
 def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
                  b, q_len, kv_len, pairs, phase: str, logits_tokens, keep_ops: bool,
-                 offload_time=0.0) -> PhaseResult:
+                 offload_time=0.0, routed_share=1.0) -> PhaseResult:
     """One forward pass of ``b`` sequences through all stages (latency view): the operators
     of ``q_len`` new tokens per sequence attending ``kv_len`` positions (``pairs`` query-key
     pairs), the LM head for ``logits_tokens`` tokens, TP all-reduces and PP hops. Public: the
     serving cost model evaluates the same pass on grids. ``offload_time`` is the time
     per stage to stream offloaded weights / KV over the host link: hidden behind the stage's
-    compute when prefetching overlaps (FlexGen's zig-zag schedule), added otherwise."""
+    compute when prefetching overlaps (FlexGen's zig-zag schedule), added otherwise.
+    ``routed_share`` (``idle_ranks``): with attention DP, the share of the ranks that hold a
+    request; the pass is then the busiest rank's (``b`` / attention_dp sequences on each
+    rank, as if every rank were as busy) with the routed experts seeing only the tokens of
+    the ranks that hold one."""
     plan = as_engine_runs(plan, system.device)  # the formats as the engine runs them
     roof = Roofline.for_system(system, profile, plan.tp_all_reduce,  # the engine's MoE kernels
                                plan.engine_version, plan.engine_variant,
                                moe_a2a=all_to_all(plan.tp, plan.attention_dp, plan.ep),
                                moe_ep=plan.ep, moe_routing=moe_routing(model))
     items, index = _pass_ops(model, plan, b, q_len, kv_len, pairs, phase, logits_tokens,
-                             system.device, system)
+                             system.device, system, routed_share)
     times = _with_skinny_gemms(op_times(items, roof), roof, plan)
     compute = times.by_class()
     stage = times.total()
@@ -379,7 +387,7 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
     tb = None
     if plan.moe_overlap == "two_batch" and model.moe is not None and comm.mode:
         tb = _two_batch(model, system, plan, profile, roof, b, q_len, kv_len, pairs, phase,
-                        logits_tokens, items, index, times, comm.mode)
+                        logits_tokens, items, index, times, comm.mode, routed_share)
     if tb is not None:  # the split steps (tokens per rank at the engine's threshold or above)
         # only cells that run the all-to-all split, as a scalar plan does (tb is None without
         # one): in a vectorised plan a cell that gathers the MoE tokens instead (attention DP
@@ -431,7 +439,7 @@ def forward_pass(model: ModelSpec, system: System, plan: InferPlan, profile: Cal
 
 def _two_batch(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
                roof: Roofline, b, q_len, kv_len, pairs, phase: str, logits_tokens, items,
-               index, times: OpTimes, mode: str) -> dict | None:
+               index, times: OpTimes, mode: str, routed_share=1.0) -> dict | None:
     """One stage's pass as two micro-batches of b/2 sequences (moe_parallel.two_batch_layer):
     MoE layers in the engine's schedule, each micro-batch's operators and all-to-alls timed
     at their own size; dense layers and the LM head per micro-batch (vLLM: the whole model
@@ -451,7 +459,7 @@ def _two_batch(model: ModelSpec, system: System, plan: InferPlan, profile: Calib
         return None
     half_items, half_index = _pass_ops(model, plan, np.asarray(b) / 2.0, q_len, kv_len, pairs,
                                        phase, np.asarray(logits_tokens) / 2.0, system.device,
-                                       system)
+                                       system, routed_share)
     half = _with_skinny_gemms(op_times(half_items, roof), roof, plan)
     hw = half.weighted()
     slow = comm_sm_slowdown(sched.comm_sms, system.device.sm_count) if mode == "normal" else 1.0
@@ -521,6 +529,33 @@ class OffloadStream:
         return np.maximum(inbound, p.offload_kv * self.kv_per_token * written) / self.bandwidth
 
 
+def idle_ranks(model: ModelSpec, plan: InferPlan) -> tuple[InferPlan, float]:
+    """(the plan whose passes time a step, the share of attention-DP ranks holding a request)
+    of a batch smaller than attention_dp: one request on each of ``batch`` ranks, the other
+    ranks idle. SGLang runs an idle rank each step (sglang 0.5.6 wheel, sha256 c32b6a5b...,
+    python/sglang/srt/): every rank all-gathers its token count
+    (managers/scheduler_dp_attn_mixin.py ``prepare_mlp_sync_batch_raw`` L155, called from
+    scheduler.py ``get_next_batch_to_run`` L1698-1699), and when any rank has tokens
+    (L163-167: ``need_idle_batch = max(global_num_tokens) > 0``) a rank without a batch runs
+    ``get_idle_batch()``: ForwardMode.IDLE with no tokens (managers/schedule_batch.py
+    ``prepare_for_idle`` L1679-1691), run by model_executor/model_runner.py
+    ``forward_idle`` L2599-2610 / L2711-2712 through the whole model: attention returns at
+    once on 0 tokens (models/deepseek_v2.py L1495-1503), the gate and top-k are skipped
+    (``forward_deepep`` L965-977: ``empty_topk_output``) but ``self.experts(...)`` still runs
+    (L1039-1042): the rank joins the dispatch / combine and computes the tokens other ranks
+    route to its experts. A step then lasts as long as a rank with a request: its attention
+    and dense operators on its one sequence and collectives as at a batch of attention_dp
+    (one per rank), while the routed experts see only the batch's tokens. That is the
+    serving cost model's rule for unequal ranks (serving/cost.py: G(attention_dp x busiest)
+    + E(T)); the pass is evaluated at batch attention_dp with ``routed_share`` = batch /
+    attention_dp. Memory is the busiest GPU's (one sequence's KV). A batch that is a
+    multiple of attention_dp, a vectorised plan, or no attention DP: (plan, 1.0)."""
+    b, dp = plan.batch, plan.attention_dp
+    if np.ndim(b) or np.ndim(dp) or int(dp) <= 1 or b >= dp or model.moe is None:
+        return plan, 1.0
+    return replace(plan, batch=int(dp)), float(b) / float(dp)
+
+
 def inference(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
               keep_ops: bool = False, draft: ModelSpec | None = None,
               offload_bandwidth: float | None = None, draft_tp=None) -> InferenceResult:
@@ -536,6 +571,9 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
     plan = as_engine_runs(plan, system.device)  # the formats as the engine runs them
     draft_tp = plan.tp if draft_tp is None else draft_tp
     b, p, o = plan.batch, plan.prompt_len, plan.output_len
+    asked = plan  # with idle attention-DP ranks: the busiest rank's passes (``idle_ranks``)
+    plan, share = idle_ranks(model, plan)
+    b_pass = plan.batch
     stage_p = stage_params(param_counts(model), plan.tp, plan.pp, _expert_shards(model, plan),
                            expert_tp(plan), model.tie_embeddings,
                            layers=None if plan.pp_layers is None else float(max(plan.pp_layers)))
@@ -552,21 +590,23 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
     stream = OffloadStream(plan, weights, kv_tok, offload_bandwidth)
     speculative = bool(plan.spec_tokens and draft is not None)
 
-    prefill = forward_pass(model, system, plan, profile, b, p, p, O.attention_pairs(p, p),
-                           "prefill", b, keep_ops,
-                           offload_time=stream(b, 0.0, written=b * np.asarray(p)))
+    prefill = forward_pass(model, system, plan, profile, b_pass, p, p, O.attention_pairs(p, p),
+                           "prefill", b_pass, keep_ops,
+                           offload_time=stream(b_pass, 0.0, written=b_pass * np.asarray(p)),
+                           routed_share=share)
     tpot, steps = _tpot(model, system, plan, profile, draft if speculative else None, stream,
-                        draft_tp)
-    mb = b / np.minimum(plan.pp, b)
+                        draft_tp, share)
+    mb = b_pass / np.minimum(plan.pp, b_pass)
     mid = np.asarray(p) + np.maximum(np.asarray(o) - 1, 0) / 2.0 + 1
     decode = forward_pass(model, system, plan, profile, mb, 1.0, mid, mid, "decode", mb, keep_ops,
-                          offload_time=stream(mb, mid, written=mb))
+                          offload_time=stream(mb, mid, written=mb), routed_share=share)
     ctx = _contexts(p, o) + 1  # the contexts TPOT averages; their mean is mid
     if steps is None:  # speculative: the plain step at TPOT's contexts for the breakdown
         mb_ctx = np.asarray(mb)[..., None]
         steps = forward_pass(model, system, _with_context_axis(plan), profile, mb_ctx, 1.0, ctx,
                              ctx, "decode", mb_ctx, False,
-                             offload_time=stream(mb_ctx, ctx, written=mb_ctx))
+                             offload_time=stream(mb_ctx, ctx, written=mb_ctx),
+                             routed_share=share)
     decode = _context_mean(decode, steps)
     ttft = prefill.time  # the first token comes out of the prefill pass
     if speculative:  # the draft model prefills the prompt too
@@ -577,7 +617,7 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
     e2e = ttft + (np.asarray(o) - 1) * tpot
     memory, kv_seq, max_seqs = _memory(model, system, plan, profile, weights, kv_tok,
                                        draft if speculative else None, stream, draft_tp)
-    flops_prefill, flops_token = _model_flops(model, plan, mid)
+    flops_prefill, flops_token = _model_flops(model, asked, mid)
     return InferenceResult(
         ttft=ttft, tpot=tpot, e2e=e2e, tokens_per_s=plan.replicas * b * o / e2e,
         prefill=prefill, decode=decode, memory=memory, memory_total=sum(memory.values()),
@@ -589,7 +629,7 @@ def inference(model: ModelSpec, system: System, plan: InferPlan, profile: Calibr
 
 
 def _tpot(model: ModelSpec, system: System, plan: InferPlan, profile: CalibrationProfile,
-          draft: ModelSpec | None, stream: OffloadStream, draft_tp=1
+          draft: ModelSpec | None, stream: OffloadStream, draft_tp=1, routed_share=1.0
           ) -> tuple[Array, PhaseResult | None]:
     """Time per output token, averaged over the generated positions (DECODE_SAMPLES contexts),
     and the plain decode step at those contexts (a context axis last; None with a draft).
@@ -608,7 +648,8 @@ def _tpot(model: ModelSpec, system: System, plan: InferPlan, profile: Calibratio
     if draft is not None:
         verify = forward_pass(model, system, dec_plan, profile, mb_ctx, k + 1.0, ctx + k + 1,
                               O.attention_pairs(k + 1.0, ctx + k + 1), "verify", mb_ctx * (k + 1),
-                              False, offload_time=stream(mb_ctx, ctx + k + 1))
+                              False, offload_time=stream(mb_ctx, ctx + k + 1),
+                              routed_share=routed_share)
         draft_plan = replace(dec_plan, tp=np.asarray(draft_tp) * np.ones_like(dec_plan.tp),
                              pp=np.ones_like(dec_plan.pp), ep=1, attention_dp=1,
                              offload_weights=0.0, offload_kv=0.0, pp_layers=None)
@@ -620,7 +661,8 @@ def _tpot(model: ModelSpec, system: System, plan: InferPlan, profile: Calibratio
     else:
         step = forward_pass(model, system, dec_plan, profile, mb_ctx, 1.0, ctx + 1, ctx + 1,
                             "decode", mb_ctx, False,
-                            offload_time=stream(mb_ctx, ctx + 1, written=mb_ctx))
+                            offload_time=stream(mb_ctx, ctx + 1, written=mb_ctx),
+                            routed_share=routed_share)
         step_time = step.time
         if plan.pp_layers is not None:  # min(pp, b) micro-batches: the slowest stage paces
             micro = np.asarray(np.minimum(plan.pp, b))[..., None]
