@@ -115,3 +115,53 @@ def test_ssd_and_kda_cores_have_kinds():
     kda = next(op for op in O.linear_attention_ops(k3, 1, 4096, O.Shard(tp=8), PREC, "prefill")
                if op.cls == O.ATTENTION)
     assert kda.name == "attn.kda_core" and attention_kind(kda) == KDA
+
+
+# vLLM 0.24.0's gated-delta-net table on B200 (aiconfigurator-core 0.12.0, Apache-2.0), row 5685
+# (0-based) read by hand; columns framework, version, device, op_name, kernel_source, phase,
+# batch_size, seq_len, num_tokens, d_model, d_conv, num_k_heads, head_k_dim, num_v_heads,
+# head_v_dim, model_name, latency [ms]:
+#   vLLM 0.24.0 NVIDIA B200 gdn chunk_gated_delta_rule_flashinfer context 1 8192 8192 2048 4 8 128
+#   16 128 Qwen/Qwen3.5-35B-A3B 0.327572
+# (Qwen3.5-35B-A3B's 16 key / 32 value heads at TP 2; row 5684 is the same call's conv1d)
+GDN_TABLE = "b200_sxm/linear_attention/vllm/0.24.0/gdn_perf.parquet"
+MEASURED_5685 = 0.327572e-3
+
+
+def _table() -> Path:
+    from perfmodel.calibrate.reference import sources_dir
+
+    for root in (sources_dir() / "aiconfigurator" / "systems" / "data",
+                 Path("/work/shared/reference/measured/aiconfigurator-core-0.12.0/systems/data")):
+        if (root / GDN_TABLE).is_file():
+            return root / GDN_TABLE
+    pytest.skip(f"{GDN_TABLE} is not copied under calibration/sources/measured/aiconfigurator/"
+                "systems/data")
+
+
+def test_a_fitted_prefill_gdn_curve_reproduces_a_measured_row():
+    """The curve fitted in the test from the table's chunked-prefill rows times Qwen3.5-35B-A3B's
+    GDN core at TP 2 (one 8,192-token prompt) within the table's held-out band (p90 |log ratio|
+    of the 30 % of rows the fit did not see), and the held-out error is small."""
+    from perfmodel.calibrate.converters_linear import aic_linear_attention
+    from perfmodel.calibrate.fit.linear_attention import fit_linear_attention
+
+    recs = aic_linear_attention(_table(), kernels=["chunk_gated_delta_rule_flashinfer"])
+    assert any(r["params"]["batch"] == 1 and r["params"]["q_len"] == 8192
+               and r["params"]["key_heads"] == 8 and r["params"]["value_heads"] == 16
+               and r["time_s"] == pytest.approx(MEASURED_5685) for r in recs)
+    base = registry.profile_for("b200")
+    base = base.model_copy(update={"attention": {k: v for k, v in base.attention.items()
+                                                 if "gdn" not in k}})
+    prof, errs, unc = fit_linear_attention(recs, registry.get_device("b200"), base)
+    (fe,) = errs
+    assert fe.table == "attention.prefill_gdn" and fe.n_test > 1000 and fe.median_ape < 0.05
+    model = load_hf_config(CONFIGS / "Qwen--Qwen3.5-35B-A3B_config.json")
+    core = next(op for op in O.linear_attention_ops(model, 1, 8192, O.Shard(tp=2), PREC,
+                                                    "prefill") if op.name == "attn.gdn_core")
+    assert float(core.batch) == 16
+    predicted = _time(core, prof)
+    assert abs(math.log(predicted / MEASURED_5685)) <= unc["attention.prefill_gdn"]
+    # without the curve the same core is timed as before: the softmax prefill curve, ~1.5x
+    # faster than the measured kernel
+    assert _time(core, base) < 0.8 * MEASURED_5685
