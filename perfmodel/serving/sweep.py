@@ -115,6 +115,7 @@ def sweep(scenario: ScenarioLike, concurrency=DEFAULT_CONCURRENCY,
     sc = rs.scenario  # as predict runs it (the engine's state dtypes: resolve.with_engine_state)
     inf, wl = serving_inputs(sc)
     dep = deployment_for(sc, rs.system, rs.profile, inf, wl)
+    wl = dep.served(wl)  # a short pool's request limit (serving/limits.py): as it is served
     from .capacity import band_baseline, benchmark_ranges, serving_bands
 
     device = rs.system.device.id
