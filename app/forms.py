@@ -20,7 +20,7 @@ from common import pm
 
 DEFAULT_MODEL = "llama-2-7b"
 DEFAULT_DEVICE = "a100-sxm4-80gb"
-TRAIN_PRECISIONS = ["bf16", "fp16", "fp8", "tf32", "fp32"]
+TRAIN_PRECISIONS = ["bf16", "fp16", "fp8", "mxfp8", "nvfp4", "tf32", "fp32"]
 ZERO_LABELS = {0: "0 — replicated", 1: "1 — optimizer sharded", 2: "2 — + gradients",
                3: "3 — + weights (FSDP)"}
 RECOMPUTE = ["none", "selective", "full", "op"]

@@ -145,7 +145,7 @@ def default_devices(prices: PriceTable) -> list[str]:
     return out
 
 
-PRECISIONS = ("bf16", "fp16", "fp8")  # the training dtypes the planner offers
+PRECISIONS = ("bf16", "fp16", "fp8", "mxfp8", "nvfp4")  # the training dtypes the planner offers
 
 
 @dataclass
