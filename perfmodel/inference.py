@@ -40,7 +40,7 @@ from .engines import (
     skinny_gemm_facts,
 )
 from .formats import class_dtype, emulated_formats, engine_activation, weight_byte_counts
-from .llamacpp_kernels import with_ggml_cuda_matmuls
+from .llamacpp_kernels import run_build, with_ggml_cuda_matmuls
 from .memory import (
     inference_weight_bytes,
     inference_workspace_bytes,
@@ -335,7 +335,8 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
         if plan.tp_all_reduce == "llamacpp" and device is not None:  # ggml-cuda's kernels
             layer = with_ggml_cuda_matmuls(
                 layer, prec, device, legacy=ggml_legacy, moe=model.moe if moe else None,
-                heads=None if model.mla else (model.num_heads, model.kv_heads))
+                heads=None if model.mla else (model.num_heads, model.kv_heads),
+                build=run_build(plan.engine_version))
         for op in layer:  # every layer of this kind on one stage
             op.count = op.count * count / plan.pp
             op.phase = phase
@@ -347,7 +348,8 @@ def _pass_ops(model: ModelSpec, plan: InferPlan, b, q_len, kv_len, pairs, phase:
     ends = _with_emulated_gemms(
         _with_fp4_quant_kernels(_with_quant_kernels(ends, *quant), *quant4), emulated)
     if plan.tp_all_reduce == "llamacpp" and device is not None:
-        ends = with_ggml_cuda_matmuls(ends, prec, device, legacy=ggml_legacy)
+        ends = with_ggml_cuda_matmuls(ends, prec, device, legacy=ggml_legacy,
+                                      build=run_build(plan.engine_version))
     for op in ends:  # embedding on the first stage, head on the last: 1/pp of them per stage
         op.count = op.count / plan.pp
         op.phase = phase

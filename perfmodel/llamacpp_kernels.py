@@ -177,6 +177,18 @@ def build_number(build) -> int | None:
     return int(text[1:])
 
 
+def run_build(version: str | None) -> str:
+    """The build whose kernel rules a llama.cpp scenario runs: the build tag it names, else
+    the newest build perfmodel's facts were read at (the newest family's range ends one build
+    after it, engines/llamacpp.yaml / versions; engines.get_engine's "no version = newest")."""
+    if version is not None:
+        return str(version).strip().lower()
+    from .engines import newest_range
+
+    _, span = newest_range("llamacpp")
+    return f"b{build_number(span.until) - 1}"
+
+
 def fusions(build) -> frozenset[str]:
     """The rules of docstring 6 that ``build`` runs ('adds', 'topk_moe', 'gemv_glu',
     'rope_set_rows', 'mmid_mmvq', 'mmid_dedup'); none for None (the b6000 rules)."""

@@ -21,7 +21,7 @@ from perfmodel.specs.registry import get_device
 Q4 = 0.5 + 2.0 / 32  # Q4_0: 18 B per 32 weights = 4.5 bits
 
 
-def _scenario(engine: str | None, prompt: int, output: int, device: str = "rtx-4090",
+def _scenario(engine: str | dict | None, prompt: int, output: int, device: str = "rtx-4090",
               weight="q4"):
     inf = {"batch": 1, "prompt_len": prompt, "output_len": output,
            "activation_dtype": "fp16", "kv_dtype": "fp16"}
@@ -93,9 +93,14 @@ def test_fused_qkv_splits_into_three_matmuls_with_their_weights():
     assert sum(p.flops for p in parts) == pytest.approx(qkv.flops)
 
 
+#: the build these tests' counts are b6000's (later builds fuse kernels: docstring 6 of
+#: perfmodel/llamacpp_kernels.py, tests/test_llamacpp_versions_new.py)
+B6000 = {"name": "llamacpp", "version": "b6000"}
+
+
 def test_decode_layer_has_seven_matmuls_each_after_a_quantise():
     # llm_build_llama: wq, wk, wv, wo, ffn_gate, ffn_up, ffn_down = 7 MUL_MAT nodes per layer
-    pred = predict(_scenario("llamacpp", 1, 4))
+    pred = predict(_scenario(B6000, 1, 4))
     names = [op.name for op in pred.ops if op.phase == "decode"]
     gemms = [n for n in names if n.startswith(("attn.", "mlp.")) and
              n.split(".")[1] in ("qkv", "out", "up", "down") and not n.endswith("q8_1")]
@@ -123,7 +128,7 @@ def test_decode_step_grows_by_the_extra_kernels_floors_and_bytes():
     # default profile's 2 us floor, moving few bytes at one token: the llama.cpp decode step
     # is longer by 32 x 13 x 2 us = 832 us plus at most a few per cent for their bytes
     gen = predict(_scenario(None, 1, 4)).tpot_s
-    lcpp = predict(_scenario("llamacpp", 1, 4)).tpot_s
+    lcpp = predict(_scenario(B6000, 1, 4)).tpot_s
     extra = 32 * 13 * 2e-6
     assert extra < lcpp - gen < 1.05 * extra
 
@@ -199,3 +204,19 @@ def test_rope_per_tensor_then_k_and_v_stores():
         "attn.rope.q", "attn.rope.k", "attn.k_store", "attn.v_store")
     assert q.bytes == pytest.approx(4096 * 2 * 2) and k.bytes == pytest.approx(1024 * 2 * 2)
     assert ks.bytes == pytest.approx(1024 * (4 + 2)) and vs.bytes == ks.bytes
+
+
+def test_a_scenario_runs_the_kernel_rules_of_its_build():
+    """No version: the newest build read (llamacpp_kernels.run_build, b10470), which fuses
+    gate + up + GLU into one MMVQ kernel at one token (PR #16715, b6841): 6 matmuls per layer,
+    the activation kernel gone; b6000 runs the 7 of llm_build_llama."""
+    from perfmodel.llamacpp_kernels import run_build
+
+    assert run_build(None) == "b10470" and run_build("B6841") == "b6841"
+    for engine, matmuls in (("llamacpp", 6), ({"name": "llamacpp", "version": "b6841"}, 6),
+                            ({"name": "llamacpp", "version": "b6840"}, 7)):
+        names = [op.name for op in predict(_scenario(engine, 1, 4)).ops
+                 if op.phase == "decode" and op.name.startswith(("attn.", "mlp."))]
+        gemms = [n for n in names if n.split(".")[1] in ("qkv", "out", "up", "down")
+                 and not n.endswith("q8_1")]
+        assert len(gemms) == matmuls, (engine, gemms)
