@@ -108,11 +108,18 @@ class VersionRange(Strict):
     its own variant: a scenario that names a release's default variant explicitly is answered
     by a range that names it, so a family lists such releases twice, once without a variant
     and once with it (engines/vllm.yaml: ``{since: 0.10.2, until: 0.12.0}`` and the same with
-    ``variant: v1``); the data says which names a release answers to, no rule infers it."""
+    ``variant: v1``); the data says which names a release answers to, no rule infers it.
+
+    ``default_for`` (a named variant's range only): the model families (``ModelSpec.family``)
+    this variant is the release's default for, each -> the first release where it is (inside
+    the range). An engine that picks its runner by model (vLLM 0.22 - 0.24: Model Runner V2 by
+    HF architecture, engines/versions/vllm-0.22-mrv2.yaml) runs such a model on this variant
+    when the scenario names none (``default_variant``; resolve.with_default_variant)."""
 
     since: str
     until: str | None = None
     variant: str | None = None
+    default_for: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> VersionRange:
@@ -120,6 +127,15 @@ class VersionRange(Strict):
         if self.until is not None and version_key(self.until) <= lo:
             raise SpecError(f"version range: until {self.until!r} must be after since "
                             f"{self.since!r}")
+        if self.default_for and self.variant is None:
+            raise SpecError(f"version range since {self.since!r}: default_for needs a named "
+                            "variant (a range without one is already the release's default)")
+        for family, first in self.default_for.items():
+            key = version_key(first)
+            if key < lo or (self.until is not None and key >= version_key(self.until)):
+                raise SpecError(f"version range {self.since}..{self.until or ''} "
+                                f"({self.variant}): default_for.{family} {first!r} is outside "
+                                "the range")
         return self
 
     def holds(self, version: str, variant: str | None) -> bool:
@@ -1227,6 +1243,32 @@ def newest_range(engine_id: str, variant: str | None = None) -> tuple[EngineSpec
     spans = [(f, r) for f in families(engine_id) for r in f.ranges if r.variant == variant]
     return max(spans, key=lambda fr: (version_key(fr[1].until or fr[1].since),
                                       version_key(fr[1].since)))
+
+
+def default_variant(engine_id: str, version: str | None, family: str) -> str | None:
+    """The variant ``engine_id`` runs a model of ``family`` (``ModelSpec.family``) on at
+    ``version`` when the scenario names none: the variant of the range that holds ``version``
+    and whose ``default_for`` lists the family from a release at or before it (None: the
+    release's default, the ranges without a variant). No ``version``: at the newest release
+    the newest family describes (``newest_range``; get_engine's rule), i.e. a range reaching
+    its ``until`` whose ``default_for`` starts before it. Two variants claiming one family at
+    one release are a data error."""
+    if engine_id not in ENGINE_IDS or not _base(engine_id).ranges:
+        return None
+    spans = [r for f in families(engine_id) for r in f.ranges if family in r.default_for]
+    if version is None:
+        end = version_key(newest_range(engine_id)[1].until)
+        hits = {r.variant for r in spans if version_key(r.default_for[family]) < end
+                and version_key(r.until) >= end}
+    else:
+        key = version_key(version)
+        hits = {r.variant for r in spans if r.holds(version, r.variant)
+                and version_key(r.default_for[family]) <= key}
+    if len(hits) > 1:
+        raise SpecError(f"engine {engine_id}: several variants {sorted(hits)} are the default "
+                        f"for {family} models at {version or 'the newest release'} "
+                        "(ranges' default_for overlap)")
+    return hits.pop() if hits else None
 
 
 def default_version_note(engine_id: str, version: str | None,

@@ -98,7 +98,8 @@ def resolve_profile(sc: Scenario, calibration: CalibrationLike = None) -> Calibr
 
 def resolve(scenario: ScenarioLike, calibration: CalibrationLike = None) -> Resolved:
     """Everything a prediction of ``scenario`` needs before the core runs."""
-    sc = with_engine_state(as_scenario(scenario))
+    sc, variant_notes = with_default_variant(as_scenario(scenario))
+    sc = with_engine_state(sc)
     if sc.kind != "training":
         check_engine_kv_dtype(sc.engine, sc.inference)
     system = resolve_system(sc.system)
@@ -108,7 +109,7 @@ def resolve(scenario: ScenarioLike, calibration: CalibrationLike = None) -> Reso
     return Resolved(sc, system, profile,
                     [*profile_warnings(profile, system), *replica_warnings(sc, system),
                      *dtype_notes, *format_warnings(sc, system), *shard_notes,
-                     *engine_version_notes(sc)],
+                     *variant_notes, *engine_version_notes(sc)],
                     tuple(dtype_notes))
 
 
@@ -185,6 +186,50 @@ def with_device_dtypes(sc: Scenario, device) -> tuple[Scenario, list[str]]:
     # scenario named a dtype itself matters downstream (formats.asks_weight_only)
     object.__setattr__(resolved, "__pydantic_fields_set__", set(given))
     return sc.model_copy(update={"inference": resolved}), [note]
+
+
+def with_default_variant(sc: Scenario) -> tuple[Scenario, list[str]]:
+    """``sc`` with the engine variant its model runs on when its ``engine:`` names none: the
+    variant whose version range says it is the default for the model's family at the
+    scenario's version (``engines.default_variant``; no version: the newest release), and one
+    line saying so. vLLM 0.22 - 0.24 picks Model Runner V2 (variant ``mrv2``) by HF
+    architecture (config/vllm.py DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES, engines/versions/
+    vllm-0.22-mrv2.yaml ``default_for``). A named variant is the user's choice and stays.
+
+    A scenario with a draft model (``inference.speculative``) keeps the release's default:
+    vLLM takes a separate draft model as speculative method 'draft_model', which
+    VllmConfig._get_v2_model_runner_unsupported_features lists ('speculative method ...', not
+    eagle / eagle3 / mtp at 0.22.0 - 0.24.0), so use_v2_model_runner falls back to the V1
+    runner; the only one of its exceptions a scenario can state."""
+    eng = sc.engine
+    if (sc.kind == "training" or eng is None or eng.name == "generic" or eng.variant is not None
+            or (sc.inference is not None and sc.inference.speculative is not None)):
+        return sc, []
+    from .engines import default_variant, families, newest_range, version_key
+
+    family = sc.model.family
+    variant = default_variant(eng.name, eng.version, family)
+    if variant is None:
+        return sc, []
+    spans = [(f, r) for f in families(eng.name) for r in f.ranges if r.variant == variant
+             and family in r.default_for]
+    if eng.version is None:
+        end = newest_range(eng.name)[1].until
+        fam, span = max(spans, key=lambda fr: version_key(fr[1].until))
+        where = f"{eng.name}'s newest release modelled (before {end}; no engine.version)"
+        others = {r.variant for f in families(eng.name) for r in f.ranges
+                  if r.variant not in (None, variant) and r.until == end}
+    else:
+        fam, span = next((f, r) for f, r in spans if r.holds(eng.version, variant))
+        where = f"{eng.name} {eng.version}"
+        others = {r.variant for f in families(eng.name) for r in f.ranges
+                  if r.variant not in (None, variant) and r.holds(eng.version, r.variant)}
+    choose = (f": {' / '.join(sorted(others))} runs it as the release's other models"
+              if others else "")
+    note = (f"engine.variant not given: {where} runs {family} models on variant {variant} by "
+            f"default (from {span.default_for[family]}, version family {fam.version}), modelled "
+            f"with its facts; name engine.variant to choose{choose}")
+    return sc.model_copy(update={"engine": eng.model_copy(update={"variant": variant})}), [note]
 
 
 def with_engine_state(sc: Scenario) -> Scenario:
