@@ -68,13 +68,16 @@ def refit(device_id: str, profile_path: Path, root: Path) -> tuple[dict, list, l
     prof, errs, unc = fit_linear_attention(recs, registry.get_device(device_id), base)
     names = {e.table for e in errs} | {f"attention.{k}" for k in prof.attention
                                        if k not in base.attention}
-    keys = [n.split(".", 1)[1] for n in names]
+    keys = sorted(n.split(".", 1)[1] for n in names)  # a stable order, run after run
     fitted = prof.model_dump(mode="json", exclude_none=True)
     data["attention"] = {**data.get("attention", {}),
                          **{k: fitted["attention"][k] for k in keys}}
-    over = {k: v for k, v in data.get("attention_overhead_s", {}).items() if k not in keys}
-    over.update({k: fitted["attention_overhead_s"][k] for k in keys
-                 if k in fitted["attention_overhead_s"]})
+    over = dict(data.get("attention_overhead_s", {}))  # a refit keeps each key's place
+    for k in keys:
+        if k in fitted["attention_overhead_s"]:
+            over[k] = fitted["attention_overhead_s"][k]
+        else:
+            over.pop(k, None)
     data["attention_overhead_s"] = over
     data["fit_errors"] = [e for e in data.get("fit_errors", []) if e["table"] not in names] + \
         [e.model_dump(mode="json", exclude_none=True) for e in errs]
