@@ -4,7 +4,7 @@
   newest family and the release its range stops before, and the remedy (pin a covered version or
   omit engine.version). vLLM's facts were read up to 0.24.0 (engines/versions/vllm-0.22.yaml), so
   its newest family ends at 0.25.0; SGLang's facts
-  were read up to 0.5.23 (engines/versions/sglang-0.5.23.yaml), so its range ends at 0.5.24.
+  were read up to 0.5.23 (engines/versions/sglang-0.5.20.yaml), so its range ends at 0.5.24.
 - No version: the newest family (vLLM: 0.22, whose async scheduling is on by default as from
   0.14.0, vLLM v0.14.0 release notes), and default_version_note says so.
 """
@@ -27,7 +27,7 @@ engine: ENGINE
 
 @pytest.mark.parametrize("engine, version, newest, until", [
     ("vllm", "0.25.0", "0.22", "0.25.0"), ("vllm", "0.27.1", "0.22", "0.25.0"),
-    ("vllm", "0.34.0", "0.22", "0.25.0"), ("sglang", "0.6.0", "0.5.23", "0.5.24"),
+    ("vllm", "0.34.0", "0.22", "0.25.0"), ("sglang", "0.6.0", "0.5.20", "0.5.24"),
     ("trtllm", "1.4.0rc1", "1.0", "1.3.0rc23"),
 ])
 def test_a_version_newer_than_the_facts_is_refused_with_the_remedy(engine, version, newest,
@@ -45,7 +45,7 @@ def test_the_last_covered_release_still_resolves():
     assert get_engine("vllm", "0.19.1").version == "0.14"
     assert get_engine("vllm", "0.21.0").version == "0.20"
     assert get_engine("vllm", "0.24.1").version == "0.22"
-    assert get_engine("sglang", "0.5.23").version == "0.5.23"
+    assert get_engine("sglang", "0.5.23").version == "0.5.20"
 
 
 def test_no_version_is_the_newest_family_and_is_said():
@@ -56,7 +56,7 @@ def test_no_version_is_the_newest_family_and_is_said():
     assert note.startswith("engine.version not given: vllm ")
     assert "version family 0.22" in note and "0.25.0" in note and "\n" not in note
     assert default_version_note("vllm", "0.10.2") is None
-    assert get_engine("sglang").version == "0.5.23"
+    assert get_engine("sglang").version == "0.5.20"
     assert get_engine("vllm", None, "v0").version == "0.7-v0"  # V0's newest: until 0.11.0
 
 
