@@ -345,8 +345,8 @@ def op_times(ops: list[Op], roof: Roofline) -> OpTimes:
             cap = np.inf if curve in _LINEAR_CURVES else stream
             t = np.maximum(t_c, t_mc) / _streaming(
                 profile.attention_efficiency(curve, q, kv, hd, win,
-                                             roof.device.compute_capability),
-                t_c, t_mc, cap)
+                                             roof.device.compute_capability)
+                * _fewer_streams(profile, curve, q), t_c, t_mc, cap)
             table = profile.attention.get(curve) if curve == "decode" and roof.padded else None
             if table is not None and len(table.axes) == 2:
                 factor = profile.attention_factor(curve, hd, win, q, kv)
@@ -736,6 +736,20 @@ LINEAR_KINDS = {"attn.gdn_core": GDN, "attn.kda_core": KDA, "attn.ssd_core": SSD
 
 _LINEAR_PREFILL_CURVES = frozenset(f"prefill_{k}" for k in LINEAR_KINDS.values())
 _LINEAR_CURVES = _LINEAR_PREFILL_CURVES | {f"decode_{k}" for k in LINEAR_KINDS.values()}
+
+
+def _fewer_streams(profile: CalibrationProfile, curve: str, streams) -> np.ndarray | float:
+    """A linear-attention prefill call with fewer streams than its curve's fewest measured
+    ones takes the time of those (efficiency x streams / fewest): the chunked kernels run the
+    recurrences in parallel, one per SM or more, so below the SM count the time is that of one
+    recurrence's chunks in order (measured flat: vLLM 0.24.0's FlashInfer GDN kernel on B200,
+    8,192 tokens, 0.33 ms from 2 to 128 streams; TensorRT-LLM 1.3.0rc15's
+    mamba_chunk_scan_combined on B200, 2,048 tokens, 180 us at 64 streams, 186 us at 128),
+    where the curve would hold its edge efficiency (``profile.Curve`` clamps). 1 elsewhere."""
+    c = profile.attention.get(curve) if curve in _LINEAR_PREFILL_CURVES else None
+    if c is None or not c.axes:
+        return 1.0
+    return np.minimum(1.0, np.asarray(streams, float) / 2.0 ** c.log2_grid[0][0])
 
 
 def attention_kind(op: Op) -> str:

@@ -165,3 +165,15 @@ def test_a_fitted_prefill_gdn_curve_reproduces_a_measured_row():
     # without the curve the same core is timed as before: the softmax prefill curve, ~1.5x
     # faster than the measured kernel
     assert _time(core, base) < 0.8 * MEASURED_5685
+
+
+def test_fewer_streams_than_measured_take_the_fewest_measured_ones_time():
+    """A prefill_gdn curve measured from 64 streams up (flat 0.2): the 24-stream core runs at
+    0.2 x 24 / 64 = 0.075, the time of 64 streams (the recurrences run in parallel below the SM
+    count; the curve alone would clamp to 0.2)."""
+    prof = _profile(prefill_gdn=Curve(axes=("streams", "q_len"), log2_grid=((6.0, 10.0), (13.0,)),
+                                      values=(0.2, 0.2)))
+    roof = Roofline(registry.get_device("b200"), prof)
+    t = _time(_gdn(), prof)
+    assert t == pytest.approx(GDN_BYTES / (roof.bandwidth * 0.075) + 30e-6
+                              + prof.kernel_overhead_s, rel=1e-9)
