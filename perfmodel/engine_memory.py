@@ -68,6 +68,11 @@ class EngineShape:
     # layers per pipeline stage of an uneven split (pipeline.stage_partition; None: L / pp):
     # a GPU holds its own stage's weights and KV, so the largest stage's GPU is the one reported
     pp_layers: tuple | None = None
+    # inference.offload: the share of the weights kept in host memory and whether the next
+    # layer's are prefetched while one computes (weight_offload: how each engine does it)
+    offload_weights: float = 0.0
+    offload_overlap: bool = True
+    offload_kv: float = 0.0
 
 
 #: what each budget rule's memory fraction is a share of (engines/<id>.yaml memory.budget, with
@@ -119,6 +124,11 @@ class EngineMemory:
     # the release the scenario named (engine.version), when it is not the family's own label:
     # the start-up line says which family's facts answer for it
     asked_version: str | None = None
+    # inference.offload.weights as the engine runs it (weight_offload): bytes per GPU kept in
+    # host memory (not in weights_bytes), the engine's mechanism and its flags
+    offloaded_weights_bytes: float = 0.0
+    offload_mode: str | None = None
+    offload_flags: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -261,6 +271,141 @@ def allreduce_outputs_bytes(model: ModelSpec, tokens: float, pp: int, act_bytes:
     return (2 * model.num_layers / pp + 1) * tokens * model.hidden_size * act_bytes
 
 
+#: vLLM read at the PyPI sdists named (file:line at 0.24.0 unless said):
+#: --cpu-offload-gb (UVAOffloadConfig.cpu_offload_gb, "space in GiB to offload to CPU, per
+#: GPU", config/offload.py:23) offloads parameters of the decoder layers only
+#: (models/utils.py:666 make_layers passes the layer generator to get_offloader().wrap_modules;
+#: embeddings and LM head stay), layer by layer from the first until the bytes reach the limit
+#: (offloader/uva.py:74-107); on V1 the GPU reads them in place over the host link
+#: (uva.py:104 get_accelerator_view_from_cpu_tensor, zero-copy), on V0 (0.6.3
+#: models/utils.py:337-385 maybe_offload_to_cpu) each forward copies the module's state to the
+#: GPU on the compute stream (functional_call): either way the transfer is not overlapped.
+#: --offload-group-size / --offload-num-in-group / --offload-prefetch-step (the "weight
+#: offloading v2" of PR #29941, the vLLM GB200 blog's prefill setup; offloader/prefetch.py,
+#: first released in 0.17.0, absent from the 0.16.0 sdist) offloads whole decoder layers (the
+#: last num_in_group of every group_size, prefetch.py:180) and copies the next one on a copy
+#: stream while the layers before it compute (prefetch.py:213-233): overlapped. Its GPU buffer
+#: pool (prefetch_step copies of one offloaded layer, default step 1, prefetch.py:339-343) is
+#: allocated in post_init (v1/worker/gpu_model_runner.py:5330), after load_model's
+#: DeviceMemoryProfiler measured the weights (gpu_model_runner.py:5171) and before the profile
+#: run resets the peak (utils/mem_utils.py:290), so the KV budget does not subtract it.
+#: The memory profiler counts what torch allocated on the GPU while loading
+#: (platforms/cuda.py:350-355 max_memory_allocated; pinned host memory is not in it), so the KV
+#: budget subtracts the on-GPU weights only (gpu_worker.py:436-462).
+#: Model Runner V2 (vllm/v1/worker/gpu/model_runner.py, 0.22 - 0.24) never calls
+#: set_offloader (only v1/worker/gpu_model_runner.py:896 does), so make_layers gets the
+#: NoopOffloader and the flags do nothing (vllm-project/vllm PR #51462 / #51413, 2026-08).
+VLLM_OFFLOAD_SINCE = "0.6.3"  # --cpu-offload-gb: the oldest sdist read that has it
+VLLM_PREFETCH_SINCE = "0.17.0"  # offloader/prefetch.py first in the 0.17.0 sdist
+#: SGLang 0.5.23 (and 0.5.5.post3) sglang/srt/utils/offloader.py: --cpu-offload-gb (an int,
+#: GiB: create_offloader L68-71) is OffloaderV1 (L131-195): parameters of the decoder layers
+#: (utils/common.py make_layers L1666) moved to pinned host memory until the bytes reach the
+#: limit, each forward copying the module's state to the GPU on the compute stream
+#: (_get_offloaded_device_state, functional_call): not overlapped. --offload-group-size
+#: (OffloaderV2, L198-287, mode cpu) prefetches the next offloaded layer on its own stream
+#: (L290-301, start_onload L355-364): overlapped; it offloads only what the model's
+#: offloader_kwargs name, which only DeepSeek-V2/V3 give (models/deepseek_v2.py:2973-2996: the
+#: routed experts' w13 / w2 weights and NVFP4 block scales of each offloaded MoE layer); any
+#: other model has no submodule accessor and fails at load. post_init onloads prefetch_step
+#: layers (default 1, fields/exec_.py:1080-1083) in load_model (model_runner.py:1330), before
+#: the KV budget reads the free memory (mem_cache/kv_cache_configurator.py:2990-3038:
+#: rest = free - M (1 - f)), so it counts the on-GPU weights plus that layer.
+SGLANG_PREFETCH_FAMILIES = ("deepseek",)
+
+
+@dataclass(frozen=True)
+class WeightOffload:
+    """inference.offload.weights as an engine runs it, per GPU."""
+
+    mode: str  # uva | copy (on the compute stream) | prefetch (overlapped)
+    flags: str  # the engine's own flags for it
+    offloaded_bytes: float  # kept in host memory, streamed over the host link every forward
+    buffer_bytes: float  # GPU buffers holding the onloaded layer(s)
+    buffer_in_budget: bool  # the engine's KV budget subtracts the buffers
+
+
+def _version_below(version: str | None, bound: str) -> bool:
+    from .engines import version_key
+
+    return version is not None and version_key(version) < version_key(bound)
+
+
+def weight_offload(spec: EngineSpec, cfg, model: ModelSpec, shape: EngineShape,
+                   weights: float, decoder: float, experts: float,
+                   stage_layers: float) -> WeightOffload | None:
+    """How ``spec``'s engine keeps the share ``shape.offload_weights`` of the ``weights`` bytes
+    one GPU holds in host memory (``decoder``: the decoder layers' bytes, ``experts``: the
+    routed experts'), or a SpecError naming the field where it does not (module constants
+    above: VLLM_* / SGLANG_*). ``offload.overlap`` picks the mechanism: false the engine's
+    --cpu-offload-gb (not overlapped), true its layer prefetch. None without offloading."""
+    from .errors import SpecError
+
+    share, eng = shape.offload_weights, spec.id
+    version, variant = getattr(cfg, "version", None), getattr(cfg, "variant", None)
+    if shape.offload_kv > 0 and eng in ("vllm", "sglang", "trtllm"):
+        raise SpecError(f"inference.offload.kv_cache with engine {eng} is not modelled: "
+                        "perfmodel streams the offloaded KV share every pass, while vLLM "
+                        "--kv-offloading-size and SGLang's hierarchical cache keep evicted "
+                        "blocks in host memory for reuse and attend over the GPU pool; omit "
+                        "it or use engine generic")
+    if share <= 0:
+        return None
+    if eng not in ("vllm", "sglang"):
+        raise SpecError(f"inference.offload.weights with engine {eng} is not modelled: no "
+                        f"source read for how {spec.name} keeps weights in host memory and "
+                        "sizes its KV cache then; omit it or use engine generic or vllm/sglang")
+    offloaded = share * weights
+    name = f"{spec.name} {version}" if version else spec.name
+    if eng == "vllm":
+        if variant == "mrv2" or spec.version.endswith("mrv2"):
+            raise SpecError("inference.offload.weights with vllm variant mrv2 is not modelled: "
+                            "Model Runner V2 never installs vLLM's offloader, so "
+                            "--cpu-offload-gb and --offload-group-size are silently ignored "
+                            "(vLLM PR #51462); name engine.variant v1 to offload")
+        if _version_below(version, VLLM_OFFLOAD_SINCE):
+            raise SpecError(f"inference.offload.weights with {name}: --cpu-offload-gb is "
+                            f"modelled from {VLLM_OFFLOAD_SINCE} (the oldest source read); "
+                            "omit offload or name a newer engine.version")
+        if shape.offload_overlap and _version_below(version, VLLM_PREFETCH_SINCE):
+            raise SpecError(f"inference.offload.overlap: {name} has no prefetching weight "
+                            f"offloader (--offload-group-size, from {VLLM_PREFETCH_SINCE}); "
+                            "set overlap: false for its --cpu-offload-gb, which the kernels "
+                            "read over the host link without overlap")
+        room, what = decoder, "its decoder layers"
+    elif shape.offload_overlap:
+        if model.family not in SGLANG_PREFETCH_FAMILIES or model.moe is None:
+            raise SpecError("inference.offload.overlap: SGLang's prefetching offloader "
+                            "(--offload-group-size) offloads only DeepSeek-V2/V3 routed "
+                            f"experts; {model.family} models fail to load with it. Set "
+                            "overlap: false for --cpu-offload-gb (copied each forward, not "
+                            "overlapped)")
+        room, what = experts, "its routed experts (the layers --offload-group-size offloads)"
+    else:
+        room, what = decoder, "its decoder layers"
+    if offloaded > room * (1 + 1e-9):
+        raise SpecError(f"inference.offload.weights: {share:g} of the {weights / GIB:.2f} GiB "
+                        f"per GPU is {offloaded / GIB:.2f} GiB, more than {spec.name} can "
+                        f"offload: {what}, {room / GIB:.2f} GiB "
+                        f"(at most {room / weights:.3f})")
+    if not shape.offload_overlap:
+        uva = eng == "vllm" and variant != "v0" and not spec.version.endswith("v0") \
+            and not _version_below(version, "0.8.0")
+        gib = offloaded / GIB
+        flag = f"{gib:.2f}" if eng == "vllm" else f"{math.ceil(gib - 1e-9)}"  # SGLang: an int
+        return WeightOffload("uva" if uva else "copy", f"--cpu-offload-gb {flag}", offloaded,
+                             0.0, False)
+    if eng == "vllm":  # whole decoder layers, one prefetched at a time (prefetch_step 1)
+        layer = decoder / max(stage_layers, 1.0)
+        return WeightOffload("prefetch", f"--offload-group-size / --offload-num-in-group "
+                             f"({offloaded / decoder:.0%} of the decoder layers), "
+                             "--offload-prefetch-step 1", offloaded, layer, False)
+    moe_layers = stage_layers * model.num_moe_layers / model.num_layers
+    layer = experts / max(moe_layers, 1.0)
+    return WeightOffload("prefetch", f"--offload-group-size / --offload-num-in-group "
+                         f"({offloaded / experts:.0%} of the MoE layers' experts), "
+                         "--offload-prefetch-step 1", offloaded, layer, True)
+
+
 def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec: EngineSpec,
                   cfg: EngineConfig, cuda_context_gib: float) -> EngineMemory:
     """The KV cache ``spec``'s engine allocates on one GPU of a tp x pp instance of ``model`` on
@@ -304,6 +449,21 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
              if factor != 1.0 else 0.0)
     weights += extra
     stage_layers = model.num_layers / pp if layers is None else layers
+    # inference.offload.weights: the share kept in host memory as the engine does it; its
+    # budget subtracts what stays on the GPU (weight_offload)
+    off = None
+    if shape.offload_weights > 0 or shape.offload_kv > 0:
+        whole = stage_params(counts, tp, pp, ep, expert_split(shape), model.tie_embeddings,
+                             layers=layers)
+        ends = stage_params(_ends_only(counts), tp, pp, ep, expert_split(shape),
+                            model.tie_embeddings, layers=layers)
+        off = weight_offload(spec, cfg, model, shape, weights,
+                             float(whole.first - ends.first) * weights / float(whole.max),
+                             float(whole.expert) * weights / float(whole.max), stage_layers)
+    offloaded = off.offloaded_bytes if off else 0.0
+    buffers = off.buffer_bytes if off else 0.0
+    counted = buffers if off and off.buffer_in_budget else 0.0
+    weights -= offloaded  # on the GPU from here on
     per_token = float(kv_cache_bytes_per_token(model, shape.kv_dtype, tp)) * stage_layers
     block = cfg.block_size or m.block_size
     seqs = cfg.max_num_seqs or spec.max_num_seqs(gib_total, device.id)
@@ -327,8 +487,10 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         non_torch = (gib * GIB if m.non_torch_counted else 0.0) + ctx
         graphs = cudagraph_memory_estimate(spec, model, seqs or tokens, tokens, tp,
                                            shape.act_bytes, device.vendor)
-        kv = fraction * total - weights - act - held - non_torch - graphs
+        kv = fraction * total - weights - counted - act - held - non_torch - graphs
         breakdown = {"weights": weights, "activation_peak": act}
+        if buffers:
+            breakdown["offload_buffers"] = buffers
         if held:
             breakdown["allreduce_outputs_held"] = held
         breakdown["non_torch"] = non_torch - ctx
@@ -336,7 +498,9 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
             breakdown["cuda_context"] = ctx
         if graphs:
             breakdown["cuda_graph_estimate"] = graphs
-        breakdown |= {"kv_cache": max(kv, 0.0), "outside_budget": (1 - fraction) * total}
+        # buffers the budget did not subtract take the headroom outside it
+        breakdown |= {"kv_cache": max(kv, 0.0),
+                      "outside_budget": (1 - fraction) * total - (buffers - counted)}
         act += held
     elif m.budget == "init_free_fraction":
         smi_mb = gpu_memory_mib(device)
@@ -348,9 +512,10 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         # the distributed init (NCCL, custom all-reduce) takes memory before M is measured
         dist = _non_torch_gib(m, eng_tp, pp, shape.nvls) * GIB
         init_free = total - context - dist
-        kv = fraction * init_free - weights
+        kv = fraction * init_free - weights - counted
         non_torch = context + dist
-        breakdown = {"weights": weights, "kv_cache": max(kv, 0.0),
+        breakdown = {"weights": weights, **({"offload_buffers": buffers} if buffers else {}),
+                     "kv_cache": max(kv, 0.0),
                      "reserved": (1 - fraction) * init_free, "cuda_context": context}
         if dist:
             breakdown["distributed_init"] = dist
@@ -380,8 +545,8 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     # check_enough_kv_cache_memory); what would make it start, where a fraction can
     request = (hybrid_request_bytes(model, shape.kv_dtype, tp, pp, max_len, batched, block)
                if model.layer_types else per_token * math.ceil(max_len / block) * block)
-    advice = _fraction_advice(m, fraction, total, weights, act, non_torch + graphs, request,
-                              max_len)
+    advice = _fraction_advice(m, fraction, total, weights + counted, act, non_torch + graphs,
+                              request, max_len)
     if m.fraction_name and fraction is not None and fraction <= 0:
         dp_note = (f" (with attention DP the rule adds CUDA-graph padding per graph batch x "
                    f"dp_size = {shape.attention_dp})" if shape.attention_dp > 1 else "")
@@ -389,7 +554,8 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
                         f"reserve exceeds the GPU's memory{dp_note}, so it fails to start; set "
                         f"engine.{m.fraction_name} as deployments do" + advice)
     if kv <= 0 and not (m.fraction_name and fraction is not None and fraction <= 0):
-        problems.append(f"no memory left for the KV cache: weights {weights / GIB:.2f} GiB and "
+        kept = f" on the GPU ({offloaded / GIB:.2f} GiB offloaded)" if offloaded else ""
+        problems.append(f"no memory left for the KV cache: weights {weights / GIB:.2f} GiB{kept} and "
                         f"the engine's reserves exceed its budget of the device's "
                         f"{total / GIB:.2f} GiB" + advice)
     concurrency = (seqs or 1) if m.budget == "context_upfront" else tokens_kv / max_len
@@ -399,8 +565,9 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
     # max_memory_usage_bytes): what the engine then does is its file's memory.short_pool
     if m.budget != "context_upfront" and kv > 0 and concurrency < 1:
         if m.short_pool != "refuse":  # it starts: a fraction would hold max_model_len
-            advice = _fraction_advice(m, fraction, total, weights, act, non_torch + graphs,
-                                      request, max_len, verb="it would hold one with")
+            advice = _fraction_advice(m, fraction, total, weights + counted, act,
+                                      non_torch + graphs, request, max_len,
+                                      verb="it would hold one with")
         problems.append(short_pool_problem(spec, model, tokens_kv, max_len) + advice)
     return EngineMemory(
         engine=spec.id, version=spec.version, device_memory_bytes=total,
@@ -412,7 +579,17 @@ def engine_memory(model: ModelSpec, device: DeviceSpec, shape: EngineShape, spec
         kv_cache_tokens=tokens_kv, max_model_len=max_len, max_concurrency=concurrency,
         max_num_seqs=seqs, max_num_batched_tokens=batched, breakdown=breakdown,
         problems=problems, mxfp4_backend=backend, mxfp4_extra_bytes=extra,
-        asked_version=getattr(cfg, "version", None))
+        asked_version=getattr(cfg, "version", None), offloaded_weights_bytes=offloaded,
+        offload_mode=off.mode if off else None, offload_flags=off.flags if off else None)
+
+
+def _ends_only(c):
+    """Byte counts with only the embeddings, final norm and LM head left (what no engine's
+    layer offloader touches: both wrap the decoder layers of make_layers)."""
+    layer_fields = ("attention", "attention_replicated", "layer_norms", "dense_mlp", "expert",
+                    "shared_experts", "router", "linear_attention_delta", "hybrid_adjustment",
+                    "moe_latent_proj", "indexer_adjustment")
+    return replace(c, **{f: 0 for f in layer_fields if hasattr(c, f)})
 
 
 def short_pool_problem(spec: EngineSpec, model: ModelSpec, tokens_kv: int, max_len: int) -> str:
@@ -572,12 +749,16 @@ def shape_for(parallelism, inference, system=None, pp_layers=None) -> EngineShap
     if inference is None:
         return EngineShape(tp=tp, pp=pp, ep=ep, etp=etp, attention_dp=adp, nvls=nvls,
                            pp_layers=pp_layers, redundant_experts=red)
+    off = getattr(inference, "offload", None)
+    offload = {} if off is None else dict(offload_weights=float(off.weights),
+                                          offload_overlap=bool(off.overlap),
+                                          offload_kv=float(off.kv_cache))
     return EngineShape(tp=tp, pp=pp, ep=ep, etp=etp, attention_dp=adp, pp_layers=pp_layers,
                        redundant_experts=red,
                        weight_dtype=inference.weight_dtype, kv_dtype=inference.kv_dtype,
                        weight_formats=tuple(sorted(inference.weight_formats.items())),
                        act_bytes=float(nbytes(inference.activation_dtype)),
-                       group_size=inference.quant_group_size, nvls=nvls)
+                       group_size=inference.quant_group_size, nvls=nvls, **offload)
 
 
 def for_scenario(sc, system, profile, pp_layers=None) -> EngineMemory | None:
