@@ -735,10 +735,12 @@ def spec_fraction_field(spec: EngineSpec) -> str:
     return spec.memory.fraction_name or "gpu_memory_utilization"
 
 
-def shape_for(parallelism, inference, system=None, pp_layers=None) -> EngineShape:
+def shape_for(parallelism, inference, system=None, pp_layers=None,
+              offload: bool = False) -> EngineShape:
     """The EngineShape of a scenario's parallelism and inference sections (inference may be
     None: a serving scenario without one runs bf16) on ``system`` (its fabric's NVLS);
-    ``pp_layers`` an uneven layer split (``pipeline.stage_partition``)."""
+    ``pp_layers`` an uneven layer split (``pipeline.stage_partition``); with ``offload`` its
+    inference.offload (weight_offload), which only an inference request streams."""
     from .dtypes import nbytes
 
     tp, pp, ep = parallelism.tp, parallelism.pp, parallelism.ep
@@ -749,8 +751,8 @@ def shape_for(parallelism, inference, system=None, pp_layers=None) -> EngineShap
     if inference is None:
         return EngineShape(tp=tp, pp=pp, ep=ep, etp=etp, attention_dp=adp, nvls=nvls,
                            pp_layers=pp_layers, redundant_experts=red)
-    off = getattr(inference, "offload", None)
-    offload = {} if off is None else dict(offload_weights=float(off.weights),
+    off = getattr(inference, "offload", None) if offload else None
+    kept = {} if off is None else dict(offload_weights=float(off.weights),
                                           offload_overlap=bool(off.overlap),
                                           offload_kv=float(off.kv_cache))
     return EngineShape(tp=tp, pp=pp, ep=ep, etp=etp, attention_dp=adp, pp_layers=pp_layers,
@@ -758,7 +760,7 @@ def shape_for(parallelism, inference, system=None, pp_layers=None) -> EngineShap
                        weight_dtype=inference.weight_dtype, kv_dtype=inference.kv_dtype,
                        weight_formats=tuple(sorted(inference.weight_formats.items())),
                        act_bytes=float(nbytes(inference.activation_dtype)),
-                       group_size=inference.quant_group_size, nvls=nvls, **offload)
+                       group_size=inference.quant_group_size, nvls=nvls, **kept)
 
 
 def for_scenario(sc, system, profile, pp_layers=None) -> EngineMemory | None:
@@ -768,7 +770,11 @@ def for_scenario(sc, system, profile, pp_layers=None) -> EngineMemory | None:
 
     if sc.engine.name == "generic":
         return None
-    shape = shape_for(sc.parallelism, sc.inference, system, pp_layers)
+    # an inference request streams its offloaded weights (inference.OffloadStream); a serving
+    # instance's plan carries no offload (resolve.inference_plan request=False), so neither
+    # does its memory plan
+    shape = shape_for(sc.parallelism, sc.inference, system, pp_layers,
+                      offload=sc.kind == "inference")
     spec, ctx = engine_for(sc.engine), profile.memory_overheads.cuda_context_gib
     mem = engine_memory(sc.model, system.device, shape, spec, sc.engine, ctx)
     if not mem.problems or pp_layers is not None:
