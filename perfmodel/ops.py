@@ -78,6 +78,11 @@ class Op:
     # on fp8 tensor cores (``Shard.fp8_prefill_attention``; ``attention_ops``): timed at the
     # fp8 peak on its own fp8 bytes (roofline.attention_peak_dtype)
     fp8_attention: bool = False
+    # attention: the kind of kernel an inference prefill core runs, whose own curve it may read
+    # (roofline.attention_kind): "mla" for MLA's decompressed multi-head prefill core
+    # (``attention_ops``); "" for every other core (GQA / MHA, DSA's MQA mode past its top-k,
+    # DeepSeek-V4's compressed core, indexers)
+    attention_kind: str = ""
 
     def __post_init__(self) -> None:
         if not self.block:  # operator names are "<block>.<what>"
@@ -420,7 +425,8 @@ def attention_ops(model: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec:
     point = attention_curve_point(phase, b, q_len, kv_len, kv_heads)
     core = {"cls": ATTENTION, "dtype": dtype, "shape": point, "phase": phase,
             "attention_core": True, "head_dim": 0.0 if model.mla else float(d_qk),
-            "fp8_attention": fp8_core}
+            "fp8_attention": fp8_core,
+            "attention_kind": "mla" if model.mla and not absorbed_mla else ""}
     if flash:
         return [Op(name="attn.core", flops=executed, bytes=q_bytes + kv_read,
                    model_flops=model_flops, vector_flops=kv_deq, **core)]
@@ -784,13 +790,16 @@ def _attention_core(km: ModelSpec, b, q_len, kv_len, pairs, shard: Shard, prec: 
         for op in core:
             if op.cls == ATTENTION:
                 op.window = np.where(np.asarray(kv_len, float) > float(reach), float(reach), 0.0)
-    if (reach and not window and phase == "prefill" and not absorbed_mla and km.mla
+    if (reach and not window and phase in ("prefill", "fwd") and not absorbed_mla and km.mla
             and km.mla.indexer_topk and km.block_sparse is None):  # DSA: MQA mode past top-k
         mqa = attention_ops(km, b, q_len, kv, pr, shard, prec, flash, phase, True, dropout)
         sparse = np.asarray(kv_len, float) > float(reach)
         for op, alt in zip(core, mqa, strict=True):
             for f in ("flops", "bytes", "model_flops", "vector_flops"):
                 setattr(op, f, np.where(sparse, getattr(alt, f), getattr(op, f)))
+            if np.any(sparse):  # the sparse MQA-mode kernel (FlashMLA), not MLA's prefill
+                op.attention_kind = alt.attention_kind  # one kind per operator: the grid's
+                # dense elements (kv_len <= top-k) then read the phase's curve as well
     if reach:  # model FLOPs: q x min(kv, W or k) pairs (non-causal convention);
         # attention_ops counted q x kv with the keys in reach as kv (the unfused path: its
         # batched GEMMs)

@@ -763,19 +763,15 @@ def attention_kind(op: Op) -> str:
     ``ops.attention_ops`` builds MLA's prefill core as the decompressed multi-head attention
     the engines' context kernels run (DeepSeek-V2 arXiv 2405.04434 Sec. 2.1; TensorRT-LLM's
     context MLA, SGLang's trtllm_mla / FlashInfer ragged prefill: Q and K of qk_nope + qk_rope
-    = 192, V of 128 per head for DeepSeek-V3 / Kimi K2, one KV head per query head) under the
-    name ``attn.core`` with ``head_dim`` 0 ("not a GQA / MHA head", ``Op.head_dim``; a GQA /
-    MHA core carries its head dim, sliding-window and DSA cores are built by the same
-    function, linear-attention and indexer cores have names of their own). An inference
-    prefill core (phase "prefill") of that kind is MLA's; training passes (fwd / recompute /
-    bwd) run other kernels (FlashAttention-3 / cuDNN) and keep the phase's curves. The ops
-    carry no kind field, so DeepSeek-V4's compressed-attention core (also ``attn.core`` with
-    head dim 0) is read as MLA-kind too, and a DSA prefill core past its top-k (MLA's MQA
-    mode, ``ops._attention_core``) with it."""
+    = 192, V of 128 per head for DeepSeek-V3 / Kimi K2, one KV head per query head) and marks
+    it ``Op.attention_kind`` "mla"; a DSA core past its top-k runs MLA's MQA mode (FlashMLA's
+    sparse kernel, ``ops._attention_core``) and DeepSeek-V4's compressed core a kernel of its
+    own: neither is marked. Only an inference prefill core (phase "prefill") reads it;
+    training passes (fwd / recompute / bwd: training.py builds its forward cores with phase
+    "fwd") run other kernels (FlashAttention-3 / cuDNN) and keep the phase's curves."""
     if op.cls == ATTENTION and op.phase in ("prefill", "decode") and op.name in LINEAR_KINDS:
         return LINEAR_KINDS[op.name]  # a linear-attention core (LINEAR_KINDS), inference only
-    if (op.cls == ATTENTION and op.name == "attn.core" and op.phase == "prefill"
-            and not np.any(np.asarray(op.head_dim) > 0)):
+    if op.cls == ATTENTION and op.phase == "prefill" and op.attention_kind == MLA:
         return MLA
     return ""
 

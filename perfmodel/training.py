@@ -128,7 +128,7 @@ def _layer_forward(model: ModelSpec, moe_layer: bool, plan: TrainPlan, prec: O.P
     shard = (O.Shard(plan.tp, plan.sequence_parallel, plan.ep, plan.etp, route_sources=sources)
              if sharded else O.Shard())
     ops = O.layer_forward_ops(model, moe_layer, plan.micro_batch, s / cp, s, pairs, shard,
-                              prec, plan.flash_attention, "prefill",
+                              prec, plan.flash_attention, "fwd",
                               attention_dropout=plan.dropout)
     return attention_in_bf16(ops) if prec.cast_inputs else ops
 
