@@ -625,14 +625,19 @@ def training_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
     ]
 
 
+#: engines whose attention-DP ranks without a request run an idle batch that joins the MoE
+#: collectives (SGLang: inference.idle_ranks, with its source); kind: inference predicts a
+#: MoE batch below attention_dp for them. vLLM's dummy batch and TensorRT-LLM's attention-DP
+#: dummy requests are not read: refused there
+IDLE_RANK_ENGINES = frozenset({"sglang"})
+
+
 def _attention_dp_batch_message(p, num_gpus: int) -> str:
     """Why ``kind: inference`` refuses a batch that is not a multiple of attention_dp, and what
-    would be valid (QA 1205c D8). The engines do run such a load: SGLang gives a DP rank
-    without requests an idle batch so that it joins the MoE collectives
-    (python/sglang/srt/managers/scheduler_dp_attn_mixin.py ``prepare_mlp_sync_batch_raw``:
-    ``local_batch = get_idle_batch()`` when any rank has tokens), but this formula splits the
-    batch evenly over the groups; the serving simulation hands requests to the ranks one by
-    one (serving/attention_dp.py) and models idle ranks."""
+    would be valid (QA 1205c D8). A MoE batch below attention_dp runs under SGLang, whose
+    ranks without a request run idle (``IDLE_RANK_ENGINES``, inference.idle_ranks); other
+    uneven loads split the batch unevenly over the groups, which the serving simulation
+    models (serving/attention_dp.py hands requests to the ranks one by one)."""
     batch, dp, tp, pp, ep = (int(p.batch), int(p.attention_dp), int(p.tp), int(p.pp),
                              int(p.ep))
     lower, upper = (batch // dp) * dp, (batch // dp + 1) * dp
@@ -689,7 +694,10 @@ def inference_rules(model: ModelSpec, num_gpus: int) -> list[Rule]:
              if np.any(np.asarray(p.attention_dp) > 1) else
              f"tp*pp = {p.tp * p.pp} must divide system.num_gpus ({num_gpus}); "
              "the GPUs form num_gpus/(tp*pp) replicas"),
-        Rule("inference.batch", lambda p: _div(p.batch, p.attention_dp),
+        # fewer requests than DP ranks: SGLang runs the others idle (inference.idle_ranks)
+        Rule("inference.batch", lambda p: _div(p.batch, p.attention_dp)
+             | ((np.asarray(p.batch) < np.asarray(p.attention_dp))
+                & (p.tp_all_reduce in IDLE_RANK_ENGINES) & (model.moe is not None)),
              lambda p: _attention_dp_batch_message(p, num_gpus)),
 
         Rule("parallelism.tp", lambda p: _div(H, p.tp),
