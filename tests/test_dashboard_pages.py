@@ -606,8 +606,9 @@ def test_engine_version_reaches_the_scenario_and_the_engine_plan():
     at = page("inference", in_engine="vllm")
     options = at.selectbox(key="in_engine_version").options
     firsts = {r.since for f in families("vllm") for r in f.ranges}
-    assert options[0] == "current (0.14)" and len(options) == 1 + len(firsts)
-    assert at.selectbox(key="in_engine_variant").options == ["release default", "v0", "v1"]
+    assert options[0] == "current (0.22)" and len(options) == 1 + len(firsts)
+    assert at.selectbox(key="in_engine_variant").options == ["release default", "mrv2", "v0",
+                                                             "v1"]
     at = page("inference", **VLLM_07_V1)
     assert "version: 0.7.0" in _yaml(at) and "variant: v1" in _yaml(at)
     assert any(e.label == "Engine memory plan — vllm 0.7-v1" for e in at.expander)
@@ -618,7 +619,7 @@ def test_engine_version_reaches_the_scenario_and_the_engine_plan():
     # llama.cpp's families are build tags (engines/llamacpp.yaml, versions/llamacpp-b1786.yaml)
     at = page("inference", in_engine="llamacpp")
     options = at.selectbox(key="in_engine_version").options
-    assert options[0] == "current (b6000)" and "b1786 — facts b1786" in options
+    assert options[0] == "current (b7407)" and "b1786 — facts b1786" in options
     # the engine-neutral model offers no version
     at = page("inference", in_engine="generic")
     assert not [s for s in at.selectbox if s.key == "in_engine_version"]

@@ -46,8 +46,11 @@ def test_each_engine_counts_its_own_blocks_at_the_scenario_context(engine):
 
 def test_the_three_engines_by_hand():
     # vLLM 25,804 blocks of 16 / 80 = 322; SGLang 395,683 tokens / 1,280 = 309;
-    # TensorRT-LLM 16,606 blocks of 32 / 40 = 415 (each engine's own KV pool on 4 x H100)
-    got = {e: _l70(e).max_concurrent_sequences for e in ("vllm", "sglang", "trtllm")}
+    # TensorRT-LLM 16,606 blocks of 32 / 40 = 415 (each engine's own KV pool on 4 x H100);
+    # vLLM at 0.19.1, gpu_memory_utilization 0.9 (0.92 and a CUDA-graph estimate from 0.20)
+    engines = {"vllm": {"name": "vllm", "version": "0.19.1"}, "sglang": "sglang",
+               "trtllm": "trtllm"}
+    got = {e: _l70(cfg).max_concurrent_sequences for e, cfg in engines.items()}
     assert got == {"vllm": 322, "sglang": 309, "trtllm": 415}
 
 
@@ -64,8 +67,10 @@ def test_max_num_seqs_caps_the_count():
 
 def test_an_engine_that_cannot_start_does_not_fit():
     """70B bf16 on 2 x H100 under vLLM: 65.7 GiB of weights per GPU leave nothing of
-    0.9 x 79.2 GiB after the profile run, so vLLM logs 0 KV tokens and would not start."""
-    p = predict({"kind": "inference", "model": "llama-3.1-70b", "engine": "vllm",
+    0.9 x 79.2 GiB after the profile run, so vLLM logs 0 KV tokens and would not start
+    (0.19.1: gpu_memory_utilization 0.9 until 0.20)."""
+    p = predict({"kind": "inference", "model": "llama-3.1-70b",
+                 "engine": {"name": "vllm", "version": "0.19.1"},
                  "system": {"device": "h100-sxm5-80gb", "num_gpus": 2},
                  "parallelism": {"tp": 2},
                  "inference": {"prompt_len": 1024, "output_len": 256, "batch": 8}})

@@ -74,4 +74,6 @@ def test_a_scenario_file_naming_vllm_0_25_is_refused_in_one_line(tmp_path: Path)
         predict(path)
     assert "engine.version" in str(err.value) and "0.25.0" in str(err.value)
     path.write_text(PREDICT.replace("ENGINE", "vllm"))
-    assert predict(path).engine["version"] == "0.22"
+    # no version: the newest family; llama on it runs Model Runner V2 (vllm-0.22-mrv2.yaml
+    # default_for: llama from 0.23.0)
+    assert predict(path).engine["version"] == "0.22-mrv2"

@@ -76,4 +76,4 @@ def test_no_version_is_the_newest_family_and_the_prediction_says_so():
                     "system": {"device": "h100-sxm5-80gb", "num_gpus": 1},
                     "inference": {"batch": 1, "prompt_len": 512, "output_len": 128}})
     note = [w for w in r.warnings if w.startswith("engine.version not given")]
-    assert note and "version family 0.14" in note[0]
+    assert note and "version family 0.22-mrv2" in note[0]  # llama: Model Runner V2

@@ -2,7 +2,7 @@
 (serving/cli.py _check_kv_format, engine_checks.check_kv_dtype): one line on stderr naming
 --kv-dtype (the API's kv_dtype=, a scenario's inference.kv_dtype), exit 2, no candidate table.
 Expected sets are the engines' own lists: vLLM --kv-cache-dtype auto / bfloat16 / fp8 variants
-(no int8 / int4), TensorRT-LLM's PyTorch backend auto / fp8 / nvfp4 (no int8), its TensorRT
+(no int8 / int4), SGLang auto / fp8 / nvfp4 from 0.5.16 (no int8), TensorRT-LLM's PyTorch backend auto / fp8 / nvfp4 (no int8), its TensorRT
 engines QuantConfig.kv_cache_quant_algo FP8 / INT8 / NVFP4."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ SERVE = ["plan-serving", "--model", "llama-3.1-8b", "--rate", "2", "--ttft-p90",
 
 
 @pytest.mark.parametrize(("engine", "kv"), [("vllm", "int8"), ("vllm", "int4"),
-                                            ("trtllm", "int8"), ("sglang", "nvfp4")])
+                                            ("trtllm", "int8"), ("sglang", "int8")])
 def test_refused_once_before_the_candidates(engine, kv, capsys):
     assert main([*SERVE, "--engine", engine, "--kv-dtype", kv]) == 2
     out, err = capsys.readouterr()

@@ -522,8 +522,8 @@ def test_public_exports_of_engine_versions_and_benchmark_clients():
     fams = pm.engine_version_families("vllm")
     assert [f["label"] for f in fams] == [f.version for f in families("vllm")]
     assert all(len(r) == 3 for f in fams for r in f["ranges"])
-    # no version = the newest family: vLLM 0.14 (0.14.0 up to 0.21.0), not the 0.10 base file
-    assert [f["label"] for f in fams if f["default"]] == ["0.14"]
+    # no version = the newest family: vLLM 0.22 (0.22.0 up to 0.25.0), not the 0.10 base file
+    assert [f["label"] for f in fams if f["default"]] == ["0.22"]
     assert pm.engine_version_families("generic") == []
     assert pm.engine_version_sort_key("0.2.4+pr2031") == version_key("0.2.4+pr2031")
     assert pm.engine_version_sort_key("0.2.4") < pm.engine_version_sort_key("0.2.4+pr2031") \
