@@ -14,7 +14,7 @@ Run: python benchmarks/uncertainty_speed.py
 
 from __future__ import annotations
 
-import time
+from prediction_speed import best  # the same best-of timing (run as a script from benchmarks/)
 
 import perfmodel as pm
 from perfmodel.resolve import resolve
@@ -32,23 +32,14 @@ def scenario(extra: dict) -> dict:
             "inference": {"batch": 1, "prompt_len": 1024, "output_len": 64, **extra}}
 
 
-def best(fn, repeat: int = 7, number: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - t0) / number)
-    return min(times)
-
-
 def main() -> None:
     for label, extra in SCENARIOS.items():
         sc = pm.as_scenario(scenario(extra))
         pred = pm.predict(sc)  # warm: files read, caches filled
         rs = resolve(sc)
-        t_all = best(lambda sc=sc: pm.predict(sc))
-        t_band = best(lambda rs=rs, pred=pred: with_ranges(pred, rs.profile, rs.scenario))
+        t_all = best(lambda sc=sc: pm.predict(sc), repeat=7, number=5)
+        t_band = best(lambda rs=rs, pred=pred: with_ranges(pred, rs.profile, rs.scenario),
+                      repeat=7, number=5)
         print(f"{label}: predict {t_all * 1e3:.1f} ms, of which bands {t_band * 1e3:.1f} ms")
 
 
