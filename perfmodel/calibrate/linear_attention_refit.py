@@ -79,15 +79,32 @@ def refit(device_id: str, profile_path: Path, root: Path) -> tuple[dict, list, l
         else:
             over.pop(k, None)
     data["attention_overhead_s"] = over
-    data["fit_errors"] = [e for e in data.get("fit_errors", []) if e["table"] not in names] + \
-        [e.model_dump(mode="json", exclude_none=True) for e in errs]
+    kept = [e for e in data.get("fit_errors", []) if e["table"] not in names]
+    last = [e for e in kept if e["table"] in QUANTIZE_TABLES]  # with_quantize_rates' own, last
+    data["fit_errors"] = [e for e in kept if e["table"] not in QUANTIZE_TABLES] + \
+        [e.model_dump(mode="json", exclude_none=True) for e in errs] + last
     data["uncertainty"] = {**{k: v for k, v in data.get("uncertainty", {}).items()
                               if k not in names}, **unc}
-    if NOTE not in data.get("notes", ""):
-        data["notes"] = (data.get("notes", "") + " " + NOTE).strip()
+    data["notes"] = _with_note(data.get("notes", ""))
     CalibrationProfile.model_validate({k: v for k, v in data.items()
                                        if k != "moe_curves_file"})  # still a valid profile
     return data, errs, files
+
+
+#: the held-out tables reference.with_quantize_rates appends last (converters.fp8_quantize_rates)
+QUANTIZE_TABLES = frozenset(f"elementwise.{k}" for k in ("cast", "fp8_quant", "fp8_amax"))
+
+
+def _with_note(notes: str) -> str:
+    """``notes`` with this refit's sentence once, and the quantise-rate sentence last, where
+    ``reference.with_quantize_rates`` puts it (a rebuild strips it from the end and re-adds it;
+    sentences spliced in after it, e.g. the MLA curves', move before it)."""
+    from .reference import QUANTIZE_NOTES
+
+    for sentence in (NOTE, QUANTIZE_NOTES):
+        if sentence:
+            notes = notes.replace(" " + sentence, "").replace(sentence, "")
+    return " ".join(x for x in (notes, NOTE, QUANTIZE_NOTES) if x)
 
 
 def main(argv: list[str] | None = None) -> int:
