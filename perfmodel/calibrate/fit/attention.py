@@ -203,33 +203,42 @@ def attention_tables(records: list[dict], device: DeviceSpec,
         by_phase[phase] = [r for r in recs if r["params"].get("backend") == best
                            and scale_group(r["params"], base_hd) is None]
     unit = Roofline(device, unit_profile(base))
-    overhead = base.kernel_overhead_s
     tables = []
     for phase, recs in sorted(by_phase.items()):
-        t = np.array([r["time_s"] for r in recs])
-        bound = attention_times(recs, unit)
         coords = np.array([_attention_point(r["params"]) for r in recs], float)
-
-        def floor(idx, t=t, bound=bound):
-            return attention_floor(t[idx], bound[idx], overhead)
-
-        def implied(fit_idx, t=t, bound=bound, floor=floor):
-            return invert_time(bound, t, overhead + floor(fit_idx))
-
-        def install(prof, curve, fit_idx, phase=phase, floor=floor):
-            extra = {k: v for k, v in prof.attention_overhead_s.items() if k != phase}
-            if floor(fit_idx) > 0:
-                extra[phase] = round4(floor(fit_idx))
-            return prof.model_copy(update={"attention": {**prof.attention, phase: curve},
-                                           "attention_overhead_s": extra})
-
-        def times(prof, idx, recs=recs):
-            return attention_times([recs[i] for i in idx], Roofline(device, prof))
-
         axes = ("streams", "kv_len") if phase == "decode" else ("q_len", "kv_len")
-        tables.append(Table(f"attention.{phase}", "attention", axes, coords, t,
-                            recs, implied, install, times))
+        tables.append(curve_table(phase, axes, coords, recs, attention_times, unit, device,
+                                  base.kernel_overhead_s))
     return tables
+
+
+def curve_table(curve: str, axes: tuple[str, str], coords: np.ndarray, recs: list[dict],
+                timer, unit: Roofline, device: DeviceSpec, overhead: float) -> Table:
+    """The table of one attention curve (``attention.<curve>``): efficiency over ``coords``
+    implied by the records' times through ``timer(recs, roofline)`` (the core's time on a
+    profile), and the curve's fixed time per call (``attention_floor``) installed beside it
+    in ``attention_overhead_s``. Shared by every attention kind's fit."""
+    t = np.array([r["time_s"] for r in recs])
+    bound = timer(recs, unit)
+
+    def floor(idx):
+        return attention_floor(t[idx], bound[idx], overhead)
+
+    def implied(fit_idx):
+        return invert_time(bound, t, overhead + floor(fit_idx))
+
+    def install(prof, c, fit_idx):
+        extra = {k: v for k, v in prof.attention_overhead_s.items() if k != curve}
+        if floor(fit_idx) > 0:
+            extra[curve] = round4(floor(fit_idx))
+        return prof.model_copy(update={"attention": {**prof.attention, curve: c},
+                                       "attention_overhead_s": extra})
+
+    def times(prof, idx):
+        return timer([recs[i] for i in idx], Roofline(device, prof))
+
+    return Table(f"attention.{curve}", "attention", axes, coords, t, recs, implied, install,
+                 times)
 
 
 # the head dim a phase's curve is fitted on when its records have it (the reference tables'

@@ -24,9 +24,9 @@ from ...profile import CalibrationProfile, FitError
 from ...roofline import Roofline, op_times
 from ...specs.hardware import DeviceSpec
 from ...specs.model import LinearAttentionSpec, MambaSpec, ModelSpec
-from .attention import attention_floor, fastest_backend
-from .curves import errors, holdout_split, log_ratio_quantiles, round4
-from .table import Table, invert_time, ok_records, precision_for, unit_profile
+from .attention import curve_table, fastest_backend
+from .compose import heldout_error
+from .table import Table, ok_records, precision_for, unit_profile
 
 BENCH = "linear_attention"
 CORE_NAMES = ("attn.gdn_core", "attn.kda_core", "attn.ssd_core")
@@ -125,33 +125,12 @@ def linear_attention_tables(records: list[dict], device: DeviceSpec,
     for r in ok_records(records, BENCH):
         by_curve[curve_name(r["params"])].append(r)
     unit = Roofline(device, unit_profile(base))
-    overhead = base.kernel_overhead_s
     tables = []
     for curve, recs in sorted(by_curve.items()):
         recs = _fastest(recs)
-        t = np.array([r["time_s"] for r in recs])
-        bound = linear_times(recs, unit)
-        coords = curve_points(recs)
-
-        def floor(idx, t=t, bound=bound):
-            return attention_floor(t[idx], bound[idx], overhead)
-
-        def implied(fit_idx, t=t, bound=bound, floor=floor):
-            return invert_time(bound, t, overhead + floor(fit_idx))
-
-        def install(prof, c, fit_idx, curve=curve, floor=floor):
-            extra = {k: v for k, v in prof.attention_overhead_s.items() if k != curve}
-            if floor(fit_idx) > 0:
-                extra[curve] = round4(floor(fit_idx))
-            return prof.model_copy(update={"attention": {**prof.attention, curve: c},
-                                           "attention_overhead_s": extra})
-
-        def times(prof, idx, recs=recs):
-            return linear_times([recs[i] for i in idx], Roofline(device, prof))
-
         axes = ("streams", "q_len") if curve.startswith("prefill") else ("streams", "kv_len")
-        tables.append(Table(f"attention.{curve}", "attention", axes, coords, t, recs,
-                            implied, install, times))
+        tables.append(curve_table(curve, axes, curve_points(recs), recs, linear_times, unit,
+                                  device, base.kernel_overhead_s))
     return tables
 
 
@@ -164,14 +143,9 @@ def fit_linear_attention(records: list[dict], device: DeviceSpec, base: Calibrat
     its fit errors and uncertainty (p90 |log ratio| of the held-out points) per table."""
     prof, errs, unc = base, [], {}
     for table in linear_attention_tables(records, device, base):
-        fit_idx, test_idx = holdout_split(len(table), holdout, seed, table.name)
-        if len(test_idx):
-            pred = table.predict(prof, table.fit(fit_idx), test_idx, fit_idx)
-            med, p90, logp90 = errors(pred, table.measured[test_idx])
-            errs.append(FitError(table=table.name, n_fit=len(fit_idx), n_test=len(test_idx),
-                                 median_ape=round4(med), p90_ape=round4(p90),
-                                 log_ratio_quantiles=log_ratio_quantiles(
-                                     pred, table.measured[test_idx])))
-            unc[table.name] = round4(logp90)
+        result = heldout_error(table, prof, holdout, seed)
+        if result is not None:
+            errs.append(result[0])
+            unc[table.name] = result[1]
         prof = table.install(prof, table.fit(), np.arange(len(table)))
     return prof, errs, unc
